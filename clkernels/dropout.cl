@@ -1,0 +1,41 @@
+// Dropout with a counter-based RNG: Philox-4x32-10 (Salmon et al., Random123).
+// key = (seed, salt), counter = (group, step, 0, 0): masks are reproducible for a seed and the
+// backward pass regenerates them instead of storing them. Each work-item serves 4 elements.
+
+inline uint4 philox4x32_10(uint4 c, uint2 k)
+{
+    for (int r = 0; r < 10; r++) {
+        const uint lo0 = 0xD2511F53u * c.x, hi0 = mul_hi(0xD2511F53u, c.x);
+        const uint lo1 = 0xCD9E8D57u * c.z, hi1 = mul_hi(0xCD9E8D57u, c.z);
+        c = (uint4)(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+        k.x += 0x9E3779B9u;
+        k.y += 0xBB67AE85u;
+    }
+    return c;
+}
+
+// Known-answer check: out[0..3] = philox(ctr, key).
+__kernel void philox_kat(const uint c0, const uint c1, const uint c2, const uint c3,
+                         const uint k0, const uint k1, __global uint* out)
+{
+    const uint4 r = philox4x32_10((uint4)(c0, c1, c2, c3), (uint2)(k0, k1));
+    out[0] = r.x; out[1] = r.y; out[2] = r.z; out[3] = r.w;
+}
+
+// y = x * mask / (1 - rate) (forward) or dx (+)= dy * mask / (1 - rate) (backward).
+__kernel void dropout(__global const float* x, __global float* y, const int n, const float rate,
+                      const uint seed, const uint salt, const uint step, const int accumulate)
+{
+    const int g = get_global_id(0);
+    const uint4 u = philox4x32_10((uint4)((uint)g, step, 0u, 0u), (uint2)(seed, salt));
+    const uint us[4] = {u.x, u.y, u.z, u.w};
+    const float keep_scale = 1.0f / (1.0f - rate);
+    for (int e = 0; e < 4; e++) {
+        const int i = g * 4 + e;
+        if (i >= n) break;
+        const float uniform = (float)(us[e] >> 8) * (1.0f / 16777216.0f);
+        float v = uniform >= rate ? x[i] * keep_scale : 0.0f;
+        if (accumulate) v += y[i];
+        y[i] = v;
+    }
+}

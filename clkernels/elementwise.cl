@@ -1,0 +1,75 @@
+// Elementwise and row-wise kernels: activations, softmax, copies, bias gradient.
+
+__kernel void fill(__global float* y, const float v) { y[get_global_id(0)] = v; }
+
+// dst[r, doff + c] (+)= src[r, soff + c]; global size (cols, rows). Row strides sld, dld.
+__kernel void copy2d(__global const float* src, const int sld, const int soff,
+                     __global float* dst, const int dld, const int doff, const int accumulate)
+{
+    const int c = get_global_id(0), r = get_global_id(1);
+    float v = src[r * sld + soff + c];
+    __global float* d = dst + r * dld + doff + c;
+    if (accumulate) v += *d;
+    *d = v;
+}
+
+__kernel void add2(__global const float* a, __global const float* b, __global float* y)
+{
+    const int i = get_global_id(0);
+    y[i] = a[i] + b[i];
+}
+
+__kernel void act_forward(const int act, __global const float* x, __global float* y)
+{
+    const int i = get_global_id(0);
+    y[i] = act_fwd(act, x[i]);
+}
+
+__kernel void act_backward(const int act, __global const float* y, __global const float* dy,
+                           __global float* dx, const int accumulate)
+{
+    const int i = get_global_id(0);
+    float v = dy[i] * act_grad_from_y(act, y[i]);
+    if (accumulate) v += dx[i];
+    dx[i] = v;
+}
+
+// Row-wise softmax, one work-item per row; y may alias x.
+__kernel void softmax_forward(__global const float* x, __global float* y, const int cols)
+{
+    const int r = get_global_id(0);
+    __global const float* xr = x + r * cols;
+    __global float* yr = y + r * cols;
+    float m = xr[0];
+    for (int j = 1; j < cols; j++) m = fmax(m, xr[j]);
+    float s = 0.0f;
+    for (int j = 0; j < cols; j++) s += exp(xr[j] - m);
+    const float inv = 1.0f / s;
+    for (int j = 0; j < cols; j++) yr[j] = exp(xr[j] - m) * inv;
+}
+
+// dx = y * (dy - sum(dy * y)) per row.
+__kernel void softmax_backward(__global const float* y, __global const float* dy,
+                               __global float* dx, const int cols, const int accumulate)
+{
+    const int r = get_global_id(0);
+    __global const float* yr = y + r * cols;
+    __global const float* gr = dy + r * cols;
+    __global float* dr = dx + r * cols;
+    float dot = 0.0f;
+    for (int j = 0; j < cols; j++) dot += yr[j] * gr[j];
+    for (int j = 0; j < cols; j++) {
+        float v = yr[j] * (gr[j] - dot);
+        if (accumulate) v += dr[j];
+        dr[j] = v;
+    }
+}
+
+// db[c] = sum_r dy[r, c]; one work-item per column.
+__kernel void bias_grad(__global const float* dy, __global float* db, const int rows, const int cols)
+{
+    const int c = get_global_id(0);
+    float s = 0.0f;
+    for (int r = 0; r < rows; r++) s += dy[r * cols + c];
+    db[c] = s;
+}

@@ -1,0 +1,55 @@
+// C[M,N] = act(op(A)[M,K] . op(B)[K,N] + bias[N])   (+ C when accumulate, linear act only)
+// Row-major. Compile-time: TRANS_A, TRANS_B, ACT, HAS_BIAS, TM, TN (register tile per work-item).
+// Global size (ceil(N/TN), ceil(M/TM)). The transposed variants serve the backward pass without
+// copies: dX = dY . W^T (TRANS_B), dW = X^T . dY (TRANS_A).
+
+#if TRANS_A
+#define A_AT(i, k) A[(k) * lda + (i)]
+#else
+#define A_AT(i, k) A[(i) * lda + (k)]
+#endif
+#if TRANS_B
+#define B_AT(k, j) B[(j) * ldb + (k)]
+#else
+#define B_AT(k, j) B[(k) * ldb + (j)]
+#endif
+
+__kernel void gemm(const int M, const int N, const int K,
+                   __global const float* restrict A, const int lda,
+                   __global const float* restrict B, const int ldb,
+                   __global float* C, const int ldc,
+                   __global const float* restrict bias, const int accumulate)
+{
+    const int j0 = get_global_id(0) * TN;
+    const int i0 = get_global_id(1) * TM;
+    if (i0 >= M || j0 >= N) return;
+    const int im = min(TM, M - i0);
+    const int jn = min(TN, N - j0);
+    float acc[TM][TN];
+    for (int a = 0; a < TM; a++)
+        for (int b = 0; b < TN; b++) acc[a][b] = 0.0f;
+    for (int k = 0; k < K; k++) {
+        float av[TM], bv[TN];
+        #pragma unroll
+        for (int a = 0; a < TM; a++) av[a] = (a < im) ? A_AT(i0 + a, k) : 0.0f;
+        #pragma unroll
+        for (int b = 0; b < TN; b++) bv[b] = (b < jn) ? B_AT(k, j0 + b) : 0.0f;
+        #pragma unroll
+        for (int a = 0; a < TM; a++) {
+            #pragma unroll
+            for (int b = 0; b < TN; b++) acc[a][b] = fma(av[a], bv[b], acc[a][b]);
+        }
+    }
+    for (int a = 0; a < im; a++) {
+        for (int b = 0; b < jn; b++) {
+            float v = acc[a][b];
+#if HAS_BIAS
+            v += bias[j0 + b];
+#endif
+            v = act_fwd(ACT, v);
+            __global float* c = C + (i0 + a) * ldc + j0 + b;
+            if (accumulate) v += *c;
+            *c = v;
+        }
+    }
+}

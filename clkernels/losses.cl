@@ -1,0 +1,105 @@
+// Losses, one work-item per row (a row is the last axis of an output). Each writes the row's loss
+// to loss[r] and the gradient, already multiplied by `scale` (= loss weight / number of rows),
+// to grad. Keras semantics: losses average over the last axis, then over rows.
+// Cross-entropy on probabilities follows Keras: renormalise, clip to [eps, 1-eps].
+
+#define EPS 1e-7f
+
+// Softmax + cross-entropy from logits, numerically stable (log-sum-exp). sparse: t holds indices.
+__kernel void softmax_xent_logits(__global const float* z, __global const float* t, const int cols,
+                                  const int sparse, const float scale,
+                                  __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    __global const float* zr = z + r * cols;
+    __global float* gr = grad + r * cols;
+    float m = zr[0];
+    for (int j = 1; j < cols; j++) m = fmax(m, zr[j]);
+    float s = 0.0f;
+    for (int j = 0; j < cols; j++) s += exp(zr[j] - m);
+    const float lse = m + log(s);
+    if (sparse) {
+        const int y = (int)t[r];
+        loss[r] = lse - zr[y];
+        for (int j = 0; j < cols; j++) gr[j] = (exp(zr[j] - lse) - (j == y ? 1.0f : 0.0f)) * scale;
+    } else {
+        __global const float* tr = t + r * cols;
+        float l = 0.0f, tsum = 0.0f;
+        for (int j = 0; j < cols; j++) { l += tr[j] * (lse - zr[j]); tsum += tr[j]; }
+        loss[r] = l;
+        for (int j = 0; j < cols; j++) gr[j] = (exp(zr[j] - lse) * tsum - tr[j]) * scale;
+    }
+}
+
+// Cross-entropy on probabilities p (not logits).
+__kernel void xent_probs(__global const float* p, __global const float* t, const int cols,
+                         const int sparse, const float scale,
+                         __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    __global const float* pr = p + r * cols;
+    __global float* gr = grad + r * cols;
+    float S = 0.0f;
+    for (int j = 0; j < cols; j++) S += pr[j];
+    const int y = sparse ? (int)t[r] : -1;
+    float l = 0.0f, gq = 0.0f;  // gq = sum_i g_i q_i
+    for (int j = 0; j < cols; j++) {
+        const float tj = sparse ? (j == y ? 1.0f : 0.0f) : t[r * cols + j];
+        const float q = pr[j] / S;
+        const float qc = clamp(q, EPS, 1.0f - EPS);
+        l -= tj * log(qc);
+        const float g = (q > EPS && q < 1.0f - EPS) ? -tj / q : 0.0f;
+        gq += g * q;
+    }
+    loss[r] = l;
+    for (int j = 0; j < cols; j++) {
+        const float tj = sparse ? (j == y ? 1.0f : 0.0f) : t[r * cols + j];
+        const float q = pr[j] / S;
+        const float g = (q > EPS && q < 1.0f - EPS) ? -tj / q : 0.0f;
+        gr[j] = (g - gq) / S * scale;
+    }
+}
+
+// Binary cross-entropy from logits: max(z,0) - z t + log(1 + exp(-|z|)).
+__kernel void bce_logits(__global const float* z, __global const float* t, const int cols,
+                         const float scale, __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    float l = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float zi = z[i], ti = t[i];
+        l += fmax(zi, 0.0f) - zi * ti + log1p(exp(-fabs(zi)));
+        grad[i] = (1.0f / (1.0f + exp(-zi)) - ti) * scale / cols;
+    }
+    loss[r] = l / cols;
+}
+
+__kernel void bce_probs(__global const float* p, __global const float* t, const int cols,
+                        const float scale, __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    float l = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float pi = p[i], ti = t[i];
+        const float pc = clamp(pi, EPS, 1.0f - EPS);
+        l -= ti * log(pc) + (1.0f - ti) * log(1.0f - pc);
+        grad[i] = (pi > EPS && pi < 1.0f - EPS) ? (pc - ti) / (pc * (1.0f - pc)) * scale / cols : 0.0f;
+    }
+    loss[r] = l / cols;
+}
+
+__kernel void mse(__global const float* y, __global const float* t, const int cols,
+                  const float scale, __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    float l = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float d = y[i] - t[i];
+        l += d * d;
+        grad[i] = 2.0f * d * scale / cols;
+    }
+    loss[r] = l / cols;
+}

@@ -1,0 +1,49 @@
+"""Errors a user can act on. Each carries the place it refers to, so a message reads
+`graph.nodes[3].params.units: expected a positive integer, got -5`."""
+
+
+class LayerloomError(Exception):
+    """Base class: a problem the user can fix. The CLI prints it as one line, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message, place=None):
+        super().__init__(message)
+        self.message = message
+        self.place = place
+
+    def __str__(self):
+        return f"{self.place}: {self.message}" if self.place else self.message
+
+
+class ParamError(LayerloomError):
+    """A parameter value is out of bounds or of the wrong kind."""
+
+
+class GraphError(LayerloomError):
+    """The graph is not a valid network (cycle, dangling edge, shape mismatch...)."""
+
+
+class ProjectError(LayerloomError):
+    """The project file cannot be read or does not validate. May hold several problems."""
+
+    def __init__(self, message, place=None, problems=None):
+        super().__init__(message, place)
+        self.problems = list(problems or [])
+
+    def lines(self):
+        return [str(p) for p in self.problems] if self.problems else [str(self)]
+
+
+class DataError(LayerloomError):
+    """The dataset is missing, malformed or does not fit the graph."""
+
+
+class DeviceError(LayerloomError):
+    """No OpenCL device matches what was asked for."""
+
+
+class TrainingError(LayerloomError):
+    """Training failed after it started (e.g. a numeric blow-up). CLI exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,259 @@
+"""The graph model: nodes (id, layer type, params) and edges (output port -> input port).
+
+Pure Python. Views subscribe to the events; every edit goes through these methods. The graph may
+hold an incomplete network (the editor needs that); `problems()` and `infer_shapes()` say what is
+wrong, each naming the node.
+"""
+from .errors import GraphError, ParamError
+from .events import Event
+from .params import validate_params
+from .registry import ShapeError, get_layer
+
+
+class Node:
+    __slots__ = ("id", "type", "params")
+
+    def __init__(self, id, type, params):
+        self.id, self.type, self.params = id, type, params
+
+    @property
+    def layer(self):
+        return get_layer(self.type)
+
+    def __repr__(self):
+        return f"Node({self.id!r}, {self.type!r})"
+
+
+class Edge:
+    __slots__ = ("src", "src_port", "dst", "dst_port")
+
+    def __init__(self, src, src_port, dst, dst_port):
+        self.src, self.src_port, self.dst, self.dst_port = src, src_port, dst, dst_port
+
+    def key(self):
+        return (self.src, self.src_port, self.dst, self.dst_port)
+
+    def __eq__(self, other):
+        return isinstance(other, Edge) and self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return f"Edge({self.src}:{self.src_port} -> {self.dst}:{self.dst_port})"
+
+
+class Graph:
+    def __init__(self):
+        self.nodes = {}      # id -> Node, insertion ordered
+        self.edges = []
+        self.node_added = Event("node_added")
+        self.node_removed = Event("node_removed")
+        self.edge_added = Event("edge_added")
+        self.edge_removed = Event("edge_removed")
+        self.params_changed = Event("params_changed")
+
+    # -- editing -----------------------------------------------------------------
+    def new_id(self, type_id):
+        base = type_id.lower()
+        i = 1
+        while f"{base}_{i}" in self.nodes:
+            i += 1
+        return f"{base}_{i}"
+
+    def add_node(self, type_id, params=None, id=None):
+        layer = get_layer(type_id)
+        if layer is None:
+            raise GraphError(f"unknown layer type {type_id!r}")
+        id = id or self.new_id(type_id)
+        if not isinstance(id, str) or not id:
+            raise GraphError(f"node id must be a non-empty string, got {id!r}")
+        if id in self.nodes:
+            raise GraphError(f"duplicate node id {id!r}")
+        values, problems = validate_params(layer.params, params or {}, f"node {id!r}.params")
+        if problems:
+            raise problems[0]
+        node = Node(id, type_id, values)
+        self.nodes[id] = node
+        self.node_added.emit(node)
+        return node
+
+    def remove_node(self, id):
+        node = self.nodes[id]
+        for e in [e for e in self.edges if e.src == id or e.dst == id]:
+            self.disconnect(e)
+        del self.nodes[id]
+        self.node_removed.emit(node)
+        return node
+
+    def set_params(self, id, **changes):
+        node = self.nodes[id]
+        layer = node.layer
+        decls = {p.name: p for p in layer.params}
+        new = dict(node.params)
+        for k, v in changes.items():
+            if k not in decls:
+                raise ParamError("unknown parameter", f"node {id!r}.params.{k}")
+            new[k] = decls[k].validate(v, f"node {id!r}.params.{k}")
+        old = node.params
+        node.params = new
+        self.params_changed.emit(node, old)
+
+    def check_connect(self, src, src_port, dst, dst_port):
+        """Raise GraphError with the reason an edge would be refused."""
+        if src not in self.nodes:
+            raise GraphError(f"no node {src!r}")
+        if dst not in self.nodes:
+            raise GraphError(f"no node {dst!r}")
+        s_layer, d_layer = self.nodes[src].layer, self.nodes[dst].layer
+        if not (0 <= src_port < len(s_layer.outputs)):
+            raise GraphError(f"{src!r} has no output port {src_port}")
+        mx = d_layer.max_inputs()
+        if dst_port < 0 or (mx is not None and dst_port >= mx):
+            raise GraphError(f"{dst!r} ({d_layer.type_id}) has no input port {dst_port}")
+        for e in self.edges:
+            if e.dst == dst and e.dst_port == dst_port:
+                raise GraphError(f"input {dst_port} of {dst!r} is already connected to {e.src!r}")
+        if src == dst or self._reaches(dst, src):
+            raise GraphError(f"connecting {src!r} to {dst!r} would make a cycle")
+
+    def connect(self, src, src_port, dst, dst_port):
+        self.check_connect(src, src_port, dst, dst_port)
+        edge = Edge(src, src_port, dst, dst_port)
+        self.edges.append(edge)
+        self.edge_added.emit(edge)
+        return edge
+
+    def disconnect(self, edge):
+        self.edges.remove(edge)
+        self.edge_removed.emit(edge)
+
+    # -- queries -------------------------------------------------------------------
+    def in_edges(self, id):
+        return sorted((e for e in self.edges if e.dst == id), key=lambda e: e.dst_port)
+
+    def out_edges(self, id):
+        return [e for e in self.edges if e.src == id]
+
+    def _reaches(self, a, b):
+        """Is b reachable from a along edges?"""
+        succ = {}
+        for e in self.edges:
+            succ.setdefault(e.src, []).append(e.dst)
+        stack, seen = [a], set()
+        while stack:
+            n = stack.pop()
+            if n == b:
+                return True
+            if n not in seen:
+                seen.add(n)
+                stack.extend(succ.get(n, ()))
+        return False
+
+    def inputs(self):
+        return [n.id for n in self.nodes.values() if n.layer.is_input]
+
+    def outputs(self):
+        """Output nodes: non-input nodes whose output feeds nothing, in insertion order."""
+        used = {e.src for e in self.edges}
+        return [n.id for n in self.nodes.values() if n.id not in used and not n.layer.is_input]
+
+    def topo_order(self):
+        """Node ids in a topological order (stable: insertion order breaks ties)."""
+        indeg = {n: 0 for n in self.nodes}
+        succ = {n: [] for n in self.nodes}
+        for e in self.edges:
+            if e.src in indeg and e.dst in indeg:
+                indeg[e.dst] += 1
+                succ[e.src].append(e.dst)
+        ready = [n for n in self.nodes if indeg[n] == 0]
+        order = []
+        while ready:
+            n = ready.pop(0)
+            order.append(n)
+            for m in succ[n]:
+                indeg[m] -= 1
+                if indeg[m] == 0:
+                    ready.append(m)
+        if len(order) != len(self.nodes):
+            cyc = [n for n in self.nodes if n not in order]
+            raise GraphError("the graph has a cycle through " + ", ".join(repr(c) for c in cyc))
+        return order
+
+    def place(self, id):
+        idx = list(self.nodes).index(id)
+        return f"graph.nodes[{idx}] {id!r} ({self.nodes[id].type})"
+
+    def problems(self):
+        """Structural problems, each a GraphError naming the node (not shapes)."""
+        out = []
+        try:
+            self.topo_order()
+        except GraphError as e:
+            out.append(GraphError(e.message, "graph.edges"))
+        if not self.inputs():
+            out.append(GraphError("the graph has no Input node", "graph.nodes"))
+        if self.nodes and not self.outputs():
+            out.append(GraphError("the graph has no output (a node whose output feeds nothing)",
+                                  "graph.nodes"))
+        for id, node in self.nodes.items():
+            layer = node.layer
+            ports = sorted(e.dst_port for e in self.in_edges(id))
+            need = layer.min_inputs()
+            if layer.max_inputs() is None:  # variadic: ports must be 0..k-1, k >= min
+                k = len(ports)
+                if ports != list(range(k)):
+                    missing = sorted(set(range(max(ports) + 1)) - set(ports))
+                    out.append(GraphError(f"input port {missing[0]} is not connected "
+                                          f"(inputs must use ports 0..{k - 1} without gaps)",
+                                          self.place(id)))
+                elif k < need:
+                    out.append(GraphError(f"needs at least {need} inputs, has {k}",
+                                          self.place(id)))
+            else:
+                for p in range(need):
+                    if p not in ports:
+                        name = layer.input_ports()[p]
+                        out.append(GraphError(f"input {p} ({name}) is not connected",
+                                              self.place(id)))
+        return out
+
+    def infer_shapes(self):
+        """Per-sample output shapes. Returns (shapes: {id: [shape, ...]}, problems).
+
+        A node whose inputs are missing or wrong gets no shape, and nothing downstream of it is
+        blamed: only the node that causes a problem is reported."""
+        shapes, problems = {}, []
+        try:
+            order = self.topo_order()
+        except GraphError:
+            return shapes, problems  # reported by problems()
+        for id in order:
+            node = self.nodes[id]
+            layer = node.layer
+            edges = self.in_edges(id)
+            if len(edges) < layer.min_inputs() or any(e.src not in shapes for e in edges):
+                continue
+            ports = [e.dst_port for e in edges]
+            if ports != list(range(len(ports))):
+                continue
+            in_shapes = []
+            for e in edges:
+                src_shapes = shapes[e.src]
+                in_shapes.append(src_shapes[e.src_port])
+            try:
+                shapes[id] = [tuple(s) for s in layer.output_shapes(node.params, in_shapes)]
+            except ShapeError as e:
+                problems.append(GraphError(e.message, self.place(id)))
+        return shapes, problems
+
+    def validate(self):
+        """All problems: structure first, then shapes."""
+        probs = self.problems()
+        _, shape_probs = self.infer_shapes()
+        return probs + shape_probs
+
+
+def fmt_shape(shape):
+    """Keras style: (None, 28, 28, 1)."""
+    return "(" + ", ".join(["None"] + [str(d) for d in shape]) + ")"

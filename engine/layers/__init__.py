@@ -1,0 +1,1 @@
+"""One module per layer type; each registers itself with engine.registry."""

@@ -1,0 +1,25 @@
+import numpy as np
+
+from ..registry import Layer, register
+
+
+@register
+class Flatten(Layer):
+    type_id = "Flatten"
+    category = "Reshaping"
+    help = "Flattens each sample to one axis, e.g. (28, 28, 1) -> (784,). Costs no copy."
+    alias_output = True  # row-major layout: the output is the input buffer
+    examples = (({}, [(3, 5, 2)]), ({}, [(7,)]))
+
+    def output_shapes(self, p, in_shapes):
+        return [(int(np.prod(in_shapes[0])),)]
+
+    def forward(self, ops, s):
+        pass
+
+    def backward(self, ops, s):
+        if s.dx[0] is not None:
+            ops.copy(s.dy[0].buf, s.dx[0].buf, s.n * s.y[0].size, accumulate=s.acc[0])
+
+    def reference(self, p, xs, ws, training=False):
+        return [xs[0].reshape(len(xs[0]), -1)]

@@ -1,0 +1,70 @@
+"""Losses, Keras names and semantics. Each output of a graph gets one, with a weight.
+
+Cross-entropies are fused with a final softmax/sigmoid: when the output layer ends in the
+matching activation, the loss reads the pre-activation (logits) and hands the gradient straight
+to it, which is exact and numerically stable (log-sum-exp)."""
+import numpy as np
+
+from .errors import ProjectError
+
+EPS = 1e-7
+
+# name -> (fusable activation, logits kernel, probs kernel, sparse flag or None)
+_TABLE = {
+    "sparse_categorical_crossentropy": ("softmax", "softmax_xent_logits", "xent_probs", True),
+    "categorical_crossentropy": ("softmax", "softmax_xent_logits", "xent_probs", False),
+    "binary_crossentropy": ("sigmoid", "bce_logits", "bce_probs", None),
+    "mean_squared_error": (None, None, "mse", None),
+}
+ALIASES = {"mse": "mean_squared_error"}
+NAMES = tuple(_TABLE)
+
+
+def canonical(name):
+    return ALIASES.get(name, name)
+
+
+class Loss:
+    def __init__(self, name, weight=1.0, from_logits=False):
+        name = canonical(name)
+        if name not in _TABLE:
+            raise ProjectError(f"unknown loss {name!r}; expected one of {', '.join(NAMES)}")
+        self.name, self.weight, self.from_logits = name, float(weight), bool(from_logits)
+        self.fuse_activation, self.k_logits, self.k_probs, self.sparse = _TABLE[name]
+        if from_logits and self.k_logits is None:
+            raise ProjectError(f"loss {name!r} has no from_logits form")
+
+    def can_fuse(self, activation):
+        return not self.from_logits and activation == self.fuse_activation
+
+    def target_shape(self, out_shape):
+        return out_shape[:-1] if self.sparse else out_shape
+
+    def enqueue(self, ops, pred, logits, target, rows, cols, loss_rows, grad):
+        """Per-row losses into loss_rows; d(weighted mean loss)/d(pred or logits) into grad."""
+        scale = self.weight / max(rows, 1)
+        if logits is not None or self.from_logits:
+            src = logits if logits is not None else pred
+            ops.loss(self.k_logits, src, target, rows, cols, scale, loss_rows, grad,
+                     sparse=self.sparse)
+        else:
+            ops.loss(self.k_probs, pred, target, rows, cols, scale, loss_rows, grad,
+                     sparse=self.sparse)
+
+    def reference(self, y_pred, y_true):
+        """float64 per-row loss on the layer's output (probabilities unless from_logits)."""
+        p, t = np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64)
+        if self.sparse is not None:
+            if self.sparse:
+                t = np.eye(p.shape[-1])[t.astype(int)]
+            if self.from_logits:
+                z = p - p.max(-1, keepdims=True)
+                return -(t * (z - np.log(np.exp(z).sum(-1, keepdims=True)))).sum(-1)
+            q = np.clip(p / p.sum(-1, keepdims=True), EPS, 1 - EPS)
+            return -(t * np.log(q)).sum(-1)
+        if self.name == "binary_crossentropy":
+            if self.from_logits:
+                return (np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))).mean(-1)
+            q = np.clip(p, EPS, 1 - EPS)
+            return -(t * np.log(q) + (1 - t) * np.log(1 - q)).mean(-1)
+        return ((p - t) ** 2).mean(-1)

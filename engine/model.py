@@ -1,0 +1,163 @@
+"""Compile a graph into a plan and execute it on an OpenCL device.
+
+compile: topological order, per-sample shapes, weights, buffers sized for the largest batch, and
+for every tensor the order its gradient contributions arrive in (the first consumer in reverse
+topological order writes, later ones accumulate). Execute: forward and backward enqueue kernels
+only; nothing waits for the device.
+"""
+import numpy as np
+
+from .errors import GraphError, ProjectError
+from .initializers import initialize, node_rng
+from .ops import Ops, Tensor
+
+
+class NodeStep:
+    """What a layer's forward/backward sees for one node."""
+    __slots__ = ("node_id", "params", "n", "x", "y", "w", "dw", "dy", "dx", "acc", "scratch",
+                 "training", "seed", "step", "logits", "skip_act_grad")
+
+
+class Model:
+    def __init__(self, graph, runtime, batch_size, seed=0, fused_logits=(), weights=None):
+        problems = graph.validate()
+        if problems:
+            raise ProjectError(str(problems[0]), problems=problems)
+        self.graph = graph
+        self.rt = runtime
+        self.ops = Ops(runtime)
+        self.seed = seed
+        self.max_batch = int(batch_size)
+        self.order = graph.topo_order()
+        self.shapes, _ = graph.infer_shapes()
+        self.inputs = graph.inputs()
+        self.outputs = graph.outputs()
+        self.fused_logits = set(fused_logits)
+        self._build()
+        self.set_weights(weights or {}, init_missing=True)
+
+    # -- compile -------------------------------------------------------------------------------
+    def _alloc(self, shape):
+        return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
+
+    def _build(self):
+        g = self.graph
+        self.act = {}    # (node, port) -> Tensor
+        self.grad = {}   # (node, port) -> Tensor
+        self.steps = []  # (node, layer, NodeStep)
+        self.params = []  # (node_id, name, weight Tensor, grad Tensor)
+        self.logits = {}
+        consumers = {}
+        for nid in self.order:
+            for e in g.in_edges(nid):
+                consumers.setdefault((e.src, e.src_port), []).append((nid, e.dst_port))
+        for nid in self.order:
+            node = g.nodes[nid]
+            layer = node.layer
+            edges = g.in_edges(nid)
+            in_keys = [(e.src, e.src_port) for e in edges]
+            in_shapes = [self.shapes[e.src][e.src_port] for e in edges]
+            for port, shape in enumerate(self.shapes[nid]):
+                key = (nid, port)
+                if layer.alias_output:
+                    self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
+                else:
+                    self.act[key] = self._alloc(shape)
+                if not layer.is_input:
+                    self.grad[key] = self._alloc(shape)
+            s = NodeStep()
+            s.node_id, s.params = nid, node.params
+            s.x = [self.act[k] for k in in_keys]
+            s.y = [self.act[(nid, p)] for p in range(len(self.shapes[nid]))]
+            s.dy = [self.grad.get((nid, p)) for p in range(len(self.shapes[nid]))]
+            s.dx = [self.grad.get(k) for k in in_keys]
+            s.w, s.dw = {}, {}
+            for spec in layer.weights(node.params, in_shapes):
+                w = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+                dw = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+                s.w[spec.name], s.dw[spec.name] = w, dw
+                self.params.append((nid, spec, w, dw))
+            s.scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
+            s.logits = None
+            s.skip_act_grad = nid in self.fused_logits
+            if nid in self.fused_logits:
+                if getattr(layer, "pre_activation_is_input", False):
+                    s.logits = None
+                    self.logits[nid] = s.x[0]
+                else:
+                    s.logits = self._alloc(self.shapes[nid][0])
+                    self.logits[nid] = s.logits
+            self.steps.append((nid, layer, s))
+        # gradient accumulation: in reverse order, the first contribution to a tensor writes
+        seen = set()
+        for nid, layer, s in reversed(self.steps):
+            edges = g.in_edges(nid)
+            s.acc = []
+            for e in edges:
+                key = (e.src, e.src_port)
+                s.acc.append(key in seen)
+                if s.dx[len(s.acc) - 1] is not None:
+                    seen.add(key)
+        # tensors nobody differentiates into (unused extra outputs) start from zero
+        self._zero_grads = [k for k in self.grad
+                            if k not in seen and k[0] not in self.outputs]
+
+    # -- weights --------------------------------------------------------------------------------
+    def set_weights(self, weights, init_missing=False):
+        """weights: {"node_id/name": array}. Missing ones are initialised from the seed."""
+        for nid, spec, w, _ in self.params:
+            key = f"{nid}/{spec.name}"
+            if key in weights:
+                a = np.asarray(weights[key], np.float32)
+                if a.shape != spec.shape:
+                    raise ProjectError(f"weights {key!r} have shape {a.shape}, the layer needs "
+                                       f"{spec.shape}")
+            elif init_missing:
+                a = initialize(spec, node_rng(self.seed, nid, spec.name))
+            else:
+                continue
+            self.rt.write(w.buf, a, blocking=True)
+
+    def get_weights(self):
+        return {f"{nid}/{spec.name}": self.rt.read(w.buf, int(np.prod(spec.shape)), spec.shape)
+                for nid, spec, w, _ in self.params}
+
+    def param_count(self):
+        return int(sum(np.prod(spec.shape) for _, spec, _, _ in self.params))
+
+    # -- execute --------------------------------------------------------------------------------
+    def load_inputs(self, arrays):
+        """arrays: {input_id: host array with a batch axis}. Returns the copy events."""
+        return [self.rt.write(self.act[(nid, 0)].buf, arrays[nid]) for nid in self.inputs]
+
+    def forward(self, n, training=False, step=0):
+        for _, layer, s in self.steps:
+            s.n, s.training, s.seed, s.step = n, training, self.seed, step
+            layer.forward(self.ops, s)
+
+    def backward(self, n, step=0):
+        for key in self._zero_grads:
+            self.ops.fill(self.grad[key].buf, n * self.grad[key].size)
+        for _, layer, s in reversed(self.steps):
+            if layer.is_input:
+                continue
+            s.n, s.training, s.seed, s.step = n, True, self.seed, step
+            layer.backward(self.ops, s)
+
+    def output(self, nid):
+        return self.act[(nid, 0)]
+
+    def predict(self, arrays, batch_size=None):
+        """Inference on host arrays {input_id: array}; returns {output_id: array}."""
+        bs = min(batch_size or self.max_batch, self.max_batch)
+        total = len(next(iter(arrays.values())))
+        outs = {o: [] for o in self.outputs}
+        for start in range(0, total, bs):
+            n = min(bs, total - start)
+            self.load_inputs({k: v[start:start + n] for k, v in arrays.items()})
+            self.forward(n, training=False)
+            for o in self.outputs:
+                t = self.output(o)
+                outs[o].append(self.rt.read(t.buf, n * t.size, (n,) + t.shape))
+        return {o: np.concatenate(v) if v else np.zeros((0,) + self.output(o).shape, np.float32)
+                for o, v in outs.items()}

@@ -1,0 +1,153 @@
+"""The op library: Python wrappers that enqueue clkernels on a Runtime's queue. Layers,
+losses, metrics and optimizers call these; nothing here waits for the device."""
+import math
+
+import numpy as np
+
+from .activations import ACT_ID, ROW_WISE, cl_prelude
+
+i32, f32, u32 = np.int32, np.float32, np.uint32
+TM, TN = 4, 4  # GEMM register tile
+
+
+class Tensor:
+    """A device buffer viewed as `rows` x per-row shape. `shape` excludes the batch axis."""
+    __slots__ = ("buf", "shape", "size")
+
+    def __init__(self, buf, shape):
+        self.buf = buf
+        self.shape = tuple(shape)
+        self.size = int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def cols(self):
+        return self.shape[-1] if self.shape else 1
+
+    def __repr__(self):
+        return f"Tensor{self.shape}"
+
+
+def _cdiv(a, b):
+    return (a + b - 1) // b
+
+
+class Ops:
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.q = runtime.queue
+        self._dummy = runtime.empty(4)
+        self._prelude = cl_prelude()
+
+    def _k(self, file, name, types, defines=()):
+        # every program starts with the activation ids and functions
+        files = ("activations", file)
+        return self.rt.kernel(files, name, types, defines, prelude=self._prelude)
+
+    # -- GEMM ----------------------------------------------------------------------------
+    def gemm(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None, act="linear",
+             accumulate=False):
+        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous."""
+        if M == 0 or N == 0:
+            return
+        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}",
+                   f"ACT={ACT_ID[act]}", f"HAS_BIAS={int(bias is not None)}", f"TM={TM}", f"TN={TN}")
+        k = self._k("gemm", "gemm", [i32, i32, i32, None, i32, None, i32, None, i32, None, i32],
+                    defines)
+        lda = M if trans_a else K
+        ldb = K if trans_b else N
+        k(self.q, (_cdiv(N, TN), _cdiv(M, TM)), None, M, N, K, A, lda, B, ldb, C, N,
+          bias if bias is not None else self._dummy, int(accumulate))
+
+    # -- elementwise -------------------------------------------------------------------------
+    def fill(self, buf, n, value=0.0):
+        if n:
+            self._k("elementwise", "fill", [None, f32])(self.q, (n,), None, buf, value)
+
+    def copy(self, src, dst, n, accumulate=False):
+        self.copy2d(src, 0, 0, dst, 0, 0, rows=1, cols=n, accumulate=accumulate)
+
+    def copy2d(self, src, sld, soff, dst, dld, doff, rows, cols, accumulate=False):
+        if rows and cols:
+            self._k("elementwise", "copy2d", [None, i32, i32, None, i32, i32, i32])(
+                self.q, (cols, rows), None, src, sld, soff, dst, dld, doff, int(accumulate))
+
+    def add2(self, a, b, y, n):
+        if n:
+            self._k("elementwise", "add2", [None, None, None])(self.q, (n,), None, a, b, y)
+
+    def act_forward(self, act, x, y, rows, cols):
+        if act == "linear":
+            if x is not y:
+                self.copy(x, y, rows * cols)
+        elif act in ROW_WISE:
+            if rows:
+                self._k("elementwise", "softmax_forward", [None, None, i32])(
+                    self.q, (rows,), None, x, y, cols)
+        elif rows * cols:
+            self._k("elementwise", "act_forward", [i32, None, None])(
+                self.q, (rows * cols,), None, ACT_ID[act], x, y)
+
+    def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False):
+        """dx (+)= dy * act'(.) expressed through the output y."""
+        if act == "linear":
+            self.copy(dy, dx, rows * cols, accumulate)
+        elif act in ROW_WISE:
+            if rows:
+                self._k("elementwise", "softmax_backward", [None, None, None, i32, i32])(
+                    self.q, (rows,), None, y, dy, dx, cols, int(accumulate))
+        elif rows * cols:
+            self._k("elementwise", "act_backward", [i32, None, None, None, i32])(
+                self.q, (rows * cols,), None, ACT_ID[act], y, dy, dx, int(accumulate))
+
+    def bias_grad(self, dy, db, rows, cols):
+        self._k("elementwise", "bias_grad", [None, None, i32, i32])(
+            self.q, (cols,), None, dy, db, rows, cols)
+
+    # -- dropout ---------------------------------------------------------------------------------
+    def dropout(self, x, y, n, rate, seed, salt, step, accumulate=False):
+        if n:
+            self._k("dropout", "dropout", [None, None, i32, f32, u32, u32, u32, i32])(
+                self.q, (_cdiv(n, 4),), None, x, y, n, rate, seed & 0xFFFFFFFF,
+                salt & 0xFFFFFFFF, step & 0xFFFFFFFF, int(accumulate))
+
+    def philox(self, counter, key):
+        out = self.rt.empty(16)
+        self._k("dropout", "philox_kat", [u32] * 6 + [None])(
+            self.q, (1,), None, *counter, *key, out)
+        res = np.empty(4, dtype=np.uint32)
+        self.rt.cl.enqueue_copy(self.q, res, out)
+        return res
+
+    # -- losses, metrics, reductions -------------------------------------------------------
+    def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None):
+        if not rows:
+            return
+        if sparse is None:
+            self._k("losses", kernel, [None, None, i32, f32, None, None])(
+                self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out)
+        else:
+            self._k("losses", kernel, [None, None, i32, i32, f32, None, None])(
+                self.q, (rows,), None, pred, target, cols, int(sparse), scale, loss_out, grad_out)
+
+    def metric(self, kernel, pred, target, rows, cols, out, threshold=None):
+        if not rows:
+            return
+        if threshold is None:
+            self._k("metrics", kernel, [None, None, i32, None])(
+                self.q, (rows,), None, pred, target, cols, out)
+        else:
+            self._k("metrics", kernel, [None, None, i32, f32, None])(
+                self.q, (rows,), None, pred, target, cols, threshold, out)
+
+    def reduce_sum(self, v, n, acc, slot):
+        self._k("metrics", "reduce_sum", [None, i32, None, i32])(
+            self.q, (1,), None, v, n, acc, slot)
+
+    # -- optimizers --------------------------------------------------------------------------
+    def sgd(self, w, g, v, n, lr, momentum, nesterov):
+        self._k("optimizers", "sgd", [None, None, None, f32, f32, i32])(
+            self.q, (n,), None, w, g, v, lr, momentum, int(nesterov))
+
+    def adam(self, w, g, m, v, n, alpha, b1, b2, eps):
+        self._k("optimizers", "adam", [None, None, None, None, f32, f32, f32, f32])(
+            self.q, (n,), None, w, g, m, v, alpha, b1, b2, eps)

@@ -1,0 +1,162 @@
+"""Typed layer parameters, declared once per layer type.
+
+A declaration gives name, kind, default, bounds or choices and help text. From it come
+validation (with the value's place in the message), the inspector widget (keyed by `kind`),
+serialisation and the docs table.
+"""
+import math
+
+from .errors import ParamError
+
+
+class Param:
+    kind = "param"
+
+    def __init__(self, name, default, help=""):
+        self.name = name
+        self.default = default
+        self.help = help
+
+    def validate(self, value, place):
+        """Return the normalised value or raise ParamError naming `place`."""
+        raise NotImplementedError
+
+    def to_json(self, value):
+        return value
+
+    def describe(self):
+        return ""
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class Int(Param):
+    kind = "int"
+
+    def __init__(self, name, default, min=None, max=None, help=""):
+        super().__init__(name, default, help)
+        self.min, self.max = min, max
+
+    def _expected(self):
+        if self.min == 1 and self.max is None:
+            return "a positive integer"
+        if self.min == 0 and self.max is None:
+            return "a non-negative integer"
+        if self.min is not None and self.max is not None:
+            return f"an integer from {self.min} to {self.max}"
+        if self.min is not None:
+            return f"an integer >= {self.min}"
+        if self.max is not None:
+            return f"an integer <= {self.max}"
+        return "an integer"
+
+    def validate(self, value, place):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not _is_int(value) or (self.min is not None and value < self.min) or (
+                self.max is not None and value > self.max):
+            raise ParamError(f"expected {self._expected()}, got {value!r}", place)
+        return value
+
+    def describe(self):
+        return self._expected()
+
+
+class Float(Param):
+    kind = "float"
+
+    def __init__(self, name, default, min=None, max=None, min_exclusive=False,
+                 max_exclusive=False, help=""):
+        super().__init__(name, default, help)
+        self.min, self.max = min, max
+        self.min_exclusive, self.max_exclusive = min_exclusive, max_exclusive
+
+    def _expected(self):
+        lo = "" if self.min is None else ("> " if self.min_exclusive else ">= ") + f"{self.min:g}"
+        hi = "" if self.max is None else ("< " if self.max_exclusive else "<= ") + f"{self.max:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        return "a number" + (f" {bounds}" if bounds else "")
+
+    def validate(self, value, place):
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
+        if ok and self.min is not None:
+            ok = value > self.min if self.min_exclusive else value >= self.min
+        if ok and self.max is not None:
+            ok = value < self.max if self.max_exclusive else value <= self.max
+        if not ok:
+            raise ParamError(f"expected {self._expected()}, got {value!r}", place)
+        return float(value)
+
+    def describe(self):
+        return self._expected()
+
+
+class Bool(Param):
+    kind = "bool"
+
+    def validate(self, value, place):
+        if not isinstance(value, bool):
+            raise ParamError(f"expected true or false, got {value!r}", place)
+        return value
+
+    def describe(self):
+        return "true or false"
+
+
+class Choice(Param):
+    kind = "choice"
+
+    def __init__(self, name, default, choices, help=""):
+        super().__init__(name, default, help)
+        self.choices = tuple(choices)
+
+    def validate(self, value, place):
+        if value not in self.choices:
+            raise ParamError(f"expected one of {', '.join(self.choices)}; got {value!r}", place)
+        return value
+
+    def describe(self):
+        return "one of " + ", ".join(self.choices)
+
+
+class Shape(Param):
+    """A tensor shape without the batch dimension, e.g. [28, 28, 1]."""
+    kind = "shape"
+
+    def validate(self, value, place):
+        if (not isinstance(value, (list, tuple)) or not value
+                or not all(_is_int(v) and v > 0 for v in value)):
+            raise ParamError(f"expected a non-empty list of positive integers, got {value!r}",
+                             place)
+        return tuple(value)
+
+    def to_json(self, value):
+        return list(value)
+
+    def describe(self):
+        return "list of positive integers"
+
+
+def validate_params(decls, given, place):
+    """Validate a params dict against declarations; fill defaults. Returns (values, problems)."""
+    values, problems = {}, []
+    if not isinstance(given, dict):
+        return None, [ParamError(f"expected an object, got {type(given).__name__}", place)]
+    known = {p.name for p in decls}
+    for key in given:
+        if key not in known:
+            problems.append(ParamError(
+                f"unknown parameter; expected one of {', '.join(sorted(known)) or '(none)'}",
+                f"{place}.{key}"))
+    for p in decls:
+        if p.name in given:
+            try:
+                values[p.name] = p.validate(given[p.name], f"{place}.{p.name}")
+            except ParamError as e:
+                problems.append(e)
+        else:
+            values[p.name] = p.validate(p.default, f"{place}.{p.name}")
+    return values, problems

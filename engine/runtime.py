@@ -1,0 +1,144 @@
+"""OpenCL runtime: device discovery and choice, one context and in-order queue, programs built
+once per (source, options) and kernel objects kept (a `prg.name` lookup makes a new kernel each
+time, ~60x slower per launch)."""
+import os
+
+import numpy as np
+
+from .errors import DeviceError
+
+ENV_VAR = "LAYERLOOM_DEVICE"
+
+
+def _cl():
+    import pyopencl as cl
+    return cl
+
+
+def list_devices():
+    """[(platform_index, device_index, platform, device)] for every OpenCL device found."""
+    cl = _cl()
+    out = []
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error:
+        return out
+    for pi, plat in enumerate(platforms):
+        try:
+            devs = plat.get_devices()
+        except cl.Error:
+            continue
+        for di, dev in enumerate(devs):
+            out.append((pi, di, plat, dev))
+    return out
+
+
+def device_kind(dev):
+    cl = _cl()
+    if dev.type & cl.device_type.GPU:
+        return "gpu"
+    if dev.type & cl.device_type.ACCELERATOR:
+        return "accelerator"
+    if dev.type & cl.device_type.CPU:
+        return "cpu"
+    return "other"
+
+
+_KIND_RANK = {"gpu": 0, "accelerator": 1, "cpu": 2, "other": 3}
+
+
+def choose_device(spec=None):
+    """Pick a device. spec: None (use $LAYERLOOM_DEVICE, else GPU first, else CPU), 'gpu', 'cpu',
+    'P:D' (platform and device index as printed by --list-devices), or part of a device name."""
+    found = list_devices()
+    source = "--device"
+    if spec is None:
+        spec = os.environ.get(ENV_VAR) or None
+        source = ENV_VAR
+    if not found:
+        raise DeviceError("no OpenCL device found; install the CPU driver with "
+                          "pip install \"pyopencl[pocl]\" or a GPU vendor's OpenCL driver")
+    if spec is None or spec == "auto":
+        return min(found, key=lambda f: (_KIND_RANK[device_kind(f[3])], f[0], f[1]))[3]
+    s = str(spec).strip()
+    if s.lower() in ("gpu", "cpu", "accelerator"):
+        match = [f for f in found if device_kind(f[3]) == s.lower()]
+    elif ":" in s and all(part.isdigit() for part in s.split(":", 1)):
+        p, d = (int(x) for x in s.split(":", 1))
+        match = [f for f in found if f[0] == p and f[1] == d]
+    else:
+        match = [f for f in found if s.lower() in f[3].name.lower()
+                 or s.lower() in f[2].name.lower()]
+    if not match:
+        avail = "; ".join(f"{f[0]}:{f[1]} {f[3].name.strip()}" for f in found)
+        raise DeviceError(f"no OpenCL device matches {s!r} (from {source}); available: {avail}")
+    return match[0][3]
+
+
+class Runtime:
+    """A device with its context, in-order queue and program/kernel caches."""
+
+    def __init__(self, device=None):
+        cl = _cl()
+        self.cl = cl
+        self.device = device if device is not None and not isinstance(device, str) \
+            else choose_device(device)
+        self.ctx = cl.Context([self.device])
+        self.queue = cl.CommandQueue(self.ctx)
+        self.kind = device_kind(self.device)
+        self._programs = {}
+        self._kernels = {}
+
+    @property
+    def name(self):
+        return self.device.name.strip()
+
+    def describe(self):
+        return f"{self.name} ({self.kind}, {self.device.platform.name.strip()})"
+
+    def program(self, files, defines=(), prelude=""):
+        """Build (once) a program from clkernels files, with -D defines."""
+        import clkernels
+        key = (tuple(files), tuple(defines), prelude)
+        prg = self._programs.get(key)
+        if prg is None:
+            src = prelude + "\n".join(clkernels.source(f) for f in files)
+            opts = [f"-D{d}" for d in defines]
+            prg = self.cl.Program(self.ctx, src).build(options=opts)
+            self._programs[key] = prg
+        return prg
+
+    def kernel(self, files, name, scalar_types, defines=(), prelude=""):
+        """A kept cl.Kernel with scalar argument types set (None for buffers)."""
+        key = (tuple(files), name, tuple(defines), prelude)
+        k = self._kernels.get(key)
+        if k is None:
+            k = getattr(self.program(files, defines, prelude), name)
+            k.set_scalar_arg_dtypes(scalar_types)
+            self._kernels[key] = k
+        return k
+
+    # -- buffers ---------------------------------------------------------------------
+    def empty(self, nbytes):
+        mf = self.cl.mem_flags
+        return self.cl.Buffer(self.ctx, mf.READ_WRITE, max(int(nbytes), 4))
+
+    def to_device(self, array):
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        buf = self.empty(a.nbytes)
+        if a.size:
+            self.cl.enqueue_copy(self.queue, buf, a)
+        return buf
+
+    def write(self, buf, array, blocking=False):
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        return self.cl.enqueue_copy(self.queue, buf, a, is_blocking=blocking)
+
+    def read(self, buf, count, shape=None):
+        out = np.empty(count, dtype=np.float32)
+        if count:
+            self.cl.enqueue_copy(self.queue, out, buf)
+        return out.reshape(shape) if shape is not None else out
+
+    def finish(self):
+        self.queue.finish()

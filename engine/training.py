@@ -1,0 +1,216 @@
+"""fit / evaluate: plain functions, no Qt. The GUI runs them in a worker thread; the CLI calls
+them directly. Losses and metrics accumulate on the device; the host reads them back at epoch
+ends and, for progress display, at most every `progress_seconds`."""
+import math
+import time
+
+import numpy as np
+
+from .errors import DataError, TrainingError
+from .losses import Loss
+from .metrics import Metric
+
+
+class Callback:
+    def on_train_begin(self, info): pass
+    def on_epoch_begin(self, epoch): pass
+    def on_batch_end(self, epoch, batch, num_batches, logs): pass  # logs None unless read back
+    def on_epoch_end(self, epoch, logs): pass
+    def on_train_end(self, history): pass
+
+
+class Trainer:
+    """Owns the device-side loss/metric plumbing for a compiled model."""
+
+    def __init__(self, model, losses, metrics, optimizer=None):
+        """losses: {output_id: Loss}; metrics: list of metric names (applied to every output)."""
+        self.model, self.losses, self.optimizer = model, losses, optimizer
+        self.rt, self.ops = model.rt, model.ops
+        self.outputs = list(model.outputs)
+        self.multi = len(self.outputs) > 1
+        self.metrics = {o: [Metric(m, losses[o], model.output(o).shape) for m in metrics]
+                        for o in self.outputs}
+        self.targets, self.rows_buf, self.slots = {}, {}, {}
+        nslot = 0
+        for o in self.outputs:
+            shape = model.output(o).shape
+            tshape = losses[o].target_shape(shape)
+            self.targets[o] = self.rt.empty(4 * model.max_batch * max(1, int(np.prod(tshape))))
+            per_row = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            self.rows_buf[o] = (self.rt.empty(4 * model.max_batch * per_row), per_row)
+            self.slots[o] = list(range(nslot, nslot + 1 + len(self.metrics[o])))
+            nslot += 1 + len(self.metrics[o])
+        self.acc = self.rt.empty(4 * max(nslot, 1))
+        self.nslot = nslot
+        self._rows_seen = {o: 0 for o in self.outputs}
+
+    # -- accumulators ----------------------------------------------------------------------
+    def reset(self):
+        self.ops.fill(self.acc, self.nslot)
+        self._rows_seen = {o: 0 for o in self.outputs}
+
+    def read_logs(self, prefix=""):
+        vals = [float(v) for v in self.rt.read(self.acc, self.nslot)]
+        logs, total = {}, 0.0
+        for o in self.outputs:
+            rows = max(self._rows_seen[o], 1)
+            sl = self.slots[o]
+            lo = vals[sl[0]] / rows
+            total += self.losses[o].weight * lo
+            if self.multi:
+                logs[f"{prefix}{o}_loss"] = lo
+            for m, slot in zip(self.metrics[o], sl[1:]):
+                key = f"{o}_{m.name}" if self.multi else m.name
+                logs[prefix + key] = vals[slot] / rows
+        out = {f"{prefix}loss": total}
+        out.update(logs)
+        return out
+
+    # -- one batch -------------------------------------------------------------------------------
+    def _upload(self, xs, ys):
+        events = self.model.load_inputs(xs)
+        for o in self.outputs:
+            events.append(self.rt.write(self.targets[o], ys[o]))
+        return events
+
+    def _loss_and_metrics(self, n):
+        m = self.model
+        for o in self.outputs:
+            t = m.output(o)
+            buf, per_row = self.rows_buf[o]
+            rows = n * per_row
+            logits = m.logits.get(o)
+            self.losses[o].enqueue(self.ops, t.buf, logits.buf if logits is not None else None,
+                                   self.targets[o], rows, t.cols, buf, m.grad[(o, 0)].buf)
+            sl = self.slots[o]
+            self.ops.reduce_sum(buf, rows, self.acc, sl[0])
+            for metric, slot in zip(self.metrics[o], sl[1:]):
+                metric.enqueue(self.ops, t.buf, self.targets[o], rows, t.cols, buf)
+                self.ops.reduce_sum(buf, rows, self.acc, slot)
+            self._rows_seen[o] += rows
+
+    def train_batch(self, xs, ys, n, step):
+        events = self._upload(xs, ys)
+        self.model.forward(n, training=True, step=step)
+        self._loss_and_metrics(n)
+        self.model.backward(n, step=step)
+        self.optimizer.step(self.model)
+        return events
+
+    def eval_batch(self, xs, ys, n):
+        events = self._upload(xs, ys)
+        self.model.forward(n, training=False)
+        self._loss_and_metrics(n)
+        return events
+
+
+def _take(arrays, idx):
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def _length(arrays):
+    lens = {len(v) for v in arrays.values()}
+    if len(lens) != 1:
+        raise DataError("input and target arrays have different numbers of samples: "
+                        + ", ".join(f"{k}: {len(v)}" for k, v in arrays.items()))
+    return lens.pop()
+
+
+class _Pipeline:
+    """Bounds how far the host runs ahead of the device (each batch holds host copies)."""
+
+    def __init__(self, depth=3):
+        self.depth, self.pending = depth, []
+
+    def push(self, events):
+        self.pending.append(events)
+        if len(self.pending) > self.depth:
+            for ev in self.pending.pop(0):
+                ev.wait()
+
+    def drain(self):
+        for evs in self.pending:
+            for ev in evs:
+                ev.wait()
+        self.pending = []
+
+
+def evaluate(trainer, x, y, batch_size, prefix=""):
+    n_total = _length({**x, **{f"y:{k}": v for k, v in y.items()}})
+    trainer.reset()
+    pipe = _Pipeline()
+    bs = min(batch_size, trainer.model.max_batch)
+    for start in range(0, n_total, bs):
+        n = min(bs, n_total - start)
+        sl = slice(start, start + n)
+        pipe.push(trainer.eval_batch(_take(x, sl), _take(y, sl), n))
+    logs = trainer.read_logs(prefix)
+    pipe.drain()
+    return logs
+
+
+def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validation_data=None,
+        test_data=None, callbacks=(), should_stop=None, shuffle=True, progress_seconds=0.25):
+    """Train. x: {input_id: array}, y: {output_id: array}. Returns a history dict:
+    {"epochs": [{"epoch", "seconds", "loss", metrics..., "val_loss", ...}], "test": {...},
+     "stopped": bool}."""
+    n_total = _length({**x, **{f"y:{k}": v for k, v in y.items()}})
+    if validation_data is None and validation_split > 0:
+        n_val = int(n_total * validation_split)  # Keras: the last samples, before shuffling
+        if n_val:
+            validation_data = (_take(x, slice(n_total - n_val, None)),
+                               _take(y, slice(n_total - n_val, None)))
+            x, y = _take(x, slice(0, n_total - n_val)), _take(y, slice(0, n_total - n_val))
+            n_total -= n_val
+    if n_total == 0:
+        raise DataError("no training samples (the dataset is empty or all went to validation)")
+    bs = min(batch_size, trainer.model.max_batch)
+    num_batches = math.ceil(n_total / bs)
+    history = {"epochs": [], "stopped": False}
+    for cb in callbacks:
+        cb.on_train_begin({"samples": n_total, "batches": num_batches, "epochs": epochs})
+    step = 0
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        order = (np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n_total)
+                 if shuffle else np.arange(n_total))
+        trainer.reset()
+        pipe = _Pipeline()
+        last_read = time.perf_counter()
+        stopped = False
+        for b in range(num_batches):
+            idx = order[b * bs:(b + 1) * bs]
+            pipe.push(trainer.train_batch(_take(x, idx), _take(y, idx), len(idx), step))
+            step += 1
+            logs = None
+            now = time.perf_counter()
+            if callbacks and (now - last_read >= progress_seconds or b == num_batches - 1):
+                logs = trainer.read_logs()
+                last_read = time.perf_counter()
+            for cb in callbacks:
+                cb.on_batch_end(epoch, b + 1, num_batches, logs)
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+        logs = trainer.read_logs()
+        pipe.drain()
+        if not all(math.isfinite(v) for v in logs.values()):
+            raise TrainingError(f"the loss became {logs['loss']} in epoch {epoch}; "
+                                "try a lower learning rate or check the data for NaN/inf values")
+        if validation_data is not None and not stopped:
+            logs.update(evaluate(trainer, validation_data[0], validation_data[1], bs, "val_"))
+        record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
+        record.update(logs)
+        history["epochs"].append(record)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, record)
+        if stopped:
+            history["stopped"] = True
+            break
+    if test_data is not None and not history["stopped"]:
+        history["test"] = evaluate(trainer, test_data[0], test_data[1], bs)
+    for cb in callbacks:
+        cb.on_train_end(history)
+    return history
