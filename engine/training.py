@@ -23,13 +23,15 @@ class Trainer:
     """Owns the device-side loss/metric plumbing for a compiled model."""
 
     def __init__(self, model, losses, metrics, optimizer=None):
-        """losses: {output_id: Loss}; metrics: list of metric names (applied to every output)."""
+        """losses: {output_id: Loss}; metrics: a list of metric names for every output, or
+        {output_id: [names]} as Keras accepts."""
         self.model, self.losses, self.optimizer = model, losses, optimizer
         self.rt, self.ops = model.rt, model.ops
         self.outputs = list(model.outputs)
         self.multi = len(self.outputs) > 1
-        self.metrics = {o: [Metric(m, losses[o], model.output(o).shape) for m in metrics]
-                        for o in self.outputs}
+        per_output = metrics if isinstance(metrics, dict) else {o: metrics for o in self.outputs}
+        self.metrics = {o: [Metric(m, losses[o], model.output(o).shape)
+                            for m in per_output.get(o, [])] for o in self.outputs}
         self.targets, self.rows_buf, self.slots = {}, {}, {}
         nslot = 0
         for o in self.outputs:

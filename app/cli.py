@@ -1,0 +1,196 @@
+"""`layerloom` command line. `--run` trains headless; nothing here imports Qt."""
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from engine import project as projectfile
+from engine.errors import LayerloomError, ProjectError
+from engine.fileio import atomic_save_npz, atomic_write_text
+from engine.training import Callback
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seed(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2^32-1, got {text!r}")
+    return v
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="layerloom",
+        description="Build neural networks as graphs and train them on any OpenCL device.",
+        epilog="Exit codes: 0 success, 1 training failed, 2 invalid input, 130 interrupted.")
+    p.add_argument("project", nargs="?", help="project file (.loom) to open in the editor")
+    p.add_argument("--run", metavar="PROJECT", help="train PROJECT headless and exit")
+    p.add_argument("--epochs", type=_positive_int, help="override the project's epochs")
+    p.add_argument("--batch-size", type=_positive_int, help="override the project's batch size")
+    p.add_argument("--seed", type=_seed, help="override the project's seed")
+    p.add_argument("--device", metavar="SPEC",
+                   help="OpenCL device: gpu, cpu, P:D (from --list-devices) or part of its name; "
+                        "default $LAYERLOOM_DEVICE, else the first GPU, else the CPU")
+    p.add_argument("--out", metavar="DIR",
+                   help="where to write history.json and weights.npz (default runs/<project>)")
+    p.add_argument("--list-devices", action="store_true", help="list OpenCL devices and exit")
+    return p
+
+
+def _fmt(v):
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _metrics_text(logs, skip=("epoch", "seconds")):
+    return "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items() if k not in skip)
+
+
+class ConsoleProgress(Callback):
+    """One line per epoch; a live progress bar too when stdout is a terminal."""
+
+    def __init__(self, epochs, out=sys.stdout):
+        self.epochs, self.out = epochs, out
+        self.tty = out.isatty()
+        self.width = len(str(epochs))
+
+    def on_batch_end(self, epoch, batch, num_batches, logs):
+        if not self.tty or logs is None:
+            return
+        done = int(24 * batch / num_batches)
+        bar = "=" * done + (">" if done < 24 else "") + "." * (23 - done)
+        line = (f"Epoch {epoch:>{self.width}}/{self.epochs} [{bar}] {batch}/{num_batches}  "
+                + _metrics_text(logs))
+        self.out.write("\r" + line[:150] + "\x1b[K")
+        self.out.flush()
+
+    def on_epoch_end(self, epoch, logs):
+        if self.tty:
+            self.out.write("\r\x1b[K")
+        self.out.write(f"Epoch {epoch:>{self.width}}/{self.epochs}  {_metrics_text(logs)}  "
+                       f"{logs['seconds']:.2f}s\n")
+        self.out.flush()
+
+
+def list_devices(out=sys.stdout):
+    from engine.runtime import choose_device, device_kind, list_devices as found
+    devs = found()
+    if not devs:
+        out.write("No OpenCL device found. Install the CPU driver with: "
+                  "pip install \"pyopencl[pocl]\"\n")
+        return EXIT_INVALID
+    try:
+        chosen = choose_device(None)
+    except LayerloomError as e:
+        chosen = None
+        out.write(f"note: {e}\n")
+    for pi, di, plat, dev in devs:
+        mark = "*" if dev == chosen else " "
+        out.write(f"{mark} {pi}:{di}  {device_kind(dev):<4} {dev.name.strip()}  "
+                  f"[{plat.name.strip()}, {dev.global_mem_size >> 20} MiB, "
+                  f"{dev.max_compute_units} compute units]\n")
+    out.write("* = used by default (override with --device or $LAYERLOOM_DEVICE)\n")
+    return EXIT_OK
+
+
+def run(args, out=sys.stdout):
+    from engine.run import Session, load_weights, prepare_data
+    path = args.run
+    proj = projectfile.load(path)
+    data = prepare_data(proj)
+    initial = load_weights(proj.resolve(proj.weights)) if proj.weights else None
+    session = Session(proj, device=args.device, batch_size=args.batch_size, seed=args.seed,
+                      initial_weights=initial)
+    epochs = args.epochs or proj.training["epochs"]
+    n = len(next(iter(data.x.values())))
+    n_val = int(n * proj.training.get("validation_split", 0.0))
+    n_test = len(next(iter(data.x_test.values()))) if data.x_test else 0
+    out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
+    out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
+    out.write(f"Data: {data.description}: {n - n_val} training, {n_val} validation, "
+              f"{n_test} test samples\n")
+    out.write(f"Model: {len(proj.graph.nodes)} layers, {session.model.param_count():,} "
+              f"parameters; {session.optimizer.name}, batch size {session.batch_size}, "
+              f"seed {session.seed}\n")
+    out.flush()
+    stop = {"flag": False}
+
+    def on_sigint(signum, frame):
+        stop["flag"] = True
+    old = signal.signal(signal.SIGINT, on_sigint)
+    t0 = time.perf_counter()
+    try:
+        history = session.fit(data, epochs=epochs, callbacks=[ConsoleProgress(epochs, out)],
+                              should_stop=lambda: stop["flag"])
+    finally:
+        signal.signal(signal.SIGINT, old)
+    total = time.perf_counter() - t0
+    history.update({"project": os.path.abspath(path), "device": session.runtime.describe(),
+                    "parameters": session.model.param_count(), "total_seconds": total})
+    atomic_write_text(os.path.join(out_dir, "history.json"), json.dumps(history, indent=2) + "\n")
+    atomic_save_npz(os.path.join(out_dir, "weights.npz"), session.model.get_weights())
+    eps = history["epochs"]
+    if eps:
+        first = eps[0]["seconds"]
+        later = [e["seconds"] for e in eps[1:]]
+        timing = f"first epoch {first:.2f}s (includes kernel compilation)"
+        if later:
+            timing += f", then {sum(later) / len(later):.2f}s/epoch"
+        out.write(f"Done: {len(eps)} epoch(s) in {total:.1f}s, {timing}.\n")
+        out.write("Final: " + _metrics_text(eps[-1]) + "\n")
+    if "test" in history:
+        out.write("Test: " + _metrics_text(history["test"]) + "\n")
+    out.write(f"Wrote {os.path.join(out_dir, 'history.json')} and "
+              f"{os.path.join(out_dir, 'weights.npz')}\n")
+    if history["stopped"]:
+        out.write("Stopped by the user; the weights are those after the last finished batch.\n")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list_devices:
+            return list_devices()
+        if args.run:
+            return run(args)
+        sys.stderr.write("layerloom: the desktop editor is not in this version yet; "
+                         "train a project headless with: layerloom --run PROJECT.loom\n")
+        return EXIT_INVALID
+    except ProjectError as e:
+        where = args.run or args.project or ""
+        for line in e.lines():
+            sys.stderr.write(f"layerloom: error: {where}: {line}\n")
+        return e.exit_code
+    except LayerloomError as e:
+        sys.stderr.write(f"layerloom: error: {e}\n")
+        return e.exit_code
+    except Exception as e:  # a failure during training: one line, no traceback
+        if os.environ.get("LAYERLOOM_DEBUG"):
+            raise
+        sys.stderr.write(f"layerloom: error: training failed: {type(e).__name__}: {e}\n")
+        return EXIT_FAILED
+
+
+def entry():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,365 @@
+"""The project file (.loom): JSON text with the graph, dataset, training setup and view data.
+
+Loading validates everything and reports every problem with its place
+(`graph.nodes[3].params.units: expected a positive integer, got -5`). Files from a newer format
+version are refused as such; older versions are migrated step by step. See README, "Project file".
+"""
+import difflib
+import json
+import os
+
+from . import datasets
+from .errors import ParamError, ProjectError
+from .fileio import atomic_write_text
+from .graph import Edge, Graph
+from .losses import NAMES as LOSS_NAMES, canonical as canonical_loss
+from .metrics import ALIASES as METRIC_ALIASES, NAMES as METRIC_NAMES
+from .optimizers import OPTIMIZERS
+from .params import Bool, Float, Int, validate_params
+from .registry import get_layer, layer_types
+
+FORMAT = "layerloom-project"
+VERSION = 1
+# MIGRATIONS[v] turns a version-v dict into a version-(v+1) dict.
+MIGRATIONS = {}
+
+TRAINING_PARAMS = (
+    Int("epochs", 10, min=1, max=1_000_000, help="Passes over the training data."),
+    Int("batch_size", 32, min=1, max=1_000_000, help="Samples per step."),
+    Int("seed", 0, min=0, max=2**32 - 1, help="Seeds initialisation, shuffling and dropout."),
+    Float("validation_split", 0.0, min=0.0, max=1.0, max_exclusive=True,
+          help="Fraction of the training data (the last samples) held out for validation."),
+    Bool("shuffle", True, help="Shuffle the training data every epoch."),
+)
+
+
+class Project:
+    def __init__(self, graph=None, dataset=None, training=None, ui=None, path=None,
+                 weights=None):
+        self.graph = graph if graph is not None else Graph()
+        self.dataset = dataset or {}
+        self.training = training or default_training()
+        self.ui = ui or {}
+        self.path = path
+        self.weights = weights  # path of a weights .npz relative to the project, or None
+
+    @property
+    def folder(self):
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+
+    def resolve(self, rel):
+        return rel if os.path.isabs(rel) else os.path.join(self.folder, rel)
+
+
+def default_training():
+    t = {p.name: p.default for p in TRAINING_PARAMS}
+    t.update({"optimizer": {"name": "adam", "params": {}}, "loss": {}, "metrics": ["accuracy"]})
+    return t
+
+
+# -- reading ------------------------------------------------------------------------------
+def _type_hint(name):
+    known = [l.type_id for l in layer_types()]
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known types: {', '.join(known)}"
+
+
+def _parse_graph(g, problems):
+    graph = Graph()
+    if not isinstance(g, dict):
+        problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
+        return graph
+    nodes, edges = g.get("nodes"), g.get("edges", [])
+    if not isinstance(nodes, list):
+        problems.append(ProjectError("expected a list of nodes", "graph.nodes"))
+        nodes = []
+    if not isinstance(edges, list):
+        problems.append(ProjectError("expected a list of edges", "graph.edges"))
+        edges = []
+    first_index = {}
+    for i, n in enumerate(nodes):
+        place = f"graph.nodes[{i}]"
+        if not isinstance(n, dict):
+            problems.append(ProjectError("expected an object with id, type, params", place))
+            continue
+        nid, typ = n.get("id"), n.get("type")
+        if not isinstance(nid, str) or not nid:
+            problems.append(ProjectError(f"expected a non-empty string, got {nid!r}", f"{place}.id"))
+            continue
+        if nid in first_index:
+            problems.append(ProjectError(f"duplicate node id {nid!r} (first used by "
+                                         f"graph.nodes[{first_index[nid]}])", f"{place}.id"))
+            continue
+        layer = get_layer(typ) if isinstance(typ, str) else None
+        if layer is None:
+            problems.append(ProjectError(f"unknown layer type {typ!r}{_type_hint(typ)}",
+                                         f"{place}.type"))
+            continue
+        values, perr = validate_params(layer.params, n.get("params", {}), f"{place}.params")
+        problems.extend(perr)
+        if perr:
+            values = {p.name: p.default for p in layer.params}
+        first_index[nid] = i
+        graph.add_node(typ, None, id=nid)
+        graph.nodes[nid].params = values
+    for j, e in enumerate(edges):
+        place = f"graph.edges[{j}]"
+        ends = []
+        if not isinstance(e, dict):
+            problems.append(ProjectError("expected an object with \"from\" and \"to\"", place))
+            continue
+        for key in ("from", "to"):
+            v = e.get(key)
+            if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
+                    or not isinstance(v[1], int) or isinstance(v[1], bool) or v[1] < 0):
+                problems.append(ProjectError(f"expected [node_id, port], got {v!r}",
+                                             f"{place}.{key}"))
+                break
+            if v[0] not in graph.nodes:
+                problems.append(ProjectError(f"no node {v[0]!r} (dangling edge)", f"{place}.{key}"))
+                break
+            ends.append(v)
+        if len(ends) != 2:
+            continue
+        (src, sp), (dst, dp) = ends
+        s_layer, d_layer = graph.nodes[src].layer, graph.nodes[dst].layer
+        if sp >= len(s_layer.outputs):
+            problems.append(ProjectError(f"{src!r} ({s_layer.type_id}) has no output port {sp}",
+                                         f"{place}.from"))
+            continue
+        mx = d_layer.max_inputs()
+        if mx is not None and dp >= mx:
+            problems.append(ProjectError(
+                f"{dst!r} ({d_layer.type_id}) has no input port {dp}"
+                + (f" (it has {mx})" if mx else " (it takes no inputs)"), f"{place}.to"))
+            continue
+        clash = [k for k, o in enumerate(graph.edges) if o.dst == dst and o.dst_port == dp]
+        if clash:
+            problems.append(ProjectError(f"input {dp} of {dst!r} is already connected by "
+                                         f"graph.edges[{clash[0]}]", f"{place}.to"))
+            continue
+        graph.edges.append(Edge(src, sp, dst, dp))  # cycles are reported by validate()
+    return graph
+
+
+def _parse_training(t, graph, problems):
+    out = default_training()
+    if not isinstance(t, dict):
+        problems.append(ProjectError("expected an object", "training"))
+        return out
+    scalars = {k: v for k, v in t.items() if k in {p.name for p in TRAINING_PARAMS}}
+    values, perr = validate_params(TRAINING_PARAMS, scalars, "training")
+    problems.extend(perr)
+    if not perr:
+        out.update(values)
+    for k in t:
+        if k not in out and k not in ("optimizer", "loss", "metrics"):
+            problems.append(ProjectError("unknown key", f"training.{k}"))
+    opt = t.get("optimizer", {"name": "adam"})
+    if isinstance(opt, str):
+        opt = {"name": opt}
+    if not isinstance(opt, dict) or opt.get("name") not in OPTIMIZERS:
+        problems.append(ProjectError(f"expected an optimizer, one of {', '.join(OPTIMIZERS)}; "
+                                     f"got {opt if not isinstance(opt, dict) else opt.get('name')!r}",
+                                     "training.optimizer"))
+    else:
+        cls = OPTIMIZERS[opt["name"]]
+        vals, perr = validate_params(cls.params, opt.get("params", {}), "training.optimizer.params")
+        problems.extend(perr)
+        out["optimizer"] = {"name": opt["name"], "params": vals if not perr else {}}
+    outputs = graph.outputs()
+    loss = t.get("loss", {})
+    if isinstance(loss, (str, dict)) and (isinstance(loss, str) or "name" in loss):
+        loss = {o: loss for o in outputs}  # one loss for every output
+    if not isinstance(loss, dict):
+        problems.append(ProjectError("expected a loss name or an object {output_id: loss}",
+                                     "training.loss"))
+        loss = {}
+    losses = {}
+    for o, spec in loss.items():
+        place = f"training.loss.{o}"
+        if o not in outputs:
+            problems.append(ProjectError(
+                f"no output node {o!r}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
+                place))
+            continue
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, dict):
+            problems.append(ProjectError("expected a loss name or {\"name\", \"weight\", "
+                                         "\"from_logits\"}", place))
+            continue
+        name = canonical_loss(spec.get("name"))
+        if name not in LOSS_NAMES:
+            problems.append(ProjectError(f"unknown loss {spec.get('name')!r}; expected one of "
+                                         f"{', '.join(LOSS_NAMES)}", f"{place}.name"))
+            continue
+        entry = {"name": name, "weight": 1.0, "from_logits": False}
+        for key, decl in (("weight", Float("weight", 1.0, min=0.0)),
+                          ("from_logits", Bool("from_logits", False))):
+            if key in spec:
+                try:
+                    entry[key] = decl.validate(spec[key], f"{place}.{key}")
+                except ParamError as err:
+                    problems.append(err)
+        if entry["from_logits"] and name == "mean_squared_error":
+            problems.append(ProjectError("mean_squared_error has no from_logits form",
+                                         f"{place}.from_logits"))
+        losses[o] = entry
+    for o in outputs:
+        if o not in losses and not any(p.place and p.place.startswith("training.loss")
+                                       for p in problems):
+            problems.append(ProjectError(f"output {o!r} has no loss", "training.loss"))
+    out["loss"] = losses
+    metrics = t.get("metrics", ["accuracy"])
+    if isinstance(metrics, list):
+        out["metrics"] = _check_metrics(metrics, "training.metrics", problems)
+    elif isinstance(metrics, dict):
+        out["metrics"] = {}
+        for o, ms in metrics.items():
+            if o not in outputs:
+                problems.append(ProjectError(f"no output node {o!r}", f"training.metrics.{o}"))
+            elif not isinstance(ms, list):
+                problems.append(ProjectError("expected a list of metric names",
+                                             f"training.metrics.{o}"))
+            else:
+                out["metrics"][o] = _check_metrics(ms, f"training.metrics.{o}", problems)
+    else:
+        problems.append(ProjectError("expected a list of metric names or an object "
+                                     "{output_id: [names]}", "training.metrics"))
+    return out
+
+
+def _check_metrics(metrics, place, problems):
+    good = []
+    for i, m in enumerate(metrics):
+        if m in METRIC_NAMES or m in METRIC_ALIASES:
+            good.append(m)
+        else:
+            problems.append(ProjectError(f"unknown metric {m!r}; expected one of "
+                                         f"{', '.join(METRIC_NAMES + tuple(METRIC_ALIASES))}",
+                                         f"{place}[{i}]"))
+    return good
+
+
+def _parse_dataset(d, problems):
+    if not isinstance(d, dict):
+        problems.append(ProjectError("expected an object", "dataset"))
+        return {}
+    src = d.get("source")
+    if src == "synthetic":
+        if d.get("name") not in datasets.SYNTHETIC:
+            problems.append(ProjectError(f"unknown synthetic dataset {d.get('name')!r}; "
+                                         f"expected one of {', '.join(datasets.SYNTHETIC)}",
+                                         "dataset.name"))
+        _, perr = validate_params(datasets.SYNTHETIC_PARAMS, d.get("params", {}),
+                                  "dataset.params")
+        problems.extend(perr)
+    elif src == "npz":
+        if not isinstance(d.get("path"), str) or not d.get("path"):
+            problems.append(ProjectError("expected the path of an .npz file", "dataset.path"))
+    else:
+        problems.append(ProjectError(f"expected \"synthetic\" or \"npz\", got {src!r}",
+                                     "dataset.source"))
+    for key in ("inputs", "targets"):
+        m = d.get(key, {})
+        if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
+            problems.append(ProjectError("expected an object {node_id: array_name}",
+                                         f"dataset.{key}"))
+    return d
+
+
+def from_dict(d, path=None):
+    problems = []
+    if not isinstance(d, dict):
+        raise ProjectError("not a Layerloom project (expected a JSON object)")
+    if d.get("format") != FORMAT:
+        raise ProjectError(f"not a Layerloom project (\"format\" is {d.get('format')!r}, "
+                           f"expected {FORMAT!r})", "format")
+    v = d.get("version")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ProjectError(f"expected a positive integer, got {v!r}", "version")
+    if v > VERSION:
+        raise ProjectError(f"written by a newer Layerloom (format version {v}; this version "
+                           f"reads up to {VERSION}); update Layerloom to open it", "version")
+    while v < VERSION:
+        d = MIGRATIONS[v](d)
+        v += 1
+    known = {"format", "version", "graph", "dataset", "training", "ui", "weights", "name"}
+    for k in d:
+        if k not in known:
+            problems.append(ProjectError("unknown key", k))
+    graph = _parse_graph(d.get("graph"), problems)
+    if not problems:
+        problems.extend(ProjectError(e.message, e.place) for e in graph.validate())
+    dataset = _parse_dataset(d.get("dataset"), problems) if "dataset" in d else {}
+    training = _parse_training(d.get("training", {}), graph, problems)
+    ui = d.get("ui", {})
+    if not isinstance(ui, dict):
+        problems.append(ProjectError("expected an object", "ui"))
+    weights = d.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        problems.append(ProjectError("expected the path of a .npz file", "weights"))
+    if problems:
+        raise ProjectError(str(problems[0]), problems=problems)
+    return Project(graph, dataset, training, ui, path, weights)
+
+
+def loads(text, path=None):
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProjectError(f"not valid JSON (truncated or damaged?): {e.msg} at line {e.lineno} "
+                           f"column {e.colno}") from None
+    return from_dict(d, path)
+
+
+def load(path):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ProjectError("no such file") from None
+    except IsADirectoryError:
+        raise ProjectError("is a folder, not a project file") from None
+    except OSError as e:
+        raise ProjectError(f"cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProjectError(f"not UTF-8 text (byte {e.start})") from None
+    return loads(text, path)
+
+
+# -- writing --------------------------------------------------------------------------------
+def to_dict(project):
+    g = project.graph
+    nodes = []
+    for n in g.nodes.values():
+        decls = {p.name: p for p in n.layer.params}
+        nodes.append({"id": n.id, "type": n.type,
+                      "params": {k: decls[k].to_json(v) for k, v in n.params.items()}})
+    d = {
+        "format": FORMAT,
+        "version": VERSION,
+        "graph": {"nodes": nodes,
+                  "edges": [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]}
+                            for e in g.edges]},
+        "dataset": project.dataset,
+        "training": project.training,
+        "ui": project.ui,
+    }
+    if project.weights:
+        d["weights"] = project.weights
+    return d
+
+
+def dumps(project):
+    return json.dumps(to_dict(project), indent=2, ensure_ascii=False) + "\n"
+
+
+def save(project, path=None):
+    """Atomic save (temp file, fsync, rename); the previous version is kept as PATH.bak."""
+    path = path or project.path
+    atomic_write_text(path, dumps(project), backup=True)
+    project.path = path

@@ -1,0 +1,160 @@
+"""From a loaded project to a trained model: the one path shared by `layerloom --run` and the
+editor's training dock."""
+import os
+
+import numpy as np
+
+from . import datasets
+from .errors import DataError, ProjectError
+from .graph import fmt_shape
+from .losses import Loss
+from .model import Model
+from .optimizers import OPTIMIZERS
+from .runtime import Runtime
+from .training import Trainer, fit
+
+
+class RunData:
+    def __init__(self, x, y, x_test=None, y_test=None, description=""):
+        self.x, self.y, self.x_test, self.y_test = x, y, x_test, y_test
+        self.description = description
+
+    @property
+    def test(self):
+        return (self.x_test, self.y_test) if self.x_test is not None else None
+
+
+def build_losses(project):
+    return {o: Loss(s["name"], s.get("weight", 1.0), s.get("from_logits", False))
+            for o, s in project.training["loss"].items()}
+
+
+def fused_outputs(graph, losses):
+    """Outputs whose final activation the loss can absorb (softmax+CE, sigmoid+BCE)."""
+    out = set()
+    for o, loss in losses.items():
+        node = graph.nodes[o]
+        ap = node.layer.activation_param
+        if ap and loss.can_fuse(node.params[ap]):
+            out.add(o)
+    return out
+
+
+def load_arrays(project):
+    d = project.dataset
+    if not d:
+        raise DataError("the project has no dataset", "dataset")
+    if d.get("source") == "synthetic":
+        return datasets.synthetic(d["name"], **d.get("params", {}))
+    return datasets.load_npz(project.resolve(d["path"]))
+
+
+def prepare_data(project, arrays=None):
+    """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
+    g = project.graph
+    arrays = arrays or load_arrays(project)
+    shapes, _ = g.infer_shapes()
+    losses = build_losses(project)
+    d = project.dataset
+    ins, outs = g.inputs(), g.outputs()
+    in_map = dict(d.get("inputs") or {})
+    out_map = dict(d.get("targets") or {})
+    if not in_map and len(ins) == 1:
+        in_map = {ins[0]: "x"}
+    if not out_map and len(outs) == 1:
+        out_map = {outs[0]: "y"}
+    have = ", ".join(sorted(arrays.train)) or "(none)"
+
+    def fetch(split, name, place):
+        if name not in split:
+            raise DataError(f"the dataset has no array {name!r}; it has: {have}", place)
+        return np.asarray(split[name])
+
+    def check(split, tag):
+        x, y = {}, {}
+        for nid in ins:
+            place = f"dataset.inputs.{nid}"
+            if nid not in in_map:
+                raise DataError(f"Input {nid!r} has no array mapped to it; arrays: {have}",
+                                "dataset.inputs")
+            a = fetch(split, in_map[nid], place)
+            want = shapes[nid][0]
+            if a.ndim < 1 or a.shape[1:] != want:
+                raise DataError(f"array {in_map[nid]!r}{tag} has samples shaped "
+                                f"{fmt_shape(a.shape[1:])}, Input {nid!r} expects "
+                                f"{fmt_shape(want)}", place)
+            x[nid] = np.ascontiguousarray(a, np.float32)
+        for nid in outs:
+            place = f"dataset.targets.{nid}"
+            if nid not in out_map:
+                raise DataError(f"output {nid!r} has no target array mapped to it; arrays: "
+                                f"{have}", "dataset.targets")
+            a = fetch(split, out_map[nid], place)
+            oshape = shapes[nid][0]
+            want = losses[nid].target_shape(oshape)
+            if losses[nid].sparse and a.shape[1:] == want + (1,):
+                a = a.reshape(a.shape[:-1])
+            if a.shape[1:] != want:
+                hint = (" (sparse_categorical_crossentropy takes one class index per sample)"
+                        if losses[nid].sparse else "")
+                raise DataError(f"array {out_map[nid]!r}{tag} has targets shaped "
+                                f"{fmt_shape(a.shape[1:])}, output {nid!r} with loss "
+                                f"{losses[nid].name} needs {fmt_shape(want)}{hint}", place)
+            if losses[nid].sparse and a.size:
+                classes = oshape[-1]
+                if (not np.all(np.equal(np.mod(a, 1), 0))) or a.min() < 0 or a.max() >= classes:
+                    raise DataError(f"labels in {out_map[nid]!r}{tag} must be class indices "
+                                    f"0..{classes - 1} (output {nid!r} has {classes} units); "
+                                    f"found {a.min():g}..{a.max():g}", place)
+            y[nid] = np.ascontiguousarray(a, np.float32)
+        lens = {len(v) for v in list(x.values()) + list(y.values())}
+        if len(lens) > 1:
+            raise DataError("mapped arrays have different numbers of samples: " + ", ".join(
+                f"{k}: {len(v)}" for k, v in {**x, **y}.items()), "dataset")
+        return x, y
+
+    x, y = check(arrays.train, "")
+    x_test = y_test = None
+    names = list(in_map.values()) + list(out_map.values())
+    if arrays.test and all(n in arrays.test for n in names):
+        x_test, y_test = check(arrays.test, " (test split)")
+    return RunData(x, y, x_test, y_test, arrays.description)
+
+
+class Session:
+    """A compiled model with its trainer, ready to fit; weights can be read back any time."""
+
+    def __init__(self, project, runtime=None, device=None, batch_size=None, seed=None,
+                 initial_weights=None):
+        t = project.training
+        self.project = project
+        self.batch_size = int(batch_size or t["batch_size"])
+        self.seed = int(t["seed"] if seed is None else seed)
+        self.runtime = runtime or Runtime(device)
+        self.losses = build_losses(project)
+        self.model = Model(project.graph, self.runtime, self.batch_size, seed=self.seed,
+                           fused_logits=fused_outputs(project.graph, self.losses),
+                           weights=initial_weights)
+        opt = t["optimizer"]
+        cls = OPTIMIZERS[opt["name"]]
+        params = {p.name: p.default for p in cls.params}
+        params.update(opt.get("params", {}))
+        self.optimizer = cls(**params)
+        self.trainer = Trainer(self.model, self.losses, t.get("metrics", []), self.optimizer)
+
+    def fit(self, data, epochs=None, callbacks=(), should_stop=None):
+        t = self.project.training
+        return fit(self.trainer, data.x, data.y, int(epochs or t["epochs"]), self.batch_size,
+                   seed=self.seed, validation_split=t.get("validation_split", 0.0),
+                   test_data=data.test, callbacks=callbacks, should_stop=should_stop,
+                   shuffle=t.get("shuffle", True))
+
+
+def load_weights(path, place="weights"):
+    if not os.path.exists(path):
+        raise DataError(f"weights file not found: {path}", place)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # corrupt zip, pickled arrays...
+        raise DataError(f"{path}: not a readable weights file ({e})", place) from None
