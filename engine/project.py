@@ -246,6 +246,8 @@ def _parse_dataset(d, problems):
     if not isinstance(d, dict):
         problems.append(ProjectError("expected an object", "dataset"))
         return {}
+    if not d:
+        return {}  # no dataset chosen yet: fine for editing, refused by --run
     src = d.get("source")
     if src == "synthetic":
         if d.get("name") not in datasets.SYNTHETIC:

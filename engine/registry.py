@@ -42,6 +42,7 @@ class Layer:
     alias_output = False     # output shares the input buffer (Flatten): forward enqueues nothing
     activation_param = None  # name of a param holding a final elementwise activation
     is_input = False
+    stochastic = False       # training output is random (Dropout): tests check it statistically
     # Examples for the numerics harness: (params, [per-sample input shapes]).
     examples = ()
 

@@ -17,6 +17,7 @@ class Dropout(Layer):
         Float("rate", 0.5, min=0.0, max=1.0, max_exclusive=True, help="Fraction to drop."),
         Int("seed", 0, min=0, max=2**31 - 1, help="Added to the training seed for this layer."),
     )
+    stochastic = True
     examples = (({"rate": 0.5}, [(33,)]), ({"rate": 0.0}, [(3, 5)]))
 
     def output_shapes(self, p, in_shapes):

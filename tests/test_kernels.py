@@ -1,0 +1,109 @@
+"""Each kernel against a float64 numpy reference, on sizes that straddle tile edges."""
+import numpy as np
+import pytest
+
+from conftest import from_dev, to_dev
+from engine.activations import NAMES, REFERENCE
+
+SIZES = [1, 3, 4, 5, 31, 32, 33, 63, 64, 65]
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (31, 33, 65), (64, 32, 63), (33, 65, 4),
+                                   (5, 1, 32), (65, 3, 1)])
+def test_gemm_exact_on_integers(rt, ops, rng, trans_a, trans_b, M, N, K):
+    # small integers: every product and sum is exact in float32
+    A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+    B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+    ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+    C = rt.empty(4 * M * N)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_array_equal(from_dev(rt, C, (M, N)), ref)
+
+
+@pytest.mark.parametrize("act", [a for a in NAMES if a != "softmax"])
+@pytest.mark.parametrize("M,N,K", [(31, 33, 17), (1, 65, 3), (64, 1, 64)])
+def test_gemm_bias_activation_epilogue(rt, ops, rng, act, M, N, K):
+    A, B, b = rng.normal(size=(M, K)), rng.normal(size=(K, N)), rng.normal(size=N)
+    C = rt.empty(4 * M * N)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, bias=to_dev(rt, b), act=act)
+    np.testing.assert_allclose(from_dev(rt, C, (M, N)), REFERENCE[act](A @ B + b),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_accumulate(rt, ops, rng):
+    M, N, K = 33, 31, 9
+    A, B, C0 = rng.normal(size=(M, K)), rng.normal(size=(K, N)), rng.normal(size=(M, N))
+    C = to_dev(rt, C0)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, accumulate=True)
+    np.testing.assert_allclose(from_dev(rt, C, (M, N)), C0 + A @ B, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", NAMES)
+@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 33), (65, 2)])
+def test_activation_forward_backward(rt, ops, rng, act, rows, cols):
+    x = rng.normal(size=(rows, cols)) * 3
+    dy = rng.normal(size=(rows, cols))
+    y_dev = rt.empty(4 * x.size)
+    ops.act_forward(act, to_dev(rt, x), y_dev, rows, cols)
+    y = from_dev(rt, y_dev, x.shape)
+    np.testing.assert_allclose(y, REFERENCE[act](x), rtol=1e-5, atol=1e-6)
+    # backward against central differences of the float64 reference
+    eps = 1e-6
+    num = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        num[i] = ((REFERENCE[act](xp) - REFERENCE[act](xm)) * dy).sum() / (2 * eps)
+    prev = rng.normal(size=x.shape)
+    for accumulate in (False, True):
+        dx = to_dev(rt, prev)
+        ops.act_backward(act, y_dev, to_dev(rt, dy), dx, rows, cols, accumulate=accumulate)
+        want = num + (prev if accumulate else 0)
+        np.testing.assert_allclose(from_dev(rt, dx, x.shape), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (33, 31), (4, 65)])
+def test_bias_grad_and_copy2d(rt, ops, rng, rows, cols):
+    dy = rng.normal(size=(rows, cols))
+    db = rt.empty(4 * cols)
+    ops.bias_grad(to_dev(rt, dy), db, rows, cols)
+    np.testing.assert_allclose(from_dev(rt, db, (cols,)), dy.sum(0), rtol=1e-5, atol=1e-5)
+    dst0 = rng.normal(size=(rows, cols + 5))
+    dst = to_dev(rt, dst0)
+    ops.copy2d(to_dev(rt, dy), cols, 0, dst, cols + 5, 3, rows, cols, accumulate=True)
+    want = dst0.copy()
+    want[:, 3:3 + cols] += dy
+    np.testing.assert_allclose(from_dev(rt, dst, dst0.shape), want, rtol=1e-6, atol=1e-6)
+
+
+def test_philox_known_answer(ops):
+    # Random123's published answer for Philox-4x32-10, counter 0 and key 0
+    assert [f"{v:08x}" for v in ops.philox((0, 0, 0, 0), (0, 0))] == \
+        ["6627e8d5", "e169c58d", "bc57ac4c", "9b00dbd8"]
+    # and for all-ones counter and key
+    assert [f"{v:08x}" for v in ops.philox((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2)] == \
+        ["408f276d", "41c83b0e", "a20bc7c6", "6d5451fd"]
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_statistics_and_reproducibility(rt, ops, rate):
+    n = 100_003
+    x = np.ones(n)
+    xd, y1, y2, y3 = to_dev(rt, x), rt.empty(4 * n), rt.empty(4 * n), rt.empty(4 * n)
+    ops.dropout(xd, y1, n, rate, seed=5, salt=9, step=3)
+    ops.dropout(xd, y2, n, rate, seed=5, salt=9, step=3)
+    ops.dropout(xd, y3, n, rate, seed=5, salt=9, step=4)
+    a, b, c = (from_dev(rt, y, (n,)) for y in (y1, y2, y3))
+    np.testing.assert_array_equal(a, b)  # same (seed, salt, step): same mask
+    assert (a != c).any()  # another step: another mask
+    kept = a != 0
+    assert abs(kept.mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / n)
+    np.testing.assert_allclose(a[kept], 1 / (1 - rate), rtol=1e-6)
+    # the backward pass regenerates the same mask
+    dy = np.arange(n, dtype=np.float64) % 7
+    dx = rt.empty(4 * n)
+    ops.dropout(to_dev(rt, dy), dx, n, rate, seed=5, salt=9, step=3)
+    np.testing.assert_allclose(from_dev(rt, dx, (n,)), dy * a, rtol=1e-6)

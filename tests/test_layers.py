@@ -1,0 +1,124 @@
+"""One harness for every registered layer (in the spirit of Keras' run_layer_test):
+shape inference, config round-trip through the project file, forward against the layer's
+float64 numpy reference, and input and weight gradients against central differences of that
+reference, on odd sizes and batch size 1.
+
+Tolerances: forward rtol 1e-5 / atol 1e-5 (fp32 with K up to 65 terms); gradients rtol 1e-3 /
+atol 1e-4 against float64 central differences (eps 1e-6), the fp32 figures mature projects use."""
+import numpy as np
+import pytest
+
+from conftest import from_dev, to_dev
+from engine import project as projectfile
+from engine.graph import Graph
+from engine.model import NodeStep
+from engine.ops import Tensor
+from engine.registry import layer_types
+
+CASES = [(layer.type_id, i, params, shapes) for layer in layer_types() if not layer.is_input
+         for i, (params, shapes) in enumerate(layer.examples)]
+
+
+def test_every_layer_has_examples():
+    missing = [l.type_id for l in layer_types() if not l.is_input and not l.examples]
+    assert not missing
+
+
+def _graph_for(type_id, params, shapes):
+    g = Graph()
+    for i, sh in enumerate(shapes):
+        g.add_node("Input", {"shape": list(sh)}, id=f"in{i}")
+    g.add_node(type_id, params, id="node")
+    for i in range(len(shapes)):
+        g.connect(f"in{i}", 0, "node", i)
+    return g
+
+
+def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
+    """Run one layer's forward and backward directly through its NodeStep contract."""
+    n = xs[0].shape[0]
+    in_shapes = [x.shape[1:] for x in xs]
+    out_shape = tuple(layer.output_shapes(params, in_shapes)[0])
+    s = NodeStep()
+    s.node_id, s.params, s.n = "node", params, n
+    s.training, s.seed, s.step = training, 11, step
+    s.logits, s.skip_act_grad = None, False
+    s.x = [Tensor(to_dev(rt, x), x.shape[1:]) for x in xs]
+    s.y = [Tensor(s.x[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(out_shape))),
+                  out_shape)]
+    s.w = {k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()}
+    s.dw = {k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items()}
+    s.scratch = {k: Tensor(rt.empty(4 * n * int(np.prod(sh))), sh)
+                 for k, sh in layer.scratch(params, in_shapes).items()}
+    layer.forward(ops, s)
+    y = from_dev(rt, s.y[0].buf, (n,) + out_shape).copy()
+    s.dy = [Tensor(to_dev(rt, dy), out_shape)]
+    s.dx = [Tensor(rt.empty(4 * x.size), x.shape[1:]) for x in xs]
+    s.acc = [False] * len(xs)
+    layer.backward(ops, s)
+    dxs = [from_dev(rt, t.buf, x.shape) for t, x in zip(s.dx, xs)]
+    dws = {k: from_dev(rt, t.buf, ws[k].shape) for k, t in s.dw.items()}
+    return y, dxs, dws
+
+
+@pytest.mark.parametrize("type_id,case,params,shapes", CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
+    g = _graph_for(type_id, params, shapes)
+    assert not g.validate()
+    layer = g.nodes["node"].layer
+    p = g.nodes["node"].params
+    # config round-trip through the project file
+    proj = projectfile.Project(g, training={**projectfile.default_training(),
+                                            "loss": {"node": "mean_squared_error"}})
+    again = projectfile.loads(projectfile.dumps(proj)).graph
+    assert again.nodes["node"].params == p and again.nodes["node"].type == type_id
+    # shape inference agrees with the reference output
+    out_shape = g.infer_shapes()[0]["node"][0]
+    xs = [rng.normal(size=(batch,) + tuple(sh)) for sh in shapes]
+    in_shapes = [tuple(sh) for sh in shapes]
+    ws = {}
+    for spec in layer.weights(p, in_shapes):
+        ws[spec.name] = rng.normal(size=spec.shape) * (0.5 if spec.init != "zeros" else 0.1)
+    ref = layer.reference(p, xs, ws)[0]
+    assert ref.shape == (batch,) + out_shape
+    dy = rng.normal(size=ref.shape)
+    y, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dy)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+    if layer.stochastic:
+        return  # its backward is the training-mode derivative: see test_dropout_training_mode
+
+    # gradients: central differences of sum(dy * reference) in float64
+    def f():
+        return float((layer.reference(p, xs, ws)[0] * dy).sum())
+    eps = 1e-6
+    for got, arr in list(zip(dxs, xs)) + [(dws[k], ws[k]) for k in ws]:
+        num = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + eps
+            hi = f()
+            arr[i] = old - eps
+            lo = f()
+            arr[i] = old
+            num[i] = (hi - lo) / (2 * eps)
+        np.testing.assert_allclose(got, num, rtol=1e-3, atol=1e-4)
+
+
+def test_dropout_training_mode(rt, ops, rng):
+    from engine.registry import get_layer
+    layer = get_layer("Dropout")
+    p = {"rate": 0.25, "seed": 0}
+    x = rng.normal(size=(4, 1001))
+    dy = rng.normal(size=x.shape)
+    y, (dx,), _ = run_layer(rt, ops, layer, p, [x], {}, dy, training=True, step=7)
+    mask = y != 0
+    assert abs(mask.mean() - 0.75) < 0.03
+    np.testing.assert_allclose(y[mask], x[mask] / 0.75, rtol=1e-5)
+    np.testing.assert_allclose(dx, np.where(mask, dy / 0.75, 0.0), rtol=1e-5, atol=1e-7)
+    y2, _, _ = run_layer(rt, ops, layer, p, [x], {}, dy, training=True, step=7)
+    np.testing.assert_array_equal(y, y2)  # same seed and step: the same mask
+    y3, _, _ = run_layer(rt, ops, layer, p, [x], {}, dy, training=False)
+    np.testing.assert_allclose(y3, x, rtol=1e-6)  # identity at inference

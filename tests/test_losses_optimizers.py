@@ -1,0 +1,141 @@
+"""Losses (value and gradient), metrics and optimizer updates against float64 references."""
+import numpy as np
+import pytest
+
+from conftest import from_dev, to_dev
+from engine.activations import REFERENCE
+from engine.losses import Loss
+from engine.metrics import Metric
+from engine.optimizers import SGD, Adam
+
+CASES = [  # (loss, from_logits, fused activation or None)
+    ("sparse_categorical_crossentropy", False, None),
+    ("sparse_categorical_crossentropy", False, "softmax"),
+    ("sparse_categorical_crossentropy", True, None),
+    ("categorical_crossentropy", False, None),
+    ("categorical_crossentropy", False, "softmax"),
+    ("categorical_crossentropy", True, None),
+    ("binary_crossentropy", False, None),
+    ("binary_crossentropy", False, "sigmoid"),
+    ("binary_crossentropy", True, None),
+    ("mean_squared_error", False, None),
+]
+
+
+def _targets(rng, loss, rows, cols):
+    if loss.sparse:
+        return rng.integers(0, cols, rows).astype(np.float64)
+    if loss.sparse is False:
+        return np.eye(cols)[rng.integers(0, cols, rows)]
+    if loss.name == "binary_crossentropy":
+        return rng.integers(0, 2, (rows, cols)).astype(np.float64)
+    return rng.normal(size=(rows, cols))
+
+
+@pytest.mark.parametrize("name,from_logits,fused", CASES)
+@pytest.mark.parametrize("rows,cols", [(1, 1), (5, 3), (33, 10), (2, 65)])
+def test_loss_value_and_gradient(rt, ops, rng, name, from_logits, fused, rows, cols):
+    if cols == 1 and name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        cols = 2
+    loss = Loss(name, weight=0.7, from_logits=from_logits)
+    z = rng.normal(size=(rows, cols))
+    if fused or from_logits or name == "mean_squared_error":
+        pred = REFERENCE[fused](z) if fused else z
+    else:  # probabilities, kept away from the clipping edges
+        pred = REFERENCE["softmax" if loss.sparse is not None else "sigmoid"](z)
+    t = _targets(rng, loss, rows, cols)
+    lrows, grad = rt.empty(4 * rows), rt.empty(4 * rows * cols)
+    logits = to_dev(rt, z) if fused else None
+    loss.enqueue(ops, to_dev(rt, pred), logits, to_dev(rt, t), rows, cols, lrows, grad)
+    np.testing.assert_allclose(from_dev(rt, lrows, (rows,)), loss.reference(pred, t),
+                               rtol=1e-5, atol=1e-6)
+
+    # gradient of the weighted mean loss w.r.t. what the kernel differentiates:
+    # logits when fused, else the output itself
+    def total(v):
+        p = REFERENCE[fused](v) if fused else v
+        return loss.weight * loss.reference(p, t).mean()
+    wrt = z if fused else pred
+    num = np.zeros_like(wrt)
+    eps = 1e-6
+    for i in np.ndindex(wrt.shape):
+        a, b = wrt.copy(), wrt.copy()
+        a[i] += eps
+        b[i] -= eps
+        num[i] = (total(a) - total(b)) / (2 * eps)
+    np.testing.assert_allclose(from_dev(rt, grad, (rows, cols)), num, rtol=1e-3, atol=1e-5)
+
+
+def test_fused_cross_entropy_is_stable(rt, ops):
+    # logits far apart: probabilities underflow in float32 but log-sum-exp does not
+    loss = Loss("sparse_categorical_crossentropy")
+    z = np.array([[0.0, 200.0, -200.0]])
+    t = np.array([0.0])
+    lrows, grad = rt.empty(4), rt.empty(12)
+    loss.enqueue(ops, to_dev(rt, REFERENCE["softmax"](z)), to_dev(rt, z), to_dev(rt, t), 1, 3,
+                 lrows, grad)
+    assert np.isclose(from_dev(rt, lrows, (1,))[0], 200.0, rtol=1e-6)
+    np.testing.assert_allclose(from_dev(rt, grad, (1, 3)), [[-1, 1, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("metric,loss,cols", [
+    ("accuracy", "sparse_categorical_crossentropy", 5),
+    ("accuracy", "categorical_crossentropy", 4),
+    ("accuracy", "binary_crossentropy", 3),
+    ("accuracy", "mean_squared_error", 1),
+    ("mae", "mean_squared_error", 3),
+    ("mse", "mean_squared_error", 2),
+])
+def test_metrics(rt, ops, rng, metric, loss, cols):
+    rows = 37
+    lo = Loss(loss)
+    m = Metric(metric, lo, (cols,))
+    p = rng.uniform(size=(rows, cols))
+    t = _targets(rng, lo, rows, cols)
+    out = rt.empty(4 * rows)
+    m.enqueue(ops, to_dev(rt, p), to_dev(rt, t), rows, cols, out)
+    np.testing.assert_allclose(from_dev(rt, out, (rows,)), m.reference(p, t), rtol=1e-5,
+                               atol=1e-6)
+    acc = to_dev(rt, np.array([0.5, 0.0]))
+    ops.reduce_sum(out, rows, acc, 1)
+    np.testing.assert_allclose(from_dev(rt, acc, (2,)), [0.5, m.reference(p, t).sum()],
+                               rtol=1e-5)
+
+
+class _FakeModel:
+    def __init__(self, rt, ops, w, g):
+        from engine.ops import Tensor
+        from engine.registry import WeightSpec
+        self.rt, self.ops = rt, ops
+        self.w, self.g = to_dev(rt, w), to_dev(rt, g)
+        self.params = [("n", WeightSpec("kernel", w.shape), Tensor(self.w, w.shape),
+                        Tensor(self.g, w.shape))]
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_matches_keras_rule(rt, ops, rng, momentum, nesterov):
+    w, v = rng.normal(size=33), np.zeros(33)
+    grads = [rng.normal(size=33) for _ in range(3)]
+    opt = SGD(learning_rate=0.1, momentum=momentum, nesterov=nesterov)
+    model = _FakeModel(rt, ops, w, grads[0])
+    for g in grads:
+        rt.write(model.g, g, blocking=True)
+        opt.step(model)
+        v = momentum * v - 0.1 * g
+        w = w + (momentum * v - 0.1 * g if nesterov else v)
+    np.testing.assert_allclose(from_dev(rt, model.w, (33,)), w, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_matches_keras_rule(rt, ops, rng):
+    w, m, v = rng.normal(size=65), np.zeros(65), np.zeros(65)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
+    opt = Adam(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps)
+    model = _FakeModel(rt, ops, w, np.zeros(65))
+    for t in range(1, 6):
+        g = rng.normal(size=65)
+        rt.write(model.g, g, blocking=True)
+        opt.step(model)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+    np.testing.assert_allclose(from_dev(rt, model.w, (65,)), w, rtol=1e-5, atol=1e-6)
