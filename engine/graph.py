@@ -111,11 +111,11 @@ class Graph:
         mx = d_layer.max_inputs()
         if dst_port < 0 or (mx is not None and dst_port >= mx):
             raise GraphError(f"{dst!r} ({d_layer.type_id}) has no input port {dst_port}")
+        if src == dst or self._reaches(dst, src):
+            raise GraphError(f"connecting {src!r} to {dst!r} would make a cycle")
         for e in self.edges:
             if e.dst == dst and e.dst_port == dst_port:
                 raise GraphError(f"input {dst_port} of {dst!r} is already connected to {e.src!r}")
-        if src == dst or self._reaches(dst, src):
-            raise GraphError(f"connecting {src!r} to {dst!r} would make a cycle")
 
     def connect(self, src, src_port, dst, dst_port):
         self.check_connect(src, src_port, dst, dst_port)

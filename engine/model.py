@@ -110,8 +110,8 @@ class Model:
             if key in weights:
                 a = np.asarray(weights[key], np.float32)
                 if a.shape != spec.shape:
-                    raise ProjectError(f"weights {key!r} have shape {a.shape}, the layer needs "
-                                       f"{spec.shape}")
+                    raise ProjectError(f"array {key!r} has shape {a.shape}, the layer needs "
+                                       f"{spec.shape}", "weights")
             elif init_missing:
                 a = initialize(spec, node_rng(self.seed, nid, spec.name))
             else:

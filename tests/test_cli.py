@@ -1,0 +1,104 @@
+"""End to end through `layerloom --run`: the examples train, outputs are written, and
+failures give exit codes 1/2 with one line and no traceback."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "assets", "examples")
+
+
+def layerloom(*args):
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def run_example(name, out, *extra):
+    r = layerloom("--run", os.path.join(EXAMPLES, name), "--out", str(out), *extra)
+    assert r.returncode == 0, r.stderr
+    with open(out / "history.json") as f:
+        return r, json.load(f)
+
+
+def test_spirals_reaches_95_percent(tmp_path):
+    r, h = run_example("spirals.loom", tmp_path)
+    last = h["epochs"][-1]
+    assert last["accuracy"] >= 0.95 and last["val_accuracy"] >= 0.95
+    assert h["test"]["accuracy"] >= 0.95
+    for rec in h["epochs"]:
+        assert {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"} <= set(rec)
+    lines = r.stdout.splitlines()
+    assert sum(l.startswith("Epoch ") for l in lines) == len(h["epochs"]) == 40
+    assert any(l.startswith("Test: loss") for l in lines)
+    with np.load(tmp_path / "weights.npz", allow_pickle=False) as z:
+        assert set(z.files) == {f"{n}/{w}" for n in ("hidden_1", "hidden_2", "hidden_3", "class")
+                                for w in ("kernel", "bias")}
+        assert z["hidden_1/kernel"].shape == (2, 64)
+
+
+def test_two_output_example_lowers_both_losses(tmp_path):
+    _, h = run_example("multitask.loom", tmp_path)
+    first, last = h["epochs"][0], h["epochs"][-1]
+    for key in ("inside_loss", "value_loss", "val_inside_loss", "val_value_loss"):
+        assert last[key] < 0.5 * first[key], key
+    assert last["inside_accuracy"] > 0.9
+    assert np.isclose(last["loss"], last["inside_loss"] + 0.5 * last["value_loss"], rtol=1e-6)
+
+
+def test_sine_regression_and_reproducible_runs(tmp_path):
+    _, a = run_example("sine.loom", tmp_path / "a", "--epochs", "3", "--seed", "4")
+    _, b = run_example("sine.loom", tmp_path / "b", "--epochs", "3", "--seed", "4")
+    _, c = run_example("sine.loom", tmp_path / "c", "--epochs", "3", "--seed", "5")
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h["epochs"]]
+    assert strip(a) == strip(b) and strip(a) != strip(c)
+    assert len(a["epochs"]) == 3 and a["test"]["loss"] < 0.1
+    wa, wb = (np.load(tmp_path / d / "weights.npz") for d in "ab")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa.files)
+
+
+def test_weights_file_in_project_is_loaded(tmp_path):
+    _, h = run_example("sine.loom", tmp_path / "first")
+    with open(os.path.join(EXAMPLES, "sine.loom")) as f:
+        d = json.load(f)
+    d["weights"] = str(tmp_path / "first" / "weights.npz")
+    (tmp_path / "again.loom").write_text(json.dumps(d))
+    r = layerloom("--run", str(tmp_path / "again.loom"), "--out", str(tmp_path / "second"),
+                  "--epochs", "1")
+    assert r.returncode == 0, r.stderr
+    h2 = json.load(open(tmp_path / "second" / "history.json"))
+    # starting from trained weights, the first epoch is far better than a fresh start's
+    assert h2["epochs"][0]["loss"] < h["epochs"][0]["loss"] / 3
+    # and in process: the model starts exactly from the file's weights
+    from engine import project as projectfile
+    from engine.run import Session, load_weights
+    proj = projectfile.load(str(tmp_path / "again.loom"))
+    saved = load_weights(proj.resolve(proj.weights))
+    got = Session(proj, initial_weights=saved).model.get_weights()
+    assert set(got) == set(saved) and all(np.array_equal(got[k], saved[k]) for k in got)
+
+
+def test_divergence_is_exit_code_1(tmp_path):
+    with open(os.path.join(EXAMPLES, "sine.loom")) as f:
+        d = json.load(f)
+    d["training"]["optimizer"]["params"]["learning_rate"] = 1e30
+    (tmp_path / "hot.loom").write_text(json.dumps(d))
+    r = layerloom("--run", str(tmp_path / "hot.loom"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1
+    assert "the loss became" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_list_devices_marks_the_default():
+    r = layerloom("--list-devices")
+    assert r.returncode == 0
+    marked = [l for l in r.stdout.splitlines() if l.startswith("* ")]
+    assert len(marked) == 2 and marked[1].startswith("* = used by default")
+    assert marked[0].startswith("* 0:") or marked[0][2].isdigit()
+
+
+def test_no_editor_yet_says_so():
+    r = layerloom()
+    assert r.returncode == 2 and "layerloom --run" in r.stderr

@@ -1,0 +1,140 @@
+"""The graph model: editing, events, refusals, validation and shape-inference messages."""
+import subprocess
+import sys
+
+import pytest
+
+from engine.errors import GraphError, ParamError
+from engine.graph import Graph
+from engine.registry import Layer, layer_types, register
+
+
+def chain():
+    g = Graph()
+    g.add_node("Input", {"shape": [4]}, id="in")
+    g.add_node("Dense", {"units": 8}, id="d1")
+    g.add_node("Dense", {"units": 2}, id="d2")
+    g.connect("in", 0, "d1", 0)
+    g.connect("d1", 0, "d2", 0)
+    return g
+
+
+def test_events_follow_edits():
+    g = Graph()
+    seen = []
+    for ev in (g.node_added, g.node_removed, g.edge_added, g.edge_removed, g.params_changed):
+        ev.connect(lambda *a, name=ev.name: seen.append(name))
+    g.add_node("Input", {"shape": [3]}, id="a")
+    g.add_node("Dense", id="b")
+    g.connect("a", 0, "b", 0)
+    g.set_params("b", units=4)
+    g.remove_node("a")
+    assert seen == ["node_added", "node_added", "edge_added", "params_changed", "edge_removed",
+                    "node_removed"]
+    assert g.nodes["b"].params["units"] == 4 and not g.edges
+
+
+def test_ids_are_generated_and_unique():
+    g = Graph()
+    assert g.add_node("Dense").id == "dense_1"
+    assert g.add_node("Dense").id == "dense_2"
+    with pytest.raises(GraphError, match="duplicate node id 'dense_1'"):
+        g.add_node("Dense", id="dense_1")
+    with pytest.raises(GraphError, match="unknown layer type"):
+        g.add_node("Dens")
+
+
+def test_refuses_cycles_and_double_inputs():
+    g = chain()
+    with pytest.raises(GraphError, match="cycle"):
+        g.connect("d2", 0, "d1", 0)
+    with pytest.raises(GraphError, match="cycle"):
+        g.connect("d1", 0, "d1", 0)
+    g.add_node("Dense", id="d3")
+    with pytest.raises(GraphError, match="already connected"):
+        g.connect("d3", 0, "d2", 0)
+    with pytest.raises(GraphError, match="no input port 1"):
+        g.connect("d3", 0, "d2", 1)
+    assert len(g.edges) == 2
+
+
+def test_param_validation_names_the_place():
+    g = chain()
+    with pytest.raises(ParamError) as e:
+        g.set_params("d1", units=-5)
+    assert str(e.value) == "node 'd1'.params.units: expected a positive integer, got -5"
+    with pytest.raises(ParamError, match="expected one of linear, relu"):
+        g.set_params("d1", activation="swishy")
+    assert g.nodes["d1"].params["units"] == 8
+
+
+def test_topo_order_inputs_outputs():
+    g = chain()
+    assert g.topo_order() == ["in", "d1", "d2"]
+    assert g.inputs() == ["in"] and g.outputs() == ["d2"]
+    assert g.validate() == []
+
+
+def test_unconnected_input_and_no_input_are_problems():
+    g = Graph()
+    g.add_node("Dense", id="lonely")
+    msgs = [str(p) for p in g.validate()]
+    assert "graph.nodes: the graph has no Input node" in msgs
+    assert "graph.nodes[0] 'lonely' (Dense): input 0 (x) is not connected" in msgs
+
+
+def test_shape_error_names_node_and_shapes_and_only_the_culprit():
+    g = Graph()
+    g.add_node("Input", {"shape": [4]}, id="in")
+    g.add_node("Dense", {"units": 8}, id="a")
+    g.add_node("Dense", {"units": 6}, id="b")
+    g.add_node("Add", id="sum")
+    g.add_node("Dense", {"units": 2}, id="after")
+    for s, d, p in [("in", "a", 0), ("in", "b", 0), ("a", "sum", 0), ("b", "sum", 1),
+                    ("sum", "after", 0)]:
+        g.connect(s, 0, d, p)
+    shapes, problems = g.infer_shapes()
+    assert [str(p) for p in problems] == [
+        "graph.nodes[3] 'sum' (Add): inputs must have the same shape; input 0 is (None, 8) "
+        "but input 1 is (None, 6)"]
+    assert shapes["a"] == [(8,)] and "after" not in shapes
+
+
+def test_variadic_ports_must_not_have_gaps():
+    g = Graph()
+    g.add_node("Input", {"shape": [2]}, id="in")
+    g.add_node("Concatenate", id="cat")
+    g.connect("in", 0, "cat", 0)
+    g.connect("in", 0, "cat", 2)
+    assert any("input port 1 is not connected" in str(p) for p in g.validate())
+
+
+def test_concatenate_axis_errors():
+    g = Graph()
+    g.add_node("Input", {"shape": [2, 3]}, id="a")
+    g.add_node("Input", {"shape": [2, 4]}, id="b")
+    g.add_node("Concatenate", {"axis": 1}, id="cat")
+    g.connect("a", 0, "cat", 0)
+    g.connect("b", 0, "cat", 1)
+    assert "must match except on axis 1" in str(g.validate()[0])
+    g.set_params("cat", axis=-1)
+    assert g.validate() == [] and g.infer_shapes()[0]["cat"] == [(2, 7)]
+    g.set_params("cat", axis=0)
+    assert "axis 0 is out of range" in str(g.validate()[0])
+
+
+def test_registry_refuses_duplicates_and_lists_layers():
+    types = {l.type_id for l in layer_types()}
+    assert {"Input", "Dense", "Activation", "Dropout", "Flatten", "Add", "Concatenate"} <= types
+    with pytest.raises(ValueError, match="registered twice"):
+        @register
+        class Dense(Layer):  # noqa: F811 - the point of the test
+            type_id = "Dense"
+
+
+def test_engine_does_not_import_qt():
+    code = ("import sys, engine, engine.run, engine.project, engine.training, app.cli; "
+            "from engine.registry import layer_types; layer_types(); "
+            "assert 'PySide6' not in sys.modules, 'engine imported PySide6'; "
+            "assert not any(m.startswith('pyqtgraph') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)

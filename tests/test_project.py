@@ -1,0 +1,180 @@
+"""Project file: round trip, atomic saves, and every kind of bad file giving one clear message
+with its place and exit code 2 through the CLI, with nothing written or changed."""
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine import project as projectfile
+from engine.errors import ProjectError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "assets", "examples")
+
+
+def spirals():
+    with open(os.path.join(EXAMPLES, "spirals.loom"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def layerloom(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(EXAMPLES)))
+def test_examples_round_trip(name, tmp_path):
+    if not name.endswith(".loom"):
+        return
+    p = projectfile.load(os.path.join(EXAMPLES, name))
+    out = tmp_path / name
+    projectfile.save(p, str(out))
+    again = projectfile.load(str(out))
+    assert projectfile.to_dict(again) == projectfile.to_dict(p)
+    with open(os.path.join(EXAMPLES, name), encoding="utf-8") as f:
+        original = json.load(f)
+    saved = projectfile.to_dict(again)
+    assert saved["graph"]["edges"] == original["graph"]["edges"]
+    assert [n["id"] for n in saved["graph"]["nodes"]] == \
+        [n["id"] for n in original["graph"]["nodes"]]
+    assert saved["ui"] == original["ui"]
+
+
+def test_save_is_atomic_and_keeps_a_backup(tmp_path, monkeypatch):
+    path = str(tmp_path / "p.loom")
+    p = projectfile.loads(json.dumps(spirals()))
+    projectfile.save(p, path)
+    first = open(path, "rb").read()
+    p.graph.set_params("hidden_1", units=7)
+    projectfile.save(p, path)
+    assert open(path + ".bak", "rb").read() == first
+    second = open(path, "rb").read()
+    assert b'"units": 7' in second
+
+    def boom(*a):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    p.graph.set_params("hidden_1", units=9)
+    with pytest.raises(OSError):
+        projectfile.save(p, path)
+    assert open(path, "rb").read() == second  # the file on disk is untouched
+    assert sorted(os.listdir(tmp_path)) == ["p.loom", "p.loom.bak"]  # no temp file left
+
+
+def _mutate(fn):
+    d = spirals()
+    fn(d)
+    return json.dumps(d)
+
+
+def _nodes(d):
+    return d["graph"]["nodes"]
+
+
+BAD = {
+    "truncated": (lambda: json.dumps(spirals())[:300], "not valid JSON (truncated or damaged?)"),
+    "not-utf8": (lambda: b"\xff\xfe{}", "not UTF-8 text"),
+    "not-a-project": (lambda: _mutate(lambda d: d.update(format="something-else")),
+                      "not a Layerloom project"),
+    "newer-version": (lambda: _mutate(lambda d: d.update(version=99)),
+                      "version: written by a newer Layerloom (format version 99"),
+    "unknown-layer": (lambda: _mutate(lambda d: _nodes(d)[1].update(type="Dens")),
+                      "graph.nodes[1].type: unknown layer type 'Dens'; did you mean 'Dense'?"),
+    "negative-units": (lambda: _mutate(lambda d: _nodes(d)[3]["params"].update(units=-5)),
+                       "graph.nodes[3].params.units: expected a positive integer, got -5"),
+    "unknown-param": (lambda: _mutate(lambda d: _nodes(d)[1]["params"].update(unitz=3)),
+                      "graph.nodes[1].params.unitz: unknown parameter"),
+    "cycle": (lambda: _mutate(lambda d: d["graph"]["edges"].__setitem__(
+        0, {"from": ["hidden_3", 0], "to": ["hidden_1", 0]})), "cycle"),
+    "dangling-edge": (lambda: _mutate(lambda d: d["graph"]["edges"][0].update(
+        to=["ghost", 0])), "graph.edges[0].to: no node 'ghost' (dangling edge)"),
+    "duplicate-id": (lambda: _mutate(lambda d: _nodes(d)[2].update(id="hidden_1")),
+                     "graph.nodes[2].id: duplicate node id 'hidden_1'"),
+    "bad-port": (lambda: _mutate(lambda d: d["graph"]["edges"][0].update(to=["hidden_1", 1])),
+                 "graph.edges[0].to: 'hidden_1' (Dense) has no input port 1"),
+    "unconnected": (lambda: _mutate(lambda d: d["graph"]["edges"].pop(1)),
+                    "'hidden_2' (Dense): input 0 (x) is not connected"),
+    "unknown-loss": (lambda: _mutate(lambda d: d["training"].update(loss={"class": "hinge"})),
+                     "training.loss.class.name: unknown loss 'hinge'"),
+    "no-loss": (lambda: _mutate(lambda d: d["training"].update(loss={})),
+                "training.loss: output 'class' has no loss"),
+    "bad-lr": (lambda: _mutate(lambda d: d["training"]["optimizer"]["params"].update(
+        learning_rate=-1)),
+        "training.optimizer.params.learning_rate: expected a number > 0, got -1"),
+    "zero-epochs": (lambda: _mutate(lambda d: d["training"].update(epochs=0)),
+                    "training.epochs: expected an integer from 1"),
+    "unknown-dataset": (lambda: _mutate(lambda d: d["dataset"].update(name="moonz")),
+                        "dataset.name: unknown synthetic dataset 'moonz'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_project_file(case, tmp_path):
+    content, expected = BAD[case]
+    data = content()
+    path = tmp_path / "bad.loom"
+    (path.write_bytes if isinstance(data, bytes) else path.write_text)(data)
+    before = path.read_bytes()
+    r = layerloom("--run", str(path), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr
+    assert expected in r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.startswith("layerloom: error: ")
+    assert str(path) in r.stderr.splitlines()[0]
+    assert path.read_bytes() == before and not (tmp_path / "out").exists()
+    with pytest.raises(ProjectError):
+        projectfile.load(str(path))
+
+
+def _write(tmp_path, d, name="p.loom"):
+    p = tmp_path / name
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def test_data_that_does_not_fit_the_graph(tmp_path):
+    d = spirals()
+    _nodes(d)[0]["params"]["shape"] = [3]
+    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert ("dataset.inputs.point: array 'x' has samples shaped (None, 2), Input 'point' "
+            "expects (None, 3)") in r.stderr
+    d = spirals()
+    _nodes(d)[4]["params"]["units"] = 1
+    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert "labels in 'y' must be class indices 0..0" in r.stderr
+
+
+def test_missing_and_pickled_data_files(tmp_path):
+    d = spirals()
+    d["dataset"] = {"source": "npz", "path": "nowhere.npz"}
+    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "dataset.path: data file not found" in r.stderr
+    np.savez(tmp_path / "evil.npz", x=np.array([{"a": 1}, None], dtype=object),
+             y=np.zeros(2))
+    d["dataset"]["path"] = "evil.npz"
+    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "holds Python objects" in r.stderr
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    d["dataset"]["path"] = "broken.npz"
+    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "not a readable .npz file" in r.stderr
+    d.pop("dataset")
+    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "dataset: the project has no dataset" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_project_and_unknown_device(tmp_path):
+    r = layerloom("--run", str(tmp_path / "nope.loom"))
+    assert r.returncode == 2 and "nope.loom: no such file" in r.stderr
+    r = layerloom("--run", os.path.join(EXAMPLES, "sine.loom"), "--device", "no-such-gpu",
+                  "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no OpenCL device matches 'no-such-gpu'" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = layerloom("--run", os.path.join(EXAMPLES, "sine.loom"), "--epochs", "-3")
+    assert r.returncode == 2 and "expected a positive integer" in r.stderr
