@@ -15,3 +15,12 @@ inline float act_grad_from_y(const int a, const float y) {
     if (a == ACT_TANH) return 1.0f - y * y;
     return 1.0f;
 }
+
+// log(sum(exp(x[0..cols)))) computed stably (max subtracted first).
+inline float row_logsumexp(__global const float* x, const int cols) {
+    float m = x[0];
+    for (int j = 1; j < cols; j++) m = fmax(m, x[j]);
+    float s = 0.0f;
+    for (int j = 0; j < cols; j++) s += exp(x[j] - m);
+    return m + log(s);
+}

@@ -40,12 +40,8 @@ __kernel void softmax_forward(__global const float* x, __global float* y, const 
     const int r = get_global_id(0);
     __global const float* xr = x + r * cols;
     __global float* yr = y + r * cols;
-    float m = xr[0];
-    for (int j = 1; j < cols; j++) m = fmax(m, xr[j]);
-    float s = 0.0f;
-    for (int j = 0; j < cols; j++) s += exp(xr[j] - m);
-    const float inv = 1.0f / s;
-    for (int j = 0; j < cols; j++) yr[j] = exp(xr[j] - m) * inv;
+    const float lse = row_logsumexp(xr, cols);
+    for (int j = 0; j < cols; j++) yr[j] = exp(xr[j] - lse);
 }
 
 // dx = y * (dy - sum(dy * y)) per row.

@@ -13,11 +13,7 @@ __kernel void softmax_xent_logits(__global const float* z, __global const float*
     const int r = get_global_id(0);
     __global const float* zr = z + r * cols;
     __global float* gr = grad + r * cols;
-    float m = zr[0];
-    for (int j = 1; j < cols; j++) m = fmax(m, zr[j]);
-    float s = 0.0f;
-    for (int j = 0; j < cols; j++) s += exp(zr[j] - m);
-    const float lse = m + log(s);
+    const float lse = row_logsumexp(zr, cols);
     if (sparse) {
         const int y = (int)t[r];
         loss[r] = lse - zr[y];

@@ -33,20 +33,15 @@ def from_dev(rt, buf, shape):
     return rt.read(buf, int(np.prod(shape)), shape)
 
 
-def central_diff(f, arrays, eps=1e-6):
-    """Gradients of scalar f(arrays) w.r.t. each float64 array, by central differences."""
-    grads = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        it = np.nditer(a, flags=["multi_index"])
-        for _ in it:
-            i = it.multi_index
-            old = a[i]
-            a[i] = old + eps
-            hi = f()
-            a[i] = old - eps
-            lo = f()
-            a[i] = old
-            g[i] = (hi - lo) / (2 * eps)
-        grads.append(g)
-    return grads
+def numeric_grad(f, arr, eps=1e-6):
+    """d f() / d arr by central differences; f reads arr (float64), which is perturbed in place."""
+    g = np.zeros_like(arr)
+    for i in np.ndindex(arr.shape):
+        old = arr[i]
+        arr[i] = old + eps
+        hi = f()
+        arr[i] = old - eps
+        lo = f()
+        arr[i] = old
+        g[i] = (hi - lo) / (2 * eps)
+    return g

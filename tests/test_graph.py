@@ -138,3 +138,23 @@ def test_engine_does_not_import_qt():
             "assert 'PySide6' not in sys.modules, 'engine imported PySide6'; "
             "assert not any(m.startswith('pyqtgraph') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_layer_table_is_current():
+    import os
+    from engine.docs import layer_table
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    table = text.split("<!-- layers:begin -->\n", 1)[1].split("<!-- layers:end -->", 1)[0]
+    assert table == layer_table(), "README layer table is stale: run python -m engine.docs"
+
+
+def test_readme_quick_start_matches_ci():
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    block = readme.split("## Quick start", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = block.strip().splitlines()
+    assert len(commands) == 2
+    ci = open(os.path.join(root, ".ci", "run"), encoding="utf-8").read()
+    assert commands[1] in ci.splitlines()

@@ -8,7 +8,7 @@ atol 1e-4 against float64 central differences (eps 1e-6), the fp32 figures matur
 import numpy as np
 import pytest
 
-from conftest import from_dev, to_dev
+from conftest import from_dev, numeric_grad, to_dev
 from engine import project as projectfile
 from engine.graph import Graph
 from engine.model import NodeStep
@@ -93,17 +93,8 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     # gradients: central differences of sum(dy * reference) in float64
     def f():
         return float((layer.reference(p, xs, ws)[0] * dy).sum())
-    eps = 1e-6
     for got, arr in list(zip(dxs, xs)) + [(dws[k], ws[k]) for k in ws]:
-        num = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            old = arr[i]
-            arr[i] = old + eps
-            hi = f()
-            arr[i] = old - eps
-            lo = f()
-            arr[i] = old
-            num[i] = (hi - lo) / (2 * eps)
+        num = numeric_grad(f, arr)
         np.testing.assert_allclose(got, num, rtol=1e-3, atol=1e-4)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import from_dev, to_dev
+from conftest import from_dev, numeric_grad, to_dev
 from engine.activations import REFERENCE
 from engine.losses import Loss
 from engine.metrics import Metric
@@ -52,17 +52,12 @@ def test_loss_value_and_gradient(rt, ops, rng, name, from_logits, fused, rows, c
 
     # gradient of the weighted mean loss w.r.t. what the kernel differentiates:
     # logits when fused, else the output itself
-    def total(v):
-        p = REFERENCE[fused](v) if fused else v
+    wrt = (z if fused else pred).copy()
+
+    def total():
+        p = REFERENCE[fused](wrt) if fused else wrt
         return loss.weight * loss.reference(p, t).mean()
-    wrt = z if fused else pred
-    num = np.zeros_like(wrt)
-    eps = 1e-6
-    for i in np.ndindex(wrt.shape):
-        a, b = wrt.copy(), wrt.copy()
-        a[i] += eps
-        b[i] -= eps
-        num[i] = (total(a) - total(b)) / (2 * eps)
+    num = numeric_grad(total, wrt)
     np.testing.assert_allclose(from_dev(rt, grad, (rows, cols)), num, rtol=1e-3, atol=1e-5)
 
 

@@ -4,6 +4,7 @@ central differences of a float64 numpy evaluation of the same graph."""
 import numpy as np
 import pytest
 
+from conftest import numeric_grad
 from engine.graph import Graph
 from engine.losses import Loss
 from engine.model import Model
@@ -95,17 +96,8 @@ def test_graph_gradients(rt, rng, head_act, loss_name, from_logits, via_activati
     # the engine's reported loss agrees with the reference
     logs = trainer.read_logs()
     assert np.isclose(logs["loss"], total(), rtol=1e-4)
-    eps = 1e-6
     for key, w in weights.items():
-        num = np.zeros_like(w)
-        for i in np.ndindex(w.shape):
-            old = w[i]
-            w[i] = old + eps
-            hi = total()
-            w[i] = old - eps
-            lo = total()
-            w[i] = old
-            num[i] = (hi - lo) / (2 * eps)
+        num = numeric_grad(total, w)
         np.testing.assert_allclose(got[key], num, rtol=1e-3, atol=1e-5, err_msg=key)
 
 
