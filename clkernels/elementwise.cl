@@ -25,37 +25,42 @@ __kernel void act_forward(const int act, __global const float* x, __global float
     y[i] = act_fwd(act, x[i]);
 }
 
-__kernel void act_backward(const int act, __global const float* y, __global const float* dy,
-                           __global float* dx, const int accumulate)
+// x is the pre-activation; callers may pass y for it unless the activation NEEDS_INPUT.
+__kernel void act_backward(const int act, __global const float* x, __global const float* y,
+                           __global const float* dy, __global float* dx, const int accumulate)
 {
     const int i = get_global_id(0);
-    float v = dy[i] * act_grad_from_y(act, y[i]);
+    float v = dy[i] * act_grad(act, x[i], y[i]);
     if (accumulate) v += dx[i];
     dx[i] = v;
 }
 
-// Row-wise softmax, one work-item per row; y may alias x.
-__kernel void softmax_forward(__global const float* x, __global float* y, const int cols)
+// Row-wise softmax (log_softmax when log != 0), one work-item per row; y may alias x.
+__kernel void softmax_forward(__global const float* x, __global float* y, const int cols,
+                              const int log)
 {
     const int r = get_global_id(0);
     __global const float* xr = x + r * cols;
     __global float* yr = y + r * cols;
     const float lse = row_logsumexp(xr, cols);
-    for (int j = 0; j < cols; j++) yr[j] = exp(xr[j] - lse);
+    if (log) for (int j = 0; j < cols; j++) yr[j] = xr[j] - lse;
+    else for (int j = 0; j < cols; j++) yr[j] = exp(xr[j] - lse);
 }
 
-// dx = y * (dy - sum(dy * y)) per row.
+// softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy). Per row.
 __kernel void softmax_backward(__global const float* y, __global const float* dy,
-                               __global float* dx, const int cols, const int accumulate)
+                               __global float* dx, const int cols, const int log,
+                               const int accumulate)
 {
     const int r = get_global_id(0);
     __global const float* yr = y + r * cols;
     __global const float* gr = dy + r * cols;
     __global float* dr = dx + r * cols;
     float dot = 0.0f;
-    for (int j = 0; j < cols; j++) dot += yr[j] * gr[j];
+    if (log) for (int j = 0; j < cols; j++) dot += gr[j];
+    else for (int j = 0; j < cols; j++) dot += yr[j] * gr[j];
     for (int j = 0; j < cols; j++) {
-        float v = yr[j] * (gr[j] - dot);
+        float v = log ? gr[j] - exp(yr[j]) * dot : yr[j] * (gr[j] - dot);
         if (accumulate) v += dr[j];
         dr[j] = v;
     }

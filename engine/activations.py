@@ -1,7 +1,13 @@
 """The activation table: one entry per activation, shared by the `Activation` layer, every
 layer's `activation` parameter, the OpenCL kernels (ids become ACT_* defines) and the numpy
-references used by the tests."""
+references used by the tests. Keras 3 definitions and defaults."""
+import math
+
 import numpy as np
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+LEAKY_SLOPE = 0.2  # keras.activations.leaky_relu default negative_slope
 
 
 def _softmax(x):
@@ -9,18 +15,40 @@ def _softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _log_softmax(x):
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+_erf = np.vectorize(math.erf)
+
 # name -> float64 numpy reference. Order fixes the kernel ids.
 REFERENCE = {
     "linear": lambda x: x,
     "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "leaky_relu": lambda x: np.where(x > 0, x, LEAKY_SLOPE * x),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0))),
+    "silu": lambda x: x / (1.0 + np.exp(-x)),
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
     "tanh": np.tanh,
     "softmax": _softmax,
+    "log_softmax": _log_softmax,
+    "softplus": lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "exponential": np.exp,
 }
+ALIASES = {"swish": "silu"}
 NAMES = tuple(REFERENCE)
 ACT_ID = {name: i for i, name in enumerate(NAMES)}
-ROW_WISE = {"softmax"}  # normalises over the last axis; not elementwise
+ROW_WISE = {"softmax", "log_softmax"}  # normalise over the last axis; not elementwise
+NEEDS_INPUT = {"gelu", "silu"}         # derivative needs the pre-activation, not only the output
 
 
 def cl_prelude():
-    return "".join(f"#define ACT_{n.upper()} {i}\n" for n, i in ACT_ID.items())
+    consts = (f"#define SELU_ALPHA {SELU_ALPHA!r}f\n#define SELU_SCALE {SELU_SCALE!r}f\n"
+              f"#define LEAKY_SLOPE {LEAKY_SLOPE!r}f\n")
+    return consts + "".join(f"#define ACT_{n.upper()} {i}\n" for n, i in ACT_ID.items())

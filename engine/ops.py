@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .activations import ACT_ID, ROW_WISE, cl_prelude
+from .activations import ACT_ID, NEEDS_INPUT, ROW_WISE, cl_prelude
 
 i32, f32, u32 = np.int32, np.float32, np.uint32
 TM, TN = 4, 4  # GEMM register tile
@@ -81,23 +81,27 @@ class Ops:
                 self.copy(x, y, rows * cols)
         elif act in ROW_WISE:
             if rows:
-                self._k("elementwise", "softmax_forward", [None, None, i32])(
-                    self.q, (rows,), None, x, y, cols)
+                self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
+                    self.q, (rows,), None, x, y, cols, int(act == "log_softmax"))
         elif rows * cols:
             self._k("elementwise", "act_forward", [i32, None, None])(
                 self.q, (rows * cols,), None, ACT_ID[act], x, y)
 
-    def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False):
-        """dx (+)= dy * act'(.) expressed through the output y."""
+    def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False, x=None):
+        """dx (+)= dy * act'(.). x (the pre-activation) is needed only for NEEDS_INPUT."""
         if act == "linear":
             self.copy(dy, dx, rows * cols, accumulate)
         elif act in ROW_WISE:
             if rows:
-                self._k("elementwise", "softmax_backward", [None, None, None, i32, i32])(
-                    self.q, (rows,), None, y, dy, dx, cols, int(accumulate))
+                self._k("elementwise", "softmax_backward", [None, None, None, i32, i32, i32])(
+                    self.q, (rows,), None, y, dy, dx, cols, int(act == "log_softmax"),
+                    int(accumulate))
         elif rows * cols:
-            self._k("elementwise", "act_backward", [i32, None, None, None, i32])(
-                self.q, (rows * cols,), None, ACT_ID[act], y, dy, dx, int(accumulate))
+            if x is None and act in NEEDS_INPUT:
+                raise ValueError(f"{act} backward needs the pre-activation")
+            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32])(
+                self.q, (rows * cols,), None, ACT_ID[act], x if x is not None else y, y, dy,
+                dx, int(accumulate))
 
     def bias_grad(self, dy, db, rows, cols):
         self._k("elementwise", "bias_grad", [None, None, i32, i32])(

@@ -109,11 +109,14 @@ class Bool(Param):
 class Choice(Param):
     kind = "choice"
 
-    def __init__(self, name, default, choices, help=""):
+    def __init__(self, name, default, choices, help="", aliases=None):
         super().__init__(name, default, help)
         self.choices = tuple(choices)
+        self.aliases = dict(aliases or {})  # other accepted spellings -> canonical choice
 
     def validate(self, value, place):
+        if isinstance(value, str) and value in self.aliases:
+            return self.aliases[value]
         if value not in self.choices:
             raise ParamError(f"expected one of {', '.join(self.choices)}; got {value!r}", place)
         return value

@@ -158,3 +158,9 @@ def test_readme_quick_start_matches_ci():
     assert len(commands) == 2
     ci = open(os.path.join(root, ".ci", "run"), encoding="utf-8").read()
     assert commands[1] in ci.splitlines()
+
+
+def test_activation_alias_is_normalised():
+    g = Graph()
+    g.add_node("Dense", {"activation": "swish"}, id="d")
+    assert g.nodes["d"].params["activation"] == "silu"

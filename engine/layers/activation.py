@@ -1,5 +1,5 @@
 from ..activations import NAMES, REFERENCE
-from ..params import Choice
+from ..layerkit import activation_param
 from ..registry import Layer, register
 
 
@@ -8,7 +8,7 @@ class Activation(Layer):
     type_id = "Activation"
     category = "Core"
     help = "Applies an activation function elementwise (softmax: over the last axis)."
-    params = (Choice("activation", "relu", NAMES, help="The function to apply."),)
+    params = (activation_param("relu"),)
     activation_param = "activation"
     pre_activation_is_input = True  # a fused loss reads this node's input as the logits
     examples = tuple(({"activation": a}, [shape]) for a in NAMES for shape in ((7,), (3, 33)))
@@ -26,7 +26,7 @@ class Activation(Layer):
         y = s.y[0]
         act = "linear" if s.skip_act_grad else s.params["activation"]
         ops.act_backward(act, y.buf, s.dy[0].buf, s.dx[0].buf, s.n * (y.size // y.cols), y.cols,
-                         accumulate=s.acc[0])
+                         accumulate=s.acc[0], x=s.x[0].buf)
 
     def reference(self, p, xs, ws, training=False):
         return [REFERENCE[p["activation"]](xs[0])]

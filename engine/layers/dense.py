@@ -1,8 +1,10 @@
 import numpy as np
 
-from ..activations import NAMES, REFERENCE, ROW_WISE
-from ..params import Bool, Choice, Int
-from ..registry import Layer, ShapeError, WeightSpec, register
+from ..activations import NAMES, REFERENCE
+from ..layerkit import (activation_param, activation_scratch, backward_through_activation,
+                        forward_with_activation)
+from ..params import Bool, Int
+from ..registry import Layer, WeightSpec, register
 
 
 @register
@@ -13,7 +15,7 @@ class Dense(Layer):
             "(kernel shaped (inputs, units), as in Keras).")
     params = (
         Int("units", 32, min=1, help="Number of output units."),
-        Choice("activation", "linear", NAMES, help="Activation applied to the output."),
+        activation_param(),
         Bool("use_bias", True, help="Add a learned bias vector."),
     )
     activation_param = "activation"
@@ -33,32 +35,21 @@ class Dense(Layer):
         return ws
 
     def scratch(self, p, in_shapes):
-        if p["activation"] == "linear":
-            return {}
-        return {"dz": in_shapes[0][:-1] + (p["units"],)}
+        return activation_scratch(p["activation"], in_shapes[0][:-1] + (p["units"],))
 
     def forward(self, ops, s):
-        p, x, y = s.params, s.x[0], s.y[0]
+        p, x = s.params, s.x[0]
         rows, K, N = s.n * (x.size // x.cols), x.cols, p["units"]
         W = s.w["kernel"].buf
         b = s.w["bias"].buf if p["use_bias"] else None
-        act = p["activation"]
-        if s.logits is not None:  # a fused loss wants the pre-activation too
-            ops.gemm(rows, N, K, x.buf, W, s.logits.buf, bias=b)
-            ops.act_forward(act, s.logits.buf, y.buf, rows, N)
-        elif act in ROW_WISE:
-            ops.gemm(rows, N, K, x.buf, W, y.buf, bias=b)
-            ops.act_forward(act, y.buf, y.buf, rows, N)
-        else:  # bias and activation fused into the GEMM epilogue
-            ops.gemm(rows, N, K, x.buf, W, y.buf, bias=b, act=act)
+        forward_with_activation(ops, s, p["activation"], rows, N,
+                                lambda out, act: ops.gemm(rows, N, K, x.buf, W, out, bias=b,
+                                                          act=act))
 
     def backward(self, ops, s):
-        p, x, y = s.params, s.x[0], s.y[0]
+        p, x = s.params, s.x[0]
         rows, K, N = s.n * (x.size // x.cols), x.cols, p["units"]
-        dz = s.dy[0].buf
-        if p["activation"] != "linear" and not s.skip_act_grad:
-            ops.act_backward(p["activation"], y.buf, dz, s.scratch["dz"].buf, rows, N)
-            dz = s.scratch["dz"].buf
+        dz = backward_through_activation(ops, s, p["activation"], rows, N)
         ops.gemm(K, N, rows, x.buf, dz, s.dw["kernel"].buf, trans_a=True)
         if p["use_bias"]:
             ops.bias_grad(dz, s.dw["bias"].buf, rows, N)

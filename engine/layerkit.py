@@ -1,0 +1,48 @@
+"""Helpers shared by layer declarations: the `activation` parameter's forward/backward plumbing,
+written once for Dense, Conv1D, Conv2D and friends."""
+from .activations import ALIASES, NAMES, NEEDS_INPUT, ROW_WISE
+from .params import Choice
+
+
+def activation_param(default="linear"):
+    return Choice("activation", default, NAMES, help="Activation applied to the output.",
+                  aliases=ALIASES)
+
+
+def activation_scratch(act, out_shape):
+    """Per-sample scratch a layer needs for its activation: dz (gradient through the activation)
+    and z (the pre-activation, kept only for activations whose derivative needs it)."""
+    sc = {}
+    if act != "linear":
+        sc["dz"] = out_shape
+    if act in NEEDS_INPUT:
+        sc["z"] = out_shape
+    return sc
+
+
+def forward_with_activation(ops, s, act, rows, cols, compute):
+    """compute(out_buf, epilogue_act) writes the layer's linear result (with the activation
+    fused into its epilogue when epilogue_act is not 'linear')."""
+    y = s.y[0].buf
+    if s.logits is not None:  # a fused loss wants the pre-activation too
+        compute(s.logits.buf, "linear")
+        ops.act_forward(act, s.logits.buf, y, rows, cols)
+    elif act in NEEDS_INPUT:
+        z = s.scratch["z"].buf
+        compute(z, "linear")
+        ops.act_forward(act, z, y, rows, cols)
+    elif act in ROW_WISE:
+        compute(y, "linear")
+        ops.act_forward(act, y, y, rows, cols)
+    else:
+        compute(y, act)
+
+
+def backward_through_activation(ops, s, act, rows, cols):
+    """Returns the buffer holding dL/d(pre-activation)."""
+    if act == "linear" or s.skip_act_grad:
+        return s.dy[0].buf
+    dz = s.scratch["dz"].buf
+    x = s.scratch["z"].buf if act in NEEDS_INPUT else None
+    ops.act_backward(act, s.y[0].buf, s.dy[0].buf, dz, rows, cols, x=x)
+    return dz
