@@ -1,7 +1,8 @@
 // C[M,N] = act(op(A)[M,K] . op(B)[K,N] + bias[N])   (+ C when accumulate, linear act only)
 // Row-major. Compile-time: TRANS_A, TRANS_B, ACT, HAS_BIAS, TM, TN (register tile per work-item).
 // Global size (ceil(N/TN), ceil(M/TM)). The transposed variants serve the backward pass without
-// copies: dX = dY . W^T (TRANS_B), dW = X^T . dY (TRANS_A).
+// copies: dX = dY . W^T (TRANS_B), dW = X^T . dY (TRANS_A). (i0, j0) offsets the sub-block
+// computed: (M, N) is its size, so the CPU path can hand the ragged edges to this kernel.
 
 #if TRANS_A
 #define A_AT(i, k) A[(k) * lda + (i)]
@@ -14,17 +15,18 @@
 #define B_AT(k, j) B[(k) * ldb + (j)]
 #endif
 
-__kernel void gemm(const int M, const int N, const int K,
+__kernel void gemm(const int M, const int N, const int K, const int bi, const int bj,
                    __global const float* restrict A, const int lda,
                    __global const float* restrict B, const int ldb,
                    __global float* C, const int ldc,
                    __global const float* restrict bias, const int accumulate)
 {
-    const int j0 = get_global_id(0) * TN;
-    const int i0 = get_global_id(1) * TM;
-    if (i0 >= M || j0 >= N) return;
-    const int im = min(TM, M - i0);
-    const int jn = min(TN, N - j0);
+    const int jl = get_global_id(0) * TN;
+    const int il = get_global_id(1) * TM;
+    if (il >= M || jl >= N) return;
+    const int im = min(TM, M - il);
+    const int jn = min(TN, N - jl);
+    const int i0 = bi + il, j0 = bj + jl;
     float acc[TM][TN];
     for (int a = 0; a < TM; a++)
         for (int b = 0; b < TN; b++) acc[a][b] = 0.0f;

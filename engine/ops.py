@@ -37,6 +37,11 @@ class Ops:
         self.q = runtime.queue
         self._dummy = runtime.empty(4)
         self._prelude = cl_prelude()
+        # CPU GEMM register tile: vector width from the device, rows so that 2*MR
+        # accumulators plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
+        vw = runtime.device.preferred_vector_width_float
+        vw = 16 if vw >= 16 else 8 if vw >= 8 else 4
+        self.cpu_tile = (vw, {16: 8, 8: 6, 4: 4}[vw])
 
     def _k(self, file, name, types, defines=()):
         # every program starts with the activation ids and functions
@@ -46,17 +51,46 @@ class Ops:
     # -- GEMM ----------------------------------------------------------------------------
     def gemm(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None, act="linear",
              accumulate=False):
-        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous."""
+        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous.
+        On CPUs whole register tiles go to the micro-kernels of gemm_cpu.cl and the ragged
+        right and bottom edges to the portable kernel; elsewhere the portable kernel does all."""
         if M == 0 or N == 0:
             return
-        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}",
-                   f"ACT={ACT_ID[act]}", f"HAS_BIAS={int(bias is not None)}", f"TM={TM}", f"TN={TN}")
-        k = self._k("gemm", "gemm", [i32, i32, i32, None, i32, None, i32, None, i32, None, i32],
-                    defines)
         lda = M if trans_a else K
         ldb = K if trans_b else N
-        k(self.q, (_cdiv(N, TN), _cdiv(M, TM)), None, M, N, K, A, lda, B, ldb, C, N,
-          bias if bias is not None else self._dummy, int(accumulate))
+        base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
+                f"HAS_BIAS={int(bias is not None)}")
+        bias = bias if bias is not None else self._dummy
+        acc = int(accumulate)
+        if self.rt.kind == "cpu" and K > 0 and not (trans_a and trans_b):
+            vw, mr = self.cpu_tile
+            tm, tn = (4, 4) if trans_b else (mr, 2 * vw)
+            m_full, n_full = M - M % tm, N - N % tn
+            if m_full and n_full:
+                name = "gemm_nt" if trans_b else "gemm_tile"
+                k = self._k("gemm_cpu", name, self._GEMM_TYPES, base + (f"VW={vw}", f"MR={mr}"))
+                k(self.q, (n_full // tn, m_full // tm), (1, 1), M, N, K, A, lda, B, ldb, C, N,
+                  bias, acc)
+                edges = []
+                if n_full < N:   # right strip, all rows
+                    edges.append((0, n_full, M, N - n_full))
+                if m_full < M:   # bottom strip, whole-tile columns
+                    edges.append((m_full, 0, M - m_full, n_full))
+                for i0, j0, m, n in edges:
+                    self._gemm_portable(base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0,
+                                        trans_a, trans_b, N)
+                return
+        self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, trans_a, trans_b, N)
+
+    _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32]
+
+    def _gemm_portable(self, base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, trans_a,
+                       trans_b, ldc):
+        """The portable kernel on the sub-block starting at row i0, column j0."""
+        k = self._k("gemm", "gemm", [i32] * 5 + [None, i32, None, i32, None, i32, None, i32],
+                    base + (f"TM={TM}", f"TN={TN}"))
+        k(self.q, (_cdiv(n, TN), _cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
+          bias, acc)
 
     # -- elementwise -------------------------------------------------------------------------
     def fill(self, buf, n, value=0.0):

@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 
-from . import datasets
+from . import builtin_data, datasets
 from .errors import ParamError, ProjectError
 from .fileio import atomic_write_text
 from .graph import Edge, Graph
@@ -30,6 +30,11 @@ TRAINING_PARAMS = (
     Float("validation_split", 0.0, min=0.0, max=1.0, max_exclusive=True,
           help="Fraction of the training data (the last samples) held out for validation."),
     Bool("shuffle", True, help="Shuffle the training data every epoch."),
+)
+
+
+KERAS_DATA_PARAMS = (
+    Bool("scale", True, help="Scale pixel values from 0..255 to 0..1."),
 )
 
 
@@ -257,12 +262,19 @@ def _parse_dataset(d, problems):
         _, perr = validate_params(datasets.SYNTHETIC_PARAMS, d.get("params", {}),
                                   "dataset.params")
         problems.extend(perr)
+    elif src == "keras":
+        if d.get("name") not in builtin_data.NAMES:
+            problems.append(ProjectError(f"unknown built-in dataset {d.get('name')!r}; "
+                                         f"expected one of {', '.join(builtin_data.NAMES)}",
+                                         "dataset.name"))
+        _, perr = validate_params(KERAS_DATA_PARAMS, d.get("params", {}), "dataset.params")
+        problems.extend(perr)
     elif src == "npz":
         if not isinstance(d.get("path"), str) or not d.get("path"):
             problems.append(ProjectError("expected the path of an .npz file", "dataset.path"))
     else:
-        problems.append(ProjectError(f"expected \"synthetic\" or \"npz\", got {src!r}",
-                                     "dataset.source"))
+        problems.append(ProjectError(f"expected \"synthetic\", \"keras\" or \"npz\", got "
+                                     f"{src!r}", "dataset.source"))
     for key in ("inputs", "targets"):
         m = d.get(key, {})
         if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from . import datasets
+from . import builtin_data, datasets
 from .errors import DataError, ProjectError
 from .graph import fmt_shape
 from .losses import Loss
@@ -46,6 +46,11 @@ def load_arrays(project):
         raise DataError("the project has no dataset", "dataset")
     if d.get("source") == "synthetic":
         return datasets.synthetic(d["name"], **d.get("params", {}))
+    if d.get("source") == "keras":
+        (x, y), (xt, yt) = builtin_data.load(d["name"], **d.get("params", {}))
+        spec = builtin_data.DATASETS[d["name"]]
+        return datasets.Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"],
+                               len(spec["classes"]))
     return datasets.load_npz(project.resolve(d["path"]))
 
 

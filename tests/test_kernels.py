@@ -102,3 +102,31 @@ def test_dropout_statistics_and_reproducibility(rt, ops, rate):
     dx = rt.empty(4 * n)
     ops.dropout(to_dev(rt, dy), dx, n, rate, seed=5, salt=9, step=3)
     np.testing.assert_allclose(from_dev(rt, dx, (n,)), dy * a, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b):
+    """Each register-tile configuration a CPU device may get (AVX-512, AVX2, SSE), with the
+    edges that straddle its tiles, bias and activation epilogue, and accumulation."""
+    if rt.kind != "cpu":
+        pytest.skip("CPU tile kernels")
+    saved = ops.cpu_tile
+    ops.cpu_tile = tile
+    try:
+        for M, N, K in [(33, 65, 31), (64, 64, 17), (13, 47, 9), (8, 32, 1)]:
+            A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+            B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+            b = rng.integers(-3, 4, N).astype(np.float64)
+            C0 = rng.integers(-3, 4, (M, N)).astype(np.float64)
+            ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+            C = rt.empty(4 * M * N)
+            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
+                     bias=to_dev(rt, b), act="relu")
+            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
+            C = to_dev(rt, C0)
+            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
+                     accumulate=True)
+            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
+    finally:
+        ops.cpu_tile = saved

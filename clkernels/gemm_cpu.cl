@@ -1,0 +1,134 @@
+// GEMM for CPU devices, BLIS-style: each work-item computes one MR x (2*VW) register tile with
+// its accumulators in named vector variables, no local memory, no barriers, local size 1.
+// VW (4, 8 or 16: the device's preferred float vector width) and MR (4, 6 or 8 rows) are
+// compile-time; the engine picks them so accumulators fit the register file (AVX2: 6 x 2 float8,
+// AVX-512: 8 x 2 float16). Only whole tiles: the engine covers ragged edges with the portable
+// kernel in gemm.cl. Same contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C).
+// NOTE: plain a*b+c, not fma(): on PoCL 3.0 fma() compiled to code half as fast.
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define VT CAT(float, VW)
+#define VLOAD CAT(vload, VW)
+#define VSTORE CAT(vstore, VW)
+#define ACTV CAT(act_fwd, VW)
+
+#define STORE(ACC, ROW, COL)                                                        \
+    {                                                                                \
+        VT v = ACC;                                                                  \
+        if (HAS_BIAS) v += VLOAD(0, bias + (COL));                                   \
+        v = ACTV(ACT, v);                                                            \
+        __global float* c = C + (ROW) * ldc + (COL);                                 \
+        if (accumulate) v += VLOAD(0, c);                                            \
+        VSTORE(v, 0, c);                                                             \
+    }
+
+#if TRANS_A
+#define A_AT(r, k) A[(k) * lda + i0 + (r)]
+#else
+#define A_AT(r, k) A[(i0 + (r)) * lda + (k)]
+#endif
+
+#define ROW_DECL(r) VT c##r##_0 = 0.0f, c##r##_1 = 0.0f;
+#define ROW_STEP(r) { const VT a = (VT)(A_AT(r, k)); c##r##_0 += a * b0; c##r##_1 += a * b1; }
+#define ROW_STORE(r) STORE(c##r##_0, i0 + r, j0) STORE(c##r##_1, i0 + r, j0 + VW)
+
+// global size (N / (2*VW), M / MR) over the whole-tile region
+__kernel void gemm_tile(const int M, const int N, const int K,
+                        __global const float* restrict A, const int lda,
+                        __global const float* restrict B, const int ldb,
+                        __global float* C, const int ldc,
+                        __global const float* restrict bias, const int accumulate)
+{
+    const int j0 = get_global_id(0) * 2 * VW;
+    const int i0 = get_global_id(1) * MR;
+    ROW_DECL(0) ROW_DECL(1) ROW_DECL(2) ROW_DECL(3)
+#if MR > 4
+    ROW_DECL(4) ROW_DECL(5)
+#endif
+#if MR > 6
+    ROW_DECL(6) ROW_DECL(7)
+#endif
+    __global const float* b = B + j0;
+    for (int k = 0; k < K; k++, b += ldb) {
+        const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
+        ROW_STEP(0) ROW_STEP(1) ROW_STEP(2) ROW_STEP(3)
+#if MR > 4
+        ROW_STEP(4) ROW_STEP(5)
+#endif
+#if MR > 6
+        ROW_STEP(6) ROW_STEP(7)
+#endif
+    }
+    ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
+#if MR > 4
+    ROW_STORE(4) ROW_STORE(5)
+#endif
+#if MR > 6
+    ROW_STORE(6) ROW_STORE(7)
+#endif
+}
+
+// C = A . B^T with A [M,K] and B [N,K] row-major (dX = dY . W^T): dot products along K in VT
+// partial sums. 4 x 4 outputs per work-item, K tail handled scalarly.
+#define DOT_DECL(i) VT s##i##0 = 0.0f, s##i##1 = 0.0f, s##i##2 = 0.0f, s##i##3 = 0.0f;
+#define DOT_STEP(i) { const VT x = VLOAD(0, a##i + k); \
+    s##i##0 += x * y0; s##i##1 += x * y1; s##i##2 += x * y2; s##i##3 += x * y3; }
+#define HSUM(v) hsum(v)
+
+inline float hsum(const VT v) {
+#if VW == 16
+    const float8 h = v.lo + v.hi;
+    const float4 q = h.lo + h.hi;
+#elif VW == 8
+    const float4 q = v.lo + v.hi;
+#else
+    const float4 q = v;
+#endif
+    return q.x + q.y + q.z + q.w;
+}
+
+__kernel void gemm_nt(const int M, const int N, const int K,
+                      __global const float* restrict A, const int lda,
+                      __global const float* restrict B, const int ldb,
+                      __global float* C, const int ldc,
+                      __global const float* restrict bias, const int accumulate)
+{
+    const int j0 = get_global_id(0) * 4;
+    const int i0 = get_global_id(1) * 4;
+    __global const float* a0 = A + (i0 + 0) * lda;
+    __global const float* a1 = A + (i0 + 1) * lda;
+    __global const float* a2 = A + (i0 + 2) * lda;
+    __global const float* a3 = A + (i0 + 3) * lda;
+    __global const float* b0 = B + (j0 + 0) * ldb;
+    __global const float* b1 = B + (j0 + 1) * ldb;
+    __global const float* b2 = B + (j0 + 2) * ldb;
+    __global const float* b3 = B + (j0 + 3) * ldb;
+    DOT_DECL(0) DOT_DECL(1) DOT_DECL(2) DOT_DECL(3)
+    const int KV = K - K % VW;
+    for (int k = 0; k < KV; k += VW) {
+        const VT y0 = VLOAD(0, b0 + k), y1 = VLOAD(0, b1 + k);
+        const VT y2 = VLOAD(0, b2 + k), y3 = VLOAD(0, b3 + k);
+        DOT_STEP(0) DOT_STEP(1) DOT_STEP(2) DOT_STEP(3)
+    }
+    float r[4][4] = {{HSUM(s00), HSUM(s01), HSUM(s02), HSUM(s03)},
+                     {HSUM(s10), HSUM(s11), HSUM(s12), HSUM(s13)},
+                     {HSUM(s20), HSUM(s21), HSUM(s22), HSUM(s23)},
+                     {HSUM(s30), HSUM(s31), HSUM(s32), HSUM(s33)}};
+    for (int k = KV; k < K; k++) {
+        const float x[4] = {a0[k], a1[k], a2[k], a3[k]};
+        const float y[4] = {b0[k], b1[k], b2[k], b3[k]};
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) r[i][j] += x[i] * y[j];
+    }
+    for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < 4; j++) {
+            float v = r[i][j];
+            if (HAS_BIAS) v += bias[j0 + j];
+            v = act_fwd(ACT, v);
+            __global float* c = C + (i0 + i) * ldc + j0 + j;
+            if (accumulate) v += *c;
+            *c = v;
+        }
+    }
+}
