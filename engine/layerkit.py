@@ -46,3 +46,28 @@ def backward_through_activation(ops, s, act, rows, cols):
     x = s.scratch["z"].buf if act in NEEDS_INPUT else None
     ops.act_backward(act, s.y[0].buf, s.dy[0].buf, dz, rows, cols, x=x)
     return dz
+
+
+def window_geometry(size, k, stride, dilation, padding):
+    """Keras/TF output size and padding before, for one spatial axis. Returns (out, pad_before)
+    or raises ValueError when the window does not fit."""
+    eff = (k - 1) * dilation + 1
+    if padding == "valid":
+        out, before = (size - eff) // stride + 1, 0
+    elif padding == "causal":
+        out, before = (size - 1) // stride + 1, eff - 1
+    else:  # same
+        out = -(-size // stride)
+        before = max((out - 1) * stride + eff - size, 0) // 2
+    if out < 1:
+        raise ValueError(f"a window of {k} (dilation {dilation}) does not fit an input of {size} "
+                         f"with padding {padding}")
+    return out, before
+
+
+def padded_reference(x, axes_pads, value=0.0):
+    """np.pad on the spatial axes: axes_pads is [(before, after), ...] for axes 1..; after may be
+    negative meaning crop."""
+    import numpy as np
+    pads = [(0, 0)] + [(b, max(a, 0)) for b, a in axes_pads] + [(0, 0)]
+    return np.pad(x, pads, constant_values=value)

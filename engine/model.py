@@ -15,7 +15,16 @@ from .ops import Ops, Tensor
 class NodeStep:
     """What a layer's forward/backward sees for one node."""
     __slots__ = ("node_id", "params", "n", "x", "y", "w", "dw", "dy", "dx", "acc", "scratch",
-                 "training", "seed", "step", "logits", "skip_act_grad")
+                 "const", "training", "seed", "step", "logits", "skip_act_grad")
+
+
+def upload_const(rt, array):
+    a = np.ascontiguousarray(array)
+    a = a.astype(np.int32 if a.dtype.kind in "iub" else np.float32)
+    buf = rt.empty(max(a.nbytes, 4))
+    if a.size:
+        rt.cl.enqueue_copy(rt.queue, buf, a)
+    return buf
 
 
 class Model:
@@ -70,14 +79,19 @@ class Model:
             s.x = [self.act[k] for k in in_keys]
             s.y = [self.act[(nid, p)] for p in range(len(self.shapes[nid]))]
             s.dy = [self.grad.get((nid, p)) for p in range(len(self.shapes[nid]))]
-            s.dx = [self.grad.get(k) for k in in_keys]
+            s.dx = [self.grad.get(k) if layer.differentiable else None for k in in_keys]
             s.w, s.dw = {}, {}
             for spec in layer.weights(node.params, in_shapes):
                 w = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
-                dw = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
-                s.w[spec.name], s.dw[spec.name] = w, dw
+                dw = (Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+                      if spec.trainable else None)
+                s.w[spec.name] = w
+                if dw is not None:
+                    s.dw[spec.name] = dw
                 self.params.append((nid, spec, w, dw))
             s.scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
+            s.const = {k: upload_const(self.rt, v)
+                       for k, v in layer.constants(node.params, in_shapes).items()}
             s.logits = None
             s.skip_act_grad = nid in self.fused_logits
             if nid in self.fused_logits:

@@ -141,6 +141,48 @@ class Ops:
         self._k("elementwise", "bias_grad", [None, None, i32, i32])(
             self.q, (cols,), None, dy, db, rows, cols)
 
+    # -- convolution and pooling (NHWC) ------------------------------------------------------
+    _GEOM = [i32] * 13
+
+    def im2col(self, x, cols, n, g):
+        """g: (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)."""
+        H, W, C, OH, OW, KH, KW = g[:7]
+        if n:
+            self._k("conv", "im2col", [None, None] + self._GEOM)(
+                self.q, (KH * KW * C, n * OH * OW), None, x, cols, *g)
+
+    def col2im(self, dcols, dx, n, g, accumulate=False):
+        H, W, C = g[:3]
+        if n:
+            self._k("conv", "col2im", [None, None] + self._GEOM + [i32])(
+                self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))
+
+    def pool_forward(self, x, y, arg, n, g, avg):
+        """g: (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)."""
+        H, W, C, OH, OW = g[:5]
+        if n:
+            self._k("conv", "pool_forward", [None, None, None] + [i32] * 12)(
+                self.q, (n * OH * OW * C,), None, x, y, arg if arg is not None else self._dummy,
+                *g, int(avg))
+
+    def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False):
+        H, W, C = g[:3]
+        if n:
+            self._k("conv", "pool_backward", [None, None, None] + [i32] * 13)(
+                self.q, (n * H * W * C,), None, dy, arg if arg is not None else self._dummy, dx,
+                *g, int(avg), int(accumulate))
+
+    def global_pool_forward(self, x, y, arg, n, S, C, avg):
+        if n:
+            self._k("conv", "global_pool_forward", [None, None, None, i32, i32])(
+                self.q, (C, n), None, x, y, arg if arg is not None else self._dummy, S, int(avg))
+
+    def global_pool_backward(self, dy, arg, dx, n, S, C, avg, accumulate=False):
+        if n:
+            self._k("conv", "global_pool_backward", [None, None, None, i32, i32, i32, i32])(
+                self.q, (n * S * C,), None, dy, arg if arg is not None else self._dummy, dx, S, C,
+                int(avg), int(accumulate))
+
     # -- dropout ---------------------------------------------------------------------------------
     def dropout(self, x, y, n, rate, seed, salt, step, accumulate=False):
         if n:

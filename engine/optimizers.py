@@ -29,6 +29,8 @@ class Optimizer:
     def step(self, model):
         self.iterations += 1
         for nid, spec, w, dw in model.params:
+            if dw is None:  # non-trainable state
+                continue
             n = int(np.prod(spec.shape))
             self.update(model.ops, model.rt, (nid, spec.name), w.buf, dw.buf, n)
 

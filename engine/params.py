@@ -53,6 +53,8 @@ class Int(Param):
         return "an integer"
 
     def validate(self, value, place):
+        if value is None and self.default is None:
+            return None  # "not set" (Keras' strides=None)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not _is_int(value) or (self.min is not None and value < self.min) or (
@@ -163,3 +165,30 @@ def validate_params(decls, given, place):
         else:
             values[p.name] = p.validate(p.default, f"{place}.{p.name}")
     return values, problems
+
+
+class Pair(Param):
+    """A pair of positive integers; a single integer means the same for both (Keras style:
+    kernel_size=3 is (3, 3))."""
+    kind = "pair"
+
+    def __init__(self, name, default, min=1, help=""):
+        super().__init__(name, default, help)
+        self.min = min
+
+    def validate(self, value, place):
+        if value is None and self.default is None:
+            return None
+        v = [value, value] if _is_int(value) else value
+        if (not isinstance(v, (list, tuple)) or len(v) != 2
+                or not all(_is_int(e) and e >= self.min for e in v)):
+            raise ParamError(f"expected an integer >= {self.min} or a list of two, got {value!r}",
+                             place)
+        return tuple(v)
+
+    def to_json(self, value):
+        return None if value is None else list(value)
+
+    def describe(self):
+        return f"an integer >= {self.min} or a list of two" + (
+            "; null: default" if self.default is None else "")

@@ -25,9 +25,10 @@ class Variadic:
 
 
 class WeightSpec:
-    def __init__(self, name, shape, init="zeros", fan_in=None, fan_out=None):
+    def __init__(self, name, shape, init="zeros", fan_in=None, fan_out=None, trainable=True):
         self.name, self.shape, self.init = name, tuple(shape), init
         self.fan_in, self.fan_out = fan_in, fan_out
+        self.trainable = trainable  # False: state such as BatchNorm's moving statistics
 
 
 class Layer:
@@ -43,6 +44,8 @@ class Layer:
     activation_param = None  # name of a param holding a final elementwise activation
     is_input = False
     stochastic = False       # training output is random (Dropout): tests check it statistically
+    test_in_training = False  # the harness checks forward/backward in training mode (BatchNorm)
+    differentiable = True    # False: its inputs get no gradient (Embedding's indices)
     # Examples for the numerics harness: (params, [per-sample input shapes]).
     examples = ()
 
@@ -66,7 +69,12 @@ class Layer:
         return []
 
     def scratch(self, p, in_shapes):
-        """Per-sample shapes of scratch buffers the engine allocates for this node."""
+        """Per-sample shapes of scratch buffers the engine allocates for this node (float32 or
+        int32 elements; both are 4 bytes)."""
+        return {}
+
+    def constants(self, p, in_shapes):
+        """Arrays (int32 or float32) uploaded once when the graph is compiled (index maps)."""
         return {}
 
     def param_count(self, p, in_shapes):

@@ -11,7 +11,7 @@ import pytest
 from conftest import from_dev, numeric_grad, to_dev
 from engine import project as projectfile
 from engine.graph import Graph
-from engine.model import NodeStep
+from engine.model import NodeStep, upload_const
 from engine.ops import Tensor
 from engine.registry import layer_types
 
@@ -47,9 +47,11 @@ def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
     s.y = [Tensor(s.x[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(out_shape))),
                   out_shape)]
     s.w = {k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()}
-    s.dw = {k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items()}
+    trainable = {spec.name for spec in layer.weights(params, in_shapes) if spec.trainable}
+    s.dw = {k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items() if k in trainable}
     s.scratch = {k: Tensor(rt.empty(4 * n * int(np.prod(sh))), sh)
                  for k, sh in layer.scratch(params, in_shapes).items()}
+    s.const = {k: upload_const(rt, v) for k, v in layer.constants(params, in_shapes).items()}
     layer.forward(ops, s)
     y = from_dev(rt, s.y[0].buf, (n,) + out_shape).copy()
     s.dy = [Tensor(to_dev(rt, dy), out_shape)]
