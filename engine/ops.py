@@ -183,6 +183,45 @@ class Ops:
                 self.q, (n * S * C,), None, dy, arg if arg is not None else self._dummy, dx, S, C,
                 int(avg), int(accumulate))
 
+    # -- merges -------------------------------------------------------------------------------
+    BINARY = {"add": 0, "subtract": 1, "multiply": 2, "maximum": 3, "minimum": 4}
+
+    def binary(self, op, a, b, y, n):
+        if n:
+            self._k("merge", "binary", [i32, None, None, None])(
+                self.q, (n,), None, self.BINARY[op], a, b, y)
+
+    def scaled(self, g, dx, n, alpha, accumulate=False):
+        if n:
+            self._k("merge", "scaled", [None, None, f32, i32])(
+                self.q, (n,), None, g, dx, alpha, int(accumulate))
+
+    def pick_grad(self, x, y, dy, dx, claimed, n, first, accumulate=False):
+        if n:
+            self._k("merge", "pick_grad", [None, None, None, None, None, i32, i32])(
+                self.q, (n,), None, x, y, dy, dx, claimed, int(first), int(accumulate))
+
+    def row_dot(self, a, b, y, rows, cols):
+        if rows:
+            self._k("merge", "row_dot", [None, None, None, i32])(
+                self.q, (rows,), None, a, b, y, cols)
+
+    def row_dot_grad(self, dy, other, dx, rows, cols, accumulate=False):
+        if rows:
+            self._k("merge", "row_dot_grad", [None, None, None, i32, i32])(
+                self.q, (cols, rows), None, dy, other, dx, cols, int(accumulate))
+
+    # -- index maps -----------------------------------------------------------------------------
+    def gather_map(self, x, y, mp, n, in_size, out_size):
+        if n and out_size:
+            self._k("shape", "gather_map", [None, None, None, i32, i32])(
+                self.q, (out_size, n), None, x, y, mp, in_size, out_size)
+
+    def gather_map_grad(self, dy, dx, offs, src, n, in_size, out_size, accumulate=False):
+        if n and in_size:
+            self._k("shape", "gather_map_grad", [None, None, None, None, i32, i32, i32])(
+                self.q, (in_size, n), None, dy, dx, offs, src, in_size, out_size, int(accumulate))
+
     # -- dropout ---------------------------------------------------------------------------------
     def dropout(self, x, y, n, rate, seed, salt, step, accumulate=False):
         if n:

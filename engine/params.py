@@ -192,3 +192,49 @@ class Pair(Param):
     def describe(self):
         return f"an integer >= {self.min} or a list of two" + (
             "; null: default" if self.default is None else "")
+
+
+class Margins(Param):
+    """Keras' 2-D padding/cropping amounts: an integer (all sides), [rows, cols] (symmetric), or
+    [[top, bottom], [left, right]]. Normalised to ((top, bottom), (left, right))."""
+    kind = "margins"
+
+    def validate(self, value, place):
+        v = value
+        if _is_int(v):
+            v = [[v, v], [v, v]]
+        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
+            v = [[v[0], v[0]], [v[1], v[1]]]
+        ok = (isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and all(_is_int(i) and i >= 0 for i in e)
+            for e in v))
+        if not ok:
+            raise ParamError("expected an integer >= 0, [rows, cols] or [[top, bottom], "
+                             f"[left, right]], got {value!r}", place)
+        return (tuple(v[0]), tuple(v[1]))
+
+    def to_json(self, value):
+        return [list(value[0]), list(value[1])]
+
+    def describe(self):
+        return "an integer >= 0, [rows, cols] or [[top, bottom], [left, right]]"
+
+
+class Dims(Param):
+    """A target shape without the batch axis; one entry may be -1 (inferred), as in Reshape."""
+    kind = "shape"
+
+    def validate(self, value, place):
+        ok = (isinstance(value, (list, tuple)) and value
+              and all(_is_int(v) and (v > 0 or v == -1) for v in value)
+              and sum(v == -1 for v in value) <= 1)
+        if not ok:
+            raise ParamError("expected a non-empty list of positive integers (one may be -1), "
+                             f"got {value!r}", place)
+        return tuple(value)
+
+    def to_json(self, value):
+        return list(value)
+
+    def describe(self):
+        return "list of positive integers, one may be -1"

@@ -115,3 +115,35 @@ def test_dropout_training_mode(rt, ops, rng):
     np.testing.assert_array_equal(y, y2)  # same seed and step: the same mask
     y3, _, _ = run_layer(rt, ops, layer, p, [x], {}, dy, training=False)
     np.testing.assert_allclose(y3, x, rtol=1e-6)  # identity at inference
+
+
+def test_maximum_ties_go_to_the_first_input_even_without_its_gradient(rt, ops):
+    """When input 0 takes no gradient (it comes from an Input node), elements where it holds the
+    maximum still must not send gradient to a later input that ties with it."""
+    from engine.registry import get_layer
+    layer = get_layer("Maximum")
+    a = np.array([[1.0, 5.0, 2.0]])
+    b = np.array([[1.0, 3.0, 4.0]])  # ties with a at element 0
+    dy = np.array([[10.0, 20.0, 30.0]])
+    _, (da, db), _ = run_layer(rt, ops, layer, {}, [a, b], {}, dy)
+    np.testing.assert_array_equal(da, [[10, 20, 0]])
+    np.testing.assert_array_equal(db, [[0, 0, 30]])
+    # and with input 0 not differentiated (dx None), input 1 still gets only element 2
+    s_db = _pick_only_second(rt, ops, layer, a, b, dy)
+    np.testing.assert_array_equal(s_db, [[0, 0, 30]])
+
+
+def _pick_only_second(rt, ops, layer, a, b, dy):
+    n = a.shape[0]
+    s = NodeStep()
+    s.node_id, s.params, s.n, s.training = "m", {}, n, False
+    s.x = [Tensor(to_dev(rt, v), v.shape[1:]) for v in (a, b)]
+    s.y = [Tensor(rt.empty(4 * a.size), a.shape[1:])]
+    s.scratch = {k: Tensor(rt.empty(4 * a.size), sh)
+                 for k, sh in layer.scratch({}, [a.shape[1:]] * 2).items()}
+    layer.forward(ops, s)
+    s.dy = [Tensor(to_dev(rt, dy), a.shape[1:])]
+    s.dx = [None, Tensor(rt.empty(4 * b.size), b.shape[1:])]
+    s.acc = [False, False]
+    layer.backward(ops, s)
+    return from_dev(rt, s.dx[1].buf, b.shape)
