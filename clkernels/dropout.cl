@@ -39,3 +39,31 @@ __kernel void dropout(__global const float* x, __global float* y, const int n, c
         y[i] = v;
     }
 }
+
+// Dropout with shared masks: element i uses mask m = (i / (S*C)) * C + i % C, i.e. one mask per
+// (sample, channel) over S spatial positions (SpatialDropout2D). One work-item per element.
+__kernel void dropout_grouped(__global const float* x, __global float* y, const float rate,
+                              const uint seed, const uint salt, const uint step, const int S,
+                              const int C, const int accumulate)
+{
+    const int i = get_global_id(0);
+    const uint m = (uint)((i / (S * C)) * C + i % C);
+    const uint4 u = philox4x32_10((uint4)(m >> 2, step, 1u, 0u), (uint2)(seed, salt));
+    const uint us[4] = {u.x, u.y, u.z, u.w};
+    const float uniform = (float)(us[m & 3u] >> 8) * (1.0f / 16777216.0f);
+    float v = uniform >= rate ? x[i] / (1.0f - rate) : 0.0f;
+    if (accumulate) v += y[i];
+    y[i] = v;
+}
+
+// y = x + stddev * N(0, 1), normals by Box-Muller from Philox; one work-item per element.
+__kernel void gaussian_noise(__global const float* x, __global float* y, const float stddev,
+                             const uint seed, const uint salt, const uint step)
+{
+    const int i = get_global_id(0);
+    const uint4 u = philox4x32_10((uint4)((uint)i >> 1, step, 2u, 0u), (uint2)(seed, salt));
+    const int second = i & 1;
+    const float u1 = ((float)((second ? u.z : u.x) >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    const float u2 = (float)((second ? u.w : u.y) >> 8) * (1.0f / 16777216.0f);
+    y[i] = x[i] + stddev * sqrt(-2.0f * log(u1)) * cospi(2.0f * u2);
+}

@@ -18,4 +18,6 @@ def initialize(spec, rng):
     if spec.init == "glorot_uniform":
         limit = np.sqrt(6.0 / (spec.fan_in + spec.fan_out))
         return rng.uniform(-limit, limit, spec.shape).astype(np.float32)
+    if spec.init == "random_uniform":  # Keras' RandomUniform default range, for Embedding
+        return rng.uniform(-0.05, 0.05, spec.shape).astype(np.float32)
     raise ValueError(f"unknown initializer {spec.init!r}")

@@ -43,6 +43,9 @@ class Ops:
         vw = 16 if vw >= 16 else 8 if vw >= 8 else 4
         self.cpu_tile = (vw, {16: 8, 8: 6, 4: 4}[vw])
 
+    def _or_dummy(self, buf):
+        return buf if buf is not None else self._dummy
+
     def _k(self, file, name, types, defines=()):
         # every program starts with the activation ids and functions
         files = ("activations", file)
@@ -183,6 +186,55 @@ class Ops:
                 self.q, (n * S * C,), None, dy, arg if arg is not None else self._dummy, dx, S, C,
                 int(avg), int(accumulate))
 
+    # -- normalisation ------------------------------------------------------------------------
+    def bn_stats(self, x, rows, C, mean, var, mmean, mvar, momentum, update):
+        self._k("norm", "bn_stats", [None, i32, None, None, None, None, f32, i32])(
+            self.q, (C,), None, x, rows, mean, var, mmean, mvar, momentum, int(update))
+
+    def bn_apply(self, x, y, rows, C, mean, var, gamma, beta, eps):
+        if rows:
+            self._k("norm", "bn_apply", [None] * 6 + [f32, i32, i32])(
+                self.q, (C, rows), None, x, y, mean, var, self._or_dummy(gamma),
+                self._or_dummy(beta), eps, int(gamma is not None), int(beta is not None))
+
+    def bn_grad_sums(self, x, dy, mean, var, eps, rows, C, sdy, sdx):
+        self._k("norm", "bn_grad_sums", [None] * 4 + [f32, i32, None, None])(
+            self.q, (C,), None, x, dy, mean, var, eps, rows, sdy, sdx)
+
+    def bn_grad_input(self, x, dy, mean, var, gamma, eps, sdy, sdx, rows, C, dx, accumulate):
+        if rows:
+            self._k("norm", "bn_grad_input", [None] * 5 + [f32, None, None, i32, i32, None, i32])(
+                self.q, (C, rows), None, x, dy, mean, var, self._or_dummy(gamma), eps, sdy, sdx,
+                rows, int(gamma is not None), dx, int(accumulate))
+
+    def ln_forward(self, x, y, gamma, beta, mean, rstd, rows, cols, eps):
+        if rows:
+            self._k("norm", "ln_forward", [None] * 6 + [i32, f32, i32, i32])(
+                self.q, (rows,), None, x, y, self._or_dummy(gamma), self._or_dummy(beta), mean,
+                rstd, cols, eps, int(gamma is not None), int(beta is not None))
+
+    def ln_backward(self, x, dy, gamma, mean, rstd, rows, cols, dx, accumulate):
+        if rows:
+            self._k("norm", "ln_backward", [None] * 5 + [i32, i32, None, i32])(
+                self.q, (rows,), None, x, dy, self._or_dummy(gamma), mean, rstd, cols,
+                int(gamma is not None), dx, int(accumulate))
+
+    def ln_param_grad(self, x, dy, mean, rstd, rows, cols, dgamma, dbeta):
+        self._k("norm", "ln_param_grad", [None] * 4 + [i32, i32, None, None])(
+            self.q, (cols,), None, x, dy, mean, rstd, rows, cols, self._or_dummy(dgamma),
+            self._or_dummy(dbeta))
+
+    # -- embedding ---------------------------------------------------------------------------
+    def embed(self, idx, W, y, rows, V, D):
+        if rows:
+            self._k("embedding", "embed", [None, None, None, i32, i32])(
+                self.q, (D, rows), None, idx, W, y, V, D)
+
+    def embed_grad(self, idx, dy, dW, rows, V, D):
+        self.fill(dW, V * D)
+        self._k("embedding", "embed_grad", [None, None, None, i32, i32, i32])(
+            self.q, (D,), None, idx, dy, dW, rows, V, D)
+
     # -- merges -------------------------------------------------------------------------------
     BINARY = {"add": 0, "subtract": 1, "multiply": 2, "maximum": 3, "minimum": 4}
 
@@ -228,6 +280,18 @@ class Ops:
             self._k("dropout", "dropout", [None, None, i32, f32, u32, u32, u32, i32])(
                 self.q, (_cdiv(n, 4),), None, x, y, n, rate, seed & 0xFFFFFFFF,
                 salt & 0xFFFFFFFF, step & 0xFFFFFFFF, int(accumulate))
+
+    def dropout_grouped(self, x, y, n, rate, seed, salt, step, S, C, accumulate=False):
+        if n:
+            self._k("dropout", "dropout_grouped", [None, None, f32, u32, u32, u32, i32, i32, i32])(
+                self.q, (n,), None, x, y, rate, seed & 0xFFFFFFFF, salt & 0xFFFFFFFF,
+                step & 0xFFFFFFFF, S, C, int(accumulate))
+
+    def gaussian_noise(self, x, y, n, stddev, seed, salt, step):
+        if n:
+            self._k("dropout", "gaussian_noise", [None, None, f32, u32, u32, u32])(
+                self.q, (n,), None, x, y, stddev, seed & 0xFFFFFFFF, salt & 0xFFFFFFFF,
+                step & 0xFFFFFFFF)
 
     def philox(self, counter, key):
         out = self.rt.empty(16)

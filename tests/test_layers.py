@@ -55,10 +55,11 @@ def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
     layer.forward(ops, s)
     y = from_dev(rt, s.y[0].buf, (n,) + out_shape).copy()
     s.dy = [Tensor(to_dev(rt, dy), out_shape)]
-    s.dx = [Tensor(rt.empty(4 * x.size), x.shape[1:]) for x in xs]
+    s.dx = [Tensor(rt.empty(4 * x.size), x.shape[1:]) if layer.differentiable else None
+            for x in xs]
     s.acc = [False] * len(xs)
     layer.backward(ops, s)
-    dxs = [from_dev(rt, t.buf, x.shape) for t, x in zip(s.dx, xs)]
+    dxs = [from_dev(rt, t.buf, x.shape) if t is not None else None for t, x in zip(s.dx, xs)]
     dws = {k: from_dev(rt, t.buf, ws[k].shape) for k, t in s.dw.items()}
     return y, dxs, dws
 
@@ -78,15 +79,22 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     assert again.nodes["node"].params == p and again.nodes["node"].type == type_id
     # shape inference agrees with the reference output
     out_shape = g.infer_shapes()[0]["node"][0]
-    xs = [rng.normal(size=(batch,) + tuple(sh)) for sh in shapes]
+    if getattr(layer, "integer_inputs", False):  # indices, some out of range on purpose
+        xs = [rng.integers(-1, p["input_dim"] + 1, (batch,) + tuple(sh)).astype(np.float64)
+              for sh in shapes]
+    else:
+        xs = [rng.normal(size=(batch,) + tuple(sh)) for sh in shapes]
     in_shapes = [tuple(sh) for sh in shapes]
     ws = {}
     for spec in layer.weights(p, in_shapes):
         ws[spec.name] = rng.normal(size=spec.shape) * (0.5 if spec.init != "zeros" else 0.1)
-    ref = layer.reference(p, xs, ws)[0]
+        if spec.name == "moving_variance":
+            ws[spec.name] = np.abs(ws[spec.name]) + 0.5
+    training = layer.test_in_training
+    ref = layer.reference(p, xs, ws, training)[0]
     assert ref.shape == (batch,) + out_shape
     dy = rng.normal(size=ref.shape)
-    y, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dy)
+    y, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dy, training=training)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
     if layer.stochastic:
@@ -94,8 +102,11 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
 
     # gradients: central differences of sum(dy * reference) in float64
     def f():
-        return float((layer.reference(p, xs, ws)[0] * dy).sum())
-    for got, arr in list(zip(dxs, xs)) + [(dws[k], ws[k]) for k in ws]:
+        return float((layer.reference(p, xs, ws, training)[0] * dy).sum())
+    pairs = [(dws[k], ws[k]) for k in dws]
+    if layer.differentiable:
+        pairs += list(zip(dxs, xs))
+    for got, arr in pairs:
         num = numeric_grad(f, arr)
         np.testing.assert_allclose(got, num, rtol=1e-3, atol=1e-4)
 
@@ -147,3 +158,61 @@ def _pick_only_second(rt, ops, layer, a, b, dy):
     s.acc = [False, False]
     layer.backward(ops, s)
     return from_dev(rt, s.dx[1].buf, b.shape)
+
+
+def test_batchnorm_inference_and_moving_statistics(rt, ops, rng):
+    from engine.registry import get_layer
+    layer = get_layer("BatchNormalization")
+    p = {"axis": -1, "momentum": 0.9, "epsilon": 1e-3, "center": True, "scale": True}
+    x = rng.normal(2.0, 3.0, size=(6, 4, 5))
+    ws = {"gamma": rng.normal(size=5), "beta": rng.normal(size=5),
+          "moving_mean": rng.normal(size=5), "moving_variance": rng.uniform(0.5, 2, 5)}
+    dy = np.zeros_like(x)
+    # inference: moving statistics, nothing updated
+    y, _, _ = run_layer(rt, ops, layer, p, [x], ws, dy, training=False)
+    np.testing.assert_allclose(y, layer.reference(p, [x], ws, False)[0], rtol=1e-5, atol=1e-5)
+    # training: batch statistics, and moving = 0.9 * moving + 0.1 * batch (biased variance)
+    n = x.shape[0]
+    s = NodeStep()
+    s.node_id, s.params, s.n, s.training, s.seed, s.step = "bn", p, n, True, 0, 0
+    s.logits, s.skip_act_grad = None, False
+    s.x = [Tensor(to_dev(rt, x), x.shape[1:])]
+    s.y = [Tensor(rt.empty(4 * x.size), x.shape[1:])]
+    s.w = {k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()}
+    s.scratch = {k: Tensor(rt.empty(4 * int(np.prod(sh))), sh)
+                 for k, sh in layer.scratch(p, [x.shape[1:]]).items()}
+    layer.forward(ops, s)
+    flat = x.reshape(-1, 5)
+    np.testing.assert_allclose(from_dev(rt, s.w["moving_mean"].buf, (5,)),
+                               0.9 * ws["moving_mean"] + 0.1 * flat.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(from_dev(rt, s.w["moving_variance"].buf, (5,)),
+                               0.9 * ws["moving_variance"] + 0.1 * flat.var(0), rtol=1e-5)
+
+
+def test_spatial_dropout_drops_whole_channels(rt, ops, rng):
+    from engine.registry import get_layer
+    layer = get_layer("SpatialDropout2D")
+    p = {"rate": 0.4, "seed": 0}
+    x = rng.uniform(1, 2, size=(50, 3, 4, 40))
+    dy = rng.normal(size=x.shape)
+    y, (dx,), _ = run_layer(rt, ops, layer, p, [x], {}, dy, training=True, step=2)
+    kept = y != 0
+    per_channel = kept.reshape(50, 12, 40)
+    assert (per_channel.all(1) | ~per_channel.any(1)).all()  # a channel is all kept or all dropped
+    assert abs(per_channel[:, 0, :].mean() - 0.6) < 0.05
+    np.testing.assert_allclose(y[kept], x[kept] / 0.6, rtol=1e-5)
+    np.testing.assert_allclose(dx, np.where(kept, dy / 0.6, 0), rtol=1e-5, atol=1e-7)
+
+
+def test_gaussian_noise_statistics(rt, ops):
+    from engine.registry import get_layer
+    layer = get_layer("GaussianNoise")
+    x = np.zeros((4, 50_001))
+    y, (dx,), _ = run_layer(rt, ops, layer, {"stddev": 0.5, "seed": 3}, [x], {}, np.ones_like(x),
+                            training=True, step=1)
+    assert abs(y.mean()) < 0.01 and abs(y.std() - 0.5) < 0.01
+    assert abs(((y / 0.5) ** 4).mean() - 3) < 0.1  # gaussian kurtosis
+    y2, _, _ = run_layer(rt, ops, layer, {"stddev": 0.5, "seed": 3}, [x], {}, np.ones_like(x),
+                         training=True, step=1)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(dx, np.ones_like(x))

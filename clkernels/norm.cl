@@ -1,0 +1,136 @@
+// BatchNormalization over the last axis (channels), statistics over all other axes ("rows");
+// LayerNormalization over the last axis of each row. Biased variance, as Keras uses.
+
+// One work-item per channel: batch mean and variance (two passes), and when `update` the
+// moving statistics: moving = moving * momentum + batch * (1 - momentum).
+__kernel void bn_stats(__global const float* x, const int rows, __global float* mean,
+                       __global float* var, __global float* mmean, __global float* mvar,
+                       const float momentum, const int update)
+{
+    const int c = get_global_id(0), C = get_global_size(0);
+    float s = 0.0f;
+    for (int r = 0; r < rows; r++) s += x[r * C + c];
+    const float m = s / rows;
+    float v = 0.0f;
+    for (int r = 0; r < rows; r++) { const float d = x[r * C + c] - m; v += d * d; }
+    v /= rows;
+    mean[c] = m;
+    var[c] = v;
+    if (update) {
+        mmean[c] = mmean[c] * momentum + m * (1.0f - momentum);
+        mvar[c] = mvar[c] * momentum + v * (1.0f - momentum);
+    }
+}
+
+// y = gamma * (x - mean) / sqrt(var + eps) + beta; global size (C, rows).
+__kernel void bn_apply(__global const float* x, __global float* y, __global const float* mean,
+                       __global const float* var, __global const float* gamma,
+                       __global const float* beta, const float eps, const int has_gamma,
+                       const int has_beta)
+{
+    const int c = get_global_id(0), r = get_global_id(1), C = get_global_size(0);
+    float v = (x[r * C + c] - mean[c]) * rsqrt(var[c] + eps);
+    if (has_gamma) v *= gamma[c];
+    if (has_beta) v += beta[c];
+    y[r * C + c] = v;
+}
+
+// Per channel: sdy = sum(dy), sdx = sum(dy * xhat). These are dbeta and dgamma.
+__kernel void bn_grad_sums(__global const float* x, __global const float* dy,
+                           __global const float* mean, __global const float* var,
+                           const float eps, const int rows, __global float* sdy,
+                           __global float* sdx)
+{
+    const int c = get_global_id(0), C = get_global_size(0);
+    const float m = mean[c], rs = rsqrt(var[c] + eps);
+    float a = 0.0f, b = 0.0f;
+    for (int r = 0; r < rows; r++) {
+        const float g = dy[r * C + c];
+        a += g;
+        b += g * (x[r * C + c] - m) * rs;
+    }
+    sdy[c] = a;
+    sdx[c] = b;
+}
+
+// dx = gamma * rstd * (dy - sdy/N - xhat * sdx/N); global size (C, rows).
+__kernel void bn_grad_input(__global const float* x, __global const float* dy,
+                            __global const float* mean, __global const float* var,
+                            __global const float* gamma, const float eps,
+                            __global const float* sdy, __global const float* sdx, const int rows,
+                            const int has_gamma, __global float* dx, const int accumulate)
+{
+    const int c = get_global_id(0), r = get_global_id(1), C = get_global_size(0);
+    const int i = r * C + c;
+    const float rs = rsqrt(var[c] + eps);
+    const float xhat = (x[i] - mean[c]) * rs;
+    float v = (dy[i] - sdy[c] / rows - xhat * sdx[c] / rows) * rs;
+    if (has_gamma) v *= gamma[c];
+    if (accumulate) v += dx[i];
+    dx[i] = v;
+}
+
+// LayerNormalization, one work-item per row; keeps mean and 1/std per row for backward.
+__kernel void ln_forward(__global const float* x, __global float* y, __global const float* gamma,
+                         __global const float* beta, __global float* mean, __global float* rstd,
+                         const int cols, const float eps, const int has_gamma, const int has_beta)
+{
+    const int r = get_global_id(0);
+    __global const float* xr = x + r * cols;
+    float s = 0.0f;
+    for (int j = 0; j < cols; j++) s += xr[j];
+    const float m = s / cols;
+    float v = 0.0f;
+    for (int j = 0; j < cols; j++) { const float d = xr[j] - m; v += d * d; }
+    const float rs = rsqrt(v / cols + eps);
+    mean[r] = m;
+    rstd[r] = rs;
+    for (int j = 0; j < cols; j++) {
+        float o = (xr[j] - m) * rs;
+        if (has_gamma) o *= gamma[j];
+        if (has_beta) o += beta[j];
+        y[r * cols + j] = o;
+    }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; one work-item per row.
+__kernel void ln_backward(__global const float* x, __global const float* dy,
+                          __global const float* gamma, __global const float* mean,
+                          __global const float* rstd, const int cols, const int has_gamma,
+                          __global float* dx, const int accumulate)
+{
+    const int r = get_global_id(0);
+    const float m = mean[r], rs = rstd[r];
+    float a = 0.0f, b = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const float g = dy[r * cols + j] * (has_gamma ? gamma[j] : 1.0f);
+        a += g;
+        b += g * (x[r * cols + j] - m) * rs;
+    }
+    a /= cols;
+    b /= cols;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float g = dy[i] * (has_gamma ? gamma[j] : 1.0f);
+        float v = rs * (g - a - (x[i] - m) * rs * b);
+        if (accumulate) v += dx[i];
+        dx[i] = v;
+    }
+}
+
+// dgamma[j] = sum_r dy * xhat, dbeta[j] = sum_r dy; one work-item per column.
+__kernel void ln_param_grad(__global const float* x, __global const float* dy,
+                            __global const float* mean, __global const float* rstd,
+                            const int rows, const int cols, __global float* dgamma,
+                            __global float* dbeta)
+{
+    const int j = get_global_id(0);
+    float a = 0.0f, b = 0.0f;
+    for (int r = 0; r < rows; r++) {
+        const float g = dy[r * cols + j];
+        a += g * (x[r * cols + j] - mean[r]) * rstd[r];
+        b += g;
+    }
+    dgamma[j] = a;
+    dbeta[j] = b;
+}
