@@ -263,6 +263,32 @@ class Ops:
             self._k("merge", "row_dot_grad", [None, None, None, i32, i32])(
                 self.q, (cols, rows), None, dy, other, dx, cols, int(accumulate))
 
+    # -- lambda -----------------------------------------------------------------------------------
+    def _lambda_kernel(self, tree, name, types):
+        from .expr import INPUT_NAMES, derivative, to_c
+        args = ", ".join(INPUT_NAMES)
+        macros = [f"#define LAMBDA_Y({args}) {to_c(tree)}"]
+        for v in INPUT_NAMES:
+            macros.append(f"#define LAMBDA_D{v.upper()}({args}) {to_c(derivative(tree, v))}")
+        prelude = self._prelude + "\n".join(macros) + "\n"
+        return self.rt.kernel(("activations", "lambda"), name, types, (), prelude=prelude)
+
+    def lambda_forward(self, tree, xs, y, n):
+        if n:
+            k = self._lambda_kernel(tree, "lambda_forward", [i32] + [None] * 5)
+            bufs = [x for x in xs] + [self._dummy] * (4 - len(xs))
+            k(self.q, (n,), None, len(xs), *bufs, y)
+
+    def lambda_backward(self, tree, xs, dy, dxs, accs, n):
+        if not n:
+            return
+        k = self._lambda_kernel(tree, "lambda_backward", [i32] + [None] * 9 + [i32, i32])
+        bufs = [x for x in xs] + [self._dummy] * (4 - len(xs))
+        outs = [d if d is not None else self._dummy for d in dxs] + [self._dummy] * (4 - len(dxs))
+        mask = sum(1 << j for j, d in enumerate(dxs) if d is not None)
+        acc = sum(1 << j for j, a in enumerate(accs) if a)
+        k(self.q, (n,), None, len(xs), *bufs, dy, *outs, mask, acc)
+
     # -- index maps -----------------------------------------------------------------------------
     def gather_map(self, x, y, mp, n, in_size, out_size):
         if n and out_size:

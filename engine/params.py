@@ -238,3 +238,16 @@ class Dims(Param):
 
     def describe(self):
         return "list of positive integers, one may be -1"
+
+
+class Expr(Param):
+    """A Lambda expression: checked text (see engine/expr.py), never code."""
+    kind = "expr"
+
+    def validate(self, value, place):
+        from .expr import parse
+        parse(value, place)
+        return value.strip()
+
+    def describe(self):
+        return "an expression over the inputs, e.g. x * sigmoid(x)"
