@@ -99,3 +99,48 @@ __kernel void mse(__global const float* y, __global const float* t, const int co
     }
     loss[r] = l / cols;
 }
+
+__kernel void mae(__global const float* y, __global const float* t, const int cols,
+                  const float scale, __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    float l = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float d = y[i] - t[i];
+        l += fabs(d);
+        grad[i] = sign(d) * scale / cols;
+    }
+    loss[r] = l / cols;
+}
+
+// Huber: 0.5 d^2 where |d| <= delta, else delta * (|d| - 0.5 delta).
+__kernel void huber(__global const float* y, __global const float* t, const int cols,
+                    const float scale, __global float* loss, __global float* grad,
+                    const float delta)
+{
+    const int r = get_global_id(0);
+    float l = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float d = y[i] - t[i], a = fabs(d);
+        l += a <= delta ? 0.5f * d * d : delta * (a - 0.5f * delta);
+        grad[i] = (a <= delta ? d : delta * sign(d)) * scale / cols;
+    }
+    loss[r] = l / cols;
+}
+
+// KL divergence, Keras: sum t * log(t / p) with both clipped to [eps, 1].
+__kernel void kld(__global const float* p, __global const float* t, const int cols,
+                  const float scale, __global float* loss, __global float* grad)
+{
+    const int r = get_global_id(0);
+    float l = 0.0f;
+    for (int j = 0; j < cols; j++) {
+        const int i = r * cols + j;
+        const float tc = clamp(t[i], EPS, 1.0f), pc = clamp(p[i], EPS, 1.0f);
+        l += tc * log(tc / pc);
+        grad[i] = (p[i] > EPS && p[i] < 1.0f) ? -tc / pc * scale : 0.0f;
+    }
+    loss[r] = l;
+}

@@ -15,8 +15,12 @@ _TABLE = {
     "categorical_crossentropy": ("softmax", "softmax_xent_logits", "xent_probs", False),
     "binary_crossentropy": ("sigmoid", "bce_logits", "bce_probs", None),
     "mean_squared_error": (None, None, "mse", None),
+    "mean_absolute_error": (None, None, "mae", None),
+    "huber": (None, None, "huber", None),
+    "kl_divergence": (None, None, "kld", None),
 }
-ALIASES = {"mse": "mean_squared_error"}
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
+           "kld": "kl_divergence", "kullback_leibler_divergence": "kl_divergence"}
 NAMES = tuple(_TABLE)
 
 
@@ -25,8 +29,9 @@ def canonical(name):
 
 
 class Loss:
-    def __init__(self, name, weight=1.0, from_logits=False):
+    def __init__(self, name, weight=1.0, from_logits=False, delta=1.0):
         name = canonical(name)
+        self.delta = float(delta)
         if name not in _TABLE:
             raise ProjectError(f"unknown loss {name!r}; expected one of {', '.join(NAMES)}")
         self.name, self.weight, self.from_logits = name, float(weight), bool(from_logits)
@@ -49,7 +54,7 @@ class Loss:
                      sparse=self.sparse)
         else:
             ops.loss(self.k_probs, pred, target, rows, cols, scale, loss_rows, grad,
-                     sparse=self.sparse)
+                     sparse=self.sparse, delta=self.delta if self.name == "huber" else None)
 
     def reference(self, y_pred, y_true):
         """float64 per-row loss on the layer's output (probabilities unless from_logits)."""
@@ -67,4 +72,14 @@ class Loss:
                 return (np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))).mean(-1)
             q = np.clip(p, EPS, 1 - EPS)
             return -(t * np.log(q) + (1 - t) * np.log(1 - q)).mean(-1)
-        return ((p - t) ** 2).mean(-1)
+        d = p - t
+        if self.name == "mean_absolute_error":
+            return np.abs(d).mean(-1)
+        if self.name == "huber":
+            a = np.abs(d)
+            return np.where(a <= self.delta, 0.5 * d * d,
+                            self.delta * (a - 0.5 * self.delta)).mean(-1)
+        if self.name == "kl_divergence":
+            tc, pc = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
+            return (tc * np.log(tc / pc)).sum(-1)
+        return (d ** 2).mean(-1)

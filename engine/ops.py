@@ -328,10 +328,14 @@ class Ops:
         return res
 
     # -- losses, metrics, reductions -------------------------------------------------------
-    def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None):
+    def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None,
+             delta=None):
         if not rows:
             return
-        if sparse is None:
+        if delta is not None:
+            self._k("losses", kernel, [None, None, i32, f32, None, None, f32])(
+                self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out, delta)
+        elif sparse is None:
             self._k("losses", kernel, [None, None, i32, f32, None, None])(
                 self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out)
         else:

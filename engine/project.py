@@ -200,15 +200,22 @@ def _parse_training(t, graph, problems):
                                          f"{', '.join(LOSS_NAMES)}", f"{place}.name"))
             continue
         entry = {"name": name, "weight": 1.0, "from_logits": False}
+        if name == "huber":
+            entry["delta"] = 1.0
+        for key in spec:
+            if key not in ("name", "weight", "from_logits", "delta") or (
+                    key == "delta" and name != "huber"):
+                problems.append(ProjectError("unknown key", f"{place}.{key}"))
         for key, decl in (("weight", Float("weight", 1.0, min=0.0)),
-                          ("from_logits", Bool("from_logits", False))):
+                          ("from_logits", Bool("from_logits", False)),
+                          ("delta", Float("delta", 1.0, min=0.0, min_exclusive=True))):
             if key in spec:
                 try:
                     entry[key] = decl.validate(spec[key], f"{place}.{key}")
                 except ParamError as err:
                     problems.append(err)
-        if entry["from_logits"] and name == "mean_squared_error":
-            problems.append(ProjectError("mean_squared_error has no from_logits form",
+        if entry["from_logits"] and "crossentropy" not in name:
+            problems.append(ProjectError(f"{name} has no from_logits form",
                                          f"{place}.from_logits"))
         losses[o] = entry
     for o in outputs:

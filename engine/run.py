@@ -25,7 +25,8 @@ class RunData:
 
 
 def build_losses(project):
-    return {o: Loss(s["name"], s.get("weight", 1.0), s.get("from_logits", False))
+    return {o: Loss(s["name"], s.get("weight", 1.0), s.get("from_logits", False),
+                    s.get("delta", 1.0))
             for o, s in project.training["loss"].items()}
 
 

@@ -19,6 +19,9 @@ CASES = [  # (loss, from_logits, fused activation or None)
     ("binary_crossentropy", False, "sigmoid"),
     ("binary_crossentropy", True, None),
     ("mean_squared_error", False, None),
+    ("mean_absolute_error", False, None),
+    ("huber", False, None),
+    ("kl_divergence", False, None),
 ]
 
 
@@ -29,18 +32,23 @@ def _targets(rng, loss, rows, cols):
         return np.eye(cols)[rng.integers(0, cols, rows)]
     if loss.name == "binary_crossentropy":
         return rng.integers(0, 2, (rows, cols)).astype(np.float64)
+    if loss.name == "kl_divergence":
+        return rng.dirichlet(np.ones(cols), rows)
     return rng.normal(size=(rows, cols))
 
 
 @pytest.mark.parametrize("name,from_logits,fused", CASES)
 @pytest.mark.parametrize("rows,cols", [(1, 1), (5, 3), (33, 10), (2, 65)])
 def test_loss_value_and_gradient(rt, ops, rng, name, from_logits, fused, rows, cols):
-    if cols == 1 and name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+    if cols == 1 and name in ("sparse_categorical_crossentropy", "categorical_crossentropy",
+                              "kl_divergence"):
         cols = 2
-    loss = Loss(name, weight=0.7, from_logits=from_logits)
+    loss = Loss(name, weight=0.7, from_logits=from_logits, delta=0.6)
     z = rng.normal(size=(rows, cols))
-    if fused or from_logits or name == "mean_squared_error":
+    if fused or from_logits or name in ("mean_squared_error", "mean_absolute_error", "huber"):
         pred = REFERENCE[fused](z) if fused else z
+    elif name == "kl_divergence":
+        pred = REFERENCE["softmax"](z)
     else:  # probabilities, kept away from the clipping edges
         pred = REFERENCE["softmax" if loss.sparse is not None else "sigmoid"](z)
     t = _targets(rng, loss, rows, cols)
