@@ -352,6 +352,21 @@ class Ops:
             self._k("metrics", kernel, [None, None, i32, f32, None])(
                 self.q, (rows,), None, pred, target, cols, threshold, out)
 
+    def top_k(self, pred, target, rows, cols, k, sparse, out):
+        if rows:
+            self._k("metrics", "top_k", [None, None, i32, i32, i32, None])(
+                self.q, (rows,), None, pred, target, cols, k, int(sparse), out)
+
+    def binary_counts(self, pred, target, rows, cols, threshold, which, out):
+        if rows:
+            self._k("metrics", "binary_counts", [None, None, i32, f32, i32, None])(
+                self.q, (rows,), None, pred, target, cols, threshold, which, out)
+
+    def auc_counts(self, pred, target, n, T, acc, slot):
+        if n:
+            self._k("metrics", "auc_counts", [None, None, i32, i32, None, i32])(
+                self.q, (T,), None, pred, target, n, T, acc, slot)
+
     def reduce_sum(self, v, n, acc, slot):
         self._k("metrics", "reduce_sum", [None, i32, None, i32])(
             self.q, (1,), None, v, n, acc, slot)

@@ -40,8 +40,12 @@ class Trainer:
             self.targets[o] = self.rt.empty(4 * model.max_batch * max(1, int(np.prod(tshape))))
             per_row = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
             self.rows_buf[o] = (self.rt.empty(4 * model.max_batch * per_row), per_row)
-            self.slots[o] = list(range(nslot, nslot + 1 + len(self.metrics[o])))
-            nslot += 1 + len(self.metrics[o])
+            slots = [nslot]  # the loss, then each metric's first slot
+            nslot += 1
+            for m in self.metrics[o]:
+                slots.append(nslot)
+                nslot += m.nslots
+            self.slots[o] = slots
         self.acc = self.rt.empty(4 * max(nslot, 1))
         self.nslot = nslot
         self._rows_seen = {o: 0 for o in self.outputs}
@@ -63,7 +67,7 @@ class Trainer:
                 logs[f"{prefix}{o}_loss"] = lo
             for m, slot in zip(self.metrics[o], sl[1:]):
                 key = f"{o}_{m.name}" if self.multi else m.name
-                logs[prefix + key] = vals[slot] / rows
+                logs[prefix + key] = m.finalize(vals[slot:slot + m.nslots], rows)
         out = {f"{prefix}loss": total}
         out.update(logs)
         return out
@@ -87,8 +91,8 @@ class Trainer:
             sl = self.slots[o]
             self.ops.reduce_sum(buf, rows, self.acc, sl[0])
             for metric, slot in zip(self.metrics[o], sl[1:]):
-                metric.enqueue(self.ops, t.buf, self.targets[o], rows, t.cols, buf)
-                self.ops.reduce_sum(buf, rows, self.acc, slot)
+                metric.enqueue(self.ops, t.buf, self.targets[o], rows, t.cols, buf, self.acc,
+                               slot)
             self._rows_seen[o] += rows
 
     def train_batch(self, xs, ys, n, step):

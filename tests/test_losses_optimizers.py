@@ -88,21 +88,32 @@ def test_fused_cross_entropy_is_stable(rt, ops):
     ("accuracy", "mean_squared_error", 1),
     ("mae", "mean_squared_error", 3),
     ("mse", "mean_squared_error", 2),
+    ("top_k_categorical_accuracy", "categorical_crossentropy", 10),
+    ("sparse_top_k_categorical_accuracy", "sparse_categorical_crossentropy", 7),
+    ("precision", "binary_crossentropy", 3),
+    ("recall", "binary_crossentropy", 1),
+    ("auc", "binary_crossentropy", 1),
+    ("auc", "binary_crossentropy", 4),
 ])
-def test_metrics(rt, ops, rng, metric, loss, cols):
-    rows = 37
+def test_metrics_accumulate_over_batches(rt, ops, rng, metric, loss, cols):
     lo = Loss(loss)
     m = Metric(metric, lo, (cols,))
-    p = rng.uniform(size=(rows, cols))
-    t = _targets(rng, lo, rows, cols)
-    out = rt.empty(4 * rows)
-    m.enqueue(ops, to_dev(rt, p), to_dev(rt, t), rows, cols, out)
-    np.testing.assert_allclose(from_dev(rt, out, (rows,)), m.reference(p, t), rtol=1e-5,
-                               atol=1e-6)
-    acc = to_dev(rt, np.array([0.5, 0.0]))
-    ops.reduce_sum(out, rows, acc, 1)
-    np.testing.assert_allclose(from_dev(rt, acc, (2,)), [0.5, m.reference(p, t).sum()],
-                               rtol=1e-5)
+    batches = [37, 21]
+    ps = [rng.uniform(size=(r, cols)) for r in batches]
+    ts = [_targets(rng, lo, r, cols) for r in batches]
+    if loss == "binary_crossentropy":  # make predictions informative so AUC is not trivial
+        ps = [np.clip(0.35 * t + 0.65 * p, 0, 1) for p, t in zip(ps, ts)]
+    acc = to_dev(rt, np.zeros(m.nslots + 1))
+    tmp = rt.empty(4 * max(batches))
+    for p, t, r in zip(ps, ts, batches):
+        m.enqueue(ops, to_dev(rt, p), to_dev(rt, t), r, cols, tmp, acc, 1)
+    vals = from_dev(rt, acc, (m.nslots + 1,)).astype(np.float64)
+    assert vals[0] == 0  # neighbouring slots untouched
+    got = m.finalize(list(vals[1:]), sum(batches))
+    want = m.reference(np.concatenate(ps), np.concatenate(ts))
+    assert np.isclose(got, want, rtol=1e-6, atol=1e-7), (got, want)
+    if metric == "auc":
+        assert 0.6 < got <= 1.0
 
 
 class _FakeModel:
