@@ -24,3 +24,88 @@ __kernel void adam(__global float* w, __global const float* g, __global float* m
     v[i] = vi;
     w[i] -= alpha * mi / (sqrt(vi) + eps);
 }
+
+// RMSprop (Keras 3): v = rho v + (1-rho) g^2; centered: a = rho a + (1-rho) g, denom = v - a^2;
+// inc = lr g / sqrt(denom + eps); with momentum: m = momentum m + inc, w -= m; else w -= inc.
+__kernel void rmsprop(__global float* w, __global const float* g, __global float* v,
+                      __global float* a, __global float* m, const float lr, const float rho,
+                      const float momentum, const float eps, const int centered)
+{
+    const int i = get_global_id(0);
+    const float gi = g[i];
+    const float vi = rho * v[i] + (1.0f - rho) * gi * gi;
+    v[i] = vi;
+    float denom = vi;
+    if (centered) {
+        const float ai = rho * a[i] + (1.0f - rho) * gi;
+        a[i] = ai;
+        denom -= ai * ai;
+    }
+    const float inc = lr * gi / sqrt(denom + eps);
+    if (momentum > 0.0f) {
+        const float mi = momentum * m[i] + inc;
+        m[i] = mi;
+        w[i] -= mi;
+    } else {
+        w[i] -= inc;
+    }
+}
+
+// Adagrad: acc += g^2; w -= lr g / sqrt(acc + eps).
+__kernel void adagrad(__global float* w, __global const float* g, __global float* acc,
+                      const float lr, const float eps)
+{
+    const int i = get_global_id(0);
+    const float gi = g[i];
+    const float ai = acc[i] + gi * gi;
+    acc[i] = ai;
+    w[i] -= lr * gi / sqrt(ai + eps);
+}
+
+// Nadam (Keras 3), coefficients from the host: c1 = u_{t+1} / (1 - prod u_{..t+1}),
+// c2 = (1 - u_t) / (1 - prod u_{..t}), c3 = 1 / (1 - b2^t).
+__kernel void nadam(__global float* w, __global const float* g, __global float* m,
+                    __global float* v, const float lr, const float b1, const float b2,
+                    const float c1, const float c2, const float c3, const float eps)
+{
+    const int i = get_global_id(0);
+    const float gi = g[i];
+    const float mi = m[i] + (gi - m[i]) * (1.0f - b1);
+    const float vi = v[i] + (gi * gi - v[i]) * (1.0f - b2);
+    m[i] = mi;
+    v[i] = vi;
+    const float m_hat = c1 * mi + c2 * gi;
+    w[i] -= lr * m_hat / (sqrt(vi * c3) + eps);
+}
+
+// Decoupled weight decay, Keras 3: w -= w * decay * lr.
+__kernel void decay(__global float* w, const float factor)
+{
+    const int i = get_global_id(0);
+    w[i] -= w[i] * factor;
+}
+
+// Gradient clipping by value.
+__kernel void clip_value(__global float* g, const float limit)
+{
+    const int i = get_global_id(0);
+    g[i] = clamp(g[i], -limit, limit);
+}
+
+// acc[slot] += sum(g^2) (a single work-item; one parameter tensor).
+__kernel void sum_squares(__global const float* g, const int n, __global float* acc,
+                          const int slot)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += g[i] * g[i];
+    acc[slot] += s;
+}
+
+// g *= min(1, limit / sqrt(acc[slot])) : clipping by norm with the norm kept on the device.
+__kernel void clip_norm(__global float* g, __global const float* acc, const int slot,
+                        const float limit)
+{
+    const int i = get_global_id(0);
+    const float norm = sqrt(acc[slot]);
+    if (norm > limit) g[i] *= limit / norm;
+}

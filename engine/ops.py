@@ -376,6 +376,32 @@ class Ops:
         self._k("optimizers", "sgd", [None, None, None, f32, f32, i32])(
             self.q, (n,), None, w, g, v, lr, momentum, int(nesterov))
 
+    def rmsprop(self, w, g, v, a, m, n, lr, rho, momentum, eps, centered):
+        self._k("optimizers", "rmsprop", [None] * 5 + [f32, f32, f32, f32, i32])(
+            self.q, (n,), None, w, g, v, a, m, lr, rho, momentum, eps, int(centered))
+
+    def adagrad(self, w, g, acc, n, lr, eps):
+        self._k("optimizers", "adagrad", [None, None, None, f32, f32])(
+            self.q, (n,), None, w, g, acc, lr, eps)
+
+    def nadam(self, w, g, m, v, n, lr, b1, b2, c1, c2, c3, eps):
+        self._k("optimizers", "nadam", [None] * 4 + [f32] * 7)(
+            self.q, (n,), None, w, g, m, v, lr, b1, b2, c1, c2, c3, eps)
+
+    def decay(self, w, n, factor):
+        self._k("optimizers", "decay", [None, f32])(self.q, (n,), None, w, factor)
+
+    def clip_value(self, g, n, limit):
+        self._k("optimizers", "clip_value", [None, f32])(self.q, (n,), None, g, limit)
+
+    def sum_squares(self, g, n, acc, slot):
+        self._k("optimizers", "sum_squares", [None, i32, None, i32])(
+            self.q, (1,), None, g, n, acc, slot)
+
+    def clip_norm(self, g, n, acc, slot, limit):
+        self._k("optimizers", "clip_norm", [None, None, i32, f32])(
+            self.q, (n,), None, g, acc, slot, limit)
+
     def adam(self, w, g, m, v, n, alpha, b1, b2, eps):
         self._k("optimizers", "adam", [None, None, None, None, f32, f32, f32, f32])(
             self.q, (n,), None, w, g, m, v, alpha, b1, b2, eps)

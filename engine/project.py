@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 
-from . import builtin_data, datasets
+from . import builtin_data, datasets, schedules
 from .errors import ParamError, ProjectError
 from .fileio import atomic_write_text
 from .graph import Edge, Graph
@@ -169,8 +169,16 @@ def _parse_training(t, graph, problems):
                                      "training.optimizer"))
     else:
         cls = OPTIMIZERS[opt["name"]]
-        vals, perr = validate_params(cls.params, opt.get("params", {}), "training.optimizer.params")
+        given = dict(opt.get("params", {})) if isinstance(opt.get("params", {}), dict) else {}
+        lr = given.pop("learning_rate", None) if isinstance(given.get("learning_rate"),
+                                                             dict) else None
+        vals, perr = validate_params(cls.params, given, "training.optimizer.params")
         problems.extend(perr)
+        if lr is not None:
+            sched, serr = schedules.validate(lr, "training.optimizer.params.learning_rate")
+            problems.extend(serr)
+            if vals is not None and sched:
+                vals["learning_rate"] = sched
         out["optimizer"] = {"name": opt["name"], "params": vals if not perr else {}}
     outputs = graph.outputs()
     loss = t.get("loss", {})

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from . import builtin_data, datasets
+from . import builtin_data, datasets, schedules
 from .errors import DataError, ProjectError
 from .graph import fmt_shape
 from .losses import Loss
@@ -145,6 +145,8 @@ class Session:
         cls = OPTIMIZERS[opt["name"]]
         params = {p.name: p.default for p in cls.params}
         params.update(opt.get("params", {}))
+        if isinstance(params.get("learning_rate"), dict):
+            params["learning_rate"] = schedules.build(params["learning_rate"])
         self.optimizer = cls(**params)
         self.trainer = Trainer(self.model, self.losses, t.get("metrics", []), self.optimizer)
 

@@ -153,3 +153,104 @@ def test_adam_matches_keras_rule(rt, ops, rng):
         v = b2 * v + (1 - b2) * g * g
         w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
     np.testing.assert_allclose(from_dev(rt, model.w, (65,)), w, rtol=1e-5, atol=1e-6)
+
+
+def _run_steps(rt, ops, opt, w, grads):
+    model = _FakeModel(rt, ops, w, grads[0])
+    for g in grads:
+        rt.write(model.g, g, blocking=True)
+        opt.step(model)
+    return from_dev(rt, model.w, w.shape)
+
+
+def test_rmsprop_adagrad_nadam_adamw_match_keras_rules(rt, ops, rng):
+    from engine.optimizers import Adagrad, AdamW, Nadam, RMSprop
+    w0 = rng.normal(size=31)
+    grads = [rng.normal(size=31) for _ in range(4)]
+    for centered, momentum in [(False, 0.0), (True, 0.5)]:
+        w, v, a, m = w0.copy(), np.zeros(31), np.zeros(31), np.zeros(31)
+        for g in grads:
+            v = 0.9 * v + 0.1 * g * g
+            denom = v
+            if centered:
+                a = 0.9 * a + 0.1 * g
+                denom = v - a * a
+            inc = 0.01 * g / np.sqrt(denom + 1e-7)
+            if momentum:
+                m = momentum * m + inc
+                w = w - m
+            else:
+                w = w - inc
+        opt = RMSprop(learning_rate=0.01, rho=0.9, momentum=momentum, epsilon=1e-7,
+                      centered=centered)
+        np.testing.assert_allclose(_run_steps(rt, ops, opt, w0, grads), w, rtol=1e-5, atol=1e-6)
+    w, acc = w0.copy(), np.full(31, 0.1)
+    for g in grads:
+        acc = acc + g * g
+        w = w - 0.05 * g / np.sqrt(acc + 1e-7)
+    opt = Adagrad(learning_rate=0.05, initial_accumulator_value=0.1, epsilon=1e-7)
+    np.testing.assert_allclose(_run_steps(rt, ops, opt, w0, grads), w, rtol=1e-5, atol=1e-6)
+    # Nadam (Keras 3)
+    w, m, v, up = w0.copy(), np.zeros(31), np.zeros(31), 1.0
+    b1, b2, lr, eps = 0.9, 0.999, 0.01, 1e-7
+    for t, g in enumerate(grads, 1):
+        u_t = b1 * (1 - 0.5 * 0.96 ** (0.004 * t))
+        u_t1 = b1 * (1 - 0.5 * 0.96 ** (0.004 * (t + 1)))
+        up = up * u_t
+        up1 = up * u_t1
+        m = m + (g - m) * (1 - b1)
+        v = v + (g * g - v) * (1 - b2)
+        m_hat = u_t1 * m / (1 - up1) + (1 - u_t) * g / (1 - up)
+        v_hat = v / (1 - b2 ** t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    opt = Nadam(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps)
+    np.testing.assert_allclose(_run_steps(rt, ops, opt, w0, grads), w, rtol=1e-5, atol=1e-6)
+    # AdamW: decay w -= w * wd * lr, then the Adam step
+    w, m, v = w0.copy(), np.zeros(31), np.zeros(31)
+    for t, g in enumerate(grads, 1):
+        w = w - w * 0.004 * lr
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+    opt = AdamW(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps, weight_decay=0.004)
+    np.testing.assert_allclose(_run_steps(rt, ops, opt, w0, grads), w, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_clipping(rt, ops, rng):
+    w0, g = rng.normal(size=33), rng.normal(size=33) * 10
+    for cfg, clipped in [({"clipvalue": 0.5}, np.clip(g, -0.5, 0.5)),
+                         ({"clipnorm": 1.0}, g / np.linalg.norm(g)),
+                         ({"global_clipnorm": 2.0}, g * 2.0 / np.linalg.norm(g)),
+                         ({"clipnorm": 1e6}, g)]:
+        opt = SGD(learning_rate=0.1, momentum=0.0, nesterov=False, **cfg)
+        np.testing.assert_allclose(_run_steps(rt, ops, opt, w0, [g]), w0 - 0.1 * clipped,
+                                   rtol=1e-5, atol=1e-6, err_msg=str(cfg))
+
+
+def test_schedules_match_keras_formulas():
+    from engine.schedules import build, validate
+    e = build({"schedule": "exponential_decay", "initial_learning_rate": 0.1,
+               "decay_steps": 10, "decay_rate": 0.5, "staircase": False})
+    assert np.isclose(e(5), 0.1 * 0.5 ** 0.5) and np.isclose(e(20), 0.025)
+    spec, probs = validate({"schedule": "piecewise_constant_decay", "boundaries": [10, 20],
+                            "values": [1.0, 0.5, 0.1]}, "lr")
+    pw = build(spec)
+    assert [pw(s) for s in (0, 10, 11, 20, 21)] == [1.0, 1.0, 0.5, 0.5, 0.1]
+    spec, _ = validate({"schedule": "cosine_decay", "initial_learning_rate": 0.0,
+                        "decay_steps": 100, "warmup_target": 0.1, "warmup_steps": 10}, "lr")
+    c = build(spec)
+    assert np.isclose(c(5), 0.05) and np.isclose(c(10), 0.1) and np.isclose(c(60), 0.05)
+    assert np.isclose(c(110), 0.0) and np.isclose(c(500), 0.0)
+    _, probs = validate({"schedule": "warp"}, "training.optimizer.params.learning_rate")
+    assert "training.optimizer.params.learning_rate.schedule" in str(probs[0])
+
+
+def test_schedule_drives_the_optimizer(rt, ops, rng):
+    from engine.schedules import build
+    sched = build({"schedule": "piecewise_constant_decay", "boundaries": [0],
+                   "values": [1.0, 0.1]})
+    w0, g = np.zeros(5), np.ones(5)
+    opt = SGD(learning_rate=sched, momentum=0.0, nesterov=False)
+    # step 0 uses 1.0, step 1 uses 0.1
+    np.testing.assert_allclose(_run_steps(rt, ops, opt, w0, [g, g]), -1.1 * np.ones(5),
+                               rtol=1e-6)
