@@ -136,7 +136,7 @@ def run(args, out=sys.stdout):
     t0 = time.perf_counter()
     try:
         history = session.fit(data, epochs=epochs, callbacks=[ConsoleProgress(epochs, out)],
-                              should_stop=lambda: stop["flag"])
+                              should_stop=lambda: stop["flag"], out_dir=out_dir)
     finally:
         signal.signal(signal.SIGINT, old)
     total = time.perf_counter() - t0
@@ -157,6 +157,13 @@ def run(args, out=sys.stdout):
         out.write("Test: " + _metrics_text(history["test"]) + "\n")
     out.write(f"Wrote {os.path.join(out_dir, 'history.json')} and "
               f"{os.path.join(out_dir, 'weights.npz')}\n")
+    if "early_stopping" in history:
+        es = history["early_stopping"]
+        out.write(f"Early stopping at epoch {es['stopped_epoch']}; best epoch {es['best_epoch']}"
+                  + (" (its weights restored)" if es["restored"] else "") + ".\n")
+    if history.get("stopped_reason"):
+        sys.stderr.write(f"layerloom: error: training stopped: {history['stopped_reason']}\n")
+        return EXIT_FAILED
     if history["stopped"]:
         out.write("Stopped by the user; the weights are those after the last finished batch.\n")
         return EXIT_INTERRUPTED

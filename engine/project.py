@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 
-from . import builtin_data, datasets, schedules
+from . import builtin_data, callbacks as callbacks_mod, datasets, schedules
 from .errors import ParamError, ProjectError
 from .fileio import atomic_write_text
 from .graph import Edge, Graph
@@ -58,7 +58,8 @@ class Project:
 
 def default_training():
     t = {p.name: p.default for p in TRAINING_PARAMS}
-    t.update({"optimizer": {"name": "adam", "params": {}}, "loss": {}, "metrics": ["accuracy"]})
+    t.update({"optimizer": {"name": "adam", "params": {}}, "loss": {}, "metrics": ["accuracy"],
+              "callbacks": []})
     return t
 
 
@@ -158,7 +159,7 @@ def _parse_training(t, graph, problems):
     if not perr:
         out.update(values)
     for k in t:
-        if k not in out and k not in ("optimizer", "loss", "metrics"):
+        if k not in out and k not in ("optimizer", "loss", "metrics", "callbacks"):
             problems.append(ProjectError("unknown key", f"training.{k}"))
     opt = t.get("optimizer", {"name": "adam"})
     if isinstance(opt, str):
@@ -231,6 +232,9 @@ def _parse_training(t, graph, problems):
                                        for p in problems):
             problems.append(ProjectError(f"output {o!r} has no loss", "training.loss"))
     out["loss"] = losses
+    cbs, cerr = callbacks_mod.validate(t.get("callbacks", []))
+    problems.extend(cerr)
+    out["callbacks"] = cbs
     metrics = t.get("metrics", ["accuracy"])
     if isinstance(metrics, list):
         out["metrics"] = _check_metrics(metrics, "training.metrics", problems)

@@ -11,6 +11,7 @@ from .losses import Loss
 from .model import Model
 from .optimizers import OPTIMIZERS
 from .runtime import Runtime
+from .callbacks import build as build_callbacks
 from .training import Trainer, fit
 
 
@@ -150,8 +151,11 @@ class Session:
         self.optimizer = cls(**params)
         self.trainer = Trainer(self.model, self.losses, t.get("metrics", []), self.optimizer)
 
-    def fit(self, data, epochs=None, callbacks=(), should_stop=None):
+    def fit(self, data, epochs=None, callbacks=(), should_stop=None, out_dir=None):
+        """callbacks: extra Callback objects (progress display...); the project's own
+        callbacks are added; ModelCheckpoint writes under out_dir."""
         t = self.project.training
+        callbacks = list(callbacks) + build_callbacks(t.get("callbacks", []), out_dir)
         return fit(self.trainer, data.x, data.y, int(epochs or t["epochs"]), self.batch_size,
                    seed=self.seed, validation_split=t.get("validation_split", 0.0),
                    test_data=data.test, callbacks=callbacks, should_stop=should_stop,

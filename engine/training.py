@@ -47,6 +47,8 @@ class Trainer:
                 nslot += m.nslots
             self.slots[o] = slots
         self.acc = self.rt.empty(4 * max(nslot, 1))
+        self.stop_training = False  # callbacks may set it, as Keras' model.stop_training
+        self.stop_reason = None
         self.nslot = nslot
         self._rows_seen = {o: 0 for o in self.outputs}
 
@@ -54,6 +56,14 @@ class Trainer:
     def reset(self):
         self.ops.fill(self.acc, self.nslot)
         self._rows_seen = {o: 0 for o in self.outputs}
+
+    def log_keys(self, validation):
+        keys = ["loss"]
+        for o in self.outputs:
+            if self.multi:
+                keys.append(f"{o}_loss")
+            keys += [f"{o}_{m.name}" if self.multi else m.name for m in self.metrics[o]]
+        return keys + (["val_" + k for k in keys] if validation else [])
 
     def read_logs(self, prefix=""):
         vals = [float(v) for v in self.rt.read(self.acc, self.nslot)]
@@ -173,8 +183,12 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
     bs = min(batch_size, trainer.model.max_batch)
     num_batches = math.ceil(n_total / bs)
     history = {"epochs": [], "stopped": False}
+    trainer.stop_training, trainer.stop_reason = False, None
+    every_batch = any(getattr(cb, "needs_every_batch", False) for cb in callbacks)
+    info = {"samples": n_total, "batches": num_batches, "epochs": epochs, "trainer": trainer,
+            "keys": trainer.log_keys(validation_data is not None)}
     for cb in callbacks:
-        cb.on_train_begin({"samples": n_total, "batches": num_batches, "epochs": epochs})
+        cb.on_train_begin(info)
     step = 0
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -192,7 +206,8 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
             step += 1
             logs = None
             now = time.perf_counter()
-            if callbacks and (now - last_read >= progress_seconds or b == num_batches - 1):
+            if callbacks and (every_batch or now - last_read >= progress_seconds
+                              or b == num_batches - 1):
                 logs = trainer.read_logs()
                 last_read = time.perf_counter()
             for cb in callbacks:
@@ -200,8 +215,16 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
             if should_stop is not None and should_stop():
                 stopped = True
                 break
+            if trainer.stop_training and trainer.stop_reason:  # TerminateOnNaN
+                break
         logs = trainer.read_logs()
         pipe.drain()
+        if trainer.stop_reason:
+            history["stopped_reason"] = trainer.stop_reason
+            record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
+            record.update(logs)
+            history["epochs"].append(record)  # monitors are not called on a NaN epoch
+            break
         if not all(math.isfinite(v) for v in logs.values()):
             raise TrainingError(f"the loss became {logs['loss']} in epoch {epoch}; "
                                 "try a lower learning rate or check the data for NaN/inf values")
@@ -214,6 +237,8 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
             cb.on_epoch_end(epoch, record)
         if stopped:
             history["stopped"] = True
+            break
+        if trainer.stop_training:
             break
     if test_data is not None and not history["stopped"]:
         history["test"] = evaluate(trainer, test_data[0], test_data[1], bs)

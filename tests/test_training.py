@@ -1,5 +1,6 @@
 """The training loop as a plain function: callbacks, cooperative stop, validation split."""
 import math
+import os
 
 import numpy as np
 
@@ -76,3 +77,77 @@ def test_cooperative_stop_leaves_consistent_weights(rt):
     # training can go on from there
     h2 = s.fit(data, epochs=1)
     assert not h2["stopped"]
+
+
+def _session(rt, **training):
+    import json
+    d = json.loads(json.dumps(PROJECT))
+    d["training"].update(training)
+    proj = projectfile.loads(json.dumps(d))
+    return Session(proj, runtime=rt), prepare_data(proj)
+
+
+def test_early_stopping_restores_best_weights(rt, tmp_path):
+    s, data = _session(rt, epochs=30, callbacks=[{"name": "early_stopping", "monitor": "val_loss",
+                                                   "patience": 2, "restore_best_weights": True}],
+                       optimizer={"name": "sgd", "params": {"learning_rate": 0.5,
+                                                            "momentum": 0.9}})
+    seen = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen[epoch] = s.model.get_weights()
+    h = s.fit(data, callbacks=[Keep()])
+    es = h["early_stopping"]
+    assert es["stopped_epoch"] == len(h["epochs"]) < 30
+    losses = [e["val_loss"] for e in h["epochs"]]
+    assert es["best_epoch"] == 1 + int(np.argmin(losses))
+    assert es["stopped_epoch"] - es["best_epoch"] == 2
+    now = s.model.get_weights()
+    assert all(np.array_equal(now[k], seen[es["best_epoch"]][k]) for k in now)
+
+
+def test_checkpoint_and_reduce_lr(rt, tmp_path):
+    s, data = _session(rt, epochs=6, callbacks=[
+        {"name": "model_checkpoint", "filepath": "best.npz", "monitor": "val_accuracy",
+         "save_best_only": True},
+        {"name": "model_checkpoint", "filepath": "e{epoch}.npz", "monitor": "loss"},
+        {"name": "reduce_lr_on_plateau", "monitor": "loss", "patience": 0, "factor": 0.5,
+         "min_delta": 10.0}])
+    h = s.fit(data, out_dir=str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(["best.npz"] + [f"e{i}.npz" for i in range(1, 7)])
+    # min_delta 10 means no epoch counts as an improvement after the first: halve every epoch
+    assert np.isclose(s.optimizer.config["learning_rate"], 0.1 * 0.5 ** 5)
+    with np.load(tmp_path / "e6.npz", allow_pickle=False) as z:
+        now = s.model.get_weights()
+        assert all(np.array_equal(z[k], now[k]) for k in now)
+
+
+def test_callback_monitor_must_be_logged(rt):
+    import pytest
+    from engine.errors import ParamError
+    s, data = _session(rt, validation_split=0.0,
+                       callbacks=[{"name": "early_stopping", "monitor": "val_loss"}])
+    with pytest.raises(ParamError, match=r"training.callbacks\[0\].monitor: 'val_loss' is not "
+                                         r"logged in this run; logged: loss, accuracy"):
+        s.fit(data)
+
+
+def test_terminate_on_nan_stops_at_the_batch(rt):
+    s, data = _session(rt, epochs=3, callbacks=[{"name": "terminate_on_nan"}],
+                       optimizer={"name": "sgd", "params": {"learning_rate": 1e30}})
+    h = s.fit(data)
+    assert "the loss became" in h["stopped_reason"] and len(h["epochs"]) == 1
+
+
+def test_max_mode_monitor_tracks_improvement():
+    from engine.callbacks import EarlyStopping
+    cb = EarlyStopping(monitor="val_accuracy", mode="auto", min_delta=0.0, patience=1,
+                       restore_best_weights=False, start_from_epoch=0)
+
+    class T:
+        stop_training = False
+    cb.trainer, cb.wait, cb.best_weights, cb.stopped_epoch, cb.best_epoch = T(), 0, None, 0, 0
+    for epoch, acc in enumerate([0.5, 0.6, 0.7, 0.65], 1):
+        cb.on_epoch_end(epoch, {"val_accuracy": acc})
+    assert cb.best == 0.7 and cb.best_epoch == 3 and cb.stopped_epoch == 4
