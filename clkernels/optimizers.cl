@@ -109,3 +109,20 @@ __kernel void clip_norm(__global float* g, __global const float* acc, const int 
     const float norm = sqrt(acc[slot]);
     if (norm > limit) g[i] *= limit / norm;
 }
+
+// Regularisation: dw += l1 * sign(w) + 2 * l2 * w.
+__kernel void reg_grad(__global const float* w, __global float* dw, const float l1,
+                       const float l2)
+{
+    const int i = get_global_id(0);
+    dw[i] += l1 * sign(w[i]) + 2.0f * l2 * w[i];
+}
+
+// acc[slot] += weight * (l1 * sum|w| + l2 * sum w^2) (a single work-item).
+__kernel void reg_penalty(__global const float* w, const int n, const float l1, const float l2,
+                          const float weight, __global float* acc, const int slot)
+{
+    float a = 0.0f, b = 0.0f;
+    for (int i = 0; i < n; i++) { a += fabs(w[i]); b += w[i] * w[i]; }
+    acc[slot] += weight * (l1 * a + l2 * b);
+}

@@ -1,7 +1,14 @@
-"""Weight initialisers (Keras defaults: glorot_uniform kernels, zero biases)."""
+"""Weight initialisers with Keras' names and formulas (variance scaling: uniform limits
+sqrt(3 * scale / n); normals are truncated at two standard deviations with the stddev corrected
+by 0.87962566103423978, as Keras does)."""
 import zlib
 
 import numpy as np
+
+NAMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+         "lecun_normal", "orthogonal", "random_uniform", "random_normal", "zeros", "ones",
+         "constant")
+_TRUNC = 0.87962566103423978
 
 
 def node_rng(seed, node_id, name):
@@ -10,14 +17,55 @@ def node_rng(seed, node_id, name):
     return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(f"{node_id}/{name}".encode())])
 
 
+def _fans(spec):
+    if spec.fan_in is not None:
+        return spec.fan_in, spec.fan_out
+    shape = spec.shape
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _truncated_normal(rng, std, shape):
+    out = rng.normal(0.0, 1.0, shape)
+    bad = np.abs(out) > 2
+    while bad.any():
+        out[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
+        bad = np.abs(out) > 2
+    return out * std
+
+
 def initialize(spec, rng):
-    if spec.init == "zeros":
-        return np.zeros(spec.shape, np.float32)
-    if spec.init == "ones":
-        return np.ones(spec.shape, np.float32)
-    if spec.init == "glorot_uniform":
-        limit = np.sqrt(6.0 / (spec.fan_in + spec.fan_out))
-        return rng.uniform(-limit, limit, spec.shape).astype(np.float32)
-    if spec.init == "random_uniform":  # Keras' RandomUniform default range, for Embedding
-        return rng.uniform(-0.05, 0.05, spec.shape).astype(np.float32)
-    raise ValueError(f"unknown initializer {spec.init!r}")
+    init = spec.init
+    value = 0.0
+    if isinstance(init, dict):
+        init, value = init["name"], init.get("value", 0.0)
+    shape = spec.shape
+    if init == "zeros":
+        a = np.zeros(shape)
+    elif init == "ones":
+        a = np.ones(shape)
+    elif init == "constant":
+        a = np.full(shape, value)
+    elif init == "random_uniform":  # Keras' RandomUniform default range
+        a = rng.uniform(-0.05, 0.05, shape)
+    elif init == "random_normal":  # Keras' RandomNormal default stddev
+        a = rng.normal(0.0, 0.05, shape)
+    elif init == "orthogonal":
+        rows, cols = int(np.prod(shape[:-1])) if len(shape) > 1 else 1, shape[-1]
+        m = rng.normal(size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(m)
+        q = q * np.sign(np.diag(r))
+        a = (q if rows >= cols else q.T).reshape(shape)
+    else:
+        family, dist = init.split("_")
+        fan_in, fan_out = _fans(spec)
+        n = (fan_in + fan_out) / 2 if family == "glorot" else fan_in
+        scale = 2.0 if family == "he" else 1.0
+        if dist == "uniform":
+            limit = np.sqrt(3.0 * scale / n)
+            a = rng.uniform(-limit, limit, shape)
+        else:
+            a = _truncated_normal(rng, np.sqrt(scale / n) / _TRUNC, shape)
+    return np.asarray(a, np.float32)

@@ -1,7 +1,7 @@
 """Helpers shared by layer declarations: the `activation` parameter's forward/backward plumbing,
 written once for Dense, Conv1D, Conv2D and friends."""
 from .activations import ALIASES, NAMES, NEEDS_INPUT, ROW_WISE
-from .params import Choice
+from .params import Choice, Initializer, Regularizer
 
 
 def activation_param(default="linear"):
@@ -71,3 +71,14 @@ def padded_reference(x, axes_pads, value=0.0):
     import numpy as np
     pads = [(0, 0)] + [(b, max(a, 0)) for b, a in axes_pads] + [(0, 0)]
     return np.pad(x, pads, constant_values=value)
+
+
+def weight_params(prefix, init):
+    """`<prefix>_initializer` and `<prefix>_regularizer`, Keras' names."""
+    return (Initializer(f"{prefix}_initializer", init, help=f"How the {prefix} starts."),
+            Regularizer(f"{prefix}_regularizer", None,
+                        help=f"Penalty on the {prefix} added to the loss: l1 and/or l2."))
+
+
+def kernel_and_bias_params():
+    return weight_params("kernel", "glorot_uniform") + weight_params("bias", "zeros")

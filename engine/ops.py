@@ -402,6 +402,13 @@ class Ops:
         self._k("optimizers", "clip_norm", [None, None, i32, f32])(
             self.q, (n,), None, g, acc, slot, limit)
 
+    def reg_grad(self, w, dw, n, l1, l2):
+        self._k("optimizers", "reg_grad", [None, None, f32, f32])(self.q, (n,), None, w, dw, l1, l2)
+
+    def reg_penalty(self, w, n, l1, l2, weight, acc, slot):
+        self._k("optimizers", "reg_penalty", [None, i32, f32, f32, f32, None, i32])(
+            self.q, (1,), None, w, n, l1, l2, weight, acc, slot)
+
     def adam(self, w, g, m, v, n, alpha, b1, b2, eps):
         self._k("optimizers", "adam", [None, None, None, None, f32, f32, f32, f32])(
             self.q, (n,), None, w, g, m, v, alpha, b1, b2, eps)

@@ -251,3 +251,42 @@ class Expr(Param):
 
     def describe(self):
         return "an expression over the inputs, e.g. x * sigmoid(x)"
+
+
+class Initializer(Param):
+    """An initialiser name, or {"name": "constant", "value": v}."""
+    kind = "initializer"
+
+    def validate(self, value, place):
+        from .initializers import NAMES
+        if isinstance(value, dict):
+            ok = (value.get("name") == "constant" and set(value) <= {"name", "value"}
+                  and isinstance(value.get("value", 0.0), (int, float))
+                  and not isinstance(value.get("value", 0.0), bool))
+            if ok:
+                return {"name": "constant", "value": float(value.get("value", 0.0))}
+        elif value in NAMES:
+            return value
+        raise ParamError(f"expected one of {', '.join(NAMES)} or {{\"name\": \"constant\", "
+                         f"\"value\": number}}; got {value!r}", place)
+
+    def describe(self):
+        return "an initializer name"
+
+
+class Regularizer(Param):
+    """null, or {"l1": a, "l2": b}: adds a * sum|w| + b * sum(w^2) to the loss."""
+    kind = "regularizer"
+
+    def validate(self, value, place):
+        if value is None:
+            return None
+        if (isinstance(value, dict) and value and set(value) <= {"l1", "l2"}
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                        for v in value.values())):
+            return {"l1": float(value.get("l1", 0.0)), "l2": float(value.get("l2", 0.0))}
+        raise ParamError(f"expected null or {{\"l1\": number >= 0, \"l2\": number >= 0}}; got "
+                         f"{value!r}", place)
+
+    def describe(self):
+        return "null or {\"l1\": a, \"l2\": b}"

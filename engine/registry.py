@@ -25,9 +25,11 @@ class Variadic:
 
 
 class WeightSpec:
-    def __init__(self, name, shape, init="zeros", fan_in=None, fan_out=None, trainable=True):
+    def __init__(self, name, shape, init="zeros", fan_in=None, fan_out=None, trainable=True,
+                 regularizer=None):
         self.name, self.shape, self.init = name, tuple(shape), init
         self.fan_in, self.fan_out = fan_in, fan_out
+        self.regularizer = regularizer  # None or {"l1": a, "l2": b}
         self.trainable = trainable  # False: state such as BatchNorm's moving statistics
 
 

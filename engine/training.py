@@ -46,6 +46,13 @@ class Trainer:
                 slots.append(nslot)
                 nslot += m.nslots
             self.slots[o] = slots
+        # weights with an l1/l2 penalty: its gradient is added after backward, and its value
+        # (weighted by batch size, like the losses) goes into one more slot
+        self.regularized = [(w, dw, spec) for _, spec, w, dw in model.params
+                            if spec.regularizer and dw is not None]
+        self.reg_slot = nslot if self.regularized else None
+        nslot += 1 if self.regularized else 0
+        self._samples = 0
         self.acc = self.rt.empty(4 * max(nslot, 1))
         self.stop_training = False  # callbacks may set it, as Keras' model.stop_training
         self.stop_reason = None
@@ -56,6 +63,7 @@ class Trainer:
     def reset(self):
         self.ops.fill(self.acc, self.nslot)
         self._rows_seen = {o: 0 for o in self.outputs}
+        self._samples = 0
 
     def log_keys(self, validation):
         keys = ["loss"]
@@ -78,6 +86,8 @@ class Trainer:
             for m, slot in zip(self.metrics[o], sl[1:]):
                 key = f"{o}_{m.name}" if self.multi else m.name
                 logs[prefix + key] = m.finalize(vals[slot:slot + m.nslots], rows)
+        if self.reg_slot is not None:
+            total += vals[self.reg_slot] / max(self._samples, 1)
         out = {f"{prefix}loss": total}
         out.update(logs)
         return out
@@ -104,12 +114,23 @@ class Trainer:
                 metric.enqueue(self.ops, t.buf, self.targets[o], rows, t.cols, buf, self.acc,
                                slot)
             self._rows_seen[o] += rows
+        self._samples += n
+        for w, _, spec in self.regularized:
+            r = spec.regularizer
+            self.ops.reg_penalty(w.buf, w.size, r["l1"], r["l2"], float(n), self.acc,
+                                 self.reg_slot)
+
+    def _regularize(self):
+        for w, dw, spec in self.regularized:
+            self.ops.reg_grad(w.buf, dw.buf, w.size, spec.regularizer["l1"],
+                              spec.regularizer["l2"])
 
     def train_batch(self, xs, ys, n, step):
         events = self._upload(xs, ys)
         self.model.forward(n, training=True, step=step)
         self._loss_and_metrics(n)
         self.model.backward(n, step=step)
+        self._regularize()
         self.optimizer.step(self.model)
         return events
 

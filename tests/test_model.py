@@ -36,7 +36,8 @@ def build(head_act, via_activation_layer):
     g.add_node("Concatenate", id="cat")
     g.add_node("Dense", {"units": 3, "activation": "linear" if via_activation_layer else head_act},
                id="head")
-    g.add_node("Dense", {"units": 2}, id="reg")
+    g.add_node("Dense", {"units": 2, "kernel_regularizer": {"l1": 0.01, "l2": 0.05},
+                         "bias_regularizer": {"l2": 0.2}}, id="reg")
     for a, b, port in [("x", "d1", 0), ("d1", "d2", 0), ("d1", "d3", 0), ("d2", "add", 0),
                        ("d3", "add", 1), ("d1", "add", 2), ("add", "head", 0), ("d2", "cat", 0),
                        ("x2", "cat", 1), ("d1", "cat", 2), ("cat", "reg", 0)]:
@@ -86,13 +87,18 @@ def test_graph_gradients(rt, rng, head_act, loss_name, from_logits, via_activati
     model.forward(n, training=True)
     trainer._loss_and_metrics(n)
     model.backward(n)
+    trainer._regularize()
     got = {f"{nid}/{spec.name}": rt.read(dw.buf, int(np.prod(spec.shape)), spec.shape)
            for nid, spec, _, dw in model.params if dw is not None}
     weights = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
 
     def total():
         vals = reference_forward(g, weights, xs)
-        return sum(l.weight * l.reference(vals[o], ys[o]).mean() for o, l in losses.items())
+        penalty = (0.01 * np.abs(weights["reg/kernel"]).sum()
+                   + 0.05 * (weights["reg/kernel"] ** 2).sum()
+                   + 0.2 * (weights["reg/bias"] ** 2).sum())
+        return penalty + sum(l.weight * l.reference(vals[o], ys[o]).mean()
+                             for o, l in losses.items())
     # the engine's reported loss agrees with the reference
     logs = trainer.read_logs()
     assert np.isclose(logs["loss"], total(), rtol=1e-4)
@@ -117,3 +123,27 @@ def test_predict_matches_reference_and_init_is_seeded(rt, rng):
                             {k: v.astype(np.float64) for k, v in xs.items()})
     for o in ("head", "reg"):
         np.testing.assert_allclose(pred[o], ref[o], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("init", ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+                                  "lecun_uniform", "lecun_normal", "orthogonal", "random_uniform",
+                                  "random_normal", "zeros", "ones"])
+def test_initializers_follow_keras(init):
+    from engine.initializers import initialize, node_rng
+    from engine.registry import WeightSpec
+    spec = WeightSpec("kernel", (400, 300), init, 400, 300)
+    w = initialize(spec, node_rng(0, "n", "kernel")).astype(np.float64)
+    expect_std = {"glorot_uniform": np.sqrt(2 / 700), "glorot_normal": np.sqrt(2 / 700),
+                  "he_uniform": np.sqrt(2 / 400), "he_normal": np.sqrt(2 / 400),
+                  "lecun_uniform": np.sqrt(1 / 400), "lecun_normal": np.sqrt(1 / 400),
+                  "random_normal": 0.05, "random_uniform": 0.05 / np.sqrt(3)}
+    if init in expect_std:
+        assert abs(w.std() / expect_std[init] - 1) < 0.02 and abs(w.mean()) < 0.01
+    if init.endswith("_normal") and init != "random_normal":
+        assert np.abs(w).max() <= 2 * expect_std[init] / 0.87962566103423978 + 1e-6  # truncated
+    if init == "orthogonal":
+        np.testing.assert_allclose(w.T @ w, np.eye(300), atol=1e-4)
+    if init in ("zeros", "ones"):
+        assert (w == (init == "ones")).all()
+    c = initialize(WeightSpec("b", (3,), {"name": "constant", "value": 0.25}), None)
+    assert (c == 0.25).all()

@@ -5,7 +5,8 @@ import numpy as np
 from ..activations import REFERENCE
 from ..graph import fmt_shape
 from ..layerkit import (activation_param, activation_scratch, backward_through_activation,
-                        forward_with_activation, padded_reference, window_geometry)
+                        forward_with_activation, kernel_and_bias_params, padded_reference,
+                        window_geometry)
 from ..params import Bool, Choice, Int, Pair
 from ..registry import Layer, ShapeError, WeightSpec, register
 
@@ -51,10 +52,11 @@ class _Conv(Layer):
         g = self.geometry(p, in_shapes[0])
         kh_kw = (g[5], g[6]) if self.rank == 2 else (g[6],)
         fan_in, fan_out = self._k(g), g[5] * g[6] * p["filters"]
-        ws = [WeightSpec("kernel", kh_kw + (g[2], p["filters"]), "glorot_uniform", fan_in,
-                         fan_out)]
+        ws = [WeightSpec("kernel", kh_kw + (g[2], p["filters"]), p["kernel_initializer"],
+                         fan_in, fan_out, regularizer=p["kernel_regularizer"])]
         if p["use_bias"]:
-            ws.append(WeightSpec("bias", (p["filters"],), "zeros"))
+            ws.append(WeightSpec("bias", (p["filters"],), p["bias_initializer"],
+                                 regularizer=p["bias_regularizer"]))
         return ws
 
     @staticmethod
@@ -135,7 +137,7 @@ class Conv2D(_Conv):
         Pair("dilation_rate", (1, 1), help="Spacing between kernel taps."),
         activation_param(),
         Bool("use_bias", True, help="Add a learned bias per filter."),
-    )
+    ) + kernel_and_bias_params()
     examples = (
         ({"filters": 3, "kernel_size": 3}, [(5, 6, 2)]),
         ({"filters": 2, "kernel_size": [2, 3], "strides": 2, "padding": "same",
@@ -163,7 +165,7 @@ class Conv1D(_Conv):
         Int("dilation_rate", 1, min=1, help="Spacing between kernel taps."),
         activation_param(),
         Bool("use_bias", True, help="Add a learned bias per filter."),
-    )
+    ) + kernel_and_bias_params()
     examples = (
         ({"filters": 3, "kernel_size": 3}, [(9, 2)]),
         ({"filters": 2, "kernel_size": 3, "padding": "causal", "dilation_rate": 2,

@@ -2,7 +2,7 @@ import numpy as np
 
 from ..activations import NAMES, REFERENCE
 from ..layerkit import (activation_param, activation_scratch, backward_through_activation,
-                        forward_with_activation)
+                        forward_with_activation, kernel_and_bias_params)
 from ..params import Bool, Int
 from ..registry import Layer, WeightSpec, register
 
@@ -17,11 +17,13 @@ class Dense(Layer):
         Int("units", 32, min=1, help="Number of output units."),
         activation_param(),
         Bool("use_bias", True, help="Add a learned bias vector."),
-    )
+    ) + kernel_and_bias_params()
     activation_param = "activation"
     examples = tuple(({"units": u, "activation": a}, [shape])
                      for a in NAMES for u, shape in ((3, (5,)), (1, (4,))))
     examples += (({"units": 33}, [(31,)]), ({"units": 4, "use_bias": False}, [(65,)]),
+                 ({"units": 3, "kernel_regularizer": {"l1": 0.01, "l2": 0.1},
+                   "bias_regularizer": {"l2": 0.5}, "kernel_initializer": "orthogonal"}, [(4,)]),
                  ({"units": 3, "activation": "tanh"}, [(2, 5)]))
 
     def output_shapes(self, p, in_shapes):
@@ -29,9 +31,11 @@ class Dense(Layer):
 
     def weights(self, p, in_shapes):
         k = in_shapes[0][-1]
-        ws = [WeightSpec("kernel", (k, p["units"]), "glorot_uniform", k, p["units"])]
+        ws = [WeightSpec("kernel", (k, p["units"]), p["kernel_initializer"], k, p["units"],
+                         regularizer=p["kernel_regularizer"])]
         if p["use_bias"]:
-            ws.append(WeightSpec("bias", (p["units"],), "zeros"))
+            ws.append(WeightSpec("bias", (p["units"],), p["bias_initializer"],
+                                 regularizer=p["bias_regularizer"]))
         return ws
 
     def scratch(self, p, in_shapes):

@@ -1,6 +1,7 @@
 import numpy as np
 
 from ..graph import fmt_shape
+from ..layerkit import weight_params
 from ..params import Int
 from ..registry import Layer, ShapeError, WeightSpec, register
 
@@ -12,7 +13,8 @@ class Embedding(Layer):
     help = ("Maps integer indices (0 .. input_dim-1) to learned vectors: (steps) -> (steps, "
             "output_dim). Indices outside the range give zero vectors.")
     params = (Int("input_dim", 1000, min=1, help="Vocabulary size: largest index + 1."),
-              Int("output_dim", 16, min=1, help="Length of each vector."))
+              Int("output_dim", 16, min=1, help="Length of each vector.")
+              ) + weight_params("embeddings", "random_uniform")
     differentiable = False  # indices get no gradient
     examples = (({"input_dim": 7, "output_dim": 3}, [(5,)]),
                 ({"input_dim": 4, "output_dim": 33}, [(2, 3)]))
@@ -22,7 +24,8 @@ class Embedding(Layer):
         return [tuple(in_shapes[0]) + (p["output_dim"],)]
 
     def weights(self, p, in_shapes):
-        return [WeightSpec("embeddings", (p["input_dim"], p["output_dim"]), "random_uniform")]
+        return [WeightSpec("embeddings", (p["input_dim"], p["output_dim"]),
+                           p["embeddings_initializer"], regularizer=p["embeddings_regularizer"])]
 
     def forward(self, ops, s):
         p = s.params
