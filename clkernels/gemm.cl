@@ -19,8 +19,10 @@ __kernel void gemm(const int M, const int N, const int K, const int bi, const in
                    __global const float* restrict A, const int lda,
                    __global const float* restrict B, const int ldb,
                    __global float* C, const int ldc,
-                   __global const float* restrict bias, const int accumulate)
+                   __global const float* restrict bias, const int accumulate,
+                   const int aoff, const int boff, const int coff)
 {
+    A += aoff; B += boff; C += coff;  // element offsets: recurrent layers address one time step
     const int jl = get_global_id(0) * TN;
     const int il = get_global_id(1) * TM;
     if (il >= M || jl >= N) return;

@@ -38,8 +38,10 @@ __kernel void gemm_tile(const int M, const int N, const int K,
                         __global const float* restrict A, const int lda,
                         __global const float* restrict B, const int ldb,
                         __global float* C, const int ldc,
-                        __global const float* restrict bias, const int accumulate)
+                        __global const float* restrict bias, const int accumulate,
+                        const int aoff, const int boff, const int coff)
 {
+    A += aoff; B += boff; C += coff;
     const int j0 = get_global_id(0) * 2 * VW;
     const int i0 = get_global_id(1) * MR;
     ROW_DECL(0) ROW_DECL(1) ROW_DECL(2) ROW_DECL(3)
@@ -92,8 +94,10 @@ __kernel void gemm_nt(const int M, const int N, const int K,
                       __global const float* restrict A, const int lda,
                       __global const float* restrict B, const int ldb,
                       __global float* C, const int ldc,
-                      __global const float* restrict bias, const int accumulate)
+                      __global const float* restrict bias, const int accumulate,
+                        const int aoff, const int boff, const int coff)
 {
+    A += aoff; B += boff; C += coff;
     const int j0 = get_global_id(0) * 4;
     const int i0 = get_global_id(1) * 4;
     __global const float* a0 = A + (i0 + 0) * lda;

@@ -106,7 +106,7 @@ class Graph:
         if dst not in self.nodes:
             raise GraphError(f"no node {dst!r}")
         s_layer, d_layer = self.nodes[src].layer, self.nodes[dst].layer
-        if not (0 <= src_port < len(s_layer.outputs)):
+        if not (0 <= src_port < len(s_layer.output_names(self.nodes[src].params))):
             raise GraphError(f"{src!r} has no output port {src_port}")
         mx = d_layer.max_inputs()
         if dst_port < 0 or (mx is not None and dst_port >= mx):
@@ -238,9 +238,13 @@ class Graph:
             if ports != list(range(len(ports))):
                 continue
             in_shapes = []
+            bad = [e for e in edges if e.src_port >= len(shapes[e.src])]
+            if bad:
+                problems.append(GraphError(f"{bad[0].src!r} has no output port {bad[0].src_port} "
+                                           "with its current parameters", self.place(id)))
+                continue
             for e in edges:
-                src_shapes = shapes[e.src]
-                in_shapes.append(src_shapes[e.src_port])
+                in_shapes.append(shapes[e.src][e.src_port])
             try:
                 shapes[id] = [tuple(s) for s in layer.output_shapes(node.params, in_shapes)]
             except ShapeError as e:

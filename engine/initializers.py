@@ -7,7 +7,7 @@ import numpy as np
 
 NAMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
          "lecun_normal", "orthogonal", "random_uniform", "random_normal", "zeros", "ones",
-         "constant")
+         "constant", "lstm_bias")
 _TRUNC = 0.87962566103423978
 
 
@@ -48,6 +48,10 @@ def initialize(spec, rng):
         a = np.ones(shape)
     elif init == "constant":
         a = np.full(shape, value)
+    elif init == "lstm_bias":  # Keras' unit_forget_bias: zeros, ones for the forget gate
+        a = np.zeros(shape)
+        u = shape[0] // 4
+        a[u:2 * u] = 1.0
     elif init == "random_uniform":  # Keras' RandomUniform default range
         a = rng.uniform(-0.05, 0.05, shape)
     elif init == "random_normal":  # Keras' RandomNormal default stddev

@@ -114,7 +114,7 @@ class Model:
                     seen.add(key)
         # tensors nobody differentiates into (unused extra outputs) start from zero
         self._zero_grads = [k for k in self.grad
-                            if k not in seen and k[0] not in self.outputs]
+                            if k not in seen and not (k[0] in self.outputs and k[1] == 0)]
 
     # -- weights --------------------------------------------------------------------------------
     def set_weights(self, weights, init_missing=False):

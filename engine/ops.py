@@ -53,8 +53,9 @@ class Ops:
 
     # -- GEMM ----------------------------------------------------------------------------
     def gemm(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None, act="linear",
-             accumulate=False):
-        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous.
+             accumulate=False, a_off=0, b_off=0, c_off=0):
+        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous;
+        a_off, b_off, c_off are element offsets of the matrices within their buffers.
         On CPUs whole register tiles go to the micro-kernels of gemm_cpu.cl and the ragged
         right and bottom edges to the portable kernel; elsewhere the portable kernel does all."""
         if M == 0 or N == 0:
@@ -73,27 +74,28 @@ class Ops:
                 name = "gemm_nt" if trans_b else "gemm_tile"
                 k = self._k("gemm_cpu", name, self._GEMM_TYPES, base + (f"VW={vw}", f"MR={mr}"))
                 k(self.q, (n_full // tn, m_full // tm), (1, 1), M, N, K, A, lda, B, ldb, C, N,
-                  bias, acc)
+                  bias, acc, a_off, b_off, c_off)
                 edges = []
                 if n_full < N:   # right strip, all rows
                     edges.append((0, n_full, M, N - n_full))
                 if m_full < M:   # bottom strip, whole-tile columns
                     edges.append((m_full, 0, M - m_full, n_full))
                 for i0, j0, m, n in edges:
-                    self._gemm_portable(base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0,
-                                        trans_a, trans_b, N)
+                    self._gemm_portable(base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, N,
+                                        (a_off, b_off, c_off))
                 return
-        self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, trans_a, trans_b, N)
+        self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N,
+                            (a_off, b_off, c_off))
 
-    _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32]
+    _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32]
 
-    def _gemm_portable(self, base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, trans_a,
-                       trans_b, ldc):
+    def _gemm_portable(self, base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs):
         """The portable kernel on the sub-block starting at row i0, column j0."""
-        k = self._k("gemm", "gemm", [i32] * 5 + [None, i32, None, i32, None, i32, None, i32],
+        k = self._k("gemm", "gemm",
+                    [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32, i32, i32],
                     base + (f"TM={TM}", f"TN={TN}"))
         k(self.q, (_cdiv(n, TN), _cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
-          bias, acc)
+          bias, acc, *offs)
 
     # -- elementwise -------------------------------------------------------------------------
     def fill(self, buf, n, value=0.0):
@@ -262,6 +264,41 @@ class Ops:
         if rows:
             self._k("merge", "row_dot_grad", [None, None, None, i32, i32])(
                 self.q, (cols, rows), None, dy, other, dx, cols, int(accumulate))
+
+    # -- recurrent ------------------------------------------------------------------------------
+    def to_time_major(self, x, y, n, T, D):
+        if n:
+            self._k("rnn", "to_time_major", [None, None, i32, i32])(
+                self.q, (D, T * n), None, x, y, n, T)
+
+    def from_time_major(self, y, x, n, T, D, accumulate=False):
+        if n:
+            self._k("rnn", "from_time_major", [None, None, i32, i32, i32])(
+                self.q, (D, T * n), None, y, x, n, T, int(accumulate))
+
+    def rnn_act(self, act, z, h, off, count):
+        self._k("rnn", "rnn_act", [i32, None, None, i32])(
+            self.q, (count,), None, ACT_ID[act], z, h, off)
+
+    def rnn_act_grad(self, act, h, dh, dz, off, count):
+        self._k("rnn", "rnn_act_grad", [i32, None, None, None, i32])(
+            self.q, (count,), None, ACT_ID[act], h, dh, dz, off)
+
+    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first):
+        self._k("rnn", "lstm_cell", [None, i32, None, i32, i32, None, i32, i32])(
+            self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first))
+
+    def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first):
+        self._k("rnn", "lstm_cell_grad", [None, i32, None, i32, i32, None, i32, None, None, i32])(
+            self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first))
+
+    def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first):
+        self._k("rnn", "gru_cell", [None, None, i32, None, None, i32, i32, i32])(
+            self.q, (u, n), None, XW, HU, xoff, gates, H, hprev, hnow, int(first))
+
+    def gru_cell_grad(self, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, n, u, first):
+        self._k("rnn", "gru_cell_grad", [None, None, i32, None, i32, None, i32, None, None, i32])(
+            self.q, (u, n), None, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, int(first))
 
     # -- lambda -----------------------------------------------------------------------------------
     def _lambda_kernel(self, tree, name, types):

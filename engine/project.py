@@ -129,7 +129,7 @@ def _parse_graph(g, problems):
             continue
         (src, sp), (dst, dp) = ends
         s_layer, d_layer = graph.nodes[src].layer, graph.nodes[dst].layer
-        if sp >= len(s_layer.outputs):
+        if sp >= len(s_layer.output_names(graph.nodes[src].params)):
             problems.append(ProjectError(f"{src!r} ({s_layer.type_id}) has no output port {sp}",
                                          f"{place}.from"))
             continue

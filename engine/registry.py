@@ -57,6 +57,10 @@ class Layer:
             return [f"{self.inputs.name}{i}" for i in range(max(n_connected, self.inputs.min))]
         return list(self.inputs)
 
+    def output_names(self, p):
+        """Output port names; may depend on params (return_state adds state outputs)."""
+        return list(self.outputs)
+
     def min_inputs(self):
         return self.inputs.min if isinstance(self.inputs, Variadic) else len(self.inputs)
 

@@ -130,3 +130,31 @@ def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b):
             np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
     finally:
         ops.cpu_tile = saved
+
+
+@pytest.mark.parametrize("tile", [None, (16, 8), (8, 6)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+def test_gemm_with_offsets(rt, ops, rng, tile, trans_a, trans_b):
+    """Matrices at element offsets inside larger buffers (one time step of a sequence)."""
+    saved = ops.cpu_tile
+    if tile is not None:
+        if rt.kind != "cpu":
+            pytest.skip("CPU tile kernels")
+        ops.cpu_tile = tile
+    try:
+        M, N, K = 37, 35, 19
+        A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+        B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+        ao, bo, co = 7, 13, 5
+        Abig = np.concatenate([np.full(ao, 99.0), A.ravel(), np.full(3, 99.0)])
+        Bbig = np.concatenate([np.full(bo, 99.0), B.ravel(), np.full(3, 99.0)])
+        Cbig = np.full(co + M * N + 4, -1.0)
+        C = to_dev(rt, Cbig)
+        ops.gemm(M, N, K, to_dev(rt, Abig), to_dev(rt, Bbig), C, trans_a=trans_a,
+                 trans_b=trans_b, a_off=ao, b_off=bo, c_off=co)
+        got = from_dev(rt, C, Cbig.shape)
+        ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+        np.testing.assert_array_equal(got[co:co + M * N].reshape(M, N), ref)
+        assert (got[:co] == -1).all() and (got[co + M * N:] == -1).all()
+    finally:
+        ops.cpu_tile = saved

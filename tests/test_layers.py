@@ -35,17 +35,19 @@ def _graph_for(type_id, params, shapes):
 
 
 def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
-    """Run one layer's forward and backward directly through its NodeStep contract."""
+    """Run one layer's forward and backward directly through its NodeStep contract.
+    dy is an array, or a list with one array per output; the outputs come back the same way."""
     n = xs[0].shape[0]
     in_shapes = [x.shape[1:] for x in xs]
-    out_shape = tuple(layer.output_shapes(params, in_shapes)[0])
+    out_shapes = [tuple(sh) for sh in layer.output_shapes(params, in_shapes)]
+    dys = dy if isinstance(dy, list) else [dy]
     s = NodeStep()
     s.node_id, s.params, s.n = "node", params, n
     s.training, s.seed, s.step = training, 11, step
     s.logits, s.skip_act_grad = None, False
     s.x = [Tensor(to_dev(rt, x), x.shape[1:]) for x in xs]
-    s.y = [Tensor(s.x[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(out_shape))),
-                  out_shape)]
+    s.y = [Tensor(s.x[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(sh))), sh)
+           for sh in out_shapes]
     s.w = {k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()}
     trainable = {spec.name for spec in layer.weights(params, in_shapes) if spec.trainable}
     s.dw = {k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items() if k in trainable}
@@ -53,15 +55,15 @@ def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
                  for k, sh in layer.scratch(params, in_shapes).items()}
     s.const = {k: upload_const(rt, v) for k, v in layer.constants(params, in_shapes).items()}
     layer.forward(ops, s)
-    y = from_dev(rt, s.y[0].buf, (n,) + out_shape).copy()
-    s.dy = [Tensor(to_dev(rt, dy), out_shape)]
+    ys = [from_dev(rt, t.buf, (n,) + sh).copy() for t, sh in zip(s.y, out_shapes)]
+    s.dy = [Tensor(to_dev(rt, d), sh) for d, sh in zip(dys, out_shapes)]
     s.dx = [Tensor(rt.empty(4 * x.size), x.shape[1:]) if layer.differentiable else None
             for x in xs]
     s.acc = [False] * len(xs)
     layer.backward(ops, s)
     dxs = [from_dev(rt, t.buf, x.shape) if t is not None else None for t, x in zip(s.dx, xs)]
     dws = {k: from_dev(rt, t.buf, ws[k].shape) for k, t in s.dw.items()}
-    return y, dxs, dws
+    return (ys if isinstance(dy, list) else ys[0]), dxs, dws
 
 
 @pytest.mark.parametrize("type_id,case,params,shapes", CASES,
@@ -78,7 +80,7 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     again = projectfile.loads(projectfile.dumps(proj)).graph
     assert again.nodes["node"].params == p and again.nodes["node"].type == type_id
     # shape inference agrees with the reference output
-    out_shape = g.infer_shapes()[0]["node"][0]
+    out_shapes = g.infer_shapes()[0]["node"]
     if getattr(layer, "integer_inputs", False):  # indices, some out of range on purpose
         xs = [rng.integers(-1, p["input_dim"] + 1, (batch,) + tuple(sh)).astype(np.float64)
               for sh in shapes]
@@ -91,18 +93,19 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
         if spec.name == "moving_variance":
             ws[spec.name] = np.abs(ws[spec.name]) + 0.5
     training = layer.test_in_training
-    ref = layer.reference(p, xs, ws, training)[0]
-    assert ref.shape == (batch,) + out_shape
-    dy = rng.normal(size=ref.shape)
-    y, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dy, training=training)
-    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
-
+    refs = layer.reference(p, xs, ws, training)
+    assert [r.shape for r in refs] == [(batch,) + sh for sh in out_shapes]
+    dys = [rng.normal(size=r.shape) for r in refs]
+    ys, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dys, training=training)
+    for y, ref in zip(ys, refs):
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
     if layer.stochastic:
         return  # its backward is the training-mode derivative: see test_dropout_training_mode
 
     # gradients: central differences of sum(dy * reference) in float64
     def f():
-        return float((layer.reference(p, xs, ws, training)[0] * dy).sum())
+        return float(sum((r * d).sum() for r, d in zip(layer.reference(p, xs, ws, training),
+                                                          dys)))
     pairs = [(dws[k], ws[k]) for k in dws]
     if layer.differentiable:
         pairs += list(zip(dxs, xs))

@@ -13,15 +13,20 @@ from engine.training import Trainer
 
 
 def reference_forward(graph, weights, xs):
+    """float64 evaluation of a graph from its layers' references: {node_id: output 0}, and
+    {(node_id, port): output} for every port."""
     vals = {}
     for nid in graph.topo_order():
         node = graph.nodes[nid]
         if node.layer.is_input:
-            vals[nid] = xs[nid]
+            vals[nid] = vals[(nid, 0)] = xs[nid]
             continue
-        ins = [vals[e.src] for e in graph.in_edges(nid)]
+        ins = [vals[(e.src, e.src_port)] for e in graph.in_edges(nid)]
         ws = {k.split("/", 1)[1]: v for k, v in weights.items() if k.split("/", 1)[0] == nid}
-        vals[nid] = node.layer.reference(node.params, ins, ws)[0]
+        outs = node.layer.reference(node.params, ins, ws)
+        vals[nid] = outs[0]
+        for port, o in enumerate(outs):
+            vals[(nid, port)] = o
     return vals
 
 
@@ -147,3 +152,45 @@ def test_initializers_follow_keras(init):
         assert (w == (init == "ones")).all()
     c = initialize(WeightSpec("b", (3,), {"name": "constant", "value": 0.25}), None)
     assert (c == 0.25).all()
+
+
+def test_recurrent_graph_gradients_with_state_outputs(rt, rng):
+    """LSTM whose final state (port 1) feeds a head while its sequence output (port 0) is unused,
+    and a GRU on the LSTM's cell state path: whole-graph gradients against finite differences."""
+    g = Graph()
+    g.add_node("Input", {"shape": [4, 3]}, id="seq")
+    g.add_node("LSTM", {"units": 3, "return_state": True, "return_sequences": True}, id="lstm")
+    g.add_node("GRU", {"units": 2}, id="gru")
+    g.add_node("Dense", {"units": 2}, id="head")
+    g.add_node("Concatenate", id="cat")
+    g.add_node("Dense", {"units": 1}, id="out")
+    g.connect("seq", 0, "lstm", 0)
+    g.connect("lstm", 1, "head", 0)        # final h
+    g.connect("seq", 0, "gru", 0)
+    g.connect("head", 0, "cat", 0)
+    g.connect("gru", 0, "cat", 1)
+    g.connect("cat", 0, "out", 0)
+    g.connect("lstm", 2, "cat", 2)          # final c
+    assert g.validate() == [] and g.outputs() == ["out"]
+    n = 5
+    losses = {"out": Loss("mean_squared_error")}
+    model = Model(g, rt, batch_size=8, seed=4)
+    trainer = Trainer(model, losses, [])
+    xs = {"seq": rng.normal(size=(n, 4, 3))}
+    ys = {"out": rng.normal(size=(n, 1))}
+    trainer.reset()
+    trainer._upload({"seq": xs["seq"].astype(np.float32)}, {"out": ys["out"].astype(np.float32)})
+    model.forward(n, training=True)
+    trainer._loss_and_metrics(n)
+    model.backward(n)
+    got = {f"{nid}/{spec.name}": rt.read(dw.buf, int(np.prod(spec.shape)), spec.shape)
+           for nid, spec, _, dw in model.params if dw is not None}
+    weights = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
+
+    def total():
+        vals = reference_forward(g, weights, xs)
+        return losses["out"].reference(vals["out"], ys["out"]).mean()
+    assert np.isclose(trainer.read_logs()["loss"], total(), rtol=1e-4)
+    for key, w in weights.items():
+        np.testing.assert_allclose(got[key], numeric_grad(total, w), rtol=1e-3, atol=1e-5,
+                                   err_msg=key)

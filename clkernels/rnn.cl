@@ -1,0 +1,119 @@
+// Recurrent layers. Sequences are kept time-major inside the layer, (T, n, features), so one time
+// step is a contiguous block at an element offset. Gate order as Keras: LSTM [i, f, c, o],
+// GRU [z, r, h] with reset_after (the reset gate multiplies the recurrent projection).
+
+// (n, T, D) -> (T, n, D); global size (D, T*n).
+__kernel void to_time_major(__global const float* x, __global float* y, const int n, const int T)
+{
+    const int d = get_global_id(0), r = get_global_id(1), D = get_global_size(0);
+    const int t = r / n, b = r % n;
+    y[r * D + d] = x[(b * T + t) * D + d];
+}
+
+// (T, n, D) -> (n, T, D), adding when accumulate; global size (D, T*n).
+__kernel void from_time_major(__global const float* y, __global float* x, const int n,
+                              const int T, const int accumulate)
+{
+    const int d = get_global_id(0), r = get_global_id(1), D = get_global_size(0);
+    const int t = r / n, b = r % n;
+    float v = y[r * D + d];
+    __global float* o = x + (b * T + t) * D + d;
+    if (accumulate) v += *o;
+    *o = v;
+}
+
+// SimpleRNN: h = act(z) for one step block at offset off; global size count.
+__kernel void rnn_act(const int act, __global const float* z, __global float* h, const int off)
+{
+    const int i = off + get_global_id(0);
+    h[i] = act_fwd(act, z[i]);
+}
+
+// dz = dh * act'(.) through the output h, for one step block.
+__kernel void rnn_act_grad(const int act, __global const float* h, __global const float* dh,
+                           __global float* dz, const int off)
+{
+    const int i = off + get_global_id(0);
+    dz[i] = dh[i] * act_grad(act, h[i], h[i]);
+}
+
+inline float sigm(const float x) { return 1.0f / (1.0f + exp(-x)); }
+
+// LSTM step: g (n, 4u) holds pre-activations at goff and receives the activated gates;
+// c_t = f c_{t-1} + i g~, h_t = o tanh(c_t). first: c_{t-1} = 0. Global size (u, n).
+__kernel void lstm_cell(__global float* g, const int goff, __global float* C, const int cprev,
+                        const int cnow, __global float* H, const int hnow, const int first)
+{
+    const int j = get_global_id(0), b = get_global_id(1), u = get_global_size(0);
+    __global float* gr = g + goff + b * 4 * u;
+    const float i = sigm(gr[j]), f = sigm(gr[u + j]), cc = tanh(gr[2 * u + j]),
+                o = sigm(gr[3 * u + j]);
+    gr[j] = i; gr[u + j] = f; gr[2 * u + j] = cc; gr[3 * u + j] = o;
+    const float cp = first ? 0.0f : C[cprev + b * u + j];
+    const float c = f * cp + i * cc;
+    C[cnow + b * u + j] = c;
+    H[hnow + b * u + j] = o * tanh(c);
+}
+
+// LSTM step backward. dh: total gradient of h_t (at dhoff in dH); dc: carried gradient of c_t
+// (read and replaced by that of c_{t-1}); writes pre-activation gate gradients to dG at goff.
+__kernel void lstm_cell_grad(__global const float* g, const int goff, __global const float* C,
+                             const int cprev, const int cnow, __global const float* dH,
+                             const int dhoff, __global float* dc, __global float* dG,
+                             const int first)
+{
+    const int j = get_global_id(0), b = get_global_id(1), u = get_global_size(0);
+    __global const float* gr = g + goff + b * 4 * u;
+    __global float* dr = dG + goff + b * 4 * u;
+    const float i = gr[j], f = gr[u + j], cc = gr[2 * u + j], o = gr[3 * u + j];
+    const float c = C[cnow + b * u + j], tc = tanh(c);
+    const float cp = first ? 0.0f : C[cprev + b * u + j];
+    const float dh = dH[dhoff + b * u + j];
+    const float dct = dc[b * u + j] + dh * o * (1.0f - tc * tc);
+    dr[j] = dct * cc * i * (1.0f - i);
+    dr[u + j] = dct * cp * f * (1.0f - f);
+    dr[2 * u + j] = dct * i * (1.0f - cc * cc);
+    dr[3 * u + j] = dh * tc * o * (1.0f - o);
+    dc[b * u + j] = dct * f;
+}
+
+// GRU step (reset_after): xw = x W + b_in (n, 3u) at xoff, hu = h_{t-1} U + b_rec at huoff;
+// stores z, r, h~ into gates at xoff; h_t into H at hnow. first: h_{t-1} = 0.
+__kernel void gru_cell(__global const float* XW, __global const float* HU, const int xoff,
+                       __global float* gates, __global float* H, const int hprev,
+                       const int hnow, const int first)
+{
+    const int j = get_global_id(0), b = get_global_id(1), u = get_global_size(0);
+    __global const float* x = XW + xoff + b * 3 * u;
+    __global const float* h = HU + xoff + b * 3 * u;
+    const float z = sigm(x[j] + h[j]);
+    const float r = sigm(x[u + j] + h[u + j]);
+    const float hh = tanh(x[2 * u + j] + r * h[2 * u + j]);
+    __global float* gr = gates + xoff + b * 3 * u;
+    gr[j] = z; gr[u + j] = r; gr[2 * u + j] = hh;
+    const float hp = first ? 0.0f : H[hprev + b * u + j];
+    H[hnow + b * u + j] = z * hp + (1.0f - z) * hh;
+}
+
+// GRU step backward: writes d(xw) and d(hu) for the step, and the direct part of dh_{t-1}
+// (dh * z) into dH at hprev (added; the recurrent part comes from a GEMM).
+__kernel void gru_cell_grad(__global const float* HU, __global const float* gates,
+                            const int xoff, __global const float* H, const int hprev,
+                            __global float* dH, const int dhoff, __global float* dXW,
+                            __global float* dHU, const int first)
+{
+    const int j = get_global_id(0), b = get_global_id(1), u = get_global_size(0);
+    __global const float* gr = gates + xoff + b * 3 * u;
+    const float z = gr[j], r = gr[u + j], hh = gr[2 * u + j];
+    const float hp = first ? 0.0f : H[hprev + b * u + j];
+    const float dh = dH[dhoff + b * u + j];
+    const float pz = dh * (hp - hh) * z * (1.0f - z);
+    const float ph = dh * (1.0f - z) * (1.0f - hh * hh);
+    const float hu_h = HU[xoff + b * 3 * u + 2 * u + j];
+    const float pr = ph * hu_h * r * (1.0f - r);
+    __global float* dx = dXW + xoff + b * 3 * u;
+    __global float* du = dHU + xoff + b * 3 * u;
+    dx[j] = pz; dx[u + j] = pr; dx[2 * u + j] = ph;
+    du[j] = pz; du[u + j] = pr; du[2 * u + j] = ph * r;
+    if (!first) dH[hprev + b * u + j] += dh * z;
+}
