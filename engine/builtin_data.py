@@ -62,7 +62,7 @@ def search_dirs(name):
     dirs = []
     env = os.environ.get("LAYERLOOM_DATA_DIR")
     if env:
-        dirs += [os.path.join(env, n) for n in spec["folder_names"]] + [env]
+        dirs += [os.path.join(env, n) for n in spec["folder_names"]]
     dirs.append(os.path.join(cache_dir(), name))
     dirs += list(spec["system"])
     return dirs
