@@ -50,6 +50,10 @@ def build_parser():
     p.add_argument("--out", metavar="DIR",
                    help="where to write history.json and weights.npz (default runs/<project>)")
     p.add_argument("--list-devices", action="store_true", help="list OpenCL devices and exit")
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="render the editor with PROJECT loaded to a PNG and exit")
+    p.add_argument("--size", metavar="WxH", default="1400x860",
+                   help="window size for --screenshot (default 1400x860)")
     return p
 
 
@@ -177,9 +181,23 @@ def main(argv=None):
             return list_devices()
         if args.run:
             return run(args)
-        sys.stderr.write("layerloom: the desktop editor is not in this version yet; "
-                         "train a project headless with: layerloom --run PROJECT.loom\n")
-        return EXIT_INVALID
+        if args.project and not os.path.exists(args.project):
+            raise ProjectError("no such file")
+        if args.screenshot:
+            try:
+                w, h = (int(v) for v in args.size.lower().split("x"))
+            except ValueError:
+                raise LayerloomError(f"--size: expected WIDTHxHEIGHT, got {args.size!r}") from None
+            if args.project:
+                projectfile.load(args.project)  # a bad file is reported like --run does
+            from app.main_window import screenshot
+            if not screenshot(args.screenshot, args.project, (w, h)):
+                raise LayerloomError(f"could not write {args.screenshot}")
+            return EXIT_OK
+        if args.project:
+            projectfile.load(args.project)
+        from app.main_window import run_editor
+        return run_editor(args.project)
     except ProjectError as e:
         where = args.run or args.project or ""
         for line in e.lines():

@@ -1,0 +1,119 @@
+"""Undoable edits. Each command's redo/undo calls graph-model methods only; the canvas follows
+the model's events. Names end in Cmd."""
+from PySide6.QtGui import QUndoCommand
+
+from engine.graph import Edge
+
+
+class AddNodeCmd(QUndoCommand):
+    def __init__(self, doc, type_id, pos, params=None, node_id=None):
+        super().__init__(f"Add {type_id}")
+        self.doc, self.type_id, self.pos = doc, type_id, tuple(pos)
+        self.params = params
+        self.node_id = node_id or doc.graph.new_id(type_id)
+
+    def redo(self):
+        self.doc.positions()[self.node_id] = list(self.pos)
+        self.doc.graph.add_node(self.type_id, self.params, id=self.node_id)
+
+    def undo(self):
+        self.doc.graph.remove_node(self.node_id)
+        self.doc.positions().pop(self.node_id, None)
+
+
+class RemoveNodesCmd(QUndoCommand):
+    """Removes nodes and every edge touching them; undo restores both, in order."""
+
+    def __init__(self, doc, node_ids):
+        super().__init__(f"Delete {len(node_ids)} node(s)")
+        self.doc = doc
+        g = doc.graph
+        ids = [i for i in g.nodes if i in set(node_ids)]  # keep file order
+        self.nodes = [(i, g.nodes[i].type, dict(g.nodes[i].params),
+                       list(g.nodes.keys()).index(i), doc.positions().get(i)) for i in ids]
+        self.edges = [e for e in g.edges if e.src in ids or e.dst in ids]
+
+    def redo(self):
+        for nid, *_ in self.nodes:
+            self.doc.graph.remove_node(nid)
+            self.doc.positions().pop(nid, None)
+
+    def undo(self):
+        g = self.doc.graph
+        for nid, typ, params, index, pos in self.nodes:
+            g.add_node(typ, params, id=nid)
+            _move_to_index(g, nid, index)
+            if pos is not None:
+                self.doc.positions()[nid] = pos
+        for e in self.edges:
+            g.connect(e.src, e.src_port, e.dst, e.dst_port)
+
+
+def _move_to_index(g, nid, index):
+    """Put a re-added node back at its place in the file order (node places in messages)."""
+    items = list(g.nodes.items())
+    node = items.pop([k for k, _ in items].index(nid))
+    items.insert(min(index, len(items)), node)
+    g.nodes.clear()
+    g.nodes.update(items)
+
+
+class ConnectCmd(QUndoCommand):
+    def __init__(self, doc, src, src_port, dst, dst_port):
+        super().__init__(f"Connect {src} to {dst}")
+        self.doc, self.edge = doc, Edge(src, src_port, dst, dst_port)
+
+    def redo(self):
+        e = self.edge
+        self.doc.graph.connect(e.src, e.src_port, e.dst, e.dst_port)
+
+    def undo(self):
+        self.doc.graph.disconnect(self.edge)
+
+
+class DisconnectCmd(QUndoCommand):
+    def __init__(self, doc, edge):
+        super().__init__(f"Disconnect {edge.src} from {edge.dst}")
+        self.doc, self.edge = doc, edge
+
+    def redo(self):
+        self.doc.graph.disconnect(self.edge)
+
+    def undo(self):
+        e = self.edge
+        self.doc.graph.connect(e.src, e.src_port, e.dst, e.dst_port)
+
+
+class MoveNodesCmd(QUndoCommand):
+    """One command per drag, pushed on release."""
+
+    def __init__(self, doc, moves, apply_positions):
+        super().__init__(f"Move {len(moves)} node(s)")
+        self.doc, self.moves, self.apply = doc, moves, apply_positions  # {id: (old, new)}
+        self.first = True
+
+    def _set(self, which):
+        pos = self.doc.positions()
+        for nid, pair in self.moves.items():
+            pos[nid] = list(pair[which])
+        self.apply({nid: pair[which] for nid, pair in self.moves.items()})
+
+    def redo(self):
+        self._set(1)
+
+    def undo(self):
+        self._set(0)
+
+
+class SetParamsCmd(QUndoCommand):
+    def __init__(self, doc, node_id, changes):
+        super().__init__(f"Change {', '.join(changes)} of {node_id}")
+        self.doc, self.node_id = doc, node_id
+        self.new = dict(changes)
+        self.old = {k: doc.graph.nodes[node_id].params[k] for k in changes}
+
+    def redo(self):
+        self.doc.graph.set_params(self.node_id, **self.new)
+
+    def undo(self):
+        self.doc.graph.set_params(self.node_id, **self.old)

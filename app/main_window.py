@@ -1,0 +1,257 @@
+"""The editor window: palette (left), canvas (centre), inspector and training (right), plots,
+problems and log (bottom)."""
+import os
+
+from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
+                               QPlainTextEdit)
+
+from engine.errors import LayerloomError
+
+from .canvas import GraphScene, GraphView
+from .document import Document
+from .inspector import Inspector
+from .palette import Palette
+from .training_panel import TrainingPanel
+
+FILTER = "Layerloom projects (*.loom);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, doc=None, confirm=True):
+        super().__init__()
+        self.confirm = confirm  # tests turn the unsaved-changes question off
+        self.setMinimumSize(900, 600)
+        self._docks = {}
+        self._build_actions()
+        self.set_document(doc or Document())
+
+    # -- setup --------------------------------------------------------------------------------
+    def set_document(self, doc):
+        old_docks = list(self._docks.values())
+        for d in old_docks:
+            self.removeDockWidget(d)
+            d.deleteLater()
+        if getattr(self, "scene", None) is not None:
+            self.scene.detach()
+            self.scene.blockSignals(True)
+        doc.setParent(self)
+        self.doc = doc
+        self.scene = GraphScene(doc, self)
+        self.view = GraphView(self.scene)
+        self.setCentralWidget(self.view)
+        self.palette = Palette()
+        self.inspector = Inspector(doc, self.scene)
+        self.training = TrainingPanel(doc)
+        self.log = QPlainTextEdit(readOnly=True)
+        self.problems = QListWidget()
+        self._docks = {
+            "Layers": self._dock("Layers", self.palette, Qt.LeftDockWidgetArea),
+            "Inspector": self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea),
+            "Training": self._dock("Training", self.training, Qt.RightDockWidgetArea),
+            "Curves": self._dock("Curves", self.training.plots, Qt.BottomDockWidgetArea),
+            "Problems": self._dock("Problems", self.problems, Qt.BottomDockWidgetArea),
+            "Log": self._dock("Log", self.log, Qt.BottomDockWidgetArea),
+        }
+        self.tabifyDockWidget(self._docks["Problems"], self._docks["Log"])
+        self._docks["Problems"].raise_()
+        # the canvas gets most of the window; side and bottom panels stay compact
+        self.resizeDocks([self._docks["Layers"]], [190], Qt.Horizontal)
+        self.resizeDocks([self._docks["Inspector"]], [330], Qt.Horizontal)
+        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]], [240, 240],
+                         Qt.Vertical)
+        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]], [900, 400],
+                         Qt.Horizontal)
+        self.palette.sigActivated.connect(self.add_at_centre)
+        self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
+        self.scene.sigSelectionNode.connect(self.inspector.show_node)
+        self.scene.sigMessage.connect(self.message)
+        self.training.sigLog.connect(self.log_line)
+        self.training.sigRunning.connect(self._running)
+        doc.sigChanged.connect(self._changed)
+        doc.sigPathChanged.connect(lambda _: self._changed())
+        self.undo_action.setEnabled(True)
+        self._changed()
+        self.view.fit()
+
+    def _dock(self, title, widget, area):
+        d = QDockWidget(title, self)
+        d.setObjectName(title)
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        return d
+
+    def _build_actions(self):
+        m = self.menuBar()
+        f = m.addMenu("&File")
+        self._act(f, "&New", QKeySequence.New, self.new)
+        self._act(f, "&Open...", QKeySequence.Open, self.open_dialog)
+        self._act(f, "&Save", QKeySequence.Save, self.save)
+        self._act(f, "Save &As...", QKeySequence.SaveAs, self.save_as)
+        f.addSeparator()
+        self._act(f, "&Quit", QKeySequence.Quit, self.close)
+        e = m.addMenu("&Edit")
+        self.undo_action = self._act(e, "&Undo", QKeySequence.Undo, lambda: self.doc.undo.undo())
+        self._act(e, "&Redo", QKeySequence.Redo, lambda: self.doc.undo.redo())
+        e.addSeparator()
+        self._act(e, "&Delete", QKeySequence.Delete, lambda: self.scene.delete_selection())
+        self._act(e, "Select &All", QKeySequence.SelectAll, self._select_all)
+        v = m.addMenu("&View")
+        self._act(v, "&Fit to View", "F", lambda: self.view.fit())
+        self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
+
+    def _act(self, menu, text, shortcut, slot):
+        a = QAction(text, self)
+        a.setShortcut(shortcut)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    # -- editing ------------------------------------------------------------------------------
+    def _add(self, type_id, pos):
+        try:
+            nid = self.scene.add_node(type_id, pos)
+        except RuntimeError as e:
+            self.message(str(e))
+            return None
+        self.scene.clearSelection()
+        self.scene.nodes[nid].setSelected(True)
+        return nid
+
+    def add_at_centre(self, type_id):
+        c = self.view.mapToScene(self.view.viewport().rect().center())
+        n = len(self.doc.graph.nodes)
+        return self._add(type_id, (c.x() - 85 + 20 * (n % 5), c.y() - 40 + 20 * (n % 5)))
+
+    def _select_all(self):
+        for item in self.scene.nodes.values():
+            item.setSelected(True)
+
+    def message(self, text):
+        self.statusBar().showMessage(text, 6000)
+        self.log_line(text)
+
+    def log_line(self, text):
+        self.log.appendPlainText(text)
+
+    def _running(self, running):
+        self.message("Training... the graph is locked until it stops." if running
+                     else "Training ended; the graph can be edited again.")
+
+    def _changed(self):
+        name = os.path.basename(self.doc.path) if self.doc.path else "untitled"
+        self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
+        self.problems.clear()
+        for p in self.doc.graph.validate():
+            self.problems.addItem(str(p))
+        self.inspector.refresh_info()
+
+    # -- files --------------------------------------------------------------------------------
+    def _may_discard(self):
+        if not self.doc.dirty or not self.confirm:
+            return True
+        r = QMessageBox.question(self, "Unsaved changes",
+                                 "Save the changes to this project first?",
+                                 QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+        if r == QMessageBox.Save:
+            return self.save()
+        return r == QMessageBox.Discard
+
+    def new(self):
+        if self.training.worker is None and self._may_discard():
+            self.set_document(Document())
+
+    def open_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path):
+        if self.training.worker is not None or not self._may_discard():
+            return False
+        try:
+            doc = Document.open(path)
+        except LayerloomError as e:
+            lines = e.lines() if hasattr(e, "lines") else [str(e)]
+            QMessageBox.warning(self, "Cannot open project", f"{path}:\n" + "\n".join(lines[:12]))
+            return False
+        self.set_document(doc)
+        return True
+
+    def save(self):
+        if not self.doc.path:
+            return self.save_as()
+        return self._save_to(self.doc.path)
+
+    def save_as(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", self.doc.path or "", FILTER)
+        if not path:
+            return False
+        if not path.endswith(".loom"):
+            path += ".loom"
+        return self._save_to(path)
+
+    def _save_to(self, path):
+        try:
+            self.doc.save(path)
+        except OSError as e:
+            QMessageBox.warning(self, "Save failed", f"{path}: {e.strerror or e}\n"
+                                "The file on disk was not changed.")
+            return False
+        self.message(f"Saved {path}")
+        return True
+
+    def closeEvent(self, event):
+        if self.training.worker is not None:
+            self.training.stop_training()
+            self.training.worker.wait(10000)
+        if self._may_discard():
+            self.shutdown()
+            event.accept()
+        else:
+            event.ignore()
+
+    def shutdown(self):
+        """Make destruction safe: the scene stops following the model, and the scene and plot
+        signals are blocked so Qt's destructors (a scene emits selectionChanged while it clears
+        its items) never call back into Python, possibly while the interpreter is exiting."""
+        self.scene.detach()
+        self.scene.blockSignals(True)
+        self.training.plots.scene().blockSignals(True)
+        self.training.plots.blockSignals(True)
+
+
+def screenshot(path, project_path=None, size=(1400, 860)):
+    """Render the window with a project loaded to a PNG (for docs and tests)."""
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication([])
+    doc = Document.open(project_path) if project_path else Document()
+    win = MainWindow(doc, confirm=False)
+    win.resize(*size)
+    win.show()
+    for _ in range(5):
+        app.processEvents()
+    win.view.fit()
+    app.processEvents()
+    ok = win.grab().save(path)
+    win.close()
+    win.deleteLater()
+    app.processEvents()
+    return ok
+
+
+def run_editor(project_path=None):
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication([])
+    app.setApplicationName("Layerloom")
+    win = MainWindow()
+    if project_path:
+        if not win.open_path(project_path):
+            return 2
+    win.resize(1400, 860)
+    win.show()
+    code = app.exec()
+    win.deleteLater()  # destroy the window while Python and Qt are both still running
+    app.processEvents()
+    return code

@@ -1,0 +1,79 @@
+"""The layer palette: every registered layer by category, with a search box. Drag a layer onto
+the canvas, or double-click it to add it at the centre of the view."""
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QDrag
+from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from engine.registry import layer_types
+
+MIME = "application/x-layerloom-layer"
+
+
+class _Tree(QTreeWidget):
+    def startDrag(self, actions):
+        item = self.currentItem()
+        if item is None or item.data(0, Qt.UserRole) is None:
+            return
+        mime = QMimeData()
+        mime.setData(MIME, item.data(0, Qt.UserRole).encode())
+        drag = QDrag(self)
+        drag.setMimeData(mime)
+        drag.exec(Qt.CopyAction)
+
+
+class Palette(QWidget):
+    sigActivated = Signal(str)  # a layer type to add
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.search = QLineEdit(placeholderText="Search layers...")
+        self.search.setClearButtonEnabled(True)
+        self.tree = _Tree()
+        self.tree.setHeaderHidden(True)
+        self.tree.setDragEnabled(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.search)
+        lay.addWidget(self.tree)
+        self.items = {}
+        cats = {}
+        for layer in layer_types():
+            cat = cats.get(layer.category)
+            if cat is None:
+                cat = cats[layer.category] = QTreeWidgetItem(self.tree, [layer.category])
+                cat.setFlags(Qt.ItemIsEnabled)
+            item = QTreeWidgetItem(cat, [layer.type_id])
+            item.setData(0, Qt.UserRole, layer.type_id)
+            item.setToolTip(0, layer.help)
+            self.items[layer.type_id] = item
+        self.tree.expandAll()
+        self.search.textChanged.connect(self.filter)
+        self.tree.itemDoubleClicked.connect(self._activated)
+        self.search.returnPressed.connect(self._enter)
+
+    def filter(self, text):
+        text = text.strip().lower()
+        for i in range(self.tree.topLevelItemCount()):
+            cat = self.tree.topLevelItem(i)
+            visible = 0
+            for j in range(cat.childCount()):
+                item = cat.child(j)
+                show = not text or text in item.text(0).lower() or text in \
+                    item.toolTip(0).lower()
+                item.setHidden(not show)
+                visible += show
+            cat.setHidden(visible == 0)
+
+    def visible_types(self):
+        return [t for t, item in self.items.items()
+                if not item.isHidden() and not item.parent().isHidden()]
+
+    def _activated(self, item, column=0):
+        t = item.data(0, Qt.UserRole)
+        if t:
+            self.sigActivated.emit(t)
+
+    def _enter(self):
+        shown = self.visible_types()
+        if shown:
+            self.sigActivated.emit(shown[0])

@@ -1,0 +1,229 @@
+"""Training dock and live plots. fit() runs in a QThread; the engine's callbacks emit queued
+signals (batch logs are read back at most every 0.25 s by the engine), and the plots are
+updated on the GUI thread. Stop is cooperative: the current batch finishes, weights stay
+consistent. The graph is locked while training runs."""
+import time
+import traceback
+
+import pyqtgraph as pg
+from PySide6.QtCore import QThread, Signal
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget, QCheckBox)
+
+from engine.errors import LayerloomError
+from engine.training import Callback
+
+
+class _Relay(Callback):
+    def __init__(self, worker):
+        self.w = worker
+
+    def on_train_begin(self, info):
+        self.w.sigBegin.emit(info["epochs"], info["batches"])
+
+    def on_batch_end(self, epoch, batch, num_batches, logs):
+        if logs is not None:
+            self.w.sigBatch.emit(epoch, batch, num_batches, dict(logs))
+
+    def on_epoch_end(self, epoch, logs):
+        self.w.sigEpoch.emit(dict(logs))
+
+
+class TrainWorker(QThread):
+    sigBegin = Signal(int, int)
+    sigBatch = Signal(int, int, int, dict)
+    sigEpoch = Signal(dict)
+    sigDone = Signal(dict)
+    sigFailed = Signal(str)
+
+    def __init__(self, project, epochs, batch_size, device):
+        super().__init__()
+        self.project, self.epochs, self.batch_size, self.device = project, epochs, batch_size, device
+        self.stop_requested = False
+        self.session = None
+
+    def run(self):
+        from engine.run import Session, prepare_data
+        try:
+            data = prepare_data(self.project)
+            self.session = Session(self.project, device=self.device, batch_size=self.batch_size)
+            h = self.session.fit(data, epochs=self.epochs, callbacks=[_Relay(self)],
+                                 should_stop=lambda: self.stop_requested)
+            self.sigDone.emit(h)
+        except LayerloomError as e:
+            self.sigFailed.emit(str(e))
+        except Exception as e:  # shown in the log, never a crash of the window
+            self.sigFailed.emit(f"training failed: {type(e).__name__}: {e}\n"
+                                + traceback.format_exc(limit=3))
+
+
+class TrainingPanel(QWidget):
+    sigLog = Signal(str)
+    sigRunning = Signal(bool)
+
+    def __init__(self, doc, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self.worker = None
+        t = doc.project.training
+        self.epochs = QSpinBox(minimum=1, maximum=100000, value=t.get("epochs", 10))
+        self.batch = QSpinBox(minimum=1, maximum=100000, value=t.get("batch_size", 32))
+        self.device = QComboBox()
+        self.device.addItem("auto (GPU first, else CPU)", None)
+        try:
+            from engine.runtime import device_kind, list_devices
+            for pi, di, plat, dev in list_devices():
+                self.device.addItem(f"{pi}:{di} {dev.name.strip()} ({device_kind(dev)})",
+                                    f"{pi}:{di}")
+        except Exception as e:  # no OpenCL at all: training will say so
+            self.device.addItem(f"no OpenCL device ({e})", None)
+        self.start = QPushButton("Start")
+        self.stop = QPushButton("Stop")
+        self.stop.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.log_scale = QCheckBox("log scale")
+        form = QFormLayout()
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Device", self.device)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start)
+        buttons.addWidget(self.stop)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self.start.clicked.connect(self.start_training)
+        self.stop.clicked.connect(self.stop_training)
+
+        # plots (their own dock; built here so one object owns the data)
+        pg.setConfigOptions(antialias=True, background="w", foreground="k", exitCleanup=False)
+        self.plots = pg.GraphicsLayoutWidget()
+        self.loss_plot = self.plots.addPlot(title="loss")
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.3)
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.metric_plot = self.plots.addPlot(title="metrics")
+        self.metric_plot.addLegend(offset=(-10, 10))
+        self.metric_plot.showGrid(x=True, y=True, alpha=0.3)
+        self.metric_plot.setLabel("bottom", "epoch")
+        self.curves = {}
+        self.series = {}
+        self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
+        self.readout = pg.TextItem(color="k", anchor=(0, 1))
+        self.loss_plot.addItem(self.readout)
+        self.loss_plot.scene().sigMouseMoved.connect(self._hover)
+
+    def _curve(self, key):
+        if key not in self.curves:
+            is_loss = key.endswith("loss")
+            plot = self.loss_plot if is_loss else self.metric_plot
+            colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+            color = colors[len([k for k in self.curves if k.endswith("loss") == is_loss]) % 6]
+            style = {"width": 2}
+            if key.startswith("val_"):
+                style["style"] = pg.QtCore.Qt.DashLine
+            self.curves[key] = plot.plot([], [], pen=pg.mkPen(color, **style), name=key,
+                                         symbol="o" if key.startswith("val_") else None,
+                                         symbolSize=5)
+            self.series[key] = ([], [])
+        return self.curves[key]
+
+    def _add_point(self, key, x, y):
+        self._curve(key)
+        xs, ys = self.series[key]
+        xs.append(x)
+        ys.append(y)
+        self.curves[key].setData(xs, ys)
+
+    def _hover(self, pos):
+        vb = self.loss_plot.vb
+        if not self.loss_plot.sceneBoundingRect().contains(pos):
+            return
+        p = vb.mapSceneToView(pos)
+        parts = []
+        for key, (xs, ys) in self.series.items():
+            if xs:
+                i = min(range(len(xs)), key=lambda k: abs(xs[k] - p.x()))
+                parts.append(f"{key} {ys[i]:.4f}")
+        self.readout.setText(f"epoch {p.x():.2f}\n" + "\n".join(parts))
+        self.readout.setPos(p.x(), p.y())
+
+    # -- control ----------------------------------------------------------------------------
+    def start_training(self):
+        if self.worker is not None:
+            return
+        problems = self.doc.graph.validate()
+        if problems:
+            self.sigLog.emit("Cannot train: " + "; ".join(str(p) for p in problems[:3]))
+            self.status.setText("Fix the problems marked on the canvas first.")
+            return
+        for c in self.curves.values():
+            c.setData([], [])
+        self.series = {k: ([], []) for k in self.series}
+        self.doc.locked = True
+        self.sigRunning.emit(True)
+        self.worker = TrainWorker(self.doc.project, self.epochs.value(), self.batch.value(),
+                                  self.device.currentData())
+        self.worker.sigBegin.connect(self._begin)
+        self.worker.sigBatch.connect(self._batch)
+        self.worker.sigEpoch.connect(self._epoch)
+        self.worker.sigDone.connect(self._done)
+        self.worker.sigFailed.connect(self._failed)
+        self.worker.finished.connect(self._finished)
+        self.start.setEnabled(False)
+        self.stop.setEnabled(True)
+        self.status.setText("Preparing data and compiling kernels...")
+        self.t0 = time.perf_counter()
+        self.worker.start()
+
+    def stop_training(self):
+        if self.worker is not None:
+            self.worker.stop_requested = True
+            self.status.setText("Stopping after the current batch...")
+
+    def _begin(self, epochs, batches):
+        self.total_batches = epochs * batches
+        self.batches = batches
+        self.progress.setRange(0, self.total_batches)
+
+    def _batch(self, epoch, batch, num_batches, logs):
+        done = (epoch - 1) * num_batches + batch
+        self.progress.setValue(done)
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed / max(done, 1) * (self.total_batches - done)
+        self.status.setText(f"Epoch {epoch}, batch {batch}/{num_batches}, loss "
+                            f"{logs['loss']:.4f}, about {left:.0f} s left")
+        x = epoch - 1 + batch / num_batches
+        for k, v in logs.items():
+            self._add_point(k, x, v)
+
+    def _epoch(self, logs):
+        for k, v in logs.items():
+            if k.startswith("val_"):
+                self._add_point(k, logs["epoch"], v)
+        self.sigLog.emit(f"Epoch {logs['epoch']}: " + "  ".join(
+            f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+            + f"  ({logs['seconds']:.2f}s)")
+
+    def _done(self, history):
+        if "test" in history:
+            self.sigLog.emit("Test: " + "  ".join(f"{k} {v:.4f}"
+                                                  for k, v in history["test"].items()))
+        self.status.setText("Stopped." if history.get("stopped") else "Finished.")
+        self.last_history = history
+
+    def _failed(self, message):
+        self.status.setText(message.splitlines()[0])
+        self.sigLog.emit("Error: " + message)
+
+    def _finished(self):
+        self.doc.locked = False
+        self.worker = None
+        self.start.setEnabled(True)
+        self.stop.setEnabled(False)
+        self.sigRunning.emit(False)
