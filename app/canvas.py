@@ -443,11 +443,21 @@ class GraphView(QGraphicsView):
         super().keyPressEvent(event)
 
     def fit(self):
+        """Fit the graph, but never so small that node text is unreadable (then show its
+        start) nor larger than 1.2x."""
         r = self.scene().itemsBoundingRect()
-        if not r.isEmpty():
-            self.fitInView(r.adjusted(-40, -40, 40, 40), Qt.KeepAspectRatio)
-            if self.transform().m11() > 1.2:
-                self.resetTransform()
+        if r.isEmpty():
+            return
+        self.fitInView(r.adjusted(-40, -40, 40, 40), Qt.KeepAspectRatio)
+        scale = self.transform().m11()
+        if scale > 1.2 or scale < 0.6:
+            self.resetTransform()
+            s = min(max(scale, 0.6), 1.2)
+            self.scale(s, s)
+            if scale < 0.6:
+                view = self.mapToScene(self.viewport().rect()).boundingRect()
+                self.centerOn(r.left() - 40 + view.width() / 2, r.center().y())
+            else:
                 self.centerOn(r.center())
 
     def dragEnterEvent(self, event):

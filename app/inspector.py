@@ -117,6 +117,7 @@ class Inspector(QWidget):
             self.title.setText("Select a node to see its parameters.")
             self.help.setText("")
             self.info.setText("")
+            self.setMinimumHeight(0)
             return
         node = self.doc.graph.nodes[node_id]
         self.title.setText(f"<b>{node.type}</b> &nbsp; {node_id}")
@@ -129,6 +130,8 @@ class Inspector(QWidget):
             self.widgets[p.name] = w
             self.form.addRow(p.name, w)
         self.refresh_info()
+        # inside a scroll area: keep rows at their natural height and let the area scroll
+        self.setMinimumHeight(self.lay.sizeHint().height())
 
     def commit(self, name, value):
         node = self.doc.graph.nodes.get(self.node_id)

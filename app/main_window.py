@@ -5,7 +5,7 @@ import os
 from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
-                               QPlainTextEdit)
+                               QPlainTextEdit, QScrollArea)
 
 from engine.errors import LayerloomError
 
@@ -21,6 +21,9 @@ FILTER = "Layerloom projects (*.loom);;All files (*)"
 class MainWindow(QMainWindow):
     def __init__(self, doc=None, confirm=True):
         super().__init__()
+        # bottom panels (curves, problems, log) span the full width under the side panels
+        self.setCorner(Qt.BottomLeftCorner, Qt.BottomDockWidgetArea)
+        self.setCorner(Qt.BottomRightCorner, Qt.BottomDockWidgetArea)
         self.confirm = confirm  # tests turn the unsaved-changes question off
         self.setMinimumSize(900, 600)
         self._docks = {}
@@ -48,21 +51,17 @@ class MainWindow(QMainWindow):
         self.problems = QListWidget()
         self._docks = {
             "Layers": self._dock("Layers", self.palette, Qt.LeftDockWidgetArea),
-            "Inspector": self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea),
-            "Training": self._dock("Training", self.training, Qt.RightDockWidgetArea),
+            "Inspector": self._dock("Inspector", self._scroll(self.inspector),
+                                    Qt.RightDockWidgetArea),
+            "Training": self._dock("Training", self._scroll(self.training),
+                                   Qt.RightDockWidgetArea),
             "Curves": self._dock("Curves", self.training.plots, Qt.BottomDockWidgetArea),
             "Problems": self._dock("Problems", self.problems, Qt.BottomDockWidgetArea),
             "Log": self._dock("Log", self.log, Qt.BottomDockWidgetArea),
         }
         self.tabifyDockWidget(self._docks["Problems"], self._docks["Log"])
         self._docks["Problems"].raise_()
-        # the canvas gets most of the window; side and bottom panels stay compact
-        self.resizeDocks([self._docks["Layers"]], [190], Qt.Horizontal)
-        self.resizeDocks([self._docks["Inspector"]], [330], Qt.Horizontal)
-        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]], [240, 240],
-                         Qt.Vertical)
-        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]], [900, 400],
-                         Qt.Horizontal)
+        self._layout_docks()
         self.palette.sigActivated.connect(self.add_at_centre)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
@@ -74,6 +73,37 @@ class MainWindow(QMainWindow):
         self.undo_action.setEnabled(True)
         self._changed()
         self.view.fit()
+
+    def _layout_docks(self):
+        """The canvas gets most of the window; side and bottom panels stay compact."""
+        h = max(self.height(), 600)
+        self.resizeDocks([self._docks["Layers"]], [190], Qt.Horizontal)
+        self.resizeDocks([self._docks["Inspector"]], [340], Qt.Horizontal)
+        self.resizeDocks([self._docks["Inspector"], self._docks["Training"]],
+                         [int(h * 0.42), int(h * 0.3)], Qt.Vertical)
+        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]], [int(h * 0.28)] * 2,
+                         Qt.Vertical)
+        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]],
+                         [int(self.width() * 0.65), int(self.width() * 0.35)], Qt.Horizontal)
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not getattr(self, "_laid_out", False):
+            self._laid_out = True
+            self._layout_docks()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if getattr(self, "_laid_out", False) and not self.isVisible():
+            self._layout_docks()
+
+    @staticmethod
+    def _scroll(widget):
+        area = QScrollArea()
+        area.setWidget(widget)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QScrollArea.NoFrame)
+        return area
 
     def _dock(self, title, widget, area):
         d = QDockWidget(title, self)
@@ -232,6 +262,12 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     win.show()
     for _ in range(5):
         app.processEvents()
+    win._layout_docks()
+    app.processEvents()
+    # show a real node in the inspector: the first layer after the inputs
+    first = next((n for n in doc.graph.nodes.values() if not n.layer.is_input), None)
+    if first is not None:
+        win.scene.nodes[first.id].setSelected(True)
     win.view.fit()
     app.processEvents()
     ok = win.grab().save(path)

@@ -84,6 +84,9 @@ class TrainingPanel(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.log_scale = QCheckBox("log scale")
+        self.summary = QLabel(self._summary())
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: #444;")
         form = QFormLayout()
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
@@ -92,11 +95,14 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.start)
         buttons.addWidget(self.stop)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.summary)
         lay.addLayout(form)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
+        lay.addWidget(self.log_scale)
         lay.addStretch(1)
+        self.setMinimumHeight(lay.sizeHint().height())
         self.start.clicked.connect(self.start_training)
         self.stop.clicked.connect(self.stop_training)
 
@@ -111,12 +117,36 @@ class TrainingPanel(QWidget):
         self.metric_plot.addLegend(offset=(-10, 10))
         self.metric_plot.showGrid(x=True, y=True, alpha=0.3)
         self.metric_plot.setLabel("bottom", "epoch")
+        for plot in (self.loss_plot, self.metric_plot):
+            plot.setXRange(0, max(1, self.epochs.value()))
+        self.loss_plot.setYRange(0, 1)
+        self.metric_plot.setYRange(0, 1)
+        self.hint = pg.TextItem("curves appear here while training runs", color="#888",
+                                anchor=(0.5, 0.5))
+        self.loss_plot.addItem(self.hint)
+        self.hint.setPos(max(1, self.epochs.value()) / 2, 0.5)
         self.curves = {}
         self.series = {}
         self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
         self.readout = pg.TextItem(color="k", anchor=(0, 1))
         self.loss_plot.addItem(self.readout)
         self.loss_plot.scene().sigMouseMoved.connect(self._hover)
+
+    def _summary(self):
+        p = self.doc.project
+        d, t = p.dataset, p.training
+        data = f"{d.get('name') or d.get('path')} ({d.get('source')})" if d else "none chosen"
+        opt = t.get("optimizer", {})
+        lr = opt.get("params", {}).get("learning_rate")
+        lr_text = lr.get("schedule") if isinstance(lr, dict) else lr
+        losses = sorted({v["name"] for v in t.get("loss", {}).values()}) or ["none"]
+        metrics = t.get("metrics", [])
+        if isinstance(metrics, dict):
+            metrics = sorted({m for ms in metrics.values() for m in ms})
+        return (f"<b>Data</b> {data}<br><b>Optimizer</b> {opt.get('name')}"
+                + (f", learning rate {lr_text}" if lr_text is not None else "")
+                + f"<br><b>Loss</b> {', '.join(losses)}<br><b>Metrics</b> "
+                + (", ".join(metrics) or "none"))
 
     def _curve(self, key):
         if key not in self.curves:
@@ -162,6 +192,9 @@ class TrainingPanel(QWidget):
             self.sigLog.emit("Cannot train: " + "; ".join(str(p) for p in problems[:3]))
             self.status.setText("Fix the problems marked on the canvas first.")
             return
+        self.hint.setVisible(False)
+        for plot in (self.loss_plot, self.metric_plot):
+            plot.enableAutoRange()
         for c in self.curves.values():
             c.setData([], [])
         self.series = {k: ([], []) for k in self.series}

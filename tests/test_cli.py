@@ -99,6 +99,11 @@ def test_list_devices_marks_the_default():
     assert marked[0].startswith("* 0:") or marked[0][2].isdigit()
 
 
-def test_no_editor_yet_says_so():
-    r = layerloom()
-    assert r.returncode == 2 and "layerloom --run" in r.stderr
+def test_editor_refuses_bad_projects_before_opening(tmp_path):
+    """`layerloom PROJECT` opens the editor; a missing or invalid file is refused first, with
+    the same message and exit code as --run and no window."""
+    r = layerloom(str(tmp_path / "missing.loom"))
+    assert r.returncode == 2 and "missing.loom: no such file" in r.stderr
+    (tmp_path / "bad.loom").write_text('{"format": "layerloom-project", "version": 99}')
+    r = layerloom(str(tmp_path / "bad.loom"))
+    assert r.returncode == 2 and "written by a newer Layerloom" in r.stderr
