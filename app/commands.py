@@ -89,6 +89,7 @@ class MoveNodesCmd(QUndoCommand):
 
     def __init__(self, doc, moves, apply_positions):
         super().__init__(f"Move {len(moves)} node(s)")
+        moves = {k: (tuple(a), tuple(b)) for k, (a, b) in moves.items()}
         self.doc, self.moves, self.apply = doc, moves, apply_positions  # {id: (old, new)}
         self.first = True
 
@@ -117,3 +118,41 @@ class SetParamsCmd(QUndoCommand):
 
     def undo(self):
         self.doc.graph.set_params(self.node_id, **self.old)
+
+
+class PasteCmd(QUndoCommand):
+    """Adds a copied sub-graph with fresh ids, offset from the original positions."""
+
+    def __init__(self, doc, graph, positions, offset=(40, 40)):
+        super().__init__(f"Paste {len(graph.nodes)} node(s)")
+        self.doc = doc
+        taken = set(doc.graph.nodes)
+        self.ids = {}
+        for nid, node in graph.nodes.items():
+            new = nid if nid not in taken else None
+            if new is None:
+                base, i = node.type.lower(), 1
+                while f"{base}_{i}" in taken:
+                    i += 1
+                new = f"{base}_{i}"
+            taken.add(new)
+            self.ids[nid] = new
+        self.nodes = [(self.ids[n.id], n.type, dict(n.params)) for n in graph.nodes.values()]
+        self.edges = [(self.ids[e.src], e.src_port, self.ids[e.dst], e.dst_port)
+                      for e in graph.edges]
+        self.pos = {self.ids[k]: [v[0] + offset[0], v[1] + offset[1]]
+                    for k, v in positions.items() if k in self.ids}
+
+    def redo(self):
+        g = self.doc.graph
+        for nid, typ, params in self.nodes:
+            if nid in self.pos:
+                self.doc.positions()[nid] = list(self.pos[nid])
+            g.add_node(typ, params, id=nid)
+        for e in self.edges:
+            g.connect(*e)
+
+    def undo(self):
+        for nid, _, _ in reversed(self.nodes):
+            self.doc.graph.remove_node(nid)
+            self.doc.positions().pop(nid, None)

@@ -9,10 +9,15 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindo
 
 from engine.errors import LayerloomError
 
-from .canvas import GraphScene, GraphView
+from engine.layout import auto_layout
+
+from .canvas import GraphScene, GraphView, NodeItem
+from .clipboard import copy_text, parse_text
+from .commands import MoveNodesCmd, PasteCmd
 from .document import Document
 from .inspector import Inspector
 from .palette import Palette
+from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 
 FILTER = "Layerloom projects (*.loom);;All files (*)"
@@ -49,6 +54,7 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(doc)
         self.log = QPlainTextEdit(readOnly=True)
         self.problems = QListWidget()
+        self.summary = SummaryPanel(doc, self.scene)
         self._docks = {
             "Layers": self._dock("Layers", self.palette, Qt.LeftDockWidgetArea),
             "Inspector": self._dock("Inspector", self._scroll(self.inspector),
@@ -57,8 +63,10 @@ class MainWindow(QMainWindow):
                                    Qt.RightDockWidgetArea),
             "Curves": self._dock("Curves", self.training.plots, Qt.BottomDockWidgetArea),
             "Problems": self._dock("Problems", self.problems, Qt.BottomDockWidgetArea),
+            "Summary": self._dock("Summary", self.summary, Qt.BottomDockWidgetArea),
             "Log": self._dock("Log", self.log, Qt.BottomDockWidgetArea),
         }
+        self.tabifyDockWidget(self._docks["Problems"], self._docks["Summary"])
         self.tabifyDockWidget(self._docks["Problems"], self._docks["Log"])
         self._docks["Problems"].raise_()
         self._layout_docks()
@@ -126,7 +134,12 @@ class MainWindow(QMainWindow):
         self._act(e, "&Redo", QKeySequence.Redo, lambda: self.doc.undo.redo())
         e.addSeparator()
         self._act(e, "&Delete", QKeySequence.Delete, lambda: self.scene.delete_selection())
+        self._act(e, "&Copy", QKeySequence.Copy, self.copy)
+        self._act(e, "&Paste", QKeySequence.Paste, self.paste)
+        self._act(e, "D&uplicate", "Ctrl+D", self.duplicate)
         self._act(e, "Select &All", QKeySequence.SelectAll, self._select_all)
+        e.addSeparator()
+        self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
         v = m.addMenu("&View")
         self._act(v, "&Fit to View", "F", lambda: self.view.fit())
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
@@ -153,6 +166,53 @@ class MainWindow(QMainWindow):
         c = self.view.mapToScene(self.view.viewport().rect().center())
         n = len(self.doc.graph.nodes)
         return self._add(type_id, (c.x() - 85 + 20 * (n % 5), c.y() - 40 + 20 * (n % 5)))
+
+    def selected_ids(self):
+        return [i.node_id for i in self.scene.selectedItems() if isinstance(i, NodeItem)]
+
+    def copy(self):
+        from PySide6.QtWidgets import QApplication
+        ids = self.selected_ids()
+        if ids:
+            QApplication.clipboard().setText(copy_text(self.doc, ids))
+            self.message(f"Copied {len(ids)} node(s)")
+
+    def paste(self, text=None):
+        from PySide6.QtWidgets import QApplication
+        text = text if isinstance(text, str) else QApplication.clipboard().text()
+        try:
+            graph, pos = parse_text(text)
+        except LayerloomError as e:
+            self.message(f"Nothing pasted: {e}")
+            return []
+        cmd = PasteCmd(self.doc, graph, pos)
+        try:
+            self.doc.push(cmd)
+        except RuntimeError as e:
+            self.message(str(e))
+            return []
+        self.scene.clearSelection()
+        for nid in cmd.ids.values():
+            self.scene.nodes[nid].setSelected(True)
+        return list(cmd.ids.values())
+
+    def duplicate(self):
+        ids = self.selected_ids()
+        return self.paste(copy_text(self.doc, ids)) if ids else []
+
+    def auto_layout(self):
+        new = auto_layout(self.doc.graph)
+        moves = {nid: (tuple(self.doc.positions().get(nid, (0, 0))), xy)
+                 for nid, xy in new.items()
+                 if tuple(self.doc.positions().get(nid, (0, 0))) != tuple(xy)}
+        if moves:
+            try:
+                self.doc.push(MoveNodesCmd(self.doc, moves, self.scene.apply_positions))
+            except RuntimeError as e:
+                self.message(str(e))
+                return
+            self.scene.refresh()
+            self.view.fit()
 
     def _select_all(self):
         for item in self.scene.nodes.values():

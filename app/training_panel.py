@@ -40,7 +40,15 @@ class TrainWorker(QThread):
         super().__init__()
         self.project, self.epochs, self.batch_size, self.device = project, epochs, batch_size, device
         self.stop_requested = False
+        self.paused = False
         self.session = None
+
+    def should_stop(self):
+        """Called by fit() after every batch: waits while paused, so Pause holds the model
+        between two batches."""
+        while self.paused and not self.stop_requested:
+            time.sleep(0.05)
+        return self.stop_requested
 
     def run(self):
         from engine.run import Session, prepare_data
@@ -48,7 +56,7 @@ class TrainWorker(QThread):
             data = prepare_data(self.project)
             self.session = Session(self.project, device=self.device, batch_size=self.batch_size)
             h = self.session.fit(data, epochs=self.epochs, callbacks=[_Relay(self)],
-                                 should_stop=lambda: self.stop_requested)
+                                 should_stop=self.should_stop)
             self.sigDone.emit(h)
         except LayerloomError as e:
             self.sigFailed.emit(str(e))
@@ -80,6 +88,9 @@ class TrainingPanel(QWidget):
         self.start = QPushButton("Start")
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
+        self.pause = QPushButton("Pause")
+        self.pause.setCheckable(True)
+        self.pause.setEnabled(False)
         self.progress = QProgressBar()
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
@@ -93,6 +104,7 @@ class TrainingPanel(QWidget):
         form.addRow("Device", self.device)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start)
+        buttons.addWidget(self.pause)
         buttons.addWidget(self.stop)
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
@@ -105,6 +117,7 @@ class TrainingPanel(QWidget):
         self.setMinimumHeight(lay.sizeHint().height())
         self.start.clicked.connect(self.start_training)
         self.stop.clicked.connect(self.stop_training)
+        self.pause.clicked.connect(self.toggle_pause)
 
         # plots (their own dock; built here so one object owns the data)
         pg.setConfigOptions(antialias=True, background="w", foreground="k", exitCleanup=False)
@@ -210,6 +223,7 @@ class TrainingPanel(QWidget):
         self.worker.finished.connect(self._finished)
         self.start.setEnabled(False)
         self.stop.setEnabled(True)
+        self.pause.setEnabled(True)
         self.status.setText("Preparing data and compiling kernels...")
         self.t0 = time.perf_counter()
         self.worker.start()
@@ -218,6 +232,15 @@ class TrainingPanel(QWidget):
         if self.worker is not None:
             self.worker.stop_requested = True
             self.status.setText("Stopping after the current batch...")
+
+    def toggle_pause(self):
+        if self.worker is None:
+            return
+        self.worker.paused = not self.worker.paused
+        self.pause.setChecked(self.worker.paused)
+        self.pause.setText("Resume" if self.worker.paused else "Pause")
+        self.status.setText("Paused after the current batch." if self.worker.paused
+                            else "Resumed.")
 
     def _begin(self, epochs, batches):
         self.total_batches = epochs * batches
@@ -259,4 +282,7 @@ class TrainingPanel(QWidget):
         self.worker = None
         self.start.setEnabled(True)
         self.stop.setEnabled(False)
+        self.pause.setEnabled(False)
+        self.pause.setChecked(False)
+        self.pause.setText("Pause")
         self.sigRunning.emit(False)

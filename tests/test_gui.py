@@ -237,3 +237,54 @@ def test_qt_signals_keep_refcounts():
         a.sig.emit("x")
     assert sys.getrefcount(True) >= before - 5, (
         "this PySide6 build leaks references to True on signal emission; use another version")
+
+
+def test_copy_paste_duplicate_between_windows(win, make_window):
+    inp, d1, d2 = build_mlp(win)
+    win.scene.clearSelection()
+    for nid in (d1, d2):
+        win.scene.nodes[nid].setSelected(True)
+    win.copy()
+    other = make_window()
+    pasted = other.paste()
+    assert pasted == ["dense_1", "dense_2"]
+    assert [(e.src, e.dst) for e in other.doc.graph.edges] == [("dense_1", "dense_2")]
+    dup = win.duplicate()  # fresh ids, the wire between them copied too
+    assert dup == ["dense_3", "dense_4"] and len(win.doc.graph.edges) == 3
+    win.doc.undo.undo()
+    assert "dense_3" not in win.doc.graph.nodes and len(win.doc.graph.edges) == 2
+    assert win.paste("not nodes") == []
+
+
+def test_auto_layout_and_summary(win):
+    from engine.layout import auto_layout
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    pos = auto_layout(win.doc.graph)
+    assert pos["point"][0] == pos["features"][0] == 0
+    assert pos["joined"][0] > pos["point_branch"][0] and pos["value"][0] > pos["value_hidden"][0]
+    n = win.doc.undo.count()
+    win.auto_layout()
+    assert win.doc.undo.count() == n + 1
+    assert tuple(win.doc.positions()["value"]) == pos["value"]
+    win.doc.undo.undo()
+    rows, total, trainable = win.summary.rows()
+    assert total == trainable == 6627  # the same figure `layerloom --run` prints
+    assert rows[0][0] == "point (Input)" and "joined (Concatenate)" in [r[0] for r in rows]
+
+
+def test_pause_and_resume(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.training.epochs.setValue(200)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: len(win.training.series.get("loss", ([], []))[0]) > 0,
+                    timeout=120_000)
+    win.training.toggle_pause()
+    time.sleep(0.5)
+    qtbot.wait(300)
+    n = len(win.training.series["loss"][0])
+    qtbot.wait(800)
+    assert len(win.training.series["loss"][0]) <= n + 1  # held between batches
+    win.training.toggle_pause()
+    qtbot.waitUntil(lambda: len(win.training.series["loss"][0]) > n + 1, timeout=60_000)
+    win.training.stop_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
