@@ -189,13 +189,13 @@ def main(argv=None):
             except ValueError:
                 raise LayerloomError(f"--size: expected WIDTHxHEIGHT, got {args.size!r}") from None
             if args.project:
-                projectfile.load(args.project)  # a bad file is reported like --run does
+                projectfile.load(args.project, strict=False)  # a damaged file is refused
             from app.main_window import screenshot
             if not screenshot(args.screenshot, args.project, (w, h)):
                 raise LayerloomError(f"could not write {args.screenshot}")
             return EXIT_OK
         if args.project:
-            projectfile.load(args.project)
+            projectfile.load(args.project, strict=False)
         from app.main_window import run_editor
         return run_editor(args.project)
     except ProjectError as e:

@@ -3,7 +3,10 @@ undo stack whose commands call only graph-model methods, and the dirty state."""
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+import os
+
 from engine import project as projectfile
+from engine.fileio import atomic_write_text
 from engine.project import Project
 
 
@@ -45,10 +48,44 @@ class Document(QObject):
 
     @classmethod
     def open(cls, path, parent=None):
-        return cls(projectfile.load(path), parent)
+        """Open a project for editing: an unfinished network is fine (its problems are shown);
+        a damaged file raises ProjectError."""
+        return cls(projectfile.load(path, strict=False), parent)
 
     def save(self, path=None):
         projectfile.save(self.project, path or self.project.path)
         self.undo.setClean()
+        self.remove_autosave()
         self.sigPathChanged.emit(self.project.path)
         self.sigChanged.emit()
+
+    # -- autosave: a separate file, never the project itself ------------------------------------
+    def autosave_path(self):
+        if self.project.path:
+            return self.project.path + ".autosave"
+        folder = os.path.join(os.environ.get("XDG_STATE_HOME")
+                              or os.path.join(os.path.expanduser("~"), ".local", "state"),
+                              "layerloom")
+        return os.path.join(folder, f"untitled-{os.getpid()}.loom.autosave")
+
+    def autosave(self):
+        """Write the unsaved state atomically to the autosave file; True if written."""
+        if not self.dirty:
+            return False
+        atomic_write_text(self.autosave_path(), projectfile.dumps(self.project))
+        return True
+
+    def remove_autosave(self):
+        try:
+            os.remove(self.autosave_path())
+        except OSError:
+            pass
+
+
+def recoverable(path):
+    """The autosave of `path` if it is newer than the project (left by a crash), else None."""
+    auto = path + ".autosave"
+    if os.path.exists(auto) and (not os.path.exists(path)
+                                 or os.path.getmtime(auto) >= os.path.getmtime(path)):
+        return auto
+    return None

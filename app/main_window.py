@@ -14,18 +14,26 @@ from engine.layout import auto_layout
 from .canvas import GraphScene, GraphView, NodeItem
 from .clipboard import copy_text, parse_text
 from .commands import MoveNodesCmd, PasteCmd
-from .document import Document
+from .document import Document, recoverable
 from .inspector import Inspector
 from .palette import Palette
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 
+from engine import project as projectfile
+
 FILTER = "Layerloom projects (*.loom);;All files (*)"
 
 
 class MainWindow(QMainWindow):
+    AUTOSAVE_MS = 60_000
+
     def __init__(self, doc=None, confirm=True):
         super().__init__()
+        from PySide6.QtCore import QTimer
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start(self.AUTOSAVE_MS)
         # bottom panels (curves, problems, log) span the full width under the side panels
         self.setCorner(Qt.BottomLeftCorner, Qt.BottomDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.BottomDockWidgetArea)
@@ -233,8 +241,13 @@ class MainWindow(QMainWindow):
         name = os.path.basename(self.doc.path) if self.doc.path else "untitled"
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
         self.problems.clear()
-        for p in self.doc.graph.validate():
-            self.problems.addItem(str(p))
+        try:  # the checks of `layerloom --run`, on the project as it is now
+            lines = [str(p) for p in projectfile.from_dict(projectfile.to_dict(self.doc.project),
+                                                           strict=False).problems]
+        except LayerloomError as e:
+            lines = e.lines() if hasattr(e, "lines") else [str(e)]
+        for line in lines:
+            self.problems.addItem(line)
         self.inspector.refresh_info()
 
     # -- files --------------------------------------------------------------------------------
@@ -257,9 +270,74 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path)
 
+    def ask_recover(self, path, auto):
+        """Offer the autosave left by a crash. Tests replace this."""
+        if not self.confirm:
+            return False
+        r = QMessageBox.question(
+            self, "Recover unsaved changes?",
+            f"{os.path.basename(path)} has unsaved changes from a session that did not end "
+            "normally. Recover them? (No keeps the file as it was saved; the autosave is "
+            "removed.)", QMessageBox.Yes | QMessageBox.No)
+        return r == QMessageBox.Yes
+
+    def offer_untitled_recovery(self):
+        """An untitled project's autosave left by another (crashed) session: offer it."""
+        import glob
+        folder = os.path.dirname(Document().autosave_path())
+        mine = os.path.basename(self.doc.autosave_path())
+        found = sorted((p for p in glob.glob(os.path.join(folder, "untitled-*.loom.autosave"))
+                        if os.path.basename(p) != mine), key=os.path.getmtime)
+        if not found:
+            return False
+        newest = found[-1]
+        if self.ask_recover("an untitled project", newest):
+            try:
+                doc = Document(projectfile.load(newest, strict=False))
+            except LayerloomError as e:
+                self.message(f"The autosave could not be read: {e}")
+                return False
+            self.set_document(doc)
+            from PySide6.QtGui import QUndoCommand
+            doc.undo.push(QUndoCommand("Recover autosave"))
+        for p in found:
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+        return True
+
+    def autosave(self):
+        try:
+            if self.doc.autosave():
+                self.statusBar().showMessage("Autosaved", 2000)
+        except OSError as e:
+            self.log_line(f"Autosave failed: {e}")
+
     def open_path(self, path):
         if self.training.worker is not None or not self._may_discard():
             return False
+        auto = recoverable(path)
+        if auto is not None:
+            if self.ask_recover(path, auto):
+                try:
+                    doc = Document(projectfile.load(auto, strict=False))
+                except LayerloomError as e:
+                    self.message(f"The autosave could not be read ({e}); opening the file.")
+                else:
+                    doc.project.path = path
+                    self.set_document(doc)
+                    # the recovered state is unsaved work: mark it so
+                    from PySide6.QtGui import QUndoCommand
+                    marker = QUndoCommand("Recover autosave")
+                    doc.undo.push(marker)
+                    self.message(f"Recovered unsaved changes from {auto}")
+                    return True
+            else:
+                try:
+                    os.remove(auto)
+                except OSError:
+                    pass
         try:
             doc = Document.open(path)
         except LayerloomError as e:
@@ -297,6 +375,7 @@ class MainWindow(QMainWindow):
             self.training.stop_training()
             self.training.worker.wait(10000)
         if self._may_discard():
+            self.doc.remove_autosave()  # saved or knowingly discarded: nothing to recover
             self.shutdown()
             event.accept()
         else:
@@ -345,6 +424,8 @@ def run_editor(project_path=None):
     if project_path:
         if not win.open_path(project_path):
             return 2
+    else:
+        win.offer_untitled_recovery()
     win.resize(1400, 860)
     win.show()
     code = app.exec()

@@ -200,10 +200,13 @@ class TrainingPanel(QWidget):
     def start_training(self):
         if self.worker is not None:
             return
-        problems = self.doc.graph.validate()
-        if problems:
-            self.sigLog.emit("Cannot train: " + "; ".join(str(p) for p in problems[:3]))
-            self.status.setText("Fix the problems marked on the canvas first.")
+        from engine import project as projectfile
+        from engine.errors import ProjectError
+        try:  # the same checks as `layerloom --run`
+            projectfile.from_dict(projectfile.to_dict(self.doc.project))
+        except ProjectError as e:
+            self.sigLog.emit("Cannot train: " + "; ".join(e.lines()[:3]))
+            self.status.setText("Fix the problems listed under Problems first.")
             return
         self.hint.setVisible(False)
         for plot in (self.loss_plot, self.metric_plot):

@@ -47,6 +47,7 @@ class Project:
         self.ui = ui or {}
         self.path = path
         self.weights = weights  # path of a weights .npz relative to the project, or None
+        self.problems = []      # network problems of an unfinished project (strict=False)
 
     @property
     def folder(self):
@@ -148,7 +149,8 @@ def _parse_graph(g, problems):
     return graph
 
 
-def _parse_training(t, graph, problems):
+def _parse_training(t, graph, problems, soft=None):
+    soft = problems if soft is None else soft
     out = default_training()
     if not isinstance(t, dict):
         problems.append(ProjectError("expected an object", "training"))
@@ -193,7 +195,7 @@ def _parse_training(t, graph, problems):
     for o, spec in loss.items():
         place = f"training.loss.{o}"
         if o not in outputs:
-            problems.append(ProjectError(
+            soft.append(ProjectError(
                 f"no output node {o!r}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
                 place))
             continue
@@ -229,8 +231,8 @@ def _parse_training(t, graph, problems):
         losses[o] = entry
     for o in outputs:
         if o not in losses and not any(p.place and p.place.startswith("training.loss")
-                                       for p in problems):
-            problems.append(ProjectError(f"output {o!r} has no loss", "training.loss"))
+                                       for p in problems + soft):
+            soft.append(ProjectError(f"output {o!r} has no loss", "training.loss"))
     out["loss"] = losses
     cbs, cerr = callbacks_mod.validate(t.get("callbacks", []))
     problems.extend(cerr)
@@ -242,7 +244,7 @@ def _parse_training(t, graph, problems):
         out["metrics"] = {}
         for o, ms in metrics.items():
             if o not in outputs:
-                problems.append(ProjectError(f"no output node {o!r}", f"training.metrics.{o}"))
+                soft.append(ProjectError(f"no output node {o!r}", f"training.metrics.{o}"))
             elif not isinstance(ms, list):
                 problems.append(ProjectError("expected a list of metric names",
                                              f"training.metrics.{o}"))
@@ -302,7 +304,7 @@ def _parse_dataset(d, problems):
     return d
 
 
-def from_dict(d, path=None):
+def from_dict(d, path=None, strict=True):
     problems = []
     if not isinstance(d, dict):
         raise ProjectError("not a Layerloom project (expected a JSON object)")
@@ -323,31 +325,38 @@ def from_dict(d, path=None):
         if k not in known:
             problems.append(ProjectError("unknown key", k))
     graph = _parse_graph(d.get("graph"), problems)
+    # Network problems (unconnected inputs, shapes, missing losses) make a project unfinished,
+    # not damaged: the editor opens it with them listed; --run (strict) refuses it.
+    soft = []
     if not problems:
-        problems.extend(ProjectError(e.message, e.place) for e in graph.validate())
+        soft.extend(ProjectError(e.message, e.place) for e in graph.validate())
     dataset = _parse_dataset(d.get("dataset"), problems) if "dataset" in d else {}
-    training = _parse_training(d.get("training", {}), graph, problems)
+    training = _parse_training(d.get("training", {}), graph, problems, soft)
     ui = d.get("ui", {})
     if not isinstance(ui, dict):
         problems.append(ProjectError("expected an object", "ui"))
     weights = d.get("weights")
     if weights is not None and not isinstance(weights, str):
         problems.append(ProjectError("expected the path of a .npz file", "weights"))
+    if strict:
+        problems = soft + problems
     if problems:
         raise ProjectError(str(problems[0]), problems=problems)
-    return Project(graph, dataset, training, ui, path, weights)
+    proj = Project(graph, dataset, training, ui, path, weights)
+    proj.problems = soft
+    return proj
 
 
-def loads(text, path=None):
+def loads(text, path=None, strict=True):
     try:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ProjectError(f"not valid JSON (truncated or damaged?): {e.msg} at line {e.lineno} "
                            f"column {e.colno}") from None
-    return from_dict(d, path)
+    return from_dict(d, path, strict)
 
 
-def load(path):
+def load(path, strict=True):
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -361,7 +370,7 @@ def load(path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProjectError(f"not UTF-8 text (byte {e.start})") from None
-    return loads(text, path)
+    return loads(text, path, strict)
 
 
 # -- writing --------------------------------------------------------------------------------

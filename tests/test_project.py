@@ -178,3 +178,29 @@ def test_missing_project_and_unknown_device(tmp_path):
     assert not (tmp_path / "o").exists()
     r = layerloom("--run", os.path.join(EXAMPLES, "sine.loom"), "--epochs", "-3")
     assert r.returncode == 2 and "expected a positive integer" in r.stderr
+
+
+def test_unfinished_projects_open_for_editing_but_do_not_run(tmp_path):
+    """A saved work in progress (unconnected input, no loss yet) opens in the editor with its
+    problems listed; --run still refuses it. A damaged file is refused either way."""
+    d = spirals()
+    d["graph"]["edges"].pop(1)                   # hidden_2 unconnected
+    d["training"]["loss"] = {}                   # no loss yet
+    p = tmp_path / "wip.loom"
+    p.write_text(json.dumps(d))
+    proj = projectfile.load(str(p), strict=False)
+    msgs = [str(x) for x in proj.problems]
+    assert any("'hidden_2' (Dense): input 0 (x) is not connected" in m for m in msgs)
+    assert any("has no loss" in m for m in msgs)
+    with pytest.raises(ProjectError):
+        projectfile.load(str(p))
+    r = layerloom("--run", str(p), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "is not connected" in r.stderr
+    (tmp_path / "bad.loom").write_text(json.dumps(spirals())[:200])
+    with pytest.raises(ProjectError, match="not valid JSON"):
+        projectfile.load(str(tmp_path / "bad.loom"), strict=False)
+    d = spirals()
+    d["graph"]["nodes"][1]["type"] = "Dens"
+    (tmp_path / "bad2.loom").write_text(json.dumps(d))
+    with pytest.raises(ProjectError, match="unknown layer type"):
+        projectfile.load(str(tmp_path / "bad2.loom"), strict=False)
