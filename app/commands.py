@@ -156,3 +156,35 @@ class PasteCmd(QUndoCommand):
         for nid, _, _ in reversed(self.nodes):
             self.doc.graph.remove_node(nid)
             self.doc.positions().pop(nid, None)
+
+
+class SetSetupCmd(QUndoCommand):
+    """Changes part of the project's setup: `section` is "dataset" (the whole object) or
+    "training" (one key of it)."""
+
+    def __init__(self, doc, section, key, value, on_change=None):
+        super().__init__(f"Change {key or section}")
+        self.doc, self.section, self.key, self.value = doc, section, key, value
+        self.on_change = on_change
+        self.old = self._get()
+
+    def _get(self):
+        p = self.doc.project
+        if self.section == "dataset":
+            return dict(p.dataset)
+        return p.training.get(self.key)
+
+    def _set(self, value):
+        p = self.doc.project
+        if self.section == "dataset":
+            p.dataset = dict(value)
+        else:
+            p.training[self.key] = value
+        if self.on_change:
+            self.on_change()
+
+    def redo(self):
+        self._set(self.value)
+
+    def undo(self):
+        self._set(self.old)

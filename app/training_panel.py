@@ -2,16 +2,27 @@
 signals (batch logs are read back at most every 0.25 s by the engine), and the plots are
 updated on the GUI thread. Stop is cooperative: the current batch finishes, weights stay
 consistent. The graph is locked while training runs."""
+import json
 import time
 import traceback
 
 import pyqtgraph as pg
 from PySide6.QtCore import QThread, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget, QCheckBox)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
+                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
+                               QWidget)
 
+from engine import builtin_data, datasets
 from engine.errors import LayerloomError
+from engine.losses import NAMES as LOSS_NAMES
+from engine.metrics import NAMES as METRIC_NAMES
+from engine.optimizers import OPTIMIZERS
 from engine.training import Callback
+
+from .commands import SetSetupCmd
+
+DATASET_CHOICES = ([("synthetic", n) for n in datasets.SYNTHETIC]
+                   + [("keras", n) for n in builtin_data.NAMES] + [("npz", None)])
 
 
 class _Relay(Callback):
@@ -76,6 +87,30 @@ class TrainingPanel(QWidget):
         t = doc.project.training
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=t.get("epochs", 10))
         self.batch = QSpinBox(minimum=1, maximum=100000, value=t.get("batch_size", 32))
+        # setup editors: each change is an undoable command on the project
+        self.dataset = QComboBox()
+        for src, name in DATASET_CHOICES:
+            self.dataset.addItem(f"{name} ({src})" if name else ".npz file...", f"{src}:{name or ''}")
+        self.optimizer = QComboBox()
+        self.optimizer.addItems(list(OPTIMIZERS))
+        self.lr = QLineEdit()
+        self.loss = QComboBox()
+        self.loss.addItems(list(LOSS_NAMES))
+        self.metrics = QLineEdit()
+        self.metrics.setToolTip("Comma-separated: " + ", ".join(METRIC_NAMES))
+        self.setup_error = QLabel()
+        self.setup_error.setWordWrap(True)
+        self.setup_error.setStyleSheet("color: #c1121f;")
+        self.load_setup()
+        self.dataset.activated.connect(self._dataset_chosen)
+        self.optimizer.activated.connect(lambda _: self._optimizer_chosen())
+        self.lr.editingFinished.connect(self._optimizer_chosen)
+        self.loss.activated.connect(lambda _: self._loss_chosen())
+        self.metrics.editingFinished.connect(self._metrics_chosen)
+        self.epochs.editingFinished.connect(
+            lambda: self._set_training("epochs", self.epochs.value()))
+        self.batch.editingFinished.connect(
+            lambda: self._set_training("batch_size", self.batch.value()))
         self.device = QComboBox()
         self.device.addItem("auto (GPU first, else CPU)", None)
         try:
@@ -99,6 +134,11 @@ class TrainingPanel(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setStyleSheet("color: #444;")
         form = QFormLayout()
+        form.addRow("Dataset", self.dataset)
+        form.addRow("Optimizer", self.optimizer)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Loss", self.loss)
+        form.addRow("Metrics", self.metrics)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
         form.addRow("Device", self.device)
@@ -109,6 +149,7 @@ class TrainingPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
         lay.addLayout(form)
+        lay.addWidget(self.setup_error)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -116,6 +157,7 @@ class TrainingPanel(QWidget):
         lay.addStretch(1)
         self.setMinimumHeight(lay.sizeHint().height())
         self.start.clicked.connect(self.start_training)
+        doc.sigChanged.connect(self.load_setup)  # undo/redo of setup changes shows up here
         self.stop.clicked.connect(self.stop_training)
         self.pause.clicked.connect(self.toggle_pause)
 
@@ -144,6 +186,105 @@ class TrainingPanel(QWidget):
         self.readout = pg.TextItem(color="k", anchor=(0, 1))
         self.loss_plot.addItem(self.readout)
         self.loss_plot.scene().sigMouseMoved.connect(self._hover)
+
+    # -- setup ----------------------------------------------------------------------------------
+    def load_setup(self):
+        """Show the project's current setup in the editors."""
+        p = self.doc.project
+        d, t = p.dataset, p.training
+        key = f"{d.get('source')}:{d.get('name') or ''}" if d.get("source") != "npz" else "npz:"
+        idx = self.dataset.findData(key)
+        self.dataset.setCurrentIndex(idx if idx >= 0 else 0)
+        opt = t.get("optimizer", {"name": "adam"})
+        self.optimizer.setCurrentText(opt.get("name", "adam"))
+        lr = opt.get("params", {}).get("learning_rate")
+        default = {q.name: q.default for q in OPTIMIZERS[opt.get("name", "adam")].params}
+        self.lr.setText(json.dumps(lr) if isinstance(lr, dict) else
+                        f"{lr if lr is not None else default['learning_rate']:g}")
+        losses = {v["name"] for v in t.get("loss", {}).values()}
+        if len(losses) == 1:
+            self.loss.setCurrentText(losses.pop())
+        m = t.get("metrics", [])
+        self.metrics.setText(", ".join(m) if isinstance(m, list) else json.dumps(m))
+        self.epochs.setValue(t.get("epochs", 10))
+        self.batch.setValue(t.get("batch_size", 32))
+        self.summary.setText(self._summary()) if hasattr(self, "summary") else None
+
+    def _push(self, cmd):
+        try:
+            self.doc.push(cmd)
+        except RuntimeError as e:
+            self.setup_error.setText(str(e))
+            self.load_setup()
+
+    def _changed_setup(self):
+        self.setup_error.setText("")
+        if hasattr(self, "summary"):
+            self.summary.setText(self._summary())
+
+    def _set_training(self, key, value):
+        if self.doc.project.training.get(key) != value:
+            self._push(SetSetupCmd(self.doc, "training", key, value, self._changed_setup))
+
+    def _dataset_chosen(self, index):
+        src, name = self.dataset.itemData(index).split(":", 1)
+        if src == "npz":
+            from PySide6.QtWidgets import QFileDialog
+            path, _ = QFileDialog.getOpenFileName(self, "Arrays for training", "",
+                                                  "NumPy arrays (*.npz)")
+            if not path:
+                self.load_setup()
+                return
+            new = {"source": "npz", "path": path}
+        else:
+            new = {"source": src, "name": name}
+        self.set_dataset(new)
+
+    def set_dataset(self, new):
+        old = self.doc.project.dataset
+        keep = {k: old[k] for k in ("inputs", "targets") if k in old}
+        new = {**new, **keep}
+        if new != old:
+            self._push(SetSetupCmd(self.doc, "dataset", None, new, self._changed_setup))
+
+    def _optimizer_chosen(self):
+        name = self.optimizer.currentText()
+        text = self.lr.text().strip()
+        try:
+            lr = json.loads(text) if text.startswith("{") else float(text)
+        except ValueError:
+            self.setup_error.setText(f"learning rate: expected a number, got {text!r}")
+            return
+        opt = {"name": name, "params": {"learning_rate": lr}}
+        from engine import project as projectfile
+        probe = dict(projectfile.default_training(), optimizer=opt)
+        problems = []
+        projectfile._parse_training(probe, self.doc.graph, problems, [])
+        if problems:
+            self.setup_error.setText(str(problems[0]))
+            return
+        if self.doc.project.training.get("optimizer") != opt:
+            self._push(SetSetupCmd(self.doc, "training", "optimizer", opt, self._changed_setup))
+
+    def _loss_chosen(self):
+        name = self.loss.currentText()
+        new = {o: {"name": name, "weight": 1.0, "from_logits": False}
+               for o in self.doc.graph.outputs()}
+        if name == "huber":
+            for v in new.values():
+                v["delta"] = 1.0
+        if self.doc.project.training.get("loss") != new:
+            self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
+
+    def _metrics_chosen(self):
+        names = [m.strip() for m in self.metrics.text().split(",") if m.strip()]
+        from engine.metrics import ALIASES
+        bad = [m for m in names if m not in METRIC_NAMES and m not in ALIASES]
+        if bad:
+            self.setup_error.setText(f"unknown metric {bad[0]!r}; expected "
+                                     + ", ".join(METRIC_NAMES))
+            return
+        self._set_training("metrics", names)
 
     def _summary(self):
         p = self.doc.project

@@ -335,3 +335,45 @@ def test_untitled_autosave_is_offered_at_start(make_window, tmp_path, monkeypatc
     assert later.offer_untitled_recovery()
     assert list(later.doc.graph.nodes) == ["input_1"] and later.doc.dirty
     assert not os.listdir(tmp_path / "state" / "layerloom")
+
+
+def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
+    """The acceptance path at small scale: palette, wiring, inspector, the training dock's
+    setup editors, Start, curves."""
+    tp = win.training
+    inp, h, out = (win.add_at_centre(t) for t in ("Input", "Dense", "Dense"))
+    assert win.scene.connect_ports(inp, 0, h, 0) and win.scene.connect_ports(h, 0, out, 0)
+    win.scene.clearSelection()
+    win.scene.nodes[h].setSelected(True)
+    win.inspector.widgets["units"].setValue(16)
+    win.inspector.widgets["units"].editingFinished.emit()
+    win.inspector.widgets["activation"].setCurrentText("relu")
+    win.scene.clearSelection()
+    win.scene.nodes[out].setSelected(True)
+    win.inspector.widgets["units"].setValue(2)
+    win.inspector.widgets["units"].editingFinished.emit()
+    win.inspector.widgets["activation"].setCurrentText("softmax")
+    i = tp.dataset.findData("synthetic:moons")
+    tp.dataset.setCurrentIndex(i)
+    tp.dataset.activated.emit(i)
+    assert win.doc.project.dataset == {"source": "synthetic", "name": "moons"}
+    tp.loss.setCurrentText("sparse_categorical_crossentropy")
+    tp.loss.activated.emit(tp.loss.currentIndex())
+    tp.lr.setText("0.01")
+    tp.lr.editingFinished.emit()
+    tp.epochs.setValue(8)
+    tp.epochs.editingFinished.emit()
+    assert win.doc.project.training["epochs"] == 8
+    assert win.problems.count() == 0, [win.problems.item(k).text()
+                                       for k in range(win.problems.count())]
+    tp.start.click()
+    qtbot.waitUntil(lambda: tp.worker is None, timeout=120_000)
+    assert tp.last_history["epochs"][-1]["accuracy"] > 0.8
+    assert len(tp.series["loss"][0]) >= 8
+    # setup changes are undoable like graph edits
+    win.doc.undo.undo()
+    assert win.doc.project.training["epochs"] != 8 and tp.epochs.value() != 8
+    # a bad learning rate is refused with the reason
+    tp.lr.setText("-1")
+    tp.lr.editingFinished.emit()
+    assert "learning_rate: expected a number > 0" in tp.setup_error.text()
