@@ -2,8 +2,8 @@
 never edits the model itself; user gestures become undo commands on the document."""
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import (QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
-                               QGraphicsSimpleTextItem, QGraphicsView)
+from PySide6.QtWidgets import (QCompleter, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
+                               QGraphicsSimpleTextItem, QGraphicsView, QLineEdit)
 
 from engine.errors import GraphError
 from engine.graph import fmt_shape
@@ -440,7 +440,45 @@ class GraphView(QGraphicsView):
         if event.key() in (Qt.Key_Delete, Qt.Key_Backspace):
             self.scene().delete_selection()
             return
+        if event.key() == Qt.Key_Tab:
+            self.quick_add()
+            return
         super().keyPressEvent(event)
+
+    def focusNextPrevChild(self, forward):
+        return False  # Tab opens the quick-add box instead of moving the focus
+
+    def quick_add(self, at=None):
+        """A search box at the cursor; Enter adds the chosen layer there (Escape cancels)."""
+        from engine.registry import layer_types
+        names = [l.type_id for l in layer_types()]
+        pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
+        if not self.viewport().rect().contains(pos):
+            pos = self.viewport().rect().center()
+        box = QLineEdit(self.viewport())
+        box.setPlaceholderText("Add layer...")
+        completer = QCompleter(names, box)
+        completer.setCaseSensitivity(Qt.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchContains)
+        box.setCompleter(completer)
+        box.move(pos)
+        box.resize(200, box.sizeHint().height())
+        scene_pos = self.mapToScene(pos)
+
+        def done():
+            text = box.text().strip().lower()
+            match = ([n for n in names if n.lower() == text]
+                     or [n for n in names if text and n.lower().startswith(text)]
+                     or [n for n in names if text and text in n.lower()])
+            box.deleteLater()
+            if match:
+                self.sigDropLayer.emit(match[0], scene_pos)
+        box.returnPressed.connect(done)
+        box.editingFinished.connect(lambda: box.isVisible() and not box.text() and box.deleteLater())
+        box.show()
+        box.setFocus()
+        self.quick_box = box
+        return box
 
     def fit(self):
         """Fit the graph, but never so small that node text is unreadable (then show its

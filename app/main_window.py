@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         f = m.addMenu("&File")
         self._act(f, "&New", QKeySequence.New, self.new)
         self._act(f, "&Open...", QKeySequence.Open, self.open_dialog)
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._act(f, "&Save", QKeySequence.Save, self.save)
         self._act(f, "Save &As...", QKeySequence.SaveAs, self.save_as)
         f.addSeparator()
@@ -314,6 +316,31 @@ class MainWindow(QMainWindow):
         except OSError as e:
             self.log_line(f"Autosave failed: {e}")
 
+    # -- recent files -----------------------------------------------------------------------
+    @staticmethod
+    def _settings():
+        return QSettings("Layerloom", "Layerloom")
+
+    def recent_files(self):
+        v = self._settings().value("recent", [])
+        v = [v] if isinstance(v, str) else list(v or [])
+        return [p for p in v if os.path.exists(p)]
+
+    def _remember(self, path):
+        path = os.path.abspath(path)
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self._settings().setValue("recent", recent[:10])
+
+    def _fill_recent(self):
+        self.recent_menu.clear()
+        files = self.recent_files()
+        for p in files:
+            a = self.recent_menu.addAction(os.path.basename(p))
+            a.setToolTip(p)
+            a.triggered.connect(lambda checked=False, p=p: self.open_path(p))
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
     def open_path(self, path):
         if self.training.worker is not None or not self._may_discard():
             return False
@@ -345,6 +372,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot open project", f"{path}:\n" + "\n".join(lines[:12]))
             return False
         self.set_document(doc)
+        self._remember(path)
         return True
 
     def save(self):
@@ -367,6 +395,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Save failed", f"{path}: {e.strerror or e}\n"
                                 "The file on disk was not changed.")
             return False
+        self._remember(path)
         self.message(f"Saved {path}")
         return True
 

@@ -377,3 +377,27 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     tp.lr.setText("-1")
     tp.lr.editingFinished.emit()
     assert "learning_rate: expected a number > 0" in tp.setup_error.text()
+
+
+def test_tab_quick_add_and_recent_files(win, tmp_path, monkeypatch):
+    from PySide6.QtCore import QPoint
+    box = win.view.quick_add(QPoint(100, 100))
+    box.setText("maxpool")
+    box.returnPressed.emit()
+    assert [n.type for n in win.doc.graph.nodes.values()] == ["MaxPooling1D"] or \
+        [n.type for n in win.doc.graph.nodes.values()] == ["MaxPooling2D"]
+    box = win.view.quick_add(QPoint(100, 300))
+    box.setText("lstm")
+    box.returnPressed.emit()
+    assert list(win.doc.graph.nodes)[-1] == "lstm_1"
+    # recent files: saved and opened projects, newest first, missing ones dropped
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    from PySide6.QtCore import QSettings
+    QSettings.setPath(QSettings.NativeFormat, QSettings.UserScope, str(tmp_path / "config"))
+    win._settings().setValue("recent", [])
+    a, b = str(tmp_path / "a.loom"), str(tmp_path / "b.loom")
+    assert win._save_to(a) and win._save_to(b)
+    assert win.open_path(a)
+    assert win.recent_files() == [a, b]
+    os.remove(b)
+    assert win.recent_files() == [a]
