@@ -17,6 +17,7 @@ from .commands import MoveNodesCmd, PasteCmd
 from .document import Document, recoverable
 from .inspector import Inspector
 from .palette import Palette
+from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 
@@ -45,13 +46,10 @@ class MainWindow(QMainWindow):
 
     # -- setup --------------------------------------------------------------------------------
     def set_document(self, doc):
-        old_docks = list(self._docks.values())
-        for d in old_docks:
-            self.removeDockWidget(d)
-            d.deleteLater()
         if getattr(self, "scene", None) is not None:
             self.scene.detach()
             self.scene.blockSignals(True)
+            self.training.plots.scene().blockSignals(True)
         doc.setParent(self)
         self.doc = doc
         self.scene = GraphScene(doc, self)
@@ -63,27 +61,35 @@ class MainWindow(QMainWindow):
         self.log = QPlainTextEdit(readOnly=True)
         self.problems = QListWidget()
         self.summary = SummaryPanel(doc, self.scene)
-        self._docks = {
-            "Layers": self._dock("Layers", self.palette, Qt.LeftDockWidgetArea),
-            "Inspector": self._dock("Inspector", self._scroll(self.inspector),
-                                    Qt.RightDockWidgetArea),
-            "Training": self._dock("Training", self._scroll(self.training),
-                                   Qt.RightDockWidgetArea),
-            "Curves": self._dock("Curves", self.training.plots, Qt.BottomDockWidgetArea),
-            "Problems": self._dock("Problems", self.problems, Qt.BottomDockWidgetArea),
-            "Summary": self._dock("Summary", self.summary, Qt.BottomDockWidgetArea),
-            "Log": self._dock("Log", self.log, Qt.BottomDockWidgetArea),
-        }
-        self.tabifyDockWidget(self._docks["Problems"], self._docks["Summary"])
-        self.tabifyDockWidget(self._docks["Problems"], self._docks["Log"])
+        self.results = ResultsPanel()
+        widgets = {"Layers": self.palette, "Inspector": self._scroll(self.inspector),
+                   "Training": self._scroll(self.training), "Curves": self.training.plots,
+                   "Problems": self.problems, "Summary": self.summary,
+                   "Results": self.results, "Log": self.log}
+        if self._docks:  # docks stay; their contents are replaced
+            for name, w in widgets.items():
+                old = self._docks[name].widget()
+                self._docks[name].setWidget(w)
+                if old is not None:
+                    old.deleteLater()
+        else:
+            areas = {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
+                     "Training": Qt.RightDockWidgetArea}
+            for name, w in widgets.items():
+                self._docks[name] = self._dock(name, w, areas.get(name, Qt.BottomDockWidgetArea))
+            self.tabifyDockWidget(self._docks["Problems"], self._docks["Summary"])
+            self.tabifyDockWidget(self._docks["Problems"], self._docks["Log"])
+            self.tabifyDockWidget(self._docks["Curves"], self._docks["Results"])
+            self._layout_docks()
         self._docks["Problems"].raise_()
-        self._layout_docks()
+        self._docks["Curves"].raise_()
         self.palette.sigActivated.connect(self.add_at_centre)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
         self.scene.sigMessage.connect(self.message)
         self.training.sigLog.connect(self.log_line)
         self.training.sigRunning.connect(self._running)
+        self.training.sigResults.connect(self._show_results)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
         self.undo_action.setEnabled(True)
@@ -234,6 +240,10 @@ class MainWindow(QMainWindow):
 
     def log_line(self, text):
         self.log.appendPlainText(text)
+
+    def _show_results(self, r):
+        self.results.show_results(r)
+        self._docks["Results"].raise_()
 
     def _running(self, running):
         self.message("Training... the graph is locked until it stops." if running
@@ -418,6 +428,7 @@ class MainWindow(QMainWindow):
         self.scene.blockSignals(True)
         self.training.plots.scene().blockSignals(True)
         self.training.plots.blockSignals(True)
+        self.results.plot.scene().blockSignals(True)
 
 
 def screenshot(path, project_path=None, size=(1400, 860)):

@@ -45,6 +45,7 @@ class TrainWorker(QThread):
     sigBatch = Signal(int, int, int, dict)
     sigEpoch = Signal(dict)
     sigDone = Signal(dict)
+    sigResults = Signal(object)
     sigFailed = Signal(str)
 
     def __init__(self, project, epochs, batch_size, device):
@@ -69,6 +70,11 @@ class TrainWorker(QThread):
             h = self.session.fit(data, epochs=self.epochs, callbacks=[_Relay(self)],
                                  should_stop=self.should_stop)
             self.sigDone.emit(h)
+            if not h.get("stopped"):
+                from engine.evaluation import classification_results
+                r = classification_results(self.session, data)
+                if r is not None:
+                    self.sigResults.emit(r)
         except LayerloomError as e:
             self.sigFailed.emit(str(e))
         except Exception as e:  # shown in the log, never a crash of the window
@@ -79,6 +85,7 @@ class TrainWorker(QThread):
 class TrainingPanel(QWidget):
     sigLog = Signal(str)
     sigRunning = Signal(bool)
+    sigResults = Signal(object)
 
     def __init__(self, doc, parent=None):
         super().__init__(parent)
@@ -363,6 +370,7 @@ class TrainingPanel(QWidget):
         self.worker.sigBatch.connect(self._batch)
         self.worker.sigEpoch.connect(self._epoch)
         self.worker.sigDone.connect(self._done)
+        self.worker.sigResults.connect(self.sigResults)
         self.worker.sigFailed.connect(self._failed)
         self.worker.finished.connect(self._finished)
         self.start.setEnabled(False)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -401,3 +402,28 @@ def test_tab_quick_add_and_recent_files(win, tmp_path, monkeypatch):
     assert win.recent_files() == [a, b]
     os.remove(b)
     assert win.recent_files() == [a]
+
+
+def test_results_after_training_a_classifier(win, qtbot, tmp_path):
+    """Confusion matrix and samples on the test split, for an image classifier trained on a
+    small Fashion-MNIST-shaped set the test writes itself."""
+    from test_data import write_idx_set
+    arrays = write_idx_set(str(tmp_path / "data" / "fashion_mnist"), n_train=64, n_test=20)
+    os.environ["LAYERLOOM_DATA_DIR"] = str(tmp_path / "data")
+    try:
+        doc = Document.open(os.path.join(EXAMPLES, "fashion_mnist_mlp.loom"))
+        win.set_document(doc)
+        win.training.epochs.setValue(1)
+        win.training.start_training()
+        qtbot.waitUntil(lambda: win.results.result is not None, timeout=120_000)
+        qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+    finally:
+        del os.environ["LAYERLOOM_DATA_DIR"]
+    r = win.results.result
+    assert r["split"] == "test" and r["matrix"].shape == (10, 10)
+    assert r["matrix"].sum() == 20
+    assert r["matrix"].sum(1).tolist() == np.bincount(
+        arrays["t10k-labels-idx1-ubyte"], minlength=10).tolist()
+    assert r["classes"][0] == "T-shirt/top" and len(r["samples"]) == 20
+    assert r["accuracy"] == np.trace(r["matrix"]) / 20
+    assert "accuracy" in win.results.title.text()
