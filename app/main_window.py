@@ -254,8 +254,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
         self.problems.clear()
         try:  # the checks of `layerloom --run`, on the project as it is now
-            lines = [str(p) for p in projectfile.from_dict(projectfile.to_dict(self.doc.project),
-                                                           strict=False).problems]
+            lines = [str(p) for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
             lines = e.lines() if hasattr(e, "lines") else [str(e)]
         for line in lines:

@@ -47,6 +47,8 @@ class Graph:
     def __init__(self):
         self.nodes = {}      # id -> Node, insertion ordered
         self.edges = []
+        self._in_index = None  # (key, {dst: [edges sorted by port]}), rebuilt when edges change
+        self._edge_version = 0
         self.node_added = Event("node_added")
         self.node_removed = Event("node_removed")
         self.edge_added = Event("edge_added")
@@ -121,16 +123,28 @@ class Graph:
         self.check_connect(src, src_port, dst, dst_port)
         edge = Edge(src, src_port, dst, dst_port)
         self.edges.append(edge)
+        self._edge_version += 1
         self.edge_added.emit(edge)
         return edge
 
     def disconnect(self, edge):
         self.edges.remove(edge)
+        self._edge_version += 1
         self.edge_removed.emit(edge)
 
     # -- queries -------------------------------------------------------------------
     def in_edges(self, id):
-        return sorted((e for e in self.edges if e.dst == id), key=lambda e: e.dst_port)
+        # NOTE: indexed, not a scan: the editor asks for every node's inputs on each edit.
+        # The key also covers edges appended directly (the file parser does that).
+        key = (self._edge_version, len(self.edges))
+        if self._in_index is None or self._in_index[0] != key:
+            index = {}
+            for e in self.edges:
+                index.setdefault(e.dst, []).append(e)
+            for lst in index.values():
+                lst.sort(key=lambda e: e.dst_port)
+            self._in_index = (key, index)
+        return list(self._in_index[1].get(id, ()))
 
     def out_edges(self, id):
         return [e for e in self.edges if e.src == id]

@@ -373,6 +373,17 @@ def load(path, strict=True):
     return loads(text, path, strict)
 
 
+def problems_of(project):
+    """What `layerloom --run` would refuse in a project as it is in memory (the editor's
+    Problems list), without a round trip through JSON."""
+    hard, soft = [], []
+    soft.extend(ProjectError(e.message, e.place) for e in project.graph.validate())
+    _parse_training(project.training, project.graph, hard, soft)
+    if project.dataset:
+        _parse_dataset(project.dataset, hard)
+    return hard + soft
+
+
 # -- writing --------------------------------------------------------------------------------
 def to_dict(project):
     g = project.graph

@@ -1,0 +1,75 @@
+"""Editor responsiveness on a large graph: builds a 300-node network (a chain with side
+branches merged by Add), then times single edits (add, wire, parameter change, undo, move) and
+a full repaint of the window. Prints milliseconds; 100 ms is the bar for feeling instant.
+
+    QT_QPA_PLATFORM=offscreen python bench/editor.py [--nodes 300]
+"""
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=300)
+    args = ap.parse_args(argv)
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication([])
+    from app.commands import AddNodeCmd, ConnectCmd, SetParamsCmd
+    from app.main_window import MainWindow
+    w = MainWindow(confirm=False)
+    w.resize(1400, 900)
+    w.show()
+    app.processEvents()
+    doc, g = w.doc, w.doc.graph
+    t0 = time.perf_counter()
+    doc.undo.beginMacro("build")
+    doc.push(AddNodeCmd(doc, "Input", (0, 0), {"shape": [16]}, "in"))
+    prev, k = "in", 0
+    while len(g.nodes) < args.nodes - 2:
+        a, b, s = f"d{k}a", f"d{k}b", f"add{k}"
+        doc.push(AddNodeCmd(doc, "Dense", (260 * (k + 1), 0), {"units": 16}, a))
+        doc.push(AddNodeCmd(doc, "Dense", (260 * (k + 1), 150), {"units": 16}, b))
+        doc.push(AddNodeCmd(doc, "Add", (260 * (k + 1) + 130, 300), None, s))
+        for src, dst, port in ((prev, a, 0), (prev, b, 0), (a, s, 0), (b, s, 1)):
+            doc.push(ConnectCmd(doc, src, 0, dst, port))
+        prev, k = s, k + 1
+    doc.push(AddNodeCmd(doc, "Dense", (260 * (k + 2), 0), {"units": 2}, "out"))
+    doc.push(ConnectCmd(doc, prev, 0, "out", 0))
+    doc.undo.endMacro()
+    app.processEvents()
+    build = time.perf_counter() - t0
+    print(f"built {len(g.nodes)} nodes, {len(g.edges)} edges in {build:.2f} s")
+
+    def timed(label, fn, n=5):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            app.processEvents()
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        print(f"{label:34s} median {times[len(times) // 2]:7.1f} ms   worst {times[-1]:7.1f} ms")
+        return times[len(times) // 2]
+
+    results = {}
+    results["add node"] = timed("add a node", lambda: w.add_at_centre("Dense"))
+    results["param"] = timed("change a parameter (units)", lambda: doc.push(
+        SetParamsCmd(doc, "d0a", {"units": g.nodes["d0a"].params["units"] + 1})))
+    results["undo"] = timed("undo", lambda: doc.undo.undo())
+    results["redo"] = timed("redo", lambda: doc.undo.redo())
+    w.view.fit()
+    results["repaint"] = timed("repaint the whole window", lambda: w.grab())
+    worst = max(results.values())
+    print(f"slowest median: {worst:.1f} ms ({'under' if worst < 100 else 'OVER'} 100 ms)")
+    w.shutdown()
+    w.deleteLater()
+    app.processEvents()
+
+
+if __name__ == "__main__":
+    main()
