@@ -1,6 +1,8 @@
 """Helpers shared by layer declarations: the `activation` parameter's forward/backward plumbing,
 written once for Dense, Conv1D, Conv2D and friends."""
 from .activations import ALIASES, NAMES, NEEDS_INPUT, ROW_WISE
+from .graph import fmt_shape
+from .registry import ShapeError
 from .params import Choice, Initializer, Regularizer
 
 
@@ -82,3 +84,20 @@ def weight_params(prefix, init):
 
 def kernel_and_bias_params():
     return weight_params("kernel", "glorot_uniform") + weight_params("bias", "zeros")
+
+
+def same_shapes(in_shapes):
+    """The shape rule of elementwise merges: every input shaped like input 0."""
+    first = in_shapes[0]
+    for i, sh in enumerate(in_shapes[1:], 1):
+        if sh != first:
+            raise ShapeError(f"inputs must have the same shape; input 0 is {fmt_shape(first)} "
+                             f"but input {i} is {fmt_shape(sh)}")
+    return [first]
+
+
+def alias_backward(ops, s):
+    """Backward of a layer whose output aliases its input buffer (Flatten, Reshape): the
+    gradient passes through unchanged, added in when the input fans out."""
+    if s.dx[0] is not None:
+        ops.copy(s.dy[0].buf, s.dx[0].buf, s.n * s.y[0].size, accumulate=s.acc[0])

@@ -1,5 +1,5 @@
-from ..graph import fmt_shape
-from ..registry import Layer, ShapeError, Variadic, register
+from ..layerkit import same_shapes
+from ..registry import Layer, Variadic, register
 
 
 @register
@@ -11,12 +11,7 @@ class Add(Layer):
     examples = (({}, [(5,), (5,)]), ({}, [(33,), (33,), (33,)]))
 
     def output_shapes(self, p, in_shapes):
-        first = in_shapes[0]
-        for i, sh in enumerate(in_shapes[1:], 1):
-            if sh != first:
-                raise ShapeError(f"inputs must have the same shape; input 0 is "
-                                 f"{fmt_shape(first)} but input {i} is {fmt_shape(sh)}")
-        return [first]
+        return same_shapes(in_shapes)
 
     def forward(self, ops, s):
         n = s.n * s.y[0].size

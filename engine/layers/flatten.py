@@ -1,5 +1,6 @@
 import numpy as np
 
+from ..layerkit import alias_backward
 from ..registry import Layer, register
 
 
@@ -18,8 +19,7 @@ class Flatten(Layer):
         pass
 
     def backward(self, ops, s):
-        if s.dx[0] is not None:
-            ops.copy(s.dy[0].buf, s.dx[0].buf, s.n * s.y[0].size, accumulate=s.acc[0])
+        alias_backward(ops, s)
 
     def reference(self, p, xs, ws, training=False):
         return [xs[0].reshape(len(xs[0]), -1)]

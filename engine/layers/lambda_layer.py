@@ -1,5 +1,5 @@
 from .. import expr
-from ..graph import fmt_shape
+from ..layerkit import same_shapes
 from ..params import Expr
 from ..registry import Layer, ShapeError, Variadic, register
 
@@ -26,11 +26,7 @@ class Lambda(Layer):
     def output_shapes(self, p, in_shapes):
         if len(in_shapes) > 4:
             raise ShapeError(f"takes at most 4 inputs, has {len(in_shapes)}")
-        first = in_shapes[0]
-        for i, sh in enumerate(in_shapes[1:], 1):
-            if sh != first:
-                raise ShapeError(f"inputs must have the same shape; input 0 is "
-                                 f"{fmt_shape(first)} but input {i} is {fmt_shape(sh)}")
+        first = same_shapes(in_shapes)[0]
         names = expr.INPUT_NAMES[:len(in_shapes)]
         unknown = sorted(expr.variables(expr.parse(p["expression"])) - set(names))
         if unknown:

@@ -3,17 +3,9 @@ own files) and Dot. Inputs of equal shapes, as Keras requires."""
 import numpy as np
 
 from ..graph import fmt_shape
+from ..layerkit import same_shapes as _same_shapes
 from ..params import Int
 from ..registry import Layer, ShapeError, Variadic, register
-
-
-def _same_shapes(in_shapes):
-    first = in_shapes[0]
-    for i, sh in enumerate(in_shapes[1:], 1):
-        if sh != first:
-            raise ShapeError(f"inputs must have the same shape; input 0 is {fmt_shape(first)} "
-                             f"but input {i} is {fmt_shape(sh)}")
-    return [first]
 
 
 class _Merge(Layer):

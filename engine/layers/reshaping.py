@@ -4,6 +4,7 @@ index array, the gather map the kernels use (forward) with its inverse (backward
 import numpy as np
 
 from ..graph import fmt_shape
+from ..layerkit import alias_backward
 from ..params import Choice, Dims, Int, Margins, Pair, Shape
 from ..registry import Layer, ShapeError, register
 
@@ -35,8 +36,7 @@ class Reshape(Layer):
         pass
 
     def backward(self, ops, s):
-        if s.dx[0] is not None:
-            ops.copy(s.dy[0].buf, s.dx[0].buf, s.n * s.y[0].size, accumulate=s.acc[0])
+        alias_backward(ops, s)
 
     def reference(self, p, xs, ws, training=False):
         return [xs[0].reshape((len(xs[0]),) + self.output_shapes(p, [xs[0].shape[1:]])[0])]
