@@ -103,6 +103,11 @@ class TrainingPanel(QWidget):
         self.lr = QLineEdit()
         self.loss = QComboBox()
         self.loss.addItems(list(LOSS_NAMES))
+        # one row per output when the graph has several: loss and weight each
+        self.per_output = QWidget()
+        self.per_output_form = QFormLayout(self.per_output)
+        self.per_output_form.setContentsMargins(0, 0, 0, 0)
+        self.output_rows = {}
         self.metrics = QLineEdit()
         self.metrics.setToolTip("Comma-separated: " + ", ".join(METRIC_NAMES))
         self.setup_error = QLabel()
@@ -145,6 +150,7 @@ class TrainingPanel(QWidget):
         form.addRow("Optimizer", self.optimizer)
         form.addRow("Learning rate", self.lr)
         form.addRow("Loss", self.loss)
+        form.addRow(self.per_output)
         form.addRow("Metrics", self.metrics)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
@@ -211,6 +217,7 @@ class TrainingPanel(QWidget):
         losses = {v["name"] for v in t.get("loss", {}).values()}
         if len(losses) == 1:
             self.loss.setCurrentText(losses.pop())
+        self._load_output_rows()
         m = t.get("metrics", [])
         self.metrics.setText(", ".join(m) if isinstance(m, list) else json.dumps(m))
         self.epochs.setValue(t.get("epochs", 10))
@@ -272,6 +279,49 @@ class TrainingPanel(QWidget):
             return
         if self.doc.project.training.get("optimizer") != opt:
             self._push(SetSetupCmd(self.doc, "training", "optimizer", opt, self._changed_setup))
+
+    def _load_output_rows(self):
+        """With several outputs, a loss and a weight per output (Keras' loss dict and
+        loss_weights); rebuilt when the outputs change."""
+        from PySide6.QtWidgets import QDoubleSpinBox
+        outputs = self.doc.graph.outputs()
+        current = self.doc.project.training.get("loss", {})
+        if len(outputs) < 2:
+            outputs = []
+        if list(self.output_rows) != outputs:
+            while self.per_output_form.rowCount():
+                self.per_output_form.removeRow(0)
+            self.output_rows = {}
+            for o in outputs:
+                combo = QComboBox()
+                combo.addItems(list(LOSS_NAMES))
+                weight = QDoubleSpinBox(minimum=0.0, maximum=1000.0, decimals=3, singleStep=0.1)
+                row = QHBoxLayout()
+                row.addWidget(combo, 3)
+                row.addWidget(weight, 1)
+                holder = QWidget()
+                holder.setLayout(row)
+                row.setContentsMargins(0, 0, 0, 0)
+                combo.activated.connect(lambda _, o=o: self._output_loss_changed(o))
+                weight.editingFinished.connect(lambda o=o: self._output_loss_changed(o))
+                self.per_output_form.addRow(f"  {o}", holder)
+                self.output_rows[o] = (combo, weight)
+        for o, (combo, weight) in self.output_rows.items():
+            spec = current.get(o, {})
+            combo.setCurrentText(spec.get("name", self.loss.currentText()))
+            weight.setValue(float(spec.get("weight", 1.0)))
+        self.per_output.setVisible(bool(self.output_rows))
+
+    def _output_loss_changed(self, output):
+        combo, weight = self.output_rows[output]
+        new = {k: dict(v) for k, v in self.doc.project.training.get("loss", {}).items()}
+        entry = {"name": combo.currentText(), "weight": float(weight.value()),
+                 "from_logits": new.get(output, {}).get("from_logits", False)}
+        if entry["name"] == "huber":
+            entry["delta"] = new.get(output, {}).get("delta", 1.0)
+        new[output] = entry
+        if self.doc.project.training.get("loss") != new:
+            self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
 
     def _loss_chosen(self):
         name = self.loss.currentText()

@@ -427,3 +427,26 @@ def test_results_after_training_a_classifier(win, qtbot, tmp_path):
     assert r["classes"][0] == "T-shirt/top" and len(r["samples"]) == 20
     assert r["accuracy"] == np.trace(r["matrix"]) / 20
     assert "accuracy" in win.results.title.text()
+
+
+def test_per_output_losses_and_weights_in_the_dock(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    tp = win.training
+    assert list(tp.output_rows) == ["inside", "value"]
+    combo, weight = tp.output_rows["value"]
+    assert combo.currentText() == "mean_squared_error" and weight.value() == 0.5
+    combo.setCurrentText("huber")
+    combo.activated.emit(combo.currentIndex())
+    weight.setValue(2.0)
+    weight.editingFinished.emit()
+    loss = win.doc.project.training["loss"]
+    assert loss["value"] == {"name": "huber", "weight": 2.0, "from_logits": False, "delta": 1.0}
+    assert loss["inside"]["name"] == "sparse_categorical_crossentropy"
+    assert win.problems.count() == 0
+    win.doc.undo.undo()  # the weight change
+    assert win.doc.project.training["loss"]["value"] == {
+        "name": "huber", "weight": 0.5, "from_logits": False, "delta": 1.0}
+    win.doc.undo.undo()  # the loss change
+    assert win.doc.project.training["loss"]["value"] == {"name": "mean_squared_error",
+                                                         "weight": 0.5, "from_logits": False}
+    assert tp.output_rows["value"][0].currentText() == "mean_squared_error"
