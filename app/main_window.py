@@ -5,7 +5,7 @@ import os
 from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
-                               QPlainTextEdit, QScrollArea)
+                               QPlainTextEdit, QScrollArea, QTabWidget)
 
 from engine.errors import LayerloomError
 
@@ -62,10 +62,18 @@ class MainWindow(QMainWindow):
         self.problems = QListWidget()
         self.summary = SummaryPanel(doc, self.scene)
         self.results = ResultsPanel()
+        # NOTE: tabs are plain QTabWidgets inside two docks, not QMainWindow dock tabbing,
+        # which left stale tab bars painted over other panels.
+        self.output_tabs = QTabWidget()
+        self.output_tabs.addTab(self.training.plots, "Curves")
+        self.output_tabs.addTab(self.results, "Results")
+        self.message_tabs = QTabWidget()
+        self.message_tabs.addTab(self.problems, "Problems")
+        self.message_tabs.addTab(self.summary, "Summary")
+        self.message_tabs.addTab(self.log, "Log")
         widgets = {"Layers": self.palette, "Inspector": self._scroll(self.inspector),
-                   "Training": self._scroll(self.training), "Curves": self.training.plots,
-                   "Problems": self.problems, "Summary": self.summary,
-                   "Results": self.results, "Log": self.log}
+                   "Training": self._scroll(self.training), "Output": self.output_tabs,
+                   "Messages": self.message_tabs}
         if self._docks:  # docks stay; their contents are replaced
             for name, w in widgets.items():
                 old = self._docks[name].widget()
@@ -77,12 +85,8 @@ class MainWindow(QMainWindow):
                      "Training": Qt.RightDockWidgetArea}
             for name, w in widgets.items():
                 self._docks[name] = self._dock(name, w, areas.get(name, Qt.BottomDockWidgetArea))
-            self.tabifyDockWidget(self._docks["Problems"], self._docks["Summary"])
-            self.tabifyDockWidget(self._docks["Problems"], self._docks["Log"])
-            self.tabifyDockWidget(self._docks["Curves"], self._docks["Results"])
+            self.splitDockWidget(self._docks["Output"], self._docks["Messages"], Qt.Horizontal)
             self._layout_docks()
-        self._docks["Problems"].raise_()
-        self._docks["Curves"].raise_()
         self.palette.sigActivated.connect(self.add_at_centre)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
@@ -100,12 +104,12 @@ class MainWindow(QMainWindow):
         """The canvas gets most of the window; side and bottom panels stay compact."""
         h = max(self.height(), 600)
         self.resizeDocks([self._docks["Layers"]], [190], Qt.Horizontal)
-        self.resizeDocks([self._docks["Inspector"]], [340], Qt.Horizontal)
+        self.resizeDocks([self._docks["Inspector"]], [380], Qt.Horizontal)
         self.resizeDocks([self._docks["Inspector"], self._docks["Training"]],
                          [int(h * 0.42), int(h * 0.3)], Qt.Vertical)
-        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]], [int(h * 0.28)] * 2,
+        self.resizeDocks([self._docks["Output"], self._docks["Messages"]], [int(h * 0.28)] * 2,
                          Qt.Vertical)
-        self.resizeDocks([self._docks["Curves"], self._docks["Problems"]],
+        self.resizeDocks([self._docks["Output"], self._docks["Messages"]],
                          [int(self.width() * 0.65), int(self.width() * 0.35)], Qt.Horizontal)
 
     def showEvent(self, event):
@@ -243,7 +247,7 @@ class MainWindow(QMainWindow):
 
     def _show_results(self, r):
         self.results.show_results(r)
-        self._docks["Results"].raise_()
+        self.output_tabs.setCurrentWidget(self.results)
 
     def _running(self, running):
         self.message("Training... the graph is locked until it stops." if running

@@ -151,6 +151,11 @@ class TrainingPanel(QWidget):
         form.addRow("Learning rate", self.lr)
         form.addRow("Loss", self.loss)
         form.addRow(self.per_output)
+        self.mapping = QWidget()
+        self.mapping_form = QFormLayout(self.mapping)
+        self.mapping_form.setContentsMargins(0, 0, 0, 0)
+        self.mapping_rows = {}
+        form.addRow(self.mapping)
         form.addRow("Metrics", self.metrics)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
@@ -170,6 +175,7 @@ class TrainingPanel(QWidget):
         lay.addStretch(1)
         self.setMinimumHeight(lay.sizeHint().height())
         self.start.clicked.connect(self.start_training)
+        self._load_mapping_rows()
         doc.sigChanged.connect(self.load_setup)  # undo/redo of setup changes shows up here
         self.stop.clicked.connect(self.stop_training)
         self.pause.clicked.connect(self.toggle_pause)
@@ -218,6 +224,8 @@ class TrainingPanel(QWidget):
         if len(losses) == 1:
             self.loss.setCurrentText(losses.pop())
         self._load_output_rows()
+        if hasattr(self, "mapping_form"):
+            self._load_mapping_rows()
         m = t.get("metrics", [])
         self.metrics.setText(", ".join(m) if isinstance(m, list) else json.dumps(m))
         self.epochs.setValue(t.get("epochs", 10))
@@ -311,6 +319,49 @@ class TrainingPanel(QWidget):
             combo.setCurrentText(spec.get("name", self.loss.currentText()))
             weight.setValue(float(spec.get("weight", 1.0)))
         self.per_output.setVisible(bool(self.output_rows))
+        self._fit_height()
+
+    def _fit_height(self):
+        """Inside a scroll area: keep rows at their natural height and let the area scroll."""
+        if self.layout() is not None:
+            self.setMinimumHeight(self.layout().sizeHint().height())
+
+    def _load_mapping_rows(self):
+        """Which dataset array feeds each Input and which is each output's target; shown when
+        the graph has several of either (one input and one output map to x and y)."""
+        from engine.run import array_names
+        g, d = self.doc.graph, self.doc.project.dataset
+        ins, outs = g.inputs(), g.outputs()
+        rows = ([("inputs", n) for n in ins] + [("targets", n) for n in outs]
+                if d and (len(ins) > 1 or len(outs) > 1) else [])
+        names = array_names(self.doc.project) if rows else []
+        key = (tuple(rows), tuple(names))
+        if getattr(self, "_mapping_key", None) != key:
+            self._mapping_key = key
+            while self.mapping_form.rowCount():
+                self.mapping_form.removeRow(0)
+            self.mapping_rows = {}
+            for kind, nid in rows:
+                combo = QComboBox()
+                combo.addItems(["(choose)"] + names)
+                combo.activated.connect(lambda _, k=kind, n=nid: self._mapping_changed(k, n))
+                label = f"  {nid} {'<-' if kind == 'inputs' else 'target'}"
+                self.mapping_form.addRow(label, combo)
+                self.mapping_rows[(kind, nid)] = combo
+        for (kind, nid), combo in self.mapping_rows.items():
+            combo.setCurrentText(d.get(kind, {}).get(nid, "(choose)"))
+        self.mapping.setVisible(bool(self.mapping_rows))
+        self._fit_height()
+
+    def _mapping_changed(self, kind, nid):
+        combo = self.mapping_rows[(kind, nid)]
+        if combo.currentText() == "(choose)":
+            return
+        new = dict(self.doc.project.dataset)
+        new[kind] = dict(new.get(kind, {}))
+        new[kind][nid] = combo.currentText()
+        if new != self.doc.project.dataset:
+            self._push(SetSetupCmd(self.doc, "dataset", None, new, self._changed_setup))
 
     def _output_loss_changed(self, output):
         combo, weight = self.output_rows[output]

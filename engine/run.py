@@ -56,6 +56,24 @@ def load_arrays(project):
     return datasets.load_npz(project.resolve(d["path"]))
 
 
+def array_names(project):
+    """Names of the training arrays the project's dataset provides, without loading it all."""
+    d = project.dataset
+    if not d:
+        return []
+    if d.get("source") == "synthetic":
+        if d.get("name") not in datasets.SYNTHETIC:
+            return []
+        return sorted(datasets.synthetic(d["name"], samples=2, test_samples=0).train)
+    if d.get("source") == "keras":
+        return ["x", "y"]
+    try:
+        with np.load(project.resolve(d["path"]), allow_pickle=False) as z:
+            return sorted(k for k in z.files if not k.endswith("_test"))
+    except Exception:
+        return []
+
+
 def prepare_data(project, arrays=None):
     """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
     g = project.graph

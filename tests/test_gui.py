@@ -450,3 +450,25 @@ def test_per_output_losses_and_weights_in_the_dock(win, qtbot):
     assert win.doc.project.training["loss"]["value"] == {"name": "mean_squared_error",
                                                          "weight": 0.5, "from_logits": False}
     assert tp.output_rows["value"][0].currentText() == "mean_squared_error"
+
+
+def test_dataset_arrays_map_to_inputs_and_targets_in_the_dock(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    tp = win.training
+    rows = tp.mapping_rows
+    assert set(rows) == {("inputs", "point"), ("inputs", "features"), ("targets", "inside"),
+                         ("targets", "value")}
+    combo = rows[("inputs", "point")]
+    assert combo.currentText() == "point"
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "(choose)", "features", "inside", "point", "value"]
+    combo.setCurrentText("features")  # wrong on purpose: 3 features for a 2-wide Input
+    combo.activated.emit(combo.currentIndex())
+    assert win.doc.project.dataset["inputs"]["point"] == "features"
+    tp.start_training()
+    qtbot.waitUntil(lambda: tp.worker is None, timeout=60_000)
+    assert "array 'features' has samples shaped (None, 3), Input 'point' expects (None, 2)" \
+        in win.log.toPlainText()
+    win.doc.undo.undo()
+    assert win.doc.project.dataset["inputs"]["point"] == "point"
+    assert rows[("inputs", "point")].currentText() == "point"
