@@ -3,6 +3,8 @@ typed Param objects as layers, so the project file and the editor validate them 
 State (momentum, moments) lives on the device next to the weights. Every optimizer also takes
 Keras' common options: weight_decay (decoupled: w -= w * decay * lr), clipvalue, clipnorm (per
 weight tensor) and global_clipnorm (over all of them), applied on the device."""
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from .params import Bool, Float
@@ -23,7 +25,7 @@ COMMON = (
 )
 
 
-class Optimizer:
+class Optimizer(ABC):
     name = ""
     params = ()
     default_weight_decay = 0.0
@@ -55,6 +57,10 @@ class Optimizer:
 
     def initial_state(self):
         return 0.0
+
+    @abstractmethod
+    def update(self, ops, rt, key, w, g, n, lr):
+        """Enqueue the update of one weight tensor (key identifies its state slots)."""
 
     def step(self, model):
         """One update of every trainable weight from its gradient buffer."""

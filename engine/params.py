@@ -5,11 +5,12 @@ validation (with the value's place in the message), the inspector widget (keyed 
 serialisation and the docs table.
 """
 import math
+from abc import ABC, abstractmethod
 
 from .errors import ParamError
 
 
-class Param:
+class Param(ABC):
     kind = "param"
 
     def __init__(self, name, default, help=""):
@@ -17,9 +18,9 @@ class Param:
         self.default = default
         self.help = help
 
+    @abstractmethod
     def validate(self, value, place):
         """Return the normalised value or raise ParamError naming `place`."""
-        raise NotImplementedError
 
     def to_json(self, value):
         return value

@@ -7,6 +7,7 @@ inference, engine and docs all read this registry, so adding a layer is a single
 """
 import importlib
 import pkgutil
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -33,8 +34,9 @@ class WeightSpec:
         self.trainable = trainable  # False: state such as BatchNorm's moving statistics
 
 
-class Layer:
-    """Base declaration. Subclasses override what differs; see engine/layers/dense.py."""
+class Layer(ABC):
+    """Base declaration. Subclasses override what differs; see engine/layers/dense.py. The
+    abstract methods must be given: a declaration missing one fails when it is registered."""
 
     type_id = ""
     category = "Core"
@@ -68,8 +70,9 @@ class Layer:
         return None if isinstance(self.inputs, Variadic) else len(self.inputs)
 
     # -- declarations ----------------------------------------------------------
+    @abstractmethod
     def output_shapes(self, p, in_shapes):
-        raise NotImplementedError
+        """Per-sample output shapes from the params and input shapes; raise ShapeError."""
 
     def weights(self, p, in_shapes):
         return []
@@ -87,15 +90,17 @@ class Layer:
         return int(sum(np.prod(w.shape) for w in self.weights(p, in_shapes)))
 
     # -- engine -----------------------------------------------------------------
+    @abstractmethod
     def forward(self, ops, s):
-        raise NotImplementedError
+        """Enqueue the forward pass for the NodeStep s."""
 
+    @abstractmethod
     def backward(self, ops, s):
-        raise NotImplementedError
+        """Enqueue the backward pass: s.dx (+)= ..., s.dw = ... ."""
 
+    @abstractmethod
     def reference(self, p, xs, ws, training=False):
         """float64 numpy forward: xs are arrays with a batch axis; returns list of outputs."""
-        raise NotImplementedError
 
     def defaults(self):
         return {q.name: q.default for q in self.params}

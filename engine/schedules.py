@@ -1,20 +1,22 @@
 """Learning-rate schedules (Keras 3 formulas), evaluated on the host once per step. In a project
 file a learning rate may be a number or {"schedule": NAME, ...params}."""
 import math
+from abc import ABC, abstractmethod
 
 from .errors import ParamError
 from .params import Bool, Float, Int, validate_params
 
 
-class Schedule:
+class Schedule(ABC):
     name = ""
     params = ()
 
     def __init__(self, **values):
         self.config = values
 
+    @abstractmethod
     def __call__(self, step):
-        raise NotImplementedError
+        """The learning rate at optimizer step `step` (counting from 0)."""
 
 
 class ExponentialDecay(Schedule):

@@ -164,3 +164,14 @@ def test_activation_alias_is_normalised():
     g = Graph()
     g.add_node("Dense", {"activation": "swish"}, id="d")
     assert g.nodes["d"].params["activation"] == "silu"
+
+
+def test_incomplete_layer_declaration_is_refused_at_registration():
+    with pytest.raises(TypeError, match="abstract method"):
+        @register
+        class Half(Layer):  # no forward, backward or reference
+            type_id = "HalfDeclared"
+
+            def output_shapes(self, p, in_shapes):
+                return in_shapes
+    assert "HalfDeclared" not in {l.type_id for l in layer_types()}
