@@ -62,7 +62,8 @@ class NodeItem(QGraphicsItem):
 
     def rebuild(self):
         for p in self.in_ports + self.out_ports:
-            self.scene() and self.scene().removeItem(p)
+            if self.scene() is not None:
+                self.scene().removeItem(p)
             p.setParentItem(None)
         node = self.node
         layer = node.layer
@@ -177,7 +178,7 @@ class GraphScene(QGraphicsScene):
         self.shapes, self.problems = {}, {}
         self._wire = None
         self._press_positions = None
-        self._applying = False
+        self.graph_problems = []  # the last validation, shared with the Problems list
         self.setSceneRect(-5000, -5000, 10000, 10000)
         g = doc.graph
         self._subscriptions = [(g.node_added, self._on_node_added),
@@ -201,9 +202,7 @@ class GraphScene(QGraphicsScene):
         if pos is None:
             pos = (len(self.nodes) * 200 % 1200, len(self.nodes) // 6 * 140)
             self.doc.positions()[node.id] = list(pos)
-        self._applying = True
         item.setPos(*pos)
-        self._applying = False
         self.addItem(item)
         self.nodes[node.id] = item
         self.refresh()
@@ -250,11 +249,11 @@ class GraphScene(QGraphicsScene):
         g = self.doc.graph
         shapes, shape_problems = g.infer_shapes()
         self.shapes = shapes
+        self.graph_problems = g.problems() + shape_problems
         problems = {}
-        for prob in g.problems() + shape_problems:
-            for nid in self.nodes:
-                if prob.place and f"'{nid}'" in prob.place:
-                    problems.setdefault(nid, []).append(prob.message)
+        for prob in self.graph_problems:
+            if prob.node is not None:
+                problems.setdefault(prob.node, []).append(prob.message)
         self.problems = problems
         for nid, item in self.nodes.items():
             item.problem = "\n".join(problems.get(nid, [])) or None
@@ -284,12 +283,10 @@ class GraphScene(QGraphicsScene):
                 e.update_path()
 
     def apply_positions(self, positions):
-        self._applying = True
         for nid, pos in positions.items():
             if nid in self.nodes:
                 self.nodes[nid].setPos(*pos)
                 self.node_moved(self.nodes[nid])
-        self._applying = False
 
     def add_node(self, type_id, pos, params=None):
         x, y = round(pos[0] / GRID) * GRID, round(pos[1] / GRID) * GRID

@@ -32,7 +32,7 @@ def parse_text(text):
     if not isinstance(d, dict) or d.get("format") != MARK:
         raise ProjectError("the clipboard holds no Layerloom nodes")
     problems = []
-    graph = projectfile._parse_graph({"nodes": d.get("nodes"), "edges": d.get("edges", [])},
+    graph = projectfile.parse_graph({"nodes": d.get("nodes"), "edges": d.get("edges", [])},
                                      problems)
     if problems:
         raise ProjectError(str(problems[0]), problems=problems)

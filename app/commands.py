@@ -126,17 +126,11 @@ class PasteCmd(QUndoCommand):
     def __init__(self, doc, graph, positions, offset=(40, 40)):
         super().__init__(f"Paste {len(graph.nodes)} node(s)")
         self.doc = doc
-        taken = set(doc.graph.nodes)
         self.ids = {}
         for nid, node in graph.nodes.items():
-            new = nid if nid not in taken else None
-            if new is None:
-                base, i = node.type.lower(), 1
-                while f"{base}_{i}" in taken:
-                    i += 1
-                new = f"{base}_{i}"
-            taken.add(new)
-            self.ids[nid] = new
+            free = nid not in doc.graph.nodes and nid not in self.ids.values()
+            self.ids[nid] = nid if free else doc.graph.new_id(node.type,
+                                                              taken=set(self.ids.values()))
         self.nodes = [(self.ids[n.id], n.type, dict(n.params)) for n in graph.nodes.values()]
         self.edges = [(self.ids[e.src], e.src_port, self.ids[e.dst], e.dst_port)
                       for e in graph.edges]

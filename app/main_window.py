@@ -2,11 +2,12 @@
 problems and log (bottom)."""
 import os
 
-from PySide6.QtCore import QPointF, QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
                                QPlainTextEdit, QScrollArea, QTabWidget)
 
+from engine import project as projectfile
 from engine.errors import LayerloomError
 
 from engine.layout import auto_layout
@@ -20,8 +21,6 @@ from .palette import Palette
 from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
-
-from engine import project as projectfile
 
 FILTER = "Layerloom projects (*.loom);;All files (*)"
 
@@ -258,7 +257,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
         self.problems.clear()
         try:  # the checks of `layerloom --run`, on the project as it is now
-            lines = [str(p) for p in projectfile.problems_of(self.doc.project)]
+            lines = [str(p) for p in projectfile.problems_of(self.doc.project,
+                                                               self.scene.graph_problems)]
         except LayerloomError as e:
             lines = e.lines() if hasattr(e, "lines") else [str(e)]
         for line in lines:
@@ -306,20 +306,26 @@ class MainWindow(QMainWindow):
         if not found:
             return False
         newest = found[-1]
-        if self.ask_recover("an untitled project", newest):
-            try:
-                doc = Document(projectfile.load(newest, strict=False))
-            except LayerloomError as e:
-                self.message(f"The autosave could not be read: {e}")
-                return False
-            self.set_document(doc)
-            from PySide6.QtGui import QUndoCommand
-            doc.undo.push(QUndoCommand("Recover autosave"))
+        if self.ask_recover("an untitled project", newest) and not self._recover(newest):
+            return False
         for p in found:
             try:
                 os.remove(p)
             except OSError:
                 pass
+        return True
+
+    def _recover(self, auto, path=None):
+        """Open an autosave as unsaved work on `path` (None: untitled). False if unreadable."""
+        try:
+            doc = Document(projectfile.load(auto, strict=False))
+        except LayerloomError as e:
+            self.message(f"The autosave {auto} could not be read: {e}")
+            return False
+        doc.project.path = path
+        self.set_document(doc)
+        doc.undo.push(QUndoCommand("Recover autosave"))  # the recovered state is unsaved
+        self.message(f"Recovered unsaved changes from {auto}")
         return True
 
     def autosave(self):
@@ -360,19 +366,9 @@ class MainWindow(QMainWindow):
         auto = recoverable(path)
         if auto is not None:
             if self.ask_recover(path, auto):
-                try:
-                    doc = Document(projectfile.load(auto, strict=False))
-                except LayerloomError as e:
-                    self.message(f"The autosave could not be read ({e}); opening the file.")
-                else:
-                    doc.project.path = path
-                    self.set_document(doc)
-                    # the recovered state is unsaved work: mark it so
-                    from PySide6.QtGui import QUndoCommand
-                    marker = QUndoCommand("Recover autosave")
-                    doc.undo.push(marker)
-                    self.message(f"Recovered unsaved changes from {auto}")
+                if self._recover(auto, path):
                     return True
+                self.message("Opening the saved file instead.")
             else:
                 try:
                     os.remove(auto)

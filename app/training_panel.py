@@ -173,7 +173,7 @@ class TrainingPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.log_scale)
         lay.addStretch(1)
-        self.setMinimumHeight(lay.sizeHint().height())
+        self._fit_height()
         self.start.clicked.connect(self.start_training)
         self._load_mapping_rows()
         doc.sigChanged.connect(self.load_setup)  # undo/redo of setup changes shows up here
@@ -281,7 +281,7 @@ class TrainingPanel(QWidget):
         from engine import project as projectfile
         probe = dict(projectfile.default_training(), optimizer=opt)
         problems = []
-        projectfile._parse_training(probe, self.doc.graph, problems, [])
+        projectfile.parse_training(probe, self.doc.graph, problems, [])
         if problems:
             self.setup_error.setText(str(problems[0]))
             return
@@ -329,12 +329,11 @@ class TrainingPanel(QWidget):
     def _load_mapping_rows(self):
         """Which dataset array feeds each Input and which is each output's target; shown when
         the graph has several of either (one input and one output map to x and y)."""
-        from engine.run import array_names
         g, d = self.doc.graph, self.doc.project.dataset
         ins, outs = g.inputs(), g.outputs()
         rows = ([("inputs", n) for n in ins] + [("targets", n) for n in outs]
                 if d and (len(ins) > 1 or len(outs) > 1) else [])
-        names = array_names(self.doc.project) if rows else []
+        names = self._array_names() if rows else []
         key = (tuple(rows), tuple(names))
         if getattr(self, "_mapping_key", None) != key:
             self._mapping_key = key
@@ -352,6 +351,16 @@ class TrainingPanel(QWidget):
             combo.setCurrentText(d.get(kind, {}).get(nid, "(choose)"))
         self.mapping.setVisible(bool(self.mapping_rows))
         self._fit_height()
+
+    def _array_names(self):
+        """The dataset's array names, read once per dataset rather than on every edit (this
+        runs after each change, and an .npz would be opened each time)."""
+        from engine.run import array_names
+        d = self.doc.project.dataset
+        key = (d.get("source"), d.get("name"), d.get("path"))
+        if getattr(self, "_names_for", None) != key:
+            self._names_for, self._names = key, array_names(self.doc.project)
+        return self._names
 
     def _mapping_changed(self, kind, nid):
         combo = self.mapping_rows[(kind, nid)]

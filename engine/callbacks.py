@@ -5,9 +5,7 @@ trainer.stop_training."""
 import math
 import os
 
-import numpy as np
-
-from .errors import ParamError, TrainingError
+from .errors import ParamError
 from .fileio import atomic_save_npz
 from .params import Bool, Choice, Float, Int, Param, validate_params
 from .training import Callback

@@ -21,7 +21,13 @@ class ParamError(LayerloomError):
 
 
 class GraphError(LayerloomError):
-    """The graph is not a valid network (cycle, dangling edge, shape mismatch...)."""
+    """The graph is not a valid network (cycle, dangling edge, shape mismatch...). `node` is
+    the id of the node at fault, when there is one; `end` says which end of a refused edge
+    ("from" or "to") is at fault."""
+
+    def __init__(self, message, place=None, node=None, end=None):
+        super().__init__(message, place)
+        self.node, self.end = node, end
 
 
 class ProjectError(LayerloomError):

@@ -56,10 +56,11 @@ class Graph:
         self.params_changed = Event("params_changed")
 
     # -- editing -----------------------------------------------------------------
-    def new_id(self, type_id):
+    def new_id(self, type_id, taken=()):
+        """The first free `<type>_<n>`, also avoiding the ids in `taken` (a paste in progress)."""
         base = type_id.lower()
         i = 1
-        while f"{base}_{i}" in self.nodes:
+        while f"{base}_{i}" in self.nodes or f"{base}_{i}" in taken:
             i += 1
         return f"{base}_{i}"
 
@@ -101,23 +102,27 @@ class Graph:
         node.params = new
         self.params_changed.emit(node, old)
 
-    def check_connect(self, src, src_port, dst, dst_port):
-        """Raise GraphError with the reason an edge would be refused."""
-        if src not in self.nodes:
-            raise GraphError(f"no node {src!r}")
-        if dst not in self.nodes:
-            raise GraphError(f"no node {dst!r}")
+    def check_connect(self, src, src_port, dst, dst_port, allow_cycle=False):
+        """Raise GraphError with the reason an edge would be refused (its `end` names the end
+        at fault). The file parser allows cycles here and reports them with the graph's other
+        problems."""
+        for nid, end in ((src, "from"), (dst, "to")):
+            if nid not in self.nodes:
+                raise GraphError(f"no node {nid!r} (dangling edge)", end=end)
         s_layer, d_layer = self.nodes[src].layer, self.nodes[dst].layer
         if not (0 <= src_port < len(s_layer.output_names(self.nodes[src].params))):
-            raise GraphError(f"{src!r} has no output port {src_port}")
+            raise GraphError(f"{src!r} ({s_layer.type_id}) has no output port {src_port}",
+                             end="from")
         mx = d_layer.max_inputs()
         if dst_port < 0 or (mx is not None and dst_port >= mx):
-            raise GraphError(f"{dst!r} ({d_layer.type_id}) has no input port {dst_port}")
-        if src == dst or self._reaches(dst, src):
-            raise GraphError(f"connecting {src!r} to {dst!r} would make a cycle")
-        for e in self.edges:
-            if e.dst == dst and e.dst_port == dst_port:
-                raise GraphError(f"input {dst_port} of {dst!r} is already connected to {e.src!r}")
+            raise GraphError(f"{dst!r} ({d_layer.type_id}) has no input port {dst_port}"
+                             + (f" (it has {mx})" if mx else " (it takes no inputs)"), end="to")
+        if not allow_cycle and (src == dst or self._reaches(dst, src)):
+            raise GraphError(f"connecting {src!r} to {dst!r} would make a cycle", end="to")
+        for e in self.in_edges(dst):
+            if e.dst_port == dst_port:
+                raise GraphError(f"input {dst_port} of {dst!r} is already connected to "
+                                 f"{e.src!r}", end="to")
 
     def connect(self, src, src_port, dst, dst_port):
         self.check_connect(src, src_port, dst, dst_port)
@@ -198,6 +203,10 @@ class Graph:
         idx = list(self.nodes).index(id)
         return f"graph.nodes[{idx}] {id!r} ({self.nodes[id].type})"
 
+    def node_error(self, message, id):
+        """A problem of node `id`, placed as in the file and carrying the id for the canvas."""
+        return GraphError(message, self.place(id), node=id)
+
     def problems(self):
         """Structural problems, each a GraphError naming the node (not shapes)."""
         out = []
@@ -218,18 +227,16 @@ class Graph:
                 k = len(ports)
                 if ports != list(range(k)):
                     missing = sorted(set(range(max(ports) + 1)) - set(ports))
-                    out.append(GraphError(f"input port {missing[0]} is not connected "
-                                          f"(inputs must use ports 0..{k - 1} without gaps)",
-                                          self.place(id)))
+                    out.append(self.node_error(f"input port {missing[0]} is not connected "
+                                               f"(inputs must use ports 0..{k - 1} without "
+                                               "gaps)", id))
                 elif k < need:
-                    out.append(GraphError(f"needs at least {need} inputs, has {k}",
-                                          self.place(id)))
+                    out.append(self.node_error(f"needs at least {need} inputs, has {k}", id))
             else:
                 for p in range(need):
                     if p not in ports:
                         name = layer.input_ports()[p]
-                        out.append(GraphError(f"input {p} ({name}) is not connected",
-                                              self.place(id)))
+                        out.append(self.node_error(f"input {p} ({name}) is not connected", id))
         return out
 
     def infer_shapes(self):
@@ -254,15 +261,16 @@ class Graph:
             in_shapes = []
             bad = [e for e in edges if e.src_port >= len(shapes[e.src])]
             if bad:
-                problems.append(GraphError(f"{bad[0].src!r} has no output port {bad[0].src_port} "
-                                           "with its current parameters", self.place(id)))
+                problems.append(self.node_error(f"{bad[0].src!r} has no output port "
+                                                f"{bad[0].src_port} with its current parameters",
+                                                id))
                 continue
             for e in edges:
                 in_shapes.append(shapes[e.src][e.src_port])
             try:
                 shapes[id] = [tuple(s) for s in layer.output_shapes(node.params, in_shapes)]
             except ShapeError as e:
-                problems.append(GraphError(e.message, self.place(id)))
+                problems.append(self.node_error(e.message, id))
         return shapes, problems
 
     def validate(self):

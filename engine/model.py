@@ -7,7 +7,7 @@ only; nothing waits for the device.
 """
 import numpy as np
 
-from .errors import GraphError, ProjectError
+from .errors import ProjectError
 from .initializers import initialize, node_rng
 from .ops import Ops, Tensor
 

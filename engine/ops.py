@@ -1,7 +1,5 @@
 """The op library: Python wrappers that enqueue clkernels on a Runtime's queue. Layers,
 losses, metrics and optimizers call these; nothing here waits for the device."""
-import math
-
 import numpy as np
 
 from .activations import ACT_ID, NEEDS_INPUT, ROW_WISE, cl_prelude

@@ -9,7 +9,7 @@ import json
 import os
 
 from . import builtin_data, callbacks as callbacks_mod, datasets, schedules
-from .errors import ParamError, ProjectError
+from .errors import GraphError, ParamError, ProjectError
 from .fileio import atomic_write_text
 from .graph import Edge, Graph
 from .losses import NAMES as LOSS_NAMES, canonical as canonical_loss
@@ -71,7 +71,7 @@ def _type_hint(name):
     return f"; did you mean {close[0]!r}?" if close else f"; known types: {', '.join(known)}"
 
 
-def _parse_graph(g, problems):
+def parse_graph(g, problems):
     graph = Graph()
     if not isinstance(g, dict):
         problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
@@ -104,11 +104,8 @@ def _parse_graph(g, problems):
             continue
         values, perr = validate_params(layer.params, n.get("params", {}), f"{place}.params")
         problems.extend(perr)
-        if perr:
-            values = {p.name: p.default for p in layer.params}
         first_index[nid] = i
-        graph.add_node(typ, None, id=nid)
-        graph.nodes[nid].params = values
+        graph.add_node(typ, None if perr else values, id=nid)
     for j, e in enumerate(edges):
         place = f"graph.edges[{j}]"
         ends = []
@@ -122,34 +119,20 @@ def _parse_graph(g, problems):
                 problems.append(ProjectError(f"expected [node_id, port], got {v!r}",
                                              f"{place}.{key}"))
                 break
-            if v[0] not in graph.nodes:
-                problems.append(ProjectError(f"no node {v[0]!r} (dangling edge)", f"{place}.{key}"))
-                break
             ends.append(v)
         if len(ends) != 2:
             continue
         (src, sp), (dst, dp) = ends
-        s_layer, d_layer = graph.nodes[src].layer, graph.nodes[dst].layer
-        if sp >= len(s_layer.output_names(graph.nodes[src].params)):
-            problems.append(ProjectError(f"{src!r} ({s_layer.type_id}) has no output port {sp}",
-                                         f"{place}.from"))
-            continue
-        mx = d_layer.max_inputs()
-        if mx is not None and dp >= mx:
-            problems.append(ProjectError(
-                f"{dst!r} ({d_layer.type_id}) has no input port {dp}"
-                + (f" (it has {mx})" if mx else " (it takes no inputs)"), f"{place}.to"))
-            continue
-        clash = [k for k, o in enumerate(graph.edges) if o.dst == dst and o.dst_port == dp]
-        if clash:
-            problems.append(ProjectError(f"input {dp} of {dst!r} is already connected by "
-                                         f"graph.edges[{clash[0]}]", f"{place}.to"))
+        try:  # the editor's own rules; cycles are reported with the graph's other problems
+            graph.check_connect(src, sp, dst, dp, allow_cycle=True)
+        except GraphError as err:
+            problems.append(ProjectError(err.message, f"{place}.{err.end}"))
             continue
         graph.edges.append(Edge(src, sp, dst, dp))  # cycles are reported by validate()
     return graph
 
 
-def _parse_training(t, graph, problems, soft=None):
+def parse_training(t, graph, problems, soft=None):
     soft = problems if soft is None else soft
     out = default_training()
     if not isinstance(t, dict):
@@ -324,14 +307,14 @@ def from_dict(d, path=None, strict=True):
     for k in d:
         if k not in known:
             problems.append(ProjectError("unknown key", k))
-    graph = _parse_graph(d.get("graph"), problems)
+    graph = parse_graph(d.get("graph"), problems)
     # Network problems (unconnected inputs, shapes, missing losses) make a project unfinished,
     # not damaged: the editor opens it with them listed; --run (strict) refuses it.
     soft = []
     if not problems:
         soft.extend(ProjectError(e.message, e.place) for e in graph.validate())
     dataset = _parse_dataset(d.get("dataset"), problems) if "dataset" in d else {}
-    training = _parse_training(d.get("training", {}), graph, problems, soft)
+    training = parse_training(d.get("training", {}), graph, problems, soft)
     ui = d.get("ui", {})
     if not isinstance(ui, dict):
         problems.append(ProjectError("expected an object", "ui"))
@@ -373,12 +356,15 @@ def load(path, strict=True):
     return loads(text, path, strict)
 
 
-def problems_of(project):
+def problems_of(project, graph_problems=None):
     """What `layerloom --run` would refuse in a project as it is in memory (the editor's
-    Problems list), without a round trip through JSON."""
+    Problems list), without a round trip through JSON. graph_problems: the result of
+    project.graph.validate() when the caller has it already."""
     hard, soft = [], []
-    soft.extend(ProjectError(e.message, e.place) for e in project.graph.validate())
-    _parse_training(project.training, project.graph, hard, soft)
+    if graph_problems is None:
+        graph_problems = project.graph.validate()
+    soft.extend(ProjectError(e.message, e.place) for e in graph_problems)
+    parse_training(project.training, project.graph, hard, soft)
     if project.dataset:
         _parse_dataset(project.dataset, hard)
     return hard + soft

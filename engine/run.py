@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from . import builtin_data, datasets, schedules
-from .errors import DataError, ProjectError
+from .errors import DataError
 from .graph import fmt_shape
 from .losses import Loss
 from .model import Model

@@ -7,7 +7,6 @@ import time
 import numpy as np
 
 from .errors import DataError, TrainingError
-from .losses import Loss
 from .metrics import Metric
 
 

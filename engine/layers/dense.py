@@ -1,5 +1,3 @@
-import numpy as np
-
 from ..activations import NAMES, REFERENCE
 from ..layerkit import (activation_param, activation_scratch, backward_through_activation,
                         forward_with_activation, kernel_and_bias_params)

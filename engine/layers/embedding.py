@@ -1,9 +1,8 @@
 import numpy as np
 
-from ..graph import fmt_shape
 from ..layerkit import weight_params
 from ..params import Int
-from ..registry import Layer, ShapeError, WeightSpec, register
+from ..registry import Layer, WeightSpec, register
 
 
 @register

@@ -1,9 +1,8 @@
 """BatchNormalization and LayerNormalization over the last axis, with Keras' defaults."""
 import numpy as np
 
-from ..graph import fmt_shape
 from ..params import Bool, Float, Int
-from ..registry import Layer, ShapeError, WeightSpec, register
+from ..registry import Layer, WeightSpec, register
 
 
 def _affine_weights(p, C):
