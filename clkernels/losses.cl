@@ -86,46 +86,24 @@ __kernel void bce_probs(__global const float* p, __global const float* t, const 
     loss[r] = l / cols;
 }
 
-__kernel void mse(__global const float* y, __global const float* t, const int cols,
-                  const float scale, __global float* loss, __global float* grad)
-{
-    const int r = get_global_id(0);
-    float l = 0.0f;
-    for (int j = 0; j < cols; j++) {
-        const int i = r * cols + j;
-        const float d = y[i] - t[i];
-        l += d * d;
-        grad[i] = 2.0f * d * scale / cols;
-    }
-    loss[r] = l / cols;
-}
-
-__kernel void mae(__global const float* y, __global const float* t, const int cols,
-                  const float scale, __global float* loss, __global float* grad)
-{
-    const int r = get_global_id(0);
-    float l = 0.0f;
-    for (int j = 0; j < cols; j++) {
-        const int i = r * cols + j;
-        const float d = y[i] - t[i];
-        l += fabs(d);
-        grad[i] = sign(d) * scale / cols;
-    }
-    loss[r] = l / cols;
-}
-
-// Huber: 0.5 d^2 where |d| <= delta, else delta * (|d| - 0.5 delta).
-__kernel void huber(__global const float* y, __global const float* t, const int cols,
-                    const float scale, __global float* loss, __global float* grad,
-                    const float delta)
+// Regression losses, per element d = y - t, averaged over the row. kind 0: squared error;
+// 1: absolute error; 2: Huber (0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta)).
+__kernel void regression(__global const float* y, __global const float* t, const int cols,
+                         const float scale, __global float* loss, __global float* grad,
+                         const int kind, const float delta)
 {
     const int r = get_global_id(0);
     float l = 0.0f;
     for (int j = 0; j < cols; j++) {
         const int i = r * cols + j;
         const float d = y[i] - t[i], a = fabs(d);
-        l += a <= delta ? 0.5f * d * d : delta * (a - 0.5f * delta);
-        grad[i] = (a <= delta ? d : delta * sign(d)) * scale / cols;
+        float li, gi;
+        if (kind == 0) { li = d * d; gi = 2.0f * d; }
+        else if (kind == 1) { li = a; gi = sign(d); }
+        else if (a <= delta) { li = 0.5f * d * d; gi = d; }
+        else { li = delta * (a - 0.5f * delta); gi = delta * sign(d); }
+        l += li;
+        grad[i] = gi * scale / cols;
     }
     loss[r] = l / cols;
 }

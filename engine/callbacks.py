@@ -7,17 +7,8 @@ import os
 
 from .errors import ParamError
 from .fileio import atomic_save_npz
-from .params import Bool, Choice, Float, Int, Param, validate_params
+from .params import Bool, Choice, Float, Int, Text, validate_params
 from .training import Callback
-
-
-class Text(Param):
-    kind = "text"
-
-    def validate(self, value, place):
-        if not isinstance(value, str) or not value:
-            raise ParamError(f"expected a non-empty string, got {value!r}", place)
-        return value
 
 
 def _monitor():

@@ -14,11 +14,12 @@ _TABLE = {
     "sparse_categorical_crossentropy": ("softmax", "softmax_xent_logits", "xent_probs", True),
     "categorical_crossentropy": ("softmax", "softmax_xent_logits", "xent_probs", False),
     "binary_crossentropy": ("sigmoid", "bce_logits", "bce_probs", None),
-    "mean_squared_error": (None, None, "mse", None),
-    "mean_absolute_error": (None, None, "mae", None),
-    "huber": (None, None, "huber", None),
+    "mean_squared_error": (None, None, "regression", None),
+    "mean_absolute_error": (None, None, "regression", None),
+    "huber": (None, None, "regression", None),
     "kl_divergence": (None, None, "kld", None),
 }
+REGRESSION_KIND = {"mean_squared_error": 0, "mean_absolute_error": 1, "huber": 2}
 ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
            "kld": "kl_divergence", "kullback_leibler_divergence": "kl_divergence"}
 NAMES = tuple(_TABLE)
@@ -52,9 +53,12 @@ class Loss:
             src = logits if logits is not None else pred
             ops.loss(self.k_logits, src, target, rows, cols, scale, loss_rows, grad,
                      sparse=self.sparse)
+        elif self.k_probs == "regression":
+            ops.regression_loss(REGRESSION_KIND[self.name], self.delta, pred, target, rows, cols,
+                                scale, loss_rows, grad)
         else:
             ops.loss(self.k_probs, pred, target, rows, cols, scale, loss_rows, grad,
-                     sparse=self.sparse, delta=self.delta if self.name == "huber" else None)
+                     sparse=self.sparse)
 
     def reference(self, y_pred, y_true):
         """float64 per-row loss on the layer's output (probabilities unless from_logits)."""

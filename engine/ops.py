@@ -363,19 +363,20 @@ class Ops:
         return res
 
     # -- losses, metrics, reductions -------------------------------------------------------
-    def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None,
-             delta=None):
+    def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None):
         if not rows:
             return
-        if delta is not None:
-            self._k("losses", kernel, [None, None, i32, f32, None, None, f32])(
-                self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out, delta)
-        elif sparse is None:
+        if sparse is None:
             self._k("losses", kernel, [None, None, i32, f32, None, None])(
                 self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out)
         else:
             self._k("losses", kernel, [None, None, i32, i32, f32, None, None])(
                 self.q, (rows,), None, pred, target, cols, int(sparse), scale, loss_out, grad_out)
+
+    def regression_loss(self, kind, delta, pred, target, rows, cols, scale, loss_out, grad_out):
+        if rows:
+            self._k("losses", "regression", [None, None, i32, f32, None, None, i32, f32])(
+                self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out, kind, delta)
 
     def metric(self, kernel, pred, target, rows, cols, out, threshold=None):
         if not rows:

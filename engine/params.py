@@ -128,6 +128,19 @@ class Choice(Param):
         return "one of " + ", ".join(self.choices)
 
 
+class Text(Param):
+    """A non-empty string (a file name, a logged key)."""
+    kind = "text"
+
+    def validate(self, value, place):
+        if not isinstance(value, str) or not value:
+            raise ParamError(f"expected a non-empty string, got {value!r}", place)
+        return value
+
+    def describe(self):
+        return "a non-empty string"
+
+
 class Shape(Param):
     """A tensor shape without the batch dimension, e.g. [28, 28, 1]."""
     kind = "shape"

@@ -123,8 +123,9 @@ class Runtime:
         mf = self.cl.mem_flags
         return self.cl.Buffer(self.ctx, mf.READ_WRITE, max(int(nbytes), 4))
 
-    def to_device(self, array):
-        a = np.ascontiguousarray(array, dtype=np.float32)
+    def to_device(self, array, dtype=np.float32):
+        """A new buffer holding `array` as float32 (or int32 for index maps)."""
+        a = np.ascontiguousarray(array, dtype=dtype)
         buf = self.empty(a.nbytes)
         if a.size:
             self.cl.enqueue_copy(self.queue, buf, a)

@@ -239,20 +239,19 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
                 break
         logs = trainer.read_logs()
         pipe.drain()
-        if trainer.stop_reason:
+        nan_stop = trainer.stop_reason is not None  # TerminateOnNaN ended the epoch
+        if nan_stop:
             history["stopped_reason"] = trainer.stop_reason
-            record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
-            record.update(logs)
-            history["epochs"].append(record)  # monitors are not called on a NaN epoch
-            break
-        if not all(math.isfinite(v) for v in logs.values()):
+        elif not all(math.isfinite(v) for v in logs.values()):
             raise TrainingError(f"the loss became {logs['loss']} in epoch {epoch}; "
                                 "try a lower learning rate or check the data for NaN/inf values")
-        if validation_data is not None and not stopped:
+        elif validation_data is not None and not stopped:
             logs.update(evaluate(trainer, validation_data[0], validation_data[1], bs, "val_"))
         record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
         record.update(logs)
         history["epochs"].append(record)
+        if nan_stop:
+            break  # monitors are not called on a NaN epoch
         for cb in callbacks:
             cb.on_epoch_end(epoch, record)
         if stopped:

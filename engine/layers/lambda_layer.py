@@ -1,3 +1,5 @@
+import numpy as np
+
 from .. import expr
 from ..layerkit import same_shapes
 from ..params import Expr
@@ -46,6 +48,5 @@ class Lambda(Layer):
 
     def reference(self, p, xs, ws, training=False):
         env = dict(zip(expr.INPUT_NAMES, xs))
-        import numpy as np
         return [np.broadcast_to(expr.evaluate(expr.parse(p["expression"]), env),
                                 xs[0].shape).astype(np.float64)]
