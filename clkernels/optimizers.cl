@@ -11,18 +11,26 @@ __kernel void sgd(__global float* w, __global const float* g, __global float* v,
     w[i] += nesterov ? momentum * vi - lr * g[i] : vi;
 }
 
+// Adam's moment estimates, shared by Adam, AdamW and Nadam:
+// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2; returns (m, v) after storing them.
+inline float2 update_moments(__global float* m, __global float* v, const int i, const float g,
+                             const float b1, const float b2)
+{
+    const float mi = m[i] + (g - m[i]) * (1.0f - b1);
+    const float vi = v[i] + (g * g - v[i]) * (1.0f - b2);
+    m[i] = mi;
+    v[i] = vi;
+    return (float2)(mi, vi);
+}
+
 // Adam: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) computed on the host.
 __kernel void adam(__global float* w, __global const float* g, __global float* m,
                    __global float* v, const float alpha, const float b1, const float b2,
                    const float eps)
 {
     const int i = get_global_id(0);
-    const float gi = g[i];
-    const float mi = m[i] + (gi - m[i]) * (1.0f - b1);
-    const float vi = v[i] + (gi * gi - v[i]) * (1.0f - b2);
-    m[i] = mi;
-    v[i] = vi;
-    w[i] -= alpha * mi / (sqrt(vi) + eps);
+    const float2 mv = update_moments(m, v, i, g[i], b1, b2);
+    w[i] -= alpha * mv.x / (sqrt(mv.y) + eps);
 }
 
 // RMSprop (Keras 3): v = rho v + (1-rho) g^2; centered: a = rho a + (1-rho) g, denom = v - a^2;
@@ -69,13 +77,8 @@ __kernel void nadam(__global float* w, __global const float* g, __global float* 
                     const float c1, const float c2, const float c3, const float eps)
 {
     const int i = get_global_id(0);
-    const float gi = g[i];
-    const float mi = m[i] + (gi - m[i]) * (1.0f - b1);
-    const float vi = v[i] + (gi * gi - v[i]) * (1.0f - b2);
-    m[i] = mi;
-    v[i] = vi;
-    const float m_hat = c1 * mi + c2 * gi;
-    w[i] -= lr * m_hat / (sqrt(vi * c3) + eps);
+    const float2 mv = update_moments(m, v, i, g[i], b1, b2);
+    w[i] -= lr * (c1 * mv.x + c2 * g[i]) / (sqrt(mv.y * c3) + eps);
 }
 
 // Decoupled weight decay, Keras 3: w -= w * decay * lr.

@@ -217,8 +217,21 @@ def derivative(t, wrt):
 
 
 # -- OpenCL C ---------------------------------------------------------------------------------
-_C_FUN = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs", "sin": "sin", "cos": "cos",
-          "tan": "tan", "tanh": "tanh", "erf": "erf"}
+# OpenCL C for each operation, with {0}, {1}, {2} standing for the compiled arguments.
+_C = {
+    "+": "({0} + {1})", "-": "({0} - {1})", "*": "({0} * {1})", "/": "({0} / {1})",
+    "**": "pow({0}, {1})", "pow": "pow({0}, {1})", "neg": "(-{0})",
+    ">": "(({0} > {1}) ? 1.0f : 0.0f)", ">=": "(({0} >= {1}) ? 1.0f : 0.0f)",
+    "<": "(({0} < {1}) ? 1.0f : 0.0f)", "<=": "(({0} <= {1}) ? 1.0f : 0.0f)",
+    "==": "(({0} == {1}) ? 1.0f : 0.0f)", "!=": "(({0} != {1}) ? 1.0f : 0.0f)",
+    "exp": "exp({0})", "log": "log({0})", "sqrt": "sqrt({0})", "abs": "fabs({0})",
+    "sin": "sin({0})", "cos": "cos({0})", "tan": "tan({0})", "tanh": "tanh({0})",
+    "erf": "erf({0})", "sign": "sign({0})",
+    "sigmoid": "(1.0f / (1.0f + exp(-{0})))", "relu": "fmax({0}, 0.0f)",
+    "softplus": "(fmax({0}, 0.0f) + log1p(exp(-fabs({0}))))", "square": "({0} * {0})",
+    "maximum": "fmax({0}, {1})", "minimum": "fmin({0}, {1})",
+    "where": "(({0}) != 0.0f ? ({1}) : ({2}))", "clip": "fmin(fmax({0}, {1}), {2})",
+}
 
 
 def to_c(t):
@@ -227,36 +240,7 @@ def to_c(t):
         return f"({t[1]!r}f)" if t[1] >= 0 else f"(-{-t[1]!r}f)"
     if op == "var":
         return t[1]
-    a = [to_c(x) for x in t[1:]]
-    if op in ("+", "-", "*", "/"):
-        return f"({a[0]} {op} {a[1]})"
-    if op in ("**", "pow"):
-        return f"pow({a[0]}, {a[1]})"
-    if op == "neg":
-        return f"(-{a[0]})"
-    if op in (">", ">=", "<", "<=", "==", "!="):
-        return f"(({a[0]} {op} {a[1]}) ? 1.0f : 0.0f)"
-    if op in _C_FUN:
-        return f"{_C_FUN[op]}({a[0]})"
-    if op == "sigmoid":
-        return f"(1.0f / (1.0f + exp(-{a[0]})))"
-    if op == "relu":
-        return f"fmax({a[0]}, 0.0f)"
-    if op == "softplus":
-        return f"(fmax({a[0]}, 0.0f) + log1p(exp(-fabs({a[0]}))))"
-    if op == "square":
-        return f"({a[0]} * {a[0]})"
-    if op == "sign":
-        return f"sign({a[0]})"
-    if op == "maximum":
-        return f"fmax({a[0]}, {a[1]})"
-    if op == "minimum":
-        return f"fmin({a[0]}, {a[1]})"
-    if op == "where":
-        return f"(({a[0]}) != 0.0f ? ({a[1]}) : ({a[2]}))"
-    if op == "clip":
-        return f"fmin(fmax({a[0]}, {a[1]}), {a[2]})"
-    raise ValueError(op)
+    return _C[op].format(*(to_c(x) for x in t[1:]))
 
 
 # -- float64 numpy interpreter (tests) ---------------------------------------------------------

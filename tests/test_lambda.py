@@ -109,3 +109,14 @@ def test_lambda_trains_inside_a_graph(rt):
     proj = projectfile.loads(json.dumps(d))
     h = Session(proj, runtime=rt).fit(prepare_data(proj))
     assert h["test"]["loss"] < 0.02
+
+
+def test_every_accepted_operation_compiles_and_differentiates():
+    from engine import expr
+    ops = (set(expr.FUNCTIONS) | set(expr._BINOPS.values()) | set(expr._CMPOPS.values())
+           | {"neg"})
+    assert ops <= set(expr._C)
+    for op in ops:
+        arity = expr.FUNCTIONS.get(op, 1 if op == "neg" else 2)
+        tree = (op,) + tuple(("var", v) for v in "abc"[:arity])
+        assert expr.to_c(tree) and expr.to_c(expr.derivative(tree, "a"))
