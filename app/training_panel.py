@@ -96,12 +96,14 @@ class TrainingPanel(QWidget):
         self.batch = QSpinBox(minimum=1, maximum=100000, value=t.get("batch_size", 32))
         # setup editors: each change is an undoable command on the project
         self.dataset = QComboBox()
+        self.dataset.addItem("(choose a dataset)", None)  # shown while none is chosen
         for src, name in DATASET_CHOICES:
             self.dataset.addItem(f"{name} ({src})" if name else ".npz file...", f"{src}:{name or ''}")
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(OPTIMIZERS))
         self.lr = QLineEdit()
         self.loss = QComboBox()
+        self.loss.addItem("(choose a loss)")
         self.loss.addItems(list(LOSS_NAMES))
         # one row per output when the graph has several: loss and weight each
         self.per_output = QWidget()
@@ -212,8 +214,8 @@ class TrainingPanel(QWidget):
         p = self.doc.project
         d, t = p.dataset, p.training
         key = f"{d.get('source')}:{d.get('name') or ''}" if d.get("source") != "npz" else "npz:"
-        idx = self.dataset.findData(key)
-        self.dataset.setCurrentIndex(idx if idx >= 0 else 0)
+        idx = self.dataset.findData(key) if d else -1
+        self.dataset.setCurrentIndex(max(idx, 0))  # 0: "(choose a dataset)"
         opt = t.get("optimizer", {"name": "adam"})
         self.optimizer.setCurrentText(opt.get("name", "adam"))
         lr = opt.get("params", {}).get("learning_rate")
@@ -221,6 +223,7 @@ class TrainingPanel(QWidget):
         self.lr.setText(json.dumps(lr) if isinstance(lr, dict) else
                         f"{lr if lr is not None else default['learning_rate']:g}")
         losses = {v["name"] for v in t.get("loss", {}).values()}
+        self.loss.setCurrentIndex(0)  # "(choose a loss)" unless one loss is set for all
         if len(losses) == 1:
             self.loss.setCurrentText(losses.pop())
         self._load_output_rows()
@@ -249,6 +252,8 @@ class TrainingPanel(QWidget):
             self._push(SetSetupCmd(self.doc, "training", key, value, self._changed_setup))
 
     def _dataset_chosen(self, index):
+        if self.dataset.itemData(index) is None:  # the placeholder
+            return
         src, name = self.dataset.itemData(index).split(":", 1)
         if src == "npz":
             from PySide6.QtWidgets import QFileDialog
@@ -302,6 +307,7 @@ class TrainingPanel(QWidget):
             self.output_rows = {}
             for o in outputs:
                 combo = QComboBox()
+                combo.addItem("(choose a loss)")
                 combo.addItems(list(LOSS_NAMES))
                 weight = QDoubleSpinBox(minimum=0.0, maximum=1000.0, decimals=3, singleStep=0.1)
                 row = QHBoxLayout()
@@ -316,7 +322,7 @@ class TrainingPanel(QWidget):
                 self.output_rows[o] = (combo, weight)
         for o, (combo, weight) in self.output_rows.items():
             spec = current.get(o, {})
-            combo.setCurrentText(spec.get("name", self.loss.currentText()))
+            combo.setCurrentText(spec.get("name", "(choose a loss)"))
             weight.setValue(float(spec.get("weight", 1.0)))
         self.per_output.setVisible(bool(self.output_rows))
         self._fit_height()
@@ -374,6 +380,8 @@ class TrainingPanel(QWidget):
 
     def _output_loss_changed(self, output):
         combo, weight = self.output_rows[output]
+        if combo.currentText() not in LOSS_NAMES:  # the placeholder
+            return
         new = {k: dict(v) for k, v in self.doc.project.training.get("loss", {}).items()}
         entry = {"name": combo.currentText(), "weight": float(weight.value()),
                  "from_logits": new.get(output, {}).get("from_logits", False)}
@@ -385,6 +393,8 @@ class TrainingPanel(QWidget):
 
     def _loss_chosen(self):
         name = self.loss.currentText()
+        if name not in LOSS_NAMES:  # the placeholder
+            return
         new = {o: {"name": name, "weight": 1.0, "from_logits": False}
                for o in self.doc.graph.outputs()}
         if name == "huber":

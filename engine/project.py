@@ -212,9 +212,10 @@ def parse_training(t, graph, problems, soft=None):
             problems.append(ProjectError(f"{name} has no from_logits form",
                                          f"{place}.from_logits"))
         losses[o] = entry
+    # every output without a loss, unless the loss section itself could not be read
+    loss_unreadable = any(p.place and p.place.startswith("training.loss") for p in problems)
     for o in outputs:
-        if o not in losses and not any(p.place and p.place.startswith("training.loss")
-                                       for p in problems + soft):
+        if o not in losses and not loss_unreadable:
             soft.append(ProjectError(f"output {o!r} has no loss", "training.loss"))
     out["loss"] = losses
     cbs, cerr = callbacks_mod.validate(t.get("callbacks", []))

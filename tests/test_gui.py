@@ -472,3 +472,24 @@ def test_dataset_arrays_map_to_inputs_and_targets_in_the_dock(win, qtbot):
     win.doc.undo.undo()
     assert win.doc.project.dataset["inputs"]["point"] == "point"
     assert rows[("inputs", "point")].currentText() == "point"
+
+
+def test_dock_does_not_show_choices_that_are_not_made(win):
+    """A new project has no dataset and no loss: the dock says so instead of showing the first
+    entries as if they were chosen."""
+    tp = win.training
+    assert tp.dataset.currentText() == "(choose a dataset)"
+    assert tp.loss.currentText() == "(choose a loss)"
+    tp.dataset.activated.emit(tp.dataset.currentIndex())  # choosing the placeholder: no change
+    assert win.doc.project.dataset == {} and not win.doc.dirty
+    i = tp.dataset.findData("synthetic:moons")
+    tp.dataset.setCurrentIndex(i)
+    tp.dataset.activated.emit(i)
+    assert tp.dataset.currentText() == "moons (synthetic)"
+    # an output without a loss shows the placeholder in its own row too
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    win.training.load_setup()
+    from app.commands import SetSetupCmd
+    win.doc.push(SetSetupCmd(win.doc, "training", "loss", {"inside": {
+        "name": "sparse_categorical_crossentropy", "weight": 1.0, "from_logits": False}}))
+    assert win.training.output_rows["value"][0].currentText() == "(choose a loss)"

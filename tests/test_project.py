@@ -204,3 +204,12 @@ def test_unfinished_projects_open_for_editing_but_do_not_run(tmp_path):
     (tmp_path / "bad2.loom").write_text(json.dumps(d))
     with pytest.raises(ProjectError, match="unknown layer type"):
         projectfile.load(str(tmp_path / "bad2.loom"), strict=False)
+
+
+def test_every_output_without_a_loss_is_named():
+    d = json.loads(open(os.path.join(EXAMPLES, "multitask.loom")).read())
+    d["training"]["loss"] = {}
+    proj = projectfile.loads(json.dumps(d), strict=False)
+    msgs = [str(p) for p in proj.problems]
+    assert "training.loss: output 'inside' has no loss" in msgs
+    assert "training.loss: output 'value' has no loss" in msgs
