@@ -2,9 +2,73 @@
 predicted) and test samples with predicted and true labels (green right, red wrong)."""
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPixmap
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+
+class _Counts(pg.GraphicsObject):
+    """Every cell's count in one item, painted in screen space so text stays upright and
+    readable at any zoom (a hundred TextItems cost ~60 ms to create on the GUI thread)."""
+
+    def __init__(self):
+        super().__init__()
+        self.m = np.zeros((0, 0), int)
+        self.rates = self.m
+
+    def set_counts(self, m, rates):
+        self.prepareGeometryChange()
+        self.m, self.rates = m, rates
+        self.update()
+
+    def boundingRect(self):
+        return QRectF(0, 0, self.m.shape[1], self.m.shape[0])
+
+    def paint(self, painter, *args):
+        if self.m.size == 0:
+            return
+        t = painter.transform()
+        painter.resetTransform()
+        font = QFont()
+        font.setPointSizeF(7)
+        painter.setFont(font)
+        cell = t.map(QPointF(1, 1)) - t.map(QPointF(0, 0))
+        w, h = abs(cell.x()), abs(cell.y())
+        for i in range(self.m.shape[0]):
+            for j in range(self.m.shape[1]):
+                c = t.map(QPointF(j + 0.5, i + 0.5))
+                painter.setPen(QColor("#ffffff" if self.rates[i, j] < 0.6 else "#000000"))
+                painter.drawText(QRectF(c.x() - w / 2, c.y() - h / 2, w, h), Qt.AlignCenter,
+                                 str(self.m[i, j]))
+
+
+class _Sample(QWidget):
+    """One test sample: the image, and the predicted label (true label too when wrong)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = QLabel()
+        self.label = QLabel()
+        box = QVBoxLayout(self)
+        box.setSpacing(0)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.cell)
+        box.addWidget(self.label)
+
+    def show_sample(self, img, pred, true, names):
+        a = np.clip(np.asarray(img) * (255.0 if img.max() <= 1.0 else 1.0), 0, 255)
+        a = a.astype(np.uint8)
+        h, w = a.shape[:2]
+        if a.ndim == 2 or a.shape[-1] == 1:
+            q = QImage(np.ascontiguousarray(a.reshape(h, w)).data, w, h, w,
+                       QImage.Format_Grayscale8)
+        else:
+            q = QImage(np.ascontiguousarray(a[..., :3]).data, w, h, 3 * w, QImage.Format_RGB888)
+        self.cell.setPixmap(QPixmap.fromImage(q.copy()).scaled(44, 44, Qt.KeepAspectRatio))
+        ok = pred == true
+        self.cell.setToolTip(f"predicted {names[pred]}, true {names[true]}")
+        self.label.setText(f"{names[pred][:8]}" + ("" if ok else f"\n({names[true][:8]})"))
+        self.label.setStyleSheet(f"color: {'#2a9d8f' if ok else '#d62828'}; font-size: 8pt;")
 
 
 class ResultsPanel(QWidget):
@@ -18,7 +82,9 @@ class ResultsPanel(QWidget):
         self.plot.setMinimumWidth(420)
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
-        self.texts = []
+        self.counts = _Counts()
+        self.plot.addItem(self.counts)
+        self.cells = []
         self.samples = QWidget()
         self.grid = QGridLayout(self.samples)
         self.grid.setSpacing(2)
@@ -40,18 +106,7 @@ class ResultsPanel(QWidget):
         rates = m / np.maximum(m.sum(1, keepdims=True), 1)
         self.image.setImage(rates.T, levels=(0, 1))
         self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable())
-        for t in self.texts:
-            self.plot.removeItem(t)
-        self.texts = []
-        if C <= 20:
-            for i in range(C):
-                for j in range(C):
-                    color = "#ffffff" if rates[i, j] < 0.6 else "#000000"
-                    t = pg.TextItem(html=f'<span style="font-size:7pt; color:{color}">'
-                                         f'{m[i, j]}</span>', anchor=(0.5, 0.5))
-                    t.setPos(j + 0.5, i + 0.5)
-                    self.plot.addItem(t)
-                    self.texts.append(t)
+        self.counts.set_counts(m if C <= 20 else np.zeros((0, 0), int), rates)
         names = r["classes"]
         if C <= 20:  # names down the side, indices along the bottom (names would collide)
             self.plot.getAxis("left").setTicks([[(k + 0.5, f"{k} {names[k][:11]}")
@@ -59,28 +114,12 @@ class ResultsPanel(QWidget):
             self.plot.getAxis("bottom").setTicks([[(k + 0.5, str(k)) for k in range(C)]])
         self.plot.setLabel("bottom", "predicted")
         self.plot.setLabel("left", "true")
-        while self.grid.count():
-            w = self.grid.takeAt(0).widget()
-            if w:
-                w.deleteLater()
-        for k, (img, pred, true) in enumerate(r["samples"]):
-            cell = QLabel()
-            a = np.clip(np.asarray(img) * (255.0 if img.max() <= 1.0 else 1.0), 0, 255)
-            a = a.astype(np.uint8)
-            h, w = a.shape[:2]
-            if a.shape[-1] == 1:
-                q = QImage(np.ascontiguousarray(a[..., 0]).data, w, h, w, QImage.Format_Grayscale8)
-            else:
-                q = QImage(np.ascontiguousarray(a).data, w, h, 3 * w, QImage.Format_RGB888)
-            cell.setPixmap(QPixmap.fromImage(q.copy()).scaled(44, 44, Qt.KeepAspectRatio))
-            ok = pred == true
-            cell.setToolTip(f"predicted {names[pred]}, true {names[true]}")
-            label = QLabel(f"{names[pred][:8]}" + ("" if ok else f"\n({names[true][:8]})"))
-            label.setStyleSheet(f"color: {'#2a9d8f' if ok else '#d62828'}; font-size: 8pt;")
-            box = QVBoxLayout()
-            box.setSpacing(0)
-            holder = QWidget()
-            holder.setLayout(box)
-            box.addWidget(cell)
-            box.addWidget(label)
-            self.grid.addWidget(holder, k // 8, k % 8)
+        samples = r["samples"]
+        while len(self.cells) < len(samples):  # cells are made once and reused
+            self.cells.append(_Sample())
+            k = len(self.cells) - 1
+            self.grid.addWidget(self.cells[-1], k // 8, k % 8)
+        for k, cell in enumerate(self.cells):
+            cell.setVisible(k < len(samples))
+            if k < len(samples):
+                cell.show_sample(*samples[k], names)

@@ -64,6 +64,8 @@ class TrainWorker(QThread):
 
     def run(self):
         from engine.run import Session, prepare_data
+        from .priority import lower_other_threads
+        lower_other_threads()  # this thread and PoCL's workers yield to the window
         try:
             data = prepare_data(self.project)
             self.session = Session(self.project, device=self.device, batch_size=self.batch_size)

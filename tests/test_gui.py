@@ -493,3 +493,28 @@ def test_dock_does_not_show_choices_that_are_not_made(win):
     win.doc.push(SetSetupCmd(win.doc, "training", "loss", {"inside": {
         "name": "sparse_categorical_crossentropy", "weight": 1.0, "from_logits": False}}))
     assert win.training.output_rows["value"][0].currentText() == "(choose a loss)"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux per-thread priorities")
+def test_compute_threads_yield_to_the_window_thread():
+    import threading
+    from app.priority import lower_other_threads
+    started, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def work():
+        seen["tid"] = threading.get_native_id()
+        started.set()
+        release.wait(10)
+
+    t = threading.Thread(target=work)
+    t.start()
+    started.wait(10)
+    before_main = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id)
+    lower_other_threads(nice=max(before_main, 0) + 3)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, seen["tid"]) >= before_main + 3
+        assert os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id) == before_main
+    finally:
+        release.set()
+        t.join()
