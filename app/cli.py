@@ -122,7 +122,9 @@ def run(args, out=sys.stdout):
                       initial_weights=initial)
     epochs = args.epochs or proj.training["epochs"]
     n = len(next(iter(data.x.values())))
-    n_val = int(n * proj.training.get("validation_split", 0.0))
+    n_val = (len(next(iter(data.validation[0].values()))) if data.validation else
+             int(n * proj.training.get("validation_split", 0.0)))
+    n += n_val if data.validation else 0
     n_test = len(next(iter(data.x_test.values()))) if data.x_test else 0
     out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
     out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
@@ -148,6 +150,8 @@ def run(args, out=sys.stdout):
                     "parameters": session.model.param_count(), "total_seconds": total})
     atomic_write_text(os.path.join(out_dir, "history.json"), json.dumps(history, indent=2) + "\n")
     atomic_save_npz(os.path.join(out_dir, "weights.npz"), session.model.get_weights())
+    atomic_write_text(os.path.join(out_dir, "trained.loom"), json.dumps(
+        projectfile.trained_dict(proj, out_dir, data.fitted), indent=2) + "\n")
     eps = history["epochs"]
     if eps:
         first = eps[0]["seconds"]
@@ -159,8 +163,10 @@ def run(args, out=sys.stdout):
         out.write("Final: " + _metrics_text(eps[-1]) + "\n")
     if "test" in history:
         out.write("Test: " + _metrics_text(history["test"]) + "\n")
-    out.write(f"Wrote {os.path.join(out_dir, 'history.json')} and "
-              f"{os.path.join(out_dir, 'weights.npz')}\n")
+    out.write(f"Wrote {os.path.join(out_dir, 'history.json')}, "
+              f"{os.path.join(out_dir, 'weights.npz')} and "
+              f"{os.path.join(out_dir, 'trained.loom')} (the project with its fitted "
+              "preprocessing, beside the weights)\n")
     if "early_stopping" in history:
         es = history["early_stopping"]
         out.write(f"Early stopping at epoch {es['stopped_epoch']}; best epoch {es['best_epoch']}"

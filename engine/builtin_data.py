@@ -14,10 +14,11 @@ import urllib.request
 
 import numpy as np
 
-from . import idx
+from . import idx, keras_files
 from .errors import DataError
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+TORONTO = "https://www.cs.toronto.edu/~kriz/"
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -42,13 +43,76 @@ DATASETS = {
     "mnist": {
         "folder_names": ("mnist",),
         "system": ("/usr/share/datasets/mnist",),
-        "npz_sha256": {"mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"},
+        "sha256": {"mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"},
         "download": [(KERAS_BASE + "mnist.npz", "mnist.npz")],
         "classes": tuple(str(i) for i in range(10)),
         "hint": "download mnist.npz (as keras.datasets.mnist uses) into one of those folders",
         "description": "MNIST handwritten digits, 28x28 grayscale, 10 classes",
     },
+    # The sets below: one canonical file each (the URL and sha256 keras.datasets uses).
+    "cifar10": {
+        "file": "cifar-10-python.tar.gz",
+        "sha256": {"cifar-10-python.tar.gz":
+                   "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
+        "download": [(TORONTO + "cifar-10-python.tar.gz", "cifar-10-python.tar.gz")],
+        "read": lambda path, p: keras_files.read_cifar(path),
+        "images": True,
+        "classes": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                    "ship", "truck"),
+        "description": "CIFAR-10, 32x32 colour images, 10 classes",
+    },
+    "cifar100": {
+        "file": "cifar-100-python.tar.gz",
+        "sha256": {"cifar-100-python.tar.gz":
+                   "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"},
+        "download": [(TORONTO + "cifar-100-python.tar.gz", "cifar-100-python.tar.gz")],
+        "read": lambda path, p: keras_files.read_cifar(path, True, p.get("label_mode", "fine")),
+        "images": True,
+        "classes": tuple(str(i) for i in range(100)),
+        "description": "CIFAR-100, 32x32 colour images, 100 fine classes (label_mode "
+                       "\"coarse\": 20)",
+    },
+    "imdb": {
+        "file": "imdb.npz",
+        "sha256": {"imdb.npz": "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"},
+        "download": [(KERAS_BASE + "imdb.npz", "imdb.npz")],
+        "read": lambda path, p: keras_files.read_imdb(path, p.get("num_words", 10000),
+                                                      p.get("maxlen", 200)),
+        "classes": ("negative", "positive"),
+        "description": "IMDB reviews as word indices (num_words most frequent, padded to "
+                       "maxlen), 2 classes",
+    },
+    "reuters": {
+        "file": "reuters.npz",
+        "sha256": {"reuters.npz":
+                   "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916"},
+        "download": [(KERAS_BASE + "reuters.npz", "reuters.npz")],
+        "read": lambda path, p: keras_files.read_reuters(path, p.get("num_words", 10000),
+                                                         p.get("maxlen", 200)),
+        "classes": ("cocoa", "grain", "veg-oil", "earn", "acq", "wheat", "copper", "housing",
+                    "money-supply", "coffee", "sugar", "trade", "reserves", "ship", "cotton",
+                    "carcass", "crude", "nat-gas", "cpi", "money-fx", "interest", "gnp",
+                    "meal-feed", "alum", "oilseed", "gold", "tin", "strategic-metal",
+                    "livestock", "retail", "ipi", "iron-steel", "rubber", "heat", "jobs", "lei",
+                    "bop", "zinc", "orange", "pet-chem", "dlr", "gas", "silver", "wpi", "hog",
+                    "lead"),
+        "description": "Reuters newswires as word indices, 46 topics",
+    },
+    "boston_housing": {
+        "file": "boston_housing.npz",
+        "sha256": {"boston_housing.npz":
+                   "f553886a1f8d56431e820c5b82552d9d95cfcb96d1e678153f8839538947dff5"},
+        "download": [(KERAS_BASE + "boston_housing.npz", "boston_housing.npz")],
+        "read": lambda path, p: keras_files.read_boston(path),
+        "classes": None,
+        "description": "Boston housing prices (13 features; target in k$), regression",
+    },
 }
+for _name, _spec in DATASETS.items():
+    _spec.setdefault("folder_names", (_name,))
+    _spec.setdefault("system", ())
+    _spec.setdefault("hint", f"download {_spec.get('file', _name)} as keras.datasets does "
+                             "into one of those folders")
 NAMES = tuple(DATASETS)
 
 
@@ -137,7 +201,7 @@ def download(name, progress=_console_progress):
         if url.endswith(".gz"):
             import gzip
             check = gzip.decompress(data)
-        want = (spec.get("idx_sha256") or spec.get("npz_sha256"))[stem]
+        want = (spec.get("idx_sha256") or spec.get("sha256"))[stem]
         if _sha256(check) != want:
             raise DataError(f"{url}: downloaded content does not match the expected sha256; "
                             "not kept")
@@ -149,36 +213,52 @@ def download(name, progress=_console_progress):
     return folder
 
 
-def load(name, scale=True, allow_download=True):
-    """Return ((x_train, y_train), (x_test, y_test)) as keras.datasets does, images NHWC."""
+def _read_folder(name, folder, params):
+    spec = DATASETS[name]
+    if "read" not in spec:
+        return _load_idx_set(folder) or _load_npz_set(folder)
+    path = os.path.join(folder, spec["file"])
+    return spec["read"](path, params) if os.path.isfile(path) else None
+
+
+def load(name, scale=True, allow_download=True, **params):
+    """Return ((x_train, y_train), (x_test, y_test)) as keras.datasets does, images NHWC
+    float32 (scaled to 0..1 unless scale is false), labels as float class indices."""
     if name not in DATASETS:
         raise DataError(f"unknown built-in dataset {name!r}; expected one of {', '.join(NAMES)}")
+    spec = DATASETS[name]
     found = None
     for folder in search_dirs(name):
         if os.path.isdir(folder):
-            found = _load_idx_set(folder) or _load_npz_set(folder)
+            found = _read_folder(name, folder, params)
             if found:
                 break
     if found is None and allow_download:
         try:
-            found = _load_idx_set(download(name)) or _load_npz_set(os.path.join(cache_dir(), name))
+            found = _read_folder(name, download(name), params)
         except (OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
             looked = ", ".join(search_dirs(name))
             raise DataError(
                 f"{name} is not on this machine (looked in {looked}) and downloading it failed "
-                f"({reason}). Get it with: {DATASETS[name]['hint']}, or put the files in "
+                f"({reason}). Get it with: {spec['hint']}, or put the files in "
                 f"$LAYERLOOM_DATA_DIR/{name}/", "dataset.name") from None
     if found is None:
         raise DataError(f"{name} is not on this machine (looked in "
-                        f"{', '.join(search_dirs(name))}); get it with: {DATASETS[name]['hint']}",
+                        f"{', '.join(search_dirs(name))}); get it with: {spec['hint']}",
                         "dataset.name")
-    xtr, ytr, xte, yte = found
+    (xtr, ytr), (xte, yte) = found if "read" in spec else (found[:2], found[2:])
 
-    def img(x):
-        x = np.asarray(x, np.float32)[..., None]
+    images = "read" not in spec or spec.get("images")
+
+    def features(x):  # images: NHWC, scaled unless asked not to; text and tables: as read
+        x = np.asarray(x, np.float32)
+        if not images:
+            return x
+        x = x[..., None] if x.ndim == 3 else x
         return x / np.float32(255.0) if scale else x
-    return (img(xtr), np.asarray(ytr, np.float32)), (img(xte), np.asarray(yte, np.float32))
+    return ((features(xtr), np.asarray(ytr, np.float32).reshape(len(ytr))),
+            (features(xte), np.asarray(yte, np.float32).reshape(len(yte))))
 
 
 def verify(name):
@@ -190,7 +270,7 @@ def verify(name):
             p = _find(folder, stem)
             if p and stem not in out:
                 out[stem] = _sha256(idx.read_bytes(p)) == want
-        for stem, want in (spec.get("npz_sha256") or {}).items():
+        for stem, want in (spec.get("sha256") or {}).items():
             p = os.path.join(folder, stem)
             if os.path.isfile(p) and stem not in out:
                 out[stem] = _sha256(open(p, "rb").read()) == want

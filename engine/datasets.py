@@ -16,6 +16,10 @@ class Arrays:
     def __init__(self, train, test=None, description="", classes=None):
         self.train, self.test = train, test or {}
         self.description, self.classes = description, classes
+        self.validation = None  # rows held out by the project's split
+        self.class_names = None  # label names (CSV categories, image folders, Keras sets)
+        self.categories = {}  # CSV column -> categories, kept in the project when trained
+        self.feature_names = None
 
 
 def _split_rng(seed):

@@ -8,7 +8,9 @@ from . import builtin_data
 CLASSIFICATION = {"sparse_categorical_crossentropy", "categorical_crossentropy"}
 
 
-def class_names(project, n):
+def class_names(project, n, names=None):
+    if names is not None and len(names) == n:
+        return [str(v) for v in names]
     d = project.dataset
     if d.get("source") == "keras" and d.get("name") in builtin_data.DATASETS:
         names = builtin_data.DATASETS[d["name"]]["classes"]
@@ -47,6 +49,6 @@ def classification_results(session, data, samples=24, limit=10000):
         imgs = x[images[0]]
         for i in range(min(samples, len(imgs))):
             shown.append((imgs[i], int(pred[i]), int(true[i])))
-    return {"output": out, "split": split, "classes": class_names(project, C),
+    return {"output": out, "split": split, "classes": class_names(project, C, getattr(data, "class_names", None)),
             "matrix": matrix, "accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
             "samples": shown}

@@ -8,14 +8,15 @@ import difflib
 import json
 import os
 
-from . import builtin_data, callbacks as callbacks_mod, datasets, schedules
+from . import (builtin_data, callbacks as callbacks_mod, datasets, imagefolder, preprocess,
+               schedules, tabular)
 from .errors import GraphError, ParamError, ProjectError
 from .fileio import atomic_write_text
 from .graph import Edge, Graph
 from .losses import NAMES as LOSS_NAMES, canonical as canonical_loss
 from .metrics import ALIASES as METRIC_ALIASES, NAMES as METRIC_NAMES
 from .optimizers import OPTIMIZERS
-from .params import Bool, Float, Int, validate_params
+from .params import Bool, Choice, Float, Int, validate_params
 from .registry import get_layer, layer_types
 
 FORMAT = "layerloom-project"
@@ -34,7 +35,12 @@ TRAINING_PARAMS = (
 
 
 KERAS_DATA_PARAMS = (
-    Bool("scale", True, help="Scale pixel values from 0..255 to 0..1."),
+    Bool("scale", True, help="Scale pixel values from 0..255 to 0..1 (image sets)."),
+    Int("num_words", 10000, min=4, help="imdb, reuters: keep the most frequent words."),
+    Int("maxlen", 200, min=1, help="imdb, reuters: pad or cut sequences to this length "
+        "(at the front, as keras.utils.pad_sequences)."),
+    Choice("label_mode", "fine", ("fine", "coarse"), help="cifar100: 100 fine or 20 coarse "
+           "classes."),
 )
 
 
@@ -274,18 +280,90 @@ def _parse_dataset(d, problems):
                                          "dataset.name"))
         _, perr = validate_params(KERAS_DATA_PARAMS, d.get("params", {}), "dataset.params")
         problems.extend(perr)
-    elif src == "npz":
+    elif src in ("npz", "csv", "images"):
         if not isinstance(d.get("path"), str) or not d.get("path"):
-            problems.append(ProjectError("expected the path of an .npz file", "dataset.path"))
+            what = {"npz": "an .npz file", "csv": "a CSV or TSV file",
+                    "images": "a folder of class folders"}[src]
+            problems.append(ProjectError(f"expected the path of {what}", "dataset.path"))
+        if src == "csv":
+            _parse_csv_options(d, problems)
+        if src == "images":
+            size = d.get("size", [32, 32])
+            if (not isinstance(size, list) or len(size) != 2 or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
+                    for v in size)):
+                problems.append(ProjectError(f"expected [height, width] in pixels, got {size!r}",
+                                             "dataset.size"))
+            if d.get("color", "grayscale") not in imagefolder.COLORS:
+                problems.append(ProjectError(f"expected one of {', '.join(imagefolder.COLORS)}, "
+                                             f"got {d.get('color')!r}", "dataset.color"))
+    elif src == "npy":
+        arr = d.get("arrays")
+        if not isinstance(arr, dict) or not arr or not all(
+                isinstance(v, str) and v for v in arr.values()):
+            problems.append(ProjectError("expected {array name: path of an .npy file}",
+                                         "dataset.arrays"))
     else:
-        problems.append(ProjectError(f"expected \"synthetic\", \"keras\" or \"npz\", got "
-                                     f"{src!r}", "dataset.source"))
+        problems.append(ProjectError("expected one of \"synthetic\", \"keras\", \"csv\", "
+                                     f"\"images\", \"npy\", \"npz\"; got {src!r}",
+                                     "dataset.source"))
+    _parse_preparation(d, problems)
     for key in ("inputs", "targets"):
         m = d.get(key, {})
         if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
             problems.append(ProjectError("expected an object {node_id: array_name}",
                                          f"dataset.{key}"))
     return d
+
+
+def _parse_csv_options(d, problems):
+    if d.get("delimiter", "auto") not in ("auto",) + tuple(tabular.DELIMITERS):
+        problems.append(ProjectError("expected \"auto\" or one of , ; | and a tab, got "
+                                     f"{d.get('delimiter')!r}", "dataset.delimiter"))
+    if d.get("header", "auto") not in ("auto", True, False):
+        problems.append(ProjectError(f"expected \"auto\", true or false, got "
+                                     f"{d.get('header')!r}", "dataset.header"))
+    if d.get("missing", "error") not in tabular.MISSING_POLICIES:
+        problems.append(ProjectError(f"expected one of {', '.join(tabular.MISSING_POLICIES)}, "
+                                     f"got {d.get('missing')!r}", "dataset.missing"))
+    cols = d.get("columns", {})
+    if not isinstance(cols, dict):
+        problems.append(ProjectError("expected an object {column: {\"role\", \"encoding\"}}",
+                                     "dataset.columns"))
+        return
+    for name, c in cols.items():
+        place = f"dataset.columns.{name}"
+        if not isinstance(c, dict):
+            problems.append(ProjectError("expected an object {\"role\", \"encoding\"}", place))
+            continue
+        if c.get("role", "feature") not in tabular.ROLES:
+            problems.append(ProjectError(f"expected one of {', '.join(tabular.ROLES)}, got "
+                                         f"{c.get('role')!r}", place + ".role"))
+        if c.get("encoding", "auto") not in tabular.ENCODINGS:
+            problems.append(ProjectError(f"expected one of {', '.join(tabular.ENCODINGS)}, got "
+                                         f"{c.get('encoding')!r}", place + ".encoding"))
+
+
+def _parse_preparation(d, problems):
+    split = d.get("split", {})
+    if not isinstance(split, dict):
+        problems.append(ProjectError("expected an object {\"test\", \"validation\", \"seed\"}",
+                                     "dataset.split"))
+    else:
+        for key in ("test", "validation"):
+            v = split.get(key, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                problems.append(ProjectError(f"expected a fraction in [0, 1), got {v!r}",
+                                             f"dataset.split.{key}"))
+        seed = split.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            problems.append(ProjectError(f"expected a non-negative integer, got {seed!r}",
+                                         "dataset.split.seed"))
+    if d.get("normalize", "none") not in preprocess.NORMALIZATIONS:
+        problems.append(ProjectError(f"expected one of {', '.join(preprocess.NORMALIZATIONS)}, "
+                                     f"got {d.get('normalize')!r}", "dataset.normalize"))
+    if not isinstance(d.get("fitted", {}), dict):
+        problems.append(ProjectError("expected an object", "dataset.fitted"))
 
 
 def from_dict(d, path=None, strict=True):
@@ -396,6 +474,26 @@ def to_dict(project):
 
 def dumps(project):
     return json.dumps(to_dict(project), indent=2, ensure_ascii=False) + "\n"
+
+
+def trained_dict(project, folder, fitted, weights="weights.npz"):
+    """The project as a file in `folder` beside its trained weights: dataset paths rewritten
+    relative to that folder, and the fitted normalisation and categories recorded under
+    dataset.fitted, so running or predicting with it prepares data exactly as in training."""
+    d = to_dict(project)
+    ds = dict(d.get("dataset") or {})
+
+    def rel(p):
+        return os.path.relpath(os.path.abspath(project.resolve(p)), os.path.abspath(folder))
+    if isinstance(ds.get("path"), str):
+        ds["path"] = rel(ds["path"])
+    if isinstance(ds.get("arrays"), dict):
+        ds["arrays"] = {k: rel(v) for k, v in ds["arrays"].items()}
+    if fitted:
+        ds["fitted"] = fitted
+    d["dataset"] = ds
+    d["weights"] = weights
+    return d
 
 
 def save(project, path=None):

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from . import builtin_data, datasets, schedules
+from . import builtin_data, datasets, preprocess, schedules, userdata
 from .errors import DataError
 from .graph import fmt_shape
 from .losses import Loss
@@ -19,6 +19,9 @@ class RunData:
     def __init__(self, x, y, x_test=None, y_test=None, description=""):
         self.x, self.y, self.x_test, self.y_test = x, y, x_test, y_test
         self.description = description
+        self.validation = None  # (x, y) from the dataset's split, if any
+        self.fitted = {}  # normalisation statistics and categories, for dataset.fitted
+        self.class_names = None
 
     @property
     def test(self):
@@ -46,14 +49,30 @@ def load_arrays(project):
     d = project.dataset
     if not d:
         raise DataError("the project has no dataset", "dataset")
-    if d.get("source") == "synthetic":
-        return datasets.synthetic(d["name"], **d.get("params", {}))
-    if d.get("source") == "keras":
+    src = d.get("source")
+    if src == "synthetic":
+        arrays = datasets.synthetic(d["name"], **d.get("params", {}))
+    elif src == "keras":
         (x, y), (xt, yt) = builtin_data.load(d["name"], **d.get("params", {}))
         spec = builtin_data.DATASETS[d["name"]]
-        return datasets.Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"],
-                               len(spec["classes"]))
-    return datasets.load_npz(project.resolve(d["path"]))
+        classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1 if spec["classes"] else None
+        arrays = datasets.Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"],
+                                 classes)
+        if spec["classes"] and len(spec["classes"]) == classes:
+            arrays.class_names = list(spec["classes"])
+    elif src == "csv":
+        return userdata.load_csv(d, project.resolve(d["path"]))
+    elif src == "images":
+        return userdata.load_images(d, project.resolve(d["path"]))
+    elif src == "npy":
+        return userdata.load_npy(d, project.resolve)
+    else:
+        arrays = datasets.load_npz(project.resolve(d["path"]))
+    return userdata.apply_split(arrays, d)
+
+
+def default_normalization(d):
+    return "scale" if d.get("source") == "images" else "none"
 
 
 def array_names(project):
@@ -65,8 +84,10 @@ def array_names(project):
         if d.get("name") not in datasets.SYNTHETIC:
             return []
         return sorted(datasets.synthetic(d["name"], samples=2, test_samples=0).train)
-    if d.get("source") == "keras":
+    if d.get("source") in ("keras", "csv", "images"):
         return ["x", "y"]
+    if d.get("source") == "npy":
+        return sorted(k for k in (d.get("arrays") or {}) if not k.endswith("_test"))
     try:
         with np.load(project.resolve(d["path"]), allow_pickle=False) as z:
             return sorted(k for k in z.files if not k.endswith("_test"))
@@ -93,7 +114,8 @@ def prepare_data(project, arrays=None):
     def fetch(split, name, place):
         if name not in split:
             raise DataError(f"the dataset has no array {name!r}; it has: {have}", place)
-        return np.asarray(split[name])
+        a = split[name]
+        return a if isinstance(a, preprocess.LazyRows) else np.asarray(a)
 
     def check(split, tag):
         x, y = {}, {}
@@ -107,8 +129,9 @@ def prepare_data(project, arrays=None):
             if a.ndim < 1 or a.shape[1:] != want:
                 raise DataError(f"array {in_map[nid]!r}{tag} has samples shaped "
                                 f"{fmt_shape(a.shape[1:])}, Input {nid!r} expects "
-                                f"{fmt_shape(want)}", place)
-            x[nid] = np.ascontiguousarray(a, np.float32)
+                                f"{fmt_shape(want)}; set the Input's shape to "
+                                f"{list(a.shape[1:])}, or map another array", place)
+            x[nid] = a if isinstance(a, preprocess.LazyRows) else np.ascontiguousarray(a, np.float32)
         for nid in outs:
             place = f"dataset.targets.{nid}"
             if nid not in out_map:
@@ -130,7 +153,8 @@ def prepare_data(project, arrays=None):
                 if (not np.all(np.equal(np.mod(a, 1), 0))) or a.min() < 0 or a.max() >= classes:
                     raise DataError(f"labels in {out_map[nid]!r}{tag} must be class indices "
                                     f"0..{classes - 1} (output {nid!r} has {classes} units); "
-                                    f"found {a.min():g}..{a.max():g}", place)
+                                    f"found {a.min():g}..{a.max():g}; give {nid!r} "
+                                    f"{int(a.max()) + 1} units if those are the classes", place)
             y[nid] = np.ascontiguousarray(a, np.float32)
         lens = {len(v) for v in list(x.values()) + list(y.values())}
         if len(lens) > 1:
@@ -143,7 +167,28 @@ def prepare_data(project, arrays=None):
     names = list(in_map.values()) + list(out_map.values())
     if arrays.test and all(n in arrays.test for n in names):
         x_test, y_test = check(arrays.test, " (test split)")
-    return RunData(x, y, x_test, y_test, arrays.description)
+    val = check(arrays.validation, " (validation split)") if arrays.validation else None
+    # normalisation: fitted on the training rows only (or taken from the project, where a
+    # previous training saved it), then applied to every split
+    kind = d.get("normalize") or default_normalization(d)
+    saved = (d.get("fitted") or {}).get("normalization") or {}
+    stats_by_array = {}
+    for nid in ins:
+        name = in_map[nid]
+        stats = saved.get(name)
+        if not preprocess.matches(stats, kind, shapes[nid][0]):
+            stats = preprocess.fit(kind, x[nid])
+        if stats is not None:
+            stats_by_array[name] = stats
+            for part in (x, x_test, val[0] if val else None):
+                if part is not None:
+                    part[nid] = preprocess.apply(stats, part[nid])
+    out = RunData(x, y, x_test, y_test, arrays.description)
+    out.validation = val
+    out.class_names = arrays.class_names
+    out.fitted = {k: v for k, v in (("normalization", stats_by_array),
+                                    ("categories", arrays.categories)) if v}
+    return out
 
 
 class Session:
@@ -176,7 +221,7 @@ class Session:
         callbacks = list(callbacks) + build_callbacks(t.get("callbacks", []), out_dir)
         return fit(self.trainer, data.x, data.y, int(epochs or t["epochs"]), self.batch_size,
                    seed=self.seed, validation_split=t.get("validation_split", 0.0),
-                   test_data=data.test, callbacks=callbacks, should_stop=should_stop,
+                   validation_data=data.validation, test_data=data.test, callbacks=callbacks, should_stop=should_stop,
                    shuffle=t.get("shuffle", True))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import DataError, TrainingError
 from .metrics import Metric
+from .preprocess import take
 
 
 class Callback:
@@ -144,6 +145,11 @@ def _take(arrays, idx):
     return {k: v[idx] for k, v in arrays.items()}
 
 
+def _part(arrays, idx):
+    """Rows kept as they are stored (memory-mapped rows stay on disk)."""
+    return {k: take(v, idx) for k, v in arrays.items()}
+
+
 def _length(arrays):
     lens = {len(v) for v in arrays.values()}
     if len(lens) != 1:
@@ -194,9 +200,9 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
     if validation_data is None and validation_split > 0:
         n_val = int(n_total * validation_split)  # Keras: the last samples, before shuffling
         if n_val:
-            validation_data = (_take(x, slice(n_total - n_val, None)),
-                               _take(y, slice(n_total - n_val, None)))
-            x, y = _take(x, slice(0, n_total - n_val)), _take(y, slice(0, n_total - n_val))
+            validation_data = (_part(x, slice(n_total - n_val, None)),
+                               _part(y, slice(n_total - n_val, None)))
+            x, y = _part(x, slice(0, n_total - n_val)), _part(y, slice(0, n_total - n_val))
             n_total -= n_val
     if n_total == 0:
         raise DataError("no training samples (the dataset is empty or all went to validation)")
