@@ -2,7 +2,7 @@
 problems and log (bottom)."""
 import os
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
                                QPlainTextEdit, QScrollArea, QTabWidget)
@@ -18,6 +18,7 @@ from .commands import MoveNodesCmd, PasteCmd
 from .document import Document, recoverable
 from .inspector import Inspector
 from .palette import Palette
+from .data_panel import DataPanel
 from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
@@ -61,11 +62,14 @@ class MainWindow(QMainWindow):
         self.problems = QListWidget()
         self.summary = SummaryPanel(doc, self.scene)
         self.results = ResultsPanel()
+        self.data = DataPanel(doc)
         # NOTE: tabs are plain QTabWidgets inside two docks, not QMainWindow dock tabbing,
         # which left stale tab bars painted over other panels.
         self.output_tabs = QTabWidget()
+        self.data_tab = self._scroll(self.data)
         self.output_tabs.addTab(self.training.plots, "Curves")
         self.output_tabs.addTab(self.results, "Results")
+        self.output_tabs.addTab(self.data_tab, "Data")
         self.message_tabs = QTabWidget()
         self.message_tabs.addTab(self.problems, "Problems")
         self.message_tabs.addTab(self.summary, "Summary")
@@ -79,6 +83,8 @@ class MainWindow(QMainWindow):
                 self._docks[name].setWidget(w)
                 if old is not None:
                     old.deleteLater()
+            if self.isVisible():  # new contents bring new size hints: lay the docks out again
+                QTimer.singleShot(0, self._layout_docks)
         else:
             areas = {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
                      "Training": Qt.RightDockWidgetArea}
@@ -93,6 +99,7 @@ class MainWindow(QMainWindow):
         self.training.sigLog.connect(self.log_line)
         self.training.sigRunning.connect(self._running)
         self.training.sigResults.connect(self._show_results)
+        self.training.sigChooseData.connect(self._choose_data)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
         self.undo_action.setEnabled(True)
@@ -244,11 +251,17 @@ class MainWindow(QMainWindow):
     def log_line(self, text):
         self.log.appendPlainText(text)
 
+    def _choose_data(self, kind):
+        self.output_tabs.setCurrentWidget(self.data_tab)
+        (self.data.choose_csv if kind == "csv" else self.data.choose_folder)()
+
     def _show_results(self, r):
         self.results.show_results(r)
         self.output_tabs.setCurrentWidget(self.results)
 
     def _running(self, running):
+        if running:
+            self.output_tabs.setCurrentWidget(self.training.plots)
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
 

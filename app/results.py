@@ -3,8 +3,10 @@ predicted) and test samples with predicted and true labels (green right, red wro
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPixmap
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from .images import pixmap
 
 
 class _Counts(pg.GraphicsObject):
@@ -56,15 +58,7 @@ class _Sample(QWidget):
         box.addWidget(self.label)
 
     def show_sample(self, img, pred, true, names):
-        a = np.clip(np.asarray(img) * (255.0 if img.max() <= 1.0 else 1.0), 0, 255)
-        a = a.astype(np.uint8)
-        h, w = a.shape[:2]
-        if a.ndim == 2 or a.shape[-1] == 1:
-            q = QImage(np.ascontiguousarray(a.reshape(h, w)).data, w, h, w,
-                       QImage.Format_Grayscale8)
-        else:
-            q = QImage(np.ascontiguousarray(a[..., :3]).data, w, h, 3 * w, QImage.Format_RGB888)
-        self.cell.setPixmap(QPixmap.fromImage(q.copy()).scaled(44, 44, Qt.KeepAspectRatio))
+        self.cell.setPixmap(pixmap(img, 44))
         ok = pred == true
         self.cell.setToolTip(f"predicted {names[pred]}, true {names[true]}")
         self.label.setText(f"{names[pred][:8]}" + ("" if ok else f"\n({names[true][:8]})"))

@@ -22,7 +22,9 @@ from engine.training import Callback
 from .commands import SetSetupCmd
 
 DATASET_CHOICES = ([("synthetic", n) for n in datasets.SYNTHETIC]
-                   + [("keras", n) for n in builtin_data.NAMES] + [("npz", None)])
+                   + [("keras", n) for n in builtin_data.NAMES]
+                   + [("npz", None), ("csv", None), ("images", None)])
+FILE_LABELS = {"npz": ".npz file...", "csv": "CSV/TSV file...", "images": "image folder..."}
 
 
 class _Relay(Callback):
@@ -54,6 +56,7 @@ class TrainWorker(QThread):
         self.stop_requested = False
         self.paused = False
         self.session = None
+        self.fitted = None  # normalisation and categories fitted on the training rows
 
     def should_stop(self):
         """Called by fit() after every batch: waits while paused, so Pause holds the model
@@ -68,6 +71,7 @@ class TrainWorker(QThread):
         lower_other_threads()  # this thread and PoCL's workers yield to the window
         try:
             data = prepare_data(self.project)
+            self.fitted = data.fitted
             self.session = Session(self.project, device=self.device, batch_size=self.batch_size)
             h = self.session.fit(data, epochs=self.epochs, callbacks=[_Relay(self)],
                                  should_stop=self.should_stop)
@@ -85,6 +89,7 @@ class TrainWorker(QThread):
 
 
 class TrainingPanel(QWidget):
+    sigChooseData = Signal(str)
     sigLog = Signal(str)
     sigRunning = Signal(bool)
     sigResults = Signal(object)
@@ -100,7 +105,8 @@ class TrainingPanel(QWidget):
         self.dataset = QComboBox()
         self.dataset.addItem("(choose a dataset)", None)  # shown while none is chosen
         for src, name in DATASET_CHOICES:
-            self.dataset.addItem(f"{name} ({src})" if name else ".npz file...", f"{src}:{name or ''}")
+            self.dataset.addItem(f"{name} ({src})" if name else FILE_LABELS[src],
+                                 f"{src}:{name or ''}")
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(OPTIMIZERS))
         self.lr = QLineEdit()
@@ -215,7 +221,8 @@ class TrainingPanel(QWidget):
         """Show the project's current setup in the editors."""
         p = self.doc.project
         d, t = p.dataset, p.training
-        key = f"{d.get('source')}:{d.get('name') or ''}" if d.get("source") != "npz" else "npz:"
+        key = (f"{d.get('source')}:" if d.get("source") in FILE_LABELS else
+               f"{d.get('source')}:{d.get('name') or ''}")
         idx = self.dataset.findData(key) if d else -1
         self.dataset.setCurrentIndex(max(idx, 0))  # 0: "(choose a dataset)"
         opt = t.get("optimizer", {"name": "adam"})
@@ -257,6 +264,10 @@ class TrainingPanel(QWidget):
         if self.dataset.itemData(index) is None:  # the placeholder
             return
         src, name = self.dataset.itemData(index).split(":", 1)
+        if src in ("csv", "images"):  # the Data tab holds their settings
+            self.sigChooseData.emit(src)
+            self.load_setup()
+            return
         if src == "npz":
             from PySide6.QtWidgets import QFileDialog
             path, _ = QFileDialog.getOpenFileName(self, "Arrays for training", "",
@@ -557,7 +568,12 @@ class TrainingPanel(QWidget):
 
     def _finished(self):
         self.doc.locked = False
+        fitted = self.worker.fitted if self.worker is not None else None
         self.worker = None
+        d = self.doc.project.dataset
+        if fitted and d.get("fitted") != fitted:  # saved with the project, for prediction
+            self._push(SetSetupCmd(self.doc, "dataset", None, {**d, "fitted": fitted},
+                                   self._changed_setup))
         self.start.setEnabled(True)
         self.stop.setEnabled(False)
         self.pause.setEnabled(False)

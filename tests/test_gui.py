@@ -13,6 +13,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.document import Document  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
@@ -518,3 +519,48 @@ def test_compute_threads_yield_to_the_window_thread():
     finally:
         release.set()
         t.join()
+
+
+def test_data_tab_previews_csv_and_reports_mismatches(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+    assert panel.columns.rowCount() == 14 and panel.preview.rowCount() == 50
+    assert "cultivar_1: 4" in panel.counts.text() or "cultivar_1:" in panel.counts.text()
+    assert panel.columns.cellWidget(13, 3).currentText() == "label"
+    # a column made "ignore" changes the feature count: the mismatch names both sides
+    panel._column_changed("proline", "role", "ignore")
+    qtbot.waitUntil(lambda: "do not fit" in panel.status.text(), timeout=30_000)
+    assert "samples shaped (None, 12), Input 'measurements' expects (None, 13)" in \
+        panel.status.text() and "set the Input's shape to [12]" in panel.status.text()
+    win.doc.undo.undo()
+    assert "columns" not in win.doc.project.dataset or \
+        "proline" not in win.doc.project.dataset["columns"]
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+
+
+def test_data_tab_image_folder_grid(win, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    win.set_document(Document.open(os.path.join(EXAMPLES, "shapes_folder.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=60_000)
+    assert "circle:" in panel.counts.text() and panel.thumb_grid.count() == 2 * 12
+    win.data.use_csv(os.path.join(EXAMPLES, "data", "wine.csv"))
+    assert win.doc.project.dataset["source"] == "csv"
+    assert win.doc.project.dataset["inputs"] == {"image": "x"}  # the mapping is kept
+    qtbot.waitUntil(lambda: "do not fit" in panel.status.text(), timeout=30_000)
+    win.doc.undo.undo()
+    assert win.doc.project.dataset["source"] == "images"
+
+
+def test_opening_a_project_in_a_shown_window_keeps_the_canvas_wide(win, qtbot):
+    """Bug: replacing the docks' contents on Open let the palette dock take the canvas's
+    width (the canvas shrank to a strip)."""
+    win.resize(1600, 1000)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.open_path(os.path.join(EXAMPLES, "spirals.loom"))
+    for _ in range(5):
+        QApplication.processEvents()
+    assert win.view.width() > 2 * win._docks["Layers"].width(), (
+        win.view.width(), win._docks["Layers"].width())

@@ -1,0 +1,345 @@
+"""The Data tab: choose a CSV/TSV file or an image folder, set column roles, missing values,
+split and normalisation, and see what the engine makes of it: a table preview (CSV) or a
+grid of images, class counts, and whether the arrays fit the graph's Input nodes and outputs
+(the message names both sides and a fix). Loading and checking run in a worker thread, on
+the same code path as `layerloom --run`; every change is an undoable SetSetupCmd."""
+import os
+
+import numpy as np
+from PySide6.QtCore import QThread, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from engine import preprocess, tabular
+from engine.errors import LayerloomError
+
+from .commands import SetSetupCmd
+from .images import pixmap
+
+OWN_SOURCES = ("csv", "images")
+PREVIEW_ROWS = 50
+
+
+def inspect(project_dict, path):
+    """What the Data tab shows, computed without Qt (also called by tests directly)."""
+    from engine import project as projectfile
+    from engine.run import load_arrays, prepare_data
+    info = {}
+    try:
+        proj = projectfile.from_dict(project_dict, path, strict=False)
+        d = proj.dataset
+        if not d:
+            return {"error": "No dataset chosen."}
+        if d.get("source") == "csv":
+            t = tabular.read(proj.resolve(d["path"]), d.get("delimiter", "auto"),
+                             d.get("header", "auto"))
+            roles = tabular.roles(t, d.get("columns"))
+            info["columns"] = [(c.name, "number" if c.numeric else
+                                f"text, {len(c.categories)} values", len(c.missing),
+                                roles[c.name], (d.get("columns") or {}).get(c.name, {}).get(
+                                    "encoding", "auto")) for c in t.columns]
+            info["header"], info["rows"] = t.names, t.preview(PREVIEW_ROWS)
+        arrays = load_arrays(proj)
+        info["description"] = arrays.description
+        y = arrays.train.get("y")
+        info["sizes"] = {k: len(next(iter(v.values()))) for k, v in
+                         (("training", arrays.train), ("validation", arrays.validation),
+                          ("test", arrays.test)) if v}
+        if y is not None and arrays.classes:
+            counts = np.bincount(np.asarray(y, np.int64).reshape(-1), minlength=arrays.classes)
+            names = arrays.class_names or [str(i) for i in range(len(counts))]
+            info["counts"] = list(zip(names, counts.tolist()))
+        x = arrays.train.get("x")
+        if x is not None and getattr(x, "ndim", 0) == 4 and y is not None:
+            yy = np.asarray(y, np.int64)
+            picks = [i for k in range(arrays.classes or 1) for i in np.flatnonzero(yy == k)[:4]]
+            info["thumbs"] = [(np.asarray(x[np.array([i])])[0], int(yy[i])) for i in picks[:32]]
+            info["class_names"] = arrays.class_names
+        try:
+            prepare_data(proj, arrays)
+            info["check"] = None
+        except LayerloomError as e:
+            info["check"] = str(e)
+    except LayerloomError as e:
+        info["error"] = str(e)
+    return info
+
+
+class _Inspector(QThread):
+    done = Signal(object)
+
+    def __init__(self, project_dict, path):
+        super().__init__()
+        self.project_dict, self.path = project_dict, path
+
+    def run(self):
+        try:
+            self.done.emit(inspect(self.project_dict, self.path))
+        except Exception as e:  # shown in the tab, never a crash of the window
+            self.done.emit({"error": f"{type(e).__name__}: {e}"})
+
+
+class DataPanel(QWidget):
+    def __init__(self, doc, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self.worker, self.pending, self.shown_for = None, False, None
+        self.csv_button = QPushButton("Use a CSV/TSV file...")
+        self.folder_button = QPushButton("Use an image folder...")
+        self.csv_button.clicked.connect(self.choose_csv)
+        self.folder_button.clicked.connect(self.choose_folder)
+        self.source = QLabel()
+        self.source.setWordWrap(True)
+        top = QHBoxLayout()
+        top.addWidget(self.csv_button)
+        top.addWidget(self.folder_button)
+        top.addWidget(self.source, 1)
+        self.missing = QComboBox()
+        self.missing.addItems(tabular.MISSING_POLICIES)
+        self.normalize = QComboBox()
+        self.normalize.addItems(preprocess.NORMALIZATIONS)
+        self.test = QDoubleSpinBox(minimum=0.0, maximum=0.9, singleStep=0.05, decimals=2)
+        self.validation = QDoubleSpinBox(minimum=0.0, maximum=0.9, singleStep=0.05, decimals=2)
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
+        self.height_px = QSpinBox(minimum=1, maximum=4096)
+        self.width_px = QSpinBox(minimum=1, maximum=4096)
+        self.color = QComboBox()
+        self.color.addItems(("grayscale", "rgb"))
+        form = QFormLayout()
+        form.addRow("Missing values", self.missing)
+        form.addRow("Normalise (fitted on training rows)", self.normalize)
+        split = QHBoxLayout()
+        for label, w in (("test", self.test), ("validation", self.validation), ("seed", self.seed)):
+            split.addWidget(QLabel(label))
+            split.addWidget(w)
+        form.addRow("Split", split)
+        size = QHBoxLayout()
+        for w in (self.height_px, QLabel("x"), self.width_px, self.color):
+            size.addWidget(w)
+        self.size_row = QWidget()
+        self.size_row.setLayout(size)
+        form.addRow("Images (height x width)", self.size_row)
+        self.form = form
+        self.missing.activated.connect(lambda _: self._set("missing", self.missing.currentText()))
+        self.normalize.activated.connect(
+            lambda _: self._set("normalize", self.normalize.currentText()))
+        for w in (self.test, self.validation, self.seed):
+            w.editingFinished.connect(self._split_changed)
+        for w in (self.height_px, self.width_px):
+            w.editingFinished.connect(
+                lambda: self._set("size", [self.height_px.value(), self.width_px.value()]))
+        self.color.activated.connect(lambda _: self._set("color", self.color.currentText()))
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.counts = QLabel()
+        self.counts.setWordWrap(True)
+        self.columns = QTableWidget(0, 5)
+        self.columns.setHorizontalHeaderLabels(["column", "kind", "missing", "role", "encoding"])
+        self.columns.verticalHeader().hide()
+        self.preview = QTableWidget(0, 0)
+        self.thumbs = QWidget()
+        self.thumb_grid = QGridLayout(self.thumbs)
+        self.thumb_grid.setSpacing(2)
+        left = QVBoxLayout()
+        left.addLayout(top)
+        left.addLayout(form)
+        left.addWidget(self.status)
+        left.addWidget(self.counts)
+        left.addWidget(self.columns, 1)
+        right = QVBoxLayout()
+        right.addWidget(self.preview, 1)
+        right.addWidget(self.thumbs, 1)
+        for t in (self.columns, self.preview):
+            t.setMinimumSize(120, 120)
+        lay = QHBoxLayout(self)
+        lay.addLayout(left, 3)
+        lay.addLayout(right, 4)
+        self.timer = QTimer(self, singleShot=True, interval=250)
+        self.timer.timeout.connect(self.refresh)
+        doc.sigChanged.connect(self.schedule)
+        self.load_fields()
+        self.schedule()
+
+    # -- editing ------------------------------------------------------------------------------
+    def _dataset(self):
+        return dict(self.doc.project.dataset or {})
+
+    def _push_dataset(self, new):
+        if self.doc.locked:
+            self.status.setText("Training is running; the data cannot change now.")
+            return
+        if new != self.doc.project.dataset:
+            new.pop("fitted", None)  # statistics of other data or settings are stale
+            self.doc.push(SetSetupCmd(self.doc, "dataset", None, new, self.load_fields))
+
+    def _set(self, key, value):
+        d = self._dataset()
+        d[key] = value
+        self._push_dataset(d)
+
+    def _split_changed(self):
+        self._set("split", {"test": round(self.test.value(), 4),
+                            "validation": round(self.validation.value(), 4),
+                            "seed": self.seed.value()})
+
+    def _relative(self, path):
+        base = self.doc.project.folder if self.doc.path else None
+        if base and os.path.abspath(path).startswith(os.path.abspath(base) + os.sep):
+            return os.path.relpath(path, base)
+        return path
+
+    def _keep_mapping(self, new):
+        old = self._dataset()
+        new.update({k: old[k] for k in ("inputs", "targets") if k in old})
+        return new
+
+    def use_csv(self, path):
+        self._push_dataset(self._keep_mapping({
+            "source": "csv", "path": self._relative(path), "missing": "error",
+            "split": {"test": 0.2, "validation": 0.1, "seed": 0}, "normalize": "standardize"}))
+
+    def use_folder(self, path):
+        shape = self._input_shape()
+        size = list(shape[:2]) if shape and len(shape) == 3 else [32, 32]
+        color = "rgb" if shape and len(shape) == 3 and shape[2] == 3 else "grayscale"
+        self._push_dataset(self._keep_mapping({
+            "source": "images", "path": self._relative(path), "size": size, "color": color,
+            "split": {"test": 0.2, "validation": 0.1, "seed": 0}, "normalize": "scale"}))
+
+    def _input_shape(self):
+        g = self.doc.graph
+        ins = g.inputs()
+        return tuple(g.nodes[ins[0]].params.get("shape") or ()) if len(ins) == 1 else None
+
+    def choose_csv(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Table for training", "",
+                                              "Tables (*.csv *.tsv *.txt);;All files (*)")
+        if path:
+            self.use_csv(path)
+
+    def choose_folder(self):
+        path = QFileDialog.getExistingDirectory(self, "Folder with one subfolder per class")
+        if path:
+            self.use_folder(path)
+
+    def _column_changed(self, name, key, value):
+        d = self._dataset()
+        cols = {k: dict(v) for k, v in (d.get("columns") or {}).items()}
+        cols.setdefault(name, {})[key] = value
+        d["columns"] = cols
+        self._push_dataset(d)
+
+    # -- showing ------------------------------------------------------------------------------
+    def load_fields(self):
+        d = self._dataset()
+        src = d.get("source")
+        own = src in OWN_SOURCES
+        where = d.get("path") or d.get("name") or ""
+        self.source.setText(f"Dataset: {src or '(none)'} {where}".strip())
+        for w in (self.missing,):
+            w.setEnabled(src == "csv")
+        self.form.setRowVisible(self.size_row, src == "images")
+        self.missing.setCurrentText(d.get("missing", "error"))
+        from engine.run import default_normalization
+        self.normalize.setCurrentText(d.get("normalize") or default_normalization(d))
+        s = d.get("split") or {}
+        self.test.setValue(float(s.get("test", 0.0)))
+        self.validation.setValue(float(s.get("validation", 0.0)))
+        self.seed.setValue(int(s.get("seed", 0)))
+        size = d.get("size") or [32, 32]
+        self.height_px.setValue(size[0])
+        self.width_px.setValue(size[1])
+        self.color.setCurrentText(d.get("color", "grayscale"))
+        self.columns.setVisible(src == "csv")
+        self.preview.setVisible(src == "csv")
+        self.thumbs.setVisible(src != "csv")
+        self.test.setEnabled(own or src == "npz" or src == "npy")
+
+    def schedule(self):
+        self.timer.start()
+
+    def refresh(self):
+        from engine import project as projectfile
+        key = repr((self.doc.project.dataset, [(n.id, n.type, n.params) for n in
+                                               self.doc.graph.nodes.values()],
+                    self.doc.project.training.get("loss")))
+        if key == self.shown_for:
+            return
+        if self.worker is not None:
+            self.pending = True
+            return
+        self.shown_for = key
+        self.status.setText("Reading the data...")
+        self.worker = _Inspector(projectfile.to_dict(self.doc.project), self.doc.path)
+        self.worker.done.connect(self.show_info)
+        self.worker.finished.connect(self._worker_finished)
+        self.worker.start()
+
+    def _worker_finished(self):
+        self.worker = None
+        if self.pending:
+            self.pending = False
+            self.refresh()
+
+    def show_info(self, info):
+        self.info = info
+        self.load_fields()
+        if "error" in info:
+            self.status.setText(info["error"])
+            self.status.setStyleSheet("color: #d62828;")
+        elif info.get("check"):
+            self.status.setText("Data and graph do not fit: " + info["check"])
+            self.status.setStyleSheet("color: #d62828;")
+        else:
+            sizes = ", ".join(f"{n:,} {k}" for k, n in info.get("sizes", {}).items())
+            self.status.setText(f"{info.get('description', '')}. Rows: {sizes}. Fits the graph.")
+            self.status.setStyleSheet("color: #2a9d8f;")
+        counts = info.get("counts")
+        self.counts.setText("Classes (training rows): " + ", ".join(
+            f"{n}: {c}" for n, c in counts) if counts else "")
+        self._show_columns(info.get("columns") or [])
+        self._show_rows(info.get("header") or [], info.get("rows") or [])
+        self._show_thumbs(info.get("thumbs") or [], info.get("class_names"))
+
+    def _show_columns(self, columns):
+        self.columns.setRowCount(len(columns))
+        for r, (name, kind, missing, role, enc) in enumerate(columns):
+            for c, v in enumerate((name, kind, str(missing))):
+                self.columns.setItem(r, c, QTableWidgetItem(v))
+            rbox, ebox = QComboBox(), QComboBox()
+            rbox.addItems(tabular.ROLES)
+            rbox.setCurrentText(role)
+            ebox.addItems(tabular.ENCODINGS)
+            ebox.setCurrentText(enc)
+            rbox.activated.connect(lambda _, n=name, b=rbox: self._column_changed(
+                n, "role", b.currentText()))
+            ebox.activated.connect(lambda _, n=name, b=ebox: self._column_changed(
+                n, "encoding", b.currentText()))
+            self.columns.setCellWidget(r, 3, rbox)
+            self.columns.setCellWidget(r, 4, ebox)
+        self.columns.resizeColumnsToContents()
+
+    def _show_rows(self, header, rows):
+        self.preview.setColumnCount(len(header))
+        self.preview.setRowCount(len(rows))
+        self.preview.setHorizontalHeaderLabels(header)
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
+                self.preview.setItem(r, c, QTableWidgetItem(v))
+        self.preview.resizeColumnsToContents()
+
+    def _show_thumbs(self, thumbs, names):
+        while self.thumb_grid.count():
+            w = self.thumb_grid.takeAt(0).widget()
+            if w:
+                w.deleteLater()
+        for k, (img, label) in enumerate(thumbs):
+            cell = QLabel()
+            cell.setPixmap(pixmap(np.asarray(img) / 255.0, 48))
+            name = names[label] if names and label < len(names) else str(label)
+            cell.setToolTip(name)
+            text = QLabel(name[:10])
+            text.setStyleSheet("font-size: 8pt;")
+            self.thumb_grid.addWidget(cell, (k // 8) * 2, k % 8)
+            self.thumb_grid.addWidget(text, (k // 8) * 2 + 1, k % 8)
