@@ -57,8 +57,15 @@ def inspect(project_dict, path):
             info["thumbs"] = [(np.asarray(x[np.array([i])])[0], int(yy[i])) for i in picks[:32]]
             info["class_names"] = arrays.class_names
         try:
-            prepare_data(proj, arrays)
+            data = prepare_data(proj, arrays)
             info["check"] = None
+            shapes, _ = proj.graph.infer_shapes()
+            from engine.graph import fmt_shape
+            info["mapping"] = (
+                [f"{a} -> Input '{n}' {fmt_shape(shapes[n][0])}"
+                 for n, a in data.mapping["inputs"].items()]
+                + [f"{a} -> target of '{n}' {fmt_shape(shapes[n][0])}"
+                   for n, a in data.mapping["targets"].items()])
         except LayerloomError as e:
             info["check"] = str(e)
     except LayerloomError as e:
@@ -296,8 +303,12 @@ class DataPanel(QWidget):
             self.status.setText(f"{info.get('description', '')}. Rows: {sizes}. Fits the graph.")
             self.status.setStyleSheet("color: #2a9d8f;")
         counts = info.get("counts")
-        self.counts.setText("Classes (training rows): " + ", ".join(
-            f"{n}: {c}" for n, c in counts) if counts else "")
+        lines = []
+        if counts:
+            lines.append("Classes (training rows): " + ", ".join(f"{n}: {c}" for n, c in counts))
+        if info.get("mapping"):
+            lines.append("Mapping: " + "; ".join(info["mapping"]))
+        self.counts.setText("\n".join(lines))
         self._show_columns(info.get("columns") or [])
         self._show_rows(info.get("header") or [], info.get("rows") or [])
         self._show_thumbs(info.get("thumbs") or [], info.get("class_names"))

@@ -49,6 +49,7 @@ class TrainWorker(QThread):
     sigDone = Signal(dict)
     sigResults = Signal(object)
     sigFailed = Signal(str)
+    sigStatus = Signal(str)
 
     def __init__(self, project, epochs, batch_size, device):
         super().__init__()
@@ -57,6 +58,10 @@ class TrainWorker(QThread):
         self.paused = False
         self.session = None
         self.fitted = None  # normalisation and categories fitted on the training rows
+
+    def _download_progress(self, url, done, total):
+        pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
+        self.sigStatus.emit(f"Downloading {url.rsplit('/', 1)[-1]}: {pct}")
 
     def should_stop(self):
         """Called by fit() after every batch: waits while paused, so Pause holds the model
@@ -70,7 +75,7 @@ class TrainWorker(QThread):
         from .priority import lower_other_threads
         lower_other_threads()  # this thread and PoCL's workers yield to the window
         try:
-            data = prepare_data(self.project)
+            data = prepare_data(self.project, progress=self._download_progress)
             self.fitted = data.fitted
             self.session = Session(self.project, device=self.device, batch_size=self.batch_size)
             h = self.session.fit(data, epochs=self.epochs, callbacks=[_Relay(self)],
@@ -509,6 +514,7 @@ class TrainingPanel(QWidget):
         self.worker.sigDone.connect(self._done)
         self.worker.sigResults.connect(self.sigResults)
         self.worker.sigFailed.connect(self._failed)
+        self.worker.sigStatus.connect(self.status.setText)
         self.worker.finished.connect(self._finished)
         self.start.setEnabled(False)
         self.stop.setEnabled(True)

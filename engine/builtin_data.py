@@ -221,7 +221,7 @@ def _read_folder(name, folder, params):
     return spec["read"](path, params) if os.path.isfile(path) else None
 
 
-def load(name, scale=True, allow_download=True, **params):
+def load(name, scale=True, allow_download=True, progress=_console_progress, **params):
     """Return ((x_train, y_train), (x_test, y_test)) as keras.datasets does, images NHWC
     float32 (scaled to 0..1 unless scale is false), labels as float class indices."""
     if name not in DATASETS:
@@ -235,7 +235,7 @@ def load(name, scale=True, allow_download=True, **params):
                 break
     if found is None and allow_download:
         try:
-            found = _read_folder(name, download(name), params)
+            found = _read_folder(name, download(name, progress), params)
         except (OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
             looked = ", ".join(search_dirs(name))

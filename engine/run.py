@@ -45,7 +45,9 @@ def fused_outputs(graph, losses):
     return out
 
 
-def load_arrays(project):
+def load_arrays(project, progress=None):
+    """progress(url, bytes_done, bytes_total): called while a built-in set downloads (the
+    console bar when None)."""
     d = project.dataset
     if not d:
         raise DataError("the project has no dataset", "dataset")
@@ -53,7 +55,8 @@ def load_arrays(project):
     if src == "synthetic":
         arrays = datasets.synthetic(d["name"], **d.get("params", {}))
     elif src == "keras":
-        (x, y), (xt, yt) = builtin_data.load(d["name"], **d.get("params", {}))
+        extra = {"progress": progress} if progress else {}
+        (x, y), (xt, yt) = builtin_data.load(d["name"], **d.get("params", {}), **extra)
         spec = builtin_data.DATASETS[d["name"]]
         classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1 if spec["classes"] else None
         arrays = datasets.Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"],
@@ -95,10 +98,10 @@ def array_names(project):
         return []
 
 
-def prepare_data(project, arrays=None):
+def prepare_data(project, arrays=None, progress=None):
     """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
     g = project.graph
-    arrays = arrays or load_arrays(project)
+    arrays = arrays or load_arrays(project, progress)
     shapes, _ = g.infer_shapes()
     losses = build_losses(project)
     d = project.dataset
@@ -185,6 +188,7 @@ def prepare_data(project, arrays=None):
                     part[nid] = preprocess.apply(stats, part[nid])
     out = RunData(x, y, x_test, y_test, arrays.description)
     out.validation = val
+    out.mapping = {"inputs": in_map, "targets": out_map}
     out.class_names = arrays.class_names
     out.fitted = {k: v for k, v in (("normalization", stats_by_array),
                                     ("categories", arrays.categories)) if v}

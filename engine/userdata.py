@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from . import imagefolder, preprocess, tabular
+from . import idx, imagefolder, preprocess, tabular
 from .datasets import Arrays
 from .errors import DataError
 
@@ -97,9 +97,18 @@ def load_images(d, path):
     return apply_split(out, d)
 
 
+def _is_idx(path):
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":  # gzip: IDX files are often shipped compressed
+        return not path.endswith(".npy")
+    return len(head) == 4 and head[0] == 0 and head[1] == 0 and head[2] in idx.DTYPES
+
+
 def load_npy(d, resolve):
-    """{"arrays": {name: file.npy}}: each file memory-mapped (never unpickled); an array
-    named `<name>_test` forms the test split."""
+    """{"arrays": {name: file}}: .npy files memory-mapped (never unpickled), IDX files (the
+    MNIST family, gzipped or not) read whole; an array named `<name>_test` forms the test
+    split."""
     files = d.get("arrays") or {}
     if not isinstance(files, dict) or not files:
         raise DataError("expected {array name: path of an .npy file}", "dataset.arrays")
@@ -109,6 +118,12 @@ def load_npy(d, resolve):
         place = f"dataset.arrays.{name}"
         if not os.path.isfile(path):
             raise DataError(f"data file not found: {path}", place)
+        if _is_idx(path):
+            try:
+                arrays[name] = idx.load(path)
+            except DataError as e:
+                raise DataError(str(e), place) from None
+            continue
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
@@ -123,4 +138,4 @@ def load_npy(d, resolve):
             np.asarray(a)
     train = {k: v for k, v in arrays.items() if not k.endswith("_test")}
     test = {k[:-5]: v for k, v in arrays.items() if k.endswith("_test")}
-    return apply_split(Arrays(train, test, f"arrays from {len(files)} .npy files"), d)
+    return apply_split(Arrays(train, test, f"arrays from {len(files)} files"), d)

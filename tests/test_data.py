@@ -146,3 +146,33 @@ def test_datasets_do_not_share_a_folder(data_env):
     write_idx_set(str(data_env / "data"))
     with pytest.raises(DataError, match="mnist is not on this machine"):
         builtin_data.load("mnist")
+
+
+def test_download_reports_progress_and_verifies_new_sets(data_env, monkeypatch):
+    """boston_housing through the same path: fetched by chunks with progress reported, the
+    sha256 checked, then kept in the cache and loaded with Keras' split."""
+    import io as _io
+    buf = _io.BytesIO()
+    np.savez(buf, x=np.arange(20 * 13, dtype=np.float64).reshape(20, 13), y=np.arange(20.0))
+    body = buf.getvalue()
+
+    class Response(_io.BytesIO):
+        headers = {"Content-Length": str(len(body))}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+    monkeypatch.setattr(builtin_data.urllib.request, "urlopen",
+                        lambda url, timeout=None: Response(body))
+    spec = dict(builtin_data.DATASETS["boston_housing"])
+    spec["sha256"] = {"boston_housing.npz": hashlib.sha256(body).hexdigest()}
+    monkeypatch.setitem(builtin_data.DATASETS, "boston_housing", spec)
+    seen = []
+    (x, y), (xt, yt) = builtin_data.load("boston_housing",
+                                         progress=lambda u, d, t: seen.append((d, t)))
+    assert seen and seen[-1] == (len(body), len(body))
+    assert x.shape == (16, 13) and len(yt) == 4
+    cache = data_env / "cache" / "layerloom" / "datasets" / "boston_housing"
+    assert (cache / "boston_housing.npz").read_bytes() == body

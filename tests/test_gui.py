@@ -564,3 +564,13 @@ def test_opening_a_project_in_a_shown_window_keeps_the_canvas_wide(win, qtbot):
         QApplication.processEvents()
     assert win.view.width() > 2 * win._docks["Layers"].width(), (
         win.view.width(), win._docks["Layers"].width())
+
+
+def test_data_tab_shows_the_mapping():
+    from app.data_panel import inspect
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    info = inspect(json.load(open(path)), path)
+    assert info["check"] is None
+    assert info["mapping"] == ["x -> Input 'measurements' (None, 13)",
+                               "y -> target of 'cultivar' (None, 3)"]
+    assert info["counts"][0][0] == "cultivar_1" and info["sizes"]["test"] == 44

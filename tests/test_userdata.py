@@ -447,3 +447,27 @@ def test_own_data_examples_train_from_the_cli(tmp_path, example, floor):
                        text=True, timeout=600,
                        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
+
+
+def test_idx_files_as_arrays_and_truncated_ones(tmp_path):
+    import gzip
+    from engine import idx
+    imgs = np.arange(6 * 4 * 4, dtype=np.uint8).reshape(6, 4, 4)
+    (tmp_path / "images-idx3-ubyte.gz").write_bytes(gzip.compress(idx.dumps(imgs)))
+    (tmp_path / "labels-idx1-ubyte").write_bytes(idx.dumps(np.arange(6, dtype=np.uint8) % 3))
+    a = userdata.load_npy({"arrays": {"x": "images-idx3-ubyte.gz", "y": "labels-idx1-ubyte"}},
+                          lambda r: str(tmp_path / r))
+    np.testing.assert_array_equal(a.train["x"], imgs)
+    np.testing.assert_array_equal(a.train["y"], [0, 1, 2, 0, 1, 2])
+    (tmp_path / "cut-idx1-ubyte").write_bytes(idx.dumps(np.arange(6, dtype=np.uint8))[:-2])
+    with pytest.raises(DataError, match=r"dataset.arrays.y: cut-idx1-ubyte: truncated"):
+        userdata.load_npy({"arrays": {"y": "cut-idx1-ubyte"}}, lambda r: str(tmp_path / r))
+
+
+def test_truncated_npz_is_named(tmp_path):
+    from engine.datasets import load_npz
+    np.savez(tmp_path / "d.npz", x=np.zeros((100, 10)), y=np.zeros(100))
+    raw = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(DataError, match=r"d.npz: not a readable .npz file"):
+        load_npz(str(tmp_path / "d.npz"))
