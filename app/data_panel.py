@@ -66,6 +66,14 @@ def inspect(project_dict, path):
                  for n, a in data.mapping["inputs"].items()]
                 + [f"{a} -> target of '{n}' {fmt_shape(shapes[n][0])}"
                    for n, a in data.mapping["targets"].items()])
+            for n, a in data.mapping["targets"].items():
+                units = shapes[n][0][-1]
+                if a == "y" and arrays.classes and units not in (arrays.classes, 1) and \
+                        units > arrays.classes:
+                    info["warning"] = (f"the data has {arrays.classes} classes but output "
+                                       f"'{n}' has {units} units; {units - arrays.classes} "
+                                       f"will never be the answer (set its units to "
+                                       f"{arrays.classes})")
         except LayerloomError as e:
             info["check"] = str(e)
     except LayerloomError as e:
@@ -300,8 +308,12 @@ class DataPanel(QWidget):
             self.status.setStyleSheet("color: #d62828;")
         else:
             sizes = ", ".join(f"{n:,} {k}" for k, n in info.get("sizes", {}).items())
-            self.status.setText(f"{info.get('description', '')}. Rows: {sizes}. Fits the graph.")
-            self.status.setStyleSheet("color: #2a9d8f;")
+            text = f"{info.get('description', '')}. Rows: {sizes}. Fits the graph."
+            if info.get("warning"):
+                text += " Note: " + info["warning"] + "."
+            self.status.setText(text)
+            self.status.setStyleSheet("color: #b7791f;" if info.get("warning") else
+                                      "color: #2a9d8f;")
         counts = info.get("counts")
         lines = []
         if counts:

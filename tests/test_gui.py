@@ -574,3 +574,14 @@ def test_data_tab_shows_the_mapping():
     assert info["mapping"] == ["x -> Input 'measurements' (None, 13)",
                                "y -> target of 'cultivar' (None, 3)"]
     assert info["counts"][0][0] == "cultivar_1" and info["sizes"]["test"] == 44
+
+
+def test_data_tab_warns_when_the_output_has_more_units_than_classes():
+    from app.data_panel import inspect
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    d = json.load(open(path))
+    d["graph"]["nodes"][-1]["params"]["units"] = 10
+    info = inspect(d, path)
+    assert info["check"] is None
+    assert info["warning"] == ("the data has 3 classes but output 'cultivar' has 10 units; 7 "
+                               "will never be the answer (set its units to 3)")
