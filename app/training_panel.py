@@ -4,20 +4,17 @@ updated on the GUI thread. Stop is cooperative: the current batch finishes, weig
 consistent. The graph is locked while training runs."""
 import json
 import time
-import traceback
 
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QThread, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 
 from engine import builtin_data, datasets
-from engine.errors import LayerloomError
 from engine.losses import NAMES as LOSS_NAMES
 from engine.metrics import NAMES as METRIC_NAMES
 from engine.optimizers import OPTIMIZERS
-from engine.training import Callback
 
 from .commands import SetSetupCmd
 
@@ -27,22 +24,10 @@ DATASET_CHOICES = ([("synthetic", n) for n in datasets.SYNTHETIC]
 FILE_LABELS = {"npz": ".npz file...", "csv": "CSV/TSV file...", "images": "image folder..."}
 
 
-class _Relay(Callback):
-    def __init__(self, worker):
-        self.w = worker
-
-    def on_train_begin(self, info):
-        self.w.sigBegin.emit(info["epochs"], info["batches"])
-
-    def on_batch_end(self, epoch, batch, num_batches, logs):
-        if logs is not None:
-            self.w.sigBatch.emit(epoch, batch, num_batches, dict(logs))
-
-    def on_epoch_end(self, epoch, logs):
-        self.w.sigEpoch.emit(dict(logs))
-
-
 class TrainWorker(QThread):
+    """Starts the training process (app/train_process.py) and turns its messages into
+    signals on the GUI thread. Stop and Pause are shared events the child checks after every
+    batch, so Pause holds the model between two batches and Stop leaves it consistent."""
     sigBegin = Signal(int, int)
     sigBatch = Signal(int, int, int, dict)
     sigEpoch = Signal(dict)
@@ -53,44 +38,58 @@ class TrainWorker(QThread):
 
     def __init__(self, project, epochs, batch_size, device):
         super().__init__()
-        self.project, self.epochs, self.batch_size, self.device = project, epochs, batch_size, device
-        self.stop_requested = False
-        self.paused = False
-        self.session = None
+        from engine import project as projectfile
+        self.project_dict, self.path = projectfile.to_dict(project), project.path
+        self.epochs, self.batch_size, self.device = epochs, batch_size, device
         self.fitted = None  # normalisation and categories fitted on the training rows
+        self.weights = None  # {name: array} as the run left them
+        self.process = None
+        self._stop = self._pause = None
 
-    def _download_progress(self, url, done, total):
-        pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
-        self.sigStatus.emit(f"Downloading {url.rsplit('/', 1)[-1]}: {pct}")
+    @property
+    def paused(self):
+        return self._pause is not None and self._pause.is_set()
 
-    def should_stop(self):
-        """Called by fit() after every batch: waits while paused, so Pause holds the model
-        between two batches."""
-        while self.paused and not self.stop_requested:
-            time.sleep(0.05)
-        return self.stop_requested
+    def request_stop(self):
+        if self._stop is not None:
+            self._stop.set()
+
+    def set_paused(self, paused):
+        if self._pause is not None:
+            (self._pause.set if paused else self._pause.clear)()
 
     def run(self):
-        from engine.run import Session, prepare_data
-        from .priority import lower_other_threads
-        lower_other_threads()  # this thread and PoCL's workers yield to the window
+        import queue as queue_mod
+        from . import train_process
         try:
-            data = prepare_data(self.project, progress=self._download_progress)
-            self.fitted = data.fitted
-            self.session = Session(self.project, device=self.device, batch_size=self.batch_size)
-            h = self.session.fit(data, epochs=self.epochs, callbacks=[_Relay(self)],
-                                 should_stop=self.should_stop)
-            self.sigDone.emit(h)
-            if not h.get("stopped"):
-                from engine.evaluation import classification_results
-                r = classification_results(self.session, data)
-                if r is not None:
-                    self.sigResults.emit(r)
-        except LayerloomError as e:
-            self.sigFailed.emit(str(e))
-        except Exception as e:  # shown in the log, never a crash of the window
-            self.sigFailed.emit(f"training failed: {type(e).__name__}: {e}\n"
-                                + traceback.format_exc(limit=3))
+            self.process, q, self._stop, self._pause = train_process.start(
+                self.project_dict, self.path, self.epochs, self.batch_size, self.device)
+        except Exception as e:
+            self.sigFailed.emit(f"could not start training: {type(e).__name__}: {e}")
+            return
+        emit = {"begin": lambda v: self.sigBegin.emit(*v), "batch": lambda v: self.sigBatch.emit(*v),
+                "epoch": self.sigEpoch.emit, "done": self.sigDone.emit,
+                "results": self.sigResults.emit, "failed": self.sigFailed.emit,
+                "status": self.sigStatus.emit}
+        while True:
+            try:
+                kind, value = q.get(timeout=0.2)
+            except queue_mod.Empty:
+                if not self.process.is_alive():
+                    self.sigFailed.emit(f"the training process ended unexpectedly (exit code "
+                                        f"{self.process.exitcode}); the project is unchanged")
+                    break
+                continue
+            if kind == "end":
+                break
+            if kind == "fitted":
+                self.fitted = value
+                continue
+            if kind == "weights":
+                self.weights = value
+                continue
+            emit[kind](value)
+        self.process.join(5)
 
 
 class TrainingPanel(QWidget):
@@ -215,6 +214,10 @@ class TrainingPanel(QWidget):
         self.loss_plot.addItem(self.hint)
         self.hint.setPos(max(1, self.epochs.value()) / 2, 0.5)
         self.curves = {}
+        self.last_history = self.last_weights = None  # of the latest run
+        self._dirty = set()
+        self._redraw = QTimer(self, singleShot=True, interval=250)
+        self._redraw.timeout.connect(self._flush_curves)
         self.series = {}
         self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
         self.readout = pg.TextItem(color="k", anchor=(0, 1))
@@ -456,18 +459,27 @@ class TrainingPanel(QWidget):
             style = {"width": 2}
             if key.startswith("val_"):
                 style["style"] = pg.QtCore.Qt.DashLine
-            self.curves[key] = plot.plot([], [], pen=pg.mkPen(color, **style), name=key,
-                                         symbol="o" if key.startswith("val_") else None,
-                                         symbolSize=5)
+            # NOTE: no symbols: scatter symbols made each redraw 2-3x slower on the GUI thread
+            # and pushed event-loop gaps past 100 ms while training (bench/training_ui.py)
+            self.curves[key] = plot.plot([], [], pen=pg.mkPen(color, **style), name=key)
             self.series[key] = ([], [])
         return self.curves[key]
 
     def _add_point(self, key, x, y):
+        """Series grow at once; curves are redrawn at most every 250 ms, so a burst of queued
+        updates (many short epochs) costs one redraw instead of one per point."""
         self._curve(key)
         xs, ys = self.series[key]
         xs.append(x)
         ys.append(y)
-        self.curves[key].setData(xs, ys)
+        self._dirty.add(key)
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def _flush_curves(self):
+        for key in self._dirty:
+            self.curves[key].setData(*self.series[key], skipFiniteCheck=True)
+        self._dirty.clear()
 
     def _hover(self, pos):
         vb = self.loss_plot.vb
@@ -501,10 +513,6 @@ class TrainingPanel(QWidget):
             c.setData([], [])
         self.series = {k: ([], []) for k in self.series}
         self.doc.locked = True
-        # NOTE: plots paint in Python while the worker runs Python too; a 1 ms GIL switch
-        # interval (default 5) roughly halved the longest paint stalls measured on 2 cores.
-        import sys
-        sys.setswitchinterval(0.001)
         self.sigRunning.emit(True)
         self.worker = TrainWorker(self.doc.project, self.epochs.value(), self.batch.value(),
                                   self.device.currentData())
@@ -525,13 +533,13 @@ class TrainingPanel(QWidget):
 
     def stop_training(self):
         if self.worker is not None:
-            self.worker.stop_requested = True
+            self.worker.request_stop()
             self.status.setText("Stopping after the current batch...")
 
     def toggle_pause(self):
         if self.worker is None:
             return
-        self.worker.paused = not self.worker.paused
+        self.worker.set_paused(not self.worker.paused)
         self.pause.setChecked(self.worker.paused)
         self.pause.setText("Resume" if self.worker.paused else "Pause")
         self.status.setText("Paused after the current batch." if self.worker.paused
@@ -562,6 +570,7 @@ class TrainingPanel(QWidget):
             + f"  ({logs['seconds']:.2f}s)")
 
     def _done(self, history):
+        self._flush_curves()
         if "test" in history:
             self.sigLog.emit("Test: " + "  ".join(f"{k} {v:.4f}"
                                                   for k, v in history["test"].items()))
@@ -575,6 +584,8 @@ class TrainingPanel(QWidget):
     def _finished(self):
         self.doc.locked = False
         fitted = self.worker.fitted if self.worker is not None else None
+        if self.worker is not None and self.worker.weights is not None:
+            self.last_weights = self.worker.weights
         self.worker = None
         d = self.doc.project.dataset
         if fitted and d.get("fitted") != fitted:  # saved with the project, for prediction

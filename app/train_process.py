@@ -1,0 +1,77 @@
+"""Training for the editor runs in a child process, not a thread of the window's process:
+the child has its own interpreter lock (a training loop enqueueing kernels from Python held
+the window's lock half the time and pushed repaints past 100 ms on 2 cores), runs at a lower
+CPU priority, and a crash of an OpenCL driver cannot take the unsaved project down with it.
+
+The child sends ("kind", payload) tuples through a queue; Stop and Pause are shared events
+checked after every batch. No Qt here: the child imports only the engine."""
+import multiprocessing as mp
+import os
+import traceback
+
+from engine.training import Callback
+
+
+class _Sender(Callback):
+    def __init__(self, q):
+        self.q = q
+
+    def on_train_begin(self, info):
+        self.q.put(("begin", (info["epochs"], info["batches"])))
+
+    def on_batch_end(self, epoch, batch, num_batches, logs):
+        if logs is not None:
+            self.q.put(("batch", (epoch, batch, num_batches, dict(logs))))
+
+    def on_epoch_end(self, epoch, logs):
+        self.q.put(("epoch", dict(logs)))
+
+
+def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause):
+    if hasattr(os, "nice"):
+        try:
+            os.nice(10)  # the window first
+        except OSError:
+            pass
+    from engine import project as projectfile
+    from engine.errors import LayerloomError
+    try:
+        from engine.run import Session, prepare_data
+        project = projectfile.from_dict(project_dict, path)
+
+        def progress(url, done, total):
+            pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
+            q.put(("status", f"Downloading {url.rsplit('/', 1)[-1]}: {pct}"))
+
+        def should_stop():
+            while pause.is_set() and not stop.is_set():
+                stop.wait(0.05)
+            return stop.is_set()
+
+        data = prepare_data(project, progress=progress)
+        q.put(("fitted", data.fitted))
+        session = Session(project, device=device, batch_size=batch_size)
+        h = session.fit(data, epochs=epochs, callbacks=[_Sender(q)], should_stop=should_stop)
+        q.put(("weights", session.model.get_weights()))  # after Stop too: whole batches only
+        q.put(("done", h))
+        if not h.get("stopped"):
+            from engine.evaluation import classification_results
+            r = classification_results(session, data)
+            if r is not None:
+                q.put(("results", r))
+    except LayerloomError as e:
+        q.put(("failed", str(e)))
+    except Exception as e:  # reported in the window's log
+        q.put(("failed", f"training failed: {type(e).__name__}: {e}\n"
+                         + traceback.format_exc(limit=3)))
+    q.put(("end", None))
+
+
+def start(project_dict, path, epochs, batch_size, device):
+    """(process, queue, stop event, pause event); the process is started."""
+    ctx = mp.get_context("spawn")  # no fork of a process that holds Qt and OpenCL state
+    q, stop, pause = ctx.Queue(), ctx.Event(), ctx.Event()
+    p = ctx.Process(target=child_main, args=(project_dict, path, epochs, batch_size, device,
+                                             q, stop, pause), daemon=True)
+    p.start()
+    return p, q, stop, pause
