@@ -1,6 +1,6 @@
 """The node canvas. Items mirror the graph model: the scene subscribes to the model's events and
 never edits the model itself; user gestures become undo commands on the document."""
-from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QCompleter, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
                                QGraphicsSimpleTextItem, QGraphicsView, QLineEdit)
@@ -179,7 +179,10 @@ class GraphScene(QGraphicsScene):
         self._wire = None
         self._press_positions = None
         self.graph_problems = []  # the last validation, shared with the Problems list
+        self._needs_refresh = False
         self.setSceneRect(-5000, -5000, 10000, 10000)
+        # before the window's own sigChanged slots, which read graph_problems
+        doc.sigChanged.connect(self._refresh_if_stale)
         g = doc.graph
         self._subscriptions = [(g.node_added, self._on_node_added),
                                (g.node_removed, self._on_node_removed),
@@ -205,13 +208,13 @@ class GraphScene(QGraphicsScene):
         item.setPos(*pos)
         self.addItem(item)
         self.nodes[node.id] = item
-        self.refresh()
+        self._stale()
 
     def _on_node_removed(self, node):
         item = self.nodes.pop(node.id, None)
         if item is not None:
             self.removeItem(item)
-        self.refresh()
+        self._stale()
 
     def _on_edge_added(self, edge):
         item = EdgeItem(self, edge)
@@ -219,7 +222,7 @@ class GraphScene(QGraphicsScene):
         self.edges[edge.key()] = item
         if edge.dst in self.nodes:
             self.nodes[edge.dst].rebuild()
-        self.refresh()
+        self._stale()
 
     def _on_edge_removed(self, edge):
         item = self.edges.pop(edge.key(), None)
@@ -227,7 +230,7 @@ class GraphScene(QGraphicsScene):
             self.removeItem(item)
         if edge.dst in self.nodes:
             self.nodes[edge.dst].rebuild()
-        self.refresh()
+        self._stale()
 
     def detach(self):
         """Stop following the model (the window drops this scene or closes)."""
@@ -235,6 +238,10 @@ class GraphScene(QGraphicsScene):
             if handler in event._handlers:
                 event.disconnect(handler)
         self._subscriptions = []
+        try:
+            self.doc.sigChanged.disconnect(self._refresh_if_stale)
+        except (RuntimeError, TypeError):
+            pass
 
     def _on_params_changed(self, node, old):
         self._refresh_node(node.id)
@@ -242,10 +249,23 @@ class GraphScene(QGraphicsScene):
     def _refresh_node(self, nid):
         if nid in self.nodes:
             self.nodes[nid].rebuild()
-        self.refresh()
+        self._stale()
+
+    def _stale(self):
+        """Shapes and problems are recomputed once per command (a paste of N nodes used to
+        recompute them N times), when the undo stack reports it done; the zero-time timer
+        covers model changes made outside a command."""
+        if not self._needs_refresh:
+            self._needs_refresh = True
+            QTimer.singleShot(0, self._refresh_if_stale)
+
+    def _refresh_if_stale(self):
+        if self._needs_refresh:
+            self.refresh()
 
     def refresh(self):
         """Shapes on wires, problems on nodes (tooltips), parameter counts."""
+        self._needs_refresh = False
         g = self.doc.graph
         shapes, shape_problems = g.infer_shapes()
         self.shapes = shapes

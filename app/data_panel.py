@@ -291,6 +291,17 @@ class DataPanel(QWidget):
         self.worker.finished.connect(self._worker_finished)
         self.worker.start()
 
+    def shutdown(self):
+        """The window closes: no new reads, and a running one is waited for."""
+        self.timer.stop()
+        try:
+            self.doc.sigChanged.disconnect(self.schedule)
+        except (RuntimeError, TypeError):
+            pass
+        if self.worker is not None:
+            self.worker.done.disconnect()
+            self.worker.wait()
+
     def _worker_finished(self):
         self.worker = None
         if self.pending:

@@ -441,6 +441,7 @@ class MainWindow(QMainWindow):
         self.training.plots.scene().blockSignals(True)
         self.training.plots.blockSignals(True)
         self.results.plot.scene().blockSignals(True)
+        self.data.shutdown()
 
 
 def screenshot(path, project_path=None, size=(1400, 860)):

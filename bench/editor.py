@@ -62,6 +62,27 @@ def main(argv=None):
         SetParamsCmd(doc, "d0a", {"units": g.nodes["d0a"].params["units"] + 1})))
     results["undo"] = timed("undo", lambda: doc.undo.undo())
     results["redo"] = timed("redo", lambda: doc.undo.redo())
+    from app.clipboard import copy_text
+    half = [nid for nid in list(g.nodes)[:100]]
+    text = copy_text(doc, half)
+    def pair(label, do):
+        """Times an edit and its undo separately, three times each."""
+        t_do, t_undo = [], []
+        for _ in range(3):
+            t = time.perf_counter()
+            do()
+            app.processEvents()
+            t_do.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            doc.undo.undo()
+            app.processEvents()
+            t_undo.append((time.perf_counter() - t) * 1000)
+        for name, ts in ((label, sorted(t_do)), ("  its undo", sorted(t_undo))):
+            print(f"{name:34s} median {ts[1]:7.1f} ms   worst {ts[-1]:7.1f} ms")
+        return max(sorted(t_do)[1], sorted(t_undo)[1])
+
+    results["paste 100"] = pair("paste 100 nodes", lambda: w.paste(text))
+    results["auto-layout"] = pair("auto-layout", w.auto_layout)
     w.view.fit()
     results["repaint"] = timed("repaint the whole window", lambda: w.grab())
     worst = max(results.values())

@@ -47,7 +47,9 @@ class Graph:
     def __init__(self):
         self.nodes = {}      # id -> Node, insertion ordered
         self.edges = []
-        self._in_index = None  # (key, {dst: [edges sorted by port]}), rebuilt when edges change
+        # (key, {dst: [edges sorted by port]}, {src: [edges]}): kept up to date by connect and
+        # disconnect, rebuilt when the edge list changed behind their back (the file parser)
+        self._index = None
         self._edge_version = 0
         self.node_added = Event("node_added")
         self.node_removed = Event("node_removed")
@@ -83,7 +85,7 @@ class Graph:
 
     def remove_node(self, id):
         node = self.nodes[id]
-        for e in [e for e in self.edges if e.src == id or e.dst == id]:
+        for e in self.in_edges(id) + [e for e in self.out_edges(id) if e.dst != id]:
             self.disconnect(e)
         del self.nodes[id]
         self.node_removed.emit(node)
@@ -127,38 +129,53 @@ class Graph:
     def connect(self, src, src_port, dst, dst_port):
         self.check_connect(src, src_port, dst, dst_port)
         edge = Edge(src, src_port, dst, dst_port)
+        ins, outs = self._indexes()
         self.edges.append(edge)
         self._edge_version += 1
+        lst = ins.setdefault(dst, [])
+        lst.append(edge)
+        lst.sort(key=lambda e: e.dst_port)
+        outs.setdefault(src, []).append(edge)
+        self._index = (self._index_key(), ins, outs)
         self.edge_added.emit(edge)
         return edge
 
     def disconnect(self, edge):
+        ins, outs = self._indexes()
         self.edges.remove(edge)
         self._edge_version += 1
+        ins[edge.dst].remove(edge)
+        outs[edge.src].remove(edge)
+        self._index = (self._index_key(), ins, outs)
         self.edge_removed.emit(edge)
 
     # -- queries -------------------------------------------------------------------
-    def in_edges(self, id):
-        # NOTE: indexed, not a scan: the editor asks for every node's inputs on each edit.
-        # The key also covers edges appended directly (the file parser does that).
-        key = (self._edge_version, len(self.edges))
-        if self._in_index is None or self._in_index[0] != key:
-            index = {}
+    def _index_key(self):
+        return (self._edge_version, len(self.edges))
+
+    def _indexes(self):
+        """(incoming edges by node sorted by port, outgoing edges by node)."""
+        # NOTE: indexed, not scanned: the editor asks for every node's inputs on each edit,
+        # and a paste of N nodes connects N times (a rebuild per connect made it O(N^2)).
+        if self._index is None or self._index[0] != self._index_key():
+            ins, outs = {}, {}
             for e in self.edges:
-                index.setdefault(e.dst, []).append(e)
-            for lst in index.values():
+                ins.setdefault(e.dst, []).append(e)
+                outs.setdefault(e.src, []).append(e)
+            for lst in ins.values():
                 lst.sort(key=lambda e: e.dst_port)
-            self._in_index = (key, index)
-        return list(self._in_index[1].get(id, ()))
+            self._index = (self._index_key(), ins, outs)
+        return self._index[1], self._index[2]
+
+    def in_edges(self, id):
+        return list(self._indexes()[0].get(id, ()))
 
     def out_edges(self, id):
-        return [e for e in self.edges if e.src == id]
+        return list(self._indexes()[1].get(id, ()))
 
     def _reaches(self, a, b):
         """Is b reachable from a along edges?"""
-        succ = {}
-        for e in self.edges:
-            succ.setdefault(e.src, []).append(e.dst)
+        outs = self._indexes()[1]
         stack, seen = [a], set()
         while stack:
             n = stack.pop()
@@ -166,7 +183,7 @@ class Graph:
                 return True
             if n not in seen:
                 seen.add(n)
-                stack.extend(succ.get(n, ()))
+                stack.extend(e.dst for e in outs.get(n, ()))
         return False
 
     def inputs(self):

@@ -175,3 +175,28 @@ def test_incomplete_layer_declaration_is_refused_at_registration():
             def output_shapes(self, p, in_shapes):
                 return in_shapes
     assert "HalfDeclared" not in {l.type_id for l in layer_types()}
+
+
+def test_edge_indexes_follow_connects_disconnects_and_direct_appends():
+    import random
+    from engine.graph import Edge, Graph
+    g = Graph()
+    for i in range(12):
+        g.add_node("Add", id=f"n{i}")
+    rnd = random.Random(0)
+    for _ in range(200):
+        if g.edges and rnd.random() < 0.4:
+            g.disconnect(rnd.choice(g.edges))
+        else:
+            a, b = sorted(rnd.sample(range(12), 2))
+            try:
+                g.connect(f"n{a}", 0, f"n{b}", rnd.randrange(4))
+            except Exception:
+                pass
+        if rnd.random() < 0.05:  # the file parser appends without connect()
+            g.edges.append(Edge("n0", 0, "n11", 9))
+        for i in range(12):
+            nid = f"n{i}"
+            assert g.in_edges(nid) == sorted((e for e in g.edges if e.dst == nid),
+                                             key=lambda e: e.dst_port)
+            assert g.out_edges(nid) == [e for e in g.edges if e.src == nid]
