@@ -6,9 +6,10 @@ the same code path as `layerloom --run`; every change is an undoable SetSetupCmd
 import os
 
 import numpy as np
-from PySide6.QtCore import QThread, QTimer, Signal
+from PySide6.QtCore import QThread, QTimer, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                               QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine import preprocess, tabular
@@ -121,9 +122,13 @@ class DataPanel(QWidget):
         self.width_px = QSpinBox(minimum=1, maximum=4096)
         self.color = QComboBox()
         self.color.addItems(("grayscale", "rgb"))
+        for w in (self.missing, self.normalize):
+            w.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         form = QFormLayout()
         form.addRow("Missing values", self.missing)
-        form.addRow("Normalise (fitted on training rows)", self.normalize)
+        form.addRow("Normalise", self.normalize)
+        self.normalize.setToolTip("Fitted on the training rows only, then applied to every "
+                                  "split; saved with the project after training.")
         split = QHBoxLayout()
         for label, w in (("test", self.test), ("validation", self.validation), ("seed", self.seed)):
             split.addWidget(QLabel(label))
@@ -161,15 +166,21 @@ class DataPanel(QWidget):
         left.addLayout(form)
         left.addWidget(self.status)
         left.addWidget(self.counts)
-        left.addWidget(self.columns, 1)
+        left.addStretch(1)
         right = QVBoxLayout()
-        right.addWidget(self.preview, 1)
+        tables = QSplitter(Qt.Horizontal)  # column settings beside the rows they describe
+        tables.addWidget(self.columns)
+        tables.addWidget(self.preview)
+        tables.setStretchFactor(0, 1)
+        tables.setStretchFactor(1, 1)
+        self.tables = tables
+        right.addWidget(tables, 1)
         right.addWidget(self.thumbs, 1)
         for t in (self.columns, self.preview):
             t.setMinimumSize(120, 120)
         lay = QHBoxLayout(self)
-        lay.addLayout(left, 3)
-        lay.addLayout(right, 4)
+        lay.addLayout(left, 1)
+        lay.addLayout(right, 2)
         self.timer = QTimer(self, singleShot=True, interval=250)
         self.timer.timeout.connect(self.refresh)
         doc.sigChanged.connect(self.schedule)
@@ -266,8 +277,7 @@ class DataPanel(QWidget):
         self.height_px.setValue(size[0])
         self.width_px.setValue(size[1])
         self.color.setCurrentText(d.get("color", "grayscale"))
-        self.columns.setVisible(src == "csv")
-        self.preview.setVisible(src == "csv")
+        self.tables.setVisible(src == "csv")
         self.thumbs.setVisible(src != "csv")
         self.test.setEnabled(own or src == "npz" or src == "npy")
 

@@ -84,7 +84,7 @@ class MainWindow(QMainWindow):
                 if old is not None:
                     old.deleteLater()
             if self.isVisible():  # new contents bring new size hints: lay the docks out again
-                QTimer.singleShot(0, self._layout_docks)
+                QTimer.singleShot(0, self._relayout)
         else:
             areas = {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
                      "Training": Qt.RightDockWidgetArea}
@@ -104,6 +104,10 @@ class MainWindow(QMainWindow):
         doc.sigPathChanged.connect(lambda _: self._changed())
         self.undo_action.setEnabled(True)
         self._changed()
+        self.view.fit()
+
+    def _relayout(self):
+        self._layout_docks()
         self.view.fit()
 
     def _layout_docks(self):
