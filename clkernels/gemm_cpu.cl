@@ -136,3 +136,40 @@ __kernel void gemm_nt(const int M, const int N, const int K,
         }
     }
 }
+
+// C = A . B for outputs narrower than a register tile (a classifier's last layer: N = 10):
+// one work-item per row of C keeps that row's NN (compile-time) sums in registers. Local size
+// is left to the runtime so PoCL can vectorise across rows.
+#if defined(NN)
+__kernel void gemm_narrow(const int M, const int N, const int K,
+                          __global const float* restrict A, const int lda,
+                          __global const float* restrict B, const int ldb,
+                          __global float* C, const int ldc,
+                          __global const float* restrict bias, const int accumulate,
+                          const int aoff, const int boff, const int coff)
+{
+    A += aoff; B += boff; C += coff;
+    const int i0 = get_global_id(0);
+    if (i0 >= M) return;
+    float acc[NN];
+    #pragma unroll
+    for (int j = 0; j < NN; j++) acc[j] = 0.0f;
+    __global const float* b = B;
+    for (int k = 0; k < K; k++, b += ldb) {
+        const float a = A_AT(0, k);
+        #pragma unroll
+        for (int j = 0; j < NN; j++) acc[j] += a * b[j];
+    }
+    __global float* c = C + i0 * ldc;
+    #pragma unroll
+    for (int j = 0; j < NN; j++) {
+        float v = acc[j];
+#if HAS_BIAS
+        v += bias[j];
+#endif
+        v = act_fwd(ACT, v);
+        if (accumulate) v += c[j];
+        c[j] = v;
+    }
+}
+#endif

@@ -57,6 +57,16 @@ class Model:
         for nid in self.order:
             for e in g.in_edges(nid):
                 consumers.setdefault((e.src, e.src_port), []).append((nid, e.dst_port))
+        # Gradients flow only where they reach a trainable weight: a tensor needs one when its
+        # node or anything upstream has trainable weights (outputs always get one, for the
+        # loss). The first Dense after an Input/Flatten then skips its dX GEMM.
+        self.needs_grad = set()
+        for nid in self.order:
+            node = g.nodes[nid]
+            in_shapes = [self.shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+            own = any(w.trainable for w in node.layer.weights(node.params, in_shapes))
+            if own or any(e.src in self.needs_grad for e in g.in_edges(nid)):
+                self.needs_grad.add(nid)
         for nid in self.order:
             node = g.nodes[nid]
             layer = node.layer
@@ -69,7 +79,7 @@ class Model:
                     self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
                 else:
                     self.act[key] = self._alloc(shape)
-                if not layer.is_input:
+                if not layer.is_input and (nid in self.needs_grad or nid in self.outputs):
                     self.grad[key] = self._alloc(shape)
             s = NodeStep()
             s.node_id, s.params = nid, node.params
@@ -149,9 +159,9 @@ class Model:
     def backward(self, n, step=0):
         for key in self._zero_grads:
             self.ops.fill(self.grad[key].buf, n * self.grad[key].size)
-        for _, layer, s in reversed(self.steps):
-            if layer.is_input:
-                continue
+        for nid, layer, s in reversed(self.steps):
+            if layer.is_input or nid not in self.needs_grad:
+                continue  # nothing upstream learns from this node's gradient
             s.n, s.training, s.seed, s.step = n, True, self.seed, step
             layer.backward(self.ops, s)
 

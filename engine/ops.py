@@ -64,6 +64,11 @@ class Ops:
                 f"HAS_BIAS={int(bias is not None)}")
         bias = bias if bias is not None else self._dummy
         acc = int(accumulate)
+        if self.rt.kind == "cpu" and K > 0 and not trans_b and N < 2 * self.cpu_tile[0]:
+            k = self._k("gemm_cpu", "gemm_narrow", self._GEMM_TYPES,
+                        base + (f"VW={self.cpu_tile[0]}", f"MR={self.cpu_tile[1]}", f"NN={N}"))
+            k(self.q, (M,), None, M, N, K, A, lda, B, ldb, C, N, bias, acc, a_off, b_off, c_off)
+            return
         if self.rt.kind == "cpu" and K > 0 and not (trans_a and trans_b):
             vw, mr = self.cpu_tile
             tm, tn = (4, 4) if trans_b else (mr, 2 * vw)

@@ -103,7 +103,7 @@ class Runtime:
         prg = self._programs.get(key)
         if prg is None:
             src = prelude + "\n".join(clkernels.source(f) for f in files)
-            opts = [f"-D{d}" for d in defines]
+            opts = [f"-D{d}" for d in defines] + ["-cl-denorms-are-zero"]
             prg = self.cl.Program(self.ctx, src).build(options=opts)
             self._programs[key] = prg
         return prg

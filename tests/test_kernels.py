@@ -158,3 +158,29 @@ def test_gemm_with_offsets(rt, ops, rng, tile, trans_a, trans_b):
         assert (got[:co] == -1).all() and (got[co + M * N:] == -1).all()
     finally:
         ops.cpu_tile = saved
+
+
+@pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("N", [1, 3, 10, 15])
+def test_gemm_narrow_outputs(rt, ops, rng, tile, trans_a, N):
+    """Outputs narrower than a register tile (a classifier's last layer) take the one-row-per-
+    work-item kernel on CPUs: exact on integers, with bias, activation and accumulation."""
+    saved = ops.cpu_tile
+    ops.cpu_tile = tile
+    try:
+        for M, K in [(1, 1), (37, 19), (128, 128)]:
+            A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+            B = rng.integers(-3, 4, (K, N)).astype(np.float64)
+            b = rng.integers(-3, 4, N).astype(np.float64)
+            C0 = rng.integers(-3, 4, (M, N)).astype(np.float64)
+            ref = (A.T if trans_a else A) @ B
+            C = rt.empty(4 * M * N)
+            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a,
+                     bias=to_dev(rt, b), act="relu")
+            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
+            C = to_dev(rt, C0)
+            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, accumulate=True)
+            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
+    finally:
+        ops.cpu_tile = saved

@@ -194,3 +194,19 @@ def test_recurrent_graph_gradients_with_state_outputs(rt, rng):
     for key, w in weights.items():
         np.testing.assert_allclose(got[key], numeric_grad(total, w), rtol=1e-3, atol=1e-5,
                                    err_msg=key)
+
+
+def test_gradients_only_flow_where_weights_learn(rt):
+    """No gradient tensor (and no dX GEMM) toward an Input/Flatten chain; a weightless
+    branch after a trainable layer still gets its gradient."""
+    g = Graph()
+    g.add_node("Input", {"shape": [4, 3]}, id="x")
+    g.add_node("Flatten", id="flat")
+    g.add_node("Dense", {"units": 5, "activation": "relu"}, id="d1")
+    g.add_node("Dropout", {"rate": 0.1}, id="drop")
+    g.add_node("Dense", {"units": 2}, id="out")
+    for a, b in (("x", "flat"), ("flat", "d1"), ("d1", "drop"), ("drop", "out")):
+        g.connect(a, 0, b, 0)
+    m = Model(g, rt, 4)
+    assert ("flat", 0) not in m.grad and "flat" not in m.needs_grad
+    assert {("d1", 0), ("drop", 0), ("out", 0)} <= set(m.grad)

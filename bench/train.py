@@ -1,0 +1,113 @@
+"""Training speed and memory against PyTorch CPU, side by side in one run: the Fashion-MNIST
+MLP and CNN example projects through `layerloom --run` and the same models in PyTorch
+(bench/torch_reference.py), each in its own process so peak memory (max RSS) is per run.
+Prints a table of seconds per epoch after the first, the first epoch against later ones, and
+peak memory, with ratios; writes JSON. Needs the Fashion-MNIST files (see README) and, for the
+reference, `pip install torch` (on our machines: torch==2.13.0, a local CPU wheel).
+
+    python bench/train.py [--mlp-epochs 3] [--cnn-epochs 2] [--skip-cnn] [--device SPEC]
+        [--json bench/results/train.json]
+"""
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "assets", "examples")
+
+
+_WRAP = ("import resource, subprocess, sys\n"
+         "r = subprocess.run(sys.argv[1:])\n"
+         "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+         "file=sys.stderr)\n"
+         "sys.exit(r.returncode)\n")
+
+
+def run_measured(cmd):
+    """(stdout, peak RSS in MiB) of a child process: a one-child wrapper reports the maximum
+    resident set size of that child alone."""
+    p = subprocess.run([sys.executable, "-c", _WRAP] + cmd, capture_output=True, text=True,
+                       cwd=ROOT)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr}")
+    kib = int(p.stderr.rsplit("MAXRSS", 1)[1].split()[0])
+    return p.stdout, kib / 1024.0
+
+
+def layerloom(project, epochs, device):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "app", "--run", os.path.join(EXAMPLES, project),
+               "--epochs", str(epochs), "--out", out]
+        if device:
+            cmd += ["--device", device]
+        _, rss = run_measured(cmd)
+        with open(os.path.join(out, "history.json")) as f:
+            h = json.load(f)
+    secs = [e["seconds"] for e in h["epochs"]]
+    return {"epoch_seconds": secs, "peak_mib": rss, "device": h["device"],
+            "accuracy": h["epochs"][-1].get("accuracy")}
+
+
+def torch_ref(kind, epochs):
+    if importlib.util.find_spec("torch") is None:
+        return None
+    out, rss = run_measured([sys.executable, os.path.join(ROOT, "bench", "torch_reference.py"),
+                             kind, str(epochs)])
+    r = json.loads(out.strip().splitlines()[-1])
+    r["peak_mib"] = rss
+    return r
+
+
+def later(secs):
+    rest = secs[1:] or secs
+    return sum(rest) / len(rest)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mlp-epochs", type=int, default=3)
+    ap.add_argument("--cnn-epochs", type=int, default=2)
+    ap.add_argument("--skip-cnn", action="store_true")
+    ap.add_argument("--device")
+    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "train.json"))
+    args = ap.parse_args(argv)
+    runs = [("mlp", "fashion_mnist_mlp.loom", args.mlp_epochs, 1.0)]
+    if not args.skip_cnn:
+        runs.append(("cnn", "fashion_mnist_cnn.loom", args.cnn_epochs, 1.5))
+    rows = []
+    for kind, project, epochs, target in runs:
+        ll = layerloom(project, epochs, args.device)
+        tr = torch_ref(kind, epochs)
+        row = {"model": kind, "epochs": epochs, "layerloom": ll, "torch": tr,
+               "target_time_ratio": target}
+        row["layerloom_s_per_epoch"] = later(ll["epoch_seconds"])
+        row["first_vs_later"] = ll["epoch_seconds"][0] / row["layerloom_s_per_epoch"]
+        if tr:
+            row["torch_s_per_epoch"] = later(tr["epoch_seconds"])
+            row["time_ratio"] = row["layerloom_s_per_epoch"] / row["torch_s_per_epoch"]
+            row["memory_ratio"] = ll["peak_mib"] / tr["peak_mib"]
+        rows.append(row)
+    print(f"device: {rows[0]['layerloom']['device']}")
+    print(f"{'model':5s} {'Layerloom s/epoch':>18s} {'PyTorch s/epoch':>16s} {'ratio':>6s} "
+          f"{'target':>7s} {'1st/later':>9s} {'Layerloom MiB':>14s} {'PyTorch MiB':>12s}")
+    for r in rows:
+        tr = r["torch"]
+        print(f"{r['model']:5s} {r['layerloom_s_per_epoch']:18.2f} "
+              f"{(r['torch_s_per_epoch'] if tr else float('nan')):16.2f} "
+              f"{r.get('time_ratio', float('nan')):6.2f} {r['target_time_ratio']:7.1f} "
+              f"{r['first_vs_later']:9.2f} {r['layerloom']['peak_mib']:14.0f} "
+              f"{(tr['peak_mib'] if tr else float('nan')):12.0f}")
+    if importlib.util.find_spec("keras") is None:
+        print("Keras/TensorFlow: not installed, no column (issue 6 asks for >= 2x faster)")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(rows, f, indent=2)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
