@@ -13,6 +13,14 @@
 #define VSTORE CAT(vstore, VW)
 #define ACTV CAT(act_fwd, VW)
 
+// the arguments every GEMM kernel takes (same order as gemm.cl after its block offsets)
+#define GEMM_PARAMS const int M, const int N, const int K,                             \
+                    __global const float* restrict A, const int lda,                     \
+                    __global const float* restrict B, const int ldb,                     \
+                    __global float* C, const int ldc,                                    \
+                    __global const float* restrict bias, const int accumulate,           \
+                    const int aoff, const int boff, const int coff
+
 #define STORE(ACC, ROW, COL)                                                        \
     {                                                                                \
         VT v = ACC;                                                                  \
@@ -34,12 +42,7 @@
 #define ROW_STORE(r) STORE(c##r##_0, i0 + r, j0) STORE(c##r##_1, i0 + r, j0 + VW)
 
 // global size (N / (2*VW), M / MR) over the whole-tile region
-__kernel void gemm_tile(const int M, const int N, const int K,
-                        __global const float* restrict A, const int lda,
-                        __global const float* restrict B, const int ldb,
-                        __global float* C, const int ldc,
-                        __global const float* restrict bias, const int accumulate,
-                        const int aoff, const int boff, const int coff)
+__kernel void gemm_tile(GEMM_PARAMS)
 {
     A += aoff; B += boff; C += coff;
     const int j0 = get_global_id(0) * 2 * VW;
@@ -90,12 +93,7 @@ inline float hsum(const VT v) {
     return q.x + q.y + q.z + q.w;
 }
 
-__kernel void gemm_nt(const int M, const int N, const int K,
-                      __global const float* restrict A, const int lda,
-                      __global const float* restrict B, const int ldb,
-                      __global float* C, const int ldc,
-                      __global const float* restrict bias, const int accumulate,
-                        const int aoff, const int boff, const int coff)
+__kernel void gemm_nt(GEMM_PARAMS)
 {
     A += aoff; B += boff; C += coff;
     const int j0 = get_global_id(0) * 4;
@@ -141,12 +139,7 @@ __kernel void gemm_nt(const int M, const int N, const int K,
 // one work-item per row of C keeps that row's NN (compile-time) sums in registers. Local size
 // is left to the runtime so PoCL can vectorise across rows.
 #if defined(NN)
-__kernel void gemm_narrow(const int M, const int N, const int K,
-                          __global const float* restrict A, const int lda,
-                          __global const float* restrict B, const int ldb,
-                          __global float* C, const int ldc,
-                          __global const float* restrict bias, const int accumulate,
-                          const int aoff, const int boff, const int coff)
+__kernel void gemm_narrow(GEMM_PARAMS)
 {
     A += aoff; B += boff; C += coff;
     const int i0 = get_global_id(0);
