@@ -74,3 +74,37 @@ __kernel void bias_grad(__global const float* dy, __global float* db, const int 
     for (int r = 0; r < rows; r++) s += dy[r * cols + c];
     db[c] = s;
 }
+
+// Column sums in parts (global (cols, parts)): part p sums rows p, p + parts, ...; then
+// sum_parts adds the parts. Many rows and few columns (a convolution's bias) otherwise leave
+// one core summing 40,000 rows alone.
+__kernel void col_sum_parts(__global const float* x, __global float* parts, const int rows,
+                            const int cols)
+{
+    const int c = get_global_id(0), p = get_global_id(1), P = get_global_size(1);
+    float s = 0.0f;
+    for (int r = p; r < rows; r += P) s += x[r * cols + c];
+    parts[p * cols + c] = s;
+}
+
+// out[i] = act(sum over p of parts[p * n + i] + bias[i % bias_n]) (+ out[i])
+__kernel void sum_parts(__global const float* parts, const int P, const int n,
+                        __global float* out, __global const float* bias, const int bias_n,
+                        const int act, const int accumulate)
+{
+    const int i = get_global_id(0);
+    float s = 0.0f;
+    for (int p = 0; p < P; p++) s += parts[p * n + i];
+    if (bias_n) s += bias[i % bias_n];
+    s = act_fwd(act, s);
+    if (accumulate) s += out[i];
+    out[i] = s;
+}
+
+// out[j, i] = x[i, j] for a rows x cols matrix. Global (cols, rows).
+__kernel void transpose(__global const float* x, __global float* out, const int rows,
+                        const int cols, const int xoff)
+{
+    const int j = get_global_id(0), i = get_global_id(1);
+    out[j * rows + i] = x[xoff + i * cols + j];
+}

@@ -40,6 +40,13 @@
 #define ROW_DECL(r) VT c##r##_0 = 0.0f, c##r##_1 = 0.0f;
 #define ROW_STEP(r) { const VT a = (VT)(A_AT(r, k)); c##r##_0 += a * b0; c##r##_1 += a * b1; }
 #define ROW_STORE(r) STORE(c##r##_0, i0 + r, j0) STORE(c##r##_1, i0 + r, j0 + VW)
+#if MR == 8
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#elif MR == 6
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#else
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3)
+#endif
 
 // global size (N / (2*VW), M / MR) over the whole-tile region
 __kernel void gemm_tile(GEMM_PARAMS)
@@ -47,31 +54,13 @@ __kernel void gemm_tile(GEMM_PARAMS)
     A += aoff; B += boff; C += coff;
     const int j0 = get_global_id(0) * 2 * VW;
     const int i0 = get_global_id(1) * MR;
-    ROW_DECL(0) ROW_DECL(1) ROW_DECL(2) ROW_DECL(3)
-#if MR > 4
-    ROW_DECL(4) ROW_DECL(5)
-#endif
-#if MR > 6
-    ROW_DECL(6) ROW_DECL(7)
-#endif
+    FOR_ROWS(ROW_DECL)
     __global const float* b = B + j0;
     for (int k = 0; k < K; k++, b += ldb) {
         const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
-        ROW_STEP(0) ROW_STEP(1) ROW_STEP(2) ROW_STEP(3)
-#if MR > 4
-        ROW_STEP(4) ROW_STEP(5)
-#endif
-#if MR > 6
-        ROW_STEP(6) ROW_STEP(7)
-#endif
+        FOR_ROWS(ROW_STEP)
     }
-    ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
-#if MR > 4
-    ROW_STORE(4) ROW_STORE(5)
-#endif
-#if MR > 6
-    ROW_STORE(6) ROW_STORE(7)
-#endif
+    FOR_ROWS(ROW_STORE)
 }
 
 // C = A . B^T with A [M,K] and B [N,K] row-major (dX = dY . W^T): dot products along K in VT
@@ -166,3 +155,40 @@ __kernel void gemm_narrow(GEMM_PARAMS)
     }
 }
 #endif
+
+// Split-K for outputs too small to occupy the cores while K is long (a first convolution's
+// weight gradient: 9 x 32 outputs summed over 40,000 positions). Global (N, M, P): part p
+// handles k = p*KC .. min(K, (p+1)*KC) and writes parts[p][i][j]; sum_parts (elementwise.cl)
+// adds the parts with the bias/activation/accumulate epilogue.
+__kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
+{
+    A += aoff; B += boff;
+    const int j = get_global_id(0), i0 = get_global_id(1), p = get_global_id(2);
+    const int k0 = p * KC, k1 = min(K, k0 + KC);
+    float s = 0.0f;
+    for (int k = k0; k < k1; k++) s += A_AT(0, k) * B[k * ldb + j];
+    parts[(p * M + i0) * N + j] = s;
+}
+
+// The same split-K with the register tile: global (N / (2*VW), ceil(M / MR), P); rows past M
+// read zeros. Used when N is a whole number of tiles.
+#define ROW_STEP_G(r) { const VT a = (VT)((i0 + r < M) ? A_AT(r, k) : 0.0f); \
+    c##r##_0 += a * b0; c##r##_1 += a * b1; }
+#define ROW_PART(r) if (i0 + r < M) { \
+    VSTORE(c##r##_0, 0, parts + (p * M + i0 + r) * N + j0); \
+    VSTORE(c##r##_1, 0, parts + (p * M + i0 + r) * N + j0 + VW); }
+__kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC)
+{
+    A += aoff; B += boff;
+    const int j0 = get_global_id(0) * 2 * VW;
+    const int i0 = get_global_id(1) * MR;
+    const int p = get_global_id(2);
+    const int k0 = p * KC, k1 = min(K, k0 + KC);
+    FOR_ROWS(ROW_DECL)
+    __global const float* b = B + k0 * ldb + j0;
+    for (int k = k0; k < k1; k++, b += ldb) {
+        const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
+        FOR_ROWS(ROW_STEP_G)
+    }
+    FOR_ROWS(ROW_PART)
+}

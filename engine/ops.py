@@ -34,6 +34,7 @@ class Ops:
         self.rt = runtime
         self.q = runtime.queue
         self._dummy = runtime.empty(4)
+        self._scratch_bufs = {}
         self._prelude = cl_prelude()
         # CPU GEMM register tile: vector width from the device, rows so that 2*MR
         # accumulators plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
@@ -58,12 +59,25 @@ class Ops:
         right and bottom edges to the portable kernel; elsewhere the portable kernel does all."""
         if M == 0 or N == 0:
             return
+        if self.rt.kind == "cpu" and K > 0 and trans_b and not trans_a:
+            # the register-tile kernels beat dot products along K: transpose B (N x K) once
+            # into scratch (dX = dY . W^T transposes the small weight matrix)
+            bt = self._scratch("gemm_bt", 4 * N * K)
+            self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
+                self.q, (K, N), None, B, bt, N, K, b_off)
+            B, b_off, trans_b = bt, 0, False
         lda = M if trans_a else K
         ldb = K if trans_b else N
         base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
                 f"HAS_BIAS={int(bias is not None)}")
         bias = bias if bias is not None else self._dummy
         acc = int(accumulate)
+        vw, mr = self.cpu_tile
+        tiles = -(-M // mr) * -(-N // (2 * vw))
+        if self.rt.kind == "cpu" and not trans_b and K >= 4096 and K >= 8 * max(M, N):
+            self._gemm_split_k(base, M, N, K, A, lda, B, ldb, C, bias, act, acc,
+                               (a_off, b_off, 0))
+            return
         if self.rt.kind == "cpu" and K > 0 and not trans_b and N < 2 * self.cpu_tile[0]:
             k = self._k("gemm_cpu", "gemm_narrow", self._GEMM_TYPES,
                         base + (f"VW={self.cpu_tile[0]}", f"MR={self.cpu_tile[1]}", f"NN={N}"))
@@ -91,6 +105,34 @@ class Ops:
                             (a_off, b_off, c_off))
 
     _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32]
+
+    def _scratch(self, name, nbytes):
+        """A device buffer reused by every call (the queue is in order, so a kernel is done
+        with it before the next one overwrites it); grows when needed."""
+        buf = self._scratch_bufs.get(name)
+        if buf is None or buf.size < nbytes:
+            buf = self.rt.empty(nbytes)
+            self._scratch_bufs[name] = buf
+        return buf
+
+    def _gemm_split_k(self, base, M, N, K, A, lda, B, ldb, C, bias, act, acc, offs):
+        """Few outputs, long K: parts of K in parallel, then one sum with the epilogue."""
+        P = min(64, K // 512)
+        KC = -(-K // P)
+        parts = self._scratch("gemm_parts", 4 * P * M * N)
+        vw, mr = self.cpu_tile
+        defines = base + (f"VW={vw}", f"MR={mr}")
+        if N % (2 * vw) == 0:  # whole register tiles across N
+            k = self._k("gemm_cpu", "gemm_tile_split_k", self._GEMM_TYPES + [None, i32], defines)
+            k(self.q, (N // (2 * vw), -(-M // mr), P), (1, 1, 1), M, N, K, A, lda, B, ldb, C,
+              N, bias, 0, *offs, parts, KC)
+        else:
+            k = self._k("gemm_cpu", "gemm_split_k", self._GEMM_TYPES + [None, i32], defines)
+            k(self.q, (N, M, P), None, M, N, K, A, lda, B, ldb, C, N, bias, 0, *offs, parts, KC)
+        has_bias = "HAS_BIAS=1" in base
+        self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32])(
+            self.q, (M * N,), None, parts, P, M * N, C, bias, N if has_bias else 0,
+            ACT_ID[act], acc)
 
     def _gemm_portable(self, base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs):
         """The portable kernel on the sub-block starting at row i0, column j0."""
@@ -146,37 +188,63 @@ class Ops:
                 dx, int(accumulate))
 
     def bias_grad(self, dy, db, rows, cols):
-        self._k("elementwise", "bias_grad", [None, None, i32, i32])(
-            self.q, (cols,), None, dy, db, rows, cols)
+        parts = min(64, rows // 256)
+        if parts < 2:
+            self._k("elementwise", "bias_grad", [None, None, i32, i32])(
+                self.q, (cols,), None, dy, db, rows, cols)
+            return
+        buf = self._scratch("bias_parts", 4 * parts * cols)
+        self._k("elementwise", "col_sum_parts", [None, None, i32, i32])(
+            self.q, (cols, parts), None, dy, buf, rows, cols)
+        self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32])(
+            self.q, (cols,), None, buf, parts, cols, db, self._dummy, 0, 0, 0)
 
     # -- convolution and pooling (NHWC) ------------------------------------------------------
     _GEOM = [i32] * 13
+
+    _GEOM_NAMES = ("H", "W", "C", "OH", "OW", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL")
+
+    @classmethod
+    def _geom_defines(cls, g):
+        """Compile-time geometry for conv.cl (pooling has no dilation: 1)."""
+        g = tuple(g) if len(g) == 13 else tuple(g[:9]) + (1, 1) + tuple(g[9:])
+        return ("GEOM",) + tuple(f"G{k}={int(v)}" for k, v in zip(cls._GEOM_NAMES, g))
+
+    def _conv_k(self, name, types, g):
+        return self._k("conv", name, types, self._geom_defines(g))
 
     def im2col(self, x, cols, n, g):
         """g: (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)."""
         H, W, C, OH, OW, KH, KW = g[:7]
         if n:
-            self._k("conv", "im2col", [None, None] + self._GEOM)(
+            self._conv_k("im2col", [None, None] + self._GEOM, g)(
                 self.q, (KH * KW * C, n * OH * OW), None, x, cols, *g)
 
     def col2im(self, dcols, dx, n, g, accumulate=False):
         H, W, C = g[:3]
         if n:
-            self._k("conv", "col2im", [None, None] + self._GEOM + [i32])(
+            self._conv_k("col2im", [None, None] + self._GEOM + [i32], g)(
                 self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))
 
     def pool_forward(self, x, y, arg, n, g, avg):
         """g: (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)."""
         H, W, C, OH, OW = g[:5]
         if n:
-            self._k("conv", "pool_forward", [None, None, None] + [i32] * 12)(
+            self._conv_k("pool_forward", [None, None, None] + [i32] * 12, g)(
                 self.q, (n * OH * OW * C,), None, x, y, arg if arg is not None else self._dummy,
                 *g, int(avg))
 
     def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False):
         H, W, C = g[:3]
+        OH, OW, KH, KW, SH, SW, PT, PL = g[3:11]
+        if n and not avg and (SH, SW) == (KH, KW) and PT == PL == 0:
+            if not accumulate and (OH * KH < H or OW * KW < W):
+                self.fill(dx, n * H * W * C)  # rows/columns no window covers
+            self._conv_k("max_pool_backward_tiled", [None, None, None, i32], g)(
+                self.q, (n * OH * OW * C,), None, dy, arg, dx, int(accumulate))
+            return
         if n:
-            self._k("conv", "pool_backward", [None, None, None] + [i32] * 13)(
+            self._conv_k("pool_backward", [None, None, None] + [i32] * 13, g)(
                 self.q, (n * H * W * C,), None, dy, arg if arg is not None else self._dummy, dx,
                 *g, int(avg), int(accumulate))
 

@@ -184,3 +184,50 @@ def test_gemm_narrow_outputs(rt, ops, rng, tile, trans_a, N):
             np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
     finally:
         ops.cpu_tile = saved
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("M,N,K", [(9, 32, 5000), (3, 10, 4100), (40, 64, 9000)])
+def test_gemm_split_k_paths(rt, ops, rng, trans_a, M, N, K):
+    """Long K with few outputs (a convolution's weight gradient) is summed in parallel parts:
+    exact on integers, with bias, activation and accumulation."""
+    if rt.kind != "cpu":
+        pytest.skip("CPU path")
+    A = rng.integers(-2, 3, (K, M) if trans_a else (M, K)).astype(np.float64)
+    B = rng.integers(-2, 3, (K, N)).astype(np.float64)
+    b = rng.integers(-3, 4, N).astype(np.float64)
+    C0 = rng.integers(-3, 4, (M, N)).astype(np.float64)
+    ref = (A.T if trans_a else A) @ B
+    C = rt.empty(4 * M * N)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, bias=to_dev(rt, b),
+             act="relu")
+    np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
+    C = to_dev(rt, C0)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, accumulate=True)
+    np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
+
+
+@pytest.mark.parametrize("H,W", [(6, 8), (5, 7)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate):
+    """2x2 max pooling with stride 2: gradients go to each window's maximum; rows and
+    columns no window covers get zero (or keep the accumulated value)."""
+    n, C = 2, 3
+    OH, OW = H // 2, W // 2
+    g = (H, W, C, OH, OW, 2, 2, 2, 2, 0, 0)
+    x = rng.permutation(n * H * W * C).reshape(n, H, W, C).astype(np.float64)  # no ties
+    y, arg = rt.empty(4 * n * OH * OW * C), rt.empty(4 * n * OH * OW * C)
+    ops.pool_forward(to_dev(rt, x), y, arg, n, g, avg=False)
+    dy = rng.normal(size=(n, OH, OW, C))
+    base = rng.normal(size=x.shape) if accumulate else np.zeros(x.shape)
+    dx = to_dev(rt, base) if accumulate else to_dev(rt, np.full(x.shape, 7.0))
+    ops.pool_backward(to_dev(rt, dy), arg, dx, n, g, avg=False, accumulate=accumulate)
+    ref = base.copy()
+    for b in range(n):
+        for oh in range(OH):
+            for ow in range(OW):
+                for c in range(C):
+                    win = x[b, 2 * oh:2 * oh + 2, 2 * ow:2 * ow + 2, c]
+                    i, j = np.unravel_index(np.argmax(win), win.shape)
+                    ref[b, 2 * oh + i, 2 * ow + j, c] += dy[b, oh, ow, c]
+    np.testing.assert_allclose(from_dev(rt, dx, x.shape), ref, rtol=1e-6, atol=1e-6)
