@@ -147,6 +147,28 @@ __kernel void pool_backward(__global const float* dy, __global const int* arg,
 // Positions no window covers keep what the caller put there (zeros, or the accumulated value).
 // Global size n*OH*OW*C. Compile-time geometry only.
 #ifdef GEOM
+__kernel void max_pool_forward_tiled(__global const float* x, __global float* y,
+                                     __global int* arg)
+{
+    const int o = get_global_id(0);
+    const int c = o % gC, ow = (o / gC) % gOW, oh = (o / (gC * gOW)) % gOH;
+    const int b = o / (gC * gOW * gOH);
+    const int first = (oh * gKH) * gW + ow * gKW;  // the first maximum wins, as pool_forward
+    float best = x[((b * gH) * gW + first) * gC + c];
+    int besti = first;
+    for (int kh = 0; kh < gKH; kh++) {
+        for (int kw = 0; kw < gKW; kw++) {
+            const int idx = (oh * gKH + kh) * gW + ow * gKW + kw;
+            const float v = x[((b * gH) * gW + idx) * gC + c];
+            const int better = v > best;
+            best = better ? v : best;
+            besti = better ? idx : besti;
+        }
+    }
+    y[o] = best;
+    arg[o] = besti;
+}
+
 __kernel void max_pool_backward_tiled(__global const float* dy, __global const int* arg,
                                       __global float* dx, const int accumulate)
 {

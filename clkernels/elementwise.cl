@@ -19,10 +19,18 @@ __kernel void add2(__global const float* a, __global const float* b, __global fl
     y[i] = a[i] + b[i];
 }
 
+// ACTC, when defined, fixes the activation at compile time: the branch chain folds away and
+// the runtime vectorises across work-items (relu backward on a conv layer: 4.1 -> ms below 1).
+#ifdef ACTC
+#define ACT_OF(arg) ACTC
+#else
+#define ACT_OF(arg) (arg)
+#endif
+
 __kernel void act_forward(const int act, __global const float* x, __global float* y)
 {
     const int i = get_global_id(0);
-    y[i] = act_fwd(act, x[i]);
+    y[i] = act_fwd(ACT_OF(act), x[i]);
 }
 
 // x is the pre-activation; callers may pass y for it unless the activation NEEDS_INPUT.
@@ -30,7 +38,7 @@ __kernel void act_backward(const int act, __global const float* x, __global cons
                            __global const float* dy, __global float* dx, const int accumulate)
 {
     const int i = get_global_id(0);
-    float v = dy[i] * act_grad(act, x[i], y[i]);
+    float v = dy[i] * act_grad(ACT_OF(act), x[i], y[i]);
     if (accumulate) v += dx[i];
     dx[i] = v;
 }

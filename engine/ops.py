@@ -168,7 +168,7 @@ class Ops:
                 self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
                     self.q, (rows,), None, x, y, cols, int(act == "log_softmax"))
         elif rows * cols:
-            self._k("elementwise", "act_forward", [i32, None, None])(
+            self._k("elementwise", "act_forward", [i32, None, None], (f"ACTC={ACT_ID[act]}",))(
                 self.q, (rows * cols,), None, ACT_ID[act], x, y)
 
     def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False, x=None):
@@ -183,7 +183,8 @@ class Ops:
         elif rows * cols:
             if x is None and act in NEEDS_INPUT:
                 raise ValueError(f"{act} backward needs the pre-activation")
-            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32])(
+            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32],
+                    (f"ACTC={ACT_ID[act]}",))(
                 self.q, (rows * cols,), None, ACT_ID[act], x if x is not None else y, y, dy,
                 dx, int(accumulate))
 
@@ -226,9 +227,19 @@ class Ops:
             self._conv_k("col2im", [None, None] + self._GEOM + [i32], g)(
                 self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))
 
+    @staticmethod
+    def _tiled_windows(g, avg):
+        """Max pooling whose windows tile the input: strides equal to the pool, no padding."""
+        KH, KW, SH, SW, PT, PL = g[5:11]
+        return not avg and (SH, SW) == (KH, KW) and PT == PL == 0
+
     def pool_forward(self, x, y, arg, n, g, avg):
         """g: (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)."""
         H, W, C, OH, OW = g[:5]
+        if n and arg is not None and self._tiled_windows(g, avg):
+            self._conv_k("max_pool_forward_tiled", [None, None, None], g)(
+                self.q, (n * OH * OW * C,), None, x, y, arg)
+            return
         if n:
             self._conv_k("pool_forward", [None, None, None] + [i32] * 12, g)(
                 self.q, (n * OH * OW * C,), None, x, y, arg if arg is not None else self._dummy,
@@ -236,8 +247,8 @@ class Ops:
 
     def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False):
         H, W, C = g[:3]
-        OH, OW, KH, KW, SH, SW, PT, PL = g[3:11]
-        if n and not avg and (SH, SW) == (KH, KW) and PT == PL == 0:
+        OH, OW, KH, KW = g[3:7]
+        if n and self._tiled_windows(g, avg):
             if not accumulate and (OH * KH < H or OW * KW < W):
                 self.fill(dx, n * H * W * C)  # rows/columns no window covers
             self._conv_k("max_pool_backward_tiled", [None, None, None, i32], g)(
