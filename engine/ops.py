@@ -59,9 +59,10 @@ class Ops:
         right and bottom edges to the portable kernel; elsewhere the portable kernel does all."""
         if M == 0 or N == 0:
             return
-        if self.rt.kind == "cpu" and K > 0 and trans_b and not trans_a:
-            # the register-tile kernels beat dot products along K: transpose B (N x K) once
-            # into scratch (dX = dY . W^T transposes the small weight matrix)
+        if self.rt.kind == "cpu" and K > 0 and trans_b and not trans_a and M >= 4 * N:
+            # many rows (a convolution's dX = dY . W^T over every position): the register-tile
+            # kernel beats dot products along K, so transpose the small B (N x K) into scratch
+            # once. With few rows (an MLP's batch) the copy costs more than it saves.
             bt = self._scratch("gemm_bt", 4 * N * K)
             self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
                 self.q, (K, N), None, B, bt, N, K, b_off)
