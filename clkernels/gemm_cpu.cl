@@ -24,7 +24,23 @@
 #else
 #define VLOAD(o, p) ((float4)((p)[4*(o)+0], (p)[4*(o)+1], (p)[4*(o)+2], (p)[4*(o)+3]))
 #endif
-#define VSTORE CAT(vstore, VW)
+// stores likewise, one component at a time (merged into one vector store)
+#define ST1(v, p, i) (p)[i] = (v)[i];
+#if VW == 16
+#define VSTORE(v, o, p) { const float16 v_ = (v); float* q_ = (float*)&v_; \
+    __global float* p_ = (p) + 16 * (o); \
+    ST1(q_, p_, 0) ST1(q_, p_, 1) ST1(q_, p_, 2) ST1(q_, p_, 3) ST1(q_, p_, 4) ST1(q_, p_, 5) \
+    ST1(q_, p_, 6) ST1(q_, p_, 7) ST1(q_, p_, 8) ST1(q_, p_, 9) ST1(q_, p_, 10) ST1(q_, p_, 11) \
+    ST1(q_, p_, 12) ST1(q_, p_, 13) ST1(q_, p_, 14) ST1(q_, p_, 15) }
+#elif VW == 8
+#define VSTORE(v, o, p) { const float8 v_ = (v); float* q_ = (float*)&v_; \
+    __global float* p_ = (p) + 8 * (o); \
+    ST1(q_, p_, 0) ST1(q_, p_, 1) ST1(q_, p_, 2) ST1(q_, p_, 3) ST1(q_, p_, 4) ST1(q_, p_, 5) \
+    ST1(q_, p_, 6) ST1(q_, p_, 7) }
+#else
+#define VSTORE(v, o, p) { const float4 v_ = (v); float* q_ = (float*)&v_; \
+    __global float* p_ = (p) + 4 * (o); ST1(q_, p_, 0) ST1(q_, p_, 1) ST1(q_, p_, 2) ST1(q_, p_, 3) }
+#endif
 #define ACTV CAT(act_fwd, VW)
 
 // the arguments every GEMM kernel takes (same order as gemm.cl after its block offsets)
