@@ -170,6 +170,52 @@ __kernel void gemm_nt(GEMM_PARAMS)
     }
 }
 
+// Outputs narrower than one vector (NN < VW columns, compile-time): MR rows x one vector per
+// work-item, the columns past NN loaded as zeros and never stored. Global (ceil(M / MR)).
+#if defined(NN)
+#define NB_LOAD1(i) ((i) < NN ? b[i] : 0.0f),
+#define NROW_DECL(r) VT n##r = 0.0f;
+#define NROW_STEP(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); n##r += a * bv; }
+#define NROW_STORE(r) if (i0 + r < M) { \
+    VT v = n##r; \
+    if (HAS_BIAS) v += bias_v; \
+    v = ACTV(ACT, v); \
+    float* q_ = (float*)&v; \
+    __global float* c_ = C + (i0 + r) * ldc; \
+    for (int j = 0; j < NN; j++) c_[j] = accumulate ? c_[j] + q_[j] : q_[j]; }
+__kernel void gemm_narrow_tile(GEMM_PARAMS)
+{
+    A += aoff; B += boff; C += coff;
+    const int i0 = get_global_id(0) * MR;
+    FOR_ROWS(NROW_DECL)
+    __global const float* b = B;
+    A_START(0)
+    for (int k = 0; k < K; k++, b += ldb) {
+#if VW == 16
+        const VT bv = (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4)
+                           NB_LOAD1(5) NB_LOAD1(6) NB_LOAD1(7) NB_LOAD1(8) NB_LOAD1(9)
+                           NB_LOAD1(10) NB_LOAD1(11) NB_LOAD1(12) NB_LOAD1(13) NB_LOAD1(14)
+                           ((15) < NN ? b[15] : 0.0f));
+#elif VW == 8
+        const VT bv = (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4)
+                           NB_LOAD1(5) NB_LOAD1(6) ((7) < NN ? b[7] : 0.0f));
+#else
+        const VT bv = (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) ((3) < NN ? b[3] : 0.0f));
+#endif
+        FOR_ROWS(NROW_STEP)
+        A_NEXT
+    }
+    VT bias_v = 0.0f;
+#if HAS_BIAS
+    {
+        float* q_ = (float*)&bias_v;
+        for (int j = 0; j < NN; j++) q_[j] = bias[j];
+    }
+#endif
+    FOR_ROWS(NROW_STORE)
+}
+#endif
+
 // C = A . B for outputs narrower than a register tile (a classifier's last layer: N = 10):
 // one work-item per row of C keeps that row's NN (compile-time) sums in registers. Local size
 // is left to the runtime so PoCL can vectorise across rows.

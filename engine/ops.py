@@ -59,10 +59,12 @@ class Ops:
         right and bottom edges to the portable kernel; elsewhere the portable kernel does all."""
         if M == 0 or N == 0:
             return
-        if self.rt.kind == "cpu" and K > 0 and trans_b and not trans_a and M >= 4 * N:
+        if (self.rt.kind == "cpu" and K > 0 and trans_b and not trans_a
+                and (M >= 4 * N or K < 2 * self.cpu_tile[0])):
             # many rows (a convolution's dX = dY . W^T over every position): the register-tile
             # kernel beats dot products along K, so transpose the small B (N x K) into scratch
-            # once. With few rows (an MLP's batch) the copy costs more than it saves.
+            # once (also when K is too short for the dot-product kernel's vectors). With few
+            # rows and long K (an MLP's batch) the copy costs more than it saves.
             bt = self._scratch("gemm_bt", 4 * N * K)
             self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
                 self.q, (K, N), None, B, bt, N, K, b_off)
@@ -79,9 +81,15 @@ class Ops:
             self._gemm_split_k(base, M, N, K, A, lda, B, ldb, C, bias, act, acc,
                                (a_off, b_off, 0))
             return
-        if self.rt.kind == "cpu" and K > 0 and not trans_b and N < 2 * self.cpu_tile[0]:
+        if self.rt.kind == "cpu" and K > 0 and not trans_b and N < vw:
+            k = self._k("gemm_cpu", "gemm_narrow_tile", self._GEMM_TYPES,
+                        base + (f"VW={vw}", f"MR={mr}", f"NN={N}"))
+            k(self.q, (-(-M // mr),), (1,), M, N, K, A, lda, B, ldb, C, N, bias, acc, a_off,
+              b_off, c_off)
+            return
+        if self.rt.kind == "cpu" and K > 0 and not trans_b and N < 2 * vw:
             k = self._k("gemm_cpu", "gemm_narrow", self._GEMM_TYPES,
-                        base + (f"VW={self.cpu_tile[0]}", f"MR={self.cpu_tile[1]}", f"NN={N}"))
+                        base + (f"VW={vw}", f"MR={mr}", f"NN={N}"))
             k(self.q, (M,), None, M, N, K, A, lda, B, ldb, C, N, bias, acc, a_off, b_off, c_off)
             return
         if self.rt.kind == "cpu" and K > 0 and not (trans_a and trans_b):
