@@ -83,15 +83,16 @@ __kernel void bias_grad(__global const float* dy, __global float* db, const int 
     db[c] = s;
 }
 
-// Column sums in parts (global (cols, parts)): part p sums rows p, p + parts, ...; then
+// Column sums in parts (global (cols, parts)): part p sums a contiguous block of rows; then
 // sum_parts adds the parts. Many rows and few columns (a convolution's bias) otherwise leave
 // one core summing 40,000 rows alone.
 __kernel void col_sum_parts(__global const float* x, __global float* parts, const int rows,
                             const int cols)
 {
     const int c = get_global_id(0), p = get_global_id(1), P = get_global_size(1);
+    const int rb = (rows + P - 1) / P, r1 = min(rows, (p + 1) * rb);
     float s = 0.0f;
-    for (int r = p; r < rows; r += P) s += x[r * cols + c];
+    for (int r = p * rb; r < r1; r++) s += x[r * cols + c];
     parts[p * cols + c] = s;
 }
 

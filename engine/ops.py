@@ -205,7 +205,7 @@ class Ops:
             return
         buf = self._scratch("bias_parts", 4 * parts * cols)
         self._k("elementwise", "col_sum_parts", [None, None, i32, i32])(
-            self.q, (cols, parts), None, dy, buf, rows, cols)
+            self.q, (cols, parts), (cols, 1) if cols <= 256 else None, dy, buf, rows, cols)
         self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32])(
             self.q, (cols,), None, buf, parts, cols, db, self._dummy, 0, 0, 0)
 

@@ -231,3 +231,12 @@ def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate):
                     i, j = np.unravel_index(np.argmax(win), win.shape)
                     ref[b, 2 * oh + i, 2 * ow + j, c] += dy[b, oh, ow, c]
     np.testing.assert_allclose(from_dev(rt, dx, x.shape), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows,cols", [(43264, 32), (1000, 300), (300, 7)])
+def test_bias_grad_in_parts(rt, ops, rng, rows, cols):
+    """Column sums of many rows are split into parts summed in parallel, then added."""
+    dy = rng.integers(-3, 4, (rows, cols)).astype(np.float64)
+    db = rt.empty(4 * cols)
+    ops.bias_grad(to_dev(rt, dy), db, rows, cols)
+    np.testing.assert_array_equal(from_dev(rt, db, (cols,)), dy.sum(0))
