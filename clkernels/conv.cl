@@ -188,6 +188,59 @@ __kernel void max_pool_backward_tiled(__global const float* dy, __global const i
 }
 #endif
 
+// The same two kernels, 8 channels per work-item (C a multiple of 8): explicit float8 work the
+// runtime does not have to discover. Loads and stores go component by component (PoCL 3.0
+// compiles vload8/vstore8 as library calls); LLVM merges them into vector moves.
+#if defined(GEOM) && (GC % 8 == 0)
+#define LD8(p) ((float8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+#define LDI8(p) ((int8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+#define CQ (gC / 8)
+__kernel void max_pool_forward_tiled8(__global const float* x, __global float* y,
+                                      __global int* arg)
+{
+    const int o = get_global_id(0);
+    const int cq = o % CQ, ow = (o / CQ) % gOW, oh = (o / (CQ * gOW)) % gOH;
+    const int b = o / (CQ * gOW * gOH), c = cq * 8;
+    const int first = (oh * gKH) * gW + ow * gKW;
+    float8 best = LD8(x + ((b * gH) * gW + first) * gC + c);
+    int8 besti = (int8)(first);
+    for (int kh = 0; kh < gKH; kh++) {
+        for (int kw = 0; kw < gKW; kw++) {
+            const int idx = (oh * gKH + kh) * gW + ow * gKW + kw;
+            const float8 v = LD8(x + ((b * gH) * gW + idx) * gC + c);
+            const int8 better = isgreater(v, best);
+            best = select(best, v, better);
+            besti = select(besti, (int8)(idx), better);
+        }
+    }
+    const int out = ((b * gOH + oh) * gOW + ow) * gC + c;
+    float* bq = (float*)&best;
+    int* iq = (int*)&besti;
+    for (int j = 0; j < 8; j++) { y[out + j] = bq[j]; arg[out + j] = iq[j]; }
+}
+
+__kernel void max_pool_backward_tiled8(__global const float* dy, __global const int* arg,
+                                       __global float* dx, const int accumulate)
+{
+    const int o = get_global_id(0);
+    const int cq = o % CQ, ow = (o / CQ) % gOW, oh = (o / (CQ * gOW)) % gOH;
+    const int b = o / (CQ * gOW * gOH), c = cq * 8;
+    const int out = ((b * gOH + oh) * gOW + ow) * gC + c;
+    const float8 g = LD8(dy + out);
+    const int8 best = LDI8(arg + out);
+    for (int kh = 0; kh < gKH; kh++) {
+        for (int kw = 0; kw < gKW; kw++) {
+            const int ih = oh * gKH + kh, iw = ow * gKW + kw;
+            __global float* d = dx + ((b * gH + ih) * gW + iw) * gC + c;
+            float8 v = select((float8)(0.0f), g, best == (int8)(ih * gW + iw));
+            if (accumulate) v += LD8(d);
+            float* vq = (float*)&v;
+            for (int j = 0; j < 8; j++) d[j] = vq[j];
+        }
+    }
+}
+#endif
+
 // Global pooling over the S = H*W positions of each (b, c). Global size (C, n).
 __kernel void global_pool_forward(__global const float* x, __global float* y, __global int* arg,
                                   const int S, const int avg)

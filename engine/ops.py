@@ -246,8 +246,12 @@ class Ops:
         """g: (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)."""
         H, W, C, OH, OW = g[:5]
         if n and arg is not None and self._tiled_windows(g, avg):
-            self._conv_k("max_pool_forward_tiled", [None, None, None], g)(
-                self.q, (n * OH * OW * C,), None, x, y, arg)
+            if C % 8 == 0:
+                self._conv_k("max_pool_forward_tiled8", [None, None, None], g)(
+                    self.q, (n * OH * OW * C // 8,), None, x, y, arg)
+            else:
+                self._conv_k("max_pool_forward_tiled", [None, None, None], g)(
+                    self.q, (n * OH * OW * C,), None, x, y, arg)
             return
         if n:
             self._conv_k("pool_forward", [None, None, None] + [i32] * 12, g)(
@@ -260,8 +264,10 @@ class Ops:
         if n and self._tiled_windows(g, avg):
             if not accumulate and (OH * KH < H or OW * KW < W):
                 self.fill(dx, n * H * W * C)  # rows/columns no window covers
-            self._conv_k("max_pool_backward_tiled", [None, None, None, i32], g)(
-                self.q, (n * OH * OW * C,), None, dy, arg, dx, int(accumulate))
+            name, per = (("max_pool_backward_tiled8", 8) if C % 8 == 0 else
+                         ("max_pool_backward_tiled", 1))
+            self._conv_k(name, [None, None, None, i32], g)(
+                self.q, (n * OH * OW * C // per,), None, dy, arg, dx, int(accumulate))
             return
         if n:
             self._conv_k("pool_backward", [None, None, None] + [i32] * 13, g)(

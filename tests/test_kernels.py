@@ -209,15 +209,19 @@ def test_gemm_split_k_paths(rt, ops, rng, trans_a, M, N, K):
 
 @pytest.mark.parametrize("H,W", [(6, 8), (5, 7)])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate):
-    """2x2 max pooling with stride 2: gradients go to each window's maximum; rows and
-    columns no window covers get zero (or keep the accumulated value)."""
-    n, C = 2, 3
+@pytest.mark.parametrize("C", [3, 16])
+def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate, C):
+    """2x2 max pooling with stride 2 (C = 16: the 8-channels-per-work-item kernels): the
+    forward takes each window's maximum, gradients go to it; rows and columns no window
+    covers get zero (or keep the accumulated value)."""
+    n = 2
     OH, OW = H // 2, W // 2
     g = (H, W, C, OH, OW, 2, 2, 2, 2, 0, 0)
     x = rng.permutation(n * H * W * C).reshape(n, H, W, C).astype(np.float64)  # no ties
     y, arg = rt.empty(4 * n * OH * OW * C), rt.empty(4 * n * OH * OW * C)
     ops.pool_forward(to_dev(rt, x), y, arg, n, g, avg=False)
+    ref_y = x[:, :2 * OH, :2 * OW].reshape(n, OH, 2, OW, 2, C).max((2, 4))
+    np.testing.assert_array_equal(from_dev(rt, y, ref_y.shape), ref_y)
     dy = rng.normal(size=(n, OH, OW, C))
     base = rng.normal(size=x.shape) if accumulate else np.zeros(x.shape)
     dx = to_dev(rt, base) if accumulate else to_dev(rt, np.full(x.shape, 7.0))
