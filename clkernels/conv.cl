@@ -52,6 +52,23 @@ __kernel void im2col(__global const float* x, __global float* cols,
                       ? x[((b * gH + ih) * gW + iw) * gC + c] : 0.0f;
 }
 
+// Every dcols entry im2col filled from input position (b, ih, iw), channel c: `src` is its index.
+#define COL2IM_GATHER(ACC)                                                              \
+    for (int kh = 0; kh < gKH; kh++) {                                                  \
+        const int th = ih + gPT - kh * gDH;                                              \
+        if (th < 0 || th % gSH) continue;                                                \
+        const int oh = th / gSH;                                                         \
+        if (oh >= gOH) continue;                                                         \
+        for (int kw = 0; kw < gKW; kw++) {                                              \
+            const int tw = iw + gPL - kw * gDW;                                          \
+            if (tw < 0 || tw % gSW) continue;                                            \
+            const int ow = tw / gSW;                                                     \
+            if (ow >= gOW) continue;                                                     \
+            const int src = ((b * gOH + oh) * gOW + ow) * K + (kh * gKW + kw) * gC + c;  \
+            ACC;                                                                         \
+        }                                                                                \
+    }
+
 // dx[b, ih, iw, c] (+)= sum of dcols entries that im2col read from it. Global size n*H*W*C.
 __kernel void col2im(__global const float* dcols, __global float* dx,
                      const int H, const int W, const int C, const int OH, const int OW,
@@ -62,22 +79,29 @@ __kernel void col2im(__global const float* dcols, __global float* dx,
     const int c = i % gC, iw = (i / gC) % gW, ih = (i / (gC * gW)) % gH, b = i / (gC * gW * gH);
     const int K = gKH * gKW * gC;
     float s = 0.0f;
-    for (int kh = 0; kh < gKH; kh++) {
-        const int th = ih + gPT - kh * gDH;
-        if (th < 0 || th % gSH) continue;
-        const int oh = th / gSH;
-        if (oh >= gOH) continue;
-        for (int kw = 0; kw < gKW; kw++) {
-            const int tw = iw + gPL - kw * gDW;
-            if (tw < 0 || tw % gSW) continue;
-            const int ow = tw / gSW;
-            if (ow >= gOW) continue;
-            s += dcols[((b * gOH + oh) * gOW + ow) * K + (kh * gKW + kw) * gC + c];
-        }
-    }
+    COL2IM_GATHER(s += dcols[src])
     if (accumulate) s += dx[i];
     dx[i] = s;
 }
+
+// col2im with 8 channels per work-item (C a multiple of 8, compile-time geometry). Global size
+// n*H*W*C/8.
+#if defined(GEOM) && (GC % 8 == 0)
+#define LD8C(p) ((float8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+__kernel void col2im8(__global const float* dcols, __global float* dx, const int accumulate)
+{
+    const int i = get_global_id(0), CQ8 = gC / 8;
+    const int c = (i % CQ8) * 8, iw = (i / CQ8) % gW, ih = (i / (CQ8 * gW)) % gH;
+    const int b = i / (CQ8 * gW * gH);
+    const int K = gKH * gKW * gC;
+    float8 s = (float8)(0.0f);
+    COL2IM_GATHER(s += LD8C(dcols + src))
+    __global float* d = dx + ((b * gH + ih) * gW + iw) * gC + c;
+    if (accumulate) s += LD8C(d);
+    float* q = (float*)&s;
+    for (int j = 0; j < 8; j++) d[j] = q[j];
+}
+#endif
 
 // Max pooling: y and the flat per-sample index (h*W + w) of the maximum; padding never wins.
 // Average pooling (avg != 0): mean over the window's in-bounds entries (Keras/TF 'same').

@@ -232,6 +232,10 @@ class Ops:
 
     def col2im(self, dcols, dx, n, g, accumulate=False):
         H, W, C = g[:3]
+        if n and C % 8 == 0:
+            self._conv_k("col2im8", [None, None, i32], g)(
+                self.q, (n * H * W * C // 8,), None, dcols, dx, int(accumulate))
+            return
         if n:
             self._conv_k("col2im", [None, None] + self._GEOM + [i32], g)(
                 self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))

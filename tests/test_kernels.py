@@ -244,3 +244,37 @@ def test_bias_grad_in_parts(rt, ops, rng, rows, cols):
     db = rt.empty(4 * cols)
     ops.bias_grad(to_dev(rt, dy), db, rows, cols)
     np.testing.assert_array_equal(from_dev(rt, db, (cols,)), dy.sum(0))
+
+
+@pytest.mark.parametrize("C", [3, 8])
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_col2im_sums_what_im2col_read(rt, ops, rng, C, stride, pad, accumulate):
+    """col2im is the adjoint of im2col: <im2col(x), d> == <x, col2im(d)> (C = 8: the
+    8-channels-per-work-item kernel)."""
+    n, H, W, KH, KW = 2, 7, 6, 3, 3
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (W + 2 * pad - KW) // stride + 1
+    g = (H, W, C, OH, OW, KH, KW, stride, stride, 1, 1, pad, pad)
+    x = rng.integers(-3, 4, (n, H, W, C)).astype(np.float64)
+    d = rng.integers(-3, 4, (n * OH * OW, KH * KW * C)).astype(np.float64)
+    cols = rt.empty(4 * d.size)
+    ops.im2col(to_dev(rt, x), cols, n, g)
+    base = rng.integers(-3, 4, x.shape).astype(np.float64) if accumulate else np.zeros(x.shape)
+    dx = to_dev(rt, base)
+    ops.col2im(to_dev(rt, d), dx, n, g, accumulate=accumulate)
+    got = from_dev(rt, dx, x.shape) - base
+    lhs = float((from_dev(rt, cols, d.shape) * d).sum())
+    assert lhs == float((x * got).sum())
+    # and element by element against a direct scatter
+    ref = np.zeros(x.shape)
+    for b in range(n):
+        for oh in range(OH):
+            for ow in range(OW):
+                r = (b * OH + oh) * OW + ow
+                for kh in range(KH):
+                    for kw in range(KW):
+                        ih, iw = oh * stride - pad + kh, ow * stride - pad + kw
+                        if 0 <= ih < H and 0 <= iw < W:
+                            ref[b, ih, iw] += d[r, (kh * KW + kw) * C:(kh * KW + kw + 1) * C]
+    np.testing.assert_array_equal(got, ref)
