@@ -96,12 +96,14 @@ __kernel void col_sum_parts(__global const float* x, __global float* parts, cons
     parts[p * cols + c] = s;
 }
 
-// out[i] = act(sum over p of parts[p * n + i] + bias[i % bias_n]) (+ out[i])
+// out[i] = act(sum over p of parts[p * n + i] + bias[i % bias_n]) (+ out[i]); out is taken
+// from element ooff of its buffer
 __kernel void sum_parts(__global const float* parts, const int P, const int n,
                         __global float* out, __global const float* bias, const int bias_n,
-                        const int act, const int accumulate)
+                        const int act, const int accumulate, const int ooff)
 {
     const int i = get_global_id(0);
+    out += ooff;
     float s = 0.0f;
     for (int p = 0; p < P; p++) s += parts[p * n + i];
     if (bias_n) s += bias[i % bias_n];

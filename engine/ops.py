@@ -55,12 +55,14 @@ class Ops:
              accumulate=False, a_off=0, b_off=0, c_off=0):
         """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous;
         a_off, b_off, c_off are element offsets of the matrices within their buffers.
-        On CPUs whole register tiles go to the micro-kernels of gemm_cpu.cl and the ragged
-        right and bottom edges to the portable kernel; elsewhere the portable kernel does all."""
+        On CPUs (gemm_cpu.cl): split-K for few outputs over a long K, narrow kernels for
+        outputs narrower than a register tile, otherwise whole register tiles with the ragged
+        right and bottom edges on the portable kernel; elsewhere the portable kernel does all."""
         if M == 0 or N == 0:
             return
-        if (self.rt.kind == "cpu" and K > 0 and trans_b and not trans_a
-                and (M >= 4 * N or K < 2 * self.cpu_tile[0])):
+        cpu = self.rt.kind == "cpu" and K > 0
+        vw, mr = self.cpu_tile
+        if cpu and trans_b and not trans_a and (M >= 4 * N or K < 2 * vw):
             # many rows (a convolution's dX = dY . W^T over every position): the register-tile
             # kernel beats dot products along K, so transpose the small B (N x K) into scratch
             # once (also when K is too short for the dot-product kernel's vectors). With few
@@ -73,34 +75,28 @@ class Ops:
         ldb = K if trans_b else N
         base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
                 f"HAS_BIAS={int(bias is not None)}")
+        tile = (f"VW={vw}", f"MR={mr}")
         bias = bias if bias is not None else self._dummy
         acc = int(accumulate)
-        vw, mr = self.cpu_tile
-        tiles = -(-M // mr) * -(-N // (2 * vw))
-        if self.rt.kind == "cpu" and not trans_b and K >= 4096 and K >= 8 * max(M, N):
-            self._gemm_split_k(base, M, N, K, A, lda, B, ldb, C, bias, act, acc,
-                               (a_off, b_off, 0))
-            return
-        if self.rt.kind == "cpu" and K > 0 and not trans_b and N < vw:
-            k = self._k("gemm_cpu", "gemm_narrow_tile", self._GEMM_TYPES,
-                        base + (f"VW={vw}", f"MR={mr}", f"NN={N}"))
-            k(self.q, (-(-M // mr),), (1,), M, N, K, A, lda, B, ldb, C, N, bias, acc, a_off,
-              b_off, c_off)
-            return
-        if self.rt.kind == "cpu" and K > 0 and not trans_b and N < 2 * vw:
-            k = self._k("gemm_cpu", "gemm_narrow", self._GEMM_TYPES,
-                        base + (f"VW={vw}", f"MR={mr}", f"NN={N}"))
-            k(self.q, (M,), None, M, N, K, A, lda, B, ldb, C, N, bias, acc, a_off, b_off, c_off)
-            return
-        if self.rt.kind == "cpu" and K > 0 and not (trans_a and trans_b):
-            vw, mr = self.cpu_tile
+        offs = (a_off, b_off, c_off)
+        args = (M, N, K, A, lda, B, ldb, C, N, bias, acc, *offs)
+        if cpu and not trans_b:
+            if K >= 4096 and K >= 8 * max(M, N):  # few outputs, long K
+                self._gemm_split_k(base + tile, args, act)
+                return
+            if N < 2 * vw:  # narrower than a register tile: one masked vector, or one row
+                name, grid, local = (("gemm_narrow_tile", (-(-M // mr),), (1,)) if N < vw else
+                                     ("gemm_narrow", (M,), None))
+                self._k("gemm_cpu", name, self._GEMM_TYPES, base + tile + (f"NN={N}",))(
+                    self.q, grid, local, *args)
+                return
+        if cpu and not (trans_a and trans_b):
             tm, tn = (4, 4) if trans_b else (mr, 2 * vw)
             m_full, n_full = M - M % tm, N - N % tn
             if m_full and n_full:
                 name = "gemm_nt" if trans_b else "gemm_tile"
-                k = self._k("gemm_cpu", name, self._GEMM_TYPES, base + (f"VW={vw}", f"MR={mr}"))
-                k(self.q, (n_full // tn, m_full // tm), (1, 1), M, N, K, A, lda, B, ldb, C, N,
-                  bias, acc, a_off, b_off, c_off)
+                self._k("gemm_cpu", name, self._GEMM_TYPES, base + tile)(
+                    self.q, (n_full // tn, m_full // tm), (1, 1), *args)
                 edges = []
                 if n_full < N:   # right strip, all rows
                     edges.append((0, n_full, M, N - n_full))
@@ -108,10 +104,9 @@ class Ops:
                     edges.append((m_full, 0, M - m_full, n_full))
                 for i0, j0, m, n in edges:
                     self._gemm_portable(base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, N,
-                                        (a_off, b_off, c_off))
+                                        offs)
                 return
-        self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N,
-                            (a_off, b_off, c_off))
+        self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N, offs)
 
     _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32]
 
@@ -124,24 +119,28 @@ class Ops:
             self._scratch_bufs[name] = buf
         return buf
 
-    def _gemm_split_k(self, base, M, N, K, A, lda, B, ldb, C, bias, act, acc, offs):
-        """Few outputs, long K: parts of K in parallel, then one sum with the epilogue."""
+    def _gemm_split_k(self, defines, args, act):
+        """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
+        activation, accumulation, output offset). args: as for the GEMM kernels."""
+        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off = args
         P = min(64, K // 512)
         KC = -(-K // P)
         parts = self._scratch("gemm_parts", 4 * P * M * N)
         vw, mr = self.cpu_tile
-        defines = base + (f"VW={vw}", f"MR={mr}")
+        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, parts, KC)
+        types = self._GEMM_TYPES + [None, i32]
         if N % (2 * vw) == 0:  # whole register tiles across N
-            k = self._k("gemm_cpu", "gemm_tile_split_k", self._GEMM_TYPES + [None, i32], defines)
-            k(self.q, (N // (2 * vw), -(-M // mr), P), (1, 1, 1), M, N, K, A, lda, B, ldb, C,
-              N, bias, 0, *offs, parts, KC)
+            self._k("gemm_cpu", "gemm_tile_split_k", types, defines)(
+                self.q, (N // (2 * vw), -(-M // mr), P), (1, 1, 1), *part_args)
         else:
-            k = self._k("gemm_cpu", "gemm_split_k", self._GEMM_TYPES + [None, i32], defines)
-            k(self.q, (N, M, P), None, M, N, K, A, lda, B, ldb, C, N, bias, 0, *offs, parts, KC)
-        has_bias = "HAS_BIAS=1" in base
-        self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32])(
-            self.q, (M * N,), None, parts, P, M * N, C, bias, N if has_bias else 0,
-            ACT_ID[act], acc)
+            self._k("gemm_cpu", "gemm_split_k", types, defines)(
+                self.q, (N, M, P), None, *part_args)
+        has_bias = "HAS_BIAS=1" in defines
+        self._sum_parts(parts, P, M * N, C, bias, N if has_bias else 0, ACT_ID[act], acc, c_off)
+
+    def _sum_parts(self, parts, P, n, out, bias, bias_n, act_id, acc, ooff=0):
+        self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32, i32])(
+            self.q, (n,), None, parts, P, n, out, bias, bias_n, act_id, acc, ooff)
 
     def _gemm_portable(self, base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs):
         """The portable kernel on the sub-block starting at row i0, column j0."""
@@ -206,8 +205,7 @@ class Ops:
         buf = self._scratch("bias_parts", 4 * parts * cols)
         self._k("elementwise", "col_sum_parts", [None, None, i32, i32])(
             self.q, (cols, parts), (cols, 1) if cols <= 256 else None, dy, buf, rows, cols)
-        self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32])(
-            self.q, (cols,), None, buf, parts, cols, db, self._dummy, 0, 0, 0)
+        self._sum_parts(buf, parts, cols, db, self._dummy, 0, 0, 0)
 
     # -- convolution and pooling (NHWC) ------------------------------------------------------
     _GEOM = [i32] * 13

@@ -61,6 +61,14 @@ class LazyRows:
             yield self[s:s + CHUNK]
 
 
+def as_rows(a, dtype=None):
+    """Lazy rows as they are; anything else as a numpy array (contiguous, of `dtype`, when
+    given)."""
+    if isinstance(a, LazyRows):
+        return a
+    return np.asarray(a) if dtype is None else np.ascontiguousarray(a, dtype)
+
+
 def take(a, idx):
     """Rows of a plain or lazy array; lazy arrays stay lazy."""
     return a.subset(idx) if isinstance(a, LazyRows) else a[idx]

@@ -22,6 +22,7 @@ class RunData:
         self.validation = None  # (x, y) from the dataset's split, if any
         self.fitted = {}  # normalisation statistics and categories, for dataset.fitted
         self.class_names = None
+        self.mapping = {"inputs": {}, "targets": {}}  # array names per Input / output node
 
     @property
     def test(self):
@@ -117,8 +118,7 @@ def prepare_data(project, arrays=None, progress=None):
     def fetch(split, name, place):
         if name not in split:
             raise DataError(f"the dataset has no array {name!r}; it has: {have}", place)
-        a = split[name]
-        return a if isinstance(a, preprocess.LazyRows) else np.asarray(a)
+        return preprocess.as_rows(split[name])
 
     def check(split, tag):
         x, y = {}, {}
@@ -134,7 +134,7 @@ def prepare_data(project, arrays=None, progress=None):
                                 f"{fmt_shape(a.shape[1:])}, Input {nid!r} expects "
                                 f"{fmt_shape(want)}; set the Input's shape to "
                                 f"{list(a.shape[1:])}, or map another array", place)
-            x[nid] = a if isinstance(a, preprocess.LazyRows) else np.ascontiguousarray(a, np.float32)
+            x[nid] = preprocess.as_rows(a, np.float32)
         for nid in outs:
             place = f"dataset.targets.{nid}"
             if nid not in out_map:
@@ -225,8 +225,8 @@ class Session:
         callbacks = list(callbacks) + build_callbacks(t.get("callbacks", []), out_dir)
         return fit(self.trainer, data.x, data.y, int(epochs or t["epochs"]), self.batch_size,
                    seed=self.seed, validation_split=t.get("validation_split", 0.0),
-                   validation_data=data.validation, test_data=data.test, callbacks=callbacks, should_stop=should_stop,
-                   shuffle=t.get("shuffle", True))
+                   validation_data=data.validation, test_data=data.test, callbacks=callbacks,
+                   should_stop=should_stop, shuffle=t.get("shuffle", True))
 
 
 def load_weights(path, place="weights"):

@@ -278,3 +278,18 @@ def test_col2im_sums_what_im2col_read(rt, ops, rng, C, stride, pad, accumulate):
                         if 0 <= ih < H and 0 <= iw < W:
                             ref[b, ih, iw] += d[r, (kh * KW + kw) * C:(kh * KW + kw + 1) * C]
     np.testing.assert_array_equal(got, ref)
+
+
+def test_gemm_split_k_honours_the_output_offset(rt, ops, rng):
+    """Bug: the split-K path summed its parts into C without the element offset c_off (the
+    recurrent layers address one time step of C that way)."""
+    M, N, K, off = 4, 32, 4608, 5
+    A = rng.integers(-2, 3, (K, M)).astype(np.float64)
+    B = rng.integers(-2, 3, (K, N)).astype(np.float64)
+    C0 = rng.integers(-3, 4, off + M * N).astype(np.float64)
+    C = to_dev(rt, C0)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=True, accumulate=True,
+             c_off=off)
+    want = C0.copy()
+    want[off:] += (A.T @ B).reshape(-1)
+    np.testing.assert_array_equal(from_dev(rt, C, (off + M * N,)), want)
