@@ -152,6 +152,11 @@ class PasteCmd(QUndoCommand):
             self.doc.positions().pop(nid, None)
 
 
+def keep_mapping(old, new):
+    """A new dataset keeps the old one's array-to-node mapping (the graph did not change)."""
+    return {**new, **{k: old[k] for k in ("inputs", "targets") if k in old}}
+
+
 class SetSetupCmd(QUndoCommand):
     """Changes part of the project's setup: `section` is "dataset" (the whole object) or
     "training" (one key of it)."""

@@ -15,10 +15,11 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 from engine import preprocess, tabular
 from engine.errors import LayerloomError
 
-from .commands import SetSetupCmd
+from .commands import SetSetupCmd, keep_mapping
 from .images import pixmap
 
-OWN_SOURCES = ("csv", "images")
+# sources that may lack a test split of their own (the "test" fraction applies to them)
+SPLIT_TEST_SOURCES = ("csv", "images", "npy", "npz")
 PREVIEW_ROWS = 50
 
 
@@ -215,13 +216,8 @@ class DataPanel(QWidget):
             return os.path.relpath(path, base)
         return path
 
-    def _keep_mapping(self, new):
-        old = self._dataset()
-        new.update({k: old[k] for k in ("inputs", "targets") if k in old})
-        return new
-
     def use_csv(self, path):
-        self._push_dataset(self._keep_mapping({
+        self._push_dataset(keep_mapping(self._dataset(), {
             "source": "csv", "path": self._relative(path), "missing": "error",
             "split": {"test": 0.2, "validation": 0.1, "seed": 0}, "normalize": "standardize"}))
 
@@ -229,7 +225,7 @@ class DataPanel(QWidget):
         shape = self._input_shape()
         size = list(shape[:2]) if shape and len(shape) == 3 else [32, 32]
         color = "rgb" if shape and len(shape) == 3 and shape[2] == 3 else "grayscale"
-        self._push_dataset(self._keep_mapping({
+        self._push_dataset(keep_mapping(self._dataset(), {
             "source": "images", "path": self._relative(path), "size": size, "color": color,
             "split": {"test": 0.2, "validation": 0.1, "seed": 0}, "normalize": "scale"}))
 
@@ -260,11 +256,9 @@ class DataPanel(QWidget):
     def load_fields(self):
         d = self._dataset()
         src = d.get("source")
-        own = src in OWN_SOURCES
         where = d.get("path") or d.get("name") or ""
         self.source.setText(f"Dataset: {src or '(none)'} {where}".strip())
-        for w in (self.missing,):
-            w.setEnabled(src == "csv")
+        self.missing.setEnabled(src == "csv")
         self.form.setRowVisible(self.size_row, src == "images")
         self.missing.setCurrentText(d.get("missing", "error"))
         from engine.run import default_normalization
@@ -279,7 +273,7 @@ class DataPanel(QWidget):
         self.color.setCurrentText(d.get("color", "grayscale"))
         self.tables.setVisible(src == "csv")
         self.thumbs.setVisible(src != "csv")
-        self.test.setEnabled(own or src == "npz" or src == "npy")
+        self.test.setEnabled(src in SPLIT_TEST_SOURCES)
 
     def schedule(self):
         self.timer.start()
@@ -319,7 +313,6 @@ class DataPanel(QWidget):
             self.refresh()
 
     def show_info(self, info):
-        self.info = info
         self.load_fields()
         if "error" in info:
             self.status.setText(info["error"])

@@ -16,7 +16,7 @@ from engine.losses import NAMES as LOSS_NAMES
 from engine.metrics import NAMES as METRIC_NAMES
 from engine.optimizers import OPTIMIZERS
 
-from .commands import SetSetupCmd
+from .commands import SetSetupCmd, keep_mapping
 
 DATASET_CHOICES = ([("synthetic", n) for n in datasets.SYNTHETIC]
                    + [("keras", n) for n in builtin_data.NAMES]
@@ -290,8 +290,7 @@ class TrainingPanel(QWidget):
 
     def set_dataset(self, new):
         old = self.doc.project.dataset
-        keep = {k: old[k] for k in ("inputs", "targets") if k in old}
-        new = {**new, **keep}
+        new = keep_mapping(old, new)
         if new != old:
             self._push(SetSetupCmd(self.doc, "dataset", None, new, self._changed_setup))
 
