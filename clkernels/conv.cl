@@ -87,7 +87,6 @@ __kernel void col2im(__global const float* dcols, __global float* dx,
 // col2im with 8 channels per work-item (C a multiple of 8, compile-time geometry). Global size
 // n*H*W*C/8.
 #if defined(GEOM) && (GC % 8 == 0)
-#define LD8C(p) ((float8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
 __kernel void col2im8(__global const float* dcols, __global float* dx, const int accumulate)
 {
     const int i = get_global_id(0), CQ8 = gC / 8;
@@ -95,11 +94,10 @@ __kernel void col2im8(__global const float* dcols, __global float* dx, const int
     const int b = i / (CQ8 * gW * gH);
     const int K = gKH * gKW * gC;
     float8 s = (float8)(0.0f);
-    COL2IM_GATHER(s += LD8C(dcols + src))
+    COL2IM_GATHER(s += VLOAD8(dcols + src))
     __global float* d = dx + ((b * gH + ih) * gW + iw) * gC + c;
-    if (accumulate) s += LD8C(d);
-    float* q = (float*)&s;
-    for (int j = 0; j < 8; j++) d[j] = q[j];
+    if (accumulate) s += VLOAD8(d);
+    VSTORE8(s, d)
 }
 #endif
 
@@ -213,10 +211,8 @@ __kernel void max_pool_backward_tiled(__global const float* dy, __global const i
 #endif
 
 // The same two kernels, 8 channels per work-item (C a multiple of 8): explicit float8 work the
-// runtime does not have to discover. Loads and stores go component by component (PoCL 3.0
-// compiles vload8/vstore8 as library calls); LLVM merges them into vector moves.
+// runtime does not have to discover. Loads and stores component by component (vector.cl).
 #if defined(GEOM) && (GC % 8 == 0)
-#define LD8(p) ((float8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
 #define LDI8(p) ((int8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
 #define CQ (gC / 8)
 __kernel void max_pool_forward_tiled8(__global const float* x, __global float* y,
@@ -226,12 +222,12 @@ __kernel void max_pool_forward_tiled8(__global const float* x, __global float* y
     const int cq = o % CQ, ow = (o / CQ) % gOW, oh = (o / (CQ * gOW)) % gOH;
     const int b = o / (CQ * gOW * gOH), c = cq * 8;
     const int first = (oh * gKH) * gW + ow * gKW;
-    float8 best = LD8(x + ((b * gH) * gW + first) * gC + c);
+    float8 best = VLOAD8(x + ((b * gH) * gW + first) * gC + c);
     int8 besti = (int8)(first);
     for (int kh = 0; kh < gKH; kh++) {
         for (int kw = 0; kw < gKW; kw++) {
             const int idx = (oh * gKH + kh) * gW + ow * gKW + kw;
-            const float8 v = LD8(x + ((b * gH) * gW + idx) * gC + c);
+            const float8 v = VLOAD8(x + ((b * gH) * gW + idx) * gC + c);
             const int8 better = isgreater(v, best);
             best = select(best, v, better);
             besti = select(besti, (int8)(idx), better);
@@ -250,16 +246,15 @@ __kernel void max_pool_backward_tiled8(__global const float* dy, __global const 
     const int cq = o % CQ, ow = (o / CQ) % gOW, oh = (o / (CQ * gOW)) % gOH;
     const int b = o / (CQ * gOW * gOH), c = cq * 8;
     const int out = ((b * gOH + oh) * gOW + ow) * gC + c;
-    const float8 g = LD8(dy + out);
+    const float8 g = VLOAD8(dy + out);
     const int8 best = LDI8(arg + out);
     for (int kh = 0; kh < gKH; kh++) {
         for (int kw = 0; kw < gKW; kw++) {
             const int ih = oh * gKH + kh, iw = ow * gKW + kw;
             __global float* d = dx + ((b * gH + ih) * gW + iw) * gC + c;
             float8 v = select((float8)(0.0f), g, best == (int8)(ih * gW + iw));
-            if (accumulate) v += LD8(d);
-            float* vq = (float*)&v;
-            for (int j = 0; j < 8; j++) d[j] = vq[j];
+            if (accumulate) v += VLOAD8(d);
+            VSTORE8(v, d)
         }
     }
 }

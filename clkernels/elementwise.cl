@@ -27,21 +27,21 @@ __kernel void add2(__global const float* a, __global const float* b, __global fl
 #define ACT_OF(arg) (arg)
 #endif
 
-__kernel void act_forward(const int act, __global const float* x, __global float* y)
-{
-    const int i = get_global_id(0);
-    y[i] = act_fwd(ACT_OF(act), x[i]);
-}
+// EW elements per work-item (EW_BODY, vector.cl); global size ceil(n / EW).
+#define ACT_FWD_BODY(T, LD, ST, SUF) { ST(CAT(act_fwd, SUF)(ACT_OF(act), LD(x)), y) }
+__kernel void act_forward(const int act, __global const float* x, __global float* y,
+                          const int n)
+    EW_BODY(n, ACT_FWD_BODY)
 
 // x is the pre-activation; callers may pass y for it unless the activation NEEDS_INPUT.
+#define ACT_BWD_BODY(T, LD, ST, SUF) {                                                      \
+    T v_ = LD(dy) * CAT(act_grad, SUF)(ACT_OF(act), LD(x), LD(y));                          \
+    if (accumulate) v_ += LD(dx);                                                           \
+    ST(v_, dx) }
 __kernel void act_backward(const int act, __global const float* x, __global const float* y,
-                           __global const float* dy, __global float* dx, const int accumulate)
-{
-    const int i = get_global_id(0);
-    float v = dy[i] * act_grad(ACT_OF(act), x[i], y[i]);
-    if (accumulate) v += dx[i];
-    dx[i] = v;
-}
+                           __global const float* dy, __global float* dx, const int accumulate,
+                           const int n)
+    EW_BODY(n, ACT_BWD_BODY)
 
 // Row-wise softmax (log_softmax when log != 0), one work-item per row; y may alias x.
 __kernel void softmax_forward(__global const float* x, __global float* y, const int cols,
@@ -74,27 +74,22 @@ __kernel void softmax_backward(__global const float* y, __global const float* dy
     }
 }
 
-// db[c] = sum_r dy[r, c]; one work-item per column.
-__kernel void bias_grad(__global const float* dy, __global float* db, const int rows, const int cols)
-{
-    const int c = get_global_id(0);
-    float s = 0.0f;
-    for (int r = 0; r < rows; r++) s += dy[r * cols + c];
-    db[c] = s;
+// Column sums in parts, global (cols / W, P): part p sums a contiguous block of rows into
+// out[p, :] (P = 1: the sums themselves, a Dense bias gradient); then sum_parts adds the parts.
+// Many rows and few columns (a convolution's bias) otherwise leave one core summing 40,000 rows
+// alone. col_sums: one column per work-item; col_sums_ew: EW (cols a multiple of EW).
+#define COL_SUMS(NAME, W, T)                                                                \
+__kernel void NAME(__global const float* x, __global float* out, const int rows,            \
+                   const int cols)                                                          \
+{                                                                                           \
+    const int c = get_global_id(0) * W, p = get_global_id(1), P = get_global_size(1);       \
+    const int rb = (rows + P - 1) / P, r1 = min(rows, (p + 1) * rb);                        \
+    T s = 0.0f;                                                                             \
+    for (int r = p * rb; r < r1; r++) s += CAT(VLOAD, W)(x + r * cols + c);                 \
+    CAT(VSTORE, W)(s, out + p * cols + c)                                                   \
 }
-
-// Column sums in parts (global (cols, parts)): part p sums a contiguous block of rows; then
-// sum_parts adds the parts. Many rows and few columns (a convolution's bias) otherwise leave
-// one core summing 40,000 rows alone.
-__kernel void col_sum_parts(__global const float* x, __global float* parts, const int rows,
-                            const int cols)
-{
-    const int c = get_global_id(0), p = get_global_id(1), P = get_global_size(1);
-    const int rb = (rows + P - 1) / P, r1 = min(rows, (p + 1) * rb);
-    float s = 0.0f;
-    for (int r = p * rb; r < r1; r++) s += x[r * cols + c];
-    parts[p * cols + c] = s;
-}
+COL_SUMS(col_sums, 1, float)
+COL_SUMS(col_sums_ew, EW, EWT)
 
 // out[i] = act(sum over p of parts[p * n + i] + bias[i % bias_n]) (+ out[i]); out is taken
 // from element ooff of its buffer

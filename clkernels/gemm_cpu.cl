@@ -6,41 +6,10 @@
 // kernel in gemm.cl. Same contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C).
 // NOTE: plain a*b+c, not fma(): on PoCL 3.0 fma() compiled to code half as fast.
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
 #define VT CAT(float, VW)
-// NOTE: PoCL 3.0 emits vloadN as a call into its library; the call clobbers every vector
-// register, so all accumulators were spilled to the stack and reloaded around each load (the
-// GEMM ran at a third of its speed). Built from scalars, LLVM merges them into one unaligned
-// vector load, inline.
-#if VW == 16
-#define VLOAD(o, p) ((float16)((p)[16*(o)+0], (p)[16*(o)+1], (p)[16*(o)+2], (p)[16*(o)+3], \
-    (p)[16*(o)+4], (p)[16*(o)+5], (p)[16*(o)+6], (p)[16*(o)+7], (p)[16*(o)+8], (p)[16*(o)+9], \
-    (p)[16*(o)+10], (p)[16*(o)+11], (p)[16*(o)+12], (p)[16*(o)+13], (p)[16*(o)+14], \
-    (p)[16*(o)+15]))
-#elif VW == 8
-#define VLOAD(o, p) ((float8)((p)[8*(o)+0], (p)[8*(o)+1], (p)[8*(o)+2], (p)[8*(o)+3], \
-    (p)[8*(o)+4], (p)[8*(o)+5], (p)[8*(o)+6], (p)[8*(o)+7]))
-#else
-#define VLOAD(o, p) ((float4)((p)[4*(o)+0], (p)[4*(o)+1], (p)[4*(o)+2], (p)[4*(o)+3]))
-#endif
-// stores likewise, one component at a time (merged into one vector store)
-#define ST1(v, p, i) (p)[i] = (v)[i];
-#if VW == 16
-#define VSTORE(v, o, p) { const float16 v_ = (v); float* q_ = (float*)&v_; \
-    __global float* p_ = (p) + 16 * (o); \
-    ST1(q_, p_, 0) ST1(q_, p_, 1) ST1(q_, p_, 2) ST1(q_, p_, 3) ST1(q_, p_, 4) ST1(q_, p_, 5) \
-    ST1(q_, p_, 6) ST1(q_, p_, 7) ST1(q_, p_, 8) ST1(q_, p_, 9) ST1(q_, p_, 10) ST1(q_, p_, 11) \
-    ST1(q_, p_, 12) ST1(q_, p_, 13) ST1(q_, p_, 14) ST1(q_, p_, 15) }
-#elif VW == 8
-#define VSTORE(v, o, p) { const float8 v_ = (v); float* q_ = (float*)&v_; \
-    __global float* p_ = (p) + 8 * (o); \
-    ST1(q_, p_, 0) ST1(q_, p_, 1) ST1(q_, p_, 2) ST1(q_, p_, 3) ST1(q_, p_, 4) ST1(q_, p_, 5) \
-    ST1(q_, p_, 6) ST1(q_, p_, 7) }
-#else
-#define VSTORE(v, o, p) { const float4 v_ = (v); float* q_ = (float*)&v_; \
-    __global float* p_ = (p) + 4 * (o); ST1(q_, p_, 0) ST1(q_, p_, 1) ST1(q_, p_, 2) ST1(q_, p_, 3) }
-#endif
+// vector loads and stores from scalars (vector.cl): o counts vectors from p
+#define VLOAD(o, p) CAT(VLOAD, VW)((p) + VW * (o))
+#define VSTORE(v, o, p) CAT(VSTORE, VW)((v), (p) + VW * (o))
 #define ACTV CAT(act_fwd, VW)
 
 // the arguments every GEMM kernel takes (same order as gemm.cl after its block offsets)

@@ -1,85 +1,81 @@
-// Optimizer updates, Keras 3 semantics. One work-item per parameter element.
+// Optimizer updates, Keras 3 semantics. The updates take EW elements per work-item
+// (EW_BODY, vector.cl; global size ceil(n / EW)); the rest one work-item per element.
 
 // SGD with momentum: v = momentum*v - lr*g; w += v (nesterov: w += momentum*v - lr*g).
+#define SGD_BODY(T, LD, ST, SUF) {                                                          \
+    const T g_ = LD(g);                                                                     \
+    if (momentum == 0.0f) { ST(LD(w) - lr * g_, w) }                                        \
+    else {                                                                                  \
+        const T v_ = momentum * LD(v) - lr * g_;                                            \
+        ST(v_, v)                                                                           \
+        ST(LD(w) + (nesterov ? momentum * v_ - lr * g_ : v_), w)                            \
+    } }
 __kernel void sgd(__global float* w, __global const float* g, __global float* v,
-                  const float lr, const float momentum, const int nesterov)
-{
-    const int i = get_global_id(0);
-    if (momentum == 0.0f) { w[i] -= lr * g[i]; return; }
-    const float vi = momentum * v[i] - lr * g[i];
-    v[i] = vi;
-    w[i] += nesterov ? momentum * vi - lr * g[i] : vi;
-}
-
-// Adam's moment estimates, shared by Adam, AdamW and Nadam:
-// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2; returns (m, v) after storing them.
-inline float2 update_moments(__global float* m, __global float* v, const int i, const float g,
-                             const float b1, const float b2)
-{
-    const float mi = m[i] + (g - m[i]) * (1.0f - b1);
-    const float vi = v[i] + (g * g - v[i]) * (1.0f - b2);
-    m[i] = mi;
-    v[i] = vi;
-    return (float2)(mi, vi);
-}
-
-// Adam: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) computed on the host.
-__kernel void adam(__global float* w, __global const float* g, __global float* m,
-                   __global float* v, const float alpha, const float b1, const float b2,
-                   const float eps)
-{
-    const int i = get_global_id(0);
-    const float2 mv = update_moments(m, v, i, g[i], b1, b2);
-    w[i] -= alpha * mv.x / (sqrt(mv.y) + eps);
-}
+                  const float lr, const float momentum, const int nesterov, const int n)
+    EW_BODY(n, SGD_BODY)
 
 // RMSprop (Keras 3): v = rho v + (1-rho) g^2; centered: a = rho a + (1-rho) g, denom = v - a^2;
 // inc = lr g / sqrt(denom + eps); with momentum: m = momentum m + inc, w -= m; else w -= inc.
+#define RMSPROP_BODY(T, LD, ST, SUF) {                                                      \
+    const T g_ = LD(g);                                                                     \
+    const T v_ = rho * LD(v) + (1.0f - rho) * g_ * g_;                                      \
+    ST(v_, v)                                                                               \
+    T denom = v_;                                                                           \
+    if (centered) {                                                                         \
+        const T a_ = rho * LD(a) + (1.0f - rho) * g_;                                       \
+        ST(a_, a)                                                                           \
+        denom -= a_ * a_;                                                                   \
+    }                                                                                       \
+    const T inc = lr * g_ / sqrt(denom + eps);                                              \
+    if (momentum > 0.0f) {                                                                  \
+        const T m_ = momentum * LD(m) + inc;                                                \
+        ST(m_, m)                                                                           \
+        ST(LD(w) - m_, w)                                                                   \
+    } else {                                                                                \
+        ST(LD(w) - inc, w)                                                                  \
+    } }
 __kernel void rmsprop(__global float* w, __global const float* g, __global float* v,
                       __global float* a, __global float* m, const float lr, const float rho,
-                      const float momentum, const float eps, const int centered)
-{
-    const int i = get_global_id(0);
-    const float gi = g[i];
-    const float vi = rho * v[i] + (1.0f - rho) * gi * gi;
-    v[i] = vi;
-    float denom = vi;
-    if (centered) {
-        const float ai = rho * a[i] + (1.0f - rho) * gi;
-        a[i] = ai;
-        denom -= ai * ai;
-    }
-    const float inc = lr * gi / sqrt(denom + eps);
-    if (momentum > 0.0f) {
-        const float mi = momentum * m[i] + inc;
-        m[i] = mi;
-        w[i] -= mi;
-    } else {
-        w[i] -= inc;
-    }
-}
+                      const float momentum, const float eps, const int centered, const int n)
+    EW_BODY(n, RMSPROP_BODY)
 
 // Adagrad: acc += g^2; w -= lr g / sqrt(acc + eps).
+#define ADAGRAD_BODY(T, LD, ST, SUF) {                                                      \
+    const T g_ = LD(g);                                                                     \
+    const T a_ = LD(acc) + g_ * g_;                                                         \
+    ST(a_, acc)                                                                             \
+    ST(LD(w) - lr * g_ / sqrt(a_ + eps), w) }
 __kernel void adagrad(__global float* w, __global const float* g, __global float* acc,
-                      const float lr, const float eps)
-{
-    const int i = get_global_id(0);
-    const float gi = g[i];
-    const float ai = acc[i] + gi * gi;
-    acc[i] = ai;
-    w[i] -= lr * gi / sqrt(ai + eps);
-}
+                      const float lr, const float eps, const int n)
+    EW_BODY(n, ADAGRAD_BODY)
+
+// Adam's moment estimates, shared by Adam, AdamW and Nadam:
+// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, stored, and kept in m_ and v_.
+#define MOMENTS(T, LD, ST)                                                                  \
+    const T g_ = LD(g);                                                                     \
+    const T m_ = LD(m) + (g_ - LD(m)) * (1.0f - b1);                                        \
+    const T v_ = LD(v) + (g_ * g_ - LD(v)) * (1.0f - b2);                                   \
+    ST(m_, m) ST(v_, v)
+
+// Adam: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) computed on the host.
+#define ADAM_BODY(T, LD, ST, SUF) {                                                         \
+    MOMENTS(T, LD, ST)                                                                      \
+    ST(LD(w) - alpha * m_ / (sqrt(v_) + eps), w) }
+__kernel void adam(__global float* w, __global const float* g, __global float* m,
+                   __global float* v, const float alpha, const float b1, const float b2,
+                   const float eps, const int n)
+    EW_BODY(n, ADAM_BODY)
 
 // Nadam (Keras 3), coefficients from the host: c1 = u_{t+1} / (1 - prod u_{..t+1}),
 // c2 = (1 - u_t) / (1 - prod u_{..t}), c3 = 1 / (1 - b2^t).
+#define NADAM_BODY(T, LD, ST, SUF) {                                                        \
+    MOMENTS(T, LD, ST)                                                                      \
+    ST(LD(w) - lr * (c1 * m_ + c2 * g_) / (sqrt(v_ * c3) + eps), w) }
 __kernel void nadam(__global float* w, __global const float* g, __global float* m,
                     __global float* v, const float lr, const float b1, const float b2,
-                    const float c1, const float c2, const float c3, const float eps)
-{
-    const int i = get_global_id(0);
-    const float2 mv = update_moments(m, v, i, g[i], b1, b2);
-    w[i] -= lr * (c1 * mv.x + c2 * g[i]) / (sqrt(mv.y * c3) + eps);
-}
+                    const float c1, const float c2, const float c3, const float eps,
+                    const int n)
+    EW_BODY(n, NADAM_BODY)
 
 // Decoupled weight decay, Keras 3: w -= w * decay * lr.
 __kernel void decay(__global float* w, const float factor)

@@ -35,7 +35,9 @@ class Ops:
         self.q = runtime.queue
         self._dummy = runtime.empty(4)
         self._scratch_bufs = {}
-        self._prelude = cl_prelude()
+        # elementwise kernels take EW elements per work-item on CPUs (see vector.cl)
+        self.ew = 8 if runtime.kind == "cpu" else 1
+        self._prelude = cl_prelude() + f"#define EW {self.ew}\n"
         # CPU GEMM register tile: vector width from the device, rows so that 2*MR
         # accumulators plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
         vw = runtime.device.preferred_vector_width_float
@@ -46,9 +48,15 @@ class Ops:
         return buf if buf is not None else self._dummy
 
     def _k(self, file, name, types, defines=()):
-        # every program starts with the activation ids and functions
-        files = ("activations", file)
+        # every program starts with the vector macros and the activation ids and functions
+        files = ("vector", "activations", file)
         return self.rt.kernel(files, name, types, defines, prelude=self._prelude)
+
+    def _ew(self, file, name, types, n, *args):
+        """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
+        argument."""
+        if n:
+            self._k(file, name, types + [i32])(self.q, (-(-n // self.ew),), None, *args, n)
 
     # -- GEMM ----------------------------------------------------------------------------
     def gemm(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None, act="linear",
@@ -176,8 +184,9 @@ class Ops:
                 self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
                     self.q, (rows,), None, x, y, cols, int(act == "log_softmax"))
         elif rows * cols:
-            self._k("elementwise", "act_forward", [i32, None, None], (f"ACTC={ACT_ID[act]}",))(
-                self.q, (rows * cols,), None, ACT_ID[act], x, y)
+            self._k("elementwise", "act_forward", [i32, None, None, i32],
+                    (f"ACTC={ACT_ID[act]}",))(
+                self.q, (-(-rows * cols // self.ew),), None, ACT_ID[act], x, y, rows * cols)
 
     def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False, x=None):
         """dx (+)= dy * act'(.). x (the pre-activation) is needed only for NEEDS_INPUT."""
@@ -191,21 +200,23 @@ class Ops:
         elif rows * cols:
             if x is None and act in NEEDS_INPUT:
                 raise ValueError(f"{act} backward needs the pre-activation")
-            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32],
+            n = rows * cols
+            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32, i32],
                     (f"ACTC={ACT_ID[act]}",))(
-                self.q, (rows * cols,), None, ACT_ID[act], x if x is not None else y, y, dy,
-                dx, int(accumulate))
+                self.q, (-(-n // self.ew),), None, ACT_ID[act], x if x is not None else y, y,
+                dy, dx, int(accumulate), n)
 
     def bias_grad(self, dy, db, rows, cols):
+        """db = column sums of dy; in parts summed afterwards when there are many rows."""
         parts = min(64, rows // 256)
-        if parts < 2:
-            self._k("elementwise", "bias_grad", [None, None, i32, i32])(
-                self.q, (cols,), None, dy, db, rows, cols)
-            return
-        buf = self._scratch("bias_parts", 4 * parts * cols)
-        self._k("elementwise", "col_sum_parts", [None, None, i32, i32])(
-            self.q, (cols, parts), (cols, 1) if cols <= 256 else None, dy, buf, rows, cols)
-        self._sum_parts(buf, parts, cols, db, self._dummy, 0, 0, 0)
+        out = db if parts < 2 else self._scratch("bias_parts", 4 * parts * cols)
+        P = 1 if parts < 2 else parts
+        w = self.ew if cols % self.ew == 0 else 1
+        local = (cols // w, 1) if P > 1 and cols // w <= 256 else None
+        self._k("elementwise", "col_sums_ew" if w > 1 else "col_sums", [None, None, i32, i32])(
+            self.q, (cols // w, P), local, dy, out, rows, cols)
+        if P > 1:
+            self._sum_parts(out, P, cols, db, self._dummy, 0, 0, 0)
 
     # -- convolution and pooling (NHWC) ------------------------------------------------------
     _GEOM = [i32] * 13
@@ -510,20 +521,19 @@ class Ops:
 
     # -- optimizers --------------------------------------------------------------------------
     def sgd(self, w, g, v, n, lr, momentum, nesterov):
-        self._k("optimizers", "sgd", [None, None, None, f32, f32, i32])(
-            self.q, (n,), None, w, g, v, lr, momentum, int(nesterov))
+        self._ew("optimizers", "sgd", [None, None, None, f32, f32, i32], n,
+                 w, g, v, lr, momentum, int(nesterov))
 
     def rmsprop(self, w, g, v, a, m, n, lr, rho, momentum, eps, centered):
-        self._k("optimizers", "rmsprop", [None] * 5 + [f32, f32, f32, f32, i32])(
-            self.q, (n,), None, w, g, v, a, m, lr, rho, momentum, eps, int(centered))
+        self._ew("optimizers", "rmsprop", [None] * 5 + [f32, f32, f32, f32, i32], n,
+                 w, g, v, a, m, lr, rho, momentum, eps, int(centered))
 
     def adagrad(self, w, g, acc, n, lr, eps):
-        self._k("optimizers", "adagrad", [None, None, None, f32, f32])(
-            self.q, (n,), None, w, g, acc, lr, eps)
+        self._ew("optimizers", "adagrad", [None, None, None, f32, f32], n, w, g, acc, lr, eps)
 
     def nadam(self, w, g, m, v, n, lr, b1, b2, c1, c2, c3, eps):
-        self._k("optimizers", "nadam", [None] * 4 + [f32] * 7)(
-            self.q, (n,), None, w, g, m, v, lr, b1, b2, c1, c2, c3, eps)
+        self._ew("optimizers", "nadam", [None] * 4 + [f32] * 7, n,
+                 w, g, m, v, lr, b1, b2, c1, c2, c3, eps)
 
     def decay(self, w, n, factor):
         self._k("optimizers", "decay", [None, f32])(self.q, (n,), None, w, factor)
@@ -547,5 +557,5 @@ class Ops:
             self.q, (1,), None, w, n, l1, l2, weight, acc, slot)
 
     def adam(self, w, g, m, v, n, alpha, b1, b2, eps):
-        self._k("optimizers", "adam", [None, None, None, None, f32, f32, f32, f32])(
-            self.q, (n,), None, w, g, m, v, alpha, b1, b2, eps)
+        self._ew("optimizers", "adam", [None, None, None, None, f32, f32, f32, f32], n,
+                 w, g, m, v, alpha, b1, b2, eps)

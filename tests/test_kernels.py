@@ -60,7 +60,7 @@ def test_activation_forward_backward(rt, ops, rng, act, rows, cols):
         np.testing.assert_allclose(from_dev(rt, dx, x.shape), want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("rows,cols", [(1, 1), (33, 31), (4, 65)])
+@pytest.mark.parametrize("rows,cols", [(1, 1), (33, 31), (4, 65), (5, 24), (3, 256)])
 def test_bias_grad_and_copy2d(rt, ops, rng, rows, cols):
     dy = rng.normal(size=(rows, cols))
     db = rt.empty(4 * cols)
@@ -237,7 +237,7 @@ def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate, C):
     np.testing.assert_allclose(from_dev(rt, dx, x.shape), ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("rows,cols", [(43264, 32), (1000, 300), (300, 7)])
+@pytest.mark.parametrize("rows,cols", [(43264, 32), (1000, 300), (300, 7), (600, 16)])
 def test_bias_grad_in_parts(rt, ops, rng, rows, cols):
     """Column sums of many rows are split into parts summed in parallel, then added."""
     dy = rng.integers(-3, 4, (rows, cols)).astype(np.float64)

@@ -1,0 +1,45 @@
+// Vector loads and stores built from scalars, and the elementwise vector width EW.
+// NOTE: PoCL 3.0 emits vloadN/vstoreN as calls into its library; a call clobbers every vector
+// register (a GEMM spilled all its accumulators around each load and ran at a third of its
+// speed) and keeps elementwise kernels scalar. Built from scalars, LLVM merges them into one
+// unaligned vector access, inline; other compilers do the same or keep valid scalar code.
+// p points at the first element.
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define VLOAD1(p) (*(p))
+#define VLOAD4(p) ((float4)((p)[0], (p)[1], (p)[2], (p)[3]))
+#define VLOAD8(p) ((float8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+#define VLOAD16(p) ((float16)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7], \
+    (p)[8], (p)[9], (p)[10], (p)[11], (p)[12], (p)[13], (p)[14], (p)[15]))
+#define VSTORE1(v, p) { *(p) = (v); }
+#define VSTORE4(v, p) { const float4 v4_ = (v); __global float* p4_ = (p); \
+    p4_[0] = v4_.s0; p4_[1] = v4_.s1; p4_[2] = v4_.s2; p4_[3] = v4_.s3; }
+#define VSTORE8(v, p) { const float8 v8_ = (v); __global float* p8_ = (p); \
+    p8_[0] = v8_.s0; p8_[1] = v8_.s1; p8_[2] = v8_.s2; p8_[3] = v8_.s3; \
+    p8_[4] = v8_.s4; p8_[5] = v8_.s5; p8_[6] = v8_.s6; p8_[7] = v8_.s7; }
+#define VSTORE16(v, p) { const float16 v16_ = (v); \
+    VSTORE8(v16_.lo, (p)) VSTORE8(v16_.hi, (p) + 8) }
+
+// Elementwise kernels handle EW consecutive elements per work-item (EW is #defined by the
+// engine from the device: 8 on CPUs, where PoCL's own vectorisation across work-items left
+// these kernels 3-4x slower; 1 on GPUs, whose work-items are already SIMD lanes).
+// EW_BODY(n, BODY) runs BODY(T, LD, ST, SUF) once on EW elements as the vector type T, or,
+// for the last work-item of a ragged n, element by element as float: LD(p) loads the current
+// element(s) of p, ST(v, p) stores them, SUF names the width (act_grad##SUF).
+#if EW == 1
+#define EWT float
+#define EW_SUF
+#else
+#define EWT CAT(float, EW)
+#define EW_SUF EW
+#endif
+#define EW_LD(p) CAT(VLOAD, EW)((p) + ew_i0_)
+#define EW_ST(v, p) CAT(VSTORE, EW)((v), (p) + ew_i0_)
+#define EW_LD1(p) ((p)[ew_i_])
+#define EW_ST1(v, p) { (p)[ew_i_] = (v); }
+#define EW_BODY(n, BODY)                                                                  \
+    {                                                                                     \
+        const int ew_i0_ = get_global_id(0) * EW;                                         \
+        if (ew_i0_ + EW <= (n)) { BODY(EWT, EW_LD, EW_ST, EW_SUF) }                      \
+        else for (int ew_i_ = ew_i0_; ew_i_ < (n); ew_i_++) { BODY(float, EW_LD1, EW_ST1, ) } \
+    }
