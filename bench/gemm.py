@@ -63,6 +63,7 @@ def main(argv=None):
         B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
         Ad, Bd, Cd = rt.to_device(A), rt.to_device(B), rt.empty(4 * M * N)
         rep = max(1, args.repeat // 10) if M * N * K > 1e8 else args.repeat
+        time.sleep(0.5)  # OpenBLAS's threads spin for a while after each call: let them sleep
         t_cl = timed(lambda: ops.gemm(M, N, K, Ad, Bd, Cd, trans_a=ta, trans_b=tb), rep,
                      rt.finish)
         An, Bn = (A.T if ta else A), (B.T if tb else B)

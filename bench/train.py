@@ -1,12 +1,14 @@
 """Training speed and memory against PyTorch CPU, side by side in one run: the Fashion-MNIST
-MLP and CNN example projects through `layerloom --run` and the same models in PyTorch
-(bench/torch_reference.py), each in its own process so peak memory (max RSS) is per run.
-Prints a table of seconds per epoch after the first, the first epoch against later ones, and
-peak memory, with ratios; writes JSON. Needs the Fashion-MNIST files (see README) and, for the
-reference, `pip install torch` (on our machines: torch==2.13.0, a local CPU wheel).
+MLP and CNN example projects through `layerloom --run`, the same models in PyTorch
+(bench/torch_reference.py) and in Keras 3 on TensorFlow (bench/keras_reference.py), each in
+its own process so peak memory (max RSS) is per run. Prints a table of seconds per epoch after
+the first, the first epoch against later ones, and peak memory, with ratios; writes JSON.
+Needs the Fashion-MNIST files (see README) and, for the references, `pip install torch` (on
+our machines: torch==2.13.0, a local CPU wheel) and tensorflow, in this Python or another one
+named by --keras-python (TensorFlow's pins need not meet ours: a venv of its own is fine).
 
     python bench/train.py [--mlp-epochs 3] [--cnn-epochs 2] [--skip-cnn] [--device SPEC]
-        [--json bench/results/train.json]
+        [--keras-python PATH] [--json bench/results/train.json]
 """
 import argparse
 import importlib.util
@@ -62,6 +64,16 @@ def torch_ref(kind, epochs):
     return r
 
 
+def keras_ref(kind, epochs, python):
+    if python is None:
+        return None
+    out, rss = run_measured([python, os.path.join(ROOT, "bench", "keras_reference.py"),
+                             kind, str(epochs)])
+    r = json.loads(out.strip().splitlines()[-1])
+    r["peak_mib"] = rss
+    return r
+
+
 def later(secs):
     rest = secs[1:] or secs
     return sum(rest) / len(rest)
@@ -73,8 +85,12 @@ def main(argv=None):
     ap.add_argument("--cnn-epochs", type=int, default=2)
     ap.add_argument("--skip-cnn", action="store_true")
     ap.add_argument("--device")
+    ap.add_argument("--keras-python", help="a Python with tensorflow (default: this one, "
+                    "if it has tensorflow)")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "train.json"))
     args = ap.parse_args(argv)
+    if args.keras_python is None and importlib.util.find_spec("tensorflow") is not None:
+        args.keras_python = sys.executable
     runs = [("mlp", "fashion_mnist_mlp.loom", args.mlp_epochs, 1.0)]
     if not args.skip_cnn:
         runs.append(("cnn", "fashion_mnist_cnn.loom", args.cnn_epochs, 1.5))
@@ -82,7 +98,8 @@ def main(argv=None):
     for kind, project, epochs, target in runs:
         ll = layerloom(project, epochs, args.device)
         tr = torch_ref(kind, epochs)
-        row = {"model": kind, "epochs": epochs, "layerloom": ll, "torch": tr,
+        kr = keras_ref(kind, epochs, args.keras_python)
+        row = {"model": kind, "epochs": epochs, "layerloom": ll, "torch": tr, "keras": kr,
                "target_time_ratio": target}
         row["layerloom_s_per_epoch"] = later(ll["epoch_seconds"])
         row["first_vs_later"] = ll["epoch_seconds"][0] / row["layerloom_s_per_epoch"]
@@ -90,19 +107,28 @@ def main(argv=None):
             row["torch_s_per_epoch"] = later(tr["epoch_seconds"])
             row["time_ratio"] = row["layerloom_s_per_epoch"] / row["torch_s_per_epoch"]
             row["memory_ratio"] = ll["peak_mib"] / tr["peak_mib"]
+        if kr:
+            row["keras_s_per_epoch"] = later(kr["epoch_seconds"])
+            row["keras_speedup"] = row["keras_s_per_epoch"] / row["layerloom_s_per_epoch"]
         rows.append(row)
     print(f"device: {rows[0]['layerloom']['device']}")
-    print(f"{'model':5s} {'Layerloom s/epoch':>18s} {'PyTorch s/epoch':>16s} {'ratio':>6s} "
-          f"{'target':>7s} {'1st/later':>9s} {'Layerloom MiB':>14s} {'PyTorch MiB':>12s}")
+    nan = float("nan")
+    print(f"{'model':5s} {'Layerloom s/ep':>14s} {'PyTorch s/ep':>12s} {'ratio':>6s} {'target':>6s} "
+          f"{'Keras s/ep':>10s} {'speedup':>7s} {'1st/later':>9s} {'Layerloom MiB':>13s} "
+          f"{'PyTorch MiB':>11s} {'Keras MiB':>9s}")
     for r in rows:
-        tr = r["torch"]
-        print(f"{r['model']:5s} {r['layerloom_s_per_epoch']:18.2f} "
-              f"{(r['torch_s_per_epoch'] if tr else float('nan')):16.2f} "
-              f"{r.get('time_ratio', float('nan')):6.2f} {r['target_time_ratio']:7.1f} "
-              f"{r['first_vs_later']:9.2f} {r['layerloom']['peak_mib']:14.0f} "
-              f"{(tr['peak_mib'] if tr else float('nan')):12.0f}")
-    if importlib.util.find_spec("keras") is None:
-        print("Keras/TensorFlow: not installed, no column (issue 6 asks for >= 2x faster)")
+        tr, kr = r["torch"] or {}, r["keras"] or {}
+        print(f"{r['model']:5s} {r['layerloom_s_per_epoch']:14.2f} "
+              f"{r.get('torch_s_per_epoch', nan):12.2f} {r.get('time_ratio', nan):6.2f} "
+              f"{r['target_time_ratio']:6.1f} {r.get('keras_s_per_epoch', nan):10.2f} "
+              f"{r.get('keras_speedup', nan):7.2f} {r['first_vs_later']:9.2f} "
+              f"{r['layerloom']['peak_mib']:13.0f} {tr.get('peak_mib', nan):11.0f} "
+              f"{kr.get('peak_mib', nan):9.0f}")
+    print("ratio: Layerloom time / PyTorch time (target at most the target column); speedup: "
+          "Keras time / Layerloom time (target at least 2 for the MLP); 1st/later: first epoch "
+          "/ later ones (target at most 1.5)")
+    if not args.keras_python:
+        print("Keras/TensorFlow: not found; give --keras-python PATH for the Keras column")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(rows, f, indent=2)
