@@ -19,23 +19,15 @@ __kernel void add2(__global const float* a, __global const float* b, __global fl
     y[i] = a[i] + b[i];
 }
 
-// ACTC, when defined, fixes the activation at compile time: the branch chain folds away and
-// the runtime vectorises across work-items (relu backward on a conv layer: 4.1 -> ms below 1).
-#ifdef ACTC
-#define ACT_OF(arg) ACTC
-#else
-#define ACT_OF(arg) (arg)
-#endif
-
 // EW elements per work-item (EW_BODY, vector.cl); global size ceil(n / EW).
-#define ACT_FWD_BODY(T, LD, ST, SUF) { ST(CAT(act_fwd, SUF)(ACT_OF(act), LD(x)), y) }
+#define ACT_FWD_BODY(T, LD, ST, SUF) { ST(CAT(act_fwd, SUF)(act, LD(x)), y) }
 __kernel void act_forward(const int act, __global const float* x, __global float* y,
                           const int n)
     EW_BODY(n, ACT_FWD_BODY)
 
 // x is the pre-activation; callers may pass y for it unless the activation NEEDS_INPUT.
 #define ACT_BWD_BODY(T, LD, ST, SUF) {                                                      \
-    T v_ = LD(dy) * CAT(act_grad, SUF)(ACT_OF(act), LD(x), LD(y));                          \
+    T v_ = LD(dy) * CAT(act_grad, SUF)(act, LD(x), LD(y));                          \
     if (accumulate) v_ += LD(dx);                                                           \
     ST(v_, dx) }
 __kernel void act_backward(const int act, __global const float* x, __global const float* y,

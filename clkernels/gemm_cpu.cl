@@ -3,7 +3,9 @@
 // VW (4, 8 or 16: the device's preferred float vector width) and MR (4, 6 or 8 rows) are
 // compile-time; the engine picks them so accumulators fit the register file (AVX2: 6 x 2 float8,
 // AVX-512: 8 x 2 float16). Only whole tiles: the engine covers ragged edges with the portable
-// kernel in gemm.cl. Same contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C).
+// kernel in gemm.cl. Same contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C), except that
+// trans_a, the activation and whether there is a bias are arguments, not -D defines: they
+// change no inner loop, and one program serving every layer loads faster than one per variant.
 // NOTE: plain a*b+c, not fma(): on PoCL 3.0 fma() compiled to code half as fast.
 
 #define VT CAT(float, VW)
@@ -18,41 +20,36 @@
                     __global const float* restrict B, const int ldb,                     \
                     __global float* C, const int ldc,                                    \
                     __global const float* restrict bias, const int accumulate,           \
-                    const int aoff, const int boff, const int coff
+                    const int aoff, const int boff, const int coff,                      \
+                    const int trans_a, const int act, const int has_bias
 
 #define STORE(ACC, ROW, COL)                                                        \
     {                                                                                \
         VT v = ACC;                                                                  \
-        if (HAS_BIAS) v += VLOAD(0, bias + (COL));                                   \
-        v = ACTV(ACT, v);                                                            \
+        if (has_bias) v += VLOAD(0, bias + (COL));                                   \
+        v = ACTV(act, v);                                                            \
         __global float* c = C + (ROW) * ldc + (COL);                                 \
         if (accumulate) v += VLOAD(0, c);                                            \
         VSTORE(v, 0, c);                                                             \
     }
 
-#if TRANS_A
-#define A_AT(r, k) A[(k) * lda + i0 + (r)]
-#else
-#define A_AT(r, k) A[(i0 + (r)) * lda + (k)]
-#endif
-
-// In the tile loops A is walked with pointers (one per row, or one per k step when A is
-// transposed): with indexed addressing LLVM 14 spilled row addresses and accumulators to the
-// stack every iteration.
-#if TRANS_A
-#define A_START(k0) __global const float* ak = A + (k0) * lda + i0;
-#define A_ROW(r) ak[r]
-#define A_NEXT ak += lda;
-#else
-#define A_PTR(r) __global const float* a##r = A + (i0 + (r)) * lda + a_k0;
+// A is walked with one pointer per row, each stepping sk per k: sr and sk are A's row and k
+// strides (lda and 1, or 1 and lda when A is transposed). With indexed addressing LLVM 14
+// spilled row addresses and accumulators to the stack every iteration.
+#define A_STRIDES const int sr = trans_a ? 1 : lda, sk = trans_a ? lda : 1;
+#define A_AT(r, k) A[(i0 + (r)) * sr + (k) * sk]
+#define A_PTR(r) __global const float* a##r = A + (i0 + (r)) * sr + a_k0 * sk;
 #define A_START(k0) const int a_k0 = (k0); FOR_ROWS(A_PTR)
 #define A_ROW(r) *a##r
-#define A_INC(r) a##r++;
+#define A_INC(r) a##r += sk;
 #define A_NEXT FOR_ROWS(A_INC)
-#endif
 #define ROW_DECL(r) VT c##r##_0 = 0.0f, c##r##_1 = 0.0f;
 #define ROW_STEP(r) { const VT a = (VT)(A_ROW(r)); c##r##_0 += a * b0; c##r##_1 += a * b1; }
 #define ROW_STORE(r) STORE(c##r##_0, i0 + r, j0) STORE(c##r##_1, i0 + r, j0 + VW)
+// without an epilogue (a gradient): the activation's branch chain per vector stored cost a
+// K = 128 GEMM ~8%
+#define ROW_STORE_PLAIN(r) VSTORE(c##r##_0, 0, C + (i0 + r) * ldc + j0) \
+                           VSTORE(c##r##_1, 1, C + (i0 + r) * ldc + j0)
 #if MR == 8
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 #elif MR == 6
@@ -65,6 +62,7 @@
 __kernel void gemm_tile(GEMM_PARAMS)
 {
     A += aoff; B += boff; C += coff;
+    A_STRIDES
     const int j0 = get_global_id(0) * 2 * VW;
     const int i0 = get_global_id(1) * MR;
     FOR_ROWS(ROW_DECL)
@@ -75,7 +73,8 @@ __kernel void gemm_tile(GEMM_PARAMS)
         FOR_ROWS(ROW_STEP)
         A_NEXT
     }
-    FOR_ROWS(ROW_STORE)
+    if (act == ACT_LINEAR && !has_bias && !accumulate) { FOR_ROWS(ROW_STORE_PLAIN) }
+    else { FOR_ROWS(ROW_STORE) }
 }
 
 // C = A . B^T with A [M,K] and B [N,K] row-major (dX = dY . W^T): dot products along K in VT
@@ -127,15 +126,13 @@ __kernel void gemm_nt(GEMM_PARAMS)
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) r[i][j] += x[i] * y[j];
     }
+    // epilogue a row of 4 at a time (the activation's branch chain once per row, not per output)
+    const float4 b4 = has_bias ? VLOAD4(bias + j0) : (float4)(0.0f);
     for (int i = 0; i < 4; i++) {
-        for (int j = 0; j < 4; j++) {
-            float v = r[i][j];
-            if (HAS_BIAS) v += bias[j0 + j];
-            v = act_fwd(ACT, v);
-            __global float* c = C + (i0 + i) * ldc + j0 + j;
-            if (accumulate) v += *c;
-            *c = v;
-        }
+        float4 v = act_fwd4(act, (float4)(r[i][0], r[i][1], r[i][2], r[i][3]) + b4);
+        __global float* c = C + (i0 + i) * ldc + j0;
+        if (accumulate) v += VLOAD4(c);
+        VSTORE4(v, c)
     }
 }
 
@@ -147,14 +144,15 @@ __kernel void gemm_nt(GEMM_PARAMS)
 #define NROW_STEP(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); n##r += a * bv; }
 #define NROW_STORE(r) if (i0 + r < M) { \
     VT v = n##r; \
-    if (HAS_BIAS) v += bias_v; \
-    v = ACTV(ACT, v); \
+    if (has_bias) v += bias_v; \
+    v = ACTV(act, v); \
     float* q_ = (float*)&v; \
     __global float* c_ = C + (i0 + r) * ldc; \
     for (int j = 0; j < NN; j++) c_[j] = accumulate ? c_[j] + q_[j] : q_[j]; }
 __kernel void gemm_narrow_tile(GEMM_PARAMS)
 {
     A += aoff; B += boff; C += coff;
+    A_STRIDES
     const int i0 = get_global_id(0) * MR;
     FOR_ROWS(NROW_DECL)
     __global const float* b = B;
@@ -175,12 +173,10 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
         A_NEXT
     }
     VT bias_v = 0.0f;
-#if HAS_BIAS
-    {
+    if (has_bias) {
         float* q_ = (float*)&bias_v;
         for (int j = 0; j < NN; j++) q_[j] = bias[j];
     }
-#endif
     FOR_ROWS(NROW_STORE)
 }
 #endif
@@ -192,6 +188,7 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
 __kernel void gemm_narrow(GEMM_PARAMS)
 {
     A += aoff; B += boff; C += coff;
+    A_STRIDES
     const int i0 = get_global_id(0);
     if (i0 >= M) return;
     float acc[NN];
@@ -207,10 +204,8 @@ __kernel void gemm_narrow(GEMM_PARAMS)
     #pragma unroll
     for (int j = 0; j < NN; j++) {
         float v = acc[j];
-#if HAS_BIAS
-        v += bias[j];
-#endif
-        v = act_fwd(ACT, v);
+        if (has_bias) v += bias[j];
+        v = act_fwd(act, v);
         if (accumulate) v += c[j];
         c[j] = v;
     }
@@ -224,6 +219,7 @@ __kernel void gemm_narrow(GEMM_PARAMS)
 __kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
 {
     A += aoff; B += boff;
+    A_STRIDES
     const int j = get_global_id(0), i0 = get_global_id(1), p = get_global_id(2);
     const int k0 = p * KC, k1 = min(K, k0 + KC);
     float s = 0.0f;
@@ -241,6 +237,7 @@ __kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
 __kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC)
 {
     A += aoff; B += boff;
+    A_STRIDES
     const int j0 = get_global_id(0) * 2 * VW;
     const int i0 = get_global_id(1) * MR;
     const int p = get_global_id(2);

@@ -47,10 +47,17 @@ class Ops:
     def _or_dummy(self, buf):
         return buf if buf is not None else self._dummy
 
+    # Kernel files that need no -D defines, built together as one program: PoCL spends ~30 ms
+    # loading each program even from its cache, so eleven small programs cost a first epoch
+    # ~0.3 s more than one (and a first build on a new machine ~1 s more).
+    LIBRARY = ("conv", "dropout", "elementwise", "embedding", "losses", "merge", "metrics",
+               "norm", "optimizers", "rnn", "shape")
+
     def _k(self, file, name, types, defines=()):
         # every program starts with the vector macros and the activation ids and functions
-        files = ("vector", "activations", file)
-        return self.rt.kernel(files, name, types, defines, prelude=self._prelude)
+        body = self.LIBRARY if not defines and file in self.LIBRARY else (file,)
+        return self.rt.kernel(("vector", "activations") + body, name, types, defines,
+                              prelude=self._prelude)
 
     def _ew(self, file, name, types, n, *args):
         """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
@@ -81,21 +88,25 @@ class Ops:
             B, b_off, trans_b = bt, 0, False
         lda = M if trans_a else K
         ldb = K if trans_b else N
-        base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
-                f"HAS_BIAS={int(bias is not None)}")
-        tile = (f"VW={vw}", f"MR={mr}")
+        has_bias = bias is not None
         bias = bias if bias is not None else self._dummy
         acc = int(accumulate)
         offs = (a_off, b_off, c_off)
-        args = (M, N, K, A, lda, B, ldb, C, N, bias, acc, *offs)
+        # the CPU kernels take trans_a, the activation and the bias flag as arguments (one
+        # program for every layer); the portable kernel has them compiled in
+        base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
+                f"HAS_BIAS={int(has_bias)}")
+        tile = (f"VW={vw}", f"MR={mr}")
+        args = (M, N, K, A, lda, B, ldb, C, N, bias, acc, *offs, int(trans_a), ACT_ID[act],
+                int(has_bias))
         if cpu and not trans_b:
             if K >= 4096 and K >= 8 * max(M, N):  # few outputs, long K
-                self._gemm_split_k(base + tile, args, act)
+                self._gemm_split_k(tile, args)
                 return
             if N < 2 * vw:  # narrower than a register tile: one masked vector, or one row
                 name, grid, local = (("gemm_narrow_tile", (-(-M // mr),), (1,)) if N < vw else
                                      ("gemm_narrow", (M,), None))
-                self._k("gemm_cpu", name, self._GEMM_TYPES, base + tile + (f"NN={N}",))(
+                self._k("gemm_cpu", name, self._GEMM_TYPES, tile + (f"NN={N}",))(
                     self.q, grid, local, *args)
                 return
         if cpu and not (trans_a and trans_b):
@@ -103,7 +114,7 @@ class Ops:
             m_full, n_full = M - M % tm, N - N % tn
             if m_full and n_full:
                 name = "gemm_nt" if trans_b else "gemm_tile"
-                self._k("gemm_cpu", name, self._GEMM_TYPES, base + tile)(
+                self._k("gemm_cpu", name, self._GEMM_TYPES, tile)(
                     self.q, (n_full // tn, m_full // tm), (1, 1), *args)
                 edges = []
                 if n_full < N:   # right strip, all rows
@@ -116,7 +127,8 @@ class Ops:
                 return
         self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N, offs)
 
-    _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32]
+    _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32,
+                   i32, i32, i32]
 
     def _scratch(self, name, nbytes):
         """A device buffer reused by every call (the queue is in order, so a kernel is done
@@ -127,15 +139,16 @@ class Ops:
             self._scratch_bufs[name] = buf
         return buf
 
-    def _gemm_split_k(self, defines, args, act):
+    def _gemm_split_k(self, defines, args):
         """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
-        activation, accumulation, output offset). args: as for the GEMM kernels."""
-        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off = args
+        activation, accumulation, output offset). args: as for the CPU GEMM kernels."""
+        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off, ta, act, hb = args
         P = min(64, K // 512)
         KC = -(-K // P)
         parts = self._scratch("gemm_parts", 4 * P * M * N)
         vw, mr = self.cpu_tile
-        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, parts, KC)
+        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, hb,
+                     parts, KC)
         types = self._GEMM_TYPES + [None, i32]
         if N % (2 * vw) == 0:  # whole register tiles across N
             self._k("gemm_cpu", "gemm_tile_split_k", types, defines)(
@@ -143,8 +156,7 @@ class Ops:
         else:
             self._k("gemm_cpu", "gemm_split_k", types, defines)(
                 self.q, (N, M, P), None, *part_args)
-        has_bias = "HAS_BIAS=1" in defines
-        self._sum_parts(parts, P, M * N, C, bias, N if has_bias else 0, ACT_ID[act], acc, c_off)
+        self._sum_parts(parts, P, M * N, C, bias, N if hb else 0, act, acc, c_off)
 
     def _sum_parts(self, parts, P, n, out, bias, bias_n, act_id, acc, ooff=0):
         self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32, i32])(
@@ -184,8 +196,7 @@ class Ops:
                 self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
                     self.q, (rows,), None, x, y, cols, int(act == "log_softmax"))
         elif rows * cols:
-            self._k("elementwise", "act_forward", [i32, None, None, i32],
-                    (f"ACTC={ACT_ID[act]}",))(
+            self._k("elementwise", "act_forward", [i32, None, None, i32])(
                 self.q, (-(-rows * cols // self.ew),), None, ACT_ID[act], x, y, rows * cols)
 
     def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False, x=None):
@@ -201,8 +212,7 @@ class Ops:
             if x is None and act in NEEDS_INPUT:
                 raise ValueError(f"{act} backward needs the pre-activation")
             n = rows * cols
-            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32, i32],
-                    (f"ACTC={ACT_ID[act]}",))(
+            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32, i32])(
                 self.q, (-(-n // self.ew),), None, ACT_ID[act], x if x is not None else y, y,
                 dy, dx, int(accumulate), n)
 
