@@ -52,6 +52,22 @@ __kernel void im2col(__global const float* x, __global float* cols,
                       ? x[((b * gH + ih) * gW + iw) * gC + c] : 0.0f;
 }
 
+// The same, 8 channels per work-item (C a multiple of 8, compile-time geometry): vector moves
+// instead of one index computation per element. Global size (KH*KW*C/8, n*OH*OW).
+#if defined(GEOM) && (GC % 8 == 0)
+__kernel void im2col8(__global const float* x, __global float* cols)
+{
+    const int q = get_global_id(0) * 8, r = get_global_id(1);
+    const int K = gKH * gKW * gC;
+    const int c = q % gC, kw = (q / gC) % gKW, kh = q / (gC * gKW);
+    const int ow = r % gOW, oh = (r / gOW) % gOH, b = r / (gOW * gOH);
+    const int ih = oh * gSH - gPT + kh * gDH, iw = ow * gSW - gPL + kw * gDW;
+    const float8 v = (ih >= 0 && ih < gH && iw >= 0 && iw < gW)
+                     ? VLOAD8(x + ((b * gH + ih) * gW + iw) * gC + c) : (float8)(0.0f);
+    VSTORE8(v, cols + r * K + q)
+}
+#endif
+
 // Every dcols entry im2col filled from input position (b, ih, iw), channel c: `src` is its index.
 #define COL2IM_GATHER(ACC)                                                              \
     for (int kh = 0; kh < gKH; kh++) {                                                  \
@@ -214,6 +230,9 @@ __kernel void max_pool_backward_tiled(__global const float* dy, __global const i
 // runtime does not have to discover. Loads and stores component by component (vector.cl).
 #if defined(GEOM) && (GC % 8 == 0)
 #define LDI8(p) ((int8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
+#define VSTORE8I(v, p) { const int8 i8_ = (v); __global int* q8_ = (p); \
+    q8_[0] = i8_.s0; q8_[1] = i8_.s1; q8_[2] = i8_.s2; q8_[3] = i8_.s3; \
+    q8_[4] = i8_.s4; q8_[5] = i8_.s5; q8_[6] = i8_.s6; q8_[7] = i8_.s7; }
 #define CQ (gC / 8)
 __kernel void max_pool_forward_tiled8(__global const float* x, __global float* y,
                                       __global int* arg)
@@ -234,9 +253,8 @@ __kernel void max_pool_forward_tiled8(__global const float* x, __global float* y
         }
     }
     const int out = ((b * gOH + oh) * gOW + ow) * gC + c;
-    float* bq = (float*)&best;
-    int* iq = (int*)&besti;
-    for (int j = 0; j < 8; j++) { y[out + j] = bq[j]; arg[out + j] = iq[j]; }
+    VSTORE8(best, y + out)
+    VSTORE8I(besti, arg + out)
 }
 
 __kernel void max_pool_backward_tiled8(__global const float* dy, __global const int* arg,

@@ -245,10 +245,18 @@ __kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC
     FOR_ROWS(ROW_DECL)
     __global const float* b = B + k0 * ldb + j0;
     A_START(k0)
-    for (int k = k0; k < k1; k++, b += ldb) {
-        const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
-        FOR_ROWS(ROW_STEP_G)
-        A_NEXT
+    if (i0 + MR <= M) {  // a whole tile: no guard per load
+        for (int k = k0; k < k1; k++, b += ldb) {
+            const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
+            FOR_ROWS(ROW_STEP)
+            A_NEXT
+        }
+    } else {
+        for (int k = k0; k < k1; k++, b += ldb) {
+            const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
+            FOR_ROWS(ROW_STEP_G)
+            A_NEXT
+        }
     }
     FOR_ROWS(ROW_PART)
 }

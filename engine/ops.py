@@ -245,7 +245,10 @@ class Ops:
     def im2col(self, x, cols, n, g):
         """g: (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)."""
         H, W, C, OH, OW, KH, KW = g[:7]
-        if n:
+        if n and C % 8 == 0:
+            self._conv_k("im2col8", [None, None], g)(
+                self.q, (KH * KW * C // 8, n * OH * OW), None, x, cols)
+        elif n:
             self._conv_k("im2col", [None, None] + self._GEOM, g)(
                 self.q, (KH * KW * C, n * OH * OW), None, x, cols, *g)
 

@@ -246,6 +246,26 @@ def test_bias_grad_in_parts(rt, ops, rng, rows, cols):
     np.testing.assert_array_equal(from_dev(rt, db, (cols,)), dy.sum(0))
 
 
+@pytest.mark.parametrize("C", [3, 8, 16])
+@pytest.mark.parametrize("stride,pad,dil", [(1, 0, 1), (2, 1, 1), (1, 2, 2)])
+def test_im2col_against_numpy(rt, ops, rng, C, stride, pad, dil):
+    """Each row of cols is one output position's receptive field, (kh, kw, c) order, zeros in
+    the padding (C = 8, 16: the 8-channels-per-work-item kernel)."""
+    n, H, W, KH, KW = 2, 7, 6, 3, 2
+    OH = (H + 2 * pad - dil * (KH - 1) - 1) // stride + 1
+    OW = (W + 2 * pad - dil * (KW - 1) - 1) // stride + 1
+    g = (H, W, C, OH, OW, KH, KW, stride, stride, dil, dil, pad, pad)
+    x = rng.normal(size=(n, H, W, C))
+    cols = rt.empty(4 * n * OH * OW * KH * KW * C)
+    ops.im2col(to_dev(rt, x), cols, n, g)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    ref = np.array([[xp[b, oh * stride + kh * dil, ow * stride + kw * dil]
+                     for kh in range(KH) for kw in range(KW)]
+                    for b in range(n) for oh in range(OH) for ow in range(OW)])
+    np.testing.assert_allclose(from_dev(rt, cols, (n * OH * OW, KH * KW * C)),
+                               ref.reshape(n * OH * OW, -1), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("C", [3, 8])
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1)])
 @pytest.mark.parametrize("accumulate", [False, True])
