@@ -4,8 +4,9 @@
 // compile-time; the engine picks them so accumulators fit the register file (AVX2: 6 x 2 float8,
 // AVX-512: 8 x 2 float16). Only whole tiles: the engine covers ragged edges with the portable
 // kernel in gemm.cl. Same contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C), except that
-// trans_a, the activation and whether there is a bias are arguments, not -D defines: they
-// change no inner loop, and one program serving every layer loads faster than one per variant.
+// trans_a, the activation and the bias offset (bias_at, -1: no bias) are arguments, not -D
+// defines: they change no inner loop, and one program serving every layer loads faster than one
+// per variant. With the offsets, a kernel can compute a block of a larger C (ldc its width).
 // NOTE: plain a*b+c, not fma(): on PoCL 3.0 fma() compiled to code half as fast.
 
 #define VT CAT(float, VW)
@@ -21,7 +22,12 @@
                     __global float* C, const int ldc,                                    \
                     __global const float* restrict bias, const int accumulate,           \
                     const int aoff, const int boff, const int coff,                      \
-                    const int trans_a, const int act, const int has_bias
+                    const int trans_a, const int act, const int bias_at
+
+// every kernel starts with this: operands moved to their offsets, A's strides (below)
+#define GEMM_START A += aoff; B += boff; C += coff;                                    \
+                   const int has_bias = bias_at >= 0; bias += has_bias ? bias_at : 0;    \
+                   A_STRIDES
 
 #define STORE(ACC, ROW, COL)                                                        \
     {                                                                                \
@@ -61,8 +67,7 @@
 // global size (N / (2*VW), M / MR) over the whole-tile region
 __kernel void gemm_tile(GEMM_PARAMS)
 {
-    A += aoff; B += boff; C += coff;
-    A_STRIDES
+    GEMM_START
     const int j0 = get_global_id(0) * 2 * VW;
     const int i0 = get_global_id(1) * MR;
     FOR_ROWS(ROW_DECL)
@@ -98,7 +103,7 @@ inline float hsum(const VT v) {
 
 __kernel void gemm_nt(GEMM_PARAMS)
 {
-    A += aoff; B += boff; C += coff;
+    GEMM_START
     const int j0 = get_global_id(0) * 4;
     const int i0 = get_global_id(1) * 4;
     __global const float* a0 = A + (i0 + 0) * lda;
@@ -151,8 +156,7 @@ __kernel void gemm_nt(GEMM_PARAMS)
     for (int j = 0; j < NN; j++) c_[j] = accumulate ? c_[j] + q_[j] : q_[j]; }
 __kernel void gemm_narrow_tile(GEMM_PARAMS)
 {
-    A += aoff; B += boff; C += coff;
-    A_STRIDES
+    GEMM_START
     const int i0 = get_global_id(0) * MR;
     FOR_ROWS(NROW_DECL)
     __global const float* b = B;
@@ -187,8 +191,7 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
 #if defined(NN)
 __kernel void gemm_narrow(GEMM_PARAMS)
 {
-    A += aoff; B += boff; C += coff;
-    A_STRIDES
+    GEMM_START
     const int i0 = get_global_id(0);
     if (i0 >= M) return;
     float acc[NN];
@@ -218,8 +221,7 @@ __kernel void gemm_narrow(GEMM_PARAMS)
 // adds the parts with the bias/activation/accumulate epilogue.
 __kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
 {
-    A += aoff; B += boff;
-    A_STRIDES
+    GEMM_START
     const int j = get_global_id(0), i0 = get_global_id(1), p = get_global_id(2);
     const int k0 = p * KC, k1 = min(K, k0 + KC);
     float s = 0.0f;
@@ -236,8 +238,7 @@ __kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
     VSTORE(c##r##_1, 0, parts + (p * M + i0 + r) * N + j0 + VW); }
 __kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC)
 {
-    A += aoff; B += boff;
-    A_STRIDES
+    GEMM_START
     const int j0 = get_global_id(0) * 2 * VW;
     const int i0 = get_global_id(1) * MR;
     const int p = get_global_id(2);

@@ -72,7 +72,8 @@ class Ops:
         a_off, b_off, c_off are element offsets of the matrices within their buffers.
         On CPUs (gemm_cpu.cl): split-K for few outputs over a long K, narrow kernels for
         outputs narrower than a register tile, otherwise whole register tiles with the ragged
-        right and bottom edges on the portable kernel; elsewhere the portable kernel does all."""
+        right edge on the narrow kernels and the bottom one on the portable kernel; elsewhere
+        the portable kernel does all."""
         if M == 0 or N == 0:
             return
         cpu = self.rt.kind == "cpu" and K > 0
@@ -84,7 +85,7 @@ class Ops:
             # rows and long K (an MLP's batch) the copy costs more than it saves.
             bt = self._scratch("gemm_bt", 4 * N * K)
             self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
-                self.q, (K, N), None, B, bt, N, K, b_off)
+                self.q, (-(-K // 8), -(-N // 8)), None, B, bt, N, K, b_off)
             B, b_off, trans_b = bt, 0, False
         lda = M if trans_a else K
         ldb = K if trans_b else N
@@ -92,22 +93,19 @@ class Ops:
         bias = bias if bias is not None else self._dummy
         acc = int(accumulate)
         offs = (a_off, b_off, c_off)
-        # the CPU kernels take trans_a, the activation and the bias flag as arguments (one
+        # the CPU kernels take trans_a, the activation and the bias offset as arguments (one
         # program for every layer); the portable kernel has them compiled in
         base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
                 f"HAS_BIAS={int(has_bias)}")
         tile = (f"VW={vw}", f"MR={mr}")
         args = (M, N, K, A, lda, B, ldb, C, N, bias, acc, *offs, int(trans_a), ACT_ID[act],
-                int(has_bias))
+                0 if has_bias else -1)
         if cpu and not trans_b:
             if K >= 4096 and K >= 8 * max(M, N):  # few outputs, long K
                 self._gemm_split_k(tile, args)
                 return
-            if N < 2 * vw:  # narrower than a register tile: one masked vector, or one row
-                name, grid, local = (("gemm_narrow_tile", (-(-M // mr),), (1,)) if N < vw else
-                                     ("gemm_narrow", (M,), None))
-                self._k("gemm_cpu", name, self._GEMM_TYPES, tile + (f"NN={N}",))(
-                    self.q, grid, local, *args)
+            if N < 2 * vw:  # narrower than a register tile
+                self._gemm_narrow(args, N)
                 return
         if cpu and not (trans_a and trans_b):
             tm, tn = (4, 4) if trans_b else (mr, 2 * vw)
@@ -117,7 +115,13 @@ class Ops:
                 self._k("gemm_cpu", name, self._GEMM_TYPES, tile)(
                     self.q, (n_full // tn, m_full // tm), (1, 1), *args)
                 edges = []
-                if n_full < N:   # right strip, all rows
+                if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
+                    # on the block that starts at column n_full
+                    n = N - n_full
+                    self._gemm_narrow((M, n, K, A, lda, B, ldb, C, N, bias, acc, a_off,
+                                       b_off + n_full, c_off + n_full, int(trans_a),
+                                       ACT_ID[act], n_full if has_bias else -1), n)
+                elif n_full < N:
                     edges.append((0, n_full, M, N - n_full))
                 if m_full < M:   # bottom strip, whole-tile columns
                     edges.append((m_full, 0, M - m_full, n_full))
@@ -126,6 +130,16 @@ class Ops:
                                         offs)
                 return
         self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N, offs)
+
+    def _gemm_narrow(self, args, n):
+        """The narrow kernels on n (< 2 VW) columns: MR rows x one masked vector per work-item
+        when n < VW, else one row. args as for the CPU kernels."""
+        vw, mr = self.cpu_tile
+        M = args[0]
+        name, grid, local = (("gemm_narrow_tile", (-(-M // mr),), (1,)) if n < vw else
+                             ("gemm_narrow", (M,), None))
+        self._k("gemm_cpu", name, self._GEMM_TYPES, (f"VW={vw}", f"MR={mr}", f"NN={n}"))(
+            self.q, grid, local, *args)
 
     _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32,
                    i32, i32, i32]
@@ -142,12 +156,12 @@ class Ops:
     def _gemm_split_k(self, defines, args):
         """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
         activation, accumulation, output offset). args: as for the CPU GEMM kernels."""
-        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off, ta, act, hb = args
+        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off, ta, act, bias_at = args
         P = min(64, K // 512)
         KC = -(-K // P)
         parts = self._scratch("gemm_parts", 4 * P * M * N)
         vw, mr = self.cpu_tile
-        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, hb,
+        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, -1,
                      parts, KC)
         types = self._GEMM_TYPES + [None, i32]
         if N % (2 * vw) == 0:  # whole register tiles across N
@@ -156,7 +170,7 @@ class Ops:
         else:
             self._k("gemm_cpu", "gemm_split_k", types, defines)(
                 self.q, (N, M, P), None, *part_args)
-        self._sum_parts(parts, P, M * N, C, bias, N if hb else 0, act, acc, c_off)
+        self._sum_parts(parts, P, M * N, C, bias, N if bias_at >= 0 else 0, act, acc, c_off)
 
     def _sum_parts(self, parts, P, n, out, bias, bias_n, act_id, acc, ooff=0):
         self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32, i32])(
