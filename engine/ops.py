@@ -29,20 +29,35 @@ def _cdiv(a, b):
     return (a + b - 1) // b
 
 
+def local_gemm_tile(device):
+    """(TS, WPT) for gemm_local.cl: the largest tile whose work-group (TS x TS/WPT) and local
+    memory (two TS x TS tiles) the device allows."""
+    for ts, wpt in ((32, 8), (16, 4), (8, 2), (4, 4)):
+        if (ts * ts // wpt <= device.max_work_group_size
+                and ts <= min(device.max_work_item_sizes[:2])
+                and 4 * (2 * ts * ts + ts) <= device.local_mem_size):
+            return ts, wpt
+    return 1, 1
+
+
 class Ops:
-    def __init__(self, runtime):
+    def __init__(self, runtime, ew=None):
         self.rt = runtime
         self.q = runtime.queue
         self._dummy = runtime.empty(4)
         self._scratch_bufs = {}
-        # elementwise kernels take EW elements per work-item on CPUs (see vector.cl)
-        self.ew = 8 if runtime.kind == "cpu" else 1
+        # elementwise kernels take EW elements per work-item on CPUs (see vector.cl); tests
+        # pass ew=1 to run the GPU form here
+        self.ew = ew or (8 if runtime.kind == "cpu" else 1)
         self._prelude = cl_prelude() + f"#define EW {self.ew}\n"
         # CPU GEMM register tile: vector width from the device, rows so that 2*MR
         # accumulators plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
         vw = runtime.device.preferred_vector_width_float
         vw = 16 if vw >= 16 else 8 if vw >= 8 else 4
         self.cpu_tile = (vw, {16: 8, 8: 6, 4: 4}[vw])
+        # other devices (GPUs): local-memory tiles, the largest the device's limits allow
+        self.gemm_path = "cpu" if runtime.kind == "cpu" else "local"
+        self.local_tile = local_gemm_tile(runtime.device)
 
     def _or_dummy(self, buf):
         return buf if buf is not None else self._dummy
@@ -76,7 +91,11 @@ class Ops:
         the portable kernel does all."""
         if M == 0 or N == 0:
             return
-        cpu = self.rt.kind == "cpu" and K > 0
+        if self.gemm_path == "local":
+            self._gemm_local(M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate,
+                             (a_off, b_off, c_off))
+            return
+        cpu = K > 0
         vw, mr = self.cpu_tile
         if cpu and trans_b and not trans_a and (M >= 4 * N or K < 2 * vw):
             # many rows (a convolution's dX = dY . W^T over every position): the register-tile
@@ -130,6 +149,16 @@ class Ops:
                                         offs)
                 return
         self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N, offs)
+
+    def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
+        ts, wpt = self.local_tile
+        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
+                   f"HAS_BIAS={int(bias is not None)}", f"TS={ts}", f"WPT={wpt}")
+        k = self._k("gemm_local", "gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32,
+                                                 None, i32, i32, i32, i32], defines)
+        k(self.q, (_cdiv(N, ts) * ts, _cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
+          A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
+          int(accumulate), *offs)
 
     def _gemm_narrow(self, args, n):
         """The narrow kernels on n (< 2 VW) columns: MR rows x one masked vector per work-item

@@ -14,10 +14,17 @@ def rt():
     return Runtime()
 
 
+# for tests of elementwise kernels: the device's elementwise width and the GPU form (one element
+# per work-item)
+ew_widths = pytest.mark.parametrize("ops", [None, 1], indirect=True, ids=["ew_device", "ew1"])
+
+
 @pytest.fixture(scope="session")
-def ops(rt):
+def ops(rt, request):
+    """Ops on rt. Tests of elementwise kernels parametrize it (indirect=True) with the elementwise
+    width: None (the device's own), 1 (the GPU form, one element per work-item)."""
     from engine.ops import Ops
-    return Ops(rt)
+    return Ops(rt, ew=getattr(request, "param", None))
 
 
 @pytest.fixture

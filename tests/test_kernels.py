@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import from_dev, numeric_grad, to_dev
+from conftest import ew_widths, from_dev, numeric_grad, to_dev
 from engine.activations import NAMES, REFERENCE, ROW_WISE
 
 SIZES = [1, 3, 4, 5, 31, 32, 33, 63, 64, 65]
@@ -40,6 +40,7 @@ def test_gemm_accumulate(rt, ops, rng):
     np.testing.assert_allclose(from_dev(rt, C, (M, N)), C0 + A @ B, rtol=1e-5, atol=1e-5)
 
 
+@ew_widths
 @pytest.mark.parametrize("act", NAMES)
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 33), (65, 2)])
 def test_activation_forward_backward(rt, ops, rng, act, rows, cols):
@@ -60,6 +61,7 @@ def test_activation_forward_backward(rt, ops, rng, act, rows, cols):
         np.testing.assert_allclose(from_dev(rt, dx, x.shape), want, rtol=1e-4, atol=1e-5)
 
 
+@ew_widths
 @pytest.mark.parametrize("rows,cols", [(1, 1), (33, 31), (4, 65), (5, 24), (3, 256)])
 def test_bias_grad_and_copy2d(rt, ops, rng, rows, cols):
     dy = rng.normal(size=(rows, cols))
@@ -130,6 +132,49 @@ def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b):
             np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
     finally:
         ops.cpu_tile = saved
+
+
+@pytest.mark.parametrize("tile", [(32, 8), (16, 4), (8, 2), (4, 4), (1, 1)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
+                                             (True, True)])
+def test_gemm_local_memory_path(rt, ops, rng, tile, trans_a, trans_b):
+    """The GPU kernel (gemm_local.cl) run on this device: every tile the engine may pick, edges
+    that straddle tiles, K shorter and longer than a tile, bias and activation, accumulation and
+    offsets."""
+    saved = ops.gemm_path, ops.local_tile
+    ops.gemm_path, ops.local_tile = "local", tile
+    try:
+        for M, N, K in [(33, 65, 31), (64, 32, 70), (5, 3, 1), (1, 40, 9)]:
+            A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+            B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+            b = rng.integers(-3, 4, N).astype(np.float64)
+            ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+            C = rt.empty(4 * M * N)
+            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
+                     bias=to_dev(rt, b), act="relu")
+            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
+            ao, bo, co = 3, 5, 7
+            C0 = rng.integers(-3, 4, co + M * N).astype(np.float64)
+            C = to_dev(rt, C0)
+            ops.gemm(M, N, K, to_dev(rt, np.concatenate([np.zeros(ao), A.ravel()])),
+                     to_dev(rt, np.concatenate([np.zeros(bo), B.ravel()])), C, trans_a=trans_a,
+                     trans_b=trans_b, accumulate=True, a_off=ao, b_off=bo, c_off=co)
+            got = from_dev(rt, C, C0.shape)
+            np.testing.assert_array_equal(got[co:].reshape(M, N), C0[co:].reshape(M, N) + ref)
+            np.testing.assert_array_equal(got[:co], C0[:co])
+    finally:
+        ops.gemm_path, ops.local_tile = saved
+
+
+@pytest.mark.parametrize("group,local_mem,tile", [
+    (1024, 65536, (32, 8)), (64, 65536, (16, 4)), (1024, 4096, (16, 4)), (32, 1024, (8, 2)),
+    (8, 256, (4, 4)), (1, 0, (1, 1))])
+def test_local_gemm_tile_follows_the_device_limits(group, local_mem, tile):
+    from types import SimpleNamespace
+    from engine.ops import local_gemm_tile
+    dev = SimpleNamespace(max_work_group_size=group, max_work_item_sizes=[group] * 3,
+                          local_mem_size=local_mem)
+    assert local_gemm_tile(dev) == tile
 
 
 @pytest.mark.parametrize("tile", [None, (16, 8), (8, 6)])
@@ -237,6 +282,7 @@ def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate, C):
     np.testing.assert_allclose(from_dev(rt, dx, x.shape), ref, rtol=1e-6, atol=1e-6)
 
 
+@ew_widths
 @pytest.mark.parametrize("rows,cols", [(43264, 32), (1000, 300), (300, 7), (600, 16)])
 def test_bias_grad_in_parts(rt, ops, rng, rows, cols):
     """Column sums of many rows are split into parts summed in parallel, then added."""

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import from_dev, numeric_grad, to_dev
+from conftest import ew_widths, from_dev, numeric_grad, to_dev
 from engine.activations import REFERENCE
 from engine.losses import Loss
 from engine.metrics import Metric
@@ -126,6 +126,7 @@ class _FakeModel:
                         Tensor(self.g, w.shape))]
 
 
+@ew_widths
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
 def test_sgd_matches_keras_rule(rt, ops, rng, momentum, nesterov):
     w, v = rng.normal(size=33), np.zeros(33)
@@ -140,6 +141,7 @@ def test_sgd_matches_keras_rule(rt, ops, rng, momentum, nesterov):
     np.testing.assert_allclose(from_dev(rt, model.w, (33,)), w, rtol=1e-5, atol=1e-6)
 
 
+@ew_widths
 def test_adam_matches_keras_rule(rt, ops, rng):
     w, m, v = rng.normal(size=65), np.zeros(65), np.zeros(65)
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
@@ -163,6 +165,7 @@ def _run_steps(rt, ops, opt, w, grads):
     return from_dev(rt, model.w, w.shape)
 
 
+@ew_widths
 def test_rmsprop_adagrad_nadam_adamw_match_keras_rules(rt, ops, rng):
     from engine.optimizers import Adagrad, AdamW, Nadam, RMSprop
     w0 = rng.normal(size=31)

@@ -1,0 +1,64 @@
+// GEMM for GPUs: C = act(op(A) . op(B) + bias) (+ C), the contract of gemm.cl, with TS x TS
+// tiles of A and B staged in local memory. A work-group of (TS, TS / WPT) work-items computes
+// one TS x TS block of C, each work-item WPT outputs of one column (rows RTS apart), so each
+// value loaded from local memory serves WPT multiply-adds. Consecutive work-items (get_local_id
+// (0)) read consecutive elements of B and of an untransposed A: coalesced on GPUs.
+// Compile-time: TS, WPT (picked by the engine from the device's work-group and local memory
+// limits), TRANS_A, TRANS_B, ACT, HAS_BIAS. Ragged edges load zeros and skip their stores.
+// Global size (ceil(N / TS) * TS, ceil(M / TS) * TS / WPT), local size (TS, TS / WPT).
+
+#define RTS (TS / WPT)
+#if TRANS_A
+#define LA_AT(i, k) A[(k) * lda + (i)]
+#else
+#define LA_AT(i, k) A[(i) * lda + (k)]
+#endif
+#if TRANS_B
+#define LB_AT(k, j) B[(j) * ldb + (k)]
+#else
+#define LB_AT(k, j) B[(k) * ldb + (j)]
+#endif
+
+__kernel __attribute__((reqd_work_group_size(TS, RTS, 1)))
+void gemm_local(const int M, const int N, const int K,
+                __global const float* restrict A, const int lda,
+                __global const float* restrict B, const int ldb,
+                __global float* C, const int ldc,
+                __global const float* restrict bias, const int accumulate,
+                const int aoff, const int boff, const int coff)
+{
+    A += aoff; B += boff; C += coff;
+    __local float As[TS][TS + 1];  // +1: a column walk does not hit one memory bank
+    __local float Bs[TS][TS];
+    const int tj = get_local_id(0), ti = get_local_id(1);
+    const int j = get_group_id(0) * TS + tj, i0 = get_group_id(1) * TS;
+    float acc[WPT];
+    for (int w = 0; w < WPT; w++) acc[w] = 0.0f;
+    for (int t = 0; t < K; t += TS) {
+        for (int w = 0; w < WPT; w++) {
+            const int r = ti + w * RTS;
+            const int ai = i0 + r, ak = t + tj, bk = t + r;
+            As[r][tj] = (ai < M && ak < K) ? LA_AT(ai, ak) : 0.0f;
+            Bs[r][tj] = (bk < K && j < N) ? LB_AT(bk, j) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 0; k < TS; k++) {
+            const float b = Bs[k][tj];
+            for (int w = 0; w < WPT; w++) acc[w] += As[ti + w * RTS][k] * b;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (j >= N) return;
+    for (int w = 0; w < WPT; w++) {
+        const int i = i0 + ti + w * RTS;
+        if (i >= M) break;
+        float v = acc[w];
+#if HAS_BIAS
+        v += bias[j];
+#endif
+        v = act_fwd(ACT, v);
+        __global float* c = C + i * ldc + j;
+        if (accumulate) v += *c;
+        *c = v;
+    }
+}
