@@ -151,3 +151,51 @@ def test_max_mode_monitor_tracks_improvement():
     for epoch, acc in enumerate([0.5, 0.6, 0.7, 0.65], 1):
         cb.on_epoch_end(epoch, {"val_accuracy": acc})
     assert cb.best == 0.7 and cb.best_epoch == 3 and cb.stopped_epoch == 4
+
+
+def test_the_gpu_kernels_train_like_the_cpu_kernels(rt, monkeypatch):
+    """The kernels a GPU gets (the local-memory GEMM, one element per work-item) run here on the
+    CPU device: a small CNN trains to the same losses and weights as with the CPU kernels."""
+    import json
+
+    import engine.model
+    from engine.ops import Ops
+    from engine.run import RunData
+    chain = [("in", "Input", {"shape": [9, 9, 1]}),
+             ("c1", "Conv2D", {"filters": 8, "kernel_size": [3, 3], "activation": "relu"}),
+             ("p1", "MaxPooling2D", {"pool_size": [2, 2]}),
+             ("c2", "Conv2D", {"filters": 16, "kernel_size": [2, 2], "activation": "tanh"}),
+             ("f", "Flatten", {}), ("d", "Dense", {"units": 20, "activation": "relu"}),
+             ("drop", "Dropout", {"rate": 0.25}),
+             ("out", "Dense", {"units": 3, "activation": "softmax"})]
+    proj = projectfile.loads(json.dumps({
+        "format": "layerloom-project", "version": 1,
+        "graph": {"nodes": [{"id": i, "type": t, "params": p} for i, t, p in chain],
+                  "edges": [{"from": [a[0], 0], "to": [b[0], 0]}
+                            for a, b in zip(chain, chain[1:])]},
+        "dataset": {"source": "synthetic", "name": "moons"},
+        "training": {"loss": "sparse_categorical_crossentropy", "epochs": 3, "batch_size": 16,
+                     "optimizer": {"name": "adam", "params": {"learning_rate": 0.01}}}}))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(70, 9, 9, 1)).astype(np.float32)
+    y = (x[:, :4].sum((1, 2, 3)) > 0).astype(np.int64) + (x[:, 5:].mean((1, 2, 3)) > 0.2)
+    data = RunData({"in": x}, {"out": y})
+
+    def train():
+        s = Session(proj, runtime=rt)
+        return s, [e["loss"] for e in s.fit(data)["epochs"]]
+
+    cpu_session, cpu_losses = train()
+
+    class GpuFormOps(Ops):
+        def __init__(self, runtime):
+            super().__init__(runtime, ew=1)
+            self.gemm_path, self.local_tile = "local", (8, 2)
+
+    monkeypatch.setattr(engine.model, "Ops", GpuFormOps)
+    gpu_session, gpu_losses = train()
+    assert gpu_session.model.ops.gemm_path == "local" and gpu_session.model.ops.ew == 1
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-4)
+    assert cpu_losses[-1] < cpu_losses[0]
+    for k, w in cpu_session.model.get_weights().items():
+        np.testing.assert_allclose(gpu_session.model.get_weights()[k], w, rtol=1e-3, atol=1e-5)
