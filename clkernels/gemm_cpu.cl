@@ -64,14 +64,21 @@
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3)
 #endif
 
-// global size (N / (2*VW), M / MR) over the whole-tile region
-__kernel void gemm_tile(GEMM_PARAMS)
+// global size (N / (2*VW), M / MR) over the whole-tile region. b_panels: B was packed by
+// pack_panels (below), its whole-tile columns as K x 2VW panels one after another, so a
+// work-item reads its B contiguously (ldb = 2VW) instead of one row 4 KB or more apart per k
+// (a TLB miss each for a large B).
+__kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
 {
     GEMM_START
-    const int j0 = get_global_id(0) * 2 * VW;
-    const int i0 = get_global_id(1) * MR;
+    // packed: the grid is (M / MR, N / (2*VW)), the work-items that run one after another
+    // sharing a B panel (in L2) and streaming A, instead of re-reading all of B per row block
+    // (NOTE: get_global_id with a dimension known only at run time crashes PoCL 3.0)
+    const int g0 = get_global_id(0), g1 = get_global_id(1);
+    const int j0 = (b_panels ? g1 : g0) * 2 * VW;
+    const int i0 = (b_panels ? g0 : g1) * MR;
     FOR_ROWS(ROW_DECL)
-    __global const float* b = B + j0;
+    __global const float* b = B + (b_panels ? j0 * K : j0);
     A_START(0)
     for (int k = 0; k < K; k++, b += ldb) {
         const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
@@ -80,6 +87,18 @@ __kernel void gemm_tile(GEMM_PARAMS)
     }
     if (act == ACT_LINEAR && !has_bias && !accumulate) { FOR_ROWS(ROW_STORE_PLAIN) }
     else { FOR_ROWS(ROW_STORE) }
+}
+
+// panels[p][k][0 .. 2VW) = B[k][2VW p ..] for the whole tiles of a K x N matrix (row stride
+// ldb). Global (N / (2*VW), K).
+__kernel void pack_panels(__global const float* B, __global float* panels, const int K,
+                          const int ldb, const int boff)
+{
+    const int p = get_global_id(0), k = get_global_id(1);
+    __global const float* src = B + boff + k * ldb + p * 2 * VW;
+    __global float* dst = panels + (p * K + k) * 2 * VW;
+    VSTORE(VLOAD(0, src), 0, dst)
+    VSTORE(VLOAD(1, src), 1, dst)
 }
 
 // C = A . B^T with A [M,K] and B [N,K] row-major (dX = dY . W^T): dot products along K in VT

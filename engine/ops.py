@@ -97,11 +97,11 @@ class Ops:
             return
         cpu = K > 0
         vw, mr = self.cpu_tile
-        if cpu and trans_b and not trans_a and (M >= 4 * N or K < 2 * vw):
-            # many rows (a convolution's dX = dY . W^T over every position): the register-tile
-            # kernel beats dot products along K, so transpose the small B (N x K) into scratch
-            # once (also when K is too short for the dot-product kernel's vectors). With few
-            # rows and long K (an MLP's batch) the copy costs more than it saves.
+        if cpu and trans_b and not trans_a and (M >= 4 * N or K <= 128):
+            # many rows (a convolution's dX = dY . W^T over every position) or a short K (the
+            # dot-product kernel's horizontal sums weigh more than its K loop): the register-
+            # tile kernel wins, so transpose B (N x K) into scratch first. With few rows and a
+            # longer K (an MLP's dX over 256 or more units) the copy costs more than it saves.
             bt = self._scratch("gemm_bt", 4 * N * K)
             self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
                 self.q, (-(-K // 8), -(-N // 8)), None, B, bt, N, K, b_off)
@@ -130,9 +130,21 @@ class Ops:
             tm, tn = (4, 4) if trans_b else (mr, 2 * vw)
             m_full, n_full = M - M % tm, N - N % tn
             if m_full and n_full:
-                name = "gemm_nt" if trans_b else "gemm_tile"
-                self._k("gemm_cpu", name, self._GEMM_TYPES, tile)(
-                    self.q, (n_full // tn, m_full // tm), (1, 1), *args)
+                grid = (n_full // tn, m_full // tm)
+                if trans_b:
+                    self._k("gemm_cpu", "gemm_nt", self._GEMM_TYPES, tile)(
+                        self.q, grid, (1, 1), *args)
+                elif K * n_full >= 1 << 18 and M >= 64:
+                    # a large B: its whole-tile columns packed into contiguous panels first
+                    panels = self._scratch("gemm_panels", 4 * K * n_full)
+                    self._k("gemm_cpu", "pack_panels", [None, None, i32, i32, i32], tile)(
+                        self.q, (n_full // tn, K), None, B, panels, K, ldb, b_off)
+                    self._k("gemm_cpu", "gemm_tile", self._GEMM_TYPES + [i32], tile)(
+                        self.q, grid[::-1], (1, 1), *args[:5], panels, tn, *args[7:12], 0,
+                        *args[13:], 1)
+                else:
+                    self._k("gemm_cpu", "gemm_tile", self._GEMM_TYPES + [i32], tile)(
+                        self.q, grid, (1, 1), *args, 0)
                 edges = []
                 if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
                     # on the block that starts at column n_full

@@ -134,6 +134,24 @@ def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b):
         ops.cpu_tile = saved
 
 
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_gemm_with_b_packed_into_panels(rt, ops, rng, trans_a):
+    """A large B (K x N over 2^18 elements) is packed into contiguous panels before the register
+    tiles run (rows-first grid); the ragged right strip still reads B in place."""
+    M, N, K = 72, 520, 515
+    A = rng.integers(-2, 3, (K, M) if trans_a else (M, K)).astype(np.float64)
+    B = rng.integers(-2, 3, (K, N)).astype(np.float64)
+    b = rng.integers(-3, 4, N).astype(np.float64)
+    bo, co = 11, 3
+    C = to_dev(rt, np.full(co + M * N, -1.0))
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, np.concatenate([np.zeros(bo), B.ravel()])), C,
+             trans_a=trans_a, bias=to_dev(rt, b), act="relu", b_off=bo, c_off=co)
+    got = from_dev(rt, C, (co + M * N,))
+    ref = np.maximum((A.T if trans_a else A) @ B + b, 0)
+    np.testing.assert_array_equal(got[co:].reshape(M, N), ref)
+    assert (got[:co] == -1).all()
+
+
 @pytest.mark.parametrize("tile", [(32, 8), (16, 4), (8, 2), (4, 4), (1, 1)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
                                              (True, True)])
