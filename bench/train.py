@@ -8,7 +8,7 @@ our machines: torch==2.13.0, a local CPU wheel) and tensorflow, in this Python o
 named by --keras-python (TensorFlow's pins need not meet ours: a venv of its own is fine).
 
     python bench/train.py [--mlp-epochs 3] [--cnn-epochs 2] [--skip-cnn] [--device SPEC]
-        [--keras-python PATH] [--json bench/results/train.json]
+        [--cold-cache] [--keras-python PATH] [--json bench/results/train.json]
 """
 import argparse
 import importlib.util
@@ -29,24 +29,30 @@ _WRAP = ("import resource, subprocess, sys\n"
          "sys.exit(r.returncode)\n")
 
 
-def run_measured(cmd):
+def run_measured(cmd, env=None):
     """(stdout, peak RSS in MiB) of a child process: a one-child wrapper reports the maximum
     resident set size of that child alone."""
     p = subprocess.run([sys.executable, "-c", _WRAP] + cmd, capture_output=True, text=True,
-                       cwd=ROOT)
+                       cwd=ROOT, env=env)
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr}")
     kib = int(p.stderr.rsplit("MAXRSS", 1)[1].split()[0])
     return p.stdout, kib / 1024.0
 
 
-def layerloom(project, epochs, device):
+def layerloom(project, epochs, device, cold=False):
+    """cold: with empty kernel caches (PoCL's and pyopencl's, under XDG_CACHE_HOME), so the
+    first epoch includes compiling every kernel, as on a machine's first run."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "app", "--run", os.path.join(EXAMPLES, project),
                "--epochs", str(epochs), "--out", out]
         if device:
             cmd += ["--device", device]
-        _, rss = run_measured(cmd)
+        env = None
+        if cold:
+            env = dict(os.environ, XDG_CACHE_HOME=os.path.join(out, "cache"),
+                       POCL_CACHE_DIR=os.path.join(out, "cache", "pocl"))
+        _, rss = run_measured(cmd, env)
         with open(os.path.join(out, "history.json")) as f:
             h = json.load(f)
     secs = [e["seconds"] for e in h["epochs"]]
@@ -85,6 +91,8 @@ def main(argv=None):
     ap.add_argument("--cnn-epochs", type=int, default=2)
     ap.add_argument("--skip-cnn", action="store_true")
     ap.add_argument("--device")
+    ap.add_argument("--cold-cache", action="store_true",
+                    help="also train once with empty kernel caches and report that first epoch")
     ap.add_argument("--keras-python", help="a Python with tensorflow (default: this one, "
                     "if it has tensorflow)")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "train.json"))
@@ -103,6 +111,10 @@ def main(argv=None):
                "target_time_ratio": target}
         row["layerloom_s_per_epoch"] = later(ll["epoch_seconds"])
         row["first_vs_later"] = ll["epoch_seconds"][0] / row["layerloom_s_per_epoch"]
+        if args.cold_cache:
+            cold = layerloom(project, 1, args.device, cold=True)
+            row["layerloom_cold_cache"] = cold
+            row["cold_first_vs_later"] = cold["epoch_seconds"][0] / row["layerloom_s_per_epoch"]
         if tr:
             row["torch_s_per_epoch"] = later(tr["epoch_seconds"])
             row["time_ratio"] = row["layerloom_s_per_epoch"] / row["torch_s_per_epoch"]
@@ -114,19 +126,21 @@ def main(argv=None):
     print(f"device: {rows[0]['layerloom']['device']}")
     nan = float("nan")
     print(f"{'model':5s} {'Layerloom s/ep':>14s} {'PyTorch s/ep':>12s} {'ratio':>6s} {'target':>6s} "
-          f"{'Keras s/ep':>10s} {'speedup':>7s} {'1st/later':>9s} {'Layerloom MiB':>13s} "
-          f"{'PyTorch MiB':>11s} {'Keras MiB':>9s}")
+          f"{'Keras s/ep':>10s} {'speedup':>7s} {'1st/later':>9s} {'cold':>5s} "
+          f"{'Layerloom MiB':>13s} {'PyTorch MiB':>11s} {'Keras MiB':>9s}")
     for r in rows:
         tr, kr = r["torch"] or {}, r["keras"] or {}
         print(f"{r['model']:5s} {r['layerloom_s_per_epoch']:14.2f} "
               f"{r.get('torch_s_per_epoch', nan):12.2f} {r.get('time_ratio', nan):6.2f} "
               f"{r['target_time_ratio']:6.1f} {r.get('keras_s_per_epoch', nan):10.2f} "
               f"{r.get('keras_speedup', nan):7.2f} {r['first_vs_later']:9.2f} "
+              f"{r.get('cold_first_vs_later', nan):5.2f} "
               f"{r['layerloom']['peak_mib']:13.0f} {tr.get('peak_mib', nan):11.0f} "
               f"{kr.get('peak_mib', nan):9.0f}")
     print("ratio: Layerloom time / PyTorch time (target at most the target column); speedup: "
           "Keras time / Layerloom time (target at least 2 for the MLP); 1st/later: first epoch "
-          "/ later ones (target at most 1.5)")
+          "/ later ones (target at most 1.5), with the kernel caches as they are; cold: the same "
+          "with empty caches (--cold-cache), as on a machine's first run")
     if not args.keras_python:
         print("Keras/TensorFlow: not found; give --keras-python PATH for the Keras column")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
