@@ -95,7 +95,7 @@ class Ops:
             self._gemm_local(M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate,
                              (a_off, b_off, c_off))
             return
-        cpu = K > 0
+        cpu = K > 0  # the CPU kernels; K = 0 (act(bias) alone) goes to the portable kernel
         vw, mr = self.cpu_tile
         if cpu and trans_b and not trans_a and (M >= 4 * N or K <= 128):
             # many rows (a convolution's dX = dY . W^T over every position) or a short K (the
@@ -163,6 +163,7 @@ class Ops:
         self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N, offs)
 
     def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
+        """gemm_local.cl (GPUs): the whole product, ragged edges included, in one launch."""
         ts, wpt = self.local_tile
         defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
                    f"HAS_BIAS={int(bias is not None)}", f"TS={ts}", f"WPT={wpt}")

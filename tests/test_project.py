@@ -1,6 +1,5 @@
 """Project file: round trip, atomic saves, and every kind of bad file giving one clear message
 with its place and exit code 2 through the CLI, with nothing written or changed."""
-import copy
 import json
 import os
 import subprocess

@@ -114,7 +114,7 @@ def test_checkpoint_and_reduce_lr(rt, tmp_path):
         {"name": "model_checkpoint", "filepath": "e{epoch}.npz", "monitor": "loss"},
         {"name": "reduce_lr_on_plateau", "monitor": "loss", "patience": 0, "factor": 0.5,
          "min_delta": 10.0}])
-    h = s.fit(data, out_dir=str(tmp_path))
+    s.fit(data, out_dir=str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(["best.npz"] + [f"e{i}.npz" for i in range(1, 7)])
     # min_delta 10 means no epoch counts as an improvement after the first: halve every epoch
     assert np.isclose(s.optimizer.config["learning_rate"], 0.1 * 0.5 ** 5)
