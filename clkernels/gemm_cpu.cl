@@ -173,6 +173,19 @@ __kernel void gemm_nt(GEMM_PARAMS)
     float* q_ = (float*)&v; \
     __global float* c_ = C + (i0 + r) * ldc; \
     for (int j = 0; j < NN; j++) c_[j] = accumulate ? c_[j] + q_[j] : q_[j]; }
+#if VW == 16
+#define NB_SAFE (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4) NB_LOAD1(5) \
+    NB_LOAD1(6) NB_LOAD1(7) NB_LOAD1(8) NB_LOAD1(9) NB_LOAD1(10) NB_LOAD1(11) NB_LOAD1(12) \
+    NB_LOAD1(13) NB_LOAD1(14) ((15) < NN ? b[15] : 0.0f))
+#elif VW == 8
+#define NB_SAFE (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4) NB_LOAD1(5) \
+    NB_LOAD1(6) ((7) < NN ? b[7] : 0.0f))
+#else
+#define NB_SAFE (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) ((3) < NN ? b[3] : 0.0f))
+#endif
+#define NROW_STEP_W(r) { const VT a = (VT)(A_ROW(r)); n##r += a * bv; }
+#define NARROW_LOOP(K0, K1, BV, STEP) \
+    for (int k = (K0); k < (K1); k++, b += ldb) { const VT bv = BV; FOR_ROWS(STEP) A_NEXT }
 __kernel void gemm_narrow_tile(GEMM_PARAMS)
 {
     GEMM_START
@@ -180,20 +193,16 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
     FOR_ROWS(NROW_DECL)
     __global const float* b = B;
     A_START(0)
-    for (int k = 0; k < K; k++, b += ldb) {
-#if VW == 16
-        const VT bv = (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4)
-                           NB_LOAD1(5) NB_LOAD1(6) NB_LOAD1(7) NB_LOAD1(8) NB_LOAD1(9)
-                           NB_LOAD1(10) NB_LOAD1(11) NB_LOAD1(12) NB_LOAD1(13) NB_LOAD1(14)
-                           ((15) < NN ? b[15] : 0.0f));
-#elif VW == 8
-        const VT bv = (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4)
-                           NB_LOAD1(5) NB_LOAD1(6) ((7) < NN ? b[7] : 0.0f));
-#else
-        const VT bv = (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) ((3) < NN ? b[3] : 0.0f));
-#endif
-        FOR_ROWS(NROW_STEP)
-        A_NEXT
+    // B's rows load as whole vectors: the lanes past NN read the next row into accumulator
+    // lanes that are never stored (one load instead of NN). The last rows, where a vector
+    // would read past B's end, load lane by lane. Whole tiles of rows skip the row guards.
+    const int kf = max(0, K - (VW - NN + ldb - 1) / ldb);
+    if (i0 + MR <= M) {
+        NARROW_LOOP(0, kf, VLOAD(0, b), NROW_STEP_W)
+        NARROW_LOOP(kf, K, NB_SAFE, NROW_STEP_W)
+    } else {
+        NARROW_LOOP(0, kf, VLOAD(0, b), NROW_STEP)
+        NARROW_LOOP(kf, K, NB_SAFE, NROW_STEP)
     }
     VT bias_v = 0.0f;
     if (has_bias) {
