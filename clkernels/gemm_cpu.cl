@@ -2,8 +2,9 @@
 // its accumulators in named vector variables, no local memory, no barriers, local size 1.
 // VW (4, 8 or 16: the device's preferred float vector width) and MR (4, 6 or 8 rows) are
 // compile-time; the engine picks them so accumulators fit the register file (AVX2: 6 x 2 float8,
-// AVX-512: 8 x 2 float16). Only whole tiles: the engine covers ragged edges with the portable
-// kernel in gemm.cl. Same contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C), except that
+// AVX-512: 8 x 2 float16). Only whole tiles: the engine covers a ragged right edge with the
+// narrow kernels below and a ragged bottom edge with the portable kernel in gemm.cl. Same
+// contract as gemm.cl: C = act(op(A) . op(B) + bias) (+ C), except that
 // trans_a, the activation and the bias offset (bias_at, -1: no bias) are arguments, not -D
 // defines: they change no inner loop, and one program serving every layer loads faster than one
 // per variant. With the offsets, a kernel can compute a block of a larger C (ldc its width).
@@ -15,7 +16,7 @@
 #define VSTORE(v, o, p) CAT(VSTORE, VW)((v), (p) + VW * (o))
 #define ACTV CAT(act_fwd, VW)
 
-// the arguments every GEMM kernel takes (same order as gemm.cl after its block offsets)
+// the arguments every GEMM kernel takes (gemm.cl's after its block offsets, then three more)
 #define GEMM_PARAMS const int M, const int N, const int K,                             \
                     __global const float* restrict A, const int lda,                     \
                     __global const float* restrict B, const int ldb,                     \
@@ -161,7 +162,7 @@ __kernel void gemm_nt(GEMM_PARAMS)
 }
 
 // Outputs narrower than one vector (NN < VW columns, compile-time): MR rows x one vector per
-// work-item, the columns past NN loaded as zeros and never stored. Global (ceil(M / MR)).
+// work-item, the lanes past NN never stored. Global (ceil(M / MR)).
 #if defined(NN)
 #define NB_LOAD1(i) ((i) < NN ? b[i] : 0.0f),
 #define NROW_DECL(r) VT n##r = 0.0f;
