@@ -90,6 +90,35 @@ __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
     else { FOR_ROWS(ROW_STORE) }
 }
 
+// C = A . B^T for a short K (fewer than 2VW: a classifier's dX = dY . W^T over 10 classes):
+// each k's 2VW values of B^T are gathered down B's rows, which costs less than a separate
+// transpose launch when K is this short. Global as gemm_tile.
+#if VW == 16
+#define VGATHER(p, s) ((float16)((p)[0], (p)[s], (p)[2*s], (p)[3*s], (p)[4*s], (p)[5*s], \
+    (p)[6*s], (p)[7*s], (p)[8*s], (p)[9*s], (p)[10*s], (p)[11*s], (p)[12*s], (p)[13*s],     \
+    (p)[14*s], (p)[15*s]))
+#elif VW == 8
+#define VGATHER(p, s) ((float8)((p)[0], (p)[s], (p)[2*s], (p)[3*s], (p)[4*s], (p)[5*s], \
+    (p)[6*s], (p)[7*s]))
+#else
+#define VGATHER(p, s) ((float4)((p)[0], (p)[s], (p)[2*s], (p)[3*s]))
+#endif
+__kernel void gemm_tile_bt(GEMM_PARAMS)
+{
+    GEMM_START
+    const int j0 = get_global_id(0) * 2 * VW;
+    const int i0 = get_global_id(1) * MR;
+    FOR_ROWS(ROW_DECL)
+    __global const float* b = B + j0 * ldb;
+    A_START(0)
+    for (int k = 0; k < K; k++, b++) {
+        const VT b0 = VGATHER(b, ldb), b1 = VGATHER(b + VW * ldb, ldb);
+        FOR_ROWS(ROW_STEP)
+        A_NEXT
+    }
+    FOR_ROWS(ROW_STORE)
+}
+
 // panels[p][k][0 .. 2VW) = B[k][2VW p ..] for the whole tiles of a K x N matrix (row stride
 // ldb). Global (N / (2*VW), K).
 __kernel void pack_panels(__global const float* B, __global float* panels, const int K,

@@ -97,7 +97,8 @@ class Ops:
             return
         cpu = K > 0  # the CPU kernels; K = 0 (act(bias) alone) goes to the portable kernel
         vw, mr = self.cpu_tile
-        if cpu and trans_b and not trans_a and (M >= 4 * N or K <= 128):
+        short_k = K < 2 * vw  # gemm_tile_bt gathers B^T itself, no transpose launch
+        if cpu and trans_b and not trans_a and not short_k and (M >= 4 * N or K <= 128):
             # many rows (a convolution's dX = dY . W^T over every position) or a short K (the
             # dot-product kernel's horizontal sums weigh more than its K loop): the register-
             # tile kernel wins, so transpose B (N x K) into scratch first. With few rows and a
@@ -127,13 +128,13 @@ class Ops:
                 self._gemm_narrow(args, N)
                 return
         if cpu and not (trans_a and trans_b):
-            tm, tn = (4, 4) if trans_b else (mr, 2 * vw)
+            tm, tn = (4, 4) if trans_b and not short_k else (mr, 2 * vw)
             m_full, n_full = M - M % tm, N - N % tn
             if m_full and n_full:
                 grid = (n_full // tn, m_full // tm)
                 if trans_b:
-                    self._k("gemm_cpu", "gemm_nt", self._GEMM_TYPES, tile)(
-                        self.q, grid, (1, 1), *args)
+                    self._k("gemm_cpu", "gemm_tile_bt" if short_k else "gemm_nt",
+                            self._GEMM_TYPES, tile)(self.q, grid, (1, 1), *args)
                 elif K * n_full >= 1 << 18 and M >= 64:
                     # a large B: its whole-tile columns packed into contiguous panels first
                     panels = self._scratch("gemm_panels", 4 * K * n_full)
