@@ -64,6 +64,14 @@
 #else
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3)
 #endif
+// k = K0 .. K1 of a register tile: two vectors of B's row k (b, stepping ldb), one A value per
+// row (STEP: ROW_STEP, or ROW_STEP_G guarding rows past M)
+#define TILE_LOOP(K0, K1, STEP)                                                            \
+    for (int k = (K0); k < (K1); k++, b += ldb) {                                          \
+        const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);                                       \
+        FOR_ROWS(STEP)                                                                     \
+        A_NEXT                                                                             \
+    }
 
 // global size (N / (2*VW), M / MR) over the whole-tile region. b_panels: B was packed by
 // pack_panels (below), its whole-tile columns as K x 2VW panels one after another, so a
@@ -81,11 +89,7 @@ __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
     FOR_ROWS(ROW_DECL)
     __global const float* b = B + (b_panels ? j0 * K : j0);
     A_START(0)
-    for (int k = 0; k < K; k++, b += ldb) {
-        const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
-        FOR_ROWS(ROW_STEP)
-        A_NEXT
-    }
+    TILE_LOOP(0, K, ROW_STEP)
     if (act == ACT_LINEAR && !has_bias && !accumulate) { FOR_ROWS(ROW_STORE_PLAIN) }
     else { FOR_ROWS(ROW_STORE) }
 }
@@ -304,18 +308,7 @@ __kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC
     FOR_ROWS(ROW_DECL)
     __global const float* b = B + k0 * ldb + j0;
     A_START(k0)
-    if (i0 + MR <= M) {  // a whole tile: no guard per load
-        for (int k = k0; k < k1; k++, b += ldb) {
-            const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
-            FOR_ROWS(ROW_STEP)
-            A_NEXT
-        }
-    } else {
-        for (int k = k0; k < k1; k++, b += ldb) {
-            const VT b0 = VLOAD(0, b), b1 = VLOAD(1, b);
-            FOR_ROWS(ROW_STEP_G)
-            A_NEXT
-        }
-    }
+    if (i0 + MR <= M) { TILE_LOOP(k0, k1, ROW_STEP) }  // a whole tile: no guard per load
+    else { TILE_LOOP(k0, k1, ROW_STEP_G) }
     FOR_ROWS(ROW_PART)
 }

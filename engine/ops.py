@@ -3,9 +3,9 @@ losses, metrics and optimizers call these; nothing here waits for the device."""
 import numpy as np
 
 from .activations import ACT_ID, NEEDS_INPUT, ROW_WISE, cl_prelude
-
-i32, f32, u32 = np.int32, np.float32, np.uint32
-TM, TN = 4, 4  # GEMM register tile
+from .clargs import cdiv, f32, i32, u32
+from .conv_ops import ConvOps
+from .gemm import GemmOps
 
 
 class Tensor:
@@ -25,22 +25,10 @@ class Tensor:
         return f"Tensor{self.shape}"
 
 
-def _cdiv(a, b):
-    return (a + b - 1) // b
+class Ops(GemmOps, ConvOps):
+    """Every op, on one runtime. GEMM dispatch lives in engine/gemm.py, convolution and pooling
+    in engine/conv_ops.py; the rest here."""
 
-
-def local_gemm_tile(device):
-    """(TS, WPT) for gemm_local.cl: the largest tile whose work-group (TS x TS/WPT) and local
-    memory (two TS x TS tiles) the device allows."""
-    for ts, wpt in ((32, 8), (16, 4), (8, 2), (4, 4)):
-        if (ts * ts // wpt <= device.max_work_group_size
-                and ts <= min(device.max_work_item_sizes[:2])
-                and 4 * (2 * ts * ts + ts) <= device.local_mem_size):
-            return ts, wpt
-    return 1, 1
-
-
-class Ops:
     def __init__(self, runtime, ew=None):
         self.rt = runtime
         self.q = runtime.queue
@@ -50,14 +38,7 @@ class Ops:
         # pass ew=1 to run the GPU form here
         self.ew = ew or (8 if runtime.kind == "cpu" else 1)
         self._prelude = cl_prelude() + f"#define EW {self.ew}\n"
-        # CPU GEMM register tile: vector width from the device, rows so that 2*MR
-        # accumulators plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
-        vw = runtime.device.preferred_vector_width_float
-        vw = 16 if vw >= 16 else 8 if vw >= 8 else 4
-        self.cpu_tile = (vw, {16: 8, 8: 6, 4: 4}[vw])
-        # other devices (GPUs): local-memory tiles, the largest the device's limits allow
-        self.gemm_path = "cpu" if runtime.kind == "cpu" else "local"
-        self.local_tile = local_gemm_tile(runtime.device)
+        self._init_gemm(runtime)
 
     def _or_dummy(self, buf):
         return buf if buf is not None else self._dummy
@@ -78,114 +59,7 @@ class Ops:
         """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
         argument."""
         if n:
-            self._k(file, name, types + [i32])(self.q, (-(-n // self.ew),), None, *args, n)
-
-    # -- GEMM ----------------------------------------------------------------------------
-    def gemm(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None, act="linear",
-             accumulate=False, a_off=0, b_off=0, c_off=0):
-        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous;
-        a_off, b_off, c_off are element offsets of the matrices within their buffers.
-        On CPUs (gemm_cpu.cl): split-K for few outputs over a long K, narrow kernels for
-        outputs narrower than a register tile, otherwise whole register tiles with the ragged
-        right edge on the narrow kernels and the bottom one on the portable kernel; elsewhere
-        the portable kernel does all."""
-        if M == 0 or N == 0:
-            return
-        if self.gemm_path == "local":
-            self._gemm_local(M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate,
-                             (a_off, b_off, c_off))
-            return
-        cpu = K > 0  # the CPU kernels; K = 0 (act(bias) alone) goes to the portable kernel
-        vw, mr = self.cpu_tile
-        short_k = K < 2 * vw  # gemm_tile_bt gathers B^T itself, no transpose launch
-        if cpu and trans_b and not trans_a and not short_k and (M >= 4 * N or K <= 128):
-            # many rows (a convolution's dX = dY . W^T over every position) or a short K (the
-            # dot-product kernel's horizontal sums weigh more than its K loop): the register-
-            # tile kernel wins, so transpose B (N x K) into scratch first. With few rows and a
-            # longer K (an MLP's dX over 256 or more units) the copy costs more than it saves.
-            bt = self._scratch("gemm_bt", 4 * N * K)
-            self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
-                self.q, (-(-K // 8), -(-N // 8)), None, B, bt, N, K, b_off)
-            B, b_off, trans_b = bt, 0, False
-        lda = M if trans_a else K
-        ldb = K if trans_b else N
-        has_bias = bias is not None
-        bias = bias if bias is not None else self._dummy
-        acc = int(accumulate)
-        offs = (a_off, b_off, c_off)
-        # the CPU kernels take trans_a, the activation and the bias offset as arguments (one
-        # program for every layer); the portable kernel has them compiled in
-        base = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
-                f"HAS_BIAS={int(has_bias)}")
-        tile = (f"VW={vw}", f"MR={mr}")
-        args = (M, N, K, A, lda, B, ldb, C, N, bias, acc, *offs, int(trans_a), ACT_ID[act],
-                0 if has_bias else -1)
-        if cpu and not trans_b:
-            if K >= 4096 and K >= 8 * max(M, N):  # few outputs, long K
-                self._gemm_split_k(tile, args)
-                return
-            if N < 2 * vw:  # narrower than a register tile
-                self._gemm_narrow(args, N)
-                return
-        if cpu and not (trans_a and trans_b):
-            tm, tn = (4, 4) if trans_b and not short_k else (mr, 2 * vw)
-            m_full, n_full = M - M % tm, N - N % tn
-            if m_full and n_full:
-                grid = (n_full // tn, m_full // tm)
-                if trans_b:
-                    self._k("gemm_cpu", "gemm_tile_bt" if short_k else "gemm_nt",
-                            self._GEMM_TYPES, tile)(self.q, grid, (1, 1), *args)
-                elif K * n_full >= 1 << 18 and M >= 64:
-                    # a large B: its whole-tile columns packed into contiguous panels first
-                    panels = self._scratch("gemm_panels", 4 * K * n_full)
-                    self._k("gemm_cpu", "pack_panels", [None, None, i32, i32, i32], tile)(
-                        self.q, (n_full // tn, K), None, B, panels, K, ldb, b_off)
-                    self._k("gemm_cpu", "gemm_tile", self._GEMM_TYPES + [i32], tile)(
-                        self.q, grid[::-1], (1, 1), *args[:5], panels, tn, *args[7:12], 0,
-                        *args[13:], 1)
-                else:
-                    self._k("gemm_cpu", "gemm_tile", self._GEMM_TYPES + [i32], tile)(
-                        self.q, grid, (1, 1), *args, 0)
-                edges = []
-                if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
-                    # on the block that starts at column n_full
-                    n = N - n_full
-                    self._gemm_narrow((M, n, K, A, lda, B, ldb, C, N, bias, acc, a_off,
-                                       b_off + n_full, c_off + n_full, int(trans_a),
-                                       ACT_ID[act], n_full if has_bias else -1), n)
-                elif n_full < N:
-                    edges.append((0, n_full, M, N - n_full))
-                if m_full < M:   # bottom strip, whole-tile columns
-                    edges.append((m_full, 0, M - m_full, n_full))
-                for i0, j0, m, n in edges:
-                    self._gemm_portable(base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, N,
-                                        offs)
-                return
-        self._gemm_portable(base, M, N, K, A, lda, B, ldb, C, bias, acc, 0, 0, N, offs)
-
-    def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
-        """gemm_local.cl (GPUs): the whole product, ragged edges included, in one launch."""
-        ts, wpt = self.local_tile
-        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
-                   f"HAS_BIAS={int(bias is not None)}", f"TS={ts}", f"WPT={wpt}")
-        k = self._k("gemm_local", "gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32,
-                                                 None, i32, i32, i32, i32], defines)
-        k(self.q, (_cdiv(N, ts) * ts, _cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
-          A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
-          int(accumulate), *offs)
-
-    def _gemm_narrow(self, args, n):
-        """The narrow kernels on n (< 2 VW) columns: MR rows x one masked vector per work-item
-        when n < VW, else one row. args as for the CPU kernels."""
-        vw, mr = self.cpu_tile
-        M = args[0]
-        name, grid, local = (("gemm_narrow_tile", (-(-M // mr),), (1,)) if n < vw else
-                             ("gemm_narrow", (M,), None))
-        self._k("gemm_cpu", name, self._GEMM_TYPES, (f"VW={vw}", f"MR={mr}", f"NN={n}"))(
-            self.q, grid, local, *args)
-
-    _GEMM_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32,
-                   i32, i32, i32]
+            self._k(file, name, types + [i32])(self.q, (cdiv(n, self.ew),), None, *args, n)
 
     def _scratch(self, name, nbytes):
         """A device buffer reused by every call (the queue is in order, so a kernel is done
@@ -196,36 +70,9 @@ class Ops:
             self._scratch_bufs[name] = buf
         return buf
 
-    def _gemm_split_k(self, defines, args):
-        """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
-        activation, accumulation, output offset). args: as for the CPU GEMM kernels."""
-        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off, ta, act, bias_at = args
-        P = min(64, K // 512)
-        KC = -(-K // P)
-        parts = self._scratch("gemm_parts", 4 * P * M * N)
-        vw, mr = self.cpu_tile
-        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, -1,
-                     parts, KC)
-        types = self._GEMM_TYPES + [None, i32]
-        if N % (2 * vw) == 0:  # whole register tiles across N
-            self._k("gemm_cpu", "gemm_tile_split_k", types, defines)(
-                self.q, (N // (2 * vw), -(-M // mr), P), (1, 1, 1), *part_args)
-        else:
-            self._k("gemm_cpu", "gemm_split_k", types, defines)(
-                self.q, (N, M, P), None, *part_args)
-        self._sum_parts(parts, P, M * N, C, bias, N if bias_at >= 0 else 0, act, acc, c_off)
-
     def _sum_parts(self, parts, P, n, out, bias, bias_n, act_id, acc, ooff=0):
         self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32, i32])(
             self.q, (n,), None, parts, P, n, out, bias, bias_n, act_id, acc, ooff)
-
-    def _gemm_portable(self, base, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs):
-        """The portable kernel on the sub-block starting at row i0, column j0."""
-        k = self._k("gemm", "gemm",
-                    [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32, i32, i32],
-                    base + (f"TM={TM}", f"TN={TN}"))
-        k(self.q, (_cdiv(n, TN), _cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
-          bias, acc, *offs)
 
     # -- elementwise -------------------------------------------------------------------------
     def fill(self, buf, n, value=0.0):
@@ -253,8 +100,8 @@ class Ops:
                 self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
                     self.q, (rows,), None, x, y, cols, int(act == "log_softmax"))
         elif rows * cols:
-            self._k("elementwise", "act_forward", [i32, None, None, i32])(
-                self.q, (-(-rows * cols // self.ew),), None, ACT_ID[act], x, y, rows * cols)
+            self._ew("elementwise", "act_forward", [i32, None, None], rows * cols,
+                     ACT_ID[act], x, y)
 
     def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False, x=None):
         """dx (+)= dy * act'(.). x (the pre-activation) is needed only for NEEDS_INPUT."""
@@ -268,105 +115,20 @@ class Ops:
         elif rows * cols:
             if x is None and act in NEEDS_INPUT:
                 raise ValueError(f"{act} backward needs the pre-activation")
-            n = rows * cols
-            self._k("elementwise", "act_backward", [i32, None, None, None, None, i32, i32])(
-                self.q, (-(-n // self.ew),), None, ACT_ID[act], x if x is not None else y, y,
-                dy, dx, int(accumulate), n)
+            self._ew("elementwise", "act_backward", [i32, None, None, None, None, i32],
+                     rows * cols, ACT_ID[act], x if x is not None else y, y, dy, dx,
+                     int(accumulate))
 
     def bias_grad(self, dy, db, rows, cols):
         """db = column sums of dy; in parts summed afterwards when there are many rows."""
-        parts = min(64, rows // 256)
-        out = db if parts < 2 else self._scratch("bias_parts", 4 * parts * cols)
-        P = 1 if parts < 2 else parts
+        P = max(1, min(64, rows // 256))  # parts; 1 (the sums themselves) for few rows
+        out = db if P == 1 else self._scratch("bias_parts", 4 * P * cols)
         w = self.ew if cols % self.ew == 0 else 1
         local = (cols // w, 1) if P > 1 and cols // w <= 256 else None
         self._k("elementwise", "col_sums_ew" if w > 1 else "col_sums", [None, None, i32, i32])(
             self.q, (cols // w, P), local, dy, out, rows, cols)
         if P > 1:
             self._sum_parts(out, P, cols, db, self._dummy, 0, 0, 0)
-
-    # -- convolution and pooling (NHWC) ------------------------------------------------------
-    _GEOM = [i32] * 13
-
-    _GEOM_NAMES = ("H", "W", "C", "OH", "OW", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL")
-
-    @classmethod
-    def _geom_defines(cls, g):
-        """Compile-time geometry for conv.cl (pooling has no dilation: 1)."""
-        g = tuple(g) if len(g) == 13 else tuple(g[:9]) + (1, 1) + tuple(g[9:])
-        return ("GEOM",) + tuple(f"G{k}={int(v)}" for k, v in zip(cls._GEOM_NAMES, g))
-
-    def _conv_k(self, name, types, g):
-        return self._k("conv", name, types, self._geom_defines(g))
-
-    def im2col(self, x, cols, n, g):
-        """g: (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)."""
-        H, W, C, OH, OW, KH, KW = g[:7]
-        if n and C % 8 == 0:
-            self._conv_k("im2col8", [None, None], g)(
-                self.q, (KH * KW * C // 8, n * OH * OW), None, x, cols)
-        elif n:
-            self._conv_k("im2col", [None, None] + self._GEOM, g)(
-                self.q, (KH * KW * C, n * OH * OW), None, x, cols, *g)
-
-    def col2im(self, dcols, dx, n, g, accumulate=False):
-        H, W, C = g[:3]
-        if n and C % 8 == 0:
-            self._conv_k("col2im8", [None, None, i32], g)(
-                self.q, (n * H * W * C // 8,), None, dcols, dx, int(accumulate))
-            return
-        if n:
-            self._conv_k("col2im", [None, None] + self._GEOM + [i32], g)(
-                self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))
-
-    @staticmethod
-    def _tiled_windows(g, avg):
-        """Max pooling whose windows tile the input: strides equal to the pool, no padding."""
-        KH, KW, SH, SW, PT, PL = g[5:11]
-        return not avg and (SH, SW) == (KH, KW) and PT == PL == 0
-
-    def pool_forward(self, x, y, arg, n, g, avg):
-        """g: (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)."""
-        H, W, C, OH, OW = g[:5]
-        if n and arg is not None and self._tiled_windows(g, avg):
-            if C % 8 == 0:
-                self._conv_k("max_pool_forward_tiled8", [None, None, None], g)(
-                    self.q, (n * OH * OW * C // 8,), None, x, y, arg)
-            else:
-                self._conv_k("max_pool_forward_tiled", [None, None, None], g)(
-                    self.q, (n * OH * OW * C,), None, x, y, arg)
-            return
-        if n:
-            self._conv_k("pool_forward", [None, None, None] + [i32] * 12, g)(
-                self.q, (n * OH * OW * C,), None, x, y, arg if arg is not None else self._dummy,
-                *g, int(avg))
-
-    def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False):
-        H, W, C = g[:3]
-        OH, OW, KH, KW = g[3:7]
-        if n and self._tiled_windows(g, avg):
-            if not accumulate and (OH * KH < H or OW * KW < W):
-                self.fill(dx, n * H * W * C)  # rows/columns no window covers
-            name, per = (("max_pool_backward_tiled8", 8) if C % 8 == 0 else
-                         ("max_pool_backward_tiled", 1))
-            self._conv_k(name, [None, None, None, i32], g)(
-                self.q, (n * OH * OW * C // per,), None, dy, arg, dx, int(accumulate))
-            return
-        if n:
-            self._conv_k("pool_backward", [None, None, None] + [i32] * 13, g)(
-                self.q, (n * H * W * C,), None, dy, arg if arg is not None else self._dummy, dx,
-                *g, int(avg), int(accumulate))
-
-    def global_pool_forward(self, x, y, arg, n, S, C, avg):
-        if n:
-            self._k("conv", "global_pool_forward", [None, None, None, i32, i32])(
-                self.q, (C, n), None, x, y, arg if arg is not None else self._dummy, S, int(avg))
-
-    def global_pool_backward(self, dy, arg, dx, n, S, C, avg, accumulate=False):
-        if n:
-            self._k("conv", "global_pool_backward", [None, None, None, i32, i32, i32, i32])(
-                self.q, (n * S * C,), None, dy, arg if arg is not None else self._dummy, dx, S, C,
-                int(avg), int(accumulate))
 
     # -- normalisation ------------------------------------------------------------------------
     def bn_stats(self, x, rows, C, mean, var, mmean, mvar, momentum, update):
@@ -521,7 +283,7 @@ class Ops:
     def dropout(self, x, y, n, rate, seed, salt, step, accumulate=False):
         if n:
             self._k("dropout", "dropout", [None, None, i32, f32, u32, u32, u32, i32])(
-                self.q, (_cdiv(n, 4),), None, x, y, n, rate, seed & 0xFFFFFFFF,
+                self.q, (cdiv(n, 4),), None, x, y, n, rate, seed & 0xFFFFFFFF,
                 salt & 0xFFFFFFFF, step & 0xFFFFFFFF, int(accumulate))
 
     def dropout_grouped(self, x, y, n, rate, seed, salt, step, S, C, accumulate=False):

@@ -189,7 +189,7 @@ def test_gemm_local_memory_path(rt, ops, rng, tile, trans_a, trans_b):
     (8, 256, (4, 4)), (1, 0, (1, 1))])
 def test_local_gemm_tile_follows_the_device_limits(group, local_mem, tile):
     from types import SimpleNamespace
-    from engine.ops import local_gemm_tile
+    from engine.gemm import local_gemm_tile
     dev = SimpleNamespace(max_work_group_size=group, max_work_item_sizes=[group] * 3,
                           local_mem_size=local_mem)
     assert local_gemm_tile(dev) == tile

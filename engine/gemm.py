@@ -1,0 +1,165 @@
+"""GEMM dispatch: which kernel computes C = act(op(A) op(B) + bias) (+ C) for a shape on a
+device. CPUs get gemm_cpu.cl's register tiles and their helpers, GPUs gemm_local.cl's
+local-memory tiles, and gemm.cl's portable kernel covers what neither does. A mixin of Ops
+(engine/ops.py), whose kernel lookup (_k), scratch buffers and queue it uses."""
+from .activations import ACT_ID
+from .clargs import cdiv, i32
+
+TM, TN = 4, 4  # the portable kernel's register tile
+
+# gemm_cpu.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
+# coff, trans_a, act, bias_at
+CPU_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32, i32, i32,
+             i32]
+
+
+def local_gemm_tile(device):
+    """(TS, WPT) for gemm_local.cl: the largest tile whose work-group (TS x TS/WPT) and local
+    memory (two TS x TS tiles) the device allows."""
+    for ts, wpt in ((32, 8), (16, 4), (8, 2), (4, 4)):
+        if (ts * ts // wpt <= device.max_work_group_size
+                and ts <= min(device.max_work_item_sizes[:2])
+                and 4 * (2 * ts * ts + ts) <= device.local_mem_size):
+            return ts, wpt
+    return 1, 1
+
+
+class GemmOps:
+    def _init_gemm(self, runtime):
+        # CPU register tile: vector width from the device, rows so that 2*MR accumulators
+        # plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
+        vw = runtime.device.preferred_vector_width_float
+        vw = 16 if vw >= 16 else 8 if vw >= 8 else 4
+        self.cpu_tile = (vw, {16: 8, 8: 6, 4: 4}[vw])
+        # other devices (GPUs): local-memory tiles, the largest the device's limits allow
+        self.gemm_path = "cpu" if runtime.kind == "cpu" else "local"
+        self.local_tile = local_gemm_tile(runtime.device)
+
+    def gemm(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None, act="linear",
+             accumulate=False, a_off=0, b_off=0, c_off=0):
+        """C[M,N] = act(op(A) op(B) + bias) (+ C). Buffers are row-major and contiguous;
+        a_off, b_off, c_off are element offsets of the matrices within their buffers.
+        On CPUs (gemm_cpu.cl): split-K for few outputs over a long K, narrow kernels for
+        outputs narrower than a register tile, otherwise whole register tiles with the ragged
+        right edge on the narrow kernels and the bottom one on the portable kernel; elsewhere
+        gemm_local.cl does all."""
+        if M == 0 or N == 0:
+            return
+        if self.gemm_path == "local":
+            self._gemm_local(M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate,
+                             (a_off, b_off, c_off))
+            return
+        vw, mr = self.cpu_tile
+        short_k = K < 2 * vw  # gemm_tile_bt gathers B^T itself, no transpose launch
+        if K and trans_b and not trans_a and not short_k and (M >= 4 * N or K <= 128):
+            # many rows (a convolution's dX = dY . W^T over every position) or a short K (the
+            # dot-product kernel's horizontal sums weigh more than its K loop): the register-
+            # tile kernel wins, so transpose B (N x K) into scratch first. With few rows and a
+            # longer K (an MLP's dX over 256 or more units) the copy costs more than it saves.
+            bt = self._scratch("gemm_bt", 4 * N * K)
+            self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
+                self.q, (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off)
+            B, b_off, trans_b = bt, 0, False
+        lda = M if trans_a else K
+        ldb = K if trans_b else N
+        has_bias = bias is not None
+        bias = self._or_dummy(bias)
+        acc = int(accumulate)
+
+        def args(n=N, b=B, ldb=ldb, boff=b_off, j0=0):
+            """The CPU kernels' arguments for the block of C from column j0, n wide (the
+            activation and the bias offset are arguments: one program serves every layer)."""
+            return (M, n, K, A, lda, b, ldb, C, N, bias, acc, a_off, boff, c_off + j0,
+                    int(trans_a), ACT_ID[act], j0 if has_bias else -1)
+
+        def portable(i0, j0, m, n):
+            self._gemm_portable(m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, N,
+                                (a_off, b_off, c_off), trans_a, trans_b, act, has_bias)
+
+        if K == 0 or (trans_a and trans_b):  # act(bias) alone; both transposed: portable
+            portable(0, 0, M, N)
+            return
+        if not trans_b:
+            if K >= 4096 and K >= 8 * max(M, N):  # few outputs, long K
+                self._gemm_split_k(args())
+                return
+            if N < 2 * vw:  # narrower than a register tile
+                self._gemm_narrow(args(), N)
+                return
+        tm, tn = (4, 4) if trans_b and not short_k else (mr, 2 * vw)
+        m_full, n_full = M - M % tm, N - N % tn
+        if not (m_full and n_full):
+            portable(0, 0, M, N)
+            return
+        grid = (n_full // tn, m_full // tm)
+        if trans_b:
+            self._cpu_k("gemm_tile_bt" if short_k else "gemm_nt")(self.q, grid, (1, 1), *args())
+        elif K * n_full >= 1 << 18 and M >= 64:
+            # a large B: its whole-tile columns packed into contiguous panels first
+            panels = self._scratch("gemm_panels", 4 * K * n_full)
+            self._cpu_k("pack_panels", [None, None, i32, i32, i32])(
+                self.q, (n_full // tn, K), None, B, panels, K, ldb, b_off)
+            self._cpu_k("gemm_tile", CPU_TYPES + [i32])(
+                self.q, grid[::-1], (1, 1), *args(b=panels, ldb=tn, boff=0), 1)
+        else:
+            self._cpu_k("gemm_tile", CPU_TYPES + [i32])(self.q, grid, (1, 1), *args(), 0)
+        if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
+            self._gemm_narrow(args(n=N - n_full, boff=b_off + n_full, j0=n_full), N - n_full)
+        elif n_full < N:
+            portable(0, n_full, M, N - n_full)
+        if m_full < M:  # bottom strip, whole-tile columns
+            portable(m_full, 0, M - m_full, n_full)
+
+    def _cpu_k(self, name, types=CPU_TYPES, defines=()):
+        vw, mr = self.cpu_tile
+        return self._k("gemm_cpu", name, types, (f"VW={vw}", f"MR={mr}") + defines)
+
+    def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
+        """gemm_local.cl (GPUs): the whole product, ragged edges included, in one launch."""
+        ts, wpt = self.local_tile
+        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
+                   f"HAS_BIAS={int(bias is not None)}", f"TS={ts}", f"WPT={wpt}")
+        k = self._k("gemm_local", "gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32,
+                                                 None, i32, i32, i32, i32], defines)
+        k(self.q, (cdiv(N, ts) * ts, cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
+          A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
+          int(accumulate), *offs)
+
+    def _gemm_narrow(self, args, n):
+        """The narrow kernels on n (< 2 VW) columns: MR rows x one masked vector per work-item
+        when n < VW, else one row. args as for the CPU kernels."""
+        vw, mr = self.cpu_tile
+        M = args[0]
+        name, grid, local = (("gemm_narrow_tile", (cdiv(M, mr),), (1,)) if n < vw else
+                             ("gemm_narrow", (M,), None))
+        self._cpu_k(name, CPU_TYPES, (f"NN={n}",))(self.q, grid, local, *args)
+
+    def _gemm_split_k(self, args):
+        """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
+        activation, accumulation, output offset). args: as for the CPU GEMM kernels."""
+        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off, ta, act, bias_at = args
+        P = min(64, K // 512)
+        KC = cdiv(K, P)
+        parts = self._scratch("gemm_parts", 4 * P * M * N)
+        vw, mr = self.cpu_tile
+        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, -1,
+                     parts, KC)
+        types = CPU_TYPES + [None, i32]
+        if N % (2 * vw) == 0:  # whole register tiles across N
+            self._cpu_k("gemm_tile_split_k", types)(
+                self.q, (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
+        else:
+            self._cpu_k("gemm_split_k", types)(self.q, (N, M, P), None, *part_args)
+        self._sum_parts(parts, P, M * N, C, bias, N if bias_at >= 0 else 0, act, acc, c_off)
+
+    def _gemm_portable(self, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs,
+                       trans_a, trans_b, act, has_bias):
+        """The portable kernel (gemm.cl) on the sub-block starting at row i0, column j0; the
+        transposes, activation and bias flag are compiled in."""
+        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
+                   f"HAS_BIAS={int(has_bias)}", f"TM={TM}", f"TN={TN}")
+        k = self._k("gemm", "gemm",
+                    [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32, i32, i32],
+                    defines)
+        k(self.q, (cdiv(n, TN), cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
+          bias, acc, *offs)
