@@ -60,21 +60,12 @@ def layerloom(project, epochs, device, cold=False):
             "accuracy": h["epochs"][-1].get("accuracy")}
 
 
-def torch_ref(kind, epochs):
-    if importlib.util.find_spec("torch") is None:
-        return None
-    out, rss = run_measured([sys.executable, os.path.join(ROOT, "bench", "torch_reference.py"),
-                             kind, str(epochs)])
-    r = json.loads(out.strip().splitlines()[-1])
-    r["peak_mib"] = rss
-    return r
-
-
-def keras_ref(kind, epochs, python):
+def reference(script, python, kind, epochs):
+    """Run bench/<script> with python (None: not installed) and return its JSON line with the
+    child's peak memory."""
     if python is None:
         return None
-    out, rss = run_measured([python, os.path.join(ROOT, "bench", "keras_reference.py"),
-                             kind, str(epochs)])
+    out, rss = run_measured([python, os.path.join(ROOT, "bench", script), kind, str(epochs)])
     r = json.loads(out.strip().splitlines()[-1])
     r["peak_mib"] = rss
     return r
@@ -105,8 +96,9 @@ def main(argv=None):
     rows = []
     for kind, project, epochs, target in runs:
         ll = layerloom(project, epochs, args.device)
-        tr = torch_ref(kind, epochs)
-        kr = keras_ref(kind, epochs, args.keras_python)
+        torch_python = sys.executable if importlib.util.find_spec("torch") else None
+        tr = reference("torch_reference.py", torch_python, kind, epochs)
+        kr = reference("keras_reference.py", args.keras_python, kind, epochs)
         row = {"model": kind, "epochs": epochs, "layerloom": ll, "torch": tr, "keras": kr,
                "target_time_ratio": target}
         row["layerloom_s_per_epoch"] = later(ll["epoch_seconds"])

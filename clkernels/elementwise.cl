@@ -27,7 +27,7 @@ __kernel void act_forward(const int act, __global const float* x, __global float
 
 // x is the pre-activation; callers may pass y for it unless the activation NEEDS_INPUT.
 #define ACT_BWD_BODY(T, LD, ST, SUF) {                                                      \
-    T v_ = LD(dy) * CAT(act_grad, SUF)(act, LD(x), LD(y));                          \
+    T v_ = LD(dy) * CAT(act_grad, SUF)(act, LD(x), LD(y));                                  \
     if (accumulate) v_ += LD(dx);                                                           \
     ST(v_, dx) }
 __kernel void act_backward(const int act, __global const float* x, __global const float* y,
@@ -101,7 +101,7 @@ __kernel void sum_parts(__global const float* parts, const int P, const int n,
 
 // out[j, i] = x[xoff + i * cols + j] for a rows x cols matrix, in 8 x 8 blocks: a work-item
 // loads 8 row pieces as vectors and stores 8 column pieces (a weight matrix for dX = dY . W^T;
-// one element per work-item wrote with a stride and ran at a tenth of this speed). Blocks on
+// one element per work-item, writing with a stride, took ~3x as long). Blocks on
 // the ragged right and bottom edges go element by element. Global (ceil(cols/8), ceil(rows/8)).
 #define TR_ROW(k) const float8 r##k = VLOAD8(xb + (k) * cols);
 #define TR_COL(c) VSTORE8((float8)(r0.c, r1.c, r2.c, r3.c, r4.c, r5.c, r6.c, r7.c), ob)     \
