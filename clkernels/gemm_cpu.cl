@@ -95,8 +95,11 @@ __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
 }
 
 // C = A . B^T for a short K (fewer than 2VW: a classifier's dX = dY . W^T over 10 classes):
-// each k's 2VW values of B^T are gathered down B's rows, which costs less than a separate
-// transpose launch when K is this short. Global as gemm_tile.
+// the work-item gathers its 2VW columns of B^T for every k once, down B's rows, into private
+// memory (K < 2VW: at most 2VW - 1 k's), then computes row_tiles register tiles down C with
+// them. Gathering per tile had cost more than the tile's multiply-adds; a separate transpose
+// launch costs more still at this size. Global (N / (2*VW), ceil(M / MR / row_tiles)) over
+// the whole-tile region.
 #if VW == 16
 #define VGATHER(p, s) ((float16)((p)[0], (p)[s], (p)[2*s], (p)[3*s], (p)[4*s], (p)[5*s], \
     (p)[6*s], (p)[7*s], (p)[8*s], (p)[9*s], (p)[10*s], (p)[11*s], (p)[12*s], (p)[13*s],     \
@@ -107,20 +110,27 @@ __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
 #else
 #define VGATHER(p, s) ((float4)((p)[0], (p)[s], (p)[2*s], (p)[3*s]))
 #endif
-__kernel void gemm_tile_bt(GEMM_PARAMS)
+__kernel void gemm_tile_bt(GEMM_PARAMS, const int row_tiles)
 {
     GEMM_START
     const int j0 = get_global_id(0) * 2 * VW;
-    const int i0 = get_global_id(1) * MR;
-    FOR_ROWS(ROW_DECL)
-    __global const float* b = B + j0 * ldb;
-    A_START(0)
-    for (int k = 0; k < K; k++, b++) {
-        const VT b0 = VGATHER(b, ldb), b1 = VGATHER(b + VW * ldb, ldb);
-        FOR_ROWS(ROW_STEP)
-        A_NEXT
+    VT bt[2 * 2 * VW];
+    for (int k = 0; k < K; k++) {
+        bt[2 * k] = VGATHER(B + j0 * ldb + k, ldb);
+        bt[2 * k + 1] = VGATHER(B + (j0 + VW) * ldb + k, ldb);
     }
-    FOR_ROWS(ROW_STORE)
+    const int t1 = min((int)(get_global_id(1) + 1) * row_tiles, M / MR);
+    for (int t = get_global_id(1) * row_tiles; t < t1; t++) {
+        const int i0 = t * MR;
+        FOR_ROWS(ROW_DECL)
+        A_START(0)
+        for (int k = 0; k < K; k++) {
+            const VT b0 = bt[2 * k], b1 = bt[2 * k + 1];
+            FOR_ROWS(ROW_STEP)
+            A_NEXT
+        }
+        FOR_ROWS(ROW_STORE)
+    }
 }
 
 // panels[p][k][0 .. 2VW) = B[k][2VW p ..] for the whole tiles of a K x N matrix (row stride
@@ -244,6 +254,39 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
         for (int j = 0; j < NN; j++) q_[j] = bias[j];
     }
     FOR_ROWS(NROW_STORE)
+}
+#endif
+
+// C = A^T . B for outputs narrower than a vector with A transposed (a classifier's weight
+// gradient X^T . dY: M inputs x NN classes): A's rows run along M, so each work-item takes VW
+// consecutive rows of C as one vector per column, loads one vector of A per k and multiplies
+// it by each of B's NN values in that row. Per k and VW rows that is NN multiply-adds, where
+// gemm_narrow_tile's row broadcasts take 2 (VW / MR) + VW. M a multiple of VW (the engine
+// checks); global (M / VW).
+#if defined(NN)
+#define FOR_NN(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) \
+    X(14) X(15)
+#define TA_DECL(j) VT t##j = 0.0f;
+#define TA_STEP(j) if ((j) < NN) t##j += a * (VT)(b[j]);
+#define TA_STORE(j) if ((j) < NN) { \
+    VT v = t##j; \
+    if (has_bias) v += (VT)(bias[j]); \
+    v = ACTV(act, v); \
+    const float* q_ = (const float*)&v; \
+    __global float* c_ = C + i0 * ldc + (j); \
+    for (int l = 0; l < VW; l++, c_ += ldc) *c_ = accumulate ? *c_ + q_[l] : q_[l]; }
+__kernel void gemm_narrow_ta(GEMM_PARAMS)
+{
+    GEMM_START
+    const int i0 = get_global_id(0) * VW;
+    FOR_NN(TA_DECL)
+    __global const float* a_ = A + i0;
+    __global const float* b = B;
+    for (int k = 0; k < K; k++, a_ += lda, b += ldb) {
+        const VT a = VLOAD(0, a_);
+        FOR_NN(TA_STEP)
+    }
+    FOR_NN(TA_STORE)
 }
 #endif
 

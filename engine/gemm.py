@@ -6,6 +6,7 @@ from .activations import ACT_ID
 from .clargs import cdiv, i32
 
 TM, TN = 4, 4  # the portable kernel's register tile
+GEMM_PLANS = 2048  # planned GEMM calls kept per Ops (a recurrent layer plans one per time step)
 
 # gemm_cpu.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
 # coff, trans_a, act, bias_at
@@ -42,7 +43,34 @@ class GemmOps:
         On CPUs (gemm_cpu.cl): split-K for few outputs over a long K, narrow kernels for
         outputs narrower than a register tile, otherwise whole register tiles with the ragged
         right edge on the narrow kernels and the bottom one on the portable kernel; elsewhere
-        gemm_local.cl does all."""
+        gemm_local.cl does all.
+        Each distinct call (a layer's GEMM, the same every step) is planned once: its
+        launches are kept as kernels with their arguments bound, so a repeat only enqueues
+        them (choosing kernels and setting 17 arguments had cost more than launching a
+        10-wide GEMM's kernel)."""
+        call = (M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, a_off, b_off, c_off)
+        # the kernel choice also depends on these (tests set them to run other devices' forms)
+        key = call + (self.gemm_path, self.cpu_tile, self.local_tile)
+        plan = self._gemm_plans.get(key)
+        if plan is None:
+            if len(self._gemm_plans) >= GEMM_PLANS:  # drop the oldest
+                del self._gemm_plans[next(iter(self._gemm_plans))]
+            self._recording = []
+            try:
+                self._gemm_dispatch(*call)
+                # each launch keeps its arguments: bound kernels do not hold the buffers
+                # alive, and a scratch buffer that grows is replaced
+                plan = [(self.rt.bind(k, args), grid, local, args)
+                        for k, grid, local, args in self._recording]
+            finally:
+                self._recording = None
+            self._gemm_plans[key] = plan
+        for k, grid, local, _ in plan:
+            self.rt.enqueue(k, grid, local)
+
+    def _gemm_dispatch(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate,
+                       a_off, b_off, c_off):
+        """gemm's kernel choice: launches through _enq, recorded into a plan."""
         if M == 0 or N == 0:
             return
         if self.gemm_path == "local":
@@ -57,8 +85,8 @@ class GemmOps:
             # tile kernel wins, so transpose B (N x K) into scratch first. With few rows and a
             # longer K (an MLP's dX over 256 or more units) the copy costs more than it saves.
             bt = self._scratch("gemm_bt", 4 * N * K)
-            self._k("elementwise", "transpose", [None, None, i32, i32, i32])(
-                self.q, (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off)
+            self._enq(self._k("elementwise", "transpose", [None, None, i32, i32, i32]),
+                      (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off)
             B, b_off, trans_b = bt, 0, False
         lda = M if trans_a else K
         ldb = K if trans_b else N
@@ -92,17 +120,23 @@ class GemmOps:
             portable(0, 0, M, N)
             return
         grid = (n_full // tn, m_full // tm)
-        if trans_b:
-            self._cpu_k("gemm_tile_bt" if short_k else "gemm_nt")(self.q, grid, (1, 1), *args())
+        if trans_b and short_k:
+            # row tiles per work-item: enough work-items for the cores, each gathering its
+            # columns of B^T once for as many tiles as it can
+            rows = max(1, grid[0] * grid[1] // (4 * self.rt.device.max_compute_units))
+            self._enq(self._cpu_k("gemm_tile_bt", CPU_TYPES + [i32]),
+                      (grid[0], cdiv(grid[1], rows)), (1, 1), *args(), rows)
+        elif trans_b:
+            self._enq(self._cpu_k("gemm_nt"), grid, (1, 1), *args())
         elif K * n_full >= 1 << 18 and M >= 64:
             # a large B: its whole-tile columns packed into contiguous panels first
             panels = self._scratch("gemm_panels", 4 * K * n_full)
-            self._cpu_k("pack_panels", [None, None, i32, i32, i32])(
-                self.q, (n_full // tn, K), None, B, panels, K, ldb, b_off)
-            self._cpu_k("gemm_tile", CPU_TYPES + [i32])(
-                self.q, grid[::-1], (1, 1), *args(b=panels, ldb=tn, boff=0), 1)
+            self._enq(self._cpu_k("pack_panels", [None, None, i32, i32, i32]),
+                      (n_full // tn, K), None, B, panels, K, ldb, b_off)
+            self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]), grid[::-1], (1, 1),
+                      *args(b=panels, ldb=tn, boff=0), 1)
         else:
-            self._cpu_k("gemm_tile", CPU_TYPES + [i32])(self.q, grid, (1, 1), *args(), 0)
+            self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]), grid, (1, 1), *args(), 0)
         if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
             self._gemm_narrow(args(n=N - n_full, boff=b_off + n_full, j0=n_full), N - n_full)
         elif n_full < N:
@@ -121,18 +155,23 @@ class GemmOps:
                    f"HAS_BIAS={int(bias is not None)}", f"TS={ts}", f"WPT={wpt}")
         k = self._k("gemm_local", "gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32,
                                                  None, i32, i32, i32, i32], defines)
-        k(self.q, (cdiv(N, ts) * ts, cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
-          A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
-          int(accumulate), *offs)
+        self._enq(k, (cdiv(N, ts) * ts, cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
+                  A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
+                  int(accumulate), *offs)
 
     def _gemm_narrow(self, args, n):
         """The narrow kernels on n (< 2 VW) columns: MR rows x one masked vector per work-item
         when n < VW, else one row. args as for the CPU kernels."""
         vw, mr = self.cpu_tile
         M = args[0]
-        name, grid, local = (("gemm_narrow_tile", (cdiv(M, mr),), (1,)) if n < vw else
-                             ("gemm_narrow", (M,), None))
-        self._cpu_k(name, CPU_TYPES, (f"NN={n}",))(self.q, grid, local, *args)
+        trans_a = args[14]
+        if n < vw and trans_a and M % vw == 0:
+            name, grid, local = "gemm_narrow_ta", (M // vw,), (1,)
+        elif n < vw:
+            name, grid, local = "gemm_narrow_tile", (cdiv(M, mr),), (1,)
+        else:
+            name, grid, local = "gemm_narrow", (M,), None
+        self._enq(self._cpu_k(name, CPU_TYPES, (f"NN={n}",)), grid, local, *args)
 
     def _gemm_split_k(self, args):
         """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
@@ -146,10 +185,10 @@ class GemmOps:
                      parts, KC)
         types = CPU_TYPES + [None, i32]
         if N % (2 * vw) == 0:  # whole register tiles across N
-            self._cpu_k("gemm_tile_split_k", types)(
-                self.q, (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
+            self._enq(self._cpu_k("gemm_tile_split_k", types),
+                      (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
         else:
-            self._cpu_k("gemm_split_k", types)(self.q, (N, M, P), None, *part_args)
+            self._enq(self._cpu_k("gemm_split_k", types), (N, M, P), None, *part_args)
         self._sum_parts(parts, P, M * N, C, bias, N if bias_at >= 0 else 0, act, acc, c_off)
 
     def _gemm_portable(self, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs,
@@ -161,5 +200,5 @@ class GemmOps:
         k = self._k("gemm", "gemm",
                     [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32, i32, i32],
                     defines)
-        k(self.q, (cdiv(n, TN), cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
-          bias, acc, *offs)
+        self._enq(k, (cdiv(n, TN), cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
+                  bias, acc, *offs)

@@ -34,6 +34,8 @@ class Ops(GemmOps, ConvOps):
         self.q = runtime.queue
         self._dummy = runtime.empty(4)
         self._scratch_bufs = {}
+        self._recording = None  # a list while gemm records a plan (_enq)
+        self._gemm_plans = {}
         # elementwise kernels take EW elements per work-item on CPUs (see vector.cl); tests
         # pass ew=1 to run the GPU form here
         self.ew = ew or (8 if runtime.kind == "cpu" else 1)
@@ -71,8 +73,16 @@ class Ops(GemmOps, ConvOps):
         return buf
 
     def _sum_parts(self, parts, P, n, out, bias, bias_n, act_id, acc, ooff=0):
-        self._k("elementwise", "sum_parts", [None, i32, i32, None, None, i32, i32, i32, i32])(
-            self.q, (n,), None, parts, P, n, out, bias, bias_n, act_id, acc, ooff)
+        self._enq(self._k("elementwise", "sum_parts",
+                          [None, i32, i32, None, None, i32, i32, i32, i32]),
+                  (n,), None, parts, P, n, out, bias, bias_n, act_id, acc, ooff)
+
+    def _enq(self, k, grid, local, *args):
+        """Launch kernel k, or record the launch while gemm plans one."""
+        if self._recording is not None:
+            self._recording.append((k, grid, local, args))
+        else:
+            k(self.q, grid, local, *args)
 
     # -- elementwise -------------------------------------------------------------------------
     def fill(self, buf, n, value=0.0):

@@ -88,6 +88,7 @@ class Runtime:
         self.kind = device_kind(self.device)
         self._programs = {}
         self._kernels = {}
+        self._types = {}  # id of a kept kernel -> its scalar argument types
 
     @property
     def name(self):
@@ -116,7 +117,21 @@ class Runtime:
             k = getattr(self.program(files, defines, prelude), name)
             k.set_scalar_arg_dtypes(scalar_types)
             self._kernels[key] = k
+            self._types[id(k)] = scalar_types
         return k
+
+    def bind(self, k, args):
+        """A copy of kept kernel k with its arguments set once, for a launch repeated with the
+        same arguments (a layer's GEMM every step): enqueueing it skips converting and setting
+        each argument again. The caller keeps the buffers in args alive."""
+        c = self.cl.Kernel(k.program, k.function_name)
+        c.set_scalar_arg_dtypes(self._types[id(k)])
+        c.set_args(*args)
+        return c
+
+    def enqueue(self, k, grid, local):
+        """Launch a bound kernel (bind) on the queue."""
+        self.cl.enqueue_nd_range_kernel(self.queue, k, grid, local)
 
     # -- buffers ---------------------------------------------------------------------
     def empty(self, nbytes):

@@ -377,3 +377,41 @@ def test_gemm_split_k_honours_the_output_offset(rt, ops, rng):
     want = C0.copy()
     want[off:] += (A.T @ B).reshape(-1)
     np.testing.assert_array_equal(from_dev(rt, C, (off + M * N,)), want)
+
+
+def test_gemm_plans_reuse_buffers_with_new_contents(rt, ops, rng, monkeypatch):
+    """A repeated GEMM call runs its kept plan (kernels with bound arguments): it must read
+    what the buffers hold now, keep working after a larger call grows the scratch it used
+    (here the transposed B), and plans past the limit are dropped, oldest first."""
+    import gc
+
+    from engine import gemm as gemm_mod
+    from engine.ops import Ops
+    ops = Ops(rt)  # its own plans, counted below
+    monkeypatch.setattr(gemm_mod, "GEMM_PLANS", 3)
+
+    def run(M, N, K, A_dev, B_dev, C_dev, A, B):
+        ops.gemm(M, N, K, A_dev, B_dev, C_dev, trans_b=True)
+        np.testing.assert_array_equal(from_dev(rt, C_dev, (M, N)), A @ B.T)
+
+    small = (64, 32, 64)
+    A = rng.integers(-3, 4, (64, 64)).astype(np.float64)
+    B = rng.integers(-3, 4, (32, 64)).astype(np.float64)
+    A_dev, B_dev, C_dev = to_dev(rt, A), to_dev(rt, B), rt.empty(4 * 64 * 32)
+    run(*small, A_dev, B_dev, C_dev, A, B)
+    scratch = ops._scratch_bufs["gemm_bt"]
+    A2 = rng.integers(-3, 4, (128, 128)).astype(np.float64)
+    B2 = rng.integers(-3, 4, (256, 128)).astype(np.float64)
+    run(128, 256, 128, to_dev(rt, A2), to_dev(rt, B2), rt.empty(4 * 128 * 256), A2, B2)
+    assert ops._scratch_bufs["gemm_bt"] is not scratch  # grew: the first plan's copy went
+    del scratch
+    gc.collect()
+    A, B = A + 1, B - 1  # new contents, same buffers
+    rt.write(A_dev, A, blocking=True)
+    rt.write(B_dev, B, blocking=True)
+    run(*small, A_dev, B_dev, C_dev, A, B)
+    assert len(ops._gemm_plans) == 2
+    for M in (8, 16, 24):  # three more calls: the limit keeps the newest three
+        run(M, 32, 64, A_dev, B_dev, C_dev, A[:M], B)
+    assert len(ops._gemm_plans) == 3
+    assert all(key[0] in (8, 16, 24) for key in ops._gemm_plans)
