@@ -103,21 +103,25 @@ __kernel void sum_parts(__global const float* parts, const int P, const int n,
 // loads 8 row pieces as vectors and stores 8 column pieces (a weight matrix for dX = dY . W^T;
 // one element per work-item, writing with a stride, took ~3x as long). Blocks on
 // the ragged right and bottom edges go element by element. Global (ceil(cols/8), ceil(rows/8)).
+// pw (a multiple of 8): out is cut into panels of pw columns (of x's rows), each cols x pw
+// and stored one after another, the layout the CPU GEMM reads a packed B in (gemm_cpu.cl
+// gemm_tile); pw = rows is the plain transpose.
+#define TR_AT(j, i) (((i) / pw * cols + (j)) * pw + (i) % pw)
 #define TR_ROW(k) const float8 r##k = VLOAD8(xb + (k) * cols);
 #define TR_COL(c) VSTORE8((float8)(r0.c, r1.c, r2.c, r3.c, r4.c, r5.c, r6.c, r7.c), ob)     \
-                  ob += rows;
+                  ob += pw;
 __kernel void transpose(__global const float* x, __global float* out, const int rows,
-                        const int cols, const int xoff)
+                        const int cols, const int xoff, const int pw)
 {
     const int j0 = get_global_id(0) * 8, i0 = get_global_id(1) * 8;
     __global const float* xb = x + xoff + i0 * cols + j0;
     if (i0 + 8 <= rows && j0 + 8 <= cols) {
         TR_ROW(0) TR_ROW(1) TR_ROW(2) TR_ROW(3) TR_ROW(4) TR_ROW(5) TR_ROW(6) TR_ROW(7)
-        __global float* ob = out + j0 * rows + i0;
+        __global float* ob = out + TR_AT(j0, i0);
         TR_COL(s0) TR_COL(s1) TR_COL(s2) TR_COL(s3) TR_COL(s4) TR_COL(s5) TR_COL(s6) TR_COL(s7)
     } else {
         for (int i = i0; i < min(rows, i0 + 8); i++)
             for (int j = j0; j < min(cols, j0 + 8); j++)
-                out[j * rows + i] = x[xoff + i * cols + j];
+                out[TR_AT(j, i)] = x[xoff + i * cols + j];
     }
 }

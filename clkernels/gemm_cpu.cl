@@ -204,32 +204,41 @@ __kernel void gemm_nt(GEMM_PARAMS)
     }
 }
 
-// Outputs narrower than one vector (NN < VW columns, compile-time): MR rows x one vector per
+// Outputs narrower than a register tile (NN < 2VW columns, compile-time: a classifier's 10,
+// the ragged right strip of a wider product): MR rows x one vector (two when NN > VW) per
 // work-item, the lanes past NN never stored. Global (ceil(M / MR)).
 #if defined(NN)
-#define NB_LOAD1(i) ((i) < NN ? b[i] : 0.0f),
-#define NROW_DECL(r) VT n##r = 0.0f;
-#define NROW_STEP(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); n##r += a * bv; }
-#define NROW_STORE(r) if (i0 + r < M) { \
-    VT v = n##r; \
-    if (has_bias) v += bias_v; \
+#define NV (NN > VW ? 2 : 1)  // vectors per row
+#define NB_LOAD1(o, i) ((o) + (i) < NN ? b[(o) + (i)] : 0.0f)
+#define NROW_DECL(r) VT n##r = 0.0f, m##r = 0.0f;
+// (m: columns VW.. ; with NV == 1 never stored, so the compiler drops it)
+#define NROW_STEP(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); \
+    n##r += a * bv; m##r += a * bw; }
+#define NROW_STEP_W(r) { const VT a = (VT)(A_ROW(r)); n##r += a * bv; m##r += a * bw; }
+#define NSTORE(ACC, BIAS, J0, J1) { \
+    VT v = ACC; \
+    if (has_bias) v += BIAS; \
     v = ACTV(act, v); \
-    float* q_ = (float*)&v; \
+    const float* q_ = (const float*)&v; \
+    for (int j = (J0); j < (J1); j++) c_[j] = accumulate ? c_[j] + q_[j - (J0)] : q_[j - (J0)]; }
+#define NROW_STORE(r) if (i0 + r < M) { \
     __global float* c_ = C + (i0 + r) * ldc; \
-    for (int j = 0; j < NN; j++) c_[j] = accumulate ? c_[j] + q_[j] : q_[j]; }
+    NSTORE(n##r, bias_v, 0, min(NN, VW)) \
+    if (NV == 2) NSTORE(m##r, bias_w, VW, NN) }
 #if VW == 16
-#define NB_SAFE (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4) NB_LOAD1(5) \
-    NB_LOAD1(6) NB_LOAD1(7) NB_LOAD1(8) NB_LOAD1(9) NB_LOAD1(10) NB_LOAD1(11) NB_LOAD1(12) \
-    NB_LOAD1(13) NB_LOAD1(14) ((15) < NN ? b[15] : 0.0f))
+#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
+    NB_LOAD1(o, 4), NB_LOAD1(o, 5), NB_LOAD1(o, 6), NB_LOAD1(o, 7), NB_LOAD1(o, 8), \
+    NB_LOAD1(o, 9), NB_LOAD1(o, 10), NB_LOAD1(o, 11), NB_LOAD1(o, 12), NB_LOAD1(o, 13), \
+    NB_LOAD1(o, 14), NB_LOAD1(o, 15))
 #elif VW == 8
-#define NB_SAFE (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) NB_LOAD1(3) NB_LOAD1(4) NB_LOAD1(5) \
-    NB_LOAD1(6) ((7) < NN ? b[7] : 0.0f))
+#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
+    NB_LOAD1(o, 4), NB_LOAD1(o, 5), NB_LOAD1(o, 6), NB_LOAD1(o, 7))
 #else
-#define NB_SAFE (VT)(NB_LOAD1(0) NB_LOAD1(1) NB_LOAD1(2) ((3) < NN ? b[3] : 0.0f))
+#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3))
 #endif
-#define NROW_STEP_W(r) { const VT a = (VT)(A_ROW(r)); n##r += a * bv; }
-#define NARROW_LOOP(K0, K1, BV, STEP) \
-    for (int k = (K0); k < (K1); k++, b += ldb) { const VT bv = BV; FOR_ROWS(STEP) A_NEXT }
+#define NARROW_LOOP(K0, K1, BV, BW, STEP) \
+    for (int k = (K0); k < (K1); k++, b += ldb) { \
+        const VT bv = BV, bw = BW; FOR_ROWS(STEP) A_NEXT }
 __kernel void gemm_narrow_tile(GEMM_PARAMS)
 {
     GEMM_START
@@ -240,18 +249,20 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
     // B's rows load as whole vectors: the lanes past NN read the next row into accumulator
     // lanes that are never stored (one load instead of NN). The last rows, where a vector
     // would read past B's end, load lane by lane. Whole tiles of rows skip the row guards.
-    const int kf = max(0, K - (VW - NN + ldb - 1) / ldb);
+    const int kf = max(0, K - (NV * VW - NN + ldb - 1) / ldb);
     if (i0 + MR <= M) {
-        NARROW_LOOP(0, kf, VLOAD(0, b), NROW_STEP_W)
-        NARROW_LOOP(kf, K, NB_SAFE, NROW_STEP_W)
+        NARROW_LOOP(0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP_W)
+        NARROW_LOOP(kf, K, NB_SAFE(0), NB_SAFE(VW), NROW_STEP_W)
     } else {
-        NARROW_LOOP(0, kf, VLOAD(0, b), NROW_STEP)
-        NARROW_LOOP(kf, K, NB_SAFE, NROW_STEP)
+        NARROW_LOOP(0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP)
+        NARROW_LOOP(kf, K, NB_SAFE(0), NB_SAFE(VW), NROW_STEP)
     }
-    VT bias_v = 0.0f;
+    VT bias_v = 0.0f, bias_w = 0.0f;
     if (has_bias) {
         float* q_ = (float*)&bias_v;
-        for (int j = 0; j < NN; j++) q_[j] = bias[j];
+        for (int j = 0; j < min(NN, VW); j++) q_[j] = bias[j];
+        q_ = (float*)&bias_w;
+        for (int j = VW; j < NN; j++) q_[j - VW] = bias[j];
     }
     FOR_ROWS(NROW_STORE)
 }
@@ -290,35 +301,6 @@ __kernel void gemm_narrow_ta(GEMM_PARAMS)
 }
 #endif
 
-// C = A . B for outputs narrower than a register tile (a classifier's last layer: N = 10):
-// one work-item per row of C keeps that row's NN (compile-time) sums in registers. Local size
-// is left to the runtime so PoCL can vectorise across rows.
-#if defined(NN)
-__kernel void gemm_narrow(GEMM_PARAMS)
-{
-    GEMM_START
-    const int i0 = get_global_id(0);
-    if (i0 >= M) return;
-    float acc[NN];
-    #pragma unroll
-    for (int j = 0; j < NN; j++) acc[j] = 0.0f;
-    __global const float* b = B;
-    for (int k = 0; k < K; k++, b += ldb) {
-        const float a = A_AT(0, k);
-        #pragma unroll
-        for (int j = 0; j < NN; j++) acc[j] += a * b[j];
-    }
-    __global float* c = C + i0 * ldc;
-    #pragma unroll
-    for (int j = 0; j < NN; j++) {
-        float v = acc[j];
-        if (has_bias) v += bias[j];
-        v = act_fwd(act, v);
-        if (accumulate) v += c[j];
-        c[j] = v;
-    }
-}
-#endif
 
 // Split-K for outputs too small to occupy the cores while K is long (a first convolution's
 // weight gradient: 9 x 32 outputs summed over 40,000 positions). Global (N, M, P): part p

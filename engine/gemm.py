@@ -6,7 +6,17 @@ from .activations import ACT_ID
 from .clargs import cdiv, i32
 
 TM, TN = 4, 4  # the portable kernel's register tile
-GEMM_PLANS = 2048  # planned GEMM calls kept per Ops (a recurrent layer plans one per time step)
+GEMM_PLANS = 2048
+
+
+def transpose_b_first(M, N, K):
+    """Whether C = A . B^T (B N x K) on a CPU transposes B into panels for the register
+    tiles, or runs gemm_nt's dot products on B as it is. The transpose costs ~0.5 ns per
+    element of B and the tiles then save a share of every row's work, so it pays from ~96
+    rows (measured: 128 x 784 x 256 376 us vs 422, 64 rows 235 vs 182), for many rows per
+    column (a convolution's dX over every position) and for a short K, where the dot
+    products' horizontal sums outweigh their K loop."""
+    return M >= 96 or M >= 4 * N or K <= 128  # planned GEMM calls kept per Ops (a recurrent layer plans one per time step)
 
 # gemm_cpu.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
 # coff, trans_a, act, bias_at
@@ -79,20 +89,25 @@ class GemmOps:
             return
         vw, mr = self.cpu_tile
         short_k = K < 2 * vw  # gemm_tile_bt gathers B^T itself, no transpose launch
-        if K and trans_b and not trans_a and not short_k and (M >= 4 * N or K <= 128):
-            # many rows (a convolution's dX = dY . W^T over every position) or a short K (the
-            # dot-product kernel's horizontal sums weigh more than its K loop): the register-
-            # tile kernel wins, so transpose B (N x K) into scratch first. With few rows and a
-            # longer K (an MLP's dX over 256 or more units) the copy costs more than it saves.
-            bt = self._scratch("gemm_bt", 4 * N * K)
-            self._enq(self._k("elementwise", "transpose", [None, None, i32, i32, i32]),
-                      (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off)
-            B, b_off, trans_b = bt, 0, False
+        split_k = K >= 4096 and K >= 8 * max(M, N)  # few outputs, long K
         lda = M if trans_a else K
-        ldb = K if trans_b else N
         has_bias = bias is not None
         bias = self._or_dummy(bias)
         acc = int(accumulate)
+        # the operand the portable kernel (ragged bottom edge) reads: B as given
+        B0, ldb0, b_off0, trans_b0 = B, K if trans_b else N, b_off, trans_b
+        panels = False  # B transposed into K x 2VW panels (gemm_tile's packed layout)
+        if K and trans_b and not trans_a and not short_k and transpose_b_first(M, N, K):
+            # transpose B (N x K) into scratch and run the register tiles: straight into
+            # panels unless the product goes to the split-K or narrow kernels, which read a
+            # plain K x N matrix
+            pw = 2 * vw if N >= 2 * vw and not split_k else N
+            panels = pw != N
+            bt = self._scratch("gemm_bt", 4 * K * cdiv(N, pw) * pw)
+            self._enq(self._k("elementwise", "transpose", [None, None, i32, i32, i32, i32]),
+                      (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off, pw)
+            B, b_off, trans_b = bt, 0, False
+        ldb = 2 * vw if panels else K if trans_b else N
 
         def args(n=N, b=B, ldb=ldb, boff=b_off, j0=0):
             """The CPU kernels' arguments for the block of C from column j0, n wide (the
@@ -101,14 +116,14 @@ class GemmOps:
                     int(trans_a), ACT_ID[act], j0 if has_bias else -1)
 
         def portable(i0, j0, m, n):
-            self._gemm_portable(m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, N,
-                                (a_off, b_off, c_off), trans_a, trans_b, act, has_bias)
+            self._gemm_portable(m, n, K, A, lda, B0, ldb0, C, bias, acc, i0, j0, N,
+                                (a_off, b_off0, c_off), trans_a, trans_b0, act, has_bias)
 
         if K == 0 or (trans_a and trans_b):  # act(bias) alone; both transposed: portable
             portable(0, 0, M, N)
             return
         if not trans_b:
-            if K >= 4096 and K >= 8 * max(M, N):  # few outputs, long K
+            if split_k:
                 self._gemm_split_k(args())
                 return
             if N < 2 * vw:  # narrower than a register tile
@@ -128,16 +143,20 @@ class GemmOps:
                       (grid[0], cdiv(grid[1], rows)), (1, 1), *args(), rows)
         elif trans_b:
             self._enq(self._cpu_k("gemm_nt"), grid, (1, 1), *args())
-        elif K * n_full >= 1 << 18 and M >= 64:
-            # a large B: its whole-tile columns packed into contiguous panels first
-            panels = self._scratch("gemm_panels", 4 * K * n_full)
-            self._enq(self._cpu_k("pack_panels", [None, None, i32, i32, i32]),
-                      (n_full // tn, K), None, B, panels, K, ldb, b_off)
+        elif panels or (K * n_full >= 1 << 18 and M >= 64):
+            packed = B
+            if not panels:  # a large B: its whole-tile columns packed into panels first
+                packed = self._scratch("gemm_panels", 4 * K * n_full)
+                self._enq(self._cpu_k("pack_panels", [None, None, i32, i32, i32]),
+                          (n_full // tn, K), None, B, packed, K, ldb, b_off)
+            # rows-first grid: the work-items that run one after another share a B panel
             self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]), grid[::-1], (1, 1),
-                      *args(b=panels, ldb=tn, boff=0), 1)
+                      *args(b=packed, ldb=tn, boff=0), 1)
         else:
             self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]), grid, (1, 1), *args(), 0)
-        if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
+        if n_full < N and panels:  # right strip: the last, partial panel
+            self._gemm_narrow(args(n=N - n_full, boff=n_full * K, j0=n_full), N - n_full)
+        elif n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
             self._gemm_narrow(args(n=N - n_full, boff=b_off + n_full, j0=n_full), N - n_full)
         elif n_full < N:
             portable(0, n_full, M, N - n_full)
@@ -160,18 +179,16 @@ class GemmOps:
                   int(accumulate), *offs)
 
     def _gemm_narrow(self, args, n):
-        """The narrow kernels on n (< 2 VW) columns: MR rows x one masked vector per work-item
-        when n < VW, else one row. args as for the CPU kernels."""
+        """The narrow kernels on n (< 2 VW) columns: VW rows as one vector per column when A
+        is transposed and n < VW, else MR rows x one or two masked vectors per work-item.
+        args as for the CPU kernels."""
         vw, mr = self.cpu_tile
-        M = args[0]
-        trans_a = args[14]
+        M, trans_a = args[0], args[14]
         if n < vw and trans_a and M % vw == 0:
-            name, grid, local = "gemm_narrow_ta", (M // vw,), (1,)
-        elif n < vw:
-            name, grid, local = "gemm_narrow_tile", (cdiv(M, mr),), (1,)
+            name, grid = "gemm_narrow_ta", (M // vw,)
         else:
-            name, grid, local = "gemm_narrow", (M,), None
-        self._enq(self._cpu_k(name, CPU_TYPES, (f"NN={n}",)), grid, local, *args)
+            name, grid = "gemm_narrow_tile", (cdiv(M, mr),)
+        self._enq(self._cpu_k(name, CPU_TYPES, (f"NN={n}",)), grid, (1,), *args)
 
     def _gemm_split_k(self, args):
         """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,

@@ -116,7 +116,8 @@ def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b):
     saved = ops.cpu_tile
     ops.cpu_tile = tile
     try:
-        for M, N, K in [(33, 65, 31), (64, 64, 17), (13, 47, 9), (8, 32, 1)]:
+        # (20, 90, 40): B^T transposed into panels, the last one partial (2 - 26 columns)
+        for M, N, K in [(33, 65, 31), (64, 64, 17), (13, 47, 9), (8, 32, 1), (20, 90, 40)]:
             A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
             B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
             b = rng.integers(-3, 4, N).astype(np.float64)
@@ -225,7 +226,7 @@ def test_gemm_with_offsets(rt, ops, rng, tile, trans_a, trans_b):
 
 @pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("N", [1, 3, 10, 15])
+@pytest.mark.parametrize("N", [1, 3, 10, 15, 16, 31])
 def test_gemm_narrow_outputs(rt, ops, rng, tile, trans_a, N):
     """Outputs narrower than a register tile (a classifier's last layer) take the one-row-per-
     work-item kernel on CPUs: exact on integers, with bias, activation and accumulation."""
