@@ -57,11 +57,27 @@ class Ops(GemmOps, ConvOps):
         return self.rt.kernel(("vector", "activations") + body, name, types, defines,
                               prelude=self._prelude)
 
+    # Fixed work-group sizes on CPUs. PoCL compiles a work-group function per kernel and
+    # local size at its first launch (~0.1 s each); left to choose, it picks a local size per
+    # grid, and the MLP's first epoch compiled 29 functions for 15 kernels (six for Adam's six
+    # parameter sizes, three for each per-row kernel: batches of 128, 96 and 16 rows).
+    WG_ROWS = 16  # per-row kernels, when it divides the rows (batch sizes mostly do)
+    WG_EW = 64  # EW_BODY kernels: the grid is padded to a multiple (EW_BODY skips the rest)
+
+    def _wg(self, n):
+        """The local size for a 1-D grid of n work-items that each handle a row."""
+        return (self.WG_ROWS,) if self.rt.kind == "cpu" and n % self.WG_ROWS == 0 else None
+
     def _ew(self, file, name, types, n, *args):
         """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
         argument."""
         if n:
-            self._k(file, name, types + [i32])(self.q, (cdiv(n, self.ew),), None, *args, n)
+            items = cdiv(n, self.ew)
+            if self.rt.kind == "cpu":
+                grid, local = (cdiv(items, self.WG_EW) * self.WG_EW,), (self.WG_EW,)
+            else:
+                grid, local = (items,), None
+            self._k(file, name, types + [i32])(self.q, grid, local, *args, n)
 
     def _scratch(self, name, nbytes):
         """A device buffer reused by every call (the queue is in order, so a kernel is done
@@ -108,7 +124,7 @@ class Ops(GemmOps, ConvOps):
         elif act in ROW_WISE:
             if rows:
                 self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
-                    self.q, (rows,), None, x, y, cols, int(act == "log_softmax"))
+                    self.q, (rows,), self._wg(rows), x, y, cols, int(act == "log_softmax"))
         elif rows * cols:
             self._ew("elementwise", "act_forward", [i32, None, None], rows * cols,
                      ACT_ID[act], x, y)
@@ -120,7 +136,7 @@ class Ops(GemmOps, ConvOps):
         elif act in ROW_WISE:
             if rows:
                 self._k("elementwise", "softmax_backward", [None, None, None, i32, i32, i32])(
-                    self.q, (rows,), None, y, dy, dx, cols, int(act == "log_softmax"),
+                    self.q, (rows,), self._wg(rows), y, dy, dx, cols, int(act == "log_softmax"),
                     int(accumulate))
         elif rows * cols:
             if x is None and act in NEEDS_INPUT:
@@ -164,13 +180,14 @@ class Ops(GemmOps, ConvOps):
     def ln_forward(self, x, y, gamma, beta, mean, rstd, rows, cols, eps):
         if rows:
             self._k("norm", "ln_forward", [None] * 6 + [i32, f32, i32, i32])(
-                self.q, (rows,), None, x, y, self._or_dummy(gamma), self._or_dummy(beta), mean,
-                rstd, cols, eps, int(gamma is not None), int(beta is not None))
+                self.q, (rows,), self._wg(rows), x, y, self._or_dummy(gamma),
+                self._or_dummy(beta), mean, rstd, cols, eps, int(gamma is not None),
+                int(beta is not None))
 
     def ln_backward(self, x, dy, gamma, mean, rstd, rows, cols, dx, accumulate):
         if rows:
             self._k("norm", "ln_backward", [None] * 5 + [i32, i32, None, i32])(
-                self.q, (rows,), None, x, dy, self._or_dummy(gamma), mean, rstd, cols,
+                self.q, (rows,), self._wg(rows), x, dy, self._or_dummy(gamma), mean, rstd, cols,
                 int(gamma is not None), dx, int(accumulate))
 
     def ln_param_grad(self, x, dy, mean, rstd, rows, cols, dgamma, dbeta):
@@ -210,7 +227,7 @@ class Ops(GemmOps, ConvOps):
     def row_dot(self, a, b, y, rows, cols):
         if rows:
             self._k("merge", "row_dot", [None, None, None, i32])(
-                self.q, (rows,), None, a, b, y, cols)
+                self.q, (rows,), self._wg(rows), a, b, y, cols)
 
     def row_dot_grad(self, dy, other, dx, rows, cols, accumulate=False):
         if rows:
@@ -322,35 +339,37 @@ class Ops(GemmOps, ConvOps):
             return
         if sparse is None:
             self._k("losses", kernel, [None, None, i32, f32, None, None])(
-                self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out)
+                self.q, (rows,), self._wg(rows), pred, target, cols, scale, loss_out, grad_out)
         else:
             self._k("losses", kernel, [None, None, i32, i32, f32, None, None])(
-                self.q, (rows,), None, pred, target, cols, int(sparse), scale, loss_out, grad_out)
+                self.q, (rows,), self._wg(rows), pred, target, cols, int(sparse), scale, loss_out,
+                grad_out)
 
     def regression_loss(self, kind, delta, pred, target, rows, cols, scale, loss_out, grad_out):
         if rows:
             self._k("losses", "regression", [None, None, i32, f32, None, None, i32, f32])(
-                self.q, (rows,), None, pred, target, cols, scale, loss_out, grad_out, kind, delta)
+                self.q, (rows,), self._wg(rows), pred, target, cols, scale, loss_out, grad_out,
+                kind, delta)
 
     def metric(self, kernel, pred, target, rows, cols, out, threshold=None):
         if not rows:
             return
         if threshold is None:
             self._k("metrics", kernel, [None, None, i32, None])(
-                self.q, (rows,), None, pred, target, cols, out)
+                self.q, (rows,), self._wg(rows), pred, target, cols, out)
         else:
             self._k("metrics", kernel, [None, None, i32, f32, None])(
-                self.q, (rows,), None, pred, target, cols, threshold, out)
+                self.q, (rows,), self._wg(rows), pred, target, cols, threshold, out)
 
     def top_k(self, pred, target, rows, cols, k, sparse, out):
         if rows:
             self._k("metrics", "top_k", [None, None, i32, i32, i32, None])(
-                self.q, (rows,), None, pred, target, cols, k, int(sparse), out)
+                self.q, (rows,), self._wg(rows), pred, target, cols, k, int(sparse), out)
 
     def binary_counts(self, pred, target, rows, cols, threshold, which, out):
         if rows:
             self._k("metrics", "binary_counts", [None, None, i32, f32, i32, None])(
-                self.q, (rows,), None, pred, target, cols, threshold, which, out)
+                self.q, (rows,), self._wg(rows), pred, target, cols, threshold, which, out)
 
     def auc_counts(self, pred, target, n, T, acc, slot):
         if n:
