@@ -1,7 +1,8 @@
 """GEMM dispatch: which kernel computes C = act(op(A) op(B) + bias) (+ C) for a shape on a
-device. CPUs get gemm_cpu.cl's register tiles and their helpers, GPUs gemm_local.cl's
-local-memory tiles, and gemm.cl's portable kernel covers what neither does. A mixin of Ops
-(engine/ops.py), whose kernel lookup (_k), scratch buffers and queue it uses."""
+device. CPUs get gemm_cpu.cl's register tiles, gemm_narrow.cl's narrow kernels and their
+helpers, GPUs gemm_local.cl's local-memory tiles, and gemm.cl's portable kernel covers what
+neither does. A mixin of Ops (engine/ops.py), whose kernel lookup (_k), scratch buffers and
+queue it uses."""
 from .activations import ACT_ID
 from .clargs import cdiv, i32
 
@@ -18,7 +19,7 @@ def transpose_b_first(M, N, K):
     products' horizontal sums outweigh their K loop."""
     return M >= 96 or M >= 4 * N or K <= 128
 
-# gemm_cpu.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
+# gemm_cpu_base.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
 # coff, trans_a, act, bias_at
 CPU_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32, i32, i32,
              i32]
@@ -164,8 +165,11 @@ class GemmOps:
             portable(m_full, 0, M - m_full, n_full)
 
     def _cpu_k(self, name, types=CPU_TYPES, defines=()):
+        """A CPU GEMM kernel: the narrow ones (defines NN=) from gemm_narrow.cl, a small
+        program per width, the others from gemm_cpu.cl, one program."""
         vw, mr = self.cpu_tile
-        return self._k("gemm_cpu", name, types, (f"VW={vw}", f"MR={mr}") + defines)
+        file = "gemm_narrow" if name.startswith("gemm_narrow") else "gemm_cpu"
+        return self._k(("gemm_cpu_base", file), name, types, (f"VW={vw}", f"MR={mr}") + defines)
 
     def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
         """gemm_local.cl (GPUs): the whole product, ragged edges included, in one launch."""

@@ -52,8 +52,10 @@ class Ops(GemmOps, ConvOps):
                "norm", "optimizers", "rnn", "shape")
 
     def _k(self, file, name, types, defines=()):
+        """Kernel `name` from clkernels/<file>.cl (or from the files of a tuple, in order)."""
         # every program starts with the vector macros and the activation ids and functions
-        body = self.LIBRARY if not defines and file in self.LIBRARY else (file,)
+        body = self.LIBRARY if not defines and file in self.LIBRARY else \
+            file if isinstance(file, tuple) else (file,)
         return self.rt.kernel(("vector", "activations") + body, name, types, defines,
                               prelude=self._prelude)
 

@@ -1,0 +1,95 @@
+// GEMM kernels for outputs narrower than a register tile, on CPU devices: built after
+// gemm_cpu_base.cl, one program per width NN (compile-time), so that each holds just these.
+
+// Outputs narrower than a register tile (NN < 2VW columns, compile-time: a classifier's 10,
+// the ragged right strip of a wider product): MR rows x one vector (two when NN > VW) per
+// work-item, the lanes past NN never stored. Global (ceil(M / MR)).
+#define NV (NN > VW ? 2 : 1)  // vectors per row
+#define NB_LOAD1(o, i) ((o) + (i) < NN ? b[(o) + (i)] : 0.0f)
+#define NROW_DECL(r) VT n##r = 0.0f, m##r = 0.0f;
+// (m: columns VW.. ; with NV == 1 never stored, so the compiler drops it)
+#define NROW_STEP(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); \
+    n##r += a * bv; m##r += a * bw; }
+#define NROW_STEP_W(r) { const VT a = (VT)(A_ROW(r)); n##r += a * bv; m##r += a * bw; }
+#define NSTORE(ACC, BIAS, J0, J1) { \
+    VT v = ACC; \
+    if (has_bias) v += BIAS; \
+    v = ACTV(act, v); \
+    const float* q_ = (const float*)&v; \
+    for (int j = (J0); j < (J1); j++) c_[j] = accumulate ? c_[j] + q_[j - (J0)] : q_[j - (J0)]; }
+#define NROW_STORE(r) if (i0 + r < M) { \
+    __global float* c_ = C + (i0 + r) * ldc; \
+    NSTORE(n##r, bias_v, 0, min(NN, VW)) \
+    if (NV == 2) NSTORE(m##r, bias_w, VW, NN) }
+#if VW == 16
+#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
+    NB_LOAD1(o, 4), NB_LOAD1(o, 5), NB_LOAD1(o, 6), NB_LOAD1(o, 7), NB_LOAD1(o, 8), \
+    NB_LOAD1(o, 9), NB_LOAD1(o, 10), NB_LOAD1(o, 11), NB_LOAD1(o, 12), NB_LOAD1(o, 13), \
+    NB_LOAD1(o, 14), NB_LOAD1(o, 15))
+#elif VW == 8
+#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
+    NB_LOAD1(o, 4), NB_LOAD1(o, 5), NB_LOAD1(o, 6), NB_LOAD1(o, 7))
+#else
+#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3))
+#endif
+#define NARROW_LOOP(K0, K1, BV, BW, STEP) \
+    for (int k = (K0); k < (K1); k++, b += ldb) { \
+        const VT bv = BV, bw = BW; FOR_ROWS(STEP) A_NEXT }
+__kernel void gemm_narrow_tile(GEMM_PARAMS)
+{
+    GEMM_START
+    const int i0 = get_global_id(0) * MR;
+    FOR_ROWS(NROW_DECL)
+    __global const float* b = B;
+    A_START(0)
+    // B's rows load as whole vectors: the lanes past NN read the next row into accumulator
+    // lanes that are never stored (one load instead of NN). The last rows, where a vector
+    // would read past B's end, load lane by lane. Whole tiles of rows skip the row guards.
+    const int kf = max(0, K - (NV * VW - NN + ldb - 1) / ldb);
+    if (i0 + MR <= M) {
+        NARROW_LOOP(0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP_W)
+        NARROW_LOOP(kf, K, NB_SAFE(0), NB_SAFE(VW), NROW_STEP_W)
+    } else {
+        NARROW_LOOP(0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP)
+        NARROW_LOOP(kf, K, NB_SAFE(0), NB_SAFE(VW), NROW_STEP)
+    }
+    VT bias_v = 0.0f, bias_w = 0.0f;
+    if (has_bias) {
+        float* q_ = (float*)&bias_v;
+        for (int j = 0; j < min(NN, VW); j++) q_[j] = bias[j];
+        q_ = (float*)&bias_w;
+        for (int j = VW; j < NN; j++) q_[j - VW] = bias[j];
+    }
+    FOR_ROWS(NROW_STORE)
+}
+
+// C = A^T . B for outputs narrower than a vector with A transposed (a classifier's weight
+// gradient X^T . dY: M inputs x NN classes): A's rows run along M, so each work-item takes VW
+// consecutive rows of C as one vector per column, loads one vector of A per k and multiplies
+// it by each of B's NN values in that row. Per k and VW rows that is NN multiply-adds, where
+// gemm_narrow_tile's row broadcasts take 2 (VW / MR) + VW. M a multiple of VW (the engine
+// checks); global (M / VW).
+#define FOR_NN(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) \
+    X(14) X(15)
+#define TA_DECL(j) VT t##j = 0.0f;
+#define TA_STEP(j) if ((j) < NN) t##j += a * (VT)(b[j]);
+#define TA_STORE(j) if ((j) < NN) { \
+    VT v = t##j; \
+    if (has_bias) v += (VT)(bias[j]); \
+    v = ACTV(act, v); \
+    const float* q_ = (const float*)&v; \
+    __global float* c_ = C + i0 * ldc + (j); \
+    for (int l = 0; l < VW; l++, c_ += ldc) *c_ = accumulate ? *c_ + q_[l] : q_[l]; }
+__kernel void gemm_narrow_ta(GEMM_PARAMS)
+{
+    GEMM_START
+    const int i0 = get_global_id(0) * VW;
+    FOR_NN(TA_DECL)
+    __global const float* a_ = A + i0;
+    __global const float* b = B;
+    for (int k = 0; k < K; k++, a_ += lda, b += ldb) {
+        const VT a = VLOAD(0, a_);
+        FOR_NN(TA_STEP)
+    }
+    FOR_NN(TA_STORE)
+}
