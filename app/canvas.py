@@ -155,6 +155,12 @@ class EdgeItem(QGraphicsPathItem):
         r = self.label.boundingRect()
         self.label.setPos(mid.x() - r.width() / 2, mid.y() - r.height() - 2)
 
+    def boundingRect(self):
+        # the curve's own extent (Qt's default is its control points', which for a wire drawn
+        # back to an earlier column reach far past it and made Fit leave a wide empty margin)
+        m = 2.5  # the widest pen (selected)
+        return self.path().boundingRect().adjusted(-m, -m, m, m)
+
     def set_shape(self, shape):
         self.label.setText(fmt_shape(shape) if shape is not None else "?")
         self.ok = shape is not None
@@ -413,6 +419,19 @@ class GraphView(QGraphicsView):
         self.setAcceptDrops(True)
         self.setBackgroundBrush(QColor("#eef1f5"))
         self._pan = None
+        # after fit() the view stays fitted as it is resized (the docks settle after Open, the
+        # user resizes the window) until the user zooms or scrolls
+        self._fitted = False
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.actionTriggered.connect(self._leave_fit)
+
+    def _leave_fit(self, *_):
+        self._fitted = False
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if self._fitted:
+            self.fit()
 
     def drawBackground(self, p, rect):
         super().drawBackground(p, rect)
@@ -429,10 +448,12 @@ class GraphView(QGraphicsView):
         scale = self.transform().m11() * factor
         if 0.1 < scale < 4:
             self.scale(factor, factor)
+            self._fitted = False
 
     def mousePressEvent(self, event):
         if event.button() == Qt.MiddleButton:
             self._pan = event.position()
+            self._fitted = False
             self.setCursor(Qt.ClosedHandCursor)
             return
         super().mousePressEvent(event)
@@ -498,22 +519,25 @@ class GraphView(QGraphicsView):
         return box
 
     def fit(self):
-        """Fit the graph, but never so small that node text is unreadable (then show its
-        start) nor larger than 1.2x."""
+        """Fit the graph, but never so small that node text is unreadable nor larger than 1.2x:
+        centred along each axis where it fits at that zoom, else showing its start (left,
+        top)."""
         r = self.scene().itemsBoundingRect()
         if r.isEmpty():
             return
-        self.fitInView(r.adjusted(-40, -40, 40, 40), Qt.KeepAspectRatio)
+        self._fitted = True
+        r = r.adjusted(-40, -40, 40, 40)
+        self.fitInView(r, Qt.KeepAspectRatio)
         scale = self.transform().m11()
-        if scale > 1.2 or scale < 0.6:
-            self.resetTransform()
-            s = min(max(scale, 0.6), 1.2)
-            self.scale(s, s)
-            if scale < 0.6:
-                view = self.mapToScene(self.viewport().rect()).boundingRect()
-                self.centerOn(r.left() - 40 + view.width() / 2, r.center().y())
-            else:
-                self.centerOn(r.center())
+        if 0.6 <= scale <= 1.2:
+            return
+        self.resetTransform()
+        s = min(max(scale, 0.6), 1.2)
+        self.scale(s, s)
+        view = self.mapToScene(self.viewport().rect()).boundingRect()
+        x = r.center().x() if r.width() <= view.width() else r.left() + view.width() / 2
+        y = r.center().y() if r.height() <= view.height() else r.top() + view.height() / 2
+        self.centerOn(x, y)
 
     def dragEnterEvent(self, event):
         if event.mimeData().hasFormat("application/x-layerloom-layer"):

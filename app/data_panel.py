@@ -28,6 +28,7 @@ def inspect(project_dict, path):
     from engine import project as projectfile
     from engine.run import load_arrays, prepare_data
     info = {}
+    t = None
     try:
         proj = projectfile.from_dict(project_dict, path, strict=False)
         d = proj.dataset
@@ -42,7 +43,7 @@ def inspect(project_dict, path):
                                 roles[c.name], (d.get("columns") or {}).get(c.name, {}).get(
                                     "encoding", "auto")) for c in t.columns]
             info["header"], info["rows"] = t.names, t.preview(PREVIEW_ROWS)
-        arrays = load_arrays(proj)
+        arrays = load_arrays(proj, table=t)
         info["description"] = arrays.description
         y = arrays.train.get("y")
         info["sizes"] = {k: len(next(iter(v.values()))) for k, v in

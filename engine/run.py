@@ -46,9 +46,9 @@ def fused_outputs(graph, losses):
     return out
 
 
-def load_arrays(project, progress=None):
+def load_arrays(project, progress=None, table=None):
     """progress(url, bytes_done, bytes_total): called while a built-in set downloads (the
-    console bar when None)."""
+    console bar when None). table: a CSV dataset's file as tabular.read already read it."""
     d = project.dataset
     if not d:
         raise DataError("the project has no dataset", "dataset")
@@ -65,7 +65,7 @@ def load_arrays(project, progress=None):
         if spec["classes"] and len(spec["classes"]) == classes:
             arrays.class_names = list(spec["classes"])
     elif src == "csv":
-        return userdata.load_csv(d, project.resolve(d["path"]))
+        return userdata.load_csv(d, project.resolve(d["path"]), table)
     elif src == "images":
         return userdata.load_images(d, project.resolve(d["path"]))
     elif src == "npy":

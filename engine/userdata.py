@@ -35,8 +35,11 @@ def apply_split(arrays, d):
     return out
 
 
-def load_csv(d, path):
-    table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"))
+def load_csv(d, path, table=None):
+    """table: the file already read by tabular.read with d's settings (the Data tab reads it
+    for its column view first), else it is read here."""
+    if table is None:
+        table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"))
     spec = d.get("columns") or {}
     roles = tabular.roles(table, spec)
     used = [n for n in table.names if roles[n] != "ignore"]

@@ -562,3 +562,61 @@ def test_data_tab_warns_when_the_output_has_more_units_than_classes():
     assert info["check"] is None
     assert info["warning"] == ("the data has 3 classes but output 'cultivar' has 10 units; 7 "
                                "will never be the answer (set its units to 3)")
+
+
+def test_data_tab_reads_a_csv_once(monkeypatch):
+    """Bug: the Data tab's inspection read and parsed the CSV twice per refresh (once for the
+    column table, once more to load the arrays)."""
+    from app.data_panel import inspect
+    from engine import tabular
+    reads = []
+    real = tabular.read
+    monkeypatch.setattr(tabular, "read", lambda *a, **k: reads.append(a) or real(*a, **k))
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    info = inspect(json.load(open(path)), path)
+    assert info["check"] is None and info["sizes"]["test"] == 44
+    assert len(reads) == 1
+
+
+def open_shown(win, qtbot, size, name):
+    """The window at size, shown, with the example project `name` opened and laid out."""
+    win.resize(*size)
+    qtbot.waitExposed(win)
+    assert win.open_path(os.path.join(EXAMPLES, name))
+    for _ in range(10):
+        QApplication.processEvents()
+    return win.view, win.view.viewport().rect()
+
+
+def test_opening_a_project_fits_the_graph_to_the_final_canvas(win, qtbot):
+    """Bug: Open fitted the graph while the canvas still had its old size; when the docks'
+    new contents resized it the graph stayed at the size fitted to the small canvas (the
+    minimum zoom), pinned left of centre."""
+    view, vp = open_shown(win, qtbot, (2000, 1200), "spirals.loom")
+    r = win.scene.itemsBoundingRect()
+    centre = view.mapFromScene(r.center())
+    assert abs(centre.x() - vp.center().x()) < 0.05 * vp.width(), (centre.x(), vp.width())
+    assert abs(centre.y() - vp.center().y()) < 0.05 * vp.height(), (centre.y(), vp.height())
+    # zoomed to the final canvas: the graph (and its margins) fill it along one axis
+    fill = max((r.width() + 80) * view.transform().m11() / vp.width(),
+               (r.height() + 80) * view.transform().m11() / vp.height())
+    assert view.transform().m11() == pytest.approx(1.2) or fill == pytest.approx(1, abs=0.02)
+
+
+def test_fit_at_the_minimum_zoom_centres_what_fits_and_shows_the_start_of_the_rest(win,
+                                                                                  qtbot):
+    view, vp = open_shown(win, qtbot, (1600, 1000), "spirals.loom")
+    last = list(win.scene.nodes.values())[-1]
+    x, y = last.pos().x(), last.pos().y()
+    last.setPos(x, y + 4000)  # very tall: centred across, its top shown
+    view.fit()
+    r = win.scene.itemsBoundingRect()
+    assert view.transform().m11() == pytest.approx(0.6)
+    assert abs(view.mapFromScene(r.center()).x() - vp.center().x()) < 0.05 * vp.width()
+    assert 0 <= view.mapFromScene(r.topLeft()).y() <= 30
+    last.setPos(x + 6000, y)  # very wide: centred down, its left end shown
+    view.fit()
+    r = win.scene.itemsBoundingRect()
+    assert view.transform().m11() == pytest.approx(0.6)
+    assert abs(view.mapFromScene(r.center()).y() - vp.center().y()) < 0.05 * vp.height()
+    assert 0 <= view.mapFromScene(r.topLeft()).x() <= 30
