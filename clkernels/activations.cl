@@ -3,41 +3,50 @@
 // act_grad(a, x, y): the derivative at pre-activation x with output y. Only GELU and SiLU read x;
 // every other activation is differentiated through y, so layers need not keep x for them.
 
-// Defined for float and float4/8/16 (GEMM epilogues apply them to a vector at once); select()
-// keeps the vector forms branch-free.
-#define DEFINE_ACTIVATIONS(T, NAME_FWD, NAME_GRAD)                                              \
+// Defined for float and float4/8/16 (GEMM epilogues apply them to a vector at once); the
+// ternary on a comparison keeps the vector forms branch-free. NOTE: it is select() (OpenCL
+// defines the vector ?: as select), but PoCL 3.0 compiles select() and isgreater() as calls
+// into its library, which spill every vector register: ReLU's backward over a convolution's
+// output took ~2x as long.
+// fmax, fmin, clamp and fabs too are library calls on PoCL 3.0: their inline forms for type T
+// (NaN maps as fmax/fmin would: to the bound)
+#define MAX0(T, x) (((x) > 0.0f) ? (x) : (T)(0.0f))
+#define MIN0(T, x) (((x) < 0.0f) ? (x) : (T)(0.0f))
+#define CLAMP06(T, x) (((x) > 0.0f) ? (((x) < 6.0f) ? (x) : (T)(6.0f)) : (T)(0.0f))
+#define ABS(x) (((x) < 0.0f) ? -(x) : (x))
+#define DEFINE_ACTIVATIONS(T, NAME_FWD, NAME_GRAD)                                               \
 inline T NAME_FWD(const int a, const T x) {                                                      \
-    if (a == ACT_RELU) return fmax(x, 0.0f);                                                     \
-    if (a == ACT_RELU6) return clamp(x, 0.0f, 6.0f);                                             \
-    if (a == ACT_LEAKY_RELU) return select(LEAKY_SLOPE * x, x, x > 0.0f);                         \
-    if (a == ACT_ELU) return select(expm1(fmin(x, 0.0f)), x, x > 0.0f);                           \
-    if (a == ACT_SELU) return SELU_SCALE * select(SELU_ALPHA * expm1(fmin(x, 0.0f)), x, x > 0.0f);\
+    if (a == ACT_RELU) return MAX0(T, x);                                                        \
+    if (a == ACT_RELU6) return CLAMP06(T, x);                                                    \
+    if (a == ACT_LEAKY_RELU) return ((x > 0.0f) ? (x) : (LEAKY_SLOPE * x));                      \
+    if (a == ACT_ELU) return ((x > 0.0f) ? (x) : (expm1(MIN0(T, x))));                           \
+    if (a == ACT_SELU) return SELU_SCALE * ((x > 0.0f) ? (x) : (SELU_ALPHA * expm1(MIN0(T, x)))); \
     if (a == ACT_GELU) return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));                 \
     if (a == ACT_SILU) return x / (1.0f + exp(-x));                                              \
     if (a == ACT_SIGMOID) return 1.0f / (1.0f + exp(-x));                                        \
-    if (a == ACT_HARD_SIGMOID) return clamp(x + 3.0f, 0.0f, 6.0f) * (1.0f / 6.0f);               \
+    if (a == ACT_HARD_SIGMOID) return CLAMP06(T, x + 3.0f) * (1.0f / 6.0f);                      \
     if (a == ACT_TANH) return tanh(x);                                                           \
-    if (a == ACT_SOFTPLUS) return fmax(x, 0.0f) + log1p(exp(-fabs(x)));                          \
-    if (a == ACT_SOFTSIGN) return x / (1.0f + fabs(x));                                          \
+    if (a == ACT_SOFTPLUS) return MAX0(T, x) + log1p(exp(-ABS(x)));                              \
+    if (a == ACT_SOFTSIGN) return x / (1.0f + ABS(x));                                           \
     if (a == ACT_EXPONENTIAL) return exp(x);                                                     \
-    return x; /* ACT_LINEAR; softmax and log_softmax are row-wise, see elementwise.cl */        \
+    return x; /* ACT_LINEAR; softmax and log_softmax are row-wise, see elementwise.cl */         \
 }                                                                                                \
 inline T NAME_GRAD(const int a, const T x, const T y) {                                          \
     const T one = (T)(1.0f), zero = (T)(0.0f);                                                   \
-    if (a == ACT_RELU) return select(zero, one, y > 0.0f);                                       \
-    if (a == ACT_RELU6) return select(zero, one, y > 0.0f && y < 6.0f);                          \
-    if (a == ACT_LEAKY_RELU) return select((T)(LEAKY_SLOPE), one, y > 0.0f);                      \
-    if (a == ACT_ELU) return select(y + 1.0f, one, y > 0.0f);                                    \
-    if (a == ACT_SELU) return select(y + SELU_SCALE * SELU_ALPHA, (T)(SELU_SCALE), y > 0.0f);     \
+    if (a == ACT_RELU) return ((y > 0.0f) ? (one) : (zero));                                     \
+    if (a == ACT_RELU6) return ((y > 0.0f && y < 6.0f) ? (one) : (zero));                        \
+    if (a == ACT_LEAKY_RELU) return ((y > 0.0f) ? (one) : ((T)(LEAKY_SLOPE)));                   \
+    if (a == ACT_ELU) return ((y > 0.0f) ? (one) : (y + 1.0f));                                  \
+    if (a == ACT_SELU) return ((y > 0.0f) ? ((T)(SELU_SCALE)) : (y + SELU_SCALE * SELU_ALPHA));  \
     if (a == ACT_GELU)                                                                           \
         return 0.5f * (1.0f + erf(x * 0.70710678118654752f))                                     \
                + x * 0.39894228040143268f * exp(-0.5f * x * x);                                  \
     if (a == ACT_SILU) { const T s = 1.0f / (1.0f + exp(-x)); return s * (1.0f + x * (1.0f - s)); } \
     if (a == ACT_SIGMOID) return y * (1.0f - y);                                                 \
-    if (a == ACT_HARD_SIGMOID) return select(zero, (T)(1.0f / 6.0f), y > 0.0f && y < 1.0f);      \
+    if (a == ACT_HARD_SIGMOID) return ((y > 0.0f && y < 1.0f) ? ((T)(1.0f / 6.0f)) : (zero));    \
     if (a == ACT_TANH) return 1.0f - y * y;                                                      \
     if (a == ACT_SOFTPLUS) return -expm1(-y); /* sigmoid(x) = 1 - exp(-softplus(x)) */           \
-    if (a == ACT_SOFTSIGN) { const T t = 1.0f - fabs(y); return t * t; }                         \
+    if (a == ACT_SOFTSIGN) { const T t = 1.0f - ABS(y); return t * t; }                          \
     if (a == ACT_EXPONENTIAL) return y;                                                          \
     return one;                                                                                  \
 }

@@ -247,9 +247,9 @@ __kernel void max_pool_forward_tiled8(__global const float* x, __global float* y
         for (int kw = 0; kw < gKW; kw++) {
             const int idx = (oh * gKH + kh) * gW + ow * gKW + kw;
             const float8 v = VLOAD8(x + ((b * gH) * gW + idx) * gC + c);
-            const int8 better = isgreater(v, best);
-            best = select(best, v, better);
-            besti = select(besti, (int8)(idx), better);
+            const int8 better = v > best;  // (not isgreater/select: calls on PoCL 3.0)
+            best = better ? v : best;
+            besti = better ? (int8)(idx) : besti;
         }
     }
     const int out = ((b * gOH + oh) * gOW + ow) * gC + c;
@@ -270,7 +270,7 @@ __kernel void max_pool_backward_tiled8(__global const float* dy, __global const 
         for (int kw = 0; kw < gKW; kw++) {
             const int ih = oh * gKH + kh, iw = ow * gKW + kw;
             __global float* d = dx + ((b * gH + ih) * gW + iw) * gC + c;
-            float8 v = select((float8)(0.0f), g, best == (int8)(ih * gW + iw));
+            float8 v = best == (int8)(ih * gW + iw) ? g : (float8)(0.0f);
             if (accumulate) v += VLOAD8(d);
             VSTORE8(v, d)
         }

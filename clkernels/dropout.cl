@@ -2,16 +2,23 @@
 // key = (seed, salt), counter = (group, step, 0, 0): masks are reproducible for a seed and the
 // backward pass regenerates them instead of storing them. Each work-item serves 4 elements.
 
-inline uint4 philox4x32_10(uint4 c, uint2 k)
+inline uint4 philox4x32_10(const uint4 ctr, const uint2 key)
 {
+    // scalars and 64-bit products: with mul_hi and a uint4 rebuilt each round, PoCL 3.0's code
+    // took 2.6x as long (dropout over 8192 elements: 170 -> 65 us)
+    uint c0 = ctr.x, c1 = ctr.y, c2 = ctr.z, c3 = ctr.w, k0 = key.x, k1 = key.y;
+    #pragma unroll
     for (int r = 0; r < 10; r++) {
-        const uint lo0 = 0xD2511F53u * c.x, hi0 = mul_hi(0xD2511F53u, c.x);
-        const uint lo1 = 0xCD9E8D57u * c.z, hi1 = mul_hi(0xCD9E8D57u, c.z);
-        c = (uint4)(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
-        k.x += 0x9E3779B9u;
-        k.y += 0xBB67AE85u;
+        const ulong p0 = (ulong)0xD2511F53u * c0, p1 = (ulong)0xCD9E8D57u * c2;
+        const uint n0 = (uint)(p1 >> 32) ^ c1 ^ k0, n2 = (uint)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint)p1;
+        c3 = (uint)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
     }
-    return c;
+    return (uint4)(c0, c1, c2, c3);
 }
 
 // Known-answer check: out[0..3] = philox(ctr, key).
