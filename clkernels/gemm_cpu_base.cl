@@ -31,11 +31,14 @@
                    const int has_bias = bias_at >= 0; bias += has_bias ? bias_at : 0;    \
                    A_STRIDES
 
+// the activation of a stored vector: linear and ReLU inline, the rest through act_fwd (which
+// LLVM does not inline: a call that spills the tile's other accumulators)
+#define ACT_INLINE(a, v) ((a) == ACT_LINEAR ? (v) : (a) == ACT_RELU ? MAX0(VT, v) : ACTV(a, v))
 #define STORE(ACC, ROW, COL)                                                        \
     {                                                                                \
         VT v = ACC;                                                                  \
         if (has_bias) v += VLOAD(0, bias + (COL));                                   \
-        v = ACTV(act, v);                                                            \
+        v = ACT_INLINE(act, v);                                                      \
         __global float* c = C + (ROW) * ldc + (COL);                                 \
         if (accumulate) v += VLOAD(0, c);                                            \
         VSTORE(v, 0, c);                                                             \

@@ -14,7 +14,7 @@
 #define NSTORE(ACC, BIAS, J0, J1) { \
     VT v = ACC; \
     if (has_bias) v += BIAS; \
-    v = ACTV(act, v); \
+    v = ACT_INLINE(act, v); \
     const float* q_ = (const float*)&v; \
     for (int j = (J0); j < (J1); j++) c_[j] = accumulate ? c_[j] + q_[j - (J0)] : q_[j - (J0)]; }
 #define NROW_STORE(r) if (i0 + r < M) { \
@@ -76,7 +76,7 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
 #define TA_STORE(j) if ((j) < NN) { \
     VT v = t##j; \
     if (has_bias) v += (VT)(bias[j]); \
-    v = ACTV(act, v); \
+    v = ACT_INLINE(act, v); \
     const float* q_ = (const float*)&v; \
     __global float* c_ = C + i0 * ldc + (j); \
     for (int l = 0; l < VW; l++, c_ += ldc) *c_ = accumulate ? *c_ + q_[l] : q_[l]; }
