@@ -5,6 +5,7 @@
 // the ragged right strip of a wider product): MR rows x one vector (two when NN > VW) per
 // work-item, the lanes past NN never stored. Global (ceil(M / MR)).
 #define NV (NN > VW ? 2 : 1)  // vectors per row
+#define N1 (NN < VW ? NN : VW)  // columns in the first
 #define NB_LOAD1(o, i) ((o) + (i) < NN ? b[(o) + (i)] : 0.0f)
 #define NROW_DECL(r) VT n##r = 0.0f, m##r = 0.0f;
 // (m: columns VW.. ; with NV == 1 never stored, so the compiler drops it)
@@ -19,7 +20,7 @@
     for (int j = (J0); j < (J1); j++) c_[j] = accumulate ? c_[j] + q_[j - (J0)] : q_[j - (J0)]; }
 #define NROW_STORE(r) if (i0 + r < M) { \
     __global float* c_ = C + (i0 + r) * ldc; \
-    NSTORE(n##r, bias_v, 0, min(NN, VW)) \
+    NSTORE(n##r, bias_v, 0, N1) \
     if (NV == 2) NSTORE(m##r, bias_w, VW, NN) }
 #if VW == 16
 #define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
@@ -45,7 +46,7 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
     // B's rows load as whole vectors: the lanes past NN read the next row into accumulator
     // lanes that are never stored (one load instead of NN). The last rows, where a vector
     // would read past B's end, load lane by lane. Whole tiles of rows skip the row guards.
-    const int kf = max(0, K - (NV * VW - NN + ldb - 1) / ldb);
+    const int kf_ = K - (NV * VW - NN + ldb - 1) / ldb, kf = kf_ > 0 ? kf_ : 0;
     if (i0 + MR <= M) {
         NARROW_LOOP(0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP_W)
         NARROW_LOOP(kf, K, NB_SAFE(0), NB_SAFE(VW), NROW_STEP_W)
@@ -56,7 +57,7 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
     VT bias_v = 0.0f, bias_w = 0.0f;
     if (has_bias) {
         float* q_ = (float*)&bias_v;
-        for (int j = 0; j < min(NN, VW); j++) q_[j] = bias[j];
+        for (int j = 0; j < N1; j++) q_[j] = bias[j];
         q_ = (float*)&bias_w;
         for (int j = VW; j < NN; j++) q_[j - VW] = bias[j];
     }
