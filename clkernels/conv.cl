@@ -55,9 +55,10 @@ __kernel void im2col(__global const float* x, __global float* cols,
 // The same, 8 channels per work-item (C a multiple of 8, compile-time geometry): vector moves
 // instead of one index computation per element. Global size (KH*KW*C/8, n*OH*OW).
 #if defined(GEOM) && (GC % 8 == 0)
-__kernel void im2col8(__global const float* x, __global float* cols)
+__kernel void im2col8(__global const float* x, __global float* cols, const int rows)
 {
     const int q = get_global_id(0) * 8, r = get_global_id(1);
+    if (r >= rows) return;  // the grid is padded to whole work-groups
     const int K = gKH * gKW * gC;
     const int c = q % gC, kw = (q / gC) % gKW, kh = q / (gC * gKW);
     const int ow = r % gOW, oh = (r / gOW) % gOH, b = r / (gOW * gOH);
@@ -103,9 +104,11 @@ __kernel void col2im(__global const float* dcols, __global float* dx,
 // col2im with 8 channels per work-item (C a multiple of 8, compile-time geometry). Global size
 // n*H*W*C/8.
 #if defined(GEOM) && (GC % 8 == 0)
-__kernel void col2im8(__global const float* dcols, __global float* dx, const int accumulate)
+__kernel void col2im8(__global const float* dcols, __global float* dx, const int accumulate,
+                      const int items)
 {
     const int i = get_global_id(0), CQ8 = gC / 8;
+    if (i >= items) return;  // the grid is padded to whole work-groups
     const int c = (i % CQ8) * 8, iw = (i / CQ8) % gW, ih = (i / (CQ8 * gW)) % gH;
     const int b = i / (CQ8 * gW * gH);
     const int K = gKH * gKW * gC;
