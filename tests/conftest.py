@@ -52,3 +52,42 @@ def numeric_grad(f, arr, eps=1e-6):
         arr[i] = old
         g[i] = (hi - lo) / (2 * eps)
     return g
+
+
+# -- editor windows (tests/test_gui_*.py; qapp is pytest-qt's) ------------------------------
+
+def _dispose(w, qapp):
+    """Destroy a window and everything it owns while Qt is still alive, so nothing Qt-backed is
+    left for the interpreter's final garbage collection."""
+    import gc
+    from PySide6.QtCore import QCoreApplication, QEvent
+    if w.training.worker is not None:
+        w.training.stop_training()
+        w.training.worker.wait(30000)
+    w.doc.undo.clear()
+    w.close()
+    w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    qapp.processEvents()
+    gc.collect()
+
+
+@pytest.fixture
+def make_window(qapp):
+    made = []
+
+    def make():
+        from app.main_window import MainWindow
+        w = MainWindow(confirm=False)
+        w.resize(1200, 800)
+        w.show()
+        made.append(w)
+        return w
+    yield make
+    for w in made:
+        _dispose(w, qapp)
+
+
+@pytest.fixture
+def win(make_window):
+    return make_window()

@@ -1,0 +1,26 @@
+"""Helpers the editor tests share (their window fixtures, make_window and win, are in
+conftest.py)."""
+import os
+
+from PySide6.QtWidgets import QApplication
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "assets", "examples")
+
+
+def build_mlp(win):
+    ids = [win.add_at_centre(t) for t in ("Input", "Dense", "Dense")]
+    s = win.scene
+    assert s.connect_ports(ids[0], 0, ids[1], 0)
+    assert s.connect_ports(ids[1], 0, ids[2], 0)
+    return ids
+
+
+def open_shown(win, qtbot, size, name):
+    """The window at size, shown, with the example project `name` opened and laid out."""
+    win.resize(*size)
+    qtbot.waitExposed(win)
+    assert win.open_path(os.path.join(EXAMPLES, name))
+    for _ in range(10):
+        QApplication.processEvents()
+    return win.view, win.view.viewport().rect()

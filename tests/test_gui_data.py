@@ -1,0 +1,78 @@
+"""The Data tab: previews, image grids, mapping and mismatch reports (pytest-qt, offscreen)."""
+import json
+import os
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+
+from app.document import Document  # noqa: E402
+from guikit import EXAMPLES  # noqa: E402
+
+
+def test_data_tab_previews_csv_and_reports_mismatches(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+    assert panel.columns.rowCount() == 14 and panel.preview.rowCount() == 50
+    assert "cultivar_1: 4" in panel.counts.text() or "cultivar_1:" in panel.counts.text()
+    assert panel.columns.cellWidget(13, 3).currentText() == "label"
+    # a column made "ignore" changes the feature count: the mismatch names both sides
+    panel._column_changed("proline", "role", "ignore")
+    qtbot.waitUntil(lambda: "do not fit" in panel.status.text(), timeout=30_000)
+    assert "samples shaped (None, 12), Input 'measurements' expects (None, 13)" in \
+        panel.status.text() and "set the Input's shape to [12]" in panel.status.text()
+    win.doc.undo.undo()
+    assert "columns" not in win.doc.project.dataset or \
+        "proline" not in win.doc.project.dataset["columns"]
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+
+
+def test_data_tab_image_folder_grid(win, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    win.set_document(Document.open(os.path.join(EXAMPLES, "shapes_folder.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=60_000)
+    assert "circle:" in panel.counts.text() and panel.thumb_grid.count() == 2 * 12
+    win.data.use_csv(os.path.join(EXAMPLES, "data", "wine.csv"))
+    assert win.doc.project.dataset["source"] == "csv"
+    assert win.doc.project.dataset["inputs"] == {"image": "x"}  # the mapping is kept
+    qtbot.waitUntil(lambda: "do not fit" in panel.status.text(), timeout=30_000)
+    win.doc.undo.undo()
+    assert win.doc.project.dataset["source"] == "images"
+
+
+def test_data_tab_shows_the_mapping():
+    from app.data_panel import inspect
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    info = inspect(json.load(open(path)), path)
+    assert info["check"] is None
+    assert info["mapping"] == ["x -> Input 'measurements' (None, 13)",
+                               "y -> target of 'cultivar' (None, 3)"]
+    assert info["counts"][0][0] == "cultivar_1" and info["sizes"]["test"] == 44
+
+
+def test_data_tab_warns_when_the_output_has_more_units_than_classes():
+    from app.data_panel import inspect
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    d = json.load(open(path))
+    d["graph"]["nodes"][-1]["params"]["units"] = 10
+    info = inspect(d, path)
+    assert info["check"] is None
+    assert info["warning"] == ("the data has 3 classes but output 'cultivar' has 10 units; 7 "
+                               "will never be the answer (set its units to 3)")
+
+
+def test_data_tab_reads_a_csv_once(monkeypatch):
+    """Bug: the Data tab's inspection read and parsed the CSV twice per refresh (once for the
+    column table, once more to load the arrays)."""
+    from app.data_panel import inspect
+    from engine import tabular
+    reads = []
+    real = tabular.read
+    monkeypatch.setattr(tabular, "read", lambda *a, **k: reads.append(a) or real(*a, **k))
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    info = inspect(json.load(open(path)), path)
+    assert info["check"] is None and info["sizes"]["test"] == 44
+    assert len(reads) == 1

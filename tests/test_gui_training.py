@@ -1,0 +1,206 @@
+"""The training dock: live curves, stop, pause, results, losses and data mapping (pytest-qt,
+offscreen)."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QTimer  # noqa: E402
+
+from app.document import Document  # noqa: E402
+from guikit import EXAMPLES  # noqa: E402
+
+
+def test_training_plots_live_and_window_stays_responsive(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.training.epochs.setValue(4)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    win.training.start_training()
+    assert win.doc.locked
+    # editing while training is refused, with a message
+    assert win.add_at_centre("Dense") is None
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=120_000)
+    timer.stop()
+    assert not win.doc.locked and "Finished" in win.training.status.text()
+    xs, ys = win.training.series["loss"]
+    assert len(xs) >= 4 and ys[-1] < ys[0]
+    assert len(win.training.series["val_accuracy"][0]) == 4
+    assert "Epoch 4:" in win.log.toPlainText() and "Test:" in win.log.toPlainText()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert len(ticks) > 20 and max(gaps) < 0.25, max(gaps)
+
+
+def start_spirals(win, qtbot, epochs):
+    """Train the spirals example for `epochs` and return once the first loss is plotted."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.training.epochs.setValue(epochs)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: len(win.training.series.get("loss", ([], []))[0]) > 0,
+                    timeout=120_000)
+
+
+def test_stop_leaves_a_consistent_model(win, qtbot):
+    start_spirals(win, qtbot, epochs=500)
+    worker = win.training.worker
+    assert worker.process.pid != os.getpid()  # trains in its own process
+    win.training.stop_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+    assert win.training.last_history["stopped"] and not worker.process.is_alive()
+    w = win.training.last_weights
+    assert set(w) == {"hidden_1/kernel", "hidden_1/bias", "hidden_2/kernel", "hidden_2/bias",
+                      "hidden_3/kernel", "hidden_3/bias", "class/kernel", "class/bias"}
+    assert all(np.isfinite(v).all() for v in w.values())
+    assert win.add_at_centre("Dense") is not None  # editable again
+
+
+def test_pause_and_resume(win, qtbot):
+    start_spirals(win, qtbot, epochs=200)
+    win.training.toggle_pause()
+    time.sleep(0.5)
+    qtbot.wait(300)
+    n = len(win.training.series["loss"][0])
+    qtbot.wait(800)
+    assert len(win.training.series["loss"][0]) <= n + 1  # held between batches
+    win.training.toggle_pause()
+    qtbot.waitUntil(lambda: len(win.training.series["loss"][0]) > n + 1, timeout=60_000)
+    win.training.stop_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+
+
+def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
+    """The acceptance path at small scale: palette, wiring, inspector, the training dock's
+    setup editors, Start, curves."""
+    tp = win.training
+    inp, h, out = (win.add_at_centre(t) for t in ("Input", "Dense", "Dense"))
+    assert win.scene.connect_ports(inp, 0, h, 0) and win.scene.connect_ports(h, 0, out, 0)
+    win.scene.clearSelection()
+    win.scene.nodes[h].setSelected(True)
+    win.inspector.widgets["units"].setValue(16)
+    win.inspector.widgets["units"].editingFinished.emit()
+    win.inspector.widgets["activation"].setCurrentText("relu")
+    win.scene.clearSelection()
+    win.scene.nodes[out].setSelected(True)
+    win.inspector.widgets["units"].setValue(2)
+    win.inspector.widgets["units"].editingFinished.emit()
+    win.inspector.widgets["activation"].setCurrentText("softmax")
+    i = tp.dataset.findData("synthetic:moons")
+    tp.dataset.setCurrentIndex(i)
+    tp.dataset.activated.emit(i)
+    assert win.doc.project.dataset == {"source": "synthetic", "name": "moons"}
+    tp.loss.setCurrentText("sparse_categorical_crossentropy")
+    tp.loss.activated.emit(tp.loss.currentIndex())
+    tp.lr.setText("0.01")
+    tp.lr.editingFinished.emit()
+    tp.epochs.setValue(8)
+    tp.epochs.editingFinished.emit()
+    assert win.doc.project.training["epochs"] == 8
+    assert win.problems.count() == 0, [win.problems.item(k).text()
+                                       for k in range(win.problems.count())]
+    tp.start.click()
+    qtbot.waitUntil(lambda: tp.worker is None, timeout=120_000)
+    assert tp.last_history["epochs"][-1]["accuracy"] > 0.8
+    assert len(tp.series["loss"][0]) >= 8
+    # setup changes are undoable like graph edits
+    win.doc.undo.undo()
+    assert win.doc.project.training["epochs"] != 8 and tp.epochs.value() != 8
+    # a bad learning rate is refused with the reason
+    tp.lr.setText("-1")
+    tp.lr.editingFinished.emit()
+    assert "learning_rate: expected a number > 0" in tp.setup_error.text()
+
+
+def test_results_after_training_a_classifier(win, qtbot, tmp_path):
+    """Confusion matrix and samples on the test split, for an image classifier trained on a
+    small Fashion-MNIST-shaped set the test writes itself."""
+    from test_data import write_idx_set
+    arrays = write_idx_set(str(tmp_path / "data" / "fashion_mnist"), n_train=64, n_test=20)
+    os.environ["LAYERLOOM_DATA_DIR"] = str(tmp_path / "data")
+    try:
+        doc = Document.open(os.path.join(EXAMPLES, "fashion_mnist_mlp.loom"))
+        win.set_document(doc)
+        win.training.epochs.setValue(1)
+        win.training.start_training()
+        qtbot.waitUntil(lambda: win.results.result is not None, timeout=120_000)
+        qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+    finally:
+        del os.environ["LAYERLOOM_DATA_DIR"]
+    r = win.results.result
+    assert r["split"] == "test" and r["matrix"].shape == (10, 10)
+    assert r["matrix"].sum() == 20
+    assert r["matrix"].sum(1).tolist() == np.bincount(
+        arrays["t10k-labels-idx1-ubyte"], minlength=10).tolist()
+    assert r["classes"][0] == "T-shirt/top" and len(r["samples"]) == 20
+    assert r["accuracy"] == np.trace(r["matrix"]) / 20
+    assert "accuracy" in win.results.title.text()
+
+
+def test_per_output_losses_and_weights_in_the_dock(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    tp = win.training
+    assert list(tp.output_rows) == ["inside", "value"]
+    combo, weight = tp.output_rows["value"]
+    assert combo.currentText() == "mean_squared_error" and weight.value() == 0.5
+    combo.setCurrentText("huber")
+    combo.activated.emit(combo.currentIndex())
+    weight.setValue(2.0)
+    weight.editingFinished.emit()
+    loss = win.doc.project.training["loss"]
+    assert loss["value"] == {"name": "huber", "weight": 2.0, "from_logits": False, "delta": 1.0}
+    assert loss["inside"]["name"] == "sparse_categorical_crossentropy"
+    assert win.problems.count() == 0
+    win.doc.undo.undo()  # the weight change
+    assert win.doc.project.training["loss"]["value"] == {
+        "name": "huber", "weight": 0.5, "from_logits": False, "delta": 1.0}
+    win.doc.undo.undo()  # the loss change
+    assert win.doc.project.training["loss"]["value"] == {"name": "mean_squared_error",
+                                                         "weight": 0.5, "from_logits": False}
+    assert tp.output_rows["value"][0].currentText() == "mean_squared_error"
+
+
+def test_dataset_arrays_map_to_inputs_and_targets_in_the_dock(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    tp = win.training
+    rows = tp.mapping_rows
+    assert set(rows) == {("inputs", "point"), ("inputs", "features"), ("targets", "inside"),
+                         ("targets", "value")}
+    combo = rows[("inputs", "point")]
+    assert combo.currentText() == "point"
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "(choose)", "features", "inside", "point", "value"]
+    combo.setCurrentText("features")  # wrong on purpose: 3 features for a 2-wide Input
+    combo.activated.emit(combo.currentIndex())
+    assert win.doc.project.dataset["inputs"]["point"] == "features"
+    tp.start_training()
+    qtbot.waitUntil(lambda: tp.worker is None, timeout=60_000)
+    assert "array 'features' has samples shaped (None, 3), Input 'point' expects (None, 2)" \
+        in win.log.toPlainText()
+    win.doc.undo.undo()
+    assert win.doc.project.dataset["inputs"]["point"] == "point"
+    assert rows[("inputs", "point")].currentText() == "point"
+
+
+def test_dock_does_not_show_choices_that_are_not_made(win):
+    """A new project has no dataset and no loss: the dock says so instead of showing the first
+    entries as if they were chosen."""
+    tp = win.training
+    assert tp.dataset.currentText() == "(choose a dataset)"
+    assert tp.loss.currentText() == "(choose a loss)"
+    tp.dataset.activated.emit(tp.dataset.currentIndex())  # choosing the placeholder: no change
+    assert win.doc.project.dataset == {} and not win.doc.dirty
+    i = tp.dataset.findData("synthetic:moons")
+    tp.dataset.setCurrentIndex(i)
+    tp.dataset.activated.emit(i)
+    assert tp.dataset.currentText() == "moons (synthetic)"
+    # an output without a loss shows the placeholder in its own row too
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    win.training.load_setup()
+    from app.commands import SetSetupCmd
+    win.doc.push(SetSetupCmd(win.doc, "training", "loss", {"inside": {
+        "name": "sparse_categorical_crossentropy", "weight": 1.0, "from_logits": False}}))
+    assert win.training.output_rows["value"][0].currentText() == "(choose a loss)"
