@@ -3,13 +3,10 @@
 // act_grad(a, x, y): the derivative at pre-activation x with output y. Only GELU and SiLU read x;
 // every other activation is differentiated through y, so layers need not keep x for them.
 
-// Defined for float and float4/8/16 (GEMM epilogues apply them to a vector at once); the
-// ternary on a comparison keeps the vector forms branch-free. NOTE: it is select() (OpenCL
-// defines the vector ?: as select), but PoCL 3.0 compiles select() and isgreater() as calls
-// into its library, which spill every vector register: ReLU's backward over a convolution's
-// output took ~2x as long.
-// fmax, fmin, clamp and fabs too are library calls on PoCL 3.0: their inline forms for type T
-// (NaN maps as fmax/fmin would: to the bound)
+// Defined for float and float4/8/16 (GEMM epilogues apply them to a vector at once); ?: on a
+// comparison keeps the vector forms branch-free, and stands in for select, fmax, fmin, clamp
+// and fabs, library calls on PoCL 3.0 (see vector.cl). Their inline forms for type T (NaN maps
+// as fmax/fmin would: to the bound):
 #define MAX0(T, x) (((x) > 0.0f) ? (x) : (T)(0.0f))
 #define MIN0(T, x) (((x) < 0.0f) ? (x) : (T)(0.0f))
 #define CLAMP06(T, x) (((x) > 0.0f) ? (((x) < 6.0f) ? (x) : (T)(6.0f)) : (T)(0.0f))

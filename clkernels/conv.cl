@@ -250,7 +250,7 @@ __kernel void max_pool_forward_tiled8(__global const float* x, __global float* y
         for (int kw = 0; kw < gKW; kw++) {
             const int idx = (oh * gKH + kh) * gW + ow * gKW + kw;
             const float8 v = VLOAD8(x + ((b * gH) * gW + idx) * gC + c);
-            const int8 better = v > best;  // (not isgreater/select: calls on PoCL 3.0)
+            const int8 better = v > best;  // not isgreater/select (vector.cl)
             best = better ? v : best;
             besti = better ? (int8)(idx) : besti;
         }

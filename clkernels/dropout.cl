@@ -4,8 +4,8 @@
 
 inline uint4 philox4x32_10(const uint4 ctr, const uint2 key)
 {
-    // scalars and 64-bit products: with mul_hi and a uint4 rebuilt each round, PoCL 3.0's code
-    // took 2.6x as long (dropout over 8192 elements: 170 -> 65 us)
+    // scalars and 64-bit products: with mul_hi (a library call, vector.cl) and a uint4 rebuilt
+    // each round, PoCL 3.0's code took 2.6x as long (dropout over 8192 elements: 170 -> 65 us)
     uint c0 = ctr.x, c1 = ctr.y, c2 = ctr.z, c3 = ctr.w, k0 = key.x, k1 = key.y;
     #pragma unroll
     for (int r = 0; r < 10; r++) {

@@ -3,17 +3,7 @@
 // Global size (ceil(N/TN), ceil(M/TM)). The transposed variants serve the backward pass without
 // copies: dX = dY . W^T (TRANS_B), dW = X^T . dY (TRANS_A). (i0, j0) offsets the sub-block
 // computed: (M, N) is its size, so the CPU path can hand the ragged edges to this kernel.
-
-#if TRANS_A
-#define A_AT(i, k) A[(k) * lda + (i)]
-#else
-#define A_AT(i, k) A[(i) * lda + (k)]
-#endif
-#if TRANS_B
-#define B_AT(k, j) B[(j) * ldb + (k)]
-#else
-#define B_AT(k, j) B[(k) * ldb + (j)]
-#endif
+// A_AT, B_AT: gemm_operands.cl.
 
 __kernel void gemm(const int M, const int N, const int K, const int bi, const int bj,
                    __global const float* restrict A, const int lda,

@@ -6,18 +6,9 @@
 // Compile-time: TS, WPT (picked by the engine from the device's work-group and local memory
 // limits), TRANS_A, TRANS_B, ACT, HAS_BIAS. Ragged edges load zeros and skip their stores.
 // Global size (ceil(N / TS) * TS, ceil(M / TS) * TS / WPT), local size (TS, TS / WPT).
+// A_AT, B_AT: gemm_operands.cl.
 
 #define RTS (TS / WPT)
-#if TRANS_A
-#define LA_AT(i, k) A[(k) * lda + (i)]
-#else
-#define LA_AT(i, k) A[(i) * lda + (k)]
-#endif
-#if TRANS_B
-#define LB_AT(k, j) B[(j) * ldb + (k)]
-#else
-#define LB_AT(k, j) B[(k) * ldb + (j)]
-#endif
 
 __kernel __attribute__((reqd_work_group_size(TS, RTS, 1)))
 void gemm_local(const int M, const int N, const int K,
@@ -38,8 +29,8 @@ void gemm_local(const int M, const int N, const int K,
         for (int w = 0; w < WPT; w++) {
             const int r = ti + w * RTS;
             const int ai = i0 + r, ak = t + tj, bk = t + r;
-            As[r][tj] = (ai < M && ak < K) ? LA_AT(ai, ak) : 0.0f;
-            Bs[r][tj] = (bk < K && j < N) ? LB_AT(bk, j) : 0.0f;
+            As[r][tj] = (ai < M && ak < K) ? A_AT(ai, ak) : 0.0f;
+            Bs[r][tj] = (bk < K && j < N) ? B_AT(bk, j) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int k = 0; k < TS; k++) {

@@ -1,6 +1,6 @@
 """Convolution and pooling ops (NHWC): im2col/col2im around the GEMM, max and average pooling,
 global pooling, with the geometry compiled into conv.cl where it is known. A mixin of Ops
-(engine/ops.py), whose kernel lookup (_k), fill and queue it uses."""
+(engine/ops.py), whose kernel lookup (_k), fill, grid padding (_padded) and queue it uses."""
 from .clargs import cdiv, i32
 
 
@@ -38,12 +38,9 @@ class ConvOps:
     def col2im(self, dcols, dx, n, g, accumulate=False):
         H, W, C = g[:3]
         if n and C % 8 == 0:
-            items = n * H * W * C // 8
-            grid, local = (items,), None
-            if self.rt.kind == "cpu":  # whole work-groups of 64 (~15% faster than PoCL's pick)
-                grid, local = (cdiv(items, 64) * 64,), (64,)
+            items = n * H * W * C // 8  # in work-groups of 64: ~15% faster than PoCL's pick
             self._conv_k("col2im8", [None, None, i32, i32], g)(
-                self.q, grid, local, dcols, dx, int(accumulate), items)
+                self.q, *self._padded(items, 64), dcols, dx, int(accumulate), items)
             return
         if n:
             self._conv_k("col2im", [None, None] + self._GEOM + [i32], g)(

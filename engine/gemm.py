@@ -144,21 +144,23 @@ class GemmOps:
                       (grid[0], cdiv(grid[1], rows)), (1, 1), *args(), rows)
         elif trans_b:
             self._enq(self._cpu_k("gemm_nt"), grid, (1, 1), *args())
-        elif panels or (K * n_full >= 1 << 18 and M >= 64):
-            packed = B
-            if not panels:  # a large B: its whole-tile columns packed into panels first
-                packed = self._scratch("gemm_panels", 4 * K * n_full)
-                self._enq(self._cpu_k("pack_panels", [None, None, i32, i32, i32]),
-                          (n_full // tn, K), None, B, packed, K, ldb, b_off)
-            # rows-first grid: the work-items that run one after another share a B panel
-            self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]), grid[::-1], (1, 1),
-                      *args(b=packed, ldb=tn, boff=0), 1)
         else:
-            self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]), grid, (1, 1), *args(), 0)
-        if n_full < N and panels:  # right strip: the last, partial panel
-            self._gemm_narrow(args(n=N - n_full, boff=n_full * K, j0=n_full), N - n_full)
-        elif n_full < N and not trans_b:  # right strip, all rows: the narrow kernels
-            self._gemm_narrow(args(n=N - n_full, boff=b_off + n_full, j0=n_full), N - n_full)
+            # a large B is packed into panels first (unless transposed into them already)
+            # and run with a rows-first grid: the work-items that run one after another share
+            # a B panel
+            packed = panels or (K * n_full >= 1 << 18 and M >= 64)
+            b, ldb_t, boff = B, ldb, b_off
+            if packed and not panels:
+                b, ldb_t, boff = self._scratch("gemm_panels", 4 * K * n_full), tn, 0
+                self._enq(self._cpu_k("pack_panels", [None, None, i32, i32, i32]),
+                          (n_full // tn, K), None, B, b, K, ldb, b_off)
+            self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]),
+                      grid[::-1] if packed else grid, (1, 1),
+                      *args(b=b, ldb=ldb_t, boff=boff), int(packed))
+        if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels (B's last,
+            # partial panel when B^T went into panels)
+            self._gemm_narrow(args(n=N - n_full, boff=n_full * K if panels else b_off + n_full,
+                                   j0=n_full), N - n_full)
         elif n_full < N:
             portable(0, n_full, M, N - n_full)
         if m_full < M:  # bottom strip, whole-tile columns
@@ -171,13 +173,19 @@ class GemmOps:
         file = "gemm_narrow" if name.startswith("gemm_narrow") else "gemm_cpu"
         return self._k(("gemm_cpu_base", file), name, types, (f"VW={vw}", f"MR={mr}") + defines)
 
+    def _compiled(self, name, types, trans_a, trans_b, act, has_bias, tile):
+        """Kernel `name` of the GEMMs with transposes, activation and bias compiled in (gemm.cl,
+        gemm_local.cl; their operand addressing in gemm_operands.cl)."""
+        return self._k(("gemm_operands", name), name, types,
+                       (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}",
+                        f"ACT={ACT_ID[act]}", f"HAS_BIAS={int(has_bias)}") + tile)
+
     def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
         """gemm_local.cl (GPUs): the whole product, ragged edges included, in one launch."""
         ts, wpt = self.local_tile
-        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
-                   f"HAS_BIAS={int(bias is not None)}", f"TS={ts}", f"WPT={wpt}")
-        k = self._k("gemm_local", "gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32,
-                                                 None, i32, i32, i32, i32], defines)
+        k = self._compiled("gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32, None,
+                                          i32, i32, i32, i32], trans_a, trans_b, act,
+                           bias is not None, (f"TS={ts}", f"WPT={wpt}"))
         self._enq(k, (cdiv(N, ts) * ts, cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
                   A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
                   int(accumulate), *offs)
@@ -216,10 +224,8 @@ class GemmOps:
                        trans_a, trans_b, act, has_bias):
         """The portable kernel (gemm.cl) on the sub-block starting at row i0, column j0; the
         transposes, activation and bias flag are compiled in."""
-        defines = (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}", f"ACT={ACT_ID[act]}",
-                   f"HAS_BIAS={int(has_bias)}", f"TM={TM}", f"TN={TN}")
-        k = self._k("gemm", "gemm",
-                    [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32, i32, i32],
-                    defines)
+        k = self._compiled("gemm", [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32,
+                                                i32, i32], trans_a, trans_b, act, has_bias,
+                           (f"TM={TM}", f"TN={TN}"))
         self._enq(k, (cdiv(n, TN), cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
                   bias, acc, *offs)

@@ -70,16 +70,20 @@ class Ops(GemmOps, ConvOps):
         """The local size for a 1-D grid of n work-items that each handle a row."""
         return (self.WG_ROWS,) if self.rt.kind == "cpu" and n % self.WG_ROWS == 0 else None
 
+    def _padded(self, items, size):
+        """(global, local) for a 1-D grid of `items` work-items: on CPUs work-groups of `size`
+        with the grid padded to whole groups (the kernel skips the padding), elsewhere the
+        runtime's choice."""
+        if self.rt.kind != "cpu":
+            return (items,), None
+        return (cdiv(items, size) * size,), (size,)
+
     def _ew(self, file, name, types, n, *args):
         """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
         argument."""
         if n:
-            items = cdiv(n, self.ew)
-            if self.rt.kind == "cpu":
-                grid, local = (cdiv(items, self.WG_EW) * self.WG_EW,), (self.WG_EW,)
-            else:
-                grid, local = (items,), None
-            self._k(file, name, types + [i32])(self.q, grid, local, *args, n)
+            self._k(file, name, types + [i32])(self.q, *self._padded(cdiv(n, self.ew),
+                                                                      self.WG_EW), *args, n)
 
     def _scratch(self, name, nbytes):
         """A device buffer reused by every call (the queue is in order, so a kernel is done

@@ -106,33 +106,34 @@ def test_dropout_statistics_and_reproducibility(rt, ops, rate):
     np.testing.assert_allclose(from_dev(rt, dx, (n,)), dy * a, rtol=1e-6)
 
 
+def assert_gemm_exact(rt, ops, rng, M, N, K, trans_a, trans_b):
+    """op(A) op(B) on small integers, exact: with bias and ReLU, and accumulated into C."""
+    A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+    B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+    b = rng.integers(-3, 4, N).astype(np.float64)
+    C0 = rng.integers(-3, 4, (M, N)).astype(np.float64)
+    ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+    C = rt.empty(4 * M * N)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
+             bias=to_dev(rt, b), act="relu")
+    np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
+    C = to_dev(rt, C0)
+    ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
+             accumulate=True)
+    np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
+
+
 @pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b):
+def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b, monkeypatch):
     """Each register-tile configuration a CPU device may get (AVX-512, AVX2, SSE), with the
     edges that straddle its tiles, bias and activation epilogue, and accumulation."""
     if rt.kind != "cpu":
         pytest.skip("CPU tile kernels")
-    saved = ops.cpu_tile
-    ops.cpu_tile = tile
-    try:
-        # (20, 90, 40): B^T transposed into panels, the last one partial (2 - 26 columns)
-        for M, N, K in [(33, 65, 31), (64, 64, 17), (13, 47, 9), (8, 32, 1), (20, 90, 40)]:
-            A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
-            B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
-            b = rng.integers(-3, 4, N).astype(np.float64)
-            C0 = rng.integers(-3, 4, (M, N)).astype(np.float64)
-            ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
-            C = rt.empty(4 * M * N)
-            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
-                     bias=to_dev(rt, b), act="relu")
-            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
-            C = to_dev(rt, C0)
-            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
-                     accumulate=True)
-            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
-    finally:
-        ops.cpu_tile = saved
+    monkeypatch.setattr(ops, "cpu_tile", tile)
+    # (20, 90, 40): B^T transposed into panels, the last one partial (2 - 26 columns)
+    for M, N, K in [(33, 65, 31), (64, 64, 17), (13, 47, 9), (8, 32, 1), (20, 90, 40)]:
+        assert_gemm_exact(rt, ops, rng, M, N, K, trans_a, trans_b)
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -156,33 +157,30 @@ def test_gemm_with_b_packed_into_panels(rt, ops, rng, trans_a):
 @pytest.mark.parametrize("tile", [(32, 8), (16, 4), (8, 2), (4, 4), (1, 1)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
                                              (True, True)])
-def test_gemm_local_memory_path(rt, ops, rng, tile, trans_a, trans_b):
+def test_gemm_local_memory_path(rt, ops, rng, tile, trans_a, trans_b, monkeypatch):
     """The GPU kernel (gemm_local.cl) run on this device: every tile the engine may pick, edges
     that straddle tiles, K shorter and longer than a tile, bias and activation, accumulation and
     offsets."""
-    saved = ops.gemm_path, ops.local_tile
-    ops.gemm_path, ops.local_tile = "local", tile
-    try:
-        for M, N, K in [(33, 65, 31), (64, 32, 70), (5, 3, 1), (1, 40, 9)]:
-            A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
-            B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
-            b = rng.integers(-3, 4, N).astype(np.float64)
-            ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
-            C = rt.empty(4 * M * N)
-            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
-                     bias=to_dev(rt, b), act="relu")
-            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
-            ao, bo, co = 3, 5, 7
-            C0 = rng.integers(-3, 4, co + M * N).astype(np.float64)
-            C = to_dev(rt, C0)
-            ops.gemm(M, N, K, to_dev(rt, np.concatenate([np.zeros(ao), A.ravel()])),
-                     to_dev(rt, np.concatenate([np.zeros(bo), B.ravel()])), C, trans_a=trans_a,
-                     trans_b=trans_b, accumulate=True, a_off=ao, b_off=bo, c_off=co)
-            got = from_dev(rt, C, C0.shape)
-            np.testing.assert_array_equal(got[co:].reshape(M, N), C0[co:].reshape(M, N) + ref)
-            np.testing.assert_array_equal(got[:co], C0[:co])
-    finally:
-        ops.gemm_path, ops.local_tile = saved
+    monkeypatch.setattr(ops, "gemm_path", "local")
+    monkeypatch.setattr(ops, "local_tile", tile)
+    for M, N, K in [(33, 65, 31), (64, 32, 70), (5, 3, 1), (1, 40, 9)]:
+        A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+        B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+        b = rng.integers(-3, 4, N).astype(np.float64)
+        ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+        C = rt.empty(4 * M * N)
+        ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, trans_b=trans_b,
+                 bias=to_dev(rt, b), act="relu")
+        np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
+        ao, bo, co = 3, 5, 7
+        C0 = rng.integers(-3, 4, co + M * N).astype(np.float64)
+        C = to_dev(rt, C0)
+        ops.gemm(M, N, K, to_dev(rt, np.concatenate([np.zeros(ao), A.ravel()])),
+                 to_dev(rt, np.concatenate([np.zeros(bo), B.ravel()])), C, trans_a=trans_a,
+                 trans_b=trans_b, accumulate=True, a_off=ao, b_off=bo, c_off=co)
+        got = from_dev(rt, C, C0.shape)
+        np.testing.assert_array_equal(got[co:].reshape(M, N), C0[co:].reshape(M, N) + ref)
+        np.testing.assert_array_equal(got[:co], C0[:co])
 
 
 @pytest.mark.parametrize("group,local_mem,tile", [
@@ -198,56 +196,38 @@ def test_local_gemm_tile_follows_the_device_limits(group, local_mem, tile):
 
 @pytest.mark.parametrize("tile", [None, (16, 8), (8, 6)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-def test_gemm_with_offsets(rt, ops, rng, tile, trans_a, trans_b):
+def test_gemm_with_offsets(rt, ops, rng, tile, trans_a, trans_b, monkeypatch):
     """Matrices at element offsets inside larger buffers (one time step of a sequence)."""
-    saved = ops.cpu_tile
     if tile is not None:
         if rt.kind != "cpu":
             pytest.skip("CPU tile kernels")
-        ops.cpu_tile = tile
-    try:
-        M, N, K = 37, 35, 19
-        A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
-        B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
-        ao, bo, co = 7, 13, 5
-        Abig = np.concatenate([np.full(ao, 99.0), A.ravel(), np.full(3, 99.0)])
-        Bbig = np.concatenate([np.full(bo, 99.0), B.ravel(), np.full(3, 99.0)])
-        Cbig = np.full(co + M * N + 4, -1.0)
-        C = to_dev(rt, Cbig)
-        ops.gemm(M, N, K, to_dev(rt, Abig), to_dev(rt, Bbig), C, trans_a=trans_a,
-                 trans_b=trans_b, a_off=ao, b_off=bo, c_off=co)
-        got = from_dev(rt, C, Cbig.shape)
-        ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
-        np.testing.assert_array_equal(got[co:co + M * N].reshape(M, N), ref)
-        assert (got[:co] == -1).all() and (got[co + M * N:] == -1).all()
-    finally:
-        ops.cpu_tile = saved
+        monkeypatch.setattr(ops, "cpu_tile", tile)
+    M, N, K = 37, 35, 19
+    A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
+    B = rng.integers(-3, 4, (N, K) if trans_b else (K, N)).astype(np.float64)
+    ao, bo, co = 7, 13, 5
+    Abig = np.concatenate([np.full(ao, 99.0), A.ravel(), np.full(3, 99.0)])
+    Bbig = np.concatenate([np.full(bo, 99.0), B.ravel(), np.full(3, 99.0)])
+    Cbig = np.full(co + M * N + 4, -1.0)
+    C = to_dev(rt, Cbig)
+    ops.gemm(M, N, K, to_dev(rt, Abig), to_dev(rt, Bbig), C, trans_a=trans_a,
+             trans_b=trans_b, a_off=ao, b_off=bo, c_off=co)
+    got = from_dev(rt, C, Cbig.shape)
+    ref = (A.T if trans_a else A) @ (B.T if trans_b else B)
+    np.testing.assert_array_equal(got[co:co + M * N].reshape(M, N), ref)
+    assert (got[:co] == -1).all() and (got[co + M * N:] == -1).all()
 
 
 @pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("N", [1, 3, 10, 15, 16, 31])
-def test_gemm_narrow_outputs(rt, ops, rng, tile, trans_a, N):
-    """Outputs narrower than a register tile (a classifier's last layer) take the one-row-per-
-    work-item kernel on CPUs: exact on integers, with bias, activation and accumulation."""
-    saved = ops.cpu_tile
-    ops.cpu_tile = tile
-    try:
-        for M, K in [(1, 1), (37, 19), (128, 128)]:
-            A = rng.integers(-3, 4, (K, M) if trans_a else (M, K)).astype(np.float64)
-            B = rng.integers(-3, 4, (K, N)).astype(np.float64)
-            b = rng.integers(-3, 4, N).astype(np.float64)
-            C0 = rng.integers(-3, 4, (M, N)).astype(np.float64)
-            ref = (A.T if trans_a else A) @ B
-            C = rt.empty(4 * M * N)
-            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a,
-                     bias=to_dev(rt, b), act="relu")
-            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), np.maximum(ref + b, 0))
-            C = to_dev(rt, C0)
-            ops.gemm(M, N, K, to_dev(rt, A), to_dev(rt, B), C, trans_a=trans_a, accumulate=True)
-            np.testing.assert_array_equal(from_dev(rt, C, (M, N)), C0 + ref)
-    finally:
-        ops.cpu_tile = saved
+def test_gemm_narrow_outputs(rt, ops, rng, tile, trans_a, N, monkeypatch):
+    """Outputs narrower than a register tile (a classifier's last layer, a ragged right strip)
+    take the narrow kernels on CPUs: exact on integers, with bias, activation and
+    accumulation."""
+    monkeypatch.setattr(ops, "cpu_tile", tile)
+    for M, K in [(1, 1), (37, 19), (128, 128)]:
+        assert_gemm_exact(rt, ops, rng, M, N, K, trans_a, False)
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
