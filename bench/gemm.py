@@ -2,6 +2,11 @@
 one run: the Fashion-MNIST MLP's layer shapes (forward and the two backward GEMMs of each) and a
 1024 cube. Prints a table with ratios and writes JSON.
 
+Beside each shape it times the same launches (grids and work-groups of the GEMM's plan) of an
+empty kernel with the GEMM's 17 arguments: what a call costs through pyopencl and the device's
+runtime before any arithmetic. numpy's time over that is the best ratio any kernel launched
+this way could reach ("ceiling").
+
     python bench/gemm.py [--device SPEC] [--repeat N] [--rounds R] [--only TEXT]
                          [--json bench/results/gemm.json]
 """
@@ -16,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from engine.gemm import CPU_TYPES  # noqa: E402
 from engine.ops import Ops  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 
@@ -32,6 +38,27 @@ SHAPES = [
     ("dX 128x10->128 (dY W^T)", 128, 128, 10, False, True),
     ("cube 1024", 1024, 1024, 1024, False, False),
 ]
+
+
+# the CPU GEMM kernels' signature (gemm_cpu_base.cl's GEMM_PARAMS), no body
+EMPTY = """__kernel void empty(const int M, const int N, const int K, __global const float* A,
+    const int lda, __global const float* B, const int ldb, __global float* C, const int ldc,
+    __global const float* bias, const int accumulate, const int aoff, const int boff,
+    const int coff, const int trans_a, const int act, const int bias_at) {}"""
+
+
+def empty_launches(rt, ops, M, N, K, A, B, C, ta, tb):
+    """A function launching the empty kernel on each grid gemm's plan for this call uses."""
+    k = rt.cl.Program(rt.ctx, EMPTY).build().empty
+    k.set_scalar_arg_dtypes(CPU_TYPES)
+    k.set_args(M, N, K, A, K, B, N, C, N, None, 0, 0, 0, 0, int(ta), 0, -1)
+    grids = [(grid, local) for _, grid, local in
+             ops.gemm_launches(M, N, K, A, B, C, trans_a=ta, trans_b=tb)]
+
+    def run():
+        for grid, local in grids:
+            rt.enqueue(k, grid, local)
+    return run
 
 
 def timed(fn, repeat, finish=lambda: None):
@@ -60,7 +87,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     rows = []
     print(f"device: {rt.describe()}   numpy: {np.__version__}   cpu: {platform.processor() or platform.machine()}")
-    print(f"{'shape':28s} {'Layerloom GF/s':>15s} {'numpy GF/s':>11s} {'ratio':>7s}")
+    print(f"{'shape':28s} {'Layerloom GF/s':>15s} {'numpy GF/s':>11s} {'ratio':>7s} "
+          f"{'launches only us':>16s} {'ceiling':>7s}")
     for name, M, N, K, ta, tb in SHAPES:
         if args.only and args.only not in name:
             continue
@@ -73,22 +101,25 @@ def main(argv=None):
         rep = max(1, args.repeat // 10) if M * N * K > 1e8 else \
             max(args.repeat, min(500, int(1e8 / (M * N * K))))
         An, Bn = (A.T if ta else A), (B.T if tb else B)
-        t_cl = t_np = float("inf")
+        empty = empty_launches(rt, ops, M, N, K, Ad, Bd, Cd, ta, tb)
+        t_cl = t_np = t_empty = float("inf")
         for _ in range(args.rounds):  # alternate, keep the best of each: load on a shared
             # machine comes and goes, and then hits both sides alike
             time.sleep(0.3)  # OpenBLAS's threads spin for a while after each call: let them
             t_cl = min(t_cl, timed(lambda: ops.gemm(M, N, K, Ad, Bd, Cd, trans_a=ta,
                                                     trans_b=tb), rep, rt.finish))
             t_np = min(t_np, timed(lambda: An @ Bn, rep))
+            t_empty = min(t_empty, timed(empty, rep, rt.finish))
         got = rt.read(Cd, M * N, (M, N))
         err = float(np.abs(got - An @ Bn).max() / max(1.0, np.abs(An @ Bn).max()))
         flops = 2.0 * M * N * K
         row = {"shape": name, "M": M, "N": N, "K": K, "trans_a": ta, "trans_b": tb,
                "layerloom_gflops": flops / t_cl / 1e9, "numpy_gflops": flops / t_np / 1e9,
-               "ratio": t_np / t_cl, "max_rel_error": err}
+               "ratio": t_np / t_cl, "max_rel_error": err,
+               "launches_only_us": t_empty * 1e6, "ratio_ceiling": t_np / t_empty}
         rows.append(row)
         print(f"{name:28s} {row['layerloom_gflops']:15.1f} {row['numpy_gflops']:11.1f} "
-              f"{row['ratio']:7.2f}")
+              f"{row['ratio']:7.2f} {row['launches_only_us']:16.1f} {row['ratio_ceiling']:7.2f}")
     layer = [r["ratio"] for r in rows if not r["shape"].startswith("cube")]
     cube = [r["ratio"] for r in rows if r["shape"].startswith("cube")]
     if layer:

@@ -59,7 +59,20 @@ class GemmOps:
         launches are kept as kernels with their arguments bound, so a repeat only enqueues
         them (choosing the kernels and setting 17 arguments had cost 3-10 us per call, as
         long as a 10-wide GEMM's kernel runs)."""
-        call = (M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, a_off, b_off, c_off)
+        for k, grid, local, _ in self._gemm_plan((M, N, K, A, B, C, trans_a, trans_b, bias, act,
+                                                  accumulate, a_off, b_off, c_off)):
+            self.rt.enqueue(k, grid, local)
+
+    def gemm_launches(self, M, N, K, A, B, C, trans_a=False, trans_b=False, bias=None,
+                      act="linear", accumulate=False, a_off=0, b_off=0, c_off=0):
+        """The launches gemm makes for this call, as (kernel name, global size, local size),
+        without running them (bench/gemm.py times launches of an empty kernel on the same
+        grids: what a call costs before any arithmetic)."""
+        return [(k.function_name, grid, local) for k, grid, local, _ in self._gemm_plan(
+            (M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, a_off, b_off, c_off))]
+
+    def _gemm_plan(self, call):
+        """The recorded launches of one gemm call: planned on first use, then kept."""
         # the kernel choice also depends on these (tests set them to run other devices' forms)
         key = call + (self.gemm_path, self.cpu_tile, self.local_tile)
         plan = self._gemm_plans.get(key)
@@ -76,8 +89,7 @@ class GemmOps:
             finally:
                 self._recording = None
             self._gemm_plans[key] = plan
-        for k, grid, local, _ in plan:
-            self.rt.enqueue(k, grid, local)
+        return plan
 
     def _gemm_dispatch(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate,
                        a_off, b_off, c_off):

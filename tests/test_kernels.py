@@ -360,6 +360,26 @@ def test_gemm_split_k_honours_the_output_offset(rt, ops, rng):
     np.testing.assert_array_equal(from_dev(rt, C, (off + M * N,)), want)
 
 
+def test_gemm_launches_plan_without_running(rt, rng):
+    """gemm_launches names a call's launches (bench/gemm.py times empty kernels on the same
+    grids) without touching C; the gemm call that follows runs that same plan."""
+    from engine.ops import Ops
+    ops = Ops(rt)
+    M, N, K = 128, 10, 128
+    A = rng.integers(-3, 4, (M, K)).astype(np.float64)
+    B = rng.integers(-3, 4, (K, N)).astype(np.float64)
+    A_dev, B_dev = to_dev(rt, A), to_dev(rt, B)
+    C_dev = to_dev(rt, np.full((M, N), 7.0))
+    launches = ops.gemm_launches(M, N, K, A_dev, B_dev, C_dev)
+    assert launches and all(name.startswith("gemm") and len(grid) == len(local or grid)
+                            for name, grid, local in launches)
+    rt.finish()
+    np.testing.assert_array_equal(from_dev(rt, C_dev, (M, N)), np.full((M, N), 7.0))
+    ops.gemm(M, N, K, A_dev, B_dev, C_dev)
+    assert len(ops._gemm_plans) == 1
+    np.testing.assert_array_equal(from_dev(rt, C_dev, (M, N)), A @ B)
+
+
 def test_gemm_plans_reuse_buffers_with_new_contents(rt, ops, rng, monkeypatch):
     """A repeated GEMM call runs its kept plan (kernels with bound arguments): it must read
     what the buffers hold now, keep working after a larger call grows the scratch it used
