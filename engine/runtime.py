@@ -2,6 +2,7 @@
 once per (source, options) and kernel objects kept (a `prg.name` lookup makes a new kernel each
 time, ~60x slower per launch)."""
 import os
+import re
 
 import numpy as np
 
@@ -75,8 +76,17 @@ def choose_device(spec=None):
     return match[0][3]
 
 
+def opencl_c_version(dev):
+    """(major, minor) of the OpenCL C the device compiles ("OpenCL C 1.2 pocl" -> (1, 2))."""
+    m = re.search(r"OpenCL C (\d+)\.(\d+)", dev.opencl_c_version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (1, 0)
+
+
 class Runtime:
     """A device with its context, in-order queue and program/kernel caches."""
+
+    # added to every build; the tests set ("-Werror",) (conftest.py): a warning fails there
+    extra_build_options = ()
 
     def __init__(self, device=None):
         cl = _cl()
@@ -89,6 +99,13 @@ class Runtime:
         self._programs = {}
         self._kernels = {}
         self._types = {}  # id of a kept kernel -> its scalar argument types
+
+    def build_options(self):
+        """Options of every program: OpenCL C 1.2, the language the kernels are written in (a
+        compiler left to choose takes its newest 1.x; PoCL's and other vendors' differ), and
+        denormals flushed."""
+        std = ["-cl-std=CL1.2"] if opencl_c_version(self.device) >= (1, 2) else []
+        return std + ["-cl-denorms-are-zero"] + list(self.extra_build_options)
 
     @property
     def name(self):
@@ -104,7 +121,7 @@ class Runtime:
         prg = self._programs.get(key)
         if prg is None:
             src = prelude + "\n".join(clkernels.source(f) for f in files)
-            opts = [f"-D{d}" for d in defines] + ["-cl-denorms-are-zero"]
+            opts = [f"-D{d}" for d in defines] + self.build_options()
             prg = self.cl.Program(self.ctx, src).build(options=opts)
             self._programs[key] = prg
         return prg

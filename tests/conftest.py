@@ -6,6 +6,13 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_configure(config):
+    # every program the tests build (kernels, GEMM variants, Lambda expressions): a compiler
+    # warning is an error, since another vendor's compiler may refuse what PoCL only warns about
+    from engine.runtime import Runtime
+    Runtime.extra_build_options = ("-Werror",)
+
+
 @pytest.fixture(scope="session")
 def rt():
     """The OpenCL runtime under test: $LAYERLOOM_DEVICE if set, else the default device (CI has
