@@ -136,6 +136,30 @@ def test_gemm_every_cpu_tile_shape(rt, ops, rng, tile, trans_a, trans_b, monkeyp
         assert_gemm_exact(rt, ops, rng, M, N, K, trans_a, trans_b)
 
 
+@pytest.mark.parametrize("rows,cols", [(40, 24), (37, 19), (96, 64), (8, 8), (5, 3)])
+@pytest.mark.parametrize("pw", [8, 32, "rows"])
+def test_transpose_into_panels(rt, ops, rng, rows, cols, pw):
+    """The transpose GEMM runs before dY . W^T: x (rows x cols, from an offset) into panels of
+    pw of its rows, each cols x pw, one after another (pw = rows: the plain transpose). Whole
+    8 x 8 blocks store float8 columns when pw keeps them aligned, others lane by lane; the
+    ragged edges and a partial last panel element by element."""
+    from engine.ops import i32
+    pw = rows if pw == "rows" else pw
+    x = rng.standard_normal((rows, cols))
+    xoff = 5
+    npanels = -(-rows // pw)
+    out = to_dev(rt, np.full(npanels * cols * pw, 99.0))
+    k = ops._k("elementwise", "transpose", [None, None, i32, i32, i32, i32])
+    k(rt.queue, (-(-cols // 8), -(-rows // 8)), None,
+      to_dev(rt, np.concatenate([np.zeros(xoff), x.ravel()])), out, rows, cols, xoff, pw)
+    want = np.full((npanels, cols, pw), 99.0)
+    for p in range(npanels):
+        block = x[p * pw:(p + 1) * pw].T  # cols x (up to pw)
+        want[p, :, :block.shape[1]] = block
+    np.testing.assert_array_equal(from_dev(rt, out, (npanels, cols, pw)),
+                                  want.astype(np.float32))
+
+
 @pytest.mark.parametrize("trans_a", [False, True])
 def test_gemm_with_b_packed_into_panels(rt, ops, rng, trans_a):
     """A large B (K x N over 2^18 elements) is packed into contiguous panels before the register
