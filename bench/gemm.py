@@ -47,10 +47,8 @@ EMPTY = """__kernel void empty(const int M, const int N, const int K, __global c
     const int coff, const int trans_a, const int act, const int bias_at) {}"""
 
 
-def empty_launches(rt, ops, M, N, K, A, B, C, ta, tb):
-    """A function launching the empty kernel on each grid gemm's plan for this call uses."""
-    k = rt.cl.Program(rt.ctx, EMPTY).build().empty
-    k.set_scalar_arg_dtypes(CPU_TYPES)
+def empty_launches(rt, k, ops, M, N, K, A, B, C, ta, tb):
+    """A function launching the empty kernel k on each grid gemm's plan for this call uses."""
     k.set_args(M, N, K, A, K, B, N, C, N, None, 0, 0, 0, 0, int(ta), 0, -1)
     grids = [(grid, local) for _, grid, local in
              ops.gemm_launches(M, N, K, A, B, C, trans_a=ta, trans_b=tb)]
@@ -85,6 +83,8 @@ def main(argv=None):
     rt = Runtime(args.device)
     ops = Ops(rt)
     rng = np.random.default_rng(0)
+    empty_k = rt.cl.Program(rt.ctx, EMPTY).build().empty
+    empty_k.set_scalar_arg_dtypes(CPU_TYPES)
     rows = []
     print(f"device: {rt.describe()}   numpy: {np.__version__}   cpu: {platform.processor() or platform.machine()}")
     print(f"{'shape':28s} {'Layerloom GF/s':>15s} {'numpy GF/s':>11s} {'ratio':>7s} "
@@ -101,7 +101,7 @@ def main(argv=None):
         rep = max(1, args.repeat // 10) if M * N * K > 1e8 else \
             max(args.repeat, min(500, int(1e8 / (M * N * K))))
         An, Bn = (A.T if ta else A), (B.T if tb else B)
-        empty = empty_launches(rt, ops, M, N, K, Ad, Bd, Cd, ta, tb)
+        empty = empty_launches(rt, empty_k, ops, M, N, K, Ad, Bd, Cd, ta, tb)
         t_cl = t_np = t_empty = float("inf")
         for _ in range(args.rounds):  # alternate, keep the best of each: load on a shared
             # machine comes and goes, and then hits both sides alike
