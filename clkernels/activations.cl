@@ -53,11 +53,12 @@ DEFINE_ACTIVATIONS(float4, act_fwd4, act_grad4)
 DEFINE_ACTIVATIONS(float8, act_fwd8, act_grad8)
 DEFINE_ACTIVATIONS(float16, act_fwd16, act_grad16)
 
-// log(sum(exp(x[0..cols)))) computed stably (max subtracted first).
-inline float row_logsumexp(__global const float* x, const int cols) {
-    float m = x[0];
-    for (int j = 1; j < cols; j++) m = fmax(m, x[j]);
-    float s = 0.0f;
-    for (int j = 0; j < cols; j++) s += exp(x[j] - m);
+// log(sum(exp(x[0..cols)))) of a block of rows (vector.cl RB_*: x is the block's first row,
+// rb_n_ its row count), computed stably (max subtracted first).
+inline EWT rb_logsumexp(__global const float* x, const int cols, const int rb_n_) {
+    EWT m = RB_GATHER(x, cols);
+    for (int j = 1; j < cols; j++) { const EWT v = RB_GATHER(x + j, cols); m = v > m ? v : m; }
+    EWT s = 0.0f;
+    for (int j = 0; j < cols; j++) s += exp(RB_GATHER(x + j, cols) - m);
     return m + log(s);
 }

@@ -35,16 +35,19 @@ __kernel void act_backward(const int act, __global const float* x, __global cons
                            const int n)
     EW_BODY(n, ACT_BWD_BODY)
 
-// Row-wise softmax (log_softmax when log != 0), one work-item per row; y may alias x.
+// Row-wise softmax (log_softmax when log != 0) on blocks of EW rows (vector.cl RB_*); y may
+// alias x.
 __kernel void softmax_forward(__global const float* x, __global float* y, const int cols,
-                              const int log)
+                              const int log, const int rows)
 {
-    const int r = get_global_id(0);
-    __global const float* xr = x + r * cols;
-    __global float* yr = y + r * cols;
-    const float lse = row_logsumexp(xr, cols);
-    if (log) for (int j = 0; j < cols; j++) yr[j] = xr[j] - lse;
-    else for (int j = 0; j < cols; j++) yr[j] = exp(xr[j] - lse);
+    RB_START(rows)
+    __global const float* xr = x + rb_r0_ * cols;
+    __global float* yr = y + rb_r0_ * cols;
+    const EWT lse = rb_logsumexp(xr, cols, rb_n_);
+    for (int j = 0; j < cols; j++) {
+        const EWT v = RB_GATHER(xr + j, cols) - lse;
+        RB_SCATTER(log ? v : exp(v), yr + j, cols)
+    }
 }
 
 // softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy). Per row.

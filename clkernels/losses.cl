@@ -5,25 +5,38 @@
 
 #define EPS 1e-7f
 
-// Softmax + cross-entropy from logits, numerically stable (log-sum-exp). sparse: t holds indices.
-__kernel void softmax_xent_logits(__global const float* z, __global const float* t, const int cols,
-                                  const int sparse, const float scale,
-                                  __global float* loss, __global float* grad)
+// Softmax + cross-entropy from logits, numerically stable (log-sum-exp), on blocks of EW rows
+// (vector.cl RB_*). sparse: t holds class indices.
+__kernel void softmax_xent_logits(__global const float* z, __global const float* t,
+                                  const int cols, const int sparse, const float scale,
+                                  __global float* loss, __global float* grad, const int rows)
 {
-    const int r = get_global_id(0);
-    __global const float* zr = z + r * cols;
-    __global float* gr = grad + r * cols;
-    const float lse = row_logsumexp(zr, cols);
+    RB_START(rows)
+    __global const float* zr = z + rb_r0_ * cols;
+    __global float* gr = grad + rb_r0_ * cols;
+    const EWT lse = rb_logsumexp(zr, cols, rb_n_);
+    const EWT one = 1.0f, zero = 0.0f;
     if (sparse) {
-        const int y = (int)t[r];
-        loss[r] = lse - zr[y];
-        for (int j = 0; j < cols; j++) gr[j] = (exp(zr[j] - lse) - (j == y ? 1.0f : 0.0f)) * scale;
+        const EWT y = RB_GATHER(t + rb_r0_, 1);
+        EWT zy = zero;
+        for (int j = 0; j < cols; j++) {
+            const EWT zj = RB_GATHER(zr + j, cols);
+            zy = y == (float)j ? zj : zy;
+            RB_SCATTER((exp(zj - lse) - (y == (float)j ? one : zero)) * scale, gr + j, cols)
+        }
+        RB_SCATTER(lse - zy, loss + rb_r0_, 1)
     } else {
-        __global const float* tr = t + r * cols;
-        float l = 0.0f, tsum = 0.0f;
-        for (int j = 0; j < cols; j++) { l += tr[j] * (lse - zr[j]); tsum += tr[j]; }
-        loss[r] = l;
-        for (int j = 0; j < cols; j++) gr[j] = (exp(zr[j] - lse) * tsum - tr[j]) * scale;
+        __global const float* tr = t + rb_r0_ * cols;
+        EWT l = zero, tsum = zero;
+        for (int j = 0; j < cols; j++) {
+            const EWT tj = RB_GATHER(tr + j, cols);
+            l += tj * (lse - RB_GATHER(zr + j, cols));
+            tsum += tj;
+        }
+        RB_SCATTER(l, loss + rb_r0_, 1)
+        for (int j = 0; j < cols; j++)
+            RB_SCATTER((exp(RB_GATHER(zr + j, cols) - lse) * tsum - RB_GATHER(tr + j, cols))
+                       * scale, gr + j, cols)
     }
 }
 

@@ -47,3 +47,29 @@
         if (ew_i0_ + EW <= (n)) { BODY(EWT, EW_LD, EW_ST, EW_SUF) }                      \
         else for (int ew_i_ = ew_i0_; ew_i_ < (n); ew_i_++) { BODY(float, EW_LD1, EW_ST1, ) } \
     }
+
+// Row-wise kernels (softmax, cross-entropy from logits) take EW rows per work-item: column j of
+// those rows is one EWT vector gathered down the rows, so exp and log run as one vector call
+// per column instead of one call per element (PoCL 3.0 calls its library for each: a 128 x 10
+// softmax took ~25 us). RB_START(rows) names the block's first row rb_r0_ and its row count
+// rb_n_ (EW but for the last block, whose spare lanes repeat its last row and are not stored),
+// and returns from work-items past the rows. Global ceil(rows / EW).
+#define RB_START(rows) const int rb_r0_ = get_global_id(0) * EW;                           \
+    if (rb_r0_ >= (rows)) return;                                                           \
+    const int rb_n_ = (rows) - rb_r0_ < EW ? (rows) - rb_r0_ : EW;
+// p: the block's first row at the wanted column, s: the row stride
+#define RB_LANE_(p, s, l) (p)[((l) < rb_n_ ? (l) : rb_n_ - 1) * (s)]
+#define RB_L4_(p, s, l) RB_LANE_(p, s, l), RB_LANE_(p, s, (l) + 1), RB_LANE_(p, s, (l) + 2), \
+    RB_LANE_(p, s, (l) + 3)
+#if EW == 1
+#define RB_GATHER(p, s) ((p)[0])
+#elif EW == 4
+#define RB_GATHER(p, s) ((float4)(RB_L4_(p, s, 0)))
+#elif EW == 8
+#define RB_GATHER(p, s) ((float8)(RB_L4_(p, s, 0), RB_L4_(p, s, 4)))
+#else
+#define RB_GATHER(p, s) ((float16)(RB_L4_(p, s, 0), RB_L4_(p, s, 4), RB_L4_(p, s, 8), \
+    RB_L4_(p, s, 12)))
+#endif
+#define RB_SCATTER(v, p, s) { const EWT rb_v_ = (v); const float* rb_q_ = (const float*)&rb_v_; \
+    for (int rb_l_ = 0; rb_l_ < rb_n_; rb_l_++) (p)[rb_l_ * (s)] = rb_q_[rb_l_]; }

@@ -78,6 +78,10 @@ class Ops(GemmOps, ConvOps):
             return (items,), None
         return (cdiv(items, size) * size,), (size,)
 
+    def _row_blocks(self, rows):
+        """(global, local) for a kernel on blocks of EW rows (vector.cl RB_START)."""
+        return self._padded(cdiv(rows, self.ew), self.WG_ROWS)
+
     def _ew(self, file, name, types, n, *args):
         """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
         argument."""
@@ -129,8 +133,9 @@ class Ops(GemmOps, ConvOps):
                 self.copy(x, y, rows * cols)
         elif act in ROW_WISE:
             if rows:
-                self._k("elementwise", "softmax_forward", [None, None, i32, i32])(
-                    self.q, (rows,), self._wg(rows), x, y, cols, int(act == "log_softmax"))
+                self._k("elementwise", "softmax_forward", [None, None, i32, i32, i32])(
+                    self.q, *self._row_blocks(rows), x, y, cols, int(act == "log_softmax"),
+                    rows)
         elif rows * cols:
             self._ew("elementwise", "act_forward", [i32, None, None], rows * cols,
                      ACT_ID[act], x, y)
@@ -283,7 +288,7 @@ class Ops(GemmOps, ConvOps):
         for v in INPUT_NAMES:
             macros.append(f"#define LAMBDA_D{v.upper()}({args}) {to_c(derivative(tree, v))}")
         prelude = self._prelude + "\n".join(macros) + "\n"
-        return self.rt.kernel(("activations", "lambda"), name, types, (), prelude=prelude)
+        return self.rt.kernel(("vector", "activations", "lambda"), name, types, (), prelude=prelude)
 
     def lambda_forward(self, tree, xs, y, n):
         if n:
@@ -343,7 +348,11 @@ class Ops(GemmOps, ConvOps):
     def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None):
         if not rows:
             return
-        if sparse is None:
+        if kernel == "softmax_xent_logits":  # on blocks of rows
+            self._k("losses", kernel, [None, None, i32, i32, f32, None, None, i32])(
+                self.q, *self._row_blocks(rows), pred, target, cols, int(sparse), scale,
+                loss_out, grad_out, rows)
+        elif sparse is None:
             self._k("losses", kernel, [None, None, i32, f32, None, None])(
                 self.q, (rows,), self._wg(rows), pred, target, cols, scale, loss_out, grad_out)
         else:

@@ -37,8 +37,9 @@ def _targets(rng, loss, rows, cols):
     return rng.normal(size=(rows, cols))
 
 
+@ew_widths
 @pytest.mark.parametrize("name,from_logits,fused", CASES)
-@pytest.mark.parametrize("rows,cols", [(1, 1), (5, 3), (33, 10), (2, 65)])
+@pytest.mark.parametrize("rows,cols", [(1, 1), (5, 3), (33, 10), (2, 65), (16, 4)])
 def test_loss_value_and_gradient(rt, ops, rng, name, from_logits, fused, rows, cols):
     if cols == 1 and name in ("sparse_categorical_crossentropy", "categorical_crossentropy",
                               "kl_divergence"):
@@ -69,16 +70,19 @@ def test_loss_value_and_gradient(rt, ops, rng, name, from_logits, fused, rows, c
     np.testing.assert_allclose(from_dev(rt, grad, (rows, cols)), num, rtol=1e-3, atol=1e-5)
 
 
+@ew_widths
 def test_fused_cross_entropy_is_stable(rt, ops):
-    # logits far apart: probabilities underflow in float32 but log-sum-exp does not
+    # logits far apart: probabilities underflow in float32 but log-sum-exp does not (nine
+    # rows: a whole block of rows and a partial one on CPUs)
     loss = Loss("sparse_categorical_crossentropy")
-    z = np.array([[0.0, 200.0, -200.0]])
-    t = np.array([0.0])
-    lrows, grad = rt.empty(4), rt.empty(12)
-    loss.enqueue(ops, to_dev(rt, REFERENCE["softmax"](z)), to_dev(rt, z), to_dev(rt, t), 1, 3,
+    z = np.tile([[0.0, 200.0, -200.0]], (9, 1))
+    t = np.zeros(9)
+    lrows, grad = rt.empty(4 * 9), rt.empty(4 * 27)
+    loss.enqueue(ops, to_dev(rt, REFERENCE["softmax"](z)), to_dev(rt, z), to_dev(rt, t), 9, 3,
                  lrows, grad)
-    assert np.isclose(from_dev(rt, lrows, (1,))[0], 200.0, rtol=1e-6)
-    np.testing.assert_allclose(from_dev(rt, grad, (1, 3)), [[-1, 1, 0]], atol=1e-6)
+    np.testing.assert_allclose(from_dev(rt, lrows, (9,)), 200.0, rtol=1e-6)
+    np.testing.assert_allclose(from_dev(rt, grad, (9, 3)) * 9, np.tile([[-1, 1, 0]], (9, 1)),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("metric,loss,cols", [
