@@ -11,6 +11,8 @@
 #define MIN0(T, x) (((x) < 0.0f) ? (x) : (T)(0.0f))
 #define CLAMP06(T, x) (((x) > 0.0f) ? (((x) < 6.0f) ? (x) : (T)(6.0f)) : (T)(0.0f))
 #define ABS(x) (((x) < 0.0f) ? -(x) : (x))
+#define CLIP(T, x, lo, hi) (((x) < (lo)) ? (T)(lo) : ((x) > (hi)) ? (T)(hi) : (x))
+#define SIGN(T, x) (((x) > 0.0f) ? (T)(1.0f) : ((x) < 0.0f) ? (T)(-1.0f) : (T)(0.0f))
 #define DEFINE_ACTIVATIONS(T, NAME_FWD, NAME_GRAD)                                               \
 inline T NAME_FWD(const int a, const T x) {                                                      \
     if (a == ACT_RELU) return MAX0(T, x);                                                        \

@@ -27,24 +27,14 @@ __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
 // them. Gathering per tile had cost more than the tile's multiply-adds; a separate transpose
 // launch costs more still at this size. Global (N / (2*VW), ceil(M / MR / row_tiles)) over
 // the whole-tile region.
-#if VW == 16
-#define VGATHER(p, s) ((float16)((p)[0], (p)[s], (p)[2*s], (p)[3*s], (p)[4*s], (p)[5*s], \
-    (p)[6*s], (p)[7*s], (p)[8*s], (p)[9*s], (p)[10*s], (p)[11*s], (p)[12*s], (p)[13*s],     \
-    (p)[14*s], (p)[15*s]))
-#elif VW == 8
-#define VGATHER(p, s) ((float8)((p)[0], (p)[s], (p)[2*s], (p)[3*s], (p)[4*s], (p)[5*s], \
-    (p)[6*s], (p)[7*s]))
-#else
-#define VGATHER(p, s) ((float4)((p)[0], (p)[s], (p)[2*s], (p)[3*s]))
-#endif
 __kernel void gemm_tile_bt(GEMM_PARAMS, const int row_tiles)
 {
     GEMM_START
     const int j0 = get_global_id(0) * 2 * VW;
     VT bt[2 * 2 * VW];
     for (int k = 0; k < K; k++) {
-        bt[2 * k] = VGATHER(B + j0 * ldb + k, ldb);
-        bt[2 * k + 1] = VGATHER(B + (j0 + VW) * ldb + k, ldb);
+        bt[2 * k] = VGATHER(VW, B + j0 * ldb + k, ldb);
+        bt[2 * k + 1] = VGATHER(VW, B + (j0 + VW) * ldb + k, ldb);
     }
     const int t1 = min((int)(get_global_id(1) + 1) * row_tiles, M / MR);
     for (int t = get_global_id(1) * row_tiles; t < t1; t++) {

@@ -6,7 +6,7 @@
 // work-item, the lanes past NN never stored. Global (ceil(M / MR)).
 #define NV (NN > VW ? 2 : 1)  // vectors per row
 #define N1 (NN < VW ? NN : VW)  // columns in the first
-#define NB_LOAD1(o, i) ((o) + (i) < NN ? b[(o) + (i)] : 0.0f)
+#define NB_LANE_(p, o, l) ((o) + (l) < NN ? (p)[(o) + (l)] : 0.0f)  // column o + l of B's row
 #define NROW_DECL(r) VT n##r = 0.0f, m##r = 0.0f;
 // (m: columns VW.. ; with NV == 1 never stored, so the compiler drops it)
 #define NROW_STEP(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); \
@@ -22,17 +22,7 @@
     __global float* c_ = C + (i0 + r) * ldc; \
     NSTORE(n##r, bias_v, 0, N1) \
     if (NV == 2) NSTORE(m##r, bias_w, VW, NN) }
-#if VW == 16
-#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
-    NB_LOAD1(o, 4), NB_LOAD1(o, 5), NB_LOAD1(o, 6), NB_LOAD1(o, 7), NB_LOAD1(o, 8), \
-    NB_LOAD1(o, 9), NB_LOAD1(o, 10), NB_LOAD1(o, 11), NB_LOAD1(o, 12), NB_LOAD1(o, 13), \
-    NB_LOAD1(o, 14), NB_LOAD1(o, 15))
-#elif VW == 8
-#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3), \
-    NB_LOAD1(o, 4), NB_LOAD1(o, 5), NB_LOAD1(o, 6), NB_LOAD1(o, 7))
-#else
-#define NB_SAFE(o) (VT)(NB_LOAD1(o, 0), NB_LOAD1(o, 1), NB_LOAD1(o, 2), NB_LOAD1(o, 3))
-#endif
+#define NB_SAFE(o) VFROM(VW, NB_LANE_, b, o)
 #define NARROW_LOOP(K0, K1, BV, BW, STEP) \
     for (int k = (K0); k < (K1); k++, b += ldb) { \
         const VT bv = BV, bw = BW; FOR_ROWS(STEP) A_NEXT }

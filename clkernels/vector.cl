@@ -10,11 +10,24 @@
 // p points at the first element.
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
+// A float vector of W (4, 8, 16) built from scalars: VFROM(W, F, p, s) takes lane l from
+// F(p, s, l), s being F's own parameter (a stride, an offset). VLOAD: W consecutive elements;
+// VGATHER: W elements s apart.
+#define VTYPE_(W) float##W
+#define VTYPE(W) VTYPE_(W)
+#define LANES4_(F, p, s, l) F(p, s, l), F(p, s, (l) + 1), F(p, s, (l) + 2), F(p, s, (l) + 3)
+#define LANES_4(F, p, s) LANES4_(F, p, s, 0)
+#define LANES_8(F, p, s) LANES4_(F, p, s, 0), LANES4_(F, p, s, 4)
+#define LANES_16(F, p, s) LANES_8(F, p, s), LANES4_(F, p, s, 8), LANES4_(F, p, s, 12)
+#define LANES_(W) LANES_##W
+#define LANES(W) LANES_(W)
+#define VFROM(W, F, p, s) ((VTYPE(W))(LANES(W)(F, p, s)))
+#define STRIDED_(p, s, l) (p)[(l) * (s)]
+#define VGATHER(W, p, s) VFROM(W, STRIDED_, p, s)
 #define VLOAD1(p) (*(p))
-#define VLOAD4(p) ((float4)((p)[0], (p)[1], (p)[2], (p)[3]))
-#define VLOAD8(p) ((float8)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7]))
-#define VLOAD16(p) ((float16)((p)[0], (p)[1], (p)[2], (p)[3], (p)[4], (p)[5], (p)[6], (p)[7], \
-    (p)[8], (p)[9], (p)[10], (p)[11], (p)[12], (p)[13], (p)[14], (p)[15]))
+#define VLOAD4(p) VGATHER(4, p, 1)
+#define VLOAD8(p) VGATHER(8, p, 1)
+#define VLOAD16(p) VGATHER(16, p, 1)
 #define VSTORE1(v, p) { *(p) = (v); }
 #define VSTORE4(v, p) { const float4 v4_ = (v); __global float* p4_ = (p); \
     p4_[0] = v4_.s0; p4_[1] = v4_.s1; p4_[2] = v4_.s2; p4_[3] = v4_.s3; }
@@ -59,17 +72,10 @@
     const int rb_n_ = (rows) - rb_r0_ < EW ? (rows) - rb_r0_ : EW;
 // p: the block's first row at the wanted column, s: the row stride
 #define RB_LANE_(p, s, l) (p)[((l) < rb_n_ ? (l) : rb_n_ - 1) * (s)]
-#define RB_L4_(p, s, l) RB_LANE_(p, s, l), RB_LANE_(p, s, (l) + 1), RB_LANE_(p, s, (l) + 2), \
-    RB_LANE_(p, s, (l) + 3)
 #if EW == 1
 #define RB_GATHER(p, s) ((p)[0])
-#elif EW == 4
-#define RB_GATHER(p, s) ((float4)(RB_L4_(p, s, 0)))
-#elif EW == 8
-#define RB_GATHER(p, s) ((float8)(RB_L4_(p, s, 0), RB_L4_(p, s, 4)))
 #else
-#define RB_GATHER(p, s) ((float16)(RB_L4_(p, s, 0), RB_L4_(p, s, 4), RB_L4_(p, s, 8), \
-    RB_L4_(p, s, 12)))
+#define RB_GATHER(p, s) VFROM(EW, RB_LANE_, p, s)
 #endif
 #define RB_SCATTER(v, p, s) { const EWT rb_v_ = (v); const float* rb_q_ = (const float*)&rb_v_; \
     for (int rb_l_ = 0; rb_l_ < rb_n_; rb_l_++) (p)[rb_l_ * (s)] = rb_q_[rb_l_]; }

@@ -346,25 +346,20 @@ class Ops(GemmOps, ConvOps):
 
     # -- losses, metrics, reductions -------------------------------------------------------
     def loss(self, kernel, pred, target, rows, cols, scale, loss_out, grad_out, sparse=None):
+        """A loss kernel (losses.cl, on blocks of rows); sparse: None for the losses without
+        the argument."""
         if not rows:
             return
-        if kernel == "softmax_xent_logits":  # on blocks of rows
-            self._k("losses", kernel, [None, None, i32, i32, f32, None, None, i32])(
-                self.q, *self._row_blocks(rows), pred, target, cols, int(sparse), scale,
-                loss_out, grad_out, rows)
-        elif sparse is None:
-            self._k("losses", kernel, [None, None, i32, f32, None, None])(
-                self.q, (rows,), self._wg(rows), pred, target, cols, scale, loss_out, grad_out)
-        else:
-            self._k("losses", kernel, [None, None, i32, i32, f32, None, None])(
-                self.q, (rows,), self._wg(rows), pred, target, cols, int(sparse), scale, loss_out,
-                grad_out)
+        flag = () if sparse is None else (int(sparse),)
+        self._k("losses", kernel, [None, None, i32] + [i32] * len(flag) + [f32, None, None, i32])(
+            self.q, *self._row_blocks(rows), pred, target, cols, *flag, scale, loss_out,
+            grad_out, rows)
 
     def regression_loss(self, kind, delta, pred, target, rows, cols, scale, loss_out, grad_out):
         if rows:
-            self._k("losses", "regression", [None, None, i32, f32, None, None, i32, f32])(
-                self.q, (rows,), self._wg(rows), pred, target, cols, scale, loss_out, grad_out,
-                kind, delta)
+            self._k("losses", "regression", [None, None, i32, f32, None, None, i32, f32, i32])(
+                self.q, *self._row_blocks(rows), pred, target, cols, scale, loss_out, grad_out,
+                kind, delta, rows)
 
     def metric(self, kernel, pred, target, rows, cols, out, threshold=None):
         if not rows:
