@@ -92,22 +92,23 @@ class ConsoleProgress(Callback):
 
 
 def list_devices(out=sys.stdout):
-    from engine.runtime import choose_device, device_kind, list_devices as found
-    devs = found()
-    if not devs:
+    """Every OpenCL device, what the capabilities probe found (the first listing on a machine
+    probes each device in a child process: a few seconds), and why it is or is not the
+    default."""
+    from engine.runtime import describe_device, survey
+    choices = survey(probe_all=True)
+    if not choices:
         out.write("No OpenCL device found. Install the CPU driver with: "
                   "pip install \"pyopencl[pocl]\"\n")
         return EXIT_INVALID
-    try:
-        chosen = choose_device(None)
-    except LayerloomError as e:
-        chosen = None
-        out.write(f"note: {e}\n")
-    for pi, di, plat, dev in devs:
-        mark = "*" if dev == chosen else " "
-        out.write(f"{mark} {pi}:{di}  {device_kind(dev):<4} {dev.name.strip()}  "
-                  f"[{plat.name.strip()}, {dev.global_mem_size >> 20} MiB, "
-                  f"{dev.max_compute_units} compute units]\n")
+    for c in choices:
+        mark = "*" if c.default else " "
+        out.write(f"{mark} {c.pi}:{c.di}  {describe_device(c.plat, c.dev)}  "
+                  f"[{c.dev.global_mem_size >> 20} MiB, {c.dev.max_compute_units} compute "
+                  f"units]\n")
+        out.write(f"        {c.why}\n")
+    if not any(c.default for c in choices):
+        out.write("No device works without --device; see the reasons above.\n")
     out.write("* = used by default (override with --device or $LAYERLOOM_DEVICE)\n")
     return EXIT_OK
 

@@ -429,6 +429,7 @@ class MainWindow(QMainWindow):
         if self.training.worker is not None:
             self.training.stop_training()
             self.training.worker.wait(10000)
+        self.training.device_survey.wait()  # a first probe of the devices ends in seconds
         if self._may_discard():
             self.doc.remove_autosave()  # saved or knowingly discarded: nothing to recover
             self.shutdown()
@@ -456,6 +457,7 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     win = MainWindow(doc, confirm=False)
     win.resize(*size)
     win.show()
+    win.training.device_survey.wait()  # the device list as the user sees it once found
     for _ in range(5):
         app.processEvents()
     win._layout_docks()

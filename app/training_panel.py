@@ -6,7 +6,7 @@ import json
 import time
 
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, QTimer, Signal
+from PySide6.QtCore import Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
@@ -92,6 +92,19 @@ class TrainWorker(QThread):
         self.process.join(5)
 
 
+class DeviceSurvey(QThread):
+    """engine.runtime.survey() off the GUI thread: the first time on a machine each device is
+    probed in a child process (seconds); afterwards it is read from the probe's cache."""
+    sigFound = Signal(object)
+
+    def run(self):
+        try:
+            from engine.runtime import survey
+            self.sigFound.emit(survey(probe_all=True))
+        except Exception as e:  # no OpenCL at all
+            self.sigFound.emit(str(e) or type(e).__name__)
+
+
 class TrainingPanel(QWidget):
     sigChooseData = Signal(str)
     sigLog = Signal(str)
@@ -138,14 +151,10 @@ class TrainingPanel(QWidget):
         self.batch.editingFinished.connect(
             lambda: self._set_training("batch_size", self.batch.value()))
         self.device = QComboBox()
-        self.device.addItem("auto (GPU first, else CPU)", None)
-        try:
-            from engine.runtime import device_kind, list_devices
-            for pi, di, plat, dev in list_devices():
-                self.device.addItem(f"{pi}:{di} {dev.name.strip()} ({device_kind(dev)})",
-                                    f"{pi}:{di}")
-        except Exception as e:  # no OpenCL at all: training will say so
-            self.device.addItem(f"no OpenCL device ({e})", None)
+        self.device.addItem("auto (finding the devices...)", None)
+        self.device_survey = DeviceSurvey(self)
+        self.device_survey.sigFound.connect(self._devices_found)
+        self.device_survey.start()
         self.start = QPushButton("Start")
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
@@ -225,6 +234,27 @@ class TrainingPanel(QWidget):
         self.loss_plot.scene().sigMouseMoved.connect(self._hover)
 
     # -- setup ----------------------------------------------------------------------------------
+    def _devices_found(self, choices):
+        """Fill the device list from engine.runtime.survey(): auto names the device it means
+        and why; each device says in its tooltip why it is or is not the default, as
+        `layerloom --list-devices` does."""
+        from engine.runtime import describe_device
+        current = self.device.currentData()
+        self.device.clear()
+        if isinstance(choices, str):  # no OpenCL at all: training will say so
+            self.device.addItem(f"no OpenCL device ({choices})", None)
+            return
+        default = next((c for c in choices if c.default), None)
+        self.device.addItem(f"auto: {default.pi}:{default.di} {default.dev.name.strip()}"
+                            if default else "auto (no device works: see each one)", None)
+        self.device.setItemData(0, default.why if default else "", Qt.ToolTipRole)
+        for c in choices:
+            self.device.addItem(f"{c.pi}:{c.di} {describe_device(c.plat, c.dev)}",
+                                f"{c.pi}:{c.di}")
+            self.device.setItemData(self.device.count() - 1, c.why, Qt.ToolTipRole)
+        i = self.device.findData(current)
+        self.device.setCurrentIndex(max(0, i))
+
     def load_setup(self):
         """Show the project's current setup in the editors."""
         p = self.doc.project

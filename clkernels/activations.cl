@@ -50,10 +50,23 @@ inline T NAME_GRAD(const int a, const T x, const T y) {                         
     return one;                                                                                  \
 }
 
+// Only the widths the program uses: the elementwise width EW, and in the CPU GEMM programs
+// their register tiles' VW and gemm_nt's float4. A compiler whose target lacks a width's
+// registers warns that such functions change the ABI, and PoCL 3.0 can then crash (float16
+// on AMD Zen 4, which its LLVM 14 compiles for as znver3, without AVX-512).
+#ifndef EW
+#error "EW (the elementwise vector width) is defined by the engine (engine/ops.py)"
+#endif
 DEFINE_ACTIVATIONS(float, act_fwd, act_grad)
+#if EW == 4 || defined(VW)
 DEFINE_ACTIVATIONS(float4, act_fwd4, act_grad4)
+#endif
+#if EW == 8 || (defined(VW) && VW == 8)
 DEFINE_ACTIVATIONS(float8, act_fwd8, act_grad8)
+#endif
+#if EW == 16 || (defined(VW) && VW == 16)
 DEFINE_ACTIVATIONS(float16, act_fwd16, act_grad16)
+#endif
 
 // log(sum(exp(x[0..cols)))) of a block of rows (vector.cl RB_*: x is the block's first row,
 // rb_n_ its row count), computed stably (max subtracted first).

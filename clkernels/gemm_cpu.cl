@@ -1,9 +1,15 @@
 // GEMM register-tile kernels for CPU devices: see gemm_cpu_base.cl, built before this file.
 
-// global size (N / (2*VW), M / MR) over the whole-tile region. b_panels: B was packed by
-// pack_panels (below), its whole-tile columns as K x 2VW panels one after another, so a
-// work-item reads its B contiguously (ldb = 2VW) instead of one row 4 KB or more apart per k
-// (a TLB miss each for a large B).
+// global size (N / (2*VW), ceil(M / MR)) over the whole-tile columns, every row: the last row
+// tile, when M is not a multiple of MR, reads zeros for the rows past M and stores none of
+// them (on the portable kernel, two rows of a batch of 128 under 6-row tiles took as long as
+// the other 126). b_panels: B was packed by pack_panels (below), its whole-tile columns as
+// K x 2VW panels one after another, so a work-item reads its B contiguously (ldb = 2VW)
+// instead of one row 4 KB or more apart per k (a TLB miss each for a large B).
+#define ROW_STEP_G(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); \
+    c##r##_0 += a * b0; c##r##_1 += a * b1; }
+#define ROW_STORE_G(r) if (i0 + r < M) { ROW_STORE(r) }
+#define ROW_STORE_PLAIN_G(r) if (i0 + r < M) { ROW_STORE_PLAIN(r) }
 __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
 {
     GEMM_START
@@ -16,17 +22,22 @@ __kernel void gemm_tile(GEMM_PARAMS, const int b_panels)
     FOR_ROWS(ROW_DECL)
     __global const float* b = B + (b_panels ? j0 * K : j0);
     A_START(0)
-    TILE_LOOP(0, K, ROW_STEP)
-    if (act == ACT_LINEAR && !has_bias && !accumulate) { FOR_ROWS(ROW_STORE_PLAIN) }
-    else { FOR_ROWS(ROW_STORE) }
+    const int plain = act == ACT_LINEAR && !has_bias && !accumulate;
+    if (i0 + MR <= M) {  // a whole tile: no guard per load
+        TILE_LOOP(0, K, ROW_STEP)
+        if (plain) { FOR_ROWS(ROW_STORE_PLAIN) } else { FOR_ROWS(ROW_STORE) }
+    } else {
+        TILE_LOOP(0, K, ROW_STEP_G)
+        if (plain) { FOR_ROWS(ROW_STORE_PLAIN_G) } else { FOR_ROWS(ROW_STORE_G) }
+    }
 }
 
 // C = A . B^T for a short K (fewer than 2VW: a classifier's dX = dY . W^T over 10 classes):
 // the work-item gathers its 2VW columns of B^T for every k once, down B's rows, into private
 // memory (K < 2VW: at most 2VW - 1 k's), then computes row_tiles register tiles down C with
 // them. Gathering per tile had cost more than the tile's multiply-adds; a separate transpose
-// launch costs more still at this size. Global (N / (2*VW), ceil(M / MR / row_tiles)) over
-// the whole-tile region.
+// launch costs more still at this size. Global (N / (2*VW), ceil(ceil(M / MR) / row_tiles))
+// over the whole-tile columns, every row (the last row tile guarded, as in gemm_tile).
 __kernel void gemm_tile_bt(GEMM_PARAMS, const int row_tiles)
 {
     GEMM_START
@@ -36,17 +47,26 @@ __kernel void gemm_tile_bt(GEMM_PARAMS, const int row_tiles)
         bt[2 * k] = VGATHER(VW, B + j0 * ldb + k, ldb);
         bt[2 * k + 1] = VGATHER(VW, B + (j0 + VW) * ldb + k, ldb);
     }
-    const int t1 = min((int)(get_global_id(1) + 1) * row_tiles, M / MR);
+    const int t1 = min((int)(get_global_id(1) + 1) * row_tiles, (M + MR - 1) / MR);
     for (int t = get_global_id(1) * row_tiles; t < t1; t++) {
         const int i0 = t * MR;
         FOR_ROWS(ROW_DECL)
         A_START(0)
-        for (int k = 0; k < K; k++) {
-            const VT b0 = bt[2 * k], b1 = bt[2 * k + 1];
-            FOR_ROWS(ROW_STEP)
-            A_NEXT
+        if (i0 + MR <= M) {
+            for (int k = 0; k < K; k++) {
+                const VT b0 = bt[2 * k], b1 = bt[2 * k + 1];
+                FOR_ROWS(ROW_STEP)
+                A_NEXT
+            }
+            FOR_ROWS(ROW_STORE)
+        } else {
+            for (int k = 0; k < K; k++) {
+                const VT b0 = bt[2 * k], b1 = bt[2 * k + 1];
+                FOR_ROWS(ROW_STEP_G)
+                A_NEXT
+            }
+            FOR_ROWS(ROW_STORE_G)
         }
-        FOR_ROWS(ROW_STORE)
     }
 }
 
@@ -136,9 +156,7 @@ __kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
 }
 
 // The same split-K with the register tile: global (N / (2*VW), ceil(M / MR), P); rows past M
-// read zeros. Used when N is a whole number of tiles.
-#define ROW_STEP_G(r) { const VT a = (VT)((i0 + r < M) ? A_ROW(r) : 0.0f); \
-    c##r##_0 += a * b0; c##r##_1 += a * b1; }
+// read zeros (ROW_STEP_G, above). Used when N is a whole number of tiles.
 #define ROW_PART(r) if (i0 + r < M) { \
     VSTORE(c##r##_0, 0, parts + (p * M + i0 + r) * N + j0); \
     VSTORE(c##r##_1, 0, parts + (p * M + i0 + r) * N + j0 + VW); }

@@ -53,3 +53,24 @@ class TrainingError(LayerloomError):
     """Training failed after it started (e.g. a numeric blow-up). CLI exit code 1."""
 
     exit_code = 1
+
+
+class DriverError(LayerloomError):
+    """The device's OpenCL driver refused or failed a build of Layerloom's kernels: names the
+    device and carries the build log. CLI exit code 1 (not the user's input)."""
+
+    exit_code = 1
+
+    def __init__(self, message, device="", log=""):
+        super().__init__(message, device or None)
+        self.log = log or ""
+
+    def log_excerpt(self, lines=12):
+        """The log's first diagnostic lines, for a message that stays readable."""
+        keep = [ln for ln in self.log.splitlines() if ln.strip()]
+        return "\n".join(keep[:lines])
+
+    def __str__(self):
+        head = super().__str__()
+        excerpt = self.log_excerpt()
+        return f"{head}\n{excerpt}" if excerpt else head

@@ -19,6 +19,8 @@ def transpose_b_first(M, N, K):
     products' horizontal sums outweigh their K loop."""
     return M >= 96 or M >= 4 * N or K <= 128
 
+CPU_ROWS = {16: 8, 8: 6, 4: 4}  # register tile rows (MR) per vector width
+
 # gemm_cpu_base.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
 # coff, trans_a, act, bias_at
 CPU_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32, i32, i32,
@@ -38,11 +40,11 @@ def local_gemm_tile(device):
 
 class GemmOps:
     def _init_gemm(self, runtime):
-        # CPU register tile: vector width from the device, rows so that 2*MR accumulators
-        # plus operands fit the vector registers (16 on AVX2, 32 on AVX-512)
-        vw = runtime.device.preferred_vector_width_float
-        vw = 16 if vw >= 16 else 8 if vw >= 8 else 4
-        self.cpu_tile = (vw, {16: 8, 8: 6, 4: 4}[vw])
+        # CPU register tile: the vector width the device's compiler really takes (probed:
+        # engine/capabilities.py), rows so that 2*MR accumulators plus operands fit the
+        # vector registers (16 on AVX2, 32 on AVX-512)
+        vw = runtime.caps.vector_width
+        self.cpu_tile = (vw, CPU_ROWS[vw])
         # other devices (GPUs): local-memory tiles, the largest the device's limits allow
         self.gemm_path = "cpu" if runtime.kind == "cpu" else "local"
         self.local_tile = local_gemm_tile(runtime.device)
@@ -144,10 +146,13 @@ class GemmOps:
                 return
         tm, tn = (4, 4) if trans_b and not short_k else (mr, 2 * vw)
         m_full, n_full = M - M % tm, N - N % tn
-        if not (m_full and n_full):
+        # the register tiles (gemm_tile, gemm_tile_bt) guard a last, partial row tile: they
+        # cover every row; gemm_nt leaves a bottom strip to the portable kernel
+        m_tiles = m_full if trans_b and not short_k else M
+        if not (m_tiles and n_full):
             portable(0, 0, M, N)
             return
-        grid = (n_full // tn, m_full // tm)
+        grid = (n_full // tn, cdiv(m_tiles, tm))
         if trans_b and short_k:
             # row tiles per work-item: enough work-items for the cores, each gathering its
             # columns of B^T once for as many tiles as it can
@@ -175,7 +180,7 @@ class GemmOps:
                                    j0=n_full), N - n_full)
         elif n_full < N:
             portable(0, n_full, M, N - n_full)
-        if m_full < M:  # bottom strip, whole-tile columns
+        if m_tiles < M:  # bottom strip under gemm_nt, whole-tile columns
             portable(m_full, 0, M - m_full, n_full)
 
     def _cpu_k(self, name, types=CPU_TYPES, defines=()):

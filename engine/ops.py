@@ -36,9 +36,9 @@ class Ops(GemmOps, ConvOps):
         self._scratch_bufs = {}
         self._recording = None  # a list while gemm records a plan (_enq)
         self._gemm_plans = {}
-        # elementwise kernels take EW elements per work-item on CPUs (see vector.cl); tests
-        # pass ew=1 to run the GPU form here
-        self.ew = ew or (8 if runtime.kind == "cpu" else 1)
+        # elementwise kernels take EW elements per work-item on CPUs (see vector.cl), 8 or
+        # the widest the compiler takes if narrower; tests pass ew=1 to run the GPU form here
+        self.ew = ew or (min(8, runtime.caps.vector_width) if runtime.kind == "cpu" else 1)
         self._prelude = cl_prelude() + f"#define EW {self.ew}\n"
         self._init_gemm(runtime)
 

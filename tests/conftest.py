@@ -21,6 +21,15 @@ def rt():
     return Runtime()
 
 
+def use_cpu_tile(rt, ops, tile, monkeypatch):
+    """Run ops' CPU GEMM with register tile (VW, MR), or skip where the device's compiler does
+    not take float VW (PoCL 3.0 on AMD Zen 4 refuses float16: engine/capabilities.py)."""
+    if tile[0] not in rt.caps.widths:
+        pytest.skip(f"{rt.describe()} does not take float{tile[0]}: "
+                    f"{rt.caps.refused.get(tile[0], 'not probed')}")
+    monkeypatch.setattr(ops, "cpu_tile", tile)
+
+
 # for tests of elementwise kernels: the device's elementwise width and the GPU form (one element
 # per work-item)
 ew_widths = pytest.mark.parametrize("ops", [None, 1], indirect=True, ids=["ew_device", "ew1"])
@@ -71,6 +80,7 @@ def _dispose(w, qapp):
     if w.training.worker is not None:
         w.training.stop_training()
         w.training.worker.wait(30000)
+    w.training.device_survey.wait()
     w.doc.undo.clear()
     w.close()
     w.deleteLater()

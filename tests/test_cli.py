@@ -93,9 +93,13 @@ def test_divergence_is_exit_code_1(tmp_path):
 def test_list_devices_marks_the_default():
     r = layerloom("--list-devices")
     assert r.returncode == 0
-    marked = [l for l in r.stdout.splitlines() if l.startswith("* ")]
+    lines = r.stdout.splitlines()
+    marked = [l for l in lines if l.startswith("* ")]
     assert len(marked) == 2 and marked[1].startswith("* = used by default")
     assert marked[0].startswith("* 0:") or marked[0][2].isdigit()
+    # each device is followed by why it is, or is not, the default
+    why = lines[lines.index(marked[0]) + 1]
+    assert why.startswith("        the default: the ") and "that works (vector width" in why
 
 
 def test_editor_refuses_bad_projects_before_opening(tmp_path):

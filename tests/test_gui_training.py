@@ -204,3 +204,21 @@ def test_dock_does_not_show_choices_that_are_not_made(win):
     win.doc.push(SetSetupCmd(win.doc, "training", "loss", {"inside": {
         "name": "sparse_categorical_crossentropy", "weight": 1.0, "from_logits": False}}))
     assert win.training.output_rows["value"][0].currentText() == "(choose a loss)"
+
+
+def test_device_list_agrees_with_list_devices(win, qtbot):
+    """The Device box is filled off the GUI thread from the same survey as --list-devices:
+    auto names the default device, and every device's tooltip says why it is, or is not,
+    the default."""
+    from PySide6.QtCore import Qt
+    from engine.runtime import survey
+    combo = win.training.device
+    qtbot.waitUntil(lambda: not win.training.device_survey.isRunning(), timeout=120000)
+    qtbot.waitUntil(lambda: combo.itemText(0).startswith("auto: "), timeout=5000)
+    choices = survey(probe_all=True)
+    default = next(c for c in choices if c.default)
+    assert combo.itemText(0) == f"auto: {default.pi}:{default.di} {default.dev.name.strip()}"
+    assert combo.itemData(0) is None and combo.count() == len(choices) + 1
+    for i, c in enumerate(choices, start=1):
+        assert combo.itemData(i) == f"{c.pi}:{c.di}"
+        assert combo.itemData(i, Qt.ToolTipRole) == c.why
