@@ -202,7 +202,8 @@ def _locate(platform, device):
 
 
 def run_child(platform, device, skip):
-    """Run the probe in a child process: (the JSON records it printed, its return code)."""
+    """Run the probe in a child process: (the JSON records it printed, its return code, its
+    stderr)."""
     pi, di = _locate(platform, device)
     cmd = [sys.executable, "-m", "engine.capabilities", str(pi), str(di),
            identity(platform, device), ",".join(map(str, sorted(skip)))]
@@ -211,10 +212,10 @@ def run_child(platform, device, skip):
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-        out, rc = p.stdout, p.returncode
+        out, err, rc = p.stdout, p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        rc = "timeout"
+        err, rc = "", "timeout"
     records = []
     for line in out.splitlines():
         if line.startswith("{"):
@@ -222,7 +223,7 @@ def run_child(platform, device, skip):
                 records.append(json.loads(line))
             except ValueError:
                 pass
-    return records, rc
+    return records, rc, err
 
 
 def _death(rc):
@@ -242,7 +243,7 @@ def probe(platform, device, runner):
     t0 = time.perf_counter()
     skip, refused = set(), {}
     for _ in range(len(WIDTHS) + 1):
-        records, rc = runner(platform, device, skip)
+        records, rc, *err = runner(platform, device, skip)
         started, result = None, {}
         for r in records:
             if r.get("stage") == "start":
@@ -261,8 +262,12 @@ def probe(platform, device, runner):
             refused[w] = f"the compiler {_death(rc)} building float{w} code"
             skip.add(w)
             continue
-        what = started or "starting"
-        result = {"problem": f"the OpenCL driver {_death(rc)} while {what}"}
+        if started is None:  # the child failed before probing: say what it printed
+            last = [ln for ln in (err[0] if err else "").splitlines() if ln.strip()][-1:]
+            result = {"problem": f"the probe {_death(rc)} before it started"
+                      + (f": {last[0][:200]}" if last else "")}
+        else:
+            result = {"problem": f"the OpenCL driver {_death(rc)} while {started}"}
         break
     widths = tuple(w for w in WIDTHS if w not in refused)
     return Capabilities(widths=widths, refused=refused, gflops=result.get("gflops"),

@@ -92,6 +92,14 @@ def test_a_probe_that_hangs_is_reported():
     assert not caps.usable and "did not finish" in caps.problem
 
 
+def test_a_child_that_fails_before_probing_says_what_it_printed():
+    def run(plat, dev, skip):
+        return [], 1, "Traceback...\nModuleNotFoundError: No module named 'pyopencl'\n"
+    caps = probe(fake_platform(), fake_device(), run)
+    assert caps.problem == ("the probe exited with status 1 before it started: "
+                            "ModuleNotFoundError: No module named 'pyopencl'")
+
+
 def test_vector_width_is_the_widest_taken_that_the_hardware_has():
     """Intel's CPU runtime prefers width 1 but its native width is 16, and its 16-wide tiles
     are the fastest; a device's native width caps the choice."""

@@ -34,9 +34,11 @@ def _graph_for(type_id, params, shapes):
     return g
 
 
-def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
+def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0, backward=True):
     """Run one layer's forward and backward directly through its NodeStep contract.
-    dy is an array, or a list with one array per output; the outputs come back the same way."""
+    dy is an array, or a list with one array per output; the outputs come back the same way.
+    backward=False: the forward alone (inference, where the engine never runs a backward: a
+    BatchNormalization backward would read batch statistics no forward computed)."""
     n = xs[0].shape[0]
     in_shapes = [x.shape[1:] for x in xs]
     out_shapes = [tuple(sh) for sh in layer.output_shapes(params, in_shapes)]
@@ -56,6 +58,8 @@ def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0):
     s.const = {k: upload_const(rt, v) for k, v in layer.constants(params, in_shapes).items()}
     layer.forward(ops, s)
     ys = [from_dev(rt, t.buf, (n,) + sh).copy() for t, sh in zip(s.y, out_shapes)]
+    if not backward:
+        return (ys if isinstance(dy, list) else ys[0]), None, None
     s.dy = [Tensor(to_dev(rt, d), sh) for d, sh in zip(dys, out_shapes)]
     s.dx = [Tensor(rt.empty(4 * x.size), x.shape[1:]) if layer.differentiable else None
             for x in xs]
@@ -172,7 +176,7 @@ def test_batchnorm_inference_and_moving_statistics(rt, ops, rng):
           "moving_mean": rng.normal(size=5), "moving_variance": rng.uniform(0.5, 2, 5)}
     dy = np.zeros_like(x)
     # inference: moving statistics, nothing updated
-    y, _, _ = run_layer(rt, ops, layer, p, [x], ws, dy, training=False)
+    y, _, _ = run_layer(rt, ops, layer, p, [x], ws, dy, training=False, backward=False)
     np.testing.assert_allclose(y, layer.reference(p, [x], ws, False)[0], rtol=1e-5, atol=1e-5)
     # training: batch statistics, and moving = 0.9 * moving + 0.1 * batch (biased variance)
     n = x.shape[0]
