@@ -92,6 +92,18 @@ class TrainWorker(QThread):
         self.process.join(5)
 
 
+def short_name(choice):
+    """What the Device box's auto entry names: a GPU by its model, a CPU by its driver (one CPU
+    may have several: 'PoCL 3.1+debian (cpu)')."""
+    from engine.runtime import device_kind
+    kind = device_kind(choice.dev)
+    if kind != "cpu":
+        return f"{choice.dev.name.strip()} ({kind})"
+    name = choice.plat.name.strip()
+    name = "PoCL" if name == "Portable Computing Language" else name
+    return f"{name} {choice.dev.driver_version.strip()} (cpu)"
+
+
 class DeviceSurvey(QThread):
     """engine.runtime.survey() off the GUI thread: the first time on a machine each device is
     probed in a child process (seconds); afterwards it is read from the probe's cache."""
@@ -151,6 +163,8 @@ class TrainingPanel(QWidget):
         self.batch.editingFinished.connect(
             lambda: self._set_training("batch_size", self.batch.value()))
         self.device = QComboBox()
+        self.device.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.device.setMinimumContentsLength(16)
         self.device.addItem("auto (finding the devices...)", None)
         self.device_survey = DeviceSurvey(self)
         self.device_survey.sigFound.connect(self._devices_found)
@@ -245,7 +259,7 @@ class TrainingPanel(QWidget):
             self.device.addItem(f"no OpenCL device ({choices})", None)
             return
         default = next((c for c in choices if c.default), None)
-        self.device.addItem(f"auto: {default.pi}:{default.di} {default.dev.name.strip()}"
+        self.device.addItem(f"auto: {default.pi}:{default.di} {short_name(default)}"
                             if default else "auto (no device works: see each one)", None)
         self.device.setItemData(0, default.why if default else "", Qt.ToolTipRole)
         for c in choices:
@@ -254,6 +268,9 @@ class TrainingPanel(QWidget):
             self.device.setItemData(self.device.count() - 1, c.why, Qt.ToolTipRole)
         i = self.device.findData(current)
         self.device.setCurrentIndex(max(0, i))
+        # the list shows whole names, wider than the dock if need be
+        view = self.device.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 2 * view.frameWidth())
 
     def load_setup(self):
         """Show the project's current setup in the editors."""
