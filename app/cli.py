@@ -7,20 +7,24 @@ import sys
 import time
 
 from engine import project as projectfile
-from engine.errors import LayerloomError, ProjectError
-from engine.fileio import atomic_save_npz, atomic_write_text
+from engine.errors import (DataError, LayerloomError, ParamError, ProjectError,
+                           TrainingError, quote)
+from engine.fileio import npz_bytes, rescue, write_folder_unit
 from engine.training import Callback
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
-def _positive_int(text):
+def _positive_int(text, limit=1_000_000):
+    """--epochs and --batch-size: the bounds the project file has (TRAINING_PARAMS)."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {quote(text)}") \
+            from None
+    if not 1 <= v <= limit:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {limit:,}, got "
+                                         f"{quote(text)}")
     return v
 
 
@@ -32,6 +36,9 @@ def _seed(text):
     if not 0 <= v < 2**32:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2^32-1, got {text!r}")
     return v
+
+
+MAX_PROBLEM_LINES = 20  # a file with 100,000 problems must not print 100,000 lines
 
 
 def build_parser():
@@ -113,6 +120,20 @@ def list_devices(out=sys.stdout):
     return EXIT_OK
 
 
+def write_outputs(out_dir, files):
+    """The run's outputs as one unit (engine/fileio.write_folder_unit); where they cannot be
+    written (a full disk), the trained weights are kept elsewhere and the error says where."""
+    try:
+        write_folder_unit(out_dir, files)
+    except OSError as e:
+        kept = rescue("weights.npz", files["weights.npz"])
+        raise TrainingError(
+            f"could not write the run's outputs to {out_dir} ({e.strerror or e} writing "
+            f"{e.filename or 'the folder'}); nothing there changed; "
+            + (f"the trained weights are kept in {kept}" if kept else
+               "the trained weights could not be kept anywhere either")) from None
+
+
 def run(args, out=sys.stdout):
     from engine.run import Session, load_weights, prepare_data
     path = args.run
@@ -135,24 +156,26 @@ def run(args, out=sys.stdout):
               f"parameters; {session.optimizer.name}, batch size {session.batch_size}, "
               f"seed {session.seed}\n")
     out.flush()
-    stop = {"flag": False}
+    stop = {"signal": None}
 
-    def on_sigint(signum, frame):
-        stop["flag"] = True
-    old = signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum, frame):  # Ctrl-C or a scheduler's SIGTERM: stop after the batch
+        stop["signal"] = stop["signal"] or signum
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
         history = session.fit(data, epochs=epochs, callbacks=[ConsoleProgress(epochs, out)],
-                              should_stop=lambda: stop["flag"], out_dir=out_dir)
+                              should_stop=lambda: stop["signal"] is not None, out_dir=out_dir)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)
     total = time.perf_counter() - t0
     history.update({"project": os.path.abspath(path), "device": session.runtime.describe(),
                     "parameters": session.model.param_count(), "total_seconds": total})
-    atomic_write_text(os.path.join(out_dir, "history.json"), json.dumps(history, indent=2) + "\n")
-    atomic_save_npz(os.path.join(out_dir, "weights.npz"), session.model.get_weights())
-    atomic_write_text(os.path.join(out_dir, "trained.loom"), json.dumps(
-        projectfile.trained_dict(proj, out_dir, data.fitted), indent=2) + "\n")
+    write_outputs(out_dir, {
+        "history.json": (json.dumps(history, indent=2) + "\n").encode("utf-8"),
+        "weights.npz": npz_bytes(session.model.get_weights()),
+        "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
+                                    indent=2) + "\n").encode("utf-8")})
     eps = history["epochs"]
     if eps:
         first = eps[0]["seconds"]
@@ -173,11 +196,16 @@ def run(args, out=sys.stdout):
         out.write(f"Early stopping at epoch {es['stopped_epoch']}; best epoch {es['best_epoch']}"
                   + (" (its weights restored)" if es["restored"] else "") + ".\n")
     if history.get("stopped_reason"):
+        if "weights_from_epoch" in history:
+            e = history["weights_from_epoch"]
+            out.write("The weights written are the last finite ones: "
+                      + (f"after epoch {e}.\n" if e else "the initial ones.\n"))
         sys.stderr.write(f"layerloom: error: training stopped: {history['stopped_reason']}\n")
         return EXIT_FAILED
     if history["stopped"]:
-        out.write("Stopped by the user; the weights are those after the last finished batch.\n")
-        return EXIT_INTERRUPTED
+        by = "SIGTERM" if stop["signal"] == signal.SIGTERM else "the user"
+        out.write(f"Stopped by {by}; the weights are those after the last finished batch.\n")
+        return EXIT_TERMINATED if stop["signal"] == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_OK
 
 
@@ -207,11 +235,18 @@ def main(argv=None):
         return run_editor(args.project)
     except ProjectError as e:
         where = args.run or args.project or ""
-        for line in e.lines():
+        lines = e.lines()
+        for line in lines[:MAX_PROBLEM_LINES]:
             sys.stderr.write(f"layerloom: error: {where}: {line}\n")
+        if len(lines) > MAX_PROBLEM_LINES:
+            sys.stderr.write(f"layerloom: error: {where}: ... and {len(lines) - MAX_PROBLEM_LINES}"
+                             " more problems\n")
         return e.exit_code
     except LayerloomError as e:
-        sys.stderr.write(f"layerloom: error: {e}\n")
+        # the project's own data, weights and parameters: named with the project file
+        where = args.run or args.project
+        about_file = where and (isinstance(e, (DataError, ParamError)) or e.place)
+        sys.stderr.write(f"layerloom: error: {where + ': ' if about_file else ''}{e}\n")
         return e.exit_code
     except Exception as e:  # a failure during training: one line, no traceback
         if os.environ.get("LAYERLOOM_DEBUG"):
@@ -220,8 +255,30 @@ def main(argv=None):
         return EXIT_FAILED
 
 
+class Terminated(BaseException):
+    """SIGTERM before training started (or after it ended): exit 143 like a Ctrl-C's 130."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def entry():
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C while starting up (imports, reading data)
+        sys.stderr.write("layerloom: interrupted before training started; nothing written\n")
+        code = EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write("layerloom: terminated (SIGTERM) before training started; nothing "
+                         "written\n")
+        code = EXIT_TERMINATED
+    # a second Ctrl-C while the interpreter shuts down must not print a traceback
+    # (threading._shutdown)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

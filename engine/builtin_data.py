@@ -15,7 +15,7 @@ import urllib.request
 import numpy as np
 
 from . import idx, keras_files
-from .errors import DataError
+from .errors import DataError, quote
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 TORONTO = "https://www.cs.toronto.edu/~kriz/"
@@ -225,7 +225,7 @@ def load(name, scale=True, allow_download=True, progress=_console_progress, **pa
     """Return ((x_train, y_train), (x_test, y_test)) as keras.datasets does, images NHWC
     float32 (scaled to 0..1 unless scale is false), labels as float class indices."""
     if name not in DATASETS:
-        raise DataError(f"unknown built-in dataset {name!r}; expected one of {', '.join(NAMES)}")
+        raise DataError(f"unknown built-in dataset {quote(name)}; expected one of {', '.join(NAMES)}")
     spec = DATASETS[name]
     found = None
     for folder in search_dirs(name):

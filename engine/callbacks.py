@@ -5,8 +5,10 @@ trainer.stop_training."""
 import math
 import os
 
-from .errors import ParamError
-from .fileio import atomic_save_npz
+import numpy as np
+
+from .errors import ParamError, ProjectError, quote
+from .fileio import atomic_save_npz, inside, relative_path_problem
 from .params import Bool, Choice, Float, Int, Text, validate_params
 from .training import Callback
 
@@ -32,7 +34,7 @@ class _Monitored(Callback):
         self.trainer = info["trainer"]
         keys = info["keys"]
         if self.c["monitor"] not in keys:
-            raise ParamError(f"{self.c['monitor']!r} is not logged in this run; logged: "
+            raise ParamError(f"{quote(self.c['monitor'])} is not logged in this run; logged: "
                              f"{', '.join(keys)}", f"training.callbacks[{self.index}].monitor")
 
     def improved(self, value, min_delta=0.0):
@@ -88,14 +90,27 @@ class ModelCheckpoint(_Monitored):
         super().__init__(**c)
         self.folder = "."
 
+    def _path(self, epoch):
+        """The file for this epoch inside the output folder; a project file is untrusted
+        input, so a path leading out of the folder (a symlink in it) is refused."""
+        name = self.c["filepath"].replace("{epoch}", str(epoch))
+        path = inside(self.folder, name)
+        if path is None:
+            raise ProjectError(f"{quote(self.c['filepath'])} leads out of the output folder "
+                               f"{self.folder}", f"training.callbacks[{self.index}].filepath")
+        return path
+
+    def on_train_begin(self, info):
+        super().on_train_begin(info)
+        self._path(1)  # refused before training, not after the first epoch
+
     def on_epoch_end(self, epoch, logs):
         value = logs[self.c["monitor"]]
         if self.improved(value):
             self.best = value
         elif self.c["save_best_only"]:
             return
-        path = os.path.join(self.folder, self.c["filepath"].replace("{epoch}", str(epoch)))
-        atomic_save_npz(path, self.trainer.model.get_weights())
+        atomic_save_npz(self._path(epoch), self.trainer.model.get_weights())
 
 
 class TerminateOnNaN(Callback):
@@ -109,12 +124,27 @@ class TerminateOnNaN(Callback):
 
     def on_train_begin(self, info):
         self.trainer = info["trainer"]
+        # the last finite weights (the initial ones, then each epoch's): what the run keeps
+        # when the loss turns NaN, instead of the NaN weights the last updates made
+        self.finite, self.finite_epoch = self.trainer.model.get_weights(), 0
 
     def on_batch_end(self, epoch, batch, num_batches, logs):
         if logs is not None and not math.isfinite(logs["loss"]):
             self.trainer.stop_training = True
             self.trainer.stop_reason = f"the loss became {logs['loss']} at epoch {epoch}, " \
                                        f"batch {batch}"
+
+    def on_epoch_end(self, epoch, logs):
+        weights = self.trainer.model.get_weights()
+        if all(np.isfinite(w).all() for w in weights.values()):
+            self.finite, self.finite_epoch = weights, epoch
+
+    def on_train_end(self, history):
+        if not history.get("stopped_reason"):
+            return
+        if not all(np.isfinite(w).all() for w in self.trainer.model.get_weights().values()):
+            self.trainer.model.set_weights(self.finite)
+            history["weights_from_epoch"] = self.finite_epoch
 
 
 class ReduceLROnPlateau(_Monitored):
@@ -163,15 +193,22 @@ def validate(specs, place="training.callbacks"):
         return out, [ParamError("expected a list of {\"name\": ..., params}", place)]
     for i, spec in enumerate(specs):
         p = f"{place}[{i}]"
-        if not isinstance(spec, dict) or spec.get("name") not in CALLBACKS:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
+                or spec.get("name") not in CALLBACKS:
             got = spec.get("name") if isinstance(spec, dict) else spec
             problems.append(ParamError(f"expected a callback, one of {', '.join(CALLBACKS)}; "
-                                       f"got {got!r}", p))
+                                       f"got {quote(got)}", p))
             continue
         cls = CALLBACKS[spec["name"]]
         values, perr = validate_params(cls.params, {k: v for k, v in spec.items()
                                                     if k != "name"}, p)
         problems.extend(perr)
+        if not perr and "filepath" in values:
+            why = relative_path_problem(values["filepath"])
+            if why:
+                problems.append(ParamError(f"{why}, got {quote(values['filepath'])}",
+                                           f"{p}.filepath"))
+                continue
         if not perr:
             out.append({"name": spec["name"], **values})
     return out, problems

@@ -2,11 +2,12 @@
 .npz file. A dataset is a dict of named arrays for training and optionally for testing; the
 project maps names to the graph's Input nodes and outputs."""
 import os
+import tokenize
 import zipfile
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, quote
 from .params import Float, Int, validate_params
 
 
@@ -99,7 +100,7 @@ SYNTHETIC_PARAMS = (
 
 def synthetic(name, place="dataset", **params):
     if name not in SYNTHETIC:
-        raise DataError(f"unknown synthetic dataset {name!r}; expected one of "
+        raise DataError(f"unknown synthetic dataset {quote(name)}; expected one of "
                         f"{', '.join(SYNTHETIC)}", f"{place}.name")
     values, problems = validate_params(SYNTHETIC_PARAMS, params, f"{place}.params")
     if problems:
@@ -128,10 +129,15 @@ def load_npz(path, place="dataset.path"):
                 try:
                     a = z[k]
                 except ValueError:
-                    raise DataError(f"{path}: array {k!r} holds Python objects (pickled data); "
+                    raise DataError(f"{path}: array {quote(k)} holds Python objects (pickled data); "
                                     "only plain numeric arrays are loaded", place) from None
+                except (SyntaxError, tokenize.TokenError) as e:  # a damaged .npy header
+                    raise DataError(f"{path}: member {quote(k)} is not a readable array "
+                                    f"({e})", place) from None
+                if not isinstance(a, np.ndarray):  # a member that is not an .npy file
+                    raise DataError(f"{path}: member {quote(k)} is not an .npy array", place)
                 if a.dtype.kind not in "biuf":
-                    raise DataError(f"{path}: array {k!r} has dtype {a.dtype}; expected numbers",
+                    raise DataError(f"{path}: array {quote(k)} has dtype {a.dtype}; expected numbers",
                                     place)
                 arrays[k] = a
     except DataError:

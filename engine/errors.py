@@ -2,6 +2,34 @@
 `graph.nodes[3].params.units: expected a positive integer, got -5`."""
 
 
+QUOTE_LIMIT = 80  # characters of a value quoted in a message
+MESSAGE_LIMIT = 500  # characters of one message: a file's value must not flood the terminal
+
+
+def quote(value, limit=QUOTE_LIMIT):
+    """repr(value) for a message, cut to `limit` characters with an ellipsis. Any JSON value
+    may come here: an integer of thousands of digits (which str() refuses), a list nested
+    thousands deep (which repr() cannot recurse through), a 50 MB string."""
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[:4 * limit]  # repr of the head alone
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        try:
+            return f"an integer of {len(str(abs(value)))} digits"
+        except ValueError:  # more than str() converts
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def _cut(text, limit=MESSAGE_LIMIT):
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 class LayerloomError(Exception):
     """Base class: a problem the user can fix. The CLI prints it as one line, exit code 2."""
 
@@ -13,7 +41,8 @@ class LayerloomError(Exception):
         self.place = place
 
     def __str__(self):
-        return f"{self.place}: {self.message}" if self.place else self.message
+        text = f"{self.place}: {self.message}" if self.place else self.message
+        return _cut(text)
 
 
 class ParamError(LayerloomError):

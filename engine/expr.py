@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .errors import ParamError
+from .errors import ParamError, quote
 
 MAX_LENGTH = 1000
 MAX_NODES = 300
@@ -36,7 +36,7 @@ def _refuse(node, text, what):
     col = getattr(node, "col_offset", None)
     seg = ast.get_source_segment(text, node) if hasattr(node, "lineno") else None
     where = f" at column {col + 1}" if col is not None else ""
-    token = f" {seg!r}" if seg else ""
+    token = f" {quote(seg)}" if seg else ""
     raise ExprError(f"{what}{token}{where} is not allowed in an expression; use numbers, the "
                     f"inputs ({', '.join(INPUT_NAMES)} or x), + - * / **, comparisons and "
                     f"{', '.join(sorted(FUNCTIONS))}")
@@ -48,6 +48,11 @@ def parse(text, place="expression"):
         raise ExprError("expected a non-empty expression such as x * sigmoid(x)", place)
     if len(text) > MAX_LENGTH:
         raise ExprError(f"expression is longer than {MAX_LENGTH} characters", place)
+    bad = next((i for i, ch in enumerate(text) if not ch.isascii() or
+                (not ch.isprintable() and ch not in " \t")), None)
+    if bad is not None:  # names and operators are ASCII; a lone surrogate cannot even encode
+        raise ExprError(f"character {quote(text[bad])} at column {bad + 1} is not part of an "
+                        "expression (letters, digits, operators and parentheses)", place)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
@@ -64,7 +69,7 @@ def parse(text, place="expression"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 _refuse(node, text, "the constant")
             if not math.isfinite(v) or abs(v) > MAX_CONSTANT:
-                raise ExprError(f"constant {ast.get_source_segment(text, node)!r} is larger "
+                raise ExprError(f"constant {quote(ast.get_source_segment(text, node))} is larger "
                                 f"than {MAX_CONSTANT:g}", place)
             return ("num", float(v))
         if isinstance(node, ast.Name):
@@ -74,7 +79,7 @@ def parse(text, place="expression"):
                 return ("var", "a")
             if node.id in INPUT_NAMES:
                 return ("var", node.id)
-            raise ExprError(f"unknown name {node.id!r} at column {node.col_offset + 1}; names "
+            raise ExprError(f"unknown name {quote(node.id)} at column {node.col_offset + 1}; names "
                             f"are the inputs {', '.join(INPUT_NAMES)} (x is a), pi and e", place)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             return (_BINOPS[type(node.op)], conv(node.left), conv(node.right))

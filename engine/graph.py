@@ -4,10 +4,12 @@ Pure Python. Views subscribe to the events; every edit goes through these method
 hold an incomplete network (the editor needs that); `problems()` and `infer_shapes()` say what is
 wrong, each naming the node.
 """
-from .errors import GraphError, ParamError
+from .errors import GraphError, ParamError, quote
 from .events import Event
 from .params import validate_params
 from .registry import ShapeError, get_layer
+
+MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a bound a file meets
 
 
 class Node:
@@ -69,13 +71,13 @@ class Graph:
     def add_node(self, type_id, params=None, id=None):
         layer = get_layer(type_id)
         if layer is None:
-            raise GraphError(f"unknown layer type {type_id!r}")
+            raise GraphError(f"unknown layer type {quote(type_id)}")
         id = id or self.new_id(type_id)
         if not isinstance(id, str) or not id:
-            raise GraphError(f"node id must be a non-empty string, got {id!r}")
+            raise GraphError(f"node id must be a non-empty string, got {quote(id)}")
         if id in self.nodes:
-            raise GraphError(f"duplicate node id {id!r}")
-        values, problems = validate_params(layer.params, params or {}, f"node {id!r}.params")
+            raise GraphError(f"duplicate node id {quote(id)}")
+        values, problems = validate_params(layer.params, params or {}, f"node {quote(id)}.params")
         if problems:
             raise problems[0]
         node = Node(id, type_id, values)
@@ -98,8 +100,8 @@ class Graph:
         new = dict(node.params)
         for k, v in changes.items():
             if k not in decls:
-                raise ParamError("unknown parameter", f"node {id!r}.params.{k}")
-            new[k] = decls[k].validate(v, f"node {id!r}.params.{k}")
+                raise ParamError("unknown parameter", f"node {quote(id)}.params.{k}")
+            new[k] = decls[k].validate(v, f"node {quote(id)}.params.{k}")
         old = node.params
         node.params = new
         self.params_changed.emit(node, old)
@@ -110,21 +112,24 @@ class Graph:
         problems."""
         for nid, end in ((src, "from"), (dst, "to")):
             if nid not in self.nodes:
-                raise GraphError(f"no node {nid!r} (dangling edge)", end=end)
+                raise GraphError(f"no node {quote(nid)} (dangling edge)", end=end)
         s_layer, d_layer = self.nodes[src].layer, self.nodes[dst].layer
         if not (0 <= src_port < len(s_layer.output_names(self.nodes[src].params))):
-            raise GraphError(f"{src!r} ({s_layer.type_id}) has no output port {src_port}",
+            raise GraphError(f"{quote(src)} ({s_layer.type_id}) has no output port {src_port}",
                              end="from")
         mx = d_layer.max_inputs()
         if dst_port < 0 or (mx is not None and dst_port >= mx):
-            raise GraphError(f"{dst!r} ({d_layer.type_id}) has no input port {dst_port}"
+            raise GraphError(f"{quote(dst)} ({d_layer.type_id}) has no input port {dst_port}"
                              + (f" (it has {mx})" if mx else " (it takes no inputs)"), end="to")
+        if mx is None and dst_port >= MAX_VARIADIC_INPUTS:
+            raise GraphError(f"{quote(dst)} ({d_layer.type_id}) has no input port {dst_port} (at "
+                             f"most {MAX_VARIADIC_INPUTS} inputs)", end="to")
         if not allow_cycle and (src == dst or self._reaches(dst, src)):
-            raise GraphError(f"connecting {src!r} to {dst!r} would make a cycle", end="to")
+            raise GraphError(f"connecting {quote(src)} to {quote(dst)} would make a cycle", end="to")
         for e in self.in_edges(dst):
             if e.dst_port == dst_port:
-                raise GraphError(f"input {dst_port} of {dst!r} is already connected to "
-                                 f"{e.src!r}", end="to")
+                raise GraphError(f"input {dst_port} of {quote(dst)} is already connected to "
+                                 f"{quote(e.src)}", end="to")
 
     def connect(self, src, src_port, dst, dst_port):
         self.check_connect(src, src_port, dst, dst_port)
@@ -218,7 +223,7 @@ class Graph:
 
     def place(self, id):
         idx = list(self.nodes).index(id)
-        return f"graph.nodes[{idx}] {id!r} ({self.nodes[id].type})"
+        return f"graph.nodes[{idx}] {quote(id)} ({self.nodes[id].type})"
 
     def node_error(self, message, id):
         """A problem of node `id`, placed as in the file and carrying the id for the canvas."""
@@ -243,7 +248,8 @@ class Graph:
             if layer.max_inputs() is None:  # variadic: ports must be 0..k-1, k >= min
                 k = len(ports)
                 if ports != list(range(k)):
-                    missing = sorted(set(range(max(ports) + 1)) - set(ports))
+                    used = set(ports)  # the first gap is below k (sizes come from the file)
+                    missing = [next(p for p in range(k + 1) if p not in used)]
                     out.append(self.node_error(f"input port {missing[0]} is not connected "
                                                f"(inputs must use ports 0..{k - 1} without "
                                                "gaps)", id))
@@ -278,7 +284,7 @@ class Graph:
             in_shapes = []
             bad = [e for e in edges if e.src_port >= len(shapes[e.src])]
             if bad:
-                problems.append(self.node_error(f"{bad[0].src!r} has no output port "
+                problems.append(self.node_error(f"{quote(bad[0].src)} has no output port "
                                                 f"{bad[0].src_port} with its current parameters",
                                                 id))
                 continue

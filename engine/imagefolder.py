@@ -7,15 +7,17 @@ The cache is keyed by every file's path, size and modification time, and the set
 import hashlib
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, quote
 from .preprocess import LazyRows
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 COLORS = ("grayscale", "rgb")
 CHUNK = 512
+MAX_PIXELS = 40_000_000  # an image larger is refused before decoding (a "decompression bomb")
 
 
 def cache_dir():
@@ -55,18 +57,35 @@ def _scan_classes(folder, place):
         if not files:
             raise DataError(f"{os.path.join(folder, c)}: the class folder holds no images "
                             f"({', '.join(EXTENSIONS)})", place)
-        items += [(os.path.join(folder, c, f), k) for f in files]
+        for f in files:
+            path = os.path.join(folder, c, f)
+            if not os.path.isfile(path):  # followed: a link must lead to an image file
+                target = os.path.realpath(path)
+                what = "a symbolic link to a missing file" if not os.path.exists(target) \
+                    else "not a file"
+                raise DataError(f"{path}: {what} ({target})" if target != path else
+                                f"{path}: {what}", place)
+            items.append((path, k))
     return classes, items
 
 
 def _decode(path, size, color, place):
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # Pillow warns from 89 megapixels: refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(f"{path}: refused: {im.width}x{im.height} pixels, more than "
+                                f"the {MAX_PIXELS // 10**6} megapixels an image may have here",
+                                place)
             im = im.convert("L" if color == "grayscale" else "RGB")
             if im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             a = np.asarray(im, np.uint8)
+    except Image.DecompressionBombError as e:  # a header claiming billions of pixels
+        raise DataError(f"{path}: refused: {e}", place) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: not a readable image ({e})", place) from None
     return a[..., None] if a.ndim == 2 else a
@@ -109,7 +128,7 @@ def decoded(items, size, color, place="dataset.path", progress=None):
 def load(folder, size=(32, 32), color="grayscale", place="dataset.path", progress=None):
     """{split: (LazyRows of float32 pixels 0..255, float32 labels)} and the class names."""
     if color not in COLORS:
-        raise DataError(f"expected one of {', '.join(COLORS)}, got {color!r}", "dataset.color")
+        raise DataError(f"expected one of {', '.join(COLORS)}, got {quote(color)}", "dataset.color")
     splits = scan(folder, place)
     classes = splits["train"][0]
     out = {}

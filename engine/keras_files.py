@@ -40,6 +40,21 @@ def safe_unpickle(stream, encoding="ASCII"):
     return _SafeUnpickler(stream, encoding=encoding).load()
 
 
+def _checked(read):
+    """A reader whose file held the expected arrays but not the expected contents (strings
+    where word indices should be, a ragged table) says so as a DataError naming the file."""
+    import functools
+
+    @functools.wraps(read)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return read(path, *args, **kwargs)
+        except (TypeError, ValueError, IndexError, AttributeError, KeyError) as e:
+            raise DataError(f"{path}: not the Keras dataset file it should be "
+                            f"({type(e).__name__}: {str(e)[:100]})") from None
+    return wrapper
+
+
 def load_npz(path, names):
     """Arrays of an .npz by name; object arrays are rebuilt with the safe unpickler."""
     out = {}
@@ -80,6 +95,7 @@ def _cifar_batch(tar, suffix, label_key):
     return x, y
 
 
+@_checked
 def read_cifar(path, hundred=False, label_mode="fine"):
     """((x_train, y_train), (x_test, y_test)) as uint8 NHWC and int labels."""
     try:
@@ -114,6 +130,7 @@ def _words(xs, num_words, skip_top=0, start_char=1, oov_char=2, index_from=3):
     return [[w if skip_top <= w < num_words else oov_char for w in x] for x in xs]
 
 
+@_checked
 def read_imdb(path, num_words=10000, maxlen=200, seed=113):
     f = load_npz(path, ("x_train", "y_train", "x_test", "y_test"))
     rng = np.random.RandomState(seed)
@@ -128,6 +145,7 @@ def read_imdb(path, num_words=10000, maxlen=200, seed=113):
             (pad_sequences(xs[n:], maxlen), parts[1][1].astype(np.float32)))
 
 
+@_checked
 def read_reuters(path, num_words=10000, maxlen=200, seed=113, test_split=0.2):
     f = load_npz(path, ("x", "y"))
     rng = np.random.RandomState(seed)
@@ -139,6 +157,7 @@ def read_reuters(path, num_words=10000, maxlen=200, seed=113, test_split=0.2):
             (pad_sequences(xs[k:], maxlen), labels[k:].astype(np.float32)))
 
 
+@_checked
 def read_boston(path, seed=113, test_split=0.2):
     f = load_npz(path, ("x", "y"))
     x, y = np.asarray(f["x"], np.float32), np.asarray(f["y"], np.float32)

@@ -5,7 +5,7 @@ matching activation, the loss reads the pre-activation (logits) and hands the gr
 to it, which is exact and numerically stable (log-sum-exp)."""
 import numpy as np
 
-from .errors import ProjectError
+from .errors import ProjectError, quote
 
 EPS = 1e-7
 
@@ -26,7 +26,7 @@ NAMES = tuple(_TABLE)
 
 
 def canonical(name):
-    return ALIASES.get(name, name)
+    return ALIASES.get(name, name) if isinstance(name, str) else name
 
 
 class Loss:
@@ -34,11 +34,11 @@ class Loss:
         name = canonical(name)
         self.delta = float(delta)
         if name not in _TABLE:
-            raise ProjectError(f"unknown loss {name!r}; expected one of {', '.join(NAMES)}")
+            raise ProjectError(f"unknown loss {quote(name)}; expected one of {', '.join(NAMES)}")
         self.name, self.weight, self.from_logits = name, float(weight), bool(from_logits)
         self.fuse_activation, self.k_logits, self.k_probs, self.sparse = _TABLE[name]
         if from_logits and self.k_logits is None:
-            raise ProjectError(f"loss {name!r} has no from_logits form")
+            raise ProjectError(f"loss {quote(name)} has no from_logits form")
 
     def can_fuse(self, activation):
         return not self.from_logits and activation == self.fuse_activation

@@ -3,7 +3,7 @@ does. Each metric owns `nslots` accumulators on the device that batches add into
 reads them back only when it wants values and `finalize` turns them into the metric."""
 import numpy as np
 
-from .errors import ProjectError
+from .errors import ProjectError, quote
 
 ALIASES = {"acc": "accuracy", "mae": "mean_absolute_error", "mse": "mean_squared_error",
            "top_k": "top_k_categorical_accuracy"}
@@ -17,7 +17,7 @@ class Metric:
     def __init__(self, name, loss, out_shape):
         canon = ALIASES.get(name, name)
         if canon not in NAMES:
-            raise ProjectError(f"unknown metric {name!r}; expected one of "
+            raise ProjectError(f"unknown metric {quote(name)}; expected one of "
                                f"{', '.join(NAMES + tuple(ALIASES))}")
         self.name = name  # history keys use the name the user wrote, as Keras does
         self.canon = canon

@@ -5,11 +5,20 @@ for every tensor the order its gradient contributions arrive in (the first consu
 topological order writes, later ones accumulate). Execute: forward and backward enqueue kernels
 only; nothing waits for the device.
 """
+import math
+
 import numpy as np
 
-from .errors import ProjectError
+from .errors import DeviceError, ProjectError, quote
 from .initializers import initialize, node_rng
 from .ops import Ops, Tensor
+
+
+def _size(nbytes):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes} bytes"
 
 
 class NodeStep:
@@ -39,10 +48,47 @@ class Model:
         self.inputs = graph.inputs()
         self.outputs = graph.outputs()
         self.fused_logits = set(fused_logits)
+        self._check_memory()
         self._build()
         self.set_weights(weights or {}, init_missing=True)
 
     # -- compile -------------------------------------------------------------------------------
+    def memory_needed(self):
+        """(bytes in all, the largest single buffer) the model's device buffers take at this
+        batch size, before any is made: activations and their gradients, weights, their
+        gradients and two optimizer slots each (Adam's), layers' scratch."""
+        g, B = self.graph, self.max_batch
+        total = largest = 0
+
+        def add(nbytes, count=1):
+            nonlocal total, largest
+            total += nbytes * count
+            largest = max(largest, nbytes)
+        for nid in self.order:
+            node = g.nodes[nid]
+            layer = node.layer
+            in_shapes = [self.shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+            for shape in self.shapes[nid]:
+                if not layer.alias_output:
+                    add(4 * B * math.prod(shape), 1 if layer.is_input else 2)
+            for spec in layer.weights(node.params, in_shapes):
+                add(4 * math.prod(spec.shape), 4 if spec.trainable else 1)
+            for sh in layer.scratch(node.params, in_shapes).values():
+                add(4 * B * math.prod(sh))
+        return total, largest
+
+    def _check_memory(self):
+        """Refuse, before anything is allocated, a model the device cannot hold (a Dense layer
+        of 10**9 units), with the figures."""
+        dev = self.rt.device
+        total, largest = self.memory_needed()
+        have, one = int(dev.global_mem_size), int(dev.max_mem_alloc_size)
+        if total > have or largest > one:
+            raise DeviceError(
+                f"the model needs about {_size(total)} of device memory at batch size "
+                f"{self.max_batch} (its largest buffer {_size(largest)}); "
+                f"{self.rt.describe()} has {_size(have)} (at most {_size(one)} in one buffer): "
+                "make layers smaller or lower the batch size", "graph")
     def _alloc(self, shape):
         return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
 
@@ -125,13 +171,27 @@ class Model:
 
     # -- weights --------------------------------------------------------------------------------
     def set_weights(self, weights, init_missing=False):
-        """weights: {"node_id/name": array}. Missing ones are initialised from the seed."""
+        """weights: {"node_id/name": array}. Missing ones are initialised from the seed; a
+        name that is no weight of this graph, or an array that holds no numbers, is refused
+        (a weights file for another graph must not silently leave training from scratch)."""
+        known = {f"{nid}/{spec.name}" for nid, spec, _, _ in self.params}
+        unknown = sorted(k for k in weights if k not in known)
+        if unknown:
+            raise ProjectError(f"{quote(unknown[0])}"
+                               + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else "")
+                               + " name no weight of this graph; its weights are "
+                               + (", ".join(sorted(known)[:20]) or "none")
+                               + (" ..." if len(known) > 20 else ""), "weights")
         for nid, spec, w, _ in self.params:
             key = f"{nid}/{spec.name}"
             if key in weights:
-                a = np.asarray(weights[key], np.float32)
+                raw = np.asarray(weights[key])
+                if raw.dtype.kind not in "fiub":
+                    raise ProjectError(f"array {quote(key)} holds {raw.dtype} values, not "
+                                       "numbers", "weights")
+                a = raw.astype(np.float32)
                 if a.shape != spec.shape:
-                    raise ProjectError(f"array {key!r} has shape {a.shape}, the layer needs "
+                    raise ProjectError(f"array {quote(key)} has shape {a.shape}, the layer needs "
                                        f"{spec.shape}", "weights")
             elif init_missing:
                 a = initialize(spec, node_rng(self.seed, nid, spec.name))

@@ -7,7 +7,7 @@ serialisation and the docs table.
 import math
 from abc import ABC, abstractmethod
 
-from .errors import ParamError
+from .errors import ParamError, quote
 
 
 class Param(ABC):
@@ -31,6 +31,10 @@ class Param(ABC):
 
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+INT_LIMIT = 2**31 - 1  # every integer a file sets: kernels take sizes as 32-bit ints
+MAX_RANK = 8  # axes of a per-sample shape
 
 
 class Int(Param):
@@ -60,7 +64,10 @@ class Int(Param):
             value = int(value)
         if not _is_int(value) or (self.min is not None and value < self.min) or (
                 self.max is not None and value > self.max):
-            raise ParamError(f"expected {self._expected()}, got {value!r}", place)
+            raise ParamError(f"expected {self._expected()}, got {quote(value)}", place)
+        if abs(value) > INT_LIMIT:
+            raise ParamError(f"expected {self._expected()} of at most {INT_LIMIT:,}, got "
+                             f"{quote(value)}", place)
         return value
 
     def describe(self):
@@ -83,14 +90,17 @@ class Float(Param):
         return "a number" + (f" {bounds}" if bounds else "")
 
     def validate(self, value, place):
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value))
+        try:  # an integer of 400 digits is a number, but no float
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        except OverflowError:
+            ok = False
         if ok and self.min is not None:
             ok = value > self.min if self.min_exclusive else value >= self.min
         if ok and self.max is not None:
             ok = value < self.max if self.max_exclusive else value <= self.max
         if not ok:
-            raise ParamError(f"expected {self._expected()}, got {value!r}", place)
+            raise ParamError(f"expected {self._expected()}, got {quote(value)}", place)
         return float(value)
 
     def describe(self):
@@ -102,7 +112,7 @@ class Bool(Param):
 
     def validate(self, value, place):
         if not isinstance(value, bool):
-            raise ParamError(f"expected true or false, got {value!r}", place)
+            raise ParamError(f"expected true or false, got {quote(value)}", place)
         return value
 
     def describe(self):
@@ -121,7 +131,7 @@ class Choice(Param):
         if isinstance(value, str) and value in self.aliases:
             return self.aliases[value]
         if value not in self.choices:
-            raise ParamError(f"expected one of {', '.join(self.choices)}; got {value!r}", place)
+            raise ParamError(f"expected one of {', '.join(self.choices)}; got {quote(value)}", place)
         return value
 
     def describe(self):
@@ -134,7 +144,7 @@ class Text(Param):
 
     def validate(self, value, place):
         if not isinstance(value, str) or not value:
-            raise ParamError(f"expected a non-empty string, got {value!r}", place)
+            raise ParamError(f"expected a non-empty string, got {quote(value)}", place)
         return value
 
     def describe(self):
@@ -146,10 +156,10 @@ class Shape(Param):
     kind = "shape"
 
     def validate(self, value, place):
-        if (not isinstance(value, (list, tuple)) or not value
-                or not all(_is_int(v) and v > 0 for v in value)):
-            raise ParamError(f"expected a non-empty list of positive integers, got {value!r}",
-                             place)
+        if (not isinstance(value, (list, tuple)) or not value or len(value) > MAX_RANK
+                or not all(_is_int(v) and 0 < v <= INT_LIMIT for v in value)):
+            raise ParamError(f"expected a list of 1 to {MAX_RANK} positive integers, got "
+                             f"{quote(value)}", place)
         return tuple(value)
 
     def to_json(self, value):
@@ -195,8 +205,8 @@ class Pair(Param):
             return None
         v = [value, value] if _is_int(value) else value
         if (not isinstance(v, (list, tuple)) or len(v) != 2
-                or not all(_is_int(e) and e >= self.min for e in v)):
-            raise ParamError(f"expected an integer >= {self.min} or a list of two, got {value!r}",
+                or not all(_is_int(e) and self.min <= e <= INT_LIMIT for e in v)):
+            raise ParamError(f"expected an integer >= {self.min} or a list of two, got {quote(value)}",
                              place)
         return tuple(v)
 
@@ -220,11 +230,11 @@ class Margins(Param):
         elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
             v = [[v[0], v[0]], [v[1], v[1]]]
         ok = (isinstance(v, (list, tuple)) and len(v) == 2 and all(
-            isinstance(e, (list, tuple)) and len(e) == 2 and all(_is_int(i) and i >= 0 for i in e)
-            for e in v))
+            isinstance(e, (list, tuple)) and len(e) == 2
+            and all(_is_int(i) and 0 <= i <= INT_LIMIT for i in e) for e in v))
         if not ok:
             raise ParamError("expected an integer >= 0, [rows, cols] or [[top, bottom], "
-                             f"[left, right]], got {value!r}", place)
+                             f"[left, right]], got {quote(value)}", place)
         return (tuple(v[0]), tuple(v[1]))
 
     def to_json(self, value):
@@ -239,12 +249,12 @@ class Dims(Param):
     kind = "shape"
 
     def validate(self, value, place):
-        ok = (isinstance(value, (list, tuple)) and value
-              and all(_is_int(v) and (v > 0 or v == -1) for v in value)
+        ok = (isinstance(value, (list, tuple)) and value and len(value) <= MAX_RANK
+              and all(_is_int(v) and (0 < v <= INT_LIMIT or v == -1) for v in value)
               and sum(v == -1 for v in value) <= 1)
         if not ok:
             raise ParamError("expected a non-empty list of positive integers (one may be -1), "
-                             f"got {value!r}", place)
+                             f"got {quote(value)}", place)
         return tuple(value)
 
     def to_json(self, value):
@@ -282,7 +292,7 @@ class Initializer(Param):
         elif value in NAMES:
             return value
         raise ParamError(f"expected one of {', '.join(NAMES)} or {{\"name\": \"constant\", "
-                         f"\"value\": number}}; got {value!r}", place)
+                         f"\"value\": number}}; got {quote(value)}", place)
 
     def describe(self):
         return "an initializer name"
@@ -300,7 +310,7 @@ class Regularizer(Param):
                         for v in value.values())):
             return {"l1": float(value.get("l1", 0.0)), "l2": float(value.get("l2", 0.0))}
         raise ParamError(f"expected null or {{\"l1\": number >= 0, \"l2\": number >= 0}}; got "
-                         f"{value!r}", place)
+                         f"{quote(value)}", place)
 
     def describe(self):
         return "null or {\"l1\": a, \"l2\": b}"

@@ -5,7 +5,7 @@ Fitted statistics are plain JSON ({"kind", "shift", "scale"}, x' = (x - shift) *
 in the project under dataset.fitted.normalization so prediction uses the same numbers."""
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, quote
 
 NORMALIZATIONS = ("none", "standardize", "minmax", "scale")
 CHUNK = 4096
@@ -95,7 +95,7 @@ def _axes(shape):
 def fit(kind, x):
     """Fit normalisation statistics on the training rows x (array or LazyRows), in chunks."""
     if kind not in NORMALIZATIONS:
-        raise DataError(f"unknown normalisation {kind!r}; expected one of "
+        raise DataError(f"unknown normalisation {quote(kind)}; expected one of "
                         f"{', '.join(NORMALIZATIONS)}", "dataset.normalize")
     if kind == "none":
         return None

@@ -10,7 +10,7 @@ import os
 
 from . import (builtin_data, callbacks as callbacks_mod, datasets, imagefolder, preprocess,
                schedules, tabular)
-from .errors import GraphError, ParamError, ProjectError
+from .errors import GraphError, ParamError, ProjectError, quote
 from .fileio import atomic_write_text
 from .graph import Edge, Graph
 from .losses import NAMES as LOSS_NAMES, canonical as canonical_loss
@@ -36,8 +36,9 @@ TRAINING_PARAMS = (
 
 KERAS_DATA_PARAMS = (
     Bool("scale", True, help="Scale pixel values from 0..255 to 0..1 (image sets)."),
-    Int("num_words", 10000, min=4, help="imdb, reuters: keep the most frequent words."),
-    Int("maxlen", 200, min=1, help="imdb, reuters: pad or cut sequences to this length "
+    Int("num_words", 10000, min=4, max=1_000_000,
+        help="imdb, reuters: keep the most frequent words."),
+    Int("maxlen", 200, min=1, max=100_000, help="imdb, reuters: pad or cut sequences to this length "
         "(at the front, as keras.utils.pad_sequences)."),
     Choice("label_mode", "fine", ("fine", "coarse"), help="cifar100: 100 fine or 20 coarse "
            "classes."),
@@ -46,8 +47,9 @@ KERAS_DATA_PARAMS = (
 
 class Project:
     def __init__(self, graph=None, dataset=None, training=None, ui=None, path=None,
-                 weights=None):
+                 weights=None, name=None):
         self.graph = graph if graph is not None else Graph()
+        self.name = name  # the project's title, kept as the file had it
         self.dataset = dataset or {}
         self.training = training or default_training()
         self.ui = ui or {}
@@ -74,7 +76,7 @@ def default_training():
 def _type_hint(name):
     known = [l.type_id for l in layer_types()]
     close = difflib.get_close_matches(str(name), known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known types: {', '.join(known)}"
+    return f"; did you mean {quote(close[0])}?" if close else f"; known types: {', '.join(known)}"
 
 
 def parse_graph(g, problems):
@@ -82,6 +84,7 @@ def parse_graph(g, problems):
     if not isinstance(g, dict):
         problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
         return graph
+    _unknown_keys(g, {"nodes", "edges"}, "graph", problems)
     nodes, edges = g.get("nodes"), g.get("edges", [])
     if not isinstance(nodes, list):
         problems.append(ProjectError("expected a list of nodes", "graph.nodes"))
@@ -90,23 +93,29 @@ def parse_graph(g, problems):
         problems.append(ProjectError("expected a list of edges", "graph.edges"))
         edges = []
     first_index = {}
+    broken = set()  # ids of nodes already refused: edges to them say nothing new
+    nodes_unreadable = not isinstance(g.get("nodes"), list)
     for i, n in enumerate(nodes):
         place = f"graph.nodes[{i}]"
         if not isinstance(n, dict):
             problems.append(ProjectError("expected an object with id, type, params", place))
+            nodes_unreadable = True  # its id is unknown: any dangling edge may be to it
             continue
+        _unknown_keys(n, {"id", "type", "params"}, place, problems)
         nid, typ = n.get("id"), n.get("type")
         if not isinstance(nid, str) or not nid:
-            problems.append(ProjectError(f"expected a non-empty string, got {nid!r}", f"{place}.id"))
+            problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}", f"{place}.id"))
+            nodes_unreadable = True
             continue
         if nid in first_index:
-            problems.append(ProjectError(f"duplicate node id {nid!r} (first used by "
+            problems.append(ProjectError(f"duplicate node id {quote(nid)} (first used by "
                                          f"graph.nodes[{first_index[nid]}])", f"{place}.id"))
             continue
         layer = get_layer(typ) if isinstance(typ, str) else None
         if layer is None:
-            problems.append(ProjectError(f"unknown layer type {typ!r}{_type_hint(typ)}",
+            problems.append(ProjectError(f"unknown layer type {quote(typ)}{_type_hint(typ)}",
                                          f"{place}.type"))
+            broken.add(nid)
             continue
         values, perr = validate_params(layer.params, n.get("params", {}), f"{place}.params")
         problems.extend(perr)
@@ -118,17 +127,21 @@ def parse_graph(g, problems):
         if not isinstance(e, dict):
             problems.append(ProjectError("expected an object with \"from\" and \"to\"", place))
             continue
+        _unknown_keys(e, {"from", "to"}, place, problems)
         for key in ("from", "to"):
             v = e.get(key)
             if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
                     or not isinstance(v[1], int) or isinstance(v[1], bool) or v[1] < 0):
-                problems.append(ProjectError(f"expected [node_id, port], got {v!r}",
+                problems.append(ProjectError(f"expected [node_id, port], got {quote(v)}",
                                              f"{place}.{key}"))
                 break
             ends.append(v)
         if len(ends) != 2:
             continue
         (src, sp), (dst, dp) = ends
+        missing = [n for n in (src, dst) if n not in graph.nodes]
+        if missing and (nodes_unreadable or all(n in broken for n in missing)):
+            continue  # follows from a node refused above
         try:  # the editor's own rules; cycles are reported with the graph's other problems
             graph.check_connect(src, sp, dst, dp, allow_cycle=True)
         except GraphError as err:
@@ -136,6 +149,23 @@ def parse_graph(g, problems):
             continue
         graph.edges.append(Edge(src, sp, dst, dp))  # cycles are reported by validate()
     return graph
+
+
+def _unknown_keys(d, known, place, problems):
+    """A refusal for each key of object d that is not in `known`, naming the nearest known
+    one: a misspelt "parmas" must not silently give default parameters."""
+    for k in d:
+        if k not in known:
+            close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {quote(close[0])}?" if close else \
+                f"; known keys: {', '.join(sorted(known))}"
+            problems.append(ProjectError("unknown key" + hint, f"{place}.{k}" if place else k))
+
+
+def _name(v):
+    """v where it can name something (a string), else None: a list or an object where a name
+    is expected must not reach a dict lookup (unhashable)."""
+    return v if isinstance(v, str) else None
 
 
 def parse_training(t, graph, problems, soft=None):
@@ -155,12 +185,17 @@ def parse_training(t, graph, problems, soft=None):
     opt = t.get("optimizer", {"name": "adam"})
     if isinstance(opt, str):
         opt = {"name": opt}
-    if not isinstance(opt, dict) or opt.get("name") not in OPTIMIZERS:
+    if not isinstance(opt, dict) or _name(opt.get("name")) not in OPTIMIZERS:
         problems.append(ProjectError(f"expected an optimizer, one of {', '.join(OPTIMIZERS)}; "
-                                     f"got {opt if not isinstance(opt, dict) else opt.get('name')!r}",
+                                     f"got {quote(opt if not isinstance(opt, dict) else opt.get('name'))}",
                                      "training.optimizer"))
     else:
         cls = OPTIMIZERS[opt["name"]]
+        _unknown_keys(opt, {"name", "params"}, "training.optimizer", problems)
+        if not isinstance(opt.get("params", {}), dict):
+            problems.append(ProjectError(f"expected an object {{parameter: value}}, got "
+                                         f"{quote(opt.get('params'))}",
+                                         "training.optimizer.params"))
         given = dict(opt.get("params", {})) if isinstance(opt.get("params", {}), dict) else {}
         lr = given.pop("learning_rate", None) if isinstance(given.get("learning_rate"),
                                                              dict) else None
@@ -185,7 +220,7 @@ def parse_training(t, graph, problems, soft=None):
         place = f"training.loss.{o}"
         if o not in outputs:
             soft.append(ProjectError(
-                f"no output node {o!r}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
+                f"no output node {quote(o)}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
                 place))
             continue
         if isinstance(spec, str):
@@ -194,9 +229,9 @@ def parse_training(t, graph, problems, soft=None):
             problems.append(ProjectError("expected a loss name or {\"name\", \"weight\", "
                                          "\"from_logits\"}", place))
             continue
-        name = canonical_loss(spec.get("name"))
+        name = canonical_loss(_name(spec.get("name")))
         if name not in LOSS_NAMES:
-            problems.append(ProjectError(f"unknown loss {spec.get('name')!r}; expected one of "
+            problems.append(ProjectError(f"unknown loss {quote(spec.get('name'))}; expected one of "
                                          f"{', '.join(LOSS_NAMES)}", f"{place}.name"))
             continue
         entry = {"name": name, "weight": 1.0, "from_logits": False}
@@ -222,7 +257,7 @@ def parse_training(t, graph, problems, soft=None):
     loss_unreadable = any(p.place and p.place.startswith("training.loss") for p in problems)
     for o in outputs:
         if o not in losses and not loss_unreadable:
-            soft.append(ProjectError(f"output {o!r} has no loss", "training.loss"))
+            soft.append(ProjectError(f"output {quote(o)} has no loss", "training.loss"))
     out["loss"] = losses
     cbs, cerr = callbacks_mod.validate(t.get("callbacks", []))
     problems.extend(cerr)
@@ -234,7 +269,7 @@ def parse_training(t, graph, problems, soft=None):
         out["metrics"] = {}
         for o, ms in metrics.items():
             if o not in outputs:
-                soft.append(ProjectError(f"no output node {o!r}", f"training.metrics.{o}"))
+                soft.append(ProjectError(f"no output node {quote(o)}", f"training.metrics.{o}"))
             elif not isinstance(ms, list):
                 problems.append(ProjectError("expected a list of metric names",
                                              f"training.metrics.{o}"))
@@ -249,13 +284,20 @@ def parse_training(t, graph, problems, soft=None):
 def _check_metrics(metrics, place, problems):
     good = []
     for i, m in enumerate(metrics):
-        if m in METRIC_NAMES or m in METRIC_ALIASES:
+        if isinstance(m, str) and (m in METRIC_NAMES or m in METRIC_ALIASES):
             good.append(m)
         else:
-            problems.append(ProjectError(f"unknown metric {m!r}; expected one of "
+            problems.append(ProjectError(f"unknown metric {quote(m)}; expected one of "
                                          f"{', '.join(METRIC_NAMES + tuple(METRIC_ALIASES))}",
                                          f"{place}[{i}]"))
     return good
+
+
+# the keys of the dataset section: those every source reads, and each source's own
+DATASET_COMMON_KEYS = {"source", "inputs", "targets", "split", "normalize", "fitted"}
+DATASET_KEYS = {"synthetic": {"name", "params"}, "keras": {"name", "params"}, "npz": {"path"},
+                "csv": {"path", "delimiter", "header", "missing", "columns"},
+                "images": {"path", "size", "color"}, "npy": {"arrays"}}
 
 
 def _parse_dataset(d, problems):
@@ -265,17 +307,19 @@ def _parse_dataset(d, problems):
     if not d:
         return {}  # no dataset chosen yet: fine for editing, refused by --run
     src = d.get("source")
+    if isinstance(src, str) and src in DATASET_KEYS:
+        _unknown_keys(d, DATASET_KEYS[src] | DATASET_COMMON_KEYS, "dataset", problems)
     if src == "synthetic":
-        if d.get("name") not in datasets.SYNTHETIC:
-            problems.append(ProjectError(f"unknown synthetic dataset {d.get('name')!r}; "
+        if _name(d.get("name")) not in datasets.SYNTHETIC:
+            problems.append(ProjectError(f"unknown synthetic dataset {quote(d.get('name'))}; "
                                          f"expected one of {', '.join(datasets.SYNTHETIC)}",
                                          "dataset.name"))
         _, perr = validate_params(datasets.SYNTHETIC_PARAMS, d.get("params", {}),
                                   "dataset.params")
         problems.extend(perr)
     elif src == "keras":
-        if d.get("name") not in builtin_data.NAMES:
-            problems.append(ProjectError(f"unknown built-in dataset {d.get('name')!r}; "
+        if _name(d.get("name")) not in builtin_data.NAMES:
+            problems.append(ProjectError(f"unknown built-in dataset {quote(d.get('name'))}; "
                                          f"expected one of {', '.join(builtin_data.NAMES)}",
                                          "dataset.name"))
         _, perr = validate_params(KERAS_DATA_PARAMS, d.get("params", {}), "dataset.params")
@@ -292,11 +336,11 @@ def _parse_dataset(d, problems):
             if (not isinstance(size, list) or len(size) != 2 or not all(
                     isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
                     for v in size)):
-                problems.append(ProjectError(f"expected [height, width] in pixels, got {size!r}",
+                problems.append(ProjectError(f"expected [height, width] in pixels, got {quote(size)}",
                                              "dataset.size"))
             if d.get("color", "grayscale") not in imagefolder.COLORS:
                 problems.append(ProjectError(f"expected one of {', '.join(imagefolder.COLORS)}, "
-                                             f"got {d.get('color')!r}", "dataset.color"))
+                                             f"got {quote(d.get('color'))}", "dataset.color"))
     elif src == "npy":
         arr = d.get("arrays")
         if not isinstance(arr, dict) or not arr or not all(
@@ -305,7 +349,7 @@ def _parse_dataset(d, problems):
                                          "dataset.arrays"))
     else:
         problems.append(ProjectError("expected one of \"synthetic\", \"keras\", \"csv\", "
-                                     f"\"images\", \"npy\", \"npz\"; got {src!r}",
+                                     f"\"images\", \"npy\", \"npz\"; got {quote(src)}",
                                      "dataset.source"))
     _parse_preparation(d, problems)
     for key in ("inputs", "targets"):
@@ -319,13 +363,13 @@ def _parse_dataset(d, problems):
 def _parse_csv_options(d, problems):
     if d.get("delimiter", "auto") not in ("auto",) + tuple(tabular.DELIMITERS):
         problems.append(ProjectError("expected \"auto\" or one of , ; | and a tab, got "
-                                     f"{d.get('delimiter')!r}", "dataset.delimiter"))
+                                     f"{quote(d.get('delimiter'))}", "dataset.delimiter"))
     if d.get("header", "auto") not in ("auto", True, False):
         problems.append(ProjectError(f"expected \"auto\", true or false, got "
-                                     f"{d.get('header')!r}", "dataset.header"))
+                                     f"{quote(d.get('header'))}", "dataset.header"))
     if d.get("missing", "error") not in tabular.MISSING_POLICIES:
         problems.append(ProjectError(f"expected one of {', '.join(tabular.MISSING_POLICIES)}, "
-                                     f"got {d.get('missing')!r}", "dataset.missing"))
+                                     f"got {quote(d.get('missing'))}", "dataset.missing"))
     cols = d.get("columns", {})
     if not isinstance(cols, dict):
         problems.append(ProjectError("expected an object {column: {\"role\", \"encoding\"}}",
@@ -336,12 +380,13 @@ def _parse_csv_options(d, problems):
         if not isinstance(c, dict):
             problems.append(ProjectError("expected an object {\"role\", \"encoding\"}", place))
             continue
+        _unknown_keys(c, {"role", "encoding"}, place, problems)
         if c.get("role", "feature") not in tabular.ROLES:
             problems.append(ProjectError(f"expected one of {', '.join(tabular.ROLES)}, got "
-                                         f"{c.get('role')!r}", place + ".role"))
+                                         f"{quote(c.get('role'))}", place + ".role"))
         if c.get("encoding", "auto") not in tabular.ENCODINGS:
             problems.append(ProjectError(f"expected one of {', '.join(tabular.ENCODINGS)}, got "
-                                         f"{c.get('encoding')!r}", place + ".encoding"))
+                                         f"{quote(c.get('encoding'))}", place + ".encoding"))
 
 
 def _parse_preparation(d, problems):
@@ -350,18 +395,19 @@ def _parse_preparation(d, problems):
         problems.append(ProjectError("expected an object {\"test\", \"validation\", \"seed\"}",
                                      "dataset.split"))
     else:
+        _unknown_keys(split, {"test", "validation", "seed"}, "dataset.split", problems)
         for key in ("test", "validation"):
             v = split.get(key, 0.0)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-                problems.append(ProjectError(f"expected a fraction in [0, 1), got {v!r}",
+                problems.append(ProjectError(f"expected a fraction in [0, 1), got {quote(v)}",
                                              f"dataset.split.{key}"))
         seed = split.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            problems.append(ProjectError(f"expected a non-negative integer, got {seed!r}",
+            problems.append(ProjectError(f"expected a non-negative integer, got {quote(seed)}",
                                          "dataset.split.seed"))
     if d.get("normalize", "none") not in preprocess.NORMALIZATIONS:
         problems.append(ProjectError(f"expected one of {', '.join(preprocess.NORMALIZATIONS)}, "
-                                     f"got {d.get('normalize')!r}", "dataset.normalize"))
+                                     f"got {quote(d.get('normalize'))}", "dataset.normalize"))
     if not isinstance(d.get("fitted", {}), dict):
         problems.append(ProjectError("expected an object", "dataset.fitted"))
 
@@ -371,42 +417,50 @@ def from_dict(d, path=None, strict=True):
     if not isinstance(d, dict):
         raise ProjectError("not a Layerloom project (expected a JSON object)")
     if d.get("format") != FORMAT:
-        raise ProjectError(f"not a Layerloom project (\"format\" is {d.get('format')!r}, "
-                           f"expected {FORMAT!r})", "format")
+        raise ProjectError(f"not a Layerloom project (\"format\" is {quote(d.get('format'))}, "
+                           f"expected {quote(FORMAT)})", "format")
     v = d.get("version")
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ProjectError(f"expected a positive integer, got {v!r}", "version")
+        raise ProjectError(f"expected a positive integer, got {quote(v)}", "version")
     if v > VERSION:
         raise ProjectError(f"written by a newer Layerloom (format version {v}; this version "
                            f"reads up to {VERSION}); update Layerloom to open it", "version")
     while v < VERSION:
         d = MIGRATIONS[v](d)
         v += 1
-    known = {"format", "version", "graph", "dataset", "training", "ui", "weights", "name"}
-    for k in d:
-        if k not in known:
-            problems.append(ProjectError("unknown key", k))
+    _unknown_keys(d, {"format", "version", "graph", "dataset", "training", "ui", "weights",
+                      "name"}, "", problems)
     graph = parse_graph(d.get("graph"), problems)
     # Network problems (unconnected inputs, shapes, missing losses) make a project unfinished,
     # not damaged: the editor opens it with them listed; --run (strict) refuses it.
     soft = []
-    if not problems:
+    graph_broken = bool(problems)
+    if not graph_broken:
         soft.extend(ProjectError(e.message, e.place) for e in graph.validate())
     dataset = _parse_dataset(d.get("dataset"), problems) if "dataset" in d else {}
-    training = parse_training(d.get("training", {}), graph, problems, soft)
+    # a graph that could not be read has no outputs to check losses and metrics against:
+    # "no output node" and "has no loss" would only follow from its problems
+    training = parse_training(d.get("training", {}), graph, problems,
+                              [] if graph_broken else soft)
     ui = d.get("ui", {})
     if not isinstance(ui, dict):
         problems.append(ProjectError("expected an object", "ui"))
     weights = d.get("weights")
     if weights is not None and not isinstance(weights, str):
         problems.append(ProjectError("expected the path of a .npz file", "weights"))
+    name = d.get("name")
+    if name is not None and not isinstance(name, str):
+        problems.append(ProjectError(f"expected a text, got {quote(name)}", "name"))
     if strict:
         problems = soft + problems
     if problems:
         raise ProjectError(str(problems[0]), problems=problems)
-    proj = Project(graph, dataset, training, ui, path, weights)
+    proj = Project(graph, dataset, training, ui, path, weights, name)
     proj.problems = soft
     return proj
+
+
+MAX_DEPTH = 64  # nesting of a project file's JSON; the deepest valid one has about 8
 
 
 def loads(text, path=None, strict=True):
@@ -415,7 +469,29 @@ def loads(text, path=None, strict=True):
     except json.JSONDecodeError as e:
         raise ProjectError(f"not valid JSON (truncated or damaged?): {e.msg} at line {e.lineno} "
                            f"column {e.colno}") from None
+    except RecursionError:
+        raise ProjectError(f"not a project file: JSON nested more than {MAX_DEPTH} levels "
+                           "deep") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise ProjectError(f"not a project file: {str(e).split(':')[0].lower()}") from None
+    if _depth(d) > MAX_DEPTH:
+        raise ProjectError(f"not a project file: JSON nested more than {MAX_DEPTH} levels deep")
     return from_dict(d, path, strict)
+
+
+def _depth(v):
+    """How deeply v nests (without recursion: the parser accepts up to ~1000 levels)."""
+    deepest, stack = 0, [(v, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def load(path, strict=True):
@@ -460,6 +536,7 @@ def to_dict(project):
     d = {
         "format": FORMAT,
         "version": VERSION,
+        **({"name": project.name} if project.name else {}),
         "graph": {"nodes": nodes,
                   "edges": [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]}
                             for e in g.edges]},

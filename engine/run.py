@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from . import builtin_data, datasets, preprocess, schedules, userdata
-from .errors import DataError
+from .errors import DataError, quote
 from .graph import fmt_shape
 from .losses import Loss
 from .model import Model
@@ -99,6 +99,18 @@ def array_names(project):
         return []
 
 
+def _check_finite(a, what, place, chunk=4096):
+    """Refuse NaN and infinite values (a CSV cell of 1e400, a damaged .npy) before they turn
+    every loss into NaN; a memory-mapped array is read in chunks of rows."""
+    for s in range(0, len(a), chunk):
+        part = np.asarray(a[s:s + chunk], np.float32)
+        bad = ~np.isfinite(part)
+        if bad.any():
+            row = s + int(np.argwhere(bad)[0][0])
+            raise DataError(f"{what} holds NaN or infinite values (first in sample {row}); "
+                            "fill or drop them first", place)
+
+
 def prepare_data(project, arrays=None, progress=None):
     """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
     g = project.graph
@@ -117,7 +129,7 @@ def prepare_data(project, arrays=None, progress=None):
 
     def fetch(split, name, place):
         if name not in split:
-            raise DataError(f"the dataset has no array {name!r}; it has: {have}", place)
+            raise DataError(f"the dataset has no array {quote(name)}; it has: {have}", place)
         return preprocess.as_rows(split[name])
 
     def check(split, tag):
@@ -125,20 +137,21 @@ def prepare_data(project, arrays=None, progress=None):
         for nid in ins:
             place = f"dataset.inputs.{nid}"
             if nid not in in_map:
-                raise DataError(f"Input {nid!r} has no array mapped to it; arrays: {have}",
+                raise DataError(f"Input {quote(nid)} has no array mapped to it; arrays: {have}",
                                 "dataset.inputs")
             a = fetch(split, in_map[nid], place)
             want = shapes[nid][0]
             if a.ndim < 1 or a.shape[1:] != want:
-                raise DataError(f"array {in_map[nid]!r}{tag} has samples shaped "
-                                f"{fmt_shape(a.shape[1:])}, Input {nid!r} expects "
+                raise DataError(f"array {quote(in_map[nid])}{tag} has samples shaped "
+                                f"{fmt_shape(a.shape[1:])}, Input {quote(nid)} expects "
                                 f"{fmt_shape(want)}; set the Input's shape to "
                                 f"{list(a.shape[1:])}, or map another array", place)
             x[nid] = preprocess.as_rows(a, np.float32)
+            _check_finite(x[nid], f"array {quote(in_map[nid])}{tag}", place)
         for nid in outs:
             place = f"dataset.targets.{nid}"
             if nid not in out_map:
-                raise DataError(f"output {nid!r} has no target array mapped to it; arrays: "
+                raise DataError(f"output {quote(nid)} has no target array mapped to it; arrays: "
                                 f"{have}", "dataset.targets")
             a = fetch(split, out_map[nid], place)
             oshape = shapes[nid][0]
@@ -148,17 +161,18 @@ def prepare_data(project, arrays=None, progress=None):
             if a.shape[1:] != want:
                 hint = (" (sparse_categorical_crossentropy takes one class index per sample)"
                         if losses[nid].sparse else "")
-                raise DataError(f"array {out_map[nid]!r}{tag} has targets shaped "
-                                f"{fmt_shape(a.shape[1:])}, output {nid!r} with loss "
+                raise DataError(f"array {quote(out_map[nid])}{tag} has targets shaped "
+                                f"{fmt_shape(a.shape[1:])}, output {quote(nid)} with loss "
                                 f"{losses[nid].name} needs {fmt_shape(want)}{hint}", place)
             if losses[nid].sparse and a.size:
                 classes = oshape[-1]
                 if (not np.all(np.equal(np.mod(a, 1), 0))) or a.min() < 0 or a.max() >= classes:
-                    raise DataError(f"labels in {out_map[nid]!r}{tag} must be class indices "
-                                    f"0..{classes - 1} (output {nid!r} has {classes} units); "
-                                    f"found {a.min():g}..{a.max():g}; give {nid!r} "
+                    raise DataError(f"labels in {quote(out_map[nid])}{tag} must be class indices "
+                                    f"0..{classes - 1} (output {quote(nid)} has {classes} units); "
+                                    f"found {a.min():g}..{a.max():g}; give {quote(nid)} "
                                     f"{int(a.max()) + 1} units if those are the classes", place)
             y[nid] = np.ascontiguousarray(a, np.float32)
+            _check_finite(y[nid], f"array {quote(out_map[nid])}{tag}", place)
         lens = {len(v) for v in list(x.values()) + list(y.values())}
         if len(lens) > 1:
             raise DataError("mapped arrays have different numbers of samples: " + ", ".join(

@@ -3,7 +3,7 @@ file a learning rate may be a number or {"schedule": NAME, ...params}."""
 import math
 from abc import ABC, abstractmethod
 
-from .errors import ParamError
+from .errors import ParamError, quote
 from .params import Bool, Float, Int, validate_params
 
 
@@ -72,9 +72,9 @@ SCHEDULES = {cls.name: cls for cls in (ExponentialDecay, PiecewiseConstantDecay,
 def validate(spec, place):
     """Check a schedule object; return (normalised dict, problems)."""
     name = spec.get("schedule")
-    if name not in SCHEDULES:
+    if not isinstance(name, str) or name not in SCHEDULES:
         return None, [ParamError(f"expected a number or {{\"schedule\": one of "
-                                 f"{', '.join(SCHEDULES)}, ...}}; got {name!r}",
+                                 f"{', '.join(SCHEDULES)}, ...}}; got {quote(name)}",
                                  f"{place}.schedule")]
     rest = {k: v for k, v in spec.items() if k != "schedule"}
     if name == "piecewise_constant_decay":

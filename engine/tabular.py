@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, quote
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 DELIMITERS = ",\t;|"
@@ -55,7 +55,10 @@ def sniff_delimiter(text, path=""):
     lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
     best, best_score = ",", -1
     for d in DELIMITERS:
-        counts = [len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=d)]
+        try:
+            counts = [len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=d)]
+        except csv.Error:  # a field over the csv module's limit: read() reports its line
+            continue
         if not counts or max(counts) < 2:
             continue
         common = max(set(counts), key=counts.count)
@@ -135,7 +138,7 @@ def read(path, delimiter="auto", header="auto", place="dataset.path"):
         rows, lines = rows[1:], lines[1:]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise DataError(f"{path}, line 1: column name {sorted(dup)[0]!r} appears twice",
+            raise DataError(f"{path}, line 1: column name {quote(sorted(dup)[0])} appears twice",
                             place)
     else:
         names = [f"column_{j + 1}" for j in range(len(rows[0]))]
@@ -146,7 +149,7 @@ def read(path, delimiter="auto", header="auto", place="dataset.path"):
         if len(row) != width:
             raise DataError(f"{path}, line {line}: {len(row)} fields, expected {width} "
                             f"(like the {'header' if has_header else 'first row'}); "
-                            f"delimiter {delim!r}", place)
+                            f"delimiter {quote(delim)}", place)
     columns = [Column(n, [r[j] for r in rows]) for j, n in enumerate(names)]
     return Table(path, columns, lines, delim, has_header)
 
@@ -157,7 +160,7 @@ def roles(table, spec):
     spec = spec or {}
     for name in spec:
         if name not in table.names:
-            raise DataError(f"{table.path}: no column named {name!r}; columns: "
+            raise DataError(f"{table.path}: no column named {quote(name)}; columns: "
                             f"{', '.join(table.names)}", f"dataset.columns.{name}")
     out = {}
     explicit_label = any((s or {}).get("role") == "label" for s in spec.values())
@@ -184,7 +187,7 @@ def check_missing(table, used, policy):
             if c.missing:
                 i = c.missing[0]
                 more = f" ({len(c.missing)} missing in this column)" if len(c.missing) > 1 else ""
-                raise DataError(f"{table.path}, line {table.lines[i]}, column {n!r}: missing "
+                raise DataError(f"{table.path}, line {table.lines[i]}, column {quote(n)}: missing "
                                 f"value{more}; set \"missing\" to \"drop\" (drop those rows) or "
                                 "\"fill\" (mean or most frequent value of the training rows)",
                                 "dataset.missing")
@@ -203,8 +206,8 @@ def column_values(table, name, encoding, categories, rows, fill_rows):
         if not c.numeric:
             bad = next(i for i in rows if not _missing(c.values[i]) and
                        not _is_number(c.values[i]))
-            raise DataError(f"{table.path}, line {table.lines[bad]}, column {name!r}: "
-                            f"{c.values[bad].strip()!r} is not a number (set the column's "
+            raise DataError(f"{table.path}, line {table.lines[bad]}, column {quote(name)}: "
+                            f"{quote(c.values[bad].strip())} is not a number (set the column's "
                             "encoding to \"onehot\" or \"index\" for categories)", place)
         x = np.array([np.nan if m else float(v) for v, m in zip(vals, miss)], np.float64)
         if any(miss):
@@ -225,8 +228,8 @@ def column_values(table, name, encoding, categories, rows, fill_rows):
     codes = np.empty(len(vals), np.int64)
     for k, (i, v) in enumerate(zip(rows, vals)):
         if v not in index:
-            raise DataError(f"{table.path}, line {table.lines[i]}, column {name!r}: value "
-                            f"{v!r} is not one of the {len(cats)} known categories "
+            raise DataError(f"{table.path}, line {table.lines[i]}, column {quote(name)}: value "
+                            f"{quote(v)} is not one of the {len(cats)} known categories "
                             f"({', '.join(cats[:6])}{', ...' if len(cats) > 6 else ''})", place)
         codes[k] = index[v]
     if encoding == "index":

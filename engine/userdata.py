@@ -2,6 +2,7 @@
 mapped). Each loader returns datasets.Arrays with the training rows, and the validation and
 test rows when the project's "split" asks for them."""
 import os
+import tokenize
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def load_npy(d, resolve):
             msg = ("holds Python objects (pickled data); only plain numeric arrays are loaded"
                    if "pickle" in str(e).lower() or "object" in str(e).lower() else f"not a readable .npy file ({e})")
             raise DataError(f"{path}: {msg}", place) from None
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, SyntaxError, tokenize.TokenError) as e:  # a damaged header
             raise DataError(f"{path}: not a readable .npy file ({e})", place) from None
         if a.dtype.kind not in "biuf":
             raise DataError(f"{path}: dtype {a.dtype}; expected numbers", place)

@@ -108,7 +108,33 @@ BAD = {
                     "training.epochs: expected an integer from 1"),
     "unknown-dataset": (lambda: _mutate(lambda d: d["dataset"].update(name="moonz")),
                         "dataset.name: unknown synthetic dataset 'moonz'"),
+    # paths a project names for writing stay inside the run's output folder
+    "checkpoint-absolute": (lambda: _checkpoint(os.path.join(ESCAPE_DIR, "ESCAPE.npz")),
+                            "training.callbacks[0].filepath: expected a path inside the run's "
+                            "output folder, got '/"),
+    "checkpoint-parent": (lambda: _checkpoint("../../../../ESCAPE_{epoch}.npz"),
+                          "training.callbacks[0].filepath: expected a path inside the run's "
+                          "output folder, got '../../../../ESCAPE_{epoch}.npz'"),
+    "checkpoint-inner-parent": (lambda: _checkpoint("ck/../../ESCAPE.npz"),
+                                "expected a path inside the run's output folder"),
+    # one number must not exhaust memory: a variadic layer's input ports are bounded
+    "huge-port": (lambda: _multitask(lambda d: d["graph"]["edges"][2].update(
+        to=["joined", 10 ** 18])), "graph.edges[2].to: 'joined' (Concatenate) has no input "
+                                   "port 1000000000000000000 (at most 64 inputs)"),
 }
+ESCAPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runs")
+
+
+def _checkpoint(filepath):
+    return _mutate(lambda d: d["training"].update(callbacks=[
+        {"name": "model_checkpoint", "filepath": filepath, "monitor": "loss"}]))
+
+
+def _multitask(fn):
+    with open(os.path.join(EXAMPLES, "multitask.loom"), encoding="utf-8") as f:
+        d = json.load(f)
+    fn(d)
+    return json.dumps(d)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -124,8 +150,32 @@ def test_bad_project_file(case, tmp_path):
     assert "Traceback" not in r.stderr and r.stderr.startswith("layerloom: error: ")
     assert str(path) in r.stderr.splitlines()[0]
     assert path.read_bytes() == before and not (tmp_path / "out").exists()
+    assert not any("ESCAPE" in f for _, _, fs in os.walk(tmp_path) for f in fs)
     with pytest.raises(ProjectError):
         projectfile.load(str(path))
+
+
+def test_checkpoints_write_inside_the_output_folder_only(tmp_path):
+    """A checkpoint path inside the output folder is written there (subfolders made as
+    needed); one that leaves it through a symlink in that folder is refused before training,
+    exit 2, and nothing is written outside."""
+    d = spirals()
+    d["training"]["epochs"] = 2
+    d["training"]["callbacks"] = [{"name": "model_checkpoint", "filepath": "ck/e{epoch}.npz",
+                                   "monitor": "loss"}]
+    path = _write(tmp_path, d)
+    r = layerloom("--run", path, "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "out" / "ck")) == ["e1.npz", "e2.npz"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "out2").mkdir()
+    os.symlink(outside, tmp_path / "out2" / "ck")
+    r = layerloom("--run", path, "--out", str(tmp_path / "out2"))
+    assert r.returncode == 2, r.stderr
+    assert "training.callbacks[0].filepath: 'ck/e{epoch}.npz' leads out of the output folder" \
+        in r.stderr and "Traceback" not in r.stderr
+    assert os.listdir(outside) == [] and sorted(os.listdir(tmp_path / "out2")) == ["ck"]
 
 
 def _write(tmp_path, d, name="p.loom"):
@@ -163,8 +213,9 @@ def test_missing_and_pickled_data_files(tmp_path):
     r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "not a readable .npz file" in r.stderr
     d.pop("dataset")
-    r = layerloom("--run", _write(tmp_path, d), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "dataset: the project has no dataset" in r.stderr
+    path = _write(tmp_path, d)
+    r = layerloom("--run", path, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and f"{path}: dataset: the project has no dataset" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -176,7 +227,10 @@ def test_missing_project_and_unknown_device(tmp_path):
     assert r.returncode == 2 and "no OpenCL device matches 'no-such-gpu'" in r.stderr
     assert not (tmp_path / "o").exists()
     r = layerloom("--run", os.path.join(EXAMPLES, "sine.loom"), "--epochs", "-3")
-    assert r.returncode == 2 and "expected a positive integer" in r.stderr
+    assert r.returncode == 2 and "expected an integer from 1 to 1,000,000" in r.stderr
+    # the command line has the file's bounds
+    r = layerloom("--run", os.path.join(EXAMPLES, "sine.loom"), "--epochs", "1000000000000")
+    assert r.returncode == 2 and "got '1000000000000'" in r.stderr
 
 
 def test_unfinished_projects_open_for_editing_but_do_not_run(tmp_path):

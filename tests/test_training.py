@@ -136,8 +136,14 @@ def test_callback_monitor_must_be_logged(rt):
 def test_terminate_on_nan_stops_at_the_batch(rt):
     s, data = _session(rt, epochs=3, callbacks=[{"name": "terminate_on_nan"}],
                        optimizer={"name": "sgd", "params": {"learning_rate": 1e30}})
+    initial = s.model.get_weights()
     h = s.fit(data)
     assert "the loss became" in h["stopped_reason"] and len(h["epochs"]) == 1
+    # the weights kept are the last finite ones (here the initial weights: epoch 1 diverged),
+    # not the NaN ones the diverging updates left
+    assert h["weights_from_epoch"] == 0
+    now = s.model.get_weights()
+    assert all(np.array_equal(now[k], initial[k]) for k in now)
 
 
 def test_max_mode_monitor_tracks_improvement():

@@ -1,6 +1,7 @@
 import numpy as np
 
 from .. import expr
+from ..errors import quote
 from ..layerkit import same_shapes
 from ..params import Expr
 from ..registry import Layer, ShapeError, Variadic, register
@@ -32,7 +33,7 @@ class Lambda(Layer):
         names = expr.INPUT_NAMES[:len(in_shapes)]
         unknown = sorted(expr.variables(expr.parse(p["expression"])) - set(names))
         if unknown:
-            raise ShapeError(f"the expression uses {unknown[0]!r} but this Lambda has "
+            raise ShapeError(f"the expression uses {quote(unknown[0])} but this Lambda has "
                              f"{len(in_shapes)} input{'s' * (len(in_shapes) > 1)} "
                              f"({', '.join(names)})")
         return [first]
