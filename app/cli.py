@@ -255,31 +255,6 @@ def main(argv=None):
         return EXIT_FAILED
 
 
-class Terminated(BaseException):
-    """SIGTERM before training started (or after it ended): exit 143 like a Ctrl-C's 130."""
-
-
-def _terminated(signum, frame):
-    raise Terminated()
-
-
-def entry():
-    signal.signal(signal.SIGTERM, _terminated)
-    try:
-        code = main()
-    except KeyboardInterrupt:  # Ctrl-C while starting up (imports, reading data)
-        sys.stderr.write("layerloom: interrupted before training started; nothing written\n")
-        code = EXIT_INTERRUPTED
-    except Terminated:
-        sys.stderr.write("layerloom: terminated (SIGTERM) before training started; nothing "
-                         "written\n")
-        code = EXIT_TERMINATED
-    # a second Ctrl-C while the interpreter shuts down must not print a traceback
-    # (threading._shutdown)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    entry()
+    from .launch import main as launch
+    launch()
