@@ -10,6 +10,7 @@ from engine import project as projectfile
 from engine.errors import (DataError, LayerloomError, ParamError, ProjectError,
                            TrainingError, quote)
 from engine.fileio import npz_bytes, rescue, write_folder_unit
+from engine.trainstate import FILENAME as TRAINING_STATE, TrainingState, state_path_of
 from engine.training import Callback
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -55,7 +56,12 @@ def build_parser():
                    help="OpenCL device: gpu, cpu, P:D (from --list-devices) or part of its name; "
                         "default $LAYERLOOM_DEVICE, else the first GPU, else the CPU")
     p.add_argument("--out", metavar="DIR",
-                   help="where to write history.json and weights.npz (default runs/<project>)")
+                   help="where to write history.json and weights.npz (default runs/<project>, "
+                        "or the --resume folder)")
+    p.add_argument("--resume", metavar="DIR_OR_CHECKPOINT",
+                   help="continue the run whose outputs are in DIR (or a model_checkpoint "
+                        "file with its .state.npz) exactly where it stopped, to --epochs or "
+                        "the project's epochs in all")
     p.add_argument("--list-devices", action="store_true", help="list OpenCL devices and exit")
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="render the editor with PROJECT loaded to a PNG and exit")
@@ -120,6 +126,13 @@ def list_devices(out=sys.stdout):
     return EXIT_OK
 
 
+def resume_paths(target):
+    """(weights, training state) of a run's folder or of a model_checkpoint file."""
+    if os.path.isdir(target):
+        return os.path.join(target, "weights.npz"), os.path.join(target, TRAINING_STATE)
+    return target, state_path_of(target)
+
+
 def write_outputs(out_dir, files):
     """The run's outputs as one unit (engine/fileio.write_folder_unit); where they cannot be
     written (a full disk), the trained weights are kept elsewhere and the error says where."""
@@ -139,16 +152,26 @@ def run(args, out=sys.stdout):
     path = args.run
     proj = projectfile.load(path)
     data = prepare_data(proj)
-    initial = load_weights(proj.resolve(proj.weights)) if proj.weights else None
+    resume = None
+    epochs = args.epochs or proj.training["epochs"]
+    if args.resume:
+        weights_path, state_path = resume_paths(args.resume)
+        resume = TrainingState.load(state_path)
+        resume.check(proj, args.batch_size or proj.training["batch_size"],
+                     proj.training["seed"] if args.seed is None else args.seed, epochs)
+        initial = load_weights(weights_path, "--resume")
+        resume.check_weights(initial)
+    else:
+        initial = load_weights(proj.resolve(proj.weights)) if proj.weights else None
     session = Session(proj, device=args.device, batch_size=args.batch_size, seed=args.seed,
                       initial_weights=initial)
-    epochs = args.epochs or proj.training["epochs"]
     n = len(next(iter(data.x.values())))
     n_val = (len(next(iter(data.validation[0].values()))) if data.validation else
              int(n * proj.training.get("validation_split", 0.0)))
     n += n_val if data.validation else 0
     n_test = len(next(iter(data.x_test.values()))) if data.x_test else 0
-    out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
+    out_dir = args.out or (os.path.dirname(weights_path) or "." if args.resume else
+                           os.path.join("runs", os.path.splitext(os.path.basename(path))[0]))
     out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
     out.write(f"Data: {data.description}: {n - n_val} training, {n_val} validation, "
               f"{n_test} test samples\n")
@@ -163,8 +186,13 @@ def run(args, out=sys.stdout):
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
+        if resume is not None:
+            out.write(f"Resuming after epoch {resume.epoch}"
+                      + (f", batch {resume.batch}" if resume.batch else "")
+                      + f" (step {resume.step}) from {args.resume}\n")
         history = session.fit(data, epochs=epochs, callbacks=[ConsoleProgress(epochs, out)],
-                              should_stop=lambda: stop["signal"] is not None, out_dir=out_dir)
+                              should_stop=lambda: stop["signal"] is not None, out_dir=out_dir,
+                              resume=resume)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -175,7 +203,8 @@ def run(args, out=sys.stdout):
         "history.json": (json.dumps(history, indent=2) + "\n").encode("utf-8"),
         "weights.npz": npz_bytes(session.model.get_weights()),
         "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
-                                    indent=2) + "\n").encode("utf-8")})
+                                    indent=2) + "\n").encode("utf-8"),
+        TRAINING_STATE: session.training_state().to_bytes()})
     eps = history["epochs"]
     if eps:
         first = eps[0]["seconds"]
@@ -188,9 +217,9 @@ def run(args, out=sys.stdout):
     if "test" in history:
         out.write("Test: " + _metrics_text(history["test"]) + "\n")
     out.write(f"Wrote {os.path.join(out_dir, 'history.json')}, "
-              f"{os.path.join(out_dir, 'weights.npz')} and "
+              f"{os.path.join(out_dir, 'weights.npz')}, "
               f"{os.path.join(out_dir, 'trained.loom')} (the project with its fitted "
-              "preprocessing, beside the weights)\n")
+              f"preprocessing, beside the weights) and {TRAINING_STATE} (to --resume it)\n")
     if "early_stopping" in history:
         es = history["early_stopping"]
         out.write(f"Early stopping at epoch {es['stopped_epoch']}; best epoch {es['best_epoch']}"

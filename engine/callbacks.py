@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from .errors import ParamError, ProjectError, quote
-from .fileio import atomic_save_npz, inside, relative_path_problem
+from .fileio import atomic_save_npz, atomic_write_bytes, inside, relative_path_problem
+from .trainstate import state_path_of
 from .params import Bool, Choice, Float, Int, Text, validate_params
 from .training import Callback
 
@@ -56,7 +57,7 @@ class EarlyStopping(_Monitored):
         self.wait, self.best_weights, self.stopped_epoch, self.best_epoch = 0, None, 0, 0
 
     def on_epoch_end(self, epoch, logs):
-        if epoch <= self.c["start_from_epoch"]:
+        if epoch <= self.c["start_from_epoch"] or logs.get("interrupted"):
             return
         value = logs[self.c["monitor"]]
         if self.improved(value, self.c["min_delta"]):
@@ -71,6 +72,18 @@ class EarlyStopping(_Monitored):
             if self.c["restore_best_weights"] and self.best_weights is not None:
                 self.trainer.model.set_weights(self.best_weights)
 
+    def get_state(self):
+        arrays = {f"best_weights/{k}": v for k, v in (self.best_weights or {}).items()}
+        return ({"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch,
+                 "best_epoch": self.best_epoch, "has_best_weights": self.best_weights is not None},
+                arrays)
+
+    def set_state(self, values, arrays):
+        self.best, self.wait = values["best"], values["wait"]
+        self.stopped_epoch, self.best_epoch = values["stopped_epoch"], values["best_epoch"]
+        if values["has_best_weights"]:
+            self.best_weights = {k[len("best_weights/"):]: v for k, v in arrays.items()}
+
     def on_train_end(self, history):
         if self.stopped_epoch:
             history["early_stopping"] = {"stopped_epoch": self.stopped_epoch,
@@ -84,11 +97,15 @@ class ModelCheckpoint(_Monitored):
     params = (Text("filepath", "checkpoint.weights.npz",
                    help="Weights file, relative to the run's output folder; {epoch} is "
                         "replaced by the epoch number."),) + _monitor() + (
-        Bool("save_best_only", False, help="Write only when the monitored value improves."),)
+        Bool("save_best_only", False, help="Write only when the monitored value improves."),
+        Bool("save_state", True, help="Also write the whole training state beside it "
+             "(NAME.state.npz), so that --resume continues from it exactly."))
 
     def __init__(self, **c):
         super().__init__(**c)
         self.folder = "."
+        self.capture_state = None  # set by the session: the training state, for save_state
+        self._due = None  # the epoch whose weights after_epoch writes
 
     def _path(self, epoch):
         """The file for this epoch inside the output folder; a project file is untrusted
@@ -105,12 +122,31 @@ class ModelCheckpoint(_Monitored):
         self._path(1)  # refused before training, not after the first epoch
 
     def on_epoch_end(self, epoch, logs):
+        if logs.get("interrupted"):
+            return
         value = logs[self.c["monitor"]]
         if self.improved(value):
             self.best = value
         elif self.c["save_best_only"]:
             return
-        atomic_save_npz(self._path(epoch), self.trainer.model.get_weights())
+        self._due = epoch
+
+    def after_epoch(self, epoch):
+        """The weights, and beside them the whole training state (every callback's included,
+        so after their on_epoch_end): `--resume` continues from such a checkpoint exactly. The
+        state is written first; it names the weights it belongs with."""
+        if self._due != epoch:
+            return
+        path = self._path(epoch)
+        if self.c["save_state"] and self.capture_state is not None:
+            atomic_write_bytes(state_path_of(path), self.capture_state().to_bytes())
+        atomic_save_npz(path, self.trainer.model.get_weights())
+
+    def get_state(self):
+        return {"best": self.best}, {}
+
+    def set_state(self, values, arrays):
+        self.best = values["best"]
 
 
 class TerminateOnNaN(Callback):
@@ -135,9 +171,17 @@ class TerminateOnNaN(Callback):
                                        f"batch {batch}"
 
     def on_epoch_end(self, epoch, logs):
+        if logs.get("interrupted"):
+            return
         weights = self.trainer.model.get_weights()
         if all(np.isfinite(w).all() for w in weights.values()):
             self.finite, self.finite_epoch = weights, epoch
+
+    def get_state(self):
+        return {"finite_epoch": self.finite_epoch}, dict(self.finite)
+
+    def set_state(self, values, arrays):
+        self.finite, self.finite_epoch = dict(arrays), values["finite_epoch"]
 
     def on_train_end(self, history):
         if not history.get("stopped_reason"):
@@ -165,7 +209,15 @@ class ReduceLROnPlateau(_Monitored):
                              f"training.callbacks[{self.index}]")
         self.wait, self.cooldown = 0, 0
 
+    def get_state(self):
+        return {"best": self.best, "wait": self.wait, "cooldown": self.cooldown}, {}
+
+    def set_state(self, values, arrays):
+        self.best, self.wait, self.cooldown = values["best"], values["wait"], values["cooldown"]
+
     def on_epoch_end(self, epoch, logs):
+        if logs.get("interrupted"):
+            return
         value = logs[self.c["monitor"]]
         opt = self.trainer.optimizer
         logs["learning_rate"] = opt.config["learning_rate"]

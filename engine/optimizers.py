@@ -58,6 +58,41 @@ class Optimizer(ABC):
     def initial_state(self):
         return 0.0
 
+    def state_dict(self, rt):
+        """(JSON-able counters, {"node/weight/k": slot array}) for a training state."""
+        arrays = {}
+        for (nid, name), bufs in self._state.items():
+            size = bufs[0].size // 4
+            for k, b in enumerate(bufs):
+                arrays[f"{nid}/{name}/{k}"] = rt.read(b, size)
+        lr = self.config.get("learning_rate")
+        return {"iterations": self.iterations, "extra": self.extra_state(),
+                "learning_rate": None if isinstance(lr, Schedule) else lr}, arrays
+
+    def load_state(self, rt, values, arrays):
+        self.iterations = int(values["iterations"])
+        if values.get("learning_rate") is not None:  # as a plateau callback left it
+            self.config["learning_rate"] = values["learning_rate"]
+        self.set_extra_state(values.get("extra") or {})
+        slots = {}
+        for key, a in arrays.items():
+            nid, name, k = key.rsplit("/", 2)
+            slots.setdefault((nid, name), {})[int(k)] = a
+        for key, parts in slots.items():
+            bufs = []
+            for k in sorted(parts):
+                b = rt.empty(4 * parts[k].size)
+                rt.write(b, parts[k], blocking=True)
+                bufs.append(b)
+            self._state[key] = bufs
+
+    def extra_state(self):
+        """Host-side counters beyond the step (Nadam's running product)."""
+        return {}
+
+    def set_extra_state(self, values):
+        pass
+
     @abstractmethod
     def update(self, ops, rt, key, w, g, n, lr):
         """Enqueue the update of one weight tensor (key identifies its state slots)."""
@@ -144,6 +179,13 @@ class Nadam(Optimizer):
     def __init__(self, **values):
         super().__init__(**values)
         self.u_product = 1.0
+
+    def extra_state(self):
+        return {"u_product": self.u_product, "u_step": getattr(self, "_u_step", None)}
+
+    def set_extra_state(self, values):
+        self.u_product = values.get("u_product", 1.0)
+        self._u_step = values.get("u_step")
 
     def update(self, ops, rt, key, w, g, n, lr):
         c = self.config

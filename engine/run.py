@@ -4,14 +4,14 @@ import os
 
 import numpy as np
 
-from . import builtin_data, datasets, preprocess, schedules, userdata
+from . import builtin_data, datasets, preprocess, schedules, trainstate, userdata
 from .errors import DataError, quote
 from .graph import fmt_shape
 from .losses import Loss
 from .model import Model
 from .optimizers import OPTIMIZERS
 from .runtime import Runtime
-from .callbacks import build as build_callbacks
+from .callbacks import ModelCheckpoint, build as build_callbacks
 from .training import Trainer, fit
 
 
@@ -232,15 +232,31 @@ class Session:
         self.optimizer = cls(**params)
         self.trainer = Trainer(self.model, self.losses, t.get("metrics", []), self.optimizer)
 
-    def fit(self, data, epochs=None, callbacks=(), should_stop=None, out_dir=None):
+    def fit(self, data, epochs=None, callbacks=(), should_stop=None, out_dir=None,
+            resume=None):
         """callbacks: extra Callback objects (progress display...); the project's own
-        callbacks are added; ModelCheckpoint writes under out_dir."""
+        callbacks are added; ModelCheckpoint writes under out_dir. resume: a TrainingState
+        (engine/trainstate.py) this run continues, to `epochs` in all."""
         t = self.project.training
-        callbacks = list(callbacks) + build_callbacks(t.get("callbacks", []), out_dir)
-        return fit(self.trainer, data.x, data.y, int(epochs or t["epochs"]), self.batch_size,
+        epochs = int(epochs or t["epochs"])
+        if resume is not None:
+            resume.check(self.project, self.batch_size, self.seed, epochs)
+        self.project_callbacks = build_callbacks(t.get("callbacks", []), out_dir)
+        for cb in self.project_callbacks:
+            if isinstance(cb, ModelCheckpoint):  # the training state beside its weights
+                cb.capture_state = self.training_state
+        return fit(self.trainer, data.x, data.y, epochs, self.batch_size,
                    seed=self.seed, validation_split=t.get("validation_split", 0.0),
-                   validation_data=data.validation, test_data=data.test, callbacks=callbacks,
-                   should_stop=should_stop, shuffle=t.get("shuffle", True))
+                   validation_data=data.validation, test_data=data.test,
+                   callbacks=list(callbacks) + self.project_callbacks,
+                   should_stop=should_stop, shuffle=t.get("shuffle", True), resume=resume,
+                   resume_callbacks=self.project_callbacks)
+
+    def training_state(self):
+        """Where the last fit left training, to resume it exactly (engine/trainstate.py)."""
+        return trainstate.capture(self.trainer, self.project_callbacks, self.trainer.position,
+                                  trainstate.fingerprint(self.project, self.batch_size,
+                                                         self.seed))
 
 
 def load_weights(path, place="weights"):

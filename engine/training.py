@@ -18,6 +18,15 @@ class Callback:
     def on_epoch_end(self, epoch, logs): pass
     def on_train_end(self, history): pass
 
+    # a resumed run (engine/trainstate.py) gives back what get_state took, after
+    # on_train_begin: (JSON-able values, {name: array})
+    def get_state(self): return {}, {}
+    def set_state(self, values, arrays): pass
+
+    # after every callback's on_epoch_end of a completed epoch: what a checkpoint of the
+    # whole training state (all callbacks' states included) writes
+    def after_epoch(self, epoch): pass
+
 
 class Trainer:
     """Owns the device-side loss/metric plumbing for a compiled model."""
@@ -60,6 +69,16 @@ class Trainer:
         self._rows_seen = {o: 0 for o in self.outputs}
 
     # -- accumulators ----------------------------------------------------------------------
+    def accumulators(self):
+        """The epoch's sums so far, for a training state (engine/trainstate.py)."""
+        return {"sums": [float(v) for v in self.rt.read(self.acc, self.nslot)],
+                "rows": dict(self._rows_seen), "samples": self._samples}
+
+    def load_accumulators(self, a):
+        if self.nslot:
+            self.rt.write(self.acc, np.asarray(a["sums"], np.float32), blocking=True)
+        self._rows_seen, self._samples = dict(a["rows"]), int(a["samples"])
+
     def reset(self):
         self.ops.fill(self.acc, self.nslot)
         self._rows_seen = {o: 0 for o in self.outputs}
@@ -192,10 +211,15 @@ def evaluate(trainer, x, y, batch_size, prefix=""):
 
 
 def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validation_data=None,
-        test_data=None, callbacks=(), should_stop=None, shuffle=True, progress_seconds=0.25):
+        test_data=None, callbacks=(), should_stop=None, shuffle=True, progress_seconds=0.25,
+        resume=None, resume_callbacks=()):
     """Train. x: {input_id: array}, y: {output_id: array}. Returns a history dict:
     {"epochs": [{"epoch", "seconds", "loss", metrics..., "val_loss", ...}], "test": {...},
-     "stopped": bool}."""
+     "stopped": bool}. Afterwards trainer.position says where training stands (epochs
+    completed, the next batch of an interrupted epoch, the step, the epoch's sums, the
+    completed epochs' records): what a training state keeps. resume: such a state
+    (engine/trainstate.py), continued to `epochs` in all; resume_callbacks: the callbacks
+    whose state it holds."""
     n_total = _length({**x, **{f"y:{k}": v for k, v in y.items()}})
     if validation_data is None and validation_split > 0:
         n_val = int(n_total * validation_split)  # Keras: the last samples, before shuffling
@@ -215,21 +239,35 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
             "keys": trainer.log_keys(validation_data is not None)}
     for cb in callbacks:
         cb.on_train_begin(info)
-    step = 0
-    for epoch in range(1, epochs + 1):
+    step, first_epoch, first_batch = 0, 1, 0
+    if resume is not None:
+        from .trainstate import restore
+        restore(resume, trainer, resume_callbacks)
+        history["epochs"] = [dict(r) for r in resume.history]
+        step, first_epoch, first_batch = resume.step, resume.epoch + 1, resume.batch
+    trainer.position = {"epoch": first_epoch - 1, "batch": first_batch, "step": step,
+                        "history": list(history["epochs"]), "accumulators": None}
+    for epoch in range(first_epoch, epochs + 1):
         t0 = time.perf_counter()
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
+        # the order depends on the seed and the epoch alone: a resumed epoch has it too
         order = (np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n_total)
                  if shuffle else np.arange(n_total))
         trainer.reset()
+        start = 0
+        if epoch == first_epoch and first_batch:
+            trainer.load_accumulators(resume.meta["accumulators"])
+            start = first_batch
         pipe = _Pipeline()
         last_read = time.perf_counter()
         stopped = False
-        for b in range(num_batches):
+        done = start  # batches of this epoch finished
+        for b in range(start, num_batches):
             idx = order[b * bs:(b + 1) * bs]
             pipe.push(trainer.train_batch(_take(x, idx), _take(y, idx), len(idx), step))
             step += 1
+            done = b + 1
             logs = None
             now = time.perf_counter()
             if callbacks and (every_batch or now - last_read >= progress_seconds
@@ -245,6 +283,10 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
                 break
         logs = trainer.read_logs()
         pipe.drain()
+        if stopped:  # interrupted: a resumed run continues this epoch at batch `done`
+            trainer.position = {"epoch": epoch - 1, "batch": done, "step": step,
+                                "history": list(history["epochs"]),
+                                "accumulators": trainer.accumulators()}
         nan_stop = trainer.stop_reason is not None  # TerminateOnNaN ended the epoch
         if nan_stop:
             history["stopped_reason"] = trainer.stop_reason
@@ -255,11 +297,18 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
             logs.update(evaluate(trainer, validation_data[0], validation_data[1], bs, "val_"))
         record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
         record.update(logs)
+        if stopped:  # the monitors (engine/callbacks.py) skip it: no epoch end, no val_ keys
+            record["interrupted"] = True
         history["epochs"].append(record)
         if nan_stop:
             break  # monitors are not called on a NaN epoch
         for cb in callbacks:
             cb.on_epoch_end(epoch, record)
+        if not stopped:
+            trainer.position = {"epoch": epoch, "batch": 0, "step": step,
+                                "history": list(history["epochs"]), "accumulators": None}
+            for cb in callbacks:
+                cb.after_epoch(epoch)
         if stopped:
             history["stopped"] = True
             break

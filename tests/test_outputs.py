@@ -15,7 +15,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
-OUTPUTS = ("history.json", "trained.loom", "weights.npz")
+OUTPUTS = ("history.json", "trained.loom", "training_state.npz", "weights.npz")
 
 
 def project(tmp_path, name, epochs, units=64):

@@ -166,7 +166,8 @@ def test_checkpoints_write_inside_the_output_folder_only(tmp_path):
     path = _write(tmp_path, d)
     r = layerloom("--run", path, "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(tmp_path / "out" / "ck")) == ["e1.npz", "e2.npz"]
+    assert sorted(os.listdir(tmp_path / "out" / "ck")) == ["e1.npz", "e1.state.npz", "e2.npz",
+                                                          "e2.state.npz"]
     outside = tmp_path / "outside"
     outside.mkdir()
     (tmp_path / "out2").mkdir()

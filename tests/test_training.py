@@ -115,7 +115,9 @@ def test_checkpoint_and_reduce_lr(rt, tmp_path):
         {"name": "reduce_lr_on_plateau", "monitor": "loss", "patience": 0, "factor": 0.5,
          "min_delta": 10.0}])
     s.fit(data, out_dir=str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == sorted(["best.npz"] + [f"e{i}.npz" for i in range(1, 7)])
+    names = ["best"] + [f"e{i}" for i in range(1, 7)]  # each with the training state beside
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{n}.npz" for n in names]
+                                                  + [f"{n}.state.npz" for n in names])
     # min_delta 10 means no epoch counts as an improvement after the first: halve every epoch
     assert np.isclose(s.optimizer.config["learning_rate"], 0.1 * 0.5 ** 5)
     with np.load(tmp_path / "e6.npz", allow_pickle=False) as z:
