@@ -27,7 +27,8 @@ class _Sender(Callback):
         self.q.put(("epoch", dict(logs)))
 
 
-def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause):
+def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, resume=None):
+    """resume: (weights, training state as bytes) of a stopped run, to continue it exactly."""
     if hasattr(os, "nice"):
         try:
             os.nice(10)  # the window first
@@ -50,9 +51,17 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause):
 
         data = prepare_data(project, progress=progress)
         q.put(("fitted", data.fitted))
-        session = Session(project, device=device, batch_size=batch_size)
-        h = session.fit(data, epochs=epochs, callbacks=[_Sender(q)], should_stop=should_stop)
+        state = None
+        if resume is not None:
+            from engine.trainstate import TrainingState
+            state = TrainingState.from_bytes(resume[1])
+            state.check_weights(resume[0])
+        session = Session(project, device=device, batch_size=batch_size,
+                          initial_weights=resume[0] if resume is not None else None)
+        h = session.fit(data, epochs=epochs, callbacks=[_Sender(q)], should_stop=should_stop,
+                        resume=state)
         q.put(("weights", session.model.get_weights()))  # after Stop too: whole batches only
+        q.put(("state", session.training_state().to_bytes()))
         q.put(("done", h))
         if not h.get("stopped"):
             from engine.evaluation import classification_results
@@ -67,11 +76,11 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause):
     q.put(("end", None))
 
 
-def start(project_dict, path, epochs, batch_size, device):
+def start(project_dict, path, epochs, batch_size, device, resume=None):
     """(process, queue, stop event, pause event); the process is started."""
     ctx = mp.get_context("spawn")  # no fork of a process that holds Qt and OpenCL state
     q, stop, pause = ctx.Queue(), ctx.Event(), ctx.Event()
     p = ctx.Process(target=child_main, args=(project_dict, path, epochs, batch_size, device,
-                                             q, stop, pause), daemon=True)
+                                             q, stop, pause, resume), daemon=True)
     p.start()
     return p, q, stop, pause

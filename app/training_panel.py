@@ -36,11 +36,13 @@ class TrainWorker(QThread):
     sigFailed = Signal(str)
     sigStatus = Signal(str)
 
-    def __init__(self, project, epochs, batch_size, device):
+    def __init__(self, project, epochs, batch_size, device, resume=None):
         super().__init__()
         from engine import project as projectfile
         self.project_dict, self.path = projectfile.to_dict(project), project.path
         self.epochs, self.batch_size, self.device = epochs, batch_size, device
+        self.resume = resume  # (weights, training state bytes) of the run this continues
+        self.state = None  # the training state as the run left it
         self.fitted = None  # normalisation and categories fitted on the training rows
         self.weights = None  # {name: array} as the run left them
         self.process = None
@@ -63,7 +65,8 @@ class TrainWorker(QThread):
         from . import train_process
         try:
             self.process, q, self._stop, self._pause = train_process.start(
-                self.project_dict, self.path, self.epochs, self.batch_size, self.device)
+                self.project_dict, self.path, self.epochs, self.batch_size, self.device,
+                self.resume)
         except Exception as e:
             self.sigFailed.emit(f"could not start training: {type(e).__name__}: {e}")
             return
@@ -87,6 +90,9 @@ class TrainWorker(QThread):
                 continue
             if kind == "weights":
                 self.weights = value
+                continue
+            if kind == "state":
+                self.state = value
                 continue
             emit[kind](value)
         self.process.join(5)
@@ -170,6 +176,9 @@ class TrainingPanel(QWidget):
         self.device_survey.sigFound.connect(self._devices_found)
         self.device_survey.start()
         self.start = QPushButton("Start")
+        self.continue_run = QPushButton("Continue")
+        self.continue_run.setToolTip("Continue the stopped run exactly where it stopped")
+        self.continue_run.setEnabled(False)
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
         self.pause = QPushButton("Pause")
@@ -201,6 +210,7 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.start)
         buttons.addWidget(self.pause)
         buttons.addWidget(self.stop)
+        buttons.addWidget(self.continue_run)
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
         lay.addLayout(form)
@@ -211,7 +221,8 @@ class TrainingPanel(QWidget):
         lay.addWidget(self.log_scale)
         lay.addStretch(1)
         self._fit_height()
-        self.start.clicked.connect(self.start_training)
+        self.start.clicked.connect(lambda: self.start_training())
+        self.continue_run.clicked.connect(self.continue_training)
         self._load_mapping_rows()
         doc.sigChanged.connect(self.load_setup)  # undo/redo of setup changes shows up here
         self.stop.clicked.connect(self.stop_training)
@@ -237,7 +248,7 @@ class TrainingPanel(QWidget):
         self.loss_plot.addItem(self.hint)
         self.hint.setPos(max(1, self.epochs.value()) / 2, 0.5)
         self.curves = {}
-        self.last_history = self.last_weights = None  # of the latest run
+        self.last_history = self.last_weights = self.last_state = None  # of the latest run
         self._dirty = set()
         self._redraw = QTimer(self, singleShot=True, interval=250)
         self._redraw.timeout.connect(self._flush_curves)
@@ -541,7 +552,13 @@ class TrainingPanel(QWidget):
         self.readout.setPos(p.x(), p.y())
 
     # -- control ----------------------------------------------------------------------------
-    def start_training(self):
+    def continue_training(self):
+        """Continue the stopped run exactly where it stopped (its weights, optimizer state,
+        position and callbacks), to the Epochs set here in all."""
+        if self.last_state is not None and self.last_weights is not None:
+            self.start_training(resume=(self.last_weights, self.last_state))
+
+    def start_training(self, resume=None):
         if self.worker is not None:
             return
         from engine import project as projectfile
@@ -555,13 +572,15 @@ class TrainingPanel(QWidget):
         self.hint.setVisible(False)
         for plot in (self.loss_plot, self.metric_plot):
             plot.enableAutoRange()
-        for c in self.curves.values():
-            c.setData([], [])
-        self.series = {k: ([], []) for k in self.series}
+        if resume is None:  # a resumed run goes on drawing the stopped run's curves
+            for c in self.curves.values():
+                c.setData([], [])
+            self.series = {k: ([], []) for k in self.series}
         self.doc.locked = True
         self.sigRunning.emit(True)
+        self.continue_run.setEnabled(False)
         self.worker = TrainWorker(self.doc.project, self.epochs.value(), self.batch.value(),
-                                  self.device.currentData())
+                                  self.device.currentData(), resume)
         self.worker.sigBegin.connect(self._begin)
         self.worker.sigBatch.connect(self._batch)
         self.worker.sigEpoch.connect(self._epoch)
@@ -632,7 +651,10 @@ class TrainingPanel(QWidget):
         fitted = self.worker.fitted if self.worker is not None else None
         if self.worker is not None and self.worker.weights is not None:
             self.last_weights = self.worker.weights
+            self.last_state = self.worker.state
         self.worker = None
+        stopped = bool(self.last_history and self.last_history.get("stopped"))
+        self.continue_run.setEnabled(stopped and self.last_state is not None)
         d = self.doc.project.dataset
         if fitted and d.get("fitted") != fitted:  # saved with the project, for prediction
             self._push(SetSetupCmd(self.doc, "dataset", None, {**d, "fitted": fitted},

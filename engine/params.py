@@ -101,7 +101,7 @@ class Float(Param):
             ok = value < self.max if self.max_exclusive else value <= self.max
         if not ok:
             raise ParamError(f"expected {self._expected()}, got {quote(value)}", place)
-        return float(value)
+        return float(value) + 0.0  # -0.0 -> 0.0 (numpy refuses a scale of -0.0)
 
     def describe(self):
         return self._expected()

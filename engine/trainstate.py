@@ -65,6 +65,15 @@ class TrainingState:
         return buf.getvalue()
 
     @classmethod
+    def from_bytes(cls, data, place="--resume"):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:  # one reading path for files and bytes
+            path = os.path.join(d, FILENAME)
+            with open(path, "wb") as f:
+                f.write(data)
+            return cls.load(path, place)
+
+    @classmethod
     def load(cls, path, place="--resume"):
         if not os.path.isfile(path):
             raise DataError(f"no training state in {os.path.dirname(path) or '.'} ({FILENAME} "

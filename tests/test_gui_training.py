@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
 from app.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
@@ -226,3 +226,28 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
     for i, c in enumerate(choices, start=1):
         assert combo.itemData(i) == f"{c.pi}:{c.di}"
         assert combo.itemData(i, Qt.ToolTipRole) == c.why
+
+
+def test_stop_then_continue_equals_an_uninterrupted_run(win, qtbot):
+    """Stop, then Continue: the run goes on where it stopped (weights, optimizer, position) and
+    ends with the weights one uninterrupted run of the same epochs gives."""
+    from engine import project as projectfile
+    from engine.run import Session, prepare_data
+    start_spirals(win, qtbot, epochs=6)
+    assert not win.training.continue_run.isEnabled()
+    win.training.stop_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+    if not win.training.last_history["stopped"]:
+        pytest.skip("the run finished before Stop reached it")
+    assert win.training.continue_run.isEnabled()
+    qtbot.mouseClick(win.training.continue_run, Qt.LeftButton)
+    qtbot.waitUntil(lambda: win.training.worker is None and win.training.last_history
+                    and not win.training.last_history["stopped"], timeout=120_000)
+    assert [e["epoch"] for e in win.training.last_history["epochs"]] == list(range(1, 7))
+    proj = projectfile.load(os.path.join(EXAMPLES, "spirals.loom"))
+    proj.training["epochs"] = 6
+    whole = Session(proj)
+    whole.fit(prepare_data(proj))
+    want, got = whole.model.get_weights(), win.training.last_weights
+    assert all(np.array_equal(want[k], got[k]) for k in want)
+    assert not win.training.continue_run.isEnabled()
