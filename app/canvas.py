@@ -5,8 +5,8 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QCompleter, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
                                QGraphicsSimpleTextItem, QGraphicsView, QLineEdit)
 
-from engine.errors import GraphError
-from engine.graph import fmt_shape
+from layerloom.core.errors import GraphError
+from layerloom.core.graph import fmt_shape
 
 from .commands import AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd
 
@@ -488,7 +488,7 @@ class GraphView(QGraphicsView):
 
     def quick_add(self, at=None):
         """A search box at the cursor; Enter adds the chosen layer there (Escape cancels)."""
-        from engine.registry import layer_types
+        from layerloom.core.registry import layer_types
         names = [l.type_id for l in layer_types()]
         pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
         if not self.viewport().rect().contains(pos):

@@ -6,12 +6,12 @@ import signal
 import sys
 import time
 
-from engine import project as projectfile
-from engine.errors import (DataError, LayerloomError, ParamError, ProjectError,
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import (DataError, LayerloomError, ParamError, ProjectError,
                            TrainingError, quote)
-from engine.fileio import npz_bytes, rescue, write_folder_unit
-from engine.trainstate import FILENAME as TRAINING_STATE, TrainingState, state_path_of
-from engine.training import Callback
+from layerloom.project.fileio import npz_bytes, rescue, write_folder_unit
+from layerloom.train.state import FILENAME as TRAINING_STATE, TrainingState, state_path_of
+from layerloom.train.fit import Callback
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -108,7 +108,7 @@ def list_devices(out=sys.stdout):
     """Every OpenCL device, what the capabilities probe found (the first listing on a machine
     probes each device in a child process: a few seconds), and why it is or is not the
     default."""
-    from engine.runtime import describe_device, survey
+    from layerloom.backend.runtime import describe_device, survey
     choices = survey(probe_all=True)
     if not choices:
         out.write("No OpenCL device found. Install the CPU driver with: "
@@ -148,7 +148,8 @@ def write_outputs(out_dir, files):
 
 
 def run(args, out=sys.stdout):
-    from engine.run import Session, load_weights, prepare_data
+    from layerloom.train.session import Session, load_weights
+    from layerloom.data.prepare import prepare_data
     path = args.run
     proj = projectfile.load(path)
     data = prepare_data(proj)
@@ -254,13 +255,13 @@ def main(argv=None):
                 raise LayerloomError(f"--size: expected WIDTHxHEIGHT, got {args.size!r}") from None
             if args.project:
                 projectfile.load(args.project, strict=False)  # a damaged file is refused
-            from app.main_window import screenshot
+            from layerloom.app.main_window import screenshot
             if not screenshot(args.screenshot, args.project, (w, h)):
                 raise LayerloomError(f"could not write {args.screenshot}")
             return EXIT_OK
         if args.project:
             projectfile.load(args.project, strict=False)
-        from app.main_window import run_editor
+        from layerloom.app.main_window import run_editor
         return run_editor(args.project)
     except ProjectError as e:
         where = args.run or args.project or ""

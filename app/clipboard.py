@@ -2,8 +2,8 @@
 clipboard. Pasted text is validated like a project file's graph."""
 import json
 
-from engine import project as projectfile
-from engine.errors import ProjectError
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import ProjectError
 
 MARK = "layerloom-nodes"
 

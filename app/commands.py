@@ -2,7 +2,7 @@
 the model's events. Names end in Cmd."""
 from PySide6.QtGui import QUndoCommand
 
-from engine.graph import Edge
+from layerloom.core.graph import Edge
 
 
 class AddNodeCmd(QUndoCommand):

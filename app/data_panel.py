@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine import preprocess, tabular
-from engine.errors import LayerloomError
+from layerloom.data import preprocess, tabular
+from layerloom.core.errors import LayerloomError
 
 from .commands import SetSetupCmd, keep_mapping
 from .images import pixmap
@@ -25,8 +25,8 @@ PREVIEW_ROWS = 50
 
 def inspect(project_dict, path):
     """What the Data tab shows, computed without Qt (also called by tests directly)."""
-    from engine import project as projectfile
-    from engine.run import load_arrays, prepare_data
+    from layerloom.project import loom as projectfile
+    from layerloom.data.prepare import load_arrays, prepare_data
     info = {}
     t = None
     try:
@@ -63,7 +63,7 @@ def inspect(project_dict, path):
             data = prepare_data(proj, arrays)
             info["check"] = None
             shapes, _ = proj.graph.infer_shapes()
-            from engine.graph import fmt_shape
+            from layerloom.core.graph import fmt_shape
             info["mapping"] = (
                 [f"{a} -> Input '{n}' {fmt_shape(shapes[n][0])}"
                  for n, a in data.mapping["inputs"].items()]
@@ -262,7 +262,7 @@ class DataPanel(QWidget):
         self.missing.setEnabled(src == "csv")
         self.form.setRowVisible(self.size_row, src == "images")
         self.missing.setCurrentText(d.get("missing", "error"))
-        from engine.run import default_normalization
+        from layerloom.data.prepare import default_normalization
         self.normalize.setCurrentText(d.get("normalize") or default_normalization(d))
         s = d.get("split") or {}
         self.test.setValue(float(s.get("test", 0.0)))
@@ -280,7 +280,7 @@ class DataPanel(QWidget):
         self.timer.start()
 
     def refresh(self):
-        from engine import project as projectfile
+        from layerloom.project import loom as projectfile
         key = repr((self.doc.project.dataset, [(n.id, n.type, n.params) for n in
                                                self.doc.graph.nodes.values()],
                     self.doc.project.training.get("loss")))

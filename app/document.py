@@ -5,9 +5,9 @@ from PySide6.QtGui import QUndoStack
 
 import os
 
-from engine import project as projectfile
-from engine.fileio import atomic_write_text
-from engine.project import Project
+from layerloom.project import loom as projectfile
+from layerloom.project.fileio import atomic_write_text
+from layerloom.project.loom import Project
 
 
 class Document(QObject):

@@ -6,8 +6,8 @@ import json
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from engine.errors import ParamError
-from engine.graph import fmt_shape
+from layerloom.core.errors import ParamError
+from layerloom.core.graph import fmt_shape
 
 from .commands import SetParamsCmd
 

@@ -7,10 +7,10 @@ from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
                                QPlainTextEdit, QScrollArea, QTabWidget)
 
-from engine import project as projectfile
-from engine.errors import LayerloomError
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import LayerloomError
 
-from engine.layout import auto_layout
+from layerloom.core.layout import auto_layout
 
 from .canvas import GraphScene, GraphView, NodeItem
 from .clipboard import copy_text, parse_text

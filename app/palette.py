@@ -4,7 +4,7 @@ from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
-from engine.registry import layer_types
+from layerloom.core.registry import layer_types
 
 MIME = "application/x-layerloom-layer"
 

@@ -1,7 +1,7 @@
 """A model summary like Keras' model.summary(): layer, output shape, parameters, inputs."""
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from engine.graph import fmt_shape
+from layerloom.core.graph import fmt_shape
 
 
 class SummaryPanel(QWidget):

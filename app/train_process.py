@@ -9,7 +9,7 @@ import multiprocessing as mp
 import os
 import traceback
 
-from engine.training import Callback
+from layerloom.train.fit import Callback
 
 
 class _Sender(Callback):
@@ -34,10 +34,11 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
             os.nice(10)  # the window first
         except OSError:
             pass
-    from engine import project as projectfile
-    from engine.errors import LayerloomError
+    from layerloom.project import loom as projectfile
+    from layerloom.core.errors import LayerloomError
     try:
-        from engine.run import Session, prepare_data
+        from layerloom.train.session import Session
+        from layerloom.data.prepare import prepare_data
         project = projectfile.from_dict(project_dict, path)
 
         def progress(url, done, total):
@@ -53,7 +54,7 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
         q.put(("fitted", data.fitted))
         state = None
         if resume is not None:
-            from engine.trainstate import TrainingState
+            from layerloom.train.state import TrainingState
             state = TrainingState.from_bytes(resume[1])
             state.check_weights(resume[0])
         session = Session(project, device=device, batch_size=batch_size,
@@ -64,7 +65,7 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
         q.put(("state", session.training_state().to_bytes()))
         q.put(("done", h))
         if not h.get("stopped"):
-            from engine.evaluation import classification_results
+            from layerloom.train.evaluation import classification_results
             r = classification_results(session, data)
             if r is not None:
                 q.put(("results", r))

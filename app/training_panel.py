@@ -11,15 +11,15 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from engine import builtin_data, datasets
-from engine.losses import NAMES as LOSS_NAMES
-from engine.metrics import NAMES as METRIC_NAMES
-from engine.optimizers import OPTIMIZERS
+from layerloom.data import keras_sets, synthetic
+from layerloom.train.losses import NAMES as LOSS_NAMES
+from layerloom.train.metrics import NAMES as METRIC_NAMES
+from layerloom.train.optimizers import OPTIMIZERS
 
 from .commands import SetSetupCmd, keep_mapping
 
-DATASET_CHOICES = ([("synthetic", n) for n in datasets.SYNTHETIC]
-                   + [("keras", n) for n in builtin_data.NAMES]
+DATASET_CHOICES = ([("synthetic", n) for n in synthetic.SYNTHETIC]
+                   + [("keras", n) for n in keras_sets.NAMES]
                    + [("npz", None), ("csv", None), ("images", None)])
 FILE_LABELS = {"npz": ".npz file...", "csv": "CSV/TSV file...", "images": "image folder..."}
 
@@ -38,7 +38,7 @@ class TrainWorker(QThread):
 
     def __init__(self, project, epochs, batch_size, device, resume=None):
         super().__init__()
-        from engine import project as projectfile
+        from layerloom.project import loom as projectfile
         self.project_dict, self.path = projectfile.to_dict(project), project.path
         self.epochs, self.batch_size, self.device = epochs, batch_size, device
         self.resume = resume  # (weights, training state bytes) of the run this continues
@@ -101,7 +101,7 @@ class TrainWorker(QThread):
 def short_name(choice):
     """What the Device box's auto entry names: a GPU by its model, a CPU by its driver (one CPU
     may have several: 'PoCL 3.1+debian (cpu)')."""
-    from engine.runtime import device_kind
+    from layerloom.backend.runtime import device_kind
     kind = device_kind(choice.dev)
     if kind != "cpu":
         return f"{choice.dev.name.strip()} ({kind})"
@@ -111,13 +111,13 @@ def short_name(choice):
 
 
 class DeviceSurvey(QThread):
-    """engine.runtime.survey() off the GUI thread: the first time on a machine each device is
+    """layerloom.backend.runtime.survey() off the GUI thread: the first time on a machine each device is
     probed in a child process (seconds); afterwards it is read from the probe's cache."""
     sigFound = Signal(object)
 
     def run(self):
         try:
-            from engine.runtime import survey
+            from layerloom.backend.runtime import survey
             self.sigFound.emit(survey(probe_all=True))
         except Exception as e:  # no OpenCL at all
             self.sigFound.emit(str(e) or type(e).__name__)
@@ -260,10 +260,10 @@ class TrainingPanel(QWidget):
 
     # -- setup ----------------------------------------------------------------------------------
     def _devices_found(self, choices):
-        """Fill the device list from engine.runtime.survey(): auto names the device it means
+        """Fill the device list from layerloom.backend.runtime.survey(): auto names the device it means
         and why; each device says in its tooltip why it is or is not the default, as
         `layerloom --list-devices` does."""
-        from engine.runtime import describe_device
+        from layerloom.backend.runtime import describe_device
         current = self.device.currentData()
         self.device.clear()
         if isinstance(choices, str):  # no OpenCL at all: training will say so
@@ -361,7 +361,7 @@ class TrainingPanel(QWidget):
             self.setup_error.setText(f"learning rate: expected a number, got {text!r}")
             return
         opt = {"name": name, "params": {"learning_rate": lr}}
-        from engine import project as projectfile
+        from layerloom.project import loom as projectfile
         probe = dict(projectfile.default_training(), optimizer=opt)
         problems = []
         projectfile.parse_training(probe, self.doc.graph, problems, [])
@@ -439,7 +439,7 @@ class TrainingPanel(QWidget):
     def _array_names(self):
         """The dataset's array names, read once per dataset rather than on every edit (this
         runs after each change, and an .npz would be opened each time)."""
-        from engine.run import array_names
+        from layerloom.data.prepare import array_names
         d = self.doc.project.dataset
         key = (d.get("source"), d.get("name"), d.get("path"))
         if getattr(self, "_names_for", None) != key:
@@ -483,7 +483,7 @@ class TrainingPanel(QWidget):
 
     def _metrics_chosen(self):
         names = [m.strip() for m in self.metrics.text().split(",") if m.strip()]
-        from engine.metrics import ALIASES
+        from layerloom.train.metrics import ALIASES
         bad = [m for m in names if m not in METRIC_NAMES and m not in ALIASES]
         if bad:
             self.setup_error.setText(f"unknown metric {bad[0]!r}; expected "
@@ -561,8 +561,8 @@ class TrainingPanel(QWidget):
     def start_training(self, resume=None):
         if self.worker is not None:
             return
-        from engine import project as projectfile
-        from engine.errors import ProjectError
+        from layerloom.project import loom as projectfile
+        from layerloom.core.errors import ProjectError
         try:  # the same checks as `layerloom --run`
             projectfile.from_dict(projectfile.to_dict(self.doc.project))
         except ProjectError as e:

@@ -10,7 +10,6 @@ import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):
@@ -19,8 +18,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
-    from app.commands import AddNodeCmd, ConnectCmd, SetParamsCmd
-    from app.main_window import MainWindow
+    from layerloom.app.commands import AddNodeCmd, ConnectCmd, SetParamsCmd
+    from layerloom.app.main_window import MainWindow
     w = MainWindow(confirm=False)
     w.resize(1400, 900)
     w.show()
@@ -62,7 +61,7 @@ def main(argv=None):
         SetParamsCmd(doc, "d0a", {"units": g.nodes["d0a"].params["units"] + 1})))
     results["undo"] = timed("undo", lambda: doc.undo.undo())
     results["redo"] = timed("redo", lambda: doc.undo.redo())
-    from app.clipboard import copy_text
+    from layerloom.app.clipboard import copy_text
     half = [nid for nid in list(g.nodes)[:100]]
     text = copy_text(doc, half)
     def pair(label, do):

@@ -19,11 +19,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.gemm import CPU_TYPES  # noqa: E402
-from engine.ops import Ops  # noqa: E402
-from engine.runtime import Runtime  # noqa: E402
+from layerloom.backend.gemm import CPU_TYPES  # noqa: E402
+from layerloom.backend.ops import Ops  # noqa: E402
+from layerloom.backend.runtime import Runtime  # noqa: E402
 
 # (name, M, N, K, trans_a, trans_b): batch 128, MLP 784-256-128-10
 SHAPES = [

@@ -10,7 +10,6 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -29,11 +28,11 @@ def model(kind, keras):
 def main():
     import keras
     import tensorflow as tf
-    from engine import builtin_data
+    from layerloom.data import keras_sets
     kind, epochs = sys.argv[1], int(sys.argv[2])
     limit = int(sys.argv[sys.argv.index("--batches") + 1]) if "--batches" in sys.argv else None
     keras.utils.set_random_seed(0)
-    (x, y), _ = builtin_data.load("fashion_mnist")
+    (x, y), _ = keras_sets.load("fashion_mnist")
     net, bs = model(kind, keras)
     if limit is not None:
         x, y = x[:limit * bs], y[:limit * bs]

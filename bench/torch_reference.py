@@ -9,7 +9,6 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def model(kind, nn):
@@ -25,11 +24,11 @@ def main():
     import numpy as np
     import torch
     from torch import nn
-    from engine import builtin_data
+    from layerloom.data import keras_sets
     kind, epochs = sys.argv[1], int(sys.argv[2])
     limit = int(sys.argv[sys.argv.index("--batches") + 1]) if "--batches" in sys.argv else None
     torch.manual_seed(0)
-    (x, y), _ = builtin_data.load("fashion_mnist")
+    (x, y), _ = keras_sets.load("fashion_mnist")
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # NCHW for torch
     y = torch.from_numpy(y.astype(np.int64))
     net, bs = model(kind, nn)

@@ -15,7 +15,6 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def main(argv=None):
@@ -28,8 +27,8 @@ def main(argv=None):
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
-    from app.document import Document
-    from app.main_window import MainWindow
+    from layerloom.app.document import Document
+    from layerloom.app.main_window import MainWindow
     w = MainWindow(confirm=False)
     w.resize(1400, 900)
     w.show()

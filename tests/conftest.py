@@ -9,7 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def pytest_configure(config):
     # every program the tests build (kernels, GEMM variants, Lambda expressions): a compiler
     # warning is an error, since another vendor's compiler may refuse what PoCL only warns about
-    from engine.runtime import Runtime
+    from layerloom.backend.runtime import Runtime
     Runtime.extra_build_options = ("-Werror",)
 
 
@@ -17,13 +17,13 @@ def pytest_configure(config):
 def rt():
     """The OpenCL runtime under test: $LAYERLOOM_DEVICE if set, else the default device (CI has
     only the PoCL CPU device)."""
-    from engine.runtime import Runtime
+    from layerloom.backend.runtime import Runtime
     return Runtime()
 
 
 def use_cpu_tile(rt, ops, tile, monkeypatch):
     """Run ops' CPU GEMM with register tile (VW, MR), or skip where the device's compiler does
-    not take float VW (PoCL 3.0 on AMD Zen 4 refuses float16: engine/capabilities.py) or the
+    not take float VW (PoCL 3.0 on AMD Zen 4 refuses float16: engine/backend/capabilities.py) or the
     engine would not use it there, being wider than the device's own tile (Mesa's llvmpipe,
     native width 1, gets 4-wide tiles; its compiler spent minutes and gigabytes on 16-wide
     ones)."""
@@ -44,7 +44,7 @@ ew_widths = pytest.mark.parametrize("ops", [None, 1], indirect=True, ids=["ew_de
 def ops(rt, request):
     """Ops on rt. Tests of elementwise kernels parametrize it (indirect=True) with the elementwise
     width: None (the device's own), 1 (the GPU form, one element per work-item)."""
-    from engine.ops import Ops
+    from layerloom.backend.ops import Ops
     return Ops(rt, ew=getattr(request, "param", None))
 
 
@@ -60,7 +60,7 @@ def pytest_sessionstart(session):
     does not follow either."""
     if not os.environ.get("OCLGRIND_UNINITIALIZED"):
         return
-    from engine.runtime import Runtime
+    from layerloom.backend.runtime import Runtime
     real = Runtime.empty
 
     def empty(self, nbytes):
@@ -121,7 +121,7 @@ def make_window(qapp):
     made = []
 
     def make():
-        from app.main_window import MainWindow
+        from layerloom.app.main_window import MainWindow
         w = MainWindow(confirm=False)
         w.resize(1200, 800)
         w.show()

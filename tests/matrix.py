@@ -287,7 +287,7 @@ def run_tests(impl, env, log):
 def run_example(name, env, epochs=None):
     """history.json of `layerloom --run` on an example, or an error text."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "app", "--run", os.path.join(EXAMPLES, f"{name}.loom"),
+        cmd = [sys.executable, "-m", "layerloom.app", "--run", os.path.join(EXAMPLES, f"{name}.loom"),
                "--out", out]
         if epochs:
             cmd += ["--epochs", str(epochs)]

@@ -1,4 +1,4 @@
-"""The device probe (engine/capabilities.py) and the default device (engine/runtime.py): widths
+"""The device probe (engine/backend/capabilities.py) and the default device (engine/backend/runtime.py): widths
 from what the compiler really takes, a crashing compiler found out in a child process, the
 fastest working device as the default and never a simulator."""
 import json
@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import capabilities
-from engine.capabilities import Capabilities, compiler_target, probe
-from engine.errors import DeviceError
+from layerloom.backend import capabilities
+from layerloom.backend.capabilities import Capabilities, compiler_target, probe
+from layerloom.core.errors import DeviceError
 
 
 def fake_device(name="cpu dev", version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3",
@@ -129,7 +129,7 @@ def test_the_probe_runs_once_and_is_cached(tmp_path, monkeypatch):
 def test_the_real_probe_agrees_with_the_runtime(rt):
     """This session's device was probed in a child process: its GEMM tile is one the
     compiler took, and the device works."""
-    from engine.ops import Ops
+    from layerloom.backend.ops import Ops
     ops = Ops(rt)
     assert rt.caps.usable and rt.caps.widths
     if rt.kind == "cpu":
@@ -140,7 +140,7 @@ def test_the_real_probe_agrees_with_the_runtime(rt):
 
 def survey_of(devices, monkeypatch, caps):
     """survey() over fake (platform name, device name, kind) with caps by device name."""
-    from engine import runtime
+    from layerloom.backend import runtime
     found = [(i, 0, fake_platform(p), fake_device(name=d, kind=k))
              for i, (p, d, k) in enumerate(devices)]
     monkeypatch.setattr(runtime, "list_devices", lambda: found)
@@ -176,7 +176,7 @@ def test_a_real_gpu_comes_first(monkeypatch):
 
 
 def test_no_working_device_but_a_simulator_is_an_error_that_says_so(monkeypatch):
-    from engine import runtime
+    from layerloom.backend import runtime
     caps = {"broken": Capabilities(problem="crashed")}
     _, _, fake_probe = survey_of([("P", "broken", "cpu"), ("Oclgrind", "Oclgrind Simulator",
                                                            "gpu")], monkeypatch, caps)
@@ -192,7 +192,7 @@ def test_no_working_device_but_a_simulator_is_an_error_that_says_so(monkeypatch)
 
 def test_a_device_is_found_by_its_platform_version(monkeypatch):
     """PoCL 3.0 and 3.1 name the same CPU alike: `--device "pocl 3.1"` tells them apart."""
-    from engine import runtime
+    from layerloom.backend import runtime
     a = (0, 0, SimpleNamespace(name="Portable Computing Language",
                                version="OpenCL 3.0 PoCL 3.1+debian Linux"), fake_device(name="x"))
     b = (1, 0, SimpleNamespace(name="Portable Computing Language",

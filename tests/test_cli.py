@@ -12,7 +12,7 @@ EXAMPLES = os.path.join(ROOT, "assets", "examples")
 
 
 def layerloom(*args):
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "layerloom.app", *args], capture_output=True, text=True,
                           timeout=600)
 
 
@@ -72,8 +72,8 @@ def test_weights_file_in_project_is_loaded(tmp_path):
     # starting from trained weights, the first epoch is far better than a fresh start's
     assert h2["epochs"][0]["loss"] < h["epochs"][0]["loss"] / 3
     # and in process: the model starts exactly from the file's weights
-    from engine import project as projectfile
-    from engine.run import Session, load_weights
+    from layerloom.project import loom as projectfile
+    from layerloom.train.session import Session, load_weights
     proj = projectfile.load(str(tmp_path / "again.loom"))
     saved = load_weights(proj.resolve(proj.weights))
     got = Session(proj, initial_weights=saved).model.get_weights()

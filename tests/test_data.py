@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from engine import builtin_data, idx
-from engine.errors import DataError
+from layerloom.data import keras_sets, idx
+from layerloom.core.errors import DataError
 
 
 def write_idx_set(folder, n_train=30, n_test=10, gz=True, rng=None):
@@ -40,7 +40,7 @@ def data_env(tmp_path, monkeypatch):
 
     def offline(url, timeout=None):
         raise OSError("network unreachable (test)")
-    monkeypatch.setattr(builtin_data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(keras_sets.urllib.request, "urlopen", offline)
     return tmp_path
 
 
@@ -70,14 +70,14 @@ def test_idx_errors_name_the_file(tmp_path):
 @pytest.mark.parametrize("gz", [True, False])
 def test_fashion_mnist_from_data_dir(data_env, gz):
     arrays = write_idx_set(str(data_env / "data" / "fashion-mnist"), gz=gz)
-    (x, y), (xt, yt) = builtin_data.load("fashion_mnist")
+    (x, y), (xt, yt) = keras_sets.load("fashion_mnist")
     assert x.shape == (30, 28, 28, 1) and xt.shape == (10, 28, 28, 1)
     np.testing.assert_allclose(x[..., 0] * 255, arrays["train-images-idx3-ubyte"], atol=1e-4)
     assert np.array_equal(y, arrays["train-labels-idx1-ubyte"])
-    (x2, _), _ = builtin_data.load("fashion_mnist", scale=False)
+    (x2, _), _ = keras_sets.load("fashion_mnist", scale=False)
     assert x2.max() > 1
     # small fixture files are found but are not the canonical content
-    assert builtin_data.verify("fashion_mnist") == {k: False for k in builtin_data.IDX_FILES}
+    assert keras_sets.verify("fashion_mnist") == {k: False for k in keras_sets.IDX_FILES}
 
 
 def test_mnist_npz_from_data_dir(data_env):
@@ -87,13 +87,13 @@ def test_mnist_npz_from_data_dir(data_env):
     np.savez(folder / "mnist.npz", x_train=rng.integers(0, 256, (5, 28, 28)).astype(np.uint8),
              y_train=np.arange(5, dtype=np.uint8), x_test=np.zeros((2, 28, 28), np.uint8),
              y_test=np.ones(2, np.uint8))
-    (x, y), (xt, yt) = builtin_data.load("mnist")
+    (x, y), (xt, yt) = keras_sets.load("mnist")
     assert x.shape == (5, 28, 28, 1) and list(y) == [0, 1, 2, 3, 4] and list(yt) == [1, 1]
 
 
 def test_offline_and_missing_gives_how_to_get_it(data_env):
     with pytest.raises(DataError) as e:
-        builtin_data.load("mnist")
+        keras_sets.load("mnist")
     msg = str(e.value)
     assert msg.startswith("dataset.name: mnist is not on this machine (looked in ")
     assert "downloading it failed (network unreachable (test))" in msg
@@ -103,23 +103,23 @@ def test_offline_and_missing_gives_how_to_get_it(data_env):
 def test_download_is_verified_before_it_is_kept(data_env, monkeypatch):
     rng = np.random.default_rng(2)
     payload = {}
-    for name in builtin_data.IDX_FILES:
+    for name in keras_sets.IDX_FILES:
         shape = (4, 28, 28) if "images" in name else (4,)
         raw = idx.dumps(rng.integers(0, 10, shape).astype(np.uint8))
         payload[name] = raw
-    served = {builtin_data.KERAS_BASE + n + ".gz": gzip.compress(payload[n]) for n in payload}
-    monkeypatch.setattr(builtin_data, "_download", lambda url, progress: served[url])
+    served = {keras_sets.KERAS_BASE + n + ".gz": gzip.compress(payload[n]) for n in payload}
+    monkeypatch.setattr(keras_sets, "_download", lambda url, progress: served[url])
     # the canonical hashes do not match these bytes: nothing is kept
     with pytest.raises(DataError, match="does not match the expected sha256; not kept"):
-        builtin_data.download("fashion_mnist")
+        keras_sets.download("fashion_mnist")
     cache = data_env / "cache" / "layerloom" / "datasets" / "fashion_mnist"
     assert not any(cache.glob("*.gz"))
     # with matching hashes the files are kept and load
-    spec = dict(builtin_data.DATASETS["fashion_mnist"])
+    spec = dict(keras_sets.DATASETS["fashion_mnist"])
     spec["idx_sha256"] = {n: hashlib.sha256(payload[n]).hexdigest() for n in payload}
-    monkeypatch.setitem(builtin_data.DATASETS, "fashion_mnist", spec)
-    monkeypatch.setattr(builtin_data, "search_dirs", lambda name: [str(data_env / "nowhere")])
-    (x, y), _ = builtin_data.load("fashion_mnist")
+    monkeypatch.setitem(keras_sets.DATASETS, "fashion_mnist", spec)
+    monkeypatch.setattr(keras_sets, "search_dirs", lambda name: [str(data_env / "nowhere")])
+    (x, y), _ = keras_sets.load("fashion_mnist")
     assert x.shape == (4, 28, 28, 1) and sorted(p.name for p in cache.glob("*.gz")) == \
         sorted(n + ".gz" for n in payload)
 
@@ -132,7 +132,7 @@ def test_keras_dataset_project_trains_from_fixture(tmp_path):
     (tmp_path / "p.loom").write_text(json.dumps(d))
     env = dict(os.environ, LAYERLOOM_DATA_DIR=str(tmp_path / "data"),
                XDG_CACHE_HOME=str(tmp_path / "cache"))
-    r = subprocess.run([sys.executable, "-m", "app", "--run", str(tmp_path / "p.loom"),
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", str(tmp_path / "p.loom"),
                         "--epochs", "1", "--out", str(tmp_path / "o")], capture_output=True,
                        text=True, env=env)
     assert r.returncode == 0, r.stderr
@@ -145,7 +145,7 @@ def test_datasets_do_not_share_a_folder(data_env):
     the same file names, so only per-dataset subfolders are searched."""
     write_idx_set(str(data_env / "data"))
     with pytest.raises(DataError, match="mnist is not on this machine"):
-        builtin_data.load("mnist")
+        keras_sets.load("mnist")
 
 
 def test_download_reports_progress_and_verifies_new_sets(data_env, monkeypatch):
@@ -164,13 +164,13 @@ def test_download_reports_progress_and_verifies_new_sets(data_env, monkeypatch):
 
         def __exit__(self, *a):
             return False
-    monkeypatch.setattr(builtin_data.urllib.request, "urlopen",
+    monkeypatch.setattr(keras_sets.urllib.request, "urlopen",
                         lambda url, timeout=None: Response(body))
-    spec = dict(builtin_data.DATASETS["boston_housing"])
+    spec = dict(keras_sets.DATASETS["boston_housing"])
     spec["sha256"] = {"boston_housing.npz": hashlib.sha256(body).hexdigest()}
-    monkeypatch.setitem(builtin_data.DATASETS, "boston_housing", spec)
+    monkeypatch.setitem(keras_sets.DATASETS, "boston_housing", spec)
     seen = []
-    (x, y), (xt, yt) = builtin_data.load("boston_housing",
+    (x, y), (xt, yt) = keras_sets.load("boston_housing",
                                          progress=lambda u, d, t: seen.append((d, t)))
     assert seen and seen[-1] == (len(body), len(body))
     assert x.shape == (16, 13) and len(yt) == 4

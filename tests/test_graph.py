@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from engine.errors import GraphError, ParamError
-from engine.graph import Graph
-from engine.registry import Layer, layer_types, register
+from layerloom.core.errors import GraphError, ParamError
+from layerloom.core.graph import Graph
+from layerloom.core.registry import Layer, layer_types, register
 
 
 def chain():
@@ -133,8 +133,10 @@ def test_registry_refuses_duplicates_and_lists_layers():
 
 
 def test_engine_does_not_import_qt():
-    code = ("import sys, engine, engine.run, engine.project, engine.training, app.cli; "
-            "from engine.registry import layer_types; layer_types(); "
+    code = ("import importlib, pkgutil, sys, layerloom, layerloom.app.cli; "
+            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(layerloom.__path__, 'layerloom.') "
+            "if not m.name.startswith('layerloom.app')]; "
+            "from layerloom.core.registry import layer_types; layer_types(); "
             "assert 'PySide6' not in sys.modules, 'engine imported PySide6'; "
             "assert not any(m.startswith('pyqtgraph') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -142,11 +144,11 @@ def test_engine_does_not_import_qt():
 
 def test_readme_layer_table_is_current():
     import os
-    from engine.docs import layer_table
+    from layerloom.core.docs import layer_table
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
     table = text.split("<!-- layers:begin -->\n", 1)[1].split("<!-- layers:end -->", 1)[0]
-    assert table == layer_table(), "README layer table is stale: run python -m engine.docs"
+    assert table == layer_table(), "README layer table is stale: run python -m layerloom.core.docs"
 
 
 def test_readme_quick_start_matches_ci():
@@ -179,7 +181,7 @@ def test_incomplete_layer_declaration_is_refused_at_registration():
 
 def test_edge_indexes_follow_connects_disconnects_and_direct_appends():
     import random
-    from engine.graph import Edge, Graph
+    from layerloom.core.graph import Edge, Graph
     g = Graph()
     for i in range(12):
         g.add_node("Add", id=f"n{i}")

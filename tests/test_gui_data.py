@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
-from app.document import Document  # noqa: E402
+from layerloom.app.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def test_data_tab_image_folder_grid(win, qtbot, tmp_path, monkeypatch):
 
 
 def test_data_tab_shows_the_mapping():
-    from app.data_panel import inspect
+    from layerloom.app.data_panel import inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     info = inspect(json.load(open(path)), path)
     assert info["check"] is None
@@ -54,7 +54,7 @@ def test_data_tab_shows_the_mapping():
 
 
 def test_data_tab_warns_when_the_output_has_more_units_than_classes():
-    from app.data_panel import inspect
+    from layerloom.app.data_panel import inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     d = json.load(open(path))
     d["graph"]["nodes"][-1]["params"]["units"] = 10
@@ -67,8 +67,8 @@ def test_data_tab_warns_when_the_output_has_more_units_than_classes():
 def test_data_tab_reads_a_csv_once(monkeypatch):
     """Bug: the Data tab's inspection read and parsed the CSV twice per refresh (once for the
     column table, once more to load the arrays)."""
-    from app.data_panel import inspect
-    from engine import tabular
+    from layerloom.app.data_panel import inspect
+    from layerloom.data import tabular
     reads = []
     real = tabular.read
     monkeypatch.setattr(tabular, "read", lambda *a, **k: reads.append(a) or real(*a, **k))

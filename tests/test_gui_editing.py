@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
-from app.document import Document  # noqa: E402
-from engine import project as projectfile  # noqa: E402
+from layerloom.app.document import Document  # noqa: E402
+from layerloom.project import loom as projectfile  # noqa: E402
 from guikit import EXAMPLES, build_mlp  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def test_copy_paste_duplicate_between_windows(win, make_window):
 
 
 def test_auto_layout_and_summary(win):
-    from engine.layout import auto_layout
+    from layerloom.core.layout import auto_layout
     win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
     pos = auto_layout(win.doc.graph)
     assert pos["point"][0] == pos["features"][0] == 0

@@ -11,15 +11,15 @@ pytest.importorskip("pytestqt")
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.document import Document  # noqa: E402
-from engine import project as projectfile  # noqa: E402
+from layerloom.app.document import Document  # noqa: E402
+from layerloom.project import loom as projectfile  # noqa: E402
 from guikit import EXAMPLES, open_shown  # noqa: E402
 
 
 def test_save_reopen_and_run_headless(win, tmp_path, make_window):
     doc = Document.open(os.path.join(EXAMPLES, "sine.loom"))
     win.set_document(doc)
-    win.doc.push(__import__("app.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
+    win.doc.push(__import__("layerloom.app.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
         win.doc, "hidden_1", {"units": 24}))
     path = str(tmp_path / "edited.loom")
     assert win._save_to(path)
@@ -27,7 +27,7 @@ def test_save_reopen_and_run_headless(win, tmp_path, make_window):
     again = make_window()
     assert again.open_path(path)
     assert projectfile.to_dict(again.doc.project) == projectfile.to_dict(win.doc.project)
-    r = subprocess.run([sys.executable, "-m", "app", "--run", path, "--epochs", "1", "--out",
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", path, "--epochs", "1", "--out",
                         str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -35,7 +35,7 @@ def test_save_reopen_and_run_headless(win, tmp_path, make_window):
 def test_screenshot_is_not_blank(tmp_path):
     out = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    r = subprocess.run([sys.executable, "-m", "app", os.path.join(EXAMPLES, "multitask.loom"),
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", os.path.join(EXAMPLES, "multitask.loom"),
                         "--screenshot", str(out), "--size", "1000x700"], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -43,7 +43,7 @@ def test_screenshot_is_not_blank(tmp_path):
     assert (img.width(), img.height()) == (1000, 700)
     colors = {img.pixel(x, y) for x in range(0, 1000, 7) for y in range(0, 700, 7)}
     assert len(colors) > 30
-    r = subprocess.run([sys.executable, "-m", "app", str(tmp_path / "missing.loom"),
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", str(tmp_path / "missing.loom"),
                         "--screenshot", str(out)], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "no such file" in r.stderr
 
@@ -54,7 +54,7 @@ def test_autosave_and_recovery_after_a_crash(win, make_window, tmp_path):
     assert win._save_to(path)
     saved = open(path, "rb").read()
     assert not win.doc.autosave()  # nothing unsaved: nothing written
-    from app.commands import SetParamsCmd
+    from layerloom.app.commands import SetParamsCmd
     win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 5}))
     win.autosave()
     assert os.path.exists(path + ".autosave")

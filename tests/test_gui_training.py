@@ -10,7 +10,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
-from app.document import Document  # noqa: E402
+from layerloom.app.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
@@ -200,7 +200,7 @@ def test_dock_does_not_show_choices_that_are_not_made(win):
     # an output without a loss shows the placeholder in its own row too
     win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
     win.training.load_setup()
-    from app.commands import SetSetupCmd
+    from layerloom.app.commands import SetSetupCmd
     win.doc.push(SetSetupCmd(win.doc, "training", "loss", {"inside": {
         "name": "sparse_categorical_crossentropy", "weight": 1.0, "from_logits": False}}))
     assert win.training.output_rows["value"][0].currentText() == "(choose a loss)"
@@ -211,15 +211,15 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
     auto names the default device, and every device's tooltip says why it is, or is not,
     the default."""
     from PySide6.QtCore import Qt
-    from engine.runtime import survey
+    from layerloom.backend.runtime import survey
     combo = win.training.device
     qtbot.waitUntil(lambda: not win.training.device_survey.isRunning(), timeout=120000)
     qtbot.waitUntil(lambda: combo.itemText(0).startswith("auto: "), timeout=5000)
     choices = survey(probe_all=True)
     default = next(c for c in choices if c.default)
-    from app.training_panel import short_name
+    from layerloom.app.training_panel import short_name
     assert combo.itemText(0) == f"auto: {default.pi}:{default.di} {short_name(default)}"
-    from engine.runtime import device_kind
+    from layerloom.backend.runtime import device_kind
     if device_kind(default.dev) == "cpu":  # a CPU by its driver: one CPU may have several
         assert default.dev.driver_version.strip() in combo.itemText(0)
     assert combo.itemData(0) is None and combo.count() == len(choices) + 1
@@ -231,8 +231,9 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
 def test_stop_then_continue_equals_an_uninterrupted_run(win, qtbot):
     """Stop, then Continue: the run goes on where it stopped (weights, optimizer, position) and
     ends with the weights one uninterrupted run of the same epochs gives."""
-    from engine import project as projectfile
-    from engine.run import Session, prepare_data
+    from layerloom.project import loom as projectfile
+    from layerloom.train.session import Session
+    from layerloom.data.prepare import prepare_data
     start_spirals(win, qtbot, epochs=6)
     assert not win.training.continue_run.isEnabled()
     win.training.stop_training()

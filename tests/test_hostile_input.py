@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import project as projectfile
-from engine.errors import LayerloomError, ProjectError
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import LayerloomError, ProjectError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
@@ -30,7 +30,7 @@ def example(name):
 
 
 def layerloom(*args):
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "layerloom.app", *args], capture_output=True, text=True,
                           timeout=600)
 
 
@@ -268,7 +268,7 @@ DATA_CASES = {
 
 @pytest.mark.parametrize("case", sorted(DATA_CASES))
 def test_hostile_data_files_are_refused_with_their_place(case, tmp_path):
-    from engine.run import prepare_data
+    from layerloom.data.prepare import prepare_data
     make, expected = DATA_CASES[case]
     d = make(tmp_path)
     d["dataset"].pop("fitted", None)
@@ -286,7 +286,7 @@ def test_a_data_refusal_through_the_cli_names_the_project(tmp_path):
 
 
 def test_an_imdb_file_of_strings_is_refused(tmp_path):
-    from engine import keras_files
+    from layerloom.data import keras_files
     path = tmp_path / "imdb.npz"
     np.savez(path, x_train=np.array(["a b", "c"]), y_train=np.array([0, 1]),
              x_test=np.array(["x"]), y_test=np.array([0]))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import ew_widths, from_dev, numeric_grad, to_dev, use_cpu_tile
-from engine.activations import NAMES, REFERENCE, ROW_WISE
+from layerloom.core.activations import NAMES, REFERENCE, ROW_WISE
 
 SIZES = [1, 3, 4, 5, 31, 32, 33, 63, 64, 65]
 
@@ -143,7 +143,7 @@ def test_transpose_into_panels(rt, ops, rng, rows, cols, pw):
     pw of its rows, each cols x pw, one after another (pw = rows: the plain transpose). Whole
     8 x 8 blocks store float8 columns when pw keeps them aligned, others lane by lane; the
     ragged edges and a partial last panel element by element."""
-    from engine.clargs import cdiv, i32
+    from layerloom.backend.cltypes import cdiv, i32
     pw = rows if pw == "rows" else pw
     x = rng.standard_normal((rows, cols))
     xoff = 5
@@ -212,7 +212,7 @@ def test_gemm_local_memory_path(rt, ops, rng, tile, trans_a, trans_b, monkeypatc
     (8, 256, (4, 4)), (1, 0, (1, 1))])
 def test_local_gemm_tile_follows_the_device_limits(group, local_mem, tile):
     from types import SimpleNamespace
-    from engine.gemm import local_gemm_tile
+    from layerloom.backend.gemm import local_gemm_tile
     dev = SimpleNamespace(max_work_group_size=group, max_work_item_sizes=[group] * 3,
                           local_mem_size=local_mem)
     assert local_gemm_tile(dev) == tile
@@ -387,7 +387,7 @@ def test_gemm_split_k_honours_the_output_offset(rt, ops, rng):
 def test_gemm_launches_plan_without_running(rt, rng):
     """gemm_launches names a call's launches (bench/gemm.py times empty kernels on the same
     grids) without touching C; the gemm call that follows runs that same plan."""
-    from engine.ops import Ops
+    from layerloom.backend.ops import Ops
     ops = Ops(rt)
     M, N, K = 128, 10, 128
     A = rng.integers(-3, 4, (M, K)).astype(np.float64)
@@ -431,8 +431,8 @@ def test_gemm_plans_reuse_buffers_with_new_contents(rt, ops, rng, monkeypatch):
     (here the transposed B), and plans past the limit are dropped, oldest first."""
     import gc
 
-    from engine import gemm as gemm_mod
-    from engine.ops import Ops
+    from layerloom.backend import gemm as gemm_mod
+    from layerloom.backend.ops import Ops
     ops = Ops(rt)  # its own plans, counted below
     if ops.gemm_path != "cpu":
         pytest.skip("the transposed B in scratch is the CPU path's (GPUs: one gemm_local)")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engine.expr import ExprError, parse
+from layerloom.core.expr import ExprError, parse
 
 ESCAPES = {
     "__import__('os').system('touch /tmp/layerloom_pwned')": "the call of \"__import__('os')",
@@ -76,7 +76,7 @@ def test_hostile_project_is_refused_through_the_cli(tmp_path):
     d["graph"]["edges"][0] = {"from": ["x", 0], "to": ["evil", 0]}
     d["graph"]["edges"].append({"from": ["evil", 0], "to": ["hidden_1", 0]})
     (tmp_path / "evil.loom").write_text(json.dumps(d))
-    r = subprocess.run([sys.executable, "-m", "app", "--run", str(tmp_path / "evil.loom"),
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", str(tmp_path / "evil.loom"),
                         "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2
     assert "graph.nodes[1].params.expression: the call of \"__import__('os')" in r.stderr
@@ -84,7 +84,7 @@ def test_hostile_project_is_refused_through_the_cli(tmp_path):
 
 
 def test_lambda_names_must_match_inputs():
-    from engine.graph import Graph
+    from layerloom.core.graph import Graph
     g = Graph()
     g.add_node("Input", {"shape": [3]}, id="in")
     g.add_node("Lambda", {"expression": "a * b"}, id="lam")
@@ -95,8 +95,9 @@ def test_lambda_names_must_match_inputs():
 
 def test_lambda_trains_inside_a_graph(rt):
     """A swish Lambda between Dense layers learns the sine example."""
-    from engine import project as projectfile
-    from engine.run import Session, prepare_data
+    from layerloom.project import loom as projectfile
+    from layerloom.train.session import Session
+    from layerloom.data.prepare import prepare_data
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "assets", "examples", "sine.loom")) as f:
         d = json.load(f)
@@ -112,7 +113,7 @@ def test_lambda_trains_inside_a_graph(rt):
 
 
 def test_every_accepted_operation_compiles_and_differentiates():
-    from engine import expr
+    from layerloom.core import expr
     ops = (set(expr.FUNCTIONS) | set(expr._BINOPS.values()) | set(expr._CMPOPS.values())
            | {"neg"})
     assert ops <= set(expr._C)

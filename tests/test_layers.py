@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import from_dev, numeric_grad, to_dev
-from engine import project as projectfile
-from engine.graph import Graph
-from engine.model import NodeStep, upload_const
-from engine.ops import Tensor
-from engine.registry import layer_types
+from layerloom.project import loom as projectfile
+from layerloom.core.graph import Graph
+from layerloom.train.model import NodeStep, upload_const
+from layerloom.backend.ops import Tensor
+from layerloom.core.registry import layer_types
 
 CASES = [(layer.type_id, i, params, shapes) for layer in layer_types() if not layer.is_input
          for i, (params, shapes) in enumerate(layer.examples)]
@@ -119,7 +119,7 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
 
 
 def test_dropout_training_mode(rt, ops, rng):
-    from engine.registry import get_layer
+    from layerloom.core.registry import get_layer
     layer = get_layer("Dropout")
     p = {"rate": 0.25, "seed": 0}
     x = rng.normal(size=(4, 1001))
@@ -138,7 +138,7 @@ def test_dropout_training_mode(rt, ops, rng):
 def test_maximum_ties_go_to_the_first_input_even_without_its_gradient(rt, ops):
     """When input 0 takes no gradient (it comes from an Input node), elements where it holds the
     maximum still must not send gradient to a later input that ties with it."""
-    from engine.registry import get_layer
+    from layerloom.core.registry import get_layer
     layer = get_layer("Maximum")
     a = np.array([[1.0, 5.0, 2.0]])
     b = np.array([[1.0, 3.0, 4.0]])  # ties with a at element 0
@@ -168,7 +168,7 @@ def _pick_only_second(rt, ops, layer, a, b, dy):
 
 
 def test_batchnorm_inference_and_moving_statistics(rt, ops, rng):
-    from engine.registry import get_layer
+    from layerloom.core.registry import get_layer
     layer = get_layer("BatchNormalization")
     p = {"axis": -1, "momentum": 0.9, "epsilon": 1e-3, "center": True, "scale": True}
     x = rng.normal(2.0, 3.0, size=(6, 4, 5))
@@ -197,7 +197,7 @@ def test_batchnorm_inference_and_moving_statistics(rt, ops, rng):
 
 
 def test_spatial_dropout_drops_whole_channels(rt, ops, rng):
-    from engine.registry import get_layer
+    from layerloom.core.registry import get_layer
     layer = get_layer("SpatialDropout2D")
     p = {"rate": 0.4, "seed": 0}
     x = rng.uniform(1, 2, size=(50, 3, 4, 40))
@@ -212,7 +212,7 @@ def test_spatial_dropout_drops_whole_channels(rt, ops, rng):
 
 
 def test_gaussian_noise_statistics(rt, ops):
-    from engine.registry import get_layer
+    from layerloom.core.registry import get_layer
     layer = get_layer("GaussianNoise")
     x = np.zeros((4, 50_001))
     y, (dx,), _ = run_layer(rt, ops, layer, {"stddev": 0.5, "seed": 3}, [x], {}, np.ones_like(x),

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from conftest import ew_widths, from_dev, numeric_grad, to_dev
-from engine.activations import REFERENCE
-from engine.losses import Loss
-from engine.metrics import Metric
-from engine.optimizers import SGD, Adam
+from layerloom.core.activations import REFERENCE
+from layerloom.train.losses import Loss
+from layerloom.train.metrics import Metric
+from layerloom.train.optimizers import SGD, Adam
 
 CASES = [  # (loss, from_logits, fused activation or None)
     ("sparse_categorical_crossentropy", False, None),
@@ -122,8 +122,8 @@ def test_metrics_accumulate_over_batches(rt, ops, rng, metric, loss, cols):
 
 class _FakeModel:
     def __init__(self, rt, ops, w, g):
-        from engine.ops import Tensor
-        from engine.registry import WeightSpec
+        from layerloom.backend.ops import Tensor
+        from layerloom.core.registry import WeightSpec
         self.rt, self.ops = rt, ops
         self.w, self.g = to_dev(rt, w), to_dev(rt, g)
         self.params = [("n", WeightSpec("kernel", w.shape), Tensor(self.w, w.shape),
@@ -171,7 +171,7 @@ def _run_steps(rt, ops, opt, w, grads):
 
 @ew_widths
 def test_rmsprop_adagrad_nadam_adamw_match_keras_rules(rt, ops, rng):
-    from engine.optimizers import Adagrad, AdamW, Nadam, RMSprop
+    from layerloom.train.optimizers import Adagrad, AdamW, Nadam, RMSprop
     w0 = rng.normal(size=31)
     grads = [rng.normal(size=31) for _ in range(4)]
     for centered, momentum in [(False, 0.0), (True, 0.5)]:
@@ -235,7 +235,7 @@ def test_gradient_clipping(rt, ops, rng):
 
 
 def test_schedules_match_keras_formulas():
-    from engine.schedules import build, validate
+    from layerloom.train.schedules import build, validate
     e = build({"schedule": "exponential_decay", "initial_learning_rate": 0.1,
                "decay_steps": 10, "decay_rate": 0.5, "staircase": False})
     assert np.isclose(e(5), 0.1 * 0.5 ** 0.5) and np.isclose(e(20), 0.025)
@@ -253,7 +253,7 @@ def test_schedules_match_keras_formulas():
 
 
 def test_schedule_drives_the_optimizer(rt, ops, rng):
-    from engine.schedules import build
+    from layerloom.train.schedules import build
     sched = build({"schedule": "piecewise_constant_decay", "boundaries": [0],
                    "values": [1.0, 0.1]})
     w0, g = np.zeros(5), np.ones(5)

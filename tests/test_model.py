@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import numeric_grad
-from engine.graph import Graph
-from engine.losses import Loss
-from engine.model import Model
-from engine.run import fused_outputs
-from engine.training import Trainer
+from layerloom.core.graph import Graph
+from layerloom.train.losses import Loss
+from layerloom.train.model import Model
+from layerloom.train.session import fused_outputs
+from layerloom.train.fit import Trainer
 
 
 def reference_forward(graph, weights, xs):
@@ -134,8 +134,8 @@ def test_predict_matches_reference_and_init_is_seeded(rt, rng):
                                   "lecun_uniform", "lecun_normal", "orthogonal", "random_uniform",
                                   "random_normal", "zeros", "ones"])
 def test_initializers_follow_keras(init):
-    from engine.initializers import initialize, node_rng
-    from engine.registry import WeightSpec
+    from layerloom.train.initializers import initialize, node_rng
+    from layerloom.core.registry import WeightSpec
     spec = WeightSpec("kernel", (400, 300), init, 400, 300)
     w = initialize(spec, node_rng(0, "n", "kernel")).astype(np.float64)
     expect_std = {"glorot_uniform": np.sqrt(2 / 700), "glorot_normal": np.sqrt(2 / 700),

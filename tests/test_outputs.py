@@ -30,7 +30,7 @@ def project(tmp_path, name, epochs, units=64):
 
 
 def cmd(path, out, *extra):
-    return [sys.executable, "-m", "app", "--run", path, "--out", str(out), *extra]
+    return [sys.executable, "-m", "layerloom.app", "--run", path, "--out", str(out), *extra]
 
 
 def run(path, out, *extra, **kw):
@@ -155,8 +155,8 @@ def test_outputs_that_cannot_be_written_keep_the_weights_elsewhere(tmp_path, mon
     folder, and the error says where."""
     import errno
 
-    from app import cli
-    from engine.errors import TrainingError
+    from layerloom.app import cli
+    from layerloom.core.errors import TrainingError
 
     def full(folder, files):
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(folder,
@@ -175,9 +175,7 @@ def test_outputs_that_cannot_be_written_keep_the_weights_elsewhere(tmp_path, mon
 
 
 SAVER = """
-import sys
-sys.path.insert(0, {root!r})
-from engine import project as projectfile
+from layerloom.project import loom as projectfile
 p = projectfile.load({path!r}, strict=False)
 i = 0
 while True:
@@ -191,7 +189,7 @@ def test_kills_and_a_full_disk_during_save_never_truncate_the_backup(tmp_path):
     """A child saves a project over and over and is killed at random points (20 trials);
     then a save that the file size limit stops. The project and its .bak always parse, and no
     temporary is left but by the kills themselves (never a truncated .bak)."""
-    from engine import project as projectfile
+    from layerloom.project import loom as projectfile
     path = project(tmp_path, "p.loom", 1)
     projectfile.save(projectfile.load(path, strict=False))
     rng = random.Random(3)
@@ -203,9 +201,9 @@ def test_kills_and_a_full_disk_during_save_never_truncate_the_backup(tmp_path):
         for f in (path, path + ".bak"):
             projectfile.load(f, strict=False)  # complete, parseable
     before = {f: open(f, "rb").read() for f in (path, path + ".bak")}
-    code = ("import sys; sys.path.insert(0, %r)\nfrom engine import project as pf\n"
+    code = ("import sys\nfrom layerloom.project import loom as pf\n"
             "p = pf.load(%r, strict=False); p.ui = {'note': 'y' * 3000000}\n"
-            "try:\n    pf.save(p)\nexcept OSError:\n    sys.exit(3)\n") % (ROOT, path)
+            "try:\n    pf.save(p)\nexcept OSError:\n    sys.exit(3)\n") % path
     r = subprocess.run([sys.executable, "-c", code], preexec_fn=_limit_file_size(1 << 20))
     assert r.returncode == 3
     assert {f: open(f, "rb").read() for f in (path, path + ".bak")} == before

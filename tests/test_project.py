@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from engine import project as projectfile
-from engine.errors import ProjectError
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import ProjectError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
@@ -21,7 +21,7 @@ def spirals():
 
 
 def layerloom(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "layerloom.app", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
 
 

@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from engine import project as projectfile
-from engine.run import Session, prepare_data
-from engine.trainstate import TrainingState
+from layerloom.project import loom as projectfile
+from layerloom.train.session import Session
+from layerloom.data.prepare import prepare_data
+from layerloom.train.state import TrainingState
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
@@ -82,7 +83,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(rt, tmp_path, case, stop_a
 
 
 def layerloom(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "layerloom.app", *args], capture_output=True, text=True,
                           timeout=600, **kw)
 
 
@@ -99,7 +100,7 @@ def test_the_command_line_resumes_a_run_stopped_by_sigterm(tmp_path):
     path = os.path.join(EXAMPLES, "multitask.loom")
     r = layerloom("--run", path, "--out", str(tmp_path / "whole"))
     assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([sys.executable, "-m", "app", "--run", path, "--out",
+    p = subprocess.Popen([sys.executable, "-m", "layerloom.app", "--run", path, "--out",
                           str(tmp_path / "part")], stdout=subprocess.PIPE, text=True)
     for line in p.stdout:
         if line.startswith("Epoch  3/"):

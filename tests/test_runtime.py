@@ -4,7 +4,7 @@ build is an error that names the device and carries the log; a cached build that
 kernel is built afresh; programs hold only the vector widths they use."""
 import pytest
 
-from engine.errors import DriverError
+from layerloom.core.errors import DriverError
 
 
 def test_programs_build_as_opencl_c_1_2(rt):
@@ -40,7 +40,7 @@ def test_a_cached_build_without_the_kernel_is_built_afresh(rt, monkeypatch):
     """A driver's cache can hand back a program without its kernels (PoCL 3.0 after a build
     that crashed: "'fill' was not found as a program info attribute"): the runtime builds
     the program again past the caches instead of failing."""
-    from engine.runtime import Runtime
+    from layerloom.backend.runtime import Runtime
     fresh = Runtime(rt.device, capabilities=rt.caps)
     real = fresh.build_source
     calls = []
@@ -58,7 +58,7 @@ def test_a_cached_build_without_the_kernel_is_built_afresh(rt, monkeypatch):
 
 
 def test_a_build_that_keeps_lacking_the_kernel_is_a_driver_error(rt, monkeypatch):
-    from engine.runtime import Runtime
+    from layerloom.backend.runtime import Runtime
     fresh = Runtime(rt.device, capabilities=rt.caps)
     real = fresh.build_source
     monkeypatch.setattr(fresh, "build_source", lambda src, options, what: real(
@@ -70,8 +70,8 @@ def test_a_build_that_keeps_lacking_the_kernel_is_a_driver_error(rt, monkeypatch
 def build_with_activations(rt, ew, vw, body):
     """vector.cl and activations.cl as the engine builds them (EW, and VW for a CPU GEMM
     program), then `body`."""
-    import clkernels
-    from engine.activations import cl_prelude
+    from layerloom import clkernels
+    from layerloom.core.activations import cl_prelude
     src = "\n".join([cl_prelude() + f"#define EW {ew}", clkernels.source("vector"),
                      clkernels.source("activations"), body])
     return rt.build_source(src, [f"-DVW={vw}"] if vw else [], "a test program")
@@ -99,7 +99,7 @@ def test_programs_hold_only_the_vector_widths_they_use(rt, ew, vw, present, abse
 
 def test_activations_need_the_elementwise_width(rt):
     """A define the engine must give has an #error guard, not a silent default."""
-    from engine.activations import cl_prelude
+    from layerloom.core.activations import cl_prelude
     with pytest.raises(DriverError) as e:
         rt.program(("vector", "activations"), (), cl_prelude())
     assert "EW (the elementwise vector width)" in e.value.log

@@ -4,9 +4,10 @@ import os
 
 import numpy as np
 
-from engine import project as projectfile
-from engine.run import Session, prepare_data
-from engine.training import Callback, evaluate
+from layerloom.project import loom as projectfile
+from layerloom.train.session import Session
+from layerloom.data.prepare import prepare_data
+from layerloom.train.fit import Callback, evaluate
 
 PROJECT = {
     "format": "layerloom-project", "version": 1,
@@ -127,7 +128,7 @@ def test_checkpoint_and_reduce_lr(rt, tmp_path):
 
 def test_callback_monitor_must_be_logged(rt):
     import pytest
-    from engine.errors import ParamError
+    from layerloom.core.errors import ParamError
     s, data = _session(rt, validation_split=0.0,
                        callbacks=[{"name": "early_stopping", "monitor": "val_loss"}])
     with pytest.raises(ParamError, match=r"training.callbacks\[0\].monitor: 'val_loss' is not "
@@ -149,7 +150,7 @@ def test_terminate_on_nan_stops_at_the_batch(rt):
 
 
 def test_max_mode_monitor_tracks_improvement():
-    from engine.callbacks import EarlyStopping
+    from layerloom.train.callbacks import EarlyStopping
     cb = EarlyStopping(monitor="val_accuracy", mode="auto", min_delta=0.0, patience=1,
                        restore_best_weights=False, start_from_epoch=0)
 
@@ -166,9 +167,9 @@ def test_the_gpu_kernels_train_like_the_cpu_kernels(rt, monkeypatch):
     CPU device: a small CNN trains to the same losses and weights as with the CPU kernels."""
     import json
 
-    import engine.model
-    from engine.ops import Ops
-    from engine.run import RunData
+    import layerloom.train.model
+    from layerloom.backend.ops import Ops
+    from layerloom.data.prepare import RunData
     chain = [("in", "Input", {"shape": [9, 9, 1]}),
              ("c1", "Conv2D", {"filters": 8, "kernel_size": [3, 3], "activation": "relu"}),
              ("p1", "MaxPooling2D", {"pool_size": [2, 2]}),
@@ -200,7 +201,7 @@ def test_the_gpu_kernels_train_like_the_cpu_kernels(rt, monkeypatch):
             super().__init__(runtime, ew=1)
             self.gemm_path, self.local_tile = "local", (8, 2)
 
-    monkeypatch.setattr(engine.model, "Ops", GpuFormOps)
+    monkeypatch.setattr(layerloom.train.model, "Ops", GpuFormOps)
     gpu_session, gpu_losses = train()
     assert gpu_session.model.ops.gemm_path == "local" and gpu_session.model.ops.ew == 1
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-4)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import builtin_data, imagefolder, keras_files, preprocess, tabular, userdata
-from engine import project as projectfile
-from engine.errors import DataError
-from engine.run import load_arrays, prepare_data
+from layerloom.data import keras_sets, imagefolder, keras_files, preprocess, tabular, userdata
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import DataError
+from layerloom.data.prepare import load_arrays, prepare_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
@@ -220,7 +220,7 @@ def test_npy_arrays_are_memory_mapped_and_train(tmp_path, monkeypatch):
     assert isinstance(data.x["x"], preprocess.LazyRows) and len(data.x["x"]) == 48
     batch = data.x["x"][np.array([3, 0, 7])]
     assert batch.dtype == np.float32 and batch.shape == (3, 3)
-    from engine.run import Session
+    from layerloom.train.session import Session
     h = Session(p, device=None).fit(data, epochs=1)
     assert np.isfinite(h["epochs"][0]["loss"]) and "val_loss" in h["epochs"][0]
 
@@ -310,7 +310,7 @@ def test_cifar10_and_cifar100_fixtures(tmp_path):
             _tar_add(tar, f"cifar-10-batches-py/data_batch_{i}", {b"data": d, b"labels": l})
         _tar_add(tar, "cifar-10-batches-py/test_batch",
                  {b"data": batches[5][0], b"labels": batches[5][1]})
-    (x, y), (xt, yt) = builtin_data.load("cifar10", allow_download=False)
+    (x, y), (xt, yt) = keras_sets.load("cifar10", allow_download=False)
     assert x.shape == (20, 32, 32, 3) and xt.shape == (4, 32, 32, 3) and x.dtype == np.float32
     # channels-last from the CHW rows, scaled to 0..1, labels kept in order
     np.testing.assert_allclose(x[5, 1, 2], batches[1][0][1, [32 + 2, 1024 + 32 + 2,
@@ -323,9 +323,9 @@ def test_cifar10_and_cifar100_fixtures(tmp_path):
             _tar_add(tar, f"cifar-100-python/{part}", {
                 b"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8),
                 b"fine_labels": [5, 99, 0], b"coarse_labels": [1, 19, 0]})
-    (_, y), _ = builtin_data.load("cifar100", allow_download=False)
+    (_, y), _ = keras_sets.load("cifar100", allow_download=False)
     np.testing.assert_array_equal(y, [5, 99, 0])
-    (_, y), _ = builtin_data.load("cifar100", allow_download=False, label_mode="coarse")
+    (_, y), _ = keras_sets.load("cifar100", allow_download=False, label_mode="coarse")
     np.testing.assert_array_equal(y, [1, 19, 0])
 
 
@@ -342,7 +342,7 @@ def test_imdb_and_reuters_follow_keras(tmp_path):
     folder.mkdir(parents=True)
     np.savez(folder / "imdb.npz", x_train=_ragged(seqs[:6]), y_train=np.arange(6) % 2,
              x_test=_ragged(seqs[6:]), y_test=np.arange(4) % 2)
-    (x, y), (xt, yt) = builtin_data.load("imdb", allow_download=False, num_words=20, maxlen=5)
+    (x, y), (xt, yt) = keras_sets.load("imdb", allow_download=False, num_words=20, maxlen=5)
     # the same steps as keras.datasets.imdb.load_data, then pad_sequences(maxlen=5)
     r = np.random.RandomState(113)
     o1 = np.arange(6)
@@ -358,7 +358,7 @@ def test_imdb_and_reuters_follow_keras(tmp_path):
     folder = tmp_path / "data" / "reuters"
     folder.mkdir(parents=True)
     np.savez(folder / "reuters.npz", x=_ragged(seqs), y=np.arange(10) % 46)
-    (x, y), (xt, yt) = builtin_data.load("reuters", allow_download=False, maxlen=12)
+    (x, y), (xt, yt) = keras_sets.load("reuters", allow_download=False, maxlen=12)
     o = np.arange(10)
     np.random.RandomState(113).shuffle(o)
     assert len(x) == 8 and len(xt) == 2
@@ -370,7 +370,7 @@ def test_boston_housing_split(tmp_path):
     folder.mkdir(parents=True)
     x = np.arange(50 * 13, dtype=np.float64).reshape(50, 13)
     np.savez(folder / "boston_housing.npz", x=x, y=np.arange(50.0))
-    (xtr, ytr), (xte, yte) = builtin_data.load("boston_housing", allow_download=False)
+    (xtr, ytr), (xte, yte) = keras_sets.load("boston_housing", allow_download=False)
     o = np.arange(50)
     np.random.RandomState(113).shuffle(o)
     assert len(xtr) == 40 and len(xte) == 10
@@ -389,7 +389,7 @@ def test_pickles_can_only_rebuild_arrays(tmp_path):
     np.savez(folder / "reuters.npz", x=_ragged([_Evil(), [1, 2]]), y=np.arange(2))
     with pytest.raises(DataError, match=r"reuters.npz: not a readable Keras .npz file \(refused "
                                         r"to load posix.system"):
-        builtin_data.load("reuters", allow_download=False)
+        keras_sets.load("reuters", allow_download=False)
     with pytest.raises(pickle.UnpicklingError):
         keras_files.safe_unpickle(io.BytesIO(pickle.dumps(_Evil())))
 
@@ -416,7 +416,7 @@ def test_bad_data_through_run_exits_2_and_changes_nothing(tmp_path):
     write(tmp_path / "r.csv", "a,b,c,y\n1,2,3,0\n3,4\n")
     path = project_for({"source": "csv", "path": "r.csv"}, tmp_path)
     before = open(path).read()
-    r = subprocess.run([sys.executable, "-m", "app", "--run", path, "--out",
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", path, "--out",
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "r.csv, line 3: 2 fields, expected 4" in r.stderr
@@ -433,7 +433,7 @@ def test_feature_count_mismatch_names_both_sides(tmp_path):
 
 @pytest.mark.parametrize("example, floor", [("wine_csv.loom", 0.9), ("shapes_folder.loom", 0.85)])
 def test_own_data_examples_train_from_the_cli(tmp_path, example, floor):
-    r = subprocess.run([sys.executable, "-m", "app", "--run", os.path.join(EXAMPLES, example),
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", os.path.join(EXAMPLES, example),
                         "--out", str(tmp_path / "o")], capture_output=True, text=True,
                        timeout=600, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
@@ -442,7 +442,7 @@ def test_own_data_examples_train_from_the_cli(tmp_path, example, floor):
     trained = json.load(open(tmp_path / "o" / "trained.loom"))
     assert trained["weights"] == "weights.npz" and trained["dataset"]["fitted"]["normalization"]
     # the trained copy runs from its own folder with the same data
-    r = subprocess.run([sys.executable, "-m", "app", "--run", str(tmp_path / "o" / "trained.loom"),
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", str(tmp_path / "o" / "trained.loom"),
                         "--epochs", "1", "--out", str(tmp_path / "o2")], capture_output=True,
                        text=True, timeout=600,
                        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c")})
@@ -451,7 +451,7 @@ def test_own_data_examples_train_from_the_cli(tmp_path, example, floor):
 
 def test_idx_files_as_arrays_and_truncated_ones(tmp_path):
     import gzip
-    from engine import idx
+    from layerloom.data import idx
     imgs = np.arange(6 * 4 * 4, dtype=np.uint8).reshape(6, 4, 4)
     (tmp_path / "images-idx3-ubyte.gz").write_bytes(gzip.compress(idx.dumps(imgs)))
     (tmp_path / "labels-idx1-ubyte").write_bytes(idx.dumps(np.arange(6, dtype=np.uint8) % 3))
@@ -465,7 +465,7 @@ def test_idx_files_as_arrays_and_truncated_ones(tmp_path):
 
 
 def test_truncated_npz_is_named(tmp_path):
-    from engine.datasets import load_npz
+    from layerloom.data.arrays import load_npz
     np.savez(tmp_path / "d.npz", x=np.zeros((100, 10)), y=np.zeros(100))
     raw = (tmp_path / "d.npz").read_bytes()
     (tmp_path / "d.npz").write_bytes(raw[:len(raw) // 2])

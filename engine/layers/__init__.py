@@ -1,1 +1,3 @@
-"""One module per layer type; each registers itself with engine.registry."""
+"""Layer declarations, one module per Keras category (core, convolution, pooling, recurrent,
+normalization, regularization, reshaping, merging); each registers its layers with
+layerloom.core.registry. kit.py holds what several declarations share."""

@@ -1,8 +1,8 @@
 """BatchNormalization and LayerNormalization over the last axis, with Keras' defaults."""
 import numpy as np
 
-from ..params import Bool, Float, Int
-from ..registry import Layer, WeightSpec, register
+from layerloom.core.params import Bool, Float, Int
+from layerloom.core.registry import Layer, WeightSpec, register
 
 
 def _affine_weights(p, C):

@@ -3,10 +3,10 @@ Max pooling keeps the index of each window's maximum for the backward pass; aver
 over 'same' padding divides by the in-bounds count, as Keras (TensorFlow) does."""
 import numpy as np
 
-from ..graph import fmt_shape
-from ..layerkit import window_geometry
-from ..params import Choice, Int, Pair
-from ..registry import Layer, ShapeError, register
+from layerloom.core.graph import fmt_shape
+from layerloom.layers.kit import window_geometry
+from layerloom.core.params import Choice, Int, Pair
+from layerloom.core.registry import Layer, ShapeError, register
 
 
 class _Pool(Layer):

@@ -6,11 +6,11 @@ backpropagation through time runs the steps in reverse, ending in two GEMMs for 
 kernel and the input gradient. The initial state is zero."""
 import numpy as np
 
-from ..activations import REFERENCE
-from ..graph import fmt_shape
-from ..layerkit import weight_params
-from ..params import Bool, Choice, Int
-from ..registry import Layer, ShapeError, WeightSpec, register
+from layerloom.core.activations import REFERENCE
+from layerloom.core.graph import fmt_shape
+from layerloom.layers.kit import weight_params
+from layerloom.core.params import Bool, Choice, Int
+from layerloom.core.registry import Layer, ShapeError, WeightSpec, register
 
 _SIMPLE_ACTS = ("tanh", "relu", "sigmoid", "linear", "elu", "selu", "softsign", "relu6",
                 "leaky_relu", "hard_sigmoid")

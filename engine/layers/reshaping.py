@@ -1,12 +1,13 @@
 """Shape layers. Reshape aliases its input (row-major data needs no copy). The others declare a
 numpy transform once; from it come the output shape, the float64 reference and, applied to an
 index array, the gather map the kernels use (forward) with its inverse (backward)."""
+
 import numpy as np
 
-from ..graph import fmt_shape
-from ..layerkit import alias_backward
-from ..params import Choice, Dims, Int, Margins, Pair, Shape
-from ..registry import Layer, ShapeError, register
+from layerloom.core.graph import fmt_shape
+from layerloom.core.params import Choice, Dims, Int, Margins, Pair, Shape
+from layerloom.core.registry import Layer, register, ShapeError
+from layerloom.layers.kit import alias_backward
 
 
 @register
@@ -163,3 +164,24 @@ class UpSampling2D(_IndexMap):
 
     def transform(self, p, a, fill):
         return np.repeat(np.repeat(a, p["size"][0], axis=1), p["size"][1], axis=2)
+
+
+@register
+class Flatten(Layer):
+    type_id = "Flatten"
+    category = "Reshaping"
+    help = "Flattens each sample to one axis, e.g. (28, 28, 1) -> (784,). Costs no copy."
+    alias_output = True  # row-major layout: the output is the input buffer
+    examples = (({}, [(3, 5, 2)]), ({}, [(7,)]))
+
+    def output_shapes(self, p, in_shapes):
+        return [(int(np.prod(in_shapes[0])),)]
+
+    def forward(self, ops, s):
+        pass
+
+    def backward(self, ops, s):
+        alias_backward(ops, s)
+
+    def reference(self, p, xs, ws, training=False):
+        return [xs[0].reshape(len(xs[0]), -1)]

@@ -1,0 +1,317 @@
+"""OpenCL runtime: device discovery and choice, one context and in-order queue, programs built
+once per (source, options) and kernel objects kept (a `prg.name` lookup makes a new kernel each
+time, ~60x slower per launch)."""
+import dataclasses
+import os
+import re
+import time
+import warnings
+
+import numpy as np
+
+from layerloom.backend import capabilities
+from layerloom.core.errors import DeviceError, DriverError
+
+ENV_VAR = "LAYERLOOM_DEVICE"
+
+
+def _cl():
+    import pyopencl as cl
+    return cl
+
+
+def list_devices():
+    """[(platform_index, device_index, platform, device)] for every OpenCL device found."""
+    cl = _cl()
+    out = []
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error:
+        return out
+    for pi, plat in enumerate(platforms):
+        try:
+            devs = plat.get_devices()
+        except cl.Error:
+            continue
+        for di, dev in enumerate(devs):
+            out.append((pi, di, plat, dev))
+    return out
+
+
+def device_kind(dev):
+    cl = _cl()
+    if dev.type & cl.device_type.GPU:
+        return "gpu"
+    if dev.type & cl.device_type.ACCELERATOR:
+        return "accelerator"
+    if dev.type & cl.device_type.CPU:
+        return "cpu"
+    return "other"
+
+
+_KIND_RANK = {"gpu": 0, "accelerator": 1, "cpu": 2, "other": 3}
+
+
+def describe_device(plat, dev):
+    """'name (kind, platform driver-version)': which driver, where several serve one CPU."""
+    pname, drv = plat.name.strip(), (dev.driver_version or "").strip()
+    if drv.lower().startswith(pname.lower()):
+        drv = drv[len(pname):].strip()
+    return f"{dev.name.strip()} ({device_kind(dev)}, {pname} {drv})".replace(" )", ")")
+
+
+def _spec_text(plat, dev):
+    return f"{dev.name} {plat.name} {plat.version}".lower()
+
+
+@dataclasses.dataclass
+class Choice:
+    """A found device and what the default choice made of it: caps (None where not probed),
+    why (a few words: why it is, or is not, the default)."""
+    pi: int
+    di: int
+    plat: object
+    dev: object
+    caps: object = None
+    why: str = ""
+    default: bool = False
+
+    @property
+    def software(self):
+        """'simulator', 'software' (a software rasteriser's OpenCL) or '' (a real device)."""
+        return capabilities.software_kind(self.plat, self.dev)
+
+
+def survey(probe_all=False, probe=None):
+    """Every device with the default's reasoning: a real GPU first, then an accelerator,
+    then the CPU, and within each kind the fastest that works (its GEMM, timed by the
+    capabilities probe); never a simulator (Oclgrind, llvmpipe). Devices past the chosen
+    kind are probed only with probe_all (--list-devices)."""
+    probe = probe or capabilities.of
+    found = [Choice(*f) for f in list_devices()]
+    chosen = None
+    for rank in sorted({_KIND_RANK[device_kind(c.dev)] for c in found}):
+        group = [c for c in found if _KIND_RANK[device_kind(c.dev)] == rank
+                 and not c.software]
+        if chosen is not None and not probe_all:
+            break
+        for c in group:
+            c.caps = probe(c.plat, c.dev)
+        usable = [c for c in group if c.caps.usable]
+        best = max(usable, key=lambda c: c.caps.gflops or 0.0, default=None)
+        for c in group:
+            if not c.caps.usable:
+                c.why = c.caps.describe()
+            elif chosen is not None:
+                c.why = f"works ({c.caps.describe()}); a {device_kind(chosen.dev)} comes first"
+            elif c is best:
+                c.why = (f"the default: the fastest {device_kind(c.dev)} that works "
+                         f"({c.caps.describe()})" if len(usable) > 1 else
+                         f"the default: the only {device_kind(c.dev)} that works "
+                         f"({c.caps.describe()})")
+            else:
+                c.why = (f"works ({c.caps.describe()}), slower than "
+                         f"{best.pi}:{best.di}")
+        if best is not None and chosen is None:
+            best.default, chosen = True, best
+    for c in found:
+        if c.software:
+            what = "a simulator" if c.software == "simulator" else "a software renderer's device"
+            c.why = (f"{what}, hundreds of times slower: never the default "
+                     f"(use --device {c.pi}:{c.di})")
+        elif not c.why:
+            c.why = f"not probed: a {device_kind(chosen.dev)} comes first" if chosen else ""
+    return found
+
+
+def choose_device(spec=None, probe=None):
+    """Pick a device. spec: None (use $LAYERLOOM_DEVICE, else the default of survey()), 'gpu',
+    'cpu', 'P:D' (platform and device index as printed by --list-devices), or part of the
+    device's name or its platform's name and version ('pocl 3.1')."""
+    probe = probe or capabilities.of
+    found = list_devices()
+    source = "--device"
+    if spec is None:
+        spec = os.environ.get(ENV_VAR) or None
+        source = ENV_VAR
+    if not found:
+        raise DeviceError("no OpenCL device found; install the CPU driver with "
+                          "pip install \"pyopencl[pocl]\" or a GPU vendor's OpenCL driver")
+    if spec is None or spec == "auto":
+        choices = survey(probe=probe)
+        for c in choices:
+            if c.default:
+                return c.dev
+        reasons = "; ".join(f"{c.pi}:{c.di} {c.dev.name.strip()}: {c.why}" for c in choices)
+        raise DeviceError(f"no OpenCL device that works was found ({reasons}); a simulator "
+                          "is used only when named with --device")
+    s = str(spec).strip()
+    if s.lower() in ("gpu", "cpu", "accelerator"):
+        match = [f for f in found if device_kind(f[3]) == s.lower()
+                 and not capabilities.is_simulator(f[2], f[3])]
+    elif ":" in s and all(part.isdigit() for part in s.split(":", 1)):
+        p, d = (int(x) for x in s.split(":", 1))
+        match = [f for f in found if f[0] == p and f[1] == d]
+    else:
+        match = [f for f in found if s.lower() in _spec_text(f[2], f[3])]
+    if not match:
+        avail = "; ".join(f"{f[0]}:{f[1]} {describe_device(f[2], f[3])}" for f in found)
+        raise DeviceError(f"no OpenCL device matches {s!r} (from {source}); available: {avail}")
+    if len(match) == 1:
+        return match[0][3]
+    caps = [(probe(f[2], f[3]), f) for f in match]
+    usable = [(c, f) for c, f in caps if c.usable]
+    if not usable:
+        return match[0][3]  # Runtime says why it cannot be used
+    return max(usable, key=lambda cf: cf[0].gflops or 0.0)[1][3]
+
+
+def opencl_c_version(dev):
+    """(major, minor) of the OpenCL C the device compiles ("OpenCL C 1.2 pocl" -> (1, 2))."""
+    m = re.search(r"OpenCL C (\d+)\.(\d+)", dev.opencl_c_version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (1, 0)
+
+
+def _probe_capabilities(device):
+    return capabilities.of(device.platform, device)
+
+
+def _has_kernel(prg, name):
+    try:
+        return name in prg.kernel_names.split(";")
+    except Exception:  # a driver that cannot say: the kernel lookup will find out
+        return True
+
+
+def _build_log(text):
+    """The compiler's log from pyopencl's build error (its text follows 'Build on <device>:')."""
+    m = re.search(r"Build on [^\n]*:\n", text)
+    log = text[m.end():] if m else text
+    return log.split("\n(options:")[0].strip()
+
+
+class Runtime:
+    """A device with its context, in-order queue and program/kernel caches."""
+
+    # added to every build; the tests set ("-Werror",) (conftest.py): a warning fails there
+    extra_build_options = ()
+
+    def __init__(self, device=None, capabilities=None):
+        """device: a pyopencl Device, or a spec for choose_device. capabilities: what the
+        device's compiler takes (engine/backend/capabilities.py); probed, or read from its cache,
+        when not given. A device the probe found unusable is refused with the reason."""
+        cl = _cl()
+        self.cl = cl
+        self.device = device if device is not None and not isinstance(device, str) \
+            else choose_device(device)
+        self.caps = capabilities or _probe_capabilities(self.device)
+        if not self.caps.usable:
+            raise DeviceError(f"{self.describe()} cannot be used: {self.caps.problem}")
+        self.ctx = cl.Context([self.device])
+        self.queue = cl.CommandQueue(self.ctx)
+        self.kind = device_kind(self.device)
+        self._programs = {}
+        self._kernels = {}
+        self._types = {}  # id of a kept kernel -> its scalar argument types
+
+    def build_options(self):
+        """Options of every program: OpenCL C 1.2, the language the kernels are written in (a
+        compiler left to choose takes its newest 1.x; PoCL's and other vendors' differ), and
+        denormals flushed."""
+        std = ["-cl-std=CL1.2"] if opencl_c_version(self.device) >= (1, 2) else []
+        return std + ["-cl-denorms-are-zero"] + list(self.extra_build_options)
+
+    @property
+    def name(self):
+        return self.device.name.strip()
+
+    def describe(self):
+        return describe_device(self.device.platform, self.device)
+
+    def build_source(self, src, options, what):
+        """A built cl.Program from source text; a refused build is a DriverError naming the
+        device and `what`, with the compiler's log."""
+        try:
+            with warnings.catch_warnings():
+                # pyopencl warns of any compiler output, which Intel's runtime prints on every
+                # build ("Compilation started"); a warning that matters fails the tests'
+                # -Werror builds, and an error comes here as the log
+                warnings.simplefilter("ignore", self.cl.CompilerWarning)
+                return self.cl.Program(self.ctx, src).build(
+                    options=list(options) + self.build_options())
+        except self.cl.Error as e:
+            raise DriverError(f"the OpenCL compiler refused {what}", self.describe(),
+                              _build_log(str(e))) from None
+
+    def program(self, files, defines=(), prelude="", fresh=False):
+        """Build (once) a program from clkernels files, with -D defines. fresh: bypass the
+        drivers' binary caches (PoCL's, pyopencl's) with a define of its own."""
+        from layerloom import clkernels
+        key = (tuple(files), tuple(defines), prelude)
+        prg = self._programs.get(key)
+        if prg is None or fresh:
+            src = prelude + "\n".join(clkernels.source(f) for f in files)
+            opts = [f"-D{d}" for d in defines]
+            if fresh:
+                opts.append(f"-DLAYERLOOM_FRESH_BUILD={time.time_ns()}")
+            prg = self.build_source(src, opts, f"{'+'.join(files)}.cl"
+                                    + (f" with {' '.join(defines)}" if defines else ""))
+            self._programs[key] = prg
+        return prg
+
+    def kernel(self, files, name, scalar_types, defines=(), prelude=""):
+        """A kept cl.Kernel with scalar argument types set (None for buffers). A program
+        that lacks the kernel (a cached binary from a build that crashed) is built afresh."""
+        key = (tuple(files), name, tuple(defines), prelude)
+        k = self._kernels.get(key)
+        if k is None:
+            prg = self.program(files, defines, prelude)
+            if not _has_kernel(prg, name):
+                prg = self.program(files, defines, prelude, fresh=True)
+                if not _has_kernel(prg, name):
+                    raise DriverError(f"the build of {'+'.join(files)}.cl has no kernel "
+                                      f"{name!r}", self.describe())
+            k = self.cl.Kernel(prg, name)
+            k.set_scalar_arg_dtypes(scalar_types)
+            self._kernels[key] = k
+            self._types[id(k)] = scalar_types
+        return k
+
+    def bind(self, k, args):
+        """A copy of kept kernel k with its arguments set once, for a launch repeated with the
+        same arguments (a layer's GEMM every step): enqueueing it skips converting and setting
+        each argument again. The caller keeps the buffers in args alive."""
+        c = self.cl.Kernel(k.program, k.function_name)
+        c.set_scalar_arg_dtypes(self._types[id(k)])
+        c.set_args(*args)
+        return c
+
+    def enqueue(self, k, grid, local):
+        """Launch a bound kernel (bind) on the queue."""
+        self.cl.enqueue_nd_range_kernel(self.queue, k, grid, local)
+
+    # -- buffers ---------------------------------------------------------------------
+    def empty(self, nbytes):
+        mf = self.cl.mem_flags
+        return self.cl.Buffer(self.ctx, mf.READ_WRITE, max(int(nbytes), 4))
+
+    def to_device(self, array, dtype=np.float32):
+        """A new buffer holding `array` as float32 (or int32 for index maps)."""
+        a = np.ascontiguousarray(array, dtype=dtype)
+        buf = self.empty(a.nbytes)
+        if a.size:
+            self.cl.enqueue_copy(self.queue, buf, a)
+        return buf
+
+    def write(self, buf, array, blocking=False):
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        return self.cl.enqueue_copy(self.queue, buf, a, is_blocking=blocking)
+
+    def read(self, buf, count, shape=None):
+        out = np.empty(count, dtype=np.float32)
+        if count:
+            self.cl.enqueue_copy(self.queue, out, buf)
+        return out.reshape(shape) if shape is not None else out
+
+    def finish(self):
+        self.queue.finish()

@@ -1,0 +1,308 @@
+"""The graph model: nodes (id, layer type, params) and edges (output port -> input port).
+
+Pure Python. Views subscribe to the events; every edit goes through these methods. The graph may
+hold an incomplete network (the editor needs that); `problems()` and `infer_shapes()` say what is
+wrong, each naming the node.
+"""
+from layerloom.core.errors import GraphError, ParamError, quote
+from layerloom.core.events import Event
+from layerloom.core.params import validate_params
+from layerloom.core.registry import ShapeError, get_layer
+
+MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a bound a file meets
+
+
+class Node:
+    __slots__ = ("id", "type", "params")
+
+    def __init__(self, id, type, params):
+        self.id, self.type, self.params = id, type, params
+
+    @property
+    def layer(self):
+        return get_layer(self.type)
+
+    def __repr__(self):
+        return f"Node({self.id!r}, {self.type!r})"
+
+
+class Edge:
+    __slots__ = ("src", "src_port", "dst", "dst_port")
+
+    def __init__(self, src, src_port, dst, dst_port):
+        self.src, self.src_port, self.dst, self.dst_port = src, src_port, dst, dst_port
+
+    def key(self):
+        return (self.src, self.src_port, self.dst, self.dst_port)
+
+    def __eq__(self, other):
+        return isinstance(other, Edge) and self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return f"Edge({self.src}:{self.src_port} -> {self.dst}:{self.dst_port})"
+
+
+class Graph:
+    def __init__(self):
+        self.nodes = {}      # id -> Node, insertion ordered
+        self.edges = []
+        # (key, {dst: [edges sorted by port]}, {src: [edges]}): kept up to date by connect and
+        # disconnect, rebuilt when the edge list changed behind their back (the file parser)
+        self._index = None
+        self._edge_version = 0
+        self.node_added = Event("node_added")
+        self.node_removed = Event("node_removed")
+        self.edge_added = Event("edge_added")
+        self.edge_removed = Event("edge_removed")
+        self.params_changed = Event("params_changed")
+
+    # -- editing -----------------------------------------------------------------
+    def new_id(self, type_id, taken=()):
+        """The first free `<type>_<n>`, also avoiding the ids in `taken` (a paste in progress)."""
+        base = type_id.lower()
+        i = 1
+        while f"{base}_{i}" in self.nodes or f"{base}_{i}" in taken:
+            i += 1
+        return f"{base}_{i}"
+
+    def add_node(self, type_id, params=None, id=None):
+        layer = get_layer(type_id)
+        if layer is None:
+            raise GraphError(f"unknown layer type {quote(type_id)}")
+        id = id or self.new_id(type_id)
+        if not isinstance(id, str) or not id:
+            raise GraphError(f"node id must be a non-empty string, got {quote(id)}")
+        if id in self.nodes:
+            raise GraphError(f"duplicate node id {quote(id)}")
+        values, problems = validate_params(layer.params, params or {}, f"node {quote(id)}.params")
+        if problems:
+            raise problems[0]
+        node = Node(id, type_id, values)
+        self.nodes[id] = node
+        self.node_added.emit(node)
+        return node
+
+    def remove_node(self, id):
+        node = self.nodes[id]
+        for e in self.in_edges(id) + [e for e in self.out_edges(id) if e.dst != id]:
+            self.disconnect(e)
+        del self.nodes[id]
+        self.node_removed.emit(node)
+        return node
+
+    def set_params(self, id, **changes):
+        node = self.nodes[id]
+        layer = node.layer
+        decls = {p.name: p for p in layer.params}
+        new = dict(node.params)
+        for k, v in changes.items():
+            if k not in decls:
+                raise ParamError("unknown parameter", f"node {quote(id)}.params.{k}")
+            new[k] = decls[k].validate(v, f"node {quote(id)}.params.{k}")
+        old = node.params
+        node.params = new
+        self.params_changed.emit(node, old)
+
+    def check_connect(self, src, src_port, dst, dst_port, allow_cycle=False):
+        """Raise GraphError with the reason an edge would be refused (its `end` names the end
+        at fault). The file parser allows cycles here and reports them with the graph's other
+        problems."""
+        for nid, end in ((src, "from"), (dst, "to")):
+            if nid not in self.nodes:
+                raise GraphError(f"no node {quote(nid)} (dangling edge)", end=end)
+        s_layer, d_layer = self.nodes[src].layer, self.nodes[dst].layer
+        if not (0 <= src_port < len(s_layer.output_names(self.nodes[src].params))):
+            raise GraphError(f"{quote(src)} ({s_layer.type_id}) has no output port {src_port}",
+                             end="from")
+        mx = d_layer.max_inputs()
+        if dst_port < 0 or (mx is not None and dst_port >= mx):
+            raise GraphError(f"{quote(dst)} ({d_layer.type_id}) has no input port {dst_port}"
+                             + (f" (it has {mx})" if mx else " (it takes no inputs)"), end="to")
+        if mx is None and dst_port >= MAX_VARIADIC_INPUTS:
+            raise GraphError(f"{quote(dst)} ({d_layer.type_id}) has no input port {dst_port} (at "
+                             f"most {MAX_VARIADIC_INPUTS} inputs)", end="to")
+        if not allow_cycle and (src == dst or self._reaches(dst, src)):
+            raise GraphError(f"connecting {quote(src)} to {quote(dst)} would make a cycle", end="to")
+        for e in self.in_edges(dst):
+            if e.dst_port == dst_port:
+                raise GraphError(f"input {dst_port} of {quote(dst)} is already connected to "
+                                 f"{quote(e.src)}", end="to")
+
+    def connect(self, src, src_port, dst, dst_port):
+        self.check_connect(src, src_port, dst, dst_port)
+        edge = Edge(src, src_port, dst, dst_port)
+        ins, outs = self._indexes()
+        self.edges.append(edge)
+        self._edge_version += 1
+        lst = ins.setdefault(dst, [])
+        lst.append(edge)
+        lst.sort(key=lambda e: e.dst_port)
+        outs.setdefault(src, []).append(edge)
+        self._index = (self._index_key(), ins, outs)
+        self.edge_added.emit(edge)
+        return edge
+
+    def disconnect(self, edge):
+        ins, outs = self._indexes()
+        self.edges.remove(edge)
+        self._edge_version += 1
+        ins[edge.dst].remove(edge)
+        outs[edge.src].remove(edge)
+        self._index = (self._index_key(), ins, outs)
+        self.edge_removed.emit(edge)
+
+    # -- queries -------------------------------------------------------------------
+    def _index_key(self):
+        return (self._edge_version, len(self.edges))
+
+    def _indexes(self):
+        """(incoming edges by node sorted by port, outgoing edges by node)."""
+        # NOTE: indexed, not scanned: the editor asks for every node's inputs on each edit,
+        # and a paste of N nodes connects N times (a rebuild per connect made it O(N^2)).
+        if self._index is None or self._index[0] != self._index_key():
+            ins, outs = {}, {}
+            for e in self.edges:
+                ins.setdefault(e.dst, []).append(e)
+                outs.setdefault(e.src, []).append(e)
+            for lst in ins.values():
+                lst.sort(key=lambda e: e.dst_port)
+            self._index = (self._index_key(), ins, outs)
+        return self._index[1], self._index[2]
+
+    def in_edges(self, id):
+        return list(self._indexes()[0].get(id, ()))
+
+    def out_edges(self, id):
+        return list(self._indexes()[1].get(id, ()))
+
+    def _reaches(self, a, b):
+        """Is b reachable from a along edges?"""
+        outs = self._indexes()[1]
+        stack, seen = [a], set()
+        while stack:
+            n = stack.pop()
+            if n == b:
+                return True
+            if n not in seen:
+                seen.add(n)
+                stack.extend(e.dst for e in outs.get(n, ()))
+        return False
+
+    def inputs(self):
+        return [n.id for n in self.nodes.values() if n.layer.is_input]
+
+    def outputs(self):
+        """Output nodes: non-input nodes whose output feeds nothing, in insertion order."""
+        used = {e.src for e in self.edges}
+        return [n.id for n in self.nodes.values() if n.id not in used and not n.layer.is_input]
+
+    def topo_order(self):
+        """Node ids in a topological order (stable: insertion order breaks ties)."""
+        indeg = {n: 0 for n in self.nodes}
+        succ = {n: [] for n in self.nodes}
+        for e in self.edges:
+            if e.src in indeg and e.dst in indeg:
+                indeg[e.dst] += 1
+                succ[e.src].append(e.dst)
+        ready = [n for n in self.nodes if indeg[n] == 0]
+        order = []
+        while ready:
+            n = ready.pop(0)
+            order.append(n)
+            for m in succ[n]:
+                indeg[m] -= 1
+                if indeg[m] == 0:
+                    ready.append(m)
+        if len(order) != len(self.nodes):
+            cyc = [n for n in self.nodes if n not in order]
+            raise GraphError("the graph has a cycle through " + ", ".join(repr(c) for c in cyc))
+        return order
+
+    def place(self, id):
+        idx = list(self.nodes).index(id)
+        return f"graph.nodes[{idx}] {quote(id)} ({self.nodes[id].type})"
+
+    def node_error(self, message, id):
+        """A problem of node `id`, placed as in the file and carrying the id for the canvas."""
+        return GraphError(message, self.place(id), node=id)
+
+    def problems(self):
+        """Structural problems, each a GraphError naming the node (not shapes)."""
+        out = []
+        try:
+            self.topo_order()
+        except GraphError as e:
+            out.append(GraphError(e.message, "graph.edges"))
+        if not self.inputs():
+            out.append(GraphError("the graph has no Input node", "graph.nodes"))
+        if self.nodes and not self.outputs():
+            out.append(GraphError("the graph has no output (a node whose output feeds nothing)",
+                                  "graph.nodes"))
+        for id, node in self.nodes.items():
+            layer = node.layer
+            ports = sorted(e.dst_port for e in self.in_edges(id))
+            need = layer.min_inputs()
+            if layer.max_inputs() is None:  # variadic: ports must be 0..k-1, k >= min
+                k = len(ports)
+                if ports != list(range(k)):
+                    used = set(ports)  # the first gap is below k (sizes come from the file)
+                    missing = [next(p for p in range(k + 1) if p not in used)]
+                    out.append(self.node_error(f"input port {missing[0]} is not connected "
+                                               f"(inputs must use ports 0..{k - 1} without "
+                                               "gaps)", id))
+                elif k < need:
+                    out.append(self.node_error(f"needs at least {need} inputs, has {k}", id))
+            else:
+                for p in range(need):
+                    if p not in ports:
+                        name = layer.input_ports()[p]
+                        out.append(self.node_error(f"input {p} ({name}) is not connected", id))
+        return out
+
+    def infer_shapes(self):
+        """Per-sample output shapes. Returns (shapes: {id: [shape, ...]}, problems).
+
+        A node whose inputs are missing or wrong gets no shape, and nothing downstream of it is
+        blamed: only the node that causes a problem is reported."""
+        shapes, problems = {}, []
+        try:
+            order = self.topo_order()
+        except GraphError:
+            return shapes, problems  # reported by problems()
+        for id in order:
+            node = self.nodes[id]
+            layer = node.layer
+            edges = self.in_edges(id)
+            if len(edges) < layer.min_inputs() or any(e.src not in shapes for e in edges):
+                continue
+            ports = [e.dst_port for e in edges]
+            if ports != list(range(len(ports))):
+                continue
+            in_shapes = []
+            bad = [e for e in edges if e.src_port >= len(shapes[e.src])]
+            if bad:
+                problems.append(self.node_error(f"{quote(bad[0].src)} has no output port "
+                                                f"{bad[0].src_port} with its current parameters",
+                                                id))
+                continue
+            for e in edges:
+                in_shapes.append(shapes[e.src][e.src_port])
+            try:
+                shapes[id] = [tuple(s) for s in layer.output_shapes(node.params, in_shapes)]
+            except ShapeError as e:
+                problems.append(self.node_error(e.message, id))
+        return shapes, problems
+
+    def validate(self):
+        """All problems: structure first, then shapes."""
+        probs = self.problems()
+        _, shape_probs = self.infer_shapes()
+        return probs + shape_probs
+
+
+def fmt_shape(shape):
+    """Keras style: (None, 28, 28, 1)."""
+    return "(" + ", ".join(["None"] + [str(d) for d in shape]) + ")"

@@ -1,0 +1,316 @@
+"""Typed layer parameters, declared once per layer type.
+
+A declaration gives name, kind, default, bounds or choices and help text. From it come
+validation (with the value's place in the message), the inspector widget (keyed by `kind`),
+serialisation and the docs table.
+"""
+import math
+from abc import ABC, abstractmethod
+
+from layerloom.core.errors import ParamError, quote
+
+
+class Param(ABC):
+    kind = "param"
+
+    def __init__(self, name, default, help=""):
+        self.name = name
+        self.default = default
+        self.help = help
+
+    @abstractmethod
+    def validate(self, value, place):
+        """Return the normalised value or raise ParamError naming `place`."""
+
+    def to_json(self, value):
+        return value
+
+    def describe(self):
+        return ""
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+INT_LIMIT = 2**31 - 1  # every integer a file sets: kernels take sizes as 32-bit ints
+MAX_RANK = 8  # axes of a per-sample shape
+
+
+class Int(Param):
+    kind = "int"
+
+    def __init__(self, name, default, min=None, max=None, help=""):
+        super().__init__(name, default, help)
+        self.min, self.max = min, max
+
+    def _expected(self):
+        if self.min == 1 and self.max is None:
+            return "a positive integer"
+        if self.min == 0 and self.max is None:
+            return "a non-negative integer"
+        if self.min is not None and self.max is not None:
+            return f"an integer from {self.min} to {self.max}"
+        if self.min is not None:
+            return f"an integer >= {self.min}"
+        if self.max is not None:
+            return f"an integer <= {self.max}"
+        return "an integer"
+
+    def validate(self, value, place):
+        if value is None and self.default is None:
+            return None  # "not set" (Keras' strides=None)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not _is_int(value) or (self.min is not None and value < self.min) or (
+                self.max is not None and value > self.max):
+            raise ParamError(f"expected {self._expected()}, got {quote(value)}", place)
+        if abs(value) > INT_LIMIT:
+            raise ParamError(f"expected {self._expected()} of at most {INT_LIMIT:,}, got "
+                             f"{quote(value)}", place)
+        return value
+
+    def describe(self):
+        return self._expected()
+
+
+class Float(Param):
+    kind = "float"
+
+    def __init__(self, name, default, min=None, max=None, min_exclusive=False,
+                 max_exclusive=False, help=""):
+        super().__init__(name, default, help)
+        self.min, self.max = min, max
+        self.min_exclusive, self.max_exclusive = min_exclusive, max_exclusive
+
+    def _expected(self):
+        lo = "" if self.min is None else ("> " if self.min_exclusive else ">= ") + f"{self.min:g}"
+        hi = "" if self.max is None else ("< " if self.max_exclusive else "<= ") + f"{self.max:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        return "a number" + (f" {bounds}" if bounds else "")
+
+    def validate(self, value, place):
+        try:  # an integer of 400 digits is a number, but no float
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        except OverflowError:
+            ok = False
+        if ok and self.min is not None:
+            ok = value > self.min if self.min_exclusive else value >= self.min
+        if ok and self.max is not None:
+            ok = value < self.max if self.max_exclusive else value <= self.max
+        if not ok:
+            raise ParamError(f"expected {self._expected()}, got {quote(value)}", place)
+        return float(value) + 0.0  # -0.0 -> 0.0 (numpy refuses a scale of -0.0)
+
+    def describe(self):
+        return self._expected()
+
+
+class Bool(Param):
+    kind = "bool"
+
+    def validate(self, value, place):
+        if not isinstance(value, bool):
+            raise ParamError(f"expected true or false, got {quote(value)}", place)
+        return value
+
+    def describe(self):
+        return "true or false"
+
+
+class Choice(Param):
+    kind = "choice"
+
+    def __init__(self, name, default, choices, help="", aliases=None):
+        super().__init__(name, default, help)
+        self.choices = tuple(choices)
+        self.aliases = dict(aliases or {})  # other accepted spellings -> canonical choice
+
+    def validate(self, value, place):
+        if isinstance(value, str) and value in self.aliases:
+            return self.aliases[value]
+        if value not in self.choices:
+            raise ParamError(f"expected one of {', '.join(self.choices)}; got {quote(value)}", place)
+        return value
+
+    def describe(self):
+        return "one of " + ", ".join(self.choices)
+
+
+class Text(Param):
+    """A non-empty string (a file name, a logged key)."""
+    kind = "text"
+
+    def validate(self, value, place):
+        if not isinstance(value, str) or not value:
+            raise ParamError(f"expected a non-empty string, got {quote(value)}", place)
+        return value
+
+    def describe(self):
+        return "a non-empty string"
+
+
+class Shape(Param):
+    """A tensor shape without the batch dimension, e.g. [28, 28, 1]."""
+    kind = "shape"
+
+    def validate(self, value, place):
+        if (not isinstance(value, (list, tuple)) or not value or len(value) > MAX_RANK
+                or not all(_is_int(v) and 0 < v <= INT_LIMIT for v in value)):
+            raise ParamError(f"expected a list of 1 to {MAX_RANK} positive integers, got "
+                             f"{quote(value)}", place)
+        return tuple(value)
+
+    def to_json(self, value):
+        return list(value)
+
+    def describe(self):
+        return "list of positive integers"
+
+
+def validate_params(decls, given, place):
+    """Validate a params dict against declarations; fill defaults. Returns (values, problems)."""
+    values, problems = {}, []
+    if not isinstance(given, dict):
+        return None, [ParamError(f"expected an object, got {type(given).__name__}", place)]
+    known = {p.name for p in decls}
+    for key in given:
+        if key not in known:
+            problems.append(ParamError(
+                f"unknown parameter; expected one of {', '.join(sorted(known)) or '(none)'}",
+                f"{place}.{key}"))
+    for p in decls:
+        if p.name in given:
+            try:
+                values[p.name] = p.validate(given[p.name], f"{place}.{p.name}")
+            except ParamError as e:
+                problems.append(e)
+        else:
+            values[p.name] = p.validate(p.default, f"{place}.{p.name}")
+    return values, problems
+
+
+class Pair(Param):
+    """A pair of positive integers; a single integer means the same for both (Keras style:
+    kernel_size=3 is (3, 3))."""
+    kind = "pair"
+
+    def __init__(self, name, default, min=1, help=""):
+        super().__init__(name, default, help)
+        self.min = min
+
+    def validate(self, value, place):
+        if value is None and self.default is None:
+            return None
+        v = [value, value] if _is_int(value) else value
+        if (not isinstance(v, (list, tuple)) or len(v) != 2
+                or not all(_is_int(e) and self.min <= e <= INT_LIMIT for e in v)):
+            raise ParamError(f"expected an integer >= {self.min} or a list of two, got {quote(value)}",
+                             place)
+        return tuple(v)
+
+    def to_json(self, value):
+        return None if value is None else list(value)
+
+    def describe(self):
+        return f"an integer >= {self.min} or a list of two" + (
+            "; null: default" if self.default is None else "")
+
+
+class Margins(Param):
+    """Keras' 2-D padding/cropping amounts: an integer (all sides), [rows, cols] (symmetric), or
+    [[top, bottom], [left, right]]. Normalised to ((top, bottom), (left, right))."""
+    kind = "margins"
+
+    def validate(self, value, place):
+        v = value
+        if _is_int(v):
+            v = [[v, v], [v, v]]
+        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
+            v = [[v[0], v[0]], [v[1], v[1]]]
+        ok = (isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(e, (list, tuple)) and len(e) == 2
+            and all(_is_int(i) and 0 <= i <= INT_LIMIT for i in e) for e in v))
+        if not ok:
+            raise ParamError("expected an integer >= 0, [rows, cols] or [[top, bottom], "
+                             f"[left, right]], got {quote(value)}", place)
+        return (tuple(v[0]), tuple(v[1]))
+
+    def to_json(self, value):
+        return [list(value[0]), list(value[1])]
+
+    def describe(self):
+        return "an integer >= 0, [rows, cols] or [[top, bottom], [left, right]]"
+
+
+class Dims(Param):
+    """A target shape without the batch axis; one entry may be -1 (inferred), as in Reshape."""
+    kind = "shape"
+
+    def validate(self, value, place):
+        ok = (isinstance(value, (list, tuple)) and value and len(value) <= MAX_RANK
+              and all(_is_int(v) and (0 < v <= INT_LIMIT or v == -1) for v in value)
+              and sum(v == -1 for v in value) <= 1)
+        if not ok:
+            raise ParamError("expected a non-empty list of positive integers (one may be -1), "
+                             f"got {quote(value)}", place)
+        return tuple(value)
+
+    def to_json(self, value):
+        return list(value)
+
+    def describe(self):
+        return "list of positive integers, one may be -1"
+
+
+class Expr(Param):
+    """A Lambda expression: checked text (see engine/core/expr.py), never code."""
+    kind = "expr"
+
+    def validate(self, value, place):
+        from layerloom.core.expr import parse
+        parse(value, place)
+        return value.strip()
+
+    def describe(self):
+        return "an expression over the inputs, e.g. x * sigmoid(x)"
+
+
+class Initializer(Param):
+    """An initialiser name, or {"name": "constant", "value": v}."""
+    kind = "initializer"
+
+    def validate(self, value, place):
+        from layerloom.train.initializers import NAMES
+        if isinstance(value, dict):
+            ok = (value.get("name") == "constant" and set(value) <= {"name", "value"}
+                  and isinstance(value.get("value", 0.0), (int, float))
+                  and not isinstance(value.get("value", 0.0), bool))
+            if ok:
+                return {"name": "constant", "value": float(value.get("value", 0.0))}
+        elif value in NAMES:
+            return value
+        raise ParamError(f"expected one of {', '.join(NAMES)} or {{\"name\": \"constant\", "
+                         f"\"value\": number}}; got {quote(value)}", place)
+
+    def describe(self):
+        return "an initializer name"
+
+
+class Regularizer(Param):
+    """null, or {"l1": a, "l2": b}: adds a * sum|w| + b * sum(w^2) to the loss."""
+    kind = "regularizer"
+
+    def validate(self, value, place):
+        if value is None:
+            return None
+        if (isinstance(value, dict) and value and set(value) <= {"l1", "l2"}
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                        for v in value.values())):
+            return {"l1": float(value.get("l1", 0.0)), "l2": float(value.get("l2", 0.0))}
+        raise ParamError(f"expected null or {{\"l1\": number >= 0, \"l2\": number >= 0}}; got "
+                         f"{quote(value)}", place)
+
+    def describe(self):
+        return "null or {\"l1\": a, \"l2\": b}"

@@ -1,0 +1,146 @@
+"""The layer registry: every layer type is declared once, in one file under engine/layers/.
+
+A declaration (a `Layer` subclass decorated with `@register`) gives the type id, category, help,
+typed params, ports, the output-shape rule, trainable weights, the OpenCL forward/backward and a
+float64 numpy reference used by the test harness. Palette, inspector, file format, shape
+inference, engine and docs all read this registry, so adding a layer is a single-file change.
+"""
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from layerloom.core.errors import GraphError
+
+
+class ShapeError(GraphError):
+    """Raised by a layer's shape rule; the graph adds the node's place."""
+
+
+class Variadic:
+    """A layer taking any number (>= min) of inputs on ports 0..k-1 (Add, Concatenate)."""
+
+    def __init__(self, name="x", min=2):
+        self.name, self.min = name, min
+
+
+class WeightSpec:
+    def __init__(self, name, shape, init="zeros", fan_in=None, fan_out=None, trainable=True,
+                 regularizer=None):
+        self.name, self.shape, self.init = name, tuple(shape), init
+        self.fan_in, self.fan_out = fan_in, fan_out
+        self.regularizer = regularizer  # None or {"l1": a, "l2": b}
+        self.trainable = trainable  # False: state such as BatchNorm's moving statistics
+
+
+class Layer(ABC):
+    """Base declaration. Subclasses override what differs; see engine/layers/core.py. The
+    abstract methods must be given: a declaration missing one fails when it is registered."""
+
+    type_id = ""
+    category = "Core"
+    help = ""
+    params = ()
+    inputs = ("x",)          # port names, or a Variadic
+    outputs = ("y",)
+    alias_output = False     # output shares the input buffer (Flatten): forward enqueues nothing
+    activation_param = None  # name of a param holding a final elementwise activation
+    is_input = False
+    stochastic = False       # training output is random (Dropout): tests check it statistically
+    test_in_training = False  # the harness checks forward/backward in training mode (BatchNorm)
+    differentiable = True    # False: its inputs get no gradient (Embedding's indices)
+    # Examples for the numerics harness: (params, [per-sample input shapes]).
+    examples = ()
+
+    # -- ports ---------------------------------------------------------------
+    def input_ports(self, n_connected=0):
+        if isinstance(self.inputs, Variadic):
+            return [f"{self.inputs.name}{i}" for i in range(max(n_connected, self.inputs.min))]
+        return list(self.inputs)
+
+    def output_names(self, p):
+        """Output port names; may depend on params (return_state adds state outputs)."""
+        return list(self.outputs)
+
+    def min_inputs(self):
+        return self.inputs.min if isinstance(self.inputs, Variadic) else len(self.inputs)
+
+    def max_inputs(self):
+        return None if isinstance(self.inputs, Variadic) else len(self.inputs)
+
+    # -- declarations ----------------------------------------------------------
+    @abstractmethod
+    def output_shapes(self, p, in_shapes):
+        """Per-sample output shapes from the params and input shapes; raise ShapeError."""
+
+    def weights(self, p, in_shapes):
+        return []
+
+    def scratch(self, p, in_shapes):
+        """Per-sample shapes of scratch buffers the engine allocates for this node (float32 or
+        int32 elements; both are 4 bytes)."""
+        return {}
+
+    def constants(self, p, in_shapes):
+        """Arrays (int32 or float32) uploaded once when the graph is compiled (index maps)."""
+        return {}
+
+    def param_count(self, p, in_shapes):
+        return int(sum(np.prod(w.shape) for w in self.weights(p, in_shapes)))
+
+    # -- engine -----------------------------------------------------------------
+    @abstractmethod
+    def forward(self, ops, s):
+        """Enqueue the forward pass for the NodeStep s."""
+
+    @abstractmethod
+    def backward(self, ops, s):
+        """Enqueue the backward pass: s.dx (+)= ..., s.dw = ... ."""
+
+    @abstractmethod
+    def reference(self, p, xs, ws, training=False):
+        """float64 numpy forward: xs are arrays with a batch axis; returns list of outputs."""
+
+    def defaults(self):
+        return {q.name: q.default for q in self.params}
+
+
+_REGISTRY = {}
+
+
+def register(cls):
+    """Class decorator: instantiate and register a layer declaration. Refuses duplicate ids."""
+    if not cls.type_id:
+        raise ValueError(f"{cls.__name__} declares no type_id")
+    if cls.type_id in _REGISTRY:
+        raise ValueError(f"layer type {cls.type_id!r} is registered twice")
+    names = [q.name for q in cls.params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"layer type {cls.type_id!r} declares a parameter twice")
+    _REGISTRY[cls.type_id] = cls()
+    return cls
+
+
+_loaded = False
+
+
+def _load_all():
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from layerloom import layers
+    for mod in pkgutil.iter_modules(layers.__path__):
+        importlib.import_module(f"{layers.__name__}.{mod.name}")
+
+
+def get_layer(type_id):
+    _load_all()
+    return _REGISTRY.get(type_id)
+
+
+def layer_types():
+    """All registered declarations, sorted by category then type id."""
+    _load_all()
+    return sorted(_REGISTRY.values(), key=lambda l: (l.category, l.type_id))

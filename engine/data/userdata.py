@@ -1,0 +1,145 @@
+"""The user's own data as named arrays: CSV/TSV tables, image folders and .npy files (memory
+mapped). Each loader returns arrays.Arrays with the training rows, and the validation and
+test rows when the project's "split" asks for them."""
+import os
+import tokenize
+
+import numpy as np
+
+from layerloom.data import idx, imagefolder, preprocess, tabular
+from layerloom.data.arrays import Arrays
+from layerloom.core.errors import DataError
+
+MMAP_BYTES = 64 << 20  # larger .npy arrays stay on disk and are read a batch at a time
+
+
+def split_of(d):
+    s = d.get("split") or {}
+    return (float(s.get("test", 0.0)), float(s.get("validation", 0.0)), int(s.get("seed", 0)),
+            bool(s.get("shuffle", True)))
+
+
+def apply_split(arrays, d):
+    """Cut validation (and test, when the source has none) rows from the training arrays."""
+    test, val, seed, shuffle = split_of(d)
+    if arrays.test:
+        test = 0.0  # the source's own test split wins
+    if not test and not val:
+        return arrays
+    n = len(next(iter(arrays.train.values())))
+    tr, va, te = preprocess.split_indices(n, test, val, seed, shuffle)
+    part = lambda idx: {k: preprocess.take(v, idx) for k, v in arrays.train.items()}  # noqa
+    out = Arrays(part(tr), arrays.test or (part(te) if len(te) else None), arrays.description,
+                 arrays.classes)
+    out.validation = part(va) if len(va) else None
+    out.class_names, out.categories = arrays.class_names, arrays.categories
+    return out
+
+
+def load_csv(d, path, table=None):
+    """table: the file already read by tabular.read with d's settings (the Data tab reads it
+    for its column view first), else it is read here."""
+    if table is None:
+        table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"))
+    spec = d.get("columns") or {}
+    roles = tabular.roles(table, spec)
+    used = [n for n in table.names if roles[n] != "ignore"]
+    policy = d.get("missing", "error")
+    tabular.check_missing(table, used, policy)
+    rows = np.arange(len(table))
+    if policy == "drop":
+        bad = set(tabular.rows_with_missing(table, used))
+        rows = np.array([i for i in rows if i not in bad], np.int64)
+        if not len(rows):
+            raise DataError(f"{path}: every row has a missing value", "dataset.missing")
+    test, val, seed, shuffle = split_of(d)
+    tr, va, te = (rows[i] for i in preprocess.split_indices(len(rows), test, val, seed, shuffle))
+    saved = ((d.get("fitted") or {}).get("categories") or {})
+    feats, labels, categories, feature_names = [], [], {}, []
+    for name in used:
+        col = table.column(name)
+        enc = (spec.get(name) or {}).get("encoding") or "auto"
+        if enc == "auto":
+            enc = tabular.default_encoding(col, roles[name])
+        parts = [tabular.column_values(table, name, enc, saved.get(name) or categories.get(name),
+                                       idx, tr) for idx in (tr, va, te)]
+        cats = parts[0][1]
+        if cats is not None:
+            categories[name] = cats
+        mats = [p[0] for p in parts]
+        if roles[name] == "label":
+            labels.append((name, mats))
+        else:
+            feats.append(mats)
+            feature_names += ([f"{name}={c}" for c in cats] if enc == "onehot" else [name])
+    x = [np.concatenate([f[k] for f in feats], 1).astype(np.float32) for k in range(3)]
+    if len(labels) == 1:
+        y = [labels[0][1][k].reshape(-1).astype(np.float32) for k in range(3)]
+    else:
+        y = [np.concatenate([lb[1][k] for lb in labels], 1).astype(np.float32) for k in range(3)]
+    label_name = labels[0][0]
+    out = Arrays({"x": x[0], "y": y[0]}, {"x": x[2], "y": y[2]} if len(te) else None,
+                 f"{os.path.basename(path)}: {len(rows)} rows, {len(feature_names)} features, "
+                 f"label {', '.join(lb[0] for lb in labels)}",
+                 len(categories[label_name]) if label_name in categories else None)
+    out.validation = {"x": x[1], "y": y[1]} if len(va) else None
+    out.class_names = categories.get(label_name)
+    out.categories = categories
+    out.feature_names = feature_names
+    return out
+
+
+def load_images(d, path):
+    size = d.get("size") or [32, 32]
+    splits, classes = imagefolder.load(path, size, d.get("color", "grayscale"))
+    x, y = splits["train"]
+    test = {"x": splits["test"][0], "y": splits["test"][1]} if "test" in splits else None
+    out = Arrays({"x": x, "y": y}, test,
+                 f"{os.path.basename(os.path.normpath(path))}: {len(y)} images, "
+                 f"{len(classes)} classes", len(classes))
+    out.class_names = classes
+    return apply_split(out, d)
+
+
+def _is_idx(path):
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":  # gzip: IDX files are often shipped compressed
+        return not path.endswith(".npy")
+    return len(head) == 4 and head[0] == 0 and head[1] == 0 and head[2] in idx.DTYPES
+
+
+def load_npy(d, resolve):
+    """{"arrays": {name: file}}: .npy files memory-mapped (never unpickled), IDX files (the
+    MNIST family, gzipped or not) read whole; an array named `<name>_test` forms the test
+    split."""
+    files = d.get("arrays") or {}
+    if not isinstance(files, dict) or not files:
+        raise DataError("expected {array name: path of an .npy file}", "dataset.arrays")
+    arrays = {}
+    for name, rel in files.items():
+        path = resolve(rel)
+        place = f"dataset.arrays.{name}"
+        if not os.path.isfile(path):
+            raise DataError(f"data file not found: {path}", place)
+        if _is_idx(path):
+            try:
+                arrays[name] = idx.load(path)
+            except DataError as e:
+                raise DataError(str(e), place) from None
+            continue
+        try:
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as e:
+            msg = ("holds Python objects (pickled data); only plain numeric arrays are loaded"
+                   if "pickle" in str(e).lower() or "object" in str(e).lower() else f"not a readable .npy file ({e})")
+            raise DataError(f"{path}: {msg}", place) from None
+        except (OSError, EOFError, SyntaxError, tokenize.TokenError) as e:  # a damaged header
+            raise DataError(f"{path}: not a readable .npy file ({e})", place) from None
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"{path}: dtype {a.dtype}; expected numbers", place)
+        arrays[name] = preprocess.LazyRows(a) if a.ndim > 1 and a.nbytes > MMAP_BYTES else \
+            np.asarray(a)
+    train = {k: v for k, v in arrays.items() if not k.endswith("_test")}
+    test = {k[:-5]: v for k, v in arrays.items() if k.endswith("_test")}
+    return apply_split(Arrays(train, test, f"arrays from {len(files)} files"), d)

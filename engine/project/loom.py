@@ -1,0 +1,580 @@
+"""The project file (.loom): JSON text with the graph, dataset, training setup and view data.
+
+Loading validates everything and reports every problem with its place
+(`graph.nodes[3].params.units: expected a positive integer, got -5`). Files from a newer format
+version are refused as such; older versions are migrated step by step. See README, "Project file".
+"""
+import difflib
+import json
+import os
+
+from layerloom.data import imagefolder, keras_sets, preprocess, synthetic, tabular
+from layerloom.train import callbacks as callbacks_mod, schedules
+from layerloom.core.errors import GraphError, ParamError, ProjectError, quote
+from layerloom.project.fileio import atomic_write_text
+from layerloom.core.graph import Edge, Graph
+from layerloom.train.losses import NAMES as LOSS_NAMES, canonical as canonical_loss
+from layerloom.train.metrics import ALIASES as METRIC_ALIASES, NAMES as METRIC_NAMES
+from layerloom.train.optimizers import OPTIMIZERS
+from layerloom.core.params import Bool, Choice, Float, Int, validate_params
+from layerloom.core.registry import get_layer, layer_types
+
+FORMAT = "layerloom-project"
+VERSION = 1
+# MIGRATIONS[v] turns a version-v dict into a version-(v+1) dict.
+MIGRATIONS = {}
+
+TRAINING_PARAMS = (
+    Int("epochs", 10, min=1, max=1_000_000, help="Passes over the training data."),
+    Int("batch_size", 32, min=1, max=1_000_000, help="Samples per step."),
+    Int("seed", 0, min=0, max=2**32 - 1, help="Seeds initialisation, shuffling and dropout."),
+    Float("validation_split", 0.0, min=0.0, max=1.0, max_exclusive=True,
+          help="Fraction of the training data (the last samples) held out for validation."),
+    Bool("shuffle", True, help="Shuffle the training data every epoch."),
+)
+
+
+KERAS_DATA_PARAMS = (
+    Bool("scale", True, help="Scale pixel values from 0..255 to 0..1 (image sets)."),
+    Int("num_words", 10000, min=4, max=1_000_000,
+        help="imdb, reuters: keep the most frequent words."),
+    Int("maxlen", 200, min=1, max=100_000, help="imdb, reuters: pad or cut sequences to this length "
+        "(at the front, as keras.utils.pad_sequences)."),
+    Choice("label_mode", "fine", ("fine", "coarse"), help="cifar100: 100 fine or 20 coarse "
+           "classes."),
+)
+
+
+class Project:
+    def __init__(self, graph=None, dataset=None, training=None, ui=None, path=None,
+                 weights=None, name=None):
+        self.graph = graph if graph is not None else Graph()
+        self.name = name  # the project's title, kept as the file had it
+        self.dataset = dataset or {}
+        self.training = training or default_training()
+        self.ui = ui or {}
+        self.path = path
+        self.weights = weights  # path of a weights .npz relative to the project, or None
+        self.problems = []      # network problems of an unfinished project (strict=False)
+
+    @property
+    def folder(self):
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+
+    def resolve(self, rel):
+        return rel if os.path.isabs(rel) else os.path.join(self.folder, rel)
+
+
+def default_training():
+    t = {p.name: p.default for p in TRAINING_PARAMS}
+    t.update({"optimizer": {"name": "adam", "params": {}}, "loss": {}, "metrics": ["accuracy"],
+              "callbacks": []})
+    return t
+
+
+# -- reading ------------------------------------------------------------------------------
+def _type_hint(name):
+    known = [l.type_id for l in layer_types()]
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f"; did you mean {quote(close[0])}?" if close else f"; known types: {', '.join(known)}"
+
+
+def parse_graph(g, problems):
+    graph = Graph()
+    if not isinstance(g, dict):
+        problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
+        return graph
+    _unknown_keys(g, {"nodes", "edges"}, "graph", problems)
+    nodes, edges = g.get("nodes"), g.get("edges", [])
+    if not isinstance(nodes, list):
+        problems.append(ProjectError("expected a list of nodes", "graph.nodes"))
+        nodes = []
+    if not isinstance(edges, list):
+        problems.append(ProjectError("expected a list of edges", "graph.edges"))
+        edges = []
+    first_index = {}
+    broken = set()  # ids of nodes already refused: edges to them say nothing new
+    nodes_unreadable = not isinstance(g.get("nodes"), list)
+    for i, n in enumerate(nodes):
+        place = f"graph.nodes[{i}]"
+        if not isinstance(n, dict):
+            problems.append(ProjectError("expected an object with id, type, params", place))
+            nodes_unreadable = True  # its id is unknown: any dangling edge may be to it
+            continue
+        _unknown_keys(n, {"id", "type", "params"}, place, problems)
+        nid, typ = n.get("id"), n.get("type")
+        if not isinstance(nid, str) or not nid:
+            problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}", f"{place}.id"))
+            nodes_unreadable = True
+            continue
+        if nid in first_index:
+            problems.append(ProjectError(f"duplicate node id {quote(nid)} (first used by "
+                                         f"graph.nodes[{first_index[nid]}])", f"{place}.id"))
+            continue
+        layer = get_layer(typ) if isinstance(typ, str) else None
+        if layer is None:
+            problems.append(ProjectError(f"unknown layer type {quote(typ)}{_type_hint(typ)}",
+                                         f"{place}.type"))
+            broken.add(nid)
+            continue
+        values, perr = validate_params(layer.params, n.get("params", {}), f"{place}.params")
+        problems.extend(perr)
+        first_index[nid] = i
+        graph.add_node(typ, None if perr else values, id=nid)
+    for j, e in enumerate(edges):
+        place = f"graph.edges[{j}]"
+        ends = []
+        if not isinstance(e, dict):
+            problems.append(ProjectError("expected an object with \"from\" and \"to\"", place))
+            continue
+        _unknown_keys(e, {"from", "to"}, place, problems)
+        for key in ("from", "to"):
+            v = e.get(key)
+            if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
+                    or not isinstance(v[1], int) or isinstance(v[1], bool) or v[1] < 0):
+                problems.append(ProjectError(f"expected [node_id, port], got {quote(v)}",
+                                             f"{place}.{key}"))
+                break
+            ends.append(v)
+        if len(ends) != 2:
+            continue
+        (src, sp), (dst, dp) = ends
+        missing = [n for n in (src, dst) if n not in graph.nodes]
+        if missing and (nodes_unreadable or all(n in broken for n in missing)):
+            continue  # follows from a node refused above
+        try:  # the editor's own rules; cycles are reported with the graph's other problems
+            graph.check_connect(src, sp, dst, dp, allow_cycle=True)
+        except GraphError as err:
+            problems.append(ProjectError(err.message, f"{place}.{err.end}"))
+            continue
+        graph.edges.append(Edge(src, sp, dst, dp))  # cycles are reported by validate()
+    return graph
+
+
+def _unknown_keys(d, known, place, problems):
+    """A refusal for each key of object d that is not in `known`, naming the nearest known
+    one: a misspelt "parmas" must not silently give default parameters."""
+    for k in d:
+        if k not in known:
+            close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {quote(close[0])}?" if close else \
+                f"; known keys: {', '.join(sorted(known))}"
+            problems.append(ProjectError("unknown key" + hint, f"{place}.{k}" if place else k))
+
+
+def _name(v):
+    """v where it can name something (a string), else None: a list or an object where a name
+    is expected must not reach a dict lookup (unhashable)."""
+    return v if isinstance(v, str) else None
+
+
+def parse_training(t, graph, problems, soft=None):
+    soft = problems if soft is None else soft
+    out = default_training()
+    if not isinstance(t, dict):
+        problems.append(ProjectError("expected an object", "training"))
+        return out
+    scalars = {k: v for k, v in t.items() if k in {p.name for p in TRAINING_PARAMS}}
+    values, perr = validate_params(TRAINING_PARAMS, scalars, "training")
+    problems.extend(perr)
+    if not perr:
+        out.update(values)
+    for k in t:
+        if k not in out and k not in ("optimizer", "loss", "metrics", "callbacks"):
+            problems.append(ProjectError("unknown key", f"training.{k}"))
+    opt = t.get("optimizer", {"name": "adam"})
+    if isinstance(opt, str):
+        opt = {"name": opt}
+    if not isinstance(opt, dict) or _name(opt.get("name")) not in OPTIMIZERS:
+        problems.append(ProjectError(f"expected an optimizer, one of {', '.join(OPTIMIZERS)}; "
+                                     f"got {quote(opt if not isinstance(opt, dict) else opt.get('name'))}",
+                                     "training.optimizer"))
+    else:
+        cls = OPTIMIZERS[opt["name"]]
+        _unknown_keys(opt, {"name", "params"}, "training.optimizer", problems)
+        if not isinstance(opt.get("params", {}), dict):
+            problems.append(ProjectError(f"expected an object {{parameter: value}}, got "
+                                         f"{quote(opt.get('params'))}",
+                                         "training.optimizer.params"))
+        given = dict(opt.get("params", {})) if isinstance(opt.get("params", {}), dict) else {}
+        lr = given.pop("learning_rate", None) if isinstance(given.get("learning_rate"),
+                                                             dict) else None
+        vals, perr = validate_params(cls.params, given, "training.optimizer.params")
+        problems.extend(perr)
+        if lr is not None:
+            sched, serr = schedules.validate(lr, "training.optimizer.params.learning_rate")
+            problems.extend(serr)
+            if vals is not None and sched:
+                vals["learning_rate"] = sched
+        out["optimizer"] = {"name": opt["name"], "params": vals if not perr else {}}
+    outputs = graph.outputs()
+    loss = t.get("loss", {})
+    if isinstance(loss, (str, dict)) and (isinstance(loss, str) or "name" in loss):
+        loss = {o: loss for o in outputs}  # one loss for every output
+    if not isinstance(loss, dict):
+        problems.append(ProjectError("expected a loss name or an object {output_id: loss}",
+                                     "training.loss"))
+        loss = {}
+    losses = {}
+    for o, spec in loss.items():
+        place = f"training.loss.{o}"
+        if o not in outputs:
+            soft.append(ProjectError(
+                f"no output node {quote(o)}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
+                place))
+            continue
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, dict):
+            problems.append(ProjectError("expected a loss name or {\"name\", \"weight\", "
+                                         "\"from_logits\"}", place))
+            continue
+        name = canonical_loss(_name(spec.get("name")))
+        if name not in LOSS_NAMES:
+            problems.append(ProjectError(f"unknown loss {quote(spec.get('name'))}; expected one of "
+                                         f"{', '.join(LOSS_NAMES)}", f"{place}.name"))
+            continue
+        entry = {"name": name, "weight": 1.0, "from_logits": False}
+        if name == "huber":
+            entry["delta"] = 1.0
+        for key in spec:
+            if key not in ("name", "weight", "from_logits", "delta") or (
+                    key == "delta" and name != "huber"):
+                problems.append(ProjectError("unknown key", f"{place}.{key}"))
+        for key, decl in (("weight", Float("weight", 1.0, min=0.0)),
+                          ("from_logits", Bool("from_logits", False)),
+                          ("delta", Float("delta", 1.0, min=0.0, min_exclusive=True))):
+            if key in spec:
+                try:
+                    entry[key] = decl.validate(spec[key], f"{place}.{key}")
+                except ParamError as err:
+                    problems.append(err)
+        if entry["from_logits"] and "crossentropy" not in name:
+            problems.append(ProjectError(f"{name} has no from_logits form",
+                                         f"{place}.from_logits"))
+        losses[o] = entry
+    # every output without a loss, unless the loss section itself could not be read
+    loss_unreadable = any(p.place and p.place.startswith("training.loss") for p in problems)
+    for o in outputs:
+        if o not in losses and not loss_unreadable:
+            soft.append(ProjectError(f"output {quote(o)} has no loss", "training.loss"))
+    out["loss"] = losses
+    cbs, cerr = callbacks_mod.validate(t.get("callbacks", []))
+    problems.extend(cerr)
+    out["callbacks"] = cbs
+    metrics = t.get("metrics", ["accuracy"])
+    if isinstance(metrics, list):
+        out["metrics"] = _check_metrics(metrics, "training.metrics", problems)
+    elif isinstance(metrics, dict):
+        out["metrics"] = {}
+        for o, ms in metrics.items():
+            if o not in outputs:
+                soft.append(ProjectError(f"no output node {quote(o)}", f"training.metrics.{o}"))
+            elif not isinstance(ms, list):
+                problems.append(ProjectError("expected a list of metric names",
+                                             f"training.metrics.{o}"))
+            else:
+                out["metrics"][o] = _check_metrics(ms, f"training.metrics.{o}", problems)
+    else:
+        problems.append(ProjectError("expected a list of metric names or an object "
+                                     "{output_id: [names]}", "training.metrics"))
+    return out
+
+
+def _check_metrics(metrics, place, problems):
+    good = []
+    for i, m in enumerate(metrics):
+        if isinstance(m, str) and (m in METRIC_NAMES or m in METRIC_ALIASES):
+            good.append(m)
+        else:
+            problems.append(ProjectError(f"unknown metric {quote(m)}; expected one of "
+                                         f"{', '.join(METRIC_NAMES + tuple(METRIC_ALIASES))}",
+                                         f"{place}[{i}]"))
+    return good
+
+
+# the keys of the dataset section: those every source reads, and each source's own
+DATASET_COMMON_KEYS = {"source", "inputs", "targets", "split", "normalize", "fitted"}
+DATASET_KEYS = {"synthetic": {"name", "params"}, "keras": {"name", "params"}, "npz": {"path"},
+                "csv": {"path", "delimiter", "header", "missing", "columns"},
+                "images": {"path", "size", "color"}, "npy": {"arrays"}}
+
+
+def _parse_dataset(d, problems):
+    if not isinstance(d, dict):
+        problems.append(ProjectError("expected an object", "dataset"))
+        return {}
+    if not d:
+        return {}  # no dataset chosen yet: fine for editing, refused by --run
+    src = d.get("source")
+    if isinstance(src, str) and src in DATASET_KEYS:
+        _unknown_keys(d, DATASET_KEYS[src] | DATASET_COMMON_KEYS, "dataset", problems)
+    if src == "synthetic":
+        if _name(d.get("name")) not in synthetic.SYNTHETIC:
+            problems.append(ProjectError(f"unknown synthetic dataset {quote(d.get('name'))}; "
+                                         f"expected one of {', '.join(synthetic.SYNTHETIC)}",
+                                         "dataset.name"))
+        _, perr = validate_params(synthetic.SYNTHETIC_PARAMS, d.get("params", {}),
+                                  "dataset.params")
+        problems.extend(perr)
+    elif src == "keras":
+        if _name(d.get("name")) not in keras_sets.NAMES:
+            problems.append(ProjectError(f"unknown built-in dataset {quote(d.get('name'))}; "
+                                         f"expected one of {', '.join(keras_sets.NAMES)}",
+                                         "dataset.name"))
+        _, perr = validate_params(KERAS_DATA_PARAMS, d.get("params", {}), "dataset.params")
+        problems.extend(perr)
+    elif src in ("npz", "csv", "images"):
+        if not isinstance(d.get("path"), str) or not d.get("path"):
+            what = {"npz": "an .npz file", "csv": "a CSV or TSV file",
+                    "images": "a folder of class folders"}[src]
+            problems.append(ProjectError(f"expected the path of {what}", "dataset.path"))
+        if src == "csv":
+            _parse_csv_options(d, problems)
+        if src == "images":
+            size = d.get("size", [32, 32])
+            if (not isinstance(size, list) or len(size) != 2 or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
+                    for v in size)):
+                problems.append(ProjectError(f"expected [height, width] in pixels, got {quote(size)}",
+                                             "dataset.size"))
+            if d.get("color", "grayscale") not in imagefolder.COLORS:
+                problems.append(ProjectError(f"expected one of {', '.join(imagefolder.COLORS)}, "
+                                             f"got {quote(d.get('color'))}", "dataset.color"))
+    elif src == "npy":
+        arr = d.get("arrays")
+        if not isinstance(arr, dict) or not arr or not all(
+                isinstance(v, str) and v for v in arr.values()):
+            problems.append(ProjectError("expected {array name: path of an .npy file}",
+                                         "dataset.arrays"))
+    else:
+        problems.append(ProjectError("expected one of \"synthetic\", \"keras\", \"csv\", "
+                                     f"\"images\", \"npy\", \"npz\"; got {quote(src)}",
+                                     "dataset.source"))
+    _parse_preparation(d, problems)
+    for key in ("inputs", "targets"):
+        m = d.get(key, {})
+        if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
+            problems.append(ProjectError("expected an object {node_id: array_name}",
+                                         f"dataset.{key}"))
+    return d
+
+
+def _parse_csv_options(d, problems):
+    if d.get("delimiter", "auto") not in ("auto",) + tuple(tabular.DELIMITERS):
+        problems.append(ProjectError("expected \"auto\" or one of , ; | and a tab, got "
+                                     f"{quote(d.get('delimiter'))}", "dataset.delimiter"))
+    if d.get("header", "auto") not in ("auto", True, False):
+        problems.append(ProjectError(f"expected \"auto\", true or false, got "
+                                     f"{quote(d.get('header'))}", "dataset.header"))
+    if d.get("missing", "error") not in tabular.MISSING_POLICIES:
+        problems.append(ProjectError(f"expected one of {', '.join(tabular.MISSING_POLICIES)}, "
+                                     f"got {quote(d.get('missing'))}", "dataset.missing"))
+    cols = d.get("columns", {})
+    if not isinstance(cols, dict):
+        problems.append(ProjectError("expected an object {column: {\"role\", \"encoding\"}}",
+                                     "dataset.columns"))
+        return
+    for name, c in cols.items():
+        place = f"dataset.columns.{name}"
+        if not isinstance(c, dict):
+            problems.append(ProjectError("expected an object {\"role\", \"encoding\"}", place))
+            continue
+        _unknown_keys(c, {"role", "encoding"}, place, problems)
+        if c.get("role", "feature") not in tabular.ROLES:
+            problems.append(ProjectError(f"expected one of {', '.join(tabular.ROLES)}, got "
+                                         f"{quote(c.get('role'))}", place + ".role"))
+        if c.get("encoding", "auto") not in tabular.ENCODINGS:
+            problems.append(ProjectError(f"expected one of {', '.join(tabular.ENCODINGS)}, got "
+                                         f"{quote(c.get('encoding'))}", place + ".encoding"))
+
+
+def _parse_preparation(d, problems):
+    split = d.get("split", {})
+    if not isinstance(split, dict):
+        problems.append(ProjectError("expected an object {\"test\", \"validation\", \"seed\"}",
+                                     "dataset.split"))
+    else:
+        _unknown_keys(split, {"test", "validation", "seed"}, "dataset.split", problems)
+        for key in ("test", "validation"):
+            v = split.get(key, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                problems.append(ProjectError(f"expected a fraction in [0, 1), got {quote(v)}",
+                                             f"dataset.split.{key}"))
+        seed = split.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            problems.append(ProjectError(f"expected a non-negative integer, got {quote(seed)}",
+                                         "dataset.split.seed"))
+    if d.get("normalize", "none") not in preprocess.NORMALIZATIONS:
+        problems.append(ProjectError(f"expected one of {', '.join(preprocess.NORMALIZATIONS)}, "
+                                     f"got {quote(d.get('normalize'))}", "dataset.normalize"))
+    if not isinstance(d.get("fitted", {}), dict):
+        problems.append(ProjectError("expected an object", "dataset.fitted"))
+
+
+def from_dict(d, path=None, strict=True):
+    problems = []
+    if not isinstance(d, dict):
+        raise ProjectError("not a Layerloom project (expected a JSON object)")
+    if d.get("format") != FORMAT:
+        raise ProjectError(f"not a Layerloom project (\"format\" is {quote(d.get('format'))}, "
+                           f"expected {quote(FORMAT)})", "format")
+    v = d.get("version")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ProjectError(f"expected a positive integer, got {quote(v)}", "version")
+    if v > VERSION:
+        raise ProjectError(f"written by a newer Layerloom (format version {v}; this version "
+                           f"reads up to {VERSION}); update Layerloom to open it", "version")
+    while v < VERSION:
+        d = MIGRATIONS[v](d)
+        v += 1
+    _unknown_keys(d, {"format", "version", "graph", "dataset", "training", "ui", "weights",
+                      "name"}, "", problems)
+    graph = parse_graph(d.get("graph"), problems)
+    # Network problems (unconnected inputs, shapes, missing losses) make a project unfinished,
+    # not damaged: the editor opens it with them listed; --run (strict) refuses it.
+    soft = []
+    graph_broken = bool(problems)
+    if not graph_broken:
+        soft.extend(ProjectError(e.message, e.place) for e in graph.validate())
+    dataset = _parse_dataset(d.get("dataset"), problems) if "dataset" in d else {}
+    # a graph that could not be read has no outputs to check losses and metrics against:
+    # "no output node" and "has no loss" would only follow from its problems
+    training = parse_training(d.get("training", {}), graph, problems,
+                              [] if graph_broken else soft)
+    ui = d.get("ui", {})
+    if not isinstance(ui, dict):
+        problems.append(ProjectError("expected an object", "ui"))
+    weights = d.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        problems.append(ProjectError("expected the path of a .npz file", "weights"))
+    name = d.get("name")
+    if name is not None and not isinstance(name, str):
+        problems.append(ProjectError(f"expected a text, got {quote(name)}", "name"))
+    if strict:
+        problems = soft + problems
+    if problems:
+        raise ProjectError(str(problems[0]), problems=problems)
+    proj = Project(graph, dataset, training, ui, path, weights, name)
+    proj.problems = soft
+    return proj
+
+
+MAX_DEPTH = 64  # nesting of a project file's JSON; the deepest valid one has about 8
+
+
+def loads(text, path=None, strict=True):
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProjectError(f"not valid JSON (truncated or damaged?): {e.msg} at line {e.lineno} "
+                           f"column {e.colno}") from None
+    except RecursionError:
+        raise ProjectError(f"not a project file: JSON nested more than {MAX_DEPTH} levels "
+                           "deep") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise ProjectError(f"not a project file: {str(e).split(':')[0].lower()}") from None
+    if _depth(d) > MAX_DEPTH:
+        raise ProjectError(f"not a project file: JSON nested more than {MAX_DEPTH} levels deep")
+    return from_dict(d, path, strict)
+
+
+def _depth(v):
+    """How deeply v nests (without recursion: the parser accepts up to ~1000 levels)."""
+    deepest, stack = 0, [(v, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def load(path, strict=True):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ProjectError("no such file") from None
+    except IsADirectoryError:
+        raise ProjectError("is a folder, not a project file") from None
+    except OSError as e:
+        raise ProjectError(f"cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProjectError(f"not UTF-8 text (byte {e.start})") from None
+    return loads(text, path, strict)
+
+
+def problems_of(project, graph_problems=None):
+    """What `layerloom --run` would refuse in a project as it is in memory (the editor's
+    Problems list), without a round trip through JSON. graph_problems: the result of
+    project.graph.validate() when the caller has it already."""
+    hard, soft = [], []
+    if graph_problems is None:
+        graph_problems = project.graph.validate()
+    soft.extend(ProjectError(e.message, e.place) for e in graph_problems)
+    parse_training(project.training, project.graph, hard, soft)
+    if project.dataset:
+        _parse_dataset(project.dataset, hard)
+    return hard + soft
+
+
+# -- writing --------------------------------------------------------------------------------
+def to_dict(project):
+    g = project.graph
+    nodes = []
+    for n in g.nodes.values():
+        decls = {p.name: p for p in n.layer.params}
+        nodes.append({"id": n.id, "type": n.type,
+                      "params": {k: decls[k].to_json(v) for k, v in n.params.items()}})
+    d = {
+        "format": FORMAT,
+        "version": VERSION,
+        **({"name": project.name} if project.name else {}),
+        "graph": {"nodes": nodes,
+                  "edges": [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]}
+                            for e in g.edges]},
+        "dataset": project.dataset,
+        "training": project.training,
+        "ui": project.ui,
+    }
+    if project.weights:
+        d["weights"] = project.weights
+    return d
+
+
+def dumps(project):
+    return json.dumps(to_dict(project), indent=2, ensure_ascii=False) + "\n"
+
+
+def trained_dict(project, folder, fitted, weights="weights.npz"):
+    """The project as a file in `folder` beside its trained weights: dataset paths rewritten
+    relative to that folder, and the fitted normalisation and categories recorded under
+    dataset.fitted, so running or predicting with it prepares data exactly as in training."""
+    d = to_dict(project)
+    ds = dict(d.get("dataset") or {})
+
+    def rel(p):
+        return os.path.relpath(os.path.abspath(project.resolve(p)), os.path.abspath(folder))
+    if isinstance(ds.get("path"), str):
+        ds["path"] = rel(ds["path"])
+    if isinstance(ds.get("arrays"), dict):
+        ds["arrays"] = {k: rel(v) for k, v in ds["arrays"].items()}
+    if fitted:
+        ds["fitted"] = fitted
+    d["dataset"] = ds
+    d["weights"] = weights
+    return d
+
+
+def save(project, path=None):
+    """Atomic save (temp file, fsync, rename); the previous version is kept as PATH.bak."""
+    path = path or project.path
+    atomic_write_text(path, dumps(project), backup=True)
+    project.path = path

@@ -1,0 +1,244 @@
+"""Compile a graph into a plan and execute it on an OpenCL device.
+
+compile: topological order, per-sample shapes, weights, buffers sized for the largest batch, and
+for every tensor the order its gradient contributions arrive in (the first consumer in reverse
+topological order writes, later ones accumulate). Execute: forward and backward enqueue kernels
+only; nothing waits for the device.
+"""
+import math
+
+import numpy as np
+
+from layerloom.core.errors import DeviceError, ProjectError, quote
+from layerloom.train.initializers import initialize, node_rng
+from layerloom.backend.ops import Ops, Tensor
+
+
+def _size(nbytes):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+class NodeStep:
+    """What a layer's forward/backward sees for one node."""
+    __slots__ = ("node_id", "params", "n", "x", "y", "w", "dw", "dy", "dx", "acc", "scratch",
+                 "const", "training", "seed", "step", "logits", "skip_act_grad")
+
+
+def upload_const(rt, array):
+    """A layer constant on the device: integer arrays as int32, others as float32."""
+    a = np.asarray(array)
+    return rt.to_device(a, np.int32 if a.dtype.kind in "iub" else np.float32)
+
+
+class Model:
+    def __init__(self, graph, runtime, batch_size, seed=0, fused_logits=(), weights=None):
+        problems = graph.validate()
+        if problems:
+            raise ProjectError(str(problems[0]), problems=problems)
+        self.graph = graph
+        self.rt = runtime
+        self.ops = Ops(runtime)
+        self.seed = seed
+        self.max_batch = int(batch_size)
+        self.order = graph.topo_order()
+        self.shapes, _ = graph.infer_shapes()
+        self.inputs = graph.inputs()
+        self.outputs = graph.outputs()
+        self.fused_logits = set(fused_logits)
+        self._check_memory()
+        self._build()
+        self.set_weights(weights or {}, init_missing=True)
+
+    # -- compile -------------------------------------------------------------------------------
+    def memory_needed(self):
+        """(bytes in all, the largest single buffer) the model's device buffers take at this
+        batch size, before any is made: activations and their gradients, weights, their
+        gradients and two optimizer slots each (Adam's), layers' scratch."""
+        g, B = self.graph, self.max_batch
+        total = largest = 0
+
+        def add(nbytes, count=1):
+            nonlocal total, largest
+            total += nbytes * count
+            largest = max(largest, nbytes)
+        for nid in self.order:
+            node = g.nodes[nid]
+            layer = node.layer
+            in_shapes = [self.shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+            for shape in self.shapes[nid]:
+                if not layer.alias_output:
+                    add(4 * B * math.prod(shape), 1 if layer.is_input else 2)
+            for spec in layer.weights(node.params, in_shapes):
+                add(4 * math.prod(spec.shape), 4 if spec.trainable else 1)
+            for sh in layer.scratch(node.params, in_shapes).values():
+                add(4 * B * math.prod(sh))
+        return total, largest
+
+    def _check_memory(self):
+        """Refuse, before anything is allocated, a model the device cannot hold (a Dense layer
+        of 10**9 units), with the figures."""
+        dev = self.rt.device
+        total, largest = self.memory_needed()
+        have, one = int(dev.global_mem_size), int(dev.max_mem_alloc_size)
+        if total > have or largest > one:
+            raise DeviceError(
+                f"the model needs about {_size(total)} of device memory at batch size "
+                f"{self.max_batch} (its largest buffer {_size(largest)}); "
+                f"{self.rt.describe()} has {_size(have)} (at most {_size(one)} in one buffer): "
+                "make layers smaller or lower the batch size", "graph")
+    def _alloc(self, shape):
+        return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
+
+    def _build(self):
+        g = self.graph
+        self.act = {}    # (node, port) -> Tensor
+        self.grad = {}   # (node, port) -> Tensor
+        self.steps = []  # (node, layer, NodeStep)
+        self.params = []  # (node_id, name, weight Tensor, grad Tensor)
+        self.logits = {}
+        consumers = {}
+        for nid in self.order:
+            for e in g.in_edges(nid):
+                consumers.setdefault((e.src, e.src_port), []).append((nid, e.dst_port))
+        # Gradients flow only where they reach a trainable weight: a tensor needs one when its
+        # node or anything upstream has trainable weights (outputs always get one, for the
+        # loss). The first Dense after an Input/Flatten then skips its dX GEMM.
+        self.needs_grad = set()
+        for nid in self.order:
+            node = g.nodes[nid]
+            in_shapes = [self.shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+            own = any(w.trainable for w in node.layer.weights(node.params, in_shapes))
+            if own or any(e.src in self.needs_grad for e in g.in_edges(nid)):
+                self.needs_grad.add(nid)
+        for nid in self.order:
+            node = g.nodes[nid]
+            layer = node.layer
+            edges = g.in_edges(nid)
+            in_keys = [(e.src, e.src_port) for e in edges]
+            in_shapes = [self.shapes[e.src][e.src_port] for e in edges]
+            for port, shape in enumerate(self.shapes[nid]):
+                key = (nid, port)
+                if layer.alias_output:
+                    self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
+                else:
+                    self.act[key] = self._alloc(shape)
+                if not layer.is_input and (nid in self.needs_grad or nid in self.outputs):
+                    self.grad[key] = self._alloc(shape)
+            s = NodeStep()
+            s.node_id, s.params = nid, node.params
+            s.x = [self.act[k] for k in in_keys]
+            s.y = [self.act[(nid, p)] for p in range(len(self.shapes[nid]))]
+            s.dy = [self.grad.get((nid, p)) for p in range(len(self.shapes[nid]))]
+            s.dx = [self.grad.get(k) if layer.differentiable else None for k in in_keys]
+            s.w, s.dw = {}, {}
+            for spec in layer.weights(node.params, in_shapes):
+                w = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+                dw = (Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+                      if spec.trainable else None)
+                s.w[spec.name] = w
+                if dw is not None:
+                    s.dw[spec.name] = dw
+                self.params.append((nid, spec, w, dw))
+            s.scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
+            s.const = {k: upload_const(self.rt, v)
+                       for k, v in layer.constants(node.params, in_shapes).items()}
+            s.logits = None
+            s.skip_act_grad = nid in self.fused_logits
+            if nid in self.fused_logits:
+                if getattr(layer, "pre_activation_is_input", False):
+                    s.logits = None
+                    self.logits[nid] = s.x[0]
+                else:
+                    s.logits = self._alloc(self.shapes[nid][0])
+                    self.logits[nid] = s.logits
+            self.steps.append((nid, layer, s))
+        # gradient accumulation: in reverse order, the first contribution to a tensor writes
+        seen = set()
+        for nid, layer, s in reversed(self.steps):
+            edges = g.in_edges(nid)
+            s.acc = []
+            for e in edges:
+                key = (e.src, e.src_port)
+                s.acc.append(key in seen)
+                if s.dx[len(s.acc) - 1] is not None:
+                    seen.add(key)
+        # tensors nobody differentiates into (unused extra outputs) start from zero
+        self._zero_grads = [k for k in self.grad
+                            if k not in seen and not (k[0] in self.outputs and k[1] == 0)]
+
+    # -- weights --------------------------------------------------------------------------------
+    def set_weights(self, weights, init_missing=False):
+        """weights: {"node_id/name": array}. Missing ones are initialised from the seed; a
+        name that is no weight of this graph, or an array that holds no numbers, is refused
+        (a weights file for another graph must not silently leave training from scratch)."""
+        known = {f"{nid}/{spec.name}" for nid, spec, _, _ in self.params}
+        unknown = sorted(k for k in weights if k not in known)
+        if unknown:
+            raise ProjectError(f"{quote(unknown[0])}"
+                               + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else "")
+                               + " name no weight of this graph; its weights are "
+                               + (", ".join(sorted(known)[:20]) or "none")
+                               + (" ..." if len(known) > 20 else ""), "weights")
+        for nid, spec, w, _ in self.params:
+            key = f"{nid}/{spec.name}"
+            if key in weights:
+                raw = np.asarray(weights[key])
+                if raw.dtype.kind not in "fiub":
+                    raise ProjectError(f"array {quote(key)} holds {raw.dtype} values, not "
+                                       "numbers", "weights")
+                a = raw.astype(np.float32)
+                if a.shape != spec.shape:
+                    raise ProjectError(f"array {quote(key)} has shape {a.shape}, the layer needs "
+                                       f"{spec.shape}", "weights")
+            elif init_missing:
+                a = initialize(spec, node_rng(self.seed, nid, spec.name))
+            else:
+                continue
+            self.rt.write(w.buf, a, blocking=True)
+
+    def get_weights(self):
+        return {f"{nid}/{spec.name}": self.rt.read(w.buf, int(np.prod(spec.shape)), spec.shape)
+                for nid, spec, w, _ in self.params}
+
+    def param_count(self):
+        return int(sum(np.prod(spec.shape) for _, spec, _, _ in self.params))
+
+    # -- execute --------------------------------------------------------------------------------
+    def load_inputs(self, arrays):
+        """arrays: {input_id: host array with a batch axis}. Returns the copy events."""
+        return [self.rt.write(self.act[(nid, 0)].buf, arrays[nid]) for nid in self.inputs]
+
+    def forward(self, n, training=False, step=0):
+        for _, layer, s in self.steps:
+            s.n, s.training, s.seed, s.step = n, training, self.seed, step
+            layer.forward(self.ops, s)
+
+    def backward(self, n, step=0):
+        for key in self._zero_grads:
+            self.ops.fill(self.grad[key].buf, n * self.grad[key].size)
+        for nid, layer, s in reversed(self.steps):
+            if layer.is_input or nid not in self.needs_grad:
+                continue  # nothing upstream learns from this node's gradient
+            s.n, s.training, s.seed, s.step = n, True, self.seed, step
+            layer.backward(self.ops, s)
+
+    def output(self, nid):
+        return self.act[(nid, 0)]
+
+    def predict(self, arrays, batch_size=None):
+        """Inference on host arrays {input_id: array}; returns {output_id: array}."""
+        bs = min(batch_size or self.max_batch, self.max_batch)
+        total = len(next(iter(arrays.values())))
+        outs = {o: [] for o in self.outputs}
+        for start in range(0, total, bs):
+            n = min(bs, total - start)
+            self.load_inputs({k: v[start:start + n] for k, v in arrays.items()})
+            self.forward(n, training=False)
+            for o in self.outputs:
+                t = self.output(o)
+                outs[o].append(self.rt.read(t.buf, n * t.size, (n,) + t.shape))
+        return {o: np.concatenate(v) if v else np.zeros((0,) + self.output(o).shape, np.float32)
+                for o, v in outs.items()}

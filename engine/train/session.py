@@ -1,0 +1,85 @@
+"""From a loaded project to a trained model: the one path shared by `layerloom --run` and the
+editor's training dock."""
+import os
+
+import numpy as np
+
+from layerloom.train import schedules, state as trainstate
+from layerloom.core.errors import DataError
+from layerloom.train.losses import build_losses
+from layerloom.train.model import Model
+from layerloom.train.optimizers import OPTIMIZERS
+from layerloom.backend.runtime import Runtime
+from layerloom.train.callbacks import ModelCheckpoint, build as build_callbacks
+from layerloom.train.fit import Trainer, fit
+
+
+def fused_outputs(graph, losses):
+    """Outputs whose final activation the loss can absorb (softmax+CE, sigmoid+BCE)."""
+    out = set()
+    for o, loss in losses.items():
+        node = graph.nodes[o]
+        ap = node.layer.activation_param
+        if ap and loss.can_fuse(node.params[ap]):
+            out.add(o)
+    return out
+
+
+class Session:
+    """A compiled model with its trainer, ready to fit; weights can be read back any time."""
+
+    def __init__(self, project, runtime=None, device=None, batch_size=None, seed=None,
+                 initial_weights=None):
+        t = project.training
+        self.project = project
+        self.batch_size = int(batch_size or t["batch_size"])
+        self.seed = int(t["seed"] if seed is None else seed)
+        self.runtime = runtime or Runtime(device)
+        self.losses = build_losses(project)
+        self.model = Model(project.graph, self.runtime, self.batch_size, seed=self.seed,
+                           fused_logits=fused_outputs(project.graph, self.losses),
+                           weights=initial_weights)
+        opt = t["optimizer"]
+        cls = OPTIMIZERS[opt["name"]]
+        params = {p.name: p.default for p in cls.params}
+        params.update(opt.get("params", {}))
+        if isinstance(params.get("learning_rate"), dict):
+            params["learning_rate"] = schedules.build(params["learning_rate"])
+        self.optimizer = cls(**params)
+        self.trainer = Trainer(self.model, self.losses, t.get("metrics", []), self.optimizer)
+
+    def fit(self, data, epochs=None, callbacks=(), should_stop=None, out_dir=None,
+            resume=None):
+        """callbacks: extra Callback objects (progress display...); the project's own
+        callbacks are added; ModelCheckpoint writes under out_dir. resume: a TrainingState
+        (engine/train/state.py) this run continues, to `epochs` in all."""
+        t = self.project.training
+        epochs = int(epochs or t["epochs"])
+        if resume is not None:
+            resume.check(self.project, self.batch_size, self.seed, epochs)
+        self.project_callbacks = build_callbacks(t.get("callbacks", []), out_dir)
+        for cb in self.project_callbacks:
+            if isinstance(cb, ModelCheckpoint):  # the training state beside its weights
+                cb.capture_state = self.training_state
+        return fit(self.trainer, data.x, data.y, epochs, self.batch_size,
+                   seed=self.seed, validation_split=t.get("validation_split", 0.0),
+                   validation_data=data.validation, test_data=data.test,
+                   callbacks=list(callbacks) + self.project_callbacks,
+                   should_stop=should_stop, shuffle=t.get("shuffle", True), resume=resume,
+                   resume_callbacks=self.project_callbacks)
+
+    def training_state(self):
+        """Where the last fit left training, to resume it exactly (engine/train/state.py)."""
+        return trainstate.capture(self.trainer, self.project_callbacks, self.trainer.position,
+                                  trainstate.fingerprint(self.project, self.batch_size,
+                                                         self.seed))
+
+
+def load_weights(path, place="weights"):
+    if not os.path.exists(path):
+        raise DataError(f"weights file not found: {path}", place)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # corrupt zip, pickled arrays...
+        raise DataError(f"{path}: not a readable weights file ({e})", place) from None
