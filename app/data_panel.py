@@ -12,14 +12,12 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from layerloom.data import preprocess, tabular
+from layerloom.data import preprocess, sources, tabular
 from layerloom.core.errors import LayerloomError
 
 from .commands import SetSetupCmd, keep_mapping
 from .images import pixmap
 
-# sources that may lack a test split of their own (the "test" fraction applies to them)
-SPLIT_TEST_SOURCES = ("csv", "images", "npy", "npz")
 PREVIEW_ROWS = 50
 
 
@@ -274,7 +272,8 @@ class DataPanel(QWidget):
         self.color.setCurrentText(d.get("color", "grayscale"))
         self.tables.setVisible(src == "csv")
         self.thumbs.setVisible(src != "csv")
-        self.test.setEnabled(src in SPLIT_TEST_SOURCES)
+        s = sources.get(src)  # the "test" fraction applies where a source may lack a test split
+        self.test.setEnabled(bool(s) and not s.brings_test_split)
 
     def schedule(self):
         self.timer.start()

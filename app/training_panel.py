@@ -11,17 +11,19 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from layerloom.data import keras_sets, synthetic
+from layerloom.data import sources
 from layerloom.train.losses import NAMES as LOSS_NAMES
 from layerloom.train.metrics import NAMES as METRIC_NAMES
 from layerloom.train.optimizers import OPTIMIZERS
 
 from .commands import SetSetupCmd, keep_mapping
 
-DATASET_CHOICES = ([("synthetic", n) for n in synthetic.SYNTHETIC]
-                   + [("keras", n) for n in keras_sets.NAMES]
-                   + [("npz", None), ("csv", None), ("images", None)])
-FILE_LABELS = {"npz": ".npz file...", "csv": "CSV/TSV file...", "images": "image folder..."}
+
+
+def dataset_choices():
+    """The dataset box's entries from the source declarations: (source, name or None)."""
+    return [(s.name, n) for s in sources.all_sources() if s.editor
+            for n in (s.choices if s.editor == "named" else (None,))]
 
 
 class TrainWorker(QThread):
@@ -139,8 +141,8 @@ class TrainingPanel(QWidget):
         # setup editors: each change is an undoable command on the project
         self.dataset = QComboBox()
         self.dataset.addItem("(choose a dataset)", None)  # shown while none is chosen
-        for src, name in DATASET_CHOICES:
-            self.dataset.addItem(f"{name} ({src})" if name else FILE_LABELS[src],
+        for src, name in dataset_choices():
+            self.dataset.addItem(f"{name} ({src})" if name else sources.get(src).label,
                                  f"{src}:{name or ''}")
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(OPTIMIZERS))
@@ -287,7 +289,8 @@ class TrainingPanel(QWidget):
         """Show the project's current setup in the editors."""
         p = self.doc.project
         d, t = p.dataset, p.training
-        key = (f"{d.get('source')}:" if d.get("source") in FILE_LABELS else
+        s = sources.get(d.get("source")) if d else None
+        key = (f"{s.name}:" if s and s.editor != "named" else
                f"{d.get('source')}:{d.get('name') or ''}")
         idx = self.dataset.findData(key) if d else -1
         self.dataset.setCurrentIndex(max(idx, 0))  # 0: "(choose a dataset)"
@@ -330,18 +333,18 @@ class TrainingPanel(QWidget):
         if self.dataset.itemData(index) is None:  # the placeholder
             return
         src, name = self.dataset.itemData(index).split(":", 1)
-        if src in ("csv", "images"):  # the Data tab holds their settings
+        s = sources.get(src)
+        if s.editor == "data_tab":  # the Data tab holds their settings
             self.sigChooseData.emit(src)
             self.load_setup()
             return
-        if src == "npz":
+        if s.editor == "file":
             from PySide6.QtWidgets import QFileDialog
-            path, _ = QFileDialog.getOpenFileName(self, "Arrays for training", "",
-                                                  "NumPy arrays (*.npz)")
+            path, _ = QFileDialog.getOpenFileName(self, "Data for training", "", s.file_filter)
             if not path:
                 self.load_setup()
                 return
-            new = {"source": "npz", "path": path}
+            new = {"source": src, "path": path}
         else:
             new = {"source": src, "name": name}
         self.set_dataset(new)

@@ -16,6 +16,11 @@ import numpy as np
 
 from layerloom.data import idx, keras_files
 from layerloom.core.errors import DataError, quote
+from layerloom.core.params import Bool, Choice, Int
+from layerloom.core.sections import Group, Option
+from layerloom.data.arrays import Arrays
+from layerloom.data.preprocess import apply_split
+from layerloom.data.sources import Source, register
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 TORONTO = "https://www.cs.toronto.edu/~kriz/"
@@ -275,3 +280,40 @@ def verify(name):
             if os.path.isfile(p) and stem not in out:
                 out[stem] = _sha256(open(p, "rb").read()) == want
     return out
+
+
+PARAMS = (
+    Bool("scale", True, help="Scale pixel values from 0..255 to 0..1 (image sets)."),
+    Int("num_words", 10000, min=4, max=1_000_000,
+        help="imdb, reuters: keep the most frequent words."),
+    Int("maxlen", 200, min=1, max=100_000, help="imdb, reuters: pad or cut sequences to this length "
+        "(at the front, as keras.utils.pad_sequences)."),
+    Choice("label_mode", "fine", ("fine", "coarse"), help="cifar100: 100 fine or 20 coarse "
+           "classes."),
+)
+
+
+def _load(d, project, progress=None, table=None):
+    extra = {"progress": progress} if progress else {}
+    (x, y), (xt, yt) = load(d["name"], **d.get("params", {}), **extra)
+    spec = DATASETS[d["name"]]
+    classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1 if spec["classes"] else None
+    arrays = Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"], classes)
+    if spec["classes"] and len(spec["classes"]) == classes:
+        arrays.class_names = list(spec["classes"])
+    return apply_split(arrays, d)
+
+
+def _class_names(d):
+    spec = DATASETS.get(d.get("name")) if isinstance(d.get("name"), str) else None
+    return list(spec["classes"]) if spec and spec["classes"] else None
+
+
+register(Source(
+    "keras", "One of Keras' built-in sets (keras.datasets), found locally or downloaded once "
+    "with its content verified.",
+    keys=(Option("name", None, NAMES, unknown="built-in dataset", help="Which set."),
+          Group("params", PARAMS, nearest=False, help="Scaling, vocabulary and length.")),
+    load=_load, array_names=lambda d, project: ["x", "y"], brings_test_split=True,
+    class_names=_class_names, editor="named", choices=NAMES))
+

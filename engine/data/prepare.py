@@ -5,8 +5,7 @@ import numpy as np
 
 from layerloom.core.errors import DataError, quote
 from layerloom.core.graph import fmt_shape
-from layerloom.data import keras_sets, preprocess, synthetic, userdata
-from layerloom.data.arrays import Arrays, load_npz
+from layerloom.data import preprocess, sources
 from layerloom.train.losses import build_losses
 
 
@@ -26,56 +25,23 @@ class RunData:
 
 
 def load_arrays(project, progress=None, table=None):
-    """progress(url, bytes_done, bytes_total): called while a built-in set downloads (the
-    console bar when None). table: a CSV dataset's file as tabular.read already read it."""
+    """The project's dataset as Arrays, its split applied. progress(url, bytes_done,
+    bytes_total): called while a built-in set downloads (the console bar when None). table: a
+    CSV dataset's file as tabular.read already read it."""
     d = project.dataset
-    if not d:
-        raise DataError("the project has no dataset", "dataset")
-    src = d.get("source")
-    if src == "synthetic":
-        arrays = synthetic.synthetic(d["name"], **d.get("params", {}))
-    elif src == "keras":
-        extra = {"progress": progress} if progress else {}
-        (x, y), (xt, yt) = keras_sets.load(d["name"], **d.get("params", {}), **extra)
-        spec = keras_sets.DATASETS[d["name"]]
-        classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1 if spec["classes"] else None
-        arrays = Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"],
-                                 classes)
-        if spec["classes"] and len(spec["classes"]) == classes:
-            arrays.class_names = list(spec["classes"])
-    elif src == "csv":
-        return userdata.load_csv(d, project.resolve(d["path"]), table)
-    elif src == "images":
-        return userdata.load_images(d, project.resolve(d["path"]))
-    elif src == "npy":
-        return userdata.load_npy(d, project.resolve)
-    else:
-        arrays = load_npz(project.resolve(d["path"]))
-    return userdata.apply_split(arrays, d)
+    return sources.source_of(d).load(d, project, progress=progress, table=table)
 
 
 def default_normalization(d):
-    return "scale" if d.get("source") == "images" else "none"
+    s = sources.get(d.get("source"))
+    return s.normalization if s else "none"
 
 
 def array_names(project):
     """Names of the training arrays the project's dataset provides, without loading it all."""
     d = project.dataset
-    if not d:
-        return []
-    if d.get("source") == "synthetic":
-        if d.get("name") not in synthetic.SYNTHETIC:
-            return []
-        return sorted(synthetic.synthetic(d["name"], samples=2, test_samples=0).train)
-    if d.get("source") in ("keras", "csv", "images"):
-        return ["x", "y"]
-    if d.get("source") == "npy":
-        return sorted(k for k in (d.get("arrays") or {}) if not k.endswith("_test"))
-    try:
-        with np.load(project.resolve(d["path"]), allow_pickle=False) as z:
-            return sorted(k for k in z.files if not k.endswith("_test"))
-    except Exception:
-        return []
+    s = sources.get(d.get("source")) if d else None
+    return s.array_names(d, project) if s else []
 
 
 def _check_finite(a, what, place, chunk=4096):

@@ -6,6 +6,7 @@ in the project under dataset.fitted.normalization so prediction uses the same nu
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
+from layerloom.data.arrays import Arrays
 
 NORMALIZATIONS = ("none", "standardize", "minmax", "scale")
 CHUNK = 4096
@@ -155,3 +156,26 @@ def _chain(first, second):
     if first is None:
         return second
     return lambda a: second(first(a))
+
+
+def split_of(d):
+    s = d.get("split") or {}
+    return (float(s.get("test", 0.0)), float(s.get("validation", 0.0)), int(s.get("seed", 0)),
+            bool(s.get("shuffle", True)))
+
+
+def apply_split(arrays, d):
+    """Cut validation (and test, when the source has none) rows from the training arrays."""
+    test, val, seed, shuffle = split_of(d)
+    if arrays.test:
+        test = 0.0  # the source's own test split wins
+    if not test and not val:
+        return arrays
+    n = len(next(iter(arrays.train.values())))
+    tr, va, te = split_indices(n, test, val, seed, shuffle)
+    part = lambda idx: {k: take(v, idx) for k, v in arrays.train.items()}  # noqa
+    out = Arrays(part(tr), arrays.test or (part(te) if len(te) else None), arrays.description,
+                 arrays.classes)
+    out.validation = part(va) if len(va) else None
+    out.class_names, out.categories = arrays.class_names, arrays.categories
+    return out

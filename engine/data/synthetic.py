@@ -5,7 +5,10 @@ import numpy as np
 
 from layerloom.core.errors import DataError, quote
 from layerloom.core.params import Float, Int, validate_params
+from layerloom.core.sections import Group, Option
 from layerloom.data.arrays import Arrays
+from layerloom.data.preprocess import apply_split
+from layerloom.data.sources import Source, register
 
 
 def _split_rng(seed):
@@ -100,3 +103,23 @@ def synthetic(name, place="dataset", **params):
     test = make(r_test, values["test_samples"]) if values["test_samples"] else None
     return Arrays(make(r_train, values["samples"]), test, desc,
                   classes or extra.get("classes"))
+
+
+def _load(d, project, progress=None, table=None):
+    return apply_split(synthetic(d["name"], **d.get("params", {})), d)
+
+
+def _array_names(d, project):
+    if d.get("name") not in SYNTHETIC:
+        return []
+    return sorted(synthetic(d["name"], samples=2, test_samples=0).train)
+
+
+register(Source(
+    "synthetic", "A generated set in the spirit of TensorFlow Playground, from a seed.",
+    keys=(Option("name", None, tuple(SYNTHETIC), unknown="synthetic dataset",
+                 help="Which set."),
+          Group("params", SYNTHETIC_PARAMS, nearest=False, help="Sizes, noise and seed.")),
+    load=_load, array_names=_array_names, brings_test_split=True,
+    editor="named", choices=tuple(SYNTHETIC)))
+

@@ -7,33 +7,14 @@ import tokenize
 import numpy as np
 
 from layerloom.data import idx, imagefolder, preprocess, tabular
+from layerloom.data.preprocess import apply_split, split_of
 from layerloom.data.arrays import Arrays
 from layerloom.core.errors import DataError
+from layerloom.core.sections import Group, MapOf, Option, Path, Size, Str
+from layerloom.data.arrays import load_npz
+from layerloom.data.sources import Source, register
 
 MMAP_BYTES = 64 << 20  # larger .npy arrays stay on disk and are read a batch at a time
-
-
-def split_of(d):
-    s = d.get("split") or {}
-    return (float(s.get("test", 0.0)), float(s.get("validation", 0.0)), int(s.get("seed", 0)),
-            bool(s.get("shuffle", True)))
-
-
-def apply_split(arrays, d):
-    """Cut validation (and test, when the source has none) rows from the training arrays."""
-    test, val, seed, shuffle = split_of(d)
-    if arrays.test:
-        test = 0.0  # the source's own test split wins
-    if not test and not val:
-        return arrays
-    n = len(next(iter(arrays.train.values())))
-    tr, va, te = preprocess.split_indices(n, test, val, seed, shuffle)
-    part = lambda idx: {k: preprocess.take(v, idx) for k, v in arrays.train.items()}  # noqa
-    out = Arrays(part(tr), arrays.test or (part(te) if len(te) else None), arrays.description,
-                 arrays.classes)
-    out.validation = part(va) if len(va) else None
-    out.class_names, out.categories = arrays.class_names, arrays.categories
-    return out
 
 
 def load_csv(d, path, table=None):
@@ -143,3 +124,57 @@ def load_npy(d, resolve):
     train = {k: v for k, v in arrays.items() if not k.endswith("_test")}
     test = {k[:-5]: v for k, v in arrays.items() if k.endswith("_test")}
     return apply_split(Arrays(train, test, f"arrays from {len(files)} files"), d)
+
+
+def _npz_names(d, project):
+    try:
+        with np.load(project.resolve(d["path"]), allow_pickle=False) as z:
+            return sorted(k for k in z.files if not k.endswith("_test"))
+    except Exception:  # unreadable: the names are only a hint for the editor's mapping rows
+        return []
+
+
+register(Source(
+    "npz", "Named arrays in an .npz file; arrays named `<name>_test` form the test split.",
+    keys=(Path("path", "an .npz file", help="Relative to the project file."),),
+    load=lambda d, project, progress=None, table=None: apply_split(
+        load_npz(project.resolve(d["path"])), d),
+    array_names=_npz_names, editor="file", label=".npz file...",
+    file_filter="NumPy arrays (*.npz)"))
+
+COLUMN = Group("", (Option("role", "feature", tabular.ROLES, help="What the column is."),
+                    Option("encoding", "auto", tabular.ENCODINGS, help="How it becomes numbers.")),
+               expected='an object {"role", "encoding"}')
+register(Source(
+    "csv", "A CSV or TSV table: a role per column (feature, label, ignore), numeric and "
+    "categorical columns, missing values.",
+    keys=(Path("path", "a CSV or TSV file", help="Relative to the project file."),
+          Option("delimiter", "auto", ("auto",) + tuple(tabular.DELIMITERS),
+                 help="The field separator; auto: sniffed."),
+          Option("header", "auto", ("auto", True, False), help="Whether row 1 names the columns."),
+          Option("missing", "error", tabular.MISSING_POLICIES, help="Empty or NA fields."),
+          MapOf("columns", COLUMN, 'an object {column: {"role", "encoding"}}',
+                help="Roles and encodings that differ from the guess.")),
+    load=lambda d, project, progress=None, table=None: load_csv(
+        d, project.resolve(d["path"]), table),
+    array_names=lambda d, project: ["x", "y"], editor="data_tab", label="CSV/TSV file..."))
+
+register(Source(
+    "images", "A folder of class folders (optionally train/ and test/ folders holding them), "
+    "decoded and resized.",
+    keys=(Path("path", "a folder of class folders", help="Relative to the project file."),
+          Size("size", [32, 32], help="Every image is resized to it."),
+          Option("color", "grayscale", imagefolder.COLORS, help="Channels: 1 or 3.")),
+    load=lambda d, project, progress=None, table=None: load_images(d, project.resolve(d["path"])),
+    array_names=lambda d, project: ["x", "y"], normalization="scale", editor="data_tab",
+    label="image folder..."))
+
+register(Source(
+    "npy", "One .npy (memory-mapped) or IDX file per array; `<name>_test` arrays form the "
+    "test split.",
+    keys=(MapOf("arrays", Str(nonempty=True), "{array name: path of an .npy file}",
+                nonempty=True, help="Relative to the project file."),),
+    load=lambda d, project, progress=None, table=None: load_npy(d, project.resolve),
+    array_names=lambda d, project: sorted(k for k in (d.get("arrays") or {})
+                                          if not k.endswith("_test"))))
+

@@ -2,13 +2,13 @@
 
 Loading validates everything and reports every problem with its place
 (`graph.nodes[3].params.units: expected a positive integer, got -5`). Files from a newer format
-version are refused as such; older versions are migrated step by step. See README, "Project file".
+version are refused as such; older versions are migrated step by step. See docs/file-format.md.
 """
 import difflib
 import json
 import os
 
-from layerloom.data import imagefolder, keras_sets, preprocess, synthetic, tabular
+from layerloom.data import sources
 from layerloom.train import callbacks as callbacks_mod, schedules
 from layerloom.core.errors import GraphError, ParamError, ProjectError, quote
 from layerloom.project.fileio import atomic_write_text
@@ -16,8 +16,9 @@ from layerloom.core.graph import Edge, Graph
 from layerloom.train.losses import NAMES as LOSS_NAMES, canonical as canonical_loss
 from layerloom.train.metrics import ALIASES as METRIC_ALIASES, NAMES as METRIC_NAMES
 from layerloom.train.optimizers import OPTIMIZERS
-from layerloom.core.params import Bool, Choice, Float, Int, validate_params
+from layerloom.core.params import Bool, Float, Int, validate_params
 from layerloom.core.registry import get_layer, layer_types
+from layerloom.core.sections import unknown_keys
 
 FORMAT = "layerloom-project"
 VERSION = 1
@@ -31,17 +32,6 @@ TRAINING_PARAMS = (
     Float("validation_split", 0.0, min=0.0, max=1.0, max_exclusive=True,
           help="Fraction of the training data (the last samples) held out for validation."),
     Bool("shuffle", True, help="Shuffle the training data every epoch."),
-)
-
-
-KERAS_DATA_PARAMS = (
-    Bool("scale", True, help="Scale pixel values from 0..255 to 0..1 (image sets)."),
-    Int("num_words", 10000, min=4, max=1_000_000,
-        help="imdb, reuters: keep the most frequent words."),
-    Int("maxlen", 200, min=1, max=100_000, help="imdb, reuters: pad or cut sequences to this length "
-        "(at the front, as keras.utils.pad_sequences)."),
-    Choice("label_mode", "fine", ("fine", "coarse"), help="cifar100: 100 fine or 20 coarse "
-           "classes."),
 )
 
 
@@ -84,7 +74,7 @@ def parse_graph(g, problems):
     if not isinstance(g, dict):
         problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
         return graph
-    _unknown_keys(g, {"nodes", "edges"}, "graph", problems)
+    problems.extend(unknown_keys(g, {"nodes", "edges"}, "graph"))
     nodes, edges = g.get("nodes"), g.get("edges", [])
     if not isinstance(nodes, list):
         problems.append(ProjectError("expected a list of nodes", "graph.nodes"))
@@ -101,7 +91,7 @@ def parse_graph(g, problems):
             problems.append(ProjectError("expected an object with id, type, params", place))
             nodes_unreadable = True  # its id is unknown: any dangling edge may be to it
             continue
-        _unknown_keys(n, {"id", "type", "params"}, place, problems)
+        problems.extend(unknown_keys(n, {"id", "type", "params"}, place))
         nid, typ = n.get("id"), n.get("type")
         if not isinstance(nid, str) or not nid:
             problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}", f"{place}.id"))
@@ -127,7 +117,7 @@ def parse_graph(g, problems):
         if not isinstance(e, dict):
             problems.append(ProjectError("expected an object with \"from\" and \"to\"", place))
             continue
-        _unknown_keys(e, {"from", "to"}, place, problems)
+        problems.extend(unknown_keys(e, {"from", "to"}, place))
         for key in ("from", "to"):
             v = e.get(key)
             if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
@@ -149,17 +139,6 @@ def parse_graph(g, problems):
             continue
         graph.edges.append(Edge(src, sp, dst, dp))  # cycles are reported by validate()
     return graph
-
-
-def _unknown_keys(d, known, place, problems):
-    """A refusal for each key of object d that is not in `known`, naming the nearest known
-    one: a misspelt "parmas" must not silently give default parameters."""
-    for k in d:
-        if k not in known:
-            close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.6)
-            hint = f"; did you mean {quote(close[0])}?" if close else \
-                f"; known keys: {', '.join(sorted(known))}"
-            problems.append(ProjectError("unknown key" + hint, f"{place}.{k}" if place else k))
 
 
 def _name(v):
@@ -191,7 +170,7 @@ def parse_training(t, graph, problems, soft=None):
                                      "training.optimizer"))
     else:
         cls = OPTIMIZERS[opt["name"]]
-        _unknown_keys(opt, {"name", "params"}, "training.optimizer", problems)
+        problems.extend(unknown_keys(opt, {"name", "params"}, "training.optimizer"))
         if not isinstance(opt.get("params", {}), dict):
             problems.append(ProjectError(f"expected an object {{parameter: value}}, got "
                                          f"{quote(opt.get('params'))}",
@@ -293,125 +272,6 @@ def _check_metrics(metrics, place, problems):
     return good
 
 
-# the keys of the dataset section: those every source reads, and each source's own
-DATASET_COMMON_KEYS = {"source", "inputs", "targets", "split", "normalize", "fitted"}
-DATASET_KEYS = {"synthetic": {"name", "params"}, "keras": {"name", "params"}, "npz": {"path"},
-                "csv": {"path", "delimiter", "header", "missing", "columns"},
-                "images": {"path", "size", "color"}, "npy": {"arrays"}}
-
-
-def _parse_dataset(d, problems):
-    if not isinstance(d, dict):
-        problems.append(ProjectError("expected an object", "dataset"))
-        return {}
-    if not d:
-        return {}  # no dataset chosen yet: fine for editing, refused by --run
-    src = d.get("source")
-    if isinstance(src, str) and src in DATASET_KEYS:
-        _unknown_keys(d, DATASET_KEYS[src] | DATASET_COMMON_KEYS, "dataset", problems)
-    if src == "synthetic":
-        if _name(d.get("name")) not in synthetic.SYNTHETIC:
-            problems.append(ProjectError(f"unknown synthetic dataset {quote(d.get('name'))}; "
-                                         f"expected one of {', '.join(synthetic.SYNTHETIC)}",
-                                         "dataset.name"))
-        _, perr = validate_params(synthetic.SYNTHETIC_PARAMS, d.get("params", {}),
-                                  "dataset.params")
-        problems.extend(perr)
-    elif src == "keras":
-        if _name(d.get("name")) not in keras_sets.NAMES:
-            problems.append(ProjectError(f"unknown built-in dataset {quote(d.get('name'))}; "
-                                         f"expected one of {', '.join(keras_sets.NAMES)}",
-                                         "dataset.name"))
-        _, perr = validate_params(KERAS_DATA_PARAMS, d.get("params", {}), "dataset.params")
-        problems.extend(perr)
-    elif src in ("npz", "csv", "images"):
-        if not isinstance(d.get("path"), str) or not d.get("path"):
-            what = {"npz": "an .npz file", "csv": "a CSV or TSV file",
-                    "images": "a folder of class folders"}[src]
-            problems.append(ProjectError(f"expected the path of {what}", "dataset.path"))
-        if src == "csv":
-            _parse_csv_options(d, problems)
-        if src == "images":
-            size = d.get("size", [32, 32])
-            if (not isinstance(size, list) or len(size) != 2 or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
-                    for v in size)):
-                problems.append(ProjectError(f"expected [height, width] in pixels, got {quote(size)}",
-                                             "dataset.size"))
-            if d.get("color", "grayscale") not in imagefolder.COLORS:
-                problems.append(ProjectError(f"expected one of {', '.join(imagefolder.COLORS)}, "
-                                             f"got {quote(d.get('color'))}", "dataset.color"))
-    elif src == "npy":
-        arr = d.get("arrays")
-        if not isinstance(arr, dict) or not arr or not all(
-                isinstance(v, str) and v for v in arr.values()):
-            problems.append(ProjectError("expected {array name: path of an .npy file}",
-                                         "dataset.arrays"))
-    else:
-        problems.append(ProjectError("expected one of \"synthetic\", \"keras\", \"csv\", "
-                                     f"\"images\", \"npy\", \"npz\"; got {quote(src)}",
-                                     "dataset.source"))
-    _parse_preparation(d, problems)
-    for key in ("inputs", "targets"):
-        m = d.get(key, {})
-        if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
-            problems.append(ProjectError("expected an object {node_id: array_name}",
-                                         f"dataset.{key}"))
-    return d
-
-
-def _parse_csv_options(d, problems):
-    if d.get("delimiter", "auto") not in ("auto",) + tuple(tabular.DELIMITERS):
-        problems.append(ProjectError("expected \"auto\" or one of , ; | and a tab, got "
-                                     f"{quote(d.get('delimiter'))}", "dataset.delimiter"))
-    if d.get("header", "auto") not in ("auto", True, False):
-        problems.append(ProjectError(f"expected \"auto\", true or false, got "
-                                     f"{quote(d.get('header'))}", "dataset.header"))
-    if d.get("missing", "error") not in tabular.MISSING_POLICIES:
-        problems.append(ProjectError(f"expected one of {', '.join(tabular.MISSING_POLICIES)}, "
-                                     f"got {quote(d.get('missing'))}", "dataset.missing"))
-    cols = d.get("columns", {})
-    if not isinstance(cols, dict):
-        problems.append(ProjectError("expected an object {column: {\"role\", \"encoding\"}}",
-                                     "dataset.columns"))
-        return
-    for name, c in cols.items():
-        place = f"dataset.columns.{name}"
-        if not isinstance(c, dict):
-            problems.append(ProjectError("expected an object {\"role\", \"encoding\"}", place))
-            continue
-        _unknown_keys(c, {"role", "encoding"}, place, problems)
-        if c.get("role", "feature") not in tabular.ROLES:
-            problems.append(ProjectError(f"expected one of {', '.join(tabular.ROLES)}, got "
-                                         f"{quote(c.get('role'))}", place + ".role"))
-        if c.get("encoding", "auto") not in tabular.ENCODINGS:
-            problems.append(ProjectError(f"expected one of {', '.join(tabular.ENCODINGS)}, got "
-                                         f"{quote(c.get('encoding'))}", place + ".encoding"))
-
-
-def _parse_preparation(d, problems):
-    split = d.get("split", {})
-    if not isinstance(split, dict):
-        problems.append(ProjectError("expected an object {\"test\", \"validation\", \"seed\"}",
-                                     "dataset.split"))
-    else:
-        _unknown_keys(split, {"test", "validation", "seed"}, "dataset.split", problems)
-        for key in ("test", "validation"):
-            v = split.get(key, 0.0)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-                problems.append(ProjectError(f"expected a fraction in [0, 1), got {quote(v)}",
-                                             f"dataset.split.{key}"))
-        seed = split.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            problems.append(ProjectError(f"expected a non-negative integer, got {quote(seed)}",
-                                         "dataset.split.seed"))
-    if d.get("normalize", "none") not in preprocess.NORMALIZATIONS:
-        problems.append(ProjectError(f"expected one of {', '.join(preprocess.NORMALIZATIONS)}, "
-                                     f"got {quote(d.get('normalize'))}", "dataset.normalize"))
-    if not isinstance(d.get("fitted", {}), dict):
-        problems.append(ProjectError("expected an object", "dataset.fitted"))
-
-
 def from_dict(d, path=None, strict=True):
     problems = []
     if not isinstance(d, dict):
@@ -428,8 +288,8 @@ def from_dict(d, path=None, strict=True):
     while v < VERSION:
         d = MIGRATIONS[v](d)
         v += 1
-    _unknown_keys(d, {"format", "version", "graph", "dataset", "training", "ui", "weights",
-                      "name"}, "", problems)
+    problems.extend(unknown_keys(d, {"format", "version", "graph", "dataset", "training", "ui",
+                                     "weights", "name"}, ""))
     graph = parse_graph(d.get("graph"), problems)
     # Network problems (unconnected inputs, shapes, missing losses) make a project unfinished,
     # not damaged: the editor opens it with them listed; --run (strict) refuses it.
@@ -437,7 +297,10 @@ def from_dict(d, path=None, strict=True):
     graph_broken = bool(problems)
     if not graph_broken:
         soft.extend(ProjectError(e.message, e.place) for e in graph.validate())
-    dataset = _parse_dataset(d.get("dataset"), problems) if "dataset" in d else {}
+    dataset = d.get("dataset", {})
+    problems.extend(sources.check(dataset))
+    if not isinstance(dataset, dict):
+        dataset = {}
     # a graph that could not be read has no outputs to check losses and metrics against:
     # "no output node" and "has no loss" would only follow from its problems
     training = parse_training(d.get("training", {}), graph, problems,
@@ -521,7 +384,7 @@ def problems_of(project, graph_problems=None):
     soft.extend(ProjectError(e.message, e.place) for e in graph_problems)
     parse_training(project.training, project.graph, hard, soft)
     if project.dataset:
-        _parse_dataset(project.dataset, hard)
+        hard.extend(sources.check(project.dataset))
     return hard + soft
 
 

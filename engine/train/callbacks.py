@@ -3,7 +3,6 @@
 A callback sees the trainer (model, optimizer) in on_train_begin and may set
 trainer.stop_training."""
 import math
-import os
 
 import numpy as np
 

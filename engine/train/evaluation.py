@@ -3,7 +3,7 @@ part of the training data) and a few samples with predicted and true labels, for
 results panel. Pure numpy."""
 import numpy as np
 
-from layerloom.data import keras_sets
+from layerloom.data import sources
 
 CLASSIFICATION = {"sparse_categorical_crossentropy", "categorical_crossentropy"}
 
@@ -12,10 +12,10 @@ def class_names(project, n, names=None):
     if names is not None and len(names) == n:
         return [str(v) for v in names]
     d = project.dataset
-    if d.get("source") == "keras" and d.get("name") in keras_sets.DATASETS:
-        names = keras_sets.DATASETS[d["name"]]["classes"]
-        if len(names) == n:
-            return list(names)
+    s = sources.get(d.get("source"))
+    names = s.class_names(d) if s and s.class_names else None
+    if names and len(names) == n:
+        return list(names)
     return [str(i) for i in range(n)]
 
 
