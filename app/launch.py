@@ -15,8 +15,16 @@ def _terminated(signum, frame):
     raise Terminated()
 
 
+def _interrupted(signum, frame):
+    # a second Ctrl-C while the first unwinds the imports would land in the import machinery's
+    # cleanup ("Exception ignored in ... _ModuleLock"): one is enough
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main():
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGINT, _interrupted)
     try:
         from .cli import main as cli_main
         code = cli_main()

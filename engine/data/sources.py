@@ -56,9 +56,13 @@ def _load_all():
 
 
 def all_sources():
-    """Every declared source, in declaration order."""
+    """Every declared source, in the order of _MODULES and of declaration in each (not of
+    import: whichever module a program imports first)."""
     _load_all()
-    return list(_SOURCES.values())
+    order = {n: i for i, n in enumerate(f"layerloom.data.{m}" for m in _MODULES)}
+    seq = list(_SOURCES)
+    return sorted(_SOURCES.values(),
+                  key=lambda s: (order.get(s.load.__module__, len(order)), seq.index(s.name)))
 
 
 def get(name):
@@ -105,7 +109,7 @@ def check(d, place="dataset"):
     s = get(d.get("source"))
     if s is not None:
         return check_section(COMMON + s.keys, rest, place)
-    names = ", ".join(f'"{n}"' for n in _SOURCES)
+    names = ", ".join(f'"{s.name}"' for s in all_sources())
     common = {k: v for k, v in rest.items() if k in {p.name for p in COMMON}}
     return ([ProjectError(f"expected one of {names}; got {quote(d.get('source'))}",
                           f"{place}.source")] + check_section(COMMON, common, place))
