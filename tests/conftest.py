@@ -6,6 +6,24 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """Ids that name the case: test_gemm[M=1-N=3-trans_a-not_trans_b-tile=16x8], not
+    [1-3-True-False-tile0]."""
+    if isinstance(val, bool):
+        return argname if val else f"not_{argname}"
+    if val is None:
+        return f"no_{argname}"
+    if isinstance(val, (int, float)):
+        return f"{argname}={val:g}" if isinstance(val, float) else f"{argname}={val}"
+    if isinstance(val, tuple) and val and all(isinstance(v, int) for v in val):
+        return f"{argname}={'x'.join(map(str, val))}"
+    if isinstance(val, dict):
+        import json
+        text = json.dumps(val, separators=(",", ":"))
+        return text if len(text) <= 60 else text[:57] + "..."
+    return None
+
+
 def pytest_configure(config):
     # every program the tests build (kernels, GEMM variants, Lambda expressions): a compiler
     # warning is an error, since another vendor's compiler may refuse what PoCL only warns about

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
@@ -23,6 +24,7 @@ def run_example(name, out, *extra):
         return r, json.load(f)
 
 
+@pytest.mark.slow
 def test_spirals_reaches_95_percent(tmp_path):
     r, h = run_example("spirals.loom", tmp_path)
     last = h["epochs"][-1]
@@ -39,6 +41,7 @@ def test_spirals_reaches_95_percent(tmp_path):
         assert z["hidden_1/kernel"].shape == (2, 64)
 
 
+@pytest.mark.slow
 def test_two_output_example_lowers_both_losses(tmp_path):
     _, h = run_example("multitask.loom", tmp_path)
     first, last = h["epochs"][0], h["epochs"][-1]
@@ -48,6 +51,7 @@ def test_two_output_example_lowers_both_losses(tmp_path):
     assert np.isclose(last["loss"], last["inside_loss"] + 0.5 * last["value_loss"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_sine_regression_and_reproducible_runs(tmp_path):
     _, a = run_example("sine.loom", tmp_path / "a", "--epochs", "3", "--seed", "4")
     _, b = run_example("sine.loom", tmp_path / "b", "--epochs", "3", "--seed", "4")
@@ -59,6 +63,7 @@ def test_sine_regression_and_reproducible_runs(tmp_path):
     assert all(np.array_equal(wa[k], wb[k]) for k in wa.files)
 
 
+@pytest.mark.slow
 def test_weights_file_in_project_is_loaded(tmp_path):
     _, h = run_example("sine.loom", tmp_path / "first")
     with open(os.path.join(EXAMPLES, "sine.loom")) as f:

@@ -124,6 +124,7 @@ def test_download_is_verified_before_it_is_kept(data_env, monkeypatch):
         sorted(n + ".gz" for n in payload)
 
 
+@pytest.mark.slow
 def test_keras_dataset_project_trains_from_fixture(tmp_path):
     write_idx_set(str(tmp_path / "data" / "fashion_mnist"), n_train=64, n_test=16)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -142,13 +142,14 @@ def test_engine_does_not_import_qt():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_readme_layer_table_is_current():
+def test_layer_table_in_the_docs_is_current():
     import os
     from layerloom.core.docs import layer_table
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    text = open(os.path.join(root, "docs", "layers.md"), encoding="utf-8").read()
     table = text.split("<!-- layers:begin -->\n", 1)[1].split("<!-- layers:end -->", 1)[0]
-    assert table == layer_table(), "README layer table is stale: run python -m layerloom.core.docs"
+    assert table == layer_table(), \
+        "docs/layers.md's layer table is stale: run python -m layerloom.core.docs"
 
 
 def test_readme_quick_start_matches_ci():

@@ -11,6 +11,7 @@ from layerloom.app.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
+@pytest.mark.slow
 def test_data_tab_previews_csv_and_reports_mismatches(win, qtbot):
     win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
     panel = win.data
@@ -29,6 +30,7 @@ def test_data_tab_previews_csv_and_reports_mismatches(win, qtbot):
     qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
 
 
+@pytest.mark.slow
 def test_data_tab_image_folder_grid(win, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     win.set_document(Document.open(os.path.join(EXAMPLES, "shapes_folder.loom")))

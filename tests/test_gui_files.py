@@ -16,6 +16,7 @@ from layerloom.project import loom as projectfile  # noqa: E402
 from guikit import EXAMPLES, open_shown  # noqa: E402
 
 
+@pytest.mark.slow
 def test_save_reopen_and_run_headless(win, tmp_path, make_window):
     doc = Document.open(os.path.join(EXAMPLES, "sine.loom"))
     win.set_document(doc)
@@ -32,6 +33,7 @@ def test_save_reopen_and_run_headless(win, tmp_path, make_window):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_screenshot_is_not_blank(tmp_path):
     out = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
@@ -48,6 +50,7 @@ def test_screenshot_is_not_blank(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr
 
 
+@pytest.mark.slow
 def test_autosave_and_recovery_after_a_crash(win, make_window, tmp_path):
     path = str(tmp_path / "p.loom")
     win.set_document(Document.open(os.path.join(EXAMPLES, "sine.loom")))

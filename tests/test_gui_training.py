@@ -14,6 +14,7 @@ from layerloom.app.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
+@pytest.mark.slow
 def test_training_plots_live_and_window_stays_responsive(win, qtbot):
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.training.epochs.setValue(4)
@@ -45,6 +46,7 @@ def start_spirals(win, qtbot, epochs):
                     timeout=120_000)
 
 
+@pytest.mark.slow
 def test_stop_leaves_a_consistent_model(win, qtbot):
     start_spirals(win, qtbot, epochs=500)
     worker = win.training.worker
@@ -59,6 +61,7 @@ def test_stop_leaves_a_consistent_model(win, qtbot):
     assert win.add_at_centre("Dense") is not None  # editable again
 
 
+@pytest.mark.slow
 def test_pause_and_resume(win, qtbot):
     start_spirals(win, qtbot, epochs=200)
     win.training.toggle_pause()
@@ -73,6 +76,7 @@ def test_pause_and_resume(win, qtbot):
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
 
 
+@pytest.mark.slow
 def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     """The acceptance path at small scale: palette, wiring, inspector, the training dock's
     setup editors, Start, curves."""
@@ -115,6 +119,7 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     assert "learning_rate: expected a number > 0" in tp.setup_error.text()
 
 
+@pytest.mark.slow
 def test_results_after_training_a_classifier(win, qtbot, tmp_path):
     """Confusion matrix and samples on the test split, for an image classifier trained on a
     small Fashion-MNIST-shaped set the test writes itself."""
@@ -228,6 +233,7 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
         assert combo.itemData(i, Qt.ToolTipRole) == c.why
 
 
+@pytest.mark.slow
 def test_stop_then_continue_equals_an_uninterrupted_run(win, qtbot):
     """Stop, then Continue: the run goes on where it stopped (weights, optimizer, position) and
     ends with the weights one uninterrupted run of the same epochs gives."""

@@ -123,6 +123,7 @@ def _deep(n):
     return v
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(TEXT_CASES))
 def test_hostile_project_text_is_refused_with_its_place(case, tmp_path):
     text, expected = TEXT_CASES[case]
@@ -135,6 +136,7 @@ def test_hostile_project_text_is_refused_with_its_place(case, tmp_path):
     refused(tmp_path, text(), expected)
 
 
+@pytest.mark.slow
 def test_a_50_mb_value_is_not_echoed_back(tmp_path):
     """A bad string is quoted to 80 characters: stderr stays a line, not 50 MB."""
     d = example("spirals")
@@ -143,6 +145,7 @@ def test_a_50_mb_value_is_not_echoed_back(tmp_path):
     assert len(err) < 2000
 
 
+@pytest.mark.slow
 def test_a_flood_of_problems_prints_twenty_and_a_count(tmp_path):
     d = example("spirals")
     d["graph"]["nodes"] += [{"id": f"n{i}", "type": "Dens"} for i in range(100_000)]
@@ -163,6 +166,7 @@ def test_errors_that_follow_from_an_earlier_one_are_not_repeated(tmp_path):
     assert "dangling edge" not in err
 
 
+@pytest.mark.slow
 def test_one_number_does_not_exhaust_memory(tmp_path):
     """A port of 10**18 into a merge layer is refused by its bound (it had grown a set of
     range(10**18) to 21 GB); a Dense of 10**9 units is refused before any buffer is made,
@@ -296,6 +300,7 @@ def test_an_imdb_file_of_strings_is_refused(tmp_path):
 
 # -- weights the project names ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_weights_for_another_graph_or_of_strings_are_refused(tmp_path):
     d = example("spirals")
     np.savez(tmp_path / "other.npz", **{"ghost/kernel": np.zeros((2, 3), np.float32)})
@@ -350,6 +355,7 @@ def mutated_projects(draw):
     return json.dumps(d)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           derandomize=True)
 @given(mutated_projects())

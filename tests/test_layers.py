@@ -70,8 +70,16 @@ def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0, backwa
     return (ys if isinstance(dy, list) else ys[0]), dxs, dws
 
 
+def _case_id(type_id, params, shapes):
+    """Dense(units=5,activation=relu)<-3: the example's parameters (those it sets) and input
+    shapes."""
+    ps = ",".join(f"{k}={v}" for k, v in params.items())
+    ins = "+".join("x".join(map(str, sh)) for sh in shapes)
+    return f"{type_id}({ps})<-{ins}".replace(" ", "")
+
+
 @pytest.mark.parametrize("type_id,case,params,shapes", CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
+                         ids=[_case_id(c[0], c[2], c[3]) for c in CASES])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     g = _graph_for(type_id, params, shapes)

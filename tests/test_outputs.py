@@ -57,6 +57,7 @@ def staging_left(out):
     return [n for n in os.listdir(out.parent) if ".layerloom-staging-" in n]
 
 
+@pytest.mark.slow
 def test_killed_runs_leave_the_old_outputs_or_the_new_never_a_mix(tmp_path):
     """A run of 2 epochs wrote the folder; runs of 3 epochs into it are killed (SIGKILL) at
     random points near their end, while they write. Each time the folder holds the 2-epoch
@@ -132,6 +133,7 @@ def _limit_file_size(nbytes):
     return apply
 
 
+@pytest.mark.slow
 def test_a_full_disk_changes_nothing_and_names_the_file(tmp_path):
     """RLIMIT_FSIZE stands in for a full disk: the 16 MB weights cannot be written (the limit,
     8 MB, leaves the driver's compiler its files). Exit 1 with the file named, the previous
@@ -185,6 +187,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kills_and_a_full_disk_during_save_never_truncate_the_backup(tmp_path):
     """A child saves a project over and over and is killed at random points (20 trials);
     then a save that the file size limit stops. The project and its .bak always parse, and no

@@ -155,6 +155,7 @@ def test_bad_project_file(case, tmp_path):
         projectfile.load(str(path))
 
 
+@pytest.mark.slow
 def test_checkpoints_write_inside_the_output_folder_only(tmp_path):
     """A checkpoint path inside the output folder is written there (subfolders made as
     needed); one that leaves it through a symlink in that folder is refused before training,
@@ -199,6 +200,7 @@ def test_data_that_does_not_fit_the_graph(tmp_path):
     assert "labels in 'y' must be class indices 0..0" in r.stderr
 
 
+@pytest.mark.slow
 def test_missing_and_pickled_data_files(tmp_path):
     d = spirals()
     d["dataset"] = {"source": "npz", "path": "nowhere.npz"}
@@ -220,6 +222,7 @@ def test_missing_and_pickled_data_files(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_missing_project_and_unknown_device(tmp_path):
     r = layerloom("--run", str(tmp_path / "nope.loom"))
     assert r.returncode == 2 and "nope.loom: no such file" in r.stderr

@@ -52,6 +52,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_after", [37, 150, "epoch"], ids=["mid-epoch-1", "mid-epoch-3",
                                                                   "epoch-end"])
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -94,6 +95,7 @@ def outputs(folder):
         return w, json.load(f)
 
 
+@pytest.mark.slow
 def test_the_command_line_resumes_a_run_stopped_by_sigterm(tmp_path):
     """`--run` stopped by SIGTERM after some batches, then `--run --resume DIR`: the same
     weights and epochs (numbered on, not from 1 again) as one run of all the epochs."""
@@ -117,6 +119,7 @@ def test_the_command_line_resumes_a_run_stopped_by_sigterm(tmp_path):
     assert comparable(h1) == comparable(h2)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_resumes_exactly(tmp_path):
     """model_checkpoint writes the training state beside each weights file: resuming from
     epoch 2's checkpoint gives the uninterrupted run's weights."""
@@ -136,6 +139,7 @@ def test_a_checkpoint_resumes_exactly(tmp_path):
     assert same(outputs(tmp_path / "a")[0], outputs(tmp_path / "b")[0])
 
 
+@pytest.mark.slow
 def test_resuming_another_project_or_mismatched_weights_is_refused(tmp_path):
     path = os.path.join(EXAMPLES, "sine.loom")
     assert layerloom("--run", path, "--out", str(tmp_path / "a"), "--epochs", "2").returncode == 0

@@ -431,6 +431,7 @@ def test_feature_count_mismatch_names_both_sides(tmp_path):
         prepare_data(p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example, floor", [("wine_csv.loom", 0.9), ("shapes_folder.loom", 0.85)])
 def test_own_data_examples_train_from_the_cli(tmp_path, example, floor):
     r = subprocess.run([sys.executable, "-m", "layerloom.app", "--run", os.path.join(EXAMPLES, example),

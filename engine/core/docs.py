@@ -1,5 +1,5 @@
 """Markdown reference generated from the registry: `python -m layerloom.core.docs` prints the layer
-table the README carries between its `layers:begin/end` markers (a test keeps them equal)."""
+table docs/layers.md carries between its `layers:begin/end` markers (a test keeps them equal)."""
 import json
 
 from layerloom.core.registry import Variadic, layer_types
