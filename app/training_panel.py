@@ -12,12 +12,25 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
                                QWidget)
 
 from layerloom.data import sources
-from layerloom.train.losses import NAMES as LOSS_NAMES
-from layerloom.train.metrics import NAMES as METRIC_NAMES
+from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
+from layerloom.train.metrics import NAMES as METRIC_NAMES, check_entry as check_metric_entry
 from layerloom.train.optimizers import OPTIMIZERS
 
 from .commands import SetSetupCmd, keep_mapping
 
+
+
+def loss_entry(name, old=None, **given):
+    """An output's loss entry for loss `name`: its declared parameters at their defaults, or
+    as `old` had them when it was the same loss (a weight, huber's delta), then `given`."""
+    old = old or {}
+    same = old.get("name") == name
+    entry = {"name": name, "weight": old.get("weight", 1.0),
+             "from_logits": old.get("from_logits", False) and same}
+    entry.update({p.name: old[p.name] if same and p.name in old else p.default
+                  for p in LOSS_KINDS[name].params})
+    entry.update(given)
+    return entry
 
 
 def dataset_choices():
@@ -308,7 +321,8 @@ class TrainingPanel(QWidget):
         if hasattr(self, "mapping_form"):
             self._load_mapping_rows()
         m = t.get("metrics", [])
-        self.metrics.setText(", ".join(m) if isinstance(m, list) else json.dumps(m))
+        plain = isinstance(m, list) and all(isinstance(v, str) for v in m)
+        self.metrics.setText(", ".join(m) if plain else json.dumps(m))
         self.epochs.setValue(t.get("epochs", 10))
         self.batch.setValue(t.get("batch_size", 32))
         self.summary.setText(self._summary()) if hasattr(self, "summary") else None
@@ -464,11 +478,8 @@ class TrainingPanel(QWidget):
         if combo.currentText() not in LOSS_NAMES:  # the placeholder
             return
         new = {k: dict(v) for k, v in self.doc.project.training.get("loss", {}).items()}
-        entry = {"name": combo.currentText(), "weight": float(weight.value()),
-                 "from_logits": new.get(output, {}).get("from_logits", False)}
-        if entry["name"] == "huber":
-            entry["delta"] = new.get(output, {}).get("delta", 1.0)
-        new[output] = entry
+        new[output] = loss_entry(combo.currentText(), new.get(output, {}),
+                                 weight=float(weight.value()))
         if self.doc.project.training.get("loss") != new:
             self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
 
@@ -476,23 +487,28 @@ class TrainingPanel(QWidget):
         name = self.loss.currentText()
         if name not in LOSS_NAMES:  # the placeholder
             return
-        new = {o: {"name": name, "weight": 1.0, "from_logits": False}
-               for o in self.doc.graph.outputs()}
-        if name == "huber":
-            for v in new.values():
-                v["delta"] = 1.0
+        new = {o: loss_entry(name) for o in self.doc.graph.outputs()}
         if self.doc.project.training.get("loss") != new:
             self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
 
     def _metrics_chosen(self):
-        names = [m.strip() for m in self.metrics.text().split(",") if m.strip()]
-        from layerloom.train.metrics import ALIASES
-        bad = [m for m in names if m not in METRIC_NAMES and m not in ALIASES]
-        if bad:
-            self.setup_error.setText(f"unknown metric {bad[0]!r}; expected "
-                                     + ", ".join(METRIC_NAMES))
+        """Names separated by commas, or JSON for metrics with parameters
+        ([{"name": "top_k_categorical_accuracy", "k": 3}]) or per output."""
+        text = self.metrics.text().strip()
+        try:
+            entries = json.loads(text) if text[:1] in "[{" and text else \
+                [m.strip() for m in text.split(",") if m.strip()]
+        except json.JSONDecodeError as e:
+            self.setup_error.setText(f"metrics: not JSON ({e.msg})")
             return
-        self._set_training("metrics", names)
+        per_output = entries if isinstance(entries, dict) else {None: entries}
+        for ms in per_output.values():
+            for i, m in enumerate(ms if isinstance(ms, list) else [ms]):
+                _, problems = check_metric_entry(m, f"metrics[{i}]")
+                if problems:
+                    self.setup_error.setText(str(problems[0]))
+                    return
+        self._set_training("metrics", entries)
 
     def _summary(self):
         p = self.doc.project
@@ -504,7 +520,8 @@ class TrainingPanel(QWidget):
         losses = sorted({v["name"] for v in t.get("loss", {}).values()}) or ["none"]
         metrics = t.get("metrics", [])
         if isinstance(metrics, dict):
-            metrics = sorted({m for ms in metrics.values() for m in ms})
+            metrics = [m for ms in metrics.values() for m in ms]
+        metrics = sorted({m.get("name") if isinstance(m, dict) else m for m in metrics})
         return (f"<b>Data</b> {data}<br><b>Optimizer</b> {opt.get('name')}"
                 + (f", learning rate {lr_text}" if lr_text is not None else "")
                 + f"<br><b>Loss</b> {', '.join(losses)}<br><b>Metrics</b> "

@@ -44,7 +44,8 @@ def test_loss_value_and_gradient(rt, ops, rng, name, from_logits, fused, rows, c
     if cols == 1 and name in ("sparse_categorical_crossentropy", "categorical_crossentropy",
                               "kl_divergence"):
         cols = 2
-    loss = Loss(name, weight=0.7, from_logits=from_logits, delta=0.6)
+    loss = Loss(name, weight=0.7, from_logits=from_logits,
+                **({"delta": 0.6} if name == "huber" else {}))
     z = rng.normal(size=(rows, cols))
     if fused or from_logits or name in ("mean_squared_error", "mean_absolute_error", "huber"):
         pred = REFERENCE[fused](z) if fused else z
@@ -98,6 +99,11 @@ def test_fused_cross_entropy_is_stable(rt, ops):
     ("recall", "binary_crossentropy", 1),
     ("auc", "binary_crossentropy", 1),
     ("auc", "binary_crossentropy", 4),
+    ({"name": "top_k_categorical_accuracy", "k": 2}, "categorical_crossentropy", 10),
+    ({"name": "sparse_top_k_categorical_accuracy", "k": 1}, "sparse_categorical_crossentropy", 7),
+    ({"name": "precision", "threshold": 0.3}, "binary_crossentropy", 3),
+    ({"name": "recall", "threshold": 0.8}, "binary_crossentropy", 2),
+    ({"name": "auc", "num_thresholds": 17}, "binary_crossentropy", 3),
 ])
 def test_metrics_accumulate_over_batches(rt, ops, rng, metric, loss, cols):
     lo = Loss(loss)
@@ -116,8 +122,14 @@ def test_metrics_accumulate_over_batches(rt, ops, rng, metric, loss, cols):
     got = m.finalize(list(vals[1:]), sum(batches))
     want = m.reference(np.concatenate(ps), np.concatenate(ts))
     assert np.isclose(got, want, rtol=1e-6, atol=1e-7), (got, want)
-    if metric == "auc":
+    if m.canon == "auc":
         assert 0.6 < got <= 1.0
+    if m.canon == "sparse_top_k_categorical_accuracy" and m.k == 1:  # top 1: accuracy
+        p, t = np.concatenate(ps), np.concatenate(ts)
+        assert np.isclose(got, (p.argmax(-1) == t).mean())
+    if m.canon == "precision" and isinstance(metric, dict):  # the threshold given, not 0.5
+        p, t = np.concatenate(ps), np.concatenate(ts)
+        assert np.isclose(got, ((p > 0.3) & (t > 0.5)).sum() / (p > 0.3).sum())
 
 
 class _FakeModel:

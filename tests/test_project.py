@@ -104,6 +104,21 @@ BAD = {
     "bad-lr": (lambda: _mutate(lambda d: d["training"]["optimizer"]["params"].update(
         learning_rate=-1)),
         "training.optimizer.params.learning_rate: expected a number > 0, got -1"),
+    # losses and metrics take the parameters they declare, no others
+    "huber-delta": (lambda: _mutate(lambda d: d["training"].update(
+        loss={"class": {"name": "huber", "delta": 0}})),
+        "training.loss.class.delta: expected a number > 0, got 0"),
+    "mse-delta": (lambda: _mutate(lambda d: d["training"].update(
+        loss={"class": {"name": "mse", "delta": 2}})),
+        "training.loss.class.delta: unknown parameter"),
+    "metric-k": (lambda: _mutate(lambda d: d["training"].update(
+        metrics=[{"name": "top_k_categorical_accuracy", "k": 0}])),
+        "training.metrics[0].k: expected an integer from 1 to 1000000, got 0"),
+    "metric-unknown-param": (lambda: _mutate(lambda d: d["training"].update(
+        metrics=["accuracy", {"name": "accuracy", "k": 3}])),
+        "training.metrics[1].k: unknown parameter"),
+    "metric-unknown": (lambda: _mutate(lambda d: d["training"].update(
+        metrics=[{"name": "f1"}])), "training.metrics[0].name: unknown metric 'f1'"),
     "zero-epochs": (lambda: _mutate(lambda d: d["training"].update(epochs=0)),
                     "training.epochs: expected an integer from 1"),
     "unknown-dataset": (lambda: _mutate(lambda d: d["dataset"].update(name="moonz")),

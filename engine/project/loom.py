@@ -10,11 +10,11 @@ import os
 
 from layerloom.data import sources
 from layerloom.train import callbacks as callbacks_mod, schedules
-from layerloom.core.errors import GraphError, ParamError, ProjectError, quote
+from layerloom.core.errors import GraphError, ProjectError, quote
 from layerloom.project.fileio import atomic_write_text
 from layerloom.core.graph import Edge, Graph
-from layerloom.train.losses import NAMES as LOSS_NAMES, canonical as canonical_loss
-from layerloom.train.metrics import ALIASES as METRIC_ALIASES, NAMES as METRIC_NAMES
+from layerloom.train.losses import check_entry as check_loss_entry
+from layerloom.train.metrics import check_entry as check_metric_entry
 from layerloom.train.optimizers import OPTIMIZERS
 from layerloom.core.params import Bool, Float, Int, validate_params
 from layerloom.core.registry import get_layer, layer_types
@@ -202,35 +202,10 @@ def parse_training(t, graph, problems, soft=None):
                 f"no output node {quote(o)}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
                 place))
             continue
-        if isinstance(spec, str):
-            spec = {"name": spec}
-        if not isinstance(spec, dict):
-            problems.append(ProjectError("expected a loss name or {\"name\", \"weight\", "
-                                         "\"from_logits\"}", place))
+        entry, perr = check_loss_entry(spec, place)
+        problems.extend(perr)
+        if entry is None:
             continue
-        name = canonical_loss(_name(spec.get("name")))
-        if name not in LOSS_NAMES:
-            problems.append(ProjectError(f"unknown loss {quote(spec.get('name'))}; expected one of "
-                                         f"{', '.join(LOSS_NAMES)}", f"{place}.name"))
-            continue
-        entry = {"name": name, "weight": 1.0, "from_logits": False}
-        if name == "huber":
-            entry["delta"] = 1.0
-        for key in spec:
-            if key not in ("name", "weight", "from_logits", "delta") or (
-                    key == "delta" and name != "huber"):
-                problems.append(ProjectError("unknown key", f"{place}.{key}"))
-        for key, decl in (("weight", Float("weight", 1.0, min=0.0)),
-                          ("from_logits", Bool("from_logits", False)),
-                          ("delta", Float("delta", 1.0, min=0.0, min_exclusive=True))):
-            if key in spec:
-                try:
-                    entry[key] = decl.validate(spec[key], f"{place}.{key}")
-                except ParamError as err:
-                    problems.append(err)
-        if entry["from_logits"] and "crossentropy" not in name:
-            problems.append(ProjectError(f"{name} has no from_logits form",
-                                         f"{place}.from_logits"))
         losses[o] = entry
     # every output without a loss, unless the loss section itself could not be read
     loss_unreadable = any(p.place and p.place.startswith("training.loss") for p in problems)
@@ -263,12 +238,10 @@ def parse_training(t, graph, problems, soft=None):
 def _check_metrics(metrics, place, problems):
     good = []
     for i, m in enumerate(metrics):
-        if isinstance(m, str) and (m in METRIC_NAMES or m in METRIC_ALIASES):
-            good.append(m)
-        else:
-            problems.append(ProjectError(f"unknown metric {quote(m)}; expected one of "
-                                         f"{', '.join(METRIC_NAMES + tuple(METRIC_ALIASES))}",
-                                         f"{place}[{i}]"))
+        entry, perr = check_metric_entry(m, f"{place}[{i}]")
+        problems.extend(perr)
+        if entry is not None:
+            good.append(entry)
     return good
 
 

@@ -1,27 +1,85 @@
 """Metrics, Keras names. `accuracy` picks sparse, categorical or binary from the loss as Keras
 does. Each metric owns `nslots` accumulators on the device that batches add into; the host
 reads them back only when it wants values and `finalize` turns them into the metric."""
+from dataclasses import dataclass
+
 import numpy as np
 
 from layerloom.core.errors import ProjectError, quote
+from layerloom.core.params import Float, Int, validate_params
 
-ALIASES = {"acc": "accuracy", "mae": "mean_absolute_error", "mse": "mean_squared_error",
-           "top_k": "top_k_categorical_accuracy"}
-NAMES = ("accuracy", "mean_absolute_error", "mean_squared_error", "top_k_categorical_accuracy",
-         "sparse_top_k_categorical_accuracy", "precision", "recall", "auc")
-TOP_K = 5
-AUC_THRESHOLDS = 200
+
+@dataclass(frozen=True)
+class MetricKind:
+    """A metric, declared once: its Keras name, aliases and parameters (validated in the
+    project file, where a metric is a name or {"name", its parameters})."""
+    name: str
+    help: str
+    params: tuple = ()
+    aliases: tuple = ()
+
+
+def _k():
+    return (Int("k", 5, min=1, max=1_000_000, help="A hit if the target is among the k "
+                "highest scores."),)
+
+
+def _threshold():
+    return (Float("threshold", 0.5, min=0.0, max=1.0, min_exclusive=True, max_exclusive=True,
+                  help="Predictions above it count as positive."),)
+
+
+KINDS = {k.name: k for k in (
+    MetricKind("accuracy", "Share of right predictions; sparse, categorical or binary as the "
+               "loss implies.", aliases=("acc",)),
+    MetricKind("mean_absolute_error", "Mean of absolute differences.", aliases=("mae",)),
+    MetricKind("mean_squared_error", "Mean of squared differences.", aliases=("mse",)),
+    MetricKind("top_k_categorical_accuracy", "Share of one-hot targets among the k highest "
+               "scores.", _k(), aliases=("top_k",)),
+    MetricKind("sparse_top_k_categorical_accuracy", "Share of class indices among the k "
+               "highest scores.", _k()),
+    MetricKind("precision", "True positives over predicted positives.", _threshold()),
+    MetricKind("recall", "True positives over actual positives.", _threshold()),
+    MetricKind("auc", "Area under the ROC curve, trapezoidal over thresholds.",
+               (Int("num_thresholds", 200, min=3, max=10_000,
+                    help="Thresholds from 0 to 1 the curve is sampled at."),)),
+)}
+NAMES = tuple(KINDS)
+ALIASES = {a: k.name for k in KINDS.values() for a in k.aliases}
+
+
+def check_entry(spec, place):
+    """(the metric entry as the file had it, problems): a name, or {"name", parameters}."""
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    kind = KINDS.get(ALIASES.get(name, name)) if isinstance(name, str) else None
+    if kind is None:
+        return None, [ProjectError(f"unknown metric {quote(name)}; expected one of "
+                                   f"{', '.join(NAMES + tuple(ALIASES))}",
+                                   f"{place}.name" if isinstance(spec, dict) else place)]
+    if isinstance(spec, dict):
+        _, problems = validate_params(kind.params, {k: v for k, v in spec.items()
+                                                    if k != "name"}, place)
+        return (spec if not problems else None), problems
+    return spec, []
 
 
 class Metric:
-    def __init__(self, name, loss, out_shape):
+    def __init__(self, spec, loss, out_shape):
+        """spec: a metric name, or {"name", parameters}."""
+        name = spec.get("name") if isinstance(spec, dict) else spec
         canon = ALIASES.get(name, name)
-        if canon not in NAMES:
+        if canon not in KINDS:
             raise ProjectError(f"unknown metric {quote(name)}; expected one of "
                                f"{', '.join(NAMES + tuple(ALIASES))}")
+        given = {k: v for k, v in spec.items() if k != "name"} if isinstance(spec, dict) else {}
+        values, problems = validate_params(KINDS[canon].params, given, f"metric {name}")
+        if problems:
+            raise problems[0]
         self.name = name  # history keys use the name the user wrote, as Keras does
         self.canon = canon
-        self.threshold = None
+        self.k = values.get("k")
+        self.num_thresholds = values.get("num_thresholds")
+        self.threshold = values.get("threshold")
         self.nslots = 1
         binary_threshold = 0.0 if loss.from_logits else 0.5
         if canon == "accuracy":
@@ -39,11 +97,12 @@ class Metric:
             self.sparse = canon.startswith("sparse") or loss.sparse is True
         elif canon in ("precision", "recall"):
             self.kernel = "binary_counts"
-            self.threshold = binary_threshold
+            if loss.from_logits:  # the threshold applies to probabilities: its logit
+                self.threshold = float(np.log(self.threshold / (1 - self.threshold)))
             self.nslots = 2
         elif canon == "auc":
             self.kernel = "auc_counts"
-            self.nslots = 4 * AUC_THRESHOLDS
+            self.nslots = 4 * self.num_thresholds
             if loss.from_logits:
                 raise ProjectError("auc needs probabilities; use from_logits: false with a "
                                    "sigmoid output")
@@ -52,7 +111,7 @@ class Metric:
 
     def enqueue(self, ops, pred, target, rows, cols, tmp, acc, slot):
         if self.kernel == "top_k":
-            ops.top_k(pred, target, rows, cols, TOP_K, self.sparse, tmp)
+            ops.top_k(pred, target, rows, cols, self.k, self.sparse, tmp)
             ops.reduce_sum(tmp, rows, acc, slot)
         elif self.kernel == "binary_counts":
             # slot: true positives; slot + 1: predicted (precision) or actual (recall) positives
@@ -60,7 +119,7 @@ class Metric:
                 ops.binary_counts(pred, target, rows, cols, self.threshold, which, tmp)
                 ops.reduce_sum(tmp, rows, acc, slot + k)
         elif self.kernel == "auc_counts":
-            ops.auc_counts(pred, target, rows * cols, AUC_THRESHOLDS, acc, slot)
+            ops.auc_counts(pred, target, rows * cols, self.num_thresholds, acc, slot)
         else:
             ops.metric(self.kernel, pred, target, rows, cols, tmp, threshold=self.threshold)
             ops.reduce_sum(tmp, rows, acc, slot)
@@ -69,7 +128,7 @@ class Metric:
         if self.kernel == "binary_counts":
             return vals[0] / vals[1] if vals[1] else 0.0
         if self.kernel == "auc_counts":
-            return _auc(np.asarray(vals, np.float64).reshape(AUC_THRESHOLDS, 4))
+            return _auc(np.asarray(vals, np.float64).reshape(self.num_thresholds, 4))
         return vals[0] / max(rows, 1)
 
     # -- float64 references (tests) -------------------------------------------------------------
@@ -85,16 +144,16 @@ class Metric:
         if self.kernel == "top_k":
             y = t.astype(int) if self.sparse else t.argmax(-1)
             target = np.take_along_axis(p, y[..., None], -1)
-            return ((p > target).sum(-1) < TOP_K).mean()
+            return ((p > target).sum(-1) < self.k).mean()
         if self.kernel == "binary_counts":
             pp, ap = p > self.threshold, t > 0.5
             denom = pp.sum() if self.canon == "precision" else ap.sum()
             return (pp & ap).sum() / denom if denom else 0.0
         if self.kernel == "auc_counts":
             counts = []
-            for i in range(AUC_THRESHOLDS):
-                thr = -1e-7 if i == 0 else 1 + 1e-7 if i == AUC_THRESHOLDS - 1 else \
-                    i / (AUC_THRESHOLDS - 1)
+            n = self.num_thresholds
+            for i in range(n):
+                thr = -1e-7 if i == 0 else 1 + 1e-7 if i == n - 1 else i / (n - 1)
                 pp, ap = p.ravel() > thr, t.ravel() > 0.5
                 counts.append([(pp & ap).sum(), (pp & ~ap).sum(), (~pp & ap).sum(),
                                (~pp & ~ap).sum()])
