@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np

@@ -176,11 +176,6 @@ def _probe_capabilities(device):
     return capabilities.of(device.platform, device)
 
 
-# OpenCL C scalar argument types the kernels take, as the driver names them
-SCALAR_TYPES = {"int": np.int32, "uint": np.uint32, "unsigned int": np.uint32,
-                "float": np.float32}
-
-
 def _has_kernel(prg, name):
     try:
         return name in prg.kernel_names.split(";")
@@ -222,10 +217,9 @@ class Runtime:
     def build_options(self):
         """Options of every program: OpenCL C 1.2, the language the kernels are written in (a
         compiler left to choose takes its newest 1.x; PoCL's and other vendors' differ), and
-        denormals flushed; argument info kept, for the kernels' argument types."""
+        denormals flushed."""
         std = ["-cl-std=CL1.2"] if opencl_c_version(self.device) >= (1, 2) else []
-        return std + ["-cl-denorms-are-zero", "-cl-kernel-arg-info"] + list(
-            self.extra_build_options)
+        return std + ["-cl-denorms-are-zero"] + list(self.extra_build_options)
 
     @property
     def name(self):
@@ -265,10 +259,9 @@ class Runtime:
             self._programs[key] = prg
         return prg
 
-    def kernel(self, files, name, defines=(), prelude=""):
-        """A kept cl.Kernel with its scalar argument types set from its signature in the .cl
-        source, as the compiler read it (kernel argument info). A program that lacks the
-        kernel (a cached binary from a build that crashed) is built afresh."""
+    def kernel(self, files, name, scalar_types, defines=(), prelude=""):
+        """A kept cl.Kernel with scalar argument types set (None for buffers). A program
+        that lacks the kernel (a cached binary from a build that crashed) is built afresh."""
         key = (tuple(files), name, tuple(defines), prelude)
         k = self._kernels.get(key)
         if k is None:
@@ -279,36 +272,10 @@ class Runtime:
                     raise DriverError(f"the build of {'+'.join(files)}.cl has no kernel "
                                       f"{name!r}", self.describe())
             k = self.cl.Kernel(prg, name)
-            types = self._signature(k, f"{'+'.join(files)}.cl")
-            k.set_scalar_arg_dtypes(types)
+            k.set_scalar_arg_dtypes(scalar_types)
             self._kernels[key] = k
-            self._types[id(k)] = types
+            self._types[id(k)] = scalar_types
         return k
-
-    def _signature(self, k, where):
-        """[None for a buffer or local memory, else the numpy type of the scalar] for each
-        argument of kernel k, from the argument info the program was built with."""
-        cl = self.cl
-        out = []
-        try:
-            for i in range(k.num_args):
-                space = k.get_arg_info(i, cl.kernel_arg_info.ADDRESS_QUALIFIER)
-                if space != cl.kernel_arg_address_qualifier.PRIVATE:
-                    out.append(None)
-                    continue
-                ctype = k.get_arg_info(i, cl.kernel_arg_info.TYPE_NAME).strip().rstrip("\0")
-                if ctype.endswith("*"):
-                    out.append(None)
-                elif ctype in SCALAR_TYPES:
-                    out.append(SCALAR_TYPES[ctype])
-                else:
-                    raise DriverError(f"kernel {k.function_name!r} of {where} takes a {ctype} "
-                                      f"(argument {i}); the ops pass int, uint or float",
-                                      self.describe())
-        except cl.Error as e:
-            raise DriverError(f"the driver gives no argument types for kernel "
-                              f"{k.function_name!r} of {where} ({e})", self.describe()) from None
-        return out
 
     def bind(self, k, args):
         """A copy of kept kernel k with its arguments set once, for a launch repeated with the
