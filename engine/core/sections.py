@@ -6,7 +6,7 @@ import difflib
 import json
 
 from layerloom.core.errors import ParamError, ProjectError, quote
-from layerloom.core.params import Param, _is_int
+from layerloom.core.params import Param, _is_int, validate_params
 
 
 def unknown_keys(d, known, place):
@@ -27,13 +27,19 @@ def check_section(decls, d, place):
     which must validate: a required key has a default its Param refuses)."""
     problems = unknown_keys(d, {p.name for p in decls}, place)
     for p in decls:
-        try:
-            p.validate(d.get(p.name, p.default), f"{place}.{p.name}")
-        except ParamError as e:
-            problems.append(e)
-        except SectionProblems as e:
-            problems.extend(e.problems)
+        problems += _problems(p, d.get(p.name, p.default), f"{place}.{p.name}")
     return problems
+
+
+def _problems(param, value, place):
+    """What param says of value: nothing, one ParamError, or a group's or map's several."""
+    try:
+        param.validate(value, place)
+    except ParamError as e:
+        return [e]
+    except SectionProblems as e:
+        return e.problems
+    return []
 
 
 class SectionProblems(Exception):
@@ -140,7 +146,6 @@ class Group(Param):
         if self.nearest:
             problems = check_section(self.decls, value, place)
         else:
-            from layerloom.core.params import validate_params
             _, problems = validate_params(self.decls, value, place)
         if problems:
             raise SectionProblems(problems)
@@ -162,14 +167,7 @@ class MapOf(Param):
     def validate(self, value, place):
         if not isinstance(value, dict) or (self.nonempty and not value):
             raise ParamError(f"expected {self.expected}", place)
-        problems = []
-        for k, v in value.items():
-            try:
-                self.value.validate(v, f"{place}.{k}")
-            except ParamError as e:
-                problems.append(e)
-            except SectionProblems as e:
-                problems.extend(e.problems)
+        problems = [e for k, v in value.items() for e in _problems(self.value, v, f"{place}.{k}")]
         if problems:
             raise SectionProblems(problems)
         return value
