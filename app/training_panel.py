@@ -1,12 +1,13 @@
-"""Training dock and live plots. fit() runs in a QThread; the engine's callbacks emit queued
-signals (batch logs are read back at most every 0.25 s by the engine), and the plots are
-updated on the GUI thread. Stop is cooperative: the current batch finishes, weights stay
-consistent. The graph is locked while training runs."""
+"""The training dock: the setup (dataset, optimizer, losses, array mapping, metrics, epochs,
+batch size, device) as undoable edits of the project, and run control (Start, Pause, Stop,
+Continue, progress). Training runs in a child process (train_worker.py, train_process.py);
+its batch and epoch logs arrive as queued signals and feed the Curves tab (curves.py). Stop
+is cooperative: the current batch finishes, weights stay consistent. The graph is locked
+while training runs."""
 import json
 import time
 
-import pyqtgraph as pg
-from PySide6.QtCore import Qt, QThread, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
@@ -17,6 +18,8 @@ from layerloom.train.metrics import NAMES as METRIC_NAMES, check_entry as check_
 from layerloom.train.optimizers import OPTIMIZERS
 
 from .commands import SetSetupCmd, keep_mapping
+from .curves import Curves
+from .train_worker import DeviceSurvey, TrainWorker, short_name
 
 
 
@@ -37,105 +40,6 @@ def dataset_choices():
     """The dataset box's entries from the source declarations: (source, name or None)."""
     return [(s.name, n) for s in sources.all_sources() if s.editor
             for n in (s.choices if s.editor == "named" else (None,))]
-
-
-class TrainWorker(QThread):
-    """Starts the training process (app/train_process.py) and turns its messages into
-    signals on the GUI thread. Stop and Pause are shared events the child checks after every
-    batch, so Pause holds the model between two batches and Stop leaves it consistent."""
-    sigBegin = Signal(int, int)
-    sigBatch = Signal(int, int, int, dict)
-    sigEpoch = Signal(dict)
-    sigDone = Signal(dict)
-    sigResults = Signal(object)
-    sigFailed = Signal(str)
-    sigStatus = Signal(str)
-
-    def __init__(self, project, epochs, batch_size, device, resume=None):
-        super().__init__()
-        from layerloom.project import loom as projectfile
-        self.project_dict, self.path = projectfile.to_dict(project), project.path
-        self.epochs, self.batch_size, self.device = epochs, batch_size, device
-        self.resume = resume  # (weights, training state bytes) of the run this continues
-        self.state = None  # the training state as the run left it
-        self.fitted = None  # normalisation and categories fitted on the training rows
-        self.weights = None  # {name: array} as the run left them
-        self.process = None
-        self._stop = self._pause = None
-
-    @property
-    def paused(self):
-        return self._pause is not None and self._pause.is_set()
-
-    def request_stop(self):
-        if self._stop is not None:
-            self._stop.set()
-
-    def set_paused(self, paused):
-        if self._pause is not None:
-            (self._pause.set if paused else self._pause.clear)()
-
-    def run(self):
-        import queue as queue_mod
-        from . import train_process
-        try:
-            self.process, q, self._stop, self._pause = train_process.start(
-                self.project_dict, self.path, self.epochs, self.batch_size, self.device,
-                self.resume)
-        except Exception as e:
-            self.sigFailed.emit(f"could not start training: {type(e).__name__}: {e}")
-            return
-        emit = {"begin": lambda v: self.sigBegin.emit(*v), "batch": lambda v: self.sigBatch.emit(*v),
-                "epoch": self.sigEpoch.emit, "done": self.sigDone.emit,
-                "results": self.sigResults.emit, "failed": self.sigFailed.emit,
-                "status": self.sigStatus.emit}
-        while True:
-            try:
-                kind, value = q.get(timeout=0.2)
-            except queue_mod.Empty:
-                if not self.process.is_alive():
-                    self.sigFailed.emit(f"the training process ended unexpectedly (exit code "
-                                        f"{self.process.exitcode}); the project is unchanged")
-                    break
-                continue
-            if kind == "end":
-                break
-            if kind == "fitted":
-                self.fitted = value
-                continue
-            if kind == "weights":
-                self.weights = value
-                continue
-            if kind == "state":
-                self.state = value
-                continue
-            emit[kind](value)
-        self.process.join(5)
-
-
-def short_name(choice):
-    """What the Device box's auto entry names: a GPU by its model, a CPU by its driver (one CPU
-    may have several: 'PoCL 3.1+debian (cpu)')."""
-    from layerloom.backend.runtime import device_kind
-    kind = device_kind(choice.dev)
-    if kind != "cpu":
-        return f"{choice.dev.name.strip()} ({kind})"
-    name = choice.plat.name.strip()
-    name = "PoCL" if name == "Portable Computing Language" else name
-    return f"{name} {choice.dev.driver_version.strip()} (cpu)"
-
-
-class DeviceSurvey(QThread):
-    """layerloom.backend.runtime.survey() off the GUI thread: the first time on a machine each device is
-    probed in a child process (seconds); afterwards it is read from the probe's cache."""
-    sigFound = Signal(object)
-
-    def run(self):
-        try:
-            from layerloom.backend.runtime import survey
-            self.sigFound.emit(survey(probe_all=True))
-        except Exception as e:  # no OpenCL at all
-            self.sigFound.emit(str(e) or type(e).__name__)
 
 
 class TrainingPanel(QWidget):
@@ -243,35 +147,9 @@ class TrainingPanel(QWidget):
         self.stop.clicked.connect(self.stop_training)
         self.pause.clicked.connect(self.toggle_pause)
 
-        # plots (their own dock; built here so one object owns the data)
-        pg.setConfigOptions(antialias=True, background="w", foreground="k", exitCleanup=False)
-        self.plots = pg.GraphicsLayoutWidget()
-        self.loss_plot = self.plots.addPlot(title="loss")
-        self.loss_plot.addLegend(offset=(-10, 10))
-        self.loss_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.loss_plot.setLabel("bottom", "epoch")
-        self.metric_plot = self.plots.addPlot(title="metrics")
-        self.metric_plot.addLegend(offset=(-10, 10))
-        self.metric_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.metric_plot.setLabel("bottom", "epoch")
-        for plot in (self.loss_plot, self.metric_plot):
-            plot.setXRange(0, max(1, self.epochs.value()))
-        self.loss_plot.setYRange(0, 1)
-        self.metric_plot.setYRange(0, 1)
-        self.hint = pg.TextItem("curves appear here while training runs", color="#888",
-                                anchor=(0.5, 0.5))
-        self.loss_plot.addItem(self.hint)
-        self.hint.setPos(max(1, self.epochs.value()) / 2, 0.5)
-        self.curves = {}
+        self.plots = Curves(self.epochs.value())
         self.last_history = self.last_weights = self.last_state = None  # of the latest run
-        self._dirty = set()
-        self._redraw = QTimer(self, singleShot=True, interval=250)
-        self._redraw.timeout.connect(self._flush_curves)
-        self.series = {}
-        self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
-        self.readout = pg.TextItem(color="k", anchor=(0, 1))
-        self.loss_plot.addItem(self.readout)
-        self.loss_plot.scene().sigMouseMoved.connect(self._hover)
+        self.log_scale.toggled.connect(lambda on: self.plots.loss_plot.setLogMode(y=on))
 
     # -- setup ----------------------------------------------------------------------------------
     def _devices_found(self, choices):
@@ -527,50 +405,6 @@ class TrainingPanel(QWidget):
                 + f"<br><b>Loss</b> {', '.join(losses)}<br><b>Metrics</b> "
                 + (", ".join(metrics) or "none"))
 
-    def _curve(self, key):
-        if key not in self.curves:
-            is_loss = key.endswith("loss")
-            plot = self.loss_plot if is_loss else self.metric_plot
-            colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-            color = colors[len([k for k in self.curves if k.endswith("loss") == is_loss]) % 6]
-            style = {"width": 2}
-            if key.startswith("val_"):
-                style["style"] = pg.QtCore.Qt.DashLine
-            # NOTE: no symbols: scatter symbols made each redraw 2-3x slower on the GUI thread
-            # and pushed event-loop gaps past 100 ms while training (bench/training_ui.py)
-            self.curves[key] = plot.plot([], [], pen=pg.mkPen(color, **style), name=key)
-            self.series[key] = ([], [])
-        return self.curves[key]
-
-    def _add_point(self, key, x, y):
-        """Series grow at once; curves are redrawn at most every 250 ms, so a burst of queued
-        updates (many short epochs) costs one redraw instead of one per point."""
-        self._curve(key)
-        xs, ys = self.series[key]
-        xs.append(x)
-        ys.append(y)
-        self._dirty.add(key)
-        if not self._redraw.isActive():
-            self._redraw.start()
-
-    def _flush_curves(self):
-        for key in self._dirty:
-            self.curves[key].setData(*self.series[key], skipFiniteCheck=True)
-        self._dirty.clear()
-
-    def _hover(self, pos):
-        vb = self.loss_plot.vb
-        if not self.loss_plot.sceneBoundingRect().contains(pos):
-            return
-        p = vb.mapSceneToView(pos)
-        parts = []
-        for key, (xs, ys) in self.series.items():
-            if xs:
-                i = min(range(len(xs)), key=lambda k: abs(xs[k] - p.x()))
-                parts.append(f"{key} {ys[i]:.4f}")
-        self.readout.setText(f"epoch {p.x():.2f}\n" + "\n".join(parts))
-        self.readout.setPos(p.x(), p.y())
-
     # -- control ----------------------------------------------------------------------------
     def continue_training(self):
         """Continue the stopped run exactly where it stopped (its weights, optimizer state,
@@ -589,13 +423,7 @@ class TrainingPanel(QWidget):
             self.sigLog.emit("Cannot train: " + "; ".join(e.lines()[:3]))
             self.status.setText("Fix the problems listed under Problems first.")
             return
-        self.hint.setVisible(False)
-        for plot in (self.loss_plot, self.metric_plot):
-            plot.enableAutoRange()
-        if resume is None:  # a resumed run goes on drawing the stopped run's curves
-            for c in self.curves.values():
-                c.setData([], [])
-            self.series = {k: ([], []) for k in self.series}
+        self.plots.begin(keep=resume is not None)  # a resumed run goes on drawing its curves
         self.doc.locked = True
         self.sigRunning.emit(True)
         self.continue_run.setEnabled(False)
@@ -644,18 +472,18 @@ class TrainingPanel(QWidget):
                             f"{logs['loss']:.4f}, about {left:.0f} s left")
         x = epoch - 1 + batch / num_batches
         for k, v in logs.items():
-            self._add_point(k, x, v)
+            self.plots.add_point(k, x, v)
 
     def _epoch(self, logs):
         for k, v in logs.items():
             if k.startswith("val_"):
-                self._add_point(k, logs["epoch"], v)
+                self.plots.add_point(k, logs["epoch"], v)
         self.sigLog.emit(f"Epoch {logs['epoch']}: " + "  ".join(
             f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "seconds"))
             + f"  ({logs['seconds']:.2f}s)")
 
     def _done(self, history):
-        self._flush_curves()
+        self.plots.flush()
         if "test" in history:
             self.sigLog.emit("Test: " + "  ".join(f"{k} {v:.4f}"
                                                   for k, v in history["test"].items()))

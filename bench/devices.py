@@ -12,7 +12,6 @@ PoCL where present, else the bundled one), and the issue's target: Intel's runti
 import argparse
 import json
 import os
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

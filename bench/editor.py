@@ -6,7 +6,6 @@ a full repaint of the window. Prints milliseconds; 100 ms is the bar for feeling
 """
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -5,7 +5,6 @@ epoch, accuracy computed as Layerloom does. Prints one JSON line with per-epoch 
     python bench/torch_reference.py mlp|cnn EPOCHS [--batches N]
 """
 import json
-import os
 import sys
 import time
 

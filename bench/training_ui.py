@@ -10,7 +10,6 @@ median, 99th percentile and worst gap in milliseconds; the issue's bar is 100 ms
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

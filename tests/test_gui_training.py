@@ -29,9 +29,9 @@ def test_training_plots_live_and_window_stays_responsive(win, qtbot):
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=120_000)
     timer.stop()
     assert not win.doc.locked and "Finished" in win.training.status.text()
-    xs, ys = win.training.series["loss"]
+    xs, ys = win.training.plots.series["loss"]
     assert len(xs) >= 4 and ys[-1] < ys[0]
-    assert len(win.training.series["val_accuracy"][0]) == 4
+    assert len(win.training.plots.series["val_accuracy"][0]) == 4
     assert "Epoch 4:" in win.log.toPlainText() and "Test:" in win.log.toPlainText()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert len(ticks) > 20 and max(gaps) < 0.25, max(gaps)
@@ -42,7 +42,7 @@ def start_spirals(win, qtbot, epochs):
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.training.epochs.setValue(epochs)
     win.training.start_training()
-    qtbot.waitUntil(lambda: len(win.training.series.get("loss", ([], []))[0]) > 0,
+    qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
                     timeout=120_000)
 
 
@@ -67,11 +67,11 @@ def test_pause_and_resume(win, qtbot):
     win.training.toggle_pause()
     time.sleep(0.5)
     qtbot.wait(300)
-    n = len(win.training.series["loss"][0])
+    n = len(win.training.plots.series["loss"][0])
     qtbot.wait(800)
-    assert len(win.training.series["loss"][0]) <= n + 1  # held between batches
+    assert len(win.training.plots.series["loss"][0]) <= n + 1  # held between batches
     win.training.toggle_pause()
-    qtbot.waitUntil(lambda: len(win.training.series["loss"][0]) > n + 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(win.training.plots.series["loss"][0]) > n + 1, timeout=60_000)
     win.training.stop_training()
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
 
@@ -109,7 +109,7 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     tp.start.click()
     qtbot.waitUntil(lambda: tp.worker is None, timeout=120_000)
     assert tp.last_history["epochs"][-1]["accuracy"] > 0.8
-    assert len(tp.series["loss"][0]) >= 8
+    assert len(tp.plots.series["loss"][0]) >= 8
     # setup changes are undoable like graph edits
     win.doc.undo.undo()
     assert win.doc.project.training["epochs"] != 8 and tp.epochs.value() != 8

@@ -1,0 +1,85 @@
+"""The Curves tab: loss and metric curves plotted live while training runs (batch read-outs,
+validation per epoch), redrawn at most every 250 ms, with a hover read-out."""
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+
+
+class Curves(pg.GraphicsLayoutWidget):
+    def __init__(self, epochs):
+        pg.setConfigOptions(antialias=True, background="w", foreground="k", exitCleanup=False)
+        super().__init__()
+        self.loss_plot = self.addPlot(title="loss")
+        self.metric_plot = self.addPlot(title="metrics")
+        for plot in (self.loss_plot, self.metric_plot):
+            plot.addLegend(offset=(-10, 10))
+            plot.showGrid(x=True, y=True, alpha=0.3)
+            plot.setLabel("bottom", "epoch")
+            plot.setXRange(0, max(1, epochs))
+            plot.setYRange(0, 1)
+        self.hint = pg.TextItem("curves appear here while training runs", color="#888",
+                                anchor=(0.5, 0.5))
+        self.loss_plot.addItem(self.hint)
+        self.hint.setPos(max(1, epochs) / 2, 0.5)
+        self.curves = {}
+        self.series = {}
+        self._dirty = set()
+        self._redraw = QTimer(self, singleShot=True, interval=250)
+        self._redraw.timeout.connect(self.flush)
+        self.readout = pg.TextItem(color="k", anchor=(0, 1))
+        self.loss_plot.addItem(self.readout)
+        self.loss_plot.scene().sigMouseMoved.connect(self._hover)
+
+    def begin(self, keep=False):
+        """A run starts: the hint goes, the axes follow the data; keep: go on drawing the
+        curves so far (a resumed run), else they start empty."""
+        self.hint.setVisible(False)
+        for plot in (self.loss_plot, self.metric_plot):
+            plot.enableAutoRange()
+        if not keep:
+            for c in self.curves.values():
+                c.setData([], [])
+            self.series = {k: ([], []) for k in self.series}
+
+    def curve(self, key):
+        if key not in self.curves:
+            is_loss = key.endswith("loss")
+            plot = self.loss_plot if is_loss else self.metric_plot
+            colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+            color = colors[len([k for k in self.curves if k.endswith("loss") == is_loss]) % 6]
+            style = {"width": 2}
+            if key.startswith("val_"):
+                style["style"] = pg.QtCore.Qt.DashLine
+            # NOTE: no symbols: scatter symbols made each redraw 2-3x slower on the GUI thread
+            # and pushed event-loop gaps past 100 ms while training (bench/training_ui.py)
+            self.curves[key] = plot.plot([], [], pen=pg.mkPen(color, **style), name=key)
+            self.series[key] = ([], [])
+        return self.curves[key]
+
+    def add_point(self, key, x, y):
+        """Series grow at once; curves are redrawn at most every 250 ms, so a burst of queued
+        updates (many short epochs) costs one redraw instead of one per point."""
+        self.curve(key)
+        xs, ys = self.series[key]
+        xs.append(x)
+        ys.append(y)
+        self._dirty.add(key)
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def flush(self):
+        for key in self._dirty:
+            self.curves[key].setData(*self.series[key], skipFiniteCheck=True)
+        self._dirty.clear()
+
+    def _hover(self, pos):
+        vb = self.loss_plot.vb
+        if not self.loss_plot.sceneBoundingRect().contains(pos):
+            return
+        p = vb.mapSceneToView(pos)
+        parts = []
+        for key, (xs, ys) in self.series.items():
+            if xs:
+                i = min(range(len(xs)), key=lambda k: abs(xs[k] - p.x()))
+                parts.append(f"{key} {ys[i]:.4f}")
+        self.readout.setText(f"epoch {p.x():.2f}\n" + "\n".join(parts))
+        self.readout.setPos(p.x(), p.y())
