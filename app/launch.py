@@ -11,15 +11,27 @@ class Terminated(BaseException):
     """SIGTERM outside training (which stops after its batch instead): exit 143."""
 
 
+# the signals already turned into an exception: one is enough. A second Ctrl-C while the first
+# unwinds the imports would land in the import machinery's cleanup ("Exception ignored in ...
+# _ModuleLock"), or in the except block that reports the first, and the process would die by
+# SIGINT instead of exiting 130. Setting SIG_IGN alone is not enough: two signals close together
+# can both be pending when Python runs its handlers.
+_stopping = []
+
+
+def _stop_once(signum, exc):
+    signal.signal(signum, signal.SIG_IGN)
+    if not _stopping:
+        _stopping.append(signum)
+        raise exc
+
+
 def _terminated(signum, frame):
-    raise Terminated()
+    _stop_once(signum, Terminated())
 
 
 def _interrupted(signum, frame):
-    # a second Ctrl-C while the first unwinds the imports would land in the import machinery's
-    # cleanup ("Exception ignored in ... _ModuleLock"): one is enough
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    _stop_once(signum, KeyboardInterrupt())
 
 
 def main():

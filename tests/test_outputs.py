@@ -210,3 +210,16 @@ def test_kills_and_a_full_disk_during_save_never_truncate_the_backup(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], preexec_fn=_limit_file_size(1 << 20))
     assert r.returncode == 3
     assert {f: open(f, "rb").read() for f in (path, path + ".bak")} == before
+
+
+def test_a_second_start_up_signal_does_not_raise_again(monkeypatch):
+    """Two Ctrl-Cs close together can both reach Python's handler (the second arrives while the
+    first is being handled): the second must not raise a KeyboardInterrupt out of the except
+    block that reports the first, or the process dies by SIGINT (-2) instead of exiting 130."""
+    from layerloom.app import launch
+    monkeypatch.setattr(launch.signal, "signal", lambda *a: None)
+    monkeypatch.setattr(launch, "_stopping", [])
+    with pytest.raises(KeyboardInterrupt):
+        launch._interrupted(signal.SIGINT, None)
+    launch._interrupted(signal.SIGINT, None)
+    launch._terminated(signal.SIGTERM, None)
