@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 
-from layerloom.backend.gemm import CPU_TYPES  # noqa: E402
+from layerloom.backend.signatures import parse  # noqa: E402
 from layerloom.backend.ops import Ops  # noqa: E402
 from layerloom.backend.runtime import Runtime  # noqa: E402
 
@@ -82,7 +82,7 @@ def main(argv=None):
     ops = Ops(rt)
     rng = np.random.default_rng(0)
     empty_k = rt.cl.Program(rt.ctx, EMPTY).build().empty
-    empty_k.set_scalar_arg_dtypes(CPU_TYPES)
+    empty_k.set_scalar_arg_dtypes(parse(EMPTY)["empty"])
     rows = []
     print(f"device: {rt.describe()}   numpy: {np.__version__}   cpu: {platform.processor() or platform.machine()}")
     print(f"{'shape':28s} {'Layerloom GF/s':>15s} {'numpy GF/s':>11s} {'ratio':>7s} "

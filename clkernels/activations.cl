@@ -55,7 +55,7 @@ inline T NAME_GRAD(const int a, const T x, const T y) {                         
 // registers warns that such functions change the ABI, and PoCL 3.0 can then crash (float16
 // on AMD Zen 4, which its LLVM 14 compiles for as znver3, without AVX-512).
 #ifndef EW
-#error "EW (the elementwise vector width) is defined by the engine (engine/ops.py)"
+#error "EW (the elementwise vector width) is defined by the engine (engine/backend/ops.py)"
 #endif
 DEFINE_ACTIVATIONS(float, act_fwd, act_grad)
 #if EW == 4 || defined(VW)

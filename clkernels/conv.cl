@@ -7,6 +7,11 @@
 // shape): the index divisions then become multiplications, which made these kernels 3-8x
 // faster on PoCL. Without GEOM the runtime arguments are used.
 #ifdef GEOM
+#if !defined(GH) || !defined(GW) || !defined(GC) || !defined(GOH) || !defined(GOW) || \
+    !defined(GKH) || !defined(GKW) || !defined(GSH) || !defined(GSW) || !defined(GDH) || \
+    !defined(GDW) || !defined(GPT) || !defined(GPL)
+#error "GEOM needs every one of GH .. GPL (engine/backend/conv_ops.py)"
+#endif
 #define gH GH
 #define gW GW
 #define gC GC

@@ -4,6 +4,9 @@
 // copies: dX = dY . W^T (TRANS_B), dW = X^T . dY (TRANS_A). (i0, j0) offsets the sub-block
 // computed: (M, N) is its size, so the CPU path can hand the ragged edges to this kernel.
 // A_AT, B_AT: gemm_operands.cl.
+#if !defined(TM) || !defined(TN)
+#error "TM and TN (the register tile) are defined by the engine (engine/backend/gemm.py)"
+#endif
 
 __kernel void gemm(const int M, const int N, const int K, const int bi, const int bj,
                    __global const float* restrict A, const int lda,

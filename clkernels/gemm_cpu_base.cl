@@ -11,6 +11,12 @@
 // per variant. With the offsets, a kernel can compute a block of a larger C (ldc its width).
 // NOTE: plain a*b+c, not fma(): on PoCL 3.0 fma() compiled to code half as fast.
 
+#if !defined(VW) || (VW != 4 && VW != 8 && VW != 16)
+#error "VW (4, 8 or 16) is defined by the engine (engine/backend/gemm.py)"
+#endif
+#if !defined(MR) || (MR != 4 && MR != 6 && MR != 8)
+#error "MR (4, 6 or 8) is defined by the engine (engine/backend/gemm.py)"
+#endif
 #define VT CAT(float, VW)
 // vector loads and stores from scalars (vector.cl): o counts vectors from p
 #define VLOAD(o, p) CAT(VLOAD, VW)((p) + VW * (o))

@@ -8,6 +8,11 @@
 // Global size (ceil(N / TS) * TS, ceil(M / TS) * TS / WPT), local size (TS, TS / WPT).
 // A_AT, B_AT: gemm_operands.cl.
 
+#if !defined(TS) || !defined(WPT)
+#error "TS and WPT (the tile) are defined by the engine (engine/backend/gemm.py)"
+#elif TS % WPT != 0
+#error "WPT must divide TS"
+#endif
 #define RTS (TS / WPT)
 
 __kernel __attribute__((reqd_work_group_size(TS, RTS, 1)))

@@ -4,6 +4,9 @@
 // Outputs narrower than a register tile (NN < 2VW columns, compile-time: a classifier's 10,
 // the ragged right strip of a wider product): MR rows x one vector (two when NN > VW) per
 // work-item, the lanes past NN never stored. Global (ceil(M / MR)).
+#if !defined(NN) || NN < 1 || NN >= 2 * VW
+#error "NN (1 .. 2 VW - 1 output columns) is defined by the engine (engine/backend/gemm.py)"
+#endif
 #define NV (NN > VW ? 2 : 1)  // vectors per row
 #define N1 (NN < VW ? NN : VW)  // columns in the first
 #define NB_LANE_(p, o, l) ((o) + (l) < NN ? (p)[(o) + (l)] : 0.0f)  // column o + l of B's row

@@ -143,13 +143,13 @@ def test_transpose_into_panels(rt, ops, rng, rows, cols, pw):
     pw of its rows, each cols x pw, one after another (pw = rows: the plain transpose). Whole
     8 x 8 blocks store float8 columns when pw keeps them aligned, others lane by lane; the
     ragged edges and a partial last panel element by element."""
-    from layerloom.backend.cltypes import cdiv, i32
+    from layerloom.backend.grid import cdiv
     pw = rows if pw == "rows" else pw
     x = rng.standard_normal((rows, cols))
     xoff = 5
     npanels = cdiv(rows, pw)
     out = to_dev(rt, np.full(npanels * cols * pw, 99.0))
-    k = ops._k("elementwise", "transpose", [None, None, i32, i32, i32, i32])
+    k = ops._k("elementwise", "transpose")
     k(rt.queue, (cdiv(cols, 8), cdiv(rows, 8)), None,
       to_dev(rt, np.concatenate([np.zeros(xoff), x.ravel()])), out, rows, cols, xoff, pw)
     want = np.full((npanels, cols, pw), 99.0)

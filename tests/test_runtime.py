@@ -9,7 +9,6 @@ from layerloom.core.errors import DriverError
 
 def test_programs_build_as_opencl_c_1_2(rt):
     """An OpenCL C 2.0 built-in is not there: a kernel that needs it does not build."""
-    cl = rt.cl
     assert "-cl-std=CL1.2" in rt.build_options()
     src = "__kernel void k(__global int* a) { a[0] = work_group_reduce_add(a[0]); }\n"
     with pytest.raises(DriverError) as e:
@@ -52,7 +51,7 @@ def test_a_cached_build_without_the_kernel_is_built_afresh(rt, monkeypatch):
         return real(src, options, what)
     monkeypatch.setattr(fresh, "build_source", stale_first)
     src = "__kernel void wanted(__global float* a) { a[0] = 2.0f; }\n"
-    k = fresh.kernel(("vector",), "wanted", [None], prelude=src)
+    k = fresh.kernel(("vector",), "wanted", prelude=src)
     assert k.function_name == "wanted" and len(calls) == 2
     assert any(o.startswith("-DLAYERLOOM_FRESH_BUILD=") for o in calls[1])
 
@@ -64,7 +63,7 @@ def test_a_build_that_keeps_lacking_the_kernel_is_a_driver_error(rt, monkeypatch
     monkeypatch.setattr(fresh, "build_source", lambda src, options, what: real(
         "__kernel void other(__global float* a) { a[0] = 1.0f; }\n", [], what))
     with pytest.raises(DriverError, match="has no kernel 'wanted'"):
-        fresh.kernel(("vector",), "wanted", [None], prelude="")
+        fresh.kernel(("vector",), "wanted", prelude="")
 
 
 def build_with_activations(rt, ew, vw, body):

@@ -1,12 +1,10 @@
 """Convolution and pooling ops (NHWC): im2col/col2im around the GEMM, max and average pooling,
 global pooling, with the geometry compiled into conv.cl where it is known. A mixin of Ops
 (engine/backend/ops.py), whose kernel lookup (_k), fill, grid padding (_padded) and queue it uses."""
-from layerloom.backend.cltypes import cdiv, i32
+from layerloom.backend.grid import cdiv
 
 
 class ConvOps:
-    _GEOM = [i32] * 13
-
     _GEOM_NAMES = ("H", "W", "C", "OH", "OW", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL")
 
     @classmethod
@@ -15,8 +13,8 @@ class ConvOps:
         g = tuple(g) if len(g) == 13 else tuple(g[:9]) + (1, 1) + tuple(g[9:])
         return ("GEOM",) + tuple(f"G{k}={int(v)}" for k, v in zip(cls._GEOM_NAMES, g))
 
-    def _conv_k(self, name, types, g):
-        return self._k("conv", name, types, self._geom_defines(g))
+    def _conv_k(self, name, g):
+        return self._k("conv", name, self._geom_defines(g))
 
     def im2col(self, x, cols, n, g):
         """g: (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)."""
@@ -30,20 +28,20 @@ class ConvOps:
                 l0 = 4 if chunks % 4 == 0 else 2 if chunks % 2 == 0 else 1
                 local = (l0, 64 // l0)
                 grid = (chunks, cdiv(rows, local[1]) * local[1])
-            self._conv_k("im2col8", [None, None, i32], g)(self.q, grid, local, x, cols, rows)
+            self._conv_k("im2col8", g)(self.q, grid, local, x, cols, rows)
         elif n:
-            self._conv_k("im2col", [None, None] + self._GEOM, g)(
+            self._conv_k("im2col", g)(
                 self.q, (KH * KW * C, n * OH * OW), None, x, cols, *g)
 
     def col2im(self, dcols, dx, n, g, accumulate=False):
         H, W, C = g[:3]
         if n and C % 8 == 0:
             items = n * H * W * C // 8  # in work-groups of 64: ~15% faster than PoCL's pick
-            self._conv_k("col2im8", [None, None, i32, i32], g)(
+            self._conv_k("col2im8", g)(
                 self.q, *self._padded(items, 64), dcols, dx, int(accumulate), items)
             return
         if n:
-            self._conv_k("col2im", [None, None] + self._GEOM + [i32], g)(
+            self._conv_k("col2im", g)(
                 self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))
 
     @staticmethod
@@ -57,14 +55,14 @@ class ConvOps:
         H, W, C, OH, OW = g[:5]
         if n and arg is not None and self._tiled_windows(g, avg):
             if C % 8 == 0:
-                self._conv_k("max_pool_forward_tiled8", [None, None, None], g)(
+                self._conv_k("max_pool_forward_tiled8", g)(
                     self.q, (n * OH * OW * C // 8,), None, x, y, arg)
             else:
-                self._conv_k("max_pool_forward_tiled", [None, None, None], g)(
+                self._conv_k("max_pool_forward_tiled", g)(
                     self.q, (n * OH * OW * C,), None, x, y, arg)
             return
         if n:
-            self._conv_k("pool_forward", [None, None, None] + [i32] * 12, g)(
+            self._conv_k("pool_forward", g)(
                 self.q, (n * OH * OW * C,), None, x, y, self._or_dummy(arg),
                 *g, int(avg))
 
@@ -76,21 +74,21 @@ class ConvOps:
                 self.fill(dx, n * H * W * C)  # rows/columns no window covers
             name, per = (("max_pool_backward_tiled8", 8) if C % 8 == 0 else
                          ("max_pool_backward_tiled", 1))
-            self._conv_k(name, [None, None, None, i32], g)(
+            self._conv_k(name, g)(
                 self.q, (n * OH * OW * C // per,), None, dy, arg, dx, int(accumulate))
             return
         if n:
-            self._conv_k("pool_backward", [None, None, None] + [i32] * 13, g)(
+            self._conv_k("pool_backward", g)(
                 self.q, (n * H * W * C,), None, dy, self._or_dummy(arg), dx,
                 *g, int(avg), int(accumulate))
 
     def global_pool_forward(self, x, y, arg, n, S, C, avg):
         if n:
-            self._k("conv", "global_pool_forward", [None, None, None, i32, i32])(
+            self._k("conv", "global_pool_forward")(
                 self.q, (C, n), None, x, y, self._or_dummy(arg), S, int(avg))
 
     def global_pool_backward(self, dy, arg, dx, n, S, C, avg, accumulate=False):
         if n:
-            self._k("conv", "global_pool_backward", [None, None, None, i32, i32, i32, i32])(
+            self._k("conv", "global_pool_backward")(
                 self.q, (n * S * C,), None, dy, self._or_dummy(arg), dx, S, C,
                 int(avg), int(accumulate))

@@ -4,7 +4,7 @@ helpers, GPUs gemm_local.cl's local-memory tiles, and gemm.cl's portable kernel 
 neither does. A mixin of Ops (engine/backend/ops.py), whose kernel lookup (_k), scratch buffers and
 queue it uses."""
 from layerloom.core.activations import ACT_ID
-from layerloom.backend.cltypes import cdiv, i32
+from layerloom.backend.grid import cdiv
 
 TM, TN = 4, 4  # the portable kernel's register tile
 GEMM_PLANS = 2048  # planned GEMM calls kept per Ops (a recurrent layer plans one per time step)
@@ -20,11 +20,6 @@ def transpose_b_first(M, N, K):
     return M >= 96 or M >= 4 * N or K <= 128
 
 CPU_ROWS = {16: 8, 8: 6, 4: 4}  # register tile rows (MR) per vector width
-
-# gemm_cpu_base.cl's GEMM_PARAMS: M, N, K, A, lda, B, ldb, C, ldc, bias, accumulate, aoff, boff,
-# coff, trans_a, act, bias_at
-CPU_TYPES = [i32, i32, i32, None, i32, None, i32, None, i32, None, i32, i32, i32, i32, i32, i32,
-             i32]
 
 
 def local_gemm_tile(device):
@@ -119,7 +114,7 @@ class GemmOps:
             pw = 2 * vw if N >= 2 * vw and not split_k else N
             panels = pw != N
             bt = self._scratch("gemm_bt", 4 * K * cdiv(N, pw) * pw)
-            self._enq(self._k("elementwise", "transpose", [None, None, i32, i32, i32, i32]),
+            self._enq(self._k("elementwise", "transpose"),
                       (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off, pw)
             B, b_off, trans_b = bt, 0, False
         ldb = 2 * vw if panels else K if trans_b else N
@@ -157,7 +152,7 @@ class GemmOps:
             # row tiles per work-item: enough work-items for the cores, each gathering its
             # columns of B^T once for as many tiles as it can
             rows = max(1, grid[0] * grid[1] // (4 * self.rt.device.max_compute_units))
-            self._enq(self._cpu_k("gemm_tile_bt", CPU_TYPES + [i32]),
+            self._enq(self._cpu_k("gemm_tile_bt"),
                       (grid[0], cdiv(grid[1], rows)), (1, 1), *args(), rows)
         elif trans_b:
             self._enq(self._cpu_k("gemm_nt"), grid, (1, 1), *args())
@@ -169,9 +164,9 @@ class GemmOps:
             b, ldb_t, boff = B, ldb, b_off
             if packed and not panels:
                 b, ldb_t, boff = self._scratch("gemm_panels", 4 * K * n_full), tn, 0
-                self._enq(self._cpu_k("pack_panels", [None, None, i32, i32, i32]),
+                self._enq(self._cpu_k("pack_panels"),
                           (n_full // tn, K), None, B, b, K, ldb, b_off)
-            self._enq(self._cpu_k("gemm_tile", CPU_TYPES + [i32]),
+            self._enq(self._cpu_k("gemm_tile"),
                       grid[::-1] if packed else grid, (1, 1),
                       *args(b=b, ldb=ldb_t, boff=boff), int(packed))
         if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels (B's last,
@@ -183,25 +178,24 @@ class GemmOps:
         if m_tiles < M:  # bottom strip under gemm_nt, whole-tile columns
             portable(m_full, 0, M - m_full, n_full)
 
-    def _cpu_k(self, name, types=CPU_TYPES, defines=()):
+    def _cpu_k(self, name, defines=()):
         """A CPU GEMM kernel: the narrow ones (defines NN=) from gemm_narrow.cl, a small
         program per width, the others from gemm_cpu.cl, one program."""
         vw, mr = self.cpu_tile
         file = "gemm_narrow" if name.startswith("gemm_narrow") else "gemm_cpu"
-        return self._k(("gemm_cpu_base", file), name, types, (f"VW={vw}", f"MR={mr}") + defines)
+        return self._k(("gemm_cpu_base", file), name, (f"VW={vw}", f"MR={mr}") + defines)
 
-    def _compiled(self, name, types, trans_a, trans_b, act, has_bias, tile):
+    def _compiled(self, name, trans_a, trans_b, act, has_bias, tile):
         """Kernel `name` of the GEMMs with transposes, activation and bias compiled in (gemm.cl,
         gemm_local.cl; their operand addressing in gemm_operands.cl)."""
-        return self._k(("gemm_operands", name), name, types,
+        return self._k(("gemm_operands", name), name,
                        (f"TRANS_A={int(trans_a)}", f"TRANS_B={int(trans_b)}",
                         f"ACT={ACT_ID[act]}", f"HAS_BIAS={int(has_bias)}") + tile)
 
     def _gemm_local(self, M, N, K, A, B, C, trans_a, trans_b, bias, act, accumulate, offs):
         """gemm_local.cl (GPUs): the whole product, ragged edges included, in one launch."""
         ts, wpt = self.local_tile
-        k = self._compiled("gemm_local", [i32, i32, i32, None, i32, None, i32, None, i32, None,
-                                          i32, i32, i32, i32], trans_a, trans_b, act,
+        k = self._compiled("gemm_local", trans_a, trans_b, act,
                            bias is not None, (f"TS={ts}", f"WPT={wpt}"))
         self._enq(k, (cdiv(N, ts) * ts, cdiv(M, ts) * (ts // wpt)), (ts, ts // wpt), M, N, K,
                   A, M if trans_a else K, B, K if trans_b else N, C, N, self._or_dummy(bias),
@@ -217,7 +211,7 @@ class GemmOps:
             name, grid = "gemm_narrow_ta", (M // vw,)
         else:
             name, grid = "gemm_narrow_tile", (cdiv(M, mr),)
-        self._enq(self._cpu_k(name, CPU_TYPES, (f"NN={n}",)), grid, (1,), *args)
+        self._enq(self._cpu_k(name, (f"NN={n}",)), grid, (1,), *args)
 
     def _gemm_split_k(self, args):
         """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
@@ -229,20 +223,18 @@ class GemmOps:
         vw, mr = self.cpu_tile
         part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, -1,
                      parts, KC)
-        types = CPU_TYPES + [None, i32]
         if N % (2 * vw) == 0:  # whole register tiles across N
-            self._enq(self._cpu_k("gemm_tile_split_k", types),
+            self._enq(self._cpu_k("gemm_tile_split_k"),
                       (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
         else:
-            self._enq(self._cpu_k("gemm_split_k", types), (N, M, P), None, *part_args)
+            self._enq(self._cpu_k("gemm_split_k"), (N, M, P), None, *part_args)
         self._sum_parts(parts, P, M * N, C, bias, N if bias_at >= 0 else 0, act, acc, c_off)
 
     def _gemm_portable(self, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs,
                        trans_a, trans_b, act, has_bias):
         """The portable kernel (gemm.cl) on the sub-block starting at row i0, column j0; the
         transposes, activation and bias flag are compiled in."""
-        k = self._compiled("gemm", [i32] * 5 + [None, i32, None, i32, None, i32, None, i32, i32,
-                                                i32, i32], trans_a, trans_b, act, has_bias,
+        k = self._compiled("gemm", trans_a, trans_b, act, has_bias,
                            (f"TM={TM}", f"TN={TN}"))
         self._enq(k, (cdiv(n, TN), cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
                   bias, acc, *offs)

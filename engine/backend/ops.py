@@ -3,7 +3,7 @@ losses, metrics and optimizers call these; nothing here waits for the device."""
 import numpy as np
 
 from layerloom.core.activations import ACT_ID, NEEDS_INPUT, ROW_WISE, cl_prelude
-from layerloom.backend.cltypes import cdiv, f32, i32, u32
+from layerloom.backend.grid import cdiv
 from layerloom.backend.conv_ops import ConvOps
 from layerloom.backend.gemm import GemmOps
 
@@ -51,12 +51,12 @@ class Ops(GemmOps, ConvOps):
     LIBRARY = ("conv", "dropout", "elementwise", "embedding", "losses", "merge", "metrics",
                "norm", "optimizers", "rnn", "shape")
 
-    def _k(self, file, name, types, defines=()):
+    def _k(self, file, name, defines=()):
         """Kernel `name` from clkernels/<file>.cl (or from the files of a tuple, in order)."""
         # every program starts with the vector macros and the activation ids and functions
         body = self.LIBRARY if not defines and file in self.LIBRARY else \
             file if isinstance(file, tuple) else (file,)
-        return self.rt.kernel(("vector", "activations") + body, name, types, defines,
+        return self.rt.kernel(("vector", "activations") + body, name, defines,
                               prelude=self._prelude)
 
     # Fixed work-group sizes on CPUs. PoCL compiles a work-group function per kernel and
@@ -82,12 +82,11 @@ class Ops(GemmOps, ConvOps):
         """(global, local) for a kernel on blocks of EW rows (vector.cl RB_START)."""
         return self._padded(cdiv(rows, self.ew), self.WG_ROWS)
 
-    def _ew(self, file, name, types, n, *args):
+    def _ew(self, file, name, n, *args):
         """An EW_BODY kernel (vector.cl) over n elements: EW per work-item, n its last
         argument."""
         if n:
-            self._k(file, name, types + [i32])(self.q, *self._padded(cdiv(n, self.ew),
-                                                                      self.WG_EW), *args, n)
+            self._k(file, name)(self.q, *self._padded(cdiv(n, self.ew), self.WG_EW), *args, n)
 
     def _scratch(self, name, nbytes):
         """A device buffer reused by every call (the queue is in order, so a kernel is done
@@ -99,8 +98,7 @@ class Ops(GemmOps, ConvOps):
         return buf
 
     def _sum_parts(self, parts, P, n, out, bias, bias_n, act_id, acc, ooff=0):
-        self._enq(self._k("elementwise", "sum_parts",
-                          [None, i32, i32, None, None, i32, i32, i32, i32]),
+        self._enq(self._k("elementwise", "sum_parts"),
                   (n,), None, parts, P, n, out, bias, bias_n, act_id, acc, ooff)
 
     def _enq(self, k, grid, local, *args):
@@ -113,19 +111,19 @@ class Ops(GemmOps, ConvOps):
     # -- elementwise -------------------------------------------------------------------------
     def fill(self, buf, n, value=0.0):
         if n:
-            self._k("elementwise", "fill", [None, f32])(self.q, (n,), None, buf, value)
+            self._k("elementwise", "fill")(self.q, (n,), None, buf, value)
 
     def copy(self, src, dst, n, accumulate=False):
         self.copy2d(src, 0, 0, dst, 0, 0, rows=1, cols=n, accumulate=accumulate)
 
     def copy2d(self, src, sld, soff, dst, dld, doff, rows, cols, accumulate=False):
         if rows and cols:
-            self._k("elementwise", "copy2d", [None, i32, i32, None, i32, i32, i32])(
+            self._k("elementwise", "copy2d")(
                 self.q, (cols, rows), None, src, sld, soff, dst, dld, doff, int(accumulate))
 
     def add2(self, a, b, y, n):
         if n:
-            self._k("elementwise", "add2", [None, None, None])(self.q, (n,), None, a, b, y)
+            self._k("elementwise", "add2")(self.q, (n,), None, a, b, y)
 
     def act_forward(self, act, x, y, rows, cols):
         if act == "linear":
@@ -133,11 +131,11 @@ class Ops(GemmOps, ConvOps):
                 self.copy(x, y, rows * cols)
         elif act in ROW_WISE:
             if rows:
-                self._k("elementwise", "softmax_forward", [None, None, i32, i32, i32])(
+                self._k("elementwise", "softmax_forward")(
                     self.q, *self._row_blocks(rows), x, y, cols, int(act == "log_softmax"),
                     rows)
         elif rows * cols:
-            self._ew("elementwise", "act_forward", [i32, None, None], rows * cols,
+            self._ew("elementwise", "act_forward", rows * cols,
                      ACT_ID[act], x, y)
 
     def act_backward(self, act, y, dy, dx, rows, cols, accumulate=False, x=None):
@@ -146,15 +144,14 @@ class Ops(GemmOps, ConvOps):
             self.copy(dy, dx, rows * cols, accumulate)
         elif act in ROW_WISE:
             if rows:
-                self._k("elementwise", "softmax_backward", [None, None, None, i32, i32, i32])(
+                self._k("elementwise", "softmax_backward")(
                     self.q, (rows,), self._wg(rows), y, dy, dx, cols, int(act == "log_softmax"),
                     int(accumulate))
         elif rows * cols:
             if x is None and act in NEEDS_INPUT:
                 raise ValueError(f"{act} backward needs the pre-activation")
-            self._ew("elementwise", "act_backward", [i32, None, None, None, None, i32],
-                     rows * cols, ACT_ID[act], x if x is not None else y, y, dy, dx,
-                     int(accumulate))
+            self._ew("elementwise", "act_backward", rows * cols, ACT_ID[act],
+                     x if x is not None else y, y, dy, dx, int(accumulate))
 
     def bias_grad(self, dy, db, rows, cols):
         """db = column sums of dy; in parts summed afterwards when there are many rows."""
@@ -162,59 +159,59 @@ class Ops(GemmOps, ConvOps):
         out = db if P == 1 else self._scratch("bias_parts", 4 * P * cols)
         w = self.ew if cols % self.ew == 0 else 1
         local = (cols // w, 1) if P > 1 and cols // w <= 256 else None
-        self._k("elementwise", "col_sums_ew" if w > 1 else "col_sums", [None, None, i32, i32])(
+        self._k("elementwise", "col_sums_ew" if w > 1 else "col_sums")(
             self.q, (cols // w, P), local, dy, out, rows, cols)
         if P > 1:
             self._sum_parts(out, P, cols, db, self._dummy, 0, 0, 0)
 
     # -- normalisation ------------------------------------------------------------------------
     def bn_stats(self, x, rows, C, mean, var, mmean, mvar, momentum, update):
-        self._k("norm", "bn_stats", [None, i32, None, None, None, None, f32, i32])(
+        self._k("norm", "bn_stats")(
             self.q, (C,), None, x, rows, mean, var, mmean, mvar, momentum, int(update))
 
     def bn_apply(self, x, y, rows, C, mean, var, gamma, beta, eps):
         if rows:
-            self._k("norm", "bn_apply", [None] * 6 + [f32, i32, i32])(
+            self._k("norm", "bn_apply")(
                 self.q, (C, rows), None, x, y, mean, var, self._or_dummy(gamma),
                 self._or_dummy(beta), eps, int(gamma is not None), int(beta is not None))
 
     def bn_grad_sums(self, x, dy, mean, var, eps, rows, C, sdy, sdx):
-        self._k("norm", "bn_grad_sums", [None] * 4 + [f32, i32, None, None])(
+        self._k("norm", "bn_grad_sums")(
             self.q, (C,), None, x, dy, mean, var, eps, rows, sdy, sdx)
 
     def bn_grad_input(self, x, dy, mean, var, gamma, eps, sdy, sdx, rows, C, dx, accumulate):
         if rows:
-            self._k("norm", "bn_grad_input", [None] * 5 + [f32, None, None, i32, i32, None, i32])(
+            self._k("norm", "bn_grad_input")(
                 self.q, (C, rows), None, x, dy, mean, var, self._or_dummy(gamma), eps, sdy, sdx,
                 rows, int(gamma is not None), dx, int(accumulate))
 
     def ln_forward(self, x, y, gamma, beta, mean, rstd, rows, cols, eps):
         if rows:
-            self._k("norm", "ln_forward", [None] * 6 + [i32, f32, i32, i32])(
+            self._k("norm", "ln_forward")(
                 self.q, (rows,), self._wg(rows), x, y, self._or_dummy(gamma),
                 self._or_dummy(beta), mean, rstd, cols, eps, int(gamma is not None),
                 int(beta is not None))
 
     def ln_backward(self, x, dy, gamma, mean, rstd, rows, cols, dx, accumulate):
         if rows:
-            self._k("norm", "ln_backward", [None] * 5 + [i32, i32, None, i32])(
+            self._k("norm", "ln_backward")(
                 self.q, (rows,), self._wg(rows), x, dy, self._or_dummy(gamma), mean, rstd, cols,
                 int(gamma is not None), dx, int(accumulate))
 
     def ln_param_grad(self, x, dy, mean, rstd, rows, cols, dgamma, dbeta):
-        self._k("norm", "ln_param_grad", [None] * 4 + [i32, i32, None, None])(
+        self._k("norm", "ln_param_grad")(
             self.q, (cols,), None, x, dy, mean, rstd, rows, cols, self._or_dummy(dgamma),
             self._or_dummy(dbeta))
 
     # -- embedding ---------------------------------------------------------------------------
     def embed(self, idx, W, y, rows, V, D):
         if rows:
-            self._k("embedding", "embed", [None, None, None, i32, i32])(
+            self._k("embedding", "embed")(
                 self.q, (D, rows), None, idx, W, y, V, D)
 
     def embed_grad(self, idx, dy, dW, rows, V, D):
         self.fill(dW, V * D)
-        self._k("embedding", "embed_grad", [None, None, None, i32, i32, i32])(
+        self._k("embedding", "embed_grad")(
             self.q, (D,), None, idx, dy, dW, rows, V, D)
 
     # -- merges -------------------------------------------------------------------------------
@@ -222,84 +219,84 @@ class Ops(GemmOps, ConvOps):
 
     def binary(self, op, a, b, y, n):
         if n:
-            self._k("merge", "binary", [i32, None, None, None])(
+            self._k("merge", "binary")(
                 self.q, (n,), None, self.BINARY[op], a, b, y)
 
     def scaled(self, g, dx, n, alpha, accumulate=False):
         if n:
-            self._k("merge", "scaled", [None, None, f32, i32])(
+            self._k("merge", "scaled")(
                 self.q, (n,), None, g, dx, alpha, int(accumulate))
 
     def pick_grad(self, x, y, dy, dx, claimed, n, first, accumulate=False):
         if n:
-            self._k("merge", "pick_grad", [None, None, None, None, None, i32, i32])(
+            self._k("merge", "pick_grad")(
                 self.q, (n,), None, x, y, dy, dx, claimed, int(first), int(accumulate))
 
     def row_dot(self, a, b, y, rows, cols):
         if rows:
-            self._k("merge", "row_dot", [None, None, None, i32])(
+            self._k("merge", "row_dot")(
                 self.q, (rows,), self._wg(rows), a, b, y, cols)
 
     def row_dot_grad(self, dy, other, dx, rows, cols, accumulate=False):
         if rows:
-            self._k("merge", "row_dot_grad", [None, None, None, i32, i32])(
+            self._k("merge", "row_dot_grad")(
                 self.q, (cols, rows), None, dy, other, dx, cols, int(accumulate))
 
     # -- recurrent ------------------------------------------------------------------------------
     def to_time_major(self, x, y, n, T, D):
         if n:
-            self._k("rnn", "to_time_major", [None, None, i32, i32])(
+            self._k("rnn", "to_time_major")(
                 self.q, (D, T * n), None, x, y, n, T)
 
     def from_time_major(self, y, x, n, T, D, accumulate=False):
         if n:
-            self._k("rnn", "from_time_major", [None, None, i32, i32, i32])(
+            self._k("rnn", "from_time_major")(
                 self.q, (D, T * n), None, y, x, n, T, int(accumulate))
 
     def rnn_act(self, act, z, h, off, count):
-        self._k("rnn", "rnn_act", [i32, None, None, i32])(
+        self._k("rnn", "rnn_act")(
             self.q, (count,), None, ACT_ID[act], z, h, off)
 
     def rnn_act_grad(self, act, h, dh, dz, off, count):
-        self._k("rnn", "rnn_act_grad", [i32, None, None, None, i32])(
+        self._k("rnn", "rnn_act_grad")(
             self.q, (count,), None, ACT_ID[act], h, dh, dz, off)
 
     def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first):
-        self._k("rnn", "lstm_cell", [None, i32, None, i32, i32, None, i32, i32])(
+        self._k("rnn", "lstm_cell")(
             self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first))
 
     def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first):
-        self._k("rnn", "lstm_cell_grad", [None, i32, None, i32, i32, None, i32, None, None, i32])(
+        self._k("rnn", "lstm_cell_grad")(
             self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first))
 
     def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first):
-        self._k("rnn", "gru_cell", [None, None, i32, None, None, i32, i32, i32])(
+        self._k("rnn", "gru_cell")(
             self.q, (u, n), None, XW, HU, xoff, gates, H, hprev, hnow, int(first))
 
     def gru_cell_grad(self, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, n, u, first):
-        self._k("rnn", "gru_cell_grad", [None, None, i32, None, i32, None, i32, None, None, i32])(
+        self._k("rnn", "gru_cell_grad")(
             self.q, (u, n), None, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, int(first))
 
     # -- lambda -----------------------------------------------------------------------------------
-    def _lambda_kernel(self, tree, name, types):
+    def _lambda_kernel(self, tree, name):
         from layerloom.core.expr import INPUT_NAMES, derivative, to_c
         args = ", ".join(INPUT_NAMES)
         macros = [f"#define LAMBDA_Y({args}) {to_c(tree)}"]
         for v in INPUT_NAMES:
             macros.append(f"#define LAMBDA_D{v.upper()}({args}) {to_c(derivative(tree, v))}")
         prelude = self._prelude + "\n".join(macros) + "\n"
-        return self.rt.kernel(("vector", "activations", "lambda"), name, types, (), prelude=prelude)
+        return self.rt.kernel(("vector", "activations", "lambda"), name, prelude=prelude)
 
     def lambda_forward(self, tree, xs, y, n):
         if n:
-            k = self._lambda_kernel(tree, "lambda_forward", [i32] + [None] * 5)
+            k = self._lambda_kernel(tree, "lambda_forward")
             bufs = [x for x in xs] + [self._dummy] * (4 - len(xs))
             k(self.q, (n,), None, len(xs), *bufs, y)
 
     def lambda_backward(self, tree, xs, dy, dxs, accs, n):
         if not n:
             return
-        k = self._lambda_kernel(tree, "lambda_backward", [i32] + [None] * 9 + [i32, i32])
+        k = self._lambda_kernel(tree, "lambda_backward")
         bufs = [x for x in xs] + [self._dummy] * (4 - len(xs))
         outs = [d if d is not None else self._dummy for d in dxs] + [self._dummy] * (4 - len(dxs))
         mask = sum(1 << j for j, d in enumerate(dxs) if d is not None)
@@ -309,36 +306,36 @@ class Ops(GemmOps, ConvOps):
     # -- index maps -----------------------------------------------------------------------------
     def gather_map(self, x, y, mp, n, in_size, out_size):
         if n and out_size:
-            self._k("shape", "gather_map", [None, None, None, i32, i32])(
+            self._k("shape", "gather_map")(
                 self.q, (out_size, n), None, x, y, mp, in_size, out_size)
 
     def gather_map_grad(self, dy, dx, offs, src, n, in_size, out_size, accumulate=False):
         if n and in_size:
-            self._k("shape", "gather_map_grad", [None, None, None, None, i32, i32, i32])(
+            self._k("shape", "gather_map_grad")(
                 self.q, (in_size, n), None, dy, dx, offs, src, in_size, out_size, int(accumulate))
 
     # -- dropout ---------------------------------------------------------------------------------
     def dropout(self, x, y, n, rate, seed, salt, step, accumulate=False):
         if n:
-            self._k("dropout", "dropout", [None, None, i32, f32, u32, u32, u32, i32])(
+            self._k("dropout", "dropout")(
                 self.q, (cdiv(n, 4),), None, x, y, n, rate, seed & 0xFFFFFFFF,
                 salt & 0xFFFFFFFF, step & 0xFFFFFFFF, int(accumulate))
 
     def dropout_grouped(self, x, y, n, rate, seed, salt, step, S, C, accumulate=False):
         if n:
-            self._k("dropout", "dropout_grouped", [None, None, f32, u32, u32, u32, i32, i32, i32])(
+            self._k("dropout", "dropout_grouped")(
                 self.q, (n,), None, x, y, rate, seed & 0xFFFFFFFF, salt & 0xFFFFFFFF,
                 step & 0xFFFFFFFF, S, C, int(accumulate))
 
     def gaussian_noise(self, x, y, n, stddev, seed, salt, step):
         if n:
-            self._k("dropout", "gaussian_noise", [None, None, f32, u32, u32, u32])(
+            self._k("dropout", "gaussian_noise")(
                 self.q, (n,), None, x, y, stddev, seed & 0xFFFFFFFF, salt & 0xFFFFFFFF,
                 step & 0xFFFFFFFF)
 
     def philox(self, counter, key):
         out = self.rt.empty(16)
-        self._k("dropout", "philox_kat", [u32] * 6 + [None])(
+        self._k("dropout", "philox_kat")(
             self.q, (1,), None, *counter, *key, out)
         res = np.empty(4, dtype=np.uint32)
         self.rt.cl.enqueue_copy(self.q, res, out)
@@ -351,13 +348,13 @@ class Ops(GemmOps, ConvOps):
         if not rows:
             return
         flag = () if sparse is None else (int(sparse),)
-        self._k("losses", kernel, [None, None, i32] + [i32] * len(flag) + [f32, None, None, i32])(
+        self._k("losses", kernel)(
             self.q, *self._row_blocks(rows), pred, target, cols, *flag, scale, loss_out,
             grad_out, rows)
 
     def regression_loss(self, kind, delta, pred, target, rows, cols, scale, loss_out, grad_out):
         if rows:
-            self._k("losses", "regression", [None, None, i32, f32, None, None, i32, f32, i32])(
+            self._k("losses", "regression")(
                 self.q, *self._row_blocks(rows), pred, target, cols, scale, loss_out, grad_out,
                 kind, delta, rows)
 
@@ -365,68 +362,68 @@ class Ops(GemmOps, ConvOps):
         if not rows:
             return
         if threshold is None:
-            self._k("metrics", kernel, [None, None, i32, None])(
+            self._k("metrics", kernel)(
                 self.q, (rows,), self._wg(rows), pred, target, cols, out)
         else:
-            self._k("metrics", kernel, [None, None, i32, f32, None])(
+            self._k("metrics", kernel)(
                 self.q, (rows,), self._wg(rows), pred, target, cols, threshold, out)
 
     def top_k(self, pred, target, rows, cols, k, sparse, out):
         if rows:
-            self._k("metrics", "top_k", [None, None, i32, i32, i32, None])(
+            self._k("metrics", "top_k")(
                 self.q, (rows,), self._wg(rows), pred, target, cols, k, int(sparse), out)
 
     def binary_counts(self, pred, target, rows, cols, threshold, which, out):
         if rows:
-            self._k("metrics", "binary_counts", [None, None, i32, f32, i32, None])(
+            self._k("metrics", "binary_counts")(
                 self.q, (rows,), self._wg(rows), pred, target, cols, threshold, which, out)
 
     def auc_counts(self, pred, target, n, T, acc, slot):
         if n:
-            self._k("metrics", "auc_counts", [None, None, i32, i32, None, i32])(
+            self._k("metrics", "auc_counts")(
                 self.q, (T,), None, pred, target, n, T, acc, slot)
 
     def reduce_sum(self, v, n, acc, slot):
-        self._k("metrics", "reduce_sum", [None, i32, None, i32])(
+        self._k("metrics", "reduce_sum")(
             self.q, (1,), None, v, n, acc, slot)
 
     # -- optimizers --------------------------------------------------------------------------
     def sgd(self, w, g, v, n, lr, momentum, nesterov):
-        self._ew("optimizers", "sgd", [None, None, None, f32, f32, i32], n,
+        self._ew("optimizers", "sgd", n,
                  w, g, v, lr, momentum, int(nesterov))
 
     def rmsprop(self, w, g, v, a, m, n, lr, rho, momentum, eps, centered):
-        self._ew("optimizers", "rmsprop", [None] * 5 + [f32, f32, f32, f32, i32], n,
+        self._ew("optimizers", "rmsprop", n,
                  w, g, v, a, m, lr, rho, momentum, eps, int(centered))
 
     def adagrad(self, w, g, acc, n, lr, eps):
-        self._ew("optimizers", "adagrad", [None, None, None, f32, f32], n, w, g, acc, lr, eps)
+        self._ew("optimizers", "adagrad", n, w, g, acc, lr, eps)
 
     def nadam(self, w, g, m, v, n, lr, b1, b2, c1, c2, c3, eps):
-        self._ew("optimizers", "nadam", [None] * 4 + [f32] * 7, n,
+        self._ew("optimizers", "nadam", n,
                  w, g, m, v, lr, b1, b2, c1, c2, c3, eps)
 
     def decay(self, w, n, factor):
-        self._k("optimizers", "decay", [None, f32])(self.q, (n,), None, w, factor)
+        self._k("optimizers", "decay")(self.q, (n,), None, w, factor)
 
     def clip_value(self, g, n, limit):
-        self._k("optimizers", "clip_value", [None, f32])(self.q, (n,), None, g, limit)
+        self._k("optimizers", "clip_value")(self.q, (n,), None, g, limit)
 
     def sum_squares(self, g, n, acc, slot):
-        self._k("optimizers", "sum_squares", [None, i32, None, i32])(
+        self._k("optimizers", "sum_squares")(
             self.q, (1,), None, g, n, acc, slot)
 
     def clip_norm(self, g, n, acc, slot, limit):
-        self._k("optimizers", "clip_norm", [None, None, i32, f32])(
+        self._k("optimizers", "clip_norm")(
             self.q, (n,), None, g, acc, slot, limit)
 
     def reg_grad(self, w, dw, n, l1, l2):
-        self._k("optimizers", "reg_grad", [None, None, f32, f32])(self.q, (n,), None, w, dw, l1, l2)
+        self._k("optimizers", "reg_grad")(self.q, (n,), None, w, dw, l1, l2)
 
     def reg_penalty(self, w, n, l1, l2, weight, acc, slot):
-        self._k("optimizers", "reg_penalty", [None, i32, f32, f32, f32, None, i32])(
+        self._k("optimizers", "reg_penalty")(
             self.q, (1,), None, w, n, l1, l2, weight, acc, slot)
 
     def adam(self, w, g, m, v, n, alpha, b1, b2, eps):
-        self._ew("optimizers", "adam", [None, None, None, None, f32, f32, f32, f32], n,
+        self._ew("optimizers", "adam", n,
                  w, g, m, v, alpha, b1, b2, eps)

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from layerloom.backend import capabilities
+from layerloom.backend import capabilities, signatures
 from layerloom.core.errors import DeviceError, DriverError
 
 ENV_VAR = "LAYERLOOM_DEVICE"
@@ -190,6 +190,12 @@ def _build_log(text):
     return log.split("\n(options:")[0].strip()
 
 
+def _source(files, prelude=""):
+    """The text a program is built from: the prelude, then clkernels/<file>.cl in order."""
+    from layerloom import clkernels
+    return prelude + "\n".join(clkernels.source(f) for f in files)
+
+
 class Runtime:
     """A device with its context, in-order queue and program/kernel caches."""
 
@@ -212,6 +218,7 @@ class Runtime:
         self.kind = device_kind(self.device)
         self._programs = {}
         self._kernels = {}
+        self._signatures = {}  # (files, prelude) -> {kernel: argument types}, from the source
         self._types = {}  # id of a kept kernel -> its scalar argument types
 
     def build_options(self):
@@ -246,11 +253,10 @@ class Runtime:
     def program(self, files, defines=(), prelude="", fresh=False):
         """Build (once) a program from clkernels files, with -D defines. fresh: bypass the
         drivers' binary caches (PoCL's, pyopencl's) with a define of its own."""
-        from layerloom import clkernels
         key = (tuple(files), tuple(defines), prelude)
         prg = self._programs.get(key)
         if prg is None or fresh:
-            src = prelude + "\n".join(clkernels.source(f) for f in files)
+            src = _source(files, prelude)
             opts = [f"-D{d}" for d in defines]
             if fresh:
                 opts.append(f"-DLAYERLOOM_FRESH_BUILD={time.time_ns()}")
@@ -259,8 +265,19 @@ class Runtime:
             self._programs[key] = prg
         return prg
 
-    def kernel(self, files, name, scalar_types, defines=(), prelude=""):
-        """A kept cl.Kernel with scalar argument types set (None for buffers). A program
+    def arg_types(self, files, name, prelude=""):
+        """Kernel `name`'s argument types as its signature in the source declares them
+        (backend/signatures.py): a numpy scalar type per scalar, None per buffer."""
+        key = (tuple(files), prelude)
+        kernels = self._signatures.get(key)
+        if kernels is None:
+            kernels = self._signatures[key] = signatures.parse(_source(files, prelude))
+        if name not in kernels:
+            raise DriverError(f"{'+'.join(files)}.cl declares no kernel {name!r}", self.describe())
+        return kernels[name]
+
+    def kernel(self, files, name, defines=(), prelude=""):
+        """A kept cl.Kernel with its scalar argument types set from its signature. A program
         that lacks the kernel (a cached binary from a build that crashed) is built afresh."""
         key = (tuple(files), name, tuple(defines), prelude)
         k = self._kernels.get(key)
@@ -271,10 +288,11 @@ class Runtime:
                 if not _has_kernel(prg, name):
                     raise DriverError(f"the build of {'+'.join(files)}.cl has no kernel "
                                       f"{name!r}", self.describe())
+            types = self.arg_types(files, name, prelude)
             k = self.cl.Kernel(prg, name)
-            k.set_scalar_arg_dtypes(scalar_types)
+            k.set_scalar_arg_dtypes(types)
             self._kernels[key] = k
-            self._types[id(k)] = scalar_types
+            self._types[id(k)] = types
         return k
 
     def bind(self, k, args):
