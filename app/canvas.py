@@ -181,13 +181,10 @@ class GraphScene(QGraphicsScene):
         super().__init__(parent)
         self.doc = doc
         self.nodes, self.edges = {}, {}
-        self.shapes, self.problems = {}, {}
         self._wire = None
         self._press_positions = None
-        self.graph_problems = []  # the last validation, shared with the Problems list
         self._needs_refresh = False
         self.setSceneRect(-5000, -5000, 10000, 10000)
-        # before the window's own sigChanged slots, which read graph_problems
         doc.sigChanged.connect(self._refresh_if_stale)
         g = doc.graph
         self._subscriptions = [(g.node_added, self._on_node_added),
@@ -241,8 +238,7 @@ class GraphScene(QGraphicsScene):
     def detach(self):
         """Stop following the model (the window drops this scene or closes)."""
         for event, handler in self._subscriptions:
-            if handler in event._handlers:
-                event.disconnect(handler)
+            event.disconnect(handler)
         self._subscriptions = []
         try:
             self.doc.sigChanged.disconnect(self._refresh_if_stale)
@@ -270,36 +266,24 @@ class GraphScene(QGraphicsScene):
             self.refresh()
 
     def refresh(self):
-        """Shapes on wires, problems on nodes (tooltips), parameter counts."""
+        """Shapes on wires, problems on nodes (tooltips), parameter counts: the graph's
+        analysis, shown."""
         self._needs_refresh = False
         g = self.doc.graph
-        shapes, shape_problems = g.infer_shapes()
-        self.shapes = shapes
-        self.graph_problems = g.problems() + shape_problems
-        problems = {}
-        for prob in self.graph_problems:
-            if prob.node is not None:
-                problems.setdefault(prob.node, []).append(prob.message)
-        self.problems = problems
+        a = g.analysis()
         for nid, item in self.nodes.items():
-            item.problem = "\n".join(problems.get(nid, [])) or None
+            item.problem = "\n".join(a.node_problems(nid)) or None
             node = g.nodes[nid]
-            out = shapes.get(nid)
-            edges = g.in_edges(nid)
+            out = a.shapes.get(nid)
             summary = fmt_shape(out[0]) if out else "shape unknown"
-            if out is not None:
-                try:
-                    ins = [shapes[e.src][e.src_port] for e in edges]
-                    count = node.layer.param_count(node.params, ins)
-                    if count:
-                        summary += f"  {count:,} params"
-                except Exception:
-                    pass
+            count = a.params.get(nid)
+            if count and count.total:
+                summary += f"  {count.total:,} params"
             item.summary = summary
             item.setToolTip(item.problem or f"{node.type} {nid}\n{node.layer.help}")
             item.update()
         for key, e in self.edges.items():
-            s = shapes.get(e.edge.src)
+            s = a.shapes.get(e.edge.src)
             e.set_shape(s[e.edge.src_port] if s and e.edge.src_port < len(s) else None)
 
     # -- gestures ------------------------------------------------------------------------------

@@ -41,21 +41,11 @@ class RemoveNodesCmd(QUndoCommand):
     def undo(self):
         g = self.doc.graph
         for nid, typ, params, index, pos in self.nodes:
-            g.add_node(typ, params, id=nid)
-            _move_to_index(g, nid, index)
+            g.add_node(typ, params, id=nid, index=index)
             if pos is not None:
                 self.doc.positions()[nid] = pos
         for e in self.edges:
             g.connect(e.src, e.src_port, e.dst, e.dst_port)
-
-
-def _move_to_index(g, nid, index):
-    """Put a re-added node back at its place in the file order (node places in messages)."""
-    items = list(g.nodes.items())
-    node = items.pop([k for k, _ in items].index(nid))
-    items.insert(min(index, len(items)), node)
-    g.nodes.clear()
-    g.nodes.update(items)
 
 
 class ConnectCmd(QUndoCommand):

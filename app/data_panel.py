@@ -13,73 +13,10 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from layerloom.data import preprocess, sources, tabular
-from layerloom.core.errors import LayerloomError
+from layerloom.data.overview import overview
 
 from .commands import SetSetupCmd, keep_mapping
 from .images import pixmap
-
-PREVIEW_ROWS = 50
-
-
-def inspect(project_dict, path):
-    """What the Data tab shows, computed without Qt (also called by tests directly)."""
-    from layerloom.project import loom as projectfile
-    from layerloom.data.prepare import load_arrays, prepare_data
-    info = {}
-    t = None
-    try:
-        proj = projectfile.from_dict(project_dict, path, strict=False)
-        d = proj.dataset
-        if not d:
-            return {"error": "No dataset chosen."}
-        if d.get("source") == "csv":
-            t = tabular.read(proj.resolve(d["path"]), d.get("delimiter", "auto"),
-                             d.get("header", "auto"))
-            roles = tabular.roles(t, d.get("columns"))
-            info["columns"] = [(c.name, "number" if c.numeric else
-                                f"text, {len(c.categories)} values", len(c.missing),
-                                roles[c.name], (d.get("columns") or {}).get(c.name, {}).get(
-                                    "encoding", "auto")) for c in t.columns]
-            info["header"], info["rows"] = t.names, t.preview(PREVIEW_ROWS)
-        arrays = load_arrays(proj, table=t)
-        info["description"] = arrays.description
-        y = arrays.train.get("y")
-        info["sizes"] = {k: len(next(iter(v.values()))) for k, v in
-                         (("training", arrays.train), ("validation", arrays.validation),
-                          ("test", arrays.test)) if v}
-        if y is not None and arrays.classes:
-            counts = np.bincount(np.asarray(y, np.int64).reshape(-1), minlength=arrays.classes)
-            names = arrays.class_names or [str(i) for i in range(len(counts))]
-            info["counts"] = list(zip(names, counts.tolist()))
-        x = arrays.train.get("x")
-        if x is not None and getattr(x, "ndim", 0) == 4 and y is not None:
-            yy = np.asarray(y, np.int64)
-            picks = [i for k in range(arrays.classes or 1) for i in np.flatnonzero(yy == k)[:4]]
-            info["thumbs"] = [(np.asarray(x[np.array([i])])[0], int(yy[i])) for i in picks[:32]]
-            info["class_names"] = arrays.class_names
-        try:
-            data = prepare_data(proj, arrays)
-            info["check"] = None
-            shapes, _ = proj.graph.infer_shapes()
-            from layerloom.core.graph import fmt_shape
-            info["mapping"] = (
-                [f"{a} -> Input '{n}' {fmt_shape(shapes[n][0])}"
-                 for n, a in data.mapping["inputs"].items()]
-                + [f"{a} -> target of '{n}' {fmt_shape(shapes[n][0])}"
-                   for n, a in data.mapping["targets"].items()])
-            for n, a in data.mapping["targets"].items():
-                units = shapes[n][0][-1]
-                if a == "y" and arrays.classes and units not in (arrays.classes, 1) and \
-                        units > arrays.classes:
-                    info["warning"] = (f"the data has {arrays.classes} classes but output "
-                                       f"'{n}' has {units} units; {units - arrays.classes} "
-                                       f"will never be the answer (set its units to "
-                                       f"{arrays.classes})")
-        except LayerloomError as e:
-            info["check"] = str(e)
-    except LayerloomError as e:
-        info["error"] = str(e)
-    return info
 
 
 class _Inspector(QThread):
@@ -91,7 +28,7 @@ class _Inspector(QThread):
 
     def run(self):
         try:
-            self.done.emit(inspect(self.project_dict, self.path))
+            self.done.emit(overview(self.project_dict, self.path))
         except Exception as e:  # shown in the tab, never a crash of the window
             self.done.emit({"error": f"{type(e).__name__}: {e}"})
 

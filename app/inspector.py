@@ -155,17 +155,12 @@ class Inspector(QWidget):
         nid = self.node_id
         if not nid or nid not in self.doc.graph.nodes:
             return
-        shapes = self.scene.shapes.get(nid)
-        node = self.doc.graph.nodes[nid]
+        a = self.doc.graph.analysis()
+        shapes = a.shapes.get(nid)
         text = "Output: " + (", ".join(fmt_shape(s) for s in shapes) if shapes else "unknown")
-        if shapes is not None:
-            ins = [self.scene.shapes[e.src][e.src_port] for e in self.doc.graph.in_edges(nid)
-                   if e.src in self.scene.shapes]
-            try:
-                text += f"<br>Parameters: {node.layer.param_count(node.params, ins):,}"
-            except Exception:
-                pass
+        if nid in a.params:
+            text += f"<br>Parameters: {a.params[nid].total:,}"
         self.info.setText(text)
-        probs = self.scene.problems.get(nid)
+        probs = a.node_problems(nid)
         if probs:
             self.error.setText("<br>".join(probs))

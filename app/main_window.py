@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(doc)
         self.log = QPlainTextEdit(readOnly=True)
         self.problems = QListWidget()
-        self.summary = SummaryPanel(doc, self.scene)
+        self.summary = SummaryPanel(doc)
         self.results = ResultsPanel()
         self.data = DataPanel(doc)
         # NOTE: tabs are plain QTabWidgets inside two docks, not QMainWindow dock tabbing,
@@ -274,8 +274,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
         self.problems.clear()
         try:  # the checks of `layerloom --run`, on the project as it is now
-            lines = [str(p) for p in projectfile.problems_of(self.doc.project,
-                                                               self.scene.graph_problems)]
+            lines = [str(p) for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
             lines = e.lines() if hasattr(e, "lines") else [str(e)]
         for line in lines:

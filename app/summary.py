@@ -1,13 +1,14 @@
 """A model summary like Keras' model.summary(): layer, output shape, parameters, inputs."""
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from layerloom.core.errors import GraphError
 from layerloom.core.graph import fmt_shape
 
 
 class SummaryPanel(QWidget):
-    def __init__(self, doc, scene, parent=None):
+    def __init__(self, doc, parent=None):
         super().__init__(parent)
-        self.doc, self.scene = doc, scene
+        self.doc = doc
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Layer (type)", "Output shape", "Param #",
                                               "Connected to"])
@@ -23,28 +24,22 @@ class SummaryPanel(QWidget):
         self.refresh()
 
     def rows(self):
-        g, shapes = self.doc.graph, self.scene.shapes
+        g = self.doc.graph
+        a = g.analysis()
         try:
             order = g.topo_order()
-        except Exception:
+        except GraphError:  # a cycle (the Problems list says where): the file order
             order = list(g.nodes)
-        out, total, trainable = [], 0, 0
+        out = []
         for nid in order:
-            node = g.nodes[nid]
-            edges = g.in_edges(nid)
-            shape = shapes.get(nid)
-            count = tr = 0
-            if shape is not None:
-                ins = [shapes[e.src][e.src_port] for e in edges]
-                specs = node.layer.weights(node.params, ins)
-                count = sum(int(_prod(w.shape)) for w in specs)
-                tr = sum(int(_prod(w.shape)) for w in specs if w.trainable)
-            total += count
-            trainable += tr
-            out.append((f"{nid} ({node.type})",
+            shape = a.shapes.get(nid)
+            count = a.params.get(nid)
+            out.append((f"{nid} ({g.nodes[nid].type})",
                         ", ".join(fmt_shape(s) for s in shape) if shape else "?",
-                        f"{count:,}", ", ".join(f"{e.src}[{e.src_port}]" for e in edges)))
-        return out, total, trainable
+                        f"{count.total if count else 0:,}",
+                        ", ".join(f"{e.src}[{e.src_port}]" for e in g.in_edges(nid))))
+        totals = a.total_params()
+        return out, totals.total, totals.trainable
 
     def refresh(self):
         rows, total, trainable = self.rows()
@@ -55,9 +50,3 @@ class SummaryPanel(QWidget):
         self.totals.setText(f"Total params: {total:,}   Trainable: {trainable:,}   "
                             f"Non-trainable: {total - trainable:,}")
 
-
-def _prod(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n

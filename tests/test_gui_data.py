@@ -46,7 +46,7 @@ def test_data_tab_image_folder_grid(win, qtbot, tmp_path, monkeypatch):
 
 
 def test_data_tab_shows_the_mapping():
-    from layerloom.app.data_panel import inspect
+    from layerloom.data.overview import overview as inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     info = inspect(json.load(open(path)), path)
     assert info["check"] is None
@@ -56,7 +56,7 @@ def test_data_tab_shows_the_mapping():
 
 
 def test_data_tab_warns_when_the_output_has_more_units_than_classes():
-    from layerloom.app.data_panel import inspect
+    from layerloom.data.overview import overview as inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     d = json.load(open(path))
     d["graph"]["nodes"][-1]["params"]["units"] = 10
@@ -69,7 +69,7 @@ def test_data_tab_warns_when_the_output_has_more_units_than_classes():
 def test_data_tab_reads_a_csv_once(monkeypatch):
     """Bug: the Data tab's inspection read and parsed the CSV twice per refresh (once for the
     column table, once more to load the arrays)."""
-    from layerloom.app.data_panel import inspect
+    from layerloom.data.overview import overview as inspect
     from layerloom.data import tabular
     reads = []
     real = tabular.read

@@ -1,9 +1,13 @@
 """The graph model: nodes (id, layer type, params) and edges (output port -> input port).
 
-Pure Python. Views subscribe to the events; every edit goes through these methods. The graph may
-hold an incomplete network (the editor needs that); `problems()` and `infer_shapes()` say what is
-wrong, each naming the node.
+Pure Python. Views subscribe to the events; every edit goes through these methods (`nodes` and
+`edges` are read-only views). The graph may hold an incomplete network (the editor needs that);
+`analysis()` says what its structure implies (shapes, problems each naming the node, parameter
+counts), computed once per version of the graph.
 """
+from types import MappingProxyType
+
+from layerloom.core import analysis
 from layerloom.core.errors import GraphError, ParamError, quote
 from layerloom.core.events import Event
 from layerloom.core.params import validate_params
@@ -47,19 +51,32 @@ class Edge:
 
 class Graph:
     def __init__(self):
-        self.nodes = {}      # id -> Node, insertion ordered
-        self.edges = []
-        # (key, {dst: [edges sorted by port]}, {src: [edges]}): kept up to date by connect and
-        # disconnect, rebuilt when the edge list changed behind their back (the file parser)
-        self._index = None
-        self._edge_version = 0
+        self._nodes = {}      # id -> Node, insertion ordered
+        self._edges = []
+        # ({dst: [edges sorted by port]}, {src: [edges]}): kept up to date by connect and
+        # disconnect
+        self._index = ({}, {})
+        self.version = 0  # counts the edits; what analysis() computed is for one version
+        self._analysis = None
         self.node_added = Event("node_added")
         self.node_removed = Event("node_removed")
         self.edge_added = Event("edge_added")
         self.edge_removed = Event("edge_removed")
         self.params_changed = Event("params_changed")
 
+    @property
+    def nodes(self):
+        """{id: Node} in file order, read-only: edits go through the methods."""
+        return MappingProxyType(self._nodes)
+
+    @property
+    def edges(self):
+        return tuple(self._edges)
+
     # -- editing -----------------------------------------------------------------
+    def _edited(self):
+        self.version += 1
+
     def new_id(self, type_id, taken=()):
         """The first free `<type>_<n>`, also avoiding the ids in `taken` (a paste in progress)."""
         base = type_id.lower()
@@ -68,7 +85,9 @@ class Graph:
             i += 1
         return f"{base}_{i}"
 
-    def add_node(self, type_id, params=None, id=None):
+    def add_node(self, type_id, params=None, id=None, index=None):
+        """A new node, last in the file order or at position `index` (an undone deletion goes
+        back to its place, which messages name)."""
         layer = get_layer(type_id)
         if layer is None:
             raise GraphError(f"unknown layer type {quote(type_id)}")
@@ -81,7 +100,13 @@ class Graph:
         if problems:
             raise problems[0]
         node = Node(id, type_id, values)
-        self.nodes[id] = node
+        if index is None or index >= len(self._nodes):
+            self._nodes[id] = node
+        else:
+            items = list(self._nodes.items())
+            items.insert(max(0, index), (id, node))
+            self._nodes = dict(items)
+        self._edited()
         self.node_added.emit(node)
         return node
 
@@ -89,7 +114,10 @@ class Graph:
         node = self.nodes[id]
         for e in self.in_edges(id) + [e for e in self.out_edges(id) if e.dst != id]:
             self.disconnect(e)
-        del self.nodes[id]
+        del self._nodes[id]
+        self._index[0].pop(id, None)
+        self._index[1].pop(id, None)
+        self._edited()
         self.node_removed.emit(node)
         return node
 
@@ -104,6 +132,7 @@ class Graph:
             new[k] = decls[k].validate(v, f"node {quote(id)}.params.{k}")
         old = node.params
         node.params = new
+        self._edited()
         self.params_changed.emit(node, old)
 
     def check_connect(self, src, src_port, dst, dst_port, allow_cycle=False):
@@ -131,46 +160,42 @@ class Graph:
                 raise GraphError(f"input {dst_port} of {quote(dst)} is already connected to "
                                  f"{quote(e.src)}", end="to")
 
-    def connect(self, src, src_port, dst, dst_port):
-        self.check_connect(src, src_port, dst, dst_port)
+    def connect(self, src, src_port, dst, dst_port, allow_cycle=False):
+        """A new edge, refused with the reason (check_connect). allow_cycle: the file parser's
+        case, which reports a cycle with the graph's other problems."""
+        self.check_connect(src, src_port, dst, dst_port, allow_cycle)
         edge = Edge(src, src_port, dst, dst_port)
-        ins, outs = self._indexes()
-        self.edges.append(edge)
-        self._edge_version += 1
+        ins, outs = self._index
+        self._edges.append(edge)
         lst = ins.setdefault(dst, [])
         lst.append(edge)
         lst.sort(key=lambda e: e.dst_port)
         outs.setdefault(src, []).append(edge)
-        self._index = (self._index_key(), ins, outs)
+        self._edited()
         self.edge_added.emit(edge)
         return edge
 
     def disconnect(self, edge):
-        ins, outs = self._indexes()
-        self.edges.remove(edge)
-        self._edge_version += 1
+        ins, outs = self._index
+        self._edges.remove(edge)
         ins[edge.dst].remove(edge)
         outs[edge.src].remove(edge)
-        self._index = (self._index_key(), ins, outs)
+        self._edited()
         self.edge_removed.emit(edge)
 
     # -- queries -------------------------------------------------------------------
-    def _index_key(self):
-        return (self._edge_version, len(self.edges))
-
     def _indexes(self):
         """(incoming edges by node sorted by port, outgoing edges by node)."""
         # NOTE: indexed, not scanned: the editor asks for every node's inputs on each edit,
         # and a paste of N nodes connects N times (a rebuild per connect made it O(N^2)).
-        if self._index is None or self._index[0] != self._index_key():
-            ins, outs = {}, {}
-            for e in self.edges:
-                ins.setdefault(e.dst, []).append(e)
-                outs.setdefault(e.src, []).append(e)
-            for lst in ins.values():
-                lst.sort(key=lambda e: e.dst_port)
-            self._index = (self._index_key(), ins, outs)
-        return self._index[1], self._index[2]
+        return self._index
+
+    def analysis(self):
+        """Shapes, problems and parameter counts of the graph as it is (core/analysis.py):
+        computed on the first call after an edit, then shared."""
+        if self._analysis is None or self._analysis.version != self.version:
+            self._analysis = analysis.analyse(self, self.version)
+        return self._analysis
 
     def in_edges(self, id):
         return list(self._indexes()[0].get(id, ()))
@@ -263,7 +288,12 @@ class Graph:
         return out
 
     def infer_shapes(self):
-        """Per-sample output shapes. Returns (shapes: {id: [shape, ...]}, problems).
+        """Per-sample output shapes: (shapes: {id: [shape, ...]}, problems), of analysis()."""
+        a = self.analysis()
+        return dict(a.shapes), list(a.shape_problems)
+
+    def compute_shapes(self):
+        """infer_shapes, computed afresh (analysis() calls it once per version).
 
         A node whose inputs are missing or wrong gets no shape, and nothing downstream of it is
         blamed: only the node that causes a problem is reported."""
@@ -298,9 +328,7 @@ class Graph:
 
     def validate(self):
         """All problems: structure first, then shapes."""
-        probs = self.problems()
-        _, shape_probs = self.infer_shapes()
-        return probs + shape_probs
+        return self.analysis().problems
 
 
 def fmt_shape(shape):

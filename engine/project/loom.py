@@ -12,7 +12,7 @@ from layerloom.data import sources
 from layerloom.train import callbacks as callbacks_mod, schedules
 from layerloom.core.errors import GraphError, ProjectError, quote
 from layerloom.project.fileio import atomic_write_text
-from layerloom.core.graph import Edge, Graph
+from layerloom.core.graph import Graph
 from layerloom.train.losses import check_entry as check_loss_entry
 from layerloom.train.metrics import check_entry as check_metric_entry
 from layerloom.train.optimizers import OPTIMIZERS
@@ -133,11 +133,9 @@ def parse_graph(g, problems):
         if missing and (nodes_unreadable or all(n in broken for n in missing)):
             continue  # follows from a node refused above
         try:  # the editor's own rules; cycles are reported with the graph's other problems
-            graph.check_connect(src, sp, dst, dp, allow_cycle=True)
+            graph.connect(src, sp, dst, dp, allow_cycle=True)
         except GraphError as err:
             problems.append(ProjectError(err.message, f"{place}.{err.end}"))
-            continue
-        graph.edges.append(Edge(src, sp, dst, dp))  # cycles are reported by validate()
     return graph
 
 
@@ -347,14 +345,12 @@ def load(path, strict=True):
     return loads(text, path, strict)
 
 
-def problems_of(project, graph_problems=None):
+def problems_of(project):
     """What `layerloom --run` would refuse in a project as it is in memory (the editor's
-    Problems list), without a round trip through JSON. graph_problems: the result of
-    project.graph.validate() when the caller has it already."""
+    Problems list), without a round trip through JSON. The graph's part is its analysis,
+    which the canvas has computed already for this version."""
     hard, soft = [], []
-    if graph_problems is None:
-        graph_problems = project.graph.validate()
-    soft.extend(ProjectError(e.message, e.place) for e in graph_problems)
+    soft.extend(ProjectError(e.message, e.place) for e in project.graph.validate())
     parse_training(project.training, project.graph, hard, soft)
     if project.dataset:
         hard.extend(sources.check(project.dataset))

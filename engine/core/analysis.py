@@ -1,0 +1,55 @@
+"""What a graph's structure implies: per-node output shapes, the problems each naming its node,
+and parameter counts. Computed once per graph version (Graph.analysis()) and read by every view
+(canvas, inspector, summary, Problems list) and by the model, so none of them recomputes it or
+guesses at a half-built graph on its own."""
+import dataclasses
+from math import prod
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCount:
+    total: int
+    trainable: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    version: int
+    shapes: dict  # node id -> [per-sample output shape per port]; absent: not known
+    structure: tuple  # GraphErrors of the wiring (cycles, missing inputs, no output)
+    shape_problems: tuple  # GraphErrors of shapes, each on the node that causes it
+    params: dict  # node id -> ParamCount, for the nodes whose shapes are known
+
+    @property
+    def problems(self):
+        """Every problem: structure first, then shapes."""
+        return list(self.structure) + list(self.shape_problems)
+
+    def node_problems(self, node_id):
+        """The messages of the problems placed on node `node_id`."""
+        return [p.message for p in self.problems if p.node == node_id]
+
+    def total_params(self):
+        return ParamCount(sum(c.total for c in self.params.values()),
+                          sum(c.trainable for c in self.params.values()))
+
+
+def in_shapes(graph, shapes, node_id):
+    """The shapes arriving at a node's inputs, in port order (None where one is unknown)."""
+    out = []
+    for e in graph.in_edges(node_id):
+        s = shapes.get(e.src)
+        out.append(s[e.src_port] if s is not None and e.src_port < len(s) else None)
+    return out
+
+
+def analyse(graph, version):
+    shapes, shape_problems = graph.compute_shapes()
+    params = {}
+    for nid, node in graph.nodes.items():
+        if nid not in shapes:
+            continue  # a node whose own shape is unknown has no weight shapes either
+        weights = node.layer.weights(node.params, in_shapes(graph, shapes, nid))
+        params[nid] = ParamCount(sum(int(prod(w.shape)) for w in weights),
+                                 sum(int(prod(w.shape)) for w in weights if w.trainable))
+    return Analysis(version, shapes, tuple(graph.problems()), tuple(shape_problems), params)

@@ -1,0 +1,94 @@
+"""What the editor's Data tab shows of a project's dataset, computed without Qt on the code path
+of `layerloom --run`: the columns of a CSV file with their roles, the sizes of the splits, class
+counts, a few images per class, and how the arrays map onto the graph's inputs and outputs (or
+why they do not)."""
+import numpy as np
+
+from layerloom.core.errors import LayerloomError
+from layerloom.core.graph import fmt_shape
+from layerloom.data import tabular
+
+PREVIEW_ROWS = 50
+THUMBS_PER_CLASS, MAX_THUMBS = 4, 32
+
+
+def overview(project_dict, path):
+    """A dict of what there is to show. "error": why the dataset cannot be read (with what
+    could be shown before that: a CSV file's columns, to fix their roles); "check": why the
+    arrays do not fit the graph (None when they do)."""
+    from layerloom.data.prepare import load_arrays
+    from layerloom.project import loom as projectfile
+    info = {}
+    try:
+        proj = projectfile.from_dict(project_dict, path, strict=False)
+        if not proj.dataset:
+            return {"error": "No dataset chosen."}
+        table_info, table = _table(proj)
+        info.update(table_info)
+        arrays = load_arrays(proj, table=table)
+        info["description"] = arrays.description
+        info["sizes"] = {k: len(next(iter(v.values()))) for k, v in
+                         (("training", arrays.train), ("validation", arrays.validation),
+                          ("test", arrays.test)) if v}
+        info.update(_classes(arrays))
+        info.update(_fit(proj, arrays))
+        return info
+    except LayerloomError as e:
+        info["error"] = str(e)
+        return info
+
+
+def _table(proj):
+    """The CSV file's columns, their roles and its first rows (nothing for other sources)."""
+    d = proj.dataset
+    if d.get("source") != "csv":
+        return {}, None
+    t = tabular.read(proj.resolve(d["path"]), d.get("delimiter", "auto"), d.get("header", "auto"))
+    roles = tabular.roles(t, d.get("columns"))
+    settings = d.get("columns") or {}
+    columns = [(c.name, "number" if c.numeric else f"text, {len(c.categories)} values",
+                len(c.missing), roles[c.name], settings.get(c.name, {}).get("encoding", "auto"))
+               for c in t.columns]
+    return {"columns": columns, "header": t.names, "rows": t.preview(PREVIEW_ROWS)}, t
+
+
+def _classes(arrays):
+    """Counts per class and, for images, the first few of each class."""
+    out = {}
+    y = arrays.train.get("y")
+    if y is None or not arrays.classes:
+        return out
+    yy = np.asarray(y, np.int64).reshape(-1)
+    counts = np.bincount(yy, minlength=arrays.classes)
+    names = arrays.class_names or [str(i) for i in range(len(counts))]
+    out["counts"] = list(zip(names, counts.tolist()))
+    x = arrays.train.get("x")
+    if x is not None and getattr(x, "ndim", 0) == 4:
+        picks = [i for k in range(arrays.classes)
+                 for i in np.flatnonzero(yy == k)[:THUMBS_PER_CLASS]][:MAX_THUMBS]
+        out["thumbs"] = [(np.asarray(x[np.array([i])])[0], int(yy[i])) for i in picks]
+        out["class_names"] = arrays.class_names
+    return out
+
+
+def _fit(proj, arrays):
+    """How the arrays map onto the graph ("mapping"), a warning about outputs wider than the
+    classes, or why they do not fit ("check")."""
+    from layerloom.data.prepare import prepare_data
+    try:
+        data = prepare_data(proj, arrays)
+    except LayerloomError as e:
+        return {"check": str(e)}
+    shapes = proj.graph.analysis().shapes
+    out = {"check": None, "mapping": (
+        [f"{a} -> Input '{n}' {fmt_shape(shapes[n][0])}"
+         for n, a in data.mapping["inputs"].items()]
+        + [f"{a} -> target of '{n}' {fmt_shape(shapes[n][0])}"
+           for n, a in data.mapping["targets"].items()])}
+    for n, a in data.mapping["targets"].items():
+        units = shapes[n][0][-1]
+        if a == "y" and arrays.classes and units > arrays.classes:
+            out["warning"] = (f"the data has {arrays.classes} classes but output '{n}' has "
+                              f"{units} units; {units - arrays.classes} will never be the "
+                              f"answer (set its units to {arrays.classes})")
+    return out

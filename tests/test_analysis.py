@@ -1,0 +1,68 @@
+"""The graph's analysis (core/analysis.py): shapes, problems on their nodes and parameter counts,
+computed once per version of the graph and shared by every view; edits go through the graph's
+methods, which is what keeps the version true."""
+import pytest
+
+from layerloom.core.graph import Graph
+
+
+def chain():
+    g = Graph()
+    g.add_node("Input", {"shape": [4]}, id="in")
+    g.add_node("Dense", {"units": 8}, id="d1")
+    g.add_node("BatchNormalization", id="bn")
+    g.connect("in", 0, "d1", 0)
+    g.connect("d1", 0, "bn", 0)
+    return g
+
+
+def test_computed_once_per_version_and_afresh_after_each_kind_of_edit():
+    g = chain()
+    a = g.analysis()
+    assert g.analysis() is a and g.infer_shapes()[0] == a.shapes
+    edits = [lambda: g.set_params("d1", units=3), lambda: g.add_node("Dense", id="d2"),
+             lambda: g.connect("bn", 0, "d2", 0), lambda: g.disconnect(g.edges[-1]),
+             lambda: g.remove_node("d2")]
+    for edit in edits:
+        before = g.analysis()
+        edit()
+        assert g.analysis() is not before
+    assert g.analysis().shapes["bn"] == [(3,)]
+
+
+def test_parameter_counts_total_and_trainable():
+    a = chain().analysis()
+    assert a.params["in"].total == 0
+    assert (a.params["d1"].total, a.params["d1"].trainable) == (4 * 8 + 8, 4 * 8 + 8)
+    # gamma, beta trainable; moving mean and variance not
+    assert (a.params["bn"].total, a.params["bn"].trainable) == (4 * 8, 2 * 8)
+    assert (a.total_params().total, a.total_params().trainable) == (40 + 32, 40 + 16)
+
+
+def test_a_node_with_an_unknown_shape_has_no_count_and_only_its_cause_is_blamed():
+    g = chain()
+    g.add_node("Input", {"shape": [5]}, id="in2")
+    g.add_node("Add", id="add")
+    g.connect("d1", 0, "add", 0)
+    g.connect("in2", 0, "add", 1)
+    g.add_node("Dense", {"units": 2}, id="after")
+    g.connect("add", 0, "after", 0)
+    a = g.analysis()
+    assert "add" not in a.params and "after" not in a.params and "add" not in a.shapes
+    assert a.node_problems("add") and not a.node_problems("after")
+    assert [p.node for p in a.problems] == ["add"]
+
+
+def test_the_graph_can_be_edited_only_through_its_methods():
+    g = chain()
+    with pytest.raises(TypeError):
+        g.nodes["x"] = g.nodes["in"]
+    with pytest.raises(AttributeError):
+        g.edges.append(g.edges[0])
+
+
+def test_a_node_added_at_an_index_takes_that_place_in_the_file_order():
+    g = chain()
+    g.add_node("Dense", id="between", index=1)
+    assert list(g.nodes) == ["in", "between", "d1", "bn"]
+    assert "graph.nodes[1]" in g.place("between")
