@@ -39,20 +39,6 @@ def test_parameter_counts_total_and_trainable():
     assert (a.total_params().total, a.total_params().trainable) == (40 + 32, 40 + 16)
 
 
-def test_a_node_with_an_unknown_shape_has_no_count_and_only_its_cause_is_blamed():
-    g = chain()
-    g.add_node("Input", {"shape": [5]}, id="in2")
-    g.add_node("Add", id="add")
-    g.connect("d1", 0, "add", 0)
-    g.connect("in2", 0, "add", 1)
-    g.add_node("Dense", {"units": 2}, id="after")
-    g.connect("add", 0, "after", 0)
-    a = g.analysis()
-    assert "add" not in a.params and "after" not in a.params and "add" not in a.shapes
-    assert a.node_problems("add") and not a.node_problems("after")
-    assert [p.node for p in a.problems] == ["add"]
-
-
 def test_the_graph_can_be_edited_only_through_its_methods():
     g = chain()
     with pytest.raises(TypeError):

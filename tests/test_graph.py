@@ -98,6 +98,9 @@ def test_shape_error_names_node_and_shapes_and_only_the_culprit():
         "graph.nodes[3] 'sum' (Add): inputs must have the same shape; input 0 is (None, 8) "
         "but input 1 is (None, 6)"]
     assert shapes["a"] == [(8,)] and "after" not in shapes
+    a = g.analysis()  # and neither the culprit nor what follows it gets a parameter count
+    assert "sum" not in a.params and "after" not in a.params and a.params["a"].total == 40
+    assert a.node_problems("sum") and not a.node_problems("after")
 
 
 def test_variadic_ports_must_not_have_gaps():
