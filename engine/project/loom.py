@@ -8,32 +8,19 @@ import difflib
 import json
 import os
 
-from layerloom.data import sources
-from layerloom.train import callbacks as callbacks_mod, schedules
 from layerloom.core.errors import GraphError, ProjectError, quote
-from layerloom.project.fileio import atomic_write_text
 from layerloom.core.graph import Graph
-from layerloom.train.losses import check_entry as check_loss_entry
-from layerloom.train.metrics import check_entry as check_metric_entry
-from layerloom.train.optimizers import OPTIMIZERS
-from layerloom.core.params import Bool, Float, Int, validate_params
+from layerloom.core.params import validate_params
 from layerloom.core.registry import get_layer, layer_types
 from layerloom.core.sections import unknown_keys
+from layerloom.data import sources
+from layerloom.project.fileio import atomic_write_text
+from layerloom.project.training import default_training, parse_training
 
 FORMAT = "layerloom-project"
 VERSION = 1
 # MIGRATIONS[v] turns a version-v dict into a version-(v+1) dict.
 MIGRATIONS = {}
-
-TRAINING_PARAMS = (
-    Int("epochs", 10, min=1, max=1_000_000, help="Passes over the training data."),
-    Int("batch_size", 32, min=1, max=1_000_000, help="Samples per step."),
-    Int("seed", 0, min=0, max=2**32 - 1, help="Seeds initialisation, shuffling and dropout."),
-    Float("validation_split", 0.0, min=0.0, max=1.0, max_exclusive=True,
-          help="Fraction of the training data (the last samples) held out for validation."),
-    Bool("shuffle", True, help="Shuffle the training data every epoch."),
-)
-
 
 class Project:
     def __init__(self, graph=None, dataset=None, training=None, ui=None, path=None,
@@ -53,13 +40,6 @@ class Project:
 
     def resolve(self, rel):
         return rel if os.path.isabs(rel) else os.path.join(self.folder, rel)
-
-
-def default_training():
-    t = {p.name: p.default for p in TRAINING_PARAMS}
-    t.update({"optimizer": {"name": "adam", "params": {}}, "loss": {}, "metrics": ["accuracy"],
-              "callbacks": []})
-    return t
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -137,110 +117,6 @@ def parse_graph(g, problems):
         except GraphError as err:
             problems.append(ProjectError(err.message, f"{place}.{err.end}"))
     return graph
-
-
-def _name(v):
-    """v where it can name something (a string), else None: a list or an object where a name
-    is expected must not reach a dict lookup (unhashable)."""
-    return v if isinstance(v, str) else None
-
-
-def parse_training(t, graph, problems, soft=None):
-    soft = problems if soft is None else soft
-    out = default_training()
-    if not isinstance(t, dict):
-        problems.append(ProjectError("expected an object", "training"))
-        return out
-    scalars = {k: v for k, v in t.items() if k in {p.name for p in TRAINING_PARAMS}}
-    values, perr = validate_params(TRAINING_PARAMS, scalars, "training")
-    problems.extend(perr)
-    if not perr:
-        out.update(values)
-    for k in t:
-        if k not in out and k not in ("optimizer", "loss", "metrics", "callbacks"):
-            problems.append(ProjectError("unknown key", f"training.{k}"))
-    opt = t.get("optimizer", {"name": "adam"})
-    if isinstance(opt, str):
-        opt = {"name": opt}
-    if not isinstance(opt, dict) or _name(opt.get("name")) not in OPTIMIZERS:
-        problems.append(ProjectError(f"expected an optimizer, one of {', '.join(OPTIMIZERS)}; "
-                                     f"got {quote(opt if not isinstance(opt, dict) else opt.get('name'))}",
-                                     "training.optimizer"))
-    else:
-        cls = OPTIMIZERS[opt["name"]]
-        problems.extend(unknown_keys(opt, {"name", "params"}, "training.optimizer"))
-        if not isinstance(opt.get("params", {}), dict):
-            problems.append(ProjectError(f"expected an object {{parameter: value}}, got "
-                                         f"{quote(opt.get('params'))}",
-                                         "training.optimizer.params"))
-        given = dict(opt.get("params", {})) if isinstance(opt.get("params", {}), dict) else {}
-        lr = given.pop("learning_rate", None) if isinstance(given.get("learning_rate"),
-                                                             dict) else None
-        vals, perr = validate_params(cls.params, given, "training.optimizer.params")
-        problems.extend(perr)
-        if lr is not None:
-            sched, serr = schedules.validate(lr, "training.optimizer.params.learning_rate")
-            problems.extend(serr)
-            if vals is not None and sched:
-                vals["learning_rate"] = sched
-        out["optimizer"] = {"name": opt["name"], "params": vals if not perr else {}}
-    outputs = graph.outputs()
-    loss = t.get("loss", {})
-    if isinstance(loss, (str, dict)) and (isinstance(loss, str) or "name" in loss):
-        loss = {o: loss for o in outputs}  # one loss for every output
-    if not isinstance(loss, dict):
-        problems.append(ProjectError("expected a loss name or an object {output_id: loss}",
-                                     "training.loss"))
-        loss = {}
-    losses = {}
-    for o, spec in loss.items():
-        place = f"training.loss.{o}"
-        if o not in outputs:
-            soft.append(ProjectError(
-                f"no output node {quote(o)}; outputs are {', '.join(map(repr, outputs)) or '(none)'}",
-                place))
-            continue
-        entry, perr = check_loss_entry(spec, place)
-        problems.extend(perr)
-        if entry is None:
-            continue
-        losses[o] = entry
-    # every output without a loss, unless the loss section itself could not be read
-    loss_unreadable = any(p.place and p.place.startswith("training.loss") for p in problems)
-    for o in outputs:
-        if o not in losses and not loss_unreadable:
-            soft.append(ProjectError(f"output {quote(o)} has no loss", "training.loss"))
-    out["loss"] = losses
-    cbs, cerr = callbacks_mod.validate(t.get("callbacks", []))
-    problems.extend(cerr)
-    out["callbacks"] = cbs
-    metrics = t.get("metrics", ["accuracy"])
-    if isinstance(metrics, list):
-        out["metrics"] = _check_metrics(metrics, "training.metrics", problems)
-    elif isinstance(metrics, dict):
-        out["metrics"] = {}
-        for o, ms in metrics.items():
-            if o not in outputs:
-                soft.append(ProjectError(f"no output node {quote(o)}", f"training.metrics.{o}"))
-            elif not isinstance(ms, list):
-                problems.append(ProjectError("expected a list of metric names",
-                                             f"training.metrics.{o}"))
-            else:
-                out["metrics"][o] = _check_metrics(ms, f"training.metrics.{o}", problems)
-    else:
-        problems.append(ProjectError("expected a list of metric names or an object "
-                                     "{output_id: [names]}", "training.metrics"))
-    return out
-
-
-def _check_metrics(metrics, place, problems):
-    good = []
-    for i, m in enumerate(metrics):
-        entry, perr = check_metric_entry(m, f"{place}[{i}]")
-        problems.extend(perr)
-        if entry is not None:
-            good.append(entry)
-    return good
 
 
 def from_dict(d, path=None, strict=True):
