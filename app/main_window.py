@@ -2,36 +2,36 @@
 problems and log (bottom)."""
 import os
 
-from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
-                               QPlainTextEdit, QScrollArea, QTabWidget)
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QListWidget, QMainWindow, QPlainTextEdit, QScrollArea,
+                               QTabWidget)
 
-from layerloom.project import loom as projectfile
 from layerloom.core.errors import LayerloomError
-
 from layerloom.core.layout import auto_layout
+from layerloom.project import loom as projectfile
 
-from .canvas import GraphScene, GraphView, NodeItem
+from .canvas import GraphScene
+from .canvas_items import NodeItem
+from .canvas_view import GraphView
 from .clipboard import copy_text, parse_text
 from .commands import MoveNodesCmd, PasteCmd
-from .document import Document, recoverable
+from .document import Document
 from .inspector import Inspector
 from .palette import Palette
 from .data_panel import DataPanel
 from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
+from .window_files import FileActions
 
-FILTER = "Layerloom projects (*.loom);;All files (*)"
-
-
-class MainWindow(QMainWindow):
+class MainWindow(FileActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True):
         super().__init__()
-        from PySide6.QtCore import QTimer
+        self.scene = None  # set_document makes one per document
+        self._laid_out = False  # the docks get their sizes when the window is first shown
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start(self.AUTOSAVE_MS)
@@ -46,7 +46,8 @@ class MainWindow(QMainWindow):
 
     # -- setup --------------------------------------------------------------------------------
     def set_document(self, doc):
-        if getattr(self, "scene", None) is not None:
+        """Show `doc`: a new scene, view and panels for it in the docks (the window's)."""
+        if self.scene is not None:
             self.scene.detach()
             self.scene.blockSignals(True)
             self.training.plots.scene().blockSignals(True)
@@ -55,6 +56,14 @@ class MainWindow(QMainWindow):
         self.scene = GraphScene(doc, self)
         self.view = GraphView(self.scene)
         self.setCentralWidget(self.view)
+        self._place(self._build_panels(doc))
+        self._connect_panels(doc)
+        self.undo_action.setEnabled(True)
+        self._changed()
+        self.view.fit()
+
+    def _build_panels(self, doc):
+        """The panels of a document, by the dock that holds them."""
         self.palette = Palette()
         self.inspector = Inspector(doc, self.scene)
         self.training = TrainingPanel(doc)
@@ -74,9 +83,12 @@ class MainWindow(QMainWindow):
         self.message_tabs.addTab(self.problems, "Problems")
         self.message_tabs.addTab(self.summary, "Summary")
         self.message_tabs.addTab(self.log, "Log")
-        widgets = {"Layers": self.palette, "Inspector": self._scroll(self.inspector),
-                   "Training": self._scroll(self.training), "Output": self.output_tabs,
-                   "Messages": self.message_tabs}
+        return {"Layers": self.palette, "Inspector": self._scroll(self.inspector),
+                "Training": self._scroll(self.training), "Output": self.output_tabs,
+                "Messages": self.message_tabs}
+
+    def _place(self, widgets):
+        """Put the panels in the docks: made on the first document, reused after."""
         if self._docks:  # docks stay; their contents are replaced
             for name, w in widgets.items():
                 old = self._docks[name].widget()
@@ -92,6 +104,8 @@ class MainWindow(QMainWindow):
                 self._docks[name] = self._dock(name, w, areas.get(name, Qt.BottomDockWidgetArea))
             self.splitDockWidget(self._docks["Output"], self._docks["Messages"], Qt.Horizontal)
             self._layout_docks()
+
+    def _connect_panels(self, doc):
         self.palette.sigActivated.connect(self.add_at_centre)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
@@ -102,9 +116,6 @@ class MainWindow(QMainWindow):
         self.training.sigChooseData.connect(self._choose_data)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
-        self.undo_action.setEnabled(True)
-        self._changed()
-        self.view.fit()
 
     def _relayout(self):
         self._layout_docks()
@@ -124,13 +135,13 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event):
         super().showEvent(event)
-        if not getattr(self, "_laid_out", False):
+        if not self._laid_out:
             self._laid_out = True
             self._layout_docks()
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
-        if getattr(self, "_laid_out", False) and not self.isVisible():
+        if self._laid_out and not self.isVisible():
             self._layout_docks()
 
     @staticmethod
@@ -276,153 +287,10 @@ class MainWindow(QMainWindow):
         try:  # the checks of `layerloom --run`, on the project as it is now
             lines = [str(p) for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
-            lines = e.lines() if hasattr(e, "lines") else [str(e)]
+            lines = e.lines()
         for line in lines:
             self.problems.addItem(line)
         self.inspector.refresh_info()
-
-    # -- files --------------------------------------------------------------------------------
-    def _may_discard(self):
-        if not self.doc.dirty or not self.confirm:
-            return True
-        r = QMessageBox.question(self, "Unsaved changes",
-                                 "Save the changes to this project first?",
-                                 QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
-        if r == QMessageBox.Save:
-            return self.save()
-        return r == QMessageBox.Discard
-
-    def new(self):
-        if self.training.worker is None and self._may_discard():
-            self.set_document(Document())
-
-    def open_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", FILTER)
-        if path:
-            self.open_path(path)
-
-    def ask_recover(self, path, auto):
-        """Offer the autosave left by a crash. Tests replace this."""
-        if not self.confirm:
-            return False
-        r = QMessageBox.question(
-            self, "Recover unsaved changes?",
-            f"{os.path.basename(path)} has unsaved changes from a session that did not end "
-            "normally. Recover them? (No keeps the file as it was saved; the autosave is "
-            "removed.)", QMessageBox.Yes | QMessageBox.No)
-        return r == QMessageBox.Yes
-
-    def offer_untitled_recovery(self):
-        """An untitled project's autosave left by another (crashed) session: offer it."""
-        import glob
-        folder = os.path.dirname(Document().autosave_path())
-        mine = os.path.basename(self.doc.autosave_path())
-        found = sorted((p for p in glob.glob(os.path.join(folder, "untitled-*.loom.autosave"))
-                        if os.path.basename(p) != mine), key=os.path.getmtime)
-        if not found:
-            return False
-        newest = found[-1]
-        if self.ask_recover("an untitled project", newest) and not self._recover(newest):
-            return False
-        for p in found:
-            try:
-                os.remove(p)
-            except OSError:
-                pass
-        return True
-
-    def _recover(self, auto, path=None):
-        """Open an autosave as unsaved work on `path` (None: untitled). False if unreadable."""
-        try:
-            doc = Document(projectfile.load(auto, strict=False))
-        except LayerloomError as e:
-            self.message(f"The autosave {auto} could not be read: {e}")
-            return False
-        doc.project.path = path
-        self.set_document(doc)
-        doc.undo.push(QUndoCommand("Recover autosave"))  # the recovered state is unsaved
-        self.message(f"Recovered unsaved changes from {auto}")
-        return True
-
-    def autosave(self):
-        try:
-            if self.doc.autosave():
-                self.statusBar().showMessage("Autosaved", 2000)
-        except OSError as e:
-            self.log_line(f"Autosave failed: {e}")
-
-    # -- recent files -----------------------------------------------------------------------
-    @staticmethod
-    def _settings():
-        return QSettings("Layerloom", "Layerloom")
-
-    def recent_files(self):
-        v = self._settings().value("recent", [])
-        v = [v] if isinstance(v, str) else list(v or [])
-        return [p for p in v if os.path.exists(p)]
-
-    def _remember(self, path):
-        path = os.path.abspath(path)
-        recent = [path] + [p for p in self.recent_files() if p != path]
-        self._settings().setValue("recent", recent[:10])
-
-    def _fill_recent(self):
-        self.recent_menu.clear()
-        files = self.recent_files()
-        for p in files:
-            a = self.recent_menu.addAction(os.path.basename(p))
-            a.setToolTip(p)
-            a.triggered.connect(lambda checked=False, p=p: self.open_path(p))
-        if not files:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def open_path(self, path):
-        if self.training.worker is not None or not self._may_discard():
-            return False
-        auto = recoverable(path)
-        if auto is not None:
-            if self.ask_recover(path, auto):
-                if self._recover(auto, path):
-                    return True
-                self.message("Opening the saved file instead.")
-            else:
-                try:
-                    os.remove(auto)
-                except OSError:
-                    pass
-        try:
-            doc = Document.open(path)
-        except LayerloomError as e:
-            lines = e.lines() if hasattr(e, "lines") else [str(e)]
-            QMessageBox.warning(self, "Cannot open project", f"{path}:\n" + "\n".join(lines[:12]))
-            return False
-        self.set_document(doc)
-        self._remember(path)
-        return True
-
-    def save(self):
-        if not self.doc.path:
-            return self.save_as()
-        return self._save_to(self.doc.path)
-
-    def save_as(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save project", self.doc.path or "", FILTER)
-        if not path:
-            return False
-        if not path.endswith(".loom"):
-            path += ".loom"
-        return self._save_to(path)
-
-    def _save_to(self, path):
-        try:
-            self.doc.save(path)
-        except OSError as e:
-            QMessageBox.warning(self, "Save failed", f"{path}: {e.strerror or e}\n"
-                                "The file on disk was not changed.")
-            return False
-        self._remember(path)
-        self.message(f"Saved {path}")
-        return True
 
     def closeEvent(self, event):
         if self.training.worker is not None:

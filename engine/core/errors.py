@@ -44,6 +44,10 @@ class LayerloomError(Exception):
         text = f"{self.place}: {self.message}" if self.place else self.message
         return _cut(text)
 
+    def lines(self):
+        """The problems, one line each (ProjectError may hold several)."""
+        return [str(self)]
+
 
 class ParamError(LayerloomError):
     """A parameter value is out of bounds or of the wrong kind."""

@@ -1,0 +1,172 @@
+"""The canvas's items: a node (header, ports, its output shape and parameter count, its problem),
+a port, and a wire that shows the tensor shape it carries. They draw what the scene tells them
+(app/canvas.py); a press on a port starts a wire."""
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
+
+from layerloom.core.graph import fmt_shape
+
+GRID = 20
+NODE_W = 170
+ROW_H = 20
+HEADER_H = 26
+CATEGORY_COLORS = {"Core": "#4c78a8", "Convolution": "#f58518", "Pooling": "#e45756",
+                   "Normalization": "#72b7b2", "Regularization": "#54a24b", "Merging": "#b279a2",
+                   "Reshaping": "#9d755d", "Recurrent": "#eeca3b"}
+
+
+
+
+class PortItem(QGraphicsItem):
+    R = 6
+
+    def __init__(self, node, index, is_output, name):
+        super().__init__(node)
+        self.node, self.index, self.is_output, self.name = node, index, is_output, name
+        self.setAcceptHoverEvents(True)
+        self.setToolTip(f"{'output' if is_output else 'input'} {index}: {name}")
+
+    def boundingRect(self):
+        return QRectF(-self.R - 2, -self.R - 2, 2 * self.R + 4, 2 * self.R + 4)
+
+    def paint(self, p, option, widget=None):
+        p.setRenderHint(QPainter.Antialiasing)
+        p.setPen(QPen(QColor("#222"), 1.2))
+        p.setBrush(QColor("#ffd166") if self.is_output else QColor("#8ecae6"))
+        p.drawEllipse(QPointF(0, 0), self.R, self.R)
+
+    def mousePressEvent(self, event):
+        if self.is_output and event.button() == Qt.LeftButton:
+            self.scene().begin_wire(self, event.scenePos())
+            event.accept()
+        else:
+            super().mousePressEvent(event)
+
+
+class NodeItem(QGraphicsItem):
+    def __init__(self, scene, node):
+        super().__init__()
+        self.gscene, self.node_id = scene, node.id
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
+        self.setAcceptHoverEvents(True)
+        self.problem = None
+        self.in_ports, self.out_ports = [], []
+        self.summary = ""
+        self.rebuild()
+
+    @property
+    def node(self):
+        return self.gscene.doc.graph.nodes[self.node_id]
+
+    def rebuild(self):
+        for p in self.in_ports + self.out_ports:
+            if self.scene() is not None:
+                self.scene().removeItem(p)
+            p.setParentItem(None)
+        node = self.node
+        layer = node.layer
+        connected = len(self.gscene.doc.graph.in_edges(self.node_id))
+        ins = layer.input_ports(connected + (1 if layer.max_inputs() is None else 0))
+        outs = layer.output_names(node.params)
+        self.in_ports = [PortItem(self, i, False, n) for i, n in enumerate(ins)]
+        self.out_ports = [PortItem(self, i, True, n) for i, n in enumerate(outs)]
+        rows = max(len(ins), len(outs), 1)
+        self.h = HEADER_H + rows * ROW_H + 8
+        for i, p in enumerate(self.in_ports):
+            p.setPos(0, HEADER_H + ROW_H * i + ROW_H / 2)
+        for i, p in enumerate(self.out_ports):
+            p.setPos(NODE_W, HEADER_H + ROW_H * i + ROW_H / 2)
+        self.prepareGeometryChange()
+        self.update()
+
+    def boundingRect(self):
+        return QRectF(-8, -4, NODE_W + 16, self.h + 8)
+
+    def paint(self, p, option, widget=None):
+        p.setRenderHint(QPainter.Antialiasing)
+        node = self.node
+        color = QColor(CATEGORY_COLORS.get(node.layer.category, "#888"))
+        body = QRectF(0, 0, NODE_W, self.h)
+        border = QColor("#d62828") if self.problem else (
+            QColor("#ffb703") if self.isSelected() else QColor("#333"))
+        p.setPen(QPen(border, 3 if (self.problem or self.isSelected()) else 1.2))
+        p.setBrush(QColor("#fbfbfb"))
+        p.drawRoundedRect(body, 6, 6)
+        head = QPainterPath()
+        head.addRoundedRect(QRectF(0, 0, NODE_W, HEADER_H), 6, 6)
+        p.fillPath(head, color)
+        p.setPen(QColor("white"))
+        f = QFont()
+        f.setBold(True)
+        p.setFont(f)
+        p.drawText(QRectF(8, 0, NODE_W - 16, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
+                   node.type)
+        f.setBold(False)
+        f.setPointSizeF(f.pointSizeF() * 0.85)
+        p.setFont(f)
+        p.setPen(QColor("#222"))
+        p.drawText(QRectF(8, HEADER_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
+                   node.id)
+        p.setPen(QColor("#555"))
+        p.drawText(QRectF(8, HEADER_H + ROW_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
+                   self.summary)
+        if self.problem:
+            p.setPen(QColor("#d62828"))
+            p.drawText(QRectF(NODE_W - 22, 0, 20, HEADER_H), Qt.AlignCenter, "!")
+
+    # No itemChange() override: every selection or geometry change would cross into Python.
+    # Wires follow moved nodes from the scene's mouse handler and apply_positions() instead.
+
+    def port_pos(self, is_output, index):
+        ports = self.out_ports if is_output else self.in_ports
+        if index < len(ports):
+            return ports[index].scenePos()
+        return self.scenePos() + QPointF(NODE_W if is_output else 0, HEADER_H + ROW_H / 2)
+
+
+class EdgeItem(QGraphicsPathItem):
+    def __init__(self, scene, edge):
+        super().__init__()
+        self.gscene, self.edge = scene, edge
+        self.setFlags(QGraphicsItem.ItemIsSelectable)
+        self.setZValue(-1)
+        self.label = QGraphicsSimpleTextItem("", self)
+        self.label.setBrush(QBrush(QColor("#1d3557")))
+        f = QFont()
+        f.setPointSizeF(7.5)
+        self.label.setFont(f)
+        self.ok = True
+        self.update_path()
+
+    def update_path(self):
+        s = self.gscene.nodes.get(self.edge.src)
+        d = self.gscene.nodes.get(self.edge.dst)
+        if s is None or d is None:
+            return
+        a = s.port_pos(True, self.edge.src_port)
+        b = d.port_pos(False, self.edge.dst_port)
+        path = QPainterPath(a)
+        dx = max(40.0, abs(b.x() - a.x()) / 2)
+        path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
+        self.setPath(path)
+        mid = path.pointAtPercent(0.5)
+        r = self.label.boundingRect()
+        self.label.setPos(mid.x() - r.width() / 2, mid.y() - r.height() - 2)
+
+    def boundingRect(self):
+        # the curve's own extent (Qt's default is its control points', which for a wire drawn
+        # back to an earlier column reach far past it and made Fit leave a wide empty margin)
+        m = 2.5  # the widest pen (selected)
+        return self.path().boundingRect().adjusted(-m, -m, m, m)
+
+    def set_shape(self, shape):
+        self.label.setText(fmt_shape(shape) if shape is not None else "?")
+        self.ok = shape is not None
+        self.update_path()
+
+    def paint(self, p, option, widget=None):
+        color = QColor("#ffb703") if self.isSelected() else (
+            QColor("#555") if self.ok else QColor("#c0c0c0"))
+        self.setPen(QPen(color, 2.5 if self.isSelected() else 1.8))
+        super().paint(p, option, widget)

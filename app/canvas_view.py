@@ -1,0 +1,153 @@
+"""The canvas's view: zoom, pan, fit, drops from the palette and the keyboard (delete, search to
+add a layer). It shows a GraphScene (app/canvas.py)."""
+from PySide6.QtCore import QLineF, QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QCompleter, QGraphicsView, QLineEdit
+
+from .canvas_items import GRID
+
+class GraphView(QGraphicsView):
+    sigDropLayer = Signal(str, QPointF)
+
+    def __init__(self, scene, parent=None):
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
+        self.setAcceptDrops(True)
+        self.setBackgroundBrush(QColor("#eef1f5"))
+        self._pan = None
+        # after fit() the view stays fitted as it is resized (the docks settle after Open, the
+        # user resizes the window) until the user zooms or scrolls
+        self._fitted = False
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.actionTriggered.connect(self._leave_fit)
+
+    def _leave_fit(self, *_):
+        self._fitted = False
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if self._fitted:
+            self.fit()
+
+    def drawBackground(self, p, rect):
+        super().drawBackground(p, rect)
+        if self.transform().m11() < 0.4:
+            return
+        p.setPen(QPen(QColor("#dde2e8"), 1))
+        left, top = int(rect.left()) - int(rect.left()) % GRID, int(rect.top()) - int(rect.top()) % GRID
+        lines = [QLineF(x, rect.top(), x, rect.bottom()) for x in range(left, int(rect.right()), GRID)]
+        lines += [QLineF(rect.left(), y, rect.right(), y) for y in range(top, int(rect.bottom()), GRID)]
+        p.drawLines(lines)
+
+    def wheelEvent(self, event):
+        factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
+        scale = self.transform().m11() * factor
+        if 0.1 < scale < 4:
+            self.scale(factor, factor)
+            self._fitted = False
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.MiddleButton:
+            self._pan = event.position()
+            self._fitted = False
+            self.setCursor(Qt.ClosedHandCursor)
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event):
+        if self._pan is not None:
+            d = event.position() - self._pan
+            self._pan = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if self._pan is not None and event.button() == Qt.MiddleButton:
+            self._pan = None
+            self.setCursor(Qt.ArrowCursor)
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event):
+        if event.key() in (Qt.Key_Delete, Qt.Key_Backspace):
+            self.scene().delete_selection()
+            return
+        if event.key() == Qt.Key_Tab:
+            self.quick_add()
+            return
+        super().keyPressEvent(event)
+
+    def focusNextPrevChild(self, forward):
+        return False  # Tab opens the quick-add box instead of moving the focus
+
+    def quick_add(self, at=None):
+        """A search box at the cursor; Enter adds the chosen layer there (Escape cancels)."""
+        from layerloom.core.registry import layer_types
+        names = [l.type_id for l in layer_types()]
+        pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
+        if not self.viewport().rect().contains(pos):
+            pos = self.viewport().rect().center()
+        box = QLineEdit(self.viewport())
+        box.setPlaceholderText("Add layer...")
+        completer = QCompleter(names, box)
+        completer.setCaseSensitivity(Qt.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchContains)
+        box.setCompleter(completer)
+        box.move(pos)
+        box.resize(200, box.sizeHint().height())
+        scene_pos = self.mapToScene(pos)
+
+        def done():
+            text = box.text().strip().lower()
+            match = ([n for n in names if n.lower() == text]
+                     or [n for n in names if text and n.lower().startswith(text)]
+                     or [n for n in names if text and text in n.lower()])
+            box.deleteLater()
+            if match:
+                self.sigDropLayer.emit(match[0], scene_pos)
+        box.returnPressed.connect(done)
+        box.editingFinished.connect(lambda: box.isVisible() and not box.text() and box.deleteLater())
+        box.show()
+        box.setFocus()
+        self.quick_box = box
+        return box
+
+    def fit(self):
+        """Fit the graph, but never so small that node text is unreadable nor larger than 1.2x:
+        centred along each axis where it fits at that zoom, else showing its start (left,
+        top)."""
+        r = self.scene().itemsBoundingRect()
+        if r.isEmpty():
+            return
+        self._fitted = True
+        r = r.adjusted(-40, -40, 40, 40)
+        self.fitInView(r, Qt.KeepAspectRatio)
+        scale = self.transform().m11()
+        if 0.6 <= scale <= 1.2:
+            return
+        self.resetTransform()
+        s = min(max(scale, 0.6), 1.2)
+        self.scale(s, s)
+        view = self.mapToScene(self.viewport().rect()).boundingRect()
+        x = r.center().x() if r.width() <= view.width() else r.left() + view.width() / 2
+        y = r.center().y() if r.height() <= view.height() else r.top() + view.height() / 2
+        self.centerOn(x, y)
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasFormat("application/x-layerloom-layer"):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event):
+        if event.mimeData().hasFormat("application/x-layerloom-layer"):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        data = event.mimeData().data("application/x-layerloom-layer")
+        type_id = bytes(data).decode()
+        self.sigDropLayer.emit(type_id, self.mapToScene(event.position().toPoint()))
+        event.acceptProposedAction()

@@ -1,0 +1,161 @@
+"""The editor window's file handling: new, open (with the recovery of an autosave a crashed
+session left), save and save as, the recent-files menu and the autosave. A mixin of MainWindow
+(app/main_window.py), whose document, training panel, messages and set_document it uses."""
+import glob
+import os
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QUndoCommand
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from layerloom.core.errors import LayerloomError
+from layerloom.project import loom as projectfile
+
+from .document import Document, recoverable
+
+FILTER = "Layerloom projects (*.loom);;All files (*)"
+
+
+class FileActions:
+    # -- files --------------------------------------------------------------------------------
+    def _may_discard(self):
+        if not self.doc.dirty or not self.confirm:
+            return True
+        r = QMessageBox.question(self, "Unsaved changes",
+                                 "Save the changes to this project first?",
+                                 QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+        if r == QMessageBox.Save:
+            return self.save()
+        return r == QMessageBox.Discard
+
+    def new(self):
+        if self.training.worker is None and self._may_discard():
+            self.set_document(Document())
+
+    def open_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", FILTER)
+        if path:
+            self.open_path(path)
+
+    def ask_recover(self, path, auto):
+        """Offer the autosave left by a crash. Tests replace this."""
+        if not self.confirm:
+            return False
+        r = QMessageBox.question(
+            self, "Recover unsaved changes?",
+            f"{os.path.basename(path)} has unsaved changes from a session that did not end "
+            "normally. Recover them? (No keeps the file as it was saved; the autosave is "
+            "removed.)", QMessageBox.Yes | QMessageBox.No)
+        return r == QMessageBox.Yes
+
+    def offer_untitled_recovery(self):
+        """An untitled project's autosave left by another (crashed) session: offer it."""
+        folder = os.path.dirname(Document().autosave_path())
+        mine = os.path.basename(self.doc.autosave_path())
+        found = sorted((p for p in glob.glob(os.path.join(folder, "untitled-*.loom.autosave"))
+                        if os.path.basename(p) != mine), key=os.path.getmtime)
+        if not found:
+            return False
+        newest = found[-1]
+        if self.ask_recover("an untitled project", newest) and not self._recover(newest):
+            return False
+        for p in found:
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+        return True
+
+    def _recover(self, auto, path=None):
+        """Open an autosave as unsaved work on `path` (None: untitled). False if unreadable."""
+        try:
+            doc = Document(projectfile.load(auto, strict=False))
+        except LayerloomError as e:
+            self.message(f"The autosave {auto} could not be read: {e}")
+            return False
+        doc.project.path = path
+        self.set_document(doc)
+        doc.undo.push(QUndoCommand("Recover autosave"))  # the recovered state is unsaved
+        self.message(f"Recovered unsaved changes from {auto}")
+        return True
+
+    def autosave(self):
+        try:
+            if self.doc.autosave():
+                self.statusBar().showMessage("Autosaved", 2000)
+        except OSError as e:
+            self.log_line(f"Autosave failed: {e}")
+
+    # -- recent files -----------------------------------------------------------------------
+    @staticmethod
+    def _settings():
+        return QSettings("Layerloom", "Layerloom")
+
+    def recent_files(self):
+        v = self._settings().value("recent", [])
+        v = [v] if isinstance(v, str) else list(v or [])
+        return [p for p in v if os.path.exists(p)]
+
+    def _remember(self, path):
+        path = os.path.abspath(path)
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self._settings().setValue("recent", recent[:10])
+
+    def _fill_recent(self):
+        self.recent_menu.clear()
+        files = self.recent_files()
+        for p in files:
+            a = self.recent_menu.addAction(os.path.basename(p))
+            a.setToolTip(p)
+            a.triggered.connect(lambda checked=False, p=p: self.open_path(p))
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def open_path(self, path):
+        if self.training.worker is not None or not self._may_discard():
+            return False
+        auto = recoverable(path)
+        if auto is not None:
+            if self.ask_recover(path, auto):
+                if self._recover(auto, path):
+                    return True
+                self.message("Opening the saved file instead.")
+            else:
+                try:
+                    os.remove(auto)
+                except OSError:
+                    pass
+        try:
+            doc = Document.open(path)
+        except LayerloomError as e:
+            lines = e.lines()
+            QMessageBox.warning(self, "Cannot open project", f"{path}:\n" + "\n".join(lines[:12]))
+            return False
+        self.set_document(doc)
+        self._remember(path)
+        return True
+
+    def save(self):
+        if not self.doc.path:
+            return self.save_as()
+        return self._save_to(self.doc.path)
+
+    def save_as(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", self.doc.path or "", FILTER)
+        if not path:
+            return False
+        if not path.endswith(".loom"):
+            path += ".loom"
+        return self._save_to(path)
+
+    def _save_to(self, path):
+        try:
+            self.doc.save(path)
+        except OSError as e:
+            QMessageBox.warning(self, "Save failed", f"{path}: {e.strerror or e}\n"
+                                "The file on disk was not changed.")
+            return False
+        self._remember(path)
+        self.message(f"Saved {path}")
+        return True
+
