@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import ew_widths, from_dev, numeric_grad, to_dev, use_cpu_tile
+from layerloom.backend.geometry import ConvGeometry, PoolGeometry
 from layerloom.core.activations import NAMES, REFERENCE, ROW_WISE
 
 SIZES = [1, 3, 4, 5, 31, 32, 33, 63, 64, 65]
@@ -284,7 +285,7 @@ def test_max_pool_backward_tiled_windows(rt, ops, rng, H, W, accumulate, C):
     covers get zero (or keep the accumulated value)."""
     n = 2
     OH, OW = H // 2, W // 2
-    g = (H, W, C, OH, OW, 2, 2, 2, 2, 0, 0)
+    g = PoolGeometry(H, W, C, OH, OW, 2, 2, 2, 2, 0, 0)
     x = rng.permutation(n * H * W * C).reshape(n, H, W, C).astype(np.float64)  # no ties
     y, arg = rt.empty(4 * n * OH * OW * C), rt.empty(4 * n * OH * OW * C)
     ops.pool_forward(to_dev(rt, x), y, arg, n, g, avg=False)
@@ -323,7 +324,7 @@ def test_im2col_against_numpy(rt, ops, rng, C, stride, pad, dil):
     n, H, W, KH, KW = 2, 7, 6, 3, 2
     OH = (H + 2 * pad - dil * (KH - 1) - 1) // stride + 1
     OW = (W + 2 * pad - dil * (KW - 1) - 1) // stride + 1
-    g = (H, W, C, OH, OW, KH, KW, stride, stride, dil, dil, pad, pad)
+    g = ConvGeometry(H, W, C, OH, OW, KH, KW, stride, stride, dil, dil, pad, pad)
     x = rng.normal(size=(n, H, W, C))
     cols = rt.empty(4 * n * OH * OW * KH * KW * C)
     ops.im2col(to_dev(rt, x), cols, n, g)
@@ -344,7 +345,7 @@ def test_col2im_sums_what_im2col_read(rt, ops, rng, C, stride, pad, accumulate):
     n, H, W, KH, KW = 2, 7, 6, 3, 3
     OH = (H + 2 * pad - KH) // stride + 1
     OW = (W + 2 * pad - KW) // stride + 1
-    g = (H, W, C, OH, OW, KH, KW, stride, stride, 1, 1, pad, pad)
+    g = ConvGeometry(H, W, C, OH, OW, KH, KW, stride, stride, 1, 1, pad, pad)
     x = rng.integers(-3, 4, (n, H, W, C)).astype(np.float64)
     d = rng.integers(-3, 4, (n * OH * OW, KH * KW * C)).astype(np.float64)
     cols = rt.empty(4 * d.size)

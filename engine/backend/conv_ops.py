@@ -1,26 +1,25 @@
 """Convolution and pooling ops (NHWC): im2col/col2im around the GEMM, max and average pooling,
 global pooling, with the geometry compiled into conv.cl where it is known. A mixin of Ops
-(engine/backend/ops.py), whose kernel lookup (_k), fill, grid padding (_padded) and queue it uses."""
+(engine/backend/ops.py), whose kernel lookup (_k), fill, grid padding (_padded) and queue it uses.
+Each op takes its geometry as a record (engine/backend/geometry.py)."""
+from layerloom.backend.geometry import ConvGeometry
 from layerloom.backend.grid import cdiv
 
 
 class ConvOps:
-    _GEOM_NAMES = ("H", "W", "C", "OH", "OW", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL")
-
-    @classmethod
-    def _geom_defines(cls, g):
-        """Compile-time geometry for conv.cl (pooling has no dilation: 1)."""
-        g = tuple(g) if len(g) == 13 else tuple(g[:9]) + (1, 1) + tuple(g[9:])
-        return ("GEOM",) + tuple(f"G{k}={int(v)}" for k, v in zip(cls._GEOM_NAMES, g))
+    @staticmethod
+    def _geom_defines(g):
+        """Compile-time geometry for conv.cl, from a ConvGeometry or a PoolGeometry (whose
+        dilation is 1)."""
+        return ("GEOM",) + tuple(f"G{k}={int(getattr(g, k))}" for k in ConvGeometry._fields)
 
     def _conv_k(self, name, g):
         return self._k("conv", name, self._geom_defines(g))
 
     def im2col(self, x, cols, n, g):
-        """g: (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)."""
-        H, W, C, OH, OW, KH, KW = g[:7]
-        if n and C % 8 == 0:
-            chunks, rows = KH * KW * C // 8, n * OH * OW
+        """g: a ConvGeometry."""
+        if n and g.C % 8 == 0:
+            chunks, rows = g.KH * g.KW * g.C // 8, n * g.OH * g.OW
             grid, local = (chunks, rows), None
             if self.rt.kind == "cpu":
                 # work-groups of 64: 4 (or 2) channel chunks x rows, which PoCL turns into
@@ -31,55 +30,51 @@ class ConvOps:
             self._conv_k("im2col8", g)(self.q, grid, local, x, cols, rows)
         elif n:
             self._conv_k("im2col", g)(
-                self.q, (KH * KW * C, n * OH * OW), None, x, cols, *g)
+                self.q, (g.KH * g.KW * g.C, n * g.OH * g.OW), None, x, cols, *g)
 
     def col2im(self, dcols, dx, n, g, accumulate=False):
-        H, W, C = g[:3]
-        if n and C % 8 == 0:
-            items = n * H * W * C // 8  # in work-groups of 64: ~15% faster than PoCL's pick
+        if n and g.C % 8 == 0:
+            items = n * g.H * g.W * g.C // 8  # in work-groups of 64: ~15% faster than PoCL's pick
             self._conv_k("col2im8", g)(
                 self.q, *self._padded(items, 64), dcols, dx, int(accumulate), items)
             return
         if n:
             self._conv_k("col2im", g)(
-                self.q, (n * H * W * C,), None, dcols, dx, *g, int(accumulate))
+                self.q, (n * g.H * g.W * g.C,), None, dcols, dx, *g, int(accumulate))
 
     @staticmethod
     def _tiled_windows(g, avg):
         """Max pooling whose windows tile the input: strides equal to the pool, no padding."""
-        KH, KW, SH, SW, PT, PL = g[5:11]
-        return not avg and (SH, SW) == (KH, KW) and PT == PL == 0
+        return not avg and (g.SH, g.SW) == (g.KH, g.KW) and g.PT == g.PL == 0
 
     def pool_forward(self, x, y, arg, n, g, avg):
-        """g: (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)."""
-        H, W, C, OH, OW = g[:5]
+        """g: a PoolGeometry."""
+        outputs = n * g.OH * g.OW * g.C
         if n and arg is not None and self._tiled_windows(g, avg):
-            if C % 8 == 0:
+            if g.C % 8 == 0:
                 self._conv_k("max_pool_forward_tiled8", g)(
-                    self.q, (n * OH * OW * C // 8,), None, x, y, arg)
+                    self.q, (outputs // 8,), None, x, y, arg)
             else:
                 self._conv_k("max_pool_forward_tiled", g)(
-                    self.q, (n * OH * OW * C,), None, x, y, arg)
+                    self.q, (outputs,), None, x, y, arg)
             return
         if n:
             self._conv_k("pool_forward", g)(
-                self.q, (n * OH * OW * C,), None, x, y, self._or_dummy(arg),
+                self.q, (outputs,), None, x, y, self._or_dummy(arg),
                 *g, int(avg))
 
     def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False):
-        H, W, C = g[:3]
-        OH, OW, KH, KW = g[3:7]
         if n and self._tiled_windows(g, avg):
-            if not accumulate and (OH * KH < H or OW * KW < W):
-                self.fill(dx, n * H * W * C)  # rows/columns no window covers
-            name, per = (("max_pool_backward_tiled8", 8) if C % 8 == 0 else
+            if not accumulate and (g.OH * g.KH < g.H or g.OW * g.KW < g.W):
+                self.fill(dx, n * g.H * g.W * g.C)  # rows/columns no window covers
+            name, per = (("max_pool_backward_tiled8", 8) if g.C % 8 == 0 else
                          ("max_pool_backward_tiled", 1))
             self._conv_k(name, g)(
-                self.q, (n * OH * OW * C // per,), None, dy, arg, dx, int(accumulate))
+                self.q, (n * g.OH * g.OW * g.C // per,), None, dy, arg, dx, int(accumulate))
             return
         if n:
             self._conv_k("pool_backward", g)(
-                self.q, (n * H * W * C,), None, dy, self._or_dummy(arg), dx,
+                self.q, (n * g.H * g.W * g.C,), None, dy, self._or_dummy(arg), dx,
                 *g, int(avg), int(accumulate))
 
     def global_pool_forward(self, x, y, arg, n, S, C, avg):

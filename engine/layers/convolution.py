@@ -3,6 +3,7 @@ activation fused in its epilogue. A 1x1 convolution with stride 1 reads its inpu
 
 import numpy as np
 
+from layerloom.backend.geometry import ConvGeometry
 from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Bool, Choice, Int, Pair
@@ -39,21 +40,20 @@ class _Conv(Layer):
             OW, PL = window_geometry(W, KW, SW, DW, p["padding"])
         except ValueError as e:
             raise ShapeError(f"{e} (input {fmt_shape(in_shape)})") from None
-        return (H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)
+        return ConvGeometry(H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL)
 
     def output_shapes(self, p, in_shapes):
         g = self.geometry(p, in_shapes[0])
-        OH, OW = g[3], g[4]
-        return [(OH, OW, p["filters"]) if self.rank == 2 else (OW, p["filters"])]
+        return [(g.OH, g.OW, p["filters"]) if self.rank == 2 else (g.OW, p["filters"])]
 
     def _k(self, g):
-        return g[5] * g[6] * g[2]
+        return g.KH * g.KW * g.C
 
     def weights(self, p, in_shapes):
         g = self.geometry(p, in_shapes[0])
-        kh_kw = (g[5], g[6]) if self.rank == 2 else (g[6],)
-        fan_in, fan_out = self._k(g), g[5] * g[6] * p["filters"]
-        ws = [WeightSpec("kernel", kh_kw + (g[2], p["filters"]), p["kernel_initializer"],
+        kh_kw = (g.KH, g.KW) if self.rank == 2 else (g.KW,)
+        fan_in, fan_out = self._k(g), g.KH * g.KW * p["filters"]
+        ws = [WeightSpec("kernel", kh_kw + (g.C, p["filters"]), p["kernel_initializer"],
                          fan_in, fan_out, regularizer=p["kernel_regularizer"])]
         if p["use_bias"]:
             ws.append(WeightSpec("bias", (p["filters"],), p["bias_initializer"],
@@ -62,21 +62,21 @@ class _Conv(Layer):
 
     @staticmethod
     def _direct(g):
-        return g[5] == 1 and g[6] == 1 and g[7] == 1 and g[8] == 1
+        return g.KH == 1 and g.KW == 1 and g.SH == 1 and g.SW == 1
 
     def scratch(self, p, in_shapes):
         g = self.geometry(p, in_shapes[0])
         out = self.output_shapes(p, in_shapes)[0]
         sc = activation_scratch(p["activation"], out)
         if not self._direct(g):
-            sc["cols"] = (g[3] * g[4] * self._k(g),)
-            sc["dcols"] = (g[3] * g[4] * self._k(g),)
+            sc["cols"] = (g.OH * g.OW * self._k(g),)
+            sc["dcols"] = (g.OH * g.OW * self._k(g),)
         return sc
 
     def forward(self, ops, s):
         p = s.params
         g = self.geometry(p, s.x[0].shape)
-        rows, K, F = s.n * g[3] * g[4], self._k(g), p["filters"]
+        rows, K, F = s.n * g.OH * g.OW, self._k(g), p["filters"]
         if self._direct(g):
             cols = s.x[0].buf
         else:
@@ -91,7 +91,7 @@ class _Conv(Layer):
     def backward(self, ops, s):
         p = s.params
         g = self.geometry(p, s.x[0].shape)
-        rows, K, F = s.n * g[3] * g[4], self._k(g), p["filters"]
+        rows, K, F = s.n * g.OH * g.OW, self._k(g), p["filters"]
         dz = backward_through_activation(ops, s, p["activation"], rows, F)
         direct = self._direct(g)
         cols = s.x[0].buf if direct else s.scratch["cols"].buf
@@ -109,14 +109,14 @@ class _Conv(Layer):
     def reference(self, p, xs, ws, training=False):
         x = xs[0] if self.rank == 2 else xs[0][:, None]
         w = ws["kernel"] if self.rank == 2 else ws["kernel"][None]
-        H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL = self.geometry(p, xs[0].shape[1:])
-        xp = padded_reference(x, [(PT, (OH - 1) * SH + (KH - 1) * DH + 1 - H - PT),
-                                  (PL, (OW - 1) * SW + (KW - 1) * DW + 1 - W - PL)])
-        out = np.zeros((x.shape[0], OH, OW, p["filters"]))
-        for kh in range(KH):
-            for kw in range(KW):
-                patch = xp[:, kh * DH: kh * DH + (OH - 1) * SH + 1: SH,
-                           kw * DW: kw * DW + (OW - 1) * SW + 1: SW, :]
+        g = self.geometry(p, xs[0].shape[1:])
+        xp = padded_reference(x, [(g.PT, (g.OH - 1) * g.SH + (g.KH - 1) * g.DH + 1 - g.H - g.PT),
+                                  (g.PL, (g.OW - 1) * g.SW + (g.KW - 1) * g.DW + 1 - g.W - g.PL)])
+        out = np.zeros((x.shape[0], g.OH, g.OW, p["filters"]))
+        for kh in range(g.KH):
+            for kw in range(g.KW):
+                patch = xp[:, kh * g.DH: kh * g.DH + (g.OH - 1) * g.SH + 1: g.SH,
+                           kw * g.DW: kw * g.DW + (g.OW - 1) * g.SW + 1: g.SW, :]
                 out += patch @ w[kh, kw]
         if p["use_bias"]:
             out = out + ws["bias"]

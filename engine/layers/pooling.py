@@ -3,6 +3,7 @@ Max pooling keeps the index of each window's maximum for the backward pass; aver
 over 'same' padding divides by the in-bounds count, as Keras (TensorFlow) does."""
 import numpy as np
 
+from layerloom.backend.geometry import PoolGeometry
 from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import window_geometry
 from layerloom.core.params import Choice, Int, Pair
@@ -30,11 +31,11 @@ class _Pool(Layer):
             OW, PL = window_geometry(W, KW, SW, 1, p["padding"])
         except ValueError as e:
             raise ShapeError(f"{e} (input {fmt_shape(in_shape)})") from None
-        return (H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)
+        return PoolGeometry(H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)
 
     def output_shapes(self, p, in_shapes):
         g = self.geometry(p, in_shapes[0])
-        return [(g[3], g[4], g[2]) if self.rank == 2 else (g[4], g[2])]
+        return [(g.OH, g.OW, g.C) if self.rank == 2 else (g.OW, g.C)]
 
     def scratch(self, p, in_shapes):
         return {} if self.avg else {"argmax": self.output_shapes(p, in_shapes)[0]}
@@ -53,12 +54,12 @@ class _Pool(Layer):
 
     def reference(self, p, xs, ws, training=False):
         x = xs[0] if self.rank == 2 else xs[0][:, None]
-        H, W, C, OH, OW, KH, KW, SH, SW, PT, PL = self.geometry(p, xs[0].shape[1:])
-        out = np.zeros((x.shape[0], OH, OW, C))
-        for oh in range(OH):
-            for ow in range(OW):
-                h0, w0 = oh * SH - PT, ow * SW - PL
-                win = x[:, max(h0, 0):min(h0 + KH, H), max(w0, 0):min(w0 + KW, W), :]
+        g = self.geometry(p, xs[0].shape[1:])
+        out = np.zeros((x.shape[0], g.OH, g.OW, g.C))
+        for oh in range(g.OH):
+            for ow in range(g.OW):
+                h0, w0 = oh * g.SH - g.PT, ow * g.SW - g.PL
+                win = x[:, max(h0, 0):min(h0 + g.KH, g.H), max(w0, 0):min(w0 + g.KW, g.W), :]
                 out[:, oh, ow] = win.mean((1, 2)) if self.avg else win.max((1, 2))
         return [out if self.rank == 2 else out[:, 0]]
 
