@@ -56,99 +56,121 @@ def _check_finite(a, what, place, chunk=4096):
                             "fill or drop them first", place)
 
 
-def prepare_data(project, arrays=None, progress=None):
-    """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
-    g = project.graph
-    arrays = arrays or load_arrays(project, progress)
-    shapes, _ = g.infer_shapes()
-    losses = build_losses(project)
-    d = project.dataset
-    ins, outs = g.inputs(), g.outputs()
-    in_map = dict(d.get("inputs") or {})
-    out_map = dict(d.get("targets") or {})
-    if not in_map and len(ins) == 1:
-        in_map = {ins[0]: "x"}
-    if not out_map and len(outs) == 1:
-        out_map = {outs[0]: "y"}
-    have = ", ".join(sorted(arrays.train)) or "(none)"
+class _Mapping:
+    """Which array feeds each Input and which is each output's target, with the shapes the
+    graph and the losses want of them."""
 
-    def fetch(split, name, place):
+    def __init__(self, project, arrays):
+        g, d = project.graph, project.dataset
+        self.shapes = g.analysis().shapes
+        self.losses = build_losses(project)
+        self.ins, self.outs = g.inputs(), g.outputs()
+        self.inputs = dict(d.get("inputs") or {})
+        self.targets = dict(d.get("targets") or {})
+        if not self.inputs and len(self.ins) == 1:
+            self.inputs = {self.ins[0]: "x"}
+        if not self.targets and len(self.outs) == 1:
+            self.targets = {self.outs[0]: "y"}
+        self.have = ", ".join(sorted(arrays.train)) or "(none)"
+
+    def names(self):
+        return list(self.inputs.values()) + list(self.targets.values())
+
+    def _fetch(self, split, name, place):
         if name not in split:
-            raise DataError(f"the dataset has no array {quote(name)}; it has: {have}", place)
+            raise DataError(f"the dataset has no array {quote(name)}; it has: {self.have}",
+                            place)
         return preprocess.as_rows(split[name])
 
-    def check(split, tag):
-        x, y = {}, {}
-        for nid in ins:
-            place = f"dataset.inputs.{nid}"
-            if nid not in in_map:
-                raise DataError(f"Input {quote(nid)} has no array mapped to it; arrays: {have}",
-                                "dataset.inputs")
-            a = fetch(split, in_map[nid], place)
-            want = shapes[nid][0]
-            if a.ndim < 1 or a.shape[1:] != want:
-                raise DataError(f"array {quote(in_map[nid])}{tag} has samples shaped "
-                                f"{fmt_shape(a.shape[1:])}, Input {quote(nid)} expects "
-                                f"{fmt_shape(want)}; set the Input's shape to "
-                                f"{list(a.shape[1:])}, or map another array", place)
-            x[nid] = preprocess.as_rows(a, np.float32)
-            _check_finite(x[nid], f"array {quote(in_map[nid])}{tag}", place)
-        for nid in outs:
-            place = f"dataset.targets.{nid}"
-            if nid not in out_map:
-                raise DataError(f"output {quote(nid)} has no target array mapped to it; arrays: "
-                                f"{have}", "dataset.targets")
-            a = fetch(split, out_map[nid], place)
-            oshape = shapes[nid][0]
-            want = losses[nid].target_shape(oshape)
-            if losses[nid].sparse and a.shape[1:] == want + (1,):
-                a = a.reshape(a.shape[:-1])
-            if a.shape[1:] != want:
-                hint = (" (sparse_categorical_crossentropy takes one class index per sample)"
-                        if losses[nid].sparse else "")
-                raise DataError(f"array {quote(out_map[nid])}{tag} has targets shaped "
-                                f"{fmt_shape(a.shape[1:])}, output {quote(nid)} with loss "
-                                f"{losses[nid].name} needs {fmt_shape(want)}{hint}", place)
-            if losses[nid].sparse and a.size:
-                classes = oshape[-1]
-                if (not np.all(np.equal(np.mod(a, 1), 0))) or a.min() < 0 or a.max() >= classes:
-                    raise DataError(f"labels in {quote(out_map[nid])}{tag} must be class indices "
-                                    f"0..{classes - 1} (output {quote(nid)} has {classes} units); "
-                                    f"found {a.min():g}..{a.max():g}; give {quote(nid)} "
-                                    f"{int(a.max()) + 1} units if those are the classes", place)
-            y[nid] = np.ascontiguousarray(a, np.float32)
-            _check_finite(y[nid], f"array {quote(out_map[nid])}{tag}", place)
-        lens = {len(v) for v in list(x.values()) + list(y.values())}
-        if len(lens) > 1:
+    def input_rows(self, split, nid, tag):
+        place = f"dataset.inputs.{nid}"
+        if nid not in self.inputs:
+            raise DataError(f"Input {quote(nid)} has no array mapped to it; arrays: "
+                            f"{self.have}", "dataset.inputs")
+        name = self.inputs[nid]
+        a = self._fetch(split, name, place)
+        want = self.shapes[nid][0]
+        if a.ndim < 1 or a.shape[1:] != want:
+            raise DataError(f"array {quote(name)}{tag} has samples shaped "
+                            f"{fmt_shape(a.shape[1:])}, Input {quote(nid)} expects "
+                            f"{fmt_shape(want)}; set the Input's shape to "
+                            f"{list(a.shape[1:])}, or map another array", place)
+        rows = preprocess.as_rows(a, np.float32)
+        _check_finite(rows, f"array {quote(name)}{tag}", place)
+        return rows
+
+    def target_rows(self, split, nid, tag):
+        place = f"dataset.targets.{nid}"
+        if nid not in self.targets:
+            raise DataError(f"output {quote(nid)} has no target array mapped to it; arrays: "
+                            f"{self.have}", "dataset.targets")
+        name, loss = self.targets[nid], self.losses[nid]
+        a = self._fetch(split, name, place)
+        oshape = self.shapes[nid][0]
+        want = loss.target_shape(oshape)
+        if loss.sparse and a.shape[1:] == want + (1,):
+            a = a.reshape(a.shape[:-1])
+        if a.shape[1:] != want:
+            hint = (" (sparse_categorical_crossentropy takes one class index per sample)"
+                    if loss.sparse else "")
+            raise DataError(f"array {quote(name)}{tag} has targets shaped "
+                            f"{fmt_shape(a.shape[1:])}, output {quote(nid)} with loss "
+                            f"{loss.name} needs {fmt_shape(want)}{hint}", place)
+        if loss.sparse and a.size:
+            classes = oshape[-1]
+            if (not np.all(np.equal(np.mod(a, 1), 0))) or a.min() < 0 or a.max() >= classes:
+                raise DataError(f"labels in {quote(name)}{tag} must be class indices "
+                                f"0..{classes - 1} (output {quote(nid)} has {classes} units); "
+                                f"found {a.min():g}..{a.max():g}; give {quote(nid)} "
+                                f"{int(a.max()) + 1} units if those are the classes", place)
+        rows = np.ascontiguousarray(a, np.float32)
+        _check_finite(rows, f"array {quote(name)}{tag}", place)
+        return rows
+
+    def split(self, split, tag):
+        """(inputs, targets) of one split, each {node id: rows}, checked."""
+        x = {nid: self.input_rows(split, nid, tag) for nid in self.ins}
+        y = {nid: self.target_rows(split, nid, tag) for nid in self.outs}
+        if len({len(v) for v in list(x.values()) + list(y.values())}) > 1:
             raise DataError("mapped arrays have different numbers of samples: " + ", ".join(
                 f"{k}: {len(v)}" for k, v in {**x, **y}.items()), "dataset")
         return x, y
 
-    x, y = check(arrays.train, "")
+
+def prepare_data(project, arrays=None, progress=None):
+    """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
+    arrays = arrays or load_arrays(project, progress)
+    m = _Mapping(project, arrays)
+    x, y = m.split(arrays.train, "")
     x_test = y_test = None
-    names = list(in_map.values()) + list(out_map.values())
-    if arrays.test and all(n in arrays.test for n in names):
-        x_test, y_test = check(arrays.test, " (test split)")
-    val = check(arrays.validation, " (validation split)") if arrays.validation else None
-    # normalisation: fitted on the training rows only (or taken from the project, where a
-    # previous training saved it), then applied to every split
+    if arrays.test and all(n in arrays.test for n in m.names()):
+        x_test, y_test = m.split(arrays.test, " (test split)")
+    val = m.split(arrays.validation, " (validation split)") if arrays.validation else None
+    stats = _normalize(project.dataset, m, x, [x_test, val[0] if val else None])
+    out = RunData(x, y, x_test, y_test, arrays.description)
+    out.validation = val
+    out.mapping = {"inputs": m.inputs, "targets": m.targets}
+    out.class_names = arrays.class_names
+    out.fitted = {k: v for k, v in (("normalization", stats),
+                                    ("categories", arrays.categories)) if v}
+    return out
+
+
+def _normalize(d, m, x, others):
+    """Normalise each input: with statistics fitted on the training rows `x` only (or taken
+    from the project, where a previous training saved them), applied to x and the other
+    splits in place. Returns the statistics by array name."""
     kind = d.get("normalize") or default_normalization(d)
     saved = (d.get("fitted") or {}).get("normalization") or {}
     stats_by_array = {}
-    for nid in ins:
-        name = in_map[nid]
+    for nid in m.ins:
+        name = m.inputs[nid]
         stats = saved.get(name)
-        if not preprocess.matches(stats, kind, shapes[nid][0]):
+        if not preprocess.matches(stats, kind, m.shapes[nid][0]):
             stats = preprocess.fit(kind, x[nid])
         if stats is not None:
             stats_by_array[name] = stats
-            for part in (x, x_test, val[0] if val else None):
+            for part in [x] + others:
                 if part is not None:
                     part[nid] = preprocess.apply(stats, part[nid])
-    out = RunData(x, y, x_test, y_test, arrays.description)
-    out.validation = val
-    out.mapping = {"inputs": in_map, "targets": out_map}
-    out.class_names = arrays.class_names
-    out.fitted = {k: v for k, v in (("normalization", stats_by_array),
-                                    ("categories", arrays.categories)) if v}
-    return out
+    return stats_by_array
