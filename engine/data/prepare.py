@@ -76,19 +76,20 @@ class _Mapping:
     def names(self):
         return list(self.inputs.values()) + list(self.targets.values())
 
-    def _fetch(self, split, name, place):
+    def _mapped(self, split, kind, nid, unmapped):
+        """(array name, rows) of the array mapped to node `nid` under dataset.<kind>."""
+        mapping = self.inputs if kind == "inputs" else self.targets
+        if nid not in mapping:
+            raise DataError(f"{unmapped} mapped to it; arrays: {self.have}", f"dataset.{kind}")
+        name = mapping[nid]
         if name not in split:
             raise DataError(f"the dataset has no array {quote(name)}; it has: {self.have}",
-                            place)
-        return preprocess.as_rows(split[name])
+                            f"dataset.{kind}.{nid}")
+        return name, preprocess.as_rows(split[name])
 
     def input_rows(self, split, nid, tag):
         place = f"dataset.inputs.{nid}"
-        if nid not in self.inputs:
-            raise DataError(f"Input {quote(nid)} has no array mapped to it; arrays: "
-                            f"{self.have}", "dataset.inputs")
-        name = self.inputs[nid]
-        a = self._fetch(split, name, place)
+        name, a = self._mapped(split, "inputs", nid, f"Input {quote(nid)} has no array")
         want = self.shapes[nid][0]
         if a.ndim < 1 or a.shape[1:] != want:
             raise DataError(f"array {quote(name)}{tag} has samples shaped "
@@ -100,12 +101,9 @@ class _Mapping:
         return rows
 
     def target_rows(self, split, nid, tag):
-        place = f"dataset.targets.{nid}"
-        if nid not in self.targets:
-            raise DataError(f"output {quote(nid)} has no target array mapped to it; arrays: "
-                            f"{self.have}", "dataset.targets")
-        name, loss = self.targets[nid], self.losses[nid]
-        a = self._fetch(split, name, place)
+        place, loss = f"dataset.targets.{nid}", self.losses[nid]
+        name, a = self._mapped(split, "targets", nid,
+                               f"output {quote(nid)} has no target array")
         oshape = self.shapes[nid][0]
         want = loss.target_shape(oshape)
         if loss.sparse and a.shape[1:] == want + (1,):
