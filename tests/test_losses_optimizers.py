@@ -136,10 +136,11 @@ class _FakeModel:
     def __init__(self, rt, ops, w, g):
         from layerloom.backend.ops import Tensor
         from layerloom.core.registry import WeightSpec
+        from layerloom.train.model import ModelWeight
         self.rt, self.ops = rt, ops
         self.w, self.g = to_dev(rt, w), to_dev(rt, g)
-        self.params = [("n", WeightSpec("kernel", w.shape), Tensor(self.w, w.shape),
-                        Tensor(self.g, w.shape))]
+        self.params = [ModelWeight("n", WeightSpec("kernel", w.shape), Tensor(self.w, w.shape),
+                                   Tensor(self.g, w.shape))]
 
 
 @ew_widths

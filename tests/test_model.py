@@ -93,8 +93,8 @@ def test_graph_gradients(rt, rng, head_act, loss_name, from_logits, via_activati
     trainer._loss_and_metrics(n)
     model.backward(n)
     trainer._regularize()
-    got = {f"{nid}/{spec.name}": rt.read(dw.buf, int(np.prod(spec.shape)), spec.shape)
-           for nid, spec, _, dw in model.params if dw is not None}
+    got = {p.key: rt.read(p.dw.buf, int(np.prod(p.spec.shape)), p.spec.shape)
+           for p in model.params if p.dw is not None}
     weights = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
 
     def total():
@@ -183,8 +183,8 @@ def test_recurrent_graph_gradients_with_state_outputs(rt, rng):
     model.forward(n, training=True)
     trainer._loss_and_metrics(n)
     model.backward(n)
-    got = {f"{nid}/{spec.name}": rt.read(dw.buf, int(np.prod(spec.shape)), spec.shape)
-           for nid, spec, _, dw in model.params if dw is not None}
+    got = {p.key: rt.read(p.dw.buf, int(np.prod(p.spec.shape)), p.spec.shape)
+           for p in model.params if p.dw is not None}
     weights = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
 
     def total():

@@ -58,8 +58,7 @@ class Trainer:
             self.slots[o] = slots
         # weights with an l1/l2 penalty: its gradient is added after backward, and its value
         # (weighted by batch size, like the losses) goes into one more slot
-        self.regularized = [(w, dw, spec) for _, spec, w, dw in model.params
-                            if spec.regularizer and dw is not None]
+        self.regularized = [p for p in model.params if p.spec.regularizer and p.dw is not None]
         self.reg_slot = nslot if self.regularized else None
         nslot += 1 if self.regularized else 0
         self._samples = 0
@@ -135,15 +134,15 @@ class Trainer:
                                slot)
             self._rows_seen[o] += rows
         self._samples += n
-        for w, _, spec in self.regularized:
-            r = spec.regularizer
-            self.ops.reg_penalty(w.buf, w.size, r["l1"], r["l2"], float(n), self.acc,
+        for p in self.regularized:
+            r = p.spec.regularizer
+            self.ops.reg_penalty(p.w.buf, p.w.size, r["l1"], r["l2"], float(n), self.acc,
                                  self.reg_slot)
 
     def _regularize(self):
-        for w, dw, spec in self.regularized:
-            self.ops.reg_grad(w.buf, dw.buf, w.size, spec.regularizer["l1"],
-                              spec.regularizer["l2"])
+        for p in self.regularized:
+            r = p.spec.regularizer
+            self.ops.reg_grad(p.w.buf, p.dw.buf, p.w.size, r["l1"], r["l2"])
 
     def train_batch(self, xs, ys, n, step):
         events = self._upload(xs, ys)

@@ -6,12 +6,14 @@ topological order writes, later ones accumulate). Execute: forward and backward 
 only; nothing waits for the device.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from layerloom.core.errors import DeviceError, ProjectError, quote
 from layerloom.train.initializers import initialize, node_rng
 from layerloom.backend.ops import Ops, Tensor
+from layerloom.core.registry import WeightSpec
 
 
 def _size(nbytes):
@@ -19,6 +21,20 @@ def _size(nbytes):
         if nbytes >= scale:
             return f"{nbytes / scale:,.1f} {unit}"
     return f"{nbytes} bytes"
+
+
+class ModelWeight(NamedTuple):
+    """One weight of a compiled model (an entry of Model.params): its node, its declaration,
+    its device buffer and its gradient's (None for a weight that is not trained)."""
+    node_id: str
+    spec: WeightSpec
+    w: Tensor
+    dw: Tensor | None
+
+    @property
+    def key(self):
+        """"node_id/name", as weights files and get_weights name it."""
+        return f"{self.node_id}/{self.spec.name}"
 
 
 class NodeStep:
@@ -97,7 +113,7 @@ class Model:
         self.act = {}    # (node, port) -> Tensor
         self.grad = {}   # (node, port) -> Tensor
         self.steps = []  # (node, layer, NodeStep)
-        self.params = []  # (node_id, name, weight Tensor, grad Tensor)
+        self.params = []  # ModelWeight, in node order
         self.logits = {}
         consumers = {}
         for nid in self.order:
@@ -141,7 +157,7 @@ class Model:
                 s.w[spec.name] = w
                 if dw is not None:
                     s.dw[spec.name] = dw
-                self.params.append((nid, spec, w, dw))
+                self.params.append(ModelWeight(nid, spec, w, dw))
             s.scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
             s.const = {k: upload_const(self.rt, v)
                        for k, v in layer.constants(node.params, in_shapes).items()}
@@ -174,7 +190,7 @@ class Model:
         """weights: {"node_id/name": array}. Missing ones are initialised from the seed; a
         name that is no weight of this graph, or an array that holds no numbers, is refused
         (a weights file for another graph must not silently leave training from scratch)."""
-        known = {f"{nid}/{spec.name}" for nid, spec, _, _ in self.params}
+        known = {p.key for p in self.params}
         unknown = sorted(k for k in weights if k not in known)
         if unknown:
             raise ProjectError(f"{quote(unknown[0])}"
@@ -182,8 +198,8 @@ class Model:
                                + " name no weight of this graph; its weights are "
                                + (", ".join(sorted(known)[:20]) or "none")
                                + (" ..." if len(known) > 20 else ""), "weights")
-        for nid, spec, w, _ in self.params:
-            key = f"{nid}/{spec.name}"
+        for p in self.params:
+            key, spec = p.key, p.spec
             if key in weights:
                 raw = np.asarray(weights[key])
                 if raw.dtype.kind not in "fiub":
@@ -194,17 +210,17 @@ class Model:
                     raise ProjectError(f"array {quote(key)} has shape {a.shape}, the layer needs "
                                        f"{spec.shape}", "weights")
             elif init_missing:
-                a = initialize(spec, node_rng(self.seed, nid, spec.name))
+                a = initialize(spec, node_rng(self.seed, p.node_id, spec.name))
             else:
                 continue
-            self.rt.write(w.buf, a, blocking=True)
+            self.rt.write(p.w.buf, a, blocking=True)
 
     def get_weights(self):
-        return {f"{nid}/{spec.name}": self.rt.read(w.buf, int(np.prod(spec.shape)), spec.shape)
-                for nid, spec, w, _ in self.params}
+        return {p.key: self.rt.read(p.w.buf, int(np.prod(p.spec.shape)), p.spec.shape)
+                for p in self.params}
 
     def param_count(self):
-        return int(sum(np.prod(spec.shape) for _, spec, _, _ in self.params))
+        return int(sum(np.prod(p.spec.shape) for p in self.params))
 
     # -- execute --------------------------------------------------------------------------------
     def load_inputs(self, arrays):

@@ -102,31 +102,31 @@ class Optimizer(ABC):
         c, ops, rt = self.config, model.ops, model.rt
         lr = float(self.current_lr())
         self.iterations += 1
-        trainable = [(nid, spec, w, dw) for nid, spec, w, dw in model.params if dw is not None]
-        sizes = [int(np.prod(spec.shape)) for _, spec, _, _ in trainable]
+        trainable = [p for p in model.params if p.dw is not None]
+        sizes = [int(np.prod(p.spec.shape)) for p in trainable]
         if c.get("clipvalue", 0) > 0:
-            for (_, _, _, dw), n in zip(trainable, sizes):
-                ops.clip_value(dw.buf, n, c["clipvalue"])
+            for p, n in zip(trainable, sizes):
+                ops.clip_value(p.dw.buf, n, c["clipvalue"])
         if c.get("clipnorm", 0) > 0 or c.get("global_clipnorm", 0) > 0:
             if self._clip_acc is None:
                 self._clip_acc = rt.empty(4 * (len(trainable) + 1))
             acc = self._clip_acc
             ops.fill(acc, len(trainable) + 1)
             if c.get("clipnorm", 0) > 0:
-                for k, ((_, _, _, dw), n) in enumerate(zip(trainable, sizes)):
-                    ops.sum_squares(dw.buf, n, acc, k)
-                    ops.clip_norm(dw.buf, n, acc, k, c["clipnorm"])
+                for k, (p, n) in enumerate(zip(trainable, sizes)):
+                    ops.sum_squares(p.dw.buf, n, acc, k)
+                    ops.clip_norm(p.dw.buf, n, acc, k, c["clipnorm"])
             if c.get("global_clipnorm", 0) > 0:
                 g = len(trainable)
-                for (_, _, _, dw), n in zip(trainable, sizes):
-                    ops.sum_squares(dw.buf, n, acc, g)
-                for (_, _, _, dw), n in zip(trainable, sizes):
-                    ops.clip_norm(dw.buf, n, acc, g, c["global_clipnorm"])
+                for p, n in zip(trainable, sizes):
+                    ops.sum_squares(p.dw.buf, n, acc, g)
+                for p, n in zip(trainable, sizes):
+                    ops.clip_norm(p.dw.buf, n, acc, g, c["global_clipnorm"])
         wd = c.get("weight_decay", 0.0)
-        for (nid, spec, w, dw), n in zip(trainable, sizes):
+        for p, n in zip(trainable, sizes):
             if wd > 0:
-                ops.decay(w.buf, n, wd * lr)
-            self.update(ops, rt, (nid, spec.name), w.buf, dw.buf, n, lr)
+                ops.decay(p.w.buf, n, wd * lr)
+            self.update(ops, rt, (p.node_id, p.spec.name), p.w.buf, p.dw.buf, n, lr)
 
 
 class SGD(Optimizer):
