@@ -148,33 +148,18 @@ def write_outputs(out_dir, files):
 
 
 def run(args, out=sys.stdout):
-    from layerloom.train.session import Session, load_weights
+    from layerloom.train.session import Session
     from layerloom.data.prepare import prepare_data
     path = args.run
     proj = projectfile.load(path)
     data = prepare_data(proj)
-    resume = None
     epochs = args.epochs or proj.training["epochs"]
-    if args.resume:
-        weights_path, state_path = resume_paths(args.resume)
-        resume = TrainingState.load(state_path)
-        resume.check(proj, args.batch_size or proj.training["batch_size"],
-                     proj.training["seed"] if args.seed is None else args.seed, epochs)
-        initial = load_weights(weights_path, "--resume")
-        resume.check_weights(initial)
-    else:
-        initial = load_weights(proj.resolve(proj.weights)) if proj.weights else None
+    resume, initial, out_dir = _starting_point(args, proj, epochs)
     session = Session(proj, device=args.device, batch_size=args.batch_size, seed=args.seed,
                       initial_weights=initial)
-    n = len(next(iter(data.x.values())))
-    n_val = (len(next(iter(data.validation[0].values()))) if data.validation else
-             int(n * proj.training.get("validation_split", 0.0)))
-    n += n_val if data.validation else 0
-    n_test = len(next(iter(data.x_test.values()))) if data.x_test else 0
-    out_dir = args.out or (os.path.dirname(weights_path) or "." if args.resume else
-                           os.path.join("runs", os.path.splitext(os.path.basename(path))[0]))
+    n_train, n_val, n_test = _sample_counts(proj, data)
     out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
-    out.write(f"Data: {data.description}: {n - n_val} training, {n_val} validation, "
+    out.write(f"Data: {data.description}: {n_train} training, {n_val} validation, "
               f"{n_test} test samples\n")
     out.write(f"Model: {len(proj.graph.nodes)} layers, {session.model.param_count():,} "
               f"parameters; {session.optimizer.name}, batch size {session.batch_size}, "
@@ -206,6 +191,41 @@ def run(args, out=sys.stdout):
         "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
                                     indent=2) + "\n").encode("utf-8"),
         TRAINING_STATE: session.training_state().to_bytes()})
+    return _report(history, total, out_dir, stop["signal"], out)
+
+
+def _starting_point(args, proj, epochs):
+    """(training state to resume or None, initial weights or None, output folder): a resumed
+    run continues in the folder of its checkpoint, a new one in runs/<project name>."""
+    from layerloom.train.session import load_weights
+    if not args.resume:
+        initial = load_weights(proj.resolve(proj.weights)) if proj.weights else None
+        name = os.path.splitext(os.path.basename(args.run))[0]
+        return None, initial, args.out or os.path.join("runs", name)
+    weights_path, state_path = resume_paths(args.resume)
+    resume = TrainingState.load(state_path)
+    resume.check(proj, args.batch_size or proj.training["batch_size"],
+                 proj.training["seed"] if args.seed is None else args.seed, epochs)
+    initial = load_weights(weights_path, "--resume")
+    resume.check_weights(initial)
+    return resume, initial, args.out or os.path.dirname(weights_path) or "."
+
+
+def _sample_counts(proj, data):
+    """(training, validation, test) samples; a validation_split takes from the training rows."""
+    n = len(next(iter(data.x.values())))
+    if data.validation:
+        return n, len(next(iter(data.validation[0].values()))), _rows(data.x_test)
+    n_val = int(n * proj.training.get("validation_split", 0.0))
+    return n - n_val, n_val, _rows(data.x_test)
+
+
+def _rows(arrays):
+    return len(next(iter(arrays.values()))) if arrays else 0
+
+
+def _report(history, total, out_dir, signum, out):
+    """The run's last lines, and its exit code."""
     eps = history["epochs"]
     if eps:
         first = eps[0]["seconds"]
@@ -233,9 +253,9 @@ def run(args, out=sys.stdout):
         sys.stderr.write(f"layerloom: error: training stopped: {history['stopped_reason']}\n")
         return EXIT_FAILED
     if history["stopped"]:
-        by = "SIGTERM" if stop["signal"] == signal.SIGTERM else "the user"
+        by = "SIGTERM" if signum == signal.SIGTERM else "the user"
         out.write(f"Stopped by {by}; the weights are those after the last finished batch.\n")
-        return EXIT_TERMINATED if stop["signal"] == signal.SIGTERM else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_OK
 
 
