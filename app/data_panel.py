@@ -38,10 +38,20 @@ class DataPanel(QWidget):
         super().__init__(parent)
         self.doc = doc
         self.worker, self.pending, self.shown_for = None, False, None
+        lay = QHBoxLayout(self)
+        lay.addLayout(self._build_settings(), 1)
+        lay.addLayout(self._build_views(), 2)
+        self._connect_settings()
+        self.timer = QTimer(self, singleShot=True, interval=250)
+        self.timer.timeout.connect(self.refresh)
+        doc.sigChanged.connect(self.schedule)
+        self.load_fields()
+        self.schedule()
+
+    def _build_settings(self):
+        """The left column: the source buttons, the settings form, status and class counts."""
         self.csv_button = QPushButton("Use a CSV/TSV file...")
         self.folder_button = QPushButton("Use an image folder...")
-        self.csv_button.clicked.connect(self.choose_csv)
-        self.folder_button.clicked.connect(self.choose_folder)
         self.source = QLabel()
         self.source.setWordWrap(True)
         top = QHBoxLayout()
@@ -52,6 +62,10 @@ class DataPanel(QWidget):
         self.missing.addItems(tabular.MISSING_POLICIES)
         self.normalize = QComboBox()
         self.normalize.addItems(preprocess.NORMALIZATIONS)
+        self.normalize.setToolTip("Fitted on the training rows only, then applied to every "
+                                  "split; saved with the project after training.")
+        for w in (self.missing, self.normalize):
+            w.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.test = QDoubleSpinBox(minimum=0.0, maximum=0.9, singleStep=0.05, decimals=2)
         self.validation = QDoubleSpinBox(minimum=0.0, maximum=0.9, singleStep=0.05, decimals=2)
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
@@ -59,25 +73,51 @@ class DataPanel(QWidget):
         self.width_px = QSpinBox(minimum=1, maximum=4096)
         self.color = QComboBox()
         self.color.addItems(("grayscale", "rgb"))
-        for w in (self.missing, self.normalize):
-            w.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        form = QFormLayout()
+        self.form = form = QFormLayout()
         form.addRow("Missing values", self.missing)
         form.addRow("Normalise", self.normalize)
-        self.normalize.setToolTip("Fitted on the training rows only, then applied to every "
-                                  "split; saved with the project after training.")
-        split = QHBoxLayout()
-        for label, w in (("test", self.test), ("validation", self.validation), ("seed", self.seed)):
-            split.addWidget(QLabel(label))
-            split.addWidget(w)
-        form.addRow("Split", split)
-        size = QHBoxLayout()
-        for w in (self.height_px, QLabel("x"), self.width_px, self.color):
-            size.addWidget(w)
+        form.addRow("Split", _row(QLabel("test"), self.test, QLabel("validation"),
+                                  self.validation, QLabel("seed"), self.seed))
         self.size_row = QWidget()
-        self.size_row.setLayout(size)
+        self.size_row.setLayout(_row(self.height_px, QLabel("x"), self.width_px, self.color))
         form.addRow("Images (height x width)", self.size_row)
-        self.form = form
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.counts = QLabel()
+        self.counts.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addLayout(top)
+        left.addLayout(form)
+        left.addWidget(self.status)
+        left.addWidget(self.counts)
+        left.addStretch(1)
+        return left
+
+    def _build_views(self):
+        """The right column: column settings beside the rows they describe, image thumbnails."""
+        self.columns = QTableWidget(0, 5)
+        self.columns.setHorizontalHeaderLabels(["column", "kind", "missing", "role", "encoding"])
+        self.columns.verticalHeader().hide()
+        self.preview = QTableWidget(0, 0)
+        self.thumbs = QWidget()
+        self.thumb_grid = QGridLayout(self.thumbs)
+        self.thumb_grid.setSpacing(2)
+        self.tables = tables = QSplitter(Qt.Horizontal)
+        tables.addWidget(self.columns)
+        tables.addWidget(self.preview)
+        tables.setStretchFactor(0, 1)
+        tables.setStretchFactor(1, 1)
+        for t in (self.columns, self.preview):
+            t.setMinimumSize(120, 120)
+        right = QVBoxLayout()
+        right.addWidget(tables, 1)
+        right.addWidget(self.thumbs, 1)
+        return right
+
+    def _connect_settings(self):
+        """Each setting, once edited, becomes an undoable change of the dataset section."""
+        self.csv_button.clicked.connect(self.choose_csv)
+        self.folder_button.clicked.connect(self.choose_folder)
         self.missing.activated.connect(lambda _: self._set("missing", self.missing.currentText()))
         self.normalize.activated.connect(
             lambda _: self._set("normalize", self.normalize.currentText()))
@@ -87,42 +127,6 @@ class DataPanel(QWidget):
             w.editingFinished.connect(
                 lambda: self._set("size", [self.height_px.value(), self.width_px.value()]))
         self.color.activated.connect(lambda _: self._set("color", self.color.currentText()))
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.counts = QLabel()
-        self.counts.setWordWrap(True)
-        self.columns = QTableWidget(0, 5)
-        self.columns.setHorizontalHeaderLabels(["column", "kind", "missing", "role", "encoding"])
-        self.columns.verticalHeader().hide()
-        self.preview = QTableWidget(0, 0)
-        self.thumbs = QWidget()
-        self.thumb_grid = QGridLayout(self.thumbs)
-        self.thumb_grid.setSpacing(2)
-        left = QVBoxLayout()
-        left.addLayout(top)
-        left.addLayout(form)
-        left.addWidget(self.status)
-        left.addWidget(self.counts)
-        left.addStretch(1)
-        right = QVBoxLayout()
-        tables = QSplitter(Qt.Horizontal)  # column settings beside the rows they describe
-        tables.addWidget(self.columns)
-        tables.addWidget(self.preview)
-        tables.setStretchFactor(0, 1)
-        tables.setStretchFactor(1, 1)
-        self.tables = tables
-        right.addWidget(tables, 1)
-        right.addWidget(self.thumbs, 1)
-        for t in (self.columns, self.preview):
-            t.setMinimumSize(120, 120)
-        lay = QHBoxLayout(self)
-        lay.addLayout(left, 1)
-        lay.addLayout(right, 2)
-        self.timer = QTimer(self, singleShot=True, interval=250)
-        self.timer.timeout.connect(self.refresh)
-        doc.sigChanged.connect(self.schedule)
-        self.load_fields()
-        self.schedule()
 
     # -- editing ------------------------------------------------------------------------------
     def _dataset(self):
@@ -317,3 +321,11 @@ class DataPanel(QWidget):
             text.setStyleSheet("font-size: 8pt;")
             self.thumb_grid.addWidget(cell, (k // 8) * 2, k % 8)
             self.thumb_grid.addWidget(text, (k // 8) * 2 + 1, k % 8)
+
+
+def _row(*widgets):
+    """A horizontal layout of `widgets`."""
+    lay = QHBoxLayout()
+    for w in widgets:
+        lay.addWidget(w)
+    return lay
