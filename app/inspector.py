@@ -1,84 +1,12 @@
 """The inspector: the selected node's parameters with widgets generated from the layer
-declaration (a dict from parameter kind to widget factory), its help, output shape, parameter
+declaration (a ParamForm, app/paramform.py), its help, output shape, parameter
 count and problems. Every accepted change is one undoable SetParamsCmd."""
-import json
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QSpinBox,
-                               QVBoxLayout, QWidget)
-
-from layerloom.core.errors import ParamError
 from layerloom.core.graph import fmt_shape
 
 from .commands import SetParamsCmd
-
-
-def _int_widget(p, value, commit):
-    w = QSpinBox()
-    w.setRange(p.min if p.min is not None else -2**31 + 1, p.max if p.max is not None else 2**31 - 1)
-    if p.default is None:  # "not set", e.g. strides=None
-        w.setMinimum(w.minimum() - 1)
-        w.setSpecialValueText("default")
-        w.setValue(w.minimum() if value is None else value)
-        w.editingFinished.connect(lambda: commit(None if w.value() == w.minimum() else w.value()))
-    else:
-        w.setValue(value)
-        w.editingFinished.connect(lambda: commit(w.value()))
-    return w
-
-
-def _bool_widget(p, value, commit):
-    w = QCheckBox()
-    w.setChecked(bool(value))
-    w.toggled.connect(commit)
-    return w
-
-
-def _choice_widget(p, value, commit):
-    w = QComboBox()
-    w.addItems(list(p.choices))
-    w.setCurrentText(str(value))
-    w.currentTextChanged.connect(commit)
-    return w
-
-
-def _text_widget(p, value, commit, as_json=True):
-    text = json.dumps(p.to_json(value)) if as_json else str(value)
-    w = QLineEdit(text)
-
-    def done():
-        raw = w.text()
-        if as_json:
-            try:
-                v = json.loads(raw)
-            except json.JSONDecodeError:
-                v = raw  # let the parameter say what it expected
-        else:
-            v = raw
-        commit(v)
-    w.editingFinished.connect(done)
-    return w
-
-
-def _float_widget(p, value, commit):
-    w = QLineEdit(f"{value:g}")
-
-    def done():
-        try:
-            commit(float(w.text()))
-        except ValueError:
-            commit(w.text())
-    w.editingFinished.connect(done)
-    return w
-
-
-WIDGETS = {
-    "int": _int_widget,
-    "float": _float_widget,
-    "bool": _bool_widget,
-    "choice": _choice_widget,
-    "expr": lambda p, v, c: _text_widget(p, v, c, as_json=False),
-    "text": lambda p, v, c: _text_widget(p, v, c, as_json=False),
-}
+from .paramform import ParamForm
 
 
 class Inspector(QWidget):
@@ -92,7 +20,9 @@ class Inspector(QWidget):
         self.help = QLabel()
         self.help.setWordWrap(True)
         self.help.setStyleSheet("color: #555;")
-        self.form = QFormLayout()
+        self.form = None  # the node's ParamForm
+        self.form_slot = QVBoxLayout()
+        self.form_slot.setContentsMargins(0, 0, 0, 0)
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.error = QLabel()
@@ -100,7 +30,7 @@ class Inspector(QWidget):
         self.error.setStyleSheet("color: #c1121f;")
         for w in (self.title, self.help):
             self.lay.addWidget(w)
-        self.lay.addLayout(self.form)
+        self.lay.addLayout(self.form_slot)
         self.lay.addWidget(self.info)
         self.lay.addWidget(self.error)
         self.lay.addStretch(1)
@@ -109,8 +39,12 @@ class Inspector(QWidget):
 
     def show_node(self, node_id):
         self.node_id = node_id
-        while self.form.rowCount():
-            self.form.removeRow(0)
+        if self.form is not None:  # it reports nothing more (a focused field may finish)
+            self.form.blockSignals(True)
+            self.form.hide()
+            self.form_slot.removeWidget(self.form)
+            self.form.deleteLater()
+            self.form = None
         self.widgets = {}
         self.error.setText("")
         if not node_id or node_id not in self.doc.graph.nodes:
@@ -122,26 +56,20 @@ class Inspector(QWidget):
         node = self.doc.graph.nodes[node_id]
         self.title.setText(f"<b>{node.type}</b> &nbsp; {node_id}")
         self.help.setText(node.layer.help)
-        for p in node.layer.params:
-            make = WIDGETS.get(p.kind, _text_widget)
-            w = make(p, node.params[p.name], lambda v, name=p.name: self.commit(name, v))
-            w.setToolTip(f"{p.help}\nExpected: {p.describe()}")
-            w.setObjectName(f"param_{p.name}")
-            self.widgets[p.name] = w
-            self.form.addRow(p.name, w)
+        self.form = ParamForm(node.layer.params, node.params, place=node_id,
+                              inline_errors=False)
+        self.form.sigChanged.connect(self.commit)
+        self.form.sigError.connect(self._refused)
+        self.form_slot.addWidget(self.form)
+        self.widgets = self.form.widgets
         self.refresh_info()
         # inside a scroll area: keep rows at their natural height and let the area scroll
         self.setMinimumHeight(self.lay.sizeHint().height())
 
     def commit(self, name, value):
+        """A value the form accepted (validated against the declaration) for param `name`."""
         node = self.doc.graph.nodes.get(self.node_id)
         if node is None:
-            return
-        decl = {p.name: p for p in node.layer.params}[name]
-        try:
-            value = decl.validate(value, f"{self.node_id}.{name}")
-        except ParamError as e:
-            self.error.setText(str(e))
             return
         self.error.setText("")
         if value == node.params[name]:
@@ -150,6 +78,10 @@ class Inspector(QWidget):
             self.doc.push(SetParamsCmd(self.doc, self.node_id, {name: value}))
         except RuntimeError as e:
             self.error.setText(str(e))
+
+    def _refused(self, name, message):
+        if self.node_id in self.doc.graph.nodes:
+            self.error.setText(message)
 
     def refresh_info(self):
         nid = self.node_id

@@ -99,8 +99,9 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     assert win.doc.project.dataset == {"source": "synthetic", "name": "moons"}
     tp.loss.setCurrentText("sparse_categorical_crossentropy")
     tp.loss.activated.emit(tp.loss.currentIndex())
-    tp.lr.setText("0.01")
-    tp.lr.editingFinished.emit()
+    lr = tp.optimizer.form.widgets["learning_rate"]
+    lr.setText("0.01")
+    lr.editingFinished.emit()
     tp.epochs.setValue(8)
     tp.epochs.editingFinished.emit()
     assert win.doc.project.training["epochs"] == 8
@@ -113,10 +114,11 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     # setup changes are undoable like graph edits
     win.doc.undo.undo()
     assert win.doc.project.training["epochs"] != 8 and tp.epochs.value() != 8
-    # a bad learning rate is refused with the reason
-    tp.lr.setText("-1")
-    tp.lr.editingFinished.emit()
-    assert "learning_rate: expected a number > 0" in tp.setup_error.text()
+    # a bad learning rate is refused with the reason, shown beside it
+    lr = tp.optimizer.form.widgets["learning_rate"]
+    lr.setText("-1")
+    lr.editingFinished.emit()
+    assert "expected a number > 0" in tp.optimizer.form.errors["learning_rate"].text()
 
 
 @pytest.mark.slow

@@ -1,0 +1,176 @@
+"""A form for a list of Params (engine/core/params.py): one editing widget per parameter from
+WIDGETS (a dict from parameter kind to widget factory), each accepted value reported as
+sigChanged(name, value), a refused one as sigError(name, message) and, with inline errors,
+shown under its widget. The inspector shows a layer's params with it, the training dock an
+optimizer's."""
+import json
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QSpinBox,
+                               QVBoxLayout, QWidget)
+
+from layerloom.core.errors import LayerloomError
+
+ERROR_STYLE = "color: #c1121f;"
+
+
+def shown(p, value):
+    """A value as a text field shows it: numbers by %g, objects as JSON."""
+    if p.kind == "float" and isinstance(value, (int, float)):
+        return f"{value:g}"
+    if p.kind in ("expr", "text") and isinstance(value, str):
+        return value
+    return json.dumps(p.to_json(value))
+
+
+def _int_widget(p, value, commit):
+    w = QSpinBox()
+    w.setRange(p.min if p.min is not None else -2**31 + 1, p.max if p.max is not None else 2**31 - 1)
+    if p.default is None:  # "not set", e.g. strides=None
+        w.setMinimum(w.minimum() - 1)
+        w.setSpecialValueText("default")
+        w.setValue(w.minimum() if value is None else value)
+        w.editingFinished.connect(lambda: commit(None if w.value() == w.minimum() else w.value()))
+    else:
+        w.setValue(value)
+        w.editingFinished.connect(lambda: commit(w.value()))
+    return w
+
+
+def _bool_widget(p, value, commit):
+    w = QCheckBox()
+    w.setChecked(bool(value))
+    w.toggled.connect(commit)
+    return w
+
+
+def _choice_widget(p, value, commit):
+    w = QComboBox()
+    w.addItems(list(p.choices))
+    w.setCurrentText(str(value))
+    w.currentTextChanged.connect(commit)
+    return w
+
+
+def _text_widget(p, value, commit, as_json=True):
+    text = json.dumps(p.to_json(value)) if as_json else str(value)
+    w = QLineEdit(text)
+
+    def done():
+        raw = w.text()
+        if as_json:
+            try:
+                v = json.loads(raw)
+            except json.JSONDecodeError:
+                v = raw  # let the parameter say what it expected
+        else:
+            v = raw
+        commit(v)
+    w.editingFinished.connect(done)
+    return w
+
+
+def _float_widget(p, value, commit):
+    w = QLineEdit(f"{value:g}")
+
+    def done():
+        try:
+            commit(float(w.text()))
+        except ValueError:
+            commit(w.text())
+    w.editingFinished.connect(done)
+    return w
+
+
+WIDGETS = {
+    "int": _int_widget,
+    "float": _float_widget,
+    "bool": _bool_widget,
+    "choice": _choice_widget,
+    "expr": lambda p, v, c: _text_widget(p, v, c, as_json=False),
+    "text": lambda p, v, c: _text_widget(p, v, c, as_json=False),
+}
+
+
+def _show(w, p, value):
+    """Put `value` in widget `w` (made by a factory for `p`) without reporting it."""
+    w.blockSignals(True)
+    try:
+        if isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QSpinBox):
+            w.setValue(w.minimum() if value is None else value)
+        elif isinstance(w, QComboBox):
+            w.setCurrentText(str(value))
+        elif isinstance(w, QLineEdit):
+            w.setText(shown(p, value))
+    finally:
+        w.blockSignals(False)
+
+
+class ParamForm(QWidget):
+    """Widgets for `params` showing `values` ({name: value}, defaults where absent). `check(p,
+    value, place)` returns the value to report or raises a LayerloomError (default: the
+    Param's own validation); `widgets` maps a param's name to a factory of its own."""
+    sigChanged = Signal(str, object)
+    sigError = Signal(str, str)
+
+    def __init__(self, params, values, place="", check=None, widgets=None, inline_errors=True,
+                 parent=None):
+        super().__init__(parent)
+        self.params = {p.name: p for p in params}
+        self.place = place
+        self.check = check or (lambda p, value, where: p.validate(value, where))
+        self.inline_errors = inline_errors
+        self.widgets, self.errors = {}, {}
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        widgets = widgets or {}
+        for p in params:
+            make = widgets.get(p.name) or WIDGETS.get(p.kind, _text_widget)
+            w = make(p, values.get(p.name, p.default), lambda v, name=p.name: self.commit(name, v))
+            w.setToolTip(f"{p.help}\nExpected: {p.describe()}")
+            w.setObjectName(f"param_{p.name}")
+            self.widgets[p.name] = w
+            self.form.addRow(p.name, self._with_error(p.name, w))
+
+    def _with_error(self, name, w):
+        """`w` with its error line under it (hidden while there is none)."""
+        if not self.inline_errors:
+            return w
+        error = QLabel()
+        error.setWordWrap(True)
+        error.setStyleSheet(ERROR_STYLE)
+        error.setObjectName(f"error_{name}")
+        error.hide()
+        self.errors[name] = error
+        holder = QWidget()
+        lay = QVBoxLayout(holder)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(w)
+        lay.addWidget(error)
+        return holder
+
+    def commit(self, name, value):
+        where = f"{self.place}.{name}" if self.place else name
+        try:
+            value = self.check(self.params[name], value, where)
+        except LayerloomError as e:
+            self.show_error(name, e.message if self.inline_errors else str(e))
+            self.sigError.emit(name, str(e))
+            return
+        self.show_error(name, "")
+        self.sigChanged.emit(name, value)
+
+    def show_error(self, name, message):
+        error = self.errors.get(name)
+        if error is not None:
+            error.setText(message)
+            error.setVisible(bool(message))
+
+    def set_values(self, values):
+        """Show `values` (defaults where absent) without reporting them; clears the errors."""
+        for name, p in self.params.items():
+            _show(self.widgets[name], p, values.get(name, p.default))
+            self.show_error(name, "")

@@ -1,0 +1,125 @@
+"""The training dock's losses and its rows per output and per array (a mixin of
+TrainingPanel): one loss for every output, or with several outputs a loss and a weight for
+each (Keras' loss dict and loss_weights); with several inputs or outputs, which dataset array
+feeds each Input and which is each output's target. Each change is an undoable SetSetupCmd,
+as everywhere in the dock."""
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
+
+from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
+
+from .commands import SetSetupCmd
+
+
+def loss_entry(name, old=None, **given):
+    """An output's loss entry for loss `name`: its declared parameters at their defaults, or
+    as `old` had them when it was the same loss (a weight, huber's delta), then `given`."""
+    old = old or {}
+    same = old.get("name") == name
+    entry = {"name": name, "weight": old.get("weight", 1.0),
+             "from_logits": old.get("from_logits", False) and same}
+    entry.update({p.name: old[p.name] if same and p.name in old else p.default
+                  for p in LOSS_KINDS[name].params})
+    entry.update(given)
+    return entry
+
+
+class OutputRows:
+    """Needs self.doc, self.loss, self.per_output_form, self.output_rows, self.mapping_form,
+    self.mapping_rows, self._mapping_key, self._names_for, _push, _changed_setup, _fit_height."""
+
+    def _load_output_rows(self):
+        """With several outputs, a loss and a weight per output (Keras' loss dict and
+        loss_weights); rebuilt when the outputs change."""
+        outputs = self.doc.graph.outputs()
+        current = self.doc.project.training.get("loss", {})
+        if len(outputs) < 2:
+            outputs = []
+        if list(self.output_rows) != outputs:
+            while self.per_output_form.rowCount():
+                self.per_output_form.removeRow(0)
+            self.output_rows = {}
+            for o in outputs:
+                combo = QComboBox()
+                combo.addItem("(choose a loss)")
+                combo.addItems(list(LOSS_NAMES))
+                weight = QDoubleSpinBox(minimum=0.0, maximum=1000.0, decimals=3, singleStep=0.1)
+                row = QHBoxLayout()
+                row.addWidget(combo, 3)
+                row.addWidget(weight, 1)
+                holder = QWidget()
+                holder.setLayout(row)
+                row.setContentsMargins(0, 0, 0, 0)
+                combo.activated.connect(lambda _, o=o: self._output_loss_changed(o))
+                weight.editingFinished.connect(lambda o=o: self._output_loss_changed(o))
+                self.per_output_form.addRow(f"  {o}", holder)
+                self.output_rows[o] = (combo, weight)
+        for o, (combo, weight) in self.output_rows.items():
+            spec = current.get(o, {})
+            combo.setCurrentText(spec.get("name", "(choose a loss)"))
+            weight.setValue(float(spec.get("weight", 1.0)))
+        self.per_output.setVisible(bool(self.output_rows))
+        self._fit_height()
+
+    def _load_mapping_rows(self):
+        """Which dataset array feeds each Input and which is each output's target; shown when
+        the graph has several of either (one input and one output map to x and y)."""
+        g, d = self.doc.graph, self.doc.project.dataset
+        ins, outs = g.inputs(), g.outputs()
+        rows = ([("inputs", n) for n in ins] + [("targets", n) for n in outs]
+                if d and (len(ins) > 1 or len(outs) > 1) else [])
+        names = self._array_names() if rows else []
+        key = (tuple(rows), tuple(names))
+        if self._mapping_key != key:
+            self._mapping_key = key
+            while self.mapping_form.rowCount():
+                self.mapping_form.removeRow(0)
+            self.mapping_rows = {}
+            for kind, nid in rows:
+                combo = QComboBox()
+                combo.addItems(["(choose)"] + names)
+                combo.activated.connect(lambda _, k=kind, n=nid: self._mapping_changed(k, n))
+                label = f"  {nid} {'<-' if kind == 'inputs' else 'target'}"
+                self.mapping_form.addRow(label, combo)
+                self.mapping_rows[(kind, nid)] = combo
+        for (kind, nid), combo in self.mapping_rows.items():
+            combo.setCurrentText(d.get(kind, {}).get(nid, "(choose)"))
+        self.mapping.setVisible(bool(self.mapping_rows))
+        self._fit_height()
+
+    def _array_names(self):
+        """The dataset's array names, read once per dataset rather than on every edit (this
+        runs after each change, and an .npz would be opened each time)."""
+        from layerloom.data.prepare import array_names
+        d = self.doc.project.dataset
+        key = (d.get("source"), d.get("name"), d.get("path"))
+        if self._names_for != key:
+            self._names_for, self._names = key, array_names(self.doc.project)
+        return self._names
+
+    def _mapping_changed(self, kind, nid):
+        combo = self.mapping_rows[(kind, nid)]
+        if combo.currentText() == "(choose)":
+            return
+        new = dict(self.doc.project.dataset)
+        new[kind] = dict(new.get(kind, {}))
+        new[kind][nid] = combo.currentText()
+        if new != self.doc.project.dataset:
+            self._push(SetSetupCmd(self.doc, "dataset", None, new, self._changed_setup))
+
+    def _output_loss_changed(self, output):
+        combo, weight = self.output_rows[output]
+        if combo.currentText() not in LOSS_NAMES:  # the placeholder
+            return
+        new = {k: dict(v) for k, v in self.doc.project.training.get("loss", {}).items()}
+        new[output] = loss_entry(combo.currentText(), new.get(output, {}),
+                                 weight=float(weight.value()))
+        if self.doc.project.training.get("loss") != new:
+            self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
+
+    def _loss_chosen(self):
+        name = self.loss.currentText()
+        if name not in LOSS_NAMES:  # the placeholder
+            return
+        new = {o: loss_entry(name) for o in self.doc.graph.outputs()}
+        if self.doc.project.training.get("loss") != new:
+            self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))

@@ -1,0 +1,140 @@
+"""The param form (app/paramform.py) and the training dock's optimizer section built from it:
+every declared parameter of the chosen optimizer, written into the training section as the
+project file has it, undoable, with a value's problem shown next to it (pytest-qt,
+offscreen)."""
+import os
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from layerloom.app.document import Document  # noqa: E402
+from layerloom.project import loom  # noqa: E402
+from layerloom.train.optimizers import OPTIMIZERS  # noqa: E402
+from guikit import EXAMPLES  # noqa: E402
+
+
+def _type(widget, text):
+    widget.setText(text)
+    widget.editingFinished.emit()
+
+
+def test_param_form_reports_valid_values_and_shows_errors_beside_the_param(qapp):
+    from layerloom.app.paramform import ParamForm
+    decls = OPTIMIZERS["sgd"].params
+    form = ParamForm(decls, {p.name: p.default for p in decls}, place="sgd")
+    assert list(form.widgets) == [p.name for p in decls]
+    got = []
+    form.sigChanged.connect(lambda name, value: got.append((name, value)))
+    _type(form.widgets["momentum"], "0.5")
+    form.widgets["nesterov"].setChecked(True)
+    assert got == [("momentum", 0.5), ("nesterov", True)]
+    assert form.errors["momentum"].isHidden()
+    _type(form.widgets["momentum"], "1.5")
+    assert got == [("momentum", 0.5), ("nesterov", True)]  # not reported
+    assert "expected a number >= 0 and < 1, got 1.5" in form.errors["momentum"].text()
+    assert not form.errors["momentum"].isHidden() and form.errors["nesterov"].isHidden()
+    form.set_values({"momentum": 0.25, "nesterov": False})  # shows, does not report
+    assert form.widgets["momentum"].text() == "0.25" and not form.widgets["nesterov"].isChecked()
+    assert got == [("momentum", 0.5), ("nesterov", True)] and form.errors["momentum"].isHidden()
+
+
+def _multitask(win):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    return win.training
+
+
+def _params(win):
+    return win.doc.project.training["optimizer"]["params"]
+
+
+def test_adam_shows_every_declared_param_and_an_edit_round_trips(win, tmp_path):
+    tp = _multitask(win)
+    form = tp.optimizer.form
+    assert tp.optimizer.choice.currentText() == "adam"
+    assert list(form.widgets) == [p.name for p in OPTIMIZERS["adam"].params]
+    assert form.widgets["learning_rate"].text() == "0.003"
+    assert form.widgets["beta_1"].text() == "0.9" and form.widgets["epsilon"].text() == "1e-07"
+    _type(form.widgets["beta_1"], "0.8")
+    opt = win.doc.project.training["optimizer"]
+    assert opt["name"] == "adam" and opt["params"]["beta_1"] == 0.8
+    assert opt["params"]["learning_rate"] == 0.003 and opt["params"]["beta_2"] == 0.999
+    assert win.problems.count() == 0
+    path = tmp_path / "edited.loom"
+    path.write_text(loom.dumps(win.doc.project))
+    again = loom.load(str(path))
+    assert again.training["optimizer"] == opt
+    win.doc.undo.undo()
+    assert _params(win)["beta_1"] == 0.9 and form.widgets["beta_1"].text() == "0.9"
+    win.doc.undo.redo()
+    assert _params(win)["beta_1"] == 0.8 and form.widgets["beta_1"].text() == "0.8"
+
+
+def test_an_invalid_value_is_shown_beside_it_and_not_written(win):
+    tp = _multitask(win)
+    form = tp.optimizer.form
+    before = dict(_params(win))
+    steps = win.doc.undo.count()
+    _type(form.widgets["beta_1"], "1.5")
+    assert "expected a number >= 0 and < 1, got 1.5" in form.errors["beta_1"].text()
+    assert not form.errors["beta_1"].isHidden() and form.errors["beta_2"].isHidden()
+    _type(form.widgets["learning_rate"], "-1")
+    assert "expected a number > 0" in form.errors["learning_rate"].text()
+    _type(form.widgets["epsilon"], "tiny")
+    assert "got 'tiny'" in form.errors["epsilon"].text()
+    assert _params(win) == before and win.doc.undo.count() == steps
+    _type(form.widgets["beta_1"], "0.5")  # an edit: the form shows the project as it is now
+    assert _params(win)["beta_1"] == 0.5
+    assert all(e.isHidden() for e in form.errors.values())
+    assert form.widgets["epsilon"].text() == "1e-07"
+
+
+def test_switching_optimizer_switches_the_form_and_drops_the_old_keys(win, tmp_path):
+    tp = _multitask(win)
+    _type(tp.optimizer.form.widgets["beta_1"], "0.8")
+    combo = tp.optimizer.choice
+    combo.setCurrentText("sgd")
+    combo.activated.emit(combo.currentIndex())
+    form = tp.optimizer.form
+    assert list(form.widgets) == [p.name for p in OPTIMIZERS["sgd"].params]
+    assert "momentum" in form.widgets and "nesterov" in form.widgets
+    opt = win.doc.project.training["optimizer"]
+    assert opt["name"] == "sgd" and set(opt["params"]) == {p.name for p in OPTIMIZERS["sgd"].params}
+    # what the user set carries over where SGD declares it; the rest are SGD's defaults
+    assert opt["params"]["learning_rate"] == 0.003 and opt["params"]["momentum"] == 0.0
+    form.widgets["nesterov"].setChecked(True)
+    _type(form.widgets["momentum"], "0.9")
+    assert _params(win)["nesterov"] is True and _params(win)["momentum"] == 0.9
+    path = tmp_path / "sgd.loom"
+    path.write_text(loom.dumps(win.doc.project))
+    assert loom.load(str(path)).training["optimizer"] == win.doc.project.training["optimizer"]
+    for _ in range(3):
+        win.doc.undo.undo()
+    assert tp.optimizer.choice.currentText() == "adam"
+    assert "beta_1" in tp.optimizer.form.widgets and "momentum" not in tp.optimizer.form.widgets
+    assert tp.optimizer.form.widgets["beta_1"].text() == "0.8"
+
+
+def test_a_learning_rate_schedule_is_shown_and_kept(win):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_mlp.loom")))
+    form = win.training.optimizer.form
+    sched = _params(win)["learning_rate"]
+    assert sched["schedule"] == "cosine_decay"
+    assert '"schedule": "cosine_decay"' in form.widgets["learning_rate"].text()
+    _type(form.widgets["epsilon"], "1e-6")
+    assert _params(win)["learning_rate"] == sched and _params(win)["epsilon"] == 1e-6
+    _type(form.widgets["learning_rate"], '{"schedule": "warp"}')
+    assert "schedule" in form.errors["learning_rate"].text()
+    assert _params(win)["learning_rate"] == sched
+    _type(form.widgets["learning_rate"], "0.01")
+    assert _params(win)["learning_rate"] == 0.01
+    assert "learning rate 0.01" in win.training.summary.text()
+
+
+def test_a_new_project_shows_adams_defaults(win):
+    form = win.training.optimizer.form
+    assert win.training.optimizer.choice.currentText() == "adam"
+    assert form.widgets["learning_rate"].text() == "0.001"
+    assert "learning rate 0.001" in win.training.summary.text()
+    _type(form.widgets["beta_2"], "0.99")
+    assert win.doc.project.training["optimizer"]["params"]["beta_2"] == 0.99
