@@ -50,6 +50,7 @@ def _type_hint(name):
 
 
 def parse_graph(g, problems):
+    """The graph of a file's "graph" object, with a problem for each node or edge refused."""
     graph = Graph()
     if not isinstance(g, dict):
         problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
@@ -62,20 +63,39 @@ def parse_graph(g, problems):
     if not isinstance(edges, list):
         problems.append(ProjectError("expected a list of edges", "graph.edges"))
         edges = []
-    first_index = {}
-    broken = set()  # ids of nodes already refused: edges to them say nothing new
-    nodes_unreadable = not isinstance(g.get("nodes"), list)
+    broken, ids_known = _add_nodes(graph, nodes, problems)
+    ids_known = ids_known and isinstance(g.get("nodes"), list)
+    for j, e in enumerate(edges):
+        ends = _edge_ends(e, f"graph.edges[{j}]", problems)
+        if ends is None:
+            continue
+        (src, sp), (dst, dp) = ends
+        missing = [n for n in (src, dst) if n not in graph.nodes]
+        if missing and (not ids_known or all(n in broken for n in missing)):
+            continue  # follows from a node refused above
+        try:  # the editor's own rules; cycles are reported with the graph's other problems
+            graph.connect(src, sp, dst, dp, allow_cycle=True)
+        except GraphError as err:
+            problems.append(ProjectError(err.message, f"graph.edges[{j}].{err.end}"))
+    return graph
+
+
+def _add_nodes(graph, nodes, problems):
+    """Add the readable nodes. Returns (ids of nodes refused for their type or parameters,
+    whether every node's id could be read: if not, any dangling edge may be to it)."""
+    first_index, broken, ids_known = {}, set(), True
     for i, n in enumerate(nodes):
         place = f"graph.nodes[{i}]"
         if not isinstance(n, dict):
             problems.append(ProjectError("expected an object with id, type, params", place))
-            nodes_unreadable = True  # its id is unknown: any dangling edge may be to it
+            ids_known = False
             continue
         problems.extend(unknown_keys(n, {"id", "type", "params"}, place))
         nid, typ = n.get("id"), n.get("type")
         if not isinstance(nid, str) or not nid:
-            problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}", f"{place}.id"))
-            nodes_unreadable = True
+            problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}",
+                                         f"{place}.id"))
+            ids_known = False
             continue
         if nid in first_index:
             problems.append(ProjectError(f"duplicate node id {quote(nid)} (first used by "
@@ -91,32 +111,25 @@ def parse_graph(g, problems):
         problems.extend(perr)
         first_index[nid] = i
         graph.add_node(typ, None if perr else values, id=nid)
-    for j, e in enumerate(edges):
-        place = f"graph.edges[{j}]"
-        ends = []
-        if not isinstance(e, dict):
-            problems.append(ProjectError("expected an object with \"from\" and \"to\"", place))
-            continue
-        problems.extend(unknown_keys(e, {"from", "to"}, place))
-        for key in ("from", "to"):
-            v = e.get(key)
-            if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
-                    or not isinstance(v[1], int) or isinstance(v[1], bool) or v[1] < 0):
-                problems.append(ProjectError(f"expected [node_id, port], got {quote(v)}",
-                                             f"{place}.{key}"))
-                break
-            ends.append(v)
-        if len(ends) != 2:
-            continue
-        (src, sp), (dst, dp) = ends
-        missing = [n for n in (src, dst) if n not in graph.nodes]
-        if missing and (nodes_unreadable or all(n in broken for n in missing)):
-            continue  # follows from a node refused above
-        try:  # the editor's own rules; cycles are reported with the graph's other problems
-            graph.connect(src, sp, dst, dp, allow_cycle=True)
-        except GraphError as err:
-            problems.append(ProjectError(err.message, f"{place}.{err.end}"))
-    return graph
+    return broken, ids_known
+
+
+def _edge_ends(e, place, problems):
+    """((src, port), (dst, port)) of an edge object, or None with the problem."""
+    if not isinstance(e, dict):
+        problems.append(ProjectError("expected an object with \"from\" and \"to\"", place))
+        return None
+    problems.extend(unknown_keys(e, {"from", "to"}, place))
+    ends = []
+    for key in ("from", "to"):
+        v = e.get(key)
+        if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
+                or not isinstance(v[1], int) or isinstance(v[1], bool) or v[1] < 0):
+            problems.append(ProjectError(f"expected [node_id, port], got {quote(v)}",
+                                         f"{place}.{key}"))
+            return None
+        ends.append(v)
+    return ends
 
 
 def from_dict(d, path=None, strict=True):
