@@ -42,8 +42,8 @@ def _refuse(node, text, what):
                     f"{', '.join(sorted(FUNCTIONS))}")
 
 
-def parse(text, place="expression"):
-    """Check and convert to a tree of tuples: ('num', v) | ('var', name) | (op, *args)."""
+def _check_text(text, place):
+    """Refuse what is not expression text before Python's parser sees it."""
     if not isinstance(text, str) or not text.strip():
         raise ExprError("expected a non-empty expression such as x * sigmoid(x)", place)
     if len(text) > MAX_LENGTH:
@@ -53,6 +53,11 @@ def parse(text, place="expression"):
     if bad is not None:  # names and operators are ASCII; a lone surrogate cannot even encode
         raise ExprError(f"character {quote(text[bad])} at column {bad + 1} is not part of an "
                         "expression (letters, digits, operators and parentheses)", place)
+
+
+def parse(text, place="expression"):
+    """Check and convert to a tree of tuples: ('num', v) | ('var', name) | (op, *args)."""
+    _check_text(text, place)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
@@ -152,6 +157,25 @@ def _div(u, v):
     return ZERO if u == ZERO else ("/", u, v)
 
 
+# d f(u) = _CHAIN_RULES[f](t, u, du), t being f(u) itself
+_CHAIN_RULES = {
+    "exp": lambda t, u, du: _mul(t, du),
+    "log": lambda t, u, du: _div(du, u),
+    "sqrt": lambda t, u, du: _div(du, ("*", _n(2), t)),
+    "abs": lambda t, u, du: _mul(("sign", u), du),
+    "sin": lambda t, u, du: _mul(("cos", u), du),
+    "cos": lambda t, u, du: _mul(("neg", ("sin", u)), du),
+    "tan": lambda t, u, du: _div(du, ("*", ("cos", u), ("cos", u))),
+    "tanh": lambda t, u, du: _mul(("-", ONE, ("*", t, t)), du),
+    "sigmoid": lambda t, u, du: _mul(("*", t, ("-", ONE, t)), du),
+    "relu": lambda t, u, du: _mul((">", u, ZERO), du),
+    "softplus": lambda t, u, du: _mul(("sigmoid", u), du),
+    "square": lambda t, u, du: _mul(("*", _n(2), u), du),
+    "erf": lambda t, u, du: _mul(("*", _n(2 / math.sqrt(math.pi)),
+                                  ("exp", ("neg", ("*", u, u)))), du),
+}
+
+
 def derivative(t, wrt):
     """d t / d wrt as a tree."""
     op = t[0]
@@ -183,32 +207,8 @@ def derivative(t, wrt):
         return ZERO
     if du == ZERO and op not in ("maximum", "minimum", "where", "clip"):
         return ZERO
-    if op == "exp":
-        return _mul(t, du)
-    if op == "log":
-        return _div(du, u)
-    if op == "sqrt":
-        return _div(du, ("*", _n(2), t))
-    if op == "abs":
-        return _mul(("sign", u), du)
-    if op == "sin":
-        return _mul(("cos", u), du)
-    if op == "cos":
-        return _mul(("neg", ("sin", u)), du)
-    if op == "tan":
-        return _div(du, ("*", ("cos", u), ("cos", u)))
-    if op == "tanh":
-        return _mul(("-", ONE, ("*", t, t)), du)
-    if op == "sigmoid":
-        return _mul(("*", t, ("-", ONE, t)), du)
-    if op == "relu":
-        return _mul((">", u, ZERO), du)
-    if op == "softplus":
-        return _mul(("sigmoid", u), du)
-    if op == "square":
-        return _mul(("*", _n(2), u), du)
-    if op == "erf":
-        return _mul(("*", _n(2 / math.sqrt(math.pi)), ("exp", ("neg", ("*", u, u)))), du)
+    if op in _CHAIN_RULES:
+        return _CHAIN_RULES[op](t, u, du)
     if op in ("maximum", "minimum"):
         v, dv = args[1], d[1]
         first = (">=", u, v) if op == "maximum" else ("<=", u, v)
