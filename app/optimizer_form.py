@@ -28,6 +28,7 @@ def checked(entry):
 def _rate_widget(p, value, commit):
     """learning_rate: a number, or a schedule object written as JSON."""
     w = QLineEdit(shown(p, value))
+    w.setCursorPosition(0)
 
     def done():
         text = w.text().strip()

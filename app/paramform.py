@@ -104,6 +104,7 @@ def _show(w, p, value):
             w.setCurrentText(str(value))
         elif isinstance(w, QLineEdit):
             w.setText(shown(p, value))
+            w.setCursorPosition(0)  # a long value (a schedule object) from its start
     finally:
         w.blockSignals(False)
 
