@@ -11,24 +11,14 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--nodes", type=int, default=300)
-    args = ap.parse_args(argv)
-    from PySide6.QtWidgets import QApplication
-    app = QApplication.instance() or QApplication([])
-    from layerloom.app.commands import AddNodeCmd, ConnectCmd, SetParamsCmd
-    from layerloom.app.main_window import MainWindow
-    w = MainWindow(confirm=False)
-    w.resize(1400, 900)
-    w.show()
-    app.processEvents()
-    doc, g = w.doc, w.doc.graph
-    t0 = time.perf_counter()
+def build_graph(doc, nodes):
+    """A chain of residual pairs (two Dense into an Add) of about `nodes` nodes, one macro."""
+    from layerloom.app.commands import AddNodeCmd, ConnectCmd
+    g = doc.graph
     doc.undo.beginMacro("build")
     doc.push(AddNodeCmd(doc, "Input", (0, 0), {"shape": [16]}, "in"))
     prev, k = "in", 0
-    while len(g.nodes) < args.nodes - 2:
+    while len(g.nodes) < nodes - 2:
         a, b, s = f"d{k}a", f"d{k}b", f"add{k}"
         doc.push(AddNodeCmd(doc, "Dense", (260 * (k + 1), 0), {"units": 16}, a))
         doc.push(AddNodeCmd(doc, "Dense", (260 * (k + 1), 150), {"units": 16}, b))
@@ -39,50 +29,67 @@ def main(argv=None):
     doc.push(AddNodeCmd(doc, "Dense", (260 * (k + 2), 0), {"units": 2}, "out"))
     doc.push(ConnectCmd(doc, prev, 0, "out", 0))
     doc.undo.endMacro()
-    app.processEvents()
-    build = time.perf_counter() - t0
-    print(f"built {len(g.nodes)} nodes, {len(g.edges)} edges in {build:.2f} s")
 
-    def timed(label, fn, n=5):
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            app.processEvents()
-            times.append((time.perf_counter() - t) * 1000)
-        times.sort()
-        print(f"{label:34s} median {times[len(times) // 2]:7.1f} ms   worst {times[-1]:7.1f} ms")
-        return times[len(times) // 2]
 
-    results = {}
-    results["add node"] = timed("add a node", lambda: w.add_at_centre("Dense"))
-    results["param"] = timed("change a parameter (units)", lambda: doc.push(
-        SetParamsCmd(doc, "d0a", {"units": g.nodes["d0a"].params["units"] + 1})))
-    results["undo"] = timed("undo", lambda: doc.undo.undo())
-    results["redo"] = timed("redo", lambda: doc.undo.redo())
+def timed(app, label, fn, n=5):
+    """The median time of fn and the events it posts, in ms (printed with the worst)."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        app.processEvents()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    print(f"{label:34s} median {times[len(times) // 2]:7.1f} ms   worst {times[-1]:7.1f} ms")
+    return times[len(times) // 2]
+
+
+def timed_pair(app, doc, label, do):
+    """Times an edit and its undo separately, three times each; the slower median."""
+    t_do, t_undo = [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        do()
+        app.processEvents()
+        t_do.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        doc.undo.undo()
+        app.processEvents()
+        t_undo.append((time.perf_counter() - t) * 1000)
+    for name, ts in ((label, sorted(t_do)), ("  its undo", sorted(t_undo))):
+        print(f"{name:34s} median {ts[1]:7.1f} ms   worst {ts[-1]:7.1f} ms")
+    return max(sorted(t_do)[1], sorted(t_undo)[1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=300)
+    args = ap.parse_args(argv)
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication([])
     from layerloom.app.clipboard import copy_text
-    half = [nid for nid in list(g.nodes)[:100]]
-    text = copy_text(doc, half)
-    def pair(label, do):
-        """Times an edit and its undo separately, three times each."""
-        t_do, t_undo = [], []
-        for _ in range(3):
-            t = time.perf_counter()
-            do()
-            app.processEvents()
-            t_do.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
-            doc.undo.undo()
-            app.processEvents()
-            t_undo.append((time.perf_counter() - t) * 1000)
-        for name, ts in ((label, sorted(t_do)), ("  its undo", sorted(t_undo))):
-            print(f"{name:34s} median {ts[1]:7.1f} ms   worst {ts[-1]:7.1f} ms")
-        return max(sorted(t_do)[1], sorted(t_undo)[1])
-
-    results["paste 100"] = pair("paste 100 nodes", lambda: w.paste(text))
-    results["auto-layout"] = pair("auto-layout", w.auto_layout)
+    from layerloom.app.commands import SetParamsCmd
+    from layerloom.app.main_window import MainWindow
+    w = MainWindow(confirm=False)
+    w.resize(1400, 900)
+    w.show()
+    app.processEvents()
+    doc, g = w.doc, w.doc.graph
+    t0 = time.perf_counter()
+    build_graph(doc, args.nodes)
+    app.processEvents()
+    print(f"built {len(g.nodes)} nodes, {len(g.edges)} edges in {time.perf_counter() - t0:.2f} s")
+    results = {
+        "add node": timed(app, "add a node", lambda: w.add_at_centre("Dense")),
+        "param": timed(app, "change a parameter (units)", lambda: doc.push(
+            SetParamsCmd(doc, "d0a", {"units": g.nodes["d0a"].params["units"] + 1}))),
+        "undo": timed(app, "undo", lambda: doc.undo.undo()),
+        "redo": timed(app, "redo", lambda: doc.undo.redo())}
+    text = copy_text(doc, list(g.nodes)[:100])
+    results["paste 100"] = timed_pair(app, doc, "paste 100 nodes", lambda: w.paste(text))
+    results["auto-layout"] = timed_pair(app, doc, "auto-layout", w.auto_layout)
     w.view.fit()
-    results["repaint"] = timed("repaint the whole window", lambda: w.grab())
+    results["repaint"] = timed(app, "repaint the whole window", lambda: w.grab())
     worst = max(results.values())
     print(f"slowest median: {worst:.1f} ms ({'under' if worst < 100 else 'OVER'} 100 ms)")
     w.shutdown()
