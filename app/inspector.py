@@ -10,9 +10,9 @@ from .paramform import ParamForm
 
 
 class Inspector(QWidget):
-    def __init__(self, doc, scene, parent=None):
+    def __init__(self, doc, parent=None):
         super().__init__(parent)
-        self.doc, self.scene = doc, scene
+        self.doc = doc
         self.node_id = ""
         self.lay = QVBoxLayout(self)
         self.title = QLabel("Select a node to see its parameters.")

@@ -65,7 +65,7 @@ class MainWindow(FileActions, QMainWindow):
     def _build_panels(self, doc):
         """The panels of a document, by the dock that holds them."""
         self.palette = Palette()
-        self.inspector = Inspector(doc, self.scene)
+        self.inspector = Inspector(doc)
         self.training = TrainingPanel(doc)
         self.log = QPlainTextEdit(readOnly=True)
         self.problems = QListWidget()
