@@ -43,19 +43,17 @@ def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0, backwa
     in_shapes = [x.shape[1:] for x in xs]
     out_shapes = [tuple(sh) for sh in layer.output_shapes(params, in_shapes)]
     dys = dy if isinstance(dy, list) else [dy]
-    s = NodeStep()
-    s.node_id, s.params, s.n = "node", params, n
-    s.training, s.seed, s.step = training, 11, step
-    s.logits, s.skip_act_grad = None, False
-    s.x = [Tensor(to_dev(rt, x), x.shape[1:]) for x in xs]
-    s.y = [Tensor(s.x[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(sh))), sh)
-           for sh in out_shapes]
-    s.w = {k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()}
+    x_dev = [Tensor(to_dev(rt, x), x.shape[1:]) for x in xs]
     trainable = {spec.name for spec in layer.weights(params, in_shapes) if spec.trainable}
-    s.dw = {k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items() if k in trainable}
-    s.scratch = {k: Tensor(rt.empty(4 * n * int(np.prod(sh))), sh)
-                 for k, sh in layer.scratch(params, in_shapes).items()}
-    s.const = {k: upload_const(rt, v) for k, v in layer.constants(params, in_shapes).items()}
+    s = NodeStep(
+        "node", params, n=n, training=training, seed=11, step=step, x=x_dev,
+        y=[Tensor(x_dev[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(sh))), sh)
+           for sh in out_shapes],
+        w={k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()},
+        dw={k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items() if k in trainable},
+        scratch={k: Tensor(rt.empty(4 * n * int(np.prod(sh))), sh)
+                 for k, sh in layer.scratch(params, in_shapes).items()},
+        const={k: upload_const(rt, v) for k, v in layer.constants(params, in_shapes).items()})
     layer.forward(ops, s)
     ys = [from_dev(rt, t.buf, (n,) + sh).copy() for t, sh in zip(s.y, out_shapes)]
     if not backward:
@@ -161,12 +159,11 @@ def test_maximum_ties_go_to_the_first_input_even_without_its_gradient(rt, ops):
 
 def _pick_only_second(rt, ops, layer, a, b, dy):
     n = a.shape[0]
-    s = NodeStep()
-    s.node_id, s.params, s.n, s.training = "m", {}, n, False
-    s.x = [Tensor(to_dev(rt, v), v.shape[1:]) for v in (a, b)]
-    s.y = [Tensor(rt.empty(4 * a.size), a.shape[1:])]
-    s.scratch = {k: Tensor(rt.empty(4 * a.size), sh)
-                 for k, sh in layer.scratch({}, [a.shape[1:]] * 2).items()}
+    s = NodeStep("m", {}, n=n, training=False,
+                 x=[Tensor(to_dev(rt, v), v.shape[1:]) for v in (a, b)],
+                 y=[Tensor(rt.empty(4 * a.size), a.shape[1:])],
+                 scratch={k: Tensor(rt.empty(4 * a.size), sh)
+                          for k, sh in layer.scratch({}, [a.shape[1:]] * 2).items()})
     layer.forward(ops, s)
     s.dy = [Tensor(to_dev(rt, dy), a.shape[1:])]
     s.dx = [None, Tensor(rt.empty(4 * b.size), b.shape[1:])]
@@ -188,14 +185,12 @@ def test_batchnorm_inference_and_moving_statistics(rt, ops, rng):
     np.testing.assert_allclose(y, layer.reference(p, [x], ws, False)[0], rtol=1e-5, atol=1e-5)
     # training: batch statistics, and moving = 0.9 * moving + 0.1 * batch (biased variance)
     n = x.shape[0]
-    s = NodeStep()
-    s.node_id, s.params, s.n, s.training, s.seed, s.step = "bn", p, n, True, 0, 0
-    s.logits, s.skip_act_grad = None, False
-    s.x = [Tensor(to_dev(rt, x), x.shape[1:])]
-    s.y = [Tensor(rt.empty(4 * x.size), x.shape[1:])]
-    s.w = {k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()}
-    s.scratch = {k: Tensor(rt.empty(4 * int(np.prod(sh))), sh)
-                 for k, sh in layer.scratch(p, [x.shape[1:]]).items()}
+    s = NodeStep("bn", p, n=n, training=True, seed=0, step=0,
+                 x=[Tensor(to_dev(rt, x), x.shape[1:])],
+                 y=[Tensor(rt.empty(4 * x.size), x.shape[1:])],
+                 w={k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()},
+                 scratch={k: Tensor(rt.empty(4 * int(np.prod(sh))), sh)
+                          for k, sh in layer.scratch(p, [x.shape[1:]]).items()})
     layer.forward(ops, s)
     flat = x.reshape(-1, 5)
     np.testing.assert_allclose(from_dev(rt, s.w["moving_mean"].buf, (5,)),

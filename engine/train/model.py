@@ -6,6 +6,7 @@ topological order writes, later ones accumulate). Execute: forward and backward 
 only; nothing waits for the device.
 """
 import math
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -37,10 +38,31 @@ class ModelWeight(NamedTuple):
         return f"{self.node_id}/{self.spec.name}"
 
 
+@dataclass(slots=True, eq=False)
 class NodeStep:
-    """What a layer's forward/backward sees for one node."""
-    __slots__ = ("node_id", "params", "n", "x", "y", "w", "dw", "dy", "dx", "acc", "scratch",
-                 "const", "training", "seed", "step", "logits", "skip_act_grad")
+    """What a layer's forward/backward sees for one node: its input and output tensors (x, y)
+    and their gradients (dx, dy; None where none flows), whether each input's gradient adds to
+    one already there (acc), its weights and their gradients by name (w, dw), its scratch
+    buffers and constants; logits: where it writes its pre-activation for a fused loss;
+    skip_act_grad: dy already is the gradient of the pre-activation. The model sets n,
+    training, seed and step before each call."""
+    node_id: str
+    params: dict
+    x: list = field(default_factory=list)
+    y: list = field(default_factory=list)
+    dx: list = field(default_factory=list)
+    dy: list = field(default_factory=list)
+    acc: list = field(default_factory=list)
+    w: dict = field(default_factory=dict)
+    dw: dict = field(default_factory=dict)
+    scratch: dict = field(default_factory=dict)
+    const: dict = field(default_factory=dict)
+    logits: Tensor | None = None
+    skip_act_grad: bool = False
+    n: int = 0
+    training: bool = False
+    seed: int = 0
+    step: int = 0
 
 
 def upload_const(rt, array):
@@ -108,6 +130,28 @@ class Model:
     def _alloc(self, shape):
         return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
 
+    def _alloc_weights(self, nid, specs):
+        """A node's weights and, for the trainable ones, their gradients ({name: Tensor} each),
+        entered in self.params."""
+        w, dw = {}, {}
+        for spec in specs:
+            w[spec.name] = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+            if spec.trainable:
+                dw[spec.name] = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+            self.params.append(ModelWeight(nid, spec, w[spec.name], dw.get(spec.name)))
+        return w, dw
+
+    def _fused_logits(self, nid, layer, x):
+        """Where a node whose loss is fused with its activation writes its pre-activation (None:
+        not fused, or the layer's input is its pre-activation), entered in self.logits."""
+        if nid not in self.fused_logits:
+            return None
+        if getattr(layer, "pre_activation_is_input", False):
+            self.logits[nid] = x[0]
+            return None
+        self.logits[nid] = self._alloc(self.shapes[nid][0])
+        return self.logits[nid]
+
     def _build(self):
         g = self.graph
         self.act = {}    # (node, port) -> Tensor
@@ -143,33 +187,18 @@ class Model:
                     self.act[key] = self._alloc(shape)
                 if not layer.is_input and (nid in self.needs_grad or nid in self.outputs):
                     self.grad[key] = self._alloc(shape)
-            s = NodeStep()
-            s.node_id, s.params = nid, node.params
-            s.x = [self.act[k] for k in in_keys]
-            s.y = [self.act[(nid, p)] for p in range(len(self.shapes[nid]))]
-            s.dy = [self.grad.get((nid, p)) for p in range(len(self.shapes[nid]))]
-            s.dx = [self.grad.get(k) if layer.differentiable else None for k in in_keys]
-            s.w, s.dw = {}, {}
-            for spec in layer.weights(node.params, in_shapes):
-                w = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
-                dw = (Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
-                      if spec.trainable else None)
-                s.w[spec.name] = w
-                if dw is not None:
-                    s.dw[spec.name] = dw
-                self.params.append(ModelWeight(nid, spec, w, dw))
-            s.scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
-            s.const = {k: upload_const(self.rt, v)
-                       for k, v in layer.constants(node.params, in_shapes).items()}
-            s.logits = None
-            s.skip_act_grad = nid in self.fused_logits
-            if nid in self.fused_logits:
-                if getattr(layer, "pre_activation_is_input", False):
-                    s.logits = None
-                    self.logits[nid] = s.x[0]
-                else:
-                    s.logits = self._alloc(self.shapes[nid][0])
-                    self.logits[nid] = s.logits
+            ports = range(len(self.shapes[nid]))
+            x = [self.act[k] for k in in_keys]
+            w, dw = self._alloc_weights(nid, layer.weights(node.params, in_shapes))
+            scratch = {k: self._alloc(sh)
+                       for k, sh in layer.scratch(node.params, in_shapes).items()}
+            const = {k: upload_const(self.rt, v)
+                     for k, v in layer.constants(node.params, in_shapes).items()}
+            s = NodeStep(nid, node.params, x=x, y=[self.act[(nid, p)] for p in ports],
+                         dx=[self.grad.get(k) if layer.differentiable else None for k in in_keys],
+                         dy=[self.grad.get((nid, p)) for p in ports], w=w, dw=dw,
+                         scratch=scratch, const=const, logits=self._fused_logits(nid, layer, x),
+                         skip_act_grad=nid in self.fused_logits)
             self.steps.append((nid, layer, s))
         # gradient accumulation: in reverse order, the first contribution to a tensor writes
         seen = set()
