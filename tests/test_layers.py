@@ -91,7 +91,7 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     assert again.nodes["node"].params == p and again.nodes["node"].type == type_id
     # shape inference agrees with the reference output
     out_shapes = g.infer_shapes()[0]["node"]
-    if getattr(layer, "integer_inputs", False):  # indices, some out of range on purpose
+    if layer.integer_inputs:  # indices, some out of range on purpose
         xs = [rng.integers(-1, p["input_dim"] + 1, (batch,) + tuple(sh)).astype(np.float64)
               for sh in shapes]
     else:

@@ -50,6 +50,8 @@ class Layer(ABC):
     stochastic = False       # training output is random (Dropout): tests check it statistically
     test_in_training = False  # the harness checks forward/backward in training mode (BatchNorm)
     differentiable = True    # False: its inputs get no gradient (Embedding's indices)
+    integer_inputs = False   # its inputs are indices (Embedding): the test harness feeds integers
+    pre_activation_is_input = False  # a loss fused with its activation reads its input (Activation)
     # Examples for the numerics harness: (params, [per-sample input shapes]).
     examples = ()
 

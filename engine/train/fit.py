@@ -13,6 +13,8 @@ from layerloom.data.preprocess import take
 
 
 class Callback:
+    needs_every_batch = False  # True: fit reads the logs back after every batch (TerminateOnNaN)
+
     def on_train_begin(self, info): pass
     def on_epoch_begin(self, epoch): pass
     def on_batch_end(self, epoch, batch, num_batches, logs): pass  # logs None unless read back
@@ -234,7 +236,7 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
     num_batches = math.ceil(n_total / bs)
     history = {"epochs": [], "stopped": False}
     trainer.stop_training, trainer.stop_reason = False, None
-    every_batch = any(getattr(cb, "needs_every_batch", False) for cb in callbacks)
+    every_batch = any(cb.needs_every_batch for cb in callbacks)
     info = {"samples": n_total, "batches": num_batches, "epochs": epochs, "trainer": trainer,
             "keys": trainer.log_keys(validation_data is not None)}
     for cb in callbacks:

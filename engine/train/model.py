@@ -146,7 +146,7 @@ class Model:
         not fused, or the layer's input is its pre-activation), entered in self.logits."""
         if nid not in self.fused_logits:
             return None
-        if getattr(layer, "pre_activation_is_input", False):
+        if layer.pre_activation_is_input:
             self.logits[nid] = x[0]
             return None
         self.logits[nid] = self._alloc(self.shapes[nid][0])

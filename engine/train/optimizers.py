@@ -179,9 +179,10 @@ class Nadam(Optimizer):
     def __init__(self, **values):
         super().__init__(**values)
         self.u_product = 1.0
+        self._u_step = None  # the step u_product last advanced at
 
     def extra_state(self):
-        return {"u_product": self.u_product, "u_step": getattr(self, "_u_step", None)}
+        return {"u_product": self.u_product, "u_step": self._u_step}
 
     def set_extra_state(self, values):
         self.u_product = values.get("u_product", 1.0)
@@ -194,7 +195,7 @@ class Nadam(Optimizer):
         b1, b2 = c["beta_1"], c["beta_2"]
         u_t = b1 * (1.0 - 0.5 * 0.96 ** (0.004 * t))
         u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (0.004 * (t + 1)))
-        if getattr(self, "_u_step", None) != t:  # advance the product once per step
+        if self._u_step != t:  # advance the product once per step
             self.u_product *= u_t
             self._u_step = t
         up_t, up_t1 = self.u_product, self.u_product * u_t1
