@@ -6,6 +6,7 @@ from layerloom.core.activations import ACT_ID, NEEDS_INPUT, ROW_WISE, cl_prelude
 from layerloom.backend.grid import cdiv
 from layerloom.backend.conv_ops import ConvOps
 from layerloom.backend.gemm import GemmOps
+from layerloom.backend.rnn_ops import RnnOps
 
 
 class Tensor:
@@ -25,9 +26,10 @@ class Tensor:
         return f"Tensor{self.shape}"
 
 
-class Ops(GemmOps, ConvOps):
-    """Every op, on one runtime. GEMM dispatch lives in engine/backend/gemm.py, convolution and pooling
-    in engine/backend/conv_ops.py; the rest here."""
+class Ops(GemmOps, ConvOps, RnnOps):
+    """Every op, on one runtime. GEMM dispatch lives in engine/backend/gemm.py, convolution and
+    pooling in engine/backend/conv_ops.py, the recurrent layers' ops in engine/backend/rnn_ops.py;
+    the rest here."""
 
     def __init__(self, runtime, ew=None):
         self.rt = runtime
@@ -241,41 +243,6 @@ class Ops(GemmOps, ConvOps):
         if rows:
             self._k("merge", "row_dot_grad")(
                 self.q, (cols, rows), None, dy, other, dx, cols, int(accumulate))
-
-    # -- recurrent ------------------------------------------------------------------------------
-    def to_time_major(self, x, y, n, T, D):
-        if n:
-            self._k("rnn", "to_time_major")(
-                self.q, (D, T * n), None, x, y, n, T)
-
-    def from_time_major(self, y, x, n, T, D, accumulate=False):
-        if n:
-            self._k("rnn", "from_time_major")(
-                self.q, (D, T * n), None, y, x, n, T, int(accumulate))
-
-    def rnn_act(self, act, z, h, off, count):
-        self._k("rnn", "rnn_act")(
-            self.q, (count,), None, ACT_ID[act], z, h, off)
-
-    def rnn_act_grad(self, act, h, dh, dz, off, count):
-        self._k("rnn", "rnn_act_grad")(
-            self.q, (count,), None, ACT_ID[act], h, dh, dz, off)
-
-    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first):
-        self._k("rnn", "lstm_cell")(
-            self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first))
-
-    def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first):
-        self._k("rnn", "lstm_cell_grad")(
-            self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first))
-
-    def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first):
-        self._k("rnn", "gru_cell")(
-            self.q, (u, n), None, XW, HU, xoff, gates, H, hprev, hnow, int(first))
-
-    def gru_cell_grad(self, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, n, u, first):
-        self._k("rnn", "gru_cell_grad")(
-            self.q, (u, n), None, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, int(first))
 
     # -- lambda -----------------------------------------------------------------------------------
     def _lambda_kernel(self, tree, name):

@@ -1,0 +1,41 @@
+"""The recurrent layers' ops (clkernels/rnn.cl): batch-major <-> time-major transposes, the
+activation of a SimpleRNN step, and the LSTM and GRU cells with their gradients, each over one
+time step (the layers run the GEMMs around them). A mixin of Ops (engine/backend/ops.py), whose
+kernel lookup (_k) and queue it uses."""
+from layerloom.core.activations import ACT_ID
+
+
+class RnnOps:
+    def to_time_major(self, x, y, n, T, D):
+        if n:
+            self._k("rnn", "to_time_major")(
+                self.q, (D, T * n), None, x, y, n, T)
+
+    def from_time_major(self, y, x, n, T, D, accumulate=False):
+        if n:
+            self._k("rnn", "from_time_major")(
+                self.q, (D, T * n), None, y, x, n, T, int(accumulate))
+
+    def rnn_act(self, act, z, h, off, count):
+        self._k("rnn", "rnn_act")(
+            self.q, (count,), None, ACT_ID[act], z, h, off)
+
+    def rnn_act_grad(self, act, h, dh, dz, off, count):
+        self._k("rnn", "rnn_act_grad")(
+            self.q, (count,), None, ACT_ID[act], h, dh, dz, off)
+
+    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first):
+        self._k("rnn", "lstm_cell")(
+            self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first))
+
+    def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first):
+        self._k("rnn", "lstm_cell_grad")(
+            self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first))
+
+    def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first):
+        self._k("rnn", "gru_cell")(
+            self.q, (u, n), None, XW, HU, xoff, gates, H, hprev, hnow, int(first))
+
+    def gru_cell_grad(self, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, n, u, first):
+        self._k("rnn", "gru_cell_grad")(
+            self.q, (u, n), None, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, int(first))
