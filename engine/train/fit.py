@@ -212,6 +212,103 @@ def evaluate(trainer, x, y, batch_size, prefix=""):
     return logs
 
 
+def _hold_out(x, y, n_total, validation_split):
+    """Keras' validation_split: the last samples, before shuffling, kept for validation.
+    Returns (x, y, n_total) for training and the validation data (None when none is held)."""
+    n_val = int(n_total * validation_split)
+    if not n_val:
+        return x, y, n_total, None
+    keep, held = slice(0, n_total - n_val), slice(n_total - n_val, None)
+    return _part(x, keep), _part(y, keep), n_total - n_val, (_part(x, held), _part(y, held))
+
+
+def _position(epoch, batch, step, history, accumulators=None):
+    """trainer.position: the epochs completed, the next batch of an interrupted epoch (0: none),
+    the step, that epoch's sums so far and the completed epochs' records."""
+    return {"epoch": epoch, "batch": batch, "step": step, "history": list(history["epochs"]),
+            "accumulators": accumulators}
+
+
+def _resume_at(resume, trainer, resume_callbacks, history):
+    """(step, first epoch, first batch) where a run starts: at the beginning, or where the
+    training state `resume` stands, restored into the trainer and callbacks."""
+    if resume is None:
+        return 0, 1, 0
+    from layerloom.train.state import restore
+    restore(resume, trainer, resume_callbacks)
+    history["epochs"] = [dict(r) for r in resume.history]
+    return resume.step, resume.epoch + 1, resume.batch
+
+
+def _epoch_order(seed, epoch, n_total, shuffle):
+    """The epoch's sample order: it depends on the seed and the epoch alone, so a resumed epoch
+    has it too."""
+    if not shuffle:
+        return np.arange(n_total)
+    return np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n_total)
+
+
+def _epoch_record(trainer, epoch, t0, logs, stopped, validation_data, bs, history):
+    """The epoch's record, appended to history: its logs and, unless it was interrupted or
+    TerminateOnNaN ended it, the validation's. Losses that are not finite otherwise end
+    training with a TrainingError."""
+    if trainer.stop_reason is not None:  # TerminateOnNaN ended the epoch
+        history["stopped_reason"] = trainer.stop_reason
+    elif not all(math.isfinite(v) for v in logs.values()):
+        raise TrainingError(f"the loss became {logs['loss']} in epoch {epoch}; "
+                            "try a lower learning rate or check the data for NaN/inf values")
+    elif validation_data is not None and not stopped:
+        logs.update(evaluate(trainer, validation_data[0], validation_data[1], bs, "val_"))
+    record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
+    record.update(logs)
+    if stopped:  # the monitors (engine/train/callbacks.py) skip it: no epoch end, no val_ keys
+        record["interrupted"] = True
+    history["epochs"].append(record)
+    return record
+
+
+class _Batches:
+    """A fit's batch loop: an epoch's batches in a given order, the logs read back for the
+    callbacks at most every progress_seconds (and after the last batch), every batch when a
+    callback needs them so; should_stop is asked after each batch."""
+
+    def __init__(self, trainer, x, y, bs, num_batches, callbacks, should_stop, progress_seconds):
+        self.trainer, self.x, self.y, self.bs = trainer, x, y, bs
+        self.num_batches, self.callbacks = num_batches, callbacks
+        self.should_stop, self.progress_seconds = should_stop, progress_seconds
+        self.every_batch = any(cb.needs_every_batch for cb in callbacks)
+
+    def run(self, epoch, order, start, step):
+        """Batches start.. of the epoch. Returns (the epoch's logs, the step after the last
+        batch run, how many of its batches are done, whether should_stop interrupted it)."""
+        trainer, callbacks, bs = self.trainer, self.callbacks, self.bs
+        pipe = _Pipeline()
+        last_read = time.perf_counter()
+        stopped = False
+        done = start  # batches of this epoch finished
+        for b in range(start, self.num_batches):
+            idx = order[b * bs:(b + 1) * bs]
+            pipe.push(trainer.train_batch(_take(self.x, idx), _take(self.y, idx), len(idx), step))
+            step += 1
+            done = b + 1
+            logs = None
+            now = time.perf_counter()
+            if callbacks and (self.every_batch or now - last_read >= self.progress_seconds
+                              or b == self.num_batches - 1):
+                logs = trainer.read_logs()
+                last_read = time.perf_counter()
+            for cb in callbacks:
+                cb.on_batch_end(epoch, b + 1, self.num_batches, logs)
+            if self.should_stop is not None and self.should_stop():
+                stopped = True
+                break
+            if trainer.stop_training and trainer.stop_reason:  # TerminateOnNaN
+                break
+        logs = trainer.read_logs()
+        pipe.drain()
+        return logs, step, done, stopped
+
+
 def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validation_data=None,
         test_data=None, callbacks=(), should_stop=None, shuffle=True, progress_seconds=0.25,
         resume=None, resume_callbacks=()):
@@ -224,91 +321,40 @@ def fit(trainer, x, y, epochs, batch_size, seed=0, validation_split=0.0, validat
     whose state it holds."""
     n_total = _length({**x, **{f"y:{k}": v for k, v in y.items()}})
     if validation_data is None and validation_split > 0:
-        n_val = int(n_total * validation_split)  # Keras: the last samples, before shuffling
-        if n_val:
-            validation_data = (_part(x, slice(n_total - n_val, None)),
-                               _part(y, slice(n_total - n_val, None)))
-            x, y = _part(x, slice(0, n_total - n_val)), _part(y, slice(0, n_total - n_val))
-            n_total -= n_val
+        x, y, n_total, validation_data = _hold_out(x, y, n_total, validation_split)
     if n_total == 0:
         raise DataError("no training samples (the dataset is empty or all went to validation)")
     bs = min(batch_size, trainer.model.max_batch)
     num_batches = math.ceil(n_total / bs)
     history = {"epochs": [], "stopped": False}
     trainer.stop_training, trainer.stop_reason = False, None
-    every_batch = any(cb.needs_every_batch for cb in callbacks)
+    batches = _Batches(trainer, x, y, bs, num_batches, callbacks, should_stop, progress_seconds)
     info = {"samples": n_total, "batches": num_batches, "epochs": epochs, "trainer": trainer,
             "keys": trainer.log_keys(validation_data is not None)}
     for cb in callbacks:
         cb.on_train_begin(info)
-    step, first_epoch, first_batch = 0, 1, 0
-    if resume is not None:
-        from layerloom.train.state import restore
-        restore(resume, trainer, resume_callbacks)
-        history["epochs"] = [dict(r) for r in resume.history]
-        step, first_epoch, first_batch = resume.step, resume.epoch + 1, resume.batch
-    trainer.position = {"epoch": first_epoch - 1, "batch": first_batch, "step": step,
-                        "history": list(history["epochs"]), "accumulators": None}
+    step, first_epoch, first_batch = _resume_at(resume, trainer, resume_callbacks, history)
+    trainer.position = _position(first_epoch - 1, first_batch, step, history)
     for epoch in range(first_epoch, epochs + 1):
         t0 = time.perf_counter()
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
-        # the order depends on the seed and the epoch alone: a resumed epoch has it too
-        order = (np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n_total)
-                 if shuffle else np.arange(n_total))
+        order = _epoch_order(seed, epoch, n_total, shuffle)
         trainer.reset()
         start = 0
         if epoch == first_epoch and first_batch:
             trainer.load_accumulators(resume.meta["accumulators"])
             start = first_batch
-        pipe = _Pipeline()
-        last_read = time.perf_counter()
-        stopped = False
-        done = start  # batches of this epoch finished
-        for b in range(start, num_batches):
-            idx = order[b * bs:(b + 1) * bs]
-            pipe.push(trainer.train_batch(_take(x, idx), _take(y, idx), len(idx), step))
-            step += 1
-            done = b + 1
-            logs = None
-            now = time.perf_counter()
-            if callbacks and (every_batch or now - last_read >= progress_seconds
-                              or b == num_batches - 1):
-                logs = trainer.read_logs()
-                last_read = time.perf_counter()
-            for cb in callbacks:
-                cb.on_batch_end(epoch, b + 1, num_batches, logs)
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
-            if trainer.stop_training and trainer.stop_reason:  # TerminateOnNaN
-                break
-        logs = trainer.read_logs()
-        pipe.drain()
+        logs, step, done, stopped = batches.run(epoch, order, start, step)
         if stopped:  # interrupted: a resumed run continues this epoch at batch `done`
-            trainer.position = {"epoch": epoch - 1, "batch": done, "step": step,
-                                "history": list(history["epochs"]),
-                                "accumulators": trainer.accumulators()}
-        nan_stop = trainer.stop_reason is not None  # TerminateOnNaN ended the epoch
-        if nan_stop:
-            history["stopped_reason"] = trainer.stop_reason
-        elif not all(math.isfinite(v) for v in logs.values()):
-            raise TrainingError(f"the loss became {logs['loss']} in epoch {epoch}; "
-                                "try a lower learning rate or check the data for NaN/inf values")
-        elif validation_data is not None and not stopped:
-            logs.update(evaluate(trainer, validation_data[0], validation_data[1], bs, "val_"))
-        record = {"epoch": epoch, "seconds": time.perf_counter() - t0}
-        record.update(logs)
-        if stopped:  # the monitors (engine/train/callbacks.py) skip it: no epoch end, no val_ keys
-            record["interrupted"] = True
-        history["epochs"].append(record)
-        if nan_stop:
-            break  # monitors are not called on a NaN epoch
+            trainer.position = _position(epoch - 1, done, step, history, trainer.accumulators())
+        record = _epoch_record(trainer, epoch, t0, logs, stopped, validation_data, bs, history)
+        if trainer.stop_reason is not None:
+            break  # TerminateOnNaN: monitors are not called on a NaN epoch
         for cb in callbacks:
             cb.on_epoch_end(epoch, record)
         if not stopped:
-            trainer.position = {"epoch": epoch, "batch": 0, "step": step,
-                                "history": list(history["epochs"]), "accumulators": None}
+            trainer.position = _position(epoch, 0, step, history)
             for cb in callbacks:
                 cb.after_epoch(epoch)
         if stopped:

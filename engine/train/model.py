@@ -105,7 +105,7 @@ class Model:
         for nid in self.order:
             node = g.nodes[nid]
             layer = node.layer
-            in_shapes = [self.shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+            in_shapes = self._in_shapes(nid)
             for shape in self.shapes[nid]:
                 if not layer.alias_output:
                     add(4 * B * math.prod(shape), 1 if layer.is_input else 2)
@@ -127,6 +127,7 @@ class Model:
                 f"{self.max_batch} (its largest buffer {_size(largest)}); "
                 f"{self.rt.describe()} has {_size(have)} (at most {_size(one)} in one buffer): "
                 "make layers smaller or lower the batch size", "graph")
+
     def _alloc(self, shape):
         return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
 
@@ -153,64 +154,75 @@ class Model:
         return self.logits[nid]
 
     def _build(self):
-        g = self.graph
         self.act = {}    # (node, port) -> Tensor
         self.grad = {}   # (node, port) -> Tensor
         self.steps = []  # (node, layer, NodeStep)
         self.params = []  # ModelWeight, in node order
         self.logits = {}
-        consumers = {}
+        self.needs_grad = self._nodes_needing_grad()
         for nid in self.order:
-            for e in g.in_edges(nid):
-                consumers.setdefault((e.src, e.src_port), []).append((nid, e.dst_port))
-        # Gradients flow only where they reach a trainable weight: a tensor needs one when its
-        # node or anything upstream has trainable weights (outputs always get one, for the
-        # loss). The first Dense after an Input/Flatten then skips its dX GEMM.
-        self.needs_grad = set()
+            self.steps.append((nid, self.graph.nodes[nid].layer, self._node_step(nid)))
+        self._order_gradients()
+
+    def _in_shapes(self, nid):
+        return [self.shapes[e.src][e.src_port] for e in self.graph.in_edges(nid)]
+
+    def _nodes_needing_grad(self):
+        """Gradients flow only where they reach a trainable weight: a tensor needs one when its
+        node or anything upstream has trainable weights (outputs always get one, for the
+        loss). The first Dense after an Input/Flatten then skips its dX GEMM."""
+        g, needs = self.graph, set()
         for nid in self.order:
             node = g.nodes[nid]
-            in_shapes = [self.shapes[e.src][e.src_port] for e in g.in_edges(nid)]
-            own = any(w.trainable for w in node.layer.weights(node.params, in_shapes))
-            if own or any(e.src in self.needs_grad for e in g.in_edges(nid)):
-                self.needs_grad.add(nid)
-        for nid in self.order:
-            node = g.nodes[nid]
-            layer = node.layer
-            edges = g.in_edges(nid)
-            in_keys = [(e.src, e.src_port) for e in edges]
-            in_shapes = [self.shapes[e.src][e.src_port] for e in edges]
-            for port, shape in enumerate(self.shapes[nid]):
-                key = (nid, port)
-                if layer.alias_output:
-                    self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
-                else:
-                    self.act[key] = self._alloc(shape)
-                if not layer.is_input and (nid in self.needs_grad or nid in self.outputs):
-                    self.grad[key] = self._alloc(shape)
-            ports = range(len(self.shapes[nid]))
-            x = [self.act[k] for k in in_keys]
-            w, dw = self._alloc_weights(nid, layer.weights(node.params, in_shapes))
-            scratch = {k: self._alloc(sh)
-                       for k, sh in layer.scratch(node.params, in_shapes).items()}
-            const = {k: upload_const(self.rt, v)
-                     for k, v in layer.constants(node.params, in_shapes).items()}
-            s = NodeStep(nid, node.params, x=x, y=[self.act[(nid, p)] for p in ports],
-                         dx=[self.grad.get(k) if layer.differentiable else None for k in in_keys],
-                         dy=[self.grad.get((nid, p)) for p in ports], w=w, dw=dw,
-                         scratch=scratch, const=const, logits=self._fused_logits(nid, layer, x),
-                         skip_act_grad=nid in self.fused_logits)
-            self.steps.append((nid, layer, s))
-        # gradient accumulation: in reverse order, the first contribution to a tensor writes
+            own = any(w.trainable for w in node.layer.weights(node.params, self._in_shapes(nid)))
+            if own or any(e.src in needs for e in g.in_edges(nid)):
+                needs.add(nid)
+        return needs
+
+    def _alloc_outputs(self, nid, layer, in_keys):
+        """A node's output tensors (its input's buffer for an alias) and, where a gradient flows
+        into them, their gradients: entered in self.act and self.grad."""
+        for port, shape in enumerate(self.shapes[nid]):
+            key = (nid, port)
+            if layer.alias_output:
+                self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
+            else:
+                self.act[key] = self._alloc(shape)
+            if not layer.is_input and (nid in self.needs_grad or nid in self.outputs):
+                self.grad[key] = self._alloc(shape)
+
+    def _node_step(self, nid):
+        """The node's buffers, allocated (outputs, weights, scratch, constants, logits), as the
+        NodeStep its layer's forward and backward see."""
+        node = self.graph.nodes[nid]
+        layer = node.layer
+        in_keys = [(e.src, e.src_port) for e in self.graph.in_edges(nid)]
+        in_shapes = self._in_shapes(nid)
+        self._alloc_outputs(nid, layer, in_keys)
+        ports = range(len(self.shapes[nid]))
+        x = [self.act[k] for k in in_keys]
+        w, dw = self._alloc_weights(nid, layer.weights(node.params, in_shapes))
+        scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
+        const = {k: upload_const(self.rt, v)
+                 for k, v in layer.constants(node.params, in_shapes).items()}
+        return NodeStep(nid, node.params, x=x, y=[self.act[(nid, p)] for p in ports],
+                        dx=[self.grad.get(k) if layer.differentiable else None for k in in_keys],
+                        dy=[self.grad.get((nid, p)) for p in ports], w=w, dw=dw,
+                        scratch=scratch, const=const, logits=self._fused_logits(nid, layer, x),
+                        skip_act_grad=nid in self.fused_logits)
+
+    def _order_gradients(self):
+        """Gradient accumulation: in reverse order, the first contribution to a tensor writes,
+        later ones add (each step's acc). Tensors nobody differentiates into (unused extra
+        outputs) start from zero (self._zero_grads)."""
         seen = set()
         for nid, layer, s in reversed(self.steps):
-            edges = g.in_edges(nid)
             s.acc = []
-            for e in edges:
+            for e in self.graph.in_edges(nid):
                 key = (e.src, e.src_port)
                 s.acc.append(key in seen)
                 if s.dx[len(s.acc) - 1] is not None:
                     seen.add(key)
-        # tensors nobody differentiates into (unused extra outputs) start from zero
         self._zero_grads = [k for k in self.grad
                             if k not in seen and not (k[0] in self.outputs and k[1] == 0)]
 
