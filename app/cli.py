@@ -11,7 +11,7 @@ from layerloom.core.errors import (DataError, LayerloomError, ParamError, Projec
                            TrainingError, quote)
 from layerloom.project.fileio import npz_bytes, rescue, write_folder_unit
 from layerloom.train.state import FILENAME as TRAINING_STATE, TrainingState, state_path_of
-from layerloom.train.fit import Callback
+from layerloom.train.progress import ConsoleProgress, metrics_text
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -49,6 +49,21 @@ def build_parser():
         epilog="Exit codes: 0 success, 1 training failed, 2 invalid input, 130 interrupted.")
     p.add_argument("project", nargs="?", help="project file (.loom) to open in the editor")
     p.add_argument("--run", metavar="PROJECT", help="train PROJECT headless and exit")
+    p.add_argument("--predict", metavar="PROJECT",
+                   help="run the trained PROJECT (a trained.loom) on --input and write the "
+                        "predictions to --output (.csv, .npy, .npz; default: CSV on stdout)")
+    p.add_argument("--evaluate", metavar="PROJECT",
+                   help="loss and metrics of the trained PROJECT on its test split, or on a "
+                        "labelled --input; --json FILE writes them")
+    p.add_argument("--export", metavar="PROJECT",
+                   help="write the trained PROJECT as an ONNX model to --to FILE.onnx")
+    p.add_argument("--input", metavar="FILE",
+                   help="for --predict/--evaluate: .npy, .npz (arrays named after the Input "
+                        "nodes), .csv/.tsv with the training columns, an image or a folder of "
+                        "images")
+    p.add_argument("--output", metavar="FILE", help="for --predict: .csv, .npy or .npz")
+    p.add_argument("--json", metavar="FILE", help="for --evaluate: the figures as JSON")
+    p.add_argument("--to", metavar="FILE", help="for --export: the ONNX file to write")
     p.add_argument("--epochs", type=_positive_int, help="override the project's epochs")
     p.add_argument("--batch-size", type=_positive_int, help="override the project's batch size")
     p.add_argument("--seed", type=_seed, help="override the project's seed")
@@ -68,40 +83,6 @@ def build_parser():
     p.add_argument("--size", metavar="WxH", default="1400x860",
                    help="window size for --screenshot (default 1400x860)")
     return p
-
-
-def _fmt(v):
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def _metrics_text(logs, skip=("epoch", "seconds")):
-    return "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items() if k not in skip)
-
-
-class ConsoleProgress(Callback):
-    """One line per epoch; a live progress bar too when stdout is a terminal."""
-
-    def __init__(self, epochs, out=sys.stdout):
-        self.epochs, self.out = epochs, out
-        self.tty = out.isatty()
-        self.width = len(str(epochs))
-
-    def on_batch_end(self, epoch, batch, num_batches, logs):
-        if not self.tty or logs is None:
-            return
-        done = int(24 * batch / num_batches)
-        bar = "=" * done + (">" if done < 24 else "") + "." * (23 - done)
-        line = (f"Epoch {epoch:>{self.width}}/{self.epochs} [{bar}] {batch}/{num_batches}  "
-                + _metrics_text(logs))
-        self.out.write("\r" + line[:150] + "\x1b[K")
-        self.out.flush()
-
-    def on_epoch_end(self, epoch, logs):
-        if self.tty:
-            self.out.write("\r\x1b[K")
-        self.out.write(f"Epoch {epoch:>{self.width}}/{self.epochs}  {_metrics_text(logs)}  "
-                       f"{logs['seconds']:.2f}s\n")
-        self.out.flush()
 
 
 def list_devices(out=sys.stdout):
@@ -234,9 +215,9 @@ def _report(history, total, out_dir, signum, out):
         if later:
             timing += f", then {sum(later) / len(later):.2f}s/epoch"
         out.write(f"Done: {len(eps)} epoch(s) in {total:.1f}s, {timing}.\n")
-        out.write("Final: " + _metrics_text(eps[-1]) + "\n")
+        out.write("Final: " + metrics_text(eps[-1]) + "\n")
     if "test" in history:
-        out.write("Test: " + _metrics_text(history["test"]) + "\n")
+        out.write("Test: " + metrics_text(history["test"]) + "\n")
     out.write(f"Wrote {os.path.join(out_dir, 'history.json')}, "
               f"{os.path.join(out_dir, 'weights.npz')}, "
               f"{os.path.join(out_dir, 'trained.loom')} (the project with its fitted "
@@ -259,6 +240,11 @@ def _report(history, total, out_dir, signum, out):
     return EXIT_OK
 
 
+def _project_arg(args):
+    """The project file the command is about, to name in its messages."""
+    return args.run or args.predict or args.evaluate or args.export or args.project
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -266,6 +252,10 @@ def main(argv=None):
             return list_devices()
         if args.run:
             return run(args)
+        for command in ("predict", "evaluate", "export"):
+            if getattr(args, command):
+                from layerloom.app import use
+                return getattr(use, command)(args)
         if args.project and not os.path.exists(args.project):
             raise ProjectError("no such file")
         if args.screenshot:
@@ -284,7 +274,7 @@ def main(argv=None):
         from layerloom.app.main_window import run_editor
         return run_editor(args.project)
     except ProjectError as e:
-        where = args.run or args.project or ""
+        where = _project_arg(args) or ""
         lines = e.lines()
         for line in lines[:MAX_PROBLEM_LINES]:
             sys.stderr.write(f"layerloom: error: {where}: {line}\n")
@@ -294,7 +284,7 @@ def main(argv=None):
         return e.exit_code
     except LayerloomError as e:
         # the project's own data, weights and parameters: named with the project file
-        where = args.run or args.project
+        where = _project_arg(args)
         about_file = where and (isinstance(e, (DataError, ParamError)) or e.place)
         sys.stderr.write(f"layerloom: error: {where + ': ' if about_file else ''}{e}\n")
         return e.exit_code

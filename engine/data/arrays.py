@@ -19,6 +19,7 @@ class Arrays:
         self.class_names = None  # label names (CSV categories, image folders, Keras sets)
         self.categories = {}  # CSV column -> categories, kept in the project when trained
         self.feature_names = None
+        self.columns = None  # a CSV's {"features": [...], "labels": [...]}, kept when trained
 
 
 def load_npz(path, place="dataset.path"):

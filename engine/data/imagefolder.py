@@ -69,7 +69,7 @@ def _scan_classes(folder, place):
     return classes, items
 
 
-def _decode(path, size, color, place):
+def decode(path, size, color, place):
     from PIL import Image, UnidentifiedImageError
     try:
         with warnings.catch_warnings():  # Pillow warns from 89 megapixels: refused below
@@ -113,7 +113,7 @@ def decoded(items, size, color, place="dataset.path", progress=None):
             out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(items), size[0], size[1], ch))
             for s in range(0, len(items), CHUNK):
                 for i, (p, _) in enumerate(items[s:s + CHUNK], s):
-                    out[i] = _decode(p, size, color, place)
+                    out[i] = decode(p, size, color, place)
                 out.flush()
                 if progress:
                     progress(min(s + CHUNK, len(items)), len(items))

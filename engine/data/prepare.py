@@ -60,10 +60,10 @@ class _Mapping:
     """Which array feeds each Input and which is each output's target, with the shapes the
     graph and the losses want of them."""
 
-    def __init__(self, project, arrays):
+    def __init__(self, project, names):
         g, d = project.graph, project.dataset
+        self.project = project
         self.shapes = g.analysis().shapes
-        self.losses = build_losses(project)
         self.ins, self.outs = g.inputs(), g.outputs()
         self.inputs = dict(d.get("inputs") or {})
         self.targets = dict(d.get("targets") or {})
@@ -71,7 +71,11 @@ class _Mapping:
             self.inputs = {self.ins[0]: "x"}
         if not self.targets and len(self.outs) == 1:
             self.targets = {self.outs[0]: "y"}
-        self.have = ", ".join(sorted(arrays.train)) or "(none)"
+        self.have = ", ".join(sorted(names)) or "(none)"
+
+    @property
+    def losses(self):
+        return build_losses(self.project)
 
     def names(self):
         return list(self.inputs.values()) + list(self.targets.values())
@@ -138,7 +142,7 @@ class _Mapping:
 def prepare_data(project, arrays=None, progress=None):
     """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
     arrays = arrays or load_arrays(project, progress)
-    m = _Mapping(project, arrays)
+    m = _Mapping(project, arrays.train)
     x, y = m.split(arrays.train, "")
     x_test = y_test = None
     if arrays.test and all(n in arrays.test for n in m.names()):
@@ -150,8 +154,32 @@ def prepare_data(project, arrays=None, progress=None):
     out.mapping = {"inputs": m.inputs, "targets": m.targets}
     out.class_names = arrays.class_names
     out.fitted = {k: v for k, v in (("normalization", stats),
-                                    ("categories", arrays.categories)) if v}
+                                    ("categories", arrays.categories),
+                                    ("columns", arrays.columns)) if v}
     return out
+
+
+def prepare_inputs(project, arrays):
+    """{Input id: rows} of named arrays (a file to predict for, the Python API's x): mapped
+    onto the Input nodes, shape-checked and normalised with the statistics training fitted,
+    so the model sees what it saw in training."""
+    m = _Mapping(project, arrays)
+    x = {nid: m.input_rows(arrays, nid, "") for nid in m.ins}
+    if len({len(v) for v in x.values()}) > 1:
+        raise DataError("the inputs have different numbers of samples: " + ", ".join(
+            f"{k}: {len(v)}" for k, v in x.items()), "--input")
+    d = project.dataset
+    kind = d.get("normalize") or default_normalization(d)
+    saved = (d.get("fitted") or {}).get("normalization") or {}
+    for nid in m.ins:
+        name, shape = m.inputs[nid], m.shapes[nid][0]
+        stats = saved.get(name)
+        if kind != "none" and not preprocess.matches(stats, kind, shape):
+            raise DataError(f"the project has no {kind} statistics fitted by training for array "
+                            f"{quote(name)}; use the trained.loom that training wrote",
+                            "dataset.fitted")
+        x[nid] = preprocess.apply(stats, x[nid])
+    return x
 
 
 def _normalize(d, m, x, others):

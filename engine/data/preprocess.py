@@ -178,4 +178,5 @@ def apply_split(arrays, d):
                  arrays.classes)
     out.validation = part(va) if len(va) else None
     out.class_names, out.categories = arrays.class_names, arrays.categories
+    out.columns = arrays.columns
     return out

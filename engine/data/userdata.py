@@ -67,6 +67,8 @@ def load_csv(d, path, table=None):
     out.class_names = categories.get(label_name)
     out.categories = categories
     out.feature_names = feature_names
+    out.columns = {"features": [n for n in used if roles[n] == "feature"],
+                   "labels": [lb[0] for lb in labels]}
     return out
 
 

@@ -1,0 +1,212 @@
+"""The Python API, as a Keras user expects it:
+
+    import layerloom
+    model = layerloom.load("runs/spirals/trained.loom")  # graph, weights, setup, fitted data prep
+    probs = model.predict(x)           # numpy in, numpy out (a dict for several inputs/outputs)
+    model.evaluate(x, y)               # {"loss": ..., "accuracy": ...}
+    history = model.fit(x, y, epochs=5, validation_split=0.2)
+    model.summary(); model.save("mine.loom")
+    layerloom.devices()
+
+Inputs are raw, as training read them (before normalisation): the statistics training fitted
+(the project's dataset.fitted) are applied here, as `layerloom --predict` applies them. Every
+error is a layerloom.LayerloomError with the place of the problem, as the command line prints.
+"""
+import os
+
+import numpy as np
+
+from layerloom.core.errors import DataError, LayerloomError
+from layerloom.core.graph import fmt_shape
+from layerloom.data.arrays import Arrays
+from layerloom.project import loom as projectfile
+from layerloom.project.fileio import atomic_write_bytes, atomic_write_text
+from layerloom.project.fileio import npz_bytes
+
+
+class Model:
+    """A project's graph with its weights on a device: predict, evaluate, fit, save."""
+
+    def __init__(self, project, weights=None, device=None):
+        """project: a layerloom.Project; weights: {"node/name": array} (None: initialised as
+        for training); device: as --device ('cpu', 'gpu', '0:1', part of a name)."""
+        self.project, self.device = project, device
+        self._weights = weights
+        self._session = None
+
+    # -- the compiled model, made on first use -------------------------------------------------
+    @property
+    def session(self):
+        if self._session is None:
+            from layerloom.train.session import Session
+            self._session = Session(self.project, device=self.device,
+                                    initial_weights=self._weights)
+        return self._session
+
+    @property
+    def inputs(self):
+        return self.project.graph.inputs()
+
+    @property
+    def outputs(self):
+        return self.project.graph.outputs()
+
+    def get_weights(self):
+        return self.session.model.get_weights() if self._session else dict(self._weights or {})
+
+    def set_weights(self, weights):
+        self._weights = dict(weights)
+        if self._session is not None:
+            self._session.model.set_weights(self._weights)
+
+    # -- use ------------------------------------------------------------------------------------
+    def predict(self, x, batch_size=None):
+        """Outputs for inputs x: an array (one Input) or {input id or array name: array}.
+        Returns an array (one output) or {output id: array}; large inputs go in batches."""
+        from layerloom.data.prepare import prepare_inputs
+        rows = prepare_inputs(self.project, self._named(x, self.inputs, "inputs"))
+        out = self.session.model.predict(rows, batch_size or self.session.batch_size)
+        return out[self.outputs[0]] if len(self.outputs) == 1 else out
+
+    def evaluate(self, x=None, y=None, batch_size=None):
+        """{"loss": ..., metric: ...} on (x, y), or on the project's test split when both are
+        None."""
+        from layerloom.train.fit import evaluate
+        data = self._data(x, y, test=x is None and y is None)
+        if x is None and y is None:
+            if data.x_test is None:
+                raise DataError("the project's dataset has no test split; give x and y",
+                                "dataset.split")
+            xs, ys = data.x_test, data.y_test
+        else:
+            xs, ys = data.x, data.y
+        s = self.session
+        return evaluate(s.trainer, xs, ys, batch_size or s.batch_size)
+
+    def fit(self, x=None, y=None, epochs=None, batch_size=None, validation_split=None,
+            callbacks=(), verbose=True):
+        """Train on (x, y), or on the project's dataset when both are None, from the current
+        weights (a second fit continues the first). Returns the history dict (its "epochs" list
+        holds each epoch's logs)."""
+        t = self.project.training
+        kept = t.get("validation_split", 0.0)
+        if validation_split is not None:  # this call's, as Keras' fit takes it
+            t["validation_split"] = float(validation_split)
+        try:
+            return self._fit(x, y, epochs, batch_size, callbacks, verbose)
+        finally:
+            t["validation_split"] = kept
+
+    def _fit(self, x, y, epochs, batch_size, callbacks, verbose):
+        from layerloom.train.session import Session
+        t = self.project.training
+        if batch_size is not None and self._session is not None and \
+                int(batch_size) != self._session.batch_size:
+            self._weights, self._session = self.get_weights(), None
+        if self._session is None:
+            self._session = Session(self.project, device=self.device, batch_size=batch_size,
+                                    initial_weights=self._weights)
+        data = self._data(x, y, test=x is None and y is None, fit=True)
+        extra = list(callbacks)
+        if verbose:
+            from layerloom.train.progress import ConsoleProgress
+            extra.append(ConsoleProgress(int(epochs or t["epochs"])))
+        history = self._session.fit(data, epochs=epochs, callbacks=extra)
+        ds = dict(self.project.dataset or {})
+        if data.fitted:  # predict and save now prepare data as this training did
+            ds["fitted"] = data.fitted
+            self.project.dataset = ds
+        return history
+
+    def summary(self, print_fn=print):
+        """Keras' model.summary(): layer, output shape, parameters, inputs. Returns the text."""
+        g = self.project.graph
+        a = g.analysis()
+        rows = [("Layer (type)", "Output shape", "Param #", "Connected to")]
+        for nid in g.topo_order():
+            count = a.params.get(nid)
+            rows.append((f"{nid} ({g.nodes[nid].type})",
+                         ", ".join(fmt_shape(s) for s in a.shapes.get(nid, [])) or "?",
+                         f"{count.total if count else 0:,}",
+                         ", ".join(f"{e.src}[{e.src_port}]" for e in g.in_edges(nid))))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        text = [line] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[:1]] + \
+            [line] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
+        total = a.total_params()
+        text += [line, f"Total params: {total.total:,}", f"Trainable params: {total.trainable:,}",
+                 f"Non-trainable params: {total.total - total.trainable:,}"]
+        text = "\n".join(text)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path):
+        """The project at `path` with its weights beside it (PATH.weights.npz, the project's
+        `weights` key), each written atomically."""
+        folder = os.path.dirname(os.path.abspath(path))
+        wname = os.path.basename(path) + ".weights.npz"
+        d = projectfile.trained_dict(self.project, folder, (self.project.dataset or {}).get(
+            "fitted"), weights=wname)
+        atomic_write_bytes(os.path.join(folder, wname), npz_bytes(self.get_weights()))
+        import json
+        atomic_write_text(path, json.dumps(d, indent=2) + "\n")
+
+    def export(self, path, opset=17):
+        """The model as an ONNX file (see docs/onnx.md), its fitted normalisation included."""
+        from layerloom.interop import onnx_export
+        onnx_export.export(self.project, self.get_weights() or self.session.model.get_weights(),
+                           path, opset=opset)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _named(self, a, nodes, what):
+        """{name: array} from an array (one node) or a dict by node id or array name."""
+        mapping = (self.project.dataset or {}).get(what) or {}
+        default = "x" if what == "inputs" else "y"
+        if isinstance(a, dict):
+            return {mapping.get(k, k) if k in nodes else k: np.asarray(v) for k, v in a.items()}
+        if len(nodes) != 1:
+            raise DataError(f"the model has {len(nodes)} {what} ({', '.join(map(repr, nodes))}); "
+                            "give a dict {node id: array}", what)
+        return {mapping.get(nodes[0], default): np.asarray(a)}
+
+    def _data(self, x, y, test=False, fit=False):
+        """The project's data (x and y None) or (x, y), prepared as training prepares data."""
+        from layerloom.data.prepare import prepare_data
+        if x is None and y is None:
+            return prepare_data(self.project)
+        if x is None or y is None:
+            raise DataError("give both x and y, or neither (the project's own data)", "x, y")
+        arrays = Arrays({**self._named(x, self.inputs, "inputs"),
+                         **self._named(y, self.outputs, "targets")})
+        if not fit:  # evaluating: the statistics of training, not of this data
+            return _with_saved_normalization(self.project, arrays)
+        return prepare_data(self.project, arrays)
+
+
+def _with_saved_normalization(project, arrays):
+    from layerloom.data.prepare import default_normalization, prepare_data
+    d = project.dataset or {}
+    kind = d.get("normalize") or default_normalization(d)
+    if kind != "none" and not (d.get("fitted") or {}).get("normalization"):
+        raise DataError("the project has no normalisation statistics fitted by training; "
+                        "use the trained.loom that training wrote", "dataset.fitted")
+    return prepare_data(project, arrays)
+
+
+def load(path, device=None):
+    """A model from a project file: its weights (the `weights` key, e.g. a trained.loom from
+    `layerloom --run`) or initialised ones."""
+    from layerloom.train.session import load_weights
+    project = projectfile.load(path)
+    weights = load_weights(project.resolve(project.weights)) if project.weights else None
+    return Model(project, weights, device)
+
+
+def devices():
+    """The OpenCL devices, each as --list-devices describes it."""
+    from layerloom.backend.runtime import describe_device, list_devices
+    return [describe_device(plat, dev) for _, _, plat, dev in list_devices()]
+
+
+__all__ = ["Model", "load", "devices", "LayerloomError"]
