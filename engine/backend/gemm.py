@@ -3,6 +3,8 @@ device. CPUs get gemm_cpu.cl's register tiles, gemm_narrow.cl's narrow kernels a
 helpers, GPUs gemm_local.cl's local-memory tiles, and gemm.cl's portable kernel covers what
 neither does. A mixin of Ops (engine/backend/ops.py), whose kernel lookup (_k), scratch buffers and
 queue it uses."""
+from typing import NamedTuple
+
 from layerloom.core.activations import ACT_ID
 from layerloom.backend.grid import cdiv
 
@@ -20,6 +22,30 @@ def transpose_b_first(M, N, K):
     return M >= 96 or M >= 4 * N or K <= 128
 
 CPU_ROWS = {16: 8, 8: 6, 4: 4}  # register tile rows (MR) per vector width
+
+
+class CpuGemmArgs(NamedTuple):
+    """The CPU GEMM kernels' arguments in their order (GEMM_PARAMS, gemm_cpu_base.cl): the
+    block of C that is N columns wide from element c_off (ldc: C's row length), its operands
+    from a_off and b_off with their row lengths, the bias from column bias_at (-1: none); an
+    op passes *args. trans_a, accumulate and act (its ACT_ID) as ints."""
+    M: int
+    N: int
+    K: int
+    A: object
+    lda: int
+    B: object
+    ldb: int
+    C: object
+    ldc: int
+    bias: object
+    accumulate: int
+    a_off: int
+    b_off: int
+    c_off: int
+    trans_a: int
+    act: int
+    bias_at: int
 
 
 def local_gemm_tile(device):
@@ -100,45 +126,52 @@ class GemmOps:
         vw, mr = self.cpu_tile
         short_k = K < 2 * vw  # gemm_tile_bt gathers B^T itself, no transpose launch
         split_k = K >= 4096 and K >= 8 * max(M, N)  # few outputs, long K
-        lda = M if trans_a else K
         has_bias = bias is not None
-        bias = self._or_dummy(bias)
-        acc = int(accumulate)
-        # the operand the portable kernel (ragged bottom edge) reads: B as given
-        B0, ldb0, b_off0, trans_b0 = B, K if trans_b else N, b_off, trans_b
+        args = CpuGemmArgs(M, N, K, A, M if trans_a else K, B, K if trans_b else N, C, N,
+                           self._or_dummy(bias), int(accumulate), a_off, b_off, c_off,
+                           int(trans_a), ACT_ID[act], 0 if has_bias else -1)
+
+        def portable(i0, j0, m, n, given=args, trans_b=trans_b):
+            """The portable kernel (ragged bottom edge) on a block of C, reading B as given."""
+            self._gemm_portable(given, i0, j0, m, n, trans_b, act, has_bias)
+
+        if K == 0 or (trans_a and trans_b):  # act(bias) alone; both transposed: portable
+            portable(0, 0, M, N)
+            return
         panels = False  # B transposed into K x 2VW panels (gemm_tile's packed layout)
-        if K and trans_b and not trans_a and not short_k and transpose_b_first(M, N, K):
+        if trans_b and not trans_a and not short_k and transpose_b_first(M, N, K):
             # transpose B (N x K) into scratch and run the register tiles: straight into
             # panels unless the product goes to the split-K or narrow kernels, which read a
             # plain K x N matrix
             pw = 2 * vw if N >= 2 * vw and not split_k else N
             panels = pw != N
-            bt = self._scratch("gemm_bt", 4 * K * cdiv(N, pw) * pw)
-            self._enq(self._k("elementwise", "transpose"),
-                      (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off, pw)
-            B, b_off, trans_b = bt, 0, False
-        ldb = 2 * vw if panels else K if trans_b else N
-
-        def args(n=N, b=B, ldb=ldb, boff=b_off, j0=0):
-            """The CPU kernels' arguments for the block of C from column j0, n wide (the
-            activation and the bias offset are arguments: one program serves every layer)."""
-            return (M, n, K, A, lda, b, ldb, C, N, bias, acc, a_off, boff, c_off + j0,
-                    int(trans_a), ACT_ID[act], j0 if has_bias else -1)
-
-        def portable(i0, j0, m, n):
-            self._gemm_portable(m, n, K, A, lda, B0, ldb0, C, bias, acc, i0, j0, N,
-                                (a_off, b_off0, c_off), trans_a, trans_b0, act, has_bias)
-
-        if K == 0 or (trans_a and trans_b):  # act(bias) alone; both transposed: portable
-            portable(0, 0, M, N)
-            return
+            args = args._replace(B=self._transposed_b(B, N, K, b_off, pw),
+                                 ldb=2 * vw if panels else N, b_off=0)
+            trans_b = False
         if not trans_b:
             if split_k:
-                self._gemm_split_k(args())
+                self._gemm_split_k(args)
                 return
             if N < 2 * vw:  # narrower than a register tile
-                self._gemm_narrow(args(), N)
+                self._gemm_narrow(args, N)
                 return
+        self._gemm_tiles(args, trans_b, short_k, panels, portable)
+
+    def _transposed_b(self, B, N, K, b_off, pw):
+        """B (N x K, from b_off) transposed into scratch as K x pw panels (pw = N: one plain
+        K x N matrix)."""
+        bt = self._scratch("gemm_bt", 4 * K * cdiv(N, pw) * pw)
+        self._enq(self._k("elementwise", "transpose"),
+                  (cdiv(K, 8), cdiv(N, 8)), None, B, bt, N, K, b_off, pw)
+        return bt
+
+    def _gemm_tiles(self, args, trans_b, short_k, panels, portable):
+        """The CPU register tiles on C's whole tiles (gemm_tile_bt for B^T with a short K,
+        gemm_nt for B^T, else gemm_tile), then the ragged edges: the right strip on the narrow
+        kernels (the portable one for B^T), the bottom strip that gemm_nt leaves on the portable
+        kernel. portable(i0, j0, m, n) runs that kernel on a block."""
+        vw, mr = self.cpu_tile
+        M, N, K = args.M, args.N, args.K
         tm, tn = (4, 4) if trans_b and not short_k else (mr, 2 * vw)
         m_full, n_full = M - M % tm, N - N % tn
         # the register tiles (gemm_tile, gemm_tile_bt) guard a last, partial row tile: they
@@ -153,30 +186,35 @@ class GemmOps:
             # columns of B^T once for as many tiles as it can
             rows = max(1, grid[0] * grid[1] // (4 * self.rt.device.max_compute_units))
             self._enq(self._cpu_k("gemm_tile_bt"),
-                      (grid[0], cdiv(grid[1], rows)), (1, 1), *args(), rows)
+                      (grid[0], cdiv(grid[1], rows)), (1, 1), *args, rows)
         elif trans_b:
-            self._enq(self._cpu_k("gemm_nt"), grid, (1, 1), *args())
+            self._enq(self._cpu_k("gemm_nt"), grid, (1, 1), *args)
         else:
-            # a large B is packed into panels first (unless transposed into them already)
-            # and run with a rows-first grid: the work-items that run one after another share
-            # a B panel
-            packed = panels or (K * n_full >= 1 << 18 and M >= 64)
-            b, ldb_t, boff = B, ldb, b_off
-            if packed and not panels:
-                b, ldb_t, boff = self._scratch("gemm_panels", 4 * K * n_full), tn, 0
-                self._enq(self._cpu_k("pack_panels"),
-                          (n_full // tn, K), None, B, b, K, ldb, b_off)
-            self._enq(self._cpu_k("gemm_tile"),
-                      grid[::-1] if packed else grid, (1, 1),
-                      *args(b=b, ldb=ldb_t, boff=boff), int(packed))
+            self._gemm_tile(args, grid, n_full, tn, panels)
         if n_full < N and not trans_b:  # right strip, all rows: the narrow kernels (B's last,
             # partial panel when B^T went into panels)
-            self._gemm_narrow(args(n=N - n_full, boff=n_full * K if panels else b_off + n_full,
-                                   j0=n_full), N - n_full)
+            strip = args._replace(N=N - n_full,
+                                  b_off=n_full * K if panels else args.b_off + n_full,
+                                  c_off=args.c_off + n_full,
+                                  bias_at=n_full if args.bias_at >= 0 else -1)
+            self._gemm_narrow(strip, N - n_full)
         elif n_full < N:
             portable(0, n_full, M, N - n_full)
         if m_tiles < M:  # bottom strip under gemm_nt, whole-tile columns
             portable(m_full, 0, M - m_full, n_full)
+
+    def _gemm_tile(self, args, grid, n_full, tn, panels):
+        """gemm_tile on the first n_full columns. A large B is packed into panels first (unless
+        transposed into them already) and run with a rows-first grid: the work-items that run
+        one after another share a B panel."""
+        packed = panels or (args.K * n_full >= 1 << 18 and args.M >= 64)
+        if packed and not panels:
+            b = self._scratch("gemm_panels", 4 * args.K * n_full)
+            self._enq(self._cpu_k("pack_panels"),
+                      (n_full // tn, args.K), None, args.B, b, args.K, args.ldb, args.b_off)
+            args = args._replace(B=b, ldb=tn, b_off=0)
+        self._enq(self._cpu_k("gemm_tile"),
+                  grid[::-1] if packed else grid, (1, 1), *args, int(packed))
 
     def _cpu_k(self, name, defines=()):
         """A CPU GEMM kernel: the narrow ones (defines NN=) from gemm_narrow.cl, a small
@@ -206,35 +244,34 @@ class GemmOps:
         is transposed and n < VW, else MR rows x one or two masked vectors per work-item.
         args as for the CPU kernels."""
         vw, mr = self.cpu_tile
-        M, trans_a = args[0], args[14]
-        if n < vw and trans_a and M % vw == 0:
-            name, grid = "gemm_narrow_ta", (M // vw,)
+        if n < vw and args.trans_a and args.M % vw == 0:
+            name, grid = "gemm_narrow_ta", (args.M // vw,)
         else:
-            name, grid = "gemm_narrow_tile", (cdiv(M, mr),)
+            name, grid = "gemm_narrow_tile", (cdiv(args.M, mr),)
         self._enq(self._cpu_k(name, (f"NN={n}",)), grid, (1,), *args)
 
     def _gemm_split_k(self, args):
         """Parts of K summed in parallel into scratch, then one sum with the epilogue (bias,
-        activation, accumulation, output offset). args: as for the CPU GEMM kernels."""
-        M, N, K, A, lda, B, ldb, C, ldc, bias, acc, a_off, b_off, c_off, ta, act, bias_at = args
+        activation, accumulation, output offset). args: a CpuGemmArgs."""
+        M, N, K = args.M, args.N, args.K
         P = min(64, K // 512)
         KC = cdiv(K, P)
         parts = self._scratch("gemm_parts", 4 * P * M * N)
         vw, mr = self.cpu_tile
-        part_args = (M, N, K, A, lda, B, ldb, C, ldc, bias, 0, a_off, b_off, 0, ta, act, -1,
-                     parts, KC)
+        # the parts: no accumulation, offset or bias
+        part_args = args._replace(accumulate=0, c_off=0, bias_at=-1) + (parts, KC)
         if N % (2 * vw) == 0:  # whole register tiles across N
             self._enq(self._cpu_k("gemm_tile_split_k"),
                       (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
         else:
             self._enq(self._cpu_k("gemm_split_k"), (N, M, P), None, *part_args)
-        self._sum_parts(parts, P, M * N, C, bias, N if bias_at >= 0 else 0, act, acc, c_off)
+        self._sum_parts(parts, P, M * N, args.C, args.bias, N if args.bias_at >= 0 else 0,
+                        args.act, args.accumulate, args.c_off)
 
-    def _gemm_portable(self, m, n, K, A, lda, B, ldb, C, bias, acc, i0, j0, ldc, offs,
-                       trans_a, trans_b, act, has_bias):
-        """The portable kernel (gemm.cl) on the sub-block starting at row i0, column j0; the
-        transposes, activation and bias flag are compiled in."""
-        k = self._compiled("gemm", trans_a, trans_b, act, has_bias,
-                           (f"TM={TM}", f"TN={TN}"))
-        self._enq(k, (cdiv(n, TN), cdiv(m, TM)), None, m, n, K, i0, j0, A, lda, B, ldb, C, ldc,
-                  bias, acc, *offs)
+    def _gemm_portable(self, a, i0, j0, m, n, trans_b, act, has_bias):
+        """The portable kernel (gemm.cl) on the m x n block of C from row i0, column j0, its
+        operands those of the CpuGemmArgs a; the transposes, activation and bias flag are
+        compiled in."""
+        k = self._compiled("gemm", a.trans_a, trans_b, act, has_bias, (f"TM={TM}", f"TN={TN}"))
+        self._enq(k, (cdiv(n, TN), cdiv(m, TM)), None, m, n, a.K, i0, j0, a.A, a.lda, a.B, a.ldb,
+                  a.C, a.ldc, a.bias, a.accumulate, a.a_off, a.b_off, a.c_off)
