@@ -57,13 +57,17 @@ def build_parser():
                         "labelled --input; --json FILE writes them")
     p.add_argument("--export", metavar="PROJECT",
                    help="write the trained PROJECT as an ONNX model to --to FILE.onnx")
+    p.add_argument("--import", dest="import_onnx", metavar="MODEL.onnx",
+                   help="convert an ONNX model into a project (--to PROJECT.loom) with its "
+                        "weights beside it")
     p.add_argument("--input", metavar="FILE",
                    help="for --predict/--evaluate: .npy, .npz (arrays named after the Input "
                         "nodes), .csv/.tsv with the training columns, an image or a folder of "
                         "images")
     p.add_argument("--output", metavar="FILE", help="for --predict: .csv, .npy or .npz")
     p.add_argument("--json", metavar="FILE", help="for --evaluate: the figures as JSON")
-    p.add_argument("--to", metavar="FILE", help="for --export: the ONNX file to write")
+    p.add_argument("--to", metavar="FILE",
+                   help="for --export: the ONNX file to write; for --import: the project")
     p.add_argument("--epochs", type=_positive_int, help="override the project's epochs")
     p.add_argument("--batch-size", type=_positive_int, help="override the project's batch size")
     p.add_argument("--seed", type=_seed, help="override the project's seed")
@@ -242,7 +246,8 @@ def _report(history, total, out_dir, signum, out):
 
 def _project_arg(args):
     """The project file the command is about, to name in its messages."""
-    return args.run or args.predict or args.evaluate or args.export or args.project
+    return (args.run or args.predict or args.evaluate or args.export or args.import_onnx
+            or args.project)
 
 
 def main(argv=None):
@@ -252,7 +257,7 @@ def main(argv=None):
             return list_devices()
         if args.run:
             return run(args)
-        for command in ("predict", "evaluate", "export"):
+        for command in ("predict", "evaluate", "export", "import_onnx"):
             if getattr(args, command):
                 from layerloom.app import use
                 return getattr(use, command)(args)

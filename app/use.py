@@ -1,7 +1,7 @@
-"""`layerloom --predict`, `--evaluate` and `--export`: a trained model used from the command line
-(the Python API, layerloom.api, underneath). Same conventions as --run: bad input is exit 2 with
-its place, outputs are written atomically, nothing is written on an error. Nothing here imports
-Qt."""
+"""`layerloom --predict`, `--evaluate`, `--export` and `--import`: a trained model used from the
+command line (the Python API, layerloom.api, and layerloom.interop underneath). Same conventions
+as --run: bad input is exit 2 with its place, outputs are written atomically, nothing is written
+on an error. Nothing here imports Qt."""
 import csv
 import io
 import json
@@ -135,4 +135,14 @@ def export(args, out=sys.stdout):
     model = _load(args.export, args.device)
     model.export(args.to)
     out.write(f"Exported {args.export} to {args.to} (ONNX)\n")
+    return EXIT_OK
+
+
+def import_onnx(args, out=sys.stdout):
+    if not args.to or not args.to.endswith(".loom"):
+        raise LayerloomError("--import needs --to PROJECT.loom")
+    from layerloom.interop import onnx_import
+    project = onnx_import.convert(args.import_onnx, args.to)
+    out.write(f"Imported {args.import_onnx}: {len(project.graph.nodes)} layers; wrote {args.to} "
+              f"and {os.path.basename(args.to)}.weights.npz\n")
     return EXIT_OK

@@ -1,0 +1,106 @@
+"""ONNX in (engine/interop/onnx_import.py): models exported by PyTorch (a CNN whose BatchNorm the
+exporter folded, an MLP with Dropout, LeakyReLU and a sigmoid, a residual block with BatchNorm
+after an Add, average and global pooling and a scaled output) and one written the way tf2onnx
+writes a Keras model (NHWC input, Transposes around NCHW convolutions, MatMul + Add) become
+projects whose outputs are within 1e-5 (absolute, float32) of onnxruntime's on the same inputs
+(NCHW tensors given to Layerloom as NHWC). tests/data/make_onnx_models.py wrote the files. What
+cannot be mapped is exit 2 naming the ONNX node, its op type and why."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from layerloom.api import Model  # noqa: E402
+from layerloom.core.errors import DataError  # noqa: E402
+from layerloom.interop import onnx_import  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+MODELS = ["torch_cnn", "torch_mlp", "torch_residual", "tf2onnx_style"]
+TOLERANCE = 1e-5
+
+
+def _compare(path, batch=5):
+    project, weights = onnx_import.read(path)
+    sess = ort.InferenceSession(path)
+    inp = sess.get_inputs()[0]
+    shape = [batch] + [d for d in inp.shape[1:]]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    want = sess.run(None, {inp.name: x})[0]
+    model = Model(project, weights)
+    ours = tuple(project.graph.nodes[model.inputs[0]].params["shape"])
+    got = model.predict(x if x.shape[1:] == ours else x.transpose(0, 2, 3, 1))
+    return project, float(np.abs(got - want).max())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_imported_models_match_onnxruntime(name):
+    project, err = _compare(os.path.join(DATA, f"{name}.onnx"))
+    assert err <= TOLERANCE, err
+    assert not project.graph.analysis().problems
+
+
+def test_an_nchw_cnn_becomes_channels_last_layers():
+    project, _ = onnx_import.read(os.path.join(DATA, "torch_cnn.onnx"))
+    g = project.graph
+    types = [g.nodes[n].type for n in g.topo_order()]
+    assert types == ["Input", "Conv2D", "MaxPooling2D", "Conv2D", "Permute", "Flatten", "Dense"]
+    first = g.nodes[g.topo_order()[1]].params
+    assert first["padding"] == "same" and first["activation"] == "relu"
+    assert g.nodes[g.inputs()[0]].params["shape"] == (14, 14, 1)
+
+
+@pytest.mark.slow
+def test_the_command_line_writes_a_project_that_predicts(tmp_path):
+    to = tmp_path / "cnn.loom"
+    run = [sys.executable, "-m", "layerloom.app"]
+    r = subprocess.run(run + ["--import", os.path.join(DATA, "torch_cnn.onnx"), "--to", str(to)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["cnn.loom", "cnn.loom.weights.npz"]
+    np.save(tmp_path / "x.npy", np.zeros((2, 14, 14, 1), np.float32))
+    p = subprocess.run(run + ["--predict", str(to), "--input", str(tmp_path / "x.npy")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 3, p.stderr
+
+
+def _model(nodes, inits, shape=(None, 3, 8, 8)):
+    from onnx import TensorProto, helper, numpy_helper
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                   ["batch"] + list(shape[1:]))],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("nodes,inits,message", [
+    ([onnx.helper.make_node("LRN", ["x"], ["y"], size=3, name="norm")], {},
+     "ONNX node 'norm' (LRN): this operator has no Layerloom layer"),
+    ([onnx.helper.make_node("Conv", ["x", "k"], ["y"], group=3, name="dw")],
+     {"k": np.zeros((3, 1, 3, 3))}, "'dw' (Conv): group 3"),
+    ([onnx.helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1,
+                            name="mp")], {}, "'mp' (MaxPool): ceil_mode 1"),
+    ([onnx.helper.make_node("Softmax", ["x"], ["y"], axis=2, name="sm")], {},
+     "'sm' (Softmax): along axis 2"),
+], ids=["unknown-op", "grouped-conv", "ceil-mode", "softmax-axis"])
+def test_what_cannot_be_mapped_names_the_node_and_why(tmp_path, nodes, inits, message):
+    path = tmp_path / "m.onnx"
+    onnx.save(_model(nodes, inits), path)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        onnx_import.read(str(path))
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_with_exit_2_and_writes_nothing(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(_model([onnx.helper.make_node("LRN", ["x"], ["y"], size=3, name="norm")], {}), path)
+    message = "ONNX node 'norm' (LRN): this operator has no Layerloom layer"
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--import", str(path), "--to",
+                        str(tmp_path / "p.loom")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p.loom").exists()
