@@ -1,0 +1,341 @@
+"""One converter per layer type: convert(b, n) appends the node's ONNX ops to the Builder b and
+returns its output tensors, one per port. n (a Node) holds the node's id, params, layer
+declaration, input tensors, per-sample input and output shapes and weights (float32 arrays by
+name). Tensors are batch first and channels last, as in Layerloom; convolutions and pooling
+transpose to ONNX's NCHW and back around their op."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from layerloom.core import expr
+from layerloom.interop.onnx_graph import onnx
+
+
+@dataclass
+class Node:
+    id: str
+    type: str
+    params: dict
+    layer: object
+    x: list
+    in_shapes: list
+    out_shapes: list
+    w: dict
+
+
+def _dense(b, n):
+    p = n.params
+    z = b.op("MatMul", [n.x[0], b.const(n.w["kernel"], f"{n.id}/kernel")])
+    if p["use_bias"]:
+        z = b.op("Add", [z, b.const(n.w["bias"], f"{n.id}/bias")])
+    return [b.activation(p["activation"], z)]
+
+
+def _activation(b, n):
+    return [b.activation(n.params["activation"], n.x[0])]
+
+
+def _identity(b, n):
+    """Inference form of Dropout, SpatialDropout2D, GaussianNoise: the input itself."""
+    return [n.x[0]]
+
+
+def _lambda(b, n):
+    env = dict(zip(expr.INPUT_NAMES, n.x))
+    tree = expr.parse(n.params["expression"])
+    y = b.expression(tree, env)
+    if not expr.variables(tree):  # a constant formula: shaped like input 0, as Layerloom's
+        y = b.op("Expand", [y, b.op("Shape", [n.x[0]])])
+    return [y]
+
+
+def _embedding(b, n):
+    """(int)x truncates towards zero; indices outside 0..input_dim-1 read an appended row of
+    zeros, as the kernel gives zero vectors for them."""
+    V = n.params["input_dim"]
+    table = np.concatenate([n.w["embeddings"], np.zeros((1, n.params["output_dim"]),
+                                                        np.float32)])
+    k = b.op("Cast", [n.x[0]], to=onnx.TensorProto.INT64)
+    ok = b.op("And", [b.op("GreaterOrEqual", [k, b.const(0, "zero", np.int64)]),
+                      b.op("Less", [k, b.const(V, "input_dim", np.int64)])])
+    k = b.op("Where", [ok, k, b.const(V, "input_dim", np.int64)])
+    return [b.op("Gather", [b.const(table, f"{n.id}/embeddings"), k], axis=0)]
+
+
+# -- convolution and pooling -------------------------------------------------------------------
+def _pads_after(size, out, k, stride, dilation, before):
+    """Padding after the data that gives `out` windows (Keras' valid/same/causal): what the
+    last window reaches past the end, never negative (ONNX floors the count)."""
+    return max((out - 1) * stride + (k - 1) * dilation + 1 - size - before, 0)
+
+
+def _to_channels_first(b, x, rank):
+    return b.op("Transpose", [x], perm=[0, rank + 1] + list(range(1, rank + 1)))
+
+
+def _to_channels_last(b, x, rank):
+    return b.op("Transpose", [x], perm=[0] + list(range(2, rank + 2)) + [1])
+
+
+def _conv(b, n):
+    p, layer = n.params, n.layer
+    rank = layer.rank
+    g = layer.geometry(p, n.in_shapes[0])
+    kernel = n.w["kernel"]  # (KH, KW, Cin, Cout) or (K, Cin, Cout), Keras' layout
+    if rank == 2:
+        w = kernel.transpose(3, 2, 0, 1)
+        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW], dilations=[g.DH, g.DW],
+                     pads=[g.PT, g.PL, _pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT),
+                           _pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+    else:
+        w = kernel.transpose(2, 1, 0)
+        attrs = dict(kernel_shape=[g.KW], strides=[g.SW], dilations=[g.DW],
+                     pads=[g.PL, _pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+    inputs = [_to_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
+                                                           f"{n.id}/kernel")]
+    if p["use_bias"]:
+        inputs.append(b.const(n.w["bias"], f"{n.id}/bias"))
+    y = _to_channels_last(b, b.op("Conv", inputs, **attrs), rank)
+    return [b.activation(p["activation"], y)]
+
+
+def _pool(b, n):
+    layer, rank = n.layer, n.layer.rank
+    g = layer.geometry(n.params, n.in_shapes[0])
+    if rank == 2:
+        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW],
+                     pads=[g.PT, g.PL, _pads_after(g.H, g.OH, g.KH, g.SH, 1, g.PT),
+                           _pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
+    else:
+        attrs = dict(kernel_shape=[g.KW], strides=[g.SW],
+                     pads=[g.PL, _pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
+    if layer.avg:  # 'same' windows divide by their in-bounds count, as Keras (TensorFlow)
+        attrs["count_include_pad"] = 0
+    y = b.op("AveragePool" if layer.avg else "MaxPool", [_to_channels_first(b, n.x[0], rank)],
+             **attrs)
+    return [_to_channels_last(b, y, rank)]
+
+
+def _global_pool(b, n):
+    return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1, 2], 0)]
+
+
+# -- normalization -----------------------------------------------------------------------------
+def _batch_norm(b, n):
+    """Inference form: (x - moving_mean) * (gamma / sqrt(moving_variance + epsilon)) + beta,
+    the scale folded into one constant."""
+    p, w = n.params, n.w
+    scale = 1.0 / np.sqrt(w["moving_variance"].astype(np.float64) + p["epsilon"])
+    if p["scale"]:
+        scale = scale * w["gamma"]
+    y = b.op("Sub", [n.x[0], b.const(w["moving_mean"], f"{n.id}/moving_mean")])
+    y = b.op("Mul", [y, b.const(scale, f"{n.id}/scale")])
+    if p["center"]:
+        y = b.op("Add", [y, b.const(w["beta"], f"{n.id}/beta")])
+    return [y]
+
+
+def _layer_norm(b, n):
+    p, C = n.params, n.in_shapes[0][-1]
+    gamma = n.w["gamma"] if p["scale"] else np.ones(C, np.float32)
+    inputs = [n.x[0], b.const(gamma, f"{n.id}/gamma")]
+    if p["center"]:
+        inputs.append(b.const(n.w["beta"], f"{n.id}/beta"))
+    return [b.op("LayerNormalization", inputs, axis=-1, epsilon=p["epsilon"])]
+
+
+# -- recurrent ---------------------------------------------------------------------------------
+def _gate_blocks(a, order):
+    """Reorder the gate blocks along the last axis (Keras [i, f, c, o] -> ONNX [i, o, f, c])."""
+    blocks = np.split(a, len(order), axis=-1)
+    return np.concatenate([blocks[i] for i in order], axis=-1)
+
+
+def _recurrent_outputs(b, n, seq, last, states):
+    """Ports from ONNX's Y (T, 1, N, u), Y_h and Y_c (1, N, u): y, then h (and c)."""
+    p = n.params
+    if p["return_sequences"]:
+        y = b.op("Transpose", [b.op("Squeeze", [seq, b.ints([1], "axes")])], perm=[1, 0, 2])
+    else:
+        y = b.op("Squeeze", [last, b.ints([0], "axes")])
+    outs = [y]
+    if p["return_state"]:
+        outs += [b.op("Squeeze", [s, b.ints([0], "axes")]) for s in states]
+    return outs
+
+
+def _recurrent_op(b, n, op_type, order, recurrent_bias, **attrs):
+    """LSTM, GRU or RNN as one ONNX op over the time-major sequence (zero initial state)."""
+    p, u = n.params, n.params["units"]
+    W = _gate_blocks(n.w["kernel"], order).T[None]
+    R = _gate_blocks(n.w["recurrent_kernel"], order).T[None]
+    B = np.concatenate([_gate_blocks(n.w["bias"], order), recurrent_bias])[None]
+    x_tm = b.op("Transpose", [n.x[0]], perm=[1, 0, 2])
+    states = 2 if op_type == "LSTM" else 1
+    flags = [p["return_sequences"], True] + [p["return_state"]] * (states - 1)
+    outs = b.op(op_type, [x_tm, b.const(np.ascontiguousarray(W), f"{n.id}/W"),
+                          b.const(np.ascontiguousarray(R), f"{n.id}/R"),
+                          b.const(B, f"{n.id}/B")], outputs=flags, hidden_size=u, **attrs)
+    return _recurrent_outputs(b, n, outs[0], outs[1], outs[1:])
+
+
+def _lstm(b, n):
+    u = n.params["units"]
+    return _recurrent_op(b, n, "LSTM", [0, 3, 1, 2], np.zeros(4 * u, np.float32))
+
+
+def _gru(b, n):
+    # Keras' reset_after GRU is ONNX's linear_before_reset=1; both order the gates z, r, h
+    return _recurrent_op(b, n, "GRU", [0, 1, 2], n.w["recurrent_bias"], linear_before_reset=1)
+
+
+_RNN_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
+
+
+def _simple_rnn(b, n):
+    p, u = n.params, n.params["units"]
+    act = p["activation"]
+    if act in _RNN_OPS:
+        return _recurrent_op(b, n, "RNN", [0], np.zeros(u, np.float32),
+                             activations=[_RNN_OPS[act]])
+    # other activations: unrolled over the (static) steps, h_t = act(x_t W + h_{t-1} U + b)
+    T = n.in_shapes[0][0]
+    xw = b.op("Add", [b.op("MatMul", [n.x[0], b.const(n.w["kernel"], f"{n.id}/kernel")]),
+                      b.const(n.w["bias"], f"{n.id}/bias")])
+    U = b.const(n.w["recurrent_kernel"], f"{n.id}/recurrent_kernel")
+    h, seq = None, []
+    for t in range(T):
+        z = b.op("Gather", [xw, b.const(t, "step", np.int64)], axis=1)
+        if h is not None:
+            z = b.op("Add", [z, b.op("MatMul", [h, U])])
+        h = b.activation(act, z)
+        seq.append(h)
+    if p["return_sequences"]:
+        steps = [b.op("Unsqueeze", [s, b.ints([1], "axes")]) for s in seq]
+        y = b.op("Concat", steps, axis=1) if T > 1 else steps[0]
+    else:
+        y = h
+    return [y] + ([h] if p["return_state"] else [])
+
+
+# -- merging -----------------------------------------------------------------------------------
+def _chain(op_type):
+    """Inputs combined left to right, as the kernels do (x0 op x1, then op x2...)."""
+    def convert(b, n):
+        y = n.x[0]
+        for x in n.x[1:]:
+            y = b.op(op_type, [y, x])
+        return [y]
+    return convert
+
+
+def _average(b, n):
+    y = _chain("Add")(b, n)[0]
+    return [b.op("Mul", [y, b.const(1.0 / len(n.x))])]
+
+
+def _dot(b, n):
+    return [b.reduce("ReduceSum", b.op("Mul", [n.x[0], n.x[1]]), [-1], 1)]
+
+
+def _concatenate(b, n):
+    axis = n.params["axis"]
+    rank = len(n.in_shapes[0])
+    a = axis - 1 if axis > 0 else axis + rank  # Keras' axis, batch counted, per sample
+    return [b.op("Concat", n.x, axis=a + 1)]
+
+
+# -- reshaping ---------------------------------------------------------------------------------
+def _reshape_to(b, x, shape):
+    """x to (batch,) + shape; 0 keeps the batch axis as it is."""
+    return b.op("Reshape", [x, b.ints([0] + list(shape))])
+
+
+def _reshape(b, n):
+    return [_reshape_to(b, n.x[0], n.out_shapes[0])]
+
+
+def _flatten(b, n):
+    return [b.op("Flatten", [n.x[0]], axis=1)]
+
+
+def _permute(b, n):
+    return [b.op("Transpose", [n.x[0]], perm=[0] + list(n.params["dims"]))]
+
+
+def _repeat_vector(b, n):
+    y = b.op("Unsqueeze", [n.x[0], b.ints([1], "axes")])
+    return [b.op("Tile", [y, b.ints([1, n.params["n"], 1], "repeats")])]
+
+
+def _cropping(b, n):
+    (t, bot), (left, r) = n.params["cropping"]
+    H, W = n.in_shapes[0][:2]
+    return [b.op("Slice", [n.x[0], b.ints([t, left], "starts"),
+                           b.ints([H - bot, W - r], "ends"), b.ints([1, 2], "axes")])]
+
+
+def _zero_padding(b, n):
+    (t, bot), (left, r) = n.params["padding"]
+    return [b.op("Pad", [n.x[0], b.ints([0, t, left, 0, 0, bot, r, 0], "pads"), b.const(0.0)],
+                 mode="constant")]
+
+
+def _upsampling(b, n):
+    """Nearest neighbour: (N, H, W, C) -> (N, H, 1, W, 1, C), tiled, then merged (exact)."""
+    if n.params["interpolation"] != "nearest":
+        b.fail(f"interpolation {n.params['interpolation']!r} is not exported (only nearest)")
+    H, W, C = n.in_shapes[0]
+    sh, sw = n.params["size"]
+    y = _reshape_to(b, n.x[0], (H, 1, W, 1, C))
+    y = b.op("Tile", [y, b.ints([1, 1, sh, 1, sw, 1], "repeats")])
+    return [_reshape_to(b, y, n.out_shapes[0])]
+
+
+CONVERTERS = {
+    "Dense": _dense, "Activation": _activation, "Lambda": _lambda, "Embedding": _embedding,
+    "Dropout": _identity, "SpatialDropout2D": _identity, "GaussianNoise": _identity,
+    "Conv1D": _conv, "Conv2D": _conv,
+    "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
+    "AveragePooling2D": _pool,
+    "GlobalAveragePooling2D": _global_pool, "GlobalMaxPooling2D": _global_pool,
+    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
+    "LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn,
+    "Add": _chain("Add"), "Subtract": _chain("Sub"), "Multiply": _chain("Mul"),
+    "Maximum": _chain("Max"), "Minimum": _chain("Min"), "Average": _average, "Dot": _dot,
+    "Concatenate": _concatenate,
+    "Reshape": _reshape, "Flatten": _flatten, "Permute": _permute,
+    "RepeatVector": _repeat_vector, "Cropping2D": _cropping, "ZeroPadding2D": _zero_padding,
+    "UpSampling2D": _upsampling,
+}
+
+# for docs/onnx.md: the ops each layer type becomes
+LAYER_OPS = {
+    "Dense": "MatMul, Add (bias), activation",
+    "Activation": "the activation's ops",
+    "Lambda": "the expression's ops (table below); Expand for a constant formula",
+    "Embedding": "Cast to int64, GreaterOrEqual, Less, And, Where, Gather (zero row for "
+                 "out-of-range indices)",
+    "Dropout": "nothing (identity at inference)", "SpatialDropout2D": "nothing (identity)",
+    "GaussianNoise": "nothing (identity)",
+    "Conv1D": "Transpose (NTC->NCT), Conv, Transpose back, activation",
+    "Conv2D": "Transpose (NHWC->NCHW), Conv, Transpose back, activation",
+    "MaxPooling1D": "Transpose, MaxPool, Transpose",
+    "MaxPooling2D": "Transpose, MaxPool, Transpose",
+    "AveragePooling1D": "Transpose, AveragePool (count_include_pad=0), Transpose",
+    "AveragePooling2D": "Transpose, AveragePool (count_include_pad=0), Transpose",
+    "GlobalAveragePooling2D": "ReduceMean over H, W", "GlobalMaxPooling2D": "ReduceMax over H, W",
+    "BatchNormalization": "Sub (moving mean), Mul (gamma / sqrt(moving var + eps)), Add (beta)",
+    "LayerNormalization": "LayerNormalization (axis -1)",
+    "LSTM": "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), Squeeze, "
+            "Transpose",
+    "GRU": "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, Transpose",
+    "SimpleRNN": "Transpose, RNN (tanh, relu, sigmoid); other activations unrolled: MatMul, "
+                 "Add, Gather, activation, Unsqueeze, Concat",
+    "Add": "Add (chained)", "Subtract": "Sub", "Multiply": "Mul (chained)",
+    "Maximum": "Max (chained)", "Minimum": "Min (chained)", "Average": "Add (chained), Mul",
+    "Dot": "Mul, ReduceSum (keepdims)", "Concatenate": "Concat",
+    "Reshape": "Reshape", "Flatten": "Flatten (axis 1)", "Permute": "Transpose",
+    "RepeatVector": "Unsqueeze, Tile", "Cropping2D": "Slice", "ZeroPadding2D": "Pad",
+    "UpSampling2D": "Reshape, Tile, Reshape (nearest)",
+}
