@@ -56,16 +56,20 @@ def build_parser():
                    help="loss and metrics of the trained PROJECT on its test split, or on a "
                         "labelled --input; --json FILE writes them")
     p.add_argument("--export", metavar="PROJECT",
-                   help="write the trained PROJECT as an ONNX model to --to FILE.onnx")
-    p.add_argument("--import", dest="import_onnx", metavar="MODEL.onnx",
-                   help="convert an ONNX model into a project (--to PROJECT.loom) with its "
-                        "weights beside it")
+                   help="write the trained PROJECT to --to FILE: an ONNX or Keras model, or a "
+                        "Keras or PyTorch training script (--format)")
+    p.add_argument("--import", dest="import_onnx", metavar="MODEL",
+                   help="convert an ONNX (.onnx) or Keras (.keras, .h5) model into a project "
+                        "(--to PROJECT.loom) with its weights beside it")
     p.add_argument("--input", metavar="FILE",
                    help="for --predict/--evaluate: .npy, .npz (arrays named after the Input "
                         "nodes), .csv/.tsv with the training columns, an image or a folder of "
                         "images")
     p.add_argument("--output", metavar="FILE", help="for --predict: .csv, .npy or .npz")
     p.add_argument("--json", metavar="FILE", help="for --evaluate: the figures as JSON")
+    p.add_argument("--format", choices=("onnx", "keras", "keras-code", "pytorch-code"),
+                   help="for --export: what to write (default from --to's extension: .onnx, "
+                        ".keras; a .py script needs keras-code or pytorch-code)")
     p.add_argument("--to", metavar="FILE",
                    help="for --export: the ONNX file to write; for --import: the project")
     p.add_argument("--epochs", type=_positive_int, help="override the project's epochs")
@@ -154,6 +158,7 @@ def run(args, out=sys.stdout):
 
     def on_signal(signum, frame):  # Ctrl-C or a scheduler's SIGTERM: stop after the batch
         stop["signal"] = stop["signal"] or signum
+    # until the outputs are written: a signal then changes only the exit code
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
@@ -164,18 +169,18 @@ def run(args, out=sys.stdout):
         history = session.fit(data, epochs=epochs, callbacks=[ConsoleProgress(epochs, out)],
                               should_stop=lambda: stop["signal"] is not None, out_dir=out_dir,
                               resume=resume)
+        total = time.perf_counter() - t0
+        history.update({"project": os.path.abspath(path), "device": session.runtime.describe(),
+                        "parameters": session.model.param_count(), "total_seconds": total})
+        write_outputs(out_dir, {
+            "history.json": (json.dumps(history, indent=2) + "\n").encode("utf-8"),
+            "weights.npz": npz_bytes(session.model.get_weights()),
+            "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
+                                        indent=2) + "\n").encode("utf-8"),
+            TRAINING_STATE: session.training_state().to_bytes()})
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    total = time.perf_counter() - t0
-    history.update({"project": os.path.abspath(path), "device": session.runtime.describe(),
-                    "parameters": session.model.param_count(), "total_seconds": total})
-    write_outputs(out_dir, {
-        "history.json": (json.dumps(history, indent=2) + "\n").encode("utf-8"),
-        "weights.npz": npz_bytes(session.model.get_weights()),
-        "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
-                                    indent=2) + "\n").encode("utf-8"),
-        TRAINING_STATE: session.training_state().to_bytes()})
     return _report(history, total, out_dir, stop["signal"], out)
 
 

@@ -343,7 +343,10 @@ def screenshot(path, project_path=None, size=(1400, 860)):
 
 
 def run_editor(project_path=None):
+    import signal
     from PySide6.QtWidgets import QApplication
+    for s in (signal.SIGINT, signal.SIGTERM):  # a Qt app's: Ctrl-C ends it (the autosave keeps
+        signal.signal(s, signal.SIG_DFL)       # unsaved work), not the command's start-up exit
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("Layerloom")
     win = MainWindow()
