@@ -177,8 +177,11 @@ class Model:
         """{name: array} from an array (one node) or a dict by node id or array name."""
         mapping = (self.project.dataset or {}).get(what) or {}
         default = "x" if what == "inputs" else "y"
-        if isinstance(a, dict):
-            return {mapping.get(k, k) if k in nodes else k: np.asarray(v) for k, v in a.items()}
+        if isinstance(a, dict):  # a node id names the array mapped to it (by default "x"/"y"
+            # for the one input or output, as the project's data is mapped)
+            lone = default if len(nodes) == 1 and not mapping else None
+            return {(mapping.get(k) or lone or k) if k in nodes else k: np.asarray(v)
+                    for k, v in a.items()}
         if len(nodes) != 1:
             raise DataError(f"the model has {len(nodes)} {what} ({', '.join(map(repr, nodes))}); "
                             "give a dict {node id: array}", what)

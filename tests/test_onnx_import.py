@@ -104,3 +104,36 @@ def test_the_command_line_refuses_with_exit_2_and_writes_nothing(tmp_path):
                         str(tmp_path / "p.loom")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "p.loom").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["spirals", "sine", "multitask", "wine_csv", "shapes_folder"])
+def test_layerloom_exports_come_back_with_the_same_outputs(tmp_path, example):
+    """Export a briefly trained example to ONNX and import it back: the imported project
+    (its fitted normalisation now BatchNormalization layers at the inputs) predicts what the
+    original predicts on the same raw inputs, and what onnxruntime computes."""
+    import layerloom
+    from layerloom.data.prepare import load_arrays
+    run = [sys.executable, "-m", "layerloom.app"]
+    src = os.path.join(os.path.dirname(DATA), "..", "assets", "examples", f"{example}.loom")
+    r = subprocess.run(run + ["--run", src, "--out", str(tmp_path / "run"), "--epochs", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    original = layerloom.load(str(tmp_path / "run" / "trained.loom"))
+    original.export(str(tmp_path / "m.onnx"))
+    project, weights = onnx_import.read(str(tmp_path / "m.onnx"))
+    back = Model(project, weights)
+    arrays = load_arrays(original.project)
+    split = arrays.test or arrays.train
+    names = (original.project.dataset.get("inputs") or {})
+    x = {nid: np.asarray(split[names.get(nid, "x")][:16], np.float32) for nid in original.inputs}
+    want = original.predict(x)
+    assert project.graph.inputs() == original.inputs
+    got = back.predict(x)
+    want = want if isinstance(want, dict) else {original.outputs[0]: want}
+    got = got if isinstance(got, dict) else {back.outputs[0]: got}
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    ort_out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, x)))
+    for o in want:
+        assert np.abs(got[o] - want[o]).max() <= TOLERANCE  # outputs keep their names
+        assert np.abs(ort_out[o] - want[o]).max() <= TOLERANCE

@@ -67,10 +67,13 @@ class _Mapping:
         self.ins, self.outs = g.inputs(), g.outputs()
         self.inputs = dict(d.get("inputs") or {})
         self.targets = dict(d.get("targets") or {})
-        if not self.inputs and len(self.ins) == 1:
-            self.inputs = {self.ins[0]: "x"}
-        if not self.targets and len(self.outs) == 1:
-            self.targets = {self.outs[0]: "y"}
+        # unmapped: "x" and "y" for one input and output, else the arrays named like the nodes
+        if not self.inputs:
+            self.inputs = {self.ins[0]: "x"} if len(self.ins) == 1 else \
+                {nid: nid for nid in self.ins}
+        if not self.targets:
+            self.targets = {self.outs[0]: "y"} if len(self.outs) == 1 else \
+                {nid: nid for nid in self.outs}
         self.have = ", ".join(sorted(names)) or "(none)"
 
     @property

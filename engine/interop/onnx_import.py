@@ -128,12 +128,33 @@ class _Importer:
             if handler is None:
                 self.fail(node, "this operator has no Layerloom layer")
             handler(node)
-        outputs = []
+        names = {}
         for out in g.output:
             if out.name not in self.values:
                 raise DataError(f"ONNX output {out.name!r} is a constant", PLACE)
-            outputs.append(self.values[out.name].node)
-        return outputs
+            names.setdefault(self.values[out.name].node, out.name)
+        self.rename(names)
+        return [self.values[out.name].node for out in g.output]
+
+    def rename(self, names):
+        """Give the nodes that compute the graph's outputs the outputs' names (as Layerloom's
+        export names its outputs by node id), rebuilding the graph in the same order."""
+        new = {nid: nid for nid in self.graph.nodes}
+        for nid, name in names.items():
+            want = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+            if want and want not in new.values():
+                new[nid] = want
+        if all(old == nid for old, nid in new.items()):
+            return
+        old_graph, self.graph = self.graph, Graph()
+        for node in old_graph.nodes.values():
+            self.graph.add_node(node.type, node.params, id=new[node.id])
+        for e in old_graph.edges:
+            self.graph.connect(new[e.src], e.src_port, new[e.dst], e.dst_port)
+        self.weights = {f"{new[k.split('/')[0]]}/{k.split('/', 1)[1]}": v
+                        for k, v in self.weights.items()}
+        for v in {id(v): v for v in self.values.values()}.values():  # shared by pass-throughs
+            v.node = new[v.node]
 
     def graph_input(self, inp):
         dims = [d.dim_value if d.HasField("dim_value") else None
@@ -141,15 +162,29 @@ class _Importer:
         if len(dims) not in (2, 3, 4) or any(d is None or d <= 0 for d in dims[1:]):
             raise DataError(f"ONNX input {inp.name!r}: shape {dims}; expected a batch axis and "
                             "fixed sizes (2-D features, 3-D sequences, 4-D NCHW images)", PLACE)
-        # 4-D: NCHW, unless (tf2onnx) the input is NHWC and Transposed into NCHW where used
-        consumers = [n for n in self.model.graph.node if inp.name in n.input]
-        nhwc = bool(consumers) and all(n.op_type == "Transpose" and list(
-            _attrs(n).get("perm", [])) == [0, 3, 1, 2] for n in consumers)
-        nchw = len(dims) == 4 and not nhwc
+        nchw = len(dims) == 4 and not self.transposed_before_use(inp.name)
         shape = dims[2:] + dims[1:2] if nchw else dims[1:]
         nid = self.new_id(inp.name)
         self.graph.add_node("Input", {"shape": shape}, id=nid)
         self.values[inp.name] = _Value(nid, nchw=nchw)
+
+    def transposed_before_use(self, name):
+        """A 4-D input is NCHW unless (tf2onnx, Layerloom's own export) it is NHWC and goes
+        through a Transpose into NCHW before any operator that cares, elementwise arithmetic
+        with constants (a fitted normalisation) and Identity aside."""
+        elementwise = set(LAMBDA_OPS) | PASS_THROUGH
+        while True:
+            users = [n for n in self.model.graph.node if name in n.input]
+            if len(users) != 1:
+                return bool(users) and all(
+                    n.op_type == "Transpose" and list(_attrs(n).get("perm", [])) == [0, 3, 1, 2]
+                    for n in users)
+            n = users[0]
+            if n.op_type == "Transpose":
+                return list(_attrs(n).get("perm", [])) == [0, 3, 1, 2]
+            if n.op_type not in elementwise:
+                return False
+            name = n.output[0]
 
     # -- operators ------------------------------------------------------------------------------
     def pass_through(self, node):
@@ -384,13 +419,35 @@ class _Importer:
             self.set(node, v)
             return
         if c.size != 1:
-            self.fail(node, f"a constant of shape {list(c.shape)}; only a number maps "
-                            "(a Lambda)")
+            self.channel_affine(node, v, c, consts[1])
+            return
         k = repr(float(c.reshape(-1)[0]))
         expr = f"a {LAMBDA_OPS[node.op_type]} {k}" if consts[1] else \
             f"{k} {LAMBDA_OPS[node.op_type]} a"
         self.set(node, _Value(self.add(node, "Lambda", {"expression": expr}, [v]), 0, v.nchw,
                               v.pooled))
+
+    def channel_affine(self, node, v, c, const_second):
+        """x - c, x + c, x * c or x / c with c one value per channel (a fitted normalisation,
+        a per-feature scale) as a BatchNormalization in inference form that computes exactly
+        gamma * (x - mean) + beta: variance 1 - epsilon."""
+        channels = self.shape(v)[-1]
+        per_channel = c.reshape(-1).size == channels and (
+            c.shape[-1] == channels if not v.nchw else
+            c.reshape(-1).size == c.shape[-3 if c.ndim >= 3 else 0])
+        if not per_channel or not const_second and node.op_type in ("Sub", "Div"):
+            self.fail(node, f"a constant of shape {list(c.shape)}; only a number or one value "
+                            "per channel (after the tensor) maps")
+        c = c.reshape(-1).astype(np.float64)
+        one, zero = np.ones(channels), np.zeros(channels)
+        gamma, mean = {"Sub": (one, c), "Add": (one, -c), "Mul": (c, zero),
+                       "Div": (1.0 / c, zero)}[node.op_type]
+        eps = 1e-3
+        nid = self.add(node, "BatchNormalization", {"epsilon": eps}, [v])
+        for name, arr in (("gamma", gamma), ("beta", zero), ("moving_mean", mean),
+                          ("moving_variance", np.full(channels, 1.0 - eps))):
+            self.weights[f"{nid}/{name}"] = arr.astype(np.float32)
+        self.set(node, _Value(nid, 0, v.nchw, v.pooled))
 
     def op_Transpose(self, node):
         v, perm = self.value(node, 0), list(_attrs(node).get("perm", []))
