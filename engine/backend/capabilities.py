@@ -27,7 +27,7 @@ import sys
 import time
 
 WIDTHS = (4, 8, 16)
-PROBE_VERSION = 1  # bump when what the probe checks changes
+PROBE_VERSION = 2  # bump when what the probe checks changes
 TIMEOUT_S = 600  # a first build on the slowest implementation (Mesa's llvmpipe) takes minutes
 SOFTWARE = ("llvmpipe", "softpipe", "swiftshader")  # software rasterisers' OpenCL
 
@@ -346,6 +346,17 @@ def _library_check(rt, caps):
     return {"gflops": round(2.0 * M * N * K / best / 1e9, 1)}
 
 
+def refusal(refused, target=""):
+    """Why a CPU device whose compiler refused every width ({width: first error}) cannot be
+    used: PoCL 3.0 on a CPU its LLVM does not know at all (AMD Zen 5) refuses even 'generic',
+    the name LLVM gave it."""
+    first = next(iter(refused.items()), (None, ""))
+    if "unknown target CPU" in first[1]:
+        return (f"its compiler does not know this CPU (it targets {target or 'generic'!r} and "
+                f"refuses it: {first[1]})")
+    return f"its compiler refuses every float vector width ({first[0]}: {first[1]})"
+
+
 def child_main(argv):
     from layerloom.core.errors import LayerloomError
     from layerloom.backend.runtime import Runtime, list_devices
@@ -357,7 +368,7 @@ def child_main(argv):
         return
     plat, dev = found[(pi, di)]
     rt = Runtime(dev, capabilities=Capabilities())
-    widths = []
+    widths, refused = [], {}
     for w in WIDTHS:
         if w in skip:
             continue
@@ -366,9 +377,11 @@ def child_main(argv):
         _say(stage="width", width=w, ok=why is None, why=why)
         if why is None:
             widths.append(w)
+        else:
+            refused[w] = why
     caps = Capabilities(widths=tuple(widths), native_width=dev.native_vector_width_float or 4)
     if rt.kind == "cpu" and not widths:
-        _say(stage="done", problem="its compiler refuses every float vector width")
+        _say(stage="done", problem=refusal(refused, compiler_target(dev)))
         return
     try:
         result = _library_check(Runtime(dev, capabilities=caps), caps)

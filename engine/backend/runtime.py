@@ -9,13 +9,20 @@ import warnings
 
 import numpy as np
 
-from layerloom.backend import capabilities, signatures
+from layerloom.backend import capabilities, drivers, signatures
 from layerloom.core.errors import DeviceError, DriverError
 
 ENV_VAR = "LAYERLOOM_DEVICE"
 
 
+_drivers_registered = False
+
+
 def _cl():
+    global _drivers_registered
+    if not _drivers_registered:  # before the loader is first asked for platforms
+        _drivers_registered = True
+        drivers.register_pip_drivers()
     import pyopencl as cl
     return cl
 
@@ -143,8 +150,9 @@ def choose_device(spec=None, probe=None):
             if c.default:
                 return c.dev
         reasons = "; ".join(f"{c.pi}:{c.di} {c.dev.name.strip()}: {c.why}" for c in choices)
-        raise DeviceError(f"no OpenCL device that works was found ({reasons}); a simulator "
-                          "is used only when named with --device")
+        hint = f"; {drivers.HINT}" if any("compiler" in c.why for c in choices) else ""
+        raise DeviceError(f"no OpenCL device that works was found ({reasons}){hint}; a "
+                          "simulator is used only when named with --device")
     s = str(spec).strip()
     if s.lower() in ("gpu", "cpu", "accelerator"):
         match = [f for f in found if device_kind(f[3]) == s.lower()
