@@ -1,18 +1,26 @@
 """An open project in the editor: the project (graph model, dataset, training), its file, an
-undo stack whose commands call only graph-model methods, and the dirty state."""
+undo stack whose commands call only graph-model methods, the trained model's weights (from a
+training run or the project's weights file; saved beside the project), and the dirty state."""
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+import json
 import os
 
+import numpy as np
+
+from layerloom.core.errors import LayerloomError
 from layerloom.project import loom as projectfile
-from layerloom.project.fileio import atomic_write_text
+from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.project.loom import Project
+
+WEIGHTS_SUFFIX = ".weights.npz"  # PROJECT.loom.weights.npz, as layerloom.api.Model.save names it
 
 
 class Document(QObject):
     sigChanged = Signal()        # anything that may change shapes, problems or the title
     sigPathChanged = Signal(str)
+    sigModelChanged = Signal()   # trained weights set or dropped
 
     def __init__(self, project=None, parent=None):
         super().__init__(parent)
@@ -22,6 +30,14 @@ class Document(QObject):
         # indexChanged covers every clean-state change but setClean(), which save() announces.
         self.undo.indexChanged.connect(self._emit_changed)
         self.locked = False  # True while training: edits are refused
+        # The trained model: {"node/name": array}, or None. Not an undoable edit (Undo reverts
+        # edits, not a training run); a structural edit makes it stale (weights_problem), and
+        # undoing that edit makes it fit again.
+        self.weights = None
+        self._weights_unsaved = False  # trained since the last save
+        self._weights_saved_in = None  # the weights file that holds self.weights, if any
+        self.load_message = None  # why the project's weights file could not be read
+        self._mismatch = None  # (graph version, id of the weights, message) last computed
 
     def _emit_changed(self, *_):
         self.sigChanged.emit()
@@ -36,7 +52,32 @@ class Document(QObject):
 
     @property
     def dirty(self):
-        return not self.undo.isClean()
+        return not self.undo.isClean() or self._weights_unsaved
+
+    # -- the trained model ----------------------------------------------------------------------
+    def set_trained(self, weights):
+        """The weights a training run ended with (a full run or after Stop): unsaved."""
+        self.weights = dict(weights)
+        self._weights_unsaved, self._weights_saved_in = True, None
+        self.sigModelChanged.emit()  # the title's * and the Model actions (not sigChanged:
+        # the setup panels reload from the project on it, dropping uncommitted field edits)
+
+    def weights_problem(self):
+        """None when the document has weights that fit the graph as it is now; otherwise why
+        there is no usable model ('not trained yet', or the first weight that differs)."""
+        if self.weights is None:
+            return "not trained yet"
+        key = (self.graph.version, id(self.weights))
+        if self._mismatch is None or self._mismatch[:2] != key:
+            self._mismatch = key + (weights_mismatch(self.graph, self.weights),)
+        return self._mismatch[2]
+
+    @property
+    def has_model(self):
+        return self.weights_problem() is None
+
+    def weights_file(self, path):
+        return os.path.basename(path) + WEIGHTS_SUFFIX
 
     def positions(self):
         return self.project.ui.setdefault("positions", {})
@@ -49,15 +90,52 @@ class Document(QObject):
     @classmethod
     def open(cls, path, parent=None):
         """Open a project for editing: an unfinished network is fine (its problems are shown);
-        a damaged file raises ProjectError."""
-        return cls(projectfile.load(path, strict=False), parent)
+        a damaged file raises ProjectError. Its weights file (the `weights` key) is read; one
+        that is missing or unreadable leaves the document without weights and says why in
+        load_message."""
+        doc = cls(projectfile.load(path, strict=False), parent)
+        p = doc.project
+        if p.weights:
+            from layerloom.train.session import load_weights
+            try:
+                doc.weights = load_weights(p.resolve(p.weights))
+                doc._weights_saved_in = os.path.abspath(p.resolve(p.weights))
+            except LayerloomError as e:
+                doc.load_message = f"The project's trained weights were not loaded: {e}"
+        return doc
 
     def save(self, path=None):
-        projectfile.save(self.project, path or self.project.path)
+        """The project, and beside it its trained weights (PROJECT.loom.weights.npz, named by
+        the file's `weights` key), each written atomically, the weights first. Weights that no
+        longer fit the graph are left out (and the key dropped). Returns a note for the log,
+        or None."""
+        path = path or self.project.path
+        note = self._save_weights(path)
+        projectfile.save(self.project, path)
+        self._weights_unsaved = False  # saved, or knowingly left out as stale
         self.undo.setClean()
         self.remove_autosave()
         self.sigPathChanged.emit(self.project.path)
         self.sigChanged.emit()
+        return note
+
+    def _save_weights(self, path):
+        p = self.project
+        if self.weights is None:
+            p.weights = None  # no key naming a file that was not read
+            return None
+        problem = self.weights_problem()
+        if problem is not None:
+            p.weights = None
+            return (f"Saved without the trained weights: they no longer fit the graph "
+                    f"({problem}); train again")
+        name = self.weights_file(path)
+        target = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+        if self._weights_saved_in != target:  # unchanged weights already there are not rewritten
+            atomic_write_bytes(target, npz_bytes(self.weights))
+            self._weights_saved_in = target
+        p.weights = name
+        return None
 
     # -- autosave: a separate file, never the project itself ------------------------------------
     def autosave_path(self):
@@ -72,7 +150,11 @@ class Document(QObject):
         """Write the unsaved state atomically to the autosave file; True if written."""
         if not self.dirty:
             return False
-        atomic_write_text(self.autosave_path(), projectfile.dumps(self.project))
+        d = projectfile.to_dict(self.project)
+        if self._weights_saved_in is None or not self.project.path:
+            d.pop("weights", None)  # the file names older weights than these (kept in memory)
+        atomic_write_text(self.autosave_path(),
+                          json.dumps(d, indent=2, ensure_ascii=False) + "\n")
         return True
 
     def remove_autosave(self):
@@ -80,6 +162,27 @@ class Document(QObject):
             os.remove(self.autosave_path())
         except OSError:
             pass
+
+
+def weights_mismatch(graph, weights):
+    """Why trained `weights` ({"node/name": array}) do not fit `graph`: the first weight the
+    graph declares that they lack or hold in another shape, or one they hold that the graph no
+    longer has; None when they fit exactly (a compiled model would take them)."""
+    from layerloom.core.analysis import in_shapes
+    a = graph.analysis()
+    want = {}
+    for nid, node in graph.nodes.items():
+        if nid not in a.shapes:
+            return f"the shapes at {nid!r} are unknown"
+        for spec in node.layer.weights(node.params, in_shapes(graph, a.shapes, nid)):
+            want[f"{nid}/{spec.name}"] = tuple(spec.shape)
+    for key, shape in want.items():
+        if key not in weights:
+            return f"{key!r} was not trained"
+        if tuple(np.shape(weights[key])) != shape:
+            return f"{key!r} is {shape} now, trained as {tuple(np.shape(weights[key]))}"
+    extra = sorted(set(weights) - set(want))
+    return f"{extra[0]!r} was trained but the graph has no such weight now" if extra else None
 
 
 def recoverable(path):

@@ -4,8 +4,8 @@ import os
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QListWidget, QMainWindow, QPlainTextEdit, QScrollArea,
-                               QTabWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QListWidget, QMainWindow,
+                               QPlainTextEdit, QScrollArea, QTabWidget)
 
 from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
@@ -23,9 +23,12 @@ from .data_panel import DataPanel
 from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
+from .predictions import PredictionsPanel
 from .window_files import FileActions
+from .window_model import ModelActions
 
-class MainWindow(FileActions, QMainWindow):
+
+class MainWindow(FileActions, ModelActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True):
@@ -51,6 +54,11 @@ class MainWindow(FileActions, QMainWindow):
             self.scene.detach()
             self.scene.blockSignals(True)
             self.training.plots.scene().blockSignals(True)
+            # the old panels go with deleteLater: a thread of theirs still running then
+            # aborts the process ("QThread: Destroyed while thread is still running")
+            self.training.device_survey.wait()
+            self.data.shutdown()
+            self.wait_model_tasks()
         doc.setParent(self)
         self.doc = doc
         self.scene = GraphScene(doc, self)
@@ -71,6 +79,7 @@ class MainWindow(FileActions, QMainWindow):
         self.problems = QListWidget()
         self.summary = SummaryPanel(doc)
         self.results = ResultsPanel()
+        self.predictions = PredictionsPanel()
         self.data = DataPanel(doc)
         # NOTE: tabs are plain QTabWidgets inside two docks, not QMainWindow dock tabbing,
         # which left stale tab bars painted over other panels.
@@ -78,6 +87,7 @@ class MainWindow(FileActions, QMainWindow):
         self.data_tab = self._scroll(self.data)
         self.output_tabs.addTab(self.training.plots, "Curves")
         self.output_tabs.addTab(self.results, "Results")
+        self.output_tabs.addTab(self.predictions, "Predictions")
         self.output_tabs.addTab(self.data_tab, "Data")
         self.message_tabs = QTabWidget()
         self.message_tabs.addTab(self.problems, "Problems")
@@ -116,6 +126,7 @@ class MainWindow(FileActions, QMainWindow):
         self.training.sigChooseData.connect(self._choose_data)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
+        self._connect_model()
 
     def _relayout(self):
         self._layout_docks()
@@ -184,6 +195,7 @@ class MainWindow(FileActions, QMainWindow):
         v = m.addMenu("&View")
         self._act(v, "&Fit to View", "F", lambda: self.view.fit())
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
+        self._build_model_menu(m)
 
     def _act(self, menu, text, shortcut, slot):
         a = QAction(text, self)
@@ -212,14 +224,12 @@ class MainWindow(FileActions, QMainWindow):
         return [i.node_id for i in self.scene.selectedItems() if isinstance(i, NodeItem)]
 
     def copy(self):
-        from PySide6.QtWidgets import QApplication
         ids = self.selected_ids()
         if ids:
             QApplication.clipboard().setText(copy_text(self.doc, ids))
             self.message(f"Copied {len(ids)} node(s)")
 
     def paste(self, text=None):
-        from PySide6.QtWidgets import QApplication
         text = text if isinstance(text, str) else QApplication.clipboard().text()
         try:
             graph, pos = parse_text(text)
@@ -277,6 +287,7 @@ class MainWindow(FileActions, QMainWindow):
     def _running(self, running):
         if running:
             self.output_tabs.setCurrentWidget(self.training.plots)
+        self._update_model_state()  # no Predict while the graph is locked
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
 
@@ -291,17 +302,22 @@ class MainWindow(FileActions, QMainWindow):
         for line in lines:
             self.problems.addItem(line)
         self.inspector.refresh_info()
+        self._update_model_state()
 
     def closeEvent(self, event):
+        self.closing = True  # no new Predict/Evaluate threads (one running at exit aborts Qt)
         if self.training.worker is not None:
             self.training.stop_training()
             self.training.worker.wait(10000)
+            QApplication.processEvents()  # the run's end: its weights join the document
         self.training.device_survey.wait()  # a first probe of the devices ends in seconds
+        self.wait_model_tasks()
         if self._may_discard():
             self.doc.remove_autosave()  # saved or knowingly discarded: nothing to recover
             self.shutdown()
             event.accept()
         else:
+            self.closing = False
             event.ignore()
 
     def shutdown(self):

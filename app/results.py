@@ -90,11 +90,14 @@ class ResultsPanel(QWidget):
         lay.addLayout(row)
         self.result = None
 
-    def show_results(self, r):
+    def show_results(self, r, note=""):
+        """r: engine/train/evaluation.py's classification_results; note: when they were taken
+        (" after Stop")."""
         self.result = r
         m = r["matrix"]
         C = m.shape[0]
-        self.title.setText(f"Output '{r['output']}' on the {r['split']}: accuracy "
+        split = "test split" if r["split"] == "test" else r["split"]
+        self.title.setText(f"Output '{r['output']}' on the {split}{note}: accuracy "
                            f"{r['accuracy']:.4f} ({int(m.sum())} samples). Rows: true class; "
                            "columns: predicted.")
         rates = m / np.maximum(m.sum(1, keepdims=True), 1)

@@ -34,6 +34,7 @@ class TrainingPanel(OutputRows, QWidget):
     sigLog = Signal(str)
     sigRunning = Signal(bool)
     sigResults = Signal(object)
+    sigTrained = Signal(object, bool)  # a run's weights as it ended, and whether it was stopped
 
     def __init__(self, doc, parent=None):
         super().__init__(parent)
@@ -352,8 +353,8 @@ class TrainingPanel(OutputRows, QWidget):
     def _done(self, history):
         self.plots.flush()
         if "test" in history:
-            self.sigLog.emit("Test: " + "  ".join(f"{k} {v:.4f}"
-                                                  for k, v in history["test"].items()))
+            from .window_model import test_line
+            self.sigLog.emit(test_line(history["test"]))
         self.status.setText("Stopped." if history.get("stopped") else "Finished.")
         self.last_history = history
 
@@ -364,8 +365,9 @@ class TrainingPanel(OutputRows, QWidget):
     def _finished(self):
         self.doc.locked = False
         fitted = self.worker.fitted if self.worker is not None else None
-        if self.worker is not None and self.worker.weights is not None:
-            self.last_weights = self.worker.weights
+        weights = self.worker.weights if self.worker is not None else None
+        if weights is not None:
+            self.last_weights = weights
             self.last_state = self.worker.state
         self.worker = None
         stopped = bool(self.last_history and self.last_history.get("stopped"))
@@ -380,3 +382,5 @@ class TrainingPanel(OutputRows, QWidget):
         self.pause.setChecked(False)
         self.pause.setText("Pause")
         self.sigRunning.emit(False)
+        if weights is not None:  # the document's model from now on (saved with it)
+            self.sigTrained.emit(weights, stopped)

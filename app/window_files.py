@@ -9,7 +9,6 @@ from PySide6.QtGui import QUndoCommand
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from layerloom.core.errors import LayerloomError
-from layerloom.project import loom as projectfile
 
 from .document import Document, recoverable
 
@@ -69,7 +68,7 @@ class FileActions:
     def _recover(self, auto, path=None):
         """Open an autosave as unsaved work on `path` (None: untitled). False if unreadable."""
         try:
-            doc = Document(projectfile.load(auto, strict=False))
+            doc = Document.open(auto)  # with the saved weights it names (beside the project)
         except LayerloomError as e:
             self.message(f"The autosave {auto} could not be read: {e}")
             return False
@@ -133,6 +132,8 @@ class FileActions:
             return False
         self.set_document(doc)
         self._remember(path)
+        if doc.load_message:
+            self.message(doc.load_message)
         return True
 
     def save(self):
@@ -150,12 +151,15 @@ class FileActions:
 
     def _save_to(self, path):
         try:
-            self.doc.save(path)
+            note = self.doc.save(path)
         except OSError as e:
             QMessageBox.warning(self, "Save failed", f"{path}: {e.strerror or e}\n"
                                 "The file on disk was not changed.")
             return False
         self._remember(path)
-        self.message(f"Saved {path}")
+        self.message(f"Saved {path}" + (f" and its trained weights ({self.doc.project.weights})"
+                                        if self.doc.project.weights else ""))
+        if note:
+            self.log_line(note)
         return True
 
