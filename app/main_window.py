@@ -25,10 +25,11 @@ from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 from .predictions import PredictionsPanel
 from .window_files import FileActions
+from .window_interop import InteropActions
 from .window_model import ModelActions
 
 
-class MainWindow(FileActions, ModelActions, QMainWindow):
+class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True):
@@ -179,6 +180,8 @@ class MainWindow(FileActions, ModelActions, QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._act(f, "&Save", QKeySequence.Save, self.save)
         self._act(f, "Save &As...", QKeySequence.SaveAs, self.save_as)
+        f.addSeparator()
+        self._build_interop_menu(f)
         f.addSeparator()
         self._act(f, "&Quit", QKeySequence.Quit, self.close)
         e = m.addMenu("&Edit")

@@ -139,20 +139,12 @@ def export(args, out=sys.stdout):
     return EXIT_OK
 
 
-IMPORTERS = {".onnx": "onnx_import", ".keras": "keras_import", ".h5": "keras_import"}
-
-
 def import_onnx(args, out=sys.stdout):
     """--import MODEL (.onnx, .keras, .h5) --to PROJECT.loom."""
     if not args.to or not args.to.endswith(".loom"):
         raise LayerloomError("--import needs --to PROJECT.loom")
-    ext = os.path.splitext(args.import_onnx)[1].lower()
-    if ext not in IMPORTERS:
-        raise LayerloomError(f"--import: expected an .onnx, .keras or .h5 model, got "
-                             f"{args.import_onnx}")
-    import importlib
-    importer = importlib.import_module(f"layerloom.interop.{IMPORTERS[ext]}")
-    project = importer.convert(args.import_onnx, args.to)
+    from layerloom import interop
+    project = interop.importer(args.import_onnx).convert(args.import_onnx, args.to)
     out.write(f"Imported {args.import_onnx}: {len(project.graph.nodes)} layers; wrote {args.to} "
               f"and {os.path.basename(args.to)}.weights.npz\n")
     return EXIT_OK

@@ -148,6 +148,6 @@ class ModelActions:
         return True
 
     def wait_model_tasks(self):
-        for task in (self.predict_task, self.evaluate_task):
+        for task in (self.predict_task, self.evaluate_task, self.interop_task):
             if task is not None:
                 task.wait(60000)

@@ -152,25 +152,14 @@ class Model:
         import json
         atomic_write_text(path, json.dumps(d, indent=2) + "\n")
 
-    EXPORTS = {"onnx": ("onnx_export", "export"), "keras": ("keras_export", "export"),
-               "keras-code": ("keras_code", "write_code"),
-               "pytorch-code": ("torch_code", "write")}
-
     def export(self, path, format=None):
         """Write the model for another tool: "onnx" (docs/onnx.md), "keras" (a .keras model),
         "keras-code" or "pytorch-code" (a training script with the weights beside it); by
         default from path's extension. The fitted input normalisation is part of each.
-        Returns the format written."""
-        import importlib
-        ext = os.path.splitext(path)[1].lower()
-        format = format or {".onnx": "onnx", ".keras": "keras"}.get(ext)
-        if format not in self.EXPORTS:
-            raise LayerloomError(f"{path}: say which export (format: {', '.join(self.EXPORTS)}); "
-                                 "a .py script is keras-code or pytorch-code", "--format")
-        module, function = self.EXPORTS[format]
-        writer = getattr(importlib.import_module(f"layerloom.interop.{module}"), function)
-        writer(self.project, self.get_weights() or self.session.model.get_weights(), path)
-        return format
+        Returns the format written (layerloom.interop lists them)."""
+        from layerloom import interop
+        return interop.export(self.project, self.get_weights() or
+                              self.session.model.get_weights(), path, format)
 
     # -- helpers --------------------------------------------------------------------------------
     def _named(self, a, nodes, what):

@@ -1,3 +1,61 @@
-"""Exchange with other tools. onnx_export: a project with its trained weights as an ONNX model
-(docs/onnx.md), its fitted input normalisation included; needs the optional `onnx` extra
-(pip install 'layerloom[onnx]'), which nothing else imports."""
+"""Exchange with other tools, one module per direction and format, each needing only its own
+optional packages (imported when used):
+
+- onnx_export / onnx_import: ONNX models (docs/onnx.md; extra `onnx`);
+- keras_export (a .keras model) and keras_code (a Keras training script) (docs/keras_export.md;
+  keras 3 with a backend); keras_import (.keras and legacy .h5, read with h5py alone:
+  docs/keras.md; extra `keras`);
+- torch_code: a PyTorch training script that also runs under torchrun (docs/pytorch.md).
+
+The tables below are what the command line (--export, --import), layerloom.Model.export and
+the editor's File menu offer; each writer is writer(project, weights, path) and writes its
+files atomically, each importer has read(path) -> (project, weights) and convert(path, to)."""
+import importlib
+import os
+
+from layerloom.core.errors import LayerloomError
+
+# format: (module, writer, what it writes, file name filter)
+EXPORTS = {
+    "onnx": ("onnx_export", "export", "ONNX model", "*.onnx"),
+    "keras": ("keras_export", "export", "Keras model", "*.keras"),
+    "keras-code": ("keras_code", "write_code", "Keras training script", "*.py"),
+    "pytorch-code": ("torch_code", "write", "PyTorch training script", "*.py"),
+}
+BY_EXTENSION = {".onnx": "onnx", ".keras": "keras"}
+IMPORTERS = {".onnx": "onnx_import", ".keras": "keras_import", ".h5": "keras_import"}
+
+
+def export_format(path, format=None):
+    """The export format asked for, or the one `path`'s extension names."""
+    format = format or BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+    if format not in EXPORTS:
+        raise LayerloomError(f"{path}: say which export (format: {', '.join(EXPORTS)}); a .py "
+                             "script is keras-code or pytorch-code", "--format")
+    return format
+
+
+def export(project, weights, path, format=None):
+    """Write the project with its trained weights for another tool. Returns the format."""
+    format = export_format(path, format)
+    module, writer = EXPORTS[format][:2]
+    getattr(_module(module), writer)(project, weights, path)
+    return format
+
+
+def _module(name):
+    try:
+        return importlib.import_module(f"layerloom.interop.{name}")
+    except ModuleNotFoundError as e:  # this installation lacks it (not an optional package)
+        if e.name != f"layerloom.interop.{name}":
+            raise
+        raise LayerloomError(f"this Layerloom has no {name} module; reinstall it") from None
+
+
+def importer(path):
+    """The module that reads the model at `path` (by its extension)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMPORTERS:
+        raise LayerloomError(f"--import: expected an .onnx, .keras or .h5 model, got {path}",
+                             "--import")
+    return _module(IMPORTERS[ext])
