@@ -3,12 +3,13 @@ subscribes to the model's events and never edits the model itself; user gestures
 commands on the document. The view, app/canvas_view.py."""
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from layerloom.core.errors import GraphError
 from layerloom.core.graph import fmt_shape
 
 from .canvas_items import GRID, EdgeItem, NodeItem, PortItem
+from .document import LOCKED
 from .commands import AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd
 
 class GraphScene(QGraphicsScene):
@@ -24,6 +25,7 @@ class GraphScene(QGraphicsScene):
         self._needs_refresh = False
         self.setSceneRect(-5000, -5000, 10000, 10000)
         doc.sigChanged.connect(self._refresh_if_stale)
+        doc.sigLocked.connect(self._locked)
         g = doc.graph
         self._subscriptions = [(g.node_added, self._on_node_added),
                                (g.node_removed, self._on_node_removed),
@@ -47,6 +49,7 @@ class GraphScene(QGraphicsScene):
             pos = (len(self.nodes) * 200 % 1200, len(self.nodes) // 6 * 140)
             self.doc.positions()[node.id] = list(pos)
         item.setPos(*pos)
+        item.setFlag(QGraphicsItem.ItemIsMovable, not self.doc.locked)
         self.addItem(item)
         self.nodes[node.id] = item
         self._stale()
@@ -73,15 +76,29 @@ class GraphScene(QGraphicsScene):
             self.nodes[edge.dst].rebuild()
         self._stale()
 
+    def _locked(self, locked):
+        """While training runs nothing on the canvas moves (selection still works)."""
+        for item in self.nodes.values():
+            item.setFlag(QGraphicsItem.ItemIsMovable, not locked)
+
+    def editable(self):
+        """False (and the reason said once in the status bar) while training runs."""
+        if self.doc.locked:
+            self.sigMessage.emit(f"Not changed: {LOCKED}")
+            return False
+        return True
+
     def detach(self):
         """Stop following the model (the window drops this scene or closes)."""
         for event, handler in self._subscriptions:
             event.disconnect(handler)
         self._subscriptions = []
-        try:
-            self.doc.sigChanged.disconnect(self._refresh_if_stale)
-        except (RuntimeError, TypeError):
-            pass
+        for signal, slot in ((self.doc.sigChanged, self._refresh_if_stale),
+                             (self.doc.sigLocked, self._locked)):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
 
     def _on_params_changed(self, node, old):
         self._refresh_node(node.id)
@@ -143,6 +160,8 @@ class GraphScene(QGraphicsScene):
         return cmd.node_id
 
     def connect_ports(self, src, src_port, dst, dst_port):
+        if not self.editable():
+            return False
         try:
             self.doc.graph.check_connect(src, src_port, dst, dst_port)
         except GraphError as e:
@@ -155,7 +174,7 @@ class GraphScene(QGraphicsScene):
         nodes = [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
         edges = [i.edge for i in self.selectedItems()
                  if isinstance(i, EdgeItem) and i.edge.src not in nodes and i.edge.dst not in nodes]
-        if not nodes and not edges:
+        if not nodes and not edges or not self.editable():
             return
         self.doc.undo.beginMacro("Delete")
         for e in edges:
@@ -165,6 +184,8 @@ class GraphScene(QGraphicsScene):
         self.doc.undo.endMacro()
 
     def begin_wire(self, port, pos):
+        if not self.editable():
+            return
         self._wire = (port, QGraphicsPathItem())
         self._wire[1].setPen(QPen(QColor("#219ebc"), 2, Qt.DashLine))
         self.addItem(self._wire[1])

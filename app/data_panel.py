@@ -5,7 +5,6 @@ grid of images, class counts, and whether the arrays fit the graph's Input nodes
 the same code path as `layerloom --run`; every change is an undoable SetSetupCmd."""
 import os
 
-import numpy as np
 from PySide6.QtCore import QThread, QTimer, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
@@ -314,7 +313,7 @@ class DataPanel(QWidget):
                 w.deleteLater()
         for k, (img, label) in enumerate(thumbs):
             cell = QLabel()
-            cell.setPixmap(pixmap(np.asarray(img) / 255.0, 48))
+            cell.setPixmap(pixmap(img, 48))  # 0..1 or 0..255: pixmap() scales either
             name = names[label] if names and label < len(names) else str(label)
             cell.setToolTip(name)
             text = QLabel(name[:10])

@@ -14,6 +14,7 @@ from layerloom.project import loom as projectfile
 from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.project.loom import Project
 
+LOCKED = "the graph is locked while training runs; stop it to edit"
 WEIGHTS_SUFFIX = ".weights.npz"  # PROJECT.loom.weights.npz, as layerloom.api.Model.save names it
 
 
@@ -21,6 +22,7 @@ class Document(QObject):
     sigChanged = Signal()        # anything that may change shapes, problems or the title
     sigPathChanged = Signal(str)
     sigModelChanged = Signal()   # trained weights set or dropped
+    sigLocked = Signal(bool)     # training started (True) or ended: edits refused meanwhile
 
     def __init__(self, project=None, parent=None):
         super().__init__(parent)
@@ -82,9 +84,13 @@ class Document(QObject):
     def positions(self):
         return self.project.ui.setdefault("positions", {})
 
+    def set_locked(self, locked):
+        self.locked = bool(locked)
+        self.sigLocked.emit(self.locked)
+
     def push(self, cmd):
         if self.locked:
-            raise RuntimeError("the graph cannot be edited while training runs; stop it first")
+            raise RuntimeError(LOCKED)
         self.undo.push(cmd)
 
     @classmethod
@@ -110,8 +116,11 @@ class Document(QObject):
         longer fit the graph are left out (and the key dropped). Returns a note for the log,
         or None."""
         path = path or self.project.path
+        before = self.autosave_path()  # an untitled one's lives elsewhere: removed too
         note = self._save_weights(path)
         projectfile.save(self.project, path)
+        if before != self.autosave_path():
+            _remove(before)
         self._weights_unsaved = False  # saved, or knowingly left out as stale
         self.undo.setClean()
         self.remove_autosave()
@@ -158,10 +167,14 @@ class Document(QObject):
         return True
 
     def remove_autosave(self):
-        try:
-            os.remove(self.autosave_path())
-        except OSError:
-            pass
+        _remove(self.autosave_path())
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def weights_mismatch(graph, weights):

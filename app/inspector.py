@@ -93,6 +93,5 @@ class Inspector(QWidget):
         if nid in a.params:
             text += f"<br>Parameters: {a.params[nid].total:,}"
         self.info.setText(text)
-        probs = a.node_problems(nid)
-        if probs:
-            self.error.setText("<br>".join(probs))
+        # the node's problems as the graph is now: an edit elsewhere (a wire) may have fixed them
+        self.error.setText("<br>".join(a.node_problems(nid)))

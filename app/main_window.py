@@ -1,6 +1,7 @@
 """The editor window: palette (left), canvas (centre), inspector and training (right), plots,
 problems and log (bottom)."""
 import os
+import sys
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
@@ -24,6 +25,7 @@ from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 from .predictions import PredictionsPanel
+from . import wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
 from .window_model import ModelActions
@@ -34,6 +36,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
 
     def __init__(self, doc=None, confirm=True):
         super().__init__()
+        wheel_guard.install(QApplication.instance())
         self.scene = None  # set_document makes one per document
         self._laid_out = False  # the docks get their sizes when the window is first shown
         self.autosave_timer = QTimer(self)
@@ -186,15 +189,17 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self._act(f, "&Quit", QKeySequence.Quit, self.close)
         e = m.addMenu("&Edit")
         self.undo_action = self._act(e, "&Undo", QKeySequence.Undo, lambda: self.doc.undo.undo())
-        self._act(e, "&Redo", QKeySequence.Redo, lambda: self.doc.undo.redo())
+        self.redo_action = self._act(e, "&Redo", QKeySequence.Redo,
+                                     lambda: self.doc.undo.redo())
         e.addSeparator()
-        self._act(e, "&Delete", QKeySequence.Delete, lambda: self.scene.delete_selection())
+        self.delete_action = self._act(e, "&Delete", QKeySequence.Delete,
+                                       lambda: self.scene.delete_selection())
         self._act(e, "&Copy", QKeySequence.Copy, self.copy)
-        self._act(e, "&Paste", QKeySequence.Paste, self.paste)
-        self._act(e, "D&uplicate", "Ctrl+D", self.duplicate)
+        self.paste_action = self._act(e, "&Paste", QKeySequence.Paste, self.paste)
+        self.duplicate_action = self._act(e, "D&uplicate", "Ctrl+D", self.duplicate)
         self._act(e, "Select &All", QKeySequence.SelectAll, self._select_all)
         e.addSeparator()
-        self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
+        self.layout_action = self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
         v = m.addMenu("&View")
         self._act(v, "&Fit to View", "F", lambda: self.view.fit())
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
@@ -290,6 +295,11 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
     def _running(self, running):
         if running:
             self.output_tabs.setCurrentWidget(self.training.plots)
+        # the graph is locked while training runs: what would edit it is visibly off
+        for w in (self.undo_action, self.redo_action, self.delete_action, self.paste_action,
+                  self.duplicate_action, self.layout_action, self.import_action,
+                  self.inspector, self.palette):
+            w.setEnabled(not running)
         self._update_model_state()  # no Predict while the graph is locked
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
@@ -364,6 +374,11 @@ def screenshot(path, project_path=None, size=(1400, 860)):
 def run_editor(project_path=None):
     import signal
     from PySide6.QtWidgets import QApplication
+    from .qt_platform import problem
+    why = problem() if QApplication.instance() is None else None
+    if why:
+        sys.stderr.write(f"layerloom: {why}\n")
+        return 1
     for s in (signal.SIGINT, signal.SIGTERM):  # a Qt app's: Ctrl-C ends it (the autosave keeps
         signal.signal(s, signal.SIG_DFL)       # unsaved work), not the command's start-up exit
     app = QApplication.instance() or QApplication([])

@@ -292,7 +292,7 @@ class TrainingPanel(OutputRows, QWidget):
             self.status.setText("Fix the problems listed under Problems first.")
             return
         self.plots.begin(keep=resume is not None)  # a resumed run goes on drawing its curves
-        self.doc.locked = True
+        self.doc.set_locked(True)
         self.sigRunning.emit(True)
         self.continue_run.setEnabled(False)
         self.worker = TrainWorker(self.doc.project, self.epochs.value(), self.batch.value(),
@@ -363,7 +363,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.sigLog.emit("Error: " + message)
 
     def _finished(self):
-        self.doc.locked = False
+        self.doc.set_locked(False)
         fitted = self.worker.fitted if self.worker is not None else None
         weights = self.worker.weights if self.worker is not None else None
         if weights is not None:

@@ -1,0 +1,146 @@
+"""Bugs a newcomer met in the editor (issue 19's first list), each with its test."""
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QWheelEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from layerloom.app.document import Document  # noqa: E402
+from guikit import EXAMPLES  # noqa: E402
+
+
+def test_data_tab_thumbnails_of_pixels_in_0_1_are_not_black(win):
+    """Fashion-MNIST's samples come in 0..1: they were divided by 255 again (all black)."""
+    img = np.zeros((28, 28, 1), np.float32)
+    img[10:18, 10:18] = 1.0
+    win.data._show_thumbs([(img, 0)], ["T-shirt"])
+    label = win.data.thumb_grid.itemAt(0).widget()
+    q = label.pixmap().toImage()
+    assert max(q.pixelColor(x, y).value() for x in range(q.width())
+               for y in range(q.height())) == 255
+
+
+def _wheel(widget, dy=-120):
+    pos = QPointF(widget.rect().center())
+    ev = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0),
+                     QPoint(0, dy), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def test_the_wheel_over_an_unfocused_field_scrolls_instead_of_changing_it(win, qtbot):
+    """One scroll over the Training dock turned adam into nadam and the device into 'auto'."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    opt = win.training.optimizer.choice
+    epochs = win.training.epochs
+    win.view.setFocus()
+    before = (opt.currentText(), epochs.value())
+    for w in (opt, epochs):
+        _wheel(w)
+        _wheel(w, 120)
+        _wheel(w)
+    assert (opt.currentText(), epochs.value()) == before
+    assert win.doc.project.training["optimizer"]["name"] == before[0]
+    epochs.setFocus()
+    qtbot.waitUntil(epochs.hasFocus, timeout=2000)
+    _wheel(epochs, 120)  # a focused field takes the wheel, as everywhere
+    assert epochs.value() == before[1] + 1
+
+
+LDD = """\tlinux-vdso.so.1 (0x00007ffd)
+\tlibQt6XcbQpa.so.6 => /venv/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f1)
+\tlibxcb-cursor.so.0 => not found
+\tlibxcb-icccm.so.4 => not found
+\tlibxkbcommon-x11.so.0 => not found
+\tlibxcb-icccm.so.4 => not found
+"""
+
+
+def test_missing_x11_libraries_are_named_with_the_install_command():
+    """A minimal Debian lacks what Qt's xcb plugin loads: Qt aborted with a page of advice."""
+    from layerloom.app import qt_platform as qp
+    assert qp.missing_libraries(LDD) == ["libxcb-cursor.so.0", "libxcb-icccm.so.4",
+                                         "libxkbcommon-x11.so.0"]
+    assert [qp.debian_package(s) for s in qp.missing_libraries(LDD)] == \
+        ["libxcb-cursor0", "libxcb-icccm4", "libxkbcommon-x11-0"]
+    assert qp.uses_xcb({"DISPLAY": ":0"}) and not qp.uses_xcb({"QT_QPA_PLATFORM": "offscreen",
+                                                              "DISPLAY": ":0"})
+    assert not qp.uses_xcb({}) and qp.uses_xcb({"QT_QPA_PLATFORM": "xcb"})
+    assert not qp.uses_xcb({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"})
+
+
+def test_the_editor_names_the_missing_packages_instead_of_aborting(tmp_path):
+    """On this machine's real plugin: where libraries are missing the command says which and
+    exits 1 without Qt's abort; where none are, the check is silent."""
+    import subprocess
+    import sys
+    from layerloom.app import qt_platform as qp
+    env = dict(os.environ, DISPLAY=":99", QT_QPA_PLATFORM="xcb")
+    why = qp.problem(env)
+    if why is None:
+        pytest.skip("every library of Qt's xcb plugin is installed here")
+    r = subprocess.run([sys.executable, "-m", "layerloom.app"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "apt-get install" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Could not load" not in r.stderr
+
+
+def test_save_as_of_an_untitled_project_removes_its_autosave(win, tmp_path, monkeypatch):
+    """After Save As of an untitled project and a clean quit, the untitled autosave stayed;
+    the next start offered to 'recover' it and brought back a deleted layer."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    win.set_document(Document())
+    win._add("Dense", (0, 0))
+    untitled = win.doc.autosave_path()
+    assert win.doc.autosave() and os.path.exists(untitled)
+    assert win._save_to(str(tmp_path / "mine.loom"))
+    assert not os.path.exists(untitled)
+    win.close()
+    assert not os.listdir(tmp_path / "state" / "layerloom")
+
+
+def test_the_inspectors_error_clears_when_wiring_fixes_the_node(win):
+    """'input 0 (x) is not connected' stayed after wiring until the node was selected again."""
+    from layerloom.app.commands import AddNodeCmd, ConnectCmd
+    win.set_document(Document())
+    win.doc.push(AddNodeCmd(win.doc, "Input", (0, 0), {"shape": [4]}, "inp"))
+    win.doc.push(AddNodeCmd(win.doc, "Dense", (0, 100), {"units": 3}, "d"))
+    win.inspector.show_node("d")
+    assert "not connected" in win.inspector.error.text()
+    win.doc.push(ConnectCmd(win.doc, "inp", 0, "d", 0))
+    assert win.inspector.error.text() == ""
+    win.doc.undo.undo()
+    assert "not connected" in win.inspector.error.text()
+
+
+@pytest.mark.slow
+def test_while_training_the_canvas_and_inspector_are_locked_visibly(win, qtbot):
+    """Dragging a node while training moved it on screen while the project refused the
+    change (a RuntimeError traceback on stderr); Delete did the same; inspector fields looked
+    editable. Now nothing can be moved or deleted, the inspector and the palette are
+    disabled, and the window says once why."""
+    from layerloom.app.canvas_items import NodeItem
+    from PySide6.QtWidgets import QGraphicsItem
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.training.epochs.setValue(500)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: win.doc.locked, timeout=10_000)
+    item = win.scene.nodes["hidden_1"]
+    assert isinstance(item, NodeItem)
+    assert not item.flags() & QGraphicsItem.ItemIsMovable
+    assert not win.inspector.isEnabled() and not win.palette.isEnabled()
+    for a in (win.delete_action, win.paste_action, win.duplicate_action, win.layout_action,
+              win.undo_action, win.redo_action, win.import_action):
+        assert not a.isEnabled(), a.text()
+    item.setSelected(True)
+    win.scene.delete_selection()  # a stray call is refused with a message, not an exception
+    assert "hidden_1" in win.doc.graph.nodes
+    assert "locked" in win.statusBar().currentMessage()
+    win.training.stop_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+    assert item.flags() & QGraphicsItem.ItemIsMovable and win.inspector.isEnabled()
+    assert win.delete_action.isEnabled() and win.palette.isEnabled()
