@@ -23,6 +23,7 @@ class GraphScene(QGraphicsScene):
         self._wire = None
         self._press_positions = None
         self._needs_refresh = False
+        self.data_problem = None  # (node id, message): the data does not fit this node
         self.setSceneRect(-5000, -5000, 10000, 10000)
         doc.sigChanged.connect(self._refresh_if_stale)
         doc.sigLocked.connect(self._locked)
@@ -76,6 +77,12 @@ class GraphScene(QGraphicsScene):
             self.nodes[edge.dst].rebuild()
         self._stale()
 
+    def set_data_problem(self, problem):
+        """(node id or None, message) from the Data tab's check, or None when the data fits."""
+        if problem != self.data_problem:
+            self.data_problem = problem
+            self.refresh()
+
     def _locked(self, locked):
         """While training runs nothing on the canvas moves (selection still works)."""
         for item in self.nodes.values():
@@ -127,7 +134,9 @@ class GraphScene(QGraphicsScene):
         g = self.doc.graph
         a = g.analysis()
         for nid, item in self.nodes.items():
-            item.problem = "\n".join(a.node_problems(nid)) or None
+            probs = a.node_problems(nid) + ([self.data_problem[1]] if self.data_problem
+                                            and self.data_problem[0] == nid else [])
+            item.problem = "\n".join(probs) or None
             node = g.nodes[nid]
             out = a.shapes.get(nid)
             summary = fmt_shape(out[0]) if out else "shape unknown"

@@ -33,6 +33,9 @@ class _Inspector(QThread):
 
 
 class DataPanel(QWidget):
+    sigFit = Signal(object)  # (node id or None, message) when the data does not fit, or None
+    fit_problem = None
+
     def __init__(self, doc, parent=None):
         super().__init__(parent)
         self.doc = doc
@@ -254,6 +257,11 @@ class DataPanel(QWidget):
 
     def show_info(self, info):
         self.load_fields()
+        # what the window's Problems list and the node concerned show (None: it fits)
+        self.fit_problem = ((info.get("check_node"), info.get("check_message") or
+                             info["check"]) if info.get("check") else
+                            (None, info["error"]) if "error" in info else None)
+        self.sigFit.emit(self.fit_problem)
         if "error" in info:
             self.status.setText(info["error"])
             self.status.setStyleSheet("color: #d62828;")

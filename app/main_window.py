@@ -128,6 +128,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self.training.sigRunning.connect(self._running)
         self.training.sigResults.connect(self._show_results)
         self.training.sigChooseData.connect(self._choose_data)
+        self.data.sigFit.connect(self._data_fit)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
         self._connect_model()
@@ -304,6 +305,11 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
 
+    def _data_fit(self, problem):
+        """The Data tab's check of the data against the graph: on the node and in Problems."""
+        self.scene.set_data_problem(problem if problem and problem[0] else None)
+        self._changed()
+
     def _changed(self):
         name = os.path.basename(self.doc.path) if self.doc.path else "untitled"
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
@@ -312,6 +318,9 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
             lines = [str(p) for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
             lines = e.lines()
+        fit = self.data.fit_problem
+        if fit and not lines:  # the data checks assume a graph without problems
+            lines.append(f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""))
         for line in lines:
             self.problems.addItem(line)
         self.inspector.refresh_info()

@@ -144,3 +144,21 @@ def test_while_training_the_canvas_and_inspector_are_locked_visibly(win, qtbot):
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
     assert item.flags() & QGraphicsItem.ItemIsMovable and win.inspector.isEnabled()
     assert win.delete_action.isEnabled() and win.palette.isEnabled()
+
+
+@pytest.mark.slow
+def test_a_data_graph_mismatch_is_in_problems_and_on_the_input_node(win, qtbot):
+    """Found only in the Data tab until Start failed; now listed in Problems and marked on the
+    Input node as soon as the data is read, and gone when fixed."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+    assert win.problems.count() == 0 and win.scene.nodes["measurements"].problem is None
+    panel._column_changed("proline", "role", "ignore")
+    qtbot.waitUntil(lambda: win.problems.count() == 1, timeout=30_000)
+    line = win.problems.item(0).text()
+    assert line.startswith("Data: ") and "set the Input's shape to [12]" in line
+    assert "set the Input's shape to [12]" in win.scene.nodes["measurements"].problem
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: win.problems.count() == 0, timeout=30_000)
+    assert win.scene.nodes["measurements"].problem is None

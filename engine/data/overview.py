@@ -77,8 +77,12 @@ def _fit(proj, arrays):
     from layerloom.data.prepare import prepare_data
     try:
         data = prepare_data(proj, arrays)
-    except LayerloomError as e:
-        return {"check": str(e)}
+    except LayerloomError as e:  # placed at the Input or output it concerns, when it is one
+        place = str(e.place or "")
+        node = place.split(".", 2)[2] if place.startswith(("dataset.inputs.",
+                                                             "dataset.targets.")) else None
+        return {"check": str(e), "check_node": node if node in proj.graph.nodes else None,
+                "check_message": e.message}
     shapes = proj.graph.analysis().shapes
     out = {"check": None, "mapping": (
         [f"{a} -> Input '{n}' {fmt_shape(shapes[n][0])}"
