@@ -20,6 +20,8 @@ def shown(p, value):
         return f"{value:g}"
     if p.kind in ("expr", "text") and isinstance(value, str):
         return value
+    if p.kind == "shape" and isinstance(value, (list, tuple)):
+        return p.text(value)
     return json.dumps(p.to_json(value))
 
 
@@ -70,6 +72,14 @@ def _text_widget(p, value, commit, as_json=True):
     return w
 
 
+def _shape_widget(p, value, commit):
+    """A shape as Keras writes it, (28, 28, 1); also taken: 28, 28, 1 and [28, 28, 1]."""
+    w = QLineEdit(shown(p, value))
+    w.setPlaceholderText("e.g. 28, 28, 1")
+    w.editingFinished.connect(lambda: commit(w.text()))
+    return w
+
+
 def _float_widget(p, value, commit):
     w = QLineEdit(f"{value:g}")
 
@@ -85,6 +95,7 @@ def _float_widget(p, value, commit):
 WIDGETS = {
     "int": _int_widget,
     "float": _float_widget,
+    "shape": _shape_widget,
     "bool": _bool_widget,
     "choice": _choice_widget,
     "expr": lambda p, v, c: _text_widget(p, v, c, as_json=False),

@@ -59,7 +59,7 @@ def test_inspector_edits_are_undoable(win, qtbot):
     shape = win.inspector.widgets["shape"]
     shape.setText("[3, -1]")
     shape.editingFinished.emit()
-    assert "expected a list of 1 to 8 positive integers" in win.inspector.error.text()
+    assert "expected 1 to 8 positive integers such as" in win.inspector.error.text()
     assert win.doc.graph.nodes[inp].params["shape"] == (2,)
 
 

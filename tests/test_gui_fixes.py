@@ -162,3 +162,25 @@ def test_a_data_graph_mismatch_is_in_problems_and_on_the_input_node(win, qtbot):
     win.doc.undo.undo()
     qtbot.waitUntil(lambda: win.problems.count() == 0, timeout=30_000)
     assert win.scene.nodes["measurements"].problem is None
+
+
+def test_shapes_are_written_as_keras_users_write_them(win):
+    """Only [28, 28, 1] was accepted; 28, 28 and (28, 28, 1) are too, and an error shows the
+    accepted forms."""
+    from layerloom.core.params import Shape
+    assert Shape.parse_text("28, 28") == [28, 28]
+    assert Shape.parse_text("(28, 28, 1)") == [28, 28, 1]
+    assert Shape.parse_text("[784]") == [784] and Shape.parse_text("(784,)") == [784]
+    assert Shape.parse_text("28 x") == "28 x"
+    assert Shape.text((784,)) == "(784,)" and Shape.text([28, 28, 1]) == "(28, 28, 1)"
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.scene.nodes["point"].setSelected(True)
+    field = win.inspector.widgets["shape"]
+    assert field.text() == "(2,)"
+    field.setText("(3,)")
+    field.editingFinished.emit()
+    assert win.doc.graph.nodes["point"].params["shape"] == (3,)
+    field.setText("3, two")
+    field.editingFinished.emit()
+    assert win.doc.graph.nodes["point"].params["shape"] == (3,)
+    assert "such as 28, 28, 1 or (28, 28, 1)" in win.inspector.error.text()

@@ -107,7 +107,7 @@ TEXT_CASES = {
         1]["params"].update(units=2**40)), "graph.nodes[1].params.units: expected a positive "
         "integer of at most 2,147,483,647"),
     "a shape of 9 axes": (lambda: with_(example("spirals"), lambda d: d["graph"]["nodes"][0][
-        "params"].update(shape=[1] * 9)), "expected a list of 1 to 8 positive integers"),
+        "params"].update(shape=[1] * 9)), "expected 1 to 8 positive integers such as"),
     "a noise of -0.0": (lambda: with_(example("spirals"), lambda d: d["dataset"]["params"]
                                       .update(noise=-0.0)), None),
     "maxlen of 10**9": (lambda: with_(example("spirals"), lambda d: d.update(dataset={

@@ -4,6 +4,7 @@ A declaration gives name, kind, default, bounds or choices and help text. From i
 validation (with the value's place in the message), the inspector widget (keyed by `kind`),
 serialisation and the docs table.
 """
+import re
 import math
 from abc import ABC, abstractmethod
 
@@ -156,11 +157,31 @@ class Shape(Param):
     kind = "shape"
 
     def validate(self, value, place):
+        if isinstance(value, str):  # as Keras users write it: "28, 28, 1", "(28, 28, 1)"
+            value = self.parse_text(value)
         if (not isinstance(value, (list, tuple)) or not value or len(value) > MAX_RANK
                 or not all(_is_int(v) and 0 < v <= INT_LIMIT for v in value)):
-            raise ParamError(f"expected a list of 1 to {MAX_RANK} positive integers, got "
-                             f"{quote(value)}", place)
+            raise ParamError(f"expected 1 to {MAX_RANK} positive integers such as 28, 28, 1 "
+                             f"or (28, 28, 1) or [28, 28, 1], got {quote(value)}", place)
         return tuple(value)
+
+    @staticmethod
+    def parse_text(text):
+        """'28, 28, 1', '(28, 28, 1)', '[28, 28, 1]', '(784,)', '28 28' -> a list of ints;
+        text that is not such a list comes back unchanged (validate then says why)."""
+        inner = text.strip()
+        if inner[:1] + inner[-1:] in ("()", "[]"):
+            inner = inner[1:-1]
+        parts = [p for p in re.split(r"[,\s]+", inner.strip()) if p]
+        if parts and all(re.fullmatch(r"\d{1,12}", p) for p in parts):
+            return [int(p) for p in parts]
+        return text
+
+    @staticmethod
+    def text(value):
+        """How the editor shows a shape: Keras' tuple, (28, 28, 1) or (784,)."""
+        v = list(value)
+        return "(" + ", ".join(map(str, v)) + ("," if len(v) == 1 else "") + ")"
 
     def to_json(self, value):
         return list(value)
