@@ -1,12 +1,13 @@
 """The editor window: palette (left), canvas (centre), inspector and training (right), plots,
 problems and log (bottom)."""
 import os
+import re
 import sys
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QListWidget, QMainWindow,
-                               QPlainTextEdit, QScrollArea, QTabWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QListWidget, QListWidgetItem,
+                               QMainWindow, QPlainTextEdit, QScrollArea, QTabWidget)
 
 from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
@@ -129,6 +130,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self.training.sigResults.connect(self._show_results)
         self.training.sigChooseData.connect(self._choose_data)
         self.data.sigFit.connect(self._data_fit)
+        self.problems.itemClicked.connect(self._problem_clicked)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
         self._connect_model()
@@ -205,6 +207,21 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self._act(v, "&Fit to View", "F", lambda: self.view.fit())
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
         self._build_model_menu(m)
+        self._build_run_toolbar()
+
+    def _build_run_toolbar(self):
+        """Run, Pause and Stop always in view (F5 or Ctrl+R runs), whatever the docks show:
+        they press the Training dock's buttons, so both stay in one state."""
+        bar = self.addToolBar("Run")
+        bar.setObjectName("Run")
+        bar.setMovable(False)
+        self.run_action = bar.addAction("\u25b6 Run", lambda: self.training.start.click())
+        self.run_action.setShortcuts([QKeySequence("F5"), QKeySequence("Ctrl+R")])
+        self.run_action.setToolTip("Train the model (F5)")
+        self.pause_action = bar.addAction("Pause", lambda: self.training.pause.click())
+        self.stop_action = bar.addAction("\u25a0 Stop", lambda: self.training.stop.click())
+        for a in (self.pause_action, self.stop_action):
+            a.setEnabled(False)
 
     def _act(self, menu, text, shortcut, slot):
         a = QAction(text, self)
@@ -296,6 +313,9 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
     def _running(self, running):
         if running:
             self.output_tabs.setCurrentWidget(self.training.plots)
+        self.run_action.setEnabled(not running)
+        self.pause_action.setEnabled(running)
+        self.stop_action.setEnabled(running)
         # the graph is locked while training runs: what would edit it is visibly off
         for w in (self.undo_action, self.redo_action, self.delete_action, self.paste_action,
                   self.duplicate_action, self.layout_action, self.import_action,
@@ -304,6 +324,15 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self._update_model_state()  # no Predict while the graph is locked
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
+
+    def _problem_clicked(self, item):
+        """A problem leads to its node: selected, centred, shown in the inspector."""
+        nid = item.data(Qt.UserRole)
+        if nid and nid in self.scene.nodes:
+            self.scene.clearSelection()
+            node = self.scene.nodes[nid]
+            node.setSelected(True)
+            self.view.centerOn(node)
 
     def _data_fit(self, problem):
         """The Data tab's check of the data against the graph: on the node and in Problems."""
@@ -315,14 +344,19 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
         self.problems.clear()
         try:  # the checks of `layerloom --run`, on the project as it is now
-            lines = [str(p) for p in projectfile.problems_of(self.doc.project)]
+            found = [(str(p), node_of(p.place, self.doc.graph))
+                     for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
-            lines = e.lines()
+            found = [(line, None) for line in e.lines()]
         fit = self.data.fit_problem
-        if fit and not lines:  # the data checks assume a graph without problems
-            lines.append(f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""))
-        for line in lines:
-            self.problems.addItem(line)
+        if fit and not found:  # the data checks assume a graph without problems
+            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
+        for line, nid in found:
+            item = QListWidgetItem(line)
+            item.setData(Qt.UserRole, nid)
+            if nid:
+                item.setToolTip(f"Click to select {nid!r} on the canvas")
+            self.problems.addItem(item)
         self.inspector.refresh_info()
         self._update_model_state()
 
@@ -378,6 +412,12 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     win.deleteLater()
     app.processEvents()
     return ok
+
+
+def node_of(place, graph):
+    """The node a problem's place names ("graph.nodes[1] 'hidden_2' (Dense)"), or None."""
+    m = re.search(r"graph\.nodes\[\d+\] '([^']+)'", str(place or ""))
+    return m.group(1) if m and m.group(1) in graph.nodes else None
 
 
 def run_editor(project_path=None):

@@ -184,3 +184,32 @@ def test_shapes_are_written_as_keras_users_write_them(win):
     field.editingFinished.emit()
     assert win.doc.graph.nodes["point"].params["shape"] == (3,)
     assert "such as 28, 28, 1 or (28, 28, 1)" in win.inspector.error.text()
+
+
+def test_clicking_a_problem_selects_and_centres_its_node(win, qtbot):
+    from layerloom.app.commands import AddNodeCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.doc.push(AddNodeCmd(win.doc, "Dense", (3000, 3000), {"units": 3}, "far"))
+    rows = [win.problems.item(i) for i in range(win.problems.count())]
+    item = next(r for r in rows if "'far'" in r.text())
+    win.problems.itemClicked.emit(item)
+    assert win.selected_ids() == ["far"]
+    assert win.inspector.node_id == "far"
+    centre = win.view.mapToScene(win.view.viewport().rect().center())
+    assert win.scene.nodes["far"].sceneBoundingRect().adjusted(-50, -50, 50, 50).contains(centre)
+
+
+@pytest.mark.slow
+def test_run_is_always_in_view_with_f5(win, qtbot):
+    from PySide6.QtGui import QKeySequence
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    assert QKeySequence("F5") in win.run_action.shortcuts()
+    assert win.run_action.isEnabled() and not win.stop_action.isEnabled()
+    win.training.epochs.setValue(500)
+    win.run_action.trigger()
+    qtbot.waitUntil(lambda: win.training.worker is not None and win.stop_action.isEnabled(),
+                    timeout=10_000)
+    assert not win.run_action.isEnabled()
+    win.stop_action.trigger()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
+    assert win.run_action.isEnabled() and not win.stop_action.isEnabled()
