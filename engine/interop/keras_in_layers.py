@@ -1,0 +1,408 @@
+"""Keras layer configurations as Layerloom layers, for keras_import: one converter per Keras
+class reads the config's keys through an Options (every key is either mapped to a Layerloom
+parameter, checked to have the one value Layerloom computes, or harmless), and says in which
+order the Keras layer stores its weights. Keras 2 (tf.keras) and Keras 3 spellings both: dtype
+as a string or a DTypePolicy/Policy object, initializers and regularizers as objects with or
+without `module`, axis as -1 or [rank], pool sizes of 1-D layers as [n]. Whatever has no
+Layerloom form is a DataError naming the layer, its Keras class and the option."""
+import re
+
+import numpy as np
+
+from layerloom.core.activations import ALIASES, NAMES
+from layerloom.core.errors import DataError
+
+# keys every layer may have that change nothing Layerloom computes
+HARMLESS = {"name", "build_config", "seed", "unroll", "use_cudnn", "implementation", "fused",
+            "input_length", "time_major", "renorm_momentum", "renorm_clipping",
+            "ema_momentum", "jit_compile", "batch_input_shape", "batch_shape"}
+INITIALIZERS = {"GlorotUniform": "glorot_uniform", "GlorotNormal": "glorot_normal",
+                "HeUniform": "he_uniform", "HeNormal": "he_normal",
+                "LecunUniform": "lecun_uniform", "LecunNormal": "lecun_normal",
+                "Orthogonal": "orthogonal", "RandomUniform": "random_uniform",
+                "RandomNormal": "random_normal", "Zeros": "zeros", "Ones": "ones"}
+# the initializer's config values Layerloom's version of it has (seeds aside)
+INITIALIZER_CONFIG = {"RandomUniform": {"minval": -0.05, "maxval": 0.05},
+                      "RandomNormal": {"mean": 0.0, "stddev": 0.05},
+                      "Orthogonal": {"gain": 1.0}}
+VARIANCE_SCALING = {(1.0, "fan_avg", "uniform"): "glorot_uniform",
+                    (1.0, "fan_avg", "truncated_normal"): "glorot_normal",
+                    (2.0, "fan_in", "uniform"): "he_uniform",
+                    (2.0, "fan_in", "truncated_normal"): "he_normal",
+                    (1.0, "fan_in", "uniform"): "lecun_uniform",
+                    (1.0, "fan_in", "truncated_normal"): "lecun_normal"}
+FLOAT_DTYPES = {"float32", None}
+
+
+def f32(v):
+    """A float stored as float32 (0.009999999776482582) as the number it was (0.01)."""
+    return float(str(np.float32(v)))
+
+
+def snake(name):
+    """Keras' naming.to_snake_case: the key a layer's weights have in model.weights.h5."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def dtype_name(d):
+    """'float32' from 'float32', a DTypePolicy / Policy object or None."""
+    if isinstance(d, dict):
+        d = (d.get("config") or {}).get("name")
+    return d
+
+
+class Options:
+    """A Keras layer's config, read key by key; finish() refuses what no converter read."""
+
+    def __init__(self, name, cls, config, keras2=False, place="--import"):
+        self.name, self.cls, self.c, self.keras2 = name, cls, dict(config), keras2
+        self.place, self.read = place, set(HARMLESS)
+
+    def fail(self, option, why="has no Layerloom form"):
+        value = self.c.get(option, "(missing)")
+        raise DataError(f"layer {self.name!r} ({self.cls}): option {option}={value!r} {why}",
+                        self.place)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        v = self.c.get(key, default)
+        return default if v is None and default is not None else v
+
+    def must(self, key, *allowed):
+        """The option is absent or one of `allowed` (the values Layerloom computes)."""
+        self.read.add(key)
+        if key in self.c and self.c[key] not in allowed:
+            self.fail(key, f"has no Layerloom form (only {', '.join(map(repr, allowed))})")
+
+    def number(self, key, default=None):
+        v = self.get(key, default)
+        if isinstance(v, list) and len(v) == 1:  # a 1-D layer's (n,)
+            v = v[0]
+        return v
+
+    def floats(self, key, default):
+        return f32(self.get(key, default))
+
+    def activation(self, key="activation", default="linear"):
+        a = self.get(key, default)
+        if isinstance(a, dict):  # a serialized function
+            a = a.get("config") if isinstance(a.get("config"), str) else a.get("class_name")
+        a = ALIASES.get(a, a)
+        if a == "hard_sigmoid" and self.keras2:
+            self.fail(key, "is tf.keras 2's 0.2 x + 0.5 (Layerloom's is Keras 3's relu6(x+3)/6)")
+        if a not in NAMES:
+            self.fail(key, f"is not one of Layerloom's activations ({', '.join(NAMES)})")
+        return a
+
+    def initializer(self, key):
+        v = self.get(key)
+        if v is None:
+            return None
+        if isinstance(v, str):
+            return v if v in INITIALIZERS.values() else self.fail(key)
+        cls, cfg = v.get("class_name"), dict(v.get("config") or {})
+        cfg.pop("seed", None)
+        if cls == "Constant":
+            return {"name": "constant", "value": f32(cfg.get("value", 0.0))}
+        if cls == "VarianceScaling":
+            k = (f32(cfg.get("scale", 1.0)), cfg.get("mode"), cfg.get("distribution"))
+            return VARIANCE_SCALING.get(k) or self.fail(key)
+        if cls not in INITIALIZERS:
+            self.fail(key)
+        want = INITIALIZER_CONFIG.get(cls, {})
+        for k, val in cfg.items():
+            differs = f32(val) != want[k] if k in want and val is not None else \
+                val not in (None, {}, [])
+            if differs:
+                self.fail(key, f"({k}={val!r}) differs from Layerloom's {INITIALIZERS[cls]}")
+        return INITIALIZERS[cls]
+
+    def regularizer(self, key):
+        v = self.get(key)
+        if v is None:
+            return None
+        cls, cfg = v.get("class_name"), v.get("config") or {}
+        if cls not in ("L1", "L2", "L1L2", "L1L2Regularizer") or set(cfg) - {"l1", "l2"}:
+            self.fail(key, "is not an L1/L2 penalty")
+        out = {"l1": f32(cfg.get("l1") or 0.0), "l2": f32(cfg.get("l2") or 0.0)}
+        return out if out["l1"] or out["l2"] else None
+
+    def weight_params(self, *prefixes):
+        """<prefix>_initializer / _regularizer where given, constraints refused."""
+        out = {}
+        for p in prefixes:
+            init = self.initializer(f"{p}_initializer")
+            if init is not None:
+                out[f"{p}_initializer"] = init
+            reg = self.regularizer(f"{p}_regularizer")
+            if reg is not None:
+                out[f"{p}_regularizer"] = reg
+            self.must(f"{p}_constraint", None)
+        return out
+
+    def finish(self):
+        """Common options, then any other key that is set is one Layerloom lacks."""
+        self.must("trainable", True)
+        d = dtype_name(self.get("dtype"))
+        if d not in FLOAT_DTYPES:
+            self.fail("dtype", "is not float32 (Layerloom computes in float32)")
+        for key in ("activity_regularizer", "kernel_constraint", "bias_constraint",
+                    "quantization_config", "lora_rank"):
+            self.must(key, None)
+        self.must("data_format", None, "channels_last")
+        for key, v in self.c.items():
+            if key not in self.read and v not in (None, False, [], {}):
+                self.fail(key)
+
+
+# -- converters: Options, input shapes -> (Layerloom type id, params) -----------------------
+def _dense(o, shapes):
+    return "Dense", {"units": o.get("units"), "activation": o.activation(),
+                     "use_bias": o.get("use_bias", True), **o.weight_params("kernel", "bias")}
+
+
+def _activation(o, shapes):
+    return "Activation", {"activation": o.activation(default=None)}
+
+
+def _relu(o, shapes):
+    o.must("negative_slope", 0, 0.0)
+    o.must("threshold", 0, 0.0)
+    top = o.get("max_value")
+    if top not in (None, 6, 6.0):
+        o.fail("max_value", "has no Layerloom form (only None or 6: relu6)")
+    return "Activation", {"activation": "relu" if top is None else "relu6"}
+
+
+def _leaky_relu(o, shapes):
+    from layerloom.core.activations import LEAKY_SLOPE
+    key = "alpha" if "alpha" in o.c else "negative_slope"
+    if f32(o.get(key, 0.3)) != f32(LEAKY_SLOPE):
+        o.fail(key, f"differs from Layerloom's leaky_relu slope {LEAKY_SLOPE}")
+    return "Activation", {"activation": "leaky_relu"}
+
+
+def _elu(o, shapes):
+    o.must("alpha", 1, 1.0)
+    return "Activation", {"activation": "elu"}
+
+
+def _softmax(o, shapes):
+    o.must("axis", -1, len(shapes[0]), [-1], [len(shapes[0])])
+    return "Activation", {"activation": "softmax"}
+
+
+def _embedding(o, shapes):
+    o.must("mask_zero", False)
+    o.must("sparse", False)
+    o.must("embeddings_constraint", None)
+    return "Embedding", {"input_dim": o.get("input_dim"), "output_dim": o.get("output_dim"),
+                         **o.weight_params("embeddings")}
+
+
+def _dropout(o, shapes):
+    o.must("noise_shape", None)
+    return "Dropout", {"rate": o.floats("rate", 0.5)}
+
+
+def _spatial_dropout(o, shapes):
+    return "SpatialDropout2D", {"rate": o.floats("rate", 0.5)}
+
+
+def _gaussian_noise(o, shapes):
+    return "GaussianNoise", {"stddev": o.floats("stddev", 0.1)}
+
+
+def _conv(type_id):
+    def convert(o, shapes):
+        o.must("groups", 1)
+        rank = 2 if type_id == "Conv2D" else 1
+        get = o.get if rank == 2 else o.number
+        return type_id, {"filters": o.get("filters"), "kernel_size": get("kernel_size"),
+                         "strides": get("strides", 1), "padding": o.get("padding", "valid"),
+                         "dilation_rate": get("dilation_rate", 1),
+                         "activation": o.activation(), "use_bias": o.get("use_bias", True),
+                         **o.weight_params("kernel", "bias")}
+    return convert
+
+
+def _pool(type_id):
+    def convert(o, shapes):
+        get = o.get if type_id.endswith("2D") else o.number
+        return type_id, {"pool_size": get("pool_size", 2), "strides": get("strides"),
+                         "padding": o.get("padding", "valid")}
+    return convert
+
+
+def _global_pool(type_id):
+    def convert(o, shapes):
+        o.must("keepdims", False)
+        return type_id, {}
+    return convert
+
+
+def _axis_last(o, shapes, key="axis"):
+    rank = len(shapes[0])  # Keras counts the batch axis: the last is `rank`
+    o.must(key, -1, rank, [-1], [rank])
+
+
+def _batch_norm(o, shapes):
+    _axis_last(o, shapes)
+    for k in ("renorm", "synchronized"):
+        o.must(k, False)
+    for k, want in (("beta", "Zeros"), ("gamma", "Ones"), ("moving_mean", "Zeros"),
+                    ("moving_variance", "Ones")):
+        _initializer_is(o, f"{k}_initializer", want)
+        o.must(f"{k}_regularizer", None)
+        o.must(f"{k}_constraint", None)
+    o.must("virtual_batch_size", None)
+    o.must("adjustment", None)
+    return "BatchNormalization", {"momentum": o.floats("momentum", 0.99),
+                                  "epsilon": o.floats("epsilon", 1e-3),
+                                  "center": o.get("center", True), "scale": o.get("scale", True)}
+
+
+def _initializer_is(o, key, want):
+    v = o.get(key)
+    if v is not None and (v.get("class_name") if isinstance(v, dict) else v) not in (
+            want, snake(want)):
+        o.fail(key, f"has no Layerloom form (only {want})")
+
+
+def _layer_norm(o, shapes):
+    _axis_last(o, shapes)
+    o.must("rms_scaling", False)
+    for k, want in (("beta", "Zeros"), ("gamma", "Ones")):
+        _initializer_is(o, f"{k}_initializer", want)
+        o.must(f"{k}_regularizer", None)
+        o.must(f"{k}_constraint", None)
+    return "LayerNormalization", {"epsilon": o.floats("epsilon", 1e-3),
+                                  "center": o.get("center", True),
+                                  "scale": o.get("scale", True)}
+
+
+def _recurrent(type_id):
+    def convert(o, shapes):
+        o.must("use_bias", True)
+        for k in ("go_backwards", "stateful", "zero_output_for_mask"):
+            o.must(k, False)
+        for k in ("dropout", "recurrent_dropout"):
+            o.must(k, 0, 0.0)
+        o.must("recurrent_constraint", None)
+        p = {"units": o.get("units"), "return_sequences": o.get("return_sequences", False),
+             "return_state": o.get("return_state", False),
+             **o.weight_params("kernel", "recurrent", "bias")}
+        if type_id == "SimpleRNN":
+            p["activation"] = o.activation(default="tanh")
+        else:
+            o.must("activation", "tanh")
+            o.must("recurrent_activation", "sigmoid")
+        if type_id == "GRU":
+            o.must("reset_after", True)
+        if type_id == "LSTM":
+            _unit_forget_bias(o, p)
+        return type_id, p
+    return convert
+
+
+def _unit_forget_bias(o, p):
+    """Layerloom's LSTM starts the forget-gate bias at 1 when bias_initializer is zeros (Keras'
+    unit_forget_bias); zeros throughout is the constant 0."""
+    ufb, init = o.get("unit_forget_bias", True), p.get("bias_initializer", "zeros")
+    if not ufb and init == "zeros":
+        p["bias_initializer"] = {"name": "constant", "value": 0.0}
+    elif ufb and init not in ("zeros", "ones"):
+        o.fail("unit_forget_bias", f"with bias_initializer {init!r} has no Layerloom form")
+
+
+def _merge(type_id):
+    def convert(o, shapes):
+        return type_id, {}
+    return convert
+
+
+def _concatenate(o, shapes):
+    return "Concatenate", {"axis": o.get("axis", -1)}
+
+
+def _dot(o, shapes):
+    axes = o.get("axes", -1)
+    if isinstance(axes, list) and len(set(axes)) == 1:
+        axes = axes[0]
+    if axes not in (-1, 1):
+        o.fail("axes", "has no Layerloom form (only -1 or 1 on vectors)")
+    o.must("normalize", False)
+    return "Dot", {"axes": axes}
+
+
+def _simple(type_id, *keys):
+    def convert(o, shapes):
+        return type_id, {k: o.get(k) for k in keys if o.c.get(k) is not None}
+    return convert
+
+
+def _upsampling(o, shapes):
+    o.must("interpolation", "nearest")
+    return "UpSampling2D", {"size": o.get("size", [2, 2])}
+
+
+def _flatten(o, shapes):
+    return "Flatten", {}
+
+
+CONVERTERS = {
+    "Dense": _dense, "Activation": _activation, "ReLU": _relu, "LeakyReLU": _leaky_relu,
+    "ELU": _elu, "Softmax": _softmax, "Embedding": _embedding,
+    "Dropout": _dropout, "SpatialDropout2D": _spatial_dropout, "GaussianNoise": _gaussian_noise,
+    "Conv2D": _conv("Conv2D"), "Conv1D": _conv("Conv1D"),
+    "MaxPooling2D": _pool("MaxPooling2D"), "AveragePooling2D": _pool("AveragePooling2D"),
+    "MaxPooling1D": _pool("MaxPooling1D"), "AveragePooling1D": _pool("AveragePooling1D"),
+    "MaxPool2D": _pool("MaxPooling2D"), "AvgPool2D": _pool("AveragePooling2D"),
+    "MaxPool1D": _pool("MaxPooling1D"), "AvgPool1D": _pool("AveragePooling1D"),
+    "GlobalAveragePooling2D": _global_pool("GlobalAveragePooling2D"),
+    "GlobalMaxPooling2D": _global_pool("GlobalMaxPooling2D"),
+    "GlobalAvgPool2D": _global_pool("GlobalAveragePooling2D"),
+    "GlobalMaxPool2D": _global_pool("GlobalMaxPooling2D"),
+    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
+    "SimpleRNN": _recurrent("SimpleRNN"), "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"),
+    "Add": _merge("Add"), "Subtract": _merge("Subtract"), "Multiply": _merge("Multiply"),
+    "Average": _merge("Average"), "Maximum": _merge("Maximum"), "Minimum": _merge("Minimum"),
+    "Concatenate": _concatenate, "Dot": _dot,
+    "Reshape": _simple("Reshape", "target_shape"), "Permute": _simple("Permute", "dims"),
+    "RepeatVector": _simple("RepeatVector", "n"), "Flatten": _flatten,
+    "Cropping2D": _simple("Cropping2D", "cropping"),
+    "ZeroPadding2D": _simple("ZeroPadding2D", "padding"), "UpSampling2D": _upsampling,
+}
+PASS_THROUGH = {"Identity"}  # computes nothing: its output is its input
+
+
+def convert(name, cls, config, shapes, keras2=False, place="--import"):
+    """(type id, params) of the Keras layer `name` of class `cls` with `config`, given its
+    inputs' per-sample shapes."""
+    if cls not in CONVERTERS:
+        why = (" (a Python function: Layerloom's Lambda takes a formula)" if cls == "Lambda"
+               else "")
+        raise DataError(f"layer {name!r} ({cls}): Layerloom has no {cls} layer{why}", place)
+    o = Options(name, cls, config, keras2, place)
+    type_id, params = CONVERTERS[cls](o, shapes)
+    o.finish()
+    return type_id, params
+
+
+def keras_order(type_id, params):
+    """Layerloom's weight names in the order the Keras layer stores its weights; a tuple is one
+    Keras weight split into several (GRU's (2, 3 * units) bias: bias, recurrent_bias)."""
+    if type_id == "BatchNormalization":
+        return (["gamma"] if params["scale"] else []) + (["beta"] if params["center"] else []) \
+            + ["moving_mean", "moving_variance"]
+    if type_id == "LayerNormalization":
+        return (["gamma"] if params["scale"] else []) + (["beta"] if params["center"] else [])
+    if type_id == "GRU":
+        return ["kernel", "recurrent_kernel", ("bias", "recurrent_bias")]
+    if type_id in ("LSTM", "SimpleRNN"):
+        return ["kernel", "recurrent_kernel", "bias"]
+    if type_id == "Embedding":
+        return ["embeddings"]
+    return ["kernel"] + (["bias"] if params.get("use_bias") else [])

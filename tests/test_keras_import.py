@@ -1,0 +1,302 @@
+"""Keras in (engine/interop/keras_import.py): models saved by Keras 3 (.keras, and its legacy
+.h5) and written the way tf.keras 2 wrote them (.h5 with batch_input_shape and nested-list
+inbound_nodes) become projects whose outputs are within 1e-5 (absolute, float32) of Keras' on
+the same inputs. tests/data/keras/make_keras_models.py wrote the files with Keras' outputs
+beside them, so these tests need no Keras; the ones at the end run Keras itself where it is
+installed. What Layerloom cannot express is a DataError (exit 2) naming layer, class, option."""
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+pytest.importorskip("h5py")
+
+from layerloom.api import Model  # noqa: E402
+from layerloom.core.errors import DataError, LayerloomError  # noqa: E402
+from layerloom.interop import keras_import  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "keras")
+FIXTURES = ["mlp.keras", "cnn.keras", "functional.keras", "recurrent.keras", "sequence.keras",
+            "cnn.h5", "functional.h5", "keras2_functional.h5", "keras2_sequential.h5"]
+TOLERANCE = 1e-5
+CLI = [sys.executable, "-m", "layerloom.app"]
+
+
+def _arrays(stem):
+    """NAME_x / NAME_y: an array, or {layer name: array} from the .npz."""
+    for ext in (".npy", ".npz"):
+        path = os.path.join(DATA, stem + ext)
+        if os.path.exists(path):
+            return np.load(path) if ext == ".npy" else dict(np.load(path))
+    raise FileNotFoundError(stem)
+
+
+def _max_error(got, want):
+    if isinstance(want, dict):
+        assert sorted(got) == sorted(want)
+        return max(float(np.abs(got[k] - want[k]).max()) for k in want)
+    return float(np.abs(got - want).max())
+
+
+def _read(name):
+    return keras_import.read(os.path.join(DATA, name))
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_imported_models_match_keras(name):
+    project, weights = _read(name)
+    assert not project.graph.analysis().problems
+    stem = name.rsplit(".", 1)[0]
+    got = Model(project, weights).predict(_arrays(stem + "_x"))
+    err = _max_error(got, _arrays(stem + "_y"))
+    assert err <= TOLERANCE, err
+
+
+def test_the_sequential_mlp_keeps_layers_options_and_compile_config():
+    project, weights = _read("mlp.keras")
+    g = project.graph
+    assert [(n.id, n.type) for n in g.nodes.values()] == [
+        ("features", "Input"), ("hidden", "Dense"), ("drop", "Dropout"), ("hidden2", "Dense"),
+        ("probs", "Dense")]
+    assert g.nodes["features"].params["shape"] == (8,)
+    assert g.nodes["hidden2"].params["activation"] == "tanh"
+    assert g.nodes["hidden2"].params["kernel_regularizer"] == {"l1": 0.0, "l2": 0.01}
+    assert g.nodes["drop"].params["rate"] == 0.2
+    assert sorted(weights) == ["hidden/bias", "hidden/kernel", "hidden2/bias", "hidden2/kernel",
+                               "probs/bias", "probs/kernel"]
+    t = project.training
+    assert t["optimizer"]["name"] == "adam"
+    assert t["optimizer"]["params"]["learning_rate"] == 0.005  # float32 0.004999... read back
+    assert t["optimizer"]["params"]["beta_1"] == 0.8
+    assert t["loss"] == {"probs": {"name": "sparse_categorical_crossentropy", "weight": 1.0,
+                                   "from_logits": False}}
+    assert t["metrics"] == ["accuracy"]
+
+
+def test_the_functional_model_has_two_inputs_two_outputs_and_their_losses():
+    project, _ = _read("functional.keras")
+    g = project.graph
+    assert g.inputs() == ["image", "meta"] and sorted(g.outputs()) == ["cls", "reg"]
+    types = {n.id: n.type for n in g.nodes.values()}
+    assert types["residual"] == "Add" and types["bn_a"] == "BatchNormalization"
+    assert types["drop"] == "Dropout"
+    # the nested Sequential's layers, inlined between meta and the Concatenate
+    assert types["dense_1"] == "Dense" and types["layer_normalization"] == "LayerNormalization"
+    assert [e.src for e in g.in_edges("joined")] == ["pool", "layer_normalization"]
+    t = project.training
+    assert t["optimizer"] == {"name": "rmsprop", "params": dict(
+        t["optimizer"]["params"], learning_rate=0.002, rho=0.8)}
+    assert t["loss"]["cls"]["name"] == "sparse_categorical_crossentropy"
+    assert t["loss"]["reg"] == {"name": "mean_squared_error", "weight": 0.5,
+                                "from_logits": False}
+    assert t["metrics"] == {"cls": ["accuracy"], "reg": ["mae"]}
+
+
+def test_recurrent_weights_keep_keras_gate_order_and_split_the_gru_bias():
+    import h5py
+    project, weights = _read("recurrent.keras")
+    with zipfile.ZipFile(os.path.join(DATA, "recurrent.keras")) as z:
+        f = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+        gru_bias = np.asarray(f["layers/gru/cell/vars/2"])
+        lstm_kernel = np.asarray(f["layers/lstm/cell/vars/0"])
+    assert gru_bias.shape == (2, 12)
+    np.testing.assert_array_equal(weights["gru/bias"], gru_bias[0])
+    np.testing.assert_array_equal(weights["gru/recurrent_bias"], gru_bias[1])
+    np.testing.assert_array_equal(weights["lstm/kernel"], lstm_kernel)
+    t = project.training
+    assert t["optimizer"]["params"]["learning_rate"] == {
+        "schedule": "exponential_decay", "initial_learning_rate": 0.01, "decay_steps": 100,
+        "decay_rate": 0.9, "staircase": False}
+    assert t["metrics"] == ["accuracy", {"name": "auc", "num_thresholds": 50}]
+
+
+def test_keras2_spellings():
+    project, _ = _read("keras2_sequential.h5")
+    g = project.graph
+    assert g.inputs() == ["dense_input"]  # tf.keras 2's name for a Sequential's input
+    assert g.nodes["dense_input"].params["shape"] == (3,)
+    assert project.training["optimizer"]["params"]["momentum"] == 0.5
+    project, _ = _read("keras2_functional.h5")
+    g = project.graph
+    assert g.inputs() == ["pixels", "extra"] and g.outputs() == ["dense_1"]
+    assert [e.src for e in g.in_edges("concatenate")] == ["dropout", "dense"]
+    assert project.training["metrics"] == {"dense_1": ["accuracy"]}
+    assert project.training["optimizer"]["params"]["learning_rate"] == 0.0003
+
+
+@pytest.mark.parametrize("name, words", [
+    ("unsupported_layer.keras", ["'up'", "Conv2DTranspose"]),
+    ("unsupported_option.keras", ["'backwards'", "(LSTM)", "go_backwards=True"]),
+    ("shared.keras", ["'twice'", "(Dense)", "two places"]),
+])
+def test_what_layerloom_lacks_is_a_data_error_naming_layer_class_and_option(name, words):
+    with pytest.raises(DataError) as e:
+        _read(name)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+# -- configs edited by hand (no Keras needed) ---------------------------------------------------
+def _edited(tmp_path, source, edit, name="edited.keras"):
+    """A copy of the fixture `source` whose config.json `edit` changed."""
+    with zipfile.ZipFile(os.path.join(DATA, source)) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    return str(path)
+
+
+def _set(index, key, value):
+    def edit(config):
+        config["config"]["layers"][index]["config"][key] = value
+    return edit
+
+
+@pytest.mark.parametrize("index, key, value, words", [
+    (1, "kernel_constraint", {"class_name": "NonNeg", "config": {}},
+     ["'hidden'", "(Dense)", "kernel_constraint"]),
+    (1, "trainable", False, ["'hidden'", "trainable=False"]),
+    (1, "activation", "mish", ["'hidden'", "activation='mish'"]),
+    (1, "activity_regularizer", {"class_name": "L2", "config": {"l2": 0.1}},
+     ["activity_regularizer"]),
+    (1, "dtype", {"module": "keras", "class_name": "DTypePolicy",
+                  "config": {"name": "mixed_float16"}}, ["'hidden'", "dtype"]),
+    (1, "kernel_initializer", {"class_name": "TruncatedNormal", "config": {}},
+     ["kernel_initializer"]),
+    (1, "lora_rank", 4, ["'hidden'", "lora_rank=4"]),
+    (2, "noise_shape", [None, 1], ["'drop'", "(Dropout)", "noise_shape"]),
+    (0, "batch_shape", [None, None], ["(InputLayer)", "batch_shape"]),
+])
+def test_edited_options_are_refused_by_name(tmp_path, index, key, value, words):
+    with pytest.raises(DataError) as e:
+        keras_import.read(_edited(tmp_path, "mlp.keras", _set(index, key, value)))
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_keras3_spellings_that_change_nothing_are_read(tmp_path):
+    def edit(config):
+        dense = config["config"]["layers"][1]["config"]
+        dense["dtype"] = "float32"  # a string instead of a DTypePolicy
+        dense["kernel_initializer"] = "he_uniform"
+        dense["future_option"] = None  # unset keys of later Keras versions
+    project, _ = keras_import.read(_edited(tmp_path, "mlp.keras", edit))
+    assert project.graph.nodes["hidden"].params["kernel_initializer"] == "he_uniform"
+
+
+def test_a_lambda_and_a_call_with_training_true_are_refused(tmp_path):
+    def lam(config):
+        config["config"]["layers"][2]["class_name"] = "Lambda"
+    with pytest.raises(DataError, match=r"'drop' \(Lambda\).*Python function"):
+        keras_import.read(_edited(tmp_path, "mlp.keras", lam))
+
+    def training_true(config):
+        for layer in config["config"]["layers"]:
+            if layer["name"] == "drop":
+                layer["inbound_nodes"][0]["kwargs"]["training"] = True
+    with pytest.raises(DataError, match=r"'drop' \(Dropout\).*training=True"):
+        keras_import.read(_edited(tmp_path, "functional.keras", training_true))
+
+
+def test_compile_options_without_a_layerloom_form_are_refused(tmp_path):
+    def amsgrad(config):
+        config["compile_config"]["optimizer"]["config"]["amsgrad"] = True
+    with pytest.raises(DataError, match="compile config: optimizer Adam option amsgrad"):
+        keras_import.read(_edited(tmp_path, "mlp.keras", amsgrad))
+
+    def smoothing(config):
+        config["compile_config"]["loss"] = {"class_name": "CategoricalCrossentropy",
+                                            "config": {"label_smoothing": 0.1}}
+    with pytest.raises(DataError, match="label_smoothing"):
+        keras_import.read(_edited(tmp_path, "mlp.keras", smoothing))
+
+
+def test_an_uncompiled_model_gets_a_loss_from_its_output(tmp_path):
+    def uncompiled(config):
+        del config["compile_config"]
+    project, _ = keras_import.read(_edited(tmp_path, "mlp.keras", uncompiled))
+    assert project.training["loss"]["probs"]["name"] == "sparse_categorical_crossentropy"
+    assert project.training["optimizer"]["name"] == "adam"
+
+
+def test_an_output_that_feeds_another_layer_gets_its_own_output_node(tmp_path):
+    def also_hidden(config):
+        config["config"]["output_layers"].append(["joined", 0, 0])
+        config["compile_config"]["loss"]["joined"] = "mse"
+    project, weights = keras_import.read(_edited(tmp_path, "functional.keras", also_hidden))
+    g = project.graph
+    assert sorted(g.outputs()) == ["cls", "joined_output", "reg"]
+    assert project.training["loss"]["joined_output"]["name"] == "mean_squared_error"
+    got = Model(project, weights).predict(_arrays("functional_x"))
+    assert _max_error({k: got[k] for k in ("cls", "reg")}, _arrays("functional_y")) <= TOLERANCE
+    assert got["joined_output"].shape == (5, 12)
+
+
+def test_without_h5py_the_message_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(LayerloomError, match=r"pip install 'layerloom\[keras\]'"):
+        _read("mlp.keras")
+
+
+def test_reading_needs_no_keras():
+    code = ("import sys; sys.modules['keras'] = None\n"
+            "from layerloom.interop import keras_import\n"
+            f"p, w = keras_import.read({os.path.join(DATA, 'functional.keras')!r})\n"
+            "assert 'keras' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
+            "print(len(p.graph.nodes), len(w))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    p, w = _read("functional.keras")  # what the same read gives with keras importable
+    assert r.returncode == 0 and r.stdout.split() == [str(len(p.graph.nodes)), str(len(w))], \
+        r.stderr
+
+
+# -- the command line -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_command_line_writes_a_project_that_predicts_what_keras_does(tmp_path):
+    to = tmp_path / "p.loom"
+    r = subprocess.run(CLI + ["--import", os.path.join(DATA, "functional.keras"), "--to",
+                              str(to)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["p.loom", "p.loom.weights.npz"]
+    out = tmp_path / "y.npz"
+    p = subprocess.run(CLI + ["--predict", str(to), "--input",
+                              os.path.join(DATA, "functional_x.npz"), "--output", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert _max_error(dict(np.load(out)), _arrays("functional_y")) <= TOLERANCE
+
+
+def _corrupt_zip(path):
+    data = open(os.path.join(DATA, "mlp.keras"), "rb").read()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _no_config(path):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", "{}")
+        z.writestr("model.weights.h5", b"")
+
+
+def _not_a_model(path):
+    path.write_bytes(b"this is not a model\n")
+
+
+@pytest.mark.parametrize("make, words", [(_corrupt_zip, "not a"), (_no_config, "config.json"),
+                                         (_not_a_model, "not a Keras model")])
+def test_a_broken_file_exits_2_and_writes_nothing(tmp_path, make, words):
+    src = tmp_path / "model.keras"
+    make(src)
+    r = subprocess.run(CLI + ["--import", str(src), "--to", str(tmp_path / "p.loom")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
