@@ -287,11 +287,11 @@ def _raw_inputs(project, rows=64):
     return {name: np.asarray(arrays[name][:rows], np.float32) for name in names}
 
 
-@pytest.mark.parametrize("name", EXAMPLE_PROJECTS)
-def test_bundled_example_matches_engine_on_raw_inputs(rt, tmp_path, name):
-    """Initial weights (wine_csv trained for 3 epochs), the fitted normalisation from the
-    project's own data; the exported model takes the raw arrays that Layerloom's predict path
-    (prepare_inputs: mapping, checks, normalisation; then the model) takes."""
+def example_case(rt, name):
+    """A bundled example as the export tests take it: initial weights (wine_csv trained for 3
+    epochs), the normalisation fitted on the project's own data. Returns (project with the
+    fitted statistics, weights, {Input id: raw rows}, Layerloom's outputs for them through its
+    predict path: prepare_inputs (mapping, checks, normalisation), then the model)."""
     from layerloom.data.prepare import prepare_data, prepare_inputs
     from layerloom.train.session import Session
     project = loom.load(os.path.join(EXAMPLES, f"{name}.loom"))
@@ -302,12 +302,19 @@ def test_bundled_example_matches_engine_on_raw_inputs(rt, tmp_path, name):
     project.dataset = {**project.dataset, "fitted": data.fitted}
     raw = _raw_inputs(project)
     want = session.model.predict(prepare_inputs(project, raw))
-    path = tmp_path / f"{name}.onnx"
-    onnx_export.export(project, session.model.get_weights(), str(path))
-    exported = onnx.load(str(path))
-    onnx.checker.check_model(exported, full_check=True)
     by_node = {nid: raw[arr] for nid, arr in (project.dataset.get("inputs") or {
         project.graph.inputs()[0]: "x"}).items()}
+    return project, session.model.get_weights(), by_node, want
+
+
+@pytest.mark.parametrize("name", EXAMPLE_PROJECTS)
+def test_bundled_example_matches_engine_on_raw_inputs(rt, tmp_path, name):
+    """The exported model takes the raw arrays that Layerloom's predict path takes."""
+    project, weights, by_node, want = example_case(rt, name)
+    path = tmp_path / f"{name}.onnx"
+    onnx_export.export(project, weights, str(path))
+    exported = onnx.load(str(path))
+    onnx.checker.check_model(exported, full_check=True)
     err = _max_error(_run(exported, by_node), want)
     MEASURED[f"example {name}"] = err
     assert err <= TOL

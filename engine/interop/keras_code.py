@@ -1,0 +1,556 @@
+"""A project as a readable Keras training script (`layerloom --export P --format keras-code
+--to train_keras.py`):
+
+    from layerloom.interop import keras_code
+    keras_code.write_code(project, weights, "train_keras.py")  # + train_keras.weights.npz
+    text = keras_code.code(project, "train_keras.weights.npz")
+
+The script builds the graph with keras.layers (Functional API, each layer named by its node
+id) behind a Normalization layer per Input holding the fitted statistics (so the model takes
+raw inputs, as `layerloom --predict`), compiles it with the project's optimizer (and learning
+rate schedule), losses, loss weights and metrics, and loads the weights written beside it
+(an .npz in Layerloom's names; the script converts the one layout that differs, GRU's bias).
+Imported, it gives build_model(); run, it trains on the project's data (docs/keras_export.md
+says which sources) with the project's epochs, batch size, split, shuffling and callbacks.
+Anything without a Keras form raises DataError naming the node (or section), type and
+option."""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from layerloom.core.errors import DataError, ProjectError, quote
+from layerloom.interop import keras_out_layers as kl
+
+__all__ = ["code", "write_code", "weights_path_for", "SCRIPT_WEIGHTS_SUFFIX"]
+
+SCRIPT_WEIGHTS_SUFFIX = ".weights.npz"
+
+
+@dataclass
+class KNode:
+    id: str
+    type: str
+    params: dict
+    layer: object
+    x: list            # Python names of the input tensors
+    out: list          # Python names of the output tensors, one per port
+    layer_takes_list: bool = field(default=False)
+
+
+def weights_path_for(script_path):
+    """train_keras.py -> train_keras.weights.npz beside it."""
+    return os.path.splitext(script_path)[0] + SCRIPT_WEIGHTS_SUFFIX
+
+
+# -- the graph ---------------------------------------------------------------------------------
+def _check(project):
+    g = project.graph
+    problems = g.validate()
+    if problems:
+        raise ProjectError(str(problems[0]), problems=problems)
+    return g
+
+
+def _normalization(project):
+    from layerloom.interop.onnx_export import input_normalization
+    return {nid: {"shift": [float(v) for v in s["shift"]], "scale": [float(v) for v in
+                                                                     s["scale"]]}
+            for nid, s in input_normalization(project).items() if s}
+
+
+def graph_lines(project):
+    """(lines of build_layers()'s body, {node id: python name}, KERAS_WEIGHTS)."""
+    g = _check(project)
+    shapes = g.analysis().shapes
+    names = kl.Names()
+    tensors, lines, weights = {}, [], {}
+    stats = _normalization(project)
+    ins = g.inputs()
+    in_names = {}
+    for nid in ins:
+        v = names.make(nid)
+        in_names[nid] = v
+        shape = tuple(int(d) for d in shapes[nid][0])
+        lines.append(f"{v} = keras.Input(shape={kl.fmt(shape)}, name={nid!r})")
+        if nid in stats:
+            nv = names.make(f"{nid}_normalized")
+            lines.append(f"{nv} = normalization({nid!r})({v})  # (x - shift) * scale, "
+                         "as Layerloom's predict")
+            tensors[(nid, 0)] = nv
+        else:
+            tensors[(nid, 0)] = v
+    for nid in g.topo_order():
+        node = g.nodes[nid]
+        if node.layer.is_input:
+            continue
+        convert = kl.CONVERTERS.get(node.type)
+        if convert is None:
+            raise DataError(f"{node.type} layer {quote(nid)}: no Keras form is written for this "
+                            "layer type", f"graph.nodes.{nid}.type")
+        edges = g.in_edges(nid)
+        ports = node.layer.output_names(node.params)
+        base = names.make(nid)
+        out = [base] + [names.make(f"{nid}_{p}") for p in ports[1:]]
+        n = KNode(nid, node.type, node.params, node.layer,
+                  [tensors[(e.src, e.src_port)] for e in edges], out)
+        lines.extend(convert(n))
+        for port, t in enumerate(out):
+            tensors[(nid, port)] = t
+        in_shapes = [shapes[e.src][e.src_port] for e in edges]
+        specs = node.layer.weights(node.params, in_shapes)
+        if specs:
+            weights[nid] = kl.keras_weight_names(node.type, specs)
+    outs = g.outputs()
+    if len(ins) == 1:
+        inputs = in_names[ins[0]]
+    else:
+        inputs = "{" + ", ".join(f"{nid!r}: {in_names[nid]}" for nid in ins) + "}"
+    if len(outs) == 1:
+        outputs = tensors[(outs[0], 0)]
+    else:
+        outputs = "{" + ", ".join(f"{nid!r}: {tensors[(nid, 0)]}" for nid in outs) + "}"
+    lines.append(f"return keras.Model(inputs={inputs}, outputs={outputs}, "
+                 f"name={_model_name(project)!r})")
+    return lines, stats, weights
+
+
+def _model_name(project):
+    import re
+    path = getattr(project, "path", None)
+    base = os.path.splitext(os.path.basename(path))[0] if path else "layerloom"
+    return re.sub(r"\W", "_", base) or "layerloom"
+
+
+# -- training: optimizer, schedule, losses, metrics, callbacks ----------------------------------
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "nadam": "Nadam",
+               "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+_COMMON = ("weight_decay", "clipvalue", "clipnorm", "global_clipnorm")
+
+
+def _schedule(s):
+    name, rest = s["schedule"], {k: v for k, v in s.items() if k != "schedule"}
+    place = "training.optimizer.params.learning_rate"
+    if name == "exponential_decay":
+        return ("keras.optimizers.schedules.ExponentialDecay(" + ", ".join(
+            f"{k}={rest[k]!r}" for k in ("initial_learning_rate", "decay_steps", "decay_rate",
+                                         "staircase")) + ")")
+    if name == "piecewise_constant_decay":
+        return (f"keras.optimizers.schedules.PiecewiseConstantDecay(boundaries="
+                f"{list(rest['boundaries'])!r}, values={list(rest['values'])!r})")
+    if name == "cosine_decay":
+        args = [f"{k}={rest[k]!r}" for k in ("initial_learning_rate", "decay_steps", "alpha")]
+        if rest.get("warmup_target"):
+            args += [f"warmup_target={rest['warmup_target']!r}",
+                     f"warmup_steps={rest['warmup_steps']!r}"]
+        return "keras.optimizers.schedules.CosineDecay(" + ", ".join(args) + ")"
+    raise DataError(f"schedule {quote(name)} has no Keras form", place)
+
+
+def optimizer_source(training):
+    from layerloom.train.optimizers import OPTIMIZERS
+    opt = training["optimizer"]
+    name = opt["name"]
+    if name not in _OPTIMIZERS:
+        raise DataError(f"optimizer {quote(name)} has no Keras form", "training.optimizer.name")
+    values = {p.name: p.default for p in OPTIMIZERS[name].params}
+    values.update(opt.get("params") or {})
+    args = []
+    for k, v in values.items():
+        if k == "learning_rate" and isinstance(v, dict):
+            args.append(f"learning_rate={_schedule(v)}")
+        elif k in _COMMON:
+            if v:  # Keras' None: off
+                args.append(f"{k}={v!r}")
+        else:
+            args.append(f"{k}={v!r}")
+    clips = [k for k in ("clipvalue", "clipnorm", "global_clipnorm") if values.get(k)]
+    if len(clips) > 1:
+        raise DataError(f"optimizer {name}: options {' and '.join(clips)} are set together; "
+                        "Keras takes only one of them", f"training.optimizer.params.{clips[1]}")
+    return f"keras.optimizers.{_OPTIMIZERS[name]}(" + ", ".join(args) + ")"
+
+
+_LOSSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+           "categorical_crossentropy": "CategoricalCrossentropy",
+           "binary_crossentropy": "BinaryCrossentropy", "mean_squared_error": "MeanSquaredError",
+           "mean_absolute_error": "MeanAbsoluteError", "huber": "Huber",
+           "kl_divergence": "KLDivergence"}
+_ACCURACY = {"sparse_categorical_crossentropy": "SparseCategoricalAccuracy",
+             "categorical_crossentropy": "CategoricalAccuracy",
+             "binary_crossentropy": "BinaryAccuracy"}
+
+
+def loss_source(entry, place):
+    name = entry["name"]
+    if name not in _LOSSES:
+        raise DataError(f"loss {quote(name)} has no Keras form", place)
+    args = []
+    if name in ("sparse_categorical_crossentropy", "categorical_crossentropy",
+                "binary_crossentropy"):
+        args.append(f"from_logits={bool(entry.get('from_logits'))!r}")
+    elif entry.get("from_logits"):
+        raise DataError(f"loss {name}: option from_logits=True has no Keras form",
+                        f"{place}.from_logits")
+    if name == "huber":
+        args.append(f"delta={entry.get('delta', 1.0)!r}")
+    return f"keras.losses.{_LOSSES[name]}(" + ", ".join(args) + ")"
+
+
+def metric_source(spec, loss_name, place):
+    from layerloom.train.metrics import ALIASES
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    p = spec if isinstance(spec, dict) else {}
+    canon = ALIASES.get(name, name)
+    label = f"name={name!r}"  # history keys: the name the project wrote, as Layerloom's
+    if canon == "accuracy":
+        cls = _ACCURACY.get(loss_name)
+        return f"keras.metrics.{cls}({label})" if cls else repr(name)
+    simple = {"mean_absolute_error": "MeanAbsoluteError", "mean_squared_error": "MeanSquaredError"}
+    if canon in simple:
+        return f"keras.metrics.{simple[canon]}({label})"
+    if canon == "top_k_categorical_accuracy":
+        return f"keras.metrics.TopKCategoricalAccuracy(k={p.get('k', 5)!r}, {label})"
+    if canon == "sparse_top_k_categorical_accuracy":
+        return f"keras.metrics.SparseTopKCategoricalAccuracy(k={p.get('k', 5)!r}, {label})"
+    if canon in ("precision", "recall"):
+        return (f"keras.metrics.{canon.capitalize()}(thresholds={p.get('threshold', 0.5)!r}, "
+                f"{label})")
+    if canon == "auc":
+        return f"keras.metrics.AUC(num_thresholds={p.get('num_thresholds', 200)!r}, {label})"
+    raise DataError(f"metric {quote(name)} has no Keras form", place)
+
+
+def compile_lines(project):
+    t = project.training
+    outs = project.graph.outputs()
+    losses = t.get("loss") or {}
+    # an output without a loss (a graph exported before its training is set up) is not
+    # trained: Keras' None loss, as Layerloom would refuse to train it
+    metrics = t.get("metrics") or []
+    per_output = metrics if isinstance(metrics, dict) else {o: metrics for o in outs}
+    mlists = {o: [metric_source(m, losses[o]["name"], f"training.metrics.{o}[{i}]")
+                  for i, m in enumerate(per_output.get(o, []))] if o in losses else []
+              for o in outs}
+
+    def source(o):
+        return loss_source(losses[o], f"training.loss.{o}") if o in losses else "None"
+
+    def weight(o):
+        return float(losses[o].get("weight", 1.0)) if o in losses else 1.0
+
+    lines = [f"optimizer = {optimizer_source(t)}"]
+    if len(outs) == 1:
+        o = outs[0]
+        lines.append(f"loss = {source(o)}")
+        lines.append(f"loss_weights = {weight(o)!r}" if o in losses else "loss_weights = None")
+        lines.append("metrics = [" + ", ".join(mlists[o]) + "]")
+    else:
+        lines.append("loss = {")
+        lines += [f"    {o!r}: {source(o)}," for o in outs]
+        lines.append("}")
+        lines.append("loss_weights = {" + ", ".join(
+            f"{o!r}: {weight(o)!r}" for o in outs) + "}")
+        lines.append("metrics = {")
+        lines += [f"    {o!r}: [" + ", ".join(mlists[o]) + "]," for o in outs]
+        lines.append("}")
+    lines.append("model.compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights, "
+                 "metrics=metrics)")
+    return lines
+
+
+def callback_lines(project):
+    out = []
+    for i, c in enumerate(project.training.get("callbacks") or []):
+        name, place = c["name"], f"training.callbacks[{i}]"
+        mon = f"monitor={c.get('monitor', 'val_loss')!r}, mode={c.get('mode', 'auto')!r}"
+        if name == "early_stopping":
+            out.append(f"keras.callbacks.EarlyStopping({mon}, min_delta={c['min_delta']!r}, "
+                       f"patience={c['patience']!r}, "
+                       f"restore_best_weights={c['restore_best_weights']!r}, "
+                       f"start_from_epoch={c['start_from_epoch']!r})")
+        elif name == "model_checkpoint":
+            path = c["filepath"]
+            if path.endswith(".weights.npz"):
+                path = path[:-len(".weights.npz")] + ".weights.h5"
+            elif not path.endswith(".weights.h5"):
+                path += ".weights.h5"
+            # Keras writes weights only: save_state (Layerloom's --resume state) has no form
+            out.append(f"keras.callbacks.ModelCheckpoint({path!r}, {mon}, "
+                       f"save_best_only={c['save_best_only']!r}, save_weights_only=True)")
+        elif name == "terminate_on_nan":
+            out.append("keras.callbacks.TerminateOnNaN()")
+        elif name == "reduce_lr_on_plateau":
+            out.append(f"keras.callbacks.ReduceLROnPlateau({mon}, factor={c['factor']!r}, "
+                       f"patience={c['patience']!r}, min_delta={c['min_delta']!r}, "
+                       f"cooldown={c['cooldown']!r}, min_lr={c['min_lr']!r})")
+        else:
+            raise DataError(f"callback {quote(name)} has no Keras form", f"{place}.name")
+    return out
+
+
+# -- the script --------------------------------------------------------------------------------
+_HEAD = '''"""Keras model and training script exported by Layerloom from {project}.
+
+    KERAS_BACKEND=torch python {script} [--epochs N] [--no-weights] [--save model.keras]
+    import {module}; model = {module}.build_model()   # compiled, exported weights loaded
+
+The model takes raw inputs: a Normalization layer per Input holds the statistics Layerloom
+fitted ((x - shift) * scale). Weights: {weights} beside this file, in Layerloom's names
+("node/weight"); load_layerloom_weights converts them to the Keras layers' order.
+"""
+import argparse
+import os
+
+import numpy as np
+import keras
+from keras import layers, ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = {project_path!r}  # the data comes from here (through layerloom, or numpy)
+WEIGHTS = os.path.join(HERE, {weights!r})
+EPOCHS, BATCH_SIZE, SEED = {epochs!r}, {batch_size!r}, {seed!r}
+VALIDATION_SPLIT, SHUFFLE = {validation_split!r}, {shuffle!r}
+
+# the fitted input normalisation, by Input: y = (x - shift) * scale
+NORMALIZATION = {normalization}
+
+
+def normalization(input_id):
+    """A Normalization layer with fixed statistics: (x - mean) / sqrt(variance) with
+    mean = shift and variance = 1 / scale**2."""
+    stats = NORMALIZATION[input_id]
+    shift = np.asarray(stats["shift"], np.float64)
+    scale = np.asarray(stats["scale"], np.float64)
+    if shift.size == 1:  # one statistic for every feature (scale: x / 255)
+        shift, scale = shift.reshape(()), scale.reshape(())
+    return layers.Normalization(axis=-1 if shift.size > 1 else None, mean=shift,
+                                variance=1.0 / scale ** 2, name=input_id + "_normalization")
+
+
+def build_layers():
+    """The graph, layer by layer, each named by its Layerloom node id."""
+'''
+
+_WEIGHTS = '''
+
+# each layer's weights in Keras' order, by their Layerloom names ("node/name"); a tuple is
+# stacked into one Keras weight (GRU's bias: [bias, recurrent_bias], shape (2, 3 * units))
+KERAS_WEIGHTS = {keras_weights}
+
+
+def load_layerloom_weights(model, weights=WEIGHTS):
+    """Set the weights from Layerloom's arrays: a path of its .npz, or a dict."""
+    arrays = np.load(weights) if isinstance(weights, str) else weights
+    for layer_name, names in KERAS_WEIGHTS.items():
+        values = [np.stack([arrays[f"{{layer_name}}/{{n}}"] for n in name])
+                  if isinstance(name, tuple) else arrays[f"{{layer_name}}/{{name}}"]
+                  for name in names]
+        model.get_layer(layer_name).set_weights([np.asarray(v, np.float32) for v in values])
+    return model
+
+
+def compile_model(model):
+    """The project's optimizer, losses (with their weights) and metrics."""
+'''
+
+_TAIL = '''
+
+def make_callbacks():
+    return [{callbacks}]
+
+
+def build_model(weights=WEIGHTS):
+    """The compiled model with the exported weights (when the file is there)."""
+    model = build_layers()
+    if weights is not None and (not isinstance(weights, str) or os.path.exists(weights)):
+        load_layerloom_weights(model, weights)
+    return compile_model(model)
+
+
+INPUTS = {inputs!r}    # Input node -> array name
+TARGETS = {targets!r}  # output node -> array name
+SPARSE = {sparse!r}    # outputs whose targets are class indices
+
+
+def _by_node(arrays, mapping):
+    out = {{nid: np.asarray(arrays[name], np.float32) for nid, name in mapping.items()}}
+    for nid in SPARSE:
+        if nid in out and out[nid].ndim > 1 and out[nid].shape[-1] == 1:
+            out[nid] = out[nid].reshape(out[nid].shape[:-1])
+    return out
+
+
+def _single(d):
+    return next(iter(d.values())) if len(d) == 1 else d
+
+
+def _split_indices(n, test, validation, seed, shuffle):
+    """Layerloom's split (engine/data/preprocess.py split_indices): the same rows."""
+    order = (np.random.default_rng([int(seed) & 0xFFFFFFFF, 7]).permutation(n)
+             if shuffle and (test or validation) else np.arange(n))
+    n_test, n_val = int(round(n * test)), int(round(n * validation))
+    return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
+
+
+def _numpy_arrays(dataset):
+    """{{split: {{array name: array}}}} of an .npz or .npy dataset, read with numpy alone."""
+    folder = os.path.dirname(PROJECT)
+    if dataset.get("source") == "npz":
+        with np.load(os.path.join(folder, dataset["path"])) as z:
+            arrays = {{k: z[k] for k in z.files}}
+    elif dataset.get("source") == "npy":
+        arrays = {{k: np.load(os.path.join(folder, p)) for k, p in dataset["arrays"].items()}}
+    else:
+        raise SystemExit(f"dataset source {{dataset.get('source')!r}} needs layerloom "
+                         "(pip install layerloom) to be read")
+    train = {{k: v for k, v in arrays.items() if not k.endswith("_test")}}
+    test = {{k[:-5]: v for k, v in arrays.items() if k.endswith("_test")}} or None
+    split = dataset.get("split") or {{}}
+    t, v = float(split.get("test", 0.0)), float(split.get("validation", 0.0))
+    if test:
+        t = 0.0
+    validation = None
+    if t or v:
+        tr, va, te = _split_indices(len(next(iter(train.values()))), t, v,
+                                    split.get("seed", 0), split.get("shuffle", True))
+        part = lambda idx: {{k: a[idx] for k, a in train.items()}}  # noqa: E731
+        test = test or (part(te) if len(te) else None)
+        validation = part(va) if len(va) else None
+        train = part(tr)
+    return train, validation, test
+
+
+def load_data():
+    """(x, y, validation, test) of the project's data as Layerloom splits it, inputs raw (the
+    model normalises them). Through layerloom when it is installed (every source), else
+    numpy (.npz and .npy datasets)."""
+    try:
+        import layerloom
+    except ImportError:
+        layerloom = None
+    if layerloom is not None:
+        project = layerloom.load_project(PROJECT)
+        project.dataset = {{**project.dataset, "normalize": "none"}}  # raw: the model normalises
+        data = layerloom.prepare_data(project)
+        val = data.validation
+        return (_single(data.x), _single(data.y),
+                (_single(val[0]), _single(val[1])) if val else None,
+                (_single(data.x_test), _single(data.y_test)) if data.x_test is not None else None)
+    import json
+    with open(PROJECT) as f:
+        dataset = json.load(f)["dataset"]
+    train, validation, test = _numpy_arrays(dataset)
+    pair = lambda a: (_single(_by_node(a, INPUTS)), _single(_by_node(a, TARGETS)))  # noqa
+    return (*pair(train), pair(validation) if validation else None,
+            pair(test) if test else None)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    ap.add_argument("--no-weights", action="store_true",
+                    help="start from Keras' initialisation, not the exported weights")
+    ap.add_argument("--save", help="write the trained model here (.keras)")
+    args = ap.parse_args(argv)
+    keras.utils.set_random_seed(SEED)
+    model = build_model(None if args.no_weights else WEIGHTS)
+    x, y, validation, test = load_data()
+    model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, shuffle=SHUFFLE,
+              validation_split=0.0 if validation else VALIDATION_SPLIT,
+              validation_data=validation, callbacks=make_callbacks(), verbose=2)
+    if test is not None:
+        print("test:", model.evaluate(*test, batch_size=args.batch_size, verbose=0,
+                                      return_dict=True))
+    if args.save:
+        model.save(args.save)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _indent(lines):
+    return "".join(f"    {line}\n" for line in lines)
+
+
+def _fmt_normalization(stats):
+    if not stats:
+        return "{}"
+    rows = [f"    {nid!r}: {{\"shift\": {s['shift']!r},\n{' ' * (len(repr(nid)) + 7)}"
+            f"\"scale\": {s['scale']!r}}}," for nid, s in stats.items()]
+    return "{\n" + "\n".join(rows) + "\n}"
+
+
+def _fmt_weights(weights):
+    if not weights:
+        return "{}"
+    return "{\n" + "".join(f"    {nid!r}: {names!r},\n" for nid, names in weights.items()) + "}"
+
+
+def _mappings(project):
+    g, d = project.graph, project.dataset or {}
+    ins, outs = g.inputs(), g.outputs()
+    inputs = dict(d.get("inputs") or {}) or ({ins[0]: "x"} if len(ins) == 1 else
+                                             {n: n for n in ins})
+    targets = dict(d.get("targets") or {}) or ({outs[0]: "y"} if len(outs) == 1 else
+                                               {n: n for n in outs})
+    losses = project.training.get("loss") or {}
+    sparse = [o for o in outs if (losses.get(o) or {}).get("name") ==
+              "sparse_categorical_crossentropy"]
+    return inputs, targets, sparse
+
+
+def code(project, weights_file, script_name="train_keras.py"):
+    """The script's text; weights_file: the weights' file name, beside the script."""
+    body, stats, weights = graph_lines(project)
+    t = project.training
+    path = getattr(project, "path", None)
+    module = os.path.splitext(os.path.basename(script_name))[0]
+    inputs, targets, sparse = _mappings(project)
+    text = _HEAD.format(project=os.path.basename(path) if path else "a Layerloom project",
+                        script=os.path.basename(script_name), module=module,
+                        project_path=os.path.abspath(path) if path else "",
+                        weights=os.path.basename(weights_file), epochs=int(t["epochs"]),
+                        batch_size=int(t["batch_size"]), seed=int(t["seed"]),
+                        validation_split=float(t.get("validation_split", 0.0)),
+                        shuffle=bool(t.get("shuffle", True)),
+                        normalization=_fmt_normalization(stats))
+    text += _indent(body)
+    text += _WEIGHTS.format(keras_weights=_fmt_weights(weights))
+    text += _indent(compile_lines(project) + ["return model"])
+    cbs = callback_lines(project)
+    text += _TAIL.format(callbacks=(",\n            ".join(cbs)), inputs=inputs,
+                         targets=targets, sparse=sparse)
+    return text
+
+
+def weight_arrays(project, weights):
+    """The weights the graph needs, float32, checked (names and shapes)."""
+    from layerloom.interop.onnx_export import _check_weights, _node_weights
+    g = _check(project)
+    shapes = g.analysis().shapes
+    weights = dict(weights or {})
+    _check_weights(g, shapes, weights)
+    out = {}
+    for nid, node in g.nodes.items():
+        if node.layer.is_input:
+            continue
+        in_shapes = [shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+        for name, a in _node_weights(g, nid, in_shapes, weights).items():
+            out[f"{nid}/{name}"] = np.asarray(a, np.float32)
+    return out
+
+
+def write_code(project, weights, path):
+    """Write the script to `path` and the weights beside it (NAME.weights.npz), each
+    atomically. Returns the script's text."""
+    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    wpath = weights_path_for(path)
+    text = code(project, os.path.basename(wpath), os.path.basename(path))
+    arrays = weight_arrays(project, weights)
+    atomic_write_bytes(wpath, npz_bytes(arrays))
+    atomic_write_text(path, text)
+    return text
