@@ -197,3 +197,53 @@ def test_the_script_trains_as_a_program(tmp_path):
     assert len(losses) == 3 and losses[-1] < losses[0], r.stdout
     assert "test:" in r.stdout
     assert keras.saving.load_model(str(tmp_path / "out.keras")) is not None
+
+
+@pytest.mark.parametrize("name", ["spirals", "multitask", "wine_csv", "shapes_folder"])
+def test_exported_keras_model_imports_back_to_the_same_model(rt, tmp_path, name):
+    """--export to .keras, then --import of that file: the same layers, the same weights and
+    the same outputs (the Normalization layers become the project's fitted statistics:
+    wine_csv's standardize, shapes_folder's x / 255)."""
+    from layerloom.interop import keras_import
+    project, weights, by_node, want = example_case(rt, name)
+    path = tmp_path / f"{name}.keras"
+    interop_export(project, weights, str(path))
+    back, back_weights = keras_import.read(str(path))
+    assert set(back.graph.nodes) == set(project.graph.nodes)
+    for k, a in weights.items():
+        np.testing.assert_allclose(back_weights[k], a, rtol=0, atol=0)
+    import layerloom
+    keras_import.convert(str(path), str(tmp_path / "back.loom"))  # --import's files
+    got = layerloom.load(str(tmp_path / "back.loom")).predict(by_node)
+    got = got if isinstance(got, dict) else {project.graph.outputs()[0]: got}
+    assert _max_error({k: got[k] for k in want}, want) <= TOL
+
+
+def test_a_normalization_inside_the_graph_is_refused_naming_it(tmp_path):
+    """Layerloom keeps a Normalization only as an Input's fitted normalisation."""
+    from layerloom.interop import keras_import
+    x = keras.Input(shape=(3,), name="x")
+    h = keras.layers.Dense(4, name="d")(x)
+    y = keras.layers.Normalization(mean=[0.0] * 4, variance=[1.0] * 4, name="norm")(h)
+    path = str(tmp_path / "m.keras")
+    keras.Model(x, y).save(path)
+    with pytest.raises(LayerloomError, match="'norm' \\(Normalization\\): .*right after an Input"):
+        keras_import.read(path)
+
+
+def test_an_adapted_normalization_comes_in_as_the_fitted_statistics(tmp_path, rng):
+    """A Keras user's Normalization layer adapted to data (its statistics are variables in
+    the weights file, not config) gives the same outputs in Layerloom."""
+    import layerloom
+    from layerloom.interop import keras_import
+    data = rng.normal(3.0, 2.0, size=(50, 3)).astype(np.float32)
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(data)
+    x = keras.Input(shape=(3,), name="x")
+    y = keras.layers.Dense(2, activation="softmax", name="out")(norm(x))
+    model = keras.Model(x, y)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    keras_import.convert(path, str(tmp_path / "m.loom"))
+    got = layerloom.load(str(tmp_path / "m.loom")).predict(data[:7])
+    assert float(np.abs(got - model.predict(data[:7], verbose=0)).max()) <= TOL

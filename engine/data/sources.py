@@ -109,6 +109,10 @@ def check(d, place="dataset"):
     s = get(d.get("source"))
     if s is not None:
         return check_section(COMMON + s.keys, rest, place)
+    if "source" not in d and set(d) <= {p.name for p in COMMON}:
+        # no data chosen yet, but what a model brings (an imported model's input
+        # normalisation: fitted, normalize, inputs) is kept for when it is
+        return check_section(COMMON, rest, place)
     names = ", ".join(f'"{s.name}"' for s in all_sources())
     common = {k: v for k, v in rest.items() if k in {p.name for p in COMMON}}
     return ([ProjectError(f"expected one of {names}; got {quote(d.get('source'))}",

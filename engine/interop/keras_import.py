@@ -204,7 +204,10 @@ def _inbound(node, fail):
 
 
 def _triples(spec):
-    """input_layers / output_layers: [[name, node, tensor], ...] or one [name, node, tensor]."""
+    """input_layers / output_layers: [[name, node, tensor], ...], one [name, node, tensor], or
+    Keras 3's {key: [name, node, tensor]} of a model called with a dict."""
+    if isinstance(spec, dict):
+        spec = list(spec.values())
     if spec and isinstance(spec[0], str):
         spec = [spec]
     return [tuple(s) for s in spec]
@@ -214,6 +217,7 @@ class _Builder:
     def __init__(self, file, place):
         self.file, self.place = file, place
         self.graph, self.weights = Graph(), {}
+        self.normalization = {}  # Input id -> {"shift", "scale"}: its Normalization layer
 
     def fail(self, message):
         raise DataError(message, self.place)
@@ -334,6 +338,8 @@ class _Builder:
             return refs
         if cls == "InputLayer":
             self.fail(f"layer {name!r} (InputLayer) is called on a tensor")
+        if cls == "Normalization":
+            return self.input_normalization(name, config, refs, scope.where(name, keys[name]))
         shapes = [self.shape(r) for r in refs]
         type_id, params = kl.convert(name, cls, config, shapes, self.file.keras2, self.place)
         nid = self.add(name, cls, type_id, params, refs)
@@ -344,6 +350,42 @@ class _Builder:
         if specs:
             self.load_weights(nid, name, cls, node, specs, scope.where(name, keys[name]))
         return [(nid, p) for p in range(len(node.layer.output_names(node.params)))]
+
+    def input_normalization(self, name, config, refs, where):
+        """A Normalization layer right after an Input (as Layerloom's Keras export writes one)
+        becomes that Input's fitted normalisation in the project (dataset.fitted), which
+        --predict and training apply: Layerloom has no Normalization layer in the graph."""
+        def fail(why):
+            self.fail(f"layer {name!r} (Normalization): {why}")
+        src = refs[0][0] if len(refs) == 1 else None
+        if src is None or not self.graph.nodes[src].layer.is_input or src in self.normalization:
+            fail("Layerloom has it only right after an Input, once (as the project's input "
+                 "normalisation); elsewhere it has no Layerloom form")
+        if config.get("invert"):
+            fail("option invert=True has no Layerloom form")
+        axis = config.get("axis", -1)
+        if isinstance(axis, list):  # Keras 3 writes None as [] and -1 as [-1]
+            axis = axis[0] if len(axis) == 1 else None if not axis else axis
+        mean, variance = config.get("mean"), config.get("variance")
+        if mean is None or variance is None:  # adapted: its variables mean, variance, count
+            found = self.file.weights.arrays(where) or []
+            named = dict(found)  # legacy files name them; Keras 3's are in order
+            if "mean" in named and "variance" in named:
+                mean, variance = named["mean"], named["variance"]
+            elif len(found) >= 2:
+                mean, variance = found[0][1], found[1][1]
+        if mean is None or variance is None:
+            fail("its mean and variance are neither in its config nor in the weights file")
+        mean = np.asarray(mean, np.float64).reshape(-1)
+        variance = np.asarray(variance, np.float64).reshape(-1)
+        features = self.shape(refs[0])[-1] if self.shape(refs[0]) else 1
+        if axis not in (-1, None, len(self.shape(refs[0]))) or mean.size not in (1, features) \
+                or variance.size != mean.size:
+            fail(f"option axis={config.get('axis')!r} with {mean.size} statistics has no "
+                 "Layerloom form (one statistic, or one per feature of the last axis)")
+        scale = 1.0 / np.maximum(np.sqrt(variance), 1e-7)  # keras: max(sqrt(var), epsilon)
+        self.normalization[src] = {"shift": mean.tolist(), "scale": scale.tolist()}
+        return refs
 
     def check_kwargs(self, name, cls, kwargs):
         for key, value in kwargs.items():
@@ -620,7 +662,23 @@ def read(path):
     training = parse_training(t, b.graph, problems)
     if problems:
         raise DataError(f"compile config: {problems[0]}", path)
-    return Project(b.graph, training=training, name=_project_name(path, name)), b.weights
+    return Project(b.graph, dataset=_dataset(b.graph, b.normalization), training=training,
+                   name=_project_name(path, name)), b.weights
+
+
+def _dataset(graph, normalization):
+    """The imported project's dataset part: none, or where the model normalises its inputs,
+    those statistics as fitted ones (kind scale for x / 255, else standardize; an Input
+    without a Normalization gets the identity), its Inputs fed by arrays of their names."""
+    if not normalization:
+        return {}
+    stats = {nid: normalization.get(nid, {"shift": [0.0], "scale": [1.0]})
+             for nid in graph.inputs()}
+    scaled = all(s["shift"] == [0.0] and np.isclose(s["scale"], [1 / 255]).all() or
+                 nid not in normalization for nid, s in stats.items())
+    kind = "scale" if scaled else "standardize"
+    return {"inputs": {nid: nid for nid in graph.inputs()}, "normalize": kind,
+            "fitted": {"normalization": {nid: {"kind": kind, **s} for nid, s in stats.items()}}}
 
 
 def _output_names(top, refs):
