@@ -29,10 +29,11 @@ from .predictions import PredictionsPanel
 from . import wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
+from .window_help import HelpActions
 from .window_model import ModelActions
 
 
-class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
+class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True):
@@ -184,6 +185,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self._act(f, "&Open...", QKeySequence.Open, self.open_dialog)
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._build_examples_menu(f)
         self._act(f, "&Save", QKeySequence.Save, self.save)
         self._act(f, "Save &As...", QKeySequence.SaveAs, self.save_as)
         f.addSeparator()
@@ -207,6 +209,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, QMainWindow):
         self._act(v, "&Fit to View", "F", lambda: self.view.fit())
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
         self._build_model_menu(m)
+        self._build_help_menu(m)
         self._build_run_toolbar()
 
     def _build_run_toolbar(self):
