@@ -2,7 +2,7 @@
 a port, and a wire that shows the tensor shape it carries. They draw what the scene tells them
 (app/canvas.py); a press on a port starts a wire."""
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
 from layerloom.core.graph import fmt_shape
@@ -100,17 +100,20 @@ class NodeItem(QGraphicsItem):
         f = QFont()
         f.setBold(True)
         p.setFont(f)
-        p.drawText(QRectF(8, 0, NODE_W - 16, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
-                   node.type)
+        title = f"{node.type} {node.layer.headline_text(node.params)}".strip()
+        room = NODE_W - (38 if self.problem else 16)
+        p.drawText(QRectF(8, 0, room, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
+                   QFontMetrics(f).elidedText(title, Qt.ElideRight, room))
         f.setBold(False)
         f.setPointSizeF(f.pointSizeF() * 0.85)
         p.setFont(f)
         p.setPen(QColor("#222"))
+        fm = QFontMetrics(f)
         p.drawText(QRectF(8, HEADER_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
-                   node.id)
+                   fm.elidedText(node.id, Qt.ElideMiddle, NODE_W - 16))
         p.setPen(QColor("#555"))
         p.drawText(QRectF(8, HEADER_H + ROW_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
-                   self.summary)
+                   fm.elidedText(self.summary, Qt.ElideRight, NODE_W - 16))
         if self.problem:
             p.setPen(QColor("#d62828"))
             p.drawText(QRectF(NODE_W - 22, 0, 20, HEADER_H), Qt.AlignCenter, "!")

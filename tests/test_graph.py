@@ -209,3 +209,20 @@ def test_edge_indexes_follow_connects_disconnects_and_the_parsers_cycles():
             assert g.in_edges(nid) == sorted((e for e in g.edges if e.dst == nid),
                                              key=lambda e: e.dst_port)
             assert g.out_edges(nid) == [e for e in g.edges if e.src == nid]
+
+
+def test_nodes_tell_themselves_apart_by_their_key_parameters():
+    """The node's face (app/canvas_items.py) shows Layer.headline_text: issue 19, item 12."""
+    from layerloom.core.registry import get_layer
+    cases = [("Dense", {"units": 64, "activation": "relu"}, "64 relu"),
+             ("Dense", {"units": 10, "activation": "linear"}, "10"),
+             ("Conv2D", {"filters": 32, "kernel_size": [3, 3], "activation": "relu"},
+              "32 3x3 relu"),
+             ("Dropout", {"rate": 0.3}, "0.3"),
+             ("Input", {"shape": [28, 28, 1]}, "28x28x1"),
+             ("Flatten", {}, "")]
+    for type_id, params, want in cases:
+        layer = get_layer(type_id)
+        full = {q.name: q.default for q in layer.params}
+        full.update(params)
+        assert layer.headline_text(full) == want, type_id

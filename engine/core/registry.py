@@ -54,6 +54,32 @@ class Layer(ABC):
     pre_activation_is_input = False  # a loss fused with its activation reads its input (Activation)
     # Examples for the numerics harness: (params, [per-sample input shapes]).
     examples = ()
+    # parameters shown on the node's face ("Dense 64 relu"); None: those of HEADLINE it has
+    headline = None
+    HEADLINE = ("units", "filters", "kernel_size", "pool_size", "rate", "stddev", "output_dim",
+                "target_shape", "dims", "n", "size", "cropping", "axes", "expression",
+                "activation")
+
+    def headline_text(self, params):
+        """The key parameter values, short: "64 relu", "32 3x3 relu", "0.3" (a linear
+        activation and unset values left out)."""
+        names = self.headline if self.headline is not None else [
+            q.name for q in self.params if q.name in self.HEADLINE]
+        out = []
+        for name in names:
+            v = params.get(name)
+            if v is None or (name == "activation" and v == "linear"):
+                continue
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, (list, tuple)):
+                flat = [x for row in v for x in (row if isinstance(row, (list, tuple)) else [row])]
+                out.append("x".join(str(x) for x in flat))
+            elif isinstance(v, float):
+                out.append(f"{v:g}")
+            else:
+                out.append(str(v))
+        return " ".join(out)
 
     # -- ports ---------------------------------------------------------------
     def input_ports(self, n_connected=0):

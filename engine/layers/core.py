@@ -18,6 +18,7 @@ class Input(Layer):
     category = "Core"
     help = "Feeds one array of the dataset into the graph. Shape excludes the batch axis."
     params = (Shape("shape", (2,), help="Per-sample shape, e.g. [784] or [28, 28, 1]."),)
+    headline = ("shape",)
     inputs = ()
     is_input = True
 
