@@ -20,7 +20,7 @@ class GraphView(QGraphicsView):
         self._pan = None
         # after fit() the view stays fitted as it is resized (the docks settle after Open, the
         # user resizes the window) until the user zooms or scrolls
-        self._fitted = False
+        self._fitted, self._whole = False, False
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
             bar.actionTriggered.connect(self._leave_fit)
 
@@ -117,21 +117,27 @@ class GraphView(QGraphicsView):
         self.quick_box = box
         return box
 
-    def fit(self):
-        """Fit the graph, but never so small that node text is unreadable nor larger than 1.2x:
-        centred along each axis where it fits at that zoom, else showing its start (left,
-        top)."""
+    def fit(self, whole=None):
+        """Fit the graph, never larger than 1.2x. whole=True (View > Fit to View): all of it
+        at any size; whole=False (a project opening): never so small that node text is
+        unreadable (0.6x), centred along each axis where it fits at that zoom, else showing
+        its start (left, top). None: as the last fit (refits on resize)."""
+        self._whole = self._whole if whole is None else whole
         r = self.scene().itemsBoundingRect()
         if r.isEmpty():
             return
         self._fitted = True
         r = r.adjusted(-40, -40, 40, 40)
+        scene = self.scene()
+        if not scene.sceneRect().contains(r):  # a graph past the canvas' area: room to scroll
+            scene.setSceneRect(scene.sceneRect().united(r.adjusted(-2000, -2000, 2000, 2000)))
         self.fitInView(r, Qt.KeepAspectRatio)
         scale = self.transform().m11()
-        if 0.6 <= scale <= 1.2:
+        floor = 0.1 if self._whole else 0.6
+        if floor <= scale <= 1.2:
             return
         self.resetTransform()
-        s = min(max(scale, 0.6), 1.2)
+        s = min(max(scale, floor), 1.2)
         self.scale(s, s)
         view = self.mapToScene(self.viewport().rect()).boundingRect()
         x = r.center().x() if r.width() <= view.width() else r.left() + view.width() / 2

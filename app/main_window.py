@@ -74,7 +74,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self._connect_panels(doc)
         self.undo_action.setEnabled(True)
         self._changed()
-        self.view.fit()
+        self.view.fit(whole=False)
 
     def _build_panels(self, doc):
         """The panels of a document, by the dock that holds them."""
@@ -206,7 +206,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         e.addSeparator()
         self.layout_action = self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
         v = m.addMenu("&View")
-        self._act(v, "&Fit to View", "F", lambda: self.view.fit())
+        self._act(v, "&Fit to View", "F", lambda: self.view.fit(whole=True))
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
         self._build_model_menu(m)
         self._build_help_menu(m)

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtGui import QImage  # noqa: E402
+from PySide6.QtGui import QAction, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from layerloom.app.document import Document  # noqa: E402
@@ -141,3 +141,16 @@ def test_fit_at_the_minimum_zoom_centres_what_fits_and_shows_the_start_of_the_re
     assert view.transform().m11() == pytest.approx(0.6)
     assert abs(view.mapFromScene(r.center()).y() - vp.center().y()) < 0.05 * vp.height()
     assert 0 <= view.mapFromScene(r.topLeft()).x() <= 30
+
+
+def test_fit_to_view_shows_the_whole_graph_at_any_size(win, qtbot):
+    """View > Fit to View (F) has no readability floor (issue 19, item 13): a graph 6000
+    wide is all in view; opening a project keeps the readable 0.6x."""
+    view, vp = open_shown(win, qtbot, (1600, 1000), "spirals.loom")
+    last = list(win.scene.nodes.values())[-1]
+    last.setPos(last.pos().x() + 6000, last.pos().y())
+    fit = next(a for a in win.findChildren(QAction) if a.text() == "&Fit to View")
+    fit.trigger()
+    assert view.transform().m11() < 0.6
+    area = view.mapToScene(vp).boundingRect()
+    assert area.contains(win.scene.itemsBoundingRect())
