@@ -73,8 +73,17 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self._place(self._build_panels(doc))
         self._connect_panels(doc)
         self.undo_action.setEnabled(True)
+        doc.undo.undoTextChanged.connect(self._name_undo)
+        doc.undo.redoTextChanged.connect(self._name_undo)
+        self._name_undo()
         self._changed()
         self.view.fit(whole=False)
+
+    def _name_undo(self, *_):
+        """Edit > Undo and Redo say what they undo: "Undo Add Dense"."""
+        for action, word, text in ((self.undo_action, "&Undo", self.doc.undo.undoText()),
+                                   (self.redo_action, "&Redo", self.doc.undo.redoText())):
+            action.setText(f"{word} {text}" if text else word)
 
     def _build_panels(self, doc):
         """The panels of a document, by the dock that holds them."""

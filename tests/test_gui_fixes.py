@@ -213,3 +213,12 @@ def test_run_is_always_in_view_with_f5(win, qtbot):
     win.stop_action.trigger()
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
     assert win.run_action.isEnabled() and not win.stop_action.isEnabled()
+
+
+def test_undo_and_redo_say_what_they_undo(win):
+    """Issue 19, item 15: Edit > Undo names the edit it undoes."""
+    assert win.undo_action.text() == "&Undo"
+    win.add_at_centre("Dense")
+    assert win.undo_action.text() == "&Undo Add Dense"
+    win.doc.undo.undo()
+    assert win.undo_action.text() == "&Undo" and win.redo_action.text() == "&Redo Add Dense"
