@@ -36,8 +36,11 @@ from .window_model import ModelActions
 class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
-    def __init__(self, doc=None, confirm=True):
+    def __init__(self, doc=None, confirm=True, remember_layout=None):
         super().__init__()
+        # the window's size and dock layout are kept between sessions (not for tests and
+        # --screenshot, which use confirm=False and a fixed size)
+        self.remember_layout = confirm if remember_layout is None else remember_layout
         wheel_guard.install(QApplication.instance())
         self.scene = None  # set_document makes one per document
         self._laid_out = False  # the docks get their sizes when the window is first shown
@@ -165,7 +168,25 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         super().showEvent(event)
         if not self._laid_out:
             self._laid_out = True
-            self._layout_docks()
+            if not self._restore_layout():
+                self._layout_docks()
+
+    def _restore_layout(self):
+        """The last session's window geometry and docks, where they were saved."""
+        if not self.remember_layout:
+            return False
+        settings = self._settings()
+        geometry, state = settings.value("window/geometry"), settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        return state is not None and self.restoreState(state)
+
+    def _save_layout(self):
+        if self.remember_layout:
+            settings = self._settings()
+            settings.setValue("window/geometry", self.saveGeometry())
+            settings.setValue("window/state", self.saveState())
+            settings.sync()
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
@@ -382,6 +403,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self.wait_model_tasks()
         if self._may_discard():
             self.doc.remove_autosave()  # saved or knowingly discarded: nothing to recover
+            self._save_layout()
             self.shutdown()
             event.accept()
         else:

@@ -222,3 +222,32 @@ def test_undo_and_redo_say_what_they_undo(win):
     assert win.undo_action.text() == "&Undo Add Dense"
     win.doc.undo.undo()
     assert win.undo_action.text() == "&Undo" and win.redo_action.text() == "&Redo Add Dense"
+
+
+def test_window_size_and_docks_are_remembered(qapp, tmp_path, monkeypatch):
+    """Issue 19, item 15: the next window opens with the last one's size and dock layout."""
+    from PySide6.QtCore import QSettings
+    from layerloom.app.main_window import MainWindow
+    settings = str(tmp_path / "layerloom.ini")
+    monkeypatch.setattr(MainWindow, "_settings",
+                        staticmethod(lambda: QSettings(settings, QSettings.IniFormat)))
+    first = MainWindow(confirm=False, remember_layout=True)
+    first.resize(1100, 700)
+    first.show()
+    qapp.processEvents()
+    first._docks["Layers"].hide()  # the user closed the palette
+    first.close()
+    qapp.processEvents()
+    second = MainWindow(confirm=False, remember_layout=True)
+    second.show()
+    qapp.processEvents()
+    try:
+        # the height as left (the width is clamped to the offscreen platform's 800 px screen)
+        assert second.height() == 700
+        assert second._docks["Layers"].isHidden() and not second._docks["Inspector"].isHidden()
+    finally:
+        second.close()
+        qapp.processEvents()
+    plain = MainWindow(confirm=False)  # tests and --screenshot: never restored
+    assert not plain.remember_layout
+    plain.close()
