@@ -29,6 +29,7 @@ from .predictions import PredictionsPanel
 from . import wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
+from .start_page import StartPage
 from .window_help import HelpActions
 from .window_model import ModelActions
 
@@ -36,8 +37,12 @@ from .window_model import ModelActions
 class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
-    def __init__(self, doc=None, confirm=True, remember_layout=None):
+    def __init__(self, doc=None, confirm=True, remember_layout=None, start_page=None):
         super().__init__()
+        # the start page over an empty untitled canvas (tests, which use confirm=False, ask
+        # for it where they check it)
+        self.wants_start_page = confirm if start_page is None else start_page
+        self.start_page = None
         # the window's size and dock layout are kept between sessions (not for tests and
         # --screenshot, which use confirm=False and a fixed size)
         self.remember_layout = confirm if remember_layout is None else remember_layout
@@ -73,6 +78,10 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self.scene = GraphScene(doc, self)
         self.view = GraphView(self.scene)
         self.setCentralWidget(self.view)
+        self.start_page = None  # the old view took it along
+        if self.wants_start_page and doc.path is None and not doc.graph.nodes:
+            self.start_page = StartPage(self.view, self)
+        doc.sigChanged.connect(self._leave_start_page)
         self._place(self._build_panels(doc))
         self._connect_panels(doc)
         self.undo_action.setEnabled(True)
@@ -81,6 +90,10 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self._name_undo()
         self._changed()
         self.view.fit(whole=False)
+
+    def _leave_start_page(self):
+        if self.start_page is not None and self.doc.graph.nodes:
+            self.start_page.dismiss()
 
     def _name_undo(self, *_):
         """Edit > Undo and Redo say what they undo: "Undo Add Dense"."""
@@ -427,7 +440,7 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
     doc = Document.open(project_path) if project_path else Document()
-    win = MainWindow(doc, confirm=False)
+    win = MainWindow(doc, confirm=False, start_page=project_path is None)
     win.resize(*size)
     win.show()
     win.training.device_survey.wait()  # the device list as the user sees it once found
