@@ -1,0 +1,189 @@
+"""A project as a readable PyTorch training script (`layerloom --export P --format pytorch-code
+--to train_torch.py`):
+
+    from layerloom.interop import torch_code
+    torch_code.write(project, weights, "train_torch.py")  # + train_torch.weights.npz
+    text = torch_code.code(project, "train_torch.weights.npz")
+
+The script holds an nn.Module with the graph's layers (data channels-last between layers, as
+in Layerloom and Keras; convolutions and poolings permute around their call), the fitted input
+normalisation as buffers (the model takes raw inputs, as `layerloom --predict`), Keras'
+initialisers and BatchNormalization momentum/epsilon, and the weights written beside it in
+Layerloom's names and layout ("node/weight"), converted on load. Run, it trains with the
+project's optimizer, losses and loss weights on one device or under torchrun (DDP, gloo on
+CPU, nccl on GPU, a DistributedSampler); `--save-weights FILE.npz` writes the trained weights
+back in Layerloom's names and layout, which a project's "weights" key reads. Anything
+without a PyTorch form raises DataError naming the node (or section), type and option
+(docs/pytorch.md)."""
+import os
+from dataclasses import dataclass
+
+from layerloom.core.errors import DataError, quote
+from layerloom.interop import keras_code, torch_layers as tl
+from layerloom.interop.keras_out_layers import Names, RESERVED
+
+__all__ = ["code", "write", "weights_path_for"]
+
+weights_path_for = keras_code.weights_path_for
+_RESERVED = RESERVED | {"torch", "nn", "F", "dist", "self", "LayerloomModel", "TORCH_WEIGHTS",
+                        "KerasAdam", "compute_loss", "make_optimizer", "layerloom_arrays"}
+
+
+@dataclass
+class TNode:
+    id: str
+    type: str
+    params: dict
+    self: str          # "self.<attr>": the node's module
+    x: list            # Python names of the input tensors
+    out: str           # Python name of the output tensor
+    in_shapes: list
+    out_shape: tuple
+
+
+def graph_source(project):
+    """(lines of __init__, lines of forward, TORCH_WEIGHTS)."""
+    import torch.nn as nn_probe  # attribute names an nn.Module already has
+    g = keras_code._check(project)
+    shapes = g.analysis().shapes
+    names = Names()
+    names.used |= _RESERVED
+    init, fwd, weights, tensors = [], [], {}, {}
+    stats = keras_code._normalization(project)
+    for nid in g.inputs():
+        v = names.make(nid)
+        fwd.append(f"{v} = inputs[{nid!r}]")
+        if nid in stats:
+            fwd.append(f"{v} = (({v} - self.shift_{v}) * self.scale_{v})  # as Layerloom's "
+                       "predict")
+            init.append(f"self.register_buffer('shift_{v}', torch.tensor("
+                        f"NORMALIZATION[{nid!r}]['shift']))")
+            init.append(f"self.register_buffer('scale_{v}', torch.tensor("
+                        f"NORMALIZATION[{nid!r}]['scale']))")
+        tensors[(nid, 0)] = v
+    for nid in g.topo_order():
+        node = g.nodes[nid]
+        if node.layer.is_input:
+            continue
+        convert = tl.CONVERTERS.get(node.type)
+        if convert is None:
+            raise DataError(f"{node.type} layer {quote(nid)}: no PyTorch form is written for "
+                            "this layer type", f"graph.nodes.{nid}.type")
+        if len(node.layer.output_names(node.params)) > 1:
+            raise tl.unsupported(nid, node.type, "return_state", True)
+        edges = g.in_edges(nid)
+        attr = names.make(nid)
+        while hasattr(nn_probe.Module, attr):
+            attr = names.make(attr + "_")
+        in_shapes = [tuple(shapes[e.src][e.src_port]) for e in edges]
+        n = TNode(nid, node.type, node.params, f"self.{attr}",
+                  [tensors[(e.src, e.src_port)] for e in edges], attr, in_shapes,
+                  tuple(shapes[nid][0]))
+        i_lines, f_lines, wmap = convert(n)
+        init += i_lines
+        fwd += f_lines
+        tensors[(nid, 0)] = attr
+        for spec in node.layer.weights(node.params, in_shapes):
+            if spec.name not in wmap:
+                raise DataError(f"{node.type} layer {quote(nid)}: weight {spec.name} has no "
+                                "PyTorch place", f"graph.nodes.{nid}")
+            key, layout = wmap[spec.name]
+            weights[f"{nid}/{spec.name}"] = (f"{attr}.{key}", layout)
+    outs = g.outputs()
+    if len(outs) == 1:
+        fwd.append(f"return {tensors[(outs[0], 0)]}")
+    else:
+        fwd.append("return {" + ", ".join(f"{o!r}: {tensors[(o, 0)]}" for o in outs) + "}")
+    return init, fwd, weights
+
+
+# -- training ----------------------------------------------------------------------------------
+def optimizer_source(training):
+    from layerloom.train.optimizers import OPTIMIZERS
+    opt = training["optimizer"]
+    name = opt["name"]
+    if name not in ("sgd", "adam"):
+        raise DataError(f"optimizer {quote(name)} has no PyTorch form in this export (sgd, "
+                        "adam)", "training.optimizer.name")
+    values = {p.name: p.default for p in OPTIMIZERS[name].params}
+    values.update(opt.get("params") or {})
+    for k in ("weight_decay", "clipvalue", "clipnorm", "global_clipnorm", "amsgrad"):
+        if values.get(k):
+            raise DataError(f"optimizer {name}: option {k}={values[k]!r} has no PyTorch form in "
+                            "this export", f"training.optimizer.params.{k}")
+    lr = values["learning_rate"]
+    if isinstance(lr, dict):
+        raise DataError(f"optimizer {name}: learning-rate schedule {quote(lr.get('schedule'))} "
+                        "has no PyTorch form in this export",
+                        "training.optimizer.params.learning_rate")
+    if name == "sgd":
+        # Keras: v = m v - lr g; w += v (nesterov: w += m v - lr g); torch's SGD is the same
+        # update for a constant learning rate
+        return (f"torch.optim.SGD(params, lr={float(lr)!r}, momentum={float(values['momentum'])!r}, "
+                f"nesterov={bool(values['nesterov'])!r})")
+    return (f"KerasAdam(params, lr={float(lr)!r}, beta_1={float(values['beta_1'])!r}, "
+            f"beta_2={float(values['beta_2'])!r}, epsilon={float(values['epsilon'])!r})")
+
+
+_LOSSES = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+           "mean_squared_error", "mean_absolute_error"}
+
+
+def loss_table(project):
+    """{output: (loss name, from_logits, weight)} for the outputs that have a loss."""
+    losses = project.training.get("loss") or {}
+    out = {}
+    for o in project.graph.outputs():
+        if o not in losses:
+            continue
+        e = losses[o]
+        if e["name"] not in _LOSSES:
+            raise DataError(f"loss {quote(e['name'])} has no PyTorch form in this export",
+                            f"training.loss.{o}")
+        out[o] = (e["name"], bool(e.get("from_logits")), float(e.get("weight", 1.0)))
+    return out
+
+
+def code(project, weights_file, script_name="train_torch.py"):
+    """The script's text; weights_file: the weights' file name, beside the script."""
+    init, fwd, weights = graph_source(project)
+    t = project.training
+    if t.get("callbacks"):
+        raise DataError("training callbacks have no PyTorch form in this export",
+                        "training.callbacks")
+    path = getattr(project, "path", None)
+    inputs, targets, sparse = keras_code._mappings(project)
+    head = keras_code._TAIL
+    start, end = head.index("INPUTS = "), head.index("\n\ndef main(")
+    data = head[start:end].format(inputs=inputs, targets=targets, sparse=sparse)
+    ind = "        "
+    wrows = "".join(f"    {k!r}: {v!r},\n" for k, v in weights.items())
+    from layerloom.interop.torch_script import fill
+    return fill(
+        project=os.path.basename(path) if path else "a Layerloom project",
+        script=os.path.basename(script_name),
+        module=os.path.splitext(os.path.basename(script_name))[0],
+        project_path=repr(os.path.abspath(path) if path else ""),
+        weights=os.path.basename(weights_file),
+        weights_repr=repr(os.path.basename(weights_file)), epochs=int(t["epochs"]),
+        batch_size=int(t["batch_size"]), seed=int(t["seed"]),
+        validation_split=float(t.get("validation_split", 0.0)),
+        shuffle=bool(t.get("shuffle", True)),
+        normalization=keras_code._fmt_normalization(keras_code._normalization(project)),
+        input_ids=project.graph.inputs(), output_ids=project.graph.outputs(),
+        torch_weights="{\n" + wrows + "}" if wrows else "{}",
+        init="".join(f"{ind}{line}\n" for line in init) or f"{ind}pass\n",
+        forward="".join(f"{ind}{line}\n" for line in fwd),
+        losses=loss_table(project), optimizer=optimizer_source(t), data=data)
+
+
+def write(project, weights, path):
+    """Write the script to `path` and the weights beside it (NAME.weights.npz), each
+    atomically. Returns the script's text."""
+    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    wpath = weights_path_for(path)
+    text = code(project, os.path.basename(wpath), os.path.basename(path))
+    arrays = keras_code.weight_arrays(project, weights)
+    atomic_write_bytes(wpath, npz_bytes(arrays))
+    atomic_write_text(path, text)
+    return text

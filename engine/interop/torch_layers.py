@@ -1,0 +1,241 @@
+"""Each Layerloom layer as PyTorch source text, for torch_code.py's script: one converter per
+layer type returns (lines of __init__, lines of forward) for a node. Data stays channels-last
+(Layerloom's and Keras' layout) between layers; a convolution or pooling permutes to torch's
+channels-first and back around its own call. Weights keep Layerloom's names and layout in the
+.npz; TORCH_WEIGHTS in the script says how each becomes a torch parameter (transpose)."""
+from layerloom.core.errors import DataError, quote
+
+# activation -> torch expression of `x`
+ACTIVATIONS = {
+    "linear": "{x}", "relu": "F.relu({x})", "relu6": "F.relu6({x})",
+    "leaky_relu": "F.leaky_relu({x}, 0.2)", "elu": "F.elu({x})", "selu": "F.selu({x})",
+    "gelu": "F.gelu({x})", "silu": "F.silu({x})", "sigmoid": "torch.sigmoid({x})",
+    "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0", "tanh": "torch.tanh({x})",
+    "softmax": "torch.softmax({x}, -1)", "log_softmax": "torch.log_softmax({x}, -1)",
+    "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
+    "exponential": "torch.exp({x})",
+}
+
+
+def unsupported(nid, type_id, option, value, why="has no PyTorch form in this export"):
+    return DataError(f"{type_id} layer {quote(nid)}: option {option}={quote(value)} {why}",
+                     f"graph.nodes.{nid}.params.{option}")
+
+
+def activation(n, x):
+    a = n.params.get("activation", "linear")
+    if a not in ACTIVATIONS:
+        raise unsupported(n.id, n.type, "activation", a)
+    return ACTIVATIONS[a].format(x=x)
+
+
+def _no_regularizers(n):
+    for k in ("kernel_regularizer", "bias_regularizer"):
+        if n.params.get(k):
+            raise unsupported(n.id, n.type, k, n.params[k])
+
+
+def _init(n, attr, key, default):
+    """Keras' initialiser of a torch parameter (training from scratch)."""
+    name = n.params.get(key, default)
+    # glorot_uniform: U(+-sqrt(6 / (fan_in + fan_out))), torch's xavier_uniform_ (same fans
+    # for Linear's (out, in) and Conv2d's OIHW weights)
+    table = {"glorot_uniform": f"nn.init.xavier_uniform_({attr})",
+             "zeros": f"nn.init.zeros_({attr})", "ones": f"nn.init.ones_({attr})"}
+    if not isinstance(name, str) or name not in table:
+        raise unsupported(n.id, n.type, key, name)
+    return table[name]
+
+
+def dense(n):
+    _no_regularizers(n)
+    s = n.self
+    init = [f"{s} = nn.Linear({n.in_shapes[0][-1]}, {n.params['units']}, "
+            f"bias={bool(n.params['use_bias'])!r})",
+            _init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
+    if n.params["use_bias"]:
+        init.append(_init(n, f"{s}.bias", "bias_initializer", "zeros"))
+    return init, [f"{n.out} = {activation(n, f'{s}({n.x[0]})')}"], {"kernel": ("weight", "T"), "bias": ("bias", "")}
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def _same_pads(size, k, s, d):
+    eff = (k - 1) * d + 1
+    out = -(-size // s)
+    total = max((out - 1) * s + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv2d(n):
+    _no_regularizers(n)
+    p, s = n.params, n.self
+    (kh, kw), (sh, sw), (dh, dw) = _pair(p["kernel_size"]), _pair(p["strides"]), _pair(
+        p["dilation_rate"])
+    h, w, c = n.in_shapes[0]
+    init = [f"{s} = nn.Conv2d({c}, {p['filters']}, ({kh}, {kw}), stride=({sh}, {sw}), "
+            f"dilation=({dh}, {dw}), bias={bool(p['use_bias'])!r})",
+            _init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
+    if p["use_bias"]:
+        init.append(_init(n, f"{s}.bias", "bias_initializer", "zeros"))
+    x = f"{n.x[0]}.permute(0, 3, 1, 2)"
+    if p["padding"] == "same":
+        t, b = _same_pads(h, kh, sh, dh)
+        left, right = _same_pads(w, kw, sw, dw)
+        if t or b or left or right:
+            x = f"F.pad({x}, ({left}, {right}, {t}, {b}))"
+    elif p["padding"] != "valid":
+        raise unsupported(n.id, n.type, "padding", p["padding"])
+    fwd = [f"{n.out} = {activation(n, f'{s}({x}).permute(0, 2, 3, 1)')}  # NHWC -> NCHW -> NHWC"]
+    return init, fwd, {"kernel": ("weight", "HWIO"), "bias": ("bias", "")}
+
+
+def pool2d(kind):
+    def convert(n):
+        p = n.params
+        k = _pair(p["pool_size"])
+        st = _pair(p["strides"]) if p.get("strides") else k
+        x = f"{n.x[0]}.permute(0, 3, 1, 2)"
+        if p["padding"] == "valid":
+            fn = "F.max_pool2d" if kind == "max" else "F.avg_pool2d"
+            return [], [f"{n.out} = {fn}({x}, {k}, {st}).permute(0, 2, 3, 1)"], {}
+        if p["padding"] != "same":
+            raise unsupported(n.id, n.type, "padding", p["padding"])
+        h, w = n.in_shapes[0][:2]
+        t, b = _same_pads(h, k[0], st[0], 1)
+        left, right = _same_pads(w, k[1], st[1], 1)
+        pads = (left, right, t, b)
+        if kind == "max":  # Keras' same: the padding never wins
+            return [], [f"{n.out} = F.max_pool2d(F.pad({x}, {pads}, value=-float('inf')), "
+                        f"{k}, {st}).permute(0, 2, 3, 1)"], {}
+        # Keras' same average counts only the cells inside the input
+        return [], [f"{n.out} = (F.avg_pool2d(F.pad({x}, {pads}), {k}, {st}) / F.avg_pool2d("
+                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st}))"
+                    ".permute(0, 2, 3, 1)"], {}
+    return convert
+
+
+def global_pool(kind):
+    def convert(n):
+        fn = "amax" if kind == "max" else "mean"
+        return [], [f"{n.out} = {n.x[0]}.{fn}(dim=(1, 2))"], {}
+    return convert
+
+
+def batch_norm(n):
+    p, s = n.params, n.self
+    if p["axis"] not in (-1, len(n.in_shapes[0])):
+        raise unsupported(n.id, n.type, "axis", p["axis"])
+    c = n.in_shapes[0][-1]
+    rank = len(n.in_shapes[0])
+    init = [f"{s} = nn.BatchNorm1d({c}, eps={p['epsilon']!r}, momentum={1 - p['momentum']!r}, "
+            f"affine=True)  # torch momentum = 1 - Keras momentum"]
+    if not p["center"]:
+        init.append(f"{s}.bias.requires_grad_(False)")
+    if not p["scale"]:
+        init.append(f"{s}.weight.requires_grad_(False)")
+    if rank == 1:
+        fwd = [f"{n.out} = {s}({n.x[0]})"]
+    else:  # channels-last: features on axis 1 for torch, every other axis a "sample"
+        fwd = [f"{n.out} = {s}({n.x[0]}.reshape(-1, {c})).reshape({n.x[0]}.shape)"]
+    return init, fwd, {"gamma": ("weight", ""), "beta": ("bias", ""),
+                  "moving_mean": ("running_mean", ""), "moving_variance": ("running_var", "")}
+
+
+def layer_norm(n):
+    p, s = n.params, n.self
+    if p["axis"] not in (-1, len(n.in_shapes[0])):
+        raise unsupported(n.id, n.type, "axis", p["axis"])
+    c = n.in_shapes[0][-1]
+    affine = bool(p["center"] or p["scale"])
+    init = [f"{s} = nn.LayerNorm({c}, eps={p['epsilon']!r}, elementwise_affine={affine!r})"]
+    if affine and not p["center"]:
+        init += [f"{s}.bias.requires_grad_(False)"]
+    if affine and not p["scale"]:
+        init += [f"{s}.weight.requires_grad_(False)"]
+    return init, [f"{n.out} = {s}({n.x[0]})"], {"gamma": ("weight", ""), "beta": ("bias", "")}
+
+
+def dropout(n):
+    s = n.self
+    return ([f"{s} = nn.Dropout({float(n.params['rate'])!r})"],
+            [f"{n.out} = {s}({n.x[0]})"], {})
+
+
+def spatial_dropout(n):
+    s = n.self
+    return ([f"{s} = nn.Dropout2d({float(n.params['rate'])!r})"],
+            [f"{n.out} = {s}({n.x[0]}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)"], {})
+
+
+def gaussian_noise(n):
+    sd = float(n.params["stddev"])
+    return [], [f"{n.out} = {n.x[0]} + {sd!r} * torch.randn_like({n.x[0]}) if self.training "
+                f"else {n.x[0]}"], {}
+
+
+def act_layer(n):
+    return [], [f"{n.out} = {activation(n, n.x[0])}"], {}
+
+
+def flatten(n):
+    return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], -1)  # channels-last order"], {}
+
+
+def reshape(n):
+    return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], "
+                f"*{tuple(int(d) for d in n.out_shape)!r})"], {}
+
+
+def permute(n):
+    dims = ", ".join(str(int(d)) for d in n.params["dims"])
+    return [], [f"{n.out} = {n.x[0]}.permute(0, {dims})"], {}
+
+
+def repeat_vector(n):
+    return [], [f"{n.out} = {n.x[0]}.unsqueeze(1).expand(-1, {int(n.params['n'])}, -1)"], {}
+
+
+def dot(n):
+    if n.params["axes"] not in (-1, 1) or any(len(s) != 1 for s in n.in_shapes):
+        raise unsupported(n.id, n.type, "axes", n.params["axes"], "is written for vectors only")
+    return [], [f"{n.out} = ({n.x[0]} * {n.x[1]}).sum(-1, keepdim=True)"], {}
+
+
+def merge(op):
+    def convert(n):
+        xs = n.x
+        if op == "add":
+            e = " + ".join(xs)
+        elif op == "subtract":
+            e = f"{xs[0]} - {xs[1]}"
+        elif op == "multiply":
+            e = " * ".join(xs)
+        elif op == "average":
+            e = f"({' + '.join(xs)}) / {len(xs)}"
+        elif op in ("maximum", "minimum"):
+            e = xs[0]
+            for x in xs[1:]:
+                e = f"torch.{op}({e}, {x})"
+        else:  # concatenate
+            axis = int(n.params["axis"])
+            e = f"torch.cat([{', '.join(xs)}], {axis})"
+        return [], [f"{n.out} = {e}"], {}
+    return convert
+
+
+CONVERTERS = {
+    "Dense": dense, "Conv2D": conv2d, "Activation": act_layer,
+    "MaxPooling2D": pool2d("max"), "AveragePooling2D": pool2d("avg"),
+    "GlobalMaxPooling2D": global_pool("max"), "GlobalAveragePooling2D": global_pool("avg"),
+    "BatchNormalization": batch_norm, "LayerNormalization": layer_norm,
+    "Dropout": dropout, "SpatialDropout2D": spatial_dropout, "GaussianNoise": gaussian_noise,
+    "Flatten": flatten, "Reshape": reshape, "Permute": permute, "RepeatVector": repeat_vector,
+    "Add": merge("add"), "Subtract": merge("subtract"), "Multiply": merge("multiply"),
+    "Average": merge("average"), "Maximum": merge("maximum"), "Minimum": merge("minimum"),
+    "Concatenate": merge("concatenate"), "Dot": dot,
+}
+# not written yet (export raises DataError naming node and type): Conv1D, Embedding, Lambda,
+# GRU, LSTM, SimpleRNN, the 1D poolings, Cropping2D, ZeroPadding2D, UpSampling2D

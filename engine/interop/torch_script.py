@@ -1,0 +1,270 @@
+"""The text of torch_code.py's script; @NAME@ marks what the export fills in."""
+import re
+
+TEMPLATE = '''"""PyTorch model and training script exported by Layerloom from @project@.
+
+    python @script@ [--epochs N] [--no-weights] [--save-weights trained.npz]
+    torchrun --nproc_per_node=N @script@ ...      # DistributedDataParallel
+    import @module@; model = @module@.build_model()   # eval mode, exported weights loaded
+
+The model takes raw inputs, channels-last as Layerloom's --predict takes them from an array
+file; the statistics Layerloom fitted are applied inside ((x - shift) * scale). Weights:
+@weights@ beside this file, in Layerloom's names and layout ("node/weight");
+load_layerloom_weights converts them to torch's (Linear: (out, in), Conv2d: OIHW) and
+layerloom_arrays converts back, so --save-weights writes a file a Layerloom project's
+"weights" key reads.
+"""
+import argparse
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = @project_path@  # the data comes from here (through layerloom, or numpy)
+WEIGHTS = os.path.join(HERE, @weights_repr@)
+EPOCHS, BATCH_SIZE, SEED = @epochs@, @batch_size@, @seed@
+VALIDATION_SPLIT, SHUFFLE = @validation_split@, @shuffle@
+INPUT_IDS, OUTPUT_IDS = @input_ids@, @output_ids@
+
+# the fitted input normalisation, by Input: y = (x - shift) * scale
+NORMALIZATION = @normalization@
+
+# Layerloom weight "node/name" -> (torch state_dict key, layout of Layerloom's array):
+# "T" a Dense kernel (in, out) for Linear's (out, in); "HWIO" a Conv2D kernel for OIHW
+TORCH_WEIGHTS = @torch_weights@
+
+# output -> (loss, from_logits, loss weight), Keras' definitions
+LOSSES = @losses@
+
+
+class LayerloomModel(nn.Module):
+    """The graph, one submodule per node (named by its node id); tensors channels-last."""
+
+    def __init__(self):
+        super().__init__()
+@init@
+    def forward(self, inputs):
+        if not isinstance(inputs, dict):
+            inputs = {INPUT_IDS[0]: inputs}
+        inputs = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in inputs.items()}
+@forward@
+
+def _to_torch(a, layout):
+    a = np.asarray(a, np.float32)
+    if layout == "T":
+        return a.T
+    if layout == "HWIO":
+        return a.transpose(3, 2, 0, 1)
+    return a
+
+
+def _to_layerloom(a, layout):
+    if layout == "T":
+        return a.T
+    if layout == "HWIO":
+        return a.transpose(2, 3, 1, 0)
+    return a
+
+
+def load_layerloom_weights(model, weights=WEIGHTS):
+    """Set the weights from Layerloom's arrays: a path of its .npz, or a dict."""
+    arrays = np.load(weights) if isinstance(weights, str) else weights
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, (key, layout) in TORCH_WEIGHTS.items():
+            value = torch.from_numpy(np.ascontiguousarray(_to_torch(arrays[name], layout)))
+            if tuple(value.shape) != tuple(state[key].shape):
+                raise ValueError(f"{name}: shape {tuple(value.shape)}, expected "
+                                 f"{tuple(state[key].shape)} for {key}")
+            state[key].copy_(value)
+    return model
+
+
+def layerloom_arrays(model):
+    """The model's weights in Layerloom's names and layout ({"node/name": array})."""
+    model = getattr(model, "module", model)  # under DistributedDataParallel
+    state = model.state_dict()
+    return {name: np.ascontiguousarray(_to_layerloom(state[key].detach().cpu().numpy(),
+                                                     layout)).astype(np.float32)
+            for name, (key, layout) in TORCH_WEIGHTS.items()}
+
+
+def save_layerloom_weights(model, path):
+    """Write layerloom_arrays(model) as an .npz (atomically: a temporary file, then rename)."""
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **layerloom_arrays(model))
+    os.replace(tmp, path)
+
+
+def build_model(weights=WEIGHTS):
+    """The nn.Module in eval mode with the exported weights (when the file is there)."""
+    torch.manual_seed(SEED)
+    model = LayerloomModel()
+    if weights is not None and (not isinstance(weights, str) or os.path.exists(weights)):
+        load_layerloom_weights(model, weights)
+    return model.eval()
+
+
+class KerasAdam(torch.optim.Optimizer):
+    """Keras' Adam, exactly: w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon).
+    (torch.optim.Adam adds epsilon to sqrt(v) / sqrt(1 - b2^t), a different update.)"""
+
+    def __init__(self, params, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(params, dict(lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["beta_1"], group["beta_2"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                s = self.state[p]
+                if not s:
+                    s["t"], s["m"], s["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                s["t"] += 1
+                t = s["t"]
+                s["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                s["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                alpha = group["lr"] * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t)
+                p.sub_(alpha * s["m"] / (s["v"].sqrt() + group["epsilon"]))
+
+
+def make_optimizer(params):
+    return @optimizer@
+
+
+_EPS = 1e-7  # Keras' backend epsilon: probabilities are clipped to [eps, 1 - eps]
+
+
+def _one_loss(name, from_logits, pred, target):
+    """Keras' loss, averaged over the batch (per-sample: mean over the last axis)."""
+    if name == "sparse_categorical_crossentropy":
+        target = target.reshape(pred.shape[:-1]).long()
+        logp = (torch.log_softmax(pred, -1) if from_logits else
+                torch.log((pred / pred.sum(-1, keepdim=True)).clamp(_EPS, 1 - _EPS)))
+        return -logp.gather(-1, target.unsqueeze(-1)).mean()
+    target = target.reshape(pred.shape)
+    if name == "categorical_crossentropy":
+        logp = (torch.log_softmax(pred, -1) if from_logits else
+                torch.log((pred / pred.sum(-1, keepdim=True)).clamp(_EPS, 1 - _EPS)))
+        return -(target * logp).sum(-1).mean()
+    if name == "binary_crossentropy":
+        if from_logits:
+            return F.binary_cross_entropy_with_logits(pred, target, reduction="none").mean(-1).mean()
+        p = pred.clamp(_EPS, 1 - _EPS)
+        return -(target * torch.log(p + _EPS) + (1 - target) * torch.log(1 - p + _EPS)).mean(-1).mean()
+    if name == "mean_squared_error":
+        return ((pred - target) ** 2).mean(-1).mean()
+    return (pred - target).abs().mean(-1).mean()  # mean_absolute_error
+
+
+def compute_loss(outputs, targets):
+    """The weighted sum of the outputs' losses (Keras' loss_weights)."""
+    if not isinstance(outputs, dict):
+        outputs = {OUTPUT_IDS[0]: outputs}
+    return sum(w * _one_loss(name, logits, outputs[o], targets[o])
+               for o, (name, logits, w) in LOSSES.items())
+
+
+@data@
+
+def _as_dict(a, ids):
+    return {k: np.asarray(v) for k, v in a.items()} if isinstance(a, dict) else {ids[0]: a}
+
+
+def main(argv=None):
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                    help="per process (under torchrun the global batch is N times this)")
+    ap.add_argument("--no-weights", action="store_true",
+                    help="start from Keras' initialisation, not the exported weights")
+    ap.add_argument("--save-weights", help="write the trained weights here (.npz, Layerloom's "
+                                           "names and layout)")
+    args = ap.parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cuda = torch.cuda.is_available()
+    rank = 0
+    if distributed:
+        dist.init_process_group("nccl" if cuda else "gloo")
+        rank = dist.get_rank()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    model = build_model(None if args.no_weights else WEIGHTS).to(device).train()
+    x, y, validation, test = load_data()
+    xs, ys = _as_dict(x, INPUT_IDS), _as_dict(y, OUTPUT_IDS)
+    loss_ids = list(LOSSES)
+    if validation is None and VALIDATION_SPLIT:  # Keras' validation_split: the last rows
+        n = len(xs[INPUT_IDS[0]])
+        cut = n - int(n * VALIDATION_SPLIT)
+        validation = ({k: v[cut:] for k, v in xs.items()}, {k: v[cut:] for k, v in ys.items()})
+        xs, ys = {k: v[:cut] for k, v in xs.items()}, {k: v[:cut] for k, v in ys.items()}
+    if validation is not None:
+        vx, vy = _as_dict(validation[0], INPUT_IDS), _as_dict(validation[1], OUTPUT_IDS)
+        vx = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in vx.items()}
+        vy = {k: torch.as_tensor(vy[k], dtype=torch.float32, device=device) for k in loss_ids}
+    dataset = TensorDataset(*[torch.as_tensor(xs[k], dtype=torch.float32) for k in INPUT_IDS],
+                            *[torch.as_tensor(ys[k], dtype=torch.float32) for k in loss_ids])
+    sampler = DistributedSampler(dataset, shuffle=SHUFFLE, seed=SEED) if distributed else None
+    generator = torch.Generator().manual_seed(SEED)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
+                        shuffle=SHUFFLE and sampler is None, generator=generator)
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    optimizer = make_optimizer(model.parameters())
+    n_in = len(INPUT_IDS)
+    for epoch in range(args.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
+        total = torch.zeros(2, dtype=torch.float64, device=device)
+        for batch in loader:
+            batch = [b.to(device) for b in batch]
+            inputs = dict(zip(INPUT_IDS, batch[:n_in]))
+            targets = dict(zip(loss_ids, batch[n_in:]))
+            optimizer.zero_grad()
+            loss = compute_loss(net(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            total += torch.tensor([loss.item() * len(batch[0]), len(batch[0])],
+                                  dtype=torch.float64, device=device)
+        if distributed:
+            dist.all_reduce(total)
+        if rank == 0:
+            line = f"epoch {epoch + 1}/{args.epochs} loss {float(total[0] / total[1]):.6f}"
+            if validation is not None:
+                model.eval()
+                with torch.no_grad():
+                    line += f" val_loss {float(compute_loss(model(vx), vy)):.6f}"
+            print(line, flush=True)
+    if rank == 0 and args.save_weights:
+        save_layerloom_weights(model, args.save_weights)
+        print(f"wrote {args.save_weights}", flush=True)
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+PLACES = set(re.findall(r"@(\w+)@", TEMPLATE))
+
+
+def fill(**values):
+    """TEMPLATE with each @NAME@ replaced (a str as it is, anything else by its repr); one
+    pass, so a value that itself contains @...@ stays as it is."""
+    missing = PLACES - set(values)
+    if missing:
+        raise KeyError(f"torch script: no value for {sorted(missing)}")
+    return re.sub(r"@(\w+)@", lambda m: (values[m[1]] if isinstance(values[m[1]], str) else
+                                         repr(values[m[1]])) if m[1] in PLACES else m[0],
+                  TEMPLATE)
