@@ -41,7 +41,9 @@ def _init(n, attr, key, default):
     # glorot_uniform: U(+-sqrt(6 / (fan_in + fan_out))), torch's xavier_uniform_ (same fans
     # for Linear's (out, in) and Conv2d's OIHW weights)
     table = {"glorot_uniform": f"nn.init.xavier_uniform_({attr})",
-             "zeros": f"nn.init.zeros_({attr})", "ones": f"nn.init.ones_({attr})"}
+             "zeros": f"nn.init.zeros_({attr})", "ones": f"nn.init.ones_({attr})",
+             # Keras' RandomUniform default: U(-0.05, 0.05)
+             "random_uniform": f"nn.init.uniform_({attr}, -0.05, 0.05)"}
     if not isinstance(name, str) or name not in table:
         raise unsupported(n.id, n.type, key, name)
     return table[name]
@@ -226,7 +228,96 @@ def merge(op):
     return convert
 
 
+def conv1d(n):
+    _no_regularizers(n)
+    p, s = n.params, n.self
+    k, st, d = int(p["kernel_size"]), int(p["strides"]), int(p["dilation_rate"])
+    steps, c = n.in_shapes[0]
+    init = [f"{s} = nn.Conv1d({c}, {p['filters']}, {k}, stride={st}, dilation={d}, "
+            f"bias={bool(p['use_bias'])!r})",
+            _init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
+    if p["use_bias"]:
+        init.append(_init(n, f"{s}.bias", "bias_initializer", "zeros"))
+    x = f"{n.x[0]}.permute(0, 2, 1)"
+    if p["padding"] == "same":
+        left, right = _same_pads(steps, k, st, d)
+        if left or right:
+            x = f"F.pad({x}, ({left}, {right}))"
+    elif p["padding"] == "causal":  # only the start, (k - 1) * d steps
+        x = f"F.pad({x}, ({(k - 1) * d}, 0))"
+    elif p["padding"] != "valid":
+        raise unsupported(n.id, n.type, "padding", p["padding"])
+    fwd = [f"{n.out} = {activation(n, f'{s}({x}).permute(0, 2, 1)')}  # NWC -> NCW -> NWC"]
+    return init, fwd, {"kernel": ("weight", "WIO"), "bias": ("bias", "")}
+
+
+def pool1d(kind):
+    def convert(n):
+        p = n.params
+        k = int(p["pool_size"])
+        st = int(p["strides"]) if p.get("strides") else k
+        x = f"{n.x[0]}.permute(0, 2, 1)"
+        fn = "F.max_pool1d" if kind == "max" else "F.avg_pool1d"
+        if p["padding"] == "valid":
+            return [], [f"{n.out} = {fn}({x}, {k}, {st}).permute(0, 2, 1)"], {}
+        if p["padding"] != "same":
+            raise unsupported(n.id, n.type, "padding", p["padding"])
+        pads = _same_pads(n.in_shapes[0][0], k, st, 1)
+        if kind == "max":  # Keras' same: the padding never wins
+            return [], [f"{n.out} = F.max_pool1d(F.pad({x}, {pads}, value=-float('inf')), "
+                        f"{k}, {st}).permute(0, 2, 1)"], {}
+        return [], [f"{n.out} = (F.avg_pool1d(F.pad({x}, {pads}), {k}, {st}) / F.avg_pool1d("
+                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st}))"
+                    ".permute(0, 2, 1)"], {}
+    return convert
+
+
+def _margins(v):
+    """((top, bottom), (left, right)) of Keras' int, (h, w) or ((t, b), (l, r)) forms."""
+    if isinstance(v, int):
+        return (v, v), (v, v)
+    a, b = v
+    return (tuple(a) if isinstance(a, (list, tuple)) else (a, a),
+            tuple(b) if isinstance(b, (list, tuple)) else (b, b))
+
+
+def zero_padding(n):
+    (t, b), (left, right) = _margins(n.params["padding"])
+    return [], [f"{n.out} = F.pad({n.x[0]}, (0, 0, {left}, {right}, {t}, {b}))  # NHWC"], {}
+
+
+def cropping(n):
+    (t, b), (left, right) = _margins(n.params["cropping"])
+    h, w = n.in_shapes[0][:2]
+    return [], [f"{n.out} = {n.x[0]}[:, {t}:{h - b}, {left}:{w - right}, :]"], {}
+
+
+def upsampling(n):
+    if n.params.get("interpolation", "nearest") != "nearest":
+        raise unsupported(n.id, n.type, "interpolation", n.params["interpolation"])
+    sh, sw = _pair(n.params["size"])
+    return [], [f"{n.out} = {n.x[0]}.repeat_interleave({sh}, 1).repeat_interleave({sw}, 2)"], {}
+
+
+def embedding(n):
+    """Layerloom gives indices out of range zero vectors (nn.Embedding would raise)."""
+    if n.params.get("embeddings_regularizer"):
+        raise unsupported(n.id, n.type, "embeddings_regularizer",
+                          n.params["embeddings_regularizer"])
+    s, v = n.self, int(n.params["input_dim"])
+    init = [f"{s} = nn.Embedding({v}, {int(n.params['output_dim'])})",
+            _init(n, f"{s}.weight", "embeddings_initializer", "random_uniform")]
+    i = f"{n.out}_index"
+    fwd = [f"{i} = {n.x[0]}.long()",
+           f"{n.out} = {s}({i}.clamp(0, {v - 1})) * (({i} >= 0) & ({i} < {v}))"
+           ".unsqueeze(-1).to(torch.float32)  # zero vectors out of range, as Layerloom"]
+    return init, fwd, {"embeddings": ("weight", "")}
+
+
 CONVERTERS = {
+    "Conv1D": conv1d, "MaxPooling1D": pool1d("max"), "AveragePooling1D": pool1d("avg"),
+    "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "UpSampling2D": upsampling,
+    "Embedding": embedding,
     "Dense": dense, "Conv2D": conv2d, "Activation": act_layer,
     "MaxPooling2D": pool2d("max"), "AveragePooling2D": pool2d("avg"),
     "GlobalMaxPooling2D": global_pool("max"), "GlobalAveragePooling2D": global_pool("avg"),
@@ -237,5 +328,4 @@ CONVERTERS = {
     "Average": merge("average"), "Maximum": merge("maximum"), "Minimum": merge("minimum"),
     "Concatenate": merge("concatenate"), "Dot": dot,
 }
-# not written yet (export raises DataError naming node and type): Conv1D, Embedding, Lambda,
-# GRU, LSTM, SimpleRNN, the 1D poolings, Cropping2D, ZeroPadding2D, UpSampling2D
+# not written yet (export raises DataError naming node and type): Lambda, GRU, LSTM, SimpleRNN

@@ -58,6 +58,8 @@ def _to_torch(a, layout):
         return a.T
     if layout == "HWIO":
         return a.transpose(3, 2, 0, 1)
+    if layout == "WIO":  # a Conv1D kernel (width, in, out) for Conv1d's (out, in, width)
+        return a.transpose(2, 1, 0)
     return a
 
 
@@ -66,6 +68,8 @@ def _to_layerloom(a, layout):
         return a.T
     if layout == "HWIO":
         return a.transpose(2, 3, 1, 0)
+    if layout == "WIO":
+        return a.transpose(2, 1, 0)
     return a
 
 
