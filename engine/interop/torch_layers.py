@@ -3,6 +3,7 @@ layer type returns (lines of __init__, lines of forward) for a node. Data stays 
 (Layerloom's and Keras' layout) between layers; a convolution or pooling permutes to torch's
 channels-first and back around its own call. Weights keep Layerloom's names and layout in the
 .npz; TORCH_WEIGHTS in the script says how each becomes a torch parameter (transpose)."""
+from layerloom.core import expr
 from layerloom.core.errors import DataError, quote
 
 # activation -> torch expression of `x`
@@ -314,7 +315,54 @@ def embedding(n):
     return init, fwd, {"embeddings": ("weight", "")}
 
 
+# -- Lambda: the formula as torch calls (no Python function is stored) -------------------------
+_UNARY = {"exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "abs": "torch.abs",
+          "sin": "torch.sin", "cos": "torch.cos", "tan": "torch.tan", "tanh": "torch.tanh",
+          "sigmoid": "torch.sigmoid", "relu": "torch.relu", "softplus": "F.softplus",
+          "square": "torch.square", "erf": "torch.erf", "sign": "torch.sign", "neg": "torch.neg"}
+_BINARY = {"+": "torch.add", "-": "torch.sub", "*": "torch.mul", "/": "torch.div",
+           "**": "torch.pow", "pow": "torch.pow", "maximum": "torch.maximum",
+           "minimum": "torch.minimum"}
+_COMPARE = {">", ">=", "<", "<=", "==", "!="}
+
+
+def expression_source(tree, env, nid="lambda"):
+    """Python source computing the expression tree with torch; env maps the input names to
+    tensor names. Numbers are 0-d tensors (torch.maximum takes no Python float); subtrees of
+    numbers alone are folded to one number."""
+    def emit(t):
+        op = t[0]
+        if op == "var":
+            return env[t[1]]
+        if not expr.variables(t):
+            return f"torch.tensor({float(expr.evaluate(t, {}))!r})"
+        args = [emit(a) for a in t[1:]]
+        if op in _UNARY:
+            return f"{_UNARY[op]}({args[0]})"
+        if op in _BINARY:
+            return f"{_BINARY[op]}({args[0]}, {args[1]})"
+        if op in _COMPARE:
+            return f"({args[0]} {op} {args[1]}).to(torch.float32)"
+        if op == "where":
+            return f"torch.where({args[0]} != 0, {args[1]}, {args[2]})"
+        if op == "clip":
+            return f"torch.minimum(torch.maximum({args[0]}, {args[1]}), {args[2]})"
+        raise DataError(f"Lambda layer {quote(nid)}: the expression's {quote(op)} has no "
+                        "torch form", f"graph.nodes.{nid}.params.expression")
+    return emit(tree)
+
+
+def lambda_layer(n):
+    tree = expr.parse(n.params["expression"])
+    src = expression_source(tree, dict(zip(expr.INPUT_NAMES, n.x)), n.id)
+    if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
+        src = f"torch.full_like({n.x[0]}, {float(expr.evaluate(tree, {}))!r})"
+    return [], [f"# Lambda {n.params['expression']!r}",
+                f"{n.out} = {src}"], {}
+
+
 CONVERTERS = {
+    "Lambda": lambda_layer,
     "Conv1D": conv1d, "MaxPooling1D": pool1d("max"), "AveragePooling1D": pool1d("avg"),
     "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "UpSampling2D": upsampling,
     "Embedding": embedding,
@@ -328,4 +376,4 @@ CONVERTERS = {
     "Average": merge("average"), "Maximum": merge("maximum"), "Minimum": merge("minimum"),
     "Concatenate": merge("concatenate"), "Dot": dot,
 }
-# not written yet (export raises DataError naming node and type): Lambda, GRU, LSTM, SimpleRNN
+# not written yet (export raises DataError naming node and type): GRU, LSTM, SimpleRNN
