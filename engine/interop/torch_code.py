@@ -69,7 +69,8 @@ def graph_source(project):
         if convert is None:
             raise DataError(f"{node.type} layer {quote(nid)}: no PyTorch form is written for "
                             "this layer type", f"graph.nodes.{nid}.type")
-        if len(node.layer.output_names(node.params)) > 1:
+        ports = node.layer.output_names(node.params)
+        if len(ports) > 1 and node.type not in tl.STATE_PORTS:
             raise tl.unsupported(nid, node.type, "return_state", True)
         edges = g.in_edges(nid)
         attr = names.make(nid)
@@ -83,6 +84,8 @@ def graph_source(project):
         init += i_lines
         fwd += f_lines
         tensors[(nid, 0)] = attr
+        for i, port in enumerate(ports[1:], 1):  # a recurrent layer's final states
+            tensors[(nid, i)] = f"{attr}_{port}"
         for spec in node.layer.weights(node.params, in_shapes):
             if spec.name not in wmap:
                 raise DataError(f"{node.type} layer {quote(nid)}: weight {spec.name} has no "
