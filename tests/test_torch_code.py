@@ -146,7 +146,13 @@ def _spirals(optimizer):
     {"name": "sgd", "params": {"learning_rate": 0.1, "momentum": 0.9}},
     {"name": "sgd", "params": {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}},
     {"name": "adam", "params": {"learning_rate": 0.01}},
-], ids=["sgd", "sgd_nesterov", "adam"])
+    {"name": "sgd", "params": {"momentum": 0.9, "learning_rate": {
+        "schedule": "exponential_decay", "initial_learning_rate": 0.2, "decay_steps": 1,
+        "decay_rate": 0.3, "staircase": False}}},
+    {"name": "adam", "params": {"learning_rate": {
+        "schedule": "cosine_decay", "initial_learning_rate": 0.001, "decay_steps": 3,
+        "alpha": 0.0, "warmup_target": 0.02, "warmup_steps": 1}}},
+], ids=["sgd", "sgd_nesterov", "adam", "sgd_exponential_decay", "adam_cosine_warmup"])
 def test_one_training_step_gives_the_same_loss(rt, tmp_path, optimizer):
     """The same 64 rows, one full batch, the same starting weights: the loss before and after
     one step agrees within 1e-4 (two steps for momentum to count)."""
@@ -298,3 +304,27 @@ def test_torchrun_two_processes_trains_and_the_weights_come_back(rt, tmp_path):
     assert _max_error({k: np.asarray(v) for k, v in got.items()}, want) <= TOL
     assert not all(np.array_equal(trained[k], v) for k, v in
                    module.layerloom_arrays(module.build_model()).items())
+
+
+@pytest.mark.parametrize("spec", [
+    {"schedule": "exponential_decay", "initial_learning_rate": 0.1, "decay_steps": 7,
+     "decay_rate": 0.5, "staircase": True},
+    {"schedule": "exponential_decay", "initial_learning_rate": 0.1, "decay_steps": 7,
+     "decay_rate": 0.5, "staircase": False},
+    {"schedule": "piecewise_constant_decay", "boundaries": [3, 10], "values": [0.1, 0.05, 0.01]},
+    {"schedule": "cosine_decay", "initial_learning_rate": 0.01, "decay_steps": 20,
+     "alpha": 0.1, "warmup_target": 0.0, "warmup_steps": 0},
+    {"schedule": "cosine_decay", "initial_learning_rate": 0.0, "decay_steps": 20,
+     "alpha": 0.0, "warmup_target": 0.05, "warmup_steps": 5},
+], ids=lambda s: s["schedule"])
+def test_the_scripts_schedule_is_layerloom_s(tmp_path, spec):
+    """learning_rate(step) in the script against engine/train/schedules.py, steps 0..40."""
+    from layerloom.train import schedules
+    from layerloom.interop import torch_code
+    project = _spirals({"name": "adam", "params": {"learning_rate": spec}})
+    path = tmp_path / "sched.py"
+    path.write_text(torch_code.code(project, "sched.weights.npz", "sched.py"))
+    module = _load_script(str(path))
+    want = schedules.build(spec)
+    for step in range(41):
+        assert module.learning_rate(step) == pytest.approx(want(step), rel=1e-12, abs=1e-15)

@@ -115,10 +115,11 @@ def optimizer_source(training):
             raise DataError(f"optimizer {name}: option {k}={values[k]!r} has no PyTorch form in "
                             "this export", f"training.optimizer.params.{k}")
     lr = values["learning_rate"]
-    if isinstance(lr, dict):
-        raise DataError(f"optimizer {name}: learning-rate schedule {quote(lr.get('schedule'))} "
-                        "has no PyTorch form in this export",
-                        "training.optimizer.params.learning_rate")
+    if isinstance(lr, dict):  # the script's learning_rate(step), schedule_source's lines
+        return (f"KerasSGD(params, lr=learning_rate, momentum={float(values['momentum'])!r}, "
+                f"nesterov={bool(values['nesterov'])!r})" if name == "sgd" else
+                f"KerasAdam(params, lr=learning_rate, beta_1={float(values['beta_1'])!r}, "
+                f"beta_2={float(values['beta_2'])!r}, epsilon={float(values['epsilon'])!r})")
     if name == "sgd":
         # Keras: v = m v - lr g; w += v (nesterov: w += m v - lr g); torch's SGD is the same
         # update for a constant learning rate
@@ -126,6 +127,40 @@ def optimizer_source(training):
                 f"nesterov={bool(values['nesterov'])!r})")
     return (f"KerasAdam(params, lr={float(lr)!r}, beta_1={float(values['beta_1'])!r}, "
             f"beta_2={float(values['beta_2'])!r}, epsilon={float(values['epsilon'])!r})")
+
+
+def schedule_source(training):
+    """The body of the script's learning_rate(step): Layerloom's schedule formulas
+    (engine/train/schedules.py, Keras 3's), or the constant rate."""
+    lr = (training["optimizer"].get("params") or {}).get("learning_rate")
+    if not isinstance(lr, dict):
+        from layerloom.train.optimizers import OPTIMIZERS
+        name = training["optimizer"]["name"]
+        lr = lr if lr is not None else {p.name: p.default for p in
+                                        OPTIMIZERS[name].params}["learning_rate"]
+        return [f"return {float(lr)!r}"]
+    c, name = lr, lr["schedule"]
+    if name == "exponential_decay":
+        return [f"p = step / {int(c['decay_steps'])}",
+                *(["p = float(int(p))  # staircase"] if c.get("staircase") else []),
+                f"return {float(c['initial_learning_rate'])!r} * {float(c['decay_rate'])!r} ** p"]
+    if name == "piecewise_constant_decay":
+        return [f"for bound, value in zip({list(c['boundaries'])!r}, {list(c['values'])!r}):",
+                "    if step <= bound:", "        return value", f"return {c['values'][-1]!r}"]
+    if name == "cosine_decay":
+        init, target = float(c["initial_learning_rate"]), float(c.get("warmup_target", 0.0))
+        ws, decay = int(c.get("warmup_steps", 0)), int(c["decay_steps"])
+        alpha = float(c.get("alpha", 0.0))
+        lines = []
+        if target:
+            lines += [f"if step < {ws}:  # linear warm-up",
+                      f"    return {init!r} + {target - init!r} * step / {ws}"]
+        peak, start = (target, ws) if target else (init, 0)
+        return lines + [f"s = min(step - {start}, {decay})",
+                        f"cos = 0.5 * (1 + np.cos(np.pi * s / {decay}))",
+                        f"return {peak!r} * ({1 - alpha!r} * cos + {alpha!r})"]
+    raise DataError(f"learning-rate schedule {quote(name)} has no PyTorch form in this export",
+                    "training.optimizer.params.learning_rate")
 
 
 _LOSSES = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
@@ -177,7 +212,8 @@ def code(project, weights_file, script_name="train_torch.py"):
         torch_weights="{\n" + wrows + "}" if wrows else "{}",
         init="".join(f"{ind}{line}\n" for line in init) or f"{ind}pass\n",
         forward="".join(f"{ind}{line}\n" for line in fwd),
-        losses=loss_table(project), optimizer=optimizer_source(t), data=data)
+        losses=loss_table(project), optimizer=optimizer_source(t), data=data,
+        schedule="".join(f"    {line}\n" for line in schedule_source(t)).rstrip("\n"))
 
 
 def write(project, weights, path):

@@ -133,8 +133,40 @@ class KerasAdam(torch.optim.Optimizer):
                 t = s["t"]
                 s["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
                 s["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                alpha = group["lr"] * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t)
+                lr = group["lr"](t - 1) if callable(group["lr"]) else group["lr"]
+                alpha = lr * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t)
                 p.sub_(alpha * s["m"] / (s["v"].sqrt() + group["epsilon"]))
+
+
+class KerasSGD(torch.optim.Optimizer):
+    """Keras' SGD: v = momentum * v - lr * g; w += v (nesterov: w += momentum * v - lr * g).
+    lr may be a schedule, a function of the step (torch's SGD scales its whole momentum
+    buffer by the current learning rate: the same update only while it is constant)."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
+        self.iterations = 0
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr = group["lr"](self.iterations) if callable(group["lr"]) else group["lr"]
+            m = group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not m:
+                    p.sub_(lr * p.grad)
+                    continue
+                v = self.state[p].setdefault("v", torch.zeros_like(p))
+                v.mul_(m).sub_(lr * p.grad)
+                p.add_(m * v - lr * p.grad if group["nesterov"] else v)
+        self.iterations += 1
+
+
+def learning_rate(step):
+    """The learning rate at optimizer step `step` (from 0): the project's (Keras' formulas)."""
+@schedule@
 
 
 def make_optimizer(params):
