@@ -152,7 +152,11 @@ def _spirals(optimizer):
     {"name": "adam", "params": {"learning_rate": {
         "schedule": "cosine_decay", "initial_learning_rate": 0.001, "decay_steps": 3,
         "alpha": 0.0, "warmup_target": 0.02, "warmup_steps": 1}}},
-], ids=["sgd", "sgd_nesterov", "adam", "sgd_exponential_decay", "adam_cosine_warmup"])
+    {"name": "rmsprop", "params": {"learning_rate": 0.01}},
+    {"name": "rmsprop", "params": {"learning_rate": 0.01, "momentum": 0.5, "centered": True}},
+    {"name": "adagrad", "params": {"learning_rate": 0.1}},
+], ids=["sgd", "sgd_nesterov", "adam", "sgd_exponential_decay", "adam_cosine_warmup",
+        "rmsprop", "rmsprop_centered_momentum", "adagrad"])
 def test_one_training_step_gives_the_same_loss(rt, tmp_path, optimizer):
     """The same 64 rows, one full batch, the same starting weights: the loss before and after
     one step agrees within 1e-4 (two steps for momentum to count)."""
@@ -246,8 +250,8 @@ def test_an_option_without_torch_form_is_refused_naming_node_and_option(tmp_path
 
 
 def test_an_optimizer_without_torch_form_is_refused(tmp_path):
-    project = _spirals({"name": "rmsprop", "params": {}})
-    with pytest.raises(LayerloomError, match="rmsprop"):
+    project = _spirals({"name": "nadam", "params": {}})
+    with pytest.raises(LayerloomError, match="nadam"):
         interop_export(project, None, str(tmp_path / "t.py"), "pytorch-code")
     assert os.listdir(tmp_path) == []
 

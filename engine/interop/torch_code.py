@@ -105,9 +105,9 @@ def optimizer_source(training):
     from layerloom.train.optimizers import OPTIMIZERS
     opt = training["optimizer"]
     name = opt["name"]
-    if name not in ("sgd", "adam"):
+    if name not in ("sgd", "adam", "rmsprop", "adagrad"):
         raise DataError(f"optimizer {quote(name)} has no PyTorch form in this export (sgd, "
-                        "adam)", "training.optimizer.name")
+                        "adam, rmsprop, adagrad)", "training.optimizer.name")
     values = {p.name: p.default for p in OPTIMIZERS[name].params}
     values.update(opt.get("params") or {})
     for k in ("weight_decay", "clipvalue", "clipnorm", "global_clipnorm", "amsgrad"):
@@ -115,6 +115,15 @@ def optimizer_source(training):
             raise DataError(f"optimizer {name}: option {k}={values[k]!r} has no PyTorch form in "
                             "this export", f"training.optimizer.params.{k}")
     lr = values["learning_rate"]
+    rate = "learning_rate" if isinstance(lr, dict) else repr(float(lr))
+    if name == "rmsprop":
+        return (f"KerasRMSprop(params, lr={rate}, rho={float(values['rho'])!r}, "
+                f"momentum={float(values['momentum'])!r}, epsilon={float(values['epsilon'])!r}, "
+                f"centered={bool(values['centered'])!r})")
+    if name == "adagrad":
+        return (f"KerasAdagrad(params, lr={rate}, initial_accumulator_value="
+                f"{float(values['initial_accumulator_value'])!r}, "
+                f"epsilon={float(values['epsilon'])!r})")
     if isinstance(lr, dict):  # the script's learning_rate(step), schedule_source's lines
         return (f"KerasSGD(params, lr=learning_rate, momentum={float(values['momentum'])!r}, "
                 f"nesterov={bool(values['nesterov'])!r})" if name == "sgd" else

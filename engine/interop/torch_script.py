@@ -164,6 +164,60 @@ class KerasSGD(torch.optim.Optimizer):
         self.iterations += 1
 
 
+class KerasRMSprop(torch.optim.Optimizer):
+    """Keras' RMSprop: v = rho v + (1 - rho) g^2 (centered: minus the mean gradient's square);
+    inc = lr g / sqrt(v + epsilon); with momentum m = momentum m + inc, w -= m; else w -= inc."""
+
+    def __init__(self, params, lr, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+        super().__init__(params, dict(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon,
+                                      centered=centered))
+        self.iterations = 0
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr = group["lr"](self.iterations) if callable(group["lr"]) else group["lr"]
+            rho, mom = group["rho"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                s = self.state[p]
+                if not s:
+                    s["v"], s["a"], s["m"] = (torch.zeros_like(p) for _ in range(3))
+                s["v"].mul_(rho).addcmul_(p.grad, p.grad, value=1 - rho)
+                denom = s["v"]
+                if group["centered"]:
+                    s["a"].mul_(rho).add_(p.grad, alpha=1 - rho)
+                    denom = denom - s["a"] * s["a"]
+                inc = lr * p.grad / (denom + group["epsilon"]).sqrt()
+                if mom > 0:
+                    s["m"].mul_(mom).add_(inc)
+                    p.sub_(s["m"])
+                else:
+                    p.sub_(inc)
+        self.iterations += 1
+
+
+class KerasAdagrad(torch.optim.Optimizer):
+    """Keras' Adagrad: acc += g^2 (from initial_accumulator_value); w -= lr g / sqrt(acc + eps)."""
+
+    def __init__(self, params, lr, initial_accumulator_value=0.1, epsilon=1e-7):
+        super().__init__(params, dict(lr=lr, initial=initial_accumulator_value, epsilon=epsilon))
+        self.iterations = 0
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr = group["lr"](self.iterations) if callable(group["lr"]) else group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                acc = self.state[p].setdefault("acc", torch.full_like(p, group["initial"]))
+                acc.addcmul_(p.grad, p.grad)
+                p.sub_(lr * p.grad / (acc + group["epsilon"]).sqrt())
+        self.iterations += 1
+
+
 def learning_rate(step):
     """The learning rate at optimizer step `step` (from 0): the project's (Keras' formulas)."""
 @schedule@
