@@ -14,7 +14,7 @@ from layerloom.core.layout import auto_layout
 from layerloom.project import loom as projectfile
 
 from .canvas import GraphScene
-from .canvas_items import NodeItem
+from .canvas_items import NODE_W, NodeItem
 from .canvas_view import GraphView
 from .clipboard import copy_text, parse_text
 from .commands import MoveNodesCmd, PasteCmd
@@ -147,7 +147,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
             self._layout_docks()
 
     def _connect_panels(self, doc):
-        self.palette.sigActivated.connect(self.add_at_centre)
+        self.palette.sigActivated.connect(self.add_from_palette)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
         self.scene.sigMessage.connect(self.message)
@@ -285,6 +285,28 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
             return None
         self.scene.clearSelection()
         self.scene.nodes[nid].setSelected(True)
+        return nid
+
+    def add_from_palette(self, type_id):
+        """Double-click (or Enter) in the palette: after the one selected node, wired from its
+        first output when the graph accepts it (one undo step), else at the view's centre."""
+        ids = self.selected_ids()
+        prev = self.scene.nodes.get(ids[0]) if len(ids) == 1 else None
+        g = self.doc.graph
+        if prev is None or not self.scene.editable() or not \
+                g.nodes[prev.node_id].layer.output_names(g.nodes[prev.node_id].params):
+            return self.add_at_centre(type_id)
+        self.doc.undo.beginMacro(f"Add {type_id} after {prev.node_id}")
+        try:
+            nid = self._add(type_id, (prev.pos().x() + NODE_W + 70, prev.pos().y()))
+            if nid is not None and not g.nodes[nid].layer.is_input:
+                try:
+                    g.check_connect(prev.node_id, 0, nid, 0)
+                    self.scene.connect_ports(prev.node_id, 0, nid, 0)
+                except LayerloomError:
+                    pass  # a type that cannot follow it: placed beside it, not wired
+        finally:
+            self.doc.undo.endMacro()
         return nid
 
     def add_at_centre(self, type_id):

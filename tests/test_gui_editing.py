@@ -174,3 +174,21 @@ def test_qt_signals_keep_refcounts():
         a.sig.emit("x")
     assert sys.getrefcount(True) >= before - 5, (
         "this PySide6 build leaks references to True on signal emission; use another version")
+
+
+def test_a_palette_double_click_adds_after_the_selected_node_wired(win):
+    """Issue 19, item 15: with one node selected, the new layer lands right of it and takes
+    its output, in one undo step; with none, at the centre, unwired."""
+    first = win.add_from_palette("Input")
+    assert win.selected_ids() == [first]
+    dense = win.add_from_palette("Dense")
+    g = win.doc.graph
+    assert [(e.src, e.dst) for e in g.in_edges(dense)] == [(first, dense)]
+    assert win.scene.nodes[dense].pos().x() > win.scene.nodes[first].pos().x()
+    assert win.selected_ids() == [dense]
+    assert win.undo_action.text() == f"&Undo Add Dense after {first}"
+    win.doc.undo.undo()
+    assert dense not in g.nodes and first in g.nodes
+    win.scene.clearSelection()
+    lone = win.add_from_palette("Dense")
+    assert g.in_edges(lone) == []
