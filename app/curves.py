@@ -10,10 +10,14 @@ class Curves(pg.GraphicsLayoutWidget):
         super().__init__()
         self.loss_plot = self.addPlot(title="loss")
         self.metric_plot = self.addPlot(title="metrics")
+        # legends where the curves are not: losses fall (top right), metrics mostly rise
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.metric_plot.addLegend(offset=(-10, -10))
         for plot in (self.loss_plot, self.metric_plot):
-            plot.addLegend(offset=(-10, 10))
             plot.showGrid(x=True, y=True, alpha=0.3)
             plot.setLabel("bottom", "epoch")
+            for side in ("bottom", "left"):  # epochs and losses as numbers, not "(x0.001)"
+                plot.getAxis(side).enableAutoSIPrefix(False)
             plot.setXRange(0, max(1, epochs))
             plot.setYRange(0, 1)
         self.hint = pg.TextItem("curves appear here while training runs", color="#888",
@@ -45,7 +49,11 @@ class Curves(pg.GraphicsLayoutWidget):
             is_loss = key.endswith("loss")
             plot = self.loss_plot if is_loss else self.metric_plot
             colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-            color = colors[len([k for k in self.curves if k.endswith("loss") == is_loss]) % 6]
+            # a validation curve takes its training curve's colour (dashed)
+            base = key[4:] if key.startswith("val_") else key
+            bases = list(dict.fromkeys(k[4:] if k.startswith("val_") else k for k in self.curves
+                                       if k.endswith("loss") == is_loss))
+            color = colors[(bases.index(base) if base in bases else len(bases)) % 6]
             style = {"width": 2}
             if key.startswith("val_"):
                 style["style"] = pg.QtCore.Qt.DashLine

@@ -251,3 +251,20 @@ def test_window_size_and_docks_are_remembered(qapp, tmp_path, monkeypatch):
     plain = MainWindow(confirm=False)  # tests and --screenshot: never restored
     assert not plain.remember_layout
     plain.close()
+
+
+def test_a_validation_curve_has_its_training_curves_colour_dashed(qapp):
+    """Issue 19, item 16: val_loss beside loss in the same colour, dashed; val_accuracy beside
+    accuracy; no SI prefix on the axes."""
+    from PySide6.QtCore import Qt
+    from layerloom.app.curves import Curves
+    c = Curves(5)
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy", "out_loss", "val_out_loss"]
+    pens = {k: c.curve(k).opts["pen"] for k in keys}
+    for train, val in (("loss", "val_loss"), ("accuracy", "val_accuracy"),
+                       ("out_loss", "val_out_loss")):
+        assert pens[val].color() == pens[train].color()
+        assert pens[val].style() == Qt.DashLine and pens[train].style() == Qt.SolidLine
+    assert pens["out_loss"].color() != pens["loss"].color()
+    assert not c.loss_plot.getAxis("bottom").autoSIPrefix
+    c.deleteLater()
