@@ -5,7 +5,7 @@ import re
 import sys
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QCursor, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QListWidget, QListWidgetItem,
                                QMainWindow, QPlainTextEdit, QScrollArea, QTabWidget)
 
@@ -323,14 +323,24 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
             QApplication.clipboard().setText(copy_text(self.doc, ids))
             self.message(f"Copied {len(ids)} node(s)")
 
-    def paste(self, text=None):
+    def paste(self, text=None, at=None, beside=False):
+        """Paste copied nodes: their top-left at `at` (a scene point), else at the mouse
+        cursor when it is over the canvas, else (and for beside=True: Duplicate) beside the
+        originals."""
         text = text if isinstance(text, str) else QApplication.clipboard().text()
         try:
             graph, pos = parse_text(text)
         except LayerloomError as e:
             self.message(f"Nothing pasted: {e}")
             return []
-        cmd = PasteCmd(self.doc, graph, pos)
+        if at is None and not beside:
+            at = self._cursor_on_canvas()
+        offset = (40, 40)
+        if at is not None and pos:
+            left = min(p[0] for p in pos.values())
+            top = min(p[1] for p in pos.values())
+            offset = (round((at.x() - left) / 20) * 20, round((at.y() - top) / 20) * 20)
+        cmd = PasteCmd(self.doc, graph, pos, offset)
         try:
             self.doc.push(cmd)
         except RuntimeError as e:
@@ -341,9 +351,15 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
             self.scene.nodes[nid].setSelected(True)
         return list(cmd.ids.values())
 
+    def _cursor_on_canvas(self):
+        """The scene point under the mouse cursor, or None when it is not over the canvas."""
+        vp = self.view.viewport()
+        p = vp.mapFromGlobal(QCursor.pos())
+        return self.view.mapToScene(p) if vp.rect().contains(p) and vp.underMouse() else None
+
     def duplicate(self):
         ids = self.selected_ids()
-        return self.paste(copy_text(self.doc, ids)) if ids else []
+        return self.paste(copy_text(self.doc, ids), beside=True) if ids else []
 
     def auto_layout(self):
         new = auto_layout(self.doc.graph)

@@ -192,3 +192,22 @@ def test_a_palette_double_click_adds_after_the_selected_node_wired(win):
     win.scene.clearSelection()
     lone = win.add_from_palette("Dense")
     assert g.in_edges(lone) == []
+
+
+def test_paste_lands_at_the_given_point_and_duplicate_beside(win):
+    """Issue 19, item 15: paste puts the copied nodes' top-left at the cursor (here a given
+    scene point); Duplicate keeps them beside the originals."""
+    from PySide6.QtCore import QPointF
+    from layerloom.app.clipboard import copy_text
+    a = win.add_from_palette("Input")
+    b = win.add_from_palette("Dense")
+    text = copy_text(win.doc, [a, b])
+    ids = win.paste(text, at=QPointF(1000, 600))
+    xs = [win.scene.nodes[i].pos().x() for i in ids]
+    ys = [win.scene.nodes[i].pos().y() for i in ids]
+    assert (min(xs), min(ys)) == (1000, 600)
+    assert len(win.doc.graph.in_edges(ids[1])) == 1  # the wire between them came along
+    win.scene.clearSelection()
+    win.scene.nodes[a].setSelected(True)
+    (dup,) = win.duplicate()
+    assert win.scene.nodes[dup].pos() - win.scene.nodes[a].pos() == QPointF(40, 40)
