@@ -59,3 +59,19 @@ def importer(path):
         raise LayerloomError(f"--import: expected an .onnx, .keras or .h5 model, got {path}",
                              "--import")
     return _module(IMPORTERS[ext])
+
+
+def write_imported(project, weights, to):
+    """An importer's convert(): the project at `to`, laid out, with `to`.weights.npz beside
+    it, each file atomically. Returns the project."""
+    import json
+    from layerloom.core.layout import auto_layout
+    from layerloom.project import loom as projectfile
+    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    folder = os.path.dirname(os.path.abspath(to))
+    wname = os.path.basename(to) + ".weights.npz"
+    project.ui = {"positions": {k: list(p) for k, p in auto_layout(project.graph).items()}}
+    d = projectfile.trained_dict(project, folder, None, weights=wname)
+    atomic_write_bytes(os.path.join(folder, wname), npz_bytes(weights))
+    atomic_write_text(to, json.dumps(d, indent=2) + "\n")
+    return project

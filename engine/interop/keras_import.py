@@ -15,170 +15,18 @@ and recurrent_bias). A layer, option or call Layerloom cannot express, a layer w
 called at two places (shared weights), a compile setting without a Layerloom form: DataError
 naming the layer, its class and the option, nothing guessed (exit 2 from the command line).
 docs/keras.md has the mapping."""
-import io
-import json
 import os
 import re
-import zipfile
 
 import numpy as np
 
 from layerloom.core.errors import DataError, LayerloomError
 from layerloom.core.graph import Graph
-from layerloom.interop import keras_in_layers as kl
+from layerloom.interop import keras_compile, keras_in_layers as kl
+from layerloom.interop.keras_file import Scope, layer_keys, layer_name, open_model
 
 MODELS = ("Sequential", "Functional", "Model")
 INPUT_DTYPES = re.compile(r"^(float(16|32|64)|bfloat16|u?int(8|16|32|64)|bool)$")
-
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise LayerloomError("Keras import needs h5py: pip install 'layerloom[keras]'",
-                             "--import") from None
-    return h5py
-
-
-def _text(v):
-    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
-
-
-# -- the file ----------------------------------------------------------------------------------
-class _File:
-    """What a Keras file holds: model config, compile config, weights, whether tf.keras 2."""
-
-    def __init__(self, config, compile_config, weights, keras2, handle):
-        self.config, self.compile_config, self.weights = config, compile_config, weights
-        self.keras2, self.handle = keras2, handle
-
-
-def _open(path):
-    h5py = _h5py()
-    if not os.path.isfile(path):
-        raise DataError(f"file not found: {path}", path)
-    if zipfile.is_zipfile(path):
-        return _open_zip(path, h5py)
-    try:
-        f = h5py.File(path, "r")
-    except (OSError, ValueError) as e:
-        raise DataError(f"not a Keras model (neither a .keras zip nor HDF5): {e}", path) from None
-    try:
-        if "model_config" not in f.attrs:
-            raise DataError("the HDF5 file has no model_config (only weights, saved by "
-                            "save_weights?): Layerloom needs the model itself", path)
-        config = json.loads(f.attrs["model_config"])
-        training = f.attrs.get("training_config")
-        training = json.loads(training) if training is not None else None
-        if "model_weights" not in f:
-            raise DataError("the HDF5 file has no model_weights group", path)
-        version = _text(f.attrs.get("keras_version", "2"))
-        return _File(config, _legacy_compile(training), _LegacyWeights(f["model_weights"]),
-                     version.split(".")[0] in ("1", "2"), f)
-    except (ValueError, KeyError, TypeError) as e:
-        f.close()
-        raise DataError(f"not a readable Keras HDF5 model ({e})", path) from None
-    except DataError:
-        f.close()
-        raise
-
-
-def _open_zip(path, h5py):
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            for want in ("config.json", "model.weights.h5"):
-                if want not in names:
-                    raise DataError(f"no {want} in the zip: not a Keras 3 .keras file", path)
-            config = json.loads(z.read("config.json"))
-            data = z.read("model.weights.h5")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataError(f"not a readable .keras file ({e})", path) from None
-    try:
-        f = h5py.File(io.BytesIO(data), "r")
-    except (OSError, ValueError) as e:
-        raise DataError(f"model.weights.h5 is not readable HDF5 ({e})", path) from None
-    if not isinstance(config, dict):
-        raise DataError("config.json is not a model config", path)
-    return _File(config, config.get("compile_config"), _V3Weights(f), False, f)
-
-
-def _legacy_compile(training):
-    """Keras 2's training_config in Keras 3's compile_config spelling."""
-    if not training:
-        return None
-    t = dict(training)
-    t["optimizer"] = t.pop("optimizer_config", None)
-    return t
-
-
-class _Where:
-    """Where a layer's weights are: Keras 3's model.weights.h5 path (by the class-based key
-    Keras saves under, or the layer's name), the legacy file's top layer and inner layer."""
-
-    def __init__(self, v3, v3_by_name, legacy_top, legacy_inner):
-        self.v3, self.v3_by_name = v3, v3_by_name
-        self.legacy_top, self.legacy_inner = legacy_top, legacy_inner
-
-
-class _V3Weights:
-    def __init__(self, f):
-        self.f = f
-
-    def arrays(self, where):
-        """[(None, array)] in the layer's order, or None if the layer has no group."""
-        g = self.f.get(where.v3)
-        g = g if g is not None else self.f.get(where.v3_by_name)
-        if g is None:
-            return None
-        for sub in ("vars", "cell/vars"):  # recurrent layers keep theirs in their cell
-            if sub in g and len(g[sub]):
-                return [(None, np.asarray(g[sub][k])) for k in sorted(g[sub], key=int)]
-        return []
-
-
-class _LegacyWeights:
-    def __init__(self, group):
-        self.g = group
-
-    def arrays(self, where):
-        """[(short name, array)] from the weight_names of the layer's group."""
-        if where.legacy_top not in self.g:
-            return None
-        lg = self.g[where.legacy_top]
-        names = [_text(n) for n in lg.attrs.get("weight_names", [])]
-        if where.legacy_inner is not None:  # a layer of a nested model: its names
-            names = [n for n in names if where.legacy_inner in n.split("/")[:-1]]
-        return [(n.split("/")[-1].split(":")[0], np.asarray(lg[n])) for n in names]
-
-
-class _Scope:
-    """A model being read: the top one or one nested in it."""
-
-    def __init__(self, v3="", legacy_top=None):
-        self.v3, self.legacy_top = v3, legacy_top
-
-    def where(self, name, key):
-        return _Where(f"{self.v3}layers/{key}", f"{self.v3}layers/{name}",
-                      self.legacy_top or name, name if self.legacy_top else None)
-
-    def child(self, name, key):
-        return _Scope(f"{self.v3}layers/{key}/", self.legacy_top or name)
-
-
-def _keys(layers):
-    """Layer name -> the key Keras 3 saves its weights under: the class in snake case, _1, _2
-    ... for the second and third of a class, in the model's layer order."""
-    used, keys = {}, {}
-    for layer in layers:
-        base = kl.snake(layer.get("class_name", ""))
-        used[base] = used.get(base, -1) + 1
-        keys[_name(layer)] = base if used[base] == 0 else f"{base}_{used[base]}"
-    return keys
-
-
-def _name(layer):
-    return layer.get("name") or (layer.get("config") or {}).get("name")
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -248,25 +96,25 @@ class _Builder:
         layers = config.get("layers") or []
         if not layers:
             self.fail(f"the Sequential model {name!r} has no layers")
-        keys = _keys(layers)
+        keys = layer_keys(layers)
         rest = [lay for lay in layers if lay.get("class_name") != "InputLayer"]
         if inputs is not None:
             x = list(inputs)
         elif layers[0].get("class_name") == "InputLayer":
-            x = [self.input_node(layers[0]["config"], _name(layers[0]))]
+            x = [self.input_node(layers[0]["config"], layer_name(layers[0]))]
         else:  # Keras 2: the first layer's batch_input_shape
             first = layers[0].get("config") or {}
             shape = first.get("batch_input_shape") or first.get("batch_shape") or \
                 config.get("build_input_shape")
             x = [self.input_node({"batch_shape": shape, "dtype": first.get("dtype")},
-                                 f"{_name(layers[0])}_input")]
+                                 f"{layer_name(layers[0])}_input")]
         for layer in rest:
             x = self.call(layer, x, scope, keys, 0, {})
         return x
 
     def functional(self, config, scope, inputs):
         layers = config.get("layers") or []
-        keys, by_name = _keys(layers), {_name(lay): lay for lay in layers}
+        keys, by_name = layer_keys(layers), {layer_name(lay): lay for lay in layers}
         tensors = {}
         for i, t in enumerate(_triples(config.get("input_layers") or [])):
             if t[0] not in by_name:
@@ -279,13 +127,13 @@ class _Builder:
             ready = next((p for p in pending if self.ready(p, tensors)), None)
             if ready is None:
                 lay = pending[0][0]
-                self.fail(f"layer {_name(lay)!r} ({lay.get('class_name')}): its inputs are "
+                self.fail(f"layer {layer_name(lay)!r} ({lay.get('class_name')}): its inputs are "
                           "never computed")
             pending.remove(ready)
             lay, k, node = ready
             refs, kwargs = self.node_inputs(lay, node, tensors)
             for t, ref in enumerate(self.call(lay, refs, scope, keys, k, kwargs)):
-                tensors[(_name(lay), k, t)] = ref
+                tensors[(layer_name(lay), k, t)] = ref
         outs = []
         for t in _triples(config.get("output_layers") or []):
             if t not in tensors:
@@ -299,7 +147,7 @@ class _Builder:
 
     def inbound(self, lay, node):
         def fail(why):
-            self.fail(f"layer {_name(lay)!r} ({lay.get('class_name')}) {why}")
+            self.fail(f"layer {layer_name(lay)!r} ({lay.get('class_name')}) {why}")
         return _inbound(node, fail)
 
     def node_inputs(self, lay, node, tensors):
@@ -328,7 +176,7 @@ class _Builder:
 
     def call(self, lay, refs, scope, keys, k, kwargs):
         """The output refs of one call (inbound node k) of the layer `lay` on refs."""
-        cls, config, name = lay.get("class_name"), lay.get("config") or {}, _name(lay)
+        cls, config, name = lay.get("class_name"), lay.get("config") or {}, layer_name(lay)
         self.check_kwargs(name, cls, kwargs)
         if cls in MODELS:
             if k > 0:
@@ -465,200 +313,24 @@ class _Builder:
                             if k.split("/")[0] != nid}
 
 
-# -- the compile config ------------------------------------------------------------------------
-OPTIMIZERS = {"Adam": "adam", "AdamW": "adamw", "Nadam": "nadam", "SGD": "sgd",
-              "RMSprop": "rmsprop", "Adagrad": "adagrad"}
-OPTIMIZER_HARMLESS = {"name", "ema_momentum", "ema_overwrite_frequency", "jit_compile",
-                      "is_legacy_optimizer"}
-OPTIMIZER_FIXED = {"use_ema": (False, None), "amsgrad": (False, None), "decay": (0, 0.0, None),
-                   "loss_scale_factor": (None,), "gradient_accumulation_steps": (None,)}
-SCHEDULES = {"ExponentialDecay": "exponential_decay", "CosineDecay": "cosine_decay",
-             "PiecewiseConstantDecay": "piecewise_constant_decay"}
-LOSSES = {"SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
-          "CategoricalCrossentropy": "categorical_crossentropy",
-          "BinaryCrossentropy": "binary_crossentropy", "MeanSquaredError": "mean_squared_error",
-          "MeanAbsoluteError": "mean_absolute_error", "Huber": "huber",
-          "KLDivergence": "kl_divergence", "huber_loss": "huber"}
-LOSS_FIXED = {"reduction": ("sum_over_batch_size", "auto", None), "label_smoothing": (0, 0.0),
-              "axis": (-1,), "ignore_class": (None,)}
-METRICS = {"acc": "accuracy", "sparse_categorical_accuracy": "accuracy",
-           "categorical_accuracy": "accuracy", "binary_accuracy": "accuracy",
-           "SparseCategoricalAccuracy": "accuracy", "CategoricalAccuracy": "accuracy",
-           "BinaryAccuracy": "accuracy", "MeanAbsoluteError": "mean_absolute_error",
-           "MeanSquaredError": "mean_squared_error",
-           "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
-           "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
-           "Precision": "precision", "Recall": "recall", "AUC": "auc"}
-METRIC_FIXED = {"threshold": (0.5,), "top_k": (None,), "class_id": (None,),
-                "curve": ("ROC",), "summation_method": ("interpolation", "trapezoidal"),
-                "multi_label": (False,), "from_logits": (False,), "num_labels": (None,),
-                "label_weights": (None,), "thresholds": (None, 0.5, [0.5])}
-
-
-class _Compile:
-    """Keras' compile config as the project's training section (train/ names, Keras')."""
-
-    def __init__(self, place):
-        self.place = place
-
-    def fail(self, what, value, why="has no Layerloom form"):
-        raise DataError(f"compile config: {what}={value!r} {why}", self.place)
-
-    def fixed(self, what, key, value, table):
-        if key in table and value not in table[key]:
-            self.fail(f"{what} option {key}", value,
-                      f"has no Layerloom form (only {', '.join(map(repr, table[key]))})")
-        return key in table
-
-    def optimizer(self, spec):
-        from layerloom.train.optimizers import OPTIMIZERS as OURS
-        cls, cfg = (spec, {}) if isinstance(spec, str) else (
-            spec.get("class_name"), dict(spec.get("config") or {}))
-        name = OPTIMIZERS.get(cls) or (cls.lower() if str(cls).lower() in OURS else None)
-        if name is None:
-            self.fail("optimizer", cls, f"has no Layerloom optimizer ({', '.join(OPTIMIZERS)})")
-        declared = {p.name for p in OURS[name].params}
-        params = {}
-        for key, v in cfg.items():
-            key = "learning_rate" if key == "lr" else key
-            if key in OPTIMIZER_HARMLESS or self.fixed(f"optimizer {cls}", key, v,
-                                                       OPTIMIZER_FIXED) or v is None:
-                continue
-            if key == "learning_rate" and isinstance(v, dict):
-                params[key] = self.schedule(v)
-            elif key in declared:
-                params[key] = kl.f32(v) if isinstance(v, float) else v
-            elif v is not False:
-                self.fail(f"optimizer {cls} option {key}", v)
-        return {"name": name, "params": params}
-
-    def schedule(self, spec):
-        cls, cfg = spec.get("class_name"), dict(spec.get("config") or {})
-        if cls not in SCHEDULES:
-            self.fail("learning_rate schedule", cls, f"has no Layerloom schedule "
-                                                     f"({', '.join(SCHEDULES)})")
-        out = {"schedule": SCHEDULES[cls]}
-        for key, v in cfg.items():
-            if key != "name" and v is not None:
-                out[key] = [kl.f32(x) if isinstance(x, float) else x for x in v] if \
-                    isinstance(v, list) else (kl.f32(v) if isinstance(v, float) else v)
-        return out
-
-    def loss(self, spec):
-        if spec is None:
-            return None
-        if isinstance(spec, dict) and isinstance(spec.get("config"), str):  # a function
-            spec = spec["config"]
-        if isinstance(spec, str):
-            return {"name": LOSSES.get(spec, spec)}
-        cls, cfg = spec.get("class_name"), dict(spec.get("config") or {})
-        if cls not in LOSSES:
-            self.fail("loss", cls, f"has no Layerloom loss ({', '.join(sorted(LOSSES))})")
-        entry = {"name": LOSSES[cls]}
-        for key, v in cfg.items():
-            if key in ("name", "dtype") or self.fixed(f"loss {cls}", key, v, LOSS_FIXED):
-                continue
-            if key in ("from_logits", "delta"):
-                entry[key] = bool(v) if key == "from_logits" else kl.f32(v)
-            elif v not in (None, False):
-                self.fail(f"loss {cls} option {key}", v)
-        return entry
-
-    def metric(self, spec):
-        if isinstance(spec, str):
-            return METRICS.get(spec, spec)  # an unknown name: parse_training names it
-        cls, cfg = spec.get("class_name"), dict(spec.get("config") or {})
-        if cls == "MeanMetricWrapper":  # tf.keras 2's metric given by name
-            return self.metric(cfg.get("fn") or cfg.get("name"))
-        if cls not in METRICS:
-            self.fail("metric", cls, f"has no Layerloom metric ({', '.join(sorted(METRICS))})")
-        entry = {"name": METRICS[cls]}
-        for key, v in cfg.items():
-            if key in ("name", "dtype") or self.fixed(f"metric {cls}", key, v, METRIC_FIXED):
-                continue
-            if key in ("k", "num_thresholds"):
-                entry[key] = v
-            else:
-                self.fail(f"metric {cls} option {key}", v)
-        return entry if len(entry) > 1 else entry["name"]
-
-    def training(self, cc, outputs, graph):
-        """The training section: outputs is {Keras output name: node id}, in Keras' order."""
-        cc = cc or {}
-        names = list(outputs)
-        t = {}
-        if cc.get("optimizer") is not None:
-            t["optimizer"] = self.optimizer(cc["optimizer"])
-        if cc.get("weighted_metrics"):
-            self.fail("weighted_metrics", cc["weighted_metrics"],
-                      "has no Layerloom form (no sample weights)")
-        losses = self.per_output(cc.get("loss"), names, "loss")
-        weights = self.per_output(cc.get("loss_weights"), names, "loss_weights")
-        loss = {}
-        for kname, nid in outputs.items():
-            entry = self.loss(losses.get(kname)) or _guess_loss(graph, nid)
-            if weights.get(kname) is not None:
-                entry["weight"] = kl.f32(weights[kname])
-            loss[nid] = entry
-        t["loss"] = loss
-        t["metrics"] = self.metrics(cc.get("metrics"), outputs)
-        return t
-
-    def per_output(self, spec, names, what):
-        """{Keras output name: item} of one item for every output, a dict by output name or a
-        list in the outputs' order."""
-        if spec is None:
-            return {}
-        if isinstance(spec, dict) and "class_name" not in spec:
-            unknown = sorted(set(spec) - set(names))
-            if unknown:
-                self.fail(f"{what} for output {unknown[0]!r}", spec[unknown[0]],
-                          f"names no output ({', '.join(names)})")
-            return spec
-        if isinstance(spec, list):
-            if len(spec) != len(names):
-                self.fail(what, spec, f"has {len(spec)} entries for {len(names)} outputs")
-            return dict(zip(names, spec))
-        return {n: spec for n in names}
-
-    def metrics(self, spec, outputs):
-        if not spec:
-            return []
-        names = list(outputs)
-        per_output = isinstance(spec, dict) or all(m is None or isinstance(m, list)
-                                                   for m in spec)  # Keras 2: per output
-        if not per_output:
-            return [self.metric(m) for m in spec]
-        spec = self.per_output(spec, names, "metrics")
-        return {outputs[k]: [self.metric(m) for m in (v if isinstance(v, list) else [v])]
-                for k, v in spec.items() if v}
-
-
-def _guess_loss(graph, nid):
-    """An uncompiled model's loss, from its output's activation (for a later fit)."""
-    act = graph.nodes[nid].params.get("activation")
-    return {"name": {"softmax": "sparse_categorical_crossentropy",
-                     "sigmoid": "binary_crossentropy"}.get(act, "mean_squared_error")}
-
-
 # -- the project -------------------------------------------------------------------------------
 def read(path):
     """(Project, weights) of the Keras model at `path` (.keras or .h5)."""
     from layerloom.project.loom import Project
     from layerloom.project.training import parse_training
-    file = _open(path)
+    file = open_model(path)
     try:
         top = file.config
         if "class_name" not in top or "config" not in top:
             raise DataError("the model config has no class_name and config", path)
         b = _Builder(file, path)
-        name = _name(top) or (top.get("config") or {}).get("name") or "model"
-        refs = b.model(top["class_name"], top["config"], _Scope(), None, name)
+        name = layer_name(top) or (top.get("config") or {}).get("name") or "model"
+        refs = b.model(top["class_name"], top["config"], Scope(), None, name)
         outputs = b.outputs(_output_names(top, refs), refs)
     finally:
         file.handle.close()
     problems = []
-    t = _Compile(path).training(file.compile_config, outputs, b.graph)
+    t = keras_compile.Compile(path).training(file.compile_config, outputs, b.graph)
     training = parse_training(t, b.graph, problems)
     if problems:
         raise DataError(f"compile config: {problems[0]}", path)
@@ -687,7 +359,7 @@ def _output_names(top, refs):
     cfg = top["config"] if isinstance(top["config"], dict) else {"layers": top["config"]}
     if top["class_name"] == "Sequential":
         last = (cfg.get("layers") or [{}])[-1]
-        return [_name(last)] * len(refs)
+        return [layer_name(last)] * len(refs)
     return [t[0] for t in _triples(cfg.get("output_layers") or [])]
 
 
@@ -698,14 +370,5 @@ def _project_name(path, name):
 def convert(path, to):
     """Write the Keras model at `path` as the project `to` with `to`.weights.npz beside it,
     laid out, each file atomically. Returns the project."""
-    from layerloom.core.layout import auto_layout
-    from layerloom.project import loom as projectfile
-    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
-    project, weights = read(path)
-    folder = os.path.dirname(os.path.abspath(to))
-    wname = os.path.basename(to) + ".weights.npz"
-    project.ui = {"positions": {k: list(p) for k, p in auto_layout(project.graph).items()}}
-    d = projectfile.trained_dict(project, folder, None, weights=wname)
-    atomic_write_bytes(os.path.join(folder, wname), npz_bytes(weights))
-    atomic_write_text(to, json.dumps(d, indent=2) + "\n")
-    return project
+    from layerloom.interop import write_imported
+    return write_imported(*read(path), to)

@@ -13,6 +13,8 @@ import re
 
 from layerloom.core import expr
 from layerloom.core.errors import DataError, quote
+from layerloom.interop import expr_source
+from layerloom.interop.expr_source import Dialect
 
 # names the generated script itself uses: a node id that spells one gets a trailing _
 RESERVED = {"np", "os", "sys", "keras", "layers", "ops", "argparse", "model", "inputs",
@@ -137,52 +139,26 @@ def _upsampling(n):
 
 
 # -- Lambda: the formula as keras.ops calls ----------------------------------------------------
-_UNARY = {"exp": "ops.exp", "log": "ops.log", "sqrt": "ops.sqrt", "abs": "ops.abs",
-          "sin": "ops.sin", "cos": "ops.cos", "tan": "ops.tan", "tanh": "ops.tanh",
-          "sigmoid": "ops.sigmoid", "relu": "ops.relu", "softplus": "ops.softplus",
-          "square": "ops.square", "erf": "ops.erf", "sign": "ops.sign", "neg": "ops.negative"}
-_BINARY = {"+": "ops.add", "-": "ops.subtract", "*": "ops.multiply", "/": "ops.divide",
-           "**": "ops.power", "pow": "ops.power", "maximum": "ops.maximum",
-           "minimum": "ops.minimum"}
-_COMPARE = {">": "ops.greater", ">=": "ops.greater_equal", "<": "ops.less",
-            "<=": "ops.less_equal", "==": "ops.equal", "!=": "ops.not_equal"}
-EXPRESSION_OPS = {**_UNARY, **_BINARY, **{k: f"ops.cast({v}(a, b), 'float32')"
-                                          for k, v in _COMPARE.items()},
-                  "where": "ops.where(ops.not_equal(c, 0), a, b)",
-                  "clip": "ops.minimum(ops.maximum(x, lo), hi)"}
-
-
-def expression_source(tree, env, nid="lambda"):
-    """Python source computing the expression tree with keras.ops; env maps the input names
-    (a, b, c, d) to tensor names. Subtrees of numbers alone are folded to one number."""
-    def emit(t):
-        op = t[0]
-        if op == "num":
-            return repr(float(t[1]))
-        if op == "var":
-            return env[t[1]]
-        if not expr.variables(t):
-            return repr(float(expr.evaluate(t, {})))
-        args = [emit(a) for a in t[1:]]
-        if op in _UNARY:
-            return f"{_UNARY[op]}({args[0]})"
-        if op in _BINARY:
-            return f"{_BINARY[op]}({args[0]}, {args[1]})"
-        if op in _COMPARE:
-            return f"ops.cast({_COMPARE[op]}({args[0]}, {args[1]}), 'float32')"
-        if op == "where":
-            return f"ops.where(ops.not_equal({args[0]}, 0.0), {args[1]}, {args[2]})"
-        if op == "clip":
-            return f"ops.minimum(ops.maximum({args[0]}, {args[1]}), {args[2]})"
-        raise DataError(f"Lambda layer {quote(nid)}: the expression's {quote(op)} has no "
-                        "keras.ops form", f"graph.nodes.{nid}.params.expression")
-    return emit(tree)
+KERAS_OPS = Dialect(
+    "keras.ops",
+    unary={"exp": "ops.exp", "log": "ops.log", "sqrt": "ops.sqrt", "abs": "ops.abs",
+           "sin": "ops.sin", "cos": "ops.cos", "tan": "ops.tan", "tanh": "ops.tanh",
+           "sigmoid": "ops.sigmoid", "relu": "ops.relu", "softplus": "ops.softplus",
+           "square": "ops.square", "erf": "ops.erf", "sign": "ops.sign", "neg": "ops.negative"},
+    binary={"+": "ops.add", "-": "ops.subtract", "*": "ops.multiply", "/": "ops.divide",
+            "**": "ops.power", "pow": "ops.power", "maximum": "ops.maximum",
+            "minimum": "ops.minimum"},
+    compare=lambda op, a, b: f"ops.cast(ops.{_COMPARE[op]}({a}, {b}), 'float32')",
+    where="ops.where(ops.not_equal({c}, 0.0), {a}, {b})",
+    clip="ops.minimum(ops.maximum({x}, {lo}), {hi})")
+_COMPARE = {">": "greater", ">=": "greater_equal", "<": "less", "<=": "less_equal",
+            "==": "equal", "!=": "not_equal"}
 
 
 def _lambda(n):
     tree = expr.parse(n.params["expression"])
     env = dict(zip(expr.INPUT_NAMES, n.x))
-    src = expression_source(tree, env, n.id)
+    src = expr_source.source(tree, env, KERAS_OPS, n.id)
     if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
         src = f"ops.full_like({n.x[0]}, {src})"
     return [f"# Lambda {n.params['expression']!r}: keras.ops (no Python function is stored)",

@@ -492,15 +492,5 @@ def read(path):
 def convert(path, to):
     """Write the ONNX model at `path` as the project `to` with `to`.weights.npz beside it,
     laid out, each file atomically. Returns the project."""
-    import json
-    from layerloom.core.layout import auto_layout
-    from layerloom.project import loom as projectfile
-    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
-    project, weights = read(path)
-    folder = os.path.dirname(os.path.abspath(to))
-    wname = os.path.basename(to) + ".weights.npz"
-    project.ui = {"positions": {k: list(p) for k, p in auto_layout(project.graph).items()}}
-    d = projectfile.trained_dict(project, folder, None, weights=wname)
-    atomic_write_bytes(os.path.join(folder, wname), npz_bytes(weights))
-    atomic_write_text(to, json.dumps(d, indent=2) + "\n")
-    return project
+    from layerloom.interop import write_imported
+    return write_imported(*read(path), to)

@@ -5,6 +5,8 @@ channels-first and back around its own call. Weights keep Layerloom's names and 
 .npz; TORCH_WEIGHTS in the script says how each becomes a torch parameter (transpose)."""
 from layerloom.core import expr
 from layerloom.core.errors import DataError, quote
+from layerloom.interop import expr_source
+from layerloom.interop.expr_source import Dialect
 
 # activation -> torch expression of `x`
 ACTIVATIONS = {
@@ -95,28 +97,33 @@ def conv2d(n):
     return init, fwd, {"kernel": ("weight", "HWIO"), "bias": ("bias", "")}
 
 
-def pool2d(kind):
+_TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)"}  # channels-last -> torch's channels-first
+_TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)"}
+
+
+def pool(kind, rank):
+    """Max/AveragePooling1D and 2D: F.max_poolNd / F.avg_poolNd between permutes; Keras'
+    same padding: the padding never wins the max, the average counts only cells inside."""
     def convert(n):
         p = n.params
-        k = _pair(p["pool_size"])
-        st = _pair(p["strides"]) if p.get("strides") else k
-        x = f"{n.x[0]}.permute(0, 3, 1, 2)"
+        ks = _pair(p["pool_size"]) if rank == 2 else (int(p["pool_size"]),)
+        sts = (_pair(p["strides"]) if rank == 2 else (int(p["strides"]),)) \
+            if p.get("strides") else ks
+        k, st = (ks, sts) if rank == 2 else (ks[0], sts[0])  # torch: a tuple or an int
+        fn = f"F.{'max' if kind == 'max' else 'avg'}_pool{rank}d"
+        x, back = f"{n.x[0]}.permute{_TO_FIRST[rank]}", f".permute{_TO_LAST[rank]}"
         if p["padding"] == "valid":
-            fn = "F.max_pool2d" if kind == "max" else "F.avg_pool2d"
-            return [], [f"{n.out} = {fn}({x}, {k}, {st}).permute(0, 2, 3, 1)"], {}
+            return [], [f"{n.out} = {fn}({x}, {k}, {st}){back}"], {}
         if p["padding"] != "same":
             raise unsupported(n.id, n.type, "padding", p["padding"])
-        h, w = n.in_shapes[0][:2]
-        t, b = _same_pads(h, k[0], st[0], 1)
-        left, right = _same_pads(w, k[1], st[1], 1)
-        pads = (left, right, t, b)
-        if kind == "max":  # Keras' same: the padding never wins
-            return [], [f"{n.out} = F.max_pool2d(F.pad({x}, {pads}, value=-float('inf')), "
-                        f"{k}, {st}).permute(0, 2, 3, 1)"], {}
-        # Keras' same average counts only the cells inside the input
-        return [], [f"{n.out} = (F.avg_pool2d(F.pad({x}, {pads}), {k}, {st}) / F.avg_pool2d("
-                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st}))"
-                    ".permute(0, 2, 3, 1)"], {}
+        sizes = n.in_shapes[0][:rank]
+        pads = tuple(v for d in reversed(range(rank))  # F.pad: the last axis first
+                     for v in _same_pads(sizes[d], ks[d], sts[d], 1))
+        if kind == "max":
+            return [], [f"{n.out} = {fn}(F.pad({x}, {pads}, value=-float('inf')), "
+                        f"{k}, {st}){back}"], {}
+        return [], [f"{n.out} = ({fn}(F.pad({x}, {pads}), {k}, {st}) / {fn}("
+                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st})){back}"], {}
     return convert
 
 
@@ -252,27 +259,6 @@ def conv1d(n):
     return init, fwd, {"kernel": ("weight", "WIO"), "bias": ("bias", "")}
 
 
-def pool1d(kind):
-    def convert(n):
-        p = n.params
-        k = int(p["pool_size"])
-        st = int(p["strides"]) if p.get("strides") else k
-        x = f"{n.x[0]}.permute(0, 2, 1)"
-        fn = "F.max_pool1d" if kind == "max" else "F.avg_pool1d"
-        if p["padding"] == "valid":
-            return [], [f"{n.out} = {fn}({x}, {k}, {st}).permute(0, 2, 1)"], {}
-        if p["padding"] != "same":
-            raise unsupported(n.id, n.type, "padding", p["padding"])
-        pads = _same_pads(n.in_shapes[0][0], k, st, 1)
-        if kind == "max":  # Keras' same: the padding never wins
-            return [], [f"{n.out} = F.max_pool1d(F.pad({x}, {pads}, value=-float('inf')), "
-                        f"{k}, {st}).permute(0, 2, 1)"], {}
-        return [], [f"{n.out} = (F.avg_pool1d(F.pad({x}, {pads}), {k}, {st}) / F.avg_pool1d("
-                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st}))"
-                    ".permute(0, 2, 1)"], {}
-    return convert
-
-
 def _margins(v):
     """((top, bottom), (left, right)) of Keras' int, (h, w) or ((t, b), (l, r)) forms."""
     if isinstance(v, int):
@@ -316,45 +302,25 @@ def embedding(n):
 
 
 # -- Lambda: the formula as torch calls (no Python function is stored) -------------------------
-_UNARY = {"exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "abs": "torch.abs",
-          "sin": "torch.sin", "cos": "torch.cos", "tan": "torch.tan", "tanh": "torch.tanh",
-          "sigmoid": "torch.sigmoid", "relu": "torch.relu", "softplus": "F.softplus",
-          "square": "torch.square", "erf": "torch.erf", "sign": "torch.sign", "neg": "torch.neg"}
-_BINARY = {"+": "torch.add", "-": "torch.sub", "*": "torch.mul", "/": "torch.div",
-           "**": "torch.pow", "pow": "torch.pow", "maximum": "torch.maximum",
-           "minimum": "torch.minimum"}
-_COMPARE = {">", ">=", "<", "<=", "==", "!="}
-
-
-def expression_source(tree, env, nid="lambda"):
-    """Python source computing the expression tree with torch; env maps the input names to
-    tensor names. Numbers are 0-d tensors (torch.maximum takes no Python float); subtrees of
-    numbers alone are folded to one number."""
-    def emit(t):
-        op = t[0]
-        if op == "var":
-            return env[t[1]]
-        if not expr.variables(t):
-            return f"torch.tensor({float(expr.evaluate(t, {}))!r})"
-        args = [emit(a) for a in t[1:]]
-        if op in _UNARY:
-            return f"{_UNARY[op]}({args[0]})"
-        if op in _BINARY:
-            return f"{_BINARY[op]}({args[0]}, {args[1]})"
-        if op in _COMPARE:
-            return f"({args[0]} {op} {args[1]}).to(torch.float32)"
-        if op == "where":
-            return f"torch.where({args[0]} != 0, {args[1]}, {args[2]})"
-        if op == "clip":
-            return f"torch.minimum(torch.maximum({args[0]}, {args[1]}), {args[2]})"
-        raise DataError(f"Lambda layer {quote(nid)}: the expression's {quote(op)} has no "
-                        "torch form", f"graph.nodes.{nid}.params.expression")
-    return emit(tree)
+TORCH = Dialect(
+    "torch",
+    unary={"exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "abs": "torch.abs",
+           "sin": "torch.sin", "cos": "torch.cos", "tan": "torch.tan", "tanh": "torch.tanh",
+           "sigmoid": "torch.sigmoid", "relu": "torch.relu", "softplus": "F.softplus",
+           "square": "torch.square", "erf": "torch.erf", "sign": "torch.sign", "neg": "torch.neg"},
+    binary={"+": "torch.add", "-": "torch.sub", "*": "torch.mul", "/": "torch.div",
+            "**": "torch.pow", "pow": "torch.pow", "maximum": "torch.maximum",
+            "minimum": "torch.minimum"},
+    compare=lambda op, a, b: f"({a} {op} {b}).to(torch.float32)",
+    where="torch.where({c} != 0, {a}, {b})",
+    clip="torch.minimum(torch.maximum({x}, {lo}), {hi})",
+    # numbers as 0-d tensors: torch.maximum takes no Python float
+    number=lambda v: f"torch.tensor({v!r})")
 
 
 def lambda_layer(n):
     tree = expr.parse(n.params["expression"])
-    src = expression_source(tree, dict(zip(expr.INPUT_NAMES, n.x)), n.id)
+    src = expr_source.source(tree, dict(zip(expr.INPUT_NAMES, n.x)), TORCH, n.id)
     if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
         src = f"torch.full_like({n.x[0]}, {float(expr.evaluate(tree, {}))!r})"
     return [], [f"# Lambda {n.params['expression']!r}",
@@ -418,11 +384,11 @@ def recurrent(n):
 CONVERTERS = {
     "SimpleRNN": recurrent, "LSTM": recurrent, "GRU": recurrent,
     "Lambda": lambda_layer,
-    "Conv1D": conv1d, "MaxPooling1D": pool1d("max"), "AveragePooling1D": pool1d("avg"),
+    "Conv1D": conv1d, "MaxPooling1D": pool("max", 1), "AveragePooling1D": pool("avg", 1),
     "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "UpSampling2D": upsampling,
     "Embedding": embedding,
     "Dense": dense, "Conv2D": conv2d, "Activation": act_layer,
-    "MaxPooling2D": pool2d("max"), "AveragePooling2D": pool2d("avg"),
+    "MaxPooling2D": pool("max", 2), "AveragePooling2D": pool("avg", 2),
     "GlobalMaxPooling2D": global_pool("max"), "GlobalAveragePooling2D": global_pool("avg"),
     "BatchNormalization": batch_norm, "LayerNormalization": layer_norm,
     "Dropout": dropout, "SpatialDropout2D": spatial_dropout, "GaussianNoise": gaussian_noise,
