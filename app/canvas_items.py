@@ -71,6 +71,8 @@ class NodeItem(QGraphicsItem):
         outs = layer.output_names(node.params)
         self.in_ports = [PortItem(self, i, False, n) for i, n in enumerate(ins)]
         self.out_ports = [PortItem(self, i, True, n) for i, n in enumerate(outs)]
+        # the header's text, made here (on a parameter change) rather than in every paint
+        self.title = f"{node.type} {layer.headline_text(node.params)}".strip()
         rows = max(len(ins), len(outs), 1)
         self.h = HEADER_H + rows * ROW_H + 8
         for i, p in enumerate(self.in_ports):
@@ -100,10 +102,9 @@ class NodeItem(QGraphicsItem):
         f = QFont()
         f.setBold(True)
         p.setFont(f)
-        title = f"{node.type} {node.layer.headline_text(node.params)}".strip()
         room = NODE_W - (38 if self.problem else 16)
         p.drawText(QRectF(8, 0, room, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
-                   QFontMetrics(f).elidedText(title, Qt.ElideRight, room))
+                   QFontMetrics(f).elidedText(self.title, Qt.ElideRight, room))
         f.setBold(False)
         f.setPointSizeF(f.pointSizeF() * 0.85)
         p.setFont(f)

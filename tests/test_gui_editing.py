@@ -211,3 +211,14 @@ def test_paste_lands_at_the_given_point_and_duplicate_beside(win):
     win.scene.nodes[a].setSelected(True)
     (dup,) = win.duplicate()
     assert win.scene.nodes[dup].pos() - win.scene.nodes[a].pos() == QPointF(40, 40)
+
+
+def test_a_node_header_follows_its_parameters(win):
+    """The header (Layer.headline_text) is made when the node's parameters change."""
+    from layerloom.app.commands import SetParamsCmd
+    nid = win.add_from_palette("Dense")
+    assert win.scene.nodes[nid].title == "Dense 32"
+    win.doc.push(SetParamsCmd(win.doc, nid, {"units": 99, "activation": "tanh"}))
+    assert win.scene.nodes[nid].title == "Dense 99 tanh"
+    win.doc.undo.undo()
+    assert win.scene.nodes[nid].title == "Dense 32"
