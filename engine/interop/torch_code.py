@@ -200,7 +200,7 @@ def code(project, weights_file, script_name="train_torch.py"):
                         "training.callbacks")
     path = getattr(project, "path", None)
     inputs, targets, sparse = keras_code._mappings(project)
-    head = keras_code._TAIL
+    from layerloom.interop.keras_script import TAIL as head
     start, end = head.index("INPUTS = "), head.index("\n\ndef main(")
     data = head[start:end].format(inputs=inputs, targets=targets, sparse=sparse)
     ind = "        "
