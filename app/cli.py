@@ -178,10 +178,29 @@ def run(args, out=sys.stdout):
             "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
                                         indent=2) + "\n").encode("utf-8"),
             TRAINING_STATE: session.training_state().to_bytes()})
+        recorded = _record(proj, history, session, epochs, out_dir)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    return _report(history, total, out_dir, stop["signal"], out)
+    return _report(history, total, out_dir, stop["signal"], out, recorded)
+
+
+def _record(proj, history, session, epochs, out_dir):
+    """The run joins the folder's run records (the editor's Runs panel lists them); a record
+    that cannot be written is said, the outputs above stand."""
+    from layerloom.project import runs
+    record = runs.make_record(projectfile.to_dict(proj), history, "command line",
+                              session.runtime.describe(), session.model.param_count(),
+                              started=time.time() - history["total_seconds"], epochs=epochs,
+                              batch_size=session.batch_size, seed=session.seed)
+    try:
+        rid = runs.save(out_dir, record, session.model.get_weights())
+    except OSError as e:
+        sys.stderr.write(f"layerloom: warning: the run was not recorded in "
+                         f"{os.path.join(out_dir, runs.RECORDS)}: {e.strerror or e}\n")
+        return None
+    return f"Recorded as run {rid} in {os.path.join(out_dir, runs.RECORDS)} (the editor's Runs tab)"
+
 
 
 def _starting_point(args, proj, epochs):
@@ -214,7 +233,7 @@ def _rows(arrays):
     return len(next(iter(arrays.values()))) if arrays else 0
 
 
-def _report(history, total, out_dir, signum, out):
+def _report(history, total, out_dir, signum, out, recorded=None):
     """The run's last lines, and its exit code."""
     eps = history["epochs"]
     if eps:
@@ -231,6 +250,8 @@ def _report(history, total, out_dir, signum, out):
               f"{os.path.join(out_dir, 'weights.npz')}, "
               f"{os.path.join(out_dir, 'trained.loom')} (the project with its fitted "
               f"preprocessing, beside the weights) and {TRAINING_STATE} (to --resume it)\n")
+    if recorded:
+        out.write(recorded + "\n")
     if "early_stopping" in history:
         es = history["early_stopping"]
         out.write(f"Early stopping at epoch {es['stopped_epoch']}; best epoch {es['best_epoch']}"

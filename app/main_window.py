@@ -32,9 +32,11 @@ from .window_interop import InteropActions
 from .start_page import StartPage
 from .window_help import HelpActions
 from .window_model import ModelActions
+from .window_runs import RunActions
 
 
-class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWindow):
+class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActions,
+                 QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True, remember_layout=None, start_page=None):
@@ -112,12 +114,14 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self.results = ResultsPanel()
         self.predictions = PredictionsPanel()
         self.data = DataPanel(doc)
+        self.runs = self._build_runs(doc)
         # NOTE: tabs are plain QTabWidgets inside two docks, not QMainWindow dock tabbing,
         # which left stale tab bars painted over other panels.
         self.output_tabs = QTabWidget()
         self.data_tab = self._scroll(self.data)
         self.output_tabs.addTab(self.training.plots, "Curves")
         self.output_tabs.addTab(self.results, "Results")
+        self.output_tabs.addTab(self.runs, "Runs")
         self.output_tabs.addTab(self.predictions, "Predictions")
         self.output_tabs.addTab(self.data_tab, "Data")
         self.message_tabs = QTabWidget()
@@ -160,6 +164,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
         self._connect_model()
+        self._connect_runs(doc)
 
     def _relayout(self):
         self._layout_docks()
@@ -470,6 +475,7 @@ class MainWindow(FileActions, ModelActions, InteropActions, HelpActions, QMainWi
         self.training.plots.scene().blockSignals(True)
         self.training.plots.blockSignals(True)
         self.results.plot.scene().blockSignals(True)
+        self.runs.plot.scene().blockSignals(True)
         self.data.shutdown()
 
 

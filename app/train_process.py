@@ -63,6 +63,8 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
                         resume=state)
         q.put(("weights", session.model.get_weights()))  # after Stop too: whole batches only
         q.put(("state", session.training_state().to_bytes()))
+        h.update(device=session.runtime.describe(), parameters=session.model.param_count(),
+                 batch_size=session.batch_size, seed=session.seed)
         q.put(("done", h))
         if not h.get("stopped"):
             from layerloom.train.evaluation import classification_results

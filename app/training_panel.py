@@ -35,6 +35,7 @@ class TrainingPanel(OutputRows, QWidget):
     sigRunning = Signal(bool)
     sigResults = Signal(object)
     sigTrained = Signal(object, bool)  # a run's weights as it ended, and whether it was stopped
+    sigRun = Signal(object, object)  # a run's record (engine/project/runs.py) and its weights
 
     def __init__(self, doc, parent=None):
         super().__init__(parent)
@@ -310,6 +311,9 @@ class TrainingPanel(OutputRows, QWidget):
         self.pause.setEnabled(True)
         self.status.setText("Preparing data and compiling kernels...")
         self.t0 = time.perf_counter()
+        self.started = time.time()
+        self.last_history = None  # until this run's arrives
+        self.run_project = projectfile.to_dict(self.doc.project)  # as this run trains it
         self.worker.start()
 
     def stop_training(self):
@@ -358,6 +362,16 @@ class TrainingPanel(OutputRows, QWidget):
         self.status.setText("Stopped." if history.get("stopped") else "Finished.")
         self.last_history = history
 
+    def _record(self, history, weights, fitted):
+        from layerloom.project import runs
+        if fitted:  # the normalisation these weights were trained with, restored with them
+            self.run_project["dataset"] = {**self.run_project["dataset"], "fitted": fitted}
+        record = runs.make_record(self.run_project, history, "editor", history.get("device"),
+                                  history.get("parameters"), started=self.started,
+                                  epochs=self.epochs.value(), batch_size=history.get("batch_size"),
+                                  seed=history.get("seed"))
+        self.sigRun.emit(record, weights)
+
     def _failed(self, message):
         self.status.setText(message.splitlines()[0])
         self.sigLog.emit("Error: " + message)
@@ -370,6 +384,8 @@ class TrainingPanel(OutputRows, QWidget):
             self.last_weights = weights
             self.last_state = self.worker.state
         self.worker = None
+        if weights is not None and self.last_history is not None:  # this run's history
+            self._record(self.last_history, weights, fitted)
         stopped = bool(self.last_history and self.last_history.get("stopped"))
         self.continue_run.setEnabled(stopped and self.last_state is not None)
         d = self.doc.project.dataset

@@ -85,9 +85,11 @@ def test_killed_runs_leave_the_old_outputs_or_the_new_never_a_mix(tmp_path):
             assert got[:2] == new[:2] and same_weights(got[2], new[2]), f"trial {trial}: mixed"
             seen["new"] += 1
             assert run(a, out).returncode == 0  # back to the old set for the next trial
-        assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+        assert sorted(set(os.listdir(out)) - {"records"}) == sorted(OUTPUTS)
+        assert all(os.path.isfile(os.path.join(out, "records", r, "run.json"))
+                   for r in os.listdir(out / "records") if not r.startswith("."))
     assert run(a, out).returncode == 0
-    assert staging_left(out) == []
+    assert staging_left(out) == [] and staging_left(out / "records" / "x") == []
     assert sum(seen.values()) == 12
 
 
@@ -103,7 +105,7 @@ def test_sigterm_stops_after_the_batch_and_writes_the_outputs(tmp_path):
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 143, stderr
     assert "Stopped by SIGTERM" in stdout and "Traceback" not in stderr
-    assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+    assert sorted(set(os.listdir(out)) - {"records"}) == sorted(OUTPUTS)
     with open(out / "history.json") as f:
         assert json.load(f)["stopped"] is True
 

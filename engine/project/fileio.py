@@ -207,19 +207,26 @@ def write_folder_unit(folder, files):
         raise
 
 
-def _remove_stale_staging(parent, base):
-    """Staging folders of runs that were killed (their process is gone)."""
-    prefix = f".{base}{STAGING_MARK}"
+def _remove_stale_staging(parent, base=None):
+    """Staging folders of runs that were killed (their process is gone): of the folder `base`
+    in parent, or of any folder there when base is None."""
     try:
         names = os.listdir(parent)
     except OSError:
         return
     for name in names:
-        if not name.startswith(prefix):
+        if base is not None and not name.startswith(f".{base}{STAGING_MARK}"):
             continue
-        pid = name[len(prefix):].split("-", 1)[0]
+        if not name.startswith(".") or STAGING_MARK not in name:
+            continue
+        pid = name.split(STAGING_MARK, 1)[1].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def remove_stale_staging(parent):
+    """What killed writes of any folder unit in `parent` left behind."""
+    _remove_stale_staging(parent)
 
 
 def _alive(pid):
