@@ -225,6 +225,7 @@ class DataPanel(QWidget):
         from layerloom.project import loom as projectfile
         key = repr((self.doc.project.dataset, [(n.id, n.type, n.params) for n in
                                                self.doc.graph.nodes.values()],
+                    [e.key() for e in self.doc.graph.edges],
                     self.doc.project.training.get("loss")))
         if key == self.shown_for:
             return

@@ -6,8 +6,8 @@ import sys
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QListWidget, QListWidgetItem,
-                               QMainWindow, QPlainTextEdit, QScrollArea, QTabWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QMainWindow, QPlainTextEdit,
+                               QScrollArea, QTabWidget)
 
 from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
@@ -26,6 +26,7 @@ from .results import ResultsPanel
 from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 from .predictions import PredictionsPanel
+from .problems_panel import ProblemsPanel, push_fix
 from . import wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
@@ -109,7 +110,8 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.inspector = Inspector(doc)
         self.training = TrainingPanel(doc)
         self.log = QPlainTextEdit(readOnly=True)
-        self.problems = QListWidget()
+        self.problems_panel = ProblemsPanel()
+        self.problems = self.problems_panel.list
         self.summary = SummaryPanel(doc)
         self.results = ResultsPanel()
         self.predictions = PredictionsPanel()
@@ -125,7 +127,7 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.output_tabs.addTab(self.predictions, "Predictions")
         self.output_tabs.addTab(self.data_tab, "Data")
         self.message_tabs = QTabWidget()
-        self.message_tabs.addTab(self.problems, "Problems")
+        self.message_tabs.addTab(self.problems_panel, "Problems")
         self.message_tabs.addTab(self.summary, "Summary")
         self.message_tabs.addTab(self.log, "Log")
         return {"Layers": self.palette, "Inspector": self._scroll(self.inspector),
@@ -161,6 +163,7 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.training.sigChooseData.connect(self._choose_data)
         self.data.sigFit.connect(self._data_fit)
         self.problems.itemClicked.connect(self._problem_clicked)
+        self.problems_panel.sigFix.connect(self.apply_fix)
         doc.sigChanged.connect(self._changed)
         doc.sigPathChanged.connect(lambda _: self._changed())
         self._connect_model()
@@ -423,6 +426,25 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
             node.setSelected(True)
             self.view.centerOn(node)
 
+    def apply_fix(self, fix):
+        """A problem's fix from the Problems tab: one undo step; the nodes it adds selected."""
+        if self.doc.locked:
+            self.message("Not fixed: the graph cannot be edited while training runs")
+            return False
+        try:
+            push_fix(self.doc, fix)
+        except (RuntimeError, LayerloomError) as e:
+            self.message(f"Not fixed: {e}")
+            return False
+        added = [s.args[0] for s in fix.steps if s.op == "add"]
+        if added:
+            self.scene.clearSelection()
+            for nid in added:
+                if nid in self.scene.nodes:
+                    self.scene.nodes[nid].setSelected(True)
+        self.message(f"Fixed: {fix.label} (Ctrl+Z undoes it)")
+        return True
+
     def _data_fit(self, problem):
         """The Data tab's check of the data against the graph: on the node and in Problems."""
         self.scene.set_data_problem(problem if problem and problem[0] else None)
@@ -440,12 +462,9 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         fit = self.data.fit_problem
         if fit and not found:  # the data checks assume a graph without problems
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
-        for line, nid in found:
-            item = QListWidgetItem(line)
-            item.setData(Qt.UserRole, nid)
-            if nid:
-                item.setToolTip(f"Click to select {nid!r} on the canvas")
-            self.problems.addItem(item)
+        losses = self.doc.project.training.get("loss") or {}
+        self.problems_panel.set_problems(found, self.doc.graph, self.doc.positions(),
+                                         list(losses) if isinstance(losses, dict) else ())
         self.inspector.refresh_info()
         self._update_model_state()
 

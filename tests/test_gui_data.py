@@ -66,6 +66,37 @@ def test_data_tab_warns_when_the_output_has_more_units_than_classes():
                                "will never be the answer (set its units to 3)")
 
 
+def test_data_tab_check_of_a_graph_with_a_shape_problem_is_not_a_keyerror():
+    """Bug: with a shape problem upstream of the output (its shape unknown), the check failed
+    with "KeyError: 'cultivar'", which the Problems list then showed as a data problem."""
+    from layerloom.data.overview import overview as inspect
+    path = os.path.join(EXAMPLES, "wine_csv.loom")
+    d = json.load(open(path))
+    d["graph"]["nodes"].insert(1, {"id": "conv", "type": "Conv2D",
+                                   "params": {"filters": 2, "kernel_size": 3}})
+    first = d["graph"]["edges"][0]
+    d["graph"]["edges"][0:1] = [{"from": first["from"], "to": ["conv", 0]},
+                                {"from": ["conv", 0], "to": first["to"]}]
+    info = inspect(d, path)
+    assert "error" not in info and info["check"] is None
+    assert info["mapping"][0] == "x -> Input 'measurements' (None, 13)"
+    assert info["mapping"][1] == "y -> target of 'cultivar' (shape unknown: see Problems)"
+
+
+def test_data_tab_follows_a_rewiring(win, qtbot):
+    """Bug: the Data tab's check was redone for node and dataset changes, not for a new wire."""
+    from layerloom.app.commands import DisconnectCmd
+    from layerloom.core.graph import Edge
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+    (e,) = [e for e in win.doc.graph.edges if e.dst == "cultivar"]
+    key = panel.shown_for
+    win.doc.push(DisconnectCmd(win.doc, Edge(e.src, e.src_port, e.dst, e.dst_port)))
+    panel.refresh()
+    assert panel.shown_for != key
+
+
 def test_data_tab_reads_a_csv_once(monkeypatch):
     """Bug: the Data tab's inspection read and parsed the CSV twice per refresh (once for the
     column table, once more to load the arrays)."""

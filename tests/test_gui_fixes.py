@@ -268,3 +268,91 @@ def test_a_validation_curve_has_its_training_curves_colour_dashed(qapp):
     assert pens["out_loss"].color() != pens["loss"].color()
     assert not c.loss_plot.getAxis("bottom").autoSIPrefix
     c.deleteLater()
+
+
+def problem_lines(win):
+    return [win.problems.item(i).text() for i in range(win.problems.count())]
+
+
+def test_a_problem_offers_its_fixes_as_buttons_and_one_undo_takes_a_fix_back(win):
+    """Issue 19, item 10: Conv2D after Dense offers "insert Reshape" and "move before
+    Flatten", each one click and one undo step."""
+    from layerloom.app.commands import AddNodeCmd, ConnectCmd, DisconnectCmd
+    from layerloom.core.graph import Edge
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    doc = win.doc
+    doc.push(DisconnectCmd(doc, Edge("hidden_3", 0, "class", 0)))
+    doc.push(AddNodeCmd(doc, "Conv2D", (900, 200), {"filters": 4, "kernel_size": 3}, "conv"))
+    doc.push(AddNodeCmd(doc, "Flatten", (1100, 200), {}, "flat"))
+    doc.push(ConnectCmd(doc, "hidden_3", 0, "conv", 0))
+    doc.push(ConnectCmd(doc, "conv", 0, "flat", 0))
+    doc.push(ConnectCmd(doc, "flat", 0, "class", 0))
+    assert any("'conv'" in line and "expects input shaped" in line for line in problem_lines(win))
+    labels = [b.text() for b in win.problems_panel.fix_buttons]
+    assert labels == ["Insert Reshape to [4, 4, 2] before 'conv'"], labels
+    assert win.problems_panel.fix_label.text() == "Fix 'conv':"
+    before = doc.undo.count()
+    win.problems_panel.fix_buttons[0].click()
+    assert problem_lines(win) == [] and doc.undo.count() == before + 1
+    (reshape,) = [n for n in doc.graph.nodes.values() if n.type == "Reshape"]
+    assert win.selected_ids() == [reshape.id]
+    assert doc.undo.undoText().startswith("Fix: Insert Reshape")
+    doc.undo.undo()
+    assert "reshape_1" not in doc.graph.nodes and any("'conv'" in l for l in problem_lines(win))
+    assert win.problems_panel.fix_buttons  # offered again
+
+
+def test_an_unconnected_node_offers_connect_and_delete(win):
+    from layerloom.app.commands import AddNodeCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.doc.push(AddNodeCmd(win.doc, "Dense", (1200, 100), {"units": 3}, "stray"))
+    item = next(win.problems.item(i) for i in range(win.problems.count())
+                if "'stray'" in win.problems.item(i).text())
+    win.problems.setCurrentItem(item)
+    labels = [b.text() for b in win.problems_panel.fix_buttons]
+    assert labels == ["Connect 'class' to 'stray'", "Delete 'stray'"]
+    win.problems_panel.fix_buttons[1].click()
+    assert "stray" not in win.doc.graph.nodes and problem_lines(win) == []
+
+
+def test_a_layer_added_after_the_wrong_node_is_put_in_front_of_the_output(win):
+    """An output without a loss (Dense added from hidden_3 beside 'class'): "insert before"."""
+    from layerloom.app.commands import AddNodeCmd, ConnectCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.doc.push(AddNodeCmd(win.doc, "Dense", (900, 300), {"units": 16}, "more"))
+    win.doc.push(ConnectCmd(win.doc, "hidden_3", 0, "more", 0))
+    assert [b.text() for b in win.problems_panel.fix_buttons] == [
+        "Insert 'more' before 'class'", "Delete 'more'"]
+    win.problems_panel.fix_buttons[0].click()
+    assert problem_lines(win) == []
+    assert [e.src for e in win.doc.graph.in_edges("class")] == ["more"]
+
+
+@pytest.mark.slow
+def test_a_data_mismatch_is_fixed_in_one_click(win, qtbot):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+    panel._column_changed("proline", "role", "ignore")
+    qtbot.waitUntil(lambda: win.problems.count() == 1, timeout=30_000)
+    (button,) = win.problems_panel.fix_buttons
+    assert button.text() == "Set the Input's shape to [12]"
+    button.click()
+    assert tuple(win.doc.graph.nodes["measurements"].params["shape"]) == (12,)
+    qtbot.waitUntil(lambda: win.problems.count() == 0, timeout=30_000)
+
+
+def test_a_reshape_node_opens_in_the_inspector_and_takes_minus_one(win):
+    """Selecting a Reshape raised AttributeError ('Dims' object has no attribute 'text') and
+    left the inspector empty."""
+    from layerloom.app.commands import AddNodeCmd
+    from layerloom.core.params import Dims
+    assert Dims.parse_text("(-1, 2)") == [-1, 2] and Dims.text((7, 7, 16)) == "(7, 7, 16)"
+    win.set_document(Document())
+    win.doc.push(AddNodeCmd(win.doc, "Reshape", (0, 0), {"target_shape": [7, 7, 16]}, "r"))
+    win.scene.nodes["r"].setSelected(True)
+    field = win.inspector.widgets["target_shape"]
+    assert field.text() == "(7, 7, 16)"
+    field.setText("-1, 2")
+    field.editingFinished.emit()
+    assert win.doc.graph.nodes["r"].params["target_shape"] == (-1, 2)

@@ -173,7 +173,7 @@ class Shape(Param):
         if inner[:1] + inner[-1:] in ("()", "[]"):
             inner = inner[1:-1]
         parts = [p for p in re.split(r"[,\s]+", inner.strip()) if p]
-        if parts and all(re.fullmatch(r"\d{1,12}", p) for p in parts):
+        if parts and all(re.fullmatch(r"-?\d{1,12}", p) for p in parts):
             return [int(p) for p in parts]
         return text
 
@@ -270,6 +270,8 @@ class Dims(Param):
     kind = "shape"
 
     def validate(self, value, place):
+        if isinstance(value, str):  # the editor's text: "7, 7, 16", "(-1, 2)"
+            value = self.parse_text(value)
         ok = (isinstance(value, (list, tuple)) and value and len(value) <= MAX_RANK
               and all(_is_int(v) and (0 < v <= INT_LIMIT or v == -1) for v in value)
               and sum(v == -1 for v in value) <= 1)
@@ -283,6 +285,9 @@ class Dims(Param):
 
     def describe(self):
         return "list of positive integers, one may be -1"
+
+    # written and shown as a Shape is
+    parse_text, text = staticmethod(Shape.parse_text), staticmethod(Shape.text)
 
 
 class Expr(Param):

@@ -84,12 +84,15 @@ def _fit(proj, arrays):
         return {"check": str(e), "check_node": node if node in proj.graph.nodes else None,
                 "check_message": e.message}
     shapes = proj.graph.analysis().shapes
+
+    def shape(n):  # unknown where the graph has a problem upstream (listed in Problems)
+        return fmt_shape(shapes[n][0]) if n in shapes else "(shape unknown: see Problems)"
     out = {"check": None, "mapping": (
-        [f"{a} -> Input '{n}' {fmt_shape(shapes[n][0])}"
-         for n, a in data.mapping["inputs"].items()]
-        + [f"{a} -> target of '{n}' {fmt_shape(shapes[n][0])}"
-           for n, a in data.mapping["targets"].items()])}
+        [f"{a} -> Input '{n}' {shape(n)}" for n, a in data.mapping["inputs"].items()]
+        + [f"{a} -> target of '{n}' {shape(n)}" for n, a in data.mapping["targets"].items()])}
     for n, a in data.mapping["targets"].items():
+        if n not in shapes:
+            continue
         units = shapes[n][0][-1]
         if a == "y" and arrays.classes and units > arrays.classes:
             out["warning"] = (f"the data has {arrays.classes} classes but output '{n}' has "
