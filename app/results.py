@@ -31,17 +31,27 @@ class _Counts(pg.GraphicsObject):
             return
         t = painter.transform()
         painter.resetTransform()
-        font = QFont()
-        font.setPointSizeF(7)
-        painter.setFont(font)
         cell = t.map(QPointF(1, 1)) - t.map(QPointF(0, 0))
         w, h = abs(cell.x()), abs(cell.y())
+        painter.setFont(count_font(w, h, len(str(int(self.m.max())))))
         for i in range(self.m.shape[0]):
             for j in range(self.m.shape[1]):
                 c = t.map(QPointF(j + 0.5, i + 0.5))
                 painter.setPen(QColor("#ffffff" if self.rates[i, j] < 0.6 else "#000000"))
                 painter.drawText(QRectF(c.x() - w / 2, c.y() - h / 2, w, h), Qt.AlignCenter,
                                  str(self.m[i, j]))
+
+
+def count_font(w, h, digits):
+    """The largest font (9 px at least, up to 14) whose `digits`-digit counts fit a w x h cell."""
+    from PySide6.QtGui import QFontMetricsF
+    font = QFont()
+    for px in range(14, 8, -1):
+        font.setPixelSize(px)
+        m = QFontMetricsF(font)
+        if m.horizontalAdvance("8" * digits) <= w - 2 and m.height() <= h:
+            break
+    return font
 
 
 class _Sample(QWidget):
@@ -74,6 +84,7 @@ class ResultsPanel(QWidget):
         self.plot.invertY(True)
         self.plot.hideButtons()
         self.plot.setMinimumWidth(420)
+        self.plot.setMinimumHeight(300)  # ten classes' three-digit counts stay readable
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
         self.counts = _Counts()

@@ -110,6 +110,9 @@ class RunsPanel(QWidget):
         """The project was saved under a (new) name: its runs folder; the runs kept while it was
         untitled are written there."""
         self.folder = folder
+        if folder is None:  # saved into the bundled examples' folder: kept in memory still
+            self.reload()
+            return
         for rec in self.pending:
             weights = rec.pop("weights", None)
             try:
@@ -139,7 +142,8 @@ class RunsPanel(QWidget):
         self.where.setText(
             (f"Kept in {os.path.join(self.folder, runs.RECORDS)}; runs of layerloom --run "
              "made in the project's folder are listed too." if self.folder else
-             "Runs of an untitled project are kept until it is saved.")
+             "Runs of an untitled project or a bundled example are kept until it is saved "
+             "(elsewhere).")
             if self.records else
             "No runs yet: each training run (Run in the editor, or layerloom --run in the "
             "project's folder) is recorded here with its settings, curves and weights.")

@@ -7,14 +7,36 @@ The child sends ("kind", payload) tuples through a queue; Stop and Pause are sha
 checked after every batch. No Qt here: the child imports only the engine."""
 import multiprocessing as mp
 import os
+import time
 import traceback
 
 from layerloom.train.fit import Callback
 
 
+class Control:
+    """The fit's should_stop: holds training between two batches while `pause` is set (the
+    time held summed in `paused`), true once `stop` is set."""
+
+    def __init__(self, stop, pause):
+        self.stop, self.pause, self.paused = stop, pause, 0.0
+
+    def __call__(self):
+        if self.pause.is_set() and not self.stop.is_set():
+            t = time.perf_counter()
+            while self.pause.is_set() and not self.stop.is_set():
+                self.stop.wait(0.05)
+            self.paused += time.perf_counter() - t
+        return self.stop.is_set()
+
+
 class _Sender(Callback):
-    def __init__(self, q):
-        self.q = q
+    """Sends the fit's progress; an epoch's seconds leave out the time it was paused."""
+
+    def __init__(self, q, control=None):
+        self.q, self.control, self._held = q, control, 0.0
+
+    def on_epoch_begin(self, epoch):
+        self._held = self.control.paused if self.control else 0.0
 
     def on_train_begin(self, info):
         self.q.put(("begin", (info["epochs"], info["batches"])))
@@ -24,6 +46,8 @@ class _Sender(Callback):
             self.q.put(("batch", (epoch, batch, num_batches, dict(logs))))
 
     def on_epoch_end(self, epoch, logs):
+        if self.control is not None:  # the record in the history too, as --run would time it
+            logs["seconds"] = max(0.0, logs["seconds"] - (self.control.paused - self._held))
         self.q.put(("epoch", dict(logs)))
 
 
@@ -45,10 +69,7 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
             pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
             q.put(("status", f"Downloading {url.rsplit('/', 1)[-1]}: {pct}"))
 
-        def should_stop():
-            while pause.is_set() and not stop.is_set():
-                stop.wait(0.05)
-            return stop.is_set()
+        should_stop = Control(stop, pause)
 
         data = prepare_data(project, progress=progress)
         q.put(("fitted", data.fitted))
@@ -59,7 +80,8 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
             state.check_weights(resume[0])
         session = Session(project, device=device, batch_size=batch_size,
                           initial_weights=resume[0] if resume is not None else None)
-        h = session.fit(data, epochs=epochs, callbacks=[_Sender(q)], should_stop=should_stop,
+        h = session.fit(data, epochs=epochs, callbacks=[_Sender(q, should_stop)],
+                        should_stop=should_stop,
                         resume=state)
         q.put(("weights", session.model.get_weights()))  # after Stop too: whole batches only
         q.put(("state", session.training_state().to_bytes()))

@@ -309,7 +309,9 @@ class TrainingPanel(OutputRows, QWidget):
         self.start.setEnabled(False)
         self.stop.setEnabled(True)
         self.pause.setEnabled(True)
-        self.status.setText("Preparing data and compiling kernels...")
+        self.status.setText("Preparing the data and compiling the kernels (the first run on "
+                            "a device takes longest)...")
+        self.rate_from, self.paused_total, self.paused_at = None, 0.0, None
         self.t0 = time.perf_counter()
         self.started = time.time()
         self.last_history = None  # until this run's arrives
@@ -325,10 +327,31 @@ class TrainingPanel(OutputRows, QWidget):
         if self.worker is None:
             return
         self.worker.set_paused(not self.worker.paused)
+        if self.worker.paused:
+            self.paused_at = time.perf_counter()
+        elif self.paused_at is not None:
+            self.paused_total += time.perf_counter() - self.paused_at
+            self.paused_at = None
         self.pause.setChecked(self.worker.paused)
         self.pause.setText("Resume" if self.worker.paused else "Pause")
         self.status.setText("Paused after the current batch." if self.worker.paused
                             else "Resumed.")
+
+    def time_left(self, done, now=None):
+        """What the status says of the time left: measured from the first batch read back
+        (data preparation and kernel compilation before it say nothing of the rest), the
+        time paused left out, once it has a second of batches to go by."""
+        now = time.perf_counter() if now is None else now
+        if self.rate_from is None:
+            self.rate_from = (now, done, self.paused_total)
+            return "estimating the time left..."
+        t, first, paused = self.rate_from
+        spent = now - t - (self.paused_total - paused)
+        if done <= first or spent < 1.0:
+            return "estimating the time left..."
+        left = spent / (done - first) * (self.total_batches - done)
+        return (f"about {left:.0f} s left" if left < 120 else
+                f"about {left / 60:.0f} min left")
 
     def _begin(self, epochs, batches):
         self.total_batches = epochs * batches
@@ -338,10 +361,8 @@ class TrainingPanel(OutputRows, QWidget):
     def _batch(self, epoch, batch, num_batches, logs):
         done = (epoch - 1) * num_batches + batch
         self.progress.setValue(done)
-        elapsed = time.perf_counter() - self.t0
-        left = elapsed / max(done, 1) * (self.total_batches - done)
         self.status.setText(f"Epoch {epoch}, batch {batch}/{num_batches}, loss "
-                            f"{logs['loss']:.4f}, about {left:.0f} s left")
+                            f"{logs['loss']:.4f}, " + self.time_left(done))
         x = epoch - 1 + batch / num_batches
         for k, v in logs.items():
             self.plots.add_point(k, x, v)

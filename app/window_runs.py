@@ -12,13 +12,13 @@ from .runs_panel import RunsPanel
 
 class RunActions:
     def _build_runs(self, doc):
-        return RunsPanel(runs.folder_for(doc.path) if doc.path else None, confirm=self.confirm)
+        return RunsPanel(runs.folder_of(doc.path) if doc.path else None, confirm=self.confirm)
 
     def _connect_runs(self, doc):
         self.runs.sigLog.connect(self.log_line)
         self.runs.sigRestore.connect(self.restore_run)
         self.training.sigRun.connect(self.runs.add)
-        doc.sigPathChanged.connect(lambda path: self.runs.set_folder(runs.folder_for(path)))
+        doc.sigPathChanged.connect(lambda path: self.runs.set_folder(runs.folder_of(path)))
         self.runs.reload()
 
     def restore_run(self, record):

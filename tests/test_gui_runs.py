@@ -120,3 +120,15 @@ def test_a_damaged_record_is_skipped_with_a_line_in_the_log(win, tmp_path):
     assert win.open_path(str(path))
     assert win.runs.records == []
     assert "Runs: skipped" in win.log.toPlainText() and "not read" in win.log.toPlainText()
+
+
+def test_the_bundled_examples_folder_gets_no_records(win):
+    """Training an example opened in place (not a copy from File > Open Example) wrote
+    runs/<name>/records/ into the package's examples folder; its runs are kept in memory,
+    as an untitled project's are, until it is saved elsewhere."""
+    from layerloom import gallery
+    win.set_document(Document.open(os.path.join(gallery.folder(), "sine.loom")))
+    assert win.runs.folder is None
+    assert "until it is saved" in win.runs.where.text() or "No runs yet" in win.runs.where.text()
+    assert runs.folder_of(win.doc.path) is None
+    assert runs.folder_of("/somewhere/else/sine.loom") == runs.folder_for("/somewhere/else/sine.loom")

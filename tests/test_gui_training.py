@@ -260,3 +260,41 @@ def test_stop_then_continue_equals_an_uninterrupted_run(win, qtbot):
     want, got = whole.model.get_weights(), win.training.last_weights
     assert all(np.array_equal(want[k], got[k]) for k in want)
     assert not win.training.continue_run.isEnabled()
+
+
+def test_the_time_left_leaves_out_compilation_and_pauses(win):
+    """Issue 19, item 16: "about 158 s left" for a 5 s run, because the first batch's wait
+    (data, kernel compilation) counted as the rate; the estimate starts at the first batch
+    read back and leaves the time paused out."""
+    p = win.training
+    p.total_batches, p.rate_from, p.paused_total, p.paused_at = 100, None, 0.0, None
+    # 30 s of compiling before batch 1: no estimate from that
+    assert p.time_left(1, now=30.0) == "estimating the time left..."
+    assert p.time_left(3, now=30.5) == "estimating the time left..."  # under a second of batches
+    assert p.time_left(11, now=31.0) == "about 9 s left"  # 10 batches a second
+    p.paused_total = 60.0  # a minute paused
+    assert p.time_left(21, now=92.0) == "about 8 s left"
+    p.total_batches = 100_000
+    assert p.time_left(21, now=92.0) == "about 167 min left"
+
+
+def test_an_epochs_seconds_leave_out_the_pause(monkeypatch):
+    import threading
+    from layerloom.app import train_process
+    stop, pause = threading.Event(), threading.Event()
+    control = train_process.Control(stop, pause)
+    sent = []
+
+    class Q:
+        def put(self, item):
+            sent.append(item)
+    sender = train_process._Sender(Q(), control)
+    sender.on_epoch_begin(1)
+    pause.set()
+    threading.Timer(0.4, pause.clear).start()
+    assert control() is False and control.paused >= 0.35
+    record = {"epoch": 1, "seconds": control.paused + 0.25, "loss": 1.0}
+    sender.on_epoch_end(1, record)
+    assert abs(record["seconds"] - 0.25) < 1e-9 and sent[-1][1]["seconds"] == record["seconds"]
+    stop.set()
+    assert control() is True

@@ -22,6 +22,18 @@ def folder_for(project_path):
     return os.path.join(os.path.dirname(path), "runs", os.path.splitext(os.path.basename(path))[0])
 
 
+def folder_of(project_path):
+    """The output folder the editor records a project's runs in: runs/<name> beside it; None
+    for the bundled examples (the installed package's folder is never written: their runs are
+    kept in memory until the project is saved elsewhere)."""
+    from .. import gallery
+    examples = gallery.folder()
+    if examples and os.path.realpath(os.path.dirname(os.path.abspath(project_path))) == \
+            os.path.realpath(examples):
+        return None
+    return folder_for(project_path)
+
+
 def settings_of(project_dict, epochs=None, batch_size=None, device=None, parameters=None):
     """The settings of a run of this project (a dict of the .loom file), as a person compares
     them: {label: value}, in the order the Runs tab shows them; the values the run used where
