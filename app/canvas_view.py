@@ -8,6 +8,7 @@ from .canvas_items import GRID
 
 class GraphView(QGraphicsView):
     sigDropLayer = Signal(str, QPointF)
+    sigContextMenu = Signal(object, object)  # viewport point, global point
 
     def __init__(self, scene, parent=None):
         super().__init__(scene, parent)
@@ -82,6 +83,10 @@ class GraphView(QGraphicsView):
             return
         super().keyPressEvent(event)
 
+    def contextMenuEvent(self, event):
+        self.sigContextMenu.emit(event.pos(), event.globalPos())
+        event.accept()
+
     def focusNextPrevChild(self, forward):
         return False  # Tab opens the quick-add box instead of moving the focus
 
@@ -98,8 +103,10 @@ class GraphView(QGraphicsView):
         completer.setCaseSensitivity(Qt.CaseInsensitive)
         completer.setFilterMode(Qt.MatchContains)
         box.setCompleter(completer)
-        box.move(pos)
         box.resize(200, box.sizeHint().height())
+        vp = self.viewport().rect()  # wholly inside the canvas, even at its right/bottom edge
+        box.move(max(0, min(pos.x(), vp.width() - box.width() - 4)),
+                 max(0, min(pos.y(), vp.height() - box.height() - 4)))
         scene_pos = self.mapToScene(pos)
 
         def done():

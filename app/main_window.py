@@ -27,7 +27,7 @@ from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 from .predictions import PredictionsPanel
 from .problems_panel import ProblemsPanel, push_fix
-from . import wheel_guard
+from . import context_menus, wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
 from .start_page import StartPage
@@ -155,6 +155,8 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
     def _connect_panels(self, doc):
         self.palette.sigActivated.connect(self.add_from_palette)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
+        self.view.sigContextMenu.connect(
+            lambda pos, at: context_menus.build(self, pos).exec(at))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
         self.scene.sigMessage.connect(self.message)
         self.training.sigLog.connect(self.log_line)

@@ -222,3 +222,64 @@ def test_a_node_header_follows_its_parameters(win):
     assert win.scene.nodes[nid].title == "Dense 99 tanh"
     win.doc.undo.undo()
     assert win.scene.nodes[nid].title == "Dense 32"
+
+
+def _texts(menu):
+    return [a.text() for a in menu.actions() if a.text()]
+
+
+def _action(menu, *path):
+    for name in path:
+        a = next(a for a in menu.actions() if a.text() == name)
+        menu = a.menu() or a
+    return menu
+
+
+def test_context_menus_on_a_node_a_wire_and_the_canvas(win, qtbot):
+    """Issue 19, item 15: right-click offers what applies where it is clicked."""
+    from layerloom.app import context_menus
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.resize(1200, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    win.view.fit(whole=True)
+    view = win.view
+    node = win.scene.nodes["hidden_3"]
+    at = view.mapFromScene(node.sceneBoundingRect().center())
+    menu = context_menus.build(win, at)
+    assert _texts(menu) == ["Add &After", "D&uplicate", "&Copy", "&Delete"]
+    assert win.selected_ids() == ["hidden_3"]
+    _action(menu, "Add &After", "Dropout").trigger()
+    (new,) = [n for n in win.doc.graph.nodes.values() if n.type == "Dropout"]
+    assert [e.src for e in win.doc.graph.in_edges(new.id)] == ["hidden_3"]
+    win.doc.undo.undo()
+    # the empty canvas: add any layer where it was clicked
+    corner = view.viewport().rect().topLeft() + type(at)(15, 15)
+    menu = context_menus.build(win, corner)
+    assert _texts(menu) == ["&Add Layer Here", "&Paste Here", "Select &All", "Auto &Layout",
+                            "&Fit to View"]
+    _action(menu, "&Add Layer Here", "Core", "Dense").trigger()
+    (added,) = [n for n in win.doc.graph.nodes if n not in
+                ("point", "hidden_1", "hidden_2", "hidden_3", "class")]
+    here = view.mapToScene(corner)
+    x, y = win.doc.positions()[added]  # there, on the grid
+    assert abs(x - here.x()) <= 10 and abs(y - here.y()) <= 10
+    # a wire: delete it
+    edge_item = next(i for i in win.scene.items() if isinstance(i, context_menus.EdgeItem)
+                     and i.edge.dst == "class")
+    path = edge_item.path()
+    mid = view.mapFromScene(edge_item.mapToScene(path.pointAtPercent(0.5)))
+    menu = context_menus.build(win, mid)
+    assert _texts(menu) == ["&Delete Wire hidden_3 \u2192 class"]
+    menu.actions()[0].trigger()
+    assert not win.doc.graph.in_edges("class")
+
+
+def test_the_tab_box_stays_inside_the_canvas(win, qtbot):
+    from PySide6.QtCore import QPoint
+    win.resize(1200, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    vp = win.view.viewport().rect()
+    box = win.view.quick_add(at=QPoint(vp.width() - 3, vp.height() - 3))
+    assert vp.contains(box.geometry()), (vp, box.geometry())

@@ -1,0 +1,70 @@
+"""The canvas's context menus (issue 19, item 15): on a node (add a layer after it, wired;
+duplicate, copy, delete), on a wire (delete it), on the empty canvas (add any layer there by
+category, paste there, select all, auto-layout, fit). Their actions call the window's, so a
+menu entry and its shortcut do the same; while training runs the editing entries are off."""
+from PySide6.QtWidgets import QMenu
+
+from layerloom.core.registry import layer_types
+
+from .canvas_items import EdgeItem, NodeItem, PortItem
+
+# what most often follows a layer: offered first in "Add After"
+FOLLOWERS = ("Dense", "Dropout", "Activation", "BatchNormalization", "Flatten")
+
+
+def item_at(view, pos):
+    """The node or wire under a viewport point (a port counts as its node), or None."""
+    for item in view.items(pos):
+        if isinstance(item, PortItem):
+            item = item.parentItem()
+        if isinstance(item, (NodeItem, EdgeItem)):
+            return item
+    return None
+
+
+def build(win, pos):
+    """The menu for viewport point `pos` of the window's canvas."""
+    view, scene = win.view, win.scene
+    editable = scene.editable()
+    at = view.mapToScene(pos)
+    item = item_at(view, pos)
+    menu = QMenu(view)
+    if isinstance(item, NodeItem):
+        if not item.isSelected():
+            scene.clearSelection()
+            item.setSelected(True)
+        after = menu.addMenu("Add &After")
+        for t in FOLLOWERS:
+            after.addAction(t, lambda t=t: win.add_from_palette(t))
+        after.addSeparator()
+        _by_category(after.addMenu("All Layers"), lambda t: win.add_from_palette(t))
+        after.setEnabled(editable)
+        menu.addSeparator()
+        menu.addAction("D&uplicate", win.duplicate).setEnabled(editable)
+        menu.addAction("&Copy", win.copy)
+        menu.addAction("&Delete", scene.delete_selection).setEnabled(editable)
+    elif isinstance(item, EdgeItem):
+        scene.clearSelection()
+        item.setSelected(True)
+        e = item.edge
+        menu.addAction(f"&Delete Wire {e.src} \u2192 {e.dst}",
+                       scene.delete_selection).setEnabled(editable)
+    else:
+        add = menu.addMenu("&Add Layer Here")
+        _by_category(add, lambda t: win._add(t, (at.x(), at.y())))
+        add.setEnabled(editable)
+        menu.addAction("&Paste Here", lambda: win.paste(at=at)).setEnabled(editable)
+        menu.addSeparator()
+        menu.addAction("Select &All", win._select_all)
+        menu.addAction("Auto &Layout", win.auto_layout).setEnabled(editable)
+        menu.addAction("&Fit to View", lambda: view.fit(whole=True))
+    return menu
+
+
+def _by_category(menu, add):
+    cats = {}
+    for layer in layer_types():
+        sub = cats.get(layer.category)
+        if sub is None:
+            sub = cats[layer.category] = menu.addMenu(layer.category)
+        sub.addAction(layer.type_id, lambda t=layer.type_id: add(t))
