@@ -7,6 +7,8 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleT
 
 from layerloom.core.graph import fmt_shape
 
+from . import theme
+
 GRID = 20
 NODE_W = 170
 ROW_H = 20
@@ -32,7 +34,7 @@ class PortItem(QGraphicsItem):
 
     def paint(self, p, option, widget=None):
         p.setRenderHint(QPainter.Antialiasing)
-        p.setPen(QPen(QColor("#222"), 1.2))
+        p.setPen(QPen(theme.color("port_pen"), 1.2))
         p.setBrush(QColor("#ffd166") if self.is_output else QColor("#8ecae6"))
         p.drawEllipse(QPointF(0, 0), self.R, self.R)
 
@@ -91,9 +93,9 @@ class NodeItem(QGraphicsItem):
         color = QColor(CATEGORY_COLORS.get(node.layer.category, "#888"))
         body = QRectF(0, 0, NODE_W, self.h)
         border = QColor("#d62828") if self.problem else (
-            QColor("#ffb703") if self.isSelected() else QColor("#333"))
+            QColor("#ffb703") if self.isSelected() else theme.color("border"))
         p.setPen(QPen(border, 3 if (self.problem or self.isSelected()) else 1.2))
-        p.setBrush(QColor("#fbfbfb"))
+        p.setBrush(theme.color("node"))
         p.drawRoundedRect(body, 6, 6)
         head = QPainterPath()
         head.addRoundedRect(QRectF(0, 0, NODE_W, HEADER_H), 6, 6)
@@ -108,11 +110,11 @@ class NodeItem(QGraphicsItem):
         f.setBold(False)
         f.setPointSizeF(f.pointSizeF() * 0.85)
         p.setFont(f)
-        p.setPen(QColor("#222"))
+        p.setPen(theme.color("text"))
         fm = QFontMetrics(f)
         p.drawText(QRectF(8, HEADER_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
                    fm.elidedText(node.id, Qt.ElideMiddle, NODE_W - 16))
-        p.setPen(QColor("#555"))
+        p.setPen(theme.color("subtext"))
         p.drawText(QRectF(8, HEADER_H + ROW_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
                    fm.elidedText(self.summary, Qt.ElideRight, NODE_W - 16))
         if self.problem:
@@ -136,7 +138,7 @@ class EdgeItem(QGraphicsPathItem):
         self.setFlags(QGraphicsItem.ItemIsSelectable)
         self.setZValue(-1)
         self.label = QGraphicsSimpleTextItem("", self)
-        self.label.setBrush(QBrush(QColor("#1d3557")))
+        self.label.setBrush(QBrush(theme.color("label")))
         f = QFont()
         f.setPointSizeF(7.5)
         self.label.setFont(f)
@@ -171,6 +173,6 @@ class EdgeItem(QGraphicsPathItem):
 
     def paint(self, p, option, widget=None):
         color = QColor("#ffb703") if self.isSelected() else (
-            QColor("#555") if self.ok else QColor("#c0c0c0"))
+            theme.color("wire") if self.ok else theme.color("wire_off"))
         self.setPen(QPen(color, 2.5 if self.isSelected() else 1.8))
         super().paint(p, option, widget)

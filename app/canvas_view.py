@@ -1,9 +1,10 @@
 """The canvas's view: zoom, pan, fit, drops from the palette and the keyboard (delete, search to
 add a layer). It shows a GraphScene (app/canvas.py)."""
-from PySide6.QtCore import QLineF, QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtCore import QEvent, QLineF, QPointF, Qt, Signal
+from PySide6.QtGui import QPainter, QPen
 from PySide6.QtWidgets import QCompleter, QGraphicsView, QLineEdit
 
+from . import theme
 from .canvas_items import GRID
 
 class GraphView(QGraphicsView):
@@ -17,7 +18,7 @@ class GraphView(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
         self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
         self.setAcceptDrops(True)
-        self.setBackgroundBrush(QColor("#eef1f5"))
+        self.setBackgroundBrush(theme.color("canvas"))
         self._pan = None
         # after fit() the view stays fitted as it is resized (the docks settle after Open, the
         # user resizes the window) until the user zooms or scrolls
@@ -37,7 +38,7 @@ class GraphView(QGraphicsView):
         super().drawBackground(p, rect)
         if self.transform().m11() < 0.4:
             return
-        p.setPen(QPen(QColor("#dde2e8"), 1))
+        p.setPen(QPen(theme.color("grid"), 1))
         left, top = int(rect.left()) - int(rect.left()) % GRID, int(rect.top()) - int(rect.top()) % GRID
         lines = [QLineF(x, rect.top(), x, rect.bottom()) for x in range(left, int(rect.right()), GRID)]
         lines += [QLineF(rect.left(), y, rect.right(), y) for y in range(top, int(rect.bottom()), GRID)]
@@ -82,6 +83,12 @@ class GraphView(QGraphicsView):
             self.quick_add()
             return
         super().keyPressEvent(event)
+
+    def changeEvent(self, event):
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:  # the system switched light/dark
+            self.setBackgroundBrush(theme.color("canvas"))
+            self.scene().update()
 
     def contextMenuEvent(self, event):
         self.sigContextMenu.emit(event.pos(), event.globalPos())

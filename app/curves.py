@@ -3,10 +3,13 @@ validation per epoch), redrawn at most every 250 ms, with a hover read-out."""
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 
+from . import theme
+
 
 class Curves(pg.GraphicsLayoutWidget):
     def __init__(self, epochs):
-        pg.setConfigOptions(antialias=True, background="w", foreground="k", exitCleanup=False)
+        pg.setConfigOptions(antialias=True, background=theme.hex_color("plot_bg"),
+                            foreground=theme.hex_color("plot_fg"), exitCleanup=False)
         super().__init__()
         self.loss_plot = self.addPlot(title="loss")
         self.metric_plot = self.addPlot(title="metrics")
@@ -20,7 +23,8 @@ class Curves(pg.GraphicsLayoutWidget):
                 plot.getAxis(side).enableAutoSIPrefix(False)
             plot.setXRange(0, max(1, epochs))
             plot.setYRange(0, 1)
-        self.hint = pg.TextItem("curves appear here while training runs", color="#888",
+        self.hint = pg.TextItem("curves appear here while training runs",
+                                color=theme.hex_color("hint"),
                                 anchor=(0.5, 0.5))
         self.loss_plot.addItem(self.hint)
         self.hint.setPos(max(1, epochs) / 2, 0.5)
@@ -29,7 +33,7 @@ class Curves(pg.GraphicsLayoutWidget):
         self._dirty = set()
         self._redraw = QTimer(self, singleShot=True, interval=250)
         self._redraw.timeout.connect(self.flush)
-        self.readout = pg.TextItem(color="k", anchor=(0, 1))
+        self.readout = pg.TextItem(color=theme.hex_color("plot_fg"), anchor=(0, 1))
         self.loss_plot.addItem(self.readout)
         self.loss_plot.scene().sigMouseMoved.connect(self._hover)
 

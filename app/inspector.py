@@ -7,6 +7,7 @@ from layerloom.core.graph import fmt_shape
 
 from .commands import SetParamsCmd
 from .paramform import ParamForm
+from . import theme
 
 
 class Inspector(QWidget):
@@ -19,7 +20,7 @@ class Inspector(QWidget):
         self.title.setWordWrap(True)
         self.help = QLabel()
         self.help.setWordWrap(True)
-        self.help.setStyleSheet("color: #555;")
+        self.help.setStyleSheet(f"color: {theme.hex_color('subtext')};")
         self.form = None  # the node's ParamForm
         self.form_slot = QVBoxLayout()
         self.form_slot.setContentsMargins(0, 0, 0, 0)

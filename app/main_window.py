@@ -27,7 +27,7 @@ from .summary import SummaryPanel
 from .training_panel import TrainingPanel
 from .predictions import PredictionsPanel
 from .problems_panel import ProblemsPanel, push_fix
-from . import context_menus, wheel_guard
+from . import context_menus, theme, wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
 from .start_page import StartPage
@@ -504,6 +504,7 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     """Render the window with a project loaded to a PNG (for docs and tests)."""
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
+    theme.apply_forced(app)
     doc = Document.open(project_path) if project_path else Document()
     win = MainWindow(doc, confirm=False, start_page=project_path is None)
     win.resize(*size)
@@ -544,6 +545,7 @@ def run_editor(project_path=None):
         signal.signal(s, signal.SIG_DFL)       # unsaved work), not the command's start-up exit
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("Layerloom")
+    theme.apply_forced(app)
     win = MainWindow()
     if project_path:
         if not win.open_path(project_path):

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QP
                                QScrollArea, QStackedWidget, QTableView, QVBoxLayout, QWidget)
 
 from .images import pixmap
+from . import theme
 
 TOP = 3
 
@@ -60,7 +61,7 @@ class _Card(QWidget):
         super().__init__()
         self.picture, self.name, self.lines = QLabel(), QLabel(), QLabel()
         self.picture.setAlignment(Qt.AlignCenter)
-        self.name.setStyleSheet("color: #555; font-size: 8pt;")
+        self.name.setStyleSheet(f"color: {theme.hex_color('subtext')}; font-size: 8pt;")
         self.lines.setTextFormat(Qt.RichText)
         self.top = []
         box = QVBoxLayout(self)

@@ -325,6 +325,7 @@ class RunsPanel(QWidget):
                 if differs:
                     item.setFont(bold)
                     item.setBackground(QBrush(QColor(255, 236, 179)))
+                    item.setForeground(QBrush(QColor("#000000")))  # readable in dark mode too
                 self.compare.setItem(i, j, item)
         for j, r in enumerate(shown):
             head = self.compare.horizontalHeaderItem(j)

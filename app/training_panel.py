@@ -16,6 +16,7 @@ from layerloom.data import sources
 from layerloom.train.losses import NAMES as LOSS_NAMES
 from layerloom.train.metrics import NAMES as METRIC_NAMES, check_entry as check_metric_entry
 
+from . import theme
 from .commands import SetSetupCmd, keep_mapping
 from .curves import Curves
 from .optimizer_form import OptimizerForm
@@ -79,7 +80,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.setup_error.setStyleSheet("color: #c1121f;")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.summary.setStyleSheet("color: #444;")
+        self.summary.setStyleSheet(f"color: {theme.hex_color('subtext')};")
 
     @staticmethod
     def _subform():

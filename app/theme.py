@@ -1,0 +1,60 @@
+"""The editor's colours, light or dark as the system palette is (issue 19, item 18): the
+canvas, nodes, wires and plots read them here instead of hard-coding a light scheme.
+LAYERLOOM_THEME=dark or light overrides the system (and, for dark, gives the widgets Qt's
+Fusion style with a dark palette, for desktops that have no dark palette of their own)."""
+import os
+
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+
+LIGHT = {"canvas": "#eef1f5", "grid": "#dde2e8", "node": "#fbfbfb", "border": "#333333",
+         "text": "#222222", "subtext": "#555555", "wire": "#555555", "wire_off": "#c0c0c0",
+         "label": "#1d3557", "port_pen": "#222222", "plot_bg": "#ffffff", "plot_fg": "#000000",
+         "hint": "#888888"}
+DARK = {"canvas": "#1e2126", "grid": "#2a2f36", "node": "#2b3038", "border": "#9aa3ad",
+        "text": "#e8e8e8", "subtext": "#b4b9c0", "wire": "#a7b0ba", "wire_off": "#555b63",
+        "label": "#9ecbff", "port_pen": "#dddddd", "plot_bg": "#1e2126", "plot_fg": "#dddddd",
+        "hint": "#8a9099"}
+_cache = {}
+
+
+def is_dark():
+    forced = os.environ.get("LAYERLOOM_THEME", "").lower()
+    if forced in ("dark", "light"):
+        return forced == "dark"
+    app = QGuiApplication.instance()
+    if app is None:
+        return False
+    return app.palette().color(QPalette.Window).lightness() < 128
+
+
+def colors():
+    dark = is_dark()
+    if dark not in _cache:
+        _cache[dark] = {k: QColor(v) for k, v in (DARK if dark else LIGHT).items()}
+    return _cache[dark]
+
+
+def color(name):
+    return colors()[name]
+
+
+def hex_color(name):
+    return (DARK if is_dark() else LIGHT)[name]
+
+
+def apply_forced(app):
+    """LAYERLOOM_THEME=dark on a desktop without a dark palette: Fusion with a dark one."""
+    if os.environ.get("LAYERLOOM_THEME", "").lower() != "dark":
+        return
+    app.setStyle("Fusion")
+    p = QPalette()
+    for role, value in ((QPalette.Window, "#2b2e33"), (QPalette.WindowText, "#e8e8e8"),
+                        (QPalette.Base, "#1f2227"), (QPalette.AlternateBase, "#2b2e33"),
+                        (QPalette.Text, "#e8e8e8"), (QPalette.Button, "#33373d"),
+                        (QPalette.ButtonText, "#e8e8e8"), (QPalette.Highlight, "#3d7ab8"),
+                        (QPalette.HighlightedText, "#ffffff"), (QPalette.ToolTipBase, "#33373d"),
+                        (QPalette.ToolTipText, "#e8e8e8"), (QPalette.PlaceholderText, "#8a9099")):
+        p.setColor(role, QColor(value))
+    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
+        p.setColor(QPalette.Disabled, role, QColor("#6c727a"))  # off looks off
+    app.setPalette(p)

@@ -1,0 +1,50 @@
+"""Dark mode (issue 19, item 18): the canvas, nodes, wires and plots follow the system
+palette (they were hard-coded light), and LAYERLOOM_THEME forces either."""
+import os
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtGui import QColor, QPalette  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from layerloom.app import theme  # noqa: E402
+from layerloom.app.document import Document  # noqa: E402
+from guikit import EXAMPLES  # noqa: E402
+
+
+def node_pixel(win, qtbot, nid):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    qtbot.wait(50)
+    node = win.scene.nodes[nid]
+    inside = node.sceneBoundingRect().bottomRight() + type(node.pos())(-8, -3)  # the body
+    img = win.view.viewport().grab().toImage()
+    at = win.view.mapFromScene(inside)
+    return QColor(img.pixel(at.x(), at.y())), win.view.backgroundBrush().color()
+
+
+def test_a_dark_system_palette_gives_a_dark_canvas(make_window, qtbot, monkeypatch):
+    monkeypatch.delenv("LAYERLOOM_THEME", raising=False)
+    app = QApplication.instance()
+    old = app.palette()
+    assert not theme.is_dark()
+    light_body, light_bg = node_pixel(make_window(), qtbot, "hidden_1")
+    assert light_bg == QColor(theme.LIGHT["canvas"]) and light_body.lightness() > 200
+    dark = QPalette(old)
+    dark.setColor(QPalette.Window, QColor("#202225"))
+    dark.setColor(QPalette.Base, QColor("#1a1c1f"))
+    app.setPalette(dark)
+    try:
+        assert theme.is_dark()
+        body, bg = node_pixel(make_window(), qtbot, "hidden_1")
+        assert bg == QColor(theme.DARK["canvas"]) and body.lightness() < 80
+    finally:
+        app.setPalette(old)
+
+
+def test_layerloom_theme_forces_dark(monkeypatch):
+    monkeypatch.setenv("LAYERLOOM_THEME", "dark")
+    assert theme.is_dark() and theme.color("canvas") == QColor(theme.DARK["canvas"])
+    monkeypatch.setenv("LAYERLOOM_THEME", "light")
+    assert not theme.is_dark()
