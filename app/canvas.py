@@ -2,13 +2,13 @@
 subscribes to the model's events and never edits the model itself; user gestures become undo
 commands on the document. The view, app/canvas_view.py."""
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from layerloom.core.errors import GraphError
 from layerloom.core.graph import fmt_shape
 
-from .canvas_items import GRID, EdgeItem, NodeItem, PortItem
+from .canvas_items import GRID, NODE_W, EdgeItem, NodeItem, PortItem
 from .document import LOCKED
 from .commands import AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd
 
@@ -133,6 +133,7 @@ class GraphScene(QGraphicsScene):
         self._needs_refresh = False
         g = self.doc.graph
         a = g.analysis()
+        fm = QFontMetrics(NodeItem.small_font())  # the nodes' bottom row
         for nid, item in self.nodes.items():
             probs = a.node_problems(nid) + ([self.data_problem[1]] if self.data_problem
                                             and self.data_problem[0] == nid else [])
@@ -143,6 +144,9 @@ class GraphScene(QGraphicsScene):
             count = a.params.get(nid)
             if count and count.total:
                 summary += f"  {count.total:,} params"
+                if fm.horizontalAdvance(summary) > NODE_W - 16:
+                    # the count whole, the shape short: "26x26x32  320 params", not "320 para"
+                    summary = "x".join(map(str, out[0])) + f"  {count.total:,} params"
             item.summary = summary
             item.setToolTip(item.problem or f"{node.type} {nid}\n{node.layer.help}")
             item.update()

@@ -107,8 +107,7 @@ class NodeItem(QGraphicsItem):
         room = NODE_W - (38 if self.problem else 16)
         p.drawText(QRectF(8, 0, room, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
                    QFontMetrics(f).elidedText(self.title, Qt.ElideRight, room))
-        f.setBold(False)
-        f.setPointSizeF(f.pointSizeF() * 0.85)
+        f = self.small_font()
         p.setFont(f)
         p.setPen(theme.color("text"))
         fm = QFontMetrics(f)
@@ -120,6 +119,12 @@ class NodeItem(QGraphicsItem):
         if self.problem:
             p.setPen(QColor("#d62828"))
             p.drawText(QRectF(NODE_W - 22, 0, 20, HEADER_H), Qt.AlignCenter, "!")
+
+    @staticmethod
+    def small_font():
+        f = QFont()
+        f.setPointSizeF(f.pointSizeF() * 0.85)
+        return f
 
     # No itemChange() override: every selection or geometry change would cross into Python.
     # Wires follow moved nodes from the scene's mouse handler and apply_positions() instead.
@@ -143,6 +148,7 @@ class EdgeItem(QGraphicsPathItem):
         f.setPointSizeF(7.5)
         self.label.setFont(f)
         self.ok = True
+        self.dims, self.full_text = None, ""
         self.update_path()
 
     def update_path(self):
@@ -156,6 +162,14 @@ class EdgeItem(QGraphicsPathItem):
         dx = max(40.0, abs(b.x() - a.x()) / 2)
         path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
         self.setPath(path)
+        # the shape as Keras prints it where it fits between the ports, else the short form
+        # (28x28x1) so that it never runs under a port; the full form in the tooltip
+        gap = b.x() - a.x() - 2 * PortItem.R - 8
+        text = self.full_text
+        if self.dims is not None and QFontMetrics(self.label.font()).horizontalAdvance(text) > gap:
+            text = "x".join(map(str, self.dims)) or "scalar"
+        if self.label.text() != text:
+            self.label.setText(text)
         mid = path.pointAtPercent(0.5)
         r = self.label.boundingRect()
         self.label.setPos(mid.x() - r.width() / 2, mid.y() - r.height() - 2)
@@ -167,7 +181,10 @@ class EdgeItem(QGraphicsPathItem):
         return self.path().boundingRect().adjusted(-m, -m, m, m)
 
     def set_shape(self, shape):
-        self.label.setText(fmt_shape(shape) if shape is not None else "?")
+        self.dims = tuple(shape) if shape is not None else None  # not "shape": a Qt method
+        self.full_text = fmt_shape(shape) if shape is not None else "?"
+        self.label.setText(self.full_text)
+        self.setToolTip(f"{self.edge.src} \u2192 {self.edge.dst}: {self.full_text}")
         self.ok = shape is not None
         self.update_path()
 

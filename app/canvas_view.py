@@ -25,12 +25,15 @@ class GraphView(QGraphicsView):
         self._fitted, self._whole = False, False
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
             bar.actionTriggered.connect(self._leave_fit)
+        from .minimap import Minimap
+        self.minimap = Minimap(self)
 
     def _leave_fit(self, *_):
         self._fitted = False
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
+        self.minimap.schedule()
         if self._fitted:
             self.fit()
 
@@ -50,6 +53,7 @@ class GraphView(QGraphicsView):
         if 0.1 < scale < 4:
             self.scale(factor, factor)
             self._fitted = False
+            self.minimap.schedule()
 
     def mousePressEvent(self, event):
         if event.button() == Qt.MiddleButton:
@@ -137,6 +141,7 @@ class GraphView(QGraphicsView):
         unreadable (0.6x), centred along each axis where it fits at that zoom, else showing
         its start (left, top). None: as the last fit (refits on resize)."""
         self._whole = self._whole if whole is None else whole
+        self.minimap.schedule()
         r = self.scene().itemsBoundingRect()
         if r.isEmpty():
             return

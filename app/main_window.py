@@ -403,6 +403,16 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
     def _show_results(self, r):
         self.results.show_results(r)
         self.output_tabs.setCurrentWidget(self.results)
+        self.make_room_for_results()
+
+    def make_room_for_results(self, height=330):
+        """The Output dock grows until the confusion matrix has `height` pixels (ten classes'
+        three-digit counts readable), within half the window."""
+        short = height - self.results.plot.height()
+        dock = self._docks["Output"]
+        if short > 0 and dock.height() < self.height() // 2:
+            self.resizeDocks([dock], [min(dock.height() + short, self.height() // 2)],
+                             Qt.Vertical)
 
     def _running(self, running):
         if running:

@@ -84,7 +84,6 @@ class ResultsPanel(QWidget):
         self.plot.invertY(True)
         self.plot.hideButtons()
         self.plot.setMinimumWidth(420)
-        self.plot.setMinimumHeight(300)  # ten classes' three-digit counts stay readable
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
         self.counts = _Counts()

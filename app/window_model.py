@@ -141,6 +141,7 @@ class ModelActions:
             if r is not None:
                 self.results.show_results(r, note)
                 self.output_tabs.setCurrentWidget(self.results)
+                self.make_room_for_results()
 
         def failed(message):
             self.log_line(f"Could not evaluate the model: {message}")

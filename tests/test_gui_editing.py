@@ -17,8 +17,10 @@ def test_build_wire_and_see_shapes(win):
     inp, d1, d2 = build_mlp(win)
     assert list(win.doc.graph.nodes) == ["input_1", "dense_1", "dense_2"]
     assert len(win.scene.edges) == 2
-    labels = sorted(e.label.text() for e in win.scene.edges.values())
-    assert labels == ["(None, 2)", "(None, 32)"]
+    # the shape on each wire (these nodes overlap: the short form on the wire, the full one in
+    # its tooltip)
+    assert sorted(e.full_text for e in win.scene.edges.values()) == ["(None, 2)", "(None, 32)"]
+    assert sorted(e.label.text() for e in win.scene.edges.values()) == ["2", "32"]
     assert win.windowTitle() == "untitled* - Layerloom"
     # the network is fine; what is left is what --run would also say: no loss chosen yet
     assert [win.problems.item(i).text() for i in range(win.problems.count())] == [
@@ -44,7 +46,7 @@ def test_inspector_edits_are_undoable(win, qtbot):
     spin.setValue(7)
     spin.editingFinished.emit()
     assert win.doc.graph.nodes[d1].params["units"] == 7
-    assert "(None, 7)" in [e.label.text() for e in win.scene.edges.values()]
+    assert "(None, 7)" in [e.full_text for e in win.scene.edges.values()]
     act = win.inspector.widgets["activation"]
     act.setCurrentText("relu")
     assert win.doc.graph.nodes[d1].params["activation"] == "relu"
@@ -283,3 +285,49 @@ def test_the_tab_box_stays_inside_the_canvas(win, qtbot):
     vp = win.view.viewport().rect()
     box = win.view.quick_add(at=QPoint(vp.width() - 3, vp.height() - 3))
     assert vp.contains(box.geometry()), (vp, box.geometry())
+
+
+def test_a_minimap_shows_while_the_graph_is_larger_than_the_view(win, qtbot):
+    """Issue 19, item 13: a large graph gets a minimap; a click there moves the view; it goes
+    when the whole graph is in view."""
+    from layerloom.app.commands import AddNodeCmd
+    win.resize(1200, 800)
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    qtbot.waitExposed(win)
+    mini = win.view.minimap
+    win.view.fit(whole=True)
+    qtbot.wait(300)
+    assert not mini.isVisible()
+    win.doc.push(AddNodeCmd(win.doc, "Dense", (3000, 1500), {"units": 3}, "far"))
+    win.view.resetTransform()
+    win.view.centerOn(0, 0)
+    mini.refresh()
+    assert mini.isVisible()
+    vp = win.view.viewport().rect()
+    assert vp.contains(mini.geometry())
+    far = mini.to_widget(win.scene.nodes["far"].sceneBoundingRect()).center()
+    from PySide6.QtCore import QPoint, Qt
+    qtbot.mouseClick(mini, Qt.LeftButton, pos=QPoint(int(far.x()), int(far.y())))
+    centre = win.view.mapToScene(vp.center())
+    assert win.scene.nodes["far"].sceneBoundingRect().adjusted(-150, -150, 150, 150).contains(centre)
+    win.view.fit(whole=True)
+    qtbot.wait(300)
+    assert not mini.isVisible()
+
+
+def test_shape_labels_never_run_under_a_port_and_counts_are_not_cut(win):
+    """Issue 19, item 12: "(None, 28, 28, 1)" between two close nodes ran under the ports
+    ("lone, 28, 28,") and "(None, 26, 26, 32)  320 params" was cut to "320 para"."""
+    from PySide6.QtGui import QFontMetrics
+    from layerloom.app.canvas_items import NODE_W, NodeItem
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
+    edge = next(e for e in win.scene.edges.values() if e.edge.dst == "conv_1")
+    a = win.scene.nodes[edge.edge.src].port_pos(True, 0)
+    b = win.scene.nodes["conv_1"].port_pos(False, 0)
+    r = edge.label.mapRectToScene(edge.label.boundingRect())
+    assert edge.label.text() == "28x28x1" and "(None, 28, 28, 1)" in edge.toolTip()
+    assert r.left() > a.x() + 6 and r.right() < b.x() - 6
+    node = win.scene.nodes["conv_1"]
+    fm = QFontMetrics(NodeItem.small_font())
+    assert node.summary == "26x26x32  320 params"
+    assert fm.horizontalAdvance(node.summary) <= NODE_W - 16
