@@ -3,14 +3,13 @@ ParamForm of every parameter the chosen one declares, rebuilt when the choice ch
 are checked as the project file's reader checks them (project/training.py: a learning rate
 may be a schedule object) and reported as the whole entry, {"name", "params"} with every
 declared parameter, as a loaded file has it."""
-import json
-
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import Graph
 from layerloom.project.training import parse_training
 from layerloom.train.optimizers import OPTIMIZERS
+from layerloom.train.schedules import SCHEDULES
 
 from .paramform import ParamForm, shown
 
@@ -25,19 +24,78 @@ def checked(entry):
     return out["optimizer"], problems
 
 
-def _rate_widget(p, value, commit):
-    """learning_rate: a number, or a schedule object written as JSON."""
-    w = QLineEdit(shown(p, value))
-    w.setCursorPosition(0)
+class RateWidget(QWidget):
+    """learning_rate: "constant" and a number, or a schedule (train/schedules.py) chosen in a
+    box with a field for each of its parameters, instead of JSON text."""
 
-    def done():
-        text = w.text().strip()
+    def __init__(self, p, value, commit):
+        super().__init__()
+        self.p, self.commit = p, commit
+        self.kind = QComboBox()
+        self.kind.addItems(["constant"] + list(SCHEDULES))
+        self.kind.setToolTip("A constant learning rate, or a schedule of it over the steps")
+        self.number = QLineEdit()
+        self.number.editingFinished.connect(self._number_done)
+        self.fields = None
+        self.lay = QVBoxLayout(self)
+        self.lay.setContentsMargins(0, 0, 0, 0)
+        self.lay.setSpacing(2)
+        self.lay.addWidget(self.kind)
+        self.lay.addWidget(self.number)
+        self.kind.activated.connect(lambda _: self._kind_chosen())
+        self.set_value(value)
+
+    def set_value(self, value):
+        """Show `value` (a number or a schedule object) without reporting it."""
+        self.value = value
+        name = value.get("schedule") if isinstance(value, dict) else None
+        self.kind.blockSignals(True)
+        self.kind.setCurrentText(name if name in SCHEDULES else "constant")
+        self.kind.blockSignals(False)
+        self.number.setVisible(name is None)
+        self.number.setText(shown(self.p, value) if name is None else "")
+        self._build_fields(name, value if isinstance(value, dict) else {})
+
+    def _build_fields(self, name, values):
+        if self.fields is not None:
+            self.fields.hide()
+            self.lay.removeWidget(self.fields)
+            self.fields.deleteLater()
+            self.fields = None
+        if name in SCHEDULES:
+            self.fields = ParamForm(SCHEDULES[name].params, values,
+                                    place=f"{PLACE}.learning_rate")
+            self.fields.sigChanged.connect(self._field_done)
+            self.lay.addWidget(self.fields)
+
+    def _number_done(self):
+        text = self.number.text().strip()
         try:
-            commit(json.loads(text) if text.startswith("{") else float(text))
-        except ValueError:  # JSONDecodeError too: let the reader say what it expected
-            commit(text)
-    w.editingFinished.connect(done)
-    return w
+            self.commit(float(text))
+        except ValueError:  # the reader says what it expected
+            self.commit(text)
+
+    def _field_done(self, key, v):
+        self.commit({**self.value, key: v})
+
+    def _kind_chosen(self):
+        """A schedule starts from the rate there was (as its initial rate); constant keeps the
+        schedule's initial rate."""
+        name = self.kind.currentText()
+        old = self.value
+        start = old.get("initial_learning_rate", 0.001) if isinstance(old, dict) else old
+        if name == "constant":
+            self.commit(float(start) if isinstance(start, (int, float)) else 0.001)
+        else:
+            spec = {"schedule": name}
+            if isinstance(start, (int, float)) and any(
+                    q.name == "initial_learning_rate" for q in SCHEDULES[name].params):
+                spec["initial_learning_rate"] = float(start)
+            self.commit(spec)
+
+
+def _rate_widget(p, value, commit):
+    return RateWidget(p, value, commit)
 
 
 class OptimizerForm(QWidget):

@@ -107,7 +107,9 @@ def _show(w, p, value):
     """Put `value` in widget `w` (made by a factory for `p`) without reporting it."""
     w.blockSignals(True)
     try:
-        if isinstance(w, QCheckBox):
+        if hasattr(w, "set_value"):  # a widget of its own (the learning rate's)
+            w.set_value(value)
+        elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
         elif isinstance(w, QSpinBox):
             w.setValue(w.minimum() if value is None else value)

@@ -53,7 +53,7 @@ def test_adam_shows_every_declared_param_and_an_edit_round_trips(win, tmp_path):
     form = tp.optimizer.form
     assert tp.optimizer.choice.currentText() == "adam"
     assert list(form.widgets) == [p.name for p in OPTIMIZERS["adam"].params]
-    assert form.widgets["learning_rate"].text() == "0.003"
+    assert form.widgets["learning_rate"].number.text() == "0.003"
     assert form.widgets["beta_1"].text() == "0.9" and form.widgets["epsilon"].text() == "1e-07"
     _type(form.widgets["beta_1"], "0.8")
     opt = win.doc.project.training["optimizer"]
@@ -78,7 +78,7 @@ def test_an_invalid_value_is_shown_beside_it_and_not_written(win):
     _type(form.widgets["beta_1"], "1.5")
     assert "expected a number >= 0 and < 1, got 1.5" in form.errors["beta_1"].text()
     assert not form.errors["beta_1"].isHidden() and form.errors["beta_2"].isHidden()
-    _type(form.widgets["learning_rate"], "-1")
+    _type(form.widgets["learning_rate"].number, "-1")
     assert "expected a number > 0" in form.errors["learning_rate"].text()
     _type(form.widgets["epsilon"], "tiny")
     assert "got 'tiny'" in form.errors["epsilon"].text()
@@ -116,25 +116,49 @@ def test_switching_optimizer_switches_the_form_and_drops_the_old_keys(win, tmp_p
 
 
 def test_a_learning_rate_schedule_is_shown_and_kept(win):
+    """Issue 19, item 14: a schedule is a choice and a field per parameter, not JSON text."""
     win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_mlp.loom")))
     form = win.training.optimizer.form
     sched = _params(win)["learning_rate"]
     assert sched["schedule"] == "cosine_decay"
-    assert '"schedule": "cosine_decay"' in form.widgets["learning_rate"].text()
+    rate = form.widgets["learning_rate"]
+    assert rate.kind.currentText() == "cosine_decay" and rate.number.isHidden()
+    assert rate.fields.widgets["decay_steps"].value() == sched["decay_steps"]
     _type(form.widgets["epsilon"], "1e-6")
     assert _params(win)["learning_rate"] == sched and _params(win)["epsilon"] == 1e-6
-    _type(form.widgets["learning_rate"], '{"schedule": "warp"}')
-    assert "schedule" in form.errors["learning_rate"].text()
-    assert _params(win)["learning_rate"] == sched
-    _type(form.widgets["learning_rate"], "0.01")
+    rate = form.widgets["learning_rate"]
+    rate.fields.widgets["decay_steps"].setValue(500)
+    rate.fields.widgets["decay_steps"].editingFinished.emit()
+    assert _params(win)["learning_rate"] == {**sched, "decay_steps": 500}
+    rate = form.widgets["learning_rate"]
+    _type(rate.fields.widgets["alpha"], "2")  # out of range: said beside it, not written
+    assert "alpha" in form.errors["learning_rate"].text() or \
+        not rate.fields.errors["alpha"].isHidden()
+    assert _params(win)["learning_rate"]["alpha"] == sched["alpha"]
+    # constant keeps the schedule's initial rate; a schedule starts from the constant
+    rate = form.widgets["learning_rate"]
+    rate.kind.setCurrentText("constant")
+    rate.kind.activated.emit(0)
+    assert _params(win)["learning_rate"] == sched["initial_learning_rate"]
+    rate = form.widgets["learning_rate"]
+    assert not rate.number.isHidden() and rate.fields is None
+    _type(rate.number, "0.01")
     assert _params(win)["learning_rate"] == 0.01
     assert "learning rate 0.01" in win.training.summary.text()
+    rate = form.widgets["learning_rate"]
+    rate.kind.setCurrentText("exponential_decay")
+    rate.kind.activated.emit(1)
+    lr = _params(win)["learning_rate"]
+    assert lr["schedule"] == "exponential_decay" and lr["initial_learning_rate"] == 0.01
+    assert lr["decay_steps"] == 1000  # the schedule's defaults, as a loaded file has them
+    win.doc.undo.undo()
+    assert _params(win)["learning_rate"] == 0.01
 
 
 def test_a_new_project_shows_adams_defaults(win):
     form = win.training.optimizer.form
     assert win.training.optimizer.choice.currentText() == "adam"
-    assert form.widgets["learning_rate"].text() == "0.001"
+    assert form.widgets["learning_rate"].number.text() == "0.001"
     assert "learning rate 0.001" in win.training.summary.text()
     _type(form.widgets["beta_2"], "0.99")
     assert win.doc.project.training["optimizer"]["params"]["beta_2"] == 0.99
