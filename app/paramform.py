@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineE
 
 from layerloom.core.errors import LayerloomError
 
+from .param_widgets import InitializerWidget, RegularizerWidget
+
 ERROR_STYLE = "color: #c1121f;"
 
 
@@ -93,6 +95,8 @@ def _float_widget(p, value, commit):
 
 
 WIDGETS = {
+    "initializer": lambda p, v, c: InitializerWidget(p, v, c),
+    "regularizer": lambda p, v, c: RegularizerWidget(p, v, c),
     "int": _int_widget,
     "float": _float_widget,
     "shape": _shape_widget,

@@ -162,3 +162,45 @@ def test_a_new_project_shows_adams_defaults(win):
     assert "learning rate 0.001" in win.training.summary.text()
     _type(form.widgets["beta_2"], "0.99")
     assert win.doc.project.training["optimizer"]["params"]["beta_2"] == 0.99
+
+
+def test_initializers_and_regularizers_are_forms(win):
+    """Issue 19, item 14: initializer and regularizer fields were JSON text ('"glorot_uniform"',
+    'null'); now a box of names (constant with its value) and none/l1/l2/l1_l2 with factors."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.scene.nodes["hidden_1"].setSelected(True)
+    params = lambda: win.doc.graph.nodes["hidden_1"].params  # noqa: E731
+    init = win.inspector.widgets["kernel_initializer"]
+    assert init.name.currentText() == "glorot_uniform" and init.constant.isHidden()
+    init.name.setCurrentText("he_normal")
+    init.name.activated.emit(0)
+    assert params()["kernel_initializer"] == "he_normal"
+    init = win.inspector.widgets["kernel_initializer"]
+    init.name.setCurrentText("constant")
+    init.name.activated.emit(0)
+    init = win.inspector.widgets["kernel_initializer"]
+    assert not init.constant.isHidden()
+    _type(init.constant, "0.5")
+    assert params()["kernel_initializer"] == {"name": "constant", "value": 0.5}
+    reg = win.inspector.widgets["kernel_regularizer"]
+    assert reg.kind.currentText() == "none" and reg.l1.isHidden() and reg.l2.isHidden()
+    reg.kind.setCurrentText("l2")
+    reg.kind.activated.emit(2)
+    assert params()["kernel_regularizer"] == {"l1": 0.0, "l2": 0.01}
+    reg = win.inspector.widgets["kernel_regularizer"]
+    assert reg.l1.isHidden() and not reg.l2.isHidden()
+    _type(reg.l2, "0.001")
+    assert params()["kernel_regularizer"] == {"l1": 0.0, "l2": 0.001}
+    reg = win.inspector.widgets["kernel_regularizer"]
+    _type(reg.l2, "-1")  # refused beside it, not written
+    assert params()["kernel_regularizer"] == {"l1": 0.0, "l2": 0.001}
+    assert "expected null or" in win.inspector.error.text() or any(
+        not e.isHidden() for e in win.inspector.form.errors.values())
+    reg = win.inspector.widgets["kernel_regularizer"]
+    reg.kind.setCurrentText("none")
+    reg.kind.activated.emit(0)
+    assert params()["kernel_regularizer"] is None
+    for _ in range(3):  # none, 0.001, l2
+        win.doc.undo.undo()
+    assert params()["kernel_initializer"] == {"name": "constant", "value": 0.5}
+    assert params()["kernel_regularizer"] is None

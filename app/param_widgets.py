@@ -1,0 +1,103 @@
+"""Form widgets for the parameters that are small objects in the project file (issue 19,
+item 14): an initializer (a name from a box; "constant" with its value) and a regularizer
+(none, or L1 and L2 factors), instead of JSON text with quotes and null. Each has
+set_value(value) (paramform._show uses it) and reports through commit(value)."""
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QWidget
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text  # the Param's check says what it expected
+
+
+class InitializerWidget(QWidget):
+    def __init__(self, p, value, commit):
+        super().__init__()
+        from layerloom.train.initializers import NAMES
+        self.commit = commit
+        self.name = QComboBox()
+        self.name.addItems(list(NAMES))
+        self.constant = QLineEdit()
+        self.constant.setPlaceholderText("value")
+        self.constant.setMaximumWidth(80)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.name, 1)
+        lay.addWidget(self.constant)
+        self.name.activated.connect(lambda _: self._report())
+        self.constant.editingFinished.connect(self._report)
+        self.set_value(value)
+
+    def set_value(self, value):
+        is_const = isinstance(value, dict)
+        for w in (self.name, self.constant):
+            w.blockSignals(True)
+        self.name.setCurrentText("constant" if is_const else str(value))
+        self.constant.setText(f"{value.get('value', 0.0):g}" if is_const else "0")
+        self.constant.setVisible(is_const)
+        for w in (self.name, self.constant):
+            w.blockSignals(False)
+
+    def _report(self):
+        name = self.name.currentText()
+        self.constant.setVisible(name == "constant")
+        self.commit({"name": "constant", "value": _number(self.constant.text())}
+                    if name == "constant" else name)
+
+
+class RegularizerWidget(QWidget):
+    def __init__(self, p, value, commit):
+        super().__init__()
+        self.commit = commit
+        self.kind = QComboBox()
+        self.kind.addItems(["none", "l1", "l2", "l1_l2"])
+        self.l1, self.l2 = QLineEdit(), QLineEdit()
+        self.labels = (QLabel("l1"), QLabel("l2"))
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.kind, 1)
+        for label, field in zip(self.labels, (self.l1, self.l2)):
+            field.setMaximumWidth(70)
+            field.editingFinished.connect(self._report)
+            lay.addWidget(label)
+            lay.addWidget(field)
+        self.kind.activated.connect(lambda _: self._kind_chosen())
+        self.set_value(value)
+
+    def set_value(self, value):
+        for w in (self.kind, self.l1, self.l2):
+            w.blockSignals(True)
+        v = value or {}
+        a, b = v.get("l1", 0.0), v.get("l2", 0.0)
+        kind = "none" if not value else ("l1_l2" if a and b else "l1" if a else "l2")
+        self.kind.setCurrentText(kind)
+        self.l1.setText(f"{a:g}")
+        self.l2.setText(f"{b:g}")
+        self._show_fields(kind)
+        for w in (self.kind, self.l1, self.l2):
+            w.blockSignals(False)
+
+    def _show_fields(self, kind):
+        for label, field, key in zip(self.labels, (self.l1, self.l2), ("l1", "l2")):
+            on = kind != "none" and key in kind
+            label.setVisible(on)
+            field.setVisible(on)
+
+    def _kind_chosen(self):
+        """A kind chosen: Keras' default factor (0.01) where its field was 0."""
+        kind = self.kind.currentText()
+        for field, key in ((self.l1, "l1"), (self.l2, "l2")):
+            if key in kind and _number(field.text()) in (0, 0.0):
+                field.setText("0.01")
+        self._show_fields(kind)
+        self._report()
+
+    def _report(self):
+        kind = self.kind.currentText()
+        if kind == "none":
+            self.commit(None)
+            return
+        self.commit({"l1": _number(self.l1.text()) if "l1" in kind else 0.0,
+                     "l2": _number(self.l2.text()) if "l2" in kind else 0.0})
