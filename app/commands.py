@@ -147,6 +147,40 @@ def keep_mapping(old, new):
     return {**new, **{k: old[k] for k in ("inputs", "targets") if k in old}}
 
 
+class RenameNodeCmd(QUndoCommand):
+    """A node gets another name (its id) with every reference the project holds to it
+    (engine/project/rename.py) and its trained weights' keys; undo puts all of it back."""
+
+    def __init__(self, doc, old, new):
+        super().__init__(f"Rename {old} to {new}")
+        import json
+        self.doc, self.old, self.new = doc, old, new
+        self.saved = json.loads(json.dumps({"dataset": doc.project.dataset,
+                                            "training": doc.project.training}))
+
+    def _weights(self, a, b):
+        w = self.doc.weights
+        if w is not None:
+            prefix = a + "/"
+            self.doc.weights = {(b + "/" + k[len(prefix):] if k.startswith(prefix) else k): v
+                                for k, v in w.items()}
+            self.doc._weights_saved_in = None  # the file beside the project has the old keys
+            self.doc.sigModelChanged.emit()
+
+    def redo(self):
+        from layerloom.project.rename import rename
+        rename(self.doc.project, self.old, self.new)
+        self._weights(self.old, self.new)
+
+    def undo(self):
+        import json
+        from layerloom.project.rename import rename
+        rename(self.doc.project, self.new, self.old)
+        saved = json.loads(json.dumps(self.saved))
+        self.doc.project.dataset, self.doc.project.training = saved["dataset"], saved["training"]
+        self._weights(self.new, self.old)
+
+
 class SetSetupCmd(QUndoCommand):
     """Changes part of the project's setup: `section` is "dataset" (the whole object) or
     "training" (one key of it)."""

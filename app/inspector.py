@@ -1,16 +1,19 @@
 """The inspector: the selected node's parameters with widgets generated from the layer
 declaration (a ParamForm, app/paramform.py), its help, output shape, parameter
 count and problems. Every accepted change is one undoable SetParamsCmd."""
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import fmt_shape
 
-from .commands import SetParamsCmd
+from .commands import RenameNodeCmd, SetParamsCmd
 from .paramform import ParamForm
 from . import theme
 
 
 class Inspector(QWidget):
+    sigRenamed = Signal(str)  # the node's new name (its id): the canvas selects it again
+
     def __init__(self, doc, parent=None):
         super().__init__(parent)
         self.doc = doc
@@ -29,7 +32,17 @@ class Inspector(QWidget):
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #c1121f;")
-        for w in (self.title, self.help):
+        self.name = QLineEdit()
+        self.name.setToolTip("The layer's name (Keras' name=): in the project file, the "
+                             "exports and the weights file; Enter renames it")
+        self.name.editingFinished.connect(self._rename)
+        self.name_row = QWidget()
+        row = QHBoxLayout(self.name_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("name"))
+        row.addWidget(self.name, 1)
+        self.name_row.hide()
+        for w in (self.title, self.name_row, self.help):
             self.lay.addWidget(w)
         self.lay.addLayout(self.form_slot)
         self.lay.addWidget(self.info)
@@ -50,12 +63,15 @@ class Inspector(QWidget):
         self.error.setText("")
         if not node_id or node_id not in self.doc.graph.nodes:
             self.title.setText("Select a node to see its parameters.")
+            self.name_row.hide()
             self.help.setText("")
             self.info.setText("")
             self.setMinimumHeight(0)
             return
         node = self.doc.graph.nodes[node_id]
-        self.title.setText(f"<b>{node.type}</b> &nbsp; {node_id}")
+        self.title.setText(f"<b>{node.type}</b>")
+        self.name.setText(node_id)
+        self.name_row.show()
         self.help.setText(node.layer.help)
         self.form = ParamForm(node.layer.params, node.params, place=node_id,
                               inline_errors=False)
@@ -79,6 +95,24 @@ class Inspector(QWidget):
             self.doc.push(SetParamsCmd(self.doc, self.node_id, {name: value}))
         except RuntimeError as e:
             self.error.setText(str(e))
+
+    def _rename(self):
+        from layerloom.project.rename import problem
+        new = self.name.text().strip()
+        old = self.node_id
+        if not old or old not in self.doc.graph.nodes or new == old:
+            return
+        why = problem(self.doc.graph, old, new)
+        if why is None:
+            try:
+                self.doc.push(RenameNodeCmd(self.doc, old, new))
+            except RuntimeError as e:  # locked while training runs
+                why = str(e)
+        if why:
+            self.error.setText(f"Not renamed: {why}")
+            self.name.setText(old)
+            return
+        self.sigRenamed.emit(new)
 
     def _refused(self, name, message):
         if self.node_id in self.doc.graph.nodes:

@@ -158,6 +158,7 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.view.sigContextMenu.connect(
             lambda pos, at: context_menus.build(self, pos).exec(at))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
+        self.inspector.sigRenamed.connect(self._select_node)
         self.scene.sigMessage.connect(self.message)
         self.training.sigLog.connect(self.log_line)
         self.training.sigRunning.connect(self._running)
@@ -428,6 +429,11 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self._update_model_state()  # no Predict while the graph is locked
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
+
+    def _select_node(self, nid):
+        if nid in self.scene.nodes:
+            self.scene.clearSelection()
+            self.scene.nodes[nid].setSelected(True)
 
     def _problem_clicked(self, item):
         """A problem leads to its node: selected, centred, shown in the inspector."""

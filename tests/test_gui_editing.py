@@ -331,3 +331,42 @@ def test_shape_labels_never_run_under_a_port_and_counts_are_not_cut(win):
     fm = QFontMetrics(NodeItem.small_font())
     assert node.summary == "26x26x32  320 params"
     assert fm.horizontalAdvance(node.summary) <= NODE_W - 16
+
+
+def test_renaming_a_node_renames_every_reference_and_undo_puts_it_back(win, tmp_path):
+    """Issue 19, item 12: a layer's name (its id) is editable in the inspector; the wires,
+    per-output losses and metrics, the data mapping, the position and the trained weights
+    follow; the saved project trains and reopens with its weights."""
+    import numpy as np
+    from layerloom.project import rename
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    g = win.doc.graph
+    win.doc.set_trained({f"{n}/{w}": np.zeros(1) for n in ("value",) for w in ("kernel",)})
+    pos = list(win.doc.positions()["value"])
+    win.scene.nodes["value"].setSelected(True)
+    field = win.inspector.name
+    assert field.text() == "value"
+    field.setText("price")
+    field.editingFinished.emit()
+    assert "price" in g.nodes and "value" not in g.nodes
+    assert win.selected_ids() == ["price"] and win.inspector.name.text() == "price"
+    t, d = win.doc.project.training, win.doc.project.dataset
+    assert "price" in t["loss"] and "value" not in t["loss"] and "price" in t["metrics"]
+    assert d["targets"]["price"] == "value"  # the same array as before
+    assert win.doc.positions()["price"] == pos and "price/kernel" in win.doc.weights
+    assert [e.dst for e in g.edges if e.dst == "price"]
+    assert win.problems.count() == 0
+    path = tmp_path / "renamed.loom"
+    path.write_text(projectfile.dumps(win.doc.project))
+    assert "price" in projectfile.load(str(path)).graph.nodes
+    win.doc.undo.undo()
+    assert "value" in g.nodes and "value" in win.doc.project.training["loss"]
+    assert "value/kernel" in win.doc.weights and win.doc.positions()["value"] == pos
+    # a taken or invalid name is refused, said, and the field shows the name again
+    win.scene.clearSelection()
+    win.scene.nodes["value"].setSelected(True)
+    for bad, why in (("inside", "already a node"), ("2fast", "not a layer name")):
+        win.inspector.name.setText(bad)
+        win.inspector.name.editingFinished.emit()
+        assert why in win.inspector.error.text() and win.inspector.name.text() == "value"
+    assert rename.problem(g, "value", "value") is None
