@@ -7,7 +7,7 @@ import sys
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QMainWindow, QPlainTextEdit,
-                               QScrollArea, QTabWidget)
+                               QProgressBar, QScrollArea, QTabWidget)
 
 from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
@@ -162,6 +162,7 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.scene.sigMessage.connect(self.message)
         self.training.sigLog.connect(self.log_line)
         self.training.sigRunning.connect(self._running)
+        self.training.sigProgress.connect(self._progress)
         self.training.sigResults.connect(self._show_results)
         self.training.sigChooseData.connect(self._choose_data)
         self.data.sigFit.connect(self._data_fit)
@@ -250,6 +251,7 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.undo_action = self._act(e, "&Undo", QKeySequence.Undo, lambda: self.doc.undo.undo())
         self.redo_action = self._act(e, "&Redo", QKeySequence.Redo,
                                      lambda: self.doc.undo.redo())
+        self.redo_action.setShortcuts([QKeySequence(QKeySequence.Redo), QKeySequence("Ctrl+Y")])
         e.addSeparator()
         self.delete_action = self._act(e, "&Delete", QKeySequence.Delete,
                                        lambda: self.scene.delete_selection())
@@ -277,8 +279,19 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.run_action.setToolTip("Train the model (F5)")
         self.pause_action = bar.addAction("Pause", lambda: self.training.pause.click())
         self.stop_action = bar.addAction("\u25a0 Stop", lambda: self.training.stop.click())
-        for a in (self.pause_action, self.stop_action):
+        self.continue_action = bar.addAction("Continue",
+                                             lambda: self.training.continue_run.click())
+        self.continue_action.setToolTip("Continue the stopped run where it stopped")
+        for a in (self.pause_action, self.stop_action, self.continue_action):
             a.setEnabled(False)
+        # the run's progress where it is always in view (the dock's bar may be scrolled away)
+        self.run_progress = QProgressBar()
+        self.run_progress.setMaximumWidth(220)
+        self.run_progress.setTextVisible(True)
+        self.run_progress.setVisible(False)
+        bar.addSeparator()
+        self.run_progress_action = bar.addWidget(self.run_progress)
+        self.run_progress_action.setVisible(False)
 
     def _act(self, menu, text, shortcut, slot):
         a = QAction(text, self)
@@ -296,7 +309,16 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
             return None
         self.scene.clearSelection()
         self.scene.nodes[nid].setSelected(True)
+        self.view.ensureVisible(self.scene.nodes[nid], 40, 40)  # a new node is in view
         return nid
+
+    def free_spot(self, x, y, ignore=()):
+        """(x, y), or the first place below it where no node is (a new node never hides
+        another)."""
+        taken = [tuple(p) for nid, p in self.doc.positions().items() if nid not in ignore]
+        while any(abs(px - x) < NODE_W + 20 and abs(py - y) < 90 for px, py in taken):
+            y += 100
+        return x, y
 
     def add_from_palette(self, type_id):
         """Double-click (or Enter) in the palette: after the one selected node, wired from its
@@ -309,7 +331,8 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
             return self.add_at_centre(type_id)
         self.doc.undo.beginMacro(f"Add {type_id} after {prev.node_id}")
         try:
-            nid = self._add(type_id, (prev.pos().x() + NODE_W + 70, prev.pos().y()))
+            nid = self._add(type_id, self.free_spot(prev.pos().x() + NODE_W + 70,
+                                                    prev.pos().y()))
             if nid is not None and not g.nodes[nid].layer.is_input:
                 try:
                     g.check_connect(prev.node_id, 0, nid, 0)
@@ -372,14 +395,19 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         ids = self.selected_ids()
         return self.paste(copy_text(self.doc, ids), beside=True) if ids else []
 
-    def auto_layout(self):
+    def layout_cmd(self):
+        """The auto-layout as one command, or None when every node is where it would go."""
         new = auto_layout(self.doc.graph)
         moves = {nid: (tuple(self.doc.positions().get(nid, (0, 0))), xy)
                  for nid, xy in new.items()
                  if tuple(self.doc.positions().get(nid, (0, 0))) != tuple(xy)}
-        if moves:
+        return MoveNodesCmd(self.doc, moves, self.scene.apply_positions) if moves else None
+
+    def auto_layout(self):
+        cmd = self.layout_cmd()
+        if cmd is not None:
             try:
-                self.doc.push(MoveNodesCmd(self.doc, moves, self.scene.apply_positions))
+                self.doc.push(cmd)
             except RuntimeError as e:
                 self.message(str(e))
                 return
@@ -421,6 +449,9 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self.run_action.setEnabled(not running)
         self.pause_action.setEnabled(running)
         self.stop_action.setEnabled(running)
+        self.continue_action.setEnabled(not running and self.training.continue_run.isEnabled())
+        self.run_progress_action.setVisible(running)
+        self.run_progress.setVisible(running)
         # the graph is locked while training runs: what would edit it is visibly off
         for w in (self.undo_action, self.redo_action, self.delete_action, self.paste_action,
                   self.duplicate_action, self.layout_action, self.import_action,
@@ -429,6 +460,13 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         self._update_model_state()  # no Predict while the graph is locked
         self.message("Training... the graph is locked until it stops." if running
                      else "Training ended; the graph can be edited again.")
+
+    def _progress(self, done, total, status):
+        self.run_progress.setRange(0, max(total, 1))
+        self.run_progress.setValue(done)
+        if status:
+            self.run_progress.setToolTip(status)
+            self.statusBar().showMessage(status, 2000)
 
     def _select_node(self, nid):
         if nid in self.scene.nodes:
@@ -449,8 +487,14 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         if self.doc.locked:
             self.message("Not fixed: the graph cannot be edited while training runs")
             return False
+        rewires = any(s.op in ("add", "remove", "disconnect") for s in fix.steps)
+
+        def tidy():  # nodes added or rewired: laid out again in the same undo step
+            cmd = self.layout_cmd() if rewires else None
+            if cmd is not None:
+                self.doc.push(cmd)
         try:
-            push_fix(self.doc, fix)
+            push_fix(self.doc, fix, after=tidy)
         except (RuntimeError, LayerloomError) as e:
             self.message(f"Not fixed: {e}")
             return False
@@ -460,6 +504,7 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
             for nid in added:
                 if nid in self.scene.nodes:
                     self.scene.nodes[nid].setSelected(True)
+        self.scene.refresh()
         self.message(f"Fixed: {fix.label} (Ctrl+Z undoes it)")
         return True
 
@@ -478,8 +523,9 @@ class MainWindow(FileActions, ModelActions, RunActions, InteropActions, HelpActi
         except LayerloomError as e:
             found = [(line, None) for line in e.lines()]
         fit = self.data.fit_problem
-        if fit and not found:  # the data checks assume a graph without problems
+        if fit:  # listed whenever its node is marked red, with the graph's own problems
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
+        found = [(plain(line), nid) for line, nid in found]
         losses = self.doc.project.training.get("loss") or {}
         self.problems_panel.set_problems(found, self.doc.graph, self.doc.positions(),
                                          list(losses) if isinstance(losses, dict) else ())
@@ -541,6 +587,17 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     win.deleteLater()
     app.processEvents()
     return ok
+
+
+def plain(line):
+    """A problem as the Problems list says it: the node by name, not the file's path to it
+    ("'conv_1' (Conv2D): ..." for "graph.nodes[5] 'conv_1' (Conv2D): ...")."""
+    line = re.sub(r"^graph\.nodes\[\d+\] ('[^']+' \([^)]+\)): ", r"\1: ", line)
+    line = re.sub(r"^graph\.(nodes|edges): ", "", line)
+    line = re.sub(r"^training\.loss(\.[\w.]+)?: ", "Loss: ", line)
+    line = re.sub(r"^training\.metrics(\.[\w.]+)?: ", "Metrics: ", line)
+    line = re.sub(r"^training\.optimizer[\w.]*: ", "Optimizer: ", line)
+    return re.sub(r"^dataset(\.[\w.]+)?: ", "Data: ", line)
 
 
 def node_of(place, graph):

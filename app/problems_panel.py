@@ -3,7 +3,7 @@ to its node when clicked, and under the list the standard fixes of the selected 
 of the first that has any) as buttons (engine/core/fixes.py: each checked on a copy of the
 graph before it is offered). A fix is applied by the window as one undo step (sigFix)."""
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, \
+from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, \
     QVBoxLayout, QWidget
 
 from layerloom.core import fixes
@@ -22,11 +22,13 @@ class ProblemsPanel(QWidget):
         self.list.setWordWrap(True)  # long messages wrap instead of scrolling sideways
         self.list.currentItemChanged.connect(lambda *_: self._show_fixes())
         self.fix_label = QLabel()
+        self.fix_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.fix_buttons = []
-        self.bar = QHBoxLayout()
+        # one button a row: a row of them widened the dock and squeezed the ones beside it
+        self.bar = QVBoxLayout()
         self.bar.setContentsMargins(4, 0, 4, 2)
+        self.bar.setSpacing(2)
         self.bar.addWidget(self.fix_label)
-        self.bar.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -79,13 +81,15 @@ class ProblemsPanel(QWidget):
         shown = item.data(FIXES) if item is not None else []
         if shown:
             text = item.text()
-            self.fix_label.setText("Fix " + (repr(item.data(Qt.UserRole)) if item.data(Qt.UserRole)
-                                             else (text[:40] + "...") if len(text) > 40 else text)
-                                   + ":")
+            nid = item.data(Qt.UserRole)
+            self.fix_label.setText(f"Fix {nid!r}:" if nid else
+                                   "Fix: " + (text[:60] + "..." if len(text) > 60 else text))
         else:
             self.fix_label.setText("")
         for k, fix in enumerate(shown[:4]):
             b = QPushButton(fix.label)
+            b.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # never widens the dock
+            b.setStyleSheet("text-align: left; padding: 2px 8px;")
             b.fix = fix
             b.setToolTip("One undo step (Ctrl+Z takes it back)")
             b.clicked.connect(lambda _=False, f=fix: self.sigFix.emit(f))
@@ -93,7 +97,7 @@ class ProblemsPanel(QWidget):
             self.fix_buttons.append(b)
 
 
-def push_fix(doc, fix):
+def push_fix(doc, fix, after=None):
     """Apply a fix to the document as one undo step ("Fix: Insert Flatten before 'dense'").
     A node the fix adds goes between the nodes it joins, a little below them."""
     from layerloom.core.graph import Edge
@@ -124,6 +128,8 @@ def push_fix(doc, fix):
                 doc.push(DisconnectCmd(doc, Edge(*a)))
             elif step.op == "set":
                 doc.push(SetParamsCmd(doc, a[0], a[1]))
+        if after is not None:
+            after()
     finally:
         doc.undo.endMacro()
     return g

@@ -54,6 +54,10 @@ def count_font(w, h, digits):
     return font
 
 
+def _cut(name, limit=10):
+    return name if len(name) <= limit else name[:limit - 1] + "\u2026"
+
+
 class _Sample(QWidget):
     """One test sample: the image, and the predicted label (true label too when wrong)."""
 
@@ -71,7 +75,8 @@ class _Sample(QWidget):
         self.cell.setPixmap(pixmap(img, 44))
         ok = pred == true
         self.cell.setToolTip(f"predicted {names[pred]}, true {names[true]}")
-        self.label.setText(f"{names[pred][:8]}" + ("" if ok else f"\n({names[true][:8]})"))
+        self.label.setText(_cut(names[pred]) + ("" if ok else f"\n({_cut(names[true])})"))
+        self.label.setToolTip(self.cell.toolTip())
         self.label.setStyleSheet(f"color: {'#2a9d8f' if ok else '#d62828'}; font-size: 8pt;")
 
 

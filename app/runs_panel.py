@@ -282,12 +282,14 @@ class RunsPanel(QWidget):
         for rec in self.shown():
             color = self._color(rec)
             name = self.label(rec) + "".join(
-                f"  {label.strip()} {_show(rec['settings'].get(label))}" for label in differ)
+                f"  {label.strip()} {_short(rec['settings'].get(label))}" for label in differ)
             for k, style in ((key, Qt.SolidLine), ("val_" + key, Qt.DashLine)):
                 xs, ys = runs.curve(rec, k)
                 if xs:  # one legend entry a run; its validation curve is the dashed one
+                    dots = {"symbol": "o", "symbolSize": 6, "symbolBrush": color,
+                            "symbolPen": color} if len(xs) < 3 else {}  # one epoch: a dot
                     self.plot.plot(xs, ys, pen=pg.mkPen(color, width=2, style=style),
-                                   name=None if k.startswith("val_") else name)
+                                   name=None if k.startswith("val_") else name, **dots)
 
     def curves_shown(self):
         """[(legend name or None for a validation curve, number of points)] (for tests)."""
@@ -379,6 +381,14 @@ def _when(rec):
         return time.strftime("%b %d %H:%M", t)
     except (ValueError, KeyError):
         return str(rec.get("id"))
+
+
+def _short(v, limit=18):
+    """A setting as a legend shows it: a schedule by its name, anything long cut."""
+    text = _show(v)
+    if text.startswith("{") and '"schedule": "' in text:
+        text = text.split('"schedule": "', 1)[1].split('"', 1)[0]
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _show(v):

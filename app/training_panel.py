@@ -37,6 +37,7 @@ class TrainingPanel(OutputRows, QWidget):
     sigResults = Signal(object)
     sigTrained = Signal(object, bool)  # a run's weights as it ended, and whether it was stopped
     sigRun = Signal(object, object)  # a run's record (engine/project/runs.py) and its weights
+    sigProgress = Signal(int, int, str)  # batches done, in all, and the status line
 
     def __init__(self, doc, parent=None):
         super().__init__(parent)
@@ -358,12 +359,14 @@ class TrainingPanel(OutputRows, QWidget):
         self.total_batches = epochs * batches
         self.batches = batches
         self.progress.setRange(0, self.total_batches)
+        self.sigProgress.emit(0, self.total_batches, "")
 
     def _batch(self, epoch, batch, num_batches, logs):
         done = (epoch - 1) * num_batches + batch
         self.progress.setValue(done)
         self.status.setText(f"Epoch {epoch}, batch {batch}/{num_batches}, loss "
                             f"{logs['loss']:.4f}, " + self.time_left(done))
+        self.sigProgress.emit(done, self.total_batches, self.status.text())
         x = epoch - 1 + batch / num_batches
         for k, v in logs.items():
             self.plots.add_point(k, x, v)

@@ -141,8 +141,19 @@ class FileActions:
             return self.save_as()
         return self._save_to(self.doc.path)
 
+    def save_as_start(self):
+        """Where Save As starts: the project's own file, else Documents (not the folder the
+        editor was started from)."""
+        if self.doc.path:
+            return self.doc.path
+        from PySide6.QtCore import QStandardPaths
+        docs = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation) or \
+            os.path.expanduser("~")
+        name = (self.doc.project.name or "untitled").replace(os.sep, "_")
+        return os.path.join(docs, f"{name}.loom")
+
     def save_as(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save project", self.doc.path or "", FILTER)
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", self.save_as_start(), FILTER)
         if not path:
             return False
         if not path.endswith(".loom"):

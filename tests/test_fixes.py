@@ -100,3 +100,10 @@ def test_problems_without_a_standard_fix_get_none():
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 2}))
     assert fixes.fixes_for(g, "d", "some other problem") == []
     assert fixes.fixes_for(g, None, "the graph has no Input node") == []
+
+
+def test_the_only_output_without_a_loss_is_not_offered_for_deletion():
+    """A beginner building a chain saw "Delete '<the layer just added>'" as the only fix for
+    "no loss"; what helps is choosing a loss."""
+    g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 2}))
+    assert fixes.fixes_for(g, None, "Loss: output 'd' has no loss") == []

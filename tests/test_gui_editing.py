@@ -8,6 +8,8 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
+from PySide6.QtGui import QKeySequence  # noqa: E402
+
 from layerloom.app.document import Document  # noqa: E402
 from layerloom.project import loom as projectfile  # noqa: E402
 from guikit import EXAMPLES, build_mlp  # noqa: E402
@@ -24,7 +26,7 @@ def test_build_wire_and_see_shapes(win):
     assert win.windowTitle() == "untitled* - Layerloom"
     # the network is fine; what is left is what --run would also say: no loss chosen yet
     assert [win.problems.item(i).text() for i in range(win.problems.count())] == [
-        "training.loss: output 'dense_2' has no loss"]
+        "Loss: output 'dense_2' has no loss"]
 
 
 def test_palette_search_and_activate(win):
@@ -260,10 +262,10 @@ def test_context_menus_on_a_node_a_wire_and_the_canvas(win, qtbot):
     menu = context_menus.build(win, corner)
     assert _texts(menu) == ["&Add Layer Here", "&Paste Here", "Select &All", "Auto &Layout",
                             "&Fit to View"]
+    here = view.mapToScene(corner)  # (adding scrolls the new node wholly into view)
     _action(menu, "&Add Layer Here", "Core", "Dense").trigger()
     (added,) = [n for n in win.doc.graph.nodes if n not in
                 ("point", "hidden_1", "hidden_2", "hidden_3", "class")]
-    here = view.mapToScene(corner)
     x, y = win.doc.positions()[added]  # there, on the grid
     assert abs(x - here.x()) <= 10 and abs(y - here.y()) <= 10
     # a wire: delete it
@@ -370,3 +372,22 @@ def test_renaming_a_node_renames_every_reference_and_undo_puts_it_back(win, tmp_
         win.inspector.name.editingFinished.emit()
         assert why in win.inspector.error.text() and win.inspector.name.text() == "value"
     assert rename.problem(g, "value", "value") is None
+
+
+def test_a_node_added_after_one_that_has_a_follower_does_not_hide_it(win, qtbot):
+    """Found in a trial: with dense_1 selected (feeding dense_2), a double-click on Conv2D put
+    the new node exactly over dense_2; new nodes also landed off-screen."""
+    ids = build_mlp(win)
+    s = win.scene
+    x1, y1 = win.doc.positions()[ids[1]]  # dense_2 where a node after dense_1 would go
+    from layerloom.app.canvas_items import NODE_W
+    win.doc.positions()[ids[2]] = [x1 + NODE_W + 70, y1]
+    s.apply_positions({ids[2]: (x1 + NODE_W + 70, y1)})
+    s.clearSelection()
+    s.nodes[ids[1]].setSelected(True)
+    new = win.add_from_palette("Dropout")
+    a, b = s.nodes[new].sceneBoundingRect(), s.nodes[ids[2]].sceneBoundingRect()
+    assert not a.intersects(b)
+    vis = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert vis.intersects(a)
+    assert any(QKeySequence("Ctrl+Y") == k for k in win.redo_action.shortcuts())

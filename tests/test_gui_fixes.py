@@ -335,6 +335,14 @@ def test_a_data_mismatch_is_fixed_in_one_click(win, qtbot):
     qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
     panel._column_changed("proline", "role", "ignore")
     qtbot.waitUntil(lambda: win.problems.count() == 1, timeout=30_000)
+    # listed beside the graph's own problems too (the Input was red, the list silent)
+    from layerloom.app.commands import AddNodeCmd
+    win.doc.push(AddNodeCmd(win.doc, "Dense", (2000, 2000), {"units": 2}, "stray"))
+    qtbot.waitUntil(lambda: win.problems.count() >= 2, timeout=30_000)
+    assert any(l.startswith("Data: ") for l in problem_lines(win))
+    assert any(l.startswith("'stray' (Dense): ") for l in problem_lines(win))
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: win.problems.count() == 1, timeout=30_000)
     (button,) = win.problems_panel.fix_buttons
     assert button.text() == "Set the Input's shape to [12]"
     button.click()
@@ -356,3 +364,16 @@ def test_a_reshape_node_opens_in_the_inspector_and_takes_minus_one(win):
     field.setText("-1, 2")
     field.editingFinished.emit()
     assert win.doc.graph.nodes["r"].params["target_shape"] == (-1, 2)
+
+
+def test_problems_read_as_sentences_not_file_paths():
+    """Found in a trial: "graph.nodes[4] 'conv2d_1' (Conv2D): ...", "training.loss: ..." read
+    like internal paths."""
+    from layerloom.app.main_window import plain
+    assert plain("graph.nodes[4] 'conv2d_1' (Conv2D): expects input shaped (None, h, w, c)") \
+        == "'conv2d_1' (Conv2D): expects input shaped (None, h, w, c)"
+    assert plain("graph.nodes: the graph has no Input node") == "the graph has no Input node"
+    assert plain("training.loss: output 'dense_2' has no loss") == \
+        "Loss: output 'dense_2' has no loss"
+    assert plain("dataset.targets.value: no array") == "Data: no array"
+    assert plain("Data: already plain") == "Data: already plain"

@@ -50,6 +50,9 @@ def start_spirals(win, qtbot, epochs):
 def test_stop_leaves_a_consistent_model(win, qtbot):
     start_spirals(win, qtbot, epochs=500)
     worker = win.training.worker
+    # the progress is on the toolbar, in view whatever the Training dock shows
+    assert win.run_progress.isVisible() and not win.continue_action.isEnabled()
+    qtbot.waitUntil(lambda: win.run_progress.value() > 0, timeout=60_000)
     assert worker.process.pid != os.getpid()  # trains in its own process
     win.training.stop_training()
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
@@ -58,6 +61,7 @@ def test_stop_leaves_a_consistent_model(win, qtbot):
     assert set(w) == {"hidden_1/kernel", "hidden_1/bias", "hidden_2/kernel", "hidden_2/bias",
                       "hidden_3/kernel", "hidden_3/bias", "class/kernel", "class/bias"}
     assert all(np.isfinite(v).all() for v in w.values())
+    assert win.continue_action.isEnabled() and not win.run_progress.isVisible()
     assert win.add_at_centre("Dense") is not None  # editable again
 
 
@@ -99,7 +103,7 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     assert win.doc.project.dataset == {"source": "synthetic", "name": "moons"}
     tp.loss.setCurrentText("sparse_categorical_crossentropy")
     tp.loss.activated.emit(tp.loss.currentIndex())
-    lr = tp.optimizer.form.widgets["learning_rate"]
+    lr = tp.optimizer.form.widgets["learning_rate"].number  # the constant rate's field
     lr.setText("0.01")
     lr.editingFinished.emit()
     tp.epochs.setValue(8)
@@ -115,7 +119,7 @@ def test_build_and_train_from_an_empty_canvas_without_a_text_file(win, qtbot):
     win.doc.undo.undo()
     assert win.doc.project.training["epochs"] != 8 and tp.epochs.value() != 8
     # a bad learning rate is refused with the reason, shown beside it
-    lr = tp.optimizer.form.widgets["learning_rate"]
+    lr = tp.optimizer.form.widgets["learning_rate"].number  # the constant rate's field
     lr.setText("-1")
     lr.editingFinished.emit()
     assert "expected a number > 0" in tp.optimizer.form.errors["learning_rate"].text()

@@ -225,5 +225,6 @@ def _output_without_loss(graph, out, losses):
                 return out not in g.outputs() and (not losses or losses <= set(g.outputs()))
             if _works(graph, steps, still_outputs):
                 fixes.append(Fix(f"Insert {out!r} before {e.dst!r}", steps))
-    fixes.append(Fix(f"Delete {out!r}", (Step("remove", (out,)),)))
+    if len(graph.outputs()) > 1:  # the only output: deleting it is no help; a loss is
+        fixes.append(Fix(f"Delete {out!r}", (Step("remove", (out,)),)))
     return fixes
