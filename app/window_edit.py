@@ -1,0 +1,160 @@
+"""The editor window's editing actions: add a layer (from the palette, after the selected
+node, wired; never on top of another node), copy, paste, duplicate, select all, auto-layout,
+and a problem's fix as one undo step. A mixin of MainWindow (app/main_window.py), whose
+document, scene and view it uses."""
+from PySide6.QtGui import QCursor
+from PySide6.QtWidgets import QApplication
+
+from layerloom.core.errors import LayerloomError
+from layerloom.core.layout import auto_layout
+
+from .canvas_items import NODE_W, NodeItem
+from .clipboard import copy_text, parse_text
+from .commands import MoveNodesCmd, PasteCmd
+from .problems_panel import push_fix
+
+
+class EditActions:
+    def _add(self, type_id, pos):
+        try:
+            nid = self.scene.add_node(type_id, pos)
+        except RuntimeError as e:
+            self.message(str(e))
+            return None
+        self.scene.clearSelection()
+        self.scene.nodes[nid].setSelected(True)
+        self.view.ensureVisible(self.scene.nodes[nid], 40, 40)  # a new node is in view
+        return nid
+
+    def free_spot(self, x, y, ignore=()):
+        """(x, y), or the first place below it where no node is (a new node never hides
+        another)."""
+        taken = [tuple(p) for nid, p in self.doc.positions().items() if nid not in ignore]
+        while any(abs(px - x) < NODE_W + 20 and abs(py - y) < 90 for px, py in taken):
+            y += 100
+        return x, y
+
+    def add_from_palette(self, type_id):
+        """Double-click (or Enter) in the palette: after the one selected node, wired from its
+        first output when the graph accepts it (one undo step), else at the view's centre."""
+        ids = self.selected_ids()
+        prev = self.scene.nodes.get(ids[0]) if len(ids) == 1 else None
+        g = self.doc.graph
+        if prev is None or not self.scene.editable() or not \
+                g.nodes[prev.node_id].layer.output_names(g.nodes[prev.node_id].params):
+            return self.add_at_centre(type_id)
+        self.doc.undo.beginMacro(f"Add {type_id} after {prev.node_id}")
+        try:
+            nid = self._add(type_id, self.free_spot(prev.pos().x() + NODE_W + 70,
+                                                    prev.pos().y()))
+            if nid is not None and not g.nodes[nid].layer.is_input:
+                try:
+                    g.check_connect(prev.node_id, 0, nid, 0)
+                    self.scene.connect_ports(prev.node_id, 0, nid, 0)
+                except LayerloomError:
+                    pass  # a type that cannot follow it: placed beside it, not wired
+        finally:
+            self.doc.undo.endMacro()
+        return nid
+
+    def add_at_centre(self, type_id):
+        c = self.view.mapToScene(self.view.viewport().rect().center())
+        n = len(self.doc.graph.nodes)
+        return self._add(type_id, (c.x() - 85 + 20 * (n % 5), c.y() - 40 + 20 * (n % 5)))
+
+    def selected_ids(self):
+        return [i.node_id for i in self.scene.selectedItems() if isinstance(i, NodeItem)]
+
+    def copy(self):
+        ids = self.selected_ids()
+        if ids:
+            QApplication.clipboard().setText(copy_text(self.doc, ids))
+            self.message(f"Copied {len(ids)} node(s)")
+
+    def paste(self, text=None, at=None, beside=False):
+        """Paste copied nodes: their top-left at `at` (a scene point), else at the mouse
+        cursor when it is over the canvas, else (and for beside=True: Duplicate) beside the
+        originals."""
+        text = text if isinstance(text, str) else QApplication.clipboard().text()
+        try:
+            graph, pos = parse_text(text)
+        except LayerloomError as e:
+            self.message(f"Nothing pasted: {e}")
+            return []
+        if at is None and not beside:
+            at = self._cursor_on_canvas()
+        offset = (40, 40)
+        if at is not None and pos:
+            left = min(p[0] for p in pos.values())
+            top = min(p[1] for p in pos.values())
+            offset = (round((at.x() - left) / 20) * 20, round((at.y() - top) / 20) * 20)
+        cmd = PasteCmd(self.doc, graph, pos, offset)
+        try:
+            self.doc.push(cmd)
+        except RuntimeError as e:
+            self.message(str(e))
+            return []
+        self.scene.clearSelection()
+        for nid in cmd.ids.values():
+            self.scene.nodes[nid].setSelected(True)
+        return list(cmd.ids.values())
+
+    def _cursor_on_canvas(self):
+        """The scene point under the mouse cursor, or None when it is not over the canvas."""
+        vp = self.view.viewport()
+        p = vp.mapFromGlobal(QCursor.pos())
+        return self.view.mapToScene(p) if vp.rect().contains(p) and vp.underMouse() else None
+
+    def duplicate(self):
+        ids = self.selected_ids()
+        return self.paste(copy_text(self.doc, ids), beside=True) if ids else []
+
+    def layout_cmd(self):
+        """The auto-layout as one command, or None when every node is where it would go."""
+        new = auto_layout(self.doc.graph)
+        moves = {nid: (tuple(self.doc.positions().get(nid, (0, 0))), xy)
+                 for nid, xy in new.items()
+                 if tuple(self.doc.positions().get(nid, (0, 0))) != tuple(xy)}
+        return MoveNodesCmd(self.doc, moves, self.scene.apply_positions) if moves else None
+
+    def auto_layout(self):
+        cmd = self.layout_cmd()
+        if cmd is not None:
+            try:
+                self.doc.push(cmd)
+            except RuntimeError as e:
+                self.message(str(e))
+                return
+            self.scene.refresh()
+            self.view.fit()
+
+    def _select_all(self):
+        for item in self.scene.nodes.values():
+            item.setSelected(True)
+
+    def apply_fix(self, fix):
+        """A problem's fix from the Problems tab: one undo step; the nodes it adds selected."""
+        if self.doc.locked:
+            self.message("Not fixed: the graph cannot be edited while training runs")
+            return False
+        rewires = any(s.op in ("add", "remove", "disconnect") for s in fix.steps)
+
+        def tidy():  # nodes added or rewired: laid out again in the same undo step
+            cmd = self.layout_cmd() if rewires else None
+            if cmd is not None:
+                self.doc.push(cmd)
+        try:
+            push_fix(self.doc, fix, after=tidy)
+        except (RuntimeError, LayerloomError) as e:
+            self.message(f"Not fixed: {e}")
+            return False
+        added = [s.args[0] for s in fix.steps if s.op == "add"]
+        if added:
+            self.scene.clearSelection()
+            for nid in added:
+                if nid in self.scene.nodes:
+                    self.scene.nodes[nid].setSelected(True)
+        self.scene.refresh()
+        self.message(f"Fixed: {fix.label} (Ctrl+Z undoes it)")
+        return True
+
