@@ -164,7 +164,21 @@ class GraphScene(QGraphicsScene):
         for nid, pos in positions.items():
             if nid in self.nodes:
                 self.nodes[nid].setPos(*pos)
-                self.node_moved(self.nodes[nid])
+        self.reroute()
+
+    def reroute(self):
+        """Every wire's path again: a moved node may now stand in the way of wires that do not
+        touch it (while it is dragged, only its own wires follow it)."""
+        for e in self.edges.values():
+            e.update_path()
+
+    def node_rects(self):
+        """{node id: (left, top, right, bottom)} in scene coordinates, for the wires' routes."""
+        out = {}
+        for nid, item in self.nodes.items():
+            p = item.pos()
+            out[nid] = (p.x(), p.y(), p.x() + NODE_W, p.y() + item.h)
+        return out
 
     def add_node(self, type_id, pos, params=None):
         x, y = round(pos[0] / GRID) * GRID, round(pos[1] / GRID) * GRID

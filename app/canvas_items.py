@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleT
 
 from layerloom.core.graph import fmt_shape
 
-from . import theme
+from . import theme, wire_route
 
 GRID = 20
 NODE_W = 170
@@ -18,6 +18,20 @@ CATEGORY_COLORS = {"Core": "#4c78a8", "Convolution": "#f58518", "Pooling": "#e45
                    "Reshaping": "#9d755d", "Recurrent": "#eeca3b"}
 
 
+def rounded_path(points, radius=8.0):
+    """A path through axis-parallel points with its corners rounded."""
+    path = QPainterPath(QPointF(*points[0]))
+    for i in range(1, len(points) - 1):
+        (px, py), (cx, cy), (nx, ny) = points[i - 1], points[i], points[i + 1]
+        r = min(radius, (abs(cx - px) + abs(cy - py)) / 2, (abs(nx - cx) + abs(ny - cy)) / 2)
+
+        def toward(x, y, d):
+            n = abs(x - cx) + abs(y - cy) or 1.0
+            return QPointF(cx + (x - cx) * d / n, cy + (y - cy) * d / n)
+        path.lineTo(toward(px, py, r))
+        path.quadTo(QPointF(cx, cy), toward(nx, ny, r))
+    path.lineTo(QPointF(*points[-1]))
+    return path
 
 
 class PortItem(QGraphicsItem):
@@ -149,6 +163,7 @@ class EdgeItem(QGraphicsPathItem):
         self.label.setFont(f)
         self.ok = True
         self.dims, self.full_text = None, ""
+        self.routed = False  # around nodes (app/wire_route.py), not the S-curve
         self.update_path()
 
     def update_path(self):
@@ -158,21 +173,40 @@ class EdgeItem(QGraphicsPathItem):
             return
         a = s.port_pos(True, self.edge.src_port)
         b = d.port_pos(False, self.edge.dst_port)
-        path = QPainterPath(a)
-        dx = max(40.0, abs(b.x() - a.x()) / 2)
-        path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
+        rects = self.gscene.node_rects()
+        points = wire_route.route((a.x(), a.y()), (b.x(), b.y()), list(rects.values()),
+                                  rects.get(self.edge.src), rects.get(self.edge.dst))
+        if points is None:
+            path = QPainterPath(a)
+            c1, c2 = wire_route.curve_controls((a.x(), a.y()), (b.x(), b.y()))
+            path.cubicTo(QPointF(*c1), QPointF(*c2), b)
+            mid, gap = path.pointAtPercent(0.5), b.x() - a.x() - 2 * PortItem.R - 8
+        else:
+            path = rounded_path(points)
+            # the label above the longest horizontal run
+            p, q = max(zip(points, points[1:]),
+                       key=lambda pq: abs(pq[1][0] - pq[0][0]) if pq[0][1] == pq[1][1] else -1)
+            mid, gap = QPointF((p[0] + q[0]) / 2, p[1]), abs(q[0] - p[0]) - 8
+        self.routed = points is not None
         self.setPath(path)
         # the shape as Keras prints it where it fits between the ports, else the short form
         # (28x28x1) so that it never runs under a port; the full form in the tooltip
-        gap = b.x() - a.x() - 2 * PortItem.R - 8
         text = self.full_text
         if self.dims is not None and QFontMetrics(self.label.font()).horizontalAdvance(text) > gap:
             text = "x".join(map(str, self.dims)) or "scalar"
         if self.label.text() != text:
             self.label.setText(text)
-        mid = path.pointAtPercent(0.5)
         r = self.label.boundingRect()
-        self.label.setPos(mid.x() - r.width() / 2, mid.y() - r.height() - 2)
+        x, y = mid.x() - r.width() / 2, mid.y() - r.height() - 2
+        if self.routed:
+            # above its run, or below it where a node's bottom row is above
+            def free(top):
+                box = (x, top, x + r.width(), top + r.height())
+                return not any(box[0] < n[2] and box[2] > n[0] and box[1] < n[3] and box[3] > n[1]
+                               for n in rects.values())
+            if not free(y) and free(mid.y() + 2):
+                y = mid.y() + 2
+        self.label.setPos(x, y)
 
     def boundingRect(self):
         # the curve's own extent (Qt's default is its control points', which for a wire drawn

@@ -391,3 +391,55 @@ def test_a_node_added_after_one_that_has_a_follower_does_not_hide_it(win, qtbot)
     vis = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
     assert vis.intersects(a)
     assert any(QKeySequence("Ctrl+Y") == k for k in win.redo_action.shortcuts())
+
+
+def _behind(scene, edge_item, n=300):
+    """The nodes an edge's drawn path passes inside (its two ends' nodes count only away from
+    the ports)."""
+    path = edge_item.path()
+    rects = scene.node_rects()
+    hit = set()
+    for i in range(n + 1):
+        t = i / n
+        p = path.pointAtPercent(t)
+        for nid, (l, tp, r, b) in rects.items():
+            ends = nid in (edge_item.edge.src, edge_item.edge.dst)
+            if ends and (t < 0.08 or t > 0.92):
+                continue
+            if l + 1 < p.x() < r - 1 and tp + 1 < p.y() < b - 1:
+                hit.add(nid)
+    return hit
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".loom")))
+def test_no_wire_runs_behind_a_node_in_the_examples(win, name):
+    """Issue 19, item 12: the CNN's wire back to its second row passed behind the nodes between;
+    a wire that would pass a node goes around it."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, name)))
+    for e in win.scene.edges.values():
+        assert not _behind(win.scene, e), f"{e.edge.src} -> {e.edge.dst} runs behind a node"
+    win.auto_layout()
+    for e in win.scene.edges.values():
+        assert not _behind(win.scene, e), f"after Auto Layout: {e.edge.src} -> {e.edge.dst}"
+
+
+def test_a_node_moved_into_a_wires_way_makes_it_go_around(win):
+    """A wire that does not touch the moved node is routed again when the move ends, and put
+    back on its curve by Undo."""
+    from layerloom.app.commands import MoveNodesCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    sc = win.scene
+    e = next(iter(sc.edges.values()))
+    assert not e.routed
+    src, dst = sc.nodes[e.edge.src], sc.nodes[e.edge.dst]
+    # a third node put right between the two ends
+    other = next(nid for nid in sc.nodes if nid not in (e.edge.src, e.edge.dst))
+    a = src.pos()
+    old = (sc.nodes[other].pos().x(), sc.nodes[other].pos().y())
+    dst.setPos(a.x() + 600, a.y())
+    sc.reroute()
+    mid = (round((a.x() + 300) / 20) * 20, round(a.y() / 20) * 20)
+    win.doc.push(MoveNodesCmd(win.doc, {other: (old, mid)}, sc.apply_positions))
+    assert e.routed and not _behind(sc, e)
+    win.doc.undo.undo()
+    assert not e.routed
