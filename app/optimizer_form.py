@@ -4,13 +4,14 @@ are checked as the project file's reader checks them (project/training.py: a lea
 may be a schedule object) and reported as the whole entry, {"name", "params"} with every
 declared parameter, as a loaded file has it."""
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import Graph
 from layerloom.project.training import parse_training
 from layerloom.train.optimizers import OPTIMIZERS
 from layerloom.train.schedules import SCHEDULES
 
+from .param_widgets import narrow_box
 from .paramform import ParamForm, shown
 
 PLACE = "training.optimizer.params"
@@ -31,7 +32,7 @@ class RateWidget(QWidget):
     def __init__(self, p, value, commit):
         super().__init__()
         self.p, self.commit = p, commit
-        self.kind = QComboBox()
+        self.kind = narrow_box()
         self.kind.addItems(["constant"] + list(SCHEDULES))
         self.kind.setToolTip("A constant learning rate, or a schedule of it over the steps")
         self.number = QLineEdit()
@@ -106,7 +107,7 @@ class OptimizerForm(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.choice = QComboBox()
+        self.choice = narrow_box()
         self.choice.addItems(list(OPTIMIZERS))
         self.name, self.values, self.form = None, {}, None
         self.slot = QVBoxLayout(self)

@@ -5,6 +5,16 @@ set_value(value) (paramform._show uses it) and reports through commit(value)."""
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QWidget
 
 
+def narrow_box(chars=10):
+    """A combo box as narrow as `chars` characters allow rather than as wide as its longest
+    item, so that a dock of them never scrolls sideways (the longest item still shows in the
+    open list)."""
+    box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(chars)
+    return box
+
+
 def _number(text):
     try:
         return float(text)
@@ -17,7 +27,7 @@ class InitializerWidget(QWidget):
         super().__init__()
         from layerloom.train.initializers import NAMES
         self.commit = commit
-        self.name = QComboBox()
+        self.name = narrow_box()
         self.name.addItems(list(NAMES))
         self.constant = QLineEdit()
         self.constant.setPlaceholderText("value")
@@ -51,7 +61,7 @@ class RegularizerWidget(QWidget):
     def __init__(self, p, value, commit):
         super().__init__()
         self.commit = commit
-        self.kind = QComboBox()
+        self.kind = narrow_box()
         self.kind.addItems(["none", "l1", "l2", "l1_l2"])
         self.l1, self.l2 = QLineEdit(), QLineEdit()
         self.labels = (QLabel("l1"), QLabel("l2"))

@@ -3,11 +3,12 @@ TrainingPanel): one loss for every output, or with several outputs a loss and a 
 each (Keras' loss dict and loss_weights); with several inputs or outputs, which dataset array
 feeds each Input and which is each output's target. Each change is an undoable SetSetupCmd,
 as everywhere in the dock."""
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QWidget
 
 from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
 
 from .commands import SetSetupCmd
+from .param_widgets import narrow_box
 
 
 def loss_entry(name, old=None, **given):
@@ -39,7 +40,7 @@ class OutputRows:
                 self.per_output_form.removeRow(0)
             self.output_rows = {}
             for o in outputs:
-                combo = QComboBox()
+                combo = narrow_box()
                 combo.addItem("(choose a loss)")
                 combo.addItems(list(LOSS_NAMES))
                 weight = QDoubleSpinBox(minimum=0.0, maximum=1000.0, decimals=3, singleStep=0.1)
@@ -75,7 +76,7 @@ class OutputRows:
                 self.mapping_form.removeRow(0)
             self.mapping_rows = {}
             for kind, nid in rows:
-                combo = QComboBox()
+                combo = narrow_box()
                 combo.addItems(["(choose)"] + names)
                 combo.activated.connect(lambda _, k=kind, n=nid: self._mapping_changed(k, n))
                 label = f"  {nid} {'<-' if kind == 'inputs' else 'target'}"

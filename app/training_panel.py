@@ -4,22 +4,22 @@ Continue, progress). Training runs in a child process (train_worker.py, train_pr
 its batch and epoch logs arrive as queued signals and feed the Curves tab (curves.py). Stop
 is cooperative: the current batch finishes, weights stay consistent. The graph is locked
 while training runs."""
-import json
 import time
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel,
+                               QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 
 from layerloom.data import sources
 from layerloom.train.losses import NAMES as LOSS_NAMES
-from layerloom.train.metrics import NAMES as METRIC_NAMES, check_entry as check_metric_entry
 
 from . import theme
 from .commands import SetSetupCmd, keep_mapping
 from .curves import Curves
+from .metrics_form import MetricsSetup
 from .optimizer_form import OptimizerForm
+from .param_widgets import narrow_box
 from .setup_rows import OutputRows
 from .train_worker import DeviceSurvey, TrainWorker, short_name
 
@@ -56,24 +56,21 @@ class TrainingPanel(OutputRows, QWidget):
 
     def _build_setup(self, t):
         """The setup editors: each change is an undoable command on the project."""
-        self.dataset = QComboBox()
+        self.dataset = narrow_box()
         self.dataset.addItem("(choose a dataset)", None)  # shown while none is chosen
         for src, name in dataset_choices():
             self.dataset.addItem(f"{name} ({src})" if name else sources.get(src).label,
                                  f"{src}:{name or ''}")
         self.optimizer = OptimizerForm()
-        self.loss = QComboBox()
+        self.loss = narrow_box()
         self.loss.addItem("(choose a loss)")
         self.loss.addItems(list(LOSS_NAMES))
         self.per_output, self.per_output_form = self._subform()  # a loss and weight per output
         self.mapping, self.mapping_form = self._subform()  # arrays to inputs and targets
-        self.metrics = QLineEdit()
-        self.metrics.setToolTip("Comma-separated: " + ", ".join(METRIC_NAMES))
+        self.metrics = MetricsSetup()
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=t.get("epochs", 10))
         self.batch = QSpinBox(minimum=1, maximum=100000, value=t.get("batch_size", 32))
-        self.device = QComboBox()
-        self.device.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.device.setMinimumContentsLength(16)
+        self.device = narrow_box(16)
         self.device.addItem("auto (finding the devices...)", None)
         self.device_survey = DeviceSurvey(self)
         self.setup_error = QLabel()
@@ -135,7 +132,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.optimizer.sigEntry.connect(lambda opt: self._set_training("optimizer", opt))
         self.optimizer.sigError.connect(self._fit_height)  # a line under its parameter
         self.loss.activated.connect(lambda _: self._loss_chosen())
-        self.metrics.editingFinished.connect(self._metrics_chosen)
+        self.metrics.sigMetrics.connect(lambda m: self._set_training("metrics", m))
         self.epochs.editingFinished.connect(
             lambda: self._set_training("epochs", self.epochs.value()))
         self.batch.editingFinished.connect(
@@ -189,9 +186,7 @@ class TrainingPanel(OutputRows, QWidget):
             self.loss.setCurrentText(losses.pop())
         self._load_output_rows()
         self._load_mapping_rows()
-        m = t.get("metrics", [])
-        plain = isinstance(m, list) and all(isinstance(v, str) for v in m)
-        self.metrics.setText(", ".join(m) if plain else json.dumps(m))
+        self.metrics.show_metrics(t.get("metrics", []), self.doc.graph.outputs())
         self.epochs.setValue(t.get("epochs", 10))
         self.batch.setValue(t.get("batch_size", 32))
         self.summary.setText(self._summary())
@@ -239,27 +234,10 @@ class TrainingPanel(OutputRows, QWidget):
             self._push(SetSetupCmd(self.doc, "dataset", None, new, self._changed_setup))
 
     def _fit_height(self):
-        """Inside a scroll area: keep rows at their natural height and let the area scroll."""
+        """Inside a scroll area: keep rows at their natural height and let the area scroll
+        down, never sideways: a box is as narrow as ten characters allow, not as wide as its
+        longest item (per-output loss boxes pushed the dock past its width)."""
         self.setMinimumHeight(self.layout().sizeHint().height())
-
-    def _metrics_chosen(self):
-        """Names separated by commas, or JSON for metrics with parameters
-        ([{"name": "top_k_categorical_accuracy", "k": 3}]) or per output."""
-        text = self.metrics.text().strip()
-        try:
-            entries = json.loads(text) if text[:1] in "[{" and text else \
-                [m.strip() for m in text.split(",") if m.strip()]
-        except json.JSONDecodeError as e:
-            self.setup_error.setText(f"metrics: not JSON ({e.msg})")
-            return
-        per_output = entries if isinstance(entries, dict) else {None: entries}
-        for ms in per_output.values():
-            for i, m in enumerate(ms if isinstance(ms, list) else [ms]):
-                _, problems = check_metric_entry(m, f"metrics[{i}]")
-                if problems:
-                    self.setup_error.setText(str(problems[0]))
-                    return
-        self._set_training("metrics", entries)
 
     def _summary(self):
         p = self.doc.project

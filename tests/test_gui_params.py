@@ -204,3 +204,56 @@ def test_initializers_and_regularizers_are_forms(win):
         win.doc.undo.undo()
     assert params()["kernel_initializer"] == {"name": "constant", "value": 0.5}
     assert params()["kernel_regularizer"] is None
+
+
+def test_metrics_are_ticked_in_a_menu_with_fields_for_their_parameters(win, tmp_path):
+    """Issue 19, item 14: metrics were a text field of names, or JSON with quotes when they
+    had parameters or differed per output."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    m = win.training.metrics
+    assert win.doc.project.training["metrics"] == ["accuracy"]
+    assert m.all.button.text() == "accuracy" and not m.per_output.isVisible()
+    assert sorted(n for n, a in m.all.actions.items() if a.isChecked()) == ["accuracy"]
+    m.all.actions["top_k_categorical_accuracy"].trigger()
+    assert win.doc.project.training["metrics"] == ["accuracy", "top_k_categorical_accuracy"]
+    form = m.all.forms["top_k_categorical_accuracy"]  # its k, a spin box at Keras' 5
+    k = form.widgets["k"]
+    assert k.value() == 5
+    k.setValue(3)
+    k.editingFinished.emit()
+    assert win.doc.project.training["metrics"] == [
+        "accuracy", {"name": "top_k_categorical_accuracy", "k": 3}]
+    assert m.all.button.text() == "accuracy, top_k (k=3)"
+    m.all.actions["accuracy"].trigger()  # unticked
+    assert win.doc.project.training["metrics"] == [{"name": "top_k_categorical_accuracy", "k": 3}]
+    win.doc.undo.undo()
+    win.doc.undo.undo()
+    assert win.doc.project.training["metrics"] == ["accuracy", "top_k_categorical_accuracy"]
+    assert m.all.actions["accuracy"].isChecked() and m.all.forms["top_k_categorical_accuracy"]
+
+
+def test_metrics_per_output_are_a_picker_each(win, tmp_path):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    m = win.training.metrics
+    t = win.doc.project.training
+    assert m.per_output.isChecked() and not m.all.isVisible()
+    assert list(m.pickers) == ["inside", "value"]
+    assert m.pickers["inside"].button.text() == "accuracy" and m.pickers["value"].button.text() == "mae"
+    m.pickers["value"].actions["mean_squared_error"].trigger()
+    assert win.doc.project.training["metrics"] == {"inside": ["accuracy"],
+                                                   "value": ["mae", "mean_squared_error"]}
+    assert m.pickers["value"].button.text() == "mae, mse"
+    m.per_output.setChecked(False)  # one list for both: every metric either had
+    assert win.doc.project.training["metrics"] == ["accuracy", "mae", "mean_squared_error"]
+    assert m.all.isVisible() and not m.pickers
+    m.per_output.setChecked(True)
+    assert win.doc.project.training["metrics"] == {
+        o: ["accuracy", "mae", "mean_squared_error"] for o in ("inside", "value")}
+    path = tmp_path / "m.loom"
+    path.write_text(loom.dumps(win.doc.project))
+    assert loom.load(str(path)).training["metrics"]["value"][2] == "mean_squared_error"
+    for _ in range(3):
+        win.doc.undo.undo()
+    assert win.doc.project.training["metrics"] == t["metrics"] == {"inside": ["accuracy"],
+                                                                   "value": ["mae"]}
+    assert m.per_output.isChecked() and m.pickers["value"].button.text() == "mae"

@@ -302,3 +302,21 @@ def test_an_epochs_seconds_leave_out_the_pause(monkeypatch):
     assert abs(record["seconds"] - 0.25) < 1e-9 and sent[-1][1]["seconds"] == record["seconds"]
     stop.set()
     assert control() is True
+
+
+@pytest.mark.parametrize("name", ["multitask.loom", "fashion_mnist_cnn.loom", "wine_csv.loom"])
+def test_the_training_dock_never_scrolls_sideways(win, qtbot, name):
+    """Issue 19, item 9 at 1400x860, with per-output losses, metrics and array rows too (the
+    multitask example's loss boxes widened the dock past its width and cut its labels)."""
+    from PySide6.QtWidgets import QScrollArea
+    win.resize(1400, 860)
+    win.show()
+    qtbot.waitExposed(win)
+    win.set_document(Document.open(os.path.join(EXAMPLES, name)))
+    win.training.metrics.pickers.get("value") and \
+        win.training.metrics.pickers["value"].actions["top_k_categorical_accuracy"].trigger()
+    qtbot.wait(100)
+    area = win.training.parent()
+    while not isinstance(area, QScrollArea):
+        area = area.parent()
+    assert area.horizontalScrollBar().maximum() == 0, win.training.minimumSizeHint().width()
