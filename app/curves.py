@@ -31,18 +31,25 @@ class Curves(pg.GraphicsLayoutWidget):
         self.curves = {}
         self.series = {}
         self._dirty = set()
+        self._follow = False  # the axes start following the data at the first read-out
         self._redraw = QTimer(self, singleShot=True, interval=250)
         self._redraw.timeout.connect(self.flush)
         self.readout = pg.TextItem(color=theme.hex_color("plot_fg"), anchor=(0, 1))
         self.loss_plot.addItem(self.readout)
         self.loss_plot.scene().sigMouseMoved.connect(self._hover)
 
-    def begin(self, keep=False):
-        """A run starts: the hint goes, the axes follow the data; keep: go on drawing the
-        curves so far (a resumed run), else they start empty."""
+    def begin(self, keep=False, epochs=None):
+        """A run starts: the hint goes, the axes follow the data from its first read-out (until
+        then they show the run's epochs and 0..1, not an empty plot's -2..2); keep: go on
+        drawing the curves so far (a resumed run), else they start empty."""
         self.hint.setVisible(False)
+        self._follow = True
         for plot in (self.loss_plot, self.metric_plot):
-            plot.enableAutoRange()
+            if keep:
+                plot.enableAutoRange()
+            else:
+                plot.setXRange(0, max(1, epochs or 1))
+                plot.setYRange(0, 1)
         if not keep:
             for c in self.curves.values():
                 c.setData([], [])
@@ -81,6 +88,10 @@ class Curves(pg.GraphicsLayoutWidget):
     def flush(self):
         for key in self._dirty:
             self.curves[key].setData(*self.series[key], skipFiniteCheck=True)
+        if self._dirty and self._follow:
+            self._follow = False
+            for plot in (self.loss_plot, self.metric_plot):
+                plot.enableAutoRange()
         self._dirty.clear()
 
     def _hover(self, pos):

@@ -297,8 +297,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         menu.addAction(a)
         return a
 
-    def message(self, text):
-        self.statusBar().showMessage(text, 6000)
+    def message(self, text, ms=6000):
+        self.statusBar().showMessage(text, ms)
         self.log_line(text)
 
     def log_line(self, text):

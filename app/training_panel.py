@@ -272,7 +272,8 @@ class TrainingPanel(OutputRows, QWidget):
             self.sigLog.emit("Cannot train: " + "; ".join(e.lines()[:3]))
             self.status.setText("Fix the problems listed under Problems first.")
             return
-        self.plots.begin(keep=resume is not None)  # a resumed run goes on drawing its curves
+        # a resumed run goes on drawing its curves
+        self.plots.begin(keep=resume is not None, epochs=self.epochs.value())
         self.doc.set_locked(True)
         self.sigRunning.emit(True)
         self.continue_run.setEnabled(False)

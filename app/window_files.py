@@ -168,9 +168,10 @@ class FileActions:
                                 "The file on disk was not changed.")
             return False
         self._remember(path)
-        self.message(f"Saved {path}" + (f" and its trained weights ({self.doc.project.weights})"
-                                        if self.doc.project.weights else ""))
-        if note:
-            self.log_line(note)
+        if note:  # weights left out: said where the user looks, and kept there longer
+            self.message(f"{note} ({path})", 15000)
+        else:
+            self.message(f"Saved {path}" + (f" and its trained weights ({self.doc.project.weights})"
+                                            if self.doc.project.weights else ""))
         return True
 

@@ -30,13 +30,24 @@ def folder():
     return None
 
 
+def _keras_data(name):
+    """A Keras dataset as a card names it: here already, or what its first use downloads."""
+    from layerloom.data import keras_sets
+    spec = keras_sets.DATASETS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        return str(name or "a Keras dataset")
+    if keras_sets.local_folder(name):
+        return f"{name} (on this machine)"
+    return f"{name} (downloaded on first use, about {spec['download_mb']} MB)"
+
+
 def _summary(project):
     g, d = project.get("graph") or {}, project.get("dataset") or {}
     nodes = g.get("nodes") or []
     layers = [n.get("type") for n in nodes if n.get("type") != "Input"]
     kinds = sorted(set(layers), key=layers.index)
     data = {"synthetic": f"synthetic {d.get('name', '')}".strip(),
-            "keras": f"{d.get('name', 'a Keras dataset')} (downloaded on first use)",
+            "keras": _keras_data(d.get("name")),
             "csv": f"the CSV file {os.path.basename(str(d.get('path', '')))}",
             "images": "a folder of images"}.get(d.get("source"), str(d.get("source")))
     return f"{len(layers)} layers ({', '.join(kinds[:4])}{', ...' if len(kinds) > 4 else ''}); {data}"

@@ -377,3 +377,17 @@ def test_problems_read_as_sentences_not_file_paths():
         "Loss: output 'dense_2' has no loss"
     assert plain("dataset.targets.value: no array") == "Data: no array"
     assert plain("Data: already plain") == "Data: already plain"
+
+
+def test_a_save_that_leaves_stale_weights_out_says_so_in_the_status_bar(win, tmp_path):
+    """Issue 19 (the trial): "Saved without the trained weights" went only to the Log."""
+    from layerloom.app.commands import SetParamsCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    g = win.doc.graph
+    dense = next(n for n in g.nodes if g.nodes[n].type == "Dense")
+    win.doc.set_trained({f"{dense}/kernel": np.zeros((2, 2))})
+    win.doc.push(SetParamsCmd(win.doc, dense, {"units": 7}))
+    assert win._save_to(str(tmp_path / "p.loom"))
+    shown = win.statusBar().currentMessage()
+    assert shown.startswith("Saved without the trained weights") and "train again" in shown
+    assert "p.loom" in shown and shown in win.log.toPlainText()

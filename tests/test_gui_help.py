@@ -57,3 +57,24 @@ def test_help_lists_the_shortcuts_and_the_version(win):
     box = win.show_about()
     assert box.isVisible()
     box.close()
+
+
+def test_an_examples_card_says_whether_its_data_is_here_or_downloaded(tmp_path, monkeypatch):
+    """Issue 19 (the trial): the card said "downloaded on first use" while Debian's
+    dataset-fashion-mnist had the files on disk."""
+    from layerloom.data import keras_sets
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("LAYERLOOM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setitem(keras_sets.DATASETS["fashion_mnist"], "system", ())
+
+    def summary():
+        return next(e for e in gallery.examples() if e.key == "fashion_mnist_mlp").summary
+    assert "fashion_mnist (downloaded on first use, about 30 MB)" in summary()
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name in keras_sets.IDX_FILES[:3]:
+        (folder / (name + ".gz")).write_bytes(b"")
+    assert "downloaded on first use" in summary()  # not all four files
+    (folder / (keras_sets.IDX_FILES[3] + ".gz")).write_bytes(b"")
+    assert "fashion_mnist (on this machine)" in summary()
+    assert keras_sets.local_folder("fashion_mnist") == str(folder)

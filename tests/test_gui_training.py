@@ -320,3 +320,20 @@ def test_the_training_dock_never_scrolls_sideways(win, qtbot, name):
     while not isinstance(area, QScrollArea):
         area = area.parent()
     assert area.horizontalScrollBar().maximum() == 0, win.training.minimumSizeHint().width()
+
+
+def test_the_plots_show_the_runs_epochs_until_the_first_read_out(win, qtbot):
+    """Issue 19 (the trial): at Start the loss plot's axes ran from -2 to 2 until the first
+    read-out came back."""
+    plots = win.training.plots
+    plots.begin(epochs=7)
+    qtbot.wait(50)
+    for plot in (plots.loss_plot, plots.metric_plot):
+        (x0, x1), (y0, y1) = plot.vb.viewRange()
+        assert -0.5 < x0 <= 0 and 7 <= x1 < 7.5 and -0.15 < y0 <= 0 and 1 <= y1 < 1.15
+    plots.add_point("loss", 0.5, 3.0)
+    plots.add_point("loss", 1.0, 2.0)
+    plots.flush()
+    qtbot.wait(50)
+    (x0, x1), (y0, y1) = plots.loss_plot.vb.viewRange()
+    assert y0 < 2.05 and y1 > 2.95 and x1 < 2, "then they follow the data"

@@ -43,6 +43,7 @@ DATASETS = {
         "download": [(KERAS_BASE + f + ".gz", f) for f in IDX_FILES],
         "classes": FASHION_CLASSES,
         "hint": "apt-get install dataset-fashion-mnist (Debian/Ubuntu)",
+        "download_mb": 30,  # what a download fetches, about
         "description": "Fashion-MNIST, 28x28 grayscale, 10 classes",
     },
     "mnist": {
@@ -52,6 +53,7 @@ DATASETS = {
         "download": [(KERAS_BASE + "mnist.npz", "mnist.npz")],
         "classes": tuple(str(i) for i in range(10)),
         "hint": "download mnist.npz (as keras.datasets.mnist uses) into one of those folders",
+        "download_mb": 11,
         "description": "MNIST handwritten digits, 28x28 grayscale, 10 classes",
     },
     # The sets below: one canonical file each (the URL and sha256 keras.datasets uses).
@@ -64,6 +66,7 @@ DATASETS = {
         "images": True,
         "classes": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                     "ship", "truck"),
+        "download_mb": 163,
         "description": "CIFAR-10, 32x32 colour images, 10 classes",
     },
     "cifar100": {
@@ -74,6 +77,7 @@ DATASETS = {
         "read": lambda path, p: keras_files.read_cifar(path, True, p.get("label_mode", "fine")),
         "images": True,
         "classes": tuple(str(i) for i in range(100)),
+        "download_mb": 161,
         "description": "CIFAR-100, 32x32 colour images, 100 fine classes (label_mode "
                        "\"coarse\": 20)",
     },
@@ -84,6 +88,7 @@ DATASETS = {
         "read": lambda path, p: keras_files.read_imdb(path, p.get("num_words", 10000),
                                                       p.get("maxlen", 200)),
         "classes": ("negative", "positive"),
+        "download_mb": 17,
         "description": "IMDB reviews as word indices (num_words most frequent, padded to "
                        "maxlen), 2 classes",
     },
@@ -101,6 +106,7 @@ DATASETS = {
                     "livestock", "retail", "ipi", "iron-steel", "rubber", "heat", "jobs", "lei",
                     "bop", "zinc", "orange", "pet-chem", "dlr", "gas", "silver", "wpi", "hog",
                     "lead"),
+        "download_mb": 2,
         "description": "Reuters newswires as word indices, 46 topics",
     },
     "boston_housing": {
@@ -110,6 +116,7 @@ DATASETS = {
         "download": [(KERAS_BASE + "boston_housing.npz", "boston_housing.npz")],
         "read": lambda path, p: keras_files.read_boston(path),
         "classes": None,
+        "download_mb": 1,
         "description": "Boston housing prices (13 features; target in k$), regression",
     },
 }
@@ -135,6 +142,23 @@ def search_dirs(name):
     dirs.append(os.path.join(cache_dir(), name))
     dirs += list(spec["system"])
     return dirs
+
+
+def local_folder(name):
+    """The folder that holds the dataset's files on this machine, or None (a download is
+    needed). Only looks for the files; reading them checks their content."""
+    spec = DATASETS[name]
+    for folder in search_dirs(name):
+        if not os.path.isdir(folder):
+            continue
+        if "read" in spec:
+            found = os.path.isfile(os.path.join(folder, spec["file"]))
+        else:
+            found = all(_find(folder, f) for f in IDX_FILES) or \
+                os.path.isfile(os.path.join(folder, "mnist.npz"))
+        if found:
+            return folder
+    return None
 
 
 def _find(folder, stem):
