@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from layerloom.core.errors import GraphError
 from layerloom.core.graph import fmt_shape
+from layerloom.core.layout import flow_of
 
 from .canvas_items import GRID, NODE_W, EdgeItem, NodeItem, PortItem
 from .document import LOCKED
@@ -24,6 +25,7 @@ class GraphScene(QGraphicsScene):
         self._press_positions = None
         self._needs_refresh = False
         self.data_problem = None  # (node id, message): the data does not fit this node
+        self.flow = flow_of(doc.project.ui)  # "right" or "down": where ports sit, wires run
         self.setSceneRect(-5000, -5000, 10000, 10000)
         doc.sigChanged.connect(self._refresh_if_stale)
         doc.sigLocked.connect(self._locked)
@@ -165,6 +167,15 @@ class GraphScene(QGraphicsScene):
             if nid in self.nodes:
                 self.nodes[nid].setPos(*pos)
         self.reroute()
+
+    def set_flow(self, flow):
+        """Draw the graph flowing "right" or "down" (the document's ui.flow): ports move to
+        the sides or to the top and bottom, and every wire is routed again."""
+        if flow != self.flow:
+            self.flow = flow
+            for item in self.nodes.values():
+                item.rebuild()
+            self.reroute()
 
     def reroute(self):
         """Every wire's path again: a moved node may now stand in the way of wires that do not

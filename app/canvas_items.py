@@ -89,12 +89,19 @@ class NodeItem(QGraphicsItem):
         self.out_ports = [PortItem(self, i, True, n) for i, n in enumerate(outs)]
         # the header's text, made here (on a parameter change) rather than in every paint
         self.title = f"{node.type} {layer.headline_text(node.params)}".strip()
-        rows = max(len(ins), len(outs), 1)
-        self.h = HEADER_H + rows * ROW_H + 8
-        for i, p in enumerate(self.in_ports):
-            p.setPos(0, HEADER_H + ROW_H * i + ROW_H / 2)
-        for i, p in enumerate(self.out_ports):
-            p.setPos(NODE_W, HEADER_H + ROW_H * i + ROW_H / 2)
+        if self.gscene.flow == "down":  # inputs along the top, outputs along the bottom
+            self.h = HEADER_H + 2 * ROW_H + 8
+            for ports, y in ((self.in_ports, 0), (self.out_ports, self.h)):
+                for i, p in enumerate(ports):
+                    p.setPos(NODE_W * (i + 1) / (len(ports) + 1), y)
+        else:  # inputs down the left side, outputs down the right, a row each
+            # (two rows at least: the name and the shape with the parameter count)
+            rows = max(len(ins), len(outs), 2)
+            self.h = HEADER_H + rows * ROW_H + 8
+            for i, p in enumerate(self.in_ports):
+                p.setPos(0, HEADER_H + ROW_H * i + ROW_H / 2)
+            for i, p in enumerate(self.out_ports):
+                p.setPos(NODE_W, HEADER_H + ROW_H * i + ROW_H / 2)
         self.prepareGeometryChange()
         self.update()
 
@@ -147,6 +154,8 @@ class NodeItem(QGraphicsItem):
         ports = self.out_ports if is_output else self.in_ports
         if index < len(ports):
             return ports[index].scenePos()
+        if self.gscene.flow == "down":
+            return self.scenePos() + QPointF(NODE_W / 2, self.h if is_output else 0)
         return self.scenePos() + QPointF(NODE_W if is_output else 0, HEADER_H + ROW_H / 2)
 
 
@@ -171,41 +180,53 @@ class EdgeItem(QGraphicsPathItem):
         d = self.gscene.nodes.get(self.edge.dst)
         if s is None or d is None:
             return
-        a = s.port_pos(True, self.edge.src_port)
-        b = d.port_pos(False, self.edge.dst_port)
+        down = self.gscene.flow == "down"
+        # routed as if flowing right: a top-to-bottom graph is routed transposed
+        flip = (lambda p: (p[1], p[0])) if down else (lambda p: p)
+        a, b = (flip((q.x(), q.y())) for q in (s.port_pos(True, self.edge.src_port),
+                                              d.port_pos(False, self.edge.dst_port)))
         rects = self.gscene.node_rects()
-        points = wire_route.route((a.x(), a.y()), (b.x(), b.y()), list(rects.values()),
-                                  rects.get(self.edge.src), rects.get(self.edge.dst))
+        routed = {nid: (r[1], r[0], r[3], r[2]) for nid, r in rects.items()} if down else rects
+        points = wire_route.route(a, b, list(routed.values()),
+                                  routed.get(self.edge.src), routed.get(self.edge.dst))
         if points is None:
-            path = QPainterPath(a)
-            c1, c2 = wire_route.curve_controls((a.x(), a.y()), (b.x(), b.y()))
-            path.cubicTo(QPointF(*c1), QPointF(*c2), b)
-            mid, gap = path.pointAtPercent(0.5), b.x() - a.x() - 2 * PortItem.R - 8
+            c1, c2 = wire_route.curve_controls(a, b)
+            path = QPainterPath(QPointF(*flip(a)))
+            path.cubicTo(QPointF(*flip(c1)), QPointF(*flip(c2)), QPointF(*flip(b)))
+            mid, gap = path.pointAtPercent(0.5), b[0] - a[0] - 2 * PortItem.R - 8
         else:
-            path = rounded_path(points)
-            # the label above the longest horizontal run
+            path = rounded_path([flip(p) for p in points])
+            # the label at the middle of the longest run along the flow
             p, q = max(zip(points, points[1:]),
                        key=lambda pq: abs(pq[1][0] - pq[0][0]) if pq[0][1] == pq[1][1] else -1)
-            mid, gap = QPointF((p[0] + q[0]) / 2, p[1]), abs(q[0] - p[0]) - 8
+            mid = QPointF(*flip(((p[0] + q[0]) / 2, p[1])))
+            gap = abs(q[0] - p[0]) - 8
         self.routed = points is not None
         self.setPath(path)
         # the shape as Keras prints it where it fits between the ports, else the short form
         # (28x28x1) so that it never runs under a port; the full form in the tooltip
         text = self.full_text
-        if self.dims is not None and QFontMetrics(self.label.font()).horizontalAdvance(text) > gap:
+        fm = QFontMetrics(self.label.font())
+        room = fm.horizontalAdvance(text) if not down else fm.height()
+        if self.dims is not None and room > gap:
             text = "x".join(map(str, self.dims)) or "scalar"
         if self.label.text() != text:
             self.label.setText(text)
         r = self.label.boundingRect()
-        x, y = mid.x() - r.width() / 2, mid.y() - r.height() - 2
+        if down:  # beside the wire, at its middle
+            x, y = mid.x() + 5, mid.y() - r.height() / 2
+        else:  # above it
+            x, y = mid.x() - r.width() / 2, mid.y() - r.height() - 2
         if self.routed:
-            # above its run, or below it where a node's bottom row is above
-            def free(top):
-                box = (x, top, x + r.width(), top + r.height())
+            # above its run (right of it), or below (left of it) where a node is in the way
+            other = (mid.x() - 5 - r.width(), y) if down else (x, mid.y() + 2)
+
+            def free(at):
+                box = (at[0], at[1], at[0] + r.width(), at[1] + r.height())
                 return not any(box[0] < n[2] and box[2] > n[0] and box[1] < n[3] and box[3] > n[1]
                                for n in rects.values())
-            if not free(y) and free(mid.y() + 2):
-                y = mid.y() + 2
+            if not free((x, y)) and free(other):
+                x, y = other
         self.label.setPos(x, y)
 
     def boundingRect(self):

@@ -211,3 +211,27 @@ class SetSetupCmd(QUndoCommand):
 
     def undo(self):
         self._set(self.old)
+
+
+class SetFlowCmd(QUndoCommand):
+    """The direction the graph is drawn in (the project's ui.flow, "right" or "down");
+    `show(flow)` redraws the canvas. Auto Layout for the new direction follows it in the
+    same macro (window_edit.set_flow)."""
+
+    def __init__(self, doc, flow, show):
+        super().__init__("Flow " + ("Top to Bottom" if flow == "down" else "Left to Right"))
+        self.doc, self.flow, self.show = doc, flow, show
+        self.old = doc.project.ui.get("flow")
+
+    def _set(self, flow):
+        if flow is None:
+            self.doc.project.ui.pop("flow", None)
+        else:
+            self.doc.project.ui["flow"] = flow
+        self.show(flow or "right")
+
+    def redo(self):
+        self._set(self.flow)
+
+    def undo(self):
+        self._set(self.old)

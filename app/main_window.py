@@ -88,6 +88,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         doc.undo.undoTextChanged.connect(self._name_undo)
         doc.undo.redoTextChanged.connect(self._name_undo)
         self._name_undo()
+        self._flow_shown(self.scene.flow)
         self._changed()
         self.view.fit(whole=False)
 
@@ -261,6 +262,12 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         v = m.addMenu("&View")
         self._act(v, "&Fit to View", "F", lambda: self.view.fit(whole=True))
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
+        v.addSeparator()
+        self.flow_action = self._act(v, "Flow &Top to Bottom", "Ctrl+Shift+L",
+                                     lambda on: self.set_flow("down" if on else "right"))
+        self.flow_action.setCheckable(True)
+        self.flow_action.setToolTip("Draw the graph top to bottom (inputs above) instead of "
+                                    "left to right; laid out again, one undo step")
         self._build_model_menu(m)
         self._build_help_menu(m)
         self._build_run_toolbar()

@@ -10,7 +10,7 @@ from layerloom.core.layout import auto_layout
 
 from .canvas_items import NODE_W, NodeItem
 from .clipboard import copy_text, parse_text
-from .commands import MoveNodesCmd, PasteCmd
+from .commands import MoveNodesCmd, PasteCmd, SetFlowCmd
 from .problems_panel import push_fix
 
 
@@ -26,12 +26,15 @@ class EditActions:
         self.view.ensureVisible(self.scene.nodes[nid], 40, 40)  # a new node is in view
         return nid
 
-    def free_spot(self, x, y, ignore=()):
-        """(x, y), or the first place below it where no node is (a new node never hides
-        another)."""
+    def free_spot(self, x, y, ignore=(), across=False):
+        """(x, y), or the first place below it (right of it: across) where no node is (a new
+        node never hides another)."""
         taken = [tuple(p) for nid, p in self.doc.positions().items() if nid not in ignore]
         while any(abs(px - x) < NODE_W + 20 and abs(py - y) < 90 for px, py in taken):
-            y += 100
+            if across:
+                x += NODE_W + 60
+            else:
+                y += 100
         return x, y
 
     def add_from_palette(self, type_id):
@@ -45,8 +48,11 @@ class EditActions:
             return self.add_at_centre(type_id)
         self.doc.undo.beginMacro(f"Add {type_id} after {prev.node_id}")
         try:
-            nid = self._add(type_id, self.free_spot(prev.pos().x() + NODE_W + 70,
-                                                    prev.pos().y()))
+            if self.scene.flow == "down":
+                spot = self.free_spot(prev.pos().x(), prev.pos().y() + prev.h + 76, across=True)
+            else:
+                spot = self.free_spot(prev.pos().x() + NODE_W + 70, prev.pos().y())
+            nid = self._add(type_id, spot)
             if nid is not None and not g.nodes[nid].layer.is_input:
                 try:
                     g.check_connect(prev.node_id, 0, nid, 0)
@@ -111,7 +117,7 @@ class EditActions:
 
     def layout_cmd(self):
         """The auto-layout as one command, or None when every node is where it would go."""
-        new = auto_layout(self.doc.graph)
+        new = auto_layout(self.doc.graph, flow=self.scene.flow)
         moves = {nid: (tuple(self.doc.positions().get(nid, (0, 0))), xy)
                  for nid, xy in new.items()
                  if tuple(self.doc.positions().get(nid, (0, 0))) != tuple(xy)}
@@ -127,6 +133,31 @@ class EditActions:
                 return
             self.scene.refresh()
             self.view.fit()
+
+    def set_flow(self, flow):
+        """Draw the graph top to bottom ("down") or left to right ("right"), laid out again
+        for it: one undo step."""
+        if flow == self.scene.flow:
+            return
+        if not self.scene.editable():
+            self._flow_shown(self.scene.flow)
+            return
+        self.doc.undo.beginMacro("Flow " + ("Top to Bottom" if flow == "down" else "Left to Right"))
+        try:
+            self.doc.push(SetFlowCmd(self.doc, flow, self._flow_shown))
+            cmd = self.layout_cmd()
+            if cmd is not None:
+                self.doc.push(cmd)
+        finally:
+            self.doc.undo.endMacro()
+        self.scene.refresh()
+        self.view.fit()
+
+    def _flow_shown(self, flow):
+        self.scene.set_flow(flow)
+        self.flow_action.blockSignals(True)
+        self.flow_action.setChecked(flow == "down")
+        self.flow_action.blockSignals(False)
 
     def _select_all(self):
         for item in self.scene.nodes.values():

@@ -226,3 +226,19 @@ def test_nodes_tell_themselves_apart_by_their_key_parameters():
         full = {q.name: q.default for q in layer.params}
         full.update(params)
         assert layer.headline_text(full) == want, type_id
+
+
+def test_auto_layout_flows_right_or_down_and_a_bad_flow_reads_as_right():
+    import os
+    from layerloom.core.layout import auto_layout, flow_of
+    from layerloom.project import loom
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets",
+                        "examples")
+    g = loom.load(os.path.join(root, "multitask.loom")).graph
+    right, down = auto_layout(g), auto_layout(g, flow="down")
+    assert right["joined"][0] > right["point_branch"][0] > right["point"][0]
+    assert down["joined"][1] > down["point_branch"][1] > down["point"][1]
+    assert down["point"][1] == down["features"][1] and down["point"][0] != down["features"][0]
+    assert flow_of({"flow": "down"}) == "down"
+    for ui in ({}, {"flow": 5}, {"flow": "up"}, [], None):
+        assert flow_of(ui) == "right"

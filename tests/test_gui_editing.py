@@ -443,3 +443,59 @@ def test_a_node_moved_into_a_wires_way_makes_it_go_around(win):
     assert e.routed and not _behind(sc, e)
     win.doc.undo.undo()
     assert not e.routed
+
+
+def test_the_graph_can_flow_top_to_bottom_and_back(win, tmp_path):
+    """Issue 19, item 13: View > Flow Top to Bottom puts inputs on the top edge and outputs on
+    the bottom edge, lays the graph out in rows going down and routes the wires for it; one
+    undo step; saved in the project's ui section and reopened so."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
+    sc = win.scene
+    before = {k: list(v) for k, v in win.doc.positions().items()}
+    win.flow_action.trigger()
+    assert win.flow_action.isChecked() and sc.flow == "down"
+    assert win.doc.project.ui["flow"] == "down"
+    item = sc.nodes["conv_1"]
+    top, bottom = item.port_pos(False, 0), item.port_pos(True, 0)
+    assert top.y() == item.pos().y() and bottom.y() == item.pos().y() + item.h
+    assert top.x() == bottom.x() == item.pos().x() + 85
+    chain = ["image", "conv_1", "pool_1", "conv_2", "pool_2", "flatten", "dense", "dropout",
+             "class"]
+    ys = [win.doc.positions()[n][1] for n in chain]
+    assert ys == sorted(ys) and len(set(ys)) == len(ys), "one row per layer, going down"
+    assert len({win.doc.positions()[n][0] for n in chain}) == 1, "a chain is one column"
+    for e in sc.edges.values():
+        assert not _behind(sc, e)
+        r = e.label.mapRectToScene(e.label.boundingRect())
+        s, d = sc.nodes[e.edge.src], sc.nodes[e.edge.dst]
+        assert r.top() >= s.pos().y() + s.h - 1 and r.bottom() <= d.pos().y() + 1, \
+            "the shape label between the two nodes"
+    # a layer added after the selection goes below it, wired
+    sc.clearSelection()
+    sc.nodes["class"].setSelected(True)
+    nid = win.add_from_palette("Dense")
+    assert win.doc.positions()[nid][1] > win.doc.positions()["class"][1]
+    assert any(e.src == "class" and e.dst == nid for e in win.doc.graph.edges)
+    win.doc.undo.undo()
+    path = tmp_path / "down.loom"
+    path.write_text(projectfile.dumps(win.doc.project))
+    assert projectfile.load(str(path)).ui["flow"] == "down"
+    win.set_document(Document.open(str(path)))
+    assert win.scene.flow == "down" and win.flow_action.isChecked()
+    win.doc.undo.clear()
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
+    assert win.scene.flow == "right" and not win.flow_action.isChecked()
+    win.flow_action.trigger()
+    win.doc.undo.undo()  # flow and layout in one step
+    assert win.scene.flow == "right" and "flow" not in win.doc.project.ui
+    assert {k: list(v) for k, v in win.doc.positions().items()} == before
+    item = win.scene.nodes["conv_1"]
+    assert item.port_pos(False, 0).x() == item.pos().x()
+
+
+def test_a_node_body_holds_its_name_and_shape_rows(win):
+    """The node's second text row (shape, parameter count) was drawn under its body's edge."""
+    from layerloom.app.canvas_items import HEADER_H, ROW_H
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    for item in win.scene.nodes.values():
+        assert item.h >= HEADER_H + 2 * ROW_H + 4

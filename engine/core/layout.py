@@ -1,9 +1,23 @@
 """Automatic layout of a graph for the editor: layers by longest path from the inputs, ordered
-within a layer by the mean position of their predecessors (a barycentre pass), left to right."""
+within a layer by the mean position of their predecessors (a barycentre pass), flowing left to
+right (the editor's default) or top to bottom (the project's ui.flow "down")."""
+
+FLOWS = ("right", "down")
+STEPS = {"right": (260, 150), "down": (150, 230)}  # (from layer to layer, within a layer)
 
 
-def auto_layout(graph, dx=260, dy=150):
-    """{node_id: (x, y)} for every node; works on graphs with problems (cycles excepted)."""
+def flow_of(ui):
+    """The direction a project's graph is drawn in: ui.flow when it is one of FLOWS (the ui
+    section is view-only and read leniently), else "right"."""
+    flow = ui.get("flow") if isinstance(ui, dict) else None
+    return flow if flow in FLOWS else "right"
+
+
+def auto_layout(graph, dx=None, dy=None, flow="right"):
+    """{node_id: (x, y)} for every node; works on graphs with problems (cycles excepted). dx
+    is the step from one layer to the next, dy the step between nodes of one layer (down
+    the page for flow "right", across it for "down")."""
+    dx, dy = dx or STEPS[flow][0], dy or STEPS[flow][1]
     try:
         order = graph.topo_order()
     except Exception:
@@ -31,4 +45,6 @@ def auto_layout(graph, dx=260, dy=150):
         top = (tallest - len(nodes)) * dy / 2
         for i, nid in enumerate(nodes):
             pos[nid] = (d * dx, round(top + i * dy))
+    if flow == "down":  # layers become rows
+        pos = {nid: (y, x) for nid, (x, y) in pos.items()}
     return pos
