@@ -3,12 +3,15 @@ TrainingPanel): one loss for every output, or with several outputs a loss and a 
 each (Keras' loss dict and loss_weights); with several inputs or outputs, which dataset array
 feeds each Input and which is each output's target. Each change is an undoable SetSetupCmd,
 as everywhere in the dock."""
-from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QVBoxLayout, QWidget
 
+from layerloom.core.params import Bool
 from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
 
 from .commands import SetSetupCmd
 from .param_widgets import narrow_box
+from .paramform import ParamForm
 
 
 def loss_entry(name, old=None, **given):
@@ -22,6 +25,48 @@ def loss_entry(name, old=None, **given):
                   for p in LOSS_KINDS[name].params})
     entry.update(given)
     return entry
+
+
+def loss_fields(name):
+    """The fields a loss shows under its box: from_logits where it has a logits form, and its
+    own parameters (huber's delta); the weight has its own box."""
+    kind = LOSS_KINDS.get(name)
+    if kind is None:
+        return ()
+    logits = (Bool("from_logits", False, help="The output is logits, not probabilities"),)
+    return (logits if kind.k_logits else ()) + kind.params
+
+
+class LossFields(QWidget):
+    """A loss entry's fields (loss_fields), rebuilt when the loss changes; sigEdited(key,
+    value) reports an accepted edit."""
+    sigEdited = Signal(str, object)
+
+    def __init__(self, place, parent=None):
+        super().__init__(parent)
+        self.place, self.name, self.form = place, None, None
+        self.slot = QVBoxLayout(self)
+        self.slot.setContentsMargins(12, 0, 0, 0)
+        self.hide()
+
+    def show_entry(self, entry):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name != self.name:
+            self.name = name
+            if self.form is not None:
+                self.form.blockSignals(True)
+                self.form.hide()
+                self.slot.removeWidget(self.form)
+                self.form.deleteLater()
+                self.form = None
+            params = loss_fields(name)
+            if params:
+                self.form = ParamForm(params, entry, place=self.place)
+                self.form.sigChanged.connect(self.sigEdited.emit)
+                self.slot.addWidget(self.form)
+        elif self.form is not None:
+            self.form.set_values(entry)
+        self.setVisible(self.form is not None)
 
 
 class OutputRows:
@@ -38,28 +83,47 @@ class OutputRows:
         if list(self.output_rows) != outputs:
             while self.per_output_form.rowCount():
                 self.per_output_form.removeRow(0)
-            self.output_rows = {}
+            self.output_rows, self.output_fields = {}, {}
             for o in outputs:
                 combo = narrow_box()
                 combo.addItem("(choose a loss)")
                 combo.addItems(list(LOSS_NAMES))
                 weight = QDoubleSpinBox(minimum=0.0, maximum=1000.0, decimals=3, singleStep=0.1)
+                weight.setToolTip("This output's share of the total loss (Keras' loss_weights)")
                 row = QHBoxLayout()
                 row.addWidget(combo, 3)
                 row.addWidget(weight, 1)
-                holder = QWidget()
-                holder.setLayout(row)
                 row.setContentsMargins(0, 0, 0, 0)
+                fields = LossFields(f"training.loss.{o}")
+                fields.sigEdited.connect(lambda k, v, o=o: self._loss_field_edited([o], k, v))
+                holder = QWidget()
+                lay = QVBoxLayout(holder)
+                lay.setContentsMargins(0, 0, 0, 0)
+                lay.addLayout(row)
+                lay.addWidget(fields)
                 combo.activated.connect(lambda _, o=o: self._output_loss_changed(o))
                 weight.editingFinished.connect(lambda o=o: self._output_loss_changed(o))
                 self.per_output_form.addRow(f"  {o}", holder)
                 self.output_rows[o] = (combo, weight)
+                self.output_fields[o] = fields
         for o, (combo, weight) in self.output_rows.items():
             spec = current.get(o, {})
             combo.setCurrentText(spec.get("name", "(choose a loss)"))
             weight.setValue(float(spec.get("weight", 1.0)))
+            self.output_fields[o].show_entry(spec)
         self.per_output.setVisible(bool(self.output_rows))
+        # one output: its loss's fields under the Loss box
+        only = self.doc.graph.outputs()
+        self.loss_fields.show_entry(current.get(only[0], {}) if len(only) == 1 else {})
         self._fit_height()
+
+    def _loss_field_edited(self, outputs, key, value):
+        new = {k: dict(v) for k, v in self.doc.project.training.get("loss", {}).items()}
+        for o in outputs:
+            if o in new:
+                new[o][key] = value
+        if self.doc.project.training.get("loss") != new:
+            self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
 
     def _load_mapping_rows(self):
         """Which dataset array feeds each Input and which is each output's target; shown when

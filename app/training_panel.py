@@ -20,7 +20,7 @@ from .curves import Curves
 from .metrics_form import MetricsSetup
 from .optimizer_form import OptimizerForm
 from .param_widgets import narrow_box
-from .setup_rows import OutputRows
+from .setup_rows import LossFields, OutputRows
 from .train_worker import DeviceSurvey, TrainWorker, short_name
 
 
@@ -45,6 +45,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.worker = None
         self.last_history = self.last_weights = self.last_state = None  # of the latest run
         self.output_rows, self.mapping_rows = {}, {}  # rebuilt when the outputs/arrays change
+        self.output_fields = {}  # an output's loss fields, beside output_rows
         self._mapping_key = self._names_for = self._names = None
         self._build_setup(doc.project.training)
         self._build_control()
@@ -65,6 +66,9 @@ class TrainingPanel(OutputRows, QWidget):
         self.loss = narrow_box()
         self.loss.addItem("(choose a loss)")
         self.loss.addItems(list(LOSS_NAMES))
+        self.loss_fields = LossFields("training.loss")  # one output: its loss's fields
+        self.loss_fields.sigEdited.connect(
+            lambda k, v: self._loss_field_edited(self.doc.graph.outputs(), k, v))
         self.per_output, self.per_output_form = self._subform()  # a loss and weight per output
         self.mapping, self.mapping_form = self._subform()  # arrays to inputs and targets
         self.metrics = MetricsSetup()
@@ -108,6 +112,7 @@ class TrainingPanel(OutputRows, QWidget):
         form.addRow("Optimizer", self.optimizer.choice)
         form.addRow(self.optimizer)
         form.addRow("Loss", self.loss)
+        form.addRow(self.loss_fields)
         form.addRow(self.per_output)
         form.addRow(self.mapping)
         form.addRow("Metrics", self.metrics)

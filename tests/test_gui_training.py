@@ -337,3 +337,36 @@ def test_the_plots_show_the_runs_epochs_until_the_first_read_out(win, qtbot):
     qtbot.wait(50)
     (x0, x1), (y0, y1) = plots.loss_plot.vb.viewRange()
     assert y0 < 2.05 and y1 > 2.95 and x1 < 2, "then they follow the data"
+
+
+def test_a_losss_own_parameters_are_fields_under_its_box(win):
+    """Issue 19, item 14: huber's delta and a cross-entropy's from_logits had no widget."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
+    tp = win.training
+    combo, weight = tp.output_rows["value"]
+    combo.setCurrentText("huber")
+    combo.activated.emit(combo.currentIndex())
+    fields = tp.output_fields["value"]
+    assert fields.isVisibleTo(tp) and list(fields.form.widgets) == ["delta"]
+    delta = fields.form.widgets["delta"]
+    delta.setText("0.25")
+    delta.editingFinished.emit()
+    assert win.doc.project.training["loss"]["value"]["delta"] == 0.25
+    delta.setText("-1")  # refused beside the field, not written
+    delta.editingFinished.emit()
+    assert win.doc.project.training["loss"]["value"]["delta"] == 0.25
+    assert fields.form.errors["delta"].text()
+    inside = tp.output_fields["inside"].form.widgets["from_logits"]
+    inside.setChecked(True)
+    assert win.doc.project.training["loss"]["inside"]["from_logits"] is True
+    assert not tp.output_fields["value"].form.widgets.get("from_logits")  # huber has none
+    win.doc.undo.undo()
+    assert win.doc.project.training["loss"]["inside"]["from_logits"] is False
+    assert not tp.output_fields["inside"].form.widgets["from_logits"].isChecked()
+    # one output: the fields sit under the Loss box and apply to it
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    tp = win.training
+    assert tp.loss_fields.isVisibleTo(tp) and "from_logits" in tp.loss_fields.form.widgets
+    tp.loss_fields.form.widgets["from_logits"].setChecked(True)
+    out = win.doc.graph.outputs()[0]
+    assert win.doc.project.training["loss"][out]["from_logits"] is True
