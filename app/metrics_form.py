@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QMenu, QSize
 
 from layerloom.train.metrics import ALIASES, KINDS
 
-from .paramform import ParamForm
+from .paramform import ParamForm, drop_form
 
 PLACE = "training.metrics"
 
@@ -73,9 +73,7 @@ class MetricsPicker(QWidget):
             a.blockSignals(False)
         self.button.setText(", ".join(label(e) for e in self.entries) or "none")
         for form in self.forms.values():
-            form.hide()
-            self.fields.removeWidget(form)
-            form.deleteLater()
+            drop_form(self.fields, form)
         self.forms = {}
         for i, e in enumerate(self.entries):
             name, params = canonical(e)

@@ -12,7 +12,7 @@ from layerloom.train.optimizers import OPTIMIZERS
 from layerloom.train.schedules import SCHEDULES
 
 from .param_widgets import narrow_box
-from .paramform import ParamForm, shown
+from .paramform import ParamForm, drop_form, shown
 
 PLACE = "training.optimizer.params"
 
@@ -128,11 +128,7 @@ class OptimizerForm(QWidget):
         self.values = dict(opt["params"])
 
     def _build(self, name, values):
-        if self.form is not None:
-            self.form.blockSignals(True)
-            self.form.hide()
-            self.slot.removeWidget(self.form)
-            self.form.deleteLater()
+        drop_form(self.slot, self.form)
         self.name = name
         self.form = ParamForm(OPTIMIZERS[name].params, values, place=PLACE, check=self._check,
                               widgets={"learning_rate": _rate_widget})

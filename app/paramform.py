@@ -126,6 +126,15 @@ def _show(w, p, value):
         w.blockSignals(False)
 
 
+def drop_form(layout, form):
+    """Take `form` (a widget, or None) out of `layout` for good, reporting nothing more."""
+    if form is not None:
+        form.blockSignals(True)
+        form.hide()
+        layout.removeWidget(form)
+        form.deleteLater()
+
+
 class ParamForm(QWidget):
     """Widgets for `params` showing `values` ({name: value}, defaults where absent). `check(p,
     value, place)` returns the value to report or raises a LayerloomError (default: the

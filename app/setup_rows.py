@@ -11,7 +11,7 @@ from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
 
 from .commands import SetSetupCmd
 from .param_widgets import narrow_box
-from .paramform import ParamForm
+from .paramform import ParamForm, drop_form
 
 
 def loss_entry(name, old=None, **given):
@@ -53,12 +53,8 @@ class LossFields(QWidget):
         name = entry.get("name") if isinstance(entry, dict) else None
         if name != self.name:
             self.name = name
-            if self.form is not None:
-                self.form.blockSignals(True)
-                self.form.hide()
-                self.slot.removeWidget(self.form)
-                self.form.deleteLater()
-                self.form = None
+            drop_form(self.slot, self.form)
+            self.form = None
             params = loss_fields(name)
             if params:
                 self.form = ParamForm(params, entry, place=self.place)
