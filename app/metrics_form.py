@@ -1,115 +1,27 @@
 """The training dock's metrics as widgets (issue 19, item 14), from the metric declarations
-(engine/train/metrics.py): a button naming the chosen metrics opens a menu of every metric to
-tick, and each chosen metric with parameters (top_k's k, precision's threshold) gets its fields
-under it. With several outputs, "per output" gives each output its own list (Keras' metrics
+(engine/train/metrics.py), in an EntryPicker (app/entry_picker.py): a menu of every metric to
+tick, and fields for a chosen metric's parameters (top_k's k, precision's threshold). With several outputs, "per output" gives each output its own list (Keras' metrics
 dict). What is reported is what the project file holds: a list of entries, or {output: list}."""
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QMenu, QSizePolicy,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QVBoxLayout, QWidget
 
 from layerloom.train.metrics import ALIASES, KINDS
 
-from .paramform import ParamForm, drop_form
+from .entry_picker import EntryPicker, Kinds
 
 PLACE = "training.metrics"
 
 
+METRICS = Kinds({name: (k.help, k.params) for name, k in KINDS.items()}, ALIASES)
+
+
 def canonical(entry):
-    """(the metric's declared name, its parameters) of a project entry (a name or a dict)."""
-    name = entry.get("name") if isinstance(entry, dict) else entry
-    name = ALIASES.get(name, name)
-    params = {k: v for k, v in entry.items() if k != "name"} if isinstance(entry, dict) else {}
-    return name, params
+    return METRICS.canonical(entry)
 
 
-def label(entry):
-    """As the button lists it: a long name by its short alias (mae, top_k), parameters set
-    away from their defaults in brackets: top_k (k=3)."""
-    name, params = canonical(entry)
-    shown = name
-    if len(name) > 12:
-        shown = min((a for a, n in ALIASES.items() if n == name), key=len, default=name)
-    values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in params.items())
-    return f"{shown} ({values})" if values else shown
-
-
-class MetricsPicker(QWidget):
-    """One list of metrics. sigEntries(list) reports an edit."""
-    sigEntries = Signal(list)
-
-    def __init__(self, place=PLACE, parent=None):
-        super().__init__(parent)
-        self.place, self.entries, self.forms = place, [], {}
-        self.button = QToolButton()
-        self.button.setPopupMode(QToolButton.InstantPopup)
-        self.button.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.menu = QMenu(self.button)
-        self.actions = {}
-        for name, kind in KINDS.items():
-            a = self.menu.addAction(name)
-            a.setCheckable(True)
-            a.setToolTip(kind.help)
-            a.toggled.connect(lambda on, n=name: self._ticked(n, on))
-            self.actions[name] = a
-        self.menu.setToolTipsVisible(True)
-        self.button.setMenu(self.menu)
-        self.button.setToolTip("Choose the metrics reported for each epoch")
-        self.fields = QVBoxLayout()
-        self.fields.setContentsMargins(12, 0, 0, 0)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addWidget(self.button)
-        lay.addLayout(self.fields)
-
-    def show_entries(self, entries):
-        """Show `entries` (the project's list) without reporting them."""
-        self.entries = list(entries)
-        chosen = {canonical(e)[0]: e for e in self.entries}
-        for name, a in self.actions.items():
-            a.blockSignals(True)
-            a.setChecked(name in chosen)
-            a.blockSignals(False)
-        self.button.setText(", ".join(label(e) for e in self.entries) or "none")
-        for form in self.forms.values():
-            drop_form(self.fields, form)
-        self.forms = {}
-        for i, e in enumerate(self.entries):
-            name, params = canonical(e)
-            kind = KINDS.get(name)
-            if kind is None or not kind.params:
-                continue
-            form = ParamForm(kind.params, params, place=f"{self.place}[{i}]")
-            form.form.insertRow(0, label(name), QWidget())  # whose fields these are
-            form.sigChanged.connect(lambda key, v, n=name: self._edited(n, key, v))
-            self.fields.addWidget(form)
-            self.forms[name] = form
-
-    def _ticked(self, name, on):
-        names = [canonical(e)[0] for e in self.entries]
-        if on and name not in names:
-            new = self.entries + [name]
-        elif not on and name in names:
-            new = [e for e in self.entries if canonical(e)[0] != name]
-        else:
-            return
-        self.sigEntries.emit(new)
-
-    def _edited(self, name, key, value):
-        new = []
-        for e in self.entries:
-            n, params = canonical(e)
-            if n == name:
-                kind = KINDS[n]
-                params = {**params, key: value}
-                # a parameter back at its default is left out: the entry is the name again
-                params = {k: v for k, v in params.items()
-                          if v != next(p.default for p in kind.params if p.name == k)}
-                e = {"name": n, **params} if params else n
-            new.append(e)
-        if new != self.entries:
-            self.sigEntries.emit(new)
+def metrics_picker(place=PLACE):
+    """One list of metrics; sigEntries(list) reports an edit."""
+    return EntryPicker(METRICS, place, "Choose the metrics reported for each epoch")
 
 
 class MetricsSetup(QWidget):
@@ -120,7 +32,7 @@ class MetricsSetup(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.value, self.outputs = [], []
-        self.all = MetricsPicker()
+        self.all = metrics_picker()
         self.all.sigEntries.connect(self.sigMetrics.emit)
         self.per_output = QCheckBox("per output")
         self.per_output.setToolTip("Choose the metrics of each output on its own")
@@ -155,7 +67,7 @@ class MetricsSetup(QWidget):
                 self.rows.removeRow(0)
             self.pickers = {}
             for o in wanted:
-                p = MetricsPicker(place=f"{PLACE}.{o}")
+                p = metrics_picker(place=f"{PLACE}.{o}")
                 p.sigEntries.connect(lambda entries, o=o: self._output_edited(o, entries))
                 self.rows.addRow(f"  {o}", p)
                 self.pickers[o] = p

@@ -16,6 +16,7 @@ from layerloom.train.losses import NAMES as LOSS_NAMES
 
 from . import theme
 from .commands import SetSetupCmd, keep_mapping
+from .callbacks_form import callbacks_picker
 from .curves import Curves
 from .metrics_form import MetricsSetup
 from .optimizer_form import OptimizerForm
@@ -72,6 +73,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.per_output, self.per_output_form = self._subform()  # a loss and weight per output
         self.mapping, self.mapping_form = self._subform()  # arrays to inputs and targets
         self.metrics = MetricsSetup()
+        self.callbacks = callbacks_picker()
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=t.get("epochs", 10))
         self.batch = QSpinBox(minimum=1, maximum=100000, value=t.get("batch_size", 32))
         self.device = narrow_box(16)
@@ -116,6 +118,7 @@ class TrainingPanel(OutputRows, QWidget):
         form.addRow(self.per_output)
         form.addRow(self.mapping)
         form.addRow("Metrics", self.metrics)
+        form.addRow("Callbacks", self.callbacks)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
         form.addRow("Device", self.device)
@@ -138,6 +141,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.optimizer.sigError.connect(self._fit_height)  # a line under its parameter
         self.loss.activated.connect(lambda _: self._loss_chosen())
         self.metrics.sigMetrics.connect(lambda m: self._set_training("metrics", m))
+        self.callbacks.sigEntries.connect(lambda c: self._set_training("callbacks", c))
         self.epochs.editingFinished.connect(
             lambda: self._set_training("epochs", self.epochs.value()))
         self.batch.editingFinished.connect(
@@ -192,6 +196,8 @@ class TrainingPanel(OutputRows, QWidget):
         self._load_output_rows()
         self._load_mapping_rows()
         self.metrics.show_metrics(t.get("metrics", []), self.doc.graph.outputs())
+        callbacks = t.get("callbacks", [])
+        self.callbacks.show_entries(callbacks if isinstance(callbacks, list) else [])
         self.epochs.setValue(t.get("epochs", 10))
         self.batch.setValue(t.get("batch_size", 32))
         self.summary.setText(self._summary())

@@ -257,3 +257,43 @@ def test_metrics_per_output_are_a_picker_each(win, tmp_path):
     assert win.doc.project.training["metrics"] == t["metrics"] == {"inside": ["accuracy"],
                                                                    "value": ["mae"]}
     assert m.per_output.isChecked() and m.pickers["value"].button.text() == "mae"
+
+
+def test_callbacks_are_ticked_with_their_parameters_as_fields(win, tmp_path):
+    """Issue 19, item 14: callbacks could be set only in the project file's text."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    c = win.training.callbacks
+    t = win.doc.project.training
+    assert c.button.text() == "none" and not t.get("callbacks")
+    assert set(c.actions) == {"early_stopping", "model_checkpoint", "terminate_on_nan",
+                              "reduce_lr_on_plateau"}
+    assert all(a.toolTip() for a in c.actions.values())
+    c.actions["early_stopping"].trigger()
+    assert win.doc.project.training["callbacks"] == [{"name": "early_stopping"}]
+    form = c.forms["early_stopping"]
+    assert list(form.widgets) == ["monitor", "mode", "min_delta", "patience",
+                                  "restore_best_weights", "start_from_epoch"]
+    form.widgets["patience"].setValue(3)
+    form.widgets["patience"].editingFinished.emit()
+    form.widgets["restore_best_weights"].setChecked(True)
+    assert win.doc.project.training["callbacks"] == [
+        {"name": "early_stopping", "patience": 3, "restore_best_weights": True}]
+    assert c.button.text() == "early_stopping (patience=3, restore_best_weights=True)"
+    c.actions["model_checkpoint"].trigger()
+    path = c.forms["model_checkpoint"].widgets["filepath"]
+    path.setText("../outside.weights.npz")  # refused beside the field: outside the folder
+    path.editingFinished.emit()
+    assert win.doc.project.training["callbacks"][1] == {"name": "model_checkpoint"}
+    assert c.forms["model_checkpoint"].errors["filepath"].text()
+    saved = tmp_path / "cb.loom"
+    saved.write_text(loom.dumps(win.doc.project))
+    cbs = loom.load(str(saved)).training["callbacks"]
+    assert [cb["name"] for cb in cbs] == ["early_stopping", "model_checkpoint"]
+    assert cbs[0]["patience"] == 3 and cbs[0]["restore_best_weights"] is True
+    win.set_document(Document.open(str(saved)))  # read back: the defaults are not listed
+    assert win.training.callbacks.button.text() == \
+        "early_stopping (patience=3, restore_best_weights=True), model_checkpoint"
+    win.training.callbacks.actions["early_stopping"].trigger()  # unticked
+    assert [cb["name"] for cb in win.doc.project.training["callbacks"]] == ["model_checkpoint"]
+    win.doc.undo.undo()
+    assert win.training.callbacks.actions["early_stopping"].isChecked()

@@ -44,6 +44,7 @@ class _Monitored(Callback):
 
 class EarlyStopping(_Monitored):
     name = "early_stopping"
+    help = "Stop when the monitored value stops improving (Keras' EarlyStopping)."
     params = _monitor() + (
         Float("min_delta", 0.0, min=0.0, help="Smallest change that counts as an improvement."),
         Int("patience", 0, min=0, help="Epochs without improvement before stopping."),
@@ -93,6 +94,8 @@ class EarlyStopping(_Monitored):
 
 class ModelCheckpoint(_Monitored):
     name = "model_checkpoint"
+    help = ("Write the weights (and the training state) every epoch, or when the monitored "
+            "value improves.")
     params = (Text("filepath", "checkpoint.weights.npz",
                    help="Weights file, relative to the run's output folder; {epoch} is "
                         "replaced by the epoch number."),) + _monitor() + (
@@ -151,6 +154,7 @@ class ModelCheckpoint(_Monitored):
 class TerminateOnNaN(Callback):
     """Stops at the first batch whose loss is NaN or infinite (reads the loss every batch)."""
     name = "terminate_on_nan"
+    help = "Stop at the first batch whose loss is NaN or infinite."
     params = ()
     needs_every_batch = True
 
@@ -192,6 +196,8 @@ class TerminateOnNaN(Callback):
 
 class ReduceLROnPlateau(_Monitored):
     name = "reduce_lr_on_plateau"
+    help = ("Multiply the learning rate by factor when the monitored value stops "
+            "improving.")
     params = _monitor() + (
         Float("factor", 0.1, min=0.0, max=1.0, min_exclusive=True, max_exclusive=True,
               help="new_lr = lr * factor."),
