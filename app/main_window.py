@@ -441,7 +441,10 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     if first is not None:
         win.scene.nodes[first.id].setSelected(True)
     win.view.fit()
-    app.processEvents()
+    import time
+    for _ in range(10):  # the inspector's new form is laid out over a few passes
+        app.processEvents()
+        time.sleep(0.02)
     ok = win.grab().save(path)
     win.close()
     win.deleteLater()

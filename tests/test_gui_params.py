@@ -297,3 +297,24 @@ def test_callbacks_are_ticked_with_their_parameters_as_fields(win, tmp_path):
     assert [cb["name"] for cb in win.doc.project.training["callbacks"]] == ["model_checkpoint"]
     win.doc.undo.undo()
     assert win.training.callbacks.actions["early_stopping"].isChecked()
+
+
+def test_the_inspectors_fields_keep_their_height_and_the_dock_scrolls(win, qtbot):
+    """In a short Inspector dock the Conv2D's eleven fields keep their height and the dock
+    scrolls (--screenshot, grabbing before Qt had laid the new form out, showed them squeezed
+    to 7 px each)."""
+    from PySide6.QtWidgets import QScrollArea
+    win.resize(1400, 820)
+    win.show()
+    qtbot.waitExposed(win)
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
+    for nid in ("conv_1", "dense", "conv_1"):  # and again after another node
+        win.scene.clearSelection()
+        win.scene.nodes[nid].setSelected(True)
+        qtbot.wait(50)
+        for name, w in win.inspector.widgets.items():
+            assert w.height() >= w.sizeHint().height() - 1, (nid, name, w.height())
+    area = win.inspector.parent()
+    while not isinstance(area, QScrollArea):
+        area = area.parent()
+    assert area.verticalScrollBar().maximum() > 0
