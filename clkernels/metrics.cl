@@ -33,22 +33,25 @@ __kernel void acc_binary(__global const float* p, __global const float* t, const
     out[r] = s / cols;
 }
 
+/* Mean absolute and squared error of a row. A target row is `tcols` wide: cols (one value
+   per output column) or 1 (a class index, broadcast against every column, as Keras does). */
 __kernel void abs_err(__global const float* p, __global const float* t, const int cols,
-                      __global float* out)
+                      const int tcols, __global float* out)
 {
     const int r = get_global_id(0);
     float s = 0.0f;
-    for (int j = 0; j < cols; j++) s += fabs(p[r * cols + j] - t[r * cols + j]);
+    for (int j = 0; j < cols; j++)
+        s += fabs(p[r * cols + j] - t[r * tcols + (tcols == 1 ? 0 : j)]);
     out[r] = s / cols;
 }
 
 __kernel void sq_err(__global const float* p, __global const float* t, const int cols,
-                     __global float* out)
+                     const int tcols, __global float* out)
 {
     const int r = get_global_id(0);
     float s = 0.0f;
     for (int j = 0; j < cols; j++) {
-        const float d = p[r * cols + j] - t[r * cols + j];
+        const float d = p[r * cols + j] - t[r * tcols + (tcols == 1 ? 0 : j)];
         s += d * d;
     }
     out[r] = s / cols;

@@ -93,6 +93,10 @@ def test_fused_cross_entropy_is_stable(rt, ops):
     ("accuracy", "mean_squared_error", 1),
     ("mae", "mean_squared_error", 3),
     ("mse", "mean_squared_error", 2),
+    # class-index targets against every column, as Keras broadcasts them (the kernel read
+    # past the targets: mae 1.5e34 in the trial)
+    ("mae", "sparse_categorical_crossentropy", 3),
+    ("mse", "sparse_categorical_crossentropy", 4),
     ("top_k_categorical_accuracy", "categorical_crossentropy", 10),
     ("sparse_top_k_categorical_accuracy", "sparse_categorical_crossentropy", 7),
     ("precision", "binary_crossentropy", 3),
@@ -130,6 +134,30 @@ def test_metrics_accumulate_over_batches(rt, ops, rng, metric, loss, cols):
     if m.canon == "precision" and isinstance(metric, dict):  # the threshold given, not 0.5
         p, t = np.concatenate(ps), np.concatenate(ts)
         assert np.isclose(got, ((p > 0.3) & (t > 0.5)).sum() / (p > 0.3).sum())
+
+
+def test_error_metrics_with_class_index_targets_are_keras_values(rng):
+    """Keras broadcasts a class index shaped (N, 1) against every output column for mae and
+    mse (with labels shaped (N,) its mae refuses the shapes; Layerloom's targets are a column
+    either way)."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    lo = Loss("sparse_categorical_crossentropy")
+    p = rng.uniform(size=(30, 3))
+    t = rng.integers(0, 3, 30).astype(np.float64)
+    for name, fn in (("mae", keras.metrics.mean_absolute_error),
+                     ("mse", keras.metrics.mean_squared_error)):
+        want = float(np.mean(np.asarray(fn(t[:, None].astype("float32"),
+                                           p.astype("float32")))))
+        assert np.isclose(Metric(name, lo, (3,)).reference(p, t), want, rtol=1e-5), name
+
+
+@pytest.mark.parametrize("metric", ["precision", "recall", "auc"])
+def test_metrics_that_compare_columns_refuse_class_index_targets(metric):
+    from layerloom.core.errors import ProjectError
+    with pytest.raises(ProjectError, match="class indices"):
+        Metric(metric, Loss("sparse_categorical_crossentropy"), (3,))
 
 
 class _FakeModel:

@@ -117,6 +117,10 @@ BAD = {
     "metric-unknown-param": (lambda: _mutate(lambda d: d["training"].update(
         metrics=["accuracy", {"name": "accuracy", "k": 3}])),
         "training.metrics[1].k: unknown parameter"),
+    "precision-on-class-indices": (lambda: _mutate(lambda d: d["training"].update(
+        metrics=["accuracy", "precision"])),
+        "training.metrics[1]: precision compares each output column with its target, and the "
+        "targets are class indices"),
     "metric-unknown": (lambda: _mutate(lambda d: d["training"].update(
         metrics=[{"name": "f1"}])), "training.metrics[0].name: unknown metric 'f1'"),
     "zero-epochs": (lambda: _mutate(lambda d: d["training"].update(epochs=0)),

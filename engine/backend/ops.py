@@ -325,10 +325,16 @@ class Ops(GemmOps, ConvOps, RnnOps):
                 self.q, *self._row_blocks(rows), pred, target, cols, scale, loss_out, grad_out,
                 kind, delta, rows)
 
-    def metric(self, kernel, pred, target, rows, cols, out, threshold=None):
+    def metric(self, kernel, pred, target, rows, cols, out, threshold=None, target_cols=None):
+        """A per-row metric kernel; abs_err and sq_err take targets `target_cols` wide (cols,
+        or 1: a class index against every column)."""
         if not rows:
             return
-        if threshold is None:
+        if kernel in ("abs_err", "sq_err"):
+            self._k("metrics", kernel)(
+                self.q, (rows,), self._wg(rows), pred, target, cols,
+                cols if target_cols is None else target_cols, out)
+        elif threshold is None:
             self._k("metrics", kernel)(
                 self.q, (rows,), self._wg(rows), pred, target, cols, out)
         else:

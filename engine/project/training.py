@@ -8,7 +8,7 @@ from layerloom.core.params import Bool, Float, Int, validate_params
 from layerloom.core.sections import unknown_keys
 from layerloom.train import callbacks as callbacks_mod, schedules
 from layerloom.train.losses import check_entry as check_loss_entry
-from layerloom.train.metrics import check_entry as check_metric_entry
+from layerloom.train.metrics import check_entry as check_metric_entry, columnwise_problem
 from layerloom.train.optimizers import OPTIMIZERS
 
 TRAINING_PARAMS = (
@@ -51,7 +51,25 @@ def parse_training(t, graph, problems, soft=None):
     out["callbacks"], cerr = callbacks_mod.validate(t.get("callbacks", []))
     problems.extend(cerr)
     out["metrics"] = _metrics(t.get("metrics", ["accuracy"]), outputs, problems, soft)
+    problems.extend(_metrics_against_losses(out["metrics"], out["loss"], outputs))
     return out
+
+
+def _metrics_against_losses(metrics, losses, outputs):
+    """A metric that cannot be computed against its output's targets (precision on class
+    indices), placed at the metric."""
+    found = []
+    for o in outputs:
+        loss = losses.get(o, {}).get("name") if isinstance(losses.get(o), dict) else None
+        if isinstance(metrics, dict):
+            entries, place = metrics.get(o, []), f"training.metrics.{o}"
+        else:
+            entries, place = metrics, "training.metrics"
+        for i, m in enumerate(entries):
+            why = columnwise_problem(m.get("name") if isinstance(m, dict) else m, loss)
+            if why and not any(e.place == f"{place}[{i}]" for e in found):
+                found.append(ProjectError(why, f"{place}[{i}]"))
+    return found
 
 
 def _name(v):

@@ -46,6 +46,20 @@ KINDS = {k.name: k for k in (
 )}
 NAMES = tuple(KINDS)
 ALIASES = {a: k.name for k in KINDS.values() for a in k.aliases}
+COLUMNWISE = ("precision", "recall", "auc")  # compare each output column with its own target
+
+
+def columnwise_problem(name, loss_name):
+    """Why metric `name` cannot be computed against the targets of loss `loss_name` (class
+    indices cannot be compared column by column), or None."""
+    from layerloom.train.losses import KINDS as LOSSES
+    canon = ALIASES.get(name, name)
+    loss = LOSSES.get(loss_name)
+    if canon in COLUMNWISE and loss is not None and loss.sparse is True:
+        return (f"{name} compares each output column with its target, and the targets are "
+                f"class indices ({loss_name}); use accuracy or sparse_top_k_categorical_"
+                "accuracy, or one-hot targets with categorical_crossentropy")
+    return None
 
 
 def check_entry(spec, place):
@@ -81,6 +95,12 @@ class Metric:
         self.num_thresholds = values.get("num_thresholds")
         self.threshold = values.get("threshold")
         self.nslots = 1
+        # class indices (a sparse loss) are one value a row; other targets are as wide as the
+        # output
+        self.target_cols = 1 if loss.sparse is True else out_shape[-1]
+        why = columnwise_problem(name, loss.name) if self.target_cols != out_shape[-1] else None
+        if why:
+            raise ProjectError(why)
         binary_threshold = 0.0 if loss.from_logits else 0.5
         if canon == "accuracy":
             if loss.name == "sparse_categorical_crossentropy":
@@ -121,7 +141,8 @@ class Metric:
         elif self.kernel == "auc_counts":
             ops.auc_counts(pred, target, rows * cols, self.num_thresholds, acc, slot)
         else:
-            ops.metric(self.kernel, pred, target, rows, cols, tmp, threshold=self.threshold)
+            ops.metric(self.kernel, pred, target, rows, cols, tmp, threshold=self.threshold,
+                       target_cols=self.target_cols)
             ops.reduce_sum(tmp, rows, acc, slot)
 
     def finalize(self, vals, rows):
@@ -158,6 +179,8 @@ class Metric:
                 counts.append([(pp & ap).sum(), (pp & ~ap).sum(), (~pp & ap).sum(),
                                (~pp & ~ap).sum()])
             return _auc(np.array(counts, np.float64))
+        if t.shape != p.shape and t.size == len(p):  # class indices against every column
+            t = t.reshape(len(p), 1)
         if self.kernel == "abs_err":
             return np.abs(p - t).mean()
         return ((p - t) ** 2).mean()
