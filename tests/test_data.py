@@ -177,3 +177,18 @@ def test_download_reports_progress_and_verifies_new_sets(data_env, monkeypatch):
     assert x.shape == (16, 13) and len(yt) == 4
     cache = data_env / "cache" / "layerloom" / "datasets" / "boston_housing"
     assert (cache / "boston_housing.npz").read_bytes() == body
+
+
+def test_the_data_check_of_an_output_without_a_loss_is_not_a_keyerror():
+    """The trial's Problems list said "Data: KeyError: 'dense_2'" while an output had no loss
+    yet (that output's missing loss is a problem of its own)."""
+    from layerloom.data.overview import overview
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets",
+                        "examples", "multitask.loom")
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    del d["training"]["loss"]["value"]
+    info = overview(d, path)
+    assert info["check"] is None, info["check"]
+    d["training"]["loss"] = {}
+    assert overview(d, path)["check"] is None

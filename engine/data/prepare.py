@@ -108,10 +108,12 @@ class _Mapping:
         return rows
 
     def target_rows(self, split, nid, tag):
-        place, loss = f"dataset.targets.{nid}", self.losses[nid]
+        place, loss = f"dataset.targets.{nid}", self.losses.get(nid)
         name, a = self._mapped(split, "targets", nid,
                                f"output {quote(nid)} has no target array")
-        if nid not in self.shapes:  # a problem upstream (the graph's, reported as such)
+        if nid not in self.shapes or loss is None:
+            # a problem upstream, or no loss yet to say what the targets must be: each is
+            # reported as what it is, not as a data problem
             return np.ascontiguousarray(a, np.float32)
         oshape = self.shapes[nid][0]
         want = loss.target_shape(oshape)
