@@ -5,8 +5,8 @@ each chosen kind with parameters gets its fields under it. The training dock's m
 or {"name", the parameters set away from their defaults}."""
 from dataclasses import dataclass
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QLabel, QMenu, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from .paramform import ParamForm, drop_form
 
@@ -50,6 +50,38 @@ class Kinds:
         return {"name": name, **params} if params or not self.bare else name
 
 
+class ListButton(QToolButton):
+    """A tool button whose text (the chosen entries) is cut short with "..." to the width it
+    is given rather than widening its dock; the whole text is its tooltip."""
+
+    def __init__(self, tooltip=""):
+        super().__init__()
+        self.full, self.hint = "", tooltip
+        self.setPopupMode(QToolButton.InstantPopup)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+
+    def set_full_text(self, text):
+        self.full = text
+        self.setToolTip(f"{text}\n{self.hint}" if self.hint else text)
+        self._elide()
+
+    def minimumSizeHint(self):
+        return QSize(60, super().minimumSizeHint().height())
+
+    def sizeHint(self):
+        return QSize(120, super().sizeHint().height())
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self):
+        room = max(20, self.width() - 28)  # the menu arrow's share
+        text = self.fontMetrics().elidedText(self.full, Qt.ElideRight, room)
+        if text != self.text():
+            self.setText(text)
+
+
 class EntryPicker(QWidget):
     """One list of entries. sigEntries(list) reports an edit."""
     sigEntries = Signal(list)
@@ -57,10 +89,7 @@ class EntryPicker(QWidget):
     def __init__(self, kinds, place, tooltip="", parent=None):
         super().__init__(parent)
         self.kinds, self.place, self.entries, self.forms = kinds, place, [], {}
-        self.button = QToolButton()
-        self.button.setPopupMode(QToolButton.InstantPopup)
-        self.button.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.button.setToolTip(tooltip)
+        self.button = ListButton(tooltip)
         self.menu = QMenu(self.button)
         self.actions = {}
         for name, (help_text, _) in kinds.kinds.items():
@@ -87,7 +116,7 @@ class EntryPicker(QWidget):
             a.blockSignals(True)
             a.setChecked(name in chosen)
             a.blockSignals(False)
-        self.button.setText(", ".join(self.kinds.label(e) for e in self.entries) or "none")
+        self.button.set_full_text(", ".join(self.kinds.label(e) for e in self.entries) or "none")
         with_fields = [self.kinds.canonical(e) for e in self.entries
                        if self.kinds.kinds.get(self.kinds.canonical(e)[0], ("", ()))[1]]
         if [n for n, _ in with_fields] == list(self.forms):
@@ -105,7 +134,10 @@ class EntryPicker(QWidget):
                 continue
             form = ParamForm(self.kinds.kinds[name][1], params, place=f"{self.place}[{i}]",
                              check=self._check_for(name))
-            form.form.insertRow(0, self.kinds.label(name), QWidget())  # whose fields these are
+            # whose fields these are; a long name may wrap after its underscores
+            caption = QLabel(self.kinds.label(name).replace("_", "_\u200b"))
+            caption.setWordWrap(True)
+            form.form.insertRow(0, caption)
             form.sigChanged.connect(lambda key, v, n=name: self._edited(n, key, v))
             self.fields.addWidget(form)
             self.forms[name] = form

@@ -1,8 +1,9 @@
 """The training dock's metrics as widgets (issue 19, item 14), from the metric declarations
 (engine/train/metrics.py), in an EntryPicker (app/entry_picker.py): a menu of every metric to
-tick, and fields for a chosen metric's parameters (top_k's k, precision's threshold). With several outputs, "per output" gives each output its own list (Keras' metrics
-dict). What is reported is what the project file holds: a list of entries, or {output: list}."""
-from PySide6.QtCore import Signal
+tick, and fields for a chosen metric's parameters (top_k's k, precision's threshold). With
+several outputs, "per output" gives each output its own list (Keras' metrics dict); turned
+off and on again it gives back the lists it merged. What is reported is what the project file holds: a list of entries, or {output: list}."""
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QVBoxLayout, QWidget
 
 from layerloom.train.metrics import ALIASES, KINDS
@@ -32,6 +33,7 @@ class MetricsSetup(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.value, self.outputs = [], []
+        self._kept = None  # (the merged list, the per-output lists it was made from)
         self.all = metrics_picker()
         self.all.sigEntries.connect(self.sigMetrics.emit)
         self.per_output = QCheckBox("per output")
@@ -44,7 +46,7 @@ class MetricsSetup(QWidget):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.all, 1)
-        top.addWidget(self.per_output)
+        top.addWidget(self.per_output, 0, Qt.AlignTop)  # beside the button, not its fields
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
@@ -81,13 +83,21 @@ class MetricsSetup(QWidget):
         self.sigMetrics.emit(new)
 
     def _per_output_toggled(self, on):
-        if on:  # each output starts from the shared list
+        if on:
+            # the outputs' own lists as they were before "per output" was turned off (while
+            # the shared list is unchanged since), else each output starts from the shared list
             shared = self.value if isinstance(self.value, list) else []
-            self.sigMetrics.emit({o: list(shared) for o in self.outputs})
+            kept = self._kept
+            if kept and kept[0] == shared and set(kept[1]) == set(self.outputs):
+                self.sigMetrics.emit({o: list(kept[1][o]) for o in self.outputs})
+            else:
+                self.sigMetrics.emit({o: list(shared) for o in self.outputs})
         else:  # back to one list: every metric any output had, in order
             merged = []
             for entries in (self.value.values() if isinstance(self.value, dict) else []):
                 for e in entries:
                     if canonical(e) not in [canonical(m) for m in merged]:
                         merged.append(e)
+            self._kept = (merged, {o: list(v) for o, v in self.value.items()}) \
+                if isinstance(self.value, dict) else None
             self.sigMetrics.emit(merged)

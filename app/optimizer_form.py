@@ -32,9 +32,8 @@ class RateWidget(QWidget):
     def __init__(self, p, value, commit):
         super().__init__()
         self.p, self.commit = p, commit
-        self.kind = narrow_box()
+        self.kind = narrow_box(hint="A constant learning rate, or a schedule of it over the steps")
         self.kind.addItems(["constant"] + list(SCHEDULES))
-        self.kind.setToolTip("A constant learning rate, or a schedule of it over the steps")
         self.number = QLineEdit()
         self.number.editingFinished.connect(self._number_done)
         self.fields = None

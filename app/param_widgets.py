@@ -5,13 +5,17 @@ set_value(value) (paramform._show uses it) and reports through commit(value)."""
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QWidget
 
 
-def narrow_box(chars=10):
+def narrow_box(chars=10, hint=""):
     """A combo box as narrow as `chars` characters allow rather than as wide as its longest
     item, so that a dock of them never scrolls sideways (the longest item still shows in the
     open list)."""
     box = QComboBox()
     box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
     box.setMinimumContentsLength(chars)
+    # the whole choice as its tooltip, where the box cuts it short; then what it is for
+    box.currentTextChanged.connect(
+        lambda text: box.setToolTip(f"{text}\n{hint}" if hint and text else text or hint))
+    box.setToolTip(hint)
     return box
 
 

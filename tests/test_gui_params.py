@@ -212,7 +212,7 @@ def test_metrics_are_ticked_in_a_menu_with_fields_for_their_parameters(win, tmp_
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     m = win.training.metrics
     assert win.doc.project.training["metrics"] == ["accuracy"]
-    assert m.all.button.text() == "accuracy" and not m.per_output.isVisible()
+    assert m.all.button.full == "accuracy" and not m.per_output.isVisible()
     assert sorted(n for n, a in m.all.actions.items() if a.isChecked()) == ["accuracy"]
     m.all.actions["top_k_categorical_accuracy"].trigger()
     assert win.doc.project.training["metrics"] == ["accuracy", "top_k_categorical_accuracy"]
@@ -223,7 +223,7 @@ def test_metrics_are_ticked_in_a_menu_with_fields_for_their_parameters(win, tmp_
     k.editingFinished.emit()
     assert win.doc.project.training["metrics"] == [
         "accuracy", {"name": "top_k_categorical_accuracy", "k": 3}]
-    assert m.all.button.text() == "accuracy, top_k (k=3)"
+    assert m.all.button.full == "accuracy, top_k (k=3)"
     m.all.actions["accuracy"].trigger()  # unticked
     assert win.doc.project.training["metrics"] == [{"name": "top_k_categorical_accuracy", "k": 3}]
     win.doc.undo.undo()
@@ -238,25 +238,31 @@ def test_metrics_per_output_are_a_picker_each(win, tmp_path):
     t = win.doc.project.training
     assert m.per_output.isChecked() and not m.all.isVisible()
     assert list(m.pickers) == ["inside", "value"]
-    assert m.pickers["inside"].button.text() == "accuracy" and m.pickers["value"].button.text() == "mae"
+    assert m.pickers["inside"].button.full == "accuracy" and m.pickers["value"].button.full == "mae"
     m.pickers["value"].actions["mean_squared_error"].trigger()
     assert win.doc.project.training["metrics"] == {"inside": ["accuracy"],
                                                    "value": ["mae", "mean_squared_error"]}
-    assert m.pickers["value"].button.text() == "mae, mse"
+    assert m.pickers["value"].button.full == "mae, mse"
     m.per_output.setChecked(False)  # one list for both: every metric either had
     assert win.doc.project.training["metrics"] == ["accuracy", "mae", "mean_squared_error"]
     assert m.all.isVisible() and not m.pickers
+    m.per_output.setChecked(True)  # each output's own list again (the trial found both
+    # heads given every metric: the classifier a mae, the regression an accuracy)
+    assert win.doc.project.training["metrics"] == {"inside": ["accuracy"],
+                                                   "value": ["mae", "mean_squared_error"]}
+    m.per_output.setChecked(False)
+    m.all.actions["mean_absolute_error"].trigger()  # the shared list edited: it is the start
     m.per_output.setChecked(True)
     assert win.doc.project.training["metrics"] == {
-        o: ["accuracy", "mae", "mean_squared_error"] for o in ("inside", "value")}
+        o: ["accuracy", "mean_squared_error"] for o in ("inside", "value")}
     path = tmp_path / "m.loom"
     path.write_text(loom.dumps(win.doc.project))
-    assert loom.load(str(path)).training["metrics"]["value"][2] == "mean_squared_error"
-    for _ in range(3):
+    assert loom.load(str(path)).training["metrics"]["value"][1] == "mean_squared_error"
+    for _ in range(6):
         win.doc.undo.undo()
     assert win.doc.project.training["metrics"] == t["metrics"] == {"inside": ["accuracy"],
                                                                    "value": ["mae"]}
-    assert m.per_output.isChecked() and m.pickers["value"].button.text() == "mae"
+    assert m.per_output.isChecked() and m.pickers["value"].button.full == "mae"
 
 
 def test_callbacks_are_ticked_with_their_parameters_as_fields(win, tmp_path):
@@ -264,7 +270,7 @@ def test_callbacks_are_ticked_with_their_parameters_as_fields(win, tmp_path):
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     c = win.training.callbacks
     t = win.doc.project.training
-    assert c.button.text() == "none" and not t.get("callbacks")
+    assert c.button.full == "none" and not t.get("callbacks")
     assert set(c.actions) == {"early_stopping", "model_checkpoint", "terminate_on_nan",
                               "reduce_lr_on_plateau"}
     assert all(a.toolTip() for a in c.actions.values())
@@ -278,7 +284,7 @@ def test_callbacks_are_ticked_with_their_parameters_as_fields(win, tmp_path):
     form.widgets["restore_best_weights"].setChecked(True)
     assert win.doc.project.training["callbacks"] == [
         {"name": "early_stopping", "patience": 3, "restore_best_weights": True}]
-    assert c.button.text() == "early_stopping (patience=3, restore_best_weights=True)"
+    assert c.button.full == "early_stopping (patience=3, restore_best_weights=True)"
     c.actions["model_checkpoint"].trigger()
     path = c.forms["model_checkpoint"].widgets["filepath"]
     path.setText("../outside.weights.npz")  # refused beside the field: outside the folder
@@ -291,7 +297,7 @@ def test_callbacks_are_ticked_with_their_parameters_as_fields(win, tmp_path):
     assert [cb["name"] for cb in cbs] == ["early_stopping", "model_checkpoint"]
     assert cbs[0]["patience"] == 3 and cbs[0]["restore_best_weights"] is True
     win.set_document(Document.open(str(saved)))  # read back: the defaults are not listed
-    assert win.training.callbacks.button.text() == \
+    assert win.training.callbacks.button.full == \
         "early_stopping (patience=3, restore_best_weights=True), model_checkpoint"
     win.training.callbacks.actions["early_stopping"].trigger()  # unticked
     assert [cb["name"] for cb in win.doc.project.training["callbacks"]] == ["model_checkpoint"]
