@@ -102,7 +102,9 @@ def push_fix(doc, fix, after=None):
     A node the fix adds goes between the nodes it joins, a little below them."""
     from layerloom.core.graph import Edge
     from .canvas_items import NODE_W
-    from .commands import AddNodeCmd, ConnectCmd, DisconnectCmd, RemoveNodesCmd, SetParamsCmd
+    from .commands import (AddNodeCmd, ConnectCmd, DisconnectCmd, RemoveNodesCmd, SetParamsCmd,
+                           SetSetupCmd)
+    from .setup_rows import loss_entry
     pos = doc.positions()
     g = doc.graph
     doc.undo.beginMacro(f"Fix: {fix.label}")
@@ -128,6 +130,10 @@ def push_fix(doc, fix, after=None):
                 doc.push(DisconnectCmd(doc, Edge(*a)))
             elif step.op == "set":
                 doc.push(SetParamsCmd(doc, a[0], a[1]))
+            elif step.op == "loss":
+                losses = {k: dict(v) for k, v in doc.project.training.get("loss", {}).items()}
+                losses[a[0]] = loss_entry(a[1])
+                doc.push(SetSetupCmd(doc, "training", "loss", losses))
         if after is not None:
             after()
     finally:

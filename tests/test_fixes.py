@@ -106,4 +106,21 @@ def test_the_only_output_without_a_loss_is_not_offered_for_deletion():
     """A beginner building a chain saw "Delete '<the layer just added>'" as the only fix for
     "no loss"; what helps is choosing a loss."""
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 2}))
-    assert fixes.fixes_for(g, None, "Loss: output 'd' has no loss") == []
+    assert labels(fixes.fixes_for(g, None, "Loss: output 'd' has no loss")) == [
+        "Use the loss mean_squared_error for 'd'"]
+
+
+def test_an_output_without_a_loss_gets_the_loss_its_activation_implies():
+    """The second trial: four of 34 actions went on finding and choosing the loss."""
+    for act, want in (("softmax", ["sparse_categorical_crossentropy",
+                                   "categorical_crossentropy"]),
+                      ("sigmoid", ["binary_crossentropy"]), ("linear", ["mean_squared_error"])):
+        g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3, "activation": act}))
+        fs = fixes.fixes_for(g, None, "Loss: output 'd' has no loss")
+        assert labels(fs) == [f"Use the loss {w} for 'd'" for w in want], act
+        assert fs[0].steps == (fixes.Step("loss", ("d", want[0])),)
+        assert applied(g, fs[0]).validate() == []  # the graph itself is unchanged
+    g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3}),
+              ("a", "Activation", {"activation": "softmax"}))
+    assert labels(fixes.fixes_for(g, None, "output 'a' has no loss"))[0] == \
+        "Use the loss sparse_categorical_crossentropy for 'a'"

@@ -391,3 +391,25 @@ def test_a_save_that_leaves_stale_weights_out_says_so_in_the_status_bar(win, tmp
     shown = win.statusBar().currentMessage()
     assert shown.startswith("Saved without the trained weights") and "train again" in shown
     assert "p.loom" in shown and shown in win.log.toPlainText()
+
+
+def test_an_output_without_a_loss_gets_one_in_one_click(win):
+    """The second trial: after building the MLP, "Loss: output 'dense_2' has no loss" offered
+    nothing, and the loss took four more actions in the Training dock."""
+    from guikit import build_mlp
+    ids = build_mlp(win)
+    win.doc.push(__import__("layerloom.app.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
+        win.doc, ids[2], {"units": 10, "activation": "softmax"}))
+    assert problem_lines(win) == [f"Loss: output '{ids[2]}' has no loss"]
+    assert [b.text() for b in win.problems_panel.fix_buttons] == [
+        f"Use the loss sparse_categorical_crossentropy for '{ids[2]}'",
+        f"Use the loss categorical_crossentropy for '{ids[2]}'"]
+    win.problems_panel.fix_buttons[0].click()
+    assert problem_lines(win) == []
+    assert win.doc.project.training["loss"][ids[2]]["name"] == "sparse_categorical_crossentropy"
+    assert win.training.loss.currentText() == "sparse_categorical_crossentropy"
+    assert win.doc.undo.undoText() == \
+        f"Fix: Use the loss sparse_categorical_crossentropy for '{ids[2]}'"
+    win.doc.undo.undo()
+    assert not win.doc.project.training["loss"]
+    assert win.training.loss.currentText() == "(choose a loss)"

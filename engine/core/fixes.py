@@ -1,10 +1,11 @@
 """Standard fixes for a graph's problems, offered as one click in the editor's Problems list
 (issue 19, item 10): insert a Flatten or a Reshape in front of a layer that got the wrong
 rank, move a convolution before the Flatten it follows, connect an unconnected input from a
-dangling output, put a loss-less output in front of its sibling's consumer, delete a node,
-set an Input's shape to what the data holds.
+dangling output, put a loss-less output in front of its sibling's consumer, give an output
+the loss its final activation implies, delete a node, set an Input's shape to what the data
+holds.
 
-A fix is a list of graph edits (Step). It is offered only when applying it to a copy of the
+A fix is a list of edits (Step): of the graph, or of an output's loss. It is offered only when applying it to a copy of the
 graph clears the problem it is for and adds none: every proposal is checked, none guessed."""
 import dataclasses
 import math
@@ -21,7 +22,8 @@ _SET_SHAPE = re.compile(r"set the Input's shape to (\[[0-9, ]+\])")
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One edit: ("add", id, type, params) | ("remove", id) | ("connect", src, src_port, dst,
-    dst_port) | ("disconnect", src, src_port, dst, dst_port) | ("set", id, {param: value})."""
+    dst_port) | ("disconnect", src, src_port, dst, dst_port) | ("set", id, {param: value}) |
+    ("loss", output id, loss name): the training section's, leaving the graph as it is."""
     op: str
     args: tuple
 
@@ -57,6 +59,9 @@ def apply(graph, steps):
             graph.disconnect(edge)
         elif s.op == "set":
             graph.set_params(a[0], **a[1])
+        elif s.op == "loss":
+            if a[0] not in graph.nodes:
+                raise KeyError(a[0])
         else:
             raise ValueError(f"unknown step {s.op!r}")
 
@@ -208,11 +213,27 @@ def _connect_input(graph, node, port, positions, message):
     return fixes
 
 
+# the losses a Keras user picks after each final activation, the likeliest first
+LOSSES_AFTER = {"softmax": ("sparse_categorical_crossentropy", "categorical_crossentropy"),
+                "sigmoid": ("binary_crossentropy",)}
+
+
+def _loss_fixes(graph, out):
+    act = graph.nodes[out].params.get("activation")
+    names = LOSSES_AFTER.get(act, ("mean_squared_error",))
+    return [Fix(f"Use the loss {name} for {out!r}", (Step("loss", (out, name)),))
+            for name in names]
+
+
 def _output_without_loss(graph, out, losses):
-    """An output the training section has no loss for: usually a layer added after a node
-    whose consumer was meant to follow it (hidden_3 -> dense_1 dangling beside
-    hidden_3 -> class): put it in front of that consumer; or delete it."""
+    """An output the training section has no loss for. The only output, or one whose final
+    activation names its task (softmax, sigmoid): the loss that activation implies. Else
+    usually a layer added after a node whose consumer was meant to follow it (hidden_3 ->
+    dense_1 dangling beside hidden_3 -> class): put it in front of that consumer; or delete
+    it."""
     fixes = []
+    if len(graph.outputs()) == 1 or graph.nodes[out].params.get("activation") in LOSSES_AFTER:
+        fixes += _loss_fixes(graph, out)
     ins = graph.in_edges(out)
     if len(ins) == 1:
         src = ins[0]
