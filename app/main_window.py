@@ -160,6 +160,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.scene.sigMessage.connect(self.message)
         self.training.sigLog.connect(self.log_line)
         self.training.sigRunning.connect(self._running)
+        self.training.sigPaused.connect(self._paused)
         self.training.sigProgress.connect(self._progress)
         self.training.sigResults.connect(self._show_results)
         self.training.sigChooseData.connect(self._choose_data)
@@ -285,7 +286,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.stop_action = bar.addAction("\u25a0 Stop", lambda: self.training.stop.click())
         self.continue_action = bar.addAction("Continue",
                                              lambda: self.training.continue_run.click())
-        self.continue_action.setToolTip("Continue the stopped run where it stopped")
+        self.continue_action.setToolTip("Resume the paused run, or continue the stopped run "
+                                        "where it stopped")
         for a in (self.pause_action, self.stop_action, self.continue_action):
             a.setEnabled(False)
         # the run's progress where it is always in view (the dock's bar may be scrolled away)
@@ -329,6 +331,10 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
             self.resizeDocks([dock], [min(dock.height() + short, self.height() // 2)],
                              Qt.Vertical)
 
+    def _paused(self, paused):
+        self.pause_action.setText("Resume" if paused else "Pause")
+        self.continue_action.setEnabled(paused)
+
     def _running(self, running):
         if running:
             self.output_tabs.setCurrentWidget(self.training.plots)
@@ -336,6 +342,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.pause_action.setEnabled(running)
         self.stop_action.setEnabled(running)
         self.continue_action.setEnabled(not running and self.training.continue_run.isEnabled())
+        if not running:
+            self.pause_action.setText("Pause")
         self.run_progress_action.setVisible(running)
         self.run_progress.setVisible(running)
         # the graph is locked while training runs: what would edit it is visibly off

@@ -35,6 +35,7 @@ class TrainingPanel(OutputRows, QWidget):
     sigChooseData = Signal(str)
     sigLog = Signal(str)
     sigRunning = Signal(bool)
+    sigPaused = Signal(bool)  # a run paused (True) or resumed
     sigResults = Signal(object)
     sigTrained = Signal(object, bool)  # a run's weights as it ended, and whether it was stopped
     sigRun = Signal(object, object)  # a run's record (engine/project/runs.py) and its weights
@@ -96,7 +97,8 @@ class TrainingPanel(OutputRows, QWidget):
     def _build_control(self):
         self.start = QPushButton("Start")
         self.continue_run = QPushButton("Continue")
-        self.continue_run.setToolTip("Continue the stopped run exactly where it stopped")
+        self.continue_run.setToolTip("Resume the paused run, or continue the stopped run "
+                                     "exactly where it stopped")
         self.continue_run.setEnabled(False)
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
@@ -268,7 +270,11 @@ class TrainingPanel(OutputRows, QWidget):
     # -- control ----------------------------------------------------------------------------
     def continue_training(self):
         """Continue the stopped run exactly where it stopped (its weights, optimizer state,
-        position and callbacks), to the Epochs set here in all."""
+        position and callbacks), to the Epochs set here in all; or resume a paused one."""
+        if self.worker is not None:
+            if self.worker.paused:
+                self.toggle_pause()
+            return
         if self.last_state is not None and self.last_weights is not None:
             self.start_training(resume=(self.last_weights, self.last_state))
 
@@ -324,10 +330,12 @@ class TrainingPanel(OutputRows, QWidget):
         elif self.paused_at is not None:
             self.paused_total += time.perf_counter() - self.paused_at
             self.paused_at = None
-        self.pause.setChecked(self.worker.paused)
-        self.pause.setText("Resume" if self.worker.paused else "Pause")
-        self.status.setText("Paused after the current batch." if self.worker.paused
-                            else "Resumed.")
+        paused = self.worker.paused
+        self.pause.setChecked(paused)
+        self.pause.setText("Resume" if paused else "Pause")
+        self.continue_run.setEnabled(paused)  # Continue resumes a paused run too
+        self.status.setText("Paused after the current batch." if paused else "Resumed.")
+        self.sigPaused.emit(paused)
 
     def time_left(self, done, now=None):
         """What the status says of the time left: measured from the first batch read back

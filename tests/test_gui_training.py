@@ -68,14 +68,22 @@ def test_stop_leaves_a_consistent_model(win, qtbot):
 @pytest.mark.slow
 def test_pause_and_resume(win, qtbot):
     start_spirals(win, qtbot, epochs=200)
-    win.training.toggle_pause()
+    assert not win.continue_action.isEnabled()
+    win.pause_action.trigger()
+    # the second trial: Continue stayed off while paused, and the toolbar still said Pause
+    assert win.pause_action.text() == "Resume" and win.continue_action.isEnabled()
+    assert win.training.continue_run.isEnabled()
     time.sleep(0.5)
     qtbot.wait(300)
     n = len(win.training.plots.series["loss"][0])
     qtbot.wait(800)
     assert len(win.training.plots.series["loss"][0]) <= n + 1  # held between batches
-    win.training.toggle_pause()
+    win.continue_action.trigger()  # resumes
+    assert not win.training.worker.paused and win.pause_action.text() == "Pause"
+    assert not win.continue_action.isEnabled()
     qtbot.waitUntil(lambda: len(win.training.plots.series["loss"][0]) > n + 1, timeout=60_000)
+    win.training.toggle_pause()
+    win.training.toggle_pause()
     win.training.stop_training()
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
 
