@@ -58,6 +58,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.confirm = confirm  # tests turn the unsaved-changes question off
         self.setMinimumSize(900, 600)
         self._docks = {}
+        self._output_grown = None  # (height before, height after) make_room_for_results
         self._build_actions()
         self.set_document(doc or Document())
 
@@ -89,6 +90,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         doc.undo.redoTextChanged.connect(self._name_undo)
         self._name_undo()
         self._flow_shown(self.scene.flow)
+        self.view.minimap.enabled = self.minimap_action.isChecked()
         self._changed()
         self.view.fit(whole=False)
 
@@ -147,6 +149,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
                      "Training": Qt.RightDockWidgetArea}
             for name, w in widgets.items():
                 self._docks[name] = self._dock(name, w, areas.get(name, Qt.BottomDockWidgetArea))
+                self.panels_menu.addAction(self._docks[name].toggleViewAction())
             self.splitDockWidget(self._docks["Output"], self._docks["Messages"], Qt.Horizontal)
             self._layout_docks()
 
@@ -188,6 +191,22 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.resizeDocks([self._docks["Output"], self._docks["Messages"]],
                          [int(self.width() * 0.65), int(self.width() * 0.35)], Qt.Horizontal)
 
+    def reset_panels(self):
+        """Every panel shown, docked where it starts, at its first size."""
+        areas = {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
+                 "Training": Qt.RightDockWidgetArea}
+        for name, dock in self._docks.items():
+            dock.setFloating(False)
+            self.addDockWidget(areas.get(name, Qt.BottomDockWidgetArea), dock)
+            dock.show()
+        self.splitDockWidget(self._docks["Output"], self._docks["Messages"], Qt.Horizontal)
+        self._output_grown = None
+        self._layout_docks()
+
+    def _show_minimap(self, on):
+        self.view.minimap.enabled = bool(on)
+        self.view.minimap.refresh()
+
     def showEvent(self, event):
         super().showEvent(event)
         if not self._laid_out:
@@ -207,6 +226,11 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
 
     def _save_layout(self):
         if self.remember_layout:
+            dock = self._docks.get("Output")
+            if self._output_grown and dock is not None and \
+                    abs(dock.height() - self._output_grown[1]) <= 4:
+                # grown for a run's results and not resized since: saved at its own height
+                self.resizeDocks([dock], [self._output_grown[0]], Qt.Vertical)
             settings = self._settings()
             settings.setValue("window/geometry", self.saveGeometry())
             settings.setValue("window/state", self.saveState())
@@ -269,6 +293,14 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.flow_action.setCheckable(True)
         self.flow_action.setToolTip("Draw the graph top to bottom (inputs above) instead of "
                                     "left to right; laid out again, one undo step")
+        self.minimap_action = self._act(v, "&Minimap", "", self._show_minimap)
+        self.minimap_action.setCheckable(True)
+        self.minimap_action.setChecked(True)
+        self.minimap_action.setToolTip("The whole graph small in the canvas's corner while it "
+                                       "is larger than the view")
+        v.addSeparator()
+        self.panels_menu = v.addMenu("&Panels")  # each dock shown or hidden (filled in _place)
+        self._act(v, "&Reset Panel Layout", "", self.reset_panels)
         self._build_model_menu(m)
         self._build_help_menu(m)
         self._build_run_toolbar()
@@ -328,8 +360,10 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         short = height - self.results.plot.height()
         dock = self._docks["Output"]
         if short > 0 and dock.height() < self.height() // 2:
-            self.resizeDocks([dock], [min(dock.height() + short, self.height() // 2)],
-                             Qt.Vertical)
+            grown = min(dock.height() + short, self.height() // 2)
+            # the height it had is what the next start gets back (see _save_layout)
+            self._output_grown = (self._output_grown or (dock.height(),))[:1] + (grown,)
+            self.resizeDocks([dock], [grown], Qt.Vertical)
 
     def _paused(self, paused):
         self.pause_action.setText("Resume" if paused else "Pause")
@@ -390,7 +424,9 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
                      for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
             found = [(line, None) for line in e.lines()]
-        fit = self.data.fit_problem
+        if not self.doc.graph.nodes:
+            found = []  # an empty canvas is not a problem (the start page says where to begin)
+        fit = self.data.fit_problem if self.doc.graph.nodes else None
         if fit:  # listed whenever its node is marked red, with the graph's own problems
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
         found = [(plain(line), nid) for line, nid in found]

@@ -12,6 +12,8 @@ W, H, MARGIN = 200, 130, 8
 
 
 class Minimap(QWidget):
+    enabled = True  # View > Minimap
+
     def __init__(self, view):
         super().__init__(view.viewport())
         self.main = view
@@ -41,7 +43,7 @@ class Minimap(QWidget):
         except RuntimeError:  # the scene went with its document
             return
         vp = self.main.viewport().rect()
-        needed = (bool(scene.items()) and not self.visible_rect().contains(nodes)
+        needed = (self.enabled and bool(scene.items()) and not self.visible_rect().contains(nodes)
                   and vp.width() > 3 * W and vp.height() > 2 * H)
         self.setVisible(needed)
         if not needed:

@@ -413,3 +413,68 @@ def test_an_output_without_a_loss_gets_one_in_one_click(win):
     win.doc.undo.undo()
     assert not win.doc.project.training["loss"]
     assert win.training.loss.currentText() == "(choose a loss)"
+
+
+def test_the_output_dock_grown_for_results_is_not_remembered(qapp, tmp_path, monkeypatch):
+    """The second trial: the Output dock, grown to show a run's confusion matrix, came back at
+    that height at the next start and cut the start page short."""
+    from PySide6.QtCore import QSettings
+    from layerloom.app.main_window import MainWindow
+    settings = str(tmp_path / "layerloom.ini")
+    monkeypatch.setattr(MainWindow, "_settings",
+                        staticmethod(lambda: QSettings(settings, QSettings.IniFormat)))
+    first = MainWindow(confirm=False, remember_layout=True)
+    first.resize(1400, 860)
+    first.show()
+    for _ in range(5):
+        qapp.processEvents()
+    before = first._docks["Output"].height()
+    first.make_room_for_results(height=600)
+    for _ in range(5):
+        qapp.processEvents()
+    assert first._docks["Output"].height() > before + 50
+    first.close()
+    qapp.processEvents()
+    second = MainWindow(confirm=False, remember_layout=True)
+    second.show()
+    for _ in range(5):
+        qapp.processEvents()
+    try:
+        assert abs(second._docks["Output"].height() - before) <= 4
+    finally:
+        second.close()
+        qapp.processEvents()
+
+
+def test_view_menu_shows_panels_and_the_minimap_and_an_empty_canvas_has_no_problems(win,
+                                                                                       qtbot):
+    """The second trial: a closed panel came back only through a hidden toolbar menu; the
+    minimap could not be turned off where it covered nodes; a new project listed "the graph
+    has no Input node" and "No dataset chosen" as its problems."""
+    win.resize(1400, 860)
+    win.show()
+    qtbot.waitExposed(win)
+    win.set_document(Document())
+    assert win.problems.count() == 0
+    names = [a.text() for a in win.panels_menu.actions()]
+    assert names == ["Layers", "Inspector", "Training", "Output", "Messages"]
+    win._docks["Layers"].close()
+    assert win._docks["Layers"].isHidden()
+    win.panels_menu.actions()[0].trigger()
+    assert not win._docks["Layers"].isHidden()
+    win._docks["Inspector"].setFloating(True)
+    win.reset_panels()
+    assert not win._docks["Inspector"].isFloating()
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
+    qtbot.wait(100)
+    win.view.resetTransform()
+    win.view.scale(2, 2)  # the graph larger than the view: the minimap shows
+    win.view.centerOn(0, 0)
+    win.view.minimap.refresh()
+    assert win.view.minimap.isVisible()
+    win.minimap_action.trigger()  # off
+    assert not win.view.minimap.isVisible()
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    assert not win.view.minimap.enabled  # stays off for the next project
+    win.minimap_action.trigger()
+    assert win.view.minimap.enabled
