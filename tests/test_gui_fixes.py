@@ -224,13 +224,19 @@ def test_undo_and_redo_say_what_they_undo(win):
     assert win.undo_action.text() == "&Undo" and win.redo_action.text() == "&Redo Add Dense"
 
 
-def test_window_size_and_docks_are_remembered(qapp, tmp_path, monkeypatch):
-    """Issue 19, item 15: the next window opens with the last one's size and dock layout."""
+def remembering(tmp_path, monkeypatch):
+    """MainWindow, its remembered layout kept in a settings file of this test's own."""
     from PySide6.QtCore import QSettings
     from layerloom.app.main_window import MainWindow
     settings = str(tmp_path / "layerloom.ini")
     monkeypatch.setattr(MainWindow, "_settings",
                         staticmethod(lambda: QSettings(settings, QSettings.IniFormat)))
+    return MainWindow
+
+
+def test_window_size_and_docks_are_remembered(qapp, tmp_path, monkeypatch):
+    """Issue 19, item 15: the next window opens with the last one's size and dock layout."""
+    MainWindow = remembering(tmp_path, monkeypatch)
     first = MainWindow(confirm=False, remember_layout=True)
     first.resize(1100, 700)
     first.show()
@@ -418,11 +424,7 @@ def test_an_output_without_a_loss_gets_one_in_one_click(win):
 def test_the_output_dock_grown_for_results_is_not_remembered(qapp, tmp_path, monkeypatch):
     """The second trial: the Output dock, grown to show a run's confusion matrix, came back at
     that height at the next start and cut the start page short."""
-    from PySide6.QtCore import QSettings
-    from layerloom.app.main_window import MainWindow
-    settings = str(tmp_path / "layerloom.ini")
-    monkeypatch.setattr(MainWindow, "_settings",
-                        staticmethod(lambda: QSettings(settings, QSettings.IniFormat)))
+    MainWindow = remembering(tmp_path, monkeypatch)
     first = MainWindow(confirm=False, remember_layout=True)
     first.resize(1400, 860)
     first.show()
