@@ -1,7 +1,7 @@
 """The node canvas's scene. Its items (app/canvas_items.py) mirror the graph model: the scene
 subscribes to the model's events and never edits the model itself; user gestures become undo
 commands on the document. The view, app/canvas_view.py."""
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
@@ -155,6 +155,7 @@ class GraphScene(QGraphicsScene):
         for key, e in self.edges.items():
             s = a.shapes.get(e.edge.src)
             e.set_shape(s[e.edge.src_port] if s and e.edge.src_port < len(s) else None)
+        self.separate_labels()
 
     # -- gestures ------------------------------------------------------------------------------
     def node_moved(self, item):
@@ -182,6 +183,27 @@ class GraphScene(QGraphicsScene):
         touch it (while it is dragged, only its own wires follow it)."""
         for e in self.edges.values():
             e.update_path()
+        self.separate_labels()
+
+    def separate_labels(self):
+        """A wire label on another one or on a node moves along its wire to a free place
+        (two wires routed through one gap put theirs on each other)."""
+        nodes = [QRectF(r[0], r[1], r[2] - r[0], r[3] - r[1]) for r in self.node_rects().values()]
+        placed = []
+        for e in self.edges.values():
+            box = e.label.mapRectToScene(e.label.boundingRect())
+
+            def free(b):
+                return not any(b.intersects(o) for o in placed) and \
+                    not any(b.intersects(n) for n in nodes)
+            if not free(box):
+                for spot in e.label_spots():
+                    b = QRectF(spot, box.size())
+                    if free(b):
+                        e.label.setPos(spot)
+                        box = b
+                        break
+            placed.append(box)
 
     def node_rects(self):
         """{node id: (left, top, right, bottom)} in scene coordinates, for the wires' routes."""

@@ -194,6 +194,10 @@ class EdgeItem(QGraphicsPathItem):
             path = QPainterPath(QPointF(*flip(a)))
             path.cubicTo(QPointF(*flip(c1)), QPointF(*flip(c2)), QPointF(*flip(b)))
             mid, gap = path.pointAtPercent(0.5), b[0] - a[0] - 2 * PortItem.R - 8
+            # going down to another column, the curve runs across at its middle, below it
+            # on the side it goes to and above it on the other: the label goes above it on
+            # that side (right of the middle for a wire going right)
+            across = b[1] - a[1] if down else 0.0  # (a, b are transposed when down)
         else:
             path = rounded_path([flip(p) for p in points])
             # the label at the middle of the longest run along the flow
@@ -213,7 +217,10 @@ class EdgeItem(QGraphicsPathItem):
         if self.label.text() != text:
             self.label.setText(text)
         r = self.label.boundingRect()
-        if down:  # beside the wire, at its middle
+        if down and points is None and abs(across) > 8:
+            x = mid.x() + 4 if across > 0 else mid.x() - 4 - r.width()
+            y = mid.y() - r.height() - 1
+        elif down:  # beside the wire, at its middle
             x, y = mid.x() + 5, mid.y() - r.height() / 2
         else:  # above it
             x, y = mid.x() - r.width() / 2, mid.y() - r.height() - 2
@@ -228,6 +235,22 @@ class EdgeItem(QGraphicsPathItem):
             if not free((x, y)) and free(other):
                 x, y = other
         self.label.setPos(x, y)
+
+    def label_spots(self):
+        """Other places for the label (its top-left), along its wire: above or below it (left
+        or right of it in a top-to-bottom graph) at points from its middle outwards."""
+        r = self.label.boundingRect()
+        down = self.gscene.flow == "down"
+        spots = []
+        for t in (0.5, 0.35, 0.65, 0.2, 0.8, 0.1, 0.9):
+            p = self.path().pointAtPercent(t)
+            if down:
+                spots += [QPointF(p.x() + 5, p.y() - r.height() / 2),
+                          QPointF(p.x() - 5 - r.width(), p.y() - r.height() / 2)]
+            else:
+                spots += [QPointF(p.x() - r.width() / 2, p.y() - r.height() - 2),
+                          QPointF(p.x() - r.width() / 2, p.y() + 2)]
+        return spots
 
     def boundingRect(self):
         # the curve's own extent (Qt's default is its control points', which for a wire drawn

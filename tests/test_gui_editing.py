@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
+from PySide6.QtCore import QRectF  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 
 from layerloom.app.document import Document  # noqa: E402
@@ -129,10 +130,12 @@ def test_auto_layout_and_summary(win):
     pos = auto_layout(win.doc.graph)
     assert pos["point"][0] == pos["features"][0] == 0
     assert pos["joined"][0] > pos["point_branch"][0] and pos["value"][0] > pos["value_hidden"][0]
+    assert win.scene.flow == "down"  # the example is drawn top to bottom: laid out so
+    down = auto_layout(win.doc.graph, flow="down")
     n = win.doc.undo.count()
     win.auto_layout()
     assert win.doc.undo.count() == n + 1
-    assert tuple(win.doc.positions()["value"]) == pos["value"]
+    assert tuple(win.doc.positions()["value"]) == down["value"]
     win.doc.undo.undo()
     rows, total, trainable = win.summary.rows()
     assert total == trainable == 6627  # the same figure `layerloom --run` prints
@@ -499,3 +502,35 @@ def test_a_node_body_holds_its_name_and_shape_rows(win):
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     for item in win.scene.nodes.values():
         assert item.h >= HEADER_H + 2 * ROW_H + 4
+
+
+@pytest.mark.parametrize("flow", ["right", "down"])
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".loom")))
+def test_wire_labels_overlap_no_node_and_no_other_label(win, name, flow):
+    """The second trial: two labels drawn on each other where wires shared a gap, and labels
+    on the curves of a top-to-bottom graph."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, name)))
+    if win.scene.flow != flow:
+        win.set_flow(flow)
+    else:
+        win.auto_layout()
+    sc = win.scene
+    boxes = {k: e.label.mapRectToScene(e.label.boundingRect()) for k, e in sc.edges.items()}
+    for k, r in boxes.items():
+        for nid, (left, top, right, bottom) in sc.node_rects().items():
+            assert not r.intersects(QRectF(left, top, right - left, bottom - top)), (k, nid)
+        for j, other in boxes.items():
+            assert j == k or not r.intersects(other), (k, j)
+
+
+def test_labels_of_wires_sharing_a_gap_are_moved_apart(win):
+    """The second trial dropped the CNN's last layer where two routed wires then ran through
+    one gap with their labels on each other."""
+    win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
+    sc = win.scene
+    for spot in ((460, -100), (700, -160), (1180, -160)):  # each made two labels collide
+        sc.apply_positions({"class": spot})
+        boxes = {k: e.label.mapRectToScene(e.label.boundingRect()) for k, e in sc.edges.items()}
+        for k, r in boxes.items():
+            for j, other in boxes.items():
+                assert j == k or not r.intersects(other), (spot, k, j)

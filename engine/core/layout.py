@@ -3,7 +3,7 @@ within a layer by the mean position of their predecessors (a barycentre pass), f
 right (the editor's default) or top to bottom (the project's ui.flow "down")."""
 
 FLOWS = ("right", "down")
-STEPS = {"right": (260, 150), "down": (150, 230)}  # (from layer to layer, within a layer)
+STEPS = {"right": (260, 150), "down": (120, 220)}  # (from layer to layer, within a layer)
 
 
 def flow_of(ui):
