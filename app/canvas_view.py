@@ -9,6 +9,8 @@ from .canvas_items import GRID
 
 class GraphView(QGraphicsView):
     sigDropLayer = Signal(str, QPointF)
+    sigQuickAdd = Signal(str, QPointF, object)  # the Tab box: a layer type and its parameters
+    sigMessage = Signal(str)
     sigContextMenu = Signal(object, object)  # viewport point, global point
 
     def __init__(self, scene, parent=None):
@@ -102,14 +104,16 @@ class GraphView(QGraphicsView):
         return False  # Tab opens the quick-add box instead of moving the focus
 
     def quick_add(self, at=None):
-        """A search box at the cursor; Enter adds the chosen layer there (Escape cancels)."""
+        """A search box at the cursor; Enter adds the chosen layer there, with the parameters
+        typed after its name as its node shows them ("Conv2D 32 3x3 relu"); Escape cancels."""
+        from layerloom.core.errors import LayerloomError
         from layerloom.core.registry import layer_types
         names = [l.type_id for l in layer_types()]
         pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
         if not self.viewport().rect().contains(pos):
             pos = self.viewport().rect().center()
         box = QLineEdit(self.viewport())
-        box.setPlaceholderText("Add layer...")
+        box.setPlaceholderText("Add layer: Dense 128 relu")
         completer = QCompleter(names, box)
         completer.setCaseSensitivity(Qt.CaseInsensitive)
         completer.setFilterMode(Qt.MatchContains)
@@ -121,13 +125,25 @@ class GraphView(QGraphicsView):
         scene_pos = self.mapToScene(pos)
 
         def done():
-            text = box.text().strip().lower()
-            match = ([n for n in names if n.lower() == text]
-                     or [n for n in names if text and n.lower().startswith(text)]
-                     or [n for n in names if text and text in n.lower()])
+            words = box.text().split()
             box.deleteLater()
-            if match:
-                self.sigDropLayer.emit(match[0], scene_pos)
+            if not words:
+                return
+            text = words[0].lower()
+            match = ([n for n in names if n.lower() == text]
+                     or [n for n in names if n.lower().startswith(text)]
+                     or [n for n in names if text in n.lower()])
+            if not match:
+                self.sigMessage.emit(f"No layer type is called {words[0]!r}; the Layers "
+                                     "panel lists them all")
+                return
+            layer = next(l for l in layer_types() if l.type_id == match[0])
+            try:  # "Dense 128 relu", "Conv2D 32 3x3 relu": as the node's face shows them
+                params = layer.parse_headline(words[1:])
+            except LayerloomError as e:
+                self.sigMessage.emit(f"Not added: {e.message}")
+                return
+            self.sigQuickAdd.emit(match[0], scene_pos, params)
         box.returnPressed.connect(done)
         box.editingFinished.connect(lambda: box.isVisible() and not box.text() and box.deleteLater())
         box.show()

@@ -156,6 +156,9 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
     def _connect_panels(self, doc):
         self.palette.sigActivated.connect(self.add_from_palette)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
+        self.view.sigQuickAdd.connect(lambda t, pos, params: self._add(t, (pos.x(), pos.y()),
+                                                                       params))
+        self.view.sigMessage.connect(self.message)
         self.view.sigContextMenu.connect(
             lambda pos, at: context_menus.build(self, pos).exec(at))
         self.scene.sigSelectionNode.connect(self.inspector.show_node)

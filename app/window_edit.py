@@ -15,9 +15,9 @@ from .problems_panel import push_fix
 
 
 class EditActions:
-    def _add(self, type_id, pos):
+    def _add(self, type_id, pos, params=None):
         try:
-            nid = self.scene.add_node(type_id, pos)
+            nid = self.scene.add_node(type_id, pos, params)
         except RuntimeError as e:
             self.message(str(e))
             return None

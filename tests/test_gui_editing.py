@@ -153,6 +153,26 @@ def test_tab_quick_add_and_recent_files(win, tmp_path, monkeypatch):
     box.setText("lstm")
     box.returnPressed.emit()
     assert list(win.doc.graph.nodes)[-1] == "lstm_1"
+    # the second trial typed "dense 128 relu" as the node shows it, and nothing happened
+    box = win.view.quick_add(QPoint(100, 500))
+    box.setText("dense 128 relu")
+    box.returnPressed.emit()
+    node = win.doc.graph.nodes[list(win.doc.graph.nodes)[-1]]
+    assert node.type == "Dense" and node.params["units"] == 128
+    assert node.params["activation"] == "relu"
+    box = win.view.quick_add(QPoint(300, 500))
+    box.setText("conv2d 32 3x3 relu")
+    box.returnPressed.emit()
+    node = win.doc.graph.nodes[list(win.doc.graph.nodes)[-1]]
+    assert (node.type, node.params["filters"], tuple(node.params["kernel_size"])) == \
+        ("Conv2D", 32, (3, 3))
+    n = len(win.doc.graph.nodes)
+    for text, said in (("dense 128 bogus", "Not added: Dense has no parameter that takes "
+                        "'bogus'"), ("blorp", "No layer type is called 'blorp'")):
+        box = win.view.quick_add(QPoint(300, 300))
+        box.setText(text)
+        box.returnPressed.emit()
+        assert len(win.doc.graph.nodes) == n and win.statusBar().currentMessage().startswith(said)
     # recent files: saved and opened projects, newest first, missing ones dropped
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     from PySide6.QtCore import QSettings

@@ -226,3 +226,24 @@ def test_gaussian_noise_statistics(rt, ops):
                          training=True, step=1)
     np.testing.assert_array_equal(y, y2)
     np.testing.assert_array_equal(dx, np.ones_like(x))
+
+
+def test_a_nodes_headline_typed_back_gives_its_parameters():
+    """The Tab box takes "Dense 128 relu" as the node's face shows it: for every layer's
+    examples, parsing the headline text gives back the headline's parameters."""
+    from layerloom.core.graph import Graph
+    from layerloom.core.registry import layer_types
+    checked = 0
+    for layer in layer_types():
+        for params, _ in layer.examples:
+            g = Graph()
+            full = g.add_node(layer.type_id, params).params  # as validated
+            text = layer.headline_text(full)
+            if not text or any(q.name == "expression" for q in layer.params):
+                continue  # nothing to type, or a formula with its own spaces
+            got = layer.parse_headline(text.split())
+            for name, value in got.items():
+                want = full[name]
+                assert list(np.ravel(value)) == list(np.ravel(want)), (layer.type_id, name)
+            checked += 1
+    assert checked > 20

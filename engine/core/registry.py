@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from layerloom.core.errors import GraphError
+from layerloom.core.errors import GraphError, LayerloomError, ParamError
 
 
 class ShapeError(GraphError):
@@ -80,6 +80,35 @@ class Layer(ABC):
             else:
                 out.append(str(v))
         return " ".join(out)
+
+    def parse_headline(self, words):
+        """The parameters the words after a layer's name give, as its headline shows them
+        ("128 relu", "32 3x3 relu", "0.3"): each word is the first headline parameter not
+        yet set that accepts it. Raises ParamError naming a word no parameter takes."""
+        names = self.headline if self.headline is not None else [
+            q.name for q in self.params if q.name in self.HEADLINE]
+        declared = {q.name: q for q in self.params}
+        out = {}
+        for word in words:
+            value = _headline_value(word)
+            tries = [value]
+            if isinstance(value, list) and len(value) >= 4 and len(value) % 2 == 0:
+                tries.append([value[i:i + 2] for i in range(0, len(value), 2)])  # 1x0x2x1
+            for name in names:
+                if name in out or name not in declared:
+                    continue
+                for v in tries:
+                    try:
+                        out[name] = declared[name].validate(v, name)
+                        break
+                    except LayerloomError:
+                        continue
+                if name in out:
+                    break
+            else:
+                raise ParamError(f"{self.type_id} has no parameter that takes {word!r} "
+                                 f"(its headline: {', '.join(names) or 'none'})")
+        return out
 
     # -- ports ---------------------------------------------------------------
     def input_ports(self, n_connected=0):
@@ -172,3 +201,16 @@ def layer_types():
     """All registered declarations, sorted by category then type id."""
     _load_all()
     return sorted(_REGISTRY.values(), key=lambda l: (l.category, l.type_id))
+
+
+def _headline_value(word):
+    """A headline word as a value: 3x3 -> [3, 3], numbers as numbers, else the text."""
+    parts = word.lower().split("x")
+    if len(parts) > 1 and all(p.lstrip("-").isdigit() for p in parts):  # -1x2 (Reshape)
+        return [int(p) for p in parts]
+    for cast in (int, float):
+        try:
+            return cast(word)
+        except ValueError:
+            pass
+    return word
