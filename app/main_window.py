@@ -155,6 +155,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
 
     def _connect_panels(self, doc):
         self.palette.sigActivated.connect(self.add_from_palette)
+        self.palette.sigMessage.connect(self.message)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.view.sigQuickAdd.connect(lambda t, pos, params: self._add(t, (pos.x(), pos.y()),
                                                                        params))

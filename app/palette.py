@@ -22,11 +22,12 @@ class _Tree(QTreeWidget):
 
 
 class Palette(QWidget):
-    sigActivated = Signal(str)  # a layer type to add
+    sigActivated = Signal(str, object)  # a layer type to add, and parameters typed or None
+    sigMessage = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.search = QLineEdit(placeholderText="Search layers...")
+        self.search = QLineEdit(placeholderText="Search layers, or: dense 128 relu")
         self.search.setClearButtonEnabled(True)
         self.tree = _Tree()
         self.tree.setHeaderHidden(True)
@@ -52,7 +53,9 @@ class Palette(QWidget):
         self.search.returnPressed.connect(self._enter)
 
     def filter(self, text):
-        text = text.strip().lower()
+        """Shows the layers whose name or help holds the first word typed (the words after
+        it are parameters: "dense 128 relu")."""
+        text = (text.split() or [""])[0].lower()
         for i in range(self.tree.topLevelItemCount()):
             cat = self.tree.topLevelItem(i)
             visible = 0
@@ -71,9 +74,20 @@ class Palette(QWidget):
     def _activated(self, item, column=0):
         t = item.data(0, Qt.UserRole)
         if t:
-            self.sigActivated.emit(t)
+            self.sigActivated.emit(t, None)
 
     def _enter(self):
+        """Enter adds the first layer shown, with the parameters typed after its name as its
+        node shows them ("dense 128 relu")."""
+        from layerloom.core.errors import LayerloomError
         shown = self.visible_types()
-        if shown:
-            self.sigActivated.emit(shown[0])
+        if not shown:
+            return
+        words = self.search.text().split()[1:]
+        layer = next(l for l in layer_types() if l.type_id == shown[0])
+        try:
+            params = layer.parse_headline(words) if words else None
+        except LayerloomError as e:
+            self.sigMessage.emit(f"Not added: {e.message}")
+            return
+        self.sigActivated.emit(shown[0], params)

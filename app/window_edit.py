@@ -37,22 +37,23 @@ class EditActions:
                 y += 100
         return x, y
 
-    def add_from_palette(self, type_id):
+    def add_from_palette(self, type_id, params=None):
         """Double-click (or Enter) in the palette: after the one selected node, wired from its
-        first output when the graph accepts it (one undo step), else at the view's centre."""
+        first output when the graph accepts it (one undo step), else at the view's centre;
+        with `params` where they were typed ("dense 128 relu")."""
         ids = self.selected_ids()
         prev = self.scene.nodes.get(ids[0]) if len(ids) == 1 else None
         g = self.doc.graph
         if prev is None or not self.scene.editable() or not \
                 g.nodes[prev.node_id].layer.output_names(g.nodes[prev.node_id].params):
-            return self.add_at_centre(type_id)
+            return self.add_at_centre(type_id, params)
         self.doc.undo.beginMacro(f"Add {type_id} after {prev.node_id}")
         try:
             if self.scene.flow == "down":
                 spot = self.free_spot(prev.pos().x(), prev.pos().y() + prev.h + 76, across=True)
             else:
                 spot = self.free_spot(prev.pos().x() + NODE_W + 70, prev.pos().y())
-            nid = self._add(type_id, spot)
+            nid = self._add(type_id, spot, params)
             if nid is not None and not g.nodes[nid].layer.is_input:
                 try:
                     g.check_connect(prev.node_id, 0, nid, 0)
@@ -63,10 +64,11 @@ class EditActions:
             self.doc.undo.endMacro()
         return nid
 
-    def add_at_centre(self, type_id):
+    def add_at_centre(self, type_id, params=None):
         c = self.view.mapToScene(self.view.viewport().rect().center())
         n = len(self.doc.graph.nodes)
-        return self._add(type_id, (c.x() - 85 + 20 * (n % 5), c.y() - 40 + 20 * (n % 5)))
+        return self._add(type_id, (c.x() - 85 + 20 * (n % 5), c.y() - 40 + 20 * (n % 5)),
+                         params)
 
     def selected_ids(self):
         return [i.node_id for i in self.scene.selectedItems() if isinstance(i, NodeItem)]

@@ -40,6 +40,27 @@ def test_palette_search_and_activate(win):
     assert item.problem and "input 0 (x) is not connected" in item.toolTip()
 
 
+def test_the_palette_search_takes_parameters_after_the_name(win):
+    """The second trial's MLP took five actions a Dense (search, Enter, units, activation);
+    typed as its node shows it, it takes one: added after the selection, wired."""
+    from layerloom.app.commands import AddNodeCmd
+    win.doc.push(AddNodeCmd(win.doc, "Input", (0, 0), {"shape": [28, 28, 1]}, "image"))
+    win.scene.nodes["image"].setSelected(True)
+    for text in ("flatten", "dense 128 relu", "dense 10 softmax"):
+        win.palette.search.setText(text)
+        assert win.palette.visible_types()[0] in ("Flatten", "Dense")
+        win.palette.search.returnPressed.emit()
+    g = win.doc.graph
+    assert [(n.type, n.params.get("units"), n.params.get("activation"))
+            for n in g.nodes.values()] == [("Input", None, None), ("Flatten", None, None),
+                                           ("Dense", 128, "relu"), ("Dense", 10, "softmax")]
+    assert len(g.edges) == 3 and [p for p in g.validate()] == []
+    win.palette.search.setText("dense 128 sideways")
+    win.palette.search.returnPressed.emit()
+    assert len(g.nodes) == 4
+    assert win.statusBar().currentMessage().startswith("Not added: Dense has no parameter")
+
+
 def test_inspector_edits_are_undoable(win, qtbot):
     inp, d1, d2 = build_mlp(win)
     win.scene.clearSelection()
