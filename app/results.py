@@ -121,8 +121,9 @@ class ResultsPanel(QWidget):
         self.counts.set_counts(m if C <= 20 else np.zeros((0, 0), int), rates)
         names = r["classes"]
         if C <= 20:  # names down the side, indices along the bottom (names would collide)
-            self.plot.getAxis("left").setTicks([[(k + 0.5, f"{k} {names[k][:11]}")
-                                                 for k in range(C)]])
+            # "0 T-shirt/top"; classes named by their index alone are not said twice ("0 0")
+            self.plot.getAxis("left").setTicks([[(k + 0.5, str(k) if names[k] == str(k) else
+                                                  f"{k} {names[k][:11]}") for k in range(C)]])
             self.plot.getAxis("bottom").setTicks([[(k + 0.5, str(k)) for k in range(C)]])
         self.plot.setLabel("bottom", "predicted")
         self.plot.setLabel("left", "true")

@@ -192,7 +192,11 @@ class TrainingPanel(OutputRows, QWidget):
         self.dataset.setCurrentIndex(max(idx, 0))  # 0: "(choose a dataset)"
         self.optimizer.show_entry(t.get("optimizer", {"name": "adam"}))
         losses = {v["name"] for v in t.get("loss", {}).values()}
-        self.loss.setCurrentIndex(0)  # "(choose a loss)" unless one loss is set for all
+        # "(choose a loss)" unless one loss is set for all, or each output has its own
+        outputs = self.doc.graph.outputs()
+        own = len(losses) > 1 and set(t.get("loss", {})) >= set(outputs)
+        self.loss.setItemText(0, "(one per output, below)" if own else "(choose a loss)")
+        self.loss.setCurrentIndex(0)
         if len(losses) == 1:
             self.loss.setCurrentText(losses.pop())
         self._load_output_rows()

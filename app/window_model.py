@@ -39,6 +39,7 @@ class ModelActions:
         for a in (self.predict_action, self.predict_folder_action, self.evaluate_action):
             a.setEnabled(False)
             m.addAction(a)
+        m.setToolTipsVisible(True)  # an item that is off says why
 
     def _connect_model(self):
         """Called for each document's panels."""
@@ -55,15 +56,18 @@ class ModelActions:
         problem = doc.weights_problem()
         state = "none" if doc.weights is None else ("stale" if problem else "fit")
         if self._model_state == "fit" and state == "stale":
-            self.log_line(f"The trained weights no longer fit the graph ({problem}): Predict "
-                          "is off and Save leaves them out; undo the change or train again.")
+            self.message(f"The trained weights no longer fit the graph ({problem}): Predict "
+                         "is off and Save leaves them out; undo the change or train again.",
+                         10000)
         elif self._model_state == "stale" and state == "fit":
             self.log_line("The trained weights fit the graph again.")
         self._model_state = state
         usable = state == "fit" and not doc.locked
         for a in (self.predict_action, self.predict_folder_action, self.evaluate_action):
             a.setEnabled(usable)
-            a.setToolTip("" if usable else f"No model: {problem}")
+            why = "training runs" if doc.locked else problem or "not trained yet"
+            a.setToolTip("" if usable else f"Off: {why}")
+            a.setStatusTip(a.toolTip())
         self.predictions.set_enabled_for(None if usable else problem)
 
     def _trained(self, weights, stopped):

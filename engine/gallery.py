@@ -37,7 +37,7 @@ def _keras_data(name):
     if spec is None:
         return str(name or "a Keras dataset")
     if keras_sets.local_folder(name):
-        return f"{name} (on this machine)"
+        return f"{name} (on disk)"
     return f"{name} (downloaded on first use, about {spec['download_mb']} MB)"
 
 

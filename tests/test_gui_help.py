@@ -76,5 +76,5 @@ def test_an_examples_card_says_whether_its_data_is_here_or_downloaded(tmp_path, 
         (folder / (name + ".gz")).write_bytes(b"")
     assert "downloaded on first use" in summary()  # not all four files
     (folder / (keras_sets.IDX_FILES[3] + ".gz")).write_bytes(b"")
-    assert "fashion_mnist (on this machine)" in summary()
+    assert "fashion_mnist (on disk)" in summary()
     assert keras_sets.local_folder("fashion_mnist") == str(folder)

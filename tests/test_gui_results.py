@@ -34,3 +34,13 @@ def test_ten_classes_three_digit_counts_fit_their_cells(win, qtbot):
     assert QFontMetricsF(font).horizontalAdvance("999") <= w - 2
     ticks = win.results.plot.getAxis("left")._tickLevels[0]
     assert [t[1] for t in ticks][:2] == ["0 T-shirt/top", "1 Trouser"]
+
+
+def test_classes_named_by_their_index_are_not_said_twice(win, qtbot):
+    """The second trial: the multitask example's matrix rows read "0 0", "1 1"."""
+    img = np.zeros((28, 28, 1), np.float32)
+    win._show_results({"matrix": np.array([[5, 1], [2, 7]]), "split": "test",
+                       "output": "inside", "accuracy": 0.8, "classes": ["0", "1"],
+                       "samples": [(img, 0, 0)]})
+    ticks = win.results.plot.getAxis("left")._tickLevels[0]
+    assert [t[1] for t in ticks] == ["0", "1"]

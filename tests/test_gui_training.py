@@ -163,6 +163,7 @@ def test_per_output_losses_and_weights_in_the_dock(win, qtbot):
     win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
     tp = win.training
     assert list(tp.output_rows) == ["inside", "value"]
+    assert tp.loss.currentText() == "(one per output, below)"  # was "(choose a loss)"
     combo, weight = tp.output_rows["value"]
     assert combo.currentText() == "mean_squared_error" and weight.value() == 0.5
     combo.setCurrentText("huber")
