@@ -53,6 +53,11 @@ class Document(QObject):
         return self.project.path
 
     @property
+    def weights_unsaved(self):
+        """Trained since the last save (and not saved since)."""
+        return self._weights_unsaved
+
+    @property
     def dirty(self):
         return not self.undo.isClean() or self._weights_unsaved
 

@@ -20,12 +20,19 @@ class FileActions:
     def _may_discard(self):
         if not self.doc.dirty or not self.confirm:
             return True
-        r = QMessageBox.question(self, "Unsaved changes",
-                                 "Save the changes to this project first?",
+        r = QMessageBox.question(self, "Unsaved changes", self.unsaved_text(),
                                  QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
         if r == QMessageBox.Save:
             return self.save()
         return r == QMessageBox.Discard
+
+    def unsaved_text(self):
+        """What the question before discarding says is unsaved: edits, a trained model, or
+        both (training an example alone asked about 'the changes' without saying which)."""
+        edits, weights = not self.doc.undo.isClean(), self.doc.weights_unsaved
+        what = ("your edits and the trained model" if edits and weights else
+                "the trained model (the weights of the last run)" if weights else "your edits")
+        return f"Save {what} first?"
 
     def new(self):
         if self.training.worker is None and self._may_discard():

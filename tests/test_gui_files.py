@@ -154,3 +154,18 @@ def test_fit_to_view_shows_the_whole_graph_at_any_size(win, qtbot):
     assert view.transform().m11() < 0.6
     area = view.mapToScene(vp).boundingRect()
     assert area.contains(win.scene.itemsBoundingRect())
+
+
+def test_the_question_before_discarding_says_what_is_unsaved(win):
+    """The second trial: after only training an example the editor asked to 'save the
+    changes', without saying there were none but the trained model."""
+    import numpy as np
+    from layerloom.app.commands import SetParamsCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.doc.set_trained({"hidden_1/kernel": np.zeros(1)})
+    assert win.unsaved_text() == "Save the trained model (the weights of the last run) first?"
+    win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 8}))
+    assert win.unsaved_text() == "Save your edits and the trained model first?"
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 8}))
+    assert win.unsaved_text() == "Save your edits first?"
