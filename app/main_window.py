@@ -5,7 +5,7 @@ import re
 import sys
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QMainWindow, QPlainTextEdit,
                                QProgressBar, QScrollArea, QTabWidget)
 
@@ -207,6 +207,22 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self._output_grown = None
         self._layout_docks()
 
+    def set_theme(self, mode):
+        """View > Theme: light, dark, or the desktop's; the canvas and panels are made again
+        in it (the project stays as it is, undo history included). Remembered."""
+        if self.training.worker is not None:
+            self.message("The theme changes after training ends")
+            self.theme_actions[theme.mode()].setChecked(True)
+            return
+        from PySide6.QtWidgets import QApplication
+        theme.set_mode(QApplication.instance(), mode)
+        self.theme_actions[mode].setChecked(True)
+        if self.remember_layout:
+            self._settings().setValue("view/theme", mode)
+        self.wants_start_page, page = self.start_page is not None, self.wants_start_page
+        self.set_document(self.doc)
+        self.wants_start_page = page
+
     def _show_minimap(self, on):
         self.view.minimap.enabled = bool(on)
         self.view.minimap.refresh()
@@ -302,6 +318,16 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.minimap_action.setChecked(True)
         self.minimap_action.setToolTip("The whole graph small in the canvas's corner while it "
                                        "is larger than the view")
+        themes = v.addMenu("T&heme")
+        group = QActionGroup(self)
+        self.theme_actions = {}
+        for mode, text in (("system", "&System"), ("light", "&Light"), ("dark", "&Dark")):
+            a = themes.addAction(text)
+            a.setCheckable(True)
+            a.setChecked(mode == theme.mode())
+            a.triggered.connect(lambda _=False, m=mode: self.set_theme(m))
+            group.addAction(a)
+            self.theme_actions[mode] = a
         v.addSeparator()
         self.panels_menu = v.addMenu("&Panels")  # each dock shown or hidden (filled in _place)
         self._act(v, "&Reset Panel Layout", "", self.reset_panels)
@@ -530,6 +556,9 @@ def run_editor(project_path=None):
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("Layerloom")
     theme.apply_forced(app)
+    saved = MainWindow._settings().value("view/theme")
+    if theme.mode() == "system" and saved in ("light", "dark"):  # View > Theme, last chosen
+        theme.set_mode(app, saved)
     win = MainWindow()
     if project_path:
         if not win.open_path(project_path):

@@ -27,7 +27,10 @@ class Palette(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.search = QLineEdit(placeholderText="Search layers, or: dense 128 relu")
+        self.search = QLineEdit(placeholderText="Search layers (Enter adds)")
+        self.search.setToolTip("Type to filter the layers; Enter adds the first one shown, "
+                               "with the parameters typed after its name as its node shows "
+                               "them: dense 128 relu, conv2d 32 3x3 relu, dropout 0.3")
         self.search.setClearButtonEnabled(True)
         self.tree = _Tree()
         self.tree.setHeaderHidden(True)

@@ -1,7 +1,8 @@
 """The editor's colours, light or dark as the system palette is (issue 19, item 18): the
 canvas, nodes, wires and plots read them here instead of hard-coding a light scheme.
 LAYERLOOM_THEME=dark or light overrides the system (and, for dark, gives the widgets Qt's
-Fusion style with a dark palette, for desktops that have no dark palette of their own)."""
+Fusion style with a dark palette, for desktops that have no dark palette of their own);
+View > Theme chooses the same in the editor (set_mode)."""
 import os
 
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
@@ -40,6 +41,37 @@ def color(name):
 
 def hex_color(name):
     return (DARK if is_dark() else LIGHT)[name]
+
+
+MODES = ("system", "light", "dark")
+_system = {}  # the desktop's own style and palette, kept before a mode replaces them
+
+
+def mode():
+    forced = os.environ.get("LAYERLOOM_THEME", "").lower()
+    return forced if forced in ("dark", "light") else "system"
+
+
+def set_mode(app, chosen):
+    """Use `chosen` (MODES) from now on: "dark" or "light" as LAYERLOOM_THEME would force
+    them, "system" the desktop's own style and palette again. Widgets made afterwards take
+    it; the editor makes its canvas and panels again (MainWindow.set_theme)."""
+    if not _system:
+        _system.update(style=app.style().name(), palette=QPalette(app.palette()))
+    if chosen in ("dark", "light"):
+        os.environ["LAYERLOOM_THEME"] = chosen
+    else:
+        os.environ.pop("LAYERLOOM_THEME", None)
+    _cache.clear()
+    if chosen == "dark":
+        apply_forced(app)
+        return
+    app.setStyle(_system["style"])
+    if chosen == "light" and _system["palette"].color(QPalette.Window).lightness() < 128:
+        app.setStyle("Fusion")  # a dark desktop: Fusion's own light palette
+        app.setPalette(app.style().standardPalette())
+    else:
+        app.setPalette(_system["palette"])
 
 
 def apply_forced(app):

@@ -48,3 +48,30 @@ def test_layerloom_theme_forces_dark(monkeypatch):
     assert theme.is_dark() and theme.color("canvas") == QColor(theme.DARK["canvas"])
     monkeypatch.setenv("LAYERLOOM_THEME", "light")
     assert not theme.is_dark()
+
+
+def test_view_theme_switches_the_open_project_between_light_and_dark(win, qtbot, monkeypatch):
+    """The second trial: dark mode existed only as an environment variable."""
+    from layerloom.app.commands import SetParamsCmd
+    monkeypatch.delenv("LAYERLOOM_THEME", raising=False)
+    app = QApplication.instance()
+    style, palette = app.style().name(), QPalette(app.palette())
+    try:
+        win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+        win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 9}))
+        assert win.theme_actions["system"].isChecked()
+        win.theme_actions["dark"].trigger()
+        assert theme.is_dark() and win.theme_actions["dark"].isChecked()
+        assert win.view.backgroundBrush().color() == QColor(theme.DARK["canvas"])
+        assert app.palette().color(QPalette.Window).lightness() < 128
+        assert win.doc.graph.nodes["hidden_1"].params["units"] == 9  # the project as it was
+        assert win.doc.undo.canUndo() and win.windowTitle().endswith("* - Layerloom")
+        win.theme_actions["system"].trigger()
+        assert not theme.is_dark()
+        assert win.view.backgroundBrush().color() == QColor(theme.LIGHT["canvas"])
+        win.doc.undo.undo()
+        assert win.doc.graph.nodes["hidden_1"].params["units"] != 9
+    finally:
+        os.environ.pop("LAYERLOOM_THEME", None)
+        app.setStyle(style)
+        app.setPalette(palette)
