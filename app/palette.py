@@ -94,3 +94,4 @@ class Palette(QWidget):
             self.sigMessage.emit(f"Not added: {e.message}")
             return
         self.sigActivated.emit(shown[0], params)
+        self.search.selectAll()  # the next layer is typed over it, without clearing it first

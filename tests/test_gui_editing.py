@@ -50,6 +50,7 @@ def test_the_palette_search_takes_parameters_after_the_name(win):
         win.palette.search.setText(text)
         assert win.palette.visible_types()[0] in ("Flatten", "Dense")
         win.palette.search.returnPressed.emit()
+        assert win.palette.search.selectedText() == text  # typing the next one replaces it
     g = win.doc.graph
     assert [(n.type, n.params.get("units"), n.params.get("activation"))
             for n in g.nodes.values()] == [("Input", None, None), ("Flatten", None, None),
