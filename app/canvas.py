@@ -178,6 +178,15 @@ class GraphScene(QGraphicsScene):
                 item.rebuild()
             self.reroute()
 
+    def restyle(self):
+        """After a theme change: items read their colours when they paint, wire labels keep
+        theirs in a brush."""
+        from PySide6.QtGui import QBrush
+        from . import theme
+        for e in self.edges.values():
+            e.label.setBrush(QBrush(theme.color("label")))
+        self.update()
+
     def reroute(self):
         """Every wire's path again: a moved node may now stand in the way of wires that do not
         touch it (while it is dragged, only its own wires follow it)."""

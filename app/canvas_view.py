@@ -93,8 +93,15 @@ class GraphView(QGraphicsView):
     def changeEvent(self, event):
         super().changeEvent(event)
         if event.type() == QEvent.PaletteChange:  # the system switched light/dark
-            self.setBackgroundBrush(theme.color("canvas"))
-            self.scene().update()
+            self.restyle()
+
+    def restyle(self):
+        """The canvas, its items and the minimap in the theme's colours as they are now."""
+        self.setBackgroundBrush(theme.color("canvas"))
+        scene = self.scene()
+        if hasattr(scene, "restyle"):
+            scene.restyle()
+        self.minimap.refresh()
 
     def contextMenuEvent(self, event):
         self.sigContextMenu.emit(event.pos(), event.globalPos())

@@ -23,7 +23,7 @@ class Inspector(QWidget):
         self.title.setWordWrap(True)
         self.help = QLabel()
         self.help.setWordWrap(True)
-        self.help.setStyleSheet(f"color: {theme.hex_color('subtext')};")
+        theme.subtext(self.help)
         self.form = None  # the node's ParamForm
         self.form_slot = QVBoxLayout()
         self.form_slot.setContentsMargins(0, 0, 0, 0)

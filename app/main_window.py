@@ -208,8 +208,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self._layout_docks()
 
     def set_theme(self, mode):
-        """View > Theme: light, dark, or the desktop's; the canvas and panels are made again
-        in it (the project stays as it is, undo history included). Remembered."""
+        """View > Theme: light, dark, or the desktop's, applied in place (the window's palette,
+        the canvas, the plots and the grey texts). Remembered."""
         if self.training.worker is not None:
             self.message("The theme changes after training ends")
             self.theme_actions[theme.mode()].setChecked(True)
@@ -219,9 +219,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.theme_actions[mode].setChecked(True)
         if self.remember_layout:
             self._settings().setValue("view/theme", mode)
-        self.wants_start_page, page = self.start_page is not None, self.wants_start_page
-        self.set_document(self.doc)
-        self.wants_start_page = page
+        self.view.restyle()
+        theme.restyle(self)
 
     def _show_minimap(self, on):
         self.view.minimap.enabled = bool(on)

@@ -61,7 +61,7 @@ class _Card(QWidget):
         super().__init__()
         self.picture, self.name, self.lines = QLabel(), QLabel(), QLabel()
         self.picture.setAlignment(Qt.AlignCenter)
-        self.name.setStyleSheet(f"color: {theme.hex_color('subtext')}; font-size: 8pt;")
+        theme.subtext(self.name, " font-size: 8pt;")
         self.lines.setTextFormat(Qt.RichText)
         self.top = []
         box = QVBoxLayout(self)

@@ -56,8 +56,7 @@ def set_mode(app, chosen):
     """Use `chosen` (MODES) from now on: "dark" or "light" as LAYERLOOM_THEME would force
     them, "system" the desktop's own style and palette again. Widgets made afterwards take
     it; the editor makes its canvas and panels again (MainWindow.set_theme)."""
-    if not _system:
-        _system.update(style=app.style().name(), palette=QPalette(app.palette()))
+    _remember_system(app)
     if chosen in ("dark", "light"):
         os.environ["LAYERLOOM_THEME"] = chosen
     else:
@@ -74,8 +73,14 @@ def set_mode(app, chosen):
         app.setPalette(_system["palette"])
 
 
+def _remember_system(app):
+    if not _system:  # before anything here replaces them
+        _system.update(style=app.style().name(), palette=QPalette(app.palette()))
+
+
 def apply_forced(app):
     """LAYERLOOM_THEME=dark on a desktop without a dark palette: Fusion with a dark one."""
+    _remember_system(app)
     if os.environ.get("LAYERLOOM_THEME", "").lower() != "dark":
         return
     app.setStyle("Fusion")
@@ -90,3 +95,29 @@ def apply_forced(app):
     for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
         p.setColor(QPalette.Disabled, role, QColor("#6c727a"))  # off looks off
     app.setPalette(p)
+
+
+def subtext(label, extra=""):
+    """Style a label in the grey of secondary text, and mark it so that restyle() redoes it."""
+    label.setProperty("theme_role", "subtext")
+    label.setProperty("theme_extra", extra)
+    label.setStyleSheet(f"color: {hex_color('subtext')};{extra}")
+
+
+def restyle(root):
+    """After a theme change: the marked labels and the plots (pyqtgraph widgets) under `root`
+    in the theme's colours; the canvas redraws itself (GraphView.restyle)."""
+    from PySide6.QtWidgets import QLabel
+    for label in root.findChildren(QLabel):
+        if label.property("theme_role") == "subtext":
+            subtext(label, label.property("theme_extra") or "")
+    import pyqtgraph as pg
+    pg.setConfigOptions(background=hex_color("plot_bg"), foreground=hex_color("plot_fg"))
+    for view in root.findChildren(pg.GraphicsView):
+        view.setBackground(hex_color("plot_bg"))
+        for item in view.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setPen(hex_color("plot_fg"))
+                item.setTextPen(hex_color("plot_fg"))
+            elif isinstance(item, pg.LabelItem):
+                item.setText(item.text, color=hex_color("plot_fg"))

@@ -85,7 +85,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.setup_error.setStyleSheet("color: #c1121f;")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.summary.setStyleSheet(f"color: {theme.hex_color('subtext')};")
+        theme.subtext(self.summary)
 
     @staticmethod
     def _subform():

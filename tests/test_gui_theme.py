@@ -59,6 +59,7 @@ def test_view_theme_switches_the_open_project_between_light_and_dark(win, qtbot,
     try:
         win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
         win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 9}))
+        scene, panel = win.scene, win.training
         assert win.theme_actions["system"].isChecked()
         win.theme_actions["dark"].trigger()
         assert theme.is_dark() and win.theme_actions["dark"].isChecked()
@@ -66,9 +67,15 @@ def test_view_theme_switches_the_open_project_between_light_and_dark(win, qtbot,
         assert app.palette().color(QPalette.Window).lightness() < 128
         assert win.doc.graph.nodes["hidden_1"].params["units"] == 9  # the project as it was
         assert win.doc.undo.canUndo() and win.windowTitle().endswith("* - Layerloom")
+        assert win.scene is scene and win.training is panel  # restyled in place, not rebuilt
+        label = next(iter(win.scene.edges.values())).label
+        assert label.brush().color() == QColor(theme.DARK["label"])
+        assert win.training.plots.backgroundBrush().color() == QColor(theme.DARK["plot_bg"])
+        assert theme.DARK["subtext"] in win.training.summary.styleSheet()
         win.theme_actions["system"].trigger()
         assert not theme.is_dark()
         assert win.view.backgroundBrush().color() == QColor(theme.LIGHT["canvas"])
+        assert app.style().name() == style  # the desktop's own style again
         win.doc.undo.undo()
         assert win.doc.graph.nodes["hidden_1"].params["units"] != 9
     finally:
