@@ -1,6 +1,8 @@
 """The node canvas's scene. Its items (app/canvas_items.py) mirror the graph model: the scene
 subscribes to the model's events and never edits the model itself; user gestures become undo
 commands on the document. The view, app/canvas_view.py."""
+import contextlib
+
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
@@ -25,6 +27,8 @@ class GraphScene(QGraphicsScene):
         self._press_positions = None
         self._needs_refresh = False
         self.data_problem = None  # (node id, message): the data does not fit this node
+        self._rects = None  # node rectangles while every wire is routed (_fixed_rects)
+        self._flipped = None  # (those rectangles, transposed)
         self.flow = flow_of(doc.project.ui)  # "right" or "down": where ports sit, wires run
         self.setSceneRect(-5000, -5000, 10000, 10000)
         doc.sigChanged.connect(self._refresh_if_stale)
@@ -152,10 +156,11 @@ class GraphScene(QGraphicsScene):
             item.summary = summary
             item.setToolTip(item.problem or f"{node.type} {nid}\n{node.layer.help}")
             item.update()
-        for key, e in self.edges.items():
-            s = a.shapes.get(e.edge.src)
-            e.set_shape(s[e.edge.src_port] if s and e.edge.src_port < len(s) else None)
-        self.separate_labels()
+        with self._fixed_rects():
+            for key, e in self.edges.items():
+                s = a.shapes.get(e.edge.src)
+                e.set_shape(s[e.edge.src_port] if s and e.edge.src_port < len(s) else None)
+            self.separate_labels()
 
     # -- gestures ------------------------------------------------------------------------------
     def node_moved(self, item):
@@ -190,9 +195,19 @@ class GraphScene(QGraphicsScene):
     def reroute(self):
         """Every wire's path again: a moved node may now stand in the way of wires that do not
         touch it (while it is dragged, only its own wires follow it)."""
-        for e in self.edges.values():
-            e.update_path()
-        self.separate_labels()
+        with self._fixed_rects():
+            for e in self.edges.values():
+                e.update_path()
+            self.separate_labels()
+
+    @contextlib.contextmanager
+    def _fixed_rects(self):
+        """Nodes stay put while every wire is routed: their rectangles are taken once."""
+        self._rects = self.node_rects()
+        try:
+            yield
+        finally:
+            self._rects = None
 
     def separate_labels(self):
         """A wire label on another one or on a node moves along its wire to a free place
@@ -214,8 +229,18 @@ class GraphScene(QGraphicsScene):
                         break
             placed.append(box)
 
+    def flipped_rects(self):
+        """node_rects() with x and y swapped (a top-to-bottom graph is routed transposed),
+        taken once with them while every wire is routed."""
+        rects = self.node_rects()
+        if self._flipped is None or self._flipped[0] is not rects:
+            self._flipped = (rects, {n: (r[1], r[0], r[3], r[2]) for n, r in rects.items()})
+        return self._flipped[1]
+
     def node_rects(self):
         """{node id: (left, top, right, bottom)} in scene coordinates, for the wires' routes."""
+        if self._rects is not None:
+            return self._rects
         out = {}
         for nid, item in self.nodes.items():
             p = item.pos()

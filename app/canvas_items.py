@@ -186,7 +186,7 @@ class EdgeItem(QGraphicsPathItem):
         a, b = (flip((q.x(), q.y())) for q in (s.port_pos(True, self.edge.src_port),
                                               d.port_pos(False, self.edge.dst_port)))
         rects = self.gscene.node_rects()
-        routed = {nid: (r[1], r[0], r[3], r[2]) for nid, r in rects.items()} if down else rects
+        routed = self.gscene.flipped_rects() if down else rects
         points = wire_route.route(a, b, list(routed.values()),
                                   routed.get(self.edge.src), routed.get(self.edge.dst))
         if points is None:

@@ -114,7 +114,7 @@ class GraphView(QGraphicsView):
         """A search box at the cursor; Enter adds the chosen layer there, with the parameters
         typed after its name as its node shows them ("Conv2D 32 3x3 relu"); Escape cancels."""
         from layerloom.core.errors import LayerloomError
-        from layerloom.core.registry import layer_types
+        from layerloom.core.registry import layer_from_text, layer_types
         names = [l.type_id for l in layer_types()]
         pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
         if not self.viewport().rect().contains(pos):
@@ -132,25 +132,16 @@ class GraphView(QGraphicsView):
         scene_pos = self.mapToScene(pos)
 
         def done():
-            words = box.text().split()
+            text = box.text()
             box.deleteLater()
-            if not words:
+            if not text.split():
                 return
-            text = words[0].lower()
-            match = ([n for n in names if n.lower() == text]
-                     or [n for n in names if n.lower().startswith(text)]
-                     or [n for n in names if text in n.lower()])
-            if not match:
-                self.sigMessage.emit(f"No layer type is called {words[0]!r}; the Layers "
-                                     "panel lists them all")
-                return
-            layer = next(l for l in layer_types() if l.type_id == match[0])
             try:  # "Dense 128 relu", "Conv2D 32 3x3 relu": as the node's face shows them
-                params = layer.parse_headline(words[1:])
+                type_id, params = layer_from_text(text)
             except LayerloomError as e:
                 self.sigMessage.emit(f"Not added: {e.message}")
                 return
-            self.sigQuickAdd.emit(match[0], scene_pos, params)
+            self.sigQuickAdd.emit(type_id, scene_pos, params)
         box.returnPressed.connect(done)
         box.editingFinished.connect(lambda: box.isVisible() and not box.text() and box.deleteLater())
         box.show()

@@ -461,7 +461,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         found = [(plain(line), nid) for line, nid in found]
         losses = self.doc.project.training.get("loss") or {}
         self.problems_panel.set_problems(found, self.doc.graph, self.doc.positions(),
-                                         list(losses) if isinstance(losses, dict) else ())
+                                         list(losses) if isinstance(losses, dict) else (),
+                                         self.doc.project.training.get("metrics"))
         self.inspector.refresh_info()
         self._update_model_state()
 

@@ -96,7 +96,8 @@ class MetricsSetup(QWidget):
             merged = []
             for entries in (self.value.values() if isinstance(self.value, dict) else []):
                 for e in entries:
-                    if canonical(e) not in [canonical(m) for m in merged]:
+                    # one entry per metric (the file refuses one listed twice): the first
+                    if canonical(e)[0] not in [canonical(m)[0] for m in merged]:
                         merged.append(e)
             self._kept = (merged, {o: list(v) for o, v in self.value.items()}) \
                 if isinstance(self.value, dict) else None

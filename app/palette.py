@@ -80,18 +80,16 @@ class Palette(QWidget):
             self.sigActivated.emit(t, None)
 
     def _enter(self):
-        """Enter adds the first layer shown, with the parameters typed after its name as its
-        node shows them ("dense 128 relu")."""
+        """Enter adds the layer the first word names (as the Tab box finds it), with the
+        parameters typed after its name as its node shows them ("dense 128 relu")."""
         from layerloom.core.errors import LayerloomError
-        shown = self.visible_types()
-        if not shown:
+        from layerloom.core.registry import layer_from_text
+        if not self.visible_types():
             return
-        words = self.search.text().split()[1:]
-        layer = next(l for l in layer_types() if l.type_id == shown[0])
         try:
-            params = layer.parse_headline(words) if words else None
+            type_id, params = layer_from_text(self.search.text())
         except LayerloomError as e:
             self.sigMessage.emit(f"Not added: {e.message}")
             return
-        self.sigActivated.emit(shown[0], params)
+        self.sigActivated.emit(type_id, params or None)
         self.search.selectAll()  # the next layer is typed over it, without clearing it first

@@ -36,7 +36,7 @@ class ProblemsPanel(QWidget):
         lay.addLayout(self.bar)
         self._show_fixes()
 
-    def set_problems(self, found, graph, positions=None, losses=()):
+    def set_problems(self, found, graph, positions=None, losses=(), metrics=None):
         """found: [(line, node id or None)], as the window lists them."""
         current = self.list.currentRow()
         self.list.blockSignals(True)
@@ -48,7 +48,8 @@ class ProblemsPanel(QWidget):
             found_fixes = []
             if look and k < MAX_PROBLEMS:
                 try:
-                    found_fixes = fixes.fixes_for(graph, nid, line, positions, losses)
+                    found_fixes = fixes.fixes_for(graph, nid, line, positions, losses,
+                                                  metrics)
                 except Exception:  # a fix finder's fault never hides the problem itself
                     found_fixes = []
             item.setData(FIXES, found_fixes)

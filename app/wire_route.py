@@ -155,7 +155,7 @@ def route(a, b, rects, src=None, dst=None):
                 best = (cost, room, c)
     if best is not None:
         return best[2]
-    return candidates[0][1] if not forward else None
+    return candidates[0][1] if candidates and not forward else None
 
 
 def _room(points, rects, most=60.0):

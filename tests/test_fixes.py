@@ -119,7 +119,17 @@ def test_an_output_without_a_loss_gets_the_loss_its_activation_implies():
         fs = fixes.fixes_for(g, None, "Loss: output 'd' has no loss")
         assert labels(fs) == [f"Use the loss {w} for 'd'" for w in want], act
         assert fs[0].steps == (fixes.Step("loss", ("d", want[0])),)
-        assert applied(g, fs[0]).validate() == []  # the graph itself is unchanged
+        h = applied(g, fs[0])  # the graph itself is unchanged
+        assert [(n.id, n.type, n.params) for n in h.nodes.values()] == \
+            [(n.id, n.type, n.params) for n in g.nodes.values()]
+        assert [e.key() for e in h.edges] == [e.key() for e in g.edges]
+    # a loss the output's metrics cannot be computed against is not offered
+    g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3, "activation": "softmax"}))
+    assert labels(fixes.fixes_for(g, None, "output 'd' has no loss", metrics=["precision"])) == [
+        "Use the loss categorical_crossentropy for 'd'"]
+    assert labels(fixes.fixes_for(g, None, "output 'd' has no loss",
+                                  metrics={"d": ["sparse_top_k_categorical_accuracy"]})) == [
+        "Use the loss sparse_categorical_crossentropy for 'd'"]
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3}),
               ("a", "Activation", {"activation": "softmax"}))
     assert labels(fixes.fixes_for(g, None, "output 'a' has no loss"))[0] == \

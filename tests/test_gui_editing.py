@@ -59,7 +59,10 @@ def test_the_palette_search_takes_parameters_after_the_name(win):
     win.palette.search.setText("dense 128 sideways")
     win.palette.search.returnPressed.emit()
     assert len(g.nodes) == 4
-    assert win.statusBar().currentMessage().startswith("Not added: Dense has no parameter")
+    assert win.statusBar().currentMessage().startswith("Not added: Dense takes no 'sideways'")
+    win.palette.search.setText("add")  # the Add layer, not Conv1D (whose help says "pads")
+    win.palette.search.returnPressed.emit()
+    assert g.nodes[list(g.nodes)[-1]].type == "Add"
 
 
 def test_inspector_edits_are_undoable(win, qtbot):
@@ -189,8 +192,10 @@ def test_tab_quick_add_and_recent_files(win, tmp_path, monkeypatch):
     assert (node.type, node.params["filters"], tuple(node.params["kernel_size"])) == \
         ("Conv2D", 32, (3, 3))
     n = len(win.doc.graph.nodes)
-    for text, said in (("dense 128 bogus", "Not added: Dense has no parameter that takes "
-                        "'bogus'"), ("blorp", "No layer type is called 'blorp'")):
+    for text, said in (("dense 128 bogus", "Not added: Dense takes no 'bogus' here"),
+                       ("dense 0", "Not added: Dense takes no '0' here (units: expected a "
+                        "positive integer"),
+                       ("blorp", "Not added: no layer type is called 'blorp'")):
         box = win.view.quick_add(QPoint(300, 300))
         box.setText(text)
         box.returnPressed.emit()

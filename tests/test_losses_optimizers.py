@@ -136,12 +136,12 @@ def test_metrics_accumulate_over_batches(rt, ops, rng, metric, loss, cols):
         assert np.isclose(got, ((p > 0.3) & (t > 0.5)).sum() / (p > 0.3).sum())
 
 
-def test_error_metrics_with_class_index_targets_are_keras_values(rng):
+def test_error_metrics_with_class_index_targets_are_keras_values(rng, monkeypatch):
     """Keras broadcasts a class index shaped (N, 1) against every output column for mae and
     mse (with labels shaped (N,) its mae refuses the shapes; Layerloom's targets are a column
     either way)."""
     import os
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
     keras = pytest.importorskip("keras")
     lo = Loss("sparse_categorical_crossentropy")
     p = rng.uniform(size=(30, 3))

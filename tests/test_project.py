@@ -119,8 +119,16 @@ BAD = {
         "training.metrics[1].k: unknown parameter"),
     "precision-on-class-indices": (lambda: _mutate(lambda d: d["training"].update(
         metrics=["accuracy", "precision"])),
-        "training.metrics[1]: precision compares each output column with its target, and the "
-        "targets are class indices"),
+        "training.metrics[1]: output 'class': precision compares each output column with its "
+        "target, and the targets are class indices"),
+    "sparse-top-k-on-one-hot": (lambda: _mutate(lambda d: d["training"].update(
+        loss={"class": "categorical_crossentropy"},
+        metrics=["sparse_top_k_categorical_accuracy"])),
+        "training.metrics[0]: output 'class': sparse_top_k_categorical_accuracy reads class "
+        "indices, and the targets are one-hot"),
+    "metric-twice": (lambda: _mutate(lambda d: d["training"].update(
+        metrics=["mae", "mean_absolute_error"])),
+        "training.metrics[1]: mean_absolute_error is listed twice"),
     "metric-unknown": (lambda: _mutate(lambda d: d["training"].update(
         metrics=[{"name": "f1"}])), "training.metrics[0].name: unknown metric 'f1'"),
     "zero-epochs": (lambda: _mutate(lambda d: d["training"].update(epochs=0)),
@@ -154,6 +162,17 @@ def _multitask(fn):
         d = json.load(f)
     fn(d)
     return json.dumps(d)
+
+
+def test_a_metric_its_targets_cannot_give_leaves_the_file_openable(tmp_path):
+    """The editor opens a file with precision on class indices, the problem listed, so that it
+    can be fixed there; --run refuses it (the case above)."""
+    path = tmp_path / "p.loom"
+    path.write_text(BAD["precision-on-class-indices"][0]())
+    proj = projectfile.load(str(path), strict=False)
+    assert [p.place for p in proj.problems] == ["training.metrics[1]"]
+    with pytest.raises(ProjectError):
+        projectfile.load(str(path))
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -96,3 +96,7 @@ def test_no_path_turns_back_on_itself():
 def test_nodes_on_top_of_each_other_keep_the_curve():
     s, d = node(0, 0), node(20, 20)
     assert route(out_port(s), in_port(d), [s, d], s, d) is None
+
+
+def test_a_wire_with_no_nodes_given_is_drawn_as_its_curve():
+    assert route((0, 0), (-100, 0), []) is None

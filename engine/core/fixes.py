@@ -5,8 +5,9 @@ dangling output, put a loss-less output in front of its sibling's consumer, give
 the loss its final activation implies, delete a node, set an Input's shape to what the data
 holds.
 
-A fix is a list of edits (Step): of the graph, or of an output's loss. It is offered only when applying it to a copy of the
-graph clears the problem it is for and adds none: every proposal is checked, none guessed."""
+A fix is a list of edits (Step): of the graph, or of an output's loss. A graph edit is
+offered only when applying it to a copy of the graph clears the problem it is for and adds
+none; a loss only when the output's metrics can be computed against its targets."""
 import dataclasses
 import math
 import re
@@ -88,9 +89,10 @@ def _works(graph, steps, clears):
     return not [m for m in after if m not in before]
 
 
-def fixes_for(graph, node, message, positions=None, losses=()):
+def fixes_for(graph, node, message, positions=None, losses=(), metrics=None):
     """The checked fixes for the problem `message` placed on `node` (None for a problem of
-    the training section such as an output without a loss)."""
+    the training section such as an output without a loss); `losses` the outputs that have
+    one, `metrics` the training section's (a loss offered must suit them)."""
     positions = positions or {}
     out = []
     if node is not None and node in graph.nodes:
@@ -108,7 +110,7 @@ def fixes_for(graph, node, message, positions=None, losses=()):
                            (Step("set", (node, {"shape": shape})),)))
     m = _NO_LOSS.search(message)
     if m and m.group(1) in graph.nodes:
-        out += _output_without_loss(graph, m.group(1), set(losses))
+        out += _output_without_loss(graph, m.group(1), set(losses), metrics)
     if node is not None and node in graph.nodes and not graph.nodes[node].layer.is_input \
             and _NOT_CONNECTED.search(message):
         out.append(Fix(f"Delete {node!r}", (Step("remove", (node,)),)))
@@ -218,14 +220,19 @@ LOSSES_AFTER = {"softmax": ("sparse_categorical_crossentropy", "categorical_cros
                 "sigmoid": ("binary_crossentropy",)}
 
 
-def _loss_fixes(graph, out):
+def _loss_fixes(graph, out, metrics):
+    """The losses the output's activation implies, leaving out those its metrics cannot be
+    computed against (precision on the class indices of a sparse loss)."""
+    from layerloom.train.metrics import columnwise_problem
     act = graph.nodes[out].params.get("activation")
     names = LOSSES_AFTER.get(act, ("mean_squared_error",))
+    mine = metrics.get(out, []) if isinstance(metrics, dict) else metrics or []
+    mine = [m.get("name") if isinstance(m, dict) else m for m in mine]
     return [Fix(f"Use the loss {name} for {out!r}", (Step("loss", (out, name)),))
-            for name in names]
+            for name in names if not any(columnwise_problem(m, name) for m in mine)]
 
 
-def _output_without_loss(graph, out, losses):
+def _output_without_loss(graph, out, losses, metrics=None):
     """An output the training section has no loss for. The only output, or one whose final
     activation names its task (softmax, sigmoid): the loss that activation implies. Else
     usually a layer added after a node whose consumer was meant to follow it (hidden_3 ->
@@ -233,7 +240,7 @@ def _output_without_loss(graph, out, losses):
     it."""
     fixes = []
     if len(graph.outputs()) == 1 or graph.nodes[out].params.get("activation") in LOSSES_AFTER:
-        fixes += _loss_fixes(graph, out)
+        fixes += _loss_fixes(graph, out, metrics)
     ins = graph.in_edges(out)
     if len(ins) == 1:
         src = ins[0]

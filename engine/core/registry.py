@@ -94,6 +94,7 @@ class Layer(ABC):
             tries = [value]
             if isinstance(value, list) and len(value) >= 4 and len(value) % 2 == 0:
                 tries.append([value[i:i + 2] for i in range(0, len(value), 2)])  # 1x0x2x1
+            refused = []  # each parameter's own reason, said when none takes the word
             for name in names:
                 if name in out or name not in declared:
                     continue
@@ -101,13 +102,15 @@ class Layer(ABC):
                     try:
                         out[name] = declared[name].validate(v, name)
                         break
-                    except LayerloomError:
-                        continue
+                    except LayerloomError as e:
+                        why = e.message
                 if name in out:
                     break
+                refused.append(f"{name}: {why}")
             else:
-                raise ParamError(f"{self.type_id} has no parameter that takes {word!r} "
-                                 f"(its headline: {', '.join(names) or 'none'})")
+                raise ParamError(f"{self.type_id} takes no {word!r} here"
+                                 + (f" ({'; '.join(refused)})" if refused else
+                                    " (it has no parameters to type after its name)"))
         return out
 
     # -- ports ---------------------------------------------------------------
@@ -201,6 +204,33 @@ def layer_types():
     """All registered declarations, sorted by category then type id."""
     _load_all()
     return sorted(_REGISTRY.values(), key=lambda l: (l.category, l.type_id))
+
+
+def find_layer(word):
+    """The layer declaration a typed word names: its type exactly, else the first whose
+    type starts with it, else contains it, else whose help does (case aside); or None."""
+    word = word.lower()
+    layers = layer_types()
+    for test in (lambda l: l.type_id.lower() == word,
+                 lambda l: l.type_id.lower().startswith(word),
+                 lambda l: word in l.type_id.lower(),
+                 lambda l: word in l.help.lower()):
+        found = [l for l in layers if test(l)]
+        if found:
+            return found[0]
+    return None
+
+
+def layer_from_text(text):
+    """(type id, parameters) from a layer typed as its node shows it ("dense 128 relu",
+    "conv2d 32 3x3 relu"); raises ParamError saying what was not understood."""
+    words = text.split()
+    if not words:
+        raise ParamError("type a layer's name")
+    layer = find_layer(words[0])
+    if layer is None:
+        raise ParamError(f"no layer type is called {words[0]!r}; the Layers panel lists them")
+    return layer.type_id, layer.parse_headline(words[1:])
 
 
 def _headline_value(word):

@@ -8,7 +8,8 @@ from layerloom.core.params import Bool, Float, Int, validate_params
 from layerloom.core.sections import unknown_keys
 from layerloom.train import callbacks as callbacks_mod, schedules
 from layerloom.train.losses import check_entry as check_loss_entry
-from layerloom.train.metrics import check_entry as check_metric_entry, columnwise_problem
+from layerloom.train.metrics import (canonical as canonical_metric,
+                                     check_entry as check_metric_entry, columnwise_problem)
 from layerloom.train.optimizers import OPTIMIZERS
 
 TRAINING_PARAMS = (
@@ -51,7 +52,8 @@ def parse_training(t, graph, problems, soft=None):
     out["callbacks"], cerr = callbacks_mod.validate(t.get("callbacks", []))
     problems.extend(cerr)
     out["metrics"] = _metrics(t.get("metrics", ["accuracy"]), outputs, problems, soft)
-    problems.extend(_metrics_against_losses(out["metrics"], out["loss"], outputs))
+    # the editor opens such a file with the problem listed; --run refuses it
+    soft.extend(_metrics_against_losses(out["metrics"], out["loss"], outputs))
     return out
 
 
@@ -68,7 +70,7 @@ def _metrics_against_losses(metrics, losses, outputs):
         for i, m in enumerate(entries):
             why = columnwise_problem(m.get("name") if isinstance(m, dict) else m, loss)
             if why and not any(e.place == f"{place}[{i}]" for e in found):
-                found.append(ProjectError(why, f"{place}[{i}]"))
+                found.append(ProjectError(f"output {quote(o)}: {why}", f"{place}[{i}]"))
     return found
 
 
@@ -154,10 +156,16 @@ def _metrics(metrics, outputs, problems, soft):
 
 
 def _metric_list(metrics, place, problems):
-    good = []
+    good, seen = [], set()
     for i, m in enumerate(metrics):
         entry, perr = check_metric_entry(m, f"{place}[{i}]")
         problems.extend(perr)
-        if entry is not None:
-            good.append(entry)
+        if entry is None:
+            continue
+        name = canonical_metric(entry.get("name") if isinstance(entry, dict) else entry)
+        if name in seen:  # one history key per metric and output
+            problems.append(ProjectError(f"{name} is listed twice", f"{place}[{i}]"))
+            continue
+        seen.add(name)
+        good.append(entry)
     return good

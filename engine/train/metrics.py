@@ -49,16 +49,25 @@ ALIASES = {a: k.name for k in KINDS.values() for a in k.aliases}
 COLUMNWISE = ("precision", "recall", "auc")  # compare each output column with its own target
 
 
+def canonical(name):
+    return ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 def columnwise_problem(name, loss_name):
-    """Why metric `name` cannot be computed against the targets of loss `loss_name` (class
-    indices cannot be compared column by column), or None."""
+    """Why metric `name` cannot be computed against the targets of loss `loss_name`, or None:
+    class indices cannot be compared column by column, and a sparse metric needs them."""
     from layerloom.train.losses import KINDS as LOSSES
-    canon = ALIASES.get(name, name)
+    canon = canonical(name)
     loss = LOSSES.get(loss_name)
-    if canon in COLUMNWISE and loss is not None and loss.sparse is True:
+    if loss is None:
+        return None
+    if canon in COLUMNWISE and loss.sparse is True:
         return (f"{name} compares each output column with its target, and the targets are "
                 f"class indices ({loss_name}); use accuracy or sparse_top_k_categorical_"
                 "accuracy, or one-hot targets with categorical_crossentropy")
+    if canon == "sparse_top_k_categorical_accuracy" and loss.sparse is False:
+        return (f"{name} reads class indices, and the targets are one-hot ({loss_name}); "
+                "use top_k_categorical_accuracy")
     return None
 
 
@@ -98,7 +107,7 @@ class Metric:
         # class indices (a sparse loss) are one value a row; other targets are as wide as the
         # output
         self.target_cols = 1 if loss.sparse is True else out_shape[-1]
-        why = columnwise_problem(name, loss.name) if self.target_cols != out_shape[-1] else None
+        why = columnwise_problem(name, loss.name)  # the project check's rule, the same
         if why:
             raise ProjectError(why)
         binary_threshold = 0.0 if loss.from_logits else 0.5
@@ -179,8 +188,8 @@ class Metric:
                 counts.append([(pp & ap).sum(), (pp & ~ap).sum(), (~pp & ap).sum(),
                                (~pp & ~ap).sum()])
             return _auc(np.array(counts, np.float64))
-        if t.shape != p.shape and t.size == len(p):  # class indices against every column
-            t = t.reshape(len(p), 1)
+        if t.shape != p.shape and t.size * p.shape[-1] == p.size:
+            t = t.reshape(p.shape[:-1] + (1,))  # class indices against every column
         if self.kernel == "abs_err":
             return np.abs(p - t).mean()
         return ((p - t) ** 2).mean()
