@@ -72,6 +72,10 @@ __kernel void top_k(__global const float* p, __global const float* t, const int 
     const int r = get_global_id(0);
     __global const float* pr = p + r * cols;
     const int y = sparse ? (int)t[r] : argmax_row(t + r * cols, cols);
+    if (y < 0 || y >= cols) {  /* not a class index of this output: a miss, never a read */
+        out[r] = 0.0f;         /* past the row */
+        return;
+    }
     int above = 0;
     for (int j = 0; j < cols; j++) above += pr[j] > pr[y];
     out[r] = above < k ? 1.0f : 0.0f;

@@ -153,6 +153,20 @@ def test_error_metrics_with_class_index_targets_are_keras_values(rng, monkeypatc
         assert np.isclose(Metric(name, lo, (3,)).reference(p, t), want, rtol=1e-5), name
 
 
+def test_top_k_counts_a_target_that_is_no_class_index_as_a_miss(rt, ops):
+    """The kernel indexed the prediction row with the target: -1 or 7 read outside it (a
+    regression's targets reached it through a per-output metrics list)."""
+    m = Metric({"name": "sparse_top_k_categorical_accuracy", "k": 2},
+               Loss("sparse_categorical_crossentropy"), (4,))
+    p = np.tile([[0.1, 0.2, 0.3, 0.4]], (4, 1))
+    t = np.array([3.0, -1.0, 7.0, 2.0])
+    acc = to_dev(rt, np.zeros(2))
+    tmp = rt.empty(4 * 4)
+    m.enqueue(ops, to_dev(rt, p), to_dev(rt, t), 4, 4, tmp, acc, 1)
+    got = m.finalize(list(from_dev(rt, acc, (2,)).astype(np.float64)[1:]), 4)
+    assert got == m.reference(p, t) == 0.5
+
+
 @pytest.mark.parametrize("metric", ["precision", "recall", "auc"])
 def test_metrics_that_compare_columns_refuse_class_index_targets(metric):
     from layerloom.core.errors import ProjectError

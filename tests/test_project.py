@@ -125,7 +125,12 @@ BAD = {
         loss={"class": "categorical_crossentropy"},
         metrics=["sparse_top_k_categorical_accuracy"])),
         "training.metrics[0]: output 'class': sparse_top_k_categorical_accuracy reads class "
-        "indices, and the targets are one-hot"),
+        "indices, and the targets of categorical_crossentropy are not class indices"),
+    "sparse-top-k-on-regression": (lambda: _mutate(lambda d: d["training"].update(
+        loss={"class": "mean_squared_error"},
+        metrics=["sparse_top_k_categorical_accuracy"])),
+        "sparse_top_k_categorical_accuracy reads class indices, and the targets of "
+        "mean_squared_error are not"),
     "metric-twice": (lambda: _mutate(lambda d: d["training"].update(
         metrics=["mae", "mean_absolute_error"])),
         "training.metrics[1]: mean_absolute_error is listed twice"),

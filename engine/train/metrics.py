@@ -65,9 +65,10 @@ def columnwise_problem(name, loss_name):
         return (f"{name} compares each output column with its target, and the targets are "
                 f"class indices ({loss_name}); use accuracy or sparse_top_k_categorical_"
                 "accuracy, or one-hot targets with categorical_crossentropy")
-    if canon == "sparse_top_k_categorical_accuracy" and loss.sparse is False:
-        return (f"{name} reads class indices, and the targets are one-hot ({loss_name}); "
-                "use top_k_categorical_accuracy")
+    if canon == "sparse_top_k_categorical_accuracy" and loss.sparse is not True:
+        return (f"{name} reads class indices, and the targets of {loss_name} are not "
+                "class indices; use top_k_categorical_accuracy with one-hot targets, or "
+                "sparse_categorical_crossentropy")
     return None
 
 
@@ -172,9 +173,10 @@ class Metric:
         if self.kernel == "acc_binary":
             return ((p > self.threshold) == (t > 0.5)).mean()
         if self.kernel == "top_k":
-            y = t.astype(int) if self.sparse else t.argmax(-1)
-            target = np.take_along_axis(p, y[..., None], -1)
-            return ((p > target).sum(-1) < self.k).mean()
+            y = t.reshape(p.shape[:-1]).astype(int) if self.sparse else t.argmax(-1)
+            valid = (y >= 0) & (y < p.shape[-1])  # anything else is a miss, as in the kernel
+            target = np.take_along_axis(p, np.where(valid, y, 0)[..., None], -1)
+            return (((p > target).sum(-1) < self.k) & valid).mean()
         if self.kernel == "binary_counts":
             pp, ap = p > self.threshold, t > 0.5
             denom = pp.sum() if self.canon == "precision" else ap.sum()
