@@ -7,6 +7,22 @@ from PySide6.QtWidgets import QCompleter, QGraphicsView, QLineEdit
 from . import theme
 from .canvas_items import GRID
 
+class _QuickBox(QLineEdit):
+    """The Tab box: gone on Escape or when the user clicks elsewhere (its completer's list
+    taking the focus does not count)."""
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape:
+            self.deleteLater()
+            return
+        super().keyPressEvent(event)
+
+    def focusOutEvent(self, event):
+        super().focusOutEvent(event)
+        if event.reason() != Qt.PopupFocusReason:
+            self.deleteLater()
+
+
 class GraphView(QGraphicsView):
     sigDropLayer = Signal(str, QPointF)
     sigQuickAdd = Signal(str, QPointF, object)  # the Tab box: a layer type and its parameters
@@ -119,7 +135,7 @@ class GraphView(QGraphicsView):
         pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
         if not self.viewport().rect().contains(pos):
             pos = self.viewport().rect().center()
-        box = QLineEdit(self.viewport())
+        box = _QuickBox(self.viewport())
         box.setPlaceholderText("Add layer: Dense 128 relu")
         completer = QCompleter(names, box)
         completer.setCaseSensitivity(Qt.CaseInsensitive)
@@ -133,21 +149,28 @@ class GraphView(QGraphicsView):
 
         def done():
             text = box.text()
-            box.deleteLater()
             if not text.split():
+                box.deleteLater()
                 return
             try:  # "Dense 128 relu", "Conv2D 32 3x3 relu": as the node's face shows them
                 type_id, params = layer_from_text(text)
-            except LayerloomError as e:
+            except LayerloomError as e:  # the box stays, its text to be mended (Esc closes)
                 self.sigMessage.emit(f"Not added: {e.message}")
+                box.setFocus()
                 return
+            box.deleteLater()
             self.sigQuickAdd.emit(type_id, scene_pos, params)
         box.returnPressed.connect(done)
-        box.editingFinished.connect(lambda: box.isVisible() and not box.text() and box.deleteLater())
         box.show()
         box.setFocus()
         self.quick_box = box
         return box
+
+    def actual_size(self):
+        """View > Actual Size: 1:1, the minimap shown if the graph no longer fits."""
+        self.resetTransform()
+        self._fitted = False
+        self.minimap.schedule()
 
     def fit(self, whole=None):
         """Fit the graph, never larger than 1.2x. whole=True (View > Fit to View): all of it

@@ -122,6 +122,13 @@ class Inspector(QWidget):
         nid = self.node_id
         if not nid or nid not in self.doc.graph.nodes:
             return
+        if self.form is not None:
+            # the values as the graph has them now: a fix, an undo or a paste may have set
+            # them (the third trial saw a fixed Input's shape field still say (2,)); the field
+            # being typed in is left alone
+            node = self.doc.graph.nodes[nid]
+            self.form.set_values(node.params, keep=[n for n, w in self.widgets.items()
+                                                    if w.hasFocus()])
         a = self.doc.graph.analysis()
         shapes = a.shapes.get(nid)
         text = "Output: " + (", ".join(fmt_shape(s) for s in shapes) if shapes else "unknown")

@@ -91,6 +91,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self._name_undo()
         self._flow_shown(self.scene.flow)
         self.view.minimap.enabled = self.minimap_action.isChecked()
+        self._run_actions(False)  # the toolbar as the new panels are: nothing to continue
         self._changed()
         self.view.fit(whole=False)
 
@@ -305,7 +306,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.layout_action = self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
         v = m.addMenu("&View")
         self._act(v, "&Fit to View", "F", lambda: self.view.fit(whole=True))
-        self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.resetTransform())
+        self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.actual_size())
         v.addSeparator()
         self.flow_action = self._act(v, "Flow &Top to Bottom", "Ctrl+Shift+L",
                                      lambda on: self.set_flow("down" if on else "right"))
@@ -388,19 +389,31 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         three-digit counts readable), within half the window."""
         short = height - self.results.plot.height()
         dock = self._docks["Output"]
+        if self._output_grown:  # once: the panels do not jump after every run (third trial)
+            return
         if short > 0 and dock.height() < self.height() // 2:
             grown = min(dock.height() + short, self.height() // 2)
             # the height it had is what the next start gets back (see _save_layout)
-            self._output_grown = (self._output_grown or (dock.height(),))[:1] + (grown,)
+            self._output_grown = (dock.height(), grown)
             self.resizeDocks([dock], [grown], Qt.Vertical)
 
     def _paused(self, paused):
         self.pause_action.setText("Resume" if paused else "Pause")
         self.continue_action.setEnabled(paused)
+        self.run_progress.setFormat("paused" if paused else "%p%")
+        self.statusBar().showMessage("Paused after the current batch; Resume or Continue goes "
+                                     "on" if paused else "Resumed", 0 if paused else 2000)
 
     def _running(self, running):
         if running:
             self.output_tabs.setCurrentWidget(self.training.plots)
+        self._run_actions(running)
+        self._update_model_state()  # no Predict while the graph is locked
+        self.message("Training... the graph is locked until it stops." if running
+                     else "Training ended; the graph can be edited again.")
+
+    def _run_actions(self, running):
+        """The toolbar and the edit actions as a run going on (or not) leaves them."""
         self.run_action.setEnabled(not running)
         self.pause_action.setEnabled(running)
         self.stop_action.setEnabled(running)
@@ -414,9 +427,6 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
                   self.duplicate_action, self.layout_action, self.import_action,
                   self.inspector, self.palette):
             w.setEnabled(not running)
-        self._update_model_state()  # no Predict while the graph is locked
-        self.message("Training... the graph is locked until it stops." if running
-                     else "Training ended; the graph can be edited again.")
 
     def _progress(self, done, total, status):
         self.run_progress.setRange(0, max(total, 1))

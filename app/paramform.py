@@ -196,8 +196,11 @@ class ParamForm(QWidget):
             error.setText(message)
             error.setVisible(bool(message))
 
-    def set_values(self, values):
-        """Show `values` (defaults where absent) without reporting them; clears the errors."""
+    def set_values(self, values, keep=()):
+        """Show `values` (defaults where absent) without reporting them; clears the errors.
+        The fields named in `keep` are left as they are."""
         for name, p in self.params.items():
+            if name in keep:
+                continue
             _show(self.widgets[name], p, values.get(name, p.default))
             self.show_error(name, "")

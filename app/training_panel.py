@@ -102,7 +102,9 @@ class TrainingPanel(OutputRows, QWidget):
         self.continue_run.setEnabled(False)
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
-        self.pause = QPushButton("Pause")
+        self.pause = QPushButton("Resume")  # as wide as its longer text: nothing shifts
+        self.pause.setMinimumWidth(self.pause.sizeHint().width())
+        self.pause.setText("Pause")
         self.pause.setCheckable(True)
         self.pause.setEnabled(False)
         self.progress = QProgressBar()

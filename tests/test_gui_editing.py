@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
-from PySide6.QtCore import QRectF  # noqa: E402
+from PySide6.QtCore import QRectF, Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 
 from layerloom.app.document import Document  # noqa: E402
@@ -200,6 +200,14 @@ def test_tab_quick_add_and_recent_files(win, tmp_path, monkeypatch):
         box.setText(text)
         box.returnPressed.emit()
         assert len(win.doc.graph.nodes) == n and win.statusBar().currentMessage().startswith(said)
+        assert box.isVisible() and box.text() == text  # kept, to be mended (the third trial)
+        from PySide6.QtCore import QCoreApplication, QEvent
+        from PySide6.QtGui import QKeyEvent
+        from shiboken6 import isValid
+        QCoreApplication.sendEvent(box, QKeyEvent(QEvent.KeyPress, Qt.Key_Escape,
+                                                  Qt.NoModifier))
+        QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+        assert not isValid(box)  # Escape closes it
     # recent files: saved and opened projects, newest first, missing ones dropped
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     from PySide6.QtCore import QSettings

@@ -435,6 +435,11 @@ def test_the_output_dock_grown_for_results_is_not_remembered(qapp, tmp_path, mon
     for _ in range(5):
         qapp.processEvents()
     assert first._docks["Output"].height() > before + 50
+    grown = first._docks["Output"].height()
+    first.make_room_for_results(height=800)  # the next run's results: no second jump
+    for _ in range(5):
+        qapp.processEvents()
+    assert first._docks["Output"].height() == grown
     first.close()
     qapp.processEvents()
     second = MainWindow(confirm=False, remember_layout=True)
@@ -469,14 +474,31 @@ def test_view_menu_shows_panels_and_the_minimap_and_an_empty_canvas_has_no_probl
     assert not win._docks["Inspector"].isFloating()
     win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
     qtbot.wait(100)
-    win.view.resetTransform()
-    win.view.scale(2, 2)  # the graph larger than the view: the minimap shows
-    win.view.centerOn(0, 0)
-    win.view.minimap.refresh()
-    assert win.view.minimap.isVisible()
+    win.view.fit(whole=True)
+    qtbot.wait(300)
+    assert not win.view.minimap.isVisible()
+    win.view.actual_size()  # the third trial: Ctrl+0 left the graph past the view, no minimap
+    qtbot.waitUntil(win.view.minimap.isVisible, timeout=2000)
     win.minimap_action.trigger()  # off
     assert not win.view.minimap.isVisible()
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     assert not win.view.minimap.enabled  # stays off for the next project
     win.minimap_action.trigger()
     assert win.view.minimap.enabled
+
+
+def test_the_inspector_shows_a_value_a_fix_or_undo_sets(win):
+    """The third trial: after the fix "Set the Input's shape to [28, 28, 1]" the inspector's
+    shape field still read (2,), and Enter there would have put it back."""
+    from layerloom.core.fixes import Fix, Step
+    from layerloom.app.problems_panel import push_fix
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    inp = win.doc.graph.inputs()[0]
+    win.scene.clearSelection()
+    win.scene.nodes[inp].setSelected(True)
+    field = win.inspector.widgets["shape"]
+    before = field.text()
+    push_fix(win.doc, Fix("Set the Input's shape to [5]", (Step("set", (inp, {"shape": [5]})),)))
+    assert field.text() != before and "5" in field.text()
+    win.doc.undo.undo()
+    assert field.text() == before

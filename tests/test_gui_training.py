@@ -72,6 +72,8 @@ def test_pause_and_resume(win, qtbot):
     win.pause_action.trigger()
     # the second trial: Continue stayed off while paused, and the toolbar still said Pause
     assert win.pause_action.text() == "Resume" and win.continue_action.isEnabled()
+    assert win.run_progress.format() == "paused"  # not "about 2 s left" (the third trial)
+    assert win.statusBar().currentMessage().startswith("Paused")
     assert win.training.continue_run.isEnabled()
     time.sleep(0.5)
     qtbot.wait(300)
@@ -391,3 +393,16 @@ def test_a_losss_own_parameters_are_fields_under_its_box(win):
     tp.loss_fields.form.widgets["from_logits"].setChecked(True)
     out = win.doc.graph.outputs()[0]
     assert win.doc.project.training["loss"][out]["from_logits"] is True
+
+
+def test_a_new_document_has_nothing_to_continue(win):
+    """The third trial: after a stopped run, Ctrl+N left the toolbar's Continue on (it did
+    nothing)."""
+    tp = win.training
+    tp.last_weights, tp.last_state = {"w": np.zeros(1)}, object()
+    tp.continue_run.setEnabled(True)
+    win._run_actions(False)
+    assert win.continue_action.isEnabled()
+    win.set_document(Document())
+    assert not win.continue_action.isEnabled() and not win.training.continue_run.isEnabled()
+    assert win.pause_action.text() == "Pause"
