@@ -39,6 +39,7 @@ class Document(QObject):
         self._weights_unsaved = False  # trained since the last save
         self._weights_saved_in = None  # the weights file that holds self.weights, if any
         self.load_message = None  # why the project's weights file could not be read
+        self.flow_positions = {}  # {flow: positions} the graph had in it, for switching back
         self._mismatch = None  # (graph version, id of the weights, message) last computed
 
     def _emit_changed(self, *_):

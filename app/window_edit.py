@@ -137,19 +137,30 @@ class EditActions:
             self.view.fit()
 
     def set_flow(self, flow):
-        """Draw the graph top to bottom ("down") or left to right ("right"), laid out again
-        for it: one undo step."""
+        """Draw the graph top to bottom ("down") or left to right ("right"): laid out again
+        for it, or, switching back with the same nodes, where they were in that direction
+        (the third trial's hand-made two-row CNN came back as one long row); one undo step."""
         if flow == self.scene.flow:
             return
         if not self.scene.editable():
             self._flow_shown(self.scene.flow)
             return
-        self.doc.undo.beginMacro("Flow " + ("Top to Bottom" if flow == "down" else "Left to Right"))
+        pos = self.doc.positions()
+        self.doc.flow_positions[self.scene.flow] = {k: tuple(v) for k, v in pos.items()}
+        back = self.doc.flow_positions.get(flow)
+        cmd = SetFlowCmd(self.doc, flow, self._flow_shown)
+        self.doc.undo.beginMacro(cmd.text())
         try:
-            self.doc.push(SetFlowCmd(self.doc, flow, self._flow_shown))
-            cmd = self.layout_cmd()
-            if cmd is not None:
-                self.doc.push(cmd)
+            self.doc.push(cmd)
+            if back is not None and set(back) == set(self.doc.graph.nodes):
+                moves = {nid: (tuple(pos.get(nid, (0, 0))), xy) for nid, xy in back.items()
+                         if tuple(pos.get(nid, (0, 0))) != xy}
+                layout = MoveNodesCmd(self.doc, moves, self.scene.apply_positions) \
+                    if moves else None
+            else:
+                layout = self.layout_cmd()
+            if layout is not None:
+                self.doc.push(layout)
         finally:
             self.doc.undo.endMacro()
         self.scene.refresh()

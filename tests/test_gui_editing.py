@@ -544,6 +544,14 @@ def test_the_graph_can_flow_top_to_bottom_and_back(win, tmp_path):
     win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
     assert win.scene.flow == "right" and not win.flow_action.isChecked()
     win.flow_action.trigger()
+    win.flow_action.trigger()  # and back: the nodes where they were (the third trial: one row)
+    assert win.scene.flow == "right"
+    assert {k: list(v) for k, v in win.doc.positions().items()} == before
+    win.doc.undo.undo()
+    assert win.scene.flow == "down"
+    win.doc.undo.redo()
+    assert win.scene.flow == "right"
+    win.doc.undo.undo()
     win.doc.undo.undo()  # flow and layout in one step
     assert win.scene.flow == "right" and "flow" not in win.doc.project.ui
     assert {k: list(v) for k, v in win.doc.positions().items()} == before
