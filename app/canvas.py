@@ -4,13 +4,14 @@ commands on the document. The view, app/canvas_view.py."""
 import contextlib
 
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFontMetrics, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from layerloom.core.errors import GraphError
 from layerloom.core.graph import fmt_shape
 from layerloom.core.layout import flow_of
 
+from . import theme
 from .canvas_items import GRID, NODE_W, EdgeItem, NodeItem, PortItem
 from .document import LOCKED
 from .commands import AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd
@@ -186,8 +187,6 @@ class GraphScene(QGraphicsScene):
     def restyle(self):
         """After a theme change: items read their colours when they paint, wire labels keep
         theirs in a brush."""
-        from PySide6.QtGui import QBrush
-        from . import theme
         for e in self.edges.values():
             e.label.setBrush(QBrush(theme.color("label")))
         self.update()

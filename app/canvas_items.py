@@ -173,6 +173,7 @@ class EdgeItem(QGraphicsPathItem):
         self.ok = True
         self.dims, self.full_text = None, ""
         self.routed = False  # around nodes (app/wire_route.py), not the S-curve
+        self._other_spot = None  # the label's second place on a routed wire (label_spots)
         self.update_path()
 
     def update_path(self):
@@ -224,16 +225,11 @@ class EdgeItem(QGraphicsPathItem):
             x, y = mid.x() + 5, mid.y() - r.height() / 2
         else:  # above it
             x, y = mid.x() - r.width() / 2, mid.y() - r.height() - 2
-        if self.routed:
-            # above its run (right of it), or below (left of it) where a node is in the way
-            other = (mid.x() - 5 - r.width(), y) if down else (x, mid.y() + 2)
-
-            def free(at):
-                box = (at[0], at[1], at[0] + r.width(), at[1] + r.height())
-                return not any(box[0] < n[2] and box[2] > n[0] and box[1] < n[3] and box[3] > n[1]
-                               for n in rects.values())
-            if not free((x, y)) and free(other):
-                x, y = other
+        # a routed wire's label goes above its run (right of it), or, where a node or another
+        # label is in the way, below it (left of it): the scene's separate_labels tries that
+        # first of the label_spots
+        self._other_spot = (QPointF(mid.x() - 5 - r.width(), y) if down else
+                            QPointF(x, mid.y() + 2)) if self.routed else None
         self.label.setPos(x, y)
 
     def label_spots(self):
@@ -241,7 +237,7 @@ class EdgeItem(QGraphicsPathItem):
         or right of it in a top-to-bottom graph) at points from its middle outwards."""
         r = self.label.boundingRect()
         down = self.gscene.flow == "down"
-        spots = []
+        spots = [self._other_spot] if self._other_spot is not None else []
         for t in (0.5, 0.35, 0.65, 0.2, 0.8, 0.1, 0.9):
             p = self.path().pointAtPercent(t)
             if down:

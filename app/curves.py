@@ -43,7 +43,7 @@ class Curves(pg.GraphicsLayoutWidget):
         then they show the run's epochs and 0..1, not an empty plot's -2..2); keep: go on
         drawing the curves so far (a resumed run), else they start empty."""
         self.hint.setVisible(False)
-        self._follow = True
+        self._follow = not keep  # a resumed run's axes follow the data at once
         for plot in (self.loss_plot, self.metric_plot):
             if keep:
                 plot.enableAutoRange()

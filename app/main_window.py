@@ -146,10 +146,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
             if self.isVisible():  # new contents bring new size hints: lay the docks out again
                 QTimer.singleShot(0, self._relayout)
         else:
-            areas = {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
-                     "Training": Qt.RightDockWidgetArea}
             for name, w in widgets.items():
-                self._docks[name] = self._dock(name, w, areas.get(name, Qt.BottomDockWidgetArea))
+                self._docks[name] = self._dock(name, w, self.dock_area(name))
                 self.panels_menu.addAction(self._docks[name].toggleViewAction())
             self.splitDockWidget(self._docks["Output"], self._docks["Messages"], Qt.Horizontal)
             self._layout_docks()
@@ -196,13 +194,18 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.resizeDocks([self._docks["Output"], self._docks["Messages"]],
                          [int(self.width() * 0.65), int(self.width() * 0.35)], Qt.Horizontal)
 
+    @staticmethod
+    def dock_area(name):
+        """Where a panel is docked at first: the palette left, the inspector and training
+        right, the rest at the bottom."""
+        return {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
+                "Training": Qt.RightDockWidgetArea}.get(name, Qt.BottomDockWidgetArea)
+
     def reset_panels(self):
         """Every panel shown, docked where it starts, at its first size."""
-        areas = {"Layers": Qt.LeftDockWidgetArea, "Inspector": Qt.RightDockWidgetArea,
-                 "Training": Qt.RightDockWidgetArea}
         for name, dock in self._docks.items():
             dock.setFloating(False)
-            self.addDockWidget(areas.get(name, Qt.BottomDockWidgetArea), dock)
+            self.addDockWidget(self.dock_area(name), dock)
             dock.show()
         self.splitDockWidget(self._docks["Output"], self._docks["Messages"], Qt.Horizontal)
         self._output_grown = None
@@ -458,16 +461,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         name = os.path.basename(self.doc.path) if self.doc.path else "untitled"
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
         self.problems.clear()
-        try:  # the checks of `layerloom --run`, on the project as it is now
-            found = [(str(p), node_of(p.place, self.doc.graph))
-                     for p in projectfile.problems_of(self.doc.project)]
-        except LayerloomError as e:
-            found = [(line, None) for line in e.lines()]
-        if not self.doc.graph.nodes:
-            found = []  # an empty canvas is not a problem (the start page says where to begin)
-        fit = self.data.fit_problem if self.doc.graph.nodes else None
-        if fit:  # listed whenever its node is marked red, with the graph's own problems
-            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
+        # an empty canvas is not a problem: the start page says where to begin
+        found = self._problems_found() if self.doc.graph.nodes else []
         found = [(plain(line), nid) for line, nid in found]
         losses = self.doc.project.training.get("loss") or {}
         self.problems_panel.set_problems(found, self.doc.graph, self.doc.positions(),
@@ -475,6 +470,19 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
                                          self.doc.project.training.get("metrics"))
         self.inspector.refresh_info()
         self._update_model_state()
+
+    def _problems_found(self):
+        """[(line, node id or None)]: the checks of `layerloom --run` on the project as it is
+        now, and the data's fit, listed whenever its node is marked red."""
+        try:
+            found = [(str(p), node_of(p.place, self.doc.graph))
+                     for p in projectfile.problems_of(self.doc.project)]
+        except LayerloomError as e:
+            found = [(line, None) for line in e.lines()]
+        fit = self.data.fit_problem
+        if fit:
+            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
+        return found
 
     def closeEvent(self, event):
         self.closing = True  # no new Predict/Evaluate threads (one running at exit aborts Qt)

@@ -2,7 +2,8 @@
 (engine/train/metrics.py), in an EntryPicker (app/entry_picker.py): a menu of every metric to
 tick, and fields for a chosen metric's parameters (top_k's k, precision's threshold). With
 several outputs, "per output" gives each output its own list (Keras' metrics dict); turned
-off and on again it gives back the lists it merged. What is reported is what the project file holds: a list of entries, or {output: list}."""
+off and on again it gives back the lists it merged. What is reported is what the project
+file holds: a list of entries, or {output: list}."""
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QVBoxLayout, QWidget
 
@@ -14,10 +15,6 @@ PLACE = "training.metrics"
 
 
 METRICS = Kinds({name: (k.help, k.params) for name, k in KINDS.items()}, ALIASES)
-
-
-def canonical(entry):
-    return METRICS.canonical(entry)
 
 
 def metrics_picker(place=PLACE):
@@ -97,7 +94,7 @@ class MetricsSetup(QWidget):
             for entries in (self.value.values() if isinstance(self.value, dict) else []):
                 for e in entries:
                     # one entry per metric (the file refuses one listed twice): the first
-                    if canonical(e)[0] not in [canonical(m)[0] for m in merged]:
+                    if METRICS.canonical(e)[0] not in [METRICS.canonical(m)[0] for m in merged]:
                         merged.append(e)
             self._kept = (merged, {o: list(v) for o, v in self.value.items()}) \
                 if isinstance(self.value, dict) else None

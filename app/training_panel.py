@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel,
 
 from layerloom.data import sources
 from layerloom.train.losses import NAMES as LOSS_NAMES
+from layerloom.train.metrics import entry_name
 
 from . import theme
 from .commands import SetSetupCmd, keep_mapping
@@ -254,8 +255,7 @@ class TrainingPanel(OutputRows, QWidget):
 
     def _fit_height(self):
         """Inside a scroll area: keep rows at their natural height and let the area scroll
-        down, never sideways: a box is as narrow as ten characters allow, not as wide as its
-        longest item (per-output loss boxes pushed the dock past its width)."""
+        down (never sideways: the dock's boxes are narrow_box()es)."""
         self.setMinimumHeight(self.layout().sizeHint().height())
 
     def _summary(self):
@@ -267,7 +267,7 @@ class TrainingPanel(OutputRows, QWidget):
         metrics = t.get("metrics", [])
         if isinstance(metrics, dict):
             metrics = [m for ms in metrics.values() for m in ms]
-        metrics = sorted({m.get("name") if isinstance(m, dict) else m for m in metrics})
+        metrics = sorted({entry_name(m) for m in metrics})
         return (f"<b>Data</b> {data}<br><b>Optimizer</b> {self.optimizer.name}"
                 + f", learning rate {lr}"
                 + f"<br><b>Loss</b> {', '.join(losses)}<br><b>Metrics</b> "

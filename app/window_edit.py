@@ -119,10 +119,13 @@ class EditActions:
 
     def layout_cmd(self):
         """The auto-layout as one command, or None when every node is where it would go."""
-        new = auto_layout(self.doc.graph, flow=self.scene.flow)
-        moves = {nid: (tuple(self.doc.positions().get(nid, (0, 0))), xy)
-                 for nid, xy in new.items()
-                 if tuple(self.doc.positions().get(nid, (0, 0))) != tuple(xy)}
+        return self._moves_to(auto_layout(self.doc.graph, flow=self.scene.flow))
+
+    def _moves_to(self, positions):
+        """One command moving the nodes to {node id: (x, y)}, or None when they are there."""
+        pos = self.doc.positions()
+        moves = {nid: (tuple(pos.get(nid, (0, 0))), tuple(xy)) for nid, xy in positions.items()
+                 if tuple(pos.get(nid, (0, 0))) != tuple(xy)}
         return MoveNodesCmd(self.doc, moves, self.scene.apply_positions) if moves else None
 
     def auto_layout(self):
@@ -152,13 +155,8 @@ class EditActions:
         self.doc.undo.beginMacro(cmd.text())
         try:
             self.doc.push(cmd)
-            if back is not None and set(back) == set(self.doc.graph.nodes):
-                moves = {nid: (tuple(pos.get(nid, (0, 0))), xy) for nid, xy in back.items()
-                         if tuple(pos.get(nid, (0, 0))) != xy}
-                layout = MoveNodesCmd(self.doc, moves, self.scene.apply_positions) \
-                    if moves else None
-            else:
-                layout = self.layout_cmd()
+            same_nodes = back is not None and set(back) == set(self.doc.graph.nodes)
+            layout = self._moves_to(back) if same_nodes else self.layout_cmd()
             if layout is not None:
                 self.doc.push(layout)
         finally:

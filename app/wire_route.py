@@ -70,13 +70,21 @@ def _overlap(r, s):
     return r[0] < s[2] and r[2] > s[0] and r[1] < s[3] and r[3] > s[1]
 
 
+def _on_line(u, v, w):
+    """For three points on one horizontal or vertical line: 1 when v-w runs on in u-v's
+    direction, -1 when it turns back; 0 when they are not on one line."""
+    if u[0] == v[0] == w[0]:
+        d = (v[1] - u[1]) * (w[1] - v[1])
+    elif u[1] == v[1] == w[1]:
+        d = (v[0] - u[0]) * (w[0] - v[0])
+    else:
+        return 0
+    return (d > 0) - (d < 0)
+
+
 def _turns_back(points):
     """A run followed by one in the opposite direction on the same line."""
-    for (ux, uy), (vx, vy), (wx, wy) in zip(points, points[1:], points[2:]):
-        if (ux == vx == wx and (vy - uy) * (wy - vy) < 0) or \
-                (uy == vy == wy and (vx - ux) * (wx - vx) < 0):
-            return True
-    return False
+    return any(_on_line(u, v, w) < 0 for u, v, w in zip(points, points[1:], points[2:]))
 
 
 def _cost(points):
@@ -93,12 +101,9 @@ def _simplify(points):
     for p in points:
         if out and p == out[-1]:
             continue
-        if len(out) >= 2:
-            (ux, uy), (vx, vy), (wx, wy) = out[-2], out[-1], p
-            if (ux == vx == wx and (vy - uy) * (wy - vy) > 0) or \
-                    (uy == vy == wy and (vx - ux) * (wx - vx) > 0):
-                out[-1] = p
-                continue
+        if len(out) >= 2 and _on_line(out[-2], out[-1], p) > 0:
+            out[-1] = p
+            continue
         out.append(p)
     return out
 

@@ -9,7 +9,8 @@ from layerloom.core.sections import unknown_keys
 from layerloom.train import callbacks as callbacks_mod, schedules
 from layerloom.train.losses import check_entry as check_loss_entry
 from layerloom.train.metrics import (canonical as canonical_metric,
-                                     check_entry as check_metric_entry, columnwise_problem)
+                                     check_entry as check_metric_entry, columnwise_problem,
+                                     entry_name)
 from layerloom.train.optimizers import OPTIMIZERS
 
 TRAINING_PARAMS = (
@@ -68,7 +69,7 @@ def _metrics_against_losses(metrics, losses, outputs):
         else:
             entries, place = metrics, "training.metrics"
         for i, m in enumerate(entries):
-            why = columnwise_problem(m.get("name") if isinstance(m, dict) else m, loss)
+            why = columnwise_problem(entry_name(m), loss)
             if why and not any(e.place == f"{place}[{i}]" for e in found):
                 found.append(ProjectError(f"output {quote(o)}: {why}", f"{place}[{i}]"))
     return found
@@ -162,7 +163,7 @@ def _metric_list(metrics, place, problems):
         problems.extend(perr)
         if entry is None:
             continue
-        name = canonical_metric(entry.get("name") if isinstance(entry, dict) else entry)
+        name = canonical_metric(entry)
         if name in seen:  # one history key per metric and output
             problems.append(ProjectError(f"{name} is listed twice", f"{place}[{i}]"))
             continue

@@ -49,7 +49,14 @@ ALIASES = {a: k.name for k in KINDS.values() for a in k.aliases}
 COLUMNWISE = ("precision", "recall", "auc")  # compare each output column with its own target
 
 
-def canonical(name):
+def entry_name(spec):
+    """The name a metric entry gives, as written: the entry itself, or its "name"."""
+    return spec.get("name") if isinstance(spec, dict) else spec
+
+
+def canonical(spec):
+    """The declared name of a metric entry (or name): mae -> mean_absolute_error."""
+    name = entry_name(spec)
     return ALIASES.get(name, name) if isinstance(name, str) else name
 
 
@@ -74,8 +81,8 @@ def columnwise_problem(name, loss_name):
 
 def check_entry(spec, place):
     """(the metric entry as the file had it, problems): a name, or {"name", parameters}."""
-    name = spec.get("name") if isinstance(spec, dict) else spec
-    kind = KINDS.get(ALIASES.get(name, name)) if isinstance(name, str) else None
+    name = entry_name(spec)
+    kind = KINDS.get(canonical(name)) if isinstance(name, str) else None
     if kind is None:
         return None, [ProjectError(f"unknown metric {quote(name)}; expected one of "
                                    f"{', '.join(NAMES + tuple(ALIASES))}",
@@ -90,8 +97,8 @@ def check_entry(spec, place):
 class Metric:
     def __init__(self, spec, loss, out_shape):
         """spec: a metric name, or {"name", parameters}."""
-        name = spec.get("name") if isinstance(spec, dict) else spec
-        canon = ALIASES.get(name, name)
+        name = entry_name(spec)
+        canon = canonical(name)
         if canon not in KINDS:
             raise ProjectError(f"unknown metric {quote(name)}; expected one of "
                                f"{', '.join(NAMES + tuple(ALIASES))}")
