@@ -119,3 +119,75 @@ def test_layerloom_run_records_the_run(tmp_path):
     w = runs.weights_of(rec)
     with np.load(tmp_path / "runs" / "sine" / "weights.npz") as z:
         assert set(z.files) == set(w) and all(np.array_equal(z[k], w[k]) for k in z.files)
+
+
+def new_project_dict(**optimizer_params):
+    """A spirals project as a new document has it: the optimizer's parameters left at their
+    defaults (an empty params object), or those given."""
+    d = spirals_dict()
+    d["training"]["optimizer"] = {"name": "adam", "params": dict(optimizer_params)}
+    return d
+
+
+def test_a_default_optimizer_is_recorded_with_its_values():
+    """A first run with the optimizer untouched recorded an empty learning rate and none of
+    Adam's other settings, so a later run with the same values set differed in 8 rows."""
+    s = runs.settings_of(new_project_dict())
+    assert s["Learning rate"] == 0.001 and s["  beta_1"] == 0.9 and s["  epsilon"] == 1e-7
+    explicit = runs.settings_of(new_project_dict(
+        learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, weight_decay=0,
+        clipvalue=0.0, clipnorm=0.0, global_clipnorm=0.0))
+    assert list(s) == list(explicit)
+    assert [k for k in s if runs.differs([s[k], explicit[k]])] == []
+
+
+def test_settings_differ_by_value_not_by_spelling():
+    assert not runs.differs([0, 0.0]) and not runs.differs([1e-7, 1e-07])
+    assert not runs.differs([0.001, 0.001]) and not runs.differs(["adam", "adam"])
+    assert runs.differs([0.001, 0.002]) and runs.differs([True, 1]) and runs.differs(["", 0])
+    assert runs.differs([0.9, None])
+
+
+def test_an_old_record_with_empty_settings_reads_with_the_defaults(tmp_path):
+    """Records written before the fix hold "" for the learning rate and no beta_1...: read
+    back, they carry the values the run used."""
+    rec = runs.make_record(new_project_dict(), history(), "editor", "", 1)
+    s = rec["settings"]
+    old = {k: v for k, v in s.items() if not k.startswith("  ")}
+    old["Learning rate"] = ""
+    rec["settings"] = old
+    runs.save(tmp_path, rec, None)
+    (back,) = runs.load(tmp_path).records
+    assert back["settings"] == s and list(back["settings"]) == list(s)
+
+
+def stopped_history():
+    h = history(2, stopped=True)
+    h["epochs"][-1]["interrupted"] = True
+    h.pop("test")
+    return h
+
+
+def test_interrupted_is_the_runs_status_not_a_figure(tmp_path):
+    rec = runs.make_record(spirals_dict(), stopped_history(), "editor", "", 1)
+    assert rec["stopped"] is True
+    assert "interrupted" not in rec["final"] and all("interrupted" not in e for e in rec["epochs"])
+    # a record written before the fix: its flag is read as the status it is
+    old = runs.make_record(spirals_dict(), stopped_history(), "editor", "", 1)
+    old["epochs"][-1]["interrupted"] = True
+    old["final"]["interrupted"] = True
+    runs.save(tmp_path, old, None)
+    (back,) = runs.load(tmp_path).records
+    assert back["stopped"] and "interrupted" not in back["final"]
+    assert runs.quantities([back]) == ["loss", "accuracy", "val_loss"]
+
+
+def test_the_console_line_of_a_stopped_epoch_says_so():
+    import io
+    from layerloom.train.progress import ConsoleProgress, metrics_text
+    logs = {"epoch": 2, "seconds": 0.5, "loss": 0.25, "interrupted": True}
+    assert metrics_text(logs) == "loss 0.2500"
+    out = io.StringIO()
+    ConsoleProgress(5, out).on_epoch_end(2, logs)
+    line = out.getvalue()
+    assert "interrupted 1" not in line and "True" not in line and "stopped" in line, line

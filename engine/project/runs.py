@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 
+from ..train.fit import NOT_FIGURES, figures
 from .fileio import npz_bytes, remove_stale_staging, write_folder_unit
 
 RECORDS = "records"
@@ -38,7 +39,10 @@ def settings_of(project_dict, epochs=None, batch_size=None, device=None, paramet
     """The settings of a run of this project (a dict of the .loom file), as a person compares
     them: {label: value}, in the order the Runs tab shows them; the values the run used where
     they differ from the file's (the editor's Epochs and Batch size, the device)."""
+    from .training import TRAINING_PARAMS
+    default = {p.name: p.default for p in TRAINING_PARAMS}
     t = project_dict.get("training") or {}
+    t = {**default, **{k: v for k, v in t.items() if v is not None}}
     opt = t.get("optimizer") or {}
     opt = {"name": opt} if isinstance(opt, str) else opt
     params = dict(opt.get("params") or {})
@@ -56,13 +60,52 @@ def settings_of(project_dict, epochs=None, batch_size=None, device=None, paramet
         "Epochs": epochs if epochs is not None else t.get("epochs"),
         "Batch size": batch_size if batch_size is not None else t.get("batch_size"),
         "Seed": t.get("seed"),
-        "Validation split": t.get("validation_split", 0.0),
-        "Shuffle": t.get("shuffle", True),
+        "Validation split": t.get("validation_split"),
+        "Shuffle": t.get("shuffle"),
         "Callbacks": _text(t.get("callbacks")) if t.get("callbacks") else "none",
         "Layers": len(nodes),
         "Parameters": parameters,
         "Device": device or ""})
+    return with_defaults(out)
+
+
+def with_defaults(settings):
+    """The settings with the optimizer's defaults where they leave a parameter out or empty: a
+    project whose optimizer was left as it came (params {}) ran with those values, and its runs
+    compare by them (records written before this kept "" as the learning rate and no beta_1)."""
+    from ..train.optimizers import OPTIMIZERS
+    name = settings.get("Optimizer")
+    decls = OPTIMIZERS[name].params if isinstance(name, str) and name in OPTIMIZERS else ()
+    rows = {_param_label(p.name): p.default for p in decls}
+    if not rows or "Optimizer" not in settings:
+        return settings
+    given = {k: v for k, v in settings.items() if k in rows or k.startswith("  ")}
+    rows.update({k: v for k, v in given.items() if v not in ("", None)})
+    out = {}
+    for k, v in settings.items():
+        if k in given:
+            continue  # the optimizer's rows, put back after its name
+        out[k] = v
+        if k == "Optimizer":
+            out["Learning rate"] = rows.pop("Learning rate", "")
+            out.update((row, rows[row]) for row in sorted(rows))
     return out
+
+
+def _param_label(name):
+    return "Learning rate" if name == "learning_rate" else f"  {name}"
+
+
+def differs(values):
+    """Whether a row of settings (one value a run) holds different values: numbers compare by
+    value (0 and 0.0, 1e-07 and 1e-7 are one), a flag or a text never equals a number."""
+    return len({_value_key(v) for v in values}) > 1
+
+
+def _value_key(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return ("number", float(v))
+    return (type(v).__name__, json.dumps(v, sort_keys=True, default=str))
 
 
 def _metrics_text(metrics):
@@ -102,16 +145,15 @@ def make_record(project_dict, history, source, device, parameters, started=None,
     project_dict = json.loads(json.dumps(project_dict))  # a copy that later edits leave alone
     project_dict["training"] = {**(project_dict.get("training") or {}),
                                 **{k: v for k, v in used.items() if v is not None}}
-    eps = history.get("epochs") or []
+    eps = [_without_status(e) for e in history.get("epochs") or []]
     return {
         "format": FORMAT, "version": VERSION,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "source": source,
         "project_name": project_dict.get("name") or "",
         "settings": settings_of(project_dict, device=device, parameters=parameters),
-        "epochs": [dict(e) for e in eps],
-        "final": {k: v for k, v in (eps[-1] if eps else {}).items()
-                  if k not in ("epoch", "seconds")},
+        "epochs": eps,
+        "final": figures(eps[-1]) if eps else {},
         "test": dict(history.get("test") or {}),
         "stopped": bool(history.get("stopped")),
         "stopped_reason": history.get("stopped_reason") or "",
@@ -173,7 +215,7 @@ def load(folder):
             problems.append(f"{run_file}: {why}")
             continue
         rec["id"], rec["path"] = name, path
-        found.append(rec)
+        found.append(_as_now(rec))
     found.sort(key=lambda r: (r["started"], r["id"]))
     return Listing(found, problems)
 
@@ -191,6 +233,24 @@ def _not_a_record(rec):
                for e in rec["epochs"]):
         return "its 'epochs' are not lists of figures"
     return None
+
+
+def _as_now(rec):
+    """A record read back as this version writes it: an interrupted epoch's flag (kept as a
+    figure before) is the run's status, the optimizer's settings have their defaults."""
+    flagged = rec["final"].pop("interrupted", None)
+    for e in rec["epochs"]:
+        flagged = e.pop("interrupted", None) or flagged
+    if flagged:
+        rec["stopped"] = True
+    rec["settings"] = with_defaults(rec["settings"])
+    return rec
+
+
+def _without_status(epoch):
+    """An epoch's record as a run keeps it: its number, time and figures, without the flag
+    Stop leaves on an interrupted epoch (the run's status, "stopped")."""
+    return {k: v for k, v in epoch.items() if k != "interrupted"}
 
 
 def weights_of(record):
@@ -226,6 +286,6 @@ def quantities(records):
     for r in records:
         for e in r["epochs"]:
             for k in e:
-                if k not in ("epoch", "seconds") and k not in keys:
+                if k not in NOT_FIGURES and k not in keys:
                     keys.append(k)
     return sorted(keys, key=lambda k: (k.startswith("val_"), k != "loss", k))

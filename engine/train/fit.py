@@ -248,6 +248,16 @@ def _epoch_order(seed, epoch, n_total, shuffle):
     return np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n_total)
 
 
+# what an epoch's record holds besides its figures: its number, its time and whether Stop
+# interrupted it (a status: the monitors skip such an epoch; never shown or kept as a figure)
+NOT_FIGURES = ("epoch", "seconds", "interrupted")
+
+
+def figures(record):
+    """An epoch's record without its number, time and status: the logged figures alone."""
+    return {k: v for k, v in record.items() if k not in NOT_FIGURES}
+
+
 def _epoch_record(trainer, epoch, t0, logs, stopped, validation_data, bs, history):
     """The epoch's record, appended to history: its logs and, unless it was interrupted or
     TerminateOnNaN ended it, the validation's. Losses that are not finite otherwise end

@@ -2,14 +2,14 @@
 output is a terminal. Used by `layerloom --run` and the Python API's fit."""
 import sys
 
-from layerloom.train.fit import Callback
+from layerloom.train.fit import NOT_FIGURES, Callback
 
 
 def _fmt(v):
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def metrics_text(logs, skip=("epoch", "seconds")):
+def metrics_text(logs, skip=NOT_FIGURES):
     return "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items() if k not in skip)
 
 
@@ -35,5 +35,6 @@ class ConsoleProgress(Callback):
         if self.tty:
             self.out.write("\r\x1b[K")
         self.out.write(f"Epoch {epoch:>{self.width}}/{self.epochs}  {metrics_text(logs)}  "
-                       f"{logs['seconds']:.2f}s\n")
+                       f"{logs['seconds']:.2f}s" + ("  (stopped)" if logs.get("interrupted")
+                                                    else "") + "\n")
         self.out.flush()
