@@ -282,7 +282,8 @@ class RunsPanel(QWidget):
         for rec in self.shown():
             color = self._color(rec)
             name = self.label(rec) + "".join(
-                f"  {label.strip()} {_short(rec['settings'].get(label))}" for label in differ)
+                f"  {label.strip()} {_short(rec['settings'].get(label, ''))}"
+                for label in differ)
             for k, style in ((key, Qt.SolidLine), ("val_" + key, Qt.DashLine)):
                 xs, ys = runs.curve(rec, k)
                 if xs:  # one legend entry a run; its validation curve is the dashed one
@@ -305,7 +306,7 @@ class RunsPanel(QWidget):
         rows = []
         for label in labels:
             values = [r["settings"].get(label, "") for r in shown]
-            rows.append((label, values, len({repr(v) for v in values}) > 1))
+            rows.append((label, values, runs.differs(values)))
         return rows
 
     def _fill_compare(self):
@@ -384,8 +385,9 @@ def _when(rec):
 
 
 def _short(v, limit=18):
-    """A setting as a legend shows it: a schedule by its name, anything long cut."""
-    text = _show(v)
+    """A setting as a legend shows it: a schedule by its name, anything long cut, "-" for none
+    (a setting the run's optimizer does not have)."""
+    text = _show(v) or "-"
     if text.startswith("{") and '"schedule": "' in text:
         text = text.split('"schedule": "', 1)[1].split('"', 1)[0]
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"

@@ -379,9 +379,10 @@ class TrainingPanel(OutputRows, QWidget):
         for k, v in logs.items():
             if k.startswith("val_"):
                 self.plots.add_point(k, logs["epoch"], v)
+        from layerloom.train.fit import figures  # not Stop's "interrupted" flag: a status
         self.sigLog.emit(f"Epoch {logs['epoch']}: " + "  ".join(
-            f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "seconds"))
-            + f"  ({logs['seconds']:.2f}s)")
+            f"{k} {v:.4f}" for k, v in figures(logs).items())
+            + f"  ({logs['seconds']:.2f}s)" + ("  (stopped)" if logs.get("interrupted") else ""))
 
     def _done(self, history):
         self.plots.flush()

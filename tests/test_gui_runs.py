@@ -132,3 +132,61 @@ def test_the_bundled_examples_folder_gets_no_records(win):
     assert "until it is saved" in win.runs.where.text() or "No runs yet" in win.runs.where.text()
     assert runs.folder_of(win.doc.path) is None
     assert runs.folder_of("/somewhere/else/sine.loom") == runs.folder_for("/somewhere/else/sine.loom")
+
+
+def _spirals(**optimizer_params):
+    from layerloom.project import loom as projectfile
+    d = projectfile.to_dict(projectfile.load(os.path.join(EXAMPLES, "spirals.loom")))
+    d["training"]["optimizer"] = {"name": "adam", "params": dict(optimizer_params)}
+    return d
+
+
+def _history(n=2, stopped=False):
+    h = {"epochs": [{"epoch": i, "seconds": 0.5, "loss": 1.0 / i, "accuracy": 0.5 + 0.1 * i}
+                    for i in range(1, n + 1)], "test": {}, "stopped": stopped}
+    if stopped:
+        h["epochs"][-1]["interrupted"] = True
+    return h
+
+
+def test_runs_compare_by_value_and_a_stop_is_no_figure(qtbot, tmp_path):
+    """Issue 26, item 4: a first run with the optimizer as it came (its parameters left out)
+    against one with the same values written out and one with another learning rate: only
+    the learning rate differs and the legend shows its values; a stopped run's `interrupted`
+    is no column and no quantity. The first and the stopped run are written as records were
+    before the fix (an empty learning rate; the flag among the figures)."""
+    from layerloom.app.runs_panel import RunsPanel
+    first = runs.make_record(_spirals(), _history(), "editor", "cpu", 10, started=1e9)
+    first["settings"] = {k: v for k, v in first["settings"].items() if not k.startswith("  ")}
+    first["settings"]["Learning rate"] = ""
+    runs.save(str(tmp_path), first, None)
+    same = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, weight_decay=0,
+                clipvalue=0.0, clipnorm=0.0, global_clipnorm=0.0)
+    runs.save(str(tmp_path), runs.make_record(_spirals(**same), _history(), "editor", "cpu", 10,
+                                              started=1e9 + 60), None)
+    stopped = runs.make_record(_spirals(**dict(same, learning_rate=0.002)), _history(), "editor",
+                               "cpu", 10, started=1e9 + 120)
+    stopped["epochs"][-1]["interrupted"] = True
+    stopped["final"]["interrupted"] = True
+    runs.save(str(tmp_path), stopped, None)
+    panel = RunsPanel(str(tmp_path), confirm=False)
+    qtbot.addWidget(panel)
+    panel.reload()
+    assert len(panel.shown()) == 3
+    assert panel.differing_settings() == ["Learning rate"]
+    panel.only_diff.setChecked(False)
+    assert panel.differing_settings() == ["Learning rate"]
+    panel.quantity.setCurrentText("loss")
+    assert sorted(name for name, _ in panel.curves_shown() if name) == [
+        "#1  Learning rate 0.001", "#2  Learning rate 0.001", "#3  Learning rate 0.002"]
+    headers = [panel.table.horizontalHeaderItem(c).text()
+               for c in range(panel.table.columnCount())]
+    assert "interrupted" not in headers and "loss" in headers
+    assert "interrupted" not in [panel.quantity.itemText(i) for i in range(panel.quantity.count())]
+    assert "(stopped)" in panel.table.item(0, 1).text()
+
+
+def test_the_log_line_of_a_stopped_epoch_has_no_interrupted_figure(win):
+    win.training._epoch({"epoch": 3, "seconds": 0.5, "loss": 0.25, "interrupted": True})
+    line = win.log.toPlainText().splitlines()[-1]
+    assert "loss 0.2500" in line and "interrupted" not in line and "(stopped)" in line, line
