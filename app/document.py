@@ -31,6 +31,7 @@ class Document(QObject):
         # A bound method, not a lambda: Qt drops the connection when this object is destroyed.
         # indexChanged covers every clean-state change but setClean(), which save() announces.
         self.undo.indexChanged.connect(self._emit_changed)
+        self.undo.cleanChanged.connect(self._clean_changed)
         self.locked = False  # True while training: edits are refused
         # The trained model: {"node/name": array}, or None. Not an undoable edit (Undo reverts
         # edits, not a training run); a structural edit makes it stale (weights_problem), and
@@ -41,9 +42,16 @@ class Document(QObject):
         self.load_message = None  # why the project's weights file could not be read
         self.flow_positions = {}  # {flow: positions} the graph had in it, for switching back
         self._mismatch = None  # (graph version, id of the weights, message) last computed
+        self._autosave_written = False  # this document wrote the autosave that is there now
+        self._autosaved_weights = None  # the weights (this dict) written beside that autosave
 
     def _emit_changed(self, *_):
         self.sigChanged.emit()
+
+    def _clean_changed(self, clean):
+        """Undone (or redone) back to the saved state: nothing left to recover."""
+        if clean and not self.dirty and self._autosave_written:
+            self.remove_autosave()
 
     @property
     def graph(self):
@@ -116,6 +124,20 @@ class Document(QObject):
                 doc.load_message = f"The project's trained weights were not loaded: {e}"
         return doc
 
+    @classmethod
+    def recover(cls, auto, path, parent=None):
+        """The unsaved work an autosave holds, as a document on `path` (None: untitled) that
+        differs from its file until saved (undo cannot make it look saved): its trained weights
+        are the project's saved ones the autosave names, or the unsaved ones written beside it
+        (unsaved here too: Save puts them beside the project). Raises ProjectError."""
+        doc = cls.open(auto, parent)
+        doc.project.path = path
+        if doc._weights_saved_in == os.path.abspath(auto + WEIGHTS_SUFFIX):
+            doc._weights_saved_in, doc._weights_unsaved = None, True
+            doc.project.weights = None  # Save names the file it writes beside the project
+        doc.undo.resetClean()  # no undo step leads back to the file's state
+        return doc
+
     def save(self, path=None):
         """The project, and beside it its trained weights (PROJECT.loom.weights.npz, named by
         the file's `weights` key), each written atomically, the weights first. Weights that no
@@ -126,7 +148,7 @@ class Document(QObject):
         note = self._save_weights(path)
         projectfile.save(self.project, path)
         if before != self.autosave_path():
-            _remove(before)
+            remove_autosave_files(before)
         self._weights_unsaved = False  # saved, or knowingly left out as stale
         self.undo.setClean()
         self.remove_autosave()
@@ -162,18 +184,45 @@ class Document(QObject):
         return os.path.join(folder, f"untitled-{os.getpid()}.loom.autosave")
 
     def autosave(self):
-        """Write the unsaved state atomically to the autosave file; True if written."""
+        """Write the unsaved state atomically to the autosave file; True if written. It names
+        the trained weights: the file they were saved in, or, when they are only in memory
+        (trained and not saved, renamed), PATH.autosave.weights.npz written (atomically, before
+        the autosave itself) beside it. A document with nothing unsaved removes the autosave
+        it wrote."""
         if not self.dirty:
+            if self._autosave_written:
+                self.remove_autosave()
             return False
+        auto = self.autosave_path()
         d = projectfile.to_dict(self.project)
-        if self._weights_saved_in is None or not self.project.path:
-            d.pop("weights", None)  # the file names older weights than these (kept in memory)
-        atomic_write_text(self.autosave_path(),
-                          json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        d.pop("weights", None)
+        beside = auto + WEIGHTS_SUFFIX
+        if self.weights is not None and self._weights_saved_in is not None:
+            saved = self._weights_saved_in
+            d["weights"] = (os.path.basename(saved) if os.path.dirname(saved) ==
+                            os.path.dirname(os.path.abspath(auto)) else saved)
+        elif self.weights is not None:
+            if self._autosaved_weights is not self.weights or not os.path.exists(beside):
+                atomic_write_bytes(beside, npz_bytes(self.weights))
+                self._autosaved_weights = self.weights
+            d["weights"] = os.path.basename(beside)
+        atomic_write_text(auto, json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        self._autosave_written = True
+        if d.get("weights") != os.path.basename(beside) and self._autosaved_weights is not None:
+            _remove(beside)  # weights written by an earlier autosave: not named any more
+            self._autosaved_weights = None
         return True
 
     def remove_autosave(self):
-        _remove(self.autosave_path())
+        remove_autosave_files(self.autosave_path())
+        self._autosave_written, self._autosaved_weights = False, None
+
+
+def remove_autosave_files(auto):
+    """An autosave and the weights written beside it (the autosave first: never one that
+    names weights that are gone)."""
+    _remove(auto)
+    _remove(auto + WEIGHTS_SUFFIX)
 
 
 def _remove(path):

@@ -5,12 +5,11 @@ import glob
 import os
 
 from PySide6.QtCore import QSettings
-from PySide6.QtGui import QUndoCommand
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from layerloom.core.errors import LayerloomError
 
-from .document import Document, recoverable
+from .document import Document, recoverable, remove_autosave_files
 
 FILTER = "Layerloom projects (*.loom);;All files (*)"
 
@@ -18,13 +17,19 @@ FILTER = "Layerloom projects (*.loom);;All files (*)"
 class FileActions:
     # -- files --------------------------------------------------------------------------------
     def _may_discard(self):
-        if not self.doc.dirty or not self.confirm:
+        """Ask before unsaved work goes: Save (True once saved), Discard (True: its autosave
+        is removed, there is nothing to recover) or Cancel (False)."""
+        if not self.doc.dirty:
             return True
-        r = QMessageBox.question(self, "Unsaved changes", self.unsaved_text(),
-                                 QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
-        if r == QMessageBox.Save:
-            return self.save()
-        return r == QMessageBox.Discard
+        if self.confirm:
+            r = QMessageBox.question(self, "Unsaved changes", self.unsaved_text(),
+                                     QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+            if r == QMessageBox.Save:
+                return self.save()
+            if r != QMessageBox.Discard:
+                return False
+        self.doc.remove_autosave()  # knowingly discarded (a dirty document that stays, as
+        return True                 # after a failed Open, is autosaved again at the next tick)
 
     def unsaved_text(self):
         """What the question before discarding says is unsaved: edits, a trained model, or
@@ -65,24 +70,20 @@ class FileActions:
         newest = found[-1]
         if self.ask_recover("an untitled project", newest) and not self._recover(newest):
             return False
-        for p in found:
-            try:
-                os.remove(p)
-            except OSError:
-                pass
+        for p in found:  # the recovered one's weights are in memory now
+            remove_autosave_files(p)
         return True
 
     def _recover(self, auto, path=None):
-        """Open an autosave as unsaved work on `path` (None: untitled). False if unreadable."""
+        """Open an autosave as unsaved work on `path` (None: untitled), with the trained
+        weights it names; the log says what came back. False if unreadable."""
         try:
-            doc = Document.open(auto)  # with the saved weights it names (beside the project)
+            doc = Document.recover(auto, path)
         except LayerloomError as e:
             self.message(f"The autosave {auto} could not be read: {e}")
             return False
-        doc.project.path = path
         self.set_document(doc)
-        doc.undo.push(QUndoCommand("Recover autosave"))  # the recovered state is unsaved
-        self.message(f"Recovered unsaved changes from {auto}")
+        self.message(f"Recovered unsaved changes from {auto}{recovered_model(doc)}", 10000)
         return True
 
     def autosave(self):
@@ -127,10 +128,7 @@ class FileActions:
                     return True
                 self.message("Opening the saved file instead.")
             else:
-                try:
-                    os.remove(auto)
-                except OSError:
-                    pass
+                remove_autosave_files(auto)
         try:
             doc = Document.open(path)
         except LayerloomError as e:
@@ -182,3 +180,17 @@ class FileActions:
                                             if self.doc.project.weights else ""))
         return True
 
+
+def recovered_model(doc):
+    """What the recovery message adds about the trained model that came back with it."""
+    if doc.load_message:
+        return f"; {doc.load_message}"
+    if doc.weights is None:
+        return " (no trained model)"
+    problem = doc.weights_problem()
+    if problem is not None:
+        return (f"; its trained weights came back too but no longer fit the graph ({problem}):"
+                " train again")
+    if doc.weights_unsaved:
+        return ", with the trained model (the weights of the last run, not saved yet)"
+    return f", with the trained model saved beside the project ({doc.project.weights})"
