@@ -85,8 +85,8 @@ class ModelTask(QThread):
     def run(self):
         try:
             result = self.fn(*self.args)
-        except LayerloomError as e:
-            self.sigFailed.emit(str(e))
+        except LayerloomError as e:  # "--input" is the command line's place, not the editor's
+            self.sigFailed.emit(e.message if e.place == "--input" else str(e))
         except Exception as e:  # a reader's or driver's error: its kind and text
             self.sigFailed.emit(f"{type(e).__name__}: {e}")
         else:

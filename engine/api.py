@@ -187,7 +187,7 @@ class Model:
                          **self._named(y, self.outputs, "targets")})
         if not fit:  # evaluating: the statistics of training, not of this data
             return _with_saved_normalization(self.project, arrays)
-        return prepare_data(self.project, arrays)
+        return prepare_data(self.project, arrays, given=True)
 
 
 def _with_saved_normalization(project, arrays):
@@ -197,7 +197,7 @@ def _with_saved_normalization(project, arrays):
     if kind != "none" and not (d.get("fitted") or {}).get("normalization"):
         raise DataError("the project has no normalisation statistics fitted by training; "
                         "use the trained.loom that training wrote", "dataset.fitted")
-    return prepare_data(project, arrays)
+    return prepare_data(project, arrays, given=True)
 
 
 def load(path, device=None):

@@ -125,10 +125,12 @@ def test_predict_on_a_file_that_does_not_fit_shows_a_message(win, qtbot, tmp_pat
     p = predicted(win, qtbot, WINE_CSV)  # a CSV for a model trained on synthetic data
     assert "trained on 'synthetic' data" in p.message.text()
     assert "Traceback" not in p.message.text() and p.table.model().rowCount() == 0
+    assert "--input" not in p.message.text()  # the command line's word, not the editor's
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((4, 5), np.float32))  # spirals' Input takes 2 values
     p = predicted(win, qtbot, str(bad))
-    assert "Input 'point' expects (None, 2)" in p.message.text()
+    assert "Input 'point' takes samples shaped (None, 2)" in p.message.text()
+    assert "set the Input's shape" not in p.message.text()  # not a fix for a trained model
     p = predicted(win, qtbot, str(tmp_path / "missing.csv"))
     assert "file not found" in p.message.text()
 

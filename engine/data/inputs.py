@@ -2,14 +2,15 @@
 training read its data: `.npy` (the one input's samples), `.npz` (arrays named after the Input
 nodes or the arrays the project maps to them), a CSV/TSV file with the training columns (the
 label may be absent; the categories fitted at training are used), one image or a folder of images
-(decoded, coloured and resized as in training). Returns named arrays, before normalisation:
+(decoded, coloured, resized and scaled as in training, for a model trained on any image
+source). Returns named arrays, before normalisation:
 prepare.prepare_inputs applies the fitted statistics as for training."""
 import os
 
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
-from layerloom.data import imagefolder, tabular
+from layerloom.data import forms, imagefolder, tabular
 from layerloom.data.arrays import load_npz
 
 PLACE = "--input"
@@ -123,8 +124,15 @@ def _table(project, path):
 
 
 def _images(project, path):
-    d = _dataset_of(project, "images", path, "images")
-    size, color = tuple(d.get("size") or (32, 32)), d.get("color", "grayscale")
+    """Image files decoded as the model's source decodes its own (size and colour; its pixel
+    scaling is applied by prepare_inputs, as to any raw array): any image source, Keras' image
+    sets or an image folder."""
+    nid = _single_input(project)
+    form = forms.input_form(project, nid)
+    if form is None:
+        raise DataError(f"{path}: images, but the model was trained on "
+                        f"{forms.source_words(project)}; give its samples as the training "
+                        "data had them (.npy, .npz or a CSV file)", PLACE)
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
                        if f.lower().endswith(imagefolder.EXTENSIONS) and not f.startswith("."))
@@ -132,6 +140,6 @@ def _images(project, path):
             raise DataError(f"{path}: no images ({', '.join(imagefolder.EXTENSIONS)})", PLACE)
     else:
         files = [path]
-    x = np.stack([imagefolder.decode(f, size, color, PLACE) for f in files]).astype(np.float32)
-    return InputFile({"x": x}, names=[os.path.basename(f) for f in files],
+    x = np.stack([imagefolder.decode(f, form.size, form.color, PLACE) for f in files])
+    return InputFile({forms.array_of(project, nid): x}, names=[os.path.basename(f) for f in files],
                      description=f"{len(files)} image(s) from {path}")

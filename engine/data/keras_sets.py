@@ -42,6 +42,7 @@ DATASETS = {
         },
         "download": [(KERAS_BASE + f + ".gz", f) for f in IDX_FILES],
         "classes": FASHION_CLASSES,
+        "shape": (28, 28, 1),
         "hint": "apt-get install dataset-fashion-mnist (Debian/Ubuntu)",
         "download_mb": 30,  # what a download fetches, about
         "description": "Fashion-MNIST, 28x28 grayscale, 10 classes",
@@ -52,6 +53,7 @@ DATASETS = {
         "sha256": {"mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"},
         "download": [(KERAS_BASE + "mnist.npz", "mnist.npz")],
         "classes": tuple(str(i) for i in range(10)),
+        "shape": (28, 28, 1),
         "hint": "download mnist.npz (as keras.datasets.mnist uses) into one of those folders",
         "download_mb": 11,
         "description": "MNIST handwritten digits, 28x28 grayscale, 10 classes",
@@ -63,7 +65,7 @@ DATASETS = {
                    "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
         "download": [(TORONTO + "cifar-10-python.tar.gz", "cifar-10-python.tar.gz")],
         "read": lambda path, p: keras_files.read_cifar(path),
-        "images": True,
+        "shape": (32, 32, 3),
         "classes": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                     "ship", "truck"),
         "download_mb": 163,
@@ -75,7 +77,7 @@ DATASETS = {
                    "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"},
         "download": [(TORONTO + "cifar-100-python.tar.gz", "cifar-100-python.tar.gz")],
         "read": lambda path, p: keras_files.read_cifar(path, True, p.get("label_mode", "fine")),
-        "images": True,
+        "shape": (32, 32, 3),
         "classes": tuple(str(i) for i in range(100)),
         "download_mb": 161,
         "description": "CIFAR-100, 32x32 colour images, 100 fine classes (label_mode "
@@ -250,9 +252,11 @@ def _read_folder(name, folder, params):
     return spec["read"](path, params) if os.path.isfile(path) else None
 
 
-def load(name, scale=True, allow_download=True, progress=_console_progress, **params):
+def load(name, scale=True, allow_download=True, progress=_console_progress, raw=False, **params):
     """Return ((x_train, y_train), (x_test, y_test)) as keras.datasets does, images NHWC
-    float32 (scaled to 0..1 unless scale is false), labels as float class indices."""
+    float32 (scaled to 0..1 unless scale is false), labels as float class indices. raw: images
+    as the files hold them, uint8 0..255 with the channel axis (the dataset source's rows: its
+    form, data/forms.py, scales them for the model)."""
     if name not in DATASETS:
         raise DataError(f"unknown built-in dataset {quote(name)}; expected one of {', '.join(NAMES)}")
     spec = DATASETS[name]
@@ -278,9 +282,12 @@ def load(name, scale=True, allow_download=True, progress=_console_progress, **pa
                         "dataset.name")
     (xtr, ytr), (xte, yte) = found if "read" in spec else (found[:2], found[2:])
 
-    images = "read" not in spec or spec.get("images")
+    images = "shape" in spec
 
     def features(x):  # images: NHWC, scaled unless asked not to; text and tables: as read
+        if images and raw:
+            x = np.asarray(x, np.uint8)
+            return x[..., None] if x.ndim == 3 else x
         x = np.asarray(x, np.float32)
         if not images:
             return x
@@ -319,13 +326,26 @@ PARAMS = (
 
 def _load(d, project, progress=None, table=None):
     extra = {"progress": progress} if progress else {}
-    (x, y), (xt, yt) = load(d["name"], **d.get("params", {}), **extra)
+    params = {k: v for k, v in d.get("params", {}).items() if k != "scale"}
+    (x, y), (xt, yt) = load(d["name"], raw=True, **params, **extra)
     spec = DATASETS[d["name"]]
     classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1 if spec["classes"] else None
     arrays = Arrays({"x": x, "y": y}, {"x": xt, "y": yt}, spec["description"], classes)
     if spec["classes"] and len(spec["classes"]) == classes:
         arrays.class_names = list(spec["classes"])
     return apply_split(arrays, d)
+
+
+def _form(d):
+    """Keras' image sets: 0..255 pixels with a channel axis, divided by 255 unless `scale` is
+    off; the other sets: none."""
+    spec = DATASETS.get(d.get("name")) if isinstance(d.get("name"), str) else None
+    if not spec or "shape" not in spec:
+        return {}
+    from layerloom.data.forms import ImageForm
+    h, w, c = spec["shape"]
+    scale = (d.get("params") or {}).get("scale", True)
+    return {"x": ImageForm((h, w), c, 255.0 if scale else 1.0)}
 
 
 def _class_names(d):
@@ -339,5 +359,5 @@ register(Source(
     keys=(Option("name", None, NAMES, unknown="built-in dataset", help="Which set."),
           Group("params", PARAMS, nearest=False, help="Scaling, vocabulary and length.")),
     load=_load, array_names=lambda d, project: ["x", "y"], brings_test_split=True,
-    class_names=_class_names, editor="named", choices=NAMES))
+    class_names=_class_names, form=_form, editor="named", choices=NAMES))
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from layerloom.core.errors import DataError, quote
 from layerloom.core.graph import fmt_shape
-from layerloom.data import preprocess, sources
+from layerloom.data import forms as data_forms, preprocess, sources
 from layerloom.train.losses import build_losses
 
 
@@ -60,9 +60,13 @@ class _Mapping:
     """Which array feeds each Input and which is each output's target, with the shapes the
     graph and the losses want of them."""
 
-    def __init__(self, project, names):
+    given = False  # the arrays are a user's, not the dataset's (input_rows)
+
+    def __init__(self, project, names, raw=False):
         g, d = project.graph, project.dataset
         self.project = project
+        # the source's own preparation of each array (raw: none but a missing channel axis)
+        self.forms, self.raw = data_forms.forms(project), raw
         self.shapes = g.analysis().shapes
         self.ins, self.outs = g.inputs(), g.outputs()
         self.inputs = dict(d.get("inputs") or {})
@@ -94,15 +98,22 @@ class _Mapping:
                             f"dataset.{kind}.{nid}")
         return name, preprocess.as_rows(split[name])
 
-    def input_rows(self, split, nid, tag):
+    def input_rows(self, split, nid, tag, given=False):
+        """given: rows a user gave a trained model (predict, evaluate), not the dataset's: a
+        refusal says what the model takes, and pixels already scaled are refused."""
         place = f"dataset.inputs.{nid}"
         name, a = self._mapped(split, "inputs", nid, f"Input {quote(nid)} has no array")
+        form = self.forms.get(name)
+        if form is not None:
+            a = form.apply(a, f"array {quote(name)}{tag}", place, divide=not self.raw,
+                           check_range=given)
         want = self.shapes[nid][0] if nid in self.shapes else None
         if want is not None and (a.ndim < 1 or a.shape[1:] != want):
+            fix = (f"Input {quote(nid)} takes {data_forms.shape_hint(form, want)}" if given
+                   else f"Input {quote(nid)} expects {fmt_shape(want)}; set the Input's "
+                        f"shape to {list(a.shape[1:])}, or map another array")
             raise DataError(f"array {quote(name)}{tag} has samples shaped "
-                            f"{fmt_shape(a.shape[1:])}, Input {quote(nid)} expects "
-                            f"{fmt_shape(want)}; set the Input's shape to "
-                            f"{list(a.shape[1:])}, or map another array", place)
+                            f"{fmt_shape(a.shape[1:])}, {fix}", place)
         rows = preprocess.as_rows(a, np.float32)
         _check_finite(rows, f"array {quote(name)}{tag}", place)
         return rows
@@ -138,7 +149,7 @@ class _Mapping:
 
     def split(self, split, tag):
         """(inputs, targets) of one split, each {node id: rows}, checked."""
-        x = {nid: self.input_rows(split, nid, tag) for nid in self.ins}
+        x = {nid: self.input_rows(split, nid, tag, self.given) for nid in self.ins}
         y = {nid: self.target_rows(split, nid, tag) for nid in self.outs}
         if len({len(v) for v in list(x.values()) + list(y.values())}) > 1:
             raise DataError("mapped arrays have different numbers of samples: " + ", ".join(
@@ -146,16 +157,21 @@ class _Mapping:
         return x, y
 
 
-def prepare_data(project, arrays=None, progress=None):
-    """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape."""
+def prepare_data(project, arrays=None, progress=None, raw_inputs=False, given=False):
+    """Map the dataset's arrays onto the graph's inputs and outputs, checking every shape.
+    raw_inputs: the inputs as the dataset holds them, neither scaled by the source's form nor
+    normalised (for an exported model, which does both itself). given: `arrays` are a user's
+    (the Python API's x and y), checked as prepare_inputs checks them."""
     arrays = arrays or load_arrays(project, progress)
-    m = _Mapping(project, arrays.train)
+    m = _Mapping(project, arrays.train, raw=raw_inputs)
+    m.given = given
     x, y = m.split(arrays.train, "")
     x_test = y_test = None
     if arrays.test and all(n in arrays.test for n in m.names()):
         x_test, y_test = m.split(arrays.test, " (test split)")
     val = m.split(arrays.validation, " (validation split)") if arrays.validation else None
-    stats = _normalize(project.dataset, m, x, [x_test, val[0] if val else None])
+    stats = {} if raw_inputs else _normalize(project.dataset, m, x,
+                                             [x_test, val[0] if val else None])
     out = RunData(x, y, x_test, y_test, arrays.description)
     out.validation = val
     out.mapping = {"inputs": m.inputs, "targets": m.targets}
@@ -171,7 +187,7 @@ def prepare_inputs(project, arrays):
     onto the Input nodes, shape-checked and normalised with the statistics training fitted,
     so the model sees what it saw in training."""
     m = _Mapping(project, arrays)
-    x = {nid: m.input_rows(arrays, nid, "") for nid in m.ins}
+    x = {nid: m.input_rows(arrays, nid, "", given=True) for nid in m.ins}
     if len({len(v) for v in x.values()}) > 1:
         raise DataError("the inputs have different numbers of samples: " + ", ".join(
             f"{k}: {len(v)}" for k, v in x.items()), "--input")

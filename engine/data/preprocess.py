@@ -149,10 +149,11 @@ def apply(stats, x):
     if stats is None:
         return x
     f = transform(stats)
-    return x.with_transform(_chain(x.transform, f)) if isinstance(x, LazyRows) else f(x)
+    return x.with_transform(chain(x.transform, f)) if isinstance(x, LazyRows) else f(x)
 
 
-def _chain(first, second):
+def chain(first, second):
+    """first, then second (either may be None)."""
     if first is None:
         return second
     return lambda a: second(first(a))

@@ -26,6 +26,9 @@ class Source:
     brings_test_split: bool = False  # True: the split's "test" fraction never applies
     normalization: str = "none"  # the default the Data tab proposes
     class_names: Callable = None  # class_names(d) -> label names or None
+    # form(d) -> {array name: data.forms.ImageForm}: what the source itself does to its raw
+    # arrays (channel axis, pixel scaling, image size and colour), which a trained model keeps
+    form: Callable = None
     # the editor's training dock: "named" lists each of `choices`, "file" opens a file dialog
     # with `file_filter`, "data_tab" hands over to the Data tab, None: not offered there
     editor: str = None

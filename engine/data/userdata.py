@@ -12,6 +12,7 @@ from layerloom.data.arrays import Arrays
 from layerloom.core.errors import DataError
 from layerloom.core.sections import Group, MapOf, Option, Path, Size, Str
 from layerloom.data.arrays import load_npz
+from layerloom.data.forms import ImageForm
 from layerloom.data.sources import Source, register
 
 MMAP_BYTES = 64 << 20  # larger .npy arrays stay on disk and are read a batch at a time
@@ -168,7 +169,10 @@ register(Source(
           Size("size", [32, 32], help="Every image is resized to it."),
           Option("color", "grayscale", imagefolder.COLORS, help="Channels: 1 or 3.")),
     load=lambda d, project, progress=None, table=None: load_images(d, project.resolve(d["path"])),
-    array_names=lambda d, project: ["x", "y"], normalization="scale", editor="data_tab",
+    array_names=lambda d, project: ["x", "y"], normalization="scale", form=lambda d: {
+        "x": ImageForm(tuple(d.get("size") or (32, 32)),
+                       1 if d.get("color", "grayscale") == "grayscale" else 3)},
+    editor="data_tab",
     label="image folder..."))
 
 register(Source(

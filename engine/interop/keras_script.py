@@ -145,8 +145,7 @@ def load_data():
         layerloom = None
     if layerloom is not None:
         project = layerloom.load_project(PROJECT)
-        project.dataset = {{**project.dataset, "normalize": "none"}}  # raw: the model normalises
-        data = layerloom.prepare_data(project)
+        data = layerloom.prepare_data(project, raw_inputs=True)  # the model scales, normalises
         val = data.validation
         return (_single(data.x), _single(data.y),
                 (_single(val[0]), _single(val[1])) if val else None,

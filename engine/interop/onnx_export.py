@@ -38,8 +38,8 @@ def require_onnx():
 def input_normalization(project):
     """{Input id: fitted statistics or None}: what prepare_inputs applies before the model
     (data/prepare.py): the statistics saved for each Input's array, which must exist when the
-    dataset normalises."""
-    from layerloom.data import preprocess
+    dataset normalises, with the source's pixel scaling (data/forms.py) folded in."""
+    from layerloom.data import forms, preprocess
     from layerloom.data.prepare import default_normalization
     g, d = project.graph, project.dataset or {}
     ins = g.inputs()
@@ -58,7 +58,8 @@ def input_normalization(project):
                                f"array {quote(name)} (Input {quote(nid)}), so the exported model "
                                "could not normalise its input; export the trained.loom that "
                                "training wrote", "dataset.fitted")
-        out[nid] = stats
+        # the source's own pixel scaling too: the model takes the raw samples predict takes
+        out[nid] = forms.fold(stats, forms.forms(project).get(name))
     return out
 
 
