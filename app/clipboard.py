@@ -3,7 +3,8 @@ clipboard. Pasted text is validated like a project file's graph."""
 import json
 
 from layerloom.project import loom as projectfile
-from layerloom.core.errors import ProjectError
+from layerloom.core.errors import ProjectError, quote
+from layerloom.core.sections import unknown_keys
 
 MARK = "layerloom-nodes"
 
@@ -23,18 +24,44 @@ def copy_text(doc, node_ids):
     return json.dumps({"format": MARK, "nodes": nodes, "edges": edges, "positions": pos})
 
 
+POSITION_LIMIT = 10_000_000  # of a pasted node's x and y: far beyond any canvas
+
+
 def parse_text(text):
-    """(graph of the pasted nodes, positions) or raises ProjectError naming the problem."""
+    """(graph of the pasted nodes, positions) or raises ProjectError naming the problem. The
+    text is untrusted input, read as a project file's graph is (project/loom.py: its JSON
+    limits, nodes, edges and cycles, with the file's messages), so that whatever it holds is
+    refused here, before the paste changes anything."""
     try:
-        d = json.loads(text)
+        d = projectfile.parse_json(text, "Layerloom nodes")
     except (json.JSONDecodeError, TypeError):
         raise ProjectError("the clipboard holds no Layerloom nodes") from None
     if not isinstance(d, dict) or d.get("format") != MARK:
         raise ProjectError("the clipboard holds no Layerloom nodes")
-    problems = []
+    problems = unknown_keys(d, {"format", "nodes", "edges", "positions"}, "")
     graph = projectfile.parse_graph({"nodes": d.get("nodes"), "edges": d.get("edges", [])},
-                                     problems)
+                                    problems)
+    pos = d.get("positions", {})
+    problems.extend(_position_problems(pos))
+    if not problems:
+        cycle = graph.cycle_problem()  # a file lists it with the network's problems
+        if cycle is not None:
+            problems.append(ProjectError(cycle.message, cycle.place))
     if problems:
         raise ProjectError(str(problems[0]), problems=problems)
-    pos = d.get("positions") if isinstance(d.get("positions"), dict) else {}
+    if not graph.nodes:
+        raise ProjectError("the clipboard holds no Layerloom nodes")
     return graph, pos
+
+
+def _position_problems(pos):
+    if not isinstance(pos, dict):
+        return [ProjectError("expected an object {node_id: [x, y]}", "positions")]
+    out = []
+    for k, v in pos.items():
+        if not (isinstance(v, list) and len(v) == 2 and all(
+                isinstance(c, (int, float)) and not isinstance(c, bool)
+                and -POSITION_LIMIT <= c <= POSITION_LIMIT for c in v)):  # NaN fails this too
+            out.append(ProjectError(f"expected [x, y], two numbers from -{POSITION_LIMIT:,} "
+                                    f"to {POSITION_LIMIT:,}, got {quote(v)}", f"positions.{k}"))
+    return out

@@ -2,6 +2,7 @@
 the model's events. Names end in Cmd."""
 from PySide6.QtGui import QUndoCommand
 
+from layerloom.core.errors import LayerloomError
 from layerloom.core.graph import Edge
 
 
@@ -111,16 +112,21 @@ class SetParamsCmd(QUndoCommand):
 
 
 class PasteCmd(QUndoCommand):
-    """Adds a copied sub-graph with fresh ids, offset from the original positions."""
+    """Adds a copied sub-graph with fresh ids, offset from the original positions. The graph
+    and positions come from clipboard.parse_text, which refused whatever a project file would;
+    should the graph still refuse a node or an edge, redo takes back what it added and the
+    command is dropped (obsolete) instead of going on the undo stack half applied."""
 
     def __init__(self, doc, graph, positions, offset=(40, 40)):
         super().__init__(f"Paste {len(graph.nodes)} node(s)")
         self.doc = doc
         self.ids = {}
+        taken, counters = set(), {}  # the ids chosen so far; the next number per type
         for nid, node in graph.nodes.items():
-            free = nid not in doc.graph.nodes and nid not in self.ids.values()
-            self.ids[nid] = nid if free else doc.graph.new_id(node.type,
-                                                              taken=set(self.ids.values()))
+            if nid in doc.graph.nodes or nid in taken:
+                nid = doc.graph.new_id(node.type, taken=taken, counters=counters)
+            self.ids[node.id] = nid
+            taken.add(nid)
         self.nodes = [(self.ids[n.id], n.type, dict(n.params)) for n in graph.nodes.values()]
         self.edges = [(self.ids[e.src], e.src_port, self.ids[e.dst], e.dst_port)
                       for e in graph.edges]
@@ -129,15 +135,27 @@ class PasteCmd(QUndoCommand):
 
     def redo(self):
         g = self.doc.graph
-        for nid, typ, params in self.nodes:
-            if nid in self.pos:
-                self.doc.positions()[nid] = list(self.pos[nid])
-            g.add_node(typ, params, id=nid)
-        for e in self.edges:
-            g.connect(*e)
+        added = []
+        try:
+            for nid, typ, params in self.nodes:
+                if nid in self.pos:  # before the node: the canvas places it on node_added
+                    self.doc.positions()[nid] = list(self.pos[nid])
+                g.add_node(typ, params, id=nid)
+                added.append(nid)
+            for e in self.edges:
+                g.connect(*e)
+        except LayerloomError as e:
+            self._remove(added)
+            for nid, _, _ in self.nodes[len(added):]:
+                self.doc.positions().pop(nid, None)
+            self.setObsolete(True)  # QUndoStack.push deletes it instead of keeping it
+            raise RuntimeError(f"Nothing pasted: {e}") from None
 
     def undo(self):
-        for nid, _, _ in reversed(self.nodes):
+        self._remove([nid for nid, _, _ in self.nodes])
+
+    def _remove(self, ids):
+        for nid in reversed(ids):
             self.doc.graph.remove_node(nid)
             self.doc.positions().pop(nid, None)
 

@@ -149,6 +149,31 @@ def test_copy_paste_duplicate_between_windows(win, make_window):
     assert win.paste("not nodes") == []
 
 
+def test_a_paste_the_project_file_would_refuse_changes_nothing(win):
+    """Issue 26, item 8: nodes wired in a cycle, positions that are no points and JSON nested
+    10000 deep are refused with the project file's message in the status bar, nothing added
+    and nothing on the undo stack (the cycle had escaped PasteCmd.redo half applied)."""
+    import json
+    build_mlp(win)
+    nodes = [{"id": i, "type": "Dense", "params": {"units": 3}} for i in ("p", "q")]
+    cases = {
+        "graph.edges: the graph has a cycle through 'p', 'q'": {
+            "nodes": nodes, "edges": [{"from": ["p", 0], "to": ["q", 0]},
+                                      {"from": ["q", 0], "to": ["p", 0]}]},
+        "positions.p: expected [x, y]": {"nodes": nodes, "positions": {"p": ["a", "b"]}},
+        "positions.q: expected [x, y]": {"nodes": nodes, "positions": {"q": 5}},
+    }
+    texts = {k: json.dumps({"format": "layerloom-nodes", **v}) for k, v in cases.items()}
+    texts["JSON nested more than 64 levels deep"] = ('{"format": "layerloom-nodes", "nodes": '
+                                                     + "[" * 10000 + "]" * 10000 + "}")
+    before = (list(win.doc.graph.nodes), win.doc.graph.edges, win.doc.undo.count())
+    for expected, text in texts.items():
+        assert win.paste(text) == []
+        assert win.statusBar().currentMessage().startswith("Nothing pasted: ")
+        assert expected in win.statusBar().currentMessage()
+        assert (list(win.doc.graph.nodes), win.doc.graph.edges, win.doc.undo.count()) == before
+
+
 def test_auto_layout_and_summary(win):
     from layerloom.core.layout import auto_layout
     win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))

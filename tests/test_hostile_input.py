@@ -340,19 +340,24 @@ def mutated_projects(draw):
     or unknown keys added anywhere."""
     d = json.loads(json.dumps(BASES[draw(st.sampled_from(sorted(BASES)))]))
     for _ in range(draw(st.integers(1, 3))):
-        paths = [p for p in _paths(d) if p]
-        p = draw(st.sampled_from(paths))
-        parent = d
-        for k in p[:-1]:
-            parent = parent[k]
-        kind = draw(st.sampled_from(["set", "delete", "add"]))
-        if kind == "set":
-            parent[p[-1]] = draw(JSON)
-        elif kind == "delete" and isinstance(parent, dict):
-            del parent[p[-1]]
-        elif isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=8))] = draw(JSON)
+        mutate(draw, d)
     return json.dumps(d)
+
+
+def mutate(draw, d, values=JSON):
+    """One change to JSON value d, in place: a value anywhere replaced by one of `values`, a
+    key deleted, or an unknown key added (tests/test_paste.py fuzzes pasted text with it)."""
+    p = draw(st.sampled_from([p for p in _paths(d) if p]))
+    parent = d
+    for k in p[:-1]:
+        parent = parent[k]
+    kind = draw(st.sampled_from(["set", "delete", "add"]))
+    if kind == "set":
+        parent[p[-1]] = draw(values)
+    elif kind == "delete" and isinstance(parent, dict):
+        del parent[p[-1]]
+    elif isinstance(parent, dict):
+        parent[draw(st.text(min_size=1, max_size=8))] = draw(values)
 
 
 @pytest.mark.slow

@@ -188,18 +188,29 @@ MAX_DEPTH = 64  # nesting of a project file's JSON; the deepest valid one has ab
 
 def loads(text, path=None, strict=True):
     try:
-        d = json.loads(text)
+        d = parse_json(text)
     except json.JSONDecodeError as e:
         raise ProjectError(f"not valid JSON (truncated or damaged?): {e.msg} at line {e.lineno} "
                            f"column {e.colno}") from None
+    return from_dict(d, path, strict)
+
+
+def parse_json(text, what="a project file"):
+    """The JSON value of untrusted text within a project file's limits (nesting, integer
+    digits), else ProjectError saying it is not `what`. Text that is no JSON at all raises
+    json.JSONDecodeError, which the caller words (a pasted text is read here too)."""
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError:
+        raise
     except RecursionError:
-        raise ProjectError(f"not a project file: JSON nested more than {MAX_DEPTH} levels "
+        raise ProjectError(f"not {what}: JSON nested more than {MAX_DEPTH} levels "
                            "deep") from None
     except ValueError as e:  # an integer of more than 4300 digits
-        raise ProjectError(f"not a project file: {str(e).split(':')[0].lower()}") from None
+        raise ProjectError(f"not {what}: {str(e).split(':')[0].lower()}") from None
     if _depth(d) > MAX_DEPTH:
-        raise ProjectError(f"not a project file: JSON nested more than {MAX_DEPTH} levels deep")
-    return from_dict(d, path, strict)
+        raise ProjectError(f"not {what}: JSON nested more than {MAX_DEPTH} levels deep")
+    return d
 
 
 def _depth(v):
