@@ -7,7 +7,6 @@ from PySide6.QtGui import QUndoStack
 import json
 import os
 
-import numpy as np
 
 from layerloom.core.errors import LayerloomError
 from layerloom.project import loom as projectfile
@@ -157,17 +156,24 @@ class Document(QObject):
         return note
 
     def _save_weights(self, path):
+        from layerloom.core.trained import fit_weights
         p = self.project
         if self.weights is None:
             p.weights = None  # no key naming a file that was not read
             return None
-        problem = self.weights_problem()
-        if problem is not None:
+        fit = fit_weights(self.graph, self.weights)
+        if not fit.kept:
             p.weights = None
-            return (f"Saved without the trained weights: they no longer fit the graph "
-                    f"({problem}); train again")
+            return (f"Saved without the trained weights: none fits the graph now "
+                    f"({fit.problem}); train again")
         name = self.weights_file(path)
         target = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+        if fit.dropped:  # Keras' skip_mismatch: the layers that still fit keep theirs
+            atomic_write_bytes(target, npz_bytes(fit.kept))
+            self._weights_saved_in = None  # the file holds part of self.weights
+            p.weights = name
+            return (f"Saved without the weights of {', '.join(fit.dropped_layers())}: they no "
+                    f"longer fit the graph ({fit.problem}); the other layers keep theirs")
         if self._weights_saved_in != target:  # unchanged weights already there are not rewritten
             atomic_write_bytes(target, npz_bytes(self.weights))
             self._weights_saved_in = target
@@ -236,21 +242,8 @@ def weights_mismatch(graph, weights):
     """Why trained `weights` ({"node/name": array}) do not fit `graph`: the first weight the
     graph declares that they lack or hold in another shape, or one they hold that the graph no
     longer has; None when they fit exactly (a compiled model would take them)."""
-    from layerloom.core.analysis import in_shapes
-    a = graph.analysis()
-    want = {}
-    for nid, node in graph.nodes.items():
-        if nid not in a.shapes:
-            return f"the shapes at {nid!r} are unknown"
-        for spec in node.layer.weights(node.params, in_shapes(graph, a.shapes, nid)):
-            want[f"{nid}/{spec.name}"] = tuple(spec.shape)
-    for key, shape in want.items():
-        if key not in weights:
-            return f"{key!r} was not trained"
-        if tuple(np.shape(weights[key])) != shape:
-            return f"{key!r} is {shape} now, trained as {tuple(np.shape(weights[key]))}"
-    extra = sorted(set(weights) - set(want))
-    return f"{extra[0]!r} was trained but the graph has no such weight now" if extra else None
+    from layerloom.core.trained import fit_weights
+    return fit_weights(graph, weights).problem
 
 
 def recoverable(path):

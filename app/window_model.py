@@ -57,8 +57,8 @@ class ModelActions:
         state = "none" if doc.weights is None else ("stale" if problem else "fit")
         if self._model_state == "fit" and state == "stale":
             self.message(f"The trained weights no longer fit the graph ({problem}): Predict "
-                         "is off and Save leaves them out; undo the change or train again.",
-                         10000)
+                         "is off until they do; Save keeps the weights of the layers that still "
+                         "fit. Undo the change or train again.", 10000)
         elif self._model_state == "stale" and state == "fit":
             self.log_line("The trained weights fit the graph again.")
         self._model_state = state

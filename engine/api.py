@@ -33,6 +33,9 @@ class Model:
         self.project, self.device = project, device
         self._weights = weights
         self._session = None
+        # weights given for part of the graph (a layer added or changed since they were
+        # trained) are a start for fit, not a model to predict with: the rest is random
+        self._untrained = self._untrained_layers(weights)
 
     # -- the compiled model, made on first use -------------------------------------------------
     @property
@@ -54,8 +57,22 @@ class Model:
     def get_weights(self):
         return self.session.model.get_weights() if self._session else dict(self._weights or {})
 
+    def _untrained_layers(self, weights):
+        if weights is None:
+            return []
+        from layerloom.core.trained import fit_weights
+        return fit_weights(self.project.graph, weights).missing_layers()
+
+    def _check_trained(self):
+        if self._untrained:
+            names = ", ".join(self._untrained)
+            raise DataError(f"the weights hold no trained weights for {names} (added or changed "
+                            "since training, initialised at random here); train the model "
+                            "first (fit, or layerloom --run)", "weights")
+
     def set_weights(self, weights):
         self._weights = dict(weights)
+        self._untrained = self._untrained_layers(self._weights)
         if self._session is not None:
             self._session.model.set_weights(self._weights)
 
@@ -64,6 +81,7 @@ class Model:
         """Outputs for inputs x: an array (one Input) or {input id or array name: array}.
         Returns an array (one output) or {output id: array}; large inputs go in batches."""
         from layerloom.data.prepare import prepare_inputs
+        self._check_trained()
         rows = prepare_inputs(self.project, self._named(x, self.inputs, "inputs"))
         out = self.session.model.predict(rows, batch_size or self.session.batch_size)
         return out[self.outputs[0]] if len(self.outputs) == 1 else out
@@ -72,6 +90,7 @@ class Model:
         """{"loss": ..., metric: ...} on (x, y), or on the project's test split when both are
         None."""
         from layerloom.train.fit import evaluate
+        self._check_trained()
         data = self._data(x, y, test=x is None and y is None)
         if x is None and y is None:
             if data.x_test is None:
@@ -112,6 +131,7 @@ class Model:
             from layerloom.train.progress import ConsoleProgress
             extra.append(ConsoleProgress(int(epochs or t["epochs"])))
         history = self._session.fit(data, epochs=epochs, callbacks=extra)
+        self._untrained = []  # every layer trained now
         ds = dict(self.project.dataset or {})
         if data.fitted:  # predict and save now prepare data as this training did
             ds["fitted"] = data.fitted

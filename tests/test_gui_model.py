@@ -93,10 +93,14 @@ def test_a_structural_edit_makes_the_weights_stale_and_undo_makes_them_fit(win, 
     assert problem and "hidden_2/kernel" in problem
     assert not win.predict_action.isEnabled()
     assert "no longer fit the graph" in win.log.toPlainText()
-    assert win.save()  # saved without them: a file that loads and predicts nothing stale
+    assert "Save keeps the weights of the layers that still fit" in win.log.toPlainText()
+    assert win.save()  # with the weights that still fit (Keras' skip_mismatch), not none
     with open(path, encoding="utf-8") as f:
-        assert "weights" not in json.load(f)
-    assert "Saved without the trained weights" in win.log.toPlainText()
+        assert json.load(f)["weights"] == "spirals.loom.weights.npz"
+    with np.load(path + ".weights.npz") as z:
+        assert "hidden_1/kernel" in z.files and "hidden_2/kernel" not in z.files
+    log = win.log.toPlainText()
+    assert "without the weights of hidden_2, hidden_3" in log and "they no longer fit" in log
     win.doc.undo.undo()
     assert weights_mismatch(win.doc.graph, win.doc.weights) is None
     assert win.predict_action.isEnabled() and win.doc.dirty
@@ -104,6 +108,27 @@ def test_a_structural_edit_makes_the_weights_stale_and_undo_makes_them_fit(win, 
     # an activation change keeps every shape: the weights still fit
     win.inspector.widgets["activation"].setCurrentText("tanh")
     assert win.predict_action.isEnabled()
+
+
+def test_a_stray_node_keeps_the_trained_weights(win, tmp_path):
+    """An unconnected Dense dropped on a trained graph: Predict is off while the graph cannot
+    run, but every trained weight is kept, saved, and usable again once the node is gone."""
+    path = example_copy(tmp_path, "spirals.loom")
+    assert win.open_path(path)
+    weights = initial_weights(win.doc.project)
+    win.doc.set_trained(weights)
+    assert win.save()
+    win.scene.clearSelection()
+    stray = win.add_at_centre("Dense")  # placed alone, unconnected
+    assert stray not in {k.split("/")[0] for k in weights}
+    assert not win.predict_action.isEnabled()
+    assert win.save()
+    with np.load(path + ".weights.npz") as z:
+        assert sorted(z.files) == sorted(weights)
+    win.doc.undo.undo()
+    assert win.predict_action.isEnabled()
+    # reopened with the stray node: the weights are there, Predict waits for the graph
+    assert win.open_path(path) and set(win.doc.weights) == set(weights)
 
 
 def test_a_missing_weights_file_opens_the_project_without_them(win, tmp_path):

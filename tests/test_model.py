@@ -210,3 +210,38 @@ def test_gradients_only_flow_where_weights_learn(rt):
     m = Model(g, rt, 4)
     assert ("flat", 0) not in m.grad and "flat" not in m.needs_grad
     assert {("d1", 0), ("drop", 0), ("out", 0)} <= set(m.grad)
+
+
+# -- trained weights on an edited graph (issue 26, item 5) ------------------------------------
+def _spirals_with_weights():
+    import os
+    from layerloom import api
+    from layerloom.project import loom as projectfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    project = projectfile.load(os.path.join(root, "assets", "examples", "spirals.loom"))
+    return project, api.Model(project).session.model.get_weights()
+
+
+def test_fit_weights_keeps_the_layers_that_still_fit_and_says_why_others_do_not():
+    from layerloom.core.trained import fit_weights
+    project, weights = _spirals_with_weights()
+    g = project.graph
+    assert fit_weights(g, weights).problem is None
+    g.set_params("hidden_2", units=7)
+    f = fit_weights(g, weights)
+    assert f.dropped_layers() == ["hidden_2", "hidden_3"] and "hidden_1/kernel" in f.kept
+    assert "'hidden_2/kernel' is" in f.problem and not f.missing
+    assert set(f.kept) | set(f.dropped) == set(weights)
+
+
+def test_a_model_given_part_of_its_weights_refuses_to_predict_but_fine_tunes():
+    import pytest
+    from layerloom import api
+    from layerloom.core.errors import DataError
+    project, weights = _spirals_with_weights()
+    partial = {k: v for k, v in weights.items() if not k.startswith("class/")}
+    model = api.Model(project, partial)
+    with pytest.raises(DataError, match="no trained weights for class "):
+        model.predict(np.zeros((2, 2), np.float32))
+    model.fit(np.zeros((8, 2), np.float32), np.zeros(8, np.float32), epochs=1, verbose=False)
+    assert model.predict(np.zeros((2, 2), np.float32)).shape == (2, 2)  # trained now
