@@ -157,7 +157,7 @@ def test_a_loss_without_keras_form_is_refused_and_writes_nothing(tmp_path):
 def test_missing_keras_is_one_clear_message(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "keras" else object())
-    with pytest.raises(keras_export.KerasMissing, match="pip install keras"):
+    with pytest.raises(keras_export.KerasMissing, match=r"pip install 'layerloom\[keras-export\]'"):
         keras_export.require_keras()
 
 
@@ -247,3 +247,57 @@ def test_an_adapted_normalization_comes_in_as_the_fitted_statistics(tmp_path, rn
     keras_import.convert(path, str(tmp_path / "m.loom"))
     got = layerloom.load(str(tmp_path / "m.loom")).predict(data[:7])
     assert float(np.abs(got - model.predict(data[:7], verbose=0)).max()) <= TOL
+
+
+def _spirals_example():
+    return loom.load(os.path.join(EXAMPLES, "spirals.loom"))
+
+
+def test_an_export_checks_its_package_first_and_names_the_extra(tmp_path, monkeypatch):
+    """Issue 26, item 7: what an export needs is checked before anything is built or asked
+    for, and the message names the extra that installs it; a script (text) needs nothing."""
+    from layerloom import interop
+    monkeypatch.setitem(sys.modules, "keras", None)
+    why = interop.missing("keras")
+    assert "keras" in why and "pip install 'layerloom[keras-export]'" in why
+    with pytest.raises(interop.PackageMissing) as e:
+        interop_export(_spirals_example(), None, str(tmp_path / "m.keras"))
+    assert str(e.value) == why and e.value.exit_code == 2 and os.listdir(tmp_path) == []
+    assert interop.missing("keras-code") is None and interop.missing("pytorch-code") is None
+    monkeypatch.setitem(sys.modules, "keras", keras)
+    for backend in ("torch", "tensorflow", "jax"):
+        monkeypatch.setitem(sys.modules, backend, None)
+    why = interop.missing("keras")
+    assert "backend" in why and "layerloom[keras-export]" in why
+
+
+def test_an_export_that_fails_is_an_export_failure_not_training(tmp_path, monkeypatch):
+    from layerloom import interop
+
+    def broken(project, weights, path):
+        raise TypeError("something inside keras")
+    monkeypatch.setattr(keras_export, "export", broken)
+    with pytest.raises(interop.ExportFailed) as e:
+        interop_export(_spirals_example(), None, str(tmp_path / "m.keras"))
+    assert str(e.value) == ("writing the Keras model failed: TypeError: something inside keras")
+    assert e.value.exit_code == 1
+
+
+def test_the_command_line_says_what_to_install(tmp_path, monkeypatch, capsys):
+    """`layerloom --export P --to m.keras` without keras said "training failed:
+    ModuleNotFoundError: ..."."""
+    from layerloom import api
+    from layerloom.app import cli
+    from layerloom.project.fileio import npz_bytes
+    project = _spirals_example()
+    (tmp_path / "weights.npz").write_bytes(npz_bytes(
+        api.Model(project).session.model.get_weights()))
+    import json
+    (tmp_path / "trained.loom").write_text(json.dumps(
+        loom.trained_dict(project, str(tmp_path), None)))
+    monkeypatch.setitem(sys.modules, "keras", None)
+    code = cli.main(["--export", str(tmp_path / "trained.loom"), "--to",
+                     str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'layerloom[keras-export]'" in err, err
+    assert "training" not in err and not (tmp_path / "m.keras").exists()

@@ -9,9 +9,13 @@ optional packages (imported when used):
 
 The tables below are what the command line (--export, --import), layerloom.Model.export and
 the editor's File menu offer; each writer is writer(project, weights, path) and writes its
-files atomically, each importer has read(path) -> (project, weights) and convert(path, to)."""
+files atomically, each importer has read(path) -> (project, weights) and convert(path, to).
+What an export needs installed (NEEDS) is checked before anything is built or asked for, and
+named with the extra of pyproject.toml that installs it; a script is text and needs nothing."""
 import importlib
+import importlib.util
 import os
+import sys
 
 from layerloom.core.errors import LayerloomError
 
@@ -21,6 +25,14 @@ EXPORTS = {
     "keras": ("keras_export", "export", "Keras model", "*.keras"),
     "keras-code": ("keras_code", "write_code", "Keras training script", "*.py"),
     "pytorch-code": ("torch_code", "write", "PyTorch training script", "*.py"),
+}
+# format: (the extra that installs what it needs, [(what is needed, the import names of which
+# one will do)])
+NEEDS = {
+    "onnx": ("onnx", [("the onnx package", ("onnx",))]),
+    "keras": ("keras-export", [("the keras package (3.x)", ("keras",)),
+                               ("a Keras backend (torch, tensorflow or jax)",
+                                ("torch", "tensorflow", "jax"))]),
 }
 BY_EXTENSION = {".onnx": "onnx", ".keras": "keras"}
 IMPORTERS = {".onnx": "onnx_import", ".keras": "keras_import", ".h5": "keras_import"}
@@ -35,11 +47,51 @@ def export_format(path, format=None):
     return format
 
 
+class PackageMissing(LayerloomError):
+    """An optional package an export needs is not installed; the message names the extra."""
+
+
+class ExportFailed(LayerloomError):
+    """A writer failed for a reason that is not the project's (a package's own error): said
+    as the export it is. Exit code 1."""
+
+    exit_code = 1
+
+
+def missing(format):
+    """What the export `format` needs and this Python lacks, as a message naming the extra to
+    install; None when nothing is missing. Looked up without importing anything (the editor
+    asks before its file dialog)."""
+    extra, needs = NEEDS.get(format, (None, []))
+    lacking = [what for what, names in needs if not any(map(_installed, names))]
+    if not lacking:
+        return None
+    return (f"{EXPORTS[format][2]} export needs {' and '.join(lacking)}, not installed here: "
+            f"pip install 'layerloom[{extra}]'")
+
+
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module imported without a spec: there
+        return name in sys.modules
+
+
 def export(project, weights, path, format=None):
-    """Write the project with its trained weights for another tool. Returns the format."""
+    """Write the project with its trained weights for another tool. Returns the format.
+    Raises PackageMissing before anything is done when what it needs is not installed."""
     format = export_format(path, format)
-    module, writer = EXPORTS[format][:2]
-    getattr(_module(module), writer)(project, weights, path)
+    why = missing(format)
+    if why:
+        raise PackageMissing(why)
+    module, writer, what = EXPORTS[format][:3]
+    write = getattr(_module(module), writer)
+    try:
+        write(project, weights, path)
+    except LayerloomError:
+        raise
+    except Exception as e:
+        raise ExportFailed(f"writing the {what} failed: {type(e).__name__}: {e}") from e
     return format
 
 

@@ -9,29 +9,29 @@ id, the fitted input normalisation as a Normalization layer at each Input (it ta
 `layerloom --predict` takes), the project's optimizer (and schedule), losses, loss weights and
 metrics. The model is built by running the build_layers/compile_model code of the script that
 keras_code writes (one translation, so the two cannot disagree), then saved with keras' own
-model.save: keras is an optional dependency (pip install keras), needed only here. Anything
-without a Keras form raises DataError naming the node, type and option. docs/keras_export.md
-has the mapping and the measured agreement with the engine."""
+model.save: keras is an optional dependency (pip install 'layerloom[keras-export]'), needed
+only here. Anything without a Keras form raises DataError naming the node, type and option.
+docs/keras_export.md has the mapping and the measured agreement with the engine."""
 import os
 import tempfile
 
-from layerloom.core.errors import LayerloomError
-from layerloom.interop import keras_code
+from layerloom.interop import PackageMissing, keras_code, missing
 
 __all__ = ["to_keras", "export", "KerasMissing", "require_keras"]
+INSTALL = "pip install 'layerloom[keras-export]'"
 
 
-class KerasMissing(LayerloomError):
-    """The optional keras package is not installed."""
+class KerasMissing(PackageMissing):
+    """The optional keras package (or a backend for it) is not installed."""
 
 
 def require_keras():
     """keras, imported; with no KERAS_BACKEND set and no TensorFlow (Keras' default backend)
     installed, the torch or jax backend where one is."""
     import importlib.util
-    if importlib.util.find_spec("keras") is None:
-        raise KerasMissing("Keras export needs the keras package (3.x) and a backend: "
-                           "pip install keras torch")
+    why = missing("keras")
+    if why:
+        raise KerasMissing(why)
     if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
         for backend in ("torch", "jax"):
             if importlib.util.find_spec(backend) is not None:
@@ -40,11 +40,10 @@ def require_keras():
     try:
         import keras
     except ImportError as e:  # keras without any backend
-        raise KerasMissing(f"keras could not be imported ({e}); install a backend: "
-                           "pip install torch (and KERAS_BACKEND=torch)") from None
+        raise KerasMissing(f"keras could not be imported ({e}): {INSTALL} installs it with "
+                           "the torch backend (KERAS_BACKEND=torch)") from None
     if int(keras.__version__.split(".")[0]) < 3:
-        raise KerasMissing(f"Keras export needs Keras 3 (found {keras.__version__}): "
-                           "pip install -U keras")
+        raise KerasMissing(f"Keras export needs Keras 3 (found {keras.__version__}): {INSTALL}")
     return keras
 
 
