@@ -332,3 +332,36 @@ def test_the_scripts_schedule_is_layerloom_s(tmp_path, spec):
     want = schedules.build(spec)
     for step in range(41):
         assert module.learning_rate(step) == pytest.approx(want(step), rel=1e-12, abs=1e-15)
+
+
+def _spirals_named(hidden_id):
+    """spirals.loom with its first hidden Dense called `hidden_id`."""
+    with open(os.path.join(EXAMPLES, "spirals.loom")) as f:
+        text = f.read().replace('"hidden_1"', json.dumps(hidden_id))
+    return loom.from_dict(json.loads(text), os.path.join(EXAMPLES, "x.loom"))
+
+
+def test_the_script_is_written_without_torch_installed(tmp_path, monkeypatch):
+    """Issue 26, item 7: writing the script, a text file, imported torch (for the attribute
+    names of an nn.Module) and failed without it."""
+    from layerloom import api, interop
+    project = loom.load(os.path.join(EXAMPLES, "spirals.loom"))
+    weights = api.Model(project).session.model.get_weights()
+    want = torch_code.code(project, "t.weights.npz")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "torch.nn", None)
+    assert interop.missing("pytorch-code") is None
+    assert torch_code.code(project, "t.weights.npz") == want
+    interop_export(project, weights, str(tmp_path / "t.py"), "pytorch-code")
+    assert "class LayerloomModel" in (tmp_path / "t.py").read_text()
+    assert (tmp_path / "t.weights.npz").exists()
+
+
+def test_no_layer_takes_a_name_an_nn_module_has():
+    """The names written down for torch_code (it does not import torch) cover this torch's
+    nn.Module: its methods and what its __init__ sets (a layer called `training` was
+    self.training, which nn.Module.train() overwrites with a bool)."""
+    module = torch.nn.Module()
+    assert set(dir(torch.nn.Module)) | set(vars(module)) <= torch_code.MODULE_NAMES
+    text = torch_code.code(_spirals_named("training"), "t.weights.npz")
+    assert "self.training =" not in text and "self.training_ = " in text

@@ -27,6 +27,33 @@ __all__ = ["code", "write", "weights_path_for"]
 weights_path_for = keras_code.weights_path_for
 _RESERVED = RESERVED | {"torch", "nn", "F", "dist", "self", "LayerloomModel", "TORCH_WEIGHTS",
                         "KerasAdam", "compute_loss", "make_optimizer", "layerloom_arrays"}
+# What an nn.Module has (its class's names and what its __init__ sets, torch 2.13), which no
+# layer's attribute may be: written down, so that writing the script, a text file, needs no
+# torch (test_torch_code checks it covers the torch installed)
+MODULE_NAMES = frozenset("""
+    T_destination __annotations__ __call__ __class__ __delattr__ __dict__ __dir__ __doc__
+    __eq__ __format__ __ge__ __getattr__ __getattribute__ __getstate__ __gt__ __hash__
+    __init__ __init_subclass__ __le__ __lt__ __module__ __ne__ __new__ __reduce__
+    __reduce_ex__ __repr__ __setattr__ __setstate__ __sizeof__ __str__ __subclasshook__
+    __weakref__ _apply _backward_hooks _backward_pre_hooks _buffers _call_impl
+    _compiled_call_impl _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs
+    _forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks
+    _get_backward_pre_hooks _get_name _is_full_backward_hook _load_from_state_dict
+    _load_state_dict_post_hooks _load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook
+    _modules _named_members _non_persistent_buffers_set _parameters
+    _register_load_state_dict_pre_hook _register_state_dict_hook _replicate_for_data_parallel
+    _save_to_state_dict _slow_forward _state_dict_hooks _state_dict_pre_hooks _version
+    _wrapped_call_impl add_module apply bfloat16 buffers call_super_init children compile cpu
+    cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state
+    get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers
+    named_children named_modules named_parameters parameters register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+    register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+    requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
+    training type xpu zero_grad
+""".split())
 
 
 @dataclass
@@ -43,7 +70,6 @@ class TNode:
 
 def graph_source(project):
     """(lines of __init__, lines of forward, TORCH_WEIGHTS)."""
-    import torch.nn as nn_probe  # attribute names an nn.Module already has
     g = keras_code._check(project)
     shapes = g.analysis().shapes
     names = Names()
@@ -74,7 +100,7 @@ def graph_source(project):
             raise tl.unsupported(nid, node.type, "return_state", True)
         edges = g.in_edges(nid)
         attr = names.make(nid)
-        while hasattr(nn_probe.Module, attr):
+        while attr in MODULE_NAMES:
             attr = names.make(attr + "_")
         in_shapes = [tuple(shapes[e.src][e.src_port]) for e in edges]
         n = TNode(nid, node.type, node.params, f"self.{attr}",
