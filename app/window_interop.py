@@ -94,10 +94,15 @@ class InteropActions:
 
     # -- export ---------------------------------------------------------------------------------
     def _export_args(self, format):
-        """(project snapshot, weights) for an export, or None with the reason said."""
+        """(project snapshot, weights) for an export, or None with the reason said (before any
+        file dialog: a package the export needs and this Python lacks, named with its extra)."""
         problem = self.doc.weights_problem()
         if problem is not None:
             self.message(f"Cannot export: no trained model ({problem}); train it first")
+            return None
+        missing = interop.missing(format)
+        if missing:
+            self.message(f"Cannot export: {missing}")
             return None
         if self._busy():
             return None

@@ -115,3 +115,35 @@ def test_keras_code_preview_copy_and_save(win, qtbot, tmp_path):
     saved = script.read_text()  # the same script, naming the weights beside it
     assert saved.count("\n") == text.count("\n") and "train_keras.weights.npz" in saved
     assert (tmp_path / "train_keras.weights.npz").exists()
+
+
+def test_pytorch_code_is_written_without_torch(win, qtbot, tmp_path, monkeypatch):
+    """Issue 26, item 7: the script is text; without torch it said "training failed:
+    ModuleNotFoundError: No module named 'torch'"."""
+    import sys
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "torch.nn", None)
+    trained_spirals(win)
+    assert win.preview_code("pytorch-code")
+    wait(win, qtbot)
+    assert "import torch" in win.code_preview.editor.toPlainText()
+    script = tmp_path / "train_torch.py"
+    assert win.export_to(str(script), "pytorch-code")
+    wait(win, qtbot)
+    assert script.exists() and (tmp_path / "train_torch.weights.npz").exists()
+    assert "failed" not in win.log.toPlainText()
+
+
+def test_an_export_without_its_package_says_so_before_asking_for_a_file(win, monkeypatch):
+    import sys
+    from PySide6.QtWidgets import QFileDialog
+
+    def asked(*args, **kwargs):
+        raise AssertionError("asked for a file name")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", asked)
+    monkeypatch.setitem(sys.modules, "keras", None)
+    trained_spirals(win)
+    assert not win.export_dialog("keras")
+    assert win.interop_task is None
+    line = win.log.toPlainText().splitlines()[-1]
+    assert "pip install 'layerloom[keras-export]'" in line and "training" not in line, line
