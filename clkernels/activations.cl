@@ -68,12 +68,22 @@ DEFINE_ACTIVATIONS(float8, act_fwd8, act_grad8)
 DEFINE_ACTIVATIONS(float16, act_fwd16, act_grad16)
 #endif
 
-// log(sum(exp(x[0..cols)))) of a block of rows (vector.cl RB_*: x is the block's first row,
-// rb_n_ its row count), computed stably (max subtracted first).
-inline EWT rb_logsumexp(__global const float* x, const int cols, const int rb_n_) {
+// The max of each row of a block (vector.cl RB_*: x is the block's first row, rb_n_ its row
+// count) and log(sum(exp(x - max))): x - max - that is a log-softmax without x - (max + log
+// sum)'s rounding, which at logits of 1e4 and more loses the log sum in max's last bit.
+inline EWT rb_rowmax(__global const float* x, const int cols, const int rb_n_) {
     EWT m = RB_GATHER(x, cols);
     for (int j = 1; j < cols; j++) { const EWT v = RB_GATHER(x + j, cols); m = v > m ? v : m; }
+    return m;
+}
+inline EWT rb_logsumexp_from(__global const float* x, const int cols, const int rb_n_,
+                             const EWT m) {
     EWT s = 0.0f;
     for (int j = 0; j < cols; j++) s += exp(RB_GATHER(x + j, cols) - m);
-    return m + log(s);
+    return log(s);
+}
+// log(sum(exp(x[0..cols)))) of a block of rows, computed stably (max subtracted first).
+inline EWT rb_logsumexp(__global const float* x, const int cols, const int rb_n_) {
+    const EWT m = rb_rowmax(x, cols, rb_n_);
+    return m + rb_logsumexp_from(x, cols, rb_n_, m);
 }

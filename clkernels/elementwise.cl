@@ -43,9 +43,10 @@ __kernel void softmax_forward(__global const float* x, __global float* y, const 
     RB_START(rows)
     __global const float* xr = x + rb_r0_ * cols;
     __global float* yr = y + rb_r0_ * cols;
-    const EWT lse = rb_logsumexp(xr, cols, rb_n_);
+    const EWT m = rb_rowmax(xr, cols, rb_n_);
+    const EWT ls = rb_logsumexp_from(xr, cols, rb_n_, m);
     for (int j = 0; j < cols; j++) {
-        const EWT v = RB_GATHER(xr + j, cols) - lse;
+        const EWT v = (RB_GATHER(xr + j, cols) - m) - ls;
         RB_SCATTER(log ? v : exp(v), yr + j, cols)
     }
 }
