@@ -46,7 +46,8 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="layerloom",
         description="Build neural networks as graphs and train them on any OpenCL device.",
-        epilog="Exit codes: 0 success, 1 training failed, 2 invalid input, 130 interrupted.")
+        epilog="Exit codes: 0 success, 1 training (or another command) failed, 2 invalid input, "
+               "130 interrupted.")
     p.add_argument("project", nargs="?", help="project file (.loom) to open in the editor")
     p.add_argument("--run", metavar="PROJECT", help="train PROJECT headless and exit")
     p.add_argument("--predict", metavar="PROJECT",
@@ -276,6 +277,16 @@ def _project_arg(args):
             or args.project)
 
 
+def _doing(args):
+    """What the command was doing, to name an unexpected failure by (not always 'training')."""
+    for attr, word in (("run", "training"), ("predict", "prediction"),
+                       ("evaluate", "evaluation"), ("export", "export"),
+                       ("import_onnx", "import"), ("list_devices", "the device survey")):
+        if getattr(args, attr, None):
+            return word
+    return "the editor"
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -322,7 +333,7 @@ def main(argv=None):
     except Exception as e:  # a failure during training: one line, no traceback
         if os.environ.get("LAYERLOOM_DEBUG"):
             raise
-        sys.stderr.write(f"layerloom: error: training failed: {type(e).__name__}: {e}\n")
+        sys.stderr.write(f"layerloom: error: {_doing(args)} failed: {type(e).__name__}: {e}\n")
         return EXIT_FAILED
 
 

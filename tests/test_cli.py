@@ -115,3 +115,20 @@ def test_editor_refuses_bad_projects_before_opening(tmp_path):
     (tmp_path / "bad.loom").write_text('{"format": "layerloom-project", "version": 99}')
     r = layerloom(str(tmp_path / "bad.loom"))
     assert r.returncode == 2 and "written by a newer Layerloom" in r.stderr
+
+
+@pytest.mark.parametrize("command,word", [("predict", "prediction"), ("evaluate", "evaluation"),
+                                          ("import_onnx", "import")])
+def test_an_unexpected_failure_is_named_by_its_command_not_training(command, word, monkeypatch,
+                                                                     capsys):
+    """Issue 26: a failed --import said 'training failed: ValueError: ...'."""
+    from layerloom.app import cli, use
+
+    def broken(args, out=None):
+        raise ValueError("input operand has more dimensions")
+    monkeypatch.setattr(use, command, broken)
+    flag = "--import" if command == "import_onnx" else f"--{command}"
+    assert cli.main([flag, "x.loom", "--input", "a.npy", "--to", "b.loom"]) == 1
+    err = capsys.readouterr().err
+    assert f"layerloom: error: {word} failed: ValueError: input operand" in err
+    assert "training" not in err
