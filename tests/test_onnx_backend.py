@@ -214,3 +214,17 @@ def test_a_softmax_of_large_logits_is_exact():
     x[2] = np.linspace(-5, 5, 1000)
     e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
     assert outcome(model, [x], [e / e.sum(axis=1, keepdims=True)]) == "match"
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_a_bias_per_row_with_exit_2(tmp_path):
+    """Was exit 1, "training failed: ValueError: input operand has more dimensions..."."""
+    import subprocess
+    import sys
+    onnx.save(_gemm((3, 4)), tmp_path / "m.onnx")
+    r = subprocess.run([sys.executable, "-m", "layerloom.app", "--import", str(tmp_path / "m.onnx"),
+                        "--to", str(tmp_path / "p.loom")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "'fc' (Gemm): a bias of shape [3, 4]" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p.loom").exists()

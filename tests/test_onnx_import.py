@@ -110,8 +110,9 @@ def test_the_command_line_refuses_with_exit_2_and_writes_nothing(tmp_path):
 @pytest.mark.parametrize("example", ["spirals", "sine", "multitask", "wine_csv", "shapes_folder"])
 def test_layerloom_exports_come_back_with_the_same_outputs(tmp_path, example):
     """Export a briefly trained example to ONNX and import it back: the imported project
-    (its fitted normalisation now BatchNormalization layers at the inputs) predicts what the
-    original predicts on the same raw inputs, and what onnxruntime computes."""
+    (its fitted normalisation back as the project's statistics) predicts what the original
+    predicts on the same raw inputs, and what onnxruntime computes (tests/test_onnx_roundtrip.py
+    checks every example's graph, untrained)."""
     import layerloom
     from layerloom.data.prepare import load_arrays
     run = [sys.executable, "-m", "layerloom.app"]

@@ -160,7 +160,8 @@ class _Importer:
         meta = {p.key: p.value for p in model.metadata_props}
         self.stated = json.loads(meta.get("layerloom.normalization") or "{}") \
             if model.producer_name == "layerloom" else {}
-        self.normalization, self.absorbed = {}, set()  # Input id -> stats; ONNX nodes taken
+        self.normalization = {}  # Input id -> fitted statistics
+        self.absorbed = set()  # outputs of the ONNX nodes those stand for
 
     # -- helpers ------------------------------------------------------------------------------
     def fail(self, node, why):
@@ -246,7 +247,7 @@ class _Importer:
             if inp.name not in self.consts:
                 self.graph_input(inp)
         for node in g.node:
-            if id(node) not in self.absorbed:
+            if node.output[0] not in self.absorbed:
                 self.operator(node)
         return self.outputs()
 
@@ -389,7 +390,7 @@ class _Importer:
                      np.array_equal(f32(scale), f32(stats["scale"]))):
             return
         self.normalization[nid] = stats
-        self.absorbed.update({id(sub), id(muls[0])})
+        self.absorbed.update({sub.output[0], muls[0].output[0]})
         self.values[muls[0].output[0]] = self.values[name]
 
     # -- operators ------------------------------------------------------------------------------
@@ -567,8 +568,8 @@ class _Importer:
         k = list(a["kernel_shape"])
         strides = list(a.get("strides", [1, 1]))
         v, padding = self.padding(node, v, a, k, strides, [1, 1], pad_value_matters=True)
-        nid = self.add(node, type_id, {"pool_size": k, "strides": strides, "padding": padding},
-                       [v])
+        nid = self.add(node, type_id, {"pool_size": k, "padding": padding,  # None: Keras'
+                                       "strides": None if strides == k else strides}, [v])
         self.set(node, _Value(nid, nchw=True))
 
     def op_MaxPool(self, node):

@@ -36,8 +36,14 @@ def _activation(b, n):
 
 
 def _identity(b, n):
-    """Inference form of Dropout, SpatialDropout2D, GaussianNoise: the input itself."""
+    """Inference form of SpatialDropout2D, GaussianNoise: the input itself."""
     return [n.x[0]]
+
+
+def _dropout(b, n):
+    """ONNX's Dropout, the identity at inference: kept (with its ratio) so that the model read
+    back (onnx_import) has its Dropout layer again."""
+    return [b.op("Dropout", [n.x[0], b.const(n.params["rate"], f"{n.id}/ratio")])]
 
 
 def _lambda(b, n):
@@ -294,7 +300,7 @@ def _upsampling(b, n):
 
 CONVERTERS = {
     "Dense": _dense, "Activation": _activation, "Lambda": _lambda, "Embedding": _embedding,
-    "Dropout": _identity, "SpatialDropout2D": _identity, "GaussianNoise": _identity,
+    "Dropout": _dropout, "SpatialDropout2D": _identity, "GaussianNoise": _identity,
     "Conv1D": _conv, "Conv2D": _conv,
     "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
     "AveragePooling2D": _pool,
@@ -316,7 +322,8 @@ LAYER_OPS = {
     "Lambda": "the expression's ops (table below); Expand for a constant formula",
     "Embedding": "Cast to int64, GreaterOrEqual, Less, And, Where, Gather (zero row for "
                  "out-of-range indices)",
-    "Dropout": "nothing (identity at inference)", "SpatialDropout2D": "nothing (identity)",
+    "Dropout": "Dropout (its ratio kept; the identity at inference)",
+    "SpatialDropout2D": "nothing (identity)",
     "GaussianNoise": "nothing (identity)",
     "Conv1D": "Transpose (NTC->NCT), Conv, Transpose back, activation",
     "Conv2D": "Transpose (NHWC->NCHW), Conv, Transpose back, activation",

@@ -1,0 +1,110 @@
+"""Layerloom's own ONNX export read back by its ONNX import (issue 26, item 6): every bundled
+example (engine/gallery.py), with random weights and, where its dataset normalises, fitted
+statistics made up for it (no data is read: the graph alone is exported), comes back as the same
+graph (node ids, layer types, parameters, edges, shapes) whose predictions on the same raw inputs
+are within 1e-6 of the original's. The normalisation comes back as the project's fitted
+statistics, not as layers."""
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from layerloom import gallery  # noqa: E402
+from layerloom.api import Model  # noqa: E402
+from layerloom.data.prepare import default_normalization  # noqa: E402
+from layerloom.interop import onnx_export, onnx_import  # noqa: E402
+from layerloom.project import loom  # noqa: E402
+
+TOL = 1e-6
+EXAMPLES = sorted(e.key for e in gallery.examples())
+
+
+def _weights(graph, rng):
+    """Random values for every weight (biases too, so that a lost bias shows)."""
+    from layerloom.core.graph import Graph  # noqa: F401 - the graph's own weight declarations
+    shapes = graph.analysis().shapes
+    out = {}
+    for nid, node in graph.nodes.items():
+        in_shapes = [shapes[e.src][e.src_port] for e in graph.in_edges(nid)]
+        for spec in node.layer.weights(node.params, in_shapes):
+            a = rng.normal(scale=0.3, size=spec.shape)
+            out[f"{nid}/{spec.name}"] = (np.abs(a) + 0.5 if spec.name == "moving_variance"
+                                         else a).astype(np.float32)
+    return out
+
+
+def _fitted(project, rng):
+    """Statistics as training would have fitted them, per Input array (scale: 1/255)."""
+    d = project.dataset or {}
+    kind = d.get("normalize") or default_normalization(d)
+    if kind == "none":
+        return None
+    shapes = project.graph.analysis().shapes
+    names = d.get("inputs") or {project.graph.inputs()[0]: "x"}
+    stats = {}
+    for nid, name in names.items():
+        n = shapes[nid][0][-1]
+        stats[name] = ({"kind": kind, "shift": [0.0], "scale": [1 / 255]} if kind == "scale"
+                       else {"kind": kind, "shift": rng.normal(size=n).tolist(),
+                             "scale": (rng.random(n) + 0.5).tolist()})
+    return {**(d.get("fitted") or {}), "normalization": stats}
+
+
+def _raw_inputs(project, rng, rows=7):
+    """Rows as the model would take them: 0..255 where it scales them, else around 0."""
+    shapes = project.graph.analysis().shapes
+    d = project.dataset or {}
+    scaled = (d.get("normalize") or default_normalization(d)) == "scale"
+    return {nid: (rng.random((rows, *shapes[nid][0])) * 255 if scaled else
+                  rng.normal(size=(rows, *shapes[nid][0]))).astype(np.float32)
+            for nid in project.graph.inputs()}
+
+
+def _described(graph):
+    shapes = graph.analysis().shapes
+    nodes = [(nid, n.type, dict(n.params), shapes[nid]) for nid, n in graph.nodes.items()]
+    edges = sorted((e.src, e.src_port, e.dst, e.dst_port) for e in graph.edges)
+    return sorted(nodes, key=lambda n: n[0]), edges
+
+
+def _round_trip(name):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    project = loom.load(gallery.folder() + f"/{name}.loom")
+    fitted = _fitted(project, rng)
+    if fitted:
+        project.dataset = {**project.dataset, "fitted": fitted}
+    weights = _weights(project.graph, rng)
+    model = onnx_export.to_onnx(project, weights)
+    back = onnx_import.from_model(onnx.load_from_string(model.SerializeToString()), name)
+    return project, weights, back
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_an_exported_example_imports_back_as_the_same_graph(name):
+    project, _, back = _round_trip(name)
+    assert _described(back.project.graph) == _described(project.graph)
+    assert back.project.graph.inputs() == project.graph.inputs()
+    assert back.project.graph.outputs() == project.graph.outputs()
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_an_exported_example_imports_back_with_the_same_outputs(name):
+    project, weights, back = _round_trip(name)
+    x = _raw_inputs(project, np.random.default_rng(7))
+    want = Model(project, weights).predict(x)
+    got = Model(back.project, back.weights).predict(x)
+    want = want if isinstance(want, dict) else {project.graph.outputs()[0]: want}
+    got = got if isinstance(got, dict) else {back.project.graph.outputs()[0]: got}
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].shape == want[k].shape
+        assert float(np.abs(got[k] - want[k]).max()) <= TOL, k
+
+
+def test_the_normalisation_comes_back_as_fitted_statistics():
+    project, _, back = _round_trip("wine_csv")
+    d = back.project.dataset
+    assert d["normalize"] == "standardize" and d["inputs"] == {"measurements": "measurements"}
+    want = project.dataset["fitted"]["normalization"]["x"]
+    got = d["fitted"]["normalization"]["measurements"]
+    assert np.allclose(got["shift"], want["shift"]) and np.allclose(got["scale"], want["scale"])
