@@ -108,3 +108,19 @@ def test_the_normalisation_comes_back_as_fitted_statistics():
     want = project.dataset["fitted"]["normalization"]["x"]
     got = d["fitted"]["normalization"]["measurements"]
     assert np.allclose(got["shift"], want["shift"]) and np.allclose(got["scale"], want["scale"])
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standardize"])
+def test_the_normalisation_keeps_its_kind(kind):
+    """A minmax normalisation came back labelled standardize, which predict then refused (the
+    statistics' kind and the dataset's differ)."""
+    rng = np.random.default_rng(5)
+    project = loom.load(gallery.folder() + "/spirals.loom")
+    project.dataset = {**project.dataset, "normalize": kind}
+    project.dataset["fitted"] = _fitted(project, rng)
+    weights = _weights(project.graph, rng)
+    back = onnx_import.from_model(onnx_export.to_onnx(project, weights), "spirals")
+    assert back.project.dataset["normalize"] == kind
+    x = _raw_inputs(project, rng)
+    want = Model(project, weights).predict(x)
+    assert np.abs(Model(back.project, back.weights).predict(x) - want).max() <= TOL

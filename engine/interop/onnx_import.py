@@ -744,10 +744,25 @@ class _Importer:
                         "channels-first are mapped")
 
 
+def _dataset(graph, normalization):
+    """The imported project's dataset part: none, or the statistics the model normalises its
+    inputs with as fitted ones, of the kind they were fitted as (an Input without gets the
+    identity), its Inputs fed by arrays of their names."""
+    if not normalization:
+        return {}
+    kinds = {s.get("kind") or "standardize" for s in normalization.values()}
+    kind = kinds.pop() if len(kinds) == 1 else "standardize"
+    stats = {nid: {"kind": kind, "shift": list(s["shift"]), "scale": list(s["scale"])}
+             for nid, s in normalization.items()}
+    for nid in graph.inputs():
+        stats.setdefault(nid, {"kind": kind, "shift": [0.0], "scale": [1.0]})
+    return {"inputs": {nid: nid for nid in graph.inputs()}, "normalize": kind,
+            "fitted": {"normalization": stats}}
+
+
 def from_model(model, name="model"):
     """The ONNX ModelProto `model` as an Imported (project, weights, input/output mapping)."""
     onnx, _ = _onnx()
-    from layerloom.interop.keras_import import _dataset
     from layerloom.project.loom import Project
     from layerloom.project.training import parse_training
     try:
