@@ -11,7 +11,9 @@ MARK = "layerloom-nodes"
 
 def copy_text(doc, node_ids):
     g = doc.graph
-    ids = [n for n in g.nodes if n in set(node_ids)]
+    wanted = set(node_ids)
+    ids = [n for n in g.nodes if n in wanted]
+    wanted = set(ids)
     nodes = []
     for nid in ids:
         node = g.nodes[nid]
@@ -19,7 +21,7 @@ def copy_text(doc, node_ids):
         nodes.append({"id": nid, "type": node.type,
                       "params": {k: decls[k].to_json(v) for k, v in node.params.items()}})
     edges = [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]} for e in g.edges
-             if e.src in ids and e.dst in ids]
+             if e.src in wanted and e.dst in wanted]
     pos = {nid: doc.positions().get(nid, [0, 0]) for nid in ids}
     return json.dumps({"format": MARK, "nodes": nodes, "edges": edges, "positions": pos})
 

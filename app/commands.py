@@ -2,8 +2,8 @@
 the model's events. Names end in Cmd."""
 from PySide6.QtGui import QUndoCommand
 
-from layerloom.core.errors import LayerloomError
-from layerloom.core.graph import Edge
+from layerloom.core.errors import GraphError, LayerloomError
+from layerloom.core.graph import Edge, too_many_nodes
 
 
 class AddNodeCmd(QUndoCommand):
@@ -137,6 +137,9 @@ class PasteCmd(QUndoCommand):
         g = self.doc.graph
         added = []
         try:
+            too_many = too_many_nodes(len(g.nodes) + len(self.nodes))
+            if too_many:  # the graph would be one its project file cannot hold
+                raise GraphError(f"the graph would have {too_many}")
             for nid, typ, params in self.nodes:
                 if nid in self.pos:  # before the node: the canvas places it on node_added
                     self.doc.positions()[nid] = list(self.pos[nid])

@@ -52,3 +52,21 @@ def test_a_node_added_at_an_index_takes_that_place_in_the_file_order():
     g.add_node("Dense", id="between", index=1)
     assert list(g.nodes) == ["in", "between", "d1", "bn"]
     assert "graph.nodes[1]" in g.place("between")
+
+
+def test_each_nodes_problems_are_found_without_walking_every_problem(monkeypatch):
+    """Issue 26, item 9: the canvas and the inspector ask for each node's problems; with a
+    problem on each of N nodes, asking for all of them walked the N problems N times."""
+    from layerloom.core import analysis
+    g = Graph()
+    g.add_node("Input", {"shape": [4]}, id="in")
+    for i in range(300):
+        g.add_node("Dense", {"units": 2}, id=f"d{i}")
+    a = g.analysis()
+    walks = []
+    problems = analysis.Analysis.problems
+    monkeypatch.setattr(analysis.Analysis, "problems",
+                        property(lambda self: walks.append(1) or problems.fget(self)))
+    found = {nid: a.node_problems(nid) for nid in g.nodes}
+    assert found["d7"] == ["input 0 (x) is not connected"] and found["in"] == []
+    assert len(walks) <= 1

@@ -242,3 +242,89 @@ def test_auto_layout_flows_right_or_down_and_a_bad_flow_reads_as_right():
     assert flow_of({"flow": "down"}) == "down"
     for ui in ({}, {"flow": 5}, {"flow": "up"}, [], None):
         assert flow_of(ui) == "right"
+
+
+class _CountingDict(dict):
+    """A node table that counts how often it is walked whole."""
+    walks = 0
+
+    def __iter__(self):
+        _CountingDict.walks += 1
+        return super().__iter__()
+
+    def values(self):
+        _CountingDict.walks += 1
+        return super().values()
+
+    def items(self):
+        _CountingDict.walks += 1
+        return super().items()
+
+
+def _big_file(n, chain):
+    """The issue's graph: an Input and n Dense nodes, unconnected or in a chain."""
+    nodes = [{"id": "in", "type": "Input", "params": {"shape": [4]}}]
+    nodes += [{"id": f"d{i}", "type": "Dense", "params": {"units": 4}} for i in range(n)]
+    ids = ["in"] + [f"d{i}" for i in range(n)]
+    edges = [{"from": [a, 0], "to": [b, 0]} for a, b in zip(ids, ids[1:])] if chain else []
+    return {"format": "layerloom-project", "version": 1, "graph": {"nodes": nodes, "edges": edges},
+            "dataset": {"source": "synthetic", "name": "spirals"},
+            "training": {"loss": "categorical_crossentropy"}}
+
+
+def _scans(fn):
+    """(whole walks of a node table, the longest list fn searches or shifts with list.index,
+    remove or insert) while fn runs."""
+    import sys as _sys
+    longest = [0]
+
+    def profile(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") in ("index", "remove", "insert") \
+                and isinstance(getattr(arg, "__self__", None), list):
+            longest[0] = max(longest[0], len(arg.__self__))
+    _CountingDict.walks = 0
+    _sys.setprofile(profile)
+    try:
+        fn()
+    except Exception:
+        pass  # a refusal (strict loading) is an outcome here
+    finally:
+        _sys.setprofile(None)
+    return _CountingDict.walks, longest[0]
+
+
+def test_graph_operations_take_linear_time(monkeypatch):
+    """Issue 26, item 9: reading a file, problems(), shapes, the analysis and the auto-layout
+    walk the node table a fixed number of times whatever the node count (place() had searched
+    the node list once per problem, so 20000 unconnected nodes took 5 s), and search no list
+    longer than a node's inputs (the auto-layout searched the topological order per node,
+    removing an edge searched every edge). Counted, not timed: bench/graph_scale.py times it."""
+    import json
+    from layerloom.core import graph as graph_module
+    from layerloom.core.layout import auto_layout
+    from layerloom.project import loom as projectfile
+    init = graph_module.Graph.__init__
+
+    def counting_init(self):
+        init(self)
+        self._nodes = _CountingDict()
+    monkeypatch.setattr(graph_module.Graph, "__init__", counting_init)
+    counts = {}
+    for n in (300, 1200):
+        for chain in (False, True):
+            text = json.dumps(_big_file(n, chain))
+            proj = projectfile.loads(text, strict=False)
+            g = proj.graph
+            ops = {"read": lambda: projectfile.loads(text, strict=False),
+                   "run's strict read": lambda: projectfile.loads(text),
+                   "problems": g.problems, "shapes": g.compute_shapes, "topo": g.topo_order,
+                   "analysis": lambda: graph_module.analysis.analyse(g, -1),
+                   "layout": lambda: auto_layout(g),
+                   "remove every node": lambda: [g.remove_node(i) for i in list(g._nodes)]}
+            for name, op in ops.items():
+                walks, longest = _scans(op)
+                assert longest <= graph_module.MAX_VARIADIC_INPUTS, (name, n, chain, longest)
+                counts[name, chain, n] = walks
+    for (name, chain, n), walks in counts.items():
+        if n == 1200 and name != "remove every node":
+            assert walks == counts[name, chain, 300], (name, chain, walks)

@@ -205,3 +205,23 @@ def test_a_paste_that_fails_part_way_is_taken_back(qapp):
     with pytest.raises(RuntimeError, match="Nothing pasted: duplicate node id 'r'"):
         doc.push(cmd)
     assert _state(doc) == before
+
+
+def test_a_paste_beyond_the_node_limit_is_refused(qapp):
+    """A project holds at most MAX_NODES nodes (issue 26, item 9): so does a pasted text, and
+    so does the graph a paste would make."""
+    from layerloom.core.graph import MAX_NODES
+    with pytest.raises(ProjectError, match="graph.nodes: 10,001 nodes, more than the 10,000 a "
+                                           "project may hold"):
+        parse_text(_text(_nodes(*(f"n{i}" for i in range(MAX_NODES + 1)))))
+    d = copy.deepcopy(MULTITASK)
+    d["graph"]["nodes"] += _nodes(*(f"n{i}" for i in range(MAX_NODES - len(
+        d["graph"]["nodes"]) - 2)))
+    doc = Document(projectfile.from_dict(d, strict=False))
+    before = _state(doc)
+    with pytest.raises(RuntimeError, match="Nothing pasted: the graph would have 10,001 nodes, "
+                                           "more than the 10,000 a project may hold"):
+        _paste(doc, _text(_nodes("p", "q", "r")))
+    assert _state(doc) == before
+    _paste(doc, _text(_nodes("p", "q")))
+    assert len(doc.graph.nodes) == MAX_NODES

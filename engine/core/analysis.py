@@ -3,6 +3,7 @@ and parameter counts. Computed once per graph version (Graph.analysis()) and rea
 (canvas, inspector, summary, Problems list) and by the model, so none of them recomputes it or
 guesses at a half-built graph on its own."""
 import dataclasses
+import functools
 from math import prod
 
 
@@ -27,7 +28,17 @@ class Analysis:
 
     def node_problems(self, node_id):
         """The messages of the problems placed on node `node_id`."""
-        return [p.message for p in self.problems if p.node == node_id]
+        return list(self._by_node.get(node_id, ()))
+
+    @functools.cached_property
+    def _by_node(self):
+        """{node id: messages}: views ask for every node's problems, which must not walk
+        every problem for each node."""
+        out = {}
+        for p in self.problems:
+            if getattr(p, "node", None) is not None:
+                out.setdefault(p.node, []).append(p.message)
+        return out
 
     def total_params(self):
         return ParamCount(sum(c.total for c in self.params.values()),

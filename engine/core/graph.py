@@ -5,6 +5,7 @@ Pure Python. Views subscribe to the events; every edit goes through these method
 `analysis()` says what its structure implies (shapes, problems each naming the node, parameter
 counts), computed once per version of the graph.
 """
+from collections import deque
 from types import MappingProxyType
 
 from layerloom.core import analysis
@@ -14,6 +15,17 @@ from layerloom.core.params import validate_params
 from layerloom.core.registry import ShapeError, get_layer
 
 MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a bound a file meets
+# Nodes of a project's graph, a bound a file and a paste meet (the largest Keras application,
+# NASNetLarge, has about 1,000 layers). Graph operations take linear time; the bound keeps a
+# shared file from making the editor draw, and the reader list, without end.
+MAX_NODES = 10_000
+
+
+def too_many_nodes(count):
+    """The refusal of a graph of `count` nodes, or None."""
+    if count <= MAX_NODES:
+        return None
+    return f"{count:,} nodes, more than the {MAX_NODES:,} a project may hold"
 
 
 class Node:
@@ -52,10 +64,12 @@ class Edge:
 class Graph:
     def __init__(self):
         self._nodes = {}      # id -> Node, insertion ordered
-        self._edges = []
-        # ({dst: [edges sorted by port]}, {src: [edges]}): kept up to date by connect and
-        # disconnect
+        self._edges = {}      # Edge -> None: a set in insertion order (removal by hash)
+        # ({dst: [edges sorted by port]}, {src: {edge: None}}): kept up to date by connect and
+        # disconnect. A node's inputs are a short list (at most MAX_VARIADIC_INPUTS); its
+        # outputs may be thousands, so they are a dict as well.
         self._index = ({}, {})
+        self._places = None  # (version, {id: index in the file order}) for place()
         self.version = 0  # counts the edits; what analysis() computed is for one version
         self._analysis = None
         self.node_added = Event("node_added")
@@ -170,20 +184,20 @@ class Graph:
         self.check_connect(src, src_port, dst, dst_port, allow_cycle)
         edge = Edge(src, src_port, dst, dst_port)
         ins, outs = self._index
-        self._edges.append(edge)
+        self._edges[edge] = None
         lst = ins.setdefault(dst, [])
         lst.append(edge)
         lst.sort(key=lambda e: e.dst_port)
-        outs.setdefault(src, []).append(edge)
+        outs.setdefault(src, {})[edge] = None
         self._edited()
         self.edge_added.emit(edge)
         return edge
 
     def disconnect(self, edge):
         ins, outs = self._index
-        self._edges.remove(edge)
+        del self._edges[edge]
         ins[edge.dst].remove(edge)
-        outs[edge.src].remove(edge)
+        del outs[edge.src][edge]
         self._edited()
         self.edge_removed.emit(edge)
 
@@ -236,23 +250,27 @@ class Graph:
             if e.src in indeg and e.dst in indeg:
                 indeg[e.dst] += 1
                 succ[e.src].append(e.dst)
-        ready = [n for n in self.nodes if indeg[n] == 0]
+        ready = deque(n for n in self.nodes if indeg[n] == 0)
         order = []
         while ready:
-            n = ready.pop(0)
+            n = ready.popleft()
             order.append(n)
             for m in succ[n]:
                 indeg[m] -= 1
                 if indeg[m] == 0:
                     ready.append(m)
         if len(order) != len(self.nodes):
-            cyc = [n for n in self.nodes if n not in order]
+            done = set(order)
+            cyc = [n for n in self.nodes if n not in done]
             raise GraphError("the graph has a cycle through " + ", ".join(repr(c) for c in cyc))
         return order
 
     def place(self, id):
-        idx = list(self.nodes).index(id)
-        return f"graph.nodes[{idx}] {quote(id)} ({self.nodes[id].type})"
+        """Where node `id` is in the file: `graph.nodes[3] 'dense_1' (Dense)`. The file order's
+        index is built once per graph version (problems() places one problem per node)."""
+        if self._places is None or self._places[0] != self.version:
+            self._places = (self.version, {n: i for i, n in enumerate(self._nodes)})
+        return f"graph.nodes[{self._places[1][id]}] {quote(id)} ({self.nodes[id].type})"
 
     def node_error(self, message, id):
         """A problem of node `id`, placed as in the file and carrying the id for the canvas."""

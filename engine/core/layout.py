@@ -26,6 +26,7 @@ def auto_layout(graph, dx=None, dy=None, flow="right"):
     for nid in order:
         preds = [e.src for e in graph.in_edges(nid) if e.src in depth]
         depth[nid] = 1 + max((depth[p] for p in preds), default=-1)
+    index = {nid: i for i, nid in enumerate(order)}
     layers = {}
     for nid in order:
         layers.setdefault(depth[nid], []).append(nid)
@@ -35,7 +36,7 @@ def auto_layout(graph, dx=None, dy=None, flow="right"):
 
         def bary(nid):
             ps = [rank[e.src] for e in graph.in_edges(nid) if e.src in rank]
-            return sum(ps) / len(ps) if ps else order.index(nid)
+            return sum(ps) / len(ps) if ps else index[nid]
         nodes.sort(key=bary)
         for i, nid in enumerate(nodes):
             rank[nid] = i

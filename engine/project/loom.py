@@ -9,7 +9,7 @@ import json
 import os
 
 from layerloom.core.errors import GraphError, ProjectError, quote
-from layerloom.core.graph import Graph
+from layerloom.core.graph import Graph, too_many_nodes
 from layerloom.core.params import validate_params
 from layerloom.core.registry import get_layer, layer_types
 from layerloom.core.sections import unknown_keys
@@ -63,6 +63,10 @@ def parse_graph(g, problems):
     if not isinstance(edges, list):
         problems.append(ProjectError("expected a list of edges", "graph.edges"))
         edges = []
+    too_many = too_many_nodes(len(nodes))
+    if too_many:  # refused before any node is read
+        problems.append(ProjectError(too_many, "graph.nodes"))
+        return graph
     broken, ids_known = _add_nodes(graph, nodes, problems)
     ids_known = ids_known and isinstance(g.get("nodes"), list)
     for j, e in enumerate(edges):
