@@ -124,3 +124,17 @@ def test_the_normalisation_keeps_its_kind(kind):
     x = _raw_inputs(project, rng)
     want = Model(project, weights).predict(x)
     assert np.abs(Model(back.project, back.weights).predict(x) - want).max() <= TOL
+
+
+@pytest.mark.parametrize("name", ["wine_csv", "fashion_mnist_cnn"])
+def test_the_imported_project_file_predicts_the_same(tmp_path, name):
+    """What `layerloom --import` writes (the .loom with its fitted statistics, the weights)
+    reads back and predicts what the original does."""
+    import layerloom
+    project, weights, _ = _round_trip(name)
+    onnx_export.export(project, weights, str(tmp_path / "m.onnx"))
+    onnx_import.convert(str(tmp_path / "m.onnx"), str(tmp_path / "back.loom"))
+    back = layerloom.load(str(tmp_path / "back.loom"))
+    x = _raw_inputs(project, np.random.default_rng(9))
+    want = Model(project, weights).predict(x)
+    assert np.abs(back.predict(x) - want).max() <= TOL
