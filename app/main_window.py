@@ -484,9 +484,26 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
         return found
 
+    def ask_stop_training(self):
+        """Before closing while a run goes on: stop it? Tests replace this (or answer the
+        question box); without confirm it is stopped."""
+        if not self.confirm:
+            return True
+        from PySide6.QtWidgets import QMessageBox
+        r = QMessageBox.question(
+            self, "Stop training?", "Training is running: stop it and close the window?\n\n"
+            "It stops after the current batch; you are then asked whether to save what is "
+            "unsaved. Cancel leaves it running.", QMessageBox.Yes | QMessageBox.Cancel,
+            QMessageBox.Cancel)
+        return r == QMessageBox.Yes
+
     def closeEvent(self, event):
+        # ask before stopping a run: Cancel leaves it running, untouched (it was stopped first)
+        if self.training.worker is not None and not self.ask_stop_training():
+            event.ignore()
+            return
         self.closing = True  # no new Predict/Evaluate threads (one running at exit aborts Qt)
-        if self.training.worker is not None:
+        if self.training.worker is not None:  # (it may have ended while the question was up)
             self.training.stop_training()
             self.training.worker.wait(10000)
             QApplication.processEvents()  # the run's end: its weights join the document

@@ -1,5 +1,6 @@
 """The autosave exists only while the document differs from its file, a recovery keeps the
-trained weights (issue 26, item 2) (pytest-qt, offscreen)."""
+trained weights (issue 26, item 2), and closing while training asks first (item 3)
+(pytest-qt, offscreen)."""
 import json
 import os
 import shutil
@@ -216,3 +217,45 @@ def test_an_untitled_projects_trained_weights_are_recovered(make_window, tmp_pat
     assert same(later.doc.weights, weights) and later.predict_action.isEnabled()
     assert later.doc.path is None and later.doc.dirty
     assert not os.listdir(folder)
+
+
+# -- closing while training runs asks first ---------------------------------------------------
+
+@pytest.mark.slow
+def test_closing_while_training_asks_before_stopping(win, qtbot, monkeypatch):
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.training.epochs.setValue(500)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
+                    timeout=120_000)
+    worker = win.training.worker
+    win.confirm = True
+    try:
+        asked = []
+        answer(monkeypatch, QMessageBox.Cancel, asked)
+        assert not win.close()
+        assert [t for t, _ in asked] == ["Stop training?"], asked
+        assert asked[0][1].startswith("Training is running: stop it and close"), asked
+        # Cancel changed nothing: the run goes on, unstopped, the graph still locked
+        assert win.training.worker is worker and not worker._stop.is_set()
+        assert worker.process.is_alive() and win.doc.locked and win.isVisible()
+        assert not win.closing
+        n = len(win.training.plots.series["loss"][0])
+        qtbot.waitUntil(lambda: len(win.training.plots.series["loss"][0]) > n, timeout=60_000)
+        # confirmed: the run stops, then the usual question about unsaved work (Cancel)
+        asked.clear()
+        answers = iter([QMessageBox.Yes, QMessageBox.Cancel])
+
+        def question(parent, title, text, *a, **k):
+            asked.append((title, text))
+            return next(answers)
+        monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+        assert not win.close()
+        assert [t for t, _ in asked] == ["Stop training?", "Unsaved changes"], asked
+        assert "trained model" in asked[1][1]
+        assert win.training.worker is None and not worker.process.is_alive()
+        assert win.training.last_history["stopped"] and win.doc.weights is not None
+        assert win.isVisible() and not win.closing
+    finally:
+        win.confirm = False  # no real dialog from the fixture's close
+    assert win.close()
