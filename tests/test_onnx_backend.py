@@ -103,7 +103,7 @@ def _run_all(cases):
 @pytest.mark.slow
 def test_every_node_test_of_a_claimed_op_matches_or_is_refused():
     results = _run_all(_node_cases())
-    assert sum(v == "match" for v in results.values()) >= 48  # as many as measured (docs/onnx.md)
+    assert sum(v == "match" for v in results.values()) >= 52  # as many as measured (docs/onnx.md)
 
 
 @pytest.mark.slow
@@ -145,9 +145,31 @@ def _selu(alpha=None, gamma=None):
                              opset_imports=[helper.make_opsetid("", 6)])
 
 
-def test_selu_with_other_constants_is_refused_by_name():
-    with pytest.raises(DataError, match=r"'selu' \(Selu\): alpha 2.*gamma 3"):
-        onnx_import.from_model(_selu(2.0, 3.0), "m")
+def _activation(op_type, opset, **attrs):
+    from onnx import TensorProto, helper
+    node = helper.make_node(op_type, ["x"], ["y"], name="act", **attrs)
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 4, 5]) for n in "xy"]
+    return helper.make_model(helper.make_graph([node], "g", vi[:1], vi[1:]),
+                             opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _elu(x, alpha):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+@pytest.mark.parametrize("op_type,attrs,reference", [
+    ("Selu", {"alpha": 2.0, "gamma": 3.0}, lambda x: 3.0 * _elu(x, 2.0)),  # was ignored
+    ("Elu", {"alpha": 2.0}, lambda x: _elu(x, 2.0)),  # was refused
+    ("LeakyRelu", {}, lambda x: np.where(x > 0, x, 0.01 * x)),  # ONNX's 0.01, refused
+    ("LeakyRelu", {"alpha": 0.2}, lambda x: np.where(x > 0, x, 0.2 * x)),  # ours
+], ids=["selu-2-3", "elu-2", "leaky-default", "leaky-0.2"])
+def test_activations_with_other_constants_compute_them(op_type, attrs, reference):
+    x = np.random.default_rng(4).standard_normal((3, 4, 5)).astype(np.float32) * 30
+    imported = onnx_import.from_model(_activation(op_type, 6, **attrs), "m")
+    types = {n.type for n in imported.project.graph.nodes.values()}
+    assert types == {"Input", "Activation" if attrs.get("alpha") == 0.2 else "Lambda"}
+    assert outcome(_activation(op_type, 6, **attrs), [x], [reference(x.astype(np.float64))]) \
+        == "match"
 
 
 def test_selu_with_the_default_constants_matches():

@@ -103,6 +103,11 @@ def _constant_of_shape(shape, value):
     return np.full([int(d) for d in np.reshape(shape, -1)], v.reshape(-1)[0], v.dtype)
 
 
+def _elu(alpha):
+    """ELU with `alpha` as a Lambda formula (exp of the negative part only: no overflow)."""
+    return f"where(a > 0, a, {float(alpha)!r} * (exp(minimum(a, 0)) - 1))"
+
+
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
@@ -403,13 +408,14 @@ class _Importer:
         if node.op_type in ("Softmax", "LogSoftmax"):
             self.softmax_axis(node, v, a)
         if node.op_type == "Elu" and not _close(a.get("alpha", 1.0), 1.0):
-            self.fail(node, f"alpha {a['alpha']}; Layerloom's elu has alpha 1")
+            self.formula(node, v, _elu(a["alpha"]))  # another alpha than our elu's 1
+            return
         if node.op_type == "Selu":
             from layerloom.core.activations import SELU_ALPHA, SELU_SCALE
             alpha, gamma = a.get("alpha", ONNX_SELU[0]), a.get("gamma", ONNX_SELU[1])
             if not (_close(alpha, SELU_ALPHA) and _close(gamma, SELU_SCALE)):
-                self.fail(node, f"alpha {alpha:g} and gamma {gamma:g}; Layerloom's selu has "
-                                f"alpha {SELU_ALPHA:.6g} and gamma {SELU_SCALE:.6g}")
+                self.formula(node, v, f"{float(gamma)!r} * {_elu(alpha)}")
+                return
         if node.op_type == "Gelu" and _text(a.get("approximate", "none")) != "none":
             self.fail(node, "the tanh approximation; Layerloom's gelu is the exact (erf) one")
         prev = self.graph.nodes[v.node]
@@ -434,11 +440,15 @@ class _Importer:
 
     def op_LeakyRelu(self, node):
         from layerloom.core.activations import LEAKY_SLOPE
-        alpha = _attrs(node).get("alpha", 0.01)
-        if not _close(alpha, LEAKY_SLOPE):
-            self.fail(node, f"alpha {alpha:g}; Layerloom's leaky_relu has slope {LEAKY_SLOPE}")
-        v = self.value(node, 0)
+        alpha, v = _attrs(node).get("alpha", 0.01), self.value(node, 0)
+        if not _close(alpha, LEAKY_SLOPE):  # another slope than our leaky_relu's
+            self.formula(node, v, f"where(a > 0, a, {float(alpha)!r} * a)")
+            return
         self.set(node, v.like(self.add(node, "Activation", {"activation": "leaky_relu"}, [v])))
+
+    def formula(self, node, v, expression):
+        """An activation with constants our activation table does not have, as a Lambda."""
+        self.set(node, v.like(self.add(node, "Lambda", {"expression": expression}, [v])))
 
     def op_Dropout(self, node):
         """Dropout at inference: the identity, as Layerloom's Dropout layer (its rate kept for
