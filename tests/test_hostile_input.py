@@ -179,6 +179,39 @@ def test_run_refuses_30000_nodes_at_once(tmp_path):
     assert len(err.splitlines()) == 1
 
 
+def test_unknown_layer_types_are_listed_once_not_on_every_line():
+    """Issue 26, item 10: each unknown type's line is short; the known types are said once
+    (they had been appended to every line: 36 names, ~500 characters)."""
+    d = example("spirals")
+    d["graph"]["nodes"] += [{"id": f"n{i}", "type": "Xyzzy"} for i in range(50)]
+    d["graph"]["nodes"].append({"id": "typo", "type": "Dens"})
+    with pytest.raises(ProjectError) as e:
+        projectfile.loads(json.dumps(d))
+    lines = e.value.lines()
+    assert lines[0] == "graph.nodes[5].type: unknown layer type 'Xyzzy'"
+    listed = [line for line in lines if "Dense, " in line]
+    assert len(listed) == 1 and lines[1] == listed[0]
+    assert listed[0].startswith("graph.nodes: the layer types are Conv1D, Conv2D, ")
+    assert listed[0].endswith("ZeroPadding2D (docs/layers.md)")
+    assert "graph.nodes[55].type: unknown layer type 'Dens'; did you mean 'Dense'?" in lines
+    assert max(len(line) for line in lines if line != listed[0]) < 80
+
+
+@pytest.mark.slow
+def test_a_flood_of_unknown_types_names_the_known_ones_once(tmp_path):
+    """The issue's case through --run (100,000 nodes then, within the node limit now): 21
+    lines of ~500 characters had each listed the 36 types."""
+    d = example("spirals")
+    d["graph"]["nodes"] += [{"id": f"n{i}", "type": "Xyzzy"} for i in range(9_995)]
+    err = refused(tmp_path, json.dumps(d), "graph.nodes[5].type: unknown layer type 'Xyzzy'",
+                  "... and 9976 more problems")
+    prefix = f"layerloom: error: {tmp_path / 'bad.loom'}: "
+    lines = [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 21 and sum("ZeroPadding2D" in line for line in lines) == 1
+    assert lines[1].startswith("graph.nodes: the layer types are Conv1D, ")
+    assert max(len(line) for line in lines if line != lines[1]) < 60
+
+
 def test_errors_that_follow_from_an_earlier_one_are_not_repeated(tmp_path):
     """multitask without graph.nodes: one line for the nodes, not eleven dangling edges."""
     d = example("multitask")

@@ -43,10 +43,11 @@ class Project:
 
 
 # -- reading ------------------------------------------------------------------------------
-def _type_hint(name):
-    known = [l.type_id for l in layer_types()]
+def _type_hint(name, known):
+    """'; did you mean 'Dense'?' for a near miss, else "" (the known types are listed once,
+    after the first unknown type without one)."""
     close = difflib.get_close_matches(str(name), known, n=1)
-    return f"; did you mean {quote(close[0])}?" if close else f"; known types: {', '.join(known)}"
+    return f"; did you mean {quote(close[0])}?" if close else ""
 
 
 def parse_graph(g, problems):
@@ -88,6 +89,7 @@ def _add_nodes(graph, nodes, problems):
     """Add the readable nodes. Returns (ids of nodes refused for their type or parameters,
     whether every node's id could be read: if not, any dangling edge may be to it)."""
     first_index, broken, ids_known = {}, set(), True
+    known, hints, listed = [lt.type_id for lt in layer_types()], {}, False
     for i, n in enumerate(nodes):
         place = f"graph.nodes[{i}]"
         if not isinstance(n, dict):
@@ -107,8 +109,18 @@ def _add_nodes(graph, nodes, problems):
             continue
         layer = get_layer(typ) if isinstance(typ, str) else None
         if layer is None:
-            problems.append(ProjectError(f"unknown layer type {quote(typ)}{_type_hint(typ)}",
+            key = typ if isinstance(typ, str) and len(typ) <= 100 else None
+            hint = hints.get(key) if key is not None else None
+            if hint is None:  # a type's hint is worked out once, not for each of its nodes
+                hint = _type_hint(typ, known)
+                if key is not None:
+                    hints[key] = hint
+            problems.append(ProjectError(f"unknown layer type {quote(typ)}{hint}",
                                          f"{place}.type"))
+            if not hint and not listed:
+                problems.append(ProjectError(f"the layer types are {', '.join(known)} "
+                                             "(docs/layers.md)", "graph.nodes"))
+                listed = True
             broken.add(nid)
             continue
         values, perr = validate_params(layer.params, n.get("params", {}), f"{place}.params")
