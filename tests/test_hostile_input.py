@@ -432,3 +432,19 @@ def test_the_parser_refuses_with_a_place_or_accepts(text):
         return
     proj.graph.infer_shapes()
     projectfile.problems_of(proj)
+
+
+def test_an_imported_model_over_the_node_limit_is_refused_and_nothing_written(tmp_path):
+    """Helper review of issue 26, item 9: a file over the limit is refused when opened, so an
+    importer must not write one."""
+    from layerloom.core.errors import ProjectError
+    from layerloom.core.graph import MAX_NODES, Graph
+    from layerloom.interop import write_imported
+    from layerloom.project.loom import Project
+    g = Graph()
+    for i in range(MAX_NODES + 1):
+        g.add_node("Input", {"shape": [2]}, id=f"in_{i}")
+    to = tmp_path / "big.loom"
+    with pytest.raises(ProjectError, match="10,001 nodes, more than the 10,000"):
+        write_imported(Project(g), {}, str(to))
+    assert os.listdir(tmp_path) == []

@@ -17,7 +17,7 @@ import importlib.util
 import os
 import sys
 
-from layerloom.core.errors import LayerloomError
+from layerloom.core.errors import LayerloomError, ProjectError
 
 # format: (module, writer, what it writes, file name filter)
 EXPORTS = {
@@ -120,6 +120,10 @@ def write_imported(project, weights, to):
     from layerloom.core.layout import auto_layout
     from layerloom.project import loom as projectfile
     from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    from layerloom.core.graph import too_many_nodes
+    too_many = too_many_nodes(len(project.graph.nodes))
+    if too_many:  # its file would be refused when opened: refused here, nothing written
+        raise ProjectError(f"the imported model has {too_many}", "graph.nodes")
     folder = os.path.dirname(os.path.abspath(to))
     wname = os.path.basename(to) + ".weights.npz"
     project.ui = {"positions": {k: list(p) for k, p in auto_layout(project.graph).items()}}

@@ -118,10 +118,10 @@ def _losses(loss, outputs, problems, soft):
         problems.append(ProjectError("expected a loss name or an object {output_id: loss}",
                                      "training.loss"))
         loss = {}
-    losses = {}
+    losses, known = {}, set(outputs)  # a set: a graph may have thousands of outputs
     for o, spec in loss.items():
         place = f"training.loss.{o}"
-        if o not in outputs:
+        if o not in known:
             soft.append(ProjectError(f"no output node {quote(o)}; outputs are "
                                      f"{', '.join(map(repr, outputs)) or '(none)'}", place))
             continue
@@ -144,10 +144,10 @@ def _metrics(metrics, outputs, problems, soft):
         problems.append(ProjectError("expected a list of metric names or an object "
                                      "{output_id: [names]}", "training.metrics"))
         return ["accuracy"]
-    out = {}
+    out, known = {}, set(outputs)
     for o, ms in metrics.items():
         place = f"training.metrics.{o}"
-        if o not in outputs:
+        if o not in known:
             soft.append(ProjectError(f"no output node {quote(o)}", place))
         elif not isinstance(ms, list):
             problems.append(ProjectError("expected a list of metric names", place))
