@@ -103,6 +103,14 @@ def _constant_of_shape(shape, value):
     return np.full([int(d) for d in np.reshape(shape, -1)], v.reshape(-1)[0], v.dtype)
 
 
+def _dims(value_info):
+    """A tensor's sizes as ONNX knows them (None for one it does not), or None (no shape)."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
 def _elu(alpha):
     """ELU with `alpha` as a Lambda formula (exp of the negative part only: no overflow)."""
     return f"where(a > 0, a, {float(alpha)!r} * (exp(minimum(a, 0)) - 1))"
@@ -228,10 +236,7 @@ class _Importer:
         """v is the node's output; where ONNX's shape inference knows that tensor's shape, ours
         must be the same (a layout mapped wrongly is refused here, not computed)."""
         name = node.output[0]
-        vi = self.known.get(name)
-        dims = [d.dim_value if d.HasField("dim_value") else None
-                for d in vi.type.tensor_type.shape.dim] if vi is not None and \
-            vi.type.tensor_type.HasField("shape") else None
+        dims = _dims(self.known[name]) if name in self.known else None
         ours = self.onnx_shape(v)
         if dims is not None and (len(dims) != len(ours) + 1 or any(
                 d is not None and d != o for d, o in zip(dims[1:], ours))):
@@ -342,7 +347,7 @@ class _Importer:
             kind = onnx.TensorProto.DataType.Name(t.elem_type) if t.elem_type else "non-tensor"
             raise DataError(f"ONNX input {inp.name!r} holds {kind} values; Layerloom's inputs "
                             "are float32", PLACE)
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        dims = _dims(inp) or []
         if len(dims) not in (2, 3, 4) or any(d is None or d <= 0 for d in dims[1:]):
             raise DataError(f"ONNX input {inp.name!r}: shape {dims}; expected a batch axis and "
                             "fixed sizes (2-D features, 3-D sequences, 4-D images)", PLACE)
