@@ -250,3 +250,20 @@ def test_the_command_line_refuses_a_bias_per_row_with_exit_2(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "'fc' (Gemm): a bias of shape [3, 4]" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "p.loom").exists()
+
+
+@pytest.mark.parametrize("op_type,opset,keepdims", [("ReduceMean", 13, 1), ("ReduceMax", 18, 0)])
+def test_a_reduction_over_the_spatial_axes_is_a_global_pooling(op_type, opset, keepdims):
+    from onnx import TensorProto, helper, numpy_helper
+    axes = {"axes": [2, 3]} if opset < 18 else {}
+    inputs = ["x"] + (["axes"] if opset >= 18 else [])
+    node = helper.make_node(op_type, inputs, ["y"], name="r", keepdims=keepdims, **axes)
+    out = [2, 3, 1, 1] if keepdims else [2, 3]
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        [numpy_helper.from_array(np.array([2, 3], np.int64), "axes")] if opset >= 18 else []),
+        opset_imports=[helper.make_opsetid("", opset)])
+    x = np.random.default_rng(6).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    f = np.mean if op_type == "ReduceMean" else np.max
+    assert outcome(model, [x], [f(x, axis=(2, 3), keepdims=bool(keepdims))]) == "match"

@@ -138,3 +138,40 @@ def test_the_imported_project_file_predicts_the_same(tmp_path, name):
     x = _raw_inputs(project, np.random.default_rng(9))
     want = Model(project, weights).predict(x)
     assert np.abs(back.predict(x) - want).max() <= TOL
+
+
+def _graph(*chain, shape):
+    from layerloom.core.graph import Graph
+    g = Graph()
+    g.add_node("Input", {"shape": list(shape)}, id="x")
+    prev = "x"
+    for nid, type_id, params in chain:
+        g.add_node(type_id, params, id=nid)
+        g.connect(prev, 0, nid, 0)
+        prev = nid
+    return g
+
+
+@pytest.mark.parametrize("graph", [
+    _graph(("conv", "Conv2D", {"filters": 4, "kernel_size": 3}),
+           ("norm", "BatchNormalization", {}), ("pool", "GlobalAveragePooling2D", {}),
+           ("out", "Dense", {"units": 2}), shape=(6, 6, 3)),
+    _graph(("hidden", "Dense", {"units": 5}), ("norm", "BatchNormalization", {}),
+           ("act", "Activation", {"activation": "relu"}),
+           ("out", "Dense", {"units": 2, "activation": "softmax"}), shape=(4,)),
+], ids=["conv", "dense"])
+def test_batch_normalization_comes_back_as_one_layer(graph):
+    """The export writes it as Sub, Mul, Add with constants per channel: read back as one
+    BatchNormalization (was three)."""
+    project = loom.Project(graph)
+    rng = np.random.default_rng(11)
+    weights = _weights(graph, rng)
+    back = onnx_import.from_model(onnx_export.to_onnx(project, weights), "m")
+    assert _described(back.project.graph) == _described(graph)
+    x = {"x": rng.normal(size=(5, *graph.analysis().shapes["x"][0])).astype(np.float32)}
+    from layerloom.backend.runtime import Runtime
+    from layerloom.train.model import Model as Compiled
+    rt = Runtime()
+    want = Compiled(graph, rt, 5, weights=weights).predict(x)["out"]
+    got = Compiled(back.project.graph, rt, 5, weights=back.weights).predict(x)["out"]
+    assert np.abs(got - want).max() <= TOL

@@ -46,6 +46,8 @@ ATTRIBUTES = {
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"}, "Concat": {"axis"},
     "BatchNormalization": {"epsilon", "momentum", "spatial", "is_test", "training_mode"},
     "Transpose": {"perm"},
+    "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"},
+    "ReduceMax": {"axes", "keepdims", "noop_with_empty_axes"},
 }
 # operators on constants alone (a weight transposed, the light models' ConstantOfShape) are
 # computed here, giving constants
@@ -64,6 +66,7 @@ ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) |
 # ONNX's Selu defaults (float32 attributes) and how close a float attribute must be to ours
 ONNX_SELU = (1.67326319628502807617, 1.05070102214813232422)
 ATTR_RTOL = 1e-6
+AFFINE_EPS = 1e-3  # a per-channel Sub/Add/Mul/Div's BatchNormalization: variance 1 - this
 
 
 class _Value:
@@ -109,6 +112,19 @@ def _dims(value_info):
     if not t.HasField("shape"):
         return None
     return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+def _affine_step(state, op_type, c):
+    """(gamma, mean, beta) of y = gamma * (x - mean) + beta after `op_type` with c; state None:
+    the identity, where a first Sub or Add is the mean (as our export's BatchNormalization
+    subtracts its moving mean first)."""
+    if state is None:
+        zero = np.zeros_like(c)
+        return {"Sub": (zero + 1, c, zero), "Add": (zero + 1, -c, zero),
+                "Mul": (c, zero, zero), "Div": (1.0 / c, zero, zero)}[op_type]
+    gamma, mean, beta = state
+    return {"Sub": (gamma, mean, beta - c), "Add": (gamma, mean, beta + c),
+            "Mul": (gamma * c, mean, beta * c), "Div": (gamma / c, mean, beta / c)}[op_type]
 
 
 def _elu(alpha):
@@ -174,6 +190,7 @@ class _Importer:
         self.stated = json.loads(meta.get("layerloom.normalization") or "{}") \
             if model.producer_name == "layerloom" else {}
         self.normalization = {}  # Input id -> fitted statistics
+        self.affine = {}  # BatchNormalization id -> (gamma, mean, beta) from Sub/Add/Mul/Div
         self.absorbed = set()  # outputs of the ONNX nodes those stand for
 
     # -- helpers ------------------------------------------------------------------------------
@@ -372,7 +389,9 @@ class _Importer:
             for n in self.users(t):
                 if n.op_type == "Transpose" and list(_attrs(n).get("perm", [])) == to_first:
                     found.add("last")
-                elif n.op_type in CHANNEL_OPS:
+                elif n.op_type in CHANNEL_OPS or (
+                        n.op_type in ("ReduceMean", "ReduceMax") and rank == 4
+                        and self.reduce_axes(n, rank) == [2, 3]):  # a channels-first global pooling
                     found.add("first")
                 elif n.op_type in ELEMENTWISE and n.output[0] not in seen:
                     seen.add(n.output[0])
@@ -605,6 +624,36 @@ class _Importer:
     def op_GlobalMaxPool(self, node):
         self.global_pool(node, "GlobalMaxPooling2D")
 
+    def reduce(self, node, type_id):
+        """A mean or max over the spatial axes alone (our export's global pooling, channels
+        last, keepdims 0; or ONNX's (N, C, H, W) with keepdims 1 like GlobalAveragePool)."""
+        a, v = _attrs(node), self.value(node, 0)
+        axes = self.reduce_axes(node, len(self.onnx_shape(v)) + 1)
+        keep = a.get("keepdims", 1)
+        if len(node.input) > 1 and node.input[1] and axes is None:
+            self.const(node, 1, "axes")  # refused: not a constant
+        if v.pooled or len(self.shape(v)) != 3 or axes != ([2, 3] if v.nchw else [1, 2]):
+            self.fail(node, f"axes {axes}; only the spatial axes of an image (a global "
+                            "pooling) map")
+        if keep and not v.nchw:
+            self.fail(node, "keepdims 1 of a channels-last image; only keepdims 0 maps")
+        self.set(node, _Value(self.add(node, type_id, {}, [v]), pooled=bool(keep)))
+
+    def reduce_axes(self, node, rank):
+        """A Reduce*'s axes (an attribute before opset 18, a constant input from 18), sorted
+        and counted from the front of a tensor of `rank`; None where not given or not
+        constant."""
+        axes = _attrs(node).get("axes")
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.consts.get(node.input[1])
+        return None if axes is None else sorted(int(x) % rank for x in np.reshape(axes, -1))
+
+    def op_ReduceMean(self, node):
+        self.reduce(node, "GlobalAveragePooling2D")
+
+    def op_ReduceMax(self, node):
+        self.reduce(node, "GlobalMaxPooling2D")
+
     def op_Flatten(self, node):
         v = self.value(node, 0)
         axis = _attrs(node).get("axis", 1)
@@ -721,7 +770,8 @@ class _Importer:
     def channel_affine(self, node, v, c, const_second):
         """x - c, x + c, x * c or x / c with c one value per channel (a fitted normalisation,
         a per-feature scale) as a BatchNormalization in inference form that computes exactly
-        gamma * (x - mean) + beta: variance 1 - epsilon. One value per channel means c
+        gamma * (x - mean) + beta: variance 1 - epsilon; a chain of them (our export's
+        BatchNormalization: Sub, Mul, Add) is one such layer. One value per channel means c
         broadcasts along ONNX's channel axis alone, as ONNX's rules (aligned from the last
         axis) give it."""
         channels = self.shape(v)[-1]
@@ -734,13 +784,16 @@ class _Importer:
             self.fail(node, f"a constant of shape {list(c.shape)}; only a number or one value "
                             "per channel (after the tensor) maps")
         c = c.reshape(-1).astype(np.float64)
-        one, zero = np.ones(channels), np.zeros(channels)
-        gamma, mean = {"Sub": (one, c), "Add": (one, -c), "Mul": (c, zero),
-                       "Div": (1.0 / c, zero)}[node.op_type]
-        eps = 1e-3
-        nid = self.add(node, "BatchNormalization", {"epsilon": eps}, [v])
-        for name, arr in (("gamma", gamma), ("beta", zero), ("moving_mean", mean),
-                          ("moving_variance", np.full(channels, 1.0 - eps))):
+        x_name = node.input[0 if const_second else 1]
+        if v.node in self.affine and self.only_use(x_name) and x_name not in self.graph_outputs:
+            nid = v.node  # the next step of one affine map (our export's BatchNormalization)
+        else:
+            nid = self.add(node, "BatchNormalization", {"epsilon": AFFINE_EPS}, [v])
+            self.affine[nid] = None
+        self.affine[nid] = _affine_step(self.affine[nid], node.op_type, c)
+        gamma, mean, beta = self.affine[nid]
+        for name, arr in (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
+                          ("moving_variance", np.full(channels, 1.0 - AFFINE_EPS))):
             self.weights[f"{nid}/{name}"] = arr.astype(np.float32)
         self.set(node, v.like(nid))
 
