@@ -231,6 +231,16 @@ def remove_autosave_files(auto):
     _remove(auto + WEIGHTS_SUFFIX)
 
 
+def autosave_weights(auto):
+    """The weights file an autosave names, or None (none named, or no readable autosave)."""
+    try:
+        with open(auto, encoding="utf-8") as f:
+            w = json.load(f).get("weights")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return None
+    return w if isinstance(w, str) and w else None
+
+
 def _remove(path):
     try:
         os.remove(path)

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from layerloom.core.errors import LayerloomError
 
-from .document import Document, recoverable, remove_autosave_files
+from .document import Document, autosave_weights, recoverable, remove_autosave_files
 
 FILTER = "Layerloom projects (*.loom);;All files (*)"
 
@@ -52,11 +52,12 @@ class FileActions:
         """Offer the autosave left by a crash. Tests replace this."""
         if not self.confirm:
             return False
+        model = ", with the trained model" if autosave_weights(auto) else ""
         r = QMessageBox.question(
             self, "Recover unsaved changes?",
             f"{os.path.basename(path)} has unsaved changes from a session that did not end "
-            "normally. Recover them? (No keeps the file as it was saved; the autosave is "
-            "removed.)", QMessageBox.Yes | QMessageBox.No)
+            f"normally. Recover them{model}? (No keeps the file as it was saved; the autosave "
+            "is removed.)", QMessageBox.Yes | QMessageBox.No)
         return r == QMessageBox.Yes
 
     def offer_untitled_recovery(self):

@@ -140,6 +140,26 @@ def test_recovery_keeps_weights_trained_and_never_saved(win, make_window, tmp_pa
         assert json.load(f)["weights"] == "p.loom.weights.npz"
 
 
+def test_the_recovery_question_says_a_trained_model_comes_back(win, make_window, tmp_path,
+                                                               monkeypatch):
+    path = saved_spirals(win, tmp_path)
+    win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"activation": "tanh"}))
+    win.autosave()
+    asked = []
+    answer(monkeypatch, QMessageBox.No, asked)
+    again = make_window()
+    again.confirm = True
+    try:
+        assert not again.ask_recover(path, path + ".autosave")
+        assert "trained model" not in asked[-1][1]
+        win.doc.set_trained(fitting_weights(win.doc.graph))
+        win.autosave()
+        assert not again.ask_recover(path, path + ".autosave")
+        assert "Recover them, with the trained model?" in asked[-1][1], asked
+    finally:
+        again.confirm = False
+
+
 def test_recovery_keeps_the_link_to_the_saved_weights(win, make_window, tmp_path):
     path = saved_spirals(win, tmp_path)
     weights = fitting_weights(win.doc.graph)
