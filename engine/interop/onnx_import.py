@@ -178,10 +178,11 @@ class _Importer:
         self.shapes = {}  # node id -> its output shapes, as the layers' rules give them
         g = model.graph
         self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-        self.uses = {}
+        self.uses, self.readers = {}, {}  # tensor -> how many inputs read it; its readers
         for n in g.node:
             for i in n.input:
                 self.uses[i] = self.uses.get(i, 0) + 1
+                self.readers.setdefault(i, []).append(n)
         self.values = {}
         self.model = model
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
@@ -272,7 +273,7 @@ class _Importer:
         return self.uses.get(v_name, 0) == 1
 
     def users(self, name):
-        return [n for n in self.model.graph.node if name in n.input]
+        return list({id(n): n for n in self.readers.get(name, [])}.values())  # each once
 
     # -- the graph --------------------------------------------------------------------------
     def run(self):
