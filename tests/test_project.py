@@ -313,3 +313,22 @@ def test_every_output_without_a_loss_is_named():
     msgs = [str(p) for p in proj.problems]
     assert "training.loss: output 'inside' has no loss" in msgs
     assert "training.loss: output 'value' has no loss" in msgs
+
+
+def test_an_atomic_write_gives_a_file_the_mode_an_ordinary_write_would(tmp_path):
+    """mkstemp makes 0600 files: a saved project was unreadable to the user's group, which an
+    ordinary save (and the file before it) allowed. A new file gets 0666 less the umask, a
+    replaced one keeps its mode."""
+    from layerloom.project.fileio import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.loom"
+        atomic_write_text(str(new), "{}")
+        assert (new.stat().st_mode & 0o777) == 0o644
+        kept = tmp_path / "kept.loom"
+        kept.write_text("{}")
+        os.chmod(kept, 0o640)
+        atomic_write_text(str(kept), "{ }", backup=True)
+        assert (kept.stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)

@@ -13,6 +13,8 @@ def atomic_write_bytes(path, data, backup=False):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=folder)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp's 0600, not what an ordinary write gives
+            os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -25,6 +27,17 @@ def atomic_write_bytes(path, data, backup=False):
             os.unlink(tmp)
         raise
     _fsync_dir(folder)  # make the rename itself durable
+
+
+def _mode_for(path):
+    """The permission bits an ordinary write of `path` would leave: the file's own where it
+    exists, else 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def _atomic_backup(path, folder):
