@@ -169,3 +169,70 @@ def test_a_long_model_is_read_without_analysing_the_graph_per_node(monkeypatch):
     imported = onnx_import.from_model(model)
     assert len(imported.project.graph.nodes) == 301
     assert len(calls) <= 5
+
+
+def _two_output_model(nodes, inits, outputs, shape=(None, 3, 8, 8)):
+    from onnx import TensorProto, helper, numpy_helper
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                   ["batch"] + list(shape[1:]))],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("rank", [2, 4])
+def test_a_per_channel_step_after_an_alias_of_a_read_tensor_is_not_merged(tmp_path, rank):
+    """Review of issue 26, item 11: t1 = x - c1 is read by Relu and, through an Identity, by
+    t3 = t2 * c2: merging the Mul into t1's BatchNormalization changed the Relu's output by
+    2.91 without a word. (Rank 4: NCHW after a 1x1 convolution.)"""
+    from onnx import helper
+    c = np.arange(1, 4, dtype=np.float32)
+    inits = {"c1": c, "c2": c * 2}
+    nodes = [helper.make_node("Sub", ["h", "c1"], ["t1"], name="sub"),
+             helper.make_node("Identity", ["t1"], ["t2"], name="alias"),
+             helper.make_node("Mul", ["t2", "c2"], ["t3"], name="mul"),
+             helper.make_node("Relu", ["t1"], ["r"], name="relu"),
+             helper.make_node("Sigmoid", ["t3"], ["s"], name="sig")]
+    if rank == 4:
+        inits = {k: v.reshape(3, 1, 1) for k, v in inits.items()}
+        inits["k"] = np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)
+        nodes.insert(0, helper.make_node("Conv", ["x", "k"], ["h"], name="conv"))
+    else:
+        nodes.insert(0, helper.make_node("Identity", ["x"], ["h"], name="in"))
+    path = str(tmp_path / "m.onnx")
+    shape = (None, 3, 8, 8) if rank == 4 else (None, 3)
+    onnx.save(_two_output_model(nodes, inits, ["r", "s"], shape), path)
+    project, weights = onnx_import.read(path)
+    x = np.random.default_rng(0).standard_normal((2,) + shape[1:]).astype(np.float32) * 3
+    want = ort.InferenceSession(path).run(None, {"x": x})
+    got = Model(project, weights).predict(x.transpose(0, 2, 3, 1) if rank == 4 else x)
+    outs = project.graph.outputs()
+    assert len(outs) == 2
+    for w in want:  # the outputs, whichever order the graph lists them in
+        w = w.transpose(0, 2, 3, 1) if rank == 4 else w
+        assert min(np.abs(got[o] - w).max() for o in outs) <= TOLERANCE
+
+
+@pytest.mark.parametrize("meta", ["{not json", "[1, 2]", '{"x": {"kind": "bogus", "shift": [0],'
+                                  ' "scale": [1]}}', '{"x": {"kind": "scale", "shift": "a"}}'])
+def test_layerloom_metadata_that_is_not_what_we_write_is_not_trusted(tmp_path, meta):
+    """Review of issue 26, item 11: the normalisation stated in a 'layerloom' file's metadata
+    raised JSONDecodeError/AttributeError (exit 1), or wrote a project that could not be
+    opened. It is taken only when it is what our export writes; otherwise the operators are
+    read as they are."""
+    from onnx import helper
+    nodes = [helper.make_node("Sub", ["x", "s"], ["a"], name="sub"),
+             helper.make_node("Mul", ["a", "k"], ["y"], name="mul")]
+    m = _model(nodes, {"s": np.zeros(3), "k": np.ones(3)}, shape=(None, 3))
+    m.producer_name = "layerloom"
+    helper.set_model_props(m, {"layerloom.normalization": meta})
+    path = str(tmp_path / "m.onnx")
+    onnx.save(m, path)
+    project, weights = onnx_import.read(path)
+    from layerloom.interop import write_imported
+    from layerloom.project import loom
+    write_imported(project, weights, str(tmp_path / "m.loom"))
+    loom.load(str(tmp_path / "m.loom"))  # the project it wrote opens
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    assert np.abs(Model(project, weights).predict(x) - x).max() <= TOLERANCE

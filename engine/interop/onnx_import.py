@@ -190,10 +190,11 @@ class _Importer:
         self.graph_outputs = {o.name for o in g.output}
         self.known = {vi.name: vi for vi in list(g.value_info) + list(g.output)}
         meta = {p.key: p.value for p in model.metadata_props}
-        self.stated = json.loads(meta.get("layerloom.normalization") or "{}") \
+        self.stated = _stated(meta.get("layerloom.normalization")) \
             if model.producer_name == "layerloom" else {}
         self.normalization = {}  # Input id -> fitted statistics
         self.affine = {}  # BatchNormalization id -> (gamma, mean, beta) from Sub/Add/Mul/Div
+        self.affine_out = {}  # BatchNormalization id -> the tensor its last step wrote
         self.absorbed = set()  # outputs of the ONNX nodes those stand for
 
     # -- helpers ------------------------------------------------------------------------------
@@ -794,12 +795,17 @@ class _Importer:
                             "per channel (after the tensor) maps")
         c = c.reshape(-1).astype(np.float64)
         x_name = node.input[0 if const_second else 1]
-        if v.node in self.affine and self.only_use(x_name) and x_name not in self.graph_outputs:
-            nid = v.node  # the next step of one affine map (our export's BatchNormalization)
+        # the next step of one affine map (our export's BatchNormalization) only when it reads
+        # that map's own last result and nothing else does: an alias of it (Identity, a
+        # transpose) may be read elsewhere too, which would see the merged step
+        if v.node in self.affine and self.affine_out.get(v.node) == x_name and \
+                self.only_use(x_name) and x_name not in self.graph_outputs:
+            nid = v.node
         else:
             nid = self.add(node, "BatchNormalization", {"epsilon": AFFINE_EPS}, [v])
             self.affine[nid] = None
         self.affine[nid] = _affine_step(self.affine[nid], node.op_type, c)
+        self.affine_out[nid] = node.output[0]
         gamma, mean, beta = self.affine[nid]
         for name, arr in (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
                           ("moving_variance", np.full(channels, 1.0 - AFFINE_EPS))):
@@ -819,6 +825,28 @@ class _Importer:
                 return
         self.fail(node, f"perm {perm}; only the transposes between channels-last and "
                         "channels-first are mapped")
+
+
+def _stated(text):
+    """The input normalisation our export states in its metadata, {input: {"kind", "shift",
+    "scale"}}, or {} when the text is not what the export writes (a file is untrusted: what
+    does not check out is ignored, and its Sub and Mul are read as the operators they are)."""
+    from layerloom.data.preprocess import NORMALIZATIONS
+    try:
+        d = json.loads(text or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(d, dict):
+        return {}
+
+    def numbers(v):
+        return isinstance(v, list) and v and all(
+            isinstance(n, (int, float)) and not isinstance(n, bool) and np.isfinite(n)
+            for n in v)
+    return {k: {"kind": s["kind"], "shift": s["shift"], "scale": s["scale"]}
+            for k, s in d.items() if isinstance(k, str) and isinstance(s, dict)
+            and s.get("kind") in NORMALIZATIONS and numbers(s.get("shift"))
+            and numbers(s.get("scale"))}
 
 
 def _dataset(graph, normalization):
