@@ -30,7 +30,7 @@ class Prediction:
 
 def predict_file(project, weights, path, device=None):
     from layerloom import api
-    from layerloom.app.use import predictions_csv
+    from layerloom.cli.use_model import predictions_csv
     from layerloom.data import inputs
     model = api.Model(project, weights, device)
     f = inputs.read(project, path)

@@ -4,7 +4,7 @@ from PySide6.QtCore import QThread, Signal
 
 
 class TrainWorker(QThread):
-    """Starts the training process (app/train_process.py) and turns its messages into
+    """Starts the training process (layerloom.cli.train_process, engine/cli/train_process.py) and turns its messages into
     signals on the GUI thread. Stop and Pause are shared events the child checks after every
     batch, so Pause holds the model between two batches and Stop leaves it consistent."""
     sigBegin = Signal(int, int)
@@ -41,7 +41,7 @@ class TrainWorker(QThread):
 
     def run(self):
         import queue as queue_mod
-        from . import train_process
+        from layerloom.cli import train_process
         try:
             self.process, q, self._stop, self._pause = train_process.start(
                 self.project_dict, self.path, self.epochs, self.batch_size, self.device,

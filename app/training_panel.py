@@ -1,9 +1,9 @@
 """The training dock: the setup (dataset, optimizer, losses, array mapping, metrics, epochs,
 batch size, device) as undoable edits of the project, and run control (Start, Pause, Stop,
-Continue, progress). Training runs in a child process (train_worker.py, train_process.py);
-its batch and epoch logs arrive as queued signals and feed the Curves tab (curves.py). Stop
-is cooperative: the current batch finishes, weights stay consistent. The graph is locked
-while training runs."""
+Continue, progress). Training runs in a child process (train_worker.py starts
+layerloom.cli.train_process); its batch and epoch logs arrive as queued signals and feed the
+Curves tab (curves.py). Stop is cooperative: the current batch finishes, weights stay
+consistent. The graph is locked while training runs."""
 import time
 
 from PySide6.QtCore import Qt, Signal

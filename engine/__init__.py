@@ -20,6 +20,7 @@ Subpackages, by concern:
     data     data sources (synthetic, Keras sets, .npz, CSV, images, .npy), splits, normalisation
     backend  OpenCL runtime, device probe, ops, GEMM and convolution dispatch
     train    model, fit loop, losses, metrics, optimizers, schedules, callbacks, training state
+    cli      the `layerloom` command (--run, --predict, ...) and the editor's training process
 
 The names below are loaded on first use, so `import layerloom` stays cheap (the command line
 sets its signal handlers before numpy and pyopencl load).

@@ -122,7 +122,7 @@ def test_editor_refuses_bad_projects_before_opening(tmp_path):
 def test_an_unexpected_failure_is_named_by_its_command_not_training(command, word, monkeypatch,
                                                                      capsys):
     """Issue 26: a failed --import said 'training failed: ValueError: ...'."""
-    from layerloom.app import cli, use
+    from layerloom.cli import main as cli, use_model as use
 
     def broken(args, out=None):
         raise ValueError("input operand has more dimensions")

@@ -136,7 +136,7 @@ def test_registry_refuses_duplicates_and_lists_layers():
 
 
 def test_engine_does_not_import_qt():
-    code = ("import importlib, pkgutil, sys, layerloom, layerloom.app.cli; "
+    code = ("import importlib, pkgutil, sys, layerloom, layerloom.cli, layerloom.cli.main; "
             "[importlib.import_module(m.name) for m in pkgutil.walk_packages(layerloom.__path__, 'layerloom.') "
             "if not m.name.startswith('layerloom.app')]; "
             "from layerloom.core.registry import layer_types; layer_types(); "

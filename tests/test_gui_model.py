@@ -179,7 +179,7 @@ def test_train_save_reopen_then_predict_the_wine_csv(win, qtbot, tmp_path):
     assert header == ["class", "cultivar_1", "cultivar_2", "cultivar_3"]
     # the rows the command line writes for the same file
     from layerloom import api
-    from layerloom.app.use import predictions_csv
+    from layerloom.cli.use_model import predictions_csv
     from layerloom.data import inputs
     m = api.load(path)
     want = predictions_csv(m, {"cultivar": m.predict(inputs.read(m.project, WINE_CSV).arrays)})

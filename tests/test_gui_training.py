@@ -295,7 +295,7 @@ def test_the_time_left_leaves_out_compilation_and_pauses(win):
 
 def test_an_epochs_seconds_leave_out_the_pause(monkeypatch):
     import threading
-    from layerloom.app import train_process
+    from layerloom.cli import train_process
     stop, pause = threading.Event(), threading.Event()
     control = train_process.Control(stop, pause)
     sent = []

@@ -287,7 +287,7 @@ def test_the_command_line_says_what_to_install(tmp_path, monkeypatch, capsys):
     """`layerloom --export P --to m.keras` without keras said "training failed:
     ModuleNotFoundError: ..."."""
     from layerloom import api
-    from layerloom.app import cli
+    from layerloom.cli import main as cli
     from layerloom.project.fileio import npz_bytes
     project = _spirals_example()
     (tmp_path / "weights.npz").write_bytes(npz_bytes(

@@ -174,7 +174,7 @@ def test_outputs_that_cannot_be_written_keep_the_weights_elsewhere(tmp_path, mon
     folder, and the error says where."""
     import errno
 
-    from layerloom.app import cli
+    from layerloom.cli import run as cli
     from layerloom.core.errors import TrainingError
 
     def full(folder, files):
@@ -233,7 +233,7 @@ def test_a_start_up_signal_exits_at_once_without_raising(monkeypatch):
     """The start-up handler does not raise into whatever is running (an import can swallow the
     exception, seen: a SIGTERM and then a whole training, exit 0; or wrap it in an ImportError
     with a traceback): it writes one line and exits with the signal's code."""
-    from layerloom.app import launch
+    from layerloom.cli import launch
     written, exits = [], []
     monkeypatch.setattr(launch.os, "write", lambda fd, data: written.append((fd, data)))
     monkeypatch.setattr(launch.os, "_exit", exits.append)

@@ -1,5 +1,5 @@
 """fit / evaluate: plain functions, no Qt. The editor runs them in a child process
-(app/train_process.py); the CLI calls them directly. Losses and metrics accumulate on the
+(cli/train_process.py); the CLI calls them directly. Losses and metrics accumulate on the
 device; the host reads them back at epoch ends and, for progress display, at most every
 `progress_seconds`."""
 import math

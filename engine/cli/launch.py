@@ -29,7 +29,7 @@ def _stop(signum, frame):
 def main():
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    from .cli import main as cli_main
+    from .main import main as cli_main
     code = cli_main()
     # a second signal while the interpreter shuts down must not print a traceback
     # (threading._shutdown)

@@ -1,0 +1,171 @@
+"""`layerloom --run`: a project trained headless, its outputs (history, weights, the trained
+project, the training state to --resume from) written as one unit and recorded among the
+folder's runs. Nothing here imports Qt."""
+import json
+import os
+import signal
+import sys
+import time
+
+from layerloom.project import loom as projectfile
+from layerloom.core.errors import TrainingError
+from layerloom.project.fileio import npz_bytes, rescue, write_folder_unit
+from layerloom.train.state import FILENAME as TRAINING_STATE, TrainingState, state_path_of
+from layerloom.train.progress import ConsoleProgress, metrics_text
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
+
+
+def resume_paths(target):
+    """(weights, training state) of a run's folder or of a model_checkpoint file."""
+    if os.path.isdir(target):
+        return os.path.join(target, "weights.npz"), os.path.join(target, TRAINING_STATE)
+    return target, state_path_of(target)
+
+
+def write_outputs(out_dir, files):
+    """The run's outputs as one unit (engine/fileio.write_folder_unit); where they cannot be
+    written (a full disk), the trained weights are kept elsewhere and the error says where."""
+    try:
+        write_folder_unit(out_dir, files)
+    except OSError as e:
+        kept = rescue("weights.npz", files["weights.npz"])
+        raise TrainingError(
+            f"could not write the run's outputs to {out_dir} ({e.strerror or e} writing "
+            f"{e.filename or 'the folder'}); nothing there changed; "
+            + (f"the trained weights are kept in {kept}" if kept else
+               "the trained weights could not be kept anywhere either")) from None
+
+
+def run(args, out=sys.stdout):
+    from layerloom.train.session import Session
+    from layerloom.data.prepare import prepare_data
+    path = args.run
+    proj = projectfile.load(path)
+    data = prepare_data(proj)
+    epochs = args.epochs or proj.training["epochs"]
+    resume, initial, out_dir = _starting_point(args, proj, epochs)
+    session = Session(proj, device=args.device, batch_size=args.batch_size, seed=args.seed,
+                      initial_weights=initial)
+    n_train, n_val, n_test = _sample_counts(proj, data)
+    out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
+    out.write(f"Data: {data.description}: {n_train} training, {n_val} validation, "
+              f"{n_test} test samples\n")
+    out.write(f"Model: {len(proj.graph.nodes)} layers, {session.model.param_count():,} "
+              f"parameters; {session.optimizer.name}, batch size {session.batch_size}, "
+              f"seed {session.seed}\n")
+    out.flush()
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):  # Ctrl-C or a scheduler's SIGTERM: stop after the batch
+        stop["signal"] = stop["signal"] or signum
+    # until the outputs are written: a signal then changes only the exit code
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.perf_counter()
+    try:
+        if resume is not None:
+            out.write(f"Resuming after epoch {resume.epoch}"
+                      + (f", batch {resume.batch}" if resume.batch else "")
+                      + f" (step {resume.step}) from {args.resume}\n")
+        history = session.fit(data, epochs=epochs, callbacks=[ConsoleProgress(epochs, out)],
+                              should_stop=lambda: stop["signal"] is not None, out_dir=out_dir,
+                              resume=resume)
+        total = time.perf_counter() - t0
+        history.update({"project": os.path.abspath(path), "device": session.runtime.describe(),
+                        "parameters": session.model.param_count(), "total_seconds": total})
+        write_outputs(out_dir, {
+            "history.json": (json.dumps(history, indent=2) + "\n").encode("utf-8"),
+            "weights.npz": npz_bytes(session.model.get_weights()),
+            "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
+                                        indent=2) + "\n").encode("utf-8"),
+            TRAINING_STATE: session.training_state().to_bytes()})
+        recorded = _record(proj, history, session, epochs, out_dir)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return _report(history, total, out_dir, stop["signal"], out, recorded)
+
+
+def _record(proj, history, session, epochs, out_dir):
+    """The run joins the folder's run records (the editor's Runs panel lists them); a record
+    that cannot be written is said, the outputs above stand."""
+    from layerloom.project import runs
+    record = runs.make_record(projectfile.to_dict(proj), history, "command line",
+                              session.runtime.describe(), session.model.param_count(),
+                              started=time.time() - history["total_seconds"], epochs=epochs,
+                              batch_size=session.batch_size, seed=session.seed)
+    try:
+        rid = runs.save(out_dir, record, session.model.get_weights())
+    except OSError as e:
+        sys.stderr.write(f"layerloom: warning: the run was not recorded in "
+                         f"{os.path.join(out_dir, runs.RECORDS)}: {e.strerror or e}\n")
+        return None
+    return f"Recorded as run {rid} in {os.path.join(out_dir, runs.RECORDS)} (the editor's Runs tab)"
+
+
+
+def _starting_point(args, proj, epochs):
+    """(training state to resume or None, initial weights or None, output folder): a resumed
+    run continues in the folder of its checkpoint, a new one in runs/<project name>."""
+    from layerloom.train.session import load_weights
+    if not args.resume:
+        initial = load_weights(proj.resolve(proj.weights)) if proj.weights else None
+        name = os.path.splitext(os.path.basename(args.run))[0]
+        return None, initial, args.out or os.path.join("runs", name)
+    weights_path, state_path = resume_paths(args.resume)
+    resume = TrainingState.load(state_path)
+    resume.check(proj, args.batch_size or proj.training["batch_size"],
+                 proj.training["seed"] if args.seed is None else args.seed, epochs)
+    initial = load_weights(weights_path, "--resume")
+    resume.check_weights(initial)
+    return resume, initial, args.out or os.path.dirname(weights_path) or "."
+
+
+def _sample_counts(proj, data):
+    """(training, validation, test) samples; a validation_split takes from the training rows."""
+    n = len(next(iter(data.x.values())))
+    if data.validation:
+        return n, len(next(iter(data.validation[0].values()))), _rows(data.x_test)
+    n_val = int(n * proj.training.get("validation_split", 0.0))
+    return n - n_val, n_val, _rows(data.x_test)
+
+
+def _rows(arrays):
+    return len(next(iter(arrays.values()))) if arrays else 0
+
+
+def _report(history, total, out_dir, signum, out, recorded=None):
+    """The run's last lines, and its exit code."""
+    eps = history["epochs"]
+    if eps:
+        first = eps[0]["seconds"]
+        later = [e["seconds"] for e in eps[1:]]
+        timing = f"first epoch {first:.2f}s (includes kernel compilation)"
+        if later:
+            timing += f", then {sum(later) / len(later):.2f}s/epoch"
+        out.write(f"Done: {len(eps)} epoch(s) in {total:.1f}s, {timing}.\n")
+        out.write("Final: " + metrics_text(eps[-1]) + "\n")
+    if "test" in history:
+        out.write("Test: " + metrics_text(history["test"]) + "\n")
+    out.write(f"Wrote {os.path.join(out_dir, 'history.json')}, "
+              f"{os.path.join(out_dir, 'weights.npz')}, "
+              f"{os.path.join(out_dir, 'trained.loom')} (the project with its fitted "
+              f"preprocessing, beside the weights) and {TRAINING_STATE} (to --resume it)\n")
+    if recorded:
+        out.write(recorded + "\n")
+    if "early_stopping" in history:
+        es = history["early_stopping"]
+        out.write(f"Early stopping at epoch {es['stopped_epoch']}; best epoch {es['best_epoch']}"
+                  + (" (its weights restored)" if es["restored"] else "") + ".\n")
+    if history.get("stopped_reason"):
+        if "weights_from_epoch" in history:
+            e = history["weights_from_epoch"]
+            out.write("The weights written are the last finite ones: "
+                      + (f"after epoch {e}.\n" if e else "the initial ones.\n"))
+        sys.stderr.write(f"layerloom: error: training stopped: {history['stopped_reason']}\n")
+        return EXIT_FAILED
+    if history["stopped"]:
+        by = "SIGTERM" if signum == signal.SIGTERM else "the user"
+        out.write(f"Stopped by {by}; the weights are those after the last finished batch.\n")
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+    return EXIT_OK
