@@ -42,10 +42,13 @@ def fit_weights(graph, weights):
     a = graph.analysis()
     out = WeightsFit()
     declared = set()
+    by_node = {}  # one pass over the weights, not one per node of unknown shape
+    for k in weights:
+        by_node.setdefault(k.split("/", 1)[0], []).append(k)
     for nid, node in graph.nodes.items():
         if nid not in a.shapes:  # cannot run; what it had is kept for when it can
             out.unknown.append(nid)
-            mine = [k for k in weights if k.split("/", 1)[0] == nid]
+            mine = by_node.get(nid, [])
             out.kept.update((k, weights[k]) for k in mine)
             declared.update(mine)
             continue

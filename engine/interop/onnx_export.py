@@ -43,15 +43,12 @@ def input_normalization(project):
     from layerloom.data.prepare import default_normalization
     g, d = project.graph, project.dataset or {}
     ins = g.inputs()
-    mapping = dict(d.get("inputs") or {})
-    if not mapping and len(ins) == 1:
-        mapping = {ins[0]: "x"}
     kind = (d.get("normalize") or default_normalization(d)) if d else "none"
     saved = (d.get("fitted") or {}).get("normalization") or {}
     shapes = g.analysis().shapes
     out = {}
     for nid in ins:
-        name = mapping.get(nid, nid)
+        name = forms.array_of(project, nid)
         stats = saved.get(name)
         if kind != "none" and not preprocess.matches(stats, kind, shapes[nid][0]):
             raise ProjectError(f"the project has no {kind} statistics fitted by training for "
@@ -181,7 +178,7 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
 
 def export(project, weights, path, opset=DEFAULT_OPSET, normalization=True):
     """Write to_onnx(...) to `path` atomically (the old file or the new one, never half)."""
-    from layerloom.project.fileio import atomic_write_bytes
+    from layerloom.core.fileio import atomic_write_bytes
     model = to_onnx(project, weights, opset=opset, normalization=normalization)
     atomic_write_bytes(path, model.SerializeToString())
     return model
