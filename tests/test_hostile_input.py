@@ -434,16 +434,21 @@ def test_the_parser_refuses_with_a_place_or_accepts(text):
     projectfile.problems_of(proj)
 
 
-def test_an_imported_model_over_the_node_limit_is_refused_and_nothing_written(tmp_path):
-    """Helper review of issue 26, item 9: a file over the limit is refused when opened, so an
-    importer must not write one."""
-    from layerloom.core.errors import ProjectError
+def test_a_graph_never_grows_past_the_node_limit_and_nothing_over_it_is_written(tmp_path):
+    """Review of issue 26, item 9: a file over the limit is refused when opened, so no graph
+    may grow past it (a node added in the editor made a project that could not be reopened),
+    and an importer writes none."""
+    from layerloom.core.errors import GraphError, ProjectError
     from layerloom.core.graph import MAX_NODES, Graph
     from layerloom.interop import write_imported
     from layerloom.project.loom import Project
     g = Graph()
-    for i in range(MAX_NODES + 1):
+    for i in range(MAX_NODES):
         g.add_node("Input", {"shape": [2]}, id=f"in_{i}")
+    with pytest.raises(GraphError, match="cannot add a node: the graph would have 10,001"):
+        g.add_node("Input", {"shape": [2]})  # the editor's Add, the API, an importer
+    assert len(g.nodes) == MAX_NODES
+    g._nodes["one_more"] = g.nodes["in_0"]  # past the graph's own check: the writer's
     to = tmp_path / "big.loom"
     with pytest.raises(ProjectError, match="10,001 nodes, more than the 10,000"):
         write_imported(Project(g), {}, str(to))

@@ -109,6 +109,9 @@ class Graph:
         layer = get_layer(type_id)
         if layer is None:
             raise GraphError(f"unknown layer type {quote(type_id)}")
+        too_many = too_many_nodes(len(self._nodes) + 1)
+        if too_many:  # its file would be refused when opened: the work could not be reopened
+            raise GraphError(f"cannot add a node: the graph would have {too_many}")
         id = id or self.new_id(type_id)
         if not isinstance(id, str) or not id:
             raise GraphError(f"node id must be a non-empty string, got {quote(id)}")
