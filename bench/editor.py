@@ -13,7 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 def build_graph(doc, nodes):
     """A chain of residual pairs (two Dense into an Add) of about `nodes` nodes, one macro."""
-    from layerloom.app.commands import AddNodeCmd, ConnectCmd
+    from layerloom.app.editing.commands import AddNodeCmd, ConnectCmd
     g = doc.graph
     doc.undo.beginMacro("build")
     doc.push(AddNodeCmd(doc, "Input", (0, 0), {"shape": [16]}, "in"))
@@ -67,9 +67,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
-    from layerloom.app.clipboard import copy_text
-    from layerloom.app.commands import SetParamsCmd
-    from layerloom.app.main_window import MainWindow
+    from layerloom.app.editing.clipboard import copy_text
+    from layerloom.app.editing.commands import SetParamsCmd
+    from layerloom.app.window.main_window import MainWindow
     w = MainWindow(confirm=False)
     w.resize(1400, 900)
     w.show()

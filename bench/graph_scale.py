@@ -104,9 +104,9 @@ def main():
         run_cli(project_text(3 * MAX_NODES, False))
     if not args.no_paste:
         from PySide6.QtWidgets import QApplication
-        from layerloom.app.clipboard import copy_text, parse_text
-        from layerloom.app.commands import PasteCmd
-        from layerloom.app.document import Document
+        from layerloom.app.editing.clipboard import copy_text, parse_text
+        from layerloom.app.editing.commands import PasteCmd
+        from layerloom.app.editing.document import Document
         QApplication.instance() or QApplication([])
         p = MAX_NODES // 2 - 1
         print(f"a paste of {p + 1} nodes (a chain) into a document that holds them:")

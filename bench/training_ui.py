@@ -26,8 +26,8 @@ def main(argv=None):
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
-    from layerloom.app.document import Document
-    from layerloom.app.main_window import MainWindow
+    from layerloom.app.editing.document import Document
+    from layerloom.app.window.main_window import MainWindow
     w = MainWindow(confirm=False)
     w.resize(1400, 900)
     w.show()

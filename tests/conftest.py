@@ -139,7 +139,7 @@ def make_window(qapp):
     made = []
 
     def make():
-        from layerloom.app.main_window import MainWindow
+        from layerloom.app.window.main_window import MainWindow
         w = MainWindow(confirm=False)
         w.resize(1200, 800)
         w.show()

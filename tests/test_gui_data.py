@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def test_data_tab_check_of_a_graph_with_a_shape_problem_is_not_a_keyerror():
 
 def test_data_tab_follows_a_rewiring(win, qtbot):
     """Bug: the Data tab's check was redone for node and dataset changes, not for a new wire."""
-    from layerloom.app.commands import DisconnectCmd
+    from layerloom.app.editing.commands import DisconnectCmd
     from layerloom.core.graph import Edge
     win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
     panel = win.data

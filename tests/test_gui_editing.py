@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QRectF, Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from layerloom.project import loom as projectfile  # noqa: E402
 from guikit import EXAMPLES, build_mlp  # noqa: E402
 
@@ -43,7 +43,7 @@ def test_palette_search_and_activate(win):
 def test_the_palette_search_takes_parameters_after_the_name(win):
     """The second trial's MLP took five actions a Dense (search, Enter, units, activation);
     typed as its node shows it, it takes one: added after the selection, wired."""
-    from layerloom.app.commands import AddNodeCmd
+    from layerloom.app.editing.commands import AddNodeCmd
     win.doc.push(AddNodeCmd(win.doc, "Input", (0, 0), {"shape": [28, 28, 1]}, "image"))
     win.scene.nodes["image"].setSelected(True)
     for text in ("flatten", "dense 128 relu", "dense 10 softmax"):
@@ -285,7 +285,7 @@ def test_paste_lands_at_the_given_point_and_duplicate_beside(win):
     """Issue 19, item 15: paste puts the copied nodes' top-left at the cursor (here a given
     scene point); Duplicate keeps them beside the originals."""
     from PySide6.QtCore import QPointF
-    from layerloom.app.clipboard import copy_text
+    from layerloom.app.editing.clipboard import copy_text
     a = win.add_from_palette("Input")
     b = win.add_from_palette("Dense")
     text = copy_text(win.doc, [a, b])
@@ -302,7 +302,7 @@ def test_paste_lands_at_the_given_point_and_duplicate_beside(win):
 
 def test_a_node_header_follows_its_parameters(win):
     """The header (Layer.headline_text) is made when the node's parameters change."""
-    from layerloom.app.commands import SetParamsCmd
+    from layerloom.app.editing.commands import SetParamsCmd
     nid = win.add_from_palette("Dense")
     assert win.scene.nodes[nid].title == "Dense 32"
     win.doc.push(SetParamsCmd(win.doc, nid, {"units": 99, "activation": "tanh"}))
@@ -324,7 +324,7 @@ def _action(menu, *path):
 
 def test_context_menus_on_a_node_a_wire_and_the_canvas(win, qtbot):
     """Issue 19, item 15: right-click offers what applies where it is clicked."""
-    from layerloom.app import context_menus
+    from layerloom.app.canvas import context_menus
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.resize(1200, 800)
     win.show()
@@ -375,7 +375,7 @@ def test_the_tab_box_stays_inside_the_canvas(win, qtbot):
 def test_a_minimap_shows_while_the_graph_is_larger_than_the_view(win, qtbot):
     """Issue 19, item 13: a large graph gets a minimap; a click there moves the view; it goes
     when the whole graph is in view."""
-    from layerloom.app.commands import AddNodeCmd
+    from layerloom.app.editing.commands import AddNodeCmd
     win.resize(1200, 800)
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     qtbot.waitExposed(win)
@@ -404,7 +404,7 @@ def test_shape_labels_never_run_under_a_port_and_counts_are_not_cut(win):
     """Issue 19, item 12: "(None, 28, 28, 1)" between two close nodes ran under the ports
     ("lone, 28, 28,") and "(None, 26, 26, 32)  320 params" was cut to "320 para"."""
     from PySide6.QtGui import QFontMetrics
-    from layerloom.app.canvas_items import NODE_W, NodeItem
+    from layerloom.app.canvas.canvas_items import NODE_W, NodeItem
     win.set_document(Document.open(os.path.join(EXAMPLES, "fashion_mnist_cnn.loom")))
     edge = next(e for e in win.scene.edges.values() if e.edge.dst == "conv_1")
     a = win.scene.nodes[edge.edge.src].port_pos(True, 0)
@@ -463,7 +463,7 @@ def test_a_node_added_after_one_that_has_a_follower_does_not_hide_it(win, qtbot)
     ids = build_mlp(win)
     s = win.scene
     x1, y1 = win.doc.positions()[ids[1]]  # dense_2 where a node after dense_1 would go
-    from layerloom.app.canvas_items import NODE_W
+    from layerloom.app.canvas.canvas_items import NODE_W
     win.doc.positions()[ids[2]] = [x1 + NODE_W + 70, y1]
     s.apply_positions({ids[2]: (x1 + NODE_W + 70, y1)})
     s.clearSelection()
@@ -509,7 +509,7 @@ def test_no_wire_runs_behind_a_node_in_the_examples(win, name):
 def test_a_node_moved_into_a_wires_way_makes_it_go_around(win):
     """A wire that does not touch the moved node is routed again when the move ends, and put
     back on its curve by Undo."""
-    from layerloom.app.commands import MoveNodesCmd
+    from layerloom.app.editing.commands import MoveNodesCmd
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     sc = win.scene
     e = next(iter(sc.edges.values()))
@@ -586,7 +586,7 @@ def test_the_graph_can_flow_top_to_bottom_and_back(win, tmp_path):
 
 def test_a_node_body_holds_its_name_and_shape_rows(win):
     """The node's second text row (shape, parameter count) was drawn under its body's edge."""
-    from layerloom.app.canvas_items import HEADER_H, ROW_H
+    from layerloom.app.canvas.canvas_items import HEADER_H, ROW_H
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     for item in win.scene.nodes.values():
         assert item.h >= HEADER_H + 2 * ROW_H + 4

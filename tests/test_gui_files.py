@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtGui import QAction, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from layerloom.project import loom as projectfile  # noqa: E402
 from guikit import EXAMPLES, open_shown  # noqa: E402
 
@@ -20,7 +20,7 @@ from guikit import EXAMPLES, open_shown  # noqa: E402
 def test_save_reopen_and_run_headless(win, tmp_path, make_window):
     doc = Document.open(os.path.join(EXAMPLES, "sine.loom"))
     win.set_document(doc)
-    win.doc.push(__import__("layerloom.app.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
+    win.doc.push(__import__("layerloom.app.editing.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
         win.doc, "hidden_1", {"units": 24}))
     path = str(tmp_path / "edited.loom")
     assert win._save_to(path)
@@ -57,7 +57,7 @@ def test_autosave_and_recovery_after_a_crash(win, make_window, tmp_path):
     assert win._save_to(path)
     saved = open(path, "rb").read()
     assert not win.doc.autosave()  # nothing unsaved: nothing written
-    from layerloom.app.commands import SetParamsCmd
+    from layerloom.app.editing.commands import SetParamsCmd
     win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 5}))
     win.autosave()
     assert os.path.exists(path + ".autosave")
@@ -160,7 +160,7 @@ def test_the_question_before_discarding_says_what_is_unsaved(win):
     """The second trial: after only training an example the editor asked to 'save the
     changes', without saying there were none but the trained model."""
     import numpy as np
-    from layerloom.app.commands import SetParamsCmd
+    from layerloom.app.editing.commands import SetParamsCmd
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.doc.set_trained({"hidden_1/kernel": np.zeros(1)})
     assert win.unsaved_text() == "Save the trained model (the weights of the last run) first?"

@@ -10,7 +10,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
@@ -62,7 +62,7 @@ LDD = """\tlinux-vdso.so.1 (0x00007ffd)
 
 def test_missing_x11_libraries_are_named_with_the_install_command():
     """A minimal Debian lacks what Qt's xcb plugin loads: Qt aborted with a page of advice."""
-    from layerloom.app import qt_platform as qp
+    from layerloom.app.window import qt_platform as qp
     assert qp.missing_libraries(LDD) == ["libxcb-cursor.so.0", "libxcb-icccm.so.4",
                                          "libxkbcommon-x11.so.0"]
     assert [qp.debian_package(s) for s in qp.missing_libraries(LDD)] == \
@@ -78,7 +78,7 @@ def test_the_editor_names_the_missing_packages_instead_of_aborting(tmp_path):
     exits 1 without Qt's abort; where none are, the check is silent."""
     import subprocess
     import sys
-    from layerloom.app import qt_platform as qp
+    from layerloom.app.window import qt_platform as qp
     env = dict(os.environ, DISPLAY=":99", QT_QPA_PLATFORM="xcb")
     why = qp.problem(env)
     if why is None:
@@ -105,7 +105,7 @@ def test_save_as_of_an_untitled_project_removes_its_autosave(win, tmp_path, monk
 
 def test_the_inspectors_error_clears_when_wiring_fixes_the_node(win):
     """'input 0 (x) is not connected' stayed after wiring until the node was selected again."""
-    from layerloom.app.commands import AddNodeCmd, ConnectCmd
+    from layerloom.app.editing.commands import AddNodeCmd, ConnectCmd
     win.set_document(Document())
     win.doc.push(AddNodeCmd(win.doc, "Input", (0, 0), {"shape": [4]}, "inp"))
     win.doc.push(AddNodeCmd(win.doc, "Dense", (0, 100), {"units": 3}, "d"))
@@ -123,7 +123,7 @@ def test_while_training_the_canvas_and_inspector_are_locked_visibly(win, qtbot):
     change (a RuntimeError traceback on stderr); Delete did the same; inspector fields looked
     editable. Now nothing can be moved or deleted, the inspector and the palette are
     disabled, and the window says once why."""
-    from layerloom.app.canvas_items import NodeItem
+    from layerloom.app.canvas.canvas_items import NodeItem
     from PySide6.QtWidgets import QGraphicsItem
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.training.epochs.setValue(500)
@@ -187,7 +187,7 @@ def test_shapes_are_written_as_keras_users_write_them(win):
 
 
 def test_clicking_a_problem_selects_and_centres_its_node(win, qtbot):
-    from layerloom.app.commands import AddNodeCmd
+    from layerloom.app.editing.commands import AddNodeCmd
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.doc.push(AddNodeCmd(win.doc, "Dense", (3000, 3000), {"units": 3}, "far"))
     rows = [win.problems.item(i) for i in range(win.problems.count())]
@@ -227,7 +227,7 @@ def test_undo_and_redo_say_what_they_undo(win):
 def remembering(tmp_path, monkeypatch):
     """MainWindow, its remembered layout kept in a settings file of this test's own."""
     from PySide6.QtCore import QSettings
-    from layerloom.app.main_window import MainWindow
+    from layerloom.app.window.main_window import MainWindow
     settings = str(tmp_path / "layerloom.ini")
     monkeypatch.setattr(MainWindow, "_settings",
                         staticmethod(lambda: QSettings(settings, QSettings.IniFormat)))
@@ -263,7 +263,7 @@ def test_a_validation_curve_has_its_training_curves_colour_dashed(qapp):
     """Issue 19, item 16: val_loss beside loss in the same colour, dashed; val_accuracy beside
     accuracy; no SI prefix on the axes."""
     from PySide6.QtCore import Qt
-    from layerloom.app.curves import Curves
+    from layerloom.app.panels.curves import Curves
     c = Curves(5)
     keys = ["loss", "accuracy", "val_loss", "val_accuracy", "out_loss", "val_out_loss"]
     pens = {k: c.curve(k).opts["pen"] for k in keys}
@@ -283,7 +283,7 @@ def problem_lines(win):
 def test_a_problem_offers_its_fixes_as_buttons_and_one_undo_takes_a_fix_back(win):
     """Issue 19, item 10: Conv2D after Dense offers "insert Reshape" and "move before
     Flatten", each one click and one undo step."""
-    from layerloom.app.commands import AddNodeCmd, ConnectCmd, DisconnectCmd
+    from layerloom.app.editing.commands import AddNodeCmd, ConnectCmd, DisconnectCmd
     from layerloom.core.graph import Edge
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     doc = win.doc
@@ -309,7 +309,7 @@ def test_a_problem_offers_its_fixes_as_buttons_and_one_undo_takes_a_fix_back(win
 
 
 def test_an_unconnected_node_offers_connect_and_delete(win):
-    from layerloom.app.commands import AddNodeCmd
+    from layerloom.app.editing.commands import AddNodeCmd
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.doc.push(AddNodeCmd(win.doc, "Dense", (1200, 100), {"units": 3}, "stray"))
     item = next(win.problems.item(i) for i in range(win.problems.count())
@@ -323,7 +323,7 @@ def test_an_unconnected_node_offers_connect_and_delete(win):
 
 def test_a_layer_added_after_the_wrong_node_is_put_in_front_of_the_output(win):
     """An output without a loss (Dense added from hidden_3 beside 'class'): "insert before"."""
-    from layerloom.app.commands import AddNodeCmd, ConnectCmd
+    from layerloom.app.editing.commands import AddNodeCmd, ConnectCmd
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     win.doc.push(AddNodeCmd(win.doc, "Dense", (900, 300), {"units": 16}, "more"))
     win.doc.push(ConnectCmd(win.doc, "hidden_3", 0, "more", 0))
@@ -342,7 +342,7 @@ def test_a_data_mismatch_is_fixed_in_one_click(win, qtbot):
     panel._column_changed("proline", "role", "ignore")
     qtbot.waitUntil(lambda: win.problems.count() == 1, timeout=30_000)
     # listed beside the graph's own problems too (the Input was red, the list silent)
-    from layerloom.app.commands import AddNodeCmd
+    from layerloom.app.editing.commands import AddNodeCmd
     win.doc.push(AddNodeCmd(win.doc, "Dense", (2000, 2000), {"units": 2}, "stray"))
     qtbot.waitUntil(lambda: win.problems.count() >= 2, timeout=30_000)
     assert any(l.startswith("Data: ") for l in problem_lines(win))
@@ -359,7 +359,7 @@ def test_a_data_mismatch_is_fixed_in_one_click(win, qtbot):
 def test_a_reshape_node_opens_in_the_inspector_and_takes_minus_one(win):
     """Selecting a Reshape raised AttributeError ('Dims' object has no attribute 'text') and
     left the inspector empty."""
-    from layerloom.app.commands import AddNodeCmd
+    from layerloom.app.editing.commands import AddNodeCmd
     from layerloom.core.params import Dims
     assert Dims.parse_text("(-1, 2)") == [-1, 2] and Dims.text((7, 7, 16)) == "(7, 7, 16)"
     win.set_document(Document())
@@ -375,7 +375,7 @@ def test_a_reshape_node_opens_in_the_inspector_and_takes_minus_one(win):
 def test_problems_read_as_sentences_not_file_paths():
     """Found in a trial: "graph.nodes[4] 'conv2d_1' (Conv2D): ...", "training.loss: ..." read
     like internal paths."""
-    from layerloom.app.main_window import plain
+    from layerloom.app.window.main_window import plain
     assert plain("graph.nodes[4] 'conv2d_1' (Conv2D): expects input shaped (None, h, w, c)") \
         == "'conv2d_1' (Conv2D): expects input shaped (None, h, w, c)"
     assert plain("graph.nodes: the graph has no Input node") == "the graph has no Input node"
@@ -387,7 +387,7 @@ def test_problems_read_as_sentences_not_file_paths():
 
 def test_a_save_that_leaves_stale_weights_out_says_so_in_the_status_bar(win, tmp_path):
     """Issue 19 (the trial): "Saved without the trained weights" went only to the Log."""
-    from layerloom.app.commands import SetParamsCmd
+    from layerloom.app.editing.commands import SetParamsCmd
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     g = win.doc.graph
     dense = next(n for n in g.nodes if g.nodes[n].type == "Dense")
@@ -404,7 +404,7 @@ def test_an_output_without_a_loss_gets_one_in_one_click(win):
     nothing, and the loss took four more actions in the Training dock."""
     from guikit import build_mlp
     ids = build_mlp(win)
-    win.doc.push(__import__("layerloom.app.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
+    win.doc.push(__import__("layerloom.app.editing.commands", fromlist=["SetParamsCmd"]).SetParamsCmd(
         win.doc, ids[2], {"units": 10, "activation": "softmax"}))
     assert problem_lines(win) == [f"Loss: output '{ids[2]}' has no loss"]
     assert [b.text() for b in win.problems_panel.fix_buttons] == [
@@ -491,7 +491,7 @@ def test_the_inspector_shows_a_value_a_fix_or_undo_sets(win):
     """The third trial: after the fix "Set the Input's shape to [28, 28, 1]" the inspector's
     shape field still read (2,), and Enter there would have put it back."""
     from layerloom.core.fixes import Fix, Step
-    from layerloom.app.problems_panel import push_fix
+    from layerloom.app.panels.problems_panel import push_fix
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     inp = win.doc.graph.inputs()[0]
     win.scene.clearSelection()

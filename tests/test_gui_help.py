@@ -1,4 +1,4 @@
-"""File > Open Example and the Help menu (app/window_help.py, engine/gallery.py): the bundled
+"""File > Open Example and the Help menu (app/window/window_help.py, engine/gallery.py): the bundled
 examples are listed from the installed package, each opens as a copy with its data so the
 installed files never change, and Help shows the shortcuts and the version with the devices."""
 import hashlib

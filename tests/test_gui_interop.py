@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 
 from guikit import EXAMPLES  # noqa: E402
 

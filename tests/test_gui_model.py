@@ -12,7 +12,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from layerloom.app.document import Document, weights_mismatch  # noqa: E402
+from layerloom.app.editing.document import Document, weights_mismatch  # noqa: E402
 
 from guikit import EXAMPLES  # noqa: E402
 
@@ -249,7 +249,7 @@ def test_replacing_the_document_waits_for_the_old_panels_threads(win, qtbot, mon
     import gc
     import time
     from PySide6.QtCore import QCoreApplication, QEvent
-    from layerloom.app import train_worker
+    from layerloom.app.panels import train_worker
     real = train_worker.DeviceSurvey.run
 
     def slow(self):

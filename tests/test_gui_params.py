@@ -1,4 +1,4 @@
-"""The param form (app/paramform.py) and the training dock's optimizer section built from it:
+"""The param form (app/forms/paramform.py) and the training dock's optimizer section built from it:
 every declared parameter of the chosen optimizer, written into the training section as the
 project file has it, undoable, with a value's problem shown next to it (pytest-qt,
 offscreen)."""
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from layerloom.project import loom  # noqa: E402
 from layerloom.train.optimizers import OPTIMIZERS  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
@@ -20,7 +20,7 @@ def _type(widget, text):
 
 
 def test_param_form_reports_valid_values_and_shows_errors_beside_the_param(qapp):
-    from layerloom.app.paramform import ParamForm
+    from layerloom.app.forms.paramform import ParamForm
     decls = OPTIMIZERS["sgd"].params
     form = ParamForm(decls, {p.name: p.default for p in decls}, place="sgd")
     assert list(form.widgets) == [p.name for p in decls]

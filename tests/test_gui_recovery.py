@@ -12,8 +12,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from layerloom.app.commands import RenameNodeCmd, SetParamsCmd  # noqa: E402
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.commands import RenameNodeCmd, SetParamsCmd  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 

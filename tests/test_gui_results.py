@@ -9,7 +9,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPointF  # noqa: E402
 from PySide6.QtGui import QFontMetricsF  # noqa: E402
 
-from layerloom.app.results import count_font  # noqa: E402
+from layerloom.app.panels.results import count_font  # noqa: E402
 
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
          "Bag", "Ankle boot"]

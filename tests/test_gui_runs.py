@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from layerloom.app.commands import SetSetupCmd  # noqa: E402
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.commands import SetSetupCmd  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from layerloom.project import runs  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
@@ -155,7 +155,7 @@ def test_runs_compare_by_value_and_a_stop_is_no_figure(qtbot, tmp_path):
     the learning rate differs and the legend shows its values; a stopped run's `interrupted`
     is no column and no quantity. The first and the stopped run are written as records were
     before the fix (an empty learning rate; the flag among the figures)."""
-    from layerloom.app.runs_panel import RunsPanel
+    from layerloom.app.panels.runs_panel import RunsPanel
     first = runs.make_record(_spirals(), _history(), "editor", "cpu", 10, started=1e9)
     first["settings"] = {k: v for k, v in first["settings"].items() if not k.startswith("  ")}
     first["settings"]["Learning rate"] = ""

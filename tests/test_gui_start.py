@@ -1,4 +1,4 @@
-"""The start page over an empty untitled canvas (app/start_page.py; issue 19, item 8)."""
+"""The start page over an empty untitled canvas (app/panels/start_page.py; issue 19, item 8)."""
 import os
 
 import pytest
@@ -12,7 +12,7 @@ from guikit import EXAMPLES  # noqa: E402
 @pytest.fixture
 def start_win(make_window, monkeypatch):
     """The tests' window (confirm=False, which has no start page) with the start page on."""
-    from layerloom.app.main_window import MainWindow
+    from layerloom.app.window.main_window import MainWindow
     real_init = MainWindow.__init__
 
     def init(self, doc=None, confirm=True, remember_layout=None, start_page=None):

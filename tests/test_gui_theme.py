@@ -9,8 +9,8 @@ pytest.importorskip("pytestqt")
 from PySide6.QtGui import QColor, QPalette  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from layerloom.app import theme  # noqa: E402
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.look import theme  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def test_layerloom_theme_forces_dark(monkeypatch):
 
 def test_view_theme_switches_the_open_project_between_light_and_dark(win, qtbot, monkeypatch):
     """The second trial: dark mode existed only as an environment variable."""
-    from layerloom.app.commands import SetParamsCmd
+    from layerloom.app.editing.commands import SetParamsCmd
     monkeypatch.delenv("LAYERLOOM_THEME", raising=False)
     app = QApplication.instance()
     style, palette = app.style().name(), QPalette(app.palette())

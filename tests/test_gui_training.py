@@ -10,7 +10,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from guikit import EXAMPLES  # noqa: E402
 
 
@@ -222,7 +222,7 @@ def test_dock_does_not_show_choices_that_are_not_made(win):
     # an output without a loss shows the placeholder in its own row too
     win.set_document(Document.open(os.path.join(EXAMPLES, "multitask.loom")))
     win.training.load_setup()
-    from layerloom.app.commands import SetSetupCmd
+    from layerloom.app.editing.commands import SetSetupCmd
     win.doc.push(SetSetupCmd(win.doc, "training", "loss", {"inside": {
         "name": "sparse_categorical_crossentropy", "weight": 1.0, "from_logits": False}}))
     assert win.training.output_rows["value"][0].currentText() == "(choose a loss)"
@@ -239,7 +239,7 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
     qtbot.waitUntil(lambda: combo.itemText(0).startswith("auto: "), timeout=5000)
     choices = survey(probe_all=True)
     default = next(c for c in choices if c.default)
-    from layerloom.app.training_panel import short_name
+    from layerloom.app.panels.training_panel import short_name
     assert combo.itemText(0) == f"auto: {default.pi}:{default.di} {short_name(default)}"
     from layerloom.backend.runtime import device_kind
     if device_kind(default.dev) == "cpu":  # a CPU by its driver: one CPU may have several

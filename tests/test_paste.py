@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("pytestqt")
 
-from layerloom.app.clipboard import MARK, copy_text, parse_text  # noqa: E402
-from layerloom.app.commands import PasteCmd  # noqa: E402
-from layerloom.app.document import Document  # noqa: E402
+from layerloom.app.editing.clipboard import MARK, copy_text, parse_text  # noqa: E402
+from layerloom.app.editing.commands import PasteCmd  # noqa: E402
+from layerloom.app.editing.document import Document  # noqa: E402
 from layerloom.core.errors import ProjectError  # noqa: E402
 from layerloom.project import loom as projectfile  # noqa: E402
 from test_hostile_input import mutate  # noqa: E402

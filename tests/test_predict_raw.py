@@ -141,7 +141,7 @@ def test_keras_image_sets_predict_from_raw_arrays_pngs_and_the_api(data_env, nam
 
 def test_the_editor_predicts_pngs_for_a_keras_set_model(data_env):
     pytest.importorskip("PySide6")
-    from layerloom.app.model_tasks import predict_file
+    from layerloom.app.window.model_tasks import predict_file
     raw = _fashion(str(data_env / "data" / "fashion-mnist"), np.random.default_rng(2))
     project = _keras_project(data_env, "fashion_mnist", (28, 28, 1))
     model = api.Model(project)

@@ -70,7 +70,7 @@ def test_a_new_source_is_one_declaration(constant_source):
     assert default_normalization(p.dataset) == "standardize"
     assert "| `constant` | `rows`: an integer from 2 to 1000<br>`value`: a number | Rows of one " \
         "value. |" in sources.reference()
-    from layerloom.app.training_panel import dataset_choices
+    from layerloom.app.panels.training_panel import dataset_choices
     assert ("constant", None) in dataset_choices()
     from layerloom.train.evaluation import class_names
     assert class_names(p, 2) == ["even", "odd"]

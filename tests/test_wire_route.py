@@ -1,5 +1,5 @@
-"""Wires that do not run behind nodes (issue 19, item 12): app/wire_route.py's geometry."""
-from layerloom.app.wire_route import curve_is_clear, curve_points, route
+"""Wires that do not run behind nodes (issue 19, item 12): app/canvas/wire_route.py's geometry."""
+from layerloom.app.canvas.wire_route import curve_is_clear, curve_points, route
 
 W, H = 170, 74
 

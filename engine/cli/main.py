@@ -148,13 +148,13 @@ def main(argv=None):
                 raise LayerloomError(f"--size: expected WIDTHxHEIGHT, got {args.size!r}") from None
             if args.project:
                 projectfile.load(args.project, strict=False)  # a damaged file is refused
-            from layerloom.app.main_window import screenshot
+            from layerloom.app.window.main_window import screenshot
             if not screenshot(args.screenshot, args.project, (w, h)):
                 raise LayerloomError(f"could not write {args.screenshot}")
             return EXIT_OK
         if args.project:
             projectfile.load(args.project, strict=False)
-        from layerloom.app.main_window import run_editor
+        from layerloom.app.window.main_window import run_editor
         return run_editor(args.project)
     except ProjectError as e:
         where = _project_arg(args) or ""

@@ -3,7 +3,7 @@
 document's trained model as an ONNX or Keras model file, or as a Keras or PyTorch training
 script shown first in a preview with Copy and Save As...). The conversions are the command
 line's (layerloom.interop), run in model_tasks.ModelTask threads on a snapshot of the
-project. A mixin of MainWindow (app/main_window.py)."""
+project. A mixin of MainWindow (app/window/main_window.py)."""
 import os
 import tempfile
 
@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog
 from layerloom import interop
 
 from .code_preview import CodePreview
-from .document import Document
+from layerloom.app.editing.document import Document
 from .model_tasks import ModelTask, snapshot
 
 IMPORT_FILTER = ("Models (*.onnx *.keras *.h5);;ONNX models (*.onnx);;"

@@ -12,21 +12,23 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QMainWindow, QPlainTex
 from layerloom.core.errors import LayerloomError
 from layerloom.project import loom as projectfile
 
-from .canvas import GraphScene
-from .canvas_view import GraphView
-from .document import Document
-from .inspector import Inspector
-from .palette import Palette
-from .data_panel import DataPanel
-from .results import ResultsPanel
-from .summary import SummaryPanel
-from .training_panel import TrainingPanel
-from .predictions import PredictionsPanel
-from .problems_panel import ProblemsPanel
-from . import context_menus, theme, wheel_guard
+from layerloom.app.canvas.canvas import GraphScene
+from layerloom.app.canvas.canvas_view import GraphView
+from layerloom.app.editing.document import Document
+from layerloom.app.panels.inspector import Inspector
+from layerloom.app.panels.palette import Palette
+from layerloom.app.panels.data_panel import DataPanel
+from layerloom.app.panels.results import ResultsPanel
+from layerloom.app.panels.summary import SummaryPanel
+from layerloom.app.panels.training_panel import TrainingPanel
+from layerloom.app.panels.predictions import PredictionsPanel
+from layerloom.app.panels.problems_panel import ProblemsPanel
+from layerloom.app.canvas import context_menus
+from layerloom.app.look import theme
+from . import wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
-from .start_page import StartPage
+from layerloom.app.panels.start_page import StartPage
 from .window_help import HelpActions
 from .window_model import ModelActions
 from .window_runs import RunActions

@@ -1,6 +1,6 @@
-"""The node canvas's scene. Its items (app/canvas_items.py) mirror the graph model: the scene
+"""The node canvas's scene. Its items (app/canvas/canvas_items.py) mirror the graph model: the scene
 subscribes to the model's events and never edits the model itself; user gestures become undo
-commands on the document. The view, app/canvas_view.py."""
+commands on the document. The view, app/canvas/canvas_view.py."""
 import contextlib
 
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
@@ -11,10 +11,11 @@ from layerloom.core.errors import GraphError
 from layerloom.core.graph import fmt_shape
 from layerloom.core.layout import flow_of
 
-from . import theme
+from layerloom.app.look import theme
 from .canvas_items import GRID, NODE_W, EdgeItem, NodeItem, PortItem
-from .document import LOCKED
-from .commands import AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd
+from layerloom.app.editing.document import LOCKED
+from layerloom.app.editing.commands import (AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd,
+                                            RemoveNodesCmd)
 
 class GraphScene(QGraphicsScene):
     sigMessage = Signal(str)       # a refusal or a hint for the status bar / log

@@ -1,8 +1,8 @@
 """The editor window's Model menu: Predict for a file or an image folder (the Predictions tab)
 and Evaluate on the test split (the Results tab and a Test: line in the log), on the
 document's trained weights; after a stopped run the evaluation a full run ends with. A mixin of
-MainWindow (app/main_window.py), whose document, panels and messages it uses; the work runs in
-model_tasks.ModelTask threads."""
+MainWindow (app/window/main_window.py), whose document, panels and messages it uses; the work
+runs in model_tasks.ModelTask threads."""
 import os
 
 from PySide6.QtGui import QAction

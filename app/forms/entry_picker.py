@@ -1,7 +1,7 @@
 """A list of named entries chosen from declarations, as widgets (issue 19, item 14): a button
 naming the chosen ones opens a menu of every declared kind to tick (its help as tooltip), and
 each chosen kind with parameters gets its fields under it. The training dock's metrics
-(app/metrics_form.py) and callbacks use it. An entry is what the project file holds: a name,
+(app/forms/metrics_form.py) and callbacks use it. An entry is what the project file holds: a name,
 or {"name", the parameters set away from their defaults}."""
 from dataclasses import dataclass
 

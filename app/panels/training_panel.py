@@ -15,14 +15,14 @@ from layerloom.data import sources
 from layerloom.train.losses import NAMES as LOSS_NAMES
 from layerloom.train.metrics import entry_name
 
-from . import theme
-from .commands import SetSetupCmd, keep_mapping
-from .callbacks_form import callbacks_picker
+from layerloom.app.look import theme
+from layerloom.app.editing.commands import SetSetupCmd, keep_mapping
+from layerloom.app.forms.callbacks_form import callbacks_picker
 from .curves import Curves
-from .metrics_form import MetricsSetup
-from .optimizer_form import OptimizerForm
-from .param_widgets import narrow_box
-from .setup_rows import LossFields, OutputRows
+from layerloom.app.forms.metrics_form import MetricsSetup
+from layerloom.app.forms.optimizer_form import OptimizerForm
+from layerloom.app.forms.param_widgets import narrow_box
+from layerloom.app.forms.setup_rows import LossFields, OutputRows
 from .train_worker import DeviceSurvey, TrainWorker, short_name
 
 
@@ -387,7 +387,7 @@ class TrainingPanel(OutputRows, QWidget):
     def _done(self, history):
         self.plots.flush()
         if "test" in history:
-            from .window_model import test_line
+            from layerloom.app.window.window_model import test_line
             self.sigLog.emit(test_line(history["test"]))
         self.status.setText("Stopped." if history.get("stopped") else "Finished.")
         self.last_history = history

@@ -3,7 +3,7 @@ that curve passes no other node, else a path of horizontal and vertical runs aro
 its way (a wire back to an earlier column, or one that skips a column with a node in its row).
 
 Plain geometry on (x, y) tuples and (left, top, right, bottom) rectangles, without Qt, so that
-it is tested on its own (tests/test_wire_route.py); app/canvas_items.py draws the result."""
+it is tested on its own (tests/test_wire_route.py); app/canvas/canvas_items.py draws the result."""
 
 STUB = 20      # how far a routed wire runs straight out of its port before it turns
 CLEAR = 10     # the room a routed run keeps from a node's edge

@@ -1,5 +1,5 @@
 """The training dock's metrics as widgets (issue 19, item 14), from the metric declarations
-(engine/train/metrics.py), in an EntryPicker (app/entry_picker.py): a menu of every metric to
+(engine/train/metrics.py), in an EntryPicker (app/forms/entry_picker.py): a menu of every metric to
 tick, and fields for a chosen metric's parameters (top_k's k, precision's threshold). With
 several outputs, "per output" gives each output its own list (Keras' metrics dict); turned
 off and on again it gives back the lists it merged. What is reported is what the project

@@ -1,6 +1,6 @@
 """The editor window's file handling: new, open (with the recovery of an autosave a crashed
 session left), save and save as, the recent-files menu and the autosave. A mixin of MainWindow
-(app/main_window.py), whose document, training panel, messages and set_document it uses."""
+(app/window/main_window.py), whose document, training panel, messages and set_document it uses."""
 import glob
 import os
 
@@ -9,7 +9,8 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from layerloom.core.errors import LayerloomError
 
-from .document import Document, autosave_weights, recoverable, remove_autosave_files
+from layerloom.app.editing.document import (Document, autosave_weights, recoverable,
+                                            remove_autosave_files)
 
 FILTER = "Layerloom projects (*.loom);;All files (*)"
 

@@ -1,13 +1,14 @@
 """The canvas's items: a node (header, ports, its output shape and parameter count, its problem),
 a port, and a wire that shows the tensor shape it carries. They draw what the scene tells them
-(app/canvas.py); a press on a port starts a wire."""
+(app/canvas/canvas.py); a press on a port starts a wire."""
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
 from layerloom.core.graph import fmt_shape
 
-from . import theme, wire_route
+from layerloom.app.look import theme
+from . import wire_route
 
 GRID = 20
 NODE_W = 170
@@ -172,7 +173,7 @@ class EdgeItem(QGraphicsPathItem):
         self.label.setFont(f)
         self.ok = True
         self.dims, self.full_text = None, ""
-        self.routed = False  # around nodes (app/wire_route.py), not the S-curve
+        self.routed = False  # around nodes (app/canvas/wire_route.py), not the S-curve
         self._other_spot = None  # the label's second place on a routed wire (label_spots)
         self.update_path()
 

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QVBoxLayout, QWidget
 from layerloom.core.params import Bool
 from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
 
-from .commands import SetSetupCmd
+from layerloom.app.editing.commands import SetSetupCmd
 from .param_widgets import narrow_box
 from .paramform import ParamForm, drop_form
 

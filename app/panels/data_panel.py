@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 from layerloom.data import preprocess, sources, tabular
 from layerloom.data.overview import overview
 
-from .commands import SetSetupCmd, keep_mapping
-from .images import pixmap
+from layerloom.app.editing.commands import SetSetupCmd, keep_mapping
+from layerloom.app.look.images import pixmap
 
 
 class _Inspector(QThread):

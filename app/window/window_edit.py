@@ -1,6 +1,6 @@
 """The editor window's editing actions: add a layer (from the palette, after the selected
 node, wired; never on top of another node), copy, paste, duplicate, select all, auto-layout,
-and a problem's fix as one undo step. A mixin of MainWindow (app/main_window.py), whose
+and a problem's fix as one undo step. A mixin of MainWindow (app/window/main_window.py), whose
 document, scene and view it uses."""
 from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import QApplication
@@ -8,10 +8,10 @@ from PySide6.QtWidgets import QApplication
 from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
 
-from .canvas_items import NODE_W, NodeItem
-from .clipboard import copy_text, parse_text
-from .commands import MoveNodesCmd, PasteCmd, SetFlowCmd
-from .problems_panel import push_fix
+from layerloom.app.canvas.canvas_items import NODE_W, NodeItem
+from layerloom.app.editing.clipboard import copy_text, parse_text
+from layerloom.app.editing.commands import MoveNodesCmd, PasteCmd, SetFlowCmd
+from layerloom.app.panels.problems_panel import push_fix
 
 
 class EditActions:

@@ -7,8 +7,8 @@ from PySide6.QtCore import QAbstractTableModel, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QScrollArea, QStackedWidget, QTableView, QVBoxLayout, QWidget)
 
-from .images import pixmap
-from . import theme
+from layerloom.app.look.images import pixmap
+from layerloom.app.look import theme
 
 TOP = 3
 

@@ -102,10 +102,10 @@ def push_fix(doc, fix, after=None):
     """Apply a fix to the document as one undo step ("Fix: Insert Flatten before 'dense'").
     A node the fix adds goes between the nodes it joins, a little below them."""
     from layerloom.core.graph import Edge
-    from .canvas_items import NODE_W
-    from .commands import (AddNodeCmd, ConnectCmd, DisconnectCmd, RemoveNodesCmd, SetParamsCmd,
-                           SetSetupCmd)
-    from .setup_rows import loss_entry
+    from layerloom.app.canvas.canvas_items import NODE_W
+    from layerloom.app.editing.commands import (AddNodeCmd, ConnectCmd, DisconnectCmd,
+                                                RemoveNodesCmd, SetParamsCmd, SetSetupCmd)
+    from layerloom.app.forms.setup_rows import loss_entry
     pos = doc.positions()
     g = doc.graph
     doc.undo.beginMacro(f"Fix: {fix.label}")

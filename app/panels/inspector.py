@@ -1,14 +1,14 @@
 """The inspector: the selected node's parameters with widgets generated from the layer
-declaration (a ParamForm, app/paramform.py), its help, output shape, parameter
+declaration (a ParamForm, app/forms/paramform.py), its help, output shape, parameter
 count and problems. Every accepted change is one undoable SetParamsCmd."""
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import fmt_shape
 
-from .commands import RenameNodeCmd, SetParamsCmd
-from .paramform import ParamForm
-from . import theme
+from layerloom.app.editing.commands import RenameNodeCmd, SetParamsCmd
+from layerloom.app.forms.paramform import ParamForm
+from layerloom.app.look import theme
 
 
 class Inspector(QWidget):

@@ -3,7 +3,7 @@ validation per epoch), redrawn at most every 250 ms, with a hover read-out."""
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 
-from . import theme
+from layerloom.app.look import theme
 
 
 class Curves(pg.GraphicsLayoutWidget):

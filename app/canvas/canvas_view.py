@@ -1,10 +1,10 @@
 """The canvas's view: zoom, pan, fit, drops from the palette and the keyboard (delete, search to
-add a layer). It shows a GraphScene (app/canvas.py)."""
+add a layer). It shows a GraphScene (app/canvas/canvas.py)."""
 from PySide6.QtCore import QEvent, QLineF, QPointF, Qt, Signal
 from PySide6.QtGui import QPainter, QPen
 from PySide6.QtWidgets import QCompleter, QGraphicsView, QLineEdit
 
-from . import theme
+from layerloom.app.look import theme
 from .canvas_items import GRID
 
 class _QuickBox(QLineEdit):

@@ -1,13 +1,13 @@
 """The editor window's run history: each run that ends goes to the Runs tab (runs_panel.py);
 Restore makes a recorded run's weights the document's model and its settings the project's
-(one undo step for the settings). A mixin of MainWindow (app/main_window.py)."""
+(one undo step for the settings). A mixin of MainWindow (app/window/main_window.py)."""
 import json
 
 from layerloom.project import runs
 
-from .commands import SetSetupCmd
-from .document import weights_mismatch
-from .runs_panel import RunsPanel
+from layerloom.app.editing.commands import SetSetupCmd
+from layerloom.app.editing.document import weights_mismatch
+from layerloom.app.panels.runs_panel import RunsPanel
 
 
 class RunActions:
