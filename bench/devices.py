@@ -1,6 +1,6 @@
 """Training speed per OpenCL implementation, side by side in one run: the Fashion-MNIST MLP
 example through `layerloom --run` on each CPU implementation the portability matrix finds
-(tests/matrix.py: bundled PoCL 3.0, Debian's PoCL, Intel's CPU runtime; with --install it
+(bench/matrix.py: bundled PoCL 3.0, Debian's PoCL, Intel's CPU runtime; with --install it
 installs them), alternating the implementations round by round and keeping each one's best
 epoch after the first. Prints seconds per epoch and each against the reference (Debian's
 PoCL where present, else the bundled one), and the issue's target: Intel's runtime within
@@ -12,10 +12,12 @@ PoCL where present, else the bundled one), and the issue's target: Intel's runti
 import argparse
 import json
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # `python bench/devices.py` puts bench/, not the root, on the path
 
-from tests import matrix  # noqa: E402
+from bench import matrix  # noqa: E402
 
 CPU_IMPLS = ("pocl-3.0", "pocl-3.0-zen4", "pocl-system", "intel")
 TARGET = 1.3  # Intel's runtime against Debian's PoCL 3.1 (issue 14)

@@ -64,7 +64,7 @@ def run_cli(text):
         with open(path, "w") as f:
             f.write(text)
         r = timed("--run to its exit", lambda: subprocess.run(
-            [sys.executable, "-m", "layerloom.app", "--run", path, "--out",
+            [sys.executable, "-m", "layerloom.cli", "--run", path, "--out",
              os.path.join(tmp, "out")], capture_output=True, text=True))
         lines = r.stderr.splitlines() or [""]
         print(f"    exit {r.returncode}; {len(lines)} lines, longest "

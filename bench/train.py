@@ -44,7 +44,7 @@ def layerloom(project, epochs, device, cold=False):
     """cold: with empty kernel caches (PoCL's and pyopencl's, under XDG_CACHE_HOME), so the
     first epoch includes compiling every kernel, as on a machine's first run."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "layerloom.app", "--run", os.path.join(EXAMPLES, project),
+        cmd = [sys.executable, "-m", "layerloom.cli", "--run", os.path.join(EXAMPLES, project),
                "--epochs", str(epochs), "--out", out]
         if device:
             cmd += ["--device", device]

@@ -1,5 +1,5 @@
 // An AMD Zen 4 for PoCL 3.0 on an Intel machine: the portability matrix's pocl-3.0-zen4 row
-// (tests/matrix.py builds this with gcc and LD_PRELOADs it).
+// (bench/matrix.py builds this with gcc and LD_PRELOADs it).
 //
 // With CPUID faulting (arch_prctl ARCH_SET_CPUID, Intel CPUs that list cpuid_fault) every
 // CPUID instruction of the process traps; the SIGSEGV handler below answers it from a table

