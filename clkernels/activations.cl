@@ -82,8 +82,3 @@ inline EWT rb_logsumexp_from(__global const float* x, const int cols, const int 
     for (int j = 0; j < cols; j++) s += exp(RB_GATHER(x + j, cols) - m);
     return log(s);
 }
-// log(sum(exp(x[0..cols)))) of a block of rows, computed stably (max subtracted first).
-inline EWT rb_logsumexp(__global const float* x, const int cols, const int rb_n_) {
-    const EWT m = rb_rowmax(x, cols, rb_n_);
-    return m + rb_logsumexp_from(x, cols, rb_n_, m);
-}

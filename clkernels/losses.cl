@@ -16,28 +16,31 @@ __kernel void softmax_xent_logits(__global const float* z, __global const float*
     RB_START(rows)
     __global const float* zr = z + rb_r0_ * cols;
     __global float* gr = grad + rb_r0_ * cols;
-    const EWT lse = rb_logsumexp(zr, cols, rb_n_);
+    // log-softmax as (z - max) - log sum: max + log sum rounds away the log sum at logits of
+    // 1e4 and more
+    const EWT m = rb_rowmax(zr, cols, rb_n_);
+    const EWT ls = rb_logsumexp_from(zr, cols, rb_n_, m);
     const EWT one = 1.0f, zero = 0.0f;
     if (sparse) {
         const EWT y = RB_GATHER(t + rb_r0_, 1);
         EWT zy = zero;
         for (int j = 0; j < cols; j++) {
-            const EWT zj = RB_GATHER(zr + j, cols);
+            const EWT zj = RB_GATHER(zr + j, cols) - m;
             zy = y == (float)j ? zj : zy;
-            RB_SCATTER((exp(zj - lse) - (y == (float)j ? one : zero)) * scale, gr + j, cols)
+            RB_SCATTER((exp(zj - ls) - (y == (float)j ? one : zero)) * scale, gr + j, cols)
         }
-        RB_SCATTER(lse - zy, loss + rb_r0_, 1)
+        RB_SCATTER(ls - zy, loss + rb_r0_, 1)
     } else {
         __global const float* tr = t + rb_r0_ * cols;
         EWT l = zero, tsum = zero;
         for (int j = 0; j < cols; j++) {
             const EWT tj = RB_GATHER(tr + j, cols);
-            l += tj * (lse - RB_GATHER(zr + j, cols));
+            l += tj * (ls - (RB_GATHER(zr + j, cols) - m));
             tsum += tj;
         }
         RB_SCATTER(l, loss + rb_r0_, 1)
         for (int j = 0; j < cols; j++)
-            RB_SCATTER((exp(RB_GATHER(zr + j, cols) - lse) * tsum - RB_GATHER(tr + j, cols))
+            RB_SCATTER((exp((RB_GATHER(zr + j, cols) - m) - ls) * tsum - RB_GATHER(tr + j, cols))
                        * scale, gr + j, cols)
     }
 }
