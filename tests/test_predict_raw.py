@@ -200,3 +200,28 @@ def test_onnx_export_takes_the_raw_pixels_the_model_takes(data_env):
     s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = s.run(None, {s.get_inputs()[0].name: raw[..., None].astype(np.float32)})[0]
     assert np.abs(got - ref).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_keras_and_pytorch_exports_take_the_raw_pixels_the_model_takes(data_env):
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3 on torch, as the export is
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+    import importlib.util
+    raw = _fashion(str(data_env / "data" / "fashion-mnist"), np.random.default_rng(5))
+    project = _keras_project(data_env, "fashion_mnist", (28, 28, 1))
+    model = api.Model(project)
+    ref = model.predict(raw)
+    pixels = raw[..., None].astype(np.float32)  # 0..255, shaped as the Input
+    model.export(str(data_env / "m.keras"))
+    got = keras.saving.load_model(str(data_env / "m.keras")).predict(pixels, verbose=0)
+    assert np.abs(np.asarray(got) - ref).max() <= 1e-5
+    script = data_env / "m_torch.py"
+    model.export(str(script), format="pytorch-code")
+    spec = importlib.util.spec_from_file_location("m_torch", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with torch.no_grad():
+        out = mod.build_model()(torch.as_tensor(pixels))
+    out = out if isinstance(out, torch.Tensor) else next(iter(out.values()))
+    assert np.abs(out.numpy() - ref).max() <= 1e-5
