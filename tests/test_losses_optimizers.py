@@ -174,6 +174,59 @@ def test_metrics_that_compare_columns_refuse_class_index_targets(metric):
         Metric(metric, Loss("sparse_categorical_crossentropy"), (3,))
 
 
+def _own_metric_table(monkeypatch):
+    """The metric table as a test may add to: the built-ins' again after it."""
+    from layerloom.train import metrics
+    for name in ("KINDS", "ALIASES"):
+        monkeypatch.setattr(metrics, name, dict(getattr(metrics, name)))
+    monkeypatch.setattr(metrics, "NAMES", metrics.NAMES)
+    return metrics
+
+
+def test_a_metric_registered_twice_is_refused(monkeypatch):
+    """Issue 27, item 3: metrics have a public register; a name or alias taken is refused,
+    and nothing of the refused declaration is kept."""
+    metrics = _own_metric_table(monkeypatch)
+    before = dict(metrics.KINDS), dict(metrics.ALIASES), metrics.NAMES
+
+    def kind(name, aliases=()):
+        return metrics.MetricKind(name, "A test's metric.", "acc_sparse",
+                                  lambda m, p, t: 0.0, aliases=aliases)
+    for name, aliases, taken in (("accuracy", (), "accuracy"), ("my_mae", ("mae",), "mae"),
+                                 ("acc", (), "acc"), ("mine", ("mine",), "mine")):
+        with pytest.raises(ValueError, match=f"metric '{taken}' is registered twice"):
+            metrics.register(kind(name, aliases))
+    assert (metrics.KINDS, metrics.ALIASES, metrics.NAMES) == before
+    with pytest.raises(TypeError, match="expected a MetricKind"):
+        metrics.register("accuracy")
+
+
+def test_a_registered_metric_is_checked_and_computed_as_declared(rt, ops, rng, monkeypatch):
+    """One declaration is a metric: the project file's check, the targets it refuses, the
+    device's sums and the reference all follow it."""
+    metrics = _own_metric_table(monkeypatch)
+    kind = metrics.register(metrics.MetricKind(
+        "error_rate", "Share of wrong class indices.", "acc_sparse",
+        lambda m, p, t: 1 - (p.argmax(-1) == t).mean(), aliases=("err",),
+        finalize=lambda m, sums, rows: 1 - sums[0] / max(rows, 1),
+        targets=metrics.CLASS_INDICES, instead="accuracy"))
+    assert metrics.KINDS["error_rate"] is kind and metrics.canonical("err") == "error_rate"
+    assert metrics.NAMES[-1] == "error_rate"
+    assert metrics.check_entry("err", "training.metrics[0]") == ("err", [])
+    assert metrics.columnwise_problem("err", "categorical_crossentropy") == (
+        "err reads class indices, and the targets of categorical_crossentropy are not class "
+        "indices; use accuracy, or sparse_categorical_crossentropy")
+    assert metrics.columnwise_problem("err", "sparse_categorical_crossentropy") is None
+    m = Metric("err", Loss("sparse_categorical_crossentropy"), (4,))
+    assert (m.kind, m.kernel, m.nslots, m.threshold) == (kind, "acc_sparse", 1, None)
+    p, t = rng.uniform(size=(29, 4)), rng.integers(0, 4, 29).astype(np.float64)
+    acc, tmp = to_dev(rt, np.zeros(2)), rt.empty(4 * 29)
+    m.enqueue(ops, to_dev(rt, p), to_dev(rt, t), 29, 4, tmp, acc, 1)
+    vals = from_dev(rt, acc, (2,)).astype(np.float64)
+    assert vals[0] == 0 and np.isclose(m.finalize(list(vals[1:]), 29), m.reference(p, t))
+    assert np.isclose(m.reference(p, t), 1 - (p.argmax(-1) == t).mean())
+
+
 class _FakeModel:
     def __init__(self, rt, ops, w, g):
         from layerloom.backend.ops import Tensor

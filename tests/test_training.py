@@ -88,6 +88,28 @@ def _session(rt, **training):
     return Session(proj, runtime=rt), prepare_data(proj)
 
 
+def test_a_registered_metric_is_trained_with_and_logged_under_its_name(rt, monkeypatch):
+    """Issue 27, item 3: a MetricKind registered from outside the package is read by the
+    project file, computed in fit and evaluate and logged under the name the project wrote."""
+    from layerloom.train import metrics
+    for name in ("KINDS", "ALIASES"):
+        monkeypatch.setattr(metrics, name, dict(getattr(metrics, name)))
+    monkeypatch.setattr(metrics, "NAMES", metrics.NAMES)
+    metrics.register(metrics.MetricKind(
+        "error_rate", "Share of wrong class indices.", "acc_sparse",
+        lambda m, p, t: 1 - (p.argmax(-1) == t).mean(), aliases=("err",),
+        finalize=lambda m, sums, rows: 1 - sums[0] / max(rows, 1),
+        targets=metrics.CLASS_INDICES, instead="accuracy"))
+    s, data = _session(rt, epochs=2, metrics=["accuracy", "err"])
+    last = s.fit(data)["epochs"][-1]
+    assert math.isclose(last["err"], 1 - last["accuracy"], abs_tol=1e-6)
+    assert math.isclose(last["val_err"], 1 - last["val_accuracy"], abs_tol=1e-6)
+    logs = evaluate(s.trainer, data.x_test, data.y_test, 50)
+    pred = s.model.predict(data.x_test)["out"]
+    assert math.isclose(logs["err"], 1 - (pred.argmax(1) == data.y_test["out"]).mean(),
+                        abs_tol=1e-6)
+
+
 def test_early_stopping_restores_best_weights(rt, tmp_path):
     s, data = _session(rt, epochs=30, callbacks=[{"name": "early_stopping", "monitor": "val_loss",
                                                    "patience": 2, "restore_best_weights": True}],
