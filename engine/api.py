@@ -17,11 +17,10 @@ import os
 import numpy as np
 
 from layerloom.core.errors import DataError, LayerloomError
+from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.core.graph import fmt_shape
 from layerloom.data.arrays import Arrays
 from layerloom.project import loom as projectfile
-from layerloom.project.fileio import atomic_write_bytes, atomic_write_text
-from layerloom.project.fileio import npz_bytes
 
 
 class Model:

@@ -288,7 +288,7 @@ def test_the_command_line_says_what_to_install(tmp_path, monkeypatch, capsys):
     ModuleNotFoundError: ..."."""
     from layerloom import api
     from layerloom.cli import main as cli
-    from layerloom.project.fileio import npz_bytes
+    from layerloom.core.fileio import npz_bytes
     project = _spirals_example()
     (tmp_path / "weights.npz").write_bytes(npz_bytes(
         api.Model(project).session.model.get_weights()))

@@ -319,7 +319,7 @@ def test_an_atomic_write_gives_a_file_the_mode_an_ordinary_write_would(tmp_path)
     """mkstemp makes 0600 files: a saved project was unreadable to the user's group, which an
     ordinary save (and the file before it) allowed. A new file gets 0666 less the umask, a
     replaced one keeps its mode."""
-    from layerloom.project.fileio import atomic_write_text
+    from layerloom.core.fileio import atomic_write_text
     old = os.umask(0o022)
     try:
         new = tmp_path / "new.loom"

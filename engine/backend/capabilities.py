@@ -6,7 +6,8 @@ for znver3, without AVX-512: float16 code warns "changes the ABI" and the compil
 Intel's CPU runtime advertises a preferred width of 1 (it vectorises across work-items), while
 16-wide register tiles run its GEMM 2.5x faster than 4-wide ones.
 
-So each device is probed once per driver and kernel version, in a child process, so that a
+So each device is probed once per driver and kernel version, in a child process
+(probe_child.py, which needs a Runtime; capabilities.py sits below runtime.py), so that a
 compiler that crashes takes the child down and not the caller: a tiny program per float vector
 width (4, 8, 16) is built with -Werror and run against numpy; then Layerloom's kernel library
 and a GEMM with the chosen register tile are built and checked exactly, and the GEMM is timed
@@ -163,7 +164,7 @@ def _read_cache():
 
 
 def _write_cache(key, caps, label):
-    from layerloom.project.fileio import atomic_write_text
+    from layerloom.core.fileio import atomic_write_text
     devices = _read_cache()
     devices[key] = dict(caps.to_json(), device=label)
     try:
@@ -192,21 +193,11 @@ def of(platform, device, runner=None):
     return caps
 
 
-def _locate(platform, device):
-    """(platform index, device index) of device in this process's listing."""
-    from layerloom.backend.runtime import list_devices
-    for pi, di, plat, dev in list_devices():
-        if dev == device:
-            return pi, di
-    raise LookupError(device.name)
-
-
 def run_child(platform, device, skip):
     """Run the probe in a child process: (the JSON records it printed, its return code, its
     stderr)."""
-    pi, di = _locate(platform, device)
-    cmd = [sys.executable, "-m", "layerloom.backend.capabilities", str(pi), str(di),
-           identity(platform, device), ",".join(map(str, sorted(skip)))]
+    cmd = [sys.executable, "-m", "layerloom.backend.probe_child", identity(platform, device),
+           ",".join(map(str, sorted(skip)))]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -276,76 +267,6 @@ def probe(platform, device, runner):
                         seconds=round(time.perf_counter() - t0, 2))
 
 
-# -- the child ------------------------------------------------------------------------------
-
-def _say(**record):
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
-
-
-def _width_ok(rt, w):
-    """None if float{w} code builds without a warning and computes right, else why not."""
-    import numpy as np
-    from layerloom.core.errors import DriverError
-    try:
-        prg = rt.build_source(_WIDTH_PROBE.format(w=w), ["-Werror"], f"float{w} probe")
-    except DriverError as e:
-        return first_error(e.log) or "refused"
-    x = np.linspace(-3, 3, 4 * w, dtype=np.float32)
-    y = np.zeros_like(x)
-    k = prg.probe
-    xb = rt.to_device(x)
-    yb = rt.empty(y.nbytes)
-    k(rt.queue, (4,), None, xb, yb)
-    y = rt.read(yb, y.size)
-    if not np.allclose(y, _probe_reference(x.astype(np.float64)), rtol=1e-4, atol=1e-5):
-        return "computes wrong results"
-    return None
-
-
-def _library_check(rt, caps):
-    """Build Layerloom's kernel library and a GEMM at the chosen tile; an exact check of
-    each; the GEMM's speed on a Fashion-MNIST MLP layer (128 x 784 -> 256)."""
-    import numpy as np
-    from layerloom.backend.ops import Ops
-    ops = Ops(rt)
-    rng = np.random.default_rng(0)
-    M, N, K = 37, 70, 19  # whole tiles and ragged edges on every tile the engine picks
-    a = rng.integers(-3, 4, (M, K)).astype(np.float32)
-    b = rng.integers(-3, 4, (K, N)).astype(np.float32)
-    c = rt.empty(4 * M * N)
-    _say(stage="start", what="building and checking the GEMM")
-    ops.gemm(M, N, K, rt.to_device(a), rt.to_device(b), c, act="relu")
-    if not np.array_equal(rt.read(c, M * N, (M, N)), np.maximum(a @ b, 0)):
-        return {"problem": "its GEMM computes wrong results"}
-    _say(stage="start", what="building and checking the kernel library")
-    x = rng.standard_normal((8, 10)).astype(np.float32)
-    xb, yb = rt.to_device(x), rt.empty(x.nbytes)
-    ops.fill(yb, x.size, 0.0)
-    ops.act_forward("softmax", xb, yb, 8, 10)
-    e = np.exp(x - x.max(1, keepdims=True))
-    if not np.allclose(rt.read(yb, x.size, x.shape), e / e.sum(1, keepdims=True), atol=1e-5):
-        return {"problem": "its softmax computes wrong results"}
-    rt.finish()
-    if is_simulator(rt.device.platform, rt.device):
-        return {}
-    _say(stage="start", what="timing the GEMM")
-    M, N, K = 128, 256, 784
-    A = rt.to_device(rng.standard_normal((M, K)))
-    B = rt.to_device(rng.standard_normal((K, N)))
-    C = rt.empty(4 * M * N)
-    ops.gemm(M, N, K, A, B, C)
-    rt.finish()
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(4):
-            ops.gemm(M, N, K, A, B, C)
-        rt.finish()
-        best = min(best, (time.perf_counter() - t) / 4)
-    return {"gflops": round(2.0 * M * N * K / best / 1e9, 1)}
-
-
 def refusal(refused, target=""):
     """Why a CPU device whose compiler refused every width ({width: first error}) cannot be
     used: PoCL 3.0 on a CPU its LLVM does not know at all (AMD Zen 5) refuses even 'generic',
@@ -355,46 +276,3 @@ def refusal(refused, target=""):
         return (f"its compiler does not know this CPU (it targets {target or 'generic'!r} and "
                 f"refuses it: {first[1]})")
     return f"its compiler refuses every float vector width ({first[0]}: {first[1]})"
-
-
-def child_main(argv):
-    from layerloom.core.errors import LayerloomError
-    from layerloom.backend.runtime import Runtime, list_devices
-    pi, di, key, skip = int(argv[0]), int(argv[1]), argv[2], argv[3]
-    skip = {int(w) for w in skip.split(",") if w}
-    found = {(p, d): (plat, dev) for p, d, plat, dev in list_devices()}
-    if (pi, di) not in found or identity(*found[(pi, di)]) != key:
-        _say(stage="done", problem="the device list changed while probing")
-        return
-    plat, dev = found[(pi, di)]
-    rt = Runtime(dev, capabilities=Capabilities())
-    widths, refused = [], {}
-    for w in WIDTHS:
-        if w in skip:
-            continue
-        _say(stage="start", what=f"width {w}")
-        why = _width_ok(rt, w)
-        _say(stage="width", width=w, ok=why is None, why=why)
-        if why is None:
-            widths.append(w)
-        else:
-            refused[w] = why
-    caps = Capabilities(widths=tuple(widths), native_width=dev.native_vector_width_float or 4)
-    if rt.kind == "cpu" and not widths:
-        _say(stage="done", problem=refusal(refused, compiler_target(dev)))
-        return
-    try:
-        result = _library_check(Runtime(dev, capabilities=caps), caps)
-    except LayerloomError as e:
-        result = {"problem": str(e)}
-    except Exception as e:  # the driver's own error while building or running
-        result = {"problem": f"{type(e).__name__}: {str(e)[:300]}"}
-    _say(stage="done", **result)
-
-
-if __name__ == "__main__":
-    child_main(sys.argv[1:])
-    sys.stdout.flush()
-    # PoCL 3.0 can abort while tearing down after a refused build ("still have references to
-    # IRs"); everything is said by now
-    os._exit(0)

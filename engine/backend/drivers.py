@@ -30,7 +30,7 @@ def register_pip_drivers(env=None, prefix=None, system_vendors=SYSTEM_VENDORS, c
     the OpenCL loader by setting env["OCL_ICD_VENDORS"] (default: os.environ) to a folder
     holding their .icd files and the system's. Returns the folder, or None when nothing was
     changed (OCL_ICD_VENDORS already set, no such driver, or the folder cannot be written)."""
-    from layerloom.project.fileio import atomic_write_text
+    from layerloom.core.fileio import atomic_write_text
     env = os.environ if env is None else env
     prefix = prefix or sys.prefix
     if env.get("OCL_ICD_VENDORS"):

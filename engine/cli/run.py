@@ -9,7 +9,7 @@ import time
 
 from layerloom.project import loom as projectfile
 from layerloom.core.errors import TrainingError
-from layerloom.project.fileio import npz_bytes, rescue, write_folder_unit
+from layerloom.core.fileio import npz_bytes, rescue, write_folder_unit
 from layerloom.train.state import FILENAME as TRAINING_STATE, TrainingState, state_path_of
 from layerloom.train.progress import ConsoleProgress, metrics_text
 

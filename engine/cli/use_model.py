@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from layerloom.core.errors import DataError, LayerloomError
-from layerloom.project.fileio import atomic_write_bytes, npz_bytes
+from layerloom.core.fileio import atomic_write_bytes, npz_bytes
 from layerloom.train.evaluation import CLASSIFICATION, class_names
 from layerloom.train.progress import metrics_text
 

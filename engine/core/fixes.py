@@ -14,6 +14,7 @@ import re
 
 from .errors import LayerloomError
 from .graph import Graph
+from .sections import training
 
 _NOT_CONNECTED = re.compile(r"input (\d+) \((.+?)\) is not connected")
 _NO_LOSS = re.compile(r"output '([^']+)' has no loss")
@@ -223,12 +224,13 @@ LOSSES_AFTER = {"softmax": ("sparse_categorical_crossentropy", "categorical_cros
 def _loss_fixes(graph, out, metrics):
     """The losses the output's activation implies, leaving out those its metrics cannot be
     computed against (precision on the class indices of a sparse loss)."""
-    from layerloom.train.metrics import columnwise_problem, entry_name
+    metric = training("metrics")  # train/'s declarations (core never imports train)
     act = graph.nodes[out].params.get("activation")
     names = LOSSES_AFTER.get(act, ("mean_squared_error",))
     mine = metrics.get(out, []) if isinstance(metrics, dict) else metrics or []
     return [Fix(f"Use the loss {name} for {out!r}", (Step("loss", (out, name)),))
-            for name in names if not any(columnwise_problem(entry_name(m), name) for m in mine)]
+            for name in names
+            if not any(metric.columnwise_problem(metric.entry_name(m), name) for m in mine)]
 
 
 def _output_without_loss(graph, out, losses, metrics=None):

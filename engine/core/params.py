@@ -303,22 +303,29 @@ class Expr(Param):
         return "an expression over the inputs, e.g. x * sigmoid(x)"
 
 
+# the initialisers' names (Keras'), declared here for validation; train/initializers.py computes
+# each (core sits below train and never imports it)
+INITIALIZER_NAMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+                     "lecun_uniform", "lecun_normal", "orthogonal", "random_uniform",
+                     "random_normal", "zeros", "ones", "constant", "lstm_bias")
+
+
 class Initializer(Param):
     """An initialiser name, or {"name": "constant", "value": v}."""
     kind = "initializer"
 
     def validate(self, value, place):
-        from layerloom.train.initializers import NAMES
         if isinstance(value, dict):
             ok = (value.get("name") == "constant" and set(value) <= {"name", "value"}
                   and isinstance(value.get("value", 0.0), (int, float))
                   and not isinstance(value.get("value", 0.0), bool))
             if ok:
                 return {"name": "constant", "value": float(value.get("value", 0.0))}
-        elif value in NAMES:
+        elif value in INITIALIZER_NAMES:
             return value
-        raise ParamError(f"expected one of {', '.join(NAMES)} or {{\"name\": \"constant\", "
-                         f"\"value\": number}}; got {quote(value)}", place)
+        raise ParamError(f"expected one of {', '.join(INITIALIZER_NAMES)} or "
+                         f"{{\"name\": \"constant\", \"value\": number}}; got {quote(value)}",
+                         place)
 
     def describe(self):
         return "an initializer name"

@@ -4,13 +4,14 @@ A declaration (a `Layer` subclass decorated with `@register`) gives the type id,
 typed params, ports, the output-shape rule, trainable weights, the OpenCL forward/backward and a
 float64 numpy reference used by the test harness. Palette, inspector, file format, shape
 inference, engine and docs all read this registry, so adding a layer is a single-file change.
+An installed package adds layers the same way, through the entry point group layerloom.layers
+(core/plugins.py).
 """
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 
 import numpy as np
 
+from layerloom.core import plugins
 from layerloom.core.errors import GraphError, LayerloomError, ParamError
 
 
@@ -170,7 +171,9 @@ _REGISTRY = {}
 
 
 def register(cls):
-    """Class decorator: instantiate and register a layer declaration. Refuses duplicate ids."""
+    """Class decorator: instantiate and register a layer declaration; the built-ins and
+    installed plugins (entry point group layerloom.layers) register this way. Refuses a
+    type id already registered (ValueError). Returns the class."""
     if not cls.type_id:
         raise ValueError(f"{cls.__name__} declares no type_id")
     if cls.type_id in _REGISTRY:
@@ -186,13 +189,15 @@ _loaded = False
 
 
 def _load_all():
+    """The built-in layers (engine/layers/, loaded by name: core never imports layers/), then
+    the installed plugins' (entry points in the group layerloom.layers), all through
+    `register`; a broken plugin is reported and skipped (core/plugins.py)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from layerloom import layers
-    for mod in pkgutil.iter_modules(layers.__path__):
-        importlib.import_module(f"{layers.__name__}.{mod.name}")
+    plugins.load_builtins("layerloom.layers")
+    plugins.load_plugins("layerloom.layers")
 
 
 def get_layer(type_id):

@@ -1,10 +1,14 @@
 """Declarations for the project file's sections and their object-valued keys (the dataset
 section, its split and columns, each source's own keys), so that a section is validated from
 its declaration like a layer's parameters: unknown keys are refused with the nearest known one,
-every known key is checked by its Param, with its place in the message."""
+every known key is checked by its Param, with its place in the message. The training section's
+declarations (optimizers, losses, metrics, callbacks, schedules) are train/'s: it declares them
+here (`declare_training`) for project/training.py, which asks `training(part)`."""
 import difflib
 import json
+import types
 
+from layerloom.core import plugins
 from layerloom.core.errors import ParamError, ProjectError, quote
 from layerloom.core.params import Param, _is_int, validate_params
 
@@ -189,3 +193,26 @@ class Str(Param):
             raise ParamError(f"expected a{' non-empty' if self.nonempty else ''} string, got "
                              f"{quote(value)}", place)
         return value
+
+
+# -- the training section's declarations, which train/ makes ----------------------------------
+# project/ reads the training section against them and sits below train/, so it never imports
+# train/: train/training_section.py declares each part here, and is loaded by name (a built-in,
+# core/plugins.py) when a part is first asked for.
+_TRAINING = {}
+
+
+def declare_training(part, **declared):
+    """Declare a part of the training section ("optimizers", "losses", "metrics",
+    "callbacks", "schedules"): its names become the attributes `training(part)` has. Refuses
+    a part declared twice (ValueError)."""
+    if part in _TRAINING:
+        raise ValueError(f"the training section's {part} are declared twice")
+    _TRAINING[part] = types.SimpleNamespace(**declared)
+
+
+def training(part):
+    """What train/ declared for `part` of the training section (train/training_section.py)."""
+    if part not in _TRAINING:
+        plugins.load_builtins("layerloom.training")
+    return _TRAINING[part]

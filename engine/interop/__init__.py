@@ -119,7 +119,7 @@ def write_imported(project, weights, to):
     import json
     from layerloom.core.layout import auto_layout
     from layerloom.project import loom as projectfile
-    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
     from layerloom.core.graph import too_many_nodes
     too_many = too_many_nodes(len(project.graph.nodes))
     if too_many:  # its file would be refused when opened: refused here, nothing written

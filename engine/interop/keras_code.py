@@ -366,7 +366,7 @@ def weight_arrays(project, weights):
 def write_code(project, weights, path):
     """Write the script to `path` and the weights beside it (NAME.weights.npz), each
     atomically. Returns the script's text."""
-    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
     wpath = weights_path_for(path)
     text = code(project, os.path.basename(wpath), os.path.basename(path))
     arrays = weight_arrays(project, weights)

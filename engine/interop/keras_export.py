@@ -73,7 +73,7 @@ def to_keras(project, weights, compile=True):
 def export(project, weights, path):
     """Write to_keras(...) to `path` (a .keras zip: config.json, metadata.json,
     model.weights.h5) atomically: the old file or the new one, never half."""
-    from layerloom.project.fileio import atomic_write_bytes
+    from layerloom.core.fileio import atomic_write_bytes
     model = to_keras(project, weights)
     # the optimizer's slots built (zeros), so load_model restores it without a warning
     model.optimizer.build(model.trainable_variables)

@@ -254,7 +254,7 @@ def code(project, weights_file, script_name="train_torch.py"):
 def write(project, weights, path):
     """Write the script to `path` and the weights beside it (NAME.weights.npz), each
     atomically. Returns the script's text."""
-    from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+    from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
     wpath = weights_path_for(path)
     text = code(project, os.path.basename(wpath), os.path.basename(path))
     arrays = keras_code.weight_arrays(project, weights)

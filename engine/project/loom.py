@@ -14,7 +14,7 @@ from layerloom.core.params import validate_params
 from layerloom.core.registry import get_layer, layer_types
 from layerloom.core.sections import unknown_keys
 from layerloom.data import sources
-from layerloom.project.fileio import atomic_write_text
+from layerloom.core.fileio import atomic_write_text
 from layerloom.project.training import default_training, parse_training
 
 FORMAT = "layerloom-project"

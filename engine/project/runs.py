@@ -11,12 +11,23 @@ import os
 import shutil
 import time
 
-from ..train.fit import NOT_FIGURES, figures
-from .fileio import npz_bytes, remove_stale_staging, write_folder_unit
+from layerloom import gallery
+from layerloom.core.fileio import load_weights, npz_bytes, remove_stale_staging, write_folder_unit
+from layerloom.core.sections import training
 
 RECORDS = "records"
 RUN_FILE, WEIGHTS_FILE = "run.json", "weights.npz"
 FORMAT, VERSION = "layerloom-run", 1
+# what an epoch's record holds besides its figures: its number, its time and whether Stop
+# interrupted it (a status: the monitors skip such an epoch; never shown or kept as a figure)
+NOT_FIGURES = ("epoch", "seconds", "interrupted")
+
+
+def figures(record):
+    """An epoch's record without its number, time and status: the logged figures alone."""
+    return {k: v for k, v in record.items() if k not in NOT_FIGURES}
+
+
 def folder_for(project_path):
     """The output folder of the saved project at `project_path`: runs/<name> beside it."""
     path = os.path.abspath(project_path)
@@ -27,7 +38,6 @@ def folder_of(project_path):
     """The output folder the editor records a project's runs in: runs/<name> beside it; None
     for the bundled examples (the installed package's folder is never written: their runs are
     kept in memory until the project is saved elsewhere)."""
-    from .. import gallery
     examples = gallery.folder()
     if examples and os.path.realpath(os.path.dirname(os.path.abspath(project_path))) == \
             os.path.realpath(examples):
@@ -73,9 +83,9 @@ def with_defaults(settings):
     """The settings with the optimizer's defaults where they leave a parameter out or empty: a
     project whose optimizer was left as it came (params {}) ran with those values, and its runs
     compare by them (records written before this kept "" as the learning rate and no beta_1)."""
-    from ..train.optimizers import OPTIMIZERS
+    optimizers = training("optimizers").kinds
     name = settings.get("Optimizer")
-    decls = OPTIMIZERS[name].params if isinstance(name, str) and name in OPTIMIZERS else ()
+    decls = optimizers[name].params if isinstance(name, str) and name in optimizers else ()
     rows = {_param_label(p.name): p.default for p in decls}
     if not rows or "Optimizer" not in settings:
         return settings
@@ -258,7 +268,6 @@ def weights_of(record):
     path = os.path.join(record["path"], WEIGHTS_FILE) if record.get("path") else None
     if not path or not os.path.isfile(path):
         return record.get("weights")  # a record not written yet (an untitled project's)
-    from ..train.session import load_weights
     return load_weights(path)
 
 

@@ -2,16 +2,11 @@
 a loss per output, metrics and callbacks, each read against its declaration (optimizer Params,
 train/losses.py, train/metrics.py, train/callbacks.py, train/schedules.py) with every problem's
 place. `problems` collects what makes a file unusable; `soft` what an unfinished project in the
-editor may still have (an output without a loss)."""
+editor may still have (an output without a loss). The declarations are train/'s, asked for
+through core/sections.py `training(part)`: project/ sits below train/ and never imports it."""
 from layerloom.core.errors import ProjectError, quote
 from layerloom.core.params import Bool, Float, Int, validate_params
-from layerloom.core.sections import unknown_keys
-from layerloom.train import callbacks as callbacks_mod, schedules
-from layerloom.train.losses import check_entry as check_loss_entry
-from layerloom.train.metrics import (canonical as canonical_metric,
-                                     check_entry as check_metric_entry, columnwise_problem,
-                                     entry_name)
-from layerloom.train.optimizers import OPTIMIZERS
+from layerloom.core.sections import training, unknown_keys
 
 TRAINING_PARAMS = (
     Int("epochs", 10, min=1, max=1_000_000, help="Passes over the training data."),
@@ -50,7 +45,7 @@ def parse_training(t, graph, problems, soft=None):
         out["optimizer"] = optimizer
     outputs = graph.outputs()
     out["loss"] = _losses(t.get("loss", {}), outputs, problems, soft)
-    out["callbacks"], cerr = callbacks_mod.validate(t.get("callbacks", []))
+    out["callbacks"], cerr = training("callbacks").validate(t.get("callbacks", []))
     problems.extend(cerr)
     out["metrics"] = _metrics(t.get("metrics", ["accuracy"]), outputs, problems, soft)
     # the editor opens such a file with the problem listed; --run refuses it
@@ -61,7 +56,7 @@ def parse_training(t, graph, problems, soft=None):
 def _metrics_against_losses(metrics, losses, outputs):
     """A metric that cannot be computed against its output's targets (precision on class
     indices), placed at the metric."""
-    found = []
+    found, metric = [], training("metrics")
     for o in outputs:
         loss = losses.get(o, {}).get("name") if isinstance(losses.get(o), dict) else None
         if isinstance(metrics, dict):
@@ -69,7 +64,7 @@ def _metrics_against_losses(metrics, losses, outputs):
         else:
             entries, place = metrics, "training.metrics"
         for i, m in enumerate(entries):
-            why = columnwise_problem(entry_name(m), loss)
+            why = metric.columnwise_problem(metric.entry_name(m), loss)
             if why and not any(e.place == f"{place}[{i}]" for e in found):
                 found.append(ProjectError(f"output {quote(o)}: {why}", f"{place}[{i}]"))
     return found
@@ -84,11 +79,12 @@ def _name(v):
 def _optimizer(opt, problems):
     """{"name", "params"} of a name or {"name", "params"}; None if it names no optimizer. A
     learning_rate may be a schedule (train/schedules.py)."""
+    optimizers = training("optimizers").kinds
     if isinstance(opt, str):
         opt = {"name": opt}
-    if not isinstance(opt, dict) or _name(opt.get("name")) not in OPTIMIZERS:
+    if not isinstance(opt, dict) or _name(opt.get("name")) not in optimizers:
         got = opt.get("name") if isinstance(opt, dict) else opt
-        problems.append(ProjectError(f"expected an optimizer, one of {', '.join(OPTIMIZERS)}; "
+        problems.append(ProjectError(f"expected an optimizer, one of {', '.join(optimizers)}; "
                                      f"got {quote(got)}", "training.optimizer"))
         return None
     place = "training.optimizer.params"
@@ -100,10 +96,10 @@ def _optimizer(opt, problems):
         given = {}
     given = dict(given)
     lr = given.pop("learning_rate") if isinstance(given.get("learning_rate"), dict) else None
-    vals, perr = validate_params(OPTIMIZERS[opt["name"]].params, given, place)
+    vals, perr = validate_params(optimizers[opt["name"]].params, given, place)
     problems.extend(perr)
     if lr is not None:
-        sched, serr = schedules.validate(lr, f"{place}.learning_rate")
+        sched, serr = training("schedules").validate(lr, f"{place}.learning_rate")
         problems.extend(serr)
         if vals is not None and sched:
             vals["learning_rate"] = sched
@@ -125,7 +121,7 @@ def _losses(loss, outputs, problems, soft):
             soft.append(ProjectError(f"no output node {quote(o)}; outputs are "
                                      f"{', '.join(map(repr, outputs)) or '(none)'}", place))
             continue
-        entry, perr = check_loss_entry(spec, place)
+        entry, perr = training("losses").check_entry(spec, place)
         problems.extend(perr)
         if entry is not None:
             losses[o] = entry
@@ -157,13 +153,13 @@ def _metrics(metrics, outputs, problems, soft):
 
 
 def _metric_list(metrics, place, problems):
-    good, seen = [], set()
+    good, seen, metric = [], set(), training("metrics")
     for i, m in enumerate(metrics):
-        entry, perr = check_metric_entry(m, f"{place}[{i}]")
+        entry, perr = metric.check_entry(m, f"{place}[{i}]")
         problems.extend(perr)
         if entry is None:
             continue
-        name = canonical_metric(entry)
+        name = metric.canonical(entry)
         if name in seen:  # one history key per metric and output
             problems.append(ProjectError(f"{name} is listed twice", f"{place}[{i}]"))
             continue

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from layerloom.core.errors import ParamError, ProjectError, quote
-from layerloom.project.fileio import atomic_save_npz, atomic_write_bytes, inside, relative_path_problem
+from layerloom.core.fileio import atomic_save_npz, atomic_write_bytes, inside, relative_path_problem
 from layerloom.train.state import state_path_of
 from layerloom.core.params import Bool, Choice, Float, Int, Text, validate_params
 from layerloom.train.fit import Callback

@@ -10,6 +10,7 @@ import numpy as np
 from layerloom.core.errors import DataError, TrainingError
 from layerloom.train.metrics import Metric
 from layerloom.data.preprocess import take
+from layerloom.project.runs import NOT_FIGURES, figures  # noqa: F401 (an epoch's record)
 
 
 class Callback:
@@ -246,16 +247,6 @@ def _epoch_order(seed, epoch, n_total, shuffle):
     if not shuffle:
         return np.arange(n_total)
     return np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n_total)
-
-
-# what an epoch's record holds besides its figures: its number, its time and whether Stop
-# interrupted it (a status: the monitors skip such an epoch; never shown or kept as a figure)
-NOT_FIGURES = ("epoch", "seconds", "interrupted")
-
-
-def figures(record):
-    """An epoch's record without its number, time and status: the logged figures alone."""
-    return {k: v for k, v in record.items() if k not in NOT_FIGURES}
 
 
 def _epoch_record(trainer, epoch, t0, logs, stopped, validation_data, bs, history):

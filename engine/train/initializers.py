@@ -5,9 +5,8 @@ import zlib
 
 import numpy as np
 
-NAMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
-         "lecun_normal", "orthogonal", "random_uniform", "random_normal", "zeros", "ones",
-         "constant", "lstm_bias")
+from layerloom.core.params import INITIALIZER_NAMES as NAMES  # what initialize() computes
+
 _TRUNC = 0.87962566103423978
 
 

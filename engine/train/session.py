@@ -1,11 +1,7 @@
 """From a loaded project to a trained model: the one path shared by `layerloom --run` and the
 editor's training dock."""
-import os
-
-import numpy as np
-
 from layerloom.train import schedules, state as trainstate
-from layerloom.core.errors import DataError
+from layerloom.core.fileio import load_weights  # noqa: F401 (read from here by callers)
 from layerloom.train.losses import build_losses
 from layerloom.train.model import Model
 from layerloom.train.optimizers import OPTIMIZERS
@@ -73,13 +69,3 @@ class Session:
         return trainstate.capture(self.trainer, self.project_callbacks, self.trainer.position,
                                   trainstate.fingerprint(self.project, self.batch_size,
                                                          self.seed))
-
-
-def load_weights(path, place="weights"):
-    if not os.path.exists(path):
-        raise DataError(f"weights file not found: {path}", place)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as e:  # corrupt zip, pickled arrays...
-        raise DataError(f"{path}: not a readable weights file ({e})", place) from None
