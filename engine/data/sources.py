@@ -3,10 +3,13 @@
 .npy files (data/userdata.py). A declaration gives what the project file's dataset section may
 hold for the source (Params: validation and the file-format docs come from them), how to load
 it, the names of its arrays, its default normalisation, whether it brings its own test split,
-its class names, and how the editor offers it. A new source is one declaration."""
+its class names, and how the editor offers it. A new source is one declaration; an installed
+package adds sources with `register`, through the entry point group layerloom.sources."""
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+from layerloom.core import plugins
 from layerloom.core.errors import DataError, ProjectError, quote
 from layerloom.core.params import Float, Int
 from layerloom.core.sections import Group, MapOf, Object, Option, Str, check_section
@@ -43,6 +46,11 @@ _loaded = False
 
 
 def register(source):
+    """Add a dataset source; the built-ins (the modules of _MODULES) and installed plugins
+    (entry point group layerloom.sources) register this way. Refuses a name already taken
+    (ValueError). Returns the source."""
+    if not isinstance(source, Source):
+        raise TypeError(f"expected a Source, got {type(source).__name__}")
     if source.name in _SOURCES:
         raise ValueError(f"dataset source {source.name!r} registered twice")
     _SOURCES[source.name] = source
@@ -50,17 +58,19 @@ def register(source):
 
 
 def _load_all():
+    """The built-in sources, then the installed plugins' (a broken one is reported and
+    skipped: core/plugins.py)."""
     global _loaded
     if not _loaded:
         _loaded = True
-        import importlib
         for m in _MODULES:
             importlib.import_module(f"layerloom.data.{m}")
+        plugins.load_plugins("layerloom.sources")
 
 
 def all_sources():
     """Every declared source, in the order of _MODULES and of declaration in each (not of
-    import: whichever module a program imports first)."""
+    import: whichever module a program imports first), then the plugins' as registered."""
     _load_all()
     order = {n: i for i, n in enumerate(f"layerloom.data.{m}" for m in _MODULES)}
     seq = list(_SOURCES)

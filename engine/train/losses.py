@@ -2,12 +2,16 @@
 
 Cross-entropies are fused with a final softmax/sigmoid: when the output layer ends in the
 matching activation, the loss reads the pre-activation (logits) and hands the gradient straight
-to it, which is exact and numerically stable (log-sum-exp)."""
+to it, which is exact and numerically stable (log-sum-exp).
+
+Each loss is a LossKind added with `register`, the built-ins below as an installed package's
+(entry point group layerloom.losses, loaded when this module is)."""
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from layerloom.core import plugins
 from layerloom.core.errors import ProjectError, quote
 from layerloom.core.params import Bool, Float, validate_params
 
@@ -61,7 +65,23 @@ class LossKind:
     aliases: tuple = ()
 
 
-KINDS = {k.name: k for k in (
+KINDS = {}  # name: LossKind, in the order the editor and messages list them
+ALIASES = {}  # alias: name
+NAMES = ()
+
+
+def register(kind):
+    """Add a loss to the table the project file, the editor and training read; the built-ins
+    below and installed plugins (entry point group layerloom.losses) register this way.
+    Refuses a name or alias already taken (ValueError). Returns the kind."""
+    if not isinstance(kind, LossKind):
+        raise TypeError(f"expected a LossKind, got {type(kind).__name__}")
+    global NAMES
+    NAMES = plugins.add_named(KINDS, ALIASES, kind, "loss")
+    return kind
+
+
+for _kind in (
     LossKind("sparse_categorical_crossentropy", "Cross-entropy against class indices.",
              lambda p, t, lg: _xent(p, t, lg, True), fuse="softmax",
              k_logits="softmax_xent_logits", k_probs="xent_probs", sparse=True),
@@ -83,9 +103,9 @@ KINDS = {k.name: k for k in (
     LossKind("kl_divergence", "Kullback-Leibler divergence of the output from the target.",
              lambda p, t, lg: _kld(p, t), k_probs="kld",
              aliases=("kld", "kullback_leibler_divergence")),
-)}
-NAMES = tuple(KINDS)
-ALIASES = {a: k.name for k in KINDS.values() for a in k.aliases}
+):
+    register(_kind)
+plugins.load_plugins("layerloom.losses")  # installed losses; a broken one is reported, skipped
 
 
 def canonical(name):
