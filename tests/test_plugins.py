@@ -10,9 +10,10 @@ import pytest
 from layerloom.core import plugins, registry
 from layerloom.core.plugins import PluginWarning
 from layerloom.data import sources
-from layerloom.train import losses
+from layerloom.train import losses, metrics
 
-PLUGIN_MODULES = ("llplug_layers", "llplug_sources", "llplug_losses", "llplug_duplicate")
+PLUGIN_MODULES = ("llplug_layers", "llplug_sources", "llplug_losses", "llplug_metrics",
+                  "llplug_duplicate")
 
 LAYERS = '''
 import numpy as np
@@ -53,6 +54,14 @@ register(LossKind("fake_loss", "A plugin's loss.", lambda p, t, lg: (p - t).mean
                   k_probs="regression", regression=0))
 '''
 
+METRICS = '''
+import numpy as np
+from layerloom.train.metrics import MetricKind, register
+
+register(MetricKind("fake_abs", "A plugin's metric: mean absolute difference.", "abs_err",
+                    lambda m, p, t: float(np.mean(np.abs(p - t)))))
+'''
+
 DUPLICATE = '''
 from layerloom.core.registry import register
 from layerloom.layers.core import Dense
@@ -77,6 +86,9 @@ def install(tmp_path, monkeypatch):
     for name in ("KINDS", "ALIASES"):
         monkeypatch.setattr(losses, name, dict(getattr(losses, name)))
     monkeypatch.setattr(losses, "NAMES", losses.NAMES)
+    for name in ("KINDS", "ALIASES"):
+        monkeypatch.setattr(metrics, name, dict(getattr(metrics, name)))
+    monkeypatch.setattr(metrics, "NAMES", metrics.NAMES)
     monkeypatch.setattr(plugins, "_loaded", {})
 
     def install(entry_points, modules):
@@ -93,7 +105,7 @@ def install(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
-def test_a_plugin_registers_a_layer_a_source_and_a_loss(install):
+def test_a_plugin_registers_a_layer_a_source_a_loss_and_a_metric(install):
     install("""
         [layerloom.layers]
         scale = llplug_layers
@@ -101,17 +113,22 @@ def test_a_plugin_registers_a_layer_a_source_and_a_loss(install):
         rows = llplug_sources:register_all
         [layerloom.losses]
         fake = llplug_losses
-        """, {"llplug_layers": LAYERS, "llplug_sources": SOURCES, "llplug_losses": LOSSES})
+        [layerloom.metrics]
+        fake = llplug_metrics
+        """, {"llplug_layers": LAYERS, "llplug_sources": SOURCES, "llplug_losses": LOSSES,
+              "llplug_metrics": METRICS})
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         layer = registry.get_layer("FakeScale")
         source = sources.get("fake_rows")
         plugins.load_plugins("layerloom.losses")  # losses.py loads its group when imported
+        plugins.load_plugins("layerloom.metrics")  # and metrics.py its own
     assert layer is not None and layer.help.startswith("Doubles")
     assert registry.get_layer("Dense") is not None  # the built-ins still there
     assert source is not None and sources.all_sources()[-1] is source  # after the built-ins
     assert [s.name for s in sources.all_sources()][:2] == ["synthetic", "keras"]
     assert "fake_loss" in losses.NAMES and losses.check_entry("fake_loss", "p")[1] == []
+    assert "fake_abs" in metrics.NAMES and metrics.NAMES[0] == "accuracy"
     assert plugins.problems() == []
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from layerloom.core import plugins
 from layerloom.core.errors import ProjectError, quote
 from layerloom.core.params import Float, Int, validate_params
 
@@ -64,19 +65,12 @@ NAMES = ()
 
 def register(kind):
     """Add a metric to the table the project file, the editor and training read (the built-ins
-    register the same way). Refuses a name or alias that is already taken. Returns the kind."""
+    register the same way, and installed plugins: entry point group layerloom.metrics). Refuses
+    a name or alias that is already taken (ValueError). Returns the kind."""
     if not isinstance(kind, MetricKind):
         raise TypeError(f"expected a MetricKind, got {type(kind).__name__}")
-    taken = {**{n: n for n in KINDS}, **ALIASES}
-    for word in (kind.name,) + tuple(kind.aliases):
-        if word in taken:
-            raise ValueError(f"metric {word!r} is registered twice"
-                             + (f" (a name of {taken[word]!r})" if taken[word] != word else ""))
-        taken[word] = kind.name
     global NAMES
-    KINDS[kind.name] = kind
-    ALIASES.update({a: kind.name for a in kind.aliases})
-    NAMES = tuple(KINDS)
+    NAMES = plugins.add_named(KINDS, ALIASES, kind, "metric")
     return kind
 
 
@@ -207,6 +201,7 @@ for _kind in (
                slots=lambda m: 4 * m.num_thresholds, needs_probabilities=True, **_PER_COLUMN),
 ):
     register(_kind)
+plugins.load_plugins("layerloom.metrics")  # installed metrics; a broken one is reported, skipped
 
 
 def entry_name(spec):
