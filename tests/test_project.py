@@ -332,3 +332,16 @@ def test_an_atomic_write_gives_a_file_the_mode_an_ordinary_write_would(tmp_path)
         assert (kept.stat().st_mode & 0o777) == 0o640
     finally:
         os.umask(old)
+
+
+def test_an_atomic_write_never_sets_the_umask(tmp_path, monkeypatch):
+    """Review of issue 26: os.umask(0) and back around each write left a window in which files
+    other threads created (an export in the editor's task thread beside an autosave) got mode
+    0666, and two interleaved writes could leave the umask at 0."""
+    from layerloom.core import fileio
+
+    def no(mask):
+        raise AssertionError("os.umask called while writing")
+    monkeypatch.setattr(os, "umask", no)
+    fileio.atomic_write_text(str(tmp_path / "a.loom"), "{}")
+    assert (tmp_path / "a.loom").read_text() == "{}"

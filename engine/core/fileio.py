@@ -29,15 +29,40 @@ def atomic_write_bytes(path, data, backup=False):
     _fsync_dir(folder)  # make the rename itself durable
 
 
+def _proc_umask():
+    """The process's umask as Linux states it (reading it changes nothing), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _import_umask():
+    """Elsewhere the umask is set and restored once, when this module is imported
+    (single-threaded then): doing it per write while other threads create files would give
+    theirs the wrong modes."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _proc_umask()
+if _UMASK is None:
+    _UMASK = _import_umask()
+
+
 def _mode_for(path):
     """The permission bits an ordinary write of `path` would leave: the file's own where it
     exists, else 0666 less the umask."""
     try:
         return os.stat(path).st_mode & 0o7777
     except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+        mask = _proc_umask()
+        return 0o666 & ~(_UMASK if mask is None else mask)
 
 
 def _atomic_backup(path, folder):
