@@ -91,6 +91,15 @@ REFUSED = {
                         "graph.edges[0].to: no node 'ghost' (dangling edge)"),
     "an unknown key": (_text(_nodes("p"), nodez=[]), "nodez: unknown key; did you mean "
                        "'nodes'?"),
+    # review of issue 26: a position for a node not pasted moved the whole paste off-screen
+    # (the offset is taken from every position), and a type with no near miss was not told
+    # which types there are (that line came second and was left out)
+    "a position of a node not pasted": (_text(_nodes("p"), positions={"p": [0, 0],
+                                                                      "zz": [1e7, 1e7]}),
+                                        "positions.zz: no pasted node 'zz'"),
+    "an unknown type with no near miss": (_text([{"id": "p", "type": "Qqqqqq"}]),
+                                          "unknown layer type 'Qqqqqq'; the palette lists "
+                                          "the layer types (docs/layers.md)"),
     "no nodes": (_text([]), "the clipboard holds no Layerloom nodes"),
     "not JSON": ("dense 32 relu", "the clipboard holds no Layerloom nodes"),
 }

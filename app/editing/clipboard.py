@@ -44,23 +44,36 @@ def parse_text(text):
     graph = projectfile.parse_graph({"nodes": d.get("nodes"), "edges": d.get("edges", [])},
                                     problems)
     pos = d.get("positions", {})
-    problems.extend(_position_problems(pos))
+    problems.extend(_position_problems(pos, graph.nodes))
     if not problems:
         cycle = graph.cycle_problem()  # a file lists it with the network's problems
         if cycle is not None:
             problems.append(ProjectError(cycle.message, cycle.place))
     if problems:
-        raise ProjectError(str(problems[0]), problems=problems)
+        raise ProjectError(_first_with_types(problems), problems=problems)
     if not graph.nodes:
         raise ProjectError("the clipboard holds no Layerloom nodes")
     return graph, pos
 
 
-def _position_problems(pos):
+def _first_with_types(problems):
+    """The first problem; after an unknown type with no near miss (the reader then lists the
+    layer types, in a line too long for the status bar) where to find the types."""
+    first = str(problems[0])
+    if "unknown layer type" in first and any(
+            p.message.startswith("the layer types are ") for p in problems[1:]):
+        return f"{first}; the palette lists the layer types (docs/layers.md)"
+    return first
+
+
+def _position_problems(pos, nodes):
     if not isinstance(pos, dict):
         return [ProjectError("expected an object {node_id: [x, y]}", "positions")]
     out = []
     for k, v in pos.items():
+        if k not in nodes:  # where the paste goes is taken from every position
+            out.append(ProjectError(f"no pasted node {quote(k)}", f"positions.{k}"))
+            continue
         if not (isinstance(v, list) and len(v) == 2 and all(
                 isinstance(c, (int, float)) and not isinstance(c, bool)
                 and -POSITION_LIMIT <= c <= POSITION_LIMIT for c in v)):  # NaN fails this too
