@@ -406,3 +406,47 @@ def test_a_new_document_has_nothing_to_continue(win):
     win.set_document(Document())
     assert not win.continue_action.isEnabled() and not win.training.continue_run.isEnabled()
     assert win.pause_action.text() == "Pause"
+
+
+def test_one_start_serialises_the_project_once_and_parses_it_once(win, qtbot, monkeypatch):
+    """Issue 27, item 5: a Start turned the project into a dict three times and parsed it
+    twice. Now the panel serialises it once, checks that form (one parse), hands the same dict
+    to the training process and keeps it for the run's record."""
+    from layerloom.cli import train_process
+    from layerloom.project import loom as projectfile
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    calls = {"to_dict": 0, "from_dict": 0, "loads": 0, "dumps": 0}
+    for name in calls:
+        real = getattr(projectfile, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+        monkeypatch.setattr(projectfile, name, counted)
+    started = []
+
+    class Ended:
+        exitcode = 0
+
+        def is_alive(self):
+            return False
+
+        def join(self, timeout=None):
+            pass
+
+    def start(project_dict, path, *args):  # no child process: the run ends at once
+        import queue
+        import threading
+        started.append((project_dict, path))
+        q = queue.Queue()
+        q.put(("end", None))
+        return Ended(), q, threading.Event(), threading.Event()
+    monkeypatch.setattr(train_process, "start", start)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=10_000)
+    assert calls == {"to_dict": 1, "from_dict": 1, "loads": 0, "dumps": 0}
+    (project_dict, path), = started
+    assert project_dict is win.training.run_project and path == win.doc.project.path
+    # the child parses that one form: what it trains is the project the window holds
+    child = projectfile.from_dict(project_dict, path)
+    assert projectfile.to_dict(child) == projectfile.to_dict(win.doc.project)

@@ -15,10 +15,11 @@ class TrainWorker(QThread):
     sigFailed = Signal(str)
     sigStatus = Signal(str)
 
-    def __init__(self, project, epochs, batch_size, device, resume=None):
+    def __init__(self, project_dict, path, epochs, batch_size, device, resume=None):
+        """project_dict: the project as loom.to_dict gave it, which the child parses (the
+        panel serialises a Start's project once and checks it before)."""
         super().__init__()
-        from layerloom.project import loom as projectfile
-        self.project_dict, self.path = projectfile.to_dict(project), project.path
+        self.project_dict, self.path = project_dict, path
         self.epochs, self.batch_size, self.device = epochs, batch_size, device
         self.resume = resume  # (weights, training state bytes) of the run this continues
         self.state = None  # the training state as the run left it

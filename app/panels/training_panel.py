@@ -289,8 +289,11 @@ class TrainingPanel(OutputRows, QWidget):
             return
         from layerloom.project import loom as projectfile
         from layerloom.core.errors import ProjectError
+        # the project as this run trains it, serialised once: checked here, parsed once more
+        # in the training process, and kept for the run's record
+        as_file = projectfile.to_dict(self.doc.project)
         try:  # the same checks as `layerloom --run`
-            projectfile.from_dict(projectfile.to_dict(self.doc.project))
+            projectfile.from_dict(as_file)
         except ProjectError as e:
             self.sigLog.emit("Cannot train: " + "; ".join(e.lines()[:3]))
             self.status.setText("Fix the problems listed under Problems first.")
@@ -300,8 +303,8 @@ class TrainingPanel(OutputRows, QWidget):
         self.doc.set_locked(True)
         self.sigRunning.emit(True)
         self.continue_run.setEnabled(False)
-        self.worker = TrainWorker(self.doc.project, self.epochs.value(), self.batch.value(),
-                                  self.device.currentData(), resume)
+        self.worker = TrainWorker(as_file, self.doc.project.path, self.epochs.value(),
+                                  self.batch.value(), self.device.currentData(), resume)
         self.worker.sigBegin.connect(self._begin)
         self.worker.sigBatch.connect(self._batch)
         self.worker.sigEpoch.connect(self._epoch)
@@ -319,7 +322,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.t0 = time.perf_counter()
         self.started = time.time()
         self.last_history = None  # until this run's arrives
-        self.run_project = projectfile.to_dict(self.doc.project)  # as this run trains it
+        self.run_project = as_file  # as this run trains it
         self.worker.start()
 
     def stop_training(self):
