@@ -156,6 +156,10 @@ def test_the_recovery_question_says_a_trained_model_comes_back(win, make_window,
         win.autosave()
         assert not again.ask_recover(path, path + ".autosave")
         assert "Recover them, with the trained model?" in asked[-1][1], asked
+        # review of issue 26: the weights file the autosave names is gone: nothing promised
+        os.remove(path + ".autosave.weights.npz")
+        assert not again.ask_recover(path, path + ".autosave")
+        assert "trained model" not in asked[-1][1], asked
     finally:
         again.confirm = False
 

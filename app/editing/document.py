@@ -232,13 +232,17 @@ def remove_autosave_files(auto):
 
 
 def autosave_weights(auto):
-    """The weights file an autosave names, or None (none named, or no readable autosave)."""
+    """The weights file an autosave names, or None (none named, no readable autosave, or the
+    file it names is gone: the recovery question must not promise a trained model)."""
     try:
         with open(auto, encoding="utf-8") as f:
             w = json.load(f).get("weights")
     except (OSError, ValueError, RecursionError, AttributeError):
         return None
-    return w if isinstance(w, str) and w else None
+    if not isinstance(w, str) or not w:
+        return None
+    return w if os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(auto)), w)) \
+        else None
 
 
 def _remove(path):
