@@ -10,7 +10,7 @@ import os
 
 from layerloom.core.errors import LayerloomError
 from layerloom.project import loom as projectfile
-from layerloom.project.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
+from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.project.loom import Project
 
 LOCKED = "the graph is locked while training runs; stop it to edit"

@@ -174,7 +174,7 @@ class PredictionsPanel(QWidget):
             self.save_csv(path)
 
     def save_csv(self, path):
-        from layerloom.project.fileio import atomic_write_text
+        from layerloom.core.fileio import atomic_write_text
         try:
             atomic_write_text(path, self.prediction.csv_text)
         except OSError as e:
