@@ -14,8 +14,6 @@ error is a layerloom.LayerloomError with the place of the problem, as the comman
 """
 import os
 
-import numpy as np
-
 from layerloom.core.errors import DataError, LayerloomError
 from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.core.graph import fmt_shape
@@ -183,17 +181,8 @@ class Model:
     # -- helpers --------------------------------------------------------------------------------
     def _named(self, a, nodes, what):
         """{name: array} from an array (one node) or a dict by node id or array name."""
-        mapping = (self.project.dataset or {}).get(what) or {}
-        default = "x" if what == "inputs" else "y"
-        if isinstance(a, dict):  # a node id names the array mapped to it (by default "x"/"y"
-            # for the one input or output, as the project's data is mapped)
-            lone = default if len(nodes) == 1 and not mapping else None
-            return {(mapping.get(k) or lone or k) if k in nodes else k: np.asarray(v)
-                    for k, v in a.items()}
-        if len(nodes) != 1:
-            raise DataError(f"the model has {len(nodes)} {what} ({', '.join(map(repr, nodes))}); "
-                            "give a dict {node id: array}", what)
-        return {mapping.get(nodes[0], default): np.asarray(a)}
+        from layerloom.data.prepare import named_arrays
+        return named_arrays(self.project, a, nodes, what)
 
     def _data(self, x, y, test=False, fit=False):
         """The project's data (x and y None) or (x, y), prepared as training prepares data."""

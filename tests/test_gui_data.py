@@ -45,8 +45,14 @@ def test_data_tab_image_folder_grid(win, qtbot, tmp_path, monkeypatch):
     assert win.doc.project.dataset["source"] == "images"
 
 
+def inspect(project_dict, path):
+    """What the Data tab shows of a project dict, read as the tab's thread reads it."""
+    from layerloom.data.overview import overview
+    from layerloom.project import loom
+    return overview(loom.from_dict(project_dict, path, strict=False))
+
+
 def test_data_tab_shows_the_mapping():
-    from layerloom.data.overview import overview as inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     info = inspect(json.load(open(path)), path)
     assert info["check"] is None
@@ -56,7 +62,6 @@ def test_data_tab_shows_the_mapping():
 
 
 def test_data_tab_warns_when_the_output_has_more_units_than_classes():
-    from layerloom.data.overview import overview as inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     d = json.load(open(path))
     d["graph"]["nodes"][-1]["params"]["units"] = 10
@@ -69,7 +74,6 @@ def test_data_tab_warns_when_the_output_has_more_units_than_classes():
 def test_data_tab_check_of_a_graph_with_a_shape_problem_is_not_a_keyerror():
     """Bug: with a shape problem upstream of the output (its shape unknown), the check failed
     with "KeyError: 'cultivar'", which the Problems list then showed as a data problem."""
-    from layerloom.data.overview import overview as inspect
     path = os.path.join(EXAMPLES, "wine_csv.loom")
     d = json.load(open(path))
     d["graph"]["nodes"].insert(1, {"id": "conv", "type": "Conv2D",
@@ -100,7 +104,6 @@ def test_data_tab_follows_a_rewiring(win, qtbot):
 def test_data_tab_reads_a_csv_once(monkeypatch):
     """Bug: the Data tab's inspection read and parsed the CSV twice per refresh (once for the
     column table, once more to load the arrays)."""
-    from layerloom.data.overview import overview as inspect
     from layerloom.data import tabular
     reads = []
     real = tabular.read

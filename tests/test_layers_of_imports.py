@@ -15,17 +15,7 @@ ORDER = ("clkernels", "core", "backend", "layers", "data", "gallery", "project",
 
 # (importer, imported): why. Each is an arrow back up that is known and left; a test below
 # fails when one of them no longer exists, so the list only shrinks.
-ALLOWED = {
-    # the Data tab's overview reads a project dict as a Project; data/ sits below project/
-    ("layerloom.data.overview", "layerloom.project.loom"):
-        "the Data tab's view of a whole project; to move up with the editor's other helpers",
-    # RunData.losses builds the training losses for the prepared data
-    ("layerloom.data.prepare", "layerloom.train.losses"):
-        "RunData.losses; to go when its callers build the losses themselves (train/session.py)",
-    # the imported ONNX model's predict runs through the Python API's Model
-    ("layerloom.interop.onnx_import", "layerloom.api"):
-        "ImportedModel.predict reuses api.Model; api imports interop only for its format table",
-}
+ALLOWED = {}
 
 # modules that may import a module whose name is not written out (a variable): the plugin
 # loader (its BUILTIN table and installed entry points) and the package's lazy exports

@@ -26,8 +26,15 @@ class _Inspector(QThread):
         self.project_dict, self.path = project_dict, path
 
     def run(self):
+        from layerloom.core.errors import LayerloomError
+        from layerloom.project import loom as projectfile
         try:
-            self.done.emit(overview(self.project_dict, self.path))
+            try:  # read off the GUI thread, unfinished as the editor holds it
+                project = projectfile.from_dict(self.project_dict, self.path, strict=False)
+            except LayerloomError as e:
+                self.done.emit({"error": str(e)})
+                return
+            self.done.emit(overview(project))
         except Exception as e:  # shown in the tab, never a crash of the window
             self.done.emit({"error": f"{type(e).__name__}: {e}"})
 

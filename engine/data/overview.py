@@ -12,15 +12,14 @@ PREVIEW_ROWS = 50
 THUMBS_PER_CLASS, MAX_THUMBS = 4, 32
 
 
-def overview(project_dict, path):
-    """A dict of what there is to show. "error": why the dataset cannot be read (with what
-    could be shown before that: a CSV file's columns, to fix their roles); "check": why the
-    arrays do not fit the graph (None when they do)."""
+def overview(proj):
+    """A dict of what there is to show of Project `proj` (as project/loom.py reads it, with
+    strict=False: a project still unfinished). "error": why the dataset cannot be read (with
+    what could be shown before that: a CSV file's columns, to fix their roles); "check": why
+    the arrays do not fit the graph (None when they do)."""
     from layerloom.data.prepare import load_arrays
-    from layerloom.project import loom as projectfile
     info = {}
     try:
-        proj = projectfile.from_dict(project_dict, path, strict=False)
         if not proj.dataset:
             return {"error": "No dataset chosen."}
         table_info, table = _table(proj)

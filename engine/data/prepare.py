@@ -5,8 +5,8 @@ import numpy as np
 
 from layerloom.core.errors import DataError, quote
 from layerloom.core.graph import fmt_shape
+from layerloom.core import sections
 from layerloom.data import forms as data_forms, preprocess, sources
-from layerloom.train.losses import build_losses
 
 
 class RunData:
@@ -42,6 +42,22 @@ def array_names(project):
     d = project.dataset
     s = sources.get(d.get("source")) if d else None
     return s.array_names(d, project) if s else []
+
+
+def named_arrays(project, a, nodes, what):
+    """{array name: array} of an array (for the one node of `nodes`) or a dict by node id or
+    array name (the Python API's x and y); what: "inputs" or "targets"."""
+    mapping = (project.dataset or {}).get(what) or {}
+    default = "x" if what == "inputs" else "y"
+    if isinstance(a, dict):  # a node id names the array mapped to it (by default "x"/"y"
+        # for the one input or output, as the project's data is mapped)
+        lone = default if len(nodes) == 1 and not mapping else None
+        return {(mapping.get(k) or lone or k) if k in nodes else k: np.asarray(v)
+                for k, v in a.items()}
+    if len(nodes) != 1:
+        raise DataError(f"the model has {len(nodes)} {what} ({', '.join(map(repr, nodes))}); "
+                        "give a dict {node id: array}", what)
+    return {mapping.get(nodes[0], default): np.asarray(a)}
 
 
 def _check_finite(a, what, place, chunk=4096):
@@ -81,8 +97,8 @@ class _Mapping:
         self.have = ", ".join(sorted(names)) or "(none)"
 
     @property
-    def losses(self):
-        return build_losses(self.project)
+    def losses(self):  # train/ declares how (core/sections.py): data/ sits below train/
+        return sections.training("losses").build(self.project)
 
     def names(self):
         return list(self.inputs.values()) + list(self.targets.values())

@@ -156,13 +156,18 @@ class Imported:
 
     def predict(self, arrays):
         """{ONNX output name: array as ONNX lays it out} for {ONNX input name: array}."""
-        from layerloom.api import Model
+        from layerloom.data.prepare import named_arrays, prepare_inputs
+        from layerloom.train.session import Session
         x = {}
         for name, v in self.inputs.items():
             a = np.asarray(arrays[name], np.float32)
             x[v.node] = np.moveaxis(a, 1, -1) if v.nchw else a
-        got = Model(self.project, self.weights).predict(x)
-        got = got if isinstance(got, dict) else {self.project.graph.outputs()[0]: got}
+        # as layerloom.api.Model predicts (the importer gives every layer its weights)
+        project = self.project
+        rows = prepare_inputs(project, named_arrays(project, x, project.graph.inputs(),
+                                                    "inputs"))
+        session = Session(project, initial_weights=self.weights)
+        got = session.model.predict(rows, session.batch_size)
         out = {}
         for name, v in self.outputs.items():
             a = got[v.node]
