@@ -301,3 +301,27 @@ def test_the_command_line_says_what_to_install(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "pip install 'layerloom[keras-export]'" in err, err
     assert "training" not in err and not (tmp_path / "m.keras").exists()
+
+
+def test_a_metric_declares_its_keras_form_for_export_and_import(monkeypatch):
+    """Issue 27, item 3: the Keras export and import read a metric's declaration (its Keras
+    class, arguments and other Keras names), not tables of their own."""
+    from layerloom.interop import keras_compile
+    from layerloom.train import metrics
+    from layerloom.core.params import Float
+    for name in ("KINDS", "ALIASES"):
+        monkeypatch.setattr(metrics, name, dict(getattr(metrics, name)))
+    metrics.register(metrics.MetricKind(
+        "fake_hinge", "A metric with a Keras form.", "abs_err", lambda m, p, t: 0.0,
+        (Float("margin", 1.0, help="The margin."),), keras="Hinge",
+        keras_args=(("margin", "margin"),), keras_names=("hinge",)))
+    assert keras_code.metric_source("fake_hinge", "mean_squared_error", "p") == \
+        "keras.metrics.Hinge(margin=1.0, name='fake_hinge')"
+    assert keras_code.metric_source({"name": "fake_hinge", "margin": 2.0}, "mse", "p") == \
+        "keras.metrics.Hinge(margin=2.0, name='fake_hinge')"
+    names = keras_compile._keras_metric_names()
+    assert names["Hinge"] == names["hinge"] == "fake_hinge"
+    assert names["SparseCategoricalAccuracy"] == names["acc"] == "accuracy"
+    assert keras_code.metric_source("accuracy", "sparse_categorical_crossentropy", "p") == \
+        "keras.metrics.SparseCategoricalAccuracy(name='accuracy')"
+    assert keras_code.metric_source("acc", "mean_squared_error", "p") == "'acc'"

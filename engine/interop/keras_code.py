@@ -118,7 +118,7 @@ def graph_lines(project):
 
 def _model_name(project):
     import re
-    path = getattr(project, "path", None)
+    path = project.path
     base = os.path.splitext(os.path.basename(path))[0] if path else "layerloom"
     return re.sub(r"\W", "_", base) or "layerloom"
 
@@ -177,9 +177,6 @@ _LOSSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
            "binary_crossentropy": "BinaryCrossentropy", "mean_squared_error": "MeanSquaredError",
            "mean_absolute_error": "MeanAbsoluteError", "huber": "Huber",
            "kl_divergence": "KLDivergence"}
-_ACCURACY = {"sparse_categorical_crossentropy": "SparseCategoricalAccuracy",
-             "categorical_crossentropy": "CategoricalAccuracy",
-             "binary_crossentropy": "BinaryAccuracy"}
 
 
 def loss_source(entry, place):
@@ -199,27 +196,20 @@ def loss_source(entry, place):
 
 
 def metric_source(spec, loss_name, place):
-    from layerloom.train.metrics import ALIASES
-    name = spec.get("name") if isinstance(spec, dict) else spec
-    p = spec if isinstance(spec, dict) else {}
-    canon = ALIASES.get(name, name)
-    label = f"name={name!r}"  # history keys: the name the project wrote, as Layerloom's
-    if canon == "accuracy":
-        cls = _ACCURACY.get(loss_name)
-        return f"keras.metrics.{cls}({label})" if cls else repr(name)
-    simple = {"mean_absolute_error": "MeanAbsoluteError", "mean_squared_error": "MeanSquaredError"}
-    if canon in simple:
-        return f"keras.metrics.{simple[canon]}({label})"
-    if canon == "top_k_categorical_accuracy":
-        return f"keras.metrics.TopKCategoricalAccuracy(k={p.get('k', 5)!r}, {label})"
-    if canon == "sparse_top_k_categorical_accuracy":
-        return f"keras.metrics.SparseTopKCategoricalAccuracy(k={p.get('k', 5)!r}, {label})"
-    if canon in ("precision", "recall"):
-        return (f"keras.metrics.{canon.capitalize()}(thresholds={p.get('threshold', 0.5)!r}, "
-                f"{label})")
-    if canon == "auc":
-        return f"keras.metrics.AUC(num_thresholds={p.get('num_thresholds', 200)!r}, {label})"
-    raise DataError(f"metric {quote(name)} has no Keras form", place)
+    """A metric entry as Keras source, from its declaration's Keras form (train/metrics.py)."""
+    from layerloom.train import metrics
+    name = metrics.entry_name(spec)
+    kind = metrics.KINDS.get(metrics.canonical(spec))
+    if kind is None or kind.keras is None:
+        raise DataError(f"metric {quote(name)} has no Keras form", place)
+    cls = kind.keras(loss_name) if callable(kind.keras) else kind.keras
+    if cls is None:
+        return repr(name)
+    given = spec if isinstance(spec, dict) else {}
+    defaults = {p.name: p.default for p in kind.params}
+    args = [f"{arg}={given.get(ours, defaults[ours])!r}" for arg, ours in kind.keras_args]
+    # history keys: the name the project wrote, as Layerloom's
+    return f"keras.metrics.{cls}(" + ", ".join(args + [f"name={name!r}"]) + ")"
 
 
 def compile_lines(project):
@@ -326,7 +316,7 @@ def code(project, weights_file, script_name="train_keras.py"):
     """The script's text; weights_file: the weights' file name, beside the script."""
     body, stats, weights = graph_lines(project)
     t = project.training
-    path = getattr(project, "path", None)
+    path = project.path
     module = os.path.splitext(os.path.basename(script_name))[0]
     inputs, targets, sparse = _mappings(project)
     text = HEAD.format(project=os.path.basename(path) if path else "a Layerloom project",

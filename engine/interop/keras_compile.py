@@ -21,14 +21,17 @@ LOSSES = {"SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
           "KLDivergence": "kl_divergence", "huber_loss": "huber"}
 LOSS_FIXED = {"reduction": ("sum_over_batch_size", "auto", None), "label_smoothing": (0, 0.0),
               "axis": (-1,), "ignore_class": (None,)}
-METRICS = {"acc": "accuracy", "sparse_categorical_accuracy": "accuracy",
-           "categorical_accuracy": "accuracy", "binary_accuracy": "accuracy",
-           "SparseCategoricalAccuracy": "accuracy", "CategoricalAccuracy": "accuracy",
-           "BinaryAccuracy": "accuracy", "MeanAbsoluteError": "mean_absolute_error",
-           "MeanSquaredError": "mean_squared_error",
-           "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
-           "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
-           "Precision": "precision", "Recall": "recall", "AUC": "auc"}
+def _keras_metric_names():
+    """{Keras name or class: Layerloom metric}, from the metrics' declared Keras forms."""
+    from layerloom.train import metrics
+    out = {}
+    for kind in metrics.KINDS.values():
+        own = (kind.keras,) if isinstance(kind.keras, str) else ()
+        out.update({n: kind.name for n in kind.keras_names + own})
+    return out
+
+
+METRICS = _keras_metric_names()
 METRIC_FIXED = {"threshold": (0.5,), "top_k": (None,), "class_id": (None,),
                 "curve": ("ROC",), "summation_method": ("interpolation", "trapezoidal"),
                 "multi_label": (False,), "from_logits": (False,), "num_labels": (None,),

@@ -56,6 +56,12 @@ class MetricKind:
     targets: str = ANY  # ANY, COLUMNS or CLASS_INDICES; a loss with other targets is refused
     instead: str = None  # what to use against the targets it refuses (the refusal says it)
     needs_probabilities: bool = False  # refuses a from_logits loss
+    # its Keras form (export and import): the keras.metrics class, or keras(loss name) -> it
+    # (None there: Keras' string name); None: it has none. keras_args: (Keras argument, our
+    # parameter) pairs; keras_names: other Keras names and classes that import as it
+    keras: object = None
+    keras_args: tuple = ()
+    keras_names: tuple = ()
 
 
 KINDS = {}  # name: MetricKind, in the order the editor and messages list them
@@ -172,33 +178,45 @@ def _auc(c):
     return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2))
 
 
+# Keras' accuracy class for each loss (another loss: Keras' string name "accuracy")
+_KERAS_ACCURACY = {"sparse_categorical_crossentropy": "SparseCategoricalAccuracy",
+                   "categorical_crossentropy": "CategoricalAccuracy",
+                   "binary_crossentropy": "BinaryAccuracy"}
 _PER_COLUMN = dict(targets=COLUMNS, instead="accuracy or sparse_top_k_categorical_accuracy")
 
 # -- the metrics ---------------------------------------------------------------------------------
 for _kind in (
     MetricKind("accuracy", "Share of right predictions; sparse, categorical or binary as the "
                "loss implies.", _accuracy_kernel, lambda m, p, t: _ACCURACY[m.kernel](m, p, t),
-               aliases=("acc",), threshold=lambda m: 0.5 if m.kernel == "acc_binary" else None),
+               aliases=("acc",), threshold=lambda m: 0.5 if m.kernel == "acc_binary" else None,
+               keras=_KERAS_ACCURACY.get, keras_names=(
+                   "acc", "sparse_categorical_accuracy", "categorical_accuracy",
+                   "binary_accuracy") + tuple(_KERAS_ACCURACY.values())),
     MetricKind("mean_absolute_error", "Mean of absolute differences.", "abs_err",
-               _error(np.abs), aliases=("mae",)),
+               _error(np.abs), aliases=("mae",), keras="MeanAbsoluteError"),
     MetricKind("mean_squared_error", "Mean of squared differences.", "sq_err",
-               _error(lambda d: d ** 2), aliases=("mse",)),
+               _error(lambda d: d ** 2), aliases=("mse",), keras="MeanSquaredError"),
     MetricKind("top_k_categorical_accuracy", "Share of one-hot targets among the k highest "
-               "scores.", "top_k", _top_k_reference, _k(), aliases=("top_k",), enqueue=_top_k),
+               "scores.", "top_k", _top_k_reference, _k(), aliases=("top_k",), enqueue=_top_k,
+               keras="TopKCategoricalAccuracy", keras_args=(("k", "k"),)),
     MetricKind("sparse_top_k_categorical_accuracy", "Share of class indices among the k "
                "highest scores.", "top_k", _top_k_reference, _k(), enqueue=_top_k,
-               targets=CLASS_INDICES, instead="top_k_categorical_accuracy with one-hot targets"),
+               targets=CLASS_INDICES, instead="top_k_categorical_accuracy with one-hot targets",
+               keras="SparseTopKCategoricalAccuracy", keras_args=(("k", "k"),)),
     MetricKind("precision", "True positives over predicted positives.", "binary_counts",
                _counts_reference(1), _threshold(), enqueue=_counts(1), finalize=_ratio, slots=2,
-               threshold=lambda m: m.params["threshold"], **_PER_COLUMN),
+               threshold=lambda m: m.params["threshold"], keras="Precision",
+               keras_args=(("thresholds", "threshold"),), **_PER_COLUMN),
     MetricKind("recall", "True positives over actual positives.", "binary_counts",
                _counts_reference(2), _threshold(), enqueue=_counts(2), finalize=_ratio, slots=2,
-               threshold=lambda m: m.params["threshold"], **_PER_COLUMN),
+               threshold=lambda m: m.params["threshold"], keras="Recall",
+               keras_args=(("thresholds", "threshold"),), **_PER_COLUMN),
     MetricKind("auc", "Area under the ROC curve, trapezoidal over thresholds.", "auc_counts",
                _auc_reference, (Int("num_thresholds", 200, min=3, max=10_000,
                                     help="Thresholds from 0 to 1 the curve is sampled at."),),
                enqueue=_auc_enqueue, finalize=_auc_finalize,
-               slots=lambda m: 4 * m.num_thresholds, needs_probabilities=True, **_PER_COLUMN),
+               slots=lambda m: 4 * m.num_thresholds, needs_probabilities=True, keras="AUC",
+               keras_args=(("num_thresholds", "num_thresholds"),), **_PER_COLUMN),
 ):
     register(_kind)
 plugins.load_plugins("layerloom.metrics")  # installed metrics; a broken one is reported, skipped
