@@ -1,6 +1,7 @@
 """Automatic layout of a graph for the editor: layers by longest path from the inputs, ordered
 within a layer by the mean position of their predecessors (a barycentre pass), flowing left to
 right (the editor's default) or top to bottom (the project's ui.flow "down")."""
+from layerloom.core.errors import GraphError
 
 FLOWS = ("right", "down")
 STEPS = {"right": (260, 150), "down": (120, 220)}  # (from layer to layer, within a layer)
@@ -20,7 +21,7 @@ def auto_layout(graph, dx=None, dy=None, flow="right"):
     dx, dy = dx or STEPS[flow][0], dy or STEPS[flow][1]
     try:
         order = graph.topo_order()
-    except Exception:
+    except GraphError:  # a cycle: the nodes in the order they were added
         order = list(graph.nodes)
     depth = {}
     for nid in order:

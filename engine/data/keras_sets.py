@@ -190,7 +190,7 @@ def _load_npz_set(folder):
     try:
         with np.load(p, allow_pickle=False) as z:
             return z["x_train"], z["y_train"], z["x_test"], z["y_test"]
-    except Exception as e:
+    except Exception as e:  # whatever numpy or zip say of a damaged file (as core/fileio.py)
         raise DataError(f"{p}: not a readable Keras mnist.npz ({e})") from None
 
 

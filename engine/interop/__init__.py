@@ -90,7 +90,7 @@ def export(project, weights, path, format=None):
         write(project, weights, path)
     except LayerloomError:
         raise
-    except Exception as e:
+    except Exception as e:  # a writer's optional package (onnx, ...) failing in its own way
         raise ExportFailed(f"writing the {what} failed: {type(e).__name__}: {e}") from e
     return format
 

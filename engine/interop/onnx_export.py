@@ -186,8 +186,8 @@ def export(project, weights, path, opset=DEFAULT_OPSET, normalization=True):
 
 def _graph_name(project):
     import os
-    return os.path.splitext(os.path.basename(project.path))[0] if getattr(
-        project, "path", None) else "layerloom"
+    return os.path.splitext(os.path.basename(project.path))[0] if project.path \
+        else "layerloom"
 
 
 def _version():

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from layerloom.core.errors import DataError
+from layerloom.core.errors import DataError, GraphError, ParamError
 from layerloom.core.graph import Graph
 from layerloom.core.registry import ShapeError
 
@@ -227,7 +227,7 @@ class _Importer:
             self.graph.add_node(type_id, params, id=nid)
             for port, v in enumerate(inputs):
                 self.graph.connect(v.node, v.port, nid, port)
-        except Exception as e:  # a parameter or wiring our layer refuses
+        except (GraphError, ParamError) as e:  # a parameter or wiring our layer refuses
             self.fail(node, str(e))
         # this node's shapes from its layer's rule, not the whole graph's analysis again
         # (which made an import of n nodes take n analyses: 2,000 nodes 13 s)
@@ -877,7 +877,8 @@ def from_model(model, name="model"):
     from layerloom.project.training import parse_training
     try:
         model = onnx.shape_inference.infer_shapes(model)
-    except Exception as e:  # an inconsistent model
+    except Exception as e:  # an inconsistent model: InferenceError, and whatever else the
+        # onnx package's C++ part raises (no common type but Exception)
         raise DataError(f"{name}: ONNX's shape inference refuses the model ({e})", PLACE) \
             from None
     imp = _Importer(model)
@@ -905,7 +906,8 @@ def read(path):
         raise DataError(f"file not found: {path}", PLACE)
     try:
         model = onnx.load(path)
-    except Exception as e:  # not a protobuf, a damaged file
+    except Exception as e:  # not a protobuf, a damaged file: protobuf's DecodeError, the
+        # onnx package's own errors, OSError (no common type but Exception)
         raise DataError(f"{path}: not a readable ONNX model ({e})", PLACE) from None
     imported = from_model(model, os.path.splitext(os.path.basename(path))[0])
     return imported.project, imported.weights

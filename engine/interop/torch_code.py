@@ -224,7 +224,7 @@ def code(project, weights_file, script_name="train_torch.py"):
     if t.get("callbacks"):
         raise DataError("training callbacks have no PyTorch form in this export",
                         "training.callbacks")
-    path = getattr(project, "path", None)
+    path = project.path
     inputs, targets, sparse = keras_code._mappings(project)
     from layerloom.interop.keras_script import TAIL as head
     start, end = head.index("INPUTS = "), head.index("\n\ndef main(")
