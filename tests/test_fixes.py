@@ -3,6 +3,7 @@ adds none; problems without a standard fix get none."""
 import os
 
 from layerloom.core import fixes
+from layerloom.core.errors import GraphError, LayerloomError, ProjectError
 from layerloom.core.graph import Graph
 from layerloom.project import loom as projectfile
 
@@ -24,7 +25,14 @@ def chain(*layers):
 
 def problem_at(g, node):
     (p,) = [p for p in g.validate() if p.node == node]
-    return p.message
+    return p
+
+
+def no_loss(out):
+    """The training section's problem "output 'd' has no loss", as project/training.py makes
+    it."""
+    return ProjectError(f"output {out!r} has no loss", "training.loss", kind="no_loss",
+                        fields={"output": out})
 
 
 def applied(g, fix):
@@ -42,7 +50,7 @@ def test_conv_after_dense_offers_reshape_and_moving_before_flatten():
               ("d", "Dense", {"units": 64}), ("conv", "Conv2D", {"filters": 4, "kernel_size": 3}),
               ("f2", "Flatten", {}), ("out", "Dense", {"units": 10}))
     msg = problem_at(g, "conv")
-    fs = fixes.fixes_for(g, "conv", msg)
+    fs = fixes.fixes_for(g, msg)
     assert labels(fs) == ["Insert Reshape to [8, 8, 1] before 'conv'", "Move 'conv' before 'flat'"]
     for f in fs:
         h = applied(g, f)
@@ -56,7 +64,7 @@ def test_conv_after_dense_offers_reshape_and_moving_before_flatten():
 def test_an_image_into_a_layer_that_wants_a_vector_offers_flatten():
     g = chain(("x", "Input", {"shape": [8, 8, 3]}), ("rep", "RepeatVector", {"n": 2}))
     msg = problem_at(g, "rep")
-    fs = fixes.fixes_for(g, "rep", msg)
+    fs = fixes.fixes_for(g, msg)
     assert labels(fs) == ["Insert Flatten before 'rep'"]  # no Reshape to a rank it refuses
     for f in fs:
         assert applied(g, f).validate() == [], f.label
@@ -67,7 +75,7 @@ def test_an_unconnected_input_offers_the_nearest_dangling_outputs_and_delete():
     g.add_node("Dense", {"units": 2}, id="b")
     g.add_node("Input", {"shape": [4]}, id="far")
     msg = problem_at(g, "b")
-    fs = fixes.fixes_for(g, "b", msg, positions={"a": (100, 0), "b": (300, 0),
+    fs = fixes.fixes_for(g, msg, positions={"a": (100, 0), "b": (300, 0),
                                                   "far": (3000, 0)})
     assert labels(fs) == ["Connect 'a' to 'b'", "Connect 'far' to 'b'", "Delete 'b'"]
     assert applied(g, fs[0]).validate() == []
@@ -80,7 +88,7 @@ def test_an_output_without_a_loss_goes_in_front_of_its_siblings_consumer():
     g.add_node("Dense", {"units": 16, "activation": "relu"}, id="extra")
     g.connect("hidden_3", 0, "extra", 0)
     (p,) = [p for p in projectfile.problems_of(proj) if "has no loss" in str(p)]
-    fs = fixes.fixes_for(g, None, p.message, losses=["class"])
+    fs = fixes.fixes_for(g, p, losses=["class"])
     assert labels(fs) == ["Insert 'extra' before 'class'", "Delete 'extra'"]
     h = applied(g, fs[0])
     assert h.outputs() == ["class"] and h.validate() == []
@@ -91,22 +99,22 @@ def test_a_data_mismatch_sets_the_input_shape():
     g = chain(("x", "Input", {"shape": [28, 28]}), ("f", "Flatten", {}), ("d", "Dense", {"units": 2}))
     msg = ("array 'x' has samples shaped (None, 28, 28, 1), Input 'x' expects (None, 28, 28); "
            "set the Input's shape to [28, 28, 1]")
-    (f,) = fixes.fixes_for(g, "x", msg)
+    (f,) = fixes.fixes_for(g, fixes.problem_from_data_message("x", msg))
     assert f.label == "Set the Input's shape to [28, 28, 1]"
     assert applied(g, f).nodes["x"].params["shape"] in ([28, 28, 1], (28, 28, 1))
 
 
 def test_problems_without_a_standard_fix_get_none():
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 2}))
-    assert fixes.fixes_for(g, "d", "some other problem") == []
-    assert fixes.fixes_for(g, None, "the graph has no Input node") == []
+    assert fixes.fixes_for(g, LayerloomError("some other problem")) == []
+    assert fixes.fixes_for(g, GraphError("the graph has no Input node", kind="no_input")) == []
 
 
 def test_the_only_output_without_a_loss_is_not_offered_for_deletion():
     """A beginner building a chain saw "Delete '<the layer just added>'" as the only fix for
     "no loss"; what helps is choosing a loss."""
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 2}))
-    assert labels(fixes.fixes_for(g, None, "Loss: output 'd' has no loss")) == [
+    assert labels(fixes.fixes_for(g, no_loss("d"))) == [
         "Use the loss mean_squared_error for 'd'"]
 
 
@@ -116,21 +124,116 @@ def test_an_output_without_a_loss_gets_the_loss_its_activation_implies():
                                    "categorical_crossentropy"]),
                       ("sigmoid", ["binary_crossentropy"]), ("linear", ["mean_squared_error"])):
         g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3, "activation": act}))
-        fs = fixes.fixes_for(g, None, "Loss: output 'd' has no loss")
+        fs = fixes.fixes_for(g, no_loss("d"))
         assert labels(fs) == [f"Use the loss {w} for 'd'" for w in want], act
-        assert fs[0].steps == (fixes.Step("loss", ("d", want[0])),)
+        assert fs[0].steps == (fixes.Step("set_loss", output="d", loss=want[0]),)
         h = applied(g, fs[0])  # the graph itself is unchanged
         assert [(n.id, n.type, n.params) for n in h.nodes.values()] == \
             [(n.id, n.type, n.params) for n in g.nodes.values()]
         assert [e.key() for e in h.edges] == [e.key() for e in g.edges]
     # a loss the output's metrics cannot be computed against is not offered
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3, "activation": "softmax"}))
-    assert labels(fixes.fixes_for(g, None, "output 'd' has no loss", metrics=["precision"])) == [
+    assert labels(fixes.fixes_for(g, no_loss("d"), metrics=["precision"])) == [
         "Use the loss categorical_crossentropy for 'd'"]
-    assert labels(fixes.fixes_for(g, None, "output 'd' has no loss",
+    assert labels(fixes.fixes_for(g, no_loss("d"),
                                   metrics={"d": ["sparse_top_k_categorical_accuracy"]})) == [
         "Use the loss sparse_categorical_crossentropy for 'd'"]
     g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 3}),
               ("a", "Activation", {"activation": "softmax"}))
-    assert labels(fixes.fixes_for(g, None, "output 'a' has no loss"))[0] == \
+    assert labels(fixes.fixes_for(g, no_loss("a")))[0] == \
         "Use the loss sparse_categorical_crossentropy for 'a'"
+
+
+# -- problems and fixes as data (issue 27, item 3) -------------------------------------------
+def blanked(p):
+    """The problem with its message replaced: what a fix finds must not change."""
+    return type(p)("(message withheld)", p.place, kind=p.kind, fields=p.fields)
+
+
+def test_every_problem_kind_with_a_fix_carries_the_fields_its_fix_reads():
+    """Each kind FIXES declares, made as analysis, the training section and the data check make
+    it, has the fields its fixes read; the fixes come from those fields, not the message."""
+    made = {}
+    g = chain(("x", "Input", {"shape": [4]}), ("a", "Dense", {"units": 3}))
+    g.add_node("Dense", {"units": 2}, id="b")
+    made["unconnected_input"] = (g, problem_at(g, "b"), {})
+    g = chain(("x", "Input", {"shape": [8, 8, 3]}), ("rep", "RepeatVector", {"n": 2}))
+    made["shape_mismatch"] = (g, problem_at(g, "rep"), {})
+    proj = projectfile.load(os.path.join(EXAMPLES, "spirals.loom"))
+    proj.graph.add_node("Dense", {"units": 16, "activation": "relu"}, id="extra")
+    proj.graph.connect("hidden_3", 0, "extra", 0)
+    (p,) = [p for p in projectfile.problems_of(proj) if p.kind == "no_loss"]
+    made["no_loss"] = (proj.graph, p, {"losses": ["class"]})
+    g = chain(("x", "Input", {"shape": [28, 28]}), ("f", "Flatten", {}),
+              ("d", "Dense", {"units": 2}))
+    made["input_data_shape"] = (g, fixes.problem_from_data_message(
+        "x", "array 'x' has samples shaped (None, 28, 28, 1), Input 'x' expects (None, 28, 28); "
+             "set the Input's shape to [28, 28, 1], or map another array"), {})
+    assert set(made) == set(fixes.FIXES)  # a new fixable kind gets its case here
+    for kind, (g, p, extra) in made.items():
+        entry = fixes.FIXES[kind]
+        assert p.kind == kind, kind
+        assert set(entry.reads) <= set(p.fields), (kind, p.fields)
+        found = fixes.fixes_for(g, p, **extra)
+        assert found, kind
+        assert [(f.label, f.steps) for f in fixes.fixes_for(g, blanked(p), **extra)] == \
+            [(f.label, f.steps) for f in found], kind
+        missing = type(p)(p.message, p.place, kind=p.kind,
+                          fields={k: v for k, v in p.fields.items() if k != entry.reads[0]})
+        assert fixes.fixes_for(g, missing, **extra) == [], kind  # no field, no fix
+    # the graph's problems keep their messages and say their node as a field too
+    assert problem_at(made["unconnected_input"][0], "b").message == \
+        "input 0 (x) is not connected"
+    assert problem_at(made["unconnected_input"][0], "b").fields == \
+        {"node": "b", "port": 0, "port_name": "x"}
+    assert problem_at(made["shape_mismatch"][0], "rep").fields["in_shapes"] == [(8, 8, 3)]
+    loss = made["no_loss"][1]
+    assert (loss.message, loss.fields) == ("output 'extra' has no loss", {"output": "extra"})
+
+
+def test_every_problem_of_the_graph_says_its_kind():
+    g = Graph()
+    assert [p.kind for p in g.validate()] == ["no_input"]
+    g = chain(("x", "Input", {"shape": [4]}), ("a", "Dense", {"units": 3}),
+              ("b", "Dense", {"units": 3}))
+    g.add_node("Add", {}, id="add")
+    g.connect("a", 0, "add", 0)
+    g.connect("b", 0, "add", 2)
+    g.add_node("Concatenate", {}, id="cat")
+    g.connect("x", 0, "cat", 0)
+    kinds = {(p.kind, p.node) for p in g.validate()}
+    assert ("input_gap", "add") in kinds and ("too_few_inputs", "cat") in kinds, kinds
+    assert all(p.kind for p in g.validate())
+    assert all(p.fields.get("node") == p.node for p in g.validate() if p.node is not None)
+    h = chain(("x", "Input", {"shape": [4]}), ("a", "Dense", {"units": 3}),
+              ("b", "Dense", {"units": 3}))
+    h.disconnect(h.in_edges("a")[0])
+    h.connect("b", 0, "a", 0, allow_cycle=True)
+    assert {p.kind for p in h.validate()} >= {"cycle", "no_output"}
+    (cycle,) = [p for p in h.validate() if p.kind == "cycle"]
+    assert set(cycle.fields["nodes"]) == {"a", "b"}
+
+
+def test_steps_are_records_and_an_unknown_kind_is_refused_before_any_edit():
+    s = fixes.Step("set_loss", output="d", loss="mean_squared_error")
+    assert (s.kind, s.output, s.loss) == ("set_loss", "d", "mean_squared_error")
+    assert s == fixes.Step("set_loss", loss="mean_squared_error", output="d")
+    try:
+        fixes.Step("set_loss", output="d")
+    except TypeError as e:
+        assert "output, loss" in str(e)
+    else:
+        raise AssertionError("a step without its fields was made")
+    assert set(fixes.STEPS) == set(fixes.APPLY)  # every declared kind can be applied
+    g = chain(("x", "Input", {"shape": [4]}), ("d", "Dense", {"units": 2}))
+    g.add_node("Dense", {"units": 2}, id="e")
+    steps = (fixes.Step("connect", src="d", src_port=0, dst="e", dst_port=0),
+             fixes.Step("teleport", node="e"))
+    try:
+        fixes.apply(g, steps)
+    except fixes.UnknownStep as e:
+        assert "'teleport'" in str(e) and "set_param" in str(e)
+        assert e.step_kind == "teleport"
+    else:
+        raise AssertionError("an unknown step kind was applied")
+    assert not g.in_edges("e")  # nothing was changed, not even the step before it

@@ -498,7 +498,28 @@ def test_the_inspector_shows_a_value_a_fix_or_undo_sets(win):
     win.scene.nodes[inp].setSelected(True)
     field = win.inspector.widgets["shape"]
     before = field.text()
-    push_fix(win.doc, Fix("Set the Input's shape to [5]", (Step("set", (inp, {"shape": [5]})),)))
+    step = Step("set_param", node=inp, param="shape", value=[5])
+    push_fix(win.doc, Fix("Set the Input's shape to [5]", (step,)))
     assert field.text() != before and "5" in field.text()
     win.doc.undo.undo()
     assert field.text() == before
+
+
+def test_the_editor_applies_steps_by_kind_and_refuses_a_kind_it_does_not_know(win):
+    """Issue 27: a fix's steps are records the editor makes through one table (step kind ->
+    undo commands); a kind not in it is refused, said, and nothing is changed."""
+    from layerloom.core import fixes
+    from layerloom.core.fixes import Fix, Step
+    from layerloom.app.panels import problems_panel
+    assert set(problems_panel.STEP_COMMANDS) == set(fixes.STEPS)
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    doc = win.doc
+    before = (doc.undo.count(), [e.key() for e in doc.graph.edges], list(doc.graph.nodes))
+    fix = Fix("Teleport 'class'", (Step("remove", node="class"), Step("teleport", node="class")))
+    with pytest.raises(fixes.UnknownStep, match="'teleport'"):
+        problems_panel.push_fix(doc, fix)
+    assert not win.apply_fix(fix)
+    assert "Not fixed: cannot apply a fix step of kind 'teleport'" in \
+        win.statusBar().currentMessage()
+    assert (doc.undo.count(), [e.key() for e in doc.graph.edges], list(doc.graph.nodes)) == \
+        before

@@ -1,7 +1,9 @@
 """The Problems tab: the project's problems (what `layerloom --run` would refuse), each leading
 to its node when clicked, and under the list the standard fixes of the selected problem (or
 of the first that has any) as buttons (engine/core/fixes.py: each checked on a copy of the
-graph before it is offered). A fix is applied by the window as one undo step (sigFix)."""
+graph before it is offered). A fix is applied by the window as one undo step (sigFix):
+each of its steps by its kind through STEP_COMMANDS, the one table from a step kind to the
+undo command that makes it; a kind not there is refused before anything changes."""
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, \
     QVBoxLayout, QWidget
@@ -37,18 +39,20 @@ class ProblemsPanel(QWidget):
         self._show_fixes()
 
     def set_problems(self, found, graph, positions=None, losses=(), metrics=None):
-        """found: [(line, node id or None)], as the window lists them."""
+        """found: [(line, node id or None, problem or None)], as the window lists them; the
+        problem (a LayerloomError with its kind and fields) is what its fixes are found
+        from, the line only shown."""
         current = self.list.currentRow()
         self.list.blockSignals(True)
         self.list.clear()
         look = len(graph.nodes) <= MAX_NODES
-        for k, (line, nid) in enumerate(found):
+        for k, (line, nid, *problem) in enumerate(found):
             item = QListWidgetItem(line)
             item.setData(Qt.UserRole, nid)
             found_fixes = []
-            if look and k < MAX_PROBLEMS:
+            if look and k < MAX_PROBLEMS and problem and problem[0] is not None:
                 try:
-                    found_fixes = fixes.fixes_for(graph, nid, line, positions, losses,
+                    found_fixes = fixes.fixes_for(graph, problem[0], positions, losses,
                                                   metrics)
                 except Exception:  # a fix finder's fault never hides the problem itself
                     found_fixes = []
@@ -98,43 +102,91 @@ class ProblemsPanel(QWidget):
             self.fix_buttons.append(b)
 
 
-def push_fix(doc, fix, after=None):
-    """Apply a fix to the document as one undo step ("Fix: Insert Flatten before 'dense'").
-    A node the fix adds goes between the nodes it joins, a little below them."""
-    from layerloom.core.graph import Edge
+def _place_new_node(doc, step, fix):
+    """Where a node the fix inserts goes: between the nodes it joins, a little below them,
+    on free canvas."""
     from layerloom.app.canvas.canvas_items import NODE_W
-    from layerloom.app.editing.commands import (AddNodeCmd, ConnectCmd, DisconnectCmd,
-                                                RemoveNodesCmd, SetParamsCmd, SetSetupCmd)
-    from layerloom.app.forms.setup_rows import loss_entry
     pos = doc.positions()
+    near = [p for p in (pos.get(step.src), pos.get(step.dst)) if p is not None] \
+        or [pos.get(fix.near) or (0, 0)]
+    x = round(sum(p[0] for p in near) / len(near) / 20) * 20
+    y = round(sum(p[1] for p in near) / len(near) / 20) * 20 + 100
+    while any(abs(p[0] - x) < NODE_W + 20 and abs(p[1] - y) < 80
+              for p in pos.values()) and y < 1e5:
+        y += 100  # below the nodes it joins, on free canvas
+    return x, y
+
+
+def _insert(doc, step, fix):
+    from layerloom.app.editing.commands import AddNodeCmd, ConnectCmd, DisconnectCmd
+    from layerloom.core.graph import Edge
+    doc.push(DisconnectCmd(doc, Edge(step.src, step.src_port, step.dst, step.dst_port)))
+    doc.push(AddNodeCmd(doc, step.type, _place_new_node(doc, step, fix), dict(step.params),
+                        node_id=step.node))
+    doc.push(ConnectCmd(doc, step.src, step.src_port, step.node, 0))
+    doc.push(ConnectCmd(doc, step.node, 0, step.dst, step.dst_port))
+
+
+def _connect(doc, step, fix):
+    from layerloom.app.editing.commands import ConnectCmd
+    doc.push(ConnectCmd(doc, step.src, step.src_port, step.dst, step.dst_port))
+
+
+def _disconnect(doc, step, fix):
+    from layerloom.app.editing.commands import DisconnectCmd
+    from layerloom.core.graph import Edge
+    doc.push(DisconnectCmd(doc, Edge(step.src, step.src_port, step.dst, step.dst_port)))
+
+
+def _remove(doc, step, fix):
+    from layerloom.app.editing.commands import RemoveNodesCmd
+    doc.push(RemoveNodesCmd(doc, [step.node]))
+
+
+def _set_param(doc, step, fix):
+    from layerloom.app.editing.commands import SetParamsCmd
+    doc.push(SetParamsCmd(doc, step.node, {step.param: step.value}))
+
+
+def _set_loss(doc, step, fix):
+    from layerloom.app.editing.commands import SetSetupCmd
+    from layerloom.app.forms.setup_rows import loss_entry
+    losses = {k: dict(v) for k, v in doc.project.training.get("loss", {}).items()}
+    losses[step.output] = loss_entry(step.loss)
+    doc.push(SetSetupCmd(doc, "training", "loss", losses))
+
+
+# step kind (engine/core/fixes.py STEPS) -> how the editor makes it: undo commands pushed on
+# the document
+STEP_COMMANDS = {
+    "insert": _insert,
+    "connect": _connect,
+    "disconnect": _disconnect,
+    "remove": _remove,
+    "set_param": _set_param,
+    "set_loss": _set_loss,
+}
+REWIRING = frozenset({"insert", "remove", "disconnect"})  # the layout is redone after these
+
+
+def check_steps(fix):
+    """Refuse (fixes.UnknownStep, a LayerloomError) a fix with a step of a kind the editor has
+    no command for, before anything is changed."""
+    for step in fix.steps:
+        if step.kind not in STEP_COMMANDS:
+            raise fixes.UnknownStep(step.kind, STEP_COMMANDS)
+
+
+def push_fix(doc, fix, after=None):
+    """Apply a fix to the document as one undo step ("Fix: Insert Flatten before 'dense'"),
+    each step through STEP_COMMANDS. A node the fix inserts goes between the nodes it joins,
+    a little below them."""
+    check_steps(fix)
     g = doc.graph
     doc.undo.beginMacro(f"Fix: {fix.label}")
     try:
-        for k, step in enumerate(fix.steps):
-            a = step.args
-            if step.op == "add":
-                ends = [s.args for s in fix.steps[k:] if s.op == "connect" and a[0] in
-                        (s.args[0], s.args[2])]
-                near = [pos.get(e[0] if e[2] == a[0] else e[2]) for e in ends]
-                near = [p for p in near if p is not None] or [pos.get(fix.near) or (0, 0)]
-                x = round(sum(p[0] for p in near) / len(near) / 20) * 20
-                y = round(sum(p[1] for p in near) / len(near) / 20) * 20 + 100
-                while any(abs(p[0] - x) < NODE_W + 20 and abs(p[1] - y) < 80
-                          for p in pos.values()) and y < 1e5:
-                    y += 100  # below the nodes it joins, on free canvas
-                doc.push(AddNodeCmd(doc, a[1], (x, y), a[2], node_id=a[0]))
-            elif step.op == "remove":
-                doc.push(RemoveNodesCmd(doc, [a[0]]))
-            elif step.op == "connect":
-                doc.push(ConnectCmd(doc, *a))
-            elif step.op == "disconnect":
-                doc.push(DisconnectCmd(doc, Edge(*a)))
-            elif step.op == "set":
-                doc.push(SetParamsCmd(doc, a[0], a[1]))
-            elif step.op == "loss":
-                losses = {k: dict(v) for k, v in doc.project.training.get("loss", {}).items()}
-                losses[a[0]] = loss_entry(a[1])
-                doc.push(SetSetupCmd(doc, "training", "loss", losses))
+        for step in fix.steps:
+            STEP_COMMANDS[step.kind](doc, step, fix)
         if after is not None:
             after()
     finally:

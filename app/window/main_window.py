@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QMainWindow, QPlainTextEdit,
                                QProgressBar, QScrollArea, QTabWidget)
 
+from layerloom.core import fixes
 from layerloom.core.errors import LayerloomError
 from layerloom.project import loom as projectfile
 
@@ -465,7 +466,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.problems.clear()
         # an empty canvas is not a problem: the start page says where to begin
         found = self._problems_found() if self.doc.graph.nodes else []
-        found = [(plain(line), nid) for line, nid in found]
+        found = [(plain(line), nid, problem) for line, nid, problem in found]
         losses = self.doc.project.training.get("loss") or {}
         self.problems_panel.set_problems(found, self.doc.graph, self.doc.positions(),
                                          list(losses) if isinstance(losses, dict) else (),
@@ -474,16 +475,18 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self._update_model_state()
 
     def _problems_found(self):
-        """[(line, node id or None)]: the checks of `layerloom --run` on the project as it is
-        now, and the data's fit, listed whenever its node is marked red."""
+        """[(line, node id or None, problem or None)]: the checks of `layerloom --run` on the
+        project as it is now, and the data's fit, listed whenever its node is marked red; the
+        problem, with its kind and fields, is what the Problems tab finds fixes from."""
         try:
-            found = [(str(p), node_of(p.place, self.doc.graph))
+            found = [(str(p), node_of(p.place, self.doc.graph), p)
                      for p in projectfile.problems_of(self.doc.project)]
         except LayerloomError as e:
-            found = [(line, None) for line in e.lines()]
+            found = [(line, None, None) for line in e.lines()]
         fit = self.data.fit_problem
         if fit:
-            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0]))
+            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0],
+                          fixes.problem_from_data_message(fit[0], fit[1])))
         return found
 
     def ask_stop_training(self):

@@ -11,7 +11,7 @@ from layerloom.core.layout import auto_layout
 from layerloom.app.canvas.canvas_items import NODE_W, NodeItem
 from layerloom.app.editing.clipboard import copy_text, parse_text
 from layerloom.app.editing.commands import MoveNodesCmd, PasteCmd, SetFlowCmd
-from layerloom.app.panels.problems_panel import push_fix
+from layerloom.app.panels.problems_panel import REWIRING, push_fix
 
 
 class EditActions:
@@ -179,7 +179,7 @@ class EditActions:
         if self.doc.locked:
             self.message("Not fixed: the graph cannot be edited while training runs")
             return False
-        rewires = any(s.op in ("add", "remove", "disconnect") for s in fix.steps)
+        rewires = any(s.kind in REWIRING for s in fix.steps)
 
         def tidy():  # nodes added or rewired: laid out again in the same undo step
             cmd = self.layout_cmd() if rewires else None
@@ -187,10 +187,10 @@ class EditActions:
                 self.doc.push(cmd)
         try:
             push_fix(self.doc, fix, after=tidy)
-        except (RuntimeError, LayerloomError) as e:
-            self.message(f"Not fixed: {e}")
+        except (RuntimeError, LayerloomError) as e:  # a step kind the editor has no command
+            self.message(f"Not fixed: {e}")  # for is refused before anything changes
             return False
-        added = [s.args[0] for s in fix.steps if s.op == "add"]
+        added = [s.node for s in fix.steps if s.kind == "insert"]
         if added:
             self.scene.clearSelection()
             for nid in added:

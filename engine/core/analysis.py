@@ -17,8 +17,10 @@ class ParamCount:
 class Analysis:
     version: int
     shapes: dict  # node id -> [per-sample output shape per port]; absent: not known
-    structure: tuple  # GraphErrors of the wiring (cycles, missing inputs, no output)
-    shape_problems: tuple  # GraphErrors of shapes, each on the node that causes it
+    # each problem a GraphError with its kind and fields, the facts a fix reads (core/fixes.py)
+    structure: tuple  # of the wiring: "cycle", "no_input", "no_output", "unconnected_input",
+    # "input_gap", "too_few_inputs"
+    shape_problems: tuple  # "shape_mismatch", "missing_output_port": on the node at fault
     params: dict  # node id -> ParamCount, for the nodes whose shapes are known
 
     @property

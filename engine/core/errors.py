@@ -31,14 +31,21 @@ def _cut(text, limit=MESSAGE_LIMIT):
 
 
 class LayerloomError(Exception):
-    """Base class: a problem the user can fix. The CLI prints it as one line, exit code 2."""
+    """Base class: a problem the user can fix. The CLI prints it as one line, exit code 2.
+
+    A problem that code acts on (a standard fix, core/fixes.py) also says what it is as data:
+    `kind` ("shape_mismatch", "no_loss", ...; None for one nothing acts on) and `fields`, the
+    facts a fix needs (node ids, ports, shapes), so that no code reads them out of the
+    message, which is for people."""
 
     exit_code = 2
 
-    def __init__(self, message, place=None):
+    def __init__(self, message, place=None, kind=None, fields=None):
         super().__init__(message)
         self.message = message
         self.place = place
+        self.kind = kind
+        self.fields = dict(fields or {})
 
     def __str__(self):
         text = f"{self.place}: {self.message}" if self.place else self.message
@@ -58,16 +65,16 @@ class GraphError(LayerloomError):
     the id of the node at fault, when there is one; `end` says which end of a refused edge
     ("from" or "to") is at fault."""
 
-    def __init__(self, message, place=None, node=None, end=None):
-        super().__init__(message, place)
+    def __init__(self, message, place=None, node=None, end=None, kind=None, fields=None):
+        super().__init__(message, place, kind, fields)
         self.node, self.end = node, end
 
 
 class ProjectError(LayerloomError):
     """The project file cannot be read or does not validate. May hold several problems."""
 
-    def __init__(self, message, place=None, problems=None):
-        super().__init__(message, place)
+    def __init__(self, message, place=None, problems=None, kind=None, fields=None):
+        super().__init__(message, place, kind, fields)
         self.problems = list(problems or [])
 
     def lines(self):

@@ -5,29 +5,87 @@ dangling output, put a loss-less output in front of its sibling's consumer, give
 the loss its final activation implies, delete a node, set an Input's shape to what the data
 holds.
 
-A fix is a list of edits (Step): of the graph, or of an output's loss. A graph edit is
-offered only when applying it to a copy of the graph clears the problem it is for and adds
-none; a loss only when the output's metrics can be computed against its targets."""
+Problems and fixes are data (issue 27): a problem says what it is by its `kind` and the
+facts a fix needs by its `fields` (core/errors.py; the graph, the training section and the
+data check make them), and FIXES declares, for each kind that has fixes, the fields they read
+and the function that finds them, which is handed those fields and never the message. A fix
+is a list of edits (Step records, their kinds in STEPS): of the graph, or of an output's
+loss. A graph edit is offered only when applying it to a copy of the graph clears the problem
+it is for and adds none; a loss only when the output's metrics can be computed against its
+targets."""
 import dataclasses
 import math
-import re
 
-from .errors import LayerloomError
+from .errors import DataError, LayerloomError
 from .graph import Graph
 from .sections import training
 
-_NOT_CONNECTED = re.compile(r"input (\d+) \((.+?)\) is not connected")
-_NO_LOSS = re.compile(r"output '([^']+)' has no loss")
-_SET_SHAPE = re.compile(r"set the Input's shape to (\[[0-9, ]+\])")
+# -- steps: the edits a fix makes, as records ------------------------------------------------
+# kind -> the fields a step of that kind has. The engine applies them to a graph (apply, for
+# the check on a copy); the editor applies them to its document through its own table of the
+# same kinds (app/panels/problems_panel.py STEP_COMMANDS), each as an undo command.
+STEPS = {
+    "insert": ("node", "type", "params", "src", "src_port", "dst", "dst_port"),  # a new node
+    # `node` of `type` on the edge src:src_port -> dst:dst_port (fed by src, feeding dst)
+    "connect": ("src", "src_port", "dst", "dst_port"),
+    "disconnect": ("src", "src_port", "dst", "dst_port"),
+    "remove": ("node",),
+    "set_param": ("node", "param", "value"),
+    "set_loss": ("output", "loss"),  # the training section's, leaving the graph as it is
+}
 
 
-@dataclasses.dataclass(frozen=True)
+class UnknownStep(LayerloomError):
+    """A step of a kind the one applying it has no entry for: refused before anything is
+    changed."""
+
+    def __init__(self, kind, known):
+        super().__init__(f"cannot apply a fix step of kind {kind!r} (known: "
+                         f"{', '.join(sorted(known))})")
+        self.step_kind = kind
+
+
 class Step:
-    """One edit: ("add", id, type, params) | ("remove", id) | ("connect", src, src_port, dst,
-    dst_port) | ("disconnect", src, src_port, dst, dst_port) | ("set", id, {param: value}) |
-    ("loss", output id, loss name): the training section's, leaving the graph as it is."""
-    op: str
-    args: tuple
+    """One edit of a fix: its `kind` and the fields STEPS declares for that kind, read as
+    attributes (`Step("set_loss", output="d", loss="mean_squared_error").output`). A kind not
+    in STEPS is made as given, and refused where it is applied."""
+    __slots__ = ("kind", "fields")
+
+    def __init__(self, kind, **fields):
+        want = STEPS.get(kind)
+        if want is not None and set(fields) != set(want):
+            raise TypeError(f"a {kind!r} step has the fields {', '.join(want)}; "
+                            f"got {', '.join(sorted(fields)) or 'none'}")
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "fields", dict(fields))
+
+    def __getattr__(self, name):
+        if name in Step.__slots__:  # not set yet (a copy being made)
+            raise AttributeError(name)
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(f"a {self.kind!r} step has no field {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Step is not changed once made")
+
+    def __eq__(self, other):
+        return isinstance(other, Step) and (self.kind, self.fields) == (other.kind,
+                                                                        other.fields)
+
+    __hash__ = None  # its fields may hold a node's params (a dict)
+
+    def __reduce__(self):  # copied and pickled through its constructor
+        return _step, (self.kind, self.fields)
+
+    def __repr__(self):
+        return f"Step({self.kind!r}, " + ", ".join(f"{k}={v!r}" for k, v in
+                                                    self.fields.items()) + ")"
+
+
+def _step(kind, fields):
+    return Step(kind, **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,106 +104,202 @@ def copy_graph(graph):
     return g
 
 
+def _disconnect(graph, s):
+    key = (s.src, s.src_port, s.dst, s.dst_port)
+    edge = next((e for e in graph.edges if e.key() == key), None)
+    if edge is None:
+        raise KeyError(key)
+    graph.disconnect(edge)
+
+
+def _insert(graph, s):
+    _disconnect(graph, s)
+    graph.add_node(s.type, s.params, id=s.node)
+    graph.connect(s.src, s.src_port, s.node, 0)
+    graph.connect(s.node, 0, s.dst, s.dst_port)
+
+
+def _set_loss(graph, s):
+    if s.output not in graph.nodes:  # the graph itself is left as it is
+        raise KeyError(s.output)
+
+
+# step kind -> how it edits a Graph
+APPLY = {
+    "insert": _insert,
+    "connect": lambda g, s: g.connect(s.src, s.src_port, s.dst, s.dst_port),
+    "disconnect": _disconnect,
+    "remove": lambda g, s: g.remove_node(s.node),
+    "set_param": lambda g, s: g.set_params(s.node, **{s.param: s.value}),
+    "set_loss": _set_loss,
+}
+
+
 def apply(graph, steps):
-    """Make the edits on `graph` (raises LayerloomError where one is refused)."""
+    """Make the edits on `graph` (raises LayerloomError where one is refused, UnknownStep
+    before any edit where a step's kind has no entry in APPLY)."""
     for s in steps:
-        a = s.args
-        if s.op == "add":
-            graph.add_node(a[1], a[2], id=a[0])
-        elif s.op == "remove":
-            graph.remove_node(a[0])
-        elif s.op == "connect":
-            graph.connect(*a)
-        elif s.op == "disconnect":
-            edge = next(e for e in graph.edges if e.key() == tuple(a))
-            graph.disconnect(edge)
-        elif s.op == "set":
-            graph.set_params(a[0], **a[1])
-        elif s.op == "loss":
-            if a[0] not in graph.nodes:
-                raise KeyError(a[0])
-        else:
-            raise ValueError(f"unknown step {s.op!r}")
+        if s.kind not in APPLY:
+            raise UnknownStep(s.kind, APPLY)
+    for s in steps:
+        APPLY[s.kind](graph, s)
 
 
-def _messages(graph):
-    return [(p.node, p.message) for p in graph.validate()]
+# -- problems and their fixes ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FixKind:
+    """The fixes of one kind of problem: `find(graph, facts, context)` gives the checked Fix
+    list from `facts`, the problem's fields named in `reads` (never its message)."""
+    problem: str
+    reads: tuple
+    find: object
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a fix may use beyond the graph: the canvas positions, the outputs that have a
+    loss, the training section's metrics."""
+    positions: dict
+    losses: frozenset
+    metrics: object = None
+
+
+FIXES = {}  # problem kind -> FixKind
+
+
+def fixes_problem(kind, reads):
+    """Declare the function below as the fixes of problems of `kind`, reading `reads`."""
+    def register(find):
+        FIXES[kind] = FixKind(kind, tuple(reads), find)
+        return find
+    return register
+
+
+def fixes_for(graph, problem, positions=None, losses=(), metrics=None):
+    """The checked fixes for `problem` (a LayerloomError with its kind and fields, as the
+    graph's analysis, the project's training section or the data check make them); `losses`
+    the outputs that have one, `metrics` the training section's (a loss offered must suit
+    them). A problem without a kind, of a kind without fixes, or without the fields its
+    fixes read gets none."""
+    entry = FIXES.get(getattr(problem, "kind", None))
+    fields = getattr(problem, "fields", None) or {}
+    if entry is None or any(f not in fields for f in entry.reads):
+        return []
+    facts = {f: fields[f] for f in entry.reads}
+    return entry.find(graph, facts, Context(positions or {}, frozenset(losses), metrics))
+
+
+def _problems(graph):
+    """The graph's problems, each as a whole (kind, node, message): compared, never read."""
+    return [(p.kind, p.node, p.message) for p in graph.validate()]
 
 
 def _works(graph, steps, clears):
-    """Whether the steps, applied to a copy, clear the problem `clears` ((node, message), or a
-    predicate over the copy) and add no other."""
-    before = _messages(graph)
+    """Whether the steps, applied to a copy, clear the problem `clears` (one of the graph's
+    problems, or a predicate over the copy) and add no other."""
+    before = _problems(graph)
     g = copy_graph(graph)
     try:
         apply(g, steps)
-    except (LayerloomError, StopIteration, KeyError):
+    except (LayerloomError, KeyError):
         return False
-    after = _messages(g)
+    after = _problems(g)
     if callable(clears):
         if not clears(g):
             return False
-    elif clears in after:
+    elif (clears.kind, clears.node, clears.message) in after:
         return False
     return not [m for m in after if m not in before]
 
 
-def fixes_for(graph, node, message, positions=None, losses=(), metrics=None):
-    """The checked fixes for the problem `message` placed on `node` (None for a problem of
-    the training section such as an output without a loss); `losses` the outputs that have
-    one, `metrics` the training section's (a loss offered must suit them)."""
-    positions = positions or {}
-    out = []
-    if node is not None and node in graph.nodes:
-        m = _NOT_CONNECTED.search(message)
-        if m:
-            out += _connect_input(graph, node, int(m.group(1)), positions, m.group(0))
-        else:  # the graph's own problem at the node ("message" may carry its place first)
-            own = [m for n, m in _messages(graph) if n == node and m in message]
-            if own and graph.in_edges(node):
-                out += _rank_fixes(graph, node, own[0])
-        m = _SET_SHAPE.search(message)
-        if m and graph.nodes[node].layer.is_input:
-            shape = [int(v) for v in m.group(1).strip("[]").split(",")]
-            out.append(Fix(f"Set the Input's shape to {m.group(1)}",
-                           (Step("set", (node, {"shape": shape})),)))
-    m = _NO_LOSS.search(message)
-    if m and m.group(1) in graph.nodes:
-        out += _output_without_loss(graph, m.group(1), set(losses), metrics)
-    if node is not None and node in graph.nodes and not graph.nodes[node].layer.is_input \
-            and _NOT_CONNECTED.search(message):
-        out.append(Fix(f"Delete {node!r}", (Step("remove", (node,)),)))
+def problem_from_data_message(node, message):
+    """The data check's problem (the Data tab hands it on as its message, placed on `node`)
+    as a problem with a kind: "input_data_shape" with the shape the Input's data holds.
+    The one place a message is read: engine/data does not yet give its DataError a kind and
+    fields (data/prepare.py, which words it, and data/overview.py, which hands it on);
+    once it does, this goes. Not an input-shape problem: a problem without a kind."""
+    marker = "set the Input's shape to ["
+    at = message.find(marker) if node is not None else -1
+    shape = None
+    if at >= 0:
+        inner = message[at + len(marker):].split("]", 1)[0]
+        try:
+            shape = [int(v) for v in inner.split(",")]
+        except ValueError:
+            shape = None
+    if shape is None:
+        return DataError(message)
+    return DataError(message, kind="input_data_shape", fields={"node": node, "shape": shape})
+
+
+@fixes_problem("unconnected_input", reads=("node", "port"))
+def _unconnected_input(graph, facts, context):
+    """Connect the input from a dangling output, nearest first; or delete the node."""
+    node = facts["node"]
+    if node not in graph.nodes:
+        return []
+    out = _connect_input(graph, node, facts["port"], context.positions)
+    if not graph.nodes[node].layer.is_input:
+        out.append(Fix(f"Delete {node!r}", (Step("remove", node=node),)))
     return out
+
+
+@fixes_problem("shape_mismatch", reads=("node", "in_shapes"))
+def _shape_mismatch(graph, facts, context):
+    """A layer refused its input's shape: Flatten or a Reshape in front, or moved before the
+    Flatten it follows."""
+    node = facts["node"]
+    if node not in graph.nodes or not graph.in_edges(node):
+        return []
+    own = [p for p in graph.validate() if p.kind == "shape_mismatch" and p.node == node]
+    if not own:  # not this graph's problem (any more)
+        return []
+    return _rank_fixes(graph, node, facts["in_shapes"], own[0])
+
+
+@fixes_problem("input_data_shape", reads=("node", "shape"))
+def _input_data_shape(graph, facts, context):
+    """The data's samples are not shaped as the Input says: the Input takes their shape."""
+    node, shape = facts["node"], list(facts["shape"])
+    if node not in graph.nodes or not graph.nodes[node].layer.is_input:
+        return []
+    return [Fix(f"Set the Input's shape to {shape}",
+                (Step("set_param", node=node, param="shape", value=shape),))]
+
+
+@fixes_problem("no_loss", reads=("output",))
+def _no_loss(graph, facts, context):
+    out = facts["output"]
+    if out not in graph.nodes:
+        return []
+    return _output_without_loss(graph, out, set(context.losses), context.metrics)
 
 
 def _new_id(graph, type_id, taken=()):
     return graph.new_id(type_id, taken)
 
 
-def _rank_fixes(graph, node, message):
-    """A layer refused its input's shape: Flatten in front, a Reshape in front, or (after a
-    Flatten) the layer moved before that Flatten."""
+def _rank_fixes(graph, node, in_shapes, clears):
+    """A layer refused the shape at its first input (in_shapes[0]): Flatten in front, a
+    Reshape in front, or (after a Flatten) the layer moved before that Flatten; each clearing
+    the problem `clears`."""
     edge = graph.in_edges(node)[0]
-    shapes = graph.analysis().shapes
-    src_shape = shapes.get(edge.src, [None])[edge.src_port] if edge.src in shapes else None
+    src_shape = in_shapes[0] if in_shapes else None
     if src_shape is None:
         return []
-    clears = (node, message)
     fixes = []
-    rewire = (Step("disconnect", (edge.src, edge.src_port, node, edge.dst_port)),)
+
+    def insert(nid, type_id, params):
+        return (Step("insert", node=nid, type=type_id, params=params, src=edge.src,
+                     src_port=edge.src_port, dst=node, dst_port=edge.dst_port),)
     if len(src_shape) > 1:
-        fid = _new_id(graph, "Flatten")
-        steps = rewire + (Step("add", (fid, "Flatten", {})),
-                          Step("connect", (edge.src, edge.src_port, fid, 0)),
-                          Step("connect", (fid, 0, node, edge.dst_port)))
+        steps = insert(_new_id(graph, "Flatten"), "Flatten", {})
         if _works(graph, steps, clears):
             fixes.append(Fix(f"Insert Flatten before {node!r}", steps, near=node))
     size = math.prod(src_shape)
     rid = _new_id(graph, "Reshape")
     for target in _reshape_targets(size, len(src_shape)):
-        steps = rewire + (Step("add", (rid, "Reshape", {"target_shape": list(target)})),
-                          Step("connect", (edge.src, edge.src_port, rid, 0)),
-                          Step("connect", (rid, 0, node, edge.dst_port)))
+        steps = insert(rid, "Reshape", {"target_shape": list(target)})
         if _works(graph, steps, clears):
             fixes.append(Fix(f"Insert Reshape to {list(target)} before {node!r}", steps,
                              near=node))
@@ -182,15 +336,20 @@ def _move_before_flatten(graph, node, clears):
     flatten = chain[-1]
     into = graph.in_edges(flatten)[0]
     outs = graph.out_edges(node)
-    steps = [Step("disconnect", edge.key()), Step("disconnect", into.key())]
-    steps += [Step("disconnect", e.key()) for e in outs]
-    steps += [Step("connect", (into.src, into.src_port, node, 0)),
-              Step("connect", (node, 0, flatten, 0))]
-    steps += [Step("connect", (edge.src, edge.src_port, e.dst, e.dst_port)) for e in outs]
+    steps = [_edge_step("disconnect", edge), _edge_step("disconnect", into)]
+    steps += [_edge_step("disconnect", e) for e in outs]
+    steps += [Step("connect", src=into.src, src_port=into.src_port, dst=node, dst_port=0),
+              Step("connect", src=node, src_port=0, dst=flatten, dst_port=0)]
+    steps += [Step("connect", src=edge.src, src_port=edge.src_port, dst=e.dst,
+                   dst_port=e.dst_port) for e in outs]
     steps = tuple(steps)
     if _works(graph, steps, clears):
         return [Fix(f"Move {node!r} before {flatten!r}", steps)]
     return []
+
+
+def _edge_step(kind, edge):
+    return Step(kind, src=edge.src, src_port=edge.src_port, dst=edge.dst, dst_port=edge.dst_port)
 
 
 def _dangling(graph, exclude):
@@ -198,7 +357,7 @@ def _dangling(graph, exclude):
             and graph.nodes[nid].layer.output_names(graph.nodes[nid].params)]
 
 
-def _connect_input(graph, node, port, positions, message):
+def _connect_input(graph, node, port, positions):
     """Connect input `port` of `node` from a node whose output feeds nothing, nearest first."""
     here = positions.get(node, (0, 0))
 
@@ -207,9 +366,10 @@ def _connect_input(graph, node, port, positions, message):
         return (x - here[0]) ** 2 + (y - here[1]) ** 2
     fixes = []
     for src in sorted(_dangling(graph, node), key=distance):
-        steps = (Step("connect", (src, 0, node, port)),)
-        if _works(graph, steps, lambda g: not any(n == node and message in m
-                                                  for n, m in _messages(g))):
+        steps = (Step("connect", src=src, src_port=0, dst=node, dst_port=port),)
+        if _works(graph, steps, lambda g: not any(
+                p.kind == "unconnected_input" and p.fields["node"] == node
+                and p.fields["port"] == port for p in g.validate())):
             fixes.append(Fix(f"Connect {src!r} to {node!r}", steps))
         if len(fixes) == 2:
             break
@@ -228,7 +388,7 @@ def _loss_fixes(graph, out, metrics):
     act = graph.nodes[out].params.get("activation")
     names = LOSSES_AFTER.get(act, ("mean_squared_error",))
     mine = metrics.get(out, []) if isinstance(metrics, dict) else metrics or []
-    return [Fix(f"Use the loss {name} for {out!r}", (Step("loss", (out, name)),))
+    return [Fix(f"Use the loss {name} for {out!r}", (Step("set_loss", output=out, loss=name),))
             for name in names
             if not any(metric.columnwise_problem(metric.entry_name(m), name) for m in mine)]
 
@@ -248,12 +408,13 @@ def _output_without_loss(graph, out, losses, metrics=None):
         for e in graph.out_edges(src.src):
             if e.dst == out or e.src_port != src.src_port:
                 continue
-            steps = (Step("disconnect", e.key()), Step("connect", (out, 0, e.dst, e.dst_port)))
+            steps = (_edge_step("disconnect", e),
+                     Step("connect", src=out, src_port=0, dst=e.dst, dst_port=e.dst_port))
 
             def still_outputs(g, dst=e.dst):
                 return out not in g.outputs() and (not losses or losses <= set(g.outputs()))
             if _works(graph, steps, still_outputs):
                 fixes.append(Fix(f"Insert {out!r} before {e.dst!r}", steps))
     if len(graph.outputs()) > 1:  # the only output: deleting it is no help; a loss is
-        fixes.append(Fix(f"Delete {out!r}", (Step("remove", (out,)),)))
+        fixes.append(Fix(f"Delete {out!r}", (Step("remove", node=out),)))
     return fixes

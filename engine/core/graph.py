@@ -265,7 +265,8 @@ class Graph:
         if len(order) != len(self.nodes):
             done = set(order)
             cyc = [n for n in self.nodes if n not in done]
-            raise GraphError("the graph has a cycle through " + ", ".join(repr(c) for c in cyc))
+            raise GraphError("the graph has a cycle through " + ", ".join(repr(c) for c in cyc),
+                             kind="cycle", fields={"nodes": cyc})
         return order
 
     def place(self, id):
@@ -275,9 +276,11 @@ class Graph:
             self._places = (self.version, {n: i for i, n in enumerate(self._nodes)})
         return f"graph.nodes[{self._places[1][id]}] {quote(id)} ({self.nodes[id].type})"
 
-    def node_error(self, message, id):
-        """A problem of node `id`, placed as in the file and carrying the id for the canvas."""
-        return GraphError(message, self.place(id), node=id)
+    def node_error(self, message, id, kind=None, **fields):
+        """A problem of node `id`, placed as in the file and carrying the id for the canvas;
+        `kind` and `fields` (with the node's id as "node") say what it is as data."""
+        return GraphError(message, self.place(id), node=id, kind=kind,
+                          fields={"node": id, **fields})
 
     def cycle_problem(self):
         """The refusal of a cycle as a project file gets it (placed on graph.edges), or None.
@@ -285,7 +288,7 @@ class Graph:
         try:
             self.topo_order()
         except GraphError as e:
-            return GraphError(e.message, "graph.edges")
+            return GraphError(e.message, "graph.edges", kind=e.kind, fields=e.fields)
         return None
 
     def problems(self):
@@ -295,10 +298,10 @@ class Graph:
         if cycle is not None:
             out.append(cycle)
         if not self.inputs():
-            out.append(GraphError("the graph has no Input node", "graph.nodes"))
+            out.append(GraphError("the graph has no Input node", "graph.nodes", kind="no_input"))
         if self.nodes and not self.outputs():
             out.append(GraphError("the graph has no output (a node whose output feeds nothing)",
-                                  "graph.nodes"))
+                                  "graph.nodes", kind="no_output"))
         for id, node in self.nodes.items():
             layer = node.layer
             ports = sorted(e.dst_port for e in self.in_edges(id))
@@ -310,14 +313,16 @@ class Graph:
                     missing = [next(p for p in range(k + 1) if p not in used)]
                     out.append(self.node_error(f"input port {missing[0]} is not connected "
                                                f"(inputs must use ports 0..{k - 1} without "
-                                               "gaps)", id))
+                                               "gaps)", id, "input_gap", port=missing[0]))
                 elif k < need:
-                    out.append(self.node_error(f"needs at least {need} inputs, has {k}", id))
+                    out.append(self.node_error(f"needs at least {need} inputs, has {k}", id,
+                                               "too_few_inputs", need=need, have=k))
             else:
                 for p in range(need):
                     if p not in ports:
                         name = layer.input_ports()[p]
-                        out.append(self.node_error(f"input {p} ({name}) is not connected", id))
+                        out.append(self.node_error(f"input {p} ({name}) is not connected", id,
+                                                   "unconnected_input", port=p, port_name=name))
         return out
 
     def infer_shapes(self):
@@ -349,14 +354,16 @@ class Graph:
             if bad:
                 problems.append(self.node_error(f"{quote(bad[0].src)} has no output port "
                                                 f"{bad[0].src_port} with its current parameters",
-                                                id))
+                                                id, "missing_output_port", src=bad[0].src,
+                                                src_port=bad[0].src_port))
                 continue
             for e in edges:
                 in_shapes.append(shapes[e.src][e.src_port])
             try:
                 shapes[id] = [tuple(s) for s in layer.output_shapes(node.params, in_shapes)]
             except ShapeError as e:
-                problems.append(self.node_error(e.message, id))
+                problems.append(self.node_error(e.message, id, "shape_mismatch",
+                                                in_shapes=in_shapes))
         return shapes, problems
 
     def validate(self):

@@ -266,7 +266,8 @@ def problems_of(project):
     Problems list), without a round trip through JSON. The graph's part is its analysis,
     which the canvas has computed already for this version."""
     hard, soft = [], []
-    soft.extend(ProjectError(e.message, e.place) for e in project.graph.validate())
+    soft.extend(ProjectError(e.message, e.place, kind=e.kind, fields=e.fields)
+                for e in project.graph.validate())
     parse_training(project.training, project.graph, hard, soft)
     if project.dataset:
         hard.extend(sources.check(project.dataset))

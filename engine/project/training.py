@@ -127,7 +127,8 @@ def _losses(loss, outputs, problems, soft):
             losses[o] = entry
     # every output without a loss, unless the loss section itself could not be read
     if not any(p.place and p.place.startswith("training.loss") for p in problems):
-        soft.extend(ProjectError(f"output {quote(o)} has no loss", "training.loss")
+        soft.extend(ProjectError(f"output {quote(o)} has no loss", "training.loss",
+                                 kind="no_loss", fields={"output": o})
                     for o in outputs if o not in losses)
     return losses
 
