@@ -2,8 +2,10 @@
 adds none; problems without a standard fix get none."""
 import os
 
+import pytest
+
 from layerloom.core import fixes
-from layerloom.core.errors import GraphError, LayerloomError, ProjectError
+from layerloom.core.errors import DataError, GraphError, LayerloomError, ProjectError
 from layerloom.core.graph import Graph
 from layerloom.project import loom as projectfile
 
@@ -95,13 +97,23 @@ def test_an_output_without_a_loss_goes_in_front_of_its_siblings_consumer():
     assert [e.src for e in h.in_edges("class")] == ["extra"]
 
 
+def _data_shape_problem(shape):
+    """The data check's own problem: spirals' arrays against an Input of another shape."""
+    from layerloom.data.prepare import prepare_data
+    proj = projectfile.load(os.path.join(EXAMPLES, "spirals.loom"))
+    proj.graph.set_params(proj.graph.inputs()[0], shape=shape)
+    with pytest.raises(DataError) as e:
+        prepare_data(proj)
+    return proj.graph, e.value
+
+
 def test_a_data_mismatch_sets_the_input_shape():
-    g = chain(("x", "Input", {"shape": [28, 28]}), ("f", "Flatten", {}), ("d", "Dense", {"units": 2}))
-    msg = ("array 'x' has samples shaped (None, 28, 28, 1), Input 'x' expects (None, 28, 28); "
-           "set the Input's shape to [28, 28, 1]")
-    (f,) = fixes.fixes_for(g, fixes.problem_from_data_message("x", msg))
-    assert f.label == "Set the Input's shape to [28, 28, 1]"
-    assert applied(g, f).nodes["x"].params["shape"] in ([28, 28, 1], (28, 28, 1))
+    g, problem = _data_shape_problem([3])
+    assert problem.kind == "input_data_shape"
+    assert problem.fields == {"node": g.inputs()[0], "shape": [2]}  # made by prepare, not read
+    (f,) = fixes.fixes_for(g, problem)
+    assert f.label == "Set the Input's shape to [2]"
+    assert applied(g, f).nodes[g.inputs()[0]].params["shape"] in ([2], (2,))
 
 
 def test_problems_without_a_standard_fix_get_none():
@@ -164,11 +176,7 @@ def test_every_problem_kind_with_a_fix_carries_the_fields_its_fix_reads():
     proj.graph.connect("hidden_3", 0, "extra", 0)
     (p,) = [p for p in projectfile.problems_of(proj) if p.kind == "no_loss"]
     made["no_loss"] = (proj.graph, p, {"losses": ["class"]})
-    g = chain(("x", "Input", {"shape": [28, 28]}), ("f", "Flatten", {}),
-              ("d", "Dense", {"units": 2}))
-    made["input_data_shape"] = (g, fixes.problem_from_data_message(
-        "x", "array 'x' has samples shaped (None, 28, 28, 1), Input 'x' expects (None, 28, 28); "
-             "set the Input's shape to [28, 28, 1], or map another array"), {})
+    made["input_data_shape"] = _data_shape_problem([3]) + ({},)
     assert set(made) == set(fixes.FIXES)  # a new fixable kind gets its case here
     for kind, (g, p, extra) in made.items():
         entry = fixes.FIXES[kind]

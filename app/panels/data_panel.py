@@ -42,6 +42,7 @@ class _Inspector(QThread):
 class DataPanel(QWidget):
     sigFit = Signal(object)  # (node id or None, message) when the data does not fit, or None
     fit_problem = None
+    fit_error = None
 
     def __init__(self, doc, parent=None):
         super().__init__(parent)
@@ -269,6 +270,8 @@ class DataPanel(QWidget):
         self.fit_problem = ((info.get("check_node"), info.get("check_message") or
                              info["check"]) if info.get("check") else
                             (None, info["error"]) if "error" in info else None)
+        # the check's problem itself, with its kind and fields, for the Problems tab's fixes
+        self.fit_error = info.get("check_problem") if info.get("check") else None
         self.sigFit.emit(self.fit_problem)
         if "error" in info:
             self.status.setText(info["error"])

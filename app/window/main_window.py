@@ -486,7 +486,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         fit = self.data.fit_problem
         if fit:
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0],
-                          fixes.problem_from_data_message(fit[0], fit[1])))
+                          self.data.fit_error))
         return found
 
     def ask_stop_training(self):

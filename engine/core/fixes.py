@@ -16,7 +16,7 @@ targets."""
 import dataclasses
 import math
 
-from .errors import DataError, LayerloomError
+from .errors import LayerloomError
 from .graph import Graph
 from .sections import training
 
@@ -210,26 +210,6 @@ def _works(graph, steps, clears):
     elif (clears.kind, clears.node, clears.message) in after:
         return False
     return not [m for m in after if m not in before]
-
-
-def problem_from_data_message(node, message):
-    """The data check's problem (the Data tab hands it on as its message, placed on `node`)
-    as a problem with a kind: "input_data_shape" with the shape the Input's data holds.
-    The one place a message is read: engine/data does not yet give its DataError a kind and
-    fields (data/prepare.py, which words it, and data/overview.py, which hands it on);
-    once it does, this goes. Not an input-shape problem: a problem without a kind."""
-    marker = "set the Input's shape to ["
-    at = message.find(marker) if node is not None else -1
-    shape = None
-    if at >= 0:
-        inner = message[at + len(marker):].split("]", 1)[0]
-        try:
-            shape = [int(v) for v in inner.split(",")]
-        except ValueError:
-            shape = None
-    if shape is None:
-        return DataError(message)
-    return DataError(message, kind="input_data_shape", fields={"node": node, "shape": shape})
 
 
 @fixes_problem("unconnected_input", reads=("node", "port"))

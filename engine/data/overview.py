@@ -81,7 +81,7 @@ def _fit(proj, arrays):
         node = place.split(".", 2)[2] if place.startswith(("dataset.inputs.",
                                                              "dataset.targets.")) else None
         return {"check": str(e), "check_node": node if node in proj.graph.nodes else None,
-                "check_message": e.message}
+                "check_message": e.message, "check_problem": e}
     shapes = proj.graph.analysis().shapes
 
     def shape(n):  # unknown where the graph has a problem upstream (listed in Problems)

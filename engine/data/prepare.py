@@ -128,8 +128,11 @@ class _Mapping:
             fix = (f"Input {quote(nid)} takes {data_forms.shape_hint(form, want)}" if given
                    else f"Input {quote(nid)} expects {fmt_shape(want)}; set the Input's "
                         f"shape to {list(a.shape[1:])}, or map another array")
+            # with its kind and fields: the editor's fix (set the Input's shape) reads them
             raise DataError(f"array {quote(name)}{tag} has samples shaped "
-                            f"{fmt_shape(a.shape[1:])}, {fix}", place)
+                            f"{fmt_shape(a.shape[1:])}, {fix}", place,
+                            **({} if given else {"kind": "input_data_shape", "fields": {
+                                "node": nid, "shape": [int(n) for n in a.shape[1:]]}}))
         rows = preprocess.as_rows(a, np.float32)
         _check_finite(rows, f"array {quote(name)}{tag}", place)
         return rows
