@@ -158,11 +158,16 @@ def test_already_scaled_pixels_are_refused_not_scaled_twice(data_env):
     raw = _fashion(str(data_env / "data" / "fashion-mnist"), np.random.default_rng(3))
     project = _keras_project(data_env, "fashion_mnist", (28, 28, 1))
     model = api.Model(project)
-    with pytest.raises(DataError, match=r"0\.\.1.*0\.\.255"):
+    with pytest.raises(DataError, match=r"^the input holds pixel values in 0\.\.1.*0\.\.255"):
         model.predict(raw / np.float32(255))
     with pytest.raises(DataError) as e:
         model.predict(np.zeros((3, 27, 28), np.uint8))
     assert "28x28" in e.value.message and "set the Input's shape" not in e.value.message
+    # the trial: "dataset.inputs.image: array 'x' holds ..." for the user's own file; what a
+    # user gives is "the input" (an array name only where there are several), not placed in
+    # the project's dataset section
+    assert e.value.message.startswith("the input has samples shaped (None, 27, 28)")
+    assert e.value.place is None
 
 
 def test_image_folder_model_predicts_raw_arrays_as_its_test_split(data_env):

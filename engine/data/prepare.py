@@ -116,25 +116,29 @@ class _Mapping:
 
     def input_rows(self, split, nid, tag, given=False):
         """given: rows a user gave a trained model (predict, evaluate), not the dataset's: a
-        refusal says what the model takes, and pixels already scaled are refused."""
-        place = f"dataset.inputs.{nid}"
+        refusal says what the model takes, of "the input" (the array's name where the model
+        has several), not placed in the project's dataset section; pixels already scaled are
+        refused."""
         name, a = self._mapped(split, "inputs", nid, f"Input {quote(nid)} has no array")
+        if given:
+            place = None
+            what = "the input" if len(self.ins) == 1 else f"array {quote(name)}"
+        else:
+            place, what = f"dataset.inputs.{nid}", f"array {quote(name)}{tag}"
         form = self.forms.get(name)
         if form is not None:
-            a = form.apply(a, f"array {quote(name)}{tag}", place, divide=not self.raw,
-                           check_range=given)
+            a = form.apply(a, what, place, divide=not self.raw, check_range=given)
         want = self.shapes[nid][0] if nid in self.shapes else None
         if want is not None and (a.ndim < 1 or a.shape[1:] != want):
             fix = (f"Input {quote(nid)} takes {data_forms.shape_hint(form, want)}" if given
                    else f"Input {quote(nid)} expects {fmt_shape(want)}; set the Input's "
                         f"shape to {list(a.shape[1:])}, or map another array")
             # with its kind and fields: the editor's fix (set the Input's shape) reads them
-            raise DataError(f"array {quote(name)}{tag} has samples shaped "
-                            f"{fmt_shape(a.shape[1:])}, {fix}", place,
+            raise DataError(f"{what} has samples shaped {fmt_shape(a.shape[1:])}, {fix}", place,
                             **({} if given else {"kind": "input_data_shape", "fields": {
                                 "node": nid, "shape": [int(n) for n in a.shape[1:]]}}))
         rows = preprocess.as_rows(a, np.float32)
-        _check_finite(rows, f"array {quote(name)}{tag}", place)
+        _check_finite(rows, what, place)
         return rows
 
     def target_rows(self, split, nid, tag):
