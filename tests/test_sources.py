@@ -116,3 +116,17 @@ def test_file_format_doc_lists_the_declared_sources():
     table = text.split("<!-- sources:begin -->\n", 1)[1].split("<!-- sources:end -->", 1)[0]
     assert table == sources.reference(), \
         "docs/file-format.md is stale: python -m layerloom.data.sources"
+
+
+def test_a_stray_unconnected_layer_is_no_output_of_the_data_check():
+    """The newcomer trial of issue 26: an unconnected Dense dropped on the spirals graph made
+    the data check say "the dataset has no array 'class'" on the real output (two outputs, so
+    the targets were looked for by node id). A node whose shape is unknown is the graph's
+    problem, listed as such; the data still maps onto the one real output."""
+    import os
+    from layerloom.project import loom as projectfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = projectfile.load(os.path.join(root, "assets", "examples", "spirals.loom"))
+    p.graph.add_node("Dense", {"units": 4}, id="stray")
+    data = prepare_data(p)
+    assert data.mapping["targets"] == {"class": "y"}

@@ -85,6 +85,10 @@ class _Mapping:
         self.forms, self.raw = data_forms.forms(project), raw
         self.shapes = g.analysis().shapes
         self.ins, self.outs = g.inputs(), g.outputs()
+        # a node of unknown shape (a layer dropped on the canvas, not yet wired) is the graph's
+        # problem, listed as such: no output the data is mapped to
+        known = [o for o in self.outs if o in self.shapes]
+        self.outs = known or self.outs
         self.inputs = dict(d.get("inputs") or {})
         self.targets = dict(d.get("targets") or {})
         # unmapped: "x" and "y" for one input and output, else the arrays named like the nodes
