@@ -100,7 +100,8 @@ def test_a_structural_edit_makes_the_weights_stale_and_undo_makes_them_fit(win, 
     with np.load(path + ".weights.npz") as z:
         assert "hidden_1/kernel" in z.files and "hidden_2/kernel" not in z.files
     log = win.log.toPlainText()
-    assert "without the weights of hidden_2, hidden_3" in log and "they no longer fit" in log
+    assert "without the weights of hidden_2, hidden_3/kernel:" in log and \
+        "they no longer fit" in log
     win.doc.undo.undo()
     assert weights_mismatch(win.doc.graph, win.doc.weights) is None
     assert win.predict_action.isEnabled() and win.doc.dirty

@@ -230,6 +230,8 @@ def test_fit_weights_keeps_the_layers_that_still_fit_and_says_why_others_do_not(
     g.set_params("hidden_2", units=7)
     f = fit_weights(g, weights)
     assert f.dropped_layers() == ["hidden_2", "hidden_3"] and "hidden_1/kernel" in f.kept
+    # hidden_3 keeps its bias (7 inputs change only its kernel): said as it is
+    assert f.dropped_names() == ["hidden_2", "hidden_3/kernel"] and "hidden_3/bias" in f.kept
     assert "'hidden_2/kernel' is" in f.problem and not f.missing
     assert set(f.kept) | set(f.dropped) == set(weights)
 

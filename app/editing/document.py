@@ -172,7 +172,7 @@ class Document(QObject):
             atomic_write_bytes(target, npz_bytes(fit.kept))
             self._weights_saved_in = None  # the file holds part of self.weights
             p.weights = name
-            return (f"Saved without the weights of {', '.join(fit.dropped_layers())}: they no "
+            return (f"Saved without the weights of {', '.join(fit.dropped_names())}: they no "
                     f"longer fit the graph ({fit.problem}); the other layers keep theirs")
         if self._weights_saved_in != target:  # unchanged weights already there are not rewritten
             atomic_write_bytes(target, npz_bytes(self.weights))

@@ -30,6 +30,16 @@ class WeightsFit:
         """The node ids that lose their weights, in the order met."""
         return list(dict.fromkeys(k.split("/", 1)[0] for k in self.dropped))
 
+    def dropped_names(self):
+        """What is dropped, for a message: a node that loses every weight it had by its id,
+        else each weight it loses ("dense/kernel": its bias still fits and is kept)."""
+        keeping = {k.split("/", 1)[0] for k in self.kept}
+        lost = {}
+        for k in self.dropped:
+            lost.setdefault(k.split("/", 1)[0], []).append(k)
+        return [name for nid, keys in lost.items()
+                for name in (keys if nid in keeping else [nid])]
+
     def missing_layers(self):
         return list(dict.fromkeys(k.split("/", 1)[0] for k in self.missing))
 
