@@ -35,6 +35,57 @@ class WeightSpec:
         self.trainable = trainable  # False: state such as BatchNorm's moving statistics
 
 
+# -- interop forms: how a layer is written to and read from other formats, declared beside the
+# layer (as a class attribute). layers/ sits below interop/ and never imports it: a form holds
+# names, parameter maps and plain functions, which interop/ calls with what they need (its
+# builder or kit object). interop/'s tables (CONVERTERS) are made from these (`declared`).
+class OnnxForm:
+    """ONNX export: convert(b, n) appends the node's ops to interop's Builder b and returns its
+    output tensors, one per port (n: interop.onnx_layers.Node); ops: what it becomes, in words
+    (docs/onnx.md)."""
+
+    def __init__(self, convert, ops):
+        self.convert, self.ops = convert, ops
+
+
+class TorchForm:
+    """PyTorch code: convert(t, n) returns (lines of __init__, lines of forward, the weights'
+    {name: (torch attribute, layout)}) for the node n (interop.torch_code.TNode); t is
+    interop.torch_layers' kit (activation, init, unsupported, no_regularizers, pair,
+    same_pads, to_first, to_last)."""
+
+    def __init__(self, convert):
+        self.convert = convert
+
+
+class KerasForm:
+    """Keras, both directions. cls: the Keras class; params: the parameters of the same name
+    and meaning on both sides; weights: the weight prefixes whose initializers and
+    regularizers are Keras' (kernel, bias). Export: write(k, n) returns the lines (k:
+    interop.keras_out_layers' kit), else `layers.<cls>(params..., weights' args)`. Import:
+    read(o, shapes) returns the params from the Keras config read through o
+    (interop.keras_in_layers.Options), else each of `params` the config sets. also: other Keras
+    classes read as this layer, {class: read or None (read as cls)}. weight_order: Layerloom's
+    weight names in the Keras layer's order (default: kernel, then bias with use_bias). doc:
+    the export in words where it is not the plain class (docs/keras_export.md)."""
+
+    def __init__(self, cls, params=(), weights=(), write=None, read=None, also=None,
+                 weight_order=None, doc=None):
+        self.cls, self.params, self.weights = cls, tuple(params), tuple(weights)
+        self.write, self.read, self.also = write, read, dict(also or {})
+        self.weight_order, self.doc = weight_order, doc
+
+
+FORMATS = {"onnx": "onnx_form", "torch": "torch_form", "keras": "keras_form"}
+
+
+def declared(fmt):
+    """{type id: form} of every registered layer that declares one for `fmt` (a key of
+    FORMATS)."""
+    return {l.type_id: getattr(l, FORMATS[fmt]) for l in layer_types()
+            if getattr(l, FORMATS[fmt], None) is not None}
+
+
 class Layer(ABC):
     """Base declaration. Subclasses override what differs; see engine/layers/core.py. The
     abstract methods must be given: a declaration missing one fails when it is registered."""
@@ -53,6 +104,12 @@ class Layer(ABC):
     differentiable = True    # False: its inputs get no gradient (Embedding's indices)
     integer_inputs = False   # its inputs are indices (Embedding): the test harness feeds integers
     pre_activation_is_input = False  # a loss fused with its activation reads its input (Activation)
+    # interop forms (OnnxForm, TorchForm, KerasForm above); None: not declared here.
+    # no_form: {format: why this layer has none}, where it has none on purpose
+    onnx_form = None
+    torch_form = None
+    keras_form = None
+    no_form = {}
     # Examples for the numerics harness: (params, [per-sample input shapes]).
     examples = ()
     # parameters shown on the node's face ("Dense 64 relu"); None: those of HEADLINE it has

@@ -1,5 +1,6 @@
 """Keras layer configurations as Layerloom layers, for keras_import: one converter per Keras
-class reads the config's keys through an Options (every key is either mapped to a Layerloom
+class (made from the layer's declared `keras_form`, or for the layers not yet moved there
+written below) reads the config's keys through an Options (every key is either mapped to a Layerloom
 parameter, checked to have the one value Layerloom computes, or harmless), and says in which
 order the Keras layer stores its weights. Keras 2 (tf.keras) and Keras 3 spellings both: dtype
 as a string or a DTypePolicy/Policy object, initializers and regularizers as objects with or
@@ -11,6 +12,7 @@ import numpy as np
 
 from layerloom.core.activations import ALIASES, NAMES
 from layerloom.core.errors import DataError
+from layerloom.core.registry import declared
 
 # keys every layer may have that change nothing Layerloom computes
 HARMLESS = {"name", "build_config", "seed", "unroll", "use_cudnn", "implementation", "fused",
@@ -55,6 +57,8 @@ def dtype_name(d):
 
 class Options:
     """A Keras layer's config, read key by key; finish() refuses what no converter read."""
+
+    f32 = staticmethod(f32)
 
     def __init__(self, name, cls, config, keras2=False, place="--import"):
         self.name, self.cls, self.c, self.keras2 = name, cls, dict(config), keras2
@@ -158,50 +162,6 @@ class Options:
 
 
 # -- converters: Options, input shapes -> (Layerloom type id, params) -----------------------
-def _dense(o, shapes):
-    return "Dense", {"units": o.get("units"), "activation": o.activation(),
-                     "use_bias": o.get("use_bias", True), **o.weight_params("kernel", "bias")}
-
-
-def _activation(o, shapes):
-    return "Activation", {"activation": o.activation(default=None)}
-
-
-def _relu(o, shapes):
-    o.must("negative_slope", 0, 0.0)
-    o.must("threshold", 0, 0.0)
-    top = o.get("max_value")
-    if top not in (None, 6, 6.0):
-        o.fail("max_value", "has no Layerloom form (only None or 6: relu6)")
-    return "Activation", {"activation": "relu" if top is None else "relu6"}
-
-
-def _leaky_relu(o, shapes):
-    from layerloom.core.activations import LEAKY_SLOPE
-    key = "alpha" if "alpha" in o.c else "negative_slope"
-    if f32(o.get(key, 0.3)) != f32(LEAKY_SLOPE):
-        o.fail(key, f"differs from Layerloom's leaky_relu slope {LEAKY_SLOPE}")
-    return "Activation", {"activation": "leaky_relu"}
-
-
-def _elu(o, shapes):
-    o.must("alpha", 1, 1.0)
-    return "Activation", {"activation": "elu"}
-
-
-def _softmax(o, shapes):
-    o.must("axis", -1, len(shapes[0]), [-1], [len(shapes[0])])
-    return "Activation", {"activation": "softmax"}
-
-
-def _embedding(o, shapes):
-    o.must("mask_zero", False)
-    o.must("sparse", False)
-    o.must("embeddings_constraint", None)
-    return "Embedding", {"input_dim": o.get("input_dim"), "output_dim": o.get("output_dim"),
-                         **o.weight_params("embeddings")}
-
-
 def _dropout(o, shapes):
     o.must("noise_shape", None)
     return "Dropout", {"rate": o.floats("rate", 0.5)}
@@ -225,21 +185,6 @@ def _conv(type_id):
                          "dilation_rate": get("dilation_rate", 1),
                          "activation": o.activation(), "use_bias": o.get("use_bias", True),
                          **o.weight_params("kernel", "bias")}
-    return convert
-
-
-def _pool(type_id):
-    def convert(o, shapes):
-        get = o.get if type_id.endswith("2D") else o.number
-        return type_id, {"pool_size": get("pool_size", 2), "strides": get("strides"),
-                         "padding": o.get("padding", "valid")}
-    return convert
-
-
-def _global_pool(type_id):
-    def convert(o, shapes):
-        o.must("keepdims", False)
-        return type_id, {}
     return convert
 
 
@@ -352,19 +297,11 @@ def _flatten(o, shapes):
     return "Flatten", {}
 
 
-CONVERTERS = {
-    "Dense": _dense, "Activation": _activation, "ReLU": _relu, "LeakyReLU": _leaky_relu,
-    "ELU": _elu, "Softmax": _softmax, "Embedding": _embedding,
+# the Keras classes whose converter is still written here, not yet declared beside the layer
+# (its KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
+_NOT_YET_DECLARED = {
     "Dropout": _dropout, "SpatialDropout2D": _spatial_dropout, "GaussianNoise": _gaussian_noise,
     "Conv2D": _conv("Conv2D"), "Conv1D": _conv("Conv1D"),
-    "MaxPooling2D": _pool("MaxPooling2D"), "AveragePooling2D": _pool("AveragePooling2D"),
-    "MaxPooling1D": _pool("MaxPooling1D"), "AveragePooling1D": _pool("AveragePooling1D"),
-    "MaxPool2D": _pool("MaxPooling2D"), "AvgPool2D": _pool("AveragePooling2D"),
-    "MaxPool1D": _pool("MaxPooling1D"), "AvgPool1D": _pool("AveragePooling1D"),
-    "GlobalAveragePooling2D": _global_pool("GlobalAveragePooling2D"),
-    "GlobalMaxPooling2D": _global_pool("GlobalMaxPooling2D"),
-    "GlobalAvgPool2D": _global_pool("GlobalAveragePooling2D"),
-    "GlobalMaxPool2D": _global_pool("GlobalMaxPooling2D"),
     "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
     "SimpleRNN": _recurrent("SimpleRNN"), "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"),
     "Add": _merge("Add"), "Subtract": _merge("Subtract"), "Multiply": _merge("Multiply"),
@@ -375,6 +312,31 @@ CONVERTERS = {
     "Cropping2D": _simple("Cropping2D", "cropping"),
     "ZeroPadding2D": _simple("ZeroPadding2D", "padding"), "UpSampling2D": _upsampling,
 }
+
+
+def _from_form(type_id, form, read):
+    """A declared KerasForm's reader as a converter: (type id, params)."""
+    if read is None:
+        def read(o, shapes):
+            return {k: o.get(k) for k in form.params if o.c.get(k) is not None}
+    return lambda o, shapes: (type_id, read(o, shapes))
+
+
+def _declared():
+    """Keras class -> converter, from the layers' KerasForms (the class itself, and `also`)."""
+    out = {}
+    for type_id, form in declared("keras").items():
+        if form.cls is None:  # export only
+            continue
+        out[form.cls] = _from_form(type_id, form, form.read)
+        for cls, read in form.also.items():
+            out[cls] = _from_form(type_id, form, read or form.read)
+    return out
+
+
+# every Keras class read: its layer's declared KerasForm (core/registry.py), else the table
+CONVERTERS = _declared()
+CONVERTERS.update(_NOT_YET_DECLARED)
 PASS_THROUGH = {"Identity"}  # computes nothing: its output is its input
 
 
@@ -394,6 +356,9 @@ def convert(name, cls, config, shapes, keras2=False, place="--import"):
 def keras_order(type_id, params):
     """Layerloom's weight names in the order the Keras layer stores its weights; a tuple is one
     Keras weight split into several (GRU's (2, 3 * units) bias: bias, recurrent_bias)."""
+    form = declared("keras").get(type_id)
+    if form is not None and form.weight_order is not None:
+        return list(form.weight_order)
     if type_id == "BatchNormalization":
         return (["gamma"] if params["scale"] else []) + (["beta"] if params["center"] else []) \
             + ["moving_mean", "moving_variance"]
@@ -403,6 +368,4 @@ def keras_order(type_id, params):
         return ["kernel", "recurrent_kernel", ("bias", "recurrent_bias")]
     if type_id in ("LSTM", "SimpleRNN"):
         return ["kernel", "recurrent_kernel", "bias"]
-    if type_id == "Embedding":
-        return ["embeddings"]
     return ["kernel"] + (["bias"] if params.get("use_bias") else [])

@@ -1,4 +1,5 @@
-"""Each Layerloom layer as Keras source text: one converter per layer type returns the lines
+"""Each Layerloom layer as Keras source text: one converter per layer type (made from the
+layer's declared `keras_form`, or for the layers not yet moved there written below) returns the lines
 that build the node with keras.layers (Functional API, the layer named by the node id) and the
 Python names of its output tensors, one per port. keras_code.py puts the lines into a script;
 keras_export.py runs the same lines to build the model it saves, so the script and the .keras
@@ -8,11 +9,13 @@ Layer configurations are Keras 3's (Layerloom's layers are declared with Keras s
 weight layouts). Where Keras has no layer (a Lambda's formula, Embedding's zero vectors for
 indices out of range) the lines use keras.ops, which Keras 3 stores in a Functional model's
 config like layers, so the .keras file loads without custom objects or safe_mode=False."""
+import functools
 import keyword
 import re
+from types import SimpleNamespace
 
-from layerloom.core import expr
 from layerloom.core.errors import DataError, quote
+from layerloom.core.registry import declared
 from layerloom.interop import expr_source
 from layerloom.interop.expr_source import Dialect
 
@@ -118,20 +121,6 @@ def _recurrent(n):
     return [f"{', '.join(n.out)} = {line}"]
 
 
-def _embedding(n):
-    """Keras' Embedding refuses indices out of range; Layerloom's gives them zero vectors:
-    they look up row 0 and are multiplied by 0."""
-    V, x, y = n.params["input_dim"], n.x[0], n.out[0]
-    ids, ok = f"{y}_ids", f"{y}_inside"
-    return [f"{ids} = ops.cast({x}, 'int32')  # indices, truncated towards zero",
-            f"{ok} = ops.logical_and(ops.greater_equal({ids}, 0), ops.less({ids}, {V}))",
-            f"{y} = " + call("Embedding", _kw(n, ["input_dim", "output_dim"])
-                             + _weight_args(n, ("embeddings",)), n,
-                             [f"ops.where({ok}, {ids}, 0)"]),
-            f"{y} = {y} * ops.expand_dims(ops.cast({ok}, 'float32'), -1)  # zero vectors "
-            "for indices out of range, as Layerloom"]
-
-
 def _upsampling(n):
     if n.params["interpolation"] != "nearest":
         raise unsupported(n.id, n.type, "interpolation", n.params["interpolation"])
@@ -155,35 +144,18 @@ _COMPARE = {">": "greater", ">=": "greater_equal", "<": "less", "<=": "less_equa
             "==": "equal", "!=": "not_equal"}
 
 
-def _lambda(n):
-    tree = expr.parse(n.params["expression"])
-    env = dict(zip(expr.INPUT_NAMES, n.x))
-    src = expr_source.source(tree, env, KERAS_OPS, n.id)
-    if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
-        src = f"ops.full_like({n.x[0]}, {src})"
-    return [f"# Lambda {n.params['expression']!r}: keras.ops (no Python function is stored)",
-            f"{n.out[0]} = layers.Identity(name={n.id!r})({src})"]
-
-
 _CONV = ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation",
          "use_bias")
-_POOL = ("pool_size", "strides", "padding")
 _NORM = ("axis", "epsilon", "center", "scale")
 
-CONVERTERS = {
-    "Dense": _simple("Dense", ("units", "activation", "use_bias"), ("kernel", "bias")),
-    "Activation": _simple("Activation", ("activation",)),
-    "Lambda": _lambda, "Embedding": _embedding,
+# the layers whose converter is still written here, not yet declared beside the layer (its
+# KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
+_NOT_YET_DECLARED = {
     "Dropout": _simple("Dropout", ("rate", "seed")),
     "SpatialDropout2D": _simple("SpatialDropout2D", ("rate", "seed")),
     "GaussianNoise": _simple("GaussianNoise", ("stddev", "seed")),
     "Conv1D": _simple("Conv1D", _CONV, ("kernel", "bias")),
     "Conv2D": _simple("Conv2D", _CONV, ("kernel", "bias")),
-    "MaxPooling1D": _simple("MaxPooling1D", _POOL), "MaxPooling2D": _simple("MaxPooling2D", _POOL),
-    "AveragePooling1D": _simple("AveragePooling1D", _POOL),
-    "AveragePooling2D": _simple("AveragePooling2D", _POOL),
-    "GlobalAveragePooling2D": _simple("GlobalAveragePooling2D"),
-    "GlobalMaxPooling2D": _simple("GlobalMaxPooling2D"),
     "BatchNormalization": _simple("BatchNormalization", ("axis", "momentum", "epsilon", "center",
                                                          "scale")),
     "LayerNormalization": _simple("LayerNormalization", _NORM),
@@ -199,11 +171,30 @@ CONVERTERS = {
 }
 
 # for docs/keras_export.md
-KERAS_FORMS = {
-    "Lambda": "keras.ops calls of the formula, then layers.Identity(name=node id)",
-    "Embedding": "layers.Embedding on ops.where(inside, index, 0), times the 'inside' mask",
+_NOT_YET_DECLARED_FORMS = {
     "GRU": "layers.GRU (reset_after=True, Keras' default); bias = stack(bias, recurrent_bias)",
 }
+
+
+# what a layer's KerasForm write(k, n) is handed: this module's helpers; source(tree, env,
+# nid=node id) writes a Lambda formula as keras.ops calls
+KIT = SimpleNamespace(call=call, kw=_kw, weight_args=_weight_args, unsupported=unsupported,
+                      fmt=fmt, source=functools.partial(expr_source.source, dialect=KERAS_OPS))
+
+
+def _from_form(form):
+    if form.write is not None:
+        return lambda n: form.write(KIT, n)
+    return _simple(form.cls, form.params, form.weights)
+
+
+# every layer's converter: its declaration's KerasForm (core/registry.py), else the table above
+CONVERTERS = {t: _from_form(f) for t, f in declared("keras").items()}
+CONVERTERS.update(_NOT_YET_DECLARED)
+
+# for docs/keras_export.md
+KERAS_FORMS = {t: f.doc for t, f in declared("keras").items() if f.doc}
+KERAS_FORMS.update(_NOT_YET_DECLARED_FORMS)
 
 
 def keras_weight_names(type_id, specs):

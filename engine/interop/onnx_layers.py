@@ -1,4 +1,5 @@
-"""One converter per layer type: convert(b, n) appends the node's ONNX ops to the Builder b and
+"""One converter per layer type, declared beside the layer (its `onnx_form`, an OnnxForm of
+core/registry.py) or, for the layers not yet moved there, written below: convert(b, n) appends the node's ONNX ops to the Builder b and
 returns its output tensors, one per port. n (a Node) holds the node's id, params, layer
 declaration, input tensors, per-sample input and output shapes and weights (float32 arrays by
 name). Tensors are batch first and channels last, as in Layerloom; convolutions and pooling
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerloom.core import expr
-from layerloom.interop.onnx_graph import onnx
+from layerloom.core.registry import declared
+from layerloom.layers.kit import onnx_channels_first, onnx_channels_last, onnx_pads_after
 
 
 @dataclass
@@ -23,18 +24,6 @@ class Node:
     w: dict
 
 
-def _dense(b, n):
-    p = n.params
-    z = b.op("MatMul", [n.x[0], b.const(n.w["kernel"], f"{n.id}/kernel")])
-    if p["use_bias"]:
-        z = b.op("Add", [z, b.const(n.w["bias"], f"{n.id}/bias")])
-    return [b.activation(p["activation"], z)]
-
-
-def _activation(b, n):
-    return [b.activation(n.params["activation"], n.x[0])]
-
-
 def _identity(b, n):
     """Inference form of SpatialDropout2D, GaussianNoise: the input itself."""
     return [n.x[0]]
@@ -46,43 +35,7 @@ def _dropout(b, n):
     return [b.op("Dropout", [n.x[0], b.const(n.params["rate"], f"{n.id}/ratio")])]
 
 
-def _lambda(b, n):
-    env = dict(zip(expr.INPUT_NAMES, n.x))
-    tree = expr.parse(n.params["expression"])
-    y = b.expression(tree, env)
-    if not expr.variables(tree):  # a constant formula: shaped like input 0, as Layerloom's
-        y = b.op("Expand", [y, b.op("Shape", [n.x[0]])])
-    return [y]
-
-
-def _embedding(b, n):
-    """(int)x truncates towards zero; indices outside 0..input_dim-1 read an appended row of
-    zeros, as the kernel gives zero vectors for them."""
-    V = n.params["input_dim"]
-    table = np.concatenate([n.w["embeddings"], np.zeros((1, n.params["output_dim"]),
-                                                        np.float32)])
-    k = b.op("Cast", [n.x[0]], to=onnx.TensorProto.INT64)
-    ok = b.op("And", [b.op("GreaterOrEqual", [k, b.const(0, "zero", np.int64)]),
-                      b.op("Less", [k, b.const(V, "input_dim", np.int64)])])
-    k = b.op("Where", [ok, k, b.const(V, "input_dim", np.int64)])
-    return [b.op("Gather", [b.const(table, f"{n.id}/embeddings"), k], axis=0)]
-
-
 # -- convolution and pooling -------------------------------------------------------------------
-def _pads_after(size, out, k, stride, dilation, before):
-    """Padding after the data that gives `out` windows (Keras' valid/same/causal): what the
-    last window reaches past the end, never negative (ONNX floors the count)."""
-    return max((out - 1) * stride + (k - 1) * dilation + 1 - size - before, 0)
-
-
-def _to_channels_first(b, x, rank):
-    return b.op("Transpose", [x], perm=[0, rank + 1] + list(range(1, rank + 1)))
-
-
-def _to_channels_last(b, x, rank):
-    return b.op("Transpose", [x], perm=[0] + list(range(2, rank + 2)) + [1])
-
-
 def _conv(b, n):
     p, layer = n.params, n.layer
     rank = layer.rank
@@ -91,39 +44,18 @@ def _conv(b, n):
     if rank == 2:
         w = kernel.transpose(3, 2, 0, 1)
         attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW], dilations=[g.DH, g.DW],
-                     pads=[g.PT, g.PL, _pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT),
-                           _pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+                     pads=[g.PT, g.PL, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT),
+                           onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
     else:
         w = kernel.transpose(2, 1, 0)
         attrs = dict(kernel_shape=[g.KW], strides=[g.SW], dilations=[g.DW],
-                     pads=[g.PL, _pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
-    inputs = [_to_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
+                     pads=[g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+    inputs = [onnx_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
                                                            f"{n.id}/kernel")]
     if p["use_bias"]:
         inputs.append(b.const(n.w["bias"], f"{n.id}/bias"))
-    y = _to_channels_last(b, b.op("Conv", inputs, **attrs), rank)
+    y = onnx_channels_last(b, b.op("Conv", inputs, **attrs), rank)
     return [b.activation(p["activation"], y)]
-
-
-def _pool(b, n):
-    layer, rank = n.layer, n.layer.rank
-    g = layer.geometry(n.params, n.in_shapes[0])
-    if rank == 2:
-        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW],
-                     pads=[g.PT, g.PL, _pads_after(g.H, g.OH, g.KH, g.SH, 1, g.PT),
-                           _pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
-    else:
-        attrs = dict(kernel_shape=[g.KW], strides=[g.SW],
-                     pads=[g.PL, _pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
-    if layer.avg:  # 'same' windows divide by their in-bounds count, as Keras (TensorFlow)
-        attrs["count_include_pad"] = 0
-    y = b.op("AveragePool" if layer.avg else "MaxPool", [_to_channels_first(b, n.x[0], rank)],
-             **attrs)
-    return [_to_channels_last(b, y, rank)]
-
-
-def _global_pool(b, n):
-    return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1, 2], 0)]
 
 
 # -- normalization -----------------------------------------------------------------------------
@@ -298,13 +230,11 @@ def _upsampling(b, n):
     return [_reshape_to(b, y, n.out_shapes[0])]
 
 
-CONVERTERS = {
-    "Dense": _dense, "Activation": _activation, "Lambda": _lambda, "Embedding": _embedding,
+# the layers whose converter is still written here, not yet declared beside the layer (its
+# OnnxForm): convolution, normalization, recurrent, merging, reshaping, regularization
+_NOT_YET_DECLARED = {
     "Dropout": _dropout, "SpatialDropout2D": _identity, "GaussianNoise": _identity,
     "Conv1D": _conv, "Conv2D": _conv,
-    "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
-    "AveragePooling2D": _pool,
-    "GlobalAveragePooling2D": _global_pool, "GlobalMaxPooling2D": _global_pool,
     "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
     "LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn,
     "Add": _chain("Add"), "Subtract": _chain("Sub"), "Multiply": _chain("Mul"),
@@ -315,23 +245,13 @@ CONVERTERS = {
     "UpSampling2D": _upsampling,
 }
 
-# for docs/onnx.md: the ops each layer type becomes
-LAYER_OPS = {
-    "Dense": "MatMul, Add (bias), activation",
-    "Activation": "the activation's ops",
-    "Lambda": "the expression's ops (table below); Expand for a constant formula",
-    "Embedding": "Cast to int64, GreaterOrEqual, Less, And, Where, Gather (zero row for "
-                 "out-of-range indices)",
+# for docs/onnx.md: the ops each layer type becomes (a declared one: its OnnxForm's ops)
+_NOT_YET_DECLARED_OPS = {
     "Dropout": "Dropout (its ratio kept; the identity at inference)",
     "SpatialDropout2D": "nothing (identity)",
     "GaussianNoise": "nothing (identity)",
     "Conv1D": "Transpose (NTC->NCT), Conv, Transpose back, activation",
     "Conv2D": "Transpose (NHWC->NCHW), Conv, Transpose back, activation",
-    "MaxPooling1D": "Transpose, MaxPool, Transpose",
-    "MaxPooling2D": "Transpose, MaxPool, Transpose",
-    "AveragePooling1D": "Transpose, AveragePool (count_include_pad=0), Transpose",
-    "AveragePooling2D": "Transpose, AveragePool (count_include_pad=0), Transpose",
-    "GlobalAveragePooling2D": "ReduceMean over H, W", "GlobalMaxPooling2D": "ReduceMax over H, W",
     "BatchNormalization": "Sub (moving mean), Mul (gamma / sqrt(moving var + eps)), Add (beta)",
     "LayerNormalization": "LayerNormalization (axis -1)",
     "LSTM": "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), Squeeze, "
@@ -346,3 +266,9 @@ LAYER_OPS = {
     "RepeatVector": "Unsqueeze, Tile", "Cropping2D": "Slice", "ZeroPadding2D": "Pad",
     "UpSampling2D": "Reshape, Tile, Reshape (nearest)",
 }
+
+# every layer's converter: its declaration's OnnxForm (core/registry.py), else the table above
+CONVERTERS = {t: f.convert for t, f in declared("onnx").items()}
+CONVERTERS.update(_NOT_YET_DECLARED)
+LAYER_OPS = {t: f.ops for t, f in declared("onnx").items()}
+LAYER_OPS.update(_NOT_YET_DECLARED_OPS)

@@ -1,10 +1,14 @@
 """Each Layerloom layer as PyTorch source text, for torch_code.py's script: one converter per
-layer type returns (lines of __init__, lines of forward) for a node. Data stays channels-last
+layer type (declared beside the layer, its `torch_form`, or for the layers not yet moved there
+written below) returns (lines of __init__, lines of forward) for a node. Data stays channels-last
 (Layerloom's and Keras' layout) between layers; a convolution or pooling permutes to torch's
 channels-first and back around its own call. Weights keep Layerloom's names and layout in the
 .npz; TORCH_WEIGHTS in the script says how each becomes a torch parameter (transpose)."""
-from layerloom.core import expr
+import functools
+from types import SimpleNamespace
+
 from layerloom.core.errors import DataError, quote
+from layerloom.core.registry import declared
 from layerloom.interop import expr_source
 from layerloom.interop.expr_source import Dialect
 
@@ -52,17 +56,6 @@ def _init(n, attr, key, default):
     return table[name]
 
 
-def dense(n):
-    _no_regularizers(n)
-    s = n.self
-    init = [f"{s} = nn.Linear({n.in_shapes[0][-1]}, {n.params['units']}, "
-            f"bias={bool(n.params['use_bias'])!r})",
-            _init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
-    if n.params["use_bias"]:
-        init.append(_init(n, f"{s}.bias", "bias_initializer", "zeros"))
-    return init, [f"{n.out} = {activation(n, f'{s}({n.x[0]})')}"], {"kernel": ("weight", "T"), "bias": ("bias", "")}
-
-
 def _pair(v):
     return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
 
@@ -99,39 +92,6 @@ def conv2d(n):
 
 _TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)"}  # channels-last -> torch's channels-first
 _TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)"}
-
-
-def pool(kind, rank):
-    """Max/AveragePooling1D and 2D: F.max_poolNd / F.avg_poolNd between permutes; Keras'
-    same padding: the padding never wins the max, the average counts only cells inside."""
-    def convert(n):
-        p = n.params
-        ks = _pair(p["pool_size"]) if rank == 2 else (int(p["pool_size"]),)
-        sts = (_pair(p["strides"]) if rank == 2 else (int(p["strides"]),)) \
-            if p.get("strides") else ks
-        k, st = (ks, sts) if rank == 2 else (ks[0], sts[0])  # torch: a tuple or an int
-        fn = f"F.{'max' if kind == 'max' else 'avg'}_pool{rank}d"
-        x, back = f"{n.x[0]}.permute{_TO_FIRST[rank]}", f".permute{_TO_LAST[rank]}"
-        if p["padding"] == "valid":
-            return [], [f"{n.out} = {fn}({x}, {k}, {st}){back}"], {}
-        if p["padding"] != "same":
-            raise unsupported(n.id, n.type, "padding", p["padding"])
-        sizes = n.in_shapes[0][:rank]
-        pads = tuple(v for d in reversed(range(rank))  # F.pad: the last axis first
-                     for v in _same_pads(sizes[d], ks[d], sts[d], 1))
-        if kind == "max":
-            return [], [f"{n.out} = {fn}(F.pad({x}, {pads}, value=-float('inf')), "
-                        f"{k}, {st}){back}"], {}
-        return [], [f"{n.out} = ({fn}(F.pad({x}, {pads}), {k}, {st}) / {fn}("
-                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st})){back}"], {}
-    return convert
-
-
-def global_pool(kind):
-    def convert(n):
-        fn = "amax" if kind == "max" else "mean"
-        return [], [f"{n.out} = {n.x[0]}.{fn}(dim=(1, 2))"], {}
-    return convert
 
 
 def batch_norm(n):
@@ -184,10 +144,6 @@ def gaussian_noise(n):
     sd = float(n.params["stddev"])
     return [], [f"{n.out} = {n.x[0]} + {sd!r} * torch.randn_like({n.x[0]}) if self.training "
                 f"else {n.x[0]}"], {}
-
-
-def act_layer(n):
-    return [], [f"{n.out} = {activation(n, n.x[0])}"], {}
 
 
 def flatten(n):
@@ -286,21 +242,6 @@ def upsampling(n):
     return [], [f"{n.out} = {n.x[0]}.repeat_interleave({sh}, 1).repeat_interleave({sw}, 2)"], {}
 
 
-def embedding(n):
-    """Layerloom gives indices out of range zero vectors (nn.Embedding would raise)."""
-    if n.params.get("embeddings_regularizer"):
-        raise unsupported(n.id, n.type, "embeddings_regularizer",
-                          n.params["embeddings_regularizer"])
-    s, v = n.self, int(n.params["input_dim"])
-    init = [f"{s} = nn.Embedding({v}, {int(n.params['output_dim'])})",
-            _init(n, f"{s}.weight", "embeddings_initializer", "random_uniform")]
-    i = f"{n.out}_index"
-    fwd = [f"{i} = {n.x[0]}.long()",
-           f"{n.out} = {s}({i}.clamp(0, {v - 1})) * (({i} >= 0) & ({i} < {v}))"
-           ".unsqueeze(-1).to(torch.float32)  # zero vectors out of range, as Layerloom"]
-    return init, fwd, {"embeddings": ("weight", "")}
-
-
 # -- Lambda: the formula as torch calls (no Python function is stored) -------------------------
 TORCH = Dialect(
     "torch",
@@ -316,15 +257,6 @@ TORCH = Dialect(
     clip="torch.minimum(torch.maximum({x}, {lo}), {hi})",
     # numbers as 0-d tensors: torch.maximum takes no Python float
     number=lambda v: f"torch.tensor({v!r})")
-
-
-def lambda_layer(n):
-    tree = expr.parse(n.params["expression"])
-    src = expr_source.source(tree, dict(zip(expr.INPUT_NAMES, n.x)), TORCH, n.id)
-    if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
-        src = f"torch.full_like({n.x[0]}, {float(expr.evaluate(tree, {}))!r})"
-    return [], [f"# Lambda {n.params['expression']!r}",
-                f"{n.out} = {src}"], {}
 
 
 # -- recurrent layers: Keras' equations as a loop over the steps, the weights in Layerloom's
@@ -381,15 +313,13 @@ def recurrent(n):
     return init, fwd, {k: (k, "") for k in names}
 
 
-CONVERTERS = {
+# the layers whose converter is still written here, not yet declared beside the layer (its
+# TorchForm): convolution, normalization, recurrent, merging, reshaping, regularization
+_NOT_YET_DECLARED = {
     "SimpleRNN": recurrent, "LSTM": recurrent, "GRU": recurrent,
-    "Lambda": lambda_layer,
-    "Conv1D": conv1d, "MaxPooling1D": pool("max", 1), "AveragePooling1D": pool("avg", 1),
+    "Conv1D": conv1d,
     "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "UpSampling2D": upsampling,
-    "Embedding": embedding,
-    "Dense": dense, "Conv2D": conv2d, "Activation": act_layer,
-    "MaxPooling2D": pool("max", 2), "AveragePooling2D": pool("avg", 2),
-    "GlobalMaxPooling2D": global_pool("max"), "GlobalAveragePooling2D": global_pool("avg"),
+    "Conv2D": conv2d,
     "BatchNormalization": batch_norm, "LayerNormalization": layer_norm,
     "Dropout": dropout, "SpatialDropout2D": spatial_dropout, "GaussianNoise": gaussian_noise,
     "Flatten": flatten, "Reshape": reshape, "Permute": permute, "RepeatVector": repeat_vector,
@@ -397,3 +327,15 @@ CONVERTERS = {
     "Average": merge("average"), "Maximum": merge("maximum"), "Minimum": merge("minimum"),
     "Concatenate": merge("concatenate"), "Dot": dot,
 }
+
+
+# what a layer's TorchForm converter is handed (convert(KIT, n)): this module's helpers;
+# source(tree, env, nid=node id) writes a Lambda formula as torch calls
+KIT = SimpleNamespace(activation=activation, init=_init, unsupported=unsupported,
+                      no_regularizers=_no_regularizers, pair=_pair, same_pads=_same_pads,
+                      to_first=_TO_FIRST, to_last=_TO_LAST,
+                      source=functools.partial(expr_source.source, dialect=TORCH))
+
+# every layer's converter: its declaration's TorchForm (core/registry.py), else the table above
+CONVERTERS = {t: (lambda n, f=f: f.convert(KIT, n)) for t, f in declared("torch").items()}
+CONVERTERS.update(_NOT_YET_DECLARED)

@@ -3,10 +3,11 @@
 import numpy as np
 
 from layerloom.core import expr
-from layerloom.core.activations import NAMES, REFERENCE
+from layerloom.core.activations import LEAKY_SLOPE, NAMES, REFERENCE
 from layerloom.core.errors import quote
 from layerloom.core.params import Bool, Expr, Int, Shape
-from layerloom.core.registry import Layer, register, ShapeError, Variadic, WeightSpec
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
+                                     Variadic, WeightSpec)
 from layerloom.layers.kit import (activation_param, activation_scratch,
                                   backward_through_activation, forward_with_activation,
                                   kernel_and_bias_params, same_shapes, weight_params)
@@ -35,6 +36,32 @@ class Input(Layer):
         return [xs[0]]
 
 
+# -- Dense's interop forms (the converters receive interop's builder or kit: see OnnxForm,
+# TorchForm and KerasForm in core/registry.py) ---------------------------------------------
+def _dense_onnx(b, n):
+    p = n.params
+    z = b.op("MatMul", [n.x[0], b.const(n.w["kernel"], f"{n.id}/kernel")])
+    if p["use_bias"]:
+        z = b.op("Add", [z, b.const(n.w["bias"], f"{n.id}/bias")])
+    return [b.activation(p["activation"], z)]
+
+
+def _dense_torch(t, n):
+    t.no_regularizers(n)
+    s = n.self
+    init = [f"{s} = nn.Linear({n.in_shapes[0][-1]}, {n.params['units']}, "
+            f"bias={bool(n.params['use_bias'])!r})",
+            t.init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
+    if n.params["use_bias"]:
+        init.append(t.init(n, f"{s}.bias", "bias_initializer", "zeros"))
+    return init, [f"{n.out} = {t.activation(n, f'{s}({n.x[0]})')}"], {"kernel": ("weight", "T"), "bias": ("bias", "")}
+
+
+def _dense_keras_in(o, shapes):
+    return {"units": o.get("units"), "activation": o.activation(),
+            "use_bias": o.get("use_bias", True), **o.weight_params("kernel", "bias")}
+
+
 @register
 class Dense(Layer):
     type_id = "Dense"
@@ -53,6 +80,10 @@ class Dense(Layer):
                  ({"units": 3, "kernel_regularizer": {"l1": 0.01, "l2": 0.1},
                    "bias_regularizer": {"l2": 0.5}, "kernel_initializer": "orthogonal"}, [(4,)]),
                  ({"units": 3, "activation": "tanh"}, [(2, 5)]))
+    onnx_form = OnnxForm(_dense_onnx, "MatMul, Add (bias), activation")
+    torch_form = TorchForm(_dense_torch)
+    keras_form = KerasForm("Dense", ("units", "activation", "use_bias"), ("kernel", "bias"),
+                           read=_dense_keras_in)
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0][:-1] + (p["units"],)]
@@ -96,6 +127,46 @@ class Dense(Layer):
         return [REFERENCE[p["activation"]](z)]
 
 
+# -- Activation's interop forms; Keras' activation layers (ReLU, LeakyReLU, ELU, Softmax) read
+# as Activation where they compute one of its activations ------------------------------------
+def _activation_onnx(b, n):
+    return [b.activation(n.params["activation"], n.x[0])]
+
+
+def _activation_torch(t, n):
+    return [], [f"{n.out} = {t.activation(n, n.x[0])}"], {}
+
+
+def _activation_keras_in(o, shapes):
+    return {"activation": o.activation(default=None)}
+
+
+def _relu_keras_in(o, shapes):
+    o.must("negative_slope", 0, 0.0)
+    o.must("threshold", 0, 0.0)
+    top = o.get("max_value")
+    if top not in (None, 6, 6.0):
+        o.fail("max_value", "has no Layerloom form (only None or 6: relu6)")
+    return {"activation": "relu" if top is None else "relu6"}
+
+
+def _leaky_relu_keras_in(o, shapes):
+    key = "alpha" if "alpha" in o.c else "negative_slope"
+    if o.f32(o.get(key, 0.3)) != o.f32(LEAKY_SLOPE):
+        o.fail(key, f"differs from Layerloom's leaky_relu slope {LEAKY_SLOPE}")
+    return {"activation": "leaky_relu"}
+
+
+def _elu_keras_in(o, shapes):
+    o.must("alpha", 1, 1.0)
+    return {"activation": "elu"}
+
+
+def _softmax_keras_in(o, shapes):
+    o.must("axis", -1, len(shapes[0]), [-1], [len(shapes[0])])
+    return {"activation": "softmax"}
+
+
 @register
 class Activation(Layer):
     type_id = "Activation"
@@ -105,6 +176,11 @@ class Activation(Layer):
     activation_param = "activation"
     pre_activation_is_input = True  # a fused loss reads this node's input as the logits
     examples = tuple(({"activation": a}, [shape]) for a in NAMES for shape in ((7,), (3, 33)))
+    onnx_form = OnnxForm(_activation_onnx, "the activation's ops")
+    torch_form = TorchForm(_activation_torch)
+    keras_form = KerasForm("Activation", ("activation",), read=_activation_keras_in,
+                           also={"ReLU": _relu_keras_in, "LeakyReLU": _leaky_relu_keras_in,
+                                 "ELU": _elu_keras_in, "Softmax": _softmax_keras_in})
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
@@ -125,6 +201,57 @@ class Activation(Layer):
         return [REFERENCE[p["activation"]](xs[0])]
 
 
+# -- Embedding's interop forms ----------------------------------------------------------------
+def _embedding_onnx(b, n):
+    """(int)x truncates towards zero; indices outside 0..input_dim-1 read an appended row of
+    zeros, as the kernel gives zero vectors for them."""
+    V = n.params["input_dim"]
+    table = np.concatenate([n.w["embeddings"], np.zeros((1, n.params["output_dim"]),
+                                                        np.float32)])
+    k = b.op("Cast", [n.x[0]], to=7)  # onnx.TensorProto.INT64
+    ok = b.op("And", [b.op("GreaterOrEqual", [k, b.const(0, "zero", np.int64)]),
+                      b.op("Less", [k, b.const(V, "input_dim", np.int64)])])
+    k = b.op("Where", [ok, k, b.const(V, "input_dim", np.int64)])
+    return [b.op("Gather", [b.const(table, f"{n.id}/embeddings"), k], axis=0)]
+
+
+def _embedding_torch(t, n):
+    """Layerloom gives indices out of range zero vectors (nn.Embedding would raise)."""
+    if n.params.get("embeddings_regularizer"):
+        raise t.unsupported(n.id, n.type, "embeddings_regularizer",
+                            n.params["embeddings_regularizer"])
+    s, v = n.self, int(n.params["input_dim"])
+    init = [f"{s} = nn.Embedding({v}, {int(n.params['output_dim'])})",
+            t.init(n, f"{s}.weight", "embeddings_initializer", "random_uniform")]
+    i = f"{n.out}_index"
+    fwd = [f"{i} = {n.x[0]}.long()",
+           f"{n.out} = {s}({i}.clamp(0, {v - 1})) * (({i} >= 0) & ({i} < {v}))"
+           ".unsqueeze(-1).to(torch.float32)  # zero vectors out of range, as Layerloom"]
+    return init, fwd, {"embeddings": ("weight", "")}
+
+
+def _embedding_keras(k, n):
+    """Keras' Embedding refuses indices out of range; Layerloom's gives them zero vectors:
+    they look up row 0 and are multiplied by 0."""
+    V, x, y = n.params["input_dim"], n.x[0], n.out[0]
+    ids, ok = f"{y}_ids", f"{y}_inside"
+    return [f"{ids} = ops.cast({x}, 'int32')  # indices, truncated towards zero",
+            f"{ok} = ops.logical_and(ops.greater_equal({ids}, 0), ops.less({ids}, {V}))",
+            f"{y} = " + k.call("Embedding", k.kw(n, ["input_dim", "output_dim"])
+                               + k.weight_args(n, ("embeddings",)), n,
+                               [f"ops.where({ok}, {ids}, 0)"]),
+            f"{y} = {y} * ops.expand_dims(ops.cast({ok}, 'float32'), -1)  # zero vectors "
+            "for indices out of range, as Layerloom"]
+
+
+def _embedding_keras_in(o, shapes):
+    o.must("mask_zero", False)
+    o.must("sparse", False)
+    o.must("embeddings_constraint", None)
+    return {"input_dim": o.get("input_dim"), "output_dim": o.get("output_dim"),
+            **o.weight_params("embeddings")}
+
+
 @register
 class Embedding(Layer):
     type_id = "Embedding"
@@ -138,6 +265,14 @@ class Embedding(Layer):
     examples = (({"input_dim": 7, "output_dim": 3}, [(5,)]),
                 ({"input_dim": 4, "output_dim": 33}, [(2, 3)]))
     integer_inputs = True   # the test harness feeds indices
+    onnx_form = OnnxForm(_embedding_onnx, "Cast to int64, GreaterOrEqual, Less, And, Where, "
+                         "Gather (zero row for out-of-range indices)")
+    torch_form = TorchForm(_embedding_torch)
+    keras_form = KerasForm("Embedding", ("input_dim", "output_dim"), ("embeddings",),
+                           write=_embedding_keras, read=_embedding_keras_in,
+                           weight_order=("embeddings",),
+                           doc="layers.Embedding on ops.where(inside, index, 0), times the "
+                               "'inside' mask")
 
     def output_shapes(self, p, in_shapes):
         return [tuple(in_shapes[0]) + (p["output_dim"],)]
@@ -162,6 +297,36 @@ class Embedding(Layer):
         return [np.where(ok[..., None], ws["embeddings"][np.clip(idx, 0, p["input_dim"] - 1)], 0.0)]
 
 
+# -- Lambda's interop forms: the formula as each format's operations (k.source, t.source:
+# expr_source in that format's dialect); no Python function is stored anywhere ---------------
+def _lambda_onnx(b, n):
+    env = dict(zip(expr.INPUT_NAMES, n.x))
+    tree = expr.parse(n.params["expression"])
+    y = b.expression(tree, env)
+    if not expr.variables(tree):  # a constant formula: shaped like input 0, as Layerloom's
+        y = b.op("Expand", [y, b.op("Shape", [n.x[0]])])
+    return [y]
+
+
+def _lambda_torch(t, n):
+    tree = expr.parse(n.params["expression"])
+    src = t.source(tree, dict(zip(expr.INPUT_NAMES, n.x)), nid=n.id)
+    if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
+        src = f"torch.full_like({n.x[0]}, {float(expr.evaluate(tree, {}))!r})"
+    return [], [f"# Lambda {n.params['expression']!r}",
+                f"{n.out} = {src}"], {}
+
+
+def _lambda_keras(k, n):
+    tree = expr.parse(n.params["expression"])
+    env = dict(zip(expr.INPUT_NAMES, n.x))
+    src = k.source(tree, env, nid=n.id)
+    if not expr.variables(tree):  # a constant formula, shaped like input 0 as Layerloom's
+        src = f"ops.full_like({n.x[0]}, {src})"
+    return [f"# Lambda {n.params['expression']!r}: keras.ops (no Python function is stored)",
+            f"{n.out[0]} = layers.Identity(name={n.id!r})({src})"]
+
+
 @register
 class Lambda(Layer):
     type_id = "Lambda"
@@ -180,6 +345,13 @@ class Lambda(Layer):
                 ({"expression": "sqrt(x * x + 1) + tanh(x) ** 3 - pow(2, x) + erf(x)"}, [(7,)]),
                 ({"expression": "clip(a, -0.5, 0.5) * softplus(b) + minimum(a, b) - log(1 + b*b)"},
                  [(9,), (9,)]))
+    onnx_form = OnnxForm(_lambda_onnx,
+                         "the expression's ops (table below); Expand for a constant formula")
+    torch_form = TorchForm(_lambda_torch)
+    # export only (cls None: no Keras class is read as it): a Keras Lambda holds a Python
+    # function, Layerloom's a formula (keras_in_layers refuses it by name)
+    keras_form = KerasForm(None, write=_lambda_keras,
+                           doc="keras.ops calls of the formula, then layers.Identity(name=node id)")
 
     def output_shapes(self, p, in_shapes):
         if len(in_shapes) > 4:

@@ -101,3 +101,18 @@ def alias_backward(ops, s):
     gradient passes through unchanged, added in when the input fans out."""
     if s.dx[0] is not None:
         ops.copy(s.dy[0].buf, s.dx[0].buf, s.n * s.y[0].size, accumulate=s.acc[0])
+
+
+# -- interop helpers the layers' ONNX forms share (b: interop's ONNX Builder) -----------------
+def onnx_pads_after(size, out, k, stride, dilation, before):
+    """Padding after the data that gives `out` windows (Keras' valid/same/causal): what the
+    last window reaches past the end, never negative (ONNX floors the count)."""
+    return max((out - 1) * stride + (k - 1) * dilation + 1 - size - before, 0)
+
+
+def onnx_channels_first(b, x, rank):
+    return b.op("Transpose", [x], perm=[0, rank + 1] + list(range(1, rank + 1)))
+
+
+def onnx_channels_last(b, x, rank):
+    return b.op("Transpose", [x], perm=[0] + list(range(2, rank + 2)) + [1])

@@ -5,9 +5,10 @@ import numpy as np
 
 from layerloom.backend.geometry import PoolGeometry
 from layerloom.core.graph import fmt_shape
-from layerloom.layers.kit import window_geometry
+from layerloom.layers.kit import (onnx_channels_first, onnx_channels_last, onnx_pads_after,
+                                  window_geometry)
 from layerloom.core.params import Choice, Int, Pair
-from layerloom.core.registry import Layer, ShapeError, register
+from layerloom.core.registry import KerasForm, Layer, OnnxForm, ShapeError, TorchForm, register
 
 
 class _Pool(Layer):
@@ -81,12 +82,77 @@ _EX2 = (({}, [(4, 6, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [
 _EX1 = (({}, [(8, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 2)]))
 
 
+# -- interop forms: ONNX export, PyTorch code, Keras out and in -------------------------------
+def _pool_onnx(b, n):
+    layer, rank = n.layer, n.layer.rank
+    g = layer.geometry(n.params, n.in_shapes[0])
+    if rank == 2:
+        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW],
+                     pads=[g.PT, g.PL, onnx_pads_after(g.H, g.OH, g.KH, g.SH, 1, g.PT),
+                           onnx_pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
+    else:
+        attrs = dict(kernel_shape=[g.KW], strides=[g.SW],
+                     pads=[g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
+    if layer.avg:  # 'same' windows divide by their in-bounds count, as Keras (TensorFlow)
+        attrs["count_include_pad"] = 0
+    y = b.op("AveragePool" if layer.avg else "MaxPool", [onnx_channels_first(b, n.x[0], rank)],
+             **attrs)
+    return [onnx_channels_last(b, y, rank)]
+
+
+def _pool_torch(kind, rank):
+    """Max/AveragePooling1D and 2D: F.max_poolNd / F.avg_poolNd between permutes; Keras'
+    same padding: the padding never wins the max, the average counts only cells inside."""
+    def convert(t, n):
+        p = n.params
+        ks = t.pair(p["pool_size"]) if rank == 2 else (int(p["pool_size"]),)
+        sts = (t.pair(p["strides"]) if rank == 2 else (int(p["strides"]),)) \
+            if p.get("strides") else ks
+        k, st = (ks, sts) if rank == 2 else (ks[0], sts[0])  # torch: a tuple or an int
+        fn = f"F.{'max' if kind == 'max' else 'avg'}_pool{rank}d"
+        x, back = f"{n.x[0]}.permute{t.to_first[rank]}", f".permute{t.to_last[rank]}"
+        if p["padding"] == "valid":
+            return [], [f"{n.out} = {fn}({x}, {k}, {st}){back}"], {}
+        if p["padding"] != "same":
+            raise t.unsupported(n.id, n.type, "padding", p["padding"])
+        sizes = n.in_shapes[0][:rank]
+        pads = tuple(v for d in reversed(range(rank))  # F.pad: the last axis first
+                     for v in t.same_pads(sizes[d], ks[d], sts[d], 1))
+        if kind == "max":
+            return [], [f"{n.out} = {fn}(F.pad({x}, {pads}, value=-float('inf')), "
+                        f"{k}, {st}){back}"], {}
+        return [], [f"{n.out} = ({fn}(F.pad({x}, {pads}), {k}, {st}) / {fn}("
+                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st})){back}"], {}
+    return TorchForm(convert)
+
+
+def _pool_keras_in(rank):
+    def read(o, shapes):
+        get = o.get if rank == 2 else o.number
+        return {"pool_size": get("pool_size", 2), "strides": get("strides"),
+                "padding": o.get("padding", "valid")}
+    return read
+
+
+def _pool_keras(cls, short):
+    """Keras' class, and its short alias (MaxPool2D) read as the same layer."""
+    rank = 2 if cls.endswith("2D") else 1
+    return KerasForm(cls, ("pool_size", "strides", "padding"), read=_pool_keras_in(rank),
+                     also={short: None})
+
+
+_POOL_OPS = "Transpose, {}, Transpose"
+
+
 @register
 class MaxPooling2D(_Pool):
     type_id = "MaxPooling2D"
     help = "Maximum over each pool_size window of (height, width, channels) inputs."
     params = _pool2d_params()
     examples = _EX2
+    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("MaxPool"))
+    torch_form = _pool_torch("max", 2)
+    keras_form = _pool_keras("MaxPooling2D", "MaxPool2D")
 
 
 @register
@@ -96,6 +162,9 @@ class AveragePooling2D(_Pool):
     help = "Mean over each pool_size window of (height, width, channels) inputs."
     params = _pool2d_params()
     examples = _EX2
+    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"))
+    torch_form = _pool_torch("avg", 2)
+    keras_form = _pool_keras("AveragePooling2D", "AvgPool2D")
 
 
 @register
@@ -105,6 +174,9 @@ class MaxPooling1D(_Pool):
     help = "Maximum over each pool_size window of (steps, channels) inputs."
     params = _pool1d_params()
     examples = _EX1
+    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("MaxPool"))
+    torch_form = _pool_torch("max", 1)
+    keras_form = _pool_keras("MaxPooling1D", "MaxPool1D")
 
 
 @register
@@ -115,6 +187,9 @@ class AveragePooling1D(_Pool):
     help = "Mean over each pool_size window of (steps, channels) inputs."
     params = _pool1d_params()
     examples = _EX1
+    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"))
+    torch_form = _pool_torch("avg", 1)
+    keras_form = _pool_keras("AveragePooling1D", "AvgPool1D")
 
 
 class _GlobalPool(Layer):
@@ -148,14 +223,38 @@ class _GlobalPool(Layer):
         return [xs[0].mean((1, 2)) if self.avg else xs[0].max((1, 2))]
 
 
+def _global_pool_onnx(b, n):
+    return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1, 2], 0)]
+
+
+def _global_pool_torch(kind):
+    def convert(t, n):
+        fn = "amax" if kind == "max" else "mean"
+        return [], [f"{n.out} = {n.x[0]}.{fn}(dim=(1, 2))"], {}
+    return TorchForm(convert)
+
+
+def _global_pool_keras_in(o, shapes):
+    o.must("keepdims", False)
+    return {}
+
+
 @register
 class GlobalAveragePooling2D(_GlobalPool):
     type_id = "GlobalAveragePooling2D"
     avg = True
     help = "Mean over height and width: (h, w, c) -> (c)."
+    onnx_form = OnnxForm(_global_pool_onnx, "ReduceMean over H, W")
+    torch_form = _global_pool_torch("avg")
+    keras_form = KerasForm("GlobalAveragePooling2D", read=_global_pool_keras_in,
+                           also={"GlobalAvgPool2D": None})
 
 
 @register
 class GlobalMaxPooling2D(_GlobalPool):
     type_id = "GlobalMaxPooling2D"
     help = "Maximum over height and width: (h, w, c) -> (c)."
+    onnx_form = OnnxForm(_global_pool_onnx, "ReduceMax over H, W")
+    torch_form = _global_pool_torch("max")
+    keras_form = KerasForm("GlobalMaxPooling2D", read=_global_pool_keras_in,
+                           also={"GlobalMaxPool2D": None})
