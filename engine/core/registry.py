@@ -67,13 +67,15 @@ class KerasForm:
     (interop.keras_in_layers.Options), else each of `params` the config sets. also: other Keras
     classes read as this layer, {class: read or None (read as cls)}. weight_order: Layerloom's
     weight names in the Keras layer's order (default: kernel, then bias with use_bias). doc:
-    the export in words where it is not the plain class (docs/keras_export.md)."""
+    the export in words where it is not the plain class (docs/keras_export.md); weight_order
+    may be a function of the params. takes_list: the Keras layer is called on a list of its
+    inputs (the merges)."""
 
     def __init__(self, cls, params=(), weights=(), write=None, read=None, also=None,
-                 weight_order=None, doc=None):
+                 weight_order=None, doc=None, takes_list=False):
         self.cls, self.params, self.weights = cls, tuple(params), tuple(weights)
         self.write, self.read, self.also = write, read, dict(also or {})
-        self.weight_order, self.doc = weight_order, doc
+        self.weight_order, self.doc, self.takes_list = weight_order, doc, takes_list
 
 
 FORMATS = {"onnx": "onnx_form", "torch": "torch_form", "keras": "keras_form"}

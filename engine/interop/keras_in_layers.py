@@ -146,6 +146,18 @@ class Options:
             self.must(f"{p}_constraint", None)
         return out
 
+    def axis_last(self, shapes, key="axis"):
+        """The option names the last axis (Keras counts the batch axis: the last is `rank`)."""
+        rank = len(shapes[0])
+        self.must(key, -1, rank, [-1], [rank])
+
+    def initializer_is(self, key, want):
+        """The initializer is absent or `want` (a Keras class name, or its snake_case)."""
+        v = self.get(key)
+        if v is not None and (v.get("class_name") if isinstance(v, dict) else v) not in (
+                want, snake(want)):
+            self.fail(key, f"has no Layerloom form (only {want})")
+
     def finish(self):
         """Common options, then any other key that is set is one Layerloom lacks."""
         self.must("trainable", True)
@@ -162,19 +174,6 @@ class Options:
 
 
 # -- converters: Options, input shapes -> (Layerloom type id, params) -----------------------
-def _dropout(o, shapes):
-    o.must("noise_shape", None)
-    return "Dropout", {"rate": o.floats("rate", 0.5)}
-
-
-def _spatial_dropout(o, shapes):
-    return "SpatialDropout2D", {"rate": o.floats("rate", 0.5)}
-
-
-def _gaussian_noise(o, shapes):
-    return "GaussianNoise", {"stddev": o.floats("stddev", 0.1)}
-
-
 def _conv(type_id):
     def convert(o, shapes):
         o.must("groups", 1)
@@ -186,46 +185,6 @@ def _conv(type_id):
                          "activation": o.activation(), "use_bias": o.get("use_bias", True),
                          **o.weight_params("kernel", "bias")}
     return convert
-
-
-def _axis_last(o, shapes, key="axis"):
-    rank = len(shapes[0])  # Keras counts the batch axis: the last is `rank`
-    o.must(key, -1, rank, [-1], [rank])
-
-
-def _batch_norm(o, shapes):
-    _axis_last(o, shapes)
-    for k in ("renorm", "synchronized"):
-        o.must(k, False)
-    for k, want in (("beta", "Zeros"), ("gamma", "Ones"), ("moving_mean", "Zeros"),
-                    ("moving_variance", "Ones")):
-        _initializer_is(o, f"{k}_initializer", want)
-        o.must(f"{k}_regularizer", None)
-        o.must(f"{k}_constraint", None)
-    o.must("virtual_batch_size", None)
-    o.must("adjustment", None)
-    return "BatchNormalization", {"momentum": o.floats("momentum", 0.99),
-                                  "epsilon": o.floats("epsilon", 1e-3),
-                                  "center": o.get("center", True), "scale": o.get("scale", True)}
-
-
-def _initializer_is(o, key, want):
-    v = o.get(key)
-    if v is not None and (v.get("class_name") if isinstance(v, dict) else v) not in (
-            want, snake(want)):
-        o.fail(key, f"has no Layerloom form (only {want})")
-
-
-def _layer_norm(o, shapes):
-    _axis_last(o, shapes)
-    o.must("rms_scaling", False)
-    for k, want in (("beta", "Zeros"), ("gamma", "Ones")):
-        _initializer_is(o, f"{k}_initializer", want)
-        o.must(f"{k}_regularizer", None)
-        o.must(f"{k}_constraint", None)
-    return "LayerNormalization", {"epsilon": o.floats("epsilon", 1e-3),
-                                  "center": o.get("center", True),
-                                  "scale": o.get("scale", True)}
 
 
 def _recurrent(type_id):
@@ -262,26 +221,6 @@ def _unit_forget_bias(o, p):
         o.fail("unit_forget_bias", f"with bias_initializer {init!r} has no Layerloom form")
 
 
-def _merge(type_id):
-    def convert(o, shapes):
-        return type_id, {}
-    return convert
-
-
-def _concatenate(o, shapes):
-    return "Concatenate", {"axis": o.get("axis", -1)}
-
-
-def _dot(o, shapes):
-    axes = o.get("axes", -1)
-    if isinstance(axes, list) and len(set(axes)) == 1:
-        axes = axes[0]
-    if axes not in (-1, 1):
-        o.fail("axes", "has no Layerloom form (only -1 or 1 on vectors)")
-    o.must("normalize", False)
-    return "Dot", {"axes": axes}
-
-
 def _simple(type_id, *keys):
     def convert(o, shapes):
         return type_id, {k: o.get(k) for k in keys if o.c.get(k) is not None}
@@ -300,13 +239,8 @@ def _flatten(o, shapes):
 # the Keras classes whose converter is still written here, not yet declared beside the layer
 # (its KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
-    "Dropout": _dropout, "SpatialDropout2D": _spatial_dropout, "GaussianNoise": _gaussian_noise,
     "Conv2D": _conv("Conv2D"), "Conv1D": _conv("Conv1D"),
-    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
     "SimpleRNN": _recurrent("SimpleRNN"), "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"),
-    "Add": _merge("Add"), "Subtract": _merge("Subtract"), "Multiply": _merge("Multiply"),
-    "Average": _merge("Average"), "Maximum": _merge("Maximum"), "Minimum": _merge("Minimum"),
-    "Concatenate": _concatenate, "Dot": _dot,
     "Reshape": _simple("Reshape", "target_shape"), "Permute": _simple("Permute", "dims"),
     "RepeatVector": _simple("RepeatVector", "n"), "Flatten": _flatten,
     "Cropping2D": _simple("Cropping2D", "cropping"),
@@ -358,12 +292,8 @@ def keras_order(type_id, params):
     Keras weight split into several (GRU's (2, 3 * units) bias: bias, recurrent_bias)."""
     form = declared("keras").get(type_id)
     if form is not None and form.weight_order is not None:
-        return list(form.weight_order)
-    if type_id == "BatchNormalization":
-        return (["gamma"] if params["scale"] else []) + (["beta"] if params["center"] else []) \
-            + ["moving_mean", "moving_variance"]
-    if type_id == "LayerNormalization":
-        return (["gamma"] if params["scale"] else []) + (["beta"] if params["center"] else [])
+        order = form.weight_order
+        return list(order(params) if callable(order) else order)
     if type_id == "GRU":
         return ["kernel", "recurrent_kernel", ("bias", "recurrent_bias")]
     if type_id in ("LSTM", "SimpleRNN"):

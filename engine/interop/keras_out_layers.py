@@ -146,23 +146,13 @@ _COMPARE = {">": "greater", ">=": "greater_equal", "<": "less", "<=": "less_equa
 
 _CONV = ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation",
          "use_bias")
-_NORM = ("axis", "epsilon", "center", "scale")
 
 # the layers whose converter is still written here, not yet declared beside the layer (its
 # KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
-    "Dropout": _simple("Dropout", ("rate", "seed")),
-    "SpatialDropout2D": _simple("SpatialDropout2D", ("rate", "seed")),
-    "GaussianNoise": _simple("GaussianNoise", ("stddev", "seed")),
     "Conv1D": _simple("Conv1D", _CONV, ("kernel", "bias")),
     "Conv2D": _simple("Conv2D", _CONV, ("kernel", "bias")),
-    "BatchNormalization": _simple("BatchNormalization", ("axis", "momentum", "epsilon", "center",
-                                                         "scale")),
-    "LayerNormalization": _simple("LayerNormalization", _NORM),
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
-    "Add": _merge("Add"), "Subtract": _merge("Subtract"), "Multiply": _merge("Multiply"),
-    "Maximum": _merge("Maximum"), "Minimum": _merge("Minimum"), "Average": _merge("Average"),
-    "Dot": _merge("Dot", ("axes",)), "Concatenate": _merge("Concatenate", ("axis",)),
     "Reshape": _simple("Reshape", ("target_shape",)), "Flatten": _simple("Flatten"),
     "Permute": _simple("Permute", ("dims",)), "RepeatVector": _simple("RepeatVector", ("n",)),
     "Cropping2D": _simple("Cropping2D", ("cropping",)),
@@ -185,6 +175,8 @@ KIT = SimpleNamespace(call=call, kw=_kw, weight_args=_weight_args, unsupported=u
 def _from_form(form):
     if form.write is not None:
         return lambda n: form.write(KIT, n)
+    if form.takes_list:
+        return _merge(form.cls, form.params)
     return _simple(form.cls, form.params, form.weights)
 
 

@@ -24,17 +24,6 @@ class Node:
     w: dict
 
 
-def _identity(b, n):
-    """Inference form of SpatialDropout2D, GaussianNoise: the input itself."""
-    return [n.x[0]]
-
-
-def _dropout(b, n):
-    """ONNX's Dropout, the identity at inference: kept (with its ratio) so that the model read
-    back (onnx_import) has its Dropout layer again."""
-    return [b.op("Dropout", [n.x[0], b.const(n.params["rate"], f"{n.id}/ratio")])]
-
-
 # -- convolution and pooling -------------------------------------------------------------------
 def _conv(b, n):
     p, layer = n.params, n.layer
@@ -56,30 +45,6 @@ def _conv(b, n):
         inputs.append(b.const(n.w["bias"], f"{n.id}/bias"))
     y = onnx_channels_last(b, b.op("Conv", inputs, **attrs), rank)
     return [b.activation(p["activation"], y)]
-
-
-# -- normalization -----------------------------------------------------------------------------
-def _batch_norm(b, n):
-    """Inference form: (x - moving_mean) * (gamma / sqrt(moving_variance + epsilon)) + beta,
-    the scale folded into one constant."""
-    p, w = n.params, n.w
-    scale = 1.0 / np.sqrt(w["moving_variance"].astype(np.float64) + p["epsilon"])
-    if p["scale"]:
-        scale = scale * w["gamma"]
-    y = b.op("Sub", [n.x[0], b.const(w["moving_mean"], f"{n.id}/moving_mean")])
-    y = b.op("Mul", [y, b.const(scale, f"{n.id}/scale")])
-    if p["center"]:
-        y = b.op("Add", [y, b.const(w["beta"], f"{n.id}/beta")])
-    return [y]
-
-
-def _layer_norm(b, n):
-    p, C = n.params, n.in_shapes[0][-1]
-    gamma = n.w["gamma"] if p["scale"] else np.ones(C, np.float32)
-    inputs = [n.x[0], b.const(gamma, f"{n.id}/gamma")]
-    if p["center"]:
-        inputs.append(b.const(n.w["beta"], f"{n.id}/beta"))
-    return [b.op("LayerNormalization", inputs, axis=-1, epsilon=p["epsilon"])]
 
 
 # -- recurrent ---------------------------------------------------------------------------------
@@ -156,33 +121,6 @@ def _simple_rnn(b, n):
     return [y] + ([h] if p["return_state"] else [])
 
 
-# -- merging -----------------------------------------------------------------------------------
-def _chain(op_type):
-    """Inputs combined left to right, as the kernels do (x0 op x1, then op x2...)."""
-    def convert(b, n):
-        y = n.x[0]
-        for x in n.x[1:]:
-            y = b.op(op_type, [y, x])
-        return [y]
-    return convert
-
-
-def _average(b, n):
-    y = _chain("Add")(b, n)[0]
-    return [b.op("Mul", [y, b.const(1.0 / len(n.x))])]
-
-
-def _dot(b, n):
-    return [b.reduce("ReduceSum", b.op("Mul", [n.x[0], n.x[1]]), [-1], 1)]
-
-
-def _concatenate(b, n):
-    axis = n.params["axis"]
-    rank = len(n.in_shapes[0])
-    a = axis - 1 if axis > 0 else axis + rank  # Keras' axis, batch counted, per sample
-    return [b.op("Concat", n.x, axis=a + 1)]
-
-
 # -- reshaping ---------------------------------------------------------------------------------
 def _reshape_to(b, x, shape):
     """x to (batch,) + shape; 0 keeps the batch axis as it is."""
@@ -233,13 +171,8 @@ def _upsampling(b, n):
 # the layers whose converter is still written here, not yet declared beside the layer (its
 # OnnxForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
-    "Dropout": _dropout, "SpatialDropout2D": _identity, "GaussianNoise": _identity,
     "Conv1D": _conv, "Conv2D": _conv,
-    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
     "LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn,
-    "Add": _chain("Add"), "Subtract": _chain("Sub"), "Multiply": _chain("Mul"),
-    "Maximum": _chain("Max"), "Minimum": _chain("Min"), "Average": _average, "Dot": _dot,
-    "Concatenate": _concatenate,
     "Reshape": _reshape, "Flatten": _flatten, "Permute": _permute,
     "RepeatVector": _repeat_vector, "Cropping2D": _cropping, "ZeroPadding2D": _zero_padding,
     "UpSampling2D": _upsampling,
@@ -247,21 +180,13 @@ _NOT_YET_DECLARED = {
 
 # for docs/onnx.md: the ops each layer type becomes (a declared one: its OnnxForm's ops)
 _NOT_YET_DECLARED_OPS = {
-    "Dropout": "Dropout (its ratio kept; the identity at inference)",
-    "SpatialDropout2D": "nothing (identity)",
-    "GaussianNoise": "nothing (identity)",
     "Conv1D": "Transpose (NTC->NCT), Conv, Transpose back, activation",
     "Conv2D": "Transpose (NHWC->NCHW), Conv, Transpose back, activation",
-    "BatchNormalization": "Sub (moving mean), Mul (gamma / sqrt(moving var + eps)), Add (beta)",
-    "LayerNormalization": "LayerNormalization (axis -1)",
     "LSTM": "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), Squeeze, "
             "Transpose",
     "GRU": "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, Transpose",
     "SimpleRNN": "Transpose, RNN (tanh, relu, sigmoid); other activations unrolled: MatMul, "
                  "Add, Gather, activation, Unsqueeze, Concat",
-    "Add": "Add (chained)", "Subtract": "Sub", "Multiply": "Mul (chained)",
-    "Maximum": "Max (chained)", "Minimum": "Min (chained)", "Average": "Add (chained), Mul",
-    "Dot": "Mul, ReduceSum (keepdims)", "Concatenate": "Concat",
     "Reshape": "Reshape", "Flatten": "Flatten (axis 1)", "Permute": "Transpose",
     "RepeatVector": "Unsqueeze, Tile", "Cropping2D": "Slice", "ZeroPadding2D": "Pad",
     "UpSampling2D": "Reshape, Tile, Reshape (nearest)",

@@ -94,58 +94,6 @@ _TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)"}  # channels-last -> torch's chan
 _TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)"}
 
 
-def batch_norm(n):
-    p, s = n.params, n.self
-    if p["axis"] not in (-1, len(n.in_shapes[0])):
-        raise unsupported(n.id, n.type, "axis", p["axis"])
-    c = n.in_shapes[0][-1]
-    rank = len(n.in_shapes[0])
-    init = [f"{s} = nn.BatchNorm1d({c}, eps={p['epsilon']!r}, momentum={1 - p['momentum']!r}, "
-            f"affine=True)  # torch momentum = 1 - Keras momentum"]
-    if not p["center"]:
-        init.append(f"{s}.bias.requires_grad_(False)")
-    if not p["scale"]:
-        init.append(f"{s}.weight.requires_grad_(False)")
-    if rank == 1:
-        fwd = [f"{n.out} = {s}({n.x[0]})"]
-    else:  # channels-last: features on axis 1 for torch, every other axis a "sample"
-        fwd = [f"{n.out} = {s}({n.x[0]}.reshape(-1, {c})).reshape({n.x[0]}.shape)"]
-    return init, fwd, {"gamma": ("weight", ""), "beta": ("bias", ""),
-                  "moving_mean": ("running_mean", ""), "moving_variance": ("running_var", "")}
-
-
-def layer_norm(n):
-    p, s = n.params, n.self
-    if p["axis"] not in (-1, len(n.in_shapes[0])):
-        raise unsupported(n.id, n.type, "axis", p["axis"])
-    c = n.in_shapes[0][-1]
-    affine = bool(p["center"] or p["scale"])
-    init = [f"{s} = nn.LayerNorm({c}, eps={p['epsilon']!r}, elementwise_affine={affine!r})"]
-    if affine and not p["center"]:
-        init += [f"{s}.bias.requires_grad_(False)"]
-    if affine and not p["scale"]:
-        init += [f"{s}.weight.requires_grad_(False)"]
-    return init, [f"{n.out} = {s}({n.x[0]})"], {"gamma": ("weight", ""), "beta": ("bias", "")}
-
-
-def dropout(n):
-    s = n.self
-    return ([f"{s} = nn.Dropout({float(n.params['rate'])!r})"],
-            [f"{n.out} = {s}({n.x[0]})"], {})
-
-
-def spatial_dropout(n):
-    s = n.self
-    return ([f"{s} = nn.Dropout2d({float(n.params['rate'])!r})"],
-            [f"{n.out} = {s}({n.x[0]}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)"], {})
-
-
-def gaussian_noise(n):
-    sd = float(n.params["stddev"])
-    return [], [f"{n.out} = {n.x[0]} + {sd!r} * torch.randn_like({n.x[0]}) if self.training "
-                f"else {n.x[0]}"], {}
-
-
 def flatten(n):
     return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], -1)  # channels-last order"], {}
 
@@ -162,34 +110,6 @@ def permute(n):
 
 def repeat_vector(n):
     return [], [f"{n.out} = {n.x[0]}.unsqueeze(1).expand(-1, {int(n.params['n'])}, -1)"], {}
-
-
-def dot(n):
-    if n.params["axes"] not in (-1, 1) or any(len(s) != 1 for s in n.in_shapes):
-        raise unsupported(n.id, n.type, "axes", n.params["axes"], "is written for vectors only")
-    return [], [f"{n.out} = ({n.x[0]} * {n.x[1]}).sum(-1, keepdim=True)"], {}
-
-
-def merge(op):
-    def convert(n):
-        xs = n.x
-        if op == "add":
-            e = " + ".join(xs)
-        elif op == "subtract":
-            e = f"{xs[0]} - {xs[1]}"
-        elif op == "multiply":
-            e = " * ".join(xs)
-        elif op == "average":
-            e = f"({' + '.join(xs)}) / {len(xs)}"
-        elif op in ("maximum", "minimum"):
-            e = xs[0]
-            for x in xs[1:]:
-                e = f"torch.{op}({e}, {x})"
-        else:  # concatenate
-            axis = int(n.params["axis"])
-            e = f"torch.cat([{', '.join(xs)}], {axis})"
-        return [], [f"{n.out} = {e}"], {}
-    return convert
 
 
 def conv1d(n):
@@ -320,12 +240,7 @@ _NOT_YET_DECLARED = {
     "Conv1D": conv1d,
     "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "UpSampling2D": upsampling,
     "Conv2D": conv2d,
-    "BatchNormalization": batch_norm, "LayerNormalization": layer_norm,
-    "Dropout": dropout, "SpatialDropout2D": spatial_dropout, "GaussianNoise": gaussian_noise,
     "Flatten": flatten, "Reshape": reshape, "Permute": permute, "RepeatVector": repeat_vector,
-    "Add": merge("add"), "Subtract": merge("subtract"), "Multiply": merge("multiply"),
-    "Average": merge("average"), "Maximum": merge("maximum"), "Minimum": merge("minimum"),
-    "Concatenate": merge("concatenate"), "Dot": dot,
 }
 
 

@@ -5,8 +5,54 @@ import numpy as np
 
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Int
-from layerloom.core.registry import Layer, register, ShapeError, Variadic
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
+                                     Variadic)
 from layerloom.layers.kit import same_shapes
+
+
+# -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
+# KerasForm in core/registry.py); Keras calls a merge on the list of its inputs ----------------
+def _chain_onnx(op_type):
+    """Inputs combined left to right, as the kernels do (x0 op x1, then op x2...)."""
+    def convert(b, n):
+        y = n.x[0]
+        for x in n.x[1:]:
+            y = b.op(op_type, [y, x])
+        return [y]
+    return convert
+
+
+def _average_onnx(b, n):
+    y = _chain_onnx("Add")(b, n)[0]
+    return [b.op("Mul", [y, b.const(1.0 / len(n.x))])]
+
+
+def _merge_torch(op):
+    def convert(t, n):
+        xs = n.x
+        if op == "add":
+            e = " + ".join(xs)
+        elif op == "subtract":
+            e = f"{xs[0]} - {xs[1]}"
+        elif op == "multiply":
+            e = " * ".join(xs)
+        elif op == "average":
+            e = f"({' + '.join(xs)}) / {len(xs)}"
+        elif op in ("maximum", "minimum"):
+            e = xs[0]
+            for x in xs[1:]:
+                e = f"torch.{op}({e}, {x})"
+        else:  # concatenate
+            axis = int(n.params["axis"])
+            e = f"torch.cat([{', '.join(xs)}], {axis})"
+        return [], [f"{n.out} = {e}"], {}
+    return TorchForm(convert)
+
+
+def _merge_forms(cls, onnx_op, ops):
+    """(onnx_form, torch_form, keras_form) of an elementwise merge: ONNX's op chained."""
+    return (OnnxForm(_chain_onnx(onnx_op), ops), _merge_torch(cls.lower()),
+            KerasForm(cls, takes_list=True))
 
 
 class _Merge(Layer):
@@ -32,6 +78,8 @@ class Subtract(_Merge):
     op = "subtract"
     examples = (({}, [(5,), (5,)]), ({}, [(2, 33), (2, 33)]))
 
+    onnx_form, torch_form, keras_form = _merge_forms("Subtract", "Sub", "Sub")
+
     def output_shapes(self, p, in_shapes):
         if len(in_shapes) != 2:
             raise ShapeError(f"takes exactly 2 inputs, has {len(in_shapes)}")
@@ -52,6 +100,8 @@ class Multiply(_Merge):
     type_id = "Multiply"
     help = "Product of its inputs, elementwise."
     op = "multiply"
+
+    onnx_form, torch_form, keras_form = _merge_forms("Multiply", "Mul", "Mul (chained)")
 
     def scratch(self, p, in_shapes):
         return {"prod": in_shapes[0]}
@@ -76,6 +126,10 @@ class Multiply(_Merge):
 class Average(_Merge):
     type_id = "Average"
     help = "Mean of its inputs, elementwise."
+
+    onnx_form = OnnxForm(_average_onnx, "Add (chained), Mul")
+    torch_form = _merge_torch("average")
+    keras_form = KerasForm("Average", takes_list=True)
 
     def forward(self, ops, s):
         super().forward(ops, s)
@@ -116,6 +170,8 @@ class Maximum(_Pick):
     help = "Largest of its inputs, elementwise."
     op = "maximum"
 
+    onnx_form, torch_form, keras_form = _merge_forms("Maximum", "Max", "Max (chained)")
+
     def reference(self, p, xs, ws, training=False):
         return [np.max(xs, axis=0)]
 
@@ -126,8 +182,30 @@ class Minimum(_Pick):
     help = "Smallest of its inputs, elementwise."
     op = "minimum"
 
+    onnx_form, torch_form, keras_form = _merge_forms("Minimum", "Min", "Min (chained)")
+
     def reference(self, p, xs, ws, training=False):
         return [np.min(xs, axis=0)]
+
+
+def _dot_onnx(b, n):
+    return [b.reduce("ReduceSum", b.op("Mul", [n.x[0], n.x[1]]), [-1], 1)]
+
+
+def _dot_torch(t, n):
+    if n.params["axes"] not in (-1, 1) or any(len(s) != 1 for s in n.in_shapes):
+        raise t.unsupported(n.id, n.type, "axes", n.params["axes"], "is written for vectors only")
+    return [], [f"{n.out} = ({n.x[0]} * {n.x[1]}).sum(-1, keepdim=True)"], {}
+
+
+def _dot_keras_in(o, shapes):
+    axes = o.get("axes", -1)
+    if isinstance(axes, list) and len(set(axes)) == 1:
+        axes = axes[0]
+    if axes not in (-1, 1):
+        o.fail("axes", "has no Layerloom form (only -1 or 1 on vectors)")
+    o.must("normalize", False)
+    return {"axes": axes}
 
 
 @register
@@ -139,6 +217,10 @@ class Dot(Layer):
     params = (Int("axes", -1, min=-1, max=1, help="Axis to sum over: -1 or 1 (the features)."),)
     inputs = ("a", "b")
     examples = (({}, [(5,), (5,)]), ({"axes": 1}, [(33,), (33,)]))
+
+    onnx_form = OnnxForm(_dot_onnx, "Mul, ReduceSum (keepdims)")
+    torch_form = TorchForm(_dot_torch)
+    keras_form = KerasForm("Dot", ("axes",), read=_dot_keras_in, takes_list=True)
 
     def output_shapes(self, p, in_shapes):
         a, b = in_shapes
@@ -168,6 +250,8 @@ class Add(Layer):
     inputs = Variadic("x", min=2)
     examples = (({}, [(5,), (5,)]), ({}, [(33,), (33,), (33,)]))
 
+    onnx_form, torch_form, keras_form = _merge_forms("Add", "Add", "Add (chained)")
+
     def output_shapes(self, p, in_shapes):
         return same_shapes(in_shapes)
 
@@ -193,6 +277,13 @@ def _axis(axis, rank):
     return a if 0 <= a < rank else None
 
 
+def _concatenate_onnx(b, n):
+    axis = n.params["axis"]
+    rank = len(n.in_shapes[0])
+    a = axis - 1 if axis > 0 else axis + rank  # Keras' axis, batch counted, per sample
+    return [b.op("Concat", n.x, axis=a + 1)]
+
+
 @register
 class Concatenate(Layer):
     type_id = "Concatenate"
@@ -202,6 +293,11 @@ class Concatenate(Layer):
     inputs = Variadic("x", min=2)
     examples = (({}, [(3,), (5,)]), ({"axis": 1}, [(2, 3), (4, 3), (1, 3)]),
                 ({"axis": -1}, [(2, 31), (2, 2)]))
+
+    onnx_form = OnnxForm(_concatenate_onnx, "Concat")
+    torch_form = _merge_torch("concatenate")
+    keras_form = KerasForm("Concatenate", ("axis",), takes_list=True,
+                           read=lambda o, shapes: {"axis": o.get("axis", -1)})
 
     def output_shapes(self, p, in_shapes):
         rank = len(in_shapes[0])

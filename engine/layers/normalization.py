@@ -2,7 +2,7 @@
 import numpy as np
 
 from layerloom.core.params import Bool, Float, Int
-from layerloom.core.registry import Layer, WeightSpec, register
+from layerloom.core.registry import KerasForm, Layer, OnnxForm, TorchForm, WeightSpec, register
 
 
 def _affine_weights(p, C):
@@ -24,6 +24,62 @@ def _axis_param():
     return Int("axis", -1, min=-1, max=-1, help="Normalised axis; only the last (-1).")
 
 
+# -- BatchNormalization's interop forms (the converters receive interop's builder or kit: see
+# OnnxForm, TorchForm and KerasForm in core/registry.py) ---------------------------------------
+def _batch_norm_onnx(b, n):
+    """Inference form: (x - moving_mean) * (gamma / sqrt(moving_variance + epsilon)) + beta,
+    the scale folded into one constant."""
+    p, w = n.params, n.w
+    scale = 1.0 / np.sqrt(w["moving_variance"].astype(np.float64) + p["epsilon"])
+    if p["scale"]:
+        scale = scale * w["gamma"]
+    y = b.op("Sub", [n.x[0], b.const(w["moving_mean"], f"{n.id}/moving_mean")])
+    y = b.op("Mul", [y, b.const(scale, f"{n.id}/scale")])
+    if p["center"]:
+        y = b.op("Add", [y, b.const(w["beta"], f"{n.id}/beta")])
+    return [y]
+
+
+def _batch_norm_torch(t, n):
+    p, s = n.params, n.self
+    if p["axis"] not in (-1, len(n.in_shapes[0])):
+        raise t.unsupported(n.id, n.type, "axis", p["axis"])
+    c = n.in_shapes[0][-1]
+    rank = len(n.in_shapes[0])
+    init = [f"{s} = nn.BatchNorm1d({c}, eps={p['epsilon']!r}, momentum={1 - p['momentum']!r}, "
+            f"affine=True)  # torch momentum = 1 - Keras momentum"]
+    if not p["center"]:
+        init.append(f"{s}.bias.requires_grad_(False)")
+    if not p["scale"]:
+        init.append(f"{s}.weight.requires_grad_(False)")
+    if rank == 1:
+        fwd = [f"{n.out} = {s}({n.x[0]})"]
+    else:  # channels-last: features on axis 1 for torch, every other axis a "sample"
+        fwd = [f"{n.out} = {s}({n.x[0]}.reshape(-1, {c})).reshape({n.x[0]}.shape)"]
+    return init, fwd, {"gamma": ("weight", ""), "beta": ("bias", ""),
+                  "moving_mean": ("running_mean", ""), "moving_variance": ("running_var", "")}
+
+
+def _batch_norm_keras_in(o, shapes):
+    o.axis_last(shapes)
+    for k in ("renorm", "synchronized"):
+        o.must(k, False)
+    for k, want in (("beta", "Zeros"), ("gamma", "Ones"), ("moving_mean", "Zeros"),
+                    ("moving_variance", "Ones")):
+        o.initializer_is(f"{k}_initializer", want)
+        o.must(f"{k}_regularizer", None)
+        o.must(f"{k}_constraint", None)
+    o.must("virtual_batch_size", None)
+    o.must("adjustment", None)
+    return {"momentum": o.floats("momentum", 0.99), "epsilon": o.floats("epsilon", 1e-3),
+            "center": o.get("center", True), "scale": o.get("scale", True)}
+
+
+def _affine_order(p):
+    """gamma, beta as scale and center have them: the Keras layer's order of its weights."""
+    return (["gamma"] if p["scale"] else []) + (["beta"] if p["center"] else [])
+
+
 @register
 class BatchNormalization(Layer):
     type_id = "BatchNormalization"
@@ -36,6 +92,14 @@ class BatchNormalization(Layer):
     test_in_training = True
     examples = (({}, [(5,)]), ({"momentum": 0.9, "epsilon": 0.01}, [(3, 4, 2)]),
                 ({"center": False}, [(33,)]), ({"scale": False}, [(2, 3)]))
+
+    onnx_form = OnnxForm(_batch_norm_onnx, "Sub (moving mean), Mul (gamma / sqrt(moving var + "
+                         "eps)), Add (beta)")
+    torch_form = TorchForm(_batch_norm_torch)
+    keras_form = KerasForm("BatchNormalization", ("axis", "momentum", "epsilon", "center", "scale"),
+                           read=_batch_norm_keras_in,
+                           weight_order=lambda p: _affine_order(p) + ["moving_mean",
+                                                                      "moving_variance"])
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
@@ -94,6 +158,41 @@ class BatchNormalization(Layer):
         return [y]
 
 
+# -- LayerNormalization's interop forms --------------------------------------------------------
+def _layer_norm_onnx(b, n):
+    p, C = n.params, n.in_shapes[0][-1]
+    gamma = n.w["gamma"] if p["scale"] else np.ones(C, np.float32)
+    inputs = [n.x[0], b.const(gamma, f"{n.id}/gamma")]
+    if p["center"]:
+        inputs.append(b.const(n.w["beta"], f"{n.id}/beta"))
+    return [b.op("LayerNormalization", inputs, axis=-1, epsilon=p["epsilon"])]
+
+
+def _layer_norm_torch(t, n):
+    p, s = n.params, n.self
+    if p["axis"] not in (-1, len(n.in_shapes[0])):
+        raise t.unsupported(n.id, n.type, "axis", p["axis"])
+    c = n.in_shapes[0][-1]
+    affine = bool(p["center"] or p["scale"])
+    init = [f"{s} = nn.LayerNorm({c}, eps={p['epsilon']!r}, elementwise_affine={affine!r})"]
+    if affine and not p["center"]:
+        init += [f"{s}.bias.requires_grad_(False)"]
+    if affine and not p["scale"]:
+        init += [f"{s}.weight.requires_grad_(False)"]
+    return init, [f"{n.out} = {s}({n.x[0]})"], {"gamma": ("weight", ""), "beta": ("bias", "")}
+
+
+def _layer_norm_keras_in(o, shapes):
+    o.axis_last(shapes)
+    o.must("rms_scaling", False)
+    for k, want in (("beta", "Zeros"), ("gamma", "Ones")):
+        o.initializer_is(f"{k}_initializer", want)
+        o.must(f"{k}_regularizer", None)
+        o.must(f"{k}_constraint", None)
+    return {"epsilon": o.floats("epsilon", 1e-3), "center": o.get("center", True),
+            "scale": o.get("scale", True)}
+
+
 @register
 class LayerNormalization(Layer):
     type_id = "LayerNormalization"
@@ -102,6 +201,11 @@ class LayerNormalization(Layer):
     params = (_axis_param(),) + _norm_params(1e-3)
     examples = (({}, [(5,)]), ({"epsilon": 1e-5}, [(3, 33)]), ({"center": False, "scale": False},
                                                               [(2, 4)]))
+
+    onnx_form = OnnxForm(_layer_norm_onnx, "LayerNormalization (axis -1)")
+    torch_form = TorchForm(_layer_norm_torch)
+    keras_form = KerasForm("LayerNormalization", ("axis", "epsilon", "center", "scale"),
+                           read=_layer_norm_keras_in, weight_order=_affine_order)
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]

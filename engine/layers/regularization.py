@@ -9,7 +9,31 @@ import numpy as np
 
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Float, Int
-from layerloom.core.registry import Layer, register, ShapeError
+from layerloom.core.registry import KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm
+
+
+# -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
+# KerasForm in core/registry.py); at inference each of these layers is the identity ---------
+def _identity_onnx(b, n):
+    """Inference form of SpatialDropout2D, GaussianNoise: the input itself."""
+    return [n.x[0]]
+
+
+def _dropout_onnx(b, n):
+    """ONNX's Dropout, the identity at inference: kept (with its ratio) so that the model read
+    back (onnx_import) has its Dropout layer again."""
+    return [b.op("Dropout", [n.x[0], b.const(n.params["rate"], f"{n.id}/ratio")])]
+
+
+def _dropout_torch(t, n):
+    s = n.self
+    return ([f"{s} = nn.Dropout({float(n.params['rate'])!r})"],
+            [f"{n.out} = {s}({n.x[0]})"], {})
+
+
+def _dropout_keras_in(o, shapes):
+    o.must("noise_shape", None)
+    return {"rate": o.floats("rate", 0.5)}
 
 
 @register
@@ -25,6 +49,10 @@ class Dropout(Layer):
     )
     stochastic = True
     examples = (({"rate": 0.5}, [(33,)]), ({"rate": 0.0}, [(3, 5)]))
+
+    onnx_form = OnnxForm(_dropout_onnx, "Dropout (its ratio kept; the identity at inference)")
+    torch_form = TorchForm(_dropout_torch)
+    keras_form = KerasForm("Dropout", ("rate", "seed"), read=_dropout_keras_in)
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
@@ -61,6 +89,12 @@ def _seed_param():
     return Int("seed", 0, min=0, max=2**31 - 1, help="Added to the training seed for this layer.")
 
 
+def _spatial_dropout_torch(t, n):
+    s = n.self
+    return ([f"{s} = nn.Dropout2d({float(n.params['rate'])!r})"],
+            [f"{n.out} = {s}({n.x[0]}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)"], {})
+
+
 @register
 class SpatialDropout2D(Layer):
     type_id = "SpatialDropout2D"
@@ -71,6 +105,11 @@ class SpatialDropout2D(Layer):
                     "to drop."), _seed_param())
     stochastic = True
     examples = (({"rate": 0.5}, [(3, 4, 5)]),)
+
+    onnx_form = OnnxForm(_identity_onnx, "nothing (identity)")
+    torch_form = TorchForm(_spatial_dropout_torch)
+    keras_form = KerasForm("SpatialDropout2D", ("rate", "seed"),
+                           read=lambda o, shapes: {"rate": o.floats("rate", 0.5)})
 
     def output_shapes(self, p, in_shapes):
         if len(in_shapes[0]) != 3:
@@ -101,6 +140,12 @@ class SpatialDropout2D(Layer):
         return [np.array(xs[0], copy=True)]
 
 
+def _gaussian_noise_torch(t, n):
+    sd = float(n.params["stddev"])
+    return [], [f"{n.out} = {n.x[0]} + {sd!r} * torch.randn_like({n.x[0]}) if self.training "
+                f"else {n.x[0]}"], {}
+
+
 @register
 class GaussianNoise(Layer):
     type_id = "GaussianNoise"
@@ -110,6 +155,11 @@ class GaussianNoise(Layer):
               _seed_param())
     stochastic = True
     examples = (({"stddev": 0.5}, [(7,)]),)
+
+    onnx_form = OnnxForm(_identity_onnx, "nothing (identity)")
+    torch_form = TorchForm(_gaussian_noise_torch)
+    keras_form = KerasForm("GaussianNoise", ("stddev", "seed"),
+                           read=lambda o, shapes: {"stddev": o.floats("stddev", 0.1)})
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
