@@ -221,30 +221,11 @@ def _unit_forget_bias(o, p):
         o.fail("unit_forget_bias", f"with bias_initializer {init!r} has no Layerloom form")
 
 
-def _simple(type_id, *keys):
-    def convert(o, shapes):
-        return type_id, {k: o.get(k) for k in keys if o.c.get(k) is not None}
-    return convert
-
-
-def _upsampling(o, shapes):
-    o.must("interpolation", "nearest")
-    return "UpSampling2D", {"size": o.get("size", [2, 2])}
-
-
-def _flatten(o, shapes):
-    return "Flatten", {}
-
-
 # the Keras classes whose converter is still written here, not yet declared beside the layer
 # (its KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
     "Conv2D": _conv("Conv2D"), "Conv1D": _conv("Conv1D"),
     "SimpleRNN": _recurrent("SimpleRNN"), "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"),
-    "Reshape": _simple("Reshape", "target_shape"), "Permute": _simple("Permute", "dims"),
-    "RepeatVector": _simple("RepeatVector", "n"), "Flatten": _flatten,
-    "Cropping2D": _simple("Cropping2D", "cropping"),
-    "ZeroPadding2D": _simple("ZeroPadding2D", "padding"), "UpSampling2D": _upsampling,
 }
 
 

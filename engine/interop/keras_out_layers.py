@@ -121,12 +121,6 @@ def _recurrent(n):
     return [f"{', '.join(n.out)} = {line}"]
 
 
-def _upsampling(n):
-    if n.params["interpolation"] != "nearest":
-        raise unsupported(n.id, n.type, "interpolation", n.params["interpolation"])
-    return _simple("UpSampling2D", ("size", "interpolation"))(n)
-
-
 # -- Lambda: the formula as keras.ops calls ----------------------------------------------------
 KERAS_OPS = Dialect(
     "keras.ops",
@@ -153,11 +147,6 @@ _NOT_YET_DECLARED = {
     "Conv1D": _simple("Conv1D", _CONV, ("kernel", "bias")),
     "Conv2D": _simple("Conv2D", _CONV, ("kernel", "bias")),
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
-    "Reshape": _simple("Reshape", ("target_shape",)), "Flatten": _simple("Flatten"),
-    "Permute": _simple("Permute", ("dims",)), "RepeatVector": _simple("RepeatVector", ("n",)),
-    "Cropping2D": _simple("Cropping2D", ("cropping",)),
-    "ZeroPadding2D": _simple("ZeroPadding2D", ("padding",)),
-    "UpSampling2D": _upsampling,
 }
 
 # for docs/keras_export.md
@@ -169,6 +158,7 @@ _NOT_YET_DECLARED_FORMS = {
 # what a layer's KerasForm write(k, n) is handed: this module's helpers; source(tree, env,
 # nid=node id) writes a Lambda formula as keras.ops calls
 KIT = SimpleNamespace(call=call, kw=_kw, weight_args=_weight_args, unsupported=unsupported,
+                      simple=_simple,
                       fmt=fmt, source=functools.partial(expr_source.source, dialect=KERAS_OPS))
 
 

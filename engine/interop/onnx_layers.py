@@ -121,61 +121,11 @@ def _simple_rnn(b, n):
     return [y] + ([h] if p["return_state"] else [])
 
 
-# -- reshaping ---------------------------------------------------------------------------------
-def _reshape_to(b, x, shape):
-    """x to (batch,) + shape; 0 keeps the batch axis as it is."""
-    return b.op("Reshape", [x, b.ints([0] + list(shape))])
-
-
-def _reshape(b, n):
-    return [_reshape_to(b, n.x[0], n.out_shapes[0])]
-
-
-def _flatten(b, n):
-    return [b.op("Flatten", [n.x[0]], axis=1)]
-
-
-def _permute(b, n):
-    return [b.op("Transpose", [n.x[0]], perm=[0] + list(n.params["dims"]))]
-
-
-def _repeat_vector(b, n):
-    y = b.op("Unsqueeze", [n.x[0], b.ints([1], "axes")])
-    return [b.op("Tile", [y, b.ints([1, n.params["n"], 1], "repeats")])]
-
-
-def _cropping(b, n):
-    (t, bot), (left, r) = n.params["cropping"]
-    H, W = n.in_shapes[0][:2]
-    return [b.op("Slice", [n.x[0], b.ints([t, left], "starts"),
-                           b.ints([H - bot, W - r], "ends"), b.ints([1, 2], "axes")])]
-
-
-def _zero_padding(b, n):
-    (t, bot), (left, r) = n.params["padding"]
-    return [b.op("Pad", [n.x[0], b.ints([0, t, left, 0, 0, bot, r, 0], "pads"), b.const(0.0)],
-                 mode="constant")]
-
-
-def _upsampling(b, n):
-    """Nearest neighbour: (N, H, W, C) -> (N, H, 1, W, 1, C), tiled, then merged (exact)."""
-    if n.params["interpolation"] != "nearest":
-        b.fail(f"interpolation {n.params['interpolation']!r} is not exported (only nearest)")
-    H, W, C = n.in_shapes[0]
-    sh, sw = n.params["size"]
-    y = _reshape_to(b, n.x[0], (H, 1, W, 1, C))
-    y = b.op("Tile", [y, b.ints([1, 1, sh, 1, sw, 1], "repeats")])
-    return [_reshape_to(b, y, n.out_shapes[0])]
-
-
 # the layers whose converter is still written here, not yet declared beside the layer (its
 # OnnxForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
     "Conv1D": _conv, "Conv2D": _conv,
     "LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn,
-    "Reshape": _reshape, "Flatten": _flatten, "Permute": _permute,
-    "RepeatVector": _repeat_vector, "Cropping2D": _cropping, "ZeroPadding2D": _zero_padding,
-    "UpSampling2D": _upsampling,
 }
 
 # for docs/onnx.md: the ops each layer type becomes (a declared one: its OnnxForm's ops)
@@ -187,9 +137,6 @@ _NOT_YET_DECLARED_OPS = {
     "GRU": "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, Transpose",
     "SimpleRNN": "Transpose, RNN (tanh, relu, sigmoid); other activations unrolled: MatMul, "
                  "Add, Gather, activation, Unsqueeze, Concat",
-    "Reshape": "Reshape", "Flatten": "Flatten (axis 1)", "Permute": "Transpose",
-    "RepeatVector": "Unsqueeze, Tile", "Cropping2D": "Slice", "ZeroPadding2D": "Pad",
-    "UpSampling2D": "Reshape, Tile, Reshape (nearest)",
 }
 
 # every layer's converter: its declaration's OnnxForm (core/registry.py), else the table above

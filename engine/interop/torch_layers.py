@@ -94,24 +94,6 @@ _TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)"}  # channels-last -> torch's chan
 _TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)"}
 
 
-def flatten(n):
-    return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], -1)  # channels-last order"], {}
-
-
-def reshape(n):
-    return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], "
-                f"*{tuple(int(d) for d in n.out_shape)!r})"], {}
-
-
-def permute(n):
-    dims = ", ".join(str(int(d)) for d in n.params["dims"])
-    return [], [f"{n.out} = {n.x[0]}.permute(0, {dims})"], {}
-
-
-def repeat_vector(n):
-    return [], [f"{n.out} = {n.x[0]}.unsqueeze(1).expand(-1, {int(n.params['n'])}, -1)"], {}
-
-
 def conv1d(n):
     _no_regularizers(n)
     p, s = n.params, n.self
@@ -133,33 +115,6 @@ def conv1d(n):
         raise unsupported(n.id, n.type, "padding", p["padding"])
     fwd = [f"{n.out} = {activation(n, f'{s}({x}).permute(0, 2, 1)')}  # NWC -> NCW -> NWC"]
     return init, fwd, {"kernel": ("weight", "WIO"), "bias": ("bias", "")}
-
-
-def _margins(v):
-    """((top, bottom), (left, right)) of Keras' int, (h, w) or ((t, b), (l, r)) forms."""
-    if isinstance(v, int):
-        return (v, v), (v, v)
-    a, b = v
-    return (tuple(a) if isinstance(a, (list, tuple)) else (a, a),
-            tuple(b) if isinstance(b, (list, tuple)) else (b, b))
-
-
-def zero_padding(n):
-    (t, b), (left, right) = _margins(n.params["padding"])
-    return [], [f"{n.out} = F.pad({n.x[0]}, (0, 0, {left}, {right}, {t}, {b}))  # NHWC"], {}
-
-
-def cropping(n):
-    (t, b), (left, right) = _margins(n.params["cropping"])
-    h, w = n.in_shapes[0][:2]
-    return [], [f"{n.out} = {n.x[0]}[:, {t}:{h - b}, {left}:{w - right}, :]"], {}
-
-
-def upsampling(n):
-    if n.params.get("interpolation", "nearest") != "nearest":
-        raise unsupported(n.id, n.type, "interpolation", n.params["interpolation"])
-    sh, sw = _pair(n.params["size"])
-    return [], [f"{n.out} = {n.x[0]}.repeat_interleave({sh}, 1).repeat_interleave({sw}, 2)"], {}
 
 
 # -- Lambda: the formula as torch calls (no Python function is stored) -------------------------
@@ -238,9 +193,7 @@ def recurrent(n):
 _NOT_YET_DECLARED = {
     "SimpleRNN": recurrent, "LSTM": recurrent, "GRU": recurrent,
     "Conv1D": conv1d,
-    "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "UpSampling2D": upsampling,
     "Conv2D": conv2d,
-    "Flatten": flatten, "Reshape": reshape, "Permute": permute, "RepeatVector": repeat_vector,
 }
 
 

@@ -6,8 +6,29 @@ import numpy as np
 
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Choice, Dims, Int, Margins, Pair, Shape
-from layerloom.core.registry import Layer, register, ShapeError
+from layerloom.core.registry import KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm
 from layerloom.layers.kit import alias_backward
+
+
+# -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
+# KerasForm in core/registry.py) -------------------------------------------------------------
+def _reshape_onnx_to(b, x, shape):
+    """x to (batch,) + shape; 0 keeps the batch axis as it is."""
+    return b.op("Reshape", [x, b.ints([0] + list(shape))])
+
+
+def _margins(v):
+    """((top, bottom), (left, right)) of Keras' int, (h, w) or ((t, b), (l, r)) forms."""
+    if isinstance(v, int):
+        return (v, v), (v, v)
+    a, b = v
+    return (tuple(a) if isinstance(a, (list, tuple)) else (a, a),
+            tuple(b) if isinstance(b, (list, tuple)) else (b, b))
+
+
+def _reshape_torch(t, n):
+    return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], "
+                f"*{tuple(int(d) for d in n.out_shape)!r})"], {}
 
 
 @register
@@ -18,6 +39,10 @@ class Reshape(Layer):
     params = (Dims("target_shape", (-1,), help="New per-sample shape, e.g. [7, 7, 16]."),)
     alias_output = True
     examples = (({"target_shape": [5, 6]}, [(3, 10)]), ({"target_shape": [-1, 2]}, [(2, 3, 2)]))
+
+    onnx_form = OnnxForm(lambda b, n: [_reshape_onnx_to(b, n.x[0], n.out_shapes[0])], "Reshape")
+    torch_form = TorchForm(_reshape_torch)
+    keras_form = KerasForm("Reshape", ("target_shape",))
 
     def output_shapes(self, p, in_shapes):
         size = int(np.prod(in_shapes[0]))
@@ -78,12 +103,22 @@ class _IndexMap(Layer):
         return [self.transform(p, xs[0], 0.0)]
 
 
+def _permute_torch(t, n):
+    dims = ", ".join(str(int(d)) for d in n.params["dims"])
+    return [], [f"{n.out} = {n.x[0]}.permute(0, {dims})"], {}
+
+
 @register
 class Permute(_IndexMap):
     type_id = "Permute"
     help = "Reorders the per-sample axes; dims counts from 1, e.g. [2, 1] swaps two axes."
     params = (Shape("dims", (2, 1), help="A permutation of 1..rank."),)
     examples = (({"dims": [2, 1]}, [(3, 5)]), ({"dims": [3, 1, 2]}, [(2, 3, 4)]))
+
+    onnx_form = OnnxForm(lambda b, n: [b.op("Transpose", [n.x[0]],
+                                            perm=[0] + list(n.params["dims"]))], "Transpose")
+    torch_form = TorchForm(_permute_torch)
+    keras_form = KerasForm("Permute", ("dims",))
 
     def check(self, p, in_shape):
         if sorted(p["dims"]) != list(range(1, len(in_shape) + 1)):
@@ -94,12 +129,25 @@ class Permute(_IndexMap):
         return np.transpose(a, (0,) + tuple(p["dims"]))
 
 
+def _repeat_vector_onnx(b, n):
+    y = b.op("Unsqueeze", [n.x[0], b.ints([1], "axes")])
+    return [b.op("Tile", [y, b.ints([1, n.params["n"], 1], "repeats")])]
+
+
+def _repeat_vector_torch(t, n):
+    return [], [f"{n.out} = {n.x[0]}.unsqueeze(1).expand(-1, {int(n.params['n'])}, -1)"], {}
+
+
 @register
 class RepeatVector(_IndexMap):
     type_id = "RepeatVector"
     help = "Repeats a (features) input n times: (features) -> (n, features)."
     params = (Int("n", 2, min=1, help="Number of repetitions."),)
     examples = (({"n": 3}, [(4,)]), ({"n": 1}, [(33,)]))
+
+    onnx_form = OnnxForm(_repeat_vector_onnx, "Unsqueeze, Tile")
+    torch_form = TorchForm(_repeat_vector_torch)
+    keras_form = KerasForm("RepeatVector", ("n",))
 
     def check(self, p, in_shape):
         if len(in_shape) != 1:
@@ -115,6 +163,19 @@ def _need_image(in_shape):
                          f"{fmt_shape(in_shape)}")
 
 
+def _cropping_onnx(b, n):
+    (t, bot), (left, r) = n.params["cropping"]
+    H, W = n.in_shapes[0][:2]
+    return [b.op("Slice", [n.x[0], b.ints([t, left], "starts"),
+                           b.ints([H - bot, W - r], "ends"), b.ints([1, 2], "axes")])]
+
+
+def _cropping_torch(t, n):
+    (top, b), (left, right) = _margins(n.params["cropping"])
+    h, w = n.in_shapes[0][:2]
+    return [], [f"{n.out} = {n.x[0]}[:, {top}:{h - b}, {left}:{w - right}, :]"], {}
+
+
 @register
 class Cropping2D(_IndexMap):
     type_id = "Cropping2D"
@@ -122,6 +183,10 @@ class Cropping2D(_IndexMap):
     params = (Margins("cropping", ((0, 0), (0, 0)),
                       help="[[top, bottom], [left, right]], [rows, cols] or one integer."),)
     examples = (({"cropping": [[1, 0], [2, 1]]}, [(4, 5, 2)]), ({"cropping": 1}, [(3, 3, 1)]))
+
+    onnx_form = OnnxForm(_cropping_onnx, "Slice")
+    torch_form = TorchForm(_cropping_torch)
+    keras_form = KerasForm("Cropping2D", ("cropping",))
 
     def check(self, p, in_shape):
         _need_image(in_shape)
@@ -135,6 +200,17 @@ class Cropping2D(_IndexMap):
         return a[:, t:a.shape[1] - b, l:a.shape[2] - r, :]
 
 
+def _zero_padding_onnx(b, n):
+    (t, bot), (left, r) = n.params["padding"]
+    return [b.op("Pad", [n.x[0], b.ints([0, t, left, 0, 0, bot, r, 0], "pads"), b.const(0.0)],
+                 mode="constant")]
+
+
+def _zero_padding_torch(t, n):
+    (top, b), (left, right) = _margins(n.params["padding"])
+    return [], [f"{n.out} = F.pad({n.x[0]}, (0, 0, {left}, {right}, {top}, {b}))  # NHWC"], {}
+
+
 @register
 class ZeroPadding2D(_IndexMap):
     type_id = "ZeroPadding2D"
@@ -143,11 +219,44 @@ class ZeroPadding2D(_IndexMap):
                       help="[[top, bottom], [left, right]], [rows, cols] or one integer."),)
     examples = (({"padding": [[1, 0], [2, 1]]}, [(2, 3, 2)]), ({}, [(1, 1, 3)]))
 
+    onnx_form = OnnxForm(_zero_padding_onnx, "Pad")
+    torch_form = TorchForm(_zero_padding_torch)
+    keras_form = KerasForm("ZeroPadding2D", ("padding",))
+
     def check(self, p, in_shape):
         _need_image(in_shape)
 
     def transform(self, p, a, fill):
         return np.pad(a, ((0, 0),) + tuple(p["padding"]) + ((0, 0),), constant_values=fill)
+
+
+def _upsampling_onnx(b, n):
+    """Nearest neighbour: (N, H, W, C) -> (N, H, 1, W, 1, C), tiled, then merged (exact)."""
+    if n.params["interpolation"] != "nearest":
+        b.fail(f"interpolation {n.params['interpolation']!r} is not exported (only nearest)")
+    H, W, C = n.in_shapes[0]
+    sh, sw = n.params["size"]
+    y = _reshape_onnx_to(b, n.x[0], (H, 1, W, 1, C))
+    y = b.op("Tile", [y, b.ints([1, 1, sh, 1, sw, 1], "repeats")])
+    return [_reshape_onnx_to(b, y, n.out_shapes[0])]
+
+
+def _upsampling_torch(t, n):
+    if n.params.get("interpolation", "nearest") != "nearest":
+        raise t.unsupported(n.id, n.type, "interpolation", n.params["interpolation"])
+    sh, sw = t.pair(n.params["size"])
+    return [], [f"{n.out} = {n.x[0]}.repeat_interleave({sh}, 1).repeat_interleave({sw}, 2)"], {}
+
+
+def _upsampling_keras(k, n):
+    if n.params["interpolation"] != "nearest":
+        raise k.unsupported(n.id, n.type, "interpolation", n.params["interpolation"])
+    return k.simple("UpSampling2D", ("size", "interpolation"))(n)
+
+
+def _upsampling_keras_in(o, shapes):
+    o.must("interpolation", "nearest")
+    return {"size": o.get("size", [2, 2])}
 
 
 @register
@@ -159,11 +268,20 @@ class UpSampling2D(_IndexMap):
                      help="Only nearest is available (Keras also has bilinear)."))
     examples = (({}, [(2, 3, 2)]), ({"size": [1, 3]}, [(3, 2, 1)]))
 
+    onnx_form = OnnxForm(_upsampling_onnx, "Reshape, Tile, Reshape (nearest)")
+    torch_form = TorchForm(_upsampling_torch)
+    keras_form = KerasForm("UpSampling2D", ("size", "interpolation"), write=_upsampling_keras,
+                           read=_upsampling_keras_in)
+
     def check(self, p, in_shape):
         _need_image(in_shape)
 
     def transform(self, p, a, fill):
         return np.repeat(np.repeat(a, p["size"][0], axis=1), p["size"][1], axis=2)
+
+
+def _flatten_torch(t, n):
+    return [], [f"{n.out} = {n.x[0]}.reshape({n.x[0]}.shape[0], -1)  # channels-last order"], {}
 
 
 @register
@@ -173,6 +291,10 @@ class Flatten(Layer):
     help = "Flattens each sample to one axis, e.g. (28, 28, 1) -> (784,). Costs no copy."
     alias_output = True  # row-major layout: the output is the input buffer
     examples = (({}, [(3, 5, 2)]), ({}, [(7,)]))
+
+    onnx_form = OnnxForm(lambda b, n: [b.op("Flatten", [n.x[0]], axis=1)], "Flatten (axis 1)")
+    torch_form = TorchForm(_flatten_torch)
+    keras_form = KerasForm("Flatten")
 
     def output_shapes(self, p, in_shapes):
         return [(int(np.prod(in_shapes[0])),)]
