@@ -95,11 +95,11 @@ def _table(project, path):
         roles = tabular.roles(table, spec)
         features = [n for n in table.names if roles[n] == "feature"]
         labels = [n for n in table.names if roles[n] == "label"]
-    missing = [n for n in features if n not in table.names]
+    missing = [n for n in features if n not in table]
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (the model was "
                         f"trained on {', '.join(features)})", PLACE)
-    labelled = [n for n in labels if n in table.names]
+    labelled = [n for n in labels if n in table]
     if labelled and len(labelled) != len(labels):
         raise DataError(f"{path}: has label column {quote(labelled[0])} but not "
                         f"{', '.join(repr(n) for n in labels if n not in labelled)}", PLACE)

@@ -3,8 +3,10 @@ ignore), numeric and categorical columns, missing values. Produces a `Table` of 
 `encode` turns it into arrays with the category mappings kept for the project file.
 
 Every problem is a DataError naming the file, the line and the column."""
+import collections
 import csv
 import io
+import itertools
 import os
 
 import numpy as np
@@ -28,23 +30,6 @@ def _is_number(s):
 
 def _missing(s):
     return s.strip().lower() in MISSING
-
-
-def _read_text(path, place):
-    if not os.path.isfile(path):
-        raise DataError(f"data file not found: {path}", place)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})", place) from None
-    if b"\0" in raw[:4096]:
-        raise DataError(f"{path}: not a text file (binary bytes at the start)", place)
-    for enc in ("utf-8-sig", "latin-1"):
-        try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
-            continue
 
 
 def sniff_delimiter(text, path=""):
@@ -85,73 +70,325 @@ def detect_header(rows):
 
 
 class Column:
-    def __init__(self, name, values):
-        self.name, self.values = name, values  # list of str, one per row
-        self.missing = [i for i, v in enumerate(values) if _missing(v)]
-        present = [v for v in values if not _missing(v)]
-        self.numeric = bool(present) and all(_is_number(v) for v in present)
-        self.categories = sorted(set(v.strip() for v in present)) if not self.numeric else None
+    """One column: `numeric` ones hold `data` (float64, NaN where missing), text ones `codes`
+    (int32 into the sorted `categories`, -1 where missing); `mask` marks the missing rows."""
+
+    def __init__(self, table, j, name, numeric, data=None, codes=None, categories=None):
+        self.table, self.j, self.name, self.numeric = table, j, name, numeric
+        self.data, self.codes, self.categories = data, codes, categories
+        if numeric:  # the missing fields as read (a "+nan" in the file is a number)
+            self.mask = np.zeros(len(data), bool)
+            self.mask[table._missing_rows.get(j, [])] = True
+        else:
+            self.mask = codes < 0
+        self._missing = None
+
+    @property
+    def missing(self):
+        """The rows (0-based) with a missing value."""
+        if self._missing is None:
+            self._missing = np.flatnonzero(self.mask).tolist()
+        return self._missing
+
+    def text(self):
+        """(codes, sorted categories) of the column's stripped text, for any column: a numeric
+        column's text is read again from the file (kept only for its first rows)."""
+        if not self.numeric:
+            return self.codes, self.categories
+        t = self.table
+        if len(t.head) >= len(t):
+            return _codes([r[self.j] for r in t.head])
+        other = t.reread({self.j}).columns[self.j]
+        return other.codes, other.categories
+
+    @property
+    def values(self):
+        """The column's fields as text: as in the file for the rows kept for the preview (all of
+        a small file), else stripped, missing ones empty."""
+        t = self.table
+        if len(t.head) >= len(t):
+            return [r[self.j] for r in t.head]
+        codes, cats = self.text()
+        return [cats[k] if k >= 0 else "" for k in codes.tolist()]
+
+
+def _codes(values):
+    """(int32 codes into the sorted categories, -1 for missing, categories) of text fields."""
+    index, local = {}, {}
+    for v in set(values):
+        s = v.strip()
+        local[v] = -1 if s.lower() in MISSING else index.setdefault(s, len(index))
+    codes = np.fromiter(map(local.__getitem__, values), np.int32, len(values))
+    return _sorted_codes(codes, list(index))
+
+
+def _sorted_codes(codes, seen):
+    """Codes into `seen` (the order first met) as codes into sorted(seen)."""
+    order = sorted(range(len(seen)), key=seen.__getitem__)
+    rank = np.empty(len(seen) + 1, np.int32)
+    rank[order] = np.arange(len(seen), dtype=np.int32)
+    rank[-1] = -1
+    return rank[codes], [seen[k] for k in order]
 
 
 class Table:
-    """The parsed file: columns by name in file order, and the file line of each row."""
+    """The parsed file: columns by name in file order, the file line of each row (where the
+    row ends), and its first rows as text (`head`, for the preview)."""
 
-    def __init__(self, path, columns, lines, delimiter, header):
-        self.path, self.columns, self.lines = path, columns, lines
-        self.delimiter, self.header = delimiter, header
+    def __init__(self, path, names, lines, delimiter, header, head, encoding, place):
+        self.path, self.names, self.lines = path, names, lines
+        self.delimiter, self.header, self.head = delimiter, header, head
+        self.encoding, self.place = encoding, place
+        self.columns, self._index, self._missing_rows = [], {}, {}
 
-    @property
-    def names(self):
-        return [c.name for c in self.columns]
+    def _set_columns(self, columns):
+        self.columns = columns
+        self._index = {c.name: c for c in columns}
 
     def __len__(self):
         return len(self.lines)
 
+    def __contains__(self, name):
+        return name in self._index
+
     def column(self, name):
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+        try:
+            return self._index[name]
+        except KeyError:
+            raise KeyError(name) from None
 
     def preview(self, rows=20):
-        return [[c.values[i] for c in self.columns] for i in range(min(rows, len(self)))]
+        return [list(r) for r in self.head[:rows]]
+
+    def reread(self, text_columns):
+        """The file read again with these columns (indices) as text."""
+        return _read(self.path, self.encoding, self.delimiter, self.header, self.place, None,
+                     frozenset(text_columns))
 
 
-def read(path, delimiter="auto", header="auto", place="dataset.path"):
-    text = _read_text(path, place)
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty", place)
-    delim = sniff_delimiter(text, path) if delimiter in (None, "auto") else delimiter
-    rows, lines = [], []
-    reader = csv.reader(io.StringIO(text), delimiter=delim)
+BLOCK_BYTES = 1 << 20  # read from the file at a time (and progress reported after each)
+CHUNK_CELLS = 1 << 19  # fields parsed before they are converted to arrays
+HEAD_ROWS = 200  # rows kept as text for the Data tab's preview
+
+
+class _Counting(io.RawIOBase):
+    """A file that reports the bytes read so far: progress(path, done, total)."""
+
+    def __init__(self, f, path, progress):
+        self.f, self.path, self.progress = f, path, progress
+        self.total, self.done = os.fstat(f.fileno()).st_size, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.f.readinto(b)
+        if n:
+            self.done += n
+            self.progress(self.path, self.done, max(self.total, self.done))
+        return n
+
+    def close(self):
+        self.f.close()
+        super().close()
+
+
+def _open_text(path, encoding, progress):
+    f = open(path, "rb", buffering=0)
+    raw = _Counting(f, path, progress) if progress else f
+    text = io.TextIOWrapper(io.BufferedReader(raw, max(BLOCK_BYTES, 1)), encoding=encoding,
+                            newline="")
+    text._CHUNK_SIZE = max(BLOCK_BYTES, 1)
+    return text
+
+
+class _Restart(Exception):
+    """Columns that looked numeric in the first rows hold text further on."""
+
+    def __init__(self, columns):
+        super().__init__()
+        self.columns = columns
+
+
+def read(path, delimiter="auto", header="auto", place="dataset.path", progress=None):
+    """The file as a Table, read in blocks of BLOCK_BYTES and converted to arrays every
+    CHUNK_CELLS fields (never the whole file as text). progress(path, bytes_read, file_bytes)
+    after each block. UTF-8 (with or without BOM), else Latin-1."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file not found: {path}", place)
     try:
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
+        with open(path, "rb") as f:
+            start = f.read(4096)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})", place) from None
+    if b"\0" in start:
+        raise DataError(f"{path}: not a text file (binary bytes at the start)", place)
+    for enc in ("utf-8-sig", "latin-1"):
+        text_columns = frozenset()
+        while True:
+            try:
+                return _read(path, enc, delimiter, header, place, progress, text_columns)
+            except UnicodeDecodeError:
+                break
+            except _Restart as r:
+                text_columns = text_columns | r.columns
+            except OSError as e:
+                raise DataError(f"{path}: cannot be read ({e.strerror})", place) from None
+
+
+def _blank(row):
+    return not row or (not row[0].strip() and not any(c.strip() for c in row))
+
+
+def _read(path, enc, delimiter, header, place, progress, text_columns):
+    with _open_text(path, enc, progress) as text:
+        sniffed = []
+        for _ in range(50):
+            line = text.readline()
+            if not line:
+                break
+            sniffed.append(line)
+        delim = sniff_delimiter("".join(sniffed), path) if delimiter in (None, "auto") \
+            else delimiter
+        reader = csv.reader(itertools.chain(sniffed, text), delimiter=delim)
+        try:
+            first, first_lines = [], []
+            for row in reader:
+                if _blank(row):
+                    continue
+                first.append(row)
+                first_lines.append(reader.line_num)
+                if len(first) > 20:
+                    break
+            if not first:
+                raise DataError(f"{path}: the file is empty", place)
+            has_header = detect_header(first) if header in (None, "auto") else bool(header)
+            if has_header:
+                names = [c.strip() or f"column_{j + 1}" for j, c in enumerate(first[0])]
+                first, first_lines = first[1:], first_lines[1:]
+            else:
+                names = [f"column_{j + 1}" for j in range(len(first[0]))]
+            reading = _Columns(path, names, has_header, delim, place, text_columns)
+            reading.add(first, first_lines)
+            rows, lines = [], []
+            append, append_line = rows.append, lines.append
+            chunk = max(1, CHUNK_CELLS // max(1, len(names)))
+            for row in reader:
+                if not row or (not row[0].strip() and _blank(row)):
+                    continue
+                append(row)
+                append_line(reader.line_num)
+                if len(rows) >= chunk:
+                    reading.add(rows, lines)
+                    rows, lines = [], []
+                    append, append_line = rows.append, lines.append
+            reading.add(rows, lines)
+        except csv.Error as e:
+            raise DataError(f"{path}, line {reader.line_num}: {e}", place) from None
+    return reading.table(enc)
+
+
+class _Columns:
+    """Columns growing chunk by chunk: numbers as float64 arrays, text as int32 codes."""
+
+    def __init__(self, path, names, has_header, delim, place, text_columns):
+        self.path, self.names, self.header, self.delim = path, names, has_header, delim
+        self.place, self.text_columns = place, text_columns
+        self.kinds = None  # per column: True numeric, False text
+        self.parts = [[] for _ in names]
+        self.missing = [[] for _ in names]  # numeric columns: missing rows
+        self.seen = [{} for _ in names]  # text columns: value -> code, in the order first met
+        self.lines, self.head, self.n, self.error = [], [], 0, None
+        self.switched, self.rows_seen = set(), 0
+
+    def add(self, rows, lines):
+        self.rows_seen += len(rows)
+        if not rows or self.error:
+            return
+        width = len(self.names)
+        if len(set(map(len, rows))) != 1 or len(rows[0]) != width:
+            k = next(k for k, r in enumerate(rows) if len(r) != width)
+            self.error = (f"{self.path}, line {lines[k]}: {len(rows[k])} fields, expected "
+                          f"{width} (like the {'header' if self.header else 'first row'}); "
+                          f"delimiter {quote(self.delim)}")
+            return
+        if len(self.head) < HEAD_ROWS:
+            self.head += rows[:HEAD_ROWS - len(self.head)]
+        columns = list(zip(*rows))
+        if self.kinds is None:
+            self.kinds = [j not in self.text_columns and _all_numbers(col)
+                          for j, col in enumerate(columns)]
+        n = len(rows)
+        for j, col in enumerate(columns):
+            if self.kinds[j]:
+                a = self._numbers(j, col, n)
+                if a is None:
+                    self.switched.add(j)
+                    self.kinds[j] = None  # read again as text
+                else:
+                    self.parts[j].append(a)
+            elif self.kinds[j] is False:
+                seen, local = self.seen[j], {}
+                for v in set(col):
+                    s = v.strip()
+                    local[v] = -1 if s.lower() in MISSING else seen.setdefault(s, len(seen))
+                self.parts[j].append(np.fromiter(map(local.__getitem__, col), np.int32, n))
+        self.lines.append(np.asarray(lines, np.int64))
+        self.n += n
+
+    def _numbers(self, j, col, n):
+        try:
+            a = np.fromiter(map(float, col), np.float64, n)
+            if not np.isnan(a).any():
+                return a
+        except ValueError:
+            pass
+        a = np.empty(n)
+        for k, v in enumerate(col):
+            if _missing(v):
+                a[k] = np.nan
+                self.missing[j].append(self.n + k)
                 continue
-            rows.append(row)
-            lines.append(reader.line_num)
-    except csv.Error as e:
-        raise DataError(f"{path}, line {reader.line_num}: {e}", place) from None
-    has_header = detect_header(rows) if header in (None, "auto") else bool(header)
-    if has_header:
-        names = [c.strip() or f"column_{j + 1}" for j, c in enumerate(rows[0])]
-        rows, lines = rows[1:], lines[1:]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise DataError(f"{path}, line 1: column name {quote(sorted(dup)[0])} appears twice",
-                            place)
-    else:
-        names = [f"column_{j + 1}" for j in range(len(rows[0]))]
-    if not rows:
-        raise DataError(f"{path}: no data rows after the header", place)
-    width = len(names)
-    for row, line in zip(rows, lines):
-        if len(row) != width:
-            raise DataError(f"{path}, line {line}: {len(row)} fields, expected {width} "
-                            f"(like the {'header' if has_header else 'first row'}); "
-                            f"delimiter {quote(delim)}", place)
-    columns = [Column(n, [r[j] for r in rows]) for j, n in enumerate(names)]
-    return Table(path, columns, lines, delim, has_header)
+            try:
+                a[k] = float(v)
+            except ValueError:
+                return None
+        return a
+
+    def table(self, enc):
+        if self.switched:
+            raise _Restart(frozenset(self.switched))
+        counts = collections.Counter(self.names)
+        if len(counts) < len(self.names):
+            dup = sorted(n for n, c in counts.items() if c > 1)[0]
+            raise DataError(f"{self.path}, line 1: column name {quote(dup)} appears twice",
+                            self.place)
+        if not self.rows_seen:
+            raise DataError(f"{self.path}: no data rows after the header", self.place)
+        if self.error:
+            raise DataError(self.error, self.place)
+        t = Table(self.path, self.names, np.concatenate(self.lines), self.delim, self.header,
+                  self.head, enc, self.place)
+        columns = []
+        for j, name in enumerate(self.names):
+            parts, self.parts[j] = self.parts[j], None
+            if self.kinds[j]:
+                data = np.concatenate(parts)
+                t._missing_rows[j] = self.missing[j]
+                if len(self.missing[j]) < len(data):
+                    columns.append(Column(t, j, name, True, data=data))
+                    continue
+                codes = np.full(len(data), -1, np.int32)  # nothing present: no numbers
+            else:
+                codes = np.concatenate(parts)
+            codes, cats = _sorted_codes(codes, list(self.seen[j]))
+            columns.append(Column(t, j, name, False, codes=codes, categories=cats))
+        t._set_columns(columns)
+        return t
+
+
+def _all_numbers(col):
+    return all(_missing(v) or _is_number(v) for v in col)
 
 
 def roles(table, spec):
@@ -159,16 +396,16 @@ def roles(table, spec):
     others are features."""
     spec = spec or {}
     for name in spec:
-        if name not in table.names:
+        if name not in table:
             raise DataError(f"{table.path}: no column named {quote(name)}; columns: "
                             f"{', '.join(table.names)}", f"dataset.columns.{name}")
     out = {}
     explicit_label = any((s or {}).get("role") == "label" for s in spec.values())
+    last = len(table.names) - 1
     for j, name in enumerate(table.names):
         s = spec.get(name) or {}
-        role = s.get("role") or ("label" if j == len(table.names) - 1 and not explicit_label
-                                 else "feature")
-        out[name] = role
+        out[name] = s.get("role") or ("label" if j == last and not explicit_label
+                                      else "feature")
     if "label" not in out.values():
         raise DataError(f"{table.path}: no column has the role \"label\"", "dataset.columns")
     if "feature" not in out.values():
@@ -176,17 +413,26 @@ def roles(table, spec):
     return out
 
 
+def missing_mask(table, used):
+    """True for the rows with a missing value in any of the `used` columns."""
+    mask = np.zeros(len(table), bool)
+    for n in used:
+        mask |= table.column(n).mask
+    return mask
+
+
 def rows_with_missing(table, used):
-    return sorted({i for n in used for i in table.column(n).missing})
+    return np.flatnonzero(missing_mask(table, used)).tolist()
 
 
 def check_missing(table, used, policy):
     if policy == "error":
         for n in used:
             c = table.column(n)
-            if c.missing:
-                i = c.missing[0]
-                more = f" ({len(c.missing)} missing in this column)" if len(c.missing) > 1 else ""
+            if c.mask.any():
+                missing = c.missing
+                i = missing[0]
+                more = f" ({len(missing)} missing in this column)" if len(missing) > 1 else ""
                 raise DataError(f"{table.path}, line {table.lines[i]}, column {quote(n)}: missing "
                                 f"value{more}; set \"missing\" to \"drop\" (drop those rows) or "
                                 "\"fill\" (mean or most frequent value of the training rows)",
@@ -200,42 +446,56 @@ def column_values(table, name, encoding, categories, rows, fill_rows):
     Missing values are filled from `fill_rows` (mean, or most frequent category)."""
     c = table.column(name)
     place = f"dataset.columns.{name}"
-    vals = [c.values[i].strip() for i in rows]
-    miss = [_missing(v) for v in vals]
+    rows = np.asarray(rows, np.int64)
+    fill_rows = np.asarray(fill_rows, np.int64)
     if encoding == "number":
         if not c.numeric:
-            bad = next(i for i in rows if not _missing(c.values[i]) and
-                       not _is_number(c.values[i]))
-            raise DataError(f"{table.path}, line {table.lines[bad]}, column {quote(name)}: "
-                            f"{quote(c.values[bad].strip())} is not a number (set the column's "
+            codes, own = c.text()
+            text = np.array([not _is_number(v) for v in own] + [False], bool)
+            bad = text[codes[rows]]
+            where = rows if bad.any() else np.arange(len(table))
+            bad = text[codes[where]]
+            if not bad.any():
+                raise DataError(f"{table.path}, column {quote(name)}: no values (every row is "
+                                "missing)", place)
+            i = where[np.argmax(bad)]
+            raise DataError(f"{table.path}, line {table.lines[i]}, column {quote(name)}: "
+                            f"{quote(own[codes[i]])} is not a number (set the column's "
                             "encoding to \"onehot\" or \"index\" for categories)", place)
-        x = np.array([np.nan if m else float(v) for v, m in zip(vals, miss)], np.float64)
-        if any(miss):
-            ref = np.array([float(c.values[i]) for i in fill_rows if not _missing(c.values[i])])
+        x = c.data[rows]
+        if c.mask[rows].any():
+            ref = c.data[fill_rows[~c.mask[fill_rows]]]
             x[np.isnan(x)] = ref.mean() if ref.size else 0.0
         return x[:, None], None
-    cats = list(categories) if categories else sorted(
-        {c.values[i].strip() for i in fill_rows if not _missing(c.values[i])}, key=_cat_key)
+    codes, own = c.text()
+    fill_codes = codes[fill_rows]
+    if categories:
+        cats = list(categories)
+    else:
+        present = np.unique(fill_codes)
+        cats = sorted((own[k] for k in present.tolist() if k >= 0), key=_cat_key)
     index = {v: k for k, v in enumerate(cats)}
-    if any(miss):
-        counts = {}
-        for i in fill_rows:
-            v = c.values[i].strip()
-            if not _missing(v):
-                counts[v] = counts.get(v, 0) + 1
+    trans = np.array([index.get(v, -1) for v in own] + [-2], np.int64)
+    new = trans[codes[rows]]
+    miss = new == -2
+    if miss.any():
+        present = fill_codes[fill_codes >= 0]
+        count = np.bincount(present, minlength=len(own)) if present.size else \
+            np.zeros(len(own), np.int64)
+        counts = {own[k]: int(count[k]) for k in np.flatnonzero(count).tolist()}
         fill = max(cats, key=lambda v: counts.get(v, 0))
-        vals = [fill if m else v for v, m in zip(vals, miss)]
-    codes = np.empty(len(vals), np.int64)
-    for k, (i, v) in enumerate(zip(rows, vals)):
-        if v not in index:
-            raise DataError(f"{table.path}, line {table.lines[i]}, column {quote(name)}: value "
-                            f"{quote(v)} is not one of the {len(cats)} known categories "
-                            f"({', '.join(cats[:6])}{', ...' if len(cats) > 6 else ''})", place)
-        codes[k] = index[v]
+        new[miss] = index[fill]
+    unknown = new == -1
+    if unknown.any():
+        i = rows[np.argmax(unknown)]
+        v = own[codes[i]]
+        raise DataError(f"{table.path}, line {table.lines[i]}, column {quote(name)}: value "
+                        f"{quote(v)} is not one of the {len(cats)} known categories "
+                        f"({', '.join(cats[:6])}{', ...' if len(cats) > 6 else ''})", place)
     if encoding == "index":
-        return codes[:, None].astype(np.float64), cats
-    onehot = np.zeros((len(vals), len(cats)))
-    onehot[np.arange(len(vals)), codes] = 1.0
+        return new[:, None].astype(np.float64), cats
+    onehot = np.zeros((len(rows), len(cats)))
+    onehot[np.arange(len(rows)), new] = 1.0
     return onehot, cats
 
 

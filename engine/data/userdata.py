@@ -18,11 +18,13 @@ from layerloom.data.sources import Source, register
 MMAP_BYTES = 64 << 20  # larger .npy arrays stay on disk and are read a batch at a time
 
 
-def load_csv(d, path, table=None):
+def load_csv(d, path, table=None, progress=None):
     """table: the file already read by tabular.read with d's settings (the Data tab reads it
-    for its column view first), else it is read here."""
+    for its column view first), else it is read here (progress(path, bytes_read, file_bytes)
+    while it is)."""
     if table is None:
-        table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"))
+        table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"),
+                             progress=progress)
     spec = d.get("columns") or {}
     roles = tabular.roles(table, spec)
     used = [n for n in table.names if roles[n] != "ignore"]
@@ -30,8 +32,7 @@ def load_csv(d, path, table=None):
     tabular.check_missing(table, used, policy)
     rows = np.arange(len(table))
     if policy == "drop":
-        bad = set(tabular.rows_with_missing(table, used))
-        rows = np.array([i for i in rows if i not in bad], np.int64)
+        rows = np.flatnonzero(~tabular.missing_mask(table, used))
         if not len(rows):
             raise DataError(f"{path}: every row has a missing value", "dataset.missing")
     test, val, seed, shuffle = split_of(d)
@@ -48,17 +49,17 @@ def load_csv(d, path, table=None):
         cats = parts[0][1]
         if cats is not None:
             categories[name] = cats
-        mats = [p[0] for p in parts]
+        mats = [p[0].astype(np.float32) for p in parts]  # float32 at once: less to hold
         if roles[name] == "label":
             labels.append((name, mats))
         else:
             feats.append(mats)
             feature_names += ([f"{name}={c}" for c in cats] if enc == "onehot" else [name])
-    x = [np.concatenate([f[k] for f in feats], 1).astype(np.float32) for k in range(3)]
+    x = [np.concatenate([f[k] for f in feats], 1) for k in range(3)]
     if len(labels) == 1:
-        y = [labels[0][1][k].reshape(-1).astype(np.float32) for k in range(3)]
+        y = [labels[0][1][k].reshape(-1) for k in range(3)]
     else:
-        y = [np.concatenate([lb[1][k] for lb in labels], 1).astype(np.float32) for k in range(3)]
+        y = [np.concatenate([lb[1][k] for lb in labels], 1) for k in range(3)]
     label_name = labels[0][0]
     out = Arrays({"x": x[0], "y": y[0]}, {"x": x[2], "y": y[2]} if len(te) else None,
                  f"{os.path.basename(path)}: {len(rows)} rows, {len(feature_names)} features, "
@@ -159,7 +160,7 @@ register(Source(
           MapOf("columns", COLUMN, 'an object {column: {"role", "encoding"}}',
                 help="Roles and encodings that differ from the guess.")),
     load=lambda d, project, progress=None, table=None: load_csv(
-        d, project.resolve(d["path"]), table),
+        d, project.resolve(d["path"]), table, progress),
     array_names=lambda d, project: ["x", "y"], editor="data_tab", label="CSV/TSV file..."))
 
 register(Source(
