@@ -105,6 +105,17 @@ def test_the_csv_source_passes_progress_on(tmp_path):
     assert calls and calls[-1] == (path, os.path.getsize(path), os.path.getsize(path))
 
 
+def test_cli_shows_reading_progress():
+    from layerloom.cli import run
+    out = io.StringIO()
+    show = run.data_progress(out)
+    show("/some/where/data.csv", 65 << 20, 152 << 20)
+    show("/some/where/data.csv", 152 << 20, 152 << 20)
+    text = out.getvalue()
+    assert "Reading data.csv: 43% (65 of 152 MB)" in text
+    assert "Reading data.csv: 100% (152 of 152 MB)" in text
+
+
 class _Counted:
     """Counts every read of a Column's name: scanning the names per column is quadratic."""
     reads = 0

@@ -37,12 +37,43 @@ def write_outputs(out_dir, files):
                "the trained weights could not be kept anywhere either")) from None
 
 
+SHOWN_FROM = 8 << 20  # a data file smaller than this is read without a progress line
+
+
+def data_progress(out):
+    """progress(path, bytes_done, bytes_total) for a data file being read (or downloaded):
+    a live line on a terminal, else a line at the start, every 10% and at the end."""
+    tty = getattr(out, "isatty", lambda: False)()
+    last = {"pct": None}
+
+    def show(path, done, total):
+        if total and total < SHOWN_FROM:
+            return
+        what = "Downloading" if "://" in path else "Reading"
+        name = path.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+        pct = 100 * done / total if total else None
+        finished = bool(total) and done >= total
+        if not tty and not finished and last["pct"] is not None and (
+                pct is None or pct < last["pct"] + 10):
+            return
+        last["pct"] = pct if pct is not None else 0
+        amount = (f"{pct:.0f}% ({done / 2 ** 20:.0f} of {total / 2 ** 20:.0f} MB)"
+                  if total else f"{done / 2 ** 20:.0f} MB")
+        line = f"{what} {name}: {amount}"
+        if tty:
+            out.write(f"\r{line}\x1b[K" + ("\n" if finished else ""))
+        else:
+            out.write(line + "\n")
+        out.flush()
+    return show
+
+
 def run(args, out=sys.stdout):
     from layerloom.train.session import Session
     from layerloom.data.prepare import prepare_data
     path = args.run
     proj = projectfile.load(path)
-    data = prepare_data(proj)
+    data = prepare_data(proj, progress=data_progress(out))
     epochs = args.epochs or proj.training["epochs"]
     resume, initial, out_dir = _starting_point(args, proj, epochs)
     session = Session(proj, device=args.device, batch_size=args.batch_size, seed=args.seed,

@@ -67,7 +67,8 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
 
         def progress(url, done, total):
             pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
-            q.put(("status", f"Downloading {url.rsplit('/', 1)[-1]}: {pct}"))
+            what = "Downloading" if "://" in url else "Reading"  # a URL, or a CSV file
+            q.put(("status", f"{what} {url.replace(os.sep, '/').rsplit('/', 1)[-1]}: {pct}"))
 
         should_stop = Control(stop, pause)
 
