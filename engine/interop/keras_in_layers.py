@@ -174,19 +174,6 @@ class Options:
 
 
 # -- converters: Options, input shapes -> (Layerloom type id, params) -----------------------
-def _conv(type_id):
-    def convert(o, shapes):
-        o.must("groups", 1)
-        rank = 2 if type_id == "Conv2D" else 1
-        get = o.get if rank == 2 else o.number
-        return type_id, {"filters": o.get("filters"), "kernel_size": get("kernel_size"),
-                         "strides": get("strides", 1), "padding": o.get("padding", "valid"),
-                         "dilation_rate": get("dilation_rate", 1),
-                         "activation": o.activation(), "use_bias": o.get("use_bias", True),
-                         **o.weight_params("kernel", "bias")}
-    return convert
-
-
 def _recurrent(type_id):
     def convert(o, shapes):
         o.must("use_bias", True)
@@ -224,7 +211,6 @@ def _unit_forget_bias(o, p):
 # the Keras classes whose converter is still written here, not yet declared beside the layer
 # (its KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
-    "Conv2D": _conv("Conv2D"), "Conv1D": _conv("Conv1D"),
     "SimpleRNN": _recurrent("SimpleRNN"), "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"),
 }
 

@@ -138,14 +138,10 @@ _COMPARE = {">": "greater", ">=": "greater_equal", "<": "less", "<=": "less_equa
             "==": "equal", "!=": "not_equal"}
 
 
-_CONV = ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation",
-         "use_bias")
 
 # the layers whose converter is still written here, not yet declared beside the layer (its
 # KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
-    "Conv1D": _simple("Conv1D", _CONV, ("kernel", "bias")),
-    "Conv2D": _simple("Conv2D", _CONV, ("kernel", "bias")),
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
 }
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from layerloom.core.registry import declared
-from layerloom.layers.kit import onnx_channels_first, onnx_channels_last, onnx_pads_after
 
 
 @dataclass
@@ -22,29 +21,6 @@ class Node:
     in_shapes: list
     out_shapes: list
     w: dict
-
-
-# -- convolution and pooling -------------------------------------------------------------------
-def _conv(b, n):
-    p, layer = n.params, n.layer
-    rank = layer.rank
-    g = layer.geometry(p, n.in_shapes[0])
-    kernel = n.w["kernel"]  # (KH, KW, Cin, Cout) or (K, Cin, Cout), Keras' layout
-    if rank == 2:
-        w = kernel.transpose(3, 2, 0, 1)
-        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW], dilations=[g.DH, g.DW],
-                     pads=[g.PT, g.PL, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT),
-                           onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
-    else:
-        w = kernel.transpose(2, 1, 0)
-        attrs = dict(kernel_shape=[g.KW], strides=[g.SW], dilations=[g.DW],
-                     pads=[g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
-    inputs = [onnx_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
-                                                           f"{n.id}/kernel")]
-    if p["use_bias"]:
-        inputs.append(b.const(n.w["bias"], f"{n.id}/bias"))
-    y = onnx_channels_last(b, b.op("Conv", inputs, **attrs), rank)
-    return [b.activation(p["activation"], y)]
 
 
 # -- recurrent ---------------------------------------------------------------------------------
@@ -124,14 +100,11 @@ def _simple_rnn(b, n):
 # the layers whose converter is still written here, not yet declared beside the layer (its
 # OnnxForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
-    "Conv1D": _conv, "Conv2D": _conv,
     "LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn,
 }
 
 # for docs/onnx.md: the ops each layer type becomes (a declared one: its OnnxForm's ops)
 _NOT_YET_DECLARED_OPS = {
-    "Conv1D": "Transpose (NTC->NCT), Conv, Transpose back, activation",
-    "Conv2D": "Transpose (NHWC->NCHW), Conv, Transpose back, activation",
     "LSTM": "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), Squeeze, "
             "Transpose",
     "GRU": "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, Transpose",

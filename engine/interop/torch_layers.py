@@ -67,54 +67,8 @@ def _same_pads(size, k, s, d):
     return total // 2, total - total // 2
 
 
-def conv2d(n):
-    _no_regularizers(n)
-    p, s = n.params, n.self
-    (kh, kw), (sh, sw), (dh, dw) = _pair(p["kernel_size"]), _pair(p["strides"]), _pair(
-        p["dilation_rate"])
-    h, w, c = n.in_shapes[0]
-    init = [f"{s} = nn.Conv2d({c}, {p['filters']}, ({kh}, {kw}), stride=({sh}, {sw}), "
-            f"dilation=({dh}, {dw}), bias={bool(p['use_bias'])!r})",
-            _init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
-    if p["use_bias"]:
-        init.append(_init(n, f"{s}.bias", "bias_initializer", "zeros"))
-    x = f"{n.x[0]}.permute(0, 3, 1, 2)"
-    if p["padding"] == "same":
-        t, b = _same_pads(h, kh, sh, dh)
-        left, right = _same_pads(w, kw, sw, dw)
-        if t or b or left or right:
-            x = f"F.pad({x}, ({left}, {right}, {t}, {b}))"
-    elif p["padding"] != "valid":
-        raise unsupported(n.id, n.type, "padding", p["padding"])
-    fwd = [f"{n.out} = {activation(n, f'{s}({x}).permute(0, 2, 3, 1)')}  # NHWC -> NCHW -> NHWC"]
-    return init, fwd, {"kernel": ("weight", "HWIO"), "bias": ("bias", "")}
-
-
 _TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)"}  # channels-last -> torch's channels-first
 _TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)"}
-
-
-def conv1d(n):
-    _no_regularizers(n)
-    p, s = n.params, n.self
-    k, st, d = int(p["kernel_size"]), int(p["strides"]), int(p["dilation_rate"])
-    steps, c = n.in_shapes[0]
-    init = [f"{s} = nn.Conv1d({c}, {p['filters']}, {k}, stride={st}, dilation={d}, "
-            f"bias={bool(p['use_bias'])!r})",
-            _init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
-    if p["use_bias"]:
-        init.append(_init(n, f"{s}.bias", "bias_initializer", "zeros"))
-    x = f"{n.x[0]}.permute(0, 2, 1)"
-    if p["padding"] == "same":
-        left, right = _same_pads(steps, k, st, d)
-        if left or right:
-            x = f"F.pad({x}, ({left}, {right}))"
-    elif p["padding"] == "causal":  # only the start, (k - 1) * d steps
-        x = f"F.pad({x}, ({(k - 1) * d}, 0))"
-    elif p["padding"] != "valid":
-        raise unsupported(n.id, n.type, "padding", p["padding"])
-    fwd = [f"{n.out} = {activation(n, f'{s}({x}).permute(0, 2, 1)')}  # NWC -> NCW -> NWC"]
-    return init, fwd, {"kernel": ("weight", "WIO"), "bias": ("bias", "")}
 
 
 # -- Lambda: the formula as torch calls (no Python function is stored) -------------------------
@@ -192,8 +146,6 @@ def recurrent(n):
 # TorchForm): convolution, normalization, recurrent, merging, reshaping, regularization
 _NOT_YET_DECLARED = {
     "SimpleRNN": recurrent, "LSTM": recurrent, "GRU": recurrent,
-    "Conv1D": conv1d,
-    "Conv2D": conv2d,
 }
 
 

@@ -7,10 +7,12 @@ from layerloom.backend.geometry import ConvGeometry
 from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Bool, Choice, Int, Pair
-from layerloom.core.registry import Layer, register, ShapeError, WeightSpec
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
+                                     WeightSpec)
 from layerloom.layers.kit import (activation_param, activation_scratch,
                                   backward_through_activation, forward_with_activation,
-                                  kernel_and_bias_params, padded_reference, window_geometry)
+                                  kernel_and_bias_params, onnx_channels_first, onnx_channels_last,
+                                  onnx_pads_after, padded_reference, window_geometry)
 
 
 class _Conv(Layer):
@@ -124,6 +126,93 @@ class _Conv(Layer):
         return [out if self.rank == 2 else out[:, 0]]
 
 
+# -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
+# KerasForm in core/registry.py) -------------------------------------------------------------
+def _conv_onnx(b, n):
+    p, layer = n.params, n.layer
+    rank = layer.rank
+    g = layer.geometry(p, n.in_shapes[0])
+    kernel = n.w["kernel"]  # (KH, KW, Cin, Cout) or (K, Cin, Cout), Keras' layout
+    if rank == 2:
+        w = kernel.transpose(3, 2, 0, 1)
+        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW], dilations=[g.DH, g.DW],
+                     pads=[g.PT, g.PL, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT),
+                           onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+    else:
+        w = kernel.transpose(2, 1, 0)
+        attrs = dict(kernel_shape=[g.KW], strides=[g.SW], dilations=[g.DW],
+                     pads=[g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+    inputs = [onnx_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
+                                                            f"{n.id}/kernel")]
+    if p["use_bias"]:
+        inputs.append(b.const(n.w["bias"], f"{n.id}/bias"))
+    y = onnx_channels_last(b, b.op("Conv", inputs, **attrs), rank)
+    return [b.activation(p["activation"], y)]
+
+
+def _conv_torch_module(t, n, module):
+    """The nn.ConvNd line and Keras' initialisers of its weight and bias."""
+    t.no_regularizers(n)
+    s = n.self
+    init = [f"{s} = {module}, bias={bool(n.params['use_bias'])!r})",
+            t.init(n, f"{s}.weight", "kernel_initializer", "glorot_uniform")]
+    if n.params["use_bias"]:
+        init.append(t.init(n, f"{s}.bias", "bias_initializer", "zeros"))
+    return init
+
+
+def _torch_padded(t, n, x, same, causal=None):
+    """x (channels first) padded as Keras' padding: same() gives F.pad's amounts (the last axis
+    first; nothing written when all are 0), causal those of a 1-D causal convolution."""
+    padding = n.params["padding"]
+    if padding == "valid":
+        return x
+    if padding == "same":
+        pads = tuple(same())
+        return f"F.pad({x}, {pads})" if any(pads) else x
+    if padding == "causal" and causal is not None:
+        return f"F.pad({x}, {causal})"
+    raise t.unsupported(n.id, n.type, "padding", padding)
+
+
+def _conv2d_torch(t, n):
+    p, s = n.params, n.self
+    (kh, kw), (sh, sw), (dh, dw) = t.pair(p["kernel_size"]), t.pair(p["strides"]), t.pair(
+        p["dilation_rate"])
+    h, w, c = n.in_shapes[0]
+    init = _conv_torch_module(t, n, f"nn.Conv2d({c}, {p['filters']}, ({kh}, {kw}), "
+                                    f"stride=({sh}, {sw}), dilation=({dh}, {dw})")
+    x = _torch_padded(t, n, f"{n.x[0]}.permute(0, 3, 1, 2)",
+                      lambda: t.same_pads(w, kw, sw, dw) + t.same_pads(h, kh, sh, dh))
+    fwd = [f"{n.out} = {t.activation(n, f'{s}({x}).permute(0, 2, 3, 1)')}  # NHWC -> NCHW -> NHWC"]
+    return init, fwd, {"kernel": ("weight", "HWIO"), "bias": ("bias", "")}
+
+
+def _conv1d_torch(t, n):
+    p, s = n.params, n.self
+    k, st, d = int(p["kernel_size"]), int(p["strides"]), int(p["dilation_rate"])
+    steps, c = n.in_shapes[0]
+    init = _conv_torch_module(t, n, f"nn.Conv1d({c}, {p['filters']}, {k}, stride={st}, "
+                                    f"dilation={d}")
+    x = _torch_padded(t, n, f"{n.x[0]}.permute(0, 2, 1)", lambda: t.same_pads(steps, k, st, d),
+                      causal=((k - 1) * d, 0))  # causal: only the start, (k - 1) * d steps
+    fwd = [f"{n.out} = {t.activation(n, f'{s}({x}).permute(0, 2, 1)')}  # NWC -> NCW -> NWC"]
+    return init, fwd, {"kernel": ("weight", "WIO"), "bias": ("bias", "")}
+
+
+def _conv_keras(cls, rank):
+    def read(o, shapes):
+        o.must("groups", 1)
+        get = o.get if rank == 2 else o.number
+        return {"filters": o.get("filters"), "kernel_size": get("kernel_size"),
+                "strides": get("strides", 1), "padding": o.get("padding", "valid"),
+                "dilation_rate": get("dilation_rate", 1),
+                "activation": o.activation(), "use_bias": o.get("use_bias", True),
+                **o.weight_params("kernel", "bias")}
+    return KerasForm(cls, ("filters", "kernel_size", "strides", "padding", "dilation_rate",
+                           "activation", "use_bias"), ("kernel", "bias"), read=read)
+
+
 @register
 class Conv2D(_Conv):
     type_id = "Conv2D"
@@ -149,6 +238,9 @@ class Conv2D(_Conv):
         ({"filters": 2, "kernel_size": 2, "strides": [1, 2], "use_bias": False,
           "activation": "gelu"}, [(4, 5, 2)]),
     )
+    onnx_form = OnnxForm(_conv_onnx, "Transpose (NHWC->NCHW), Conv, Transpose back, activation")
+    torch_form = TorchForm(_conv2d_torch)
+    keras_form = _conv_keras("Conv2D", 2)
 
 
 @register
@@ -173,3 +265,6 @@ class Conv1D(_Conv):
           "activation": "relu"}, [(7, 3)]),
         ({"filters": 4, "kernel_size": 2, "strides": 2, "padding": "same"}, [(5, 1)]),
     )
+    onnx_form = OnnxForm(_conv_onnx, "Transpose (NTC->NCT), Conv, Transpose back, activation")
+    torch_form = TorchForm(_conv1d_torch)
+    keras_form = _conv_keras("Conv1D", 1)
