@@ -52,10 +52,11 @@ class TorchForm:
     """PyTorch code: convert(t, n) returns (lines of __init__, lines of forward, the weights'
     {name: (torch attribute, layout)}) for the node n (interop.torch_code.TNode); t is
     interop.torch_layers' kit (activation, init, unsupported, no_regularizers, pair,
-    same_pads, to_first, to_last)."""
+    same_pads, to_first, to_last, source). state_ports: it writes the ports after the first
+    (return_state: named <out>_h and <out>_c)."""
 
-    def __init__(self, convert):
-        self.convert = convert
+    def __init__(self, convert, state_ports=False):
+        self.convert, self.state_ports = convert, state_ports
 
 
 class KerasForm:

@@ -1,6 +1,6 @@
 """Keras layer configurations as Layerloom layers, for keras_import: one converter per Keras
-class (made from the layer's declared `keras_form`, or for the layers not yet moved there
-written below) reads the config's keys through an Options (every key is either mapped to a Layerloom
+class (made from the declared `keras_form` of the layer it becomes, a KerasForm of
+core/registry.py) reads the config's keys through an Options (every key is either mapped to a Layerloom
 parameter, checked to have the one value Layerloom computes, or harmless), and says in which
 order the Keras layer stores its weights. Keras 2 (tf.keras) and Keras 3 spellings both: dtype
 as a string or a DTypePolicy/Policy object, initializers and regularizers as objects with or
@@ -173,48 +173,6 @@ class Options:
                 self.fail(key)
 
 
-# -- converters: Options, input shapes -> (Layerloom type id, params) -----------------------
-def _recurrent(type_id):
-    def convert(o, shapes):
-        o.must("use_bias", True)
-        for k in ("go_backwards", "stateful", "zero_output_for_mask"):
-            o.must(k, False)
-        for k in ("dropout", "recurrent_dropout"):
-            o.must(k, 0, 0.0)
-        o.must("recurrent_constraint", None)
-        p = {"units": o.get("units"), "return_sequences": o.get("return_sequences", False),
-             "return_state": o.get("return_state", False),
-             **o.weight_params("kernel", "recurrent", "bias")}
-        if type_id == "SimpleRNN":
-            p["activation"] = o.activation(default="tanh")
-        else:
-            o.must("activation", "tanh")
-            o.must("recurrent_activation", "sigmoid")
-        if type_id == "GRU":
-            o.must("reset_after", True)
-        if type_id == "LSTM":
-            _unit_forget_bias(o, p)
-        return type_id, p
-    return convert
-
-
-def _unit_forget_bias(o, p):
-    """Layerloom's LSTM starts the forget-gate bias at 1 when bias_initializer is zeros (Keras'
-    unit_forget_bias); zeros throughout is the constant 0."""
-    ufb, init = o.get("unit_forget_bias", True), p.get("bias_initializer", "zeros")
-    if not ufb and init == "zeros":
-        p["bias_initializer"] = {"name": "constant", "value": 0.0}
-    elif ufb and init not in ("zeros", "ones"):
-        o.fail("unit_forget_bias", f"with bias_initializer {init!r} has no Layerloom form")
-
-
-# the Keras classes whose converter is still written here, not yet declared beside the layer
-# (its KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
-_NOT_YET_DECLARED = {
-    "SimpleRNN": _recurrent("SimpleRNN"), "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"),
-}
-
-
 def _from_form(type_id, form, read):
     """A declared KerasForm's reader as a converter: (type id, params)."""
     if read is None:
@@ -235,9 +193,8 @@ def _declared():
     return out
 
 
-# every Keras class read: its layer's declared KerasForm (core/registry.py), else the table
+# every Keras class read: its layer's declared KerasForm (core/registry.py)
 CONVERTERS = _declared()
-CONVERTERS.update(_NOT_YET_DECLARED)
 PASS_THROUGH = {"Identity"}  # computes nothing: its output is its input
 
 
@@ -261,8 +218,4 @@ def keras_order(type_id, params):
     if form is not None and form.weight_order is not None:
         order = form.weight_order
         return list(order(params) if callable(order) else order)
-    if type_id == "GRU":
-        return ["kernel", "recurrent_kernel", ("bias", "recurrent_bias")]
-    if type_id in ("LSTM", "SimpleRNN"):
-        return ["kernel", "recurrent_kernel", "bias"]
     return ["kernel"] + (["bias"] if params.get("use_bias") else [])

@@ -1,5 +1,5 @@
 """Each Layerloom layer as Keras source text: one converter per layer type (made from the
-layer's declared `keras_form`, or for the layers not yet moved there written below) returns the lines
+layer's declared `keras_form`, a KerasForm of core/registry.py) returns the lines
 that build the node with keras.layers (Functional API, the layer named by the node id) and the
 Python names of its output tensors, one per port. keras_code.py puts the lines into a script;
 keras_export.py runs the same lines to build the model it saves, so the script and the .keras
@@ -111,16 +111,6 @@ def _merge(cls, params=()):
     return convert
 
 
-def _recurrent(n):
-    names = ["units"] + (["activation"] if n.type == "SimpleRNN" else []) + \
-        ["return_sequences", "return_state"]
-    line = call(n.type, _kw(n, names) + _weight_args(n, ("kernel", "recurrent", "bias")),
-                n, n.x)
-    if len(n.out) == 1:
-        return [f"{n.out[0]} = {line}"]
-    return [f"{', '.join(n.out)} = {line}"]
-
-
 # -- Lambda: the formula as keras.ops calls ----------------------------------------------------
 KERAS_OPS = Dialect(
     "keras.ops",
@@ -139,16 +129,7 @@ _COMPARE = {">": "greater", ">=": "greater_equal", "<": "less", "<=": "less_equa
 
 
 
-# the layers whose converter is still written here, not yet declared beside the layer (its
-# KerasForm): convolution, normalization, recurrent, merging, reshaping, regularization
-_NOT_YET_DECLARED = {
-    "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
-}
 
-# for docs/keras_export.md
-_NOT_YET_DECLARED_FORMS = {
-    "GRU": "layers.GRU (reset_after=True, Keras' default); bias = stack(bias, recurrent_bias)",
-}
 
 
 # what a layer's KerasForm write(k, n) is handed: this module's helpers; source(tree, env,
@@ -166,19 +147,17 @@ def _from_form(form):
     return _simple(form.cls, form.params, form.weights)
 
 
-# every layer's converter: its declaration's KerasForm (core/registry.py), else the table above
+# every layer's converter: its declaration's KerasForm (core/registry.py)
 CONVERTERS = {t: _from_form(f) for t, f in declared("keras").items()}
-CONVERTERS.update(_NOT_YET_DECLARED)
 
 # for docs/keras_export.md
 KERAS_FORMS = {t: f.doc for t, f in declared("keras").items() if f.doc}
-KERAS_FORMS.update(_NOT_YET_DECLARED_FORMS)
 
 
 def keras_weight_names(type_id, specs):
     """Layerloom's weight names in the order of the Keras layer's weights; a tuple is one Keras
     weight stacked from several (GRU's (2, 3 * units) bias)."""
-    names = [s.name for s in specs]
-    if type_id == "GRU":
-        return ["kernel", "recurrent_kernel", ("bias", "recurrent_bias")]
-    return names
+    form = declared("keras").get(type_id)
+    if form is not None and form.weight_order is not None and not callable(form.weight_order):
+        return list(form.weight_order)
+    return [s.name for s in specs]

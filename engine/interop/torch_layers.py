@@ -1,6 +1,6 @@
 """Each Layerloom layer as PyTorch source text, for torch_code.py's script: one converter per
-layer type (declared beside the layer, its `torch_form`, or for the layers not yet moved there
-written below) returns (lines of __init__, lines of forward) for a node. Data stays channels-last
+layer type (declared beside the layer, its `torch_form`: a TorchForm of core/registry.py,
+handed this module's KIT) returns (lines of __init__, lines of forward) for a node. Data stays channels-last
 (Layerloom's and Keras' layout) between layers; a convolution or pooling permutes to torch's
 channels-first and back around its own call. Weights keep Layerloom's names and layout in the
 .npz; TORCH_WEIGHTS in the script says how each becomes a torch parameter (transpose)."""
@@ -88,67 +88,6 @@ TORCH = Dialect(
     number=lambda v: f"torch.tensor({v!r})")
 
 
-# -- recurrent layers: Keras' equations as a loop over the steps, the weights in Layerloom's
-# (and Keras') layout: kernel (features, G * units), recurrent_kernel (units, G * units) --------
-_RNN_STEP = {
-    "SimpleRNN": lambda n, o, x, u: [
-        f"{o}_h = {activation(n, f'{x}[:, {o}_t] @ {n.self}.kernel + {o}_h @ {n.self}.recurrent_kernel + {n.self}.bias')}"],
-    "LSTM": lambda n, o, x, u: [
-        f"{o}_z = {x}[:, {o}_t] @ {n.self}.kernel + {o}_h @ {n.self}.recurrent_kernel + {n.self}.bias",
-        f"{o}_i, {o}_f = torch.sigmoid({o}_z[:, :{u}]), torch.sigmoid({o}_z[:, {u}:{2 * u}])",
-        f"{o}_c = {o}_f * {o}_c + {o}_i * torch.tanh({o}_z[:, {2 * u}:{3 * u}])",
-        f"{o}_h = torch.sigmoid({o}_z[:, {3 * u}:]) * torch.tanh({o}_c)"],
-    "GRU": lambda n, o, x, u: [  # reset_after: r multiplies the recurrent projection
-        f"{o}_xw = {x}[:, {o}_t] @ {n.self}.kernel + {n.self}.bias",
-        f"{o}_hu = {o}_h @ {n.self}.recurrent_kernel + {n.self}.recurrent_bias",
-        f"{o}_zt = torch.sigmoid({o}_xw[:, :{u}] + {o}_hu[:, :{u}])",
-        f"{o}_r = torch.sigmoid({o}_xw[:, {u}:{2 * u}] + {o}_hu[:, {u}:{2 * u}])",
-        f"{o}_hh = torch.tanh({o}_xw[:, {2 * u}:] + {o}_r * {o}_hu[:, {2 * u}:])",
-        f"{o}_h = {o}_zt * {o}_h + (1 - {o}_zt) * {o}_hh"],
-}
-_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
-STATE_PORTS = set(_GATES)  # layer types whose extra ports (return_state) are written
-
-
-def recurrent(n):
-    _no_regularizers(n)
-    if n.params.get("recurrent_regularizer"):
-        raise unsupported(n.id, n.type, "recurrent_regularizer", n.params["recurrent_regularizer"])
-    p, s, o, x = n.params, n.self, n.out, n.x[0]
-    u, g, d = int(p["units"]), _GATES[n.type], n.in_shapes[0][-1]
-    names = ["kernel", "recurrent_kernel", "bias"] + (["recurrent_bias"] if n.type == "GRU" else [])
-    shapes = {"kernel": (d, g * u), "recurrent_kernel": (u, g * u), "bias": (g * u,),
-              "recurrent_bias": (g * u,)}
-    init = [f"{s} = nn.ParameterDict({{" + ", ".join(
-        f"{k!r}: nn.Parameter(torch.empty{shapes[k]!r})" for k in names) + "})",
-        _init(n, f"{s}.kernel", "kernel_initializer", "glorot_uniform")]
-    rec = p.get("recurrent_initializer", "orthogonal")
-    if rec != "orthogonal":
-        init.append(_init(n, f"{s}.recurrent_kernel", "recurrent_initializer", rec))
-    else:
-        init.append(f"nn.init.orthogonal_({s}.recurrent_kernel)")
-    for k in names[2:]:
-        init.append(_init(n, f"{s}.{k}", "bias_initializer", "zeros"))
-    if n.type == "LSTM" and p.get("bias_initializer", "zeros") == "zeros":
-        init.append(f"nn.init.ones_({s}.bias[{u}:{2 * u}])  # Keras' unit_forget_bias")
-    fwd = [f"{o}_h = {x}.new_zeros({x}.shape[0], {u})"]
-    if n.type == "LSTM":
-        fwd.append(f"{o}_c = torch.zeros_like({o}_h)")
-    fwd += [f"{o}_seq = []", f"for {o}_t in range({x}.shape[1]):"]
-    fwd += ["    " + line for line in _RNN_STEP[n.type](n, o, x, u)]
-    fwd += [f"    {o}_seq.append({o}_h)",
-            f"{o} = torch.stack({o}_seq, 1)" if p["return_sequences"] else f"{o} = {o}_h"]
-    # return_state: ports h (and c) are {o}_h and {o}_c, the final states (torch_code's names)
-    return init, fwd, {k: (k, "") for k in names}
-
-
-# the layers whose converter is still written here, not yet declared beside the layer (its
-# TorchForm): convolution, normalization, recurrent, merging, reshaping, regularization
-_NOT_YET_DECLARED = {
-    "SimpleRNN": recurrent, "LSTM": recurrent, "GRU": recurrent,
-}
-
-
 # what a layer's TorchForm converter is handed (convert(KIT, n)): this module's helpers;
 # source(tree, env, nid=node id) writes a Lambda formula as torch calls
 KIT = SimpleNamespace(activation=activation, init=_init, unsupported=unsupported,
@@ -156,6 +95,6 @@ KIT = SimpleNamespace(activation=activation, init=_init, unsupported=unsupported
                       to_first=_TO_FIRST, to_last=_TO_LAST,
                       source=functools.partial(expr_source.source, dialect=TORCH))
 
-# every layer's converter: its declaration's TorchForm (core/registry.py), else the table above
+# every layer's converter: its declaration's TorchForm (core/registry.py)
 CONVERTERS = {t: (lambda n, f=f: f.convert(KIT, n)) for t, f in declared("torch").items()}
-CONVERTERS.update(_NOT_YET_DECLARED)
+STATE_PORTS = {t for t, f in declared("torch").items() if f.state_ports}  # return_state written

@@ -10,7 +10,8 @@ from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import weight_params
 from layerloom.core.params import Bool, Choice, Int
-from layerloom.core.registry import Layer, ShapeError, WeightSpec, register
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, ShapeError, TorchForm, WeightSpec,
+                                     register)
 
 _SIMPLE_ACTS = ("tanh", "relu", "sigmoid", "linear", "elu", "selu", "softsign", "relu6",
                 "leaky_relu", "hard_sigmoid")
@@ -123,6 +124,186 @@ class _Recurrent(Layer):
                  trans_b=True, accumulate=True, a_off=t * n * G * u, c_off=(t - 1) * n * u)
 
 
+# -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
+# KerasForm in core/registry.py) -------------------------------------------------------------
+# ONNX: LSTM, GRU and RNN ops over the time-major sequence
+def _gate_blocks(a, order):
+    """Reorder the gate blocks along the last axis (Keras [i, f, c, o] -> ONNX [i, o, f, c])."""
+    blocks = np.split(a, len(order), axis=-1)
+    return np.concatenate([blocks[i] for i in order], axis=-1)
+
+
+def _recurrent_outputs(b, n, seq, last, states):
+    """Ports from ONNX's Y (T, 1, N, u), Y_h and Y_c (1, N, u): y, then h (and c)."""
+    p = n.params
+    if p["return_sequences"]:
+        y = b.op("Transpose", [b.op("Squeeze", [seq, b.ints([1], "axes")])], perm=[1, 0, 2])
+    else:
+        y = b.op("Squeeze", [last, b.ints([0], "axes")])
+    outs = [y]
+    if p["return_state"]:
+        outs += [b.op("Squeeze", [s, b.ints([0], "axes")]) for s in states]
+    return outs
+
+
+def _recurrent_op(b, n, op_type, order, recurrent_bias, **attrs):
+    """LSTM, GRU or RNN as one ONNX op over the time-major sequence (zero initial state)."""
+    p, u = n.params, n.params["units"]
+    W = _gate_blocks(n.w["kernel"], order).T[None]
+    R = _gate_blocks(n.w["recurrent_kernel"], order).T[None]
+    B = np.concatenate([_gate_blocks(n.w["bias"], order), recurrent_bias])[None]
+    x_tm = b.op("Transpose", [n.x[0]], perm=[1, 0, 2])
+    states = 2 if op_type == "LSTM" else 1
+    flags = [p["return_sequences"], True] + [p["return_state"]] * (states - 1)
+    outs = b.op(op_type, [x_tm, b.const(np.ascontiguousarray(W), f"{n.id}/W"),
+                          b.const(np.ascontiguousarray(R), f"{n.id}/R"),
+                          b.const(B, f"{n.id}/B")], outputs=flags, hidden_size=u, **attrs)
+    return _recurrent_outputs(b, n, outs[0], outs[1], outs[1:])
+
+
+def _lstm_onnx(b, n):
+    u = n.params["units"]
+    return _recurrent_op(b, n, "LSTM", [0, 3, 1, 2], np.zeros(4 * u, np.float32))
+
+
+def _gru_onnx(b, n):
+    # Keras' reset_after GRU is ONNX's linear_before_reset=1; both order the gates z, r, h
+    return _recurrent_op(b, n, "GRU", [0, 1, 2], n.w["recurrent_bias"], linear_before_reset=1)
+
+
+_RNN_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
+
+
+def _simple_rnn_onnx(b, n):
+    p, u = n.params, n.params["units"]
+    act = p["activation"]
+    if act in _RNN_OPS:
+        return _recurrent_op(b, n, "RNN", [0], np.zeros(u, np.float32),
+                             activations=[_RNN_OPS[act]])
+    # other activations: unrolled over the (static) steps, h_t = act(x_t W + h_{t-1} U + b)
+    T = n.in_shapes[0][0]
+    xw = b.op("Add", [b.op("MatMul", [n.x[0], b.const(n.w["kernel"], f"{n.id}/kernel")]),
+                      b.const(n.w["bias"], f"{n.id}/bias")])
+    U = b.const(n.w["recurrent_kernel"], f"{n.id}/recurrent_kernel")
+    h, seq = None, []
+    for t in range(T):
+        z = b.op("Gather", [xw, b.const(t, "step", np.int64)], axis=1)
+        if h is not None:
+            z = b.op("Add", [z, b.op("MatMul", [h, U])])
+        h = b.activation(act, z)
+        seq.append(h)
+    if p["return_sequences"]:
+        steps = [b.op("Unsqueeze", [s, b.ints([1], "axes")]) for s in seq]
+        y = b.op("Concat", steps, axis=1) if T > 1 else steps[0]
+    else:
+        y = h
+    return [y] + ([h] if p["return_state"] else [])
+
+
+# PyTorch: Keras' equations as a loop over the steps, the weights in Layerloom's (and Keras')
+# layout: kernel (features, G * units), recurrent_kernel (units, G * units)
+_RNN_STEP = {
+    "SimpleRNN": lambda t, n, o, x, u: [
+        f"{o}_h = {t.activation(n, f'{x}[:, {o}_t] @ {n.self}.kernel + {o}_h @ {n.self}.recurrent_kernel + {n.self}.bias')}"],
+    "LSTM": lambda t, n, o, x, u: [
+        f"{o}_z = {x}[:, {o}_t] @ {n.self}.kernel + {o}_h @ {n.self}.recurrent_kernel + {n.self}.bias",
+        f"{o}_i, {o}_f = torch.sigmoid({o}_z[:, :{u}]), torch.sigmoid({o}_z[:, {u}:{2 * u}])",
+        f"{o}_c = {o}_f * {o}_c + {o}_i * torch.tanh({o}_z[:, {2 * u}:{3 * u}])",
+        f"{o}_h = torch.sigmoid({o}_z[:, {3 * u}:]) * torch.tanh({o}_c)"],
+    "GRU": lambda t, n, o, x, u: [  # reset_after: r multiplies the recurrent projection
+        f"{o}_xw = {x}[:, {o}_t] @ {n.self}.kernel + {n.self}.bias",
+        f"{o}_hu = {o}_h @ {n.self}.recurrent_kernel + {n.self}.recurrent_bias",
+        f"{o}_zt = torch.sigmoid({o}_xw[:, :{u}] + {o}_hu[:, :{u}])",
+        f"{o}_r = torch.sigmoid({o}_xw[:, {u}:{2 * u}] + {o}_hu[:, {u}:{2 * u}])",
+        f"{o}_hh = torch.tanh({o}_xw[:, {2 * u}:] + {o}_r * {o}_hu[:, {2 * u}:])",
+        f"{o}_h = {o}_zt * {o}_h + (1 - {o}_zt) * {o}_hh"],
+}
+_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def _recurrent_torch(t, n):
+    t.no_regularizers(n)
+    if n.params.get("recurrent_regularizer"):
+        raise t.unsupported(n.id, n.type, "recurrent_regularizer", n.params["recurrent_regularizer"])
+    p, s, o, x = n.params, n.self, n.out, n.x[0]
+    u, g, d = int(p["units"]), _GATES[n.type], n.in_shapes[0][-1]
+    names = ["kernel", "recurrent_kernel", "bias"] + (["recurrent_bias"] if n.type == "GRU" else [])
+    shapes = {"kernel": (d, g * u), "recurrent_kernel": (u, g * u), "bias": (g * u,),
+              "recurrent_bias": (g * u,)}
+    init = [f"{s} = nn.ParameterDict({{" + ", ".join(
+        f"{k!r}: nn.Parameter(torch.empty{shapes[k]!r})" for k in names) + "})",
+        t.init(n, f"{s}.kernel", "kernel_initializer", "glorot_uniform")]
+    rec = p.get("recurrent_initializer", "orthogonal")
+    if rec != "orthogonal":
+        init.append(t.init(n, f"{s}.recurrent_kernel", "recurrent_initializer", rec))
+    else:
+        init.append(f"nn.init.orthogonal_({s}.recurrent_kernel)")
+    for k in names[2:]:
+        init.append(t.init(n, f"{s}.{k}", "bias_initializer", "zeros"))
+    if n.type == "LSTM" and p.get("bias_initializer", "zeros") == "zeros":
+        init.append(f"nn.init.ones_({s}.bias[{u}:{2 * u}])  # Keras' unit_forget_bias")
+    fwd = [f"{o}_h = {x}.new_zeros({x}.shape[0], {u})"]
+    if n.type == "LSTM":
+        fwd.append(f"{o}_c = torch.zeros_like({o}_h)")
+    fwd += [f"{o}_seq = []", f"for {o}_t in range({x}.shape[1]):"]
+    fwd += ["    " + line for line in _RNN_STEP[n.type](t, n, o, x, u)]
+    fwd += [f"    {o}_seq.append({o}_h)",
+            f"{o} = torch.stack({o}_seq, 1)" if p["return_sequences"] else f"{o} = {o}_h"]
+    # return_state: ports h (and c) are {o}_h and {o}_c, the final states (torch_code's names)
+    return init, fwd, {k: (k, "") for k in names}
+
+
+# Keras out and in
+def _recurrent_keras(k, n):
+    names = ["units"] + (["activation"] if n.type == "SimpleRNN" else []) + \
+        ["return_sequences", "return_state"]
+    line = k.call(n.type, k.kw(n, names) + k.weight_args(n, ("kernel", "recurrent", "bias")),
+                  n, n.x)
+    if len(n.out) == 1:
+        return [f"{n.out[0]} = {line}"]
+    return [f"{', '.join(n.out)} = {line}"]
+
+
+def _recurrent_keras_in(type_id):
+    def read(o, shapes):
+        o.must("use_bias", True)
+        for k in ("go_backwards", "stateful", "zero_output_for_mask"):
+            o.must(k, False)
+        for k in ("dropout", "recurrent_dropout"):
+            o.must(k, 0, 0.0)
+        o.must("recurrent_constraint", None)
+        p = {"units": o.get("units"), "return_sequences": o.get("return_sequences", False),
+             "return_state": o.get("return_state", False),
+             **o.weight_params("kernel", "recurrent", "bias")}
+        if type_id == "SimpleRNN":
+            p["activation"] = o.activation(default="tanh")
+        else:
+            o.must("activation", "tanh")
+            o.must("recurrent_activation", "sigmoid")
+        if type_id == "GRU":
+            o.must("reset_after", True)
+        if type_id == "LSTM":
+            _unit_forget_bias(o, p)
+        return p
+    return read
+
+
+def _unit_forget_bias(o, p):
+    """Layerloom's LSTM starts the forget-gate bias at 1 when bias_initializer is zeros (Keras'
+    unit_forget_bias); zeros throughout is the constant 0."""
+    ufb, init = o.get("unit_forget_bias", True), p.get("bias_initializer", "zeros")
+    if not ufb and init == "zeros":
+        p["bias_initializer"] = {"name": "constant", "value": 0.0}
+    elif ufb and init not in ("zeros", "ones"):
+        o.fail("unit_forget_bias", f"with bias_initializer {init!r} has no Layerloom form")
+
+
+def _recurrent_forms(type_id, onnx_convert, onnx_ops, **keras):
+    return (OnnxForm(onnx_convert, onnx_ops), TorchForm(_recurrent_torch, state_ports=True),
+            KerasForm(type_id, write=_recurrent_keras, read=_recurrent_keras_in(type_id),
+                      weight_order=("kernel", "recurrent_kernel", "bias"), **keras))
+
+
 @register
 class SimpleRNN(_Recurrent):
     type_id = "SimpleRNN"
@@ -132,6 +313,10 @@ class SimpleRNN(_Recurrent):
     examples = (({"units": 3}, [(4, 2)]),
                 ({"units": 5, "return_sequences": True, "activation": "relu"}, [(3, 4)]),
                 ({"units": 2, "return_state": True}, [(1, 3)]))
+
+    onnx_form, torch_form, keras_form = _recurrent_forms(
+        "SimpleRNN", _simple_rnn_onnx, "Transpose, RNN (tanh, relu, sigmoid); other activations "
+        "unrolled: MatMul, Add, Gather, activation, Unsqueeze, Concat")
 
     def step(self, ops, s, t, n, u):
         sc = s.scratch
@@ -174,6 +359,10 @@ class LSTM(_Recurrent):
     examples = (({"units": 3}, [(4, 2)]), ({"units": 2, "return_sequences": True}, [(3, 5)]),
                 ({"units": 3, "return_state": True}, [(2, 3)]),
                 ({"units": 2, "return_state": True, "return_sequences": True}, [(1, 2)]))
+
+    onnx_form, torch_form, keras_form = _recurrent_forms(
+        "LSTM", _lstm_onnx, "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), "
+        "Squeeze, Transpose")
 
     def _bias_init(self, p):
         return "lstm_bias" if p["bias_initializer"] == "zeros" else p["bias_initializer"]
@@ -231,6 +420,13 @@ class GRU(_Recurrent):
     params = _Recurrent._params()
     examples = (({"units": 3}, [(4, 2)]), ({"units": 2, "return_sequences": True}, [(3, 5)]),
                 ({"units": 3, "return_state": True}, [(2, 3)]))
+
+    onnx_form, torch_form, keras_form = _recurrent_forms(
+        "GRU", _gru_onnx, "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, "
+        "Transpose", doc="layers.GRU (reset_after=True, Keras' default); bias = stack(bias, "
+        "recurrent_bias)")
+    # one Keras weight, the (2, 3 * units) bias, stacked from two of Layerloom's
+    keras_form.weight_order = ("kernel", "recurrent_kernel", ("bias", "recurrent_bias"))
 
     def weights(self, p, in_shapes):
         return super().weights(p, in_shapes) + [
