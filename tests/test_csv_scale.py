@@ -22,6 +22,7 @@ def small_chunks(monkeypatch):
     """Blocks of a few bytes and chunks of a few rows: every boundary is crossed."""
     monkeypatch.setattr(tabular, "BLOCK_BYTES", 7)
     monkeypatch.setattr(tabular, "CHUNK_CELLS", 5)
+    monkeypatch.setattr(tabular, "HEAD_ROWS", 3)
 
 
 def test_quoted_newline_crlf_and_bom_across_chunk_boundaries(tmp_path, small_chunks):
@@ -50,6 +51,30 @@ def test_small_chunks_read_as_one(tmp_path, small_chunks, monkeypatch):
         np.testing.assert_array_equal(small.train[k], whole.train[k])
     assert small.feature_names == whole.feature_names == [
         "size", "colour=green", "colour=red", "w"]
+
+
+def test_numbers_by_blocks_of_lines_and_by_the_csv_module_agree(tmp_path, small_chunks,
+                                                                monkeypatch):
+    """Blocks of plain numbers go to np.loadtxt; blank lines, quotes, missing values and
+    a quoted newline send a block to the csv module; the rows and their lines are the same."""
+    lines = [f"{i},{i * 0.25},{i % 2}" for i in range(60)]
+    lines[20] = ""  # a blank line
+    lines[31] = '31,"7.75",1'
+    lines[40] = "40,NA,0"
+    lines[50] = '50,"12.5\n",0'  # a quoted newline: 12.5 and a line more
+    path = write(tmp_path / "n.csv", "a,b,y\r\n" + "\r\n".join(lines) + "\r\n")
+    monkeypatch.setattr(tabular, "CHUNK_CELLS", 12)
+    t = tabular.read(path)
+    monkeypatch.setattr(tabular, "CHUNK_CELLS", 1 << 20)
+    whole = tabular.read(path)
+    assert len(t) == len(whole) == 59
+    assert list(t.lines) == list(whole.lines) and t.lines[-1] == 62
+    for name in ("a", "b", "y"):
+        np.testing.assert_array_equal(t.column(name).data, whole.column(name).data)
+        assert t.column(name).missing == whole.column(name).missing
+    assert t.column("b").missing == [39]
+    with pytest.raises(DataError, match=r"n.csv, line 42, column 'b': missing value"):
+        userdata.load_csv({}, path)
 
 
 def test_a_column_numeric_at_first_and_text_later_is_text(tmp_path, small_chunks):

@@ -8,6 +8,7 @@ import csv
 import io
 import itertools
 import os
+import warnings
 
 import numpy as np
 
@@ -167,7 +168,7 @@ class Table:
 
 
 BLOCK_BYTES = 1 << 20  # read from the file at a time (and progress reported after each)
-CHUNK_CELLS = 1 << 19  # fields parsed before they are converted to arrays
+CHUNK_CELLS = 1 << 18  # fields parsed before they are converted to arrays
 HEAD_ROWS = 200  # rows kept as text for the Data tab's preview
 
 
@@ -250,7 +251,8 @@ def _read(path, enc, delimiter, header, place, progress, text_columns):
             sniffed.append(line)
         delim = sniff_delimiter("".join(sniffed), path) if delimiter in (None, "auto") \
             else delimiter
-        reader = csv.reader(itertools.chain(sniffed, text), delimiter=delim)
+        source = itertools.chain(sniffed, text)
+        reader, offset = csv.reader(source, delimiter=delim), 0
         try:
             first, first_lines = [], []
             for row in reader:
@@ -270,21 +272,29 @@ def _read(path, enc, delimiter, header, place, progress, text_columns):
                 names = [f"column_{j + 1}" for j in range(len(first[0]))]
             reading = _Columns(path, names, has_header, delim, place, text_columns)
             reading.add(first, first_lines)
-            rows, lines = [], []
-            append, append_line = rows.append, lines.append
+            offset = reader.line_num  # lines read so far
             chunk = max(1, CHUNK_CELLS // max(1, len(names)))
-            for row in reader:
-                if not row or (not row[0].strip() and _blank(row)):
+            while True:
+                lines = list(itertools.islice(source, chunk))
+                if not lines:
+                    break
+                if reading.add_numbers(lines, offset, delim):
+                    offset += len(lines)
                     continue
-                append(row)
-                append_line(reader.line_num)
-                if len(rows) >= chunk:
-                    reading.add(rows, lines)
-                    rows, lines = [], []
-                    append, append_line = rows.append, lines.append
-            reading.add(rows, lines)
+                # the csv module: quoted fields, blank lines, missing values, text; a row may
+                # go on past the block's lines (a quoted newline): read on to its end
+                reader = csv.reader(itertools.chain(lines, source), delimiter=delim)
+                rows, row_lines = [], []
+                for row in reader:
+                    if not _blank(row):
+                        rows.append(row)
+                        row_lines.append(offset + reader.line_num)
+                    if reader.line_num >= len(lines):
+                        break
+                reading.add(rows, row_lines)
+                offset += reader.line_num
         except csv.Error as e:
-            raise DataError(f"{path}, line {reader.line_num}: {e}", place) from None
+            raise DataError(f"{path}, line {offset + reader.line_num}: {e}", place) from None
     return reading.table(enc)
 
 
@@ -335,6 +345,29 @@ class _Columns:
                 self.parts[j].append(np.fromiter(map(local.__getitem__, col), np.int32, n))
         self.lines.append(np.asarray(lines, np.int64))
         self.n += n
+
+    def add_numbers(self, lines, offset, delim):
+        """Lines of numbers only, parsed by np.loadtxt's C parser; False where the csv module
+        must read them (text, missing values, blank lines, a quoted newline, ragged rows), or
+        while rows are still kept for the preview."""
+        width = len(self.names)
+        if self.error or not self.kinds or not all(self.kinds) or len(self.head) < HEAD_ROWS:
+            return False
+        try:
+            with warnings.catch_warnings():  # blank lines only: "input contained no data"
+                warnings.simplefilter("ignore")
+                a = np.loadtxt(lines, delimiter=delim, dtype=np.float64, comments=None,
+                               quotechar='"', ndmin=2)
+        except ValueError:
+            return False
+        if a.shape != (len(lines), width) or np.isnan(a).any():
+            return False
+        for j in range(width):
+            self.parts[j].append(a[:, j].copy())
+        self.lines.append(np.arange(offset + 1, offset + len(lines) + 1, dtype=np.int64))
+        self.n += len(lines)
+        self.rows_seen += len(lines)
+        return True
 
     def _numbers(self, j, col, n):
         try:
