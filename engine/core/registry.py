@@ -108,7 +108,8 @@ class Layer(ABC):
     integer_inputs = False   # its inputs are indices (Embedding): the test harness feeds integers
     pre_activation_is_input = False  # a loss fused with its activation reads its input (Activation)
     # interop forms (OnnxForm, TorchForm, KerasForm above); None: not declared here.
-    # no_form: {format: why this layer has none}, where it has none on purpose
+    # no_form: {format: why this layer has none}, where it has none on purpose: a key of FORMATS,
+    # or "keras_in" for a Keras form that is export only (its cls None)
     onnx_form = None
     torch_form = None
     keras_form = None

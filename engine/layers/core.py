@@ -348,10 +348,11 @@ class Lambda(Layer):
     onnx_form = OnnxForm(_lambda_onnx,
                          "the expression's ops (table below); Expand for a constant formula")
     torch_form = TorchForm(_lambda_torch)
-    # export only (cls None: no Keras class is read as it): a Keras Lambda holds a Python
-    # function, Layerloom's a formula (keras_in_layers refuses it by name)
+    # export only (cls None: no Keras class is read as it)
     keras_form = KerasForm(None, write=_lambda_keras,
                            doc="keras.ops calls of the formula, then layers.Identity(name=node id)")
+    no_form = {"keras_in": "a Keras Lambda holds a Python function, Layerloom's a formula "
+                           "(keras_in_layers refuses it by name)"}
 
     def output_shapes(self, p, in_shapes):
         if len(in_shapes) > 4:
