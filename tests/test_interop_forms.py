@@ -64,3 +64,20 @@ def test_the_layer_modules_declare_forms_without_importing_interop():
                       getattr(form, "read", None)):
                 if f is not None:
                     assert f.__module__.startswith("layerloom.layers."), (layer.type_id, f)
+
+
+def test_the_onnx_operators_a_layer_reads_are_the_importers():
+    """ONNX in, where declared (OnnxForm.reads; pooling and Conv2D so far, the other layers' operators
+    still op_* methods of interop/onnx_import.py): each operator read by one layer only, its
+    attributes the importer's."""
+    from layerloom.interop import onnx_import
+    seen = {}
+    for type_id, form in declared("onnx").items():
+        for op, r in form.reads.items():
+            assert op not in seen, f"ONNX {op} is read by {seen[op]} and {type_id}"
+            seen[op] = type_id
+            assert onnx_import.ATTRIBUTES[op] == set(r.attributes)
+            assert not hasattr(onnx_import._Importer, f"op_{op}"), op
+    assert {op: t for op, (t, _) in onnx_import.READS.items()} == seen
+    assert seen["MaxPool"] == "MaxPooling2D" and seen["ReduceMean"] == "GlobalAveragePooling2D"
+    assert seen["Conv"] == "Conv2D"

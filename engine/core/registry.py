@@ -42,10 +42,19 @@ class WeightSpec:
 class OnnxForm:
     """ONNX export: convert(b, n) appends the node's ops to interop's Builder b and returns its
     output tensors, one per port (n: interop.onnx_layers.Node); ops: what it becomes, in words
-    (docs/onnx.md)."""
+    (docs/onnx.md). reads: the ONNX operators imported as this layer, {op type: OnnxRead}."""
 
-    def __init__(self, convert, ops):
-        self.convert, self.ops = convert, ops
+    def __init__(self, convert, ops, reads=None):
+        self.convert, self.ops, self.reads = convert, ops, dict(reads or {})
+
+
+class OnnxRead:
+    """ONNX import of one operator as the layer: attributes, the ones its reader maps (any
+    other present is refused by name); read(imp, node, type_id) adds the layer through
+    interop.onnx_import's importer imp (its value, shape, add, set, result, fail, padding...)."""
+
+    def __init__(self, attributes, read):
+        self.attributes, self.read = frozenset(attributes), read
 
 
 class TorchForm:

@@ -8,6 +8,10 @@ Which layout a graph input has is read from the operators it reaches, never from
 An operator, attribute, extra output or layout that cannot be mapped is a DataError naming the
 ONNX node, its op type and why (exit 2 from the command line): nothing is guessed. After each
 operator, our result's shape is checked against the one ONNX's shape inference gives.
+An operator is read either by the reader a layer declares beside it (its OnnxForm's reads: an
+OnnxRead handed this importer; pooling and Conv2D so far) or by an op_* method here (the rest,
+among them the patterns that span layers: MatMul + Add as Dense, Add/Sub/Mul as a merge, a
+Lambda or a BatchNormalization).
 
 Layerloom's own export comes back as the graph it was: node ids from the ONNX nodes' scopes
 ("dense_1/MatMul" -> dense_1), Dropout from ONNX's Dropout, and the fitted input normalisation
@@ -21,7 +25,7 @@ import numpy as np
 
 from layerloom.core.errors import DataError, GraphError, ParamError
 from layerloom.core.graph import Graph
-from layerloom.core.registry import ShapeError
+from layerloom.core.registry import declared, ShapeError
 
 PLACE = "--import"
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
@@ -33,23 +37,20 @@ PASS_THROUGH = {"Identity"}
 # the attributes each operator's mapping reads; any other present is refused by name
 ATTRIBUTES = {
     **{op: set() for op in ("Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Exp", "Add",
-                            "Sub", "Mul", "Div", "Identity", "MatMul", "GlobalAveragePool",
-                            "GlobalMaxPool")},
+                            "Sub", "Mul", "Div", "Identity", "MatMul")},
     "Selu": {"alpha", "gamma"}, "Elu": {"alpha"}, "LeakyRelu": {"alpha"},
     "Softmax": {"axis"}, "LogSoftmax": {"axis"}, "Gelu": {"approximate"},
     "Dropout": {"ratio", "seed", "is_test"},
     "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
-    "Conv": {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"},
-    "MaxPool": {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "dilations",
-                "storage_order"},
-    "AveragePool": {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "dilations",
-                    "count_include_pad"},
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"}, "Concat": {"axis"},
     "BatchNormalization": {"epsilon", "momentum", "spatial", "is_test", "training_mode"},
     "Transpose": {"perm"},
-    "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"},
-    "ReduceMax": {"axes", "keepdims", "noop_with_empty_axes"},
 }
+# the operators a layer declares it is read from (its OnnxForm's reads: pooling and Conv2D so
+# far), with
+# the layer they become; the rest map through the op_* methods below
+READS = {op: (type_id, r) for type_id, f in declared("onnx").items() for op, r in f.reads.items()}
+ATTRIBUTES.update({op: set(r.attributes) for op, (_, r) in READS.items()})
 # operators on constants alone (a weight transposed, the light models' ConstantOfShape) are
 # computed here, giving constants
 FOLDED = {
@@ -177,6 +178,10 @@ class Imported:
 
 
 class _Importer:
+    # for the layers' readers (OnnxRead.read(imp, node, type_id)): a node's attributes, a
+    # result value (its node id; nchw, pooled), an attribute's text
+    attrs, result, text = staticmethod(_attrs), _Value, staticmethod(_text)
+
     def __init__(self, model):
         onnx, numpy_helper = _onnx()
         self.graph, self.weights, self.ids = Graph(), {}, {}
@@ -316,6 +321,9 @@ class _Importer:
             self.arithmetic(node)
         elif node.op_type in PASS_THROUGH:
             self.pass_through(node)
+        elif node.op_type in READS:
+            type_id, r = READS[node.op_type]
+            r.read(self, node, type_id)
         else:
             getattr(self, f"op_{node.op_type}")(node)
 
@@ -556,27 +564,6 @@ class _Importer:
                             "(N, F) (Flatten first)")
         return v
 
-    def op_Conv(self, node):
-        a, v = _attrs(node), self.value(node, 0)
-        w = self.const(node, 1, "kernel")
-        if w.ndim != 4 or not v.nchw:
-            self.fail(node, "expected a 2-D convolution of an NCHW tensor")
-        if a.get("group", 1) != 1:
-            self.fail(node, f"group {a['group']}; grouped convolutions have no Layerloom layer")
-        k, strides = list(w.shape[2:]), list(a.get("strides", [1, 1]))
-        if list(a.get("kernel_shape", k)) != k:
-            self.fail(node, f"kernel_shape {list(a['kernel_shape'])} for a kernel of {k}")
-        dil = list(a.get("dilations", [1, 1]))
-        v, padding = self.padding(node, v, a, k, strides, dil, pad_value_matters=False)
-        bias = self.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
-        nid = self.add(node, "Conv2D", {"filters": int(w.shape[0]), "kernel_size": k,
-                                        "strides": strides, "padding": padding,
-                                        "dilation_rate": dil, "use_bias": bias is not None}, [v])
-        self.weights[f"{nid}/kernel"] = np.ascontiguousarray(w.transpose(2, 3, 1, 0), np.float32)
-        if bias is not None:
-            self.weights[f"{nid}/bias"] = bias.astype(np.float32)
-        self.set(node, _Value(nid, nchw=True))
-
     def padding(self, node, v, a, k, strides, dil, pad_value_matters):
         """(input, "valid" | "same"): ONNX's explicit pads as Keras' "same" where they are
         the same, else (zeros only) a ZeroPadding2D before a "valid" layer."""
@@ -603,57 +590,6 @@ class _Importer:
                       name=f"{self.scope(node)}_pad")
         return _Value(zp, nchw=True), "valid"
 
-    def pool(self, node, type_id):
-        a, v = _attrs(node), self.value(node, 0)
-        if not v.nchw or len(self.shape(v)) != 3:
-            self.fail(node, "expected 2-D pooling of an NCHW tensor")
-        if a.get("ceil_mode", 0):
-            self.fail(node, "ceil_mode 1; Layerloom's pooling rounds down")
-        if any(d != 1 for d in a.get("dilations", [1, 1])):
-            self.fail(node, "dilated pooling")
-        if type_id == "AveragePooling2D" and a.get("count_include_pad", 0) and (
-                any(a.get("pads", [0])) or _text(a.get("auto_pad", "NOTSET")) == "SAME_UPPER"):
-            self.fail(node, "count_include_pad with pads; Layerloom averages the input only")
-        k = list(a["kernel_shape"])
-        strides = list(a.get("strides", [1, 1]))
-        v, padding = self.padding(node, v, a, k, strides, [1, 1], pad_value_matters=True)
-        nid = self.add(node, type_id, {"pool_size": k, "padding": padding,  # None: Keras'
-                                       "strides": None if strides == k else strides}, [v])
-        self.set(node, _Value(nid, nchw=True))
-
-    def op_MaxPool(self, node):
-        self.pool(node, "MaxPooling2D")
-
-    def op_AveragePool(self, node):
-        self.pool(node, "AveragePooling2D")
-
-    def global_pool(self, node, type_id):
-        v = self.value(node, 0)
-        if not v.nchw or len(self.shape(v)) != 3:
-            self.fail(node, "expected an NCHW tensor")
-        self.set(node, _Value(self.add(node, type_id, {}, [v]), pooled=True))
-
-    def op_GlobalAveragePool(self, node):
-        self.global_pool(node, "GlobalAveragePooling2D")
-
-    def op_GlobalMaxPool(self, node):
-        self.global_pool(node, "GlobalMaxPooling2D")
-
-    def reduce(self, node, type_id):
-        """A mean or max over the spatial axes alone (our export's global pooling, channels
-        last, keepdims 0; or ONNX's (N, C, H, W) with keepdims 1 like GlobalAveragePool)."""
-        a, v = _attrs(node), self.value(node, 0)
-        axes = self.reduce_axes(node, len(self.onnx_shape(v)) + 1)
-        keep = a.get("keepdims", 1)
-        if len(node.input) > 1 and node.input[1] and axes is None:
-            self.const(node, 1, "axes")  # refused: not a constant
-        if v.pooled or len(self.shape(v)) != 3 or axes != ([2, 3] if v.nchw else [1, 2]):
-            self.fail(node, f"axes {axes}; only the spatial axes of an image (a global "
-                            "pooling) map")
-        if keep and not v.nchw:
-            self.fail(node, "keepdims 1 of a channels-last image; only keepdims 0 maps")
-        self.set(node, _Value(self.add(node, type_id, {}, [v]), pooled=bool(keep)))
-
     def reduce_axes(self, node, rank):
         """A Reduce*'s axes (an attribute before opset 18, a constant input from 18), sorted
         and counted from the front of a tensor of `rank`; None where not given or not
@@ -662,12 +598,6 @@ class _Importer:
         if len(node.input) > 1 and node.input[1]:
             axes = self.consts.get(node.input[1])
         return None if axes is None else sorted(int(x) % rank for x in np.reshape(axes, -1))
-
-    def op_ReduceMean(self, node):
-        self.reduce(node, "GlobalAveragePooling2D")
-
-    def op_ReduceMax(self, node):
-        self.reduce(node, "GlobalMaxPooling2D")
 
     def op_Flatten(self, node):
         v = self.value(node, 0)

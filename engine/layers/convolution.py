@@ -7,8 +7,8 @@ from layerloom.backend.geometry import ConvGeometry
 from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Bool, Choice, Int, Pair
-from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
-                                     WeightSpec)
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, register, ShapeError,
+                                     TorchForm, WeightSpec)
 from layerloom.layers.kit import (activation_param, activation_scratch,
                                   backward_through_activation, forward_with_activation,
                                   kernel_and_bias_params, onnx_channels_first, onnx_channels_last,
@@ -150,6 +150,30 @@ def _conv_onnx(b, n):
     return [b.activation(p["activation"], y)]
 
 
+def _conv2d_onnx_in(imp, node, type_id):
+    """ONNX's Conv (2-D, NCHW, not grouped) as Conv2D; pads that are not Keras' same become a
+    ZeroPadding2D before a valid convolution."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    w = imp.const(node, 1, "kernel")
+    if w.ndim != 4 or not v.nchw:
+        imp.fail(node, "expected a 2-D convolution of an NCHW tensor")
+    if a.get("group", 1) != 1:
+        imp.fail(node, f"group {a['group']}; grouped convolutions have no Layerloom layer")
+    k, strides = list(w.shape[2:]), list(a.get("strides", [1, 1]))
+    if list(a.get("kernel_shape", k)) != k:
+        imp.fail(node, f"kernel_shape {list(a['kernel_shape'])} for a kernel of {k}")
+    dil = list(a.get("dilations", [1, 1]))
+    v, padding = imp.padding(node, v, a, k, strides, dil, pad_value_matters=False)
+    bias = imp.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
+    nid = imp.add(node, type_id, {"filters": int(w.shape[0]), "kernel_size": k,
+                                  "strides": strides, "padding": padding,
+                                  "dilation_rate": dil, "use_bias": bias is not None}, [v])
+    imp.weights[f"{nid}/kernel"] = np.ascontiguousarray(w.transpose(2, 3, 1, 0), np.float32)
+    if bias is not None:
+        imp.weights[f"{nid}/bias"] = bias.astype(np.float32)
+    imp.set(node, imp.result(nid, nchw=True))
+
+
 def _conv_torch_module(t, n, module):
     """The nn.ConvNd line and Keras' initialisers of its weight and bias."""
     t.no_regularizers(n)
@@ -238,7 +262,9 @@ class Conv2D(_Conv):
         ({"filters": 2, "kernel_size": 2, "strides": [1, 2], "use_bias": False,
           "activation": "gelu"}, [(4, 5, 2)]),
     )
-    onnx_form = OnnxForm(_conv_onnx, "Transpose (NHWC->NCHW), Conv, Transpose back, activation")
+    onnx_form = OnnxForm(_conv_onnx, "Transpose (NHWC->NCHW), Conv, Transpose back, activation",
+                         reads={"Conv": OnnxRead({"kernel_shape", "strides", "pads", "dilations",
+                                                  "group", "auto_pad"}, _conv2d_onnx_in)})
     torch_form = TorchForm(_conv2d_torch)
     keras_form = _conv_keras("Conv2D", 2)
 

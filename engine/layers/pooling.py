@@ -8,7 +8,8 @@ from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import (onnx_channels_first, onnx_channels_last, onnx_pads_after,
                                   window_geometry)
 from layerloom.core.params import Choice, Int, Pair
-from layerloom.core.registry import KerasForm, Layer, OnnxForm, ShapeError, TorchForm, register
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, ShapeError, TorchForm,
+                                     register)
 
 
 class _Pool(Layer):
@@ -100,6 +101,30 @@ def _pool_onnx(b, n):
     return [onnx_channels_last(b, y, rank)]
 
 
+def _pool_onnx_in(imp, node, type_id):
+    """ONNX's MaxPool or AveragePool (2-D, NCHW) as the layer; pads that are not Keras' same
+    are refused (a ZeroPadding2D's zeros would change the max or the average)."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    if not v.nchw or len(imp.shape(v)) != 3:
+        imp.fail(node, "expected 2-D pooling of an NCHW tensor")
+    if a.get("ceil_mode", 0):
+        imp.fail(node, "ceil_mode 1; Layerloom's pooling rounds down")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        imp.fail(node, "dilated pooling")
+    if type_id == "AveragePooling2D" and a.get("count_include_pad", 0) and (
+            any(a.get("pads", [0])) or imp.text(a.get("auto_pad", "NOTSET")) == "SAME_UPPER"):
+        imp.fail(node, "count_include_pad with pads; Layerloom averages the input only")
+    k = list(a["kernel_shape"])
+    strides = list(a.get("strides", [1, 1]))
+    v, padding = imp.padding(node, v, a, k, strides, [1, 1], pad_value_matters=True)
+    nid = imp.add(node, type_id, {"pool_size": k, "padding": padding,  # None: Keras'
+                                  "strides": None if strides == k else strides}, [v])
+    imp.set(node, imp.result(nid, nchw=True))
+
+
+_POOL_READ = {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "dilations"}
+
+
 def _pool_torch(kind, rank):
     """Max/AveragePooling1D and 2D: F.max_poolNd / F.avg_poolNd between permutes; Keras'
     same padding: the padding never wins the max, the average counts only cells inside."""
@@ -150,7 +175,8 @@ class MaxPooling2D(_Pool):
     help = "Maximum over each pool_size window of (height, width, channels) inputs."
     params = _pool2d_params()
     examples = _EX2
-    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("MaxPool"))
+    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("MaxPool"), reads={
+        "MaxPool": OnnxRead(_POOL_READ | {"storage_order"}, _pool_onnx_in)})
     torch_form = _pool_torch("max", 2)
     keras_form = _pool_keras("MaxPooling2D", "MaxPool2D")
 
@@ -162,7 +188,9 @@ class AveragePooling2D(_Pool):
     help = "Mean over each pool_size window of (height, width, channels) inputs."
     params = _pool2d_params()
     examples = _EX2
-    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"))
+    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"),
+                         reads={"AveragePool": OnnxRead(_POOL_READ | {"count_include_pad"},
+                                                        _pool_onnx_in)})
     torch_form = _pool_torch("avg", 2)
     keras_form = _pool_keras("AveragePooling2D", "AvgPool2D")
 
@@ -227,6 +255,35 @@ def _global_pool_onnx(b, n):
     return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1, 2], 0)]
 
 
+def _global_pool_onnx_in(imp, node, type_id):
+    """ONNX's GlobalAveragePool or GlobalMaxPool (NCHW) as the layer."""
+    v = imp.value(node, 0)
+    if not v.nchw or len(imp.shape(v)) != 3:
+        imp.fail(node, "expected an NCHW tensor")
+    imp.set(node, imp.result(imp.add(node, type_id, {}, [v]), pooled=True))
+
+
+def _reduce_onnx_in(imp, node, type_id):
+    """A mean or max over the spatial axes alone (our export's global pooling, channels
+    last, keepdims 0; or ONNX's (N, C, H, W) with keepdims 1 like GlobalAveragePool)."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    axes = imp.reduce_axes(node, len(imp.onnx_shape(v)) + 1)
+    keep = a.get("keepdims", 1)
+    if len(node.input) > 1 and node.input[1] and axes is None:
+        imp.const(node, 1, "axes")  # refused: not a constant
+    if v.pooled or len(imp.shape(v)) != 3 or axes != ([2, 3] if v.nchw else [1, 2]):
+        imp.fail(node, f"axes {axes}; only the spatial axes of an image (a global "
+                       "pooling) map")
+    if keep and not v.nchw:
+        imp.fail(node, "keepdims 1 of a channels-last image; only keepdims 0 maps")
+    imp.set(node, imp.result(imp.add(node, type_id, {}, [v]), pooled=bool(keep)))
+
+
+def _global_pool_reads(global_op, reduce_op):
+    return {global_op: OnnxRead((), _global_pool_onnx_in),
+            reduce_op: OnnxRead({"axes", "keepdims", "noop_with_empty_axes"}, _reduce_onnx_in)}
+
+
 def _global_pool_torch(kind):
     def convert(t, n):
         fn = "amax" if kind == "max" else "mean"
@@ -244,7 +301,8 @@ class GlobalAveragePooling2D(_GlobalPool):
     type_id = "GlobalAveragePooling2D"
     avg = True
     help = "Mean over height and width: (h, w, c) -> (c)."
-    onnx_form = OnnxForm(_global_pool_onnx, "ReduceMean over H, W")
+    onnx_form = OnnxForm(_global_pool_onnx, "ReduceMean over H, W",
+                         reads=_global_pool_reads("GlobalAveragePool", "ReduceMean"))
     torch_form = _global_pool_torch("avg")
     keras_form = KerasForm("GlobalAveragePooling2D", read=_global_pool_keras_in,
                            also={"GlobalAvgPool2D": None})
@@ -254,7 +312,8 @@ class GlobalAveragePooling2D(_GlobalPool):
 class GlobalMaxPooling2D(_GlobalPool):
     type_id = "GlobalMaxPooling2D"
     help = "Maximum over height and width: (h, w, c) -> (c)."
-    onnx_form = OnnxForm(_global_pool_onnx, "ReduceMax over H, W")
+    onnx_form = OnnxForm(_global_pool_onnx, "ReduceMax over H, W",
+                         reads=_global_pool_reads("GlobalMaxPool", "ReduceMax"))
     torch_form = _global_pool_torch("max")
     keras_form = KerasForm("GlobalMaxPooling2D", read=_global_pool_keras_in,
                            also={"GlobalMaxPool2D": None})
