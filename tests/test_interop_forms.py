@@ -67,9 +67,10 @@ def test_the_layer_modules_declare_forms_without_importing_interop():
 
 
 def test_the_onnx_operators_a_layer_reads_are_the_importers():
-    """ONNX in, where declared (OnnxForm.reads; pooling and Conv2D so far, the other layers' operators
-    still op_* methods of interop/onnx_import.py): each operator read by one layer only, its
-    attributes the importer's."""
+    """ONNX in, where declared (OnnxForm.reads; pooling, Conv2D, Dropout, BatchNormalization
+    and Concatenate so far, the other layers' operators still op_* methods of
+    interop/onnx_import.py): each operator read by one layer only, its attributes the
+    importer's."""
     from layerloom.interop import onnx_import
     seen = {}
     for type_id, form in declared("onnx").items():

@@ -9,9 +9,9 @@ An operator, attribute, extra output or layout that cannot be mapped is a DataEr
 ONNX node, its op type and why (exit 2 from the command line): nothing is guessed. After each
 operator, our result's shape is checked against the one ONNX's shape inference gives.
 An operator is read either by the reader a layer declares beside it (its OnnxForm's reads: an
-OnnxRead handed this importer; pooling and Conv2D so far) or by an op_* method here (the rest,
-among them the patterns that span layers: MatMul + Add as Dense, Add/Sub/Mul as a merge, a
-Lambda or a BatchNormalization).
+OnnxRead handed this importer; pooling, Conv2D, Dropout, BatchNormalization and Concatenate so
+far) or by an op_* method here (the rest, among them the patterns that span layers: MatMul +
+Add as Dense, Add/Sub/Mul as a merge, a Lambda or a BatchNormalization).
 
 Layerloom's own export comes back as the graph it was: node ids from the ONNX nodes' scopes
 ("dense_1/MatMul" -> dense_1), Dropout from ONNX's Dropout, and the fitted input normalisation
@@ -40,15 +40,13 @@ ATTRIBUTES = {
                             "Sub", "Mul", "Div", "Identity", "MatMul")},
     "Selu": {"alpha", "gamma"}, "Elu": {"alpha"}, "LeakyRelu": {"alpha"},
     "Softmax": {"axis"}, "LogSoftmax": {"axis"}, "Gelu": {"approximate"},
-    "Dropout": {"ratio", "seed", "is_test"},
     "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
-    "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"}, "Concat": {"axis"},
-    "BatchNormalization": {"epsilon", "momentum", "spatial", "is_test", "training_mode"},
+    "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
     "Transpose": {"perm"},
 }
-# the operators a layer declares it is read from (its OnnxForm's reads: pooling and Conv2D so
-# far), with
-# the layer they become; the rest map through the op_* methods below
+# the operators a layer declares it is read from (its OnnxForm's reads: pooling, Conv2D, Dropout,
+# BatchNormalization, Concatenate so far), with the layer they become; the rest map through the
+# op_* methods below
 READS = {op: (type_id, r) for type_id, f in declared("onnx").items() for op, r in f.reads.items()}
 ATTRIBUTES.update({op: set(r.attributes) for op, (_, r) in READS.items()})
 # operators on constants alone (a weight transposed, the light models' ConstantOfShape) are
@@ -497,24 +495,6 @@ class _Importer:
         """An activation with constants our activation table does not have, as a Lambda."""
         self.set(node, v.like(self.add(node, "Lambda", {"expression": expression}, [v])))
 
-    def op_Dropout(self, node):
-        """Dropout at inference: the identity, as Layerloom's Dropout layer (its rate kept for
-        training in Layerloom). Training mode is refused."""
-        a, v = _attrs(node), self.value(node, 0)
-        if self.opset < 7 and not a.get("is_test", 0):
-            self.fail(node, "is_test 0: training mode (dropout applied)")
-        if len(node.input) > 2 and node.input[2]:
-            mode = self.const(node, 2, "training_mode")
-            if np.any(mode):
-                self.fail(node, "training_mode true (dropout applied)")
-        ratio = a.get("ratio", 0.5)
-        if len(node.input) > 1 and node.input[1]:
-            ratio = float(np.asarray(self.const(node, 1, "ratio")).reshape(-1)[0])
-        rate = float(str(np.float32(ratio)))  # 0.3, not float32's 0.30000001
-        if not 0.0 <= rate < 1.0:
-            self.fail(node, f"ratio {ratio}; expected 0 <= ratio < 1")
-        self.set(node, v.like(self.add(node, "Dropout", {"rate": rate}, [v])))
-
     def op_Gemm(self, node):
         a = _attrs(node)
         if a.get("transA", 0):
@@ -641,39 +621,6 @@ class _Importer:
             self.fail(node, "only the (N, C, 1, 1) of a global pooling can be squeezed, along "
                             "axes 2 and 3 named")
         self.set(node, _Value(v.node, v.port))
-
-    def op_BatchNormalization(self, node):
-        a, v = _attrs(node), self.value(node, 0)
-        if self.channel_axis(v) != 1:
-            self.fail(node, f"an input of shape {['N', *self.onnx_shape(v)]} whose channel "
-                            "axis 1 is not Layerloom's last axis (read as it is, not "
-                            "channels-first)")
-        if a.get("spatial", 1) != 1:
-            self.fail(node, "spatial 0 (statistics per element); Layerloom's are per channel")
-        if a.get("training_mode", 0) or (self.opset < 7 and not a.get("is_test", 0)):
-            self.fail(node, "training mode (batch statistics)")
-        gamma, beta, mean, var = (self.const(node, i, w) for i, w in
-                                  enumerate(("scale", "bias", "mean", "variance"), 1))
-        channels = self.shape(v)[-1]
-        if any(x.shape != (channels,) for x in (gamma, beta, mean, var)):
-            self.fail(node, f"statistics of shapes {[list(x.shape) for x in (gamma, beta, mean, var)]}"
-                            f" for {channels} channels")
-        nid = self.add(node, "BatchNormalization", {"epsilon": float(a.get("epsilon", 1e-5))},
-                       [v])
-        for name, arr in (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
-                          ("moving_variance", var)):
-            self.weights[f"{nid}/{name}"] = arr.astype(np.float32)
-        self.set(node, v.like(nid))
-
-    def op_Concat(self, node):
-        vs = [self.value(node, i) for i in range(len(node.input))]
-        if len({(v.nchw, v.pooled) for v in vs}) != 1:
-            self.fail(node, "inputs in different layouts")
-        rank = len(self.onnx_shape(vs[0])) + 1
-        axis = _attrs(node).get("axis", 1)
-        if axis % rank != self.channel_axis(vs[0]) or vs[0].pooled:
-            self.fail(node, f"axis {axis}; Layerloom concatenates along the channels/features")
-        self.set(node, vs[0].like(self.add(node, "Concatenate", {"axis": -1}, vs)))
 
     def arithmetic(self, node):
         names = list(node.input)

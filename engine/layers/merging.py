@@ -5,8 +5,8 @@ import numpy as np
 
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Int
-from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
-                                     Variadic)
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, register, ShapeError,
+                                     TorchForm, Variadic)
 from layerloom.layers.kit import same_shapes
 
 
@@ -284,6 +284,17 @@ def _concatenate_onnx(b, n):
     return [b.op("Concat", n.x, axis=a + 1)]
 
 
+def _concatenate_onnx_in(imp, node, type_id):
+    vs = [imp.value(node, i) for i in range(len(node.input))]
+    if len({(v.nchw, v.pooled) for v in vs}) != 1:
+        imp.fail(node, "inputs in different layouts")
+    rank = len(imp.onnx_shape(vs[0])) + 1
+    axis = imp.attrs(node).get("axis", 1)
+    if axis % rank != imp.channel_axis(vs[0]) or vs[0].pooled:
+        imp.fail(node, f"axis {axis}; Layerloom concatenates along the channels/features")
+    imp.set(node, vs[0].like(imp.add(node, type_id, {"axis": -1}, vs)))
+
+
 @register
 class Concatenate(Layer):
     type_id = "Concatenate"
@@ -294,7 +305,8 @@ class Concatenate(Layer):
     examples = (({}, [(3,), (5,)]), ({"axis": 1}, [(2, 3), (4, 3), (1, 3)]),
                 ({"axis": -1}, [(2, 31), (2, 2)]))
 
-    onnx_form = OnnxForm(_concatenate_onnx, "Concat")
+    onnx_form = OnnxForm(_concatenate_onnx, "Concat",
+                         reads={"Concat": OnnxRead({"axis"}, _concatenate_onnx_in)})
     torch_form = _merge_torch("concatenate")
     keras_form = KerasForm("Concatenate", ("axis",), takes_list=True,
                            read=lambda o, shapes: {"axis": o.get("axis", -1)})

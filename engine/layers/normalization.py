@@ -2,7 +2,8 @@
 import numpy as np
 
 from layerloom.core.params import Bool, Float, Int
-from layerloom.core.registry import KerasForm, Layer, OnnxForm, TorchForm, WeightSpec, register
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, TorchForm, WeightSpec,
+                                     register)
 
 
 def _affine_weights(p, C):
@@ -38,6 +39,29 @@ def _batch_norm_onnx(b, n):
     if p["center"]:
         y = b.op("Add", [y, b.const(w["beta"], f"{n.id}/beta")])
     return [y]
+
+
+def _batch_norm_onnx_in(imp, node, type_id):
+    a, v = imp.attrs(node), imp.value(node, 0)
+    if imp.channel_axis(v) != 1:
+        imp.fail(node, f"an input of shape {['N', *imp.onnx_shape(v)]} whose channel "
+                       "axis 1 is not Layerloom's last axis (read as it is, not "
+                       "channels-first)")
+    if a.get("spatial", 1) != 1:
+        imp.fail(node, "spatial 0 (statistics per element); Layerloom's are per channel")
+    if a.get("training_mode", 0) or (imp.opset < 7 and not a.get("is_test", 0)):
+        imp.fail(node, "training mode (batch statistics)")
+    gamma, beta, mean, var = (imp.const(node, i, w) for i, w in
+                              enumerate(("scale", "bias", "mean", "variance"), 1))
+    channels = imp.shape(v)[-1]
+    if any(x.shape != (channels,) for x in (gamma, beta, mean, var)):
+        imp.fail(node, f"statistics of shapes {[list(x.shape) for x in (gamma, beta, mean, var)]}"
+                       f" for {channels} channels")
+    nid = imp.add(node, type_id, {"epsilon": float(a.get("epsilon", 1e-5))}, [v])
+    for name, arr in (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
+                      ("moving_variance", var)):
+        imp.weights[f"{nid}/{name}"] = arr.astype(np.float32)
+    imp.set(node, v.like(nid))
 
 
 def _batch_norm_torch(t, n):
@@ -94,7 +118,9 @@ class BatchNormalization(Layer):
                 ({"center": False}, [(33,)]), ({"scale": False}, [(2, 3)]))
 
     onnx_form = OnnxForm(_batch_norm_onnx, "Sub (moving mean), Mul (gamma / sqrt(moving var + "
-                         "eps)), Add (beta)")
+                         "eps)), Add (beta)", reads={"BatchNormalization": OnnxRead(
+                             {"epsilon", "momentum", "spatial", "is_test", "training_mode"},
+                             _batch_norm_onnx_in)})
     torch_form = TorchForm(_batch_norm_torch)
     keras_form = KerasForm("BatchNormalization", ("axis", "momentum", "epsilon", "center", "scale"),
                            read=_batch_norm_keras_in,

@@ -9,7 +9,8 @@ import numpy as np
 
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Float, Int
-from layerloom.core.registry import KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, register, ShapeError,
+                                     TorchForm)
 
 
 # -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
@@ -23,6 +24,25 @@ def _dropout_onnx(b, n):
     """ONNX's Dropout, the identity at inference: kept (with its ratio) so that the model read
     back (onnx_import) has its Dropout layer again."""
     return [b.op("Dropout", [n.x[0], b.const(n.params["rate"], f"{n.id}/ratio")])]
+
+
+def _dropout_onnx_in(imp, node, type_id):
+    """Dropout at inference: the identity, as Layerloom's Dropout layer (its rate kept for
+    training in Layerloom). Training mode is refused."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    if imp.opset < 7 and not a.get("is_test", 0):
+        imp.fail(node, "is_test 0: training mode (dropout applied)")
+    if len(node.input) > 2 and node.input[2]:
+        mode = imp.const(node, 2, "training_mode")
+        if np.any(mode):
+            imp.fail(node, "training_mode true (dropout applied)")
+    ratio = a.get("ratio", 0.5)
+    if len(node.input) > 1 and node.input[1]:
+        ratio = float(np.asarray(imp.const(node, 1, "ratio")).reshape(-1)[0])
+    rate = float(str(np.float32(ratio)))  # 0.3, not float32's 0.30000001
+    if not 0.0 <= rate < 1.0:
+        imp.fail(node, f"ratio {ratio}; expected 0 <= ratio < 1")
+    imp.set(node, v.like(imp.add(node, type_id, {"rate": rate}, [v])))
 
 
 def _dropout_torch(t, n):
@@ -50,7 +70,9 @@ class Dropout(Layer):
     stochastic = True
     examples = (({"rate": 0.5}, [(33,)]), ({"rate": 0.0}, [(3, 5)]))
 
-    onnx_form = OnnxForm(_dropout_onnx, "Dropout (its ratio kept; the identity at inference)")
+    onnx_form = OnnxForm(_dropout_onnx, "Dropout (its ratio kept; the identity at inference)",
+                         reads={"Dropout": OnnxRead({"ratio", "seed", "is_test"},
+                                                    _dropout_onnx_in)})
     torch_form = TorchForm(_dropout_torch)
     keras_form = KerasForm("Dropout", ("rate", "seed"), read=_dropout_keras_in)
 
