@@ -527,7 +527,7 @@ def column_values(table, name, encoding, categories, rows, fill_rows):
                         f"({', '.join(cats[:6])}{', ...' if len(cats) > 6 else ''})", place)
     if encoding == "index":
         return new[:, None].astype(np.float64), cats
-    onehot = np.zeros((len(rows), len(cats)))
+    onehot = np.zeros((len(rows), len(cats)), np.float32)  # 0 and 1: float32 holds them
     onehot[np.arange(len(rows)), new] = 1.0
     return onehot, cats
 

@@ -22,7 +22,8 @@ def load_csv(d, path, table=None, progress=None):
     """table: the file already read by tabular.read with d's settings (the Data tab reads it
     for its column view first), else it is read here (progress(path, bytes_read, file_bytes)
     while it is)."""
-    if table is None:
+    own = table is None  # the columns' arrays are let go once encoded
+    if own:
         table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"),
                              progress=progress)
     spec = d.get("columns") or {}
@@ -49,7 +50,10 @@ def load_csv(d, path, table=None, progress=None):
         cats = parts[0][1]
         if cats is not None:
             categories[name] = cats
-        mats = [p[0].astype(np.float32) for p in parts]  # float32 at once: less to hold
+        mats = [p[0].astype(np.float32, copy=False) for p in parts]  # float32: less to hold
+        del parts
+        if own:
+            col.data = col.codes = None
         if roles[name] == "label":
             labels.append((name, mats))
         else:
