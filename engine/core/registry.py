@@ -1,9 +1,11 @@
 """The layer registry: every layer type is declared once, in one file under engine/layers/.
 
 A declaration (a `Layer` subclass decorated with `@register`) gives the type id, category, help,
-typed params, ports, the output-shape rule, trainable weights, the OpenCL forward/backward and a
-float64 numpy reference used by the test harness. Palette, inspector, file format, shape
-inference, engine and docs all read this registry, so adding a layer is a single-file change.
+typed params, ports, the output-shape rule, trainable weights, the OpenCL forward/backward, a
+float64 numpy reference used by the test harness, and its interop forms (OnnxForm, TorchForm,
+KerasForm below: ONNX out and in, PyTorch code, Keras out and in). Palette, inspector, file
+format, shape inference, engine, docs and interop/ all read this registry, so adding a layer is
+its module (and docs/layers.md, generated; a new kernel is its .cl file and op).
 An installed package adds layers the same way, through the entry point group layerloom.layers
 (core/plugins.py).
 """
