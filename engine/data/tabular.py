@@ -1,6 +1,8 @@
 """CSV and TSV files: delimiter sniffing, header detection, a role per column (feature, label,
-ignore), numeric and categorical columns, missing values. Produces a `Table` of raw columns;
-`encode` turns it into arrays with the category mappings kept for the project file.
+ignore), numeric and categorical columns, missing values. `read` streams the file into a
+`Table` of column arrays (numbers as float64, text as codes into sorted categories);
+`column_values` encodes a column for the model, with the category mappings kept for the project
+file.
 
 Every problem is a DataError naming the file, the line and the column."""
 import collections
