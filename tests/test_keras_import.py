@@ -300,3 +300,25 @@ def test_a_broken_file_exits_2_and_writes_nothing(tmp_path, make, words):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+
+
+@pytest.mark.parametrize("cls, keepdims", [("GlobalAveragePooling1D", False),
+                                           ("GlobalMaxPooling1D", False),
+                                           ("GlobalAvgPool1D", True), ("GlobalMaxPool1D", True)])
+def test_a_1d_global_pooling_built_in_keras_predicts_what_keras_does(tmp_path, cls, keepdims):
+    """Keras' GlobalAverage/MaxPooling1D (and the GlobalAvg/MaxPool1D aliases), with and
+    without keepdims, in a model saved by Keras itself."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    x = keras.Input((6, 4))
+    h = getattr(keras.layers, cls)(keepdims=keepdims)(keras.layers.Conv1D(5, 2)(x))
+    model = keras.Model(x, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    xs = np.random.default_rng(0).standard_normal((7, 6, 4)).astype(np.float32)
+    project, weights = keras_import.read(path)
+    want_type = "GlobalMaxPooling1D" if "Max" in cls else "GlobalAveragePooling1D"
+    assert [n.params for n in project.graph.nodes.values() if n.type == want_type] == [
+        {"keepdims": keepdims}]
+    got = Model(project, weights).predict(xs)
+    assert _max_error(got, model.predict(xs, verbose=0)) <= TOLERANCE

@@ -236,3 +236,29 @@ def test_layerloom_metadata_that_is_not_what_we_write_is_not_trusted(tmp_path, m
     loom.load(str(tmp_path / "m.loom"))  # the project it wrote opens
     x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
     assert np.abs(Model(project, weights).predict(x) - x).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("op, keepdims", [("GlobalAveragePool", None), ("GlobalMaxPool", None),
+                                          ("ReduceMean", 0), ("ReduceMax", 1)])
+def test_a_global_pooling_of_a_sequence_is_the_1d_layer(tmp_path, op, keepdims):
+    """GlobalAveragePool/GlobalMaxPool of an (N, C, T) sequence: GlobalAverage/MaxPooling1D
+    with keepdims (ONNX's (N, C, 1)); a ReduceMean/ReduceMax over the steps of a channels-last
+    (N, T, F) one (Layerloom's export) with its keepdims."""
+    from onnx import helper
+    if keepdims is None:
+        node, shape = helper.make_node(op, ["x"], ["y"], name="pool"), (None, 3, 6)
+    else:
+        node = helper.make_node(op, ["x"], ["y"], name="pool", axes=[1], keepdims=keepdims)
+        shape = (None, 6, 3)
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_two_output_model([node], {}, ["y"], shape), path)
+    project, weights = onnx_import.read(path)
+    want_type = ("GlobalAveragePooling1D" if "Mean" in op or "Average" in op
+                 else "GlobalMaxPooling1D")
+    node_params = [n.params for n in project.graph.nodes.values() if n.type == want_type]
+    assert node_params == [{"keepdims": keepdims is None or bool(keepdims)}]
+    x = np.random.default_rng(0).standard_normal((4,) + shape[1:]).astype(np.float32)
+    want = ort.InferenceSession(path).run(None, {"x": x})[0]
+    got = Model(project, weights).predict(x.transpose(0, 2, 1) if keepdims is None else x)
+    assert np.abs(got - (want.transpose(0, 2, 1) if keepdims is None else want)).max() \
+        <= TOLERANCE

@@ -1,4 +1,4 @@
-"""Pooling: MaxPooling2D/1D, AveragePooling2D/1D, GlobalAveragePooling2D, GlobalMaxPooling2D.
+"""Pooling: MaxPooling2D/1D, AveragePooling2D/1D, GlobalAveragePooling2D/1D, GlobalMaxPooling2D/1D.
 Max pooling keeps the index of each window's maximum for the backward pass; average pooling
 over 'same' padding divides by the in-bounds count, as Keras (TensorFlow) does."""
 import numpy as np
@@ -7,7 +7,7 @@ from layerloom.backend.geometry import PoolGeometry
 from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import (onnx_channels_first, onnx_channels_last, onnx_pads_after,
                                   window_geometry)
-from layerloom.core.params import Choice, Int, Pair
+from layerloom.core.params import Bool, Choice, Int, Pair
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, ShapeError, TorchForm,
                                      register)
 
@@ -234,18 +234,19 @@ class _GlobalPool(Layer):
     def scratch(self, p, in_shapes):
         return {} if self.avg else {"argmax": (in_shapes[0][-1],)}
 
-    def forward(self, ops, s):
-        H, W, C = s.x[0].shape
+    def forward(self, ops, s):  # (N, H, W, C), or (N, T, C) as (N, 1, T, C): H * W cells
+        *cells, C = s.x[0].shape
         arg = None if self.avg else s.scratch["argmax"].buf
-        ops.global_pool_forward(s.x[0].buf, s.y[0].buf, arg, s.n, H * W, C, self.avg)
+        ops.global_pool_forward(s.x[0].buf, s.y[0].buf, arg, s.n, int(np.prod(cells)), C,
+                                self.avg)
 
     def backward(self, ops, s):
         if s.dx[0] is None:
             return
-        H, W, C = s.x[0].shape
+        *cells, C = s.x[0].shape
         arg = None if self.avg else s.scratch["argmax"].buf
-        ops.global_pool_backward(s.dy[0].buf, arg, s.dx[0].buf, s.n, H * W, C, self.avg,
-                                 accumulate=s.acc[0])
+        ops.global_pool_backward(s.dy[0].buf, arg, s.dx[0].buf, s.n, int(np.prod(cells)), C,
+                                 self.avg, accumulate=s.acc[0])
 
     def reference(self, p, xs, ws, training=False):
         return [xs[0].mean((1, 2)) if self.avg else xs[0].max((1, 2))]
@@ -258,8 +259,12 @@ def _global_pool_onnx(b, n):
 def _global_pool_onnx_in(imp, node, type_id):
     """ONNX's GlobalAveragePool or GlobalMaxPool (NCHW) as the layer."""
     v = imp.value(node, 0)
+    if v.nchw and len(imp.shape(v)) == 2:  # (N, C, T) -> (N, C, 1): our (1, C), channels first
+        nid = imp.add(node, type_id.replace("2D", "1D"), {"keepdims": True}, [v])
+        imp.set(node, imp.result(nid, nchw=True))
+        return
     if not v.nchw or len(imp.shape(v)) != 3:
-        imp.fail(node, "expected an NCHW tensor")
+        imp.fail(node, "expected an NCHW or NCW tensor")
     imp.set(node, imp.result(imp.add(node, type_id, {}, [v]), pooled=True))
 
 
@@ -271,9 +276,14 @@ def _reduce_onnx_in(imp, node, type_id):
     keep = a.get("keepdims", 1)
     if len(node.input) > 1 and node.input[1] and axes is None:
         imp.const(node, 1, "axes")  # refused: not a constant
+    if not v.pooled and not v.nchw and len(imp.shape(v)) == 2 and axes == [1]:
+        # the steps of a (N, T, F) sequence: our export's 1-D global pooling
+        nid = imp.add(node, type_id.replace("2D", "1D"), {"keepdims": bool(keep)}, [v])
+        imp.set(node, imp.result(nid))
+        return
     if v.pooled or len(imp.shape(v)) != 3 or axes != ([2, 3] if v.nchw else [1, 2]):
-        imp.fail(node, f"axes {axes}; only the spatial axes of an image (a global "
-                       "pooling) map")
+        imp.fail(node, f"axes {axes}; only the spatial axes of an image or the steps of a "
+                       "sequence (a global pooling) map")
     if keep and not v.nchw:
         imp.fail(node, "keepdims 1 of a channels-last image; only keepdims 0 maps")
     imp.set(node, imp.result(imp.add(node, type_id, {}, [v]), pooled=bool(keep)))
@@ -317,3 +327,59 @@ class GlobalMaxPooling2D(_GlobalPool):
     torch_form = _global_pool_torch("max")
     keras_form = KerasForm("GlobalMaxPooling2D", read=_global_pool_keras_in,
                            also={"GlobalMaxPool2D": None})
+
+
+class _GlobalPool1D(_GlobalPool):
+    """A (steps, features) sequence pooled over its steps: the 2-D global pooling's forward,
+    backward and kernels, (N, T, F) read as (N, 1, T, F). keepdims: (1, features), as Keras."""
+    params = (Bool("keepdims", False, help="Keep the steps axis with length 1: (1, features)."),)
+    examples = (({}, [(5, 4)]), ({"keepdims": True}, [(7, 3)]), ({}, [(1, 33)]))
+
+    def output_shapes(self, p, in_shapes):
+        if len(in_shapes[0]) != 2:
+            raise ShapeError("expects input shaped (None, steps, features), got "
+                             f"{fmt_shape(in_shapes[0])}")
+        F = in_shapes[0][-1]
+        return [(1, F) if p["keepdims"] else (F,)]
+
+    def reference(self, p, xs, ws, training=False):
+        keep = bool(p["keepdims"])
+        return [xs[0].mean(1, keepdims=keep) if self.avg else xs[0].max(1, keepdims=keep)]
+
+
+def _global_pool1d_onnx(b, n):
+    return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1],
+                     int(bool(n.params["keepdims"])))]
+
+
+def _global_pool1d_torch(kind):
+    def convert(t, n):
+        fn = "amax" if kind == "max" else "mean"
+        keep = ", keepdim=True" if n.params["keepdims"] else ""
+        return [], [f"{n.out} = {n.x[0]}.{fn}(dim=1{keep})"], {}
+    return TorchForm(convert)
+
+
+def _global_pool1d_keras_in(o, shapes):
+    return {"keepdims": bool(o.get("keepdims", False))}
+
+
+@register
+class GlobalAveragePooling1D(_GlobalPool1D):
+    type_id = "GlobalAveragePooling1D"
+    avg = True
+    help = "Mean over the steps: (steps, features) -> (features)."
+    onnx_form = OnnxForm(_global_pool1d_onnx, "ReduceMean over the steps")
+    torch_form = _global_pool1d_torch("avg")
+    keras_form = KerasForm("GlobalAveragePooling1D", ("keepdims",),
+                           read=_global_pool1d_keras_in, also={"GlobalAvgPool1D": None})
+
+
+@register
+class GlobalMaxPooling1D(_GlobalPool1D):
+    type_id = "GlobalMaxPooling1D"
+    help = "Maximum over the steps: (steps, features) -> (features)."
+    onnx_form = OnnxForm(_global_pool1d_onnx, "ReduceMax over the steps")
+    torch_form = _global_pool1d_torch("max")
+    keras_form = KerasForm("GlobalMaxPooling1D", ("keepdims",),
+                           read=_global_pool1d_keras_in, also={"GlobalMaxPool1D": None})
