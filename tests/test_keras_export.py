@@ -325,3 +325,26 @@ def test_a_metric_declares_its_keras_form_for_export_and_import(monkeypatch):
     assert keras_code.metric_source("accuracy", "sparse_categorical_crossentropy", "p") == \
         "keras.metrics.SparseCategoricalAccuracy(name='accuracy')"
     assert keras_code.metric_source("acc", "mean_squared_error", "p") == "'acc'"
+
+
+def test_rescaling_and_identity_import_as_layers_and_predict_what_keras_does(tmp_path, rng):
+    """Keras' Rescaling right after an Input (pixels to -0.5..0.5) and an Identity are layers
+    in Layerloom too, not the Input's normalisation; a per-channel scale is refused by name."""
+    import layerloom
+    from layerloom.interop import keras_import
+    x = keras.Input(shape=(4, 4, 3), name="x")
+    h = keras.layers.Rescaling(1 / 255, offset=-0.5, name="rescale")(x)
+    h = keras.layers.Identity(name="same")(h)
+    y = keras.layers.Dense(2, name="out")(keras.layers.Flatten(name="flat")(h))
+    model = keras.Model(x, y)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    keras_import.convert(path, str(tmp_path / "m.loom"))
+    loaded = layerloom.load(str(tmp_path / "m.loom"))
+    assert {n.type for n in loaded.project.graph.nodes.values()} >= {"Rescaling", "Identity"}
+    data = rng.uniform(0, 255, size=(5, 4, 4, 3)).astype(np.float32)
+    assert float(np.abs(loaded.predict(data) - model.predict(data, verbose=0)).max()) <= TOL
+    per_channel = keras.Model(x, keras.layers.Rescaling([0.5, 1.0, 2.0], name="rc")(x))
+    per_channel.save(str(tmp_path / "pc.keras"))
+    with pytest.raises(LayerloomError, match="'rc' \\(Rescaling\\): option scale="):
+        keras_import.read(str(tmp_path / "pc.keras"))

@@ -182,8 +182,6 @@ class _Builder:
             if k > 0:
                 self.shared(name, cls)
             return self.model(cls, config, scope.child(name, keys[name]), refs, name)
-        if cls in kl.PASS_THROUGH:
-            return refs
         if cls == "InputLayer":
             self.fail(f"layer {name!r} (InputLayer) is called on a tensor")
         if cls == "Normalization":

@@ -195,7 +195,6 @@ def _declared():
 
 # every Keras class read: its layer's declared KerasForm (core/registry.py)
 CONVERTERS = _declared()
-PASS_THROUGH = {"Identity"}  # computes nothing: its output is its input
 
 
 def convert(name, cls, config, shapes, keras2=False, place="--import"):

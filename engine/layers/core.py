@@ -1,4 +1,4 @@
-"""Core layers: Input, Dense, Activation, Embedding and Lambda (Keras' core category)."""
+"""Core layers: Input, Dense, Activation, Embedding, Identity and Lambda (Keras' core category)."""
 
 import numpy as np
 
@@ -8,7 +8,7 @@ from layerloom.core.errors import quote
 from layerloom.core.params import Bool, Expr, Int, Shape
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
                                      Variadic, WeightSpec)
-from layerloom.layers.kit import (activation_param, activation_scratch,
+from layerloom.layers.kit import (activation_param, activation_scratch, alias_backward,
                                   backward_through_activation, forward_with_activation,
                                   kernel_and_bias_params, same_shapes, weight_params)
 
@@ -325,6 +325,35 @@ def _lambda_keras(k, n):
         src = f"ops.full_like({n.x[0]}, {src})"
     return [f"# Lambda {n.params['expression']!r}: keras.ops (no Python function is stored)",
             f"{n.out[0]} = layers.Identity(name={n.id!r})({src})"]
+
+
+def _identity_torch(t, n):
+    return [], [f"{n.out} = {n.x[0]}"], {}
+
+
+@register
+class Identity(Layer):
+    type_id = "Identity"
+    category = "Core"
+    help = "Passes its input through unchanged (a placeholder). Costs no copy."
+    alias_output = True  # the output is the input buffer
+    examples = (({}, [(7,)]), ({}, [(3, 4, 5)]))
+
+    onnx_form = OnnxForm(lambda b, n: [b.op("Identity", [n.x[0]])], "Identity")
+    torch_form = TorchForm(_identity_torch)
+    keras_form = KerasForm("Identity")
+
+    def output_shapes(self, p, in_shapes):
+        return [in_shapes[0]]
+
+    def forward(self, ops, s):
+        pass
+
+    def backward(self, ops, s):
+        alias_backward(ops, s)
+
+    def reference(self, p, xs, ws, training=False):
+        return [np.array(xs[0], copy=True)]
 
 
 @register
