@@ -39,6 +39,9 @@ class LayerloomError(Exception):
     message, which is for people."""
 
     exit_code = 2
+    # characters of the line it prints; a message of Layerloom's own making that must be
+    # whole (the list of layer types, bounded by the registry) raises it
+    limit = MESSAGE_LIMIT
 
     def __init__(self, message, place=None, kind=None, fields=None):
         super().__init__(message)
@@ -49,7 +52,7 @@ class LayerloomError(Exception):
 
     def __str__(self):
         text = f"{self.place}: {self.message}" if self.place else self.message
-        return _cut(text)
+        return _cut(text, self.limit)
 
     def lines(self):
         """The problems, one line each (ProjectError may hold several)."""

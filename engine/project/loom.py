@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 
-from layerloom.core.errors import GraphError, ProjectError, quote
+from layerloom.core.errors import MESSAGE_LIMIT, GraphError, ProjectError, quote
 from layerloom.core.graph import Graph, too_many_nodes
 from layerloom.core.params import validate_params
 from layerloom.core.registry import get_layer, layer_types
@@ -118,8 +118,10 @@ def _add_nodes(graph, nodes, problems):
             problems.append(ProjectError(f"unknown layer type {quote(typ)}{hint}",
                                          f"{place}.type"))
             if not hint and not listed:
-                problems.append(ProjectError(f"the layer types are {', '.join(known)} "
-                                             "(docs/layers.md)", "graph.nodes"))
+                listing = ProjectError(f"the layer types are {', '.join(known)} "
+                                       "(docs/layers.md)", "graph.nodes")
+                listing.limit = 8 * MESSAGE_LIMIT  # whole: the registry bounds it, not a file
+                problems.append(listing)
                 listed = True
             broken.add(nid)
             continue
