@@ -31,8 +31,9 @@ class Model:
         self._weights = weights
         self._session = None
         # weights given for part of the graph (a layer added or changed since they were
-        # trained) are a start for fit, not a model to predict with: the rest is random
-        self._untrained = self._untrained_layers(weights)
+        # trained) are a start for fit, not a model to predict with: the rest is random.
+        # Found on the first predict or evaluate (None: not yet), not at construction.
+        self._untrained = None
 
     # -- the compiled model, made on first use -------------------------------------------------
     @property
@@ -54,13 +55,13 @@ class Model:
     def get_weights(self):
         return self.session.model.get_weights() if self._session else dict(self._weights or {})
 
-    def _untrained_layers(self, weights):
-        if weights is None:
-            return []
-        from layerloom.core.trained import fit_weights
-        return fit_weights(self.project.graph, weights).missing_layers()
-
     def _check_trained(self):
+        if self._untrained is None:
+            self._untrained = []
+            if self._weights is not None:
+                from layerloom.core.trained import fit_weights
+                self._untrained = fit_weights(self.project.graph,
+                                              self._weights).missing_layers()
         if self._untrained:
             names = ", ".join(self._untrained)
             raise DataError(f"the weights hold no trained weights for {names} (added or changed "
@@ -69,7 +70,7 @@ class Model:
 
     def set_weights(self, weights):
         self._weights = dict(weights)
-        self._untrained = self._untrained_layers(self._weights)
+        self._untrained = None
         if self._session is not None:
             self._session.model.set_weights(self._weights)
 
