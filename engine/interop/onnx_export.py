@@ -46,7 +46,7 @@ def input_normalization(project):
     kind = (d.get("normalize") or default_normalization(d)) if d else "none"
     saved = (d.get("fitted") or {}).get("normalization") or {}
     shapes = g.analysis().shapes
-    out = {}
+    out, by_name = {}, forms.forms(project)
     for nid in ins:
         name = forms.array_of(project, nid)
         stats = saved.get(name)
@@ -56,7 +56,7 @@ def input_normalization(project):
                                "could not normalise its input; export the trained.loom that "
                                "training wrote", "dataset.fitted")
         # the source's own pixel scaling too: the model takes the raw samples predict takes
-        out[nid] = forms.fold(stats, forms.forms(project).get(name))
+        out[nid] = forms.fold(stats, by_name.get(name))
     return out
 
 
