@@ -1,0 +1,307 @@
+"""ONNX in, the operators (engine/interop/onnx_import.py walks the graph): the op_* readers of the
+operators no layer declares a reader for, and the patterns that span layers (MatMul + Add as
+Dense, Add/Sub/Mul as a merge, a Lambda or a BatchNormalization), as methods of the importer's
+base class _OperatorReads; with them the shared steps the layers' readers call too (padding,
+flatten, reduce_axes)."""
+import math
+
+import numpy as np
+
+from layerloom.interop.onnx_layout import _Value, _attrs, _close, _perms, _text
+
+ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
+               "Softsign": "softsign", "Exp": "exponential", "Selu": "selu", "Elu": "elu",
+               "Softmax": "softmax", "LogSoftmax": "log_softmax", "Gelu": "gelu"}
+MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply"}
+LAMBDA_OPS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
+# ONNX's Selu defaults (float32 attributes)
+ONNX_SELU = (1.67326319628502807617, 1.05070102214813232422)
+AFFINE_EPS = 1e-3  # a per-channel Sub/Add/Mul/Div's BatchNormalization: variance 1 - this
+
+
+def _affine_step(state, op_type, c):
+    """(gamma, mean, beta) of y = gamma * (x - mean) + beta after `op_type` with c; state None:
+    the identity, where a first Sub or Add is the mean (as our export's BatchNormalization
+    subtracts its moving mean first)."""
+    if state is None:
+        zero = np.zeros_like(c)
+        return {"Sub": (zero + 1, c, zero), "Add": (zero + 1, -c, zero),
+                "Mul": (c, zero, zero), "Div": (1.0 / c, zero, zero)}[op_type]
+    gamma, mean, beta = state
+    return {"Sub": (gamma, mean, beta - c), "Add": (gamma, mean, beta + c),
+            "Mul": (gamma * c, mean, beta * c), "Div": (gamma / c, mean, beta / c)}[op_type]
+
+
+def _elu(alpha):
+    """ELU with `alpha` as a Lambda formula (exp of the negative part only: no overflow)."""
+    return f"where(a > 0, a, {float(alpha)!r} * (exp(minimum(a, 0)) - 1))"
+
+
+class _OperatorReads:
+    """The importer's operator methods (onnx_import._Importer's base): each reads one ONNX
+    node through the importer's value, const, add, set and fail."""
+
+    def pass_through(self, node):
+        self.set(node, self.value(node, 0))
+
+    def activation(self, node):
+        a, v = _attrs(node), self.value(node, 0)
+        act = ACTIVATIONS[node.op_type]
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            self.softmax_axis(node, v, a)
+        if node.op_type == "Elu" and not _close(a.get("alpha", 1.0), 1.0):
+            self.formula(node, v, _elu(a["alpha"]))  # another alpha than our elu's 1
+            return
+        if node.op_type == "Selu":
+            from layerloom.core.activations import SELU_ALPHA, SELU_SCALE
+            alpha, gamma = a.get("alpha", ONNX_SELU[0]), a.get("gamma", ONNX_SELU[1])
+            if not (_close(alpha, SELU_ALPHA) and _close(gamma, SELU_SCALE)):
+                self.formula(node, v, f"{float(gamma)!r} * {_elu(alpha)}")
+                return
+        if node.op_type == "Gelu" and _text(a.get("approximate", "none")) != "none":
+            self.fail(node, "the tanh approximation; Layerloom's gelu is the exact (erf) one")
+        prev = self.graph.nodes[v.node]
+        if (prev.type in ("Dense", "Conv2D", "Conv1D") and prev.params["activation"] == "linear"
+                and self.only_use(node.input[0])):
+            self.graph.set_params(v.node, activation=act)  # folded, as Keras would write it
+            self.set(node, v)
+            return
+        self.set(node, v.like(self.add(node, "Activation", {"activation": act}, [v])))
+
+    def softmax_axis(self, node, v, a):
+        """Layerloom's softmax is along our last axis. From opset 13 ONNX's is along `axis`;
+        before, along axis and every axis after it taken as one."""
+        rank = len(self.onnx_shape(v)) + 1
+        axis = a.get("axis", -1 if self.opset >= 13 else 1)
+        ax = axis % rank
+        after = self.onnx_shape(v)[ax:]  # the axes after it (per sample)
+        ok = ax == self.channel_axis(v) and (self.opset >= 13 or all(d == 1 for d in after))
+        if not ok:
+            self.fail(node, f"along axis {axis} (opset {self.opset}); Layerloom's softmax is "
+                            "along the channels (features) axis alone")
+
+    def op_LeakyRelu(self, node):
+        from layerloom.core.activations import LEAKY_SLOPE
+        alpha, v = _attrs(node).get("alpha", 0.01), self.value(node, 0)
+        if not _close(alpha, LEAKY_SLOPE):  # another slope than our leaky_relu's
+            self.formula(node, v, f"where(a > 0, a, {float(alpha)!r} * a)")
+            return
+        self.set(node, v.like(self.add(node, "Activation", {"activation": "leaky_relu"}, [v])))
+
+    def formula(self, node, v, expression):
+        """An activation with constants our activation table does not have, as a Lambda."""
+        self.set(node, v.like(self.add(node, "Lambda", {"expression": expression}, [v])))
+
+    def op_Gemm(self, node):
+        a = _attrs(node)
+        if a.get("transA", 0):
+            self.fail(node, "transA; expected the input as rows")
+        v = self.flat(node, self.value(node, 0))
+        w = self.const(node, 1, "weight matrix")
+        if w.ndim != 2:
+            self.fail(node, f"weights of {w.ndim} dimensions; expected a matrix")
+        w = (w.T if a.get("transB", 0) else w) * a.get("alpha", 1.0)
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            if self.opset < 7 and not a.get("broadcast", 0):
+                self.fail(node, "broadcast 0 (opset 6 and before): a bias per row and column")
+            c = self.const(node, 2, "bias") * a.get("beta", 1.0)
+            units = w.shape[1]
+            # C broadcasts to (rows, units): one value per unit (or one for all) is a Dense
+            # bias; a value per row depends on the batch, which Layerloom's layers do not fix
+            if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or c.shape[-1:] not in (
+                    (), (1,), (units,)):
+                self.fail(node, f"a bias of shape {list(c.shape)}; only one value per output "
+                                f"({units}) or one for all maps (as (N,) or (1, N))")
+            bias = np.broadcast_to(c.reshape(-1), (units,))
+        self.dense(node, v, w, bias)
+
+    def op_MatMul(self, node):
+        v = self.flat(node, self.value(node, 0))
+        w = self.const(node, 1, "second operand (the weights)")
+        if w.ndim != 2:
+            self.fail(node, f"weights of {w.ndim} dimensions; expected a matrix")
+        self.dense(node, v, w, None)
+
+    def dense(self, node, v, w, bias):
+        if self.shape(v) != (w.shape[0],):
+            self.fail(node, f"weights for {w.shape[0]} inputs, given {self.shape(v)}")
+        nid = self.add(node, "Dense", {"units": int(w.shape[1]), "use_bias": bias is not None},
+                       [v])
+        self.weights[f"{nid}/kernel"] = np.ascontiguousarray(w, np.float32)
+        if bias is not None:
+            self.weights[f"{nid}/bias"] = np.asarray(bias, np.float32)
+        self.set(node, _Value(nid))
+
+    def flat(self, node, v):
+        """v as features (a rank-2 ONNX tensor); a pooled (N, C, 1, 1) is not one (ONNX's
+        Gemm and MatMul would refuse it)."""
+        if v.pooled or len(self.shape(v)) != 1:
+            self.fail(node, f"an input of shape {['N', *self.onnx_shape(v)]}; expected features "
+                            "(N, F) (Flatten first)")
+        return v
+
+    def padding(self, node, v, a, k, strides, dil, pad_value_matters):
+        """(input, "valid" | "same"): ONNX's explicit pads as Keras' "same" where they are
+        the same, else (zeros only) a ZeroPadding2D before a "valid" layer."""
+        auto = _text(a.get("auto_pad", "NOTSET"))
+        if auto not in ("NOTSET", "VALID", "SAME_UPPER"):
+            self.fail(node, f"auto_pad {auto}")
+        h, w_, _ = self.shape(v)
+        same = []
+        for n, kk, s, d in zip((h, w_), k, strides, dil):
+            total = max((math.ceil(n / s) - 1) * s + (kk - 1) * d + 1 - n, 0)
+            same.append((total // 2, total - total // 2))
+        same = [same[0][0], same[1][0], same[0][1], same[1][1]]
+        if auto == "SAME_UPPER":  # the extra pixel after, as Keras' "same"
+            return v, "same"
+        pads = list(a.get("pads", [0, 0, 0, 0])) if auto == "NOTSET" else [0, 0, 0, 0]
+        if not any(pads):
+            return v, "valid"
+        if same == pads:
+            return v, "same"
+        if pad_value_matters:
+            self.fail(node, f"pads {pads}, which are not Keras' \"same\" for this input")
+        zp = self.add(node, "ZeroPadding2D", {"padding": [[pads[0], pads[2]],
+                                                          [pads[1], pads[3]]]}, [v],
+                      name=f"{self.scope(node)}_pad")
+        return _Value(zp, nchw=True), "valid"
+
+    def reduce_axes(self, node, rank):
+        """A Reduce*'s axes (an attribute before opset 18, a constant input from 18), sorted
+        and counted from the front of a tensor of `rank`; None where not given or not
+        constant."""
+        axes = _attrs(node).get("axes")
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.consts.get(node.input[1])
+        return None if axes is None else sorted(int(x) % rank for x in np.reshape(axes, -1))
+
+    def op_Flatten(self, node):
+        v = self.value(node, 0)
+        axis = _attrs(node).get("axis", 1)
+        if axis % (len(self.onnx_shape(v)) + 1) != 1:
+            self.fail(node, f"axis {axis}; expected 1 (keep the batch axis)")
+        self.set(node, self.flatten(node, v))
+
+    def flatten(self, node, v):
+        if v.pooled:
+            return _Value(v.node, v.port)
+        if len(self.shape(v)) == 1:
+            return v
+        if v.nchw:  # ONNX flattens channels-first: the same order after a Permute
+            rank = len(self.shape(v))
+            dims = [rank] + list(range(1, rank))
+            v = _Value(self.add(node, "Permute", {"dims": dims}, [v],
+                                name=f"{self.scope(node)}_to_nchw"))
+        return _Value(self.add(node, "Flatten", {}, [v]))
+
+    def op_Reshape(self, node):
+        v, shape = self.value(node, 0), self.const(node, 1, "target shape")
+        size = int(np.prod(self.onnx_shape(v)))
+        shape = [int(d) for d in np.asarray(shape).reshape(-1)]
+        zero_keeps = not _attrs(node).get("allowzero", 0)
+        # (batch, features): the batch kept as 0 (or -1 with the features given)
+        if len(shape) == 2 and ((shape[0] == 0 and zero_keeps and shape[1] in (-1, size)) or
+                                (shape[0] == -1 and shape[1] == size)):
+            self.set(node, self.flatten(node, v))
+            return
+        self.fail(node, f"target shape {shape}; only a flatten to (batch, features), the batch "
+                        "kept as 0, maps to a Layerloom layer")
+
+    def op_Squeeze(self, node):
+        v = self.value(node, 0)
+        axes = _attrs(node).get("axes")
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.const(node, 1, "axes")
+        if not v.pooled or axes is None or sorted(int(a) % 4 for a in np.reshape(axes, -1)) \
+                != [2, 3]:
+            self.fail(node, "only the (N, C, 1, 1) of a global pooling can be squeezed, along "
+                            "axes 2 and 3 named")
+        self.set(node, _Value(v.node, v.port))
+
+    def arithmetic(self, node):
+        names = list(node.input)
+        consts = [n in self.consts for n in names]
+        if not any(consts):
+            vs = [self.value(node, 0), self.value(node, 1)]
+            if self.shape(vs[0]) != self.shape(vs[1]) or (vs[0].nchw, vs[0].pooled) != (
+                    vs[1].nchw, vs[1].pooled):
+                self.fail(node, "operands of different shapes (broadcasting is not mapped)")
+            if node.op_type in MERGES:
+                nid = self.add(node, MERGES[node.op_type], {}, vs)
+            else:
+                nid = self.add(node, "Lambda", {"expression": "a / b"}, vs)
+            self.set(node, vs[0].like(nid))
+            return
+        if all(consts):
+            self.fail(node, "both operands are constants")
+        c = np.asarray(self.consts[names[consts.index(True)]])
+        v = self.value(node, consts.index(False))
+        if c.ndim > len(self.onnx_shape(v)) + 1:
+            self.fail(node, f"a constant of shape {list(c.shape)}, of more dimensions than the "
+                            "tensor")
+        prev = self.graph.nodes[v.node]
+        if (node.op_type == "Add" and prev.type == "Dense" and not prev.params["use_bias"]
+                and c.shape[-1:] == (prev.params["units"],) and c.size == c.shape[-1]
+                and self.only_use(names[consts.index(False)]) and not v.pooled):
+            self.graph.set_params(v.node, use_bias=True)  # MatMul + Add: one Dense
+            self.weights[f"{v.node}/bias"] = c.reshape(-1).astype(np.float32)
+            self.set(node, v)
+            return
+        if c.size != 1:
+            self.channel_affine(node, v, c, consts[1])
+            return
+        k = repr(float(c.reshape(-1)[0]))
+        expr = f"a {LAMBDA_OPS[node.op_type]} {k}" if consts[1] else \
+            f"{k} {LAMBDA_OPS[node.op_type]} a"
+        self.set(node, v.like(self.add(node, "Lambda", {"expression": expr}, [v])))
+
+    def channel_affine(self, node, v, c, const_second):
+        """x - c, x + c, x * c or x / c with c one value per channel (a fitted normalisation,
+        a per-feature scale) as a BatchNormalization in inference form that computes exactly
+        gamma * (x - mean) + beta: variance 1 - epsilon; a chain of them (our export's
+        BatchNormalization: Sub, Mul, Add) is one such layer. One value per channel means c
+        broadcasts along ONNX's channel axis alone, as ONNX's rules (aligned from the last
+        axis) give it."""
+        channels = self.shape(v)[-1]
+        rank = len(self.onnx_shape(v)) + 1
+        axis = self.channel_axis(v) - rank  # counted from the end, as broadcasting aligns
+        want = [1] * (-axis)
+        want[0] = channels
+        per_channel = list(c.shape[-len(want):]) == want and c.size == channels
+        if not per_channel or not const_second and node.op_type in ("Sub", "Div"):
+            self.fail(node, f"a constant of shape {list(c.shape)}; only a number or one value "
+                            "per channel (after the tensor) maps")
+        c = c.reshape(-1).astype(np.float64)
+        x_name = node.input[0 if const_second else 1]
+        # the next step of one affine map (our export's BatchNormalization) only when it reads
+        # that map's own last result and nothing else does: an alias of it (Identity, a
+        # transpose) may be read elsewhere too, which would see the merged step
+        if v.node in self.affine and self.affine_out.get(v.node) == x_name and \
+                self.only_use(x_name) and x_name not in self.graph_outputs:
+            nid = v.node
+        else:
+            nid = self.add(node, "BatchNormalization", {"epsilon": AFFINE_EPS}, [v])
+            self.affine[nid] = None
+        self.affine[nid] = _affine_step(self.affine[nid], node.op_type, c)
+        self.affine_out[nid] = node.output[0]
+        gamma, mean, beta = self.affine[nid]
+        for name, arr in (("gamma", gamma), ("beta", beta), ("moving_mean", mean),
+                          ("moving_variance", np.full(channels, 1.0 - AFFINE_EPS))):
+            self.weights[f"{nid}/{name}"] = arr.astype(np.float32)
+        self.set(node, v.like(nid))
+
+    def op_Transpose(self, node):
+        v, perm = self.value(node, 0), list(_attrs(node).get("perm", []))
+        rank = len(self.onnx_shape(v)) + 1
+        if rank >= 3 and not v.pooled:
+            to_first, to_last = _perms(rank)
+            if v.nchw and perm == to_last:  # to channels-last, which ours is already
+                self.set(node, _Value(v.node, v.port, nchw=False))
+                return
+            if not v.nchw and perm == to_first:  # tf2onnx's way into NCHW convolutions
+                self.set(node, _Value(v.node, v.port, nchw=True))
+                return
+        self.fail(node, f"perm {perm}; only the transposes between channels-last and "
+                        "channels-first are mapped")
+
