@@ -76,11 +76,10 @@ class _Mapping:
     """Which array feeds each Input and which is each output's target, with the shapes the
     graph and the losses want of them."""
 
-    given = False  # the arrays are a user's, not the dataset's (input_rows)
-
-    def __init__(self, project, names, raw=False):
+    def __init__(self, project, names, raw=False, given=False):
         g, d = project.graph, project.dataset
         self.project = project
+        self.given = given  # the arrays are a user's, not the dataset's (input_rows)
         # the source's own preparation of each array (raw: none but a missing channel axis)
         self.forms, self.raw = data_forms.forms(project), raw
         self.shapes = g.analysis().shapes
@@ -118,12 +117,13 @@ class _Mapping:
                             f"dataset.{kind}.{nid}")
         return name, preprocess.as_rows(split[name])
 
-    def input_rows(self, split, nid, tag, given=False):
+    def input_rows(self, split, nid, tag):
         """given: rows a user gave a trained model (predict, evaluate), not the dataset's: a
         refusal says what the model takes, of "the input" (the array's name where the model
         has several), not placed in the project's dataset section; pixels already scaled are
         refused."""
         name, a = self._mapped(split, "inputs", nid, f"Input {quote(nid)} has no array")
+        given = self.given
         if given:
             place = None
             what = "the input" if len(self.ins) == 1 else f"array {quote(name)}"
@@ -176,7 +176,7 @@ class _Mapping:
 
     def split(self, split, tag):
         """(inputs, targets) of one split, each {node id: rows}, checked."""
-        x = {nid: self.input_rows(split, nid, tag, self.given) for nid in self.ins}
+        x = {nid: self.input_rows(split, nid, tag) for nid in self.ins}
         y = {nid: self.target_rows(split, nid, tag) for nid in self.outs}
         if len({len(v) for v in list(x.values()) + list(y.values())}) > 1:
             raise DataError("mapped arrays have different numbers of samples: " + ", ".join(
@@ -190,8 +190,7 @@ def prepare_data(project, arrays=None, progress=None, raw_inputs=False, given=Fa
     normalised (for an exported model, which does both itself). given: `arrays` are a user's
     (the Python API's x and y), checked as prepare_inputs checks them."""
     arrays = arrays or load_arrays(project, progress)
-    m = _Mapping(project, arrays.train, raw=raw_inputs)
-    m.given = given
+    m = _Mapping(project, arrays.train, raw=raw_inputs, given=given)
     x, y = m.split(arrays.train, "")
     x_test = y_test = None
     if arrays.test and all(n in arrays.test for n in m.names()):
@@ -213,8 +212,8 @@ def prepare_inputs(project, arrays):
     """{Input id: rows} of named arrays (a file to predict for, the Python API's x): mapped
     onto the Input nodes, shape-checked and normalised with the statistics training fitted,
     so the model sees what it saw in training."""
-    m = _Mapping(project, arrays)
-    x = {nid: m.input_rows(arrays, nid, "", given=True) for nid in m.ins}
+    m = _Mapping(project, arrays, given=True)
+    x = {nid: m.input_rows(arrays, nid, "") for nid in m.ins}
     if len({len(v) for v in x.values()}) > 1:
         raise DataError("the inputs have different numbers of samples: " + ", ".join(
             f"{k}: {len(v)}" for k, v in x.items()), "--input")
