@@ -31,6 +31,20 @@ def pytest_configure(config):
     Runtime.extra_build_options = ("-Werror",)
 
 
+@pytest.fixture
+def data_env(tmp_path, monkeypatch):
+    """Keras' datasets looked for under tmp_path/data only (files a test writes), the caches
+    under tmp_path/cache, and no download."""
+    from layerloom.data import keras_sets
+    monkeypatch.setenv("LAYERLOOM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def offline(url, timeout=None):
+        raise OSError("network unreachable (test)")
+    monkeypatch.setattr(keras_sets.urllib.request, "urlopen", offline)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def rt():
     """The OpenCL runtime under test: $LAYERLOOM_DEVICE if set, else the default device (CI has

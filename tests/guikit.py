@@ -8,6 +8,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
 
 
+def start_spirals(win, qtbot, epochs):
+    """Train the spirals example for `epochs` and return once the first loss is plotted."""
+    from layerloom.app.editing.document import Document
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    win.training.epochs.setValue(epochs)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
+                    timeout=120_000)
+
+
 def build_mlp(win):
     ids = [win.add_at_centre(t) for t in ("Input", "Dense", "Dense")]
     s = win.scene

@@ -33,17 +33,6 @@ def write_idx_set(folder, n_train=30, n_test=10, gz=True, rng=None):
     return arrays
 
 
-@pytest.fixture
-def data_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLOOM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-    def offline(url, timeout=None):
-        raise OSError("network unreachable (test)")
-    monkeypatch.setattr(keras_sets.urllib.request, "urlopen", offline)
-    return tmp_path
-
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32,
                                    np.float64])
 def test_idx_round_trip(dtype):

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from layerloom.app.editing.document import Document, weights_mismatch  # noqa: E402
 
-from guikit import EXAMPLES  # noqa: E402
+from guikit import EXAMPLES, start_spirals  # noqa: E402
 
 WINE_CSV = os.path.join(EXAMPLES, "data", "wine.csv")
 SHAPES = os.path.join(EXAMPLES, "data", "shapes")
@@ -223,11 +223,7 @@ def test_predict_a_shapes_image_shows_its_top_three_classes(win, qtbot, tmp_path
 
 @pytest.mark.slow
 def test_stop_shows_the_test_evaluation_as_a_full_run_does(win, qtbot, tmp_path):
-    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
-    win.training.epochs.setValue(500)
-    win.training.start_training()
-    qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
-                    timeout=120_000)
+    start_spirals(win, qtbot, 500)
     win.training.stop_training()
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=60_000)
     assert win.training.last_history["stopped"]

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from layerloom.app.editing.commands import RenameNodeCmd, SetParamsCmd  # noqa: E402
 from layerloom.app.editing.document import Document  # noqa: E402
-from guikit import EXAMPLES  # noqa: E402
+from guikit import EXAMPLES, start_spirals  # noqa: E402
 
 
 def fitting_weights(graph, value=0.5):
@@ -247,11 +247,7 @@ def test_an_untitled_projects_trained_weights_are_recovered(make_window, tmp_pat
 
 @pytest.mark.slow
 def test_closing_while_training_asks_before_stopping(win, qtbot, monkeypatch):
-    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
-    win.training.epochs.setValue(500)
-    win.training.start_training()
-    qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
-                    timeout=120_000)
+    start_spirals(win, qtbot, 500)
     worker = win.training.worker
     win.confirm = True
     try:

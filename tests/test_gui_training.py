@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
 from layerloom.app.editing.document import Document  # noqa: E402
-from guikit import EXAMPLES  # noqa: E402
+from guikit import EXAMPLES, start_spirals  # noqa: E402
 
 
 @pytest.mark.slow
@@ -35,15 +35,6 @@ def test_training_plots_live_and_window_stays_responsive(win, qtbot):
     assert "Epoch 4:" in win.log.toPlainText() and "Test:" in win.log.toPlainText()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert len(ticks) > 20 and max(gaps) < 0.25, max(gaps)
-
-
-def start_spirals(win, qtbot, epochs):
-    """Train the spirals example for `epochs` and return once the first loss is plotted."""
-    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
-    win.training.epochs.setValue(epochs)
-    win.training.start_training()
-    qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
-                    timeout=120_000)
 
 
 @pytest.mark.slow

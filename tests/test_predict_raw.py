@@ -17,24 +17,13 @@ import pytest
 
 from layerloom import api
 from layerloom.core.errors import DataError
-from layerloom.data import idx, inputs, keras_sets
+from layerloom.data import idx, inputs
 from layerloom.data.prepare import load_arrays, prepare_data
 from layerloom.project import loom as projectfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "assets", "examples")
 TOL = 1e-6
-
-
-@pytest.fixture
-def data_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERLOOM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-    def offline(url, timeout=None):
-        raise OSError("network unreachable (test)")
-    monkeypatch.setattr(keras_sets.urllib.request, "urlopen", offline)
-    return tmp_path
 
 
 def _fashion(folder, rng, n_train=40, n_test=12):
