@@ -6,7 +6,7 @@ the same code path as `layerloom --run`; every change is an undoable SetSetupCmd
 import os
 
 from PySide6.QtCore import QThread, QTimer, Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout,
                                QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
                                QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -15,6 +15,7 @@ from layerloom.data import preprocess, sources, tabular
 from layerloom.data.overview import overview
 
 from layerloom.app.editing.commands import SetSetupCmd, keep_mapping
+from layerloom.app.look.dialogs import ask_path
 from layerloom.app.look.images import pixmap
 
 
@@ -185,15 +186,11 @@ class DataPanel(QWidget):
         return tuple(g.nodes[ins[0]].params.get("shape") or ()) if len(ins) == 1 else None
 
     def choose_csv(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Table for training", "",
-                                              "Tables (*.csv *.tsv *.txt);;All files (*)")
-        if path:
-            self.use_csv(path)
+        ask_path(self, "Table for training", self.use_csv,
+                 "Tables (*.csv *.tsv *.txt);;All files (*)")
 
     def choose_folder(self):
-        path = QFileDialog.getExistingDirectory(self, "Folder with one subfolder per class")
-        if path:
-            self.use_folder(path)
+        ask_path(self, "Folder with one subfolder per class", self.use_folder)
 
     def _column_changed(self, name, key, value):
         d = self._dataset()

@@ -1,17 +1,13 @@
 """The editor window: palette (left), canvas (centre), inspector and training (right), plots,
 problems and log (bottom)."""
-import os
-import re
 import sys
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QMainWindow, QPlainTextEdit,
-                               QProgressBar, QScrollArea, QTabWidget)
+                               QScrollArea, QTabWidget)
 
 from layerloom.core import fixes
-from layerloom.core.errors import LayerloomError
-from layerloom.project import loom as projectfile
 
 from layerloom.app.canvas.canvas import GraphScene
 from layerloom.app.canvas.canvas_view import GraphView
@@ -34,10 +30,12 @@ from .window_help import HelpActions
 from .window_model import ModelActions
 from .window_runs import RunActions
 from .window_edit import EditActions
+from .window_problems import ProblemsActions, node_of, plain  # noqa: F401 (their old home)
+from .window_training import TrainingActions
 
 
-class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActions,
-                 HelpActions, QMainWindow):
+class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingActions,
+                 ProblemsActions, InteropActions, HelpActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True, remember_layout=None, start_page=None):
@@ -341,32 +339,6 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self._build_help_menu(m)
         self._build_run_toolbar()
 
-    def _build_run_toolbar(self):
-        """Run, Pause and Stop always in view (F5 or Ctrl+R runs), whatever the docks show:
-        they press the Training dock's buttons, so both stay in one state."""
-        bar = self.addToolBar("Run")
-        bar.setObjectName("Run")
-        bar.setMovable(False)
-        self.run_action = bar.addAction("\u25b6 Run", lambda: self.training.start.click())
-        self.run_action.setShortcuts([QKeySequence("F5"), QKeySequence("Ctrl+R")])
-        self.run_action.setToolTip("Train the model (F5)")
-        self.pause_action = bar.addAction("Pause", lambda: self.training.pause.click())
-        self.stop_action = bar.addAction("\u25a0 Stop", lambda: self.training.stop.click())
-        self.continue_action = bar.addAction("Continue",
-                                             lambda: self.training.continue_run.click())
-        self.continue_action.setToolTip("Resume the paused run, or continue the stopped run "
-                                        "where it stopped")
-        for a in (self.pause_action, self.stop_action, self.continue_action):
-            a.setEnabled(False)
-        # the run's progress where it is always in view (the dock's bar may be scrolled away)
-        self.run_progress = QProgressBar()
-        self.run_progress.setMaximumWidth(220)
-        self.run_progress.setTextVisible(True)
-        self.run_progress.setVisible(False)
-        bar.addSeparator()
-        self.run_progress_action = bar.addWidget(self.run_progress)
-        self.run_progress_action.setVisible(False)
-
     def _act(self, menu, text, shortcut, slot):
         a = QAction(text, self)
         a.setShortcut(shortcut)
@@ -385,122 +357,10 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, InteropActi
         self.output_tabs.setCurrentWidget(self.data_tab)
         (self.data.choose_csv if kind == "csv" else self.data.choose_folder)()
 
-    def _show_results(self, r):
-        self.results.show_results(r)
-        self.output_tabs.setCurrentWidget(self.results)
-        self.make_room_for_results()
-
-    def make_room_for_results(self, height=330):
-        """The Output dock grows until the confusion matrix has `height` pixels (ten classes'
-        three-digit counts readable), within half the window."""
-        short = height - self.results.plot.height()
-        dock = self._docks["Output"]
-        if self._output_grown:  # once: the panels do not jump after every run (third trial)
-            return
-        if short > 0 and dock.height() < self.height() // 2:
-            grown = min(dock.height() + short, self.height() // 2)
-            # the height it had is what the next start gets back (see _save_layout)
-            self._output_grown = (dock.height(), grown)
-            self.resizeDocks([dock], [grown], Qt.Vertical)
-
-    def _paused(self, paused):
-        self.pause_action.setText("Resume" if paused else "Pause")
-        self.continue_action.setEnabled(paused)
-        self.run_progress.setFormat("paused" if paused else "%p%")
-        self.statusBar().showMessage("Paused after the current batch; Resume or Continue goes "
-                                     "on" if paused else "Resumed", 0 if paused else 2000)
-
-    def _running(self, running):
-        if running:
-            self.output_tabs.setCurrentWidget(self.training.plots)
-        self._run_actions(running)
-        self._update_model_state()  # no Predict while the graph is locked
-        self.message("Training... the graph is locked until it stops." if running
-                     else "Training ended; the graph can be edited again.")
-
-    def _run_actions(self, running):
-        """The toolbar and the edit actions as a run going on (or not) leaves them."""
-        self.run_action.setEnabled(not running)
-        self.pause_action.setEnabled(running)
-        self.stop_action.setEnabled(running)
-        self.continue_action.setEnabled(not running and self.training.continue_run.isEnabled())
-        if not running:
-            self.pause_action.setText("Pause")
-        self.run_progress_action.setVisible(running)
-        self.run_progress.setVisible(running)
-        # the graph is locked while training runs: what would edit it is visibly off
-        for w in (self.undo_action, self.redo_action, self.delete_action, self.paste_action,
-                  self.duplicate_action, self.layout_action, self.import_action,
-                  self.inspector, self.palette):
-            w.setEnabled(not running)
-
-    def _progress(self, done, total, status):
-        self.run_progress.setRange(0, max(total, 1))
-        self.run_progress.setValue(done)
-        if status:
-            self.run_progress.setToolTip(status)
-            self.statusBar().showMessage(status, 2000)
-
     def _select_node(self, nid):
         if nid in self.scene.nodes:
             self.scene.clearSelection()
             self.scene.nodes[nid].setSelected(True)
-
-    def _problem_clicked(self, item):
-        """A problem leads to its node: selected, centred, shown in the inspector."""
-        nid = item.data(Qt.UserRole)
-        if nid and nid in self.scene.nodes:
-            self.scene.clearSelection()
-            node = self.scene.nodes[nid]
-            node.setSelected(True)
-            self.view.centerOn(node)
-
-    def _data_fit(self, problem):
-        """The Data tab's check of the data against the graph: on the node and in Problems."""
-        self.scene.set_data_problem(problem if problem and problem[0] else None)
-        self._changed()
-
-    def _changed(self):
-        name = os.path.basename(self.doc.path) if self.doc.path else "untitled"
-        self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
-        self.problems.clear()
-        # an empty canvas is not a problem: the start page says where to begin
-        found = self._problems_found() if self.doc.graph.nodes else []
-        found = [(plain(line), nid, problem) for line, nid, problem in found]
-        losses = self.doc.project.training.get("loss") or {}
-        self.problems_panel.set_problems(found, self.doc.graph, self.doc.positions(),
-                                         list(losses) if isinstance(losses, dict) else (),
-                                         self.doc.project.training.get("metrics"))
-        self.inspector.refresh_info()
-        self._update_model_state()
-
-    def _problems_found(self):
-        """[(line, node id or None, problem or None)]: the checks of `layerloom --run` on the
-        project as it is now, and the data's fit, listed whenever its node is marked red; the
-        problem, with its kind and fields, is what the Problems tab finds fixes from."""
-        try:
-            found = [(str(p), node_of(p.place, self.doc.graph), p)
-                     for p in projectfile.problems_of(self.doc.project)]
-        except LayerloomError as e:
-            found = [(line, None, None) for line in e.lines()]
-        fit = self.data.fit_problem
-        if fit:
-            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0],
-                          self.data.fit_error))
-        return found
-
-    def ask_stop_training(self):
-        """Before closing while a run goes on: stop it? Tests replace this (or answer the
-        question box); without confirm it is stopped."""
-        if not self.confirm:
-            return True
-        from PySide6.QtWidgets import QMessageBox
-        r = QMessageBox.question(
-            self, "Stop training?", "Training is running: stop it and close the window?\n\n"
-            "It stops after the current batch; you are then asked whether to save what is "
-            "unsaved. Cancel leaves it running.", QMessageBox.Yes | QMessageBox.Cancel,
-            QMessageBox.Cancel)
-        return r == QMessageBox.Yes
 
     def closeEvent(self, event):
         # ask before stopping a run: Cancel leaves it running, untouched (it was stopped first)
@@ -565,22 +425,6 @@ def screenshot(path, project_path=None, size=(1400, 860)):
     app.processEvents()
     return ok
 
-
-def plain(line):
-    """A problem as the Problems list says it: the node by name, not the file's path to it
-    ("'conv_1' (Conv2D): ..." for "graph.nodes[5] 'conv_1' (Conv2D): ...")."""
-    line = re.sub(r"^graph\.nodes\[\d+\] ('[^']+' \([^)]+\)): ", r"\1: ", line)
-    line = re.sub(r"^graph\.(nodes|edges): ", "", line)
-    line = re.sub(r"^training\.loss(\.[\w.]+)?: ", "Loss: ", line)
-    line = re.sub(r"^training\.metrics(\.[\w.]+)?: ", "Metrics: ", line)
-    line = re.sub(r"^training\.optimizer[\w.]*: ", "Optimizer: ", line)
-    return re.sub(r"^dataset(\.[\w.]+)?: ", "Data: ", line)
-
-
-def node_of(place, graph):
-    """The node a problem's place names ("graph.nodes[1] 'hidden_2' (Dense)"), or None."""
-    m = re.search(r"graph\.nodes\[\d+\] '([^']+)'", str(place or ""))
-    return m.group(1) if m and m.group(1) in graph.nodes else None
 
 
 def run_editor(project_path=None):

@@ -6,10 +6,11 @@ runs in model_tasks.ModelTask threads."""
 import os
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog
 
 from layerloom.data import imagefolder
 from layerloom.data.inputs import TABLE_EXTENSIONS
+
+from layerloom.app.look.dialogs import ask_path
 
 from .model_tasks import ModelTask, evaluate_test, predict_file, snapshot
 
@@ -94,14 +95,10 @@ class ModelActions:
 
     # -- Predict --------------------------------------------------------------------------------
     def predict_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Predict for a file", "", INPUT_FILTER)
-        if path:
-            self.predict_path(path)
+        ask_path(self, "Predict for a file", self.predict_path, INPUT_FILTER)
 
     def predict_folder_dialog(self):
-        path = QFileDialog.getExistingDirectory(self, "Predict for a folder of images")
-        if path:
-            self.predict_path(path)
+        ask_path(self, "Predict for a folder of images", self.predict_path)
 
     def _predict_from_panel(self, kind):
         (self.predict_folder_dialog if kind == "folder" else self.predict_dialog)()
