@@ -16,7 +16,8 @@ ROW_H = 20
 HEADER_H = 26
 CATEGORY_COLORS = {"Core": "#4c78a8", "Convolution": "#f58518", "Pooling": "#e45756",
                    "Normalization": "#72b7b2", "Regularization": "#54a24b", "Merging": "#b279a2",
-                   "Reshaping": "#9d755d", "Recurrent": "#eeca3b", "Preprocessing": "#ff9da6"}
+                   "Reshaping": "#9d755d", "Recurrent": "#eeca3b", "Preprocessing": "#ff9da6",
+                   "Activation": "#bab0ac", "Attention": "#8c6d31", "Augmentation": "#d67195"}
 
 
 def rounded_path(points, radius=8.0):

@@ -7,6 +7,9 @@ from layerloom.backend.grid import cdiv
 from layerloom.backend.conv_ops import ConvOps
 from layerloom.backend.gemm import GemmOps
 from layerloom.backend.rnn_ops import RnnOps
+from layerloom.backend.attention_ops import AttentionOps
+from layerloom.backend.augment_ops import AugmentOps
+from layerloom.backend.depthwise_ops import DepthwiseOps
 
 
 class Tensor:
@@ -26,10 +29,11 @@ class Tensor:
         return f"Tensor{self.shape}"
 
 
-class Ops(GemmOps, ConvOps, RnnOps):
+class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps):
     """Every op, on one runtime. GEMM dispatch lives in engine/backend/gemm.py, convolution and
-    pooling in engine/backend/conv_ops.py, the recurrent layers' ops in engine/backend/rnn_ops.py;
-    the rest here."""
+    pooling in engine/backend/conv_ops.py, the recurrent layers' ops in engine/backend/rnn_ops.py,
+    attention in attention_ops.py, depthwise and transposed convolution in depthwise_ops.py,
+    preprocessing and augmentation in augment_ops.py; the rest here."""
 
     def __init__(self, runtime, ew=None):
         self.rt = runtime

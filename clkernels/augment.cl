@@ -1,0 +1,1 @@
+// Preprocessing and augmentation ops (clkernels/augment.cl): see engine/backend/augment_ops.py
