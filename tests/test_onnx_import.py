@@ -262,3 +262,53 @@ def test_a_global_pooling_of_a_sequence_is_the_1d_layer(tmp_path, op, keepdims):
     got = Model(project, weights).predict(x.transpose(0, 2, 1) if keepdims is None else x)
     assert np.abs(got - (want.transpose(0, 2, 1) if keepdims is None else want)).max() \
         <= TOLERANCE
+
+
+def _hard_sigmoid_model():
+    from onnx import TensorProto, helper
+    node = helper.make_node("HardSigmoid", ["x"], ["y"], name="hs", alpha=0.5)
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 4]) for n in "xy"]
+    return helper.make_model(helper.make_graph([node], "g", vi[:1], vi[1:]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_several_readers_of_one_operator_are_tried_in_turn(monkeypatch):
+    """The dispatch protocol (onnx_import's docstring): a reader lacking an attribute is
+    skipped, one that declines passes the node on, the first that takes it wins; when none
+    does, the refusal gives each one's reason, naming the node and its op type."""
+    from layerloom.core.registry import OnnxRead
+    tried = []
+
+    def declines(imp, node, type_id):
+        tried.append(type_id)
+        imp.decline(node, "not a row of numbers")
+
+    def takes(imp, node, type_id):
+        tried.append(type_id)
+        v = imp.value(node, 0)
+        imp.set(node, imp.result(imp.add(node, "Activation", {"activation": "hard_sigmoid"},
+                                         [v])))
+
+    readers = [("A", OnnxRead((), declines)), ("B", OnnxRead({"alpha"}, declines)),
+               ("C", OnnxRead({"alpha"}, takes)), ("D", OnnxRead({"alpha"}, takes))]
+    monkeypatch.setitem(onnx_import.READS, "HardSigmoid", readers)
+    imported = onnx_import.from_model(_hard_sigmoid_model())
+    assert tried == ["B", "C"]
+    assert "Activation" in {n.type for n in imported.project.graph.nodes.values()}
+    monkeypatch.setitem(onnx_import.READS, "HardSigmoid", readers[:2])
+    with pytest.raises(DataError, match=re.escape(
+            "ONNX node 'hs' (HardSigmoid): A: attribute 'alpha' is not mapped by A's reader; "
+            "B: not a row of numbers")):
+        onnx_import.from_model(_hard_sigmoid_model())
+
+
+def test_a_reader_that_declines_after_adding_a_layer_is_a_bug_said_as_one(monkeypatch):
+    from layerloom.core.registry import OnnxRead
+
+    def adds_then_declines(imp, node, type_id):
+        imp.add(node, "Activation", {"activation": "relu"}, [imp.value(node, 0)])
+        imp.decline(node, "changed its mind")
+    monkeypatch.setitem(onnx_import.READS, "HardSigmoid",
+                        [("A", OnnxRead({"alpha"}, adds_then_declines))])
+    with pytest.raises(RuntimeError, match="declined ONNX node 'hs' after adding"):
+        onnx_import.from_model(_hard_sigmoid_model())

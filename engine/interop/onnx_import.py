@@ -8,11 +8,33 @@ Which layout a graph input has is read from the operators it reaches, never from
 An operator, attribute, extra output or layout that cannot be mapped is a DataError naming the
 ONNX node, its op type and why (exit 2 from the command line): nothing is guessed. After each
 operator, our result's shape is checked against the one ONNX's shape inference gives.
-An operator is read either by the reader a layer declares beside it (its OnnxForm's reads: an
-OnnxRead handed this importer; pooling, Conv2D, Dropout, BatchNormalization and Concatenate so
-far) or by an op_* method of onnx_ops_in.py (the rest, among them the patterns that span layers:
-MatMul + Add as Dense, Add/Sub/Mul as a merge, a Lambda or a BatchNormalization); the
-tensor and layout helpers and Imported are in onnx_layout.py.
+An operator is read by the readers layers declare beside them (their OnnxForm's reads: an
+OnnxRead handed this importer) and by the importer's own (an op_* method of onnx_ops_in.py, the
+activations, the arithmetic: among them the patterns that span layers, MatMul + Add as Dense,
+Add/Sub/Mul as a merge, a Lambda or a BatchNormalization); the tensor and layout helpers and
+Imported are in onnx_layout.py.
+
+The readers of one operator, the protocol. Several layers may declare a reader for the same
+ONNX operator (Conv: Conv2D, a grouped or depthwise convolution...). READS[op] lists them in
+the order the layers registered, and the importer's own reader of that operator, if any, comes
+last. Each is tried in turn:
+- a reader whose OnnxRead.attributes lack an attribute the node sets is skipped (that is its
+  reason: "attribute 'x' is not mapped");
+- a reader that is not the one for this node calls imp.decline(node, why) BEFORE it adds
+  anything to the graph (a node added and then declined is a bug, raised as one): the next
+  reader is tried;
+- a reader that is the one for this node but cannot map it calls imp.fail(node, why): a
+  DataError, and no other reader is tried;
+- otherwise it adds its layer(s) and sets the node's output (imp.set) and the walk goes on.
+When every reader declined or was skipped, the node is refused with their reasons, joined by
+"; ", each naming its layer where there were several. An operator nobody reads is refused as
+"this operator has no Layerloom layer"; every refusal names the ONNX node and its op type.
+
+Before the walk, the shape arithmetic exporters write (torch.onnx.export's Shape, Gather,
+Unsqueeze, Concat, ConstantOfShape, Cast, Slice, Where, Equal, Range, Reshape of a constant...)
+is folded into constants (fold_constants): any node whose inputs are all constants, or the
+static shape of a tensor, is computed with numpy; the walk then sees constants where it
+reads a target shape or axes.
 
 Layerloom's own export comes back as the graph it was: node ids from the ONNX nodes' scopes
 ("dense_1/MatMul" -> dense_1), Dropout from ONNX's Dropout, and the fitted input normalisation
@@ -31,8 +53,9 @@ from layerloom.interop.onnx_layout import (PLACE, Imported, _Value, _attrs, _con
 from layerloom.interop.onnx_ops_in import ACTIVATIONS, LAMBDA_OPS, _OperatorReads
 
 PASS_THROUGH = {"Identity"}
-# the attributes each operator's mapping reads; any other present is refused by name
-ATTRIBUTES = {
+# the attributes the importer's own reader of each operator maps; any other present is refused
+# by name
+OWN_ATTRIBUTES = {
     **{op: set() for op in ("Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Exp", "Add",
                             "Sub", "Mul", "Div", "Identity", "MatMul")},
     "Selu": {"alpha", "gamma"}, "Elu": {"alpha"}, "LeakyRelu": {"alpha"},
@@ -41,11 +64,18 @@ ATTRIBUTES = {
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
     "Transpose": {"perm"},
 }
-# the operators a layer declares it is read from (its OnnxForm's reads: pooling, Conv2D, Dropout,
-# BatchNormalization, Concatenate so far), with the layer they become; the rest map through the
-# op_* methods of onnx_ops_in.py
-READS = {op: (type_id, r) for type_id, f in declared("onnx").items() for op, r in f.reads.items()}
-ATTRIBUTES.update({op: set(r.attributes) for op, (_, r) in READS.items()})
+# the operators layers declare they are read from (their OnnxForm's reads), {op: [(the layer they
+# become, OnnxRead), ...]} in the order the layers registered (the protocol: the docstring); the
+# rest map through the importer's own readers (op_* methods of onnx_ops_in.py)
+READS = {}
+for _type_id, _form in declared("onnx").items():
+    for _op, _read in _form.reads.items():
+        READS.setdefault(_op, []).append((_type_id, _read))
+# the attributes some reader of each operator maps
+ATTRIBUTES = {op: set(a) for op, a in OWN_ATTRIBUTES.items()}
+for _op, _readers in READS.items():
+    for _, _read in _readers:
+        ATTRIBUTES.setdefault(_op, set()).update(_read.attributes)
 # operators on constants alone (a weight transposed, the light models' ConstantOfShape) are
 # computed here, giving constants
 FOLDED = {
@@ -60,6 +90,14 @@ CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMax
                "BatchNormalization"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
     "LeakyRelu", "Dropout"}
+
+
+class _Declined(Exception):
+    """A declared reader's "not mine": the next reader of the operator is tried."""
+
+    def __init__(self, why):
+        super().__init__(why)
+        self.why = why
 
 
 class _Importer(_OperatorReads):
@@ -96,6 +134,12 @@ class _Importer(_OperatorReads):
     def fail(self, node, why):
         raise DataError(f"ONNX node {node.name or node.output[0]!r} ({node.op_type}): {why}",
                         PLACE)
+
+    @staticmethod
+    def decline(node, why):
+        """A reader's "this node is not mine" (before it adds anything): the next reader of
+        node's operator is tried; why is said if none takes it."""
+        raise _Declined(why)
 
     def new_id(self, name):
         base = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "node"
@@ -192,23 +236,43 @@ class _Importer(_OperatorReads):
             self.consts[node.output[0]] = FOLDED[node.op_type](_attrs(node), [
                 self.consts[i] for i in node.input])
             return
-        if node.op_type not in ATTRIBUTES:
+        readers = [(type_id, r.attributes, lambda r=r, t=type_id: r.read(self, node, t))
+                   for type_id, r in READS.get(node.op_type, [])]
+        if node.op_type in OWN_ATTRIBUTES:
+            readers.append((None, OWN_ATTRIBUTES[node.op_type], lambda: self.own_read(node)))
+        if not readers:
             self.fail(node, "this operator has no Layerloom layer")
-        extra = sorted(set(_attrs(node)) - ATTRIBUTES[node.op_type])
-        if extra:
-            self.fail(node, f"attribute {extra[0]!r} is not mapped by the importer")
         used = [o for o in node.output[1:] if o and (o in self.uses or o in self.graph_outputs)]
         if used:  # named but read by nothing (a Dropout's mask) it does not matter
             self.fail(node, f"its output {used[0]!r} (beyond the first) has no Layerloom form")
+        present, reasons = set(_attrs(node)), []
+        for type_id, attributes, read in readers:
+            who = "the importer" if type_id is None else f"{type_id}'s reader"
+            extra = sorted(present - set(attributes))
+            if extra:
+                reasons.append((type_id, f"attribute {extra[0]!r} is not mapped by {who}"))
+                continue
+            before = (len(self.graph.nodes), len(self.values))
+            try:
+                read()
+                return
+            except _Declined as d:
+                if (len(self.graph.nodes), len(self.values)) != before:
+                    raise RuntimeError(f"{who} declined ONNX node {node.name!r} after adding "
+                                       "to the graph (decline before adding)") from None
+                reasons.append((type_id, d.why))
+        several = len(reasons) > 1
+        self.fail(node, "; ".join(f"{t}: {why}" if several and t else why
+                                  for t, why in reasons))
+
+    def own_read(self, node):
+        """The importer's own reader of node's operator (onnx_ops_in.py)."""
         if node.op_type in ACTIVATIONS:
             self.activation(node)
         elif node.op_type in LAMBDA_OPS:
             self.arithmetic(node)
         elif node.op_type in PASS_THROUGH:
             self.pass_through(node)
-        elif node.op_type in READS:
-            type_id, r = READS[node.op_type]
-            r.read(self, node, type_id)
         else:
             getattr(self, f"op_{node.op_type}")(node)
 
