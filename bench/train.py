@@ -8,7 +8,7 @@ our machines: torch==2.13.0, a local CPU wheel) and tensorflow, in this Python o
 named by --keras-python (TensorFlow's pins need not meet ours: a venv of its own is fine).
 
     python bench/train.py [--mlp-epochs 3] [--cnn-epochs 2] [--skip-cnn] [--device SPEC]
-        [--cold-cache] [--keras-python PATH] [--json bench/results/train.json]
+        [--user-cnn-epochs N] [--cold-cache] [--keras-python PATH] [--json bench/results/train.json]
 """
 import argparse
 import importlib.util
@@ -41,6 +41,7 @@ def run_measured(cmd, env=None):
 
 
 def layerloom(project, epochs, device, cold=False):
+    """project: a file name in assets/examples/, or a path (bench/projects/)."""
     """cold: with empty kernel caches (PoCL's and pyopencl's, under XDG_CACHE_HOME), so the
     first epoch includes compiling every kernel, as on a machine's first run."""
     with tempfile.TemporaryDirectory() as out:
@@ -81,6 +82,9 @@ def main(argv=None):
     ap.add_argument("--mlp-epochs", type=int, default=3)
     ap.add_argument("--cnn-epochs", type=int, default=2)
     ap.add_argument("--skip-cnn", action="store_true")
+    ap.add_argument("--user-cnn-epochs", type=int, default=0,
+                    help="also issue 29's own small CNN (16 filters, same padding, batch 32) "
+                    "and its residual variant, bench/projects/ (0: not run)")
     ap.add_argument("--device")
     ap.add_argument("--cold-cache", action="store_true",
                     help="also train once with empty kernel caches and report that first epoch")
@@ -93,12 +97,17 @@ def main(argv=None):
     runs = [("mlp", "fashion_mnist_mlp.loom", args.mlp_epochs, 1.0)]
     if not args.skip_cnn:
         runs.append(("cnn", "fashion_mnist_cnn.loom", args.cnn_epochs, 1.5))
+    if args.user_cnn_epochs:
+        for kind, target in (("user_cnn", 1.2), ("user_residual_cnn", 1.2)):
+            runs.append((kind, os.path.join(ROOT, "bench", "projects", f"{kind}.loom"),
+                         args.user_cnn_epochs, target))
     rows = []
     for kind, project, epochs, target in runs:
         ll = layerloom(project, epochs, args.device)
         torch_python = sys.executable if importlib.util.find_spec("torch") else None
         tr = reference("torch_reference.py", torch_python, kind, epochs)
-        kr = reference("keras_reference.py", args.keras_python, kind, epochs)
+        kr = reference("keras_reference.py", args.keras_python if kind in ("mlp", "cnn")
+                       else None, kind, epochs)
         row = {"model": kind, "epochs": epochs, "layerloom": ll, "torch": tr, "keras": kr,
                "target_time_ratio": target}
         row["layerloom_s_per_epoch"] = later(ll["epoch_seconds"])
@@ -117,12 +126,12 @@ def main(argv=None):
         rows.append(row)
     print(f"device: {rows[0]['layerloom']['device']}")
     nan = float("nan")
-    print(f"{'model':5s} {'Layerloom s/ep':>14s} {'PyTorch s/ep':>12s} {'ratio':>6s} {'target':>6s} "
+    print(f"{'model':17s} {'Layerloom s/ep':>14s} {'PyTorch s/ep':>12s} {'ratio':>6s} {'target':>6s} "
           f"{'Keras s/ep':>10s} {'speedup':>7s} {'1st/later':>9s} {'cold':>5s} "
           f"{'Layerloom MiB':>13s} {'PyTorch MiB':>11s} {'Keras MiB':>9s}")
     for r in rows:
         tr, kr = r["torch"] or {}, r["keras"] or {}
-        print(f"{r['model']:5s} {r['layerloom_s_per_epoch']:14.2f} "
+        print(f"{r['model']:17s} {r['layerloom_s_per_epoch']:14.2f} "
               f"{r.get('torch_s_per_epoch', nan):12.2f} {r.get('time_ratio', nan):6.2f} "
               f"{r['target_time_ratio']:6.1f} {r.get('keras_s_per_epoch', nan):10.2f} "
               f"{r.get('keras_speedup', nan):7.2f} {r['first_vs_later']:9.2f} "
