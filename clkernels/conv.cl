@@ -74,22 +74,27 @@ __kernel void im2col8(__global const float* x, __global float* cols, const int r
 }
 #endif
 
-// Every dcols entry im2col filled from input position (b, ih, iw), channel c: `src` is its index.
-#define COL2IM_GATHER(ACC)                                                              \
+// Every window (oh, ow) that reads input position (ih, iw) through its tap (kh, kw), taps
+// spaced DIL_H, DIL_W: BODY runs once for each (the gathers of the backward passes).
+#define WINDOWS_READING(DIL_H, DIL_W, BODY)                                              \
     for (int kh = 0; kh < gKH; kh++) {                                                  \
-        const int th = ih + gPT - kh * gDH;                                              \
+        const int th = ih + gPT - kh * (DIL_H);                                          \
         if (th < 0 || th % gSH) continue;                                                \
         const int oh = th / gSH;                                                         \
         if (oh >= gOH) continue;                                                         \
         for (int kw = 0; kw < gKW; kw++) {                                              \
-            const int tw = iw + gPL - kw * gDW;                                          \
+            const int tw = iw + gPL - kw * (DIL_W);                                      \
             if (tw < 0 || tw % gSW) continue;                                            \
             const int ow = tw / gSW;                                                     \
             if (ow >= gOW) continue;                                                     \
-            const int src = ((b * gOH + oh) * gOW + ow) * K + (kh * gKW + kw) * gC + c;  \
-            ACC;                                                                         \
+            BODY;                                                                        \
         }                                                                                \
     }
+
+// Every dcols entry im2col filled from input position (b, ih, iw), channel c: `src` is its index.
+#define COL2IM_GATHER(ACC) WINDOWS_READING(gDH, gDW, {                                  \
+    const int src = ((b * gOH + oh) * gOW + ow) * K + (kh * gKW + kw) * gC + c;          \
+    ACC; })
 
 // dx[b, ih, iw, c] (+)= sum of dcols entries that im2col read from it. Global size n*H*W*C.
 __kernel void col2im(__global const float* dcols, __global float* dx,
@@ -125,18 +130,83 @@ __kernel void col2im8(__global const float* dcols, __global float* dx, const int
 }
 #endif
 
+// Grouped convolution (groups G, C = G * Cg): im2col's columns as G matrices one after
+// another, group j's (rows x Kg, Kg = KH*KW*Cg) from element j*rows*Kg, so that each group's
+// GEMM reads a contiguous operand: cols[j][r, (kh, kw, cg)] = x[b, ih, iw, j*Cg + cg] or 0.
+// Global size (KH*KW*C, rows), rows = n*OH*OW.
+__kernel void im2col_groups(__global const float* x, __global float* cols,
+                            const int H, const int W, const int C, const int OH, const int OW,
+                            const int KH, const int KW, const int SH, const int SW,
+                            const int DH, const int DW, const int PT, const int PL,
+                            const int groups)
+{
+    const int q = get_global_id(0), r = get_global_id(1), rows = get_global_size(1);
+    const int Cg = gC / groups, Kg = gKH * gKW * Cg;
+    const int c = q % gC, kw = (q / gC) % gKW, kh = q / (gC * gKW);
+    const int j = c / Cg, cg = c - j * Cg;
+    const int ow = r % gOW, oh = (r / gOW) % gOH, b = r / (gOW * gOH);
+    const int ih = oh * gSH - gPT + kh * gDH, iw = ow * gSW - gPL + kw * gDW;
+    cols[(j * rows + r) * Kg + (kh * gKW + kw) * Cg + cg] =
+        (ih >= 0 && ih < gH && iw >= 0 && iw < gW) ? x[((b * gH + ih) * gW + iw) * gC + c] : 0.0f;
+}
+
+// dx[b, ih, iw, c] (+)= the entries of im2col_groups' columns read from it. Global size
+// n*H*W*C.
+__kernel void col2im_groups(__global const float* dcols, __global float* dx,
+                            const int H, const int W, const int C, const int OH, const int OW,
+                            const int KH, const int KW, const int SH, const int SW,
+                            const int DH, const int DW, const int PT, const int PL,
+                            const int groups, const int n, const int accumulate)
+{
+    const int i = get_global_id(0);
+    const int c = i % gC, iw = (i / gC) % gW, ih = (i / (gC * gW)) % gH, b = i / (gC * gW * gH);
+    const int Cg = gC / groups, Kg = gKH * gKW * Cg, rows = n * gOH * gOW;
+    const int j = c / Cg, cg = c - j * Cg;
+    float s = 0.0f;
+    WINDOWS_READING(gDH, gDW, s += dcols[(j * rows + (b * gOH + oh) * gOW + ow) * Kg
+                                         + (kh * gKW + kw) * Cg + cg])
+    if (accumulate) s += dx[i];
+    dx[i] = s;
+}
+
+// y[b, a, i] (+)= x[a, b, i] (+ bias[a*I + i]): the two outer axes of an (A, B, I) array
+// swapped, I elements moved as a block. Moves a grouped convolution's kernel, outputs and
+// gradients between Keras' layout (filters of all groups side by side) and one matrix per
+// group. Global size A*B*I.
+__kernel void swap_outer(__global const float* x, __global float* y, __global const float* bias,
+                         const int A, const int B, const int I, const int has_bias,
+                         const int accumulate)
+{
+    const int o = get_global_id(0);
+    const int i = o % I, a = (o / I) % A, b = o / (I * A);
+    float v = x[(a * B + b) * I + i];
+    if (has_bias) v += bias[a * I + i];
+    if (accumulate) v += y[o];
+    y[o] = v;
+}
+
+// An average pooling window's divisor: the cells of the window inside the input, or with inc
+// (PyTorch's count_include_pad) inside the padded input, H + PB rows by W + PR columns from
+// (-PT, -PL): the padding counts, the overhang a rounded-up window count adds does not.
+#define POOL_DIVISOR(oh, ow)                                                               \
+    (inc ? (min((oh) * gSH - gPT + gKH, gH + PB) - ((oh) * gSH - gPT)) *                   \
+           (min((ow) * gSW - gPL + gKW, gW + PR) - ((ow) * gSW - gPL))                     \
+         : (min((oh) * gSH - gPT + gKH, gH) - max((oh) * gSH - gPT, 0)) *                  \
+           (min((ow) * gSW - gPL + gKW, gW) - max((ow) * gSW - gPL, 0)))
+
 // Max pooling: y and the flat per-sample index (h*W + w) of the maximum; padding never wins.
-// Average pooling (avg != 0): mean over the window's in-bounds entries (Keras/TF 'same').
-// Global size n*OH*OW*C.
+// Average pooling (avg != 0): the window's sum over POOL_DIVISOR (Keras/TF 'same': the
+// in-bounds entries). Global size n*OH*OW*C.
 __kernel void pool_forward(__global const float* x, __global float* y, __global int* arg,
                            const int H, const int W, const int C, const int OH, const int OW,
                            const int KH, const int KW, const int SH, const int SW,
-                           const int PT, const int PL, const int avg)
+                           const int PT, const int PL, const int PB, const int PR,
+                           const int inc, const int avg)
 {
     const int o = get_global_id(0);
     const int c = o % gC, ow = (o / gC) % gOW, oh = (o / (gC * gOW)) % gOH, b = o / (gC * gOW * gOH);
     float best = -INFINITY, sum = 0.0f;
-    int besti = -1, count = 0;
+    int besti = -1;
     for (int kh = 0; kh < gKH; kh++) {
         const int ih = oh * gSH - gPT + kh;
         if (ih < 0 || ih >= gH) continue;
@@ -145,11 +215,13 @@ __kernel void pool_forward(__global const float* x, __global float* y, __global 
             if (iw < 0 || iw >= gW) continue;
             const float v = x[((b * gH + ih) * gW + iw) * gC + c];
             sum += v;
-            count++;
             if (v > best || besti < 0) { best = v; besti = ih * gW + iw; }
         }
     }
-    if (avg) y[o] = count ? sum / count : 0.0f;
+    if (avg) {
+        const int count = besti < 0 ? 0 : POOL_DIVISOR(oh, ow);
+        y[o] = count > 0 ? sum / count : 0.0f;
+    }
     else { y[o] = best; arg[o] = besti; }
 }
 
@@ -158,32 +230,17 @@ __kernel void pool_backward(__global const float* dy, __global const int* arg,
                             __global float* dx,
                             const int H, const int W, const int C, const int OH, const int OW,
                             const int KH, const int KW, const int SH, const int SW,
-                            const int PT, const int PL, const int avg, const int accumulate)
+                            const int PT, const int PL, const int PB, const int PR,
+                            const int inc, const int avg, const int accumulate)
 {
     const int i = get_global_id(0);
     const int c = i % gC, iw = (i / gC) % gW, ih = (i / (gC * gW)) % gH, b = i / (gC * gW * gH);
     const int self = ih * gW + iw;
     float s = 0.0f;
-    for (int kh = 0; kh < gKH; kh++) {
-        const int th = ih + gPT - kh;
-        if (th < 0 || th % gSH) continue;
-        const int oh = th / gSH;
-        if (oh >= gOH) continue;
-        for (int kw = 0; kw < gKW; kw++) {
-            const int tw = iw + gPL - kw;
-            if (tw < 0 || tw % gSW) continue;
-            const int ow = tw / gSW;
-            if (ow >= gOW) continue;
-            const int o = ((b * gOH + oh) * gOW + ow) * gC + c;
-            if (avg) {
-                const int h0 = max(oh * gSH - gPT, 0), h1 = min(oh * gSH - gPT + gKH, gH);
-                const int w0 = max(ow * gSW - gPL, 0), w1 = min(ow * gSW - gPL + gKW, gW);
-                s += dy[o] / (float)((h1 - h0) * (w1 - w0));
-            } else if (arg[o] == self) {
-                s += dy[o];
-            }
-        }
-    }
+    WINDOWS_READING(1, 1, {
+        const int o = ((b * gOH + oh) * gOW + ow) * gC + c;
+        if (avg) s += dy[o] / (float)POOL_DIVISOR(oh, ow);
+        else if (arg[o] == self) s += dy[o]; })
     if (accumulate) s += dx[i];
     dx[i] = s;
 }

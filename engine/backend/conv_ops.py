@@ -42,10 +42,46 @@ class ConvOps:
             self._conv_k("col2im", g)(
                 self.q, (n * g.H * g.W * g.C,), None, dcols, dx, *g, int(accumulate))
 
+    # -- grouped convolution: each group's GEMM on operands of its own (engine/layers/
+    # convolution.py), laid out one group after another by these ---------------------------
+    def im2col_groups(self, x, cols, n, g, groups):
+        """cols as `groups` matrices of n*OH*OW rows by KH*KW*C/groups, one after another."""
+        if n:
+            self._conv_k("im2col_groups", g)(
+                self.q, (g.KH * g.KW * g.C, n * g.OH * g.OW), None, x, cols, *g, groups)
+
+    def col2im_groups(self, dcols, dx, n, g, groups, accumulate=False):
+        """dx (+)= what im2col_groups read from each input element, from dcols in its layout."""
+        if n:
+            self._conv_k("col2im_groups", g)(
+                self.q, (n * g.H * g.W * g.C,), None, dcols, dx, *g, groups, n, int(accumulate))
+
+    def swap_outer(self, x, y, A, B, I, bias=None, accumulate=False):
+        """y (B, A, I) (+)= x (A, B, I) with its two outer axes swapped (+ bias, (A, I))."""
+        if A * B * I:
+            self._k("conv", "swap_outer")(
+                self.q, (A * B * I,), None, x, y, self._or_dummy(bias), A, B, I,
+                int(bias is not None), int(accumulate))
+
+    def grouped_kernel(self, kernel, Kg, groups, Fg):
+        """A grouped convolution's kernel, Keras' (KH, KW, C/groups, filters) read as (Kg,
+        groups, Fg), as one (Kg, Fg) matrix per group in a scratch buffer the ops keep (a
+        layer's forward and backward each refresh it: another layer may use it between)."""
+        buf = self._scratch("conv_grouped_kernel", 4 * Kg * groups * Fg)
+        self.swap_outer(kernel, buf, Kg, groups, Fg)
+        return buf
+
+    def grouped_kernel_grad(self, Kg, groups, Fg):
+        """Scratch for the per-group weight gradients (groups, Kg, Fg), before swap_outer
+        puts them in Keras' layout."""
+        return self._scratch("conv_grouped_kernel_grad", 4 * Kg * groups * Fg)
+
     @staticmethod
     def _tiled_windows(g, avg):
-        """Max pooling whose windows tile the input: strides equal to the pool, no padding."""
-        return not avg and (g.SH, g.SW) == (g.KH, g.KW) and g.PT == g.PL == 0
+        """Max pooling whose windows tile the input: strides equal to the pool, no padding,
+        every window inside the input (not a rounded-up count's last window)."""
+        return (not avg and (g.SH, g.SW) == (g.KH, g.KW) and g.PT == g.PL == 0
+                and g.OH * g.KH <= g.H and g.OW * g.KW <= g.W)
 
     def pool_forward(self, x, y, arg, n, g, avg):
         """g: a PoolGeometry."""

@@ -1,6 +1,8 @@
 """The window geometry the convolution and pooling ops take (engine/backend/conv_ops.py), as the
 layers compute it (engine/layers/convolution.py, pooling.py). NHWC: input H x W x C, output
-OH x OW, window KH x KW, strides SH, SW, dilation DH, DW, padding before PT (top) and PL (left).
+OH x OW, window KH x KW, strides SH, SW, dilation DH, DW, padding before PT (top) and PL (left);
+the padding after is what the last window reaches past the input (a pooling that averages over
+the padding also keeps the declared amounts, PB and PR).
 The fields are in the order clkernels/conv.cl's kernels take them as arguments, so an op passes
 `*g`; the compile-time defines (GEOM, GH .. GPL) are read by name."""
 from collections import namedtuple
@@ -25,8 +27,12 @@ class ConvGeometry(NamedTuple):
 
 
 class PoolGeometry(namedtuple("PoolGeometry",
-                              [f for f in ConvGeometry._fields if f not in ("DH", "DW")])):
+                              [f for f in ConvGeometry._fields if f not in ("DH", "DW")]
+                              + ["PB", "PR", "INC"], defaults=(0, 0, 0))):
     """A pooling window's geometry: a convolution's without the dilation, which the pooling
-    kernels do not take as arguments (their compiled geometry has DH = DW = 1)."""
+    kernels do not take as arguments (their compiled geometry has DH = DW = 1), then the
+    padding after the input, PB (bottom) and PR (right), which only an average counting the
+    padding (INC = 1, PyTorch's count_include_pad) reads: its divisor is the window within
+    the padded input. These three default to 0 (an average over the input's cells alone)."""
     __slots__ = ()
     DH = DW = 1  # class attributes, not fields

@@ -3,7 +3,8 @@ written once for Dense, Conv1D, Conv2D and friends."""
 from layerloom.core.activations import ALIASES, NAMES, NEEDS_INPUT, ROW_WISE
 from layerloom.core.graph import fmt_shape
 from layerloom.core.registry import ShapeError
-from layerloom.core.params import Choice, Initializer, Regularizer
+from layerloom.core.errors import ParamError, quote
+from layerloom.core.params import INT_LIMIT, Choice, Initializer, Param, Regularizer
 
 
 def activation_param(default="linear"):
@@ -50,20 +51,99 @@ def backward_through_activation(ops, s, act, rows, cols):
     return dz
 
 
-def window_geometry(size, k, stride, dilation, padding):
-    """Keras/TF output size and padding before, for one spatial axis. Returns (out, pad_before)
-    or raises ValueError when the window does not fit."""
+class WindowPadding(Param):
+    """A convolution's or pooling's `padding`: one of Keras' words (valid, same, causal where
+    the layer has it) or explicit amounts of zeros, the way ONNX and PyTorch give them: an
+    integer (every side), for 2-D layers [rows, cols] (each on both sides, PyTorch's
+    padding=(1, 2)) or [[top, bottom], [left, right]] (ZeroPadding2D's spelling), for 1-D
+    layers [before, after]. Normalised to the word, or ((top, bottom), (left, right)) for 2-D
+    and (before, after) for 1-D."""
+    kind = "padding"
+
+    def __init__(self, name, default, choices, rank, help=""):
+        super().__init__(name, default, help)
+        self.choices, self.rank = tuple(choices), rank
+
+    def _expected(self):
+        amounts = ("an integer >= 0, [rows, cols] or [[top, bottom], [left, right]]"
+                   if self.rank == 2 else "an integer >= 0 or [before, after]")
+        return f"one of {', '.join(self.choices)}, or {amounts}"
+
+    def validate(self, value, place):
+        if isinstance(value, str):
+            if value in self.choices:
+                return value
+            raise ParamError(f"expected {self._expected()}; got {quote(value)}", place)
+        count = lambda v: (isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+                           and 0 <= v <= INT_LIMIT)
+        pair = lambda v: (isinstance(v, (list, tuple)) and len(v) == 2  # noqa: E731
+                          and all(count(e) for e in v))
+        v = value
+        if count(v):
+            v = [v, v] if self.rank == 1 else [[v, v], [v, v]]
+        elif self.rank == 2 and pair(v):
+            v = [[v[0], v[0]], [v[1], v[1]]]
+        ok = pair(v) if self.rank == 1 else (isinstance(v, (list, tuple)) and len(v) == 2
+                                             and all(pair(e) for e in v))
+        if not ok:
+            raise ParamError(f"expected {self._expected()}; got {quote(value)}", place)
+        return tuple(v) if self.rank == 1 else (tuple(v[0]), tuple(v[1]))
+
+    def to_json(self, value):
+        if isinstance(value, str) or value is None:
+            return value
+        return list(value) if self.rank == 1 else [list(value[0]), list(value[1])]
+
+    def describe(self):
+        return self._expected()
+
+
+def padding_param(choices=("valid", "same"), rank=2, what="zeros"):
+    """A convolution's or pooling's `padding` (WindowPadding), its help saying the spellings."""
+    words = {"valid": "valid: none", "same": "same: output = ceil(size / stride)",
+             "causal": "causal: pad the start"}
+    amounts = ("an integer, [rows, cols] or [[top, bottom], [left, right]]" if rank == 2
+               else "an integer or [before, after]")
+    return WindowPadding("padding", "valid", choices, rank, help=(
+        "; ".join(words[c] for c in choices) + f"; or explicit {what} (as ONNX and PyTorch): "
+        + amounts + "."))
+
+
+def axis_pads(padding, rank):
+    """Explicit padding as ((top, bottom), (left, right)); a 1-D layer's (before, after) is
+    its width's. None for Keras' words."""
+    if isinstance(padding, str):
+        return None
+    return ((0, 0), tuple(padding)) if rank == 1 else (tuple(padding[0]), tuple(padding[1]))
+
+
+def window_geometry(size, k, stride, dilation, padding, ceil_mode=False):
+    """Output size and padding before, for one spatial axis: Keras/TF's for valid, same and
+    causal; for explicit (before, after) amounts ONNX's and PyTorch's, rounding the window
+    count down, or up with ceil_mode (a last window that would start in the padding after the
+    input is dropped, as PyTorch does). Returns (out, pad_before) or raises ValueError when
+    the window does not fit."""
     eff = (k - 1) * dilation + 1
     if padding == "valid":
-        out, before = (size - eff) // stride + 1, 0
-    elif padding == "causal":
+        padding = (0, 0)
+    if padding == "causal":
         out, before = (size - 1) // stride + 1, eff - 1
-    else:  # same
+    elif padding == "same":
         out = -(-size // stride)
         before = max((out - 1) * stride + eff - size, 0) // 2
+    else:
+        before, after = padding
+        span = size + before + after - eff
+        out = (-(-span // stride) if ceil_mode else span // stride) + 1
+        if ceil_mode and span >= 0 and (out - 1) * stride >= size + before:
+            out -= 1
+        if span < 0:
+            out = 0
     if out < 1:
+        name = padding if isinstance(padding, str) else (
+            "valid" if padding == (0, 0) else list(padding))
         raise ValueError(f"a window of {k} (dilation {dilation}) does not fit an input of {size} "
-                         f"with padding {padding}")
+                         f"with padding {name}")
     return out, before
 
 
