@@ -1,6 +1,102 @@
 """The attention layers' ops (clkernels/attention.cl): batched (strided) matrix products over heads, the row softmax with a mask, and what MultiHeadAttention, Attention and AdditiveAttention need beside the GEMM. A mixin of Ops (engine/backend/ops.py), whose kernel lookup (_k), fill, grid
 padding (_padded) and queue it uses."""
+from layerloom.backend.grid import cdiv
+
+BT = 4  # bgemm's block of C per work-item (attention.cl)
+
+
+class Strided:
+    """One operand of bgemm: a buffer, the element offset of matrix (n, h) as n * sn + h * sh,
+    and the strides of its rows and columns."""
+    __slots__ = ("buf", "sn", "sh", "sr", "sc")
+
+    def __init__(self, buf, sn, sh, sr, sc):
+        self.buf, self.sn, self.sh, self.sr, self.sc = buf, sn, sh, sr, sc
+
+    @property
+    def T(self):
+        """The same matrices transposed (rows and columns swapped), read in place."""
+        return Strided(self.buf, self.sn, self.sh, self.sc, self.sr)
+
+
+def heads_view(buf, steps, heads, dim):
+    """The (steps, dim) matrix of each head in a (samples, steps, heads, dim) tensor (a
+    projection's output: Keras' EinsumDense layout)."""
+    return Strided(buf, steps * heads * dim, dim, heads * dim, 1)
+
+
+def stacked_view(buf, rows, cols, heads=1):
+    """(rows, cols) matrices stacked contiguously, sample-major then head (scores shaped
+    (samples, heads, rows, cols))."""
+    return Strided(buf, heads * rows * cols, rows * cols, cols, 1)
 
 
 class AttentionOps:
-    pass
+    def bgemm(self, M, N, K, batch, heads, A, B, C, alpha=1.0, accumulate=False):
+        """C[b] = alpha * A[b] . B[b] (+ C[b]) for every sample and head, b = n * heads + h,
+        on Strided operands (A: M x K, B: K x N, C: M x N); one launch."""
+        if not (M and N and batch * heads):
+            return
+        if K == 0:
+            raise ValueError("bgemm with an empty inner dimension")
+        args = []
+        for t in (A, B, C):
+            args += [t.buf, t.sn, t.sh, t.sr, t.sc]
+        self._k("attention", "bgemm")(
+            self.q, (cdiv(N, BT), cdiv(M, BT), batch * heads), None, M, N, K, heads, *args,
+            float(alpha), int(accumulate))
+
+    def attn_softmax(self, s, p, rows, cols, tq, causal):
+        """p = softmax of each row of s (p may be s); causal: row i of each (tq, cols) matrix
+        keeps columns j <= i only."""
+        if rows:
+            self._k("attention", "attn_softmax")(
+                self.q, *self._padded(rows, self.WG_ROWS), s, p, cols, tq, int(causal), rows)
+
+    def attn_softmax_grad(self, p, dp, ds, rows, cols):
+        """ds = p * (dp - sum(p * dp)) per row (ds may be dp)."""
+        if rows:
+            self._k("attention", "attn_softmax_grad")(
+                self.q, *self._padded(rows, self.WG_ROWS), p, dp, ds, cols, rows)
+
+    def _factors(self, w, s, c):
+        return (self._or_dummy(w), int(w is not None), self._or_dummy(s), int(s is not None),
+                self._or_dummy(c), int(c is not None))
+
+    def additive_scores(self, q, k, S, n, tq, tv, D, w=None, s=None, c=None):
+        """S = c * sum_d w[d] tanh(s (q_i + k_j)) per sample (w: a D-vector buffer, s and c
+        one-element buffers; None: 1)."""
+        if n and tq and tv:
+            self._k("attention", "additive_scores")(
+                self.q, (tv, tq, n), None, q, k, S, tq, tv, D, *self._factors(w, s, c))
+
+    def additive_grad(self, q, k, dS, n, tq, tv, D, dq, dk, parts, w=None, s=None, c=None,
+                      acc_q=False, acc_k=False):
+        """additive_scores' backward: dq and dk (+)= (None: not wanted), and parts, three
+        buffers of n * tq * D: the terms of the gradients of w (summed over the rows n * tq),
+        s and c (summed over all) that the caller sums."""
+        if not (n and tq and tv):
+            return
+        f = self._factors(w, s, c)
+        k_add = self._k("attention", "additive_grad")
+        k_add(self.q, (D, tq, n), None, q, k, dS, tq, tv, D, tv, 1, *f, self._or_dummy(dq),
+              int(dq is not None), int(acc_q), *parts, 1)
+        if dk is not None:
+            k_add(self.q, (D, tv, n), None, k, q, dS, tv, tq, D, 1, tv, *f, dk, 1, int(acc_k),
+                  *[self._dummy] * 3, 0)
+
+    def scale_by(self, x, y, w, count):
+        """y = x * w[0], w a one-element device buffer (y may be x)."""
+        if count:
+            self._k("attention", "scale_by")(self.q, (count,), None, x, y, w)
+
+    def position_forward(self, W, x, y, n, TD):
+        """y[n] = W[:T] (+ x[n] when x is given), TD = T * D elements per sample."""
+        if n and TD:
+            self._k("attention", "position_forward")(
+                self.q, (TD, n), None, W, self._or_dummy(x), y, TD, int(x is not None))
+
+    def position_grad(self, dy, dW, n, TD, SD):
+        """dW (S x D, SD elements) = the sum over samples of dy in its first TD, 0 after."""
+        if SD:
+            self._k("attention", "position_grad")(self.q, (SD,), None, dy, dW, TD, n)

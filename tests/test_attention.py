@@ -1,0 +1,186 @@
+"""The attention layers (engine/layers/attention.py) against the real Keras (KERAS_BACKEND=torch):
+the same inputs and weights give Keras' outputs within 1e-5; models that Keras builds and saves
+import with their weights; dropout on the attention probabilities while training; the batched
+strided product (bgemm) on its own against numpy; and what is refused is refused by name.
+The float64 reference, its gradients and the ONNX, PyTorch and Keras exports of every example
+are checked by test_layers, test_onnx_export, test_torch_code and test_keras_export."""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import from_dev, to_dev
+from layerloom.core.errors import LayerloomError
+from layerloom.core.graph import Graph
+from layerloom.core.registry import get_layer
+from layerloom.train.model import Model
+from test_layers import _graph_for as layer_graph, run_layer
+
+TOL = 1e-5
+
+
+def _keras():
+    pytest.importorskip("torch")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras")
+
+
+def _graph(type_id, params, shapes):
+    g = layer_graph(type_id, params, shapes)
+    assert not g.validate()
+    return g
+
+
+def _weights(layer, params, shapes, rng):
+    return {s.name: (rng.normal(size=s.shape) * 0.5).astype(np.float32)
+            for s in layer.weights(layer_params(layer, params), [tuple(s) for s in shapes])}
+
+
+def layer_params(layer, params):
+    return {**layer.defaults(), **params}
+
+
+def _engine(rt, type_id, params, xs, ws):
+    g = _graph(type_id, params, [x.shape[1:] for x in xs])
+    ports = g.nodes["node"].layer.output_names(g.nodes["node"].params)
+    if len(ports) > 1:  # each port a graph output, through an identity
+        for i, port in enumerate(ports):
+            g.add_node("Dropout", {"rate": 0.0}, id=f"node_{port}")
+            g.connect("node", i, f"node_{port}", 0)
+    model = Model(g, rt, xs[0].shape[0], weights={f"node/{k}": v for k, v in ws.items()})
+    return model.predict({f"in{i}": x for i, x in enumerate(xs)})
+
+
+MHA_CASES = [
+    ({"num_heads": 2, "key_dim": 3}, [(4, 5), (3, 5)], {}),
+    ({"num_heads": 4, "key_dim": 8}, [(6, 16), (6, 16), (6, 12)], {}),
+    ({"num_heads": 1, "key_dim": 4, "value_dim": 2, "output_shape": 3}, [(4, 3), (5, 2), (5, 6)],
+     {}),
+    ({"num_heads": 3, "key_dim": 2, "use_bias": False, "use_causal_mask": True},
+     [(5, 4), (3, 4)], {"use_causal_mask": True}),
+    ({"num_heads": 2, "key_dim": 3, "return_attention_scores": True, "use_causal_mask": True},
+     [(4, 6), (4, 6)], {"use_causal_mask": True, "return_attention_scores": True}),
+]
+
+
+@pytest.mark.parametrize("params,shapes,call", MHA_CASES)
+def test_multi_head_attention_is_keras_on_the_same_weights(rt, rng, params, shapes, call):
+    keras = _keras()
+    layer = get_layer("MultiHeadAttention")
+    p = layer_params(layer, params)
+    xs = [rng.normal(size=(3,) + sh).astype(np.float32) for sh in shapes]
+    ws = _weights(layer, params, shapes, rng)
+    got = _engine(rt, "MultiHeadAttention", params, xs, ws)
+    mha = keras.layers.MultiHeadAttention(
+        num_heads=p["num_heads"], key_dim=p["key_dim"], value_dim=p["value_dim"],
+        use_bias=p["use_bias"], output_shape=p["output_shape"])
+    key = {"key": xs[2]} if len(xs) == 3 else {}
+    mha(xs[0], xs[1], **key)  # builds it
+    assert [tuple(v.shape) for v in mha.weights] == [tuple(s.shape) for s in
+                                                    layer.weights(p, shapes)]
+    mha.set_weights([ws[s.name] for s in layer.weights(p, shapes)])
+    want = mha(xs[0], xs[1], **key, **call)
+    want = [want] if not isinstance(want, tuple) else list(want)
+    want = [np.asarray(w.detach().cpu()) for w in want]
+    assert len(got) == len(want)
+    ids = ["node"] if len(want) == 1 else ["node_y", "node_scores"]
+    for nid, w in zip(ids, want):
+        np.testing.assert_allclose(got[nid], w, rtol=0, atol=TOL)
+
+
+def test_a_keras_model_with_attention_imports_and_predicts_what_keras_does(tmp_path, rng):
+    """Keras calls MultiHeadAttention with two positional tensors and key= by name, and
+    Attention/AdditiveAttention on a list: all become the layer's inputs in order."""
+    keras = _keras()
+    from layerloom.api import Model as ApiModel
+    from layerloom.interop import keras_import
+    q_in, v_in = keras.Input((5, 8)), keras.Input((4, 8))
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha")(q_in, v_in)
+    h2 = keras.layers.MultiHeadAttention(1, 3, value_dim=2, output_shape=6, name="mha_key")(
+        h, v_in, key=v_in)
+    model = keras.Model([q_in, v_in], h2)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    xs = [rng.normal(size=(3, 5, 8)).astype(np.float32),
+          rng.normal(size=(3, 4, 8)).astype(np.float32)]
+    project, weights = keras_import.read(path)
+    types = sorted(n.type for n in project.graph.nodes.values() if not n.layer.is_input)
+    assert types == ["MultiHeadAttention", "MultiHeadAttention"]
+    inputs = dict(zip(project.graph.inputs(), xs))
+    got = ApiModel(project, weights).predict(inputs)
+    got = got if not isinstance(got, dict) else next(iter(got.values()))
+    np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=0, atol=TOL)
+
+
+def test_a_causal_mask_in_a_keras_call_is_refused_by_name(tmp_path):
+    """use_causal_mask is a call argument in Keras, which the importer does not hand to the
+    layer's form: refused by name rather than read without the mask."""
+    keras = _keras()
+    from layerloom.interop import keras_import
+    x = keras.Input((4, 6))
+    model = keras.Model(x, keras.layers.MultiHeadAttention(2, 3)(x, x, use_causal_mask=True))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    with pytest.raises(LayerloomError, match="use_causal_mask"):
+        keras_import.read(path)
+
+
+def test_other_attention_axes_and_output_shapes_are_refused_by_name():
+    from layerloom.interop import keras_in_layers
+    shapes = [(None, 4, 6), (None, 4, 6)]
+    base = {"num_heads": 2, "key_dim": 3}
+    for option, value in (("attention_axes", [2]), ("output_shape", [2, 3])):
+        with pytest.raises(LayerloomError, match=option):
+            keras_in_layers.convert("mha", "MultiHeadAttention", {**base, option: value},
+                                    shapes)
+    with pytest.raises(LayerloomError, match="attention_axes"):
+        _graph("MultiHeadAttention", {"attention_axes": 2}, [(4, 6), (4, 6)])
+
+
+def test_inputs_that_are_not_sequences_are_refused_naming_the_input():
+    g = Graph()
+    g.add_node("Input", {"shape": [6]}, id="q")
+    g.add_node("Input", {"shape": [4, 6]}, id="v")
+    g.add_node("MultiHeadAttention", {}, id="node")
+    g.connect("q", 0, "node", 0)
+    g.connect("v", 0, "node", 1)
+    problems = g.validate()
+    assert problems and "query" in str(problems[0])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_dropout_applies_while_training_only_and_repeats_for_a_seed(rt, ops, rng, training):
+    layer = get_layer("MultiHeadAttention")
+    params = layer_params(layer, {"num_heads": 2, "key_dim": 4, "dropout": 0.5,
+                                  "return_attention_scores": True})
+    xs = [rng.normal(size=(2, 6, 5)), rng.normal(size=(2, 7, 5))]
+    ws = {s.name: rng.normal(size=s.shape) * 0.5 for s in layer.weights(params, [(6, 5), (7, 5)])}
+    dys = [rng.normal(size=(2, 6, 5)), np.zeros((2, 2, 6, 7))]
+    (y, scores), dxs, _ = run_layer(rt, ops, layer, params, xs, ws, dys, training=training,
+                                    step=3)
+    ref_y, ref_scores = layer.reference(params, xs, ws)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)  # before dropout
+    if not training:
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+        return
+    assert np.abs(y - ref_y).max() > 1e-2  # dropped
+    (y2, _), dxs2, _ = run_layer(rt, ops, layer, params, xs, ws, dys, training=True, step=3)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(dxs[0], dxs2[0])
+    (y3, _), _, _ = run_layer(rt, ops, layer, params, xs, ws, dys, training=True, step=4)
+    assert np.abs(y3 - y).max() > 1e-3  # another step, another mask
+
+
+def test_batched_strided_product_matches_numpy(rt, ops, rng):
+    """bgemm over samples x heads, operands read as heads of (steps, heads, dim) tensors and
+    transposed in place, with alpha and accumulate."""
+    from layerloom.backend.attention_ops import heads_view, stacked_view
+    n, H, tq, tv, d = 3, 2, 5, 7, 6
+    q = rng.normal(size=(n, tq, H, d)).astype(np.float32)
+    k = rng.normal(size=(n, tv, H, d)).astype(np.float32)
+    c0 = rng.normal(size=(n, H, tq, tv)).astype(np.float32)
+    qb, kb, cb = to_dev(rt, q), to_dev(rt, k), to_dev(rt, c0)
+    ops.bgemm(tq, tv, d, n, H, heads_view(qb, tq, H, d), heads_view(kb, tv, H, d).T,
+              stacked_view(cb, tq, tv, H), alpha=0.5, accumulate=True)
+    want = c0 + 0.5 * np.einsum("nthd,nshd->nhts", q, k)
+    np.testing.assert_allclose(from_dev(rt, cb, c0.shape), want, rtol=1e-5, atol=1e-5)
