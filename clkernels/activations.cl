@@ -1,7 +1,8 @@
 // Elementwise activations. The ACT_* ids and constants are #defined by the engine from its
 // activation table (engine/activations.py) so Python and OpenCL cannot disagree.
-// act_grad(a, x, y): the derivative at pre-activation x with output y. Only GELU and SiLU read x;
-// every other activation is differentiated through y, so layers need not keep x for them.
+// act_grad(a, x, y): the derivative at pre-activation x with output y. Only the GELUs, SiLU, Mish
+// and hard SiLU read x (NEEDS_INPUT); every other activation is differentiated through y, so
+// layers need not keep x for them.
 
 // Defined for float and float4/8/16 (GEMM epilogues apply them to a vector at once); ?: on a
 // comparison keeps the vector forms branch-free, and stands in for select, fmax, fmin, clamp
@@ -21,9 +22,13 @@ inline T NAME_FWD(const int a, const T x) {                                     
     if (a == ACT_ELU) return ((x > 0.0f) ? (x) : (expm1(MIN0(T, x))));                           \
     if (a == ACT_SELU) return SELU_SCALE * ((x > 0.0f) ? (x) : (SELU_ALPHA * expm1(MIN0(T, x)))); \
     if (a == ACT_GELU) return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));                 \
+    if (a == ACT_GELU_TANH)                                                                      \
+        return 0.5f * x * (1.0f + tanh(GELU_TANH_C * (x + GELU_TANH_K * x * x * x)));            \
     if (a == ACT_SILU) return x / (1.0f + exp(-x));                                              \
+    if (a == ACT_MISH) return x * tanh(MAX0(T, x) + log1p(exp(-ABS(x))));                        \
     if (a == ACT_SIGMOID) return 1.0f / (1.0f + exp(-x));                                        \
     if (a == ACT_HARD_SIGMOID) return CLAMP06(T, x + 3.0f) * (1.0f / 6.0f);                      \
+    if (a == ACT_HARD_SILU) return x * (CLAMP06(T, x + 3.0f) * (1.0f / 6.0f));                   \
     if (a == ACT_TANH) return tanh(x);                                                           \
     if (a == ACT_SOFTPLUS) return MAX0(T, x) + log1p(exp(-ABS(x)));                              \
     if (a == ACT_SOFTSIGN) return x / (1.0f + ABS(x));                                           \
@@ -40,9 +45,20 @@ inline T NAME_GRAD(const int a, const T x, const T y) {                         
     if (a == ACT_GELU)                                                                           \
         return 0.5f * (1.0f + erf(x * 0.70710678118654752f))                                     \
                + x * 0.39894228040143268f * exp(-0.5f * x * x);                                  \
+    if (a == ACT_GELU_TANH) {                                                                    \
+        const T t = tanh(GELU_TANH_C * (x + GELU_TANH_K * x * x * x));                           \
+        return 0.5f * (1.0f + t)                                                                 \
+               + 0.5f * x * (1.0f - t * t) * GELU_TANH_C * (1.0f + 3.0f * GELU_TANH_K * x * x);   \
+    }                                                                                            \
     if (a == ACT_SILU) { const T s = 1.0f / (1.0f + exp(-x)); return s * (1.0f + x * (1.0f - s)); } \
+    if (a == ACT_MISH) { /* tanh(softplus(x)) + x sigmoid(x) (1 - tanh(softplus(x))^2) */       \
+        const T t = tanh(MAX0(T, x) + log1p(exp(-ABS(x)))), s = 1.0f / (1.0f + exp(-x));         \
+        return t + x * s * (1.0f - t * t);                                                       \
+    }                                                                                            \
     if (a == ACT_SIGMOID) return y * (1.0f - y);                                                 \
     if (a == ACT_HARD_SIGMOID) return ((y > 0.0f && y < 1.0f) ? ((T)(1.0f / 6.0f)) : (zero));    \
+    if (a == ACT_HARD_SILU) /* torch's hardswish_backward: x/3 + 1/2 on [-3, 3] */               \
+        return ((x < -3.0f) ? (zero) : ((x > 3.0f) ? (one) : (x * (1.0f / 3.0f) + 0.5f)));      \
     if (a == ACT_TANH) return 1.0f - y * y;                                                      \
     if (a == ACT_SOFTPLUS) return -expm1(-y); /* sigmoid(x) = 1 - exp(-softplus(x)) */           \
     if (a == ACT_SOFTSIGN) { const T t = 1.0f - ABS(y); return t * t; }                          \

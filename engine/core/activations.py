@@ -21,6 +21,16 @@ def _log_softmax(x):
 
 
 _erf = np.vectorize(math.erf)
+GELU_TANH_C = math.sqrt(2.0 / math.pi)  # Keras' gelu(approximate=True): tanh(c (x + k x^3))
+GELU_TANH_K = 0.044715
+
+
+def _softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _hard_sigmoid(x):
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
 
 # name -> float64 numpy reference. Order fixes the kernel ids.
 REFERENCE = {
@@ -31,24 +41,30 @@ REFERENCE = {
     "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
     "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0))),
     "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0))),
+    # Keras' gelu(x, approximate=True), which Keras names by that argument only
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(GELU_TANH_C * (x + GELU_TANH_K * x ** 3))),
     "silu": lambda x: x / (1.0 + np.exp(-x)),
+    "mish": lambda x: x * np.tanh(_softplus(x)),
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_silu": lambda x: x * _hard_sigmoid(x),
     "tanh": np.tanh,
     "softmax": _softmax,
     "log_softmax": _log_softmax,
-    "softplus": lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
+    "softplus": _softplus,
     "softsign": lambda x: x / (1.0 + np.abs(x)),
     "exponential": np.exp,
 }
-ALIASES = {"swish": "silu"}
+ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}  # Keras 3's aliases
 NAMES = tuple(REFERENCE)
 ACT_ID = {name: i for i, name in enumerate(NAMES)}
 ROW_WISE = {"softmax", "log_softmax"}  # normalise over the last axis; not elementwise
-NEEDS_INPUT = {"gelu", "silu"}         # derivative needs the pre-activation, not only the output
+# derivative needs the pre-activation, not only the output
+NEEDS_INPUT = {"gelu", "gelu_tanh", "silu", "mish", "hard_silu"}
 
 
 def cl_prelude():
     consts = (f"#define SELU_ALPHA {SELU_ALPHA!r}f\n#define SELU_SCALE {SELU_SCALE!r}f\n"
-              f"#define LEAKY_SLOPE {LEAKY_SLOPE!r}f\n")
+              f"#define LEAKY_SLOPE {LEAKY_SLOPE!r}f\n#define GELU_TANH_C {GELU_TANH_C!r}f\n"
+              f"#define GELU_TANH_K {GELU_TANH_K!r}f\n")
     return consts + "".join(f"#define ACT_{n.upper()} {i}\n" for n, i in ACT_ID.items())

@@ -7,7 +7,8 @@ Every tensor is float32 unless a converter casts it; layouts are Layerloom's (ba
 channels last)."""
 import numpy as np
 
-from layerloom.core.activations import LEAKY_SLOPE, SELU_ALPHA, SELU_SCALE
+from layerloom.core.activations import (GELU_TANH_C, GELU_TANH_K, LEAKY_SLOPE, SELU_ALPHA,
+                                        SELU_SCALE)
 from layerloom.core.errors import ProjectError, quote
 
 try:  # the optional extra: onnx_export turns its absence into a message naming the extra
@@ -145,6 +146,24 @@ def _gelu(b, x):
     return b.op("Mul", [half_x, b.op("Add", [inner, b.const(1.0)])])
 
 
+def _gelu_tanh(b, x):
+    # 0.5 x (1 + tanh(c (x + k x^3))), Keras' gelu(approximate=True)
+    if b.opset >= 20:
+        return b.op("Gelu", [x], approximate="tanh")
+    cube = b.op("Mul", [b.op("Mul", [x, x]), x])
+    inner = b.op("Add", [x, b.op("Mul", [cube, b.const(GELU_TANH_K)])])
+    t = b.op("Tanh", [b.op("Mul", [inner, b.const(GELU_TANH_C)])])
+    half_x = b.op("Mul", [x, b.const(0.5)])
+    return b.op("Mul", [half_x, b.op("Add", [t, b.const(1.0)])])
+
+
+def _mish(b, x):
+    # x tanh(softplus(x)); Mish is an op from opset 18
+    if b.opset >= 18:
+        return b.op("Mish", [x])
+    return b.op("Mul", [x, b.op("Tanh", [_softplus(b, x)])])
+
+
 def _hard_sigmoid(b, x):
     # clip(x + 3, 0, 6) / 6 in the kernels' order of operations
     t = b.op("Clip", [b.op("Add", [x, b.const(3.0)]), b.const(0.0), b.const(6.0)])
@@ -159,9 +178,12 @@ _ACTIVATIONS = {
     "elu": _unary("Elu", alpha=1.0),
     "selu": _unary("Selu", alpha=SELU_ALPHA, gamma=SELU_SCALE),
     "gelu": _gelu,
+    "gelu_tanh": _gelu_tanh,
     "silu": lambda b, x: b.op("Mul", [x, b.op("Sigmoid", [x])]),
+    "mish": _mish,
     "sigmoid": _unary("Sigmoid"),
     "hard_sigmoid": _hard_sigmoid,
+    "hard_silu": _unary("HardSwish"),  # x max(0, min(1, x / 6 + 1/2)), Keras' hard_silu
     "tanh": _unary("Tanh"),
     "softmax": _unary("Softmax", axis=-1),
     "log_softmax": _unary("LogSoftmax", axis=-1),
@@ -171,8 +193,11 @@ _ACTIVATIONS = {
 }
 ACTIVATION_OPS = {  # for docs/onnx.md and the tests: what each activation becomes
     "linear": "(nothing)", "relu": "Relu", "relu6": "Clip(0, 6)", "leaky_relu": "LeakyRelu(0.2)",
-    "elu": "Elu", "selu": "Selu", "gelu": "Mul, Erf, Add (exact GELU)", "silu": "Sigmoid, Mul",
-    "sigmoid": "Sigmoid", "hard_sigmoid": "Add, Clip, Mul", "tanh": "Tanh",
+    "elu": "Elu", "selu": "Selu", "gelu": "Mul, Erf, Add (exact GELU)",
+    "gelu_tanh": "Gelu(approximate=tanh) from opset 20, else Mul, Add, Tanh",
+    "silu": "Sigmoid, Mul", "mish": "Mish from opset 18, else Softplus's ops, Tanh, Mul",
+    "sigmoid": "Sigmoid", "hard_sigmoid": "Add, Clip, Mul", "hard_silu": "HardSwish",
+    "tanh": "Tanh",
     "softmax": "Softmax(axis=-1)", "log_softmax": "LogSoftmax(axis=-1)",
     "softplus": "Relu, Abs, Neg, Exp, Add, Log", "softsign": "Softsign", "exponential": "Exp",
 }

@@ -16,8 +16,10 @@ from layerloom.interop.expr_source import Dialect
 ACTIVATIONS = {
     "linear": "{x}", "relu": "F.relu({x})", "relu6": "F.relu6({x})",
     "leaky_relu": "F.leaky_relu({x}, 0.2)", "elu": "F.elu({x})", "selu": "F.selu({x})",
-    "gelu": "F.gelu({x})", "silu": "F.silu({x})", "sigmoid": "torch.sigmoid({x})",
-    "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0", "tanh": "torch.tanh({x})",
+    "gelu": "F.gelu({x})", "gelu_tanh": "F.gelu({x}, approximate='tanh')",
+    "silu": "F.silu({x})", "mish": "F.mish({x})", "sigmoid": "torch.sigmoid({x})",
+    "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0", "hard_silu": "F.hardswish({x})",
+    "tanh": "torch.tanh({x})",
     "softmax": "torch.softmax({x}, -1)", "log_softmax": "torch.log_softmax({x}, -1)",
     "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
     "exponential": "torch.exp({x})",
