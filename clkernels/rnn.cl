@@ -2,22 +2,27 @@
 // step is a contiguous block at an element offset. Gate order as Keras: LSTM [i, f, c, o],
 // GRU [z, r, h] with reset_after (the reset gate multiplies the recurrent projection).
 
-// (n, T, D) -> (T, n, D); global size (D, T*n).
-__kernel void to_time_major(__global const float* x, __global float* y, const int n, const int T)
+// (n, T, D) -> (T, n, D); global size (D, T*n). reverse: step t of y is step T-1-t of x (the
+// backward direction of a Bidirectional layer reads the sequence from its end).
+__kernel void to_time_major(__global const float* x, __global float* y, const int n, const int T,
+                            const int reverse)
 {
     const int d = get_global_id(0), r = get_global_id(1), D = get_global_size(0);
     const int t = r / n, b = r % n;
-    y[r * D + d] = x[(b * T + t) * D + d];
+    const int ts = reverse ? T - 1 - t : t;
+    y[r * D + d] = x[(b * T + ts) * D + d];
 }
 
-// (T, n, D) -> (n, T, D), adding when accumulate; global size (D, T*n).
+// (T, n, D) -> (n, T, D), adding when accumulate; reverse: step t of y goes to step T-1-t of x.
+// Global size (D, T*n).
 __kernel void from_time_major(__global const float* y, __global float* x, const int n,
-                              const int T, const int accumulate)
+                              const int T, const int accumulate, const int reverse)
 {
     const int d = get_global_id(0), r = get_global_id(1), D = get_global_size(0);
     const int t = r / n, b = r % n;
+    const int ts = reverse ? T - 1 - t : t;
     float v = y[r * D + d];
-    __global float* o = x + (b * T + t) * D + d;
+    __global float* o = x + (b * T + ts) * D + d;
     if (accumulate) v += *o;
     *o = v;
 }

@@ -322,3 +322,58 @@ def test_a_1d_global_pooling_built_in_keras_predicts_what_keras_does(tmp_path, c
         {"keepdims": keepdims}]
     got = Model(project, weights).predict(xs)
     assert _max_error(got, model.predict(xs, verbose=0)) <= TOLERANCE
+
+
+# -- calls with several tensors, nested models, the error's place ---------------------------------
+def test_a_call_with_several_positional_tensors_maps_them_to_inputs_in_order():
+    """mha(query, value) in Keras 3's config: two positional tensors, then key= by name; they
+    are the layer's inputs in the order query, value, key."""
+    def tensor(name):
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}}
+    node = {"args": [tensor("q"), tensor("v")], "kwargs": {"key": tensor("k"), "mask": None}}
+
+    def fail(why):
+        raise AssertionError(why)
+    refs, kwargs = keras_import._inbound(node, fail, "MultiHeadAttention")
+    assert refs == [("q", 0, 0), ("v", 0, 0), ("k", 0, 0)] and kwargs == {"mask": None}
+    with pytest.raises(DataError, match=r"'d' \(Dense\) is called with a tensor as its "
+                                        r"argument other="):
+        b = keras_import._Builder(None, "--import")
+        b.inbound({"name": "d", "class_name": "Dense"},
+                  {"args": [tensor("q")], "kwargs": {"other": tensor("v")}})
+
+
+def test_a_keras_multi_head_attention_call_names_the_layer(tmp_path):
+    """MultiHeadAttention(query, value): read as a layer of two inputs, or, where Layerloom has
+    no such layer, refused naming it (never a message about positional arguments)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    q, v = keras.Input((4, 6), name="q"), keras.Input((5, 6), name="v")
+    y = keras.layers.MultiHeadAttention(2, 3, name="mha")(q, v)
+    model = keras.Model([q, v], keras.layers.Dense(2)(y))
+    path = str(tmp_path / "mha.keras")
+    model.save(path)
+    try:
+        project, weights = keras_import.read(path)
+    except DataError as e:
+        assert "'mha' (MultiHeadAttention)" in str(e) and "positional" not in str(e), str(e)
+        return
+    assert [e.src for e in project.graph.in_edges("mha")] == ["q", "v"]
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((3, 4, 6)).astype(np.float32),
+          rng.standard_normal((3, 5, 6)).astype(np.float32)]
+    got = Model(project, weights).predict(dict(zip(project.graph.inputs(), xs)))
+    assert _max_error(got, model.predict(xs, verbose=0)) <= TOLERANCE
+
+
+def test_an_import_error_names_the_file_once_on_the_command_line(tmp_path):
+    r = subprocess.run(CLI + ["--import", os.path.join(DATA, "shared.keras"), "--to",
+                              str(tmp_path / "p.loom")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "'twice' (Dense)" in r.stderr, r.stderr
+    assert r.stderr.count("shared.keras") == 1, r.stderr
+    missing = str(tmp_path / "gone.keras")
+    r = subprocess.run(CLI + ["--import", missing, "--to", str(tmp_path / "p.loom")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "file not found" in r.stderr, r.stderr
+    assert r.stderr.count("gone.keras") == 1, r.stderr

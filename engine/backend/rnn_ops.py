@@ -6,15 +6,15 @@ from layerloom.core.activations import ACT_ID
 
 
 class RnnOps:
-    def to_time_major(self, x, y, n, T, D):
+    def to_time_major(self, x, y, n, T, D, reverse=False):
         if n:
             self._k("rnn", "to_time_major")(
-                self.q, (D, T * n), None, x, y, n, T)
+                self.q, (D, T * n), None, x, y, n, T, int(reverse))
 
-    def from_time_major(self, y, x, n, T, D, accumulate=False):
+    def from_time_major(self, y, x, n, T, D, accumulate=False, reverse=False):
         if n:
             self._k("rnn", "from_time_major")(
-                self.q, (D, T * n), None, y, x, n, T, int(accumulate))
+                self.q, (D, T * n), None, y, x, n, T, int(accumulate), int(reverse))
 
     def rnn_act(self, act, z, h, off, count):
         self._k("rnn", "rnn_act")(

@@ -13,6 +13,10 @@ import numpy as np
 from layerloom.core.errors import DataError, LayerloomError
 from layerloom.interop import keras_in_layers as kl
 
+# where an error is: the command line names the file itself (`layerloom: error: FILE: --import:
+# ...`), as it does for an ONNX file; a path here too printed it twice
+PLACE = "--import"
+
 
 def _h5py():
     try:
@@ -38,28 +42,28 @@ class _File:
 def open_model(path):
     h5py = _h5py()
     if not os.path.isfile(path):
-        raise DataError(f"file not found: {path}", path)
+        raise DataError("file not found", PLACE)
     if zipfile.is_zipfile(path):
         return _open_zip(path, h5py)
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as e:
-        raise DataError(f"not a Keras model (neither a .keras zip nor HDF5): {e}", path) from None
+        raise DataError(f"not a Keras model (neither a .keras zip nor HDF5): {e}", PLACE) from None
     try:
         if "model_config" not in f.attrs:
             raise DataError("the HDF5 file has no model_config (only weights, saved by "
-                            "save_weights?): Layerloom needs the model itself", path)
+                            "save_weights?): Layerloom needs the model itself", PLACE)
         config = json.loads(f.attrs["model_config"])
         training = f.attrs.get("training_config")
         training = json.loads(training) if training is not None else None
         if "model_weights" not in f:
-            raise DataError("the HDF5 file has no model_weights group", path)
+            raise DataError("the HDF5 file has no model_weights group", PLACE)
         version = _text(f.attrs.get("keras_version", "2"))
         return _File(config, _legacy_compile(training), _LegacyWeights(f["model_weights"]),
                      version.split(".")[0] in ("1", "2"), f)
     except (ValueError, KeyError, TypeError) as e:
         f.close()
-        raise DataError(f"not a readable Keras HDF5 model ({e})", path) from None
+        raise DataError(f"not a readable Keras HDF5 model ({e})", PLACE) from None
     except DataError:
         f.close()
         raise
@@ -71,17 +75,17 @@ def _open_zip(path, h5py):
             names = set(z.namelist())
             for want in ("config.json", "model.weights.h5"):
                 if want not in names:
-                    raise DataError(f"no {want} in the zip: not a Keras 3 .keras file", path)
+                    raise DataError(f"no {want} in the zip: not a Keras 3 .keras file", PLACE)
             config = json.loads(z.read("config.json"))
             data = z.read("model.weights.h5")
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataError(f"not a readable .keras file ({e})", path) from None
+        raise DataError(f"not a readable .keras file ({e})", PLACE) from None
     try:
         f = h5py.File(io.BytesIO(data), "r")
     except (OSError, ValueError) as e:
-        raise DataError(f"model.weights.h5 is not readable HDF5 ({e})", path) from None
+        raise DataError(f"model.weights.h5 is not readable HDF5 ({e})", PLACE) from None
     if not isinstance(config, dict):
-        raise DataError("config.json is not a model config", path)
+        raise DataError("config.json is not a model config", PLACE)
     return _File(config, config.get("compile_config"), _V3Weights(f), False, f)
 
 
@@ -113,10 +117,22 @@ class _V3Weights:
         g = g if g is not None else self.f.get(where.v3_by_name)
         if g is None:
             return None
-        for sub in ("vars", "cell/vars"):  # recurrent layers keep theirs in their cell
-            if sub in g and len(g[sub]):
-                return [(None, np.asarray(g[sub][k])) for k in sorted(g[sub], key=int)]
-        return []
+        return _v3_vars(g)
+
+
+def _v3_vars(g):
+    """[(None, array)] of a layer's group in Keras 3's file: its vars, a recurrent layer's in
+    its cell, a wrapper's in its wrapped layer(s) (Bidirectional: forward_layer's, then
+    backward_layer's; TimeDistributed: layer's), MultiHeadAttention's in its projections."""
+    for sub in ("vars", "cell/vars"):
+        if sub in g and len(g[sub]):
+            return [(None, np.asarray(g[sub][k])) for k in sorted(g[sub], key=int)]
+    out = []
+    for sub in ("forward_layer", "backward_layer", "layer", "query_dense", "key_dense",
+                "value_dense", "output_dense"):  # the last four: MultiHeadAttention's
+        if sub in g:
+            out += _v3_vars(g[sub])
+    return out
 
 
 class _LegacyWeights:

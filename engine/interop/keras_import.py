@@ -23,25 +23,47 @@ import numpy as np
 from layerloom.core.errors import DataError, LayerloomError
 from layerloom.core.graph import Graph
 from layerloom.interop import keras_compile, keras_in_layers as kl
-from layerloom.interop.keras_file import Scope, layer_keys, layer_name, open_model
+from layerloom.interop.keras_file import PLACE, Scope, layer_keys, layer_name, open_model
 
 MODELS = ("Sequential", "Functional", "Model")
 INPUT_DTYPES = re.compile(r"^(float(16|32|64)|bfloat16|u?int(8|16|32|64)|bool)$")
 
 
 # -- the graph ---------------------------------------------------------------------------------
-def _inbound(node, fail):
+# the call arguments that are tensors, in the order a layer's inputs take them, where a Keras
+# layer may be called with them by name (mha(query=q, value=v, key=k))
+CALL_TENSORS = {"MultiHeadAttention": ("query", "value", "key"),
+                "GroupedQueryAttention": ("query", "value", "key")}
+
+
+def _is_tensor(t):
+    return isinstance(t, dict) and t.get("class_name") == "__keras_tensor__"
+
+
+def _inbound(node, fail, cls=None):
     """([(layer, node index, tensor index)], call kwargs) of one inbound node: Keras 3's
     {"args": [...], "kwargs": {...}} with __keras_tensor__ histories, or Keras 2's
-    [[layer, node index, tensor index, kwargs], ...]."""
+    [[layer, node index, tensor index, kwargs], ...]. Several positional tensors
+    (mha(query, value)) are the layer's inputs in order, then the tensors passed by name in
+    CALL_TENSORS' order; the kwargs returned are the options that are not tensors."""
     if isinstance(node, dict):
         args, kwargs = node.get("args") or [], dict(node.get("kwargs") or {})
-        if len(args) != 1:
-            fail(f"is called with {len(args)} positional arguments; expected its input(s)")
-        items = args[0] if isinstance(args[0], list) else [args[0]]
-        if not all(isinstance(t, dict) and t.get("class_name") == "__keras_tensor__"
-                   for t in items):
-            fail("is called on something that is not a Keras tensor (a constant?)")
+        items = []
+        for i, arg in enumerate(args):
+            group = arg if isinstance(arg, list) else [arg]
+            if not group or not all(_is_tensor(t) for t in group):
+                fail(f"is called with something that is not a Keras tensor (a constant?) as "
+                     f"its positional argument {i + 1}")
+            items += group
+        named = [k for k, v in kwargs.items() if _is_tensor(v)]
+        order = CALL_TENSORS.get(cls, ())
+        for k in [k for k in order if k in named] + [k for k in named if k not in order]:
+            if k not in order:
+                fail(f"is called with a tensor as its argument {k}=, which Layerloom does not "
+                     "map to an input")
+            items.append(kwargs.pop(k))
+        if not items:
+            fail("is called on no tensor")
         return [tuple(t["config"]["keras_history"]) for t in items], kwargs
     tensors, kwargs = [], {}
     for item in node:
@@ -148,7 +170,7 @@ class _Builder:
     def inbound(self, lay, node):
         def fail(why):
             self.fail(f"layer {layer_name(lay)!r} ({lay.get('class_name')}) {why}")
-        return _inbound(node, fail)
+        return _inbound(node, fail, lay.get("class_name"))
 
     def node_inputs(self, lay, node, tensors):
         refs, kwargs = self.inbound(lay, node)
@@ -320,18 +342,18 @@ def read(path):
     try:
         top = file.config
         if "class_name" not in top or "config" not in top:
-            raise DataError("the model config has no class_name and config", path)
-        b = _Builder(file, path)
+            raise DataError("the model config has no class_name and config", PLACE)
+        b = _Builder(file, PLACE)
         name = layer_name(top) or (top.get("config") or {}).get("name") or "model"
         refs = b.model(top["class_name"], top["config"], Scope(), None, name)
         outputs = b.outputs(_output_names(top, refs), refs)
     finally:
         file.handle.close()
     problems = []
-    t = keras_compile.Compile(path).training(file.compile_config, outputs, b.graph)
+    t = keras_compile.Compile(PLACE).training(file.compile_config, outputs, b.graph)
     training = parse_training(t, b.graph, problems)
     if problems:
-        raise DataError(f"compile config: {problems[0]}", path)
+        raise DataError(f"compile config: {problems[0]}", PLACE)
     return Project(b.graph, dataset=_dataset(b.graph, b.normalization), training=training,
                    name=_project_name(path, name)), b.weights
 

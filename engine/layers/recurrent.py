@@ -6,6 +6,7 @@ backpropagation through time runs the steps in reverse, ending in two GEMMs for 
 kernel and the input gradient. The initial state is zero."""
 import numpy as np
 
+from layerloom.backend.ops import Tensor
 from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import weight_params
@@ -66,18 +67,20 @@ class _Recurrent(Layer):
 
     # -- shared plumbing ----------------------------------------------------------------------
     def forward(self, ops, s):
+        """s.reverse (a Bidirectional's backward direction): the steps run from the last, and
+        the output sequence is flipped back (Keras' go_backwards, as Bidirectional uses it)."""
         p, n = s.params, s.n
         T, D = s.x[0].shape
         u, G = p["units"], self.gates
-        sc = s.scratch
-        ops.to_time_major(s.x[0].buf, sc["x_tm"].buf, n, T, D)
+        sc, rev = s.scratch, getattr(s, "reverse", False)
+        ops.to_time_major(s.x[0].buf, sc["x_tm"].buf, n, T, D, reverse=rev)
         ops.gemm(T * n, G * u, D, sc["x_tm"].buf, s.w["kernel"].buf, sc["xw"].buf,
                  bias=s.w["bias"].buf)
         for t in range(T):
             self.step(ops, s, t, n, u)
         H = sc["h"].buf
         if p["return_sequences"]:
-            ops.from_time_major(H, s.y[0].buf, n, T, u)
+            ops.from_time_major(H, s.y[0].buf, n, T, u, reverse=rev)
         else:
             ops.copy2d(H, u, (T - 1) * n * u, s.y[0].buf, u, 0, n, u)
         if p["return_state"]:
@@ -89,10 +92,10 @@ class _Recurrent(Layer):
         p, n = s.params, s.n
         T, D = s.x[0].shape
         u, G = p["units"], self.gates
-        sc = s.scratch
+        sc, rev = s.scratch, getattr(s, "reverse", False)
         dH = sc["dh"].buf
         if p["return_sequences"]:
-            ops.to_time_major(s.dy[0].buf, dH, n, T, u)
+            ops.to_time_major(s.dy[0].buf, dH, n, T, u, reverse=rev)
         else:
             ops.fill(dH, T * n * u)
             ops.copy2d(s.dy[0].buf, u, 0, dH, u, (T - 1) * n * u, n, u)
@@ -107,7 +110,8 @@ class _Recurrent(Layer):
         ops.bias_grad(dg, s.dw["bias"].buf, T * n, G * u)
         if s.dx[0] is not None:
             ops.gemm(T * n, D, G * u, dg, s.w["kernel"].buf, sc["dx_tm"].buf, trans_b=True)
-            ops.from_time_major(sc["dx_tm"].buf, s.dx[0].buf, n, T, D, accumulate=s.acc[0])
+            ops.from_time_major(sc["dx_tm"].buf, s.dx[0].buf, n, T, D, accumulate=s.acc[0],
+                                reverse=rev)
 
     def begin_backward(self, ops, s, n, u):
         pass
@@ -146,111 +150,154 @@ def _recurrent_outputs(b, n, seq, last, states):
     return outs
 
 
-def _recurrent_op(b, n, op_type, order, recurrent_bias, **attrs):
-    """LSTM, GRU or RNN as one ONNX op over the time-major sequence (zero initial state)."""
+_RNN_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
+# the ONNX operator of each cell and its gate blocks in Keras' order (LSTM's [i, f, c, o] ->
+# ONNX's [i, o, f, c]; GRU's z, r, h are ONNX's; Keras' reset_after is linear_before_reset=1)
+_ONNX_CELL = {"LSTM": ("LSTM", [0, 3, 1, 2]), "GRU": ("GRU", [0, 1, 2]), "SimpleRNN": ("RNN", [0])}
+
+
+def _recurrent_op(b, n, kind, prefixes, flags):
+    """LSTM, GRU or RNN as one ONNX op over the time-major sequence (zero initial state), one
+    direction per weight prefix (two: direction=bidirectional, the second reading backwards).
+    Returns the op's outputs (Y (T, dirs, N, u), Y_h, Y_c), those flags names."""
     p, u = n.params, n.params["units"]
-    W = _gate_blocks(n.w["kernel"], order).T[None]
-    R = _gate_blocks(n.w["recurrent_kernel"], order).T[None]
-    B = np.concatenate([_gate_blocks(n.w["bias"], order), recurrent_bias])[None]
+    op_type, order = _ONNX_CELL[kind]
+    W, R, B = [], [], []
+    for pre in prefixes:
+        W.append(_gate_blocks(n.w[pre + "kernel"], order).T)
+        R.append(_gate_blocks(n.w[pre + "recurrent_kernel"], order).T)
+        rb = n.w[pre + "recurrent_bias"] if kind == "GRU" else np.zeros(len(order) * u)
+        B.append(np.concatenate([_gate_blocks(n.w[pre + "bias"], order), rb]))
+    attrs = {"hidden_size": u}
+    if kind == "GRU":
+        attrs["linear_before_reset"] = 1
+    if kind == "SimpleRNN":
+        attrs["activations"] = [_RNN_OPS[p["activation"]]] * len(prefixes)
+    if len(prefixes) == 2:
+        attrs["direction"] = "bidirectional"
     x_tm = b.op("Transpose", [n.x[0]], perm=[1, 0, 2])
-    states = 2 if op_type == "LSTM" else 1
+    return b.op(op_type, [x_tm, b.const(np.stack(W), f"{n.id}/W"),
+                          b.const(np.stack(R), f"{n.id}/R"),
+                          b.const(np.stack(B), f"{n.id}/B")], outputs=flags, **attrs)
+
+
+def _single_op(b, n):
+    p = n.params
+    states = 2 if n.type == "LSTM" else 1
     flags = [p["return_sequences"], True] + [p["return_state"]] * (states - 1)
-    outs = b.op(op_type, [x_tm, b.const(np.ascontiguousarray(W), f"{n.id}/W"),
-                          b.const(np.ascontiguousarray(R), f"{n.id}/R"),
-                          b.const(B, f"{n.id}/B")], outputs=flags, hidden_size=u, **attrs)
+    outs = _recurrent_op(b, n, n.type, [""], flags)
     return _recurrent_outputs(b, n, outs[0], outs[1], outs[1:])
 
 
-def _lstm_onnx(b, n):
-    u = n.params["units"]
-    return _recurrent_op(b, n, "LSTM", [0, 3, 1, 2], np.zeros(4 * u, np.float32))
-
-
-def _gru_onnx(b, n):
-    # Keras' reset_after GRU is ONNX's linear_before_reset=1; both order the gates z, r, h
-    return _recurrent_op(b, n, "GRU", [0, 1, 2], n.w["recurrent_bias"], linear_before_reset=1)
-
-
-_RNN_OPS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
-
-
-def _simple_rnn_onnx(b, n):
-    p, u = n.params, n.params["units"]
-    act = p["activation"]
-    if act in _RNN_OPS:
-        return _recurrent_op(b, n, "RNN", [0], np.zeros(u, np.float32),
-                             activations=[_RNN_OPS[act]])
-    # other activations: unrolled over the (static) steps, h_t = act(x_t W + h_{t-1} U + b)
+def _unrolled_rnn(b, n, prefix="", reverse=False):
+    """A SimpleRNN whose activation ONNX's RNN lacks, unrolled over the (static) steps:
+    h_t = act(x_t W + h_{t-1} U + b). (the output: the sequence in the input's order where
+    return_sequences, else the last step's; the final state)"""
+    p, act = n.params, n.params["activation"]
     T = n.in_shapes[0][0]
-    xw = b.op("Add", [b.op("MatMul", [n.x[0], b.const(n.w["kernel"], f"{n.id}/kernel")]),
-                      b.const(n.w["bias"], f"{n.id}/bias")])
-    U = b.const(n.w["recurrent_kernel"], f"{n.id}/recurrent_kernel")
-    h, seq = None, []
-    for t in range(T):
+    xw = b.op("Add", [b.op("MatMul", [n.x[0], b.const(n.w[prefix + "kernel"],
+                                                       f"{n.id}/{prefix}kernel")]),
+                      b.const(n.w[prefix + "bias"], f"{n.id}/{prefix}bias")])
+    U = b.const(n.w[prefix + "recurrent_kernel"], f"{n.id}/{prefix}recurrent_kernel")
+    h, seq = None, {}
+    for t in (reversed(range(T)) if reverse else range(T)):
         z = b.op("Gather", [xw, b.const(t, "step", np.int64)], axis=1)
         if h is not None:
             z = b.op("Add", [z, b.op("MatMul", [h, U])])
         h = b.activation(act, z)
-        seq.append(h)
+        seq[t] = h
     if p["return_sequences"]:
-        steps = [b.op("Unsqueeze", [s, b.ints([1], "axes")]) for s in seq]
-        y = b.op("Concat", steps, axis=1) if T > 1 else steps[0]
-    else:
-        y = h
+        steps = [b.op("Unsqueeze", [seq[t], b.ints([1], "axes")]) for t in range(T)]
+        return (b.op("Concat", steps, axis=1) if T > 1 else steps[0]), h
+    return h, h
+
+
+def _simple_rnn_onnx(b, n):
+    p = n.params
+    if p["activation"] in _RNN_OPS:
+        return _single_op(b, n)
+    y, h = _unrolled_rnn(b, n)
     return [y] + ([h] if p["return_state"] else [])
 
 
 # PyTorch: Keras' equations as a loop over the steps, the weights in Layerloom's (and Keras')
 # layout: kernel (features, G * units), recurrent_kernel (units, G * units)
-_RNN_STEP = {
-    "SimpleRNN": lambda t, n, o, x, u: [
-        f"{o}_h = {t.activation(n, f'{x}[:, {o}_t] @ {n.self}.kernel + {o}_h @ {n.self}.recurrent_kernel + {n.self}.bias')}"],
-    "LSTM": lambda t, n, o, x, u: [
-        f"{o}_z = {x}[:, {o}_t] @ {n.self}.kernel + {o}_h @ {n.self}.recurrent_kernel + {n.self}.bias",
+_RNN_STEP = {  # w(name): the weight's expression; x: the step's input
+    "SimpleRNN": lambda t, n, o, x, u, w: [f"{o}_h = " + t.activation(
+        n, f"{x} @ {w('kernel')} + {o}_h @ {w('recurrent_kernel')} + {w('bias')}")],
+    "LSTM": lambda t, n, o, x, u, w: [
+        f"{o}_z = {x} @ {w('kernel')} + {o}_h @ {w('recurrent_kernel')} + {w('bias')}",
         f"{o}_i, {o}_f = torch.sigmoid({o}_z[:, :{u}]), torch.sigmoid({o}_z[:, {u}:{2 * u}])",
         f"{o}_c = {o}_f * {o}_c + {o}_i * torch.tanh({o}_z[:, {2 * u}:{3 * u}])",
         f"{o}_h = torch.sigmoid({o}_z[:, {3 * u}:]) * torch.tanh({o}_c)"],
-    "GRU": lambda t, n, o, x, u: [  # reset_after: r multiplies the recurrent projection
-        f"{o}_xw = {x}[:, {o}_t] @ {n.self}.kernel + {n.self}.bias",
-        f"{o}_hu = {o}_h @ {n.self}.recurrent_kernel + {n.self}.recurrent_bias",
+    "GRU": lambda t, n, o, x, u, w: [  # reset_after: r multiplies the recurrent projection
+        f"{o}_xw = {x} @ {w('kernel')} + {w('bias')}",
+        f"{o}_hu = {o}_h @ {w('recurrent_kernel')} + {w('recurrent_bias')}",
         f"{o}_zt = torch.sigmoid({o}_xw[:, :{u}] + {o}_hu[:, :{u}])",
         f"{o}_r = torch.sigmoid({o}_xw[:, {u}:{2 * u}] + {o}_hu[:, {u}:{2 * u}])",
         f"{o}_hh = torch.tanh({o}_xw[:, {2 * u}:] + {o}_r * {o}_hu[:, {2 * u}:])",
         f"{o}_h = {o}_zt * {o}_h + (1 - {o}_zt) * {o}_hh"],
 }
 _GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
 
 
-def _recurrent_torch(t, n):
+def _cell_weights(kind):
+    return _WEIGHTS + (("recurrent_bias",) if kind == "GRU" else ())
+
+
+def _torch_init(t, n, kind, prefixes):
+    """A ParameterDict of the weights (Layerloom's names, each prefix's) and their
+    initialisation."""
     t.no_regularizers(n)
     if n.params.get("recurrent_regularizer"):
         raise t.unsupported(n.id, n.type, "recurrent_regularizer", n.params["recurrent_regularizer"])
-    p, s, o, x = n.params, n.self, n.out, n.x[0]
-    u, g, d = int(p["units"]), _GATES[n.type], n.in_shapes[0][-1]
-    names = ["kernel", "recurrent_kernel", "bias"] + (["recurrent_bias"] if n.type == "GRU" else [])
+    p, s = n.params, n.self
+    u, g, d = int(p["units"]), _GATES[kind], n.in_shapes[0][-1]
     shapes = {"kernel": (d, g * u), "recurrent_kernel": (u, g * u), "bias": (g * u,),
               "recurrent_bias": (g * u,)}
+    names = [(pre + k, k) for pre in prefixes for k in _cell_weights(kind)]
     init = [f"{s} = nn.ParameterDict({{" + ", ".join(
-        f"{k!r}: nn.Parameter(torch.empty{shapes[k]!r})" for k in names) + "})",
-        t.init(n, f"{s}.kernel", "kernel_initializer", "glorot_uniform")]
+        f"{name!r}: nn.Parameter(torch.empty{shapes[k]!r})" for name, k in names) + "})"]
     rec = p.get("recurrent_initializer", "orthogonal")
-    if rec != "orthogonal":
-        init.append(t.init(n, f"{s}.recurrent_kernel", "recurrent_initializer", rec))
-    else:
-        init.append(f"nn.init.orthogonal_({s}.recurrent_kernel)")
-    for k in names[2:]:
-        init.append(t.init(n, f"{s}.{k}", "bias_initializer", "zeros"))
-    if n.type == "LSTM" and p.get("bias_initializer", "zeros") == "zeros":
-        init.append(f"nn.init.ones_({s}.bias[{u}:{2 * u}])  # Keras' unit_forget_bias")
+    for name, k in names:
+        if k == "kernel":
+            init.append(t.init(n, f"{s}.{name}", "kernel_initializer", "glorot_uniform"))
+        elif k == "recurrent_kernel":
+            init.append(t.init(n, f"{s}.{name}", "recurrent_initializer", rec)
+                        if rec != "orthogonal" else f"nn.init.orthogonal_({s}.{name})")
+        else:
+            init.append(t.init(n, f"{s}.{name}", "bias_initializer", "zeros"))
+            if kind == "LSTM" and k == "bias" and p.get("bias_initializer", "zeros") == "zeros":
+                init.append(f"nn.init.ones_({s}.{name}[{u}:{2 * u}])  # Keras' unit_forget_bias")
+    return init, {name: (name, "") for name, _ in names}
+
+
+def _torch_loop(t, n, kind, o, x, prefix="", reverse=False):
+    """The lines running one direction over the steps of x: {o}_h (and {o}_c) the final
+    state, {o}_seq the outputs (in the input's order) where return_sequences."""
+    u = int(n.params["units"])
     fwd = [f"{o}_h = {x}.new_zeros({x}.shape[0], {u})"]
-    if n.type == "LSTM":
+    if kind == "LSTM":
         fwd.append(f"{o}_c = torch.zeros_like({o}_h)")
-    fwd += [f"{o}_seq = []", f"for {o}_t in range({x}.shape[1]):"]
-    fwd += ["    " + line for line in _RNN_STEP[n.type](t, n, o, x, u)]
-    fwd += [f"    {o}_seq.append({o}_h)",
-            f"{o} = torch.stack({o}_seq, 1)" if p["return_sequences"] else f"{o} = {o}_h"]
+    steps = f"reversed(range({x}.shape[1]))" if reverse else f"range({x}.shape[1])"
+    fwd += [f"{o}_seq = []", f"for {o}_t in {steps}:"]
+    fwd += ["    " + line for line in _RNN_STEP[kind](
+        t, n, o, f"{x}[:, {o}_t]", u, lambda k: f"{n.self}.{prefix}{k}")]
+    fwd.append(f"    {o}_seq.append({o}_h)")
+    if n.params["return_sequences"]:
+        fwd.append(f"{o}_seq = torch.stack({o}_seq{'[::-1]' if reverse else ''}, 1)")
+    else:
+        fwd.append(f"{o}_seq = {o}_h")
+    return fwd
+
+
+def _recurrent_torch(t, n):
+    init, weights = _torch_init(t, n, n.type, [""])
+    o = n.out
+    fwd = _torch_loop(t, n, n.type, o, n.x[0]) + [f"{o} = {o}_seq"]
     # return_state: ports h (and c) are {o}_h and {o}_c, the final states (torch_code's names)
-    return init, fwd, {k: (k, "") for k in names}
+    return init, fwd, weights
 
 
 # Keras out and in
@@ -361,7 +408,7 @@ class LSTM(_Recurrent):
                 ({"units": 2, "return_state": True, "return_sequences": True}, [(1, 2)]))
 
     onnx_form, torch_form, keras_form = _recurrent_forms(
-        "LSTM", _lstm_onnx, "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), "
+        "LSTM", _single_op, "Transpose to time-major, LSTM (gates reordered i,f,c,o -> i,o,f,c), "
         "Squeeze, Transpose")
 
     def _bias_init(self, p):
@@ -422,7 +469,7 @@ class GRU(_Recurrent):
                 ({"units": 3, "return_state": True}, [(2, 3)]))
 
     onnx_form, torch_form, keras_form = _recurrent_forms(
-        "GRU", _gru_onnx, "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, "
+        "GRU", _single_op, "Transpose, GRU (linear_before_reset=1, gates z,r,h), Squeeze, "
         "Transpose", doc="layers.GRU (reset_after=True, Keras' default); bias = stack(bias, "
         "recurrent_bias)")
     # one Keras weight, the (2, 3 * units) bias, stacked from two of Layerloom's
@@ -478,3 +525,276 @@ class GRU(_Recurrent):
             h = z * h + (1 - z) * hh
             seq.append(h)
         return _outputs(p, seq, [h])
+
+
+# -- Bidirectional ---------------------------------------------------------------------------
+_MERGES = ("concat", "sum", "mul", "ave", "none")
+_DIRECTIONS = (("forward_", "f_", False), ("backward_", "b_", True))
+
+
+class _Direction:
+    """One direction of a Bidirectional node as the NodeStep its cell's layer sees: the weights
+    and scratch under its prefix, its own output and gradient, reverse for the backward one."""
+
+    def __init__(self, s, params, wprefix, sprefix, reverse, y, dy, dx, acc):
+        self.params, self.n, self.reverse = params, s.n, reverse
+        self.training, self.seed, self.step = s.training, s.seed, s.step
+        self.x, self.y, self.dy, self.dx, self.acc = s.x, [y], [dy], [dx], [acc]
+        self.w = {k[len(wprefix):]: v for k, v in s.w.items() if k.startswith(wprefix)}
+        self.dw = {k[len(wprefix):]: v for k, v in s.dw.items() if k.startswith(wprefix)}
+        self.scratch = {k[len(sprefix):]: v for k, v in s.scratch.items()
+                        if k.startswith(sprefix)}
+
+
+def _bidirectional_onnx(b, n):
+    """Both directions as one ONNX op with direction=bidirectional (a SimpleRNN whose activation
+    ONNX's RNN lacks: each unrolled), then the merge."""
+    p, kind = n.params, n.params["layer"]
+    seq = p["return_sequences"]
+    if kind == "SimpleRNN" and p["activation"] not in _RNN_OPS:
+        halves = [_unrolled_rnn(b, n, pre, rev)[0] for pre, _, rev in _DIRECTIONS]
+    else:
+        outs = _recurrent_op(b, n, kind, [d[0] for d in _DIRECTIONS], [seq, True])
+        if seq:  # Y (T, 2, N, u) -> (N, T, 2, u), then each direction (N, T, u)
+            y = b.op("Transpose", [outs[0]], perm=[2, 0, 1, 3])
+            halves = [b.op("Gather", [y, b.const(i, "direction", np.int64)], axis=2)
+                      for i in range(2)]
+        else:  # Y_h (2, N, u): the backward direction's last step is the input's first
+            halves = [b.op("Gather", [outs[1], b.const(i, "direction", np.int64)], axis=0)
+                      for i in range(2)]
+    f, r = halves
+    mode = p["merge_mode"]
+    if mode == "none":
+        return [f, r]
+    if mode == "concat":
+        return [b.op("Concat", [f, r], axis=-1)]
+    if mode == "mul":
+        return [b.op("Mul", [f, r])]
+    y = b.op("Add", [f, r])
+    return [b.op("Mul", [y, b.const(0.5, "half")]) if mode == "ave" else y]
+
+
+def _bidirectional_torch(t, n):
+    kind, o = n.params["layer"], n.out
+    init, weights = _torch_init(t, n, kind, [d[0] for d in _DIRECTIONS])
+    fwd = _torch_loop(t, n, kind, f"{o}_fw", n.x[0], "forward_") + \
+        _torch_loop(t, n, kind, f"{o}_bw", n.x[0], "backward_", reverse=True)
+    f, r = f"{o}_fw_seq", f"{o}_bw_seq"
+    mode = n.params["merge_mode"]
+    fwd.append({"concat": f"{o} = torch.cat([{f}, {r}], -1)", "sum": f"{o} = {f} + {r}",
+                "mul": f"{o} = {f} * {r}", "ave": f"{o} = ({f} + {r}) / 2",
+                "none": f"{o} = {f}"}[mode])
+    if mode == "none":  # the second port: torch_code names it {o}_backward
+        fwd.append(f"{o}_backward = {r}")
+    return init, fwd, weights
+
+
+def _bidirectional_keras(k, n):
+    p = n.params
+    names = ["units"] + (["activation"] if p["layer"] == "SimpleRNN" else []) + \
+        ["return_sequences"]
+    inner = f"layers.{p['layer']}(" + ", ".join(
+        k.kw(n, names) + k.weight_args(n, ("kernel", "recurrent", "bias"))) + ")"
+    mode = "None" if p["merge_mode"] == "none" else repr(p["merge_mode"])
+    line = k.call("Bidirectional", [inner, f"merge_mode={mode}"], n, n.x)
+    return [f"{', '.join(n.out)} = {line}"]
+
+
+def _bidirectional_keras_in(o, shapes):
+    """Keras' Bidirectional over an LSTM, GRU or SimpleRNN: the wrapped layer's options (read as
+    that layer's), a backward_layer the mirror of it, merge_mode."""
+    mode = o.get("merge_mode") if "merge_mode" in o.c else "concat"  # None: two outputs
+    cfg = o.get("layer") or {}
+    kind = cfg.get("class_name")
+    if kind not in _GATES:
+        o.fail("layer", "wraps no LSTM, GRU or SimpleRNN (Layerloom's Bidirectional wraps only "
+                        "those)")
+    inner = type(o)(f"{o.name}/{(cfg.get('config') or {}).get('name')}", kind,
+                    cfg.get("config") or {}, o.keras2, o.place)
+    inner.c.pop("zero_output_for_mask", None)  # Bidirectional sets it; moot without a mask
+    cell = _recurrent_keras_in(kind)(inner, shapes)
+    inner.finish()
+    if cell.pop("return_state", False):
+        inner.fail("return_state", "has no Layerloom form inside a Bidirectional")
+    back = o.get("backward_layer")
+    if back is not None:
+        bc = dict(back.get("config") or {})
+        fc = dict(cfg.get("config") or {})
+        same = back.get("class_name") == kind and bc.pop("go_backwards", False) is True and \
+            fc.pop("go_backwards", False) is False and _plain(bc) == _plain(fc)
+        if not same:
+            o.fail("backward_layer", "differs from the wrapped layer (Layerloom's backward "
+                                     "direction is its copy, reading the steps backwards)")
+    o.read.add("backward_layer")
+    return {"layer": kind, "merge_mode": "none" if mode is None else mode, **cell}
+
+
+def _plain(v):
+    """A config without what names or identifies it (name, Keras' shared_object_id)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items() if k not in ("name", "shared_object_id")}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _bidirectional_order(p):
+    """Keras' weights: the forward layer's, then the backward layer's (GRU's bias stacked)."""
+    out = []
+    for pre, _, _ in _DIRECTIONS:
+        out += [pre + "kernel", pre + "recurrent_kernel"]
+        out.append((pre + "bias", pre + "recurrent_bias") if p["layer"] == "GRU"
+                   else pre + "bias")
+    return out
+
+
+def _cell_params(p):
+    return {"units": p["units"], "return_sequences": p["return_sequences"],
+            "return_state": False, "activation": p["activation"],
+            **{k: p[k] for k in p if k.endswith(("_initializer", "_regularizer"))}}
+
+
+@register
+class Bidirectional(Layer):
+    type_id = "Bidirectional"
+    category = "Recurrent"
+    help = ("Runs an LSTM, GRU or SimpleRNN over the steps forwards and a copy of it backwards, "
+            "merging the two outputs (concat, sum, mul, ave, or none: two outputs).")
+    params = (Choice("layer", "LSTM", tuple(_GATES), help="The recurrent layer run both ways."),
+              Int("units", 32, min=1, help="Size of each direction's hidden state."),
+              Choice("activation", "tanh", _SIMPLE_ACTS,
+                     help="A SimpleRNN's activation (an LSTM's and a GRU's is tanh)."),
+              Bool("return_sequences", False, help="Output every step, not the last."),
+              Choice("merge_mode", "concat", _MERGES,
+                     help="How the directions' outputs combine; none: two outputs "
+                          "(Keras' None)."),
+              ) + weight_params("kernel", "glorot_uniform") + weight_params(
+        "recurrent", "orthogonal") + weight_params("bias", "zeros")
+    headline = ("layer", "units", "merge_mode")
+    examples = (({"layer": "LSTM", "units": 3, "return_sequences": True}, [(3, 2)]),
+                ({"layer": "GRU", "units": 2, "merge_mode": "sum"}, [(4, 3)]),
+                ({"layer": "SimpleRNN", "units": 2, "activation": "relu", "merge_mode": "mul",
+                  "return_sequences": True}, [(3, 2)]),
+                ({"layer": "LSTM", "units": 2, "merge_mode": "ave"}, [(2, 3)]),
+                ({"layer": "GRU", "units": 2, "merge_mode": "none", "return_sequences": True},
+                 [(3, 2)]),
+                ({"layer": "SimpleRNN", "units": 3, "activation": "elu"}, [(3, 2)]))
+
+    onnx_form = OnnxForm(_bidirectional_onnx, "Transpose, LSTM/GRU/RNN with direction="
+                         "bidirectional (a SimpleRNN of another activation: unrolled both ways), "
+                         "Transpose, Gather, then Concat, Add, Mul")
+    torch_form = TorchForm(_bidirectional_torch, state_ports=True)  # none: {out}_backward
+    keras_form = KerasForm("Bidirectional", write=_bidirectional_keras,
+                           read=_bidirectional_keras_in, weight_order=_bidirectional_order,
+                           doc="layers.Bidirectional(layers.<layer>(units, ...), merge_mode)")
+
+    def cell(self, p):
+        return _CELLS[p["layer"]]
+
+    def output_names(self, p):
+        return ["forward", "backward"] if p["merge_mode"] == "none" else ["y"]
+
+    def output_shapes(self, p, in_shapes):
+        if p["layer"] != "SimpleRNN" and p["activation"] != "tanh":
+            raise ShapeError(f"activation {p['activation']!r} is a SimpleRNN's option; an "
+                             f"{p['layer']}'s activation is tanh")
+        y = self.cell(p).output_shapes(_cell_params(p), in_shapes)[0]
+        if p["merge_mode"] == "none":
+            return [y, y]
+        if p["merge_mode"] == "concat":
+            return [y[:-1] + (2 * y[-1],)]
+        return [y]
+
+    def weights(self, p, in_shapes):
+        out = []
+        for pre, _, _ in _DIRECTIONS:
+            for w in self.cell(p).weights(_cell_params(p), in_shapes):
+                out.append(WeightSpec(pre + w.name, w.shape, w.init, w.fan_in, w.fan_out,
+                                      regularizer=w.regularizer))
+        return out
+
+    def scratch(self, p, in_shapes):
+        cell = self.cell(p).scratch(_cell_params(p), in_shapes)
+        out = {sp + k: v for _, sp, _ in _DIRECTIONS for k, v in cell.items()}
+        if p["merge_mode"] != "none":
+            y = self.cell(p).output_shapes(_cell_params(p), in_shapes)[0]
+            size = (int(np.prod(y)),)
+            out.update({"yf": size, "yb": size, "dyf": size, "dyb": size})
+        return out
+
+    def _directions(self, s, forward):
+        """The two directions' steps: their outputs (and gradients) are the node's ports
+        (merge_mode none) or the scratch the merge reads."""
+        p, sc = s.params, s.scratch
+        none = p["merge_mode"] == "none"
+        cp = _cell_params(p)
+        out = []
+        for i, (wp, sp, rev) in enumerate(_DIRECTIONS):
+            y = s.y[i] if none else _as(sc["yf" if i == 0 else "yb"], s.y[0], p)
+            dy = None
+            if not forward:
+                dy = s.dy[i] if none else _as(sc["dyf" if i == 0 else "dyb"], s.y[0], p)
+            acc = (s.acc[0] if s.acc else False) if i == 0 else True
+            out.append(_Direction(s, cp, wp, sp, rev, y, dy, s.dx[0] if s.dx else None, acc))
+        return out
+
+    def forward(self, ops, s):
+        cell = self.cell(s.params)
+        f, r = self._directions(s, True)
+        cell.forward(ops, f)
+        cell.forward(ops, r)
+        mode, n = s.params["merge_mode"], s.n
+        if mode == "none":
+            return
+        u = s.params["units"]
+        count = n * f.y[0].size
+        if mode == "concat":
+            rows = count // u
+            ops.copy2d(f.y[0].buf, u, 0, s.y[0].buf, 2 * u, 0, rows, u)
+            ops.copy2d(r.y[0].buf, u, 0, s.y[0].buf, 2 * u, u, rows, u)
+        elif mode == "mul":
+            ops.binary("multiply", f.y[0].buf, r.y[0].buf, s.y[0].buf, count)
+        else:
+            ops.binary("add", f.y[0].buf, r.y[0].buf, s.y[0].buf, count)
+            if mode == "ave":
+                ops.scaled(s.y[0].buf, s.y[0].buf, count, 0.5)
+
+    def backward(self, ops, s):
+        cell = self.cell(s.params)
+        f, r = self._directions(s, False)
+        mode, n, u = s.params["merge_mode"], s.n, s.params["units"]
+        count = n * f.y[0].size
+        dy = s.dy[0]
+        if mode == "concat":
+            rows = count // u
+            ops.copy2d(dy.buf, 2 * u, 0, f.dy[0].buf, u, 0, rows, u)
+            ops.copy2d(dy.buf, 2 * u, u, r.dy[0].buf, u, 0, rows, u)
+        elif mode == "mul":
+            ops.binary("multiply", dy.buf, r.y[0].buf, f.dy[0].buf, count)
+            ops.binary("multiply", dy.buf, f.y[0].buf, r.dy[0].buf, count)
+        elif mode in ("sum", "ave"):
+            ops.scaled(dy.buf, f.dy[0].buf, count, 1.0 if mode == "sum" else 0.5)
+            r.dy = f.dy
+        cell.backward(ops, f)
+        cell.backward(ops, r)
+
+    def reference(self, p, xs, ws, training=False):
+        cell, cp = self.cell(p), _cell_params(p)
+        halves = []
+        for pre, _, rev in _DIRECTIONS:
+            w = {k[len(pre):]: v for k, v in ws.items() if k.startswith(pre)}
+            x = xs[0][:, ::-1] if rev else xs[0]
+            y = cell.reference(cp, [x], w)[0]
+            halves.append(y[:, ::-1] if rev and p["return_sequences"] else y)
+        f, r = halves
+        return {"none": [f, r], "concat": [np.concatenate([f, r], -1)], "sum": [f + r],
+                "mul": [f * r], "ave": [(f + r) / 2]}[p["merge_mode"]]
+
+
+def _as(t, like, p):
+    """A scratch tensor viewed with one direction's per-sample output shape."""
+    shape = tuple(like.shape[:-1]) + (p["units"],)
+    return Tensor(t.buf, shape)
+
+
+_CELLS = {"SimpleRNN": SimpleRNN(), "LSTM": LSTM(), "GRU": GRU()}
