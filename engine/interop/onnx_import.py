@@ -48,8 +48,8 @@ import numpy as np
 from layerloom.core.errors import DataError, GraphError, ParamError
 from layerloom.core.graph import Graph
 from layerloom.core.registry import declared, ShapeError
-from layerloom.interop.onnx_layout import (PLACE, Imported, _Value, _attrs, _constant_of_shape,
-                                           _dims, _onnx, _perms, _text)
+from layerloom.interop.onnx_layout import (BATCH, FOLD, PLACE, Imported, _Value, _attrs, _dims,
+                                           _onnx, _perms, _sizes, _text, fold_constants)
 from layerloom.interop.onnx_ops_in import ACTIVATIONS, LAMBDA_OPS, _OperatorReads
 
 PASS_THROUGH = {"Identity"}
@@ -76,18 +76,13 @@ ATTRIBUTES = {op: set(a) for op, a in OWN_ATTRIBUTES.items()}
 for _op, _readers in READS.items():
     for _, _read in _readers:
         ATTRIBUTES.setdefault(_op, set()).update(_read.attributes)
-# operators on constants alone (a weight transposed, the light models' ConstantOfShape) are
-# computed here, giving constants
-FOLDED = {
-    "Transpose": lambda a, x: np.transpose(x[0], a.get("perm")),
-    "Identity": lambda a, x: x[0],
-    "ConstantOfShape": lambda a, x: _constant_of_shape(x[0], a.get("value")),
-}
-CLAIMED_OPS = frozenset(ATTRIBUTES) | {"Constant"} | frozenset(FOLDED)
+# operators on constants alone (a weight transposed, the shape arithmetic of torch's exports)
+# are computed before the walk (onnx_layout.fold_constants), giving constants
+CLAIMED_OPS = frozenset(ATTRIBUTES) | {"Constant", "Shape", "Size"} | frozenset(FOLD)
 # operators that read ONNX's axis 1 as the channels: a graph input that reaches one is
 # channels-first; elementwise ones pass the question on
 CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-               "BatchNormalization"}
+               "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
     "LeakyRelu", "Dropout"}
 
@@ -106,13 +101,23 @@ class _Importer(_OperatorReads):
     attrs, result, text = staticmethod(_attrs), _Value, staticmethod(_text)
 
     def __init__(self, model):
-        onnx, numpy_helper = _onnx()
+        _onnx()  # the package, or the message naming the extra
         self.graph, self.weights, self.ids = Graph(), {}, {}
         self.shapes = {}  # node id -> its output shapes, as the layers' rules give them
         g = model.graph
-        self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        inits = {t.name for t in g.initializer}
+        # the batch size: the graph inputs' where fixed, else BATCH while folding
+        firsts = [(_sizes(i) or [None])[0] for i in g.input if i.name not in inits]
+        self.batch_size = next((d for d in firsts if isinstance(d, int) and d > 0), BATCH)
+        self.consts, self.folded, self.unfolded, known = fold_constants(model)
+        self.known = {vi.name: vi for vi in list(g.value_info) + list(g.output)}
+        self.known.update(known)
         self.uses, self.readers = {}, {}  # tensor -> how many inputs read it; its readers
+        self.producers = {}  # tensor -> the node that computes it
         for n in g.node:
+            if n.output and n.output[0] in self.folded:
+                continue
+            self.producers.update((o, n) for o in n.output if o)
             for i in n.input:
                 self.uses[i] = self.uses.get(i, 0) + 1
                 self.readers.setdefault(i, []).append(n)
@@ -121,7 +126,6 @@ class _Importer(_OperatorReads):
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           1)
         self.graph_outputs = {o.name for o in g.output}
-        self.known = {vi.name: vi for vi in list(g.value_info) + list(g.output)}
         meta = {p.key: p.value for p in model.metadata_props}
         self.stated = _stated(meta.get("layerloom.normalization")) \
             if model.producer_name == "layerloom" else {}
@@ -192,6 +196,12 @@ class _Importer(_OperatorReads):
                             "(a constant where a tensor is expected?)")
         return self.values[name]
 
+    def values_of(self, node, name):
+        """The value of tensor `name`, which node's computation reads."""
+        if name not in self.values:
+            self.fail(node, f"input {name!r} is neither a graph input nor computed before")
+        return self.values[name]
+
     def const(self, node, i, what):
         if i >= len(node.input) or node.input[i] not in self.consts:
             self.fail(node, f"its {what} must be a constant (an initializer)")
@@ -221,8 +231,13 @@ class _Importer(_OperatorReads):
         for inp in g.input:
             if inp.name not in self.consts:
                 self.graph_input(inp)
+        gelus = self.find_gelus()
         for node in g.node:
-            if node.output[0] not in self.absorbed:
+            if node.output and node.output[0] in gelus:
+                act, x, only = gelus[node.output[0]]
+                self.apply_activation(node, act, self.values_of(node, x), only)
+            elif node.output and node.output[0] not in self.absorbed and \
+                    node.output[0] not in self.folded:
                 self.operator(node)
         return self.outputs()
 
@@ -232,10 +247,8 @@ class _Importer(_OperatorReads):
         if node.op_type == "Constant":
             self.constant(node)
             return
-        if node.op_type in FOLDED and node.input and all(i in self.consts for i in node.input):
-            self.consts[node.output[0]] = FOLDED[node.op_type](_attrs(node), [
-                self.consts[i] for i in node.input])
-            return
+        if node.output[0] in self.unfolded:
+            self.fail(node, self.unfolded[node.output[0]])
         readers = [(type_id, r.attributes, lambda r=r, t=type_id: r.read(self, node, t))
                    for type_id, r in READS.get(node.op_type, [])]
         if node.op_type in OWN_ATTRIBUTES:

@@ -98,3 +98,219 @@ class Imported:
                          np.moveaxis(a, -1, 1) if v.nchw else a)
         return out
 
+
+
+# -- constant folding: the shape arithmetic exporters write, computed before the graph walk ------
+# The batch size, where the graph's inputs leave it open, is taken as this number while shapes
+# are computed: a folded shape that holds it has the batch there (a Reshape keeping the batch);
+# a tensor of that many rows is a constant repeated along the batch, which is not folded.
+BATCH = 9973
+MAX_FOLDED = 1 << 22  # the most values a folded constant may hold
+TOO_LARGE = f"computes a constant of more than {MAX_FOLDED} values from constants alone"
+
+
+def _ints(a):
+    return [int(x) for x in np.reshape(a, -1)]
+
+
+def _axes(a, x, i, rank, name="axes"):
+    """Axes from attribute `name` (before their opset turned them into input i) or input i."""
+    axes = x[i] if len(x) > i and x[i] is not None else a.get(name)
+    return None if axes is None else [int(v) % rank for v in np.reshape(axes, -1)]
+
+
+def _unsqueeze(a, x):
+    rank = x[0].ndim + len(np.reshape(x[1] if len(x) > 1 else a["axes"], -1))
+    out = x[0]
+    for ax in sorted(_axes(a, x, 1, rank)):
+        out = np.expand_dims(out, ax)
+    return out
+
+
+def _squeeze(a, x):
+    axes = _axes(a, x, 1, x[0].ndim)
+    if axes is None:
+        axes = [i for i, d in enumerate(x[0].shape) if d == 1]
+    return np.squeeze(x[0], tuple(axes))
+
+
+def _slice(a, x):
+    data = x[0]
+    if len(x) > 1:  # opset 10 on: inputs
+        starts, ends = _ints(x[1]), _ints(x[2])
+        axes = _ints(x[3]) if len(x) > 3 and x[3] is not None else list(range(len(starts)))
+        steps = _ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        index[ax % data.ndim] = slice(s, e, st)  # Python clamps as ONNX does, steps < 0 too
+    return data[tuple(index)]
+
+
+def _reshape(a, x):
+    data, shape = x[0], _ints(x[1])
+    shape = [data.shape[i] if d == 0 and not a.get("allowzero", 0) else d
+             for i, d in enumerate(shape)]
+    return np.reshape(data, shape)
+
+
+def _divide(x, y):
+    if np.issubdtype(x.dtype, np.integer):  # ONNX's integer division truncates
+        return (np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))).astype(x.dtype)
+    return np.asarray(np.divide(x, y), np.result_type(x, y))
+
+
+def _reduce(f):
+    def run(a, x):
+        axes = _axes(a, x, 1, x[0].ndim)
+        if not axes and a.get("noop_with_empty_axes", 0):
+            return x[0]
+        return f(x[0], axis=tuple(axes) if axes else None,
+                 keepdims=bool(a.get("keepdims", 1)))
+    return run
+
+
+def _cast(a, x):
+    onnx, _ = _onnx()
+    return x[0].astype(onnx.helper.tensor_dtype_to_np_dtype(a["to"]))
+
+
+# ONNX operators computed on constants, {op type: f(attributes, input arrays) -> output}
+FOLD = {
+    "Identity": lambda a, x: x[0],
+    "Gather": lambda a, x: np.take(x[0], x[1].astype(np.int64) % x[0].shape[a.get("axis", 0)],
+                                   axis=a.get("axis", 0)),
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Concat": lambda a, x: np.concatenate(x, axis=a["axis"]),
+    "Cast": _cast,
+    "Slice": _slice,
+    "Where": lambda a, x: np.where(x[0].astype(bool), x[1], x[2]),
+    "Equal": lambda a, x: np.equal(x[0], x[1]),
+    "Less": lambda a, x: np.less(x[0], x[1]),
+    "Greater": lambda a, x: np.greater(x[0], x[1]),
+    "Not": lambda a, x: np.logical_not(x[0]),
+    "And": lambda a, x: np.logical_and(x[0], x[1]),
+    "Or": lambda a, x: np.logical_or(x[0], x[1]),
+    "Reshape": _reshape,
+    "Transpose": lambda a, x: np.transpose(x[0], a.get("perm")),
+    "Expand": lambda a, x: np.broadcast_to(x[0], np.broadcast_shapes(
+        x[0].shape, tuple(_ints(x[1])))).copy(),
+    "Tile": lambda a, x: np.tile(x[0], _ints(x[1])),
+    "Flatten": lambda a, x: x[0].reshape(int(np.prod(x[0].shape[:a.get("axis", 1)])), -1),
+    "ConstantOfShape": lambda a, x: _constant_of_shape(x[0], a.get("value")),
+    "Range": lambda a, x: np.arange(x[0], x[1], x[2]).astype(x[0].dtype),
+    "Add": lambda a, x: x[0] + x[1],
+    "Sub": lambda a, x: x[0] - x[1],
+    "Mul": lambda a, x: x[0] * x[1],
+    "Div": lambda a, x: _divide(x[0], x[1]),
+    "Mod": lambda a, x: np.fmod(x[0], x[1]) if a.get("fmod", 0) else np.mod(x[0], x[1]),
+    "Neg": lambda a, x: -x[0],
+    "Abs": lambda a, x: np.abs(x[0]),
+    "Sqrt": lambda a, x: np.sqrt(x[0]),
+    "Pow": lambda a, x: np.power(x[0], x[1]).astype(x[0].dtype),
+    "Floor": lambda a, x: np.floor(x[0]),
+    "Ceil": lambda a, x: np.ceil(x[0]),
+    "Min": lambda a, x: np.minimum.reduce(x),
+    "Max": lambda a, x: np.maximum.reduce(x),
+    "ReduceProd": _reduce(np.prod),
+    "ReduceSum": _reduce(np.sum),
+}
+
+
+def _sizes(value_info):
+    """A tensor's sizes: ints, dim_param names, None; or None (no shape)."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else
+            d.dim_param if d.HasField("dim_param") else None for d in t.shape.dim]
+
+
+def _fold_node(node, consts, known):
+    """node's output computed (an array), None where it is not to be, or a str: why a node on
+    constants alone could not be computed."""
+    _, numpy_helper = _onnx()
+    a = _attrs(node)
+    if node.op_type == "Constant":
+        if "value" in a:
+            return numpy_helper.to_array(a["value"])
+        key = next((k for k in ("value_float", "value_floats", "value_int", "value_ints")
+                    if k in a), None)  # any other the walk refuses by name
+        return None if key is None else np.asarray(a[key], np.float32 if "float" in key
+                                                   else np.int64)
+    if node.op_type in ("Shape", "Size") and (node.input[0] in known or
+                                              node.input[0] in consts):
+        dims = list(np.shape(consts[node.input[0]])) if node.input[0] in consts else \
+            _sizes(known[node.input[0]])
+        if dims is None or not all(isinstance(d, int) and d > 0 for d in dims):
+            return None
+        if node.op_type == "Size":
+            return np.asarray(np.prod(dims), np.int64)
+        return np.asarray(dims[slice(a.get("start", 0), a.get("end"))], np.int64)
+    if node.op_type not in FOLD or not node.input or not all(
+            not i or i in consts for i in node.input):
+        return None
+    x = [np.asarray(consts[i]) if i else None for i in node.input]
+    if max((v.size for v in x if v is not None), default=0) > MAX_FOLDED:
+        return TOO_LARGE
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(FOLD[node.op_type](a, x))
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, MemoryError,
+            np.exceptions.AxisError) as e:
+        return f"computes on constants alone, which the importer could not compute " \
+               f"({type(e).__name__}: {e})"
+    if out.size > MAX_FOLDED:
+        return TOO_LARGE
+    if BATCH in out.shape and node.op_type in ("Expand", "Tile", "ConstantOfShape"):
+        return ("repeats a constant along the batch axis (as a class token is); no Layerloom "
+                "layer makes a tensor of a constant")
+    return out
+
+
+def fold_constants(model):
+    """Compute every node whose inputs are all constants (initializers, Constant, earlier
+    ones), and Shape/Size of a tensor whose sizes ONNX's shape inference knows, the open
+    batch size taken as BATCH; the shapes are inferred again after each round (a Reshape's
+    target computed lets the tensors after it have sizes). Returns ({tensor: array} of the
+    initializers and the computed outputs, the names computed, {output: why} for nodes on
+    constants alone that could not be computed, {tensor: ValueInfo} as inferred last)."""
+    onnx, numpy_helper = _onnx()
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for inp in work.graph.input:
+        dims = inp.type.tensor_type.shape.dim if inp.type.tensor_type.HasField("shape") else []
+        if inp.name not in consts and dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = BATCH
+    folded, failed, known = set(), {}, {}
+    for _ in range(32):  # rounds; each computes at least one more tensor
+        try:
+            work = onnx.shape_inference.infer_shapes(work)
+        except Exception:  # noqa: BLE001 - with the batch fixed; the shapes known before stand
+            pass
+        g = work.graph
+        known.update({vi.name: vi for vi in list(g.value_info) + list(g.output) +
+                      list(g.input)})
+        new = {}
+        for node in g.node:
+            if node.domain not in ("", "ai.onnx") or not node.output:
+                continue
+            out = _fold_node(node, {**consts, **new}, known)
+            if isinstance(out, str):
+                failed[node.output[0]] = out
+            elif out is not None:
+                new[node.output[0]] = out
+        if not new:
+            break
+        consts.update(new)
+        folded.update(new)
+        keep = [n for n in g.node if not (n.output and n.output[0] in new)]
+        del g.node[:]
+        g.node.extend(keep)
+        g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in new.items()
+                             if np.asarray(v).dtype != object)
+    return consts, folded, {k: v for k, v in failed.items() if k not in folded}, known

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from layerloom.interop.onnx_layout import _Value, _attrs, _close, _perms, _text
+from layerloom.interop.onnx_layout import _Value, _attrs, _close, _ints, _perms, _text
 
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
                "Softsign": "softsign", "Exp": "exponential", "Selu": "selu", "Elu": "elu",
@@ -16,6 +16,11 @@ MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply"}
 LAMBDA_OPS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 # ONNX's Selu defaults (float32 attributes)
 ONNX_SELU = (1.67326319628502807617, 1.05070102214813232422)
+# the layers whose activation parameter applies to their output, into which a following
+# activation folds
+FOLDS_ACTIVATION = {"Dense", "Conv1D", "Conv2D", "Conv2DTranspose", "Conv1DTranspose",
+                    "DepthwiseConv2D", "SeparableConv2D"}
+GELU_TANH = (math.sqrt(2.0 / math.pi), 0.044715)  # tanh GELU's constants
 AFFINE_EPS = 1e-3  # a per-channel Sub/Add/Mul/Div's BatchNormalization: variance 1 - this
 
 
@@ -59,14 +64,151 @@ class _OperatorReads:
                 self.formula(node, v, f"{float(gamma)!r} * {_elu(alpha)}")
                 return
         if node.op_type == "Gelu" and _text(a.get("approximate", "none")) != "none":
-            self.fail(node, "the tanh approximation; Layerloom's gelu is the exact (erf) one")
+            approximate = _text(a["approximate"])
+            if approximate != "tanh":
+                self.fail(node, f"approximate {approximate!r}")
+            act = "gelu_tanh"
+        self.apply_activation(node, act, v, self.only_use(node.input[0]))
+
+    def apply_activation(self, node, act, v, only_use):
+        """node's output is activation `act` of v: folded into the layer that computed v where
+        that layer has a linear activation and nothing else reads v (as Keras would write it),
+        else an Activation layer (a Lambda of the formula for the tanh GELU where the
+        activation table has no gelu_tanh)."""
+        from layerloom.core.activations import NAMES
+        if act == "gelu_tanh" and act not in NAMES:
+            self.formula(node, v, f"0.5 * a * (1 + tanh({GELU_TANH[0]!r} * (a + "
+                                  f"{GELU_TANH[1]!r} * a * a * a)))")
+            return
         prev = self.graph.nodes[v.node]
-        if (prev.type in ("Dense", "Conv2D", "Conv1D") and prev.params["activation"] == "linear"
-                and self.only_use(node.input[0])):
-            self.graph.set_params(v.node, activation=act)  # folded, as Keras would write it
+        if (prev.type in FOLDS_ACTIVATION and prev.params.get("activation") == "linear"
+                and only_use and not v.pooled):
+            self.graph.set_params(v.node, activation=act)
             self.set(node, v)
             return
         self.set(node, v.like(self.add(node, "Activation", {"activation": act}, [v])))
+
+    # -- GELU written out as its formula (torch before opset 20, Keras, our own export) -------
+    def find_gelus(self):
+        """{the output of a GELU's last node: (activation, x, whether only the GELU reads x)},
+        the GELU's other nodes' outputs added to self.absorbed: x * 0.5 * (1 + erf(x / sqrt 2))
+        and 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), the factors in any order, where
+        nothing outside reads the steps between."""
+        found = {}
+        for n in self.model.graph.node:
+            if n.op_type not in ("Erf", "Tanh") or n.output[0] in self.folded:
+                continue
+            inner = self.erf_argument(n) if n.op_type == "Erf" else self.tanh_argument(n)
+            if inner is None:
+                continue
+            x, steps = inner
+            a = self.reader(n.output[0])
+            if a is None or a.op_type != "Add" or not self.scalar_operand(a, n.output[0], 1.0):
+                continue
+            steps += [n, a]
+            last = self.times_half_x(a.output[0], x, steps)
+            if last is None:
+                continue
+            outside = [r for r in self.readers.get(x, []) if all(r is not s for s in steps)]
+            found[last.output[0]] = ("gelu" if n.op_type == "Erf" else "gelu_tanh", x,
+                                     not outside and x not in self.graph_outputs)
+            self.absorbed.update(s.output[0] for s in steps if s is not last)
+        return found
+
+    def reader(self, name):
+        """The one node that reads tensor `name` (not a graph output), else None."""
+        users = self.users(name)
+        return users[0] if len(users) == 1 and self.uses.get(name) == 1 and \
+            name not in self.graph_outputs else None
+
+    def producer(self, name):
+        return self.producers.get(name)
+
+    def scalar(self, name):
+        c = self.consts.get(name)
+        if c is None or np.size(c) != 1 or c.dtype == object:
+            return None
+        return float(np.reshape(c, -1)[0])
+
+    def scalar_operand(self, node, operand, value):
+        """node's other input than `operand` is the constant `value` (float32 close)."""
+        others = [i for i in node.input if i != operand]
+        c = self.scalar(others[0]) if len(others) == 1 else None
+        return c is not None and abs(c - value) <= 1e-6 * max(abs(value), 1.0)
+
+    def erf_argument(self, erf):
+        """(x, [its steps]) where erf's input is x / sqrt 2 or x * (1 / sqrt 2)."""
+        d = self.producer(erf.input[0])
+        if d is None or self.reader(d.output[0]) is not erf or d.op_type not in ("Div", "Mul"):
+            return None
+        for x in d.input:
+            if x not in self.consts and (
+                    (d.op_type == "Div" and list(d.input) == [x, d.input[1]] and
+                     self.scalar_operand(d, x, math.sqrt(2.0))) or
+                    (d.op_type == "Mul" and self.scalar_operand(d, x, math.sqrt(0.5)))):
+                return x, [d]
+        return None
+
+    def tanh_argument(self, tanh):
+        """(x, [its steps]) where tanh's input is sqrt(2 / pi) (x + 0.044715 x^3), the cube
+        as Pow(x, 3) or x * x * x."""
+        p = self.producer(tanh.input[0])
+        if p is None or p.op_type != "Mul" or self.reader(p.output[0]) is not tanh:
+            return None
+        s = next((self.producer(i) for i in p.input if self.scalar_operand(p, i, GELU_TANH[0])),
+                 None)
+        if s is None or s.op_type != "Add" or self.reader(s.output[0]) is not p:
+            return None
+        for x in s.input:
+            q = self.producer(next((i for i in s.input if i != x), ""))
+            if x in self.consts or q is None or q.op_type != "Mul" or \
+                    self.reader(q.output[0]) is not s:
+                continue
+            cube = next((self.producer(i) for i in q.input
+                         if self.scalar_operand(q, i, GELU_TANH[1])), None)
+            steps = self.cube_steps(cube, x)
+            if steps is not None:
+                return x, [p, s, q] + steps
+        return None
+
+    def cube_steps(self, cube, x):
+        """The nodes computing x^3 (Pow(x, 3), or x * x * x), read by nothing else; or None."""
+        if cube is None or self.reader(cube.output[0]) is None:
+            return None
+        if cube.op_type == "Pow" and cube.input[0] == x and self.scalar_operand(cube, x, 3.0):
+            return [cube]
+        if cube.op_type == "Mul" and x in cube.input:
+            other = cube.input[1] if cube.input[0] == x else cube.input[0]
+            sq = self.producer(other)
+            if sq is not None and sq.op_type == "Mul" and list(sq.input) == [x, x] and \
+                    self.reader(sq.output[0]) is cube:
+                return [cube, sq]
+        return None
+
+    def times_half_x(self, name, x, steps):
+        """The last of the Muls that multiply `name` by x and by 0.5 (or by x * 0.5), in any
+        order, each step read only by the next, appended to steps; None if they are not."""
+        need, last = {"x", "half"}, None
+        while need:
+            m = self.reader(name)
+            if m is None or m.op_type != "Mul":
+                return None
+            o = m.input[1] if m.input[0] == name else m.input[0]
+            half_x = self.producer(o)
+            if o == x and "x" in need:
+                need.discard("x")
+            elif "half" in need and self.scalar_operand(m, name, 0.5):
+                need.discard("half")
+            elif need == {"x", "half"} and half_x is not None and half_x.op_type == "Mul" and \
+                    x in half_x.input and self.scalar_operand(half_x, x, 0.5) and \
+                    self.reader(o) is m:
+                need.clear()
+                steps.append(half_x)
+            else:
+                return None
+            steps.append(m)
+            name, last = m.output[0], m
+        return last
 
     def softmax_axis(self, node, v, a):
         """Layerloom's softmax is along our last axis. From opset 13 ONNX's is along `axis`;
@@ -189,24 +331,44 @@ class _OperatorReads:
         if len(self.shape(v)) == 1:
             return v
         if v.nchw:  # ONNX flattens channels-first: the same order after a Permute
-            rank = len(self.shape(v))
-            dims = [rank] + list(range(1, rank))
-            v = _Value(self.add(node, "Permute", {"dims": dims}, [v],
-                                name=f"{self.scope(node)}_to_nchw"))
+            v = self.to_onnx_order(node, v)
         return _Value(self.add(node, "Flatten", {}, [v]))
 
     def op_Reshape(self, node):
         v, shape = self.value(node, 0), self.const(node, 1, "target shape")
-        size = int(np.prod(self.onnx_shape(v)))
-        shape = [int(d) for d in np.asarray(shape).reshape(-1)]
+        onnx_shape = self.onnx_shape(v)
+        size = int(np.prod(onnx_shape))
+        shape = _ints(shape)
         zero_keeps = not _attrs(node).get("allowzero", 0)
-        # (batch, features): the batch kept as 0 (or -1 with the features given)
-        if len(shape) == 2 and ((shape[0] == 0 and zero_keeps and shape[1] in (-1, size)) or
-                                (shape[0] == -1 and shape[1] == size)):
+        rest = shape[1:]
+        # the batch kept: as 0, as the batch's size (folded from Shape, or the model's fixed
+        # one), or as -1 with every other size given
+        batch_kept = shape and ((shape[0] == 0 and zero_keeps) or shape[0] == self.batch_size
+                                or (shape[0] == -1 and all(d > 0 for d in rest)
+                                    and int(np.prod(rest)) == size))
+        if not batch_kept:
+            self.fail(node, f"target shape {shape}; the batch axis must stay first (as 0, "
+                            "-1 or the batch size)")
+        # a 0 copies ONNX's size there (per sample: our onnx_shape has no batch axis)
+        rest = [onnx_shape[i] if d == 0 and zero_keeps and i < len(onnx_shape) else d
+                for i, d in enumerate(rest)]
+        if rest in ([-1], [size]):  # (batch, features)
             self.set(node, self.flatten(node, v))
             return
-        self.fail(node, f"target shape {shape}; only a flatten to (batch, features), the batch "
-                        "kept as 0, maps to a Layerloom layer")
+        if list(onnx_shape) == [size if d == -1 else d for d in rest]:  # the same shape
+            self.set(node, v)
+            return
+        if v.nchw and not v.pooled:  # ONNX reshapes channels-first: the same order first
+            v = self.to_onnx_order(node, v)
+        nid = self.add(node, "Reshape", {"target_shape": [int(d) for d in rest]},
+                       [_Value(v.node, v.port)])
+        self.set(node, _Value(nid))
+
+    def to_onnx_order(self, node, v):
+        """v (channels-first in ONNX) as our tensor in ONNX's order: a Permute."""
+        rank = len(self.shape(v))
+        return _Value(self.add(node, "Permute", {"dims": [rank] + list(range(1, rank))}, [v],
+                               name=f"{self.scope(node)}_to_nchw"))
 
     def op_Squeeze(self, node):
         v = self.value(node, 0)
