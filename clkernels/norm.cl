@@ -134,3 +134,108 @@ __kernel void ln_param_grad(__global const float* x, __global const float* dy,
     dgamma[j] = a;
     dbeta[j] = b;
 }
+
+// Grouped normalisation (GroupNormalization, LayerNormalization over axes that are not the
+// trailing ones, UnitNormalization). Each sample's `size` elements fall into G groups, each
+// normalised over its own members; the layer lists them once, as constants: the members of
+// group g are src[offs[g] .. offs[g+1]), pidx[i] is element i's entry of gamma and beta, and
+// grp[i] its group. unit: L2 normalisation, x * min(1/sqrt(sum x^2), 1/eps), no centring.
+// mean and rstd keep each (sample, group)'s statistics for the backward pass.
+
+// Global size (G, n).
+__kernel void grouped_norm_forward(__global const float* x, __global float* y,
+                                   __global const float* gamma, __global const float* beta,
+                                   __global float* mean, __global float* rstd,
+                                   __global const int* offs, __global const int* src,
+                                   __global const int* pidx, const int size, const float eps,
+                                   const int has_gamma, const int has_beta, const int unit)
+{
+    const int g = get_global_id(0), b = get_global_id(1), G = get_global_size(0);
+    __global const float* xb = x + b * size;
+    const int first = offs[g], last = offs[g + 1];
+    float m = 0.0f, rs;
+    if (unit) {
+        float ss = 0.0f;
+        for (int t = first; t < last; t++) { const float v = xb[src[t]]; ss += v * v; }
+        const float cap = 1.0f / eps;
+        rs = ss > 0.0f ? rsqrt(ss) : cap;
+        rs = rs < cap ? rs : cap;
+    } else {
+        float s = 0.0f;
+        for (int t = first; t < last; t++) s += xb[src[t]];
+        m = s / (last - first);
+        float v = 0.0f;
+        for (int t = first; t < last; t++) { const float d = xb[src[t]] - m; v += d * d; }
+        rs = rsqrt(v / (last - first) + eps);
+    }
+    mean[b * G + g] = m;
+    rstd[b * G + g] = rs;
+    for (int t = first; t < last; t++) {
+        const int i = src[t];
+        float o = (xb[i] - m) * rs;
+        if (has_gamma) o *= gamma[pidx[i]];
+        if (has_beta) o += beta[pidx[i]];
+        y[b * size + i] = o;
+    }
+}
+
+// dx over each group, with g = dy * gamma and xhat = (x - mean) * rstd:
+// standardised: rstd * (g - mean(g) - xhat * mean(g * xhat));
+// unit: rstd * (g - xhat * sum(g * xhat)), or rstd * g where the cap 1/eps held.
+// Global size (G, n).
+__kernel void grouped_norm_backward(__global const float* x, __global const float* dy,
+                                    __global const float* gamma, __global const float* mean,
+                                    __global const float* rstd, __global const int* offs,
+                                    __global const int* src, __global const int* pidx,
+                                    const int size, const float eps, const int has_gamma,
+                                    const int unit, __global float* dx, const int accumulate)
+{
+    const int g = get_global_id(0), b = get_global_id(1), G = get_global_size(0);
+    const int first = offs[g], last = offs[g + 1], base = b * size;
+    const float m = mean[b * G + g], rs = rstd[b * G + g];
+    float a = 0.0f, c = 0.0f;
+    for (int t = first; t < last; t++) {
+        const int i = src[t];
+        const float gi = dy[base + i] * (has_gamma ? gamma[pidx[i]] : 1.0f);
+        a += gi;
+        c += gi * (x[base + i] - m) * rs;
+    }
+    float ka, kc;
+    if (unit) {
+        ka = 0.0f;
+        kc = rs >= 1.0f / eps ? 0.0f : c;
+    } else {
+        ka = a / (last - first);
+        kc = c / (last - first);
+    }
+    for (int t = first; t < last; t++) {
+        const int i = src[t];
+        const float gi = dy[base + i] * (has_gamma ? gamma[pidx[i]] : 1.0f);
+        float v = rs * (gi - ka - (x[base + i] - m) * rs * kc);
+        if (accumulate) v += dx[base + i];
+        dx[base + i] = v;
+    }
+}
+
+// dgamma[k] = sum of dy * xhat, dbeta[k] = sum of dy, over the samples and the elements that
+// use entry k (src[offs[k] .. offs[k+1])); grp[i]: element i's group. Global size (K,).
+__kernel void grouped_norm_param_grad(__global const float* x, __global const float* dy,
+                                      __global const float* mean, __global const float* rstd,
+                                      __global const int* offs, __global const int* src,
+                                      __global const int* grp, const int size, const int G,
+                                      const int n, __global float* dgamma, __global float* dbeta,
+                                      const int has_gamma, const int has_beta)
+{
+    const int k = get_global_id(0);
+    float a = 0.0f, c = 0.0f;
+    for (int b = 0; b < n; b++) {
+        for (int t = offs[k]; t < offs[k + 1]; t++) {
+            const int i = src[t], s = b * G + grp[i];
+            const float d = dy[b * size + i];
+            a += d * (x[b * size + i] - mean[s]) * rstd[s];
+            c += d;
+        }
+    }
+    if (has_gamma) dgamma[k] = a;
+    if (has_beta) dbeta[k] = c;
+}

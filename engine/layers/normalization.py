@@ -1,17 +1,27 @@
-"""BatchNormalization and LayerNormalization over the last axis, with Keras' defaults."""
+"""The normalisation layers, with Keras' names and defaults: BatchNormalization over the last
+axis, LayerNormalization over any axes, GroupNormalization and UnitNormalization.
+LayerNormalization over trailing axes runs one work-item per row (ln_* kernels); the others
+(and LayerNormalization over axes that are not the trailing ones) list each sample's groups
+once, as constants (_Grouped.constants), which the grouped_norm_* kernels walk."""
 import numpy as np
 
-from layerloom.core.params import Bool, Float, Int
-from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, TorchForm, WeightSpec,
-                                     register)
+from layerloom.core.errors import ParamError, quote
+from layerloom.core.graph import fmt_shape
+from layerloom.core.params import MAX_RANK, Bool, Float, Int, Param, Shape
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, ShapeError, TorchForm,
+                                     WeightSpec, register)
+from layerloom.layers.kit import weight_params
 
 
 def _affine_weights(p, C):
+    """gamma and beta of shape C (a size or a shape), with the initializers and regularizers the
+    layer's params give where it has them."""
+    shape = (C,) if isinstance(C, (int, np.integer)) else tuple(C)
     ws = []
-    if p["scale"]:
-        ws.append(WeightSpec("gamma", (C,), "ones"))
-    if p["center"]:
-        ws.append(WeightSpec("beta", (C,), "zeros"))
+    for name, on, init in (("gamma", "scale", "ones"), ("beta", "center", "zeros")):
+        if p[on]:
+            ws.append(WeightSpec(name, shape, p.get(f"{name}_initializer", init),
+                                 regularizer=p.get(f"{name}_regularizer")))
     return ws
 
 
@@ -184,23 +194,253 @@ class BatchNormalization(Layer):
         return [y]
 
 
+# -- axes and groups, shared by LayerNormalization, GroupNormalization and UnitNormalization ----
+class Axes(Param):
+    """Keras' `axis` of a normalisation: one axis or a list, the batch axis counted (-1 is the
+    last); kept as a tuple, written as an integer when it is one."""
+    kind = "shape"  # typed as a list: "-1" or "1, 2"
+
+    def validate(self, value, place):
+        if isinstance(value, str):
+            value = Shape.parse_text(value)
+        v = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        ok = (isinstance(v, (list, tuple)) and 0 < len(v) <= MAX_RANK
+              and all(isinstance(a, int) and not isinstance(a, bool)
+                      and -MAX_RANK - 1 <= a <= MAX_RANK for a in v)
+              and len(set(v)) == len(v))
+        if not ok:
+            raise ParamError(f"expected an axis such as -1 or a list of different axes such as "
+                             f"[1, 2], got {quote(value)}", place)
+        return tuple(v)
+
+    def to_json(self, value):
+        return value[0] if len(value) == 1 else list(value)
+
+    def describe(self):
+        return "an axis (-1: the last) or a list of axes; the batch axis is 0"
+
+    parse_text, text = staticmethod(Shape.parse_text), staticmethod(Shape.text)
+
+
+def _sample_axes(axes, in_shape, name="axis"):
+    """Sorted per-sample axes of Keras' axis list; refuses the batch axis and repeats."""
+    rank = len(in_shape)
+    out = []
+    for a in axes:
+        k = a + rank + 1 if a < 0 else a
+        if not 1 <= k <= rank:
+            raise ShapeError(f"{name} {a} is {'the batch axis' if k == 0 else 'out of range'} "
+                             f"for input {fmt_shape(in_shape)}")
+        if k - 1 in out:
+            raise ShapeError(f"{name} {list(axes)} names axis {k} twice for input "
+                             f"{fmt_shape(in_shape)}")
+        out.append(k - 1)
+    return tuple(sorted(out))
+
+
+def _csr(keys, count):
+    """(offs, src): the elements whose key is k are src[offs[k]:offs[k + 1]], in order."""
+    src = np.argsort(keys, kind="stable").astype(np.int32)
+    offs = np.zeros(count + 1, np.int32)
+    np.cumsum(np.bincount(keys, minlength=count), out=offs[1:])
+    return offs, src
+
+
+def _ravel(coords, dims):
+    """Row-major index of the coordinates (arrays) over dims; 0 for none."""
+    if not dims:
+        return np.zeros(coords[0].shape if coords else (), np.int64) if coords else 0
+    return np.ravel_multi_index(tuple(coords), tuple(dims))
+
+
+def _broadcast(w, in_shape, axes):
+    """Weight w (its axes the per-sample `axes` of in_shape) shaped to broadcast over a batch."""
+    return np.reshape(w, (1,) + tuple(d if i in axes else 1 for i, d in enumerate(in_shape)))
+
+
+class _Grouped(Layer):
+    """A normalisation over groups of each sample's elements. Subclasses give groups(p, shape):
+    (G groups, K gamma entries), and plan(p, shape): (each element's group, each element's
+    gamma entry), both flat over the sample; unit: L2 normalisation (UnitNormalization)."""
+    category = "Normalization"
+    unit = False
+
+    def output_shapes(self, p, in_shapes):
+        self.groups(p, in_shapes[0])
+        return [in_shapes[0]]
+
+    def scratch(self, p, in_shapes):
+        G, _ = self.groups(p, in_shapes[0])
+        return {"mean": (G,), "rstd": (G,)}
+
+    def constants(self, p, in_shapes):
+        G, K = self.groups(p, in_shapes[0])
+        grp, pidx = self.plan(p, tuple(in_shapes[0]))
+        offs, src = _csr(grp, G)
+        poffs, psrc = _csr(pidx, K)
+        return {"offs": offs, "src": src, "grp": grp.astype(np.int32),
+                "pidx": pidx.astype(np.int32), "poffs": poffs, "psrc": psrc}
+
+    def _plan(self, s):
+        G, K = self.groups(s.params, s.x[0].shape)
+        return {**s.const, "G": G, "K": K}
+
+    def _eps(self, p):
+        return 1e-12 if self.unit else p["epsilon"]
+
+    def grouped_forward(self, ops, s):
+        ops.grouped_norm_forward(s.x[0].buf, s.y[0].buf, _wbuf(s.w, "gamma"), _wbuf(s.w, "beta"),
+                                 s.scratch["mean"].buf, s.scratch["rstd"].buf, self._plan(s),
+                                 s.n, s.x[0].size, self._eps(s.params), unit=self.unit)
+
+    def grouped_backward(self, ops, s):
+        plan, x, dy = self._plan(s), s.x[0].buf, s.dy[0].buf
+        mean, rstd = s.scratch["mean"].buf, s.scratch["rstd"].buf
+        if s.dw:
+            ops.grouped_norm_param_grad(x, dy, mean, rstd, plan, s.n, s.x[0].size,
+                                        _wbuf(s.dw, "gamma"), _wbuf(s.dw, "beta"))
+        if s.dx[0] is not None:
+            ops.grouped_norm_backward(x, dy, _wbuf(s.w, "gamma"), mean, rstd, plan, s.n,
+                                      s.x[0].size, self._eps(s.params), s.dx[0].buf,
+                                      accumulate=s.acc[0], unit=self.unit)
+
+    forward, backward = grouped_forward, grouped_backward
+
+
+def _wbuf(ws, name):
+    return ws[name].buf if name in ws else None
+
+
+def _standardise(x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over `axes` (of x, batch counted), float64."""
+    d = x - x.mean(axes, keepdims=True)
+    return d / np.sqrt((d * d).mean(axes, keepdims=True) + eps)
+
+
+def _moments_onnx(b, x, axes, eps):
+    """The same in ONNX operators: (x - mean) / sqrt(mean((x - mean)^2) + eps) over axes."""
+    d = b.op("Sub", [x, b.reduce("ReduceMean", x, axes, 1)])
+    v = b.reduce("ReduceMean", b.op("Mul", [d, d]), axes, 1)
+    return b.op("Div", [d, b.op("Sqrt", [b.op("Add", [v, b.const(np.float32(eps))])])])
+
+
+def _affine_onnx(b, n, y, axes):
+    """y * gamma + beta, each shaped to broadcast over its per-sample `axes`."""
+    shape = n.in_shapes[0]
+    for name, op in (("gamma", "Mul"), ("beta", "Add")):
+        if name in n.w:
+            y = b.op(op, [y, b.const(_broadcast(n.w[name], shape, axes), f"{n.id}/{name}")])
+    return y
+
+
+def _affine_torch_init(t, n, shape, gamma_init="ones", beta_init="zeros"):
+    """A ParameterDict of gamma and beta (those the layer has), Keras' initialisers."""
+    p, s = n.params, n.self
+    names = _affine_order(p)
+    for k in names:
+        if p.get(f"{k}_regularizer"):
+            raise t.unsupported(n.id, n.type, f"{k}_regularizer", p[f"{k}_regularizer"])
+    if not names:
+        return [], {}
+    init = [f"{s} = nn.ParameterDict({{" + ", ".join(
+        f"{k!r}: nn.Parameter(torch.empty{tuple(shape)!r})" for k in names) + "})"]
+    init += [t.init(n, f"{s}.{k}", f"{k}_initializer", {"gamma": gamma_init,
+                                                         "beta": beta_init}[k]) for k in names]
+    return init, {k: (k, "") for k in names}
+
+
+def _affine_torch_forward(n, y, axes):
+    """Lines applying gamma and beta (broadcast over `axes`) to the tensor named y."""
+    shape, lines = n.in_shapes[0], []
+    bshape = (-1,) + tuple(d if i in axes else 1 for i, d in enumerate(shape))
+    bshape = (1,) + bshape[1:]
+    if "gamma" in _affine_order(n.params):
+        lines.append(f"{y} = {y} * {n.self}.gamma.reshape{bshape!r}")
+    if "beta" in _affine_order(n.params):
+        lines.append(f"{y} = {y} + {n.self}.beta.reshape{bshape!r}")
+    return lines
+
+
+def _torch_dims(axes):
+    return tuple(a + 1 for a in axes)
+
+
 # -- LayerNormalization's interop forms --------------------------------------------------------
+def _ln_axes(p, shape):
+    return _sample_axes(p["axis"], shape)
+
+
+def _trailing(axes, shape):
+    return axes == tuple(range(len(shape) - len(axes), len(shape)))
+
+
 def _layer_norm_onnx(b, n):
-    p, C = n.params, n.in_shapes[0][-1]
-    gamma = n.w["gamma"] if p["scale"] else np.ones(C, np.float32)
-    inputs = [n.x[0], b.const(gamma, f"{n.id}/gamma")]
+    p, shape = n.params, n.in_shapes[0]
+    axes = _ln_axes(p, shape)
+    if not _trailing(axes, shape):
+        return [_affine_onnx(b, n, _moments_onnx(b, n.x[0], [a + 1 for a in axes],
+                                                 p["epsilon"]), axes)]
+    dims = tuple(shape[a] for a in axes)
+    gamma = n.w["gamma"] if p["scale"] else np.ones(dims, np.float32)
+    inputs = [n.x[0], b.const(np.reshape(gamma, dims), f"{n.id}/gamma")]
     if p["center"]:
-        inputs.append(b.const(n.w["beta"], f"{n.id}/beta"))
-    return [b.op("LayerNormalization", inputs, axis=-1, epsilon=p["epsilon"])]
+        inputs.append(b.const(np.reshape(n.w["beta"], dims), f"{n.id}/beta"))
+    return [b.op("LayerNormalization", inputs, axis=axes[0] + 1 if len(axes) > 1 else -1,
+                 epsilon=p["epsilon"])]
+
+
+def _layer_norm_onnx_in(imp, node, type_id):
+    """ONNX's LayerNormalization (opset 17): over the axes from `axis` to the last, its Scale
+    and B constants; a channels-first input's axes are mapped to ours."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    if v.pooled:
+        imp.fail(node, "a pooled (N, C, 1, 1) input")
+    if a.get("stash_type", 1) != 1:
+        imp.fail(node, f"stash_type {a['stash_type']} (Layerloom computes in float32)")
+    onnx_shape = imp.onnx_shape(v)
+    rank = len(onnx_shape) + 1
+    first = int(a.get("axis", -1)) % rank
+    if first == 0:
+        imp.fail(node, "axis 0 (the batch axis is not normalised in Layerloom)")
+    dims = tuple(onnx_shape[first - 1:])
+    ws = {}
+    for i, name in ((1, "gamma"), (2, "beta")):
+        if i < len(node.input) and node.input[i]:
+            w = np.asarray(imp.const(node, i, "scale" if i == 1 else "bias"), np.float32)
+            try:
+                ws[name] = np.broadcast_to(w, dims).copy()
+            except ValueError:
+                imp.fail(node, f"its {'scale' if i == 1 else 'bias'} of shape {list(w.shape)} "
+                               f"for normalised axes of sizes {list(dims)}")
+    onnx_axes = list(range(first, rank))
+    if v.nchw:  # ONNX axis 1 is our last, axis k >= 2 our k - 1
+        ours = sorted(len(onnx_shape) if ax == 1 else ax - 1 for ax in onnx_axes)
+        if first == 1:  # (C, ...) -> (..., C)
+            ws = {k: np.moveaxis(w, 0, -1) for k, w in ws.items()}
+    else:
+        ours = onnx_axes
+    params = {"axis": ours if len(ours) > 1 else ours[0] - rank,
+              "epsilon": float(a.get("epsilon", 1e-5)), "center": "beta" in ws}
+    nid = imp.add(node, type_id, params, [v])
+    for name, w in ws.items():
+        imp.weights[f"{nid}/{name}"] = np.ascontiguousarray(w, np.float32)
+    imp.set(node, v.like(nid))
 
 
 def _layer_norm_torch(t, n):
     p, s = n.params, n.self
-    if p["axis"] not in (-1, len(n.in_shapes[0])):
-        raise t.unsupported(n.id, n.type, "axis", p["axis"])
-    c = n.in_shapes[0][-1]
+    shape = n.in_shapes[0]
+    axes = _ln_axes(p, shape)
+    dims = tuple(shape[a] for a in axes)
+    if not _trailing(axes, shape):
+        init, weights = _affine_torch_init(t, n, dims)
+        x, o = n.x[0], n.out
+        fwd = [f"{o} = {x} - {x}.mean(dim={_torch_dims(axes)!r}, keepdim=True)",
+               f"{o} = {o} / torch.sqrt(({o} * {o}).mean(dim={_torch_dims(axes)!r}, "
+               f"keepdim=True) + {p['epsilon']!r})"] + _affine_torch_forward(n, o, axes)
+        return init, fwd, weights
     affine = bool(p["center"] or p["scale"])
-    init = [f"{s} = nn.LayerNorm({c}, eps={p['epsilon']!r}, elementwise_affine={affine!r})"]
+    init = [f"{s} = nn.LayerNorm({dims!r}, eps={p['epsilon']!r}, elementwise_affine={affine!r})"]
     if affine and not p["center"]:
         init += [f"{s}.bias.requires_grad_(False)"]
     if affine and not p["scale"]:
@@ -209,63 +449,230 @@ def _layer_norm_torch(t, n):
 
 
 def _layer_norm_keras_in(o, shapes):
-    o.axis_last(shapes)
     o.must("rms_scaling", False)
     for k, want in (("beta", "Zeros"), ("gamma", "Ones")):
         o.initializer_is(f"{k}_initializer", want)
         o.must(f"{k}_regularizer", None)
         o.must(f"{k}_constraint", None)
-    return {"epsilon": o.floats("epsilon", 1e-3), "center": o.get("center", True),
-            "scale": o.get("scale", True)}
+    return {"axis": o.get("axis", -1), "epsilon": o.floats("epsilon", 1e-3),
+            "center": o.get("center", True), "scale": o.get("scale", True)}
 
 
 @register
-class LayerNormalization(Layer):
+class LayerNormalization(_Grouped):
     type_id = "LayerNormalization"
-    category = "Normalization"
-    help = "Normalises each sample over its last axis, then scales and shifts it."
-    params = (_axis_param(),) + _norm_params(1e-3)
+    help = ("Normalises each sample over its last axis (or the axes given), then scales and "
+            "shifts it.")
+    params = (Axes("axis", (-1,), help="Normalised axes: -1 (the last) or a list such as "
+                                       "[-2, -1]; not the batch axis 0."),) + _norm_params(1e-3)
     examples = (({}, [(5,)]), ({"epsilon": 1e-5}, [(3, 33)]), ({"center": False, "scale": False},
-                                                              [(2, 4)]))
+                                                              [(2, 4)]),
+                ({"axis": [-2, -1]}, [(2, 3, 4)]), ({"axis": [1, 3], "center": False},
+                                                     [(3, 2, 2)]))
 
-    onnx_form = OnnxForm(_layer_norm_onnx, "LayerNormalization (axis -1)")
+    onnx_form = OnnxForm(_layer_norm_onnx, "LayerNormalization (trailing axes; others: "
+                         "ReduceMean, Sub, Mul, Add, Sqrt, Div, Mul, Add)",
+                         reads={"LayerNormalization": OnnxRead({"axis", "epsilon", "stash_type"},
+                                                               _layer_norm_onnx_in)})
     torch_form = TorchForm(_layer_norm_torch)
     keras_form = KerasForm("LayerNormalization", ("axis", "epsilon", "center", "scale"),
                            read=_layer_norm_keras_in, weight_order=_affine_order)
 
-    def output_shapes(self, p, in_shapes):
-        return [in_shapes[0]]
+    def groups(self, p, shape):
+        axes = _ln_axes(p, shape)
+        G = int(np.prod([d for i, d in enumerate(shape) if i not in axes]))
+        return G, int(np.prod([shape[a] for a in axes]))
+
+    def plan(self, p, shape):
+        axes = _ln_axes(p, shape)
+        idx = np.indices(shape).reshape(len(shape), -1)
+        kept = [i for i in range(len(shape)) if i not in axes]
+        grp = _ravel([idx[i] for i in kept], [shape[i] for i in kept])
+        grp = np.broadcast_to(grp, idx.shape[1:])
+        return grp, _ravel([idx[i] for i in axes], [shape[i] for i in axes])
 
     def weights(self, p, in_shapes):
-        return _affine_weights(p, in_shapes[0][-1])
+        shape = in_shapes[0]
+        dims = tuple(shape[a] for a in _ln_axes(p, shape))
+        return _affine_weights(p, dims)
 
-    def scratch(self, p, in_shapes):
-        rows = int(np.prod(in_shapes[0][:-1]))
-        return {"mean": (rows,), "rstd": (rows,)}
+    def _rows(self, s):
+        G, cols = self.groups(s.params, s.x[0].shape)
+        return s.n * G, cols
 
     def forward(self, ops, s):
-        rows, cols = s.n * (s.x[0].size // s.x[0].cols), s.x[0].cols
-        ops.ln_forward(s.x[0].buf, s.y[0].buf, s.w["gamma"].buf if "gamma" in s.w else None,
-                       s.w["beta"].buf if "beta" in s.w else None, s.scratch["mean"].buf,
-                       s.scratch["rstd"].buf, rows, cols, s.params["epsilon"])
+        if not _trailing(_ln_axes(s.params, s.x[0].shape), s.x[0].shape):
+            return self.grouped_forward(ops, s)
+        rows, cols = self._rows(s)
+        ops.ln_forward(s.x[0].buf, s.y[0].buf, _wbuf(s.w, "gamma"), _wbuf(s.w, "beta"),
+                       s.scratch["mean"].buf, s.scratch["rstd"].buf, rows, cols,
+                       s.params["epsilon"])
 
     def backward(self, ops, s):
-        rows, cols = s.n * (s.x[0].size // s.x[0].cols), s.x[0].cols
-        gamma = s.w["gamma"].buf if "gamma" in s.w else None
+        if not _trailing(_ln_axes(s.params, s.x[0].shape), s.x[0].shape):
+            return self.grouped_backward(ops, s)
+        rows, cols = self._rows(s)
         if s.dw:
             ops.ln_param_grad(s.x[0].buf, s.dy[0].buf, s.scratch["mean"].buf,
-                              s.scratch["rstd"].buf, rows, cols,
-                              s.dw["gamma"].buf if "gamma" in s.dw else None,
-                              s.dw["beta"].buf if "beta" in s.dw else None)
+                              s.scratch["rstd"].buf, rows, cols, _wbuf(s.dw, "gamma"),
+                              _wbuf(s.dw, "beta"))
         if s.dx[0] is not None:
-            ops.ln_backward(s.x[0].buf, s.dy[0].buf, gamma, s.scratch["mean"].buf,
+            ops.ln_backward(s.x[0].buf, s.dy[0].buf, _wbuf(s.w, "gamma"), s.scratch["mean"].buf,
                             s.scratch["rstd"].buf, rows, cols, s.dx[0].buf, s.acc[0])
 
     def reference(self, p, xs, ws, training=False):
-        x = xs[0]
-        y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + p["epsilon"])
+        x, shape = xs[0], xs[0].shape[1:]
+        axes = _ln_axes(p, shape)
+        y = _standardise(x, tuple(a + 1 for a in axes), p["epsilon"])
         if p["scale"]:
-            y = y * ws["gamma"]
+            y = y * _broadcast(ws["gamma"], shape, axes)
         if p["center"]:
-            y = y + ws["beta"]
+            y = y + _broadcast(ws["beta"], shape, axes)
         return [y]
+
+
+# -- GroupNormalization ------------------------------------------------------------------------
+def _gn_layout(p, shape):
+    """(A, G, B, c, inner): each sample as (A, groups, B) with the group axis where the
+    channels were (channel axis c of the sample, `inner` values after it)."""
+    rank = len(shape)
+    c = _sample_axes([p["axis"]], shape)[0]
+    C = shape[c]
+    G = C if p["groups"] == -1 else p["groups"]
+    if G < 1:
+        raise ShapeError(f"groups {p['groups']}: a positive number of groups, or -1 (one per "
+                         "channel)")
+    if C % G:
+        raise ShapeError(f"groups {G} does not divide the {C} channels of input "
+                         f"{fmt_shape(shape)}")
+    inner = int(np.prod(shape[c + 1:])) if c + 1 < rank else 1
+    return int(np.prod(shape[:c])), G, C // G * inner, c, inner
+
+
+def _group_norm_onnx(b, n):
+    """(N, A, G, B) by Reshape, standardised over axes 1 and 3, reshaped back, gamma and beta on
+    the channel axis."""
+    p, shape = n.params, n.in_shapes[0]
+    A, G, B, c, _ = _gn_layout(p, shape)
+    y = b.op("Reshape", [n.x[0], b.ints([0, A, G, B])])
+    y = _moments_onnx(b, y, [1, 3], p["epsilon"])
+    y = b.op("Reshape", [y, b.ints([0] + list(shape))])
+    return [_affine_onnx(b, n, y, (c,))]
+
+
+def _group_norm_torch(t, n):
+    p, shape = n.params, n.in_shapes[0]
+    A, G, B, c, _ = _gn_layout(p, shape)
+    init, weights = _affine_torch_init(t, n, (shape[c],))
+    x, o = n.x[0], n.out
+    fwd = [f"{o} = {x}.reshape(-1, {A}, {G}, {B})",
+           f"{o} = {o} - {o}.mean(dim=(1, 3), keepdim=True)",
+           f"{o} = ({o} / torch.sqrt(({o} * {o}).mean(dim=(1, 3), keepdim=True) + "
+           f"{p['epsilon']!r})).reshape({x}.shape)"] + _affine_torch_forward(n, o, (c,))
+    return init, fwd, weights
+
+
+def _group_norm_keras_in(o, shapes):
+    for k in ("beta", "gamma"):
+        o.must(f"{k}_constraint", None)
+    return {"groups": o.get("groups", 32), "axis": o.get("axis", -1),
+            "epsilon": o.floats("epsilon", 1e-3), "center": o.get("center", True),
+            "scale": o.get("scale", True), **o.weight_params("gamma", "beta")}
+
+
+@register
+class GroupNormalization(_Grouped):
+    type_id = "GroupNormalization"
+    help = ("Splits the channels into groups and normalises each sample's groups, then scales "
+            "and shifts each channel.")
+    params = (Int("groups", 32, min=-1, help="Number of groups; they divide the channels; -1: "
+                                             "one per channel (instance normalisation)."),
+              Int("axis", -1, help="Channel axis (-1: the last); not the batch axis 0."),
+              ) + _norm_params(1e-3) + weight_params("gamma", "ones") + weight_params("beta",
+                                                                                     "zeros")
+    headline = ("groups",)
+    examples = (({"groups": 2}, [(3, 4)]), ({"groups": -1, "epsilon": 1e-5}, [(2, 2, 3)]),
+                ({"groups": 1, "center": False}, [(5,)]),
+                ({"groups": 3, "axis": 1, "scale": False}, [(6, 2)]),
+                ({"groups": 2, "beta_initializer": "ones"}, [(2, 2, 4)]))
+
+    onnx_form = OnnxForm(_group_norm_onnx, "Reshape, ReduceMean, Sub, Mul, ReduceMean, Add, "
+                         "Sqrt, Div, Reshape, Mul (gamma), Add (beta)")
+    torch_form = TorchForm(_group_norm_torch)
+    keras_form = KerasForm("GroupNormalization", ("groups", "axis", "epsilon", "center",
+                                                  "scale"), weights=("gamma", "beta"),
+                           read=_group_norm_keras_in, weight_order=_affine_order)
+
+    def groups(self, p, shape):
+        _, G, _, c, _ = _gn_layout(p, shape)
+        return G, shape[c]
+
+    def plan(self, p, shape):
+        _, G, _, c, _ = _gn_layout(p, shape)
+        channel = np.indices(shape)[c].ravel()
+        return channel // (shape[c] // G), channel
+
+    def weights(self, p, in_shapes):
+        _, _, _, c, _ = _gn_layout(p, in_shapes[0])
+        return _affine_weights(p, in_shapes[0][c])
+
+    def reference(self, p, xs, ws, training=False):
+        x, shape = xs[0], xs[0].shape[1:]
+        A, G, B, c, _ = _gn_layout(p, shape)
+        y = _standardise(x.reshape(len(x), A, G, B), (1, 3), p["epsilon"]).reshape(x.shape)
+        if p["scale"]:
+            y = y * _broadcast(ws["gamma"], shape, (c,))
+        if p["center"]:
+            y = y + _broadcast(ws["beta"], shape, (c,))
+        return [y]
+
+
+# -- UnitNormalization -------------------------------------------------------------------------
+def _unit_norm_onnx(b, n):
+    """x / max(sqrt(sum(x^2)), 1e-12), which is Keras' x * min(1 / sqrt(sum(x^2)), 1e12)."""
+    axes = [a + 1 for a in _sample_axes(n.params["axis"], n.in_shapes[0])]
+    ss = b.reduce("ReduceSum", b.op("Mul", [n.x[0], n.x[0]]), axes, 1)
+    return [b.op("Div", [n.x[0], b.op("Max", [b.op("Sqrt", [ss]),
+                                              b.const(np.float32(1e-12))])])]
+
+
+def _unit_norm_torch(t, n):
+    dims = _torch_dims(_sample_axes(n.params["axis"], n.in_shapes[0]))
+    x = n.x[0]
+    return [], [f"{n.out} = {x} * torch.clamp(torch.rsqrt(({x} * {x}).sum(dim={dims!r}, "
+                f"keepdim=True)), max=1e12)"], {}
+
+
+@register
+class UnitNormalization(_Grouped):
+    type_id = "UnitNormalization"
+    help = "Scales each sample to length 1 (L2 norm) over its last axis or the axes given."
+    params = (Axes("axis", (-1,), help="Axes of each vector: -1 (the last) or a list such as "
+                                       "[1, 2]; not the batch axis 0."),)
+    unit = True
+    examples = (({}, [(5,)]), ({"axis": [1, 2]}, [(2, 3)]), ({"axis": 1}, [(3, 2, 2)]),
+                ({"axis": -1}, [(2, 33)]))
+
+    onnx_form = OnnxForm(_unit_norm_onnx, "Mul, ReduceSum, Sqrt, Max (1e-12), Div")
+    torch_form = TorchForm(_unit_norm_torch)
+    keras_form = KerasForm("UnitNormalization", ("axis",))
+
+    def groups(self, p, shape):
+        axes = _sample_axes(p["axis"], shape)
+        return int(np.prod([d for i, d in enumerate(shape) if i not in axes])), 1
+
+    def plan(self, p, shape):
+        axes = _sample_axes(p["axis"], shape)
+        idx = np.indices(shape).reshape(len(shape), -1)
+        kept = [i for i in range(len(shape)) if i not in axes]
+        grp = np.broadcast_to(_ravel([idx[i] for i in kept], [shape[i] for i in kept]),
+                              idx.shape[1:])
+        return grp, np.zeros(idx.shape[1], np.int64)
+
+    def reference(self, p, xs, ws, training=False):
+        x = xs[0]
+        axes = tuple(a + 1 for a in _sample_axes(p["axis"], x.shape[1:]))
+        ss = (x * x).sum(axes, keepdims=True)
+        with np.errstate(divide="ignore"):
+            inv = np.minimum(1.0 / np.sqrt(ss), 1e12)
+        return [x * inv]

@@ -6,7 +6,8 @@ import numpy as np
 
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Choice, Dims, Int, Margins, Pair, Shape
-from layerloom.core.registry import KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, register, ShapeError,
+                                     TorchForm)
 from layerloom.layers.kit import alias_backward
 
 
@@ -200,6 +201,47 @@ class Cropping2D(_IndexMap):
         return a[:, t:a.shape[1] - b, l:a.shape[2] - r, :]
 
 
+def _pad_onnx_in(imp, node, type_id):
+    """ONNX's Pad with zeros on the spatial axes: ZeroPadding1D of a sequence, ZeroPadding2D of
+    an image (in either layout); each declines the other's rank."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    rank = len(imp.shape(v))
+    want = {"ZeroPadding1D": 2, "ZeroPadding2D": 3}[type_id]
+    if rank != want or v.pooled:
+        imp.decline(node, f"an input of {rank} axes besides the batch ({type_id} pads {want})")
+    if a.get("mode", b"constant") not in (b"constant", "constant"):
+        imp.fail(node, f"mode {imp.text(a['mode'])!r} (only constant zeros)")
+    if imp.opset < 11:
+        pads, value = list(a.get("pads", [])), float(a.get("value", 0.0))
+    else:
+        pads = [int(p) for p in imp.const(node, 1, "pads")]
+        value = 0.0
+        if len(node.input) > 2 and node.input[2]:
+            value = float(np.asarray(imp.const(node, 2, "constant value")).ravel()[0])
+    onnx_rank = rank + 1
+    axes = list(range(onnx_rank))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(x) % onnx_rank for x in imp.const(node, 3, "axes")]
+    if len(pads) != 2 * len(axes):
+        imp.fail(node, f"{len(pads)} pads for {len(axes)} axes")
+    if value != 0.0:
+        imp.fail(node, f"constant value {value!r} (only zeros)")
+    full = [[0, 0] for _ in range(onnx_rank)]
+    for i, ax in enumerate(axes):
+        full[ax] = [pads[i], pads[i + len(axes)]]
+    if any(p < 0 for pair in full for p in pair):
+        imp.fail(node, f"negative pads {pads} (a crop)")
+    # ONNX axis -> ours (batch counted): channels-first moves axis 1 last
+    ours = [0] + ([rank] + list(range(1, rank)) if v.nchw else list(range(1, rank + 1)))
+    by_ours = {ours[ax]: full[ax] for ax in range(onnx_rank)}
+    if any(by_ours[ax] != [0, 0] for ax in (0, rank)):
+        imp.fail(node, "padding of the batch or the channels (ZeroPadding pads the steps or "
+                       "rows and columns only)")
+    spatial = [by_ours[ax] for ax in range(1, rank)]
+    params = {"padding": spatial[0] if rank == 2 else spatial}
+    imp.set(node, v.like(imp.add(node, type_id, params, [v])))
+
+
 def _zero_padding_onnx(b, n):
     (t, bot), (left, r) = n.params["padding"]
     return [b.op("Pad", [n.x[0], b.ints([0, t, left, 0, 0, bot, r, 0], "pads"), b.const(0.0)],
@@ -219,7 +261,8 @@ class ZeroPadding2D(_IndexMap):
                       help="[[top, bottom], [left, right]], [rows, cols] or one integer."),)
     examples = (({"padding": [[1, 0], [2, 1]]}, [(2, 3, 2)]), ({}, [(1, 1, 3)]))
 
-    onnx_form = OnnxForm(_zero_padding_onnx, "Pad")
+    onnx_form = OnnxForm(_zero_padding_onnx, "Pad",
+                         reads={"Pad": OnnxRead({"mode", "pads", "value"}, _pad_onnx_in)})
     torch_form = TorchForm(_zero_padding_torch)
     keras_form = KerasForm("ZeroPadding2D", ("padding",))
 
@@ -278,6 +321,105 @@ class UpSampling2D(_IndexMap):
 
     def transform(self, p, a, fill):
         return np.repeat(np.repeat(a, p["size"][0], axis=1), p["size"][1], axis=2)
+
+
+# -- the 1-D forms: (steps, features) per sample -------------------------------------------------
+def _need_sequence(in_shape):
+    if len(in_shape) != 2:
+        raise ShapeError(f"expects input shaped (None, steps, features), got {fmt_shape(in_shape)}")
+
+
+def _cropping1d_onnx(b, n):
+    left, right = n.params["cropping"]
+    T = n.in_shapes[0][0]
+    return [b.op("Slice", [n.x[0], b.ints([left], "starts"), b.ints([T - right], "ends"),
+                           b.ints([1], "axes")])]
+
+
+def _cropping1d_torch(t, n):
+    left, right = n.params["cropping"]
+    return [], [f"{n.out} = {n.x[0]}[:, {left}:{n.in_shapes[0][0] - right}, :]"], {}
+
+
+@register
+class Cropping1D(_IndexMap):
+    type_id = "Cropping1D"
+    help = "Removes steps at the start and end of a sequence."
+    params = (Pair("cropping", (1, 1), min=0,
+                   help="Steps removed at the start and the end: [start, end] or one integer."),)
+    examples = (({}, [(5, 2)]), ({"cropping": [0, 2]}, [(4, 3)]), ({"cropping": 2}, [(33, 1)]))
+
+    onnx_form = OnnxForm(_cropping1d_onnx, "Slice")
+    torch_form = TorchForm(_cropping1d_torch)
+    keras_form = KerasForm("Cropping1D", ("cropping",))
+
+    def check(self, p, in_shape):
+        _need_sequence(in_shape)
+        if sum(p["cropping"]) >= in_shape[0]:
+            raise ShapeError(f"cropping {list(p['cropping'])} removes the whole input "
+                             f"{fmt_shape(in_shape)}")
+
+    def transform(self, p, a, fill):
+        start, end = p["cropping"]
+        return a[:, start:a.shape[1] - end, :]
+
+
+def _zero_padding1d_onnx(b, n):
+    left, right = n.params["padding"]
+    return [b.op("Pad", [n.x[0], b.ints([0, left, 0, 0, right, 0], "pads"), b.const(0.0)],
+                 mode="constant")]
+
+
+def _zero_padding1d_torch(t, n):
+    left, right = n.params["padding"]
+    return [], [f"{n.out} = F.pad({n.x[0]}, (0, 0, {left}, {right}))  # (N, steps, features)"], {}
+
+
+@register
+class ZeroPadding1D(_IndexMap):
+    type_id = "ZeroPadding1D"
+    help = "Adds steps of zeros at the start and end of a sequence."
+    params = (Pair("padding", (1, 1), min=0,
+                   help="Steps added at the start and the end: [start, end] or one integer."),)
+    examples = (({}, [(3, 2)]), ({"padding": [0, 2]}, [(2, 3)]), ({"padding": 3}, [(1, 1)]))
+
+    onnx_form = OnnxForm(_zero_padding1d_onnx, "Pad",
+                         reads={"Pad": OnnxRead({"mode", "pads", "value"}, _pad_onnx_in)})
+    torch_form = TorchForm(_zero_padding1d_torch)
+    keras_form = KerasForm("ZeroPadding1D", ("padding",))
+
+    def check(self, p, in_shape):
+        _need_sequence(in_shape)
+
+    def transform(self, p, a, fill):
+        return np.pad(a, ((0, 0), tuple(p["padding"]), (0, 0)), constant_values=fill)
+
+
+def _upsampling1d_onnx(b, n):
+    """(N, T, C) -> (N, T, 1, C), tiled size times, merged: each step repeated (exact)."""
+    T, C = n.in_shapes[0]
+    y = _reshape_onnx_to(b, n.x[0], (T, 1, C))
+    y = b.op("Tile", [y, b.ints([1, 1, n.params["size"], 1], "repeats")])
+    return [_reshape_onnx_to(b, y, n.out_shapes[0])]
+
+
+@register
+class UpSampling1D(_IndexMap):
+    type_id = "UpSampling1D"
+    help = "Repeats each step of a sequence size times."
+    params = (Int("size", 2, min=1, help="Repetitions of each step."),)
+    examples = (({}, [(3, 2)]), ({"size": 3}, [(2, 33)]), ({"size": 1}, [(4, 1)]))
+
+    onnx_form = OnnxForm(_upsampling1d_onnx, "Reshape, Tile, Reshape")
+    torch_form = TorchForm(lambda t, n: ([], [
+        f"{n.out} = {n.x[0]}.repeat_interleave({int(n.params['size'])}, 1)"], {}))
+    keras_form = KerasForm("UpSampling1D", ("size",))
+
+    def check(self, p, in_shape):
+        _need_sequence(in_shape)
+
+    def transform(self, p, a, fill):
+        return np.repeat(a, p["size"], axis=1)
 
 
 def _flatten_torch(t, n):

@@ -1,0 +1,31 @@
+"""The grouped normalisations' ops (clkernels/norm.cl): GroupNormalization, LayerNormalization
+over axes other than the trailing ones and UnitNormalization, each over the groups its layer
+lists as constants (members, gamma entry and group of each element). A mixin of Ops
+(engine/backend/ops.py), whose kernel lookup (_k), dummy buffer and queue it uses."""
+
+
+class NormOps:
+    def grouped_norm_forward(self, x, y, gamma, beta, mean, rstd, plan, n, size, eps,
+                             unit=False):
+        """plan: the layer's constants ("offs", "src", "pidx", "grp") and its group count "G"."""
+        if n and plan["G"]:
+            self._k("norm", "grouped_norm_forward")(
+                self.q, (plan["G"], n), None, x, y, self._or_dummy(gamma), self._or_dummy(beta),
+                mean, rstd, plan["offs"], plan["src"], plan["pidx"], size, eps,
+                int(gamma is not None), int(beta is not None), int(unit))
+
+    def grouped_norm_backward(self, x, dy, gamma, mean, rstd, plan, n, size, eps, dx,
+                              accumulate=False, unit=False):
+        if n and plan["G"]:
+            self._k("norm", "grouped_norm_backward")(
+                self.q, (plan["G"], n), None, x, dy, self._or_dummy(gamma), mean, rstd,
+                plan["offs"], plan["src"], plan["pidx"], size, eps, int(gamma is not None),
+                int(unit), dx, int(accumulate))
+
+    def grouped_norm_param_grad(self, x, dy, mean, rstd, plan, n, size, dgamma, dbeta):
+        """dgamma, dbeta (either may be None): sums over the batch per gamma entry."""
+        if plan["K"]:
+            self._k("norm", "grouped_norm_param_grad")(
+                self.q, (plan["K"],), None, x, dy, mean, rstd, plan["poffs"], plan["psrc"],
+                plan["grp"], size, plan["G"], n, self._or_dummy(dgamma), self._or_dummy(dbeta),
+                int(dgamma is not None), int(dbeta is not None))
