@@ -184,3 +184,41 @@ def test_batched_strided_product_matches_numpy(rt, ops, rng):
               stacked_view(cb, tq, tv, H), alpha=0.5, accumulate=True)
     want = c0 + 0.5 * np.einsum("nthd,nshd->nhts", q, k)
     np.testing.assert_allclose(from_dev(rt, cb, c0.shape), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.Attention(),
+    lambda L: L.Attention(use_scale=True, score_mode="concat", dropout=0.1),
+    lambda L: L.AdditiveAttention(),
+    lambda L: L.AdditiveAttention(use_scale=False),
+])
+def test_keras_luong_and_bahdanau_attention_import_and_predict_what_keras_does(tmp_path, rng,
+                                                                             make):
+    keras = _keras()
+    from layerloom.api import Model as ApiModel
+    from layerloom.interop import keras_import
+    q_in, v_in, k_in = keras.Input((5, 4)), keras.Input((3, 6)), keras.Input((3, 4))
+    layer = make(keras.layers)
+    model = keras.Model([q_in, v_in, k_in], layer([q_in, v_in, k_in]))
+    for w in layer.weights:  # away from the initial ones, so that a lost weight shows
+        w.assign(rng.normal(size=tuple(w.shape)).astype(np.float32))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    xs = [rng.normal(size=(2,) + s).astype(np.float32) for s in ((5, 4), (3, 6), (3, 4))]
+    project, weights = keras_import.read(path)
+    node = next(n for n in project.graph.nodes.values() if not n.layer.is_input)
+    assert node.type == type(layer).__name__
+    got = ApiModel(project, weights).predict(dict(zip(project.graph.inputs(), xs)))
+    got = got if not isinstance(got, dict) else next(iter(got.values()))
+    np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=0, atol=TOL)
+
+
+def test_query_and_key_of_other_features_are_refused():
+    g = Graph()
+    for nid, shape in (("q", [4, 3]), ("v", [5, 2])):
+        g.add_node("Input", {"shape": shape}, id=nid)
+    g.add_node("Attention", {}, id="node")
+    g.connect("q", 0, "node", 0)
+    g.connect("v", 0, "node", 1)
+    problems = g.validate()
+    assert problems and "same features" in str(problems[0])
