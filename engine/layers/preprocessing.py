@@ -341,16 +341,18 @@ def _resize_onnx_in(imp, node, type_id):
 
 
 # -- Keras in: the options Layerloom computes as Keras does --------------------------------------
-def _keras_reader(names, fixed=()):
+def _keras_reader(names, fixed=(), unused=()):
     """A KerasForm read: each of `names` the config sets (seed None: 0), channels-last only,
-    `fixed` the options that must keep Keras' default, {option: allowed values}; a choice
-    Layerloom lacks is refused by name."""
+    `fixed` the options that must keep Keras' default, {option: allowed values}, `unused` those
+    that do nothing with them; a choice Layerloom lacks is refused by name."""
     fixed = dict(fixed)
 
     def read(o, shapes):
         o.must("data_format", "channels_last", None)
         for k, allowed in fixed.items():
             o.must(k, *allowed)
+        for k in unused:
+            o.get(k)
         out = {}
         for k in names:
             v = o.get(k)
@@ -412,7 +414,8 @@ class Resizing(_Warp):
                            read=_keras_reader(("height", "width", "interpolation",
                                                "crop_to_aspect_ratio"),
                                               {"pad_to_aspect_ratio": (False,),
-                                               "antialias": (False,)}))
+                                               "antialias": (False,)},
+                                              unused=("fill_mode", "fill_value")))
 
     def _out_hw(self, p, H, W):
         return p["height"], p["width"]
