@@ -117,3 +117,76 @@ def test_what_a_bidirectional_cannot_be_is_refused_by_name(keras, tmp_path):
     keras.Model(x, y).save(path)
     with pytest.raises(DataError, match=r"'bi' \(Bidirectional\): option backward_layer"):
         keras_import.read(path)
+
+
+# -- ONNX in: torch.onnx.export of nn.LSTM, nn.GRU and nn.RNN (batch_first) ---------------------
+class _TorchRecurrent:
+    """nn.<cell>(batch_first) over 5 steps, its outputs flattened, then a Linear."""
+
+    def __new__(cls, torch, cell, bidirectional, **kw):
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = getattr(torch.nn, cell)(3, 4, batch_first=True,
+                                                   bidirectional=bidirectional, **kw)
+                self.head = torch.nn.Linear(5 * (8 if bidirectional else 4), 2)
+
+            def forward(self, x):
+                y, _ = self.rnn(x)
+                return self.head(torch.flatten(y, 1))
+        return M()
+
+
+@pytest.mark.parametrize("cell, bidirectional, kw", [
+    ("LSTM", False, {}), ("GRU", False, {}), ("RNN", False, {}),
+    ("RNN", False, {"nonlinearity": "relu"}), ("LSTM", True, {}), ("GRU", True, {})])
+def test_a_torch_recurrent_layer_exported_to_onnx_imports_and_predicts_what_torch_does(
+        tmp_path, cell, bidirectional, kw):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from layerloom.interop import onnx_import
+    torch.manual_seed(0)
+    model = _TorchRecurrent(torch, cell, bidirectional, **kw).eval()
+    x = torch.randn(3, 5, 3)
+    path = str(tmp_path / "m.onnx")
+    torch.onnx.export(model, (x,), path, dynamo=False, input_names=["x"],
+                      output_names=["y"])
+    project, weights = onnx_import.read(path)
+    kinds = {n.type for n in project.graph.nodes.values()}
+    want_type = "Bidirectional" if bidirectional else {"RNN": "SimpleRNN"}.get(cell, cell)
+    assert want_type in kinds, kinds
+    xs = np.random.default_rng(2).standard_normal((6, 5, 3)).astype(np.float32)
+    got = Model(project, weights).predict(xs)
+    with torch.no_grad():
+        want = model(torch.from_numpy(xs)).numpy()
+    assert _max_error(got, want) <= TOLERANCE, _max_error(got, want)
+
+
+@pytest.mark.parametrize("attrs, inputs, words", [
+    ({"direction": "reverse"}, 4, "direction 'reverse'"),
+    ({"clip": 1.0}, 4, "attribute 'clip'"),
+    ({}, 6, "sequence_lens"),
+])
+def test_an_onnx_lstm_without_a_layerloom_form_is_refused_naming_it(tmp_path, attrs, inputs,
+                                                                      words):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from layerloom.interop import onnx_import
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("W", (1, 8, 3)), ("R", (1, 8, 2)), ("B", (1, 16)))]
+    inits.append(numpy_helper.from_array(np.full(2, 5, np.int32), "lens"))
+    names = ["xt", "W", "R", "B", "lens", ""][:inputs]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", names, ["Y"], name="lstm", hidden_size=2, **attrs),
+             helper.make_node("Squeeze", ["Y", "axes"], ["Ys"]),
+             helper.make_node("Transpose", ["Ys"], ["y"], perm=[1, 0, 2])]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [2, 5, 3])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [2, 5, 2])], inits)
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(DataError) as e:
+        onnx_import.read(path)
+    assert "'lstm' (LSTM)" in str(e.value) and words in str(e.value), str(e.value)

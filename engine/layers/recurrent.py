@@ -11,8 +11,8 @@ from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import weight_params
 from layerloom.core.params import Bool, Choice, Int
-from layerloom.core.registry import (KerasForm, Layer, OnnxForm, ShapeError, TorchForm, WeightSpec,
-                                     register)
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, ShapeError, TorchForm,
+                                     WeightSpec, register)
 
 _SIMPLE_ACTS = ("tanh", "relu", "sigmoid", "linear", "elu", "selu", "softsign", "relu6",
                 "leaky_relu", "hard_sigmoid")
@@ -220,6 +220,151 @@ def _simple_rnn_onnx(b, n):
     return [y] + ([h] if p["return_state"] else [])
 
 
+# ONNX in: LSTM, GRU and RNN over a batch-first sequence, as torch.onnx.export writes nn.LSTM,
+# nn.GRU and nn.RNN with batch_first: Transpose (N, T, D) -> (T, N, D), the op, its Y (T, dirs,
+# N, u) squeezed (one direction) or Transposed to (T, N, dirs, u) and Reshaped to (T, N, 2u)
+# (bidirectional), and Transposed back to (N, T, ...). The time-major tensors between are kept
+# in the importer's `rnn_seqs` ({ONNX tensor: (what, our value)}) and become no layer of ours.
+_ONNX_DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
+                      "RNN": ["Tanh"]}
+_ONNX_KIND = {"LSTM": "LSTM", "GRU": "GRU", "RNN": "SimpleRNN"}
+_RNN_ACTS_IN = {v: k for k, v in _RNN_OPS.items()}
+
+
+def _seqs(imp):
+    if not hasattr(imp, "rnn_seqs"):
+        imp.rnn_seqs = {}
+    return imp.rnn_seqs
+
+
+def _transpose_in(imp, node, type_id):
+    """The Transposes around a recurrent op: batch-first -> time-major before it, and back
+    after it; any other is the importer's own."""
+    perm = list(imp.attrs(node).get("perm", []))
+    seen = _seqs(imp).get(node.input[0])
+    users = imp.users(node.output[0])
+    if perm == [1, 0, 2] and seen is None and node.input[0] in imp.values and users and all(
+            u.op_type in _ONNX_KIND and u.input[0] == node.output[0] for u in users):
+        _seqs(imp)[node.output[0]] = ("time_major", imp.values[node.input[0]])
+    elif perm == [1, 0, 2] and seen is not None and seen[0] == "output":
+        imp.set(node, seen[1])
+    elif perm == [0, 2, 1, 3] and seen is not None and seen[0] == "Y" and seen[2] == 2:
+        _seqs(imp)[node.output[0]] = ("Y_steps", seen[1])
+    else:
+        imp.decline(node, "not around a recurrent operator")
+
+
+def _squeeze_in(imp, node, type_id):
+    """Y (T, 1, N, u) of one direction squeezed to (T, N, u)."""
+    seen = _seqs(imp).get(node.input[0])
+    axes = imp.attrs(node).get("axes")
+    if len(node.input) > 1 and node.input[1]:
+        axes = imp.consts.get(node.input[1])
+    if seen is None or seen[0] != "Y" or seen[2] != 1 or axes is None or \
+            [int(a) for a in np.reshape(axes, -1)] not in ([1], [-3]):
+        imp.decline(node, "not a recurrent operator's direction axis")
+    _seqs(imp)[node.output[0]] = ("output", seen[1])
+
+
+def _reshape_in(imp, node, type_id):
+    """Both directions' (T, N, 2, u) as (T, N, 2u): the Bidirectional's concatenated output."""
+    seen = _seqs(imp).get(node.input[0])
+    shape = imp.consts.get(node.input[1]) if len(node.input) > 1 else None
+    if seen is None or seen[0] != "Y_steps" or shape is None:
+        imp.decline(node, "not a bidirectional recurrent operator's output")
+    shape = [int(d) for d in np.reshape(shape, -1)]
+    u = imp.shape(seen[1])[-1] // 2
+    if len(shape) != 3 or shape[2] not in (-1, 2 * u):
+        imp.fail(node, f"target shape {shape}: only the two directions side by side, "
+                       f"(steps, batch, {2 * u}), map")
+    _seqs(imp)[node.output[0]] = ("output", seen[1])
+
+
+def _rnn_in(imp, node, type_id):
+    """ONNX's LSTM, GRU or RNN (forward or bidirectional, zero initial state) as our layer of
+    that cell, or a Bidirectional (merge_mode concat) over it; its output the whole sequence."""
+    kind = _ONNX_KIND[node.op_type]
+    a = imp.attrs(node)
+    seen = _seqs(imp).get(node.input[0])
+    if seen is None or seen[0] != "time_major":
+        imp.fail(node, "its input is not a (batch, steps, features) sequence transposed to "
+                       "time-major (perm [1, 0, 2]), as torch.onnx.export writes batch_first")
+    direction = imp.text(a.get("direction", "forward"))
+    if direction not in ("forward", "bidirectional"):
+        imp.fail(node, f"direction {direction!r} has no Layerloom form (forward, bidirectional)")
+    dirs = 2 if direction == "bidirectional" else 1
+    if a.get("layout", 0):
+        imp.fail(node, "layout=1 (batch-major) has no Layerloom form")
+    if a.get("input_forget", 0):
+        imp.fail(node, "input_forget=1 has no Layerloom form")
+    if kind == "GRU" and a.get("linear_before_reset", 0) != 1:
+        imp.fail(node, "linear_before_reset=0 has no Layerloom form (Keras' GRU is "
+                       "reset_after: linear_before_reset=1)")
+    acts = [imp.text(x) for x in a.get("activations", [])] or \
+        _ONNX_DEFAULT_ACTS[node.op_type] * dirs
+    params = {}
+    if kind == "SimpleRNN":
+        if len(set(acts)) != 1 or acts[0] not in _RNN_ACTS_IN:
+            imp.fail(node, f"activations {acts}: one of Tanh, Relu, Sigmoid, the same for "
+                           "both directions")
+        params["activation"] = _RNN_ACTS_IN[acts[0]]
+    elif acts != _ONNX_DEFAULT_ACTS[node.op_type] * dirs:
+        imp.fail(node, f"activations {acts} have no Layerloom form (only ONNX's defaults)")
+    for i, what in ((4, "sequence_lens"), (7, "peepholes")):
+        if len(node.input) > i and node.input[i]:
+            if what == "peepholes" and not np.any(imp.const(node, i, what)):
+                continue
+            imp.fail(node, f"its {what} have no Layerloom form")
+    for i in (5, 6):  # initial_h, initial_c: zeros only
+        if len(node.input) > i and node.input[i]:
+            init = imp.consts.get(node.input[i])
+            if init is None or np.any(init):
+                imp.fail(node, "an initial state other than zeros has no Layerloom form")
+    op_type, order = _ONNX_CELL[kind]
+    back = np.argsort(order)  # ONNX's gate blocks -> Keras'
+    G = len(order)
+    u = int(a.get("hidden_size") or imp.const(node, 2, "R").shape[-1])
+    W, R = imp.const(node, 1, "W"), imp.const(node, 2, "R")
+    B = imp.const(node, 3, "B") if len(node.input) > 3 and node.input[3] else \
+        np.zeros((dirs, 2 * G * u), np.float32)
+    if W.shape[0] != dirs or W.shape[1] != G * u or R.shape != (dirs, G * u, u) or \
+            B.shape != (dirs, 2 * G * u):
+        imp.fail(node, f"weights shaped W {W.shape}, R {R.shape}, B {B.shape} do not match "
+                       f"hidden_size {u}")
+    weights = {}
+    for d, pre in enumerate(["forward_", "backward_"][:dirs] if dirs == 2 else [""]):
+        wb, rb = B[d, :G * u], B[d, G * u:]
+        weights[pre + "kernel"] = _gate_blocks(W[d].T, back)
+        weights[pre + "recurrent_kernel"] = _gate_blocks(R[d].T, back)
+        if kind == "GRU":  # reset_after keeps the recurrent bias apart
+            weights[pre + "bias"] = _gate_blocks(wb, back)
+            weights[pre + "recurrent_bias"] = _gate_blocks(rb, back)
+        else:
+            weights[pre + "bias"] = _gate_blocks(wb + rb, back)
+    params.update(units=u, return_sequences=True)
+    if dirs == 2:
+        params.update(layer=kind, merge_mode="concat")
+    nid = imp.add(node, "Bidirectional" if dirs == 2 else kind, params, [seen[1]])
+    for k, v in weights.items():
+        imp.weights[f"{nid}/{k}"] = np.ascontiguousarray(v, np.float32)
+    _seqs(imp)[node.output[0]] = ("Y", imp.result(nid), dirs)
+
+
+_ONNX_ATTRIBUTES = {"hidden_size", "direction", "activations", "layout", "input_forget"}
+
+
+def _onnx_reads(op):
+    """The ONNX operator this cell is read from, and (declared once, on LSTM) the Transposes,
+    Squeezes and Reshapes around one."""
+    attrs = _ONNX_ATTRIBUTES | ({"linear_before_reset"} if op == "GRU" else set())
+    reads = {op: OnnxRead(attrs, _rnn_in)}
+    if op == "LSTM":
+        reads.update(Transpose=OnnxRead({"perm"}, _transpose_in),
+                     Squeeze=OnnxRead({"axes"}, _squeeze_in),
+                     Reshape=OnnxRead({"allowzero"}, _reshape_in))
+    return reads
+
+
 # PyTorch: Keras' equations as a loop over the steps, the weights in Layerloom's (and Keras')
 # layout: kernel (features, G * units), recurrent_kernel (units, G * units)
 _RNN_STEP = {  # w(name): the weight's expression; x: the step's input
@@ -346,7 +491,8 @@ def _unit_forget_bias(o, p):
 
 
 def _recurrent_forms(type_id, onnx_convert, onnx_ops, **keras):
-    return (OnnxForm(onnx_convert, onnx_ops), TorchForm(_recurrent_torch, state_ports=True),
+    onnx_op = {"SimpleRNN": "RNN"}.get(type_id, type_id)
+    return (OnnxForm(onnx_convert, onnx_ops, reads=_onnx_reads(onnx_op)), TorchForm(_recurrent_torch, state_ports=True),
             KerasForm(type_id, write=_recurrent_keras, read=_recurrent_keras_in(type_id),
                       weight_order=("kernel", "recurrent_kernel", "bias"), **keras))
 
