@@ -222,3 +222,83 @@ def test_query_and_key_of_other_features_are_refused():
     g.connect("v", 0, "node", 1)
     problems = g.validate()
     assert problems and "same features" in str(problems[0])
+
+
+def _keras_hub_position_embedding(keras):
+    """A stand-in for keras_hub.layers.PositionEmbedding (keras-hub is not installed here):
+    its class name, config keys, weight and computation for inputs up to sequence_length."""
+    @keras.saving.register_keras_serializable(package="keras_hub")
+    class PositionEmbedding(keras.layers.Layer):
+        def __init__(self, sequence_length, initializer="glorot_uniform",
+                     hierarchical_alpha=0.4, **kwargs):
+            super().__init__(**kwargs)
+            self.sequence_length = int(sequence_length)
+            self.hierarchical_alpha = hierarchical_alpha
+            self.initializer = keras.initializers.get(initializer)
+
+        def get_config(self):
+            return {**super().get_config(), "sequence_length": self.sequence_length,
+                    "hierarchical_alpha": self.hierarchical_alpha,
+                    "initializer": keras.initializers.serialize(self.initializer)}
+
+        def build(self, shape):
+            self.position_embeddings = self.add_weight(
+                name="embeddings", shape=[self.sequence_length, shape[-1]],
+                initializer=self.initializer)
+
+        def call(self, inputs):
+            shape = keras.ops.shape(inputs)
+            table = keras.ops.slice(self.position_embeddings, (0, 0), (shape[-2], shape[-1]))
+            return keras.ops.broadcast_to(table, shape)
+    return PositionEmbedding
+
+
+def test_a_keras_hub_position_embedding_imports_and_predicts_what_keras_does(tmp_path, rng):
+    keras = _keras()
+    from layerloom.api import Model as ApiModel
+    from layerloom.interop import keras_import
+    layer = _keras_hub_position_embedding(keras)(7, initializer="he_normal", name="pos")
+    x = keras.Input((5, 3))
+    model = keras.Model(x, keras.layers.Add()([x, layer(x)]))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    xs = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    project, weights = keras_import.read(path)
+    node = project.graph.nodes["pos"]
+    assert node.type == "PositionEmbedding"
+    assert node.params == {"sequence_length": 7, "initializer": "he_normal"}
+    got = ApiModel(project, weights).predict(xs)
+    np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=0, atol=TOL)
+
+
+def test_a_sequence_longer_than_the_position_table_is_refused():
+    g = Graph()
+    g.add_node("Input", {"shape": [9, 3]}, id="x")
+    g.add_node("PositionEmbedding", {"sequence_length": 8}, id="node")
+    g.connect("x", 0, "node", 0)
+    problems = g.validate()
+    assert problems and "more than sequence_length 8" in str(problems[0])
+
+
+def test_attention_dropout_in_training_is_the_returned_probabilities_times_value(rt, ops,
+                                                                                 rng):
+    """Keras' Attention returns the dropped probabilities: output = scores . value, the
+    scores the softmax's, zeroed at random and scaled by 1 / (1 - rate), and the value's
+    gradient scores^T . dy, by the same mask."""
+    for type_id in ("Attention", "AdditiveAttention"):
+        layer = get_layer(type_id)
+        params = layer_params(layer, {"dropout": 0.4, "return_attention_scores": True})
+        xs = [rng.normal(size=(3, 20, 4)), rng.normal(size=(3, 30, 5)),
+              rng.normal(size=(3, 30, 4))]
+        ws = {s.name: np.asarray(rng.normal(size=s.shape))
+              for s in layer.weights(params, [x.shape[1:] for x in xs])}
+        dys = [rng.normal(size=(3, 20, 5)), np.zeros((3, 20, 30))]
+        (y, scores), dxs, _ = run_layer(rt, ops, layer, params, xs, ws, dys, training=True,
+                                        step=5)
+        probs = layer.reference({**params, "return_attention_scores": True}, xs, ws)[1]
+        kept = scores != 0
+        assert abs(kept.mean() - 0.6) < 0.05
+        np.testing.assert_allclose(scores[kept], probs[kept] / 0.6, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(y, scores @ xs[1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dxs[1], np.swapaxes(scores, 1, 2) @ dys[0], rtol=1e-5,
+                                   atol=1e-5)

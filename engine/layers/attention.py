@@ -14,10 +14,10 @@ import numpy as np
 
 from layerloom.backend.attention_ops import heads_view, stacked_view
 from layerloom.core.graph import fmt_shape
-from layerloom.core.params import Bool, Choice, Float, Int
+from layerloom.core.params import Bool, Choice, Float, Initializer, Int
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, get_layer, register, ShapeError,
                                      TorchForm, WeightSpec)
-from layerloom.layers.kit import kernel_and_bias_params, weight_params
+from layerloom.layers.kit import kernel_and_bias_params
 
 _MASKED = -1e9  # what Keras adds to a masked score (float32): its probability is exactly 0
 
@@ -126,10 +126,10 @@ _TORCH_INIT = {"zeros": "nn.init.zeros_({})", "ones": "nn.init.ones_({})",
                "random_uniform": "nn.init.uniform_({}, -0.05, 0.05)"}
 
 
-def _torch_params(t, n, specs):
+def _torch_params(t, n, specs, key_of=None):
     """nn.ParameterDict of the weights in Keras' shapes, started as Keras starts them
     (glorot_uniform with Keras' fans, which torch's xavier_uniform_ computes otherwise for
-    more than two axes)."""
+    more than two axes). key_of(weight name): the parameter naming its initializer."""
     t.no_regularizers(n)
     s = n.self
     init = [f"{s} = nn.ParameterDict({{" + ", ".join(
@@ -142,7 +142,8 @@ def _torch_params(t, n, specs):
         elif isinstance(w.init, str) and w.init in _TORCH_INIT:
             init.append(_TORCH_INIT[w.init].format(attr))
         else:
-            key = "bias_initializer" if w.name.endswith("bias") else "kernel_initializer"
+            key = key_of(w.name) if key_of else (
+                "bias_initializer" if w.name.endswith("bias") else "kernel_initializer")
             raise t.unsupported(n.id, n.type, key, w.init)
     return init
 
@@ -662,3 +663,93 @@ class AdditiveAttention(_Luong):
     def weights(self, p, in_shapes):
         tq, tv, d, dv = _luong_dims(self.type_id, in_shapes)
         return [WeightSpec("scale", (d,), "glorot_uniform", d, d)] if p["use_scale"] else []
+
+
+# -- PositionEmbedding (keras-hub) ----------------------------------------------------------------
+def _position_steps(p, in_shapes):
+    """(T, D) of a (steps, features) input that fits sequence_length."""
+    sh = in_shapes[0]
+    if len(sh) != 2:
+        raise ShapeError(f"expects input shaped (None, steps, features), got {fmt_shape(sh)}")
+    if sh[0] > p["sequence_length"]:
+        raise ShapeError(f"the input has {sh[0]} steps, more than sequence_length "
+                         f"{p['sequence_length']}")
+    return sh
+
+
+def _position_onnx(b, n):
+    T = n.in_shapes[0][0]
+    table = b.const(np.ascontiguousarray(n.w["embeddings"][:T]), f"{n.id}/embeddings")
+    return [b.op("Expand", [table, b.op("Shape", [n.x[0]])])]
+
+
+def _position_torch(t, n):
+    specs = get_layer(n.type).weights(n.params, n.in_shapes)
+    T = n.in_shapes[0][0]
+    init = _torch_params(t, n, specs, key_of=lambda name: "initializer")
+    fwd = [f"{n.out} = torch.zeros_like({n.x[0]}) + {n.self}.embeddings[:{T}]  # the input's "
+           "shape only"]
+    return init, fwd, {"embeddings": ("embeddings", "")}
+
+
+def _position_keras(k, n):
+    """keras-hub's layer is not Keras': the same table as a Keras Embedding looked up at the
+    positions 0..T-1 (computed from the input, so that the model stays one graph)."""
+    p, x, y = n.params, n.x[0], n.out[0]
+    S, D = p["sequence_length"], n.in_shapes[0][1]
+    args = [str(S), str(D)]
+    if p["initializer"] != "glorot_uniform":
+        args.append(f"embeddings_initializer={k.fmt(p['initializer'])}")
+    return [f"{y}_positions = ops.cumsum(ops.ones_like({x}[..., 0], dtype='int32'), axis=1) - 1",
+            f"{y} = " + k.call("Embedding", args, n, [f"{y}_positions"])]
+
+
+def _position_keras_in(o, shapes):
+    o.get("hierarchical_alpha")  # used only past sequence_length, which the layer refuses
+    p = {"sequence_length": o.get("sequence_length")}
+    init = o.initializer("initializer")
+    if init is not None:
+        p["initializer"] = init
+    return p
+
+
+@register
+class PositionEmbedding(Layer):
+    type_id = "PositionEmbedding"
+    category = "Attention"
+    help = ("keras-hub's learned position embedding: (steps, features) -> the table's first "
+            "steps rows, (steps, features); only the input's shape is used (add it to the "
+            "input with Add).")
+    params = (Int("sequence_length", 16, min=1, help="Longest sequence: rows of the table."),
+              Initializer("initializer", "glorot_uniform", help="How the table starts."))
+    headline = ("sequence_length",)
+    differentiable = False  # the output does not depend on the input's values
+    examples = (({"sequence_length": 5}, [(5, 3)]), ({"sequence_length": 7}, [(4, 33)]))
+    onnx_form = OnnxForm(_position_onnx, "the table's first rows (constant), Expand to the "
+                                         "input's Shape")
+    torch_form = TorchForm(_position_torch)
+    keras_form = KerasForm("PositionEmbedding", read=_position_keras_in, write=_position_keras,
+                           weight_order=("embeddings",),
+                           doc="keras-hub's layer as layers.Embedding(sequence_length, features) "
+                               "of the positions 0..steps-1")
+
+    def output_shapes(self, p, in_shapes):
+        return [tuple(_position_steps(p, in_shapes))]
+
+    def weights(self, p, in_shapes):
+        T, D = _position_steps(p, in_shapes)
+        S = p["sequence_length"]
+        return [WeightSpec("embeddings", (S, D), p["initializer"], S, D)]
+
+    def forward(self, ops, s):
+        T, D = s.x[0].shape
+        ops.position_forward(s.w["embeddings"].buf, None, s.y[0].buf, s.n, T * D)
+
+    def backward(self, ops, s):
+        T, D = s.x[0].shape
+        ops.position_grad(s.dy[0].buf, s.dw["embeddings"].buf, s.n, T * D,
+                          s.params["sequence_length"] * D)
+
+    def reference(self, p, xs, ws, training=False):
+        T = xs[0].shape[1]
+        return [np.broadcast_to(ws["embeddings"][:T], xs[0].shape).copy()]
