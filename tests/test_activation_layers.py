@@ -164,14 +164,17 @@ def _onnx_model(nodes, inits=None, shape=(None, 6), opset=17):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _node(op, inputs=("x",), **attrs):
+def _onnx_node(op, inputs, output="y", name=None, **attrs):
     from onnx import helper
-    return helper.make_node(op, list(inputs), ["y"], name="act", **attrs)
+    return helper.make_node(op, list(inputs), [output], name=name or f"{op}_{output}", **attrs)
+
+
+def _node(op, inputs=("x",), **attrs):
+    return _onnx_node(op, inputs, name="act", **attrs)
 
 
 def _conv():
-    from onnx import helper
-    return helper.make_node("Conv", ["x", "k"], ["c"], name="conv", pads=[1, 1, 1, 1])
+    return _onnx_node("Conv", ["x", "k"], "c", pads=[1, 1, 1, 1])
 
 
 CONV_K = np.random.default_rng(5).normal(size=(4, 3, 3, 3))
@@ -204,6 +207,13 @@ ONNX_CASES = [  # (id, nodes, constants, input shape, opset, the layer types it 
      {"k": CONV_K, "lo": 0.0, "hi": 6.0}, (None, 3, 5, 5), 17, {"Conv2D"}),
     ("conv-hardswish-folds", [_conv(), _node("HardSwish", ["c"])], {"k": CONV_K},
      (None, 3, 5, 5), 17, {"Conv2D"}),
+    # an NCHW input reaching a convolution through them: they pass the layout question on
+    ("input-clip-conv",
+     [_onnx_node("Clip", ["x", "lo", "hi"], "c"), _onnx_node("Conv", ["c", "k"])],
+     {"k": CONV_K, "lo": 0.0, "hi": 6.0}, (None, 3, 5, 5), 17, {"Activation", "Conv2D"}),
+    ("input-hardswish-conv",
+     [_onnx_node("HardSwish", ["x"], "c"), _onnx_node("Conv", ["c", "k"])],
+     {"k": CONV_K}, (None, 3, 5, 5), 17, {"Activation", "Conv2D"}),
 ]
 
 
