@@ -196,3 +196,59 @@ def onnx_channels_first(b, x, rank):
 
 def onnx_channels_last(b, x, rank):
     return b.op("Transpose", [x], perm=[0] + list(range(2, rank + 2)) + [1])
+
+
+def onnx_padding(imp, node, sizes, k, strides, dil, ceil_mode=False):
+    """An ONNX Conv's or pooling's pads (its auto_pad, or pads [begin..., end...]) over the
+    spatial `sizes` as our `padding`: "valid" where none, "same" where Keras' same gives the
+    same amounts (and ceil_mode changes nothing), else explicit amounts (1-D: (before, after);
+    2-D: ((top, bottom), (left, right))). Returns (padding, ceil_mode), ceil_mode dropped
+    where it does not change the window count."""
+    a = imp.attrs(node)
+    auto, rank = imp.text(a.get("auto_pad", "NOTSET")), len(sizes)
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        imp.fail(node, f"auto_pad {auto}")
+    same = []  # Keras' same (ONNX's SAME_UPPER) per axis: (before, after)
+    for n, kk, s, d in zip(sizes, k, strides, dil):
+        total = max((-(-n // s) - 1) * s + (kk - 1) * d + 1 - n, 0)
+        same.append((total // 2, total - total // 2))
+    if auto == "SAME_UPPER":
+        pads = same
+    elif auto == "SAME_LOWER":
+        pads = [(after, before) for before, after in same]  # the extra one before
+    elif auto == "VALID":
+        pads = [(0, 0)] * rank
+    else:
+        flat = [int(v) for v in a.get("pads", [0] * 2 * rank)]
+        if len(flat) != 2 * rank or min(flat) < 0:
+            imp.fail(node, f"pads {flat}; expected {2 * rank} amounts >= 0")
+        pads = list(zip(flat[:rank], flat[rank:]))
+    if ceil_mode and auto in ("NOTSET", "VALID"):
+        try:
+            ceil_mode = any(window_geometry(n, kk, s, d, p_, True) !=
+                            window_geometry(n, kk, s, d, p_, False)
+                            for n, kk, s, d, p_ in zip(sizes, k, strides, dil, pads))
+        except ValueError as e:
+            imp.fail(node, str(e))
+    else:
+        ceil_mode = False  # auto_pad SAME_*: the output is ceil(size / stride) already
+    if not ceil_mode and all(p_ == (0, 0) for p_ in pads):
+        return "valid", False
+    if not ceil_mode and pads == same:
+        return "same", False
+    return (tuple(pads[0]) if rank == 1 else (tuple(pads[0]), tuple(pads[1]))), ceil_mode
+
+
+def keras_padding_word(layer, p, in_shape):
+    """Keras' padding word (valid, same) whose windows are exactly the layer's with its
+    explicit padding (and ceil_mode), or None where none is."""
+    g = layer.geometry(p, in_shape)
+    for word in ("valid", "same"):
+        q = dict(p, padding=word, **({"ceil_mode": False} if "ceil_mode" in p else {}))
+        try:
+            h = layer.geometry(q, in_shape)
+        except ShapeError:
+            continue
+        if (h.OH, h.OW, h.PT, h.PL) == (g.OH, g.OW, g.PT, g.PL):
+            return word
+    return None

@@ -5,11 +5,12 @@ import numpy as np
 
 from layerloom.backend.geometry import PoolGeometry
 from layerloom.core.graph import fmt_shape
-from layerloom.layers.kit import (onnx_channels_first, onnx_channels_last, onnx_pads_after,
-                                  window_geometry)
-from layerloom.core.params import Bool, Choice, Int, Pair
+from layerloom.layers.kit import (axis_pads, keras_padding_word, onnx_channels_first,
+                                  onnx_channels_last, onnx_padding, onnx_pads_after,
+                                  padding_param, window_geometry)
+from layerloom.core.params import Bool, Int, Pair
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, ShapeError, TorchForm,
-                                     register)
+                                     get_layer, register)
 
 
 class _Pool(Layer):
@@ -17,23 +18,38 @@ class _Pool(Layer):
     rank = 2
     avg = False
 
+    def _window(self, p):
+        """((KH, KW), (SH, SW)) as pairs."""
+        if self.rank == 2:
+            k = tuple(p["pool_size"])
+            return k, tuple(p["strides"]) if p["strides"] is not None else k
+        return (1, p["pool_size"]), (1, p["strides"] or p["pool_size"])
+
     def geometry(self, p, in_shape):
         if len(in_shape) != self.rank + 1:
             want = "(None, height, width, channels)" if self.rank == 2 else "(None, steps, channels)"
             raise ShapeError(f"expects input shaped {want}, got {fmt_shape(in_shape)}")
         H, W, C = in_shape if self.rank == 2 else (1,) + tuple(in_shape)
-        if self.rank == 2:
-            (KH, KW) = p["pool_size"]
-            (SH, SW) = p["strides"] if p["strides"] is not None else (KH, KW)
-        else:
-            KH, SH, KW = 1, 1, p["pool_size"]
-            SW = p["strides"] or KW
+        (KH, KW), (SH, SW) = self._window(p)
+        pads = axis_pads(p["padding"], self.rank) or (
+            ((0, 0), (0, 0)) if p["padding"] == "valid" else None)
+        if pads is not None:
+            for (before, after), k, axis in zip(pads, (KH, KW), ("height", "width")):
+                if max(before, after) >= k:
+                    raise ShapeError(f"padding {max(before, after)} on the {axis} is not "
+                                     f"smaller than the pool size {k}: a window would hold "
+                                     "padding alone")
         try:
-            OH, PT = window_geometry(H, KH, SH, 1, p["padding"])
-            OW, PL = window_geometry(W, KW, SW, 1, p["padding"])
+            OH, PT = window_geometry(H, KH, SH, 1, pads[0] if pads else "same", p["ceil_mode"])
+            OW, PL = window_geometry(W, KW, SW, 1, pads[1] if pads else "same", p["ceil_mode"])
         except ValueError as e:
             raise ShapeError(f"{e} (input {fmt_shape(in_shape)})") from None
-        return PoolGeometry(H, W, C, OH, OW, KH, KW, SH, SW, PT, PL)
+        # the padding after: declared, or what Keras' same adds (only an average counting the
+        # padding reads it)
+        PB, PR = ((pads[0][1], pads[1][1]) if pads else
+                  (onnx_pads_after(H, OH, KH, SH, 1, PT), onnx_pads_after(W, OW, KW, SW, 1, PL)))
+        return PoolGeometry(H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR,
+                            int(bool(p.get("count_include_pad"))))
 
     def output_shapes(self, p, in_shapes):
         g = self.geometry(p, in_shapes[0])
@@ -62,63 +78,111 @@ class _Pool(Layer):
             for ow in range(g.OW):
                 h0, w0 = oh * g.SH - g.PT, ow * g.SW - g.PL
                 win = x[:, max(h0, 0):min(h0 + g.KH, g.H), max(w0, 0):min(w0 + g.KW, g.W), :]
-                out[:, oh, ow] = win.mean((1, 2)) if self.avg else win.max((1, 2))
+                if not self.avg:
+                    out[:, oh, ow] = win.max((1, 2))
+                    continue
+                cells = win.shape[1] * win.shape[2]
+                if g.INC:  # the window within the padded input: the padding counts
+                    cells = ((min(h0 + g.KH, g.H + g.PB) - h0) *
+                             (min(w0 + g.KW, g.W + g.PR) - w0))
+                out[:, oh, ow] = win.sum((1, 2)) / cells
         return [out if self.rank == 2 else out[:, 0]]
+
+
+_CEIL = Bool("ceil_mode", False, help=(
+    "Round the number of windows up (PyTorch's and ONNX's ceil_mode): a last window that "
+    "overhangs the end is kept; one that would start in the padding after is not. With "
+    "valid or explicit padding; same already rounds up."))
+_COUNT_PAD = Bool("count_include_pad", False, help=(
+    "Divide each window's sum by its cells inside the padded input, the padding counted "
+    "(PyTorch's default True, ONNX's 0); false: by the cells inside the input alone, as "
+    "Keras' same does."))
 
 
 def _pool2d_params():
     return (Pair("pool_size", (2, 2), help="Window height and width."),
             Pair("strides", None, help="Step between windows; default: the pool size."),
-            Choice("padding", "valid", ("valid", "same"), help="valid: no padding; same: pad."))
+            padding_param(rank=2, what="padding (never the maximum; an average counts it "
+                                       "only with count_include_pad)"),
+            _CEIL)
 
 
 def _pool1d_params():
     return (Int("pool_size", 2, min=1, help="Window length."),
             Int("strides", None, min=1, help="Step between windows; default: the pool size."),
-            Choice("padding", "valid", ("valid", "same"), help="valid: no padding; same: pad."))
+            padding_param(rank=1, what="padding (never the maximum; an average counts it "
+                                       "only with count_include_pad)"),
+            _CEIL)
 
 
 _EX2 = (({}, [(4, 6, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 5, 2)]),
-        ({"pool_size": [2, 3], "strides": 1}, [(3, 4, 1)]))
-_EX1 = (({}, [(8, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 2)]))
+        ({"pool_size": [2, 3], "strides": 1}, [(3, 4, 1)]),
+        # torchvision's stem: 3x3, stride 2, padding 1; squeezenet's: ceil_mode
+        ({"pool_size": 3, "strides": 2, "padding": 1}, [(7, 6, 2)]),
+        ({"pool_size": 3, "strides": 2, "ceil_mode": True}, [(6, 8, 2)]),
+        ({"pool_size": [3, 2], "strides": [2, 1], "padding": [[0, 2], [1, 0]],
+          "ceil_mode": True}, [(6, 4, 3)]))
+_EX2_AVG = _EX2 + (
+    ({"pool_size": 3, "strides": 2, "padding": [1, 1], "count_include_pad": True},
+     [(5, 6, 2)]),
+    ({"pool_size": 3, "strides": 2, "padding": [[1, 2], [0, 1]], "ceil_mode": True,
+      "count_include_pad": True}, [(6, 5, 2)]),
+    ({"pool_size": 2, "padding": "same", "count_include_pad": True}, [(5, 3, 1)]))
+_EX1 = (({}, [(8, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 2)]),
+        ({"pool_size": 3, "strides": 2, "padding": [2, 1], "ceil_mode": True}, [(8, 2)]))
+_EX1_AVG = _EX1 + (({"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True,
+                     "count_include_pad": True}, [(8, 2)]),)
 
 
 # -- interop forms: ONNX export, PyTorch code, Keras out and in -------------------------------
 def _pool_onnx(b, n):
+    """Pads as the windows use them: before as declared, after what the last window reaches
+    past the input (the rounded-up count's overhang included), so ONNX's count rounded down
+    gives ours; an average counting the padding whose last window overhangs the padded input
+    keeps the declared pads and ceil_mode instead (the overhang must not count)."""
     layer, rank = n.layer, n.layer.rank
     g = layer.geometry(n.params, n.in_shapes[0])
+    after = [onnx_pads_after(g.H, g.OH, g.KH, g.SH, 1, g.PT),
+             onnx_pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)]
+    ceil = 0
+    if layer.avg and g.INC and (after[0] > g.PB or after[1] > g.PR):
+        after, ceil = [g.PB, g.PR], 1
     if rank == 2:
         attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW],
-                     pads=[g.PT, g.PL, onnx_pads_after(g.H, g.OH, g.KH, g.SH, 1, g.PT),
-                           onnx_pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
+                     pads=[g.PT, g.PL] + after)
     else:
-        attrs = dict(kernel_shape=[g.KW], strides=[g.SW],
-                     pads=[g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL)])
-    if layer.avg:  # 'same' windows divide by their in-bounds count, as Keras (TensorFlow)
-        attrs["count_include_pad"] = 0
+        attrs = dict(kernel_shape=[g.KW], strides=[g.SW], pads=[g.PL, after[1]])
+    if ceil:
+        attrs["ceil_mode"] = 1
+    if layer.avg:  # Keras' same divides by the in-bounds count (TensorFlow's)
+        attrs["count_include_pad"] = g.INC
     y = b.op("AveragePool" if layer.avg else "MaxPool", [onnx_channels_first(b, n.x[0], rank)],
              **attrs)
     return [onnx_channels_last(b, y, rank)]
 
 
 def _pool_onnx_in(imp, node, type_id):
-    """ONNX's MaxPool or AveragePool (2-D, NCHW) as the layer; pads that are not Keras' same
-    are refused (a ZeroPadding2D's zeros would change the max or the average)."""
+    """ONNX's MaxPool or AveragePool of an NCHW image (or an NCW sequence: the 1-D layer):
+    pads, auto_pad, ceil_mode and count_include_pad as our padding, ceil_mode and
+    count_include_pad."""
     a, v = imp.attrs(node), imp.value(node, 0)
-    if not v.nchw or len(imp.shape(v)) != 3:
-        imp.fail(node, "expected 2-D pooling of an NCHW tensor")
-    if a.get("ceil_mode", 0):
-        imp.fail(node, "ceil_mode 1; Layerloom's pooling rounds down")
-    if any(d != 1 for d in a.get("dilations", [1, 1])):
+    k = [int(d) for d in a["kernel_shape"]]
+    rank = len(k)
+    if rank not in (1, 2) or not v.nchw or len(imp.shape(v)) != rank + 1:
+        imp.fail(node, "expected 1-D or 2-D pooling of a channels-first tensor")
+    if any(d != 1 for d in a.get("dilations", [1] * rank)):
         imp.fail(node, "dilated pooling")
-    if type_id == "AveragePooling2D" and a.get("count_include_pad", 0) and (
-            any(a.get("pads", [0])) or imp.text(a.get("auto_pad", "NOTSET")) == "SAME_UPPER"):
-        imp.fail(node, "count_include_pad with pads; Layerloom averages the input only")
-    k = list(a["kernel_shape"])
-    strides = list(a.get("strides", [1, 1]))
-    v, padding = imp.padding(node, v, a, k, strides, [1, 1], pad_value_matters=True)
-    nid = imp.add(node, type_id, {"pool_size": k, "padding": padding,  # None: Keras'
-                                  "strides": None if strides == k else strides}, [v])
+    strides = [int(d) for d in a.get("strides", [1] * rank)]
+    padding, ceil = onnx_padding(imp, node, imp.shape(v)[:-1], k, strides, [1] * rank,
+                                 bool(a.get("ceil_mode", 0)))
+    one = (lambda pair: pair) if rank == 2 else (lambda pair: pair[0])  # 1-D: integers
+    params = {"pool_size": one(k), "padding": padding,
+              "strides": None if strides == k else one(strides)}  # None: Keras' default
+    if ceil:
+        params["ceil_mode"] = True
+    if type_id == "AveragePooling2D" and a.get("count_include_pad", 0) and padding != "valid":
+        params["count_include_pad"] = True
+    nid = imp.add(node, type_id if rank == 2 else type_id.replace("2D", "1D"), params, [v])
     imp.set(node, imp.result(nid, nchw=True))
 
 
@@ -126,29 +190,50 @@ _POOL_READ = {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "dilat
 
 
 def _pool_torch(kind, rank):
-    """Max/AveragePooling1D and 2D: F.max_poolNd / F.avg_poolNd between permutes; Keras'
-    same padding: the padding never wins the max, the average counts only cells inside."""
+    """Max/AveragePooling1D and 2D: F.max_poolNd / F.avg_poolNd between permutes, with
+    PyTorch's own padding, ceil_mode and count_include_pad where its rules are ours (the same
+    padding on both sides, at most half the window); else the input padded first to where
+    the windows reach (the padding never wins the max) and an average divided by the pooled
+    count of the cells it counts."""
     def convert(t, n):
-        p = n.params
-        ks = t.pair(p["pool_size"]) if rank == 2 else (int(p["pool_size"]),)
-        sts = (t.pair(p["strides"]) if rank == 2 else (int(p["strides"]),)) \
-            if p.get("strides") else ks
-        k, st = (ks, sts) if rank == 2 else (ks[0], sts[0])  # torch: a tuple or an int
+        layer = get_layer(n.type)
+        g = layer.geometry(n.params, n.in_shapes[0])
+        axes = _pool_axes(g)[2 - rank:]
+        k = tuple(a[2] for a in axes) if rank == 2 else axes[0][2]
+        st = tuple(a[3] for a in axes) if rank == 2 else axes[0][3]
         fn = f"F.{'max' if kind == 'max' else 'avg'}_pool{rank}d"
         x, back = f"{n.x[0]}.permute{t.to_first[rank]}", f".permute{t.to_last[rank]}"
-        if p["padding"] == "valid":
-            return [], [f"{n.out} = {fn}({x}, {k}, {st}){back}"], {}
-        if p["padding"] != "same":
-            raise t.unsupported(n.id, n.type, "padding", p["padding"])
-        sizes = n.in_shapes[0][:rank]
-        pads = tuple(v for d in reversed(range(rank))  # F.pad: the last axis first
-                     for v in t.same_pads(sizes[d], ks[d], sts[d], 1))
+        declared_ = [a[0] for a in axes], [a[1] for a in axes]
+        if declared_[0] == declared_[1] and all(2 * b <= a[2] for b, a in zip(declared_[0], axes)):
+            args = f"{k}, {st}"
+            if any(declared_[0]):
+                args += f", padding={tuple(declared_[0]) if rank == 2 else declared_[0][0]}"
+            if n.params["ceil_mode"]:
+                args += ", ceil_mode=True"
+            if kind == "avg" and any(declared_[0]):
+                args += f", count_include_pad={bool(g.INC)}"
+            return [], [f"{n.out} = {fn}({x}, {args}){back}"], {}
+        pads = tuple(v for a in reversed(axes) for v in (a[0], a[4]))  # F.pad: last axis first
         if kind == "max":
             return [], [f"{n.out} = {fn}(F.pad({x}, {pads}, value=-float('inf')), "
                         f"{k}, {st}){back}"], {}
+        ones = f"torch.ones_like({x}[:1, :1])"
+        if g.INC:  # ones over the padded input, zeros over the overhang past it
+            inside = tuple(v for a in reversed(axes) for v in (a[0], min(a[1], a[4])))
+            past = tuple(v for a in reversed(axes) for v in (0, a[4] - min(a[1], a[4])))
+            ones = f"F.pad(F.pad({ones}, {inside}, value=1.0), {past})"
+        else:
+            ones = f"F.pad({ones}, {pads})"
         return [], [f"{n.out} = ({fn}(F.pad({x}, {pads}), {k}, {st}) / {fn}("
-                    f"F.pad(torch.ones_like({x}[:1, :1]), {pads}), {k}, {st})){back}"], {}
+                    f"{ones}, {k}, {st})){back}"], {}
     return TorchForm(convert)
+
+
+def _pool_axes(g):
+    """Per axis (height, width): (padding before, declared after, window, stride, padding
+    after as the windows reach: what the last one passes the input's end, overhang and all)."""
+    return [(g.PT, g.PB, g.KH, g.SH, onnx_pads_after(g.H, g.OH, g.KH, g.SH, 1, g.PT)),
+            (g.PL, g.PR, g.KW, g.SW, onnx_pads_after(g.W, g.OW, g.KW, g.SW, 1, g.PL))]
 
 
 def _pool_keras_in(rank):
@@ -159,11 +244,51 @@ def _pool_keras_in(rank):
     return read
 
 
+def _pool_keras_write(cls, rank):
+    """Keras' class where a padding word gives the same windows (and the average the same
+    divisors); else the input padded with keras.ops.pad to where the windows reach (with the
+    lowest float32 for a maximum) before a valid pooling, and an average divided by the same
+    pooling of ones over the cells it counts (a second layer, <id>_count)."""
+    def write(k, n):
+        layer, p = get_layer(n.type), n.params
+        g = layer.geometry(p, n.in_shapes[0])
+        axes = _pool_axes(g)[2 - rank:]
+        word = keras_padding_word(layer, p, n.in_shapes[0])
+        if word is not None and layer.avg and g.INC and any(a[0] or a[4] for a in axes):
+            word = None  # Keras' average never counts padding
+        if layer.avg and word == "same" and p["padding"] != "same":
+            word = None  # Keras' torch backend averages uneven same padding its own way
+        if word is not None:
+            return [f"{n.out[0]} = " + k.call(cls, k.kw(n, ("pool_size", "strides"))
+                                              + [f"padding={word!r}"], n, n.x)]
+        x, y = n.x[0], n.out[0]
+        spec = lambda pairs: [[0, 0]] + [list(v) for v in pairs] + [[0, 0]]  # noqa: E731
+        reach = spec((a[0], a[4]) for a in axes)
+        fill = 0.0 if layer.avg else float(np.finfo(np.float32).min)
+        args = k.kw(n, ("pool_size", "strides")) + ["padding='valid'"]
+        lines = [f"{y} = ops.pad({x}, {reach}, constant_values={fill!r})",
+                 f"{y} = " + k.call(cls, args, n, [y])]
+        if layer.avg:
+            mask = f"ops.pad(ops.ones_like({x}), {reach})"
+            if g.INC:  # ones over the padded input, zeros over the overhang past it
+                inside = spec((a[0], min(a[1], a[4])) for a in axes)
+                past = spec((0, a[4] - min(a[1], a[4])) for a in axes)
+                mask = (f"ops.pad(ops.pad(ops.ones_like({x}), {inside}, constant_values=1.0), "
+                        f"{past})")
+            lines.append(f"{y} = ops.divide({y}, layers.{cls}({', '.join(args)}, "
+                         f"name={n.id + '_count'!r})({mask}))")
+        return lines
+    return write
+
+
 def _pool_keras(cls, short):
     """Keras' class, and its short alias (MaxPool2D) read as the same layer."""
     rank = 2 if cls.endswith("2D") else 1
     return KerasForm(cls, ("pool_size", "strides", "padding"), read=_pool_keras_in(rank),
-                     also={short: None})
+                     write=_pool_keras_write(cls, rank), also={short: None},
+                     doc="explicit padding, ceil_mode or count_include_pad that no Keras "
+                         "padding gives: keras.ops.pad, a valid pooling (an average divided "
+                         "by the pooled count)")
 
 
 _POOL_OPS = "Transpose, {}, Transpose"
@@ -186,8 +311,8 @@ class AveragePooling2D(_Pool):
     type_id = "AveragePooling2D"
     avg = True
     help = "Mean over each pool_size window of (height, width, channels) inputs."
-    params = _pool2d_params()
-    examples = _EX2
+    params = _pool2d_params() + (_COUNT_PAD,)
+    examples = _EX2_AVG
     onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"),
                          reads={"AveragePool": OnnxRead(_POOL_READ | {"count_include_pad"},
                                                         _pool_onnx_in)})
@@ -213,8 +338,8 @@ class AveragePooling1D(_Pool):
     rank = 1
     avg = True
     help = "Mean over each pool_size window of (steps, channels) inputs."
-    params = _pool1d_params()
-    examples = _EX1
+    params = _pool1d_params() + (_COUNT_PAD,)
+    examples = _EX1_AVG
     onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"))
     torch_form = _pool_torch("avg", 1)
     keras_form = _pool_keras("AveragePooling1D", "AvgPool1D")
