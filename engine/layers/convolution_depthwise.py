@@ -57,7 +57,8 @@ class _Depthwise(Layer):
 
     def geometry(self, p, in_shape):
         if len(in_shape) != self.rank + 1:
-            want = "(None, height, width, channels)" if self.rank == 2 else "(None, steps, channels)"
+            want = ("(None, height, width, channels)" if self.rank == 2 else
+                    "(None, steps, channels)")
             raise ShapeError(f"expects input shaped {want}, got {fmt_shape(in_shape)}")
         pairs = [p[k] if self.rank == 2 else (1, p[k])
                  for k in ("kernel_size", "strides", "dilation_rate")]
@@ -331,17 +332,6 @@ def _onnx_form(separable, reads=None):
 
 _Depthwise.torch_form = TorchForm(_depthwise_torch)  # the converter is defined after the class
 
-DEPTHWISE_EXAMPLES_2D = (
-    ({"kernel_size": 3}, [(5, 6, 8)]),
-    ({"kernel_size": [2, 3], "strides": 2, "padding": "same", "depth_multiplier": 2,
-      "activation": "relu"}, [(7, 5, 3)]),
-    ({"kernel_size": 3, "dilation_rate": 2, "padding": "same", "activation": "tanh",
-      "depth_multiplier": 3}, [(6, 6, 1)]),
-    ({"kernel_size": 2, "strides": [1, 2], "use_bias": False, "activation": "gelu"},
-     [(4, 5, 2)]),
-    ({"kernel_size": 3, "padding": "same", "depth_multiplier": 2}, [(3, 4, 8)]),
-)
-
 
 @register
 class DepthwiseConv2D(_Depthwise):
@@ -349,7 +339,16 @@ class DepthwiseConv2D(_Depthwise):
     help = ("Depthwise 2-D convolution: each input channel gets its own depth_multiplier "
             "filters; kernel shaped (kh, kw, in_channels, depth_multiplier) as in Keras.")
     params = layer_params(2, False)
-    examples = DEPTHWISE_EXAMPLES_2D
+    examples = (
+        ({"kernel_size": 3}, [(5, 6, 8)]),
+        ({"kernel_size": [2, 3], "strides": 2, "padding": "same", "depth_multiplier": 2,
+          "activation": "relu"}, [(7, 5, 3)]),
+        ({"kernel_size": 3, "dilation_rate": 2, "padding": "same", "activation": "tanh",
+          "depth_multiplier": 3}, [(6, 6, 1)]),
+        ({"kernel_size": 2, "strides": [1, 2], "use_bias": False, "activation": "gelu"},
+         [(4, 5, 2)]),
+        ({"kernel_size": 3, "padding": "same", "depth_multiplier": 2}, [(3, 4, 8)]),
+    )
     # Conv with group = channels, 2-D or 1-D (after Conv2D's reader, which declines it)
     onnx_form = _onnx_form(False, {"Conv": OnnxRead({"kernel_shape", "strides", "pads",
                                                      "dilations", "group", "auto_pad"},

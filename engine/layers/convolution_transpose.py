@@ -54,7 +54,8 @@ class _ConvTranspose(Layer):
         """The equivalent forward convolution: from this layer's output (H x W x filters) to
         its input (OH x OW x in_channels)."""
         if len(in_shape) != self.rank + 1:
-            want = "(None, height, width, channels)" if self.rank == 2 else "(None, steps, channels)"
+            want = ("(None, height, width, channels)" if self.rank == 2 else
+                    "(None, steps, channels)")
             raise ShapeError(f"expects input shaped {want}, got {fmt_shape(in_shape)}")
         (KH, KW), (SH, SW), (DH, DW), ops = self._pairs(p)
         if max(SH, SW) > 1 and max(DH, DW) > 1:
