@@ -345,3 +345,68 @@ def test_a_layer_after_a_vector_is_refused_by_shape():
     g.add_node("RandomFlip", {}, id="f")
     g.connect("x", 0, "f", 0)
     assert "height, width, channels" in str(g.validate()[0])
+
+
+def _keras_map(type_id, p, u, H, W):
+    """Keras' affine map (output pixel -> input, integer centres) for the uniforms u (N, 2)."""
+    cx, cy = 0.5 * (W - 1), 0.5 * (H - 1)
+    one, zero = np.ones(len(u)), np.zeros(len(u))
+    if type_id == "RandomRotation":
+        lo, hi = p["factor"]
+        a = (lo + u[:, 0] * (hi - lo)) * 2 * np.pi
+        c, s = np.cos(a), np.sin(a)
+        rows = [c, -s, cx - cx * c + cy * s, s, c, cy - cx * s - cy * c]
+    elif type_id == "RandomZoom":
+        (hl, hu), (wl, wu) = p["height_factor"], p["width_factor"]
+        zy, zx = 1 + hl + u[:, 0] * (hu - hl), 1 + wl + u[:, 1] * (wu - wl)
+        rows = [zx, zero, cx * (1 - zx), zero, zy, cy * (1 - zy)]
+    else:
+        (hl, hu), (wl, wu) = p["height_factor"], p["width_factor"]
+        rows = [one, zero, -(wl + u[:, 1] * (wu - wl)) * W, zero, one,
+                -(hl + u[:, 0] * (hu - hl)) * H]
+    return np.stack(rows + [zero, zero], 1).astype(np.float32)
+
+
+TORCH_AFFINE = [
+    ("RandomRotation", {"factor": [-0.3, 0.4], "fill_mode": fill, "fill_value": 0.5})
+    for fill in ("reflect", "wrap", "constant", "nearest")] + [
+    ("RandomZoom", {"height_factor": [-0.5, 0.9], "width_factor": [0.3, 1.0],
+                    "fill_mode": "wrap"}),
+    ("RandomTranslation", {"height_factor": [-1, 1], "width_factor": [-0.5, 1],
+                           "fill_mode": "reflect"}),
+    ("RandomTranslation", {"height_factor": [-0.4, 0.4], "width_factor": [0.2, 0.6],
+                           "fill_mode": "constant", "interpolation": "nearest"})]
+
+
+@pytest.mark.parametrize("type_id,params", TORCH_AFFINE, ids=[_id(c) for c in TORCH_AFFINE])
+def test_the_pytorch_script_trains_with_keras_maps(rng, tmp_path, monkeypatch, type_id, params):
+    """The written script's training form samples as Keras' affine_transform, for the uniforms
+    torch.rand gives it (fixed here); at inference it is the identity."""
+    keras = _keras()
+    import importlib.util
+    import torch
+    from layerloom.interop import export as interop_export
+    from layerloom.project import loom
+    g = Graph()
+    g.add_node("Input", {"shape": [5, 7, 2]}, id="x")
+    g.add_node(type_id, params, id="aug")
+    g.connect("x", 0, "aug", 0)
+    path = str(tmp_path / "aug_torch.py")
+    interop_export(loom.Project(g), {}, path, "pytorch-code")
+    spec = importlib.util.spec_from_file_location("aug_torch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build_model()
+    x = rng.uniform(0, 1, size=(4, 5, 7, 2)).astype(np.float32)
+    u = rng.uniform(0, 1, size=(4, 2)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_array_equal(model({"x": torch.from_numpy(x)}).numpy(), x)
+        model.train()
+        monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.from_numpy(u))
+        got = model({"x": torch.from_numpy(x)}).numpy()
+    p = Graph().add_node(type_id, params).params
+    p = {k: tuple(v) if isinstance(v, tuple) else v for k, v in p.items()}
+    want = keras.ops.image.affine_transform(
+        x, _keras_map(type_id, p, u.astype(np.float64), 5, 7),
+        interpolation=p["interpolation"], fill_mode=p["fill_mode"], fill_value=p["fill_value"])
+    np.testing.assert_allclose(got, np.asarray(want), rtol=TOL, atol=TOL)

@@ -463,17 +463,6 @@ def _identity_onnx(b, n):
     return [n.x[0]]
 
 
-_TORCH_ONLY_AT_INFERENCE = ("  # {t}: Keras' random {what} while training is not written "
-                            "for PyTorch: the identity, as at inference")
-
-
-def _no_torch_training(what):
-    def convert(t, n):
-        why = _TORCH_ONLY_AT_INFERENCE.format(t=n.type, what=what)
-        return [], [f"{n.out} = {n.x[0]}{why}"], {}
-    return convert
-
-
 _FLIP_AXES = {"horizontal": 1, "vertical": 2, "horizontal_and_vertical": 3}
 
 
@@ -523,6 +512,59 @@ class _Affine(_Warp):
         return _Plan(g, draw=self._draw(p) + (False,), fill=p["fill_value"])
 
 
+_GRID_PADDING = {"reflect": "reflection", "nearest": "border", "constant": "zeros",
+                 "wrap": "border"}
+
+
+def _affine_torch(t, n):
+    """While training, the layer's random maps (Keras' distributions, torch's generator) through
+    F.grid_sample at half-pixel coordinates (align_corners=False): its reflection about the
+    image's edges is Keras' reflect, border its nearest; constant samples x - fill_value with
+    zeros outside, then adds it back; wrap samples the image tiled 3 x 3 (the maps these
+    factors allow stay within one image's size of it). At inference the identity."""
+    H, W, _ = n.in_shapes[0]
+    p, x, o = n.params, n.x[0], n.out
+    kind, params = get_layer(n.type)._draw(p)
+    cx, cy = 0.5 * (W - 1), 0.5 * (H - 1)
+
+    def uniform(i, lo, hi):
+        return f"({lo!r} + {o}_u[:, {i}] * {hi - lo!r})"
+    lines = ["if self.training:", f"    {o}_u = torch.rand({x}.shape[0], 2, device={x}.device)"]
+    if kind == "rotate":
+        lines += [f"    {o}_a = {uniform(0, *params)} * {2 * np.pi!r}",
+                  f"    {o}_c, {o}_s = torch.cos({o}_a), torch.sin({o}_a)",
+                  f"    {o}_m = [{o}_c, -{o}_s, {cx!r} - {cx!r} * {o}_c + {cy!r} * {o}_s, {o}_s, "
+                  f"{o}_c, {cy!r} - {cx!r} * {o}_s - {cy!r} * {o}_c]"]
+    elif kind == "zoom":
+        hl, hu, wl, wu, same = params
+        lines += [f"    {o}_zy = 1 + {uniform(0, hl, hu)}",
+                  f"    {o}_zx = " + (f"{o}_zy" if same else f"1 + {uniform(1, wl, wu)}"),
+                  f"    {o}_m = [{o}_zx, 0, {cx!r} * (1 - {o}_zx), 0, {o}_zy, "
+                  f"{cy!r} * (1 - {o}_zy)]"]
+    else:
+        hl, hu, wl, wu = params
+        lines += [f"    {o}_m = [1, 0, -{uniform(1, wl, wu)} * {W}, 0, 1, "
+                  f"-{uniform(0, hl, hu)} * {H}]"]
+    fill = float(p["fill_value"]) if p["fill_mode"] == "constant" else 0.0
+    tiles = 3 if p["fill_mode"] == "wrap" else 1
+    lines += [
+        f"    {o}_m = [torch.as_tensor(e, dtype={x}.dtype, device={x}.device).reshape(-1, 1, 1) "
+        f"for e in {o}_m]",
+        f"    {o}_gy, {o}_gx = torch.meshgrid(torch.arange({H}, dtype={x}.dtype, "
+        f"device={x}.device), torch.arange({W}, dtype={x}.dtype, device={x}.device), "
+        "indexing='ij')",
+        f"    {o}_sx = {o}_m[0] * {o}_gx + {o}_m[1] * {o}_gy + {o}_m[2] + {(tiles // 2) * W}",
+        f"    {o}_sy = {o}_m[3] * {o}_gx + {o}_m[4] * {o}_gy + {o}_m[5] + {(tiles // 2) * H}",
+        f"    {o}_g = torch.stack([(2 * {o}_sx + 1) / {tiles * W} - 1, (2 * {o}_sy + 1) / "
+        f"{tiles * H} - 1], -1).expand({x}.shape[0], {H}, {W}, 2)",
+        f"    {o} = F.grid_sample(({x}.permute(0, 3, 1, 2) - {fill!r}).repeat(1, 1, {tiles}, "
+        f"{tiles}), {o}_g, mode={p['interpolation']!r}, "
+        f"padding_mode={_GRID_PADDING[p['fill_mode']]!r}, align_corners=False)"
+        f".permute(0, 2, 3, 1) + {fill!r}",
+        "else:", f"    {o} = {x}"]
+    return [], lines, {}
+
+
 def _affine_keras(cls, names):
     names = names + ("fill_mode", "interpolation", "seed", "fill_value")
     return KerasForm(cls, names, read=_keras_reader(names))
@@ -540,7 +582,7 @@ class RandomRotation(_Affine):
                                                   "fill_value": 0.5}, [(3, 3, 1)]))
 
     onnx_form = OnnxForm(_identity_onnx, "nothing (identity at inference)")
-    torch_form = TorchForm(_no_torch_training("rotation"))
+    torch_form = TorchForm(_affine_torch)
     keras_form = _affine_keras("RandomRotation", ("factor",))
 
     def _draw(self, p):
@@ -563,7 +605,7 @@ class RandomZoom(_Affine):
                   "interpolation": "nearest"}, [(3, 4, 1)]))
 
     onnx_form = OnnxForm(_identity_onnx, "nothing (identity at inference)")
-    torch_form = TorchForm(_no_torch_training("zoom"))
+    torch_form = TorchForm(_affine_torch)
     keras_form = _affine_keras("RandomZoom", ("height_factor", "width_factor"))
 
     def _draw(self, p):
@@ -587,7 +629,7 @@ class RandomTranslation(_Affine):
                  [(3, 2, 1)]))
 
     onnx_form = OnnxForm(_identity_onnx, "nothing (identity at inference)")
-    torch_form = TorchForm(_no_torch_training("translation"))
+    torch_form = TorchForm(_affine_torch)
     keras_form = _affine_keras("RandomTranslation", ("height_factor", "width_factor"))
 
     def _draw(self, p):
