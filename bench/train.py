@@ -79,7 +79,7 @@ def later(secs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mlp-epochs", type=int, default=3)
+    ap.add_argument("--mlp-epochs", type=int, default=3, help="0: not run")
     ap.add_argument("--cnn-epochs", type=int, default=2)
     ap.add_argument("--skip-cnn", action="store_true")
     ap.add_argument("--user-cnn-epochs", type=int, default=0,
@@ -94,7 +94,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.keras_python is None and importlib.util.find_spec("tensorflow") is not None:
         args.keras_python = sys.executable
-    runs = [("mlp", "fashion_mnist_mlp.loom", args.mlp_epochs, 1.0)]
+    runs = [("mlp", "fashion_mnist_mlp.loom", args.mlp_epochs, 1.0)] if args.mlp_epochs else []
     if not args.skip_cnn:
         runs.append(("cnn", "fashion_mnist_cnn.loom", args.cnn_epochs, 1.5))
     if args.user_cnn_epochs:

@@ -57,6 +57,36 @@ __kernel void gemm_narrow_tile(GEMM_PARAMS)
     FOR_ROWS(NROW_STORE)
 }
 
+// Split-K for narrow outputs (a small convolution's weight gradient, 144 x 16 summed over
+// 25,088 positions): gemm_narrow_tile on the rows k0 .. k1 of part p, its tile written without
+// epilogue into parts[p][i][pj0 + j] (rows of ldp); sum_parts (elementwise.cl) adds the parts
+// with the bias/activation/accumulate epilogue. Global (ceil(M / MR), P).
+#define NROW_PART(r) if (i0 + r < M) { \
+    const float* q_ = (const float*)&n##r; \
+    __global float* c_ = parts + (p * M + i0 + r) * ldp + pj0; \
+    for (int j = 0; j < N1; j++) c_[j] = q_[j]; \
+    q_ = (const float*)&m##r; \
+    for (int j = VW; j < NN; j++) c_[j] = q_[j - VW]; }
+__kernel void gemm_narrow_split_k(GEMM_PARAMS, __global float* parts, const int KC,
+                                  const int ldp, const int pj0)
+{
+    GEMM_START
+    const int i0 = get_global_id(0) * MR, p = get_global_id(1);
+    const int k0 = p * KC, k1 = min(K, k0 + KC);
+    FOR_ROWS(NROW_DECL)
+    __global const float* b = B + k0 * ldb;
+    A_START(k0)
+    const int kf_ = K - (NV * VW - NN + ldb - 1) / ldb, kf = clamp(kf_, k0, k1);
+    if (i0 + MR <= M) {
+        NARROW_LOOP(k0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP_W)
+        NARROW_LOOP(kf, k1, NB_SAFE(0), NB_SAFE(VW), NROW_STEP_W)
+    } else {
+        NARROW_LOOP(k0, kf, VLOAD(0, b), NV == 2 ? VLOAD(1, b) : 0.0f, NROW_STEP)
+        NARROW_LOOP(kf, k1, NB_SAFE(0), NB_SAFE(VW), NROW_STEP)
+    }
+    FOR_ROWS(NROW_PART)
+}
+
 // C = A^T . B for outputs narrower than a vector with A transposed (a classifier's weight
 // gradient X^T . dY: M inputs x NN classes): A's rows run along M, so each work-item takes VW
 // consecutive rows of C as one vector per column, loads one vector of A per k and multiplies

@@ -256,10 +256,12 @@ def test_gemm_narrow_outputs(rt, ops, rng, tile, trans_a, N, monkeypatch):
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("M,N,K", [(9, 32, 5000), (3, 10, 4100), (40, 64, 9000)])
+@pytest.mark.parametrize("M,N,K", [(9, 32, 5000), (3, 10, 4100), (40, 64, 9000), (13, 16, 4608),
+                                   (144, 24, 6000), (7, 48, 4200)])
 def test_gemm_split_k_paths(rt, ops, rng, trans_a, M, N, K):
     """Long K with few outputs (a convolution's weight gradient) is summed in parallel parts:
-    exact on integers, with bias, activation and accumulation."""
+    exact on integers, with bias, activation and accumulation. Outputs narrower than a
+    register tile (16 or 24 filters) take the narrow split-K kernel, ragged rows included."""
     if rt.kind != "cpu":
         pytest.skip("CPU path")
     A = rng.integers(-2, 3, (K, M) if trans_a else (M, K)).astype(np.float64)
@@ -368,6 +370,32 @@ def test_col2im_sums_what_im2col_read(rt, ops, rng, C, stride, pad, accumulate):
                         if 0 <= ih < H and 0 <= iw < W:
                             ref[b, ih, iw] += d[r, (kh * KW + kw) * C:(kh * KW + kw + 1) * C]
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("M,N", [(13, 1), (9, 5), (37, 16), (8, 24), (19, 31)])
+def test_gemm_narrow_split_k_every_cpu_tile(rt, ops, rng, tile, trans_a, M, N, monkeypatch):
+    """Bug (issue 29): a long-K product narrower than a register tile (a 16-filter
+    convolution's weight gradient on AVX-512) ran on a scalar kernel, 60x slower than a tile.
+    The narrow split-K kernel, for every tile a CPU may get, on operands at offsets: exact."""
+    use_cpu_tile(rt, ops, tile, monkeypatch)
+    if N >= 2 * tile[0]:
+        pytest.skip("a register tile's width or wider: not the narrow kernel")
+    K, ao, bo, co = 4608, 3, 5, 2
+    A = rng.integers(-2, 3, (K, M) if trans_a else (M, K)).astype(np.float64)
+    B = rng.integers(-2, 3, (K, N)).astype(np.float64)
+    b = rng.integers(-3, 4, N).astype(np.float64)
+    C0 = rng.integers(-3, 4, co + M * N).astype(np.float64)
+    assert [k for k, _, _ in ops.gemm_launches(M, N, K, rt.empty(4), rt.empty(4), rt.empty(4),
+                                              trans_a=trans_a)][0] == "gemm_narrow_split_k"
+    C = to_dev(rt, C0)
+    ops.gemm(M, N, K, to_dev(rt, np.concatenate([np.zeros(ao), A.ravel()])),
+             to_dev(rt, np.concatenate([np.zeros(bo), B.ravel()])), C, trans_a=trans_a,
+             bias=to_dev(rt, b), act="relu", accumulate=True, a_off=ao, b_off=bo, c_off=co)
+    want = C0.copy()
+    want[co:] += np.maximum((A.T if trans_a else A) @ B + b, 0).ravel()
+    np.testing.assert_array_equal(from_dev(rt, C, C0.shape), want)
 
 
 def test_gemm_split_k_honours_the_output_offset(rt, ops, rng):

@@ -263,6 +263,10 @@ class GemmOps:
         if N % (2 * vw) == 0:  # whole register tiles across N
             self._enq(self._cpu_k("gemm_tile_split_k"),
                       (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
+        elif N < 2 * vw:  # narrower than a register tile (16 filters on AVX-512: the scalar
+            # kernel below took 60x as long)
+            self._enq(self._cpu_k("gemm_narrow_split_k", (f"NN={N}",)),
+                      (cdiv(M, mr), P), (1, 1), *part_args, N, 0)
         else:
             self._enq(self._cpu_k("gemm_split_k"), (N, M, P), None, *part_args)
         self._sum_parts(parts, P, M * N, args.C, args.bias, N if args.bias_at >= 0 else 0,
