@@ -377,3 +377,37 @@ def test_an_import_error_names_the_file_once_on_the_command_line(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "file not found" in r.stderr, r.stderr
     assert r.stderr.count("gone.keras") == 1, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_a_keras_application_used_as_a_layer_is_flattened_with_its_weights(tmp_path, ext):
+    """base = MobileNetV2(include_top=False); base(inp) and a head, as when fine-tuning: the
+    nested Functional model's layers join the graph with their weights (random here, batch
+    statistics included) and the model predicts what Keras does."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35,
+                                          input_shape=(32, 32, 3))
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(base(inp))
+    model = keras.Model(inp, keras.layers.Dense(3, name="head")(x))
+    rng = np.random.default_rng(0)
+    for v in model.weights:
+        a = rng.uniform(0.5, 1.5, v.shape) if "variance" in v.path else \
+            rng.standard_normal(v.shape) * 0.3
+        v.assign(a.astype(np.float32))
+    path = str(tmp_path / f"m.{ext}")
+    model.save(path)
+    project, weights = keras_import.read(path)
+    g = project.graph
+    assert g.inputs() == ["image"] and g.outputs() == ["head"]
+    assert "Conv1" in g.nodes and g.nodes["Conv1"].type == "Conv2D"
+    assert len(weights) == len(model.weights)
+    xs = rng.standard_normal((2, 32, 32, 3)).astype(np.float32)
+    got = Model(project, weights).predict(xs)
+    assert _max_error(got, model.predict(xs, verbose=0)) <= TOLERANCE
+    base.trainable = False  # frozen layers: Layerloom trains every layer, so refused by name
+    model.save(path)
+    with pytest.raises(DataError, match=r"'Conv1' \(Conv2D\): option trainable=False"):
+        keras_import.read(path)
