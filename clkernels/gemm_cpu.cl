@@ -141,26 +141,14 @@ __kernel void gemm_nt(GEMM_PARAMS)
     }
 }
 
-// Split-K for outputs too small to occupy the cores while K is long (a first convolution's
-// weight gradient: 9 x 32 outputs summed over 40,000 positions). Global (N, M, P): part p
-// handles k = p*KC .. min(K, (p+1)*KC) and writes parts[p][i][j]; sum_parts (elementwise.cl)
-// adds the parts with the bias/activation/accumulate epilogue.
-__kernel void gemm_split_k(GEMM_PARAMS, __global float* parts, const int KC)
-{
-    GEMM_START
-    const int j = get_global_id(0), i0 = get_global_id(1), p = get_global_id(2);
-    const int k0 = p * KC, k1 = min(K, k0 + KC);
-    float s = 0.0f;
-    for (int k = k0; k < k1; k++) s += A_AT(0, k) * B[k * ldb + j];
-    parts[(p * M + i0) * N + j] = s;
-}
-
 // The same split-K with the register tile: global (N / (2*VW), ceil(M / MR), P); rows past M
-// read zeros (ROW_STEP_G, above). Used when N is a whole number of tiles.
+// read zeros (ROW_STEP_G, above). On C's whole tiles of columns; the parts' rows are ldp long
+// (the whole N: a ragged right strip goes to gemm_narrow_split_k).
 #define ROW_PART(r) if (i0 + r < M) { \
-    VSTORE(c##r##_0, 0, parts + (p * M + i0 + r) * N + j0); \
-    VSTORE(c##r##_1, 0, parts + (p * M + i0 + r) * N + j0 + VW); }
-__kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC)
+    VSTORE(c##r##_0, 0, parts + (p * M + i0 + r) * ldp + j0); \
+    VSTORE(c##r##_1, 0, parts + (p * M + i0 + r) * ldp + j0 + VW); }
+__kernel void gemm_tile_split_k(GEMM_PARAMS, __global float* parts, const int KC,
+                                const int ldp)
 {
     GEMM_START
     const int j0 = get_global_id(0) * 2 * VW;

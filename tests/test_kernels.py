@@ -374,21 +374,23 @@ def test_col2im_sums_what_im2col_read(rt, ops, rng, C, stride, pad, accumulate):
 
 @pytest.mark.parametrize("tile", [(16, 8), (8, 6), (4, 4)])
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("M,N", [(13, 1), (9, 5), (37, 16), (8, 24), (19, 31)])
+@pytest.mark.parametrize("M,N", [(13, 1), (9, 5), (37, 16), (8, 24), (19, 31), (7, 48), (11, 40),
+                                 (5, 13)])
 def test_gemm_narrow_split_k_every_cpu_tile(rt, ops, rng, tile, trans_a, M, N, monkeypatch):
     """Bug (issue 29): a long-K product narrower than a register tile (a 16-filter
-    convolution's weight gradient on AVX-512) ran on a scalar kernel, 60x slower than a tile.
-    The narrow split-K kernel, for every tile a CPU may get, on operands at offsets: exact."""
+    convolution's weight gradient on AVX-512), or the columns right of its whole tiles, ran on
+    a scalar kernel, 60x slower than a tile. Now the narrow split-K kernel takes them, for every
+    tile a CPU may get, on operands at offsets: exact."""
     use_cpu_tile(rt, ops, tile, monkeypatch)
-    if N >= 2 * tile[0]:
-        pytest.skip("a register tile's width or wider: not the narrow kernel")
+    launches = [k for k, _, _ in ops.gemm_launches(M, N, 4608, rt.empty(4), rt.empty(4),
+                                                   rt.empty(4), trans_a=trans_a)]
+    assert ("gemm_narrow_split_k" in launches) == (N % (2 * tile[0]) != 0)
+    assert ("gemm_tile_split_k" in launches) == (N >= 2 * tile[0])
     K, ao, bo, co = 4608, 3, 5, 2
     A = rng.integers(-2, 3, (K, M) if trans_a else (M, K)).astype(np.float64)
     B = rng.integers(-2, 3, (K, N)).astype(np.float64)
     b = rng.integers(-3, 4, N).astype(np.float64)
     C0 = rng.integers(-3, 4, co + M * N).astype(np.float64)
-    assert [k for k, _, _ in ops.gemm_launches(M, N, K, rt.empty(4), rt.empty(4), rt.empty(4),
-                                              trans_a=trans_a)][0] == "gemm_narrow_split_k"
     C = to_dev(rt, C0)
     ops.gemm(M, N, K, to_dev(rt, np.concatenate([np.zeros(ao), A.ravel()])),
              to_dev(rt, np.concatenate([np.zeros(bo), B.ravel()])), C, trans_a=trans_a,

@@ -259,16 +259,16 @@ class GemmOps:
         parts = self._scratch("gemm_parts", 4 * P * M * N)
         vw, mr = self.cpu_tile
         # the parts: no accumulation, offset or bias
-        part_args = args._replace(accumulate=0, c_off=0, bias_at=-1) + (parts, KC)
-        if N % (2 * vw) == 0:  # whole register tiles across N
+        part = args._replace(accumulate=0, c_off=0, bias_at=-1)
+        n_full = N - N % (2 * vw)
+        if n_full:  # C's whole register tiles across N
             self._enq(self._cpu_k("gemm_tile_split_k"),
-                      (N // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part_args)
-        elif N < 2 * vw:  # narrower than a register tile (16 filters on AVX-512: the scalar
-            # kernel below took 60x as long)
-            self._enq(self._cpu_k("gemm_narrow_split_k", (f"NN={N}",)),
-                      (cdiv(M, mr), P), (1, 1), *part_args, N, 0)
-        else:
-            self._enq(self._cpu_k("gemm_split_k"), (N, M, P), None, *part_args)
+                      (n_full // (2 * vw), cdiv(M, mr), P), (1, 1, 1), *part, parts, KC, N)
+        if n_full < N:  # the columns right of them, on the narrow tile (a scalar kernel had
+            # taken 60x as long for 16 filters on AVX-512)
+            strip = part._replace(N=N - n_full, b_off=args.b_off + n_full)
+            self._enq(self._cpu_k("gemm_narrow_split_k", (f"NN={N - n_full}",)),
+                      (cdiv(M, mr), P), (1, 1), *strip, parts, KC, N, n_full)
         self._sum_parts(parts, P, M * N, args.C, args.bias, N if args.bias_at >= 0 else 0,
                         args.act, args.accumulate, args.c_off)
 
