@@ -302,3 +302,39 @@ def test_attention_dropout_in_training_is_the_returned_probabilities_times_value
         np.testing.assert_allclose(y, scores @ xs[1], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dxs[1], np.swapaxes(scores, 1, 2) @ dys[0], rtol=1e-5,
                                    atol=1e-5)
+
+
+def test_self_attention_adds_both_inputs_gradients_in_a_model(rt, rng):
+    """query and value the same tensor (Keras' mha(x, x)): the Dense before it gets the sum of
+    both ports' gradients (and the key's, taken from value)."""
+    from conftest import numeric_grad
+    g = Graph()
+    g.add_node("Input", {"shape": [5, 3]}, id="x")
+    g.add_node("Dense", {"units": 4}, id="d")
+    g.add_node("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "use_causal_mask": True},
+               id="mha")
+    g.connect("x", 0, "d", 0)
+    g.connect("d", 0, "mha", 0)
+    g.connect("d", 0, "mha", 1)
+    assert not g.validate()
+    n = 3
+    model = Model(g, rt, n, seed=1)
+    model.set_weights({}, init_missing=True)
+    x = rng.normal(size=(n, 5, 3))
+    dy = rng.normal(size=(n, 5, 4))
+    model.load_inputs({"x": x.astype(np.float32)})
+    model.forward(n, training=True)
+    rt.write(model.grad[("mha", 0)].buf, dy.astype(np.float32), blocking=True)
+    model.backward(n)
+    got = {p.key: rt.read(p.dw.buf, int(np.prod(p.spec.shape)), p.spec.shape)
+           for p in model.params}
+    ws = {k: v.astype(np.float64) for k, v in model.get_weights().items()}
+    dense, mha = get_layer("Dense"), get_layer("MultiHeadAttention")
+    pd, pm = g.nodes["d"].params, g.nodes["mha"].params
+    mw = {k.split("/")[1]: v for k, v in ws.items() if k.startswith("mha/")}
+
+    def f():
+        h = dense.reference(pd, [x], {"kernel": ws["d/kernel"], "bias": ws["d/bias"]})[0]
+        return float((mha.reference(pm, [h, h], mw)[0] * dy).sum())
+    for key in ("d/kernel", "d/bias"):
+        np.testing.assert_allclose(got[key], numeric_grad(f, ws[key]), rtol=1e-3, atol=1e-4)

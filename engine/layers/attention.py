@@ -89,7 +89,7 @@ def _mha_dims(p, in_shapes):
     return tq, tv, dq, dv, dk, p["num_heads"], kd, vd, out
 
 
-_MHA_PROJ = (("query", 0, "kd"), ("key", 2, "kd"), ("value", 1, "vd"))
+_MHA_PROJ = ("query", "key", "value")  # the input projections, in Keras' weight order
 
 
 def _mha_onnx(b, n):
@@ -156,7 +156,7 @@ def _mha_torch(t, n):
     key = n.x[2] if len(n.x) == 3 else n.x[1]
     xs = {"query": n.x[0], "key": key, "value": n.x[1]}
     fwd = []
-    for name, _, _ in _MHA_PROJ:
+    for name in _MHA_PROJ:
         bias = f" + {s}.{name}_bias" if p["use_bias"] else ""
         fwd.append(f"{o}_{name} = torch.einsum('btc,chd->bthd', {xs[name]}, "
                    f"{s}.{name}_kernel){bias}")
