@@ -420,3 +420,32 @@ def test_identity_of_initializers_is_a_constant(tmp_path):
     want = ort.InferenceSession(path).run(None, {"x": x})[0]
     got = Model(project, weights).predict(x.transpose(0, 2, 3, 1))
     assert np.abs(got - want.transpose(0, 2, 3, 1)).max() <= TOLERANCE
+
+
+def test_a_squeeze_and_excitation_block_with_silu_imports(tmp_path):
+    """EfficientNet's block: SiLU (x * sigmoid(x): one silu folded into the convolution), a
+    global pooling kept (N, C, 1, 1), 1x1 convolutions of it (Dense layers), and the scale
+    multiplied into the image (repeated over it, as ONNX broadcasts)."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+            self.fc1, self.fc2 = torch.nn.Conv2d(6, 2, 1), torch.nn.Conv2d(2, 6, 1)
+
+        def forward(self, x):
+            h = torch.nn.functional.silu(self.conv(x))
+            s = torch.nn.functional.adaptive_avg_pool2d(h, 1)
+            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+            return torch.flatten(h * s, 1)
+    torch.manual_seed(1)
+    x = np.random.default_rng(5).standard_normal((3, 3, 5, 4)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    want = _torch_export(Net(), x, path)
+    imported = onnx_import.from_model(onnx.load(path))
+    g = imported.project.graph
+    layers = [(g.nodes[n].type, g.nodes[n].params.get("activation")) for n in g.topo_order()]
+    assert ("Conv2D", "silu") in layers and ("Dense", "relu") in layers
+    assert ("Dense", "sigmoid") in layers and ("UpSampling2D", None) in layers
+    assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5

@@ -71,6 +71,9 @@ READS = {}
 for _type_id, _form in declared("onnx").items():
     for _op, _read in _form.reads.items():
         READS.setdefault(_op, []).append((_type_id, _read))
+# the importer's readers of an operator in a context no layer's reader knows, tried before the
+# layers' (each declines any other node): a 1x1 Conv of a global pooling's (N, C, 1, 1)
+CONTEXT_READS = [("Conv", "conv_of_pooled")]
 # the attributes some reader of each operator maps
 ATTRIBUTES = {op: set(a) for op, a in OWN_ATTRIBUTES.items()}
 for _op, _readers in READS.items():
@@ -84,7 +87,7 @@ CLAIMED_OPS = frozenset(ATTRIBUTES) | {"Constant", "Shape", "Size"} | frozenset(
 CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
                "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
-    "LeakyRelu", "Dropout"}
+    "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu"}
 
 
 class _Declined(Exception):
@@ -231,10 +234,10 @@ class _Importer(_OperatorReads):
         for inp in g.input:
             if inp.name not in self.consts:
                 self.graph_input(inp)
-        gelus = self.find_gelus()
+        formulas = self.find_activations()
         for node in g.node:
-            if node.output and node.output[0] in gelus:
-                act, x, only = gelus[node.output[0]]
+            if node.output and node.output[0] in formulas:
+                act, x, only = formulas[node.output[0]]
                 self.apply_activation(node, act, self.values_of(node, x), only)
             elif node.output and node.output[0] not in self.absorbed and \
                     node.output[0] not in self.folded:
@@ -249,8 +252,10 @@ class _Importer(_OperatorReads):
             return
         if node.output[0] in self.unfolded:
             self.fail(node, self.unfolded[node.output[0]])
-        readers = [(type_id, r.attributes, lambda r=r, t=type_id: r.read(self, node, t))
-                   for type_id, r in READS.get(node.op_type, [])]
+        readers = [(None, ATTRIBUTES[node.op_type], lambda m=method: getattr(self, m)(node))
+                   for op, method in CONTEXT_READS if op == node.op_type]
+        readers += [(type_id, r.attributes, lambda r=r, t=type_id: r.read(self, node, t))
+                    for type_id, r in READS.get(node.op_type, [])]
         if node.op_type in OWN_ATTRIBUTES:
             readers.append((None, OWN_ATTRIBUTES[node.op_type], lambda: self.own_read(node)))
         if not readers:

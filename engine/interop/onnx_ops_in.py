@@ -82,18 +82,19 @@ class _OperatorReads:
             return
         prev = self.graph.nodes[v.node]
         if (prev.type in FOLDS_ACTIVATION and prev.params.get("activation") == "linear"
-                and only_use and not v.pooled):
+                and only_use):
             self.graph.set_params(v.node, activation=act)
             self.set(node, v)
             return
         self.set(node, v.like(self.add(node, "Activation", {"activation": act}, [v])))
 
-    # -- GELU written out as its formula (torch before opset 20, Keras, our own export) -------
-    def find_gelus(self):
-        """{the output of a GELU's last node: (activation, x, whether only the GELU reads x)},
-        the GELU's other nodes' outputs added to self.absorbed: x * 0.5 * (1 + erf(x / sqrt 2))
-        and 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), the factors in any order, where
-        nothing outside reads the steps between."""
+    # -- activations written out as their formula (GELU before opset 20, SiLU) ---------------
+    def find_activations(self):
+        """{the output of an activation written out as its formula's last node: (activation,
+        x, whether only the formula reads x)}, the formula's other nodes' outputs added to
+        self.absorbed: GELU, x * 0.5 * (1 + erf(x / sqrt 2)), and its tanh form,
+        0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), the factors in any order; SiLU,
+        x * sigmoid(x); each where nothing outside reads the steps between."""
         found = {}
         for n in self.model.graph.node:
             if n.op_type not in ("Erf", "Tanh") or n.output[0] in self.folded:
@@ -113,6 +114,15 @@ class _OperatorReads:
             found[last.output[0]] = ("gelu" if n.op_type == "Erf" else "gelu_tanh", x,
                                      not outside and x not in self.graph_outputs)
             self.absorbed.update(s.output[0] for s in steps if s is not last)
+        for n in self.model.graph.node:  # x * sigmoid(x): torch's SiLU, EfficientNet's swish
+            m = self.reader(n.output[0]) if n.op_type == "Sigmoid" else None
+            if m is None or m.op_type != "Mul" or sorted(m.input) != sorted(
+                    [n.input[0], n.output[0]]) or n.output[0] in self.absorbed:
+                continue
+            x = n.input[0]
+            outside = [r for r in self.readers.get(x, []) if r is not n and r is not m]
+            found[m.output[0]] = ("silu", x, not outside and x not in self.graph_outputs)
+            self.absorbed.add(n.output[0])
         return found
 
     def reader(self, name):
@@ -265,15 +275,15 @@ class _OperatorReads:
             self.fail(node, f"weights of {w.ndim} dimensions; expected a matrix")
         self.dense(node, v, w, None)
 
-    def dense(self, node, v, w, bias):
+    def dense(self, node, v, w, bias, pooled=False):
         if self.shape(v) != (w.shape[0],):
             self.fail(node, f"weights for {w.shape[0]} inputs, given {self.shape(v)}")
         nid = self.add(node, "Dense", {"units": int(w.shape[1]), "use_bias": bias is not None},
-                       [v])
+                       [_Value(v.node, v.port)])
         self.weights[f"{nid}/kernel"] = np.ascontiguousarray(w, np.float32)
         if bias is not None:
             self.weights[f"{nid}/bias"] = np.asarray(bias, np.float32)
-        self.set(node, _Value(nid))
+        self.set(node, _Value(nid, pooled=pooled))
 
     def flat(self, node, v):
         """v as features (a rank-2 ONNX tensor); a pooled (N, C, 1, 1) is not one (ONNX's
@@ -386,6 +396,7 @@ class _OperatorReads:
         consts = [n in self.consts for n in names]
         if not any(consts):
             vs = [self.value(node, 0), self.value(node, 1)]
+            vs = self.broadcast_channels(node, vs)
             if self.shape(vs[0]) != self.shape(vs[1]) or (vs[0].nchw, vs[0].pooled) != (
                     vs[1].nchw, vs[1].pooled):
                 self.fail(node, "operands of different shapes (broadcasting is not mapped)")
@@ -417,6 +428,42 @@ class _OperatorReads:
         expr = f"a {LAMBDA_OPS[node.op_type]} {k}" if consts[1] else \
             f"{k} {LAMBDA_OPS[node.op_type]} a"
         self.set(node, v.like(self.add(node, "Lambda", {"expression": expr}, [v])))
+
+    def broadcast_channels(self, node, vs):
+        """A per-channel tensor (a global pooling's (N, C, 1, 1), a squeeze-and-excitation's
+        scale) against an image (N, C, H, W): repeated over the image (Reshape to (1, 1, C),
+        UpSampling2D to (H, W)), exactly as ONNX broadcasts it."""
+        for i in (0, 1):
+            img, chan = vs[1 - i], vs[i]
+            if not (chan.pooled and img.nchw and not img.pooled and len(self.shape(img)) == 3
+                    and self.shape(chan) == self.shape(img)[-1:]):
+                continue
+            h, w, c = self.shape(img)
+            scope = self.scope(node)
+            r = self.add(node, "Reshape", {"target_shape": [1, 1, c]}, [_Value(chan.node,
+                                                                             chan.port)],
+                         name=f"{scope}_to_image")
+            up = self.add(node, "UpSampling2D", {"size": [h, w]}, [_Value(r)],
+                          name=f"{scope}_repeat")
+            out = list(vs)
+            out[i] = _Value(up, nchw=True)
+            return out
+        return vs
+
+    def conv_of_pooled(self, node):
+        """A 1x1 Conv (group 1, no padding) of a global pooling's (N, C, 1, 1), as
+        squeeze-and-excitation blocks have: a Dense on the C features, its result (N, F, 1, 1)
+        again. Declines any other Conv (the layers' readers take those)."""
+        v = self.value(node, 0)
+        w = self.consts.get(node.input[1]) if len(node.input) > 1 else None
+        a = _attrs(node)
+        if not v.pooled or w is None or w.ndim != 4 or tuple(w.shape[2:]) != (1, 1):
+            self.decline(node, "not a 1x1 convolution of a (N, C, 1, 1) pooling")
+        if int(a.get("group", 1)) != 1 or any(a.get("pads", [])) or \
+                _text(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+            self.decline(node, "a grouped or padded convolution of a (N, C, 1, 1) pooling")
+        bias = self.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
+        self.dense(node, v, w[:, :, 0, 0].T, bias, pooled=True)
 
     def channel_affine(self, node, v, c, const_second):
         """x - c, x + c, x * c or x / c with c one value per channel (a fitted normalisation,
