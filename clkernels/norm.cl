@@ -239,3 +239,33 @@ __kernel void grouped_norm_param_grad(__global const float* x, __global const fl
     if (has_gamma) dgamma[k] = a;
     if (has_beta) dbeta[k] = c;
 }
+
+// Normalization (Keras' preprocessing layer) with its statistics: y = (x - mean[k]) / s, or with
+// invert mean[k] + x * s, where s = max(sqrt(variance[k]), 1e-7) (a negative variance counts as
+// 0) and k = sidx[i], element i's statistic. Global size (size, n).
+inline float stats_scale(const float v)
+{
+    const float s = v > 0.0f ? sqrt(v) : 0.0f;
+    return s < 1e-7f ? 1e-7f : s;
+}
+
+__kernel void stats_apply(__global const float* x, __global float* y,
+                          __global const float* mean, __global const float* var,
+                          __global const int* sidx, const int size, const int invert)
+{
+    const int i = get_global_id(0), b = get_global_id(1), k = sidx[i];
+    const float s = stats_scale(var[k]), v = x[b * size + i];
+    y[b * size + i] = invert ? mean[k] + v * s : (v - mean[k]) / s;
+}
+
+// dx (+)= dy / s, or dy * s with invert. Global size (size, n).
+__kernel void stats_apply_grad(__global const float* dy, __global float* dx,
+                               __global const float* var, __global const int* sidx,
+                               const int size, const int invert, const int accumulate)
+{
+    const int i = get_global_id(0), b = get_global_id(1);
+    const float s = stats_scale(var[sidx[i]]), g = dy[b * size + i];
+    float v = invert ? g * s : g / s;
+    if (accumulate) v += dx[b * size + i];
+    dx[b * size + i] = v;
+}

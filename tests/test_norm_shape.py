@@ -336,3 +336,90 @@ def test_an_axis_is_a_list_or_one_integer_in_the_project_file():
     assert back.nodes["a"].params["axis"] == (1, 2) and back.nodes["b"].params["axis"] == (-1,)
     with pytest.raises(LayerloomError, match="axis"):
         g.add_node("LayerNormalization", {"axis": [1, 1]}, id="c")
+
+
+# -- Normalization: Keras' statistics in, adapt at fit ---------------------------------------
+def _dense_then(layer_kwargs, keras, adapt_rows=None):
+    x = keras.Input((3,), name="x")
+    h = keras.layers.Dense(4, name="d")(x)
+    norm = keras.layers.Normalization(**layer_kwargs, name="norm")
+    if adapt_rows is not None:
+        norm.adapt(adapt_rows)
+    return keras.Model(x, norm(h)), norm
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"invert": True}, {"axis": None}],
+                         ids=["adapted", "adapted_invert", "adapted_one_statistic"])
+def test_an_adapted_keras_normalization_inside_the_graph_keeps_its_statistics(tmp_path, kwargs):
+    keras = _keras()
+    from layerloom.interop import keras_import
+    rng = np.random.default_rng(7)
+    rows = rng.normal(3.0, 2.0, (40, 4)).astype(np.float32)
+    model, _ = _dense_then(kwargs, keras, adapt_rows=rows)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    project, weights = keras_import.read(path)
+    assert project.graph.nodes["norm"].type == "Normalization"
+    assert get_layer("Normalization").adapted({k.split("/")[1]: v for k, v in weights.items()
+                                               if k.startswith("norm/")})  # a fit keeps them
+    xs = rng.standard_normal((6, 3)).astype(np.float32)
+    assert _max_error(Model(project, weights).predict(xs), model.predict(xs, verbose=0)) <= TOL
+
+
+def test_keras_normalization_values_given_in_its_config_broadcast_as_keras_does(tmp_path):
+    keras = _keras()
+    from layerloom.interop import keras_import
+    model, _ = _dense_then({"axis": -1, "mean": 0.5, "variance": 2.0, "invert": True}, keras)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    project, weights = keras_import.read(path)
+    np.testing.assert_array_equal(weights["norm/mean"], [0.5] * 4)
+    xs = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    assert _max_error(Model(project, weights).predict(xs), model.predict(xs, verbose=0)) <= TOL
+
+
+def _normalization_project(after_dense=False):
+    g = Graph()
+    g.add_node("Input", {"shape": [3, 2]}, id="x")
+    src = "x"
+    if after_dense:
+        g.add_node("Dense", {"units": 2}, id="d")
+        g.connect("x", 0, "d", 0)
+        src = "d"
+    g.add_node("Normalization", {"axis": [2]}, id="norm")
+    g.connect(src, 0, "norm", 0)
+    g.add_node("Flatten", {}, id="f")
+    g.connect("norm", 0, "f", 0)
+    g.add_node("Dense", {"units": 1}, id="out")
+    g.connect("f", 0, "out", 0)
+    return _project(g, "out")
+
+
+def test_a_normalization_is_adapted_to_the_training_rows_before_the_first_epoch():
+    import layerloom
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((64, 3, 2)) * [5.0, 0.5] + [10.0, -2.0]).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    model = layerloom.Model(_normalization_project())
+    model.fit(x, y, epochs=1, batch_size=16, verbose=False)
+    w = model.get_weights()
+    np.testing.assert_allclose(w["norm/mean"], x.mean((0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(w["norm/variance"], x.var((0, 1)), rtol=1e-4)
+    assert float(w["norm/count"]) == 64 * 3
+    # adapted once: a second fit on other rows keeps the statistics (non-trainable)
+    model.fit(x * 3.0, y, epochs=1, batch_size=16, verbose=False)
+    np.testing.assert_array_equal(model.get_weights()["norm/mean"], w["norm/mean"])
+    got = model.predict(x[:5])
+    ref = get_layer("Normalization").reference(
+        {"axis": (2,), "invert": False}, [x[:5].astype(np.float64)],
+        {k: w[f"norm/{k}"].astype(np.float64) for k in ("mean", "variance")})[0]
+    want = ref.reshape(5, -1) @ model.get_weights()["out/kernel"] + model.get_weights()["out/bias"]
+    assert _max_error(got, want) <= 1e-4
+
+
+def test_a_normalization_that_cannot_be_adapted_is_refused_naming_it():
+    import layerloom
+    x = np.ones((8, 3, 2), np.float32)
+    model = layerloom.Model(_normalization_project(after_dense=True))
+    with pytest.raises(LayerloomError, match="'norm' was never adapted"):
+        model.fit(x, np.ones((8, 1), np.float32), epochs=1, verbose=False)

@@ -1,7 +1,8 @@
-"""The grouped normalisations' ops (clkernels/norm.cl): GroupNormalization, LayerNormalization
-over axes other than the trailing ones and UnitNormalization, each over the groups its layer
-lists as constants (members, gamma entry and group of each element). A mixin of Ops
-(engine/backend/ops.py), whose kernel lookup (_k), dummy buffer and queue it uses."""
+"""The normalisation layers' ops beyond BatchNormalization's and LayerNormalization's own
+(clkernels/norm.cl): the grouped ones (GroupNormalization, LayerNormalization over axes other
+than the trailing ones, UnitNormalization), each over the groups its layer lists as constants
+(members, gamma entry and group of each element), and Normalization's fixed statistics. A mixin
+of Ops (engine/backend/ops.py), whose kernel lookup (_k), dummy buffer and queue it uses."""
 
 
 class NormOps:
@@ -29,3 +30,15 @@ class NormOps:
                 self.q, (plan["K"],), None, x, dy, mean, rstd, plan["poffs"], plan["psrc"],
                 plan["grp"], size, plan["G"], n, self._or_dummy(dgamma), self._or_dummy(dbeta),
                 int(dgamma is not None), int(dbeta is not None))
+
+    def stats_apply(self, x, y, mean, var, sidx, n, size, invert):
+        """Normalization's (x - mean) / max(sqrt(variance), 1e-7) (or its inverse); sidx:
+        each element's statistic."""
+        if n and size:
+            self._k("norm", "stats_apply")(self.q, (size, n), None, x, y, mean, var, sidx, size,
+                                           int(invert))
+
+    def stats_apply_grad(self, dy, dx, var, sidx, n, size, invert, accumulate=False):
+        if n and size:
+            self._k("norm", "stats_apply_grad")(self.q, (size, n), None, dy, dx, var, sidx, size,
+                                                int(invert), int(accumulate))

@@ -197,12 +197,19 @@ class BatchNormalization(Layer):
 # -- axes and groups, shared by LayerNormalization, GroupNormalization and UnitNormalization ----
 class Axes(Param):
     """Keras' `axis` of a normalisation: one axis or a list, the batch axis counted (-1 is the
-    last); kept as a tuple, written as an integer when it is one."""
+    last); kept as a tuple, written as an integer when it is one. empty: None (or []) is taken,
+    as ()."""
     kind = "shape"  # typed as a list: "-1" or "1, 2"
+
+    def __init__(self, name, default, help="", empty=False):
+        super().__init__(name, default, help)
+        self.empty = empty
 
     def validate(self, value, place):
         if isinstance(value, str):
-            value = Shape.parse_text(value)
+            value = Shape.parse_text(value) if value.strip() not in ("", "None") else None
+        if self.empty and value in (None, [], ()):
+            return ()
         v = [value] if isinstance(value, int) and not isinstance(value, bool) else value
         ok = (isinstance(v, (list, tuple)) and 0 < len(v) <= MAX_RANK
               and all(isinstance(a, int) and not isinstance(a, bool)
@@ -210,16 +217,22 @@ class Axes(Param):
               and len(set(v)) == len(v))
         if not ok:
             raise ParamError(f"expected an axis such as -1 or a list of different axes such as "
-                             f"[1, 2], got {quote(value)}", place)
+                             f"[1, 2]{', or None' if self.empty else ''}, got {quote(value)}",
+                             place)
         return tuple(v)
 
     def to_json(self, value):
-        return value[0] if len(value) == 1 else list(value)
+        return None if not value else value[0] if len(value) == 1 else list(value)
 
     def describe(self):
-        return "an axis (-1: the last) or a list of axes; the batch axis is 0"
+        return ("an axis (-1: the last) or a list of axes; the batch axis is 0"
+                + ("; None: none" if self.empty else ""))
 
-    parse_text, text = staticmethod(Shape.parse_text), staticmethod(Shape.text)
+    @staticmethod
+    def text(value):
+        return Shape.text(value) if value else "None"
+
+    parse_text = staticmethod(Shape.parse_text)
 
 
 def _sample_axes(axes, in_shape, name="axis"):
@@ -676,3 +689,136 @@ class UnitNormalization(_Grouped):
         with np.errstate(divide="ignore"):
             inv = np.minimum(1.0 / np.sqrt(ss), 1e12)
         return [x * inv]
+
+
+# -- Normalization (Keras' preprocessing layer) --------------------------------------------------
+def _keep(p, shape):
+    """The per-sample axes Normalization keeps a statistic along (Keras' axis)."""
+    return _sample_axes(p["axis"], shape)
+
+
+def _stats_shape(p, shape):
+    return tuple(shape[a] for a in _keep(p, shape))
+
+
+def _stats_scale(variance):
+    """Keras' max(sqrt(variance), 1e-7), a negative variance (no data gives one) taken as 0."""
+    return np.maximum(np.sqrt(np.maximum(variance, 0.0)), 1e-7)
+
+
+def _normalization_onnx(b, n):
+    shape, keep = n.in_shapes[0], _keep(n.params, n.in_shapes[0])
+    mean = b.const(_broadcast(n.w["mean"], shape, keep), f"{n.id}/mean")
+    scale = b.const(_broadcast(_stats_scale(n.w["variance"].astype(np.float64)), shape, keep),
+                    f"{n.id}/scale")
+    if n.params["invert"]:
+        return [b.op("Add", [b.op("Mul", [n.x[0], scale]), mean])]
+    return [b.op("Div", [b.op("Sub", [n.x[0], mean]), scale])]
+
+
+def _normalization_torch(t, n):
+    shape, s, x = n.in_shapes[0], n.self, n.x[0]
+    keep = _keep(n.params, shape)
+    stats = _stats_shape(n.params, shape)
+    bshape = (1,) + tuple(d if i in keep else 1 for i, d in enumerate(shape))
+    init = [f"{s} = nn.ParameterDict({{" + ", ".join(
+        f"{k!r}: nn.Parameter(torch.{f}({stats!r}), requires_grad=False)"
+        for k, f in (("mean", "zeros"), ("variance", "ones"))) +
+        ", 'count': nn.Parameter(torch.zeros(()), requires_grad=False)})"]
+    m, sc = f"{s}.mean.reshape{bshape!r}", \
+        f"torch.clamp(torch.sqrt(torch.clamp({s}.variance, min=0.0)), min=1e-7).reshape{bshape!r}"
+    fwd = [f"{n.out} = {m} + {x} * {sc}" if n.params["invert"] else
+           f"{n.out} = ({x} - {m}) / {sc}"]
+    return init, fwd, {k: (k, "") for k in ("mean", "variance", "count")}
+
+
+def _normalization_keras_in(o, shapes):
+    o.get("mean")  # values given in the config: the importer makes them the weights
+    o.get("variance")
+    return {"axis": o.get("axis", -1), "invert": o.get("invert", False)}
+
+
+@register
+class Normalization(Layer):
+    type_id = "Normalization"
+    category = "Preprocessing"
+    help = ("Shifts and scales its input with a mean and variance per position of the axis "
+            "given, adapted to the training rows before the first epoch (or imported).")
+    params = (Axes("axis", (-1,), empty=True,
+                   help="Axes with a statistic per position: -1 (the last), a list, or None "
+                        "(one statistic for all)."),
+              Bool("invert", False, help="Undo the normalisation: mean + x * sqrt(variance)."))
+    headline = ()
+    examples = (({}, [(4,)]), ({"axis": None}, [(2, 3)]), ({"axis": [1, 3], "invert": True},
+                                                         [(2, 3, 2)]),
+                ({"invert": True}, [(33,)]))
+
+    onnx_form = OnnxForm(_normalization_onnx, "Sub (mean), Div (max(sqrt(variance), 1e-7)); "
+                         "invert: Mul, Add")
+    torch_form = TorchForm(_normalization_torch)
+    keras_form = KerasForm("Normalization", ("axis", "invert"), read=_normalization_keras_in,
+                           weight_order=["mean", "variance", "count"])
+
+    def output_shapes(self, p, in_shapes):
+        _keep(p, in_shapes[0])
+        return [in_shapes[0]]
+
+    def weights(self, p, in_shapes):
+        shape = _stats_shape(p, in_shapes[0])
+        # count: the values each statistic summarises (Keras' variable); 0 until adapted
+        return [WeightSpec("mean", shape, "zeros", trainable=False),
+                WeightSpec("variance", shape, "ones", trainable=False),
+                WeightSpec("count", (), "zeros", trainable=False)]
+
+    def constants(self, p, in_shapes):
+        shape = tuple(in_shapes[0])
+        keep = _keep(p, shape)
+        idx = np.indices(shape).reshape(len(shape), -1)
+        sidx = _ravel([idx[i] for i in keep], [shape[i] for i in keep])
+        return {"sidx": np.broadcast_to(sidx, idx.shape[1:]).astype(np.int32)}
+
+    def adapt(self, p, rows):
+        """Keras' adapt: mean and (biased) variance of the rows over the axes not kept, and
+        the number of values each summarises."""
+        rows = np.asarray(rows, np.float64)
+        keep = _keep(p, rows.shape[1:])
+        axes = (0,) + tuple(i + 1 for i in range(rows.ndim - 1) if i not in keep)
+        return {"mean": rows.mean(axes).astype(np.float32),
+                "variance": rows.var(axes).astype(np.float32),
+                "count": np.float32(int(np.prod([rows.shape[a] for a in axes])))}
+
+    @staticmethod
+    def adapted(ws):
+        """Its statistics were adapted or given: a count, or other values than the initial
+        zeros and ones (Keras' adapt leaves its count 0)."""
+        return float(ws["count"]) > 0 or bool(np.any(ws["mean"] != 0)) or bool(
+            np.any(ws["variance"] != 1))
+
+    def given(self, p, in_shape, mean, variance):
+        """The weights of statistics given as values (Keras' mean=, variance=): broadcast to
+        the kept axes as Keras does, count 1 (given, so never adapted)."""
+        shape = _stats_shape(p, in_shape)
+        try:
+            return {"mean": np.broadcast_to(np.asarray(mean, np.float32), shape).copy(),
+                    "variance": np.broadcast_to(np.asarray(variance, np.float32), shape).copy(),
+                    "count": np.float32(1)}
+        except ValueError:
+            raise ShapeError(f"mean of shape {list(np.shape(mean))} for statistics of shape "
+                             f"{list(shape)}") from None
+
+    def forward(self, ops, s):
+        ops.stats_apply(s.x[0].buf, s.y[0].buf, s.w["mean"].buf, s.w["variance"].buf,
+                        s.const["sidx"], s.n, s.x[0].size, s.params["invert"])
+
+    def backward(self, ops, s):
+        if s.dx[0] is not None:
+            ops.stats_apply_grad(s.dy[0].buf, s.dx[0].buf, s.w["variance"].buf,
+                                 s.const["sidx"], s.n, s.x[0].size, s.params["invert"],
+                                 accumulate=s.acc[0])
+
+    def reference(self, p, xs, ws, training=False):
+        x, shape = xs[0], xs[0].shape[1:]
+        keep = _keep(p, shape)
+        m = _broadcast(ws["mean"], shape, keep)
+        sc = _broadcast(_stats_scale(ws["variance"]), shape, keep)
+        return [m + x * sc if p["invert"] else (x - m) / sc]
