@@ -99,8 +99,9 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     in_shapes = [tuple(sh) for sh in shapes]
     ws = {}
     for spec in layer.weights(p, in_shapes):
-        ws[spec.name] = rng.normal(size=spec.shape) * (0.5 if spec.init != "zeros" else 0.1)
-        if spec.name == "moving_variance":
+        ws[spec.name] = np.asarray(rng.normal(size=spec.shape)  # 0-d for a scalar weight
+                                   * (0.5 if spec.init != "zeros" else 0.1))
+        if spec.name in ("moving_variance", "variance"):
             ws[spec.name] = np.abs(ws[spec.name]) + 0.5
     training = layer.test_in_training
     refs = layer.reference(p, xs, ws, training)

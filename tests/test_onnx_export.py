@@ -84,7 +84,7 @@ def _random_weights(g, rng):
     ws = {}
     for spec in node.layer.weights(node.params, in_shapes):
         a = rng.normal(size=spec.shape) * (0.5 if spec.init != "zeros" else 0.1)
-        if spec.name == "moving_variance":
+        if spec.name in ("moving_variance", "variance"):
             a = np.abs(a) + 0.5
         ws[f"node/{spec.name}"] = a.astype(np.float32)
     return ws

@@ -10,6 +10,8 @@ from layerloom.backend.rnn_ops import RnnOps
 from layerloom.backend.attention_ops import AttentionOps
 from layerloom.backend.augment_ops import AugmentOps
 from layerloom.backend.depthwise_ops import DepthwiseOps
+from layerloom.backend.activation_ops import ActivationOps
+from layerloom.backend.norm_ops import NormOps
 
 
 class Tensor:
@@ -29,7 +31,8 @@ class Tensor:
         return f"Tensor{self.shape}"
 
 
-class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps):
+class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, NormOps,
+          ActivationOps):
     """Every op, on one runtime. GEMM dispatch lives in engine/backend/gemm.py, convolution and
     pooling in engine/backend/conv_ops.py, the recurrent layers' ops in engine/backend/rnn_ops.py,
     attention in attention_ops.py, depthwise and transposed convolution in depthwise_ops.py,

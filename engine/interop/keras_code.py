@@ -37,6 +37,7 @@ class KNode:
     x: list            # Python names of the input tensors
     out: list          # Python names of the output tensors, one per port
     layer_takes_list: bool = field(default=False)
+    in_shapes: list = field(default_factory=list)  # per-sample shapes of the inputs
 
 
 def weights_path_for(script_path):
@@ -93,15 +94,15 @@ def graph_lines(project):
         ports = node.layer.output_names(node.params)
         base = names.make(nid)
         out = [base] + [names.make(f"{nid}_{p}") for p in ports[1:]]
+        in_shapes = [shapes[e.src][e.src_port] for e in edges]
         n = KNode(nid, node.type, node.params, node.layer,
-                  [tensors[(e.src, e.src_port)] for e in edges], out)
+                  [tensors[(e.src, e.src_port)] for e in edges], out, in_shapes=in_shapes)
         lines.extend(convert(n))
         for port, t in enumerate(out):
             tensors[(nid, port)] = t
-        in_shapes = [shapes[e.src][e.src_port] for e in edges]
         specs = node.layer.weights(node.params, in_shapes)
         if specs:
-            weights[nid] = kl.keras_weight_names(node.type, specs)
+            weights[nid] = kl.keras_weight_names(node.type, specs, node.params)
     outs = g.outputs()
     if len(ins) == 1:
         inputs = in_names[ins[0]]

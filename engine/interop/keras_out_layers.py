@@ -87,15 +87,23 @@ def _weight_args(n, prefixes):
     return out
 
 
+# activations Keras has by an argument, not a name (gelu's approximate=True): the layer is
+# written with a linear activation and this keras.ops call applied to its output
+KERAS_OP_ACTIVATIONS = {"gelu_tanh": "ops.gelu({x}, approximate=True)"}
+
+
 def call(cls, args, n, x):
     """`layers.Cls(args..., name=id)(x)`; x one tensor name or several (a list)."""
     args = list(args) + [f"name={n.id!r}"]
     inputs = x[0] if len(x) == 1 and not n.layer_takes_list else "[" + ", ".join(x) + "]"
-    return f"layers.{cls}({', '.join(args)})({inputs})"
+    text = f"layers.{cls}({', '.join(args)})({inputs})"
+    after = KERAS_OP_ACTIVATIONS.get(n.params.get("activation"))
+    return after.format(x=text) if after else text
 
 
 def _kw(n, names):
-    return [f"{k}={fmt(n.params[k])}" for k in names]
+    return [f"{k}=" + ("'linear'" if k == "activation" and n.params[k] in KERAS_OP_ACTIVATIONS
+                       else fmt(n.params[k])) for k in names]
 
 
 def _simple(cls, params=(), weights=()):
@@ -154,10 +162,14 @@ CONVERTERS = {t: _from_form(f) for t, f in declared("keras").items()}
 KERAS_FORMS = {t: f.doc for t, f in declared("keras").items() if f.doc}
 
 
-def keras_weight_names(type_id, specs):
+def keras_weight_names(type_id, specs, params=None):
     """Layerloom's weight names in the order of the Keras layer's weights; a tuple is one Keras
-    weight stacked from several (GRU's (2, 3 * units) bias)."""
+    weight stacked from several (GRU's (2, 3 * units) bias). A weight_order that is a function
+    of the params (Bidirectional's) is called with them."""
     form = declared("keras").get(type_id)
-    if form is not None and form.weight_order is not None and not callable(form.weight_order):
-        return list(form.weight_order)
+    if form is not None and form.weight_order is not None:
+        if not callable(form.weight_order):
+            return list(form.weight_order)
+        if params is not None:
+            return list(form.weight_order(params))
     return [s.name for s in specs]

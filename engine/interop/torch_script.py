@@ -79,7 +79,8 @@ def load_layerloom_weights(model, weights=WEIGHTS):
     state = model.state_dict()
     with torch.no_grad():
         for name, (key, layout) in TORCH_WEIGHTS.items():
-            value = torch.from_numpy(np.ascontiguousarray(_to_torch(arrays[name], layout)))
+            # np.array, not ascontiguousarray: a scalar weight stays 0-d
+            value = torch.from_numpy(np.array(_to_torch(arrays[name], layout), order="C"))
             if tuple(value.shape) != tuple(state[key].shape):
                 raise ValueError(f"{name}: shape {tuple(value.shape)}, expected "
                                  f"{tuple(state[key].shape)} for {key}")
@@ -91,8 +92,8 @@ def layerloom_arrays(model):
     """The model's weights in Layerloom's names and layout ({"node/name": array})."""
     model = getattr(model, "module", model)  # under DistributedDataParallel
     state = model.state_dict()
-    return {name: np.ascontiguousarray(_to_layerloom(state[key].detach().cpu().numpy(),
-                                                     layout)).astype(np.float32)
+    return {name: np.array(_to_layerloom(state[key].detach().cpu().numpy(), layout),
+                           np.float32, order="C")
             for name, (key, layout) in TORCH_WEIGHTS.items()}
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from layerloom.core import expr
-from layerloom.core.activations import LEAKY_SLOPE, NAMES, REFERENCE
+from layerloom.core.activations import NAMES, REFERENCE
 from layerloom.core.errors import quote
 from layerloom.core.params import Bool, Expr, Int, Shape
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
@@ -127,8 +127,8 @@ class Dense(Layer):
         return [REFERENCE[p["activation"]](z)]
 
 
-# -- Activation's interop forms; Keras' activation layers (ReLU, LeakyReLU, ELU, Softmax) read
-# as Activation where they compute one of its activations ------------------------------------
+# -- Activation's interop forms (Keras' ReLU, LeakyReLU, ELU, PReLU and Softmax layers are read as
+# the layers of that name, engine/layers/activation.py) -----------------------------------------
 def _activation_onnx(b, n):
     return [b.activation(n.params["activation"], n.x[0])]
 
@@ -139,32 +139,6 @@ def _activation_torch(t, n):
 
 def _activation_keras_in(o, shapes):
     return {"activation": o.activation(default=None)}
-
-
-def _relu_keras_in(o, shapes):
-    o.must("negative_slope", 0, 0.0)
-    o.must("threshold", 0, 0.0)
-    top = o.get("max_value")
-    if top not in (None, 6, 6.0):
-        o.fail("max_value", "has no Layerloom form (only None or 6: relu6)")
-    return {"activation": "relu" if top is None else "relu6"}
-
-
-def _leaky_relu_keras_in(o, shapes):
-    key = "alpha" if "alpha" in o.c else "negative_slope"
-    if o.f32(o.get(key, 0.3)) != o.f32(LEAKY_SLOPE):
-        o.fail(key, f"differs from Layerloom's leaky_relu slope {LEAKY_SLOPE}")
-    return {"activation": "leaky_relu"}
-
-
-def _elu_keras_in(o, shapes):
-    o.must("alpha", 1, 1.0)
-    return {"activation": "elu"}
-
-
-def _softmax_keras_in(o, shapes):
-    o.must("axis", -1, len(shapes[0]), [-1], [len(shapes[0])])
-    return {"activation": "softmax"}
 
 
 @register
@@ -178,9 +152,7 @@ class Activation(Layer):
     examples = tuple(({"activation": a}, [shape]) for a in NAMES for shape in ((7,), (3, 33)))
     onnx_form = OnnxForm(_activation_onnx, "the activation's ops")
     torch_form = TorchForm(_activation_torch)
-    keras_form = KerasForm("Activation", ("activation",), read=_activation_keras_in,
-                           also={"ReLU": _relu_keras_in, "LeakyReLU": _leaky_relu_keras_in,
-                                 "ELU": _elu_keras_in, "Softmax": _softmax_keras_in})
+    keras_form = KerasForm("Activation", ("activation",), read=_activation_keras_in)
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
