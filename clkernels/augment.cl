@@ -238,3 +238,17 @@ __kernel void brightness(__global const float* x, __global const float* dy, __gl
     if (accumulate) r += out[i];
     out[i] = r;
 }
+
+// Rescaling per channel: y (+)= x * S[c] + O[c] (has_offset 0: y (+)= x * S[c], its gradient),
+// c = i % C; one work-item per element.
+__kernel void channel_affine(__global const float* x, __global float* y, __global const float* S,
+                             __global const float* O, const int C, const int has_offset,
+                             const int accumulate, const int total)
+{
+    const int i = get_global_id(0);
+    if (i >= total) return;
+    const int c = i % C;
+    float v = x[i] * S[c] + (has_offset ? O[c] : 0.0f);
+    if (accumulate) v += y[i];
+    y[i] = v;
+}

@@ -116,7 +116,7 @@ def test_a_seed_and_step_reproduce_the_draw_another_step_or_seed_changes_it(rt, 
     np.testing.assert_allclose(inf, layer.reference(p, [x], {})[0], rtol=TOL, atol=TOL)
 
 
-def _draws(rt, ops, type_id, params, n=2000, shape=(4, 6, 1)):
+def _draws(rt, ops, type_id, params, n=2000, shape=(2, 2, 1)):
     return _train(rt, ops, type_id, params, np.zeros((n,) + shape))[4]
 
 
@@ -141,9 +141,9 @@ def test_angles_zooms_and_shifts_are_uniform_over_keras_ranges(rt, ops):
     assert T[:, 4].min() >= 1.1 and T[:, 4].max() <= 1.3
     assert T[:, 0].min() >= 0.5 and T[:, 0].max() <= 1.5
     T = _draws(rt, ops, "RandomTranslation", {"height_factor": [0.0, 0.5], "width_factor": 0.25})
-    rows, cols = -(T[:, 5] + 0.5), -(T[:, 2] + 0.5)  # the shift, Keras' (pixels)
-    assert rows.min() >= -1e-6 and rows.max() <= 2.0 + 1e-6 and abs(rows.mean() - 1) < 0.05
-    assert cols.min() >= -1.5 - 1e-6 and cols.max() <= 1.5 + 1e-6 and abs(cols.mean()) < 0.05
+    rows, cols = -(T[:, 5] + 0.5), -(T[:, 2] + 0.5)  # the shift, Keras' (pixels of 2 x 2)
+    assert rows.min() >= -1e-6 and rows.max() <= 1.0 + 1e-6 and abs(rows.mean() - 0.5) < 0.03
+    assert cols.min() >= -0.5 - 1e-6 and cols.max() <= 0.5 + 1e-6 and abs(cols.mean()) < 0.03
 
 
 def test_random_crop_draws_one_offset_per_batch_over_every_position(rt, ops):
@@ -410,3 +410,24 @@ def test_the_pytorch_script_trains_with_keras_maps(rng, tmp_path, monkeypatch, t
         x, _keras_map(type_id, p, u.astype(np.float64), 5, 7),
         interpolation=p["interpolation"], fill_mode=p["fill_mode"], fill_value=p["fill_value"])
     np.testing.assert_allclose(got, np.asarray(want), rtol=TOL, atol=TOL)
+
+
+def test_a_per_channel_rescaling_from_keras_predicts_as_keras(rt, rng, tmp_path):
+    keras = _keras()
+    from layerloom.interop import keras_import
+    from layerloom.train.model import Model
+    x = keras.Input(shape=(2, 3, 3), name="x")
+    model = keras.Model(x, keras.layers.Rescaling([0.5, -1.0, 2.0], offset=[0.1, 0.2, -0.3],
+                                                  name="rc")(x))
+    model.save(str(tmp_path / "pc.keras"))
+    project = keras_import.read(str(tmp_path / "pc.keras"))[0]
+    assert project.graph.nodes["rc"].params["offset"] == (0.1, 0.2, -0.3)
+    data = rng.normal(size=(4, 2, 3, 3)).astype(np.float32)
+    got = Model(project.graph, rt, 4).predict({"x": data})["rc"]
+    np.testing.assert_allclose(got, model.predict(data, verbose=0), rtol=TOL, atol=TOL)
+    g = Graph()
+    g.add_node("Input", {"shape": [4, 2]}, id="x")
+    g.add_node("Rescaling", {"scale": [1.0, 2.0, 3.0]}, id="r")
+    g.connect("x", 0, "r", 0)
+    assert "scale has 3 values, one per channel, but the input (None, 4, 2) has 2 channels" in \
+        str(g.validate()[0])

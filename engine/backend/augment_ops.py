@@ -82,3 +82,10 @@ class AugmentOps:
             k(self.q, *grid, x, self._or_dummy(dy), y, D, dstride, per, float(lo), float(hi),
               int(dy is not None), int(accumulate), total)
 
+    def channel_affine(self, x, y, S, O, n, C, accumulate=False):
+        """y (+)= x * S[channel] + O[channel] over n elements, the channel the last axis of C;
+        O None: no offset (the gradient)."""
+        if n:
+            k, grid = self._aug("channel_affine", n)
+            k(self.q, *grid, x, y, S, self._or_dummy(O), C, int(O is not None), int(accumulate),
+              n)

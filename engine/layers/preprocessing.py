@@ -830,32 +830,67 @@ class RandomBrightness(_Color):
         return np.clip(x + d, *self._range(p))
 
 
-# -- Rescaling's interop forms. ONNX import has no reader: a Mul then an Add by constants already
-# read as a Lambda, a merge or a BatchNormalization (onnx_import), so Rescaling is not one-to-one
-# with them -------------------------------------------------------------------------------------
+# -- Rescaling, a factor and offset for all or one per channel. ONNX import has no reader: a Mul
+# then an Add by constants already read as a Lambda, a merge or a BatchNormalization
+# (onnx_import), so Rescaling is not one-to-one with them ----------------------------------------
+class PerChannel(Param):
+    """A number, or a list of them, one per channel (the last axis), as Keras' Rescaling takes;
+    a list of one is the number. A node's face writes a list 0.5x1x2, which is read back too."""
+    kind = "per_channel"
+
+    def validate(self, value, place):
+        v = value
+        if isinstance(v, str):
+            try:
+                v = [float(t) for t in v.replace("x", " ").replace(",", " ").split()]
+            except ValueError:
+                pass
+        if isinstance(v, (list, tuple)) and len(v) == 1:
+            v = v[0]
+        if _number(v):
+            return float(v) + 0.0
+        if isinstance(v, (list, tuple)) and 1 < len(v) <= 65536 and all(_number(e) for e in v):
+            return tuple(float(e) + 0.0 for e in v)
+        raise ParamError(f"expected {self.describe()}, got {quote(value)}", place)
+
+    def to_json(self, value):
+        return list(value) if isinstance(value, tuple) else value
+
+    def describe(self):
+        return "a number or a list of numbers, one per channel"
+
+
+def _per_channel(p):
+    return any(isinstance(p[k], tuple) for k in ("scale", "offset"))
+
+
+def _channel_values(p, C):
+    return {k: np.broadcast_to(np.asarray(p[k], np.float32), (C,)).copy()
+            for k in ("scale", "offset")}
+
+
 def _rescaling_onnx(b, n):
-    scale = b.const(np.float32(n.params["scale"]), f"{n.id}/scale")
-    offset = b.const(np.float32(n.params["offset"]), f"{n.id}/offset")
+    scale = b.const(np.asarray(n.params["scale"], np.float32), f"{n.id}/scale")
+    offset = b.const(np.asarray(n.params["offset"], np.float32), f"{n.id}/offset")
     return [b.op("Add", [b.op("Mul", [n.x[0], scale]), offset])]
 
 
 def _rescaling_torch(t, n):
-    return [], [f"{n.out} = {n.x[0]} * {float(n.params['scale'])!r} + "
-                f"{float(n.params['offset'])!r}"], {}
+    x = n.x[0]
+    scale, offset = ((f"{x}.new_tensor({list(v)!r})" if isinstance(v, tuple) else repr(float(v)))
+                     for v in (n.params["scale"], n.params["offset"]))
+    return [], [f"{n.out} = {x} * {scale} + {offset}"], {}
 
 
 def _rescaling_keras_in(o, shapes):
-    """Keras takes a float or one per channel; Layerloom a float."""
+    """Keras takes a float or one per channel, as Layerloom."""
     out = {}
     for key, default in (("scale", None), ("offset", 0.0)):
         v = o.get(key, default)
-        if isinstance(v, (list, tuple)) and len(v) == 1:
-            v = v[0]
-        if isinstance(v, (list, tuple, dict)):
-            o.fail(key, "has no Layerloom form (a float only, not one per channel)")
-        if v is None:
-            o.fail(key, "is missing")
-        out[key] = o.f32(v)
+        if isinstance(v, dict) or v is None:
+            o.fail(key, "is missing" if v is None else "has no Layerloom form (a number or a "
+                                                      "list, one per channel)")
+        out[key] = [o.f32(e) for e in v] if isinstance(v, (list, tuple)) else o.f32(v)
     return out
 
 
@@ -863,31 +898,52 @@ def _rescaling_keras_in(o, shapes):
 class Rescaling(Layer):
     type_id = "Rescaling"
     category = "Preprocessing"
-    help = "Rescales inputs elementwise: x * scale + offset (e.g. scale 1/255 for pixel values)."
-    params = (Float("scale", 1.0 / 255, help="Factor each input is multiplied by (Keras has "
-                    "no default; 1/255 maps 0..255 to 0..1)."),
-              Float("offset", 0.0, help="Added after scaling."))
+    help = ("Rescales inputs elementwise: x * scale + offset (e.g. scale 1/255 for pixel values), "
+            "each a number or one per channel.")
+    params = (PerChannel("scale", 1.0 / 255, help="Factor each input is multiplied by, or one "
+                         "per channel (Keras has no default; 1/255 maps 0..255 to 0..1)."),
+              PerChannel("offset", 0.0, help="Added after scaling, or one per channel."))
     headline = ("scale", "offset")
     examples = (({"scale": 0.125, "offset": -0.5}, [(7,)]),
                 ({"scale": -2.5, "offset": 0.25}, [(3, 4, 5)]),
-                ({"scale": 0.5, "offset": 0.0}, [(2, 33)]))
+                ({"scale": 0.5, "offset": 0.0}, [(2, 33)]),
+                ({"scale": [0.5, -1.5, 2.0], "offset": -0.25}, [(2, 2, 3)]),
+                ({"scale": 0.25, "offset": [1.0, -2.0]}, [(3, 2)]))
 
     onnx_form = OnnxForm(_rescaling_onnx, "Mul by scale, then Add offset (constants)")
     torch_form = TorchForm(_rescaling_torch)
     keras_form = KerasForm("Rescaling", ("scale", "offset"), read=_rescaling_keras_in)
 
     def output_shapes(self, p, in_shapes):
+        C = in_shapes[0][-1] if in_shapes[0] else 1
+        for k in ("scale", "offset"):
+            if isinstance(p[k], tuple) and len(p[k]) != C:
+                raise ShapeError(f"{k} has {len(p[k])} values, one per channel, but the input "
+                                 f"{fmt_shape(in_shapes[0])} has {C} channels")
         return [in_shapes[0]]
+
+    def constants(self, p, in_shapes):
+        return _channel_values(p, in_shapes[0][-1]) if _per_channel(p) else {}
 
     def forward(self, ops, s):
         n = s.n * s.x[0].size
+        if _per_channel(s.params):
+            ops.channel_affine(s.x[0].buf, s.y[0].buf, s.const["scale"], s.const["offset"], n,
+                               s.x[0].cols)
+            return
         ops.fill(s.y[0].buf, n, float(s.params["offset"]))
         ops.scaled(s.x[0].buf, s.y[0].buf, n, float(s.params["scale"]), accumulate=True)
 
     def backward(self, ops, s):
-        if s.dx[0] is not None:
-            ops.scaled(s.dy[0].buf, s.dx[0].buf, s.n * s.x[0].size, float(s.params["scale"]),
+        if s.dx[0] is None:
+            return
+        n = s.n * s.x[0].size
+        if _per_channel(s.params):
+            ops.channel_affine(s.dy[0].buf, s.dx[0].buf, s.const["scale"], None, n, s.x[0].cols,
+                               accumulate=s.acc[0])
+        else:
+            ops.scaled(s.dy[0].buf, s.dx[0].buf, n, float(s.params["scale"]),
                        accumulate=s.acc[0])
 
     def reference(self, p, xs, ws, training=False):
-        return [xs[0] * p["scale"] + p["offset"]]
+        return [xs[0] * np.asarray(p["scale"]) + np.asarray(p["offset"])]
