@@ -1,8 +1,8 @@
 // Elementwise activations. The ACT_* ids and constants are #defined by the engine from its
 // activation table (engine/activations.py) so Python and OpenCL cannot disagree.
-// act_grad(a, x, y): the derivative at pre-activation x with output y. Only the GELUs, SiLU, Mish
-// and hard SiLU read x (NEEDS_INPUT); every other activation is differentiated through y, so
-// layers need not keep x for them.
+// act_grad(a, x, y): the derivative at pre-activation x with output y. Only the GELUs, SiLU, Mish,
+// hard SiLU and tanh shrink read x (NEEDS_INPUT); every other activation is differentiated
+// through y, so layers need not keep x for them.
 
 // Defined for float and float4/8/16 (GEMM epilogues apply them to a vector at once); ?: on a
 // comparison keeps the vector forms branch-free, and stands in for select, fmax, fmin, clamp
@@ -33,6 +33,17 @@ inline T NAME_FWD(const int a, const T x) {                                     
     if (a == ACT_SOFTPLUS) return MAX0(T, x) + log1p(exp(-ABS(x)));                              \
     if (a == ACT_SOFTSIGN) return x / (1.0f + ABS(x));                                           \
     if (a == ACT_EXPONENTIAL) return exp(x);                                                     \
+    if (a == ACT_LOG_SIGMOID) return MIN0(T, x) - log1p(exp(-ABS(x)));                           \
+    if (a == ACT_HARD_TANH) return CLIP(T, x, -1.0f, 1.0f);                                      \
+    if (a == ACT_TANH_SHRINK) return x - tanh(x);                                                \
+    if (a == ACT_SQUAREPLUS) return 0.5f * (x + sqrt(x * x + 4.0f));                             \
+    if (a == ACT_SPARSE_PLUS) {                                                                  \
+        const T t = x + 1.0f;                                                                    \
+        return ((x <= -1.0f) ? ((T)(0.0f)) : ((x < 1.0f) ? (0.25f * t * t) : (x)));              \
+    }                                                                                            \
+    if (a == ACT_SOFT_SHRINK)                                                                    \
+        return ((x > 0.5f) ? (x - 0.5f) : ((x < -0.5f) ? (x + 0.5f) : ((T)(0.0f))));             \
+    if (a == ACT_HARD_SHRINK) return ((ABS(x) > 0.5f) ? (x) : ((T)(0.0f)));                      \
     return x; /* ACT_LINEAR; softmax and log_softmax are row-wise, see elementwise.cl */         \
 }                                                                                                \
 inline T NAME_GRAD(const int a, const T x, const T y) {                                          \
@@ -63,6 +74,14 @@ inline T NAME_GRAD(const int a, const T x, const T y) {                         
     if (a == ACT_SOFTPLUS) return -expm1(-y); /* sigmoid(x) = 1 - exp(-softplus(x)) */           \
     if (a == ACT_SOFTSIGN) { const T t = 1.0f - ABS(y); return t * t; }                          \
     if (a == ACT_EXPONENTIAL) return y;                                                          \
+    if (a == ACT_LOG_SIGMOID) return -expm1(y); /* 1 - sigmoid(x), sigmoid(x) = exp(y) */        \
+    if (a == ACT_HARD_TANH) return ((y > -1.0f && y < 1.0f) ? (one) : (zero));                   \
+    if (a == ACT_TANH_SHRINK) { const T t = tanh(x); return t * t; }                             \
+    if (a == ACT_SQUAREPLUS) /* y / sqrt(x^2 + 4) = y^2 / (y^2 + 1) */                           \
+        return 1.0f / (1.0f + 1.0f / (y * y));                                                   \
+    if (a == ACT_SPARSE_PLUS) /* (x + 1) / 2 = sqrt(y) on (-1, 1) */                             \
+        return ((y >= 1.0f) ? (one) : (sqrt(y)));                                                \
+    if (a == ACT_SOFT_SHRINK || a == ACT_HARD_SHRINK) return ((y != 0.0f) ? (one) : (zero));     \
     return one;                                                                                  \
 }
 

@@ -207,6 +207,13 @@ ONNX_CASES = [  # (id, nodes, constants, input shape, opset, the layer types it 
      {"k": CONV_K, "lo": 0.0, "hi": 6.0}, (None, 3, 5, 5), 17, {"Conv2D"}),
     ("conv-hardswish-folds", [_conv(), _node("HardSwish", ["c"])], {"k": CONV_K},
      (None, 3, 5, 5), 17, {"Conv2D"}),
+    ("hardtanh", [_node("Clip", ["x", "lo", "hi"])], {"lo": -1.0, "hi": 1.0}, (None, 6), 17,
+     {"Activation"}),
+    ("softshrink", [_node("Shrink", bias=0.5, lambd=0.5)], {}, (None, 6), 17, {"Activation"}),
+    ("hardshrink", [_node("Shrink")], {}, (None, 6), 17, {"Activation"}),
+    ("shrink-other", [_node("Shrink", bias=0.25, lambd=1.0)], {}, (None, 6), 17, {"Lambda"}),
+    ("celu", [_node("Celu")], {}, (None, 6), 17, {"Activation"}),
+    ("thresholded", [_node("ThresholdedRelu", alpha=0.5)], {}, (None, 6), 17, {"ReLU"}),
     # an NCHW input reaching a convolution through them: they pass the layout question on
     ("input-clip-conv",
      [_onnx_node("Clip", ["x", "lo", "hi"], "c"), _onnx_node("Conv", ["c", "k"])],
@@ -237,8 +244,8 @@ def test_onnx_activation_operators_come_in_and_match_onnxruntime(rng, nodes, ini
 def test_onnx_clip_from_other_than_0_is_refused_naming_the_node():
     pytest.importorskip("onnx")
     from layerloom.interop import onnx_import
-    model = _onnx_model([_node("Clip", ["x", "lo", "hi"])], {"lo": -1.0, "hi": 1.0})
-    with pytest.raises(LayerloomError, match=re.escape("ONNX node 'act' (Clip): min -1.0")):
+    model = _onnx_model([_node("Clip", ["x", "lo", "hi"])], {"lo": -2.0, "hi": 1.0})
+    with pytest.raises(LayerloomError, match=re.escape("ONNX node 'act' (Clip): min -2.0")):
         onnx_import.from_model(model)
 
 

@@ -54,13 +54,23 @@ REFERENCE = {
     "softplus": _softplus,
     "softsign": lambda x: x / (1.0 + np.abs(x)),
     "exponential": np.exp,
+    # Keras 3's other elementwise activations (its defaults: squareplus b=4, the shrinks'
+    # threshold 0.5)
+    "log_sigmoid": lambda x: -_softplus(-x),
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "squareplus": lambda x: 0.5 * (x + np.sqrt(x * x + 4.0)),
+    "sparse_plus": lambda x: np.where(x <= -1.0, 0.0, np.where(x < 1.0, 0.25 * (x + 1.0) ** 2, x)),
+    "soft_shrink": lambda x: np.where(x > 0.5, x - 0.5, np.where(x < -0.5, x + 0.5, 0.0)),
+    "hard_shrink": lambda x: np.where(np.abs(x) > 0.5, x, 0.0),
 }
-ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}  # Keras 3's aliases
+# Keras 3's aliases; celu (alpha 1, Keras' default) is elu
+ALIASES = {"swish": "silu", "hard_swish": "hard_silu", "celu": "elu"}
 NAMES = tuple(REFERENCE)
 ACT_ID = {name: i for i, name in enumerate(NAMES)}
 ROW_WISE = {"softmax", "log_softmax"}  # normalise over the last axis; not elementwise
 # derivative needs the pre-activation, not only the output
-NEEDS_INPUT = {"gelu", "gelu_tanh", "silu", "mish", "hard_silu"}
+NEEDS_INPUT = {"gelu", "gelu_tanh", "silu", "mish", "hard_silu", "tanh_shrink"}
 
 
 def cl_prelude():

@@ -164,6 +164,21 @@ def _mish(b, x):
     return b.op("Mul", [x, b.op("Tanh", [_softplus(b, x)])])
 
 
+def _log_sigmoid(b, x):
+    # min(x, 0) - log(1 + exp(-|x|)): -softplus(-x) without overflow
+    e = b.op("Exp", [b.op("Neg", [b.op("Abs", [x])])])
+    return b.op("Sub", [b.op("Min", [x, b.const(0.0)]),
+                        b.op("Log", [b.op("Add", [e, b.const(1.0)])])])
+
+
+def _sparse_plus(b, x):
+    # 0 at and below -1, (x + 1)^2 / 4 below 1, x from 1
+    t = b.op("Add", [x, b.const(1.0)])
+    middle = b.op("Mul", [b.op("Mul", [t, t]), b.const(0.25)])
+    upper = b.op("Where", [b.op("Less", [x, b.const(1.0)]), middle, x])
+    return b.op("Where", [b.op("LessOrEqual", [x, b.const(-1.0)]), b.const(0.0), upper])
+
+
 def _hard_sigmoid(b, x):
     # clip(x + 3, 0, 6) / 6 in the kernels' order of operations
     t = b.op("Clip", [b.op("Add", [x, b.const(3.0)]), b.const(0.0), b.const(6.0)])
@@ -190,6 +205,14 @@ _ACTIVATIONS = {
     "softplus": _softplus,
     "softsign": _unary("Softsign"),
     "exponential": _unary("Exp"),
+    "log_sigmoid": _log_sigmoid,
+    "hard_tanh": lambda b, x: b.op("Clip", [x, b.const(-1.0), b.const(1.0)]),
+    "tanh_shrink": lambda b, x: b.op("Sub", [x, b.op("Tanh", [x])]),
+    "squareplus": lambda b, x: b.op("Mul", [b.op("Add", [x, b.op("Sqrt", [b.op("Add", [
+        b.op("Mul", [x, x]), b.const(4.0)])])]), b.const(0.5)]),
+    "sparse_plus": _sparse_plus,
+    "soft_shrink": _unary("Shrink", bias=0.5, lambd=0.5),
+    "hard_shrink": _unary("Shrink", bias=0.0, lambd=0.5),
 }
 ACTIVATION_OPS = {  # for docs/onnx.md and the tests: what each activation becomes
     "linear": "(nothing)", "relu": "Relu", "relu6": "Clip(0, 6)", "leaky_relu": "LeakyRelu(0.2)",
@@ -200,6 +223,10 @@ ACTIVATION_OPS = {  # for docs/onnx.md and the tests: what each activation becom
     "tanh": "Tanh",
     "softmax": "Softmax(axis=-1)", "log_softmax": "LogSoftmax(axis=-1)",
     "softplus": "Relu, Abs, Neg, Exp, Add, Log", "softsign": "Softsign", "exponential": "Exp",
+    "log_sigmoid": "Min, Abs, Neg, Exp, Add, Log, Sub", "hard_tanh": "Clip(-1, 1)",
+    "tanh_shrink": "Tanh, Sub", "squareplus": "Mul, Add, Sqrt, Mul (b = 4)",
+    "sparse_plus": "Add, Mul, Less, LessOrEqual, Where", "soft_shrink": "Shrink(0.5, 0.5)",
+    "hard_shrink": "Shrink(bias=0, lambd=0.5)",
 }
 
 _EXPR = {

@@ -22,7 +22,12 @@ ACTIVATIONS = {
     "tanh": "torch.tanh({x})",
     "softmax": "torch.softmax({x}, -1)", "log_softmax": "torch.log_softmax({x}, -1)",
     "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
-    "exponential": "torch.exp({x})",
+    "exponential": "torch.exp({x})", "log_sigmoid": "F.logsigmoid({x})",
+    "hard_tanh": "F.hardtanh({x})", "tanh_shrink": "F.tanhshrink({x})",
+    "squareplus": "0.5 * ({x} + torch.sqrt({x} * {x} + 4.0))",
+    "sparse_plus": "torch.where({x} <= -1.0, torch.zeros_like({x}), "
+                   "torch.where({x} < 1.0, 0.25 * ({x} + 1.0) ** 2, {x}))",
+    "soft_shrink": "F.softshrink({x}, 0.5)", "hard_shrink": "F.hardshrink({x}, 0.5)",
 }
 
 

@@ -1,9 +1,10 @@
 """Activation layers (Keras' activations category): ReLU, LeakyReLU, PReLU, ELU and Softmax with
 Keras' parameters. The Activation layer (any entry of the activation table, core/activations.py)
 is in core.py. Beside them, the ONNX readers of the activation operators no other reader maps:
-Clip (ReLU), LeakyRelu, PRelu, Elu with their parameters, and HardSwish, HardSigmoid and Mish
-as the activation table's entries (declared on ReLU's form), folded into the Dense or
-convolution before them as the importer folds Relu (its apply_activation)."""
+Clip and ThresholdedRelu (ReLU), LeakyRelu, PRelu, Elu with their parameters, and HardSwish,
+HardSigmoid, Mish, Shrink, Celu and Clip(-1, 1) as the activation table's entries (declared on
+ReLU's form), folded into the Dense or convolution before them as the importer folds Relu (its
+apply_activation)."""
 import math
 
 import numpy as np
@@ -99,17 +100,53 @@ def _clip_bound(imp, node, i, key):
 
 
 def _read_clip(imp, node, type_id):
-    """Clip(0, max) is ReLU(max_value=max): relu6 and relu fold as the activation table's."""
+    """Clip(0, max) is ReLU(max_value=max): relu6 and relu fold as the activation table's, as
+    does Clip(-1, 1), hard_tanh."""
     v = imp.value(node, 0)
     lo, hi = _clip_bound(imp, node, 1, "min"), _clip_bound(imp, node, 2, "max")
+    if (lo, hi) == (-1.0, 1.0):
+        _as_activation(imp, node, v, "hard_tanh")
+        return
     if lo != 0.0:
-        imp.fail(node, f"min {lo}; only Clip(0, max) maps (ReLU's max_value)")
+        imp.fail(node, f"min {lo}; only Clip(0, max) (ReLU's max_value) and Clip(-1, 1) "
+                       "(hard_tanh) map")
     if hi is None or hi == 6.0:
         _as_activation(imp, node, v, "relu" if hi is None else "relu6")
         return
     if hi < 0:
         imp.fail(node, f"max {hi} below min 0")
     imp.set(node, v.like(imp.add(node, type_id, {"max_value": _f32(hi)}, [v])))
+
+
+def _read_shrink(imp, node, type_id):
+    """Shrink(bias, lambd): x - bias above lambd, x + bias below -lambd, else 0; Keras'
+    soft_shrink and hard_shrink (threshold 0.5) are (0.5, 0.5) and (0, 0.5), others a Lambda."""
+    a, v = imp.attrs(node), imp.value(node, 0)
+    bias, lambd = _f32(a.get("bias", 0.0)), _f32(a.get("lambd", 0.5))
+    if lambd < 0:
+        imp.fail(node, f"lambd {lambd}; expected >= 0")
+    known = {(0.5, 0.5): "soft_shrink", (0.0, 0.5): "hard_shrink"}.get((bias, lambd))
+    if known:
+        _as_activation(imp, node, v, known)
+        return
+    formula = f"where(a > {lambd!r}, a - {bias!r}, where(a < {-lambd!r}, a + {bias!r}, 0))"
+    imp.set(node, v.like(imp.add(node, "Lambda", {"expression": formula}, [v])))
+
+
+def _read_celu(imp, node, type_id):
+    """Celu at alpha 1 (Keras' celu default) is elu."""
+    alpha = _f32(imp.attrs(node).get("alpha", 1.0))
+    if alpha != 1.0:
+        imp.fail(node, f"alpha {alpha}; only 1 (elu, Keras' celu default) maps")
+    _as_activation(imp, node, imp.value(node, 0), "elu")
+
+
+def _read_thresholded_relu(imp, node, type_id):
+    """ThresholdedRelu(alpha): x above alpha, else 0: ReLU(threshold=alpha)."""
+    alpha, v = _f32(imp.attrs(node).get("alpha", 1.0)), imp.value(node, 0)
+    if alpha < 0:
+        imp.fail(node, f"alpha {alpha}; Keras' ReLU threshold is >= 0")
+    imp.set(node, v.like(imp.add(node, type_id, {"threshold": alpha}, [v])))
 
 
 # -- ReLU -----------------------------------------------------------------------------------------
@@ -190,7 +227,10 @@ class ReLU(Layer):
                         "Clip": OnnxRead({"min", "max"}, _read_clip),
                         "HardSwish": OnnxRead((), _read_as("hard_silu")),
                         "Mish": OnnxRead((), _read_as("mish")),
-                        "HardSigmoid": OnnxRead({"alpha", "beta"}, _read_hard_sigmoid)})
+                        "HardSigmoid": OnnxRead({"alpha", "beta"}, _read_hard_sigmoid),
+                        "Shrink": OnnxRead({"bias", "lambd"}, _read_shrink),
+                        "Celu": OnnxRead({"alpha"}, _read_celu),
+                        "ThresholdedRelu": OnnxRead({"alpha"}, _read_thresholded_relu)})
     torch_form = TorchForm(_relu_torch)
     keras_form = KerasForm("ReLU", ("max_value", "negative_slope", "threshold"),
                            read=_relu_keras_in)
