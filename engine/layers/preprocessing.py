@@ -26,6 +26,17 @@ def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
+def _numbers_text(v):
+    """A value as the node's face writes it, "0.1x0.2" (or "0.1, 0.2"), as the numbers; a list
+    of one as that number; anything else as it is."""
+    if isinstance(v, str):
+        try:
+            v = [float(t) for t in v.replace("x", " ").replace(",", " ").split()]
+        except ValueError:
+            return v
+    return v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v
+
+
 class Factor(Param):
     """Keras' factor of an augmentation layer: a number or [lower, upper], each within [lo, hi]
     (lo excluded where lo_open); pair_only: a [lower, upper] pair only (value_range);
@@ -40,14 +51,7 @@ class Factor(Param):
         self.pair_only, self.optional = pair_only, optional
 
     def validate(self, value, place):
-        v = value
-        if isinstance(v, str):
-            try:
-                v = [float(t) for t in v.replace("x", " ").replace(",", " ").split()]
-            except ValueError:
-                pass
-            if isinstance(v, list) and len(v) == 1:
-                v = v[0]
+        v = _numbers_text(value)
         if v is None and self.optional:
             return None
         if _number(v) and not self.pair_only:
@@ -839,14 +843,7 @@ class PerChannel(Param):
     kind = "per_channel"
 
     def validate(self, value, place):
-        v = value
-        if isinstance(v, str):
-            try:
-                v = [float(t) for t in v.replace("x", " ").replace(",", " ").split()]
-            except ValueError:
-                pass
-        if isinstance(v, (list, tuple)) and len(v) == 1:
-            v = v[0]
+        v = _numbers_text(value)
         if _number(v):
             return float(v) + 0.0
         if isinstance(v, (list, tuple)) and 1 < len(v) <= 65536 and all(_number(e) for e in v):
