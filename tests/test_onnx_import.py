@@ -84,8 +84,8 @@ def _model(nodes, inits, shape=(None, 3, 8, 8)):
      "ONNX node 'norm' (LRN): this operator has no Layerloom layer"),
     ([onnx.helper.make_node("Shape", ["x"], ["s"], name="shape"),
       onnx.helper.make_node("Expand", ["c", "s"], ["e"], name="ex"),
-      onnx.helper.make_node("Add", ["x", "e"], ["y"], name="add")],
-     {"c": np.ones((1, 3, 1, 1))}, "'ex' (Expand): repeats a constant along the batch axis"),
+      onnx.helper.make_node("Concat", ["e", "x"], ["y"], name="cat", axis=1)],
+     {"c": np.ones((1, 3, 8, 8))}, "'ex' (Expand): repeats a constant along the batch axis"),
     ([onnx.helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2],
                             name="mp")], {}, "'mp' (MaxPool): dilated pooling"),
     ([onnx.helper.make_node("Softmax", ["x"], ["y"], axis=2, name="sm")], {},
@@ -448,4 +448,29 @@ def test_a_squeeze_and_excitation_block_with_silu_imports(tmp_path):
     layers = [(g.nodes[n].type, g.nodes[n].params.get("activation")) for n in g.topo_order()]
     assert ("Conv2D", "silu") in layers and ("Dense", "relu") in layers
     assert ("Dense", "sigmoid") in layers and ("UpSampling2D", None) in layers
+    assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_torch_recurrent_layer_with_its_zero_state_and_last_step_imports(tmp_path, kind):
+    """torch's nn.LSTM/GRU without a state exports a zero state the size of the batch
+    (Shape, Gather, Concat, ConstantOfShape: folded with a batch of 1, zeros as the readers
+    take them), y[:, -1] as Gather: the layer's return_sequences off."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, kind)(4, 5, batch_first=True)
+            self.fc = torch.nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0][:, -1])
+    torch.manual_seed(2)
+    x = np.random.default_rng(6).standard_normal((3, 6, 4)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    want = _torch_export(Net(), x, path)
+    imported = onnx_import.from_model(onnx.load(path))
+    g = imported.project.graph
+    assert [g.nodes[n].type for n in g.topo_order()] == ["Input", kind, "Dense"]
     assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5

@@ -62,7 +62,7 @@ OWN_ATTRIBUTES = {
     "Softmax": {"axis"}, "LogSoftmax": {"axis"}, "Gelu": {"approximate"},
     "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
-    "Transpose": {"perm"},
+    "Transpose": {"perm"}, "Gather": {"axis"},
 }
 # the operators layers declare they are read from (their OnnxForm's reads), {op: [(the layer they
 # become, OnnxRead), ...]} in the order the layers registered (the protocol: the docstring); the
@@ -116,7 +116,8 @@ class _Importer(_OperatorReads):
         self.known = {vi.name: vi for vi in list(g.value_info) + list(g.output)}
         self.known.update(known)
         self.uses, self.readers = {}, {}  # tensor -> how many inputs read it; its readers
-        self.producers = {}  # tensor -> the node that computes it
+        self.producers = {}  # tensor -> the node that computes it (that the walk reads)
+        self.made_by = {o: n for n in g.node for o in n.output if o}
         for n in g.node:
             if n.output and n.output[0] in self.folded:
                 continue
@@ -194,6 +195,8 @@ class _Importer(_OperatorReads):
 
     def value(self, node, i):
         name = node.input[i] if i < len(node.input) else ""
+        if name in self.consts and name in self.unfolded:  # a constant repeated per sample
+            self.fail(self.made_by[name], self.unfolded[name])
         if name not in self.values:
             self.fail(node, f"input {name!r} is neither a graph input nor computed before "
                             "(a constant where a tensor is expected?)")

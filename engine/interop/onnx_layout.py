@@ -229,6 +229,13 @@ def _sizes(value_info):
             d.dim_param if d.HasField("dim_param") else None for d in t.shape.dim]
 
 
+# the operators whose input (by index) gives their result's shape: a constant repeated along the
+# batch is computed with a batch of 1 (and said to be, fold_constants' per_sample)
+SIZED_BY = {"ConstantOfShape": 0, "Expand": 1, "Tile": 1}
+PER_SAMPLE = ("repeats a constant along the batch axis (as a class token is); no Layerloom layer "
+              "makes a tensor of a constant")
+
+
 def _fold_node(node, consts, known):
     """node's output computed (an array), None where it is not to be, or a str: why a node on
     constants alone could not be computed."""
@@ -254,6 +261,10 @@ def _fold_node(node, consts, known):
             not i or i in consts for i in node.input):
         return None
     x = [np.asarray(consts[i]) if i else None for i in node.input]
+    shape_input = SIZED_BY.get(node.op_type)
+    if shape_input is not None and len(x) > shape_input and x[shape_input] is not None:
+        # a constant the size of the batch: computed once, its batch axis 1 (it broadcasts)
+        x[shape_input] = np.where(x[shape_input] == BATCH, 1, x[shape_input])
     if max((v.size for v in x if v is not None), default=0) > MAX_FOLDED:
         return TOO_LARGE
     try:
@@ -265,9 +276,6 @@ def _fold_node(node, consts, known):
                f"({type(e).__name__}: {e})"
     if out.size > MAX_FOLDED:
         return TOO_LARGE
-    if BATCH in out.shape and node.op_type in ("Expand", "Tile", "ConstantOfShape"):
-        return ("repeats a constant along the batch axis (as a class token is); no Layerloom "
-                "layer makes a tensor of a constant")
     return out
 
 
@@ -275,9 +283,12 @@ def fold_constants(model):
     """Compute every node whose inputs are all constants (initializers, Constant, earlier
     ones), and Shape/Size of a tensor whose sizes ONNX's shape inference knows, the open
     batch size taken as BATCH; the shapes are inferred again after each round (a Reshape's
-    target computed lets the tensors after it have sizes). Returns ({tensor: array} of the
-    initializers and the computed outputs, the names computed, {output: why} for nodes on
-    constants alone that could not be computed, {tensor: ValueInfo} as inferred last)."""
+    target computed lets the tensors after it have sizes). A constant repeated along the batch
+    (torch's zero initial state of an LSTM, a ViT's class token) is computed with a batch of 1.
+    Returns ({tensor: array} of the initializers and the computed outputs, the names computed,
+    {output: why it is no constant a layer can take} for nodes on constants alone that could
+    not be computed and for those repeated along the batch, {tensor: ValueInfo} as inferred
+    last)."""
     onnx, numpy_helper = _onnx()
     work = onnx.ModelProto()
     work.CopyFrom(model)
@@ -286,7 +297,7 @@ def fold_constants(model):
         dims = inp.type.tensor_type.shape.dim if inp.type.tensor_type.HasField("shape") else []
         if inp.name not in consts and dims and not dims[0].HasField("dim_value"):
             dims[0].dim_value = BATCH
-    folded, failed, known = set(), {}, {}
+    folded, failed, known, per_sample = set(), {}, {}, set()
     for _ in range(32):  # rounds; each computes at least one more tensor
         try:
             work = onnx.shape_inference.infer_shapes(work)
@@ -304,6 +315,13 @@ def fold_constants(model):
                 failed[node.output[0]] = out
             elif out is not None:
                 new[node.output[0]] = out
+                shape_input = SIZED_BY.get(node.op_type)
+                if any(i in per_sample for i in node.input) or (
+                        shape_input is not None and len(node.input) > shape_input and
+                        BATCH in np.reshape(consts.get(node.input[shape_input],
+                                                       new.get(node.input[shape_input], [])),
+                                            -1)):
+                    per_sample.add(node.output[0])
         if not new:
             break
         consts.update(new)
@@ -313,4 +331,6 @@ def fold_constants(model):
         g.node.extend(keep)
         g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in new.items()
                              if np.asarray(v).dtype != object)
-    return consts, folded, {k: v for k, v in failed.items() if k not in folded}, known
+    failed = {k: v for k, v in failed.items() if k not in folded}
+    failed.update((k, PER_SAMPLE) for k in per_sample)
+    return consts, folded, failed, known

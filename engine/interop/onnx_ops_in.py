@@ -380,6 +380,31 @@ class _OperatorReads:
         return _Value(self.add(node, "Permute", {"dims": [rank] + list(range(1, rank))}, [v],
                                name=f"{self.scope(node)}_to_nchw"))
 
+    def op_Gather(self, node):
+        """A sequence's last step (torch's y[:, -1] after an LSTM, GRU or RNN): the recurrent
+        layer's return_sequences off, where nothing else reads its sequence."""
+        v, idx = self.value(node, 0), self.const(node, 1, "indices")
+        axis = _attrs(node).get("axis", 0)
+        shape = self.shape(v)
+        prev = self.graph.nodes[v.node]
+        last = (not v.nchw and not v.pooled and len(shape) == 2 and np.ndim(idx) == 0 and
+                axis % 3 == 1 and int(idx) % shape[0] == shape[0] - 1)
+        if not (last and v.port == 0 and prev.type in ("LSTM", "GRU", "SimpleRNN") and
+                prev.params.get("return_sequences") and self.only_use(node.input[0]) and
+                not any(e.src == v.node for e in self.graph.edges)):
+            self.fail(node, f"indices {np.asarray(idx).tolist()} along axis {axis}; only the last "
+                            "step of an LSTM's, GRU's or SimpleRNN's sequence (axis 1, index -1) "
+                            "read by nothing else maps")
+        self.graph.set_params(v.node, return_sequences=False)
+        self.shapes[v.node] = [tuple(s) for s in prev.layer.output_shapes(
+            prev.params, self.in_shapes(v.node))]
+        self.set(node, _Value(v.node))
+
+    def in_shapes(self, nid):
+        """The shapes of node nid's inputs, port by port."""
+        edges = sorted((e for e in self.graph.edges if e.dst == nid), key=lambda e: e.dst_port)
+        return [self.shapes[e.src][e.src_port] for e in edges]
+
     def op_Squeeze(self, node):
         v = self.value(node, 0)
         axes = _attrs(node).get("axes")
