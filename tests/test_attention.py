@@ -338,3 +338,29 @@ def test_self_attention_adds_both_inputs_gradients_in_a_model(rt, rng):
         return float((mha.reference(pm, [h, h], mw)[0] * dy).sum())
     for key in ("d/kernel", "d/bias"):
         np.testing.assert_allclose(got[key], numeric_grad(f, ws[key]), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("type_id,params,shapes", [
+    ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "value_dim": 2, "output_shape": 4,
+                            "kernel_initializer": "he_uniform"}, [(4, 5), (3, 5), (3, 6)]),
+    ("Attention", {"use_scale": True, "score_mode": "concat", "dropout": 0.25},
+     [(4, 3), (5, 2), (5, 3)]),
+    ("AdditiveAttention", {"use_scale": True}, [(4, 3), (5, 3)]),
+])
+def test_exported_attention_imports_back_to_the_same_layer(tmp_path, rng, type_id, params,
+                                                           shapes):
+    """--export to .keras, then --import: the same parameters and weights."""
+    _keras()
+    from layerloom.interop import export as interop_export
+    from layerloom.interop import keras_import
+    from layerloom.project import loom
+    g = _graph(type_id, params, shapes)
+    layer = g.nodes["node"].layer
+    ws = {f"node/{k}": v for k, v in _weights(layer, params, shapes, rng).items()}
+    path = str(tmp_path / "m.keras")
+    interop_export(loom.Project(g), ws, path)
+    back, back_weights = keras_import.read(path)
+    nodes = [n for n in back.graph.nodes.values() if n.type == type_id]
+    assert len(nodes) == 1 and nodes[0].params == g.nodes["node"].params
+    for k, a in ws.items():
+        np.testing.assert_array_equal(back_weights[k.replace("node", nodes[0].id, 1)], a)
