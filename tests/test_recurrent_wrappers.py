@@ -190,3 +190,69 @@ def test_an_onnx_lstm_without_a_layerloom_form_is_refused_naming_it(tmp_path, at
     with pytest.raises(DataError) as e:
         onnx_import.read(path)
     assert "'lstm' (LSTM)" in str(e.value) and words in str(e.value), str(e.value)
+
+
+# -- TimeDistributed ----------------------------------------------------------------------------
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_a_keras_time_distributed_model_predicts_what_keras_does(keras, tmp_path, ext):
+    """Frames (steps of images) through TimeDistributed Conv2D, MaxPooling2D, Flatten, Dropout
+    and Dense, then an LSTM: Keras' model with random weights, saved and read back."""
+    L = keras.layers
+    x = keras.Input((3, 6, 6, 2))
+    h = L.TimeDistributed(L.Conv2D(3, 3, activation="relu"), name="conv")(x)
+    h = L.TimeDistributed(L.MaxPooling2D(2), name="pool")(h)
+    h = L.TimeDistributed(L.Flatten(), name="flat")(h)
+    h = L.TimeDistributed(L.Dropout(0.4), name="drop")(h)
+    h = L.TimeDistributed(L.Dense(5, activation="tanh"), name="dense")(h)
+    model = keras.Model(x, L.Dense(2, name="out")(L.LSTM(4, name="lstm")(h)))
+    _randomize(model)
+    xs = np.random.default_rng(1).standard_normal((4, 3, 6, 6, 2)).astype(np.float32)
+    project, err = _imports_as_keras_predicts(keras, model, str(tmp_path / f"m.{ext}"), xs)
+    assert err <= TOLERANCE, err
+    g = project.graph
+    assert g.nodes["conv"].type == "TimeDistributed"
+    assert g.nodes["conv"].params["layer"]["type"] == "Conv2D"
+    assert g.nodes["conv"].params["layer"]["params"]["filters"] == 3
+    assert g.nodes["drop"].params["layer"] == {"type": "Dropout", "params": dict(
+        g.nodes["drop"].params["layer"]["params"], rate=0.4)}
+    assert g.analysis().shapes["dense"][0] == (3, 5)
+
+
+def test_a_dropout_inside_time_distributed_drops_in_training_only():
+    """Inference passes the steps through; training zeroes about `rate` of them and scales the
+    rest by 1 / (1 - rate), and its backward uses the same mask."""
+    from layerloom.backend.runtime import Runtime
+    from layerloom.core.graph import Graph
+    from layerloom.train.model import Model as Compiled
+    g = Graph()
+    g.add_node("Input", {"shape": [20, 50]}, id="x")
+    g.add_node("TimeDistributed", {"layer": {"type": "Dropout", "params": {"rate": 0.5}}},
+               id="td")
+    g.connect("x", 0, "td", 0)
+    m = Compiled(g, Runtime(), 4)
+    xs = np.ones((4, 20, 50), np.float32)
+    np.testing.assert_array_equal(m.predict({"x": xs})["td"], xs)
+    m.load_inputs({"x": xs})
+    m.forward(4, training=True, step=3)
+    t = m.output("td")
+    y = m.rt.read(t.buf, 4 * t.size, (4,) + t.shape)
+    assert set(np.unique(y)) == {0.0, 2.0}
+    assert 0.45 < (y == 0).mean() < 0.55
+
+
+def test_a_time_distributed_layer_is_validated_against_the_wrapped_declaration():
+    from layerloom.core.errors import LayerloomError
+    from layerloom.core.graph import Graph
+    g = Graph()
+    g.add_node("Input", {"shape": [4, 3]}, id="x")
+    with pytest.raises(LayerloomError, match="Dense has no parameter 'filters'"):
+        g.add_node("TimeDistributed", {"layer": {"type": "Dense", "params": {"filters": 3}}})
+    with pytest.raises(LayerloomError, match="no layer type is called 'Dence'"):
+        g.add_node("TimeDistributed", {"layer": {"type": "Dence", "params": {}}})
+    with pytest.raises(LayerloomError, match="units"):
+        g.add_node("TimeDistributed", {"layer": {"type": "Dense", "params": {"units": 0}}})
+    node = g.add_node("TimeDistributed", {"layer": {"type": "Dense", "params": {"units": 7}}})
+    layer = node.params["layer"]
+    assert layer["type"] == "Dense" and layer["params"]["units"] == 7
+    assert layer["params"]["use_bias"] is True  # the wrapped layer's defaults filled in
+    assert node.layer.headline_text(node.params) == "Dense 7"

@@ -158,6 +158,16 @@ class Options:
                 want, snake(want)):
             self.fail(key, f"has no Layerloom form (only {want})")
 
+    def convert_layer(self, layer, shapes):
+        """(type id, params) of a layer config nested in this one ({"class_name", "config"}:
+        TimeDistributed's wrapped layer) given its inputs' per-sample shapes; its errors name
+        it as <this layer>/<its name>."""
+        if not isinstance(layer, dict) or not isinstance(layer.get("config", {}), dict):
+            self.fail("layer", "is not a layer config")
+        config = layer.get("config") or {}
+        return convert(f"{self.name}/{config.get('name')}", layer.get("class_name"), config,
+                       shapes, self.keras2, self.place)
+
     def finish(self):
         """Common options, then any other key that is set is one Layerloom lacks."""
         self.must("trainable", True)
