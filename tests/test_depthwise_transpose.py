@@ -43,7 +43,7 @@ def keras():
     return pytest.importorskip("keras")
 
 
-def _keras_round_trip(keras, tmp_path, rng, in_shape, layers):
+def _keras_round_trip(keras, tmp_path, rng, in_shape, layers, ext=".keras"):
     from layerloom.api import Model as ApiModel
     from layerloom.interop import keras_import
     x_in = keras.Input(shape=in_shape)
@@ -53,7 +53,7 @@ def _keras_round_trip(keras, tmp_path, rng, in_shape, layers):
     model = keras.Model(x_in, y)
     for w in model.weights:  # non-zero biases and weights at Keras' own scale
         w.assign(rng.normal(size=tuple(w.shape)).astype(np.float32) * 0.5)
-    path = str(tmp_path / "model.keras")
+    path = str(tmp_path / ("model" + ext))
     model.save(path)
     x = rng.normal(size=(3,) + in_shape).astype(np.float32)
     want = np.asarray(model.predict(x, verbose=0))
@@ -65,7 +65,8 @@ def _keras_round_trip(keras, tmp_path, rng, in_shape, layers):
     return types
 
 
-def test_keras_2d_models_import_and_predict_as_keras(keras, tmp_path, rng):
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
+def test_keras_2d_models_import_and_predict_as_keras(keras, tmp_path, rng, ext):
     L = keras.layers
     types = _keras_round_trip(keras, tmp_path, rng, (9, 8, 3), [
         L.DepthwiseConv2D((3, 2), strides=2, padding="same", depth_multiplier=2,
@@ -74,7 +75,7 @@ def test_keras_2d_models_import_and_predict_as_keras(keras, tmp_path, rng):
         L.Conv2DTranspose(4, 3, strides=2, output_padding=1, activation="tanh"),
         L.DepthwiseConv2D(2, use_bias=False),
         L.Conv2DTranspose(3, (2, 3), strides=(2, 1), padding="same", use_bias=False),
-    ])
+    ], ext)
     assert types == ["DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
                      "DepthwiseConv2D", "Conv2DTranspose"]
 
@@ -236,13 +237,20 @@ def test_our_onnx_export_reads_back_as_the_same_layer(rt, rng, type_id, params, 
     assert float(np.abs(got - want).max()) <= TOL
 
 
-# -- the depthwise kernels' GPU form (one channel per work-item) against the CPU form -----------
-@pytest.mark.parametrize("params,shape", [
-    ({"kernel_size": 3, "padding": "same", "depth_multiplier": 2, "strides": 2}, (7, 6, 8)),
-    ({"kernel_size": [2, 3], "dilation_rate": 2}, (6, 7, 16)),
+# -- the kernels' GPU form (one channel per work-item) against the CPU form; accumulation -------
+@pytest.mark.parametrize("type_id,params,shape", [
+    ("DepthwiseConv2D", {"kernel_size": 3, "padding": "same", "depth_multiplier": 2,
+                         "strides": 2}, (7, 6, 8)),
+    ("DepthwiseConv2D", {"kernel_size": [2, 3], "dilation_rate": 2}, (6, 7, 16)),
+    ("SeparableConv1D", {"filters": 5, "kernel_size": 3, "depth_multiplier": 4}, (9, 2)),
+    ("Conv2DTranspose", {"filters": 8, "kernel_size": 3, "strides": 2, "padding": "same"},
+     (3, 4, 5)),
 ])
-def test_the_gpu_form_computes_what_the_cpu_form_does(rt, rng, params, shape):
-    layer = get_layer("DepthwiseConv2D")
+def test_the_gpu_form_computes_what_the_cpu_form_does(rt, rng, type_id, params, shape):
+    """Forward, input and weight gradients with ops' CPU form (channels in vectors) and its GPU
+    form (ew 1); a second backward with accumulate adds the input gradient to what is there
+    (an input that feeds several layers)."""
+    layer = get_layer(type_id)
     p = {**layer.defaults(), **params}
     p = {q.name: q.validate(p[q.name], q.name) for q in layer.params}
     out = tuple(layer.output_shapes(p, [shape])[0])
@@ -264,8 +272,16 @@ def test_the_gpu_form_computes_what_the_cpu_form_does(rt, rng, params, shape):
         s.dy, s.acc = [Tensor(to_dev(rt, dy), out)], [False]
         s.dx = [Tensor(rt.empty(4 * x.size), shape)]
         layer.backward(ops, s)
-        results.append([from_dev(rt, s.y[0].buf, dy.shape), from_dev(rt, s.dx[0].buf, x.shape)]
-                       + [from_dev(rt, s.dw[k].buf, v.shape) for k, v in sorted(ws.items())])
+        got = [from_dev(rt, s.y[0].buf, dy.shape).copy(), from_dev(rt, s.dx[0].buf, x.shape).copy()]
+        got += [from_dev(rt, s.dw[k].buf, v.shape).copy() for k, v in sorted(ws.items())]
+        s.acc = [True]
+        layer.backward(ops, s)
+        np.testing.assert_allclose(from_dev(rt, s.dx[0].buf, x.shape), 2 * got[1], rtol=1e-5,
+                                   atol=1e-5)
+        results.append(got)
     assert results[0][0].shape == (3,) + out
+    want = layer.reference(p, [x.astype(np.float64)], {k: v.astype(np.float64)
+                                                       for k, v in ws.items()})[0]
+    np.testing.assert_allclose(results[0][0], want, rtol=1e-4, atol=1e-4)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
