@@ -431,3 +431,39 @@ def test_a_per_channel_rescaling_from_keras_predicts_as_keras(rt, rng, tmp_path)
     g.connect("x", 0, "r", 0)
     assert "scale has 3 values, one per channel, but the input (None, 4, 2) has 2 channels" in \
         str(g.validate()[0])
+
+
+def test_a_model_trains_through_every_augmentation_and_predicts_without_them(rng):
+    """A fit runs them all in a chain while training (finite losses); predict is deterministic
+    and equals the model without them but RandomCrop's inference form, on the same weights."""
+    from layerloom import api
+    from layerloom.project import loom
+    chain = [("RandomFlip", {}), ("RandomRotation", {"factor": 0.2}),
+             ("RandomZoom", {"height_factor": 0.2}), ("RandomTranslation", {}),
+             ("RandomContrast", {"value_range": [0, 1]}),
+             ("RandomBrightness", {"value_range": [0, 1]}), ("RandomCrop", {"height": 4,
+                                                                             "width": 4})]
+
+    def project(layers):
+        g = Graph()
+        g.add_node("Input", {"shape": [6, 6, 1]}, id="x")
+        prev = "x"
+        for i, (type_id, params) in enumerate(layers):
+            g.add_node(type_id, params, id=f"a{i}")
+            g.connect(prev, 0, f"a{i}", 0)
+            prev = f"a{i}"
+        g.add_node("Flatten", {}, id="flat")
+        g.add_node("Dense", {"units": 2}, id="out")
+        g.connect(prev, 0, "flat", 0)
+        g.connect("flat", 0, "out", 0)
+        return loom.Project(g, training={**loom.default_training(),
+                                         "loss": {"out": {"name": "mean_squared_error"}}})
+    x = rng.uniform(0, 1, size=(16, 6, 6, 1)).astype(np.float32)
+    y = rng.normal(size=(16, 2)).astype(np.float32)
+    model = api.Model(project(chain))
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=False)
+    assert all(np.isfinite(e["loss"]) for e in history["epochs"])
+    got = model.predict(x)
+    np.testing.assert_array_equal(got, model.predict(x))
+    plain = api.Model(project(chain[-1:]), model.get_weights())
+    np.testing.assert_allclose(got, plain.predict(x), rtol=TOL, atol=TOL)
