@@ -250,3 +250,71 @@ def test_a_keras_conv2d_with_groups_is_read_and_predicts_what_keras_does(tmp_pat
     got = Model(project, weights).predict(x)
     got = next(iter(got.values())) if isinstance(got, dict) else got
     assert np.abs(got - model.predict(x, verbose=0)).max() <= TOL
+
+
+def test_explicit_padding_exported_to_a_keras_file_predicts_what_the_engine_does(rt, tmp_path):
+    """A grouped Conv2D with uneven pads (ZeroPadding2D + valid), a MaxPooling2D with pads and
+    ceil_mode and an AveragePooling2D counting its pads with ceil_mode (keras.ops.pad + valid
+    pooling): the .keras file keras.saving.load_model reads gives the engine's outputs."""
+    pytest.importorskip("torch")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    from layerloom.interop import keras_export
+    from layerloom.project import loom
+    from layerloom.train.model import Model
+    g = Graph()
+    g.add_node("Input", {"shape": [9, 8, 4]}, id="x")
+    g.add_node("Conv2D", {"filters": 6, "kernel_size": 3, "strides": 2, "groups": 2,
+                          "padding": [[0, 2], [1, 0]]}, id="c")
+    g.add_node("MaxPooling2D", {"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True},
+               id="m")
+    g.add_node("AveragePooling2D", {"pool_size": 2, "padding": [[1, 0], [0, 1]],
+                                    "ceil_mode": True, "count_include_pad": True}, id="a")
+    for src, dst in (("x", "c"), ("c", "m"), ("m", "a")):
+        g.connect(src, 0, dst, 0)
+    rng = np.random.default_rng(7)
+    ws = {"c/kernel": rng.normal(size=(3, 3, 2, 6)).astype(np.float32),
+          "c/bias": rng.normal(size=6).astype(np.float32)}
+    x = rng.standard_normal((2, 9, 8, 4)).astype(np.float32)
+    want = Model(g, rt, 2, weights=ws).predict({"x": x})["a"]
+    path = str(tmp_path / "m.keras")
+    keras_export.to_keras(loom.Project(g), ws, compile=False).save(path)
+    loaded = keras.saving.load_model(path)
+    assert [layer.name for layer in loaded.layers if "pad" in layer.name] == ["c_pad"]
+    assert np.abs(loaded.predict(x, verbose=0) - want).max() <= TOL
+
+
+@pytest.mark.parametrize("op, attrs, kernel", [
+    ("Conv", {"auto_pad": "SAME_LOWER", "strides": [2, 2], "group": 2}, (6, 2, 4, 3)),
+    ("Conv", {"pads": [0, 2, 1, 0], "dilations": [2, 1]}, (3, 4, 2, 3)),
+    ("MaxPool", {"kernel_shape": [3, 2], "auto_pad": "SAME_LOWER", "strides": [2, 2]}, None),
+    ("MaxPool", {"kernel_shape": [3, 3], "pads": [2, 0, 1, 2], "strides": [2, 2],
+                 "ceil_mode": 1}, None),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 2, 2, 0], "strides": [2, 3],
+                     "count_include_pad": 1}, None),
+    ("AveragePool", {"kernel_shape": [2, 3], "pads": [1, 0, 0, 1], "strides": [2, 2],
+                     "ceil_mode": 1}, None),
+])
+def test_onnx_pads_and_auto_pad_import_as_onnxruntime_computes_them(op, attrs, kernel):
+    """Uneven pads, auto_pad SAME_LOWER (the extra cell before), ceil_mode and
+    count_include_pad written by hand, as onnxruntime computes them."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    from layerloom.interop import onnx_import
+    rng = np.random.default_rng(8)
+    inits, inputs = [], ["x"]
+    if kernel is not None:
+        inits = [numpy_helper.from_array(rng.normal(size=kernel).astype(np.float32), "w"),
+                 numpy_helper.from_array(rng.normal(size=kernel[0]).astype(np.float32), "b")]
+        inputs += ["w", "b"]
+    node = helper.make_node(op, inputs, ["y"], name="op", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["N", 4, 9, 7])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = onnx_import.from_model(model).predict({"x": x})["y"]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= TOL

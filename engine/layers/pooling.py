@@ -121,7 +121,9 @@ _EX2 = (({}, [(4, 6, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [
         ({"pool_size": 3, "strides": 2, "padding": 1}, [(7, 6, 2)]),
         ({"pool_size": 3, "strides": 2, "ceil_mode": True}, [(6, 8, 2)]),
         ({"pool_size": [3, 2], "strides": [2, 1], "padding": [[0, 2], [1, 0]],
-          "ceil_mode": True}, [(6, 4, 3)]))
+          "ceil_mode": True}, [(6, 4, 3)]),
+        # strides equal to the pool, rounded up: not the tiled max pooling's windows
+        ({"pool_size": 2, "ceil_mode": True}, [(3, 5, 8)]))
 _EX2_AVG = _EX2 + (
     ({"pool_size": 3, "strides": 2, "padding": [1, 1], "count_include_pad": True},
      [(5, 6, 2)]),
