@@ -153,7 +153,7 @@ def test_a_prelu_alpha_regularizer_is_refused_by_the_pytorch_export(tmp_path):
         interop_export(loom.Project(g), None, str(tmp_path / "t.py"), "pytorch-code")
 
 
-# -- ONNX's activation operators in -----------------------------------------------------------------
+# -- ONNX's activation operators in ------------------------------------------------------------
 def _onnx_model(nodes, inits=None, shape=(None, 6), opset=17):
     from onnx import TensorProto, helper, numpy_helper
     graph = helper.make_graph(
@@ -238,6 +238,41 @@ def test_onnx_activation_operators_come_in_and_match_onnxruntime(rng, nodes, ini
     x = rng.normal(scale=3.0, size=(4,) + tuple(shape[1:])).astype(np.float32)
     want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     got = imported.predict({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+
+
+ACTIVATION_LAYERS = ("ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
+# the examples whose ONNX form is no single operator the importer maps back (the refusal names
+# it), and one whose input has more axes than the importer reads
+NOT_BACK = {("ReLU", 2): r"\(Greater\)", ("ReLU", 4): r"\(Greater\)",
+            ("ReLU", 5): r"\(Greater\)", ("Softmax", 1): r"\(Softmax\): along axis 1",
+            ("Softmax", 2): r"\(Softmax\): along axis 2",
+            ("Softmax", 3): r"\(Softmax\): along axis 2",
+            ("PReLU", 4): r"input 'in0': shape \[None, 2, 3, 2, 4\]"}
+
+
+@pytest.mark.parametrize("type_id,i", [(t, i) for t in ACTIVATION_LAYERS
+                                       for i in range(len(get_layer(t).examples))])
+def test_the_layers_exported_to_onnx_come_back(rt, rng, type_id, i):
+    """Layerloom's ONNX export of each example read back: the same outputs, or (where the
+    export is a formula of several operators, or a softmax along another axis than the
+    channels) refused naming the operator."""
+    pytest.importorskip("onnx")
+    from layerloom.interop import onnx_export, onnx_import
+    from layerloom.project import loom
+    from test_onnx_export import _graph_for, _random_weights
+    params, shapes = get_layer(type_id).examples[i]
+    g = _graph_for(type_id, params, shapes)
+    ws = _random_weights(g, rng)
+    model = onnx_export.to_onnx(loom.Project(g), ws)
+    if (type_id, i) in NOT_BACK:
+        with pytest.raises(LayerloomError, match=NOT_BACK[type_id, i]):
+            onnx_import.from_model(model)
+        return
+    imported = onnx_import.from_model(model)
+    x = rng.normal(scale=2.0, size=(4,) + tuple(shapes[0])).astype(np.float32)
+    want = Model(g, rt, 4, weights=ws).predict({"in0": x})["node"]
+    got = imported.predict({model.graph.input[0].name: x})[model.graph.output[0].name]
     np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
 
 

@@ -171,6 +171,8 @@ def _relu_onnx(b, n):
                 b.op("Clip", [x, b.const(0.0), b.const(top)])]
     if thr == 0.0 and top is None:
         return [b.op("LeakyRelu", [x], alpha=slope)]
+    if slope == 0.0 and top is None:
+        return [b.op("ThresholdedRelu", [x], alpha=thr)]
     t = b.const(thr)
     y = b.op("Where", [b.op("Greater", [x, t]), x, b.const(0.0)])
     if top is not None:
@@ -222,8 +224,8 @@ class ReLU(Layer):
                 ({"threshold": 0.5, "negative_slope": 0.2}, [(2, 3, 5)]),
                 ({"threshold": 0.3, "max_value": 1.0}, [(11,)]))
     onnx_form = OnnxForm(
-        _relu_onnx, "Relu; Clip(0, max_value); LeakyRelu; else Greater, Where, Clip, Relu, Sub, "
-                    "Mul", reads={
+        _relu_onnx, "Relu; Clip(0, max_value); LeakyRelu; ThresholdedRelu; else Greater, Where, "
+                    "Clip, Relu, Sub, Mul", reads={
                         "Clip": OnnxRead({"min", "max"}, _read_clip),
                         "HardSwish": OnnxRead((), _read_as("hard_silu")),
                         "Mish": OnnxRead((), _read_as("mish")),
