@@ -259,11 +259,21 @@ def _csr(keys, count):
     return offs, src
 
 
-def _ravel(coords, dims):
-    """Row-major index of the coordinates (arrays) over dims; 0 for none."""
-    if not dims:
-        return np.zeros(coords[0].shape if coords else (), np.int64) if coords else 0
-    return np.ravel_multi_index(tuple(coords), tuple(dims))
+def _axes_plan(shape, axes):
+    """(each element's position along the axes not in `axes`, its position along `axes`),
+    flat over a sample of `shape`, row-major: LayerNormalization's groups and gamma entries."""
+    idx = np.indices(shape).reshape(len(shape), -1)
+
+    def along(which):
+        if not which:
+            return np.zeros(idx.shape[1], np.int64)
+        return np.ravel_multi_index(tuple(idx[i] for i in which), tuple(shape[i] for i in which))
+    return along([i for i in range(len(shape)) if i not in axes]), along(list(axes))
+
+
+def _outside(shape, axes):
+    """How many positions the axes not in `axes` give: groups, one statistic each."""
+    return int(np.prod([d for i, d in enumerate(shape) if i not in axes]))
 
 
 def _broadcast(w, in_shape, axes):
@@ -365,8 +375,7 @@ def _affine_torch_init(t, n, shape, gamma_init="ones", beta_init="zeros"):
 def _affine_torch_forward(n, y, axes):
     """Lines applying gamma and beta (broadcast over `axes`) to the tensor named y."""
     shape, lines = n.in_shapes[0], []
-    bshape = (-1,) + tuple(d if i in axes else 1 for i, d in enumerate(shape))
-    bshape = (1,) + bshape[1:]
+    bshape = (1,) + tuple(d if i in axes else 1 for i, d in enumerate(shape))
     if "gamma" in _affine_order(n.params):
         lines.append(f"{y} = {y} * {n.self}.gamma.reshape{bshape!r}")
     if "beta" in _affine_order(n.params):
@@ -493,16 +502,10 @@ class LayerNormalization(_Grouped):
 
     def groups(self, p, shape):
         axes = _ln_axes(p, shape)
-        G = int(np.prod([d for i, d in enumerate(shape) if i not in axes]))
-        return G, int(np.prod([shape[a] for a in axes]))
+        return _outside(shape, axes), int(np.prod([shape[a] for a in axes]))
 
     def plan(self, p, shape):
-        axes = _ln_axes(p, shape)
-        idx = np.indices(shape).reshape(len(shape), -1)
-        kept = [i for i in range(len(shape)) if i not in axes]
-        grp = _ravel([idx[i] for i in kept], [shape[i] for i in kept])
-        grp = np.broadcast_to(grp, idx.shape[1:])
-        return grp, _ravel([idx[i] for i in axes], [shape[i] for i in axes])
+        return _axes_plan(shape, _ln_axes(p, shape))
 
     def weights(self, p, in_shapes):
         shape = in_shapes[0]
@@ -671,16 +674,11 @@ class UnitNormalization(_Grouped):
     keras_form = KerasForm("UnitNormalization", ("axis",))
 
     def groups(self, p, shape):
-        axes = _sample_axes(p["axis"], shape)
-        return int(np.prod([d for i, d in enumerate(shape) if i not in axes])), 1
+        return _outside(shape, _sample_axes(p["axis"], shape)), 1
 
     def plan(self, p, shape):
-        axes = _sample_axes(p["axis"], shape)
-        idx = np.indices(shape).reshape(len(shape), -1)
-        kept = [i for i in range(len(shape)) if i not in axes]
-        grp = np.broadcast_to(_ravel([idx[i] for i in kept], [shape[i] for i in kept]),
-                              idx.shape[1:])
-        return grp, np.zeros(idx.shape[1], np.int64)
+        grp, _ = _axes_plan(shape, _sample_axes(p["axis"], shape))
+        return grp, np.zeros_like(grp)
 
     def reference(self, p, xs, ws, training=False):
         x = xs[0]
@@ -772,10 +770,8 @@ class Normalization(Layer):
 
     def constants(self, p, in_shapes):
         shape = tuple(in_shapes[0])
-        keep = _keep(p, shape)
-        idx = np.indices(shape).reshape(len(shape), -1)
-        sidx = _ravel([idx[i] for i in keep], [shape[i] for i in keep])
-        return {"sidx": np.broadcast_to(sidx, idx.shape[1:]).astype(np.int32)}
+        _, sidx = _axes_plan(shape, _keep(p, shape))  # each element's statistic
+        return {"sidx": sidx.astype(np.int32)}
 
     def adapt(self, p, rows):
         """Keras' adapt: mean and (biased) variance of the rows over the axes not kept, and
