@@ -329,3 +329,26 @@ def test_the_kernels_at_each_elementwise_width(rt, ops, rng, type_id, params, sh
         return float((layer.reference(p, xs, ws)[0] * dy).sum())
     for got, arr in [(dxs[0], xs[0])] + [(dws[k], ws[k]) for k in dws]:
         np.testing.assert_allclose(got, numeric_grad(f, arr), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("type_id,i", [(t, i) for t in ACTIVATION_LAYERS
+                                       for i in range(len(get_layer(t).examples))])
+def test_the_layers_exported_to_keras_come_back(tmp_path, rng, type_id, i):
+    """Layerloom's .keras export of each example read back: the same layer, parameters and
+    weights (test_keras_export checks the exported model's outputs against the engine)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("keras")
+    from layerloom.interop import export as interop_export
+    from layerloom.interop import keras_import
+    from layerloom.project import loom
+    from test_onnx_export import _graph_for, _random_weights
+    params, shapes = get_layer(type_id).examples[i]
+    g = _graph_for(type_id, params, shapes)
+    ws = _random_weights(g, rng)
+    path = str(tmp_path / "m.keras")
+    interop_export(loom.Project(g), ws, path)
+    back, back_ws = keras_import.read(path)
+    node = back.graph.nodes["node"]
+    assert node.type == type_id and node.params == g.nodes["node"].params
+    for k, a in ws.items():
+        np.testing.assert_array_equal(back_ws[k], a)
