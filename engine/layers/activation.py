@@ -108,8 +108,8 @@ def _read_clip(imp, node, type_id):
         _as_activation(imp, node, v, "hard_tanh")
         return
     if lo != 0.0:
-        imp.fail(node, f"min {lo}; only Clip(0, max) (ReLU's max_value) and Clip(-1, 1) "
-                       "(hard_tanh) map")
+        imp.fail(node, ("no min" if lo is None else f"min {lo}") + "; only Clip(0, max) "
+                       "(ReLU's max_value) and Clip(-1, 1) (hard_tanh) map")
     if hi is None or hi == 6.0:
         _as_activation(imp, node, v, "relu" if hi is None else "relu6")
         return
