@@ -364,3 +364,59 @@ def test_exported_attention_imports_back_to_the_same_layer(tmp_path, rng, type_i
     assert len(nodes) == 1 and nodes[0].params == g.nodes["node"].params
     for k, a in ws.items():
         np.testing.assert_array_equal(back_weights[k.replace("node", nodes[0].id, 1)], a)
+
+
+def test_a_keras_hub_token_and_position_embedding_imports_and_predicts_what_keras_does(
+        tmp_path, rng):
+    """A stand-in for keras_hub.layers.TokenAndPositionEmbedding: its class name, config keys,
+    sub-layers (token_embedding, position_embedding) and computation."""
+    keras = _keras()
+    from layerloom.api import Model as ApiModel
+    from layerloom.interop import keras_import
+    position_cls = _keras_hub_position_embedding(keras)
+
+    @keras.saving.register_keras_serializable(package="keras_hub")
+    class TokenAndPositionEmbedding(keras.layers.Layer):
+        def __init__(self, vocabulary_size, sequence_length, embedding_dim, tie_weights=True,
+                     embeddings_initializer="uniform", mask_zero=False, **kwargs):
+            super().__init__(**kwargs)
+            self.config_ = dict(vocabulary_size=vocabulary_size, sequence_length=sequence_length,
+                                embedding_dim=embedding_dim, tie_weights=tie_weights,
+                                embeddings_initializer=keras.initializers.serialize(
+                                    keras.initializers.get(embeddings_initializer)),
+                                mask_zero=mask_zero)
+            self.token_embedding = keras.layers.Embedding(vocabulary_size, embedding_dim,
+                                                          name="token_embedding")
+            self.position_embedding = position_cls(sequence_length, name="position_embedding")
+
+        def get_config(self):
+            return {**super().get_config(), **self.config_}
+
+        def build(self, shape):
+            self.token_embedding.build(shape)
+            self.position_embedding.build(tuple(shape) + (self.config_["embedding_dim"],))
+
+        def call(self, inputs):
+            tokens = self.token_embedding(inputs)
+            return tokens + self.position_embedding(tokens)
+
+    x = keras.Input((6,))
+    model = keras.Model(x, TokenAndPositionEmbedding(11, 8, 5, name="emb")(x))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    xs = rng.integers(0, 11, (3, 6)).astype(np.float32)
+    project, weights = keras_import.read(path)
+    node = project.graph.nodes["emb"]
+    assert node.type == "TokenAndPositionEmbedding"
+    assert node.params == {"vocabulary_size": 11, "sequence_length": 8, "embedding_dim": 5,
+                           "embeddings_initializer": "random_uniform"}
+    got = ApiModel(project, weights).predict(xs)
+    np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=0, atol=TOL)
+    from layerloom.interop import keras_in_layers
+    config = {**model.layers[1].get_config(), "embeddings_initializer": "uniform"}
+    assert keras_in_layers.convert("emb", "TokenAndPositionEmbedding", config, [(None, 6)])[1][
+        "embeddings_initializer"] == "random_uniform"  # keras-hub's default, as a string
+    for option, value in (("mask_zero", True), ("tie_weights", False)):
+        with pytest.raises(LayerloomError, match=option):
+            keras_in_layers.convert("emb", "TokenAndPositionEmbedding", {**config, option: value},
+                                    [(None, 6)])

@@ -666,15 +666,31 @@ class AdditiveAttention(_Luong):
 
 
 # -- PositionEmbedding (keras-hub) ----------------------------------------------------------------
-def _position_steps(p, in_shapes):
-    """(T, D) of a (steps, features) input that fits sequence_length."""
+def _table_steps(p, in_shapes, rank, want):
+    """The input's shape, of `rank` axes (`want` in words), its steps within sequence_length."""
     sh = in_shapes[0]
-    if len(sh) != 2:
-        raise ShapeError(f"expects input shaped (None, steps, features), got {fmt_shape(sh)}")
+    if len(sh) != rank:
+        raise ShapeError(f"expects {want}, got {fmt_shape(sh)}")
     if sh[0] > p["sequence_length"]:
         raise ShapeError(f"the input has {sh[0]} steps, more than sequence_length "
                          f"{p['sequence_length']}")
     return sh
+
+
+def _position_steps(p, in_shapes):
+    """(T, D) of a (steps, features) input that fits sequence_length."""
+    return _table_steps(p, in_shapes, 2, "input shaped (None, steps, features)")
+
+
+class _PositionTable(Layer):
+    """A learned table of sequence_length rows whose first `steps` rows are added per step;
+    the input gets no gradient (its shape, or indices)."""
+    category = "Attention"
+    differentiable = False
+
+    def position_grad(self, ops, s, steps, D, weight):
+        ops.position_grad(s.dy[0].buf, s.dw[weight].buf, s.n, steps * D,
+                          s.params["sequence_length"] * D)
 
 
 def _position_onnx(b, n):
@@ -714,16 +730,14 @@ def _position_keras_in(o, shapes):
 
 
 @register
-class PositionEmbedding(Layer):
+class PositionEmbedding(_PositionTable):
     type_id = "PositionEmbedding"
-    category = "Attention"
     help = ("keras-hub's learned position embedding: (steps, features) -> the table's first "
             "steps rows, (steps, features); only the input's shape is used (add it to the "
             "input with Add).")
     params = (Int("sequence_length", 16, min=1, help="Longest sequence: rows of the table."),
               Initializer("initializer", "glorot_uniform", help="How the table starts."))
     headline = ("sequence_length",)
-    differentiable = False  # the output does not depend on the input's values
     examples = (({"sequence_length": 5}, [(5, 3)]), ({"sequence_length": 7}, [(4, 33)]))
     onnx_form = OnnxForm(_position_onnx, "the table's first rows (constant), Expand to the "
                                          "input's Shape")
@@ -747,9 +761,130 @@ class PositionEmbedding(Layer):
 
     def backward(self, ops, s):
         T, D = s.x[0].shape
-        ops.position_grad(s.dy[0].buf, s.dw["embeddings"].buf, s.n, T * D,
-                          s.params["sequence_length"] * D)
+        self.position_grad(ops, s, T, D, "embeddings")
 
     def reference(self, p, xs, ws, training=False):
         T = xs[0].shape[1]
         return [np.broadcast_to(ws["embeddings"][:T], xs[0].shape).copy()]
+
+
+# -- TokenAndPositionEmbedding (keras-hub) -------------------------------------------------------
+def _token_position_onnx(b, n):
+    """The token table with a zero row appended for indices outside 0..V-1 (as the kernel
+    gives them zero vectors), Gather, plus the position table's first rows."""
+    p, T = n.params, n.in_shapes[0][0]
+    V = p["vocabulary_size"]
+    table = np.concatenate([n.w["token_embeddings"],
+                            np.zeros((1, p["embedding_dim"]), np.float32)])
+    k = b.op("Cast", [n.x[0]], to=7)  # onnx.TensorProto.INT64, truncating towards zero
+    ok = b.op("And", [b.op("GreaterOrEqual", [k, b.const(0, "zero", np.int64)]),
+                      b.op("Less", [k, b.const(V, "vocabulary_size", np.int64)])])
+    k = b.op("Where", [ok, k, b.const(V, "vocabulary_size", np.int64)])
+    tokens = b.op("Gather", [b.const(table, f"{n.id}/token_embeddings"), k], axis=0)
+    positions = np.ascontiguousarray(n.w["position_embeddings"][:T])
+    return [b.op("Add", [tokens, b.const(positions, f"{n.id}/position_embeddings")])]
+
+
+def _token_position_torch(t, n):
+    specs = get_layer(n.type).weights(n.params, n.in_shapes)
+    init = _torch_params(t, n, specs, key_of=lambda name: "embeddings_initializer")
+    s, o, V, T = n.self, n.out, n.params["vocabulary_size"], n.in_shapes[0][0]
+    fwd = [f"{o}_index = {n.x[0]}.long()",
+           f"{o}_inside = (({o}_index >= 0) & ({o}_index < {V})).unsqueeze(-1).to(torch.float32)",
+           f"{o} = F.embedding({o}_index.clamp(0, {V - 1}), {s}.token_embeddings) * {o}_inside"
+           "  # zero vectors out of range, as Layerloom",
+           f"{o} = {o} + {s}.position_embeddings[:{T}]"]
+    return init, fwd, {w.name: (w.name, "") for w in specs}
+
+
+def _token_position_keras(k, n):
+    """keras-hub's layer is not Keras': a nested keras.Model named as the node, holding the
+    token table (an Embedding on the indices inside 0..V-1, zero vectors for the others, as
+    Layerloom) and the position table (an Embedding of the positions 0..steps-1), in that
+    order, summed."""
+    p, x, y = n.params, n.x[0], n.out[0]
+    V, S, D, T = p["vocabulary_size"], p["sequence_length"], p["embedding_dim"], n.in_shapes[0][0]
+    init = ([f"embeddings_initializer={k.fmt(p['embeddings_initializer'])}"]
+            if p["embeddings_initializer"] != "random_uniform" else [])
+    return [
+        f"{y}_in = keras.Input(shape=({T},), name={n.id + '_indices'!r})",
+        f"{y}_ids = ops.cast({y}_in, 'int32')  # indices, truncated towards zero",
+        f"{y}_ok = ops.logical_and(ops.greater_equal({y}_ids, 0), ops.less({y}_ids, {V}))",
+        f"{y}_tok = layers.Embedding({V}, {D}, {''.join(a + ', ' for a in init)}"
+        f"name={n.id + '_token'!r})(ops.where({y}_ok, {y}_ids, 0))",
+        f"{y}_tok = {y}_tok * ops.expand_dims(ops.cast({y}_ok, 'float32'), -1)",
+        f"{y}_pos = ops.cumsum(ops.ones_like({y}_tok[..., 0], dtype='int32'), axis=1) - 1",
+        f"{y}_pos = layers.Embedding({S}, {D}, {''.join(a + ', ' for a in init)}"
+        f"name={n.id + '_position'!r})({y}_pos)",
+        f"{y} = keras.Model({y}_in, {y}_tok + {y}_pos, name={n.id!r})({x})"]
+
+
+def _token_position_keras_in(o, shapes):
+    o.must("mask_zero", False)  # a Keras mask has no Layerloom form
+    o.must("tie_weights", True)  # untied: a reverse projection, used only in reverse mode
+    p = {"vocabulary_size": o.get("vocabulary_size"), "sequence_length": o.get("sequence_length"),
+         "embedding_dim": o.get("embedding_dim")}
+    if o.get("embeddings_initializer") == "uniform":  # keras-hub's default, by Keras' alias
+        p["embeddings_initializer"] = "random_uniform"
+    elif o.initializer("embeddings_initializer") is not None:
+        p["embeddings_initializer"] = o.initializer("embeddings_initializer")
+    return p
+
+
+@register
+class TokenAndPositionEmbedding(_PositionTable):
+    type_id = "TokenAndPositionEmbedding"
+    help = ("keras-hub's token and position embedding: integer indices (steps) -> token vector "
+            "plus the position's learned vector, (steps, embedding_dim). Indices outside "
+            "0 .. vocabulary_size-1 give zero token vectors.")
+    params = (Int("vocabulary_size", 1000, min=1, help="Vocabulary size: largest index + 1."),
+              Int("sequence_length", 16, min=1, help="Longest sequence: rows of the position "
+                                                     "table."),
+              Int("embedding_dim", 16, min=1, help="Length of each vector."),
+              Initializer("embeddings_initializer", "random_uniform",
+                          help="How both tables start."))
+    headline = ("vocabulary_size", "sequence_length", "embedding_dim")
+    integer_inputs = True   # the test harness feeds indices
+    examples = (({"vocabulary_size": 7, "sequence_length": 5, "embedding_dim": 3}, [(5,)]),
+                ({"vocabulary_size": 4, "sequence_length": 9, "embedding_dim": 33}, [(6,)]))
+    onnx_form = OnnxForm(_token_position_onnx, "Cast to int64, GreaterOrEqual, Less, And, "
+                         "Where, Gather (zero row for out-of-range indices), Add (positions)")
+    torch_form = TorchForm(_token_position_torch)
+    keras_form = KerasForm("TokenAndPositionEmbedding", read=_token_position_keras_in,
+                           write=_token_position_keras,
+                           weight_order=("token_embeddings", "position_embeddings"),
+                           doc="keras-hub's layer as a nested keras.Model of two "
+                               "layers.Embedding (tokens, zero vectors out of range; "
+                               "positions), summed")
+
+    def _steps(self, p, in_shapes):
+        return _table_steps(p, in_shapes, 1, "indices shaped (None, steps)")[0]
+
+    def output_shapes(self, p, in_shapes):
+        return [(self._steps(p, in_shapes), p["embedding_dim"])]
+
+    def weights(self, p, in_shapes):
+        self._steps(p, in_shapes)
+        V, S, D = p["vocabulary_size"], p["sequence_length"], p["embedding_dim"]
+        init = p["embeddings_initializer"]
+        return [WeightSpec("token_embeddings", (V, D), init, V, D),
+                WeightSpec("position_embeddings", (S, D), init, S, D)]
+
+    def forward(self, ops, s):
+        p, T = s.params, s.x[0].shape[0]
+        V, D = p["vocabulary_size"], p["embedding_dim"]
+        y = s.y[0].buf
+        ops.embed(s.x[0].buf, s.w["token_embeddings"].buf, y, s.n * T, V, D)
+        ops.position_forward(s.w["position_embeddings"].buf, y, y, s.n, T * D)
+
+    def backward(self, ops, s):
+        p, T = s.params, s.x[0].shape[0]
+        V, D = p["vocabulary_size"], p["embedding_dim"]
+        ops.embed_grad(s.x[0].buf, s.dy[0].buf, s.dw["token_embeddings"].buf, s.n * T, V, D)
+        self.position_grad(ops, s, T, D, "position_embeddings")
+
+    def reference(self, p, xs, ws, training=False):
+        idx, V = xs[0].astype(int), p["vocabulary_size"]
+        ok = (idx >= 0) & (idx < V)
+        tokens = np.where(ok[..., None], ws["token_embeddings"][np.clip(idx, 0, V - 1)], 0.0)
+        return [tokens + ws["position_embeddings"][:idx.shape[1]]]
