@@ -138,6 +138,8 @@ def _one_layer(type_id, params, shape):
     ("LayerNormalization", {"axis": [1, 2, 3], "scale": False}, (2, 3, 2)),
     ("ZeroPadding1D", {"padding": [2, 0]}, (3, 2)),
     ("ZeroPadding2D", {"padding": [[1, 0], [0, 2]]}, (2, 3, 2)),
+    ("Cropping1D", {"cropping": [0, 2]}, (5, 2)),
+    ("Cropping2D", {"cropping": [[1, 0], [2, 1]]}, (3, 5, 2)),
 ])
 def test_layerloom_s_onnx_export_comes_back_as_the_same_layer(type_id, params, shape):
     onnx, ort = _onnx()
@@ -202,23 +204,50 @@ def test_a_torch_layer_norm_exported_to_onnx_imports(tmp_path):
     assert ln[0].params["epsilon"] == pytest.approx(1e-4)
 
 
-def test_a_torch_pad_between_convolutions_becomes_zero_padding(tmp_path):
+@pytest.mark.parametrize("after,type_id,want", [
+    (lambda F, y: F.pad(y, (1, 2, 0, 1)), "ZeroPadding2D", [((0, 1), (1, 2))]),
+    # torch writes a Slice per axis
+    (lambda F, y: y[:, :, 1:, 2:-1], "Cropping2D", [((1, 0), (0, 0)), ((0, 0), (2, 1))]),
+], ids=["pad", "slice"])
+def test_a_torch_pad_or_slice_after_a_convolution_imports(tmp_path, after, type_id, want):
     torch = pytest.importorskip("torch")
 
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.a = torch.nn.Conv2d(2, 3, 3)
-            self.b = torch.nn.Conv2d(3, 2, 2)
+            self.b = torch.nn.Conv2d(3, 2, 1)
 
         def forward(self, x):
-            return self.b(torch.nn.functional.pad(self.a(x), (1, 2, 0, 1)))
+            return self.b(after(torch.nn.functional, self.a(x)))
 
-    path = _torch_onnx(tmp_path, Net(), (2, 6, 5))
-    project, err = _compare_onnx(path, (2, 6, 5), to_ours=lambda a: a.transpose(0, 2, 3, 1))
+    path = _torch_onnx(tmp_path, Net(), (2, 6, 7))
+    project, err = _compare_onnx(path, (2, 6, 7), to_ours=lambda a: a.transpose(0, 2, 3, 1))
     assert err <= TOL
-    pads = [n.params for n in project.graph.nodes.values() if n.type == "ZeroPadding2D"]
-    assert pads == [{"padding": ((0, 1), (1, 2))}]
+    got = [n.params for n in project.graph.nodes.values() if n.type == type_id]
+    assert [next(iter(p.values())) for p in got] == want
+
+
+def test_a_slice_with_steps_or_of_the_channels_is_refused_naming_the_node():
+    onnx, _ = _onnx()
+    from onnx import TensorProto, helper
+    from layerloom.interop import onnx_import
+
+    def model(starts, ends, axes, steps, out):
+        consts = [helper.make_tensor(k, TensorProto.INT64, [len(v)], v) for k, v in
+                  (("s", starts), ("e", ends), ("a", axes), ("t", steps))]
+        node = helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"], name="cut")
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, [None, 6, 3])], [helper.make_tensor_value_info(
+                "y", TensorProto.FLOAT, [None] + out)], consts)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(LayerloomError, match="'cut' \\(Slice\\).*steps \\[2\\]"):
+        onnx_import.from_model(model([0], [6], [1], [2], [3, 3]))
+    with pytest.raises(LayerloomError, match="'cut' \\(Slice\\).*of the batch or the channels"):
+        onnx_import.from_model(model([1], [3], [2], [1], [6, 2]))
+    back = onnx_import.from_model(model([1], [-1], [1], [1], [4, 3]))
+    assert [n.params for n in back.project.graph.nodes.values() if n.type == "Cropping1D"] == [
+        {"cropping": (1, 1)}]
 
 
 def test_a_pad_layerloom_cannot_compute_is_refused_naming_the_node(tmp_path):

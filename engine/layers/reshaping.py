@@ -164,6 +164,89 @@ def _need_image(in_shape):
                          f"{fmt_shape(in_shape)}")
 
 
+# -- ONNX in: Pad as ZeroPadding1D/2D, Slice as Cropping1D/2D ---------------------------------
+_SPATIAL = {"ZeroPadding1D": 2, "ZeroPadding2D": 3, "Cropping1D": 2, "Cropping2D": 3}
+
+
+def _margins_in(imp, node, type_id):
+    """The value an ONNX Pad or Slice reads, if its rank is the layer's (else declined: a
+    sequence is the 1-D layer's, an image the 2-D one's)."""
+    v = imp.value(node, 0)
+    rank, want = len(imp.shape(v)), _SPATIAL[type_id]
+    if rank != want or v.pooled:
+        imp.decline(node, f"an input of {rank} axes besides the batch ({type_id} takes {want})")
+    return v, rank
+
+
+def _spatial(imp, node, v, rank, amounts, what):
+    """{ONNX axis: [before, after]} as the layer's parameter: [before, after] of the steps, or
+    [[top, bottom], [left, right]]; the batch and the channels must be left as they are."""
+    # ONNX axis -> ours (batch counted): channels-first moves axis 1 last
+    ours = [0] + ([rank] + list(range(1, rank)) if v.nchw else list(range(1, rank + 1)))
+    by_ours = {ours[ax]: list(amounts.get(ax, (0, 0))) for ax in range(rank + 1)}
+    if any(by_ours[ax] != [0, 0] for ax in (0, rank)):
+        imp.fail(node, f"{what} of the batch or the channels (only the steps, or the rows and "
+                       "columns)")
+    spatial = [by_ours[ax] for ax in range(1, rank)]
+    return spatial[0] if rank == 2 else spatial
+
+
+def _pad_onnx_in(imp, node, type_id):
+    """ONNX's Pad with zeros on the spatial axes, in either layout."""
+    v, rank = _margins_in(imp, node, type_id)
+    a = imp.attrs(node)
+    if a.get("mode", b"constant") not in (b"constant", "constant"):
+        imp.fail(node, f"mode {imp.text(a['mode'])!r} (only constant zeros)")
+    if imp.opset < 11:
+        pads, value = list(a.get("pads", [])), float(a.get("value", 0.0))
+    else:
+        pads = [int(p) for p in imp.const(node, 1, "pads")]
+        value = 0.0
+        if len(node.input) > 2 and node.input[2]:
+            value = float(np.asarray(imp.const(node, 2, "constant value")).ravel()[0])
+    axes = list(range(rank + 1))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(x) % (rank + 1) for x in imp.const(node, 3, "axes")]
+    if len(pads) != 2 * len(axes):
+        imp.fail(node, f"{len(pads)} pads for {len(axes)} axes")
+    if value != 0.0:
+        imp.fail(node, f"constant value {value!r} (only zeros)")
+    if any(p < 0 for p in pads):
+        imp.fail(node, f"negative pads {pads} (a crop)")
+    amounts = {ax: (pads[i], pads[i + len(axes)]) for i, ax in enumerate(axes)}
+    params = {"padding": _spatial(imp, node, v, rank, amounts, "padding")}
+    imp.set(node, v.like(imp.add(node, type_id, params, [v])))
+
+
+def _slice_onnx_in(imp, node, type_id):
+    """ONNX's Slice of a tensor with step 1 along the spatial axes: the rows, columns or steps
+    it leaves out at each end."""
+    v, rank = _margins_in(imp, node, type_id)
+    a = imp.attrs(node)
+    if imp.opset < 10:
+        starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
+        axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    else:
+        starts, ends = (list(imp.const(node, i, w)) for i, w in ((1, "starts"), (2, "ends")))
+        axes = list(imp.const(node, 3, "axes")) if len(node.input) > 3 and node.input[3] \
+            else list(range(len(starts)))
+        steps = list(imp.const(node, 4, "steps")) if len(node.input) > 4 and node.input[4] \
+            else [1] * len(starts)
+    if any(int(st) != 1 for st in steps):
+        imp.fail(node, f"steps {[int(st) for st in steps]} (only 1: a crop)")
+    dims = (None,) + tuple(imp.onnx_shape(v))
+    amounts = {}
+    for s0, e0, ax in zip(starts, ends, axes):
+        ax = int(ax) % (rank + 1)
+        if ax == 0:  # the batch: only as a whole
+            amounts[0] = (0, 0) if int(s0) == 0 and int(e0) >= 2 ** 31 - 1 else (1, 1)
+            continue
+        first, last, _ = slice(int(s0), int(e0)).indices(dims[ax])
+        amounts[ax] = (first, dims[ax] - max(last, first))
+    params = {"cropping": _spatial(imp, node, v, rank, amounts, "a slice")}
+    imp.set(node, v.like(imp.add(node, type_id, params, [v])))
+
+
 def _cropping_onnx(b, n):
     (t, bot), (left, r) = n.params["cropping"]
     H, W = n.in_shapes[0][:2]
@@ -185,7 +268,8 @@ class Cropping2D(_IndexMap):
                       help="[[top, bottom], [left, right]], [rows, cols] or one integer."),)
     examples = (({"cropping": [[1, 0], [2, 1]]}, [(4, 5, 2)]), ({"cropping": 1}, [(3, 3, 1)]))
 
-    onnx_form = OnnxForm(_cropping_onnx, "Slice")
+    onnx_form = OnnxForm(_cropping_onnx, "Slice",
+                         reads={"Slice": OnnxRead({"starts", "ends", "axes"}, _slice_onnx_in)})
     torch_form = TorchForm(_cropping_torch)
     keras_form = KerasForm("Cropping2D", ("cropping",))
 
@@ -199,47 +283,6 @@ class Cropping2D(_IndexMap):
     def transform(self, p, a, fill):
         (t, b), (l, r) = p["cropping"]
         return a[:, t:a.shape[1] - b, l:a.shape[2] - r, :]
-
-
-def _pad_onnx_in(imp, node, type_id):
-    """ONNX's Pad with zeros on the spatial axes: ZeroPadding1D of a sequence, ZeroPadding2D of
-    an image (in either layout); each declines the other's rank."""
-    a, v = imp.attrs(node), imp.value(node, 0)
-    rank = len(imp.shape(v))
-    want = {"ZeroPadding1D": 2, "ZeroPadding2D": 3}[type_id]
-    if rank != want or v.pooled:
-        imp.decline(node, f"an input of {rank} axes besides the batch ({type_id} pads {want})")
-    if a.get("mode", b"constant") not in (b"constant", "constant"):
-        imp.fail(node, f"mode {imp.text(a['mode'])!r} (only constant zeros)")
-    if imp.opset < 11:
-        pads, value = list(a.get("pads", [])), float(a.get("value", 0.0))
-    else:
-        pads = [int(p) for p in imp.const(node, 1, "pads")]
-        value = 0.0
-        if len(node.input) > 2 and node.input[2]:
-            value = float(np.asarray(imp.const(node, 2, "constant value")).ravel()[0])
-    onnx_rank = rank + 1
-    axes = list(range(onnx_rank))
-    if len(node.input) > 3 and node.input[3]:
-        axes = [int(x) % onnx_rank for x in imp.const(node, 3, "axes")]
-    if len(pads) != 2 * len(axes):
-        imp.fail(node, f"{len(pads)} pads for {len(axes)} axes")
-    if value != 0.0:
-        imp.fail(node, f"constant value {value!r} (only zeros)")
-    full = [[0, 0] for _ in range(onnx_rank)]
-    for i, ax in enumerate(axes):
-        full[ax] = [pads[i], pads[i + len(axes)]]
-    if any(p < 0 for pair in full for p in pair):
-        imp.fail(node, f"negative pads {pads} (a crop)")
-    # ONNX axis -> ours (batch counted): channels-first moves axis 1 last
-    ours = [0] + ([rank] + list(range(1, rank)) if v.nchw else list(range(1, rank + 1)))
-    by_ours = {ours[ax]: full[ax] for ax in range(onnx_rank)}
-    if any(by_ours[ax] != [0, 0] for ax in (0, rank)):
-        imp.fail(node, "padding of the batch or the channels (ZeroPadding pads the steps or "
-                       "rows and columns only)")
-    spatial = [by_ours[ax] for ax in range(1, rank)]
-    params = {"padding": spatial[0] if rank == 2 else spatial}
-    imp.set(node, v.like(imp.add(node, type_id, params, [v])))
 
 
 def _zero_padding_onnx(b, n):
@@ -349,7 +392,8 @@ class Cropping1D(_IndexMap):
                    help="Steps removed at the start and the end: [start, end] or one integer."),)
     examples = (({}, [(5, 2)]), ({"cropping": [0, 2]}, [(4, 3)]), ({"cropping": 2}, [(33, 1)]))
 
-    onnx_form = OnnxForm(_cropping1d_onnx, "Slice")
+    onnx_form = OnnxForm(_cropping1d_onnx, "Slice",
+                         reads={"Slice": OnnxRead({"starts", "ends", "axes"}, _slice_onnx_in)})
     torch_form = TorchForm(_cropping1d_torch)
     keras_form = KerasForm("Cropping1D", ("cropping",))
 
