@@ -479,6 +479,24 @@ def _softmax_torch(t, n):
     return [], [f"{n.out} = torch.softmax({n.x[0]}, {_axis(n.params, n.in_shapes[0]) + 1})"], {}
 
 
+def _read_softmax(imp, node, type_id):
+    """Softmax along another axis than the channels (those are the importer's softmax
+    activation, folded into a Dense): from opset 13 along `axis`, before along it and the
+    axes after it taken as one, which is the same where those are all 1."""
+    v = imp.value(node, 0)
+    shape = imp.onnx_shape(v)
+    rank = len(shape) + 1
+    axis = imp.attrs(node).get("axis", -1 if imp.opset >= 13 else 1)
+    ax = axis % rank if -rank <= axis < rank else None
+    if ax is None or ax == 0 or ax == imp.channel_axis(v) or v.pooled:
+        imp.decline(node, f"axis {axis} is not one of the Softmax layer's")
+    if imp.opset < 13 and any(d != 1 for d in shape[ax:]):
+        imp.decline(node, f"opset {imp.opset}'s softmax along axis {axis} and the axes after "
+                          "it taken as one")
+    ours = ax - 1 if v.nchw else ax  # ONNX's (C, d1, d2) is our (d1, d2, C)
+    imp.set(node, v.like(imp.add(node, type_id, {"axis": ours}, [v])))
+
+
 def _softmax_keras_in(o, shapes):
     axis = o.get("axis", -1)
     if isinstance(axis, (list, tuple)):
@@ -498,7 +516,8 @@ class Softmax(Layer):
     headline = ("axis",)
     examples = (({}, [(7,)]), ({"axis": 1}, [(3, 5)]), ({"axis": -2}, [(2, 4, 3)]),
                 ({"axis": 2}, [(2, 4, 3)]), ({"axis": 3}, [(2, 4, 3)]))
-    onnx_form = OnnxForm(_softmax_onnx, "Softmax(axis)")
+    onnx_form = OnnxForm(_softmax_onnx, "Softmax(axis)",
+                         reads={"Softmax": OnnxRead({"axis"}, _read_softmax)})
     torch_form = TorchForm(_softmax_torch)
     keras_form = KerasForm("Softmax", ("axis",), read=_softmax_keras_in)
 
