@@ -117,6 +117,29 @@ def test_transposed_output_sizes_are_keras(keras):
     assert checked > 200
 
 
+@pytest.mark.parametrize("k,s,d,padding,op", [
+    (3, 2, 1, "same", None), (3, 2, 1, "same", 1), (2, 2, 1, "same", 1), (5, 3, 1, "same", 2),
+    (4, 3, 1, "same", None), (3, 1, 2, "same", 0), (2, 3, 1, "valid", None),
+    (3, 2, 1, "valid", 1), (1, 2, 1, "same", 0)])
+def test_transposed_values_are_keras(keras, rt, rng, k, s, d, padding, op):
+    """Where the padding lands (Keras' rule, TensorFlow's and JAX's, which Keras 3.15 on torch
+    follows too) for odd and even kernels, with and without output_padding."""
+    layer = keras.layers.Conv2DTranspose(3, k, strides=s, padding=padding, output_padding=op,
+                                         dilation_rate=d)
+    x = rng.normal(size=(2, 4, 3, 2)).astype(np.float32)
+    layer(x)  # builds its weights
+    g = _graph([("Conv2DTranspose", {"filters": 3, "kernel_size": k, "strides": s,
+                                     "padding": padding, "output_padding": op,
+                                     "dilation_rate": d})], (4, 3, 2))
+    ws = {f"n0/{w.name}": keras.ops.convert_to_numpy(w) for w in layer.weights}
+    ws["n0/bias"] = rng.normal(size=3).astype(np.float32)
+    layer.bias.assign(ws["n0/bias"])
+    want = keras.ops.convert_to_numpy(layer(x))
+    got = Model(g, rt, 2, weights=ws).predict({"x": x})["n0"]
+    assert got.shape == want.shape
+    assert float(np.abs(got - want).max()) <= TOL
+
+
 def test_refusals_name_the_parameter():
     t = get_layer("Conv2DTranspose")
     p = {**t.defaults(), "strides": (2, 2), "output_padding": (2, 0)}
