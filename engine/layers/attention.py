@@ -1,5 +1,5 @@
-"""Attention layers: MultiHeadAttention, Attention (Luong), AdditiveAttention (Bahdanau) and
-keras-hub's PositionEmbedding.
+"""Attention layers: MultiHeadAttention, Attention (Luong), AdditiveAttention (Bahdanau), and
+keras-hub's PositionEmbedding and TokenAndPositionEmbedding.
 
 Inputs are sequences (steps, features), as Keras takes them: [query, value] or [query, value,
 key] (key defaults to value). Scores are batched matrix products over samples and heads
@@ -41,7 +41,7 @@ def _softmax_reference(scores, causal):
     return e / e.sum(-1, keepdims=True)
 
 
-def _sequences(type_id, in_shapes):
+def _sequences(in_shapes):
     """Checks [query, value(, key)] are (steps, features) and that key has value's steps."""
     if len(in_shapes) not in (2, 3):
         raise ShapeError(f"takes 2 or 3 inputs (query, value, key), has {len(in_shapes)}")
@@ -80,7 +80,7 @@ class _Sequences(Layer):
 def _mha_dims(p, in_shapes):
     """(Tq, Tv, query features, value features, key features, heads, key_dim, value_dim,
     output features)."""
-    _sequences("MultiHeadAttention", in_shapes)
+    _sequences(in_shapes)
     (tq, dq), (tv, dv) = in_shapes[0], in_shapes[1]
     dk = in_shapes[2][1] if len(in_shapes) == 3 else dv
     kd = p["key_dim"]
@@ -376,9 +376,9 @@ class MultiHeadAttention(_Sequences):
 
 
 # -- Attention (Luong) and AdditiveAttention (Bahdanau) -----------------------------------------
-def _luong_dims(type_id, in_shapes):
+def _luong_dims(in_shapes):
     """(Tq, Tv, dim of query and key, dim of value)."""
-    _sequences(type_id, in_shapes)
+    _sequences(in_shapes)
     (tq, d), (tv, dv) = in_shapes[0], in_shapes[1]
     dk = in_shapes[2][1] if len(in_shapes) == 3 else dv
     if dk != d:
@@ -390,7 +390,7 @@ def _luong_dims(type_id, in_shapes):
 
 def _luong_onnx(b, n):
     p, layer = n.params, n.layer
-    tq, tv, d, dv = _luong_dims(n.type, n.in_shapes)
+    tq, tv, d, dv = _luong_dims(n.in_shapes)
     q, v = n.x[0], n.x[1]
     k = n.x[2] if len(n.x) == 3 else v
     if layer.mode(p) == "dot":
@@ -418,7 +418,7 @@ def _luong_onnx(b, n):
 
 def _luong_torch(t, n):
     p, s, o, layer = n.params, n.self, n.out, get_layer(n.type)  # a TNode holds no layer
-    tq, tv, d, dv = _luong_dims(n.type, n.in_shapes)
+    tq, tv, d, dv = _luong_dims(n.in_shapes)
     specs = layer.weights(p, n.in_shapes)
     init = _torch_params(t, n, specs) if specs else []
     q, v = n.x[0], n.x[1]
@@ -472,11 +472,11 @@ class _Luong(_Sequences):
         return "additive"
 
     def output_shapes(self, p, in_shapes):
-        tq, tv, d, dv = _luong_dims(self.type_id, in_shapes)
+        tq, tv, d, dv = _luong_dims(in_shapes)
         return [(tq, dv)] + ([(tq, tv)] if p["return_attention_scores"] else [])
 
     def scratch(self, p, in_shapes):
-        tq, tv, d, dv = _luong_dims(self.type_id, in_shapes)
+        tq, tv, d, dv = _luong_dims(in_shapes)
         sc = {"p": (tq, tv), "dp": (tq, tv)}
         if p["dropout"] > 0 and not p["return_attention_scores"]:
             sc["pd"] = (tq, tv)
@@ -503,7 +503,7 @@ class _Luong(_Sequences):
 
     def forward(self, ops, s):
         p, n, sc = s.params, s.n, s.scratch
-        tq, tv, d, dv = _luong_dims(self.type_id, [x.shape for x in s.x])
+        tq, tv, d, dv = _luong_dims([x.shape for x in s.x])
         q, v = s.x[0], s.x[1]
         k = s.x[2] if len(s.x) == 3 else v
         probs = sc["p"].buf
@@ -527,7 +527,7 @@ class _Luong(_Sequences):
 
     def backward(self, ops, s):
         p, n, sc = s.params, s.n, s.scratch
-        tq, tv, d, dv = _luong_dims(self.type_id, [x.shape for x in s.x])
+        tq, tv, d, dv = _luong_dims([x.shape for x in s.x])
         q, v = s.x[0], s.x[1]
         keyed = len(s.x) == 3
         k = s.x[2] if keyed else v
@@ -631,7 +631,7 @@ class Attention(_Luong):
         return p["score_mode"]
 
     def weights(self, p, in_shapes):
-        _luong_dims(self.type_id, in_shapes)
+        _luong_dims(in_shapes)
         ws = [WeightSpec("scale", (), "ones")] if p["use_scale"] else []
         if p["score_mode"] == "concat":
             ws.append(WeightSpec("concat_score_weight", (), "ones"))
@@ -661,7 +661,7 @@ class AdditiveAttention(_Luong):
                                    lambda p: ["scale"] if p["use_scale"] else [])
 
     def weights(self, p, in_shapes):
-        tq, tv, d, dv = _luong_dims(self.type_id, in_shapes)
+        tq, tv, d, dv = _luong_dims(in_shapes)
         return [WeightSpec("scale", (d,), "glorot_uniform", d, d)] if p["use_scale"] else []
 
 
