@@ -361,7 +361,8 @@ class Conv2D(_Conv):
           "activation": "tanh"}, [(5, 6, 6)]),
         ({"filters": 4, "kernel_size": 1, "groups": 2, "use_bias": False}, [(3, 2, 4)]),
     )
-    onnx_form = OnnxForm(_conv_onnx, "Transpose (NHWC->NCHW), Conv, Transpose back, activation",
+    onnx_form = OnnxForm(_conv_onnx, "Transpose (NHWC->NCHW), Conv (group), Transpose back, "
+                                     "activation",
                          reads={"Conv": OnnxRead({"kernel_shape", "strides", "pads", "dilations",
                                                   "group", "auto_pad"}, _conv_onnx_in)})
     torch_form = TorchForm(_conv_torch)
@@ -393,6 +394,7 @@ class Conv1D(_Conv):
           "activation": "relu"}, [(7, 4)]),
         ({"filters": 3, "kernel_size": 3, "padding": 1, "dilation_rate": 2}, [(6, 3)]),
     )
-    onnx_form = OnnxForm(_conv_onnx, "Transpose (NTC->NCT), Conv, Transpose back, activation")
+    onnx_form = OnnxForm(_conv_onnx, "Transpose (NTC->NCT), Conv (group), Transpose back, "
+                                     "activation")
     torch_form = TorchForm(_conv_torch)
     keras_form = _conv_keras("Conv1D", 1)

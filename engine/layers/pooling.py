@@ -294,6 +294,7 @@ def _pool_keras(cls, short):
 
 
 _POOL_OPS = "Transpose, {}, Transpose"
+_AVG_OPS = _POOL_OPS.format("AveragePool (count_include_pad as the layer's)")
 
 
 @register
@@ -315,7 +316,7 @@ class AveragePooling2D(_Pool):
     help = "Mean over each pool_size window of (height, width, channels) inputs."
     params = _pool2d_params() + (_COUNT_PAD,)
     examples = _EX2_AVG
-    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"),
+    onnx_form = OnnxForm(_pool_onnx, _AVG_OPS,
                          reads={"AveragePool": OnnxRead(_POOL_READ | {"count_include_pad"},
                                                         _pool_onnx_in)})
     torch_form = _pool_torch("avg", 2)
@@ -342,7 +343,7 @@ class AveragePooling1D(_Pool):
     help = "Mean over each pool_size window of (steps, channels) inputs."
     params = _pool1d_params() + (_COUNT_PAD,)
     examples = _EX1_AVG
-    onnx_form = OnnxForm(_pool_onnx, _POOL_OPS.format("AveragePool (count_include_pad=0)"))
+    onnx_form = OnnxForm(_pool_onnx, _AVG_OPS)
     torch_form = _pool_torch("avg", 1)
     keras_form = _pool_keras("AveragePooling1D", "AvgPool1D")
 
