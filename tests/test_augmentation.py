@@ -347,6 +347,22 @@ def test_a_layer_after_a_vector_is_refused_by_shape():
     assert "height, width, channels" in str(g.validate()[0])
 
 
+def _torch_module(tmp_path, type_id, params, shape):
+    import importlib.util
+    from layerloom.interop import export as interop_export
+    from layerloom.project import loom
+    g = Graph()
+    g.add_node("Input", {"shape": list(shape)}, id="x")
+    g.add_node(type_id, params, id="aug")
+    g.connect("x", 0, "aug", 0)
+    path = str(tmp_path / f"{type_id.lower()}_torch.py")
+    interop_export(loom.Project(g), {}, path, "pytorch-code")
+    spec = importlib.util.spec_from_file_location(f"{type_id.lower()}_torch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_model()
+
+
 def _keras_map(type_id, p, u, H, W):
     """Keras' affine map (output pixel -> input, integer centres) for the uniforms u (N, 2)."""
     cx, cy = 0.5 * (W - 1), 0.5 * (H - 1)
@@ -383,20 +399,8 @@ def test_the_pytorch_script_trains_with_keras_maps(rng, tmp_path, monkeypatch, t
     """The written script's training form samples as Keras' affine_transform, for the uniforms
     torch.rand gives it (fixed here); at inference it is the identity."""
     keras = _keras()
-    import importlib.util
     import torch
-    from layerloom.interop import export as interop_export
-    from layerloom.project import loom
-    g = Graph()
-    g.add_node("Input", {"shape": [5, 7, 2]}, id="x")
-    g.add_node(type_id, params, id="aug")
-    g.connect("x", 0, "aug", 0)
-    path = str(tmp_path / "aug_torch.py")
-    interop_export(loom.Project(g), {}, path, "pytorch-code")
-    spec = importlib.util.spec_from_file_location("aug_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.build_model()
+    model = _torch_module(tmp_path, type_id, params, (5, 7, 2))
     x = rng.uniform(0, 1, size=(4, 5, 7, 2)).astype(np.float32)
     u = rng.uniform(0, 1, size=(4, 2)).astype(np.float32)
     with torch.no_grad():
@@ -467,3 +471,46 @@ def test_a_model_trains_through_every_augmentation_and_predicts_without_them(rng
     np.testing.assert_array_equal(got, model.predict(x))
     plain = api.Model(project(chain[-1:]), model.get_weights())
     np.testing.assert_allclose(got, plain.predict(x), rtol=TOL, atol=TOL)
+
+
+def test_the_pytorch_script_flips_crops_and_changes_contrast_and_brightness_as_keras(rng,
+                                                                                    tmp_path):
+    """While training: each image itself or flipped (both axes together); one window of the
+    input for the whole batch; contrast a factor in Keras' 1..1+f about each channel's mean;
+    brightness one delta per image within factor x value_range, clipped to it. At inference
+    the identity (RandomCrop: its centre box resized, as the engine)."""
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(0, 1, size=(64, 5, 6, 2)).astype(np.float32)
+    tx = torch.from_numpy(x)
+
+    def train(type_id, params):
+        model = _torch_module(tmp_path, type_id, params, x.shape[1:])
+        with torch.no_grad():
+            inference = model({"x": tx}).numpy()
+            model.train()
+            return inference, model({"x": tx}).numpy()
+    inf, y = train("RandomFlip", {})
+    np.testing.assert_array_equal(inf, x)
+    flipped = np.array([np.array_equal(a, b[::-1, ::-1]) for a, b in zip(y, x)])
+    kept = np.array([np.array_equal(a, b) for a, b in zip(y, x)])
+    assert (flipped | kept).all() and 10 < flipped.sum() < 54
+    inf, y = train("RandomCrop", {"height": 3, "width": 4})
+    np.testing.assert_allclose(inf, get_layer("RandomCrop").reference(
+        Graph().add_node("RandomCrop", {"height": 3, "width": 4}).params, [x], {})[0],
+        rtol=TOL, atol=TOL)
+    windows = [(i, j) for i in range(3) for j in range(3)
+               if np.array_equal(y, x[:, i:i + 3, j:j + 4])]
+    assert len(windows) == 1
+    inf, y = train("RandomContrast", {"factor": 0.5, "value_range": [-10, 10]})
+    np.testing.assert_array_equal(inf, x)
+    m = x.mean(axis=(1, 2), keepdims=True)
+    f = ((y - m) / (x - m)).reshape(64, -1)
+    np.testing.assert_allclose(f, f[:, :1] * np.ones_like(f), rtol=1e-3)
+    assert f.min() >= 1 - 1e-4 and f.max() <= 1.5 + 1e-4
+    inf, y = train("RandomBrightness", {"factor": 0.2, "value_range": [0, 1]})
+    np.testing.assert_array_equal(inf, x)
+    assert y.min() >= 0 and y.max() <= 1
+    inside = (y > 0) & (y < 1)
+    d = np.where(inside, y - x, np.nan).reshape(64, -1)
+    spread = np.nanmax(d, 1) - np.nanmin(d, 1)
+    assert np.nanmax(spread) < 1e-5 and np.nanmin(d) >= -0.2 - 1e-6 and np.nanmax(d) <= 0.2 + 1e-6
