@@ -219,16 +219,19 @@ def test_exported_keras_model_imports_back_to_the_same_model(rt, tmp_path, name)
     assert _max_error({k: got[k] for k in want}, want) <= TOL
 
 
-def test_a_normalization_inside_the_graph_is_refused_naming_it(tmp_path):
-    """Layerloom keeps a Normalization only as an Input's fitted normalisation."""
+def test_a_normalization_inside_the_graph_is_a_normalization_layer(tmp_path):
+    """Right after an Input a Normalization is the Input's fitted normalisation; elsewhere it
+    is a Normalization layer with the statistics its config gives (tests/test_norm_shape.py
+    has the adapted ones)."""
     from layerloom.interop import keras_import
     x = keras.Input(shape=(3,), name="x")
     h = keras.layers.Dense(4, name="d")(x)
-    y = keras.layers.Normalization(mean=[0.0] * 4, variance=[1.0] * 4, name="norm")(h)
+    y = keras.layers.Normalization(mean=[0.5] * 4, variance=[4.0] * 4, name="norm")(h)
     path = str(tmp_path / "m.keras")
     keras.Model(x, y).save(path)
-    with pytest.raises(LayerloomError, match="'norm' \\(Normalization\\): .*right after an Input"):
-        keras_import.read(path)
+    project, weights = keras_import.read(path)
+    assert project.graph.nodes["norm"].type == "Normalization"
+    np.testing.assert_array_equal(weights["norm/variance"], [4.0] * 4)
 
 
 def test_an_adapted_normalization_comes_in_as_the_fitted_statistics(tmp_path, rng):
@@ -329,7 +332,7 @@ def test_a_metric_declares_its_keras_form_for_export_and_import(monkeypatch):
 
 def test_rescaling_and_identity_import_as_layers_and_predict_what_keras_does(tmp_path, rng):
     """Keras' Rescaling right after an Input (pixels to -0.5..0.5) and an Identity are layers
-    in Layerloom too, not the Input's normalisation; a per-channel scale is refused by name."""
+    in Layerloom too, not the Input's normalisation; a per-channel scale too."""
     import layerloom
     from layerloom.interop import keras_import
     x = keras.Input(shape=(4, 4, 3), name="x")
@@ -346,5 +349,5 @@ def test_rescaling_and_identity_import_as_layers_and_predict_what_keras_does(tmp
     assert float(np.abs(loaded.predict(data) - model.predict(data, verbose=0)).max()) <= TOL
     per_channel = keras.Model(x, keras.layers.Rescaling([0.5, 1.0, 2.0], name="rc")(x))
     per_channel.save(str(tmp_path / "pc.keras"))
-    with pytest.raises(LayerloomError, match="'rc' \\(Rescaling\\): option scale="):
-        keras_import.read(str(tmp_path / "pc.keras"))
+    project = keras_import.read(str(tmp_path / "pc.keras"))[0]
+    assert project.graph.nodes["rc"].params["scale"] == (0.5, 1.0, 2.0)

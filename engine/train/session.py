@@ -8,6 +8,7 @@ from layerloom.train.optimizers import OPTIMIZERS
 from layerloom.backend.runtime import Runtime
 from layerloom.train.callbacks import ModelCheckpoint, build as build_callbacks
 from layerloom.train.fit import Trainer, fit
+from layerloom.core.errors import ProjectError, quote
 
 
 def fused_outputs(graph, losses):
@@ -19,6 +20,28 @@ def fused_outputs(graph, losses):
         if ap and loss.can_fuse(node.params[ap]):
             out.add(o)
     return out
+
+
+def adapt_layers(model, graph, x):
+    """Keras' adapt, before the first epoch: a layer that adapts to data (one declaring
+    adapt(params, rows) and adapted(weights), Normalization) and was not adapted yet (no
+    imported or trained statistics) takes them from the training rows of the Input it reads."""
+    current = None
+    for nid in graph.topo_order():
+        node = graph.nodes[nid]
+        if not hasattr(node.layer, "adapt"):
+            continue
+        current = current or model.get_weights()
+        if node.layer.adapted({k.split("/", 1)[1]: v for k, v in current.items()
+                               if k.split("/", 1)[0] == nid}):
+            continue
+        src = graph.in_edges(nid)[0].src
+        if not graph.nodes[src].layer.is_input:
+            raise ProjectError(f"{node.type} layer {quote(nid)} was never adapted: it adapts to "
+                               "the training rows right after an Input; elsewhere it needs its "
+                               "statistics (imported, or trained before)", f"graph.nodes.{nid}")
+        model.set_weights({f"{nid}/{k}": v for k, v in node.layer.adapt(node.params,
+                                                                         x[src]).items()})
 
 
 class Session:
@@ -53,6 +76,7 @@ class Session:
         epochs = int(epochs or t["epochs"])
         if resume is not None:
             resume.check(self.project, self.batch_size, self.seed, epochs)
+        adapt_layers(self.model, self.project.graph, data.x)
         self.project_callbacks = build_callbacks(t.get("callbacks", []), out_dir)
         for cb in self.project_callbacks:
             if isinstance(cb, ModelCheckpoint):  # the training state beside its weights
