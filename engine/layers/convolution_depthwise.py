@@ -4,21 +4,23 @@ input channel c is convolved with its own depth_multiplier (M) filters, giving o
 c*M + m (Keras' order), kernel shaped (kh, kw, in_channels, M). A separable convolution is that
 depthwise step, without bias, then a pointwise 1x1 convolution (a GEMM with bias and activation
 in its epilogue), with Keras' weights depthwise_kernel, pointwise_kernel (1, 1, C*M, filters)
-and bias. A 1-D layer is the 2-D one over a height of 1."""
+and bias. padding takes Keras' words or, as ONNX and PyTorch give them, explicit amounts
+(kit.WindowPadding; Keras export writes those as a ZeroPadding before a valid layer). A 1-D
+layer is the 2-D one over a height of 1."""
 
 import numpy as np
 
 from layerloom.backend.geometry import ConvGeometry
 from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
-from layerloom.core.params import Bool, Choice, Int, Pair
+from layerloom.core.params import Bool, Int, Pair
 from layerloom.core.registry import (get_layer, KerasForm, Layer, OnnxForm, OnnxRead, register,
                                      ShapeError, TorchForm, WeightSpec)
-from layerloom.layers.kit import (activation_param, activation_scratch,
+from layerloom.layers.kit import (activation_param, activation_scratch, axis_pads,
                                   backward_through_activation, forward_with_activation,
-                                  onnx_channels_first, onnx_channels_last, onnx_pads_after,
-                                  onnx_padding, padded_reference, weight_params,
-                                  window_geometry)
+                                  keras_padding_word, onnx_channels_first, onnx_channels_last,
+                                  onnx_pads_after, onnx_padding, padded_reference,
+                                  padding_param, weight_params, window_geometry)
 
 
 def window_params(rank, filters=False):
@@ -30,8 +32,7 @@ def window_params(rank, filters=False):
     return head + (
         size("kernel_size", (3, 3) if rank == 2 else 3, min=1, help=what),
         size("strides", (1, 1) if rank == 2 else 1, min=1, help="Step between windows."),
-        Choice("padding", "valid", ("valid", "same"),
-               help="valid: no padding; same: pad so output = ceil(input / stride)."),
+        padding_param(("valid", "same"), rank),
         Int("depth_multiplier", 1, min=1,
             help="Filters per input channel: output channel c*M + m is channel c's m-th."),
         size("dilation_rate", (1, 1) if rank == 2 else 1, min=1,
@@ -67,8 +68,10 @@ class _Depthwise(Layer):
             raise ShapeError("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)")
         H, W, C = in_shape if self.rank == 2 else (1,) + tuple(in_shape)
         try:
-            (OH, PT), (OW, PL) = (window_geometry(H, KH, SH, DH, p["padding"]),
-                                  window_geometry(W, KW, SW, DW, p["padding"]))
+            # Keras' words, or explicit amounts ((top, bottom), (left, right))
+            pads = axis_pads(p["padding"], self.rank) or (p["padding"],) * 2
+            (OH, PT), (OW, PL) = (window_geometry(H, KH, SH, DH, pads[0]),
+                                  window_geometry(W, KW, SW, DW, pads[1]))
         except ValueError as e:
             raise ShapeError(f"{e} (input {fmt_shape(in_shape)})") from None
         return ConvGeometry(H=H, W=W, C=C, OH=OH, OW=OW, KH=KH, KW=KW, SH=SH, SW=SW, DH=DH,
@@ -218,12 +221,7 @@ def _depthwise_onnx_in(imp, node, type_id):
     if window["kernel_shape"] != k:
         imp.fail(node, f"kernel_shape {window['kernel_shape']} for a kernel of {k}")
     strides, dil, M = window["strides"], window["dilations"], w.shape[0] // C
-    padding, _ = onnx_padding(imp, node, sizes, k, strides, dil)
-    if not isinstance(padding, str):  # explicit amounts: the zeros first, then a valid window
-        zeros = [list(pair) for pair in padding] if rank == 2 else list(padding)
-        zp = imp.add(node, "ZeroPadding2D" if rank == 2 else "ZeroPadding1D",
-                     {"padding": zeros}, [v], name=f"{imp.scope(node)}_pad")
-        v, padding = imp.result(zp, nchw=True), "valid"
+    padding, _ = onnx_padding(imp, node, sizes, k, strides, dil)  # a word, or the amounts
     bias = imp.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
     one = (lambda pair: pair) if rank == 2 else (lambda pair: pair[0])  # 1-D: integers
     nid = imp.add(node, "DepthwiseConv2D" if rank == 2 else "DepthwiseConv1D", {
@@ -237,22 +235,17 @@ def _depthwise_onnx_in(imp, node, type_id):
     imp.set(node, imp.result(nid, nchw=True))
 
 
-def _torch_window(t, n):
-    """(x padded as Keras' padding, channels first; F.conv's stride and dilation text)."""
-    p = n.params
-    if get_layer(n.type).rank == 2:
-        (kh, kw), (sh, sw), (dh, dw) = (t.pair(p[k]) for k in ("kernel_size", "strides",
-                                                               "dilation_rate"))
-        h, w, _ = n.in_shapes[0]
-        same = (t.same_pads(w, kw, sw, dw) + t.same_pads(h, kh, sh, dh))
-        x, args = f"{n.x[0]}.permute(0, 3, 1, 2)", f"stride=({sh}, {sw}), dilation=({dh}, {dw})"
+def _torch_window(g, n, rank):
+    """(x channels first, padded by what the windows read (F.pad's amounts, the last axis
+    first); F.conv's stride and dilation text)."""
+    pads = (g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL))
+    if rank == 2:
+        pads += (g.PT, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT))
+        x, args = f"{n.x[0]}.permute(0, 3, 1, 2)", \
+            f"stride=({g.SH}, {g.SW}), dilation=({g.DH}, {g.DW})"
     else:
-        k, st, d = (int(p[k]) for k in ("kernel_size", "strides", "dilation_rate"))
-        same = t.same_pads(n.in_shapes[0][0], k, st, d)
-        x, args = f"{n.x[0]}.permute(0, 2, 1)", f"stride={st}, dilation={d}"
-    if p["padding"] == "same" and any(same):
-        x = f"F.pad({x}, {tuple(same)})"
-    return x, args
+        x, args = f"{n.x[0]}.permute(0, 2, 1)", f"stride={g.SW}, dilation={g.DW}"
+    return (f"F.pad({x}, {pads})" if any(pads) else x), args
 
 
 def _keras_glorot(t, n, attr, key, fan_in, fan_out):
@@ -291,7 +284,7 @@ def _depthwise_torch(t, n):
     if p["use_bias"]:
         init.append(t.init(n, f"{s}['bias']", "bias_initializer", "zeros"))
     conv = "F.conv2d" if rank == 2 else "F.conv1d"
-    x, args = _torch_window(t, n)
+    x, args = _torch_window(g, n, rank)
     perm = "(2, 3, 0, 1)" if rank == 2 else "(1, 2, 0)"  # (window, C, M) -> (C, M, window)
     dw = f"{s}['depthwise_kernel'].permute{perm}.reshape({mid}, 1, {', '.join(map(str, window))})"
     bias = f"{s}['bias']" if p["use_bias"] else "None"
@@ -318,10 +311,26 @@ def _depthwise_keras(cls, rank, separable):
         return {**out, "activation": o.activation(), "use_bias": o.get("use_bias", True),
                 **o.weight_params(*prefixes)}
 
+    def write(k, n):
+        """Explicit padding that is no Keras word: a ZeroPadding (<id>_pad) before a valid
+        layer."""
+        p, x, lines = n.params, n.x[0], []
+        word = p["padding"] if isinstance(p["padding"], str) else keras_padding_word(
+            get_layer(n.type), p, n.in_shapes[0])
+        if word is None:
+            lines = [f"{n.out[0]} = layers.ZeroPadding{rank}D(padding={k.fmt(p['padding'])}, "
+                     f"name={n.id + '_pad'!r})({x})"]
+            x, word = n.out[0], "valid"
+        args = k.kw(n, [a for a in names if a != "padding"]) + [
+            f"padding={word!r}"] + k.weight_args(n, prefixes)
+        return lines + [f"{n.out[0]} = " + k.call(cls, args, n, [x])]
+
     def order(p):
         return ["depthwise_kernel"] + ["pointwise_kernel"] * separable + (
             ["bias"] if p.get("use_bias", True) else [])
-    return KerasForm(cls, names, prefixes, read=read, weight_order=order)
+    return KerasForm(cls, names, prefixes, read=read, write=write, weight_order=order,
+                     doc="explicit padding that is no Keras word: ZeroPadding before a valid "
+                         "layer")
 
 
 def _onnx_form(separable, reads=None):
@@ -348,6 +357,10 @@ class DepthwiseConv2D(_Depthwise):
         ({"kernel_size": 2, "strides": [1, 2], "use_bias": False, "activation": "gelu"},
          [(4, 5, 2)]),
         ({"kernel_size": 3, "padding": "same", "depth_multiplier": 2}, [(3, 4, 8)]),
+        # MobileNet's stride-2 depthwise as PyTorch pads it; asymmetric amounts
+        ({"kernel_size": 3, "strides": 2, "padding": 1}, [(6, 5, 8)]),
+        ({"kernel_size": [2, 3], "padding": [[0, 2], [1, 0]], "depth_multiplier": 2},
+         [(3, 4, 2)]),
     )
     # Conv with group = channels, 2-D or 1-D (after Conv2D's reader, which declines it)
     onnx_form = _onnx_form(False, {"Conv": OnnxRead({"kernel_shape", "strides", "pads",
@@ -368,6 +381,7 @@ class DepthwiseConv1D(_Depthwise):
         ({"kernel_size": 3, "padding": "same", "dilation_rate": 2, "depth_multiplier": 2,
           "activation": "relu"}, [(7, 3)]),
         ({"kernel_size": 2, "strides": 2, "padding": "same", "use_bias": False}, [(5, 1)]),
+        ({"kernel_size": 3, "padding": [2, 0], "depth_multiplier": 2}, [(5, 3)]),
     )
     onnx_form = _onnx_form(False)
     keras_form = _depthwise_keras("DepthwiseConv1D", 1, False)
@@ -386,6 +400,7 @@ class SeparableConv2D(_Depthwise):
           "depth_multiplier": 2, "activation": "relu"}, [(7, 5, 3)]),
         ({"filters": 2, "kernel_size": 2, "dilation_rate": 2, "use_bias": False,
           "activation": "gelu"}, [(5, 5, 8)]),
+        ({"filters": 3, "kernel_size": 3, "padding": [1, 2]}, [(3, 4, 2)]),
     )
     onnx_form = _onnx_form(True)
     keras_form = _depthwise_keras("SeparableConv2D", 2, True)
