@@ -27,7 +27,16 @@ TOLERANCE = 1e-4  # relative to the largest output (random weights can give smal
 SEED = 0
 # case -> (a part of the import's refusal, the feature it lacks): the case is skipped when the
 # import refuses with exactly that; another refusal fails
-KNOWN_GAPS = {}
+KNOWN_GAPS = {
+    "shufflenet_v2_x0_5": ("(Transpose): perm [0, 2, 1, 3, 4]",
+                           "a channel shuffle (a 5-D Transpose of the channel groups)"),
+    "vit_small": ("(Expand): repeats a constant along the batch axis",
+                  "a class token (a learned vector put before the sequence)"),
+    "MobileNetV3Small": ("(GlobalAveragePooling2D): option keepdims=True has no Layerloom form",
+                         "GlobalAveragePooling2D's keepdims=True in the Keras import"),
+    "EfficientNetB0": ("'class_name': 'VarianceScaling'",
+                       "the VarianceScaling initializer in the Keras import"),
+}
 
 
 def _torchvision():
@@ -150,8 +159,13 @@ def test_a_keras_application_imports_trains_and_exports(name, tmp_path):
     from layerloom.interop import keras_import
     keras.utils.set_random_seed(SEED)
     size = KERAS[name]
-    net = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
-                                            classes=10)
+    try:
+        net = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                                classes=10)
+    except ValueError as e:  # NASNetMobile: "not available with the torch backend"
+        if "not available with the torch backend" not in str(e):
+            raise
+        pytest.skip(f"Keras does not build it with the torch backend: {e}")
     path = str(tmp_path / f"{name}.keras")
     net.save(path)
     x = np.random.default_rng(SEED).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
