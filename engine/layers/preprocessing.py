@@ -506,10 +506,10 @@ def _fill_params():
 
 class _Affine(_Warp):
     """Rotation, zoom, translation: a random affine map per image while training."""
-    keras_names = ()
 
     def _draw(self, p):
-        """(kind, params) of draw_transforms."""
+        """(kind, params) of draw_transforms (augment.cl) for the layer's parameters."""
+        raise NotImplementedError
 
     def _training(self, p, H, W, C):
         g = _same_size(H, W, C, p["interpolation"] == "nearest", p["fill_mode"])
