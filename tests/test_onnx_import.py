@@ -88,8 +88,8 @@ def _model(nodes, inits, shape=(None, 3, 8, 8)):
      {"c": np.ones((1, 3, 8, 8))}, "'ex' (Expand): repeats a constant along the batch axis"),
     ([onnx.helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2],
                             name="mp")], {}, "'mp' (MaxPool): dilated pooling"),
-    ([onnx.helper.make_node("Softmax", ["x"], ["y"], axis=2, name="sm")], {},
-     "'sm' (Softmax): along axis 2"),
+    ([onnx.helper.make_node("Softmax", ["x"], ["y"], axis=0, name="sm")], {},
+     "'sm' (Softmax): along axis 0"),
     ([onnx.helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], name="mp"),
       onnx.helper.make_node("Relu", ["i"], ["z"], name="r")], {},
      "'mp' (MaxPool): its output 'i' (beyond the first) has no Layerloom form"),
@@ -100,8 +100,10 @@ def _model(nodes, inits, shape=(None, 3, 8, 8)):
      "'rs' (Reshape): target shape [4, -1]"),
     ([onnx.helper.make_node("BatchNormalization", ["x", "g", "g", "g", "g"], ["y"], name="bn",
                             spatial=0)], {"g": np.ones(3)}, "'bn' (BatchNormalization): spatial 0"),
+    ([onnx.helper.make_node("Cast", ["x"], ["y"], to=7, name="c")], {},
+     "'c' (Cast): a cast to ONNX type 7; Layerloom's tensors are float32"),
 ], ids=["unknown-op", "constant-per-sample", "dilated-pool", "softmax-axis", "extra-output",
-        "transpose", "reshape-batch", "bn-spatial"])
+        "transpose", "reshape-batch", "bn-spatial", "cast-int"])
 def test_what_cannot_be_mapped_names_the_node_and_why(tmp_path, nodes, inits, message):
     path = tmp_path / "m.onnx"
     onnx.save(_model(nodes, inits), path)
@@ -474,3 +476,14 @@ def test_a_torch_recurrent_layer_with_its_zero_state_and_last_step_imports(tmp_p
     g = imported.project.graph
     assert [g.nodes[n].type for n in g.topo_order()] == ["Input", kind, "Dense"]
     assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5
+
+
+def test_a_cast_to_float32_is_the_same_tensor(tmp_path):
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=TensorProto.FLOAT, name="c"),
+             helper.make_node("Relu", ["c"], ["y"], name="r")]
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_model(nodes, {}, shape=(None, 5)), path)
+    project, weights = onnx_import.read(path)
+    x = np.random.default_rng(7).standard_normal((3, 5)).astype(np.float32)
+    assert np.abs(Model(project, weights).predict(x) - np.maximum(x, 0)).max() == 0

@@ -97,7 +97,8 @@ def _close(got, want, what):
     assert got.shape == want.shape, (what, got.shape, want.shape)
     scale = float(np.abs(want).max()) or 1.0
     err = float(np.abs(got - want).max())
-    assert err <= TOLERANCE * scale, f"{what}: differs by up to {err:.3g} (outputs up to {scale:.3g})"
+    assert err <= TOLERANCE * scale, \
+        f"{what}: differs by up to {err:.3g} (outputs up to {scale:.3g})"
 
 
 def _train_and_export(project, weights, x, tmp_path):

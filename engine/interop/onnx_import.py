@@ -62,7 +62,8 @@ OWN_ATTRIBUTES = {
     "Softmax": {"axis"}, "LogSoftmax": {"axis"}, "Gelu": {"approximate"},
     "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
-    "Transpose": {"perm"}, "Gather": {"axis"},
+    "Transpose": {"perm"}, "Gather": {"axis"}, "Cast": {"to", "saturate"},
+    "CastLike": {"saturate"},
 }
 # the operators layers declare they are read from (their OnnxForm's reads), {op: [(the layer they
 # become, OnnxRead), ...]} in the order the layers registered (the protocol: the docstring); the
@@ -87,7 +88,8 @@ CLAIMED_OPS = frozenset(ATTRIBUTES) | {"Constant", "Shape", "Size"} | frozenset(
 CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
                "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
-    "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu"}
+    "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu", "Shrink", "Celu",
+    "ThresholdedRelu", "Cast", "CastLike"}
 
 
 class _Declined(Exception):

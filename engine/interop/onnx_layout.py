@@ -89,7 +89,11 @@ class Imported:
         project = self.project
         rows = prepare_inputs(project, named_arrays(project, x, project.graph.inputs(),
                                                     "inputs"))
-        session = Session(project, initial_weights=self.weights)
+        rows_given = max(len(r) for r in rows.values()) if rows else 1
+        # buffers for the rows given, not the training section's batch (a large model at 32
+        # rows may not fit the device where one row does)
+        session = Session(project, initial_weights=self.weights, batch_size=max(1, min(
+            rows_given, int(project.training.get("batch_size", 32)))))
         got = session.model.predict(rows, session.batch_size)
         out = {}
         for name, v in self.outputs.items():
@@ -105,7 +109,7 @@ class Imported:
 # are computed: a folded shape that holds it has the batch there (a Reshape keeping the batch);
 # a tensor of that many rows is a constant repeated along the batch, which is not folded.
 BATCH = 9973
-MAX_FOLDED = 1 << 22  # the most values a folded constant may hold
+MAX_FOLDED = 1 << 27  # the most values a folded constant may hold (VGG-19's fc6: 102.8M)
 TOO_LARGE = f"computes a constant of more than {MAX_FOLDED} values from constants alone"
 
 

@@ -21,6 +21,7 @@ ONNX_SELU = (1.67326319628502807617, 1.05070102214813232422)
 FOLDS_ACTIVATION = {"Dense", "Conv1D", "Conv2D", "Conv2DTranspose", "Conv1DTranspose",
                     "DepthwiseConv2D", "SeparableConv2D"}
 GELU_TANH = (math.sqrt(2.0 / math.pi), 0.044715)  # tanh GELU's constants
+FLOAT32 = 1  # ONNX's TensorProto.FLOAT
 AFFINE_EPS = 1e-3  # a per-channel Sub/Add/Mul/Div's BatchNormalization: variance 1 - this
 
 
@@ -379,6 +380,21 @@ class _OperatorReads:
         rank = len(self.shape(v))
         return _Value(self.add(node, "Permute", {"dims": [rank] + list(range(1, rank))}, [v],
                                name=f"{self.scope(node)}_to_nchw"))
+
+    def op_Cast(self, node):
+        """A cast of a tensor to float32, which Layerloom's tensors are: the same tensor."""
+        onnx_type = int(_attrs(node).get("to", 0))
+        if onnx_type != FLOAT32:
+            self.fail(node, f"a cast to ONNX type {onnx_type}; Layerloom's tensors are float32 "
+                            f"(type {FLOAT32}) only")
+        self.pass_through(node)
+
+    def op_CastLike(self, node):
+        like = self.consts.get(node.input[1]) if len(node.input) > 1 else None
+        if like is None or like.dtype != np.float32:
+            self.fail(node, "a cast to another type than a float32 constant's; Layerloom's "
+                            "tensors are float32 only")
+        self.pass_through(node)
 
     def op_Gather(self, node):
         """A sequence's last step (torch's y[:, -1] after an LSTM, GRU or RNN): the recurrent
