@@ -256,3 +256,142 @@ def test_a_time_distributed_layer_is_validated_against_the_wrapped_declaration()
     assert layer["type"] == "Dense" and layer["params"]["units"] == 7
     assert layer["params"]["use_bias"] is True  # the wrapped layer's defaults filled in
     assert node.layer.headline_text(node.params) == "Dense 7"
+
+
+# -- the mask: token ids whose 0 skips a step ---------------------------------------------------
+MASKED = [("SimpleRNN", {"units": 3, "return_sequences": True}),
+          ("LSTM", {"units": 2, "return_sequences": True, "return_state": True}),
+          ("GRU", {"units": 3}),
+          ("Bidirectional", {"layer": "LSTM", "units": 2, "return_sequences": True}),
+          ("Bidirectional", {"layer": "GRU", "units": 2, "merge_mode": "sum"}),
+          ("Bidirectional", {"layer": "SimpleRNN", "units": 2, "merge_mode": "none",
+                             "return_sequences": True})]
+
+
+@pytest.mark.parametrize("type_id, params", MASKED, ids=[f"{t}{i}" for i, (t, _) in
+                                                          enumerate(MASKED)])
+def test_a_masked_step_is_skipped_forward_and_backward(rt, ops, type_id, params):
+    """With ids holding zeros (first, in the middle, last, a whole row), the engine's outputs
+    are the float64 reference's and its gradients (weights and input) its central
+    differences; the ids get none."""
+    from conftest import numeric_grad
+    from test_layers import run_layer
+    from layerloom.core.registry import get_layer
+    layer = get_layer(type_id)
+    p = {**layer.defaults(), **params}
+    rng = np.random.default_rng(5)
+    T, D = 5, 3
+    ids = np.array([[0, 4, 0, 2, 1], [3, 1, 2, 0, 0], [0, 0, 0, 0, 0], [5, 6, 7, 8, 9]],
+                   np.float64)
+    xs = [rng.normal(size=(4, T, D)), ids]
+    ws = {w.name: rng.normal(size=w.shape) * 0.5 for w in layer.weights(p, [(T, D), (T,)])}
+    refs = layer.reference(p, xs, ws)
+    dys = [rng.normal(size=r.shape) for r in refs]
+    ys, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dys if len(dys) > 1 else dys[0])
+    for y, r in zip(ys if len(refs) > 1 else [ys], refs):
+        np.testing.assert_allclose(y, r, rtol=1e-5, atol=1e-5)
+
+    def f():
+        return float(sum((r * d).sum() for r, d in zip(layer.reference(p, xs, ws), dys)))
+    for k in dws:
+        np.testing.assert_allclose(dws[k], numeric_grad(f, ws[k]), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(dxs[0], numeric_grad(f, xs[0]), rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(dxs[1], 0)
+    # a masked step changes nothing: the all-masked row's state stays zero
+    assert np.abs(refs[0][2]).max() == 0
+
+
+@pytest.mark.parametrize("cell, wrap, sequences", [
+    ("LSTM", False, True), ("GRU", False, False), ("SimpleRNN", False, True),
+    ("LSTM", True, True), ("GRU", True, False)])
+def test_a_keras_embedding_with_mask_zero_imports_with_its_mask(keras, tmp_path, cell, wrap,
+                                                                sequences):
+    """Embedding(mask_zero=True) -> the recurrent layer: Keras skips the padded steps; the
+    import wires the ids to the recurrent layer's mask input and predicts the same."""
+    L = keras.layers
+    ids = keras.Input((6,), dtype="int32", name="ids")
+    e = L.Embedding(10, 4, mask_zero=True, name="embed")(ids)
+    rnn = getattr(L, cell)(3, return_sequences=sequences, **({} if wrap else {"name": "rnn"}))
+    h = (L.Bidirectional(rnn, name="rnn") if wrap else rnn)(e)
+    if sequences:
+        h = L.Flatten(name="flat")(h)
+    model = keras.Model(ids, L.Dense(2, name="out")(h))
+    _randomize(model)
+    xs = np.array([[0, 0, 3, 4, 5, 6], [1, 2, 0, 3, 0, 4], [7, 8, 9, 1, 0, 0],
+                   [0, 0, 0, 0, 0, 0], [5, 5, 5, 5, 5, 5]], np.int32)
+    project, err = _imports_as_keras_predicts(keras, model, str(tmp_path / "m.keras"),
+                                              xs.astype(np.float32))
+    assert err <= TOLERANCE, err
+    g = project.graph
+    assert g.nodes["embed"].params["mask_zero"] is True
+    assert [(e.src, e.dst_port) for e in g.in_edges("rnn")] == [("embed", 0), ("ids", 1)]
+
+
+def test_stacked_masked_layers_and_a_mask_layerloom_cannot_use(keras, tmp_path):
+    """The mask passes through a recurrent layer returning sequences and a Dropout to the
+    next one (both wired to the ids); a GlobalAveragePooling1D, which would average the
+    unmasked steps only, is refused by name."""
+    L = keras.layers
+    ids = keras.Input((5,), dtype="int32", name="ids")
+    e = L.Embedding(8, 3, mask_zero=True, name="embed")(ids)
+    h = L.LSTM(4, return_sequences=True, name="first")(e)
+    h = L.GRU(2, name="second")(L.Dropout(0.2, name="drop")(h))
+    model = keras.Model(ids, L.Dense(2, name="out")(h))
+    _randomize(model)
+    xs = np.array([[0, 1, 2, 0, 3], [4, 0, 0, 5, 0], [0, 0, 0, 0, 1]], np.float32)
+    project, err = _imports_as_keras_predicts(keras, model, str(tmp_path / "m.keras"), xs)
+    assert err <= TOLERANCE, err
+    g = project.graph
+    assert [e.src for e in g.in_edges("second")] == ["drop", "ids"]
+    pooled = L.GlobalAveragePooling1D(name="avg")(L.Embedding(8, 3, mask_zero=True)(ids))
+    path = str(tmp_path / "avg.keras")
+    keras.Model(ids, pooled).save(path)
+    with pytest.raises(DataError, match=r"'avg' \(GlobalAveragePooling1D\).*mask_zero=True"):
+        keras_import.read(path)
+
+
+@pytest.mark.parametrize("rnn", [{"type": "LSTM", "params": {"units": 3,
+                                                            "return_sequences": True}},
+                                 {"type": "Bidirectional", "params": {"layer": "GRU",
+                                                                      "units": 2}}])
+def test_a_masked_graph_exports_to_keras_and_pytorch_with_its_mask(keras, rt, tmp_path, rnn):
+    """Layerloom's graph with the ids wired to the recurrent layer's mask: the Keras model and
+    the PyTorch module written from it predict what Layerloom does; ONNX refuses the mask by
+    name."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+    from layerloom.core.errors import LayerloomError
+    from layerloom.core.graph import Graph
+    from layerloom.interop import export as interop_export, keras_export
+    from layerloom.project import loom
+    g = Graph()
+    g.add_node("Input", {"shape": [6]}, id="ids")
+    g.add_node("Embedding", {"input_dim": 9, "output_dim": 3, "mask_zero": True}, id="embed")
+    g.add_node(rnn["type"], rnn["params"], id="rnn")
+    g.add_node("Flatten", {}, id="flat")
+    g.add_node("Dense", {"units": 2}, id="out")
+    for a, b, port in (("ids", "embed", 0), ("embed", "rnn", 0), ("ids", "rnn", 1),
+                       ("rnn", "flat", 0), ("flat", "out", 0)):
+        g.connect(a, 0, b, port)
+    from layerloom.project.training import parse_training
+    project = loom.Project(g, training=parse_training({"loss": {"out": "mse"}}, g, []))
+    rng = np.random.default_rng(4)
+    shapes = g.analysis().shapes
+    weights = {f"{nid}/{s.name}": rng.uniform(-0.7, 0.7, s.shape).astype(np.float32)
+               for nid in ("embed", "rnn", "out") for s in g.nodes[nid].layer.weights(
+                   g.nodes[nid].params, [shapes[e.src][e.src_port] for e in g.in_edges(nid)])}
+    xs = np.array([[0, 1, 2, 0, 3, 0], [4, 0, 0, 5, 0, 8], [0, 0, 0, 0, 0, 0],
+                   [1, 2, 3, 4, 5, 6]], np.float32)
+    want = Model(project, weights).predict(xs)
+    got = keras_export.to_keras(project, weights).predict(xs, verbose=0)
+    assert _max_error(got, want) <= TOLERANCE
+    path = str(tmp_path / "train_torch.py")
+    interop_export(project, weights, path, "pytorch-code")
+    spec = importlib.util.spec_from_file_location("train_torch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.no_grad():
+        got = module.build_model()({"ids": torch.from_numpy(xs)}).numpy()
+    assert _max_error(got, want) <= TOLERANCE
+    with pytest.raises(LayerloomError, match="mask input has no ONNX form"):
+        interop_export(project, weights, str(tmp_path / "m.onnx"), "onnx")

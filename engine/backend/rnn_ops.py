@@ -16,26 +16,45 @@ class RnnOps:
             self._k("rnn", "from_time_major")(
                 self.q, (D, T * n), None, y, x, n, T, int(accumulate), int(reverse))
 
-    def rnn_act(self, act, z, h, off, count):
+    # mask: None, or (M, T, ts): the token ids (n, T) and the step's index in them
+    def _mask(self, mask):
+        if mask is None:
+            return (self._or_dummy(None), 0, 1, 0)
+        M, T, ts = mask
+        return (M, 1, T, ts)
+
+    def rnn_act(self, act, z, h, off, count, u=1, first=True, mask=None):
         self._k("rnn", "rnn_act")(
-            self.q, (count,), None, ACT_ID[act], z, h, off)
+            self.q, (count,), None, ACT_ID[act], z, h, off, *self._mask(mask), u, int(first))
 
-    def rnn_act_grad(self, act, h, dh, dz, off, count):
+    def rnn_act_grad(self, act, h, dh, dz, off, count, u=1, first=True, mask=None):
         self._k("rnn", "rnn_act_grad")(
-            self.q, (count,), None, ACT_ID[act], h, dh, dz, off)
+            self.q, (count,), None, ACT_ID[act], h, dh, dz, off, *self._mask(mask), u,
+            int(first))
 
-    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first):
+    def zero_masked(self, y, M, rows, D):
+        """y (rows = n * T, D) batch-major: zero the steps whose id in M is 0."""
+        if rows:
+            self._k("rnn", "zero_masked")(self.q, (D, rows), None, y, M)
+
+    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first, mask=None):
         self._k("rnn", "lstm_cell")(
-            self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first))
+            self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first),
+            *self._mask(mask))
 
-    def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first):
+    def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first,
+                       mask=None):
         self._k("rnn", "lstm_cell_grad")(
-            self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first))
+            self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first),
+            *self._mask(mask))
 
-    def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first):
+    def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first, mask=None):
         self._k("rnn", "gru_cell")(
-            self.q, (u, n), None, XW, HU, xoff, gates, H, hprev, hnow, int(first))
+            self.q, (u, n), None, XW, HU, xoff, gates, H, hprev, hnow, int(first),
+            *self._mask(mask))
 
-    def gru_cell_grad(self, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, n, u, first):
+    def gru_cell_grad(self, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, n, u, first,
+                      mask=None):
         self._k("rnn", "gru_cell_grad")(
-            self.q, (u, n), None, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, int(first))
+            self.q, (u, n), None, HU, gates, xoff, H, hprev, dH, dhoff, dXW, dHU, int(first),
+            *self._mask(mask))

@@ -26,6 +26,18 @@ from layerloom.interop import keras_compile, keras_in_layers as kl
 from layerloom.interop.keras_file import PLACE, Scope, layer_keys, layer_name, open_model
 
 MODELS = ("Sequential", "Functional", "Model")
+MASK = "<mask>"  # (MASK, ids ref): Keras 3's NotEqual(ids, 0), the mask a recurrent layer takes
+# Keras' masks (an Embedding(mask_zero=True)'s): the layers that take one as their mask input
+# (the ids), those that pass it on unchanged (supports_masking, no mask in their call), and those
+# whose call would use it in a way Layerloom has no form for; any other drops it, as in Keras
+MASK_TAKERS = {"SimpleRNN", "LSTM", "GRU", "Bidirectional"}
+MASK_PASS = {"Dense", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
+             "AlphaDropout", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU",
+             "BatchNormalization", "LayerNormalization", "UnitNormalization", "Identity",
+             "Rescaling"}
+MASK_USERS = {"GlobalAveragePooling1D", "GlobalAvgPool1D", "Softmax", "Attention",
+              "AdditiveAttention", "MultiHeadAttention", "GroupedQueryAttention",
+              "TimeDistributed", "Lambda", "Masking"}
 INPUT_DTYPES = re.compile(r"^(float(16|32|64)|bfloat16|u?int(8|16|32|64)|bool)$")
 
 
@@ -88,6 +100,7 @@ class _Builder:
         self.file, self.place = file, place
         self.graph, self.weights = Graph(), {}
         self.normalization = {}  # Input id -> {"shift", "scale"}: its Normalization layer
+        self.masks = {}  # (node, port) -> the ids ref whose zeros mask it (Keras' mask)
 
     def fail(self, message):
         raise DataError(message, self.place)
@@ -165,16 +178,41 @@ class _Builder:
 
     def ready(self, pending, tensors):
         lay, _, node = pending
-        return all(t in tensors for t in self.inbound(lay, node)[0])
+        refs, kwargs = self.inbound(lay, node)
+        mask = kwargs.get("mask")
+        return all(t in tensors for t in refs) and (
+            not _is_tensor(mask) or tuple(mask["config"]["keras_history"]) in tensors)
 
     def inbound(self, lay, node):
         def fail(why):
             self.fail(f"layer {layer_name(lay)!r} ({lay.get('class_name')}) {why}")
+        if lay.get("class_name") == "NotEqual" and isinstance(node, dict):  # a mask: ids != 0
+            args = node.get("args") or []
+            if len(args) == 2 and _is_tensor(args[0]) and args[1] == 0 and \
+                    not isinstance(args[1], bool):
+                return [tuple(args[0]["config"]["keras_history"])], {"not_equal_zero": True}
+        mask = (node.get("kwargs") or {}).get("mask") if isinstance(node, dict) else None
+        if _is_tensor(mask):  # Keras 3 records the mask a layer is called with
+            node = {"args": node.get("args"), "kwargs": {
+                k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}}
+            refs, kwargs = _inbound(node, fail, lay.get("class_name"))
+            return refs, dict(kwargs, mask=mask)
         return _inbound(node, fail, lay.get("class_name"))
 
     def node_inputs(self, lay, node, tensors):
         refs, kwargs = self.inbound(lay, node)
-        return [tensors[t] for t in refs], kwargs
+        refs = [tensors[t] for t in refs]
+        if any(r[0] == MASK for r in refs) and lay.get("class_name") != "NotEqual":
+            self.fail(f"layer {layer_name(lay)!r} ({lay.get('class_name')}) is called on a "
+                      "mask (ids != 0) as data; Layerloom's masks reach only recurrent layers")
+        mask = kwargs.get("mask")
+        if _is_tensor(mask):
+            ref = tensors[tuple(mask["config"]["keras_history"])]
+            if ref[0] != MASK:
+                self.fail(f"layer {layer_name(lay)!r} ({lay.get('class_name')}) is called with "
+                          "a mask that is not an Embedding's ids != 0")
+            kwargs["mask"] = ref
+        return refs, kwargs
 
     # -- layers ---------------------------------------------------------------------------
     def input_node(self, config, name):
@@ -199,6 +237,8 @@ class _Builder:
     def call(self, lay, refs, scope, keys, k, kwargs):
         """The output refs of one call (inbound node k) of the layer `lay` on refs."""
         cls, config, name = lay.get("class_name"), lay.get("config") or {}, layer_name(lay)
+        not_equal = kwargs.pop("not_equal_zero", False)
+        given = kwargs.pop("mask", None)  # Keras 3: the mask it is called with, (MASK, ids)
         self.check_kwargs(name, cls, kwargs)
         if cls in MODELS:
             if k > 0:
@@ -206,11 +246,23 @@ class _Builder:
             return self.model(cls, config, scope.child(name, keys[name]), refs, name)
         if cls == "InputLayer":
             self.fail(f"layer {name!r} (InputLayer) is called on a tensor")
+        if cls == "NotEqual" and not_equal:
+            return [(MASK, refs[0])]  # Keras 3's mask of an Embedding(mask_zero=True)
+        if given is not None and not (isinstance(given, tuple) and given[0] == MASK):
+            self.fail(f"layer {name!r} ({cls}): its call's option mask={given!r} has no "
+                      "Layerloom form")
         if cls == "Normalization":
             return self.input_normalization(name, config, refs, scope.where(name, keys[name]))
         shapes = [self.shape(r) for r in refs]
         type_id, params = kl.convert(name, cls, config, shapes, self.file.keras2, self.place)
-        nid = self.add(name, cls, type_id, params, refs)
+        mask = given[1] if given is not None else self.mask_of(name, cls, refs)
+        if given is not None and cls not in MASK_TAKERS:
+            self.fail(f"layer {name!r} ({cls}) is called with the mask of an Embedding with "
+                      "mask_zero=True: Layerloom's mask reaches only the recurrent layers "
+                      "(SimpleRNN, LSTM, GRU, Bidirectional)")
+        nid = self.add(name, cls, type_id, params, refs + ([mask] if mask and cls in
+                                                            MASK_TAKERS else []))
+        self.pass_mask(nid, cls, params, mask, refs)
         node = self.graph.nodes[nid]
         specs = node.layer.weights(node.params, shapes)
         if specs and k > 0:
@@ -218,6 +270,27 @@ class _Builder:
         if specs:
             self.load_weights(nid, name, cls, node, specs, scope.where(name, keys[name]))
         return [(nid, p) for p in range(len(node.layer.output_names(node.params)))]
+
+    # -- Keras' mask: an Embedding(mask_zero=True)'s ids, wired to the recurrent layers --------
+    def mask_of(self, name, cls, refs):
+        """The ids ref whose zeros mask the layer's input (Keras' mask), or None; a layer that
+        would use a mask otherwise than a recurrent layer does is refused."""
+        mask = next((self.masks[r] for r in refs if r in self.masks), None)
+        if mask is not None and (cls in MASK_USERS or len(refs) > 1 and cls not in MASK_TAKERS):
+            self.fail(f"layer {name!r} ({cls}) is handed the mask of an Embedding with "
+                      "mask_zero=True: Layerloom's mask reaches only the recurrent layers "
+                      "(SimpleRNN, LSTM, GRU, Bidirectional)")
+        return mask
+
+    def pass_mask(self, nid, cls, params, mask, refs):
+        """Keras' rules: an Embedding(mask_zero=True) makes a mask of its ids; a recurrent
+        layer returning sequences and a layer that only supports masking pass it on; any
+        other drops it."""
+        if cls == "Embedding" and params.get("mask_zero"):
+            self.masks[(nid, 0)] = refs[0]
+        elif mask is not None and (cls in MASK_PASS or cls in MASK_TAKERS and
+                                   params.get("return_sequences")):
+            self.masks[(nid, 0)] = mask
 
     def input_normalization(self, name, config, refs, where):
         """A Normalization layer right after an Input (as Layerloom's Keras export writes one)

@@ -217,11 +217,10 @@ def _embedding_keras(k, n):
 
 
 def _embedding_keras_in(o, shapes):
-    o.must("mask_zero", False)
     o.must("sparse", False)
     o.must("embeddings_constraint", None)
     return {"input_dim": o.get("input_dim"), "output_dim": o.get("output_dim"),
-            **o.weight_params("embeddings")}
+            "mask_zero": bool(o.get("mask_zero", False)), **o.weight_params("embeddings")}
 
 
 @register
@@ -231,11 +230,15 @@ class Embedding(Layer):
     help = ("Maps integer indices (0 .. input_dim-1) to learned vectors: (steps) -> (steps, "
             "output_dim). Indices outside the range give zero vectors.")
     params = (Int("input_dim", 1000, min=1, help="Vocabulary size: largest index + 1."),
-              Int("output_dim", 16, min=1, help="Length of each vector.")
+              Int("output_dim", 16, min=1, help="Length of each vector."),
+              Bool("mask_zero", False, help="Index 0 is padding (Keras' mask): a recurrent "
+                   "layer whose mask input is wired from the same indices skips those steps. "
+                   "The vectors themselves are unchanged.")
               ) + weight_params("embeddings", "random_uniform")
     differentiable = False  # indices get no gradient
     examples = (({"input_dim": 7, "output_dim": 3}, [(5,)]),
-                ({"input_dim": 4, "output_dim": 33}, [(2, 3)]))
+                ({"input_dim": 4, "output_dim": 33}, [(2, 3)]),
+                ({"input_dim": 5, "output_dim": 2, "mask_zero": True}, [(4,)]))
     integer_inputs = True   # the test harness feeds indices
     onnx_form = OnnxForm(_embedding_onnx, "Cast to int64, GreaterOrEqual, Less, And, Where, "
                          "Gather (zero row for out-of-range indices)")
@@ -244,7 +247,8 @@ class Embedding(Layer):
                            write=_embedding_keras, read=_embedding_keras_in,
                            weight_order=("embeddings",),
                            doc="layers.Embedding on ops.where(inside, index, 0), times the "
-                               "'inside' mask")
+                               "'inside' mask; mask_zero: the recurrent layers' own "
+                               "mask=ops.not_equal(ids, 0)")
 
     def output_shapes(self, p, in_shapes):
         return [tuple(in_shapes[0]) + (p["output_dim"],)]

@@ -3,7 +3,8 @@ GRU gates [z, r, h] with reset_after; tanh and sigmoid activations). Inside the 
 are time-major so each step is a contiguous block: the input projection of all steps is one
 GEMM, each step one GEMM with the recurrent kernel plus a fused cell kernel, and
 backpropagation through time runs the steps in reverse, ending in two GEMMs for the input
-kernel and the input gradient. The initial state is zero."""
+kernel and the input gradient. The initial state is zero. An optional second input, mask, takes
+the token ids an Embedding(mask_zero=True) reads: a step of id 0 is skipped, as Keras' mask."""
 import dataclasses
 from types import SimpleNamespace
 
@@ -26,7 +27,29 @@ def _sig(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class _Recurrent(Layer):
+class _Masked:
+    """An optional second input, mask: the token ids (steps,) an Embedding(mask_zero=True)
+    reads; a step whose id is 0 is skipped (Keras' mask): the state carries over unchanged and
+    the output there is the previous step's (zeros in a Bidirectional, as Keras')."""
+    inputs = ("x", "mask")
+
+    def min_inputs(self):
+        return 1
+
+    @staticmethod
+    def check_mask(in_shapes):
+        if len(in_shapes) > 1 and tuple(in_shapes[1]) != (in_shapes[0][0],):
+            raise ShapeError(f"its mask input must be the token ids, one per step "
+                             f"({in_shapes[0][0]},), got {fmt_shape(in_shapes[1])}")
+
+    @staticmethod
+    def no_mask_gradient(ops, s):
+        """The ids get no gradient: zeros where the engine asks for one."""
+        if len(s.dx) > 1 and s.dx[1] is not None and not s.acc[1]:
+            ops.fill(s.dx[1].buf, s.n * s.x[1].size)
+
+
+class _Recurrent(_Masked, Layer):
     category = "Recurrent"
     gates = 1
     states = 1  # h, (c for LSTM)
@@ -47,6 +70,7 @@ class _Recurrent(Layer):
         if len(in_shapes[0]) != 2:
             raise ShapeError(f"expects input shaped (None, steps, features), got "
                              f"{fmt_shape(in_shapes[0])}")
+        self.check_mask(in_shapes)
         T, u = in_shapes[0][0], p["units"]
         y = (T, u) if p["return_sequences"] else (u,)
         return [y] + ([(u,)] * self.states if p["return_state"] else [])
@@ -85,6 +109,8 @@ class _Recurrent(Layer):
         H = sc["h"].buf
         if p["return_sequences"]:
             ops.from_time_major(H, s.y[0].buf, n, T, u, reverse=rev)
+            if len(s.x) > 1 and getattr(s, "zero_masked", False):
+                ops.zero_masked(s.y[0].buf, s.x[1].buf, n * T, u)
         else:
             ops.copy2d(H, u, (T - 1) * n * u, s.y[0].buf, u, 0, n, u)
         if p["return_state"]:
@@ -99,6 +125,8 @@ class _Recurrent(Layer):
         sc, rev = s.scratch, getattr(s, "reverse", False)
         dH = sc["dh"].buf
         if p["return_sequences"]:
+            if len(s.x) > 1 and getattr(s, "zero_masked", False):  # the zeroed outputs'
+                ops.zero_masked(s.dy[0].buf, s.x[1].buf, n * T, u)
             ops.to_time_major(s.dy[0].buf, dH, n, T, u, reverse=rev)
         else:
             ops.fill(dH, T * n * u)
@@ -116,9 +144,18 @@ class _Recurrent(Layer):
             ops.gemm(T * n, D, G * u, dg, s.w["kernel"].buf, sc["dx_tm"].buf, trans_b=True)
             ops.from_time_major(sc["dx_tm"].buf, s.dx[0].buf, n, T, D, accumulate=s.acc[0],
                                 reverse=rev)
+        self.no_mask_gradient(ops, s)
 
     def begin_backward(self, ops, s, n, u):
         pass
+
+    @staticmethod
+    def mask_at(s, t):
+        """(ids, steps, the step's index in them) for the kernels, or None without a mask."""
+        if len(s.x) < 2:
+            return None
+        T = s.x[0].shape[0]
+        return (s.x[1].buf, T, T - 1 - t if getattr(s, "reverse", False) else t)
 
     def input_grad_buffer(self, s):
         return s.scratch["dg"].buf
@@ -186,6 +223,7 @@ def _recurrent_op(b, n, kind, prefixes, flags):
 
 
 def _single_op(b, n):
+    _no_mask_onnx(b, n)
     p = n.params
     states = 2 if n.type == "LSTM" else 1
     flags = [p["return_sequences"], True] + [p["return_state"]] * (states - 1)
@@ -217,6 +255,7 @@ def _unrolled_rnn(b, n, prefix="", reverse=False):
 
 
 def _simple_rnn_onnx(b, n):
+    _no_mask_onnx(b, n)
     p = n.params
     if p["activation"] in _RNN_OPS:
         return _single_op(b, n)
@@ -422,18 +461,31 @@ def _torch_init(t, n, kind, prefixes):
     return init, {name: (name, "") for name, _ in names}
 
 
-def _torch_loop(t, n, kind, o, x, prefix="", reverse=False):
+def _torch_loop(t, n, kind, o, x, prefix="", reverse=False, zero_masked=False):
     """The lines running one direction over the steps of x: {o}_h (and {o}_c) the final
-    state, {o}_seq the outputs (in the input's order) where return_sequences."""
+    state, {o}_seq the outputs (in the input's order) where return_sequences. With a mask
+    input (n.x[1], the ids) a step of id 0 keeps the state (its output zeros with
+    zero_masked, a Bidirectional's)."""
     u = int(n.params["units"])
+    ids = n.x[1] if len(n.x) > 1 else None
     fwd = [f"{o}_h = {x}.new_zeros({x}.shape[0], {u})"]
     if kind == "LSTM":
         fwd.append(f"{o}_c = torch.zeros_like({o}_h)")
     steps = f"reversed(range({x}.shape[1]))" if reverse else f"range({x}.shape[1])"
     fwd += [f"{o}_seq = []", f"for {o}_t in {steps}:"]
+    states = [f"{o}_h"] + ([f"{o}_c"] if kind == "LSTM" else [])
+    if ids is not None:
+        fwd.append(f"    {o}_before = ({', '.join(states)},)")
     fwd += ["    " + line for line in _RNN_STEP[kind](
         t, n, o, f"{x}[:, {o}_t]", u, lambda k: f"{n.self}.{prefix}{k}")]
-    fwd.append(f"    {o}_seq.append({o}_h)")
+    out = f"{o}_h"
+    if ids is not None:  # a masked step carries the state over
+        fwd.append(f"    {o}_m = ({ids}[:, {o}_t] != 0).unsqueeze(1)")
+        fwd += [f"    {st} = torch.where({o}_m, {st}, {o}_before[{i}])"
+                for i, st in enumerate(states)]
+        if zero_masked:
+            out = f"{o}_h * {o}_m"
+    fwd.append(f"    {o}_seq.append({out})")
     if n.params["return_sequences"]:
         fwd.append(f"{o}_seq = torch.stack({o}_seq{'[::-1]' if reverse else ''}, 1)")
     else:
@@ -453,11 +505,24 @@ def _recurrent_torch(t, n):
 def _recurrent_keras(k, n):
     names = ["units"] + (["activation"] if n.type == "SimpleRNN" else []) + \
         ["return_sequences", "return_state"]
-    line = k.call(n.type, k.kw(n, names) + k.weight_args(n, ("kernel", "recurrent", "bias")),
-                  n, n.x)
+    line = _with_mask(n, k.call(n.type, k.kw(n, names) + k.weight_args(
+        n, ("kernel", "recurrent", "bias")), n, n.x[:1]))
     if len(n.out) == 1:
         return [f"{n.out[0]} = {line}"]
     return [f"{', '.join(n.out)} = {line}"]
+
+
+def _with_mask(n, call):
+    """A layer's call `layers.X(...)(x)` given the mask its ids make (x, mask=ids != 0)."""
+    if len(n.x) < 2:
+        return call
+    return f"{call[:-1]}, mask=ops.not_equal({n.x[1]}, 0))"
+
+
+def _no_mask_onnx(b, n):
+    if len(n.in_shapes) > 1:
+        b.fail("a mask input has no ONNX form (ONNX's recurrent operators take sequence "
+               "lengths, not a mask of any steps)")
 
 
 def _recurrent_keras_in(type_id):
@@ -520,24 +585,32 @@ class SimpleRNN(_Recurrent):
         if t > 0:
             ops.gemm(n, u, u, sc["h"].buf, s.w["recurrent_kernel"].buf, sc["xw"].buf,
                      accumulate=True, a_off=(t - 1) * n * u, c_off=t * n * u)
-        ops.rnn_act(s.params["activation"], sc["xw"].buf, sc["h"].buf, t * n * u, n * u)
+        ops.rnn_act(s.params["activation"], sc["xw"].buf, sc["h"].buf, t * n * u, n * u, u,
+                    first=(t == 0), mask=self.mask_at(s, t))
 
     def step_backward(self, ops, s, t, n, u):
         sc = s.scratch
         ops.rnn_act_grad(s.params["activation"], sc["h"].buf, sc["dh"].buf, sc["dg"].buf,
-                         t * n * u, n * u)
+                         t * n * u, n * u, u, first=(t == 0), mask=self.mask_at(s, t))
         if t > 0:
             self.recurrent_grads(ops, s, t, n, u, sc["dg"].buf)
 
     def reference(self, p, xs, ws, training=False):
-        x = xs[0]
+        x, keep = xs[0], _keep(xs)
         h = np.zeros((x.shape[0], p["units"]))
         seq = []
         for t in range(x.shape[1]):
-            h = REFERENCE[p["activation"]](x[:, t] @ ws["kernel"] + h @ ws["recurrent_kernel"]
-                                           + ws["bias"])
+            h = np.where(keep[:, t], REFERENCE[p["activation"]](
+                x[:, t] @ ws["kernel"] + h @ ws["recurrent_kernel"] + ws["bias"]), h)
             seq.append(h)
         return _outputs(p, seq, [h])
+
+
+def _keep(xs):
+    """(N, T, 1) booleans: the steps a mask input keeps (its id nonzero); all without one."""
+    if len(xs) < 2:
+        return np.ones(xs[0].shape[:2] + (1,), bool)
+    return (xs[1] != 0)[:, :, None]
 
 
 def _outputs(p, seq, states):
@@ -576,7 +649,7 @@ class LSTM(_Recurrent):
             ops.gemm(n, 4 * u, u, sc["h"].buf, s.w["recurrent_kernel"].buf, sc["xw"].buf,
                      accumulate=True, a_off=(t - 1) * n * u, c_off=t * n * 4 * u)
         ops.lstm_cell(sc["xw"].buf, t * n * 4 * u, sc["c"].buf, (t - 1) * n * u, t * n * u,
-                      sc["h"].buf, t * n * u, n, u, first=(t == 0))
+                      sc["h"].buf, t * n * u, n, u, first=(t == 0), mask=self.mask_at(s, t))
 
     def begin_backward(self, ops, s, n, u):
         if s.params["return_state"]:
@@ -588,12 +661,12 @@ class LSTM(_Recurrent):
         sc = s.scratch
         ops.lstm_cell_grad(sc["xw"].buf, t * n * 4 * u, sc["c"].buf, (t - 1) * n * u,
                            t * n * u, sc["dh"].buf, t * n * u, sc["dc"].buf, sc["dg"].buf, n, u,
-                           first=(t == 0))
+                           first=(t == 0), mask=self.mask_at(s, t))
         if t > 0:
             self.recurrent_grads(ops, s, t, n, u, sc["dg"].buf)
 
     def reference(self, p, xs, ws, training=False):
-        x = xs[0]
+        x, keep = xs[0], _keep(xs)
         u = p["units"]
         h = np.zeros((x.shape[0], u))
         c = np.zeros_like(h)
@@ -602,8 +675,8 @@ class LSTM(_Recurrent):
             z = x[:, t] @ ws["kernel"] + h @ ws["recurrent_kernel"] + ws["bias"]
             i, f, cc, o = _sig(z[:, :u]), _sig(z[:, u:2 * u]), np.tanh(z[:, 2 * u:3 * u]), \
                 _sig(z[:, 3 * u:])
-            c = f * c + i * cc
-            h = o * np.tanh(c)
+            c = np.where(keep[:, t], f * c + i * cc, c)
+            h = np.where(keep[:, t], o * np.tanh(c), h)
             seq.append(h)
         return _outputs(p, seq, [h, c])
 
@@ -645,13 +718,13 @@ class GRU(_Recurrent):
         else:  # h_{-1} = 0: the recurrent projection is just its bias
             ops.copy2d(s.w["recurrent_bias"].buf, 0, 0, sc["hu"].buf, 3 * u, off, n, 3 * u)
         ops.gru_cell(sc["xw"].buf, sc["hu"].buf, off, sc["gates"].buf, sc["h"].buf,
-                     (t - 1) * n * u, t * n * u, n, u, first=(t == 0))
+                     (t - 1) * n * u, t * n * u, n, u, first=(t == 0), mask=self.mask_at(s, t))
 
     def step_backward(self, ops, s, t, n, u):
         sc = s.scratch
         ops.gru_cell_grad(sc["hu"].buf, sc["gates"].buf, t * n * 3 * u, sc["h"].buf,
                           (t - 1) * n * u, sc["dh"].buf, t * n * u, sc["dg"].buf, sc["dhu"].buf,
-                          n, u, first=(t == 0))
+                          n, u, first=(t == 0), mask=self.mask_at(s, t))
         if t > 0:
             self.recurrent_grads(ops, s, t, n, u, sc["dhu"].buf)
 
@@ -662,7 +735,7 @@ class GRU(_Recurrent):
                       3 * s.params["units"])
 
     def reference(self, p, xs, ws, training=False):
-        x = xs[0]
+        x, keep = xs[0], _keep(xs)
         u = p["units"]
         h = np.zeros((x.shape[0], u))
         seq = []
@@ -672,7 +745,7 @@ class GRU(_Recurrent):
             z = _sig(xw[:, :u] + hu[:, :u])
             r = _sig(xw[:, u:2 * u] + hu[:, u:2 * u])
             hh = np.tanh(xw[:, 2 * u:] + r * hu[:, 2 * u:])
-            h = z * h + (1 - z) * hh
+            h = np.where(keep[:, t], z * h + (1 - z) * hh, h)
             seq.append(h)
         return _outputs(p, seq, [h])
 
@@ -687,7 +760,7 @@ class _Direction:
     and scratch under its prefix, its own output and gradient, reverse for the backward one."""
 
     def __init__(self, s, params, wprefix, sprefix, reverse, y, dy, dx, acc):
-        self.params, self.n, self.reverse = params, s.n, reverse
+        self.params, self.n, self.reverse, self.zero_masked = params, s.n, reverse, True
         self.training, self.seed, self.step = s.training, s.seed, s.step
         self.x, self.y, self.dy, self.dx, self.acc = s.x, [y], [dy], [dx], [acc]
         self.w = {k[len(wprefix):]: v for k, v in s.w.items() if k.startswith(wprefix)}
@@ -699,6 +772,7 @@ class _Direction:
 def _bidirectional_onnx(b, n):
     """Both directions as one ONNX op with direction=bidirectional (a SimpleRNN whose activation
     ONNX's RNN lacks: each unrolled), then the merge."""
+    _no_mask_onnx(b, n)
     p, kind = n.params, n.params["layer"]
     seq = p["return_sequences"]
     if kind == "SimpleRNN" and p["activation"] not in _RNN_OPS:
@@ -727,8 +801,8 @@ def _bidirectional_onnx(b, n):
 def _bidirectional_torch(t, n):
     kind, o = n.params["layer"], n.out
     init, weights = _torch_init(t, n, kind, [d[0] for d in _DIRECTIONS])
-    fwd = _torch_loop(t, n, kind, f"{o}_fw", n.x[0], "forward_") + \
-        _torch_loop(t, n, kind, f"{o}_bw", n.x[0], "backward_", reverse=True)
+    fwd = _torch_loop(t, n, kind, f"{o}_fw", n.x[0], "forward_", zero_masked=True) + \
+        _torch_loop(t, n, kind, f"{o}_bw", n.x[0], "backward_", reverse=True, zero_masked=True)
     f, r = f"{o}_fw_seq", f"{o}_bw_seq"
     mode = n.params["merge_mode"]
     fwd.append({"concat": f"{o} = torch.cat([{f}, {r}], -1)", "sum": f"{o} = {f} + {r}",
@@ -746,7 +820,7 @@ def _bidirectional_keras(k, n):
     inner = f"layers.{p['layer']}(" + ", ".join(
         k.kw(n, names) + k.weight_args(n, ("kernel", "recurrent", "bias"))) + ")"
     mode = "None" if p["merge_mode"] == "none" else repr(p["merge_mode"])
-    line = k.call("Bidirectional", [inner, f"merge_mode={mode}"], n, n.x)
+    line = _with_mask(n, k.call("Bidirectional", [inner, f"merge_mode={mode}"], n, n.x[:1]))
     return [f"{', '.join(n.out)} = {line}"]
 
 
@@ -805,11 +879,12 @@ def _cell_params(p):
 
 
 @register
-class Bidirectional(Layer):
+class Bidirectional(_Masked, Layer):
     type_id = "Bidirectional"
     category = "Recurrent"
     help = ("Runs an LSTM, GRU or SimpleRNN over the steps forwards and a copy of it backwards, "
-            "merging the two outputs (concat, sum, mul, ave, or none: two outputs).")
+            "merging the two outputs (concat, sum, mul, ave, or none: two outputs). Optional "
+            "mask input: the token ids, a step of id 0 skipped (its outputs zero).")
     params = (Choice("layer", "LSTM", tuple(_GATES), help="The recurrent layer run both ways."),
               Int("units", 32, min=1, help="Size of each direction's hidden state."),
               Choice("activation", "tanh", _SIMPLE_ACTS,
@@ -848,6 +923,7 @@ class Bidirectional(Layer):
         if p["layer"] != "SimpleRNN" and p["activation"] != "tanh":
             raise ShapeError(f"activation {p['activation']!r} is a SimpleRNN's option; an "
                              f"{p['layer']}'s activation is tanh")
+        self.check_mask(in_shapes)
         y = self.cell(p).output_shapes(_cell_params(p), in_shapes)[0]
         if p["merge_mode"] == "none":
             return [y, y]
@@ -927,15 +1003,19 @@ class Bidirectional(Layer):
             r.dy = f.dy
         cell.backward(ops, f)
         cell.backward(ops, r)
+        self.no_mask_gradient(ops, s)
 
     def reference(self, p, xs, ws, training=False):
         cell, cp = self.cell(p), _cell_params(p)
         halves = []
+        keep = _keep(xs)
         for pre, _, rev in _DIRECTIONS:
             w = {k[len(pre):]: v for k, v in ws.items() if k.startswith(pre)}
-            x = xs[0][:, ::-1] if rev else xs[0]
-            y = cell.reference(cp, [x], w)[0]
-            halves.append(y[:, ::-1] if rev and p["return_sequences"] else y)
+            ins = [x[:, ::-1] for x in xs] if rev else xs
+            y = cell.reference(cp, ins, w)[0]
+            if p["return_sequences"]:  # in the input's order, zeros where masked (Keras')
+                y = (y[:, ::-1] if rev else y) * keep
+            halves.append(y)
         f, r = halves
         return {"none": [f, r], "concat": [np.concatenate([f, r], -1)], "sum": [f + r],
                 "mul": [f * r], "ave": [(f + r) / 2]}[p["merge_mode"]]
