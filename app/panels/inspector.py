@@ -1,7 +1,7 @@
 """The inspector: the selected node's parameters with widgets generated from the layer
 declaration (a ParamForm, app/forms/paramform.py), its help, output shape, parameter
 count and problems. Every accepted change is one undoable SetParamsCmd."""
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import fmt_shape
@@ -80,8 +80,15 @@ class Inspector(QWidget):
         self.form_slot.addWidget(self.form)
         self.widgets = self.form.widgets
         self.refresh_info()
-        # inside a scroll area: keep rows at their natural height and let the area scroll
-        self.setMinimumHeight(self.lay.sizeHint().height())
+        # inside a scroll area: keep rows at their natural height and let the area scroll;
+        # again once Qt has laid the new form out (right after a longer form, the new one's
+        # hint was still short: a Dense after a Conv2D got its fields squeezed to 13 px)
+        self._fit_height()
+        QTimer.singleShot(0, self, self._fit_height)
+
+    def _fit_height(self):
+        if self.form is not None:
+            self.setMinimumHeight(self.lay.sizeHint().height())
 
     def commit(self, name, value):
         """A value the form accepted (validated against the declaration) for param `name`."""
