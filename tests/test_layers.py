@@ -92,7 +92,8 @@ def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
     # shape inference agrees with the reference output
     out_shapes = g.infer_shapes()[0]["node"]
     if layer.integer_inputs:  # indices, some out of range on purpose
-        xs = [rng.integers(-1, p["input_dim"] + 1, (batch,) + tuple(sh)).astype(np.float64)
+        top = p.get("input_dim", p.get("vocabulary_size"))  # Embedding's, keras-hub's name
+        xs = [rng.integers(-1, top + 1, (batch,) + tuple(sh)).astype(np.float64)
               for sh in shapes]
     else:
         xs = [rng.normal(size=(batch,) + tuple(sh)) for sh in shapes]

@@ -97,7 +97,8 @@ def _inputs(g, rng, batch):
     for nid in g.inputs():
         sh = (batch,) + tuple(shapes[nid][0])
         if node.layer.integer_inputs:  # indices, some out of range on purpose
-            xs[nid] = rng.integers(-1, node.params["input_dim"] + 1, sh).astype(np.float32)
+            top = node.params.get("input_dim", node.params.get("vocabulary_size"))
+            xs[nid] = rng.integers(-1, top + 1, sh).astype(np.float32)
         else:
             xs[nid] = rng.normal(size=sh).astype(np.float32)
     return xs
