@@ -487,3 +487,29 @@ def test_a_cast_to_float32_is_the_same_tensor(tmp_path):
     project, weights = onnx_import.read(path)
     x = np.random.default_rng(7).standard_normal((3, 5)).astype(np.float32)
     assert np.abs(Model(project, weights).predict(x) - np.maximum(x, 0)).max() == 0
+
+
+def test_a_channel_split_and_shuffle_import(tmp_path):
+    """ShuffleNet's unit: x.chunk(2, dim=1) (Slices of the channels: Reshape, Permute,
+    Cropping1D and back), a branch, Concat, and the channel shuffle (Reshape to 5-D, Transpose
+    [0, 2, 1, 3, 4], Reshape back: our Reshape, Permute, Reshape)."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)
+            y = torch.cat([a, torch.relu(self.conv(torch.cat([b, b], 1)))[:, :2]], 1)
+            n, c, h, w = y.shape
+            return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+    torch.manual_seed(3)
+    x = np.random.default_rng(8).standard_normal((2, 4, 3, 5)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    want = _torch_export(Net(), x, path)
+    imported = onnx_import.from_model(onnx.load(path))
+    types = [n.type for n in imported.project.graph.nodes.values()]
+    assert "Cropping1D" in types and "Permute" in types
+    assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5

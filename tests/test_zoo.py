@@ -28,8 +28,6 @@ SEED = 0
 # case -> (a part of the import's refusal, the feature it lacks): the case is skipped when the
 # import refuses with exactly that; another refusal fails
 KNOWN_GAPS = {
-    "shufflenet_v2_x0_5": ("(Transpose): perm [0, 2, 1, 3, 4]",
-                           "a channel shuffle (a 5-D Transpose of the channel groups)"),
     "vit_small": ("(Expand): repeats a constant along the batch axis",
                   "a class token (a learned vector put before the sequence)"),
     "MobileNetV3Small": ("(GlobalAveragePooling2D): option keepdims=True has no Layerloom form",

@@ -73,8 +73,9 @@ for _type_id, _form in declared("onnx").items():
     for _op, _read in _form.reads.items():
         READS.setdefault(_op, []).append((_type_id, _read))
 # the importer's readers of an operator in a context no layer's reader knows, tried before the
-# layers' (each declines any other node): a 1x1 Conv of a global pooling's (N, C, 1, 1)
-CONTEXT_READS = [("Conv", "conv_of_pooled")]
+# layers' (each declines any other node): a 1x1 Conv of a global pooling's (N, C, 1, 1), a
+# Slice of the channels
+CONTEXT_READS = [("Conv", "conv_of_pooled"), ("Slice", "channel_slice")]
 # the attributes some reader of each operator maps
 ATTRIBUTES = {op: set(a) for op, a in OWN_ATTRIBUTES.items()}
 for _op, _readers in READS.items():
@@ -84,12 +85,12 @@ for _op, _readers in READS.items():
 # are computed before the walk (onnx_layout.fold_constants), giving constants
 CLAIMED_OPS = frozenset(ATTRIBUTES) | {"Constant", "Shape", "Size"} | frozenset(FOLD)
 # operators that read ONNX's axis 1 as the channels: a graph input that reaches one is
-# channels-first; elementwise ones pass the question on
+# channels-first; elementwise ones (and Slice, Concat, which keep the layout) pass the question on
 CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
                "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
     "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu", "Shrink", "Celu",
-    "ThresholdedRelu", "Cast", "CastLike"}
+    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat"}
 
 
 class _Declined(Exception):

@@ -369,6 +369,8 @@ class _OperatorReads:
         if list(onnx_shape) == [size if d == -1 else d for d in rest]:  # the same shape
             self.set(node, v)
             return
+        if self.channel_shuffle(node, v, rest):
+            return
         if v.nchw and not v.pooled:  # ONNX reshapes channels-first: the same order first
             v = self.to_onnx_order(node, v)
         nid = self.add(node, "Reshape", {"target_shape": [int(d) for d in rest]},
@@ -490,6 +492,83 @@ class _OperatorReads:
             out[i] = _Value(up, nchw=True)
             return out
         return vs
+
+    def channel_slice(self, node):
+        """A Slice (step 1) along the channels alone (ShuffleNet's split of the channels in
+        two): the channels put first in our layout (Reshape to (positions, C), Permute),
+        cropped there (Cropping1D) and put back. Declines a slice along another axis (the
+        cropping layers' readers take those)."""
+        v = self.value(node, 0)
+        a = _attrs(node)
+        if self.opset < 10:
+            starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
+            axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
+        else:
+            got = [self.consts.get(node.input[i]) if len(node.input) > i and node.input[i]
+                   else None for i in range(1, 5)]
+            if got[0] is None or got[1] is None:
+                self.decline(node, "starts and ends that are not constants")
+            starts, ends = _ints(got[0]), _ints(got[1])
+            axes = _ints(got[2]) if got[2] is not None else list(range(len(starts)))
+            steps = _ints(got[3]) if got[3] is not None else [1] * len(starts)
+        rank = len(self.onnx_shape(v)) + 1
+        if v.pooled or len(axes) != 1 or axes[0] % rank != self.channel_axis(v) or \
+                steps != [1]:
+            self.decline(node, "not a slice along the channels alone")
+        shape = list(self.shape(v))
+        channels = shape[-1]
+        first, last, _ = slice(starts[0], ends[0]).indices(channels)
+        last = max(last, first)
+        if (first, last) == (0, channels):
+            self.set(node, v)
+            return
+        if first == last:
+            self.fail(node, "a slice that leaves no channels")
+        positions, scope = int(np.prod(shape[:-1])), self.scope(node)
+        x = _Value(v.node, v.port)
+        for type_id, params, what in (
+                ("Reshape", {"target_shape": [positions, channels]}, "rows"),
+                ("Permute", {"dims": [2, 1]}, "channels_first"),
+                ("Cropping1D", {"cropping": [first, channels - last]}, "crop"),
+                ("Permute", {"dims": [2, 1]}, "channels_last"),
+                ("Reshape", {"target_shape": shape[:-1] + [last - first]}, "back")):
+            x = _Value(self.add(node, type_id, params, [x], name=f"{scope}_{what}"))
+        self.set(node, v.like(x.node))
+
+    def channel_shuffle(self, node, v, rest):
+        """ShuffleNet's channel shuffle, ONNX's Reshape (N, g, C / g, H, W), Transpose
+        [0, 2, 1, 3, 4], Reshape (N, C, H, W), as Reshape (H * W, g, C / g), Permute (swap the
+        last two) and Reshape (H, W, C) on our channels-last image; True when node starts
+        one (the Transpose and the last Reshape are read here), else False."""
+        if not v.nchw or v.pooled or len(rest) != 4 or len(self.shape(v)) != 3:
+            return False
+        h, w, c = self.shape(v)
+        g = rest[0]
+        if g <= 0 or c % g or [c // g if d == -1 else d for d in rest[1:]] != [c // g, h, w]:
+            return False
+        t = self.reader(node.output[0])
+        if t is None or t.op_type != "Transpose" or \
+                list(_attrs(t).get("perm", [])) != [0, 2, 1, 3, 4]:
+            return False
+        back = self.reader(t.output[0])
+        target = self.consts.get(back.input[1]) if back is not None and \
+            back.op_type == "Reshape" and len(back.input) > 1 else None
+        if target is None:
+            return False
+        target = _ints(target)
+        if len(target) != 4 or target[0] not in (0, -1, self.batch_size) or \
+                [c if d == -1 else d for d in target[1:]] != [c, h, w]:
+            return False
+        scope = self.scope(node)
+        x = _Value(v.node, v.port)
+        for type_id, params, what in (
+                ("Reshape", {"target_shape": [h * w, g, c // g]}, "groups"),
+                ("Permute", {"dims": [1, 3, 2]}, "shuffle"),
+                ("Reshape", {"target_shape": [h, w, c]}, "back")):
+            x = _Value(self.add(node, type_id, params, [x], name=f"{scope}_{what}"))
+        self.absorbed.update((t.output[0], back.output[0]))
+        self.values[back.output[0]] = _Value(x.node, nchw=True)
+        return True
 
     def conv_of_pooled(self, node):
         """A 1x1 Conv (group 1, no padding) of a global pooling's (N, C, 1, 1), as
