@@ -283,6 +283,20 @@ def _fold_node(node, consts, known):
     return out
 
 
+def _add_constants(graph, arrays):
+    """The arrays as initializers of graph, a large one as a graph input of its type and shape
+    (for shape inference, which reads only a small constant's values: a shape, axes)."""
+    onnx, numpy_helper = _onnx()
+    names = {i.name for i in graph.input}
+    for k, v in arrays.items():
+        v = np.asarray(v)
+        if v.size <= 4096:
+            graph.initializer.append(numpy_helper.from_array(v, k))
+        elif k not in names:
+            graph.input.append(onnx.helper.make_tensor_value_info(
+                k, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)))
+
+
 def fold_constants(model):
     """Compute every node whose inputs are all constants (initializers, Constant, earlier
     ones), and Shape/Size of a tensor whose sizes ONNX's shape inference knows, the open
@@ -294,9 +308,13 @@ def fold_constants(model):
     not be computed and for those repeated along the batch, {tensor: ValueInfo} as inferred
     last)."""
     onnx, numpy_helper = _onnx()
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    # shape inference on a copy whose large constants are typed inputs (their values matter to
+    # no shape; copied into every round they would cost seconds and memory)
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    del work.graph.initializer[:]
+    _add_constants(work.graph, consts)
     for inp in work.graph.input:
         dims = inp.type.tensor_type.shape.dim if inp.type.tensor_type.HasField("shape") else []
         if inp.name not in consts and dims and not dims[0].HasField("dim_value"):
@@ -333,8 +351,7 @@ def fold_constants(model):
         keep = [n for n in g.node if not (n.output and n.output[0] in new)]
         del g.node[:]
         g.node.extend(keep)
-        g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in new.items()
-                             if np.asarray(v).dtype != object)
+        _add_constants(g, new)
     failed = {k: v for k, v in failed.items() if k not in folded}
     failed.update((k, PER_SAMPLE) for k in per_sample)
     return consts, folded, failed, known

@@ -2,7 +2,12 @@
 operators no layer declares a reader for, and the patterns that span layers (MatMul + Add as
 Dense, Add/Sub/Mul as a merge, a Lambda or a BatchNormalization), as methods of the importer's
 base class _OperatorReads; with them the shared steps the layers' readers call too (padding,
-flatten, reduce_axes)."""
+flatten, reduce_axes). Also here: the context readers tried before the layers' (a 1x1 Conv of
+a global pooling as a Dense, a Slice of the channels), the activations exporters write out as
+formulas (GELU's erf and tanh forms, SiLU: find_activations, matched before the walk), a
+per-channel tensor broadcast over an image (squeeze-and-excitation), ShuffleNet's channel
+shuffle, a Reshape that keeps the batch, Cast to float32, and the last step of a recurrent
+layer's sequence."""
 import math
 
 import numpy as np
