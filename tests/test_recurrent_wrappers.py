@@ -395,3 +395,37 @@ def test_a_masked_graph_exports_to_keras_and_pytorch_with_its_mask(keras, rt, tm
     assert _max_error(got, want) <= TOLERANCE
     with pytest.raises(LayerloomError, match="mask input has no ONNX form"):
         interop_export(project, weights, str(tmp_path / "m.onnx"), "onnx")
+
+
+@pytest.mark.parametrize("rnn", [
+    {"type": "LSTM", "params": {"units": 3}},
+    {"type": "LSTM", "params": {"units": 3, "return_sequences": True}},
+    {"type": "GRU", "params": {"units": 2}},
+    {"type": "SimpleRNN", "params": {"units": 3, "activation": "relu",
+                                     "return_sequences": True}},
+    {"type": "Bidirectional", "params": {"layer": "LSTM", "units": 2,
+                                         "return_sequences": True}}])
+def test_layerloom_s_onnx_export_of_a_recurrent_layer_imports_back(tmp_path, rnn):
+    pytest.importorskip("onnx")
+    from layerloom.core.graph import Graph
+    from layerloom.interop import export as interop_export, onnx_import
+    from layerloom.project import loom
+    from layerloom.project.training import parse_training
+    g = Graph()
+    g.add_node("Input", {"shape": [5, 4]}, id="x")
+    g.add_node(rnn["type"], rnn["params"], id="rnn")
+    g.add_node("Flatten", {}, id="flat")
+    g.add_node("Dense", {"units": 2}, id="out")
+    for a, b in (("x", "rnn"), ("rnn", "flat"), ("flat", "out")):
+        g.connect(a, 0, b, 0)
+    project = loom.Project(g, training=parse_training({"loss": {"out": "mse"}}, g, []))
+    original = Model(project)
+    weights = original.session.model.get_weights()
+    path = str(tmp_path / "m.onnx")
+    interop_export(project, weights, path, "onnx")
+    back, back_weights = onnx_import.read(path)
+    node = next(n for n in back.graph.nodes.values() if n.type == rnn["type"])
+    assert {k: node.params[k] for k in rnn["params"]} == rnn["params"]
+    xs = np.random.default_rng(0).standard_normal((3, 5, 4)).astype(np.float32)
+    err = _max_error(Model(back, back_weights).predict(xs), original.predict(xs))
+    assert err <= TOLERANCE, err

@@ -226,6 +226,11 @@ def _single_op(b, n):
     _no_mask_onnx(b, n)
     p = n.params
     states = 2 if n.type == "LSTM" else 1
+    if not p["return_sequences"] and not p["return_state"]:
+        # the last step of Y (as the importer reads it back; Y_h is the same tensor)
+        y = _recurrent_op(b, n, n.type, [""], [True])[0]
+        last = b.op("Gather", [y, b.const(n.in_shapes[0][0] - 1, "step", np.int64)], axis=0)
+        return [b.op("Squeeze", [last, b.ints([0], "axes")])]
     flags = [p["return_sequences"], True] + [p["return_state"]] * (states - 1)
     outs = _recurrent_op(b, n, n.type, [""], flags)
     return _recurrent_outputs(b, n, outs[0], outs[1], outs[1:])
@@ -298,15 +303,34 @@ def _transpose_in(imp, node, type_id):
 
 
 def _squeeze_in(imp, node, type_id):
-    """Y (T, 1, N, u) of one direction squeezed to (T, N, u)."""
+    """Y (T, 1, N, u) of one direction squeezed to (T, N, u); its last step (1, N, u) to
+    (N, u)."""
     seen = _seqs(imp).get(node.input[0])
     axes = imp.attrs(node).get("axes")
     if len(node.input) > 1 and node.input[1]:
         axes = imp.consts.get(node.input[1])
-    if seen is None or seen[0] != "Y" or seen[2] != 1 or axes is None or \
-            [int(a) for a in np.reshape(axes, -1)] not in ([1], [-3]):
+    axes = None if axes is None else sorted(int(a) % 4 for a in np.reshape(axes, -1))
+    if seen is not None and seen[0] == "last" and axes == [0]:
+        imp.set(node, seen[1])
+    elif seen is not None and seen[0] == "Y" and seen[2] == 1 and axes == [1]:
+        _seqs(imp)[node.output[0]] = ("output", seen[1])
+    else:
         imp.decline(node, "not a recurrent operator's direction axis")
-    _seqs(imp)[node.output[0]] = ("output", seen[1])
+
+
+def _last_step(imp, node, T):
+    """node takes the last step of Y: Gather on axis 0 of index T-1 (or -1)."""
+    index = imp.consts.get(node.input[1]) if len(node.input) > 1 else None
+    return node.op_type == "Gather" and imp.attrs(node).get("axis", 0) == 0 and \
+        index is not None and np.size(index) == 1 and int(np.reshape(index, -1)[0]) in (T - 1, -1)
+
+
+def _gather_in(imp, node, type_id):
+    """The last step of a recurrent operator's Y: the layer's output without the sequence."""
+    seen = _seqs(imp).get(node.input[0])
+    if seen is None or seen[0] != "Y_last":
+        imp.decline(node, "not the last step of a recurrent operator's output")
+    _seqs(imp)[node.output[0]] = ("last", seen[1])
 
 
 def _reshape_in(imp, node, type_id):
@@ -384,13 +408,17 @@ def _rnn_in(imp, node, type_id):
             weights[pre + "recurrent_bias"] = _gate_blocks(rb, back)
         else:
             weights[pre + "bias"] = _gate_blocks(wb + rb, back)
-    params.update(units=u, return_sequences=True)
+    T = imp.shape(seen[1])[0]
+    users = imp.users(node.output[0])
+    last = dirs == 1 and users and all(_last_step(imp, n, T) for n in users)
+    params.update(units=u, return_sequences=not last)
     if dirs == 2:
         params.update(layer=kind, merge_mode="concat")
     nid = imp.add(node, "Bidirectional" if dirs == 2 else kind, params, [seen[1]])
     for k, v in weights.items():
         imp.weights[f"{nid}/{k}"] = np.ascontiguousarray(v, np.float32)
-    _seqs(imp)[node.output[0]] = ("Y", imp.result(nid), dirs)
+    _seqs(imp)[node.output[0]] = ("Y_last", imp.result(nid)) if last else \
+        ("Y", imp.result(nid), dirs)
 
 
 _ONNX_ATTRIBUTES = {"hidden_size", "direction", "activations", "layout", "input_forget"}
@@ -404,6 +432,7 @@ def _onnx_reads(op):
     if op == "LSTM":
         reads.update(Transpose=OnnxRead({"perm"}, _transpose_in),
                      Squeeze=OnnxRead({"axes"}, _squeeze_in),
+                     Gather=OnnxRead({"axis"}, _gather_in),
                      Reshape=OnnxRead({"allowzero"}, _reshape_in))
     return reads
 
@@ -779,6 +808,10 @@ def _bidirectional_onnx(b, n):
         halves = [_unrolled_rnn(b, n, pre, rev)[0] for pre, _, rev in _DIRECTIONS]
     else:
         outs = _recurrent_op(b, n, kind, [d[0] for d in _DIRECTIONS], [seq, True])
+        if seq and p["merge_mode"] == "concat":  # Y (T, 2, N, u) -> (T, N, 2u) -> (N, T, 2u)
+            y = b.op("Reshape", [b.op("Transpose", [outs[0]], perm=[0, 2, 1, 3]),
+                                 b.ints([0, 0, 2 * p["units"]])])
+            return [b.op("Transpose", [y], perm=[1, 0, 2])]
         if seq:  # Y (T, 2, N, u) -> (N, T, 2, u), then each direction (N, T, u)
             y = b.op("Transpose", [outs[0]], perm=[2, 0, 1, 3])
             halves = [b.op("Gather", [y, b.const(i, "direction", np.int64)], axis=2)
