@@ -194,23 +194,35 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
                 self.q, (C, rows), None, x, dy, mean, var, self._or_dummy(gamma), eps, sdy, sdx,
                 rows, int(gamma is not None), dx, int(accumulate))
 
+    def _ln_k(self, name, cols):
+        """norm.cl's LayerNormalization kernel `name`, on EW columns at a time when they are a
+        multiple of EW."""
+        return self._k("norm", f"{name}_ew" if self.ew > 1 and cols % self.ew == 0 else name)
+
     def ln_forward(self, x, y, gamma, beta, mean, rstd, rows, cols, eps):
         if rows:
-            self._k("norm", "ln_forward")(
+            self._ln_k("ln_forward", cols)(
                 self.q, (rows,), self._wg(rows), x, y, self._or_dummy(gamma),
                 self._or_dummy(beta), mean, rstd, cols, eps, int(gamma is not None),
                 int(beta is not None))
 
     def ln_backward(self, x, dy, gamma, mean, rstd, rows, cols, dx, accumulate):
         if rows:
-            self._k("norm", "ln_backward")(
+            self._ln_k("ln_backward", cols)(
                 self.q, (rows,), self._wg(rows), x, dy, self._or_dummy(gamma), mean, rstd, cols,
                 int(gamma is not None), dx, int(accumulate))
 
     def ln_param_grad(self, x, dy, mean, rstd, rows, cols, dgamma, dbeta):
-        self._k("norm", "ln_param_grad")(
-            self.q, (cols,), None, x, dy, mean, rstd, rows, cols, self._or_dummy(dgamma),
-            self._or_dummy(dbeta))
+        """dgamma and dbeta (either may be None) as column sums in parts, like bias_grad."""
+        P = max(1, min(64, rows // 64))
+        w = self.ew if self.ew > 1 and cols % self.ew == 0 else 1
+        pg = self._scratch("ln_parts_g", 4 * P * cols)
+        pb = self._scratch("ln_parts_b", 4 * P * cols)
+        self._ln_k("ln_param_parts", cols)(self.q, (cols // w, P), None, x, dy, mean, rstd,
+                                           rows, cols, pg, pb)
+        for parts, out in ((pg, dgamma), (pb, dbeta)):
+            if out is not None:
+                self._sum_parts(parts, P, cols, out, self._dummy, 0, 0, 0)
 
     # -- embedding ---------------------------------------------------------------------------
     def embed(self, idx, W, y, rows, V, D):

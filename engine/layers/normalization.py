@@ -490,7 +490,9 @@ class LayerNormalization(_Grouped):
     examples = (({}, [(5,)]), ({"epsilon": 1e-5}, [(3, 33)]), ({"center": False, "scale": False},
                                                               [(2, 4)]),
                 ({"axis": [-2, -1]}, [(2, 3, 4)]), ({"axis": [1, 3], "center": False},
-                                                     [(3, 2, 2)]))
+                                                     [(3, 2, 2)]),
+                # columns a multiple of the vector width: the ln_*_ew kernels
+                ({}, [(3, 16)]), ({"center": False}, [(32,)]))
 
     onnx_form = OnnxForm(_layer_norm_onnx, "LayerNormalization (trailing axes; others: "
                          "ReduceMean, Sub, Mul, Add, Sqrt, Div, Mul, Add)",
