@@ -513,3 +513,19 @@ def test_a_channel_split_and_shuffle_import(tmp_path):
     types = [n.type for n in imported.project.graph.nodes.values()]
     assert "Cropping1D" in types and "Permute" in types
     assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5
+
+
+def test_a_sum_of_tensors_is_an_add(tmp_path):
+    """ONNX's Sum (Caffe2's ResNet-50 and ShuffleNet write their residuals with it)."""
+    from onnx import helper
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
+             helper.make_node("Sigmoid", ["x"], ["b"], name="s"),
+             helper.make_node("Sum", ["a", "b", "x"], ["y"], name="sum")]
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_model(nodes, {}), path)
+    project, weights = onnx_import.read(path)
+    assert "Add" in {n.type for n in project.graph.nodes.values()}
+    x = np.random.default_rng(9).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(path).run(None, {"x": x})[0]
+    got = Model(project, weights).predict(x)
+    assert np.abs(got - want).max() <= TOLERANCE

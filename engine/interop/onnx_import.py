@@ -63,7 +63,7 @@ OWN_ATTRIBUTES = {
     "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
     "Transpose": {"perm"}, "Gather": {"axis"}, "Cast": {"to", "saturate"},
-    "CastLike": {"saturate"},
+    "CastLike": {"saturate"}, "Sum": set(),
 }
 # the operators layers declare they are read from (their OnnxForm's reads), {op: [(the layer they
 # become, OnnxRead), ...]} in the order the layers registered (the protocol: the docstring); the
@@ -90,7 +90,7 @@ CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMax
                "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
     "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu", "Shrink", "Celu",
-    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat"}
+    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat", "Sum"}
 
 
 class _Declined(Exception):

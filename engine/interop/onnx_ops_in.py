@@ -388,6 +388,18 @@ class _OperatorReads:
         return _Value(self.add(node, "Permute", {"dims": [rank] + list(range(1, rank))}, [v],
                                name=f"{self.scope(node)}_to_nchw"))
 
+    def op_Sum(self, node):
+        """ONNX's Sum of tensors of one shape: an Add of them (one input: itself)."""
+        if any(i in self.consts for i in node.input):
+            self.fail(node, "a constant among its inputs (only tensors of one shape map)")
+        vs = [self.value(node, i) for i in range(len(node.input))]
+        if len(vs) == 1:
+            self.set(node, vs[0])
+            return
+        if len({(self.shape(v), v.nchw, v.pooled) for v in vs}) != 1:
+            self.fail(node, "inputs of different shapes (broadcasting is not mapped)")
+        self.set(node, vs[0].like(self.add(node, "Add", {}, vs)))
+
     def op_Cast(self, node):
         """A cast of a tensor to float32, which Layerloom's tensors are: the same tensor."""
         onnx_type = int(_attrs(node).get("to", 0))
