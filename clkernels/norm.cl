@@ -1,19 +1,46 @@
 // BatchNormalization over the last axis (channels), statistics over all other axes ("rows");
 // LayerNormalization over the last axis of each row. Biased variance, as Keras uses.
 
-// One work-item per channel: batch mean and variance (two passes), and when `update` the
-// moving statistics: moving = moving * momentum + batch * (1 - momentum).
-__kernel void bn_stats(__global const float* x, const int rows, __global float* mean,
-                       __global float* var, __global float* mmean, __global float* mvar,
-                       const float momentum, const int update)
+// Batch mean and variance in parts, global (C / W, P): part p takes a block of rows and keeps
+// its own mean and sum of squared deviations (two passes over rows still in cache), W
+// channels as one vector (bn_stats_parts_ew: EW, when C is a multiple of it); bn_stats_combine
+// (global C) merges the parts (Chan's formula) and, when `update`, the moving statistics:
+// moving = moving * momentum + batch * (1 - momentum). One work-item per channel over every row
+// had left the cores half idle and read the channels one by one.
+#define BN_BLOCK const int P = get_global_size(1), rb = (rows + P - 1) / P;                  \
+    const int r0 = min(rows, p * rb), r1 = min(rows, (p + 1) * rb);
+#define BN_STATS_PARTS(NAME, W, T)                                                          \
+__kernel void NAME(__global const float* x, const int rows, const int C,                    \
+                   __global float* pm, __global float* pq)                                  \
+{                                                                                           \
+    const int c = get_global_id(0) * W, p = get_global_id(1);                               \
+    BN_BLOCK                                                                                \
+    T s = 0.0f;                                                                             \
+    for (int r = r0; r < r1; r++) s += CAT(VLOAD, W)(x + r * C + c);                        \
+    const T m = r1 > r0 ? s / (float)(r1 - r0) : s;                                         \
+    T q = 0.0f;                                                                             \
+    for (int r = r0; r < r1; r++) { const T d = CAT(VLOAD, W)(x + r * C + c) - m; q += d * d; } \
+    CAT(VSTORE, W)(m, pm + p * C + c)                                                       \
+    CAT(VSTORE, W)(q, pq + p * C + c)                                                       \
+}
+BN_STATS_PARTS(bn_stats_parts, 1, float)
+BN_STATS_PARTS(bn_stats_parts_ew, EW, EWT)
+
+__kernel void bn_stats_combine(__global const float* pm, __global const float* pq, const int P,
+                               const int rows, __global float* mean, __global float* var,
+                               __global float* mmean, __global float* mvar,
+                               const float momentum, const int update)
 {
-    const int c = get_global_id(0), C = get_global_size(0);
+    const int c = get_global_id(0), C = get_global_size(0), rb = (rows + P - 1) / P;
     float s = 0.0f;
-    for (int r = 0; r < rows; r++) s += x[r * C + c];
+    for (int p = 0; p < P; p++) s += (min(rows, (p + 1) * rb) - min(rows, p * rb)) * pm[p * C + c];
     const float m = s / rows;
-    float v = 0.0f;
-    for (int r = 0; r < rows; r++) { const float d = x[r * C + c] - m; v += d * d; }
-    v /= rows;
+    float q = 0.0f;
+    for (int p = 0; p < P; p++) {
+        const float d = pm[p * C + c] - m;
+        q += pq[p * C + c] + (min(rows, (p + 1) * rb) - min(rows, p * rb)) * d * d;
+    }
+    const float v = q / rows;
     mean[c] = m;
     var[c] = v;
     if (update) {
@@ -35,23 +62,27 @@ __kernel void bn_apply(__global const float* x, __global float* y, __global cons
     y[r * C + c] = v;
 }
 
-// Per channel: sdy = sum(dy), sdx = sum(dy * xhat). These are dbeta and dgamma.
-__kernel void bn_grad_sums(__global const float* x, __global const float* dy,
-                           __global const float* mean, __global const float* var,
-                           const float eps, const int rows, __global float* sdy,
-                           __global float* sdx)
-{
-    const int c = get_global_id(0), C = get_global_size(0);
-    const float m = mean[c], rs = rsqrt(var[c] + eps);
-    float a = 0.0f, b = 0.0f;
-    for (int r = 0; r < rows; r++) {
-        const float g = dy[r * C + c];
-        a += g;
-        b += g * (x[r * C + c] - m) * rs;
-    }
-    sdy[c] = a;
-    sdx[c] = b;
+// Per channel: sdy = sum(dy), sdx = sum(dy * xhat) (dbeta and dgamma), in parts as
+// bn_stats_parts: global (C / W, P) into pa[p, :] and pb[p, :]; sum_parts adds them.
+#define BN_GRAD_PARTS(NAME, W, T)                                                           \
+__kernel void NAME(__global const float* x, __global const float* dy,                       \
+                   __global const float* mean, __global const float* var, const float eps,  \
+                   const int rows, const int C, __global float* pa, __global float* pb)     \
+{                                                                                           \
+    const int c = get_global_id(0) * W, p = get_global_id(1);                               \
+    BN_BLOCK                                                                                \
+    const T m = CAT(VLOAD, W)(mean + c), rs = rsqrt(CAT(VLOAD, W)(var + c) + eps);          \
+    T a = 0.0f, b = 0.0f;                                                                   \
+    for (int r = r0; r < r1; r++) {                                                         \
+        const T g = CAT(VLOAD, W)(dy + r * C + c);                                          \
+        a += g;                                                                             \
+        b += g * (CAT(VLOAD, W)(x + r * C + c) - m) * rs;                                   \
+    }                                                                                       \
+    CAT(VSTORE, W)(a, pa + p * C + c)                                                       \
+    CAT(VSTORE, W)(b, pb + p * C + c)                                                       \
 }
+BN_GRAD_PARTS(bn_grad_parts, 1, float)
+BN_GRAD_PARTS(bn_grad_parts_ew, EW, EWT)
 
 // dx = gamma * rstd * (dy - sdy/N - xhat * sdx/N); global size (C, rows).
 __kernel void bn_grad_input(__global const float* x, __global const float* dy,

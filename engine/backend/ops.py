@@ -54,19 +54,41 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
     def _or_dummy(self, buf):
         return buf if buf is not None else self._dummy
 
-    # Kernel files that need no -D defines, built together as one program: PoCL spends ~30 ms
-    # loading each program even from its cache, so eleven small programs cost a first epoch
-    # ~0.3 s more than one (and a first build on a new machine ~1 s more).
-    LIBRARY = ("conv", "dropout", "elementwise", "embedding", "losses", "merge", "metrics",
-               "norm", "optimizers", "rnn", "shape")
+    # Kernel files that need no -D defines and that every fit uses (the optimizer update, the
+    # losses and metrics, fills and copies), built together as one program: PoCL spends ~30 ms
+    # loading each program even from its cache, so five small programs would cost every first
+    # epoch ~0.1 s more than one. The layers' own kernel files (conv, norm, rnn...) are each a
+    # program of their own, built only for a model that uses them: all of them in the one
+    # program had cost every model's first run on a new machine ~1.2 s of compiling (PoCL 3.1:
+    # 1.9 s for the eleven files against 0.6 s for these five).
+    LIBRARY = ("dropout", "elementwise", "losses", "metrics", "optimizers")
+
+    def _files(self, file, defines=()):
+        """The files of the program that holds kernel file `file`'s kernels (or a tuple's, in
+        order) built with `defines`: every program starts with the vector macros and the
+        activations."""
+        body = self.LIBRARY if not defines and file in self.LIBRARY else \
+            file if isinstance(file, tuple) else (file,)
+        return ("vector", "activations") + body
 
     def _k(self, file, name, defines=()):
         """Kernel `name` from clkernels/<file>.cl (or from the files of a tuple, in order)."""
-        # every program starts with the vector macros and the activation ids and functions
-        body = self.LIBRARY if not defines and file in self.LIBRARY else \
-            file if isinstance(file, tuple) else (file,)
-        return self.rt.kernel(("vector", "activations") + body, name, defines,
-                              prelude=self._prelude)
+        return self.rt.kernel(self._files(file, defines), name, defines, prelude=self._prelude)
+
+    def startup_programs(self, widths=()):
+        """(files, defines, prelude) of the programs a model's first step will build whatever
+        its layers are: the library, and on CPUs the GEMM register tiles and the narrow GEMM
+        for each width in `widths` (the layers' output widths) that leaves columns narrower than
+        a tile. For Runtime.prebuild, so they compile while the data loads."""
+        specs = [(self._files(self.LIBRARY[0]), (), self._prelude)]
+        if self.gemm_path == "cpu":
+            vw, mr = self.cpu_tile
+            tile = (f"VW={vw}", f"MR={mr}")
+            specs.append((self._files(("gemm_cpu_base", "gemm_cpu"), tile), tile, self._prelude))
+            for nn in sorted({int(w) % (2 * vw) for w in widths} - {0}):
+                specs.append((self._files(("gemm_cpu_base", "gemm_narrow"), tile), tile
+                              + (f"NN={nn}",), self._prelude))
+        return specs
 
     # Fixed work-group sizes on CPUs. PoCL compiles a work-group function per kernel and
     # local size at its first launch (~0.1 s each); left to choose, it picks a local size per
@@ -174,9 +196,19 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
             self._sum_parts(out, P, cols, db, self._dummy, 0, 0, 0)
 
     # -- normalisation ------------------------------------------------------------------------
+    def _norm_parts(self, name, rows, C):
+        """(kernel, grid, P) of norm.cl's per-channel sums in parts (`name`, or `name`_ew on
+        EW channels at a time): P blocks of rows, at least 32 rows each."""
+        P = max(1, min(64, rows // 32))
+        w = self.ew if self.ew > 1 and C % self.ew == 0 else 1
+        return self._k("norm", f"{name}_ew" if w > 1 else name), (C // w, P), P
+
     def bn_stats(self, x, rows, C, mean, var, mmean, mvar, momentum, update):
-        self._k("norm", "bn_stats")(
-            self.q, (C,), None, x, rows, mean, var, mmean, mvar, momentum, int(update))
+        k, grid, P = self._norm_parts("bn_stats_parts", rows, C)
+        pm, pq = self._scratch("norm_parts_a", 4 * P * C), self._scratch("norm_parts_b", 4 * P * C)
+        k(self.q, grid, None, x, rows, C, pm, pq)
+        self._k("norm", "bn_stats_combine")(
+            self.q, (C,), None, pm, pq, P, rows, mean, var, mmean, mvar, momentum, int(update))
 
     def bn_apply(self, x, y, rows, C, mean, var, gamma, beta, eps):
         if rows:
@@ -185,8 +217,11 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
                 self._or_dummy(beta), eps, int(gamma is not None), int(beta is not None))
 
     def bn_grad_sums(self, x, dy, mean, var, eps, rows, C, sdy, sdx):
-        self._k("norm", "bn_grad_sums")(
-            self.q, (C,), None, x, dy, mean, var, eps, rows, sdy, sdx)
+        k, grid, P = self._norm_parts("bn_grad_parts", rows, C)
+        pa, pb = self._scratch("norm_parts_a", 4 * P * C), self._scratch("norm_parts_b", 4 * P * C)
+        k(self.q, grid, None, x, dy, mean, var, eps, rows, C, pa, pb)
+        self._sum_parts(pa, P, C, sdy, self._dummy, 0, 0, 0)
+        self._sum_parts(pb, P, C, sdx, self._dummy, 0, 0, 0)
 
     def bn_grad_input(self, x, dy, mean, var, gamma, eps, sdy, sdx, rows, C, dx, accumulate):
         if rows:
@@ -214,12 +249,10 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
 
     def ln_param_grad(self, x, dy, mean, rstd, rows, cols, dgamma, dbeta):
         """dgamma and dbeta (either may be None) as column sums in parts, like bias_grad."""
-        P = max(1, min(64, rows // 64))
-        w = self.ew if self.ew > 1 and cols % self.ew == 0 else 1
-        pg = self._scratch("ln_parts_g", 4 * P * cols)
-        pb = self._scratch("ln_parts_b", 4 * P * cols)
-        self._ln_k("ln_param_parts", cols)(self.q, (cols // w, P), None, x, dy, mean, rstd,
-                                           rows, cols, pg, pb)
+        k, grid, P = self._norm_parts("ln_param_parts", rows, cols)
+        pg = self._scratch("norm_parts_a", 4 * P * cols)
+        pb = self._scratch("norm_parts_b", 4 * P * cols)
+        k(self.q, grid, None, x, dy, mean, rstd, rows, cols, pg, pb)
         for parts, out in ((pg, dgamma), (pb, dbeta)):
             if out is not None:
                 self._sum_parts(parts, P, cols, out, self._dummy, 0, 0, 0)

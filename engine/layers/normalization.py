@@ -125,7 +125,9 @@ class BatchNormalization(Layer):
               ) + _norm_params(1e-3)
     test_in_training = True
     examples = (({}, [(5,)]), ({"momentum": 0.9, "epsilon": 0.01}, [(3, 4, 2)]),
-                ({"center": False}, [(33,)]), ({"scale": False}, [(2, 3)]))
+                ({"center": False}, [(33,)]), ({"scale": False}, [(2, 3)]),
+                # enough rows for the statistics in parts: channels in vectors, and not
+                ({}, [(8, 8, 16)]), ({"momentum": 0.5}, [(10, 11, 3)]))
 
     onnx_form = OnnxForm(_batch_norm_onnx, "Sub (moving mean), Mul (gamma / sqrt(moving var + "
                          "eps)), Add (beta)", reads={"BatchNormalization": OnnxRead(
