@@ -8,8 +8,11 @@ project's training section. Read with zipfile, json and h5py only: Keras is not 
     keras_import.convert("model.keras", "project.loom")   # `layerloom --import ... --to ...`
 
 Sequential and Functional models (several inputs and outputs, nested Sequential/Functional
-models inlined); each layer becomes the Layerloom layer of the same name and parameters
-(keras_in_layers.py), named by its Keras name. Layerloom is channels-last and keeps Keras'
+models inlined, keras.applications bases among them); each layer becomes the Layerloom layer of
+the same name and parameters (keras_in_layers.py), named by its Keras name; a layer called with
+several tensors (MultiHeadAttention(query, value)) takes them as its inputs in order. Keras'
+mask of an Embedding(mask_zero=True) (Keras 3: NotEqual and a call's mask=; Keras 2: implicit)
+becomes the ids wired to the mask input of the recurrent layers it reaches. Layerloom is channels-last and keeps Keras'
 weight layouts, so weights are copied as they are (GRU's (2, 3 units) bias is split into bias
 and recurrent_bias). A layer, option or call Layerloom cannot express, a layer with weights
 called at two places (shared weights), a compile setting without a Layerloom form: DataError

@@ -468,7 +468,8 @@ def _torch_init(t, n, kind, prefixes):
     initialisation."""
     t.no_regularizers(n)
     if n.params.get("recurrent_regularizer"):
-        raise t.unsupported(n.id, n.type, "recurrent_regularizer", n.params["recurrent_regularizer"])
+        raise t.unsupported(n.id, n.type, "recurrent_regularizer",
+                            n.params["recurrent_regularizer"])
     p, s = n.params, n.self
     u, g, d = int(p["units"]), _GATES[kind], n.in_shapes[0][-1]
     shapes = {"kernel": (d, g * u), "recurrent_kernel": (u, g * u), "bias": (g * u,),
@@ -590,7 +591,8 @@ def _unit_forget_bias(o, p):
 
 def _recurrent_forms(type_id, onnx_convert, onnx_ops, **keras):
     onnx_op = {"SimpleRNN": "RNN"}.get(type_id, type_id)
-    return (OnnxForm(onnx_convert, onnx_ops, reads=_onnx_reads(onnx_op)), TorchForm(_recurrent_torch, state_ports=True),
+    return (OnnxForm(onnx_convert, onnx_ops, reads=_onnx_reads(onnx_op)),
+            TorchForm(_recurrent_torch, state_ports=True),
             KerasForm(type_id, write=_recurrent_keras, read=_recurrent_keras_in(type_id),
                       weight_order=("kernel", "recurrent_kernel", "bias"), **keras))
 
