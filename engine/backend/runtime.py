@@ -1,9 +1,24 @@
 """OpenCL runtime: device discovery and choice, one context and in-order queue, programs built
 once per (source, options) and kernel objects kept (a `prg.name` lookup makes a new kernel each
-time, ~60x slower per launch)."""
+time, ~60x slower per launch).
+
+Builds: a program is built on first use, or ahead of it by `prebuild` in background threads
+(a CLI run starts the programs nearly every model needs while its data loads); a program
+asked for while it builds elsewhere is waited for, never built twice. Each build is announced
+on `Runtime.compiling` (core/events.py KernelBuild: n of m, what, seconds, whether it was
+built before), which the CLI prints as "Compiling kernels (n of m)". Compiled binaries are
+kept across runs by the drivers: PoCL's own cache (POCL_CACHE_DIR, else
+$XDG_CACHE_HOME/pocl, keyed by the device and the source with its options; pyopencl leaves
+PoCL's builds to it) and pyopencl's for other drivers (under $XDG_CACHE_HOME/pytools, keyed
+by the device, its driver version and the source with its options). Which programs were built
+before on this device and driver is kept beside the device probe (BUILT_FILE, one hash per
+line), so a build the drivers' caches will serve is not said as compiling."""
+import concurrent.futures
 import dataclasses
+import hashlib
 import os
 import re
+import threading
 import time
 import warnings
 
@@ -11,6 +26,7 @@ import numpy as np
 
 from layerloom.backend import capabilities, drivers, signatures
 from layerloom.core.errors import DeviceError, DriverError
+from layerloom.core.events import Event, KernelBuild
 
 ENV_VAR = "LAYERLOOM_DEVICE"
 
@@ -198,6 +214,30 @@ def _build_log(text):
     return log.split("\n(options:")[0].strip()
 
 
+BUILT_FILE = "built_programs.txt"
+
+
+def _built_path():
+    return os.path.join(os.path.dirname(capabilities.cache_path()), BUILT_FILE)
+
+
+def _read_built():
+    try:
+        with open(_built_path(), encoding="ascii") as f:
+            return {line.strip() for line in f}
+    except (OSError, ValueError):
+        return set()
+
+
+def _program_id(device, src, options):
+    """A program's identity on a device and driver: what the drivers' caches key it by."""
+    h = hashlib.sha256()
+    for part in (device.platform.name, device.platform.version, device.name,
+                 device.driver_version, " ".join(options), src):
+        h.update(part.encode("utf-8", "replace") + b"\0")
+    return h.hexdigest()[:24]
+
+
 def _source(files, prelude=""):
     """The text a program is built from: the prelude, then clkernels/<file>.cl in order."""
     from layerloom import clkernels
@@ -226,6 +266,15 @@ class Runtime:
         self.kind = device_kind(self.device)
         self._programs = {}
         self._kernels = {}
+        # builds: one lock over the program cache and the build bookkeeping
+        self._lock = threading.Lock()
+        self._building = {}  # key -> threading.Event, set when the build there ends
+        self._queued = {}  # key -> (files, defines, prelude): prebuild's, not started yet
+        self._pool = None  # prebuild's threads, started on first use
+        self._started = 0  # builds started in this runtime (the n of "n of m")
+        self.builds = []  # KernelBuild of every finished build, in the order they ended
+        self.compiling = Event("compiling")  # emit(KernelBuild) as each build starts and ends
+        self._built = None  # ids of the programs built before on this device (BUILT_FILE)
         self._signatures = {}  # (files, prelude) -> {kernel: argument types}, from the source
         self._types = {}  # id of a kept kernel -> its scalar argument types
 
@@ -260,18 +309,114 @@ class Runtime:
 
     def program(self, files, defines=(), prelude="", fresh=False):
         """Build (once) a program from clkernels files, with -D defines. fresh: bypass the
-        drivers' binary caches (PoCL's, pyopencl's) with a define of its own."""
+        drivers' binary caches (PoCL's, pyopencl's) with a define of its own. Thread-safe: a
+        program building in another thread (prebuild) is waited for; one prebuild queued but
+        not started is built here at once."""
         key = (tuple(files), tuple(defines), prelude)
-        prg = self._programs.get(key)
-        if prg is None or fresh:
-            src = _source(files, prelude)
-            opts = [f"-D{d}" for d in defines]
-            if fresh:
-                opts.append(f"-DLAYERLOOM_FRESH_BUILD={time.time_ns()}")
-            prg = self.build_source(src, opts, f"{'+'.join(files)}.cl"
-                                    + (f" with {' '.join(defines)}" if defines else ""))
+        if fresh:
+            return self._build(key, fresh=True)
+        while True:
+            with self._lock:
+                prg = self._programs.get(key)
+                if prg is not None:
+                    return prg
+                done = self._building.get(key)
+                if done is None:
+                    self._queued.pop(key, None)
+                    done = self._building[key] = threading.Event()
+                    break
+            done.wait()  # built elsewhere; if that build failed, build it here (its error)
+        return self._claimed_build(key, done)
+
+    def _claimed_build(self, key, done):
+        """Build a program this thread claimed (its `done` in _building), then release it."""
+        try:
+            return self._build(key)
+        finally:
+            with self._lock:
+                del self._building[key]
+            done.set()
+
+    def _build(self, key, fresh=False):
+        files, defines, prelude = key
+        what = f"{'+'.join(files)}.cl" + (f" with {' '.join(defines)}" if defines else "")
+        src = _source(files, prelude)
+        opts = [f"-D{d}" for d in defines]
+        if fresh:
+            opts.append(f"-DLAYERLOOM_FRESH_BUILD={time.time_ns()}")
+        pid = _program_id(self.device, src, opts + self.build_options())
+        with self._lock:
+            if self._built is None:
+                self._built = _read_built()
+            known = pid in self._built and not fresh
+            self._started += 1
+            n, m = self._started, self._started + len(self._queued)
+        background = threading.current_thread() is not threading.main_thread()
+        self.compiling.emit(KernelBuild(n, m, what, None, known, background))
+        t0 = time.perf_counter()
+        prg = self.build_source(src, opts, what)
+        done = KernelBuild(n, m, what, time.perf_counter() - t0, known, background)
+        with self._lock:
             self._programs[key] = prg
+            self.builds.append(done)
+            if not known and not fresh:
+                self._built.add(pid)
+                self._remember(pid)
+        self.compiling.emit(done)
         return prg
+
+    @staticmethod
+    def _remember(pid):
+        """Add a program's id to BUILT_FILE (a line appended; a cache that cannot be written
+        only makes the next run say its builds again)."""
+        path = _built_path()
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="ascii") as f:
+                f.write(pid + "\n")
+        except OSError:
+            pass
+
+    def prebuild(self, specs):
+        """Start building programs a model will ask for, in background threads (as many as
+        the CPU has cores, at most 4): specs of (files, defines, prelude) as `program` takes
+        them. Returns at once; `program` waits for one still building, and builds one still
+        queued itself. A failed build here is left for `program` to raise where it is used."""
+        todo = []
+        with self._lock:
+            for files, defines, prelude in specs:
+                key = (tuple(files), tuple(defines), prelude)
+                if key not in self._programs and key not in self._building \
+                        and key not in self._queued:
+                    self._queued[key] = key
+                    todo.append(key)
+            if todo and self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(1, min(4, os.cpu_count() or 1)),
+                    thread_name_prefix="layerloom-build")
+        return [self._pool.submit(self._prebuild_one, key) for key in todo]
+
+    def _prebuild_one(self, key):
+        with self._lock:
+            if self._queued.pop(key, None) is None:
+                return  # taken by program() already
+            done = self._building[key] = threading.Event()
+        try:
+            self._claimed_build(key, done)
+        except Exception:  # noqa: BLE001 - program() builds it again and raises there
+            pass
+
+    def wait_for_builds(self):
+        """Wait until every prebuild has ended (its threads are kept for later ones)."""
+        while True:
+            with self._lock:
+                pending = list(self._building.values())
+                if not pending and not self._queued:
+                    return
+            for done in pending:
+                done.wait()
+            if not pending:
+                time.sleep(0.01)
 
     def arg_types(self, files, name, prelude=""):
         """Kernel `name`'s argument types as its signature in the source declares them

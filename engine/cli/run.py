@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 from layerloom.project import loom as projectfile
@@ -68,15 +69,50 @@ def data_progress(out):
     return show
 
 
+def compile_progress(out):
+    """A handler for Runtime.compiling: a line as each program the compiler builds starts
+    ("Compiling kernels (n of m): what", m the builds known so far), none for one built
+    before on this device (its driver's cache serves it). One write per line, under a lock
+    (builds run in several threads); on a terminal it first clears the line the data's
+    progress may be drawing."""
+    lock = threading.Lock()
+    tty = getattr(out, "isatty", lambda: False)()
+
+    def show(build):
+        if not build.started or build.cached:
+            return
+        with lock:
+            out.write(("\r\x1b[K" if tty else "") + f"Compiling kernels ({build.n} of "
+                      f"{build.m}): {build.what}\n")
+            out.flush()
+    return show
+
+
+def start_runtime(proj, device, out):
+    """The device's runtime, with the programs nearly every model's first step builds (the
+    kernel library, the GEMM tiles and the narrow GEMMs for the graph's output widths)
+    compiling in the background while the data loads, each said as it is built."""
+    from layerloom.backend.ops import Ops
+    from layerloom.backend.runtime import Runtime
+    runtime = Runtime(device)
+    runtime.compiling.connect(compile_progress(out))
+    analysis = proj.graph.analysis()  # a GEMM's output width is a weighted layer's
+    widths = {s[-1] for nid, ports in analysis.shapes.items() for s in ports
+              if s and nid in analysis.params and analysis.params[nid].total}
+    runtime.prebuild(Ops(runtime).startup_programs(widths))
+    return runtime
+
+
 def run(args, out=sys.stdout):
     from layerloom.train.session import Session
     from layerloom.data.prepare import prepare_data
     path = args.run
     proj = projectfile.load(path)
+    runtime = start_runtime(proj, args.device, out)
     data = prepare_data(proj, progress=data_progress(out))
     epochs = args.epochs or proj.training["epochs"]
     resume, initial, out_dir = _starting_point(args, proj, epochs)
-    session = Session(proj, device=args.device, batch_size=args.batch_size, seed=args.seed,
+    session = Session(proj, runtime=runtime, batch_size=args.batch_size, seed=args.seed,
                       initial_weights=initial)
     n_train, n_val, n_test = _sample_counts(proj, data)
     out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
@@ -114,7 +150,8 @@ def run(args, out=sys.stdout):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    return _report(history, total, out_dir, stop["signal"], out, recorded)
+    return _report(history, total, out_dir, stop["signal"], out, recorded,
+                   session.runtime.builds)
 
 
 def _record(proj, history, session, epochs, out_dir):
@@ -165,13 +202,20 @@ def _rows(arrays):
     return len(next(iter(arrays.values()))) if arrays else 0
 
 
-def _report(history, total, out_dir, signum, out, recorded=None):
-    """The run's last lines, and its exit code."""
+def _report(history, total, out_dir, signum, out, recorded=None, builds=()):
+    """The run's last lines, and its exit code. builds: the runtime's KernelBuilds."""
     eps = history["epochs"]
     if eps:
         first = eps[0]["seconds"]
         later = [e["seconds"] for e in eps[1:]]
-        timing = f"first epoch {first:.2f}s (includes kernel compilation)"
+        compiled = [b for b in builds if not b.cached]
+        timing = f"first epoch {first:.2f}s (includes kernel compilation"
+        if compiled:
+            ahead = sum(b.seconds for b in compiled if b.background)
+            timing += (f": {len(compiled)} of {len(builds)} programs compiled, "
+                       f"{sum(b.seconds for b in compiled):.1f}s, {ahead:.1f}s of it in the "
+                       "background while the data loaded")
+        timing += ")"
         if later:
             timing += f", then {sum(later) / len(later):.2f}s/epoch"
         out.write(f"Done: {len(eps)} epoch(s) in {total:.1f}s, {timing}.\n")
