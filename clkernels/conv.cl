@@ -341,6 +341,61 @@ __kernel void max_pool_backward_tiled8(__global const float* dy, __global const 
         }
     }
 }
+
+// pool_forward and pool_backward, 8 channels per work-item (any window: overlapping, padded,
+// ceil_mode, average): a 3x3 stride-2 max pooling's step had taken ~10x the 2x2 one's. Max
+// pooling picks the first maximum and never a pad, as pool_forward. Global size
+// n*OH*OW*C/8 and n*H*W*C/8.
+__kernel void pool_forward8(__global const float* x, __global float* y, __global int* arg,
+                            const int PB, const int PR, const int inc, const int avg)
+{
+    const int o = get_global_id(0);
+    const int cq = o % CQ, ow = (o / CQ) % gOW, oh = (o / (CQ * gOW)) % gOH;
+    const int b = o / (CQ * gOW * gOH), c = cq * 8;
+    float8 best = (float8)(-INFINITY), sum = (float8)(0.0f);
+    int8 besti = (int8)(-1);
+    int any = 0;
+    for (int kh = 0; kh < gKH; kh++) {
+        const int ih = oh * gSH - gPT + kh;
+        if (ih < 0 || ih >= gH) continue;
+        for (int kw = 0; kw < gKW; kw++) {
+            const int iw = ow * gSW - gPL + kw;
+            if (iw < 0 || iw >= gW) continue;
+            const float8 v = VLOAD8(x + ((b * gH + ih) * gW + iw) * gC + c);
+            sum += v;
+            const int8 better = (v > best) | (besti < (int8)(0));  // not select (vector.cl)
+            best = better ? v : best;
+            besti = better ? (int8)(ih * gW + iw) : besti;
+            any = 1;
+        }
+    }
+    const int out = ((b * gOH + oh) * gOW + ow) * gC + c;
+    if (avg) {
+        const int count = any ? POOL_DIVISOR(oh, ow) : 0;
+        VSTORE8(count > 0 ? sum / (float)count : (float8)(0.0f), y + out)
+    } else {
+        VSTORE8(best, y + out)
+        VSTORE8I(besti, arg + out)
+    }
+}
+
+__kernel void pool_backward8(__global const float* dy, __global const int* arg,
+                             __global float* dx, const int PB, const int PR, const int inc,
+                             const int avg, const int accumulate)
+{
+    const int i = get_global_id(0);
+    const int c = (i % CQ) * 8, iw = (i / CQ) % gW, ih = (i / (CQ * gW)) % gH;
+    const int b = i / (CQ * gW * gH);
+    const int8 self = (int8)(ih * gW + iw);
+    float8 s = (float8)(0.0f);
+    WINDOWS_READING(1, 1, {
+        const int o = ((b * gOH + oh) * gOW + ow) * gC + c;
+        if (avg) s += VLOAD8(dy + o) / (float)POOL_DIVISOR(oh, ow);
+        else s += LDI8(arg + o) == self ? VLOAD8(dy + o) : (float8)(0.0f); })
+    __global float* d = dx + ((b * gH + ih) * gW + iw) * gC + c;
+    if (accumulate) s += VLOAD8(d);
+    VSTORE8(s, d)
+}
 #endif
 
 // Global pooling over the S = H*W positions of each (b, c). Global size (C, n).

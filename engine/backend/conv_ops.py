@@ -94,7 +94,11 @@ class ConvOps:
                 self._conv_k("max_pool_forward_tiled", g)(
                     self.q, (outputs,), None, x, y, arg)
             return
-        if n:
+        if n and g.C % 8 == 0:
+            self._conv_k("pool_forward8", g)(
+                self.q, (outputs // 8,), None, x, y, self._or_dummy(arg), g.PB, g.PR, g.INC,
+                int(avg))
+        elif n:
             self._conv_k("pool_forward", g)(
                 self.q, (outputs,), None, x, y, self._or_dummy(arg),
                 *g, int(avg))
@@ -108,7 +112,11 @@ class ConvOps:
             self._conv_k(name, g)(
                 self.q, (n * g.OH * g.OW * g.C // per,), None, dy, arg, dx, int(accumulate))
             return
-        if n:
+        if n and g.C % 8 == 0:
+            self._conv_k("pool_backward8", g)(
+                self.q, (n * g.H * g.W * g.C // 8,), None, dy, self._or_dummy(arg), dx,
+                g.PB, g.PR, g.INC, int(avg), int(accumulate))
+        elif n:
             self._conv_k("pool_backward", g)(
                 self.q, (n * g.H * g.W * g.C,), None, dy, self._or_dummy(arg), dx,
                 *g, int(avg), int(accumulate))

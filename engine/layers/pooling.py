@@ -123,17 +123,25 @@ _EX2 = (({}, [(4, 6, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [
         ({"pool_size": [3, 2], "strides": [2, 1], "padding": [[0, 2], [1, 0]],
           "ceil_mode": True}, [(6, 4, 3)]),
         # strides equal to the pool, rounded up: not the tiled max pooling's windows
-        ({"pool_size": 2, "ceil_mode": True}, [(3, 5, 8)]))
+        ({"pool_size": 2, "ceil_mode": True}, [(3, 5, 8)]),
+        # channels in eights: pool_forward8/pool_backward8 (overlapping, padded windows)
+        ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 5, 8)]),
+        ({"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True}, [(6, 7, 16)]))
 _EX2_AVG = _EX2 + (
     ({"pool_size": 3, "strides": 2, "padding": [1, 1], "count_include_pad": True},
      [(5, 6, 2)]),
     ({"pool_size": 3, "strides": 2, "padding": [[1, 2], [0, 1]], "ceil_mode": True,
       "count_include_pad": True}, [(6, 5, 2)]),
-    ({"pool_size": 2, "padding": "same", "count_include_pad": True}, [(5, 3, 1)]))
+    ({"pool_size": 2, "padding": "same", "count_include_pad": True}, [(5, 3, 1)]),
+    ({"pool_size": 3, "strides": 2, "padding": [[1, 2], [0, 1]], "ceil_mode": True,
+      "count_include_pad": True}, [(6, 5, 8)]))
 _EX1 = (({}, [(8, 3)]), ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 2)]),
-        ({"pool_size": 3, "strides": 2, "padding": [2, 1], "ceil_mode": True}, [(8, 2)]))
+        ({"pool_size": 3, "strides": 2, "padding": [2, 1], "ceil_mode": True}, [(8, 2)]),
+        ({"pool_size": 3, "strides": 2, "padding": "same"}, [(7, 8)]))
 _EX1_AVG = _EX1 + (({"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True,
-                     "count_include_pad": True}, [(8, 2)]),)
+                     "count_include_pad": True}, [(8, 2)]),
+                   ({"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True,
+                     "count_include_pad": True}, [(8, 16)]))
 
 
 # -- interop forms: ONNX export, PyTorch code, Keras out and in -------------------------------
