@@ -89,6 +89,13 @@ class NodeItem(QGraphicsItem):
         outs = layer.output_names(node.params)
         self.in_ports = [PortItem(self, i, False, n) for i, n in enumerate(ins)]
         self.out_ports = [PortItem(self, i, True, n) for i, n in enumerate(outs)]
+        # the names of a side's ports where it has several that differ in what they take or
+        # give (query/value/key, y/scores, forward/backward); a merge's x0, x1... go unnamed
+        fm = QFontMetrics(self.label_font())
+        self.in_labels = ins if len(ins) > 1 and layer.max_inputs() is not None else []
+        self.out_labels = outs if len(outs) > 1 else []
+        self.label_ws = [[fm.horizontalAdvance(n) for n in names]
+                         for names in (self.in_labels, self.out_labels)]
         # the header's text, made here (on a parameter change) rather than in every paint
         self.title = f"{node.type} {layer.headline_text(node.params)}".strip()
         if self.gscene.flow == "down":  # inputs along the top, outputs along the bottom
@@ -108,6 +115,8 @@ class NodeItem(QGraphicsItem):
         self.update()
 
     def boundingRect(self):
+        if self.gscene.flow == "down":  # port names outside, above and below
+            return QRectF(-8, -4 - ROW_H, NODE_W + 16, self.h + 8 + 2 * ROW_H)
         return QRectF(-8, -4, NODE_W + 16, self.h + 8)
 
     def paint(self, p, option, widget=None):
@@ -134,14 +143,50 @@ class NodeItem(QGraphicsItem):
         p.setFont(f)
         p.setPen(theme.color("text"))
         fm = QFontMetrics(f)
-        p.drawText(QRectF(8, HEADER_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
-                   fm.elidedText(node.id, Qt.ElideMiddle, NODE_W - 16))
-        p.setPen(theme.color("subtext"))
-        p.drawText(QRectF(8, HEADER_H + ROW_H, NODE_W - 16, ROW_H), Qt.AlignVCenter | Qt.AlignLeft,
-                   fm.elidedText(self.summary, Qt.ElideRight, NODE_W - 16))
+        for row, (text, elide) in enumerate(((node.id, Qt.ElideMiddle),
+                                             (self.summary, Qt.ElideRight))):
+            left, right = (8 + self._label_room(i, row) for i in (0, 1))
+            room = NODE_W - left - right
+            p.drawText(QRectF(left, HEADER_H + ROW_H * row, room, ROW_H),
+                       Qt.AlignVCenter | Qt.AlignLeft, fm.elidedText(text, elide, room))
+            p.setPen(theme.color("subtext"))
+        self._paint_port_names(p)
+
+    def _label_room(self, side, row):
+        """The width a port's name takes from text row `row` (side 0: inputs, 1: outputs):
+        flowing right, the names are inside the node beside their ports."""
+        ws = self.label_ws[side]
+        return ws[row] + 8 if self.gscene.flow != "down" and row < len(ws) else 0
         if self.problem:
             p.setPen(QColor("#d62828"))
             p.drawText(QRectF(NODE_W - 22, 0, 20, HEADER_H), Qt.AlignCenter, "!")
+
+    def _paint_port_names(self, p):
+        """Each named port's name: beside it inside the node (flowing right), or outside it,
+        right of the port (flowing down: inputs above the node, outputs below)."""
+        p.setFont(self.label_font())
+        p.setPen(theme.color("subtext"))
+        down = self.gscene.flow == "down"
+        for ports, names, ws in ((self.in_ports, self.in_labels, self.label_ws[0]),
+                                 (self.out_ports, self.out_labels, self.label_ws[1])):
+            for port, name, w in zip(ports, names, ws):
+                x, y = port.pos().x(), port.pos().y()
+                if down:
+                    top = y - ROW_H if not port.is_output else y
+                    rect, align = QRectF(x + PortItem.R + 2, top, w + 4, ROW_H), Qt.AlignLeft
+                elif port.is_output:
+                    rect, align = QRectF(x - PortItem.R - 4 - w, y - ROW_H / 2, w, ROW_H), \
+                        Qt.AlignRight
+                else:
+                    rect, align = QRectF(x + PortItem.R + 4, y - ROW_H / 2, w, ROW_H), \
+                        Qt.AlignLeft
+                p.drawText(rect, Qt.AlignVCenter | align, name)
+
+    @classmethod
+    def label_font(cls):
+        f = cls.small_font()
+        f.setItalic(True)
+        return f
 
     @staticmethod
     def small_font():

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineE
 
 from layerloom.core.errors import LayerloomError
 
+from .number_widgets import WIDGETS as NUMBER_WIDGETS
 from .param_widgets import InitializerWidget, RegularizerWidget
 
 ERROR_STYLE = "color: #c1121f;"
@@ -104,6 +105,7 @@ WIDGETS = {
     "choice": _choice_widget,
     "expr": lambda p, v, c: _text_widget(p, v, c, as_json=False),
     "text": lambda p, v, c: _text_widget(p, v, c, as_json=False),
+    **NUMBER_WIDGETS,  # padding, factor, axes, per-channel numbers, pairs, margins
 }
 
 

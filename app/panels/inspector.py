@@ -73,8 +73,9 @@ class Inspector(QWidget):
         self.name.setText(node_id)
         self.name_row.show()
         self.help.setText(node.layer.help)
-        self.form = ParamForm(node.layer.params, node.params, place=node_id,
-                              inline_errors=False)
+        # a refused value's message under its field (a long form's end may be scrolled away)
+        # and, with its place, in the node's problems line
+        self.form = ParamForm(node.layer.params, node.params, place=node_id)
         self.form.sigChanged.connect(self.commit)
         self.form.sigError.connect(self._refused)
         self.form_slot.addWidget(self.form)
@@ -124,6 +125,7 @@ class Inspector(QWidget):
     def _refused(self, name, message):
         if self.node_id in self.doc.graph.nodes:
             self.error.setText(message)
+            self._fit_height()  # room for the line under the field
 
     def refresh_info(self):
         nid = self.node_id

@@ -56,16 +56,19 @@ class Palette(QWidget):
         self.search.returnPressed.connect(self._enter)
 
     def filter(self, text):
-        """Shows the layers whose name or help holds the first word typed (the words after
-        it are parameters: "dense 128 relu")."""
+        """Shows the layers whose name holds the first word typed (the words after it are
+        parameters: "dense 128 relu"); where no name does, those whose help does. ("lstm" is
+        the LSTM, not also the Bidirectional whose help names it; "pixel" finds Rescaling.)"""
         text = (text.split() or [""])[0].lower()
+        named = {t for t, item in self.items.items() if text in item.text(0).lower()}
+        shown = named or {t for t, item in self.items.items()
+                          if text in item.toolTip(0).lower()}
         for i in range(self.tree.topLevelItemCount()):
             cat = self.tree.topLevelItem(i)
             visible = 0
             for j in range(cat.childCount()):
                 item = cat.child(j)
-                show = not text or text in item.text(0).lower() or text in \
-                    item.toolTip(0).lower()
+                show = item.data(0, Qt.UserRole) in shown
                 item.setHidden(not show)
                 visible += show
             cat.setHidden(visible == 0)

@@ -1,0 +1,151 @@
+"""Form widgets for the parameters that are numbers in a small structure rather than one number:
+a window's `padding` (Keras' words in an editable box, or amounts typed: 1, "1, 2" or
+[[1, 1], [2, 2]]), an augmentation's factor (a number or "lower, upper"), a list of axes, one
+number per channel, an optional number, a pair, margins. Typed as people write them (no JSON
+quotes, "none" for null); what a field cannot read goes to the parameter as typed, whose own
+check says what it expected. Each widget has set_value(value) (paramform._show uses it) and
+reports through commit(value)."""
+import json
+import re
+
+from PySide6.QtWidgets import QComboBox, QLineEdit
+
+NONE_WORDS = ("", "none", "null", "default")
+
+
+def _number_text(v):
+    """A number as short as it reads back exactly: 0.2, 1e-07, 0.00392156862745098."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    short = f"{v:.6g}"
+    return short if float(short) == v else repr(v)
+
+
+def _token(t):
+    """'3' -> 3, '0.5' -> 0.5, '1/255' -> 0.00392156862745098 (as Keras users write a scale)."""
+    if re.fullmatch(r"[-+]?\d+", t):
+        return int(t)
+    if "/" in t:
+        top, bottom = t.split("/", 1)
+        return float(top) / float(bottom)
+    return float(t)
+
+
+def numbers_from_text(text):
+    """'0.2' -> 0.2, '-0.1, 0.3' (or '(-0.1, 0.3)', '0.1x0.3', '1 2') -> [-0.1, 0.3],
+    '1/255' -> 0.0039..., '[[1, 1], [2, 2]]' (or with parentheses) -> nested lists, '' or 'none'
+    -> None; text that is none of these comes back as it is."""
+    raw = text.strip()
+    if raw.lower() in NONE_WORDS:
+        return None
+    for candidate in (raw, raw.replace("(", "[").replace(")", "]")):
+        try:
+            v = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(v, (int, float, list)) and not isinstance(v, bool):
+            return v
+    inner = raw[1:-1] if raw[:1] + raw[-1:] in ("()", "[]") else raw
+    parts = [t for t in re.split(r"[,\s]+|(?<=\d)x(?=[-+.\d])", inner) if t]
+    try:
+        nums = [_token(t) for t in parts]
+    except (ValueError, ZeroDivisionError):
+        return text
+    if not nums:
+        return text
+    return nums[0] if len(nums) == 1 else nums
+
+
+def numbers_text(value):
+    """How a field shows a value: '' for None, a number, or numbers with commas; nested lists
+    as brackets."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(e, (list, tuple)) for e in value):
+            return "[" + ", ".join("[" + numbers_text(e) + "]" if isinstance(e, (list, tuple))
+                                   else numbers_text(e) for e in value) + "]"
+        return ", ".join(_number_text(e) for e in value)
+    return _number_text(value)
+
+
+def amounts_text(value):
+    """Padding or margins as the shortest spelling that means them: (1, 1) -> '1',
+    ((1, 1), (2, 2)) -> '1, 2', ((1, 1), (1, 1)) -> '1', uneven ones in full."""
+    if isinstance(value, str) or value is None:
+        return "" if value is None else value
+    v = [list(e) if isinstance(e, (list, tuple)) else e for e in value]
+    if all(isinstance(e, list) and len(e) == 2 and e[0] == e[1] for e in v):
+        v = [e[0] for e in v]  # each axis even: [rows, cols]
+    if isinstance(v, list) and v and all(e == v[0] for e in v) and not isinstance(v[0], list):
+        return _number_text(v[0])
+    return numbers_text(v)
+
+
+# per kind: how its field shows a value, and its hint (what may be typed)
+TEXTS = {
+    "factor": (numbers_text, lambda p: "0.2, or lower, upper: -0.1, 0.3"
+               + ("; empty: the height's" if getattr(p, "optional", False) else "")),
+    "per_channel": (numbers_text, lambda p: "0.5, or one per channel: 0.5, 1, 2"),
+    "axes": (numbers_text, lambda p: "none, or axes: 1, 2"),
+    "optional_float": (numbers_text, lambda p: "none, or a number"),
+    "pair": (numbers_text, lambda p: "3, or two: 3, 3"
+             + ("; empty: default" if p.default is None else "")),
+    "margins": (amounts_text, lambda p: "1, or rows, cols: 1, 2, or [[top, bottom], "
+                                        "[left, right]]"),
+}
+
+
+class NumbersField(QLineEdit):
+    """A line edit for one of TEXTS' kinds: shown as people type them, read back the same."""
+
+    def __init__(self, p, value, commit):
+        super().__init__()
+        self.to_text, hint = TEXTS[p.kind]
+        self.setPlaceholderText(hint(p))
+        self.set_value(value)
+        self.editingFinished.connect(lambda: commit(numbers_from_text(self.text())))
+
+    def set_value(self, value):
+        self.setText(self.to_text(value))
+        self.setCursorPosition(0)
+
+
+class PaddingBox(QComboBox):
+    """A window's padding: Keras' words (the declaration's choices) in the list, explicit
+    amounts typed into the same box (1, "1, 2", "[[1, 1], [2, 2]]")."""
+
+    def __init__(self, p, value, commit):
+        super().__init__()
+        self.words = list(p.choices)
+        self.setEditable(True)
+        self.setInsertPolicy(QComboBox.NoInsert)
+        self.addItems(self.words)
+        self.lineEdit().setPlaceholderText(" / ".join(self.words) + " or amounts: 1, 2")
+        self.set_value(value)
+        # Qt reports a typed word twice (the field finished, then the box "activated" by the
+        # item it matches): a text is sent once until it changes
+        self.sent = None
+
+        def typed():
+            text = self.currentText().strip()
+            if text != self.sent:
+                self.sent = text
+                commit(text if text in self.words else numbers_from_text(text))
+        self.currentTextChanged.connect(lambda _: setattr(self, "sent", None))
+        self.activated.connect(lambda _: typed())
+        self.lineEdit().editingFinished.connect(typed)
+
+    def set_value(self, value):
+        self.setEditText(amounts_text(value))
+        self.lineEdit().setCursorPosition(0)
+
+
+def padding_widget(p, value, commit):
+    return PaddingBox(p, value, commit)
+
+
+WIDGETS = {"padding": padding_widget,
+           **{kind: (lambda p, v, c: NumbersField(p, v, c)) for kind in TEXTS}}
