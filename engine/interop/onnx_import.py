@@ -50,20 +50,23 @@ from layerloom.core.graph import Graph
 from layerloom.core.registry import declared, ShapeError
 from layerloom.interop.onnx_layout import (BATCH, FOLD, PLACE, Imported, _Value, _attrs, _dims,
                                            _onnx, _perms, _sizes, _text, fold_constants)
-from layerloom.interop.onnx_ops_in import ACTIVATIONS, LAMBDA_OPS, _OperatorReads
+from layerloom.interop.onnx_ops_in import ACTIVATIONS, BINARY, LAMBDA_OPS, UNARY, _OperatorReads
 
 PASS_THROUGH = {"Identity"}
 # the attributes the importer's own reader of each operator maps; any other present is refused
 # by name
 OWN_ATTRIBUTES = {
-    **{op: set() for op in ("Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Exp", "Add",
-                            "Sub", "Mul", "Div", "Identity", "MatMul")},
+    **{op: set() for op in ("Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Exp",
+                            "Identity", "MatMul")},
+    # broadcast: opset 6 and before, numpy's alignment (from the last axis) where no axis is given
+    **{op: {"broadcast"} for op in ("Add", "Sub", "Mul", "Div")},
     "Selu": {"alpha", "gamma"}, "Elu": {"alpha"}, "LeakyRelu": {"alpha"},
     "Softmax": {"axis"}, "LogSoftmax": {"axis"}, "Gelu": {"approximate"},
     "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
     "Transpose": {"perm"}, "Gather": {"axis"}, "Cast": {"to", "saturate"},
-    "CastLike": {"saturate"}, "Sum": set(),
+    "CastLike": {"saturate"}, "Sum": set(), "Unsqueeze": {"axes"},
+    **{op: set() for op in list(UNARY) + list(BINARY)},
 }
 # the operators layers declare they are read from (their OnnxForm's reads), {op: [(the layer they
 # become, OnnxRead), ...]} in the order the layers registered (the protocol: the docstring); the
@@ -90,7 +93,8 @@ CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMax
                "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
     "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu", "Shrink", "Celu",
-    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat", "Sum"}
+    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat", "Sum", "Unsqueeze", "Squeeze"} | \
+    set(UNARY) | set(BINARY)
 
 
 class _Declined(Exception):
@@ -297,6 +301,10 @@ class _Importer(_OperatorReads):
             self.arithmetic(node)
         elif node.op_type in PASS_THROUGH:
             self.pass_through(node)
+        elif node.op_type in UNARY:
+            self.unary(node)
+        elif node.op_type in BINARY:
+            self.binary(node)
         else:
             getattr(self, f"op_{node.op_type}")(node)
 

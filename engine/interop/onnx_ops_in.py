@@ -27,6 +27,13 @@ FOLDS_ACTIVATION = {"Dense", "Conv1D", "Conv2D", "Conv2DTranspose", "Conv1DTrans
                     "DepthwiseConv2D", "SeparableConv2D"}
 GELU_TANH = (math.sqrt(2.0 / math.pi), 0.044715)  # tanh GELU's constants
 FLOAT32 = 1  # ONNX's TensorProto.FLOAT
+# elementwise operators of one tensor, as a Lambda of it
+UNARY = {"Neg": "-a", "Abs": "abs(a)", "Sqrt": "sqrt(a)", "Reciprocal": "1 / a", "Log": "log(a)",
+         "Sin": "sin(a)", "Cos": "cos(a)", "Tan": "tan(a)", "Erf": "erf(a)", "Sign": "sign(a)"}
+# elementwise operators of two: (the merge layer of tensors of one shape, the Lambda with a
+# number: {0} the tensor, {1} the number)
+BINARY = {"Max": ("Maximum", "maximum({0}, {1})"), "Min": ("Minimum", "minimum({0}, {1})"),
+          "Pow": (None, "{0} ** {1}")}
 AFFINE_EPS = 1e-3  # a per-channel Sub/Add/Mul/Div's BatchNormalization: variance 1 - this
 
 
@@ -388,6 +395,75 @@ class _OperatorReads:
         return _Value(self.add(node, "Permute", {"dims": [rank] + list(range(1, rank))}, [v],
                                name=f"{self.scope(node)}_to_nchw"))
 
+    def unary(self, node):
+        v = self.value(node, 0)
+        self.set(node, v.like(self.add(node, "Lambda", {"expression": UNARY[node.op_type]},
+                                       [v])))
+
+    def binary(self, node):
+        """Max, Min (of two or more) and Pow: of tensors of one shape, a merge layer (Pow a
+        Lambda); with a number, a Lambda."""
+        merge, formula = BINARY[node.op_type]
+        names = list(node.input)
+        consts = [n in self.consts for n in names]
+        if node.op_type == "Pow" and len(names) != 2:
+            self.fail(node, f"{len(names)} inputs")
+        if not any(consts):
+            vs = [self.value(node, i) for i in range(len(names))]
+            if len({(self.shape(v), v.nchw, v.pooled) for v in vs}) != 1:
+                self.fail(node, "inputs of different shapes (broadcasting is not mapped)")
+            if len(vs) == 1:
+                self.set(node, vs[0])
+                return
+            nid = self.add(node, merge, {}, vs) if merge else \
+                self.add(node, "Lambda", {"expression": formula.format("a", "b")}, vs)
+            self.set(node, vs[0].like(nid))
+            return
+        numbers = [self.consts[n] for n, c in zip(names, consts) if c]
+        if all(consts) or len(names) != 2 or np.size(numbers[0]) != 1:
+            self.fail(node, "a constant that is not one number beside one tensor")
+        k = repr(float(np.reshape(numbers[0], -1)[0]))
+        i = consts.index(False)
+        v = self.value(node, i)
+        args = ("a", k) if i == 0 else (k, "a")
+        self.set(node, v.like(self.add(node, "Lambda", {"expression": formula.format(*args)},
+                                       [v])))
+
+    def op_Unsqueeze(self, node):
+        """Axes of size 1 put into a tensor (torch's 1-D pooling: (N, C, L) -> (N, C, 1, L)):
+        a Reshape of ours; a channels-first tensor's axes after the channels are ours before
+        them."""
+        v = self.value(node, 0)
+        axes = _attrs(node).get("axes")
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.const(node, 1, "axes")
+        if axes is None:
+            self.fail(node, "no axes")
+        onnx_shape = list(self.onnx_shape(v))
+        rank = len(onnx_shape) + 1 + np.size(axes)
+        new = [None] + onnx_shape
+        for ax in sorted(int(a) % rank for a in np.reshape(axes, -1)):
+            new.insert(ax, 1)
+        self.reshaped(node, v, new[1:] if new[0] is None else None, "axis 0 (the batch)")
+
+    def reshaped(self, node, v, onnx_shape, what):
+        """v as ONNX's tensor of per-sample shape onnx_shape (the same values in the same
+        order but for axes of size 1): a Reshape, keeping a channels-first tensor's layout
+        where its channels stay at ONNX's axis 1."""
+        if onnx_shape is None:
+            self.fail(node, f"{what}; only axes after the batch map")
+        if v.pooled:
+            v = _Value(v.node, v.port)  # our (C,) is ONNX's (C, 1, 1) in the same order
+        if v.nchw and len(onnx_shape) >= 2 and onnx_shape[0] == self.onnx_shape(v)[0]:
+            ours = onnx_shape[1:] + onnx_shape[:1]  # the channels stay first in ONNX
+            nid = self.add(node, "Reshape", {"target_shape": ours}, [_Value(v.node, v.port)])
+            self.set(node, _Value(nid, nchw=True))
+            return
+        if v.nchw:
+            v = self.to_onnx_order(node, v)
+        self.set(node, _Value(self.add(node, "Reshape", {"target_shape": list(onnx_shape)},
+                                       [_Value(v.node, v.port)])))
+
     def op_Sum(self, node):
         """ONNX's Sum of tensors of one shape: an Add of them (one input: itself)."""
         if any(i in self.consts for i in node.input):
@@ -441,15 +517,23 @@ class _OperatorReads:
         return [self.shapes[e.src][e.src_port] for e in edges]
 
     def op_Squeeze(self, node):
+        """Axes of size 1 taken out: a global pooling's (N, C, 1, 1) is our (C,) already;
+        otherwise a Reshape of ours (unsqueeze's inverse)."""
         v = self.value(node, 0)
         axes = _attrs(node).get("axes")
         if len(node.input) > 1 and node.input[1]:
             axes = self.const(node, 1, "axes")
-        if not v.pooled or axes is None or sorted(int(a) % 4 for a in np.reshape(axes, -1)) \
-                != [2, 3]:
-            self.fail(node, "only the (N, C, 1, 1) of a global pooling can be squeezed, along "
-                            "axes 2 and 3 named")
-        self.set(node, _Value(v.node, v.port))
+        onnx_shape = list(self.onnx_shape(v))
+        rank = len(onnx_shape) + 1
+        axes = sorted({int(a) % rank for a in np.reshape(axes, -1)}) if axes is not None else \
+            [i + 1 for i, d in enumerate(onnx_shape) if d == 1]
+        if v.pooled and axes == [2, 3]:
+            self.set(node, _Value(v.node, v.port))
+            return
+        if 0 in axes or any(onnx_shape[a - 1] != 1 for a in axes):
+            self.fail(node, f"axes {axes}, not all of size 1 after the batch")
+        self.reshaped(node, v, [d for i, d in enumerate(onnx_shape, 1) if i not in axes],
+                      "axis 0 (the batch)")
 
     def arithmetic(self, node):
         names = list(node.input)
