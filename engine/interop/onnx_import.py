@@ -16,8 +16,10 @@ Imported are in onnx_layout.py.
 
 The readers of one operator, the protocol. Several layers may declare a reader for the same
 ONNX operator (Conv: Conv2D, a grouped or depthwise convolution...). READS[op] lists them in
-the order the layers registered, and the importer's own reader of that operator, if any, comes
-last. Each is tried in turn:
+the order the layers registered; the importer's context readers of that operator
+(CONTEXT_READS: a 1x1 Conv of a global pooling is a Dense, a Slice of the channels) come
+before them and its own reader (OWN_ATTRIBUTES, onnx_ops_in.py), if any, after them. Each is
+tried in turn:
 - a reader whose OnnxRead.attributes lack an attribute the node sets is skipped (that is its
   reason: "attribute 'x' is not mapped");
 - a reader that is not the one for this node calls imp.decline(node, why) BEFORE it adds
