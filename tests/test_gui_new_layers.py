@@ -161,7 +161,7 @@ def test_every_new_kinds_field_reads_back_what_it_shows(qapp):
     unchanged, comes back as the same value: no kind falls back to JSON text."""
     from layerloom.app.forms.number_widgets import TEXTS
     from layerloom.app.forms.paramform import ParamForm
-    kinds, checked = set(TEXTS) | {"padding"}, 0
+    kinds, checked = set(TEXTS) | {"padding", "shape"}, 0
     for layer, p, value in _example_values():
         if p.kind not in kinds:
             continue
@@ -274,3 +274,51 @@ def test_the_palette_search_prefers_names_and_falls_back_to_help(win):
     assert "Rescaling" in palette.visible_types()
     palette.search.setText("")
     assert len(palette.visible_types()) == len(layer_types())
+
+
+def test_a_wrapped_layer_is_a_type_box_with_its_own_form(qapp):
+    form, got = _form("TimeDistributed")
+    w = form.widgets["layer"]
+    types = [w.kind.itemText(i) for i in range(w.kind.count())]
+    assert "Dense" in types and "Conv2D" in types
+    assert not {"Input", "TimeDistributed", "Bidirectional", "Add", "Embedding"} & set(types)
+    assert w.kind.currentText() == "Dense"
+    assert w.form.widgets["units"].value() == 32
+    w.form.widgets["units"].setValue(7)
+    w.form.widgets["units"].editingFinished.emit()
+    assert got[-1][0] == "layer" and got[-1][1]["type"] == "Dense"
+    assert got[-1][1]["params"]["units"] == 7
+    form.set_values({"layer": got[-1][1]})
+    assert w.form.widgets["units"].value() == 7
+    w.kind.setCurrentText("Conv2D")
+    w.kind.activated.emit(w.kind.currentIndex())
+    assert got[-1][1]["type"] == "Conv2D" and got[-1][1]["params"]["filters"] == 32
+    form.set_values({"layer": got[-1][1]})
+    assert "padding" in w.form.widgets and "units" not in w.form.widgets
+    _type(w.form.widgets["padding"], "1, 1")
+    assert got[-1][1]["params"]["padding"] == ((1, 1), (1, 1))
+    _type(w.form.widgets["kernel_size"], "0")  # refused by the inner form, under its field
+    assert not w.form.errors["kernel_size"].isHidden()
+    assert got[-1][1]["params"]["kernel_size"] == (3, 3)
+
+
+def test_the_inspector_wraps_another_layer_and_keeps_its_fields_tall(win, qtbot):
+    win.resize(1400, 820)
+    qtbot.waitExposed(win)
+    i = win.add_at_centre("Input", {"shape": [4, 6, 6, 2]})
+    t = win.add_at_centre("TimeDistributed")
+    assert win.scene.connect_ports(i, 0, t, 0)
+    win.scene.clearSelection()
+    win.scene.nodes[t].setSelected(True)
+    w = win.inspector.widgets["layer"]
+    w.kind.setCurrentText("Conv2D")
+    w.kind.activated.emit(w.kind.currentIndex())
+    assert win.doc.graph.nodes[t].params["layer"]["type"] == "Conv2D"
+    _type(w.form.widgets["padding"], "same")
+    assert win.doc.graph.analysis().shapes[t] == [(4, 6, 6, 32)]
+    qtbot.wait(50)
+    for name, field in w.form.widgets.items():  # the longer form has room: the dock scrolls
+        assert field.height() >= field.sizeHint().height() - 1, (name, field.height())
+    win.doc.undo.undo()
+    assert win.doc.graph.nodes[t].params["layer"]["params"]["padding"] == "valid"
+    assert w.form.widgets["padding"].currentText() == "valid"

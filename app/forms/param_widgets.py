@@ -1,8 +1,12 @@
 """Form widgets for the parameters that are small objects in the project file (issue 19,
 item 14): an initializer (a name from a box; "constant" with its value) and a regularizer
-(none, or L1 and L2 factors), instead of JSON text with quotes and null. Each has
-set_value(value) (paramform._show uses it) and reports through commit(value)."""
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QWidget
+(none, or L1 and L2 factors), instead of JSON text with quotes and null, and a wrapped layer
+(its type from a box, its parameters a form of their own). Each has set_value(value)
+(paramform._show uses it) and reports through commit(value)."""
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+
+from layerloom.core.errors import LayerloomError
+from layerloom.core.registry import get_layer, layer_types
 
 
 def narrow_box(chars=10, hint=""):
@@ -115,3 +119,54 @@ class RegularizerWidget(QWidget):
             return
         self.commit({"l1": _number(self.l1.text()) if "l1" in kind else 0.0,
                      "l2": _number(self.l2.text()) if "l2" in kind else 0.0})
+
+
+class InnerLayerWidget(QWidget):
+    """A wrapped layer (TimeDistributed's `layer`): its type from a box of the layers the
+    parameter accepts (those its own check takes) and that layer's parameters as a form of
+    their own beneath it. A parameter changed reports the whole layer, the others kept; a type
+    chosen reports it with its defaults."""
+
+    def __init__(self, p, value, commit):
+        super().__init__()
+        self.p, self.commit, self.form = p, commit, None
+        self.value = {}
+        self.kind = narrow_box(hint="the layer applied to every step")
+        for layer in layer_types():
+            try:
+                p.validate({"type": layer.type_id}, p.name)
+            except LayerloomError:
+                continue
+            self.kind.addItem(layer.type_id)
+        self.lay = QVBoxLayout(self)
+        self.lay.setContentsMargins(0, 0, 0, 0)
+        self.lay.addWidget(self.kind)
+        self.kind.activated.connect(lambda _: self.commit({"type": self.kind.currentText(),
+                                                           "params": {}}))
+        self.set_value(value)
+
+    def set_value(self, value):
+        from .paramform import ParamForm, drop_form  # which imports this module
+        value = value if isinstance(value, dict) else {}
+        kind = value.get("type", "")
+        params = dict(value.get("params") or {})
+        same = self.form is not None and self.value.get("type") == kind
+        self.value = {"type": kind, "params": params}
+        self.kind.blockSignals(True)
+        self.kind.setCurrentText(kind)
+        self.kind.blockSignals(False)
+        layer = get_layer(kind)
+        if same:
+            self.form.set_values(params)
+            return
+        drop_form(self.lay, self.form)
+        self.form = None
+        if layer is not None:
+            self.form = ParamForm(layer.params, {**layer.defaults(), **params},
+                                  place=f"{self.p.name}.params")
+            self.form.setObjectName("inner_layer_form")
+            self.form.sigChanged.connect(self._param)
+            self.lay.addWidget(self.form)
+
+    def _param(self, name, v):
+        self.commit({"type": self.value["type"], "params": {**self.value["params"], name: v}})

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineE
 from layerloom.core.errors import LayerloomError
 
 from .number_widgets import WIDGETS as NUMBER_WIDGETS
-from .param_widgets import InitializerWidget, RegularizerWidget
+from .param_widgets import InitializerWidget, InnerLayerWidget, RegularizerWidget
 
 ERROR_STYLE = "color: #c1121f;"
 
@@ -105,6 +105,7 @@ WIDGETS = {
     "choice": _choice_widget,
     "expr": lambda p, v, c: _text_widget(p, v, c, as_json=False),
     "text": lambda p, v, c: _text_widget(p, v, c, as_json=False),
+    "layer": lambda p, v, c: InnerLayerWidget(p, v, c),  # a wrapped layer, its own form
     **NUMBER_WIDGETS,  # padding, factor, axes, per-channel numbers, pairs, margins
 }
 

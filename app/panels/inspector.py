@@ -103,6 +103,8 @@ class Inspector(QWidget):
             self.doc.push(SetParamsCmd(self.doc, self.node_id, {name: value}))
         except RuntimeError as e:
             self.error.setText(str(e))
+        # a field may have grown (a wrapped layer of another type brings its own form)
+        QTimer.singleShot(0, self, self._fit_height)
 
     def _rename(self):
         from layerloom.project.rename import problem
