@@ -16,8 +16,10 @@ in issue 29 are at most 1.5 for every shape. Never run as a test: timings need a
 --quick (the default) is the grid a 2-core machine runs in a few minutes: Conv2D over filters
 8..256 at 28x28 and 56x56 (3x3, same and valid, stride 1 and 2; 1x1 and 5x5 at 16 and 64
 filters), batch 32; Dense widths 16..4096; the poolings; BatchNormalization;
-LayerNormalization; the recurrent layers. --full adds 112x112, batch 128 and every combination
-(hours on 2 cores). Layers the engine does not have yet are skipped with their name printed.
+LayerNormalization; the recurrent layers; the layers of issue 28 (DepthwiseConv2D,
+SeparableConv2D, Conv2DTranspose, MultiHeadAttention, GroupNormalization). --full adds
+112x112, batch 128 and every combination (hours on 2 cores). Layers the engine does not have
+yet are skipped with their name printed.
 """
 import argparse
 import itertools
@@ -73,6 +75,9 @@ def other_cases(full):
     yield ("Conv2DTranspose", {"filters": 32, "kernel_size": [3, 3], "strides": [2, 2],
                                "padding": "same"}, (28, 28, 32), 32)
     yield ("MultiHeadAttention", {"num_heads": 4, "key_dim": 32}, (128, 128), 32)
+    yield ("SeparableConv2D", {"filters": 64, "kernel_size": [3, 3], "padding": "same"},
+           (28, 28, 32), 32)
+    yield ("GroupNormalization", {"groups": 8}, (28, 28, 32), 32)
 
 
 # -- PyTorch: the same layer --------------------------------------------------------------------
@@ -117,6 +122,12 @@ def torch_module(torch, kind, p, shape):
         c = shape[-1]
         return nn.Conv2d(c, c, p["kernel_size"][0], padding="same", groups=c), \
             (c,) + tuple(shape[:-1])
+    if kind == "SeparableConv2D":  # Keras': the depthwise part without a bias
+        c, k = shape[-1], p["kernel_size"][0]
+        return nn.Sequential(nn.Conv2d(c, c, k, padding="same", groups=c, bias=False),
+                             nn.Conv2d(c, p["filters"], 1)), (c,) + tuple(shape[:-1])
+    if kind == "GroupNormalization":
+        return nn.GroupNorm(p["groups"], shape[-1], eps=1e-3), (shape[-1],) + tuple(shape[:-1])
     if kind == "Conv2DTranspose":
         return nn.ConvTranspose2d(shape[-1], p["filters"], p["kernel_size"][0],
                                   stride=p["strides"][0], padding=1, output_padding=1), \
@@ -201,6 +212,14 @@ def label(kind, p, shape, batch):
     return f"{kind}({short}) in {'x'.join(map(str, shape))} b{batch}"
 
 
+def device_arguments(ap, results):
+    """--device, --threads and --json (bench/results/<results>), as the benches share them."""
+    ap.add_argument("--device", help="Layerloom's OpenCL device (as layerloom --device takes)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="PyTorch's threads (default: every core, as Layerloom's device uses)")
+    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", results))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     grid = ap.add_mutually_exclusive_group()
@@ -209,10 +228,7 @@ def main(argv=None):
     ap.add_argument("--only", help="comma-separated layer types")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--device")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(),
-                    help="PyTorch's threads (default: every core, as Layerloom's device uses)")
-    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "layer_sweep.json"))
+    device_arguments(ap, "layer_sweep.json")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
