@@ -123,23 +123,24 @@ def test_what_a_bidirectional_cannot_be_is_refused_by_name(keras, tmp_path):
 class _TorchRecurrent:
     """nn.<cell>(batch_first) over 5 steps, its outputs flattened, then a Linear."""
 
-    def __new__(cls, torch, cell, bidirectional, **kw):
+    def __new__(cls, torch, cell, bidirectional, last=False, **kw):
         class M(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.rnn = getattr(torch.nn, cell)(3, 4, batch_first=True,
                                                    bidirectional=bidirectional, **kw)
-                self.head = torch.nn.Linear(5 * (8 if bidirectional else 4), 2)
+                self.head = torch.nn.Linear((1 if last else 5) * (8 if bidirectional else 4), 2)
 
             def forward(self, x):
                 y, _ = self.rnn(x)
-                return self.head(torch.flatten(y, 1))
+                return self.head(y[:, -1] if last else torch.flatten(y, 1))
         return M()
 
 
 @pytest.mark.parametrize("cell, bidirectional, kw", [
     ("LSTM", False, {}), ("GRU", False, {}), ("RNN", False, {}),
-    ("RNN", False, {"nonlinearity": "relu"}), ("LSTM", True, {}), ("GRU", True, {})])
+    ("RNN", False, {"nonlinearity": "relu"}), ("LSTM", True, {}), ("GRU", True, {}),
+    ("GRU", False, {"last": True}), ("LSTM", False, {"last": True})])
 def test_a_torch_recurrent_layer_exported_to_onnx_imports_and_predicts_what_torch_does(
         tmp_path, cell, bidirectional, kw):
     torch = pytest.importorskip("torch")
