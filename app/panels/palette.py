@@ -1,12 +1,20 @@
 """The layer palette: every registered layer by category, with a search box. Drag a layer onto
 the canvas, or double-click it to add it at the centre of the view."""
 from PySide6.QtCore import QMimeData, Qt, Signal
-from PySide6.QtGui import QDrag
+from PySide6.QtGui import QColor, QDrag, QIcon, QPixmap
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from layerloom.core.registry import layer_types
 
+from layerloom.app.canvas.canvas_items import CATEGORY_COLORS
+
 MIME = "application/x-layerloom-layer"
+
+
+def _swatch(category):
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(CATEGORY_COLORS.get(category, "#888")))  # as NodeItem.paint's default
+    return QIcon(pix)
 
 
 class _Tree(QTreeWidget):
@@ -46,6 +54,7 @@ class Palette(QWidget):
             if cat is None:
                 cat = cats[layer.category] = QTreeWidgetItem(self.tree, [layer.category])
                 cat.setFlags(Qt.ItemIsEnabled)
+                cat.setIcon(0, _swatch(layer.category))  # the colour of its nodes' headers
             item = QTreeWidgetItem(cat, [layer.type_id])
             item.setData(0, Qt.UserRole, layer.type_id)
             item.setToolTip(0, layer.help)
