@@ -139,3 +139,32 @@ def test_the_startup_programs_are_the_ones_a_dense_model_asks_for(rt, tmp_path, 
         assert whats[ahead:] == []
     library = "+".join(("vector", "activations") + Ops.LIBRARY) + ".cl"
     assert whats.count(library) == 1
+
+
+def test_the_warm_up_leaves_the_real_run_as_it_would_have_been(rt, tmp_path, monkeypatch):
+    """The CLI's warm-up trains a throwaway copy of the model one batch on the same runtime
+    while the data loads: the real model then trains to the very same weights as on a
+    runtime that never warmed up, and the warm-up built the programs the fit needs."""
+    import numpy as np
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from layerloom.cli.run import warm_up
+    from layerloom.data.prepare import prepare_data
+    from layerloom.project import loom
+    from layerloom.train.session import Session
+    proj = loom.load(os.path.join(EXAMPLES, "spirals.loom"))
+    data = prepare_data(proj)
+    weights = []
+    for warm in (True, False):
+        runtime = Runtime(rt.device, capabilities=rt.caps)
+        if warm:
+            warm_up(proj, runtime, 64, 3).join(120)
+            built = len(runtime.builds)
+            assert built >= 2
+        session = Session(proj, runtime=runtime, batch_size=64, seed=3)
+        session.fit(data, epochs=1)
+        weights.append(session.model.get_weights())
+        if warm:
+            assert len(runtime.builds) == built  # nothing left to build for the real fit
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)

@@ -103,13 +103,50 @@ def start_runtime(proj, device, out):
     return runtime
 
 
+def warm_up(proj, runtime, batch_size=None, seed=None):
+    """Start a thread in which a throwaway copy of the model (its own buffers, weights and
+    optimizer, on `runtime`) trains one batch of zeros and evaluates it: PoCL compiles each
+    kernel's work-group function at its first launch (~0.1 s each, most of a cold first
+    epoch), so they compile there while the data loads. Returns the thread: join it before
+    the real model uses the runtime. A warm-up that fails (too little memory for two copies)
+    is dropped: the real model then compiles as it goes, and says its own errors."""
+    import numpy as np
+    from layerloom.train.session import Session
+
+    def work():
+        try:
+            s = Session(proj, runtime=runtime, batch_size=batch_size, seed=seed)
+            m, n = s.model, s.batch_size
+            xs = {i: np.zeros((n,) + tuple(m.act[(i, 0)].shape), np.float32)
+                  for i in m.inputs}
+            ys = {o: np.zeros((n,) + tuple(s.losses[o].target_shape(m.output(o).shape)),
+                              np.float32) for o in m.outputs}
+            s.trainer.train_batch(xs, ys, n, 0)
+            s.trainer.read_logs()
+            s.trainer.eval_batch(xs, ys, n)
+            s.trainer.read_logs()
+        except Exception:  # noqa: BLE001 - see above: the real run says what is wrong
+            pass
+        finally:
+            runtime.finish()
+    thread = threading.Thread(target=work, name="layerloom-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(args, out=sys.stdout):
     from layerloom.train.session import Session
     from layerloom.data.prepare import prepare_data
     path = args.run
     proj = projectfile.load(path)
     runtime = start_runtime(proj, args.device, out)
+    warming = warm_up(proj, runtime, args.batch_size, args.seed)
     data = prepare_data(proj, progress=data_progress(out))
+    if warming.is_alive():
+        out.write("Compiling kernels: the model's first step (each kernel's work-group "
+                  "function), on a throwaway copy\n")
+        out.flush()
+    warming.join()
     epochs = args.epochs or proj.training["epochs"]
     resume, initial, out_dir = _starting_point(args, proj, epochs)
     session = Session(proj, runtime=runtime, batch_size=args.batch_size, seed=args.seed,
