@@ -322,3 +322,20 @@ def test_the_inspector_wraps_another_layer_and_keeps_its_fields_tall(win, qtbot)
     win.doc.undo.undo()
     assert win.doc.graph.nodes[t].params["layer"]["params"]["padding"] == "valid"
     assert w.form.widgets["padding"].currentText() == "valid"
+
+
+def test_padding_typed_with_keys_is_reported_once(qtbot):
+    """Keys into the box, Enter: one report per value (Qt also 'activates' a typed word)."""
+    from PySide6.QtCore import Qt
+    form, got = _form("Conv2D")
+    qtbot.addWidget(form)
+    form.show()
+    box = form.widgets["padding"]
+    box.setFocus()
+    for text, value in (("same", "same"), ("1, 2", ((1, 1), (2, 2))), ("valid", "valid")):
+        box.lineEdit().selectAll()
+        qtbot.keyClicks(box.lineEdit(), text)
+        qtbot.keyClick(box.lineEdit(), Qt.Key_Return)
+        assert got[-1] == ("padding", value)
+    assert got == [("padding", "same"), ("padding", ((1, 1), (2, 2))), ("padding", "valid")]
+    assert box.count() == 2
