@@ -26,8 +26,13 @@ Every model ends in a 10-way softmax trained with sparse categorical cross-entro
 maximum resident set, bench/train.py's run_measured): it builds the model, runs --warmup steps
 (kernels compile, GEMM plans are made), then times --steps steps, each waited for (Layerloom:
 the device queue finished; PyTorch: the step returns). The table gives the best and the
-median step; `ratio` is Layerloom / PyTorch of the medians. A model that fails to build on a
-side is skipped with its error. Never run as a test: timings need a quiet machine.
+median step; `ratio` is Layerloom / PyTorch of the medians; each side's loss at its first and
+last step (the same batch every step: it falls on both sides) shows that both train. The
+Layerloom device is chosen once, by the parent, for every model (--device: as `layerloom
+--device` takes it). A model that fails to build on a side is skipped with its error. Never
+run as a test: timings need a quiet machine. On a busy one PyTorch's OpenMP threads stall each
+other (its MobileNetV2 step took 7x longer on 2 threads than on --threads 1 while other work
+ran), so its ratios there say nothing.
 """
 import argparse
 import json
@@ -241,14 +246,15 @@ def time_layerloom(name, batch, steps, warmup, device, keras_path):
     trainer = Trainer(model, losses, [], opt)
     x, y = _data(name, batch)
     xs, ys = {graph.inputs()[0]: x}, {out: y.astype(np.float32)}
-    times = []
+    times, losses = [], []
     for step in range(warmup + steps):
+        trainer.reset()  # the loss sums start from zero (fit does this each epoch)
         t0 = time.perf_counter()
         trainer.train_batch(xs, ys, batch, step)
         rt.finish()
         times.append(time.perf_counter() - t0)
-    loss = trainer.read_logs()["loss"]  # the mean over every step's rows
-    return {"device": rt.describe(), "step_s": times[warmup:], "mean_loss": loss,
+        losses.append(trainer.read_logs()["loss"])  # outside the timed step
+    return {"device": rt.describe(), "step_s": times[warmup:], "losses": losses,
             "nodes": len(graph.nodes)}
 
 
@@ -272,9 +278,9 @@ def time_torch(name, batch, steps, warmup, threads):
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
-        losses.append(loss.item())
+        losses.append(loss.item())  # outside the timed step
     return {"torch": torch.__version__, "threads": threads, "step_s": times[warmup:],
-            "mean_loss": float(np.mean(losses))}
+            "losses": losses}
 
 
 def child(args):
@@ -294,6 +300,15 @@ def child(args):
 
 
 # -- the parent: both sides of each model, the table ----------------------------------------------
+def device_spec(spec):
+    """The device the children use, as "platform:device": chosen once here (the default is
+    picked by a speed probe, which a busy machine can tip from one driver to another between
+    processes), so every model runs on the same one."""
+    from layerloom.backend.runtime import choose_device, list_devices
+    dev = choose_device(spec)
+    return next(f"{pi}:{di}" for pi, di, _, d in list_devices() if d == dev)
+
+
 def run_side(side, name, args, keras_path):
     from bench.train import run_measured
     cmd = [sys.executable, "-m", "bench.models", "--side", side, "--only", name,
@@ -327,6 +342,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.side:
         return child(args)
+    args.device = device_spec(args.device)
     names = args.only.split(",") if args.only else list(MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -374,7 +390,7 @@ def _print_row(r):
     if not _HEADER:
         print(f"{'model':13s} {'LL med ms':>9s} {'LL best':>8s} {'PT med ms':>9s} "
               f"{'PT best':>8s} {'ratio':>6s} {'best x':>6s} {'LL MiB':>7s} {'PT MiB':>7s} "
-              f"{'mem x':>6s}")
+              f"{'mem x':>6s}  {'LL loss':>11s}  {'PT loss':>11s}")
         _HEADER = True
     ll, tr = r["layerloom"], r["torch"]
     for side, res in (("Layerloom", ll), ("PyTorch", tr)):
@@ -387,7 +403,12 @@ def _print_row(r):
     print(f"{r['model']:13s} {ll['median_s'] * 1e3:9.1f} {ll['best_s'] * 1e3:8.1f} "
           f"{tr['median_s'] * 1e3:9.1f} {tr['best_s'] * 1e3:8.1f} {r['ratio']:6.2f} "
           f"{r['best_ratio']:6.2f} {ll['peak_mib']:7.0f} {tr['peak_mib']:7.0f} "
-          f"{r['memory_ratio']:6.2f}", flush=True)
+          f"{r['memory_ratio']:6.2f}  {_losses(ll)}  {_losses(tr)}", flush=True)
+
+
+def _losses(side):
+    """The first step's loss and the last's (the same batch every step: both should fall)."""
+    return f"{side['losses'][0]:5.2f}>{side['losses'][-1]:5.2f}"
 
 
 if __name__ == "__main__":
