@@ -103,13 +103,32 @@ def test_a_bidirectional_keras_exports_comes_back_with_its_weights(keras, tmp_pa
         np.testing.assert_array_equal(back[k], weights[k])
 
 
+@pytest.mark.parametrize("cell, merge_mode", [("LSTM", "concat"), ("GRU", None)])
+def test_a_keras_bidirectional_returning_its_states_predicts_what_keras_does(keras, tmp_path,
+                                                                             cell, merge_mode):
+    x = keras.Input((4, 3))
+    outs = keras.layers.Bidirectional(getattr(keras.layers, cell)(3, return_state=True),
+                                      merge_mode=merge_mode, name="bi")(x)
+    model = keras.Model(x, [keras.layers.Dense(2, name=f"d{i}")(o)
+                            for i, o in enumerate(outs)])
+    _randomize(model)
+    xs = np.random.default_rng(1).standard_normal((5, 4, 3)).astype(np.float32)
+    project, err = _imports_as_keras_predicts(keras, model, str(tmp_path / "m.keras"), xs)
+    assert err <= TOLERANCE, err
+    node = project.graph.nodes["bi"]
+    states = ["h", "c"] if cell == "LSTM" else ["h"]
+    assert node.layer.output_names(node.params) == (
+        ["forward", "backward"] if merge_mode is None else ["y"]) + [
+        f"{d}_{st}" for d in ("forward", "backward") for st in states]
+
+
 def test_what_a_bidirectional_cannot_be_is_refused_by_name(keras, tmp_path):
     x = keras.Input((5, 3))
-    y = keras.layers.Bidirectional(keras.layers.LSTM(3, return_state=True), name="bi")(x)
-    path = str(tmp_path / "state.keras")
-    keras.Model(x, y[0]).save(path)
+    y = keras.layers.Bidirectional(keras.layers.LSTM(3, recurrent_dropout=0.2), name="bi")(x)
+    path = str(tmp_path / "dropout.keras")
+    keras.Model(x, y).save(path)
     with pytest.raises(DataError, match=r"'bi/forward_lstm\w*' \(LSTM\): option "
-                                        r"return_state=True"):
+                                        r"recurrent_dropout=0.2"):
         keras_import.read(path)
     y = keras.layers.Bidirectional(keras.layers.LSTM(3), backward_layer=keras.layers.LSTM(
         5, go_backwards=True), name="bi")(x)

@@ -783,6 +783,7 @@ class GRU(_Recurrent):
 
 # -- Bidirectional ---------------------------------------------------------------------------
 _MERGES = ("concat", "sum", "mul", "ave", "none")
+_STATES = {"SimpleRNN": ("h",), "GRU": ("h",), "LSTM": ("h", "c")}
 _DIRECTIONS = (("forward_", "f_", False), ("backward_", "b_", True))
 
 
@@ -790,10 +791,10 @@ class _Direction:
     """One direction of a Bidirectional node as the NodeStep its cell's layer sees: the weights
     and scratch under its prefix, its own output and gradient, reverse for the backward one."""
 
-    def __init__(self, s, params, wprefix, sprefix, reverse, y, dy, dx, acc):
+    def __init__(self, s, params, wprefix, sprefix, reverse, ys, dys, dx, acc):
         self.params, self.n, self.reverse, self.zero_masked = params, s.n, reverse, True
         self.training, self.seed, self.step = s.training, s.seed, s.step
-        self.x, self.y, self.dy, self.dx, self.acc = s.x, [y], [dy], [dx], [acc]
+        self.x, self.y, self.dy, self.dx, self.acc = s.x, ys, dys, [dx], [acc]
         self.w = {k[len(wprefix):]: v for k, v in s.w.items() if k.startswith(wprefix)}
         self.dw = {k[len(wprefix):]: v for k, v in s.dw.items() if k.startswith(wprefix)}
         self.scratch = {k[len(sprefix):]: v for k, v in s.scratch.items()
@@ -807,13 +808,20 @@ def _bidirectional_onnx(b, n):
     p, kind = n.params, n.params["layer"]
     seq = p["return_sequences"]
     if kind == "SimpleRNN" and p["activation"] not in _RNN_OPS:
-        halves = [_unrolled_rnn(b, n, pre, rev)[0] for pre, _, rev in _DIRECTIONS]
+        runs = [_unrolled_rnn(b, n, pre, rev) for pre, _, rev in _DIRECTIONS]
+        halves = [y for y, _ in runs]
+        states = [h for _, h in runs]
     else:
-        outs = _recurrent_op(b, n, kind, [d[0] for d in _DIRECTIONS], [seq, True])
+        lstm_c = kind == "LSTM" and p["return_state"]
+        outs = _recurrent_op(b, n, kind, [d[0] for d in _DIRECTIONS], [seq, True, lstm_c][
+            :3 if kind == "LSTM" else 2])
+        # each direction's final states: Y_h (and Y_c) (2, N, u) by direction
+        states = [b.op("Gather", [o, b.const(i, "direction", np.int64)], axis=0)
+                  for i in range(2) for o in outs[1:]] if p["return_state"] else []
         if seq and p["merge_mode"] == "concat":  # Y (T, 2, N, u) -> (T, N, 2u) -> (N, T, 2u)
             y = b.op("Reshape", [b.op("Transpose", [outs[0]], perm=[0, 2, 1, 3]),
                                  b.ints([0, 0, 2 * p["units"]])])
-            return [b.op("Transpose", [y], perm=[1, 0, 2])]
+            return [b.op("Transpose", [y], perm=[1, 0, 2])] + states
         if seq:  # Y (T, 2, N, u) -> (N, T, 2, u), then each direction (N, T, u)
             y = b.op("Transpose", [outs[0]], perm=[2, 0, 1, 3])
             halves = [b.op("Gather", [y, b.const(i, "direction", np.int64)], axis=2)
@@ -822,15 +830,16 @@ def _bidirectional_onnx(b, n):
             halves = [b.op("Gather", [outs[1], b.const(i, "direction", np.int64)], axis=0)
                       for i in range(2)]
     f, r = halves
+    states = states if p["return_state"] else []
     mode = p["merge_mode"]
     if mode == "none":
-        return [f, r]
+        return [f, r] + states
     if mode == "concat":
-        return [b.op("Concat", [f, r], axis=-1)]
+        return [b.op("Concat", [f, r], axis=-1)] + states
     if mode == "mul":
-        return [b.op("Mul", [f, r])]
+        return [b.op("Mul", [f, r])] + states
     y = b.op("Add", [f, r])
-    return [b.op("Mul", [y, b.const(0.5, "half")]) if mode == "ave" else y]
+    return [b.op("Mul", [y, b.const(0.5, "half")]) if mode == "ave" else y] + states
 
 
 def _bidirectional_torch(t, n):
@@ -845,13 +854,16 @@ def _bidirectional_torch(t, n):
                 "none": f"{o} = {f}"}[mode])
     if mode == "none":  # the second port: torch_code names it {o}_backward
         fwd.append(f"{o}_backward = {r}")
+    if n.params["return_state"]:  # ports forward_h (_c), backward_h (_c): the final states
+        for d, short in (("forward", "fw"), ("backward", "bw")):
+            fwd += [f"{o}_{d}_{st} = {o}_{short}_{st}" for st in _STATES[kind]]
     return init, fwd, weights
 
 
 def _bidirectional_keras(k, n):
     p = n.params
     names = ["units"] + (["activation"] if p["layer"] == "SimpleRNN" else []) + \
-        ["return_sequences"]
+        ["return_sequences", "return_state"]
     inner = f"layers.{p['layer']}(" + ", ".join(
         k.kw(n, names) + k.weight_args(n, ("kernel", "recurrent", "bias"))) + ")"
     mode = "None" if p["merge_mode"] == "none" else repr(p["merge_mode"])
@@ -873,8 +885,6 @@ def _bidirectional_keras_in(o, shapes):
     inner.c.pop("zero_output_for_mask", None)  # Bidirectional sets it; moot without a mask
     cell = _recurrent_keras_in(kind)(inner, shapes)
     inner.finish()
-    if cell.pop("return_state", False):
-        inner.fail("return_state", "has no Layerloom form inside a Bidirectional")
     back = o.get("backward_layer")
     if back is not None:
         bc = dict(back.get("config") or {})
@@ -909,7 +919,7 @@ def _bidirectional_order(p):
 
 def _cell_params(p):
     return {"units": p["units"], "return_sequences": p["return_sequences"],
-            "return_state": False, "activation": p["activation"],
+            "return_state": p["return_state"], "activation": p["activation"],
             **{k: p[k] for k in p if k.endswith(("_initializer", "_regularizer"))}}
 
 
@@ -925,6 +935,8 @@ class Bidirectional(_Masked, Layer):
               Choice("activation", "tanh", _SIMPLE_ACTS,
                      help="A SimpleRNN's activation (an LSTM's and a GRU's is tanh)."),
               Bool("return_sequences", False, help="Output every step, not the last."),
+              Bool("return_state", False, help="Also output each direction's final state(s): "
+                                               "h (and an LSTM's c), forward then backward."),
               Choice("merge_mode", "concat", _MERGES,
                      help="How the directions' outputs combine; none: two outputs "
                           "(Keras' None)."),
@@ -938,7 +950,12 @@ class Bidirectional(_Masked, Layer):
                 ({"layer": "LSTM", "units": 2, "merge_mode": "ave"}, [(2, 3)]),
                 ({"layer": "GRU", "units": 2, "merge_mode": "none", "return_sequences": True},
                  [(3, 2)]),
-                ({"layer": "SimpleRNN", "units": 3, "activation": "elu"}, [(3, 2)]))
+                ({"layer": "SimpleRNN", "units": 3, "activation": "elu"}, [(3, 2)]),
+                ({"layer": "LSTM", "units": 2, "return_state": True}, [(3, 2)]),
+                ({"layer": "GRU", "units": 2, "merge_mode": "none", "return_state": True,
+                  "return_sequences": True}, [(2, 3)]),
+                ({"layer": "SimpleRNN", "units": 2, "activation": "elu", "return_state": True,
+                  "merge_mode": "sum"}, [(3, 2)]))
 
     onnx_form = OnnxForm(_bidirectional_onnx, "Transpose, LSTM/GRU/RNN with direction="
                          "bidirectional (a SimpleRNN of another activation: unrolled both ways), "
@@ -952,7 +969,9 @@ class Bidirectional(_Masked, Layer):
         return _CELLS[p["layer"]]
 
     def output_names(self, p):
-        return ["forward", "backward"] if p["merge_mode"] == "none" else ["y"]
+        base = ["forward", "backward"] if p["merge_mode"] == "none" else ["y"]
+        return base + ([f"{d}_{st}" for d in ("forward", "backward")
+                        for st in _STATES[p["layer"]]] if p["return_state"] else [])
 
     def output_shapes(self, p, in_shapes):
         if p["layer"] != "SimpleRNN" and p["activation"] != "tanh":
@@ -960,11 +979,12 @@ class Bidirectional(_Masked, Layer):
                              f"{p['layer']}'s activation is tanh")
         self.check_mask(in_shapes)
         y = self.cell(p).output_shapes(_cell_params(p), in_shapes)[0]
+        states = [(p["units"],)] * (2 * len(_STATES[p["layer"]])) if p["return_state"] else []
         if p["merge_mode"] == "none":
-            return [y, y]
+            return [y, y] + states
         if p["merge_mode"] == "concat":
-            return [y[:-1] + (2 * y[-1],)]
-        return [y]
+            return [y[:-1] + (2 * y[-1],)] + states
+        return [y] + states
 
     def weights(self, p, in_shapes):
         out = []
@@ -989,14 +1009,19 @@ class Bidirectional(_Masked, Layer):
         p, sc = s.params, s.scratch
         none = p["merge_mode"] == "none"
         cp = _cell_params(p)
+        k = len(_STATES[p["layer"]]) if p["return_state"] else 0
+        first = 2 if none else 1  # the ports before the states
         out = []
         for i, (wp, sp, rev) in enumerate(_DIRECTIONS):
+            ports = slice(first + i * k, first + (i + 1) * k)
             y = s.y[i] if none else _as(sc["yf" if i == 0 else "yb"], s.y[0], p)
             dy = None
             if not forward:
                 dy = s.dy[i] if none else _as(sc["dyf" if i == 0 else "dyb"], s.y[0], p)
             acc = (s.acc[0] if s.acc else False) if i == 0 else True
-            out.append(_Direction(s, cp, wp, sp, rev, y, dy, s.dx[0] if s.dx else None, acc))
+            out.append(_Direction(s, cp, wp, sp, rev, [y] + s.y[ports],
+                                  [dy] + (s.dy[ports] if not forward else [None] * k),
+                                  s.dx[0] if s.dx else None, acc))
         return out
 
     def forward(self, ops, s):
@@ -1035,7 +1060,7 @@ class Bidirectional(_Masked, Layer):
             ops.binary("multiply", dy.buf, f.y[0].buf, r.dy[0].buf, count)
         elif mode in ("sum", "ave"):
             ops.scaled(dy.buf, f.dy[0].buf, count, 1.0 if mode == "sum" else 0.5)
-            r.dy = f.dy
+            r.dy = [f.dy[0]] + r.dy[1:]  # the same gradient, its own states'
         cell.backward(ops, f)
         cell.backward(ops, r)
         self.no_mask_gradient(ops, s)
@@ -1043,17 +1068,18 @@ class Bidirectional(_Masked, Layer):
     def reference(self, p, xs, ws, training=False):
         cell, cp = self.cell(p), _cell_params(p)
         halves = []
-        keep = _keep(xs)
+        keep, states = _keep(xs), []
         for pre, _, rev in _DIRECTIONS:
             w = {k[len(pre):]: v for k, v in ws.items() if k.startswith(pre)}
             ins = [x[:, ::-1] for x in xs] if rev else xs
-            y = cell.reference(cp, ins, w)[0]
+            y, *final = cell.reference(cp, ins, w)
             if p["return_sequences"]:  # in the input's order, zeros where masked (Keras')
                 y = (y[:, ::-1] if rev else y) * keep
             halves.append(y)
+            states += final
         f, r = halves
         return {"none": [f, r], "concat": [np.concatenate([f, r], -1)], "sum": [f + r],
-                "mul": [f * r], "ave": [(f + r) / 2]}[p["merge_mode"]]
+                "mul": [f * r], "ave": [(f + r) / 2]}[p["merge_mode"]] + states
 
 
 def _as(t, like, p):
