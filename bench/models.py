@@ -246,15 +246,15 @@ def time_layerloom(name, batch, steps, warmup, device, keras_path):
     trainer = Trainer(model, losses, [], opt)
     x, y = _data(name, batch)
     xs, ys = {graph.inputs()[0]: x}, {out: y.astype(np.float32)}
-    times, losses = [], []
+    times, step_losses = [], []
     for step in range(warmup + steps):
         trainer.reset()  # the loss sums start from zero (fit does this each epoch)
         t0 = time.perf_counter()
         trainer.train_batch(xs, ys, batch, step)
         rt.finish()
         times.append(time.perf_counter() - t0)
-        losses.append(trainer.read_logs()["loss"])  # outside the timed step
-    return {"device": rt.describe(), "step_s": times[warmup:], "losses": losses,
+        step_losses.append(trainer.read_logs()["loss"])  # outside the timed step
+    return {"device": rt.describe(), "step_s": times[warmup:], "losses": step_losses,
             "nodes": len(graph.nodes)}
 
 
