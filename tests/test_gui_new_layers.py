@@ -339,3 +339,10 @@ def test_padding_typed_with_keys_is_reported_once(qtbot):
         assert got[-1] == ("padding", value)
     assert got == [("padding", "same"), ("padding", ((1, 1), (2, 2))), ("padding", "valid")]
     assert box.count() == 2
+
+
+def test_every_layer_parameter_kind_has_a_widget_of_its_own(qapp):
+    """A new parameter kind gets a widget (or is added to one), never the JSON text field."""
+    from layerloom.app.forms.paramform import WIDGETS
+    kinds = {p.kind: layer.type_id for layer in layer_types() for p in layer.params}
+    assert {k: t for k, t in kinds.items() if k not in WIDGETS} == {}
