@@ -25,11 +25,20 @@ class NormOps:
 
     def grouped_norm_param_grad(self, x, dy, mean, rstd, plan, n, size, dgamma, dbeta):
         """dgamma, dbeta (either may be None): sums over the batch per gamma entry."""
-        if plan["K"]:
-            self._k("norm", "grouped_norm_param_grad")(
-                self.q, (plan["K"],), None, x, dy, mean, rstd, plan["poffs"], plan["psrc"],
-                plan["grp"], size, plan["G"], n, self._or_dummy(dgamma), self._or_dummy(dbeta),
-                int(dgamma is not None), int(dbeta is not None))
+        K = plan["K"]
+        if K and n:
+            pa = self._scratch("norm_parts_a", 4 * n * K)
+            pc = self._scratch("norm_parts_b", 4 * n * K)
+            self._k("norm", "grouped_norm_param_parts")(
+                self.q, (K, n), None, x, dy, mean, rstd, plan["poffs"], plan["psrc"],
+                plan["grp"], size, plan["G"], pa, pc)
+            for parts, out in ((pa, dgamma), (pc, dbeta)):
+                if out is not None:
+                    self._sum_parts(parts, n, K, out, self._dummy, 0, 0, 0)
+        elif K:
+            for out in (dgamma, dbeta):
+                if out is not None:
+                    self.fill(out, K)
 
     def stats_apply(self, x, y, mean, var, sidx, n, size, invert):
         """Normalization's (x - mean) / max(sqrt(variance), 1e-7) (or its inverse); sidx:
