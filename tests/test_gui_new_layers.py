@@ -246,8 +246,16 @@ def test_attention_ports_have_names_and_a_second_output_wires(win):
     assert shapes[m] == [(6, 4), (2, 6, 6)] and shapes[f] == [(72,)]
     assert any(e.src == m and e.src_port == 1 for e in win.doc.graph.edges)
     assert not _render(s).isNull()
+    assert [n for n, _, _ in item.port_names()] == ["query", "value", "key", "y", "scores"]
     win.set_flow("down")
     assert not _render(win.scene).isNull()
+    item = win.scene.nodes[m]
+    names = item.port_names()  # above and below the node, each short of the next port
+    assert [n for n, _, _ in names] == ["query", "value", "key", "y", "scores"]
+    rects = [r for _, r, _ in names]
+    x = [port.pos().x() for port in item.in_ports + item.out_ports]
+    assert rects[0].right() < x[1] and rects[1].right() < x[2] and rects[3].right() < x[4]
+    assert all(r.bottom() <= 0 for r in rects[:3]) and all(r.top() >= item.h for r in rects[3:])
     # a merge's numbered ports stay unnamed; a single port too
     a = win.add_at_centre("Add")
     assert win.scene.nodes[a].in_labels == [] and win.scene.nodes[f].in_labels == []
@@ -264,6 +272,17 @@ def test_bidirectional_without_merging_wires_both_directions(win):
     assert s.connect_ports(b, 0, c, 0) and s.connect_ports(b, 1, c, 1)
     assert win.doc.graph.analysis().shapes[c] == [(5, 8)]
     assert not _render(s).isNull()
+    win.scene.clearSelection()
+    win.scene.nodes[b].setSelected(True)
+    win.inspector.widgets["return_state"].setChecked(True)
+    item = s.nodes[b]
+    assert item.out_labels == ["forward", "backward", "forward_h", "forward_c", "backward_h",
+                               "backward_c"]
+    assert len(item.port_names()) == 8  # x, mask and the six beside their ports
+    win.set_flow("down")
+    item = win.scene.nodes[b]  # six outputs too close for their names: their tooltips say them
+    assert [n for n, _, _ in item.port_names()] == ["x", "mask"]
+    assert not _render(win.scene).isNull()
 
 
 def test_the_palette_search_prefers_names_and_falls_back_to_help(win):

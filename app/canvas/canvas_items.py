@@ -163,24 +163,37 @@ class NodeItem(QGraphicsItem):
 
     def _paint_port_names(self, p):
         """Each named port's name: beside it inside the node (flowing right), or outside it,
-        right of the port (flowing down: inputs above the node, outputs below)."""
+        right of the port as far as the next one (flowing down: inputs above the node, outputs
+        below; a side whose names do not fit so is left to the ports' tooltips)."""
         p.setFont(self.label_font())
         p.setPen(theme.color("subtext"))
-        down = self.gscene.flow == "down"
+        for name, rect, align in self.port_names():
+            p.drawText(rect, Qt.AlignVCenter | align, name)
+
+    def port_names(self):
+        """[(name, rect, alignment)] of the port names drawn."""
+        out = []
         for ports, names, ws in ((self.in_ports, self.in_labels, self.label_ws[0]),
                                  (self.out_ports, self.out_labels, self.label_ws[1])):
-            for port, name, w in zip(ports, names, ws):
-                x, y = port.pos().x(), port.pos().y()
-                if down:
-                    top = y - ROW_H if not port.is_output else y
-                    rect, align = QRectF(x + PortItem.R + 2, top, w + 4, ROW_H), Qt.AlignLeft
-                elif port.is_output:
-                    rect, align = QRectF(x - PortItem.R - 4 - w, y - ROW_H / 2, w, ROW_H), \
-                        Qt.AlignRight
-                else:
-                    rect, align = QRectF(x + PortItem.R + 4, y - ROW_H / 2, w, ROW_H), \
-                        Qt.AlignLeft
-                p.drawText(rect, Qt.AlignVCenter | align, name)
+            spots = [self._name_spot(ports, k, w) for k, w in enumerate(ws)]
+            if self.gscene.flow == "down" and any(
+                    w > rect.width() for w, (rect, _) in zip(ws, spots)):
+                continue
+            out += [(name, rect, align) for name, (rect, align) in zip(names, spots)]
+        return out
+
+    def _name_spot(self, ports, k, w):
+        """(rect, alignment) of port k's name, `w` wide."""
+        port = ports[k]
+        x, y = port.pos().x(), port.pos().y()
+        if self.gscene.flow == "down":  # clear of the ports' circles, short of the next wire
+            end = ports[k + 1].pos().x() - 3 if k + 1 < len(ports) else NODE_W + 8
+            top = y - ROW_H if not port.is_output else y + 4
+            return QRectF(x + PortItem.R + 2, top, end - x - PortItem.R - 2, ROW_H - 4), \
+                Qt.AlignLeft
+        if port.is_output:
+            return QRectF(x - PortItem.R - 4 - w, y - ROW_H / 2, w, ROW_H), Qt.AlignRight
+        return QRectF(x + PortItem.R + 4, y - ROW_H / 2, w, ROW_H), Qt.AlignLeft
 
     @classmethod
     def label_font(cls):
