@@ -365,3 +365,23 @@ def test_every_layer_parameter_kind_has_a_widget_of_its_own(qapp):
     from layerloom.app.forms.paramform import WIDGETS
     kinds = {p.kind: layer.type_id for layer in layer_types() for p in layer.params}
     assert {k: t for k, t in kinds.items() if k not in WIDGETS} == {}
+
+
+def test_padding_picked_again_after_an_undo_is_reported(win):
+    """Shown from outside (an undo), the same word picked again is a new edit."""
+    i = win.add_at_centre("Input", {"shape": [8, 8, 3]})
+    c = win.add_at_centre("Conv2D")
+    assert win.scene.connect_ports(i, 0, c, 0)
+    win.scene.clearSelection()
+    win.scene.nodes[c].setSelected(True)
+    box = win.inspector.widgets["padding"]
+    _type(box, "same")
+    assert win.doc.graph.nodes[c].params["padding"] == "same"
+    win.doc.undo.undo()
+    assert box.currentText() == "valid"
+    box.setCurrentIndex(1)
+    box.activated.emit(1)
+    assert win.doc.graph.nodes[c].params["padding"] == "same"
+    win.doc.undo.undo()
+    _type(box, "same")
+    assert win.doc.graph.nodes[c].params["padding"] == "same"

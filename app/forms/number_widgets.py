@@ -124,10 +124,10 @@ class PaddingBox(QComboBox):
         self.setInsertPolicy(QComboBox.NoInsert)
         self.addItems(self.words)
         self.lineEdit().setPlaceholderText(" / ".join(self.words) + " or amounts: 1, 2")
-        self.set_value(value)
         # Qt reports a typed word twice (the field finished, then the box "activated" by the
-        # item it matches): a text is sent once until it changes
+        # item it matches): a text is sent once until it changes or a value is shown
         self.sent = None
+        self.set_value(value)
 
         def typed():
             text = self.currentText().strip()
@@ -139,6 +139,7 @@ class PaddingBox(QComboBox):
         self.lineEdit().editingFinished.connect(typed)
 
     def set_value(self, value):
+        self.sent = None
         self.setEditText(amounts_text(value))
         self.lineEdit().setCursorPosition(0)
 
