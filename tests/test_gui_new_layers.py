@@ -178,12 +178,18 @@ def test_every_new_kinds_field_reads_back_what_it_shows(qapp):
     assert checked > 40
 
 
-def test_the_inspector_edits_padding_and_says_a_refusal_under_the_field(win):
+def _conv_in_inspector(win):
+    """An Input 8x8x3 wired into a Conv2D, the Conv2D selected (in the inspector); its id."""
     i = win.add_at_centre("Input", {"shape": [8, 8, 3]})
     c = win.add_at_centre("Conv2D")
     assert win.scene.connect_ports(i, 0, c, 0)
     win.scene.clearSelection()
     win.scene.nodes[c].setSelected(True)
+    return c
+
+
+def test_the_inspector_edits_padding_and_says_a_refusal_under_the_field(win):
+    c = _conv_in_inspector(win)
     assert win.inspector.node_id == c
     box = win.inspector.widgets["padding"]
     _type(box, "1, 1")
@@ -369,11 +375,7 @@ def test_every_layer_parameter_kind_has_a_widget_of_its_own(qapp):
 
 def test_padding_picked_again_after_an_undo_is_reported(win):
     """Shown from outside (an undo), the same word picked again is a new edit."""
-    i = win.add_at_centre("Input", {"shape": [8, 8, 3]})
-    c = win.add_at_centre("Conv2D")
-    assert win.scene.connect_ports(i, 0, c, 0)
-    win.scene.clearSelection()
-    win.scene.nodes[c].setSelected(True)
+    c = _conv_in_inspector(win)
     box = win.inspector.widgets["padding"]
     _type(box, "same")
     assert win.doc.graph.nodes[c].params["padding"] == "same"
