@@ -129,7 +129,8 @@ def _v3_vars(g):
             return [(None, np.asarray(g[sub][k])) for k in sorted(g[sub], key=int)]
     out = []
     for sub in ("forward_layer", "backward_layer", "layer", "query_dense", "key_dense",
-                "value_dense", "output_dense"):  # the last four: MultiHeadAttention's
+                "value_dense", "output_dense",  # MultiHeadAttention's
+                "token_embedding", "position_embedding"):  # TokenAndPositionEmbedding's
         if sub in g:
             out += _v3_vars(g[sub])
     return out

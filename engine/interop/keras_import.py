@@ -254,8 +254,10 @@ class _Builder:
         if given is not None and not (isinstance(given, tuple) and given[0] == MASK):
             self.fail(f"layer {name!r} ({cls}): its call's option mask={given!r} has no "
                       "Layerloom form")
-        if cls == "Normalization":
-            return self.input_normalization(name, config, refs, scope.where(name, keys[name]))
+        if cls == "Normalization":  # right after an Input: the project's input normalisation
+            out = self.input_normalization(name, config, refs, scope.where(name, keys[name]))
+            if out is not None:
+                return out
         shapes = [self.shape(r) for r in refs]
         type_id, params = kl.convert(name, cls, config, shapes, self.file.keras2, self.place)
         mask = given[1] if given is not None else self.mask_of(name, cls, refs)
@@ -270,7 +272,14 @@ class _Builder:
         specs = node.layer.weights(node.params, shapes)
         if specs and k > 0:
             self.shared(name, cls)
-        if specs:
+        if specs and cls == "Normalization" and config.get("mean") is not None:  # values given
+            try:
+                given = node.layer.given(node.params, shapes[0], config["mean"],
+                                         config.get("variance"))
+            except LayerloomError as e:
+                self.fail(f"layer {name!r} ({cls}): {e}")
+            self.weights.update({f"{nid}/{k}": v for k, v in given.items()})
+        elif specs:
             self.load_weights(nid, name, cls, node, specs, scope.where(name, keys[name]))
         return [(nid, p) for p in range(len(node.layer.output_names(node.params)))]
 
@@ -298,15 +307,14 @@ class _Builder:
     def input_normalization(self, name, config, refs, where):
         """A Normalization layer right after an Input (as Layerloom's Keras export writes one)
         becomes that Input's fitted normalisation in the project (dataset.fitted), which
-        --predict and training apply: Layerloom has no Normalization layer in the graph."""
+        --predict and training apply; None where it is not that (elsewhere, a second one,
+        invert, statistics along other axes): then it is a Normalization layer in the graph."""
         def fail(why):
             self.fail(f"layer {name!r} (Normalization): {why}")
         src = refs[0][0] if len(refs) == 1 else None
-        if src is None or not self.graph.nodes[src].layer.is_input or src in self.normalization:
-            fail("Layerloom has it only right after an Input, once (as the project's input "
-                 "normalisation); elsewhere it has no Layerloom form")
-        if config.get("invert"):
-            fail("option invert=True has no Layerloom form")
+        if src is None or not self.graph.nodes[src].layer.is_input or src in self.normalization \
+                or config.get("invert"):
+            return None
         axis = config.get("axis", -1)
         if isinstance(axis, list):  # Keras 3 writes None as [] and -1 as [-1]
             axis = axis[0] if len(axis) == 1 else None if not axis else axis
@@ -325,15 +333,17 @@ class _Builder:
         features = self.shape(refs[0])[-1] if self.shape(refs[0]) else 1
         if axis not in (-1, None, len(self.shape(refs[0]))) or mean.size not in (1, features) \
                 or variance.size != mean.size:
-            fail(f"option axis={config.get('axis')!r} with {mean.size} statistics has no "
-                 "Layerloom form (one statistic, or one per feature of the last axis)")
+            return None
         scale = 1.0 / np.maximum(np.sqrt(variance), 1e-7)  # keras: max(sqrt(var), epsilon)
         self.normalization[src] = {"shift": mean.tolist(), "scale": scale.tolist()}
         return refs
 
     def check_kwargs(self, name, cls, kwargs):
         for key, value in kwargs.items():
-            if value not in (None, False):  # training=False, mask=None
+            # training=False, mask=None; training=True too: Keras 3's image preprocessing
+            # layers record their call's default, and a Functional model hands every layer its
+            # own training flag when it runs (a recorded one is not used)
+            if value not in (None, False) and key != "training":
                 self.fail(f"layer {name!r} ({cls}): its call's option {key}={value!r} has no "
                           "Layerloom form")
 
@@ -373,7 +383,7 @@ class _Builder:
                 if tuple(arr.shape) != want[w]:
                     self.fail(f"layer {name!r} ({cls}): weight {w} has shape {tuple(arr.shape)} "
                               f"in the file, Layerloom's is {want[w]}")
-                self.weights[f"{nid}/{w}"] = np.ascontiguousarray(arr, np.float32)
+                self.weights[f"{nid}/{w}"] = np.array(arr, np.float32, order="C")  # 0-d stays
 
     # -- outputs --------------------------------------------------------------------------
     def outputs(self, names, refs):

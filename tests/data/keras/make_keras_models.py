@@ -142,7 +142,7 @@ def sequence():
 
 
 def unsupported_layer():
-    m = keras.Sequential([keras.Input((4, 4, 1)), L.Conv2DTranspose(2, 3, name="up"),
+    m = keras.Sequential([keras.Input((3, 5, 1)), L.ConvLSTM1D(2, 3, name="up"),
                           L.Flatten()], name="bad_layer")
     return m, None
 
