@@ -387,3 +387,16 @@ def test_padding_picked_again_after_an_undo_is_reported(win):
     win.doc.undo.undo()
     _type(box, "same")
     assert win.doc.graph.nodes[c].params["padding"] == "same"
+
+
+def test_padding_stepped_with_the_arrow_keys_is_reported(qtbot):
+    from PySide6.QtCore import Qt
+    form, got = _form("Conv2D")
+    qtbot.addWidget(form)
+    form.show()
+    box = form.widgets["padding"]
+    box.setFocus()
+    qtbot.keyClick(box, Qt.Key_Down)
+    assert box.currentText() == "same" and got == [("padding", "same")]
+    qtbot.keyClick(box, Qt.Key_Up)
+    assert got == [("padding", "same"), ("padding", "valid")]
