@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QRectF  # noqa: E402
+from PySide6.QtCore import QRectF, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QPainter  # noqa: E402
 
 from layerloom.core.registry import get_layer, layer_types  # noqa: E402
@@ -349,14 +349,19 @@ def test_the_inspector_wraps_another_layer_and_keeps_its_fields_tall(win, qtbot)
     assert w.form.widgets["padding"].currentText() == "valid"
 
 
-def test_padding_typed_with_keys_is_reported_once(qtbot):
-    """Keys into the box, Enter: one report per value (Qt also 'activates' a typed word)."""
-    from PySide6.QtCore import Qt
+def _focused_padding_box(qtbot):
+    """A shown Conv2D form's padding box with the keyboard focus, and its reports."""
     form, got = _form("Conv2D")
     qtbot.addWidget(form)
     form.show()
     box = form.widgets["padding"]
     box.setFocus()
+    return box, got
+
+
+def test_padding_typed_with_keys_is_reported_once(qtbot):
+    """Keys into the box, Enter: one report per value (Qt also 'activates' a typed word)."""
+    box, got = _focused_padding_box(qtbot)
     for text, value in (("same", "same"), ("1, 2", ((1, 1), (2, 2))), ("valid", "valid")):
         box.lineEdit().selectAll()
         qtbot.keyClicks(box.lineEdit(), text)
@@ -390,12 +395,7 @@ def test_padding_picked_again_after_an_undo_is_reported(win):
 
 
 def test_padding_stepped_with_the_arrow_keys_is_reported(qtbot):
-    from PySide6.QtCore import Qt
-    form, got = _form("Conv2D")
-    qtbot.addWidget(form)
-    form.show()
-    box = form.widgets["padding"]
-    box.setFocus()
+    box, got = _focused_padding_box(qtbot)
     qtbot.keyClick(box, Qt.Key_Down)
     assert box.currentText() == "same" and got == [("padding", "same")]
     qtbot.keyClick(box, Qt.Key_Up)
