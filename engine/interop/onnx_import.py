@@ -55,6 +55,7 @@ from layerloom.interop.onnx_layout import (BATCH, FOLD, PLACE, Imported, _Value,
 from layerloom.interop.onnx_ops_in import ACTIVATIONS, BINARY, LAMBDA_OPS, UNARY, _OperatorReads
 
 PASS_THROUGH = {"Identity"}
+MULTI_OUTPUT = {"Split"}  # the operators whose readers set every output
 # the attributes the importer's own reader of each operator maps; any other present is refused
 # by name
 OWN_ATTRIBUTES = {
@@ -68,6 +69,7 @@ OWN_ATTRIBUTES = {
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Squeeze": {"axes"},
     "Transpose": {"perm"}, "Gather": {"axis"}, "Cast": {"to", "saturate"},
     "CastLike": {"saturate"}, "Sum": set(), "Unsqueeze": {"axes"},
+    "Split": {"axis", "split", "num_outputs"},
     **{op: set() for op in list(UNARY) + list(BINARY)},
 }
 # the operators layers declare they are read from (their OnnxForm's reads), {op: [(the layer they
@@ -95,7 +97,8 @@ CHANNEL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMax
                "BatchNormalization", "ConvTranspose"}
 ELEMENTWISE = (set(ACTIVATIONS) - {"Softmax", "LogSoftmax"}) | set(LAMBDA_OPS) | PASS_THROUGH | {
     "LeakyRelu", "Dropout", "Clip", "HardSwish", "HardSigmoid", "Mish", "PRelu", "Shrink", "Celu",
-    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat", "Sum", "Unsqueeze", "Squeeze"} | \
+    "ThresholdedRelu", "Cast", "CastLike", "Slice", "Concat", "Sum", "Unsqueeze", "Squeeze",
+    "Split"} | \
     set(UNARY) | set(BINARY)
 
 
@@ -222,10 +225,11 @@ class _Importer(_OperatorReads):
             self.fail(node, f"its {what} must be a constant (an initializer)")
         return self.consts[node.input[i]]
 
-    def set(self, node, v):
-        """v is the node's output; where ONNX's shape inference knows that tensor's shape, ours
-        must be the same (a layout mapped wrongly is refused here, not computed)."""
-        name = node.output[0]
+    def set(self, node, v, port=0):
+        """v is the node's output (that of port); where ONNX's shape inference knows that
+        tensor's shape, ours must be the same (a layout mapped wrongly is refused here, not
+        computed)."""
+        name = node.output[port]
         dims = _dims(self.known[name]) if name in self.known else None
         ours = self.onnx_shape(v)
         if dims is not None and (len(dims) != len(ours) + 1 or any(
@@ -272,7 +276,8 @@ class _Importer(_OperatorReads):
             readers.append((None, OWN_ATTRIBUTES[node.op_type], lambda: self.own_read(node)))
         if not readers:
             self.fail(node, "this operator has no Layerloom layer")
-        used = [o for o in node.output[1:] if o and (o in self.uses or o in self.graph_outputs)]
+        used = [o for o in node.output[1:] if o and (o in self.uses or o in self.graph_outputs)
+                and node.op_type not in MULTI_OUTPUT]
         if used:  # named but read by nothing (a Dropout's mask) it does not matter
             self.fail(node, f"its output {used[0]!r} (beyond the first) has no Layerloom form")
         present, reasons = set(_attrs(node)), []

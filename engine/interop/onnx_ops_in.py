@@ -616,25 +616,53 @@ class _OperatorReads:
         if v.pooled or len(axes) != 1 or axes[0] % rank != self.channel_axis(v) or \
                 steps != [1]:
             self.decline(node, "not a slice along the channels alone")
+        first, last, _ = slice(starts[0], ends[0]).indices(self.shape(v)[-1])
+        self.set(node, self.channels(node, v, first, max(last, first)))
+
+    def channels(self, node, v, first, last, name=None):
+        """Channels first..last of v: v itself for all of them, else v's channels put first
+        in our layout (Reshape to (positions, C), Permute), cropped there (Cropping1D) and
+        put back."""
         shape = list(self.shape(v))
-        channels = shape[-1]
-        first, last, _ = slice(starts[0], ends[0]).indices(channels)
-        last = max(last, first)
-        if (first, last) == (0, channels):
-            self.set(node, v)
-            return
-        if first == last:
-            self.fail(node, "a slice that leaves no channels")
-        positions, scope = int(np.prod(shape[:-1])), self.scope(node)
+        count = shape[-1]
+        if (first, last) == (0, count):
+            return v
+        if first >= last:
+            self.fail(node, f"channels {first}..{last} of {count}: none")
+        positions, scope = int(np.prod(shape[:-1])), name or self.scope(node)
         x = _Value(v.node, v.port)
         for type_id, params, what in (
-                ("Reshape", {"target_shape": [positions, channels]}, "rows"),
+                ("Reshape", {"target_shape": [positions, count]}, "rows"),
                 ("Permute", {"dims": [2, 1]}, "channels_first"),
-                ("Cropping1D", {"cropping": [first, channels - last]}, "crop"),
+                ("Cropping1D", {"cropping": [first, count - last]}, "crop"),
                 ("Permute", {"dims": [2, 1]}, "channels_last"),
                 ("Reshape", {"target_shape": shape[:-1] + [last - first]}, "back")):
             x = _Value(self.add(node, type_id, params, [x], name=f"{scope}_{what}"))
-        self.set(node, v.like(x.node))
+        return v.like(x.node)
+
+    def op_Split(self, node):
+        """A Split along the channels (torch's chunk, GLU): each output a run of them."""
+        v, a = self.value(node, 0), _attrs(node)
+        rank = len(self.onnx_shape(v)) + 1
+        if v.pooled or a.get("axis", 0) % rank != self.channel_axis(v):
+            self.fail(node, f"axis {a.get('axis', 0)}; only a split of the channels maps")
+        count = self.shape(v)[-1]
+        sizes = a.get("split")
+        if len(node.input) > 1 and node.input[1]:
+            sizes = self.const(node, 1, "split")
+        outs = len(node.output)
+        if sizes is None:  # equal parts (the last smaller, from opset 18)
+            step = -(-count // outs)
+            sizes = [min(step, count - i * step) for i in range(outs)]
+        sizes = _ints(sizes)
+        if len(sizes) != outs or sum(sizes) != count or min(sizes) <= 0:
+            self.fail(node, f"split {sizes} of {count} channels into {outs}")
+        first = 0
+        for port, size in enumerate(sizes):
+            if node.output[port]:
+                name = f"{self.scope(node)}_{port}"
+                self.set(node, self.channels(node, v, first, first + size, name), port)
+            first += size
 
     def channel_shuffle(self, node, v, rest):
         """ShuffleNet's channel shuffle, ONNX's Reshape (N, g, C / g, H, W), Transpose
