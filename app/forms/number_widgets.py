@@ -144,9 +144,4 @@ class PaddingBox(QComboBox):
         self.lineEdit().setCursorPosition(0)
 
 
-def padding_widget(p, value, commit):
-    return PaddingBox(p, value, commit)
-
-
-WIDGETS = {"padding": padding_widget,
-           **{kind: (lambda p, v, c: NumbersField(p, v, c)) for kind in TEXTS}}
+WIDGETS = {"padding": PaddingBox, **{kind: NumbersField for kind in TEXTS}}
