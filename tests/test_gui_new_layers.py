@@ -240,7 +240,8 @@ def test_attention_ports_have_names_and_a_second_output_wires(win):
     item = s.nodes[m]
     assert [p.name for p in item.in_ports] == ["query", "value", "key"]
     assert item.in_labels == ["query", "value", "key"] and item.out_labels == []
-    assert "key" in item.in_ports[2].toolTip()
+    assert [p.optional for p in item.in_ports] == [False, False, True]
+    assert item.in_ports[2].toolTip() == "input 2: key (optional)"
     win.scene.clearSelection()
     item.setSelected(True)
     win.inspector.widgets["return_attention_scores"].setChecked(True)
@@ -265,6 +266,7 @@ def test_attention_ports_have_names_and_a_second_output_wires(win):
     # a merge's numbered ports stay unnamed; a single port too
     a = win.add_at_centre("Add")
     assert win.scene.nodes[a].in_labels == [] and win.scene.nodes[f].in_labels == []
+    assert not any(p.optional for p in win.scene.nodes[a].in_ports)  # a merge's next one
 
 
 def test_bidirectional_without_merging_wires_both_directions(win):

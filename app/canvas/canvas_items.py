@@ -39,19 +39,25 @@ def rounded_path(points, radius=8.0):
 class PortItem(QGraphicsItem):
     R = 6
 
-    def __init__(self, node, index, is_output, name):
+    def __init__(self, node, index, is_output, name, optional=False):
         super().__init__(node)
         self.node, self.index, self.is_output, self.name = node, index, is_output, name
+        self.optional = optional  # an input the layer works without (MHA's key, a mask)
         self.setAcceptHoverEvents(True)
-        self.setToolTip(f"{'output' if is_output else 'input'} {index}: {name}")
+        self.setToolTip(f"{'output' if is_output else 'input'} {index}: {name}"
+                        + (" (optional)" if optional else ""))
 
     def boundingRect(self):
         return QRectF(-self.R - 2, -self.R - 2, 2 * self.R + 4, 2 * self.R + 4)
 
     def paint(self, p, option, widget=None):
         p.setRenderHint(QPainter.Antialiasing)
-        p.setPen(QPen(theme.color("port_pen"), 1.2))
-        p.setBrush(QColor("#ffd166") if self.is_output else QColor("#8ecae6"))
+        p.setPen(QPen(theme.color("port_pen"), 1.2, Qt.DashLine if self.optional else
+                      Qt.SolidLine))
+        fill = QColor("#ffd166") if self.is_output else QColor("#8ecae6")
+        if self.optional:
+            fill.setAlpha(110)
+        p.setBrush(fill)
         p.drawEllipse(QPointF(0, 0), self.R, self.R)
 
     def mousePressEvent(self, event):
@@ -87,7 +93,9 @@ class NodeItem(QGraphicsItem):
         connected = len(self.gscene.doc.graph.in_edges(self.node_id))
         ins = layer.input_ports(connected + (1 if layer.max_inputs() is None else 0))
         outs = layer.output_names(node.params)
-        self.in_ports = [PortItem(self, i, False, n) for i, n in enumerate(ins)]
+        fixed = layer.max_inputs() is not None  # a merge's next port is not "optional"
+        self.in_ports = [PortItem(self, i, False, n, fixed and i >= layer.min_inputs())
+                         for i, n in enumerate(ins)]
         self.out_ports = [PortItem(self, i, True, n) for i, n in enumerate(outs)]
         # the names of a side's ports where it has several that differ in what they take or
         # give (query/value/key, y/scores, forward/backward); a merge's x0, x1... go unnamed
