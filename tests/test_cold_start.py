@@ -65,7 +65,7 @@ def test_a_queued_prebuild_is_built_at_once_by_the_thread_that_needs_it(fresh, m
     futures = fresh.prebuild([(("vector",), (), _src("slow_first")),
                               (("vector",), (), _src("needed_now"))])
     fresh.program(("vector",), prelude=_src("needed_now"))
-    assert calls[-1][1] == threading.current_thread().name
+    assert dict(calls)["// needed_now"] == threading.current_thread().name
     gate.set()
     for f in futures:
         f.result(60)
@@ -152,6 +152,9 @@ def test_the_warm_up_leaves_the_real_run_as_it_would_have_been(rt, tmp_path, mon
     from layerloom.project import loom
     from layerloom.train.session import Session
     proj = loom.load(os.path.join(EXAMPLES, "spirals.loom"))
+    if rt.kind != "cpu":  # only CPUs compile work-group functions at a kernel's first launch
+        assert warm_up(proj, Runtime(rt.device, capabilities=rt.caps), 64, 3) is None
+        return
     data = prepare_data(proj)
     weights = []
     for warm in (True, False):

@@ -107,11 +107,14 @@ def warm_up(proj, runtime, batch_size=None, seed=None):
     """Start a thread in which a throwaway copy of the model (its own buffers, weights and
     optimizer, on `runtime`) trains one batch of zeros and evaluates it: PoCL compiles each
     kernel's work-group function at its first launch (~0.1 s each, most of a cold first
-    epoch), so they compile there while the data loads. Returns the thread: join it before
-    the real model uses the runtime. A warm-up that fails (too little memory for two copies)
+    epoch), so they compile there while the data loads. Only on CPU devices, where that lazy
+    compile is (GPU drivers compile whole programs at build) and the copy's memory is the
+    host's. Returns the thread, or None: join it before the real model uses the runtime. A warm-up that fails (too little memory for two copies)
     is dropped: the real model then compiles as it goes, and says its own errors."""
     import numpy as np
     from layerloom.train.session import Session
+    if runtime.kind != "cpu":
+        return None
 
     def work():
         try:
@@ -142,11 +145,12 @@ def run(args, out=sys.stdout):
     runtime = start_runtime(proj, args.device, out)
     warming = warm_up(proj, runtime, args.batch_size, args.seed)
     data = prepare_data(proj, progress=data_progress(out))
-    if warming.is_alive():
-        out.write("Compiling kernels: the model's first step (each kernel's work-group "
-                  "function), on a throwaway copy\n")
-        out.flush()
-    warming.join()
+    if warming is not None:
+        if warming.is_alive():
+            out.write("Compiling kernels: the model's first step (each kernel's work-group "
+                      "function), on a throwaway copy\n")
+            out.flush()
+        warming.join()
     epochs = args.epochs or proj.training["epochs"]
     resume, initial, out_dir = _starting_point(args, proj, epochs)
     session = Session(proj, runtime=runtime, batch_size=args.batch_size, seed=args.seed,
