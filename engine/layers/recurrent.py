@@ -1234,6 +1234,17 @@ class TimeDistributed(Layer):
         inner, ip = _inner(params)
         return f"{inner.type_id} {inner.headline_text(ip)}".strip()
 
+    def parse_headline(self, words):
+        """The inverse of headline_text: "TimeDistributed Dense 64 relu" wraps a Dense 64
+        relu (the wrapped layer's own headline words)."""
+        if not words:
+            return {}
+        inner = get_layer(words[0])
+        if inner is None or inner.is_input:
+            raise ParamError(f"TimeDistributed takes a layer type first, not {words[0]!r}")
+        layer = {"type": inner.type_id, "params": inner.parse_headline(words[1:])}
+        return {"layer": self.params[0].validate(layer, "layer")}
+
     def _step_shapes(self, p, in_shapes):
         if len(in_shapes[0]) < 2:
             raise ShapeError(f"expects input shaped (None, steps, ...), got "
