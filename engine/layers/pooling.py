@@ -359,13 +359,16 @@ class AveragePooling1D(_Pool):
 class _GlobalPool(Layer):
     category = "Pooling"
     avg = False
-    examples = (({}, [(3, 5, 4)]), ({}, [(1, 1, 33)]))
+    params = (Bool("keepdims", False, help="Keep height and width with length 1: (1, 1, "
+                   "channels), as a squeeze-and-excitation block multiplies it back."),)
+    examples = (({}, [(3, 5, 4)]), ({}, [(1, 1, 33)]), ({"keepdims": True}, [(4, 3, 5)]))
 
     def output_shapes(self, p, in_shapes):
         if len(in_shapes[0]) != 3:
             raise ShapeError("expects input shaped (None, height, width, channels), got "
                              f"{fmt_shape(in_shapes[0])}")
-        return [(in_shapes[0][-1],)]
+        C = in_shapes[0][-1]
+        return [(1, 1, C) if p["keepdims"] else (C,)]
 
     def scratch(self, p, in_shapes):
         return {} if self.avg else {"argmax": (in_shapes[0][-1],)}
@@ -385,11 +388,14 @@ class _GlobalPool(Layer):
                                  self.avg, accumulate=s.acc[0])
 
     def reference(self, p, xs, ws, training=False):
-        return [xs[0].mean((1, 2)) if self.avg else xs[0].max((1, 2))]
+        keep = bool(p["keepdims"])
+        return [xs[0].mean((1, 2), keepdims=keep) if self.avg else
+                xs[0].max((1, 2), keepdims=keep)]
 
 
 def _global_pool_onnx(b, n):
-    return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1, 2], 0)]
+    return [b.reduce("ReduceMean" if n.layer.avg else "ReduceMax", n.x[0], [1, 2],
+                     int(bool(n.params["keepdims"])))]
 
 
 def _global_pool_onnx_in(imp, node, type_id):
@@ -433,35 +439,35 @@ def _global_pool_reads(global_op, reduce_op):
 def _global_pool_torch(kind):
     def convert(t, n):
         fn = "amax" if kind == "max" else "mean"
-        return [], [f"{n.out} = {n.x[0]}.{fn}(dim=(1, 2))"], {}
+        keep = ", keepdim=True" if n.params["keepdims"] else ""
+        return [], [f"{n.out} = {n.x[0]}.{fn}(dim=(1, 2){keep})"], {}
     return TorchForm(convert)
 
 
 def _global_pool_keras_in(o, shapes):
-    o.must("keepdims", False)
-    return {}
+    return {"keepdims": bool(o.get("keepdims", False))}
 
 
 @register
 class GlobalAveragePooling2D(_GlobalPool):
     type_id = "GlobalAveragePooling2D"
     avg = True
-    help = "Mean over height and width: (h, w, c) -> (c)."
+    help = "Mean over height and width: (h, w, c) -> (c), or (1, 1, c) with keepdims."
     onnx_form = OnnxForm(_global_pool_onnx, "ReduceMean over H, W",
                          reads=_global_pool_reads("GlobalAveragePool", "ReduceMean"))
     torch_form = _global_pool_torch("avg")
-    keras_form = KerasForm("GlobalAveragePooling2D", read=_global_pool_keras_in,
+    keras_form = KerasForm("GlobalAveragePooling2D", ("keepdims",), read=_global_pool_keras_in,
                            also={"GlobalAvgPool2D": None})
 
 
 @register
 class GlobalMaxPooling2D(_GlobalPool):
     type_id = "GlobalMaxPooling2D"
-    help = "Maximum over height and width: (h, w, c) -> (c)."
+    help = "Maximum over height and width: (h, w, c) -> (c), or (1, 1, c) with keepdims."
     onnx_form = OnnxForm(_global_pool_onnx, "ReduceMax over H, W",
                          reads=_global_pool_reads("GlobalMaxPool", "ReduceMax"))
     torch_form = _global_pool_torch("max")
-    keras_form = KerasForm("GlobalMaxPooling2D", read=_global_pool_keras_in,
+    keras_form = KerasForm("GlobalMaxPooling2D", ("keepdims",), read=_global_pool_keras_in,
                            also={"GlobalMaxPool2D": None})
 
 
