@@ -91,16 +91,24 @@ def _import(name, read):
         raise
 
 
-def _close(got, want, what):
+def _close(got, want, what, case):
+    """Within TOLERANCE of the largest output; $LAYERLOOM_ZOO_REPORT=FILE appends each
+    comparison's measured agreement as a JSON line (the README's zoo table)."""
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape, (what, got.shape, want.shape)
     scale = float(np.abs(want).max()) or 1.0
     err = float(np.abs(got - want).max())
+    report = os.environ.get("LAYERLOOM_ZOO_REPORT")
+    if report:
+        import json
+        with open(report, "a") as f:
+            f.write(json.dumps({"case": case, "what": what, "max_abs": err, "largest": scale,
+                                "relative": err / scale}) + "\n")
     assert err <= TOLERANCE * scale, \
         f"{what}: differs by up to {err:.3g} (outputs up to {scale:.3g})"
 
 
-def _train_and_export(project, weights, x, tmp_path):
+def _train_and_export(project, weights, x, tmp_path, case):
     """Two training steps (batch 2 of 4 rows) with a finite loss, then the ONNX export of the
     trained model computes what Layerloom computes."""
     model = Model(project, weights)
@@ -118,7 +126,7 @@ def _train_and_export(project, weights, x, tmp_path):
     model.export(path)
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    _close(got, model.predict(x), "the ONNX export in onnxruntime")
+    _close(got, model.predict(x), "the ONNX export in onnxruntime", case)
 
 
 @pytest.mark.parametrize("name", _cases(TORCH))
@@ -145,10 +153,11 @@ def test_a_torchvision_model_imports_trains_and_exports(name, tmp_path):
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     imported = _import(name, lambda: onnx_import.from_model(onnx.load(path), name))
-    _close(imported.predict({"x": x})["y"], want, "the import against torch")
+    _close(imported.predict({"x": x})["y"], want, "the import against torch", name)
     v = imported.inputs["x"]
     _train_and_export(imported.project, imported.weights,
-                      np.ascontiguousarray(np.moveaxis(x, 1, -1) if v.nchw else x), tmp_path)
+                      np.ascontiguousarray(np.moveaxis(x, 1, -1) if v.nchw else x), tmp_path,
+                      name)
 
 
 @pytest.mark.parametrize("name", _cases(KERAS))
@@ -171,5 +180,5 @@ def test_a_keras_application_imports_trains_and_exports(name, tmp_path):
     x = np.random.default_rng(SEED).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
     want = np.asarray(net.predict(x, verbose=0))
     project, weights = _import(name, lambda: keras_import.read(path))
-    _close(Model(project, weights).predict(x), want, "the import against Keras")
-    _train_and_export(project, weights, x, tmp_path)
+    _close(Model(project, weights).predict(x), want, "the import against Keras", name)
+    _train_and_export(project, weights, x, tmp_path, name)
