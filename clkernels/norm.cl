@@ -104,11 +104,6 @@ __kernel void bn_grad_input(__global const float* x, __global const float* dy,
 // LayerNormalization over the trailing axis: one work-item per row, W consecutive columns as
 // one vector (ln_*_ew: EW, when the columns are a multiple of it; the scalar kernels ran 5-8x
 // as long as PyTorch's on a transformer's 128 columns), the row's sums reduced across lanes.
-#define HSUM_1(v) (v)
-#define HSUM_4(v) ((v).s0 + (v).s1 + (v).s2 + (v).s3)
-#define HSUM_8(v) HSUM_4((v).lo + (v).hi)
-#define HSUM_16(v) HSUM_8((v).lo + (v).hi)
-#define HSUM(W, v) CAT(HSUM_, W)(v)
 #define LN_FORWARD(NAME, W, T)                                                              \
 __kernel void NAME(__global const float* x, __global float* y, __global const float* gamma, \
                    __global const float* beta, __global float* mean, __global float* rstd,  \
@@ -119,10 +114,10 @@ __kernel void NAME(__global const float* x, __global float* y, __global const fl
     __global float* yr = y + r * cols;                                                      \
     T s = 0.0f;                                                                             \
     for (int j = 0; j < cols; j += W) s += CAT(VLOAD, W)(xr + j);                           \
-    const float m = HSUM(W, s) / cols;                                                      \
+    const float m = LANES_SUM(W, s) / cols;                                                 \
     T v = 0.0f;                                                                             \
     for (int j = 0; j < cols; j += W) { const T d = CAT(VLOAD, W)(xr + j) - m; v += d * d; } \
-    const float rs = rsqrt(HSUM(W, v) / cols + eps);                                        \
+    const float rs = rsqrt(LANES_SUM(W, v) / cols + eps);                                   \
     mean[r] = m;                                                                            \
     rstd[r] = rs;                                                                           \
     for (int j = 0; j < cols; j += W) {                                                     \
@@ -151,7 +146,7 @@ __kernel void NAME(__global const float* x, __global const float* dy,           
         a += g;                                                                             \
         b += g * (CAT(VLOAD, W)(x + r * cols + j) - m) * rs;                                \
     }                                                                                       \
-    const float am = HSUM(W, a) / cols, bm = HSUM(W, b) / cols;                             \
+    const float am = LANES_SUM(W, a) / cols, bm = LANES_SUM(W, b) / cols;                   \
     for (int j = 0; j < cols; j += W) {                                                     \
         const int i = r * cols + j;                                                         \
         T v = rs * (LN_G(W, i, j) - am - (CAT(VLOAD, W)(x + i) - m) * rs * bm);             \

@@ -79,3 +79,17 @@
 #endif
 #define RB_SCATTER(v, p, s) { const EWT rb_v_ = (v); const float* rb_q_ = (const float*)&rb_v_; \
     for (int rb_l_ = 0; rb_l_ < rb_n_; rb_l_++) (p)[rb_l_ * (s)] = rb_q_[rb_l_]; }
+
+// A vector's lanes reduced to one float: LANES_SUM(W, v) their sum, LANES_MAX(W, v)
+// their maximum (W of 1, 4, 8, 16; ?: rather than fmax, see above).
+#define LANES_SUM_1(v) (v)
+#define LANES_SUM_4(v) ((v).s0 + (v).s1 + (v).s2 + (v).s3)
+#define LANES_SUM_8(v) LANES_SUM_4((v).lo + (v).hi)
+#define LANES_SUM_16(v) LANES_SUM_8((v).lo + (v).hi)
+#define LANES_SUM(W, v) CAT(LANES_SUM_, W)(v)
+#define VMAX_(a, b) ((a) > (b) ? (a) : (b))
+#define LANES_MAX_1(v) (v)
+#define LANES_MAX_4(v) VMAX_(VMAX_((v).s0, (v).s1), VMAX_((v).s2, (v).s3))
+#define LANES_MAX_8(v) LANES_MAX_4(VMAX_((v).lo, (v).hi))
+#define LANES_MAX_16(v) LANES_MAX_8(VMAX_((v).lo, (v).hi))
+#define LANES_MAX(W, v) CAT(LANES_MAX_, W)(v)

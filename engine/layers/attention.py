@@ -241,6 +241,9 @@ class MultiHeadAttention(_Sequences):
           "use_causal_mask": True}, [(5, 4), (3, 4)]),
         ({"num_heads": 2, "key_dim": 5, "dropout": 0.3, "kernel_regularizer": {"l2": 0.01}},
          [(6, 7), (6, 7)]),
+        # 8 and 16 value steps: the softmax in vectors (attn_softmax_ew)
+        ({"num_heads": 2, "key_dim": 3, "return_attention_scores": True}, [(3, 4), (8, 4)]),
+        ({"num_heads": 1, "key_dim": 2}, [(2, 3), (16, 3)]),
     )
     onnx_form = OnnxForm(_mha_onnx, "MatMul, Add (projections), Reshape, Transpose, Mul (scale), "
                          "MatMul, Add (causal mask), Softmax, MatMul, Transpose, Reshape, "
@@ -620,6 +623,7 @@ class Attention(_Luong):
         ({"use_scale": True, "use_causal_mask": True, "return_attention_scores": True},
          [(5, 4), (3, 2), (3, 4)]),
         ({"score_mode": "concat"}, [(3, 4), (5, 4)]),
+        ({"return_attention_scores": True}, [(3, 4), (8, 4)]),
         ({"score_mode": "concat", "use_scale": True, "use_causal_mask": True, "dropout": 0.2},
          [(4, 3), (4, 2), (4, 3)]),
     )
