@@ -356,3 +356,29 @@ def test_the_layers_exported_to_keras_come_back(tmp_path, rng, type_id, i):
     assert node.type == type_id and node.params == g.nodes["node"].params
     for k, a in ws.items():
         np.testing.assert_array_equal(back_ws[k], a)
+
+
+@pytest.mark.parametrize("approximate", [True, False])
+def test_a_dense_with_gelu_comes_back_from_its_keras_export(tmp_path, rng, approximate):
+    """Bug (review): gelu_tanh is written to Keras as ops.gelu(..., approximate=True) after a
+    linear layer, a node of class Gelu the importer had no reader for. Now it reads back as
+    that Dense and a gelu_tanh (or gelu) Activation, predicting the same."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("keras")
+    from layerloom.api import Model as ApiModel
+    from layerloom.interop import export as interop_export
+    from layerloom.interop import keras_import
+    from layerloom.project import loom
+    from test_onnx_export import _graph_for, _random_weights
+    act = "gelu_tanh" if approximate else "gelu"
+    g = _graph_for("Dense", {"units": 4, "activation": act}, [(5,)])
+    ws = _random_weights(g, rng)
+    path = str(tmp_path / "m.keras")
+    interop_export(loom.Project(g), ws, path)
+    back, back_ws = keras_import.read(path)
+    acts = [n.params["activation"] for n in back.graph.nodes.values() if not n.layer.is_input]
+    assert act in acts
+    x = rng.normal(size=(6, 5)).astype(np.float32)
+    want = REFERENCE[act](x.astype(np.float64) @ ws["node/kernel"] + ws["node/bias"])
+    got = ApiModel(back, back_ws).predict({back.graph.inputs()[0]: x})
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)

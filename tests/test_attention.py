@@ -112,17 +112,22 @@ def test_a_keras_model_with_attention_imports_and_predicts_what_keras_does(tmp_p
     np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=0, atol=TOL)
 
 
-def test_a_causal_mask_in_a_keras_call_is_refused_by_name(tmp_path):
-    """use_causal_mask is a call argument in Keras, which the importer does not hand to the
-    layer's form: refused by name rather than read without the mask."""
+def test_a_causal_mask_in_a_keras_call_imports_as_the_layers_parameter(tmp_path):
+    """use_causal_mask is a call argument in Keras, a parameter here: a saved model calling
+    MultiHeadAttention with it imports and predicts what Keras predicts."""
     keras = _keras()
+    from layerloom.api import Model as ApiModel
     from layerloom.interop import keras_import
     x = keras.Input((4, 6))
     model = keras.Model(x, keras.layers.MultiHeadAttention(2, 3)(x, x, use_causal_mask=True))
     path = str(tmp_path / "m.keras")
     model.save(path)
-    with pytest.raises(LayerloomError, match="use_causal_mask"):
-        keras_import.read(path)
+    project, weights = keras_import.read(path)
+    (node,) = [n for n in project.graph.nodes.values() if n.type == "MultiHeadAttention"]
+    assert node.params["use_causal_mask"]
+    xs = np.random.default_rng(5).normal(size=(3, 4, 6)).astype(np.float32)
+    got = ApiModel(project, weights).predict({project.graph.inputs()[0]: xs})
+    np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=0, atol=TOL)
 
 
 def test_other_attention_axes_and_output_shapes_are_refused_by_name():

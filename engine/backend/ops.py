@@ -36,7 +36,9 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
     """Every op, on one runtime. GEMM dispatch lives in engine/backend/gemm.py, convolution and
     pooling in engine/backend/conv_ops.py, the recurrent layers' ops in engine/backend/rnn_ops.py,
     attention in attention_ops.py, depthwise and transposed convolution in depthwise_ops.py,
-    preprocessing and augmentation in augment_ops.py; the rest here."""
+    preprocessing and augmentation in augment_ops.py, the grouped normalisations and
+    Normalization's statistics in norm_ops.py, the activation layers in activation_ops.py;
+    BatchNormalization, LayerNormalization and the rest here."""
 
     def __init__(self, runtime, ew=None):
         self.rt = runtime

@@ -109,8 +109,9 @@ def warm_up(proj, runtime, batch_size=None, seed=None):
     kernel's work-group function at its first launch (~0.1 s each, most of a cold first
     epoch), so they compile there while the data loads. Only on CPU devices, where that lazy
     compile is (GPU drivers compile whole programs at build) and the copy's memory is the
-    host's. Returns the thread, or None: join it before the real model uses the runtime. A warm-up that fails (too little memory for two copies)
-    is dropped: the real model then compiles as it goes, and says its own errors."""
+    host's. Returns the thread, or None: join it before the real model uses the runtime. A
+    warm-up that fails (too little memory for two copies) is dropped: the real model then
+    compiles as it goes, and says its own errors."""
     import numpy as np
     from layerloom.train.session import Session
     if runtime.kind != "cpu":

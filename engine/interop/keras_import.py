@@ -12,9 +12,9 @@ models inlined, keras.applications bases among them); each layer becomes the Lay
 the same name and parameters (keras_in_layers.py), named by its Keras name; a layer called with
 several tensors (MultiHeadAttention(query, value)) takes them as its inputs in order. Keras'
 mask of an Embedding(mask_zero=True) (Keras 3: NotEqual and a call's mask=; Keras 2: implicit)
-becomes the ids wired to the mask input of the recurrent layers it reaches. Layerloom is channels-last and keeps Keras'
-weight layouts, so weights are copied as they are (GRU's (2, 3 units) bias is split into bias
-and recurrent_bias). A layer, option or call Layerloom cannot express, a layer with weights
+becomes the ids wired to the mask input of the recurrent layers it reaches. Layerloom is
+channels-last and keeps Keras' weight layouts, so weights are copied as they are (GRU's (2, 3
+units) bias is split into bias and recurrent_bias). A layer, option or call Layerloom cannot express, a layer with weights
 called at two places (shared weights), a compile setting without a Layerloom form: DataError
 naming the layer, its class and the option, nothing guessed (exit 2 from the command line).
 docs/keras.md has the mapping."""
@@ -25,8 +25,12 @@ import numpy as np
 
 from layerloom.core.errors import DataError, LayerloomError
 from layerloom.core.graph import Graph
+from layerloom.core.registry import get_layer
 from layerloom.interop import keras_compile, keras_in_layers as kl
 from layerloom.interop.keras_file import PLACE, Scope, layer_keys, layer_name, open_model
+
+# the call options a layer's declaration takes as parameters (Keras passes them at call time)
+CALL_PARAMS = ("use_causal_mask", "return_attention_scores")
 
 MODELS = ("Sequential", "Functional", "Model")
 MASK = "<mask>"  # (MASK, ids ref): Keras 3's NotEqual(ids, 0), the mask a recurrent layer takes
@@ -242,6 +246,10 @@ class _Builder:
         cls, config, name = lay.get("class_name"), lay.get("config") or {}, layer_name(lay)
         not_equal = kwargs.pop("not_equal_zero", False)
         given = kwargs.pop("mask", None)  # Keras 3: the mask it is called with, (MASK, ids)
+        # call options that are the layer's parameters here (MultiHeadAttention's and
+        # Attention's use_causal_mask, return_attention_scores)
+        call_params = {key: kwargs.pop(key) for key in CALL_PARAMS
+                       if isinstance(kwargs.get(key), bool)}
         self.check_kwargs(name, cls, kwargs)
         if cls in MODELS:
             if k > 0:
@@ -260,6 +268,13 @@ class _Builder:
                 return out
         shapes = [self.shape(r) for r in refs]
         type_id, params = kl.convert(name, cls, config, shapes, self.file.keras2, self.place)
+        if call_params:
+            declared = {q.name for q in get_layer(type_id).params}
+            for key, value in call_params.items():
+                if key not in declared:
+                    self.fail(f"layer {name!r} ({cls}): its call's option {key}={value!r} has "
+                              "no Layerloom form")
+                params[key] = value
         mask = given[1] if given is not None else self.mask_of(name, cls, refs)
         if given is not None and cls not in MASK_TAKERS:
             self.fail(f"layer {name!r} ({cls}) is called with the mask of an Embedding with "

@@ -306,32 +306,6 @@ class _OperatorReads:
                             "(N, F) (Flatten first)")
         return v
 
-    def padding(self, node, v, a, k, strides, dil, pad_value_matters):
-        """(input, "valid" | "same"): ONNX's explicit pads as Keras' "same" where they are
-        the same, else (zeros only) a ZeroPadding2D before a "valid" layer."""
-        auto = _text(a.get("auto_pad", "NOTSET"))
-        if auto not in ("NOTSET", "VALID", "SAME_UPPER"):
-            self.fail(node, f"auto_pad {auto}")
-        h, w_, _ = self.shape(v)
-        same = []
-        for n, kk, s, d in zip((h, w_), k, strides, dil):
-            total = max((math.ceil(n / s) - 1) * s + (kk - 1) * d + 1 - n, 0)
-            same.append((total // 2, total - total // 2))
-        same = [same[0][0], same[1][0], same[0][1], same[1][1]]
-        if auto == "SAME_UPPER":  # the extra pixel after, as Keras' "same"
-            return v, "same"
-        pads = list(a.get("pads", [0, 0, 0, 0])) if auto == "NOTSET" else [0, 0, 0, 0]
-        if not any(pads):
-            return v, "valid"
-        if same == pads:
-            return v, "same"
-        if pad_value_matters:
-            self.fail(node, f"pads {pads}, which are not Keras' \"same\" for this input")
-        zp = self.add(node, "ZeroPadding2D", {"padding": [[pads[0], pads[2]],
-                                                          [pads[1], pads[3]]]}, [v],
-                      name=f"{self.scope(node)}_pad")
-        return _Value(zp, nchw=True), "valid"
-
     def reduce_axes(self, node, rank):
         """A Reduce*'s axes (an attribute before opset 18, a constant input from 18), sorted
         and counted from the front of a tensor of `rank`; None where not given or not

@@ -141,6 +141,12 @@ def _activation_keras_in(o, shapes):
     return {"activation": o.activation(default=None)}
 
 
+def _gelu_op_keras_in(o, shapes):
+    """keras.ops.gelu(x, approximate=...) in a Functional model (Keras 3 records the op as
+    a node of class Gelu), as the Keras export writes gelu_tanh."""
+    return {"activation": "gelu_tanh" if o.get("approximate", True) else "gelu"}
+
+
 @register
 class Activation(Layer):
     type_id = "Activation"
@@ -152,7 +158,8 @@ class Activation(Layer):
     examples = tuple(({"activation": a}, [shape]) for a in NAMES for shape in ((7,), (3, 33)))
     onnx_form = OnnxForm(_activation_onnx, "the activation's ops")
     torch_form = TorchForm(_activation_torch)
-    keras_form = KerasForm("Activation", ("activation",), read=_activation_keras_in)
+    keras_form = KerasForm("Activation", ("activation",), read=_activation_keras_in,
+                           also={"Gelu": _gelu_op_keras_in})
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
