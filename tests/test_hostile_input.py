@@ -431,7 +431,8 @@ def test_the_parser_refuses_with_a_place_or_accepts(text):
     try:
         proj = projectfile.loads(text, path=os.path.join(EXAMPLES, "x.loom"))
     except ProjectError as e:
-        assert all(len(line) <= 600 for line in e.lines())
+        # short lines; the one list of the layer types (bounded by the registry) apart
+        assert all(len(line) <= 600 for line in e.lines() if "the layer types are" not in line)
         return
     proj.graph.infer_shapes()
     projectfile.problems_of(proj)

@@ -145,7 +145,15 @@ def run(args, out=sys.stdout):
     proj = projectfile.load(path)
     runtime = start_runtime(proj, args.device, out)
     warming = warm_up(proj, runtime, args.batch_size, args.seed)
-    data = prepare_data(proj, progress=data_progress(out))
+    try:
+        data = prepare_data(proj, progress=data_progress(out))
+    except BaseException:
+        # bad data (exit 2) or Ctrl-C: the warm-up and the builds end first; a process that
+        # exited under them crashed in the OpenCL driver (SIGSEGV instead of exit 2)
+        if warming is not None:
+            warming.join()
+        runtime.wait_for_builds()
+        raise
     if warming is not None:
         if warming.is_alive():
             out.write("Compiling kernels: the model's first step (each kernel's work-group "
