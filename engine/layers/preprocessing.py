@@ -10,6 +10,7 @@ per-sample affine map (backend/augment_ops.py), drawn on the device while traini
 a scratch buffer for the backward pass; the deterministic ones (Resizing, CenterCrop) have one
 map for all, uploaded once. Their float64 reference takes the same maps."""
 import zlib
+from abc import abstractmethod
 
 import numpy as np
 
@@ -507,9 +508,9 @@ def _fill_params():
 class _Affine(_Warp):
     """Rotation, zoom, translation: a random affine map per image while training."""
 
+    @abstractmethod
     def _draw(self, p):
         """(kind, params) of draw_transforms (augment.cl) for the layer's parameters."""
-        raise NotImplementedError
 
     def _training(self, p, H, W, C):
         g = _same_size(H, W, C, p["interpolation"] == "nearest", p["fill_mode"])
