@@ -55,7 +55,7 @@ class AttentionOps:
     def attn_softmax(self, s, p, rows, cols, tq, causal):
         """p = softmax of each row of s (p may be s); causal: row i of each (tq, cols) matrix
         keeps columns j <= i only."""
-        if rows and not causal and self.ew > 1 and cols % self.ew == 0:
+        if rows and not causal and self._width(cols) > 1:
             self._k("attention", "attn_softmax_ew")(
                 self.q, *self._padded(rows, self.WG_ROWS), s, p, cols, rows)
         elif rows:

@@ -13,7 +13,7 @@ class DepthwiseOps:
     def _dw_widths(self, C, M):
         """(VO, VI): output and input channels per work-item, the elementwise width where the
         channels divide by it (CPUs), else 1 (GPUs: ew is 1 there)."""
-        return tuple(self.ew if count % self.ew == 0 else 1 for count in (C * M, C))
+        return self._width(C * M), self._width(C)
 
     def _dw_k(self, name, g, M):
         vo, vi = self._dw_widths(g.C, M)

@@ -186,14 +186,24 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
             self._ew("elementwise", "act_backward", rows * cols, ACT_ID[act],
                      x if x is not None else y, y, dy, dx, int(accumulate))
 
+    def _width(self, n):
+        """EW where n (columns, channels) is a multiple of it, else 1: how many a work-item of
+        a kernel with an `_ew` form takes."""
+        return self.ew if n % self.ew == 0 else 1
+
+    def _k_w(self, file, name, n):
+        """(kernel, width): `name`_ew of clkernels/<file>.cl on EW of n at a time where n is a
+        multiple of EW, else `name` on one."""
+        w = self._width(n)
+        return self._k(file, f"{name}_ew" if w > 1 else name), w
+
     def bias_grad(self, dy, db, rows, cols):
         """db = column sums of dy; in parts summed afterwards when there are many rows."""
         P = max(1, min(64, rows // 256))  # parts; 1 (the sums themselves) for few rows
         out = db if P == 1 else self._scratch("bias_parts", 4 * P * cols)
-        w = self.ew if cols % self.ew == 0 else 1
+        k, w = self._k_w("elementwise", "col_sums", cols)
         local = (cols // w, 1) if P > 1 and cols // w <= 256 else None
-        self._k("elementwise", "col_sums_ew" if w > 1 else "col_sums")(
-            self.q, (cols // w, P), local, dy, out, rows, cols)
+        k(self.q, (cols // w, P), local, dy, out, rows, cols)
         if P > 1:
             self._sum_parts(out, P, cols, db, self._dummy, 0, 0, 0)
 
@@ -202,8 +212,8 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
         """(kernel, grid, P) of norm.cl's per-channel sums in parts (`name`, or `name`_ew on
         EW channels at a time): P blocks of rows, at least 32 rows each."""
         P = max(1, min(64, rows // 32))
-        w = self.ew if self.ew > 1 and C % self.ew == 0 else 1
-        return self._k("norm", f"{name}_ew" if w > 1 else name), (C // w, P), P
+        k, w = self._k_w("norm", name, C)
+        return k, (C // w, P), P
 
     def bn_stats(self, x, rows, C, mean, var, mmean, mvar, momentum, update):
         k, grid, P = self._norm_parts("bn_stats_parts", rows, C)
@@ -231,21 +241,16 @@ class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, Norm
                 self.q, (C, rows), None, x, dy, mean, var, self._or_dummy(gamma), eps, sdy, sdx,
                 rows, int(gamma is not None), dx, int(accumulate))
 
-    def _ln_k(self, name, cols):
-        """norm.cl's LayerNormalization kernel `name`, on EW columns at a time when they are a
-        multiple of EW."""
-        return self._k("norm", f"{name}_ew" if self.ew > 1 and cols % self.ew == 0 else name)
-
     def ln_forward(self, x, y, gamma, beta, mean, rstd, rows, cols, eps):
         if rows:
-            self._ln_k("ln_forward", cols)(
+            self._k_w("norm", "ln_forward", cols)[0](
                 self.q, (rows,), self._wg(rows), x, y, self._or_dummy(gamma),
                 self._or_dummy(beta), mean, rstd, cols, eps, int(gamma is not None),
                 int(beta is not None))
 
     def ln_backward(self, x, dy, gamma, mean, rstd, rows, cols, dx, accumulate):
         if rows:
-            self._ln_k("ln_backward", cols)(
+            self._k_w("norm", "ln_backward", cols)[0](
                 self.q, (rows,), self._wg(rows), x, dy, self._or_dummy(gamma), mean, rstd, cols,
                 int(gamma is not None), dx, int(accumulate))
 
