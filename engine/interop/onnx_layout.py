@@ -138,15 +138,23 @@ def _squeeze(a, x):
     return np.squeeze(x[0], tuple(axes))
 
 
+def slice_args(a, given=None):
+    """(starts, ends, axes, steps) of an ONNX Slice, as lists of ints: before opset 10 from its
+    attributes a (given None); from opset 10 on from its inputs 1..4 (given: their values,
+    None where an optional one is absent: every axis in order, steps of 1)."""
+    if given is None:
+        starts, ends = _ints(a.get("starts", [])), _ints(a.get("ends", []))
+        return starts, ends, _ints(a.get("axes", range(len(starts)))), [1] * len(starts)
+    given = list(given) + [None] * (4 - len(given))
+    starts, ends = _ints(given[0]), _ints(given[1])
+    axes = _ints(given[2]) if given[2] is not None else list(range(len(starts)))
+    steps = _ints(given[3]) if given[3] is not None else [1] * len(starts)
+    return starts, ends, axes, steps
+
+
 def _slice(a, x):
     data = x[0]
-    if len(x) > 1:  # opset 10 on: inputs
-        starts, ends = _ints(x[1]), _ints(x[2])
-        axes = _ints(x[3]) if len(x) > 3 and x[3] is not None else list(range(len(starts)))
-        steps = _ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
-    else:
-        starts, ends = list(a["starts"]), list(a["ends"])
-        axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    starts, ends, axes, steps = slice_args(a, x[1:] if len(x) > 1 else None)
     index = [slice(None)] * data.ndim
     for s, e, ax, st in zip(starts, ends, axes, steps):
         index[ax % data.ndim] = slice(s, e, st)  # Python clamps as ONNX does, steps < 0 too

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from layerloom.interop.onnx_layout import _Value, _attrs, _close, _ints, _perms, _text
+from layerloom.interop.onnx_layout import (_Value, _attrs, _close, _ints, _perms, _text,
+                                           slice_args)
 
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
                "Softsign": "softsign", "Exp": "exponential", "Selu": "selu", "Elu": "elu",
@@ -568,24 +569,30 @@ class _OperatorReads:
             return out
         return vs
 
+    def slice_args(self, node, decline=False):
+        """(starts, ends, axes, steps) of a Slice node (onnx_layout.slice_args); inputs that are
+        not constants decline the node (decline) or refuse it by name."""
+        if self.opset < 10:
+            return slice_args(_attrs(node))
+        given = []
+        for i, what in ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps")):
+            if len(node.input) <= i or not node.input[i]:
+                given.append(None)
+            elif node.input[i] in self.consts:
+                given.append(self.consts[node.input[i]])
+            elif decline:
+                self.decline(node, f"{what} that are not constants")
+            else:
+                given.append(self.const(node, i, what))  # refused, naming them
+        return slice_args(_attrs(node), given)
+
     def channel_slice(self, node):
         """A Slice (step 1) along the channels alone (ShuffleNet's split of the channels in
         two): the channels put first in our layout (Reshape to (positions, C), Permute),
         cropped there (Cropping1D) and put back. Declines a slice along another axis (the
         cropping layers' readers take those)."""
         v = self.value(node, 0)
-        a = _attrs(node)
-        if self.opset < 10:
-            starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
-            axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
-        else:
-            got = [self.consts.get(node.input[i]) if len(node.input) > i and node.input[i]
-                   else None for i in range(1, 5)]
-            if got[0] is None or got[1] is None:
-                self.decline(node, "starts and ends that are not constants")
-            starts, ends = _ints(got[0]), _ints(got[1])
-            axes = _ints(got[2]) if got[2] is not None else list(range(len(starts)))
-            steps = _ints(got[3]) if got[3] is not None else [1] * len(starts)
+        starts, ends, axes, steps = self.slice_args(node, decline=True)
         rank = len(self.onnx_shape(v)) + 1
         if v.pooled or len(axes) != 1 or axes[0] % rank != self.channel_axis(v) or \
                 steps != [1]:

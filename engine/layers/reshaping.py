@@ -222,18 +222,9 @@ def _slice_onnx_in(imp, node, type_id):
     """ONNX's Slice of a tensor with step 1 along the spatial axes: the rows, columns or steps
     it leaves out at each end."""
     v, rank = _margins_in(imp, node, type_id)
-    a = imp.attrs(node)
-    if imp.opset < 10:
-        starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
-        axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
-    else:
-        starts, ends = (list(imp.const(node, i, w)) for i, w in ((1, "starts"), (2, "ends")))
-        axes = list(imp.const(node, 3, "axes")) if len(node.input) > 3 and node.input[3] \
-            else list(range(len(starts)))
-        steps = list(imp.const(node, 4, "steps")) if len(node.input) > 4 and node.input[4] \
-            else [1] * len(starts)
-    if any(int(st) != 1 for st in steps):
-        imp.fail(node, f"steps {[int(st) for st in steps]} (only 1: a crop)")
+    starts, ends, axes, steps = imp.slice_args(node)
+    if any(st != 1 for st in steps):
+        imp.fail(node, f"steps {steps} (only 1: a crop)")
     dims = (None,) + tuple(imp.onnx_shape(v))
     amounts = {}
     for s0, e0, ax in zip(starts, ends, axes):
