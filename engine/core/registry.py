@@ -129,9 +129,9 @@ class Layer(ABC):
     examples = ()
     # parameters shown on the node's face ("Dense 64 relu"); None: those of HEADLINE it has
     headline = None
-    HEADLINE = ("units", "filters", "kernel_size", "pool_size", "rate", "stddev", "output_dim",
-                "target_shape", "dims", "n", "size", "cropping", "axes", "expression",
-                "activation")
+    HEADLINE = ("units", "filters", "kernel_size", "pool_size", "rate", "stddev", "input_dim",
+                "output_dim", "target_shape", "dims", "n", "size", "cropping", "axes",
+                "expression", "activation")
 
     def headline_text(self, params):
         """The key parameter values, short: "64 relu", "32 3x3 relu", "0.3" (a linear
@@ -155,36 +155,11 @@ class Layer(ABC):
         return " ".join(out)
 
     def parse_headline(self, words):
-        """The parameters the words after a layer's name give, as its headline shows them
-        ("128 relu", "32 3x3 relu", "0.3"): each word is the first headline parameter not
-        yet set that accepts it. Raises ParamError naming a word no parameter takes."""
-        names = self.headline if self.headline is not None else [
-            q.name for q in self.params if q.name in self.HEADLINE]
-        declared = {q.name: q for q in self.params}
-        out = {}
-        for word in words:
-            value = _headline_value(word)
-            tries = [value]
-            if isinstance(value, list) and len(value) >= 4 and len(value) % 2 == 0:
-                tries.append([value[i:i + 2] for i in range(0, len(value), 2)])  # 1x0x2x1
-            refused = []  # each parameter's own reason, said when none takes the word
-            for name in names:
-                if name in out or name not in declared:
-                    continue
-                for v in tries:
-                    try:
-                        out[name] = declared[name].validate(v, name)
-                        break
-                    except LayerloomError as e:
-                        why = e.message
-                if name in out:
-                    break
-                refused.append(f"{name}: {why}")
-            else:
-                raise ParamError(f"{self.type_id} takes no {word!r} here"
-                                 + (f" ({'; '.join(refused)})" if refused else
-                                    " (it has no parameters to type after its name)"))
-        return out
+        """The parameters the words typed after a layer's name give, in Keras' positional
+        order and as name=value (core/quickadd.py parse_words). Raises ParamError naming a
+        word no parameter takes."""
+        from layerloom.core.quickadd import parse_words
+        return parse_words(self, words)
 
     # -- ports ---------------------------------------------------------------
     def input_ports(self, n_connected=0):
@@ -299,25 +274,6 @@ def find_layer(word):
 
 
 def layer_from_text(text):
-    """(type id, parameters) from a layer typed as its node shows it ("dense 128 relu",
-    "conv2d 32 3x3 relu"); raises ParamError saying what was not understood."""
-    words = text.split()
-    if not words:
-        raise ParamError("type a layer's name")
-    layer = find_layer(words[0])
-    if layer is None:
-        raise ParamError(f"no layer type is called {words[0]!r}; the Layers panel lists them")
-    return layer.type_id, layer.parse_headline(words[1:])
-
-
-def _headline_value(word):
-    """A headline word as a value: 3x3 -> [3, 3], numbers as numbers, else the text."""
-    parts = word.lower().split("x")
-    if len(parts) > 1 and all(p.lstrip("-").isdigit() for p in parts):  # -1x2 (Reshape)
-        return [int(p) for p in parts]
-    for cast in (int, float):
-        try:
-            return cast(word)
-        except ValueError:
-            pass
-    return word
+    """(type id, parameters) from a layer typed as Keras takes it: core/quickadd.py."""
+    from layerloom.core.quickadd import layer_from_text as parse
+    return parse(text)
