@@ -47,6 +47,11 @@ def build_parser():
                "130 interrupted.")
     p.add_argument("project", nargs="?", help="project file (.loom) to open in the editor")
     p.add_argument("--run", metavar="PROJECT", help="train PROJECT headless and exit")
+    p.add_argument("--sweep", nargs=2, metavar=("PROJECT", "SPEC"),
+                   help="train PROJECT once for each trial of SPEC (a JSON file, or inline: "
+                        "'learning_rate=logrange(1e-4,1e-1,6)'; README, Sweeps), each a recorded "
+                        "run in --out (default runs/<project>), and rank them; run again to "
+                        "resume")
     p.add_argument("--predict", metavar="PROJECT",
                    help="run the trained PROJECT (a trained.loom) on --input and write the "
                         "predictions to --output (.csv, .npy, .npz; default: CSV on stdout)")
@@ -114,13 +119,13 @@ def list_devices(out=sys.stdout):
 
 def _project_arg(args):
     """The project file the command is about, to name in its messages."""
-    return (args.run or args.predict or args.evaluate or args.export or args.import_onnx
-            or args.project)
+    return (args.run or (args.sweep or [None])[0] or args.predict or args.evaluate
+            or args.export or args.import_onnx or args.project)
 
 
 def _doing(args):
     """What the command was doing, to name an unexpected failure by (not always 'training')."""
-    for attr, word in (("run", "training"), ("predict", "prediction"),
+    for attr, word in (("run", "training"), ("sweep", "the sweep"), ("predict", "prediction"),
                        ("evaluate", "evaluation"), ("export", "export"),
                        ("import_onnx", "import"), ("list_devices", "the device survey")):
         if getattr(args, attr, None):
@@ -135,6 +140,9 @@ def main(argv=None):
             return list_devices()
         if args.run:
             return run(args)
+        if args.sweep:
+            from layerloom.cli.sweep import sweep
+            return sweep(args)
         for command in ("predict", "evaluate", "export", "import_onnx"):
             if getattr(args, command):
                 from layerloom.cli import use_model

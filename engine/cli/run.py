@@ -138,11 +138,14 @@ def warm_up(proj, runtime, batch_size=None, seed=None):
     return thread
 
 
-def run(args, out=sys.stdout):
+def run(args, out=sys.stdout, proj=None, record_into=None):
+    """proj: the project already loaded and changed (a sweep's trial; args.run names its
+    file); record_into: {"folder", "extra"}, where the run's record goes (default the output
+    folder) with fields to add to it; its "id" is set once it is recorded."""
     from layerloom.train.session import Session
     from layerloom.data.prepare import prepare_data
     path = args.run
-    proj = projectfile.load(path)
+    proj = proj if proj is not None else projectfile.load(path)
     runtime = start_runtime(proj, args.device, out)
     warming = warm_up(proj, runtime, args.batch_size, args.seed)
     try:
@@ -196,7 +199,7 @@ def run(args, out=sys.stdout):
             "trained.loom": (json.dumps(projectfile.trained_dict(proj, out_dir, data.fitted),
                                         indent=2) + "\n").encode("utf-8"),
             TRAINING_STATE: session.training_state().to_bytes()})
-        recorded = _record(proj, history, session, epochs, out_dir)
+        recorded = _record(proj, history, session, epochs, out_dir, record_into)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -204,21 +207,27 @@ def run(args, out=sys.stdout):
                    session.runtime.builds)
 
 
-def _record(proj, history, session, epochs, out_dir):
+def _record(proj, history, session, epochs, out_dir, into=None):
     """The run joins the folder's run records (the editor's Runs panel lists them); a record
-    that cannot be written is said, the outputs above stand."""
+    that cannot be written is said, the outputs above stand. into: see run()."""
     from layerloom.project import runs
     record = runs.make_record(projectfile.to_dict(proj), history, "command line",
                               session.runtime.describe(), session.model.param_count(),
                               started=time.time() - history["total_seconds"], epochs=epochs,
                               batch_size=session.batch_size, seed=session.seed)
+    if "early_stopping" in history:  # the Runs tab and a sweep's ranking mark it
+        record["early_stopping"] = history["early_stopping"]
+    into = into if into is not None else {}
+    record.update(into.get("extra") or {})
+    folder = into.get("folder") or out_dir
     try:
-        rid = runs.save(out_dir, record, session.model.get_weights())
+        rid = runs.save(folder, record, session.model.get_weights())
     except OSError as e:
         sys.stderr.write(f"layerloom: warning: the run was not recorded in "
-                         f"{os.path.join(out_dir, runs.RECORDS)}: {e.strerror or e}\n")
+                         f"{os.path.join(folder, runs.RECORDS)}: {e.strerror or e}\n")
         return None
-    return f"Recorded as run {rid} in {os.path.join(out_dir, runs.RECORDS)} (the editor's Runs tab)"
+    into["id"] = rid
+    return f"Recorded as run {rid} in {os.path.join(folder, runs.RECORDS)} (the editor's Runs tab)"
 
 
 
