@@ -14,7 +14,7 @@ error is a layerloom.LayerloomError with the place of the problem, as the comman
 """
 import os
 
-from layerloom.core.errors import DataError, LayerloomError
+from layerloom.core.errors import DataError, GraphError, LayerloomError, quote
 from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.core.graph import fmt_shape
 from layerloom.data.arrays import Arrays
@@ -73,6 +73,44 @@ class Model:
         self._untrained = None
         if self._session is not None:
             self._session.model.set_weights(self._weights)
+
+    # -- fine-tuning ----------------------------------------------------------------------------
+    def freeze(self, *names, before=None):
+        """Freeze layers, Keras' `layer.trainable = False`: the named ones, or every layer
+        `before` the named node (everything it depends on). Frozen weights keep their values
+        in fit and a frozen BatchNormalization runs in inference mode. Returns the frozen
+        layers' names. A later fit continues from the current weights (the optimizer starts
+        afresh, as after Keras' compile)."""
+        return self._set_trainable(False, names, before)
+
+    def unfreeze(self, *names, before=None):
+        """Make layers trainable again: the named ones, those `before` a node, or (no names)
+        every layer. Returns the frozen layers' names."""
+        g = self.project.graph
+        return self._set_trainable(True, names or (() if before else tuple(g.frozen())), before)
+
+    @property
+    def frozen(self):
+        """The names of the frozen layers, in file order."""
+        return self.project.graph.frozen()
+
+    def _set_trainable(self, trainable, names, before):
+        g = self.project.graph
+        ids = list(names)
+        if before is not None:
+            if before not in g.nodes:
+                raise GraphError(f"no layer {quote(before)}", "before")
+            ids += g.layers_before(before)
+        for nid in ids:
+            if nid not in g.nodes:
+                raise GraphError(f"no layer {quote(nid)}; the layers are "
+                                 f"{', '.join(list(g.nodes)[:20])}", "names")
+        changed = [nid for nid in ids if g.nodes[nid].trainable != trainable]
+        if changed and self._session is not None:  # compiled for the old flags
+            self._weights, self._session = self.get_weights(), None
+        for nid in changed:
+            g.set_trainable(nid, trainable)
+        return g.frozen()
 
     # -- use ------------------------------------------------------------------------------------
     def predict(self, x, batch_size=None):
@@ -136,18 +174,23 @@ class Model:
             self.project.dataset = ds
         return history
 
-    def summary(self, print_fn=print):
-        """Keras' model.summary(): layer, output shape, parameters, inputs. Returns the text."""
+    def summary(self, print_fn=print, show_trainable=None):
+        """Keras' model.summary(): layer, output shape, parameters, inputs, and the trainable
+        and non-trainable counts; show_trainable (by default: when a layer is frozen) adds
+        Keras' "Trainable" column (Y, or N for a frozen layer). Returns the text."""
         g = self.project.graph
         a = g.analysis()
-        rows = [("Layer (type)", "Output shape", "Param #", "Connected to")]
+        show = bool(g.frozen()) if show_trainable is None else show_trainable
+        rows = [("Layer (type)", "Output shape", "Param #", "Connected to")
+                + (("Trainable",) if show else ())]
         for nid in g.topo_order():
             count = a.params.get(nid)
             rows.append((f"{nid} ({g.nodes[nid].type})",
                          ", ".join(fmt_shape(s) for s in a.shapes.get(nid, [])) or "?",
                          f"{count.total if count else 0:,}",
-                         ", ".join(f"{e.src}[{e.src_port}]" for e in g.in_edges(nid))))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+                         ", ".join(f"{e.src}[{e.src_port}]" for e in g.in_edges(nid)))
+                        + (("Y" if g.nodes[nid].trainable else "N",) if show else ()))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         line = "  ".join("-" * w for w in widths)
         text = [line] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[:1]] + \
             [line] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]

@@ -40,7 +40,8 @@ class GraphScene(QGraphicsScene):
                                (g.node_removed, self._on_node_removed),
                                (g.edge_added, self._on_edge_added),
                                (g.edge_removed, self._on_edge_removed),
-                               (g.params_changed, self._on_params_changed)]
+                               (g.params_changed, self._on_params_changed),
+                               (g.trainable_changed, self._on_trainable_changed)]
         for event, handler in self._subscriptions:
             event.connect(handler)
         for node in g.nodes.values():
@@ -118,6 +119,9 @@ class GraphScene(QGraphicsScene):
     def _on_params_changed(self, node, old):
         self._refresh_node(node.id)
 
+    def _on_trainable_changed(self, node):  # the lock mark, the parameter count
+        self._refresh_node(node.id)
+
     def _refresh_node(self, nid):
         if nid in self.nodes:
             self.nodes[nid].rebuild()
@@ -156,7 +160,9 @@ class GraphScene(QGraphicsScene):
                     # the count whole, the shape short: "26x26x32  320 params", not "320 para"
                     summary = "x".join(map(str, out[0])) + f"  {count.total:,} params"
             item.summary = summary
-            item.setToolTip(item.problem or f"{node.type} {nid}\n{node.layer.help}")
+            item.setToolTip(item.problem or f"{node.type} {nid}" + (
+                "" if node.trainable else " (frozen: its weights are not trained)")
+                + f"\n{node.layer.help}")
             item.update()
         with self._fixed_rects():
             for key, e in self.edges.items():

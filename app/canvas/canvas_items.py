@@ -36,6 +36,21 @@ def rounded_path(points, radius=8.0):
     return path
 
 
+def paint_lock(p, centre, color="white"):
+    """A padlock about 12 px wide centred on `centre`: the mark of a frozen node."""
+    x, y = centre.x(), centre.y()
+    p.save()
+    p.setPen(QPen(QColor(color), 1.8))
+    p.setBrush(Qt.NoBrush)
+    p.drawArc(QRectF(x - 4, y - 8, 8, 9), 0, 180 * 16)  # the shackle
+    p.drawLine(QPointF(x - 4, y - 3.5), QPointF(x - 4, y - 1))
+    p.drawLine(QPointF(x + 4, y - 3.5), QPointF(x + 4, y - 1))
+    p.setPen(Qt.NoPen)
+    p.setBrush(QColor(color))
+    p.drawRoundedRect(QRectF(x - 6, y - 1, 12, 9), 1.5, 1.5)  # the body
+    p.restore()
+
+
 class PortItem(QGraphicsItem):
     R = 6
 
@@ -144,9 +159,15 @@ class NodeItem(QGraphicsItem):
         f = QFont()
         f.setBold(True)
         p.setFont(f)
-        room = NODE_W - (38 if self.problem else 16)
+        frozen = not node.trainable
+        room = NODE_W - 16 - (22 if self.problem else 0) - (18 if frozen else 0)
         p.drawText(QRectF(8, 0, room, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft,
                    QFontMetrics(f).elidedText(self.title, Qt.ElideRight, room))
+        if self.problem:
+            p.setPen(QColor("#d62828"))
+            p.drawText(QRectF(NODE_W - 22, 0, 20, HEADER_H), Qt.AlignCenter, "!")
+        if frozen:
+            paint_lock(p, QPointF(NODE_W - (22 if self.problem else 0) - 14, HEADER_H / 2))
         f = self.small_font()
         p.setFont(f)
         p.setPen(theme.color("text"))
@@ -165,9 +186,6 @@ class NodeItem(QGraphicsItem):
         flowing right, the names are inside the node beside their ports."""
         ws = self.label_ws[side]
         return ws[row] + 8 if self.gscene.flow != "down" and row < len(ws) else 0
-        if self.problem:
-            p.setPen(QColor("#d62828"))
-            p.drawText(QRectF(NODE_W - 22, 0, 20, HEADER_H), Qt.AlignCenter, "!")
 
     def _paint_port_names(self, p):
         """Each named port's name: beside it inside the node (flowing right), or outside it,

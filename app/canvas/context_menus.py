@@ -1,10 +1,13 @@
 """The canvas's context menus (issue 19, item 15): on a node (add a layer after it, wired;
-duplicate, copy, delete), on a wire (delete it), on the empty canvas (add any layer there by
+freeze or unfreeze the selected nodes, freeze everything before this one; duplicate, copy,
+delete), on a wire (delete it), on the empty canvas (add any layer there by
 category, paste there, select all, auto-layout, fit). Their actions call the window's, so a
 menu entry and its shortcut do the same; while training runs the editing entries are off."""
 from PySide6.QtWidgets import QMenu
 
 from layerloom.core.registry import layer_types
+
+from layerloom.app.editing.commands import SetTrainableCmd
 
 from .canvas_items import EdgeItem, NodeItem, PortItem
 
@@ -40,6 +43,8 @@ def build(win, pos):
         _by_category(after.addMenu("All Layers"), lambda t: win.add_from_palette(t))
         after.setEnabled(editable)
         menu.addSeparator()
+        _freeze_entries(menu, win, item.node_id, editable)
+        menu.addSeparator()
         menu.addAction("D&uplicate", win.duplicate).setEnabled(editable)
         menu.addAction("&Copy", win.copy)
         menu.addAction("&Delete", scene.delete_selection).setEnabled(editable)
@@ -59,6 +64,29 @@ def build(win, pos):
         menu.addAction("Auto &Layout", win.auto_layout).setEnabled(editable)
         menu.addAction("&Fit to View", lambda: view.fit(whole=True))
     return menu
+
+
+def _freeze_entries(menu, win, node_id, editable):
+    """Freeze/Unfreeze the selection, and Freeze Everything Before this node (fine-tuning: the
+    layers it depends on, Inputs aside), each one undo step."""
+    g, doc = win.doc.graph, win.doc
+    ids = win.selected_ids() or [node_id]
+    freeze = any(g.nodes[i].trainable for i in ids)
+    what = "Node" if len(ids) == 1 else f"{len(ids)} Nodes"
+    menu.addAction(f"{'&Freeze' if freeze else 'Un&freeze'} {what}", lambda: _push(
+        win, SetTrainableCmd(doc, {i: not freeze for i in ids}))).setEnabled(editable)
+    before = g.layers_before(node_id)
+    act = menu.addAction("Freeze Everything &Before This Node", lambda: _push(
+        win, SetTrainableCmd(doc, {i: False for i in before},
+                             f"Freeze {len(before)} node(s) before {node_id}")))
+    act.setEnabled(editable and any(g.nodes[i].trainable for i in before))
+
+
+def _push(win, cmd):
+    try:
+        win.doc.push(cmd)
+    except RuntimeError as e:  # locked while training runs
+        win.message(str(e))
 
 
 def _by_category(menu, add):

@@ -14,12 +14,7 @@ def copy_text(doc, node_ids):
     wanted = set(node_ids)
     ids = [n for n in g.nodes if n in wanted]
     wanted = set(ids)
-    nodes = []
-    for nid in ids:
-        node = g.nodes[nid]
-        decls = {p.name: p for p in node.layer.params}
-        nodes.append({"id": nid, "type": node.type,
-                      "params": {k: decls[k].to_json(v) for k, v in node.params.items()}})
+    nodes = [projectfile.node_dict(g.nodes[nid]) for nid in ids]
     edges = [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]} for e in g.edges
              if e.src in wanted and e.dst in wanted]
     pos = {nid: doc.positions().get(nid, [0, 0]) for nid in ids}

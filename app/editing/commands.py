@@ -30,8 +30,9 @@ class RemoveNodesCmd(QUndoCommand):
         self.doc = doc
         g = doc.graph
         ids = [i for i in g.nodes if i in set(node_ids)]  # keep file order
-        self.nodes = [(i, g.nodes[i].type, dict(g.nodes[i].params),
-                       list(g.nodes.keys()).index(i), doc.positions().get(i)) for i in ids]
+        order = {nid: k for k, nid in enumerate(g.nodes)}
+        self.nodes = [(i, g.nodes[i].type, dict(g.nodes[i].params), order[i],
+                       doc.positions().get(i), g.nodes[i].trainable) for i in ids]
         self.edges = [e for e in g.edges if e.src in ids or e.dst in ids]
 
     def redo(self):
@@ -41,10 +42,10 @@ class RemoveNodesCmd(QUndoCommand):
 
     def undo(self):
         g = self.doc.graph
-        for nid, typ, params, index, pos in self.nodes:
-            g.add_node(typ, params, id=nid, index=index)
-            if pos is not None:
+        for nid, typ, params, index, pos, trainable in self.nodes:
+            if pos is not None:  # before the node: the canvas places it on node_added
                 self.doc.positions()[nid] = pos
+            g.add_node(typ, params, id=nid, index=index, trainable=trainable)
         for e in self.edges:
             g.connect(e.src, e.src_port, e.dst, e.dst_port)
 
@@ -111,6 +112,33 @@ class SetParamsCmd(QUndoCommand):
         self.doc.graph.set_params(self.node_id, **self.old)
 
 
+class SetTrainableCmd(QUndoCommand):
+    """Freeze (trainable False) or unfreeze nodes, one undo step: {node id: trainable}."""
+
+    def __init__(self, doc, changes, text=None):
+        g = doc.graph
+        self.doc = doc
+        self.new = {nid: bool(v) for nid, v in changes.items() if g.nodes[nid].trainable != v}
+        self.old = {nid: not v for nid, v in self.new.items()}
+        if text is None:
+            verb = "Freeze" if not any(self.new.values()) else "Unfreeze" if all(
+                self.new.values()) else "Freeze/Unfreeze"
+            text = f"{verb} {', '.join(self.new) if len(self.new) <= 3 else len(self.new)}" \
+                + ("" if len(self.new) <= 3 else " nodes")
+        super().__init__(text)
+
+    def _set(self, values):
+        for nid, v in values.items():
+            self.doc.graph.set_trainable(nid, v)
+
+    def redo(self):
+        self._set(self.new)
+        self.setObsolete(not self.new)  # nothing to change: not kept on the undo stack
+
+    def undo(self):
+        self._set(self.old)
+
+
 class PasteCmd(QUndoCommand):
     """Adds a copied sub-graph with fresh ids, offset from the original positions. The graph
     and positions come from clipboard.parse_text, which refused whatever a project file would;
@@ -127,7 +155,8 @@ class PasteCmd(QUndoCommand):
                 nid = doc.graph.new_id(node.type, taken=taken, counters=counters)
             self.ids[node.id] = nid
             taken.add(nid)
-        self.nodes = [(self.ids[n.id], n.type, dict(n.params)) for n in graph.nodes.values()]
+        self.nodes = [(self.ids[n.id], n.type, dict(n.params), n.trainable)
+                      for n in graph.nodes.values()]
         self.edges = [(self.ids[e.src], e.src_port, self.ids[e.dst], e.dst_port)
                       for e in graph.edges]
         self.pos = {self.ids[k]: [v[0] + offset[0], v[1] + offset[1]]
@@ -140,22 +169,22 @@ class PasteCmd(QUndoCommand):
             too_many = too_many_nodes(len(g.nodes) + len(self.nodes))
             if too_many:  # the graph would be one its project file cannot hold
                 raise GraphError(f"the graph would have {too_many}")
-            for nid, typ, params in self.nodes:
+            for nid, typ, params, trainable in self.nodes:
                 if nid in self.pos:  # before the node: the canvas places it on node_added
                     self.doc.positions()[nid] = list(self.pos[nid])
-                g.add_node(typ, params, id=nid)
+                g.add_node(typ, params, id=nid, trainable=trainable)
                 added.append(nid)
             for e in self.edges:
                 g.connect(*e)
         except LayerloomError as e:
             self._remove(added)
-            for nid, _, _ in self.nodes[len(added):]:
+            for nid, *_ in self.nodes[len(added):]:
                 self.doc.positions().pop(nid, None)
             self.setObsolete(True)  # QUndoStack.push deletes it instead of keeping it
             raise RuntimeError(f"Nothing pasted: {e}") from None
 
     def undo(self):
-        self._remove([nid for nid, _, _ in self.nodes])
+        self._remove([nid for nid, *_ in self.nodes])
 
     def _remove(self, ids):
         for nid in reversed(ids):

@@ -1,14 +1,29 @@
 """The inspector: the selected node's parameters with widgets generated from the layer
 declaration (a ParamForm, app/forms/paramform.py), its help, output shape, parameter
-count and problems. Every accepted change is one undoable SetParamsCmd."""
+count and problems. Every accepted change is one undoable SetParamsCmd; the Frozen box (the
+node's `trainable` flag, fine-tuning) one SetTrainableCmd."""
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import fmt_shape
 
-from layerloom.app.editing.commands import RenameNodeCmd, SetParamsCmd
+from layerloom.app.editing.commands import RenameNodeCmd, SetParamsCmd, SetTrainableCmd
 from layerloom.app.forms.paramform import ParamForm
 from layerloom.app.look import theme
+
+
+def lock_icon(color):
+    """The canvas's padlock (a frozen node's mark) as a 16 px icon in `color`."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QIcon, QPainter, QPixmap
+    from layerloom.app.canvas.canvas_items import paint_lock
+    pm = QPixmap(16, 16)
+    pm.fill(Qt.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.Antialiasing)
+    paint_lock(p, QPointF(8, 8.5), color)
+    p.end()
+    return QIcon(pm)
 
 
 class Inspector(QWidget):
@@ -41,6 +56,13 @@ class Inspector(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("name"))
         row.addWidget(self.name, 1)
+        self.frozen = QCheckBox("Frozen")
+        self.frozen.setIcon(lock_icon(self.palette().text().color()))
+        self.frozen.setToolTip("Freeze the layer (Keras' trainable=False): training leaves its "
+                               "weights as they are; a BatchNormalization runs in inference "
+                               "mode. Gradients still reach the layers before it.")
+        self.frozen.clicked.connect(self._set_frozen)
+        row.addWidget(self.frozen)
         self.name_row.hide()
         for w in (self.title, self.name_row, self.help):
             self.lay.addWidget(w)
@@ -71,6 +93,7 @@ class Inspector(QWidget):
         node = self.doc.graph.nodes[node_id]
         self.title.setText(f"<b>{node.type}</b>")
         self.name.setText(node_id)
+        self.frozen.setChecked(not node.trainable)
         self.name_row.show()
         self.help.setText(node.layer.help)
         # a refused value's message under its field (a long form's end may be scrolled away)
@@ -124,6 +147,16 @@ class Inspector(QWidget):
             return
         self.sigRenamed.emit(new)
 
+    def _set_frozen(self, frozen):
+        node = self.doc.graph.nodes.get(self.node_id)
+        if node is None:
+            return
+        try:
+            self.doc.push(SetTrainableCmd(self.doc, {self.node_id: not frozen}))
+        except RuntimeError as e:  # locked while training runs
+            self.error.setText(str(e))
+        self.frozen.setChecked(not node.trainable)
+
     def _refused(self, name, message):
         if self.node_id in self.doc.graph.nodes:
             self.error.setText(message)
@@ -141,10 +174,14 @@ class Inspector(QWidget):
             self.form.set_values(node.params, keep=[n for n, w in self.widgets.items()
                                                     if w.hasFocus()])
         a = self.doc.graph.analysis()
+        trainable = self.doc.graph.nodes[nid].trainable
+        self.frozen.setChecked(not trainable)  # as an undo or a menu left it
         shapes = a.shapes.get(nid)
         text = "Output: " + (", ".join(fmt_shape(s) for s in shapes) if shapes else "unknown")
         if nid in a.params:
             text += f"<br>Parameters: {a.params[nid].total:,}"
+            if not trainable and a.params[nid].total:
+                text += " (frozen: not trained)"
         self.info.setText(text)
         # the node's problems as the graph is now: an edit elsewhere (a wire) may have fixed them
         self.error.setText("<br>".join(a.node_problems(nid)))

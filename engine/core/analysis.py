@@ -62,7 +62,7 @@ def analyse(graph, version):
     for nid, node in graph.nodes.items():
         if nid not in shapes:
             continue  # a node whose own shape is unknown has no weight shapes either
-        weights = node.layer.weights(node.params, in_shapes(graph, shapes, nid))
+        weights = node.weights(in_shapes(graph, shapes, nid))  # a frozen node's: none trainable
         params[nid] = ParamCount(sum(int(prod(w.shape)) for w in weights),
                                  sum(int(prod(w.shape)) for w in weights if w.trainable))
     return Analysis(version, shapes, tuple(graph.problems()), tuple(shape_problems), params)

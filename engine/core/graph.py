@@ -12,7 +12,7 @@ from layerloom.core import analysis
 from layerloom.core.errors import GraphError, ParamError, quote
 from layerloom.core.events import Event
 from layerloom.core.params import validate_params
-from layerloom.core.registry import ShapeError, get_layer
+from layerloom.core.registry import ShapeError, WeightSpec, get_layer
 
 MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a bound a file meets
 # Nodes of a project's graph, a bound a file and a paste meet (the largest Keras application,
@@ -29,14 +29,26 @@ def too_many_nodes(count):
 
 
 class Node:
-    __slots__ = ("id", "type", "params")
+    """A layer of the graph. trainable: False freezes it (fine-tuning, Keras' `layer.trainable
+    = False`): its weights keep their values in training, and a BatchNormalization runs in
+    inference mode (its moving statistics, not updated), as Keras does."""
+    __slots__ = ("id", "type", "params", "trainable")
 
-    def __init__(self, id, type, params):
+    def __init__(self, id, type, params, trainable=True):
         self.id, self.type, self.params = id, type, params
+        self.trainable = trainable
 
     @property
     def layer(self):
         return get_layer(self.type)
+
+    def weights(self, in_shapes):
+        """The layer's WeightSpecs for these input shapes; a frozen node's all non-trainable."""
+        specs = self.layer.weights(self.params, in_shapes)
+        if self.trainable:
+            return specs
+        return [WeightSpec(s.name, s.shape, s.init, s.fan_in, s.fan_out, False, s.regularizer)
+                for s in specs]
 
     def __repr__(self):
         return f"Node({self.id!r}, {self.type!r})"
@@ -77,6 +89,7 @@ class Graph:
         self.edge_added = Event("edge_added")
         self.edge_removed = Event("edge_removed")
         self.params_changed = Event("params_changed")
+        self.trainable_changed = Event("trainable_changed")
 
     @property
     def nodes(self):
@@ -103,9 +116,9 @@ class Graph:
             counters[base] = i + 1
         return f"{base}_{i}"
 
-    def add_node(self, type_id, params=None, id=None, index=None):
+    def add_node(self, type_id, params=None, id=None, index=None, trainable=True):
         """A new node, last in the file order or at position `index` (an undone deletion goes
-        back to its place, which messages name)."""
+        back to its place, which messages name); trainable=False: frozen."""
         layer = get_layer(type_id)
         if layer is None:
             raise GraphError(f"unknown layer type {quote(type_id)}")
@@ -120,7 +133,9 @@ class Graph:
         values, problems = validate_params(layer.params, params or {}, f"node {quote(id)}.params")
         if problems:
             raise problems[0]
-        node = Node(id, type_id, values)
+        if not isinstance(trainable, bool):
+            raise GraphError(f"trainable must be true or false, got {quote(trainable)}")
+        node = Node(id, type_id, values, trainable)
         if index is None or index >= len(self._nodes):
             self._nodes[id] = node
         else:
@@ -155,6 +170,35 @@ class Graph:
         node.params = new
         self._edited()
         self.params_changed.emit(node, old)
+
+    def set_trainable(self, id, trainable):
+        """Freeze (False) or unfreeze (True) node `id`."""
+        if not isinstance(trainable, bool):
+            raise GraphError(f"trainable must be true or false, got {quote(trainable)}", node=id)
+        node = self.nodes[id]
+        if node.trainable == trainable:
+            return
+        node.trainable = trainable
+        self._edited()
+        self.trainable_changed.emit(node)
+
+    def frozen(self):
+        """The ids of the frozen nodes, in file order."""
+        return [n.id for n in self._nodes.values() if not n.trainable]
+
+    def upstream(self, id):
+        """The ids of the nodes `id` depends on (everything before it), in file order."""
+        ins, seen, stack = self._index[0], set(), [id]
+        while stack:
+            for e in ins.get(stack.pop(), ()):
+                if e.src not in seen:
+                    seen.add(e.src)
+                    stack.append(e.src)
+        return [n for n in self._nodes if n in seen]
+
+    def layers_before(self, id):
+        """upstream(id) less the Inputs: what "freeze everything before this node" freezes."""
+        return [n for n in self.upstream(id) if not self._nodes[n].layer.is_input]
 
     def check_connect(self, src, src_port, dst, dst_port, allow_cycle=False):
         """Raise GraphError with the reason an edge would be refused (its `end` names the end

@@ -112,8 +112,14 @@ def graph_lines(project):
         outputs = tensors[(outs[0], 0)]
     else:
         outputs = "{" + ", ".join(f"{nid!r}: {tensors[(nid, 0)]}" for nid in outs) + "}"
-    lines.append(f"return keras.Model(inputs={inputs}, outputs={outputs}, "
-                 f"name={_model_name(project)!r})")
+    model = (f"keras.Model(inputs={inputs}, outputs={outputs}, "
+             f"name={_model_name(project)!r})")
+    frozen = tuple(nid for nid in g.frozen() if not g.nodes[nid].layer.is_input)
+    if frozen:  # frozen in Layerloom (a BatchNormalization then runs in inference mode)
+        lines += [f"model = {model}", f"for name in {frozen!r}:",
+                  "    model.get_layer(name).trainable = False", "return model"]
+    else:
+        lines.append(f"return {model}")
     return lines, stats, weights
 
 

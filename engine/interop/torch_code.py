@@ -74,7 +74,7 @@ def graph_source(project):
     shapes = g.analysis().shapes
     names = Names()
     names.used |= _RESERVED
-    init, fwd, weights, tensors = [], [], {}, {}
+    init, fwd, weights, tensors, frozen_bn = [], [], {}, {}, []
     stats = keras_code._normalization(project)
     for nid in g.inputs():
         v = names.make(nid)
@@ -108,6 +108,10 @@ def graph_source(project):
                   tuple(shapes[nid][0]))
         i_lines, f_lines, wmap = convert(n)
         init += i_lines
+        if not node.trainable:  # frozen in Layerloom: not trained (a BatchNorm: eval mode)
+            init.append(f"self.{attr}.requires_grad_(False)  # frozen")
+            if node.type == "BatchNormalization":
+                frozen_bn.append(attr)
         fwd += f_lines
         tensors[(nid, 0)] = attr
         for i, port in enumerate(ports[1:], 1):  # a recurrent layer's final states
@@ -123,7 +127,22 @@ def graph_source(project):
         fwd.append(f"return {tensors[(outs[0], 0)]}")
     else:
         fwd.append("return {" + ", ".join(f"{o!r}: {tensors[(o, 0)]}" for o in outs) + "}")
-    return init, fwd, weights
+    return init, fwd, weights, frozen_bn
+
+
+def frozen_source(frozen_bn):
+    """The model's train() that keeps frozen BatchNormalization layers in eval mode (moving
+    statistics, not updated), as Layerloom and Keras run them; "" when there is none."""
+    if not frozen_bn:
+        return ""
+    names = ", ".join(f"self.{a}" for a in frozen_bn)
+    return ("\n    def train(self, mode=True):\n"
+            "        \"\"\"Frozen BatchNormalization layers stay in eval mode (moving statistics, "
+            "not updated).\"\"\"\n"
+            "        super().train(mode)\n"
+            f"        for m in ({names},):\n"
+            "            m.eval()\n"
+            "        return self\n")
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -219,7 +238,7 @@ def loss_table(project):
 
 def code(project, weights_file, script_name="train_torch.py"):
     """The script's text; weights_file: the weights' file name, beside the script."""
-    init, fwd, weights = graph_source(project)
+    init, fwd, weights, frozen_bn = graph_source(project)
     t = project.training
     if t.get("callbacks"):
         raise DataError("training callbacks have no PyTorch form in this export",
@@ -246,7 +265,7 @@ def code(project, weights_file, script_name="train_torch.py"):
         input_ids=project.graph.inputs(), output_ids=project.graph.outputs(),
         torch_weights="{\n" + wrows + "}" if wrows else "{}",
         init="".join(f"{ind}{line}\n" for line in init) or f"{ind}pass\n",
-        forward="".join(f"{ind}{line}\n" for line in fwd),
+        forward="".join(f"{ind}{line}\n" for line in fwd), frozen=frozen_source(frozen_bn),
         losses=loss_table(project), optimizer=optimizer_source(t), data=data,
         schedule="".join(f"    {line}\n" for line in schedule_source(t)).rstrip("\n"))
 

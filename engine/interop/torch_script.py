@@ -51,7 +51,7 @@ class LayerloomModel(nn.Module):
             inputs = {INPUT_IDS[0]: inputs}
         inputs = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in inputs.items()}
 @forward@
-
+@frozen@
 def _to_torch(a, layout):
     a = np.asarray(a, np.float32)
     if layout == "T":

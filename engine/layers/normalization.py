@@ -161,7 +161,7 @@ class BatchNormalization(Layer):
     def forward(self, ops, s):
         p = s.params
         rows, C = self._rows(s)
-        if s.training:
+        if s.training and not s.frozen:  # frozen: inference mode in training too, as Keras
             mean, var = s.scratch["mean"].buf, s.scratch["var"].buf
             ops.bn_stats(s.x[0].buf, rows, C, mean, var, s.w["moving_mean"].buf,
                          s.w["moving_variance"].buf, p["momentum"], update=True)
@@ -173,6 +173,15 @@ class BatchNormalization(Layer):
     def backward(self, ops, s):
         p = s.params
         rows, C = self._rows(s)
+        if s.frozen:  # inference mode: dx = dy * gamma / sqrt(moving variance + eps)
+            if s.dx[0] is None:
+                return
+            zero = s.scratch["sdy"].buf
+            ops.fill(zero, C)
+            ops.bn_grad_input(s.x[0].buf, s.dy[0].buf, s.w["moving_mean"].buf,
+                              s.w["moving_variance"].buf, self._wbuf(s, "gamma"), p["epsilon"],
+                              zero, zero, rows, C, s.dx[0].buf, s.acc[0])
+            return
         mean, var = s.scratch["mean"].buf, s.scratch["var"].buf
         sdy = s.dw["beta"].buf if "beta" in s.dw else s.scratch["sdy"].buf
         sdx = s.dw["gamma"].buf if "gamma" in s.dw else s.scratch["sdx"].buf

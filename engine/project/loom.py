@@ -96,7 +96,7 @@ def _add_nodes(graph, nodes, problems):
             problems.append(ProjectError("expected an object with id, type, params", place))
             ids_known = False
             continue
-        problems.extend(unknown_keys(n, {"id", "type", "params"}, place))
+        problems.extend(unknown_keys(n, {"id", "type", "params", "trainable"}, place))
         nid, typ = n.get("id"), n.get("type")
         if not isinstance(nid, str) or not nid:
             problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}",
@@ -127,8 +127,13 @@ def _add_nodes(graph, nodes, problems):
             continue
         values, perr = validate_params(layer.params, n.get("params", {}), f"{place}.params")
         problems.extend(perr)
+        trainable = n.get("trainable", True)
+        if not isinstance(trainable, bool):
+            problems.append(ProjectError(f"expected true or false, got {quote(trainable)}",
+                                         f"{place}.trainable"))
+            trainable = True
         first_index[nid] = i
-        graph.add_node(typ, None if perr else values, id=nid)
+        graph.add_node(typ, None if perr else values, id=nid, trainable=trainable)
     return broken, ids_known
 
 
@@ -277,13 +282,20 @@ def problems_of(project):
 
 
 # -- writing --------------------------------------------------------------------------------
+def node_dict(node):
+    """A node as the file writes it; "trainable" only for a frozen one (older files and
+    unfrozen nodes read the same)."""
+    decls = {p.name: p for p in node.layer.params}
+    d = {"id": node.id, "type": node.type,
+         "params": {k: decls[k].to_json(v) for k, v in node.params.items()}}
+    if not node.trainable:
+        d["trainable"] = False
+    return d
+
+
 def to_dict(project):
     g = project.graph
-    nodes = []
-    for n in g.nodes.values():
-        decls = {p.name: p for p in n.layer.params}
-        nodes.append({"id": n.id, "type": n.type,
-                      "params": {k: decls[k].to_json(v) for k, v in n.params.items()}})
+    nodes = [node_dict(n) for n in g.nodes.values()]
     d = {
         "format": FORMAT,
         "version": VERSION,

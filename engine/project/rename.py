@@ -40,7 +40,7 @@ def rename(project, old, new):
     if old in ui:
         ui[new] = ui.pop(old)
     g.remove_node(old)
-    g.add_node(node.type, dict(node.params), id=new, index=index)
+    g.add_node(node.type, dict(node.params), id=new, index=index, trainable=node.trainable)
     for src, sp, dst, dp in edges:
         g.connect(new if src == old else src, sp, new if dst == old else dst, dp)
     t = project.training

@@ -44,8 +44,9 @@ class NodeStep:
     and their gradients (dx, dy; None where none flows), whether each input's gradient adds to
     one already there (acc), its weights and their gradients by name (w, dw), its scratch
     buffers and constants; logits: where it writes its pre-activation for a fused loss;
-    skip_act_grad: dy already is the gradient of the pre-activation. The model sets n,
-    training, seed and step before each call."""
+    skip_act_grad: dy already is the gradient of the pre-activation; frozen: the node is
+    frozen (its weights are not trained; a BatchNormalization then runs in inference mode).
+    The model sets n, training, seed and step before each call."""
     node_id: str
     params: dict
     x: list = field(default_factory=list)
@@ -59,6 +60,7 @@ class NodeStep:
     const: dict = field(default_factory=dict)
     logits: Tensor | None = None
     skip_act_grad: bool = False
+    frozen: bool = False
     n: int = 0
     training: bool = False
     seed: int = 0
@@ -86,6 +88,7 @@ class Model:
         self.inputs = graph.inputs()
         self.outputs = graph.outputs()
         self.fused_logits = set(fused_logits)
+        self.needs_grad = self._nodes_needing_grad()
         self._check_memory()
         self._build()
         self.set_weights(weights or {}, init_missing=True)
@@ -109,8 +112,9 @@ class Model:
             for shape in self.shapes[nid]:
                 if not layer.alias_output:
                     add(4 * B * math.prod(shape), 1 if layer.is_input else 2)
-            for spec in layer.weights(node.params, in_shapes):
-                add(4 * math.prod(spec.shape), 4 if spec.trainable else 1)
+            for spec in node.weights(in_shapes):
+                trains = spec.trainable or (spec.name in self._discard_names(nid))
+                add(4 * math.prod(spec.shape), 4 if spec.trainable else 2 if trains else 1)
             for sh in layer.scratch(node.params, in_shapes).values():
                 add(4 * B * math.prod(sh))
         return total, largest
@@ -131,15 +135,28 @@ class Model:
     def _alloc(self, shape):
         return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
 
+    def _discard_names(self, nid):
+        """The weights of a frozen node that a gradient flows through (to a trainable layer
+        upstream) whose layer declares them trainable: its backward computes their gradients
+        with dX, into buffers nobody reads (ModelWeight.dw None: no update, no optimizer
+        state). A frozen node with nothing trainable upstream is not differentiated at all."""
+        node = self.graph.nodes[nid]
+        if node.trainable or nid not in self.needs_grad:
+            return set()
+        return {s.name for s in node.layer.weights(node.params, self._in_shapes(nid))
+                if s.trainable}
+
     def _alloc_weights(self, nid, specs):
         """A node's weights and, for the trainable ones, their gradients ({name: Tensor} each),
-        entered in self.params."""
+        entered in self.params (a frozen node's discarded gradients: in dw, not in params)."""
         w, dw = {}, {}
+        discard = self._discard_names(nid)
         for spec in specs:
             w[spec.name] = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
-            if spec.trainable:
+            if spec.trainable or spec.name in discard:
                 dw[spec.name] = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
-            self.params.append(ModelWeight(nid, spec, w[spec.name], dw.get(spec.name)))
+            self.params.append(ModelWeight(nid, spec, w[spec.name],
+                                           dw.get(spec.name) if spec.trainable else None))
         return w, dw
 
     def _fused_logits(self, nid, layer, x):
@@ -159,7 +176,6 @@ class Model:
         self.steps = []  # (node, layer, NodeStep)
         self.params = []  # ModelWeight, in node order
         self.logits = {}
-        self.needs_grad = self._nodes_needing_grad()
         for nid in self.order:
             self.steps.append((nid, self.graph.nodes[nid].layer, self._node_step(nid)))
         self._order_gradients()
@@ -170,11 +186,12 @@ class Model:
     def _nodes_needing_grad(self):
         """Gradients flow only where they reach a trainable weight: a tensor needs one when its
         node or anything upstream has trainable weights (outputs always get one, for the
-        loss). The first Dense after an Input/Flatten then skips its dX GEMM."""
+        loss). The first Dense after an Input/Flatten then skips its dX GEMM; a frozen node
+        with nothing trainable before it is not differentiated."""
         g, needs = self.graph, set()
         for nid in self.order:
             node = g.nodes[nid]
-            own = any(w.trainable for w in node.layer.weights(node.params, self._in_shapes(nid)))
+            own = any(w.trainable for w in node.weights(self._in_shapes(nid)))
             if own or any(e.src in needs for e in g.in_edges(nid)):
                 needs.add(nid)
         return needs
@@ -201,7 +218,7 @@ class Model:
         self._alloc_outputs(nid, layer, in_keys)
         ports = range(len(self.shapes[nid]))
         x = [self.act[k] for k in in_keys]
-        w, dw = self._alloc_weights(nid, layer.weights(node.params, in_shapes))
+        w, dw = self._alloc_weights(nid, node.weights(in_shapes))
         scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
         const = {k: upload_const(self.rt, v)
                  for k, v in layer.constants(node.params, in_shapes).items()}
@@ -209,7 +226,7 @@ class Model:
                         dx=[self.grad.get(k) if layer.differentiable else None for k in in_keys],
                         dy=[self.grad.get((nid, p)) for p in ports], w=w, dw=dw,
                         scratch=scratch, const=const, logits=self._fused_logits(nid, layer, x),
-                        skip_act_grad=nid in self.fused_logits)
+                        skip_act_grad=nid in self.fused_logits, frozen=not node.trainable)
 
     def _order_gradients(self):
         """Gradient accumulation: in reverse order, the first contribution to a tensor writes,
