@@ -254,7 +254,12 @@ class _Builder:
         if cls in MODELS:
             if k > 0:
                 self.shared(name, cls)
-            return self.model(cls, config, scope.child(name, keys[name]), refs, name)
+            before = set(self.graph.nodes)
+            out = self.model(cls, config, scope.child(name, keys[name]), refs, name)
+            if config.get("trainable") is False:  # a frozen nested model: all of its layers
+                for nid in [n for n in self.graph.nodes if n not in before]:
+                    self.graph.set_trainable(nid, False)
+            return out
         if cls == "InputLayer":
             self.fail(f"layer {name!r} (InputLayer) is called on a tensor")
         if cls == "NotEqual" and not_equal:
@@ -283,6 +288,8 @@ class _Builder:
         nid = self.add(name, cls, type_id, params, refs + ([mask] if mask and cls in
                                                             MASK_TAKERS else []))
         self.pass_mask(nid, cls, params, mask, refs)
+        if config.get("trainable") is False:  # Keras' layer.trainable = False: frozen
+            self.graph.set_trainable(nid, False)
         node = self.graph.nodes[nid]
         specs = node.layer.weights(node.params, shapes)
         if specs and k > 0:

@@ -170,7 +170,8 @@ class Options:
 
     def finish(self):
         """Common options, then any other key that is set is one Layerloom lacks."""
-        self.must("trainable", True)
+        if not isinstance(self.get("trainable", True), bool):  # False: imported frozen
+            self.fail("trainable", "is not true or false")
         d = dtype_name(self.get("dtype"))
         if d not in FLOAT_DTYPES:
             self.fail("dtype", "is not float32 (Layerloom computes in float32)")
