@@ -164,7 +164,7 @@ def _set(index, key, value):
 @pytest.mark.parametrize("index, key, value, words", [
     (1, "kernel_constraint", {"class_name": "NonNeg", "config": {}},
      ["'hidden'", "(Dense)", "kernel_constraint"]),
-    (1, "trainable", False, ["'hidden'", "trainable=False"]),
+    (1, "trainable", "no", ["'hidden'", "trainable='no'", "true or false"]),
     (1, "activation", "sparsemax", ["'hidden'", "activation='sparsemax'"]),
     (1, "activity_regularizer", {"class_name": "L2", "config": {"l2": 0.1}},
      ["activity_regularizer"]),
@@ -173,7 +173,7 @@ def _set(index, key, value):
     (1, "kernel_initializer", {"class_name": "TruncatedNormal", "config": {}},
      ["kernel_initializer"]),
     (1, "lora_rank", 4, ["'hidden'", "lora_rank=4"]),
-    (2, "noise_shape", [None, 1], ["'drop'", "(Dropout)", "noise_shape"]),
+    (2, "noise_shape", [1, None], ["'drop'", "(Dropout)", "noise_shape"]),
     (0, "batch_shape", [None, None], ["(InputLayer)", "batch_shape"]),
 ])
 def test_edited_options_are_refused_by_name(tmp_path, index, key, value, words):
@@ -410,7 +410,10 @@ def test_a_keras_application_used_as_a_layer_is_flattened_with_its_weights(tmp_p
     xs = rng.standard_normal((2, 32, 32, 3)).astype(np.float32)
     got = Model(project, weights).predict(xs)
     assert _max_error(got, model.predict(xs, verbose=0)) <= TOLERANCE
-    base.trainable = False  # frozen layers: Layerloom trains every layer, so refused by name
+    base.trainable = False  # fine-tuning: the base's layers import frozen, the head not
     model.save(path)
-    with pytest.raises(DataError, match=r"'Conv1' \(Conv2D\): option trainable=False"):
-        keras_import.read(path)
+    project, weights = keras_import.read(path)
+    g = project.graph
+    assert set(g.frozen()) == {n for n in g.nodes if n not in ("image", "pool", "head")}
+    assert _max_error(Model(project, weights).predict(xs),
+                      model.predict(xs, verbose=0)) <= TOLERANCE
