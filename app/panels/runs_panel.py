@@ -2,7 +2,11 @@
 the project's folder, engine/project/runs.py), listed with its final figures; the checked
 runs' curves overlaid (training solid, validation dashed, one colour per run) and their
 settings side by side, the rows that differ marked. Restore (sigRestore) and Delete act on the
-selected run. An untitled project's runs are kept here until it is saved, then written."""
+selected run. An untitled project's runs are kept here until it is saved, then written.
+
+A sweep's runs (layerloom --sweep, engine/project/sweeps.py) can be shown alone ("Show"):
+ranked by the sweep's metric with its parameters as columns, the metric plotted against a
+swept parameter, and Restore Best in one click. Sweep... asks the window for a new sweep."""
 import os
 import time
 
@@ -13,7 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
                                QHeaderView, QLabel, QMessageBox, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
-from layerloom.project import runs
+from layerloom.project import runs, sweeps
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf"]
@@ -23,12 +27,15 @@ FIXED = ("Run", "Started", "From", "Epochs", "Time")  # the table's first column
 class RunsPanel(QWidget):
     sigRestore = Signal(object)  # the record to restore
     sigLog = Signal(str)
+    sigSweep = Signal()  # Sweep... (or Stop Sweep while one runs) pressed
 
     def __init__(self, folder=None, confirm=True, parent=None):
         super().__init__(parent)
         self.folder, self.confirm = folder, confirm
         self.records, self.pending, self.problems = [], [], []
         self.checked = set()  # ids of the runs whose curves and settings are shown
+        self.sweep_name = None  # the sweep shown alone, or None for every run
+        self.sweeping = False
         self._unsaved = 0
         self._build()  # reload() fills it, once its sigLog is connected
 
@@ -48,37 +55,43 @@ class RunsPanel(QWidget):
         self.restore.clicked.connect(self._restore_clicked)
         self.delete = QPushButton("Delete Run...")
         self.delete.clicked.connect(self.delete_selected)
+        self.show_which = QComboBox()
+        self.show_which.setToolTip("Every run, or one sweep's runs ranked by its metric")
+        self.show_which.currentIndexChanged.connect(self._show_which_changed)
+        self.sweep_button = QPushButton("Sweep...")
+        self.sweep_button.setToolTip("Train the project once for each of several values of "
+                                     "chosen parameters and rank the runs")
+        self.sweep_button.clicked.connect(self.sigSweep.emit)
+        self.restore_best = QPushButton("Restore Best")
+        self.restore_best.setToolTip("Make the sweep's best run's weights the model and its "
+                                     "settings (and swept node parameters) the project's")
+        self.restore_best.clicked.connect(self._restore_best_clicked)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show"))
+        top.addWidget(self.show_which, 1)
+        top.addWidget(self.sweep_button)
         self.where = QLabel()
         self.where.setWordWrap(True)
         self.where.setStyleSheet("color: gray")
         buttons = QHBoxLayout()
         buttons.addWidget(self.restore)
+        buttons.addWidget(self.restore_best)
         buttons.addWidget(self.delete)
         buttons.addStretch(1)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
+        lv.addLayout(top)
         lv.addWidget(self.table, 1)
         lv.addLayout(buttons)
         lv.addWidget(self.where)
 
         self.quantity = QComboBox()
         self.quantity.currentIndexChanged.connect(lambda _: self._draw())
-        self.plot = pg.PlotWidget()
-        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.plot = _plot()
         self.plot.setLabel("bottom", "epoch")
-        for side in ("bottom", "left"):
-            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
-        curves = QWidget()
-        cv = QVBoxLayout(curves)
-        cv.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Show"))
-        row.addWidget(self.quantity, 1)
-        row.addWidget(QLabel("(validation dashed)"))
-        cv.addLayout(row)
-        cv.addWidget(self.plot, 1)
+        curves = _chooser_over("Show", self.quantity, self.plot, "(validation dashed)")
 
         self.compare = QTableWidget(0, 0)
         self.compare.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -92,9 +105,15 @@ class RunsPanel(QWidget):
         sv.addWidget(self.only_diff)
         sv.addWidget(self.compare, 1)
 
+        self.parameter = QComboBox()
+        self.parameter.currentIndexChanged.connect(lambda _: self._draw_sweep())
+        self.sweep_plot = _plot()
+        by_param = _chooser_over("Against", self.parameter, self.sweep_plot)
+
         self.views = QTabWidget()
         self.views.addTab(curves, "Curves of Checked Runs")
         self.views.addTab(settings, "Settings Side by Side")
+        self.sweep_tab = self.views.addTab(by_param, "Sweep: Metric by Parameter")
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left)
         split.addWidget(self.views)
@@ -135,10 +154,12 @@ class RunsPanel(QWidget):
         self.checked &= ids
         if not self.checked and self.records:  # the latest three shown to begin with
             self.checked = {r["id"] for r in self.records[-3:]}
+        self._fill_show_which()
         self._fill_table(select)
         self._fill_quantities()
         self._draw()
         self._fill_compare()
+        self._fill_parameters()
         self.where.setText(
             (f"Kept in {os.path.join(self.folder, runs.RECORDS)}; runs of layerloom --run "
              "made in the project's folder are listed too." if self.folder else
@@ -193,14 +214,19 @@ class RunsPanel(QWidget):
 
     def _fill_table(self, select=None):
         cols = self.figure_columns()
+        ranking = self.ranking() if self.sweep_name else None
+        swept = self.swept() if ranking is not None else []
+        metric = self.sweep_metric()[0] if ranking is not None else ""
+        extra = (["Rank", f"{metric} (ranked by)"] + swept) if ranking is not None else []
+        shown = [rec for _, rec in ranking] if ranking is not None else \
+            list(reversed(self.records))  # newest first
         self.table.blockSignals(True)
         self.table.clear()
-        self.table.setColumnCount(len(FIXED) + len(cols))
-        self.table.setHorizontalHeaderLabels(list(FIXED) + [
+        self.table.setColumnCount(len(FIXED) + len(extra) + len(cols))
+        self.table.setHorizontalHeaderLabels(list(FIXED) + extra + [
             k if part == "final" else f"test {k}" for part, k in cols])
-        self.table.setRowCount(len(self.records))
-        # newest first
-        for row, rec in enumerate(reversed(self.records)):
+        self.table.setRowCount(len(shown))
+        for row, rec in enumerate(shown):
             check = QTableWidgetItem()
             check.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
             check.setCheckState(Qt.Checked if rec["id"] in self.checked else Qt.Unchecked)
@@ -209,16 +235,29 @@ class RunsPanel(QWidget):
             check.setBackground(QBrush(QColor(color)) if rec["id"] in self.checked else QBrush())
             self.table.setItem(row, 0, check)
             check.setText(self.label(rec))
-            name = QTableWidgetItem(_when(rec) + (" (stopped)" if rec.get("stopped") else ""))
+            name = QTableWidgetItem(_when(rec) + (" (stopped)" if rec.get("stopped") else "")
+                                    + (" (early-stopped)" if rec.get("early_stopping") else ""))
             name.setData(Qt.UserRole, rec["id"])
-            name.setToolTip(f"{rec['id']}: {rec.get('settings', {}).get('Device', '')}")
+            name.setToolTip(f"{rec['id']}: {rec.get('settings', {}).get('Device', '')}"
+                            + (f"; {sweeps.early_stop_note(rec)}" if rec.get("early_stopping")
+                               else ""))
             self.table.setItem(row, 1, name)
             source = rec.get("source", "")
             self.table.setItem(row, 2, QTableWidgetItem(
                 source + (" (unsaved)" if rec.get("path") is None else "")))
             self.table.setItem(row, 3, _number_item(len(rec["epochs"]), "{:d}"))
             self.table.setItem(row, 4, _number_item(rec.get("seconds", 0.0), "{:.1f} s"))
-            for c, (part, key) in enumerate(cols, len(FIXED)):
+            if ranking is not None:
+                value = ranking[row][0]
+                rank = _number_item(row + 1 if value is not None else None, "{:d}")
+                rank.setToolTip(f"{metric} of the epoch whose weights the run kept"
+                                if value is not None else f"no {metric}: stopped or not logged")
+                self.table.setItem(row, len(FIXED), rank)
+                self.table.setItem(row, len(FIXED) + 1, _number_item(value, "{:.4f}"))
+                for c, name in enumerate(swept, len(FIXED) + 2):
+                    v = rec["sweep"]["values"].get(name)
+                    self.table.setItem(row, c, QTableWidgetItem(sweeps.show(v)))
+            for c, (part, key) in enumerate(cols, len(FIXED) + len(extra)):
                 value = rec[part].get(key)
                 self.table.setItem(row, c, _number_item(value, "{:.4f}"))
             if select == rec["id"] or (select is None and row == 0):
@@ -245,6 +284,140 @@ class RunsPanel(QWidget):
         rec = self.selected()
         self.restore.setEnabled(rec is not None)
         self.delete.setEnabled(rec is not None)
+        self.restore_best.setVisible(self.sweep_name is not None)
+        self.restore_best.setEnabled(self.best() is not None)
+
+    # -- sweeps --------------------------------------------------------------------------------
+    def sweep_names(self):
+        """The sweeps among the records, oldest first."""
+        return list(dict.fromkeys(r["sweep"]["name"] for r in self.records
+                                  if isinstance(r.get("sweep"), dict) and "name" in r["sweep"]))
+
+    def sweep_records(self, name=None):
+        """A sweep's runs: each trial's latest, by trial."""
+        name = name or self.sweep_name
+        latest = {}
+        for r in self.records:
+            sw = r.get("sweep")
+            if isinstance(sw, dict) and sw.get("name") == name:
+                latest[sw.get("trial")] = r
+        return [latest[t] for t in sorted(latest, key=str)]
+
+    def sweep_metric(self):
+        """(metric, goal) of the sweep shown, as its latest run has them."""
+        recs = self.sweep_records()
+        sw = recs[-1]["sweep"] if recs else {}
+        return sw.get("metric", "loss"), sw.get("goal", "min")
+
+    def swept(self):
+        names = []
+        for r in self.sweep_records():
+            names += [k for k in r["sweep"].get("values", {}) if k not in names]
+        return names
+
+    def ranking(self):
+        """[(value or None, record)] of the sweep shown, best first; a stopped trial has no
+        rank."""
+        metric, goal = self.sweep_metric()
+        return sweeps.ranked([(None if r.get("stopped") else sweeps.value_of(r, metric), r)
+                              for r in self.sweep_records()], goal)
+
+    def best(self):
+        if self.sweep_name is None:
+            return None
+        ranking = self.ranking()
+        return ranking[0][1] if ranking and ranking[0][0] is not None else None
+
+    def show_sweep(self, name):
+        """Show one sweep's runs ranked (None: every run)."""
+        index = self.show_which.findData(name)
+        if index >= 0:
+            self.show_which.setCurrentIndex(index)
+        return index >= 0
+
+    def _fill_show_which(self):
+        names = self.sweep_names()
+        if self.sweep_name not in names:
+            self.sweep_name = None
+        self.show_which.blockSignals(True)
+        self.show_which.clear()
+        self.show_which.addItem(f"All runs ({len(self.records)})", None)
+        for name in names:
+            self.show_which.addItem(f"Sweep {name} ({len(self.sweep_records(name))} runs, "
+                                    "ranked)", name)
+        self.show_which.setCurrentIndex(max(0, self.show_which.findData(self.sweep_name)))
+        self.show_which.setEnabled(bool(names))
+        self.show_which.blockSignals(False)
+        self.views.setTabEnabled(self.sweep_tab, self.sweep_name is not None)
+
+    def _show_which_changed(self, _):
+        self.sweep_name = self.show_which.currentData()
+        self.views.setTabEnabled(self.sweep_tab, self.sweep_name is not None)
+        if self.sweep_name is not None:
+            self.checked = {r["id"] for r in self.sweep_records()}
+            self.views.setCurrentIndex(self.sweep_tab)
+        self._fill_table()
+        self._fill_quantities()
+        self._draw()
+        self._fill_compare()
+        self._fill_parameters()
+
+    def set_sweeping(self, running):
+        """A sweep runs (the button stops it) or not."""
+        self.sweeping = running
+        self.sweep_button.setText("Stop Sweep" if running else "Sweep...")
+
+    def _fill_parameters(self):
+        _refill(self.parameter, self.swept() if self.sweep_name else [])
+        self._draw_sweep()
+
+    def sweep_points(self):
+        """[(parameter value, metric value)] the plot shows: the ranked trials' figures against
+        the chosen parameter, in the parameter's order."""
+        name = self.parameter.currentText()
+        if not self.sweep_name or not name:
+            return []
+        pts = [(r["sweep"]["values"].get(name), v) for v, r in self.ranking()
+               if v is not None and r["sweep"]["values"].get(name) is not None]
+        return sorted(pts, key=lambda p: (isinstance(p[0], str), p[0]))
+
+    def _draw_sweep(self):
+        self.sweep_plot.clear()
+        metric, goal = self.sweep_metric() if self.sweep_name else ("", "")
+        name = self.parameter.currentText()
+        pts = self.sweep_points()
+        self.sweep_plot.setTitle(f"{metric} ({'lower' if goal == 'min' else 'higher'} is "
+                                 f"better) by {name}" if pts else "")
+        axis = self.sweep_plot.getAxis("bottom")
+        axis.setTicks(None)
+        self.sweep_plot.setLogMode(x=False, y=False)
+        if not pts:
+            return
+        xs = [p[0] for p in pts]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+            xs = [float(x) for x in xs]
+            log = min(xs) > 0 and max(xs) / min(xs) >= 100
+            self.sweep_plot.setLogMode(x=log, y=False)
+        else:  # choices (an optimizer): one place each
+            labels = list(dict.fromkeys(str(x) for x in xs))
+            axis.setTicks([list(enumerate(labels))])
+            xs = [labels.index(str(x)) for x in xs]
+        self.sweep_plot.setLabel("bottom", name)
+        self.sweep_plot.setLabel("left", metric)
+        ys = [p[1] for p in pts]
+        self.sweep_plot.plot(xs, ys, pen=pg.mkPen("#1f77b4", width=1), symbol="o",
+                             symbolSize=9, symbolBrush="#1f77b4")
+        best = self.best()
+        if best is not None and best["sweep"]["values"].get(name) is not None:
+            bx = best["sweep"]["values"][name]
+            bx = xs[[p[0] for p in pts].index(bx)] if bx in [p[0] for p in pts] else bx
+            self.sweep_plot.plot([bx], [self.ranking()[0][0]], pen=None, symbol="star",
+                                 symbolSize=18, symbolBrush="#d62728")
+
+    def _restore_best_clicked(self):
+        rec = self.best()
+        if rec is not None:
+            self.sigRestore.emit(rec)
 
     def label(self, rec):
         """A run's short name: its place in the list ("#3")."""
@@ -260,15 +433,8 @@ class RunsPanel(QWidget):
 
     # -- curves --------------------------------------------------------------------------------
     def _fill_quantities(self):
-        keys = [k for k in runs.quantities(self.shown() or self.records)
-                if not k.startswith("val_")]
-        current = self.quantity.currentText()
-        self.quantity.blockSignals(True)
-        self.quantity.clear()
-        self.quantity.addItems(keys)
-        if current in keys:
-            self.quantity.setCurrentText(current)
-        self.quantity.blockSignals(False)
+        _refill(self.quantity, [k for k in runs.quantities(self.shown() or self.records)
+                                if not k.startswith("val_")])
 
     def _draw(self):
         self.plot.clear()
@@ -373,6 +539,41 @@ class RunsPanel(QWidget):
         self.sigLog.emit(f"Deleted run {self.label(rec)} ({_when(rec)})")
         self.reload()
         return True
+
+
+def _plot():
+    plot = pg.PlotWidget()
+    plot.showGrid(x=True, y=True, alpha=0.3)
+    for side in ("bottom", "left"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
+    return plot
+
+
+def _chooser_over(label, box, plot, note=None):
+    """A plot with a labelled combo box above it, as one widget."""
+    w = QWidget()
+    lay = QVBoxLayout(w)
+    lay.setContentsMargins(0, 0, 0, 0)
+    row = QHBoxLayout()
+    row.addWidget(QLabel(label))
+    row.addWidget(box, 1)
+    if note:
+        row.addWidget(QLabel(note))
+    lay.addLayout(row)
+    lay.addWidget(plot, 1)
+    return w
+
+
+def _refill(box, items):
+    """A combo box's items replaced, its current one kept where it is still there, without
+    signals (the caller draws)."""
+    current = box.currentText()
+    box.blockSignals(True)
+    box.clear()
+    box.addItems(items)
+    if current in items:
+        box.setCurrentText(current)
+    box.blockSignals(False)
 
 
 def _when(rec):
