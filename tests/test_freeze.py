@@ -183,6 +183,28 @@ def test_frozen_batch_norm_in_training_is_inference_mode(rt, rng):
     assert not np.allclose(rt.read(t.buf, 16 * t.size, (16,) + t.shape), inference, atol=1e-2)
 
 
+def test_a_frozen_time_distributed_batch_norm_runs_in_inference_mode(rt, rng):
+    g = Graph()
+    g.add_node("Input", {"shape": [5, 3]}, id="x")
+    g.add_node("Dense", {"units": 3}, id="d")
+    g.add_node("TimeDistributed", {"layer": {"type": "BatchNormalization", "params": {}}},
+               id="td", trainable=False)
+    g.connect("x", 0, "d", 0)
+    g.connect("d", 0, "td", 0)
+    model = Model(g, rt, batch_size=4)
+    w = model.get_weights()
+    w["td/moving_mean"] = rng.normal(size=3).astype(np.float32)
+    model.set_weights(w)
+    x = (2 + rng.normal(size=(4, 5, 3))).astype(np.float32)
+    model.load_inputs({"x": x})
+    model.forward(4, training=True)
+    model.backward(4)  # d learns through it
+    t = model.output("td")
+    np.testing.assert_array_equal(rt.read(t.buf, 4 * t.size, (4,) + t.shape),
+                                  model.predict({"x": x})["td"])
+    np.testing.assert_array_equal(model.get_weights()["td/moving_mean"], w["td/moving_mean"])
+
+
 def test_a_frozen_node_with_nothing_trainable_before_it_is_not_differentiated(rt):
     g = chain()
     g.set_trainable("d1", False)

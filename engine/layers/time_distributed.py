@@ -68,6 +68,7 @@ class _Steps:
         self.w, self.dw, self.const = s.w, s.dw, s.const
         self.scratch = {k: Tensor(s.scratch[k].buf, sh) for k, sh in scratch_shapes.items()}
         self.logits, self.skip_act_grad = None, False
+        self.frozen = s.frozen  # a frozen wrapped BatchNormalization: inference mode
 
 
 def _td_onnx(b, n):
