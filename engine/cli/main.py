@@ -89,6 +89,9 @@ def build_parser():
                         "file with its .state.npz) exactly where it stopped, to --epochs or "
                         "the project's epochs in all")
     p.add_argument("--list-devices", action="store_true", help="list OpenCL devices and exit")
+    p.add_argument("--cache", choices=("info", "clear"),
+                   help="the cache of decoded image folders: where it is, its size, limit "
+                        "($LAYERLOOM_CACHE_LIMIT, default 2G) and entries; or clear it")
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="render the editor with PROJECT loaded to a PNG and exit")
     p.add_argument("--size", metavar="WxH", default="1400x860",
@@ -127,7 +130,8 @@ def _doing(args):
     """What the command was doing, to name an unexpected failure by (not always 'training')."""
     for attr, word in (("run", "training"), ("sweep", "the sweep"), ("predict", "prediction"),
                        ("evaluate", "evaluation"), ("export", "export"),
-                       ("import_onnx", "import"), ("list_devices", "the device survey")):
+                       ("import_onnx", "import"), ("list_devices", "the device survey"),
+                       ("cache", "the cache command")):
         if getattr(args, attr, None):
             return word
     return "the editor"
@@ -138,6 +142,11 @@ def main(argv=None):
     try:
         if args.list_devices:
             return list_devices()
+        if args.cache:
+            from layerloom.data import image_cache
+            lines = image_cache.info() if args.cache == "info" else [image_cache.clear()]
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            return EXIT_OK
         if args.run:
             return run(args)
         if args.sweep:

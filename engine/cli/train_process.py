@@ -65,10 +65,11 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
         from layerloom.data.prepare import prepare_data
         project = projectfile.from_dict(project_dict, path)
 
-        def progress(url, done, total):
+        def progress(url, done, total, unit="bytes"):
+            from layerloom.cli.run import progress_verb  # a URL, a CSV file, an image folder
             pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
-            what = "Downloading" if "://" in url else "Reading"  # a URL, or a CSV file
-            q.put(("status", f"{what} {url.replace(os.sep, '/').rsplit('/', 1)[-1]}: {pct}"))
+            q.put(("status", f"{progress_verb(url, unit)} "
+                             f"{url.replace(os.sep, '/').rsplit('/', 1)[-1]}: {pct}"))
 
         should_stop = Control(stop, pause)
 

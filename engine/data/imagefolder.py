@@ -1,28 +1,30 @@
 """Image folders: one subfolder per class (sorted names give the class indices, as Keras'
 image_dataset_from_directory does); optional `train/` and `test/` folders that each hold the
 class folders. Images are decoded with Pillow, converted to grayscale or RGB, resized, and
-written once, in chunks, to a uint8 cache file in the user's cache folder; training then reads
-that file memory-mapped, a batch at a time, so a folder larger than memory still trains.
-The cache is keyed by every file's path, size and modification time, and the settings."""
-import hashlib
+written once to a uint8 array in the cache (engine/data/image_cache.py: an entry per folder
+and settings, compared file by file, so that a changed file is the only one decoded again);
+training then reads that array memory-mapped, a batch at a time, so a folder larger than
+memory still trains. Every image's size is read from its header before any is decoded."""
+import io
 import os
-import tempfile
+import re
+import struct
+import time
 import warnings
 
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
+from layerloom.data import image_cache
 from layerloom.data.preprocess import LazyRows
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 COLORS = ("grayscale", "rgb")
-CHUNK = 512
+CHUNK = 4096  # rows copied from a folder's previous entry at a time
 MAX_PIXELS = 40_000_000  # an image larger is refused before decoding (a "decompression bomb")
-
-
-def cache_dir():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "layerloom", "images")
+PNG = b"\x89PNG\r\n\x1a\n"  # a PNG's size is in its first 24 bytes
+PROGRESS_EVERY = 0.1  # seconds between progress calls
+cache_dir = image_cache.folder
 
 
 def _class_dirs(folder):
@@ -69,71 +71,190 @@ def _scan_classes(folder, place):
     return classes, items
 
 
-def decode(path, size, color, place):
-    from PIL import Image, UnidentifiedImageError
+def _refused(path, what, place):
+    return DataError(f"{path}: refused: {what}, more than the {MAX_PIXELS // 10**6} megapixels "
+                     "an image may have here", place)
+
+
+def _opened(path, source, place):
+    """Pillow's image of `source` (a path or a file object), its header read (Image.open
+    reads no pixels); a size over MAX_PIXELS is refused here, before any decoding, in the
+    project's words rather than Pillow's decompression-bomb error."""
+    from PIL import Image
     try:
         with warnings.catch_warnings():  # Pillow warns from 89 megapixels: refused below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-        with im:
-            if im.width * im.height > MAX_PIXELS:
-                raise DataError(f"{path}: refused: {im.width}x{im.height} pixels, more than "
-                                f"the {MAX_PIXELS // 10**6} megapixels an image may have here",
-                                place)
+            im = Image.open(source)
+    except Image.DecompressionBombError as e:  # Pillow's own limit: 179 megapixels
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        raise _refused(path, f"{int(n.group(1)):,} pixels" if n else
+                       "more pixels than Pillow opens", place) from None
+    if im.width * im.height > MAX_PIXELS:
+        im.close()
+        raise _refused(path, f"{im.width}x{im.height} pixels", place)
+    return im
+
+
+def _unreadable(path, e, place):
+    return DataError(f"{path}: not a readable image ({e})", place)
+
+
+def _read_error(path, e, place):
+    return DataError(f"{path}: cannot be read ({e.strerror or e})", place)
+
+
+def check_sizes(paths, place="dataset.path", tick=None):
+    """Every image's size from its header, before any is decoded: the first file that is not
+    a readable image or is larger than MAX_PIXELS is refused at once."""
+    from PIL import UnidentifiedImageError
+    for n, path in enumerate(paths, 1):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(24)
+            if head[:8] == PNG and head[12:16] == b"IHDR":  # 4x faster than Pillow's open
+                w, h = struct.unpack(">II", head[16:24])
+                if w * h > MAX_PIXELS:
+                    raise _refused(path, f"{w}x{h} pixels", place)
+            else:
+                _opened(path, path, place).close()
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise _unreadable(path, e, place) from None
+        if tick:
+            tick(n)
+
+
+def _decode_bytes(path, data, size, color, place):
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with _opened(path, io.BytesIO(data), place) as im:
             im = im.convert("L" if color == "grayscale" else "RGB")
             if im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             a = np.asarray(im, np.uint8)
-    except Image.DecompressionBombError as e:  # a header claiming billions of pixels
-        raise DataError(f"{path}: refused: {e}", place) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{path}: not a readable image ({e})", place) from None
+        raise _unreadable(path, e, place) from None
     return a[..., None] if a.ndim == 2 else a
 
 
-def _key(items, size, color):
-    h = hashlib.sha256(f"{size}|{color}".encode())
-    for path, k in items:
-        st = os.stat(path)
-        h.update(f"{os.path.abspath(path)}|{k}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:32]
+def _read(path, place):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise _read_error(path, e, place) from None
 
 
-def decoded(items, size, color, place="dataset.path", progress=None):
-    """The images as a read-only memory-mapped uint8 array (N, H, W, C), decoding them into
-    the cache first if needed. Written to a temporary file and renamed when complete."""
-    ch = 1 if color == "grayscale" else 3
-    folder = cache_dir()
-    path = os.path.join(folder, _key(items, size, color) + ".npy")
-    if not os.path.isfile(path):
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        os.close(fd)
+def decode(path, size, color, place):
+    """One image as uint8 (H, W, C), C 1 for grayscale or 3 for rgb."""
+    check_sizes([path], place)
+    return _decode_bytes(path, _read(path, place), size, color, place)
+
+
+def ticker(progress, path, total, unit):
+    """tick(done) calling progress(path, done, total, unit) at once (done 0), then at most
+    every PROGRESS_EVERY seconds, and when done reaches total; nothing when total is 0."""
+    if progress is None or not total:
+        return lambda done: None
+    last = [time.perf_counter()]
+    progress(path, 0, total, unit)
+
+    def tick(done):
+        now = time.perf_counter()
+        if done >= total or now - last[0] >= PROGRESS_EVERY:
+            last[0] = now
+            progress(path, done, total, unit)
+    return tick
+
+
+def _stats(root, items, place):
+    """[[path relative to root, size, mtime_ns, hash (None: not known yet)]] per image."""
+    files = []
+    prefix = os.path.join(root, "")
+    for path, _ in items:
         try:
-            out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(items), size[0], size[1], ch))
-            for s in range(0, len(items), CHUNK):
-                for i, (p, _) in enumerate(items[s:s + CHUNK], s):
-                    out[i] = decode(p, size, color, place)
-                out.flush()
-                if progress:
-                    progress(min(s + CHUNK, len(items)), len(items))
-            del out
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return np.load(path, mmap_mode="r")
+            st = os.stat(path)
+        except OSError as e:
+            raise _read_error(path, e, place) from None
+        rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+        files.append([rel, st.st_size, st.st_mtime_ns, None])
+    return files
+
+
+def _match(old, items, files, place):
+    """The row of the old entry each image can be taken from (-1: decode it): the same path,
+    size and modification time, else (a touched, renamed or copied file) the same bytes."""
+    rows = np.full(len(files), -1, np.int64)
+    by_name = {f[0]: j for j, f in enumerate(old.files)}
+    by_hash = None
+    for i, f in enumerate(files):
+        j = by_name.get(f[0])
+        if j is not None and old.files[j][1:3] == f[1:3]:
+            rows[i], f[3] = j, old.files[j][3]
+            continue
+        if by_hash is None:
+            by_hash = {g[3]: j for j, g in enumerate(old.files)}
+        h = image_cache.file_hash(_read(items[i][0], place))
+        if h in by_hash:
+            rows[i], f[3] = by_hash[h], h
+    return rows
+
+
+def decoded(root, items, size, color, place="dataset.path", progress=None, label=None):
+    """The images of `items` (under the folder `root`) as a read-only memory-mapped uint8
+    array (N, H, W, C) from the cache (engine/data/image_cache.py), decoding only the images
+    its entry for the folder does not hold: all on a first run, a changed file alone later.
+    Sizes are checked from the headers of all images to decode before any is decoded.
+    progress(label, done, total, unit): unit "files" while headers are read, "images" while
+    images are decoded."""
+    size = tuple(size)
+    label = label or root
+    shape = (len(items), size[0], size[1], 1 if color == "grayscale" else 3)
+    key = image_cache.key_of(root, size, color)
+    files = _stats(root, items, place)
+    old = image_cache.read(key)
+    try:
+        previous = old.open() if old is not None else None
+    except OSError:  # deleted by another process just now
+        old = previous = None
+    rows = np.full(len(items), -1, np.int64) if old is None else _match(old, items, files, place)
+    todo = np.flatnonzero(rows < 0)
+    if not len(todo) and len(rows) == len(old.files) and \
+            np.array_equal(rows, np.arange(len(rows))):  # every row where it was
+        if files != old.files:  # touched files: their new times, the rows as they are
+            old = image_cache.write_index(key, files, old.meta["data"], shape, root,
+                                          old.meta["settings"])
+        image_cache.use(old)
+        return previous
+    check_sizes([items[i][0] for i in todo], place, ticker(progress, label, len(todo), "files"))
+
+    def fill(out):
+        reuse = np.flatnonzero(rows >= 0)
+        for s in range(0, len(reuse), CHUNK):
+            out[reuse[s:s + CHUNK]] = previous[rows[reuse[s:s + CHUNK]]]
+        tick = ticker(progress, label, len(todo), "images")
+        for n, i in enumerate(todo, 1):
+            path = items[i][0]
+            data = _read(path, place)
+            out[i] = _decode_bytes(path, data, size, color, place)
+            files[i][3] = image_cache.file_hash(data)
+            tick(n)
+    return image_cache.write(key, shape, fill, files, root, {"size": list(size), "color": color})
 
 
 def load(folder, size=(32, 32), color="grayscale", place="dataset.path", progress=None):
-    """{split: (LazyRows of float32 pixels 0..255, float32 labels)} and the class names."""
+    """{split: (LazyRows of float32 pixels 0..255, float32 labels)} and the class names.
+    progress(label, done, total, unit) as decoded() calls it; label: the folder, and the
+    split's name in brackets where the folder holds train/ and test/."""
     if color not in COLORS:
         raise DataError(f"expected one of {', '.join(COLORS)}, got {quote(color)}", "dataset.color")
     splits = scan(folder, place)
     classes = splits["train"][0]
     out = {}
     for name, (_, items) in splits.items():
-        x = decoded(items, tuple(size), color, place, progress)
+        whole = len(splits) == 1
+        root = folder if whole else os.path.join(folder, name)
+        label = folder if whole else f"{os.path.normpath(folder)} ({name})"
+        x = decoded(root, items, tuple(size), color, place, progress, label)
         y = np.array([k for _, k in items], np.float32)
         out[name] = (LazyRows(x), y)
     return out, classes

@@ -78,9 +78,12 @@ def load_csv(d, path, table=None, progress=None):
     return out
 
 
-def load_images(d, path):
+def load_images(d, path, progress=None):
+    """progress(folder, done, total, unit): while headers ("files") and images ("images")
+    are read, imagefolder.decoded's calls."""
     size = d.get("size") or [32, 32]
-    splits, classes = imagefolder.load(path, size, d.get("color", "grayscale"))
+    splits, classes = imagefolder.load(path, size, d.get("color", "grayscale"),
+                                       progress=progress)
     x, y = splits["train"]
     test = {"x": splits["test"][0], "y": splits["test"][1]} if "test" in splits else None
     out = Arrays({"x": x, "y": y}, test,
@@ -173,7 +176,8 @@ register(Source(
     keys=(Path("path", "a folder of class folders", help="Relative to the project file."),
           Size("size", [32, 32], help="Every image is resized to it."),
           Option("color", "grayscale", imagefolder.COLORS, help="Channels: 1 or 3.")),
-    load=lambda d, project, progress=None, table=None: load_images(d, project.resolve(d["path"])),
+    load=lambda d, project, progress=None, table=None: load_images(
+        d, project.resolve(d["path"]), progress),
     array_names=lambda d, project: ["x", "y"], normalization="scale", form=lambda d: {
         "x": ImageForm(tuple(d.get("size") or (32, 32)),
                        1 if d.get("color", "grayscale") == "grayscale" else 3)},

@@ -1,0 +1,312 @@
+"""The cache of decoded image folders: one entry per folder and settings (size, colour), an
+index `<key>.json` listing each image's path (relative to the folder), size, modification
+time and a hash of its bytes, beside the uint8 array `<key>.<token>.npy` whose rows follow
+the index. imagefolder.decoded compares a folder with its entry file by file: rows of
+unchanged files are reused (a touched file is only hashed again), and only changed or new
+files are decoded.
+
+Writes never leave a half-written file: a data file is written as `.part`, fsynced and
+renamed, then the index naming it is replaced atomically; the entry's previous data file is
+deleted only after that. The cache is bounded: entries are evicted least recently used (the
+index's modification time, set at each use) once the folder holds more than the limit.
+
+Place: $LAYERLOOM_CACHE_DIR/images, else $XDG_CACHE_HOME/layerloom/images, else
+~/.cache/layerloom/images. Limit: $LAYERLOOM_CACHE_LIMIT (2G, 500M, 1.5G, or bytes), default
+2 GiB. Only files named as this module names them are ever deleted there."""
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+
+import numpy as np
+
+from layerloom.core.errors import DataError, quote
+from layerloom.core.fileio import atomic_write_text
+
+FORMAT = 2  # format 1: one <key>.npy per folder keyed by every file's mtime (no index)
+DEFAULT_LIMIT = 2 << 30
+GRACE = 3600  # seconds a data file no index names yet, or a .part being written, is left
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_INDEX = re.compile(r"^[0-9a-f]{32}\.json$")
+_DATA = re.compile(r"^[0-9a-f]{32}\.[0-9a-f]{8}\.npy$")
+_OURS = re.compile(r"^([0-9a-f]{32}(\.[0-9a-f]{8})?\.npy|[0-9a-f]{32}\.json|"
+                   r"\.?[0-9a-f]{32}[.\w-]*\.(part|tmp)|tmp\w+\.part)$")  # format 1's too
+
+
+def folder():
+    root = os.environ.get("LAYERLOOM_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "layerloom")
+    return os.path.join(root, "images")
+
+
+def limit():
+    """The size limit in bytes, from $LAYERLOOM_CACHE_LIMIT (binary units: 2G is 2 GiB)."""
+    text = os.environ.get("LAYERLOOM_CACHE_LIMIT", "").strip()
+    if not text:
+        return DEFAULT_LIMIT
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", text.upper())
+    if not m:
+        raise DataError(f"expected a size such as 2G, 500M or a number of bytes, got "
+                        f"{quote(text)}", "LAYERLOOM_CACHE_LIMIT")
+    return int(float(m.group(1)) * UNITS[m.group(2)])
+
+
+def key_of(root, size, color):
+    text = f"{FORMAT}|{os.path.abspath(root)}|{tuple(size)}|{color}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def file_hash(data):
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class Entry:
+    """A folder's cached images: files [[relative path, size, mtime_ns, hash]] and, once
+    opened, the rows as a read-only memory-mapped array."""
+
+    def __init__(self, key, meta, index_path):
+        self.key, self.meta, self.index_path = key, meta, index_path
+        self.files = meta["files"]
+        self.data_path = os.path.join(os.path.dirname(index_path), meta["data"])
+
+    def open(self):
+        return np.load(self.data_path, mmap_mode="r")
+
+    def nbytes(self):
+        try:
+            return os.path.getsize(self.index_path) + os.path.getsize(self.data_path)
+        except OSError:
+            return 0
+
+
+def _read_entry(index_path):
+    """The entry of an index file, or None when it is unreadable, of another format or its
+    data file is missing or of another length (a damaged entry is a miss, never an error)."""
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("format") != FORMAT or not _DATA.match(meta.get("data", "")):
+            return None
+        e = Entry(os.path.basename(index_path)[:32], meta, index_path)
+        shape = tuple(meta["shape"])
+        if len(e.files) != shape[0] or not all(
+                isinstance(f, list) and len(f) == 4 and isinstance(f[0], str) for f in e.files):
+            return None
+        with open(e.data_path, "rb") as f:
+            fmt = np.lib.format
+            read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else \
+                fmt.read_array_header_2_0
+            header = read_header(f)
+            if header[0] != shape or header[2] != np.uint8 or \
+                    os.fstat(f.fileno()).st_size != f.tell() + int(np.prod(shape)):
+                return None
+        return e
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def read(key):
+    return _read_entry(os.path.join(folder(), key + ".json"))
+
+
+def use(entry):
+    """Mark the entry as just used (its place in the least-recently-used order)."""
+    try:
+        os.utime(entry.index_path)
+    except OSError:
+        pass
+
+
+def write_index(key, files, data_name, shape, root, settings):
+    path = os.path.join(folder(), key + ".json")
+    meta = {"format": FORMAT, "folder": os.path.abspath(root), "settings": settings,
+            "shape": list(shape), "data": data_name, "files": files}
+    atomic_write_text(path, json.dumps(meta, separators=(",", ":")))
+    return Entry(key, meta, path)
+
+
+def write(key, shape, fill, files, root, settings):
+    """A new entry: fill(out) writes every row of the uint8 array `out` of `shape` (a memory
+    map of the .part file) and completes `files`; then the data file is fsynced and renamed,
+    the index replaced, the key's previous data files deleted and the cache evicted down to
+    its limit. Returns the rows, read-only and memory-mapped (opened before the index names
+    them: a process writing the same folder at the same time may delete the file, not the
+    mapping). A failure or Ctrl-C leaves the cache as it was."""
+    cache = folder()
+    name = f"{key}.{secrets.token_hex(4)}.npy"
+    part = os.path.join(cache, name + ".part")
+    try:
+        with _said(cache, int(np.prod(shape))):
+            os.makedirs(cache, exist_ok=True)
+            out = np.lib.format.open_memmap(part, "w+", np.uint8, shape)
+            _allocate(part)
+        fill(out)
+        out.flush()
+        del out
+        with open(part, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(part, os.path.join(cache, name))
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+    try:
+        array = np.load(os.path.join(cache, name), mmap_mode="r")
+        write_index(key, files, name, shape, root, settings)
+    except BaseException:
+        _unlink(os.path.join(cache, name))
+        raise
+    for n in os.listdir(cache):  # those of a replaced or damaged index; a process still
+        if n != name and n.startswith(key) and _DATA.match(n):  # reading one keeps its
+            _unlink(os.path.join(cache, n))  # mapping (POSIX)
+    evict(keep=(key,))
+    return array
+
+
+@contextlib.contextmanager
+def _said(cache, nbytes):
+    """An OSError making the cache's folder or file (no permission, a full disk) as a
+    DataError saying what to do."""
+    try:
+        yield
+    except OSError as e:
+        raise DataError(f"cannot write the image cache in {cache} ({e.strerror or e}; "
+                        f"{_mb(nbytes)} needed): free space there or set LAYERLOOM_CACHE_DIR "
+                        "to another folder", "LAYERLOOM_CACHE_DIR") from None
+
+
+def _allocate(path):
+    """Reserve the file's blocks now: a memory map of a sparse file on a full disk gets
+    SIGBUS when a page is written back (a crash, not an error)."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "rb+") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise  # ENOSPC; a file system without fallocate is left as it is
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+        return True
+    except OSError:  # gone already, or held open where that forbids it (Windows)
+        return False
+
+
+def entries():
+    """Every readable entry, least recently used first."""
+    cache = folder()
+    try:
+        names = [n for n in os.listdir(cache) if _INDEX.match(n)]
+    except OSError:
+        return []
+    out = [e for e in (_read_entry(os.path.join(cache, n)) for n in names) if e is not None]
+    return sorted(out, key=_last_used)
+
+
+def _last_used(entry):
+    try:
+        return os.stat(entry.index_path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _leftovers(live, grace=GRACE):
+    """Files of ours that no readable entry holds: format 1's arrays, data files of damaged
+    or replaced indexes, and .part/.tmp files older than `grace` seconds (younger ones may
+    be another process's writing)."""
+    cache = folder()
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return []
+    now = time.time()
+    out = []
+    for n in names:
+        p = os.path.join(cache, n)
+        if not _OURS.match(n) or p in live or not os.path.isfile(p):
+            continue
+        try:
+            age = now - os.path.getmtime(p)
+        except OSError:
+            continue
+        if age >= grace or not (n.endswith((".part", ".tmp")) or _DATA.match(n)):
+            out.append(p)
+    return out
+
+
+def _sizes(paths):
+    total = 0
+    for p in paths:
+        try:
+            total += os.path.getsize(p)
+        except OSError:
+            pass
+    return total
+
+
+def evict(keep=(), limit_bytes=None):
+    """Delete leftovers, then the least recently used entries (never those in `keep`) until
+    the cache holds at most the limit. Returns the number of entries deleted."""
+    limit_bytes = limit() if limit_bytes is None else limit_bytes
+    es = entries()
+    live = {p for e in es for p in (e.index_path, e.data_path)}
+    for p in _leftovers(live):
+        _unlink(p)
+    total = sum(e.nbytes() for e in es)
+    removed = 0
+    for e in es:
+        if total <= limit_bytes:
+            break
+        if e.key in keep:
+            continue
+        size = e.nbytes()
+        if _unlink(e.index_path):  # the entry is gone with its index; then its data
+            _unlink(e.data_path)
+            total -= size
+            removed += 1
+    return removed
+
+
+def _mb(n):
+    for unit, shift in (("GB", 30), ("MB", 20), ("KB", 10)):
+        if n >= 1 << shift:
+            return f"{n / 2 ** shift:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def info():
+    """Lines saying where the cache is, its size against its limit, and each entry."""
+    es = entries()
+    total = sum(e.nbytes() for e in es)
+    lines = [f"Image cache: {folder()}",
+             f"{len(es)} folder(s), {_mb(total)} of a {_mb(limit())} limit "
+             "($LAYERLOOM_CACHE_LIMIT; least recently used evicted first)"]
+    for e in reversed(es):
+        shape = e.meta["shape"]
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(_last_used(e)))
+        lines.append(f"  {_mb(e.nbytes()):>10}  {shape[0]:,} images {shape[1]}x{shape[2]}x"
+                     f"{shape[3]}  last used {used}  {e.meta.get('folder', '?')}")
+    left = _leftovers({p for e in es for p in (e.index_path, e.data_path)}, grace=0)
+    if left:
+        lines.append(f"{len(left)} other file(s), {_mb(_sizes(left))} (older cache files or "
+                     "writes in progress; `--cache clear` removes those not in progress)")
+    return lines
+
+
+def clear():
+    """Delete every entry and leftover (not a .part younger than GRACE: another process may
+    be writing it). Returns a line saying what was removed."""
+    es = entries()
+    paths = [p for e in es for p in (e.index_path, e.data_path)]
+    paths += _leftovers(set(paths))
+    size = _sizes(paths)
+    gone = sum(_unlink(p) for p in paths)
+    return f"Removed {len(es)} folder(s), {gone} file(s), {_mb(size)} from {folder()}"
