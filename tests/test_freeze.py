@@ -307,3 +307,22 @@ def test_a_keras_model_with_frozen_layers_imports_frozen_and_trains_like_keras(t
     for key, v in got.items():
         np.testing.assert_allclose(v, theirs[key], rtol=1e-4, atol=1e-5, err_msg=key)
     assert np.array_equal(got["d2/kernel"], weights["d2/kernel"])
+
+
+def test_onnx_export_is_unaffected_by_the_flag(tmp_path, rng):
+    """ONNX has no trainable flag: a frozen model exports as the same graph, and onnxruntime
+    computes what Layerloom's predict does (a frozen BatchNormalization: inference, as ever)."""
+    ort = pytest.importorskip("onnxruntime")
+    from layerloom.interop import export
+    p = project_of(chain())
+    model = api.Model(p)
+    weights = model.session.model.get_weights()
+    export(p, weights, str(tmp_path / "frozen.onnx"))
+    for nid in p.graph.frozen():
+        p.graph.set_trainable(nid, True)
+    export(p, weights, str(tmp_path / "free.onnx"))
+    assert (tmp_path / "frozen.onnx").read_bytes() == (tmp_path / "free.onnx").read_bytes()
+    s = ort.InferenceSession(str(tmp_path / "frozen.onnx"), providers=["CPUExecutionProvider"])
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    got = s.run(None, {s.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)
