@@ -38,7 +38,7 @@ def test_the_dialog_builds_the_spec(qtbot, spirals):
     # a node's units as a list, ranked by validation accuracy, named
     row = d.add_row()
     d.set_row(row, name="hidden_1.units", form="list", values="16, 32")
-    d.metric.setCurrentText("val_accuracy")
+    d.metric_box.setCurrentText("val_accuracy")
     d.name.setText("lr-units")
     assert d.spec() == {"parameters": {"learning_rate": {"log_range": [0.0001, 0.1], "count": 6},
                                        "hidden_1.units": [16, 32]},

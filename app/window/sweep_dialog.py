@@ -25,6 +25,8 @@ class SweepDialog(QDialog):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.Stretch)
+        self.table.setColumnWidth(0, 180)  # hidden_1.units whole
+        self.table.setColumnWidth(1, 100)
         add = QPushButton("Add Parameter")
         add.clicked.connect(lambda: self.add_row())
         remove = QPushButton("Remove Parameter")
@@ -40,9 +42,9 @@ class SweepDialog(QDialog):
         self.trials.setValue(8)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        self.metric = QComboBox()
-        self.metric.setEditable(True)
-        self.metric.addItems(self._metrics())
+        self.metric_box = QComboBox()
+        self.metric_box.setEditable(True)
+        self.metric_box.addItems(self._metrics())
         self.name = QLineEdit()
         self.name.setPlaceholderText("named after its parameters")
         self.summary = QLabel()
@@ -51,7 +53,7 @@ class SweepDialog(QDialog):
             w.toggled.connect(lambda _: self.check())
         for w in (self.trials, self.seed):
             w.valueChanged.connect(lambda _: self.check())
-        self.metric.currentTextChanged.connect(lambda _: self.check())
+        self.metric_box.currentTextChanged.connect(lambda _: self.check())
         self.name.textChanged.connect(lambda _: self.check())
 
         rows = QHBoxLayout()
@@ -67,7 +69,7 @@ class SweepDialog(QDialog):
         how.addStretch(1)
         form = QFormLayout()
         form.addRow("Trials", _boxed(how))
-        form.addRow("Rank by", self.metric)
+        form.addRow("Rank by", self.metric_box)
         form.addRow("Name", self.name)
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         self.buttons.button(QDialogButtonBox.Ok).setText("Start Sweep")
@@ -159,7 +161,7 @@ class SweepDialog(QDialog):
                 params[name] = {key: values}
                 if count:
                     params[name]["count"] = count
-        d = {"parameters": params, "metric": self.metric.currentText().strip()}
+        d = {"parameters": params, "metric": self.metric_box.currentText().strip()}
         if self.random.isChecked():
             d.update(trials=self.trials.value(), seed=self.seed.value())
         if self.name.text().strip():
