@@ -55,14 +55,14 @@ if _UMASK is None:
     _UMASK = _import_umask()
 
 
-def _mode_for(path):
-    """The permission bits an ordinary write of `path` would leave: the file's own where it
-    exists, else 0666 less the umask."""
+def _mode_for(path, new=0o666):
+    """The permission bits an ordinary write of `path` would leave: the file's (or folder's)
+    own where it exists, else `new` (0666 for a file, 0777 for a folder) less the umask."""
     try:
         return os.stat(path).st_mode & 0o7777
     except OSError:
         mask = _proc_umask()
-        return 0o666 & ~(_UMASK if mask is None else mask)
+        return new & ~(_UMASK if mask is None else mask)
 
 
 def _atomic_backup(path, folder):
@@ -232,6 +232,7 @@ def write_folder_unit(folder, files):
     _remove_stale_staging(parent, base)
     staging = tempfile.mkdtemp(prefix=f".{base}{STAGING_MARK}{os.getpid()}-", dir=parent)
     try:
+        os.chmod(staging, _mode_for(folder, 0o777))  # mkdtemp's 0700: not a folder's mode
         if os.path.isdir(folder):
             _link_tree(folder, staging, set(files))
         for name, data in files.items():
