@@ -1,0 +1,49 @@
+"""The model's memory, known from the graph before Run (engine/core/memory.py): the figure the
+model itself refuses by, and the line the editor lists under Problems."""
+from layerloom.core.graph import Graph
+from layerloom.core.memory import memory_needed, memory_problem, size_text
+
+
+def _cnn(units=10):
+    g = Graph()
+    ids = [g.add_node("Input", {"shape": [12, 12, 3]}).id,
+           g.add_node("Conv2D", {"filters": 8, "kernel_size": 3}).id,
+           g.add_node("BatchNormalization", {}).id,
+           g.add_node("Flatten", {}).id,
+           g.add_node("Dense", {"units": units, "activation": "softmax"}).id]
+    for a, b in zip(ids, ids[1:]):
+        g.connect(a, 0, b, 0)
+    return g, ids
+
+
+def test_the_estimate_is_what_the_model_counts(rt):
+    from layerloom.train.model import Model
+    g, _ = _cnn()
+    for batch in (1, 16):
+        total, largest, _ = memory_needed(g, batch)
+        assert (total, largest) == Model(g, rt, batch_size=batch).memory_needed()
+
+
+def test_the_estimate_by_hand():
+    """An Input of 4 and a Dense of 3 at batch 2: the input once (no gradient), the Dense's
+    output and its gradient, its kernel and bias four times (weight, gradient, Adam's two)."""
+    g = Graph()
+    a = g.add_node("Input", {"shape": [4]}).id
+    b = g.add_node("Dense", {"units": 3}).id
+    g.connect(a, 0, b, 0)
+    total, largest, at = memory_needed(g, 2)
+    assert total == 4 * (2 * 4 + 2 * 2 * 3 + 4 * (4 * 3 + 3))
+    assert (largest, at) == (4 * 12, b)
+
+
+def test_a_model_past_the_device_is_an_error_naming_the_node():
+    g, ids = _cnn(units=999_999_999)
+    line, node, error = memory_problem(g, 32, have=8 * 2**30, one=2 * 2**30, device="GPU X")
+    assert error and node == ids[-1]
+    assert "needs about" in line and "GiB of device memory at batch size 32" in line
+    assert "GPU X has 8.0 GiB" in line and "lower the batch size" in line
+    assert memory_problem(_cnn()[0], 32, have=8 * 2**30, one=2 * 2**30) is None
+    # no device known: said from 4 GiB up, not as an error
+    line, node, error = memory_problem(g, 32)
+    assert not error and "needs about" in line
+    assert size_text(12_204 * 2**30) == "12,204.0 GiB" and size_text(512) == "512 bytes"
