@@ -3,7 +3,7 @@ its arguments in Keras' positional order, the order its declaration lists its pa
 (engine/layers/*.py), and name=value for any parameter:
 
     embedding 10000 32                  input_dim, output_dim
-    input 200                           shape (200,); also (28, 28, 1) or 28x28x1
+    input 200                           shape (200,); also 28 28 1, (28, 28, 1) or 28x28x1
     conv2d 16 3x3 relu padding=same
     conv2d 16 3 same relu               a word that does not fit the next parameter goes to
                                         the first one not yet given that takes it
@@ -86,13 +86,17 @@ def value_of(word):
     return word
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _tries(param, value):
     """The readings of a value a parameter is offered, in turn: as typed; 1x0x2x1 as pairs
     (margins); an integer as a one-axis shape (input 200); a word in lower case (SAME)."""
     out = [value]
     if isinstance(value, list) and len(value) >= 4 and len(value) % 2 == 0:
         out.append([value[i:i + 2] for i in range(0, len(value), 2)])
-    if param.kind == "shape" and isinstance(value, int) and not isinstance(value, bool):
+    if param.kind == "shape" and _is_int(value):
         out.append([value])
     if isinstance(value, str) and value.lower() != value:
         out.append(value.lower())
@@ -134,16 +138,22 @@ def parse_words(layer, words):
         if why is not None:
             raise ParamError(f"{name}={raw}: {why}")
         named[name] = value
-    out = {}
+    out, shape = {}, None  # shape: the shape parameter the last word set, to go on with
     for word in positional:
         value = value_of(word)
         reasons = []
+        if shape is not None and _is_int(value):  # input 28 28 1: one shape, as (28, 28, 1)
+            got, why = _offer(declared[shape], [*out[shape], value])
+            if why is None:
+                out[shape] = got
+                continue
         for name, q in declared.items():
             if name in out or name in named:
                 continue
             got, why = _offer(q, value)
             if why is None:
                 out[name] = got
+                shape = name if q.kind == "shape" and _is_int(value) else None
                 break
             reasons.append(f"{name}: {why}")
         else:

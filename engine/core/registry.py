@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from layerloom.core import plugins
-from layerloom.core.errors import GraphError, LayerloomError, ParamError
+from layerloom.core.errors import GraphError
 
 
 class ShapeError(GraphError):
