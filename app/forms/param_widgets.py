@@ -33,36 +33,68 @@ def _number(text):
 class InitializerWidget(QWidget):
     def __init__(self, p, value, commit):
         super().__init__()
+        from layerloom.core.params import VARIANCE_DISTRIBUTIONS, VARIANCE_MODES
         from layerloom.train.initializers import NAMES
         self.commit = commit
         self.name = narrow_box()
-        self.name.addItems(list(NAMES))
+        self.name.addItems(list(NAMES) + ["variance_scaling"])
         self.constant = QLineEdit()
         self.constant.setPlaceholderText("value")
         self.constant.setMaximumWidth(80)
+        # variance_scaling: its scale, mode and distribution (a seed it has is kept)
+        self.scale = QLineEdit()
+        self.scale.setPlaceholderText("scale")
+        self.scale.setMaximumWidth(60)
+        self.mode, self.dist = narrow_box(7), narrow_box(7)
+        self.mode.addItems(list(VARIANCE_MODES))
+        self.dist.addItems(list(VARIANCE_DISTRIBUTIONS))
+        self.seed = None
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.name, 1)
-        lay.addWidget(self.constant)
+        for w in (self.constant, self.scale, self.mode, self.dist):
+            lay.addWidget(w)
         self.name.activated.connect(lambda _: self._report())
         self.constant.editingFinished.connect(self._report)
+        self.scale.editingFinished.connect(self._report)
+        self.mode.activated.connect(lambda _: self._report())
+        self.dist.activated.connect(lambda _: self._report())
         self.set_value(value)
 
+    def _parts(self):
+        return (self.name, self.constant, self.scale, self.mode, self.dist)
+
+    def _show_parts(self, name):
+        self.constant.setVisible(name == "constant")
+        for w in (self.scale, self.mode, self.dist):
+            w.setVisible(name == "variance_scaling")
+
     def set_value(self, value):
-        is_const = isinstance(value, dict)
-        for w in (self.name, self.constant):
+        name = value.get("name") if isinstance(value, dict) else str(value)
+        for w in self._parts():
             w.blockSignals(True)
-        self.name.setCurrentText("constant" if is_const else str(value))
-        self.constant.setText(f"{value.get('value', 0.0):g}" if is_const else "0")
-        self.constant.setVisible(is_const)
-        for w in (self.name, self.constant):
+        self.name.setCurrentText(name)
+        self.constant.setText(f"{value.get('value', 0.0):g}" if name == "constant" else "0")
+        vs = value if name == "variance_scaling" else {}
+        self.scale.setText(f"{vs.get('scale', 1.0):g}")
+        self.mode.setCurrentText(vs.get("mode", "fan_in"))
+        self.dist.setCurrentText(vs.get("distribution", "truncated_normal"))
+        self.seed = vs.get("seed")
+        self._show_parts(name)
+        for w in self._parts():
             w.blockSignals(False)
 
     def _report(self):
         name = self.name.currentText()
-        self.constant.setVisible(name == "constant")
-        self.commit({"name": "constant", "value": _number(self.constant.text())}
-                    if name == "constant" else name)
+        self._show_parts(name)
+        if name == "constant":
+            self.commit({"name": "constant", "value": _number(self.constant.text())})
+        elif name == "variance_scaling":
+            self.commit({"name": "variance_scaling", "scale": _number(self.scale.text()),
+                         "mode": self.mode.currentText(),
+                         "distribution": self.dist.currentText(), "seed": self.seed})
+        else:
+            self.commit(name)
 
 
 class RegularizerWidget(QWidget):

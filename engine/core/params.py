@@ -310,25 +310,70 @@ INITIALIZER_NAMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal
                      "random_normal", "zeros", "ones", "constant", "lstm_bias")
 
 
+# Keras' VarianceScaling: {"name": "variance_scaling", "scale": s > 0, "mode": one of
+# VARIANCE_MODES, "distribution": one of VARIANCE_DISTRIBUTIONS, "seed": null or an integer}
+# (Keras' defaults 1.0, fan_in, truncated_normal; its "normal" is truncated_normal)
+VARIANCE_MODES = ("fan_in", "fan_out", "fan_avg")
+VARIANCE_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+_NUMBER = (int, float)
+
+
+def _is_number(v):
+    return isinstance(v, _NUMBER) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def variance_scaling(value, place):
+    """A VarianceScaling dict normalised (defaults filled in), or a ParamError naming what is
+    wrong."""
+    extra = sorted(set(value) - {"name", "scale", "mode", "distribution", "seed"})
+    if extra:
+        raise ParamError(f"variance_scaling has no option {quote(extra[0])} (its options: "
+                         "scale, mode, distribution, seed)", place)
+    scale = value.get("scale", 1.0)
+    if not _is_number(scale) or scale <= 0:
+        raise ParamError(f"variance_scaling's scale must be a number > 0; got {quote(scale)}",
+                         place)
+    mode = value.get("mode", "fan_in")
+    if mode not in VARIANCE_MODES:
+        raise ParamError(f"variance_scaling's mode must be one of {', '.join(VARIANCE_MODES)}; "
+                         f"got {quote(mode)}", place)
+    dist = value.get("distribution", "truncated_normal")
+    dist = "truncated_normal" if dist == "normal" else dist
+    if dist not in VARIANCE_DISTRIBUTIONS:
+        raise ParamError(f"variance_scaling's distribution must be one of "
+                         f"{', '.join(VARIANCE_DISTRIBUTIONS)}; got {quote(dist)}", place)
+    seed = value.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                             or not 0 <= seed < 2 ** 32):
+        raise ParamError(f"variance_scaling's seed must be null or an integer 0..2^32-1; got "
+                         f"{quote(seed)}", place)
+    return {"name": "variance_scaling", "scale": float(scale), "mode": mode,
+            "distribution": dist, "seed": seed}
+
+
 class Initializer(Param):
-    """An initialiser name, or {"name": "constant", "value": v}."""
+    """An initialiser name, {"name": "constant", "value": v} or a variance_scaling dict."""
     kind = "initializer"
 
     def validate(self, value, place):
         if isinstance(value, dict):
+            if value.get("name") == "variance_scaling":
+                return variance_scaling(value, place)
             ok = (value.get("name") == "constant" and set(value) <= {"name", "value"}
-                  and isinstance(value.get("value", 0.0), (int, float))
-                  and not isinstance(value.get("value", 0.0), bool))
+                  and _is_number(value.get("value", 0.0)))
             if ok:
                 return {"name": "constant", "value": float(value.get("value", 0.0))}
+        elif value == "variance_scaling":  # Keras' identifier: its defaults
+            return variance_scaling({}, place)
         elif value in INITIALIZER_NAMES:
             return value
-        raise ParamError(f"expected one of {', '.join(INITIALIZER_NAMES)} or "
-                         f"{{\"name\": \"constant\", \"value\": number}}; got {quote(value)}",
-                         place)
+        raise ParamError(f"expected one of {', '.join(INITIALIZER_NAMES)}, "
+                         f"{{\"name\": \"constant\", \"value\": number}} or {{\"name\": "
+                         f"\"variance_scaling\", \"scale\": s, \"mode\": m, \"distribution\": d}}"
+                         f"; got {quote(value)}", place)
 
     def describe(self):
-        return "an initializer name"
+        return "an initializer name, a constant or a variance_scaling"
 
 
 class Regularizer(Param):

@@ -61,6 +61,10 @@ def fmt(v):
 
 
 def initializer(value):
+    if isinstance(value, dict) and value["name"] == "variance_scaling":
+        return (f"keras.initializers.VarianceScaling(scale={value['scale']!r}, "
+                f"mode={value['mode']!r}, distribution={value['distribution']!r}, "
+                f"seed={value.get('seed')!r})")
     if isinstance(value, dict):  # {"name": "constant", "value": v}
         return f"keras.initializers.Constant({value['value']!r})"
     return repr(value)

@@ -5,6 +5,7 @@ handed this module's KIT) returns (lines of __init__, lines of forward) for a no
 channels-first and back around its own call. Weights keep Layerloom's names and layout in the
 .npz; TORCH_WEIGHTS in the script says how each becomes a torch parameter (transpose)."""
 import functools
+import math
 from types import SimpleNamespace
 
 from layerloom.core.errors import DataError, quote
@@ -58,9 +59,38 @@ def _init(n, attr, key, default):
              "zeros": f"nn.init.zeros_({attr})", "ones": f"nn.init.ones_({attr})",
              # Keras' RandomUniform default: U(-0.05, 0.05)
              "random_uniform": f"nn.init.uniform_({attr}, -0.05, 0.05)"}
+    if isinstance(name, dict) and name["name"] == "variance_scaling":
+        return _variance_scaling(n, attr, key, name)
     if not isinstance(name, str) or name not in table:
         raise unsupported(n.id, n.type, key, name)
     return table[name]
+
+
+def _variance_scaling(n, attr, key, init):
+    """Keras' VarianceScaling with its bound or stddev worked out here from the fans Layerloom
+    gives the weight (Keras', whatever layout torch keeps it in); the weight is the layer's
+    `<prefix>` or `<prefix>_kernel` (kernel_initializer: kernel)."""
+    from layerloom.core.registry import get_layer
+    from layerloom.train.initializers import fans
+    prefix = key[:-len("_initializer")]
+    specs = [w for w in get_layer(n.type).weights(n.params, n.in_shapes)
+             if w.name in (prefix, f"{prefix}_kernel")]
+    if len(specs) != 1:
+        raise unsupported(n.id, n.type, key, init, "has no PyTorch form in this export (its "
+                                                   "weight's fans are not one pair)")
+    fan_in, fan_out = fans(specs[0])
+    size = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}
+    scale = init["scale"] / max(1.0, size[init["mode"]])
+    gen = "" if init.get("seed") is None else \
+        f", generator=torch.Generator().manual_seed({init['seed']})"
+    if init["distribution"] == "uniform":
+        limit = math.sqrt(3.0 * scale)
+        return f"nn.init.uniform_({attr}, -{limit!r}, {limit!r}{gen})  # VarianceScaling"
+    if init["distribution"] == "untruncated_normal":
+        return f"nn.init.normal_({attr}, 0.0, {math.sqrt(scale)!r}{gen})  # VarianceScaling"
+    std = math.sqrt(scale) / 0.87962566103423978  # Keras' truncated normal's correction
+    return f"nn.init.trunc_normal_({attr}, 0.0, {std!r}, -{2 * std!r}, {2 * std!r}{gen})  " \
+           "# VarianceScaling"
 
 
 def _pair(v):
