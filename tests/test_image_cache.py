@@ -418,3 +418,17 @@ def test_a_full_disk_is_said_before_anything_is_decoded(tmp_path, decodes, monke
     with pytest.raises(DataError, match=r"\(No space left on device; 768 bytes needed\)"):
         load(root)
     assert decodes == [] and os.listdir(private_cache) == []
+
+
+def test_images_given_to_predict_are_checked_before_any_is_decoded(tmp_path, decodes):
+    from layerloom.data import inputs
+    from layerloom.project import loom as projectfile
+    examples = os.path.join(os.path.dirname(__file__), "..", "assets", "examples")
+    project = projectfile.load(os.path.join(examples, "shapes_folder.loom"))
+    make_folder(tmp_path / "in", n=5, classes=("x",))
+    png_claiming(tmp_path / "in" / "x" / "zz.png", 20000, 20000)
+    with pytest.raises(DataError, match=r"zz\.png: refused: 20000x20000 pixels"):
+        inputs.read(project, str(tmp_path / "in" / "x"))
+    assert decodes == []
+    os.unlink(tmp_path / "in" / "x" / "zz.png")
+    assert inputs.read(project, str(tmp_path / "in" / "x")).arrays["x"].shape == (5, 28, 28, 1)

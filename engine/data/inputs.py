@@ -140,6 +140,7 @@ def _images(project, path):
             raise DataError(f"{path}: no images ({', '.join(imagefolder.EXTENSIONS)})", PLACE)
     else:
         files = [path]
+    imagefolder.check_sizes(files, PLACE)  # every header before any image is decoded
     x = np.stack([imagefolder.decode(f, form.size, form.color, PLACE) for f in files])
     return InputFile({forms.array_of(project, nid): x}, names=[os.path.basename(f) for f in files],
                      description=f"{len(files)} image(s) from {path}")
