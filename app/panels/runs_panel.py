@@ -217,7 +217,8 @@ class RunsPanel(QWidget):
         ranking = self.ranking() if self.sweep_name else None
         swept = self.swept() if ranking is not None else []
         metric = self.sweep_metric()[0] if ranking is not None else ""
-        extra = (["Rank", f"{metric} (ranked by)"] + swept) if ranking is not None else []
+        extra = (["Rank", metric] + swept) if ranking is not None else []
+        cols = [c for c in cols if c != ("final", metric)]  # the ranked value stands for it
         shown = [rec for _, rec in ranking] if ranking is not None else \
             list(reversed(self.records))  # newest first
         self.table.blockSignals(True)
@@ -346,6 +347,8 @@ class RunsPanel(QWidget):
             self.show_which.addItem(f"Sweep {name} ({len(self.sweep_records(name))} runs, "
                                     "ranked)", name)
         self.show_which.setCurrentIndex(max(0, self.show_which.findData(self.sweep_name)))
+        if self.sweep_name is not None:  # a trial that ended since is shown with the others
+            self.checked = {r["id"] for r in self.sweep_records()}
         self.show_which.setEnabled(bool(names))
         self.show_which.blockSignals(False)
         self.views.setTabEnabled(self.sweep_tab, self.sweep_name is not None)
