@@ -5,7 +5,18 @@ from PySide6.QtGui import QPainter, QPen
 from PySide6.QtWidgets import QCompleter, QGraphicsView, QLineEdit
 
 from layerloom.app.look import theme
-from .canvas_items import GRID
+from .canvas_items import GRID, NODE_W
+
+
+def free_place(taken, x, y, across=False):
+    """(x, y), or the first place below it (right of it: across) clear of every node whose
+    top-left is in `taken`: a new node never hides another."""
+    while any(abs(px - x) < NODE_W + 20 and abs(py - y) < 90 for px, py in taken):
+        if across:
+            x += NODE_W + 60
+        else:
+            y += 100
+    return x, y
 
 class _QuickBox(QLineEdit):
     """The Tab box: gone on Escape or when the user clicks elsewhere (its completer's list
@@ -127,8 +138,10 @@ class GraphView(QGraphicsView):
         return False  # Tab opens the quick-add box instead of moving the focus
 
     def quick_add(self, at=None):
-        """A search box at the cursor; Enter adds the chosen layer there, with the parameters
-        typed after its name as its node shows them ("Conv2D 32 3x3 relu"); Escape cancels."""
+        """A search box at the cursor; Enter adds the chosen layer there (below, where a node
+        is there already), with the parameters typed after its name in Keras' order or as
+        name=value ("embedding 10000 32", "conv2d 16 3x3 relu padding=same"; core/quickadd.py);
+        Escape cancels."""
         from layerloom.core.errors import LayerloomError
         from layerloom.core.registry import layer_from_text, layer_types
         names = [l.type_id for l in layer_types()]
@@ -136,12 +149,12 @@ class GraphView(QGraphicsView):
         if not self.viewport().rect().contains(pos):
             pos = self.viewport().rect().center()
         box = _QuickBox(self.viewport())
-        box.setPlaceholderText("Add layer: Dense 128 relu")
+        box.setPlaceholderText("Add layer: dense 64 relu, conv2d 16 3 padding=same")
         completer = QCompleter(names, box)
         completer.setCaseSensitivity(Qt.CaseInsensitive)
         completer.setFilterMode(Qt.MatchContains)
         box.setCompleter(completer)
-        box.resize(200, box.sizeHint().height())
+        box.resize(260, box.sizeHint().height())
         vp = self.viewport().rect()  # wholly inside the canvas, even at its right/bottom edge
         box.move(max(0, min(pos.x(), vp.width() - box.width() - 4)),
                  max(0, min(pos.y(), vp.height() - box.height() - 4)))
@@ -152,14 +165,20 @@ class GraphView(QGraphicsView):
             if not text.split():
                 box.deleteLater()
                 return
-            try:  # "Dense 128 relu", "Conv2D 32 3x3 relu": as the node's face shows them
+            try:  # Keras' order and name=value: "embedding 10000 32", "conv2d 16 3 same"
                 type_id, params = layer_from_text(text)
-            except LayerloomError as e:  # the box stays, its text to be mended (Esc closes)
-                self.sigMessage.emit(f"Not added: {e.message}")
+            except LayerloomError as e:  # the box stays, its text selected to be mended or
+                self.sigMessage.emit(f"Not added: {e.message}")  # typed over (Esc closes)
+                box.setToolTip(f"Not added: {e.message}")
                 box.setFocus()
+                box.selectAll()
                 return
+            box.hide()  # at once: deleteLater leaves it painted until the event loop runs
             box.deleteLater()
-            self.sigQuickAdd.emit(type_id, scene_pos, params)
+            taken = [(n.pos().x(), n.pos().y()) for n in getattr(self.scene(), "nodes",
+                                                                   {}).values()]
+            self.sigQuickAdd.emit(type_id, QPointF(*free_place(taken, scene_pos.x(),
+                                                                scene_pos.y())), params)
         box.returnPressed.connect(done)
         box.show()
         box.setFocus()

@@ -8,6 +8,7 @@ reports through commit(value)."""
 import json
 import re
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLineEdit
 
 NONE_WORDS = ("", "none", "null", "default")
@@ -82,6 +83,80 @@ def amounts_text(value):
     if isinstance(v, list) and v and all(e == v[0] for e in v) and not isinstance(v[0], list):
         return _number_text(v[0])
     return numbers_text(v)
+
+
+def int_from_text(text, optional=False):
+    """What an integer field's text means: '64' -> 64, '1e3' -> 1000.0 (Keras users write
+    sizes so; the parameter takes an integral number), '' -> None where the parameter may be
+    unset; anything else comes back as typed, for the parameter's check to refuse with its
+    reason (-5, 1e12, 99999999999 and 'abc' are never changed into something else)."""
+    raw = text.strip()
+    if optional and raw.lower() in NONE_WORDS:
+        return None
+    if re.fullmatch(r"[-+]?\d+", raw):
+        return int(raw)
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+class IntField(QLineEdit):
+    """An integer typed as text: what is typed goes to the parameter unchanged (a spin box
+    drops a minus sign, cuts 99999999999 to its width and ignores letters, silently), so the
+    parameter's check refuses a bad value with the reason and the value stays as it was. Up
+    and Down step by one. setValue/value as a spin box's: value() is the last value shown or
+    the number typed, when it is an integer within the bounds."""
+
+    def __init__(self, value=None, minimum=None, maximum=None, optional=False, commit=None):
+        super().__init__()
+        self.minimum, self.maximum, self.optional = minimum, maximum, optional
+        self._value = value
+        if optional:
+            self.setPlaceholderText("default")
+        self.set_value(value)
+        if commit is not None:
+            self.editingFinished.connect(lambda: commit(self.read()))
+
+    def read(self):
+        return int_from_text(self.text(), self.optional)
+
+    def _fits(self, v):
+        return (isinstance(v, int) and (self.minimum is None or v >= self.minimum)
+                and (self.maximum is None or v <= self.maximum))
+
+    def set_value(self, value):
+        self._value = value
+        self.setText("" if value is None else str(value))
+        self.setCursorPosition(0)
+
+    setValue = set_value
+
+    def value(self):
+        v = self.read()
+        return v if self._fits(v) else self._value
+
+    def _step(self, step):
+        v = self.read()
+        if isinstance(v, int) and self._fits(v + step):
+            self.setText(str(v + step))
+            return True
+        return False
+
+    def keyPressEvent(self, event):
+        step = {Qt.Key_Up: 1, Qt.Key_Down: -1}.get(event.key())
+        if not (step and self._step(step)):
+            super().keyPressEvent(event)
+
+    def wheelEvent(self, event):
+        """A focused field steps with the wheel, as a spin box; an unfocused one leaves the
+        wheel to the form around it (app/window/wheel_guard.py)."""
+        dy = event.angleDelta().y()
+        if self.hasFocus() and dy:
+            self._step(1 if dy > 0 else -1)
+            event.accept()
+        else:
+            event.ignore()
 
 
 # per kind: how its field shows a value, and its hint (what may be typed)

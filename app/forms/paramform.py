@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineE
 
 from layerloom.core.errors import LayerloomError
 
-from .number_widgets import WIDGETS as NUMBER_WIDGETS
+from .number_widgets import WIDGETS as NUMBER_WIDGETS, IntField
 from .param_widgets import InitializerWidget, InnerLayerWidget, RegularizerWidget
 
 ERROR_STYLE = "color: #c1121f;"
@@ -29,17 +29,9 @@ def shown(p, value):
 
 
 def _int_widget(p, value, commit):
-    w = QSpinBox()
-    w.setRange(p.min if p.min is not None else -2**31 + 1, p.max if p.max is not None else 2**31 - 1)
-    if p.default is None:  # "not set", e.g. strides=None
-        w.setMinimum(w.minimum() - 1)
-        w.setSpecialValueText("default")
-        w.setValue(w.minimum() if value is None else value)
-        w.editingFinished.connect(lambda: commit(None if w.value() == w.minimum() else w.value()))
-    else:
-        w.setValue(value)
-        w.editingFinished.connect(lambda: commit(w.value()))
-    return w
+    """An integer as typed: the parameter refuses what it cannot take, with the reason (empty
+    or "default": not set, where the parameter may be, e.g. strides=None)."""
+    return IntField(value, p.min, p.max, optional=p.default is None, commit=commit)
 
 
 def _bool_widget(p, value, commit):

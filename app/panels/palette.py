@@ -2,7 +2,8 @@
 the canvas, or double-click it to add it at the centre of the view."""
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QColor, QDrag, QIcon, QPixmap
-from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QLabel, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
+                               QWidget)
 
 from layerloom.core.registry import layer_types
 
@@ -36,16 +37,22 @@ class Palette(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.search = QLineEdit(placeholderText="Search layers (Enter adds)")
-        self.search.setToolTip("Type to filter the layers; Enter adds the first one shown, "
-                               "with the parameters typed after its name as its node shows "
-                               "them: dense 128 relu, conv2d 32 3x3 relu, dropout 0.3")
+        self.hint = ("Type to filter the layers; Enter adds the first one shown, with the "
+                     "parameters typed after its name in Keras' order or as name=value: "
+                     "dense 128 relu, embedding 10000 32, conv2d 32 3 padding=same, "
+                     "dropout 0.3")
+        self.search.setToolTip(self.hint)
         self.search.setClearButtonEnabled(True)
         self.tree = _Tree()
         self.tree.setHeaderHidden(True)
         self.tree.setDragEnabled(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        self.nothing = QLabel()  # what the search found nothing for, where the list was
+        self.nothing.setWordWrap(True)
+        self.nothing.hide()
         lay.addWidget(self.search)
+        lay.addWidget(self.nothing)
         lay.addWidget(self.tree)
         self.items = {}
         cats = {}
@@ -81,6 +88,10 @@ class Palette(QWidget):
                 item.setHidden(not show)
                 visible += show
             cat.setHidden(visible == 0)
+        self.nothing.setText(f"No layer is called or described as {text!r}." if not shown
+                             else "")
+        self.nothing.setVisible(not shown)
+        self.search.setToolTip(self.hint)  # a refusal said is gone once the text changes
 
     def visible_types(self):
         return [t for t, item in self.items.items()
@@ -93,15 +104,20 @@ class Palette(QWidget):
 
     def _enter(self):
         """Enter adds the layer the first word names (as the Tab box finds it), with the
-        parameters typed after its name as its node shows them ("dense 128 relu")."""
+        parameters typed after its name in Keras' order or as name=value
+        (core/quickadd.py)."""
         from layerloom.core.errors import LayerloomError
         from layerloom.core.registry import layer_from_text
         if not self.visible_types():
+            self.sigMessage.emit(f"Not added: {self.nothing.text()}")
+            self.search.selectAll()
             return
         try:
             type_id, params = layer_from_text(self.search.text())
-        except LayerloomError as e:
+        except LayerloomError as e:  # said, and the text selected to be mended or typed over
             self.sigMessage.emit(f"Not added: {e.message}")
+            self.search.setToolTip(f"Not added: {e.message}")
+            self.search.selectAll()
             return
         self.sigActivated.emit(type_id, params or None)
         self.search.selectAll()  # the next layer is typed over it, without clearing it first

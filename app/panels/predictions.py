@@ -7,6 +7,7 @@ from PySide6.QtCore import QAbstractTableModel, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QScrollArea, QStackedWidget, QTableView, QVBoxLayout, QWidget)
 
+from layerloom.app.look.dialogs import start_in
 from layerloom.app.look.images import pixmap
 from layerloom.app.look import theme
 
@@ -168,7 +169,8 @@ class PredictionsPanel(QWidget):
         return [c for c in self.cards if not c.isHidden()]
 
     def _save_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save predictions", "predictions.csv",
+        path, _ = QFileDialog.getSaveFileName(self, "Save predictions",
+                                              start_in(self, "predictions.csv"),
                                               "CSV files (*.csv)")
         if path:
             self.save_csv(path)

@@ -105,16 +105,13 @@ class ProblemsPanel(QWidget):
 def _place_new_node(doc, step, fix):
     """Where a node the fix inserts goes: between the nodes it joins, a little below them,
     on free canvas."""
-    from layerloom.app.canvas.canvas_items import NODE_W
+    from layerloom.app.canvas.canvas_view import free_place
     pos = doc.positions()
     near = [p for p in (pos.get(step.src), pos.get(step.dst)) if p is not None] \
         or [pos.get(fix.near) or (0, 0)]
     x = round(sum(p[0] for p in near) / len(near) / 20) * 20
     y = round(sum(p[1] for p in near) / len(near) / 20) * 20 + 100
-    while any(abs(p[0] - x) < NODE_W + 20 and abs(p[1] - y) < 80
-              for p in pos.values()) and y < 1e5:
-        y += 100  # below the nodes it joins, on free canvas
-    return x, y
+    return free_place(list(pos.values()), x, y)  # below the nodes it joins, on free canvas
 
 
 def _insert(doc, step, fix):

@@ -8,22 +8,28 @@ import time
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel,
-                               QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
-                               QWidget)
+                               QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
+from layerloom.core.errors import LayerloomError
 from layerloom.data import sources
+from layerloom.project.training import TRAINING_PARAMS
 from layerloom.train.losses import NAMES as LOSS_NAMES
 from layerloom.train.metrics import entry_name
 
 from layerloom.app.look import theme
+from layerloom.app.look.dialogs import start_in
 from layerloom.app.editing.commands import SetSetupCmd, keep_mapping
 from layerloom.app.forms.callbacks_form import callbacks_picker
 from .curves import Curves
 from layerloom.app.forms.metrics_form import MetricsSetup
 from layerloom.app.forms.optimizer_form import OptimizerForm
+from layerloom.app.forms.number_widgets import IntField
 from layerloom.app.forms.param_widgets import narrow_box
 from layerloom.app.forms.setup_rows import LossFields, OutputRows
 from .train_worker import DeviceSurvey, TrainWorker, short_name
+
+
+_SETTING = {p.name: p for p in TRAINING_PARAMS}  # epochs, batch size: the project's checks
 
 
 def dataset_choices():
@@ -46,6 +52,9 @@ class TrainingPanel(OutputRows, QWidget):
         super().__init__(parent)
         self.doc = doc
         self.worker = None
+        self.choices = None  # the devices found (runtime.Choice), once the survey is done
+        self.failure = None  # the dialog of the last run that failed, while it is open
+        self.batches_seen = 0  # of the run going on: none when it fails is a failed start
         self.last_history = self.last_weights = self.last_state = None  # of the latest run
         self.output_rows, self.mapping_rows = {}, {}  # rebuilt when the outputs/arrays change
         self.output_fields = {}  # an output's loss fields, beside output_rows
@@ -76,8 +85,9 @@ class TrainingPanel(OutputRows, QWidget):
         self.mapping, self.mapping_form = self._subform()  # arrays to inputs and targets
         self.metrics = MetricsSetup()
         self.callbacks = callbacks_picker()
-        self.epochs = QSpinBox(minimum=1, maximum=100000, value=t.get("epochs", 10))
-        self.batch = QSpinBox(minimum=1, maximum=100000, value=t.get("batch_size", 32))
+        # typed as text: a bad value is refused with the reason, never changed (issue 31)
+        self.epochs, self.batch = (IntField(t.get(p.name, p.default), p.min, p.max)
+                                   for p in (_SETTING["epochs"], _SETTING["batch_size"]))
         self.device = narrow_box(16)
         self.device.addItem("auto (finding the devices...)", None)
         self.device_survey = DeviceSurvey(self)
@@ -147,10 +157,8 @@ class TrainingPanel(OutputRows, QWidget):
         self.loss.activated.connect(lambda _: self._loss_chosen())
         self.metrics.sigMetrics.connect(lambda m: self._set_training("metrics", m))
         self.callbacks.sigEntries.connect(lambda c: self._set_training("callbacks", c))
-        self.epochs.editingFinished.connect(
-            lambda: self._set_training("epochs", self.epochs.value()))
-        self.batch.editingFinished.connect(
-            lambda: self._set_training("batch_size", self.batch.value()))
+        self.epochs.editingFinished.connect(lambda: self._set_number("epochs", self.epochs))
+        self.batch.editingFinished.connect(lambda: self._set_number("batch_size", self.batch))
         self.device_survey.sigFound.connect(self._devices_found)
         self.start.clicked.connect(lambda: self.start_training())
         self.continue_run.clicked.connect(self.continue_training)
@@ -167,6 +175,7 @@ class TrainingPanel(OutputRows, QWidget):
         from layerloom.backend.runtime import describe_device
         current = self.device.currentData()
         self.device.clear()
+        self.choices = [] if isinstance(choices, str) else list(choices)
         if isinstance(choices, str):  # no OpenCL at all: training will say so
             self.device.addItem(f"no OpenCL device ({choices})", None)
             return
@@ -183,6 +192,29 @@ class TrainingPanel(OutputRows, QWidget):
         # the list shows whole names, wider than the dock if need be
         view = self.device.view()
         view.setMinimumWidth(view.sizeHintForColumn(0) + 2 * view.frameWidth())
+
+    def device_memory(self):
+        """(bytes, bytes in one buffer, its name) of the device a run would use now, or None
+        while the devices are not known."""
+        data = self.device.currentData()
+        c = next((c for c in self.choices or () if (f"{c.pi}:{c.di}" == data if data
+                                                     else c.default)), None)
+        if c is None:
+            return None
+        try:
+            return int(c.dev.global_mem_size), int(c.dev.max_mem_alloc_size), short_name(c)
+        except Exception:  # a driver that cannot say: nothing to compare with
+            return None
+
+    def memory_problem(self):
+        """(message, node, is_error) of the model's memory at the batch size set, against the
+        device a run would use (core/memory.py), or None when it is no concern."""
+        from layerloom.core.memory import memory_problem
+        have, one, name = self.device_memory() or (None, None, "the device")
+        try:
+            return memory_problem(self.doc.graph, self.batch.value(), have, one, name)
+        except Exception:  # a half-built graph the analysis has no shapes for
+            return None
 
     def load_setup(self):
         """Show the project's current setup in the editors."""
@@ -227,6 +259,18 @@ class TrainingPanel(OutputRows, QWidget):
         if self.doc.project.training.get(key) != value:
             self._push(SetSetupCmd(self.doc, "training", key, value, self._changed_setup))
 
+    def _set_number(self, key, field):
+        """A typed epochs or batch size: set when the project's check takes it, else refused
+        with the reason under the setup (the field keeps the text, the project its value)."""
+        try:
+            value = _SETTING[key].validate(field.read(), key)
+        except LayerloomError as e:
+            self.setup_error.setText(f"{key}: {e.message}")
+            return
+        field.setValue(value)
+        self.setup_error.setText("")
+        self._set_training(key, value)
+
     def _dataset_chosen(self, index):
         if self.dataset.itemData(index) is None:  # the placeholder
             return
@@ -238,7 +282,8 @@ class TrainingPanel(OutputRows, QWidget):
             return
         if s.editor == "file":
             from PySide6.QtWidgets import QFileDialog
-            path, _ = QFileDialog.getOpenFileName(self, "Data for training", "", s.file_filter)
+            path, _ = QFileDialog.getOpenFileName(self, "Data for training", start_in(self),
+                                                  s.file_filter)
             if not path:
                 self.load_setup()
                 return
@@ -298,6 +343,10 @@ class TrainingPanel(OutputRows, QWidget):
             self.sigLog.emit("Cannot train: " + "; ".join(e.lines()[:3]))
             self.status.setText("Fix the problems listed under Problems first.")
             return
+        memory = self.memory_problem()
+        if memory and memory[2]:  # refused before a process is started: said, not only logged
+            self._failed(f"could not start training: {memory[0]}")
+            return
         # a resumed run goes on drawing its curves
         self.plots.begin(keep=resume is not None, epochs=self.epochs.value())
         self.doc.set_locked(True)
@@ -319,6 +368,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.status.setText("Preparing the data and compiling the kernels (the first run on "
                             "a device takes longest)...")
         self.rate_from, self.paused_total, self.paused_at = None, 0.0, None
+        self.batches_seen = 0
         self.t0 = time.perf_counter()
         self.started = time.time()
         self.last_history = None  # until this run's arrives
@@ -370,6 +420,7 @@ class TrainingPanel(OutputRows, QWidget):
 
     def _batch(self, epoch, batch, num_batches, logs):
         done = (epoch - 1) * num_batches + batch
+        self.batches_seen += 1
         self.progress.setValue(done)
         self.status.setText(f"Epoch {epoch}, batch {batch}/{num_batches}, loss "
                             f"{logs['loss']:.4f}, " + self.time_left(done))
@@ -406,8 +457,20 @@ class TrainingPanel(OutputRows, QWidget):
         self.sigRun.emit(record, weights)
 
     def _failed(self, message):
+        """A run that could not start or ended in an error: in the status, the Log and a
+        dialog (the Log tab alone went unseen: issue 31)."""
+        from PySide6.QtWidgets import QMessageBox
         self.status.setText(message.splitlines()[0])
         self.sigLog.emit("Error: " + message)
+        started = self.worker is not None and self.batches_seen > 0
+        title = "Training failed" if started else "Training could not start"
+        text = message[:1].upper() + message[1:]
+        if self.failure is not None:
+            self.failure.close()
+        self.failure = QMessageBox(QMessageBox.Warning, title, text, QMessageBox.Ok, self)
+        self.failure.setInformativeText("The whole message is in the Log tab.")
+        self.failure.finished.connect(lambda _: setattr(self, "failure", None))
+        self.failure.open()  # window-modal, without blocking the run's signals
 
     def _finished(self):
         self.doc.set_locked(False)

@@ -9,6 +9,7 @@ from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
 
 from layerloom.app.canvas.canvas_items import NODE_W, NodeItem
+from layerloom.app.canvas.canvas_view import free_place
 from layerloom.app.editing.clipboard import copy_text, parse_text
 from layerloom.app.editing.commands import MoveNodesCmd, PasteCmd, SetFlowCmd
 from layerloom.app.panels.problems_panel import REWIRING, push_fix
@@ -30,12 +31,7 @@ class EditActions:
         """(x, y), or the first place below it (right of it: across) where no node is (a new
         node never hides another)."""
         taken = [tuple(p) for nid, p in self.doc.positions().items() if nid not in ignore]
-        while any(abs(px - x) < NODE_W + 20 and abs(py - y) < 90 for px, py in taken):
-            if across:
-                x += NODE_W + 60
-            else:
-                y += 100
-        return x, y
+        return free_place(taken, x, y, across)
 
     def add_from_palette(self, type_id, params=None):
         """Double-click (or Enter) in the palette: after the one selected node, wired from its
@@ -66,9 +62,7 @@ class EditActions:
 
     def add_at_centre(self, type_id, params=None):
         c = self.view.mapToScene(self.view.viewport().rect().center())
-        n = len(self.doc.graph.nodes)
-        return self._add(type_id, (c.x() - 85 + 20 * (n % 5), c.y() - 40 + 20 * (n % 5)),
-                         params)
+        return self._add(type_id, self.free_spot(c.x() - 85, c.y() - 40), params)
 
     def selected_ids(self):
         return [i.node_id for i in self.scene.selectedItems() if isinstance(i, NodeItem)]

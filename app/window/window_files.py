@@ -8,6 +8,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from layerloom.core.errors import LayerloomError
+from layerloom.app.look.dialogs import start_in
 
 from layerloom.app.editing.document import (Document, autosave_weights, recoverable,
                                             remove_autosave_files)
@@ -45,7 +46,7 @@ class FileActions:
             self.set_document(Document())
 
     def open_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", start_in(self), FILTER)
         if path:
             self.open_path(path)
 
@@ -149,15 +150,12 @@ class FileActions:
         return self._save_to(self.doc.path)
 
     def save_as_start(self):
-        """Where Save As starts: the project's own file, else Documents (not the folder the
-        editor was started from)."""
+        """Where Save As starts: the project's own file, else the folder of the last project
+        opened, else Documents (not the folder the editor was started from)."""
         if self.doc.path:
             return self.doc.path
-        from PySide6.QtCore import QStandardPaths
-        docs = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation) or \
-            os.path.expanduser("~")
         name = (self.doc.project.name or "untitled").replace(os.sep, "_")
-        return os.path.join(docs, f"{name}.loom")
+        return start_in(self, f"{name}.loom")
 
     def save_as(self):
         path, _ = QFileDialog.getSaveFileName(self, "Save project", self.save_as_start(), FILTER)

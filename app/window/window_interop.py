@@ -11,6 +11,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
 from layerloom import interop
+from layerloom.app.look.dialogs import start_in
 
 from .code_preview import CodePreview
 from layerloom.app.editing.document import Document
@@ -73,7 +74,8 @@ class InteropActions:
 
     # -- import ---------------------------------------------------------------------------------
     def import_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Import a model", "", IMPORT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Import a model", start_in(self),
+                                              IMPORT_FILTER)
         if path:
             self.import_model(path)
 
@@ -115,7 +117,8 @@ class InteropActions:
             return False
         _, _, what, pattern = interop.EXPORTS[format]
         base = os.path.splitext(os.path.basename(self.doc.path or "model.loom"))[0]
-        path, _ = QFileDialog.getSaveFileName(self, f"Export as {what}", base + pattern[1:],
+        path, _ = QFileDialog.getSaveFileName(self, f"Export as {what}",
+                                              start_in(self, base + pattern[1:]),
                                               f"{what}s ({pattern})")
         return bool(path) and self.export_to(path, format)
 
@@ -148,7 +151,8 @@ class InteropActions:
         return True
 
     def _save_code(self, format):
-        path, _ = QFileDialog.getSaveFileName(self, "Save the script", CODE[format],
+        path, _ = QFileDialog.getSaveFileName(self, "Save the script",
+                                              start_in(self, CODE[format]),
                                               "Python scripts (*.py)")
         if path:
             self.export_to(path, format)

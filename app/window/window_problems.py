@@ -53,7 +53,23 @@ class ProblemsActions:
         if fit:
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0],
                           self.data.fit_error))
+        training = getattr(self, "training", None)
+        memory = training.memory_problem() if training is not None else None
+        if memory:  # before Run, not only in the Log after it (issue 31)
+            line, nid, error = memory
+            found.append((("Memory: " if error else "Memory (warning): ") + line, nid, None))
+        if training is not None:
+            self._watch_device()
         return found
+
+    def _watch_device(self):
+        """The memory line follows the device and the batch size chosen, and the devices once
+        found (their memory is known then): connected once per training panel."""
+        t = self.training
+        if getattr(t, "_problems_watch", False):
+            return
+        t._problems_watch = True
+        t.device.currentIndexChanged.connect(lambda _: self._changed())
 
 
 def plain(line):
