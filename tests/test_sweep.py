@@ -267,3 +267,44 @@ def test_bad_specs_from_the_command_line_exit_2_with_one_line_each(tmp_path):
     r = layerloom("--sweep", project, "hidden_1.units=100000000000")
     assert r.returncode == 2 and "the sweep spec: parameters.hidden_1.units[0]" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_early_stopped_trials_are_marked_and_rank_by_their_kept_epoch(tmp_path):
+    """Early stopping with min_delta 10 (nothing improves that much) stops every trial at
+    epoch 2 and restores epoch 1's weights: the record keeps it, the ranking marks it and
+    ranks by epoch 1's figure."""
+    with open(os.path.join(EXAMPLES, "spirals.loom")) as f:
+        d = json.load(f)
+    d["training"]["callbacks"] = [{"name": "early_stopping", "monitor": "val_loss",
+                                   "min_delta": 10.0, "patience": 1,
+                                   "restore_best_weights": True}]
+    d["dataset"]["params"]["samples"] = 400
+    project = tmp_path / "es.loom"
+    project.write_text(json.dumps(d))
+    out = tmp_path / "out"
+    r = layerloom("--sweep", str(project), "learning_rate=0.01,0.001; name=es", "--out",
+                  str(out))
+    assert r.returncode == 0, r.stderr
+    recs = runs.load(str(out)).records
+    assert [x["early_stopping"] for x in recs] == [
+        {"stopped_epoch": 2, "best_epoch": 1, "best": x["epochs"][0]["val_loss"],
+         "restored": True} for x in recs]
+    table = r.stdout[r.stdout.rindex("Ranking by val_loss"):].splitlines()[2:4]
+    assert all(line.endswith("early-stopped at epoch 2 (best 1, restored)") for line in table)
+    kept = sorted((x["epochs"][0]["val_loss"], x["sweep"]["trial"]) for x in recs)
+    assert [int(line.split()[1]) for line in table] == [t for _, t in kept]
+    for line, (v, _) in zip(table, kept):
+        assert f"{v:.4f}" in line
+
+
+def test_a_failed_trial_is_marked_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "out"
+    r = layerloom("--sweep", os.path.join(EXAMPLES, "spirals.loom"),
+                  "learning_rate=1e9,0.01; name=nan", "--epochs", "2", "--out", str(out))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    table = r.stdout[r.stdout.rindex("Ranking by val_loss"):].splitlines()[2:4]
+    assert table[0].split()[:3] == ["1", "2", "0.01"]
+    assert table[1].split()[:3] == ["-", "1", "1e+09"] and "failed: the loss became nan" in \
+        table[1]
+    state = json.loads((out / "sweeps" / "nan" / "sweep.json").read_text())
+    assert [t["status"] for t in state["trials"]] == ["failed", "done"]
