@@ -6,6 +6,7 @@
     model.evaluate(x, y)               # {"loss": ..., "accuracy": ...}
     history = model.fit(x, y, epochs=5, validation_split=0.2)
     model.summary(); model.save("mine.loom")
+    model.freeze(before="head")        # fine-tuning: the layers before 'head' keep their weights
     layerloom.devices()
 
 Inputs are raw, as training read them (before normalisation): the statistics training fitted

@@ -326,3 +326,13 @@ def test_onnx_export_is_unaffected_by_the_flag(tmp_path, rng):
     x = rng.normal(size=(5, 4)).astype(np.float32)
     got = s.run(None, {s.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_frozen_layers_penalty_is_not_in_the_loss_as_in_keras_3(rt):
+    """Keras 3 adds the regularizers of trainable weights only (Layer._get_regularization_losses
+    reads trainable_weights): a frozen layer's penalty is neither a gradient nor in the loss."""
+    g = chain()
+    g.set_params("d2", kernel_regularizer={"l1": 0.0, "l2": 0.5})
+    g.set_params("out", kernel_regularizer={"l1": 0.0, "l2": 0.5})
+    trainer = Trainer(Model(g, rt, batch_size=4), {"out": Loss("mean_squared_error")}, [])
+    assert [p.key for p in trainer.regularized] == ["out/kernel"]
