@@ -30,11 +30,6 @@ SEED = 0
 KNOWN_GAPS = {
     "vit_small": ("(Expand): repeats a constant along the batch axis",
                   "a class token (a learned vector put before the sequence)"),
-    "MobileNetV3Small": ("(Add) is called with something that is not a Keras tensor (a "
-                         "constant?)", "keras.ops arithmetic with a constant (hard_sigmoid as "
-                         "x + 3.0) in the Keras import"),
-    "EfficientNetB0": ("'class_name': 'VarianceScaling'",
-                       "the VarianceScaling initializer in the Keras import"),
 }
 
 

@@ -198,6 +198,9 @@ class _Builder:
             if len(args) == 2 and _is_tensor(args[0]) and args[1] == 0 and \
                     not isinstance(args[1], bool):
                 return [tuple(args[0]["config"]["keras_history"])], {"not_equal_zero": True}
+        op = kl.number_operand(lay, node, fail)  # keras.ops arithmetic with a number
+        if op is not None:
+            return [op[0]], {"lambda_formula": op[1]}
         mask = (node.get("kwargs") or {}).get("mask") if isinstance(node, dict) else None
         if _is_tensor(mask):  # Keras 3 records the mask a layer is called with
             node = {"args": node.get("args"), "kwargs": {
@@ -245,6 +248,7 @@ class _Builder:
         """The output refs of one call (inbound node k) of the layer `lay` on refs."""
         cls, config, name = lay.get("class_name"), lay.get("config") or {}, layer_name(lay)
         not_equal = kwargs.pop("not_equal_zero", False)
+        formula = kwargs.pop("lambda_formula", None)  # keras.ops arithmetic with a number
         given = kwargs.pop("mask", None)  # Keras 3: the mask it is called with, (MASK, ids)
         # call options that are the layer's parameters here (MultiHeadAttention's and
         # Attention's use_causal_mask, return_attention_scores)
@@ -272,7 +276,8 @@ class _Builder:
             if out is not None:
                 return out
         shapes = [self.shape(r) for r in refs]
-        type_id, params = kl.convert(name, cls, config, shapes, self.file.keras2, self.place)
+        type_id, params = ("Lambda", {"expression": formula}) if formula else \
+            kl.convert(name, cls, config, shapes, self.file.keras2, self.place)
         if call_params:
             declared = {q.name for q in get_layer(type_id).params}
             for key, value in call_params.items():
@@ -303,6 +308,11 @@ class _Builder:
             self.weights.update({f"{nid}/{k}": v for k, v in given.items()})
         elif specs:
             self.load_weights(nid, name, cls, node, specs, scope.where(name, keys[name]))
+            if cls == "Normalization" and not node.layer.adapted(
+                    {s.name: self.weights[f"{nid}/{s.name}"] for s in specs}):
+                # never adapted in Keras (EfficientNet's, built without weights): Keras
+                # computes and trains with these statistics, so they are given, not adapted
+                self.weights[f"{nid}/count"] = np.float32(1)
         return [(nid, p) for p in range(len(node.layer.output_names(node.params)))]
 
     # -- Keras' mask: an Embedding(mask_zero=True)'s ids, wired to the recurrent layers --------

@@ -11,7 +11,8 @@ import re
 import numpy as np
 
 from layerloom.core.activations import ALIASES, NAMES
-from layerloom.core.errors import DataError
+from layerloom.core.errors import DataError, ParamError
+from layerloom.core.params import variance_scaling
 from layerloom.core.registry import declared
 
 # keys every layer may have that change nothing Layerloom computes
@@ -107,12 +108,11 @@ class Options:
         if isinstance(v, str):
             return v if v in INITIALIZERS.values() else self.fail(key)
         cls, cfg = v.get("class_name"), dict(v.get("config") or {})
+        if cls == "VarianceScaling":
+            return self.variance_scaling(key, cfg)
         cfg.pop("seed", None)
         if cls == "Constant":
             return {"name": "constant", "value": f32(cfg.get("value", 0.0))}
-        if cls == "VarianceScaling":
-            k = (f32(cfg.get("scale", 1.0)), cfg.get("mode"), cfg.get("distribution"))
-            return VARIANCE_SCALING.get(k) or self.fail(key)
         if cls not in INITIALIZERS:
             self.fail(key)
         want = INITIALIZER_CONFIG.get(cls, {})
@@ -122,6 +122,30 @@ class Options:
             if differs:
                 self.fail(key, f"({k}={val!r}) differs from Layerloom's {INITIALIZERS[cls]}")
         return INITIALIZERS[cls]
+
+    def variance_scaling(self, key, cfg):
+        """Keras' VarianceScaling: glorot/he/lecun by name where it is one of them (unseeded),
+        else Layerloom's variance_scaling (its seed kept); fans over chosen axes refused."""
+        for k in ("input_axes", "output_axes"):
+            if cfg.get(k) is not None:
+                self.fail(key, f"({k}={cfg[k]!r}) has no Layerloom form (the fans are the "
+                               "weight's, as Keras computes them by default)")
+        extra = sorted(set(cfg) - {"scale", "mode", "distribution", "seed", "input_axes",
+                                   "output_axes"})
+        if extra:
+            self.fail(key, f"({extra[0]}={cfg[extra[0]]!r}) has no Layerloom form")
+        dist = str(cfg.get("distribution", "truncated_normal")).lower()
+        value = {"name": "variance_scaling", "scale": f32(cfg.get("scale", 1.0)),
+                 "mode": cfg.get("mode", "fan_in"),
+                 "distribution": "truncated_normal" if dist == "normal" else dist,
+                 "seed": cfg.get("seed")}
+        named = VARIANCE_SCALING.get((value["scale"], value["mode"], value["distribution"]))
+        if named and value["seed"] is None:
+            return named
+        try:
+            return variance_scaling(value, key)
+        except ParamError as e:
+            self.fail(key, f"has no Layerloom form: {e.message}")
 
     def regularizer(self, key):
         v = self.get(key)
@@ -229,3 +253,45 @@ def keras_order(type_id, params):
         order = form.weight_order
         return list(order(params) if callable(order) else order)
     return ["kernel"] + (["bias"] if params.get("use_bias") else [])
+
+
+# keras.ops arithmetic of a tensor and a Python number (MobileNetV3's hard_sigmoid: x + 3.0,
+# then * (1 / 6)), which a Functional model saves as an operation of keras.src.ops.numpy
+# called with the number among its arguments: the Lambda formula of it, x the tensor
+KERAS_OPS_WITH_NUMBER = {"Add": "{} + {}", "Subtract": "{} - {}", "Multiply": "{} * {}",
+                         "Divide": "{} / {}", "TrueDivide": "{} / {}", "Power": "{} ** {}",
+                         "Maximum": "maximum({}, {})", "Minimum": "minimum({}, {})"}
+
+
+def _is_keras_tensor(v):
+    return isinstance(v, dict) and v.get("class_name") == "__keras_tensor__"
+
+
+def number_operand(lay, node, fail):
+    """(the tensor's keras_history, Lambda formula) of a keras.ops call on one tensor and a
+    number, or None when the layer is not a keras.ops call with a constant (the layers'
+    readers take it); fail(why) refuses a constant that has no formula."""
+    module = str(lay.get("module") or "")
+    if not (module.startswith("keras.src.ops.") or module.startswith("keras.ops")) or \
+            not isinstance(node, dict):
+        return None
+    args = node.get("args") or []
+    if len(args) != 2 or sum(map(_is_keras_tensor, args)) != 1:
+        return None
+    cls = lay.get("class_name")
+    op = f"keras.ops.{snake(str(cls))}"
+    number = args[1] if _is_keras_tensor(args[0]) else args[0]
+    if cls not in KERAS_OPS_WITH_NUMBER:
+        fail(f"is {op} with a constant, which has no Layerloom form (those with one: "
+             f"{', '.join(snake(c) for c in KERAS_OPS_WITH_NUMBER)})")
+    if not isinstance(number, (int, float)) or isinstance(number, bool) or \
+            not np.isfinite(number):
+        fail(f"is {op} with the constant {number!r}: only a finite number maps (to a Lambda "
+             "formula)")
+    if node.get("kwargs"):
+        fail(f"is {op} with the options {node['kwargs']!r}, which have no Layerloom form")
+    text = repr(float(number))
+    text = f"({text})" if number < 0 else text
+    pair = ("x", text) if _is_keras_tensor(args[0]) else (text, "x")
+    tensor = args[0] if _is_keras_tensor(args[0]) else args[1]
+    return tuple(tensor["config"]["keras_history"]), KERAS_OPS_WITH_NUMBER[cls].format(*pair)

@@ -1,5 +1,10 @@
-"""Merge layers: Subtract, Multiply, Average, Maximum, Minimum (Add and Concatenate have their
-own files) and Dot. Inputs of equal shapes, as Keras requires."""
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate and Dot. The
+elementwise merges take inputs of equal ranks whose sizes agree or are 1 on each axis, as
+Keras' broadcast (a squeeze-and-excitation's (1, 1, C) scale times an (H, W, C) image): an
+input of size 1 on an axis the output is longer on is repeated along it (an index map into a
+scratch buffer, kept from the forward for the backward), and its gradient is the output's
+summed over the repeats."""
+import functools
 
 import numpy as np
 
@@ -7,7 +12,6 @@ from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Int
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, register, ShapeError,
                                      TorchForm, Variadic)
-from layerloom.layers.kit import same_shapes
 
 
 # -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
@@ -55,20 +59,93 @@ def _merge_forms(cls, onnx_op, ops):
             KerasForm(cls, takes_list=True))
 
 
-class _Merge(Layer):
+def broadcast_shapes(in_shapes):
+    """The shape rule of elementwise merges: equal ranks, and on each axis the same size or 1
+    (Keras' broadcast); the output takes the largest."""
+    out = tuple(in_shapes[0])
+    for i, sh in enumerate(in_shapes[1:], 1):
+        if len(sh) != len(out) or any(a != b and 1 not in (a, b) for a, b in zip(sh, out)):
+            raise ShapeError(f"inputs must have the same shape; input 0 is "
+                             f"{fmt_shape(in_shapes[0])} but input {i} is {fmt_shape(sh)}")
+        out = tuple(max(a, b) for a, b in zip(sh, out))
+    return [out]
+
+
+class _Elementwise(Layer):
+    """An elementwise merge over broadcast inputs: forward and backward call their kernels on
+    full-size operands (inputs(s)) and write each input's gradient where grads(s) says."""
     category = "Merging"
     inputs = Variadic("x", min=2)
-    op = "add"
-    examples = (({}, [(5,), (5,)]), ({}, [(3, 4), (3, 4), (3, 4)]))
 
     def output_shapes(self, p, in_shapes):
-        return same_shapes(in_shapes)
+        return broadcast_shapes(in_shapes)
+
+    @staticmethod
+    def _repeated(in_shapes, out):
+        return [i for i, sh in enumerate(in_shapes) if tuple(sh) != tuple(out)]
+
+    def scratch(self, p, in_shapes):
+        out = self.output_shapes(p, in_shapes)[0]
+        wide = {f"wide{i}": out for i in self._repeated(in_shapes, out)}
+        return dict(wide, grad=out) if wide else {}
+
+    def constants(self, p, in_shapes):
+        """map<i>: the input element each output element reads (input i repeated);
+        offs<i>/src<i>: the output elements that read each of its elements."""
+        out = self.output_shapes(p, in_shapes)[0]
+        const = {}
+        for i in self._repeated(in_shapes, out):
+            size = int(np.prod(in_shapes[i]))
+            mp = np.broadcast_to(np.arange(size).reshape(in_shapes[i]), out).ravel()
+            const[f"map{i}"] = mp.astype(np.int32)
+            const[f"src{i}"] = np.argsort(mp, kind="stable").astype(np.int32)
+            const[f"offs{i}"] = np.concatenate(
+                [[0], np.cumsum(np.bincount(mp, minlength=size))]).astype(np.int32)
+        return const
+
+    def inputs_full(self, ops, s, expand=False):
+        """Each input's buffer at the output's size: a repeated input's scratch copy, filled
+        in when expand (the forward)."""
+        bufs = []
+        for i, x in enumerate(s.x):
+            if f"map{i}" not in s.const:
+                bufs.append(x.buf)
+                continue
+            wide = s.scratch[f"wide{i}"].buf
+            if expand:
+                ops.gather_map(x.buf, wide, s.const[f"map{i}"], s.n, x.size, s.y[0].size)
+            bufs.append(wide)
+        return bufs
+
+    def grad_into(self, ops, s, i, grad):
+        """grad(target buffer, accumulate) writes input i's gradient at the output's size: into
+        its dx, or (a repeated input) into scratch, then summed over the repeats into dx."""
+        x, dx, acc = s.x[i], s.dx[i], s.acc[i]
+        if f"map{i}" not in s.const:
+            grad(dx.buf, acc)
+            return
+        grad(s.scratch["grad"].buf, False)
+        ops.gather_map_grad(s.scratch["grad"].buf, dx.buf, s.const[f"offs{i}"],
+                            s.const[f"src{i}"], s.n, x.size, s.y[0].size, accumulate=acc)
+
+    def each_grad(self, ops, s, grad):
+        """grad(i, target buffer, accumulate) for each input that takes a gradient."""
+        for i, dx in enumerate(s.dx):
+            if dx is not None:
+                self.grad_into(ops, s, i, functools.partial(grad, i))
+
+
+class _Merge(_Elementwise):
+    op = "add"
+    examples = (({}, [(5,), (5,)]), ({}, [(3, 4), (3, 4), (3, 4)]),
+                ({}, [(3, 4, 5), (1, 1, 5)]), ({}, [(2, 1), (1, 3), (2, 3)]))
 
     def forward(self, ops, s):
         n = s.n * s.y[0].size
-        ops.binary(self.op, s.x[0].buf, s.x[1].buf, s.y[0].buf, n)
-        for x in s.x[2:]:
-            ops.binary(self.op, s.y[0].buf, x.buf, s.y[0].buf, n)
+        xs = self.inputs_full(ops, s, expand=True)
+        ops.binary(self.op, xs[0], xs[1], s.y[0].buf, n)
+        for x in xs[2:]:
+            ops.binary(self.op, s.y[0].buf, x, s.y[0].buf, n)
 
 
 @register
@@ -76,20 +153,19 @@ class Subtract(_Merge):
     type_id = "Subtract"
     help = "Input 0 minus input 1 (exactly two inputs)."
     op = "subtract"
-    examples = (({}, [(5,), (5,)]), ({}, [(2, 33), (2, 33)]))
+    examples = (({}, [(5,), (5,)]), ({}, [(2, 33), (2, 33)]), ({}, [(1, 4, 1), (3, 4, 5)]))
 
     onnx_form, torch_form, keras_form = _merge_forms("Subtract", "Sub", "Sub")
 
     def output_shapes(self, p, in_shapes):
         if len(in_shapes) != 2:
             raise ShapeError(f"takes exactly 2 inputs, has {len(in_shapes)}")
-        return same_shapes(in_shapes)
+        return broadcast_shapes(in_shapes)
 
     def backward(self, ops, s):
         n = s.n * s.y[0].size
-        for i, (dx, acc) in enumerate(zip(s.dx, s.acc)):
-            if dx is not None:
-                ops.scaled(s.dy[0].buf, dx.buf, n, 1.0 if i == 0 else -1.0, accumulate=acc)
+        self.each_grad(ops, s, lambda i, dx, acc: ops.scaled(
+            s.dy[0].buf, dx, n, 1.0 if i == 0 else -1.0, accumulate=acc))
 
     def reference(self, p, xs, ws, training=False):
         return [xs[0] - xs[1]]
@@ -98,28 +174,29 @@ class Subtract(_Merge):
 @register
 class Multiply(_Merge):
     type_id = "Multiply"
-    help = "Product of its inputs, elementwise."
+    help = ("Product of its inputs, elementwise; an input of size 1 on an axis is repeated "
+            "along it (a squeeze-and-excitation's (1, 1, C) scale of an image).")
     op = "multiply"
 
     onnx_form, torch_form, keras_form = _merge_forms("Multiply", "Mul", "Mul (chained)")
 
     def scratch(self, p, in_shapes):
-        return {"prod": in_shapes[0]}
+        return dict(super().scratch(p, in_shapes), prod=self.output_shapes(p, in_shapes)[0])
 
     def backward(self, ops, s):
         n = s.n * s.y[0].size
-        prod = s.scratch["prod"].buf
-        for i, (dx, acc) in enumerate(zip(s.dx, s.acc)):
-            if dx is None:
-                continue
-            others = [x for j, x in enumerate(s.x) if j != i]
-            ops.binary("multiply", s.dy[0].buf, others[0].buf, prod, n)
+        prod, xs = s.scratch["prod"].buf, self.inputs_full(ops, s)
+
+        def grad(i, dx, acc):
+            others = [x for j, x in enumerate(xs) if j != i]
+            ops.binary("multiply", s.dy[0].buf, others[0], prod, n)
             for x in others[1:]:
-                ops.binary("multiply", prod, x.buf, prod, n)
-            ops.copy(prod, dx.buf, n, accumulate=acc)
+                ops.binary("multiply", prod, x, prod, n)
+            ops.copy(prod, dx, n, accumulate=acc)
+        self.each_grad(ops, s, grad)
 
     def reference(self, p, xs, ws, training=False):
-        return [np.prod(xs, axis=0)]
+        return [functools.reduce(np.multiply, xs)]
 
 
 @register
@@ -138,12 +215,11 @@ class Average(_Merge):
 
     def backward(self, ops, s):
         n = s.n * s.y[0].size
-        for dx, acc in zip(s.dx, s.acc):
-            if dx is not None:
-                ops.scaled(s.dy[0].buf, dx.buf, n, 1.0 / len(s.x), accumulate=acc)
+        self.each_grad(ops, s, lambda i, dx, acc: ops.scaled(
+            s.dy[0].buf, dx, n, 1.0 / len(s.x), accumulate=acc))
 
     def reference(self, p, xs, ws, training=False):
-        return [np.mean(xs, axis=0)]
+        return [functools.reduce(np.add, xs) / len(xs)]
 
 
 class _Pick(_Merge):
@@ -151,17 +227,22 @@ class _Pick(_Merge):
 
     def scratch(self, p, in_shapes):
         # sink receives the gradient of inputs that take none, so their claims still count
-        return {"claimed": in_shapes[0], "sink": in_shapes[0]}
+        out = self.output_shapes(p, in_shapes)[0]
+        return dict(super().scratch(p, in_shapes), claimed=out, sink=out)
 
     def backward(self, ops, s):
         n = s.n * s.y[0].size
+        xs, claimed = self.inputs_full(ops, s), s.scratch["claimed"].buf
         last = max((i for i, dx in enumerate(s.dx) if dx is not None), default=-1)
-        for i, (x, dx, acc) in enumerate(zip(s.x, s.dx, s.acc)):
-            if i > last:
-                break
-            target = dx.buf if dx is not None else s.scratch["sink"].buf
-            ops.pick_grad(x.buf, s.y[0].buf, s.dy[0].buf, target, s.scratch["claimed"].buf, n,
-                          first=(i == 0), accumulate=acc and dx is not None)
+        for i in range(last + 1):  # in order: each claims what the ones before left
+
+            def pick(dx, acc, i=i):
+                ops.pick_grad(xs[i], s.y[0].buf, s.dy[0].buf, dx, claimed, n,
+                              first=(i == 0), accumulate=acc)
+            if s.dx[i] is None:
+                pick(s.scratch["sink"].buf, False)
+            else:
+                self.grad_into(ops, s, i, pick)
 
 
 @register
@@ -173,7 +254,7 @@ class Maximum(_Pick):
     onnx_form, torch_form, keras_form = _merge_forms("Maximum", "Max", "Max (chained)")
 
     def reference(self, p, xs, ws, training=False):
-        return [np.max(xs, axis=0)]
+        return [functools.reduce(np.maximum, xs)]
 
 
 @register
@@ -185,7 +266,7 @@ class Minimum(_Pick):
     onnx_form, torch_form, keras_form = _merge_forms("Minimum", "Min", "Min (chained)")
 
     def reference(self, p, xs, ws, training=False):
-        return [np.min(xs, axis=0)]
+        return [functools.reduce(np.minimum, xs)]
 
 
 def _dot_onnx(b, n):
@@ -243,32 +324,27 @@ class Dot(Layer):
 
 
 @register
-class Add(Layer):
+class Add(_Elementwise):
     type_id = "Add"
-    category = "Merging"
-    help = "Sums its inputs elementwise; all inputs must have the same shape."
-    inputs = Variadic("x", min=2)
-    examples = (({}, [(5,), (5,)]), ({}, [(33,), (33,), (33,)]))
+    help = ("Sums its inputs elementwise; inputs of the same shape, or of size 1 where they "
+            "differ (repeated: Keras' broadcast).")
+    examples = (({}, [(5,), (5,)]), ({}, [(33,), (33,), (33,)]), ({}, [(4, 1, 3), (4, 5, 3)]))
 
     onnx_form, torch_form, keras_form = _merge_forms("Add", "Add", "Add (chained)")
 
-    def output_shapes(self, p, in_shapes):
-        return same_shapes(in_shapes)
-
     def forward(self, ops, s):
         n = s.n * s.y[0].size
-        ops.add2(s.x[0].buf, s.x[1].buf, s.y[0].buf, n)
-        for x in s.x[2:]:
-            ops.copy(x.buf, s.y[0].buf, n, accumulate=True)
+        xs = self.inputs_full(ops, s, expand=True)
+        ops.add2(xs[0], xs[1], s.y[0].buf, n)
+        for x in xs[2:]:
+            ops.copy(x, s.y[0].buf, n, accumulate=True)
 
     def backward(self, ops, s):
         n = s.n * s.y[0].size
-        for dx, acc in zip(s.dx, s.acc):
-            if dx is not None:
-                ops.copy(s.dy[0].buf, dx.buf, n, accumulate=acc)
+        self.each_grad(ops, s, lambda i, dx, acc: ops.copy(s.dy[0].buf, dx, n, accumulate=acc))
 
     def reference(self, p, xs, ws, training=False):
-        return [sum(xs)]
+        return [functools.reduce(np.add, xs)]
 
 
 def _axis(axis, rank):

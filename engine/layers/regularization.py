@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 
 from layerloom.core.graph import fmt_shape
-from layerloom.core.params import Float, Int
+from layerloom.core.params import Bool, Float, Int
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, register, ShapeError,
                                      TorchForm)
 
@@ -46,14 +46,28 @@ def _dropout_onnx_in(imp, node, type_id):
 
 
 def _dropout_torch(t, n):
-    s = n.self
-    return ([f"{s} = nn.Dropout({float(n.params['rate'])!r})"],
-            [f"{n.out} = {s}({n.x[0]})"], {})
+    s, x, rate = n.self, n.x[0], float(n.params["rate"])
+    if n.params.get("per_sample"):  # a mask of one value per sample, broadcast over the rest
+        ones = ", 1" * len(n.in_shapes[0])
+        return [], [f"{n.out} = {x} * (torch.rand({x}.shape[0]{ones}, device={x}.device) >= "
+                    f"{rate!r}).to({x}.dtype) / {1.0 - rate!r} if self.training else {x}"], {}
+    return ([f"{s} = nn.Dropout({rate!r})"], [f"{n.out} = {s}({x})"], {})
 
 
 def _dropout_keras_in(o, shapes):
-    o.must("noise_shape", None)
-    return {"rate": o.floats("rate", 0.5)}
+    """noise_shape: None (each value) or (None, 1, ..., 1): whole samples (per_sample)."""
+    ns = o.get("noise_shape")
+    per_sample = ns is not None and list(ns) == [None] + [1] * len(shapes[0])
+    if ns is not None and not per_sample:
+        o.fail("noise_shape", "has no Layerloom form (only None, or (None, 1, ..., 1): whole "
+                              "samples dropped)")
+    return {"rate": o.floats("rate", 0.5), "per_sample": per_sample}
+
+
+def _dropout_keras_out(k, n):
+    noise = [f"noise_shape={(None,) + (1,) * len(n.in_shapes[0])!r}"] \
+        if n.params.get("per_sample") else []
+    return [f"{n.out[0]} = " + k.call("Dropout", k.kw(n, ("rate", "seed")) + noise, n, n.x)]
 
 
 @register
@@ -66,15 +80,19 @@ class Dropout(Layer):
     params = (
         Float("rate", 0.5, min=0.0, max=1.0, max_exclusive=True, help="Fraction to drop."),
         Int("seed", 0, min=0, max=2**31 - 1, help="Added to the training seed for this layer."),
+        Bool("per_sample", False, help="Drop whole samples rather than single values (Keras' "
+             "noise_shape=(None, 1, ..., 1): stochastic depth, as in EfficientNet's blocks)."),
     )
     stochastic = True
-    examples = (({"rate": 0.5}, [(33,)]), ({"rate": 0.0}, [(3, 5)]))
+    examples = (({"rate": 0.5}, [(33,)]), ({"rate": 0.0}, [(3, 5)]),
+                ({"rate": 0.5, "per_sample": True}, [(3, 5)]))
 
     onnx_form = OnnxForm(_dropout_onnx, "Dropout (its ratio kept; the identity at inference)",
                          reads={"Dropout": OnnxRead({"ratio", "seed", "is_test"},
                                                     _dropout_onnx_in)})
     torch_form = TorchForm(_dropout_torch)
-    keras_form = KerasForm("Dropout", ("rate", "seed"), read=_dropout_keras_in)
+    keras_form = KerasForm("Dropout", ("rate", "seed"), read=_dropout_keras_in,
+                           write=_dropout_keras_out)
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
@@ -82,10 +100,19 @@ class Dropout(Layer):
     def _salt(self, s):
         return zlib.crc32(s.node_id.encode()) ^ s.params["seed"]
 
+    def _drop(self, ops, s, src, dst, accumulate=False):
+        n = s.n * s.x[0].size
+        if s.params.get("per_sample"):  # one mask value per sample: groups of the sample's size
+            ops.dropout_grouped(src, dst, n, s.params["rate"], s.seed, self._salt(s), s.step,
+                                s.x[0].size, 1, accumulate)
+        else:
+            ops.dropout(src, dst, n, s.params["rate"], s.seed, self._salt(s), s.step,
+                        accumulate=accumulate)
+
     def forward(self, ops, s):
         x, y, n = s.x[0], s.y[0], s.n * s.x[0].size
         if s.training and s.params["rate"] > 0:
-            ops.dropout(x.buf, y.buf, n, s.params["rate"], s.seed, self._salt(s), s.step)
+            self._drop(ops, s, x.buf, y.buf)
         else:
             ops.copy(x.buf, y.buf, n)
 
@@ -94,8 +121,7 @@ class Dropout(Layer):
             return
         n = s.n * s.y[0].size
         if s.params["rate"] > 0:  # regenerate the same mask from (seed, salt, step)
-            ops.dropout(s.dy[0].buf, s.dx[0].buf, n, s.params["rate"], s.seed, self._salt(s),
-                        s.step, accumulate=s.acc[0])
+            self._drop(ops, s, s.dy[0].buf, s.dx[0].buf, accumulate=s.acc[0])
         else:
             ops.copy(s.dy[0].buf, s.dx[0].buf, n, accumulate=s.acc[0])
 
