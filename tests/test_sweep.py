@@ -123,6 +123,10 @@ def test_bad_specs_are_refused_with_the_place(spirals, d, place, words):
     ("learning_rate=range(1)", "item 1: expected range(LOW, HIGH[, COUNT])"),
     ("trials=many; learning_rate=1", "item 1: expected a number"),
     ("{not json", "not JSON"),
+    ('{"parameters": ' + "[" * 100000 + "]" * 100000 + "}", "nested more than"),
+    ('{"parameters": {"epochs": [' + "9" * 5000 + "]}}", "not a sweep spec"),
+    ('{"parameters": {"hidden_1.units": ["many"]}}',
+     "parameters.hidden_1.units[0]: expected a positive integer, got 'many'"),
 ])
 def test_bad_short_forms_are_refused_with_the_item(spirals, text, words):
     with pytest.raises(sweeps.SpecError) as e:

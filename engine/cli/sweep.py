@@ -149,8 +149,12 @@ def _load_state(here, path, spec, overrides, trials):
 
 
 def _save_state(here, state):
-    os.makedirs(here, exist_ok=True)
-    atomic_write_text(os.path.join(here, STATE), json.dumps(state, indent=1) + "\n")
+    try:
+        os.makedirs(here, exist_ok=True)
+        atomic_write_text(os.path.join(here, STATE), json.dumps(state, indent=1) + "\n")
+    except OSError as e:
+        raise LayerloomError(f"could not write the sweep's state {os.path.join(here, STATE)}: "
+                             f"{e.strerror or e}") from None
 
 
 def _run_trial(args, spec, folder, here, state, entry, values, proj, out):
@@ -222,7 +226,7 @@ def print_ranking(spec, state, folder, out):
             f"the runs logged no {quote(spec.metric)}; the metric is one of: "
             + ", ".join(sweeps.figures_of(ranking[0][1])), "metric")
     names = list(spec.parameters)
-    head = ["rank", "trial"] + names + [spec.metric, "epochs", "time", "run", "note"]
+    head = ["rank", "trial"] + names + [spec.metric, "epochs run", "time", "run", "note"]
     rows = []
     for i, (value, rec) in enumerate(ranking, 1):
         t = rec["sweep"]["trial"]

@@ -97,10 +97,13 @@ def read(text, project, default_name=None):
     swept parameters'."""
     text = text.strip()
     if text.startswith("{"):
+        from .loom import parse_json
         try:
-            d = json.loads(text)
-        except ValueError as e:
+            d = parse_json(text, "a sweep spec")
+        except json.JSONDecodeError as e:
             raise SpecError(f"not JSON: {e}") from None
+        except ProjectError as e:  # nested too deep, an integer of thousands of digits
+            raise SpecError(e.message) from None
     else:
         d = parse_short(text)
     return check(d, project, default_name)
