@@ -2,7 +2,6 @@
 reads, the Runs tab ranks a sweep's runs by its metric, plots the metric against the swept
 parameter and restores the best in one click, and Sweep... runs the command line's sweep as a
 child process."""
-import json
 import os
 import shutil
 import subprocess
