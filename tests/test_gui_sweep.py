@@ -2,6 +2,7 @@
 reads, the Runs tab ranks a sweep's runs by its metric, plots the metric against the swept
 parameter and restores the best in one click, and Sweep... runs the command line's sweep as a
 child process."""
+import json
 import os
 import shutil
 import subprocess
@@ -203,3 +204,26 @@ def test_sweep_ranking_screenshot(qtbot, tmp_path):
     target = os.environ.get("LAYERLOOM_SCREENSHOTS")
     if target:
         panel.grab().save(os.path.join(target, "sweep_ranking.png"))
+
+
+def test_a_changed_project_is_saved_before_its_sweep_and_stop_stops_it(win, qtbot, tmp_path):
+    from layerloom.app.editing.commands import SetSetupCmd
+    path = tmp_path / "spirals.loom"
+    shutil.copy(os.path.join(EXAMPLES, "spirals.loom"), path)
+    assert win.open_path(str(path))
+    win.doc.push(SetSetupCmd(win.doc, "training", "epochs", 500))
+    # a bad spec starts nothing and saves nothing
+    assert not win.start_sweep({"parameters": {"hidden_1.units": [0]}})
+    assert "parameters.hidden_1.units[0]" in win.statusBar().currentMessage()
+    assert not win.doc.undo.isClean() and win.sweep_process is None
+    assert win.start_sweep({"name": "long", "parameters": {"learning_rate": [0.01, 0.02]}})
+    assert win.doc.undo.isClean()  # saved: the sweep trains the file
+    assert loom.load(str(path)).training["epochs"] == 500
+    qtbot.waitUntil(lambda: "Epoch" in win.log.toPlainText(), timeout=120_000)
+    win.runs.sweep_button.click()  # Stop Sweep
+    qtbot.waitUntil(lambda: win.sweep_process is None, timeout=120_000)
+    assert "Sweep long stopped; start it again to go on" in win.log.toPlainText()
+    assert win.runs.sweep_button.text() == "Sweep..."
+    state = json.loads((tmp_path / "runs" / "spirals" / "sweeps" / "long" / "sweep.json")
+                       .read_text())
+    assert [t["status"] for t in state["trials"]] == ["stopped", "pending"]
