@@ -312,3 +312,26 @@ def test_a_failed_trial_is_marked_and_the_sweep_goes_on(tmp_path):
         table[1]
     state = json.loads((out / "sweeps" / "nan" / "sweep.json").read_text())
     assert [t["status"] for t in state["trials"]] == ["failed", "done"]
+
+
+def test_a_trial_killed_before_its_outputs_trains_again(tmp_path):
+    """A kill (SIGKILL, a crash) mid-trial leaves the state saying "running" and no outputs in
+    the trial's folder: the rerun trains that trial from the start, the finished one skipped."""
+    import shutil
+    out = tmp_path / "out"
+    args = ("--sweep", os.path.join(EXAMPLES, "spirals.loom"), "learning_rate=0.01,0.02",
+            "--epochs", "1", "--out", str(out))
+    assert layerloom(*args).returncode == 0
+    here = out / "sweeps" / "learning_rate"
+    state = json.loads((here / "sweep.json").read_text())
+    state["trials"][1]["status"] = "running"
+    del state["trials"][1]["runs"]
+    (here / "sweep.json").write_text(json.dumps(state))
+    shutil.rmtree(here / "trial-002")
+    r = layerloom(*args)
+    assert r.returncode == 0, r.stderr
+    assert "1 of 2 trials already finished" in r.stdout
+    assert "Trial 2 of 2: learning_rate=0.02\n" in r.stdout and "Trial 1 of 2" not in r.stdout
+    assert "Resuming after" not in r.stdout
+    state = json.loads((here / "sweep.json").read_text())
+    assert [t["status"] for t in state["trials"]] == ["done", "done"]
