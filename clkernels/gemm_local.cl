@@ -6,7 +6,7 @@
 // Compile-time: TS, WPT (picked by the engine from the device's work-group and local memory
 // limits), TRANS_A, TRANS_B, ACT, HAS_BIAS. Ragged edges load zeros and skip their stores.
 // Global size (ceil(N / TS) * TS, ceil(M / TS) * TS / WPT), local size (TS, TS / WPT).
-// A_AT, B_AT: gemm_operands.cl.
+// A_AT, B_AT and the tile loop (LOCAL_TILE_LOOP): gemm_operands.cl.
 
 #if !defined(TS) || !defined(WPT)
 #error "TS and WPT (the tile) are defined by the engine (engine/backend/gemm.py)"
@@ -24,26 +24,7 @@ void gemm_local(const int M, const int N, const int K,
                 const int aoff, const int boff, const int coff)
 {
     A += aoff; B += boff; C += coff;
-    __local float As[TS][TS + 1];  // +1: a column walk does not hit one memory bank
-    __local float Bs[TS][TS];
-    const int tj = get_local_id(0), ti = get_local_id(1);
-    const int j = get_group_id(0) * TS + tj, i0 = get_group_id(1) * TS;
-    float acc[WPT];
-    for (int w = 0; w < WPT; w++) acc[w] = 0.0f;
-    for (int t = 0; t < K; t += TS) {
-        for (int w = 0; w < WPT; w++) {
-            const int r = ti + w * RTS;
-            const int ai = i0 + r, ak = t + tj, bk = t + r;
-            As[r][tj] = (ai < M && ak < K) ? A_AT(ai, ak) : 0.0f;
-            Bs[r][tj] = (bk < K && j < N) ? B_AT(bk, j) : 0.0f;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int k = 0; k < TS; k++) {
-            const float b = Bs[k][tj];
-            for (int w = 0; w < WPT; w++) acc[w] += As[ti + w * RTS][k] * b;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    LOCAL_TILE_LOOP
     if (j >= N) return;
     for (int w = 0; w < WPT; w++) {
         const int i = i0 + ti + w * RTS;
