@@ -4,10 +4,11 @@
 //   C[b] = alpha * A[b] . B[b]  (+ C[b] when accumulate),  b = n * H + h
 // Every operand is addressed by strides, so a head's slice of a (steps, heads, dim) tensor and
 // transposed operands are read in place: A[b][i][k] is A[n * a_n + h * a_h + i * a_i + k * a_k],
-// B[b][k][j] and C[b][i][j] likewise. Global size (ceil(N / BT), ceil(M / BT), batch * H); each
-// work-item computes a BT x BT block of C.
+// B[b][k][j] and C[b][i][j] likewise. Columns j_start .. N - 1 of C (the register tiles,
+// bgemm_tiles.cl, leave this portable form their ragged right strip). Global size
+// (ceil((N - j_start) / BT), ceil(M / BT), batch * H); each work-item computes a BT x BT block.
 #define BT 4
-__kernel void bgemm(const int M, const int N, const int K, const int H,
+__kernel void bgemm(const int M, const int N, const int K, const int H, const int j_start,
                     __global const float* A, const int a_n, const int a_h, const int a_i,
                     const int a_k,
                     __global const float* B, const int b_n, const int b_h, const int b_k,
@@ -16,7 +17,7 @@ __kernel void bgemm(const int M, const int N, const int K, const int H,
                     const int c_j,
                     const float alpha, const int accumulate)
 {
-    const int j0 = get_global_id(0) * BT;
+    const int j0 = j_start + get_global_id(0) * BT;
     const int i0 = get_global_id(1) * BT;
     const int b = get_global_id(2);
     if (i0 >= M || j0 >= N) return;
@@ -48,6 +49,18 @@ __kernel void bgemm(const int M, const int N, const int K, const int H,
             *out = accumulate ? *out + v : v;
         }
     }
+}
+
+// bgemm's B for the register tiles, which read B with unit column stride: the (rows x cols)
+// matrix (n, h) of a strided batch (element (r, c) at n * s_n + h * s_h + r * s_r + c * s_c)
+// into dst contiguously, matrix b = n * H + h at b * rows * cols. Global (cols, rows, batch * H).
+__kernel void bgemm_pack(__global const float* src, const int s_n, const int s_h, const int s_r,
+                         const int s_c, __global float* dst, const int rows, const int cols,
+                         const int H)
+{
+    const int c = get_global_id(0), r = get_global_id(1), b = get_global_id(2);
+    const int n = b / H, h = b - (b / H) * H;
+    dst[(b * rows + r) * cols + c] = src[n * s_n + h * s_h + r * s_r + c * s_c];
 }
 
 // Row softmax of the scores s (rows of `cols`, rows of one matrix: tq) into p (may alias s).

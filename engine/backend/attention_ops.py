@@ -1,14 +1,16 @@
 """The attention layers' ops (clkernels/attention.cl): a batched strided matrix product over
-samples and heads (bgemm: one launch, each head's slice of a projection read in place), the
+samples and heads (bgemm: each head's slice of a projection read in place, on the dense GEMM's
+register tiles on CPUs and local-memory tiles on GPUs, bgemm_tiles.cl), the
 row softmax with an optional causal mask and its backward, the additive (Bahdanau / concat)
 scores and their backward, and PositionEmbedding's broadcast and table gradient. A mixin of
 Ops (engine/backend/ops.py), whose kernel lookup (_k), grid padding (_padded) and queue it
 uses; the layers call ops.gemm for the projections and ops.dropout for the probabilities.
 One forward+backward of a (32, 128, 128) self-attention with 4 heads took 0.59x the time of
 torch's nn.MultiheadAttention on the same 2-core EPYC (PoCL; measured once, under load)."""
+from layerloom.backend.gemm import CPU_ROWS
 from layerloom.backend.grid import cdiv
 
-BT = 4  # bgemm's block of C per work-item (attention.cl)
+BT = 4  # the portable bgemm's block of C per work-item (attention.cl)
 
 
 class Strided:
@@ -37,20 +39,70 @@ def stacked_view(buf, rows, cols, heads=1):
     return Strided(buf, heads * rows * cols, rows * cols, cols, 1)
 
 
+def bgemm_cpu_tile(N, widest, widths):
+    """The register tile (VW, MR) of bgemm's CPU form for products N columns wide: of the
+    vector widths the device takes up to its own tile's (`widest`), the one that leaves the
+    fewest columns to the portable kernel, the widest of those; None where N is narrower than
+    every tile."""
+    fits = [vw for vw in CPU_ROWS if vw <= widest and vw in widths and 2 * vw <= N]
+    if not fits:
+        return None
+    vw = min(fits, key=lambda w: (N % (2 * w), -w))
+    return vw, CPU_ROWS[vw]
+
+
+def _strided_args(*operands):
+    """Each operand's buffer, sample and head strides, row and column strides, in order."""
+    args = []
+    for t in operands:
+        args += [t.buf, t.sn, t.sh, t.sr, t.sc]
+    return args
+
+
 class AttentionOps:
     def bgemm(self, M, N, K, batch, heads, A, B, C, alpha=1.0, accumulate=False):
         """C[b] = alpha * A[b] . B[b] (+ C[b]) for every sample and head, b = n * heads + h,
-        on Strided operands (A: M x K, B: K x N, C: M x N); one launch."""
+        on Strided operands (A: M x K, B: K x N, C: M x N). CPUs: the dense GEMM's register
+        tiles with a batch dimension (bgemm_tiles.cl) on C's whole tiles of columns, B packed
+        first when its columns are not contiguous, the ragged right strip on the portable
+        kernel (attention.cl); GPUs: local-memory tiles, the whole product; the portable
+        kernel where C's columns are not contiguous."""
         if not (M and N and batch * heads):
             return
         if K == 0:
             raise ValueError("bgemm with an empty inner dimension")
-        args = []
-        for t in (A, B, C):
-            args += [t.buf, t.sn, t.sh, t.sr, t.sc]
+        bh = batch * heads
+        j_start = 0
+        if self.gemm_path == "local":
+            ts, wpt = self.local_tile
+            k = self._k(("gemm_operands", "bgemm_tiles"), "bgemm_local",
+                        (f"TS={ts}", f"WPT={wpt}"))
+            k(self.q, (cdiv(N, ts) * ts, cdiv(M, ts) * (ts // wpt), bh), (ts, ts // wpt, 1),
+              M, N, K, heads, *_strided_args(A, B, C), float(alpha), int(accumulate))
+            return
+        tile = bgemm_cpu_tile(N, self.cpu_tile[0], self.rt.caps.widths) if C.sc == 1 else None
+        if tile is not None:
+            vw, mr = tile
+            if B.sc != 1:  # the tiles read B's rows as vectors: pack it
+                B = self._bgemm_packed(B, K, N, bh, heads)
+            j_start = N - N % (2 * vw)
+            self._k(("gemm_cpu_base", "bgemm_tiles"), "bgemm_tile", (f"VW={vw}", f"MR={mr}"))(
+                self.q, (j_start // (2 * vw), cdiv(M, mr), bh), (1, 1, 1), M, K, heads,
+                A.buf, A.sn, A.sh, A.sr, A.sc, B.buf, B.sn, B.sh, B.sr,
+                C.buf, C.sn, C.sh, C.sr, float(alpha), int(accumulate))
+            if j_start == N:
+                return
         self._k("attention", "bgemm")(
-            self.q, (cdiv(N, BT), cdiv(M, BT), batch * heads), None, M, N, K, heads, *args,
-            float(alpha), int(accumulate))
+            self.q, (cdiv(N - j_start, BT), cdiv(M, BT), bh), None, M, N, K, heads, j_start,
+            *_strided_args(A, B, C), float(alpha), int(accumulate))
+
+    def _bgemm_packed(self, B, K, N, bh, heads):
+        """B's bh (K x N) matrices copied contiguously into scratch (attention.cl bgemm_pack),
+        as a Strided operand."""
+        packed = self._scratch("bgemm_b", 4 * bh * K * N)
+        self._k("attention", "bgemm_pack")(
+            self.q, (N, K, bh), None, B.buf, B.sn, B.sh, B.sr, B.sc, packed, K, N, heads)
+        return Strided(packed, heads * K * N, K * N, N, 1)
 
     def attn_softmax(self, s, p, rows, cols, tq, causal):
         """p = softmax of each row of s (p may be s); causal: row i of each (tq, cols) matrix
