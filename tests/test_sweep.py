@@ -271,6 +271,13 @@ def test_bad_specs_from_the_command_line_exit_2_with_one_line_each(tmp_path):
     r = layerloom("--sweep", project, "hidden_1.units=100000000000")
     assert r.returncode == 2 and "the sweep spec: parameters.hidden_1.units[0]" in r.stderr
     assert not (tmp_path / "o").exists()
+    # a metric the runs do not log: said after the first trial, with the figures they log
+    r = layerloom("--sweep", project, "learning_rate=0.01,0.02; metric=val_foo; goal=min",
+                  "--epochs", "1", "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        "layerloom: error: the sweep spec: metric: the runs logged no 'val_foo'; the metric is "
+        "one of: loss, accuracy, val_loss, val_accuracy, test_loss, test_accuracy"]
+    assert "Trial 2 of 2" not in r.stdout
 
 
 def test_early_stopped_trials_are_marked_and_rank_by_their_kept_epoch(tmp_path):

@@ -70,15 +70,18 @@ def sweep(args, out=sys.stdout):
         out.write(f"Resuming: {finished} of {len(trials)} trials already finished, skipped\n")
     out.flush()
     todo = [(e, t) for e, t in zip(state["trials"], trials) if e["status"] not in (DONE, FAILED)]
-    if not todo:
-        print_ranking(spec, state, folder, out)
-    for entry, (values, trial_proj) in todo:
-        code = _run_trial(args, spec, folder, here, state, entry, values, trial_proj, out)
-        print_ranking(spec, state, folder, out)
-        if code not in (EXIT_OK, EXIT_FAILED):
-            out.write(f"Sweep interrupted: run the same command again to continue it (trial "
-                      f"{entry['trial']} goes on from where it stopped).\n")
-            return code
+    try:
+        if not todo:
+            print_ranking(spec, state, folder, out)
+        for entry, (values, trial_proj) in todo:
+            code = _run_trial(args, spec, folder, here, state, entry, values, trial_proj, out)
+            print_ranking(spec, state, folder, out)
+            if code not in (EXIT_OK, EXIT_FAILED):
+                out.write(f"Sweep interrupted: run the same command again to continue it "
+                          f"(trial {entry['trial']} goes on from where it stopped).\n")
+                return code
+    except sweeps.SpecError as e:  # a metric the runs do not log, known after the first
+        return _refused(where, e)
     failed = [t for t in state["trials"] if t["status"] == FAILED]
     best = _ranking(spec, state, folder)
     if best and best[0][0] is not None:
@@ -222,7 +225,7 @@ def _ranking(spec, state, folder):
 def print_ranking(spec, state, folder, out):
     ranking = _ranking(spec, state, folder)
     if ranking and all(v is None for v, _ in ranking):
-        raise LayerloomError(
+        raise sweeps.SpecError(
             f"the runs logged no {quote(spec.metric)}; the metric is one of: "
             + ", ".join(sweeps.figures_of(ranking[0][1])), "metric")
     names = list(spec.parameters)
