@@ -84,15 +84,15 @@ def test_a_touched_file_is_not_decoded_again_and_a_changed_one_alone_is(tmp_path
     later = time.time() + 5
     os.utime(root / "a" / "03.png", (later, later))  # `touch`: the same bytes
     assert np.array_equal(load(root)[:], x[:]) and decodes == []
-    index = json.loads((private_cache / files(private_cache, ".json")[0]).read_text())
-    assert index["files"][3][2] == os.stat(root / "a" / "03.png").st_mtime_ns  # its new time
+    index = image_cache.read(image_cache.key_of(str(root), (8, 8), "rgb")).files
+    assert index.mtimes[3] == os.stat(root / "a" / "03.png").st_mtime_ns  # its new time
 
     Image.fromarray(np.full((9, 7, 3), 200, np.uint8)).save(root / "b" / "02.png")
     y = load(root)
     assert decodes == ["02.png"]
     np.testing.assert_array_equal(y[:], reference(root))
     assert np.abs(y[:] - x[:]).sum(axis=(1, 2, 3)).nonzero()[0].tolist() == [8]
-    assert len(files(private_cache, ".npy")) == 1 and len(files(private_cache, ".json")) == 1
+    assert len(files(private_cache, ".npy")) == 1 and len(files(private_cache, ".npz")) == 1
 
     decodes.clear()  # a new file: itself; a copy of an image already cached: nothing
     Image.fromarray(np.zeros((9, 7, 3), np.uint8)).save(root / "a" / "99.png")
@@ -116,7 +116,7 @@ def test_another_size_or_color_is_another_entry(tmp_path, decodes, private_cache
 
 def _age(cache, key, seconds):
     t = time.time() - seconds
-    os.utime(cache / f"{key}.json", (t, t))
+    os.utime(cache / f"{key}.index.npz", (t, t))
 
 
 def test_least_recently_used_entries_are_evicted_under_the_limit(tmp_path, decodes,
@@ -142,7 +142,7 @@ def test_least_recently_used_entries_are_evicted_under_the_limit(tmp_path, decod
     load(roots[2])
     assert len(decodes) == 10
     left = sorted(os.listdir(private_cache))
-    assert [k for k in keys if f"{k}.json" in left] == [keys[0], keys[2]]
+    assert [k for k in keys if f"{k}.index.npz" in left] == [keys[0], keys[2]]
     assert "notes.txt" in left and "2" * 32 + ".5678abcd.npy.part" in left
     assert "0" * 32 + ".npy" not in left and "1" * 32 + ".1234abcd.npy.part" not in left
     assert len(files(private_cache, ".npy")) == 2
@@ -207,16 +207,23 @@ def test_a_failed_or_interrupted_decoding_writes_nothing_and_keeps_the_entry(
 def test_a_damaged_index_or_array_is_a_miss(tmp_path, decodes, private_cache):
     root = make_folder(tmp_path / "imgs", n=2)
     load(root)
-    index = private_cache / files(private_cache, ".json")[0]
-    for text in ("{not json", "[1, 2]", json.dumps(dict(json.loads(index.read_text()),
-                                                         files=[[1, 2]] * 4))):
-        index.write_text(text)
+    index = private_cache / files(private_cache, ".npz")[0]
+    with np.load(index) as z:
+        good = dict(z)
+    short = dict(good, sizes=good["sizes"][:3])  # arrays of different lengths
+    wrong = dict(good, meta=np.frombuffer(json.dumps(dict(
+        json.loads(good["meta"].tobytes()), shape=[5, 8, 8, 3])).encode(), np.uint8))
+    for damaged in (b"not a zip", index.read_bytes()[:-30], short, wrong):
+        if isinstance(damaged, bytes):
+            index.write_bytes(damaged)
+        else:
+            np.savez(index, **damaged)
         np.testing.assert_array_equal(load(root)[:], reference(root))
-    assert len(decodes) == 16
+    assert len(decodes) == 20
     data = private_cache / files(private_cache, ".npy")[0]
     data.write_bytes(data.read_bytes()[:-10])  # cut short
     np.testing.assert_array_equal(load(root)[:], reference(root))
-    assert len(decodes) == 20 and len(files(private_cache, ".npy")) == 1
+    assert len(decodes) == 24 and len(files(private_cache, ".npy")) == 1
 
 
 # -- layerloom --cache ------------------------------------------------------------------------

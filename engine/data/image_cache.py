@@ -1,9 +1,9 @@
 """The cache of decoded image folders: one entry per folder and settings (size, colour), an
-index `<key>.json` listing each image's path (relative to the folder), size, modification
-time and a hash of its bytes, beside the uint8 array `<key>.<token>.npy` whose rows follow
-the index. imagefolder.decoded compares a folder with its entry file by file: rows of
-unchanged files are reused (a touched file is only hashed again), and only changed or new
-files are decoded.
+index `<key>.index.npz` holding each image's path (relative to the folder), size,
+modification time and a hash of its bytes as arrays (Files), beside the uint8 array
+`<key>.<token>.npy` whose rows follow the index. imagefolder.decoded compares a folder with
+its entry file by file: rows of unchanged files are reused (a touched file is only hashed
+again), and only changed or new files are decoded.
 
 Writes never leave a half-written file: a data file is written as `.part`, fsynced and
 renamed, then the index naming it is replaced atomically; the entry's previous data file is
@@ -16,24 +16,27 @@ Place: $LAYERLOOM_CACHE_DIR/images, else $XDG_CACHE_HOME/layerloom/images, else
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
 import secrets
 import time
+import zipfile
 
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
-from layerloom.core.fileio import atomic_write_text
+from layerloom.core.fileio import atomic_write_bytes
 
 FORMAT = 2  # format 1: one <key>.npy per folder keyed by every file's mtime (no index)
+INDEX = ".index.npz"
 DEFAULT_LIMIT = 2 << 30
 GRACE = 3600  # seconds a data file no index names yet, or a .part being written, is left
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_INDEX = re.compile(r"^[0-9a-f]{32}\.json$")
+_INDEX = re.compile(r"^[0-9a-f]{32}\.index\.npz$")
 _DATA = re.compile(r"^[0-9a-f]{32}\.[0-9a-f]{8}\.npy$")
-_OURS = re.compile(r"^([0-9a-f]{32}(\.[0-9a-f]{8})?\.npy|[0-9a-f]{32}\.json|"
+_OURS = re.compile(r"^([0-9a-f]{32}(\.[0-9a-f]{8})?\.npy|[0-9a-f]{32}\.(json|index\.npz)|"
                    r"\.?[0-9a-f]{32}[.\w-]*\.(part|tmp)|tmp\w+\.part)$")  # format 1's too
 
 
@@ -62,17 +65,60 @@ def key_of(root, size, color):
 
 
 def file_hash(data):
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return np.frombuffer(hashlib.blake2b(data, digest_size=16).digest(), np.uint8)
+
+
+class Files:
+    """Per image, as arrays (a list of names): its path relative to the folder, size,
+    modification time (ns) and the blake2b-128 hash of its bytes (zeros: not known yet)."""
+
+    def __init__(self, names, sizes, mtimes, hashes=None):
+        self.names = list(names)
+        self.sizes = np.asarray(sizes, np.int64)
+        self.mtimes = np.asarray(mtimes, np.int64)
+        self.hashes = np.zeros((len(self.names), 16), np.uint8) if hashes is None else \
+            np.asarray(hashes, np.uint8)
+        if not len(self.sizes) == len(self.mtimes) == len(self.hashes) == len(self.names) \
+                or self.hashes.shape[1:] != (16,):
+            raise ValueError("the index's arrays differ in length")
+
+    def __len__(self):
+        return len(self.names)
+
+    def same(self, other):
+        return self.names == other.names and all(np.array_equal(getattr(self, a),
+                                                                 getattr(other, a))
+                                                 for a in ("sizes", "mtimes", "hashes"))
+
+    def arrays(self):
+        joined = "\0".join(self.names).encode("utf-8", "surrogateescape")
+        return {"names": np.frombuffer(joined, np.uint8), "sizes": self.sizes,
+                "mtimes": self.mtimes, "hashes": self.hashes}
+
+    @classmethod
+    def from_arrays(cls, z):
+        text = z["names"].tobytes().decode("utf-8", "surrogateescape")
+        return cls(text.split("\0") if text or len(z["sizes"]) else [], z["sizes"],
+                   z["mtimes"], z["hashes"])
 
 
 class Entry:
-    """A folder's cached images: files [[relative path, size, mtime_ns, hash]] and, once
-    opened, the rows as a read-only memory-mapped array."""
+    """A folder's cached images: meta (its folder, settings, shape, data file), its Files
+    (read when first asked for) and, once opened, the rows as a read-only memory map."""
 
-    def __init__(self, key, meta, index_path):
+    def __init__(self, key, meta, index_path, files=None):
         self.key, self.meta, self.index_path = key, meta, index_path
-        self.files = meta["files"]
+        self._files = files
         self.data_path = os.path.join(os.path.dirname(index_path), meta["data"])
+
+    @property
+    def files(self):
+        if self._files is None:
+            with np.load(self.index_path, allow_pickle=False) as z:
+                self._files = Files.from_arrays(z)
+            if len(self._files) != self.meta["shape"][0]:
+                raise ValueError("the index's length is not the array's")
+        return self._files
 
     def open(self):
         return np.load(self.data_path, mmap_mode="r")
@@ -88,15 +134,12 @@ def _read_entry(index_path):
     """The entry of an index file, or None when it is unreadable, of another format or its
     data file is missing or of another length (a damaged entry is a miss, never an error)."""
     try:
-        with open(index_path, encoding="utf-8") as f:
-            meta = json.load(f)
+        with np.load(index_path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode("utf-8", "surrogateescape"))
         if meta.get("format") != FORMAT or not _DATA.match(meta.get("data", "")):
             return None
         e = Entry(os.path.basename(index_path)[:32], meta, index_path)
         shape = tuple(meta["shape"])
-        if len(e.files) != shape[0] or not all(
-                isinstance(f, list) and len(f) == 4 and isinstance(f[0], str) for f in e.files):
-            return None
         with open(e.data_path, "rb") as f:
             fmt = np.lib.format
             read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else \
@@ -106,12 +149,18 @@ def _read_entry(index_path):
                     os.fstat(f.fileno()).st_size != f.tell() + int(np.prod(shape)):
                 return None
         return e
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
+            zipfile.BadZipFile):
         return None
 
 
 def read(key):
-    return _read_entry(os.path.join(folder(), key + ".json"))
+    """The key's entry with its Files read, or None (missing or damaged)."""
+    e = _read_entry(os.path.join(folder(), key + INDEX))
+    try:
+        return e if e is not None and e.files is not None else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def use(entry):
@@ -123,11 +172,14 @@ def use(entry):
 
 
 def write_index(key, files, data_name, shape, root, settings):
-    path = os.path.join(folder(), key + ".json")
+    path = os.path.join(folder(), key + INDEX)
     meta = {"format": FORMAT, "folder": os.path.abspath(root), "settings": settings,
-            "shape": list(shape), "data": data_name, "files": files}
-    atomic_write_text(path, json.dumps(meta, separators=(",", ":")))
-    return Entry(key, meta, path)
+            "shape": list(shape), "data": data_name}
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode("utf-8", "surrogateescape"),
+                                     np.uint8), **files.arrays())
+    atomic_write_bytes(path, buf.getvalue())
+    return Entry(key, meta, path, files)
 
 
 def write(key, shape, fill, files, root, settings):

@@ -167,35 +167,41 @@ def ticker(progress, path, total, unit):
 
 
 def _stats(root, items, place):
-    """[[path relative to root, size, mtime_ns, hash (None: not known yet)]] per image."""
-    files = []
+    """image_cache.Files of the images: paths relative to root, sizes, times; no hashes."""
+    names, sizes, mtimes = [], np.empty(len(items), np.int64), np.empty(len(items), np.int64)
     prefix = os.path.join(root, "")
-    for path, _ in items:
+    for i, (path, _) in enumerate(items):
         try:
             st = os.stat(path)
         except OSError as e:
             raise _read_error(path, e, place) from None
-        rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
-        files.append([rel, st.st_size, st.st_mtime_ns, None])
-    return files
+        names.append(path[len(prefix):] if path.startswith(prefix) else
+                     os.path.relpath(path, root))
+        sizes[i], mtimes[i] = st.st_size, st.st_mtime_ns
+    return image_cache.Files(names, sizes, mtimes)
 
 
 def _match(old, items, files, place):
     """The row of the old entry each image can be taken from (-1: decode it): the same path,
-    size and modification time, else (a touched, renamed or copied file) the same bytes."""
-    rows = np.full(len(files), -1, np.int64)
-    by_name = {f[0]: j for j, f in enumerate(old.files)}
-    by_hash = None
-    for i, f in enumerate(files):
-        j = by_name.get(f[0])
-        if j is not None and old.files[j][1:3] == f[1:3]:
-            rows[i], f[3] = j, old.files[j][3]
-            continue
-        if by_hash is None:
-            by_hash = {g[3]: j for j, g in enumerate(old.files)}
-        h = image_cache.file_hash(_read(items[i][0], place))
-        if h in by_hash:
-            rows[i], f[3] = by_hash[h], h
+    size and modification time, else (a touched, renamed or copied file) the same bytes;
+    `files` takes the hashes of those found."""
+    was = old.files
+    if was.names == files.names:
+        rows = np.arange(len(files))
+    else:
+        at = {name: j for j, name in enumerate(was.names)}
+        rows = np.array([at.get(name, -1) for name in files.names], np.int64)
+    found = rows >= 0
+    found[found] = (was.sizes[rows[found]] == files.sizes[found]) & \
+        (was.mtimes[rows[found]] == files.mtimes[found])
+    rows[~found] = -1
+    files.hashes[found] = was.hashes[rows[found]]
+    rest = np.flatnonzero(~found)
+    if len(rest):
+        by_hash = {h.tobytes(): j for j, h in enumerate(was.hashes)}
+        for i in rest:
+            files.hashes[i] = image_cache.file_hash(_read(items[i][0], place))
+            rows[i] = by_hash.get(files.hashes[i].tobytes(), -1)
     return rows
 
 
@@ -220,7 +226,7 @@ def decoded(root, items, size, color, place="dataset.path", progress=None, label
     todo = np.flatnonzero(rows < 0)
     if not len(todo) and len(rows) == len(old.files) and \
             np.array_equal(rows, np.arange(len(rows))):  # every row where it was
-        if files != old.files:  # touched files: their new times, the rows as they are
+        if not files.same(old.files):  # touched files: their new times, the rows as they are
             old = image_cache.write_index(key, files, old.meta["data"], shape, root,
                                           old.meta["settings"])
         image_cache.use(old)
@@ -236,7 +242,7 @@ def decoded(root, items, size, color, place="dataset.path", progress=None, label
             path = items[i][0]
             data = _read(path, place)
             out[i] = _decode_bytes(path, data, size, color, place)
-            files[i][3] = image_cache.file_hash(data)
+            files.hashes[i] = image_cache.file_hash(data)
             tick(n)
     return image_cache.write(key, shape, fill, files, root, {"size": list(size), "color": color})
 
