@@ -34,7 +34,7 @@ def memory_needed(graph, batch, shapes=None, discard=None):
         dropped = discard(nid) if discard is not None else ()
         sizes = [] if layer.alias_output else [
             (4 * batch * prod(s), 1 if layer.is_input else 2) for s in shapes[nid]]
-        for spec in layer.weights(node.params, ins):
+        for spec in node.weights(ins):  # a frozen node's: not trained
             trains = spec.trainable or spec.name in dropped
             sizes.append((4 * prod(spec.shape), 4 if spec.trainable else 2 if trains else 1))
         sizes += [(4 * batch * prod(s), 1) for s in layer.scratch(node.params, ins).values()]

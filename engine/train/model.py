@@ -5,23 +5,16 @@ for every tensor the order its gradient contributions arrive in (the first consu
 topological order writes, later ones accumulate). Execute: forward and backward enqueue kernels
 only; nothing waits for the device.
 """
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from layerloom.core import memory
 from layerloom.core.errors import DeviceError, ProjectError, quote
 from layerloom.train.initializers import initialize, node_rng
 from layerloom.backend.ops import Ops, Tensor
 from layerloom.core.registry import WeightSpec
-
-
-def _size(nbytes):
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:,.1f} {unit}"
-    return f"{nbytes} bytes"
 
 
 class ModelWeight(NamedTuple):
@@ -98,25 +91,8 @@ class Model:
         """(bytes in all, the largest single buffer) the model's device buffers take at this
         batch size, before any is made: activations and their gradients, weights, their
         gradients and two optimizer slots each (Adam's), layers' scratch."""
-        g, B = self.graph, self.max_batch
-        total = largest = 0
-
-        def add(nbytes, count=1):
-            nonlocal total, largest
-            total += nbytes * count
-            largest = max(largest, nbytes)
-        for nid in self.order:
-            node = g.nodes[nid]
-            layer = node.layer
-            in_shapes = self._in_shapes(nid)
-            for shape in self.shapes[nid]:
-                if not layer.alias_output:
-                    add(4 * B * math.prod(shape), 1 if layer.is_input else 2)
-            for spec in node.weights(in_shapes):
-                trains = spec.trainable or (spec.name in self._discard_names(nid))
-                add(4 * math.prod(spec.shape), 4 if spec.trainable else 2 if trains else 1)
-            for sh in layer.scratch(node.params, in_shapes).values():
-                add(4 * B * math.prod(sh))
+        total, largest, _ = memory.memory_needed(self.graph, self.max_batch, self.shapes,
+                                                 self._discard_names)
         return total, largest
 
     def _check_memory(self):
@@ -127,9 +103,9 @@ class Model:
         have, one = int(dev.global_mem_size), int(dev.max_mem_alloc_size)
         if total > have or largest > one:
             raise DeviceError(
-                f"the model needs about {_size(total)} of device memory at batch size "
-                f"{self.max_batch} (its largest buffer {_size(largest)}); "
-                f"{self.rt.describe()} has {_size(have)} (at most {_size(one)} in one buffer): "
+                f"the model needs about {memory.size_text(total)} of device memory at batch size "
+                f"{self.max_batch} (its largest buffer {memory.size_text(largest)}); "
+                f"{self.rt.describe()} has {memory.size_text(have)} (at most {memory.size_text(one)} in one buffer): "
                 "make layers smaller or lower the batch size", "graph")
 
     def _alloc(self, shape):
