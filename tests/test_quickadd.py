@@ -84,3 +84,10 @@ def test_the_registry_and_the_palette_read_the_same_parser():
     from layerloom.core import registry
     assert registry.layer_from_text("embedding 10000 32") == \
         ("Embedding", {"input_dim": 10000, "output_dim": 32})
+
+
+def test_the_wrapped_layer_is_named_case_aside():
+    """`timedistributed dense 8` was refused ("takes a layer type first, not 'dense'") while the
+    outer word was read case aside."""
+    _, got = layer_from_text("timedistributed dense 8")
+    assert got["layer"]["type"] == "Dense" and got["layer"]["params"]["units"] == 8

@@ -12,7 +12,7 @@ from layerloom.core.errors import ParamError, quote
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Param
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, ShapeError, TorchForm,
-                                     get_layer, register)
+                                     get_layer, layer_types, register)
 
 
 class InnerLayer(Param):
@@ -163,7 +163,7 @@ class TimeDistributed(Layer):
         relu (the wrapped layer's own headline words)."""
         if not words:
             return {}
-        inner = get_layer(words[0])
+        inner = next((l for l in layer_types() if l.type_id.lower() == words[0].lower()), None)
         if inner is None or inner.is_input:
             raise ParamError(f"TimeDistributed takes a layer type first, not {words[0]!r}")
         layer = {"type": inner.type_id, "params": inner.parse_headline(words[1:])}
