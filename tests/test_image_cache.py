@@ -315,19 +315,21 @@ def test_progress_while_headers_are_read_and_images_decoded(tmp_path, monkeypatc
     calls = []
     load(root, progress=lambda *a: calls.append(a))
     label = str(root)
+    listed = [(label, n, 0, "listed") for n in range(11)] + [(label, 10, 10, "listed")]
     files_ = [c for c in calls if c[3] == "files"]
     images = [c for c in calls if c[3] == "images"]
-    assert calls == files_ + images  # every header before any image
+    assert calls == listed + files_ + images  # the folder listed, every header, the images
     assert [c[1] for c in files_] == list(range(11)) and [c[1] for c in images] == \
         list(range(11))
-    assert all(c[0] == label and c[2] == 10 for c in calls)
+    assert all(c[0] == label and c[2] == 10 for c in files_ + images)
     calls.clear()
     load(root, progress=lambda *a: calls.append(a))
-    assert calls == []  # all cached: nothing to show
+    assert calls == listed  # all cached: nothing else to show
     Image.fromarray(np.zeros((9, 7, 3), np.uint8)).save(root / "a" / "01.png")
+    calls.clear()
     load(root, progress=lambda *a: calls.append(a))
-    assert calls == [(label, 0, 1, "files"), (label, 1, 1, "files"),
-                     (label, 0, 1, "images"), (label, 1, 1, "images")]
+    assert calls == listed + [(label, 0, 1, "files"), (label, 1, 1, "files"),
+                              (label, 0, 1, "images"), (label, 1, 1, "images")]
 
 
 def test_progress_is_throttled_and_names_the_split(tmp_path):
@@ -335,8 +337,10 @@ def test_progress_is_throttled_and_names_the_split(tmp_path):
     make_folder(tmp_path / "f" / "test", n=3)
     calls = []
     imagefolder.load(str(tmp_path / "f"), [8, 8], progress=lambda *a: calls.append(a))
-    labels = {c[0] for c in calls}
+    labels = {c[0] for c in calls if c[3] != "listed"}
     assert labels == {f"{tmp_path / 'f'} (train)", f"{tmp_path / 'f'} (test)"}
+    assert calls[0] == (str(tmp_path / "f"), 0, 0, "listed")
+    assert (str(tmp_path / "f"), 86, 86, "listed") in calls
     train = [c for c in calls if c[0].endswith("(train)") and c[3] == "images"]
     assert train[0][1:3] == (0, 80) and train[-1][1:3] == (80, 80)
     assert len(train) < 80  # not one call per image
@@ -353,7 +357,8 @@ def test_the_images_source_passes_progress_on(tmp_path):
             return p
     calls = []
     sources.get("images").load(P.dataset, P(), progress=lambda *a: calls.append(a))
-    assert calls[0] == (str(root), 0, 4, "files") and calls[-1] == (str(root), 4, 4, "images")
+    assert calls[0] == (str(root), 0, 0, "listed") and (str(root), 0, 4, "files") in calls
+    assert calls[-1] == (str(root), 4, 4, "images")
 
 
 class Clock:
@@ -374,8 +379,15 @@ def shown(monkeypatch):
     return clock, run.data_progress(out), out.getvalue
 
 
-def test_cli_shows_checking_and_decoding_with_rate_and_time_left(shown):
+def test_cli_shows_listing_checking_and_decoding_with_rate_and_time_left(shown):
     clock, show, text = shown
+    show("/data/imgs", 0, 0, "listed")  # the number of files not known yet
+    clock.t += 0.5
+    show("/data/imgs", 10000, 0, "listed")  # not shown in the first second
+    clock.t += 1
+    show("/data/imgs", 15000, 0, "listed")
+    clock.t += 0.5
+    show("/data/imgs", 20000, 20000, "listed")
     show("/data/imgs", 0, 20000, "files")
     clock.t += 1
     show("/data/imgs", 20000, 20000, "files")
@@ -387,6 +399,8 @@ def test_cli_shows_checking_and_decoding_with_rate_and_time_left(shown):
     clock.t += 5.5
     show("/data/imgs", 20000, 20000, "images")
     assert text().splitlines() == [
+        "Listing imgs: 15,000 files, 10,000 files/s",
+        "Listing imgs: 100% (20,000 of 20,000 files), 10,000 files/s, 2.0 s",
         "Checking imgs: 0% (0 of 20,000 files)",
         "Checking imgs: 100% (20,000 of 20,000 files), 20,000 files/s, 1.0 s",
         "Decoding imgs: 0% (0 of 20,000 images)",

@@ -40,12 +40,13 @@ def write_outputs(out_dir, files):
 
 SHOWN_FROM = 8 << 20  # a data file smaller than this is read without a progress line
 COUNTED_FROM = 1000  # files fewer than this are shown only once they take a second
-VERBS = {"bytes": "Reading", "files": "Checking", "images": "Decoding"}  # by the unit counted
+VERBS = {"bytes": "Reading", "listed": "Listing", "files": "Checking", "images": "Decoding"}
+NOUNS = {"listed": "files"}  # what a unit counts, where its name is not that
 
 
 def progress_verb(path, unit="bytes"):
-    """What is being done: a URL is downloaded; a file read (bytes), an image folder's
-    headers checked (files) and its images decoded (images)."""
+    """What is being done: a URL is downloaded; a file read (bytes), an image folder's files
+    listed (listed), their headers checked (files) and its images decoded (images)."""
     return "Downloading" if "://" in path else VERBS.get(unit, "Reading")
 
 
@@ -74,14 +75,15 @@ def data_progress(out):
             amount = (f"{pct:.0f}% ({done / 2 ** 20:.0f} of {total / 2 ** 20:.0f} MB)"
                       if total else f"{done / 2 ** 20:.0f} MB")
         else:
-            amount = f"{pct:.0f}% ({done:,} of {total:,} {unit})" if total else \
-                f"{done:,} {unit}"
+            noun = NOUNS.get(unit, unit)
+            amount = f"{pct:.0f}% ({done:,} of {total:,} {noun})" if total else \
+                f"{done:,} {noun}"
         line = f"{progress_verb(path, unit)} {name}: {amount}"
         seconds = now - st["t0"]
         if seconds >= 0.5 and done > st["done0"]:
             rate = (done - st["done0"]) / seconds
             line += (f", {rate / 2 ** 20:.1f} MB/s" if unit == "bytes" else
-                     f", {rate:,.0f} {unit}/s")
+                     f", {rate:,.0f} {NOUNS.get(unit, unit)}/s")
             line += f", {seconds:.1f} s" if finished else \
                 f", {(total - done) / rate:.0f} s left" if total else ""
         if tty:

@@ -67,7 +67,8 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
 
         def progress(url, done, total, unit="bytes"):
             from layerloom.cli.run import progress_verb  # a URL, a CSV file, an image folder
-            pct = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
+            pct = f"{100 * done / total:.0f}%" if total else \
+                f"{done >> 20} MiB" if unit == "bytes" else f"{done:,} files"
             q.put(("status", f"{progress_verb(url, unit)} "
                              f"{url.replace(os.sep, '/').rsplit('/', 1)[-1]}: {pct}"))
 

@@ -31,43 +31,57 @@ def _class_dirs(folder):
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
-def scan(folder, place="dataset.path"):
+def scan(folder, place="dataset.path", stats=None, tick=None):
     """{split: (class names, [(path, class index)])}; split is "train" (and "test" when the
-    folder holds train/ and test/)."""
+    folder holds train/ and test/). stats: a dict that takes {path: os.stat_result} of every
+    image; tick(files found so far)."""
     if not os.path.isdir(folder):
         raise DataError(f"image folder not found: {folder}", place)
     subs = _class_dirs(folder)
+    found = [0]
+
+    def classes(f):
+        return _scan_classes(f, place, stats, tick, found)
     if "train" in subs and "test" in subs:
-        out = {s: _scan_classes(os.path.join(folder, s), place) for s in ("train", "test")}
+        out = {s: classes(os.path.join(folder, s)) for s in ("train", "test")}
         if out["train"][0] != out["test"][0]:
             raise DataError(f"{folder}: train/ and test/ hold different class folders "
                             f"({', '.join(out['train'][0])} vs {', '.join(out['test'][0])})",
                             place)
         return out
-    return {"train": _scan_classes(folder, place)}
+    return {"train": classes(folder)}
 
 
-def _scan_classes(folder, place):
+def _scan_classes(folder, place, stats, tick, found):
     classes = _class_dirs(folder)
     if not classes:
         raise DataError(f"{folder}: no class folders (expected one subfolder per class, each "
                         "holding that class's images)", place)
     items = []
     for k, c in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(folder, c))
-                       if f.lower().endswith(EXTENSIONS) and not f.startswith("."))
+        files = sorted((e.name, e) for e in os.scandir(os.path.join(folder, c))
+                       if e.name.lower().endswith(EXTENSIONS) and not e.name.startswith("."))
         if not files:
             raise DataError(f"{os.path.join(folder, c)}: the class folder holds no images "
                             f"({', '.join(EXTENSIONS)})", place)
-        for f in files:
+        for f, e in files:
             path = os.path.join(folder, c, f)
-            if not os.path.isfile(path):  # followed: a link must lead to an image file
+            if e.is_file():  # followed: a link must lead to an image file
+                if stats is not None:
+                    try:
+                        stats[path] = e.stat()
+                    except OSError as err:
+                        raise _read_error(path, err, place) from None
+            else:
                 target = os.path.realpath(path)
                 what = "a symbolic link to a missing file" if not os.path.exists(target) \
                     else "not a file"
                 raise DataError(f"{path}: {what} ({target})" if target != path else
                                 f"{path}: {what}", place)
             items.append((path, k))
+            found[0] += 1
+            if tick:
+                tick(found[0])
     return classes, items
 
 
@@ -152,27 +166,29 @@ def decode(path, size, color, place):
 
 def ticker(progress, path, total, unit):
     """tick(done) calling progress(path, done, total, unit) at once (done 0), then at most
-    every PROGRESS_EVERY seconds, and when done reaches total; nothing when total is 0."""
-    if progress is None or not total:
+    every PROGRESS_EVERY seconds, and when done reaches total; nothing when total is 0.
+    total None: not known yet (passed on as 0)."""
+    if progress is None or total == 0:
         return lambda done: None
     last = [time.perf_counter()]
-    progress(path, 0, total, unit)
+    progress(path, 0, total or 0, unit)
 
     def tick(done):
         now = time.perf_counter()
-        if done >= total or now - last[0] >= PROGRESS_EVERY:
+        if total is not None and done >= total or now - last[0] >= PROGRESS_EVERY:
             last[0] = now
-            progress(path, done, total, unit)
+            progress(path, done, total or 0, unit)
     return tick
 
 
-def _stats(root, items, place):
-    """image_cache.Files of the images: paths relative to root, sizes, times; no hashes."""
+def _stats(root, items, place, stats=None):
+    """image_cache.Files of the images: paths relative to root, sizes, times (from `stats`,
+    scan's, where it has them); no hashes."""
     names, sizes, mtimes = [], np.empty(len(items), np.int64), np.empty(len(items), np.int64)
     prefix = os.path.join(root, "")
     for i, (path, _) in enumerate(items):
         try:
-            st = os.stat(path)
+            st = stats[path] if stats and path in stats else os.stat(path)
         except OSError as e:
             raise _read_error(path, e, place) from None
         names.append(path[len(prefix):] if path.startswith(prefix) else
@@ -205,18 +221,19 @@ def _match(old, items, files, place):
     return rows
 
 
-def decoded(root, items, size, color, place="dataset.path", progress=None, label=None):
+def decoded(root, items, size, color, place="dataset.path", progress=None, label=None,
+            stats=None):
     """The images of `items` (under the folder `root`) as a read-only memory-mapped uint8
     array (N, H, W, C) from the cache (engine/data/image_cache.py), decoding only the images
     its entry for the folder does not hold: all on a first run, a changed file alone later.
     Sizes are checked from the headers of all images to decode before any is decoded.
     progress(label, done, total, unit): unit "files" while headers are read, "images" while
-    images are decoded."""
+    images are decoded. stats: {path: os.stat_result} as scan() gave them."""
     size = tuple(size)
     label = label or root
     shape = (len(items), size[0], size[1], 1 if color == "grayscale" else 3)
     key = image_cache.key_of(root, size, color)
-    files = _stats(root, items, place)
+    files = _stats(root, items, place, stats)
     old = image_cache.read(key)
     try:
         previous = old.open() if old is not None else None
@@ -249,18 +266,24 @@ def decoded(root, items, size, color, place="dataset.path", progress=None, label
 
 def load(folder, size=(32, 32), color="grayscale", place="dataset.path", progress=None):
     """{split: (LazyRows of float32 pixels 0..255, float32 labels)} and the class names.
-    progress(label, done, total, unit) as decoded() calls it; label: the folder, and the
-    split's name in brackets where the folder holds train/ and test/."""
+    progress(label, done, total, unit): "listed" while the folder is listed (total 0 until
+    the end), then as decoded() calls it; label: the folder, and the split's name in
+    brackets where the folder holds train/ and test/."""
     if color not in COLORS:
         raise DataError(f"expected one of {', '.join(COLORS)}, got {quote(color)}", "dataset.color")
-    splits = scan(folder, place)
+    stats = {}
+    tick = ticker(progress, folder, None, "listed")
+    splits = scan(folder, place, stats, tick)
+    n = sum(len(items) for _, items in splits.values())
+    if progress is not None:
+        progress(folder, n, n, "listed")
     classes = splits["train"][0]
     out = {}
     for name, (_, items) in splits.items():
         whole = len(splits) == 1
         root = folder if whole else os.path.join(folder, name)
         label = folder if whole else f"{os.path.normpath(folder)} ({name})"
-        x = decoded(root, items, tuple(size), color, place, progress, label)
+        x = decoded(root, items, tuple(size), color, place, progress, label, stats)
         y = np.array([k for _, k in items], np.float32)
         out[name] = (LazyRows(x), y)
     return out, classes
