@@ -177,6 +177,12 @@ def test_every_problem_kind_with_a_fix_carries_the_fields_its_fix_reads():
     (p,) = [p for p in projectfile.problems_of(proj) if p.kind == "no_loss"]
     made["no_loss"] = (proj.graph, p, {"losses": ["class"]})
     made["input_data_shape"] = _data_shape_problem([3]) + ({},)
+    g, pos = residual(skip=False)
+    made["too_few_inputs"] = (g, problem_at(g, "add"), {"positions": pos})
+    g, pos = residual(skip=False)
+    g.disconnect(g.in_edges("add")[0])
+    g.connect("b", 0, "add", 1)
+    made["input_gap"] = (g, problem_at(g, "add"), {"positions": pos})
     assert set(made) == set(fixes.FIXES)  # a new fixable kind gets its case here
     for kind, (g, p, extra) in made.items():
         entry = fixes.FIXES[kind]
@@ -245,3 +251,122 @@ def test_steps_are_records_and_an_unknown_kind_is_refused_before_any_edit():
     else:
         raise AssertionError("an unknown step kind was applied")
     assert not g.in_edges("e")  # nothing was changed, not even the step before it
+
+
+# -- merges (issue 31, item 4): an input left unconnected, inputs of different sizes ----------
+def residual(pad_b="same", skip=True):
+    """x (28x28x1) -> a (conv 8, same) -> b (conv 8, pad_b) -> add <- a (the skip, unless
+    not `skip`) -> flat -> out; positions down the canvas in that order."""
+    g = chain(("x", "Input", {"shape": [28, 28, 1]}),
+              ("a", "Conv2D", {"filters": 8, "kernel_size": 3, "padding": "same"}),
+              ("b", "Conv2D", {"filters": 8, "kernel_size": 3, "padding": pad_b}),
+              ("add", "Add", {}), ("flat", "Flatten", {}), ("out", "Dense", {"units": 10}))
+    if skip:
+        g.connect("a", 0, "add", 1)
+    pos = {n: (0, 100 * k) for k, n in enumerate(["x", "a", "b", "add", "flat", "out"])}
+    return g, pos
+
+
+def test_an_add_with_one_input_connects_from_the_nearest_node_whose_shape_fits():
+    g, pos = residual(skip=False)
+    problem = problem_at(g, "add")
+    assert problem.kind == "too_few_inputs"
+    fs = fixes.fixes_for(g, problem, pos)
+    # 'a' is 28x28x8 as 'b' is; 'x' (28x28x1) would broadcast but is not the same shape, and
+    # 'b' already feeds the Add: the skip connection from 'a' first
+    assert labels(fs)[0] == "Connect 'a' to 'add'", labels(fs)
+    assert fs[0].steps == (fixes.Step("connect", src="a", src_port=0, dst="add", dst_port=1),)
+    assert applied(g, fs[0]).validate() == []
+    for f in fs:  # every one offered clears the problem and adds none
+        assert applied(g, f).validate() == [], f.label
+    assert "Connect 'flat' to 'add'" not in labels(fs)  # downstream: a cycle
+    assert "Connect 'b' to 'add'" not in labels(fs)  # feeds it already
+
+
+def test_a_merge_with_a_gap_or_an_unconnected_port_is_connected_from_a_fitting_node():
+    g, pos = residual(skip=False)
+    g.disconnect(g.in_edges("add")[0])
+    g.connect("b", 0, "add", 1)  # port 0 empty: a gap
+    problem = problem_at(g, "add")
+    assert problem.kind == "input_gap"
+    fs = fixes.fixes_for(g, problem, pos)
+    assert fs and fs[0].steps == (fixes.Step("connect", src="a", src_port=0, dst="add",
+                                             dst_port=0),)
+    assert applied(g, fs[0]).validate() == []
+    s, pos = residual(skip=False)
+    s.disconnect(s.in_edges("add")[0])
+    s.remove_node("add")
+    s.add_node("Subtract", {}, id="add")
+    s.connect("b", 0, "add", 0)
+    s.connect("add", 0, "flat", 0)
+    fs = fixes.fixes_for(s, problem_at(s, "add"), pos)
+    assert labels(fs)[0] == "Connect 'a' to 'add'", labels(fs)
+    assert applied(s, fs[0]).validate() == []
+    # a merge of fixed ports (Dot's a and b): port b from the node shaped as a's input
+    d = chain(("x", "Input", {"shape": [6]}), ("a", "Dense", {"units": 4}),
+              ("b", "Dense", {"units": 4}), ("dot", "Dot", {}))
+    d.add_node("Dense", {"units": 4}, id="c")
+    d.add_node("Dense", {"units": 3}, id="e")  # dangling too, nearest, 3 wide: no fit
+    for n in ("c", "e"):
+        d.connect("x", 0, n, 0)
+    d.connect("c", 0, "dot", 1)
+    d.disconnect(d.in_edges("dot")[0])
+    problem = problem_at(d, "dot")
+    assert problem.kind == "unconnected_input"
+    fs = fixes.fixes_for(d, problem, {"x": (0, 0), "a": (0, 100), "b": (0, 200),
+                                      "dot": (0, 300), "c": (200, 100), "e": (0, 290)})
+    assert labels(fs)[0] == "Connect 'b' to 'dot'", labels(fs)
+    assert "Connect 'e' to 'dot'" not in labels(fs)
+    assert applied(d, fs[0]).validate() == []
+
+
+def test_add_inputs_of_26x26_and_28x28_offer_padding_same_cropping_and_zero_padding():
+    g, pos = residual(pad_b="valid")
+    problem = problem_at(g, "add")
+    assert problem.kind == "shape_mismatch"
+    assert problem.fields["in_shapes"] == [(26, 26, 8), (28, 28, 8)]
+    fs = fixes.fixes_for(g, problem, pos)
+    assert labels(fs)[:3] == ["Set padding same on 'b'",
+                              "Insert Cropping2D [[1, 1], [1, 1]] before 'add'",
+                              "Insert ZeroPadding2D [[1, 1], [1, 1]] before 'add'"], labels(fs)
+    assert fs[0].steps == (fixes.Step("set_param", node="b", param="padding", value="same"),)
+    crop = applied(g, fs[1])
+    assert crop.validate() == []
+    (c,) = [n for n in crop.nodes.values() if n.type == "Cropping2D"]
+    assert crop.in_edges(c.id)[0].src == "a" and crop.out_edges(c.id)[0].dst_port == 1
+    assert crop.analysis().shapes["add"] == [(26, 26, 8)]
+    pad = applied(g, fs[2])
+    assert pad.validate() == []
+    (z,) = [n for n in pad.nodes.values() if n.type == "ZeroPadding2D"]
+    assert pad.in_edges(z.id)[0].src == "b"
+    assert pad.analysis().shapes["add"] == [(28, 28, 8)]
+    assert applied(g, fs[0]).analysis().shapes["add"] == [(28, 28, 8)]
+
+
+def test_an_odd_difference_is_cropped_unevenly_as_keras_cropping_takes_it():
+    # a 4x4 valid convolution shrinks 28 to 25: three rows and columns, 1 above and 2 below
+    g, pos = residual(pad_b="valid")
+    g.set_params("b", kernel_size=4)
+    fs = fixes.fixes_for(g, problem_at(g, "add"), pos)
+    crop = [f for f in fs if "Cropping2D" in f.label]
+    assert crop and crop[0].label == "Insert Cropping2D [[1, 2], [1, 2]] before 'add'"
+    assert applied(g, crop[0]).validate() == []
+    pad = [f for f in fs if "ZeroPadding2D" in f.label]
+    assert pad and applied(g, pad[0]).analysis().shapes["add"] == [(28, 28, 8)]
+
+
+def test_sequences_of_different_lengths_get_cropping1d_and_channels_that_differ_get_none():
+    g = chain(("x", "Input", {"shape": [20, 4]}),
+              ("a", "Conv1D", {"filters": 6, "kernel_size": 3, "padding": "same"}),
+              ("b", "Conv1D", {"filters": 6, "kernel_size": 5}), ("add", "Add", {}))
+    g.connect("a", 0, "add", 1)
+    fs = fixes.fixes_for(g, problem_at(g, "add"))
+    assert "Set padding same on 'b'" in labels(fs)
+    assert "Insert Cropping1D [2, 2] before 'add'" in labels(fs), labels(fs)
+    assert "Insert ZeroPadding1D [2, 2] before 'add'" in labels(fs)
+    for f in fs:
+        assert applied(g, f).validate() == [], f.label
+    g.set_params("b", filters=5, padding="same")  # 20x5 and 20x6: no size fix is any help
+    fs = fixes.fixes_for(g, problem_at(g, "add"))
+    assert not [f for f in fs if "padding" in f.label.lower() or "Cropping" in f.label], \
+        labels(fs)

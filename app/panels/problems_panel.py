@@ -1,6 +1,6 @@
 """The Problems tab: the project's problems (what `layerloom --run` would refuse), each leading
-to its node when clicked, and under the list the standard fixes of the selected problem (or
-of the first that has any) as buttons (engine/core/fixes.py: each checked on a copy of the
+to its node when clicked, and under the list the standard fixes of the selected problem (with
+none selected, of the first that has any) as buttons (engine/core/fixes.py: each checked on a copy of the
 graph before it is offered). A fix is applied by the window as one undo step (sigFix):
 each of its steps by its kind through STEP_COMMANDS, the one table from a step kind to the
 undo command that makes it; a kind not there is refused before anything changes."""
@@ -42,7 +42,8 @@ class ProblemsPanel(QWidget):
         """found: [(line, node id or None, problem or None)], as the window lists them; the
         problem (a LayerloomError with its kind and fields) is what its fixes are found
         from, the line only shown."""
-        current = self.list.currentRow()
+        item = self.list.currentItem()
+        current = (item.text(), item.data(Qt.UserRole)) if item is not None else None
         self.list.blockSignals(True)
         self.list.clear()
         look = len(graph.nodes) <= MAX_NODES
@@ -64,8 +65,11 @@ class ProblemsPanel(QWidget):
                 tips.append("Fixes: " + "; ".join(f.label for f in found_fixes))
             item.setToolTip("\n".join(tips))
             self.list.addItem(item)
-        if 0 <= current < self.list.count():
-            self.list.setCurrentRow(current)
+        # the same problem stays selected when the list is redone (its row may have moved)
+        same = [i for i in range(self.list.count()) if current is not None and
+                (self.list.item(i).text(), self.list.item(i).data(Qt.UserRole)) == current]
+        if same:
+            self.list.setCurrentRow(same[0])
         self.list.blockSignals(False)
         self._show_fixes()
 
@@ -73,18 +77,22 @@ class ProblemsPanel(QWidget):
         return [b.fix for b in self.fix_buttons]
 
     def _show_fixes(self):
-        """The buttons of the selected problem's fixes, else of the first problem with any."""
+        """The buttons of the selected problem's fixes (none, and a line saying so, where it
+        has none: never another problem's); with none selected, of the first with any."""
         for b in self.fix_buttons:
             self.bar.removeWidget(b)
             b.hide()  # at once: deleteLater leaves it painted until the event loop runs
             b.deleteLater()
         self.fix_buttons = []
         item = self.list.currentItem()
-        if item is None or not item.data(FIXES):
+        chosen = item is not None
+        if not chosen:
             item = next((self.list.item(i) for i in range(self.list.count())
                          if self.list.item(i).data(FIXES)), None)
         shown = item.data(FIXES) if item is not None else []
-        if shown:
+        if chosen and not shown:
+            self.fix_label.setText("No standard fix for this problem.")
+        elif shown:
             text = item.text()
             nid = item.data(Qt.UserRole)
             self.fix_label.setText(f"Fix {nid!r}:" if nid else

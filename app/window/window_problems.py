@@ -29,7 +29,6 @@ class ProblemsActions:
     def _changed(self):
         name = os.path.basename(self.doc.path) if self.doc.path else "untitled"
         self.setWindowTitle(f"{name}{'*' if self.doc.dirty else ''} - Layerloom")
-        self.problems.clear()
         # an empty canvas is not a problem: the start page says where to begin
         found = self._problems_found() if self.doc.graph.nodes else []
         found = [(plain(line), nid, problem) for line, nid, problem in found]

@@ -218,7 +218,10 @@ def _unconnected_input(graph, facts, context):
     node = facts["node"]
     if node not in graph.nodes:
         return []
-    out = _connect_input(graph, node, facts["port"], context.positions)
+    if _is_merge(graph, node):  # the other branch of a merge: a node whose shape fits
+        out = _connect_fitting(graph, node, facts["port"], context.positions)
+    else:
+        out = _connect_input(graph, node, facts["port"], context.positions)
     if not graph.nodes[node].layer.is_input:
         out.append(Fix(f"Delete {node!r}", (Step("remove", node=node),)))
     return out
@@ -234,7 +237,25 @@ def _shape_mismatch(graph, facts, context):
     own = [p for p in graph.validate() if p.kind == "shape_mismatch" and p.node == node]
     if not own:  # not this graph's problem (any more)
         return []
-    return _rank_fixes(graph, node, facts["in_shapes"], own[0])
+    sizes = _merge_size_fixes(graph, node, facts["in_shapes"], own[0]) \
+        if _is_merge(graph, node) else []
+    return sizes + _rank_fixes(graph, node, facts["in_shapes"], own[0])
+
+
+def _connect_merge_port(field):
+    """A merge with fewer inputs than it needs (an Add fed by one branch: the next port,
+    `have`) or with a gap in its ports (1 without 0: `port`): that port connected from the
+    nearest node whose output shape fits."""
+    def find(graph, facts, context):
+        node = facts["node"]
+        if node not in graph.nodes:
+            return []
+        return _connect_fitting(graph, node, facts[field], context.positions)
+    return find
+
+
+fixes_problem("too_few_inputs", reads=("node", "have"))(_connect_merge_port("have"))
+fixes_problem("input_gap", reads=("node", "port"))(_connect_merge_port("port"))
 
 
 @fixes_problem("input_data_shape", reads=("node", "shape"))
@@ -398,3 +419,124 @@ def _output_without_loss(graph, out, losses, metrics=None):
     if len(graph.outputs()) > 1:  # the only output: deleting it is no help; a loss is
         fixes.append(Fix(f"Delete {out!r}", (Step("remove", node=out),)))
     return fixes
+
+
+# -- merges: the other branch, and branches of different sizes (issue 31, item 4) -------------
+def _is_merge(graph, node):
+    """A layer joining several inputs (Add, Concatenate, Subtract...)."""
+    layer = graph.nodes[node].layer
+    return layer.max_inputs() is None or layer.max_inputs() > 1
+
+
+def _connect_fitting(graph, node, port, positions, most=2):
+    """Connect input `port` of merge `node` from the nearest node whose output fits: of the
+    same shape as its other inputs first (a residual's skip), then any the merge takes (a
+    broadcast, a Concatenate's other width); not one it already reads, nor one downstream."""
+    shapes = graph.analysis().shapes
+    feeding = {e.src for e in graph.in_edges(node)}
+    have = {shapes[e.src][e.src_port] for e in graph.in_edges(node)
+            if e.src in shapes and e.src_port < len(shapes[e.src])}
+    here = positions.get(node, (0, 0))
+
+    def rank(c):
+        nid, k = c
+        x, y = positions.get(nid, (0, 0))
+        return (shapes[nid][k] not in have, (x - here[0]) ** 2 + (y - here[1]) ** 2)
+    below = _downstream(graph, node)
+    candidates = sorted(((nid, k) for nid in shapes if nid not in feeding and nid not in below
+                         for k in range(len(shapes[nid]))), key=rank)
+
+    def cleared(g):
+        return not any(p.node == node and p.kind in ("too_few_inputs", "input_gap",
+                                                     "unconnected_input")
+                       and p.fields.get("port", port) == port for p in g.validate())
+    fixes = []
+    for src, k in candidates[:12]:  # each checked on a copy: a few, nearest first
+        steps = (Step("connect", src=src, src_port=k, dst=node, dst_port=port),)
+        if _works(graph, steps, cleared):
+            fixes.append(Fix(f"Connect {src!r} to {node!r}", steps))
+            if len(fixes) == most:
+                break
+    return fixes
+
+
+def _downstream(graph, node):
+    """The nodes `node` feeds, directly or not, and itself."""
+    seen, todo = {node}, [node]
+    while todo:
+        for e in graph.out_edges(todo.pop()):
+            if e.dst not in seen:
+                seen.add(e.dst)
+                todo.append(e.dst)
+    return seen
+
+
+# a merge's inputs of different sizes: inserted on the edges that differ, by the input's rank
+CROP_PAD = {3: ("Cropping2D", "ZeroPadding2D"), 2: ("Cropping1D", "ZeroPadding1D")}
+SHRINKING = ("Conv1D", "Conv2D", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv2D")
+
+
+def _margins(d):
+    """Rows (or columns, steps) d split as Keras' padding='same' splits them: the smaller
+    half first."""
+    return [d // 2, d - d // 2]
+
+
+def _merge_size_fixes(graph, node, in_shapes, clears):
+    """A merge's inputs differ in their image sizes or sequence lengths, channels equal
+    (26x26 beside 28x28): padding same on the convolution of the smaller branch that shrank
+    it, a Cropping of the larger inputs, or a ZeroPadding of the smaller ones."""
+    rank = len(in_shapes[0]) if in_shapes and in_shapes[0] else 0
+    if rank not in CROP_PAD or any(len(s) != rank or s[-1] != in_shapes[0][-1]
+                                   for s in in_shapes):
+        return []
+    spatial = [s[:-1] for s in in_shapes]
+    small = tuple(min(s[a] for s in spatial) for a in range(rank - 1))
+    large = tuple(max(s[a] for s in spatial) for a in range(rank - 1))
+    if small == large:
+        return []
+    edges = sorted(graph.in_edges(node), key=lambda e: e.dst_port)
+    fixes = _padding_same(graph, [e for e, s in zip(edges, spatial) if s != large], clears)
+    crop, pad = CROP_PAD[rank]
+    for type_id, key, edges_of, goal in (
+            (crop, "cropping", [(e, s) for e, s in zip(edges, spatial) if s != small], small),
+            (pad, "padding", [(e, s) for e, s in zip(edges, spatial) if s != large], large)):
+        steps, taken, amounts = [], set(), None
+        for e, s in edges_of:
+            amounts = [_margins(abs(s[a] - goal[a])) for a in range(rank - 1)]
+            nid = graph.new_id(type_id, taken)
+            taken.add(nid)
+            steps.append(Step("insert", node=nid, type=type_id, params={
+                key: amounts if rank == 3 else amounts[0]}, src=e.src, src_port=e.src_port,
+                dst=node, dst_port=e.dst_port))
+        if steps and _works(graph, tuple(steps), clears):
+            shown = amounts if rank == 3 else amounts[0]
+            fixes.append(Fix(f"Insert {type_id} {shown} before {node!r}"
+                             + (f" ({len(steps)} inputs)" if len(steps) > 1 else ""),
+                             tuple(steps), near=node))
+    return fixes
+
+
+def _padding_same(graph, edges, clears):
+    """padding same on the convolution that shrank each smaller input: up each branch (one
+    input a node) to its nearest valid convolution of stride 1; one fix setting them all."""
+    convs = []
+    for e in edges:
+        cur = e.src
+        for _ in range(20):
+            n = graph.nodes[cur]
+            if n.type in SHRINKING and n.params.get("padding") == "valid":
+                convs.append(cur)
+                break
+            ins = graph.in_edges(cur)
+            if len(ins) != 1:
+                break
+            cur = ins[0].src
+    if not convs:
+        return []
+    steps = tuple(Step("set_param", node=c, param="padding", value="same")
+                  for c in dict.fromkeys(convs))
+    if not _works(graph, steps, clears):
+        return []
+    return [Fix("Set padding same on " + ", ".join(repr(c) for c in dict.fromkeys(convs)),
+                steps)]
