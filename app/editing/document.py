@@ -12,6 +12,7 @@ from layerloom.core.errors import LayerloomError
 from layerloom.project import loom as projectfile
 from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 from layerloom.project.loom import Project
+from layerloom.project.training import new_project_training
 
 LOCKED = "the graph is locked while training runs; stop it to edit"
 WEIGHTS_SUFFIX = ".weights.npz"  # PROJECT.loom.weights.npz, as layerloom.api.Model.save names it
@@ -25,7 +26,8 @@ class Document(QObject):
 
     def __init__(self, project=None, parent=None):
         super().__init__(parent)
-        self.project = project or Project()
+        # a new project: a validation split held out by default (issue 31, item 6)
+        self.project = project or Project(training=new_project_training())
         self.undo = QUndoStack(self)
         # A bound method, not a lambda: Qt drops the connection when this object is destroyed.
         # indexChanged covers every clean-state change but setClean(), which save() announces.

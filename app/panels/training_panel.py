@@ -313,6 +313,12 @@ class TrainingPanel(OutputRows, QWidget):
         if isinstance(metrics, dict):
             metrics = [m for ms in metrics.values() for m in ms]
         metrics = sorted({entry_name(m) for m in metrics})
+        held = t.get("validation_split") or 0.0
+        own = ((d or {}).get("split") or {}).get("validation")
+        if own:
+            data += f", validation: the dataset's split ({own:g})"
+        elif held:  # Keras' validation_split: the last samples, before shuffling
+            data += f", validation: the last {held:.0%} of the training data"
         return (f"<b>Data</b> {data}<br><b>Optimizer</b> {self.optimizer.name}"
                 + f", learning rate {lr}"
                 + f"<br><b>Loss</b> {', '.join(losses)}<br><b>Metrics</b> "
