@@ -72,6 +72,17 @@ def _check_finite(a, what, place, chunk=4096):
                             "fill or drop them first", place)
 
 
+# dataset.targets' value for an output trained towards the rows an Input receives (an
+# autoencoder): "=input:<Input id>", no array's name
+INPUT_TARGET = "=input:"
+
+
+def input_target(name):
+    """The Input id a target names as "=input:<id>", or None where it names an array."""
+    return name[len(INPUT_TARGET):] if isinstance(name, str) and \
+        name.startswith(INPUT_TARGET) else None
+
+
 class _Mapping:
     """Which array feeds each Input and which is each output's target, with the shapes the
     graph and the losses want of them."""
@@ -104,7 +115,24 @@ class _Mapping:
         return sections.training("losses").build(self.project)
 
     def names(self):
-        return list(self.inputs.values()) + list(self.targets.values())
+        return list(self.inputs.values()) + [t for t in self.targets.values()
+                                             if input_target(t) is None]
+
+    def _input_as_target(self, x, nid):
+        """The rows the Input a target names receive (x: {Input id: rows})."""
+        src = input_target(self.targets[nid])
+        if src not in x:
+            raise DataError(f"{quote(self.targets[nid])} names no Input node {quote(src)}; "
+                            f"the Inputs: {', '.join(map(quote, self.ins))}",
+                            f"dataset.targets.{nid}")
+        return src, x[src]
+
+    def relink(self, x, y):
+        """Targets that are an Input's rows take them again once normalised (x, y: one
+        split's dicts, or None)."""
+        for nid in self.outs if y is not None else ():
+            if input_target(self.targets.get(nid)) is not None:
+                y[nid] = self._input_as_target(x, nid)[1]
 
     def _mapped(self, split, kind, nid, unmapped):
         """(array name, rows) of the array mapped to node `nid` under dataset.<kind>."""
@@ -145,10 +173,13 @@ class _Mapping:
         _check_finite(rows, what, place)
         return rows
 
-    def target_rows(self, split, nid, tag):
+    def target_rows(self, split, nid, tag, x=None):
         place, loss = f"dataset.targets.{nid}", self.losses.get(nid)
-        name, a = self._mapped(split, "targets", nid,
-                               f"output {quote(nid)} has no target array")
+        if x is not None and input_target(self.targets.get(nid)) is not None:
+            name, a = self._input_as_target(x, nid)
+        else:
+            name, a = self._mapped(split, "targets", nid,
+                                   f"output {quote(nid)} has no target array")
         if nid not in self.shapes or loss is None:
             # a problem upstream, or no loss yet to say what the targets must be: each is
             # reported as what it is, not as a data problem
@@ -177,7 +208,7 @@ class _Mapping:
     def split(self, split, tag):
         """(inputs, targets) of one split, each {node id: rows}, checked."""
         x = {nid: self.input_rows(split, nid, tag) for nid in self.ins}
-        y = {nid: self.target_rows(split, nid, tag) for nid in self.outs}
+        y = {nid: self.target_rows(split, nid, tag, x) for nid in self.outs}
         if len({len(v) for v in list(x.values()) + list(y.values())}) > 1:
             raise DataError("mapped arrays have different numbers of samples: " + ", ".join(
                 f"{k}: {len(v)}" for k, v in {**x, **y}.items()), "dataset")
@@ -198,6 +229,8 @@ def prepare_data(project, arrays=None, progress=None, raw_inputs=False, given=Fa
     val = m.split(arrays.validation, " (validation split)") if arrays.validation else None
     stats = {} if raw_inputs else _normalize(project.dataset, m, x,
                                              [x_test, val[0] if val else None])
+    for xs, ys in ((x, y), (x_test, y_test), val or (None, None)):
+        m.relink(xs, ys)
     out = RunData(x, y, x_test, y_test, arrays.description)
     out.validation = val
     out.mapping = {"inputs": m.inputs, "targets": m.targets}

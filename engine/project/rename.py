@@ -52,6 +52,9 @@ def rename(project, old, new):
         if isinstance(d.get(key), dict) and old in d[key]:
             project.dataset = d = {**d, key: {new if k == old else k: v
                                               for k, v in d[key].items()}}
+    if isinstance(d.get("targets"), dict):  # an output trained towards this Input's rows
+        project.dataset = {**d, "targets": {k: "=input:" + new if v == "=input:" + old else v
+                                            for k, v in d["targets"].items()}}
 
 
 def _explicit_mapping(project):
