@@ -173,3 +173,150 @@ def test_a_wide_file_takes_linear_work(tmp_path, monkeypatch):
     wide = _name_reads(tmp_path, monkeypatch, 20000)
     # linear: ten times the columns, about ten times the lookups (quadratic would be 100x)
     assert wide <= 12 * max(small, 1) and wide <= 20 * 20000
+
+
+def _traced_peak(fn):
+    """(result, peak bytes numpy and Python allocated while fn ran)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _numbers_file(tmp_path, n, width, seed):
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n, width)) * 1000
+    ref[:, -1] = rng.integers(0, 2, n)
+    path = tmp_path / f"f{n}.csv"
+    np.savetxt(path, ref, delimiter=",", fmt="%.17g", header=",".join(
+        f"c{j}" for j in range(width)), comments="")
+    return str(path), ref
+
+
+def test_numbers_are_held_as_float32_in_about_their_final_size(tmp_path):
+    """Bug: the table held numbers as float64 (twice the float32 arrays the model takes), each
+    column as its chunks and then their concatenation, and a byte per row per column for the
+    missing mask: the read peaked at four times the float32 columns. The peak of a read grows
+    with the rows by about the float32 columns alone (the parsing's own memory, a chunk at a
+    time, is the same for both sizes)."""
+    width, peaks = 16, []
+    for n in (100_000, 200_000):
+        path, ref = _numbers_file(tmp_path, n, width, n)
+        t, peak = _traced_peak(lambda: tabular.read(path))
+        peaks.append(peak)
+        for j in range(width):
+            c = t.column(f"c{j}")
+            assert c.data.dtype == np.float32
+            np.testing.assert_array_equal(c.data, ref[:, j].astype(np.float32))
+            assert not c.mask.any() and c.missing == []
+        assert t.lines.dtype == np.int32 and t.lines[-1] == n + 1
+        del t
+    more = 100_000 * width * 4  # the float32 columns of the 100k rows more
+    assert peaks[1] - peaks[0] < 1.5 * more, (peaks, more)
+
+
+def test_text_columns_are_encoded_without_a_matrix_per_column(tmp_path):
+    """Bug: load_csv built each column's one-hot matrix, then concatenated them: twice the
+    final arrays. Now each column is written into the final matrix; the values are those of a
+    float64 one-hot reference built with numpy."""
+    rng = np.random.default_rng(2)
+    n = 20_000
+    cats = np.array([f"k{j:02d}" for j in range(50)])
+    t_idx = rng.integers(0, 50, size=(n, 3))
+    nums = rng.normal(size=(n, 2))
+    y = rng.integers(0, 3, n)
+    lines = [f"{cats[a]},{cats[b]},{cats[c]},{u:.17g},{v:.17g},{yy}"
+             for (a, b, c), (u, v), yy in zip(t_idx, nums, y)]
+    path = write(tmp_path / "t.csv", "a,b,c,u,v,y\n" + "\n".join(lines) + "\n")
+    table = tabular.read(path)
+    d = {"split": {"test": 0}}
+    a, peak = _traced_peak(lambda: userdata.load_csv(d, path, table))
+    ref = np.concatenate([np.eye(50)[t_idx[:, 0]], np.eye(50)[t_idx[:, 1]],
+                          np.eye(50)[t_idx[:, 2]], nums], 1)
+    np.testing.assert_allclose(a.train["x"], ref, rtol=1e-7)
+    np.testing.assert_array_equal(a.train["y"], y)
+    assert a.train["x"].dtype == np.float32 and a.train["x"].shape == (n, 152)
+    assert a.feature_names[:2] == ["a=k00", "a=k01"] and a.feature_names[-2:] == ["u", "v"]
+    final = a.train["x"].nbytes + a.train["y"].nbytes
+    assert peak < 1.3 * final, (peak, final)
+
+
+def test_normalisation_is_applied_a_block_at_a_time():
+    """Bug: standardising the training rows held (x - shift) and its scaling beside x: three
+    times the array at the peak. Now a block of rows at a time into one new array; the values
+    are those of a float64 reference."""
+    import tracemalloc
+    from layerloom.data import prepare
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(1_000_000, 10)) * 5 + 2).astype(np.float32)
+    stats = {"kind": "standardize", "shift": x.astype(np.float64).mean(0).tolist(),
+             "scale": (1 / x.astype(np.float64).std(0)).tolist()}
+    ref = (x.astype(np.float64) - np.array(stats["shift"])) * np.array(stats["scale"])
+    tracemalloc.start()
+    try:
+        out = prepare._applied(stats, x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == np.float32 and out.shape == x.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[:1000], preprocess_apply(stats, x[:1000]))
+    assert peak < 1.25 * x.nbytes, (peak, x.nbytes)  # whole: 2x
+
+
+def preprocess_apply(stats, x):
+    from layerloom.data import preprocess
+    return preprocess.apply(stats, x)
+
+
+@pytest.mark.parametrize("texts", [0, 2])
+def test_split_dropped_and_filled_rows_match_a_float64_reference(tmp_path, texts):
+    """Each column written into each split's matrix: the rows of each split, the dropped rows
+    and the filled values are those of a numpy reference, with and without one-hot
+    columns."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    num = rng.normal(size=(n, 3))
+    num[rng.random((n, 3)) < 0.02] = np.nan
+    cats = rng.integers(0, 3, size=(n, texts))
+    y = rng.integers(0, 2, n)
+    head = [f"t{j}" for j in range(texts)] + ["a", "b", "c", "y"]
+    lines = [",".join([f"v{k}" for k in cats[i]] + ["" if np.isnan(v) else f"{v:.17g}"
+                                                    for v in num[i]] + [str(y[i])])
+             for i in range(n)]
+    path = write(tmp_path / "d.csv", ",".join(head) + "\n" + "\n".join(lines) + "\n")
+    from layerloom.data import preprocess
+    split = {"test": 0.2, "validation": 0.1, "seed": 5}
+    for policy in ("drop", "fill"):
+        a = userdata.load_csv({"missing": policy, "split": split}, path)
+        keep = np.flatnonzero(~np.isnan(num).any(1)) if policy == "drop" else np.arange(n)
+        tr, va, te = (keep[i] for i in preprocess.split_indices(len(keep), 0.2, 0.1, 5))
+        filled = num.copy()
+        if policy == "fill":
+            mean = np.nanmean(num[tr].astype(np.float32).astype(np.float64), 0)
+            filled = np.where(np.isnan(num), mean, num)
+        ref = np.concatenate([np.eye(3)[cats[:, j]] for j in range(texts)] + [filled], 1)
+        for got, idx in ((a.train, tr), (a.validation, va), (a.test, te)):
+            np.testing.assert_allclose(got["x"], ref[idx], rtol=1e-6)
+            np.testing.assert_array_equal(got["y"], y[idx])
+
+
+def test_a_table_larger_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    """Tables larger than memory are not read in pieces: one whose float32 columns and
+    arrays (8 bytes a field) exceed the memory available is refused at once, clearly."""
+    path = write(tmp_path / "big.csv", "a,b,y\n" + "".join(f"{i},{i},{i % 2}\n"
+                                                          for i in range(1000)))
+    monkeypatch.setattr(tabular, "_available_bytes", lambda: 10_000)
+    with pytest.raises(DataError, match=r"big.csv: about [\d,]+ rows x 3 columns need at least "
+                       r".* tables larger than memory are not supported"):
+        tabular.read(path)
+    monkeypatch.setattr(tabular, "_available_bytes", lambda: 8 * 3 * 2000)
+    assert len(tabular.read(path)) == 1000  # 1000 rows (estimated from the first lines,
+    # shorter than the rest: 1,398) x 3 fields x 8 bytes fit
+    monkeypatch.setattr(tabular, "_available_bytes", lambda: None)  # unknown: read
+    assert len(tabular.read(path)) == 1000

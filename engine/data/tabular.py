@@ -1,8 +1,8 @@
 """CSV and TSV files: delimiter sniffing, header detection, a role per column (feature, label,
 ignore), numeric and categorical columns, missing values. `read` streams the file into a
-`Table` of column arrays (numbers as float64, text as codes into sorted categories);
+`Table` of column arrays (numbers as float32, text as codes into sorted categories);
 `column_values` encodes a column for the model, with the category mappings kept for the project
-file.
+file, and `encode` writes a set of columns straight into the model's float32 matrices.
 
 Every problem is a DataError naming the file, the line and the column."""
 import collections
@@ -73,18 +73,24 @@ def detect_header(rows):
 
 
 class Column:
-    """One column: `numeric` ones hold `data` (float64, NaN where missing), text ones `codes`
-    (int32 into the sorted `categories`, -1 where missing); `mask` marks the missing rows."""
+    """One column: `numeric` ones hold `data` (float32, the value float() reads rounded to
+    float32 as the model takes it, NaN where missing), text ones `codes` (int32 into the sorted
+    `categories`, -1 where missing); `mask` marks the missing rows."""
 
     def __init__(self, table, j, name, numeric, data=None, codes=None, categories=None):
         self.table, self.j, self.name, self.numeric = table, j, name, numeric
         self.data, self.codes, self.categories = data, codes, categories
-        if numeric:  # the missing fields as read (a "+nan" in the file is a number)
-            self.mask = np.zeros(len(data), bool)
-            self.mask[table._missing_rows.get(j, [])] = True
-        else:
-            self.mask = codes < 0
-        self._missing = None
+        self._missing = self._text = None
+
+    @property
+    def mask(self):
+        """True for the rows with a missing value: made when asked (a byte per row, not kept
+        for every column of a large table)."""
+        if not self.numeric:
+            return self.codes < 0
+        mask = np.zeros(len(self.table), bool)  # the missing fields as read (a "+nan" in the
+        mask[self.table._missing_rows.get(self.j, [])] = True  # file is a number)
+        return mask
 
     @property
     def missing(self):
@@ -98,11 +104,18 @@ class Column:
         column's text is read again from the file (kept only for its first rows)."""
         if not self.numeric:
             return self.codes, self.categories
-        t = self.table
-        if len(t.head) >= len(t):
-            return _codes([r[self.j] for r in t.head])
-        other = t.reread({self.j}).columns[self.j]
-        return other.codes, other.categories
+        if self._text is None:  # kept: a large file is read again only once
+            t = self.table
+            if len(t.head) >= len(t):
+                self._text = _codes([r[self.j] for r in t.head])
+            else:
+                other = t.reread({self.j}).columns[self.j]
+                self._text = other.codes, other.categories
+        return self._text
+
+    def release(self):
+        """Let go of the column's arrays (once encoded, when nothing reads it again)."""
+        self.data = self.codes = self._text = None
 
     @property
     def values(self):
@@ -272,7 +285,12 @@ def _read(path, enc, delimiter, header, place, progress, text_columns):
                 first, first_lines = first[1:], first_lines[1:]
             else:
                 names = [f"column_{j + 1}" for j in range(len(first[0]))]
-            reading = _Columns(path, names, has_header, delim, place, text_columns)
+            # rows expected, from the file's size and its first lines' length: each column's
+            # array is made that long once (pages never written take no memory)
+            line = max(1, sum(map(len, sniffed)) // max(1, len(sniffed)))
+            _check_fits(path, os.path.getsize(path) // line, len(names), place)
+            expect = os.path.getsize(path) // line * 5 // 4 + 64
+            reading = _Columns(path, names, has_header, delim, place, text_columns, expect)
             reading.add(first, first_lines)
             offset = reader.line_num  # lines read so far
             chunk = max(1, CHUNK_CELLS // max(1, len(names)))
@@ -300,17 +318,41 @@ def _read(path, enc, delimiter, header, place, progress, text_columns):
     return reading.table(enc)
 
 
-class _Columns:
-    """Columns growing chunk by chunk: numbers as float64 arrays, text as int32 codes."""
+class _Growing:
+    """An array appended to chunk by chunk, in one buffer made `expect` long at first (the
+    pages never written take no memory) and enlarged by half when that falls short: a column
+    is never held twice, as its chunks and their concatenation."""
 
-    def __init__(self, path, names, has_header, delim, place, text_columns):
+    def __init__(self, expect):
+        self.expect, self.buf, self.n = expect, None, 0
+
+    def append(self, a):
+        end = self.n + len(a)
+        if self.buf is None:
+            self.buf = np.empty(max(self.expect, end), a.dtype)
+        elif end > len(self.buf) or a.dtype != self.buf.dtype:  # int32 lines, then int64
+            grown = np.empty(max(end, len(self.buf) * 3 // 2), np.result_type(self.buf, a))
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n:end] = a
+        self.n = end
+
+    def array(self):
+        return self.buf[:self.n]
+
+
+class _Columns:
+    """Columns growing chunk by chunk: numbers as float32 arrays, text as int32 codes, each
+    in a buffer sized for `expect` rows."""
+
+    def __init__(self, path, names, has_header, delim, place, text_columns, expect=1024):
         self.path, self.names, self.header, self.delim = path, names, has_header, delim
         self.place, self.text_columns = place, text_columns
         self.kinds = None  # per column: True numeric, False text
-        self.parts = [[] for _ in names]
+        self.parts = [_Growing(expect) for _ in names]
         self.missing = [[] for _ in names]  # numeric columns: missing rows
         self.seen = [{} for _ in names]  # text columns: value -> code, in the order first met
-        self.lines, self.head, self.n, self.error = [], [], 0, None
+        self.lines, self.head, self.n, self.error = _Growing(expect), [], 0, None
         self.switched, self.rows_seen = set(), 0
 
     def add(self, rows, lines):
@@ -338,14 +380,14 @@ class _Columns:
                     self.switched.add(j)
                     self.kinds[j] = None  # read again as text
                 else:
-                    self.parts[j].append(a)
+                    self.parts[j].append(_float32(a))
             elif self.kinds[j] is False:
                 seen, local = self.seen[j], {}
                 for v in set(col):
                     s = v.strip()
                     local[v] = -1 if s.lower() in MISSING else seen.setdefault(s, len(seen))
                 self.parts[j].append(np.fromiter(map(local.__getitem__, col), np.int32, n))
-        self.lines.append(np.asarray(lines, np.int64))
+        self.lines.append(_line_numbers(np.asarray(lines, np.int64)))
         self.n += n
 
     def add_numbers(self, lines, offset, delim):
@@ -365,8 +407,8 @@ class _Columns:
         if a.shape != (len(lines), width) or np.isnan(a).any():
             return False
         for j in range(width):
-            self.parts[j].append(a[:, j].copy())
-        self.lines.append(np.arange(offset + 1, offset + len(lines) + 1, dtype=np.int64))
+            self.parts[j].append(_float32(a[:, j]))
+        self.lines.append(_line_numbers(np.arange(offset + 1, offset + len(lines) + 1)))
         self.n += len(lines)
         self.rows_seen += len(lines)
         return True
@@ -402,24 +444,68 @@ class _Columns:
             raise DataError(f"{self.path}: no data rows after the header", self.place)
         if self.error:
             raise DataError(self.error, self.place)
-        t = Table(self.path, self.names, np.concatenate(self.lines), self.delim, self.header,
+        t = Table(self.path, self.names, self.lines.array(), self.delim, self.header,
                   self.head, enc, self.place)
         columns = []
         for j, name in enumerate(self.names):
             parts, self.parts[j] = self.parts[j], None
             if self.kinds[j]:
-                data = np.concatenate(parts)
+                data = parts.array()
                 t._missing_rows[j] = self.missing[j]
                 if len(self.missing[j]) < len(data):
                     columns.append(Column(t, j, name, True, data=data))
                     continue
                 codes = np.full(len(data), -1, np.int32)  # nothing present: no numbers
+                del data
             else:
-                codes = np.concatenate(parts)
+                codes = parts.array()
+            del parts
             codes, cats = _sorted_codes(codes, list(self.seen[j]))
             columns.append(Column(t, j, name, False, codes=codes, categories=cats))
         t._set_columns(columns)
         return t
+
+
+def _available_bytes():
+    """The memory available to a new allocation (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_fits(path, rows, columns, place):
+    """Refuse, before reading, a table whose columns and the model's arrays made of them (4
+    bytes a field each, at least) cannot fit in the memory available: tables larger than
+    memory are not read in pieces (a clear message rather than the system ending the
+    process)."""
+    need, free = 2 * 4 * rows * columns, _available_bytes()
+    if free is not None and need > free:
+        raise DataError(f"{path}: about {rows:,} rows x {columns} columns need at least "
+                        f"{_size(need)} of memory, and {_size(free)} is available; tables "
+                        "larger than memory are not supported: use fewer rows or columns, or "
+                        "save the arrays as .npy files (the npy source reads them "
+                        "memory-mapped, a batch at a time)", place)
+
+
+def _size(b):
+    return f"{b / 2 ** 30:.1f} GB" if b >= 2 ** 30 else f"{b / 2 ** 20:.1f} MB"
+
+
+def _float32(a):
+    """float64 values as the float32 the model takes (beyond its range: infinite, as a cast
+    gives, refused later as not finite)."""
+    with np.errstate(over="ignore"):
+        return a.astype(np.float32)
+
+
+def _line_numbers(a):
+    """File lines of rows as int32 (half the memory) while they fit, else int64."""
+    return a.astype(np.int32) if not len(a) or a[-1] < 2 ** 31 else a
 
 
 def _all_numbers(col):
@@ -474,11 +560,25 @@ def check_missing(table, used, policy):
                                 "dataset.missing")
 
 
-def column_values(table, name, encoding, categories, rows, fill_rows):
+def column_categories(table, name, encoding, categories, fill_rows):
+    """The categories a column is encoded with: the saved mapping `categories` when given, else
+    those present in the `fill_rows` (the training rows) in _cat_key order; None for
+    "number"."""
+    if encoding == "number":
+        return None
+    if categories:
+        return list(categories)
+    codes, own = table.column(name).text()
+    present = np.unique(codes[np.asarray(fill_rows, np.int64)])
+    return sorted((own[k] for k in present.tolist() if k >= 0), key=_cat_key)
+
+
+def column_values(table, name, encoding, categories, rows, fill_rows, out=None):
     """One column as a float matrix (rows x k) for the given rows, plus its categories.
     encoding: number (numeric columns), onehot or index (categorical). `categories`: the
     mapping from the project, if one was saved; unknown values are an error.
-    Missing values are filled from `fill_rows` (mean, or most frequent category)."""
+    Missing values are filled from `fill_rows` (mean, or most frequent category).
+    out: a float32 (rows x k) view, of zeros, the values are written into (and returned)."""
     c = table.column(name)
     place = f"dataset.columns.{name}"
     rows = np.asarray(rows, np.int64)
@@ -498,17 +598,17 @@ def column_values(table, name, encoding, categories, rows, fill_rows):
                             f"{quote(own[codes[i]])} is not a number (set the column's "
                             "encoding to \"onehot\" or \"index\" for categories)", place)
         x = c.data[rows]
-        if c.mask[rows].any():
-            ref = c.data[fill_rows[~c.mask[fill_rows]]]
-            x[np.isnan(x)] = ref.mean() if ref.size else 0.0
-        return x[:, None], None
+        mask = c.mask if table._missing_rows.get(c.j) else None  # made only where one is
+        if mask is not None and mask[rows].any():
+            ref = c.data[fill_rows[~mask[fill_rows]]]
+            x[np.isnan(x)] = ref.mean(dtype=np.float64) if ref.size else 0.0
+        if out is None:
+            return x[:, None], None
+        out[:, 0] = x
+        return out, None
     codes, own = c.text()
     fill_codes = codes[fill_rows]
-    if categories:
-        cats = list(categories)
-    else:
-        present = np.unique(fill_codes)
-        cats = sorted((own[k] for k in present.tolist() if k >= 0), key=_cat_key)
+    cats = column_categories(table, name, encoding, categories, fill_rows)
     index = {v: k for k, v in enumerate(cats)}
     trans = np.array([index.get(v, -1) for v in own] + [-2], np.int64)
     new = trans[codes[rows]]
@@ -528,10 +628,43 @@ def column_values(table, name, encoding, categories, rows, fill_rows):
                         f"{quote(v)} is not one of the {len(cats)} known categories "
                         f"({', '.join(cats[:6])}{', ...' if len(cats) > 6 else ''})", place)
     if encoding == "index":
-        return new[:, None].astype(np.float64), cats
-    onehot = np.zeros((len(rows), len(cats)), np.float32)  # 0 and 1: float32 holds them
-    onehot[np.arange(len(rows)), new] = 1.0
-    return onehot, cats
+        if out is None:
+            return new[:, None].astype(np.float64), cats
+        out[:, 0] = new
+        return out, cats
+    if out is None:
+        out = np.zeros((len(rows), len(cats)), np.float32)  # 0 and 1: float32 holds them
+    out[np.arange(len(rows)), new] = 1.0
+    return out, cats
+
+
+def encode(table, columns, splits, release=False):
+    """Columns encoded for the model, each written straight into its group's float32 matrices
+    (never a matrix per column beside them: the peak is the table's columns and the
+    matrices). columns: [(name, encoding, saved categories or None, group)], encoded (and
+    their problems reported) in this order; splits: row index arrays, the first the training
+    rows (missing values are filled and categories found from them). Returns ([[matrix
+    (len(rows), the group's width) per split] per group], {name: categories} of the
+    categorical columns). release: each column's arrays are let go once written (a table read
+    for this alone)."""
+    fill = np.asarray(splits[0], np.int64)
+    plan, widths = [], {}
+    for name, encoding, saved, group in columns:
+        cats = column_categories(table, name, encoding, saved, fill)
+        width = len(cats) if encoding == "onehot" else 1
+        plan.append((name, encoding, cats, group, widths.get(group, 0), width))
+        widths[group] = widths.get(group, 0) + width
+    out = [[np.zeros((len(rows), widths.get(g, 0)), np.float32) for rows in splits]
+           for g in range(max(widths, default=-1) + 1)]
+    categories = {}
+    for name, encoding, cats, group, start, width in plan:
+        for rows, m in zip(splits, out[group]):
+            column_values(table, name, encoding, cats, rows, fill, m[:, start:start + width])
+        if cats is not None:
+            categories[name] = cats
+        if release:
+            table.column(name).release()
+    return out, categories
 
 
 def _cat_key(v):

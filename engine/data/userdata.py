@@ -39,42 +39,31 @@ def load_csv(d, path, table=None, progress=None):
     test, val, seed, shuffle = split_of(d)
     tr, va, te = (rows[i] for i in preprocess.split_indices(len(rows), test, val, seed, shuffle))
     saved = ((d.get("fitted") or {}).get("categories") or {})
-    feats, labels, categories, feature_names = [], [], {}, []
+    encodings = {}
     for name in used:
-        col = table.column(name)
         enc = (spec.get(name) or {}).get("encoding") or "auto"
-        if enc == "auto":
-            enc = tabular.default_encoding(col, roles[name])
-        parts = [tabular.column_values(table, name, enc, saved.get(name) or categories.get(name),
-                                       idx, tr) for idx in (tr, va, te)]
-        cats = parts[0][1]
-        if cats is not None:
-            categories[name] = cats
-        mats = [p[0].astype(np.float32, copy=False) for p in parts]  # float32: less to hold
-        del parts
-        if own:
-            col.data = col.codes = None
-        if roles[name] == "label":
-            labels.append((name, mats))
-        else:
-            feats.append(mats)
-            feature_names += ([f"{name}={c}" for c in cats] if enc == "onehot" else [name])
-    x = [np.concatenate([f[k] for f in feats], 1) for k in range(3)]
+        encodings[name] = tabular.default_encoding(table.column(name), roles[name]) \
+            if enc == "auto" else enc
+    labels = [n for n in used if roles[n] == "label"]
+    # written straight into the float32 matrices: group 0 the features, 1 the labels
+    (x, y), categories = tabular.encode(
+        table, [(n, encodings[n], saved.get(n), int(roles[n] == "label")) for n in used],
+        (tr, va, te), release=own)
     if len(labels) == 1:
-        y = [labels[0][1][k].reshape(-1) for k in range(3)]
-    else:
-        y = [np.concatenate([lb[1][k] for lb in labels], 1) for k in range(3)]
-    label_name = labels[0][0]
+        y = [m.reshape(-1) for m in y]
+    feature_names = [f for n in used if roles[n] == "feature" for f in (
+        [f"{n}={c}" for c in categories[n]] if encodings[n] == "onehot" else [n])]
+    label_name = labels[0]
     out = Arrays({"x": x[0], "y": y[0]}, {"x": x[2], "y": y[2]} if len(te) else None,
                  f"{os.path.basename(path)}: {len(rows)} rows, {len(feature_names)} features, "
-                 f"label {', '.join(lb[0] for lb in labels)}",
+                 f"label {', '.join(labels)}",
                  len(categories[label_name]) if label_name in categories else None)
     out.validation = {"x": x[1], "y": y[1]} if len(va) else None
     out.class_names = categories.get(label_name)
     out.categories = categories
     out.feature_names = feature_names
     out.columns = {"features": [n for n in used if roles[n] == "feature"],
-                   "labels": [lb[0] for lb in labels]}
+                   "labels": labels}
     return out
 
 
