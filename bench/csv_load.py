@@ -64,14 +64,20 @@ def _status_kb(field):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child(reader, path, texts):
-    """Runs in the child: read the file once, print a JSON line."""
-    try:  # the peak from here on (getrusage's would count the parent's memory at the fork)
+def reset_peak():
+    """The resident KB now, the peak (VmHWM) reset to it: the peak from here on
+    (getrusage's would count the parent's memory at the fork)."""
+    try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
         pass
-    before = _status_kb("VmRSS")
+    return _status_kb("VmRSS")
+
+
+def child(reader, path, texts):
+    """Runs in the child: read the file once, print a JSON line."""
+    before = reset_peak()
     t0 = time.perf_counter()
     if reader.startswith("layerloom"):
         from layerloom.data import userdata
