@@ -7,6 +7,8 @@
     history = model.fit(x, y, epochs=5, validation_split=0.2)
     model.summary(); model.save("mine.loom")
     model.freeze(before="head")        # fine-tuning: the layers before 'head' keep their weights
+    tuned = model.fine_tune(cut="hidden", data="my_images/")  # frozen body, new head, low rate
+    tuned.unfreeze_top(2)              # later: the top 2 frozen layers train too
     layerloom.devices()
 
 Inputs are raw, as training read them (before normalisation): the statistics training fitted
@@ -89,6 +91,26 @@ class Model:
         every layer. Returns the frozen layers' names."""
         g = self.project.graph
         return self._set_trainable(True, names or (() if before else tuple(g.frozen())), before)
+
+    def fine_tune(self, cut=None, data=None, classes=None, target_shape=None):
+        """A new Model for fine-tuning (layerloom.project.finetune): this one's layers up to
+        and including `cut` (None: the node before the classifier head) frozen with their
+        weights, the layers after it replaced by a new head for `data` (None: this project's
+        dataset; a folder of images; a dataset section), sized to its classes (or `classes`,
+        or a regression's `target_shape`), and a low learning rate. Train it with fit."""
+        from layerloom.project.finetune import fine_tune_project
+        weights = self.get_weights() if (self._session or self._weights) else None
+        project, kept, _ = fine_tune_project(self.project, weights, cut, data, classes,
+                                             target_shape)
+        return Model(project, kept or None, self.device)
+
+    def unfreeze_top(self, n):
+        """Unfreeze the top `n` frozen layers with weights (a frozen BatchNormalization stays
+        in inference mode) and the weightless ones after them. Returns the ids unfrozen."""
+        from layerloom.core.finetune import top_frozen
+        ids = top_frozen(self.project.graph, n)
+        self._set_trainable(True, ids, None)
+        return ids
 
     @property
     def frozen(self):

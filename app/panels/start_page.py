@@ -1,6 +1,7 @@
 """The start page: over an empty, untitled canvas, what a newcomer can do first: open a
 bundled example (a gallery card each: title and a one-line summary), open a project or a
-recent one, or start from the empty canvas. It goes away as soon as the graph gets a node
+recent one, fine-tune a trained model (Fine-tune...: a model file's layers frozen under a new
+head for your data), or start from the empty canvas. It goes away as soon as the graph gets a node
 (from the palette, a paste, an import) or the user picks one of its actions."""
 import os
 
@@ -29,8 +30,14 @@ class StartPage(QFrame):
         title.setWordWrap(True)
         col.addWidget(title)
         row = QHBoxLayout()
-        for text, slot in (("Empty canvas", self.dismiss), ("Open...", self._open)):
+        self.finetune_button = None
+        for text, slot in (("Empty canvas", self.dismiss), ("Open...", self._open),
+                           ("Fine-tune...", self._finetune)):
             b = QPushButton(text)
+            if slot == self._finetune:
+                self.finetune_button = b
+                b.setToolTip("Start from a trained model (.loom, .keras, .onnx): its layers "
+                             "frozen up to a cut, a new head for your images")
             b.clicked.connect(slot)
             row.addWidget(b)
         row.addStretch(1)
@@ -87,6 +94,10 @@ class StartPage(QFrame):
     def _open(self):
         self.dismiss()
         self.win.open_dialog()
+
+    def _finetune(self):
+        self.dismiss()
+        self.win.finetune_dialog()
 
     def _recent(self, path):
         self.dismiss()

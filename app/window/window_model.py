@@ -1,17 +1,27 @@
 """The editor window's Model menu: Predict for a file or an image folder (the Predictions tab)
 and Evaluate on the test split (the Results tab and a Test: line in the log), on the
-document's trained weights; after a stopped run the evaluation a full run ends with. A mixin of
+document's trained weights; after a stopped run the evaluation a full run ends with;
+Fine-tune... (finetune_dialog.py: a new project, a trained model's body frozen under a new
+head) and Unfreeze Top Layers... (one undo step). A mixin of
 MainWindow (app/window/main_window.py), whose document, panels and messages it uses; the work
 runs in model_tasks.ModelTask threads."""
 import os
 
 from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDialog, QInputDialog, QMessageBox
+
+from layerloom.core.errors import LayerloomError
+from layerloom.core.finetune import top_frozen
 
 from layerloom.data import imagefolder
 from layerloom.data.inputs import TABLE_EXTENSIONS
 
 from layerloom.app.look.dialogs import ask_path
 
+from layerloom.app.editing.commands import SetTrainableCmd
+from layerloom.app.editing.document import Document
+
+from .finetune_dialog import FineTuneDialog
 from .model_tasks import ModelTask, evaluate_test, predict_file, snapshot
 
 INPUT_FILTER = ("Inputs (" + " ".join(f"*{e}" for e in TABLE_EXTENSIONS + (".npy", ".npz")
@@ -40,6 +50,17 @@ class ModelActions:
         for a in (self.predict_action, self.predict_folder_action, self.evaluate_action):
             a.setEnabled(False)
             m.addAction(a)
+        m.addSeparator()
+        self.finetune_action = QAction("Fine-&tune...", self)
+        self.finetune_action.setStatusTip("A new project: a trained model's layers frozen up "
+                                          "to a cut, a new head for your data, a low rate")
+        self.finetune_action.triggered.connect(lambda: self.finetune_dialog())
+        self.unfreeze_top_action = QAction("&Unfreeze Top Layers...", self)
+        self.unfreeze_top_action.setStatusTip("Train the top frozen layers too (fine-tuning's "
+                                               "second step)")
+        self.unfreeze_top_action.triggered.connect(lambda: self.unfreeze_top_dialog())
+        m.addAction(self.finetune_action)
+        m.addAction(self.unfreeze_top_action)
         m.setToolTipsVisible(True)  # an item that is off says why
 
     def _connect_model(self):
@@ -148,6 +169,65 @@ class ModelActions:
             self.log_line(f"Could not evaluate the model: {message}")
         self._start("evaluate_task", evaluate_test, done=done, failed=failed)
         return True
+
+    # -- Fine-tune ------------------------------------------------------------------------------
+    def finetune_dialog(self, run=True):
+        """The Fine-tune dialog; run=False returns it unshown (tests, screenshots). OK opens
+        the fine-tuning project as a new document."""
+        if self.training.worker is not None:
+            self.message("Cannot fine-tune while training runs")
+            return None
+        dlg = FineTuneDialog(self)
+        if run and dlg.exec() == QDialog.Accepted:
+            self.finetune_accepted(dlg)
+        return dlg
+
+    def finetune_accepted(self, dlg):
+        """Open the project `dlg` describes (False when it cannot be made, said in a box)."""
+        try:
+            project, weights, plan = dlg.result_project()
+        except LayerloomError as e:
+            QMessageBox.warning(self, "Cannot fine-tune", str(e))
+            return False
+        if not self._may_discard():
+            return False
+        self.set_document(Document(project))
+        if weights:
+            self.doc.set_trained(weights)
+        self.message(f"Fine-tuning project: {len(plan.frozen)} layers frozen up to "
+                     f"{plan.cut!r}, new head {', '.join(plan.head)}; train it, then "
+                     "Model > Unfreeze Top Layers... to tune the top ones too", 12000)
+        return True
+
+    def unfreeze_top_dialog(self, n=None):
+        """Unfreeze the top n frozen layers with weights (asked for when None), one undo
+        step. Returns the ids unfrozen."""
+        g = self.doc.graph
+        if not g.frozen():
+            self.message("Nothing is frozen")
+            return []
+        if self.doc.locked:
+            self.message("Cannot unfreeze while training runs")
+            return []
+        if n is None:
+            n, ok = QInputDialog.getInt(self, "Unfreeze Top Layers",
+                                        "Frozen layers with weights to train again, counted "
+                                        "from the output:", 1, 1, 10_000)
+            if not ok:
+                return []
+        try:
+            ids = top_frozen(g, n)
+        except LayerloomError as e:
+            self.message(f"Cannot unfreeze: {e}")
+            return []
+        if not ids:
+            self.message("No frozen layer with trainable weights is left (a frozen "
+                         "BatchNormalization stays frozen)")
+            return []
+        self.doc.push(SetTrainableCmd(self.doc, {nid: True for nid in ids},
+                                      f"Unfreeze top {n}"))
+        self.message(f"Unfrozen: {', '.join(ids)}")
+        return ids
 
     def wait_model_tasks(self):
         for task in (self.predict_task, self.evaluate_task, self.interop_task):
