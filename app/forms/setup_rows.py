@@ -1,12 +1,13 @@
 """The training dock's losses and its rows per output and per array (a mixin of
 TrainingPanel): one loss for every output, or with several outputs a loss and a weight for
-each (Keras' loss dict and loss_weights); with several inputs or outputs, which dataset array
-feeds each Input and which is each output's target. Each change is an undoable SetSetupCmd,
+each (Keras' loss dict and loss_weights); which dataset array feeds each Input (with several)
+and which is each output's target (an array, or the input itself). Each change is an undoable SetSetupCmd,
 as everywhere in the dock."""
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from layerloom.core.params import Bool
+from layerloom.data.prepare import INPUT_TARGET
 from layerloom.train.losses import KINDS as LOSS_KINDS, NAMES as LOSS_NAMES
 
 from layerloom.app.editing.commands import SetSetupCmd
@@ -122,14 +123,15 @@ class OutputRows:
             self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
 
     def _load_mapping_rows(self):
-        """Which dataset array feeds each Input and which is each output's target; shown when
-        the graph has several of either (one input and one output map to x and y)."""
+        """Which dataset array feeds each Input (shown with several: one takes x) and which
+        is each output's target, for every output (issue 31, item 5): an array, or the
+        input itself (an autoencoder: dataset.targets' "=input:<Input id>")."""
         g, d = self.doc.graph, self.doc.project.dataset
         ins, outs = g.inputs(), g.outputs()
-        rows = ([("inputs", n) for n in ins] + [("targets", n) for n in outs]
-                if d and (len(ins) > 1 or len(outs) > 1) else [])
+        rows = ([("inputs", n) for n in ins] if len(ins) > 1 else []) + \
+            [("targets", n) for n in outs] if d else []
         names = self._array_names() if rows else []
-        key = (tuple(rows), tuple(names))
+        key = (tuple(rows), tuple(names), tuple(ins))
         if self._mapping_key != key:
             self._mapping_key = key
             while self.mapping_form.rowCount():
@@ -137,13 +139,23 @@ class OutputRows:
             self.mapping_rows = {}
             for kind, nid in rows:
                 combo = narrow_box()
-                combo.addItems(["(choose)"] + names)
+                combo.addItem("(choose)", None)
+                for name in names:
+                    combo.addItem(name, name)
+                if kind == "targets":
+                    for i in ins:
+                        combo.addItem("the input itself" if len(ins) == 1 else
+                                      f"the input {i!r} itself", INPUT_TARGET + i)
                 combo.activated.connect(lambda _, k=kind, n=nid: self._mapping_changed(k, n))
                 label = f"  {nid} {'<-' if kind == 'inputs' else 'target'}"
                 self.mapping_form.addRow(label, combo)
                 self.mapping_rows[(kind, nid)] = combo
+        lone = {"inputs": "x" if len(ins) == 1 else None,
+                "targets": "y" if len(outs) == 1 else None}
         for (kind, nid), combo in self.mapping_rows.items():
-            combo.setCurrentText(d.get(kind, {}).get(nid, "(choose)"))
+            mapped = (d.get(kind) or {}).get(nid) or (
+                None if d.get(kind) else lone[kind] or nid)  # what the engine takes unmapped
+            combo.setCurrentIndex(max(0, combo.findData(mapped)))
         self.mapping.setVisible(bool(self.mapping_rows))
         self._fit_height()
 
@@ -159,11 +171,11 @@ class OutputRows:
 
     def _mapping_changed(self, kind, nid):
         combo = self.mapping_rows[(kind, nid)]
-        if combo.currentText() == "(choose)":
+        if combo.currentData() is None:  # the placeholder
             return
         new = dict(self.doc.project.dataset)
         new[kind] = dict(new.get(kind, {}))
-        new[kind][nid] = combo.currentText()
+        new[kind][nid] = combo.currentData()
         if new != self.doc.project.dataset:
             self._push(SetSetupCmd(self.doc, "dataset", None, new, self._changed_setup))
 

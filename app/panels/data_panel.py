@@ -4,6 +4,7 @@ grid of images, class counts, and whether the arrays fit the graph's Input nodes
 (the message names both sides and a fix). Loading and checking run in a worker thread, on
 the same code path as `layerloom --run`; every change is an undoable SetSetupCmd."""
 import os
+import re
 
 from PySide6.QtCore import QThread, QTimer, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout,
@@ -289,7 +290,9 @@ class DataPanel(QWidget):
         if counts:
             lines.append("Classes (training rows): " + ", ".join(f"{n}: {c}" for n, c in counts))
         if info.get("mapping"):
-            lines.append("Mapping: " + "; ".join(info["mapping"]))
+            lines.append("Mapping: " + "; ".join(  # "=input:image": the file's words
+                re.sub(r"^=input:(\S+)", r"the rows of Input '\1'", m)
+                for m in info["mapping"]))
         self.counts.setText("\n".join(lines))
         self._show_columns(info.get("columns") or [])
         self._show_rows(info.get("header") or [], info.get("rows") or [])
