@@ -97,3 +97,60 @@ def test_the_one_output_shows_its_target_and_takes_the_input_itself(win, tmp_pat
     assert "targets" not in win.doc.project.dataset or \
         win.doc.project.dataset["targets"] == {}
     assert t.mapping_rows[("targets", "decoded")].currentText() == "y"
+
+
+# -- Results for outputs that are no classifier ---------------------------------------------
+def test_results_show_reconstructions_and_a_predicted_against_true_scatter(qtbot):
+    from layerloom.app.panels.results import ResultsPanel
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(900, 400)
+    panel.show()
+    t = np.linspace(-1, 1, 30)
+    panel.show_results({"kind": "regression", "output": "value", "split": "test",
+                        "predicted": t * 0.9, "true": t, "r2": 0.97})
+    x, y = panel.scatter.getData()
+    np.testing.assert_allclose(x, t)
+    np.testing.assert_allclose(y, t * 0.9)
+    assert panel.scatter.isVisible() and not panel.image.isVisible()
+    assert panel.plot.getAxis("bottom").labelText == "true"
+    assert panel.plot.getAxis("left").labelText == "predicted"
+    assert "R\u00b2 0.9700" in panel.title.text() and "'value'" in panel.title.text()
+    (lx, ly) = panel.diagonal.getData()
+    assert lx.min() <= -1 and lx.max() >= 1 and np.all(lx == ly)  # the y = x line
+    shot(panel, "results_regression.png")
+    rng = np.random.default_rng(0)
+    pairs = [(rng.random((8, 8, 1)), rng.random((8, 8, 1))) for _ in range(5)]
+    panel.show_results({"kind": "reconstruction", "output": "decoded",
+                        "split": "training data (last samples)", "mse": 0.0123,
+                        "samples": pairs})
+    shown = [c for c in panel.cells if c.isVisible()]
+    assert len(shown) == 5 and not panel.plot.isVisible()
+    assert shown[0].label.text() == "input / output"
+    assert shown[0].cell.pixmap().height() > 44  # two images, one above the other
+    assert "mse 0.0123" in panel.title.text()
+    shot(panel, "results_reconstruction.png")
+    m = np.array([[5, 1], [2, 7]])
+    panel.show_results({"kind": "classification", "output": "c", "split": "test",
+                        "classes": ["a", "b"], "matrix": m, "accuracy": 0.8,
+                        "samples": [(pairs[0][0], 0, 1)]})
+    assert panel.plot.isVisible() and panel.image.isVisible()
+    assert not panel.scatter.isVisible()
+    assert [c.isVisible() for c in panel.cells].count(True) == 1
+
+
+def test_an_autoencoder_trained_in_the_editor_shows_its_reconstructions(win, tmp_path, qtbot):
+    win.set_document(autoencoder_doc(tmp_path))
+    t = win.training
+    combo = t.mapping_rows[("targets", "decoded")]
+    combo.setCurrentIndex(combo.findText("the input itself"))
+    combo.activated.emit(combo.currentIndex())
+    t.start_training()
+    qtbot.waitUntil(lambda: t.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: win.results.result is not None, timeout=60_000)
+    r = win.results.result
+    assert (r["kind"], r["output"]) == ("reconstruction", "decoded"), r.get("kind")
+    assert len(r["samples"]) == 16 and r["samples"][0][0].shape == (8, 8, 1)
+    assert win.output_tabs.currentWidget() is win.results
+    assert "the input above, the output below" in win.results.title.text()
+    shot(win, "window_autoencoder_results.png")

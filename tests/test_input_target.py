@@ -70,3 +70,62 @@ def test_the_file_keeps_the_choice_and_renaming_the_input_follows_it(tmp_path):
     rename(q, "x", "pixels")
     assert q.dataset["targets"] == {"decoded": "=input:pixels"}
     assert prepare.prepare_data(q).y["decoded"].shape == (64, 8)
+
+
+# -- the Results tab's figures for outputs that are no classifier -----------------------------
+def _image_autoencoder(tmp_path, n=40):
+    rng = np.random.default_rng(1)
+    x = rng.random((n, 6, 6, 1)).astype(np.float32)
+    np.savez(tmp_path / "i.npz", x=x, y=np.zeros(n, np.float32))
+    g = Graph()
+    g.add_node("Input", {"shape": [6, 6, 1]}, id="image")
+    g.add_node("Conv2D", {"filters": 1, "kernel_size": 3, "padding": "same",
+                          "activation": "sigmoid"}, id="decoded")
+    g.connect("image", 0, "decoded", 0)
+    p = Project(g, dataset={"source": "npz", "path": str(tmp_path / "i.npz"),
+                            "targets": {"decoded": "=input:image"}})
+    p.training["loss"] = {"decoded": {"name": "mean_squared_error", "weight": 1.0,
+                                      "from_logits": False}}
+    return p, x
+
+
+def test_results_of_an_image_output_are_inputs_beside_their_reconstructions(tmp_path):
+    from layerloom.train.evaluation import output_results
+    from layerloom.train.session import Session
+    p, x = _image_autoencoder(tmp_path)
+    s = Session(p, device=None)
+    data = prepare.prepare_data(p)
+    r = output_results(s, data, samples=5)
+    assert (r["kind"], r["output"], r["split"]) == ("reconstruction", "decoded",
+                                                    "training data (last samples)")
+    pred = s.model.predict({"image": x})["decoded"].astype(np.float64)
+    assert len(r["samples"]) == 5
+    for i, (given, made) in enumerate(r["samples"]):
+        np.testing.assert_array_equal(given, x[i])
+        np.testing.assert_allclose(made, pred[i], rtol=1e-5, atol=1e-6)
+    assert r["mse"] == pytest.approx(float(((pred - x) ** 2).mean()), rel=1e-4)
+
+
+def test_results_of_a_regression_are_predicted_against_true_values(tmp_path):
+    from layerloom.train.evaluation import output_results
+    from layerloom.train.session import Session
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5], np.float32))[:, None]
+    np.savez(tmp_path / "r.npz", x=x, y=y)
+    g = Graph()
+    g.add_node("Input", {"shape": [3]}, id="x")
+    g.add_node("Dense", {"units": 1}, id="value")
+    g.connect("x", 0, "value", 0)
+    p = Project(g, dataset={"source": "npz", "path": str(tmp_path / "r.npz")})
+    p.training["loss"] = {"value": {"name": "mean_squared_error", "weight": 1.0,
+                                    "from_logits": False}}
+    s = Session(p, device=None)
+    r = output_results(s, prepare.prepare_data(p))
+    pred = s.model.predict({"x": x})["value"].astype(np.float64).ravel()
+    assert (r["kind"], r["output"]) == ("regression", "value")
+    np.testing.assert_allclose(r["predicted"], pred, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(r["true"], y.ravel())
+    t = y.ravel().astype(np.float64)
+    r2 = 1 - ((t - pred) ** 2).sum() / ((t - t.mean()) ** 2).sum()
+    assert r["r2"] == pytest.approx(r2, rel=1e-4, abs=1e-6)

@@ -1,5 +1,7 @@
-"""Results after training a classifier: the confusion matrix (rows: true class, columns:
-predicted) and test samples with predicted and true labels (green right, red wrong)."""
+"""Results after training: for a classifier the confusion matrix (rows: true class, columns:
+predicted) and test samples with predicted and true labels (green right, red wrong); for an
+image output inputs above their reconstructions; for a regression predicted against true
+values."""
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -80,10 +82,22 @@ class _Sample(QWidget):
         self.label.setStyleSheet(f"color: {'#2a9d8f' if ok else '#d62828'}; font-size: 8pt;")
 
 
+    def show_pair(self, given, made):
+        """An image output's sample: the input above what the model made of it."""
+        both = np.concatenate([np.asarray(given, np.float32), np.asarray(made, np.float32)])
+        self.cell.setPixmap(pixmap(both, 88))
+        self.cell.setToolTip("above: the input; below: the output")
+        self.label.setText("input / output")
+        self.label.setToolTip(self.cell.toolTip())
+        self.label.setStyleSheet("font-size: 8pt;")
+
+
 class ResultsPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.title = QLabel("Train a classifier to see its confusion matrix and samples here.")
+        self.title = QLabel("Train a model to see its results here: a classifier's confusion "
+                            "matrix, an image output's reconstructions, a regression's "
+                            "predicted against true values.")
         self.plot = pg.PlotWidget()
         self.plot.setAspectLocked(True)
         self.plot.invertY(True)
@@ -93,6 +107,12 @@ class ResultsPanel(QWidget):
         self.plot.addItem(self.image)
         self.counts = _Counts()
         self.plot.addItem(self.counts)
+        # a regression's predicted against true values, and the line where they are equal
+        self.scatter = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(42, 157, 143, 150))
+        self.diagonal = pg.PlotDataItem(pen=pg.mkPen("#888888", style=Qt.DashLine))
+        for item in (self.scatter, self.diagonal):
+            self.plot.addItem(item)
+            item.hide()
         self.cells = []
         self.samples = QWidget()
         self.grid = QGridLayout(self.samples)
@@ -106,12 +126,28 @@ class ResultsPanel(QWidget):
         self.result = None
 
     def show_results(self, r, note=""):
-        """r: engine/train/evaluation.py's classification_results; note: when they were taken
-        (" after Stop")."""
+        """r: engine/train/evaluation.py's output_results (a classifier's confusion matrix, an
+        image output's reconstructions, a regression's predicted against true values); note:
+        when they were taken (" after Stop")."""
         self.result = r
+        kind = r.get("kind", "classification")
+        split = "test split" if r["split"] == "test" else r["split"]
+        for item in (self.image, self.counts):
+            item.setVisible(kind == "classification")
+        for item in (self.scatter, self.diagonal):
+            item.setVisible(kind == "regression")
+        self.plot.setVisible(kind != "reconstruction")
+        if kind == "regression":
+            return self._show_regression(r, split, note)
+        if kind == "reconstruction":
+            self.title.setText(f"Output '{r['output']}' on the {split}{note}: mse "
+                               f"{r['mse']:.4g}. Each sample: the input above, the output "
+                               "below.")
+            return self._show_cells(r["samples"], lambda cell, pair: cell.show_pair(*pair))
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
         m = r["matrix"]
         C = m.shape[0]
-        split = "test split" if r["split"] == "test" else r["split"]
         self.title.setText(f"Output '{r['output']}' on the {split}{note}: accuracy "
                            f"{r['accuracy']:.4f} ({int(m.sum())} samples). Rows: true class; "
                            "columns: predicted.")
@@ -127,7 +163,9 @@ class ResultsPanel(QWidget):
             self.plot.getAxis("bottom").setTicks([[(k + 0.5, str(k)) for k in range(C)]])
         self.plot.setLabel("bottom", "predicted")
         self.plot.setLabel("left", "true")
-        samples = r["samples"]
+        self._show_cells(r["samples"], lambda cell, sample: cell.show_sample(*sample, names))
+
+    def _show_cells(self, samples, show):
         while len(self.cells) < len(samples):  # cells are made once and reused
             self.cells.append(_Sample())
             k = len(self.cells) - 1
@@ -135,4 +173,22 @@ class ResultsPanel(QWidget):
         for k, cell in enumerate(self.cells):
             cell.setVisible(k < len(samples))
             if k < len(samples):
-                cell.show_sample(*samples[k], names)
+                show(cell, samples[k])
+
+    def _show_regression(self, r, split, note):
+        """Predicted against true values, the line y = x dashed: points on it are right."""
+        t, p = np.asarray(r["true"], float), np.asarray(r["predicted"], float)
+        r2 = f", R\u00b2 {r['r2']:.4f}" if r.get("r2") is not None else ""
+        self.title.setText(f"Output '{r['output']}' on the {split}{note}: predicted against "
+                           f"true values ({len(t)}{r2}); on the dashed line they are equal.")
+        self.plot.setAspectLocked(False)
+        self.plot.invertY(False)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).setTicks(None)  # the matrix's class ticks gone
+        self.plot.setLabel("bottom", "true")
+        self.plot.setLabel("left", "predicted")
+        self.scatter.setData(t, p)
+        ends = [min(t.min(), p.min()), max(t.max(), p.max())] if len(t) else [0.0, 1.0]
+        self.diagonal.setData(ends, ends)
+        self.plot.enableAutoRange()
+        self._show_cells([], None)

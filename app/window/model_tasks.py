@@ -60,16 +60,16 @@ def _name_folder_classes(project):
 
 
 def evaluate_test(project, weights, device=None):
-    """(logs on the test split or None when there is none, classification results or None)."""
+    """(logs on the test split or None when there is none, the Results tab's results or None)."""
     from layerloom import api
     from layerloom.data.prepare import prepare_data
-    from layerloom.train.evaluation import classification_results
+    from layerloom.train.evaluation import output_results
     from layerloom.train.fit import evaluate
     s = api.Model(project, weights, device).session
     data = prepare_data(project)
     logs = evaluate(s.trainer, data.x_test, data.y_test, s.batch_size) \
         if data.test is not None else None
-    return logs, classification_results(s, data)
+    return logs, output_results(s, data)
 
 
 class ModelTask(QThread):

@@ -92,8 +92,8 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
                  batch_size=session.batch_size, seed=session.seed)
         q.put(("done", h))
         if not h.get("stopped"):
-            from layerloom.train.evaluation import classification_results
-            r = classification_results(session, data)
+            from layerloom.train.evaluation import output_results
+            r = output_results(session, data)
             if r is not None:
                 q.put(("results", r))
     except LayerloomError as e:
