@@ -2,8 +2,31 @@
 global pooling, with the geometry compiled into conv.cl where it is known. A mixin of Ops
 (engine/backend/ops.py), whose kernel lookup (_k), fill, grid padding (_padded) and queue it uses.
 Each op takes its geometry as a record (engine/backend/geometry.py)."""
+import os
+from typing import NamedTuple
+
+from layerloom.core.activations import ACT_ID
 from layerloom.backend.geometry import ConvGeometry
 from layerloom.backend.grid import cdiv
+
+# Where the direct kernels (clkernels/conv_direct.cl) replace im2col + GEMM (+ col2im), per
+# device kind: the most input channels for the forward pass and the kernel gradient, the most
+# filters for the input gradient (a stride-1 transposed convolution over the filters); 0:
+# never. Measured per layer (engine/backend/conv_ops.py conv_plan; the figures in the
+# commit that set them; LAYERLOOM_DIRECT_CONV=0 turns them off, for a bench's before and
+# after): on CPUs with few channels the column passes and a GEMM with a K of
+# 9-144 cost more than the direct loops; GPUs keep the GEMM (their tiles use local memory).
+DIRECT_CONV = {
+    "cpu": {"forward": 16, "dw": 16, "dx": 16},
+}
+DIRECT_DEFAULT = {"forward": 0, "dw": 0, "dx": 0}
+
+
+class ConvPlan(NamedTuple):
+    """A convolution's algorithm per pass: True where the direct kernel runs."""
+    forward: bool
+    dw: bool
+    dx: bool
 
 
 class ConvOps:
@@ -15,6 +38,96 @@ class ConvOps:
 
     def _conv_k(self, name, g):
         return self._k("conv", name, self._geom_defines(g))
+
+    # -- direct convolution (few channels): clkernels/conv_direct.cl ------------------------
+    direct_conv = None  # a DIRECT_CONV entry that overrides the device's (tests)
+
+    def conv_plan(self, g, F, groups=1):
+        """The algorithm of each pass of a convolution (ConvPlan), from DIRECT_CONV: direct
+        where its channels (filters for dX) are few enough and whole vectors of filters
+        (channels for dX) fit; the input gradient directly only at stride 1."""
+        rule = self.direct_conv or DIRECT_CONV.get(self.rt.kind, DIRECT_DEFAULT)
+        if os.environ.get("LAYERLOOM_DIRECT_CONV") == "0":  # benches: the GEMM path alone
+            rule = DIRECT_DEFAULT
+        if groups != 1 or (g.KH == g.KW == g.SH == g.SW == 1):
+            return ConvPlan(False, False, False)
+        ok = self._direct_vector(F) is not None
+        # the input gradient's outputs are the channels: on vectors where the form has them
+        # (1 or 3 channels would run a scalar loop over every filter: 10x the GEMM's time)
+        dx = self._direct_vector(g.C)
+        dx_ok = dx is not None and (dx[0] > 1 or (self.direct_vw or 4) == 1)
+        return ConvPlan(ok and g.C <= rule["forward"], ok and g.C <= rule["dw"],
+                        dx_ok and F <= rule["dx"] and g.SH == g.SW == 1)
+
+    def _direct_vector(self, F):
+        """(FV, NF): filters per vector and vectors per work-item for F filters, or None when
+        F (4 or more) is no multiple of 4 where the kernels run on vectors."""
+        vw = self.direct_vw or (self.rt.caps.vector_width if self.rt.kind == "cpu" else 4)
+        fv = next(v for v in (16, 8, 4, 1) if v <= vw and F % v == 0)
+        if fv == 1 and F >= 4 and vw >= 4:  # scalar filters: not where vectors are the form
+            return None
+        return fv, 2 if F % (2 * fv) == 0 and F > fv else 1
+
+    direct_vw = None  # the vector width the direct kernels use (tests: 1 or 4, a GPU's form)
+
+    def _direct_regs(self):
+        """Accumulator vectors a work-item keeps: half the vector registers (32 with
+        AVX-512, 16 with AVX2)."""
+        return 16 if (self.direct_vw or self.rt.caps.vector_width) >= 16 else 8
+
+    def _direct_defines(self, g, F, fv, nf, extra):
+        return self._geom_defines(g) + (f"GF={F}", f"FV={fv}", f"VW={fv}", f"NF={nf}") + extra
+
+    def conv_direct(self, x, w, y, n, g, F, bias=None, act="linear", accumulate=False):
+        """y (n, OH, OW, F) = act(conv(x, w) + bias) (+ y), directly (conv_direct.cl)."""
+        if not n:
+            return
+        fv, nf = self._direct_vector(F)
+        regs = self._direct_regs() // nf
+        # positions per work-item: from half the registers' worth to all of it, the fewest
+        # wasted at the row's end, then the most
+        most = min(8, regs, g.OW)
+        owt = min(range(max(1, most // 2), most + 1),
+                  key=lambda t: (cdiv(g.OW, t) * t - g.OW, -t))
+        k = self._k("conv_direct", "conv_direct",
+                    self._direct_defines(g, F, fv, nf, (f"OWT={owt}",)))
+        grid = (F // (fv * nf), cdiv(g.OW, owt), n * g.OH)
+        local = (1, 1, 1) if self.rt.kind == "cpu" else None
+        k(self.q, grid, local, x, w, self._or_dummy(bias), y, int(bias is not None),
+          ACT_ID[act], int(accumulate))
+
+    def conv_direct_dx(self, dy, w, dx, n, g, F, accumulate=False):
+        """dx (+)= the input gradient of a stride-1 convolution from its output gradient dy: a
+        convolution of dy with the kernel flipped and transposed (flip_kernel), padded by
+        (K-1)*D - P before."""
+        taps = g.KH * g.KW
+        wt = self._scratch("conv_direct_flipped", 4 * taps * g.C * F)
+        fv, nf = self._direct_vector(F)
+        self._k("conv_direct", "flip_kernel", self._direct_defines(g, F, fv, nf, ()))(
+            self.q, (taps * g.C * F,), None, w, wt, g.C, F)
+        gt = ConvGeometry(g.OH, g.OW, F, g.H, g.W, g.KH, g.KW, 1, 1, g.DH, g.DW,
+                          (g.KH - 1) * g.DH - g.PT, (g.KW - 1) * g.DW - g.PL)
+        self.conv_direct(dy, wt, dx, n, gt, g.C, accumulate=accumulate)
+
+    def conv_direct_dw(self, x, dy, dw, n, g, F):
+        """dw (KH, KW, C, F) = the kernel gradient, summed over every output position
+        directly, in parts (conv_direct_dw) that sum_parts adds."""
+        size = g.KH * g.KW * g.C * F
+        if not n:
+            self.fill(dw, size)
+            return
+        fv, nf = self._direct_vector(F)
+        regs = self._direct_regs() // nf
+        ct = max(c for c in range(1, min(16, regs) + 1) if g.C % c == 0)
+        items = g.KH * g.KW * (F // (fv * nf)) * (g.C // ct)
+        rows = n * g.OH
+        parts = min(rows, max(1, cdiv(64 * self.rt.device.max_compute_units, items)))
+        buf = self._scratch("conv_direct_dw", 4 * parts * size)
+        k = self._k("conv_direct", "conv_direct_dw",
+                    self._direct_defines(g, F, fv, nf, (f"CT={ct}",)))
+        local = (1, 1, 1) if self.rt.kind == "cpu" else None
+        k(self.q, (items // (g.C // ct), g.C // ct, parts), local, x, dy, buf, rows)
+        self._sum_parts(buf, parts, size, dw, self._dummy, 0, ACT_ID["linear"], 0)
 
     def im2col(self, x, cols, n, g):
         """g: a ConvGeometry."""

@@ -1,5 +1,7 @@
 """Conv2D and Conv1D: im2col into a kept scratch buffer, then the tiled GEMM with bias and
-activation fused in its epilogue. A 1x1 convolution with stride 1 reads its input directly."""
+activation fused in its epilogue. A 1x1 convolution with stride 1 reads its input directly.
+Few channels (the device's rule, engine/backend/conv_ops.py conv_plan): the direct kernels of
+clkernels/conv_direct.cl per pass, the same epilogue, no columns."""
 
 import numpy as np
 
@@ -102,6 +104,11 @@ class _Conv(Layer):
             forward_with_activation(ops, s, p["activation"], rows, F,
                                     lambda out, act: self._grouped_forward(ops, s, g, out, act))
             return
+        if ops.conv_plan(g, F).forward:  # few channels: no columns (conv_direct.cl)
+            forward_with_activation(ops, s, p["activation"], rows, F,
+                                    lambda out, act: ops.conv_direct(s.x[0].buf, W, out, s.n,
+                                                                     g, F, bias=b, act=act))
+            return
         if self._direct(g):
             cols = s.x[0].buf
         else:
@@ -137,11 +144,19 @@ class _Conv(Layer):
         if groups > 1:
             self._grouped_backward(ops, s, g, dz)
             return
-        direct = self._direct(g)
+        direct, plan = self._direct(g), ops.conv_plan(g, F)
         cols = s.x[0].buf if direct else s.scratch["cols"].buf
-        ops.gemm(K, F, rows, cols, dz, s.dw["kernel"].buf, trans_a=True)
+        if plan.dw:
+            ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n, g, F)
+        else:
+            if plan.forward:  # the forward pass wrote no columns
+                ops.im2col(s.x[0].buf, cols, s.n, g)
+            ops.gemm(K, F, rows, cols, dz, s.dw["kernel"].buf, trans_a=True)
         if s.dx[0] is not None:
-            if direct:
+            if plan.dx:
+                ops.conv_direct_dx(dz, s.w["kernel"].buf, s.dx[0].buf, s.n, g, F,
+                                   accumulate=s.acc[0])
+            elif direct:
                 ops.gemm(rows, K, F, dz, s.w["kernel"].buf, s.dx[0].buf, trans_b=True,
                          accumulate=s.acc[0])
             else:
