@@ -2,6 +2,7 @@
 adds none; problems without a standard fix get none."""
 import os
 
+import numpy as np
 import pytest
 
 from layerloom.core import fixes
@@ -370,3 +371,26 @@ def test_sequences_of_different_lengths_get_cropping1d_and_channels_that_differ_
     fs = fixes.fixes_for(g, problem_at(g, "add"))
     assert not [f for f in fs if "padding" in f.label.lower() or "Cropping" in f.label], \
         labels(fs)
+
+
+# -- the loss an output's activation and targets leave no doubt about (issue 31, item 6) -----
+def test_the_implied_loss_follows_the_activation_and_the_targets():
+    labels3 = np.array([0, 2, 1, 1, 0], np.float32)
+    onehot = np.eye(3, dtype=np.float32)[[0, 2, 1]]
+    bits = np.array([[0], [1], [1], [0]], np.float32)
+    real = np.array([[0.5], [-1.25], [3.0]], np.float32)
+    case = fixes.implied_loss
+    assert case("softmax", 3, labels3) == "sparse_categorical_crossentropy"
+    assert case("softmax", 3, labels3[:, None]) == "sparse_categorical_crossentropy"
+    assert case("softmax", 3, onehot) == "categorical_crossentropy"
+    assert case("sigmoid", 1, bits) == "binary_crossentropy"
+    assert case("sigmoid", 3, (onehot > 0).astype(np.float32)) == "binary_crossentropy"
+    assert case("linear", 1, real) == "mean_squared_error"
+    assert case(None, 1, real) == "mean_squared_error"
+    # not unambiguous: no loss set by itself
+    assert case("linear", 3, labels3) is None  # logits of classes, or counts to regress?
+    assert case("softmax", 3, real) is None
+    assert case("softmax", 2, labels3) is None  # label 2 for two units: the data's problem
+    assert case("sigmoid", 1, labels3[:, None]) is None
+    assert case("relu", 1, real) is None
+    assert case("softmax", 3, np.zeros((0,), np.float32)) is None  # no rows to tell from

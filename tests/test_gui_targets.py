@@ -154,3 +154,41 @@ def test_an_autoencoder_trained_in_the_editor_shows_its_reconstructions(win, tmp
     assert win.output_tabs.currentWidget() is win.results
     assert "the input above, the output below" in win.results.title.text()
     shot(win, "window_autoencoder_results.png")
+
+
+# -- item 6: the loss set by itself where the output and its targets leave no doubt -----------
+def test_the_loss_is_set_by_itself_and_shown_as_auto_and_undo_keeps_it_unset(win, tmp_path,
+                                                                             qtbot):
+    p = projectfile.load(os.path.join(EXAMPLES, "spirals.loom"))
+    p.training["loss"] = {}  # softmax 'class' over integer labels 0, 1
+    win.set_document(Document(p))
+    t = win.training
+    qtbot.waitUntil(lambda: "class" in win.doc.project.training["loss"], timeout=30_000)
+    assert win.doc.project.training["loss"]["class"]["name"] == \
+        "sparse_categorical_crossentropy"
+    assert t.loss.currentText() == "auto (sparse_categorical_crossentropy)"
+    assert "auto (sparse_categorical_crossentropy)" in t.summary.text()
+    assert not [i for i in range(win.problems.count())
+                if "no loss" in win.problems.item(i).text()]
+    shot(t, "training_auto_loss.png")
+    assert win.doc.undo.undoText() == "Loss: auto (sparse_categorical_crossentropy)"
+    win.doc.undo.undo()  # taken back: not set again behind the user's back
+    qtbot.wait(1000)
+    win.data.refresh()
+    qtbot.waitUntil(lambda: win.data.worker is None, timeout=30_000)
+    qtbot.wait(300)
+    assert win.doc.project.training["loss"] == {}
+    # a loss chosen by hand is shown as itself
+    t.loss.setCurrentText("categorical_crossentropy")
+    t.loss.activated.emit(t.loss.currentIndex())
+    assert t.loss.currentText() == "categorical_crossentropy"
+    # a file's own loss is never replaced
+    q = projectfile.load(os.path.join(EXAMPLES, "sine.loom"))
+    q.training["loss"] = {"y": {"name": "huber", "weight": 1.0, "from_logits": False,
+                                "delta": 1.0}}
+    win.set_document(Document(q))
+    qtbot.waitUntil(lambda: win.data.worker is None and win.data.shown_for is not None,
+                    timeout=30_000)
+    qtbot.wait(300)
+    assert win.doc.project.training["loss"]["y"]["name"] == "huber"
+    assert win.training.loss.currentText() == "huber"

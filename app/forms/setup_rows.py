@@ -1,8 +1,8 @@
 """The training dock's losses and its rows per output and per array (a mixin of
 TrainingPanel): one loss for every output, or with several outputs a loss and a weight for
 each (Keras' loss dict and loss_weights); which dataset array feeds each Input (with several)
-and which is each output's target (an array, or the input itself). Each change is an undoable SetSetupCmd,
-as everywhere in the dock."""
+and which is each output's target (an array, or the input itself). Each change is an undoable
+SetSetupCmd, as everywhere in the dock."""
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QVBoxLayout, QWidget
 
@@ -26,6 +26,10 @@ def loss_entry(name, old=None, **given):
                   for p in LOSS_KINDS[name].params})
     entry.update(given)
     return entry
+
+
+def auto_name(names):
+    return f"auto ({', '.join(names)})"
 
 
 def loss_fields(name):
@@ -188,6 +192,39 @@ class OutputRows:
                                  weight=float(weight.value()))
         if self.doc.project.training.get("loss") != new:
             self._push(SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup))
+
+    # -- the loss set by itself (issue 31, item 6) -----------------------------------------
+    implied = {}  # {output: the loss its activation and targets leave no doubt about}
+
+    def show_implied_loss(self, implied):
+        """The Data tab's check found the loss each output's activation and targets imply
+        (overview's implied_loss): an output without a loss gets it as one undo step ("Loss:
+        auto (...)"), once per output, so Undo takes it back for good; the Loss box shows
+        "auto (name)" while an output's loss is the implied one."""
+        self.implied = dict(implied)
+        done = self.__dict__.setdefault("_auto_set", set())
+        losses = self.doc.project.training.get("loss")
+        losses = losses if isinstance(losses, dict) else {}
+        todo = {o: name for o, name in self.implied.items() if o not in losses and o not in done
+                and o in self.doc.graph.outputs()}
+        if todo and not self.doc.locked:
+            done |= set(todo)
+            new = {k: dict(v) for k, v in losses.items()}
+            new.update({o: loss_entry(name) for o, name in todo.items()})
+            cmd = SetSetupCmd(self.doc, "training", "loss", new, self._changed_setup)
+            cmd.setText(f"Loss: {auto_name(sorted(set(todo.values())))}")
+            self._push(cmd)
+        self.load_setup()
+
+    def auto_loss(self):
+        """"auto (name)" while every output's loss is the one its activation and targets
+        imply, else None."""
+        losses = self.doc.project.training.get("loss")
+        if not isinstance(losses, dict) or not losses or set(losses) != set(self.implied):
+            return None
+        if any(v.get("name") != self.implied[o] for o, v in losses.items()):
+            return None
+        return auto_name(sorted({v["name"] for v in losses.values()}))
 
     def _loss_chosen(self):
         name = self.loss.currentText()

@@ -43,6 +43,7 @@ class _Inspector(QThread):
 
 class DataPanel(QWidget):
     sigFit = Signal(object)  # (node id or None, message) when the data does not fit, or None
+    sigImpliedLoss = Signal(dict)  # {output: the loss its activation and targets imply}
     fit_problem = None
     fit_error = None
 
@@ -271,6 +272,7 @@ class DataPanel(QWidget):
         # the check's problem itself, with its kind and fields, for the Problems tab's fixes
         self.fit_error = info.get("check_problem") if info.get("check") else None
         self.sigFit.emit(self.fit_problem)
+        self.sigImpliedLoss.emit(info.get("implied_loss") or {})
         if "error" in info:
             self.status.setText(info["error"])
             self.status.setStyleSheet("color: #d62828;")

@@ -232,7 +232,10 @@ class TrainingPanel(OutputRows, QWidget):
         own = len(losses) > 1 and set(t.get("loss", {})) >= set(outputs)
         self.loss.setItemText(0, "(one per output, below)" if own else "(choose a loss)")
         self.loss.setCurrentIndex(0)
-        if len(losses) == 1:
+        auto = self.auto_loss()
+        if auto and len(losses) == 1:  # the one the data implies: said as such
+            self.loss.setItemText(0, auto)
+        elif len(losses) == 1:
             self.loss.setCurrentText(losses.pop())
         self._load_output_rows()
         self._load_mapping_rows()
@@ -308,7 +311,8 @@ class TrainingPanel(OutputRows, QWidget):
         d, t = p.dataset, p.training
         data = f"{d.get('name') or d.get('path')} ({d.get('source')})" if d else "none chosen"
         lr = self.optimizer.learning_rate()
-        losses = sorted({v["name"] for v in t.get("loss", {}).values()}) or ["none"]
+        losses = [self.auto_loss()] if self.auto_loss() else \
+            sorted({v["name"] for v in t.get("loss", {}).values()}) or ["none"]
         metrics = t.get("metrics", [])
         if isinstance(metrics, dict):
             metrics = [m for ms in metrics.values() for m in ms]

@@ -172,6 +172,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.training.sigResults.connect(self._show_results)
         self.training.sigChooseData.connect(self._choose_data)
         self.data.sigFit.connect(self._data_fit)
+        self.data.sigImpliedLoss.connect(self.training.show_implied_loss)
         self.problems.itemClicked.connect(self._problem_clicked)
         self.problems_panel.sigFix.connect(self.apply_fix)
         doc.sigChanged.connect(self._changed)

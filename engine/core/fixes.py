@@ -16,6 +16,8 @@ targets."""
 import dataclasses
 import math
 
+import numpy as np
+
 from .errors import LayerloomError
 from .graph import Graph
 from .sections import training
@@ -380,6 +382,39 @@ def _connect_input(graph, node, port, positions):
 # the losses a Keras user picks after each final activation, the likeliest first
 LOSSES_AFTER = {"softmax": ("sparse_categorical_crossentropy", "categorical_crossentropy"),
                 "sigmoid": ("binary_crossentropy",)}
+
+
+def output_activation(graph, out):
+    """The final activation of output `out` ("linear" where it has none)."""
+    n = graph.nodes[out]
+    if n.type == "Softmax":
+        return "softmax"
+    return n.params.get("activation") or "linear"
+
+
+def implied_loss(activation, units, targets, rows=10000):
+    """The loss an output's final activation and its targets leave no doubt about (issue 31,
+    item 6), else None: softmax with class indices 0..units-1 -> sparse categorical
+    cross-entropy, with one-hot rows -> categorical; sigmoid with 0/1 targets -> binary
+    cross-entropy; linear with real (not all whole) targets -> mean squared error. Read from
+    the first `rows` targets."""
+    t = np.asarray(targets[:rows], np.float64)
+    if t.size == 0 or not np.all(np.isfinite(t)):
+        return None
+    whole = bool(np.all(t == np.round(t)))
+    if activation == "softmax" and whole:
+        if t.ndim == 1 or t.shape[1:] == (1,):
+            return "sparse_categorical_crossentropy" if 0 <= t.min() and t.max() < units \
+                else None
+        if t.shape[1:] == (units,) and np.all((t == 0) | (t == 1)) and \
+                np.all(t.sum(1) == 1):
+            return "categorical_crossentropy"
+        return None
+    if activation == "sigmoid":
+        return "binary_crossentropy" if np.all((t == 0) | (t == 1)) else None
+    if activation in (None, "linear"):
+        return None if whole else "mean_squared_error"
+    return None
 
 
 def _loss_fixes(graph, out, metrics):

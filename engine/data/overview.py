@@ -89,6 +89,11 @@ def _fit(proj, arrays):
     out = {"check": None, "mapping": (
         [f"{a} -> Input '{n}' {shape(n)}" for n, a in data.mapping["inputs"].items()]
         + [f"{a} -> target of '{n}' {shape(n)}" for n, a in data.mapping["targets"].items()])}
+    from layerloom.core.fixes import implied_loss, output_activation
+    # the loss each output's activation and targets leave no doubt about (the editor sets it)
+    implied = {n: implied_loss(output_activation(proj.graph, n), shapes[n][0][-1], data.y[n])
+               for n in data.mapping["targets"] if n in shapes and n in data.y}
+    out["implied_loss"] = {n: name for n, name in implied.items() if name}
     for n, a in data.mapping["targets"].items():
         if n not in shapes:
             continue
