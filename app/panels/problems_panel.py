@@ -1,9 +1,9 @@
 """The Problems tab: the project's problems (what `layerloom --run` would refuse), each leading
 to its node when clicked, and under the list the standard fixes of the selected problem (with
-none selected, of the first that has any) as buttons (engine/core/fixes.py: each checked on a copy of the
-graph before it is offered). A fix is applied by the window as one undo step (sigFix):
-each of its steps by its kind through STEP_COMMANDS, the one table from a step kind to the
-undo command that makes it; a kind not there is refused before anything changes."""
+none selected, of the first that has any) as buttons (engine/core/fixes.py: each checked on a
+copy of the graph before it is offered). A fix is applied by the window as one undo step
+(sigFix): each of its steps by its kind through STEP_COMMANDS, the one table from a step kind
+to the undo command that makes it; a kind not there is refused before anything changes."""
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, \
     QVBoxLayout, QWidget

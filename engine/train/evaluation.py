@@ -42,7 +42,8 @@ def classification_results(session, data, samples=24, limit=10000):
         imgs = x[images[0]]
         for i in range(min(samples, len(imgs))):
             shown.append((imgs[i], int(pred[i]), int(true[i])))
-    return {"kind": "classification", "output": out, "split": split, "classes": class_names(project, C, getattr(data, "class_names", None)),
+    return {"kind": "classification", "output": out, "split": split,
+            "classes": class_names(project, C, getattr(data, "class_names", None)),
             "matrix": matrix, "accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
             "samples": shown}
 
