@@ -31,13 +31,15 @@ def load_csv(d, path, table=None, progress=None):
     used = [n for n in table.names if roles[n] != "ignore"]
     policy = d.get("missing", "error")
     tabular.check_missing(table, used, policy)
-    rows = np.arange(len(table))
+    rows = None  # all of them: the split's indices are the rows (no arrays of 8 bytes a row)
     if policy == "drop":
         rows = np.flatnonzero(~tabular.missing_mask(table, used))
         if not len(rows):
             raise DataError(f"{path}: every row has a missing value", "dataset.missing")
     test, val, seed, shuffle = split_of(d)
-    tr, va, te = (rows[i] for i in preprocess.split_indices(len(rows), test, val, seed, shuffle))
+    kept = len(table) if rows is None else len(rows)
+    tr, va, te = (i if rows is None else rows[i]
+                  for i in preprocess.split_indices(kept, test, val, seed, shuffle))
     saved = ((d.get("fitted") or {}).get("categories") or {})
     encodings = {}
     for name in used:
@@ -55,7 +57,7 @@ def load_csv(d, path, table=None, progress=None):
         [f"{n}={c}" for c in categories[n]] if encodings[n] == "onehot" else [n])]
     label_name = labels[0]
     out = Arrays({"x": x[0], "y": y[0]}, {"x": x[2], "y": y[2]} if len(te) else None,
-                 f"{os.path.basename(path)}: {len(rows)} rows, {len(feature_names)} features, "
+                 f"{os.path.basename(path)}: {kept} rows, {len(feature_names)} features, "
                  f"label {', '.join(labels)}",
                  len(categories[label_name]) if label_name in categories else None)
     out.validation = {"x": x[1], "y": y[1]} if len(va) else None
