@@ -56,6 +56,7 @@ def test_cnn_cut_at_the_dense_before_the_classifier_freezes_everything_before():
     n = plan.graph.nodes
     assert n["head_dropout"].params["rate"] == 0.2
     assert n["head"].params["units"] == 5 and n["head"].params["activation"] == "softmax"
+    assert n["head"].params["kernel_initializer"] == "zeros"  # first outputs uniform
     assert plan.loss == {"head": {"name": "sparse_categorical_crossentropy"}}
     assert plan.metrics == ["accuracy"]
     # the shapes example trains with Adam 0.003: a tenth
@@ -224,6 +225,7 @@ def test_fit_trains_the_head_only_from_the_kept_weights():
     assert tuned.project.training["optimizer"]["params"]["learning_rate"] == pytest.approx(1e-3)
     tuned.project.training["optimizer"]["params"]["learning_rate"] = 0.05
     start = tuned.session.model.get_weights()
+    assert not start["head/kernel"].any()  # the head starts at zero
     tuned.fit(x, y % 3, epochs=3, verbose=False)
     after = tuned.get_weights()
     for k in ("h1/kernel", "h1/bias", "h2/kernel", "h2/bias"):

@@ -49,6 +49,16 @@ def test_dialog_on_the_open_project_opens_a_locked_fine_tuning_document(win, qtb
     assert "head_pool: GlobalAveragePooling2D" in dlg.plan_text.text()
     assert "4 layers" in dlg.plan_text.text()
     assert dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
+    assert not dlg.model_file.isVisible()
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    QApplication.processEvents()
+    shot = dlg.grab()
+    assert shot.width() > 400 and shot.height() > 200
+    target = os.environ.get("LAYERLOOM_SCREENSHOTS")
+    if target:
+        shot.save(os.path.join(target, "finetune_dialog.png"))
+    dlg.close()
     win.doc.undo.setClean()  # nothing to ask about before the document is replaced
     win.doc._weights_unsaved = False
     assert win.finetune_accepted(dlg)
@@ -86,14 +96,6 @@ def test_dialog_reads_a_model_file_and_an_image_folder(win, qtbot, tmp_path):
     dlg.use_folder(SHAPES_DATA)
     assert dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
     assert "head: Dense 3, softmax" in dlg.plan_text.text()
-    dlg.show()
-    qtbot.waitExposed(dlg)
-    QApplication.processEvents()
-    shot = dlg.grab()
-    assert shot.width() > 400 and shot.height() > 200
-    target = os.environ.get("LAYERLOOM_SCREENSHOTS")
-    if target:
-        shot.save(os.path.join(target, "finetune_dialog.png"))
     assert win.finetune_accepted(dlg)
     dlg.close()
     d = win.doc.project.dataset

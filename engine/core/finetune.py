@@ -10,7 +10,8 @@ new data, and train with a low learning rate; later unfreeze the top layers in o
 The head: GlobalAveragePooling2D where the cut's output is image-like (height, width,
 channels), Flatten where it has more than one axis otherwise, then Dropout 0.2 and Dense(classes,
 softmax) with sparse categorical cross-entropy, or for a regression target Dense(units, linear)
-(and a Reshape to a target of several axes) with mean squared error. Pure: no Qt, no project file.
+(and a Reshape to a target of several axes) with mean squared error; the Dense's kernel starts at
+zero (HEAD_INIT). The learning rate: a tenth of the model's. Pure: no Qt, no project file.
 """
 from dataclasses import dataclass, field
 from math import prod
@@ -19,6 +20,10 @@ from layerloom.core.errors import GraphError, ParamError, quote
 from layerloom.core.graph import Graph
 
 DROPOUT = 0.2
+# the new head starts at zero: its first outputs are uniform (the mean, for a regression), not
+# confident guesses from the kept layers' unnormalised features, which a low rate is slow to
+# undo (MAE's and BEiT's fine-tuning start their heads near zero for the same reason)
+HEAD_INIT = "zeros"
 LR_FACTOR = 0.1  # a tenth of the learning rate the model was trained with (Adam's 1e-3: 1e-4)
 # trailing layers of a classifier head, walked over from the output to find the default cut
 HEAD_TAIL = ("Dropout", "Activation", "Softmax", "ReLU", "LeakyReLU")
@@ -150,12 +155,14 @@ def fine_tune_graph(graph, cut=None, classes=None, target_shape=None, optimizer=
     if dropout:
         add("Dropout", {"rate": float(dropout)}, "head_dropout", f"Dropout {dropout:g}")
     if classes is not None:
-        add("Dense", {"units": classes, "activation": "softmax"}, "head",
+        add("Dense", {"units": classes, "activation": "softmax",
+                      "kernel_initializer": HEAD_INIT}, "head",
             f"Dense {classes}, softmax")
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     else:
         units = prod(target_shape)
-        add("Dense", {"units": units, "activation": "linear"}, "head", f"Dense {units}, linear")
+        add("Dense", {"units": units, "activation": "linear", "kernel_initializer": HEAD_INIT},
+            "head", f"Dense {units}, linear")
         if len(target_shape) > 1:
             add("Reshape", {"target_shape": list(target_shape)}, "head_reshape",
                 f"Reshape {target_shape}")
