@@ -129,3 +129,14 @@ def test_results_of_a_regression_are_predicted_against_true_values(tmp_path):
     t = y.ravel().astype(np.float64)
     r2 = 1 - ((t - pred) ** 2).sum() / ((t - t.mean()) ** 2).sum()
     assert r["r2"] == pytest.approx(r2, rel=1e-4, abs=1e-6)
+
+
+def test_raw_inputs_for_an_exported_model_keep_the_target_as_the_model_sees_its_input(
+        tmp_path):
+    """The exported model scales and normalises its input itself (prepare_data raw_inputs, as
+    the Keras training script reads its data): the input stays raw, its target does not."""
+    p, x = autoencoder(tmp_path)
+    data = prepare.prepare_data(p, raw_inputs=True)
+    np.testing.assert_array_equal(data.x["x"], x.astype(np.float32))
+    want = (x - x.mean(0)) / x.std(0)
+    np.testing.assert_allclose(data.y["decoded"], want, rtol=1e-4, atol=1e-4)

@@ -231,6 +231,14 @@ def prepare_data(project, arrays=None, progress=None, raw_inputs=False, given=Fa
                                              [x_test, val[0] if val else None])
     for xs, ys in ((x, y), (x_test, y_test), val or (None, None)):
         m.relink(xs, ys)
+    if raw_inputs and any(input_target(t) is not None for t in m.targets.values()):
+        # an input as its target: as the model sees it (it scales and normalises itself)
+        seen = prepare_data(project, arrays, given=given)
+        for ys, formed in ((y, seen.y), (y_test, seen.y_test),
+                           (val[1] if val else None, seen.validation and seen.validation[1])):
+            for nid in ys or ():
+                if input_target(m.targets.get(nid)) is not None:
+                    ys[nid] = formed[nid]
     out = RunData(x, y, x_test, y_test, arrays.description)
     out.validation = val
     out.mapping = {"inputs": m.inputs, "targets": m.targets}
