@@ -174,6 +174,7 @@ def test_image_folder_data_sizes_the_head_and_reads_at_the_input_size():
     assert d["size"] == [28, 28] and d["color"] == "grayscale"
     assert d["inputs"] == {"image": "x"} and d["targets"] == {"head": "y"}
     assert project.training["loss"] == {"head": {"name": "sparse_categorical_crossentropy"}}
+    assert projectfile.problems_of(project) == []  # ready for --run as it is
     # the kept nodes keep their canvas places, the head goes right of the cut
     old = projectfile.load(SHAPES).ui["positions"]
     pos = project.ui["positions"]
@@ -246,3 +247,55 @@ def test_kept_weights_are_those_of_the_kept_nodes():
     w = {"a/kernel": 1, "a/bias": 2, "ab/kernel": 3, "b/moving_mean": 4}
     assert kept_weights(w, ["a", "b"]) == {"a/kernel": 1, "a/bias": 2, "b/moving_mean": 4}
     assert kept_weights(None, ["a"]) == {}
+
+
+def test_an_imported_keras_model_keeps_what_keras_computes_up_to_the_cut():
+    """A Keras CNN (tests/data/keras/cnn.keras: Conv2D, BatchNormalization, pooling, Conv2D,
+    Flatten, Dropout, Dense) read as the editor's dialog reads a model file and fine-tuned at its
+    default cut: the kept layers compute what Keras' own model up to that layer computes, the
+    frozen BatchNormalization in inference mode, and the rate is a tenth of its SGD's."""
+    pytest.importorskip("h5py")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("PySide6")
+    from layerloom.app.window.finetune_dialog import read_any_model
+    data = os.path.join(ROOT, "tests", "data", "keras")
+    project, weights = read_any_model(os.path.join(data, "cnn.keras"))
+    x = np.load(os.path.join(data, "cnn_x.npy"))
+    tuned, kept, plan = fine_tune_project(project, weights, classes=5)
+    assert plan.cut == "flatten"  # before the Dropout and Dense of Keras' head
+    assert plan.frozen == ["conv2d", "batch_normalization", "max_pooling2d", "conv2d_1",
+                           "flatten"]
+    assert tuned.graph.analysis().shapes["head"] == [(5,)]
+    assert tuned.training["optimizer"]["name"] == "sgd"
+    assert tuned.training["optimizer"]["params"]["learning_rate"] == pytest.approx(0.002)
+    assert tuned.training["optimizer"]["params"]["momentum"] == 0.9  # the rest kept
+    assert sorted(kept) == sorted(k for k in weights if not k.startswith("dense/"))
+    body = fine_tune_graph(tuned.graph, "flatten", classes=2).graph  # a copy to cut the head off
+    for nid in ("head_dropout", "head"):
+        body.remove_node(nid)
+    features = projectfile.Project(body)
+    features.training["loss"] = {"flatten": {"name": "mean_squared_error"}}
+    features.training["metrics"] = []
+    got = api.Model(features, kept).predict(x)
+    k = keras.saving.load_model(os.path.join(data, "cnn.keras"))
+    want = keras.Model(k.inputs, k.get_layer("flatten").output).predict(x, verbose=0)
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+def test_the_fine_tuning_project_trains_on_the_image_folder(data_env):
+    """End to end as a user runs it: the shapes CNN fine-tuned on the folder, fit on the
+    project's own (new) data, the frozen layers unchanged, the test split evaluated."""
+    p = projectfile.load(SHAPES)
+    p.training["epochs"] = 1
+    pre = api.Model(p)
+    trained = {k: v.copy() for k, v in pre.session.model.get_weights().items()}
+    pre.set_weights(trained)
+    tuned = pre.fine_tune(cut="pool_2", data=SHAPES_DATA)
+    tuned.fit(epochs=1, verbose=False)
+    after = tuned.get_weights()
+    for k in ("conv/kernel", "conv_2/kernel", "conv_2/bias"):
+        assert np.array_equal(after[k], trained[k]), k
+    assert after["head/kernel"].any()
+    logs = tuned.evaluate()
+    assert set(logs) >= {"loss", "accuracy"} and 0.0 <= logs["accuracy"] <= 1.0
