@@ -17,6 +17,28 @@ from layerloom.app.editing.document import LOCKED
 from layerloom.app.editing.commands import (AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd,
                                             RemoveNodesCmd)
 
+class _Buckets:
+    """Rectangles in a grid of square cells, to find those a rectangle meets without testing
+    every one."""
+    CELL = 200
+
+    def __init__(self):
+        self.cells = {}
+
+    def _keys(self, r):
+        c = self.CELL
+        for i in range(int(r.left() // c), int(r.right() // c) + 1):
+            for j in range(int(r.top() // c), int(r.bottom() // c) + 1):
+                yield i, j
+
+    def add(self, r):
+        for k in self._keys(r):
+            self.cells.setdefault(k, []).append(r)
+
+    def hits(self, r):
+        return any(r.intersects(o) for k in self._keys(r) for o in self.cells.get(k, ()))
+
+
 class GraphScene(QGraphicsScene):
     sigMessage = Signal(str)       # a refusal or a hint for the status bar / log
     sigSelectionNode = Signal(str)  # the single selected node id, or ""
@@ -25,6 +47,12 @@ class GraphScene(QGraphicsScene):
         super().__init__(parent)
         self.doc = doc
         self.nodes, self.edges = {}, {}
+        self._wires_of = {}  # {node id: its wires' items}, made again after a wire changes
+        # what changed on the canvas since the last refresh: the nodes whose ports may have
+        # moved, and the places where a node came, went or changed size (wires there are
+        # routed again; the others keep their paths)
+        self._dirty_nodes, self._dirty_rects = set(), []
+        self._building = False
         self._wire = None
         self._press_positions = None
         self._needs_refresh = False
@@ -44,16 +72,23 @@ class GraphScene(QGraphicsScene):
                                (g.trainable_changed, self._on_trainable_changed)]
         for event, handler in self._subscriptions:
             event.connect(handler)
+        self._building = True  # the nodes are made with their wires there already
         for node in g.nodes.values():
             self._on_node_added(node)
-        for e in g.edges:
-            self._on_edge_added(e)
+        with self._fixed_rects():  # (taken once, not once per wire: issue 30, item 4)
+            for e in g.edges:
+                self._on_edge_added(e)
+        self._building = False
+        self._dirty_nodes, self._dirty_rects = set(), []  # every wire is routed as new
         self.selectionChanged.connect(self._selection_changed)
         self.refresh()
 
     # -- model events ------------------------------------------------------------------------
     def _on_node_added(self, node):
         item = NodeItem(self, node)
+        # drawn once into a pixmap and copied from it after (until it changes or the zoom
+        # does): dragging among 500 nodes painted each of them in Python on every frame
+        item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         pos = self.doc.positions().get(node.id)
         if pos is None:
             pos = (len(self.nodes) * 200 % 1200, len(self.nodes) // 6 * 140)
@@ -62,11 +97,16 @@ class GraphScene(QGraphicsScene):
         item.setFlag(QGraphicsItem.ItemIsMovable, not self.doc.locked)
         self.addItem(item)
         self.nodes[node.id] = item
+        self._dirty_rects.append(self.rect_of(item))
         self._stale()
 
     def _on_node_removed(self, node):
         item = self.nodes.pop(node.id, None)
         if item is not None:
+            self._dirty_rects.append(self.rect_of(item))
+            # hidden first: Qt painted a node removed this way (after an undone paste of
+            # 200) once more, for a graph the view showed whole, and it had no node to draw
+            item.hide()
             self.removeItem(item)
         self._stale()
 
@@ -74,16 +114,18 @@ class GraphScene(QGraphicsScene):
         item = EdgeItem(self, edge)
         self.addItem(item)
         self.edges[edge.key()] = item
-        if edge.dst in self.nodes:
-            self.nodes[edge.dst].rebuild()
+        self._wires_of.clear()
+        if edge.dst in self.nodes and not self._building:
+            self._rebuild(edge.dst)
         self._stale()
 
     def _on_edge_removed(self, edge):
         item = self.edges.pop(edge.key(), None)
+        self._wires_of.clear()
         if item is not None:
             self.removeItem(item)
         if edge.dst in self.nodes:
-            self.nodes[edge.dst].rebuild()
+            self._rebuild(edge.dst)
         self._stale()
 
     def set_data_problem(self, problem):
@@ -124,8 +166,22 @@ class GraphScene(QGraphicsScene):
 
     def _refresh_node(self, nid):
         if nid in self.nodes:
-            self.nodes[nid].rebuild()
+            self._rebuild(nid)
         self._stale()
+
+    def _rebuild(self, nid):
+        """A node's ports and size again: its wires and those by it are routed at the next
+        refresh."""
+        item = self.nodes[nid]
+        before = self.rect_of(item)
+        item.rebuild()
+        self._dirty_nodes.add(nid)
+        self._dirty_rects += [before, self.rect_of(item)]
+
+    @staticmethod
+    def rect_of(item):
+        p = item.pos()
+        return (p.x(), p.y(), p.x() + NODE_W, p.y() + item.h)
 
     def _stale(self):
         """Shapes and problems are recomputed once per command (a paste of N nodes used to
@@ -164,23 +220,68 @@ class GraphScene(QGraphicsScene):
                 "" if node.trainable else " (frozen: its weights are not trained)")
                 + f"\n{node.layer.help}")
             item.update()
+        # a wire is routed again only when its label changes, it touches a node that changed
+        # or it passes where a node came or went (every wire was routed on every edit: 0.5 s
+        # an edit at 500 nodes)
+        again = self._near(self._dirty_nodes, self._dirty_rects)
+        self._dirty_nodes, self._dirty_rects = set(), []
         with self._fixed_rects():
             for key, e in self.edges.items():
                 s = a.shapes.get(e.edge.src)
-                e.set_shape(s[e.edge.src_port] if s and e.edge.src_port < len(s) else None)
+                shape = s[e.edge.src_port] if s and e.edge.src_port < len(s) else None
+                if not e.full_text or (tuple(shape) if shape is not None else None) != e.dims:
+                    e.set_shape(shape)
+                elif key in again:
+                    e.update_path()
             self.separate_labels()
 
+    def _near(self, nids, rects):
+        """{edge key: item} of the wires of nodes `nids` and of those whose path reaches into
+        one of `rects` ((left, top, right, bottom) each)."""
+        out = {e.edge.key(): e for nid in nids for e in self.wires_of(nid)}
+        if rects:
+            boxes = _Buckets()
+            for r in rects:
+                boxes.add(QRectF(r[0], r[1], r[2] - r[0], r[3] - r[1]))
+            for key, e in self.edges.items():
+                # (grown: a straight wire's box has no height, and meets nothing)
+                if key not in out and boxes.hits(e.path().boundingRect().adjusted(-12, -12,
+                                                                                  12, 12)):
+                    out[key] = e
+        return out
+
     # -- gestures ------------------------------------------------------------------------------
+    def wires_of(self, nid):
+        """The items of the wires into and out of node `nid`."""
+        if not self._wires_of:
+            for e in self.edges.values():
+                self._wires_of.setdefault(e.edge.src, []).append(e)
+                if e.edge.dst != e.edge.src:
+                    self._wires_of.setdefault(e.edge.dst, []).append(e)
+        return self._wires_of.get(nid, ())
+
     def node_moved(self, item):
-        for e in self.edges.values():
-            if item.node_id in (e.edge.src, e.edge.dst):
-                e.update_path()
+        for e in self.wires_of(item.node_id):
+            e.update_path()
 
     def apply_positions(self, positions):
+        """Nodes moved to {node id: (x, y)}; their wires and those where they were or are now
+        routed again (all of them when most nodes move)."""
+        moved, rects = set(), []
         for nid, pos in positions.items():
             if nid in self.nodes:
-                self.nodes[nid].setPos(*pos)
-        self.reroute()
+                item = self.nodes[nid]
+                rects.append(self.rect_of(item))
+                item.setPos(*pos)
+                rects.append(self.rect_of(item))
+                moved.add(nid)
+        if 2 * len(moved) > len(self.nodes):
+            self.reroute()
+            return
+        with self._fixed_rects():
+            for e in self._near(moved, rects).values():
+                e.update_path()
+            self.separate_labels()
 
     def set_flow(self, flow):
         """Draw the graph flowing "right" or "down" (the document's ui.flow): ports move to
@@ -196,6 +297,8 @@ class GraphScene(QGraphicsScene):
         theirs in a brush."""
         for e in self.edges.values():
             e.label.setBrush(QBrush(theme.color("label")))
+        for item in self.nodes.values():  # their cached pictures drawn again
+            item.update()
         self.update()
 
     def reroute(self):
@@ -218,14 +321,14 @@ class GraphScene(QGraphicsScene):
     def separate_labels(self):
         """A wire label on another one or on a node moves along its wire to a free place
         (two wires routed through one gap put theirs on each other)."""
-        nodes = [QRectF(r[0], r[1], r[2] - r[0], r[3] - r[1]) for r in self.node_rects().values()]
-        placed = []
+        nodes, placed = _Buckets(), _Buckets()  # (every label against every node and label
+        for r in self.node_rects().values():     # took 1 s at 300 nodes)
+            nodes.add(QRectF(r[0], r[1], r[2] - r[0], r[3] - r[1]))
         for e in self.edges.values():
             box = e.label.mapRectToScene(e.label.boundingRect())
 
             def free(b):
-                return not any(b.intersects(o) for o in placed) and \
-                    not any(b.intersects(n) for n in nodes)
+                return not placed.hits(b) and not nodes.hits(b)
             if not free(box):
                 for spot in e.label_spots():
                     b = QRectF(spot, box.size())
@@ -233,7 +336,7 @@ class GraphScene(QGraphicsScene):
                         e.label.setPos(spot)
                         box = b
                         break
-            placed.append(box)
+            placed.add(box)
 
     def flipped_rects(self):
         """node_rects() with x and y swapped (a top-to-bottom graph is routed transposed),
@@ -304,9 +407,10 @@ class GraphScene(QGraphicsScene):
             return
         super().mouseMoveEvent(event)
         if self._press_positions:  # nodes being dragged: their wires follow
-            for nid in self._press_positions:
-                if nid in self.nodes:
-                    self.node_moved(self.nodes[nid])
+            with self._fixed_rects():
+                for nid in self._press_positions:
+                    if nid in self.nodes:
+                        self.node_moved(self.nodes[nid])
 
     def mousePressEvent(self, event):
         super().mousePressEvent(event)

@@ -260,7 +260,7 @@ class EdgeItem(QGraphicsPathItem):
         self.dims, self.full_text = None, ""
         self.routed = False  # around nodes (app/canvas/wire_route.py), not the S-curve
         self._other_spot = None  # the label's second place on a routed wire (label_spots)
-        self.update_path()
+        # routed when the scene's refresh gives it its shape (set_shape), once, not twice
 
     def update_path(self):
         s = self.gscene.nodes.get(self.edge.src)

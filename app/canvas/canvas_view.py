@@ -193,7 +193,7 @@ class GraphView(QGraphicsView):
 
     def fit(self, whole=None):
         """Fit the graph, never larger than 1.2x. whole=True (View > Fit to View): all of it
-        at any size; whole=False (a project opening): never so small that node text is
+        at any size (as a project opens); whole=False: never so small that node text is
         unreadable (0.6x), centred along each axis where it fits at that zoom, else showing
         its start (left, top). None: as the last fit (refits on resize)."""
         self._whole = self._whole if whole is None else whole

@@ -41,28 +41,39 @@ def curve_is_clear(a, b, rects, m=2.0):
     return not any(_inside(p, r, m) for r in near for p in curve_points(a, b))
 
 
-def _segment_hits(p, q, r, m):
-    """An axis-parallel segment p-q against rectangle r grown by m."""
-    left, top, right, bottom = r[0] - m, r[1] - m, r[2] + m, r[3] + m
-    if p[1] == q[1]:  # horizontal
-        lo, hi = sorted((p[0], q[0]))
-        return top < p[1] < bottom and lo < right and hi > left
-    lo, hi = sorted((p[1], q[1]))
-    return left < p[0] < right and lo < bottom and hi > top
+def _within(rects, points, m):
+    """The rectangles that reach into the points' bounding box grown by m."""
+    if not points:
+        return []
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs) - m, max(xs) + m, min(ys) - m, max(ys) + m
+    return [r for r in rects if r[2] > x0 and r[0] < x1 and r[3] > y0 and r[1] < y1]
 
 
 def _clear(points, rects, src, dst, m):
+    """No axis-parallel run of the path passes through a rectangle grown by m (the first and
+    last runs leave their own node's edge: they are not tested against src and dst). Written
+    out rather than a call per run and rectangle: it runs for every candidate path of every
+    wire of a dragged node, each frame."""
     last = len(points) - 2
-    for i in range(len(points) - 1):
-        p, q = points[i], points[i + 1]
-        if p == q:
+    for i in range(last + 1):
+        (px, py), (qx, qy) = points[i], points[i + 1]
+        if px == qx and py == qy:
             continue
-        for r in rects:
-            # the stubs leave their own node's edge: they are not tested against that node
-            if (i == 0 and r is src) or (i == last and r is dst):
-                continue
-            if _segment_hits(p, q, r, m):
-                return False
+        s = src if i == 0 else None
+        d = dst if i == last else None
+        if py == qy:  # horizontal
+            lo, hi = (px, qx) if px < qx else (qx, px)
+            for r in rects:
+                if r[1] - m < py < r[3] + m and lo < r[2] + m and hi > r[0] - m \
+                        and r is not s and r is not d:
+                    return False
+        else:
+            lo, hi = (py, qy) if py < qy else (qy, py)
+            for r in rects:
+                if r[0] - m < px < r[2] + m and lo < r[3] + m and hi > r[1] - m \
+                        and r is not s and r is not d:
+                    return False
     return True
 
 
@@ -124,7 +135,7 @@ def route(a, b, rects, src=None, dst=None):
     lo_x, hi_x = min(x1, x2), max(x1, x2)
     # nodes that could be in the way: those across the columns the wire spans
     span = [r for r in rects if r[2] + CLEAR > lo_x - STUB and r[0] - CLEAR < hi_x + STUB]
-    candidates = []
+    direct = []
     if forward:
         # one vertical run, in a gap between nodes' columns
         xs = {round((x1 + x2) / 2)}
@@ -134,7 +145,7 @@ def route(a, b, rects, src=None, dst=None):
         xs.update(round((u + v) / 2) for u, v in zip(bounds, bounds[1:])
                   if v - u > 2 * CLEAR + 4 and x1 <= (u + v) / 2 <= x2)
         for x in xs:
-            candidates.append([a, (x, a[1]), (x, b[1]), b])
+            direct.append([a, (x, a[1]), (x, b[1]), b])
     # a lane above, below or between nodes: out of a, along the lane, into b
     lanes = {a[1], b[1]}
     for r in span:
@@ -145,22 +156,52 @@ def route(a, b, rects, src=None, dst=None):
     lanes.update(round((y0 + y1) / 2) for y0, y1 in zip(ys, ys[1:]) if y1 - y0 > 2 * CLEAR + 4)
     outs = {x1} | {r[2] + CLEAR + 2 for r in span if x1 < r[2] + CLEAR + 2 < x1 + 200}
     ins = {x2} | {r[0] - CLEAR - 2 for r in span if x2 - 200 < r[0] - CLEAR - 2 < x2}
+    # lanes near the two ends first: with hundreds of nodes across the wire's columns (rows of
+    # a wrapped layout) the lanes are many. A lane farther than BAND from both ends makes a
+    # path at least `bound` long, so a clear one nearer and shorter than that is the best
+    lo, hi = min(a[1], b[1]), max(a[1], b[1])
+    bound = abs(b[0] - a[0]) + hi - lo + 2 * BAND
+    near_lanes = {y for y in lanes if lo - BAND <= y <= hi + BAND}
+    tried = _candidates(a, b, direct, near_lanes, outs, ins)
+    best = _best(tried, rects, src, dst, span)
+    if best is not None and best[0] + 0.5 < bound:
+        return best[2]
+    candidates = _candidates(a, b, direct, lanes, outs, ins)
+    best = _best(candidates, rects, src, dst, span)
+    if best is not None:
+        return best[2]
+    return candidates[0][1] if candidates and not forward else None
+
+
+BAND = 300  # how far from a wire's ends its lanes are tried first
+
+
+def _candidates(a, b, direct, lanes, outs, ins):
+    """[(cost, points)] cheapest first: the paths with one vertical run (`direct`) and those
+    out of a, along a lane, into b."""
+    out = list(direct)
     for y in lanes:
         for xo in outs:
             for xi in ins:
-                candidates.append([a, (xo, a[1]), (xo, y), (xi, y), (xi, b[1]), b])
-    candidates = sorted((_cost(c), c) for c in map(_simplify, candidates) if not _turns_back(c))
+                out.append([a, (xo, a[1]), (xo, y), (xi, y), (xi, b[1]), b])
+    return sorted((_cost(c), c) for c in map(_simplify, out) if not _turns_back(c))
+
+
+def _best(candidates, rects, src, dst, span):
+    """(cost, room, points) of the cheapest clear candidate (the roomiest of those as cheap),
+    or None."""
+    # only the nodes within the candidates' reach can be in their way (a graph of hundreds of
+    # nodes tested every candidate against every node: issue 30, item 4)
+    near = _within(rects, [p for _, c in candidates for p in c], CLEAR)
     best = None
     for cost, c in candidates:
         if best is not None and cost > best[0] + 0.5:
             break
-        if _clear(c, rects, src, dst, CLEAR - 2):
+        if _clear(c, _within(near, c, CLEAR), src, dst, CLEAR - 2):
             room = _room(c, span)
             if best is None or room > best[1]:
                 best = (cost, room, c)
-    if best is not None:
-        return best[2]
-    return candidates[0][1] if candidates and not forward else None
+    return best
 
 
 def _room(points, rects, most=60.0):

@@ -94,7 +94,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.view.minimap.enabled = self.minimap_action.isChecked()
         self._run_actions(False)  # the toolbar as the new panels are: nothing to continue
         self._changed()
-        self.view.fit(whole=False)
+        self.view.fit(whole=True)  # all of it, however large (issue 30, item 4)
 
     def _leave_start_page(self):
         if self.start_page is not None and self.doc.graph.nodes:
@@ -307,6 +307,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.paste_action = self._act(e, "&Paste", QKeySequence.Paste, self.paste)
         self.duplicate_action = self._act(e, "D&uplicate", "Ctrl+D", self.duplicate)
         self._act(e, "Select &All", QKeySequence.SelectAll, self._select_all)
+        self._act(e, "&Find Node...", QKeySequence.Find, self.find_node)
         e.addSeparator()
         self.layout_action = self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
         v = m.addMenu("&View")

@@ -1,9 +1,12 @@
 """The editor window's editing actions: add a layer (from the palette, after the selected
 node, wired; never on top of another node), copy, paste, duplicate, select all, auto-layout,
 and a problem's fix as one undo step. A mixin of MainWindow (app/window/main_window.py), whose
-document, scene and view it uses."""
+document, scene and view it uses. Edit > Find Node (Ctrl+F): a box over the canvas; Enter
+jumps to the next node whose name, type or headline holds the text, and selects it."""
+import shiboken6
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QCursor
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLineEdit
 
 from layerloom.core.errors import LayerloomError
 from layerloom.core.layout import auto_layout
@@ -15,7 +18,78 @@ from layerloom.app.editing.commands import MoveNodesCmd, PasteCmd, SetFlowCmd
 from layerloom.app.panels.problems_panel import REWIRING, push_fix
 
 
+class FindBox(QLineEdit):
+    """Ctrl+F's box at the canvas's top right: Enter finds the next node, Escape closes it."""
+
+    def __init__(self, view, find):
+        super().__init__(view.viewport())
+        self.setPlaceholderText("Find node: name or type, Enter for the next")
+        self.setClearButtonEnabled(True)
+        self.resize(280, self.sizeHint().height())
+        self.returnPressed.connect(find)
+        self.last = None  # the node found last: Enter goes on from it
+
+    def place(self):
+        vp = self.parentWidget().rect()
+        self.move(max(0, vp.width() - self.width() - 8), 8)
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape:
+            self.hide()
+            self.parentWidget().parentWidget().setFocus()
+            return
+        super().keyPressEvent(event)
+
+
 class EditActions:
+    find_box = None
+
+    def find_node(self):
+        """Edit > Find Node (Ctrl+F): the find box shown with its text selected."""
+        box = self.find_box
+        if box is None or not shiboken6.isValid(box) or box.parentWidget() is not \
+                self.view.viewport():  # (a new document has a new view)
+            box = self.find_box = FindBox(self.view, self.find_next)
+        box.place()
+        box.show()
+        box.raise_()
+        box.setFocus()
+        box.selectAll()
+        return box
+
+    def find_matches(self, text):
+        """Ids of the nodes whose id, type or headline holds `text` (case aside), in the
+        graph's order."""
+        want = text.strip().lower()
+        if not want:
+            return []
+        return [nid for nid, item in self.scene.nodes.items()
+                if want in nid.lower() or want in item.title.lower()]
+
+    def find_next(self):
+        """The next node matching the find box's text after the one found last: selected,
+        centred in the view (zoomed in to a readable size where the view is smaller)."""
+        box = self.find_box
+        text = box.text()
+        matches = self.find_matches(text)
+        if not matches:
+            self.message(f"No node matches '{text.strip()}'" if text.strip() else
+                         "Type part of a node's name or type to find it")
+            return None
+        at = matches.index(box.last) + 1 if box.last in matches else 0
+        nid = matches[at % len(matches)]
+        box.last = nid
+        item = self.scene.nodes[nid]
+        self.scene.clearSelection()
+        item.setSelected(True)
+        if self.view.transform().m11() < 0.6:
+            self.view.resetTransform()
+        self.view._fitted = False  # the user's view now: a resize keeps it
+        self.view.centerOn(item.sceneBoundingRect().center())
+        self.view.minimap.schedule()
+        self.message(f"{nid}: match {at % len(matches) + 1} of {len(matches)} (Enter: next)")
+        return nid
+
     def _add(self, type_id, pos, params=None):
         try:
             nid = self.scene.add_node(type_id, pos, params)
@@ -113,7 +187,9 @@ class EditActions:
 
     def layout_cmd(self):
         """The auto-layout as one command, or None when every node is where it would go."""
-        return self._moves_to(auto_layout(self.doc.graph, flow=self.scene.flow))
+        vp = self.view.viewport()  # a long graph wraps into rows of the canvas's shape
+        view = (max(vp.width(), 600), max(vp.height(), 400))
+        return self._moves_to(auto_layout(self.doc.graph, flow=self.scene.flow, view=view))
 
     def _moves_to(self, positions):
         """One command moving the nodes to {node id: (x, y)}, or None when they are there."""

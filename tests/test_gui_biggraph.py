@@ -1,0 +1,114 @@
+"""Graphs of hundreds of nodes in the editor (issue 30, item 4): Ctrl+F finds a node, a paste
+of 200 nodes is undone in one step, an imported deep model opens laid out in rows of the
+canvas's shape and fitted to it. Timings: bench/editor.py."""
+import json
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from layerloom.app.editing.clipboard import copy_text
+from layerloom.app.editing.document import Document
+from layerloom.core.layout import auto_layout
+from layerloom.project import loom as projectfile
+
+
+def deep_project(n):
+    """A project of an Input and n - 1 nodes: conv, batch norm and relu repeated, in one chain,
+    laid out as the Keras import lays it out."""
+    nodes = [{"id": "in", "type": "Input", "params": {"shape": [8, 8, 3]}}]
+    kinds = [("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"}),
+             ("BatchNormalization", {}), ("Activation", {"activation": "relu"})]
+    edges, prev = [], "in"
+    for i in range(1, n):
+        t, p = kinds[i % 3]
+        nid = f"{t.lower()}_{i}"
+        nodes.append({"id": nid, "type": t, "params": p})
+        edges.append({"from": [prev, 0], "to": [nid, 0]})
+        prev = nid
+    project = projectfile.loads(json.dumps(
+        {"format": "layerloom-project", "version": 1, "graph": {"nodes": nodes, "edges": edges},
+         "dataset": {"source": "synthetic", "name": "spirals"},
+         "training": {"loss": "mse"}}), strict=False)
+    project.ui = {"positions": {k: list(p) for k, p in auto_layout(project.graph).items()}}
+    return project
+
+
+def shown(win, qtbot, n):
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    win.set_document(Document(deep_project(n)))
+    for _ in range(5):
+        QApplication.processEvents()
+    return win.scene
+
+
+def test_a_deep_model_opens_in_rows_and_fitted_to_the_canvas(win, qtbot):
+    """Keras' ResNet50 opened at 100% showing 5 nodes of one row 177 nodes long."""
+    scene = shown(win, qtbot, 177)
+    view, vp = win.view, win.view.viewport().rect()
+    r = scene.itemsBoundingRect()
+    assert view.mapToScene(vp).boundingRect().contains(r)  # all of it in view
+    assert len({round(i.pos().y()) for i in scene.nodes.values()}) >= 4  # rows, not one
+    # the rows take the window's shape: the graph fills the canvas along both axes nearly
+    s = view.transform().m11()
+    fill_w, fill_h = r.width() * s / vp.width(), r.height() * s / vp.height()
+    assert max(fill_w, fill_h) > 0.85 and min(fill_w, fill_h) > 0.5, (fill_w, fill_h)
+    assert not view.minimap.isVisible()
+    # Auto Layout in the window keeps the rows of the canvas's shape
+    win.auto_layout()
+    r2 = scene.itemsBoundingRect()
+    assert 0.5 < (r2.width() / r2.height()) / (vp.width() / vp.height()) < 2
+
+
+def test_ctrl_f_jumps_to_the_next_matching_node_and_selects_it(win, qtbot):
+    scene = shown(win, qtbot, 177)
+    qtbot.keyClick(win.view, Qt.Key_F, Qt.ControlModifier)
+    box = win.find_box
+    assert box is not None and box.isVisible() and box.hasFocus()
+    qtbot.keyClicks(box, "BATCHNORM")  # the type, case aside
+    qtbot.keyClick(box, Qt.Key_Return)
+    found = [i.node_id for i in scene.selectedItems()]
+    assert found == ["batchnormalization_1"]
+    centre = win.view.mapToScene(win.view.viewport().rect().center())
+    assert scene.nodes[found[0]].sceneBoundingRect().adjusted(-20, -20, 20, 20).contains(centre)
+    assert win.view.transform().m11() >= 0.6  # readable where it was found
+    qtbot.keyClick(box, Qt.Key_Return)
+    assert [i.node_id for i in scene.selectedItems()] == ["batchnormalization_4"]
+    # by name; the last match goes round to the first
+    box.clear()
+    qtbot.keyClicks(box, "activation_17")
+    for want in ("activation_17", "activation_170", "activation_173", "activation_176",
+                 "activation_17"):
+        qtbot.keyClick(box, Qt.Key_Return)
+        assert [i.node_id for i in scene.selectedItems()] == [want]
+    # nothing matches: said, the selection kept
+    box.clear()
+    qtbot.keyClicks(box, "lstm")
+    qtbot.keyClick(box, Qt.Key_Return)
+    assert [i.node_id for i in scene.selectedItems()] == ["activation_17"]
+    assert "No node matches 'lstm'" in win.statusBar().currentMessage()
+    qtbot.keyClick(box, Qt.Key_Escape)
+    assert not box.isVisible()
+
+
+def test_a_paste_of_200_nodes_is_one_undo_step(win, qtbot):
+    scene = shown(win, qtbot, 300)
+    g = win.doc.graph
+    before = (list(g.nodes), sorted(e.key() for e in g.edges))
+    ids = list(g.nodes)[:200]
+    step = win.doc.undo.index()
+    pasted = win.paste(copy_text(win.doc, ids))
+    QApplication.processEvents()
+    assert len(pasted) == 200 and len(g.nodes) == 500 and len(scene.nodes) == 500
+    assert win.doc.undo.index() == step + 1
+    assert sorted(i.node_id for i in scene.selectedItems()) == sorted(pasted)
+    assert len(scene.edges) == len(g.edges) == len(before[1]) + 199
+    win.undo_action.trigger()
+    for _ in range(3):  # painted after it (Qt painted removed nodes once more, which then
+        QApplication.processEvents()  # had no node to draw: a KeyError in their paint)
+    assert (list(g.nodes), sorted(e.key() for e in g.edges)) == before
+    assert len(scene.nodes) == 300 and len(scene.edges) == len(before[1])
+    win.redo_action.trigger()
+    QApplication.processEvents()
+    assert len(g.nodes) == 500 and set(pasted) <= set(g.nodes)
