@@ -253,13 +253,20 @@ class Model:
 
     def _data(self, x, y, test=False, fit=False):
         """The project's data (x and y None) or (x, y), prepared as training prepares data."""
-        from layerloom.data.prepare import prepare_data
+        from layerloom.data.prepare import input_target, prepare_data
         if x is None and y is None:
             return prepare_data(self.project)
-        if x is None or y is None:
+        targets = (self.project.dataset or {}).get("targets") or {}
+        own = {o: input_target(targets.get(o)) for o in self.outputs}  # trained towards an Input
+        own = {o: i for o, i in own.items() if i is not None}
+        if own and y is not None:
+            o, i = next(iter(own.items()))
+            raise DataError(f"the output {o!r} is trained towards Input {i!r} (dataset.targets): "
+                            "give x alone", "y")
+        if x is None or (y is None and len(own) < len(self.outputs)):
             raise DataError("give both x and y, or neither (the project's own data)", "x, y")
         arrays = Arrays({**self._named(x, self.inputs, "inputs"),
-                         **self._named(y, self.outputs, "targets")})
+                         **(self._named(y, self.outputs, "targets") if y is not None else {})})
         if not fit:  # evaluating: the statistics of training, not of this data
             return _with_saved_normalization(self.project, arrays)
         return prepare_data(self.project, arrays, given=True)

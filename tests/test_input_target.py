@@ -140,3 +140,45 @@ def test_raw_inputs_for_an_exported_model_keep_the_target_as_the_model_sees_its_
     np.testing.assert_array_equal(data.x["x"], x.astype(np.float32))
     want = (x - x.mean(0)) / x.std(0)
     np.testing.assert_allclose(data.y["decoded"], want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_api_trains_and_evaluates_an_input_target_on_x_alone(tmp_path):
+    """Model.fit(x, y)/evaluate(x, y) on a project whose output is trained towards its input
+    took the input rows and ignored the y given (a silently different target). Now x alone is
+    enough, and a y for such an output is refused naming the Input it is trained towards."""
+    from layerloom.api import Model
+    p, x = autoencoder(tmp_path, normalize="none", n=128)
+    p.training["metrics"] = []
+    m = Model(p)
+    h = m.fit(x.astype(np.float32), epochs=2, verbose=False)
+    assert len(h["epochs"]) == 2
+    got = m.evaluate(x.astype(np.float32))
+    want = float(np.mean((m.predict(x.astype(np.float32)) - x) ** 2))
+    assert got["loss"] == pytest.approx(want, rel=1e-3)
+    with pytest.raises(DataError, match=r"'decoded' is trained towards Input 'x'") as e:
+        m.fit(x.astype(np.float32), np.zeros((128, 8), np.float32), epochs=1, verbose=False)
+    assert e.value.place == "y"
+    with pytest.raises(DataError, match=r"'decoded' is trained towards Input 'x'"):
+        m.evaluate(x.astype(np.float32), np.zeros((128, 8), np.float32))
+
+
+def test_the_cli_evaluates_an_input_target_on_a_file_of_inputs(tmp_path):
+    """`layerloom --evaluate --input FILE` refused an autoencoder's project ("no labels to
+    evaluate against"): its target is the input, so a file of inputs is enough."""
+    import subprocess
+    import sys
+    p, x = autoencoder(tmp_path, normalize="none", n=64)
+    p.training["metrics"] = []
+    path = tmp_path / "ae.loom"
+    projectfile.save(p, str(path))
+    np.savez(tmp_path / "inputs.npz", x=x.astype(np.float32))
+
+    def cmd(*a):
+        return subprocess.run([sys.executable, "-m", "layerloom.app", *a], capture_output=True,
+                              text=True, timeout=600)
+    r = cmd("--run", str(path), "--out", str(tmp_path / "out"), "--epochs", "1")
+    assert r.returncode == 0, r.stderr
+    r = cmd("--evaluate", str(tmp_path / "out" / "trained.loom"), "--input",
+            str(tmp_path / "inputs.npz"))
+    assert r.returncode == 0, r.stderr
+    assert "loss" in r.stdout and "Traceback" not in r.stderr

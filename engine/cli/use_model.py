@@ -119,7 +119,10 @@ def evaluate(args, out=sys.stdout):
 
 def _split_labelled(model, f):
     """(inputs, targets) of a file read for evaluation, by array name."""
+    from layerloom.data.prepare import input_target
     targets = (model.project.dataset.get("targets") or {})
+    if all(input_target(targets.get(o)) for o in model.outputs):  # trained towards its inputs
+        return dict(f.arrays), None
     target_names = set(targets.values()) or {"y"}
     y = dict(f.labels) or {k: v for k, v in f.arrays.items() if k in target_names}
     x = {k: v for k, v in f.arrays.items() if k not in y}
