@@ -73,6 +73,8 @@ def test_ctrl_f_jumps_to_the_next_matching_node_and_selects_it(win, qtbot):
     centre = win.view.mapToScene(win.view.viewport().rect().center())
     assert scene.nodes[found[0]].sceneBoundingRect().adjusted(-20, -20, 20, 20).contains(centre)
     assert win.view.transform().m11() >= 0.6  # readable where it was found
+    vp = win.view.viewport().geometry()  # the box stays at the canvas's top right
+    assert vp.contains(box.geometry()) and box.geometry().top() - vp.top() < 20
     qtbot.keyClick(box, Qt.Key_Return)
     assert [i.node_id for i in scene.selectedItems()] == ["batchnormalization_4"]
     # by name; the last match goes round to the first

@@ -14,6 +14,7 @@ GRID = 20
 NODE_W = 170
 ROW_H = 20
 HEADER_H = 26
+LEGIBLE = 0.35  # the zoom below which a node's text is not drawn (it would be 3 px high)
 CATEGORY_COLORS = {"Core": "#4c78a8", "Convolution": "#f58518", "Pooling": "#e45756",
                    "Normalization": "#72b7b2", "Regularization": "#54a24b", "Merging": "#b279a2",
                    "Reshaping": "#9d755d", "Recurrent": "#eeca3b", "Preprocessing": "#ff9da6",
@@ -155,6 +156,8 @@ class NodeItem(QGraphicsItem):
         head = QPainterPath()
         head.addRoundedRect(QRectF(0, 0, NODE_W, HEADER_H), 6, 6)
         p.fillPath(head, color)
+        if option.levelOfDetailFromTransform(p.worldTransform()) < LEGIBLE:
+            return  # text too small to read (a large graph seen whole): the boxes only
         p.setPen(QColor("white"))
         f = QFont()
         f.setBold(True)

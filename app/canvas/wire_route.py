@@ -198,7 +198,7 @@ def _best(candidates, rects, src, dst, span):
         if best is not None and cost > best[0] + 0.5:
             break
         if _clear(c, _within(near, c, CLEAR), src, dst, CLEAR - 2):
-            room = _room(c, span)
+            room = _room(c, _within(span, c, 60.0))  # (nodes farther do not count)
             if best is None or room > best[1]:
                 best = (cost, room, c)
     return best

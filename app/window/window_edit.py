@@ -22,7 +22,7 @@ class FindBox(QLineEdit):
     """Ctrl+F's box at the canvas's top right: Enter finds the next node, Escape closes it."""
 
     def __init__(self, view, find):
-        super().__init__(view.viewport())
+        super().__init__(view)  # the view's, not its viewport's: a scroll moves those
         self.setPlaceholderText("Find node: name or type, Enter for the next")
         self.setClearButtonEnabled(True)
         self.resize(280, self.sizeHint().height())
@@ -30,13 +30,13 @@ class FindBox(QLineEdit):
         self.last = None  # the node found last: Enter goes on from it
 
     def place(self):
-        vp = self.parentWidget().rect()
-        self.move(max(0, vp.width() - self.width() - 8), 8)
+        vp = self.parentWidget().viewport().geometry()
+        self.move(max(vp.left(), vp.right() - self.width() - 8), vp.top() + 8)
 
     def keyPressEvent(self, event):
         if event.key() == Qt.Key_Escape:
             self.hide()
-            self.parentWidget().parentWidget().setFocus()
+            self.parentWidget().setFocus()
             return
         super().keyPressEvent(event)
 
@@ -48,7 +48,7 @@ class EditActions:
         """Edit > Find Node (Ctrl+F): the find box shown with its text selected."""
         box = self.find_box
         if box is None or not shiboken6.isValid(box) or box.parentWidget() is not \
-                self.view.viewport():  # (a new document has a new view)
+                self.view:  # (a new document has a new view)
             box = self.find_box = FindBox(self.view, self.find_next)
         box.place()
         box.show()
