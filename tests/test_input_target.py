@@ -182,3 +182,27 @@ def test_the_cli_evaluates_an_input_target_on_a_file_of_inputs(tmp_path):
             str(tmp_path / "inputs.npz"))
     assert r.returncode == 0, r.stderr
     assert "loss" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_a_classifier_results_count_every_test_sample_up_to_ten_thousand(tmp_path):
+    """output_results passed its 2,000-sample limit (meant for reconstructions and regressions)
+    to the classifier's confusion matrix, so a test split of 3,000 rows was scored on 2,000
+    and Results' accuracy differed from evaluate's."""
+    from layerloom.train.evaluation import output_results
+    from layerloom.train.session import Session
+    rng = np.random.default_rng(4)
+    n = 3000
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    np.savez(tmp_path / "c.npz", x=x, y=y, x_test=x, y_test=y)
+    g = Graph()
+    g.add_node("Input", {"shape": [4]}, id="x")
+    g.add_node("Dense", {"units": 2, "activation": "softmax"}, id="label")
+    g.connect("x", 0, "label", 0)
+    p = Project(g, dataset={"source": "npz", "path": str(tmp_path / "c.npz"),
+                            "normalize": "none"})
+    p.training["loss"] = {"label": {"name": "sparse_categorical_crossentropy", "weight": 1.0,
+                                    "from_logits": False}}
+    s = Session(p, device=None)
+    r = output_results(s, prepare.prepare_data(p))
+    assert r["split"] == "test" and int(np.asarray(r["matrix"]).sum()) == n
