@@ -114,3 +114,49 @@ def test_a_paste_of_200_nodes_is_one_undo_step(win, qtbot):
     win.redo_action.trigger()
     QApplication.processEvents()
     assert len(g.nodes) == 500 and set(pasted) <= set(g.nodes)
+
+
+def test_a_dragged_nodes_wires_follow_it_and_go_around_nodes_when_dropped(win, qtbot):
+    """Dragging routes a node's wires quickly each frame (wire_route.quick); dropped, they are
+    routed in full, and Undo puts the node back with every wire clear of the nodes."""
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+    from layerloom.app.canvas import wire_route
+    from test_gui_wires import _behind
+    scene = shown(win, qtbot, 30)
+    view, vp = win.view, win.view.viewport()
+    item = scene.nodes["conv2d_6"]
+    target = scene.nodes["conv2d_15"].pos()  # dropped below a node of the same row, so that
+    drop = QPointF(target.x() + 40, target.y() + 200)  # its wires pass other nodes
+    start = item.pos() + QPointF(60, 12)
+    move = drop - item.pos()
+
+    def send(kind, scene_pos, button, buttons):
+        p = view.mapFromScene(scene_pos)
+        QApplication.sendEvent(vp, QMouseEvent(kind, QPointF(p), QPointF(vp.mapToGlobal(p)),
+                                               button, buttons, Qt.NoModifier))
+    calls = []
+    quick = wire_route.quick
+
+    def counting_quick():
+        calls.append(1)
+        return quick()
+    wire_route.quick = counting_quick
+    try:
+        send(QEvent.MouseButtonPress, start, Qt.LeftButton, Qt.LeftButton)
+        for i in range(1, 11):
+            send(QEvent.MouseMove, start + move * i / 10, Qt.NoButton, Qt.LeftButton)
+        send(QEvent.MouseButtonRelease, start + move, Qt.LeftButton, Qt.NoButton)
+    finally:
+        wire_route.quick = quick
+    QApplication.processEvents()
+    assert len(calls) == 10  # every move routed quickly
+    assert abs(item.pos().x() - drop.x()) <= 20 and abs(item.pos().y() - drop.y()) <= 20
+    wires = scene.wires_of("conv2d_6")
+    dropped = [e.path() for e in wires]
+    scene.reroute()  # what routing them in full gives: the same
+    assert [e.path() for e in wires] == dropped
+    assert any(e.routed for e in wires)
+    assert win.doc.undo.undoText().startswith("Move")
+    win.doc.undo.undo()
+    assert not any(_behind(scene, e) for e in scene.edges.values())

@@ -12,6 +12,7 @@ from layerloom.core.graph import fmt_shape
 from layerloom.core.layout import flow_of
 
 from layerloom.app.look import theme
+from . import wire_route
 from .canvas_items import GRID, NODE_W, EdgeItem, NodeItem, PortItem
 from layerloom.app.editing.document import LOCKED
 from layerloom.app.editing.commands import (AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd,
@@ -55,6 +56,7 @@ class GraphScene(QGraphicsScene):
         self._building = False
         self._wire = None
         self._press_positions = None
+        self._dragged = False  # the pressed nodes moved with the mouse
         self._needs_refresh = False
         self.data_problem = None  # (node id, message): the data does not fit this node
         self._rects = None  # node rectangles while every wire is routed (_fixed_rects)
@@ -406,8 +408,9 @@ class GraphScene(QGraphicsScene):
             self._update_wire(event.scenePos())
             return
         super().mouseMoveEvent(event)
-        if self._press_positions:  # nodes being dragged: their wires follow
-            with self._fixed_rects():
+        if self._press_positions:  # nodes being dragged: their wires follow (quickly routed;
+            self._dragged = True  # in full when the drag ends)
+            with self._fixed_rects(), wire_route.quick():
                 for nid in self._press_positions:
                     if nid in self.nodes:
                         self.node_moved(self.nodes[nid])
@@ -437,6 +440,7 @@ class GraphScene(QGraphicsScene):
     def _finish_move(self):
         before = self._press_positions or {}
         self._press_positions = None
+        dragged, self._dragged = self._dragged, False
         moves = {}
         for nid, old in before.items():
             item = self.nodes.get(nid)
@@ -448,6 +452,11 @@ class GraphScene(QGraphicsScene):
                 moves[nid] = (old, (x, y))
         if moves:
             self.doc.push(MoveNodesCmd(self.doc, moves, self.apply_positions))
+        elif before and dragged:  # back where it was: its wires routed in full
+            with self._fixed_rects():
+                for nid in before:
+                    if nid in self.nodes:
+                        self.node_moved(self.nodes[nid])
 
     def _selection_changed(self):
         sel = [i for i in self.selectedItems() if isinstance(i, NodeItem)]

@@ -4,11 +4,28 @@ its way (a wire back to an earlier column, or one that skips a column with a nod
 
 Plain geometry on (x, y) tuples and (left, top, right, bottom) rectangles, without Qt, so that
 it is tested on its own (tests/test_wire_route.py); app/canvas/canvas_items.py draws the result."""
+import contextlib
 
 STUB = 20      # how far a routed wire runs straight out of its port before it turns
 CLEAR = 10     # the room a routed run keeps from a node's edge
 BEND = 40      # a bend costs as much as this much length: fewer bends win over a little length
 SAMPLES = 24   # points of the S-curve tested against the nodes
+QUICK = 24     # while a node is dragged: the candidate paths tested before a wire is drawn as
+# its S-curve (forward) or shortest path (backward) for that frame (see quick())
+_budget = None
+
+
+@contextlib.contextmanager
+def quick():
+    """Routes made inside test at most QUICK candidate paths each and skip the second, wider
+    search: a dragged node's wires, routed on every mouse move, take a frame at most (they
+    are routed in full when the drag ends)."""
+    global _budget
+    _budget = QUICK
+    try:
+        yield
+    finally:
+        _budget = None
 
 
 def curve_controls(a, b):
@@ -166,6 +183,9 @@ def route(a, b, rects, src=None, dst=None):
     best = _best(tried, rects, src, dst, span)
     if best is not None and best[0] + 0.5 < bound:
         return best[2]
+    if _budget is not None:  # dragging: no wider search this frame
+        return best[2] if best is not None else (
+            tried[0][1] if tried and not forward else None)
     candidates = _candidates(a, b, direct, lanes, outs, ins)
     best = _best(candidates, rects, src, dst, span)
     if best is not None:
@@ -194,8 +214,8 @@ def _best(candidates, rects, src, dst, span):
     # nodes tested every candidate against every node: issue 30, item 4)
     near = _within(rects, [p for _, c in candidates for p in c], CLEAR)
     best = None
-    for cost, c in candidates:
-        if best is not None and cost > best[0] + 0.5:
+    for n, (cost, c) in enumerate(candidates):
+        if best is not None and cost > best[0] + 0.5 or _budget is not None and n >= _budget:
             break
         if _clear(c, _within(near, c, CLEAR), src, dst, CLEAR - 2):
             room = _room(c, _within(span, c, 60.0))  # (nodes farther do not count)
