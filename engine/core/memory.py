@@ -5,6 +5,7 @@ hold (engine/train/model.py)."""
 from math import prod
 
 from layerloom.core.analysis import in_shapes
+from layerloom.core.errors import GraphError
 
 
 def size_text(nbytes):
@@ -15,23 +16,61 @@ def size_text(nbytes):
     return f"{nbytes} bytes"
 
 
-def memory_needed(graph, batch, shapes=None, discard=None):
+def _known_in_shapes(graph, shapes, nid):
+    """A node's input shapes, or None where one is unknown (the node counts nothing)."""
+    if nid not in shapes:
+        return None
+    ins = in_shapes(graph, shapes, nid)
+    return None if any(s is None for s in ins) else ins
+
+
+def nodes_needing_grad(graph, shapes, order=None):
+    """Gradients flow only where they reach a trainable weight: a node's output needs one when
+    the node or anything upstream has trainable weights (a frozen node's are not). The first
+    Dense after an Input then skips its dX GEMM; a frozen node with nothing trainable before it
+    is not differentiated. order: the nodes upstream first (default: the graph's)."""
+    needs = set()
+    for nid in graph.topo_order() if order is None else order:
+        ins = _known_in_shapes(graph, shapes, nid)
+        if ins is None:
+            continue
+        own = any(w.trainable for w in graph.nodes[nid].weights(ins))
+        if own or any(e.src in needs for e in graph.in_edges(nid)):
+            needs.add(nid)
+    return needs
+
+
+def discarded_gradients(graph, shapes, needs, nid):
+    """The weights of a frozen node that a gradient flows through (to a trainable layer
+    upstream) whose layer declares them trainable: its backward computes their gradients with
+    dX, into buffers nobody reads (no update, no optimizer state)."""
+    node = graph.nodes[nid]
+    ins = _known_in_shapes(graph, shapes, nid)
+    if node.trainable or nid not in needs or ins is None:
+        return set()
+    return {s.name for s in node.layer.weights(node.params, ins) if s.trainable}
+
+
+def memory_needed(graph, batch, shapes=None, needs=None):
     """(bytes in all, the largest single buffer, the node holding it) at `batch`: activations
     and their gradients, weights, their gradients and two optimizer slots each (Adam's), the
-    layers' scratch. shapes: per-node output shapes (default: the graph's analysis; a node
-    whose shape is unknown counts nothing); discard(node id): the names of a frozen node's
-    weights whose gradients are computed and dropped (one buffer more each)."""
+    layers' scratch, and a frozen node's discarded weight gradients. shapes: per-node output
+    shapes (default: the graph's analysis; a node whose shape is unknown counts nothing);
+    needs: nodes_needing_grad's set, where the caller has it."""
     shapes = graph.analysis().shapes if shapes is None else shapes
+    if needs is None:
+        try:
+            needs = nodes_needing_grad(graph, shapes)
+        except GraphError:  # a cycle (the graph's own problem): counted as if all trained
+            needs = set(graph.nodes)
     total = largest = 0
     at = None
     for nid, node in graph.nodes.items():
-        if nid not in shapes:
+        ins = _known_in_shapes(graph, shapes, nid)
+        if ins is None:
             continue
         layer = node.layer
-        ins = in_shapes(graph, shapes, nid)
-        if any(s is None for s in ins):
-            continue
-        dropped = discard(nid) if discard is not None else ()
+        dropped = discarded_gradients(graph, shapes, needs, nid)
         sizes = [] if layer.alias_output else [
             (4 * batch * prod(s), 1 if layer.is_input else 2) for s in shapes[nid]]
         for spec in node.weights(ins):  # a frozen node's: not trained

@@ -81,7 +81,7 @@ class Model:
         self.inputs = graph.inputs()
         self.outputs = graph.outputs()
         self.fused_logits = set(fused_logits)
-        self.needs_grad = self._nodes_needing_grad()
+        self.needs_grad = memory.nodes_needing_grad(graph, self.shapes, self.order)
         self._check_memory()
         self._build()
         self.set_weights(weights or {}, init_missing=True)
@@ -92,7 +92,7 @@ class Model:
         batch size, before any is made: activations and their gradients, weights, their
         gradients and two optimizer slots each (Adam's), layers' scratch."""
         total, largest, _ = memory.memory_needed(self.graph, self.max_batch, self.shapes,
-                                                 self._discard_names)
+                                                 self.needs_grad)
         return total, largest
 
     def _check_memory(self):
@@ -112,15 +112,9 @@ class Model:
         return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
 
     def _discard_names(self, nid):
-        """The weights of a frozen node that a gradient flows through (to a trainable layer
-        upstream) whose layer declares them trainable: its backward computes their gradients
-        with dX, into buffers nobody reads (ModelWeight.dw None: no update, no optimizer
-        state). A frozen node with nothing trainable upstream is not differentiated at all."""
-        node = self.graph.nodes[nid]
-        if node.trainable or nid not in self.needs_grad:
-            return set()
-        return {s.name for s in node.layer.weights(node.params, self._in_shapes(nid))
-                if s.trainable}
+        """A frozen node's weights whose gradients its backward computes and drops (in dw, not
+        in params: no update, no optimizer state); core.memory.discarded_gradients."""
+        return memory.discarded_gradients(self.graph, self.shapes, self.needs_grad, nid)
 
     def _alloc_weights(self, nid, specs):
         """A node's weights and, for the trainable ones, their gradients ({name: Tensor} each),
@@ -158,19 +152,6 @@ class Model:
 
     def _in_shapes(self, nid):
         return [self.shapes[e.src][e.src_port] for e in self.graph.in_edges(nid)]
-
-    def _nodes_needing_grad(self):
-        """Gradients flow only where they reach a trainable weight: a tensor needs one when its
-        node or anything upstream has trainable weights (outputs always get one, for the
-        loss). The first Dense after an Input/Flatten then skips its dX GEMM; a frozen node
-        with nothing trainable before it is not differentiated."""
-        g, needs = self.graph, set()
-        for nid in self.order:
-            node = g.nodes[nid]
-            own = any(w.trainable for w in node.weights(self._in_shapes(nid)))
-            if own or any(e.src in needs for e in g.in_edges(nid)):
-                needs.add(nid)
-        return needs
 
     def _alloc_outputs(self, nid, layer, in_keys):
         """A node's output tensors (its input's buffer for an alias) and, where a gradient flows
