@@ -342,3 +342,29 @@ def test_a_trial_killed_before_its_outputs_trains_again(tmp_path):
     assert "Resuming after" not in r.stdout
     state = json.loads((here / "sweep.json").read_text())
     assert [t["status"] for t in state["trials"]] == ["done", "done"]
+
+
+def test_a_sweep_of_a_project_changed_since_is_not_resumed(tmp_path):
+    """The state was matched by the project's path, spec and overrides only: after an edit of
+    the graph, the same sweep said "Resuming" and skipped every finished trial, so its ranking
+    and Restore Best came from the old model. Now an edit of the graph, data or training is
+    refused as another sweep; moving nodes on the canvas is not an edit of the model."""
+    project = tmp_path / "spirals.loom"
+    d = json.loads(open(os.path.join(EXAMPLES, "spirals.loom"), encoding="utf-8").read())
+    project.write_text(json.dumps(d))
+    spec_file = tmp_path / "one.json"
+    spec_file.write_text(json.dumps({"name": "one", "parameters": {"learning_rate": [0.01]}}))
+    out = tmp_path / "out"
+    r = layerloom("--sweep", str(project), str(spec_file), "--epochs", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    d.setdefault("ui", {})["moved"] = True  # what is not the model: still this sweep
+    project.write_text(json.dumps(d))
+    again = layerloom("--sweep", str(project), str(spec_file), "--epochs", "1", "--out", str(out))
+    assert again.returncode == 0 and "1 of 1 trials already finished" in again.stdout
+    d["graph"]["nodes"][1]["params"]["units"] = 8
+    project.write_text(json.dumps(d))
+    state = (out / "sweeps" / "one" / "sweep.json").read_text()
+    edited = layerloom("--sweep", str(project), str(spec_file), "--epochs", "1", "--out", str(out))
+    assert edited.returncode == 2 and "the project changed since" in edited.stderr, edited.stdout
+    assert "Traceback" not in edited.stderr
+    assert (out / "sweeps" / "one" / "sweep.json").read_text() == state

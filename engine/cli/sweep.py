@@ -5,6 +5,7 @@ trial. The sweep's state (DIR/sweeps/NAME/sweep.json, written atomically after e
 lets a rerun of the same command skip the finished trials and continue a stopped one where it
 stopped. Nothing here imports Qt."""
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -61,7 +62,7 @@ def sweep(args, out=sys.stdout):
         trials = _trial_projects(spec, base, proj)
     except sweeps.SpecError as e:
         return _refused(where, e)
-    state = _load_state(here, path, spec, overrides, trials)
+    state = _load_state(here, path, spec, overrides, trials, _model_hash(base))
     out.write(f"Sweep {spec.name}: {len(trials)} trials of {path}, ranked by {spec.metric} "
               f"({'lower' if spec.goal == 'min' else 'higher'} is better); state in "
               f"{os.path.join(here, STATE)}\n")
@@ -121,9 +122,19 @@ def _trial_projects(spec, base, proj):
     return trials
 
 
-def _load_state(here, path, spec, overrides, trials):
-    """The sweep's state: the one on disk when it is this sweep's (same project, spec and
-    overrides), a new one when there is none; another sweep's is refused."""
+def _model_hash(base):
+    """What a sweep's finished trials depend on: the graph, the data and the training setup
+    (not the canvas' layout, nor statistics fitted by an earlier training)."""
+    dataset = {k: v for k, v in (base.get("dataset") or {}).items() if k != "fitted"}
+    text = json.dumps([base.get("graph"), dataset, base.get("training")], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _load_state(here, path, spec, overrides, trials, model):
+    """The sweep's state: the one on disk when it is this sweep's (same project, spec,
+    overrides and model), a new one when there is none; another sweep's is refused, as is
+    this one's when the project changed since its trials ran."""
     key = {"project": os.path.abspath(path), "spec": spec.source, "overrides": overrides}
     state_path = os.path.join(here, STATE)
     try:
@@ -142,11 +153,16 @@ def _load_state(here, path, spec, overrides, trials):
                 f"{state_path} holds another sweep named {quote(spec.name)} (its project, spec "
                 "or --epochs/--batch-size/--seed differ); give this one another \"name\" or "
                 "--out, or delete that folder to start again")
+        if state.get("model") != model:
+            raise LayerloomError(
+                f"{state_path}: the project changed since this sweep's trials ran (its graph, "
+                "data or training setup); give the sweep another \"name\" or --out, or delete "
+                "that folder to run it again")
         for t in state["trials"]:
             if t["status"] == RUNNING:  # killed mid-trial: its outputs, if any, are whole
                 t["status"] = STOPPED
         return state
-    return {"format": sweeps.FORMAT, "version": sweeps.VERSION, **key,
+    return {"format": sweeps.FORMAT, "version": sweeps.VERSION, **key, "model": model,
             "trials": [{"trial": n, "values": values, "status": PENDING}
                        for n, (values, _) in enumerate(trials, 1)]}
 
