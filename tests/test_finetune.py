@@ -299,3 +299,41 @@ def test_the_fine_tuning_project_trains_on_the_image_folder(data_env):
     assert after["head/kernel"].any()
     logs = tuned.evaluate()
     assert set(logs) >= {"loss", "accuracy"} and 0.0 <= logs["accuracy"] <= 1.0
+
+
+def test_image_folder_inputs_are_prepared_as_the_frozen_body_was_trained():
+    """The image-folder dataset always divided by 255: a body trained on standardised inputs,
+    or an imported model that scales its own input (Rescaling 1/255 in the graph), then saw
+    inputs on another scale, silently. Now the source's normalisation and its fitted
+    statistics carry over, and a model with no dataset of its own (imported) gets its inputs
+    as the files hold them."""
+    from layerloom.data.prepare import prepare_data
+    src = projectfile.load(SHAPES)
+    stats = {"kind": "standardize", "shift": [100.0], "scale": [0.02]}
+    src.dataset = {**src.dataset, "normalize": "standardize",
+                   "inputs": {"image": "pixels"}, "fitted": {"normalization": {"pixels": stats}}}
+    project, _, _ = fine_tune_project(src, None, "pool_2", SHAPES_DATA)
+    d = project.dataset
+    assert d["normalize"] == "standardize"
+    assert d["fitted"] == {"normalization": {"x": stats}}  # under the new data's array name
+    raw = dict(d, normalize="none")
+    raw.pop("fitted")
+    from layerloom.project.loom import Project
+    rows = np.arange(50)
+    plain = np.asarray(prepare_data(Project(project.graph, dataset=raw)).x["image"][rows])
+    got = np.asarray(prepare_data(project).x["image"][rows])
+    np.testing.assert_allclose(got, (plain - 100.0) * 0.02, rtol=1e-5, atol=1e-5)
+    imported = projectfile.load(SHAPES)
+    imported.dataset = {}
+    project, _, _ = fine_tune_project(imported, None, "pool_2", SHAPES_DATA)
+    assert project.dataset["normalize"] == "none"
+    assert np.asarray(prepare_data(project).x["image"][rows]).max() > 1.0  # as the files hold
+
+
+def test_the_projects_own_data_keeps_its_fitted_normalization():
+    src = projectfile.load(SHAPES)
+    stats = {"kind": "standardize", "shift": [100.0], "scale": [0.02]}
+    src.dataset = {**src.dataset, "normalize": "standardize",
+                   "fitted": {"normalization": {"x": stats}, "classes": ["a", "b", "c"]}}
+    project, _, _ = fine_tune_project(src, None, "pool_2")
+    assert project.dataset["fitted"] == {"normalization": {"x": stats}}

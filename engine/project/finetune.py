@@ -38,6 +38,28 @@ def image_folder_dataset(graph, folder):
             "normalize": "scale", "inputs": {inputs[0]: "x"}, "targets": {}}
 
 
+def carry_normalization(project, dataset):
+    """Prepare the new data's inputs as the frozen body was trained: the source project's
+    normalisation and the statistics its training fitted (renamed to the new data's arrays),
+    or, for a model with no dataset of its own (imported), its inputs as the files hold them
+    (a model that scales its own input, such as Keras' Rescaling, does it in the graph)."""
+    from layerloom.data.prepare import default_normalization
+    src = project.dataset or {}
+    if not src:
+        dataset["normalize"] = "none"
+        return dataset
+    dataset["normalize"] = src.get("normalize") or default_normalization(src)
+    saved = (src.get("fitted") or {}).get("normalization") or {}
+    ins = project.graph.inputs()
+    old = src.get("inputs") or ({ins[0]: "x"} if len(ins) == 1 else {n: n for n in ins})
+    new = dataset.get("inputs") or ({ins[0]: "x"} if len(ins) == 1 else {n: n for n in ins})
+    stats = {new[nid]: saved[name] for nid, name in old.items() if nid in new and name in saved}
+    dataset.pop("fitted", None)  # the rest (categories) is the new data's, fitted by training
+    if stats:
+        dataset["fitted"] = {"normalization": stats}
+    return dataset
+
+
 def absolute_paths(dataset, project):
     """The dataset section with its file paths (path, arrays) made absolute against
     `project`'s folder: the fine-tuning project is new and untitled, elsewhere."""
@@ -85,18 +107,21 @@ def fine_tune_project(project, weights, cut=None, data=None, classes=None, targe
     `data` (see the module's note), trains the head with the low learning rate, keeps the
     canvas places of the kept nodes and puts the head after the cut."""
     if isinstance(data, (str, os.PathLike)):
-        dataset = image_folder_dataset(project.graph, os.fspath(data))
+        dataset = carry_normalization(project, image_folder_dataset(project.graph,
+                                                                    os.fspath(data)))
     elif isinstance(data, dict):
         dataset = absolute_paths(data, project)
+        dataset.pop("fitted", None)  # the user's section: its statistics fitted by training
     elif data is None:
         dataset = absolute_paths(project.dataset, project)
         if not dataset and classes is None and target_shape is None:
             raise DataError("the project has no dataset: give an image folder or a dataset "
                             "section (or the classes, to fit on arrays)", "data")
+        if dataset:
+            dataset = carry_normalization(project, dataset)
     else:
         raise DataError(f"expected an image folder or a dataset section, got "
                         f"{type(data).__name__}", "data")
-    dataset.pop("fitted", None)  # the new data's statistics are fitted by its training
     if classes is None and target_shape is None:
         classes, target_shape = data_target(project, dataset)
     plan = fine_tune_graph(project.graph, cut, classes, target_shape,
