@@ -63,6 +63,10 @@ class GraphScene(QGraphicsScene):
         self._flipped = None  # (those rectangles, transposed)
         self.flow = flow_of(doc.project.ui)  # "right" or "down": where ports sit, wires run
         self.setSceneRect(-5000, -5000, 10000, 10000)
+        # no BSP index: with it, nodes removed by an undone paste of 200 after a layout were
+        # painted once more (their graph node gone) and then crashed the editor; a list of a
+        # few thousand items is quick to walk, and a moved item costs no re-indexing
+        self.setItemIndexMethod(QGraphicsScene.NoIndex)
         doc.sigChanged.connect(self._refresh_if_stale)
         doc.sigLocked.connect(self._locked)
         g = doc.graph
@@ -106,9 +110,6 @@ class GraphScene(QGraphicsScene):
         item = self.nodes.pop(node.id, None)
         if item is not None:
             self._dirty_rects.append(self.rect_of(item))
-            # hidden first: Qt painted a node removed this way (after an undone paste of
-            # 200) once more, for a graph the view showed whole, and it had no node to draw
-            item.hide()
             self.removeItem(item)
         self._stale()
 
