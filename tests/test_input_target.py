@@ -206,3 +206,47 @@ def test_a_classifier_results_count_every_test_sample_up_to_ten_thousand(tmp_pat
     s = Session(p, device=None)
     r = output_results(s, prepare.prepare_data(p))
     assert r["split"] == "test" and int(np.asarray(r["matrix"]).sum()) == n
+
+
+NUMPY_ONLY = """
+import importlib.util, json, sys
+import numpy as np
+sys.modules["layerloom"] = None  # as on a machine without layerloom: the numpy path
+spec = importlib.util.spec_from_file_location("script", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+x, y, val, test = m.load_data()
+np.savez(sys.argv[2], x=x, y=y)
+"""
+
+
+@pytest.mark.parametrize("normalize", ["none", "standardize"])
+def test_the_exported_script_reads_an_input_target_without_layerloom(tmp_path, normalize):
+    """The Keras script's numpy-only data path looked up arrays["=input:x"] (a KeyError): the
+    target is the Input's rows, normalised with the statistics training fitted, as Layerloom
+    trains towards them (the model itself normalises its raw inputs)."""
+    import subprocess
+    import sys
+    import importlib.util
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("the script runs on Keras with its torch backend")
+    from layerloom.interop import keras_code
+    p, x = autoencoder(tmp_path, normalize=normalize, n=40)
+    p.training["validation_split"] = 0.0
+    stats = {"kind": "standardize", "shift": [5.0] * 8, "scale": [0.5] * 8}
+    if normalize != "none":
+        p.dataset = {**p.dataset, "fitted": {"normalization": {"x": stats}}}
+    p.path = str(tmp_path / "ae.loom")
+    projectfile.save(p, p.path)
+    from layerloom.api import Model
+    keras_code.write_code(p, Model(p).session.model.get_weights(), str(tmp_path / "train_keras.py"))
+    (tmp_path / "numpy_only.py").write_text(NUMPY_ONLY)
+    r = subprocess.run([sys.executable, str(tmp_path / "numpy_only.py"),
+                        str(tmp_path / "train_keras.py"), str(tmp_path / "got.npz")],
+                       capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "KERAS_BACKEND": "torch"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = np.load(tmp_path / "got.npz")
+    np.testing.assert_array_equal(got["x"], x.astype(np.float32))  # raw: the model scales
+    want = x if normalize == "none" else (x - 5.0) * 0.5
+    np.testing.assert_allclose(got["y"], want, rtol=1e-6, atol=1e-6)

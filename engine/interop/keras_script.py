@@ -87,8 +87,20 @@ TARGETS = {targets!r}  # output node -> array name
 SPARSE = {sparse!r}    # outputs whose targets are class indices
 
 
-def _by_node(arrays, mapping):
-    out = {{nid: np.asarray(arrays[name], np.float32) for nid, name in mapping.items()}}
+def _by_node(arrays, mapping, fitted=None):
+    """{{node: array}}; a target "=input:<Input>" is that Input's rows, normalised with the
+    statistics training fitted (`fitted`: the dataset's), as Layerloom trains towards them."""
+    out = {{}}
+    for nid, name in mapping.items():
+        if name.startswith("=input:"):
+            source = INPUTS[name[len("=input:"):]]
+            a = np.asarray(arrays[source], np.float32)
+            stats = ((fitted or {{}}).get("normalization") or {{}}).get(source)
+            out[nid] = a if stats is None else (
+                (a - np.asarray(stats["shift"], np.float32)) *
+                np.asarray(stats["scale"], np.float32))
+        else:
+            out[nid] = np.asarray(arrays[name], np.float32)
     for nid in SPARSE:
         if nid in out and out[nid].ndim > 1 and out[nid].shape[-1] == 1:
             out[nid] = out[nid].reshape(out[nid].shape[:-1])
@@ -153,8 +165,13 @@ def load_data():
     import json
     with open(PROJECT) as f:
         dataset = json.load(f)["dataset"]
+    if any(t.startswith("=input:") for t in TARGETS.values()) and \
+            dataset.get("normalize", "none") != "none" and not dataset.get("fitted"):
+        raise SystemExit("the targets are the inputs normalised by statistics that training "
+                         "fits: train the project in Layerloom first, or install layerloom")
     train, validation, test = _numpy_arrays(dataset)
-    pair = lambda a: (_single(_by_node(a, INPUTS)), _single(_by_node(a, TARGETS)))  # noqa
+    pair = lambda a: (_single(_by_node(a, INPUTS)),  # noqa: E731
+                      _single(_by_node(a, TARGETS, dataset.get("fitted"))))
     return (*pair(train), pair(validation) if validation else None,
             pair(test) if test else None)
 
