@@ -217,7 +217,7 @@ def _best(candidates, rects, src, dst, span):
     for n, (cost, c) in enumerate(candidates):
         if best is not None and cost > best[0] + 0.5 or _budget is not None and n >= _budget:
             break
-        if _clear(c, _within(near, c, CLEAR), src, dst, CLEAR - 2):
+        if _clear(c, near, src, dst, CLEAR - 2):  # (most are blocked by a node soon)
             room = _room(c, _within(span, c, 60.0))  # (nodes farther do not count)
             if best is None or room > best[1]:
                 best = (cost, room, c)
