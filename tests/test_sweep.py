@@ -368,3 +368,13 @@ def test_a_sweep_of_a_project_changed_since_is_not_resumed(tmp_path):
     assert edited.returncode == 2 and "the project changed since" in edited.stderr, edited.stdout
     assert "Traceback" not in edited.stderr
     assert (out / "sweeps" / "one" / "sweep.json").read_text() == state
+
+
+def test_the_default_metric_is_the_validation_loss_where_the_dataset_holds_one_out(spirals):
+    """A validation split of the dataset (dataset.split.validation, as a fine-tuning project's
+    image folder has) ranked trials by their training loss, which favours overfitting."""
+    p = loom.from_dict(loom.to_dict(spirals), spirals.path)
+    p.training.pop("validation_split", None)
+    assert spec({"parameters": {"learning_rate": [0.1]}}, p).metric == "loss"
+    p.dataset = {**p.dataset, "split": {"validation": 0.1}}
+    assert spec({"parameters": {"learning_rate": [0.1]}}, p).metric == "val_loss"

@@ -216,7 +216,12 @@ def _int_in(v, lo, hi):
 
 
 def _default_metric(project):
-    return "val_loss" if project.training.get("validation_split") else "loss"
+    """val_loss where the training holds rows out (its validation_split, or the dataset's
+    split), else loss."""
+    split = (project.dataset or {}).get("split") or {}
+    held = project.training.get("validation_split") or (
+        isinstance(split, dict) and split.get("validation"))
+    return "val_loss" if held else "loss"
 
 
 def goal_of(metric):
