@@ -67,6 +67,8 @@ class PortItem(QGraphicsItem):
         return QRectF(-self.R - 2, -self.R - 2, 2 * self.R + 4, 2 * self.R + 4)
 
     def paint(self, p, option, widget=None):
+        if option is not None and option.levelOfDetailFromTransform(p.worldTransform()) < LEGIBLE:
+            return  # a dot of a pixel or two: the graph is seen whole
         p.setRenderHint(QPainter.Antialiasing)
         p.setPen(QPen(theme.color("port_pen"), 1.2, Qt.DashLine if self.optional else
                       Qt.SolidLine))
@@ -156,7 +158,7 @@ class NodeItem(QGraphicsItem):
         head = QPainterPath()
         head.addRoundedRect(QRectF(0, 0, NODE_W, HEADER_H), 6, 6)
         p.fillPath(head, color)
-        if option.levelOfDetailFromTransform(p.worldTransform()) < LEGIBLE:
+        if option is not None and option.levelOfDetailFromTransform(p.worldTransform()) < LEGIBLE:
             return  # text too small to read (a large graph seen whole): the boxes only
         p.setPen(QColor("white"))
         f = QFont()
