@@ -97,9 +97,11 @@ def test_ctrl_f_jumps_to_the_next_matching_node_and_selects_it(win, qtbot):
 def test_a_paste_of_200_nodes_is_one_undo_step(win, qtbot):
     scene = shown(win, qtbot, 300)
     g = win.doc.graph
-    pos = win.doc.positions()  # laid out again and undone first: the editor crashed in the
-    scene.apply_positions({k: (y, x) for k, (x, y) in pos.items()})  # undone paste's paint
-    pos.update({k: [y, x] for k, (x, y) in pos.items()})  # after that (the scene's index)
+    # laid out again and undone first, as bench/editor.py does (there, with the scene's BSP
+    # index, the undone paste's paint crashed the editor; this test alone did not crash)
+    pos = win.doc.positions()
+    scene.apply_positions({k: (y, x) for k, (x, y) in pos.items()})
+    pos.update({k: [y, x] for k, (x, y) in pos.items()})
     win.auto_layout()
     win.doc.undo.undo()
     before = (list(g.nodes), sorted(e.key() for e in g.edges))
