@@ -129,22 +129,25 @@ def test_plan_per_shape(ops, monkeypatch):
     monkeypatch.setenv("LAYERLOOM_DIRECT_CONV", "0")
     assert ops.conv_plan(few, 16) == (False, False, False)
     monkeypatch.delenv("LAYERLOOM_DIRECT_CONV")
+    monkeypatch.setattr(ops, "direct_conv", {"forward": 16, "dw": 16, "dw_filters": 32,
+                                             "dx": 16})
+    # 64 filters' kernel gradient on the GEMM, and so the forward pass, which writes its columns
+    assert ops.conv_plan(few, 64) == (False, False, False)
     monkeypatch.setattr(ops, "direct_conv", {"forward": 0, "dw": 0, "dx": 0})
     assert ops.conv_plan(few, 16) == (False, False, False)
 
 
 def test_cpu_rule_is_data():
-    assert set(DIRECT_CONV["cpu"]) == {"forward", "dw", "dx"}
+    assert set(DIRECT_CONV["cpu"]) == {"forward", "dw", "dw_filters", "dx"}
 
 
 @pytest.mark.parametrize("rule", [{"forward": 16, "dw": 16, "dx": 16},
-                                  {"forward": 16, "dw": 0, "dx": 0},
+                                  {"forward": 0, "dw": 0, "dx": 16},
                                   {"forward": 0, "dw": 16, "dx": 0}],
-                         ids=["all_direct", "forward_only", "dw_only"])
+                         ids=["all_direct", "dx_only", "dw_only"])
 def test_layer_with_each_plan_matches_reference(rt, ops, rng, monkeypatch, rule):
     """Conv2D through the layer (NodeStep), with the passes mixed between the direct kernels
-    and im2col + GEMM: a forward without columns leaves the GEMM's kernel gradient to write
-    them."""
+    and im2col + GEMM."""
     from test_layers import run_layer
     monkeypatch.setattr(ops, "direct_conv", rule)
     params = _full({"filters": 8, "kernel_size": [3, 3], "padding": "same",

@@ -10,16 +10,20 @@ from layerloom.backend.geometry import ConvGeometry
 from layerloom.backend.grid import cdiv
 
 # Where the direct kernels (clkernels/conv_direct.cl) replace im2col + GEMM (+ col2im), per
-# device kind: the most input channels for the forward pass and the kernel gradient, the most
-# filters for the input gradient (a stride-1 transposed convolution over the filters); 0:
-# never. Measured per layer (engine/backend/conv_ops.py conv_plan; the figures in the
+# device kind: the most input channels for the forward pass and the kernel gradient (and the
+# most filters for the latter, dw_filters), the most filters for the input gradient (a
+# stride-1 transposed convolution over the filters); 0: never. Measured per layer (engine/backend/conv_ops.py conv_plan; the figures in the
 # commit that set them; LAYERLOOM_DIRECT_CONV=0 turns them off, for a bench's before and
-# after): on CPUs with few channels the column passes and a GEMM with a K of
-# 9-144 cost more than the direct loops; GPUs keep the GEMM (their tiles use local memory).
+# after): on CPUs with few channels the column passes and a GEMM with a K of 9-288 cost
+# more than the direct loops (2-core Xeon, AVX-512, PoCL 3.1, 3x3 at 28x28, batch 32, ms
+# GEMM path -> direct: 16 -> 16 channels forward 3.05 -> 1.88, backward 2.30 -> 1.40; 32 ->
+# 32 forward 3.96 -> 2.30, kernel gradient 14.4 -> 4.7, input gradient 13.3 -> 4.6); the
+# kernel gradient of 64 filters lost (14.0 -> 27.1 for 32 -> 64). GPUs keep the GEMM (their
+# tiles use local memory).
 DIRECT_CONV = {
-    "cpu": {"forward": 16, "dw": 16, "dx": 16},
+    "cpu": {"forward": 32, "dw": 32, "dw_filters": 32, "dx": 32},
 }
-DIRECT_DEFAULT = {"forward": 0, "dw": 0, "dx": 0}
+DIRECT_DEFAULT = {"forward": 0, "dw": 0, "dw_filters": 0, "dx": 0}
 
 
 class ConvPlan(NamedTuple):
@@ -56,7 +60,11 @@ class ConvOps:
         # (1 or 3 channels would run a scalar loop over every filter: 10x the GEMM's time)
         dx = self._direct_vector(g.C)
         dx_ok = dx is not None and (dx[0] > 1 or (self.direct_vw or 4) == 1)
-        return ConvPlan(ok and g.C <= rule["forward"], ok and g.C <= rule["dw"],
+        dw = ok and g.C <= rule["dw"] and F <= rule.get("dw_filters", F)
+        # the forward pass directly only with the kernel gradient: a GEMM's kernel gradient
+        # reads the columns, which the backward pass would then write (32 -> 64 channels at
+        # 13x13, batch 64: 3.75 ms a step with both on the GEMM, 4.24 with a direct forward)
+        return ConvPlan(dw and g.C <= rule["forward"], dw,
                         dx_ok and F <= rule["dx"] and g.SH == g.SW == 1)
 
     def _direct_vector(self, F):

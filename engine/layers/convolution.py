@@ -148,9 +148,7 @@ class _Conv(Layer):
         cols = s.x[0].buf if direct else s.scratch["cols"].buf
         if plan.dw:
             ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n, g, F)
-        else:
-            if plan.forward:  # the forward pass wrote no columns
-                ops.im2col(s.x[0].buf, cols, s.n, g)
+        else:  # the columns of the forward pass (conv_plan: direct only with a direct dW)
             ops.gemm(K, F, rows, cols, dz, s.dw["kernel"].buf, trans_a=True)
         if s.dx[0] is not None:
             if plan.dx:
