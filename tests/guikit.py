@@ -12,7 +12,9 @@ def start_spirals(win, qtbot, epochs):
     """Train the spirals example for `epochs` and return once the first loss is plotted."""
     from layerloom.app.editing.document import Document
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
-    win.training.epochs.setValue(epochs)
+    win.training.epochs.setText(str(epochs))  # typed and committed, as a user does (a text
+    win.training.epochs.editingFinished.emit()  # field: setValue alone no longer commits)
+    assert win.doc.project.training["epochs"] == epochs
     win.training.start_training()
     qtbot.waitUntil(lambda: len(win.training.plots.series.get("loss", ([], []))[0]) > 0,
                     timeout=120_000)

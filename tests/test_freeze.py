@@ -336,3 +336,29 @@ def test_a_frozen_layers_penalty_is_not_in_the_loss_as_in_keras_3(rt):
     g.set_params("out", kernel_regularizer={"l1": 0.0, "l2": 0.5})
     trainer = Trainer(Model(g, rt, batch_size=4), {"out": Loss("mean_squared_error")}, [])
     assert [p.key for p in trainer.regularized] == ["out/kernel"]
+
+
+def test_the_editors_training_process_starts_from_the_weights_it_is_handed():
+    """The editor's training process took initial weights only from a resumed run: a frozen
+    layer of the document's trained model started from random ones."""
+    import queue
+    import threading
+    from layerloom.cli.train_process import child_main
+    from layerloom.project import loom as projectfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = projectfile.load(os.path.join(root, "assets", "examples", "spirals.loom"))
+    p.graph.nodes["hidden_1"].trainable = False
+    rng = np.random.default_rng(1)
+    given = {"hidden_1/kernel": rng.normal(size=(2, 64)).astype(np.float32),
+             "hidden_1/bias": rng.normal(size=(64,)).astype(np.float32)}
+    q = queue.Queue()
+    child_main(projectfile.to_dict(p), p.path, 1, 64, None, q, threading.Event(),
+               threading.Event(), None, given)
+    got = {}
+    while not q.empty():
+        kind, value = q.get()
+        assert kind != "failed", value
+        if kind == "weights":
+            got = value
+    for k, v in given.items():  # frozen: exactly what it was handed
+        np.testing.assert_array_equal(got[k], v)

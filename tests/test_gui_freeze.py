@@ -111,3 +111,50 @@ def test_copy_and_paste_keep_the_flag(win, qtbot):
     win.paste(text)
     new = [n for n in g.nodes if n not in ("point", "hidden_1", "hidden_2", "hidden_3", "class")]
     assert len(new) == 2 and [g.nodes[n].trainable for n in new] == [False, True]
+
+
+def _start_capturing(win, qtbot, monkeypatch):
+    """Start pressed with the training process replaced: what the run would be handed."""
+    import queue
+    import threading
+    from layerloom.cli import train_process
+    started = []
+
+    class Ended:
+        exitcode = 0
+
+        def is_alive(self):
+            return False
+
+        def join(self, timeout=None):
+            pass
+
+    def start(project_dict, path, epochs, batch_size, device, resume=None, initial=None):
+        started.append(initial)
+        q = queue.Queue()
+        q.put(("end", None))
+        return Ended(), q, threading.Event(), threading.Event()
+    monkeypatch.setattr(train_process, "start", start)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=10_000)
+    return started[0]
+
+
+def test_a_run_with_frozen_layers_starts_from_the_documents_weights(win, qtbot, monkeypatch):
+    """A newcomer's trial: trained, froze every layer before the head, pressed Run: the run
+    started from fresh random weights, so the frozen layers held noise (loss flat, accuracy
+    0). A project with frozen layers is a fine-tuning: its run starts from the weights the
+    document holds; one without starts from scratch as before."""
+    import numpy as np
+    g = _open(win, qtbot)
+    rng = np.random.default_rng(0)
+    win.doc.weights = {f"{nid}/{spec.name}": rng.normal(size=spec.shape).astype(np.float32)
+                       for nid, node in g.nodes.items()
+                       for spec in node.layer.weights(node.params, [
+                           g.analysis().shapes[e.src][e.src_port] for e in g.in_edges(nid)])}
+    assert _start_capturing(win, qtbot, monkeypatch) is None  # nothing frozen: from scratch
+    g.nodes["hidden_1"].trainable = False
+    initial = _start_capturing(win, qtbot, monkeypatch)
+    assert set(initial) == set(win.doc.weights)
+    for k, v in win.doc.weights.items():
+        np.testing.assert_array_equal(initial[k], v)

@@ -15,13 +15,15 @@ class TrainWorker(QThread):
     sigFailed = Signal(str)
     sigStatus = Signal(str)
 
-    def __init__(self, project_dict, path, epochs, batch_size, device, resume=None):
+    def __init__(self, project_dict, path, epochs, batch_size, device, resume=None,
+                 initial=None):
         """project_dict: the project as loom.to_dict gave it, which the child parses (the
         panel serialises a Start's project once and checks it before)."""
         super().__init__()
         self.project_dict, self.path = project_dict, path
         self.epochs, self.batch_size, self.device = epochs, batch_size, device
         self.resume = resume  # (weights, training state bytes) of the run this continues
+        self.initial = initial  # {name: array} a new run starts from (None: initialised)
         self.state = None  # the training state as the run left it
         self.fitted = None  # normalisation and categories fitted on the training rows
         self.weights = None  # {name: array} as the run left them
@@ -46,7 +48,7 @@ class TrainWorker(QThread):
         try:
             self.process, q, self._stop, self._pause = train_process.start(
                 self.project_dict, self.path, self.epochs, self.batch_size, self.device,
-                self.resume)
+                self.resume, self.initial)
         except Exception as e:
             self.sigFailed.emit(f"could not start training: {type(e).__name__}: {e}")
             return

@@ -328,6 +328,15 @@ class TrainingPanel(OutputRows, QWidget):
                 + f"<br><b>Loss</b> {', '.join(losses)}<br><b>Metrics</b> "
                 + (", ".join(metrics) or "none"))
 
+    def _fine_tuning_weights(self):
+        """The document's weights that fit the graph where it has frozen layers (a fine-tuning:
+        a frozen layer holds what it learnt, and unfrozen ones go on from theirs), else None:
+        a project without frozen layers trains from scratch, as each run in Runs does."""
+        if not self.doc.graph.frozen() or not self.doc.weights:
+            return None
+        from layerloom.core.trained import fit_weights
+        return dict(fit_weights(self.doc.graph, self.doc.weights).kept) or None
+
     # -- control ----------------------------------------------------------------------------
     def continue_training(self):
         """Continue the stopped run exactly where it stopped (its weights, optimizer state,
@@ -362,8 +371,14 @@ class TrainingPanel(OutputRows, QWidget):
         self.doc.set_locked(True)
         self.sigRunning.emit(True)
         self.continue_run.setEnabled(False)
+        initial = self._fine_tuning_weights() if resume is None else None
+        if initial:
+            self.sigLog.emit("The project has frozen layers: this run starts from the model's "
+                             "weights (trained, imported or kept by Fine-tune), and initialises "
+                             "only the layers that have none")
         self.worker = TrainWorker(as_file, self.doc.project.path, self.epochs.value(),
-                                  self.batch.value(), self.device.currentData(), resume)
+                                  self.batch.value(), self.device.currentData(), resume,
+                                  initial)
         self.worker.sigBegin.connect(self._begin)
         self.worker.sigBatch.connect(self._batch)
         self.worker.sigEpoch.connect(self._epoch)

@@ -51,8 +51,11 @@ class _Sender(Callback):
         self.q.put(("epoch", dict(logs)))
 
 
-def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, resume=None):
-    """resume: (weights, training state as bytes) of a stopped run, to continue it exactly."""
+def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, resume=None,
+               initial=None):
+    """resume: (weights, training state as bytes) of a stopped run, to continue it exactly;
+    initial: {name: array} to start from (a project with frozen layers starts from the
+    document's weights), the other weights initialised."""
     if hasattr(os, "nice"):
         try:
             os.nice(10)  # the window first
@@ -82,7 +85,7 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
             state = TrainingState.from_bytes(resume[1])
             state.check_weights(resume[0])
         session = Session(project, device=device, batch_size=batch_size,
-                          initial_weights=resume[0] if resume is not None else None)
+                          initial_weights=resume[0] if resume is not None else initial)
         h = session.fit(data, epochs=epochs, callbacks=[_Sender(q, should_stop)],
                         should_stop=should_stop,
                         resume=state)
@@ -104,11 +107,11 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
     q.put(("end", None))
 
 
-def start(project_dict, path, epochs, batch_size, device, resume=None):
+def start(project_dict, path, epochs, batch_size, device, resume=None, initial=None):
     """(process, queue, stop event, pause event); the process is started."""
     ctx = mp.get_context("spawn")  # no fork of a process that holds Qt and OpenCL state
     q, stop, pause = ctx.Queue(), ctx.Event(), ctx.Event()
     p = ctx.Process(target=child_main, args=(project_dict, path, epochs, batch_size, device,
-                                             q, stop, pause, resume), daemon=True)
+                                             q, stop, pause, resume, initial), daemon=True)
     p.start()
     return p, q, stop, pause
