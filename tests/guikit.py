@@ -36,3 +36,31 @@ def open_shown(win, qtbot, size, name):
     for _ in range(10):
         QApplication.processEvents()
     return win.view, win.view.viewport().rect()
+
+
+def start_without_a_process(win, qtbot, monkeypatch):
+    """Press Start with the training process replaced by one that ends at once; returns what
+    the run was handed: [(project_dict, path, epochs, batch_size, device, resume, initial)]."""
+    import queue
+    import threading
+    from layerloom.cli import train_process
+    started = []
+
+    class Ended:
+        exitcode = 0
+
+        def is_alive(self):
+            return False
+
+        def join(self, timeout=None):
+            pass
+
+    def start(project_dict, path, epochs, batch_size, device, resume=None, initial=None):
+        started.append((project_dict, path, epochs, batch_size, device, resume, initial))
+        q = queue.Queue()
+        q.put(("end", None))
+        return Ended(), q, threading.Event(), threading.Event()
+    monkeypatch.setattr(train_process, "start", start)
+    win.training.start_training()
+    qtbot.waitUntil(lambda: win.training.worker is None, timeout=10_000)
+    return started

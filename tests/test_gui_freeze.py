@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QImage, QPainter  # noqa: E402
 
 from layerloom.app.editing.document import Document  # noqa: E402
 from layerloom.project import loom as projectfile  # noqa: E402
-from guikit import EXAMPLES  # noqa: E402
+from guikit import EXAMPLES, start_without_a_process  # noqa: E402
 
 
 def _open(win, qtbot):
@@ -114,30 +114,8 @@ def test_copy_and_paste_keep_the_flag(win, qtbot):
 
 
 def _start_capturing(win, qtbot, monkeypatch):
-    """Start pressed with the training process replaced: what the run would be handed."""
-    import queue
-    import threading
-    from layerloom.cli import train_process
-    started = []
-
-    class Ended:
-        exitcode = 0
-
-        def is_alive(self):
-            return False
-
-        def join(self, timeout=None):
-            pass
-
-    def start(project_dict, path, epochs, batch_size, device, resume=None, initial=None):
-        started.append(initial)
-        q = queue.Queue()
-        q.put(("end", None))
-        return Ended(), q, threading.Event(), threading.Event()
-    monkeypatch.setattr(train_process, "start", start)
-    win.training.start_training()
-    qtbot.waitUntil(lambda: win.training.worker is None, timeout=10_000)
-    return started[0]
+    """Start pressed with the training process replaced: the weights the run is handed."""
+    return start_without_a_process(win, qtbot, monkeypatch)[-1][-1]
 
 
 def test_a_run_with_frozen_layers_starts_from_the_documents_weights(win, qtbot, monkeypatch):

@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
 from layerloom.app.editing.document import Document  # noqa: E402
-from guikit import EXAMPLES, start_spirals  # noqa: E402
+from guikit import EXAMPLES, start_spirals, start_without_a_process  # noqa: E402
 
 
 @pytest.mark.slow
@@ -403,7 +403,6 @@ def test_one_start_serialises_the_project_once_and_parses_it_once(win, qtbot, mo
     """Issue 27, item 5: a Start turned the project into a dict three times and parsed it
     twice. Now the panel serialises it once, checks that form (one parse), hands the same dict
     to the training process and keeps it for the run's record."""
-    from layerloom.cli import train_process
     from layerloom.project import loom as projectfile
     win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
     # the Data tab's inspection and the autosave serialise the project on their own timers; let
@@ -419,29 +418,9 @@ def test_one_start_serialises_the_project_once_and_parses_it_once(win, qtbot, mo
             calls[_name] += 1
             return _real(*a, **k)
         monkeypatch.setattr(projectfile, name, counted)
-    started = []
-
-    class Ended:
-        exitcode = 0
-
-        def is_alive(self):
-            return False
-
-        def join(self, timeout=None):
-            pass
-
-    def start(project_dict, path, *args):  # no child process: the run ends at once
-        import queue
-        import threading
-        started.append((project_dict, path))
-        q = queue.Queue()
-        q.put(("end", None))
-        return Ended(), q, threading.Event(), threading.Event()
-    monkeypatch.setattr(train_process, "start", start)
-    win.training.start_training()
-    qtbot.waitUntil(lambda: win.training.worker is None, timeout=10_000)
+    started = start_without_a_process(win, qtbot, monkeypatch)
     assert calls == {"to_dict": 1, "from_dict": 1, "loads": 0, "dumps": 0}
-    (project_dict, path), = started
+    (project_dict, path, *_), = started
     assert project_dict is win.training.run_project and path == win.doc.project.path
     # the child parses that one form: what it trains is the project the window holds
     child = projectfile.from_dict(project_dict, path)
