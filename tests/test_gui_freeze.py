@@ -136,3 +136,23 @@ def test_a_run_with_frozen_layers_starts_from_the_documents_weights(win, qtbot, 
     assert set(initial) == set(win.doc.weights)
     for k, v in win.doc.weights.items():
         np.testing.assert_array_equal(initial[k], v)
+
+
+def test_problems_warn_where_freezing_leaves_nothing_or_noise_to_train(win, qtbot):
+    """A newcomer froze every layer and pressed Run: no word before the flat loss. Problems
+    now warns where every weight is frozen, and where a frozen layer has no weights of its
+    own yet (it would keep its random initial ones)."""
+    g = _open(win, qtbot)
+
+    def lines():
+        win._changed()
+        return [win.problems.item(i).text() for i in range(win.problems.count())]
+    assert not [t for t in lines() if "frozen" in t.lower()]
+    win.doc.weights = None
+    g.set_trainable("hidden_1", False)
+    warned = [t for t in lines() if "hidden_1" in t and "no trained weights" in t]
+    assert warned and warned[0].startswith("Frozen (warning)")
+    for nid in g.nodes:
+        g.set_trainable(nid, False)
+    assert any(t.startswith("Training (warning)") and "nothing will train" in t
+               for t in lines())

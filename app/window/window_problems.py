@@ -52,6 +52,7 @@ class ProblemsActions:
         if fit:
             found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0],
                           self.data.fit_error))
+        found += self._freezing_problems()
         training = getattr(self, "training", None)
         memory = training.memory_problem() if training is not None else None
         if memory:  # before Run, not only in the Log after it (issue 31)
@@ -60,6 +61,36 @@ class ProblemsActions:
         if training is not None:
             self._watch_device()
         return found
+
+    def _freezing_problems(self):
+        """Warnings where freezing leaves nothing to train, or a frozen layer with no weights of
+        its own yet (a run would keep its random initial ones: a run of a project with frozen
+        layers starts from the document's weights where it has them)."""
+        g = self.doc.graph
+        frozen = g.frozen()
+        if not frozen:
+            return []
+        try:
+            params = g.analysis().total_params()
+        except LayerloomError:
+            return []
+        out = []
+        if params.total and not params.trainable:
+            out.append(("Training (warning): every layer with weights is frozen: nothing will "
+                        "train (unfreeze some in the inspector or the node's menu)", None, None))
+        from layerloom.core.trained import fit_weights
+        have = set(fit_weights(g, self.doc.weights).kept) if self.doc.weights else set()
+        shapes = g.analysis().shapes
+        for nid in frozen:
+            node = g.nodes[nid]
+            if nid not in shapes:
+                continue
+            ins = [shapes[e.src][e.src_port] for e in g.in_edges(nid)]
+            names = [f"{nid}/{w.name}" for w in node.layer.weights(node.params, ins)]
+            if names and not all(k in have for k in names):
+                out.append((f"Frozen (warning): {nid!r} has no trained weights: it keeps its "
+                            "random initial ones (train or import the model first)", nid, None))
+        return out
 
     def _watch_device(self):
         """The memory line follows the device and the batch size chosen, and the devices once
