@@ -227,3 +227,18 @@ def test_a_changed_project_is_saved_before_its_sweep_and_stop_stops_it(win, qtbo
     state = json.loads((tmp_path / "runs" / "spirals" / "sweeps" / "long" / "sweep.json")
                        .read_text())
     assert [t["status"] for t in state["trials"]] == ["stopped", "pending"]
+
+
+def test_sweep_asks_for_a_saved_project_before_its_dialog(win, monkeypatch):
+    """A newcomer filled the whole Sweep dialog on a bundled example, pressed Start and only
+    then read "Save the project first", the settings lost. Now it is said before the dialog."""
+    from layerloom import gallery
+    from layerloom.app.editing.document import Document
+    from layerloom.app.window import sweep_dialog
+    win.set_document(Document.open(os.path.join(gallery.folder(), "spirals.loom")))
+
+    def no_dialog(*a, **k):
+        raise AssertionError("the dialog opened on a project that cannot be swept")
+    monkeypatch.setattr(sweep_dialog, "SweepDialog", no_dialog)
+    assert not win.sweep_pressed()
+    assert "Save the project first" in win.statusBar().currentMessage()

@@ -86,11 +86,27 @@ class RunActions:
         """Sweep... : the dialog, then the sweep; while one runs: stop it."""
         if self.sweep_process is not None:
             return self.stop_sweep()
+        if not self._sweepable():
+            return False
         from .sweep_dialog import SweepDialog
         dialog = SweepDialog(self.doc.project, self)
         if dialog.exec() != QDialog.Accepted:
             return False
         return self.start_sweep(dialog.spec())
+
+    def _sweepable(self):
+        """A sweep trains the saved project and records its runs beside it: an untitled
+        project or a bundled example is saved elsewhere first (asked before the dialog, so
+        no settings are filled in for nothing)."""
+        if self.doc.path and runs.folder_of(self.doc.path) is not None:
+            return True
+        if self.confirm and QMessageBox.question(
+                self, "Sweep", "A sweep trains the saved project and records its runs beside "
+                "it: save this project first?") == QMessageBox.Yes and self.save_as():
+            return runs.folder_of(self.doc.path) is not None
+        self.message("Save the project first (File > Save As): a sweep trains the saved "
+                     "project and records its runs beside it")
+        return False
 
     def start_sweep(self, spec):
         """Run `layerloom --sweep` on the saved project with `spec` (its JSON form) as a child
