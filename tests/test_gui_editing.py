@@ -458,3 +458,16 @@ def test_a_node_added_after_one_that_has_a_follower_does_not_hide_it(win, qtbot)
     vis = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
     assert vis.intersects(a)
     assert any(QKeySequence("Ctrl+Y") == k for k in win.redo_action.shortcuts())
+
+
+def test_a_click_into_the_palette_search_selects_what_it_holds(win, qtbot):
+    """A newcomer's trial: coming back to the search box after a fix, a click left the last
+    entry in place (one Ctrl+A more per layer). A click that brings the focus selects it all,
+    so the next layer is typed over it; a second click places the cursor as usual."""
+    from PySide6.QtCore import Qt
+    box = win.palette.search
+    box.setText("dense 10 softmax")
+    win.view.setFocus()
+    qtbot.waitUntil(lambda: not box.hasFocus(), timeout=2000)
+    qtbot.mouseClick(box, Qt.LeftButton)
+    qtbot.waitUntil(lambda: box.selectedText() == "dense 10 softmax", timeout=2000)

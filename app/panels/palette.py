@@ -12,6 +12,22 @@ from layerloom.app.canvas.canvas_items import CATEGORY_COLORS
 MIME = "application/x-layerloom-layer"
 
 
+class _SearchBox(QLineEdit):
+    """The palette's search: a click that brings the focus selects what it holds, so the
+    next layer is typed over the last entry (a second click places the cursor as usual)."""
+    _clicked_in = False
+
+    def focusInEvent(self, event):
+        super().focusInEvent(event)
+        self._clicked_in = event.reason() == Qt.MouseFocusReason
+
+    def mouseReleaseEvent(self, event):
+        super().mouseReleaseEvent(event)
+        if self._clicked_in:
+            self._clicked_in = False
+            self.selectAll()
+
+
 def _swatch(category):
     pix = QPixmap(12, 12)
     pix.fill(QColor(CATEGORY_COLORS.get(category, "#888")))  # as NodeItem.paint's default
@@ -36,7 +52,7 @@ class Palette(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.search = QLineEdit(placeholderText="Search layers (Enter adds)")
+        self.search = _SearchBox(placeholderText="Search layers (Enter adds)")
         self.hint = ("Type to filter the layers; Enter adds the first one shown, with the "
                      "parameters typed after its name in Keras' order or as name=value: "
                      "dense 128 relu, embedding 10000 32, conv2d 32 3 padding=same, "
