@@ -465,18 +465,24 @@ def _is_merge(graph, node):
 
 def _connect_fitting(graph, node, port, positions, most=2):
     """Connect input `port` of merge `node` from the nearest node whose output fits: of the
-    same shape as its other inputs first (a residual's skip), then any the merge takes (a
+    same shape as its other inputs first (a residual's skip: not the immediate input of a node
+    that feeds the merge), then any the merge takes (a
     broadcast, a Concatenate's other width); not one it already reads, nor one downstream."""
     shapes = graph.analysis().shapes
     feeding = {e.src for e in graph.in_edges(node)}
     have = {shapes[e.src][e.src_port] for e in graph.in_edges(node)
             if e.src in shapes and e.src_port < len(shapes[e.src])}
     here = positions.get(node, (0, 0))
+    # the immediate inputs of the nodes that feed it: a skip spans the block, so conv2d_1
+    # before the BatchNormalization that feeds conv2d_2 in x -> conv2d_1 -> BN -> conv2d_2
+    # -> Add(conv2d_2, ?), though the BN is nearer
+    inside = {e.src for f in feeding for e in graph.in_edges(f)}
 
     def rank(c):
         nid, k = c
         x, y = positions.get(nid, (0, 0))
-        return (shapes[nid][k] not in have, (x - here[0]) ** 2 + (y - here[1]) ** 2)
+        return (shapes[nid][k] not in have, nid in inside,
+                (x - here[0]) ** 2 + (y - here[1]) ** 2)
     below = _downstream(graph, node)
     candidates = sorted(((nid, k) for nid in shapes if nid not in feeding and nid not in below
                          for k in range(len(shapes[nid]))), key=rank)
