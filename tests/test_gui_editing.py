@@ -20,11 +20,10 @@ def test_build_wire_and_see_shapes(win):
     inp, d1, d2 = build_mlp(win)
     assert list(win.doc.graph.nodes) == ["input_1", "dense_1", "dense_2"]
     assert len(win.scene.edges) == 2
-    # the shape on each wire (nodes added at the centre never overlap (issue 31): the whole
-    # shape on the wire, and in its tooltip)
+    # the shape on each wire: Keras' form in its tooltip (nodes added at the centre never overlap)
     assert sorted(e.full_text for e in win.scene.edges.values()) == ["(None, 2)", "(None, 32)"]
-    assert sorted(e.label.text() for e in win.scene.edges.values()) == ["(None, 2)",
-                                                                        "(None, 32)"]
+    # on the wire the short form the node faces show too (issue 31, item 7)
+    assert sorted(e.label.text() for e in win.scene.edges.values()) == ["2", "32"]
     assert win.windowTitle() == "untitled* - Layerloom"
     # the network is fine; what is left is what --run would also say: no loss chosen yet
     assert [win.problems.item(i).text() for i in range(win.problems.count())] == [

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from layerloom.core import fixes
-from layerloom.core.graph import Graph
+from test_fixes import chain
 
 SHOTS = os.environ.get("L7_SHOTS")
 
@@ -15,17 +15,6 @@ def shot(widget, name):
     if SHOTS:
         os.makedirs(SHOTS, exist_ok=True)
         widget.grab().save(os.path.join(SHOTS, name))
-
-
-def chain(*layers):
-    g = Graph()
-    prev = None
-    for nid, typ, params in layers:
-        g.add_node(typ, params, id=nid)
-        if prev is not None:
-            g.connect(prev, 0, nid, 0)
-        prev = nid
-    return g
 
 
 # -- j: the residual skip first --------------------------------------------------------------
@@ -47,3 +36,57 @@ def test_an_add_missing_its_skip_is_offered_the_node_the_block_spans_first():
     h = fixes.copy_graph(g)
     fixes.apply(h, fs[0].steps)
     assert h.validate() == []
+
+
+# -- a, b: one shape format on node faces and wires; node text within the node ----------------
+def _built(win, layers):
+    """Nodes added and wired in a row as a user does; their ids."""
+    ids = [win.add_at_centre(t, p) for t, p in layers]
+    for a, b in zip(ids, ids[1:]):
+        assert win.scene.connect_ports(a, 0, b, 0)
+    win.scene.refresh()
+    return ids
+
+
+def test_every_node_face_and_wire_shows_a_shape_the_same_way(win):
+    from layerloom.core.graph import fmt_dims
+    ids = _built(win, [("Input", {"shape": [28, 28, 1]}),
+                       ("Conv2D", {"filters": 16, "kernel_size": 3, "padding": "same"}),
+                       ("BatchNormalization", {}), ("ReLU", {}), ("Flatten", {}),
+                       ("Dense", {"units": 10})])
+    faces = {n: win.scene.nodes[n].summary for n in ids}
+    assert fmt_dims((28, 28, 16)) == "28x28x16" and fmt_dims((12544,)) == "12544"
+    for n in ids[1:4]:  # with a count (Conv, BN) or without (ReLU): the same form
+        assert faces[n].split("  ")[0] == "28x28x16", faces
+    assert faces[ids[4]] == "12544", faces
+    assert not any("None" in t for t in faces.values()), faces
+    labels = [e.label.text() for e in win.scene.edges.values()]
+    assert sorted(labels) == sorted(["28x28x1", "28x28x16", "28x28x16", "28x28x16", "12544"])
+    for e in win.scene.edges.values():  # Keras' form where there is room for it: the tooltip
+        assert "(None, " in e.toolTip()
+    shot(win.view, "a_shapes.png")
+
+
+def test_a_huge_count_is_abbreviated_to_fit_the_node(win):
+    from PySide6.QtGui import QFontMetrics
+    from layerloom.app.canvas.canvas_items import NODE_W, NodeItem
+    from layerloom.core.graph import fmt_count
+    assert [fmt_count(n) for n in (320, 1200, 99_999, 2_500_000, 784_999_999_216)] == \
+        ["320", "1.2k", "100k", "2.5M", "785G"]
+    ids = _built(win, [("Input", {"shape": [784]}), ("Dense", {"units": 999_999_999}),
+                       ("Dense", {"units": 784})])
+    fm = QFontMetrics(NodeItem.small_font())
+    for n in ids[1:]:
+        face = win.scene.nodes[n].summary
+        assert fm.horizontalAdvance(face) <= NODE_W - 16, face
+        assert "..." not in face and "\u2026" not in face
+    for n, dims, count in ((ids[1], "999999999", 785 * 999_999_999),
+                           (ids[2], "784", 784 * 10**9)):
+        whole = f"{dims}  {count:,} params"  # whole where it fits, else abbreviated
+        fits = fm.horizontalAdvance(whole) <= NODE_W - 16
+        assert win.scene.nodes[n].summary == (
+            whole if fits else f"{dims}  {fmt_count(count)} params")
+    assert win.scene.nodes[ids[1]].summary == "999999999  785G params"
+    # the exact count stays a hover away
+    assert "784,000,000,000" in win.scene.nodes[ids[2]].toolTip().replace("\u202f", ",")
+    shot(win.view, "b_huge_count.png")

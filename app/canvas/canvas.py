@@ -8,7 +8,7 @@ from PySide6.QtGui import QBrush, QColor, QFontMetrics, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from layerloom.core.errors import GraphError
-from layerloom.core.graph import fmt_shape
+from layerloom.core.graph import fmt_count, fmt_dims, fmt_shape
 from layerloom.core.layout import flow_of
 
 from layerloom.app.look import theme
@@ -211,16 +211,19 @@ class GraphScene(QGraphicsScene):
             item.problem = "\n".join(probs) or None
             node = g.nodes[nid]
             out = a.shapes.get(nid)
-            summary = fmt_shape(out[0]) if out else "shape unknown"
+            # the short form on every face and wire (fmt_dims), Keras' in the tooltips
+            summary = fmt_dims(out[0]) if out else "shape unknown"
             count = a.params.get(nid)
             if count and count.total:
-                summary += f"  {count.total:,} params"
-                if fm.horizontalAdvance(summary) > NODE_W - 16:
-                    # the count whole, the shape short: "26x26x32  320 params", not "320 para"
-                    summary = "x".join(map(str, out[0])) + f"  {count.total:,} params"
+                whole = summary + f"  {count.total:,} params"
+                # the count whole where it fits, else abbreviated, never cut ("784,999,99...")
+                summary = whole if fm.horizontalAdvance(whole) <= NODE_W - 16 else \
+                    summary + f"  {fmt_count(count.total)} params"
             item.summary = summary
             item.setToolTip(item.problem or f"{node.type} {nid}" + (
                 "" if node.trainable else " (frozen: its weights are not trained)")
+                + (f"\noutput {fmt_shape(out[0])}" if out else "")
+                + (f", {count.total:,} parameters" if count and count.total else "")
                 + f"\n{node.layer.help}")
             item.update()
         # a wire is routed again only when its label changes, it touches a node that changed

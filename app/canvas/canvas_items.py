@@ -5,7 +5,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
-from layerloom.core.graph import fmt_shape
+from layerloom.core.graph import fmt_dims, fmt_shape
 
 from layerloom.app.look import theme
 from . import wire_route
@@ -285,7 +285,7 @@ class EdgeItem(QGraphicsPathItem):
             c1, c2 = wire_route.curve_controls(a, b)
             path = QPainterPath(QPointF(*flip(a)))
             path.cubicTo(QPointF(*flip(c1)), QPointF(*flip(c2)), QPointF(*flip(b)))
-            mid, gap = path.pointAtPercent(0.5), b[0] - a[0] - 2 * PortItem.R - 8
+            mid = path.pointAtPercent(0.5)
             # going down to another column, the curve runs across at its middle, below it
             # on the side it goes to and above it on the other: the label goes above it on
             # that side (right of the middle for a wire going right)
@@ -296,16 +296,10 @@ class EdgeItem(QGraphicsPathItem):
             p, q = max(zip(points, points[1:]),
                        key=lambda pq: abs(pq[1][0] - pq[0][0]) if pq[0][1] == pq[1][1] else -1)
             mid = QPointF(*flip(((p[0] + q[0]) / 2, p[1])))
-            gap = abs(q[0] - p[0]) - 8
         self.routed = points is not None
         self.setPath(path)
-        # the shape as Keras prints it where it fits between the ports, else the short form
-        # (28x28x1) so that it never runs under a port; the full form in the tooltip
-        text = self.full_text
-        fm = QFontMetrics(self.label.font())
-        room = fm.horizontalAdvance(text) if not down else fm.height()
-        if self.dims is not None and room > gap:
-            text = "x".join(map(str, self.dims)) or "scalar"
+        # the short form (28x28x1), as on the node faces; Keras' form in the tooltip
+        text = fmt_dims(self.dims) if self.dims is not None else "?"
         if self.label.text() != text:
             self.label.setText(text)
         r = self.label.boundingRect()
@@ -348,7 +342,7 @@ class EdgeItem(QGraphicsPathItem):
     def set_shape(self, shape):
         self.dims = tuple(shape) if shape is not None else None  # not "shape": a Qt method
         self.full_text = fmt_shape(shape) if shape is not None else "?"
-        self.label.setText(self.full_text)
+        self.label.setText(fmt_dims(self.dims) if self.dims is not None else "?")
         self.setToolTip(f"{self.edge.src} \u2192 {self.edge.dst}: {self.full_text}")
         self.ok = shape is not None
         self.update_path()

@@ -418,3 +418,20 @@ class Graph:
 def fmt_shape(shape):
     """Keras style: (None, 28, 28, 1)."""
     return "(" + ", ".join(["None"] + [str(d) for d in shape]) + ")"
+
+
+def fmt_dims(shape):
+    """The short form the editor shows on node faces and wires: 28x28x1 ("scalar" for ())."""
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def fmt_count(n):
+    """A count in at most four characters and a unit: 320, 1.2k, 100k, 2.5M, 785G."""
+    value, unit = float(n), ""
+    for bigger in ("k", "M", "G", "T"):
+        shown = round(value, 1 if abs(value) < 9.95 else 0)
+        if abs(shown) < 1000:
+            break
+        value, unit = value / 1000, bigger
+    text = f"{value:.1f}" if abs(value) < 9.95 and unit else f"{value:.0f}"
+    return text.removesuffix(".0") + unit
