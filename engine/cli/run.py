@@ -13,6 +13,7 @@ from layerloom.core.errors import TrainingError
 from layerloom.core.fileio import npz_bytes, rescue, write_folder_unit
 from layerloom.train.state import FILENAME as TRAINING_STATE, TrainingState, state_path_of
 from layerloom.train.progress import ConsoleProgress, metrics_text
+from layerloom.data.progress_words import ProgressWords
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
 
@@ -40,52 +41,28 @@ def write_outputs(out_dir, files):
 
 SHOWN_FROM = 8 << 20  # a data file smaller than this is read without a progress line
 COUNTED_FROM = 1000  # files fewer than this are shown only once they take a second
-VERBS = {"bytes": "Reading", "listed": "Listing", "files": "Checking", "images": "Decoding"}
-NOUNS = {"listed": "files"}  # what a unit counts, where its name is not that
-
-
-def progress_verb(path, unit="bytes"):
-    """What is being done: a URL is downloaded; a file read (bytes), an image folder's files
-    listed (listed), their headers checked (files) and its images decoded (images)."""
-    return "Downloading" if "://" in path else VERBS.get(unit, "Reading")
 
 
 def data_progress(out):
     """progress(path, done, total, unit="bytes") for data being read (or downloaded) in bytes,
     or an image folder's files and images (engine/data/imagefolder.py): a live line on a
     terminal, else a line at the start, every 10% and at the end; the rate and the time left
-    once they can be told."""
+    once they can be told (engine/data/progress_words.py: the editor's words too)."""
     tty = getattr(out, "isatty", lambda: False)()
-    seen = {}  # (path, unit): the percentage last shown, when and how far it started
+    words = ProgressWords(lambda: time.perf_counter())  # this module's clock (tests set it)
 
     def show(path, done, total, unit="bytes"):
-        now = time.perf_counter()
-        st = seen.setdefault((path, unit), {"pct": None, "t0": now, "done0": done})
+        st = words.step(path, unit, done)
         if unit == "bytes" and total and total < SHOWN_FROM or \
-                unit != "bytes" and total < COUNTED_FROM and now - st["t0"] < 1:
+                unit != "bytes" and total < COUNTED_FROM and words.clock() - st["t0"] < 1:
             return
-        name = path.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
         pct = 100 * done / total if total else None
         finished = bool(total) and done >= total
         if not tty and not finished and st["pct"] is not None and (
                 pct is None or pct < st["pct"] + 10):
             return
         st["pct"] = pct if pct is not None else 0
-        if unit == "bytes":
-            amount = (f"{pct:.0f}% ({done / 2 ** 20:.0f} of {total / 2 ** 20:.0f} MB)"
-                      if total else f"{done / 2 ** 20:.0f} MB")
-        else:
-            noun = NOUNS.get(unit, unit)
-            amount = f"{pct:.0f}% ({done:,} of {total:,} {noun})" if total else \
-                f"{done:,} {noun}"
-        line = f"{progress_verb(path, unit)} {name}: {amount}"
-        seconds = now - st["t0"]
-        if seconds >= 0.5 and done > st["done0"]:
-            rate = (done - st["done0"]) / seconds
-            line += (f", {rate / 2 ** 20:.1f} MB/s" if unit == "bytes" else
-                     f", {rate:,.0f} {NOUNS.get(unit, unit)}/s")
-            line += f", {seconds:.1f} s" if finished else \
-                f", {(total - done) / rate:.0f} s left" if total else ""
+        line = words.line(path, done, total, unit)
         if tty:
             out.write(f"\r{line}\x1b[K" + ("\n" if finished else ""))
         else:

@@ -4,13 +4,22 @@ the window's lock half the time and pushed repaints past 100 ms on 2 cores), run
 CPU priority, and a crash of an OpenCL driver cannot take the unsaved project down with it.
 
 The child sends ("kind", payload) tuples through a queue; Stop and Pause are shared events
-checked after every batch. No Qt here: the child imports only the engine."""
+checked after every batch, and Stop also at each progress call of the data's read (a large
+CSV or image folder stops within a block or a tenth of a second: engine/data/cancel.py).
+No Qt here: the child imports only the engine."""
 import multiprocessing as mp
 import os
 import time
 import traceback
 
+from layerloom.data.cancel import Cancelled, cancellable
+from layerloom.data.progress_words import ProgressWords
 from layerloom.train.fit import Callback
+
+
+def _check(stop):
+    if stop.is_set():
+        raise Cancelled()
 
 
 class Control:
@@ -67,17 +76,15 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
         from layerloom.train.session import Session
         from layerloom.data.prepare import prepare_data
         project = projectfile.from_dict(project_dict, path)
-
-        def progress(url, done, total, unit="bytes"):
-            from layerloom.cli.run import progress_verb  # a URL, a CSV file, an image folder
-            pct = f"{100 * done / total:.0f}%" if total else \
-                f"{done >> 20} MiB" if unit == "bytes" else f"{done:,} files"
-            q.put(("status", f"{progress_verb(url, unit)} "
-                             f"{url.replace(os.sep, '/').rsplit('/', 1)[-1]}: {pct}"))
+        words = ProgressWords()  # the words `layerloom --run` prints, with rate and time left
+        # Stop while the data is read or the model built: checked at each progress call
+        progress = cancellable(lambda url, done, total, unit="bytes": q.put(
+            ("status", words.line(url, done, total, unit))), stop.is_set)
 
         should_stop = Control(stop, pause)
 
         data = prepare_data(project, progress=progress)
+        _check(stop)  # a Stop during the read's last block
         q.put(("fitted", data.fitted))
         state = None
         if resume is not None:
@@ -86,6 +93,7 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
             state.check_weights(resume[0])
         session = Session(project, device=device, batch_size=batch_size,
                           initial_weights=resume[0] if resume is not None else initial)
+        _check(stop)  # a Stop while the model was built
         h = session.fit(data, epochs=epochs, callbacks=[_Sender(q, should_stop)],
                         should_stop=should_stop,
                         resume=state)
@@ -99,6 +107,8 @@ def child_main(project_dict, path, epochs, batch_size, device, q, stop, pause, r
             r = output_results(session, data)
             if r is not None:
                 q.put(("results", r))
+    except Cancelled:
+        q.put(("status", "Stopped while reading the data; nothing was trained or written."))
     except LayerloomError as e:
         q.put(("failed", str(e)))
     except Exception as e:  # reported in the window's log

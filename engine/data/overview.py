@@ -12,19 +12,21 @@ PREVIEW_ROWS = 50
 THUMBS_PER_CLASS, MAX_THUMBS = 4, 32
 
 
-def overview(proj):
+def overview(proj, progress=None):
     """A dict of what there is to show of Project `proj` (as project/loom.py reads it, with
     strict=False: a project still unfinished). "error": why the dataset cannot be read (with
     what could be shown before that: a CSV file's columns, to fix their roles); "check": why
-    the arrays do not fit the graph (None when they do)."""
+    the arrays do not fit the graph (None when they do). progress(path, done, total, unit):
+    while the data is read, as `layerloom --run` gets it; a progress that raises
+    (engine/data/cancel.py's Cancelled) ends the read with that exception."""
     from layerloom.data.prepare import load_arrays
     info = {}
     try:
         if not proj.dataset:
             return {"error": "No dataset chosen."}
-        table_info, table = _table(proj)
+        table_info, table = _table(proj, progress)
         info.update(table_info)
-        arrays = load_arrays(proj, table=table)
+        arrays = load_arrays(proj, progress, table=table)
         info["description"] = arrays.description
         info["sizes"] = {k: len(next(iter(v.values()))) for k, v in
                          (("training", arrays.train), ("validation", arrays.validation),
@@ -37,12 +39,13 @@ def overview(proj):
         return info
 
 
-def _table(proj):
+def _table(proj, progress=None):
     """The CSV file's columns, their roles and its first rows (nothing for other sources)."""
     d = proj.dataset
     if d.get("source") != "csv":
         return {}, None
-    t = tabular.read(proj.resolve(d["path"]), d.get("delimiter", "auto"), d.get("header", "auto"))
+    t = tabular.read(proj.resolve(d["path"]), d.get("delimiter", "auto"), d.get("header", "auto"),
+                     progress=progress)
     roles = tabular.roles(t, d.get("columns"))
     settings = d.get("columns") or {}
     columns = [(c.name, "number" if c.numeric else f"text, {len(c.categories)} values",
