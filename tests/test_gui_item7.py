@@ -3,6 +3,7 @@ and wires, node text within the node, confusion-matrix numbers within their cell
 panel while a run goes, the residual skip offered first. Screenshots under $L7_SHOTS (if set)."""
 import os
 
+import numpy as np
 import pytest
 
 from layerloom.core import fixes
@@ -90,3 +91,52 @@ def test_a_huge_count_is_abbreviated_to_fit_the_node(win):
     # the exact count stays a hover away
     assert "784,000,000,000" in win.scene.nodes[ids[2]].toolTip().replace("\u202f", ",")
     shot(win.view, "b_huge_count.png")
+
+
+# -- c: confusion-matrix numbers within their cells --------------------------------------------
+def test_confusion_counts_too_wide_for_their_cells_are_abbreviated(win, qtbot):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QFontMetricsF
+    from layerloom.app.panels.results import count_texts
+    from layerloom.core.graph import fmt_count
+    # 20 classes of a large test split: five- and six-digit counts in small cells
+    win.resize(1400, 860)
+    qtbot.waitExposed(win)
+    rng = np.random.default_rng(1)
+    m = rng.integers(0, 900, (20, 20))
+    np.fill_diagonal(m, rng.integers(10_000, 250_000, 20))
+    img = np.zeros((28, 28, 1), np.float32)
+    win._show_results({"matrix": m, "split": "test", "output": "class", "accuracy": 0.9,
+                       "classes": [str(k) for k in range(20)], "samples": [(img, 0, 0)]})
+    qtbot.wait(200)
+    vb = win.results.plot.getViewBox()
+    cell = vb.mapViewToDevice(QPointF(1, 1)) - vb.mapViewToDevice(QPointF(0, 0))
+    w, h = abs(cell.x()), abs(cell.y())
+    font, texts = count_texts(m, w, h)  # at the size shown: all fit, or none are drawn
+    fm = QFontMetricsF(font)
+    assert texts is None and w < 16 or all(
+        fm.horizontalAdvance(t) <= w - 2 for row in texts for t in row), (w, texts)
+    # cells 30 x 20 px: the six-digit counts do not fit whole, abbreviated they do
+    font, texts = count_texts(m, 30, 20)
+    fm = QFontMetricsF(font)
+    assert fm.horizontalAdvance("888888") > 28 and fm.height() <= 20
+    assert all(fm.horizontalAdvance(t) <= 28 for row in texts for t in row), texts
+    big = divmod(int(m.argmax()), 20)
+    assert texts[big[0]][big[1]] == fmt_count(m.max()) and texts[big[0]][big[1]][-1] == "k"
+    assert count_texts(m, 3, 3)[1] is None  # a few pixels: colours only
+    # a roomy cell shows every count whole
+    font, texts = count_texts(np.array([[950, 12], [3, 871]]), 120, 60)
+    assert texts == [["950", "12"], ["3", "871"]]
+    # ten classes of a large split, as shown: six-digit counts abbreviated within their cells
+    m = m[:10, :10] * 3
+    win._show_results({"matrix": m, "split": "test", "output": "class", "accuracy": 0.9,
+                       "classes": [str(k) for k in range(10)], "samples": [(img, 0, 0)]})
+    win.output_tabs.setCurrentWidget(win.results)
+    qtbot.wait(200)
+    cell = vb.mapViewToDevice(QPointF(1, 1)) - vb.mapViewToDevice(QPointF(0, 0))
+    w, h = abs(cell.x()), abs(cell.y())
+    font, texts = count_texts(m, w, h)
+    fm = QFontMetricsF(font)
+    assert texts is not None and fm.horizontalAdvance(str(m.max())) > w - 2, w
+    assert all(fm.horizontalAdvance(t) <= w - 2 for row in texts for t in row), (w, texts)
+    shot(win.results, "c_confusion.png")

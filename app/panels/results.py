@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from layerloom.app.look.images import pixmap
+from layerloom.core.graph import fmt_count
 
 
 class _Counts(pg.GraphicsObject):
@@ -35,13 +36,32 @@ class _Counts(pg.GraphicsObject):
         painter.resetTransform()
         cell = t.map(QPointF(1, 1)) - t.map(QPointF(0, 0))
         w, h = abs(cell.x()), abs(cell.y())
-        painter.setFont(count_font(w, h, len(str(int(self.m.max())))))
+        font, texts = count_texts(self.m, w, h)
+        if texts is None:
+            return  # cells a few pixels wide: their colours say it, no number would fit
+        painter.setFont(font)
         for i in range(self.m.shape[0]):
             for j in range(self.m.shape[1]):
                 c = t.map(QPointF(j + 0.5, i + 0.5))
                 painter.setPen(QColor("#ffffff" if self.rates[i, j] < 0.6 else "#000000"))
                 painter.drawText(QRectF(c.x() - w / 2, c.y() - h / 2, w, h), Qt.AlignCenter,
-                                 str(self.m[i, j]))
+                                 texts[i][j])
+
+
+def count_texts(m, w, h):
+    """(font, [[text]]) for the counts `m` in w x h cells: each count whole where the widest
+    fits at the smallest font, else abbreviated (12k, 1.2M) so that none runs past its cell;
+    texts None where even those do not fit (cells a few pixels across)."""
+    from PySide6.QtGui import QFontMetricsF
+    texts = [[str(v) for v in row] for row in m.tolist()]
+    for _ in range(2):
+        widest = max((t for row in texts for t in row), key=len, default="")
+        font = count_font(w, h, len(widest))
+        fm = QFontMetricsF(font)
+        if fm.horizontalAdvance("8" * len(widest)) <= w - 2 and fm.height() <= h:
+            return font, texts
+        texts = [[fmt_count(v) for v in row] for row in m.tolist()]
+    return font, None
 
 
 def count_font(w, h, digits):
