@@ -94,25 +94,31 @@ def test_a_huge_count_is_abbreviated_to_fit_the_node(win):
 
 
 # -- c: confusion-matrix numbers within their cells --------------------------------------------
-def test_confusion_counts_too_wide_for_their_cells_are_abbreviated(win, qtbot):
+def _matrix_shown(win, qtbot, m):
+    """Show counts m as a classifier's results; (font, texts, cell width) as painted."""
     from PySide6.QtCore import QPointF
-    from PySide6.QtGui import QFontMetricsF
     from layerloom.app.panels.results import count_texts
-    from layerloom.core.graph import fmt_count
-    # 20 classes of a large test split: five- and six-digit counts in small cells
-    win.resize(1400, 860)
-    qtbot.waitExposed(win)
-    rng = np.random.default_rng(1)
-    m = rng.integers(0, 900, (20, 20))
-    np.fill_diagonal(m, rng.integers(10_000, 250_000, 20))
     img = np.zeros((28, 28, 1), np.float32)
     win._show_results({"matrix": m, "split": "test", "output": "class", "accuracy": 0.9,
-                       "classes": [str(k) for k in range(20)], "samples": [(img, 0, 0)]})
+                       "classes": [str(k) for k in range(len(m))], "samples": [(img, 0, 0)]})
+    win.output_tabs.setCurrentWidget(win.results)
     qtbot.wait(200)
     vb = win.results.plot.getViewBox()
     cell = vb.mapViewToDevice(QPointF(1, 1)) - vb.mapViewToDevice(QPointF(0, 0))
-    w, h = abs(cell.x()), abs(cell.y())
-    font, texts = count_texts(m, w, h)  # at the size shown: all fit, or none are drawn
+    return count_texts(m, abs(cell.x()), abs(cell.y())) + (abs(cell.x()),)
+
+
+def test_confusion_counts_too_wide_for_their_cells_are_abbreviated(win, qtbot):
+    from PySide6.QtGui import QFontMetricsF
+    from layerloom.app.panels.results import count_texts
+    from layerloom.core.graph import fmt_count
+    win.resize(1400, 860)
+    qtbot.waitExposed(win)
+    # 20 classes of a large test split: five- and six-digit counts in small cells
+    rng = np.random.default_rng(1)
+    m = rng.integers(0, 900, (20, 20))
+    np.fill_diagonal(m, rng.integers(10_000, 250_000, 20))
+    font, texts, w = _matrix_shown(win, qtbot, m)  # as shown: all fit, or none are drawn
     fm = QFontMetricsF(font)
     assert texts is None and w < 16 or all(
         fm.horizontalAdvance(t) <= w - 2 for row in texts for t in row), (w, texts)
@@ -129,13 +135,7 @@ def test_confusion_counts_too_wide_for_their_cells_are_abbreviated(win, qtbot):
     assert texts == [["950", "12"], ["3", "871"]]
     # ten classes of a large split, as shown: six-digit counts abbreviated within their cells
     m = m[:10, :10] * 3
-    win._show_results({"matrix": m, "split": "test", "output": "class", "accuracy": 0.9,
-                       "classes": [str(k) for k in range(10)], "samples": [(img, 0, 0)]})
-    win.output_tabs.setCurrentWidget(win.results)
-    qtbot.wait(200)
-    cell = vb.mapViewToDevice(QPointF(1, 1)) - vb.mapViewToDevice(QPointF(0, 0))
-    w, h = abs(cell.x()), abs(cell.y())
-    font, texts = count_texts(m, w, h)
+    font, texts, w = _matrix_shown(win, qtbot, m)
     fm = QFontMetricsF(font)
     assert texts is not None and fm.horizontalAdvance(str(m.max())) > w - 2, w
     assert all(fm.horizontalAdvance(t) <= w - 2 for row in texts for t in row), (w, texts)
