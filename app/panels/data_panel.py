@@ -5,6 +5,8 @@ grid of images, class counts, and whether the arrays fit the graph's Input nodes
 the same code path as `layerloom --run`; every change is an undoable SetSetupCmd."""
 import os
 import re
+import threading
+import time
 
 from PySide6.QtCore import QThread, QTimer, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout,
@@ -13,7 +15,9 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from layerloom.data import preprocess, sources, tabular
+from layerloom.data.cancel import Cancelled, cancellable
 from layerloom.data.overview import overview
+from layerloom.data.progress_words import ProgressWords
 
 from layerloom.app.editing.commands import SetSetupCmd, keep_mapping
 from layerloom.app.look.dialogs import ask_path
@@ -21,11 +25,29 @@ from layerloom.app.look.images import pixmap
 
 
 class _Inspector(QThread):
+    """overview() of the project off the GUI thread: sigProgress(line) while the data is read
+    (the words `layerloom --run` prints, at most every PROGRESS_EVERY s), then done(info);
+    info {"cancelled": True} after cancel()."""
     done = Signal(object)
+    sigProgress = Signal(str)
+    PROGRESS_EVERY = 0.1
 
     def __init__(self, project_dict, path):
         super().__init__()
         self.project_dict, self.path = project_dict, path
+        self.cancelled = threading.Event()
+        self.words, self.last = ProgressWords(), 0.0
+
+    def cancel(self):
+        """The read stops at its next progress call (a block of a CSV, a tenth of a second
+        of an image folder); nothing is written (engine/data/cancel.py)."""
+        self.cancelled.set()
+
+    def _progress(self, path, done, total, unit="bytes"):
+        now = time.perf_counter()
+        if now - self.last >= self.PROGRESS_EVERY or total and done >= total:
+            self.last = now
+            self.sigProgress.emit(self.words.line(path, done, total, unit))
 
     def run(self):
         from layerloom.core.errors import LayerloomError
@@ -36,7 +58,10 @@ class _Inspector(QThread):
             except LayerloomError as e:
                 self.done.emit({"error": str(e)})
                 return
-            self.done.emit(overview(project))
+            self.done.emit(overview(project, cancellable(self._progress,
+                                                         self.cancelled.is_set)))
+        except Cancelled:
+            self.done.emit({"cancelled": True})
         except Exception as e:  # shown in the tab, never a crash of the window
             self.done.emit({"error": f"{type(e).__name__}: {e}"})
 
@@ -44,6 +69,7 @@ class _Inspector(QThread):
 class DataPanel(QWidget):
     sigFit = Signal(object)  # (node id or None, message) when the data does not fit, or None
     sigImpliedLoss = Signal(dict)  # {output: the loss its activation and targets imply}
+    sigProgress = Signal(str)  # the read's progress line for the status bar ("" at its end)
     fit_problem = None
     fit_error = None
 
@@ -96,12 +122,20 @@ class DataPanel(QWidget):
         form.addRow("Images (height x width)", self.size_row)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        # Cancel while the data is read (a large CSV or folder); Read again after a cancel
+        self.read_button = QPushButton("Cancel")
+        self.read_button.setToolTip("Stop reading the data; nothing is written")
+        self.read_button.hide()
+        self.read_button.clicked.connect(self._read_button_clicked)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.read_button, 0, Qt.AlignTop)
         self.counts = QLabel()
         self.counts.setWordWrap(True)
         left = QVBoxLayout()
         left.addLayout(top)
         left.addLayout(form)
-        left.addWidget(self.status)
+        left.addLayout(status_row)
         left.addWidget(self.counts)
         left.addStretch(1)
         return left
@@ -241,13 +275,50 @@ class DataPanel(QWidget):
             return
         self.shown_for = key
         self.status.setText("Reading the data...")
+        self.status.setStyleSheet("")
+        self.read_button.setText("Cancel")
+        self.read_button.setEnabled(True)
+        self.read_button.show()
         self.worker = _Inspector(projectfile.to_dict(self.doc.project), self.doc.path)
         self.worker.done.connect(self.show_info)
+        self.worker.sigProgress.connect(self._show_progress)
         self.worker.finished.connect(self._worker_finished)
         self.worker.start()
 
+    def _show_progress(self, line):
+        if self.worker is not None and not self.worker.cancelled.is_set():
+            self.status.setText(line)
+            self.sigProgress.emit(line)
+
+    def attach_status_bar(self, bar):
+        """The read's progress in the window's status bar too, cleared at its end (a message
+        of another kind shown meanwhile stays)."""
+        shown = [""]
+
+        def show(line):
+            if line:
+                bar.showMessage(line, 10_000)
+            elif shown[0] and bar.currentMessage() == shown[0]:
+                bar.clearMessage()
+            shown[0] = line
+        self.sigProgress.connect(show)
+
+    def cancel(self):
+        """Stop the running read: the tab says so and offers to read again."""
+        if self.worker is not None:
+            self.worker.cancel()
+            self.read_button.setEnabled(False)
+            self.status.setText("Cancelling...")
+
+    def _read_button_clicked(self):
+        if self.worker is not None and not self.worker.cancelled.is_set():
+            self.cancel()
+        else:  # Read again
+            self.shown_for = None
+            self.refresh()
+
     def shutdown(self):
-        """The window closes: no new reads, and a running one is waited for."""
+        """The window closes: no new reads, and a running one is cancelled and waited for."""
         self.timer.stop()
         try:
             self.doc.sigChanged.disconnect(self.schedule)
@@ -255,6 +326,8 @@ class DataPanel(QWidget):
             pass
         if self.worker is not None:
             self.worker.done.disconnect()
+            self.worker.sigProgress.disconnect()
+            self.worker.cancel()
             self.worker.wait()
 
     def _worker_finished(self):
@@ -265,6 +338,17 @@ class DataPanel(QWidget):
 
     def show_info(self, info):
         self.load_fields()
+        self.sigProgress.emit("")
+        if info.get("cancelled"):  # what was shown stays; the next change reads again
+            self.shown_for = None
+            self.status.setText("Reading the data was cancelled; nothing was written. "
+                                "Read again, or change a setting, to see the data.")
+            self.status.setStyleSheet("color: #b7791f;")
+            self.read_button.setText("Read again")
+            self.read_button.setEnabled(True)
+            self.read_button.show()
+            return
+        self.read_button.hide()
         # what the window's Problems list and the node concerned show (None: it fits)
         self.fit_problem = ((info.get("check_node"), info.get("check_message") or
                              info["check"]) if info.get("check") else

@@ -173,6 +173,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.training.sigChooseData.connect(self._choose_data)
         self.data.sigFit.connect(self._data_fit)
         self.data.sigImpliedLoss.connect(self.training.show_implied_loss)
+        self.data.attach_status_bar(self.statusBar())
         self.problems.itemClicked.connect(self._problem_clicked)
         self.problems_panel.sigFix.connect(self.apply_fix)
         doc.sigChanged.connect(self._changed)
