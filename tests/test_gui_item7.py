@@ -140,3 +140,103 @@ def test_confusion_counts_too_wide_for_their_cells_are_abbreviated(win, qtbot):
     assert texts is not None and fm.horizontalAdvance(str(m.max())) > w - 2, w
     assert all(fm.horizontalAdvance(t) <= w - 2 for row in texts for t in row), (w, texts)
     shot(win.results, "c_confusion.png")
+
+
+# -- d, e: the Training panel while a run goes; the epoch time after Continue -----------------
+def _fake_runs(monkeypatch):
+    """train_process.start replaced: each run is handed the messages of the next list in
+    `runs` (appended by the test), then holds until `release` is set; returns (runs, release,
+    started)."""
+    import queue
+    import threading
+    from layerloom.cli import train_process
+    runs, release, started = [], threading.Event(), []
+
+    class Held:
+        exitcode = 0
+
+        def is_alive(self):
+            return True
+
+        def join(self, timeout=None):
+            pass
+
+    class Feed(queue.Queue):
+        def __init__(self, messages):
+            super().__init__()
+            self.messages = list(messages)
+
+        def get(self, timeout=None):
+            if self.messages:
+                return self.messages.pop(0)
+            if release.wait(timeout):
+                return ("end", None)
+            raise queue.Empty
+
+    def start(project_dict, path, epochs, batch_size, device, resume=None, initial=None):
+        started.append(resume)
+        release.clear()
+        return Held(), Feed(runs.pop(0)), threading.Event(), threading.Event()
+    monkeypatch.setattr(train_process, "start", start)
+    return runs, release, started
+
+
+def _setup_fields(panel):
+    return [panel.dataset, panel.optimizer.choice, panel.optimizer, panel.loss, panel.metrics,
+            panel.callbacks, panel.epochs, panel.batch, panel.device, panel.mapping,
+            panel.per_output, panel.loss_fields]
+
+
+def test_the_training_fields_are_greyed_while_a_run_goes_and_the_epoch_time_is_whole(
+        win, qtbot, monkeypatch):
+    from guikit import EXAMPLES
+    from layerloom.app.editing.document import Document
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    panel = win.training
+    runs, release, started = _fake_runs(monkeypatch)
+    logged = []
+    panel.sigLog.connect(logged.append)
+    assert all(w.isEnabled() for w in _setup_fields(panel))
+    runs.append([("begin", (3, 10)),
+                 ("epoch", {"epoch": 1, "seconds": 1.0, "loss": 0.5}),
+                 ("epoch", {"epoch": 2, "seconds": 0.75, "loss": 0.4, "interrupted": True}),
+                 ("done", {"stopped": True, "epochs": []}),
+                 ("weights", {"w": 1}), ("state", {"position": (1, 4)})])
+    panel.start_training()
+    qtbot.waitUntil(lambda: any("Epoch 2" in line for line in logged), timeout=10_000)
+    assert panel.worker is not None
+    # while the run goes: greyed, and the user's edits cannot reach the project
+    assert not any(w.isEnabled() for w in _setup_fields(panel)), [
+        type(w).__name__ for w in _setup_fields(panel) if w.isEnabled()]
+    shot(panel, "d_training_running.png")
+    release.set()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=10_000)
+    assert all(w.isEnabled() for w in _setup_fields(panel))
+    shot(panel, "d_training_after.png")
+    # Continue: epoch 2 goes on from its 4th batch; its time is the whole epoch's, 0.75 s
+    # before the stop and 0.5 s after
+    runs.append([("begin", (3, 10)),
+                 ("epoch", {"epoch": 2, "seconds": 0.5, "loss": 0.3}),
+                 ("epoch", {"epoch": 3, "seconds": 1.5, "loss": 0.2}),
+                 ("done", {"stopped": False, "epochs": []})])
+    panel.last_weights, panel.last_state = {"w": 1}, {"position": (1, 4)}
+    panel.continue_training()
+    qtbot.waitUntil(lambda: logged[-1].startswith("Epoch 3"), timeout=10_000)
+    release.set()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=10_000)
+    assert started[-1] is not None  # resumed
+    lines = [line for line in logged if line.startswith("Epoch ")]
+    assert "(1.25s" in lines[-2] and lines[-2].startswith("Epoch 2:"), lines
+    assert "(1.50s)" in lines[-1], lines
+
+
+# -- g: Epochs and Batch size near the top ------------------------------------------------------
+def test_epochs_and_batch_size_come_right_after_the_dataset(win, qtbot):
+    panel = win.training
+    qtbot.waitExposed(win)
+    ys = {name: w.mapTo(panel, w.rect().topLeft()).y() for name, w in (
+        ("dataset", panel.dataset), ("epochs", panel.epochs), ("batch", panel.batch),
+        ("optimizer", panel.optimizer.choice), ("loss", panel.loss),
+        ("device", panel.device))}
+    assert ys["dataset"] < ys["epochs"] < ys["batch"] < ys["optimizer"] < ys["loss"], ys
+    assert ys["batch"] < ys["device"]

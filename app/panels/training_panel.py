@@ -55,6 +55,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.choices = None  # the devices found (runtime.Choice), once the survey is done
         self.failure = None  # the dialog of the last run that failed, while it is open
         self.batches_seen = 0  # of the run going on: none when it fails is a failed start
+        self.cut_epoch = self.cut_before = None  # (epoch, seconds) stopped in: _epoch
         self.last_history = self.last_weights = self.last_state = None  # of the latest run
         self.output_rows, self.mapping_rows = {}, {}  # rebuilt when the outputs/arrays change
         self.output_fields = {}  # an output's loss fields, beside output_rows
@@ -124,8 +125,14 @@ class TrainingPanel(OutputRows, QWidget):
         self.log_scale = QCheckBox("log scale")
 
     def _build_layout(self):
-        form = QFormLayout()
+        # the setup in one box, greyed while a run goes (it looked editable: issue 31)
+        self.setup_box = QWidget()
+        form = QFormLayout(self.setup_box)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Dataset", self.dataset)
+        # what every run sets first, above the fold (they were at the bottom: issue 31)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch)
         form.addRow("Optimizer", self.optimizer.choice)
         form.addRow(self.optimizer)
         form.addRow("Loss", self.loss)
@@ -134,15 +141,13 @@ class TrainingPanel(OutputRows, QWidget):
         form.addRow(self.mapping)
         form.addRow("Metrics", self.metrics)
         form.addRow("Callbacks", self.callbacks)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Batch size", self.batch)
         form.addRow("Device", self.device)
         buttons = QHBoxLayout()
         for b in (self.start, self.pause, self.stop, self.continue_run):
             buttons.addWidget(b)
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
-        lay.addLayout(form)
+        lay.addWidget(self.setup_box)
         lay.addWidget(self.setup_error)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
@@ -369,6 +374,7 @@ class TrainingPanel(OutputRows, QWidget):
         # a resumed run goes on drawing its curves
         self.plots.begin(keep=resume is not None, epochs=self.epochs.value())
         self.doc.set_locked(True)
+        self.setup_box.setEnabled(False)
         self.sigRunning.emit(True)
         self.continue_run.setEnabled(False)
         initial = self._fine_tuning_weights() if resume is None else None
@@ -394,6 +400,10 @@ class TrainingPanel(OutputRows, QWidget):
                             "a device takes longest)...")
         self.rate_from, self.paused_total, self.paused_at = None, 0.0, None
         self.batches_seen = 0
+        # (epoch, seconds) of the epoch the last run stopped in: Continue finishes that
+        # epoch, whose time is then the whole epoch's, not only the resumed part's
+        self.cut_before = self.cut_epoch if resume is not None else None
+        self.cut_epoch = None
         self.t0 = time.perf_counter()
         self.started = time.time()
         self.last_history = None  # until this run's arrives
@@ -459,9 +469,15 @@ class TrainingPanel(OutputRows, QWidget):
             if k.startswith("val_"):
                 self.plots.add_point(k, logs["epoch"], v)
         from layerloom.train.fit import figures  # not Stop's "interrupted" flag: a status
+        seconds, took = logs["seconds"], f"{logs['seconds']:.2f}s"
+        if self.cut_before is not None and self.cut_before[0] == logs["epoch"]:
+            seconds += self.cut_before[1]
+            took = f"{seconds:.2f}s, {logs['seconds']:.2f}s of it after Continue"
+        if logs.get("interrupted"):
+            self.cut_epoch = (logs["epoch"], seconds)
         self.sigLog.emit(f"Epoch {logs['epoch']}: " + "  ".join(
             f"{k} {v:.4f}" for k, v in figures(logs).items())
-            + f"  ({logs['seconds']:.2f}s)" + ("  (stopped)" if logs.get("interrupted") else ""))
+            + f"  ({took})" + ("  (stopped)" if logs.get("interrupted") else ""))
 
     def _done(self, history):
         self.plots.flush()
@@ -499,6 +515,7 @@ class TrainingPanel(OutputRows, QWidget):
 
     def _finished(self):
         self.doc.set_locked(False)
+        self.setup_box.setEnabled(True)
         fitted = self.worker.fitted if self.worker is not None else None
         weights = self.worker.weights if self.worker is not None else None
         if weights is not None:
