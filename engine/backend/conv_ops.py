@@ -86,20 +86,23 @@ class ConvOps:
     def _direct_defines(self, g, F, fv, nf, extra):
         return self._geom_defines(g) + (f"GF={F}", f"FV={fv}", f"VW={fv}", f"NF={nf}") + extra
 
+    def _direct_forward_defines(self, g, F):
+        """conv_direct's defines for F filters over geometry g: the filters' vectors, and the
+        positions per work-item (OWT): from half the registers' worth to all of it, the fewest
+        wasted at the row's end, then the most."""
+        fv, nf = self._direct_vector(F)
+        most = min(8, self._direct_regs() // nf, g.OW)
+        owt = min(range(max(1, most // 2), most + 1),
+                  key=lambda t: (cdiv(g.OW, t) * t - g.OW, -t))
+        return self._direct_defines(g, F, fv, nf, (f"OWT={owt}",)), fv * nf, owt
+
     def conv_direct(self, x, w, y, n, g, F, bias=None, act="linear", accumulate=False):
         """y (n, OH, OW, F) = act(conv(x, w) + bias) (+ y), directly (conv_direct.cl)."""
         if not n:
             return
-        fv, nf = self._direct_vector(F)
-        regs = self._direct_regs() // nf
-        # positions per work-item: from half the registers' worth to all of it, the fewest
-        # wasted at the row's end, then the most
-        most = min(8, regs, g.OW)
-        owt = min(range(max(1, most // 2), most + 1),
-                  key=lambda t: (cdiv(g.OW, t) * t - g.OW, -t))
-        k = self._k("conv_direct", "conv_direct",
-                    self._direct_defines(g, F, fv, nf, (f"OWT={owt}",)))
-        grid = (F // (fv * nf), cdiv(g.OW, owt), n * g.OH)
+        defines, per, owt = self._direct_forward_defines(g, F)
+        k = self._k("conv_direct", "conv_direct", defines)
+        grid = (F // per, cdiv(g.OW, owt), n * g.OH)
         local = (1, 1, 1) if self.rt.kind == "cpu" else None
         k(self.q, grid, local, x, w, self._or_dummy(bias), y, int(bias is not None),
           ACT_ID[act], int(accumulate))
@@ -110,12 +113,26 @@ class ConvOps:
         (K-1)*D - P before."""
         taps = g.KH * g.KW
         wt = self._scratch("conv_direct_flipped", 4 * taps * g.C * F)
-        fv, nf = self._direct_vector(F)
-        self._k("conv_direct", "flip_kernel", self._direct_defines(g, F, fv, nf, ()))(
+        self._k("conv_direct", "flip_kernel", self._flip_defines(g, F))(
             self.q, (taps * g.C * F,), None, w, wt, g.C, F)
-        gt = ConvGeometry(g.OH, g.OW, F, g.H, g.W, g.KH, g.KW, 1, 1, g.DH, g.DW,
-                          (g.KH - 1) * g.DH - g.PT, (g.KW - 1) * g.DW - g.PL)
-        self.conv_direct(dy, wt, dx, n, gt, g.C, accumulate=accumulate)
+        self.conv_direct(dy, wt, dx, n, self._dx_geometry(g, F), g.C, accumulate=accumulate)
+
+    def _flip_defines(self, g, F):
+        return self._direct_defines(g, F, *self._direct_vector(F), ())
+
+    @staticmethod
+    def _dx_geometry(g, F):
+        """The input gradient's convolution: of the output gradient (F channels) with the
+        flipped kernel, stride 1, back to the input's size."""
+        return ConvGeometry(g.OH, g.OW, F, g.H, g.W, g.KH, g.KW, 1, 1, g.DH, g.DW,
+                            (g.KH - 1) * g.DH - g.PT, (g.KW - 1) * g.DW - g.PL)
+
+    def _dw_defines(self, g, F):
+        """conv_direct_dw's defines and its channels per work-item (CT)."""
+        fv, nf = self._direct_vector(F)
+        regs = self._direct_regs() // nf
+        ct = max(c for c in range(1, min(16, regs) + 1) if g.C % c == 0)
+        return self._direct_defines(g, F, fv, nf, (f"CT={ct}",)), fv * nf, ct
 
     def conv_direct_dw(self, x, dy, dw, n, g, F):
         """dw (KH, KW, C, F) = the kernel gradient, summed over every output position
@@ -124,18 +141,37 @@ class ConvOps:
         if not n:
             self.fill(dw, size)
             return
-        fv, nf = self._direct_vector(F)
-        regs = self._direct_regs() // nf
-        ct = max(c for c in range(1, min(16, regs) + 1) if g.C % c == 0)
-        items = g.KH * g.KW * (F // (fv * nf)) * (g.C // ct)
+        defines, per, ct = self._dw_defines(g, F)
+        items = g.KH * g.KW * (F // per) * (g.C // ct)
         rows = n * g.OH
         parts = min(rows, max(1, cdiv(64 * self.rt.device.max_compute_units, items)))
         buf = self._scratch("conv_direct_dw", 4 * parts * size)
-        k = self._k("conv_direct", "conv_direct_dw",
-                    self._direct_defines(g, F, fv, nf, (f"CT={ct}",)))
+        k = self._k("conv_direct", "conv_direct_dw", defines)
         local = (1, 1, 1) if self.rt.kind == "cpu" else None
         k(self.q, (items // (g.C // ct), g.C // ct, parts), local, x, dy, buf, rows)
         self._sum_parts(buf, parts, size, dw, self._dummy, 0, ACT_ID["linear"], 0)
+
+    def conv_programs(self, g, F, groups=1, backward=True, dx=True):
+        """(files, defines, prelude) of the programs a convolution of F filters over geometry
+        g builds (its plan's direct kernels, conv.cl at its geometry for columns): for
+        Runtime.prebuild. backward: its backward runs; dx: a gradient flows to its input."""
+        plan = self.conv_plan(g, F, groups)
+        defines = []
+        if plan.forward:
+            defines.append(self._direct_forward_defines(g, F)[0])
+        if backward and plan.dw:
+            defines.append(self._dw_defines(g, F)[0])
+        if backward and dx and plan.dx:
+            defines += [self._flip_defines(g, F),
+                        self._direct_forward_defines(self._dx_geometry(g, F), g.C)[0]]
+        specs = [(self._files("conv_direct", d), d, self._prelude) for d in defines]
+        one_by_one = g.KH == g.KW == g.SH == g.SW == 1 and groups == 1
+        if not one_by_one and (not plan.forward or (backward and dx and not plan.dx)):
+            d = self._geom_defines(g)  # im2col, col2im
+            specs.append((self._files("conv", d), d, self._prelude))
+        if groups > 1:  # swap_outer
+            specs.append((self._files("conv"), (), self._prelude))
+        return specs
 
     def im2col(self, x, cols, n, g):
         """g: a ConvGeometry."""

@@ -92,16 +92,19 @@ def compile_progress(out):
 
 def start_runtime(proj, device, out):
     """The device's runtime, with the programs nearly every model's first step builds (the
-    kernel library, the GEMM tiles and the narrow GEMMs for the graph's output widths)
+    kernel library, the GEMM tiles and the narrow GEMMs for the graph's output widths) and
+    those its layers declare (a convolution's direct kernels, by the device's plan)
     compiling in the background while the data loads, each said as it is built."""
     from layerloom.backend.ops import Ops
     from layerloom.backend.runtime import Runtime
+    from layerloom.train.model import layer_programs
     runtime = Runtime(device)
     runtime.compiling.connect(compile_progress(out))
     analysis = proj.graph.analysis()  # a GEMM's output width is a weighted layer's
     widths = {s[-1] for nid, ports in analysis.shapes.items() for s in ports
               if s and nid in analysis.params and analysis.params[nid].total}
-    runtime.prebuild(Ops(runtime).startup_programs(widths))
+    ops = Ops(runtime)
+    runtime.prebuild(ops.startup_programs(widths) + layer_programs(proj.graph, ops))
     return runtime
 
 

@@ -3,6 +3,7 @@ device is asked: the editor lists it under Problems before Run (an error where i
 device chosen), and the model refuses, before it allocates anything, what its device cannot
 hold (engine/train/model.py)."""
 from math import prod
+from typing import NamedTuple
 
 from layerloom.core.analysis import in_shapes
 from layerloom.core.errors import GraphError
@@ -16,7 +17,7 @@ def size_text(nbytes):
     return f"{nbytes} bytes"
 
 
-def _known_in_shapes(graph, shapes, nid):
+def known_in_shapes(graph, shapes, nid):
     """A node's input shapes, or None where one is unknown (the node counts nothing)."""
     if nid not in shapes:
         return None
@@ -31,7 +32,7 @@ def nodes_needing_grad(graph, shapes, order=None):
     is not differentiated. order: the nodes upstream first (default: the graph's)."""
     needs = set()
     for nid in graph.topo_order() if order is None else order:
-        ins = _known_in_shapes(graph, shapes, nid)
+        ins = known_in_shapes(graph, shapes, nid)
         if ins is None:
             continue
         own = any(w.trainable for w in graph.nodes[nid].weights(ins))
@@ -45,42 +46,92 @@ def discarded_gradients(graph, shapes, needs, nid):
     upstream) whose layer declares them trainable: its backward computes their gradients with
     dX, into buffers nobody reads (no update, no optimizer state)."""
     node = graph.nodes[nid]
-    ins = _known_in_shapes(graph, shapes, nid)
+    ins = known_in_shapes(graph, shapes, nid)
     if node.trainable or nid not in needs or ins is None:
         return set()
     return {s.name for s in node.layer.weights(node.params, ins) if s.trainable}
 
 
-def memory_needed(graph, batch, shapes=None, needs=None):
+class NodeRun(NamedTuple):
+    """What a node's passes run, for the scratch it declares (a convolution's columns): ops,
+    the device's (conv_plan picks each pass's algorithm; None: no device known, the most
+    memory); backward: its backward runs; dx: a gradient flows to its input."""
+    ops: object
+    backward: bool
+    dx: bool
+
+
+def gradient_flows(graph, needs, outputs, nid):
+    """Whether node nid's outputs get a gradient buffer (engine/train/model.py): a node
+    upstream of a trainable weight, or an output; never an Input."""
+    return not graph.nodes[nid].layer.is_input and (nid in needs or nid in outputs)
+
+
+def node_scratch(graph, shapes, needs, nid, ops=None, outputs=None):
+    """(kept, shared): the scratch node nid holds alone ({name: per-sample shape}) and what it
+    shares with the model's other nodes ({name: (pool, per-sample shape)}: one buffer per pool
+    at the largest size), for ops' device (None: no device known)."""
+    node = graph.nodes[nid]
+    layer, ins = node.layer, known_in_shapes(graph, shapes, nid)
+    if not hasattr(layer, "shared_scratch"):
+        return layer.scratch(node.params, ins), {}
+    run = node_run(graph, needs, nid, ops, outputs)
+    return layer.scratch(node.params, ins, run), layer.shared_scratch(node.params, ins, run)
+
+
+def node_run(graph, needs, nid, ops=None, outputs=None):
+    """Node nid's NodeRun on ops' device."""
+    outputs = graph.outputs() if outputs is None else outputs
+    return NodeRun(ops, nid in needs, graph.nodes[nid].layer.differentiable and any(
+        gradient_flows(graph, needs, outputs, e.src) for e in graph.in_edges(nid)))
+
+
+def memory_needed(graph, batch, shapes=None, needs=None, ops=None, fused=()):
     """(bytes in all, the largest single buffer, the node holding it) at `batch`: activations
-    and their gradients, weights, their gradients and two optimizer slots each (Adam's), the
-    layers' scratch, and a frozen node's discarded weight gradients. shapes: per-node output
-    shapes (default: the graph's analysis; a node whose shape is unknown counts nothing);
-    needs: nodes_needing_grad's set, where the caller has it."""
+    and the gradients that flow into them, weights, their gradients and two optimizer slots
+    each (Adam's), the layers' scratch (a pool the nodes share once, at its largest), a fused
+    loss's pre-activations, and a frozen node's discarded weight gradients. shapes: per-node
+    output shapes (default: the graph's analysis; a node whose shape is unknown counts
+    nothing); needs: nodes_needing_grad's set, where the caller has it; ops: the device's
+    (its convolution plans: fewer columns), None for the most any device takes; fused: the
+    nodes whose loss is fused with their activation (train/model.py)."""
     shapes = graph.analysis().shapes if shapes is None else shapes
     if needs is None:
         try:
             needs = nodes_needing_grad(graph, shapes)
         except GraphError:  # a cycle (the graph's own problem): counted as if all trained
             needs = set(graph.nodes)
+    outputs = graph.outputs()
     total = largest = 0
     at = None
+    pools = {}  # pool -> (bytes, node)
     for nid, node in graph.nodes.items():
-        ins = _known_in_shapes(graph, shapes, nid)
+        ins = known_in_shapes(graph, shapes, nid)
         if ins is None:
             continue
         layer = node.layer
         dropped = discarded_gradients(graph, shapes, needs, nid)
-        sizes = [] if layer.alias_output else [
-            (4 * batch * prod(s), 1 if layer.is_input else 2) for s in shapes[nid]]
+        grads = gradient_flows(graph, needs, outputs, nid)
+        sizes = [(4 * batch * prod(s), (0 if layer.alias_output else 1) + grads)
+                 for s in shapes[nid]]
+        if nid in fused and not layer.pre_activation_is_input:
+            sizes.append((4 * batch * prod(shapes[nid][0]), 1))
         for spec in node.weights(ins):  # a frozen node's: not trained
             trains = spec.trainable or spec.name in dropped
             sizes.append((4 * prod(spec.shape), 4 if spec.trainable else 2 if trains else 1))
-        sizes += [(4 * batch * prod(s), 1) for s in layer.scratch(node.params, ins).values()]
+        kept, shared = node_scratch(graph, shapes, needs, nid, ops, outputs)
+        sizes += [(4 * batch * prod(s), 1) for s in kept.values()]
+        for pool, s in shared.values():
+            pools[pool] = max(pools.get(pool, (0, None)), (4 * batch * prod(s), nid),
+                              key=lambda b: b[0])
         for nbytes, count in sizes:
             total += nbytes * count
-            if nbytes > largest:
+            if count and nbytes > largest:
                 largest, at = nbytes, nid
+    for nbytes, nid in pools.values():
+        total += nbytes
+        if nbytes > largest:
+            largest, at = nbytes, nid
     return total, largest, at
 
 

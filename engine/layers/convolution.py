@@ -5,6 +5,7 @@ clkernels/conv_direct.cl per pass, the same epilogue, no columns."""
 
 import numpy as np
 
+from layerloom.backend.conv_ops import ConvPlan
 from layerloom.backend.geometry import ConvGeometry
 from layerloom.core.activations import REFERENCE
 from layerloom.core.graph import fmt_shape
@@ -81,17 +82,47 @@ class _Conv(Layer):
     def _direct(g, groups=1):
         return g.KH == 1 and g.KW == 1 and g.SH == 1 and g.SW == 1 and groups == 1
 
-    def scratch(self, p, in_shapes):
+    def _columns(self, p, in_shapes, run):
+        """(kept, shared) column scratch: kept {name: shape} this node holds alone, shared
+        {name: (pool, shape)} that the model's convolutions share (one buffer per pool, the
+        largest size: they run one at a time). run: the node's NodeRun (core/memory.py; None:
+        unknown, every buffer kept). The forward's columns are kept only where the backward's
+        GEMM reads them (kernel gradient not direct); the columns of the input gradient live
+        within the backward: shared, and only where a gradient flows to the input and its
+        pass is no direct kernel. Neither exists where the plan (the device's, conv_plan) runs
+        the pass directly."""
         g = self.geometry(p, in_shapes[0])
         groups = p.get("groups", 1)
-        out = self.output_shapes(p, in_shapes)[0]
-        sc = activation_scratch(p["activation"], out)
-        if not self._direct(g, groups):
-            sc["cols"] = (g.OH * g.OW * self._k(g),)
-            sc["dcols"] = (g.OH * g.OW * self._k(g),)
+        kept, shared = {}, {}
         if groups > 1:  # the outputs (and their gradient) one group after another
-            sc["grouped"] = (g.OH * g.OW * p["filters"],)
-        return sc
+            (kept if run is None else shared)["grouped"] = (
+                "conv_grouped", (g.OH * g.OW * p["filters"],))
+        if self._direct(g, groups):
+            return {k: sh for k, (_, sh) in kept.items()}, shared
+        cols = ("conv_columns", (g.OH * g.OW * self._k(g),))
+        if run is None:
+            kept.update(cols=cols, dcols=cols)
+        else:
+            plan = run.ops.conv_plan(g, p["filters"], groups) if run.ops is not None \
+                else ConvPlan(False, False, False)  # no device known: the GEMM's, the most
+            if not plan.forward:
+                (kept if run.backward and not plan.dw else shared)["cols"] = cols
+            if run.backward and run.dx and not plan.dx:
+                shared["dcols"] = cols
+        return {k: sh for k, (_, sh) in kept.items()}, shared
+
+    def scratch(self, p, in_shapes, run=None):
+        out = self.output_shapes(p, in_shapes)[0]
+        return dict(activation_scratch(p["activation"], out), **self._columns(p, in_shapes, run)[0])
+
+    def shared_scratch(self, p, in_shapes, run):
+        return self._columns(p, in_shapes, run)[1]
+
+    def programs(self, ops, p, in_shapes, run):
+        """The programs this convolution's passes build on ops' device (conv_ops.conv_programs),
+        for the start-up prebuild."""
+        return ops.conv_programs(self.geometry(p, in_shapes[0]), p["filters"],
+                                 p.get("groups", 1), run.backward, run.dx)
 
     def forward(self, ops, s):
         p = s.params
@@ -145,10 +176,10 @@ class _Conv(Layer):
             self._grouped_backward(ops, s, g, dz)
             return
         direct, plan = self._direct(g), ops.conv_plan(g, F)
-        cols = s.x[0].buf if direct else s.scratch["cols"].buf
         if plan.dw:
             ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n, g, F)
         else:  # the columns of the forward pass (conv_plan: direct only with a direct dW)
+            cols = s.x[0].buf if direct else s.scratch["cols"].buf
             ops.gemm(K, F, rows, cols, dz, s.dw["kernel"].buf, trans_a=True)
         if s.dx[0] is not None:
             if plan.dx:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from layerloom.core import memory
-from layerloom.core.errors import DeviceError, ProjectError, quote
+from layerloom.core.errors import DeviceError, GraphError, ProjectError, quote
 from layerloom.train.initializers import initialize, node_rng
 from layerloom.backend.ops import Ops, Tensor
 from layerloom.core.registry import WeightSpec
@@ -66,6 +66,26 @@ def upload_const(rt, array):
     return rt.to_device(a, np.int32 if a.dtype.kind in "iub" else np.float32)
 
 
+def layer_programs(graph, ops):
+    """(files, defines, prelude) of the programs the layers of `graph` that declare theirs (a
+    convolution's direct kernels and columns, by ops' device's plan) build in a training step:
+    for Runtime.prebuild, before the model exists (cli/run.py start_runtime)."""
+    shapes = graph.analysis().shapes
+    try:
+        needs = memory.nodes_needing_grad(graph, shapes)
+    except GraphError:  # a cycle: the model refuses the graph, with its message
+        return []
+    outputs, specs = graph.outputs(), []
+    for nid, node in graph.nodes.items():
+        ins = memory.known_in_shapes(graph, shapes, nid)
+        if ins is not None and hasattr(node.layer, "programs"):
+            run = memory.node_run(graph, needs, nid, ops, outputs)
+            for sp in node.layer.programs(ops, node.params, ins, run):
+                if sp not in specs:  # a stride-1 'same' input gradient is its forward's
+                    specs.append(sp)
+    return specs
+
+
 class Model:
     def __init__(self, graph, runtime, batch_size, seed=0, fused_logits=(), weights=None):
         problems = graph.validate()
@@ -92,7 +112,7 @@ class Model:
         batch size, before any is made: activations and their gradients, weights, their
         gradients and two optimizer slots each (Adam's), layers' scratch."""
         total, largest, _ = memory.memory_needed(self.graph, self.max_batch, self.shapes,
-                                                 self.needs_grad)
+                                                 self.needs_grad, self.ops, self.fused_logits)
         return total, largest
 
     def _check_memory(self):
@@ -146,8 +166,10 @@ class Model:
         self.steps = []  # (node, layer, NodeStep)
         self.params = []  # ModelWeight, in node order
         self.logits = {}
+        self._pools = {}  # shared scratch: pool -> [(a step's scratch, name, shape)]
         for nid in self.order:
             self.steps.append((nid, self.graph.nodes[nid].layer, self._node_step(nid)))
+        self._alloc_pools()
         self._order_gradients()
 
     def _in_shapes(self, nid):
@@ -162,7 +184,7 @@ class Model:
                 self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
             else:
                 self.act[key] = self._alloc(shape)
-            if not layer.is_input and (nid in self.needs_grad or nid in self.outputs):
+            if memory.gradient_flows(self.graph, self.needs_grad, self.outputs, nid):
                 self.grad[key] = self._alloc(shape)
 
     def _node_step(self, nid):
@@ -176,7 +198,11 @@ class Model:
         ports = range(len(self.shapes[nid]))
         x = [self.act[k] for k in in_keys]
         w, dw = self._alloc_weights(nid, node.weights(in_shapes))
-        scratch = {k: self._alloc(sh) for k, sh in layer.scratch(node.params, in_shapes).items()}
+        kept, shared = memory.node_scratch(self.graph, self.shapes, self.needs_grad, nid,
+                                           self.ops, self.outputs)
+        scratch = {k: self._alloc(sh) for k, sh in kept.items()}
+        for k, (pool, sh) in shared.items():
+            self._pools.setdefault(pool, []).append((scratch, k, sh))
         const = {k: upload_const(self.rt, v)
                  for k, v in layer.constants(node.params, in_shapes).items()}
         return NodeStep(nid, node.params, x=x, y=[self.act[(nid, p)] for p in ports],
@@ -184,6 +210,14 @@ class Model:
                         dy=[self.grad.get((nid, p)) for p in ports], w=w, dw=dw,
                         scratch=scratch, const=const, logits=self._fused_logits(nid, layer, x),
                         skip_act_grad=nid in self.fused_logits, frozen=not node.trainable)
+
+    def _alloc_pools(self):
+        """One buffer per shared scratch pool, at the largest size its users declared (a
+        convolution's columns: the layers run one at a time), entered in each user's scratch."""
+        for users in self._pools.values():
+            buf = self._alloc((max(int(np.prod(sh)) for _, _, sh in users),)).buf
+            for scratch, k, sh in users:
+                scratch[k] = Tensor(buf, sh)
 
     def _order_gradients(self):
         """Gradient accumulation: in reverse order, the first contribution to a tensor writes,
