@@ -38,6 +38,7 @@ class KNode:
     out: list          # Python names of the output tensors, one per port
     layer_takes_list: bool = field(default=False)
     in_shapes: list = field(default_factory=list)  # per-sample shapes of the inputs
+    classes: dict = field(default_factory=dict)  # Keras classes the script defines for it
 
 
 def weights_path_for(script_path):
@@ -62,11 +63,12 @@ def _normalization(project):
 
 
 def graph_lines(project):
-    """(lines of build_layers()'s body, {node id: python name}, KERAS_WEIGHTS)."""
+    """(lines of build_layers()'s body, {node id: python name}, KERAS_WEIGHTS, {class name:
+    module-level source of a Keras class the lines use})."""
     g = _check(project)
     shapes = g.analysis().shapes
     names = kl.Names()
-    tensors, lines, weights = {}, [], {}
+    tensors, lines, weights, classes = {}, [], {}, {}
     stats = _normalization(project)
     ins = g.inputs()
     in_names = {}
@@ -98,6 +100,7 @@ def graph_lines(project):
         n = KNode(nid, node.type, node.params, node.layer,
                   [tensors[(e.src, e.src_port)] for e in edges], out, in_shapes=in_shapes)
         lines.extend(convert(n))
+        classes.update(n.classes)
         for port, t in enumerate(out):
             tensors[(nid, port)] = t
         specs = node.layer.weights(node.params, in_shapes)
@@ -120,7 +123,7 @@ def graph_lines(project):
                   "    model.get_layer(name).trainable = False", "return model"]
     else:
         lines.append(f"return {model}")
-    return lines, stats, weights
+    return lines, stats, weights, classes
 
 
 def _model_name(project):
@@ -321,7 +324,7 @@ def _mappings(project):
 
 def code(project, weights_file, script_name="train_keras.py"):
     """The script's text; weights_file: the weights' file name, beside the script."""
-    body, stats, weights = graph_lines(project)
+    body, stats, weights, classes = graph_lines(project)
     t = project.training
     path = project.path
     module = os.path.splitext(os.path.basename(script_name))[0]
@@ -334,6 +337,10 @@ def code(project, weights_file, script_name="train_keras.py"):
                         validation_split=float(t.get("validation_split", 0.0)),
                         shuffle=bool(t.get("shuffle", True)),
                         normalization=_fmt_normalization(stats))
+    if classes:  # before build_layers, after the imports and settings
+        head, sep, tail = text.rpartition("\n\ndef build_layers():")
+        text = head + "\n\n" + "\n\n".join(c.strip("\n") + "\n" for c in
+                                           classes.values()) + sep + tail
     text += _indent(body)
     text += WEIGHTS.format(keras_weights=_fmt_weights(weights))
     text += _indent(compile_lines(project) + ["return model"])

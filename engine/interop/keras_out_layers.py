@@ -96,11 +96,12 @@ def _weight_args(n, prefixes):
 KERAS_OP_ACTIVATIONS = {"gelu_tanh": "ops.gelu({x}, approximate=True)"}
 
 
-def call(cls, args, n, x):
-    """`layers.Cls(args..., name=id)(x)`; x one tensor name or several (a list)."""
+def call(cls, args, n, x, module="layers."):
+    """`layers.Cls(args..., name=id)(x)`; x one tensor name or several (a list); module ""
+    for a class the script defines (define())."""
     args = list(args) + [f"name={n.id!r}"]
     inputs = x[0] if len(x) == 1 and not n.layer_takes_list else "[" + ", ".join(x) + "]"
-    text = f"layers.{cls}({', '.join(args)})({inputs})"
+    text = f"{module}{cls}({', '.join(args)})({inputs})"
     after = KERAS_OP_ACTIVATIONS.get(n.params.get("activation"))
     return after.format(x=text) if after else text
 
@@ -144,10 +145,18 @@ _COMPARE = {">": "greater", ">=": "greater_equal", "<": "less", "<=": "less_equa
 
 
 
+def define(n, classes):
+    """The node needs these Keras classes ({name: source}, module-level Python that the script
+    runs before build_layers: a keras.saving.register_keras_serializable layer for what Keras
+    has no class of, so that the .keras file keeps it one layer with its own config, which
+    --import reads back). The script defines each once, in the order first asked."""
+    n.classes.update(classes)
+
+
 # what a layer's KerasForm write(k, n) is handed: this module's helpers; source(tree, env,
 # nid=node id) writes a Lambda formula as keras.ops calls
 KIT = SimpleNamespace(call=call, kw=_kw, weight_args=_weight_args, unsupported=unsupported,
-                      simple=_simple,
+                      simple=_simple, define=define, initializer=initializer,
                       fmt=fmt, source=functools.partial(expr_source.source, dialect=KERAS_OPS))
 
 

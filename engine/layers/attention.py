@@ -712,16 +712,91 @@ def _position_torch(t, n):
     return init, fwd, {"embeddings": ("embeddings", "")}
 
 
+# keras-hub's layers as the export defines them (keras_hub needs TensorFlow): the same class
+# names, configs and weights, so --import reads a .keras file of them as it reads keras-hub's
+_POSITION_CLASS = '''
+@keras.saving.register_keras_serializable(package="layerloom")
+class PositionEmbedding(layers.Layer):
+    """keras-hub's PositionEmbedding (its config and weight): the first steps rows of a
+    learned (sequence_length, features) table, broadcast to the input's shape."""
+
+    def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
+        kwargs.pop("hierarchical_alpha", None)  # keras-hub's, used only past sequence_length
+        super().__init__(**kwargs)
+        self.sequence_length = int(sequence_length)
+        self.initializer = keras.initializers.get(initializer)
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "initializer": keras.initializers.serialize(self.initializer)}
+
+    def build(self, input_shape):
+        self.position_embeddings = self.add_weight(
+            name="embeddings", shape=(self.sequence_length, input_shape[-1]),
+            initializer=self.initializer)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        table = ops.slice(ops.convert_to_tensor(self.position_embeddings), (0, 0),
+                          (shape[-2], shape[-1]))
+        return ops.broadcast_to(table, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+'''
+_TOKEN_POSITION_CLASS = '''
+@keras.saving.register_keras_serializable(package="layerloom")
+class TokenAndPositionEmbedding(layers.Layer):
+    """keras-hub's TokenAndPositionEmbedding (its config; token_embedding and
+    position_embedding, in that order): the token's vector plus the position's; indices
+    outside 0 .. vocabulary_size-1 give zero token vectors, as Layerloom."""
+
+    def __init__(self, vocabulary_size, sequence_length, embedding_dim,
+                 embeddings_initializer="uniform", tie_weights=True, mask_zero=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if mask_zero or not tie_weights:
+            raise ValueError("mask_zero and untied weights have no Layerloom form")
+        self.vocabulary_size, self.sequence_length = int(vocabulary_size), int(sequence_length)
+        self.embedding_dim = int(embedding_dim)
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.token_embedding = layers.Embedding(
+            self.vocabulary_size, self.embedding_dim,
+            embeddings_initializer=self.embeddings_initializer, name="token_embedding")
+        self.position_embedding = PositionEmbedding(
+            self.sequence_length, initializer=self.embeddings_initializer,
+            name="position_embedding")
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
+                "sequence_length": self.sequence_length, "embedding_dim": self.embedding_dim,
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embeddings_initializer),
+                "tie_weights": True, "mask_zero": False}
+
+    def build(self, input_shape):
+        self.token_embedding.build(input_shape)
+        self.position_embedding.build(tuple(input_shape) + (self.embedding_dim,))
+
+    def call(self, inputs):
+        ids = ops.cast(inputs, "int32")  # indices, truncated towards zero
+        inside = ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, self.vocabulary_size))
+        tokens = self.token_embedding(ops.where(inside, ids, 0))
+        tokens = tokens * ops.expand_dims(ops.cast(inside, tokens.dtype), -1)
+        return tokens + self.position_embedding(tokens)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.embedding_dim,)
+'''
+
+
 def _position_keras(k, n):
-    """keras-hub's layer is not Keras': the same table as a Keras Embedding looked up at the
-    positions 0..T-1 (computed from the input, so that the model stays one graph)."""
-    p, x, y = n.params, n.x[0], n.out[0]
-    S, D = p["sequence_length"], n.in_shapes[0][1]
-    args = [str(S), str(D)]
-    if p["initializer"] != "glorot_uniform":
-        args.append(f"embeddings_initializer={k.fmt(p['initializer'])}")
-    return [f"{y}_positions = ops.cumsum(ops.ones_like({x}[..., 0], dtype='int32'), axis=1) - 1",
-            f"{y} = " + k.call("Embedding", args, n, [f"{y}_positions"])]
+    """keras-hub's PositionEmbedding as the export's registered class of the same name, config
+    and weight."""
+    p = n.params
+    k.define(n, {"PositionEmbedding": _POSITION_CLASS})
+    args = [str(p["sequence_length"]), f"initializer={k.initializer(p['initializer'])}"]
+    return [f"{n.out[0]} = " + k.call("PositionEmbedding", args, n, n.x, module="")]
 
 
 def _position_keras_in(o, shapes):
@@ -748,8 +823,8 @@ class PositionEmbedding(_PositionTable):
     torch_form = TorchForm(_position_torch)
     keras_form = KerasForm("PositionEmbedding", read=_position_keras_in, write=_position_keras,
                            weight_order=("embeddings",),
-                           doc="keras-hub's layer as layers.Embedding(sequence_length, features) "
-                               "of the positions 0..steps-1")
+                           doc="keras-hub's class name, config and weight: a Keras layer the "
+                               "export defines and registers")
 
     def output_shapes(self, p, in_shapes):
         return [tuple(_position_steps(p, in_shapes))]
@@ -802,25 +877,14 @@ def _token_position_torch(t, n):
 
 
 def _token_position_keras(k, n):
-    """keras-hub's layer is not Keras': a nested keras.Model named as the node, holding the
-    token table (an Embedding on the indices inside 0..V-1, zero vectors for the others, as
-    Layerloom) and the position table (an Embedding of the positions 0..steps-1), in that
-    order, summed."""
-    p, x, y = n.params, n.x[0], n.out[0]
-    V, S, D, T = p["vocabulary_size"], p["sequence_length"], p["embedding_dim"], n.in_shapes[0][0]
-    init = ([f"embeddings_initializer={k.fmt(p['embeddings_initializer'])}"]
-            if p["embeddings_initializer"] != "random_uniform" else [])
-    return [
-        f"{y}_in = keras.Input(shape=({T},), name={n.id + '_indices'!r})",
-        f"{y}_ids = ops.cast({y}_in, 'int32')  # indices, truncated towards zero",
-        f"{y}_ok = ops.logical_and(ops.greater_equal({y}_ids, 0), ops.less({y}_ids, {V}))",
-        f"{y}_tok = layers.Embedding({V}, {D}, {''.join(a + ', ' for a in init)}"
-        f"name={n.id + '_token'!r})(ops.where({y}_ok, {y}_ids, 0))",
-        f"{y}_tok = {y}_tok * ops.expand_dims(ops.cast({y}_ok, 'float32'), -1)",
-        f"{y}_pos = ops.cumsum(ops.ones_like({y}_tok[..., 0], dtype='int32'), axis=1) - 1",
-        f"{y}_pos = layers.Embedding({S}, {D}, {''.join(a + ', ' for a in init)}"
-        f"name={n.id + '_position'!r})({y}_pos)",
-        f"{y} = keras.Model({y}_in, {y}_tok + {y}_pos, name={n.id!r})({x})"]
+    """keras-hub's TokenAndPositionEmbedding as the export's registered class of the same name,
+    config and weights (its PositionEmbedding with it)."""
+    p = n.params
+    k.define(n, {"PositionEmbedding": _POSITION_CLASS,
+                 "TokenAndPositionEmbedding": _TOKEN_POSITION_CLASS})
+    args = [str(p[key]) for key in ("vocabulary_size", "sequence_length", "embedding_dim")]
+    args.append(f"embeddings_initializer={k.initializer(p['embeddings_initializer'])}")
+    return [f"{n.out[0]} = " + k.call("TokenAndPositionEmbedding", args, n, n.x, module="")]
 
 
 def _token_position_keras_in(o, shapes):
@@ -857,9 +921,9 @@ class TokenAndPositionEmbedding(_PositionTable):
     keras_form = KerasForm("TokenAndPositionEmbedding", read=_token_position_keras_in,
                            write=_token_position_keras,
                            weight_order=("token_embeddings", "position_embeddings"),
-                           doc="keras-hub's layer as a nested keras.Model of two "
-                               "layers.Embedding (tokens, zero vectors out of range; "
-                               "positions), summed")
+                           doc="keras-hub's class name, config and weights: a Keras layer "
+                               "the export defines and registers (zero token vectors out of "
+                               "range, as Layerloom)")
 
     def _steps(self, p, in_shapes):
         return _table_steps(p, in_shapes, 1, "indices shaped (None, steps)")[0]

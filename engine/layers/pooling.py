@@ -254,11 +254,74 @@ def _pool_keras_in(rank):
     return read
 
 
+# the Keras classes an export defines for a pooling that no Keras padding word gives
+_PADDED_POOL = '''
+@keras.saving.register_keras_serializable(package="layerloom")
+class PaddedPooling(layers.Layer):
+    """Layerloom's pooling with explicit padding ((before, after) per axis: PyTorch's and
+    ONNX's pads), ceil_mode and an average's count_include_pad: the input padded to where the
+    windows reach (with the lowest float32 for a maximum), a valid pooling, an average divided
+    by the same pooling of ones over the cells it counts."""
+
+    average = False
+
+    def __init__(self, pool_size, strides=None, padding=(0, 0), ceil_mode=False,
+                 count_include_pad=False, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides, self.padding = pool_size, strides, padding
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
+
+    def get_config(self):
+        extra = {"count_include_pad": self.count_include_pad} if self.average else {}
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding, "ceil_mode": self.ceil_mode, **extra}
+
+    def call(self, x):
+        sizes = tuple(x.shape[1:-1])
+        one = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,) * len(sizes)  # noqa
+        k, s = one(self.pool_size), one(self.strides or self.pool_size)
+        pads = [self.padding] * len(sizes) if self.padding in ("same", "valid") else (
+            [self.padding] if len(sizes) == 1 else self.padding)
+        reach, inside, past = [[0, 0]], [[0, 0]], [[0, 0]]
+        for n, kk, ss, pad in zip(sizes, k, s, pads):
+            if pad == "same":  # Keras': ceil(n / stride) windows, the padding halved
+                total = max((-(-n // ss) - 1) * ss + kk - n, 0)
+                pad = (total // 2, total - total // 2)
+            before, after = (0, 0) if pad == "valid" else pad
+            span = n + before + after - kk
+            out = (-(-span // ss) if self.ceil_mode else span // ss) + 1
+            if self.ceil_mode and (out - 1) * ss >= n + before:
+                out -= 1  # a last window would start in the padding after: dropped
+            end = max((out - 1) * ss + kk - n - before, 0)  # where the last window reaches
+            reach.append([before, end])
+            inside.append([before, min(after, end)])
+            past.append([0, end - min(after, end)])
+        reach, inside, past = reach + [[0, 0]], inside + [[0, 0]], past + [[0, 0]]
+        if not self.average:
+            x = ops.pad(x, reach, constant_values=float(np.finfo("float32").min))
+            return ops.max_pool(x, k, s, padding="valid")
+        total = ops.average_pool(ops.pad(x, reach), k, s, padding="valid")
+        ones = ops.ones_like(x)
+        if self.count_include_pad:  # ones over the padded input, zeros past it
+            mask = ops.pad(ops.pad(ones, inside, constant_values=1.0), past)
+        else:
+            mask = ops.pad(ones, reach)
+        return ops.divide(total, ops.average_pool(mask, k, s, padding="valid"))
+'''
+_PADDED_CLASS = '''
+@keras.saving.register_keras_serializable(package="layerloom")
+class Padded{cls}(PaddedPooling):
+    """Layerloom's {cls} with explicit padding, ceil_mode{avg}."""
+
+    average = {average}
+'''
+
+
 def _pool_keras_write(cls, rank):
     """Keras' class where a padding word gives the same windows (and the average the same
-    divisors); else the input padded with keras.ops.pad to where the windows reach (with the
-    lowest float32 for a maximum) before a valid pooling, and an average divided by the same
-    pooling of ones over the cells it counts (a second layer, <id>_count)."""
+    divisors); else Padded<cls>, a Keras layer the script defines and registers (one layer in
+    the .keras file, with Layerloom's pool_size, strides, padding, ceil_mode and
+    count_include_pad as its config, which --import reads back as this layer)."""
     def write(k, n):
         layer, p = get_layer(n.type), n.params
         g = layer.geometry(p, n.in_shapes[0])
@@ -271,34 +334,40 @@ def _pool_keras_write(cls, rank):
         if word is not None:
             return [f"{n.out[0]} = " + k.call(cls, k.kw(n, ("pool_size", "strides"))
                                               + [f"padding={word!r}"], n, n.x)]
-        x, y = n.x[0], n.out[0]
-        spec = lambda pairs: [[0, 0]] + [list(v) for v in pairs] + [[0, 0]]  # noqa: E731
-        reach = spec((a[0], a[4]) for a in axes)
-        fill = 0.0 if layer.avg else float(np.finfo(np.float32).min)
-        args = k.kw(n, ("pool_size", "strides")) + ["padding='valid'"]
-        lines = [f"{y} = ops.pad({x}, {reach}, constant_values={fill!r})",
-                 f"{y} = " + k.call(cls, args, n, [y])]
-        if layer.avg:
-            mask = f"ops.pad(ops.ones_like({x}), {reach})"
-            if g.INC:  # ones over the padded input, zeros over the overhang past it
-                inside = spec((a[0], min(a[1], a[4])) for a in axes)
-                past = spec((0, a[4] - min(a[1], a[4])) for a in axes)
-                mask = (f"ops.pad(ops.pad(ops.ones_like({x}), {inside}, constant_values=1.0), "
-                        f"{past})")
-            lines.append(f"{y} = ops.divide({y}, layers.{cls}({', '.join(args)}, "
-                         f"name={n.id + '_count'!r})({mask}))")
-        return lines
+        k.define(n, {"PaddedPooling": _PADDED_POOL, f"Padded{cls}": _PADDED_CLASS.format(
+            cls=cls, average=layer.avg, avg=" and count_include_pad" if layer.avg else "")})
+        keys = ("pool_size", "strides", "ceil_mode") + (("count_include_pad",) if layer.avg
+                                                        else ())
+        pads = axis_pads(p["padding"], rank)
+        padding = p["padding"] if pads is None else (
+            [list(v) for v in pads] if rank == 2 else list(pads[1]))
+        return [f"{n.out[0]} = " + k.call(f"Padded{cls}", k.kw(n, keys) + [
+            f"padding={padding!r}"], n, n.x, module="")]
     return write
+
+
+def _padded_pool_keras_in(avg):
+    """Padded<cls>'s config (the export's own class) as the layer's params."""
+    def read(o, shapes):
+        p = {"pool_size": o.get("pool_size"), "strides": o.get("strides"),
+             "padding": o.get("padding"), "ceil_mode": bool(o.get("ceil_mode", False))}
+        if avg:
+            p["count_include_pad"] = bool(o.get("count_include_pad", False))
+        return p
+    return read
 
 
 def _pool_keras(cls, short):
     """Keras' class, and its short alias (MaxPool2D) read as the same layer."""
     rank = 2 if cls.endswith("2D") else 1
     return KerasForm(cls, ("pool_size", "strides", "padding"), read=_pool_keras_in(rank),
-                     write=_pool_keras_write(cls, rank), also={short: None},
-                     doc="explicit padding, ceil_mode or count_include_pad that no Keras "
-                         "padding gives: keras.ops.pad, a valid pooling (an average divided "
-                         "by the pooled count)")
+                     write=_pool_keras_write(cls, rank),
+                     also={short: None,
+                           f"Padded{cls}": _padded_pool_keras_in(cls.startswith("Average"))},
+                     doc=f"explicit padding, ceil_mode or count_include_pad that no Keras "
+                         f"padding gives: Padded{cls}, a Keras layer the export defines and "
+                         "registers (keras.ops.pad, a valid pooling, an average divided by the "
+                         "pooled count), read back as this layer")
 
 
 _POOL_OPS = "Transpose, {}, Transpose"
