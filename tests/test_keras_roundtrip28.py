@@ -201,3 +201,47 @@ def test_a_token_and_position_embedding_with_mask_zero_is_refused_by_name(tmp_pa
     keras.Model(i, layer(i)).save(path)
     with pytest.raises(DataError, match="'tok'.*mask_zero"):
         keras_import.read(path)
+
+
+# -- keras_cv's DropPath (stochastic depth), the bench's one-layer blocker --------------------
+@keras.saving.register_keras_serializable(package="keras_cv")
+class DropPath(keras.layers.Layer):
+    """keras_cv.layers.DropPath as keras_cv defines it (config rate, seed): in training each
+    sample is dropped whole with probability rate, the others scaled by 1 / (1 - rate); at
+    inference the identity."""
+
+    def __init__(self, rate=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self._random_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if self.rate == 0.0 or not training:
+            return x
+        shape = (keras.ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        keep = keras.ops.cast(keras.random.uniform(shape, seed=self._random_generator) >
+                              self.rate, x.dtype)
+        return x / (1.0 - self.rate) * keep
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def test_keras_cv_drop_path_imports_as_a_per_sample_dropout(rt, rng, tmp_path):
+    import layerloom
+    i = keras.Input(shape=(4, 3))
+    h = keras.layers.Dense(5, name="dense")(i)
+    y = DropPath(0.25, seed=3, name="drop")(h)
+    model = keras.Model(i, keras.layers.Dense(2, name="out")(y))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    back, _ = keras_import.read(path)
+    node = back.graph.nodes["drop"]
+    assert node.type == "Dropout"
+    assert node.params["per_sample"] is True and node.params["rate"] == 0.25
+    keras_import.convert(path, str(tmp_path / "m.loom"))
+    x = rng.normal(size=(6, 4, 3)).astype(np.float32)
+    got = layerloom.load(str(tmp_path / "m.loom")).predict(x)
+    assert float(np.abs(got - model.predict(x, verbose=0)).max()) <= 1e-5
+    # training: Dropout's per_sample drops whole samples, scaled by 1 / (1 - rate) as
+    # DropPath.call above (test_layers' float64 harness checks Dropout per_sample)

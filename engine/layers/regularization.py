@@ -64,6 +64,12 @@ def _dropout_keras_in(o, shapes):
     return {"rate": o.floats("rate", 0.5), "per_sample": per_sample}
 
 
+def _drop_path_keras_in(o, shapes):
+    """keras_cv's DropPath (stochastic depth): whole samples dropped in training, the others
+    scaled by 1 / (1 - rate), the identity at inference: Dropout per_sample."""
+    return {"rate": o.floats("rate", 0.5), "per_sample": True}
+
+
 def _dropout_keras_out(k, n):
     noise = [f"noise_shape={(None,) + (1,) * len(n.in_shapes[0])!r}"] \
         if n.params.get("per_sample") else []
@@ -92,7 +98,7 @@ class Dropout(Layer):
                                                     _dropout_onnx_in)})
     torch_form = TorchForm(_dropout_torch)
     keras_form = KerasForm("Dropout", ("rate", "seed"), read=_dropout_keras_in,
-                           write=_dropout_keras_out)
+                           write=_dropout_keras_out, also={"DropPath": _drop_path_keras_in})
 
     def output_shapes(self, p, in_shapes):
         return [in_shapes[0]]
