@@ -240,3 +240,42 @@ def test_epochs_and_batch_size_come_right_after_the_dataset(win, qtbot):
         ("device", panel.device))}
     assert ys["dataset"] < ys["epochs"] < ys["batch"] < ys["optimizer"] < ys["loss"], ys
     assert ys["batch"] < ys["device"]
+
+
+# -- f: Ctrl+Z with an inspector field focused ---------------------------------------------------
+def test_ctrl_z_in_an_inspector_field_undoes_the_document_unless_it_holds_unsaved_typing(
+        win, qtbot):
+    from PySide6.QtCore import Qt
+    win.activateWindow()
+    qtbot.waitActive(win)
+    inp, d1, d2 = __import__("guikit").build_mlp(win)
+    win.scene.clearSelection()
+    win.scene.nodes[d1].setSelected(True)
+    assert win.inspector.node_id == d1
+    field = win.inspector.widgets["units"]
+    before = win.doc.graph.nodes[d1].params["units"]
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus)
+    field.selectAll()
+    qtbot.keyClicks(field, "64")
+    qtbot.keyClick(field, Qt.Key_Return)
+    assert win.doc.graph.nodes[d1].params["units"] == 64
+    assert field.hasFocus()
+    qtbot.keyClick(field, Qt.Key_Z, Qt.ControlModifier)  # the change saved: the document's
+    assert win.doc.graph.nodes[d1].params["units"] == before
+    assert field.text() == str(before)  # the field shows what the undo left
+    qtbot.keyClick(field, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)  # and Redo
+    assert win.doc.graph.nodes[d1].params["units"] == 64 and field.text() == "64"
+    # typing not yet committed: Ctrl+Z undoes the typing, the document stays as it is
+    index = win.doc.undo.index()
+    qtbot.keyClick(field, Qt.Key_End)
+    qtbot.keyClicks(field, "7")
+    assert field.text() == "647"
+    qtbot.keyClick(field, Qt.Key_Z, Qt.ControlModifier)
+    assert field.text() == "64" and win.doc.undo.index() == index
+    assert win.doc.graph.nodes[d1].params["units"] == 64
+    # the name field too
+    win.inspector.name.setFocus()
+    qtbot.waitUntil(win.inspector.name.hasFocus)
+    qtbot.keyClick(win.inspector.name, Qt.Key_Z, Qt.ControlModifier)
+    assert win.doc.graph.nodes[d1].params["units"] == before

@@ -2,7 +2,8 @@
 declaration (a ParamForm, app/forms/paramform.py), its help, output shape, parameter
 count and problems. Every accepted change is one undoable SetParamsCmd; the Frozen box (the
 node's `trainable` flag, fine-tuning) one SetTrainableCmd."""
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QEvent, QTimer, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from layerloom.core.graph import fmt_shape
@@ -51,6 +52,7 @@ class Inspector(QWidget):
         self.name.setToolTip("The layer's name (Keras' name=): in the project file, the "
                              "exports and the weights file; Enter renames it")
         self.name.editingFinished.connect(self._rename)
+        self.name.installEventFilter(self)
         self.name_row = QWidget()
         row = QHBoxLayout(self.name_row)
         row.setContentsMargins(0, 0, 0, 0)
@@ -103,12 +105,33 @@ class Inspector(QWidget):
         self.form.sigError.connect(self._refused)
         self.form_slot.addWidget(self.form)
         self.widgets = self.form.widgets
+        for w in self.widgets.values():  # Ctrl+Z in a field: see eventFilter
+            for f in [w] + w.findChildren(QWidget):
+                f.installEventFilter(self)
         self.refresh_info()
         # inside a scroll area: keep rows at their natural height and let the area scroll;
         # again once Qt has laid the new form out (right after a longer form, the new one's
         # hint was still short: a Dense after a Conv2D got its fields squeezed to 13 px)
         self._fit_height()
         QTimer.singleShot(0, self, self._fit_height)
+
+    def eventFilter(self, obj, event):
+        """Ctrl+Z (Ctrl+Shift+Z) in a field: the field's own text undo while it holds typing
+        not yet committed, else the window's Undo (Redo) of the document (a focused field
+        took the keys and did nothing: issue 31, item 7)."""
+        if event.type() == QEvent.ShortcutOverride and (
+                event.matches(QKeySequence.Undo) or event.matches(QKeySequence.Redo)):
+            if not _typing(obj):
+                event.ignore()  # not taken by the field: the window's shortcut goes
+                return True
+        return False
+
+    def _saved(self, name):
+        """Field `name`'s typing committed: Ctrl+Z in it undoes the document from now on."""
+        w = self.widgets.get(name) if name is not None else self.name
+        edit = w if isinstance(w, QLineEdit) else w.findChild(QLineEdit) if w else None
+        if edit is not None:
+            edit.setModified(False)
 
     def _fit_height(self):
         if self.form is not None:
@@ -120,6 +143,7 @@ class Inspector(QWidget):
         if node is None:
             return
         self.error.setText("")
+        self._saved(name)
         if value == node.params[name]:
             return
         try:
@@ -133,6 +157,7 @@ class Inspector(QWidget):
         from layerloom.project.rename import problem
         new = self.name.text().strip()
         old = self.node_id
+        self._saved(None)
         if not old or old not in self.doc.graph.nodes or new == old:
             return
         why = problem(self.doc.graph, old, new)
@@ -172,7 +197,7 @@ class Inspector(QWidget):
             # being typed in is left alone
             node = self.doc.graph.nodes[nid]
             self.form.set_values(node.params, keep=[n for n, w in self.widgets.items()
-                                                    if w.hasFocus()])
+                                                    if w.hasFocus() and _typing(w)])
         a = self.doc.graph.analysis()
         trainable = self.doc.graph.nodes[nid].trainable
         self.frozen.setChecked(not trainable)  # as an undo or a menu left it
@@ -185,3 +210,9 @@ class Inspector(QWidget):
         self.info.setText(text)
         # the node's problems as the graph is now: an edit elsewhere (a wire) may have fixed them
         self.error.setText("<br>".join(a.node_problems(nid)))
+
+
+def _typing(widget):
+    """Whether a field (a line edit, or a box holding one) has typing not yet committed."""
+    edit = widget if isinstance(widget, QLineEdit) else widget.findChild(QLineEdit)
+    return edit is not None and edit.isModified()

@@ -300,7 +300,10 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.undo_action = self._act(e, "&Undo", QKeySequence.Undo, lambda: self.doc.undo.undo())
         self.redo_action = self._act(e, "&Redo", QKeySequence.Redo,
                                      lambda: self.doc.undo.redo())
-        self.redo_action.setShortcuts([QKeySequence(QKeySequence.Redo), QKeySequence("Ctrl+Y")])
+        # every key the platform binds to Redo (Ctrl+Shift+Z among them), and Ctrl+Y
+        redo_keys = QKeySequence.keyBindings(QKeySequence.Redo)
+        self.redo_action.setShortcuts(redo_keys + [k for k in [QKeySequence("Ctrl+Y")]
+                                                   if k not in redo_keys])
         e.addSeparator()
         self.delete_action = self._act(e, "&Delete", QKeySequence.Delete,
                                        lambda: self.scene.delete_selection())
