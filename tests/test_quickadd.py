@@ -3,7 +3,8 @@ positional arguments in the declaration's (Keras') order and name=value for any 
 import pytest
 
 from layerloom.core.errors import ParamError
-from layerloom.core.quickadd import layer_from_text, split_words
+from layerloom.core.quickadd import split_words
+from layerloom.core.registry import layer_from_text
 
 
 @pytest.mark.parametrize("text, type_id, params", [

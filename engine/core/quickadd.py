@@ -14,7 +14,6 @@ import json
 import re
 
 from layerloom.core.errors import LayerloomError, ParamError
-from layerloom.core.registry import find_layer
 
 _NONE = ("none", "null")
 _BOOL = {"true": True, "false": False}
@@ -174,15 +173,3 @@ def _refused(layer, word, reasons, declared):
     return (f"{layer.type_id} takes no {word!r} here{left}; or write name=value for one of "
             + ", ".join(declared))
 
-
-def layer_from_text(text):
-    """(type id, parameters) from a layer typed as Keras takes it ("embedding 10000 32",
-    "conv2d 16 3x3 relu padding=same", "Dense(64, activation='relu')"); raises ParamError
-    saying what was not understood."""
-    words = split_words(text)
-    if not words:
-        raise ParamError("type a layer's name")
-    layer = find_layer(words[0])
-    if layer is None:
-        raise ParamError(f"no layer type is called {words[0]!r}; the Layers panel lists them")
-    return layer.type_id, layer.parse_headline(words[1:])

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from layerloom.core import plugins
-from layerloom.core.errors import GraphError
+from layerloom.core.errors import GraphError, ParamError
 
 
 class ShapeError(GraphError):
@@ -274,6 +274,14 @@ def find_layer(word):
 
 
 def layer_from_text(text):
-    """(type id, parameters) from a layer typed as Keras takes it: core/quickadd.py."""
-    from layerloom.core.quickadd import layer_from_text as parse
-    return parse(text)
+    """(type id, parameters) from a layer typed as Keras takes it ("embedding 10000 32",
+    "conv2d 16 3x3 relu padding=same", "Dense(64, activation='relu')": the words read by
+    core/quickadd.py); raises ParamError saying what was not understood."""
+    from layerloom.core.quickadd import split_words
+    words = split_words(text)
+    if not words:
+        raise ParamError("type a layer's name")
+    layer = find_layer(words[0])
+    if layer is None:
+        raise ParamError(f"no layer type is called {words[0]!r}; the Layers panel lists them")
+    return layer.type_id, layer.parse_headline(words[1:])
