@@ -279,3 +279,42 @@ def test_ctrl_z_in_an_inspector_field_undoes_the_document_unless_it_holds_unsave
     qtbot.waitUntil(win.inspector.name.hasFocus)
     qtbot.keyClick(win.inspector.name, Qt.Key_Z, Qt.ControlModifier)
     assert win.doc.graph.nodes[d1].params["units"] == before
+
+
+# -- i: the image-folder dialog starts where the images are, never in a missing Documents ------
+def test_the_image_folder_dialog_starts_in_an_existing_folder_then_the_last_chosen(
+        win, tmp_path, monkeypatch):
+    from PySide6.QtCore import QStandardPaths
+    from PySide6.QtWidgets import QFileDialog
+    from layerloom.app.panels import data_panel
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(QStandardPaths, "writableLocation",
+                        lambda where: str(home / "Documents"))  # not made: a fresh account
+    monkeypatch.setattr(data_panel, "_last_image_folder", None, raising=False)
+    monkeypatch.setattr(win, "recent_files", lambda: [])
+    asked, answer = [], [""]
+
+    def ask(parent, title, folder, *rest):
+        asked.append(folder)
+        return answer[0]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", ask)
+    win.data.choose_folder()  # untitled, nothing recent: home, Documents being absent
+    assert asked[-1] == str(home), asked
+    pictures = tmp_path / "pictures" / "flowers"
+    (pictures / "rose").mkdir(parents=True)
+    answer[0] = str(pictures)
+    # the Training panel's Dataset box -> image folder goes to the same dialog
+    win._choose_data("images")
+    assert asked[-1] == str(home)
+    assert win.doc.project.dataset["path"] == str(pictures)
+    # this project's image folder next time, and in another project the last one chosen
+    answer[0] = ""
+    win.data.choose_folder()
+    assert asked[-1] == str(pictures)
+    from layerloom.app.editing.document import Document
+    win.set_document(Document())
+    win.data.choose_folder()
+    assert asked[-1] == str(pictures)
+    assert all(os.path.isdir(a) for a in asked)

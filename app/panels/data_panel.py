@@ -23,6 +23,8 @@ from layerloom.app.editing.commands import SetSetupCmd, keep_mapping
 from layerloom.app.look.dialogs import ask_path
 from layerloom.app.look.images import pixmap
 
+_last_image_folder = None  # chosen last in this session: where the next dialog starts
+
 
 class _Inspector(QThread):
     """overview() of the project off the GUI thread: sigProgress(line) while the data is read
@@ -226,7 +228,18 @@ class DataPanel(QWidget):
                  "Tables (*.csv *.tsv *.txt);;All files (*)")
 
     def choose_folder(self):
-        ask_path(self, "Folder with one subfolder per class", self.use_folder)
+        """The image-folder dialog, starting in this project's image folder, else the last
+        one chosen, else the project's folder (start_in)."""
+        def chosen(path):
+            global _last_image_folder
+            _last_image_folder = path
+            self.use_folder(path)
+        d = self._dataset()
+        mine = d.get("path") if d.get("source") == "images" else None
+        if mine and not os.path.isabs(mine) and self.doc.path:
+            mine = os.path.join(self.doc.project.folder, mine)
+        start = next((f for f in (mine, _last_image_folder) if f and os.path.isdir(f)), None)
+        ask_path(self, "Folder with one subfolder per class", chosen, start=start)
 
     def _column_changed(self, name, key, value):
         d = self._dataset()
