@@ -318,3 +318,19 @@ def test_the_image_folder_dialog_starts_in_an_existing_folder_then_the_last_chos
     win.data.choose_folder()
     assert asked[-1] == str(pictures)
     assert all(os.path.isdir(a) for a in asked)
+
+
+# -- h: one way to start, said the same way ------------------------------------------------------
+def test_the_panels_buttons_say_and_do_what_the_toolbars_do(win, monkeypatch):
+    panel = win.training
+    pairs = [(panel.start, win.run_action), (panel.pause, win.pause_action),
+             (panel.stop, win.stop_action), (panel.continue_run, win.continue_action)]
+    for button, action in pairs:
+        assert button.text() == action.text(), (button.text(), action.text())
+    assert "F5" in panel.start.toolTip() and "F5" in win.run_action.toolTip()
+    started = []
+    monkeypatch.setattr(panel, "start_training", lambda resume=None: started.append(resume))
+    win.run_action.trigger()
+    panel.start.click()
+    assert started == [None, None]  # the same run, from either
+    shot(panel, "h_buttons.png")

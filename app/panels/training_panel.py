@@ -107,12 +107,15 @@ class TrainingPanel(OutputRows, QWidget):
         return holder, form
 
     def _build_control(self):
-        self.start = QPushButton("Start")
+        # said as the toolbar says it, and the same press (window_training's actions click
+        # these): one way to start a run, in view in either place (issue 31, item 7)
+        self.start = QPushButton("\u25b6 Run")
+        self.start.setToolTip("Train the model (F5)")
         self.continue_run = QPushButton("Continue")
         self.continue_run.setToolTip("Resume the paused run, or continue the stopped run "
                                      "exactly where it stopped")
         self.continue_run.setEnabled(False)
-        self.stop = QPushButton("Stop")
+        self.stop = QPushButton("\u25a0 Stop")
         self.stop.setEnabled(False)
         self.pause = QPushButton("Resume")  # as wide as its longer text: nothing shifts
         self.pause.setMinimumWidth(self.pause.sizeHint().width())
