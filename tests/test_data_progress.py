@@ -215,3 +215,39 @@ def test_ctrl_c_while_the_cli_reads_a_csv_is_one_line_and_exit_130(tmp_path):
     assert not out.exists()  # the device's probe cache aside, nothing beside the inputs
     assert sorted(set(os.listdir(tmp_path)) - {"cache"}) == ["big.csv", "p.loom"]
     assert not (tmp_path / "cache" / "images").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, line", [
+    (signal.SIGINT, 130, "layerloom: interrupted; nothing written\n"),
+    (signal.SIGTERM, 143, "layerloom: terminated (SIGTERM); nothing written\n")])
+def test_a_signal_while_the_cli_decodes_images_leaves_no_temporary(tmp_path, private_cache,
+                                                                      sig, code, line):
+    """The read is cancelled at its next progress call, so the image cache's temporary file
+    is removed before the exit (launch.py's exit at once would leave it)."""
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        os.makedirs(tmp_path / "imgs" / c)
+        for i in range(2000):
+            Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8)).save(
+                tmp_path / "imgs" / c / f"{i}.png")
+    with open(os.path.join(EXAMPLES, "shapes_folder.loom"), encoding="utf-8") as f:
+        d = json.load(f)
+    d["dataset"]["path"] = str(tmp_path / "imgs")
+    (tmp_path / "p.loom").write_text(json.dumps(d))
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "layerloom.app", "--run",
+                          str(tmp_path / "p.loom"), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for text in p.stdout:
+        if text.startswith("Decoding imgs"):
+            break
+    else:
+        pytest.fail(f"no decoding line; stderr: {p.stderr.read()}")
+    time.sleep(0.1)
+    t = time.perf_counter()
+    p.send_signal(sig)
+    _, stderr = p.communicate(timeout=60)
+    assert time.perf_counter() - t < 2.0
+    assert p.returncode == code and stderr == line
+    assert not out.exists() and os.listdir(private_cache) == []

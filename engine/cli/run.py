@@ -1,6 +1,7 @@
 """`layerloom --run`: a project trained headless, its outputs (history, weights, the trained
 project, the training state to --resume from) written as one unit and recorded among the
 folder's runs. Nothing here imports Qt."""
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from layerloom.core.errors import TrainingError
 from layerloom.core.fileio import npz_bytes, rescue, write_folder_unit
 from layerloom.train.state import FILENAME as TRAINING_STATE, TrainingState, state_path_of
 from layerloom.train.progress import ConsoleProgress, metrics_text
+from layerloom.data.cancel import Cancelled, cancellable
 from layerloom.data.progress_words import ProgressWords
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
@@ -143,6 +145,37 @@ def warm_up(proj, runtime, batch_size=None, seed=None):
     return thread
 
 
+CANCEL_WAIT = 1.0  # seconds a signal waits for the data's read to stop before the exit
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """While the data is read: Ctrl-C or SIGTERM cancels the read at its next progress call
+    (engine/data/cancel.py), so what it was writing is removed (the image cache's temporary
+    file), then exits at once with one line and 130 or 143, as launch.py does before; where
+    no progress call comes within CANCEL_WAIT (a step without progress), or at a second
+    signal, it exits then. Yields cancelled() for cancellable()."""
+    from layerloom.cli.launch import _stop
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    got = []
+
+    def on_signal(signum, frame):
+        if got:
+            _stop(signum, frame)
+        got.append(signum)
+        threading.Timer(CANCEL_WAIT, _stop, (signum, None)).start()
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(got)
+    except Cancelled:
+        _stop(got[0], None)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def run(args, out=sys.stdout, proj=None, record_into=None):
     """proj: the project already loaded and changed (a sweep's trial; args.run names its
     file); record_into: {"folder", "extra"}, where the run's record goes (default the output
@@ -154,7 +187,8 @@ def run(args, out=sys.stdout, proj=None, record_into=None):
     runtime = start_runtime(proj, args.device, out)
     warming = warm_up(proj, runtime, args.batch_size, args.seed)
     try:
-        data = prepare_data(proj, progress=data_progress(out))
+        with _interruptible() as cancelled:
+            data = prepare_data(proj, progress=cancellable(data_progress(out), cancelled))
     except BaseException:
         # bad data (exit 2) or Ctrl-C: the warm-up and the builds end first; a process that
         # exited under them crashed in the OpenCL driver (SIGSEGV instead of exit 2)
