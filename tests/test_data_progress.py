@@ -208,7 +208,7 @@ def test_ctrl_c_while_the_cli_reads_a_csv_is_one_line_and_exit_130(tmp_path):
     t = time.perf_counter()
     p.send_signal(signal.SIGINT)
     rest, stderr = p.communicate(timeout=60)
-    assert time.perf_counter() - t < 2.0
+    assert time.perf_counter() - t < 20  # a bound against a hang, not a timing (busy CI cores)
     assert p.returncode == 130, stderr
     assert stderr == "layerloom: interrupted; nothing written\n"
     assert "Layerloom: training" not in rest
@@ -248,6 +248,6 @@ def test_a_signal_while_the_cli_decodes_images_leaves_no_temporary(tmp_path, pri
     t = time.perf_counter()
     p.send_signal(sig)
     _, stderr = p.communicate(timeout=60)
-    assert time.perf_counter() - t < 2.0
+    assert time.perf_counter() - t < 20  # a bound against a hang, not a timing (busy CI cores)
     assert p.returncode == code and stderr == line
     assert not out.exists() and os.listdir(private_cache) == []
