@@ -233,12 +233,13 @@ def test_a_start_up_signal_exits_at_once_without_raising(monkeypatch):
     """The start-up handler does not raise into whatever is running (an import can swallow the
     exception, seen: a SIGTERM and then a whole training, exit 0; or wrap it in an ImportError
     with a traceback): it writes one line and exits with the signal's code."""
-    from layerloom.cli import launch
+    from layerloom.cli import launch, signals
+    assert launch._stop is signals._stop  # the one the command sets
     written, exits = [], []
-    monkeypatch.setattr(launch.os, "write", lambda fd, data: written.append((fd, data)))
-    monkeypatch.setattr(launch.os, "_exit", exits.append)
-    launch._stop(signal.SIGINT, None)
-    launch._stop(signal.SIGTERM, None)
+    monkeypatch.setattr(signals.os, "write", lambda fd, data: written.append((fd, data)))
+    monkeypatch.setattr(signals.os, "_exit", exits.append)
+    signals._stop(signal.SIGINT, None)
+    signals._stop(signal.SIGTERM, None)
     assert exits == [130, 143]
     assert written == [(2, b"layerloom: interrupted; nothing written\n"),
                        (2, b"layerloom: terminated (SIGTERM); nothing written\n")]

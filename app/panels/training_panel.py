@@ -361,6 +361,11 @@ class TrainingPanel(OutputRows, QWidget):
             return
         from layerloom.project import loom as projectfile
         from layerloom.core.errors import ProjectError
+        # a number typed and not yet committed (F5 with the focus still in the field): the
+        # run takes it, and so does the project, as a click on Run (which takes the focus) does
+        for key, field in (("epochs", self.epochs), ("batch_size", self.batch)):
+            if self.doc.project.training.get(key) != field.value():
+                self._set_number(key, field)
         # the project as this run trains it, serialised once: checked here, parsed once more
         # in the training process, and kept for the run's record
         as_file = projectfile.to_dict(self.doc.project)
@@ -411,6 +416,7 @@ class TrainingPanel(OutputRows, QWidget):
         self.started = time.time()
         self.last_history = None  # until this run's arrives
         self.run_project = as_file  # as this run trains it
+        self.run_epochs = self.epochs.value()  # the field may be reloaded before the record
         self.worker.start()
 
     def stop_training(self):
@@ -496,7 +502,7 @@ class TrainingPanel(OutputRows, QWidget):
             self.run_project["dataset"] = {**self.run_project["dataset"], "fitted": fitted}
         record = runs.make_record(self.run_project, history, "editor", history.get("device"),
                                   history.get("parameters"), started=self.started,
-                                  epochs=self.epochs.value(), batch_size=history.get("batch_size"),
+                                  epochs=self.run_epochs, batch_size=history.get("batch_size"),
                                   seed=history.get("seed"))
         self.sigRun.emit(record, weights)
 

@@ -155,7 +155,7 @@ def _interruptible():
     file), then exits at once with one line and 130 or 143, as launch.py does before; where
     no progress call comes within CANCEL_WAIT (a step without progress), or at a second
     signal, it exits then. Yields cancelled() for cancellable()."""
-    from layerloom.cli.launch import _stop
+    from layerloom.cli.signals import _stop
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
