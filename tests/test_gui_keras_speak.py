@@ -147,6 +147,61 @@ def test_the_palette_adds_in_keras_order_and_says_a_refusal(win, qtbot):
     assert "no parameter 'colour'" in win.palette.search.toolTip()
 
 
+def _chain_of(win):
+    """The graph's nodes in the order its single path runs, with their types."""
+    g = win.doc.graph
+    targets = {e.dst for e in g.edges}
+    order = [n for n in g.nodes if n not in targets]
+    assert len(order) == 1, g.edges
+    while True:
+        nxt = [e.dst for e in g.edges if e.src == order[-1]]
+        if not nxt:
+            return [g.nodes[n].type for n in order]
+        order.append(nxt[0])
+
+
+MLP_LINE = "input 28 28; flatten; dense 128 relu; dropout 0.2; dense 10 softmax"
+
+
+def test_the_tab_box_adds_a_chain_typed_in_one_line_in_one_undo_step(win, qtbot):
+    box = win.view.quick_add()
+    box.setText(MLP_LINE)
+    qtbot.keyClick(box, Qt.Key_Return)
+    assert _chain_of(win) == ["Input", "Flatten", "Dense", "Dropout", "Dense"]
+    last = win.doc.graph.nodes[win.selected_ids()[0]]
+    assert (last.type, last.params["units"], last.params["activation"]) == \
+        ("Dense", 10, "softmax")
+    pos = list(win.doc.positions().values())
+    assert len({tuple(p) for p in pos}) == 5  # no node on another
+    win.doc.undo.undo()
+    assert not win.doc.graph.nodes  # one step
+    win.doc.undo.redo()
+    assert len(win.doc.graph.nodes) == 5
+
+
+def test_the_palette_adds_a_chain_after_the_selected_node(win, qtbot):
+    win.palette.search.setText("input 8")
+    qtbot.keyClick(win.palette.search, Qt.Key_Return)
+    win.palette.search.setText("dense 16 relu; dense 1")
+    qtbot.keyClick(win.palette.search, Qt.Key_Return)
+    assert _chain_of(win) == ["Input", "Dense", "Dense"]
+    assert win.doc.graph.nodes[win.selected_ids()[0]].params["units"] == 1
+    win.doc.undo.undo()
+    assert _chain_of(win) == ["Input"]
+
+
+def test_a_chain_with_a_refused_part_adds_nothing_and_names_the_part(win, qtbot):
+    box = win.view.quick_add()
+    box.setText("input 28 28; dense sideways; dense 10")
+    qtbot.keyClick(box, Qt.Key_Return)
+    assert not win.doc.graph.nodes
+    assert box.isVisible() and "layer 2 of 3" in box.toolTip()
+    win.palette.search.setText("input 4; blorp")
+    qtbot.keyClick(win.palette.search, Qt.Key_Return)
+    assert not win.doc.graph.nodes
+    assert "blorp" in win.statusBar().currentMessage()
+
+
 # -- item 1: a run that cannot start ----------------------------------------------------------
 
 def _huge_mlp(win):

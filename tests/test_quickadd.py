@@ -92,3 +92,43 @@ def test_the_wrapped_layer_is_named_case_aside():
     outer word was read case aside."""
     _, got = layer_from_text("timedistributed dense 8")
     assert got["layer"]["type"] == "Dense" and got["layer"]["params"]["units"] == 8
+
+
+# -- a chain in one entry: "input 28 28; flatten; dense 128 relu" (a Sequential in one line) --
+
+def test_a_chain_is_read_layer_by_layer_in_order():
+    from layerloom.core.registry import layers_from_text
+    chain = layers_from_text("input 28 28; flatten; dense 128 relu; dropout 0.2; "
+                             "dense 10 softmax")
+    assert [t for t, _ in chain] == ["Input", "Flatten", "Dense", "Dropout", "Dense"]
+    assert chain[0][1]["shape"] == (28, 28)
+    assert (chain[2][1]["units"], chain[2][1]["activation"]) == (128, "relu")
+    assert chain[3][1]["rate"] == 0.2
+    assert chain[4][1] == layer_from_text("dense 10 softmax")[1]
+
+
+def test_one_layer_reads_as_before_and_empty_parts_are_skipped():
+    from layerloom.core.registry import layers_from_text
+    assert layers_from_text("conv2d 16 3 same relu") == [layer_from_text("conv2d 16 3 same relu")]
+    assert [t for t, _ in layers_from_text("dense 8;; dense 4;\n")] == ["Dense", "Dense"]
+    assert [t for t, _ in layers_from_text("dense 8\ndense 4")] == ["Dense", "Dense"]
+
+
+def test_a_semicolon_inside_brackets_or_quotes_is_no_separator():
+    from layerloom.core.quickadd import split_chain
+    assert split_chain('Lambda("a;b"); dense 2') == ['Lambda("a;b")', "dense 2"]
+    assert split_chain("reshape [2;2]; f(x; y)\ndense 2") == ["reshape [2;2]", "f(x; y)", "dense 2"]
+    assert split_chain("dense 8; ") == ["dense 8"]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("input 28 28; dense sideways; dense 10", ["layer 2 of 3", "dense sideways", "sideways"]),
+    ("input 28 28; blorp 3", ["layer 2 of 2", "blorp"]),
+    (" ; ;", ["type a layer's name"]),
+])
+def test_a_refused_part_of_a_chain_is_named_by_its_place(text, says):
+    from layerloom.core.registry import layers_from_text
+    with pytest.raises(ParamError) as e:
+        layers_from_text(text)
+    for s in says:
+        assert s in e.value.message, e.value.message

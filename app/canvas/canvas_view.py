@@ -37,6 +37,7 @@ class _QuickBox(QLineEdit):
 class GraphView(QGraphicsView):
     sigDropLayer = Signal(str, QPointF)
     sigQuickAdd = Signal(str, QPointF, object)  # the Tab box: a layer type and its parameters
+    sigQuickChain = Signal(object, QPointF)  # several: [(type, parameters), ...], the first's place
     sigMessage = Signal(str)
     sigContextMenu = Signal(object, object)  # viewport point, global point
 
@@ -141,15 +142,16 @@ class GraphView(QGraphicsView):
         """A search box at the cursor; Enter adds the chosen layer there (below, where a node
         is there already), with the parameters typed after its name in Keras' order or as
         name=value ("embedding 10000 32", "conv2d 16 3x3 relu padding=same"; core/quickadd.py);
+        several separated by ";" are added as a chain ("input 28 28; flatten; dense 10");
         Escape cancels."""
         from layerloom.core.errors import LayerloomError
-        from layerloom.core.registry import layer_from_text, layer_types
+        from layerloom.core.registry import layers_from_text, layer_types
         names = [l.type_id for l in layer_types()]
         pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
         if not self.viewport().rect().contains(pos):
             pos = self.viewport().rect().center()
         box = _QuickBox(self.viewport())
-        box.setPlaceholderText("Add layer: dense 64 relu, conv2d 16 3 padding=same")
+        box.setPlaceholderText("Add: dense 64 relu; dense 10 softmax")
         completer = QCompleter(names, box)
         completer.setCaseSensitivity(Qt.CaseInsensitive)
         completer.setFilterMode(Qt.MatchContains)
@@ -165,8 +167,8 @@ class GraphView(QGraphicsView):
             if not text.split():
                 box.deleteLater()
                 return
-            try:  # Keras' order and name=value: "embedding 10000 32", "conv2d 16 3 same"
-                type_id, params = layer_from_text(text)
+            try:  # Keras' order and name=value: "embedding 10000 32", "conv2d 16 3 same";
+                chain = layers_from_text(text)  # several: "dense 64 relu; dense 10"
             except LayerloomError as e:  # the box stays, its text selected to be mended or
                 self.sigMessage.emit(f"Not added: {e.message}")  # typed over (Esc closes)
                 box.setToolTip(f"Not added: {e.message}")
@@ -177,8 +179,11 @@ class GraphView(QGraphicsView):
             box.deleteLater()
             taken = [(n.pos().x(), n.pos().y()) for n in getattr(self.scene(), "nodes",
                                                                    {}).values()]
-            self.sigQuickAdd.emit(type_id, QPointF(*free_place(taken, scene_pos.x(),
-                                                                scene_pos.y())), params)
+            at = QPointF(*free_place(taken, scene_pos.x(), scene_pos.y()))
+            if len(chain) == 1:
+                self.sigQuickAdd.emit(chain[0][0], at, chain[0][1])
+            else:  # the first there, each next after it, wired (one undo step)
+                self.sigQuickChain.emit(chain, at)
         box.returnPressed.connect(done)
         box.show()
         box.setFocus()

@@ -48,6 +48,7 @@ class _Tree(QTreeWidget):
 
 class Palette(QWidget):
     sigActivated = Signal(str, object)  # a layer type to add, and parameters typed or None
+    sigChain = Signal(object)  # several typed: [(type, parameters), ...], added as a chain
     sigMessage = Signal(str)
 
     def __init__(self, parent=None):
@@ -90,8 +91,10 @@ class Palette(QWidget):
     def filter(self, text):
         """Shows the layers whose name holds the first word typed (the words after it are
         parameters: "dense 128 relu"); where no name does, those whose help does. ("lstm" is
-        the LSTM, not also the Bidirectional whose help names it; "pixel" finds Rescaling.)"""
-        text = (text.split() or [""])[0].lower()
+        the LSTM, not also the Bidirectional whose help names it; "pixel" finds Rescaling.)
+        In a chain ("dense 64 relu; drop"), the layer being typed: the last."""
+        parts = [p for p in text.replace("\n", ";").split(";") if p.strip()]
+        text = (parts[-1].split() if parts else [""])[0].lower()
         named = {t for t, item in self.items.items() if text in item.text(0).lower()}
         shown = named or {t for t, item in self.items.items()
                           if text in item.toolTip(0).lower()}
@@ -121,19 +124,22 @@ class Palette(QWidget):
     def _enter(self):
         """Enter adds the layer the first word names (as the Tab box finds it), with the
         parameters typed after its name in Keras' order or as name=value
-        (core/quickadd.py)."""
+        (core/quickadd.py); several separated by ";" are added as a chain."""
         from layerloom.core.errors import LayerloomError
-        from layerloom.core.registry import layer_from_text
+        from layerloom.core.registry import layers_from_text
         if not self.visible_types():
             self.sigMessage.emit(f"Not added: {self.nothing.text()}")
             self.search.selectAll()
             return
-        try:
-            type_id, params = layer_from_text(self.search.text())
+        try:  # several separated by ";": a chain ("dense 64 relu; dense 10 softmax")
+            chain = layers_from_text(self.search.text())
         except LayerloomError as e:  # said, and the text selected to be mended or typed over
             self.sigMessage.emit(f"Not added: {e.message}")
             self.search.setToolTip(f"Not added: {e.message}")
             self.search.selectAll()
             return
-        self.sigActivated.emit(type_id, params or None)
+        if len(chain) == 1:
+            self.sigActivated.emit(chain[0][0], chain[0][1] or None)
+        else:
+            self.sigChain.emit(chain)
         self.search.selectAll()  # the next layer is typed over it, without clearing it first

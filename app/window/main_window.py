@@ -155,6 +155,9 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
 
     def _connect_panels(self, doc):
         self.palette.sigActivated.connect(self.add_from_palette)
+        self.palette.sigChain.connect(lambda chain: self.add_chain(chain))
+        self.view.sigQuickChain.connect(lambda chain, pos: self.add_chain(chain, (pos.x(),
+                                                                                 pos.y())))
         self.palette.sigMessage.connect(self.message)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
         self.view.sigQuickAdd.connect(lambda t, pos, params: self._add(t, (pos.x(), pos.y()),

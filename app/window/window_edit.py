@@ -134,6 +134,33 @@ class EditActions:
             self.doc.undo.endMacro()
         return nid
 
+    def add_chain(self, chain, pos=None):
+        """Layers typed as one entry ("input 28 28; flatten; dense 10 softmax"): the first at
+        `pos` (a scene point: the Tab box), else as the palette adds one (after the selected
+        node); each next after the one before, wired where the graph accepts it; one undo
+        step. The last is left selected, so the next entry goes on from it."""
+        first_type, first_params = chain[0]
+        added = []
+        self.doc.undo.beginMacro(f"Add {len(chain)} layers")
+        try:
+            nid = (self._add(first_type, pos, first_params) if pos is not None else
+                   self.add_from_palette(first_type, first_params or None))
+            added.append(nid)
+            for type_id, params in chain[1:]:
+                if nid is None:
+                    break
+                nid = self.add_from_palette(type_id, params or None)
+                added.append(nid)
+        finally:
+            self.doc.undo.endMacro()
+        shown = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
+        if not all(shown.contains(self.scene.nodes[n].sceneBoundingRect())
+                   for n in added if n in self.scene.nodes):
+            self.view.fit(False)  # the whole chain in view where it fits at a readable size
+            if nid in self.scene.nodes:  # else its end, the node the next entry follows
+                self.view.ensureVisible(self.scene.nodes[nid], 40, 40)
+        return nid
+
     def add_at_centre(self, type_id, params=None):
         c = self.view.mapToScene(self.view.viewport().rect().center())
         return self._add(type_id, self.free_spot(c.x() - 85, c.y() - 40), params)

@@ -36,6 +36,28 @@ def split_words(text):
     return words
 
 
+def split_chain(text):
+    """The layers of an entry that types several, separated by ";" or a new line outside
+    brackets and quotes, each stripped; empty ones left out."""
+    parts, part, depth, quote = [], "", 0, None
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and ch in ";\n":
+            parts.append(part)
+            part = ""
+            continue
+        part += ch
+    parts.append(part)
+    return [p.strip() for p in parts if p.strip()]
+
+
 def _split(body, text):
     body = re.sub(r"\s*=\s*", "=", body)
     words, word, depth = [], "", 0

@@ -285,3 +285,22 @@ def layer_from_text(text):
     if layer is None:
         raise ParamError(f"no layer type is called {words[0]!r}; the Layers panel lists them")
     return layer.type_id, layer.parse_headline(words[1:])
+
+
+def layers_from_text(text):
+    """[(type id, parameters), ...] from layers typed one after another, separated by ";" or
+    a new line: "input 28 28; flatten; dense 128 relu; dense 10 softmax" (a Sequential model in
+    one line); one layer gives a list of one, read as layer_from_text reads it. A ";" inside
+    brackets or quotes separates nothing. Every part is read before any is used: a refused
+    one raises ParamError naming its place ("layer 2 of 3, 'dense x': ...")."""
+    from layerloom.core.quickadd import split_chain
+    parts = split_chain(text)
+    if len(parts) <= 1:
+        return [layer_from_text(parts[0] if parts else "")]
+    out = []
+    for i, part in enumerate(parts, 1):
+        try:
+            out.append(layer_from_text(part))
+        except ParamError as e:
+            raise ParamError(f"layer {i} of {len(parts)}, {part!r}: {e.message}") from None
+    return out
