@@ -112,3 +112,20 @@ def test_data_tab_reads_a_csv_once(monkeypatch):
     info = inspect(json.load(open(path)), path)
     assert info["check"] is None and info["sizes"]["test"] == 44
     assert len(reads) == 1
+
+
+def test_the_rows_say_what_the_training_split_holds_out(win):
+    """Newcomer trial: the Data tab said "validation 0.00" and "Rows: 60,000 training" while
+    the Training panel said the last 20% were held out for validation: both say it now."""
+    from layerloom.app.editing.commands import SetSetupCmd
+    win.doc.push(SetSetupCmd(win.doc, "training", "validation_split", 0.2))
+    info = {"description": "Fashion-MNIST", "sizes": {"training": 60000, "test": 10000}}
+    win.data.show_info(info)
+    text = win.data.status.text()
+    assert "Rows: 60,000 training, 10,000 test (training holds out the last 20% of the " \
+        "training rows for validation: 12,000)" in text, text
+    win.data.show_info({**info, "sizes": {"training": 50000, "validation": 10000}})
+    assert "holds out" not in win.data.status.text()
+    win.doc.push(SetSetupCmd(win.doc, "training", "validation_split", 0.0))
+    win.data.show_info(info)
+    assert "holds out" not in win.data.status.text()

@@ -356,6 +356,24 @@ def test_a_data_mismatch_is_fixed_in_one_click(win, qtbot):
     qtbot.waitUntil(lambda: win.problems.count() == 0, timeout=30_000)
 
 
+@pytest.mark.slow
+def test_a_data_mismatch_is_listed_first_with_its_fix_shown(win, qtbot):
+    """Newcomer trial: with the Input not fitting the data and no loss set, the loss problem
+    came first and its fixes were the ones shown, while the data's fit is what the automatic
+    loss waits for: the data's problem leads."""
+    from layerloom.app.editing.commands import SetSetupCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    panel = win.data
+    qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=30_000)
+    win.doc.push(SetSetupCmd(win.doc, "training", "loss", {}))
+    panel._column_changed("proline", "role", "ignore")
+    qtbot.waitUntil(lambda: win.problems.count() >= 2, timeout=30_000)
+    lines = problem_lines(win)
+    assert lines[0].startswith("Data: ") and any(l.startswith("Loss: ") for l in lines), lines
+    assert [b.text() for b in win.problems_panel.fix_buttons] == \
+        ["Set the Input's shape to [12]"]
+
+
 def test_a_reshape_node_opens_in_the_inspector_and_takes_minus_one(win):
     """Selecting a Reshape raised AttributeError ('Dims' object has no attribute 'text') and
     left the inspector empty."""
@@ -451,6 +469,26 @@ def test_the_output_dock_grown_for_results_is_not_remembered(qapp, tmp_path, mon
     finally:
         second.close()
         qapp.processEvents()
+
+
+def test_the_output_dock_grows_as_a_run_starts_not_as_it_ends(win, qtbot, monkeypatch):
+    """Newcomer trial: the panels moved when a run ended (the Output dock grown for the
+    confusion matrix), and a click meant for the Log tab opened the Dataset box. The dock
+    grows once as the first run starts, to the height the results would have asked for."""
+    from guikit import start_without_a_process
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    qtbot.wait(50)
+    before = win._docks["Output"].height()
+    start_without_a_process(win, qtbot, monkeypatch)
+    qtbot.wait(50)
+    grown = win._docks["Output"].height()
+    assert grown > before + 50
+    win.output_tabs.setCurrentWidget(win.results)
+    qtbot.wait(50)
+    assert win.results.plot.height() >= 300  # about what the results ask for (330), at once
+    win.make_room_for_results()  # the run's results arriving: nothing moves
+    qtbot.wait(50)
+    assert win._docks["Output"].height() == grown
 
 
 def test_view_menu_shows_panels_and_the_minimap_and_an_empty_canvas_has_no_problems(win,

@@ -425,3 +425,17 @@ def test_one_start_serialises_the_project_once_and_parses_it_once(win, qtbot, mo
     # the child parses that one form: what it trains is the project the window holds
     child = projectfile.from_dict(project_dict, path)
     assert projectfile.to_dict(child) == projectfile.to_dict(win.doc.project)
+
+
+def test_a_curve_of_one_point_is_drawn_as_a_marker(win):
+    """Newcomer trial: after a 1-epoch run the validation curves (one point each) were in the
+    legend but invisible (a line needs two points; the curves draw no symbols, for speed).
+    A series of one point gets a marker, dropped when the second arrives."""
+    plots = win.training.plots
+    plots.begin(epochs=1)
+    plots.add_point("val_loss", 1, 0.5)
+    plots.flush()
+    assert plots.curves["val_loss"].opts["symbol"] is not None
+    plots.add_point("val_loss", 2, 0.4)
+    plots.flush()
+    assert plots.curves["val_loss"].opts["symbol"] is None

@@ -87,7 +87,17 @@ class Curves(pg.GraphicsLayoutWidget):
 
     def flush(self):
         for key in self._dirty:
-            self.curves[key].setData(*self.series[key], skipFiniteCheck=True)
+            c, xs = self.curves[key], self.series[key][0]
+            c.setData(*self.series[key], skipFiniteCheck=True)
+            # one point is no line: a marker until the second (a 1-epoch run's validation)
+            alone = len(xs) == 1
+            if alone != (c.opts["symbol"] is not None):
+                pen = c.opts["pen"]
+                c.setSymbol("o" if alone else None)
+                if alone:
+                    c.setSymbolBrush(pen.color())
+                    c.setSymbolPen(pen.color())
+                    c.setSymbolSize(7)
         if self._dirty and self._follow:
             self._follow = False
             for plot in (self.loss_plot, self.metric_plot):

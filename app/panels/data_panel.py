@@ -378,7 +378,8 @@ class DataPanel(QWidget):
             self.status.setStyleSheet("color: #d62828;")
         else:
             sizes = ", ".join(f"{n:,} {k}" for k, n in info.get("sizes", {}).items())
-            text = f"{info.get('description', '')}. Rows: {sizes}. Fits the graph."
+            text = f"{info.get('description', '')}. Rows: {sizes}{self._held_out(info)}. " \
+                "Fits the graph."
             if info.get("warning"):
                 text += " Note: " + info["warning"] + "."
             self.status.setText(text)
@@ -396,6 +397,18 @@ class DataPanel(QWidget):
         self._show_columns(info.get("columns") or [])
         self._show_rows(info.get("header") or [], info.get("rows") or [])
         self._show_thumbs(info.get("thumbs") or [], info.get("class_names"))
+
+    def _held_out(self, info):
+        """Where the data has no validation rows and the Training panel holds out a share of
+        the training rows (validation_split, Keras' last rows): said beside the rows, as the
+        Training panel says it (newcomer trial: "validation 0.00" here, "the last 20%" there)."""
+        n = (info.get("sizes") or {}).get("training")
+        share = self.doc.project.training.get("validation_split") or 0.0
+        if not n or "validation" in info.get("sizes", {}) or not share:
+            return ""
+        held = int(n * share)  # as engine/train/fit.py's _hold_out
+        return (f" (training holds out the last {share:.0%} of the training rows for "
+                f"validation: {held:,})")
 
     def _show_columns(self, columns):
         self.columns.setRowCount(len(columns))

@@ -49,9 +49,9 @@ class ProblemsActions:
         except LayerloomError as e:
             found = [(line, None, None) for line in e.lines()]
         fit = self.data.fit_problem
-        if fit:
-            found.append((f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""), fit[0],
-                          self.data.fit_error))
+        if fit:  # first: the loss set by itself waits for the data to fit (newcomer trial)
+            found.insert(0, (f"Data: {fit[1]}" + (f" (at '{fit[0]}')" if fit[0] else ""),
+                             fit[0], self.data.fit_error))
         found += self._freezing_problems()
         training = getattr(self, "training", None)
         memory = training.memory_problem() if training is not None else None

@@ -41,7 +41,13 @@ class TrainingActions:
 
     def make_room_for_results(self, height=330):
         """The Output dock grows until the confusion matrix has `height` pixels (ten classes'
-        three-digit counts readable), within half the window."""
+        three-digit counts readable), within half the window: once, as the first run starts
+        (while its curves are watched), not as it ends, when the panels' moving under the
+        mouse sent a click on the Log tab to the Dataset box (newcomer trial)."""
+        page = self.output_tabs.currentWidget()
+        if page is not self.results and page is not None:  # laid out as it would be shown
+            self.results.resize(page.size())
+            self.results.layout().activate()
         short = height - self.results.plot.height()
         dock = self._docks["Output"]
         if self._output_grown:  # once: the panels do not jump after every run (third trial)
@@ -62,6 +68,7 @@ class TrainingActions:
     def _running(self, running):
         if running:
             self.output_tabs.setCurrentWidget(self.training.plots)
+            self.make_room_for_results()
         self._run_actions(running)
         self._update_model_state()  # no Predict while the graph is locked
         self.message("Training... the graph is locked until it stops." if running
