@@ -129,3 +129,17 @@ def test_the_rows_say_what_the_training_split_holds_out(win):
     win.doc.push(SetSetupCmd(win.doc, "training", "validation_split", 0.0))
     win.data.show_info(info)
     assert "holds out" not in win.data.status.text()
+
+
+def test_a_data_error_offers_to_read_again(win, qtbot, monkeypatch):
+    """Newcomer trial: "not on this machine" stayed listed after the dataset was installed,
+    with no way to look again short of File > New. An error offers Read again, which reads
+    the data once more (the same project: nothing else would)."""
+    win.data.show_info({"error": "fashion_mnist is not on this machine; apt-get install ..."})
+    assert not win.data.read_button.isHidden() and win.data.read_button.text() == "Read again"
+    reads = []
+    monkeypatch.setattr(win.data, "refresh", lambda: reads.append(win.data.shown_for))
+    win.data.read_button.click()
+    assert reads == [None]  # what was shown is forgotten, so the read happens
+    win.data.show_info({"description": "x", "sizes": {"training": 3}})
+    assert win.data.read_button.isHidden()

@@ -290,6 +290,7 @@ class DataPanel(QWidget):
         self.status.setText("Reading the data...")
         self.status.setStyleSheet("")
         self.read_button.setText("Cancel")
+        self.read_button.setToolTip("Stop reading the data; nothing is written")
         self.read_button.setEnabled(True)
         self.read_button.show()
         self.worker = _Inspector(projectfile.to_dict(self.doc.project), self.doc.path)
@@ -361,7 +362,13 @@ class DataPanel(QWidget):
             self.read_button.setEnabled(True)
             self.read_button.show()
             return
-        self.read_button.hide()
+        if "error" in info:  # fixed outside (a dataset installed, a file mended): look again
+            self.read_button.setText("Read again")
+            self.read_button.setToolTip("Read the data again")
+            self.read_button.setEnabled(True)
+            self.read_button.show()
+        else:
+            self.read_button.hide()
         # what the window's Problems list and the node concerned show (None: it fits)
         self.fit_problem = ((info.get("check_node"), info.get("check_message") or
                              info["check"]) if info.get("check") else
