@@ -115,18 +115,7 @@ def from_dev(rt, buf, shape):
     return rt.read(buf, int(np.prod(shape)), shape)
 
 
-def numeric_grad(f, arr, eps=1e-6):
-    """d f() / d arr by central differences; f reads arr (float64), which is perturbed in place."""
-    g = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        hi = f()
-        arr[i] = old - eps
-        lo = f()
-        arr[i] = old
-        g[i] = (hi - lo) / (2 * eps)
-    return g
+from layerloom.testing import numeric_grad  # noqa: E402,F401  (the public harness's)
 
 
 # -- editor windows (tests/test_gui_*.py; qapp is pytest-qt's) ------------------------------

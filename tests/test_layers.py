@@ -8,12 +8,11 @@ atol 1e-4 against float64 central differences (eps 1e-6), the fp32 figures matur
 import numpy as np
 import pytest
 
-from conftest import from_dev, numeric_grad, to_dev
-from layerloom.project import loom as projectfile
-from layerloom.core.graph import Graph
-from layerloom.train.model import NodeStep, upload_const
+from conftest import from_dev, numeric_grad, to_dev  # noqa: F401  (used by the tests below)
 from layerloom.backend.ops import Tensor
 from layerloom.core.registry import layer_types
+from layerloom.train.model import NodeStep
+from layerloom.testing import case_id, check_case, graph_for, run_layer  # noqa: F401
 
 CASES = [(layer.type_id, i, params, shapes) for layer in layer_types() if not layer.is_input
          for i, (params, shapes) in enumerate(layer.examples)]
@@ -24,106 +23,15 @@ def test_every_layer_has_examples():
     assert not missing
 
 
-def _graph_for(type_id, params, shapes):
-    g = Graph()
-    for i, sh in enumerate(shapes):
-        g.add_node("Input", {"shape": list(sh)}, id=f"in{i}")
-    g.add_node(type_id, params, id="node")
-    for i in range(len(shapes)):
-        g.connect(f"in{i}", 0, "node", i)
-    return g
-
-
-def run_layer(rt, ops, layer, params, xs, ws, dy, training=False, step=0, backward=True):
-    """Run one layer's forward and backward directly through its NodeStep contract.
-    dy is an array, or a list with one array per output; the outputs come back the same way.
-    backward=False: the forward alone (inference, where the engine never runs a backward: a
-    BatchNormalization backward would read batch statistics no forward computed)."""
-    n = xs[0].shape[0]
-    in_shapes = [x.shape[1:] for x in xs]
-    out_shapes = [tuple(sh) for sh in layer.output_shapes(params, in_shapes)]
-    dys = dy if isinstance(dy, list) else [dy]
-    x_dev = [Tensor(to_dev(rt, x), x.shape[1:]) for x in xs]
-    trainable = {spec.name for spec in layer.weights(params, in_shapes) if spec.trainable}
-    s = NodeStep(
-        "node", params, n=n, training=training, seed=11, step=step, x=x_dev,
-        y=[Tensor(x_dev[0].buf if layer.alias_output else rt.empty(4 * n * int(np.prod(sh))), sh)
-           for sh in out_shapes],
-        w={k: Tensor(to_dev(rt, v), v.shape) for k, v in ws.items()},
-        dw={k: Tensor(rt.empty(4 * v.size), v.shape) for k, v in ws.items() if k in trainable},
-        scratch={k: Tensor(rt.empty(4 * n * int(np.prod(sh))), sh)
-                 for k, sh in layer.scratch(params, in_shapes).items()},
-        const={k: upload_const(rt, v) for k, v in layer.constants(params, in_shapes).items()})
-    layer.forward(ops, s)
-    ys = [from_dev(rt, t.buf, (n,) + sh).copy() for t, sh in zip(s.y, out_shapes)]
-    if not backward:
-        return (ys if isinstance(dy, list) else ys[0]), None, None
-    s.dy = [Tensor(to_dev(rt, d), sh) for d, sh in zip(dys, out_shapes)]
-    s.dx = [Tensor(rt.empty(4 * x.size), x.shape[1:]) if layer.differentiable else None
-            for x in xs]
-    s.acc = [False] * len(xs)
-    layer.backward(ops, s)
-    dxs = [from_dev(rt, t.buf, x.shape) if t is not None else None for t, x in zip(s.dx, xs)]
-    dws = {k: from_dev(rt, t.buf, ws[k].shape) for k, t in s.dw.items()}
-    return (ys if isinstance(dy, list) else ys[0]), dxs, dws
-
-
-def _case_id(type_id, params, shapes):
-    """Dense(units=5,activation=relu)<-3: the example's parameters (those it sets) and input
-    shapes."""
-    ps = ",".join(f"{k}={v}" for k, v in params.items())
-    ins = "+".join("x".join(map(str, sh)) for sh in shapes)
-    return f"{type_id}({ps})<-{ins}".replace(" ", "")
+# the harness itself is public (engine/testing.py): a plugin layer is checked by the same code
+_graph_for, _case_id = graph_for, case_id
 
 
 @pytest.mark.parametrize("type_id,case,params,shapes", CASES,
                          ids=[_case_id(c[0], c[2], c[3]) for c in CASES])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_layer(rt, ops, rng, type_id, case, params, shapes, batch):
-    g = _graph_for(type_id, params, shapes)
-    assert not g.validate()
-    layer = g.nodes["node"].layer
-    p = g.nodes["node"].params
-    # config round-trip through the project file
-    proj = projectfile.Project(g, training={**projectfile.default_training(),
-                                            "loss": {"node": "mean_squared_error"}})
-    again = projectfile.loads(projectfile.dumps(proj)).graph
-    assert again.nodes["node"].params == p and again.nodes["node"].type == type_id
-    # shape inference agrees with the reference output
-    out_shapes = g.infer_shapes()[0]["node"]
-    if layer.integer_inputs:  # indices, some out of range on purpose
-        top = p.get("input_dim", p.get("vocabulary_size"))  # Embedding's, keras-hub's name
-        xs = [rng.integers(-1, top + 1, (batch,) + tuple(sh)).astype(np.float64)
-              for sh in shapes]
-    else:
-        xs = [rng.normal(size=(batch,) + tuple(sh)) for sh in shapes]
-    in_shapes = [tuple(sh) for sh in shapes]
-    ws = {}
-    for spec in layer.weights(p, in_shapes):
-        ws[spec.name] = np.asarray(rng.normal(size=spec.shape)  # 0-d for a scalar weight
-                                   * (0.5 if spec.init != "zeros" else 0.1))
-        if spec.name in ("moving_variance", "variance"):
-            ws[spec.name] = np.abs(ws[spec.name]) + 0.5
-    training = layer.test_in_training
-    refs = layer.reference(p, xs, ws, training)
-    assert [r.shape for r in refs] == [(batch,) + sh for sh in out_shapes]
-    dys = [rng.normal(size=r.shape) for r in refs]
-    ys, dxs, dws = run_layer(rt, ops, layer, p, xs, ws, dys, training=training)
-    for y, ref in zip(ys, refs):
-        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
-    if layer.stochastic:
-        return  # its backward is the training-mode derivative: see test_dropout_training_mode
-
-    # gradients: central differences of sum(dy * reference) in float64
-    def f():
-        return float(sum((r * d).sum() for r, d in zip(layer.reference(p, xs, ws, training),
-                                                          dys)))
-    pairs = [(dws[k], ws[k]) for k in dws]
-    if layer.differentiable:
-        pairs += list(zip(dxs, xs))
-    for got, arr in pairs:
-        num = numeric_grad(f, arr)
-        np.testing.assert_allclose(got, num, rtol=1e-3, atol=1e-4)
+    check_case(rt, ops, rng, type_id, params, shapes, batch)
 
 
 def test_dropout_training_mode(rt, ops, rng):

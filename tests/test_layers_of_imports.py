@@ -8,10 +8,11 @@ import pathlib
 ENGINE = pathlib.Path(__file__).resolve().parent.parent / "engine"
 
 # lowest first: a room may import its own modules and those of rooms before it, never one after
-# it. A room is a subpackage of layerloom or a module at its top (gallery, api); clkernels is
-# the kernel sources' folder (it imports nothing of ours); cli is the command line.
+# it. A room is a subpackage of layerloom or a module at its top (gallery, api, testing: the
+# public layer harness); clkernels is the kernel sources' folder (it imports nothing of ours);
+# cli is the command line.
 ORDER = ("clkernels", "core", "backend", "layers", "data", "gallery", "project", "train",
-         "interop", "api", "cli")
+         "interop", "api", "testing", "cli")
 
 # (importer, imported): why. Each is an arrow back up that is known and left; a test below
 # fails when one of them no longer exists, so the list only shrinks.

@@ -13,7 +13,7 @@ from layerloom.data import sources
 from layerloom.train import losses, metrics
 
 PLUGIN_MODULES = ("llplug_layers", "llplug_sources", "llplug_losses", "llplug_metrics",
-                  "llplug_duplicate")
+                  "llplug_duplicate", "llplug_harnessed")
 
 LAYERS = '''
 import numpy as np
@@ -170,3 +170,55 @@ def test_a_broken_plugin_is_reported_once_and_the_built_ins_work(install):
         registry.get_layer("Dense")
         sources.all_sources()
         assert plugins.load_plugins("layerloom.layers") == lines[:2]
+
+
+HARNESSED = '''
+import numpy as np
+from layerloom.core.registry import Layer, register
+
+
+@register
+class PlugDouble(Layer):
+    type_id = "PlugDouble"
+    help = "Doubles its input (a plugin's layer with a kernel: the engine's scaled op)."
+    examples = (({}, [(4,)]), ({}, [(2, 3)]))
+    GRAD = 2.0
+
+    def output_shapes(self, p, in_shapes):
+        return [in_shapes[0]]
+
+    def forward(self, ops, s):
+        ops.scaled(s.x[0].buf, s.y[0].buf, s.n * s.x[0].size, 2.0)
+
+    def backward(self, ops, s):
+        if s.dx[0] is not None:
+            ops.scaled(s.dy[0].buf, s.dx[0].buf, s.n * s.x[0].size, self.GRAD,
+                       accumulate=s.acc[0])
+
+    def reference(self, p, xs, ws, training=False):
+        return [2.0 * np.asarray(xs[0], np.float64)]
+
+
+@register
+class PlugDoubleWrongGradient(PlugDouble):
+    type_id = "PlugDoubleWrongGradient"
+    GRAD = 3.0
+'''
+
+
+def test_the_public_harness_checks_a_plugin_layer_as_a_built_in_one(install):
+    """layerloom.testing.check_layer runs tests/test_layers.py's checks (the same code) on a
+    plugin's layer: its examples pass; a backward that disagrees with the reference fails,
+    naming the layer and the gradient (so the check can fail)."""
+    from layerloom.testing import check_layer
+    install("""
+        [layerloom.layers]
+        double = llplug_harnessed
+        """, {"llplug_harnessed": HARNESSED})
+    assert check_layer("PlugDouble") == 4  # two examples, batches 1 and 3
+    assert check_layer(registry.get_layer("PlugDouble"), cases=[({}, [(1, 5, 2)])],
+                       batches=(2,)) == 1
+    with pytest.raises(AssertionError, match="PlugDoubleWrongGradient: the gradient of input 0"):
+        check_layer("PlugDoubleWrongGradient")
+    with pytest.raises(AssertionError, match="no layer type 'Nope' is registered"):
+        check_layer("Nope")
