@@ -17,7 +17,8 @@ in issue 29 are at most 1.5 for every shape. Never run as a test: timings need a
 8..256 at 28x28 and 56x56 (3x3, same and valid, stride 1 and 2; 1x1 and 5x5 at 16 and 64
 filters), batch 32; Dense widths 16..4096; the poolings; BatchNormalization;
 LayerNormalization; the recurrent layers; the layers of issue 28 (DepthwiseConv2D,
-SeparableConv2D, Conv2DTranspose, MultiHeadAttention, GroupNormalization). --full adds
+SeparableConv2D, Conv2DTranspose, MultiHeadAttention, GroupNormalization, the 3-D
+convolution and poolings at keras.io's 3-D CNN's sizes). --full adds
 112x112, batch 128 and every combination (hours on 2 cores). Layers the engine does not have
 yet are skipped with their name printed.
 """
@@ -78,6 +79,14 @@ def other_cases(full):
     yield ("SeparableConv2D", {"filters": 64, "kernel_size": [3, 3], "padding": "same"},
            (28, 28, 32), 32)
     yield ("GroupNormalization", {"groups": 8}, (28, 28, 32), 32)
+    # the 3-D layers: keras.io's 3-D CNN (3D_image_classification) at a 46^3 input, batch 2
+    yield ("Conv3D", {"filters": 16, "kernel_size": [3, 3, 3], "activation": "relu"},
+           (46, 46, 46, 1), 2)
+    yield ("Conv3D", {"filters": 32, "kernel_size": [3, 3, 3], "activation": "relu"},
+           (22, 22, 22, 16), 2)
+    yield ("MaxPooling3D", {"pool_size": [2, 2, 2]}, (44, 44, 44, 16), 2)
+    yield ("AveragePooling3D", {"pool_size": [3, 3, 3], "strides": [2, 2, 2],
+                                "padding": "same"}, (21, 21, 21, 16), 2)
 
 
 # -- PyTorch: the same layer --------------------------------------------------------------------
@@ -93,6 +102,15 @@ def torch_module(torch, kind, p, shape):
             total = max((out - 1) * s + k - h, 0)
             conv = nn.Sequential(nn.ZeroPad2d((total // 2, total - total // 2) * 2), conv)
         return nn.Sequential(conv, nn.ReLU()), (shape[-1],) + tuple(shape[:-1])
+    if kind == "Conv3D":  # valid
+        return nn.Sequential(nn.Conv3d(shape[-1], p["filters"], p["kernel_size"][0]),
+                             nn.ReLU()), (shape[-1],) + tuple(shape[:-1])
+    if kind in ("MaxPooling3D", "AveragePooling3D"):  # same on odd sizes: even padding
+        k, s = p["pool_size"][0], p.get("strides", p["pool_size"])[0]
+        pad = (k - 1) // 2 if p.get("padding") == "same" else 0
+        cls = nn.MaxPool3d if kind == "MaxPooling3D" else nn.AvgPool3d
+        kw = {} if kind == "MaxPooling3D" else {"count_include_pad": False}
+        return cls(k, s, padding=pad, **kw), (shape[-1],) + tuple(shape[:-1])
     if kind == "Dense":
         return nn.Sequential(nn.Linear(shape[0], p["units"]), nn.ReLU()), shape
     if kind in ("MaxPooling2D", "AveragePooling2D"):
@@ -173,8 +191,11 @@ def time_layerloom(rt, kind, p, shape, batch, repeat, warmup):
     class MidNetwork(Model):
         """The layer as if it sat in the middle of a network: its input gradient is computed
         too (PyTorch's input requires grad), which the engine skips right after an Input."""
-        def _nodes_needing_grad(self):
-            return set(self.order)
+        def _build(self):
+            # NOTE: every node's backward runs (a layer without weights after the Input had
+            # none: its backward went untimed, 0.00 ms, until the 3-D layers' sweep showed it)
+            self.needs_grad = set(self.order)
+            super()._build()
 
     g = Graph()
     g.add_node("Input", {"shape": list(shape)}, id="in")

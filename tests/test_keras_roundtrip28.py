@@ -29,7 +29,8 @@ def _padded_cases():
     """Every declared pooling example that no Keras padding word gives (it is written as
     Padded<cls>), and a few more."""
     out = []
-    for t in ("MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"):
+    for t in ("MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D",
+              "MaxPooling3D", "AveragePooling3D"):
         for params, shapes in get_layer(t).examples:
             g = _graph_for(t, params, shapes)
             node = g.nodes["node"]

@@ -166,10 +166,9 @@ TEXTS = {
     "per_channel": (numbers_text, lambda p: "0.5, or one per channel: 0.5, 1, 2"),
     "axes": (numbers_text, lambda p: "none, or axes: 1, 2"),
     "optional_float": (numbers_text, lambda p: "none, or a number"),
-    "pair": (numbers_text, lambda p: "3, or two: 3, 3"
+    "pair": (numbers_text, lambda p: f"3, or {p.words}: " + ", ".join(["3"] * p.count)
              + ("; empty: default" if p.default is None else "")),
-    "margins": (amounts_text, lambda p: "1, or rows, cols: 1, 2, or [[top, bottom], "
-                                        "[left, right]]"),
+    "margins": (amounts_text, lambda p: f"1, or {p.spelling.replace(' or ', ', or ')}"),
 }
 
 

@@ -173,6 +173,12 @@ class ConvOps:
             specs.append((self._files("conv"), (), self._prelude))
         return specs
 
+    def column_programs(self, *geometries):
+        """(files, defines, prelude) of conv.cl at each geometry (im2col, col2im, pooling):
+        for Runtime.prebuild (Conv3D's stages, the 3-D poolings')."""
+        return [(self._files("conv", d), d, self._prelude)
+                for d in dict.fromkeys(self._geom_defines(g) for g in geometries)]
+
     def im2col(self, x, cols, n, g):
         """g: a ConvGeometry."""
         if n and g.C % 8 == 0:

@@ -36,3 +36,41 @@ class PoolGeometry(namedtuple("PoolGeometry",
     the padded input. These three default to 0 (an average over the input's cells alone)."""
     __slots__ = ()
     DH = DW = 1  # class attributes, not fields
+
+
+class Geometry3D(NamedTuple):
+    """A 3-D window's geometry (Conv3D, the 3-D poolings: engine/layers/convolution3d.py,
+    pooling3d.py): input D x H x W x C, output OD x OH x OW, window KD x KH x KW, strides,
+    dilation, padding before (PD front, PT top, PL left) and after (PDA, PTA, PLA: declared,
+    or what Keras' same adds). Its field names for height and width are ConvGeometry's, so the
+    2-D forms' helpers read them; the ops take it as two 2-D geometries (height and width,
+    then depth: the layers' stages)."""
+    D: int
+    H: int
+    W: int
+    C: int
+    OD: int
+    OH: int
+    OW: int
+    KD: int
+    KH: int
+    KW: int
+    SD: int
+    SH: int
+    SW: int
+    DD: int
+    DH: int
+    DW: int
+    PD: int
+    PT: int
+    PL: int
+    PDA: int
+    PTA: int
+    PLA: int
+
+    def axes(self):
+        """Per axis (depth, height, width): (size, out, window, stride, dilation, before,
+        after)."""
+        return [(self.D, self.OD, self.KD, self.SD, self.DD, self.PD, self.PDA),
+                (self.H, self.OH, self.KH, self.SH, self.DH, self.PT, self.PTA),
+                (self.W, self.OW, self.KW, self.SW, self.DW, self.PL, self.PLA)]

@@ -214,8 +214,9 @@ def validate_params(decls, given, place):
 
 class Pair(Param):
     """A pair of positive integers; a single integer means the same for both (Keras style:
-    kernel_size=3 is (3, 3))."""
+    kernel_size=3 is (3, 3)). Triple: three, for the 3-D layers."""
     kind = "pair"
+    count, words = 2, "two"
 
     def __init__(self, name, default, min=1, help=""):
         super().__init__(name, default, help)
@@ -224,45 +225,57 @@ class Pair(Param):
     def validate(self, value, place):
         if value is None and self.default is None:
             return None
-        v = [value, value] if _is_int(value) else value
-        if (not isinstance(v, (list, tuple)) or len(v) != 2
+        v = [value] * self.count if _is_int(value) else value
+        if (not isinstance(v, (list, tuple)) or len(v) != self.count
                 or not all(_is_int(e) and self.min <= e <= INT_LIMIT for e in v)):
-            raise ParamError(f"expected an integer >= {self.min} or a list of two, got {quote(value)}",
-                             place)
+            raise ParamError(f"expected an integer >= {self.min} or a list of {self.words}, "
+                             f"got {quote(value)}", place)
         return tuple(v)
 
     def to_json(self, value):
         return None if value is None else list(value)
 
     def describe(self):
-        return f"an integer >= {self.min} or a list of two" + (
+        return f"an integer >= {self.min} or a list of {self.words}" + (
             "; null: default" if self.default is None else "")
+
+
+class Triple(Pair):
+    """Three positive integers (depth, height, width); a single integer means all three."""
+    count, words = 3, "three"
 
 
 class Margins(Param):
     """Keras' 2-D padding/cropping amounts: an integer (all sides), [rows, cols] (symmetric), or
-    [[top, bottom], [left, right]]. Normalised to ((top, bottom), (left, right))."""
+    [[top, bottom], [left, right]]. Normalised to ((top, bottom), (left, right)). Margins3:
+    the 3-D layers' three axes (depth, rows, cols) the same way."""
     kind = "margins"
+    axes, spelling = 2, "[rows, cols] or [[top, bottom], [left, right]]"
 
     def validate(self, value, place):
-        v = value
+        v, n = value, self.axes
         if _is_int(v):
-            v = [[v, v], [v, v]]
-        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
-            v = [[v[0], v[0]], [v[1], v[1]]]
-        ok = (isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            v = [[v, v]] * n
+        elif isinstance(v, (list, tuple)) and len(v) == n and all(_is_int(e) for e in v):
+            v = [[e, e] for e in v]
+        ok = (isinstance(v, (list, tuple)) and len(v) == n and all(
             isinstance(e, (list, tuple)) and len(e) == 2
             and all(_is_int(i) and 0 <= i <= INT_LIMIT for i in e) for e in v))
         if not ok:
-            raise ParamError("expected an integer >= 0, [rows, cols] or [[top, bottom], "
-                             f"[left, right]], got {quote(value)}", place)
-        return (tuple(v[0]), tuple(v[1]))
+            raise ParamError(f"expected an integer >= 0, {self.spelling}, got {quote(value)}",
+                             place)
+        return tuple(tuple(e) for e in v)
 
     def to_json(self, value):
-        return [list(value[0]), list(value[1])]
+        return [list(e) for e in value]
 
     def describe(self):
-        return "an integer >= 0, [rows, cols] or [[top, bottom], [left, right]]"
+        return f"an integer >= 0, {self.spelling}"
+
+
+class Margins3(Margins):
+    axes = 3
+    spelling = ("[depth, rows, cols] or [[front, back], [top, bottom], [left, right]]")
 
 
 class Dims(Param):

@@ -375,9 +375,10 @@ class _Importer(_OperatorReads):
             raise DataError(f"ONNX input {inp.name!r} holds {kind} values; Layerloom's inputs "
                             "are float32", PLACE)
         dims = _dims(inp) or []
-        if len(dims) not in (2, 3, 4) or any(d is None or d <= 0 for d in dims[1:]):
+        if len(dims) not in (2, 3, 4, 5) or any(d is None or d <= 0 for d in dims[1:]):
             raise DataError(f"ONNX input {inp.name!r}: shape {dims}; expected a batch axis and "
-                            "fixed sizes (2-D features, 3-D sequences, 4-D images)", PLACE)
+                            "fixed sizes (2-D features, 3-D sequences, 4-D images, 5-D "
+                            "volumes)", PLACE)
         nchw = self.channels_first(inp.name, len(dims))
         shape = dims[2:] + dims[1:2] if nchw else dims[1:]
         nid = self.new_id(inp.name)

@@ -104,8 +104,8 @@ def _same_pads(size, k, s, d):
     return total // 2, total - total // 2
 
 
-_TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)"}  # channels-last -> torch's channels-first
-_TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)"}
+_TO_FIRST = {1: "(0, 2, 1)", 2: "(0, 3, 1, 2)", 3: "(0, 4, 1, 2, 3)"}  # to torch's channels-first
+_TO_LAST = {1: "(0, 2, 1)", 2: "(0, 2, 3, 1)", 3: "(0, 2, 3, 4, 1)"}
 
 
 # -- Lambda: the formula as torch calls (no Python function is stored) -------------------------

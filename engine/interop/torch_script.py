@@ -60,6 +60,8 @@ def _to_torch(a, layout):
         return a.transpose(3, 2, 0, 1)
     if layout == "WIO":  # a Conv1D kernel (width, in, out) for Conv1d's (out, in, width)
         return a.transpose(2, 1, 0)
+    if layout == "DHWIO":  # a Conv3D kernel for Conv3d's (out, in, depth, height, width)
+        return a.transpose(4, 3, 0, 1, 2)
     return a
 
 
@@ -70,6 +72,8 @@ def _to_layerloom(a, layout):
         return a.transpose(2, 3, 1, 0)
     if layout == "WIO":
         return a.transpose(2, 1, 0)
+    if layout == "DHWIO":
+        return a.transpose(2, 3, 4, 1, 0)
     return a
 
 

@@ -19,7 +19,19 @@ from layerloom.layers.kit import (activation_param, activation_scratch, axis_pad
                                   padded_reference, padding_param, window_geometry)
 
 
-class _Conv(Layer):
+class ColumnScratch:
+    """A convolution's scratch from its _columns(p, in_shapes, run) -> (kept, shared): the
+    columns, and its activation's (Conv1D/2D's and Conv3D's)."""
+
+    def scratch(self, p, in_shapes, run=None):
+        out = self.output_shapes(p, in_shapes)[0]
+        return dict(activation_scratch(p["activation"], out), **self._columns(p, in_shapes, run)[0])
+
+    def shared_scratch(self, p, in_shapes, run):
+        return self._columns(p, in_shapes, run)[1]
+
+
+class _Conv(ColumnScratch, Layer):
     """Shared by Conv2D and Conv1D (a Conv1D is a Conv2D over a height of 1). groups > 1: the
     channels and filters split into that many groups, each convolved with its own filters (the
     kernel (kh, kw, in_channels / groups, filters), Keras' layout): im2col lays each group's
@@ -110,13 +122,6 @@ class _Conv(Layer):
             if run.backward and run.dx and not plan.dx:
                 shared["dcols"] = cols
         return {k: sh for k, (_, sh) in kept.items()}, shared
-
-    def scratch(self, p, in_shapes, run=None):
-        out = self.output_shapes(p, in_shapes)[0]
-        return dict(activation_scratch(p["activation"], out), **self._columns(p, in_shapes, run)[0])
-
-    def shared_scratch(self, p, in_shapes, run):
-        return self._columns(p, in_shapes, run)[1]
 
     def programs(self, ops, p, in_shapes, run):
         """The programs this convolution's passes build on ops' device (conv_ops.conv_programs),
@@ -241,20 +246,26 @@ _GROUPS = Int("groups", 1, min=1, help=(
     "(both divisible by it); the kernel is (kh, kw, in_channels / groups, filters)."))
 
 
+def _conv_axes(g, rank):
+    """Per spatial axis: (padding before, padding after as the windows reach, window, stride,
+    dilation); a Geometry3D's three, a ConvGeometry's height and width (1-D: the width)."""
+    if rank == 3:
+        return [(before, after, k, s, d) for _, _, k, s, d, before, after in g.axes()]
+    return [(g.PT, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT), g.KH, g.SH, g.DH),
+            (g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL), g.KW, g.SW, g.DW)][2 - rank:]
+
+
+# a kernel in Keras' layout (k..., Cin, Cout) as ONNX's and PyTorch's (Cout, Cin, k...), by rank
+_TO_OIK = {1: (2, 1, 0), 2: (3, 2, 0, 1), 3: (4, 3, 0, 1, 2)}
+
+
 def _conv_onnx(b, n):
     p, layer = n.params, n.layer
     rank = layer.rank
-    g = layer.geometry(p, n.in_shapes[0])
-    kernel = n.w["kernel"]  # (KH, KW, Cin, Cout) or (K, Cin, Cout), Keras' layout
-    if rank == 2:
-        w = kernel.transpose(3, 2, 0, 1)
-        attrs = dict(kernel_shape=[g.KH, g.KW], strides=[g.SH, g.SW], dilations=[g.DH, g.DW],
-                     pads=[g.PT, g.PL, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT),
-                           onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
-    else:
-        w = kernel.transpose(2, 1, 0)
-        attrs = dict(kernel_shape=[g.KW], strides=[g.SW], dilations=[g.DW],
-                     pads=[g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL)])
+    axes = _conv_axes(layer.geometry(p, n.in_shapes[0]), rank)
+    w = n.w["kernel"].transpose(_TO_OIK[rank])
+    attrs = dict(kernel_shape=[a[2] for a in axes], strides=[a[3] for a in axes],
+                 dilations=[a[4] for a in axes], pads=[a[0] for a in axes] + [a[1] for a in axes])
     inputs = [onnx_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
                                                             f"{n.id}/kernel")]
     if p["use_bias"]:
@@ -266,18 +277,21 @@ def _conv_onnx(b, n):
 
 
 def _conv_onnx_in(imp, node, type_id):
-    """ONNX's Conv of an NCHW image as Conv2D, of an NCW sequence as Conv1D: its pads (or
-    auto_pad) as our padding, group as groups. A depthwise convolution (group = channels) is
-    left to a depthwise layer's reader where one reads Conv."""
+    """ONNX's Conv of an NCHW image as Conv2D, of an NCW sequence as Conv1D, of an NCDHW
+    volume as Conv3D: its pads (or auto_pad) as our padding, group as groups. A depthwise
+    convolution (group = channels) is left to a depthwise layer's reader where one reads
+    Conv."""
     a, v = imp.attrs(node), imp.value(node, 0)
     w = imp.const(node, 1, "kernel")
     rank = w.ndim - 2
-    if rank not in (1, 2) or not v.nchw or len(imp.shape(v)) != rank + 1:
-        imp.fail(node, "expected a 1-D or 2-D convolution of a channels-first tensor")
+    if rank not in (1, 2, 3) or not v.nchw or len(imp.shape(v)) != rank + 1:
+        imp.fail(node, "expected a 1-D, 2-D or 3-D convolution of a channels-first tensor")
     *sizes, C = imp.shape(v)
     G = int(a.get("group", 1))
     if G < 1 or C % G or w.shape[0] % G or w.shape[1] * G != C:
         imp.fail(node, f"group {G} with {C} input channels and a kernel of {list(w.shape)}")
+    if G > 1 and rank == 3:
+        imp.fail(node, f"group {G} (Conv3D has no groups)")
     if G > 1 and G == C and any("Conv" in f.reads for t, f in declared("onnx").items()
                                 if t not in ("Conv2D", "Conv1D")):
         imp.decline(node, "a depthwise convolution (group = channels)")
@@ -288,13 +302,13 @@ def _conv_onnx_in(imp, node, type_id):
     dil = [int(d) for d in a.get("dilations", [1] * rank)]
     padding, _ = onnx_padding(imp, node, sizes, k, strides, dil)
     bias = imp.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
-    one = (lambda pair: pair) if rank == 2 else (lambda pair: pair[0])  # Conv1D: integers
+    one = (lambda pair: pair) if rank > 1 else (lambda pair: pair[0])  # Conv1D: integers
     params = {"filters": int(w.shape[0]), "kernel_size": one(k), "strides": one(strides),
               "padding": padding, "dilation_rate": one(dil), "use_bias": bias is not None}
     if G > 1:
         params["groups"] = G
-    nid = imp.add(node, "Conv2D" if rank == 2 else "Conv1D", params, [v])
-    perm = (2, 3, 1, 0) if rank == 2 else (2, 1, 0)  # (F, C/G, k...) -> (k..., C/G, F)
+    nid = imp.add(node, f"Conv{rank}D", params, [v])
+    perm = tuple(range(2, rank + 2)) + (1, 0)  # (F, C/G, k...) -> (k..., C/G, F)
     imp.weights[f"{nid}/kernel"] = np.ascontiguousarray(w.transpose(perm), np.float32)
     if bias is not None:
         imp.weights[f"{nid}/bias"] = bias.astype(np.float32)
@@ -318,9 +332,8 @@ def _conv_torch(t, n):
     p, s = n.params, n.self
     layer = get_layer(n.type)
     rank, g = layer.rank, layer.geometry(p, n.in_shapes[0])
-    axes = [(g.PT, onnx_pads_after(g.H, g.OH, g.KH, g.SH, g.DH, g.PT), g.KH, g.SH, g.DH),
-            (g.PL, onnx_pads_after(g.W, g.OW, g.KW, g.SW, g.DW, g.PL), g.KW, g.SW, g.DW)][2 - rank:]
-    both = lambda i: tuple(a[i] for a in axes) if rank == 2 else axes[0][i]  # noqa: E731
+    axes = _conv_axes(g, rank)
+    both = lambda i: tuple(a[i] for a in axes) if rank > 1 else axes[0][i]  # noqa: E731
     args = f"{both(2)}, stride={both(3)}, dilation={both(4)}"
     if all(before == after for before, after, *_ in axes):
         if any(before for before, *_ in axes):
@@ -336,7 +349,7 @@ def _conv_torch(t, n):
         x = f"F.pad({x}, {pads})"
     fwd = [f"{n.out} = {t.activation(n, f'{s}({x}).permute{t.to_last[rank]}')}"
            "  # channels first and back"]
-    return init, fwd, {"kernel": ("weight", "HWIO" if rank == 2 else "WIO"),
+    return init, fwd, {"kernel": ("weight", {1: "WIO", 2: "HWIO", 3: "DHWIO"}[rank]),
                        "bias": ("bias", "")}
 
 
@@ -344,9 +357,12 @@ _CONV_KERAS = ("filters", "kernel_size", "strides", "padding", "dilation_rate", 
                "activation", "use_bias")
 
 
-def _conv_keras(cls, rank):
-    """Keras' class; explicit padding that is no Keras word is written as a ZeroPadding1D/2D
-    (named <id>_pad) before a valid convolution."""
+def _conv_keras(cls, rank, groups=True):
+    """Keras' class; explicit padding that is no Keras word is written as a ZeroPadding1D/2D/3D
+    (named <id>_pad) before a valid convolution. groups False: the layer has none (Conv3D:
+    a Keras config with groups other than 1 is refused by name)."""
+    names = tuple(a for a in _CONV_KERAS if groups or a != "groups")
+
     def write(k, n):
         p = n.params
         word = p["padding"] if isinstance(p["padding"], str) else keras_padding_word(
@@ -356,18 +372,22 @@ def _conv_keras(cls, rank):
             lines.append(f"{n.out[0]} = layers.ZeroPadding{rank}D(padding="
                          f"{k.fmt(p['padding'])}, name={n.id + '_pad'!r})({x})")
             x, word = n.out[0], "valid"
-        args = (k.kw(n, [a for a in _CONV_KERAS if a != "padding"]) + [f"padding={word!r}"]
+        args = (k.kw(n, [a for a in names if a != "padding"]) + [f"padding={word!r}"]
                 + k.weight_args(n, ("kernel", "bias")))
         return lines + [f"{n.out[0]} = " + k.call(cls, args, n, [x])]
 
     def read(o, shapes):
-        get = o.get if rank == 2 else o.number
-        return {"filters": o.get("filters"), "kernel_size": get("kernel_size"),
-                "strides": get("strides", 1), "padding": o.get("padding", "valid"),
-                "dilation_rate": get("dilation_rate", 1), "groups": o.get("groups", 1),
-                "activation": o.activation(), "use_bias": o.get("use_bias", True),
-                **o.weight_params("kernel", "bias")}
-    return KerasForm(cls, _CONV_KERAS, ("kernel", "bias"), write=write, read=read,
+        get = o.get if rank > 1 else o.number
+        p = {"filters": o.get("filters"), "kernel_size": get("kernel_size"),
+             "strides": get("strides", 1), "padding": o.get("padding", "valid"),
+             "dilation_rate": get("dilation_rate", 1), "activation": o.activation(),
+             "use_bias": o.get("use_bias", True), **o.weight_params("kernel", "bias")}
+        if groups:
+            p["groups"] = o.get("groups", 1)
+        else:
+            o.must("groups", 1)
+        return p
+    return KerasForm(cls, names, ("kernel", "bias"), write=write, read=read,
                      doc="explicit padding that is no Keras word: ZeroPadding before a valid "
                          "convolution")
 

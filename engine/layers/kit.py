@@ -55,8 +55,9 @@ class WindowPadding(Param):
     """A convolution's or pooling's `padding`: one of Keras' words (valid, same, causal where
     the layer has it) or explicit amounts of zeros, the way ONNX and PyTorch give them: an
     integer (every side), for 2-D layers [rows, cols] (each on both sides, PyTorch's
-    padding=(1, 2)) or [[top, bottom], [left, right]] (ZeroPadding2D's spelling), for 1-D
-    layers [before, after]. Normalised to the word, or ((top, bottom), (left, right)) for 2-D
+    padding=(1, 2)) or [[top, bottom], [left, right]] (ZeroPadding2D's spelling), for 3-D
+    layers the same with three axes (depth, rows, cols), for 1-D layers [before, after].
+    Normalised to the word, or ((top, bottom), (left, right)) for 2-D (three pairs for 3-D)
     and (before, after) for 1-D."""
     kind = "padding"
 
@@ -65,8 +66,9 @@ class WindowPadding(Param):
         self.choices, self.rank = tuple(choices), rank
 
     def _expected(self):
-        amounts = ("an integer >= 0, [rows, cols] or [[top, bottom], [left, right]]"
-                   if self.rank == 2 else "an integer >= 0 or [before, after]")
+        amounts = {2: "an integer >= 0, [rows, cols] or [[top, bottom], [left, right]]",
+                   3: "an integer >= 0, [depth, rows, cols] or [[front, back], [top, bottom], "
+                      "[left, right]]"}.get(self.rank, "an integer >= 0 or [before, after]")
         return f"one of {', '.join(self.choices)}, or {amounts}"
 
     def validate(self, value, place):
@@ -78,21 +80,21 @@ class WindowPadding(Param):
                            and 0 <= v <= INT_LIMIT)
         pair = lambda v: (isinstance(v, (list, tuple)) and len(v) == 2  # noqa: E731
                           and all(count(e) for e in v))
-        v = value
+        v, r = value, self.rank
         if count(v):
-            v = [v, v] if self.rank == 1 else [[v, v], [v, v]]
-        elif self.rank == 2 and pair(v):
-            v = [[v[0], v[0]], [v[1], v[1]]]
-        ok = pair(v) if self.rank == 1 else (isinstance(v, (list, tuple)) and len(v) == 2
-                                             and all(pair(e) for e in v))
+            v = [v, v] if r == 1 else [[v, v]] * r
+        elif r > 1 and isinstance(v, (list, tuple)) and len(v) == r and all(map(count, v)):
+            v = [[e, e] for e in v]
+        ok = pair(v) if r == 1 else (isinstance(v, (list, tuple)) and len(v) == r
+                                     and all(pair(e) for e in v))
         if not ok:
             raise ParamError(f"expected {self._expected()}; got {quote(value)}", place)
-        return tuple(v) if self.rank == 1 else (tuple(v[0]), tuple(v[1]))
+        return tuple(v) if r == 1 else tuple(tuple(e) for e in v)
 
     def to_json(self, value):
         if isinstance(value, str) or value is None:
             return value
-        return list(value) if self.rank == 1 else [list(value[0]), list(value[1])]
+        return list(value) if self.rank == 1 else [list(e) for e in value]
 
     def describe(self):
         return self._expected()
@@ -102,19 +104,20 @@ def padding_param(choices=("valid", "same"), rank=2, what="zeros"):
     """A convolution's or pooling's `padding` (WindowPadding), its help saying the spellings."""
     words = {"valid": "valid: none", "same": "same: output = ceil(size / stride)",
              "causal": "causal: pad the start"}
-    amounts = ("an integer, [rows, cols] or [[top, bottom], [left, right]]" if rank == 2
-               else "an integer or [before, after]")
+    amounts = {2: "an integer, [rows, cols] or [[top, bottom], [left, right]]",
+               3: "an integer, [depth, rows, cols] or three [before, after]"}.get(
+                   rank, "an integer or [before, after]")
     return WindowPadding("padding", "valid", choices, rank, help=(
         "; ".join(words[c] for c in choices) + f"; or explicit {what} (as ONNX and PyTorch): "
         + amounts + "."))
 
 
 def axis_pads(padding, rank):
-    """Explicit padding as ((top, bottom), (left, right)); a 1-D layer's (before, after) is
-    its width's. None for Keras' words."""
+    """Explicit padding as ((top, bottom), (left, right)) (a 3-D layer's: three pairs); a 1-D
+    layer's (before, after) is its width's. None for Keras' words."""
     if isinstance(padding, str):
         return None
-    return ((0, 0), tuple(padding)) if rank == 1 else (tuple(padding[0]), tuple(padding[1]))
+    return ((0, 0), tuple(padding)) if rank == 1 else tuple(tuple(e) for e in padding)
 
 
 def window_geometry(size, k, stride, dilation, padding, ceil_mode=False):
@@ -145,6 +148,27 @@ def window_geometry(size, k, stride, dilation, padding, ceil_mode=False):
         raise ValueError(f"a window of {k} (dilation {dilation}) does not fit an input of {size} "
                          f"with padding {name}")
     return out, before
+
+
+def window_geometry_3d(in_shape, kernel, strides, dilation, padding):
+    """A 3-D layer's Geometry3D over a (depth, height, width, channels) input: per axis
+    window_geometry (Keras' valid and same, or explicit amounts: three pairs), the padding
+    after what the last window reaches. Raises ShapeError."""
+    from layerloom.backend.geometry import Geometry3D
+    if len(in_shape) != 4:
+        raise ShapeError("expects input shaped (None, depth, height, width, channels), got "
+                         f"{fmt_shape(in_shape)}")
+    pads = axis_pads(padding, 3) or (padding,) * 3
+    axes = []
+    try:
+        for n, k, s, d, pad in zip(in_shape[:3], kernel, strides, dilation, pads):
+            out, before = window_geometry(n, k, s, d, pad)
+            axes.append((out, before, onnx_pads_after(n, out, k, s, d, before)))
+    except ValueError as e:
+        raise ShapeError(f"{e} (input {fmt_shape(in_shape)})") from None
+    (OD, PD, PDA), (OH, PT, PTA), (OW, PL, PLA) = axes
+    return Geometry3D(*in_shape, OD, OH, OW, *kernel, *strides, *dilation, PD, PT, PL,
+                      PDA, PTA, PLA)
 
 
 def padded_reference(x, axes_pads, value=0.0):
@@ -203,7 +227,7 @@ def onnx_padding(imp, node, sizes, k, strides, dil, ceil_mode=False):
     spatial `sizes` as our `padding`: "valid" where none, "same" where Keras' same gives the
     same amounts (and ceil_mode changes nothing), else explicit amounts (1-D: (before, after);
     2-D: ((top, bottom), (left, right))). Returns (padding, ceil_mode), ceil_mode dropped
-    where it does not change the window count."""
+    where it does not change the window count. 3-D: three pairs."""
     a = imp.attrs(node)
     auto, rank = imp.text(a.get("auto_pad", "NOTSET")), len(sizes)
     if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
@@ -236,7 +260,7 @@ def onnx_padding(imp, node, sizes, k, strides, dil, ceil_mode=False):
         return "valid", False
     if not ceil_mode and pads == same:
         return "same", False
-    return (tuple(pads[0]) if rank == 1 else (tuple(pads[0]), tuple(pads[1]))), ceil_mode
+    return (tuple(pads[0]) if rank == 1 else tuple(tuple(e) for e in pads)), ceil_mode
 
 
 def keras_padding_word(layer, p, in_shape):
@@ -249,6 +273,7 @@ def keras_padding_word(layer, p, in_shape):
             h = layer.geometry(q, in_shape)
         except ShapeError:
             continue
-        if (h.OH, h.OW, h.PT, h.PL) == (g.OH, g.OW, g.PT, g.PL):
+        same = ("OD", "OH", "OW", "PD", "PT", "PL")  # a 2-D geometry has no depth: None
+        if all(getattr(h, f, None) == getattr(g, f, None) for f in same):
             return word
     return None

@@ -55,6 +55,12 @@ class _Pool(Layer):
         g = self.geometry(p, in_shapes[0])
         return [(g.OH, g.OW, g.C) if self.rank == 2 else (g.OW, g.C)]
 
+    def pool_axes(self, p, in_shape):
+        """(per axis _pool_axes' (before, declared after, window, stride, after as the windows
+        reach), whether an average counts the padding): what the PyTorch form writes."""
+        g = self.geometry(p, in_shape)
+        return _pool_axes(g)[2 - self.rank:], g.INC
+
     def scratch(self, p, in_shapes):
         return {} if self.avg else {"argmax": self.output_shapes(p, in_shapes)[0]}
 
@@ -172,27 +178,32 @@ def _pool_onnx(b, n):
 
 
 def _pool_onnx_in(imp, node, type_id):
-    """ONNX's MaxPool or AveragePool of an NCHW image (or an NCW sequence: the 1-D layer):
-    pads, auto_pad, ceil_mode and count_include_pad as our padding, ceil_mode and
-    count_include_pad."""
+    """ONNX's MaxPool or AveragePool of an NCHW image (or an NCW sequence: the 1-D layer; an
+    NCDHW volume: the 3-D one): pads, auto_pad, ceil_mode and count_include_pad as our
+    padding, ceil_mode and count_include_pad (the 3-D layers have neither: refused)."""
     a, v = imp.attrs(node), imp.value(node, 0)
     k = [int(d) for d in a["kernel_shape"]]
     rank = len(k)
-    if rank not in (1, 2) or not v.nchw or len(imp.shape(v)) != rank + 1:
-        imp.fail(node, "expected 1-D or 2-D pooling of a channels-first tensor")
+    if rank not in (1, 2, 3) or not v.nchw or len(imp.shape(v)) != rank + 1:
+        imp.fail(node, "expected 1-D, 2-D or 3-D pooling of a channels-first tensor")
     if any(d != 1 for d in a.get("dilations", [1] * rank)):
         imp.fail(node, "dilated pooling")
     strides = [int(d) for d in a.get("strides", [1] * rank)]
     padding, ceil = onnx_padding(imp, node, imp.shape(v)[:-1], k, strides, [1] * rank,
                                  bool(a.get("ceil_mode", 0)))
-    one = (lambda pair: pair) if rank == 2 else (lambda pair: pair[0])  # 1-D: integers
+    one = (lambda pair: pair) if rank > 1 else (lambda pair: pair[0])  # 1-D: integers
     params = {"pool_size": one(k), "padding": padding,
               "strides": None if strides == k else one(strides)}  # None: Keras' default
+    count_pad = (type_id == "AveragePooling2D" and a.get("count_include_pad", 0)
+                 and padding != "valid")
+    if rank == 3 and (ceil or count_pad):
+        imp.fail(node, "ceil_mode" if ceil else "count_include_pad 1 with padding (a 3-D "
+                 "average divides by the cells inside the input, as Keras')")
     if ceil:
         params["ceil_mode"] = True
-    if type_id == "AveragePooling2D" and a.get("count_include_pad", 0) and padding != "valid":
+    if count_pad:
         params["count_include_pad"] = True
-    nid = imp.add(node, type_id if rank == 2 else type_id.replace("2D", "1D"), params, [v])
+    nid = imp.add(node, type_id.replace("2D", f"{rank}D"), params, [v])
     imp.set(node, imp.result(nid, nchw=True))
 
 
@@ -207,28 +218,27 @@ def _pool_torch(kind, rank):
     count of the cells it counts."""
     def convert(t, n):
         layer = get_layer(n.type)
-        g = layer.geometry(n.params, n.in_shapes[0])
-        axes = _pool_axes(g)[2 - rank:]
-        k = tuple(a[2] for a in axes) if rank == 2 else axes[0][2]
-        st = tuple(a[3] for a in axes) if rank == 2 else axes[0][3]
+        axes, inc = layer.pool_axes(n.params, n.in_shapes[0])
+        k = tuple(a[2] for a in axes) if rank > 1 else axes[0][2]
+        st = tuple(a[3] for a in axes) if rank > 1 else axes[0][3]
         fn = f"F.{'max' if kind == 'max' else 'avg'}_pool{rank}d"
         x, back = f"{n.x[0]}.permute{t.to_first[rank]}", f".permute{t.to_last[rank]}"
         declared_ = [a[0] for a in axes], [a[1] for a in axes]
         if declared_[0] == declared_[1] and all(2 * b <= a[2] for b, a in zip(declared_[0], axes)):
             args = f"{k}, {st}"
             if any(declared_[0]):
-                args += f", padding={tuple(declared_[0]) if rank == 2 else declared_[0][0]}"
-            if n.params["ceil_mode"]:
+                args += f", padding={tuple(declared_[0]) if rank > 1 else declared_[0][0]}"
+            if n.params.get("ceil_mode"):
                 args += ", ceil_mode=True"
             if kind == "avg" and any(declared_[0]):
-                args += f", count_include_pad={bool(g.INC)}"
+                args += f", count_include_pad={bool(inc)}"
             return [], [f"{n.out} = {fn}({x}, {args}){back}"], {}
         pads = tuple(v for a in reversed(axes) for v in (a[0], a[4]))  # F.pad: last axis first
         if kind == "max":
             return [], [f"{n.out} = {fn}(F.pad({x}, {pads}, value=-float('inf')), "
                         f"{k}, {st}){back}"], {}
         ones = f"torch.ones_like({x}[:1, :1])"
-        if g.INC:  # ones over the padded input, zeros over the overhang past it
+        if inc:  # ones over the padded input, zeros over the overhang past it
             inside = tuple(v for a in reversed(axes) for v in (a[0], min(a[1], a[4])))
             past = tuple(v for a in reversed(axes) for v in (0, a[4] - min(a[1], a[4])))
             ones = f"F.pad(F.pad({ones}, {inside}, value=1.0), {past})"
@@ -468,10 +478,12 @@ def _global_pool_onnx(b, n):
 
 
 def _global_pool_onnx_in(imp, node, type_id):
-    """ONNX's GlobalAveragePool or GlobalMaxPool (NCHW) as the layer."""
+    """ONNX's GlobalAveragePool or GlobalMaxPool (NCHW) as the layer; of an NCW sequence or an
+    NCDHW volume as the 1-D or 3-D layer, keeping the axes (ONNX keeps them)."""
     v = imp.value(node, 0)
-    if v.nchw and len(imp.shape(v)) == 2:  # (N, C, T) -> (N, C, 1): our (1, C), channels first
-        nid = imp.add(node, type_id.replace("2D", "1D"), {"keepdims": True}, [v])
+    rank = len(imp.shape(v)) - 1
+    if v.nchw and rank in (1, 3):  # (N, C, T...) -> (N, C, 1...): ours (1..., C), channels first
+        nid = imp.add(node, type_id.replace("2D", f"{rank}D"), {"keepdims": True}, [v])
         imp.set(node, imp.result(nid, nchw=True))
         return
     if not v.nchw or len(imp.shape(v)) != 3:
@@ -487,9 +499,11 @@ def _reduce_onnx_in(imp, node, type_id):
     keep = a.get("keepdims", 1)
     if len(node.input) > 1 and node.input[1] and axes is None:
         imp.const(node, 1, "axes")  # refused: not a constant
-    if not v.pooled and not v.nchw and len(imp.shape(v)) == 2 and axes == [1]:
-        # the steps of a (N, T, F) sequence: our export's 1-D global pooling
-        nid = imp.add(node, type_id.replace("2D", "1D"), {"keepdims": bool(keep)}, [v])
+    rank = len(imp.shape(v)) - 1
+    if not v.pooled and not v.nchw and rank in (1, 3) and axes == list(range(1, rank + 1)):
+        # the steps of a (N, T, F) sequence or the cells of a (N, D, H, W, C) volume: our
+        # export's 1-D or 3-D global pooling
+        nid = imp.add(node, type_id.replace("2D", f"{rank}D"), {"keepdims": bool(keep)}, [v])
         imp.set(node, imp.result(nid))
         return
     if v.pooled or len(imp.shape(v)) != 3 or axes != ([2, 3] if v.nchw else [1, 2]):

@@ -19,12 +19,11 @@ def _reshape_onnx_to(b, x, shape):
 
 
 def _margins(v):
-    """((top, bottom), (left, right)) of Keras' int, (h, w) or ((t, b), (l, r)) forms."""
+    """((before, after), ...) per spatial axis of Keras' int, (h, w) or ((t, b), (l, r)) forms
+    (three axes for the 3-D layers: their Margins3 parameter's pairs)."""
     if isinstance(v, int):
         return (v, v), (v, v)
-    a, b = v
-    return (tuple(a) if isinstance(a, (list, tuple)) else (a, a),
-            tuple(b) if isinstance(b, (list, tuple)) else (b, b))
+    return tuple(tuple(a) if isinstance(a, (list, tuple)) else (a, a) for a in v)
 
 
 def _reshape_torch(t, n):
@@ -164,8 +163,9 @@ def _need_image(in_shape):
                          f"{fmt_shape(in_shape)}")
 
 
-# -- ONNX in: Pad as ZeroPadding1D/2D, Slice as Cropping1D/2D ---------------------------------
-_SPATIAL = {"ZeroPadding1D": 2, "ZeroPadding2D": 3, "Cropping1D": 2, "Cropping2D": 3}
+# -- ONNX in: Pad as ZeroPadding1D/2D/3D, Slice as Cropping1D/2D/3D ---------------------------
+_SPATIAL = {"ZeroPadding1D": 2, "ZeroPadding2D": 3, "ZeroPadding3D": 4, "Cropping1D": 2,
+            "Cropping2D": 3, "Cropping3D": 4}
 
 
 def _margins_in(imp, node, type_id):
@@ -180,13 +180,14 @@ def _margins_in(imp, node, type_id):
 
 def _spatial(imp, node, v, rank, amounts, what):
     """{ONNX axis: [before, after]} as the layer's parameter: [before, after] of the steps, or
-    [[top, bottom], [left, right]]; the batch and the channels must be left as they are."""
+    [[top, bottom], [left, right]] (3-D: three pairs); the batch and the channels must be left
+    as they are."""
     # ONNX axis -> ours (batch counted): channels-first moves axis 1 last
     ours = [0] + ([rank] + list(range(1, rank)) if v.nchw else list(range(1, rank + 1)))
     by_ours = {ours[ax]: list(amounts.get(ax, (0, 0))) for ax in range(rank + 1)}
     if any(by_ours[ax] != [0, 0] for ax in (0, rank)):
-        imp.fail(node, f"{what} of the batch or the channels (only the steps, or the rows and "
-                       "columns)")
+        imp.fail(node, f"{what} of the batch or the channels (only the steps, the rows and "
+                       "columns, or the depth, rows and columns)")
     spatial = [by_ours[ax] for ax in range(1, rank)]
     return spatial[0] if rank == 2 else spatial
 
@@ -239,16 +240,17 @@ def _slice_onnx_in(imp, node, type_id):
 
 
 def _cropping_onnx(b, n):
-    (t, bot), (left, r) = n.params["cropping"]
-    H, W = n.in_shapes[0][:2]
-    return [b.op("Slice", [n.x[0], b.ints([t, left], "starts"),
-                           b.ints([H - bot, W - r], "ends"), b.ints([1, 2], "axes")])]
+    m = n.params["cropping"]
+    ends = [size - after for size, (_, after) in zip(n.in_shapes[0], m)]
+    return [b.op("Slice", [n.x[0], b.ints([before for before, _ in m], "starts"),
+                           b.ints(ends, "ends"), b.ints(list(range(1, len(m) + 1)), "axes")])]
 
 
 def _cropping_torch(t, n):
-    (top, b), (left, right) = _margins(n.params["cropping"])
-    h, w = n.in_shapes[0][:2]
-    return [], [f"{n.out} = {n.x[0]}[:, {top}:{h - b}, {left}:{w - right}, :]"], {}
+    m = _margins(n.params["cropping"])
+    spans = ", ".join(f"{before}:{size - after}"
+                      for (before, after), size in zip(m, n.in_shapes[0]))
+    return [], [f"{n.out} = {n.x[0]}[:, {spans}, :]"], {}
 
 
 @register
@@ -272,19 +274,19 @@ class Cropping2D(_IndexMap):
                              f"input {fmt_shape(in_shape)}")
 
     def transform(self, p, a, fill):
-        (t, b), (l, r) = p["cropping"]
-        return a[:, t:a.shape[1] - b, l:a.shape[2] - r, :]
+        return a[(slice(None),) + tuple(slice(before, size - after) for (before, after), size
+                                        in zip(p["cropping"], a.shape[1:])) + (slice(None),)]
 
 
 def _zero_padding_onnx(b, n):
-    (t, bot), (left, r) = n.params["padding"]
-    return [b.op("Pad", [n.x[0], b.ints([0, t, left, 0, 0, bot, r, 0], "pads"), b.const(0.0)],
-                 mode="constant")]
+    m = n.params["padding"]
+    pads = [0] + [before for before, _ in m] + [0, 0] + [after for _, after in m] + [0]
+    return [b.op("Pad", [n.x[0], b.ints(pads, "pads"), b.const(0.0)], mode="constant")]
 
 
 def _zero_padding_torch(t, n):
-    (top, b), (left, right) = _margins(n.params["padding"])
-    return [], [f"{n.out} = F.pad({n.x[0]}, (0, 0, {left}, {right}, {top}, {b}))  # NHWC"], {}
+    pads = (0, 0) + tuple(v for pair in reversed(_margins(n.params["padding"])) for v in pair)
+    return [], [f"{n.out} = F.pad({n.x[0]}, {pads})  # channels last: the last axis first"], {}
 
 
 @register
