@@ -204,6 +204,31 @@ def test_a_token_and_position_embedding_with_mask_zero_is_refused_by_name(tmp_pa
         keras_import.read(path)
 
 
+# -- Layerloom's ClassToken (Keras has no class token) ------------------------------------------
+@pytest.mark.parametrize("params,shape", [({}, (4, 3)), ({"initializer": "he_normal"}, (1, 6))])
+def test_a_class_token_goes_to_keras_as_one_layer_and_comes_back(rt, rng, tmp_path, params,
+                                                                  shape):
+    """ClassToken is written as the class the export defines and registers (config
+    initializer, weight token), computes the token before the sequence in Keras, and
+    --import reads it back as the same layer with the same weight."""
+    g, ws, xs, want, back, back_ws, path = _round_trip(rt, rng, tmp_path, "ClassToken", params,
+                                                       [shape])
+    x = next(iter(xs.values()))
+    model = keras_export.to_keras(loom.Project(g), ws, compile=False)
+    assert type(model.get_layer("node")).__name__ == "ClassToken"
+    got = np.asarray(model.predict(x, verbose=0))
+    token = ws["node/token"].astype(np.float64)
+    ref = np.concatenate([np.broadcast_to(token, (len(x), 1, shape[1])), x], axis=1)
+    assert float(np.abs(got - ref).max()) <= TOL
+    assert float(np.abs(got - want).max()) <= TOL
+    assert {k: n.type for k, n in back.graph.nodes.items()} == {"in0": "Input",
+                                                                 "node": "ClassToken"}
+    assert back.graph.nodes["node"].params == g.nodes["node"].params
+    np.testing.assert_array_equal(back_ws["node/token"], ws["node/token"])
+    again = keras.saving.load_model(path, compile=False)
+    assert float(np.abs(np.asarray(again.predict(x, verbose=0)) - want).max()) <= TOL
+
+
 # -- keras_cv's DropPath (stochastic depth), the bench's one-layer blocker --------------------
 @keras.saving.register_keras_serializable(package="keras_cv")
 class DropPath(keras.layers.Layer):

@@ -529,3 +529,126 @@ def test_a_sum_of_tensors_is_an_add(tmp_path):
     want = ort.InferenceSession(path).run(None, {"x": x})[0]
     got = Model(project, weights).predict(x)
     assert np.abs(got - want).max() <= TOLERANCE
+
+
+def _torch_attention(torch, heads, mask=None):
+    class Net(torch.nn.Module):
+        """torch's self-attention as torchvision's ViT calls it (batch_first, no weights)."""
+
+        def __init__(self):
+            super().__init__()
+            self.attention = torch.nn.MultiheadAttention(12, heads, batch_first=True)
+
+        def forward(self, x):
+            return self.attention(x, x, x, need_weights=False, attn_mask=mask)[0]
+    net = Net()
+    with torch.no_grad():  # its biases start at zero
+        net.attention.in_proj_bias.normal_(0, 0.5)
+        net.attention.out_proj.bias.normal_(0, 0.5)
+    return net
+
+
+@pytest.mark.parametrize("dynamic", [True, False], ids=["batch-open", "batch-fixed"])
+@pytest.mark.parametrize("heads", [1, 3])
+def test_torch_attention_is_one_multi_head_attention(tmp_path, heads, dynamic):
+    """nn.MultiheadAttention's export (the batch moved, heads folded into it, packed in_proj,
+    the scale split between q and k) is one MultiHeadAttention with torch's weights in Keras'
+    (D, heads, d) layout, computing torch's outputs."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    net = _torch_attention(torch, heads)
+    x = np.random.default_rng(4).standard_normal((3, 5, 12)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    want = _torch_export(net, x, path, dynamic)
+    imported = onnx_import.from_model(onnx.load(path))
+    g = imported.project.graph
+    assert [g.nodes[n].type for n in g.topo_order()] == ["Input", "MultiHeadAttention"]
+    node = next(n for n in g.nodes.values() if n.type == "MultiHeadAttention")
+    d = 12 // heads
+    assert (node.params["num_heads"], node.params["key_dim"]) == (heads, d)
+    a = net.attention
+    w, b = a.in_proj_weight.detach().numpy(), a.in_proj_bias.detach().numpy()
+    ws = {k.split("/")[1]: v for k, v in imported.weights.items()}
+    for i, name in enumerate(("query", "key", "value")):
+        np.testing.assert_array_equal(ws[f"{name}_kernel"],
+                                      w[i * 12:(i + 1) * 12].T.reshape(12, heads, d))
+        np.testing.assert_array_equal(ws[f"{name}_bias"], b[i * 12:(i + 1) * 12].reshape(heads, d))
+    np.testing.assert_array_equal(ws["output_kernel"],
+                                  a.out_proj.weight.detach().numpy().T.reshape(heads, d, 12))
+    assert np.abs(imported.predict({"x": x})["y"] - want).max() <= 1e-5
+
+
+def test_torch_attention_with_a_mask_is_refused_by_name(tmp_path):
+    """An attention mask (added to the scores) has no Layerloom form: the import names the
+    node where the pattern stops and what it expected."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    mask = torch.triu(torch.full((5, 5), float("-inf")), 1)
+    x = np.random.default_rng(4).standard_normal((3, 5, 12)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    _torch_export(_torch_attention(torch, 2, mask), x, path)
+    with pytest.raises(DataError, match=r"torch's attention .*expected the scores' Softmax, "
+                                        r"found Add \(an attention mask"):
+        onnx_import.from_model(onnx.load(path))
+
+
+@pytest.mark.parametrize("tokens", [1, 2], ids=["class", "class-and-distillation"])
+def test_class_tokens_positions_and_the_first_step_import(tmp_path, tokens):
+    """A ViT's sequence: a Dense along the steps' features (MatMul of a sequence), learned
+    tokens Expanded to the batch and put before it (ClassToken each; DeiT has two), a
+    position table added (PositionEmbedding + Add), x[:, 0] (Cropping1D, Reshape)."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Linear(4, 6)
+            self.tokens = torch.nn.ParameterList(
+                [torch.nn.Parameter(torch.randn(1, 1, 6)) for _ in range(tokens)])
+            self.positions = torch.nn.Parameter(torch.randn(1, 5 + tokens, 6))
+
+        def forward(self, x):
+            x = self.embed(x)
+            t = [p.expand(x.shape[0], -1, -1) for p in self.tokens]
+            x = torch.cat(t + [x], dim=1) + self.positions
+            return torch.tanh(x)[:, 0] + x[:, tokens]
+    torch.manual_seed(5)
+    net = Net()
+    x = np.random.default_rng(7).standard_normal((3, 5, 4)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    want = _torch_export(net, x, path)
+    imported = onnx_import.from_model(onnx.load(path))
+    g = imported.project.graph
+    types = [g.nodes[n].type for n in g.topo_order()]
+    assert types.count("ClassToken") == tokens and types.count("PositionEmbedding") == 1
+    assert types.count("Cropping1D") == 2 and "Dense" in types
+    ws = {k: v for k, v in imported.weights.items() if k.endswith("/token")}
+    assert sorted(float(v[0, 0]) for v in ws.values()) == sorted(
+        float(p.detach()[0, 0, 0]) for p in net.tokens)
+    got = imported.predict({"x": x})["y"]
+    assert np.abs(got - want).max() <= 1e-5
+    # out through Layerloom's export and in again: the same layers (the Reshape to the
+    # features comes back as the Flatten it is)
+    from layerloom.interop import onnx_export
+    again = onnx_import.from_model(onnx_export.to_onnx(imported.project, imported.weights))
+    types2 = [n.type for n in again.project.graph.nodes.values()]
+    assert sorted(types2) == sorted("Flatten" if t == "Reshape" else t for t in types)
+    assert np.abs(again.predict({"x": x})["y"] - got).max() <= 1e-6
+
+
+def test_a_token_after_the_sequence_is_refused_by_name(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = torch.nn.Parameter(torch.randn(1, 1, 4))
+
+        def forward(self, x):
+            return torch.cat([x, self.token.expand(x.shape[0], -1, -1)], dim=1)
+    x = np.random.default_rng(7).standard_normal((3, 5, 4)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    _torch_export(Net(), x, path)
+    with pytest.raises(DataError, match=r"\(Concat\): constants repeated along the batch "
+                                        r"\(class tokens\) that are not all before"):
+        onnx_import.from_model(onnx.load(path))

@@ -50,8 +50,9 @@ import numpy as np
 from layerloom.core.errors import DataError, GraphError, ParamError
 from layerloom.core.graph import Graph
 from layerloom.core.registry import declared, ShapeError
-from layerloom.interop.onnx_layout import (BATCH, FOLD, PLACE, Imported, _Value, _attrs, _dims,
-                                           _onnx, _perms, _sizes, _text, fold_constants)
+from layerloom.interop.onnx_layout import (BATCH, FOLD, PER_SAMPLE, PLACE, Imported, _Value,
+                                           _attrs, _dims, _onnx, _perms, _sizes, _text,
+                                           fold_constants)
 from layerloom.interop.onnx_ops_in import ACTIVATIONS, BINARY, LAMBDA_OPS, UNARY, _OperatorReads
 
 PASS_THROUGH = {"Identity"}
@@ -213,6 +214,18 @@ class _Importer(_OperatorReads):
             self.fail(node, f"input {name!r} is neither a graph input nor computed before "
                             "(a constant where a tensor is expected?)")
         return self.values[name]
+
+    def per_sample(self, name):
+        """The constant tensor `name` is repeated along the batch (torch's Expand of a class
+        token to (N, 1, D)), computed with a batch of 1; None when it is no such constant."""
+        if name in self.consts and self.unfolded.get(name) == PER_SAMPLE:
+            return np.asarray(self.consts[name])
+        return None
+
+    def dims(self, name):
+        """ONNX's shape of tensor `name`, the batch counted (an open batch as batch_size,
+        as the shapes were computed), None for an unknown size; None when not known."""
+        return _dims(self.known[name]) if name in self.known else None
 
     def values_of(self, node, name):
         """The value of tensor `name`, which node's computation reads."""
@@ -402,8 +415,9 @@ class _Importer(_OperatorReads):
                 if n.op_type == "Transpose" and list(_attrs(n).get("perm", [])) == to_first:
                     found.add("last")
                 elif n.op_type in CHANNEL_OPS or (
-                        n.op_type in ("ReduceMean", "ReduceMax") and rank == 4
-                        and self.reduce_axes(n, rank) == [2, 3]):  # a channels-first global pooling
+                        n.op_type in ("ReduceMean", "ReduceMax") and rank in (4, 5)
+                        and self.reduce_axes(n, rank) == list(range(2, rank))):
+                    # a channels-first global pooling (an image's or a volume's cells)
                     found.add("first")
                 elif n.op_type in ELEMENTWISE and n.output[0] not in seen:
                     seen.add(n.output[0])

@@ -244,8 +244,9 @@ def _sizes(value_info):
 # the operators whose input (by index) gives their result's shape: a constant repeated along the
 # batch is computed with a batch of 1 (and said to be, fold_constants' per_sample)
 SIZED_BY = {"ConstantOfShape": 0, "Expand": 1, "Tile": 1}
-PER_SAMPLE = ("repeats a constant along the batch axis (as a class token is); no Layerloom layer "
-              "makes a tensor of a constant")
+PER_SAMPLE = ("repeats a constant along the batch axis; Layerloom makes a tensor of a constant "
+              "only as a class token put before a (N, steps, features) sequence (Concat along "
+              "axis 1: ClassToken)")
 
 
 def _fold_node(node, consts, known):
@@ -262,8 +263,12 @@ def _fold_node(node, consts, known):
                                                    else np.int64)
     if node.op_type in ("Shape", "Size") and (node.input[0] in known or
                                               node.input[0] in consts):
-        dims = list(np.shape(consts[node.input[0]])) if node.input[0] in consts else \
-            _sizes(known[node.input[0]])
+        # the shape inferred (a constant repeated along the batch has it there), else the
+        # constant's
+        dims = _sizes(known[node.input[0]]) if node.input[0] in known else None
+        if node.input[0] in consts and (dims is None or not all(
+                isinstance(d, int) and d > 0 for d in dims)):
+            dims = list(np.shape(consts[node.input[0]]))
         if dims is None or not all(isinstance(d, int) and d > 0 for d in dims):
             return None
         if node.op_type == "Size":
@@ -338,7 +343,8 @@ def fold_constants(model):
                       list(g.input)})
         new = {}
         for node in g.node:
-            if node.domain not in ("", "ai.onnx") or not node.output:
+            if node.domain not in ("", "ai.onnx") or not node.output or \
+                    node.output[0] in folded:
                 continue
             out = _fold_node(node, {**consts, **new}, known)
             if isinstance(out, str):
@@ -346,7 +352,9 @@ def fold_constants(model):
             elif out is not None:
                 new[node.output[0]] = out
                 shape_input = SIZED_BY.get(node.op_type)
-                if any(i in per_sample for i in node.input) or (
+                # (a shape is no value per sample: Shape of one gives the batch as BATCH)
+                if node.op_type not in ("Shape", "Size") and any(
+                        i in per_sample for i in node.input) or (
                         shape_input is not None and len(node.input) > shape_input and
                         BATCH in np.reshape(consts.get(node.input[shape_input],
                                                        new.get(node.input[shape_input], [])),
@@ -356,10 +364,13 @@ def fold_constants(model):
             break
         consts.update(new)
         folded.update(new)
-        keep = [n for n in g.node if not (n.output and n.output[0] in new)]
+        # a constant repeated along the batch stays computed by its node in the shapes' copy
+        # (as a constant its batch axis would be 1, and the shapes after it wrong)
+        fixed = {k: v for k, v in new.items() if k not in per_sample}
+        keep = [n for n in g.node if not (n.output and n.output[0] in fixed)]
         del g.node[:]
         g.node.extend(keep)
-        _add_constants(g, new)
+        _add_constants(g, fixed)
     failed = {k: v for k, v in failed.items() if k not in folded}
     failed.update((k, PER_SAMPLE) for k in per_sample)
     return consts, folded, failed, known

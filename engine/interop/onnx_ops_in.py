@@ -6,8 +6,8 @@ flatten, reduce_axes). Also here: the context readers tried before the layers' (
 a global pooling as a Dense, a Slice of the channels), the activations exporters write out as
 formulas (GELU's erf and tanh forms, SiLU: find_activations, matched before the walk), a
 per-channel tensor broadcast over an image (squeeze-and-excitation), ShuffleNet's channel
-shuffle, a Reshape that keeps the batch, Cast to float32, and the last step of a recurrent
-layer's sequence."""
+shuffle, a Reshape that keeps the batch, Cast to float32, one step of a sequence (a recurrent
+layer's last step, a ViT's class token) and a table added to a sequence (a ViT's positions)."""
 import math
 
 import numpy as np
@@ -283,14 +283,18 @@ class _OperatorReads:
         self.dense(node, v, w, bias)
 
     def op_MatMul(self, node):
-        v = self.flat(node, self.value(node, 0))
+        """x times a constant matrix: a Dense, of features or (as Keras' Dense) along the
+        last axis of a channels-last tensor (a transformer's sequence)."""
+        v = self.value(node, 0)
+        if v.nchw or v.pooled or len(self.shape(v)) != 2:
+            v = self.flat(node, v)
         w = self.const(node, 1, "second operand (the weights)")
         if w.ndim != 2:
             self.fail(node, f"weights of {w.ndim} dimensions; expected a matrix")
         self.dense(node, v, w, None)
 
     def dense(self, node, v, w, bias, pooled=False):
-        if self.shape(v) != (w.shape[0],):
+        if self.shape(v)[-1:] != (w.shape[0],):
             self.fail(node, f"weights for {w.shape[0]} inputs, given {self.shape(v)}")
         nid = self.add(node, "Dense", {"units": int(w.shape[1]), "use_bias": bias is not None},
                        [_Value(v.node, v.port)])
@@ -357,6 +361,14 @@ class _OperatorReads:
             self.set(node, v)
             return
         if self.channel_shuffle(node, v, rest):
+            return
+        known = [size // int(np.prod([d for d in rest if d != -1])) if d == -1 else d
+                 for d in rest] if rest.count(-1) <= 1 and all(d != 0 for d in rest) else None
+        if v.nchw and not v.pooled and known and len(known) >= 2 and \
+                known[0] == onnx_shape[0] and int(np.prod(known)) == size:
+            # the channels stay at ONNX's axis 1 (a ViT's patches, (N, C, H, W) -> (N, C, H *
+            # W)): each channel's positions reshaped, the layout kept
+            self.reshaped(node, v, known, "axis 0 (the batch)")
             return
         if v.nchw and not v.pooled:  # ONNX reshapes channels-first: the same order first
             v = self.to_onnx_order(node, v)
@@ -467,24 +479,34 @@ class _OperatorReads:
         self.pass_through(node)
 
     def op_Gather(self, node):
-        """A sequence's last step (torch's y[:, -1] after an LSTM, GRU or RNN): the recurrent
-        layer's return_sequences off, where nothing else reads its sequence."""
+        """One step of a (N, steps, features) sequence (axis 1, one index): a recurrent layer's
+        last step (torch's y[:, -1] after an LSTM, GRU or RNN) as its return_sequences off,
+        where nothing else reads its sequence; any other step (a ViT's x[:, 0], its class
+        token) as Cropping1D to that step and a Reshape to its features."""
         v, idx = self.value(node, 0), self.const(node, 1, "indices")
         axis = _attrs(node).get("axis", 0)
         shape = self.shape(v)
+        if v.nchw or v.pooled or len(shape) != 2 or axis % 3 != 1 or np.size(idx) != 1 or \
+                np.ndim(idx) > 1 or not -shape[0] <= int(np.reshape(idx, -1)[0]) < shape[0]:
+            self.fail(node, f"indices {np.asarray(idx).tolist()} along axis {axis}; only one "
+                            "step of a (N, steps, features) sequence (axis 1) maps")
+        step = int(np.reshape(idx, -1)[0]) % shape[0]
         prev = self.graph.nodes[v.node]
-        last = (not v.nchw and not v.pooled and len(shape) == 2 and np.ndim(idx) == 0 and
-                axis % 3 == 1 and int(idx) % shape[0] == shape[0] - 1)
-        if not (last and v.port == 0 and prev.type in ("LSTM", "GRU", "SimpleRNN") and
+        if (np.ndim(idx) == 0 and step == shape[0] - 1 and v.port == 0 and
+                prev.type in ("LSTM", "GRU", "SimpleRNN") and
                 prev.params.get("return_sequences") and self.only_use(node.input[0]) and
                 not any(e.src == v.node for e in self.graph.edges)):
-            self.fail(node, f"indices {np.asarray(idx).tolist()} along axis {axis}; only the last "
-                            "step of an LSTM's, GRU's or SimpleRNN's sequence (axis 1, index -1) "
-                            "read by nothing else maps")
-        self.graph.set_params(v.node, return_sequences=False)
-        self.shapes[v.node] = [tuple(s) for s in prev.layer.output_shapes(
-            prev.params, self.in_shapes(v.node))]
-        self.set(node, _Value(v.node))
+            self.graph.set_params(v.node, return_sequences=False)
+            self.shapes[v.node] = [tuple(s) for s in prev.layer.output_shapes(
+                prev.params, self.in_shapes(v.node))]
+            self.set(node, _Value(v.node))
+            return
+        scope = self.scope(node)
+        x = _Value(self.add(node, "Cropping1D", {"cropping": [step, shape[0] - 1 - step]}, [v],
+                            name=f"{scope}_step"))
+        if np.ndim(idx) == 0:  # the steps axis dropped
+            x = _Value(self.add(node, "Reshape", {"target_shape": [shape[1]]}, [x]))
+        self.set(node, x)
 
     def in_shapes(self, nid):
         """The shapes of node nid's inputs, port by port."""
@@ -540,6 +562,11 @@ class _OperatorReads:
             self.weights[f"{v.node}/bias"] = c.reshape(-1).astype(np.float32)
             self.set(node, v)
             return
+        seq = self.shape(v)
+        if node.op_type == "Add" and len(seq) == 2 and not (v.nchw or v.pooled) and \
+                c.shape[-2:] == tuple(seq) and c.size == seq[0] * seq[1] and seq[0] > 1:
+            self.position_table(node, v, c.reshape(seq))
+            return
         if c.size != 1:
             self.channel_affine(node, v, c, consts[1])
             return
@@ -547,6 +574,15 @@ class _OperatorReads:
         expr = f"a {LAMBDA_OPS[node.op_type]} {k}" if consts[1] else \
             f"{k} {LAMBDA_OPS[node.op_type]} a"
         self.set(node, v.like(self.add(node, "Lambda", {"expression": expr}, [v])))
+
+    def position_table(self, node, v, table):
+        """x + a constant with a value per step and feature (a ViT's position embedding,
+        (1, steps, features)): keras-hub's PositionEmbedding holding it, and Add."""
+        scope = self.scope(node)
+        pe = self.add(node, "PositionEmbedding", {"sequence_length": int(table.shape[0])}, [v],
+                      name=f"{scope}_positions")
+        self.weights[f"{pe}/embeddings"] = np.ascontiguousarray(table, np.float32)
+        self.set(node, _Value(self.add(node, "Add", {}, [_Value(v.node, v.port), _Value(pe)])))
 
     def broadcast_channels(self, node, vs):
         """A per-channel tensor (a global pooling's (N, C, 1, 1), a squeeze-and-excitation's

@@ -1,5 +1,7 @@
-"""Attention layers: MultiHeadAttention, Attention (Luong), AdditiveAttention (Bahdanau), and
-keras-hub's PositionEmbedding and TokenAndPositionEmbedding.
+"""Attention layers: MultiHeadAttention, Attention (Luong), AdditiveAttention (Bahdanau),
+keras-hub's PositionEmbedding and TokenAndPositionEmbedding, and a ViT's ClassToken.
+MultiHeadAttention's ONNX reader of torch's exported nn.MultiheadAttention is
+attention_torch_in.py.
 
 Inputs are sequences (steps, features), as Keras takes them: [query, value] or [query, value,
 key] (key defaults to value). Scores are batched matrix products over samples and heads
@@ -15,8 +17,9 @@ import numpy as np
 from layerloom.backend.attention_ops import heads_view, stacked_view
 from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Bool, Choice, Float, Initializer, Int
-from layerloom.core.registry import (KerasForm, Layer, OnnxForm, get_layer, register, ShapeError,
-                                     TorchForm, WeightSpec)
+from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, get_layer, register,
+                                     ShapeError, TorchForm, WeightSpec)
+from layerloom.layers.attention_torch_in import torch_attention_in
 from layerloom.layers.kit import kernel_and_bias_params
 
 _MASKED = -1e9  # what Keras adds to a masked score (float32): its probability is exactly 0
@@ -247,7 +250,8 @@ class MultiHeadAttention(_Sequences):
     )
     onnx_form = OnnxForm(_mha_onnx, "MatMul, Add (projections), Reshape, Transpose, Mul (scale), "
                          "MatMul, Add (causal mask), Softmax, MatMul, Transpose, Reshape, "
-                         "MatMul, Add")
+                         "MatMul, Add",
+                         reads={"Transpose": OnnxRead({"perm"}, torch_attention_in)})
     torch_form = TorchForm(_mha_torch, state_ports=True)
     keras_form = KerasForm("MultiHeadAttention", read=_mha_keras_in, write=_mha_keras,
                            weights=("kernel", "bias"), weight_order=_mha_weight_order,
@@ -956,3 +960,147 @@ class TokenAndPositionEmbedding(_PositionTable):
         ok = (idx >= 0) & (idx < V)
         tokens = np.where(ok[..., None], ws["token_embeddings"][np.clip(idx, 0, V - 1)], 0.0)
         return [tokens + ws["position_embeddings"][:idx.shape[1]]]
+
+
+# -- ClassToken (a ViT's class token) ------------------------------------------------------------
+def _class_token_onnx(b, n):
+    """The token as a (1, 1, D) constant, Expand to (N, 1, D) (the batch from the input's
+    Shape), Concat before the sequence (axis 1)."""
+    D = n.in_shapes[0][1]
+    token = b.const(n.w["token"].reshape(1, 1, D), f"{n.id}/token")
+    batch = b.op("Slice", [b.op("Shape", [n.x[0]]), b.ints([0], "starts"), b.ints([1], "ends")])
+    tokens = b.op("Expand", [token, b.op("Concat", [batch, b.ints([1, 1])], axis=0)])
+    return [b.op("Concat", [tokens, n.x[0]], axis=1)]
+
+
+def _class_token_torch(t, n):
+    specs = get_layer(n.type).weights(n.params, n.in_shapes)
+    init = _torch_params(t, n, specs, key_of=lambda name: "initializer")
+    x = n.x[0]
+    fwd = [f"{n.out} = torch.cat([{n.self}.token.expand({x}.shape[0], 1, -1), {x}], 1)"]
+    return init, fwd, {"token": ("token", "")}
+
+
+_CLASS_TOKEN_CLASS = '''
+@keras.saving.register_keras_serializable(package="layerloom")
+class ClassToken(layers.Layer):
+    """A ViT's class token: a learned (1, features) vector put before the sequence (Keras has
+    no such layer; Layerloom's ClassToken, its config and weight)."""
+
+    def __init__(self, initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.initializer = keras.initializers.get(initializer)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "initializer": keras.initializers.serialize(self.initializer)}
+
+    def build(self, input_shape):
+        self.token = self.add_weight(name="token", shape=(1, input_shape[-1]),
+                                     initializer=self.initializer)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        tokens = ops.broadcast_to(ops.expand_dims(ops.convert_to_tensor(self.token), 0),
+                                  (shape[0], 1, shape[-1]))
+        return ops.concatenate([ops.cast(tokens, inputs.dtype), inputs], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] + 1
+        return (input_shape[0], steps, input_shape[-1])
+'''
+
+
+def _class_token_keras(k, n):
+    """The export's registered ClassToken class (Keras has none), its config and weight."""
+    k.define(n, {"ClassToken": _CLASS_TOKEN_CLASS})
+    args = [f"initializer={k.initializer(n.params['initializer'])}"]
+    return [f"{n.out[0]} = " + k.call("ClassToken", args, n, n.x, module="")]
+
+
+def _class_token_keras_in(o, shapes):
+    init = o.initializer("initializer")
+    return {} if init is None else {"initializer": init}
+
+
+def _class_token_onnx_in(imp, node, type_id):
+    """Concat along the steps (axis 1) of constants repeated along the batch (a class token
+    Expanded to (N, 1, D), as torchvision's ViT writes it) before a (N, steps, D) sequence: a
+    ClassToken per constant, the last one's first. Declines any other Concat."""
+    tokens = [imp.per_sample(name) is not None for name in node.input]
+    if not any(tokens):
+        imp.decline(node, "not a class token (a constant repeated along the batch) put before "
+                          "a sequence")
+    others = [name for name, token in zip(node.input, tokens) if not token]
+    v = imp.values.get(others[0]) if len(others) == 1 else None
+    shape = imp.shape(v) if v is not None else ()
+    axis = imp.attrs(node).get("axis")
+    if v is None or v.nchw or v.pooled or len(shape) != 2 or axis is None or axis % 3 != 1:
+        imp.decline(node, "not a class token: a constant repeated along the batch joined along "
+                          f"axis {axis} to something other than one (N, steps, features) "
+                          "sequence")
+    n_tokens = tokens.index(False)
+    if n_tokens != len(tokens) - 1:
+        imp.fail(node, "constants repeated along the batch (class tokens) that are not all "
+                       "before one sequence; only tokens put before it map (a ClassToken each)")
+    tokens = []
+    for name in node.input[:n_tokens]:
+        c = imp.per_sample(name)
+        if c.ndim != 3 or c.shape[0] != 1 or c.shape[2] != shape[1]:
+            imp.fail(node, f"a constant of shape {list(c.shape)} repeated along the batch; "
+                           f"only (1, steps, {shape[1]}) maps")
+        tokens += list(c[0])
+    for i, token in enumerate(reversed(tokens)):
+        name = imp.scope(node) if i == len(tokens) - 1 else f"{imp.scope(node)}_token{i}"
+        nid = imp.add(node, type_id, {}, [v], name=name)
+        imp.weights[f"{nid}/token"] = np.asarray(token, np.float32).reshape(1, -1)
+        v = imp.result(nid)
+    imp.set(node, v)
+
+
+@register
+class ClassToken(Layer):
+    type_id = "ClassToken"
+    category = "Attention"
+    help = ("A ViT's class token: a learned (1, features) vector put before the sequence, "
+            "(steps, features) -> (steps + 1, features).")
+    params = (Initializer("initializer", "zeros", help="How the token starts."),)
+    examples = (({}, [(4, 3)]), ({"initializer": "glorot_uniform"}, [(1, 33)]))
+    onnx_form = OnnxForm(_class_token_onnx, "the token (constant), Expand to (N, 1, features) "
+                                            "(Shape, Slice, Concat), Concat before the input",
+                         reads={"Concat": OnnxRead({"axis"}, _class_token_onnx_in)})
+    torch_form = TorchForm(_class_token_torch)
+    keras_form = KerasForm("ClassToken", read=_class_token_keras_in, write=_class_token_keras,
+                           weight_order=("token",),
+                           doc="a Keras layer the export defines and registers (Keras has no "
+                               "class token)")
+
+    def output_shapes(self, p, in_shapes):
+        sh = in_shapes[0]
+        if len(sh) != 2:
+            raise ShapeError(f"expects input shaped (None, steps, features), got "
+                             f"{fmt_shape(sh)}")
+        return [(sh[0] + 1, sh[1])]
+
+    def weights(self, p, in_shapes):
+        D = self.output_shapes(p, in_shapes)[0][1]
+        return [WeightSpec("token", (1, D), p["initializer"], 1, D)]
+
+    def forward(self, ops, s):
+        T, D = s.x[0].shape
+        y = s.y[0].buf
+        ops.copy2d(s.w["token"].buf, 0, 0, y, (T + 1) * D, 0, s.n, D)  # the token, each sample
+        ops.copy2d(s.x[0].buf, T * D, 0, y, (T + 1) * D, D, s.n, T * D)
+
+    def backward(self, ops, s):
+        T, D = s.x[0].shape
+        dy = s.dy[0].buf
+        ops.position_grad(dy, s.dw["token"].buf, s.n, (T + 1) * D, D)  # summed over samples
+        if s.dx[0] is not None:
+            ops.copy2d(dy, (T + 1) * D, D, s.dx[0].buf, T * D, 0, s.n, T * D,
+                       accumulate=s.acc[0])
+
+    def reference(self, p, xs, ws, training=False):
+        x = xs[0]
+        tokens = np.broadcast_to(ws["token"][None], (x.shape[0], 1, x.shape[2]))
+        return [np.concatenate([tokens, x], axis=1)]
