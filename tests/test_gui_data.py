@@ -143,3 +143,19 @@ def test_a_data_error_offers_to_read_again(win, qtbot, monkeypatch):
     assert reads == [None]  # what was shown is forgotten, so the read happens
     win.data.show_info({"description": "x", "sizes": {"training": 3}})
     assert win.data.read_button.isHidden()
+
+
+@pytest.mark.slow
+def test_the_held_out_share_follows_the_training_setting(win, qtbot):
+    """Review: the status line kept "the last 20%" after the split became 0.5 (the data is
+    not read again for a training setting, so its line was never redrawn)."""
+    from layerloom.app.editing.commands import SetSetupCmd
+    win.set_document(Document.open(os.path.join(EXAMPLES, "wine_csv.loom")))
+    d = win.doc.project.dataset
+    win.doc.push(SetSetupCmd(win.doc, "dataset", None, {**d, "split": {"test": 0.25,
+                                                                       "validation": 0.0}}))
+    win.doc.push(SetSetupCmd(win.doc, "training", "validation_split", 0.2))
+    panel = win.data
+    qtbot.waitUntil(lambda: "holds out the last 20%" in panel.status.text(), timeout=30_000)
+    win.doc.push(SetSetupCmd(win.doc, "training", "validation_split", 0.5))
+    qtbot.waitUntil(lambda: "holds out the last 50%" in panel.status.text(), timeout=10_000)

@@ -491,6 +491,18 @@ def test_the_output_dock_grows_as_a_run_starts_not_as_it_ends(win, qtbot, monkey
     assert win._docks["Output"].height() == grown
 
 
+def test_a_floating_output_dock_keeps_its_growth_for_later(win, qtbot):
+    """Review: resizeDocks does nothing for a floating dock, but the one growth was spent."""
+    dock = win._docks["Output"]
+    dock.setFloating(True)
+    win.make_room_for_results(height=600)
+    assert not win._output_grown
+    dock.setFloating(False)
+    qtbot.wait(20)
+    win.make_room_for_results(height=600)
+    assert win._output_grown
+
+
 def test_view_menu_shows_panels_and_the_minimap_and_an_empty_canvas_has_no_problems(win,
                                                                                        qtbot):
     """The second trial: a closed panel came back only through a hidden toolbar menu; the

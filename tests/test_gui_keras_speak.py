@@ -315,3 +315,23 @@ def test_continue_is_enabled_while_paused(win, qtbot):
     assert not win.training.worker.paused
     win.training.stop_training()
     qtbot.waitUntil(lambda: win.training.worker is None, timeout=120_000)
+
+
+def test_a_chain_typed_while_training_runs_changes_nothing(win, qtbot):
+    """Review: the chain's undo macro went onto the stack while the document was locked (an
+    empty step, the title marked modified)."""
+    win.doc.set_locked(True)
+    count, dirty = win.doc.undo.count(), win.doc.dirty
+    win.palette.search.setText("dense 4; dense 2")
+    qtbot.keyClick(win.palette.search, Qt.Key_Return)
+    assert not win.doc.graph.nodes
+    assert win.doc.undo.count() == count and win.doc.dirty == dirty
+    win.doc.set_locked(False)
+
+
+def test_a_chain_whose_first_layer_cannot_be_added_leaves_no_undo_step(win, monkeypatch):
+    count = win.doc.undo.count()
+    monkeypatch.setattr(win.scene, "add_node", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("no room")))
+    assert win.add_chain([("Dense", {"units": 4}), ("Dense", {"units": 2})]) is None
+    assert win.doc.undo.count() == count and not win.doc.graph.nodes

@@ -184,3 +184,35 @@ def test_a_3d_cnn_trains_with_the_gradients_of_its_float64_reference(rt, rng):
                                   rng.normal(size=(3, 2)), seed=5)
     assert checked == {"c1/kernel", "c1/bias", "c2/kernel", "c2/bias", "out/kernel",
                        "out/bias"}
+
+
+@pytest.mark.parametrize("reduce, keep, layer", [("mean", False, "GlobalAveragePooling3D"),
+                                                 ("amax", True, "GlobalMaxPooling3D")])
+def test_a_torch_mean_over_a_volumes_cells_imports_as_a_global_pooling(tmp_path, reduce, keep,
+                                                                        layer):
+    """Review: h.mean((2, 3, 4)), the usual way to write a 3-D global average pooling in
+    PyTorch, was refused ('axes [2, 3, 4]') while the 2-D mean((2, 3)) imported."""
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from test_onnx_import import _torch_export
+    from layerloom.interop import onnx_import
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(2, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = getattr(torch.relu(self.conv(x)), reduce)((2, 3, 4), keepdim=keep)
+            return self.fc(torch.flatten(h, 1))
+    torch.manual_seed(3)
+    x = np.random.default_rng(2).standard_normal((2, 2, 4, 5, 6)).astype(np.float32)
+    path = str(tmp_path / "m.onnx")
+    want = _torch_export(Net(), x, path)
+    imported = onnx_import.from_model(onnx.load(path))
+    g = imported.project.graph
+    assert layer in [g.nodes[n].type for n in g.topo_order()]
+    assert np.abs(imported.predict({"x": x})["y"] - want).max() <= TOLERANCE

@@ -132,3 +132,13 @@ def test_a_refused_part_of_a_chain_is_named_by_its_place(text, says):
         layers_from_text(text)
     for s in says:
         assert s in e.value.message, e.value.message
+
+
+def test_a_stray_quote_does_not_swallow_the_rest_of_a_chain():
+    """Review: an apostrophe inside a word opened a quote to the end of the text."""
+    from layerloom.core.quickadd import split_chain
+    assert split_chain("dense 10 relu'; dense 2") == ["dense 10 relu'", "dense 2"]
+    assert split_chain("lambda it's; dense 2") == ["lambda it's", "dense 2"]
+    assert split_chain('Lambda("a;b"); dense 2') == ['Lambda("a;b")', "dense 2"]
+    assert split_chain("x = 'a;b'; dense 2") == ["x = 'a;b'", "dense 2"]
+    assert split_chain('Lambda("a\\";b"); dense 2') == ['Lambda("a\\";b")', "dense 2"]

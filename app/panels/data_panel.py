@@ -79,6 +79,7 @@ class DataPanel(QWidget):
         super().__init__(parent)
         self.doc = doc
         self.worker, self.pending, self.shown_for = None, False, None
+        self.shown_info = None  # the last read's result, for its status line
         lay = QHBoxLayout(self)
         lay.addLayout(self._build_settings(), 1)
         lay.addLayout(self._build_views(), 2)
@@ -281,7 +282,9 @@ class DataPanel(QWidget):
                                                self.doc.graph.nodes.values()],
                     [e.key() for e in self.doc.graph.edges],
                     self.doc.project.training.get("loss")))
-        if key == self.shown_for:
+        if key == self.shown_for:  # the same data: only what the status line says may change
+            if self.shown_info is not None and self.worker is None:
+                self._show_status(self.shown_info)
             return
         if self.worker is not None:
             self.pending = True
@@ -359,6 +362,7 @@ class DataPanel(QWidget):
                                 "Read again, or change a setting, to see the data.")
             self.status.setStyleSheet("color: #b7791f;")
             self.read_button.setText("Read again")
+            self.read_button.setToolTip("Read the data again")
             self.read_button.setEnabled(True)
             self.read_button.show()
             return
@@ -377,6 +381,24 @@ class DataPanel(QWidget):
         self.fit_error = info.get("check_problem") if info.get("check") else None
         self.sigFit.emit(self.fit_problem)
         self.sigImpliedLoss.emit(info.get("implied_loss") or {})
+        self._show_status(info)
+        counts = info.get("counts")
+        lines = []
+        if counts:
+            lines.append("Classes (training rows): " + ", ".join(f"{n}: {c}" for n, c in counts))
+        if info.get("mapping"):
+            lines.append("Mapping: " + "; ".join(  # "=input:image": the file's words
+                re.sub(r"^=input:(\S+)", r"the rows of Input '\1'", m)
+                for m in info["mapping"]))
+        self.counts.setText("\n".join(lines))
+        self._show_columns(info.get("columns") or [])
+        self._show_rows(info.get("header") or [], info.get("rows") or [])
+        self._show_thumbs(info.get("thumbs") or [], info.get("class_names"))
+
+    def _show_status(self, info):
+        """The status line of a read: an error, a misfit, or the rows and what the training's
+        validation split holds out of them (redrawn alone when that setting changes)."""
+        self.shown_info = info
         if "error" in info:
             self.status.setText(info["error"])
             self.status.setStyleSheet("color: #d62828;")
@@ -392,18 +414,6 @@ class DataPanel(QWidget):
             self.status.setText(text)
             self.status.setStyleSheet("color: #b7791f;" if info.get("warning") else
                                       "color: #2a9d8f;")
-        counts = info.get("counts")
-        lines = []
-        if counts:
-            lines.append("Classes (training rows): " + ", ".join(f"{n}: {c}" for n, c in counts))
-        if info.get("mapping"):
-            lines.append("Mapping: " + "; ".join(  # "=input:image": the file's words
-                re.sub(r"^=input:(\S+)", r"the rows of Input '\1'", m)
-                for m in info["mapping"]))
-        self.counts.setText("\n".join(lines))
-        self._show_columns(info.get("columns") or [])
-        self._show_rows(info.get("header") or [], info.get("rows") or [])
-        self._show_thumbs(info.get("thumbs") or [], info.get("class_names"))
 
     def _held_out(self, info):
         """Where the data has no validation rows and the Training panel holds out a share of

@@ -93,7 +93,8 @@ class Palette(QWidget):
         parameters: "dense 128 relu"); where no name does, those whose help does. ("lstm" is
         the LSTM, not also the Bidirectional whose help names it; "pixel" finds Rescaling.)
         In a chain ("dense 64 relu; drop"), the layer being typed: the last."""
-        parts = [p for p in text.replace("\n", ";").split(";") if p.strip()]
+        from layerloom.core.quickadd import split_chain
+        parts = split_chain(text)
         text = (parts[-1].split() if parts else [""])[0].lower()
         named = {t for t, item in self.items.items() if text in item.text(0).lower()}
         shown = named or {t for t, item in self.items.items()

@@ -139,8 +139,11 @@ class EditActions:
         `pos` (a scene point: the Tab box), else as the palette adds one (after the selected
         node); each next after the one before, wired where the graph accepts it; one undo
         step. The last is left selected, so the next entry goes on from it."""
+        if not self.scene.editable():  # training runs: said in the status bar, nothing added
+            return None
         first_type, first_params = chain[0]
         added = []
+        count = self.doc.undo.count()
         self.doc.undo.beginMacro(f"Add {len(chain)} layers")
         try:
             nid = (self._add(first_type, pos, first_params) if pos is not None else
@@ -153,6 +156,11 @@ class EditActions:
                 added.append(nid)
         finally:
             self.doc.undo.endMacro()
+        if not any(n is not None for n in added) and self.doc.undo.count() > count:
+            # nothing was added (the first layer refused): the empty step goes (an obsolete
+            # command is deleted from the stack as it is undone)
+            self.doc.undo.command(self.doc.undo.index() - 1).setObsolete(True)
+            self.doc.undo.undo()
         shown = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
         if not all(shown.contains(self.scene.nodes[n].sceneBoundingRect())
                    for n in added if n in self.scene.nodes):

@@ -52,6 +52,8 @@ class TrainingActions:
         dock = self._docks["Output"]
         if self._output_grown:  # once: the panels do not jump after every run (third trial)
             return
+        if dock.isFloating() or dock.isHidden():  # resizeDocks cannot: kept for later
+            return
         if short > 0 and dock.height() < self.height() // 2:
             grown = min(dock.height() + short, self.height() // 2)
             # the height it had is what the next start gets back (see _save_layout)

@@ -38,12 +38,19 @@ def split_words(text):
 
 def split_chain(text):
     """The layers of an entry that types several, separated by ";" or a new line outside
-    brackets and quotes, each stripped; empty ones left out."""
-    parts, part, depth, quote = [], "", 0, None
+    brackets and quotes, each stripped; empty ones left out. A quote opens only where a value
+    starts (after a space, "=", "(", "[" or ","; an apostrophe inside a word is a letter) and
+    a backslash inside quotes escapes the next character."""
+    parts, part, depth, quote, escaped = [], "", 0, None, False
     for ch in text:
         if quote:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'" and (not part or part[-1] in " \t=([,"):
             quote = ch
         elif ch in "([{":
             depth += 1

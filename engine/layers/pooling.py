@@ -506,6 +506,12 @@ def _reduce_onnx_in(imp, node, type_id):
         nid = imp.add(node, type_id.replace("2D", f"{rank}D"), {"keepdims": bool(keep)}, [v])
         imp.set(node, imp.result(nid))
         return
+    if v.nchw and rank == 3 and axes == [2, 3, 4]:
+        # ONNX's (N, C, D, H, W) volume over its cells (PyTorch's h.mean((2, 3, 4))): kept
+        # axes (C, 1, 1, 1) are our (1, 1, 1, C) read channels-first
+        nid = imp.add(node, type_id.replace("2D", "3D"), {"keepdims": bool(keep)}, [v])
+        imp.set(node, imp.result(nid, nchw=bool(keep)))
+        return
     if v.pooled or len(imp.shape(v)) != 3 or axes != ([2, 3] if v.nchw else [1, 2]):
         imp.fail(node, f"axes {axes}; only the spatial axes of an image or the steps of a "
                        "sequence (a global pooling) map")
