@@ -79,6 +79,25 @@ def test_a_model_past_the_device_is_an_error_naming_the_node():
     assert "GPU X has 8.0 GiB" in line and "lower the batch size" in line
     assert memory_problem(_cnn()[0], 32, have=8 * 2**30, one=2 * 2**30) is None
     # no device known: said from 4 GiB up, not as an error
-    line, node, error = memory_problem(g, 32)
+    line, node, error = memory_problem(_cnn(units=1_000_000)[0], 32)
     assert not error and "needs about" in line
+    # ... unless one buffer holds more numbers than the kernels' 32-bit indices reach (review:
+    # a 3-D convolution's columns pass 2^31 numbers at a batch a large GPU takes)
+    line, node, error = memory_problem(g, 32)
+    assert error and node == ids[-1] and "32-bit" in line
+    line, node, error = memory_problem(g, 32, have=2**50, one=2**50)
+    assert error and "32-bit" in line
     assert size_text(12_204 * 2**30) == "12,204.0 GiB" and size_text(512) == "512 bytes"
+
+
+def test_the_model_refuses_a_buffer_past_the_kernels_indices(rt, monkeypatch):
+    """The model's own check, before anything is allocated (the limit lowered so a small model
+    reaches it: the real one is 2^31 numbers)."""
+    import pytest
+    from layerloom.core import memory
+    from layerloom.core.errors import DeviceError
+    from layerloom.train.model import Model
+    g, _ = _cnn()
+    monkeypatch.setattr(memory, "MAX_BUFFER_BYTES", 4096)
+    with pytest.raises(DeviceError, match="32-bit indices"):
+        Model(g, rt, batch_size=32)

@@ -135,6 +135,12 @@ def memory_needed(graph, batch, shapes=None, needs=None, ops=None, fused=()):
     return total, largest, at
 
 
+# the kernels index a buffer with 32-bit integers: no buffer of more numbers, on any device
+MAX_BUFFER_BYTES = 4 * (2**31 - 1)
+INDEX_LIMIT = (f"more than {size_text(MAX_BUFFER_BYTES)} (2^31 numbers, the most the kernels' "
+               "32-bit indices reach)")
+
+
 def memory_problem(graph, batch, have=None, one=None, device="the device"):
     """(message, node, is_error) where the model's memory is worth a line before Run, else
     None: an error where it exceeds `have` bytes (or one buffer exceeds `one`), a warning where
@@ -143,12 +149,16 @@ def memory_problem(graph, batch, have=None, one=None, device="the device"):
     need = (f"the model needs about {size_text(total)} of device memory at batch size {batch} "
             f"(its largest buffer {size_text(largest)}"
             + (f", in {at!r})" if at else ")"))
+    index = (f"{need}; one buffer of {INDEX_LIMIT}: lower the batch size or make the layer "
+             "smaller", at, True) if largest > MAX_BUFFER_BYTES else None
     if have is None:
-        return (need, at, False) if total >= 4 * 2**30 else None
+        return index or ((need, at, False) if total >= 4 * 2**30 else None)
     has = f"{device} has {size_text(have)}" + (
         f" (at most {size_text(one)} in one buffer)" if one else "")
     if total > have or (one and largest > one):
         return f"{need}; {has}: make layers smaller or lower the batch size", at, True
+    if index:
+        return index
     if total > have / 2:
         return f"{need}: more than half of what {has}", at, False
     return None

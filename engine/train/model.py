@@ -121,6 +121,11 @@ class Model:
         dev = self.rt.device
         total, largest = self.memory_needed()
         have, one = int(dev.global_mem_size), int(dev.max_mem_alloc_size)
+        if largest > memory.MAX_BUFFER_BYTES:
+            raise DeviceError(
+                f"the model needs a buffer of {memory.size_text(largest)} at batch size "
+                f"{self.max_batch}, {memory.INDEX_LIMIT}: lower the batch size or make the "
+                "layer smaller", "graph")
         if total > have or largest > one:
             raise DeviceError(
                 f"the model needs about {memory.size_text(total)} of device memory at batch size "
