@@ -1,8 +1,8 @@
 """The data benchmark (issue 32): Layerloom's data sources side by side with `np.loadtxt` and
 pandas reading the same files, in one run. One command:
 
-    python bench/data.py [--quick] [--no-10m] [--npy-mb 2048] [--images 20000]
-                         [--json out.json] [--keep DIR]
+    python bench/data.py [--quick] [--no-10m] [--npy-mb 2048] [--images 20000] [--stream]
+                         [--readers "R1;R2"] [--json out.json] [--keep DIR]
 
 Cases (synthetic, learnable files, written once into a temporary folder or --keep DIR):
 - CSV 1M and 10M rows x 21 numbers (20 features and a 0/1 label), CSV 1M rows of 3 text
@@ -18,12 +18,18 @@ numpy and the library imported):
 - "layerloom ready": what `layerloom --run` does before its first batch (`prepare_data`:
   loading, the checks, standardisation fitted on the training rows) and the first batch of
   1024 shuffled rows taken: the time to the first batch, less the OpenCL kernels' compilation;
+- with --stream, "layerloom ready (streamed)": the same with the memory available set to 1
+  byte ($LAYERLOOM_MEMORY_AVAILABLE), so the CSV takes the path of a table larger than memory
+  (read into files, converted to the data cache, trained from memory-mapped), and "layerloom
+  ready (streamed, cached)": the next run, reading the cache's entry;
 - "np.loadtxt" (numbers only) and "pandas" (`read_csv`, text columns one-hot by
   `get_dummies`, `to_numpy(float32)`): the file to one float32 matrix. pandas is not a
   dependency: without it the bench says "pandas not installed" and goes on.
 
 Prints a table (seconds, CPU seconds of the child, rows per second, peak and own MB, time, CPU
-time and memory against pandas) and
+time and memory against pandas; the JSON adds "own_anon_peak_mb", the child's largest RssAnon
+seen every 20 ms less the same before: its own memory, without the pages of a memory-mapped
+file it read or wrote, which the peak resident set counts) and
 writes the results as JSON (--json). Not a test: nothing here asserts a time.
 """
 import argparse
@@ -72,9 +78,31 @@ def project(dataset, features, classes=2, image=None):
                          "seed": 0, "shuffle": True}}
 
 
+class AnonPeak:
+    """The largest RssAnon (the process's own pages, not those of a file it maps) seen every
+    20 ms by a thread: the peak the kernel's VmHWM, which counts a mapped file's pages too,
+    does not give."""
+
+    def __init__(self):
+        import threading
+        self.peak, self.done = _status_kb("RssAnon"), threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self):
+        while not self.done.wait(0.02):
+            self.peak = max(self.peak, _status_kb("RssAnon"))
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return max(self.peak, _status_kb("RssAnon"))
+
+
 def child(reader, spec):
     """Runs in the child: one reading, a JSON line."""
     before = reset_peak()
+    anon_before, anon = _status_kb("RssAnon"), AnonPeak()
     t0, c0 = time.perf_counter(), os.times()
     if reader.startswith("layerloom"):
         from layerloom.data import prepare
@@ -112,13 +140,22 @@ def child(reader, spec):
         rows, shape = len(x), list(x.shape)
     seconds, c1 = time.perf_counter() - t0, os.times()
     peak = _status_kb("VmHWM")
+    anon_peak = anon.stop()
     cpu = c1.user - c0.user + c1.system - c0.system  # steadier than seconds on a busy machine
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "rows_per_s": rows / seconds, "rows": rows,
                       "peak_mb": peak / 1024, "own_peak_mb": (peak - before) / 1024,
+                      "own_anon_peak_mb": (anon_peak - anon_before) / 1024,
                       "shape": shape}))
 
 
 def run_child(reader, spec):
+    """reader: a child's reader, with " (cached)" (a second run of it) or " (streamed...)"
+    (the memory available set to 1 byte: a table larger than memory) after it."""
+    env = {**os.environ, "XDG_CACHE_HOME": spec["cache"]}
+    env.pop("LAYERLOOM_CACHE_DIR", None)
+    if "(streamed" in reader:
+        env["LAYERLOOM_MEMORY_AVAILABLE"] = "1"
+    reader = reader.split(" (")[0]
     code = ("import sys; sys.path.insert(0, %r); import numpy; import data; "
             "data.child(%r, %r)" % (os.path.dirname(os.path.abspath(__file__)), reader, spec))
     if reader.startswith("layerloom"):  # imported before the baseline is taken
@@ -126,7 +163,6 @@ def run_child(reader, spec):
                 "layerloom.project.loom; " + code)
     elif reader == "pandas":
         code = "import pandas; " + code
-    env = {**os.environ, "XDG_CACHE_HOME": spec["cache"]}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if p.returncode:
         return {"error": (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1]}
@@ -187,6 +223,10 @@ def main():
     ap.add_argument("--no-10m", action="store_true", help="leave out the 10M-row CSV")
     ap.add_argument("--npy-mb", type=int, default=2048, help="size of the .npy case (0: none)")
     ap.add_argument("--images", type=int, default=0, help="PNG files in the image-folder case")
+    ap.add_argument("--stream", action="store_true",
+                    help="the CSV cases through the path of a table larger than memory too")
+    ap.add_argument("--readers",
+                    help="only these readers (names as printed, separated by semicolons)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--keep", help="write the data here (kept, reused) instead of a temp folder")
     args = ap.parse_args()
@@ -210,7 +250,9 @@ def main():
         proj = write_project(folder, os.path.basename(path)[:-4], {
             "source": "csv", "path": os.path.basename(path), "split": split,
             "normalize": "standardize"}, numbers - 1 + 50 * texts)
-        readers = ["layerloom load", "layerloom ready"] + ([] if texts else ["np.loadtxt"]) + (
+        readers = ["layerloom load", "layerloom ready"] + (
+            ["layerloom ready (streamed)", "layerloom ready (streamed, cached)"]
+            if args.stream else []) + ([] if texts else ["np.loadtxt"]) + (
             ["pandas"] if have_pandas else [])
         runs.append((case, path, readers, {"path": path, "project": proj, "texts": texts}))
     if args.npy_mb:
@@ -232,14 +274,16 @@ def main():
                      ["layerloom ready", "layerloom ready (cached)"],
                      {"path": root, "project": proj, "texts": 0}))
     results = []
-    print(f"{'case':34} {'MB':>6}  {'reader':24} {'seconds':>8} {'CPU s':>6} {'rows/s':>10} "
+    print(f"{'case':34} {'MB':>6}  {'reader':34} {'seconds':>8} {'CPU s':>6} {'rows/s':>10} "
           f"{'peak MB':>8} {'own MB':>7} {'t/pandas':>8} {'CPU/pandas':>10} {'own/pandas':>10}")
+    keep = set(args.readers.split(";")) if args.readers else None
     for case, path, readers, spec in runs:
+        readers = [r for r in readers if keep is None or r in keep]
         spec["cache"] = cache
         mb = (os.path.getsize(path) if os.path.isfile(path) else 0) / 2 ** 20
         rows = []
         for reader in readers:
-            r = run_child(reader.replace(" (cached)", ""), spec)
+            r = run_child(reader, spec)
             r.update({"case": case, "file_mb": round(mb, 1), "reader": reader})
             rows.append(r)
         ref = next((r for r in rows if r["reader"] == "pandas" and "seconds" in r), None)
@@ -252,11 +296,11 @@ def main():
             if "seconds" in r:
                 ratios = (f"{r['time_vs_pandas']:8.2f} {r['cpu_vs_pandas']:10.2f} "
                           f"{r['own_vs_pandas']:10.2f}" if "time_vs_pandas" in r else "")
-                print(f"{case:34} {mb:6.0f}  {r['reader']:24} {r['seconds']:8.2f} "
+                print(f"{case:34} {mb:6.0f}  {r['reader']:34} {r['seconds']:8.2f} "
                       f"{r['cpu_s']:6.1f} {r['rows_per_s']:10,.0f} {r['peak_mb']:8.0f} "
                       f"{r['own_peak_mb']:7.0f} {ratios}", flush=True)
             else:
-                print(f"{case:34} {mb:6.0f}  {r['reader']:24} {r['error']}", flush=True)
+                print(f"{case:34} {mb:6.0f}  {r['reader']:34} {r['error']}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "results": results}, f, indent=2)

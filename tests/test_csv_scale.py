@@ -306,17 +306,25 @@ def test_split_dropped_and_filled_rows_match_a_float64_reference(tmp_path, texts
             np.testing.assert_array_equal(got["y"], y[idx])
 
 
-def test_a_table_larger_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
-    """Tables larger than memory are not read in pieces: one whose float32 columns and
-    arrays (8 bytes a field) exceed the memory available is refused at once, clearly."""
+def test_a_table_large_for_the_memory_available_is_read_into_files(tmp_path, monkeypatch):
+    """Before issue 32's item 2 a table whose float32 columns and arrays (8 bytes a field)
+    exceeded the memory available was refused; now one taking more than half of it is read
+    into a file, each column's values together, memory-mapped (tests/test_csv_stream.py: the
+    cache)."""
+    monkeypatch.setenv("LAYERLOOM_CACHE_DIR", str(tmp_path / "cache"))
     path = write(tmp_path / "big.csv", "a,b,y\n" + "".join(f"{i},{i},{i % 2}\n"
                                                           for i in range(1000)))
     monkeypatch.setattr(tabular, "_available_bytes", lambda: 10_000)
-    with pytest.raises(DataError, match=r"big.csv: about [\d,]+ rows x 3 columns need at least "
-                       r".* tables larger than memory are not supported"):
-        tabular.read(path)
+    t = tabular.read(path)
+    assert t.spill and isinstance(t.column("a").data, np.memmap)
+    np.testing.assert_array_equal(t.column("b").data, np.arange(1000, dtype=np.float32))
+    t.close()
+    assert os.listdir(tmp_path / "cache" / "images") == []
+    # 1,398 rows estimated from the first lines (shorter than the rest) x 3 fields x 8
+    # bytes: 33,552, more than half of 48,000 (read into files), less than half of 80,000
     monkeypatch.setattr(tabular, "_available_bytes", lambda: 8 * 3 * 2000)
-    assert len(tabular.read(path)) == 1000  # 1000 rows (estimated from the first lines,
-    # shorter than the rest: 1,398) x 3 fields x 8 bytes fit
-    monkeypatch.setattr(tabular, "_available_bytes", lambda: None)  # unknown: read
-    assert len(tabular.read(path)) == 1000
+    assert tabular.read(path).spill
+    monkeypatch.setattr(tabular, "_available_bytes", lambda: 80_000)
+    assert not tabular.read(path).spill and len(tabular.read(path)) == 1000
+    monkeypatch.setattr(tabular, "_available_bytes", lambda: None)  # unknown: in memory
+    assert not tabular.read(path).spill

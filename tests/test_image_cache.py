@@ -235,7 +235,7 @@ def test_cache_info_and_clear(tmp_path, private_cache, capsys):
     (private_cache / "mine.txt").write_text("not the cache's")
     assert main(["--cache", "info"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"Image cache: {private_cache}"
+    assert out[0] == f"Data cache: {private_cache}"
     assert out[1].startswith("2 folder(s), ") and "of a 2.0 GB limit" in out[1]
     assert sum("6 images 8x8x3" in line and str(root) in line for line in out) == 1
     assert sum("6 images 4x4x1" in line and str(root) in line for line in out) == 1

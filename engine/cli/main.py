@@ -90,7 +90,8 @@ def build_parser():
                         "the project's epochs in all")
     p.add_argument("--list-devices", action="store_true", help="list OpenCL devices and exit")
     p.add_argument("--cache", choices=("info", "clear"),
-                   help="the cache of decoded image folders: where it is, its size, limit "
+                   help="the data cache (decoded image folders, tables too large for memory): "
+                        "where it is, its size, limit "
                         "($LAYERLOOM_CACHE_LIMIT, default 2G) and entries; or clear it")
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="render the editor with PROJECT loaded to a PNG and exit")

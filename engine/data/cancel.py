@@ -3,8 +3,10 @@ the readers' progress callbacks check (engine/data/tabular.py after each block r
 engine/data/imagefolder.py while a folder is listed, checked and decoded), so a read of a
 large CSV or image folder stops within one block or one image. The read raises Cancelled,
 which its caller turns into "stopped, nothing written": nothing is written before the read
-ends but the image cache, which writes a temporary file and renames it (image_cache.write
-removes it when the fill raises)."""
+ends but the data cache, which writes a temporary file and renames it (image_cache.write
+removes it when the fill raises), and a table too large for memory, read into a spill folder
+that the read removes when it raises (tabular.read; table_cache.py converts it, calling
+progress as it goes)."""
 
 
 class Cancelled(Exception):

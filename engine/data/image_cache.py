@@ -1,4 +1,6 @@
-"""The cache of decoded image folders: one entry per folder and settings (size, colour), an
+"""The data cache: decoded image folders and, beside them, tables too large for memory
+(data/table_cache.py: kind "table", a float32 array of a CSV's encoded rows, its index one
+row for the file). For image folders: one entry per folder and settings (size, colour), an
 index `<key>.index.npz` holding each image's path (relative to the folder), size,
 modification time and a hash of its bytes as arrays (Files), beside the uint8 array
 `<key>.<token>.npy` whose rows follow the index. imagefolder.decoded compares a folder with
@@ -9,6 +11,9 @@ Writes never leave a half-written file: a data file is written as `.part`, fsync
 renamed, then the index naming it is replaced atomically; the entry's previous data file is
 deleted only after that. The cache is bounded: entries are evicted least recently used (the
 index's modification time, set at each use) once the folder holds more than the limit.
+
+A table being read is spilled to a folder `.spill-*` there, removed when the read ends (and,
+left by a process killed, once older than GRACE).
 
 Place: $LAYERLOOM_CACHE_DIR/images, else $XDG_CACHE_HOME/layerloom/images, else
 ~/.cache/layerloom/images. Limit: $LAYERLOOM_CACHE_LIMIT (2G, 500M, 1.5G, or bytes), default
@@ -21,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import time
 import zipfile
 
@@ -34,6 +40,8 @@ INDEX = ".index.npz"
 DEFAULT_LIMIT = 2 << 30
 GRACE = 3600  # seconds a data file no index names yet, or a .part being written, is left
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+SPILL_PREFIX = ".spill-"
+_SPILL = re.compile(r"^\.spill-[\w-]+$")
 _INDEX = re.compile(r"^[0-9a-f]{32}\.index\.npz$")
 _DATA = re.compile(r"^[0-9a-f]{32}\.[0-9a-f]{8}\.npy$")
 _OURS = re.compile(r"^([0-9a-f]{32}(\.[0-9a-f]{8})?\.npy|[0-9a-f]{32}\.(json|index\.npz)|"
@@ -112,11 +120,15 @@ class Entry:
         self.data_path = os.path.join(os.path.dirname(index_path), meta["data"])
 
     @property
+    def kind(self):
+        return self.meta.get("kind", "images")
+
+    @property
     def files(self):
         if self._files is None:
             with np.load(self.index_path, allow_pickle=False) as z:
                 self._files = Files.from_arrays(z)
-            if len(self._files) != self.meta["shape"][0]:
+            if len(self._files) != (self.meta["shape"][0] if self.kind == "images" else 1):
                 raise ValueError("the index's length is not the array's")
         return self._files
 
@@ -139,14 +151,15 @@ def _read_entry(index_path):
         if meta.get("format") != FORMAT or not _DATA.match(meta.get("data", "")):
             return None
         e = Entry(os.path.basename(index_path)[:32], meta, index_path)
-        shape = tuple(meta["shape"])
+        shape, dtype = tuple(meta["shape"]), np.dtype(meta.get("dtype", "uint8"))
         with open(e.data_path, "rb") as f:
             fmt = np.lib.format
             read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else \
                 fmt.read_array_header_2_0
             header = read_header(f)
-            if header[0] != shape or header[2] != np.uint8 or \
-                    os.fstat(f.fileno()).st_size != f.tell() + int(np.prod(shape)):
+            if header[0] != shape or header[2] != dtype or header[1] or \
+                    os.fstat(f.fileno()).st_size != f.tell() + int(np.prod(shape)) * \
+                    dtype.itemsize:
                 return None
         return e
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
@@ -171,10 +184,13 @@ def use(entry):
         pass
 
 
-def write_index(key, files, data_name, shape, root, settings):
+def write_index(key, files, data_name, shape, root, settings, kind="images", extra=None):
+    """extra: what a kind of entry keeps besides (a table's columns and categories)."""
     path = os.path.join(folder(), key + INDEX)
     meta = {"format": FORMAT, "folder": os.path.abspath(root), "settings": settings,
             "shape": list(shape), "data": data_name}
+    if kind != "images":
+        meta.update(kind=kind, dtype="float32", extra=extra or {})
     buf = io.BytesIO()
     np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode("utf-8", "surrogateescape"),
                                      np.uint8), **files.arrays())
@@ -182,21 +198,23 @@ def write_index(key, files, data_name, shape, root, settings):
     return Entry(key, meta, path, files)
 
 
-def write(key, shape, fill, files, root, settings):
-    """A new entry: fill(out) writes every row of the uint8 array `out` of `shape` (a memory
-    map of the .part file) and completes `files`; then the data file is fsynced and renamed,
-    the index replaced, the key's previous data files deleted and the cache evicted down to
-    its limit. Returns the rows, read-only and memory-mapped (opened before the index names
+def write(key, shape, fill, files, root, settings, kind="images", extra=None):
+    """A new entry: fill(out) writes every row of the array `out` of `shape` (uint8 for
+    images, float32 for kind "table"; a memory map of the .part file) and completes `files`
+    (and `extra`, what write_index keeps beside them); then the data file is fsynced and
+    renamed, the index replaced, the key's previous data files deleted and the cache evicted
+    down to its limit. Returns the rows, read-only and memory-mapped (opened before the index names
     them: a process writing the same folder at the same time may delete the file, not the
     mapping). A failure or Ctrl-C leaves the cache as it was."""
     cache = folder()
     name = f"{key}.{secrets.token_hex(4)}.npy"
     part = os.path.join(cache, name + ".part")
     try:
-        with _said(cache, int(np.prod(shape))):
+        dtype = np.uint8 if kind == "images" else np.float32
+        with said(cache, int(np.prod(shape)) * np.dtype(dtype).itemsize, kind):
             os.makedirs(cache, exist_ok=True)
-            out = np.lib.format.open_memmap(part, "w+", np.uint8, shape)
-            _allocate(part)
+            out = np.lib.format.open_memmap(part, "w+", dtype, shape)
+            allocate(part)
         fill(out)
         out.flush()
         del out
@@ -208,7 +226,7 @@ def write(key, shape, fill, files, root, settings):
             os.unlink(part)
     try:
         array = np.load(os.path.join(cache, name), mmap_mode="r")
-        write_index(key, files, name, shape, root, settings)
+        write_index(key, files, name, shape, root, settings, kind, extra)
     except BaseException:
         _unlink(os.path.join(cache, name))
         raise
@@ -220,18 +238,20 @@ def write(key, shape, fill, files, root, settings):
 
 
 @contextlib.contextmanager
-def _said(cache, nbytes):
+def said(cache, nbytes, kind="images"):
     """An OSError making the cache's folder or file (no permission, a full disk) as a
     DataError saying what to do."""
     try:
         yield
     except OSError as e:
-        raise DataError(f"cannot write the image cache in {cache} ({e.strerror or e}; "
+        what = "image cache" if kind == "images" else \
+            "data cache (a table too large for memory)"
+        raise DataError(f"cannot write the {what} in {cache} ({e.strerror or e}; "
                         f"{_mb(nbytes)} needed): free space there or set LAYERLOOM_CACHE_DIR "
                         "to another folder", "LAYERLOOM_CACHE_DIR") from None
 
 
-def _allocate(path):
+def allocate(path):
     """Reserve the file's blocks now: a memory map of a sparse file on a full disk gets
     SIGBUS when a page is written back (a crash, not an error)."""
     if not hasattr(os, "posix_fallocate"):
@@ -294,14 +314,44 @@ def _leftovers(live, grace=GRACE):
     return out
 
 
+def _spills(grace=GRACE):
+    """Spill folders of tables being read (data/tabular.py) older than `grace` seconds: left
+    by a process that was killed (a read in progress removes its own)."""
+    cache = folder()
+    try:
+        names = [n for n in os.listdir(cache) if _SPILL.match(n)]
+    except OSError:
+        return []
+    now, out = time.time(), []
+    for n in names:
+        p = os.path.join(cache, n)
+        try:  # the folder's time is set while its table is converted; its files' while read
+            last = max([os.path.getmtime(p)] + [e.stat().st_mtime for e in os.scandir(p)])
+        except OSError:
+            continue
+        if now - last >= grace:
+            out.append(p)
+    return out
+
+
 def _sizes(paths):
     total = 0
     for p in paths:
         try:
-            total += os.path.getsize(p)
+            if os.path.isdir(p):
+                total += sum(e.stat().st_size for e in os.scandir(p) if e.is_file())
+            else:
+                total += os.path.getsize(p)
         except OSError:
             pass
     return total
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, True)
+        return not os.path.exists(path)
+    return _unlink(path)
 
 
 def evict(keep=(), limit_bytes=None):
@@ -310,8 +360,8 @@ def evict(keep=(), limit_bytes=None):
     limit_bytes = limit() if limit_bytes is None else limit_bytes
     es = entries()
     live = {p for e in es for p in (e.index_path, e.data_path)}
-    for p in _leftovers(live):
-        _unlink(p)
+    for p in _leftovers(live) + _spills():
+        _remove(p)
     total = sum(e.nbytes() for e in es)
     removed = 0
     for e in es:
@@ -334,19 +384,29 @@ def _mb(n):
     return f"{n} bytes"
 
 
+def _counted(es):
+    """"2 folder(s)", with ", 1 table(s)" where tables are cached."""
+    tables = sum(e.kind == "table" for e in es)
+    return f"{len(es) - tables} folder(s)" + (f", {tables} table(s)" if tables else "")
+
+
 def info():
     """Lines saying where the cache is, its size against its limit, and each entry."""
     es = entries()
     total = sum(e.nbytes() for e in es)
-    lines = [f"Image cache: {folder()}",
-             f"{len(es)} folder(s), {_mb(total)} of a {_mb(limit())} limit "
+    lines = [f"Data cache: {folder()}",
+             f"{_counted(es)}, {_mb(total)} of a {_mb(limit())} limit "
              "($LAYERLOOM_CACHE_LIMIT; least recently used evicted first)"]
     for e in reversed(es):
         shape = e.meta["shape"]
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(_last_used(e)))
-        lines.append(f"  {_mb(e.nbytes()):>10}  {shape[0]:,} images {shape[1]}x{shape[2]}x"
-                     f"{shape[3]}  last used {used}  {e.meta.get('folder', '?')}")
-    left = _leftovers({p for e in es for p in (e.index_path, e.data_path)}, grace=0)
+        t = e.meta.get("extra") or {}
+        what = (f"{shape[0]:,} images {shape[1]}x{shape[2]}x{shape[3]}" if e.kind == "images"
+                else f"table of {t.get('rows', 0):,} rows x {t.get('width', 0):,} features")
+        lines.append(f"  {_mb(e.nbytes()):>10}  {what}  last used {used}  "
+                     f"{e.meta.get('folder', '?')}")
+    left = _leftovers({p for e in es for p in (e.index_path, e.data_path)}, grace=0) + \
+        _spills(grace=0)
     if left:
         lines.append(f"{len(left)} other file(s), {_mb(_sizes(left))} (older cache files or "
                      "writes in progress; `--cache clear` removes those not in progress)")
@@ -358,7 +418,7 @@ def clear():
     be writing it). Returns a line saying what was removed."""
     es = entries()
     paths = [p for e in es for p in (e.index_path, e.data_path)]
-    paths += _leftovers(set(paths))
+    paths += _leftovers(set(paths)) + _spills()
     size = _sizes(paths)
-    gone = sum(_unlink(p) for p in paths)
-    return f"Removed {len(es)} folder(s), {gone} file(s), {_mb(size)} from {folder()}"
+    gone = sum(_remove(p) for p in paths)
+    return f"Removed {_counted(es)}, {gone} file(s), {_mb(size)} from {folder()}"

@@ -1,17 +1,20 @@
 """The words of a data read's progress, the same in the terminal (`layerloom --run`), the
 editor's Data tab and status bar, and its training status: what is done to what, how far
 ("Reading data.csv: 43% (65 of 152 MB), 38.2 MB/s, 2 s left"; "Decoding faces: 12% (2,400
-of 20,000 images), 6,950 images/s, 3 s left")."""
+of 20,000 images), 6,950 images/s, 3 s left"; a table too large for memory converted to the
+data cache: "Caching data.csv: 40% (4,000,000 of 10,000,000 rows)")."""
 import time
 
-VERBS = {"bytes": "Reading", "listed": "Listing", "files": "Checking", "images": "Decoding"}
+VERBS = {"bytes": "Reading", "listed": "Listing", "files": "Checking", "images": "Decoding",
+         "rows": "Caching"}
 NOUNS = {"listed": "files"}  # what a unit counts, where its name is not that
 RATE_AFTER = 0.5  # seconds of a step before its rate and time left are told
 
 
 def progress_verb(path, unit="bytes"):
     """What is being done: a URL is downloaded; a file read (bytes), an image folder's files
-    listed (listed), their headers checked (files) and its images decoded (images)."""
+    listed (listed), their headers checked (files) and its images decoded (images), a
+    table's rows converted to the cache (rows)."""
     return "Downloading" if "://" in path else VERBS.get(unit, "Reading")
 
 

@@ -10,11 +10,15 @@ import csv
 import io
 import itertools
 import os
+import shutil
+import tempfile
 import warnings
+import weakref
 
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
+from layerloom.data import image_cache
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 DELIMITERS = ",\t;|"
@@ -139,23 +143,45 @@ def _codes(values):
 
 
 def _sorted_codes(codes, seen):
-    """Codes into `seen` (the order first met) as codes into sorted(seen)."""
+    """Codes into `seen` (the order first met) as codes into sorted(seen); a memory-mapped
+    array (a spilled column) is rewritten in place, a block at a time."""
     order = sorted(range(len(seen)), key=seen.__getitem__)
     rank = np.empty(len(seen) + 1, np.int32)
     rank[order] = np.arange(len(seen), dtype=np.int32)
     rank[-1] = -1
+    if isinstance(codes, np.memmap):
+        step = 1 << 20
+        for s in range(0, len(codes), step):
+            codes[s:s + step] = rank[codes[s:s + step]]
+        codes.flush()
+        return codes, [seen[k] for k in order]
     return rank[codes], [seen[k] for k in order]
+
+
+def not_numbers(own):
+    """True per category (and False for the missing code -1, last) that is not a number."""
+    return np.array([not _is_number(v) for v in own] + [False], bool)
 
 
 class Table:
     """The parsed file: columns by name in file order, the file line of each row (where the
     row ends), and its first rows as text (`head`, for the preview)."""
 
-    def __init__(self, path, names, lines, delimiter, header, head, encoding, place):
+    def __init__(self, path, names, lines, delimiter, header, head, encoding, place,
+                 spill=None):
         self.path, self.names, self.lines = path, names, lines
         self.delimiter, self.header, self.head = delimiter, header, head
         self.encoding, self.place = encoding, place
         self.columns, self._index, self._missing_rows = [], {}, {}
+        # spill: the folder whose files hold the columns (memory-mapped, a table too large
+        # to hold in memory), removed with the table or by close()
+        self.spill = spill
+        self._remove = weakref.finalize(self, shutil.rmtree, spill, True) if spill else None
+
+    def close(self):
+        """Remove the files of a spilled table's columns (their maps stay readable)."""
+        if self._remove is not None:
+            self._remove()
 
     def _set_columns(self, columns):
         self.columns = columns
@@ -179,7 +205,7 @@ class Table:
     def reread(self, text_columns):
         """The file read again with these columns (indices) as text."""
         return _read(self.path, self.encoding, self.delimiter, self.header, self.place, None,
-                     frozenset(text_columns))
+                     frozenset(text_columns), bool(self.spill))
 
 
 BLOCK_BYTES = 1 << 20  # read from the file at a time (and progress reported after each)
@@ -226,10 +252,14 @@ class _Restart(Exception):
         self.columns = columns
 
 
-def read(path, delimiter="auto", header="auto", place="dataset.path", progress=None):
+def read(path, delimiter="auto", header="auto", place="dataset.path", progress=None,
+         spill=None):
     """The file as a Table, read in blocks of BLOCK_BYTES and converted to arrays every
     CHUNK_CELLS fields (never the whole file as text). progress(path, bytes_read, file_bytes)
-    after each block. UTF-8 (with or without BOM), else Latin-1."""
+    after each block. UTF-8 (with or without BOM), else Latin-1. spill: True writes the
+    columns to files (in the cache's folder) as they are read, the table's arrays memory-maps
+    of them (Table.spill; removed with the table); None: so for a table too large for the
+    memory available (`streams`); False: never."""
     if not os.path.isfile(path):
         raise DataError(f"data file not found: {path}", place)
     try:
@@ -243,7 +273,8 @@ def read(path, delimiter="auto", header="auto", place="dataset.path", progress=N
         text_columns = frozenset()
         while True:
             try:
-                return _read(path, enc, delimiter, header, place, progress, text_columns)
+                return _read(path, enc, delimiter, header, place, progress, text_columns,
+                             spill)
             except UnicodeDecodeError:
                 break
             except _Restart as r:
@@ -256,7 +287,27 @@ def _blank(row):
     return not row or (not row[0].strip() and not any(c.strip() for c in row))
 
 
-def _read(path, enc, delimiter, header, place, progress, text_columns):
+def _read(path, enc, delimiter, header, place, progress, text_columns, spill=False):
+    folder = [None]  # the spill folder, once made: removed when the read fails
+    try:
+        return _read_into(path, enc, delimiter, header, place, progress, text_columns, spill,
+                          folder)
+    except BaseException:
+        if folder[0]:
+            shutil.rmtree(folder[0], True)
+        raise
+
+
+def _spill_folder(nbytes):
+    """A new folder for a table's columns, in the cache's folder (the disk the cache is
+    on); a cache that cannot be written is said as image_cache says it."""
+    root = image_cache.folder()
+    with image_cache.said(root, nbytes, "table"):
+        os.makedirs(root, exist_ok=True)
+        return tempfile.mkdtemp(prefix=image_cache.SPILL_PREFIX, dir=root)
+
+
+def _read_into(path, enc, delimiter, header, place, progress, text_columns, spill, folder):
     with _open_text(path, enc, progress) as text:
         sniffed = []
         for _ in range(50):
@@ -288,9 +339,12 @@ def _read(path, enc, delimiter, header, place, progress, text_columns):
             # rows expected, from the file's size and its first lines' length: each column's
             # array is made that long once (pages never written take no memory)
             line = max(1, sum(map(len, sniffed)) // max(1, len(sniffed)))
-            _check_fits(path, os.path.getsize(path) // line, len(names), place)
+            rows = os.path.getsize(path) // line
+            if spill or spill is None and streams(rows, len(names)):
+                folder[0] = _spill_folder(4 * rows * len(names))
             expect = os.path.getsize(path) // line * 5 // 4 + 64
-            reading = _Columns(path, names, has_header, delim, place, text_columns, expect)
+            reading = _Columns(path, names, has_header, delim, place, text_columns, expect,
+                               folder[0])
             reading.add(first, first_lines)
             offset = reader.line_num  # lines read so far
             chunk = max(1, CHUNK_CELLS // max(1, len(names)))
@@ -321,12 +375,19 @@ def _read(path, enc, delimiter, header, place, progress, text_columns):
 class _Growing:
     """An array appended to chunk by chunk, in one buffer made `expect` long at first (the
     pages never written take no memory) and enlarged by half when that falls short: a column
-    is never held twice, as its chunks and their concatenation."""
+    is never held twice, as its chunks and their concatenation. spill: (a _Spill, the
+    column's row in it): the chunks are written there instead, as `dtype`."""
 
-    def __init__(self, expect):
+    def __init__(self, expect, spill=None, dtype=None):
         self.expect, self.buf, self.n = expect, None, 0
+        self.spill, self.dtype = spill, dtype
 
     def append(self, a):
+        if self.spill is not None:
+            matrix, j = self.spill
+            matrix.put(j, self.n, np.asarray(a), self.dtype)
+            self.n += len(a)
+            return
         end = self.n + len(a)
         if self.buf is None:
             self.buf = np.empty(max(self.expect, end), a.dtype)
@@ -338,21 +399,70 @@ class _Growing:
         self.n = end
 
     def array(self):
-        return self.buf[:self.n]
+        if self.spill is None:
+            return self.buf[:self.n]
+        matrix, j = self.spill
+        return matrix.column(j, self.dtype)[:self.n]
+
+
+class _Spill:
+    """The columns of a table too large for memory as the rows of one memory-mapped file (a
+    column's values one after the other: float32 numbers and int32 codes, or int64 line
+    numbers), `capacity` values a column (its blocks reserved at once), made again half as
+    long again when that falls short. One file, not one per column: a file open per column
+    would exceed the open files allowed for wide tables."""
+
+    def __init__(self, folder, name, columns, capacity, dtype):
+        self.folder, self.name, self.columns, self.dtype = folder, name, columns, dtype
+        self.capacity, self.filled, self.made, self.m = max(1, capacity), 0, 0, None
+        self.m = self._new(self.capacity)
+
+    def _new(self, capacity):
+        self.made += 1
+        path = os.path.join(self.folder, f"{self.name}.{self.made}.bin")
+        with image_cache.said(os.path.dirname(self.folder),
+                              self.columns * capacity * np.dtype(self.dtype).itemsize,
+                              "table"):
+            m = np.memmap(path, self.dtype, "w+", shape=(self.columns, capacity))
+            image_cache.allocate(path)  # a full disk said now, not a crash when written
+        if self.m is not None:
+            m[:, :self.filled] = self.m[:, :self.filled]
+            old, self.m = self.m.filename, None
+            os.unlink(old)
+        return m
+
+    def put(self, j, at, a, dtype):
+        end = at + len(a)
+        if end > self.capacity:
+            self.capacity = max(end, self.capacity * 3 // 2)
+            self.m = self._new(self.capacity)
+        self.column(j, dtype)[at:end] = a
+        self.filled = max(self.filled, end)
+
+    def column(self, j, dtype):
+        row = self.m[j]
+        return row if dtype is None or np.dtype(dtype) == row.dtype else row.view(dtype)
 
 
 class _Columns:
     """Columns growing chunk by chunk: numbers as float32 arrays, text as int32 codes, each
     in a buffer sized for `expect` rows."""
 
-    def __init__(self, path, names, has_header, delim, place, text_columns, expect=1024):
+    def __init__(self, path, names, has_header, delim, place, text_columns, expect=1024,
+                 spill=None):
         self.path, self.names, self.header, self.delim = path, names, has_header, delim
-        self.place, self.text_columns = place, text_columns
+        self.place, self.text_columns, self.spill = place, text_columns, spill
         self.kinds = None  # per column: True numeric, False text
-        self.parts = [_Growing(expect) for _ in names]
+        if spill is None:
+            self.parts = [_Growing(expect) for _ in names]
+            self.lines = _Growing(expect)
+        else:  # 4 bytes a field, in one file; the line numbers as int64 in another
+            columns = _Spill(spill, "columns", len(names), expect, np.float32)
+            self.parts = [_Growing(expect, (columns, j)) for j in range(len(names))]
+            self.lines = _Growing(expect, (_Spill(spill, "lines", 1, expect, np.int64), 0))
         self.missing = [[] for _ in names]  # numeric columns: missing rows
         self.seen = [{} for _ in names]  # text columns: value -> code, in the order first met
-        self.lines, self.head, self.n, self.error = _Growing(expect), [], 0, None
+        self.head, self.n, self.error = [], 0, None
         self.switched, self.rows_seen = set(), 0
 
     def add(self, rows, lines):
@@ -372,6 +482,8 @@ class _Columns:
         if self.kinds is None:
             self.kinds = [j not in self.text_columns and _all_numbers(col)
                           for j, col in enumerate(columns)]
+            for part, kind in zip(self.parts, self.kinds):
+                part.dtype = np.float32 if kind else np.int32
         n = len(rows)
         for j, col in enumerate(columns):
             if self.kinds[j]:
@@ -445,7 +557,7 @@ class _Columns:
         if self.error:
             raise DataError(self.error, self.place)
         t = Table(self.path, self.names, self.lines.array(), self.delim, self.header,
-                  self.head, enc, self.place)
+                  self.head, enc, self.place, self.spill)
         columns = []
         for j, name in enumerate(self.names):
             parts, self.parts[j] = self.parts[j], None
@@ -455,7 +567,7 @@ class _Columns:
                 if len(self.missing[j]) < len(data):
                     columns.append(Column(t, j, name, True, data=data))
                     continue
-                codes = np.full(len(data), -1, np.int32)  # nothing present: no numbers
+                codes = self._none_present(parts, j, len(data))  # nothing present: no numbers
                 del data
             else:
                 codes = parts.array()
@@ -465,9 +577,31 @@ class _Columns:
         t._set_columns(columns)
         return t
 
+    def _none_present(self, parts, j, n):
+        """The codes (-1) of a column with no value present (spilled: in its own place)."""
+        if self.spill is None:
+            return np.full(n, -1, np.int32)
+        matrix, _ = parts.spill
+        codes = matrix.column(j, np.int32)[:n]
+        codes[:] = -1
+        return codes
+
+
+# a table is read into files (spilled) and converted to the cache when its columns and arrays
+# would take more than this fraction of the memory available (docs/performance.md says why)
+STREAM_FRACTION = 0.5
+
 
 def _available_bytes():
-    """The memory available to a new allocation (Linux's MemAvailable), None where unknown."""
+    """The memory available to a new allocation: $LAYERLOOM_MEMORY_AVAILABLE (bytes) where
+    set, else Linux's MemAvailable; None where unknown."""
+    given = os.environ.get("LAYERLOOM_MEMORY_AVAILABLE", "").strip()
+    if given:
+        try:
+            return int(given)
+        except ValueError:
+            raise DataError(f"expected a number of bytes, got {quote(given)}",
+                            "LAYERLOOM_MEMORY_AVAILABLE") from None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -478,22 +612,36 @@ def _available_bytes():
     return None
 
 
-def _check_fits(path, rows, columns, place):
-    """Refuse, before reading, a table whose columns and the model's arrays made of them (4
-    bytes a field each, at least) cannot fit in the memory available: tables larger than
-    memory are not read in pieces (a clear message rather than the system ending the
-    process)."""
-    need, free = 2 * 4 * rows * columns, _available_bytes()
-    if free is not None and need > free:
-        raise DataError(f"{path}: about {rows:,} rows x {columns} columns need at least "
-                        f"{_size(need)} of memory, and {_size(free)} is available; tables "
-                        "larger than memory are not supported: use fewer rows or columns, or "
-                        "save the arrays as .npy files (the npy source reads them "
-                        "memory-mapped, a batch at a time)", place)
+def streams(rows, columns):
+    """True when a table's columns and the model's arrays made of them (4 bytes a field
+    each, at least) would take more than STREAM_FRACTION of the memory available: it is then
+    read into files and converted once to the memory-mapped cache (data/table_cache.py)."""
+    free = _available_bytes()
+    return free is not None and 2 * 4 * rows * columns > free * STREAM_FRACTION
 
 
-def _size(b):
-    return f"{b / 2 ** 30:.1f} GB" if b >= 2 ** 30 else f"{b / 2 ** 20:.1f} MB"
+def estimate(path, delimiter="auto"):
+    """(rows, columns) of a file guessed from its size and first lines, as `read` guesses
+    them (None where the file cannot be read: `read` says why)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(1 << 16)
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    text = start.decode("utf-8-sig", "replace")
+    lines = text.splitlines(True)[:50]
+    if len(lines) > 1 and len(start) == 1 << 16:
+        lines = lines[:-1]  # the last one may be cut
+    if not lines:
+        return None
+    delim = sniff_delimiter("".join(lines), path) if delimiter in (None, "auto") else delimiter
+    try:
+        first = next((r for r in csv.reader(lines, delimiter=delim) if not _blank(r)), None)
+    except csv.Error:
+        return None
+    line = max(1, sum(map(len, lines)) // len(lines))
+    return (size // line, len(first)) if first else None
 
 
 def _float32(a):
@@ -586,7 +734,7 @@ def column_values(table, name, encoding, categories, rows, fill_rows, out=None):
     if encoding == "number":
         if not c.numeric:
             codes, own = c.text()
-            text = np.array([not _is_number(v) for v in own] + [False], bool)
+            text = not_numbers(own)
             bad = text[codes[rows]]
             where = rows if bad.any() else np.arange(len(table))
             bad = text[codes[where]]

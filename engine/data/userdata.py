@@ -6,8 +6,8 @@ import tokenize
 
 import numpy as np
 
-from layerloom.data import idx, imagefolder, preprocess, tabular
-from layerloom.data.preprocess import apply_split, split_of
+from layerloom.data import idx, imagefolder, preprocess, table_cache, tabular
+from layerloom.data.preprocess import apply_split
 from layerloom.data.arrays import Arrays
 from layerloom.core.errors import DataError
 from layerloom.core.sections import Group, MapOf, Option, Path, Size, Str
@@ -21,52 +21,25 @@ MMAP_BYTES = 64 << 20  # larger .npy arrays stay on disk and are read a batch at
 def load_csv(d, path, table=None, progress=None):
     """table: the file already read by tabular.read with d's settings (the Data tab reads it
     for its column view first), else it is read here (progress(path, bytes_read, file_bytes)
-    while it is)."""
-    own = table is None  # the columns' arrays are let go once encoded
-    if own:
+    while it is). A table too large for the memory available (tabular.streams) goes through
+    the data cache (data/table_cache.py: read into files, converted once, trained from
+    memory-mapped); any other is encoded in memory."""
+    if table is None:
+        guess = tabular.estimate(path, d.get("delimiter", "auto"))
+        if guess is not None and tabular.streams(*guess):
+            return table_cache.load(d, path, None, progress)
         table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"),
                              progress=progress)
-    spec = d.get("columns") or {}
-    roles = tabular.roles(table, spec)
-    used = [n for n in table.names if roles[n] != "ignore"]
-    policy = d.get("missing", "error")
-    tabular.check_missing(table, used, policy)
-    rows = None  # all of them: the split's indices are the rows (no arrays of 8 bytes a row)
-    if policy == "drop":
-        rows = np.flatnonzero(~tabular.missing_mask(table, used))
-        if not len(rows):
-            raise DataError(f"{path}: every row has a missing value", "dataset.missing")
-    test, val, seed, shuffle = split_of(d)
-    kept = len(table) if rows is None else len(rows)
-    tr, va, te = (i if rows is None else rows[i]
-                  for i in preprocess.split_indices(kept, test, val, seed, shuffle))
-    saved = ((d.get("fitted") or {}).get("categories") or {})
-    encodings = {}
-    for name in used:
-        enc = (spec.get(name) or {}).get("encoding") or "auto"
-        encodings[name] = tabular.default_encoding(table.column(name), roles[name]) \
-            if enc == "auto" else enc
-    labels = [n for n in used if roles[n] == "label"]
-    # written straight into the float32 matrices: group 0 the features, 1 the labels
-    (x, y), categories = tabular.encode(
-        table, [(n, encodings[n], saved.get(n), int(roles[n] == "label")) for n in used],
-        (tr, va, te), release=own)
-    if len(labels) == 1:
-        y = [m.reshape(-1) for m in y]
-    feature_names = [f for n in used if roles[n] == "feature" for f in (
-        [f"{n}={c}" for c in categories[n]] if encodings[n] == "onehot" else [n])]
-    label_name = labels[0]
-    out = Arrays({"x": x[0], "y": y[0]}, {"x": x[2], "y": y[2]} if len(te) else None,
-                 f"{os.path.basename(path)}: {kept} rows, {len(feature_names)} features, "
-                 f"label {', '.join(labels)}",
-                 len(categories[label_name]) if label_name in categories else None)
-    out.validation = {"x": x[1], "y": y[1]} if len(va) else None
-    out.class_names = categories.get(label_name)
-    out.categories = categories
-    out.feature_names = feature_names
-    out.columns = {"features": [n for n in used if roles[n] == "feature"],
-                   "labels": labels}
-    return out
+        if table.spill:  # read into files after all (the guess was short): the cache
+            try:
+                return table_cache.load(d, path, table, progress)
+            finally:
+                table.close()
+        return table_cache.in_memory(d, table, release=True)  # the columns let go once
+        # encoded
+    if table.spill:
+        return table_cache.load(d, path, table, progress)
+    return table_cache.in_memory(d, table)
 
 
 def load_images(d, path, progress=None):
