@@ -121,17 +121,17 @@ class Model:
         dev = self.rt.device
         total, largest = self.memory_needed()
         have, one = int(dev.global_mem_size), int(dev.max_mem_alloc_size)
-        if largest > memory.MAX_BUFFER_BYTES:
-            raise DeviceError(
-                f"the model needs a buffer of {memory.size_text(largest)} at batch size "
-                f"{self.max_batch}, {memory.INDEX_LIMIT}: lower the batch size or make the "
-                "layer smaller", "graph")
         if total > have or largest > one:
             raise DeviceError(
                 f"the model needs about {memory.size_text(total)} of device memory at batch size "
                 f"{self.max_batch} (its largest buffer {memory.size_text(largest)}); "
                 f"{self.rt.describe()} has {memory.size_text(have)} (at most {memory.size_text(one)} in one buffer): "
                 "make layers smaller or lower the batch size", "graph")
+        if largest > memory.MAX_BUFFER_BYTES:
+            raise DeviceError(
+                f"the model needs a buffer of {memory.size_text(largest)} at batch size "
+                f"{self.max_batch}, {memory.INDEX_LIMIT}: lower the batch size or make the "
+                "layer smaller", "graph")
 
     def _alloc(self, shape):
         return Tensor(self.rt.empty(4 * self.max_batch * int(np.prod(shape))), shape)
