@@ -175,6 +175,21 @@ def test_a_wide_file_takes_linear_work(tmp_path, monkeypatch):
     assert wide <= 12 * max(small, 1) and wide <= 20 * 20000
 
 
+def test_a_table_of_100k_columns_reads_and_a_line_past_the_limit_is_refused(tmp_path,
+                                                                            monkeypatch):
+    """Issue 32, item 4: 100,000 columns go through the project's path (features, a label);
+    a line of more than MAX_COLUMNS fields is refused by its count and the limit, placed, after
+    its first line (before: 1.5M columns took 14 s to read, then the model's arrays)."""
+    assert tabular.MAX_COLUMNS >= 100_000
+    _name_reads(tmp_path, monkeypatch, 100_000)
+    n = tabular.MAX_COLUMNS + 1
+    path = write(tmp_path / "wide.csv", ",".join(["1"] * n) + "\n" + ",".join(["2"] * n) + "\n")
+    with pytest.raises(DataError) as e:
+        tabular.read(path)
+    assert f"{n:,} columns" in e.value.message and f"{tabular.MAX_COLUMNS:,}" in \
+        e.value.message and ".npy" in e.value.message
+
+
 def _traced_peak(fn):
     """(result, peak bytes numpy and Python allocated while fn ran)."""
     import tracemalloc

@@ -211,6 +211,9 @@ class Table:
 BLOCK_BYTES = 1 << 20  # read from the file at a time (and progress reported after each)
 CHUNK_CELLS = 1 << 18  # fields parsed before they are converted to arrays
 HEAD_ROWS = 200  # rows kept as text for the Data tab's preview
+# the widest table read: 100,000 columns read in about a second; past this a line is refused
+# after it is parsed (1.5M fields took 14 s to read, and the model's arrays more)
+MAX_COLUMNS = 500_000
 
 
 class _Counting(io.RawIOBase):
@@ -324,6 +327,10 @@ def _read_into(path, enc, delimiter, header, place, progress, text_columns, spil
             for row in reader:
                 if _blank(row):
                     continue
+                if len(row) > MAX_COLUMNS:  # at its first line, not after 20 of them
+                    raise DataError(f"{path}, line {reader.line_num}: {len(row):,} columns; "
+                                    f"at most {MAX_COLUMNS:,} are read (a table this wide: "
+                                    "as an .npy array)", place)
                 first.append(row)
                 first_lines.append(reader.line_num)
                 if len(first) > 20:
