@@ -176,6 +176,14 @@ def _interruptible():
             signal.signal(s, h)
 
 
+def reading_line(dataset):
+    """The first line of a run: what it reads, said before reading (a small file shows no
+    percentages, and a Keras set took a second and a half of silence to prepare)."""
+    d = dataset or {}
+    what = d.get("path") or d.get("name") or "(none)"
+    return f"Reading the data: {what} ({d.get('source') or 'no source'})\n"
+
+
 def run(args, out=sys.stdout, proj=None, record_into=None):
     """proj: the project already loaded and changed (a sweep's trial; args.run names its
     file); record_into: {"folder", "extra"}, where the run's record goes (default the output
@@ -184,6 +192,8 @@ def run(args, out=sys.stdout, proj=None, record_into=None):
     from layerloom.data.prepare import prepare_data
     path = args.run
     proj = proj if proj is not None else projectfile.load(path)
+    out.write(reading_line(proj.dataset))
+    out.flush()
     runtime = start_runtime(proj, args.device, out)
     warming = warm_up(proj, runtime, args.batch_size, args.seed)
     try:
