@@ -75,10 +75,12 @@ __kernel void zero_masked(__global float* y, __global const float* M)
 inline float sigm(const float x) { return 1.0f / (1.0f + exp(-x)); }
 
 // LSTM step: g (n, 4u) holds pre-activations at goff and receives the activated gates;
-// c_t = f c_{t-1} + i g~, h_t = o tanh(c_t). first: c_{t-1} = 0. Global size (u, n).
+// c_t = f c_{t-1} + i g~, h_t = o act(c_t), g~ = act(.) (tanh; a ConvLSTM2D's may be another
+// whose derivative its output gives, as rnn_act_grad's). first: c_{t-1} = 0. Global size (u, n).
 __kernel void lstm_cell(__global float* g, const int goff, __global float* C, const int cprev,
                         const int cnow, __global float* H, const int hnow, const int first,
-                        __global const float* M, const int has_mask, const int T, const int ts)
+                        __global const float* M, const int has_mask, const int T, const int ts,
+                        const int act)
 {
     const int j = get_global_id(0), b = get_global_id(1), u = get_global_size(0);
     if (!kept(M, has_mask, b, T, ts)) {  // carried: c_t = c_{t-1}, h_t = h_{t-1}
@@ -88,13 +90,13 @@ __kernel void lstm_cell(__global float* g, const int goff, __global float* C, co
         return;
     }
     __global float* gr = g + goff + b * 4 * u;
-    const float i = sigm(gr[j]), f = sigm(gr[u + j]), cc = tanh(gr[2 * u + j]),
+    const float i = sigm(gr[j]), f = sigm(gr[u + j]), cc = act_fwd(act, gr[2 * u + j]),
                 o = sigm(gr[3 * u + j]);
     gr[j] = i; gr[u + j] = f; gr[2 * u + j] = cc; gr[3 * u + j] = o;
     const float cp = first ? 0.0f : C[cprev + b * u + j];
     const float c = f * cp + i * cc;
     C[cnow + b * u + j] = c;
-    H[hnow + b * u + j] = o * tanh(c);
+    H[hnow + b * u + j] = o * act_fwd(act, c);
 }
 
 // LSTM step backward. dh: total gradient of h_t (at dhoff in dH); dc: carried gradient of c_t
@@ -103,7 +105,7 @@ __kernel void lstm_cell_grad(__global const float* g, const int goff, __global c
                              const int cprev, const int cnow, __global float* dH,
                              const int dhoff, __global float* dc, __global float* dG,
                              const int first, __global const float* M, const int has_mask,
-                             const int T, const int ts)
+                             const int T, const int ts, const int act)
 {
     const int j = get_global_id(0), b = get_global_id(1), u = get_global_size(0);
     __global const float* gr = g + goff + b * 4 * u;
@@ -114,13 +116,13 @@ __kernel void lstm_cell_grad(__global const float* g, const int goff, __global c
         return;
     }
     const float i = gr[j], f = gr[u + j], cc = gr[2 * u + j], o = gr[3 * u + j];
-    const float c = C[cnow + b * u + j], tc = tanh(c);
+    const float c = C[cnow + b * u + j], tc = act_fwd(act, c);
     const float cp = first ? 0.0f : C[cprev + b * u + j];
     const float dh = dH[dhoff + b * u + j];
-    const float dct = dc[b * u + j] + dh * o * (1.0f - tc * tc);
+    const float dct = dc[b * u + j] + dh * o * act_grad(act, c, tc);
     dr[j] = dct * cc * i * (1.0f - i);
     dr[u + j] = dct * cp * f * (1.0f - f);
-    dr[2 * u + j] = dct * i * (1.0f - cc * cc);
+    dr[2 * u + j] = dct * i * act_grad(act, cc, cc);  // through its output: no NEEDS_INPUT
     dr[3 * u + j] = dh * tc * o * (1.0f - o);
     dc[b * u + j] = dct * f;
 }

@@ -37,16 +37,18 @@ class RnnOps:
         if rows:
             self._k("rnn", "zero_masked")(self.q, (D, rows), None, y, M)
 
-    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first, mask=None):
+    # act: the cell's activation (tanh; ConvLSTM2D's may be another differentiated through its
+    # output, as rnn_act_grad's); the gates' is the sigmoid
+    def lstm_cell(self, g, goff, C, cprev, cnow, H, hnow, n, u, first, mask=None, act="tanh"):
         self._k("rnn", "lstm_cell")(
             self.q, (u, n), None, g, goff, C, cprev, cnow, H, hnow, int(first),
-            *self._mask(mask))
+            *self._mask(mask), ACT_ID[act])
 
     def lstm_cell_grad(self, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, n, u, first,
-                       mask=None):
+                       mask=None, act="tanh"):
         self._k("rnn", "lstm_cell_grad")(
             self.q, (u, n), None, g, goff, C, cprev, cnow, dH, dhoff, dc, dG, int(first),
-            *self._mask(mask))
+            *self._mask(mask), ACT_ID[act])
 
     def gru_cell(self, XW, HU, xoff, gates, H, hprev, hnow, n, u, first, mask=None):
         self._k("rnn", "gru_cell")(

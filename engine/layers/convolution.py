@@ -259,13 +259,32 @@ def _conv_axes(g, rank):
 _TO_OIK = {1: (2, 1, 0), 2: (3, 2, 0, 1), 3: (4, 3, 0, 1, 2)}
 
 
+def onnx_conv_attrs(axes):
+    """ONNX Conv's attributes from _conv_axes' per-axis (before, after, window, stride,
+    dilation)."""
+    return dict(kernel_shape=[a[2] for a in axes], strides=[a[3] for a in axes],
+                dilations=[a[4] for a in axes], pads=[a[0] for a in axes] + [a[1] for a in axes])
+
+
+def torch_conv_padding(axes):
+    """(the nn.ConvNd/F.convNd padding argument or "", F.pad's amounts or None) from
+    _conv_axes' per-axis amounts: the module's padding where each axis pads both sides alike,
+    else F.pad's (the last axis first) before an unpadded convolution."""
+    rank = len(axes)
+    if all(before == after for before, after, *_ in axes):
+        if not any(before for before, *_ in axes):
+            return "", None
+        amounts = tuple(a[0] for a in axes) if rank > 1 else axes[0][0]
+        return f", padding={amounts}", None
+    return "", tuple(v for before, after, *_ in reversed(axes) for v in (before, after))
+
+
 def _conv_onnx(b, n):
     p, layer = n.params, n.layer
     rank = layer.rank
     axes = _conv_axes(layer.geometry(p, n.in_shapes[0]), rank)
     w = n.w["kernel"].transpose(_TO_OIK[rank])
-    attrs = dict(kernel_shape=[a[2] for a in axes], strides=[a[3] for a in axes],
-                 dilations=[a[4] for a in axes], pads=[a[0] for a in axes] + [a[1] for a in axes])
+    attrs = onnx_conv_attrs(axes)
     inputs = [onnx_channels_first(b, n.x[0], rank), b.const(np.ascontiguousarray(w),
                                                             f"{n.id}/kernel")]
     if p["use_bias"]:
@@ -334,13 +353,8 @@ def _conv_torch(t, n):
     rank, g = layer.rank, layer.geometry(p, n.in_shapes[0])
     axes = _conv_axes(g, rank)
     both = lambda i: tuple(a[i] for a in axes) if rank > 1 else axes[0][i]  # noqa: E731
-    args = f"{both(2)}, stride={both(3)}, dilation={both(4)}"
-    if all(before == after for before, after, *_ in axes):
-        if any(before for before, *_ in axes):
-            args += f", padding={both(0)}"
-        pads = None
-    else:  # F.pad: the last axis first
-        pads = tuple(v for before, after, *_ in reversed(axes) for v in (before, after))
+    padding, pads = torch_conv_padding(axes)
+    args = f"{both(2)}, stride={both(3)}, dilation={both(4)}{padding}"
     if p.get("groups", 1) > 1:
         args += f", groups={p['groups']}"
     init = _conv_torch_module(t, n, f"nn.Conv{rank}d({g.C}, {p['filters']}, {args}")
