@@ -142,7 +142,10 @@ def test_layer_matches_engine(rt, rng, type_id, params, shapes):
 def test_every_layer_type_has_a_converter():
     missing = [l.type_id for l in layer_types()
                if not l.is_input and l.type_id not in onnx_layers.CONVERTERS]
-    assert not missing
+    # the host layers (text: strings in) have no ONNX form and say why (refused by name)
+    assert missing == [l.type_id for l in layer_types() if getattr(l, "host", False)
+                       and l.no_form.get("onnx")] == ["IntegerLookup", "StringLookup",
+                                                      "TextVectorization"]
     assert set(onnx_layers.LAYER_OPS) == set(onnx_layers.CONVERTERS)
 
 

@@ -158,7 +158,7 @@ def test_a_broken_plugin_is_reported_once_and_the_built_ins_work(install):
         dense = registry.get_layer("Dense")
         names = [s.name for s in sources.all_sources()]
     assert dense is not None and dense.__class__.__name__ == "Dense"  # not the plugin's
-    assert names == ["synthetic", "keras", "npz", "csv", "images", "npy"]
+    assert names == ["synthetic", "keras", "npz", "csv", "images", "npy", "text_folder"]
     lines = plugins.problems()
     assert len(lines) == len(said) == 3
     assert "'missing' (llplug_not_there from llplug 1.0)" in lines[0]

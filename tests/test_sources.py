@@ -78,10 +78,10 @@ def test_a_new_source_is_one_declaration(constant_source):
 
 def test_every_source_is_declared_and_unknown_ones_are_refused():
     assert [s.name for s in sources.all_sources()] == ["synthetic", "keras", "npz", "csv",
-                                                      "images", "npy"]
+                                                      "images", "npy", "text_folder"]
     msg = problems({"source": "parquet", "path": "a.parquet"})
     assert 'dataset.source: expected one of "synthetic", "keras", "npz", "csv", "images", ' \
-        '"npy"; got \'parquet\'' in msg
+        '"npy", "text_folder"; got \'parquet\'' in msg
     assert "dataset.path" not in msg  # a key of an unknown source is not judged
     with pytest.raises(ValueError, match="registered twice"):
         sources.register(sources.get("csv"))

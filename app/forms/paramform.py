@@ -25,6 +25,9 @@ def shown(p, value):
         return value
     if p.kind == "shape" and isinstance(value, (list, tuple)):
         return p.text(value)
+    if p.kind in ("token", "vocabulary"):  # the text layers': empty for none (null)
+        return "" if value is None else value if isinstance(value, str) else (
+            json.dumps(value, ensure_ascii=False) if p.kind == "vocabulary" else str(value))
     return json.dumps(p.to_json(value))
 
 
@@ -87,6 +90,35 @@ def _float_widget(p, value, commit):
     return w
 
 
+def _typed_tokens(p, text):
+    """A text layer's token or vocabulary as typed: empty is none (null); a vocabulary is a
+    JSON list or words separated by commas; integers for IntegerLookup's."""
+    text = text.strip()
+    if not text:
+        return None
+    if p.kind == "vocabulary" and text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text  # the parameter says what it expected
+    parts = [t.strip() for t in text.split(",")] if p.kind == "vocabulary" else [text]
+    if p.integers:
+        try:
+            parts = [int(t) for t in parts]
+        except ValueError:
+            return text
+    return parts if p.kind == "vocabulary" else parts[0]
+
+
+def _tokens_widget(p, value, commit):
+    """A text layer's special token ("[UNK]") or vocabulary (red, green, blue), as typed; empty:
+    none (a vocabulary then is adapted to the training rows)."""
+    w = QLineEdit(shown(p, value))
+    w.setPlaceholderText("adapted to the training rows" if p.kind == "vocabulary" else "none")
+    w.editingFinished.connect(lambda: commit(_typed_tokens(p, w.text())))
+    return w
+
+
 WIDGETS = {
     "initializer": lambda p, v, c: InitializerWidget(p, v, c),
     "regularizer": lambda p, v, c: RegularizerWidget(p, v, c),
@@ -98,6 +130,8 @@ WIDGETS = {
     "expr": lambda p, v, c: _text_widget(p, v, c, as_json=False),
     "text": lambda p, v, c: _text_widget(p, v, c, as_json=False),
     "layer": lambda p, v, c: InnerLayerWidget(p, v, c),  # a wrapped layer, its own form
+    "token": _tokens_widget,  # the text layers' special tokens and vocabulary
+    "vocabulary": _tokens_widget,
     **NUMBER_WIDGETS,  # padding, factor, axes, per-channel numbers, pairs, margins
 }
 

@@ -8,7 +8,7 @@ counts), computed once per version of the graph.
 from collections import deque
 from types import MappingProxyType
 
-from layerloom.core import analysis
+from layerloom.core import analysis, host
 from layerloom.core.errors import GraphError, ParamError, quote
 from layerloom.core.events import Event
 from layerloom.core.params import validate_params
@@ -367,6 +367,7 @@ class Graph:
                         name = layer.input_ports()[p]
                         out.append(self.node_error(f"input {p} ({name}) is not connected", id,
                                                    "unconnected_input", port=p, port_name=name))
+        out.extend(host.problems(self))  # host layers (text) where they may stand
         return out
 
     def infer_shapes(self):

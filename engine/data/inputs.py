@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
-from layerloom.data import forms, imagefolder, tabular
+from layerloom.data import forms, imagefolder, tabular, userdata
 from layerloom.data.arrays import load_npz
 
 PLACE = "--input"
@@ -29,11 +29,14 @@ class InputFile:
 
 def read(project, path):
     """The file at `path` as the project's inputs (and labels where it has them)."""
+    text = (project.dataset or {}).get("source") == "text_folder"
     if os.path.isdir(path):
-        return _images(project, path)
+        return _texts(project, path) if text else _images(project, path)
     if not os.path.isfile(path):
         raise DataError(f"file not found: {path}", PLACE)
     ext = os.path.splitext(path)[1].lower()
+    if text and ext == ".txt":
+        return _texts(project, path)
     if ext == ".npy":
         return _npy(project, path)
     if ext == ".npz":
@@ -109,18 +112,46 @@ def _table(project, path):
     saved = (d.get("fitted") or {}).get("categories") or {}
     rows = np.arange(len(table))
 
-    def column(name, role):
+    strings = userdata.reads_strings(project)
+
+    def encoding(name, role):
         enc = (spec.get(name) or {}).get("encoding") or "auto"
-        if enc == "auto":
-            enc = tabular.default_encoding(table.column(name), role)
-        return tabular.column_values(table, name, enc, saved.get(name), rows, rows)[0]
-    x = np.concatenate([column(n, "feature") for n in features], 1).astype(np.float32)
-    out = InputFile({"x": x}, description=f"{os.path.basename(path)}: {len(table)} rows")
+        if enc == "auto" and strings and role == "feature" and not table.column(name).numeric:
+            return "text"  # as training delivered it (table_cache.Plan)
+        return tabular.default_encoding(table.column(name), role) if enc == "auto" else enc
+
+    def column(name, role):
+        return tabular.column_values(table, name, encoding(name, role), saved.get(name), rows,
+                                     rows)[0]
+    texts = {n: tabular.strings(table, n, rows) for n in features
+             if encoding(n, "feature") == "text"}
+    others = [n for n in features if n not in texts]
+    x = np.concatenate([column(n, "feature") for n in others], 1).astype(np.float32) if \
+        others else np.zeros((len(table), 0), np.float32)
+    arrays = {"x": x, **texts}
+    if len(texts) == 1 and not others:
+        arrays["x"] = next(iter(texts.values()))
+    out = InputFile(arrays, description=f"{os.path.basename(path)}: {len(table)} rows")
     if labelled:
         ys = [column(n, "label") for n in labelled]
         out.labels = {"y": ys[0].reshape(-1).astype(np.float32) if len(ys) == 1 else
                       np.concatenate(ys, 1).astype(np.float32)}
     return out
+
+
+def _texts(project, path):
+    """A .txt file (one text), or a folder of them, for a model trained on a text folder:
+    "x" the texts, read as UTF-8, one per file (sorted by name)."""
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(".txt"))
+    if not files:
+        raise DataError(f"{path}: no .txt files", PLACE)
+    texts = []
+    for f in files:
+        with open(f, "rb") as fh:
+            texts.append(fh.read().decode("utf-8", errors="replace"))
+    return InputFile({"x": np.array(texts, object)}, names=[os.path.basename(f) for f in files],
+                     description=f"{len(files)} text file(s)")
 
 
 def _images(project, path):

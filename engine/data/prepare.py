@@ -6,7 +6,7 @@ import numpy as np
 from layerloom.core.errors import DataError, quote
 from layerloom.core.graph import fmt_shape
 from layerloom.core import sections
-from layerloom.data import forms as data_forms, preprocess, sources
+from layerloom.data import forms as data_forms, hostrun, preprocess, sources
 
 
 class RunData:
@@ -95,6 +95,8 @@ class _Mapping:
         self.forms, self.raw = data_forms.forms(project), raw
         self.shapes = g.analysis().shapes
         self.ins, self.outs = g.inputs(), g.outputs()
+        # Inputs only host layers read (text): their rows stay raw, strings or integers
+        self.raw_ins = hostrun.host_inputs(g)
         # a node of unknown shape (a layer dropped on the canvas, not yet wired) is the graph's
         # problem, listed as such: no output the data is mapped to
         known = [o for o in self.outs if o in self.shapes]
@@ -157,6 +159,12 @@ class _Mapping:
             what = "the input" if len(self.ins) == 1 else f"array {quote(name)}"
         else:
             place, what = f"dataset.inputs.{nid}", f"array {quote(name)}{tag}"
+        if nid in self.raw_ins:
+            return self.raw_rows(nid, a, what, place)
+        if getattr(a, "dtype", None) is not None and a.dtype.kind in "OUS":
+            raise DataError(f"{what} holds text; Input {quote(nid)} takes numbers: set its "
+                            "dtype to string and read it with a TextVectorization or "
+                            "StringLookup", place)
         form = self.forms.get(name)
         if form is not None:
             a = form.apply(a, what, place, divide=not self.raw, check_range=given)
@@ -172,6 +180,24 @@ class _Mapping:
         rows = preprocess.as_rows(a, np.float32)
         _check_finite(rows, what, place)
         return rows
+
+    def raw_rows(self, nid, a, what, place):
+        """The rows of an Input only host layers read, as they are: strings for a string
+        Input (one per sample: a column of them fills an Input of shape (1,)), else numbers."""
+        a = np.asarray(a)
+        want = self.shapes[nid][0] if nid in self.shapes else None
+        if want is not None and a.ndim == 1 and tuple(want) == (1,):
+            a = a.reshape(-1, 1)
+        if want is not None and a.shape[1:] != tuple(want):
+            raise DataError(f"{what} has samples shaped {fmt_shape(a.shape[1:])}, Input "
+                            f"{quote(nid)} expects {fmt_shape(want)}", place)
+        if self.project.graph.nodes[nid].params.get("dtype") == "string":
+            return np.array([v if isinstance(v, str) else str(v) for v in
+                             a.reshape(-1).tolist()], object).reshape(a.shape)
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"{what} holds {a.dtype} values; Input {quote(nid)} takes numbers "
+                            "(set its dtype to string for text)", place)
+        return a
 
     def target_rows(self, split, nid, tag, x=None):
         place, loss = f"dataset.targets.{nid}", self.losses.get(nid)
@@ -239,13 +265,20 @@ def prepare_data(project, arrays=None, progress=None, raw_inputs=False, given=Fa
             for nid in ys or ():
                 if input_target(m.targets.get(nid)) is not None:
                     ys[nid] = formed[nid]
+    vocabs = {}
+    if not raw_inputs and m.raw_ins:  # host layers: adapted to the training rows, then run
+        g = project.graph
+        vocabs = hostrun.adapt(g, x, hostrun.saved_vocabularies(project))
+        x, x_test = hostrun.run(g, x, vocabs), hostrun.run(g, x_test, vocabs)
+        val = (hostrun.run(g, val[0], vocabs), val[1]) if val else None
     out = RunData(x, y, x_test, y_test, arrays.description)
     out.validation = val
     out.mapping = {"inputs": m.inputs, "targets": m.targets}
     out.class_names = arrays.class_names
     out.fitted = {k: v for k, v in (("normalization", stats),
                                     ("categories", arrays.categories),
-                                    ("columns", arrays.columns)) if v}
+                                    ("columns", arrays.columns),
+                                    ("vocabulary", vocabs)) if v}
     return out
 
 
@@ -262,6 +295,8 @@ def prepare_inputs(project, arrays):
     kind = d.get("normalize") or default_normalization(d)
     saved = (d.get("fitted") or {}).get("normalization") or {}
     for nid in m.ins:
+        if nid in m.raw_ins:
+            continue
         name, shape = m.inputs[nid], m.shapes[nid][0]
         stats = saved.get(name)
         if kind != "none" and not preprocess.matches(stats, kind, shape):
@@ -269,6 +304,10 @@ def prepare_inputs(project, arrays):
                             f"{quote(name)}; use the trained.loom that training wrote",
                             "dataset.fitted")
         x[nid] = preprocess.apply(stats, x[nid])
+    if m.raw_ins:  # host layers, with the vocabularies training adapted
+        g = project.graph
+        x = hostrun.run(g, x, hostrun.vocabularies_for_predict(
+            g, hostrun.saved_vocabularies(project)))
     return x
 
 
@@ -280,6 +319,8 @@ def _normalize(d, m, x, others):
     saved = (d.get("fitted") or {}).get("normalization") or {}
     stats_by_array = {}
     for nid in m.ins:
+        if nid in m.raw_ins:
+            continue
         name = m.inputs[nid]
         stats = saved.get(name)
         if not preprocess.matches(stats, kind, m.shapes[nid][0]):

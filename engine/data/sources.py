@@ -41,7 +41,7 @@ class Source:
 
 
 _SOURCES = {}
-_MODULES = ("synthetic", "keras_sets", "userdata")  # the modules that declare sources
+_MODULES = ("synthetic", "keras_sets", "userdata", "textfolder")  # the modules that declare sources
 _loaded = False
 
 

@@ -35,7 +35,9 @@ class Plan:
     policy "drop"), the split (positions into the kept rows, and the table's rows of each),
     each column's encoding and the categories saved by a previous training."""
 
-    def __init__(self, d, table):
+    def __init__(self, d, table, strings=False):
+        """strings: the model reads a string Input, so a text feature column of encoding auto
+        is delivered as its strings (encoding text)."""
         spec = d.get("columns") or {}
         roles = tabular.roles(table, spec)
         self.used = used = [n for n in table.names if roles[n] != "ignore"]
@@ -55,13 +57,22 @@ class Plan:
         self.encodings = {}
         for name in used:
             enc = (spec.get(name) or {}).get("encoding") or "auto"
+            if enc == "auto" and strings and roles[name] == "feature" and \
+                    not table.column(name).numeric:
+                enc = "text"
             self.encodings[name] = tabular.default_encoding(table.column(name), roles[name]) \
                 if enc == "auto" else enc
+            if self.encodings[name] == "text" and roles[name] != "feature":
+                raise DataError(f"column {quote(name)}: encoding text is for a feature column "
+                                "(its strings go to a string Input)",
+                                f"dataset.columns.{name}.encoding")
         self.labels = [n for n in used if roles[n] == "label"]
         self.features = [n for n in used if roles[n] == "feature"]
+        # text columns: their strings, each an array of its own (data/hostrun.py's layers)
+        self.text = [n for n in self.features if self.encodings[n] == "text"]
         # (name, encoding, saved categories or None, group: 0 the features, 1 the labels)
         self.columns = [(n, self.encodings[n], saved.get(n), int(roles[n] == "label"))
-                        for n in used]
+                        for n in used if n not in self.text]
 
     def facts(self, path, categories):
         """What Arrays tell besides the rows (JSON: an entry of the cache keeps it)."""
@@ -76,13 +87,19 @@ class Plan:
                 "columns": {"features": self.features, "labels": self.labels}}
 
 
-def arrays(facts, x, y):
-    """Arrays of the splits' matrices: x and y [train, validation, test]."""
+def arrays(facts, x, y, texts=None):
+    """Arrays of the splits' matrices: x and y [train, validation, test]; texts: {column:
+    [strings per split]}, arrays named by their column (and "x", where a lone text column is
+    the only feature)."""
     if facts["labels"] == 1:
         y = [m.reshape(-1) for m in y]
-    out = Arrays({"x": x[0], "y": y[0]}, {"x": x[2], "y": y[2]} if len(x[2]) else None,
+    texts = dict(texts or {})
+    if len(texts) == 1 and x[0].shape[1] == 0:
+        texts["x"] = next(iter(texts.values()))
+    parts = [{"x": x[i], "y": y[i], **{k: v[i] for k, v in texts.items()}} for i in range(3)]
+    out = Arrays(parts[0], parts[2] if len(x[2]) else None,
                  facts["description"], facts["classes"])
-    out.validation = {"x": x[1], "y": y[1]} if len(x[1]) else None
+    out.validation = parts[1] if len(x[1]) else None
     out.class_names = facts["class_names"]
     out.categories = facts["categories"]
     out.feature_names = facts["feature_names"]
@@ -90,11 +107,12 @@ def arrays(facts, x, y):
     return out
 
 
-def in_memory(d, table, release=False):
-    """The splits encoded into float32 matrices in memory."""
-    plan = Plan(d, table)
+def in_memory(d, table, release=False, strings=False):
+    """The splits encoded into float32 matrices in memory; text columns as their strings."""
+    plan = Plan(d, table, strings)
+    texts = {n: [tabular.strings(table, n, rows) for rows in plan.splits] for n in plan.text}
     (x, y), categories = tabular.encode(table, plan.columns, plan.splits, release=release)
-    return arrays(plan.facts(table.path, categories), x, y)
+    return arrays(plan.facts(table.path, categories), x, y, texts)
 
 
 # -- the cache -----------------------------------------------------------------------------
@@ -161,13 +179,13 @@ def _split_arrays(facts, data, positions):
                   [labels[p] for p in positions])
 
 
-def load(d, path, table=None, progress=None):
+def load(d, path, table=None, progress=None, strings=False):
     """The CSV source's arrays through the cache: its entry when the file has one with these
     settings, else the file read into files (or `table`, already read so) and converted.
     progress(path, done, total, unit): bytes while the file is read, "rows" while they are
     converted."""
     ident = identity(path)
-    e = cached(path, d, ident)
+    e = None if strings else cached(path, d, ident)  # text columns: never in the cache
     if e is not None:
         return _from_entry(e)
     own = table is None
@@ -175,15 +193,19 @@ def load(d, path, table=None, progress=None):
         table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"),
                              progress=progress, spill=True)
     try:
-        return _convert(d, path, table, ident, progress)
+        return _convert(d, path, table, ident, progress, strings)
     finally:
         if own:
             table.close()
 
 
-def _convert(d, path, table, ident, progress):
+def _convert(d, path, table, ident, progress, strings=False):
     """The table's kept rows encoded, a block at a time, into a new entry of the cache."""
-    plan = Plan(d, table)
+    plan = Plan(d, table, strings)
+    if plan.text:
+        raise DataError(f"{path}: text columns ({', '.join(map(quote, plan.text))}) are read in "
+                        "memory, and this table is too large for the memory available",
+                        "dataset.columns")
 
     def tick(done=0):  # also during the columns' statistics, before any row is written: 0
         if table.spill:  # rows so far (a call that a cancel or a signal stops at)

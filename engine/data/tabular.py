@@ -23,7 +23,7 @@ from layerloom.data import image_cache
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 DELIMITERS = ",\t;|"
 ROLES = ("feature", "label", "ignore")
-ENCODINGS = ("auto", "onehot", "index", "number")
+ENCODINGS = ("auto", "onehot", "index", "number", "text")
 MISSING_POLICIES = ("error", "drop", "fill")
 
 
@@ -791,6 +791,14 @@ def column_values(table, name, encoding, categories, rows, fill_rows, out=None):
         out = np.zeros((len(rows), len(cats)), np.float32)  # 0 and 1: float32 holds them
     out[np.arange(len(rows)), new] = 1.0
     return out, cats
+
+
+def strings(table, name, rows):
+    """A text column's stripped strings for the given rows (a missing value: ""), as an
+    object array: what a string Input reads (encoding "text")."""
+    codes, own = table.column(name).text()
+    values = np.array(list(own) + [""], object)
+    return values[codes[np.asarray(rows, np.int64)]]
 
 
 def encode(table, columns, splits, release=False):

@@ -18,7 +18,15 @@ from layerloom.data.sources import Source, register
 MMAP_BYTES = 64 << 20  # larger .npy arrays stay on disk and are read a batch at a time
 
 
-def load_csv(d, path, table=None, progress=None):
+def reads_strings(project):
+    """The model has a string Input (text layers): a CSV's text feature columns of encoding
+    auto are delivered as strings."""
+    g = getattr(project, "graph", None)
+    return g is not None and any(g.nodes[n].params.get("dtype") == "string"
+                                 for n in g.inputs())
+
+
+def load_csv(d, path, table=None, progress=None, strings=False):
     """table: the file already read by tabular.read with d's settings (the Data tab reads it
     for its column view first), else it is read here (progress(path, bytes_read, file_bytes)
     while it is). A table too large for the memory available (tabular.streams) goes through
@@ -27,19 +35,20 @@ def load_csv(d, path, table=None, progress=None):
     if table is None:
         guess = tabular.estimate(path, d.get("delimiter", "auto"))
         if guess is not None and tabular.streams(*guess):
-            return table_cache.load(d, path, None, progress)
+            return table_cache.load(d, path, None, progress, strings)
         table = tabular.read(path, d.get("delimiter", "auto"), d.get("header", "auto"),
                              progress=progress)
         if table.spill:  # read into files after all (the guess was short): the cache
             try:
-                return table_cache.load(d, path, table, progress)
+                return table_cache.load(d, path, table, progress, strings)
             finally:
                 table.close()
-        return table_cache.in_memory(d, table, release=True)  # the columns let go once
+        return table_cache.in_memory(d, table, release=True, strings=strings)  # the columns
+        # let go once
         # encoded
     if table.spill:
-        return table_cache.load(d, path, table, progress)
-    return table_cache.in_memory(d, table)
+        return table_cache.load(d, path, table, progress, strings)
+    return table_cache.in_memory(d, table, strings=strings)
 
 
 def load_images(d, path, progress=None):
@@ -131,7 +140,7 @@ register(Source(
           MapOf("columns", COLUMN, 'an object {column: {"role", "encoding"}}',
                 help="Roles and encodings that differ from the guess.")),
     load=lambda d, project, progress=None, table=None: load_csv(
-        d, project.resolve(d["path"]), table, progress),
+        d, project.resolve(d["path"]), table, progress, reads_strings(project)),
     array_names=lambda d, project: ["x", "y"], editor="data_tab", label="CSV/TSV file..."))
 
 register(Source(

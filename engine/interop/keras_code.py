@@ -76,7 +76,9 @@ def graph_lines(project):
         v = names.make(nid)
         in_names[nid] = v
         shape = tuple(int(d) for d in shapes[nid][0])
-        lines.append(f"{v} = keras.Input(shape={kl.fmt(shape)}, name={nid!r})")
+        dtype = g.nodes[nid].params.get("dtype", "float32")
+        lines.append(f"{v} = keras.Input(shape={kl.fmt(shape)}, name={nid!r}"
+                     + (f", dtype={dtype!r})" if dtype != "float32" else ")"))
         if nid in stats:
             nv = names.make(f"{nid}_normalized")
             lines.append(f"{nv} = normalization({nid!r})({v})  # (x - shift) * scale, "
@@ -97,7 +99,7 @@ def graph_lines(project):
         base = names.make(nid)
         out = [base] + [names.make(f"{nid}_{p}") for p in ports[1:]]
         in_shapes = [shapes[e.src][e.src_port] for e in edges]
-        n = KNode(nid, node.type, node.params, node.layer,
+        n = KNode(nid, node.type, host_params(project, nid), node.layer,
                   [tensors[(e.src, e.src_port)] for e in edges], out, in_shapes=in_shapes)
         lines.extend(convert(n))
         classes.update(n.classes)
@@ -124,6 +126,19 @@ def graph_lines(project):
     else:
         lines.append(f"return {model}")
     return lines, stats, weights, classes
+
+
+def host_params(project, nid):
+    """A node's parameters for its Keras layer: a host layer's (text, layers/text.py) with the
+    vocabulary training adapted (dataset.fitted.vocabulary) where none is given."""
+    node = project.graph.nodes[nid]
+    if not getattr(node.layer, "host", False) or node.params.get("vocabulary"):
+        return node.params
+    vocab = (((project.dataset or {}).get("fitted") or {}).get("vocabulary") or {}).get(nid)
+    if not vocab:
+        raise DataError(f"{node.type} layer {quote(nid)} has no vocabulary adapted by training; "
+                        "export the trained.loom that training wrote", "dataset.fitted")
+    return {**node.params, "vocabulary": list(vocab)}
 
 
 def _model_name(project):

@@ -47,10 +47,22 @@ def require_keras():
     return keras
 
 
+def _require_tensorflow(project):
+    """Keras' text layers (StringLookup, IntegerLookup, TextVectorization) run on TensorFlow's
+    string ops whatever the backend: refused by name without it."""
+    import importlib.util
+    hosts = [n for n in project.graph.nodes.values() if getattr(n.layer, "host", False)]
+    if hosts and importlib.util.find_spec("tensorflow") is None:
+        raise KerasMissing(f"{hosts[0].type} layer {hosts[0].id!r}: Keras' {hosts[0].type} "
+                           "needs TensorFlow (its string ops) with any backend: pip install "
+                           "tensorflow-cpu")
+
+
 def _namespace(project, weights_file="weights.npz"):
     """The script's definitions (build_layers, load_layerloom_weights, compile_model...) run
     here, without its main."""
     require_keras()
+    _require_tensorflow(project)
     text = keras_code.code(project, weights_file)
     ns = {"__name__": "layerloom_keras_export", "__file__": os.path.join(
         tempfile.gettempdir(), "train_keras.py")}

@@ -45,7 +45,7 @@ MASK_PASS = {"Dense", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianD
 MASK_USERS = {"GlobalAveragePooling1D", "GlobalAvgPool1D", "Softmax", "Attention",
               "AdditiveAttention", "MultiHeadAttention", "GroupedQueryAttention",
               "TimeDistributed", "Lambda", "Masking"}
-INPUT_DTYPES = re.compile(r"^(float(16|32|64)|bfloat16|u?int(8|16|32|64)|bool)$")
+INPUT_DTYPES = re.compile(r"^(float(16|32|64)|bfloat16|u?int(8|16|32|64)|bool|string)$")
 
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -228,6 +228,9 @@ class _Builder:
     def input_node(self, config, name):
         config = config or {}
         shape = config.get("batch_shape") or config.get("batch_input_shape")
+        if kl.dtype_name(config.get("dtype")) == "string" and isinstance(shape, list) and \
+                len(shape) == 1:
+            shape = shape + [1]  # one string per sample, as Layerloom's string Input holds it
         bad = (not isinstance(shape, list) or len(shape) < 2 or
                any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in shape[1:]))
         if bad:
@@ -241,7 +244,8 @@ class _Builder:
                 self.fail(f"layer {name!r} (InputLayer): option {key}="
                           f"{config.get(key)!r} has no Layerloom form")
         nid = self.new_id(name)
-        self.graph.add_node("Input", {"shape": list(shape[1:])}, id=nid)
+        text = {"dtype": "string"} if dtype == "string" else {}  # for the text layers
+        self.graph.add_node("Input", {"shape": list(shape[1:]), **text}, id=nid)
         return (nid, 0)
 
     def call(self, lay, refs, scope, keys, k, kwargs):

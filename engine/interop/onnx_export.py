@@ -47,7 +47,12 @@ def input_normalization(project):
     saved = (d.get("fitted") or {}).get("normalization") or {}
     shapes = g.analysis().shapes
     out, by_name = {}, forms.forms(project)
+    from layerloom.data.hostrun import host_inputs
+    raw = host_inputs(g)  # read by host layers (text): raw, never normalised
     for nid in ins:
+        if nid in raw:
+            out[nid] = None
+            continue
         name = forms.array_of(project, nid)
         stats = saved.get(name)
         if kind != "none" and not preprocess.matches(stats, kind, shapes[nid][0]):
@@ -151,7 +156,8 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
         b.where = (g, nid)
         convert = CONVERTERS.get(node.type)
         if convert is None:
-            b.fail("no ONNX converter is written for this layer type")
+            b.fail(node.layer.no_form.get("onnx") or
+                   "no ONNX converter is written for this layer type")
         edges = g.in_edges(nid)
         in_shapes = [shapes[e.src][e.src_port] for e in edges]
         n = Node(nid, node.type, node.params, node.layer, [tensors[(e.src, e.src_port)]

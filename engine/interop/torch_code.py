@@ -16,8 +16,10 @@ back in Layerloom's names and layout, which a project's "weights" key reads. Any
 without a PyTorch form raises DataError naming the node (or section), type and option
 (docs/pytorch.md)."""
 import os
+import re
 from dataclasses import dataclass
 
+from layerloom.core import host
 from layerloom.core.errors import DataError, quote
 from layerloom.interop import keras_code, torch_layers as tl
 from layerloom.interop.keras_out_layers import Names, RESERVED
@@ -69,8 +71,9 @@ class TNode:
 
 
 def graph_source(project):
-    """(lines of __init__, lines of forward, TORCH_WEIGHTS)."""
-    g = keras_code._check(project)
+    """(lines of __init__, lines of forward, TORCH_WEIGHTS): the device graph's (host layers,
+    text, run before it in the script's preprocess: host_source)."""
+    g = host.device_graph(keras_code._check(project))
     shapes = g.analysis().shapes
     names = Names()
     names.used |= _RESERVED
@@ -93,8 +96,9 @@ def graph_source(project):
             continue
         convert = tl.CONVERTERS.get(node.type)
         if convert is None:
-            raise DataError(f"{node.type} layer {quote(nid)}: no PyTorch form is written for "
-                            "this layer type", f"graph.nodes.{nid}.type")
+            raise DataError(f"{node.type} layer {quote(nid)}: " + (
+                node.layer.no_form.get("torch") or "no PyTorch form is written for this layer "
+                "type"), f"graph.nodes.{nid}.type")
         ports = node.layer.output_names(node.params)
         if len(ports) > 1 and node.type not in tl.STATE_PORTS:
             raise tl.unsupported(nid, node.type, "return_state", True)
@@ -236,6 +240,28 @@ def loss_table(project):
     return out
 
 
+def host_source(project):
+    """The script's preprocess: the host layers (layers/text.py) in plain Python with the
+    vocabularies training adapted, or, without any, a preprocess that changes nothing."""
+    from layerloom.interop import torch_script
+    from layerloom.layers.text import PUNCTUATION, WHITESPACE
+    g = project.graph
+    if not host.has_host(g):
+        return torch_script.NO_HOST
+    layers = []
+    vocab = {}
+    for nid in host.host_order(g):
+        node = g.nodes[nid]
+        params = keras_code.host_params(project, nid)
+        vocab[nid] = params["vocabulary"]
+        layers.append((nid, node.type, g.in_edges(nid)[0].src,
+                       {k: v for k, v in params.items() if k != "vocabulary"}))
+    values = {"raw_inputs": repr(g.inputs()), "host_layers": repr(layers),
+              "vocabulary": repr(vocab), "punctuation": repr(PUNCTUATION.pattern),
+              "whitespace": repr(WHITESPACE.pattern)}
+    return re.sub(r"@(\w+)@", lambda m: values.get(m[1], m[0]), torch_script.HOST)
+
+
 def code(project, weights_file, script_name="train_torch.py"):
     """The script's text; weights_file: the weights' file name, beside the script."""
     init, fwd, weights, frozen_bn = graph_source(project)
@@ -262,7 +288,8 @@ def code(project, weights_file, script_name="train_torch.py"):
         validation_split=float(t.get("validation_split", 0.0)),
         shuffle=bool(t.get("shuffle", True)),
         normalization=keras_code._fmt_normalization(keras_code._normalization(project)),
-        input_ids=project.graph.inputs(), output_ids=project.graph.outputs(),
+        input_ids=host.device_graph(project.graph).inputs(),
+        output_ids=project.graph.outputs(), host=host_source(project),
         torch_weights="{\n" + wrows + "}" if wrows else "{}",
         init="".join(f"{ind}{line}\n" for line in init) or f"{ind}pass\n",
         forward="".join(f"{ind}{line}\n" for line in fwd), frozen=frozen_source(frozen_bn),

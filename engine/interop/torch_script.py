@@ -38,7 +38,7 @@ TORCH_WEIGHTS = @torch_weights@
 
 # output -> (loss, from_logits, loss weight), Keras' definitions
 LOSSES = @losses@
-
+@host@
 
 class LayerloomModel(nn.Module):
     """The graph, one submodule per node (named by its node id); tensors channels-last."""
@@ -295,6 +295,9 @@ def main(argv=None):
         torch.cuda.set_device(device)
     model = build_model(None if args.no_weights else WEIGHTS).to(device).train()
     x, y, validation, test = load_data()
+    x = preprocess(x)  # the text layers, in plain Python (as they are without)
+    if validation is not None:
+        validation = (preprocess(validation[0]), validation[1])
     xs, ys = _as_dict(x, INPUT_IDS), _as_dict(y, OUTPUT_IDS)
     loss_ids = list(LOSSES)
     if validation is None and VALIDATION_SPLIT:  # Keras' validation_split: the last rows
@@ -363,3 +366,70 @@ def fill(**values):
     return re.sub(r"@(\w+)@", lambda m: (values[m[1]] if isinstance(values[m[1]], str) else
                                          repr(values[m[1]])) if m[1] in PLACES else m[0],
                   TEMPLATE)
+
+
+NO_HOST = '''
+
+def preprocess(inputs):
+    """The raw inputs as the model takes them (this model has no text layers: unchanged)."""
+    return inputs
+'''
+
+# the host layers (StringLookup, IntegerLookup, TextVectorization: layers/text.py) as plain
+# Python, with the vocabularies training adapted
+HOST = '''
+# The text layers run in plain Python before the model (as in Layerloom, on the host):
+# model(preprocess(raw)) takes raw strings; their vocabularies, by node, after the special
+# tokens ("" and [UNK] for TextVectorization; the mask, then the OOV token, for a lookup)
+import re
+
+RAW_INPUT_IDS = @raw_inputs@
+HOST_LAYERS = @host_layers@  # (node, layer, its input, params), in order
+VOCABULARY = @vocabulary@
+_PUNCTUATION = re.compile(@punctuation@)
+_WHITESPACE = re.compile(@whitespace@)
+
+
+def _tokens(text, p):
+    """Keras' standardize (ASCII lower case, punctuation removed) and split."""
+    text = str(text)
+    if p["standardize"] in ("lower", "lower_and_strip_punctuation"):
+        text = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+    if p["standardize"] in ("strip_punctuation", "lower_and_strip_punctuation"):
+        text = _PUNCTUATION.sub("", text)
+    if p["split"] == "whitespace":
+        return [t for t in _WHITESPACE.split(text) if t]
+    return list(text) if p["split"] == "character" else [text]
+
+
+def text_vectorization(rows, p, vocab):
+    index = {t: i for i, t in enumerate(["", "[UNK]"] + vocab)}
+    n = p["output_sequence_length"]
+    out = np.zeros((len(rows), n), np.float32)
+    for r, text in enumerate(np.asarray(rows, object).reshape(len(rows), -1)[:, 0]):
+        ids = [index.get(t, 1) for t in _tokens(text, p)][:n]
+        out[r, :len(ids)] = ids
+    return out
+
+
+def lookup(rows, p, vocab):
+    """StringLookup and IntegerLookup: the OOV index (after a mask token, if any) for unknown
+    tokens."""
+    special = ([] if p["mask_token"] is None else [p["mask_token"]]) + [p["oov_token"]]
+    index = {t: i for i, t in enumerate(list(dict.fromkeys(special)) + vocab)}
+    oov = 0 if p["mask_token"] is None else 1
+    a = np.asarray(rows, object)
+    if p["kind"] == "IntegerLookup":
+        a = np.asarray(rows).astype(np.int64).astype(object)
+    return np.array([index.get(t, oov) for t in a.reshape(-1).tolist()],
+                    np.float32).reshape(a.shape)
+
+
+def preprocess(inputs):
+    """{raw Input id: rows} (or the rows of the one Input) -> the model's inputs."""
+    values = dict(inputs) if isinstance(inputs, dict) else {RAW_INPUT_IDS[0]: inputs}
+    for nid, kind, src, p in HOST_LAYERS:
+        f = text_vectorization if kind == "TextVectorization" else lookup
+        values[nid] = f(values[src], dict(p, kind=kind), VOCABULARY[nid])
+    return {k: values[k] for k in INPUT_IDS}
+'''

@@ -5,7 +5,7 @@ import numpy as np
 from layerloom.core import expr
 from layerloom.core.activations import NAMES, REFERENCE
 from layerloom.core.errors import quote
-from layerloom.core.params import Bool, Expr, Int, Shape
+from layerloom.core.params import Bool, Choice, Expr, Int, Shape
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, register, ShapeError, TorchForm,
                                      Variadic, WeightSpec)
 from layerloom.layers.kit import (activation_param, activation_scratch, alias_backward,
@@ -18,7 +18,10 @@ class Input(Layer):
     type_id = "Input"
     category = "Core"
     help = "Feeds one array of the dataset into the graph. Shape excludes the batch axis."
-    params = (Shape("shape", (2,), help="Per-sample shape, e.g. [784] or [28, 28, 1]."),)
+    params = (Shape("shape", (2,), help="Per-sample shape, e.g. [784] or [28, 28, 1]."),
+              Choice("dtype", "float32", ("float32", "int32", "string"),
+                     help="What its array holds (Keras' dtype): numbers, or strings for a text "
+                          "layer (StringLookup, TextVectorization), which reads it on the host."))
     headline = ("shape",)
     inputs = ()
     is_input = True

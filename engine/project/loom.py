@@ -284,10 +284,12 @@ def problems_of(project):
 # -- writing --------------------------------------------------------------------------------
 def node_dict(node):
     """A node as the file writes it; "trainable" only for a frozen one (older files and
-    unfrozen nodes read the same)."""
+    unfrozen nodes read the same), an Input's dtype only when it is not float32 (issue 28:
+    files of float Inputs are written as before)."""
     decls = {p.name: p for p in node.layer.params}
     d = {"id": node.id, "type": node.type,
-         "params": {k: decls[k].to_json(v) for k, v in node.params.items()}}
+         "params": {k: decls[k].to_json(v) for k, v in node.params.items()
+                    if not (node.layer.is_input and k == "dtype" and v == "float32")}}
     if not node.trainable:
         d["trainable"] = False
     return d

@@ -8,6 +8,7 @@ from layerloom.train.optimizers import OPTIMIZERS
 from layerloom.backend.runtime import Runtime
 from layerloom.train.callbacks import ModelCheckpoint, build as build_callbacks
 from layerloom.train.fit import Trainer, fit
+from layerloom.core import host
 from layerloom.core.errors import ProjectError, quote
 
 
@@ -55,7 +56,10 @@ class Session:
         self.seed = int(t["seed"] if seed is None else seed)
         self.runtime = runtime or Runtime(device)
         self.losses = build_losses(project)
-        self.model = Model(project.graph, self.runtime, self.batch_size, seed=self.seed,
+        # host layers (text) run in numpy before it: the device model starts from their
+        # outputs (core/host.py)
+        self.graph = host.device_graph(project.graph)
+        self.model = Model(self.graph, self.runtime, self.batch_size, seed=self.seed,
                            fused_logits=fused_outputs(project.graph, self.losses),
                            weights=initial_weights)
         opt = t["optimizer"]
@@ -76,7 +80,7 @@ class Session:
         epochs = int(epochs or t["epochs"])
         if resume is not None:
             resume.check(self.project, self.batch_size, self.seed, epochs)
-        adapt_layers(self.model, self.project.graph, data.x)
+        adapt_layers(self.model, self.graph, data.x)
         self.project_callbacks = build_callbacks(t.get("callbacks", []), out_dir)
         for cb in self.project_callbacks:
             if isinstance(cb, ModelCheckpoint):  # the training state beside its weights
