@@ -56,6 +56,16 @@ def problems(graph):
                     f"{node.type} runs on the device, which holds numbers: Input {quote(e.src)} "
                     "gives strings; put a TextVectorization or StringLookup between them",
                     nid, "string_input", src=e.src))
+        if layer.is_input:  # one Input, two preparations: raw for the host, formed for the device
+            readers = [graph.nodes[e.dst] for e in graph.out_edges(nid) if e.dst in graph.nodes]
+            hosts = [r for r in readers if getattr(r.layer, "host", False)]
+            devices = [r for r in readers if not getattr(r.layer, "host", False)]
+            if hosts and devices:
+                out.append(graph.node_error(
+                    f"Input {quote(nid)} feeds a host layer ({hosts[0].type} "
+                    f"{quote(hosts[0].id)}) and a device layer ({devices[0].type} "
+                    f"{quote(devices[0].id)}): give the device layer an Input of its own",
+                    nid, "host_and_device", host=hosts[0].id, device=devices[0].id))
         if getattr(layer, "host", False) and nid not in used:
             # placed in the file, not on the node: a graph being built (an import adds a layer
             # before what reads it) checks each node's own problems as it goes

@@ -240,7 +240,10 @@ def convert(name, cls, config, shapes, keras2=False, place="--import"):
                else "")
         raise DataError(f"layer {name!r} ({cls}): Layerloom has no {cls} layer{why}", place)
     o = Options(name, cls, config, keras2, place)
-    type_id, params = CONVERTERS[cls](o, shapes)
+    try:
+        type_id, params = CONVERTERS[cls](o, shapes)
+    except ParamError as e:  # a layer's reader refusing its config: said with the layer's name
+        raise DataError(f"layer {name!r} ({cls}): {e.message}", place) from None
     o.finish()
     return type_id, params
 

@@ -160,6 +160,16 @@ def _keras_fixed(o, **more):
     o.get("vocabulary_size")  # what the vocabulary gives
 
 
+def _given_vocabulary(vocab, kind):
+    """A Keras text layer whose config holds no vocabulary was adapted in Keras (the vocabulary
+    is then in the .keras archive's assets, which are not read): refused, saying how to keep
+    it, rather than imported to adapt a new vocabulary under the trained embedding."""
+    if not vocab:
+        raise ParamError(f"{kind} has no vocabulary in its config (adapted in Keras, it is in "
+                         "the archive's assets, which are not read): build the layer with "
+                         "vocabulary=layer.get_vocabulary() before saving")
+
+
 def _lookup_keras(cls):
     def write(k, n):
         p = n.params
@@ -173,6 +183,7 @@ def _lookup_keras(cls):
 
     def read(o, shapes):
         _keras_fixed(o, vocabulary_dtype=("string", "int64", "int32"))
+        _given_vocabulary(o.get("vocabulary"), cls.type_id)
         return {name: o.get(name, q.default) for name in
                 ("max_tokens", "num_oov_indices", "mask_token", "oov_token", "vocabulary")
                 for q in cls.params if q.name == name}
@@ -322,6 +333,7 @@ class TextVectorization(_Lookup):
         vocab = o.get("vocabulary")
         if isinstance(vocab, list):  # Keras' get_vocabulary() starts with "" and [UNK]
             vocab = [t for t in vocab if t not in ("", "[UNK]")] or None
+        _given_vocabulary(vocab, "TextVectorization")
         return {"max_tokens": o.get("max_tokens"), "standardize": std or "none",
                 "split": split or "none", "output_mode": "int",
                 "output_sequence_length": o.get("output_sequence_length") or 16,

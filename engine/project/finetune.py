@@ -57,6 +57,16 @@ def carry_normalization(project, dataset):
     dataset.pop("fitted", None)  # the rest (categories) is the new data's, fitted by training
     if stats:
         dataset["fitted"] = {"normalization": stats}
+    return carry_vocabulary(project, dataset)
+
+
+def carry_vocabulary(project, dataset):
+    """The text layers' vocabularies the model was trained with (dataset.fitted.vocabulary,
+    by node id): the kept Embedding's rows belong to those indices, so the new data is read
+    through them, not through a vocabulary adapted on it."""
+    vocab = ((project.dataset or {}).get("fitted") or {}).get("vocabulary")
+    if vocab:
+        dataset.setdefault("fitted", {})["vocabulary"] = copy.deepcopy(vocab)
     return dataset
 
 
@@ -112,6 +122,7 @@ def fine_tune_project(project, weights, cut=None, data=None, classes=None, targe
     elif isinstance(data, dict):
         dataset = absolute_paths(data, project)
         dataset.pop("fitted", None)  # the user's section: its statistics fitted by training
+        carry_vocabulary(project, dataset)  # but the body's vocabularies kept
     elif data is None:
         dataset = absolute_paths(project.dataset, project)
         if not dataset and classes is None and target_shape is None:
