@@ -7,7 +7,7 @@ to a trained model's raw inputs (prepare_inputs) with the saved vocabulary."""
 import numpy as np
 
 from layerloom.core import host
-from layerloom.core.errors import DataError, quote
+from layerloom.core.errors import DataError, LayerloomError, quote
 
 
 def host_inputs(graph):
@@ -19,19 +19,58 @@ def host_inputs(graph):
                                             for e in graph.out_edges(nid))}
 
 
+# the parameters that shape an adapted vocabulary (output_sequence_length does not)
+SHAPING = ("max_tokens", "standardize", "split", "mask_token", "oov_token", "num_oov_indices")
+
+
+def shaped_by(node):
+    """What shaped a host layer's vocabulary: its type and the parameters adapt reads, saved
+    beside it (dataset.fitted.vocabulary_params) as normalisation's kind and shape are."""
+    return {"type": node.type, **{k: node.params[k] for k in SHAPING if k in node.params}}
+
+
 def saved_vocabularies(project):
-    return dict(((project.dataset or {}).get("fitted") or {}).get("vocabulary") or {})
+    """{host node id: (saved vocabulary, the parameters that shaped it or None)}."""
+    fitted = (project.dataset or {}).get("fitted") or {}
+    shapes = fitted.get("vocabulary_params") or {}
+    return {nid: (v, shapes.get(nid)) for nid, v in (fitted.get("vocabulary") or {}).items()}
+
+
+def _differs(node, shaped):
+    """Why a saved vocabulary no longer fits its node ("" where it does)."""
+    now = shaped_by(node)
+    if not isinstance(shaped, dict):
+        return "no record of the parameters that shaped it"
+    diff = [f"{k} {shaped.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(now) | set(shaped))
+            if shaped.get(k) != now.get(k)]
+    return "; ".join(diff)
+
+
+def _checked(node, vocab):
+    """A saved or given vocabulary fits max_tokens with the special tokens."""
+    try:
+        node.layer.check_vocabulary({**node.params, "vocabulary": list(vocab)})
+    except LayerloomError as e:
+        raise DataError(f"{node.type} {quote(node.id)}: {e}", f"graph.nodes.{node.id}") from None
+    return list(vocab)
 
 
 def adapt(graph, x, saved):
     """{host node id: vocabulary}: each given one, else the saved one, else adapted to the
-    training rows x ({Input id: rows}). An empty adapted vocabulary is refused on its node."""
+    training rows x ({Input id: rows}). A saved one is reused only where the parameters that
+    shaped it are the node's (else adapted again, as normalisation's statistics are). An empty
+    adapted vocabulary is refused on its node."""
     vocabs, vals = {}, dict(x)
     for nid in host.host_order(graph):
         node = graph.nodes[nid]
         src = graph.in_edges(nid)[0].src
-        vocab = node.params.get("vocabulary") or saved.get(nid)
-        if not vocab:
+        vocab, shaped = saved.get(nid) or (None, None)
+        if vocab and _differs(node, shaped):
+            vocab = None
+        vocab = node.params.get("vocabulary") or vocab
+        if vocab:
+            vocab = _checked(node, vocab)
+        else:
             vocab = node.layer.adapt_host(node.params, vals[src])
             if not vocab:
                 raise DataError(f"{node.type} {quote(nid)} adapted to the training rows found "
@@ -64,13 +103,20 @@ def run(graph, x, vocabs):
 
 def vocabularies_for_predict(graph, saved):
     """The vocabularies a trained model's raw inputs are looked up in: given or saved by
-    training; a host layer with neither is refused."""
+    training with the node's parameters; a host layer with neither is refused."""
     out = {}
     for nid in host.host_order(graph):
         node = graph.nodes[nid]
-        vocab = node.params.get("vocabulary") or saved.get(nid)
+        vocab = node.params.get("vocabulary")
+        if not vocab:
+            vocab, shaped = saved.get(nid) or (None, None)
+            why = vocab and _differs(node, shaped)
+            if why:
+                raise DataError(f"{node.type} {quote(nid)}: its vocabulary was adapted by "
+                                f"training with other parameters ({why}); train again",
+                                "dataset.fitted")
         if not vocab:
             raise DataError(f"{node.type} {quote(nid)} has no vocabulary adapted by training; "
                             "use the trained.loom that training wrote", "dataset.fitted")
-        out[nid] = list(vocab)
+        out[nid] = _checked(node, vocab)
     return out

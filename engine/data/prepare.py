@@ -278,7 +278,10 @@ def prepare_data(project, arrays=None, progress=None, raw_inputs=False, given=Fa
     out.fitted = {k: v for k, v in (("normalization", stats),
                                     ("categories", arrays.categories),
                                     ("columns", arrays.columns),
-                                    ("vocabulary", vocabs)) if v}
+                                    ("vocabulary", vocabs),
+                                    ("vocabulary_params", {
+                                        nid: hostrun.shaped_by(project.graph.nodes[nid])
+                                        for nid in vocabs})) if v}
     return out
 
 
