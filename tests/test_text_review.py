@@ -77,3 +77,18 @@ def test_an_input_read_by_a_host_layer_and_a_device_layer_is_a_placed_problem():
                                  strict=False)
     problems = [str(p) for p in projectfile.problems_of(proj)]
     assert any("'code'" in p and "host" in p.lower() for p in problems), problems
+
+
+def test_a_keras_text_vectorization_without_a_sequence_length_is_refused_by_name():
+    """Keras' output_sequence_length=None pads each batch to its longest text: no fixed shape.
+    It had become 16 silently (texts cut where Keras keeps them)."""
+    from layerloom.core.errors import DataError
+    from layerloom.interop.keras_in_layers import convert
+    config = {"name": "vec", "max_tokens": 20, "standardize": "lower_and_strip_punctuation",
+              "split": "whitespace", "output_mode": "int", "output_sequence_length": None,
+              "vocabulary": ["good", "bad"]}
+    with pytest.raises(DataError) as e:
+        convert("vec", "TextVectorization", config, [(1,)])
+    assert "'vec'" in e.value.message and "output_sequence_length" in e.value.message
+    config["output_sequence_length"] = 7
+    assert convert("vec", "TextVectorization", config, [(1,)])[1]["output_sequence_length"] == 7

@@ -334,9 +334,12 @@ class TextVectorization(_Lookup):
         if isinstance(vocab, list):  # Keras' get_vocabulary() starts with "" and [UNK]
             vocab = [t for t in vocab if t not in ("", "[UNK]")] or None
         _given_vocabulary(vocab, "TextVectorization")
+        if not o.get("output_sequence_length"):
+            raise ParamError("output_sequence_length None pads each batch to its longest "
+                             "text: Layerloom's shapes are fixed; set output_sequence_length")
         return {"max_tokens": o.get("max_tokens"), "standardize": std or "none",
                 "split": split or "none", "output_mode": "int",
-                "output_sequence_length": o.get("output_sequence_length") or 16,
+                "output_sequence_length": o.get("output_sequence_length"),
                 "vocabulary": vocab}
 
     keras_form = KerasForm("TextVectorization", write=_keras_write, read=_keras_read,
