@@ -64,6 +64,7 @@ def adapt(graph, x, saved):
     for nid in host.host_order(graph):
         node = graph.nodes[nid]
         src = graph.in_edges(nid)[0].src
+        _exact(graph, node, src, vals[src])
         vocab, shaped = saved.get(nid) or (None, None)
         if vocab and _differs(node, shaped):
             vocab = None
@@ -81,6 +82,25 @@ def adapt(graph, x, saved):
     return vocabs
 
 
+FLOAT32_EXACT = 2 ** 24  # float32 holds every integer up to it, not beyond
+
+
+def _exact(graph, node, src, rows):
+    """Integers an IntegerLookup reads as float32 (a column of encoding number, a float32
+    array): above 2^24 distinct ids have merged into one float32; refused, never merged."""
+    if getattr(node.layer, "input_dtype", None) != "int" or src not in graph.inputs():
+        return
+    a = rows if isinstance(rows, np.ndarray) else None
+    if a is None or a.dtype != np.float32 or not a.size:
+        return
+    top = float(np.abs(a).max())
+    if top > FLOAT32_EXACT:
+        raise DataError(f"{node.type} {quote(node.id)} reads Input {quote(src)} as float32, "
+                        f"and its values reach {top:.0f}, above 2^24 where distinct integers "
+                        "merge: give the column (or array) as integers (a CSV column's encoding "
+                        "auto, an int64 .npy)", f"graph.nodes.{src}")
+
+
 def _apply(node, rows, vocab):
     try:
         return node.layer.apply_host(node.params, rows, vocab)
@@ -96,7 +116,9 @@ def run(graph, x, vocabs):
     vals = dict(x)
     for nid in host.host_order(graph):
         node = graph.nodes[nid]
-        vals[nid] = _apply(node, vals[graph.in_edges(nid)[0].src], vocabs[nid])
+        src = graph.in_edges(nid)[0].src
+        _exact(graph, node, src, vals[src])
+        vals[nid] = _apply(node, vals[src], vocabs[nid])
     ins = host.device_graph(graph).inputs()
     return {nid: np.ascontiguousarray(vals[nid], np.float32) for nid in ins}
 

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
-from layerloom.data import forms, imagefolder, tabular, userdata
+from layerloom.data import forms, imagefolder, table_cache, tabular, userdata
 from layerloom.data.arrays import load_npz
 
 PLACE = "--input"
@@ -112,19 +112,24 @@ def _table(project, path):
     saved = (d.get("fitted") or {}).get("categories") or {}
     rows = np.arange(len(table))
 
-    strings = userdata.reads_strings(project)
+    raw = userdata.raw_arrays(project)
+    strings = "string" in raw.values() if raw else userdata.reads_strings(project)
+    kinds = table_cache.raw_kinds(raw, features)
 
-    def encoding(name, role):
+    def encoding(name, role):  # as training delivered it (table_cache.Plan)
         enc = (spec.get(name) or {}).get("encoding") or "auto"
+        if enc == "auto" and role == "feature" and kinds.get(name):
+            return "text" if kinds[name] == "string" else table_cache.INTEGER
         if enc == "auto" and strings and role == "feature" and not table.column(name).numeric:
-            return "text"  # as training delivered it (table_cache.Plan)
+            return "text"
         return tabular.default_encoding(table.column(name), role) if enc == "auto" else enc
 
     def column(name, role):
         return tabular.column_values(table, name, encoding(name, role), saved.get(name), rows,
                                      rows)[0]
-    texts = {n: tabular.strings(table, n, rows) for n in features
-             if encoding(n, "feature") == "text"}
+    texts = {n: tabular.strings(table, n, rows) if encoding(n, "feature") == "text" else
+             table_cache.integers(table, n, rows) for n in features
+             if encoding(n, "feature") in ("text", table_cache.INTEGER)}
     others = [n for n in features if n not in texts]
     x = np.concatenate([column(n, "feature") for n in others], 1).astype(np.float32) if \
         others else np.zeros((len(table), 0), np.float32)

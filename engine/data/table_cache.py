@@ -37,10 +37,15 @@ class Plan:
 
     def __init__(self, d, table, strings=False):
         """strings: the model reads a string Input, so a text feature column of encoding auto
-        is delivered as its strings (encoding text)."""
+        is delivered as its strings (encoding text); or {array name: "string" or "int"}
+        (userdata.raw_arrays): a feature column an Input only host layers read is delivered as
+        its text (numeric-looking or not) or as exact integers (raw_kind)."""
         spec = d.get("columns") or {}
         roles = tabular.roles(table, spec)
         self.used = used = [n for n in table.names if roles[n] != "ignore"]
+        raw = strings if isinstance(strings, dict) else {}
+        strings = "string" in raw.values() if raw else bool(strings)
+        kinds = raw_kinds(raw, [n for n in used if roles[n] == "feature"])
         policy = d.get("missing", "error")
         tabular.check_missing(table, used, policy)
         self.rows = None  # all of them: the split's indices are the rows
@@ -57,7 +62,9 @@ class Plan:
         self.encodings = {}
         for name in used:
             enc = (spec.get(name) or {}).get("encoding") or "auto"
-            if enc == "auto" and strings and roles[name] == "feature" and \
+            if enc == "auto" and kinds.get(name):
+                enc = "text" if kinds[name] == "string" else INTEGER
+            elif enc == "auto" and strings and roles[name] == "feature" and \
                     not table.column(name).numeric:
                 enc = "text"
             self.encodings[name] = tabular.default_encoding(table.column(name), roles[name]) \
@@ -70,9 +77,18 @@ class Plan:
         self.features = [n for n in used if roles[n] == "feature"]
         # text columns: their strings, each an array of its own (data/hostrun.py's layers)
         self.text = [n for n in self.features if self.encodings[n] == "text"]
+        # integer columns an IntegerLookup reads: exact int64, each an array of its own
+        self.ints = [n for n in self.features if self.encodings[n] == INTEGER]
         # (name, encoding, saved categories or None, group: 0 the features, 1 the labels)
         self.columns = [(n, self.encodings[n], saved.get(n), int(roles[n] == "label"))
-                        for n in used if n not in self.text]
+                        for n in used if n not in self.text and n not in self.ints]
+
+    def raw(self, table):
+        """{column: [its rows per split]}: the text columns' strings, the integer columns'
+        exact values."""
+        out = {n: [tabular.strings(table, n, rows) for rows in self.splits] for n in self.text}
+        out.update({n: [integers(table, n, rows) for rows in self.splits] for n in self.ints})
+        return out
 
     def facts(self, path, categories):
         """What Arrays tell besides the rows (JSON: an entry of the cache keeps it)."""
@@ -85,6 +101,43 @@ class Plan:
                 "class_names": categories.get(label), "categories": categories,
                 "feature_names": feature_names, "labels": len(self.labels),
                 "columns": {"features": self.features, "labels": self.labels}}
+
+
+INTEGER = "integer"  # the Plan's encoding of a column delivered as exact integers
+
+
+def raw_kinds(raw, features):
+    """{feature column: "string" or "int"} of the columns raw Inputs read (raw: {array name:
+    kind}): a column by its name, or the lone feature column by "x"."""
+    out = {n: raw[n] for n in features if n in raw}
+    if len(features) == 1 and "x" in raw:
+        out.setdefault(features[0], raw["x"])
+    return out
+
+
+def integers(table, name, rows):
+    """A column an int32 Input that only host layers read (IntegerLookup) takes: its values as
+    exact int64, read from its text, never through float32 (where distinct ids above 2^24
+    merge); anything but a whole number is refused, naming the column."""
+    out = []
+    for v in tabular.strings(table, name, rows).tolist():
+        try:
+            i = int(v)
+        except ValueError:
+            try:
+                f = float(v)
+            except ValueError:
+                f = None
+            if f is None or not f.is_integer() or abs(f) >= 2 ** 53:
+                raise DataError(f"column {quote(name)} holds {v!r}, not a whole number: the "
+                                "int32 Input that reads it (IntegerLookup) takes integers",
+                                f"dataset.columns.{name}") from None
+            i = int(f)
+        if not -2 ** 63 <= i < 2 ** 63:
+            raise DataError(f"column {quote(name)} holds {v}, beyond 64-bit integers",
+                            f"dataset.columns.{name}")
+        out.append(i)
+    return np.array(out, np.int64)
 
 
 def arrays(facts, x, y, texts=None):
@@ -110,7 +163,7 @@ def arrays(facts, x, y, texts=None):
 def in_memory(d, table, release=False, strings=False):
     """The splits encoded into float32 matrices in memory; text columns as their strings."""
     plan = Plan(d, table, strings)
-    texts = {n: [tabular.strings(table, n, rows) for rows in plan.splits] for n in plan.text}
+    texts = plan.raw(table)
     (x, y), categories = tabular.encode(table, plan.columns, plan.splits, release=release)
     return arrays(plan.facts(table.path, categories), x, y, texts)
 
@@ -202,9 +255,10 @@ def load(d, path, table=None, progress=None, strings=False):
 def _convert(d, path, table, ident, progress, strings=False):
     """The table's kept rows encoded, a block at a time, into a new entry of the cache."""
     plan = Plan(d, table, strings)
-    if plan.text:
-        raise DataError(f"{path}: text columns ({', '.join(map(quote, plan.text))}) are read in "
-                        "memory, and this table is too large for the memory available",
+    if plan.text or plan.ints:
+        raise DataError(f"{path}: text and integer columns that text layers read "
+                        f"({', '.join(map(quote, plan.text + plan.ints))}) are read in memory, "
+                        "and this table is too large for the memory available",
                         "dataset.columns")
 
     def tick(done=0):  # also during the columns' statistics, before any row is written: 0

@@ -26,6 +26,22 @@ def reads_strings(project):
                                  for n in g.inputs())
 
 
+def raw_arrays(project):
+    """{array name: "string" or "int"}: the arrays that Inputs only host layers read take
+    raw (data/hostrun.py), by the Input's dtype: a CSV delivers such a column as its text, or
+    as exact integers, never through float32 (which turns a zip code 02134 into "2134.0" and
+    merges ids above 2^24). "x" names the lone feature column (an Input mapped to "x")."""
+    from layerloom.data import hostrun
+    g = getattr(project, "graph", None)
+    if g is None:
+        return {}
+    ins = g.inputs()
+    names = dict((getattr(project, "dataset", None) or {}).get("inputs") or {}) or (
+        {ins[0]: "x"} if len(ins) == 1 else {n: n for n in ins})
+    return {names.get(nid, nid): "string" if g.nodes[nid].params.get("dtype") == "string"
+            else "int" for nid in hostrun.host_inputs(g)}
+
+
 def load_csv(d, path, table=None, progress=None, strings=False):
     """table: the file already read by tabular.read with d's settings (the Data tab reads it
     for its column view first), else it is read here (progress(path, bytes_read, file_bytes)
@@ -140,7 +156,8 @@ register(Source(
           MapOf("columns", COLUMN, 'an object {column: {"role", "encoding"}}',
                 help="Roles and encodings that differ from the guess.")),
     load=lambda d, project, progress=None, table=None: load_csv(
-        d, project.resolve(d["path"]), table, progress, reads_strings(project)),
+        d, project.resolve(d["path"]), table, progress,
+        raw_arrays(project) or reads_strings(project)),
     array_names=lambda d, project: ["x", "y"], editor="data_tab", label="CSV/TSV file..."))
 
 register(Source(
