@@ -72,6 +72,22 @@ def test_a_saved_vocabulary_over_max_tokens_is_refused(tmp_path):
         prepare_data(_load(tmp_path, project).project)
 
 
+def test_a_vocabulary_saved_without_its_parameters_is_held_to_max_tokens(tmp_path):
+    """A trained.loom written before the record (or a vocabulary fine-tuning carried over) is
+    reused as it is, but one over max_tokens is refused, never fed past the Embedding."""
+    project = _reviews(tmp_path)
+    fitted = prepare_data(_load(tmp_path, project).project).fitted
+    fitted.pop("vocabulary_params")
+    project["dataset"]["fitted"] = fitted
+    again = prepare_data(_load(tmp_path, project).project)
+    assert again.fitted["vocabulary"] == fitted["vocabulary"]
+    _node(project, "vectorize")["params"]["max_tokens"] = 6
+    _node(project, "embed")["params"]["input_dim"] = 6
+    with pytest.raises(DataError, match="more than max_tokens 6") as e:
+        prepare_data(_load(tmp_path, project).project)
+    assert "vectorize" in str(e.value)
+
+
 def _lookup_project(column, dtype, lookup, input_dim):
     return {"format": "layerloom-project", "version": 1, "name": "lookup",
             "graph": {"nodes": [{"id": column, "type": "Input",

@@ -37,10 +37,12 @@ def saved_vocabularies(project):
 
 
 def _differs(node, shaped):
-    """Why a saved vocabulary no longer fits its node ("" where it does)."""
+    """Why a saved vocabulary no longer fits its node ("" where it does). One saved without
+    the record (a trained.loom of before it, one that fine-tuning carried the vocabulary
+    into) is taken as it is; _checked still holds it to max_tokens."""
     now = shaped_by(node)
     if not isinstance(shaped, dict):
-        return "no record of the parameters that shaped it"
+        return ""
     diff = [f"{k} {shaped.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(now) | set(shaped))
             if shaped.get(k) != now.get(k)]
     return "; ".join(diff)
