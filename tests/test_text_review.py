@@ -25,11 +25,13 @@ def test_fine_tuning_keeps_the_trained_vocabulary(tmp_path):
     model = api.load(str(tmp_path / "p.loom"))
     model.fit(verbose=False)
     trained = model.project.dataset["fitted"]["vocabulary"]
+    shaped = model.project.dataset["fitted"]["vocabulary_params"]  # what shaped each list
     new = ["happy happy " + t for t in xs[:60]]
     write_csv(tmp_path / "new.csv", zip(new, ys[:60]), ["review", "label"])
     for data in ({"source": "csv", "path": str(tmp_path / "new.csv"), "header": True}, None):
         tuned = model.fine_tune(cut="pool", data=data, classes=2)
         assert tuned.project.dataset["fitted"]["vocabulary"] == trained
+        assert tuned.project.dataset["fitted"]["vocabulary_params"] == shaped
         tuned.fit(epochs=1, verbose=False)
         assert tuned.project.dataset["fitted"]["vocabulary"] == trained
 

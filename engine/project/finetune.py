@@ -64,9 +64,10 @@ def carry_vocabulary(project, dataset):
     """The text layers' vocabularies the model was trained with (dataset.fitted.vocabulary,
     by node id): the kept Embedding's rows belong to those indices, so the new data is read
     through them, not through a vocabulary adapted on it."""
-    vocab = ((project.dataset or {}).get("fitted") or {}).get("vocabulary")
-    if vocab:
-        dataset.setdefault("fitted", {})["vocabulary"] = copy.deepcopy(vocab)
+    fitted = (project.dataset or {}).get("fitted") or {}
+    for key in ("vocabulary", "vocabulary_params"):  # the lists, and what shaped each
+        if fitted.get(key):
+            dataset.setdefault("fitted", {})[key] = copy.deepcopy(fitted[key])
     return dataset
 
 
