@@ -36,8 +36,8 @@ class _QuickBox(QLineEdit):
 
 class GraphView(QGraphicsView):
     sigDropLayer = Signal(str, QPointF)
-    sigQuickAdd = Signal(str, QPointF, object)  # the Tab box: a layer type and its parameters
-    sigQuickChain = Signal(object, QPointF)  # several: [(type, parameters), ...], the first's place
+    # the Tab box: the layers typed, [(type, parameters), ...] (one, or a chain), the first's place
+    sigQuickAdd = Signal(object, QPointF)
     sigMessage = Signal(str)
     sigContextMenu = Signal(object, object)  # viewport point, global point
 
@@ -179,11 +179,8 @@ class GraphView(QGraphicsView):
             box.deleteLater()
             taken = [(n.pos().x(), n.pos().y()) for n in getattr(self.scene(), "nodes",
                                                                    {}).values()]
-            at = QPointF(*free_place(taken, scene_pos.x(), scene_pos.y()))
-            if len(chain) == 1:
-                self.sigQuickAdd.emit(chain[0][0], at, chain[0][1])
-            else:  # the first there, each next after it, wired (one undo step)
-                self.sigQuickChain.emit(chain, at)
+            self.sigQuickAdd.emit(chain, QPointF(*free_place(taken, scene_pos.x(),
+                                                             scene_pos.y())))
         box.returnPressed.connect(done)
         box.show()
         box.setFocus()

@@ -48,7 +48,7 @@ class _Tree(QTreeWidget):
 
 class Palette(QWidget):
     sigActivated = Signal(str, object)  # a layer type to add, and parameters typed or None
-    sigChain = Signal(object)  # several typed: [(type, parameters), ...], added as a chain
+    sigTyped = Signal(object)  # the layers typed: [(type, parameters), ...] (one, or a chain)
     sigMessage = Signal(str)
 
     def __init__(self, parent=None):
@@ -139,8 +139,5 @@ class Palette(QWidget):
             self.search.setToolTip(f"Not added: {e.message}")
             self.search.selectAll()
             return
-        if len(chain) == 1:
-            self.sigActivated.emit(chain[0][0], chain[0][1] or None)
-        else:
-            self.sigChain.emit(chain)
+        self.sigTyped.emit(chain)
         self.search.selectAll()  # the next layer is typed over it, without clearing it first

@@ -155,13 +155,11 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
 
     def _connect_panels(self, doc):
         self.palette.sigActivated.connect(self.add_from_palette)
-        self.palette.sigChain.connect(lambda chain: self.add_chain(chain))
-        self.view.sigQuickChain.connect(lambda chain, pos: self.add_chain(chain, (pos.x(),
-                                                                                 pos.y())))
+        self.palette.sigTyped.connect(lambda chain: self.add_chain(chain))
         self.palette.sigMessage.connect(self.message)
         self.view.sigDropLayer.connect(lambda t, pos: self._add(t, (pos.x(), pos.y())))
-        self.view.sigQuickAdd.connect(lambda t, pos, params: self._add(t, (pos.x(), pos.y()),
-                                                                       params))
+        self.view.sigQuickAdd.connect(lambda chain, pos: self.add_chain(chain, (pos.x(),
+                                                                                pos.y())))
         self.view.sigMessage.connect(self.message)
         self.view.sigContextMenu.connect(
             lambda pos, at: context_menus.build(self, pos).exec(at))

@@ -135,13 +135,17 @@ class EditActions:
         return nid
 
     def add_chain(self, chain, pos=None):
-        """Layers typed as one entry ("input 28 28; flatten; dense 10 softmax"): the first at
-        `pos` (a scene point: the Tab box), else as the palette adds one (after the selected
-        node); each next after the one before, wired where the graph accepts it; one undo
-        step. The last is left selected, so the next entry goes on from it."""
+        """Layers typed as one entry, [(type, parameters), ...] ("dense 64 relu", or a chain:
+        "input 28 28; flatten; dense 10 softmax"): the first at `pos` (a scene point: the Tab
+        box), else as the palette adds one (after the selected node); each next after the one
+        before, wired where the graph accepts it; one undo step. The last is left selected, so
+        the next entry goes on from it."""
+        first_type, first_params = chain[0]
+        if len(chain) == 1:  # one layer: the Tab box's place, or the palette's after-selection
+            return (self._add(first_type, pos, first_params) if pos is not None else
+                    self.add_from_palette(first_type, first_params or None))
         if not self.scene.editable():  # training runs: said in the status bar, nothing added
             return None
-        first_type, first_params = chain[0]
         added = []
         count = self.doc.undo.count()
         self.doc.undo.beginMacro(f"Add {len(chain)} layers")
