@@ -102,3 +102,22 @@ def test_activations_need_the_elementwise_width(rt):
     with pytest.raises(DriverError) as e:
         rt.program(("vector", "activations"), (), cl_prelude())
     assert "EW (the elementwise vector width)" in e.value.log
+
+
+def test_compiler_output_warnings_are_ignored_in_every_thread(rt):
+    """pyopencl's CompilerWarning (any compiler output: Intel's runtime prints some on every
+    build) was silenced by a catch_warnings() around each build, which is not thread-safe: a
+    build in a prebuild thread sometimes printed it on stderr, where `--sweep`'s one-line error
+    was checked (tests/test_sweep.py failed on Intel's runtime). The filter is process-wide."""
+    import threading
+    import warnings
+    from layerloom.backend import runtime
+    runtime._cl()
+    with warnings.catch_warnings(record=True) as seen:  # the filters as _cl() left them
+
+        def warn():
+            warnings.warn("Compilation started", rt.cl.CompilerWarning)
+        t = threading.Thread(target=warn)
+        t.start()
+        t.join()
+    assert not [w for w in seen if issubclass(w.category, rt.cl.CompilerWarning)]

@@ -40,6 +40,12 @@ def _cl():
         _drivers_registered = True
         drivers.register_pip_drivers()
     import pyopencl as cl
+    # pyopencl warns of any compiler output, which Intel's runtime prints on every build
+    # ("Compilation started"): ignored process-wide, once. (A catch_warnings() around each
+    # build, as before, is not thread-safe: a build in a background thread, prebuild, printed
+    # the warning on stderr now and then.) A warning that matters fails the tests' -Werror
+    # builds, and an error reaches build_source as the compiler's log.
+    warnings.filterwarnings("ignore", category=cl.CompilerWarning)
     return cl
 
 
@@ -295,14 +301,9 @@ class Runtime:
     def build_source(self, src, options, what):
         """A built cl.Program from source text; a refused build is a DriverError naming the
         device and `what`, with the compiler's log."""
-        try:
-            with warnings.catch_warnings():
-                # pyopencl warns of any compiler output, which Intel's runtime prints on every
-                # build ("Compilation started"); a warning that matters fails the tests'
-                # -Werror builds, and an error comes here as the log
-                warnings.simplefilter("ignore", self.cl.CompilerWarning)
-                return self.cl.Program(self.ctx, src).build(
-                    options=list(options) + self.build_options())
+        try:  # (pyopencl's CompilerWarning is ignored process-wide: _cl())
+            return self.cl.Program(self.ctx, src).build(
+                options=list(options) + self.build_options())
         except self.cl.Error as e:
             raise DriverError(f"the OpenCL compiler refused {what}", self.describe(),
                               _build_log(str(e))) from None
