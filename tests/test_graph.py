@@ -306,8 +306,8 @@ def test_graph_operations_take_linear_time(monkeypatch):
     from layerloom.project import loom as projectfile
     init = graph_module.Graph.__init__
 
-    def counting_init(self):
-        init(self)
+    def counting_init(self, blocks=None):
+        init(self, blocks)
         self._nodes = _CountingDict()
     monkeypatch.setattr(graph_module.Graph, "__init__", counting_init)
     counts = {}

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from layerloom.project import loom as projectfile
-from layerloom.core.errors import LayerloomError, ProjectError
+from layerloom.core.errors import GraphError, LayerloomError, ProjectError
 from layerloom.core.registry import layer_types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -382,7 +382,7 @@ JSON = st.recursive(JSON_LEAVES, lambda kids: st.one_of(
     st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=10), kids, max_size=4)),
     max_leaves=12)
 BASES = {n: example(n) for n in ("spirals", "multitask", "wine_csv", "shapes_folder",
-                                 "fashion_mnist_cnn")}
+                                 "fashion_mnist_cnn", "resnet_blocks")}
 
 
 def _paths(v, p=()):
@@ -436,6 +436,11 @@ def test_the_parser_refuses_with_a_place_or_accepts(text):
         return
     proj.graph.infer_shapes()
     projectfile.problems_of(proj)
+    if not proj.graph.validate():  # a block inlined as the engine takes it
+        try:
+            proj.graph.flat()
+        except GraphError as e:  # a block's ids clashing or too many nodes: said, placed
+            assert e.node in proj.graph.nodes
 
 
 def test_a_graph_never_grows_past_the_node_limit_and_nothing_over_it_is_written(tmp_path):

@@ -106,7 +106,7 @@ def start_runtime(proj, device, out):
     widths = {s[-1] for nid, ports in analysis.shapes.items() for s in ports
               if s and nid in analysis.params and analysis.params[nid].total}
     ops = Ops(runtime)
-    runtime.prebuild(ops.startup_programs(widths) + layer_programs(proj.graph, ops))
+    runtime.prebuild(ops.startup_programs(widths) + layer_programs(proj.graph.flat(), ops))
     return runtime
 
 

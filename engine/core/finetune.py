@@ -130,7 +130,7 @@ def fine_tune_graph(graph, cut=None, classes=None, target_shape=None, optimizer=
     shape = tuple(shapes[0])
     keep = set(graph.upstream(cut)) | {cut}
     kept = [n for n in graph.nodes if n in keep]
-    g = Graph()
+    g = Graph(blocks=graph.blocks)
     for nid in kept:
         node = graph.nodes[nid]
         g.add_node(node.type, dict(node.params), id=nid,

@@ -98,7 +98,7 @@ class Fix:
 
 
 def copy_graph(graph):
-    g = Graph()
+    g = Graph(blocks=graph.blocks)
     for n in graph.nodes.values():
         g.add_node(n.type, dict(n.params), id=n.id)
     for e in graph.edges:

@@ -8,39 +8,26 @@ counts), computed once per version of the graph.
 from collections import deque
 from types import MappingProxyType
 
-from layerloom.core import analysis, host
+from layerloom.core import analysis, blocks, host
 from layerloom.core.errors import GraphError, ParamError, quote
 from layerloom.core.events import Event
 from layerloom.core.params import validate_params
+from layerloom.core.limits import MAX_NODES, too_many_nodes  # noqa: F401 (read from here)
 from layerloom.core.registry import ShapeError, WeightSpec, get_layer
 
 MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a bound a file meets
-# Nodes of a project's graph, a bound a file and a paste meet (the largest Keras application,
-# NASNetLarge, has about 1,000 layers). Graph operations take linear time; the bound keeps a
-# shared file from making the editor draw, and the reader list, without end.
-MAX_NODES = 10_000
-
-
-def too_many_nodes(count):
-    """The refusal of a graph of `count` nodes, or None."""
-    if count <= MAX_NODES:
-        return None
-    return f"{count:,} nodes, more than the {MAX_NODES:,} a project may hold"
-
 
 class Node:
     """A layer of the graph. trainable: False freezes it (fine-tuning, Keras' `layer.trainable
     = False`): its weights keep their values in training, and a BatchNormalization runs in
     inference mode (its moving statistics, not updated), as Keras does."""
-    __slots__ = ("id", "type", "params", "trainable")
+    __slots__ = ("id", "type", "params", "trainable", "layer")
 
-    def __init__(self, id, type, params, trainable=True):
+    def __init__(self, id, type, params, trainable=True, layer=None):
         self.id, self.type, self.params = id, type, params
         self.trainable = trainable
-
-    @property
-    def layer(self):
-        return get_layer(self.type)
+        # its declaration: the registry's, or the graph's block type (core/blocks.py)
+        self.layer = layer if layer is not None else get_layer(type)
 
     def weights(self, in_shapes):
         """The layer's WeightSpecs for these input shapes; a frozen node's all non-trainable."""
@@ -74,7 +61,10 @@ class Edge:
 
 
 class Graph:
-    def __init__(self):
+    def __init__(self, blocks=None):
+        # the block types its nodes may use, {name: core.blocks.BlockType}; shared, not
+        # copied, by a graph made from this one (a fix's trial copy)
+        self.blocks = {} if blocks is None else blocks
         self._nodes = {}      # id -> Node, insertion ordered
         self._edges = {}      # Edge -> None: a set in insertion order (removal by hash)
         # ({dst: [edges sorted by port]}, {src: {edge: None}}): kept up to date by connect and
@@ -90,6 +80,7 @@ class Graph:
         self.edge_removed = Event("edge_removed")
         self.params_changed = Event("params_changed")
         self.trainable_changed = Event("trainable_changed")
+        self.blocks_changed = Event("blocks_changed")
 
     @property
     def nodes(self):
@@ -99,6 +90,48 @@ class Graph:
     @property
     def edges(self):
         return tuple(self._edges)
+
+    def flat(self):
+        """This graph with its block instances inlined (core/blocks.py flatten): what the
+        engine compiles; itself where it has none."""
+        return blocks.flatten(self)
+
+    def layer_type(self, type_id):
+        """The declaration of `type_id` here: one of the graph's block types, else the
+        registry's layer; None when neither knows it."""
+        found = self.blocks.get(type_id) if isinstance(type_id, str) else None
+        return found if found is not None else get_layer(type_id)
+
+    def define_block(self, block, params=None):
+        """Add block type `block`, or replace the one of its name (an opened block edited):
+        its instances then keep the values of the parameters it still has and take the
+        defaults of new ones, or take `params` ({node id: params}: an undo putting back what
+        they had). Returns {node id: params before} of the instances whose params changed."""
+        self.blocks[block.type_id] = block
+        before, instances = {}, []
+        for n in self._nodes.values():
+            if n.type != block.type_id:
+                continue
+            n.layer = block
+            instances.append((n, n.params))
+            new = dict(params[n.id]) if params and n.id in params else {
+                q.name: n.params.get(q.name, q.default) for q in block.params}
+            if new != n.params:
+                before[n.id], n.params = n.params, new
+        self._edited()
+        for n, old in instances:  # its ports and face may have changed with the type
+            self.params_changed.emit(n, old)
+        self.blocks_changed.emit(block.type_id)
+        return before
+
+    def remove_block(self, name):
+        """Remove block type `name`, which no node may use."""
+        used = [n.id for n in self._nodes.values() if n.type == name]
+        if used:
+            raise GraphError(f"block {quote(name)} is used by {quote(used[0])}")
+        self.blocks.pop(name, None)
+        self._edited()
+        self.blocks_changed.emit(name)
 
     # -- editing -----------------------------------------------------------------
     def _edited(self):
@@ -119,7 +152,7 @@ class Graph:
     def add_node(self, type_id, params=None, id=None, index=None, trainable=True):
         """A new node, last in the file order or at position `index` (an undone deletion goes
         back to its place, which messages name); trainable=False: frozen."""
-        layer = get_layer(type_id)
+        layer = self.layer_type(type_id)
         if layer is None:
             raise GraphError(f"unknown layer type {quote(type_id)}")
         too_many = too_many_nodes(len(self._nodes) + 1)
@@ -135,7 +168,7 @@ class Graph:
             raise problems[0]
         if not isinstance(trainable, bool):
             raise GraphError(f"trainable must be true or false, got {quote(trainable)}")
-        node = Node(id, type_id, values, trainable)
+        node = Node(id, type_id, values, trainable, layer)
         if index is None or index >= len(self._nodes):
             self._nodes[id] = node
         else:

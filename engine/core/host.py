@@ -93,6 +93,7 @@ def device_graph(graph):
     """The graph the device model is compiled from (the graph itself where it has no host
     layer); made once per graph version. Raises ProjectError with the graph's first problem
     where it has one (a host layer out of place, an unknown shape)."""
+    graph = graph.flat()  # the engine runs a block inlined
     if not has_host(graph):
         return graph
     kept = getattr(graph, "_device_graph", None)

@@ -145,7 +145,14 @@ def memory_problem(graph, batch, have=None, one=None, device="the device"):
     """(message, node, is_error) where the model's memory is worth a line before Run, else
     None: an error where it exceeds `have` bytes (or one buffer exceeds `one`), a warning where
     it takes more than half of them, and, with no device known, a note from 4 GiB up."""
+    top = graph
+    try:
+        graph = graph.flat()  # the engine runs a block inlined
+    except GraphError:
+        pass
     total, largest, at = memory_needed(graph, batch)
+    if at is not None and at not in top.nodes:  # inside a block: the block's node
+        at = at.split("/", 1)[0]
     need = (f"the model needs about {size_text(total)} of device memory at batch size {batch} "
             f"(its largest buffer {size_text(largest)}"
             + (f", in {at!r})" if at else ")"))

@@ -258,11 +258,12 @@ def layer_types():
     return sorted(_REGISTRY.values(), key=lambda l: (l.category, l.type_id))
 
 
-def find_layer(word):
+def find_layer(word, extra=()):
     """The layer declaration a typed word names: its type exactly, else the first whose
-    type starts with it, else contains it, else whose help does (case aside); or None."""
+    type starts with it, else contains it, else whose help does (case aside); or None.
+    extra: more declarations, tried first (a project's block types)."""
     word = word.lower()
-    layers = layer_types()
+    layers = list(extra) + layer_types()
     for test in (lambda l: l.type_id.lower() == word,
                  lambda l: l.type_id.lower().startswith(word),
                  lambda l: word in l.type_id.lower(),
@@ -273,7 +274,7 @@ def find_layer(word):
     return None
 
 
-def layer_from_text(text):
+def layer_from_text(text, extra=()):
     """(type id, parameters) from a layer typed as Keras takes it ("embedding 10000 32",
     "conv2d 16 3x3 relu padding=same", "Dense(64, activation='relu')": the words read by
     core/quickadd.py); raises ParamError saying what was not understood."""
@@ -281,13 +282,13 @@ def layer_from_text(text):
     words = split_words(text)
     if not words:
         raise ParamError("type a layer's name")
-    layer = find_layer(words[0])
+    layer = find_layer(words[0], extra)
     if layer is None:
         raise ParamError(f"no layer type is called {words[0]!r}; the Layers panel lists them")
     return layer.type_id, layer.parse_headline(words[1:])
 
 
-def layers_from_text(text):
+def layers_from_text(text, extra=()):
     """[(type id, parameters), ...] from layers typed one after another, separated by ";" or
     a new line: "input 28 28; flatten; dense 128 relu; dense 10 softmax" (a Sequential model in
     one line); one layer gives a list of one, read as layer_from_text reads it. A ";" inside
@@ -296,11 +297,11 @@ def layers_from_text(text):
     from layerloom.core.quickadd import split_chain
     parts = split_chain(text)
     if len(parts) <= 1:
-        return [layer_from_text(parts[0] if parts else "")]
+        return [layer_from_text(parts[0] if parts else "", extra)]
     out = []
     for i, part in enumerate(parts, 1):
         try:
-            out.append(layer_from_text(part))
+            out.append(layer_from_text(part, extra))
         except ParamError as e:
             raise ParamError(f"layer {i} of {len(parts)}, {part!r}: {e.message}") from None
     return out

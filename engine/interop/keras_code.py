@@ -15,12 +15,15 @@ says which sources) with the project's epochs, batch size, split, shuffling and 
 Anything without a Keras form raises DataError naming the node (or section), type and
 option."""
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from layerloom.core.errors import DataError, ProjectError, quote
-from layerloom.interop import keras_out_layers as kl
+from layerloom.core.errors import DataError, quote
+from layerloom.core import blocks as blocks_kit
+from layerloom.project import loom
+from layerloom.interop.keras_code_blocks import structured_lines
+from layerloom.interop.keras_graph import (  # noqa: F401 (read from here by torch_code)
+    _check, _indent, _normalization, graph_lines, host_params, keras_ready)
 from layerloom.interop.keras_script import HEAD, TAIL, WEIGHTS
 
 __all__ = ["code", "write_code", "weights_path_for", "SCRIPT_WEIGHTS_SUFFIX"]
@@ -28,124 +31,9 @@ __all__ = ["code", "write_code", "weights_path_for", "SCRIPT_WEIGHTS_SUFFIX"]
 SCRIPT_WEIGHTS_SUFFIX = ".weights.npz"
 
 
-@dataclass
-class KNode:
-    id: str
-    type: str
-    params: dict
-    layer: object
-    x: list            # Python names of the input tensors
-    out: list          # Python names of the output tensors, one per port
-    layer_takes_list: bool = field(default=False)
-    in_shapes: list = field(default_factory=list)  # per-sample shapes of the inputs
-    classes: dict = field(default_factory=dict)  # Keras classes the script defines for it
-
-
 def weights_path_for(script_path):
     """train_keras.py -> train_keras.weights.npz beside it."""
     return os.path.splitext(script_path)[0] + SCRIPT_WEIGHTS_SUFFIX
-
-
-# -- the graph ---------------------------------------------------------------------------------
-def _check(project):
-    g = project.graph
-    problems = g.validate()
-    if problems:
-        raise ProjectError(str(problems[0]), problems=problems)
-    return g
-
-
-def _normalization(project):
-    from layerloom.interop.onnx_export import input_normalization
-    return {nid: {"shift": [float(v) for v in s["shift"]], "scale": [float(v) for v in
-                                                                     s["scale"]]}
-            for nid, s in input_normalization(project).items() if s}
-
-
-def graph_lines(project):
-    """(lines of build_layers()'s body, {node id: python name}, KERAS_WEIGHTS, {class name:
-    module-level source of a Keras class the lines use})."""
-    g = _check(project)
-    shapes = g.analysis().shapes
-    names = kl.Names()
-    tensors, lines, weights, classes = {}, [], {}, {}
-    stats = _normalization(project)
-    ins = g.inputs()
-    in_names = {}
-    for nid in ins:
-        v = names.make(nid)
-        in_names[nid] = v
-        shape = tuple(int(d) for d in shapes[nid][0])
-        dtype = g.nodes[nid].params.get("dtype", "float32")
-        lines.append(f"{v} = keras.Input(shape={kl.fmt(shape)}, name={nid!r}"
-                     + (f", dtype={dtype!r})" if dtype != "float32" else ")"))
-        if nid in stats:
-            nv = names.make(f"{nid}_normalized")
-            lines.append(f"{nv} = normalization({nid!r})({v})  # (x - shift) * scale, "
-                         "as Layerloom's predict")
-            tensors[(nid, 0)] = nv
-        else:
-            tensors[(nid, 0)] = v
-    for nid in g.topo_order():
-        node = g.nodes[nid]
-        if node.layer.is_input:
-            continue
-        convert = kl.CONVERTERS.get(node.type)
-        if convert is None:
-            raise DataError(f"{node.type} layer {quote(nid)}: no Keras form is written for this "
-                            "layer type", f"graph.nodes.{nid}.type")
-        edges = g.in_edges(nid)
-        ports = node.layer.output_names(node.params)
-        base = names.make(nid)
-        out = [base] + [names.make(f"{nid}_{p}") for p in ports[1:]]
-        in_shapes = [shapes[e.src][e.src_port] for e in edges]
-        n = KNode(nid, node.type, host_params(project, nid), node.layer,
-                  [tensors[(e.src, e.src_port)] for e in edges], out, in_shapes=in_shapes)
-        lines.extend(convert(n))
-        classes.update(n.classes)
-        for port, t in enumerate(out):
-            tensors[(nid, port)] = t
-        specs = node.layer.weights(node.params, in_shapes)
-        if specs:
-            weights[nid] = kl.keras_weight_names(node.type, specs, node.params)
-    outs = g.outputs()
-    if len(ins) == 1:
-        inputs = in_names[ins[0]]
-    else:
-        inputs = "{" + ", ".join(f"{nid!r}: {in_names[nid]}" for nid in ins) + "}"
-    if len(outs) == 1:
-        outputs = tensors[(outs[0], 0)]
-    else:
-        outputs = "{" + ", ".join(f"{nid!r}: {tensors[(nid, 0)]}" for nid in outs) + "}"
-    model = (f"keras.Model(inputs={inputs}, outputs={outputs}, "
-             f"name={_model_name(project)!r})")
-    frozen = tuple(nid for nid in g.frozen() if not g.nodes[nid].layer.is_input)
-    if frozen:  # frozen in Layerloom (a BatchNormalization then runs in inference mode)
-        lines += [f"model = {model}", f"for name in {frozen!r}:",
-                  "    model.get_layer(name).trainable = False", "return model"]
-    else:
-        lines.append(f"return {model}")
-    return lines, stats, weights, classes
-
-
-def host_params(project, nid):
-    """A node's parameters for its Keras layer: a host layer's (text, layers/text.py) with the
-    vocabulary training adapted (dataset.fitted.vocabulary) where none is given."""
-    node = project.graph.nodes[nid]
-    if not getattr(node.layer, "host", False) or node.params.get("vocabulary"):
-        return node.params
-    vocab = (((project.dataset or {}).get("fitted") or {}).get("vocabulary") or {}).get(nid)
-    if not vocab:
-        raise DataError(f"{node.type} layer {quote(nid)} has no vocabulary adapted by training; "
-                        "export the trained.loom that training wrote", "dataset.fitted")
-    return {**node.params, "vocabulary": list(vocab)}
-
-
-def _model_name(project):
-    import re
-    path = project.path
-    base = os.path.splitext(os.path.basename(path))[0] if path else "layerloom"
-    return re.sub(r"\W", "_", base) or "layerloom"
 
 
 # -- training: optimizer, schedule, losses, metrics, callbacks ----------------------------------
@@ -306,10 +194,6 @@ def callback_lines(project):
 
 
 # -- the script (its text: keras_script.py) ------------------------------------------------------
-def _indent(lines):
-    return "".join(f"    {line}\n" for line in lines)
-
-
 def _fmt_normalization(stats):
     if not stats:
         return "{}"
@@ -339,7 +223,15 @@ def _mappings(project):
 
 def code(project, weights_file, script_name="train_keras.py"):
     """The script's text; weights_file: the weights' file name, beside the script."""
-    body, stats, weights, classes = graph_lines(project)
+    body = None
+    if blocks_kit.has_blocks(project.graph):
+        try:  # a function per block type; the inlined script where that cannot be written
+            body, stats, weights, classes = structured_lines(project)
+        except Exception:  # noqa: BLE001 (the inlined script raises what is wrong, placed)
+            body = None
+    project, _ = keras_ready(project)
+    if body is None:
+        body, stats, weights, classes = graph_lines(project)
     t = project.training
     path = project.path
     module = os.path.splitext(os.path.basename(script_name))[0]
@@ -365,9 +257,15 @@ def code(project, weights_file, script_name="train_keras.py"):
     return text
 
 
-def weight_arrays(project, weights):
-    """The weights the graph needs, float32, checked (names and shapes)."""
+def weight_arrays(project, weights, keras_names=True):
+    """The weights the graph needs, float32, checked (names and shapes); keyed by the
+    layers' Keras names (keras_ready), or with keras_names=False by the ids of the graph with
+    its blocks inlined (the PyTorch script's)."""
     from layerloom.interop.onnx_export import _check_weights, _node_weights
+    if keras_names:
+        project, weights = keras_ready(project, weights)
+    else:
+        project = loom.flat(project)
     g = _check(project)
     shapes = g.analysis().shapes
     weights = dict(weights or {})

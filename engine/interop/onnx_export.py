@@ -15,6 +15,7 @@ import json
 import numpy as np
 
 from layerloom.core.errors import LayerloomError, ProjectError, quote
+from layerloom.project import loom
 from layerloom.interop import onnx_graph
 from layerloom.interop.onnx_graph import Builder, ExportError
 from layerloom.interop.onnx_layers import CONVERTERS, Node
@@ -134,6 +135,7 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
     if int(opset) not in OPSETS:
         raise ProjectError(f"opset {opset} is not supported; the export writes opsets "
                            f"{OPSETS.start} to {OPSETS.stop - 1}", "opset")
+    project = loom.flat(project)  # blocks inlined
     g = project.graph
     problems = g.validate()
     if problems:

@@ -19,9 +19,11 @@ import os
 import re
 from dataclasses import dataclass
 
-from layerloom.core import host
+from layerloom.core import blocks as blocks_kit, host
+from layerloom.core.blocks import BlockType
 from layerloom.core.errors import DataError, quote
-from layerloom.interop import keras_code, torch_layers as tl
+from layerloom.project import loom
+from layerloom.interop import keras_code, keras_code_blocks, torch_layers as tl
 from layerloom.interop.keras_out_layers import Names, RESERVED
 
 __all__ = ["code", "write", "weights_path_for"]
@@ -70,13 +72,19 @@ class TNode:
     out_shape: tuple
 
 
-def graph_source(project):
+def graph_source(project, classes=None):
     """(lines of __init__, lines of forward, TORCH_WEIGHTS): the device graph's (host layers,
-    text, run before it in the script's preprocess: host_source)."""
-    g = host.device_graph(keras_code._check(project))
+    text, run before it in the script's preprocess: host_source). classes: a Classes, for a
+    graph whose blocks are kept (an nn.Module class per block type, written into it); None:
+    the graph inlined."""
+    g = keras_code._check(project)
+    if classes is None:
+        g = host.device_graph(g)
     shapes = g.analysis().shapes
     names = Names()
     names.used |= _RESERVED
+    if classes is not None:
+        names.used |= classes.names.used
     init, fwd, weights, tensors, frozen_bn = [], [], {}, {}, []
     stats = keras_code._normalization(project)
     for nid in g.inputs():
@@ -90,9 +98,29 @@ def graph_source(project):
             init.append(f"self.register_buffer('scale_{v}', torch.tensor("
                         f"NORMALIZATION[{nid!r}]['scale']))")
         tensors[(nid, 0)] = v
+    _layers(g, shapes, names, tensors, init, fwd, weights, frozen_bn, classes)
+    outs = g.outputs()
+    if len(outs) == 1:
+        fwd.append(f"return {tensors[(outs[0], 0)]}")
+    else:
+        fwd.append("return {" + ", ".join(f"{o!r}: {tensors[(o, 0)]}" for o in outs) + "}")
+    return init, fwd, weights, frozen_bn
+
+
+def _layers(g, shapes, names, tensors, init, fwd, weights, frozen_bn, classes):
+    """The lines of `g`'s layers into init and fwd (a block instance: classes.instance)."""
     for nid in g.topo_order():
         node = g.nodes[nid]
         if node.layer.is_input:
+            continue
+        edges = g.in_edges(nid)
+        attr = names.make(nid)
+        while attr in MODULE_NAMES:
+            attr = names.make(attr + "_")
+        in_shapes = [tuple(shapes[e.src][e.src_port]) for e in edges]
+        if isinstance(node.layer, BlockType):
+            classes.instance(node, attr, [tensors[(e.src, e.src_port)] for e in edges],
+                             in_shapes, names, tensors, init, fwd, weights)
             continue
         convert = tl.CONVERTERS.get(node.type)
         if convert is None:
@@ -102,17 +130,14 @@ def graph_source(project):
         ports = node.layer.output_names(node.params)
         if len(ports) > 1 and node.type not in tl.STATE_PORTS:
             raise tl.unsupported(nid, node.type, "return_state", True)
-        edges = g.in_edges(nid)
-        attr = names.make(nid)
-        while attr in MODULE_NAMES:
-            attr = names.make(attr + "_")
-        in_shapes = [tuple(shapes[e.src][e.src_port]) for e in edges]
         n = TNode(nid, node.type, node.params, f"self.{attr}",
                   [tensors[(e.src, e.src_port)] for e in edges], attr, in_shapes,
                   tuple(shapes[nid][0]))
         i_lines, f_lines, wmap = convert(n)
         init += i_lines
-        if not node.trainable:  # frozen in Layerloom: not trained (a BatchNorm: eval mode)
+        specs = node.layer.weights(node.params, in_shapes)
+        if not node.trainable and specs:  # frozen in Layerloom: not trained (a BatchNorm:
+            # eval mode); a layer without weights may have no module to freeze
             init.append(f"self.{attr}.requires_grad_(False)  # frozen")
             if node.type == "BatchNormalization":
                 frozen_bn.append(attr)
@@ -120,18 +145,137 @@ def graph_source(project):
         tensors[(nid, 0)] = attr
         for i, port in enumerate(ports[1:], 1):  # a recurrent layer's final states
             tensors[(nid, i)] = f"{attr}_{port}"
-        for spec in node.layer.weights(node.params, in_shapes):
+        for spec in specs:
             if spec.name not in wmap:
                 raise DataError(f"{node.type} layer {quote(nid)}: weight {spec.name} has no "
                                 "PyTorch place", f"graph.nodes.{nid}")
             key, layout = wmap[spec.name]
             weights[f"{nid}/{spec.name}"] = (f"{attr}.{key}", layout)
-    outs = g.outputs()
-    if len(outs) == 1:
-        fwd.append(f"return {tensors[(outs[0], 0)]}")
-    else:
-        fwd.append("return {" + ", ".join(f"{o!r}: {tensors[(o, 0)]}" for o in outs) + "}")
-    return init, fwd, weights, frozen_bn
+
+
+# -- blocks: an nn.Module class per block type ------------------------------------------------
+def _script_globals():
+    """The names the script's template defines at module level (no class may take one)."""
+    from layerloom.interop import torch_script
+    found = set()
+    for text in (torch_script.TEMPLATE, torch_script.HOST, torch_script.NO_HOST):
+        found |= set(re.findall(r"^(?:def|class)\s+(\w+)", text, re.M))
+        for m in re.findall(r"^((?:\w+\s*,\s*)*\w+)\s*=", text, re.M):
+            found |= {w.strip() for w in m.split(",")}
+    return found
+
+
+def _doc(text):
+    return (text or "").replace("\\", "/").replace('"""', "'''").strip()
+
+
+class Classes:
+    """The nn.Module classes of a script's block types: one per block type, parameter values,
+    input shapes and frozen state used (ResBlock; ResBlock2 for other values), each written
+    once, after the classes it uses."""
+
+    def __init__(self):
+        self.names = Names()
+        self.names.used |= _RESERVED | _script_globals() | MODULE_NAMES
+        self.by_key = {}    # keras_code_blocks.config_key -> (class name, weights, output shapes)
+        self.sources = {}   # class name -> source
+
+    def klass(self, block, params, in_shapes, trainable):
+        key = keras_code_blocks.config_key(block, params, in_shapes, trainable)
+        hit = self.by_key.get(key)
+        if hit is not None:
+            return hit
+        name, k = block.type_id, 2
+        while name in self.names.used:
+            name, k = f"{block.type_id}{k}", k + 1
+        self.names.used.add(name)
+        g, shapes = keras_code_blocks.block_graph(block, params, in_shapes, trainable)
+        names = Names()
+        names.used |= _RESERVED
+        tensors, args = {}, []
+        for iid in block.input_ids:
+            v = names.make(iid)
+            args.append(v)
+            tensors[(iid, 0)] = v
+        init, fwd, weights, frozen_bn = [], [], {}, []
+        _layers(g, shapes, names, tensors, init, fwd, weights, frozen_bn, self)
+        fwd.append("return " + ", ".join(tensors[r] for r in block.output_refs))
+        values = keras_code_blocks.promoted_values(block, params)
+        what = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        shapes_in = ", ".join(str(tuple(s)) for s in in_shapes)
+        ind = "        "
+        src = (f"class {name}(nn.Module):\n"
+               f'    """Block {block.type_id}' + (f" ({what})" if what else "") +
+               f": {_doc(block.help) or 'its layers'}. Takes {shapes_in}, channels-last" +
+               ("; frozen" if not trainable else "") + '."""\n\n'
+               "    def __init__(self):\n        super().__init__()\n" +
+               ("".join(f"{ind}{line}\n" for line in init) or f"{ind}pass\n") +
+               f"\n    def forward(self, {', '.join(args)}):\n" +
+               "".join(f"{ind}{line}\n" for line in fwd) + frozen_source(frozen_bn))
+        self.sources[name] = src
+        hit = (name, weights, [tuple(shapes[n][p]) for n, p in block.output_refs])
+        self.by_key[key] = hit
+        return hit
+
+    def instance(self, node, attr, xs, in_shapes, names, tensors, init, fwd, weights):
+        """An instance as an attribute (an nn.Sequential of its copies for a repeat) and its
+        call; its weights' names, those of the inlined graph, mapped to its modules'."""
+        block, nid = node.layer, node.id
+        copies = keras_code_blocks.block_copies(block, node.params)
+        made, shapes = [], in_shapes
+        for _ in range(copies):
+            name, wmap, shapes = self.klass(block, node.params, shapes, node.trainable)
+            made.append((name, wmap))
+        outs = [attr] + [names.make(f"{attr}_{p}") for p in range(1, len(block.output_refs))]
+        lhs = ", ".join(outs)
+        kinds = [m[0] for m in made]
+        if copies == 1:
+            init.append(f"self.{attr} = {kinds[0]}()")
+            fwd.append(f"{lhs} = self.{attr}({', '.join(xs)})")
+        else:
+            one = len(xs) == 1
+            if len(set(kinds)) == 1:
+                made_text = f"[{kinds[0]}() for _ in range({copies})]"
+                made_text = f"*{made_text}" if one else made_text
+            else:
+                made_text = ", ".join(f"{k}()" for k in kinds)
+                made_text = made_text if one else f"[{made_text}]"
+            container = "nn.Sequential" if one else "nn.ModuleList"
+            init.append(f"self.{attr} = {container}({made_text})  # {block.type_id} "
+                        f"x{copies}, each copy with its own weights")
+            if one:
+                fwd.append(f"{lhs} = self.{attr}({xs[0]})")
+            else:
+                copy = names.make("copy")
+                fwd += [f"{lhs} = {', '.join(xs)}", f"for {copy} in self.{attr}:",
+                        f"    {lhs} = {copy}({lhs})"]
+        for k, (_, wmap) in enumerate(made):
+            flat = f"{nid}{blocks_kit.SEP}" if k == 0 else \
+                f"{nid}{blocks_kit.SEP}{blocks_kit.COPY}{k + 1}{blocks_kit.SEP}"
+            module = f"{attr}." if copies == 1 else f"{attr}.{k}."
+            for w, (key, layout) in wmap.items():
+                weights[flat + w] = (module + key, layout)
+        for p, t in enumerate(outs):
+            tensors[(nid, p)] = t
+
+
+def structured_source(project):
+    """(classes' source, init, forward, TORCH_WEIGHTS, frozen BatchNorms) of a project whose
+    block instances stay modules; None where that cannot be written exactly (the inlined
+    script is written instead: it raises what has no PyTorch form, placed)."""
+    if not blocks_kit.has_blocks(project.graph) or host.has_host(project.graph):
+        return None
+    try:
+        classes = Classes()
+        init, fwd, weights, frozen_bn = graph_source(project, classes)
+        flat = graph_source(loom.flat(project))[2]
+    except Exception:  # noqa: BLE001
+        return None
+    # the same weights, in the same layouts, at the modules' places
+    if set(flat) != set(weights) or any(flat[k][1] != weights[k][1] for k in flat):
+        return None
+    text = "".join(src + "\n\n" for src in classes.sources.values())
+    return text, init, fwd, weights, frozen_bn
 
 
 def frozen_source(frozen_bn):
@@ -264,7 +408,13 @@ def host_source(project):
 
 def code(project, weights_file, script_name="train_torch.py"):
     """The script's text; weights_file: the weights' file name, beside the script."""
-    init, fwd, weights, frozen_bn = graph_source(project)
+    made = structured_source(project)  # an nn.Module class per block type
+    if made is not None:
+        classes, init, fwd, weights, frozen_bn = made
+    else:
+        project = loom.flat(project)  # blocks inlined
+        init, fwd, weights, frozen_bn = graph_source(project)
+        classes = ""
     t = project.training
     if t.get("callbacks"):
         raise DataError("training callbacks have no PyTorch form in this export",
@@ -289,7 +439,7 @@ def code(project, weights_file, script_name="train_torch.py"):
         shuffle=bool(t.get("shuffle", True)),
         normalization=keras_code._fmt_normalization(keras_code._normalization(project)),
         input_ids=host.device_graph(project.graph).inputs(),
-        output_ids=project.graph.outputs(), host=host_source(project),
+        output_ids=project.graph.outputs(), host=host_source(project), classes=classes,
         torch_weights="{\n" + wrows + "}" if wrows else "{}",
         init="".join(f"{ind}{line}\n" for line in init) or f"{ind}pass\n",
         forward="".join(f"{ind}{line}\n" for line in fwd), frozen=frozen_source(frozen_bn),
@@ -303,7 +453,7 @@ def write(project, weights, path):
     from layerloom.core.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
     wpath = weights_path_for(path)
     text = code(project, os.path.basename(wpath), os.path.basename(path))
-    arrays = keras_code.weight_arrays(project, weights)
+    arrays = keras_code.weight_arrays(project, weights, keras_names=False)
     atomic_write_bytes(wpath, npz_bytes(arrays))
     atomic_write_text(path, text)
     return text

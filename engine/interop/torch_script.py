@@ -40,7 +40,7 @@ TORCH_WEIGHTS = @torch_weights@
 LOSSES = @losses@
 @host@
 
-class LayerloomModel(nn.Module):
+@classes@class LayerloomModel(nn.Module):
     """The graph, one submodule per node (named by its node id); tensors channels-last."""
 
     def __init__(self):

@@ -4,14 +4,16 @@ Loading validates everything and reports every problem with its place
 (`graph.nodes[3].params.units: expected a positive integer, got -5`). Files from a newer format
 version are refused as such; older versions are migrated step by step. See docs/file-format.md.
 """
+import copy
 import difflib
 import json
 import os
 
-from layerloom.core.errors import MESSAGE_LIMIT, GraphError, ProjectError, quote
+from layerloom.core import blocks as block_kit
+from layerloom.core.errors import MESSAGE_LIMIT, GraphError, ParamError, ProjectError, quote
 from layerloom.core.graph import Graph, too_many_nodes
 from layerloom.core.params import validate_params
-from layerloom.core.registry import get_layer, layer_types
+from layerloom.core.registry import layer_types
 from layerloom.core.sections import unknown_keys
 from layerloom.data import sources
 from layerloom.core.fileio import atomic_write_text
@@ -50,28 +52,30 @@ def _type_hint(name, known):
     return f"; did you mean {quote(close[0])}?" if close else ""
 
 
-def parse_graph(g, problems):
-    """The graph of a file's "graph" object, with a problem for each node or edge refused."""
-    graph = Graph()
+def parse_graph(g, problems, blocks=None, place="graph"):
+    """The graph of a file's "graph" object, with a problem for each node or edge refused.
+    blocks: the block types its nodes may use ({name: BlockType}); place: where the object is
+    (a block's graph is blocks.<name>.graph)."""
+    graph = Graph(blocks=blocks)
     if not isinstance(g, dict):
-        problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", "graph"))
+        problems.append(ProjectError("expected an object with \"nodes\" and \"edges\"", place))
         return graph
-    problems.extend(unknown_keys(g, {"nodes", "edges"}, "graph"))
+    problems.extend(unknown_keys(g, {"nodes", "edges"}, place))
     nodes, edges = g.get("nodes"), g.get("edges", [])
     if not isinstance(nodes, list):
-        problems.append(ProjectError("expected a list of nodes", "graph.nodes"))
+        problems.append(ProjectError("expected a list of nodes", f"{place}.nodes"))
         nodes = []
     if not isinstance(edges, list):
-        problems.append(ProjectError("expected a list of edges", "graph.edges"))
+        problems.append(ProjectError("expected a list of edges", f"{place}.edges"))
         edges = []
     too_many = too_many_nodes(len(nodes))
     if too_many:  # refused before any node is read
-        problems.append(ProjectError(too_many, "graph.nodes"))
+        problems.append(ProjectError(too_many, f"{place}.nodes"))
         return graph
-    broken, ids_known = _add_nodes(graph, nodes, problems)
+    broken, ids_known = _add_nodes(graph, nodes, problems, place)
     ids_known = ids_known and isinstance(g.get("nodes"), list)
     for j, e in enumerate(edges):
-        ends = _edge_ends(e, f"graph.edges[{j}]", problems)
+        ends = _edge_ends(e, f"{place}.edges[{j}]", problems)
         if ends is None:
             continue
         (src, sp), (dst, dp) = ends
@@ -81,17 +85,84 @@ def parse_graph(g, problems):
         try:  # the editor's own rules; cycles are reported with the graph's other problems
             graph.connect(src, sp, dst, dp, allow_cycle=True)
         except GraphError as err:
-            problems.append(ProjectError(err.message, f"graph.edges[{j}].{err.end}"))
+            problems.append(ProjectError(err.message, f"{place}.edges[{j}].{err.end}"))
     return graph
 
 
-def _add_nodes(graph, nodes, problems):
+def parse_blocks(section, problems, known=None, place="blocks"):
+    """{name: BlockType} of a file's "blocks" object (core/blocks.py); a block may use the
+    blocks before it (so none uses itself). A refused block is left out, with its problems
+    placed (blocks.ResBlock.graph.nodes[2].params.filters: ...)."""
+    blocks = dict(known or {})
+    if section is None:
+        return blocks
+    if not isinstance(section, dict):
+        problems.append(ProjectError("expected an object of block types by name", place))
+        return blocks
+    if len(section) > block_kit.MAX_BLOCKS:
+        problems.append(ProjectError(f"{len(section):,} block types, more than the "
+                                     f"{block_kit.MAX_BLOCKS:,} a file may declare", place))
+        return blocks
+    for name, d in section.items():
+        where = f"{place}.{name}"
+        try:
+            block_kit.check_name(name, where)
+            if name in blocks:
+                raise ProjectError(f"block {quote(name)} is declared twice", where)
+            if not isinstance(d, dict):
+                raise ProjectError("expected an object with inputs, outputs and graph", where)
+            found = unknown_keys(d, {"help", "inputs", "outputs", "params", "graph"}, where)
+            inner = parse_graph(d.get("graph"), found, blocks=blocks, place=f"{where}.graph")
+            if found:
+                problems.extend(found)
+                continue
+            blocks[name] = block_kit.define(name, inner, d.get("inputs"), d.get("outputs"),
+                                            d.get("params", {}), d.get("help", ""), where)
+        except ProjectError as e:
+            problems.append(e)
+        except ParamError as e:  # a default the parameter refuses
+            problems.append(ProjectError(e.message, e.place))
+    return blocks
+
+
+def graph_dict(graph):
+    """A graph as the file's "graph" object."""
+    return {"nodes": [node_dict(n) for n in graph.nodes.values()],
+            "edges": [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]}
+                      for e in graph.edges]}
+
+
+def block_dict(block):
+    """A block type as the file's "blocks" section holds it."""
+    d = {}
+    if block.help and not block.help.startswith("Block of "):
+        d["help"] = block.help
+    d["inputs"] = list(block.input_ids)
+    d["outputs"] = [[n, p] for n, p in block.output_refs]
+    if block.promoted:
+        d["params"] = {p.name: {"default": p.to_json(p.default),
+                                "sets": [t.text() for t in targets]}
+                       for p, targets in block.promoted}
+    d["graph"] = graph_dict(block.graph)
+    return d
+
+
+def blocks_dict(graph, names=None):
+    """The "blocks" section for the block types `graph` uses (or `names`), each after those
+    it uses."""
+    names = block_kit.used_blocks(graph, every=True) if names is None else names
+    return {name: block_dict(graph.blocks[name]) for name in names}
+
+
+def _add_nodes(graph, nodes, problems, place="graph"):
     """Add the readable nodes. Returns (ids of nodes refused for their type or parameters,
     whether every node's id could be read: if not, any dangling edge may be to it)."""
     first_index, broken, ids_known = {}, set(), True
     known, hints, listed = [lt.type_id for lt in layer_types()], {}, False
+    known = known + list(graph.blocks)
+    top = place
     for i, n in enumerate(nodes):
-        place = f"graph.nodes[{i}]"
+        place = f"{top}.nodes[{i}]"
         if not isinstance(n, dict):
             problems.append(ProjectError("expected an object with id, type, params", place))
             ids_known = False
@@ -107,7 +178,7 @@ def _add_nodes(graph, nodes, problems):
             problems.append(ProjectError(f"duplicate node id {quote(nid)} (first used by "
                                          f"graph.nodes[{first_index[nid]}])", f"{place}.id"))
             continue
-        layer = get_layer(typ) if isinstance(typ, str) else None
+        layer = graph.layer_type(typ) if isinstance(typ, str) else None
         if layer is None:
             key = typ if isinstance(typ, str) and len(typ) <= 100 else None
             hint = hints.get(key) if key is not None else None
@@ -119,7 +190,7 @@ def _add_nodes(graph, nodes, problems):
                                          f"{place}.type"))
             if not hint and not listed:
                 listing = ProjectError(f"the layer types are {', '.join(known)} "
-                                       "(docs/layers.md)", "graph.nodes")
+                                       "(docs/layers.md)", f"{top}.nodes")
                 listing.limit = 8 * MESSAGE_LIMIT  # whole: the registry bounds it, not a file
                 problems.append(listing)
                 listed = True
@@ -155,25 +226,34 @@ def _edge_ends(e, place, problems):
     return ends
 
 
+def format_version(d, fmt, newest, what, version_words):
+    """The version of a file's object `d` whose "format" must be `fmt` ("a Layerloom
+    project" it is not, else) and whose version this Layerloom reads (at most `newest`)."""
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        got = d.get("format") if isinstance(d, dict) else None
+        raise ProjectError(f"not a Layerloom {what} (\"format\" is {quote(got)}, expected "
+                           f"{quote(fmt)})", "format")
+    v = d.get("version")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ProjectError(f"expected a positive integer, got {quote(v)}", "version")
+    if v > newest:
+        raise ProjectError(f"written by a newer Layerloom ({version_words} {v}; this version "
+                           f"reads up to {newest}); update Layerloom to open it", "version")
+    return v
+
+
 def from_dict(d, path=None, strict=True):
     problems = []
     if not isinstance(d, dict):
         raise ProjectError("not a Layerloom project (expected a JSON object)")
-    if d.get("format") != FORMAT:
-        raise ProjectError(f"not a Layerloom project (\"format\" is {quote(d.get('format'))}, "
-                           f"expected {quote(FORMAT)})", "format")
-    v = d.get("version")
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ProjectError(f"expected a positive integer, got {quote(v)}", "version")
-    if v > VERSION:
-        raise ProjectError(f"written by a newer Layerloom (format version {v}; this version "
-                           f"reads up to {VERSION}); update Layerloom to open it", "version")
+    v = format_version(d, FORMAT, VERSION, "project", "format version")
     while v < VERSION:
         d = MIGRATIONS[v](d)
         v += 1
     problems.extend(unknown_keys(d, {"format", "version", "graph", "dataset", "training", "ui",
-                                     "weights", "name"}, ""))
-    graph = parse_graph(d.get("graph"), problems)
+                                     "weights", "name", "blocks"}, ""))
+    blocks = parse_blocks(d.get("blocks"), problems)
+    graph = parse_graph(d.get("graph"), problems, blocks=blocks)
     # Network problems (unconnected inputs, shapes, missing losses) make a project unfinished,
     # not damaged: the editor opens it with them listed; --run (strict) refuses it.
     soft = []
@@ -252,20 +332,39 @@ def _depth(v):
 
 
 def load(path, strict=True):
+    return loads(read_text(path, "a project file"), path, strict)
+
+
+def read_text(path, what, limit=None):
+    """The UTF-8 text of the file at `path` (`what` it should be: "a project file"), at most
+    `limit` bytes; ProjectError saying why it cannot be read."""
     try:
+        size = os.path.getsize(path) if limit is not None else 0
+        if limit is not None and size > limit:
+            raise ProjectError(f"{size:,} bytes, more than the {limit:,} {what} may have")
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
         raise ProjectError("no such file") from None
     except IsADirectoryError:
-        raise ProjectError("is a folder, not a project file") from None
+        raise ProjectError(f"is a folder, not {what}") from None
     except OSError as e:
         raise ProjectError(f"cannot read: {e.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProjectError(f"not UTF-8 text (byte {e.start})") from None
-    return loads(text, path, strict)
+
+
+def flat(project):
+    """The project with its block instances inlined (core/blocks.py flatten): what the
+    exports write and the engine compiles. The project itself where it has none."""
+    g = project.graph.flat()
+    if g is project.graph:
+        return project
+    out = copy.copy(project)
+    out.graph = g
+    return out
 
 
 def problems_of(project):
@@ -302,6 +401,7 @@ def to_dict(project):
         "format": FORMAT,
         "version": VERSION,
         **({"name": project.name} if project.name else {}),
+        **({"blocks": blocks_dict(g)} if g.blocks else {}),
         "graph": {"nodes": nodes,
                   "edges": [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]}
                             for e in g.edges]},

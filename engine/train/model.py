@@ -91,6 +91,7 @@ class Model:
         problems = graph.validate()
         if problems:
             raise ProjectError(str(problems[0]), problems=problems)
+        graph = graph.flat()  # a block runs inlined: no cost at run time
         self.graph = graph
         self.rt = runtime
         self.ops = Ops(runtime)

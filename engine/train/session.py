@@ -33,8 +33,8 @@ def adapt_layers(model, graph, x):
         if not hasattr(node.layer, "adapt"):
             continue
         current = current or model.get_weights()
-        if node.layer.adapted({k.split("/", 1)[1]: v for k, v in current.items()
-                               if k.split("/", 1)[0] == nid}):
+        if node.layer.adapted({k.rsplit("/", 1)[1]: v for k, v in current.items()
+                               if k.rsplit("/", 1)[0] == nid}):
             continue
         src = graph.in_edges(nid)[0].src
         if not graph.nodes[src].layer.is_input:
