@@ -334,8 +334,9 @@ def test_context_menus_on_a_node_a_wire_and_the_canvas(win, qtbot):
     node = win.scene.nodes["hidden_3"]
     at = view.mapFromScene(node.sceneBoundingRect().center())
     menu = context_menus.build(win, at)
-    assert _texts(menu) == ["Add &After", "&Freeze Node", "Freeze Everything &Before This Node",
-                            "D&uplicate", "&Copy", "&Delete"]
+    assert _texts(menu) == ["Add &After", "Make &Block...", "&Freeze Node",
+                            "Freeze Everything &Before This Node", "D&uplicate", "&Copy",
+                            "&Delete"]
     assert win.selected_ids() == ["hidden_3"]
     _action(menu, "Add &After", "Dropout").trigger()
     (new,) = [n for n in win.doc.graph.nodes.values() if n.type == "Dropout"]

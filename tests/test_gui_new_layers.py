@@ -300,7 +300,8 @@ def test_the_palette_search_prefers_names_and_falls_back_to_help(win):
     palette.search.setText("pixel")  # no name holds it: the layers whose help does
     assert "Rescaling" in palette.visible_types()
     palette.search.setText("")
-    assert len(palette.visible_types()) == len(layer_types())
+    # every layer, and the Blocks category's block types (the bundled library's)
+    assert len(palette.visible_types()) == len(layer_types()) + len(palette.block_types)
 
 
 def test_a_wrapped_layer_is_a_type_box_with_its_own_form(qapp):

@@ -43,6 +43,7 @@ class _Buckets:
 class GraphScene(QGraphicsScene):
     sigMessage = Signal(str)       # a refusal or a hint for the status bar / log
     sigSelectionNode = Signal(str)  # the single selected node id, or ""
+    sigOpenNode = Signal(str)      # a node double-clicked (a block opens)
 
     def __init__(self, doc, parent=None):
         super().__init__(parent)

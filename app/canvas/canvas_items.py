@@ -18,7 +18,8 @@ LEGIBLE = 0.35  # the zoom below which a node's text is not drawn (it would be 3
 CATEGORY_COLORS = {"Core": "#4c78a8", "Convolution": "#f58518", "Pooling": "#e45756",
                    "Normalization": "#72b7b2", "Regularization": "#54a24b", "Merging": "#b279a2",
                    "Reshaping": "#9d755d", "Recurrent": "#eeca3b", "Preprocessing": "#ff9da6",
-                   "Activation": "#bab0ac", "Attention": "#8c6d31", "Augmentation": "#d67195"}
+                   "Activation": "#bab0ac", "Attention": "#8c6d31", "Augmentation": "#d67195",
+                   "Blocks": "#3d5a80", "Primitives": "#5f7c8a"}
 
 
 def rounded_path(points, radius=8.0):
@@ -140,6 +141,10 @@ class NodeItem(QGraphicsItem):
         self.prepareGeometryChange()
         self.update()
 
+    def mouseDoubleClickEvent(self, event):
+        self.gscene.sigOpenNode.emit(self.node_id)
+        super().mouseDoubleClickEvent(event)
+
     def boundingRect(self):
         if self.gscene.flow == "down":  # port names outside, above and below
             return QRectF(-8, -4 - ROW_H, NODE_W + 16, self.h + 8 + 2 * ROW_H)
@@ -152,6 +157,10 @@ class NodeItem(QGraphicsItem):
         body = QRectF(0, 0, NODE_W, self.h)
         border = QColor("#d62828") if self.problem else (
             QColor("#ffb703") if self.isSelected() else theme.color("border"))
+        if node.layer.category == "Blocks":  # a block: a card with another behind it
+            p.setPen(QPen(color, 1.5))
+            p.setBrush(theme.color("node"))
+            p.drawRoundedRect(body.translated(5, 5), 6, 6)
         p.setPen(QPen(border, 3 if (self.problem or self.isSelected()) else 1.2))
         p.setBrush(theme.color("node"))
         p.drawRoundedRect(body, 6, 6)

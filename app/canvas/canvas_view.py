@@ -146,7 +146,8 @@ class GraphView(QGraphicsView):
         Escape cancels."""
         from layerloom.core.errors import LayerloomError
         from layerloom.core.registry import layers_from_text, layer_types
-        names = [l.type_id for l in layer_types()]
+        extra = getattr(self, "extra_types", ())  # block types (the window's refresh_blocks)
+        names = [l.type_id for l in extra] + [l.type_id for l in layer_types()]
         pos = at if at is not None else self.mapFromGlobal(self.cursor().pos())
         if not self.viewport().rect().contains(pos):
             pos = self.viewport().rect().center()
@@ -168,7 +169,7 @@ class GraphView(QGraphicsView):
                 box.deleteLater()
                 return
             try:  # Keras' order and name=value: "embedding 10000 32", "conv2d 16 3 same";
-                chain = layers_from_text(text)  # several: "dense 64 relu; dense 10"
+                chain = layers_from_text(text, extra)  # several: "dense 64 relu; dense 10"
             except LayerloomError as e:  # the box stays, its text selected to be mended or
                 self.sigMessage.emit(f"Not added: {e.message}")  # typed over (Esc closes)
                 box.setToolTip(f"Not added: {e.message}")

@@ -43,6 +43,13 @@ def build(win, pos):
         _by_category(after.addMenu("All Layers"), lambda t: win.add_from_palette(t))
         after.setEnabled(editable)
         menu.addSeparator()
+        if item.node.layer.category == "Blocks":
+            menu.addAction("&Open Block", lambda: win.open_block(item.node_id))
+            menu.addAction("E&xpand Block", lambda: win.expand_block(item.node_id)).setEnabled(
+                editable)
+            menu.addAction("Export Bloc&k...", lambda: win.export_block(item.node.type))
+        menu.addAction("Make &Block...", win.make_block).setEnabled(editable)
+        menu.addSeparator()
         _freeze_entries(menu, win, item.node_id, editable)
         menu.addSeparator()
         menu.addAction("D&uplicate", win.duplicate).setEnabled(editable)

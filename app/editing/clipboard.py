@@ -2,6 +2,7 @@
 clipboard. Pasted text is validated like a project file's graph."""
 import json
 
+from layerloom.core import blocks
 from layerloom.project import loom as projectfile
 from layerloom.core.errors import ProjectError, quote
 from layerloom.core.sections import unknown_keys
@@ -18,7 +19,13 @@ def copy_text(doc, node_ids):
     edges = [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]} for e in g.edges
              if e.src in wanted and e.dst in wanted]
     pos = {nid: doc.positions().get(nid, [0, 0]) for nid in ids}
-    return json.dumps({"format": MARK, "nodes": nodes, "edges": edges, "positions": pos})
+    d = {"format": MARK, "nodes": nodes, "edges": edges, "positions": pos}
+    sub = type(g)(blocks=g.blocks)  # the block types the copied instances need travel along
+    for nid in ids:
+        sub.add_node(g.nodes[nid].type, dict(g.nodes[nid].params), id=nid)
+    if blocks.used_blocks(sub):
+        d["blocks"] = projectfile.blocks_dict(sub, blocks.used_blocks(sub))
+    return json.dumps(d)
 
 
 POSITION_LIMIT = 10_000_000  # of a pasted node's x and y: far beyond any canvas
@@ -35,9 +42,10 @@ def parse_text(text):
         raise ProjectError("the clipboard holds no Layerloom nodes") from None
     if not isinstance(d, dict) or d.get("format") != MARK:
         raise ProjectError("the clipboard holds no Layerloom nodes")
-    problems = unknown_keys(d, {"format", "nodes", "edges", "positions"}, "")
+    problems = unknown_keys(d, {"format", "nodes", "edges", "positions", "blocks"}, "")
+    types = projectfile.parse_blocks(d.get("blocks"), problems)
     graph = projectfile.parse_graph({"nodes": d.get("nodes"), "edges": d.get("edges", [])},
-                                    problems)
+                                    problems, blocks=types)
     pos = d.get("positions", {})
     problems.extend(_position_problems(pos, graph.nodes))
     if not problems:

@@ -3,6 +3,7 @@ the model's events. Names end in Cmd."""
 from PySide6.QtGui import QUndoCommand
 
 from layerloom.core.errors import GraphError, LayerloomError
+from layerloom.core.blocks import used_blocks
 from layerloom.core.graph import Edge, too_many_nodes
 
 
@@ -161,14 +162,31 @@ class PasteCmd(QUndoCommand):
                       for e in graph.edges]
         self.pos = {self.ids[k]: [v[0] + offset[0], v[1] + offset[1]]
                     for k, v in positions.items() if k in self.ids}
+        # block types the pasted instances use that the project lacks, defined first
+        self.types = [graph.blocks[n] for n in used_blocks(graph)]
+        self.defined = []
+
+    def _define_blocks(self):
+        from layerloom.project.loom import block_dict
+        g = self.doc.graph
+        for t in self.types:
+            have = g.blocks.get(t.type_id)
+            if have is None:
+                g.define_block(t)
+                self.defined.append(t.type_id)
+            elif block_dict(have) != block_dict(t):
+                raise GraphError(f"the project has another block called {t.type_id!r}; "
+                                 "rename one of them first")
 
     def redo(self):
         g = self.doc.graph
         added = []
+        self.defined = []
         try:
             too_many = too_many_nodes(len(g.nodes) + len(self.nodes))
             if too_many:  # the graph would be one its project file cannot hold
                 raise GraphError(f"the graph would have {too_many}")
+            self._define_blocks()
             for nid, typ, params, trainable in self.nodes:
                 if nid in self.pos:  # before the node: the canvas places it on node_added
                     self.doc.positions()[nid] = list(self.pos[nid])
@@ -178,6 +196,7 @@ class PasteCmd(QUndoCommand):
                 g.connect(*e)
         except LayerloomError as e:
             self._remove(added)
+            self._undefine()
             for nid, *_ in self.nodes[len(added):]:
                 self.doc.positions().pop(nid, None)
             self.setObsolete(True)  # QUndoStack.push deletes it instead of keeping it
@@ -185,6 +204,12 @@ class PasteCmd(QUndoCommand):
 
     def undo(self):
         self._remove([nid for nid, *_ in self.nodes])
+        self._undefine()
+
+    def _undefine(self):
+        for name in reversed(self.defined):
+            self.doc.graph.remove_block(name)
+        self.defined = []
 
     def _remove(self, ids):
         for nid in reversed(ids):

@@ -83,10 +83,39 @@ class Palette(QWidget):
             item.setData(0, Qt.UserRole, layer.type_id)
             item.setToolTip(0, layer.help)
             self.items[layer.type_id] = item
+        # block types (core/blocks.py): the project's and the library's, set by the window
+        self.blocks_item = QTreeWidgetItem(["Blocks"])  # first: the user's own pieces
+        self.tree.insertTopLevelItem(0, self.blocks_item)
+        self.blocks_item.setFlags(Qt.ItemIsEnabled)
+        self.blocks_item.setIcon(0, _swatch("Blocks"))
+        self.block_types = []
+        self.extra_types = []  # the block types' declarations, for typed entries
+        self.set_blocks([])
         self.tree.expandAll()
         self.search.textChanged.connect(self.filter)
         self.tree.itemDoubleClicked.connect(self._activated)
         self.search.returnPressed.connect(self._enter)
+
+    def set_blocks(self, entries):
+        """The Blocks category: entries [(name, help, where)], where says whose it is ("this
+        project", "library", "bundled"). With none, a line says how one is made."""
+        for name in self.block_types:
+            self.items.pop(name, None)
+        self.blocks_item.takeChildren()
+        self.block_types = []
+        for name, help, where in entries:
+            item = QTreeWidgetItem(self.blocks_item, [name])
+            item.setData(0, Qt.UserRole, name)
+            item.setToolTip(0, f"{help} ({where})")
+            self.items[name] = item
+            self.block_types.append(name)
+        if not entries:
+            hint = QTreeWidgetItem(self.blocks_item, ["Select layers, then Ctrl+B"])
+            hint.setFlags(Qt.NoItemFlags)
+            hint.setToolTip(0, "Edit > Make Block: the selected layers become one reusable "
+                               "node")
+        self.blocks_item.setExpanded(True)
+        self.filter(self.search.text())
 
     def filter(self, text):
         """Shows the layers whose name holds the first word typed (the words after it are
@@ -104,7 +133,8 @@ class Palette(QWidget):
             visible = 0
             for j in range(cat.childCount()):
                 item = cat.child(j)
-                show = item.data(0, Qt.UserRole) in shown
+                show = item.data(0, Qt.UserRole) in shown or (
+                    item.data(0, Qt.UserRole) is None and not text)
                 item.setHidden(not show)
                 visible += show
             cat.setHidden(visible == 0)
@@ -133,7 +163,7 @@ class Palette(QWidget):
             self.search.selectAll()
             return
         try:  # several separated by ";": a chain ("dense 64 relu; dense 10 softmax")
-            chain = layers_from_text(self.search.text())
+            chain = layers_from_text(self.search.text(), self.extra_types)
         except LayerloomError as e:  # said, and the text selected to be mended or typed over
             self.sigMessage.emit(f"Not added: {e.message}")
             self.search.setToolTip(f"Not added: {e.message}")

@@ -30,12 +30,13 @@ from .window_help import HelpActions
 from .window_model import ModelActions
 from .window_runs import RunActions
 from .window_edit import EditActions
+from .window_blocks import BlockActions
 from .window_problems import ProblemsActions, node_of, plain  # noqa: F401 (their old home)
 from .window_training import TrainingActions
 
 
 class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingActions,
-                 ProblemsActions, InteropActions, HelpActions, QMainWindow):
+                 ProblemsActions, InteropActions, HelpActions, BlockActions, QMainWindow):
     AUTOSAVE_MS = 60_000
 
     def __init__(self, doc=None, confirm=True, remember_layout=None, start_page=None):
@@ -86,6 +87,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         doc.sigChanged.connect(self._leave_start_page)
         self._place(self._build_panels(doc))
         self._connect_panels(doc)
+        doc.graph.blocks_changed.connect(self.refresh_blocks)
+        self.refresh_blocks()
         self.undo_action.setEnabled(True)
         doc.undo.undoTextChanged.connect(self._name_undo)
         doc.undo.redoTextChanged.connect(self._name_undo)
@@ -94,6 +97,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.view.minimap.enabled = self.minimap_action.isChecked()
         self._run_actions(False)  # the toolbar as the new panels are: nothing to continue
         self._changed()
+        self.show_block_mode()  # an open block: the bar back to the project above the canvas
         self.view.fit(whole=True)  # all of it, however large (issue 30, item 4)
 
     def _leave_start_page(self):
@@ -166,6 +170,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.scene.sigSelectionNode.connect(self.inspector.show_node)
         self.inspector.sigRenamed.connect(self._select_node)
         self.scene.sigMessage.connect(self.message)
+        self.scene.sigOpenNode.connect(self._open_node)
         self.training.sigLog.connect(self.log_line)
         self.training.sigRunning.connect(self._running)
         self.training.sigPaused.connect(self._paused)
@@ -295,6 +300,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self._act(f, "Save &As...", QKeySequence.SaveAs, self.save_as)
         f.addSeparator()
         self._build_interop_menu(f)
+        self._build_block_file_actions(f)
         f.addSeparator()
         self._act(f, "&Quit", QKeySequence.Quit, self.close)
         e = m.addMenu("&Edit")
@@ -315,6 +321,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self._act(e, "&Find Node...", QKeySequence.Find, self.find_node)
         e.addSeparator()
         self.layout_action = self._act(e, "Auto &Layout", "Ctrl+L", self.auto_layout)
+        self._build_block_actions(e)
         v = m.addMenu("&View")
         self._act(v, "&Fit to View", "F", lambda: self.view.fit(whole=True))
         self._act(v, "&Actual Size", "Ctrl+0", lambda: self.view.actual_size())

@@ -91,11 +91,20 @@ class EditActions:
         return nid
 
     def _add(self, type_id, pos, params=None):
+        library = (type_id not in self.doc.graph.blocks
+                   and type_id in getattr(self, "block_library", {}))
+        if library:  # a library block's types are defined first, in the same undo step
+            self.doc.undo.beginMacro(f"Add {type_id}")
         try:
+            if library and not self.define_library_block(type_id):
+                return None
             nid = self.scene.add_node(type_id, pos, params)
         except RuntimeError as e:
             self.message(str(e))
             return None
+        finally:
+            if library:
+                self.doc.undo.endMacro()
         self.scene.clearSelection()
         self.scene.nodes[nid].setSelected(True)
         self.view.ensureVisible(self.scene.nodes[nid], 40, 40)  # a new node is in view

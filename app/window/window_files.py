@@ -21,6 +21,8 @@ class FileActions:
     def _may_discard(self):
         """Ask before unsaved work goes: Save (True once saved), Discard (True: its autosave
         is removed, there is nothing to recover) or Cancel (False)."""
+        if not self.close_block(True):  # a block open: back to the project, with its edits
+            return False
         if not self.doc.dirty:
             return True
         if self.confirm:
@@ -90,8 +92,8 @@ class FileActions:
         return True
 
     def autosave(self):
-        try:
-            if self.doc.autosave():
+        try:  # with a block open, the project (the block's edits join it on Back)
+            if self.root_doc().autosave():
                 self.statusBar().showMessage("Autosaved", 2000)
         except OSError as e:
             self.log_line(f"Autosave failed: {e}")
@@ -145,6 +147,8 @@ class FileActions:
         return True
 
     def save(self):
+        if not self.close_block(True):  # a block open: its edits join the project first
+            return False
         if not self.doc.path:
             return self.save_as()
         return self._save_to(self.doc.path)
@@ -158,6 +162,8 @@ class FileActions:
         return start_in(self, f"{name}.loom")
 
     def save_as(self):
+        if not self.close_block(True):
+            return False
         path, _ = QFileDialog.getSaveFileName(self, "Save project", self.save_as_start(), FILTER)
         if not path:
             return False

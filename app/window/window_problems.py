@@ -43,6 +43,8 @@ class ProblemsActions:
         """[(line, node id or None, problem or None)]: the checks of `layerloom --run` on the
         project as it is now, and the data's fit, listed whenever its node is marked red; the
         problem, with its kind and fields, is what the Problems tab finds fixes from."""
+        if getattr(self.doc, "block_of", None):  # an open block: no data, loss or run
+            return self.block_problems()
         try:
             found = [(str(p), node_of(p.place, self.doc.graph), p)
                      for p in projectfile.problems_of(self.doc.project)]

@@ -1,0 +1,419 @@
+"""Blocks in the editor (issue 30, item 1): Edit > Make Block (the selected layers become one
+node of a new block type, with the parameters chosen in a dialog promoted), Expand Block (an
+instance's layers back in its place), File > Import Block and Export Block (block files, the
+user's library), and the palette's Blocks category (the project's block types, then the
+library's: adding one of the library's defines it in the project first, in the same undo
+step). A mixin of MainWindow (app/window/main_window.py)."""
+import os
+
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
+                               QWidget)
+
+from layerloom.core import blocks
+from layerloom.core.errors import LayerloomError
+from layerloom.project import block_library
+
+from layerloom.app.canvas.canvas_items import NODE_W
+from layerloom.app.editing.block_commands import (DefineBlocksCmd, ExpandBlockCmd,
+                                                  MakeBlockCmd, RedefineBlockCmd)
+from layerloom.app.look.dialogs import start_in
+
+BLOCK_FILTER = f"Layerloom blocks (*{block_library.SUFFIX});;All files (*)"
+
+
+def free_block_name(graph, base="Block"):
+    """Block, Block2, Block3...: the first name neither a layer type nor a block has."""
+    from layerloom.core.registry import get_layer
+    k = 1
+    while True:
+        name = base if k == 1 else f"{base}{k}"
+        if name not in graph.blocks and get_layer(name) is None:
+            return name
+        k += 1
+
+
+class MakeBlockDialog(QDialog):
+    """The block's name and which parameters to promote (each one the selection sets,
+    suggested by core.blocks.suggested_params: `filters` of a pair of convolutions)."""
+
+    def __init__(self, parent, graph, ids):
+        super().__init__(parent)
+        self.setWindowTitle("Make Block")
+        self.graph, self.ids = graph, ids
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        self.name = QLineEdit(free_block_name(graph))
+        self.name.selectAll()
+        form.addRow("Name:", self.name)
+        lay.addLayout(form)
+        self.suggested = blocks.suggested_params(graph, ids)
+        self.checks = {}
+        if self.suggested:
+            lay.addWidget(QLabel("Parameters of the block (set on each of its nodes):"))
+            for name, (default, targets) in self.suggested.items():
+                box = QCheckBox(f"{name} = {default}: sets "
+                                + ", ".join(t.text() for t in targets))
+                box.setChecked(name in ("filters", "units") and bool(targets))
+                self.checks[name] = box
+                lay.addWidget(box)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #d62828")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        lay.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.made = None
+
+    def promoted(self):
+        return {n: self.suggested[n][1] for n, box in self.checks.items() if box.isChecked()}
+
+    def _accept(self):
+        try:
+            self.made = blocks.make_block(self.graph, self.ids, self.name.text().strip(),
+                                          self.promoted())
+        except LayerloomError as e:  # said in the dialog: the name can be mended there
+            self.error.setText(e.message)
+            self.error.show()
+            return
+        self.accept()
+
+
+class BlockActions:
+    def _build_block_file_actions(self, file_menu):
+        self._act(file_menu, "Import &Block...", "", lambda: self.import_block())
+        self._act(file_menu, "Export Bloc&k...", "", lambda: self.export_block())
+
+    def _build_block_actions(self, edit_menu):
+        edit_menu.addSeparator()
+        self.make_block_action = self._act(edit_menu, "Make &Block...", "Ctrl+B",
+                                           lambda: self.make_block())
+        self.make_block_action.setToolTip("The selected layers become one node of a new "
+                                          "block type, reusable from the palette")
+        self.expand_block_action = self._act(edit_menu, "E&xpand Block", "Ctrl+Shift+B",
+                                             lambda: self.expand_block())
+
+    # -- the palette's Blocks ------------------------------------------------------------------
+    def refresh_blocks(self, *_):
+        """The palette's Blocks category: the project's types, then the library's others."""
+        entries, seen = [], set()
+        for name, bt in self.doc.graph.blocks.items():
+            entries.append((name, bt.help, "this project"))
+            seen.add(name)
+        self.block_library, problems = block_library.library()
+        for name, e in sorted(self.block_library.items()):
+            if name not in seen:
+                entries.append((name, e.help, "bundled" if e.bundled else
+                                f"library: {os.path.basename(e.path)}"))
+        for p in problems:
+            self.log_line(f"Block library: {p}")
+        self.palette.set_blocks(entries)
+        # typed entries ("resblock 64" in the palette's search or the canvas's Tab box)
+        types = list(self.doc.graph.blocks.values()) + [
+            e.types[name] for name, e in sorted(self.block_library.items())
+            if name not in self.doc.graph.blocks]
+        self.palette.extra_types = self.view.extra_types = types
+
+    def define_library_block(self, type_id):
+        """Before `type_id` is added: where it is a library block the project lacks, its
+        types are defined (an undo step of its own, inside the caller's). False where that
+        is refused (a block of the same name that differs)."""
+        if type_id in self.doc.graph.blocks or type_id not in getattr(self, "block_library", {}):
+            return True
+        try:
+            types = block_library.needed(self.block_library[type_id], self.doc.graph)
+        except LayerloomError as e:
+            self.message(f"Not added: {e.message}")
+            return False
+        if types:
+            self.doc.push(DefineBlocksCmd(self.doc, types))
+        return True
+
+    # -- Make and Expand -----------------------------------------------------------------------
+    def make_block(self, name=None, promote=None):
+        """Edit > Make Block: the selection becomes one instance of a new block type, where
+        its first node was. With `name` (tests, scripts) no dialog is shown."""
+        ids = self.selected_ids()
+        if not ids:
+            self.message("Make Block: select the layers the block is made of first")
+            return None
+        if not self.scene.editable():
+            self.message("Make Block: not while a run trains")
+            return None
+        if name is None:
+            dialog = MakeBlockDialog(self, self.doc.graph, ids)
+            if not dialog.exec() or dialog.made is None:
+                return None
+            made = dialog.made
+        else:
+            try:
+                made = blocks.make_block(self.doc.graph, ids, name, promote)
+            except LayerloomError as e:
+                self.message(f"Make Block: {e.message}")
+                return None
+        pos = self.doc.positions()
+        xs = [pos.get(i, [0, 0]) for i in made.removed]
+        at = (min(p[0] for p in xs), min(p[1] for p in xs))
+        self.doc.push(MakeBlockCmd(self.doc, made, at))
+        self.scene.clearSelection()
+        self.scene.nodes[made.instance].setSelected(True)
+        self.message(f"Made block {made.block.type_id} of {len(made.removed)} layer(s): "
+                     f"{made.instance}; the palette's Blocks list it")
+        return made.instance
+
+    def selected_block(self):
+        ids = self.selected_ids()
+        g = self.doc.graph
+        found = [i for i in ids if isinstance(g.nodes[i].layer, blocks.BlockType)]
+        return found[0] if len(found) == 1 and len(ids) == 1 else None
+
+    def expand_block(self, nid=None):
+        """Edit > Expand Block: the selected instance's layers in its place, wired as it was
+        (blocks used inside it stay blocks), laid out along the flow; one undo step."""
+        nid = nid or self.selected_block()
+        if nid is None:
+            self.message("Expand Block: select one block node first")
+            return []
+        try:
+            plan = blocks.inline_plan(self.doc.graph, nid)
+        except LayerloomError as e:
+            self.message(f"Expand Block: {e.message}")
+            return []
+        x0, y0 = self.doc.positions().get(nid, [0, 0])
+        rank = _ranks(plan)
+        down = self.scene.flow == "down"
+        row = {}
+        spots = {}
+        for node_id, *_ in plan.nodes:
+            r = rank[node_id]
+            k = row.get(r, 0)
+            row[r] = k + 1
+            step, side = (r * 140, k * (NODE_W + 40)) if down else (r * (NODE_W + 50), k * 120)
+            spots[node_id] = (x0 + side, y0 + step) if down else (x0 + step, y0 + side)
+        self.doc.push(ExpandBlockCmd(self.doc, plan, spots))
+        self.scene.clearSelection()
+        for node_id, *_ in plan.nodes:
+            self.scene.nodes[node_id].setSelected(True)
+        self.message(f"Expanded {nid}: {len(plan.nodes)} layer(s)")
+        return [n[0] for n in plan.nodes]
+
+    def _open_node(self, nid):
+        """A node double-clicked: a block opens."""
+        node = self.doc.graph.nodes.get(nid)
+        if node is not None and isinstance(node.layer, blocks.BlockType):
+            self.open_block(nid)
+
+    # -- Open Block: its graph in the canvas, a bar leading back ----------------------------------
+    def block_path(self):
+        """[(document, block name)] from the project to the block open now ([]: none)."""
+        out, doc = [], self.doc
+        while getattr(doc, "block_of", None):
+            parent, name = doc.block_of
+            out.insert(0, (parent, name))
+            doc = parent
+        return out
+
+    def root_doc(self):
+        """The project's document, whichever block is open."""
+        path = self.block_path()
+        return path[0][0] if path else self.doc
+
+    def open_block(self, nid=None):
+        """Double-click on a block node (or its menu's Open Block): the block's own graph in
+        the canvas, edited with every tool of the editor (its Inputs stand for its inputs and
+        their shapes are examples). The bar above the canvas goes back: the edits then apply
+        to the block type, and each of its instances follows (one undo step in the project);
+        Discard goes back without them."""
+        from layerloom.core.layout import auto_layout
+        from layerloom.project import loom
+        from layerloom.project.loom import Project
+        from layerloom.app.editing.document import Document
+        nid = nid or self.selected_block()
+        g = self.doc.graph
+        if nid is None or not isinstance(g.nodes[nid].layer, blocks.BlockType):
+            self.message("Open Block: select one block node first")
+            return None
+        if self.training.worker is not None:
+            self.message("Open Block: not while a run trains")
+            return None
+        block = g.nodes[nid].layer
+        problems = []
+        inner = loom.parse_graph(loom.graph_dict(block.graph), problems, blocks=g.blocks)
+        project = Project(inner, name=block.type_id)
+        project.ui = {"positions": {k: list(p) for k, p in auto_layout(inner).items()},
+                      "flow": self.doc.project.ui.get("flow", "right")}
+        doc = Document(project)
+        doc.block_of = (self.doc, block.type_id)
+        self.set_document(doc)
+        self.message(f"Editing block {block.type_id}: Back applies the edits to its "
+                     f"{sum(n.type == block.type_id for n in g.nodes.values())} node(s)")
+        return doc
+
+    def _block_bar(self):
+        """The bar above the canvas while a block is open: where it is, Back and Discard."""
+        path = self.block_path()
+        bar = QWidget()
+        lay = QHBoxLayout(bar)
+        lay.setContentsMargins(6, 3, 6, 3)
+        root = path[0][0]
+        names = [os.path.basename(root.path) if root.path else "untitled"] + [n for _, n in path]
+        crumbs = QLabel(" \u203a ".join(names))
+        crumbs.setStyleSheet("font-weight: bold")
+        back = QPushButton(f"\u2190 Back to {names[-2]}")
+        back.setToolTip("Apply the edits to the block (its nodes in the project follow) and "
+                        "go back")
+        back.clicked.connect(lambda: self.close_block(True))
+        discard = QPushButton("Discard Edits")
+        discard.setToolTip("Go back without changing the block")
+        discard.clicked.connect(lambda: self.close_block(False))
+        lay.addWidget(QLabel("Block:"))
+        lay.addWidget(crumbs)
+        lay.addStretch(1)
+        lay.addWidget(discard)
+        lay.addWidget(back)
+        bar.setObjectName("block_bar")
+        self.block_back, self.block_crumbs = back, crumbs
+        return bar
+
+    def show_block_mode(self):
+        """After set_document: in a block, the bar above the canvas and no training (a block
+        has no data of its own)."""
+        if not self.block_path():
+            return
+        holder = QWidget()
+        lay = QVBoxLayout(holder)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self._block_bar())
+        lay.addWidget(self.view)
+        self.setCentralWidget(holder)
+        self.run_action.setEnabled(False)
+        self.training.setEnabled(False)
+        self.training.setToolTip("A block trains as part of a project: go back to run it")
+
+    def block_problems(self):
+        """The Problems list in a block: its layers' problems, and why it would be no block."""
+        from layerloom.core.errors import ProjectError
+        g = self.doc.graph
+        found = [(str(p), getattr(p, "node", None), p) for p in g.validate()
+                 if p.kind not in ("no_output",)]
+        parent, name = self.doc.block_of
+        try:
+            blocks.redefined(parent.graph.blocks[name], g)
+        except ProjectError as e:
+            found.append((f"Block: {e.message}", None, None))
+        return found
+
+    def close_block(self, apply=True):
+        """Back from an open block: with apply, its graph becomes the block type (refused,
+        with the reason, where it is no block or an instance uses a port it no longer has).
+        True once back."""
+        if not self.block_path():
+            return True
+        from layerloom.core.errors import LayerloomError
+        parent, name = self.doc.block_of
+        old = parent.graph.blocks[name]
+        new = None
+        if apply and self.doc.undo.count():
+            try:
+                new = blocks.redefined(old, self.doc.graph)
+            except LayerloomError as e:
+                self.message(f"Block {name} not changed: {e.message} (Discard Edits goes back "
+                             "without the edits)")
+                return False
+            for nid, n in parent.graph.nodes.items():
+                if n.type != name:
+                    continue
+                ins = [e.dst_port for e in parent.graph.in_edges(nid)]
+                outs = [e.src_port for e in parent.graph.out_edges(nid)]
+                if max(ins, default=-1) >= len(new.input_ids) or \
+                        max(outs, default=-1) >= len(new.output_refs):
+                    self.message(f"Block {name} not changed: {nid!r} is wired to a port the "
+                                 "block no longer has; give it back its inputs and outputs, or "
+                                 "Discard Edits")
+                    return False
+        inner = self.doc
+        self.set_document(parent)
+        inner.deleteLater()
+        if new is not None:
+            parent.push(RedefineBlockCmd(parent, old, new))
+            self.message(f"Block {name} changed: its nodes follow (Undo takes it back)")
+        return True
+
+    # -- block files ---------------------------------------------------------------------------
+    def export_block(self, name=None, path=None):
+        """File > Export Block: the selected block's type (with the blocks it uses) to a block
+        file; by default into the user's library, so the palette offers it in every project."""
+        g = self.doc.graph
+        if name is None:
+            nid = self.selected_block()
+            name = g.nodes[nid].type if nid else (next(iter(g.blocks)) if len(g.blocks) == 1
+                                                   else None)
+        if name is None:
+            self.message("Export Block: select a block node first")
+            return None
+        if path is None:
+            folder = block_library.user_folder()
+            os.makedirs(folder, exist_ok=True)
+            path, _ = QFileDialog.getSaveFileName(
+                self, f"Export Block {name}", os.path.join(folder, name + block_library.SUFFIX),
+                BLOCK_FILTER)
+            if not path:
+                return None
+        try:
+            block_library.write(path, g, [name])
+        except (OSError, LayerloomError) as e:
+            self.message(f"Block not exported: {getattr(e, 'message', None) or e}")
+            return None
+        self.refresh_blocks()
+        self.message(f"Exported block {name} to {path}")
+        return path
+
+    def import_block(self, path=None):
+        """File > Import Block: the block types of a block file join the project (one undo
+        step) and the palette's Blocks."""
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import Block",
+                                                  start_in(self), BLOCK_FILTER)
+            if not path:
+                return []
+        g = self.doc.graph
+        try:
+            types = block_library.read(path, known=g.blocks)
+        except LayerloomError as e:
+            self.message(f"Block not imported: {os.path.basename(path)}: {e}")
+            return []
+        from layerloom.project.loom import block_dict
+        new = []
+        for name, bt in types.items():
+            have = g.blocks.get(name)
+            if have is not None and block_dict(have) != block_dict(bt):
+                self.message(f"Block not imported: the project has another block called "
+                             f"{name!r}; rename one of them first")
+                return []
+            if have is None:
+                new.append(bt)
+        if new:
+            self.doc.push(DefineBlocksCmd(self.doc, new, f"Import Block {os.path.basename(path)}"))
+        self.message(f"Imported {', '.join(types)} from {os.path.basename(path)}: in the "
+                     "palette's Blocks")
+        return list(types)
+
+
+def _ranks(plan):
+    """{node id: its depth among the expanded nodes}, for placing them along the flow."""
+    ids = {n[0] for n in plan.nodes}
+    rank = {nid: 0 for nid in ids}
+    for _ in range(len(ids)):  # longest path, by relaxation (blocks are small)
+        changed = False
+        for src, _, dst, _ in plan.edges:
+            if src in ids and dst in ids and rank[dst] < rank[src] + 1:
+                rank[dst] = rank[src] + 1
+                changed = True
+        if not changed:
+            break
+    return rank
+

@@ -1,0 +1,233 @@
+"""Blocks in the editor (issue 30, item 1): Make Block (dialog and action), the instance on
+the canvas, Expand Block, each one undo step carrying the trained weights; the palette's
+Blocks category with the project's and the library's block types; Export and Import Block;
+copy and paste of an instance into another project; save and reopen (pytest-qt, offscreen)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from layerloom.app.editing.document import Document  # noqa: E402
+from layerloom.core.blocks import BlockType  # noqa: E402
+from layerloom.project import loom as projectfile  # noqa: E402
+from guikit import EXAMPLES  # noqa: E402
+
+HIDDEN = ["hidden_1", "hidden_2", "hidden_3"]
+
+
+@pytest.fixture(autouse=True)
+def library(tmp_path, monkeypatch):
+    folder = tmp_path / "library"
+    monkeypatch.setenv("LAYERLOOM_BLOCKS", str(folder))
+    return folder
+
+
+def _open(win, qtbot, name="spirals.loom"):
+    win.set_document(Document.open(os.path.join(EXAMPLES, name)))
+    qtbot.waitExposed(win)
+    return win.doc.graph
+
+
+def _select(win, ids):
+    win.scene.clearSelection()
+    for nid in ids:
+        win.scene.nodes[nid].setSelected(True)
+
+
+def _weights(graph, rng):
+    shapes = graph.analysis().shapes
+    out = {}
+    for nid, node in graph.nodes.items():
+        ins = [shapes[e.src][e.src_port] for e in graph.in_edges(nid)]
+        for w in node.weights(ins):
+            out[f"{nid}/{w.name}"] = rng.normal(size=w.shape).astype(np.float32)
+    return out
+
+
+def _palette_blocks(win):
+    item = win.palette.blocks_item
+    return [item.child(k).text(0) for k in range(item.childCount())]
+
+
+def test_make_block_is_one_node_one_undo_step_and_keeps_the_model(win, qtbot, rng):
+    g = _open(win, qtbot)
+    win.doc.set_trained(_weights(g, rng))
+    assert win.doc.has_model
+    before = len(g.nodes)
+    _select(win, HIDDEN)
+    nid = win.make_block("Hidden", {"units": ["hidden_1.units", "hidden_2.units"]})
+    assert nid == "hidden_4"  # the first free id from the block's name
+    assert len(g.nodes) == before - 2 and isinstance(g.nodes[nid].layer, BlockType)
+    assert not g.validate() and win.doc.has_model  # the weights moved with their layers
+    assert win.doc.undo.undoText() == "Make Block Hidden"
+    item = win.scene.nodes[nid]
+    assert item.title == "Hidden 64" and item.isSelected()
+    assert "Hidden" in _palette_blocks(win)
+    win.doc.undo.undo()
+    assert set(HIDDEN) <= set(g.nodes) and "Hidden" not in g.blocks
+    assert win.doc.has_model and "Hidden" not in _palette_blocks(win)
+    win.doc.undo.redo()
+    assert nid in g.nodes and win.doc.has_model
+
+
+def test_the_dialog_offers_the_parameters_and_says_a_refused_name(win, qtbot):
+    from layerloom.app.window.window_blocks import MakeBlockDialog
+    g = _open(win, qtbot)
+    dialog = MakeBlockDialog(win, g, HIDDEN)
+    assert dialog.name.text() == "Block"
+    assert dialog.checks["units"].isChecked()
+    assert "hidden_1.units" in dialog.checks["units"].text()
+    dialog.name.setText("Dense")
+    dialog._accept()
+    assert dialog.made is None and "is a layer type" in dialog.error.text()
+    dialog.name.setText("MLPBody")
+    dialog._accept()
+    assert dialog.made is not None and dialog.made.params["units"] == 32  # 64 = units*2
+    dialog.deleteLater()
+
+
+def test_expand_puts_the_layers_back_in_one_undo_step(win, qtbot, rng):
+    g = _open(win, qtbot)
+    win.doc.set_trained(_weights(g, rng))
+    keys = set(win.doc.weights)
+    _select(win, HIDDEN)
+    nid = win.make_block("Hidden", {})
+    _select(win, [nid])
+    added = win.expand_block()
+    assert sorted(added) == sorted(HIDDEN) and nid not in g.nodes
+    assert set(win.doc.weights) == keys and win.doc.has_model and not g.validate()
+    assert win.doc.undo.undoText() == f"Expand Block {nid}"
+    win.doc.undo.undo()
+    assert nid in g.nodes and win.doc.has_model
+
+
+def test_export_to_the_library_then_add_it_in_another_project(win, qtbot, library):
+    g = _open(win, qtbot)
+    _select(win, HIDDEN)
+    nid = win.make_block("Hidden", {"units": ["hidden_1.units", "hidden_2.units",
+                                              "hidden_3.units*0.5"]})
+    assert nid is not None
+    library.mkdir()
+    path = win.export_block("Hidden", str(library / "Hidden.lblock"))
+    assert json.load(open(path))["format"] == "layerloom-blocks"
+    win.set_document(Document())  # a new project: the library's block is offered
+    assert "Hidden" in _palette_blocks(win)
+    count = win.doc.undo.count()
+    win.add_at_centre("Hidden")
+    g2 = win.doc.graph
+    assert "Hidden" in g2.blocks and [n.type for n in g2.nodes.values()] == ["Hidden"]
+    assert win.doc.undo.count() == count + 1  # the type and the node: one step
+    win.doc.undo.undo()
+    assert not g2.nodes and "Hidden" not in g2.blocks
+
+
+def test_import_block_refuses_another_block_of_the_same_name(win, qtbot, tmp_path):
+    g = _open(win, qtbot)
+    _select(win, HIDDEN)
+    win.make_block("Hidden", {})
+    other = Document.open(os.path.join(EXAMPLES, "spirals.loom")).graph
+    from layerloom.core import blocks
+    made = blocks.make_block(other, ["hidden_1"], "Hidden", {})
+    other.define_block(made.block)
+    from layerloom.project import block_library
+    block_library.write(str(tmp_path / "h.lblock"), other, ["Hidden"])
+    count = win.doc.undo.count()
+    assert win.import_block(str(tmp_path / "h.lblock")) == []
+    assert win.doc.undo.count() == count
+    (tmp_path / "bad.lblock").write_text("{\"format\": \"layerloom-blocks\", \"version\": 1, "
+                                         "\"blocks\": {\"X\": {\"inputs\": 3}}}")
+    assert win.import_block(str(tmp_path / "bad.lblock")) == []
+
+
+def test_paste_carries_the_block_type_and_save_keeps_it(win, qtbot, tmp_path):
+    from layerloom.app.editing.clipboard import copy_text
+    g = _open(win, qtbot)
+    _select(win, HIDDEN)
+    nid = win.make_block("Hidden", {})
+    text = copy_text(win.doc, [nid])
+    win.set_document(Document())
+    pasted = win.paste(text)
+    assert len(pasted) == 1 and win.doc.graph.nodes[pasted[0]].type == "Hidden"
+    assert "Hidden" in win.doc.graph.blocks
+    win.doc.undo.undo()
+    assert "Hidden" not in win.doc.graph.blocks
+    # a project with a block, saved and opened again
+    path = str(tmp_path / "p.loom")
+    win.set_document(Document.open(os.path.join(EXAMPLES, "spirals.loom")))
+    _select(win, HIDDEN)
+    nid = win.make_block("Hidden", {})
+    win.doc.save(path)
+    again = projectfile.load(path)
+    assert again.graph.nodes[nid].type == "Hidden" and not again.graph.validate()
+
+
+def test_context_menu_of_a_block_offers_expand_and_export(win, qtbot):
+    from layerloom.app.canvas import context_menus
+    g = _open(win, qtbot)
+    _select(win, HIDDEN)
+    nid = win.make_block("Hidden", {})
+    item = win.scene.nodes[nid]
+    pos = win.view.mapFromScene(item.sceneBoundingRect().center())
+    menu = context_menus.build(win, pos)
+    texts = [a.text() for a in menu.actions()]
+    assert "E&xpand Block" in texts and "Export Bloc&k..." in texts
+    menu.deleteLater()
+    assert g.nodes[nid].layer.category == "Blocks"
+
+
+def test_open_block_edits_it_in_the_canvas_and_back_applies_to_every_instance(win, qtbot, rng):
+    g = _open(win, qtbot)
+    root = win.doc
+    _select(win, ["hidden_1", "hidden_2"])
+    nid = win.make_block("Pair", {"units": ["hidden_1.units", "hidden_2.units"]})
+    before = g.analysis().params[nid].total
+    win.scene.sigOpenNode.emit(nid)  # as a double-click does
+    inner = win.doc
+    assert inner is not root and win.block_path() == [(root, "Pair")]
+    assert win.centralWidget().findChild(type(win.block_back), None) is not None
+    assert "Pair" in win.block_crumbs.text() and not win.run_action.isEnabled()
+    assert set(inner.graph.nodes) == {"x", "hidden_1", "hidden_2"}
+    # an edit inside: a Dropout after hidden_2 (its output now)
+    _select(win, ["hidden_2"])
+    win.add_from_palette("Dropout")
+    assert not win._problems_found()
+    assert win.close_block(True) and win.doc is root
+    assert win.doc.undo.undoText() == "Edit Block Pair"
+    types = [n.type for n in g.blocks["Pair"].graph.nodes.values()]
+    assert "Dropout" in types and g.analysis().params[nid].total == before
+    assert not g.validate()
+    win.doc.undo.undo()
+    assert "Dropout" not in [n.type for n in g.blocks["Pair"].graph.nodes.values()]
+
+
+def test_an_open_block_that_is_no_block_is_not_applied(win, qtbot):
+    g = _open(win, qtbot)
+    root = win.doc
+    _select(win, ["hidden_1", "hidden_2"])
+    nid = win.make_block("Pair", {})
+    win.open_block(nid)
+    win.doc.graph  # the inner graph: cut its input off
+    _select(win, ["x"])
+    win.scene.delete_selection()
+    assert any("Block:" in line or "not connected" in line
+               for line, *_ in win._problems_found())
+    assert not win.close_block(True) and win.doc is not root  # said, still open
+    assert win.close_block(False) and win.doc is root
+    assert [n.type for n in g.blocks["Pair"].graph.nodes.values()].count("Input") == 1
+
+
+def test_a_block_is_typed_like_a_layer_with_its_parameters(win, qtbot):
+    from layerloom.core.registry import layers_from_text
+    g = _open(win, qtbot)
+    _select(win, ["hidden_1", "hidden_2"])
+    nid = win.make_block("Pair", {"units": ["hidden_1.units", "hidden_2.units"]})
+    assert layers_from_text("pair 16 repeat=2", win.palette.extra_types) == [
+        ("Pair", {"units": 16, "repeat": 2})]
+    win.palette.search.setText("pair 16")
+    _select(win, [nid])
+    win.palette._enter()
+    added = [n for n in g.nodes.values() if n.type == "Pair" and n.id != nid]
+    assert len(added) == 1 and added[0].params["units"] == 16
