@@ -12,6 +12,7 @@ from layerloom.backend.augment_ops import AugmentOps
 from layerloom.backend.depthwise_ops import DepthwiseOps
 from layerloom.backend.activation_ops import ActivationOps
 from layerloom.backend.norm_ops import NormOps
+from layerloom.backend.primitive_ops import PrimitiveOps
 
 
 class Tensor:
@@ -32,12 +33,13 @@ class Tensor:
 
 
 class Ops(GemmOps, ConvOps, RnnOps, AttentionOps, DepthwiseOps, AugmentOps, NormOps,
-          ActivationOps):
+          ActivationOps, PrimitiveOps):
     """Every op, on one runtime. GEMM dispatch lives in engine/backend/gemm.py, convolution and
     pooling in engine/backend/conv_ops.py, the recurrent layers' ops in engine/backend/rnn_ops.py,
     attention in attention_ops.py, depthwise and transposed convolution in depthwise_ops.py,
     preprocessing and augmentation in augment_ops.py, the grouped normalisations and
-    Normalization's statistics in norm_ops.py, the activation layers in activation_ops.py;
+    Normalization's statistics in norm_ops.py, the activation layers in activation_ops.py, the
+    Primitives category's in primitive_ops.py;
     BatchNormalization, LayerNormalization and the rest here."""
 
     def __init__(self, runtime, ew=None):
