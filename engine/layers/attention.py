@@ -19,6 +19,7 @@ from layerloom.core.graph import fmt_shape
 from layerloom.core.params import Bool, Choice, Float, Int
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, get_layer, register,
                                      ShapeError, TorchForm, WeightSpec)
+from layerloom.layers.attention_onnx_in import layerloom_attention_in
 from layerloom.layers.attention_torch_in import torch_attention_in
 from layerloom.layers.kit import kernel_and_bias_params
 
@@ -251,7 +252,8 @@ class MultiHeadAttention(_Sequences):
     onnx_form = OnnxForm(_mha_onnx, "MatMul, Add (projections), Reshape, Transpose, Mul (scale), "
                          "MatMul, Add (causal mask), Softmax, MatMul, Transpose, Reshape, "
                          "MatMul, Add",
-                         reads={"Transpose": OnnxRead({"perm"}, torch_attention_in)})
+                         reads={"Transpose": OnnxRead({"perm"}, torch_attention_in),
+                                "MatMul": OnnxRead((), layerloom_attention_in)})
     torch_form = TorchForm(_mha_torch, state_ports=True)
     keras_form = KerasForm("MultiHeadAttention", read=_mha_keras_in, write=_mha_keras,
                            weights=("kernel", "bias"), weight_order=_mha_weight_order,

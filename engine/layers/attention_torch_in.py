@@ -22,14 +22,16 @@ import numpy as np
 
 
 class _Match:
-    """Walks the subgraph from its first node; fail() refuses naming the node reached."""
+    """Walks the subgraph from its first node; fail() refuses naming the node reached.
+    (attention_onnx_in.py's walker of Layerloom's own export extends it.)"""
+    who = "torch's attention"
 
     def __init__(self, imp, start):
         self.imp, self.start, self.nodes = imp, start, []
         self.batch = imp.batch_size
 
     def fail(self, node, why):
-        self.imp.fail(node, f"torch's attention (from {self.start.name!r}): {why}")
+        self.imp.fail(node, f"{self.who} (from {self.start.name!r}): {why}")
 
     def next(self, node, op, what):
         """The one node that reads node's output, of operator op; else refused."""
@@ -45,10 +47,10 @@ class _Match:
         if dims is None or list(dims) != list(want):
             self.fail(node, f"{what} shaped {dims}, expected {list(want)}")
 
-    def perm(self, node, want):
+    def perm(self, node, want, what=None):
         perm = list(self.imp.attrs(node).get("perm", []))
         if perm != want:
-            self.fail(node, f"perm {perm}, expected {want}")
+            self.fail(node, f"{what + ': ' if what else ''}perm {perm}, expected {want}")
 
     def only(self, node, allowed):
         extra = sorted(set(self.imp.attrs(node)) - set(allowed))
