@@ -79,7 +79,9 @@ def test_the_sequential_mlp_keeps_layers_options_and_compile_config():
 
 
 def test_the_functional_model_has_two_inputs_two_outputs_and_their_losses():
-    project, _ = _read("functional.keras")
+    # flat (blocks=False): the nested Sequential's layers inlined, as tests/
+    # test_keras_import_blocks.py checks the default, where it is one block
+    project, _ = keras_import.read(os.path.join(DATA, "functional.keras"), blocks=False)
     g = project.graph
     assert g.inputs() == ["image", "meta"] and sorted(g.outputs()) == ["cls", "reg"]
     types = {n.id: n.type for n in g.nodes.values()}
@@ -402,7 +404,7 @@ def test_a_keras_application_used_as_a_layer_is_flattened_with_its_weights(tmp_p
         v.assign(a.astype(np.float32))
     path = str(tmp_path / f"m.{ext}")
     model.save(path)
-    project, weights = keras_import.read(path)
+    project, weights = keras_import.read(path, blocks=False)  # flat; blocks: its own test
     g = project.graph
     assert g.inputs() == ["image"] and g.outputs() == ["head"]
     assert "Conv1" in g.nodes and g.nodes["Conv1"].type == "Conv2D"
@@ -412,7 +414,7 @@ def test_a_keras_application_used_as_a_layer_is_flattened_with_its_weights(tmp_p
     assert _max_error(got, model.predict(xs, verbose=0)) <= TOLERANCE
     base.trainable = False  # fine-tuning: the base's layers import frozen, the head not
     model.save(path)
-    project, weights = keras_import.read(path)
+    project, weights = keras_import.read(path, blocks=False)
     g = project.graph
     assert set(g.frozen()) == {n for n in g.nodes if n not in ("image", "pool", "head")}
     assert _max_error(Model(project, weights).predict(xs),

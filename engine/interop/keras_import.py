@@ -8,7 +8,8 @@ project's training section. Read with zipfile, json and h5py only: Keras is not 
     keras_import.convert("model.keras", "project.loom")   # `layerloom --import ... --to ...`
 
 Sequential and Functional models (several inputs and outputs, nested Sequential/Functional
-models inlined, keras.applications bases among them); each layer becomes the Layerloom layer of
+models inlined, keras.applications bases among them, then grouped as blocks: keras_blocks.py,
+read(path, blocks=False) keeps them flat); each layer becomes the Layerloom layer of
 the same name and parameters (keras_in_layers.py), named by its Keras name; a layer called with
 several tensors (MultiHeadAttention(query, value)) takes them as its inputs in order. Keras'
 mask of an Embedding(mask_zero=True) (Keras 3: NotEqual and a call's mask=; Keras 2: implicit)
@@ -26,7 +27,7 @@ import numpy as np
 from layerloom.core.errors import DataError, LayerloomError
 from layerloom.core.graph import Graph
 from layerloom.core.registry import get_layer
-from layerloom.interop import keras_compile, keras_in_layers as kl
+from layerloom.interop import keras_blocks, keras_compile, keras_in_layers as kl
 from layerloom.interop.keras_file import PLACE, Scope, layer_keys, layer_name, open_model
 
 # the call options a layer's declaration takes as parameters (Keras passes them at call time)
@@ -108,6 +109,7 @@ class _Builder:
         self.graph, self.weights = Graph(), {}
         self.normalization = {}  # Input id -> {"shift", "scale"}: its Normalization layer
         self.masks = {}  # (node, port) -> the ids ref whose zeros mask it (Keras' mask)
+        self.nested = []  # keras_blocks.Nested of each nested model's call, inner ones first
 
     def fail(self, message):
         raise DataError(message, self.place)
@@ -264,9 +266,11 @@ class _Builder:
                 self.shared(name, cls)
             before = set(self.graph.nodes)
             out = self.model(cls, config, scope.child(name, keys[name]), refs, name)
+            added = [n for n in self.graph.nodes if n not in before]
             if config.get("trainable") is False:  # a frozen nested model: all of its layers
-                for nid in [n for n in self.graph.nodes if n not in before]:
+                for nid in added:
                     self.graph.set_trainable(nid, False)
+            self.nested.append(keras_blocks.Nested(name, added))
             return out
         if cls == "InputLayer":
             self.fail(f"layer {name!r} (InputLayer) is called on a tensor")
@@ -456,8 +460,10 @@ class _Builder:
 
 
 # -- the project -------------------------------------------------------------------------------
-def read(path):
-    """(Project, weights) of the Keras model at `path` (.keras or .h5)."""
+def read(path, blocks=True):
+    """(Project, weights) of the Keras model at `path` (.keras or .h5). blocks=True (the
+    default): nested models and keras.applications' repeated units become block instances
+    (keras_blocks.py); False: every layer a node of one flat graph."""
     from layerloom.project.loom import Project
     from layerloom.project.training import parse_training
     file = open_model(path)
@@ -471,6 +477,8 @@ def read(path):
         outputs = b.outputs(_output_names(top, refs), refs)
     finally:
         file.handle.close()
+    if blocks:
+        b.weights, outputs = keras_blocks.group(b.graph, b.weights, outputs, b.nested)
     problems = []
     t = keras_compile.Compile(PLACE).training(file.compile_config, outputs, b.graph)
     training = parse_training(t, b.graph, problems)
@@ -509,8 +517,8 @@ def _project_name(path, name):
     return os.path.splitext(os.path.basename(path))[0] or name
 
 
-def convert(path, to):
+def convert(path, to, blocks=True):
     """Write the Keras model at `path` as the project `to` with `to`.weights.npz beside it,
-    laid out, each file atomically. Returns the project."""
+    laid out, each file atomically (blocks: as read's). Returns the project."""
     from layerloom.interop import write_imported
-    return write_imported(*read(path), to)
+    return write_imported(*read(path, blocks=blocks), to)
