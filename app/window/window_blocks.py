@@ -243,8 +243,11 @@ class BlockActions:
         problems = []
         inner = loom.parse_graph(loom.graph_dict(block.graph), problems, blocks=g.blocks)
         project = Project(inner, name=block.type_id)
-        project.ui = {"positions": {k: list(p) for k, p in auto_layout(inner).items()},
-                      "flow": self.doc.project.ui.get("flow", "right")}
+        vp = self.view.viewport()  # laid out in rows of the canvas's shape, as Ctrl+L does
+        flow = self.scene.flow
+        at = auto_layout(inner, flow=flow, view=(max(vp.width(), 600), max(vp.height(), 400)),
+                         short=6)  # a block's dozen layers in rows that stay readable
+        project.ui = {"positions": {k: list(p) for k, p in at.items()}, "flow": flow}
         doc = Document(project)
         doc.block_of = (self.doc, block.type_id)
         self.set_document(doc)

@@ -24,11 +24,12 @@ def flow_of(ui):
     return flow if flow in FLOWS else "right"
 
 
-def auto_layout(graph, dx=None, dy=None, flow="right", view=VIEW):
+def auto_layout(graph, dx=None, dy=None, flow="right", view=VIEW, short=None):
     """{node_id: (x, y)} for every node; works on graphs with problems (cycles excepted). dx
     is the step from one layer to the next, dy the step between nodes of one layer (down
     the page for flow "right", across it for "down"). `view`: the (width, height) the graph
-    is shown in, whose shape a long graph's rows take (None: one row however long)."""
+    is shown in, whose shape a long graph's rows take (None: one row however long); short:
+    the layers a row holds however narrow the view (SHORT; an opened block wraps sooner)."""
     dx, dy = dx or STEPS[flow][0], dy or STEPS[flow][1]
     try:
         order = graph.topo_order()
@@ -57,7 +58,8 @@ def auto_layout(graph, dx=None, dy=None, flow="right", view=VIEW):
         per_row = len(sizes)
     else:  # flowing down, the rows are columns: the view's shape is taken transposed
         w, h = view if flow == "right" else (view[1], view[0])
-        per_row = wrap_width(sizes, dx, dy, w / READABLE, w / h)
+        per_row = wrap_width(sizes, dx, dy, w / READABLE, w / h,
+                             SHORT if short is None else short)
     pos, top = {}, 0
     for start in range(0, len(sizes), per_row):
         tallest = max(sizes[start:start + per_row])
@@ -75,13 +77,13 @@ def auto_layout(graph, dx=None, dy=None, flow="right", view=VIEW):
 GAP = 0.5  # between wrapped rows, in steps within a layer: room for the wires between rows
 
 
-def wrap_width(sizes, dx, dy, width, aspect):
+def wrap_width(sizes, dx, dy, width, aspect, short=SHORT):
     """How many layers a row holds: all of them when they fit in `width` or are few (SHORT),
     else the number
     whose rows (each as tall as its tallest layer, `sizes` the layers' node counts) make a
     whole closest to `aspect` (width / height)."""
     n = len(sizes)
-    if n <= SHORT or n * dx <= width:
+    if n <= short or n * dx <= width:
         return max(n, 1)
     best = None
     k = 1
