@@ -100,6 +100,10 @@ def test_expand_puts_the_layers_back_in_one_undo_step(win, qtbot, rng):
     assert sorted(added) == sorted(HIDDEN) and nid not in g.nodes
     assert set(win.doc.weights) == keys and win.doc.has_model and not g.validate()
     assert win.doc.undo.undoText() == f"Expand Block {nid}"
+    # laid out again in the same step: no node on another (the newcomer trial's overlap)
+    rects = list(win.scene.node_rects().values())
+    assert not [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
     win.doc.undo.undo()
     assert nid in g.nodes and win.doc.has_model
 
@@ -231,3 +235,35 @@ def test_a_block_is_typed_like_a_layer_with_its_parameters(win, qtbot):
     win.palette._enter()
     added = [n for n in g.nodes.values() if n.type == "Pair" and n.id != nid]
     assert len(added) == 1 and added[0].params["units"] == 16
+
+
+def test_a_layer_added_after_a_blocks_output_becomes_its_output(win, qtbot):
+    """Newcomer trial: a Dropout added after the block's last layer (pool) became a second,
+    unread output (the model unchanged, no problem said, repeat gone); the output moves to
+    the new end. Back also leaves the keyboard focus on the canvas (Ctrl+Z went to the
+    palette's search box)."""
+    g = _open(win, qtbot)
+    _select(win, ["hidden_1", "hidden_2"])
+    nid = win.make_block("Pair", {})
+    win.open_block(nid)
+    _select(win, ["hidden_2"])
+    win.add_from_palette("Dropout")
+    assert win.close_block(True)
+    block = g.blocks["Pair"]
+    assert [n for n, _ in block.output_refs] == ["dropout_1"] and block.chains
+    assert [q.name for q in block.params] == ["repeat"]
+    qtbot.waitUntil(lambda: win.focusWidget() is win.view)
+
+
+def test_an_expanded_repeat_is_laid_out_without_overlaps(win, qtbot):
+    """Newcomer trial: 21 expanded layers landed on the nodes after the block."""
+    g = _open(win, qtbot)
+    _select(win, ["hidden_2"])
+    nid = win.make_block("Wide", {})
+    g.set_params(nid, repeat=4)
+    win.scene.clearSelection()
+    added = win.expand_block(nid)
+    assert len(added) == 4 and not g.validate()
+    rects = list(win.scene.node_rects().values())
+    assert not [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]

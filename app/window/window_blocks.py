@@ -6,6 +6,7 @@ library's: adding one of the library's defines it in the project first, in the s
 step). A mixin of MainWindow (app/window/main_window.py)."""
 import os
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
                                QWidget)
@@ -52,7 +53,11 @@ class MakeBlockDialog(QDialog):
         if self.suggested:
             lay.addWidget(QLabel("Parameters of the block (set on each of its nodes):"))
             for name, (default, targets) in self.suggested.items():
-                box = QCheckBox(f"{name} = {default}: sets "
+                if default is None:  # nothing to promote (strides left to their default)
+                    continue
+                shown = ("x".join(map(str, default)) if isinstance(default, (list, tuple))
+                         else default)  # as the node faces show it: 3x3
+                box = QCheckBox(f"{name} = {shown}: sets "
                                 + ", ".join(t.text() for t in targets))
                 box.setChecked(name in ("filters", "units") and bool(targets))
                 self.checks[name] = box
@@ -160,8 +165,10 @@ class BlockActions:
         self.doc.push(MakeBlockCmd(self.doc, made, at))
         self.scene.clearSelection()
         self.scene.nodes[made.instance].setSelected(True)
-        self.message(f"Made block {made.block.type_id} of {len(made.removed)} layer(s): "
-                     f"{made.instance}; the palette's Blocks list it")
+        n = len(made.removed)
+        self.message(f"{made.instance} is a {made.block.type_id} block now ({n} layer"
+                     f"{'s' if n != 1 else ''}; double-click to open it). The palette's "
+                     "Blocks list it")
         return made.instance
 
     def selected_block(self):
@@ -193,11 +200,21 @@ class BlockActions:
             row[r] = k + 1
             step, side = (r * 140, k * (NODE_W + 40)) if down else (r * (NODE_W + 50), k * 120)
             spots[node_id] = (x0 + side, y0 + step) if down else (x0 + step, y0 + side)
-        self.doc.push(ExpandBlockCmd(self.doc, plan, spots))
+        self.doc.undo.beginMacro(f"Expand Block {nid}")
+        try:  # its layers, then the graph laid out again: they never land on other nodes
+            self.doc.push(ExpandBlockCmd(self.doc, plan, spots))
+            layout = self.layout_cmd()
+            if layout is not None:
+                self.doc.push(layout)
+        finally:
+            self.doc.undo.endMacro()
         self.scene.clearSelection()
         for node_id, *_ in plan.nodes:
             self.scene.nodes[node_id].setSelected(True)
-        self.message(f"Expanded {nid}: {len(plan.nodes)} layer(s)")
+        self.view.fit(whole=True)
+        n = len(plan.nodes)
+        self.message(f"Expanded {nid}: {n} layer{'s' if n != 1 else ''} in its place "
+                     "(Ctrl+Z puts the block back)")
         return [n[0] for n in plan.nodes]
 
     def _open_node(self, nid):
@@ -251,9 +268,16 @@ class BlockActions:
         doc = Document(project)
         doc.block_of = (self.doc, block.type_id)
         self.set_document(doc)
+        self._focus_canvas()
         self.message(f"Editing block {block.type_id}: Back applies the edits to its "
                      f"{sum(n.type == block.type_id for n in g.nodes.values())} node(s)")
         return doc
+
+    def _focus_canvas(self):
+        """The keyboard on the canvas once it is shown (Ctrl+Z went to the palette's search box
+        after Back, the newcomer trial found)."""
+        view = self.view
+        QTimer.singleShot(0, lambda: view.setFocus() if view is self.view else None)
 
     def _block_bar(self):
         """The bar above the canvas while a block is open: where it is, Back and Discard."""
@@ -340,6 +364,7 @@ class BlockActions:
                     return False
         inner = self.doc
         self.set_document(parent)
+        self._focus_canvas()
         inner.deleteLater()
         if new is not None:
             parent.push(RedefineBlockCmd(parent, old, new))

@@ -617,6 +617,17 @@ def rename_weights(weights, renamed):
     return out
 
 
+def _downstream(graph, nid):
+    """The nodes `nid`'s output reaches."""
+    seen, stack = set(), [nid]
+    while stack:
+        for e in graph.out_edges(stack.pop()):
+            if e.dst not in seen:
+                seen.add(e.dst)
+                stack.append(e.dst)
+    return seen
+
+
 def redefined(block, graph):
     """Block type `block` as its graph was edited into `graph` (the editor's Open Block): the
     inputs it had that are still Inputs (then new Inputs), the outputs it had that are still
@@ -625,12 +636,20 @@ def redefined(block, graph):
     with the reason (checked as a file's block is)."""
     inputs = [i for i in block.input_ids if i in graph.nodes and graph.nodes[i].layer.is_input]
     inputs += [nid for nid, n in graph.nodes.items() if n.layer.is_input and nid not in inputs]
-    refs = [(n, p) for n, p in block.output_refs if n in graph.nodes
-            and not graph.nodes[n].layer.is_input
-            and p < len(graph.nodes[n].layer.output_names(graph.nodes[n].params))]
     feeding = {e.src for e in graph.edges}
-    refs += [(nid, 0) for nid, n in graph.nodes.items() if nid not in feeding
-             and not n.layer.is_input and all(r[0] != nid for r in refs)]
+    fed_before = {e.src for e in block.graph.edges}
+    ends = [nid for nid, n in graph.nodes.items() if nid not in feeding and not n.layer.is_input]
+    refs = []
+    for n, p in block.output_refs:
+        if n not in graph.nodes or graph.nodes[n].layer.is_input or \
+                p >= len(graph.nodes[n].layer.output_names(graph.nodes[n].params)):
+            continue
+        if n in feeding and n not in fed_before:  # a layer added after an output: the
+            below = _downstream(graph, n)          # output moves to the new end(s)
+            refs += [(e, 0) for e in ends if e in below and (e, 0) not in refs]
+        elif (n, p) not in refs:
+            refs.append((n, p))
+    refs += [(nid, 0) for nid in ends if all(r[0] != nid for r in refs)]
     spec = {}
     for p, targets in block.promoted:
         kept = [t for t in targets if t.node in graph.nodes
