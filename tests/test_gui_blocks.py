@@ -246,8 +246,10 @@ def test_a_layer_added_after_a_blocks_output_becomes_its_output(win, qtbot):
     _select(win, ["hidden_1", "hidden_2"])
     nid = win.make_block("Pair", {})
     win.open_block(nid)
+    assert win.block_ports.text() == "in: x \u2192 out: hidden_2"
     _select(win, ["hidden_2"])
     win.add_from_palette("Dropout")
+    qtbot.waitUntil(lambda: win.block_ports.text() == "in: x \u2192 out: dropout_1")
     assert win.close_block(True)
     block = g.blocks["Pair"]
     assert [n for n, _ in block.output_refs] == ["dropout_1"] and block.chains

@@ -296,14 +296,34 @@ class BlockActions:
         discard = QPushButton("Discard Edits")
         discard.setToolTip("Go back without changing the block")
         discard.clicked.connect(lambda: self.close_block(False))
+        self.block_ports = QLabel()  # its inputs and outputs as Back would make them
+        self.block_ports.setStyleSheet("color: gray")
         lay.addWidget(QLabel("Block:"))
         lay.addWidget(crumbs)
+        lay.addWidget(self.block_ports)
         lay.addStretch(1)
         lay.addWidget(discard)
         lay.addWidget(back)
         bar.setObjectName("block_bar")
         self.block_back, self.block_crumbs = back, crumbs
+        self.doc.sigChanged.connect(self._show_block_ports)
+        self._show_block_ports()
         return bar
+
+    def _show_block_ports(self):
+        """The bar says what the block's inputs and outputs are as edited now (a layer added
+        after an output becomes the output), or why it is no block yet."""
+        from layerloom.core.errors import LayerloomError
+        if not getattr(self.doc, "block_of", None):
+            return
+        parent, name = self.doc.block_of
+        try:
+            b = blocks.redefined(parent.graph.blocks[name], self.doc.graph)
+        except LayerloomError as e:
+            self.block_ports.setText(f"not a block yet: {e.message}")
+            return
+        outs = [n if p == 0 else f"{n}:{p}" for n, p in b.output_refs]
+        self.block_ports.setText(f"in: {', '.join(b.input_ids)} \u2192 out: {', '.join(outs)}")
 
     def show_block_mode(self):
         """After set_document: in a block, the bar above the canvas and no training (a block
