@@ -401,3 +401,35 @@ def test_keras_export_of_blocks_names_layers_keras_takes(rng, tmp_path, monkeypa
     got = np.asarray(keras.ops.convert_to_numpy(model(x)))
     want = reference(p.graph, ws, {"image": x})[("out", 0)]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_writes_each_instance_as_a_call_of_one_function_per_body(rng, tmp_path):
+    """ONNX has functions: a block instance is one call (domain layerloom.blocks); instances
+    of one type with the same parameters call one function; onnxruntime runs it and
+    Layerloom's import inlines it back."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from layerloom.interop import onnx_import
+    from layerloom.interop.onnx_export import to_onnx
+    d = project_dict(repeat=2)
+    d["graph"]["nodes"].insert(3, {"id": "res2", "type": "ResBlock",
+                                   "params": {"filters": 4, "repeat": 2}})
+    d["graph"]["edges"][2] = {"from": ["res", 0], "to": ["res2", 0]}
+    d["graph"]["edges"].append({"from": ["res2", 0], "to": ["gap", 0]})
+    p = load(d)
+    ws = random_weights(p.graph, rng)
+    model = to_onnx(p, ws)
+    calls = [n for n in model.graph.node if n.domain == "layerloom.blocks"]
+    assert [(n.op_type, n.name) for n in calls] == [("ResBlock", "res"), ("ResBlock", "res2")]
+    assert [f.name for f in model.functions] == ["ResBlock"]
+    onnx.checker.check_model(model)
+    x = rng.normal(size=(3, 6, 6, 1)).astype(np.float32)
+    s = ort.InferenceSession(model.SerializeToString())
+    got = s.run(None, {s.get_inputs()[0].name: x})[0]
+    want = reference(p.graph, ws, {"image": x})[("out", 0)]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    back = onnx_import.from_model(model, "m")
+    from layerloom.backend.runtime import Runtime
+    out = Model(back.project.graph, Runtime(), 3, weights=back.weights).predict(
+        {back.project.graph.inputs()[0]: x})
+    np.testing.assert_allclose(list(out.values())[0], want, rtol=1e-4, atol=1e-5)

@@ -269,3 +269,31 @@ def test_an_expanded_repeat_is_laid_out_without_overlaps(win, qtbot):
     rects = list(win.scene.node_rects().values())
     assert not [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:]
                 if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+
+
+def test_shared_weights_travel_with_make_expand_and_paste(win, qtbot):
+    """Weights shared between layers survive Make Block, its Undo, Expand and a paste; a share
+    across the selection's border is refused, not lost."""
+    from layerloom.app.editing.clipboard import copy_text
+    g = _open(win, qtbot)
+    g.set_params("hidden_2", units=64)
+    g.set_params("hidden_3", units=64)
+    g.set_shares("hidden_3", "hidden_2")
+    _select(win, ["hidden_3"])
+    assert win.make_block("Half", {}) is None  # hidden_2 outside: refused, said
+    assert g.nodes["hidden_3"].shares == "hidden_2"
+    _select(win, ["hidden_2", "hidden_3"])
+    nid = win.make_block("Twin", {})
+    inner = g.blocks["Twin"].graph
+    assert inner.nodes["hidden_3"].shares == "hidden_2"
+    assert g.analysis().params[nid].total == 64 * 64 + 64  # counted once
+    win.doc.undo.undo()
+    assert g.nodes["hidden_3"].shares == "hidden_2"
+    win.doc.undo.redo()
+    win.expand_block(nid)
+    assert g.nodes["hidden_3"].shares == "hidden_2" and not g.validate()
+    pasted = win.paste(copy_text(win.doc, ["hidden_2", "hidden_3"]))
+    a, b = pasted
+    assert g.nodes[b].shares == a
+    alone = win.paste(copy_text(win.doc, ["hidden_3"]))  # its owner not copied: its own
+    assert g.nodes[alone[0]].shares is None

@@ -76,7 +76,8 @@ class GraphScene(QGraphicsScene):
                                (g.edge_added, self._on_edge_added),
                                (g.edge_removed, self._on_edge_removed),
                                (g.params_changed, self._on_params_changed),
-                               (g.trainable_changed, self._on_trainable_changed)]
+                               (g.trainable_changed, self._on_trainable_changed),
+                               (g.shares_changed, self._on_trainable_changed)]
         for event, handler in self._subscriptions:
             event.connect(handler)
         self._building = True  # the nodes are made with their wires there already

@@ -16,22 +16,23 @@ def _carry_weights(doc, renamed):
 
 
 def _snapshot(doc, ids):
-    """(nodes as (id, type, params, file index, position, trainable), edges touching them)."""
+    """(nodes as (id, type, params, file index, position, trainable, shares), edges touching
+    them)."""
     g = doc.graph
     order = {nid: k for k, nid in enumerate(g.nodes)}
     keep = [i for i in g.nodes if i in set(ids)]
     nodes = [(i, g.nodes[i].type, dict(g.nodes[i].params), order[i], doc.positions().get(i),
-              g.nodes[i].trainable) for i in keep]
+              g.nodes[i].trainable, g.nodes[i].shares) for i in keep]
     edges = [e.key() for e in g.edges if e.src in keep or e.dst in keep]
     return nodes, edges
 
 
 def _restore(doc, nodes, edges):
     g = doc.graph
-    for nid, typ, params, index, pos, trainable in nodes:
+    for nid, typ, params, index, pos, trainable, shares in nodes:
         if pos is not None:  # before the node: the canvas places it on node_added
             doc.positions()[nid] = list(pos)
-        g.add_node(typ, params, id=nid, index=index, trainable=trainable)
+        g.add_node(typ, params, id=nid, index=index, trainable=trainable, shares=shares)
     for e in edges:
         if not any(x.key() == e for x in g.in_edges(e[2])):
             g.connect(*e)
@@ -92,6 +93,8 @@ class ExpandBlockCmd(QUndoCommand):
             g.add_node(typ, params, id=nid, index=index + k, trainable=trainable)
         for e in p.edges:
             g.connect(*e)
+        for nid, owner in p.shares.items():  # layers of the block that shared weights
+            g.set_shares(nid, owner)
         _carry_weights(self.doc, p.weights_renamed())
 
     def undo(self):

@@ -16,6 +16,9 @@ def copy_text(doc, node_ids):
     ids = [n for n in g.nodes if n in wanted]
     wanted = set(ids)
     nodes = [projectfile.node_dict(g.nodes[nid]) for nid in ids]
+    for d in nodes:  # the weights of a node not copied cannot be shared in the paste
+        if d.get("shares") not in wanted:
+            d.pop("shares", None)
     edges = [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]} for e in g.edges
              if e.src in wanted and e.dst in wanted]
     pos = {nid: doc.positions().get(nid, [0, 0]) for nid in ids}

@@ -33,7 +33,8 @@ class RemoveNodesCmd(QUndoCommand):
         ids = [i for i in g.nodes if i in set(node_ids)]  # keep file order
         order = {nid: k for k, nid in enumerate(g.nodes)}
         self.nodes = [(i, g.nodes[i].type, dict(g.nodes[i].params), order[i],
-                       doc.positions().get(i), g.nodes[i].trainable) for i in ids]
+                       doc.positions().get(i), g.nodes[i].trainable, g.nodes[i].shares)
+                      for i in ids]
         self.edges = [e for e in g.edges if e.src in ids or e.dst in ids]
 
     def redo(self):
@@ -43,10 +44,10 @@ class RemoveNodesCmd(QUndoCommand):
 
     def undo(self):
         g = self.doc.graph
-        for nid, typ, params, index, pos, trainable in self.nodes:
+        for nid, typ, params, index, pos, trainable, shares in self.nodes:
             if pos is not None:  # before the node: the canvas places it on node_added
                 self.doc.positions()[nid] = pos
-            g.add_node(typ, params, id=nid, index=index, trainable=trainable)
+            g.add_node(typ, params, id=nid, index=index, trainable=trainable, shares=shares)
         for e in self.edges:
             g.connect(e.src, e.src_port, e.dst, e.dst_port)
 
@@ -113,6 +114,29 @@ class SetParamsCmd(QUndoCommand):
         self.doc.graph.set_params(self.node_id, **self.old)
 
 
+class SetSharesCmd(QUndoCommand):
+    """Node `node_id` uses node `other`'s weights (None: its own again), one undo step;
+    Graph.set_shares refuses a wrong one (GraphError) before anything is pushed."""
+
+    def __init__(self, doc, node_id, other):
+        g = doc.graph
+        self.doc, self.node_id = doc, node_id
+        self.old, self.new = g.nodes[node_id].shares, other
+        if other is not None:
+            why = g.share_problem(node_id, other)
+            if why:
+                raise GraphError(why, node=node_id, kind="shared_weights")
+        super().__init__(f"Share weights of {other} with {node_id}" if other is not None
+                         else f"Own weights for {node_id}")
+
+    def redo(self):
+        self.doc.graph.set_shares(self.node_id, self.new)
+        self.setObsolete(self.old == self.new)
+
+    def undo(self):
+        self.doc.graph.set_shares(self.node_id, self.old)
+
+
 class SetTrainableCmd(QUndoCommand):
     """Freeze (trainable False) or unfreeze nodes, one undo step: {node id: trainable}."""
 
@@ -162,6 +186,8 @@ class PasteCmd(QUndoCommand):
                       for e in graph.edges]
         self.pos = {self.ids[k]: [v[0] + offset[0], v[1] + offset[1]]
                     for k, v in positions.items() if k in self.ids}
+        self.shares = {self.ids[n.id]: self.ids[n.shares] for n in graph.nodes.values()
+                       if n.shares in self.ids}  # weights shared among the pasted nodes
         # block types the pasted instances use that the project lacks, defined first
         self.types = [graph.blocks[n] for n in used_blocks(graph)]
         self.defined = []
@@ -194,6 +220,8 @@ class PasteCmd(QUndoCommand):
                 added.append(nid)
             for e in self.edges:
                 g.connect(*e)
+            for nid, owner in self.shares.items():
+                g.set_shares(nid, owner)
         except LayerloomError as e:
             self._remove(added)
             self._undefine()

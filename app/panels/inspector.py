@@ -1,14 +1,19 @@
 """The inspector: the selected node's parameters with widgets generated from the layer
 declaration (a ParamForm, app/forms/paramform.py), its help, output shape, parameter
 count and problems. Every accepted change is one undoable SetParamsCmd; the Frozen box (the
-node's `trainable` flag, fine-tuning) one SetTrainableCmd."""
+node's `trainable` flag, fine-tuning) one SetTrainableCmd; "Shares weights with" (the node's
+`shares`: another node's weights instead of its own) one SetSharesCmd."""
 from PySide6.QtCore import QEvent, QTimer, Signal
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit,
+                               QVBoxLayout, QWidget)
 
 from layerloom.core.graph import fmt_shape
 
-from layerloom.app.editing.commands import RenameNodeCmd, SetParamsCmd, SetTrainableCmd
+from layerloom.core.errors import GraphError
+
+from layerloom.app.editing.commands import (RenameNodeCmd, SetParamsCmd, SetSharesCmd,
+                                            SetTrainableCmd)
 from layerloom.app.forms.paramform import ParamForm
 from layerloom.app.look import theme
 
@@ -66,7 +71,18 @@ class Inspector(QWidget):
         self.frozen.clicked.connect(self._set_frozen)
         row.addWidget(self.frozen)
         self.name_row.hide()
-        for w in (self.title, self.name_row, self.help):
+        self.shares = QComboBox()  # none, or each node of the same type and parameters
+        self.shares.setToolTip("Use another layer's weights instead of its own (Keras' layer "
+                               "called twice, a siamese network): the same type and "
+                               "parameters; trained once, with both uses' gradients")
+        self.shares.activated.connect(self._set_shares)
+        self.shares_row = QWidget()
+        srow = QHBoxLayout(self.shares_row)
+        srow.setContentsMargins(0, 0, 0, 0)
+        srow.addWidget(QLabel("Shares weights with"))
+        srow.addWidget(self.shares, 1)
+        self.shares_row.hide()
+        for w in (self.title, self.name_row, self.shares_row, self.help):
             self.lay.addWidget(w)
         self.lay.addLayout(self.form_slot)
         self.lay.addWidget(self.info)
@@ -88,6 +104,7 @@ class Inspector(QWidget):
         if not node_id or node_id not in self.doc.graph.nodes:
             self.title.setText("Select a node to see its parameters.")
             self.name_row.hide()
+            self.shares_row.hide()
             self.help.setText("")
             self.info.setText("")
             self.setMinimumHeight(0)
@@ -182,6 +199,41 @@ class Inspector(QWidget):
             self.error.setText(str(e))
         self.frozen.setChecked(not node.trainable)
 
+    def _set_shares(self, index):
+        node = self.doc.graph.nodes.get(self.node_id)
+        if node is None:
+            return
+        other = self.shares.itemData(index)
+        if other != node.shares:
+            try:
+                self.doc.push(SetSharesCmd(self.doc, self.node_id, other))
+            except (RuntimeError, GraphError) as e:  # locked while training runs; refused
+                self.error.setText(str(getattr(e, "message", e)))
+        self._fill_shares()
+
+    def _fill_shares(self):
+        """The combo as the graph is now: shown for a node with weights (or sharing some)."""
+        g = self.doc.graph
+        node = g.nodes.get(self.node_id)
+        a = g.analysis()
+        has = node is not None and not node.layer.is_input and (
+            node.shares is not None or (self.node_id in a.params
+                                        and a.params[self.node_id].total > 0))
+        self.shares_row.setVisible(bool(has))
+        if not has:
+            return
+        choices = g.shareable(self.node_id)
+        if node.shares is not None and node.shares not in choices:
+            choices.insert(0, node.shares)  # kept as the file has it (its problem is shown)
+        self.shares.blockSignals(True)
+        self.shares.clear()
+        self.shares.addItem("none (its own weights)", None)
+        for other in choices:
+            self.shares.addItem(other, other)
+        self.shares.setCurrentIndex(self.shares.findData(node.shares) if node.shares else 0)
+        self.shares.blockSignals(False)
+        self.shares.setEnabled(self.shares.count() > 1)
+
     def _refused(self, name, message):
         if self.node_id in self.doc.graph.nodes:
             self.error.setText(message)
@@ -203,8 +255,12 @@ class Inspector(QWidget):
         self.frozen.setChecked(not trainable)  # as an undo or a menu left it
         shapes = a.shapes.get(nid)
         text = "Output: " + (", ".join(fmt_shape(s) for s in shapes) if shapes else "unknown")
+        self._fill_shares()
+        shares = self.doc.graph.nodes[nid].shares
         if nid in a.params:
             text += f"<br>Parameters: {a.params[nid].total:,}"
+            if shares is not None:
+                text += f" (uses {shares}'s weights)"
             if not trainable and a.params[nid].total:
                 text += " (frozen: not trained)"
         self.info.setText(text)

@@ -18,6 +18,7 @@ import copy
 import json
 import re
 
+from layerloom.core.analysis import shared_weight_problems
 from layerloom.core.errors import GraphError, ParamError, ProjectError, quote
 from layerloom.core.limits import too_many_nodes
 from layerloom.core.params import Int, Float
@@ -131,19 +132,24 @@ class BlockType(Layer):
                     v, f"{self.type_id}.{p.name} (sets {t.text()})")
         return out
 
-    def expand(self, out, prefix, sources, params, trainable=True, deep=True):
+    def expand(self, out, prefix, sources, params, trainable=True, deep=True, shares=None):
         """Add this block's nodes to Graph `out` with ids prefix + inner id, fed from
         `sources` ([(node, port)] of `out`, one per input), for every copy of a repeat.
-        deep=False: a block used inside stays one node. Returns the [(node, port)] of `out`
-        the block's outputs are."""
+        deep=False: a block used inside stays one node. shares: the prefix of the instance
+        whose weights this one uses (each inner node then uses that instance's node of its
+        id, copy k of a repeat copy k's); an inner node sharing another of the block uses
+        that node of its own copy. Returns the [(node, port)] of `out` the block's outputs
+        are."""
         inner = self.inner_params(params)
         repeat = params.get("repeat", 1) if self.chains else 1
         for k in range(1, repeat + 1):
             pre = prefix if k == 1 else f"{prefix}{COPY}{k}{SEP}"
-            sources = self._expand_once(out, pre, sources, inner, trainable, deep)
+            spre = None if shares is None else shares if k == 1 else \
+                f"{shares}{COPY}{k}{SEP}"
+            sources = self._expand_once(out, pre, sources, inner, trainable, deep, spre)
         return sources
 
-    def _expand_once(self, out, pre, sources, inner, trainable, deep=True):
+    def _expand_once(self, out, pre, sources, inner, trainable, deep=True, spre=None):
         g = self.graph
         made = {}  # inner id -> [(node of out, port)] per output port (nested blocks)
         for port, iid in enumerate(self.input_ids):
@@ -156,9 +162,13 @@ class BlockType(Layer):
             for e in g.in_edges(nid):
                 ends = made[e.src]
                 fed.append(ends[e.src_port] if e.src_port < len(ends) else (None, None))
+            # whose weights it uses: the sharing instance's node, else its own block's
+            owner = (spre + (node.shares or nid)) if spre is not None else \
+                (pre + node.shares) if node.shares is not None else None
             if deep and isinstance(node.layer, BlockType):
                 made[nid] = node.layer.expand(out, f"{pre}{nid}{SEP}", fed, inner[nid],
-                                              trainable and node.trainable)
+                                              trainable and node.trainable,
+                                              shares=None if owner is None else owner + SEP)
                 continue
             fid = pre + nid
             if fid in out.nodes:
@@ -166,7 +176,8 @@ class BlockType(Layer):
                                  f"be {quote(fid)}, which the graph has already; rename one",
                                  kind="block_id_clash")
             out.add_node(node.type, inner[nid], id=fid,
-                         trainable=bool(trainable and node.trainable))
+                         trainable=bool(trainable and node.trainable),
+                         shares=owner)
             for port, (src, sp) in enumerate(fed):
                 if src is not None:
                     out.connect(src, sp, fid, port)
@@ -195,6 +206,10 @@ class BlockType(Layer):
             where = first.node
             raise ShapeError(f"in block {self.type_id}, {quote(where)} "
                              f"({g.nodes[where].type}): {first.message}")
+        shared = shared_weight_problems(g, shapes)  # an inner node using another's weights
+        if shared:
+            raise ShapeError(f"in block {self.type_id}, {quote(shared[0].node)}: "
+                             f"{shared[0].message}")
         missing = [n for n, _ in outs if n not in shapes]
         if missing:
             raise ShapeError(f"in block {self.type_id}: the shape of {quote(missing[0])} is "
@@ -202,7 +217,7 @@ class BlockType(Layer):
         specs = []
         for nid in g.topo_order():
             node = g.nodes[nid]
-            if node.layer.is_input:
+            if node.layer.is_input or node.shares is not None:  # shared: counted once
                 continue
             ins = [shapes[e.src][e.src_port] for e in g.in_edges(nid)]
             for w in node.layer.weights(node.params, ins):
@@ -352,13 +367,15 @@ def flatten(graph):
         node = graph.nodes[nid]
         before = len(work.nodes)
         if not isinstance(node.layer, BlockType):
-            work.add_node(node.type, dict(node.params), id=nid, trainable=node.trainable)
+            work.add_node(node.type, dict(node.params), id=nid, trainable=node.trainable,
+                          shares=node.shares)
             ends[nid] = [(nid, p) for p in range(len(node.layer.output_names(node.params)))]
         else:
             sources = [ends[e.src][e.src_port] for e in graph.in_edges(nid)]
             try:
                 outs = node.layer.expand(work, f"{nid}{SEP}", sources, node.params,
-                                         node.trainable)
+                                         node.trainable, shares=None if node.shares is None
+                                         else f"{node.shares}{SEP}")
             except ParamError as e:
                 raise graph.node_error(e.message, nid, "block_params") from None
             except GraphError as e:
@@ -389,7 +406,7 @@ def flatten(graph):
     for nid in graph.nodes:
         for fid in ids[made[nid][0]:made[nid][1]]:
             n = work.nodes[fid]
-            out.add_node(n.type, n.params, id=fid, trainable=n.trainable)
+            out.add_node(n.type, n.params, id=fid, trainable=n.trainable, shares=n.shares)
     for e in work.edges:
         out.connect(e.src, e.src_port, e.dst, e.dst_port)
     graph._flat = (graph.version, out)
@@ -474,6 +491,12 @@ def make_block(graph, node_ids, name, promote=None, help="", instance=None):
         raise ProjectError(f"{quote(hosts[0])} runs on the host, before the device model: it "
                            "cannot be inside a block", "selection")
     inside = set(chosen)
+    for nid in graph.nodes:  # weights shared across the selection's border cannot be kept
+        owner = graph.nodes[nid].shares
+        if owner is not None and (nid in inside) != (owner in inside):
+            raise ProjectError(f"{quote(nid)} uses the weights of {quote(owner)}, "
+                               f"{'outside' if nid in inside else 'inside'} the selection: "
+                               "select both, or share no weights", "selection")
     problem = next((p for p in graph.validate() if getattr(p, "node", None) in inside), None)
     if problem is not None:
         raise ProjectError(f"{quote(problem.node)}: {problem.message}; fix it first",
@@ -512,7 +535,7 @@ def make_block(graph, node_ids, name, promote=None, help="", instance=None):
         input_ids.append(iid)
     for nid in chosen:
         n = graph.nodes[nid]
-        inner.add_node(n.type, dict(n.params), id=nid, trainable=n.trainable)
+        inner.add_node(n.type, dict(n.params), id=nid, trainable=n.trainable, shares=n.shares)
     for nid in chosen:
         for e in graph.in_edges(nid):
             if e.src in inside:
@@ -553,8 +576,9 @@ class Inlined:
     """What expanding an instance in place does: the nodes it adds (id, type, params,
     trainable), their wires, and the weight keys that change."""
 
-    def __init__(self, instance, nodes, edges, renamed):
+    def __init__(self, instance, nodes, edges, renamed, shares=None):
         self.instance, self.nodes, self.edges, self.renamed = instance, nodes, edges, renamed
+        self.shares = dict(shares or {})  # {added node: the added node whose weights it uses}
 
     def weights_renamed(self):
         return self.renamed
@@ -572,6 +596,10 @@ def inline_plan(graph, nid):
     ins = graph.in_edges(nid)
     if len(ins) != len(block.input_ids):
         raise GraphError(f"{quote(nid)}: connect its inputs first", node=nid)
+    partner = node.shares or next(iter(graph.sharers(nid)), None)
+    if partner is not None:  # its layers would share another instance's, which stays one node
+        raise GraphError(f"{quote(nid)} shares its weights with {quote(partner)}: share no "
+                         "weights first", node=nid)
     holders = []
     for k, e in enumerate(ins):
         hid = f"{COPY}in{k}"
@@ -599,7 +627,9 @@ def inline_plan(graph, nid):
         src = src_of.get(o, (ids.get(o[0]), o[1]))
         edges.append((src[0], src[1], e.dst, e.dst_port))
     renamed = {f"{nid}{SEP}{w}/": f"{ids[w]}/" for w in ids}
-    return Inlined(nid, nodes, edges, renamed)
+    shares = {ids[w]: ids[work.nodes[w].shares] for w in ids
+              if work.nodes[w].shares in ids}
+    return Inlined(nid, nodes, edges, renamed, shares)
 
 
 def rename_weights(weights, renamed):

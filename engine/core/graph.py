@@ -20,12 +20,15 @@ MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a b
 class Node:
     """A layer of the graph. trainable: False freezes it (fine-tuning, Keras' `layer.trainable
     = False`): its weights keep their values in training, and a BatchNormalization runs in
-    inference mode (its moving statistics, not updated), as Keras does."""
-    __slots__ = ("id", "type", "params", "trainable", "layer")
+    inference mode (its moving statistics, not updated), as Keras does. shares: the id of
+    the node whose weights it uses instead of its own (Keras' layer called twice; None: its
+    own weights); Graph.set_shares checks it, problems() says where it no longer holds."""
+    __slots__ = ("id", "type", "params", "trainable", "layer", "shares")
 
-    def __init__(self, id, type, params, trainable=True, layer=None):
+    def __init__(self, id, type, params, trainable=True, layer=None, shares=None):
         self.id, self.type, self.params = id, type, params
         self.trainable = trainable
+        self.shares = shares
         # its declaration: the registry's, or the graph's block type (core/blocks.py)
         self.layer = layer if layer is not None else get_layer(type)
 
@@ -80,6 +83,7 @@ class Graph:
         self.edge_removed = Event("edge_removed")
         self.params_changed = Event("params_changed")
         self.trainable_changed = Event("trainable_changed")
+        self.shares_changed = Event("shares_changed")
         self.blocks_changed = Event("blocks_changed")
 
     @property
@@ -149,9 +153,11 @@ class Graph:
             counters[base] = i + 1
         return f"{base}_{i}"
 
-    def add_node(self, type_id, params=None, id=None, index=None, trainable=True):
+    def add_node(self, type_id, params=None, id=None, index=None, trainable=True, shares=None):
         """A new node, last in the file order or at position `index` (an undone deletion goes
-        back to its place, which messages name); trainable=False: frozen."""
+        back to its place, which messages name); trainable=False: frozen. shares: the node
+        whose weights it uses (a copy of a graph's, which the other node may follow in it:
+        not checked here but by problems(); an edit goes through set_shares)."""
         layer = self.layer_type(type_id)
         if layer is None:
             raise GraphError(f"unknown layer type {quote(type_id)}")
@@ -168,7 +174,9 @@ class Graph:
             raise problems[0]
         if not isinstance(trainable, bool):
             raise GraphError(f"trainable must be true or false, got {quote(trainable)}")
-        node = Node(id, type_id, values, trainable, layer)
+        if shares is not None and not isinstance(shares, str):
+            raise GraphError(f"shares must be a node id, got {quote(shares)}")
+        node = Node(id, type_id, values, trainable, layer, shares)
         if index is None or index >= len(self._nodes):
             self._nodes[id] = node
         else:
@@ -214,6 +222,88 @@ class Graph:
         node.trainable = trainable
         self._edited()
         self.trainable_changed.emit(node)
+
+    # -- shared weights ------------------------------------------------------------------------
+    def share_problem(self, id, other):
+        """Why node `id` cannot use node `other`'s weights (a message), or None: `other` must
+        exist, be another node of the same type and parameters (a block instance: the same
+        block type and parameters), share no weights itself, and `id` must not be shared."""
+        node = self.nodes[id]
+        if not isinstance(other, str):
+            return f"expected a node id, got {quote(other)}"
+        if other == id:
+            return "a node cannot share its own weights"
+        owner = self._nodes.get(other)
+        if owner is None:
+            return f"shares the weights of {quote(other)}, which is not in the graph"
+        if node.layer.is_input:
+            return "an Input has no weights to share"
+        if owner.type != node.type:
+            return (f"shares the weights of {quote(other)}, a {owner.type}; the layers must "
+                    f"be of one type (this is a {node.type})")
+        if owner.params != node.params:
+            diff = sorted(k for k in set(owner.params) | set(node.params)
+                          if owner.params.get(k) != node.params.get(k))
+            return (f"shares the weights of {quote(other)}, whose parameters differ ("
+                    + ", ".join(diff[:4]) + (" ..." if len(diff) > 4 else "")
+                    + "): set the same, or share no weights")
+        users = self.sharers(id)
+        if users:
+            return (f"{quote(users[0])} uses this node's weights, so it cannot use another's "
+                    "(no chains)")
+        if owner.shares is not None:
+            return (f"{quote(other)} uses the weights of {quote(owner.shares)} itself: share "
+                    f"{quote(owner.shares)}'s instead")
+        return None
+
+    def sharers(self, id):
+        """The ids of the nodes that use node `id`'s weights, in file order."""
+        return [n.id for n in self._nodes.values() if n.shares == id]
+
+    def set_shares(self, id, other):
+        """Node `id` uses node `other`'s weights (None: its own), refused with the reason
+        (share_problem)."""
+        node = self.nodes[id]
+        if other is not None:
+            why = self.share_problem(id, other)
+            if why:
+                raise GraphError(why, node=id, kind="shared_weights",
+                                 fields={"node": id, "shares": other})
+        if node.shares == other:
+            return
+        node.shares = other
+        self._edited()
+        self.shares_changed.emit(node)
+
+    def shareable(self, id):
+        """The nodes whose weights node `id` could use: share_problem says none is wrong, and
+        their weights have the shapes its inputs need (where both are known)."""
+        shapes = self.analysis().shapes
+        mine = analysis.weight_shapes(self, shapes, id)
+        out = []
+        for o in self._nodes:
+            if o == id or self._nodes[o].type != self._nodes[id].type or \
+                    self.share_problem(id, o) is not None:
+                continue
+            theirs = analysis.weight_shapes(self, shapes, o)
+            if mine is None or theirs is None or mine == theirs:
+                out.append(o)
+        return out
+
+    def shared_frozen(self):
+        """What the engine runs: this graph where a node using a frozen node's weights is
+        frozen too (itself where none is); a copy otherwise."""
+        change = {n.id for n in self._nodes.values() if n.shares is not None and n.trainable
+                  and n.shares in self._nodes and not self._nodes[n.shares].trainable}
+        if not change:
+            return self
+        out = type(self)(blocks=self.blocks)
+        for n in self._nodes.values():
+            out.add_node(n.type, n.params, id=n.id, trainable=n.trainable and n.id not in change,
+                         shares=n.shares)
+        for e in self._edges:
+            out.connect(e.src, e.src_port, e.dst, e.dst_port)
+        return out
 
     def frozen(self):
         """The ids of the frozen nodes, in file order."""
@@ -401,6 +491,12 @@ class Graph:
                         out.append(self.node_error(f"input {p} ({name}) is not connected", id,
                                                    "unconnected_input", port=p, port_name=name))
         out.extend(host.problems(self))  # host layers (text) where they may stand
+        shared = [n.id for n in self._nodes.values() if n.shares is not None]
+        for id in shared:
+            why = self.share_problem(id, self._nodes[id].shares)
+            if why:
+                out.append(self.node_error(why, id, "shared_weights",
+                                           shares=self._nodes[id].shares))
         return out
 
     def infer_shapes(self):

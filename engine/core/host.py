@@ -112,7 +112,8 @@ def device_graph(graph):
                 is_host(graph, e.dst) for e in graph.out_edges(nid))):
             continue
         else:
-            g.add_node(node.type, dict(node.params), id=nid, trainable=node.trainable)
+            g.add_node(node.type, dict(node.params), id=nid, trainable=node.trainable,
+                       shares=node.shares)
     for e in graph.edges:
         if e.src in g.nodes and e.dst in g.nodes:
             g.connect(e.src, e.src_port, e.dst, e.dst_port)

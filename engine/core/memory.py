@@ -118,6 +118,9 @@ def memory_needed(graph, batch, shapes=None, needs=None, ops=None, fused=()):
             sizes.append((4 * batch * prod(shapes[nid][0]), 1))
         for spec in node.weights(ins):  # a frozen node's: not trained
             trains = spec.trainable or spec.name in dropped
+            if node.shares is not None:  # the owner's weights: only its gradients are its own
+                sizes.append((4 * prod(spec.shape), 1 if trains else 0))
+                continue
             sizes.append((4 * prod(spec.shape), 4 if spec.trainable else 2 if trains else 1))
         kept, shared = node_scratch(graph, shapes, needs, nid, ops, outputs)
         sizes += [(4 * batch * prod(s), 1) for s in kept.values()]

@@ -56,6 +56,8 @@ def fit_weights(graph, weights):
     for k in weights:
         by_node.setdefault(k.split("/", 1)[0], []).append(k)
     for nid, node in graph.nodes.items():
+        if node.shares is not None:  # uses another node's weights: none of its own
+            continue
         if nid not in a.shapes:  # cannot run; what it had is kept for when it can
             out.unknown.append(nid)
             mine = by_node.get(nid, [])

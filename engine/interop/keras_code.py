@@ -272,7 +272,7 @@ def weight_arrays(project, weights, keras_names=True):
     _check_weights(g, shapes, weights)
     out = {}
     for nid, node in g.nodes.items():
-        if node.layer.is_input:
+        if node.layer.is_input or node.shares is not None:  # a sharer's: its owner's
             continue
         in_shapes = [shapes[e.src][e.src_port] for e in g.in_edges(nid)]
         for name, a in _node_weights(g, nid, in_shapes, weights).items():

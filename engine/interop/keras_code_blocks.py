@@ -348,6 +348,8 @@ def structured_lines(project):
     KERAS_WEIGHTS, {name: module-level source}: the Keras classes and the block functions).
     The weights and names are those of the inlined graph (keras_ready)."""
     flat, _ = keras_ready(project)
+    if any(n.shares is not None for n in flat.graph.nodes.values()):
+        raise DataError("shared weights are written in the inlined script", "graph")
     _, stats, weights, classes = graph_lines(flat)
     g = _check(project)
     kb = _KerasBlocks(g, set(kl.RESERVED) | set(classes))

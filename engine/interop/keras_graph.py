@@ -44,7 +44,8 @@ def keras_ready(project, weights=None):
                            f"{quote(ids[clash])}, which another layer has; rename one")
     out = Graph()
     for nid, n in g.nodes.items():
-        out.add_node(n.type, n.params, id=ids[nid], trainable=n.trainable)
+        out.add_node(n.type, n.params, id=ids[nid], trainable=n.trainable,
+                     shares=None if n.shares is None else ids.get(n.shares, n.shares))
     for e in g.edges:
         out.connect(ids[e.src], e.src_port, ids[e.dst], e.dst_port)
     renamed = copy.copy(project)
@@ -99,6 +100,8 @@ def graph_lines(project):
     shapes = g.analysis().shapes
     names = kl.Names()
     tensors, lines, weights, classes = {}, [], {}, {}
+    shared = {}  # owner id -> the Python name of its layer object (shared weights)
+    owners = {n.shares for n in g.nodes.values() if n.shares is not None}
     stats = _normalization(project)
     ins = g.inputs()
     in_names = input_lines(g, shapes, names, stats, lines, tensors)
@@ -117,12 +120,16 @@ def graph_lines(project):
         in_shapes = [shapes[e.src][e.src_port] for e in edges]
         n = KNode(nid, node.type, host_params(project, nid), node.layer,
                   [tensors[(e.src, e.src_port)] for e in edges], out, in_shapes=in_shapes)
-        lines.extend(convert(n))
+        made = convert(n)
+        owner = node.shares or (nid if nid in owners else None)
+        if owner is not None:  # one layer object, called by each node that uses its weights
+            made = _shared_call(n, made, owner, shared, names)
+        lines.extend(made)
         classes.update(n.classes)
         for port, t in enumerate(out):
             tensors[(nid, port)] = t
         specs = node.layer.weights(node.params, in_shapes)
-        if specs:
+        if specs and node.shares is None:  # a sharer's weights are its owner's layer's
             weights[nid] = kl.keras_weight_names(node.type, specs, node.params)
     outs = g.outputs()
     if len(ins) == 1:
@@ -135,13 +142,37 @@ def graph_lines(project):
         outputs = "{" + ", ".join(f"{nid!r}: {tensors[(nid, 0)]}" for nid in outs) + "}"
     model = (f"keras.Model(inputs={inputs}, outputs={outputs}, "
              f"name={_model_name(project)!r})")
-    frozen = tuple(nid for nid in g.frozen() if not g.nodes[nid].layer.is_input)
+    frozen = tuple(nid for nid in g.frozen() if not g.nodes[nid].layer.is_input
+                   and g.nodes[nid].shares is None)  # a sharer is its owner's layer
     if frozen:  # frozen in Layerloom (a BatchNormalization then runs in inference mode)
         lines += [f"model = {model}", f"for name in {frozen!r}:",
                   "    model.get_layer(name).trainable = False", "return model"]
     else:
         lines.append(f"return {model}")
     return lines, stats, weights, classes
+
+
+def _shared_call(n, made, owner, shared, names):
+    """The lines of node `n` calling the layer object of `owner` (Keras' layer called twice:
+    shared weights): the layer is made once, as a variable named by the owner and carrying
+    its name, at the first of its nodes met; each node then calls it."""
+    head = f"{n.out[0]} = "
+    args = ", ".join(n.x)
+    suffix = next((c for c in (f"({args})", f"([{args}])") if len(made) == 1
+                   and made[0].startswith(head) and made[0].endswith(c)), None)
+    if suffix is None or len(n.out) != 1:
+        raise DataError(f"{n.type} layer {quote(n.id)}: its weights are shared, which its "
+                        "Keras form cannot write (one layer object called twice)",
+                        f"graph.nodes.{n.id}.shares")
+    lines = []
+    if owner not in shared:
+        ctor = made[0][len(head):-len(suffix)]
+        if n.id != owner:  # the same parameters; the layer carries the owner's name
+            ctor = ctor.replace(f"name={n.id!r}", f"name={owner!r}")
+        shared[owner] = names.make(f"{owner}_layer")
+        lines.append(f"{shared[owner]} = {ctor}  # used by every node sharing its weights")
+    lines.append(f"{head}{shared[owner]}{suffix}")
+    return lines
 
 
 def host_params(project, nid):

@@ -68,9 +68,10 @@ def input_normalization(project):
 
 def _node_weights(graph, nid, in_shapes, weights):
     node = graph.nodes[nid]
+    owner = node.shares or nid  # a node sharing another's weights: the owner's arrays
     out = {}
     for spec in node.layer.weights(node.params, in_shapes):
-        key = f"{nid}/{spec.name}"
+        key = f"{owner}/{spec.name}"
         if key not in weights:
             raise ProjectError(f"no array {quote(key)} in the weights for {node.type} layer "
                                f"{quote(nid)}", "weights")
@@ -88,6 +89,8 @@ def _node_weights(graph, nid, in_shapes, weights):
 def _check_weights(graph, shapes, weights):
     known = set()
     for nid, node in graph.nodes.items():
+        if node.shares is not None:  # its weights are its owner's
+            continue
         in_shapes = [shapes[e.src][e.src_port] for e in graph.in_edges(nid)]
         known.update(f"{nid}/{s.name}" for s in node.layer.weights(node.params, in_shapes))
     unknown = sorted(set(weights) - known)
@@ -95,6 +98,27 @@ def _check_weights(graph, shapes, weights):
         raise ProjectError(f"{quote(unknown[0])}"
                            + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else "")
                            + " name no weight of this graph", "weights")
+
+
+def _share_initializers(b):
+    """One initializer for each distinct array: a weight used by two nodes (shared weights)
+    is stored once, and both nodes read it."""
+    first, renamed, kept = {}, {}, []
+    for t in b.initializers:
+        key = (t.data_type, tuple(t.dims),
+               onnx_graph.numpy_helper.to_array(t).tobytes())
+        if key in first:
+            renamed[t.name] = first[key]
+        else:
+            first[key] = t.name
+            kept.append(t)
+    if not renamed:
+        return
+    b.initializers[:] = kept
+    for node in b.nodes:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
 
 
 def _normalized_input(b, nid, stats):
@@ -135,6 +159,7 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
     if int(opset) not in OPSETS:
         raise ProjectError(f"opset {opset} is not supported; the export writes opsets "
                            f"{OPSETS.start} to {OPSETS.stop - 1}", "opset")
+    top = project.graph  # with its block instances: each written as a function's call
     project = loom.flat(project)  # blocks inlined
     g = project.graph
     problems = g.validate()
@@ -151,8 +176,10 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
         inputs.append(_value_info(onnx, nid, shapes[nid][0]))
         b.where = (g, nid)
         tensors[(nid, 0)] = _normalized_input(b, nid, stats.get(nid))
+    owners = []  # the inlined node each ONNX node was made for (a block's: its path)
     for nid in g.topo_order():
         node = g.nodes[nid]
+        owners.extend([""] * (len(b.nodes) - len(owners)))
         if node.layer.is_input:
             continue
         b.where = (g, nid)
@@ -167,6 +194,9 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
                  in_shapes, list(shapes[nid]), _node_weights(g, nid, in_shapes, weights))
         for port, t in enumerate(convert(b, n)):
             tensors[(nid, port)] = t
+        owners.extend([nid] * (len(b.nodes) - len(owners)))
+    if any(n.shares is not None for n in g.nodes.values()):
+        _share_initializers(b)
     outs = g.outputs()
     _name_outputs(b, outs, [tensors[(nid, 0)] for nid in outs])
     graph = onnx.helper.make_graph(
@@ -181,6 +211,10 @@ def to_onnx(project, weights, opset=DEFAULT_OPSET, normalization=True):
     meta = {"layerloom.normalization": json.dumps({k: v for k, v in stats.items() if v}),
             "layerloom.inputs": json.dumps(g.inputs()), "layerloom.outputs": json.dumps(outs)}
     onnx.helper.set_model_props(model, meta)
+    if top is not g:  # each block instance one call of a local function (onnx_functions.py)
+        owners.extend([""] * (len(b.nodes) - len(owners)))
+        from layerloom.interop import onnx_functions
+        onnx_functions.group(model, top, owners, int(opset))
     return model
 
 

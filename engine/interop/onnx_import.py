@@ -492,6 +492,13 @@ def from_model(model, name="model"):
     onnx, _ = _onnx()
     from layerloom.project.loom import Project
     from layerloom.project.training import parse_training
+    if model.functions:  # local functions (Layerloom's blocks, torch.export's modules):
+        try:             # their bodies in place of their calls, as the layers they are
+            from onnx import inliner
+            model = inliner.inline_local_functions(model)
+        except Exception as e:  # the onnx package's C++ part (no common type but Exception)
+            raise DataError(f"{name}: ONNX's inliner refuses the model's functions ({e})",
+                            PLACE) from None
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception as e:  # an inconsistent model: InferenceError, and whatever else the

@@ -108,7 +108,10 @@ def graph_source(project, classes=None):
 
 
 def _layers(g, shapes, names, tensors, init, fwd, weights, frozen_bn, classes):
-    """The lines of `g`'s layers into init and fwd (a block instance: classes.instance)."""
+    """The lines of `g`'s layers into init and fwd (a block instance: classes.instance). A
+    node using another's weights is that node's module (`self.b = self.a`, set after every
+    module is made), called on its own inputs."""
+    attrs, aliases = {}, []
     for nid in g.topo_order():
         node = g.nodes[nid]
         if node.layer.is_input:
@@ -134,8 +137,16 @@ def _layers(g, shapes, names, tensors, init, fwd, weights, frozen_bn, classes):
                   [tensors[(e.src, e.src_port)] for e in edges], attr, in_shapes,
                   tuple(shapes[nid][0]))
         i_lines, f_lines, wmap = convert(n)
-        init += i_lines
+        attrs[nid] = attr
         specs = node.layer.weights(node.params, in_shapes)
+        if node.shares is not None:  # the owner's module, its weights: one tensor each
+            aliases.append((attr, node.shares))
+            fwd += f_lines
+            tensors[(nid, 0)] = attr
+            for i, port in enumerate(ports[1:], 1):
+                tensors[(nid, i)] = f"{attr}_{port}"
+            continue
+        init += i_lines
         if not node.trainable and specs:  # frozen in Layerloom: not trained (a BatchNorm:
             # eval mode); a layer without weights may have no module to freeze
             init.append(f"self.{attr}.requires_grad_(False)  # frozen")
@@ -151,6 +162,8 @@ def _layers(g, shapes, names, tensors, init, fwd, weights, frozen_bn, classes):
                                 "PyTorch place", f"graph.nodes.{nid}")
             key, layout = wmap[spec.name]
             weights[f"{nid}/{spec.name}"] = (f"{attr}.{key}", layout)
+    for attr, owner in aliases:
+        init.append(f"self.{attr} = self.{attrs[owner]}  # uses {owner}'s weights (shared)")
 
 
 # -- blocks: an nn.Module class per block type ------------------------------------------------
@@ -265,6 +278,8 @@ def structured_source(project):
     script is written instead: it raises what has no PyTorch form, placed)."""
     if not blocks_kit.has_blocks(project.graph) or host.has_host(project.graph):
         return None
+    if any(n.shares is not None for n in loom.flat(project).graph.nodes.values()):
+        return None  # shared weights: written in the inlined script
     try:
         classes = Classes()
         init, fwd, weights, frozen_bn = graph_source(project, classes)

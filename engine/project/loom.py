@@ -158,6 +158,7 @@ def _add_nodes(graph, nodes, problems, place="graph"):
     """Add the readable nodes. Returns (ids of nodes refused for their type or parameters,
     whether every node's id could be read: if not, any dangling edge may be to it)."""
     first_index, broken, ids_known = {}, set(), True
+    shared = []  # (index, id, "shares"): set once every node is read
     known, hints, listed = [lt.type_id for lt in layer_types()], {}, False
     known = known + list(graph.blocks)
     top = place
@@ -167,7 +168,8 @@ def _add_nodes(graph, nodes, problems, place="graph"):
             problems.append(ProjectError("expected an object with id, type, params", place))
             ids_known = False
             continue
-        problems.extend(unknown_keys(n, {"id", "type", "params", "trainable"}, place))
+        problems.extend(unknown_keys(n, {"id", "type", "params", "trainable", "shares"},
+                                     place))
         nid, typ = n.get("id"), n.get("type")
         if not isinstance(nid, str) or not nid:
             problems.append(ProjectError(f"expected a non-empty string, got {quote(nid)}",
@@ -205,6 +207,15 @@ def _add_nodes(graph, nodes, problems, place="graph"):
             trainable = True
         first_index[nid] = i
         graph.add_node(typ, None if perr else values, id=nid, trainable=trainable)
+        if "shares" in n:
+            shared.append((i, nid, n["shares"]))
+    for i, nid, other in shared:  # once every node is there: it may share a later one
+        if isinstance(other, str) and other in broken:
+            continue  # refused for its type or parameters: said there
+        try:
+            graph.set_shares(nid, other)
+        except GraphError as e:
+            problems.append(ProjectError(e.message, f"{top}.nodes[{i}].shares"))
     return broken, ids_known
 
 
@@ -391,6 +402,8 @@ def node_dict(node):
                     if not (node.layer.is_input and k == "dtype" and v == "float32")}}
     if not node.trainable:
         d["trainable"] = False
+    if node.shares is not None:  # uses that node's weights (Keras' layer called twice)
+        d["shares"] = node.shares
     return d
 
 

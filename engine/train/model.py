@@ -92,6 +92,7 @@ class Model:
         if problems:
             raise ProjectError(str(problems[0]), problems=problems)
         graph = graph.flat()  # a block runs inlined: no cost at run time
+        graph = graph.shared_frozen()  # a frozen node's weights are frozen where shared too
         self.graph = graph
         self.rt = runtime
         self.ops = Ops(runtime)
@@ -155,6 +156,23 @@ class Model:
                                            dw.get(spec.name) if spec.trainable else None))
         return w, dw
 
+    def _alloc_shared(self, nid, specs):
+        """A node using another's weights (Keras' layer called twice): the owner's weight
+        Tensors, and its own gradients, which backward adds into the owner's (only the owner
+        is in self.params: saved, updated, with optimizer state)."""
+        node = self.graph.nodes[nid]
+        owner_w = self._weights[node.shares]
+        trained = {p.spec.name: p.dw for p in self.params if p.node_id == node.shares}
+        w, dw = {}, {}
+        discard = self._discard_names(nid)
+        for spec in specs:
+            w[spec.name] = owner_w[spec.name]
+            if spec.trainable or spec.name in discard:
+                dw[spec.name] = Tensor(self.rt.empty(4 * int(np.prod(spec.shape))), spec.shape)
+            if spec.trainable and trained.get(spec.name) is not None:
+                self._shared_grads.append((dw[spec.name], trained[spec.name]))
+        return w, dw
+
     def _fused_logits(self, nid, layer, x):
         """Where a node whose loss is fused with its activation writes its pre-activation (None:
         not fused, or the layer's input is its pre-activation), entered in self.logits."""
@@ -173,6 +191,18 @@ class Model:
         self.params = []  # ModelWeight, in node order
         self.logits = {}
         self._pools = {}  # shared scratch: pool -> [(a step's scratch, name, shape)]
+        self._weights, self._weight_grads = {}, {}  # node -> {name: Tensor}
+        self._shared_grads = []  # (a sharing node's gradient, its owner's): added in backward
+        for nid in self.order:  # owners first: a node sharing weights may come before them
+            node = self.graph.nodes[nid]
+            if node.shares is None:
+                self._weights[nid], self._weight_grads[nid] = self._alloc_weights(
+                    nid, node.weights(self._in_shapes(nid)))
+        for nid in self.order:
+            node = self.graph.nodes[nid]
+            if node.shares is not None:
+                self._weights[nid], self._weight_grads[nid] = self._alloc_shared(
+                    nid, node.weights(self._in_shapes(nid)))
         for nid in self.order:
             self.steps.append((nid, self.graph.nodes[nid].layer, self._node_step(nid)))
         self._alloc_pools()
@@ -203,7 +233,7 @@ class Model:
         self._alloc_outputs(nid, layer, in_keys)
         ports = range(len(self.shapes[nid]))
         x = [self.act[k] for k in in_keys]
-        w, dw = self._alloc_weights(nid, node.weights(in_shapes))
+        w, dw = self._weights[nid], self._weight_grads[nid]
         kept, shared = memory.node_scratch(self.graph, self.shapes, self.needs_grad, nid,
                                            self.ops, self.outputs)
         scratch = {k: self._alloc(sh) for k, sh in kept.items()}
@@ -295,6 +325,8 @@ class Model:
                 continue  # nothing upstream learns from this node's gradient
             s.n, s.training, s.seed, s.step = n, True, self.seed, step
             layer.backward(self.ops, s)
+        for mine, owners in self._shared_grads:  # shared weights: one gradient, summed
+            self.ops.copy(mine.buf, owners.buf, mine.size, accumulate=True)
 
     def output(self, nid):
         return self.act[(nid, 0)]
