@@ -180,3 +180,41 @@ def test_keras_weight_and_random_normal_export_and_import_back(tmp_path, rng):
     assert back.graph.nodes["scale"].params["shape"] == (3, 4)
     assert back.graph.nodes["noise"].params["stddev"] == 0.5
     np.testing.assert_array_equal(back_ws["scale/weight"], ws["scale/weight"])
+
+
+def test_a_learnable_scale_is_a_weight_broadcast_by_multiply(rng):
+    """Issue 30, item 2's 'learnable scale' (ConvNeXt's LayerScale): Weight [1, C] times an
+    (T, C) input, by Multiply's broadcast: the forward is x * gamma per channel, and training
+    moves gamma."""
+    from layerloom import api
+    from layerloom.core.graph import Graph
+    from layerloom.project.loom import Project
+    g = Graph()
+    g.add_node("Input", {"shape": [5, 8]}, id="x")
+    g.add_node("Weight", {"shape": [1, 8], "initializer": "ones"}, id="gamma")
+    g.add_node("Multiply", {}, id="scaled")
+    g.add_node("Flatten", {}, id="flat")
+    g.add_node("Dense", {"units": 1}, id="out")
+    g.connect("x", 0, "gamma", 0)
+    g.connect("x", 0, "scaled", 0)
+    g.connect("gamma", 0, "scaled", 1)
+    g.connect("scaled", 0, "flat", 0)
+    g.connect("flat", 0, "out", 0)
+    assert not g.validate() and g.analysis().params["gamma"].total == 8
+    p = Project(g)
+    p.training.update({"loss": {"out": {"name": "mean_squared_error"}}, "metrics": [],
+                       "batch_size": 8,
+                       "optimizer": {"name": "adam", "params": {"learning_rate": 0.05}}})
+    model = api.Model(p)
+    x = rng.normal(size=(32, 5, 8)).astype(np.float32)
+    y = (x * np.linspace(0.5, 2, 8)).sum(axis=(1, 2))[:, None].astype(np.float32)
+    w = model.session.model.get_weights()
+    gamma = rng.normal(size=(1, 8)).astype(np.float32)
+    key = next(k for k in w if k.startswith("gamma/"))  # the Weight's one tensor
+    model.session.model.set_weights({**w, key: gamma})
+    scaled = model.session.model.predict({"x": x[:4]})  # the graph's output: out
+    want = (x[:4] * gamma).reshape(4, -1) @ w["out/kernel"] + w["out/bias"]
+    np.testing.assert_allclose(np.asarray(scaled["out"] if isinstance(scaled, dict)
+                                          else scaled), want, rtol=1e-5, atol=1e-5)
+    model.fit(x, y, epochs=3, verbose=False)
+    assert not np.allclose(model.get_weights()[key], gamma)
