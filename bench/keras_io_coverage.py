@@ -59,11 +59,20 @@ def canonical(name):
 
 
 def layerloom_classes():
-    """The Keras classes Layerloom builds: its type ids and the classes its Keras import
-    reads."""
+    """The Keras classes Layerloom builds: its type ids, the classes its Keras import reads,
+    and the bundled blocks named as keras_hub's layers they are built as (TransformerEncoder,
+    TransformerDecoder: keras_hub's parameters and order, assets/examples/blocks/)."""
     from layerloom.core.registry import layer_types
     from layerloom.interop.keras_in_layers import CONVERTERS
-    return {l.type_id for l in layer_types()} | set(CONVERTERS)
+    from layerloom.project import block_library
+    entries, _ = block_library.library()
+    bundled = {name for name, e in entries.items() if e.bundled}
+    return {l.type_id for l in layer_types()} | set(CONVERTERS) | (bundled & KERAS_HUB_BLOCKS)
+
+
+# bundled blocks that are keras_hub layers (the same computation, parameters and defaults; the
+# encoder is checked against torch's TransformerEncoderLayer in tests/test_block_library.py)
+KERAS_HUB_BLOCKS = {"TransformerEncoder", "TransformerDecoder"}
 
 
 def needed(example, applications):
