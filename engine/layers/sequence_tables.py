@@ -1,11 +1,12 @@
-"""The learned tables of a sequence, in the Attention category beside the layers that read
-them: keras-hub's PositionEmbedding (a table of positions, added by the user) and
-TokenAndPositionEmbedding (token and position tables, summed), and a ViT's ClassToken (a
-learned vector put before the sequence). Moved from attention.py unchanged."""
+"""The tables of a sequence, in the Attention category beside the layers that read them:
+keras-hub's PositionEmbedding (a learned table of positions, added by the user),
+TokenAndPositionEmbedding (token and position tables, summed) and SinePositionEncoding (the
+fixed sinusoidal table, added by the user), and a ViT's ClassToken (a learned vector put before
+the sequence). The learned ones moved from attention.py unchanged."""
 import numpy as np
 
 from layerloom.core.graph import fmt_shape
-from layerloom.core.params import Initializer, Int
+from layerloom.core.params import Float, Initializer, Int
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, OnnxRead, get_layer, register,
                                      ShapeError, TorchForm, WeightSpec)
 from layerloom.layers.attention import _torch_params
@@ -298,6 +299,140 @@ class TokenAndPositionEmbedding(_PositionTable):
         ok = (idx >= 0) & (idx < V)
         tokens = np.where(ok[..., None], ws["token_embeddings"][np.clip(idx, 0, V - 1)], 0.0)
         return [tokens + ws["position_embeddings"][:idx.shape[1]]]
+
+
+# -- SinePositionEncoding (keras-hub) -------------------------------------------------------------
+def sine_table(steps, features, max_wavelength, dtype=np.float64):
+    """keras-hub's SinePositionEncoding table, (steps, features), computed in `dtype`: for
+    position p and feature i, angle = p * (1 / max_wavelength) ** (2 * (i // 2) / features);
+    sin(angle) at even i, cos(angle) at odd i."""
+    dtype = np.dtype(dtype).type
+    positions = np.arange(steps, dtype=dtype)
+    i = np.arange(features)
+    timescales = np.power(dtype(1) / dtype(max_wavelength),
+                          (2 * (i // 2)).astype(dtype) / dtype(features))
+    angles = positions[:, None] * timescales[None, :]
+    return np.where(i % 2 == 0, np.sin(angles), np.cos(angles)).astype(dtype)
+
+
+def _sine_shape(in_shapes):
+    sh = tuple(in_shapes[0])
+    if len(sh) < 2:
+        raise ShapeError(f"expects input shaped (None, steps, features), got {fmt_shape(sh)}")
+    return sh
+
+
+def _sine_onnx(b, n):
+    T, D = n.in_shapes[0][-2:]
+    table = sine_table(T, D, n.params["max_wavelength"]).astype(np.float32)
+    table = b.const(table, f"{n.id}/table")
+    return [b.op("Expand", [table, b.op("Shape", [n.x[0]])])]
+
+
+def _sine_torch(t, n):
+    """The table as a buffer (not persistent: no weight), made once in __init__ in float64 as
+    Layerloom does, expanded to the input's shape."""
+    T, D = n.in_shapes[0][-2:]
+    o, mw = n.out, float(n.params["max_wavelength"])
+    init = [f"{n.self} = nn.Module()  # SinePositionEncoding: its table, no weights",
+            f"{o}_i = torch.arange({D})",
+            f"{o}_angles = torch.arange({T}, dtype=torch.float64)[:, None] * "
+            f"(1.0 / {mw!r}) ** ((2 * ({o}_i // 2)).to(torch.float64) / {D})",
+            f"{n.self}.register_buffer('table', torch.where({o}_i % 2 == 0, "
+            f"torch.sin({o}_angles), torch.cos({o}_angles)).to(torch.float32), "
+            "persistent=False)"]
+    fwd = [f"{o} = {n.self}.table.expand_as({n.x[0]})  # the input's shape only"]
+    return init, fwd, {}
+
+
+_SINE_CLASS = '''
+@keras.saving.register_keras_serializable(package="layerloom")
+class SinePositionEncoding(layers.Layer):
+    """keras-hub's SinePositionEncoding (its config and formula): for position p and feature
+    i, sin (even i) or cos (odd i) of p * (1 / max_wavelength) ** (2 * (i // 2) / features),
+    broadcast to the input's shape."""
+
+    def __init__(self, max_wavelength=10000, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = max_wavelength
+
+    def get_config(self):
+        return {**super().get_config(), "max_wavelength": self.max_wavelength}
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        steps, features = shape[-2], shape[-1]
+        dtype = self.compute_dtype
+        positions = ops.cast(ops.arange(steps), dtype)
+        min_freq = ops.cast(1 / self.max_wavelength, dtype)
+        timescales = ops.power(min_freq, ops.cast(2 * (ops.arange(features) // 2), dtype)
+                               / ops.cast(features, dtype))
+        angles = ops.expand_dims(positions, 1) * ops.expand_dims(timescales, 0)
+        cos_mask = ops.cast(ops.arange(features) % 2, dtype)
+        table = ops.sin(angles) * (1 - cos_mask) + ops.cos(angles) * cos_mask
+        return ops.broadcast_to(table, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+'''
+
+
+def _sine_keras(k, n):
+    """keras-hub's SinePositionEncoding as the export's registered class of the same name and
+    config."""
+    k.define(n, {"SinePositionEncoding": _SINE_CLASS})
+    args = [f"max_wavelength={float(n.params['max_wavelength'])!r}"]
+    return [f"{n.out[0]} = " + k.call("SinePositionEncoding", args, n, n.x, module="")]
+
+
+def _sine_keras_in(o, shapes):
+    mw = o.get("max_wavelength", 10000)
+    if isinstance(mw, bool) or not isinstance(mw, (int, float)) or not mw > 0:
+        o.fail("max_wavelength", "has no Layerloom form (a number > 0)")
+    return {"max_wavelength": float(mw)}
+
+
+@register
+class SinePositionEncoding(Layer):
+    type_id = "SinePositionEncoding"
+    category = "Attention"
+    help = ("keras-hub's sinusoidal position encoding: (steps, features) -> the fixed sin/cos "
+            "table of the positions, same shape (no weights; only the input's shape is used: "
+            "add it to the input with Add).")
+    params = (Float("max_wavelength", 10000.0, min=0, min_exclusive=True,
+                    help="Longest wavelength of the sine and cosine curves."),)
+    headline = ("max_wavelength",)
+    differentiable = False  # the input gives only its shape
+    examples = (({"max_wavelength": 10000.0}, [(5, 4)]),
+                ({"max_wavelength": 10000.0}, [(9, 33)]),
+                ({"max_wavelength": 50.5}, [(6, 5)]),
+                ({"max_wavelength": 1e4}, [(2, 3, 6)]))
+    onnx_form = OnnxForm(_sine_onnx, "the table (constant, computed at export), Expand to the "
+                                     "input's Shape")
+    torch_form = TorchForm(_sine_torch)
+    keras_form = KerasForm("SinePositionEncoding", read=_sine_keras_in, write=_sine_keras,
+                           doc="keras-hub's class name and config: a Keras layer the export "
+                               "defines and registers")
+
+    def output_shapes(self, p, in_shapes):
+        return [_sine_shape(in_shapes)]
+
+    def constants(self, p, in_shapes):
+        """table: the encoding of one sample (float32), made once when the graph compiles."""
+        sh = _sine_shape(in_shapes)
+        table = sine_table(sh[-2], sh[-1], p["max_wavelength"])
+        return {"table": np.ascontiguousarray(np.broadcast_to(table, sh), np.float32)}
+
+    def forward(self, ops, s):
+        ops.position_forward(s.const["table"], None, s.y[0].buf, s.n, s.y[0].size)
+
+    def backward(self, ops, s):
+        pass  # no weights, and the input takes no gradient (differentiable = False)
+
+    def reference(self, p, xs, ws, training=False):
+        x = xs[0]
+        table = sine_table(x.shape[-2], x.shape[-1], p["max_wavelength"])
+        return [np.broadcast_to(table, x.shape).copy()]
 
 
 # -- ClassToken (a ViT's class token) ------------------------------------------------------------
