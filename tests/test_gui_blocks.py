@@ -297,3 +297,44 @@ def test_shared_weights_travel_with_make_expand_and_paste(win, qtbot):
     assert g.nodes[b].shares == a
     alone = win.paste(copy_text(win.doc, ["hidden_3"]))  # its owner not copied: its own
     assert g.nodes[alone[0]].shares is None
+
+
+def test_a_block_opened_inside_another_joins_the_project_only_with_its_back(win, qtbot):
+    """The opened block's document shared the project's block types: a block edited inside it
+    changed the project's even after Discard Edits, with no undo step."""
+    from layerloom.app.editing.commands import SetParamsCmd
+    g = _open(win, qtbot)
+    root = win.doc
+    _select(win, ["hidden_1"])
+    win.make_block("Inner", {})
+    inner_id = next(n for n in g.nodes if g.nodes[n].type == "Inner")
+    _select(win, [inner_id, "hidden_2"])
+    outer_id = win.make_block("Outer", {})
+    units = lambda graph: graph.blocks["Inner"].graph.nodes["hidden_1"].params["units"]  # noqa
+    win.open_block(outer_id)
+    win.open_block(inner_id)
+    win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 7}))
+    assert win.close_block(True)  # back in Outer: its copy of Inner edited
+    assert units(g) == 64
+    assert win.close_block(False) and win.doc is root  # Outer discarded: nothing joins
+    assert units(g) == 64
+    count = root.undo.count()
+    win.open_block(outer_id)
+    win.open_block(inner_id)
+    win.doc.push(SetParamsCmd(win.doc, "hidden_1", {"units": 7}))
+    assert win.close_block(True) and win.close_block(True) and win.doc is root
+    assert units(g) == 7 and root.undo.count() == count + 1
+    assert g.flat().nodes[f"{outer_id}/{inner_id}/hidden_1"].params["units"] == 7
+    root.undo.undo()
+    assert units(g) == 64 and g.flat().nodes[f"{outer_id}/{inner_id}/hidden_1"] \
+        .params["units"] == 64
+
+
+def test_back_refuses_an_edit_that_moves_a_wired_port(win, qtbot):
+    from layerloom.app.window.window_blocks import _rewired
+    g = _open(win, qtbot)
+    _select(win, ["hidden_2"])
+    nid = win.make_block("One", {})
+    assert _rewired(g, "One", {0: None}, {0: 0}).startswith(f"{nid!r}'s input 0 is wired")
+    assert "would give it as output 1" in _rewired(g, "One", {0: 0}, {0: 1})
+    assert _rewired(g, "One", {0: 0}, {0: 0}) is None

@@ -122,9 +122,9 @@ class DefineBlocksCmd(QUndoCommand):
 
 
 class RedefineBlockCmd(QUndoCommand):
-    """Block type `old` replaced by `new` (of the same name: an opened block edited); its
-    instances keep the parameters it still has. Undo puts the old type and their parameters
-    back."""
+    """Block type `old` replaced by `new` (of the same name: an opened block edited; old
+    None: a block made inside an opened one, new to the project); its instances keep the
+    parameters it still has. Undo puts the old type and their parameters back."""
 
     def __init__(self, doc, old, new):
         super().__init__(f"Edit Block {new.type_id}")
@@ -135,4 +135,7 @@ class RedefineBlockCmd(QUndoCommand):
         self.before = self.doc.graph.define_block(self.new)
 
     def undo(self):
-        self.doc.graph.define_block(self.old, params=self.before)
+        if self.old is None:
+            self.doc.graph.remove_block(self.new.type_id)
+        else:
+            self.doc.graph.define_block(self.old, params=self.before)

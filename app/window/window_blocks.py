@@ -257,8 +257,10 @@ class BlockActions:
             self.message("Open Block: not while a run trains")
             return None
         block = g.nodes[nid].layer
-        problems = []
-        inner = loom.parse_graph(loom.graph_dict(block.graph), problems, blocks=g.blocks)
+        problems = []  # the block's graph with copies of the types: what is edited inside it
+        # (a block opened in it, a block made in it) joins the project on Back, not before
+        types = loom.parse_blocks(loom.blocks_dict(g), problems)
+        inner = loom.parse_graph(loom.graph_dict(block.graph), problems, blocks=types)
         project = Project(inner, name=block.type_id)
         vp = self.view.viewport()  # laid out in rows of the canvas's shape, as Ctrl+L does
         flow = self.scene.flow
@@ -318,7 +320,7 @@ class BlockActions:
             return
         parent, name = self.doc.block_of
         try:
-            b = blocks.redefined(parent.graph.blocks[name], self.doc.graph)
+            b = blocks.redefined(parent.graph.blocks[name], self.doc.graph)[0]
         except LayerloomError as e:
             self.block_ports.setText(f"not a block yet: {e.message}")
             return
@@ -363,31 +365,36 @@ class BlockActions:
         from layerloom.core.errors import LayerloomError
         parent, name = self.doc.block_of
         old = parent.graph.blocks[name]
-        new = None
+        new, others = None, []
         if apply and self.doc.undo.count():
             try:
-                new = blocks.redefined(old, self.doc.graph)
+                new, in_moves, out_moves = blocks.redefined(old, self.doc.graph)
             except LayerloomError as e:
                 self.message(f"Block {name} not changed: {e.message} (Discard Edits goes back "
                              "without the edits)")
                 return False
-            for nid, n in parent.graph.nodes.items():
-                if n.type != name:
-                    continue
-                ins = [e.dst_port for e in parent.graph.in_edges(nid)]
-                outs = [e.src_port for e in parent.graph.out_edges(nid)]
-                if max(ins, default=-1) >= len(new.input_ids) or \
-                        max(outs, default=-1) >= len(new.output_refs):
-                    self.message(f"Block {name} not changed: {nid!r} is wired to a port the "
-                                 "block no longer has; give it back its inputs and outputs, or "
-                                 "Discard Edits")
-                    return False
+            why = _rewired(parent.graph, name, in_moves, out_moves)
+            if why:
+                self.message(f"Block {name} not changed: {why}; give it back its inputs and "
+                             "outputs, or Discard Edits")
+                return False
+            # blocks defined or edited inside it (its document has its own copies of the types)
+            from layerloom.project.loom import block_dict
+            others = [t for n, t in self.doc.graph.blocks.items() if n != name and (
+                n not in parent.graph.blocks or
+                block_dict(parent.graph.blocks[n]) != block_dict(t))]
         inner = self.doc
         self.set_document(parent)
         self._focus_canvas()
         inner.deleteLater()
         if new is not None:
-            parent.push(RedefineBlockCmd(parent, old, new))
+            parent.undo.beginMacro(f"Edit Block {name}")
+            try:
+                for t in others:  # each before the blocks using it, as the copy holds them
+                    parent.push(RedefineBlockCmd(parent, parent.graph.blocks.get(t.type_id), t))
+                parent.push(RedefineBlockCmd(parent, old, new))
+            finally:
+                parent.undo.endMacro()
             self.message(f"Block {name} changed: its nodes follow (Undo takes it back)")
         return True
 
@@ -465,3 +472,22 @@ def _ranks(plan):
             break
     return rank
 
+
+
+def _rewired(graph, name, in_moves, out_moves):
+    """Why the instances of block `name` in `graph` cannot follow its new ports (a wired port
+    it no longer has, or one that moved), or None."""
+    for nid, n in graph.nodes.items():
+        if n.type != name:
+            continue
+        for e in graph.in_edges(nid):
+            if in_moves.get(e.dst_port, e.dst_port) != e.dst_port:
+                return (f"{nid!r}'s input {e.dst_port} is wired, and the block " +
+                        ("no longer has that input" if in_moves.get(e.dst_port) is None else
+                         f"would take it as input {in_moves[e.dst_port]}"))
+        for e in graph.out_edges(nid):
+            if out_moves.get(e.src_port, e.src_port) != e.src_port:
+                return (f"{nid!r}'s output {e.src_port} is wired, and the block " +
+                        ("no longer has that output" if out_moves.get(e.src_port) is None else
+                         f"would give it as output {out_moves[e.src_port]}"))
+    return None

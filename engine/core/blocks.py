@@ -124,10 +124,10 @@ class BlockType(Layer):
             value = params.get(p.name, p.default)
             for t in targets:
                 v = value * t.times if t.times != 1 else value
-                if isinstance(value, int) and not isinstance(value, bool):
-                    v = int(round(v))
                 decl = next(q for q in self.graph.nodes[t.node].layer.params
                             if q.name == t.param)
+                if t.times != 1 and isinstance(decl, Int):  # the target's kind rounds it
+                    v = int(round(v))
                 out[t.node][t.param] = decl.validate(
                     v, f"{self.type_id}.{p.name} (sets {t.text()})")
         return out
@@ -183,6 +183,33 @@ class BlockType(Layer):
                     out.connect(src, sp, fid, port)
             made[nid] = [(fid, p) for p in range(len(node.layer.output_names(inner[nid])))]
         return [made[n][p] for n, p in self.output_refs]
+
+    def expanded_size(self, params, memo=None, limit=None):
+        """How many nodes an instance with `params` becomes inlined (its layers, those of the
+        blocks it uses, times its repeat), without building them: a file's bound is checked
+        before any instance is analysed. memo: {(type, params): size} shared by a caller;
+        limit: stop counting once above it."""
+        from layerloom.core.limits import MAX_NODES
+        limit = MAX_NODES if limit is None else limit
+        memo = {} if memo is None else memo
+        key = (self.type_id, json.dumps(params, sort_keys=True, default=str))
+        if key in memo:
+            return memo[key]
+        try:
+            inner = self.inner_params(params)
+        except ParamError:  # said when the graph is analysed
+            inner = {nid: n.params for nid, n in self.graph.nodes.items()}
+        one = 0
+        for nid, node in self.graph.nodes.items():
+            if node.layer.is_input:
+                continue
+            one += node.layer.expanded_size(inner[nid], memo, limit) + 1 \
+                if isinstance(node.layer, BlockType) else 1
+            if one > limit:
+                break
+        repeat = params.get("repeat", 1) if self.chains else 1
+        memo[key] = size = min(one * (repeat if isinstance(repeat, int) else 1), limit + 1)
+        return size
 
     # -- what the graph asks of a layer ---------------------------------------------------------
     def _analysed(self, p, in_shapes):
@@ -659,27 +686,43 @@ def _downstream(graph, nid):
 
 
 def redefined(block, graph):
-    """Block type `block` as its graph was edited into `graph` (the editor's Open Block): the
-    inputs it had that are still Inputs (then new Inputs), the outputs it had that are still
-    there (then every layer that now feeds nothing), the parameters that still set something
-    (a default from the value its first target has now). ProjectError where that is no block,
-    with the reason (checked as a file's block is)."""
-    inputs = [i for i in block.input_ids if i in graph.nodes and graph.nodes[i].layer.is_input]
-    inputs += [nid for nid, n in graph.nodes.items() if n.layer.is_input and nid not in inputs]
+    """Block type `block` as its graph was edited into `graph` (the editor's Open Block), and
+    where its ports went: (BlockType, {old input port: new port or None}, {old output port:
+    new port or None}). Each input it had that is still an Input keeps its port, a removed
+    one's port going to the first new Input (others after the last); each output it had
+    keeps its port (a layer added after it: its new end takes the port), new ends after the
+    last. The parameters that still set something stay (a default from the value its first
+    target has now). ProjectError where that is no block, with the reason (checked as a
+    file's block is)."""
+    new_inputs = [nid for nid, n in graph.nodes.items()
+                  if n.layer.is_input and nid not in block.input_ids]
+    slots = []
+    for i in block.input_ids:
+        alive = i in graph.nodes and graph.nodes[i].layer.is_input
+        slots.append(i if alive else (new_inputs.pop(0) if new_inputs else None))
+    slots += new_inputs
+    inputs = [s for s in slots if s is not None]
+    in_moves = {k: (inputs.index(s) if s is not None and s == block.input_ids[k] else None)
+                for k, s in enumerate(slots[:len(block.input_ids)])}
     feeding = {e.src for e in graph.edges}
     fed_before = {e.src for e in block.graph.edges}
     ends = [nid for nid, n in graph.nodes.items() if nid not in feeding and not n.layer.is_input]
-    refs = []
-    for n, p in block.output_refs:
-        if n not in graph.nodes or graph.nodes[n].layer.is_input or \
-                p >= len(graph.nodes[n].layer.output_names(graph.nodes[n].params)):
-            continue
-        if n in feeding and n not in fed_before:  # a layer added after an output: the
-            below = _downstream(graph, n)          # output moves to the new end(s)
-            refs += [(e, 0) for e in ends if e in below and (e, 0) not in refs]
-        elif (n, p) not in refs:
-            refs.append((n, p))
-    refs += [(nid, 0) for nid in ends if all(r[0] != nid for r in refs)]
+    slots, kept_as = [], {}
+    for k, (n, p) in enumerate(block.output_refs):
+        alive = n in graph.nodes and not graph.nodes[n].layer.is_input and \
+            p < len(graph.nodes[n].layer.output_names(graph.nodes[n].params))
+        if alive and n in feeding and n not in fed_before:  # a layer added after it: the
+            below = _downstream(graph, n)                  # output moves to the new end
+            ref = next(((e, 0) for e in ends if e in below and (e, 0) not in slots), None)
+        else:
+            ref = (n, p) if alive and (n, p) not in slots else None
+        slots.append(ref)
+        if ref is not None:
+            kept_as[k] = ref
+    slots += [(nid, 0) for nid in ends if all(r is None or r[0] != nid for r in slots)]
+    refs = [r for r in slots if r is not None]
+    out_moves = {k: (refs.index(kept_as[k]) if k in kept_as else None)
+                 for k in range(len(block.output_refs))}
     spec = {}
     for p, targets in block.promoted:
         kept = [t for t in targets if t.node in graph.nodes
@@ -694,5 +737,5 @@ def redefined(block, graph):
             value = int(round(value)) if isinstance(decl, Int) else value
         spec[p.name] = {"default": decl.to_json(value), "sets": [t.text() for t in kept]}
     help = "" if block.help.startswith("Block of ") else block.help
-    return define(block.type_id, graph, inputs, [[n, p] for n, p in refs], spec, help,
-                  block.type_id)
+    return (define(block.type_id, graph, inputs, [[n, p] for n, p in refs], spec, help,
+                   block.type_id), in_moves, out_moves)

@@ -112,6 +112,16 @@ class Graph:
         defaults of new ones, or take `params` ({node id: params}: an undo putting back what
         they had). Returns {node id: params before} of the instances whose params changed."""
         self.blocks[block.type_id] = block
+        for n in block.graph.nodes.values():  # the blocks it uses: this graph's
+            if n.type in self.blocks and n.type != block.type_id:
+                n.layer = self.blocks[n.type]
+        for other in self.blocks.values():  # the blocks that use it run the new one too
+            if other is block:
+                continue
+            other._shapes.clear()
+            for n in other.graph.nodes.values():
+                if n.type == block.type_id:
+                    n.layer = block
         before, instances = {}, []
         for n in self._nodes.values():
             if n.type != block.type_id:
@@ -130,7 +140,9 @@ class Graph:
 
     def remove_block(self, name):
         """Remove block type `name`, which no node may use."""
-        used = [n.id for n in self._nodes.values() if n.type == name]
+        used = [n.id for n in self._nodes.values() if n.type == name] + [
+            b.type_id for b in self.blocks.values() if b.type_id != name and any(
+                n.type == name for n in b.graph.nodes.values())]
         if used:
             raise GraphError(f"block {quote(name)} is used by {quote(used[0])}")
         self.blocks.pop(name, None)
@@ -491,12 +503,34 @@ class Graph:
                         out.append(self.node_error(f"input {p} ({name}) is not connected", id,
                                                    "unconnected_input", port=p, port_name=name))
         out.extend(host.problems(self))  # host layers (text) where they may stand
+        out.extend(self._block_problems())
         shared = [n.id for n in self._nodes.values() if n.shares is not None]
         for id in shared:
             why = self.share_problem(id, self._nodes[id].shares)
             if why:
                 out.append(self.node_error(why, id, "shared_weights",
                                            shares=self._nodes[id].shares))
+        return out
+
+    def _block_problems(self):
+        """Block instances the engine could not inline: one with several outputs ending the
+        model (its loss would have no one node to name), and a node whose id is a path inside
+        an instance (`res/conv_1`, the id an inlined layer takes)."""
+        out, instances = [], set()
+        for nid, node in self._nodes.items():
+            if isinstance(node.layer, blocks.BlockType):
+                instances.add(nid)
+                if len(node.layer.output_refs) > 1 and not self._index[1].get(nid):
+                    out.append(self.node_error(
+                        f"block {node.type} has {len(node.layer.output_refs)} outputs and ends "
+                        "the model: add a layer after each output", nid, "block_output"))
+        for nid in self._nodes:
+            head = nid.split(blocks.SEP, 1)[0] if blocks.SEP in nid else None
+            if head in instances:
+                out.append(self.node_error(
+                    f"its id is a path inside the block node {quote(head)} (its layers take "
+                    f"ids {quote(head + blocks.SEP + '...')} when it runs): rename it", nid,
+                    "block_id_clash"))
         return out
 
     def infer_shapes(self):

@@ -11,7 +11,7 @@ import os
 
 from layerloom.core import blocks as block_kit
 from layerloom.core.errors import MESSAGE_LIMIT, GraphError, ParamError, ProjectError, quote
-from layerloom.core.graph import Graph, too_many_nodes
+from layerloom.core.graph import MAX_NODES, Graph, too_many_nodes
 from layerloom.core.params import validate_params
 from layerloom.core.registry import layer_types
 from layerloom.core.sections import unknown_keys
@@ -73,6 +73,16 @@ def parse_graph(g, problems, blocks=None, place="graph"):
         problems.append(ProjectError(too_many, f"{place}.nodes"))
         return graph
     broken, ids_known = _add_nodes(graph, nodes, problems, place)
+    if graph.blocks:  # what its block instances become inlined, bounded before any is built
+        memo, total = {}, 0
+        for n in graph.nodes.values():
+            total += n.layer.expanded_size(n.params, memo) + 1 \
+                if isinstance(n.layer, block_kit.BlockType) else 1
+            if too_many_nodes(total):
+                problems.append(ProjectError(f"its blocks inlined, the graph would have more "
+                                             f"than the {MAX_NODES:,} nodes a project may "
+                                             "hold", f"{place}.nodes"))
+                return graph
     ids_known = ids_known and isinstance(g.get("nodes"), list)
     for j, e in enumerate(edges):
         ends = _edge_ends(e, f"{place}.edges[{j}]", problems)
