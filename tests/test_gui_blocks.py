@@ -338,3 +338,13 @@ def test_back_refuses_an_edit_that_moves_a_wired_port(win, qtbot):
     assert _rewired(g, "One", {0: None}, {0: 0}).startswith(f"{nid!r}'s input 0 is wired")
     assert "would give it as output 1" in _rewired(g, "One", {0: 0}, {0: 1})
     assert _rewired(g, "One", {0: 0}, {0: 0}) is None
+
+
+def test_undo_and_redo_say_what_they_did(win, qtbot):
+    _open(win, qtbot)
+    _select(win, ["hidden_2"])
+    win.make_block("One", {})
+    win.undo_action.trigger()
+    assert win.statusBar().currentMessage() == "Undone: Make Block One"
+    win.redo_action.trigger()
+    assert win.statusBar().currentMessage() == "Redone: Make Block One"

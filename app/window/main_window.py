@@ -104,6 +104,15 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         if self.start_page is not None and self.doc.graph.nodes:
             self.start_page.dismiss()
 
+    def _step(self, redo):
+        """Edit > Undo or Redo, said in the status bar ("Undone: Make Block ConvStage"): the
+        newcomer trial saw nothing happen where the canvas looked the same."""
+        stack = self.doc.undo
+        text = stack.redoText() if redo else stack.undoText()
+        stack.redo() if redo else stack.undo()
+        if text:
+            self.statusBar().showMessage(f"{'Redone' if redo else 'Undone'}: {text}", 4000)
+
     def _name_undo(self, *_):
         """Edit > Undo and Redo say what they undo: "Undo Add Dense"."""
         for action, word, text in ((self.undo_action, "&Undo", self.doc.undo.undoText()),
@@ -304,9 +313,8 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         f.addSeparator()
         self._act(f, "&Quit", QKeySequence.Quit, self.close)
         e = m.addMenu("&Edit")
-        self.undo_action = self._act(e, "&Undo", QKeySequence.Undo, lambda: self.doc.undo.undo())
-        self.redo_action = self._act(e, "&Redo", QKeySequence.Redo,
-                                     lambda: self.doc.undo.redo())
+        self.undo_action = self._act(e, "&Undo", QKeySequence.Undo, lambda: self._step(False))
+        self.redo_action = self._act(e, "&Redo", QKeySequence.Redo, lambda: self._step(True))
         # every key the platform binds to Redo (Ctrl+Shift+Z among them), and Ctrl+Y
         redo_keys = QKeySequence.keyBindings(QKeySequence.Redo)
         self.redo_action.setShortcuts(redo_keys + [k for k in [QKeySequence("Ctrl+Y")]
