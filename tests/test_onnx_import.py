@@ -652,3 +652,28 @@ def test_a_token_after_the_sequence_is_refused_by_name(tmp_path):
     with pytest.raises(DataError, match=r"\(Concat\): constants repeated along the batch "
                                         r"\(class tokens\) that are not all before"):
         onnx_import.from_model(onnx.load(path))
+
+
+def test_a_layer_norm_over_the_channels_of_a_pooled_image_is_read(tmp_path):
+    """timm's ConvNeXt head (LayerNorm2d after a global pool): Transpose [0, 2, 3, 1] of the
+    pooled (N, C, 1, 1), a LayerNormalization over the last axis, the Transpose back, Flatten;
+    refused before as 'only the transposes between channels-last and channels-first'."""
+    from onnx import helper
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"], name="pool"),
+             helper.make_node("Transpose", ["p"], ["t"], perm=[0, 2, 3, 1], name="to_last"),
+             helper.make_node("LayerNormalization", ["t", "g", "b"], ["n"], axis=-1,
+                              epsilon=1e-6, name="norm"),
+             helper.make_node("Transpose", ["n"], ["u"], perm=[0, 3, 1, 2], name="to_first"),
+             helper.make_node("Flatten", ["u"], ["y"], name="flat")]
+    inits = {"w": rng.standard_normal((5, 3, 3, 3)), "g": rng.uniform(0.5, 1.5, 5),
+             "b": rng.standard_normal(5)}
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_model(nodes, inits), path)
+    project, weights = onnx_import.read(path)
+    assert "LayerNormalization" in [n.type for n in project.graph.nodes.values()]
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(path).run(None, {"x": x})[0]
+    got = Model(project, weights).predict(x.transpose(0, 2, 3, 1))
+    assert np.abs(got - want).max() <= TOLERANCE

@@ -59,6 +59,19 @@ def _vit(tv):
     return net
 
 
+def _timm(name):
+    """A timm model (random weights, never downloaded); its layer norms' scales and shifts and
+    ConvNeXt's layer scales (1e-6 at first: each block near the identity) drawn at random."""
+    import torch
+    timm = pytest.importorskip("timm")
+    net = timm.create_model(name, pretrained=False, num_classes=10)
+    with torch.no_grad():
+        for pname, p in net.named_parameters():
+            if "norm" in pname or pname.endswith("gamma"):
+                p.normal_(0.5 if pname.endswith(("weight", "gamma")) else 0, 0.3)
+    return net
+
+
 TORCH = {  # name -> (model of torchvision.models, image size)
     "resnet18": (lambda tv: tv.models.resnet18(num_classes=10), 32),
     "mobilenet_v3_small": (lambda tv: tv.models.mobilenet_v3_small(num_classes=10), 32),
@@ -67,6 +80,7 @@ TORCH = {  # name -> (model of torchvision.models, image size)
     "squeezenet1_1": (lambda tv: tv.models.squeezenet1_1(num_classes=10), 48),
     "regnet_y_400mf": (lambda tv: tv.models.regnet_y_400mf(num_classes=10), 32),
     "vit_small": (_vit, 32),
+    "timm_convnext_atto": (lambda tv: _timm("convnext_atto"), 32),  # LayerNorm2d, GELU
 }
 KERAS = {  # name -> image size (Keras' smallest for each, or near it)
     "MobileNetV2": 32, "MobileNetV3Small": 32, "EfficientNetB0": 32, "Xception": 71,

@@ -768,6 +768,12 @@ class _OperatorReads:
 
     def op_Transpose(self, node):
         v, perm = self.value(node, 0), list(_attrs(node).get("perm", []))
+        if v.pooled and perm == [0, 2, 3, 1]:  # a pooled (N, C, 1, 1) to (N, 1, 1, C): ours
+            # (C,) as (1, 1, C), channels-last (timm's LayerNorm2d after a global pool)
+            nid = self.add(node, "Reshape", {"target_shape": [1, 1, self.shape(v)[-1]]},
+                           [_Value(v.node, v.port)])
+            self.set(node, _Value(nid))
+            return
         rank = len(self.onnx_shape(v)) + 1
         if rank >= 3 and not v.pooled:
             to_first, to_last = _perms(rank)
