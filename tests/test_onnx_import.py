@@ -93,8 +93,8 @@ def _model(nodes, inits, shape=(None, 3, 8, 8)):
     ([onnx.helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], name="mp"),
       onnx.helper.make_node("Relu", ["i"], ["z"], name="r")], {},
      "'mp' (MaxPool): its output 'i' (beyond the first) has no Layerloom form"),
-    ([onnx.helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1, 3], name="t")], {},
-     "'t' (Transpose): perm [0, 2, 1, 3]"),
+    ([onnx.helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0, 2, 3], name="t")], {},
+     "'t' (Transpose): perm [1, 0, 2, 3]; a transpose that moves the batch axis"),
     ([onnx.helper.make_node("Flatten", ["x"], ["f"], name="f"),
       onnx.helper.make_node("Reshape", ["f", "s"], ["y"], name="rs")], {"s": [4, -1]},
      "'rs' (Reshape): target shape [4, -1]"),
@@ -677,3 +677,25 @@ def test_a_layer_norm_over_the_channels_of_a_pooled_image_is_read(tmp_path):
     want = ort.InferenceSession(path).run(None, {"x": x})[0]
     got = Model(project, weights).predict(x.transpose(0, 2, 3, 1))
     assert np.abs(got - want).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("perm", [[0, 1, 3, 2], [0, 2, 1, 3], [0, 3, 2, 1], [0, 3, 1, 2]])
+def test_any_order_of_the_per_sample_axes_is_a_permute(tmp_path, perm):
+    """A Transpose that keeps the batch first but is not a change of layout (EfficientViT's
+    [0, 1, 3, 2] between its attention's products): a Permute of ours, read in ONNX's order
+    after it; a second convolution after the transposed image checks the order it gets."""
+    from onnx import helper
+    rng = np.random.default_rng(5)
+    chans = {1: 4, 2: 6, 3: 7}[perm[1]]  # the transposed tensor's axis 1: ONNX's perm[1]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], name="conv"),
+             helper.make_node("Transpose", ["c"], ["t"], perm=perm, name="t"),
+             helper.make_node("Conv", ["t", "w2"], ["d"], kernel_shape=[1, 1], name="conv2"),
+             helper.make_node("Flatten", ["d"], ["y"], name="flat")]
+    inits = {"w": rng.standard_normal((4, 3, 3, 3)), "w2": rng.standard_normal((2, chans, 1, 1))}
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_model(nodes, inits, shape=(None, 3, 8, 9)), path)
+    project, weights = onnx_import.read(path)
+    x = rng.standard_normal((3, 3, 8, 9)).astype(np.float32)
+    want = ort.InferenceSession(path).run(None, {"x": x})[0]
+    got = Model(project, weights).predict(x.transpose(0, 2, 3, 1))
+    assert got.shape == want.shape and np.abs(got - want).max() <= TOLERANCE

@@ -783,6 +783,20 @@ class _OperatorReads:
             if not v.nchw and perm == to_first:  # tf2onnx's way into NCHW convolutions
                 self.set(node, _Value(v.node, v.port, nchw=True))
                 return
-        self.fail(node, f"perm {perm}; only the transposes between channels-last and "
-                        "channels-first are mapped")
+        if rank >= 3 and not v.pooled and sorted(perm) == list(range(rank)) and perm[0] == 0:
+            # any other order of the per-sample axes: a Permute of ours whose result is read
+            # as channels-first, as ONNX's convolutions read it (its ONNX axes 2.. then 1 in
+            # our order). ONNX axis k of a channels-first value is our axis k - 2, its
+            # channels our last; of any other value, our k - 1.
+            ours = (lambda k: rank - 2 if k == 1 else k - 2) if v.nchw else (lambda k: k - 1)
+            order = list(range(2, rank)) + [1]  # ONNX's output axes in our order
+            dims = [ours(perm[o]) + 1 for o in order]
+            if dims == list(range(1, rank)):
+                self.set(node, _Value(v.node, v.port, nchw=True))
+                return
+            nid = self.add(node, "Permute", {"dims": dims}, [_Value(v.node, v.port)])
+            self.set(node, _Value(nid, nchw=True))
+            return
+        self.fail(node, f"perm {perm}; a transpose that moves the batch axis has no "
+                        "Layerloom form")
 
