@@ -16,6 +16,11 @@ weights are renamed to the instance's keys (`<instance>/<inner id>/<weight>`).
 - A nested model (a Sequential or Functional model used as a layer, a keras.applications base
   among them) becomes one block type of its own, named from the model's name in CamelCase,
   with one instance named as the model; its units stay blocks inside it.
+- A nested model called twice (a siamese network's tower): its first call is an instance as
+  above, each later call (`<name>_call<n>`) another instance of the same block type that
+  `shares` the first's weights, where the later call's layers are wired as the first's; else
+  both stay flat, each layer of the later call sharing the first's. Units of the naming
+  convention whose layers share weights stay flat.
 - A selection whose layers are all frozen (a nested model with trainable=False) becomes a block
   of trainable layers with its instance frozen.
 
@@ -66,10 +71,13 @@ def camel(name, fallback="Block"):
 
 class Nested:
     """A nested model's call, as keras_import's builder recorded it: its Keras name and the
-    ids of the nodes it added (its own nested models' among them)."""
+    ids of the nodes it added (its own nested models' among them); a later call of a model
+    called several times: which call (2, 3 ...), twin_of the first call's Nested, and same
+    {node of this call: the first call's node it repeats}."""
 
-    def __init__(self, name, nodes):
+    def __init__(self, name, nodes, call=1, twin_of=None, same=None):
         self.name, self.nodes = name, set(nodes)
+        self.call, self.twin_of, self.same = call, twin_of, dict(same or {})
 
 
 class _Grouper:
@@ -77,6 +85,9 @@ class _Grouper:
         self.graph, self.weights = graph, dict(weights)
         self.outputs = dict(outputs)  # {Keras output name: node id}
         self.nested = [m for m in nested if m.nodes]
+        # {node of a nested model's later call: the first call's node}, instances included
+        self.same = {k: v for m in self.nested for k, v in m.same.items()}
+        self.done = set()  # indices of later calls already made instances of the first's type
         self.renamed = {}   # weight key prefix -> new one
         self.types = {}     # unit signature -> BlockType
         # the innermost nested model each node belongs to (index into self.nested; None: the
@@ -236,9 +247,13 @@ class _Grouper:
 
     def make_units(self):
         outs = set(self.outputs.values())
+        repeated = set(self.same) | set(self.same.values())
         for (owner, prefix), chosen in self.units().items():
             if outs & set(chosen) or not self.convex(set(chosen)):
                 continue  # a model output keeps its name; a non-convex one would be a cycle
+            if any(self.graph.nodes[n].shares or self.graph.sharers(n) or n in repeated
+                   for n in chosen):
+                continue  # weights shared with layers outside the unit, a model's later call
             frozen = self.thaw(chosen)
             try:
                 made = kit.make_block(self.graph, chosen, "KerasUnit",
@@ -266,14 +281,29 @@ class _Grouper:
             self.graph.set_trainable(nid, False)
 
     # -- nested models --------------------------------------------------------------------
+    def chosen(self, i):
+        return [nid for nid in self.graph.nodes if self.owner.get(nid) == i and
+                not getattr(self.graph.nodes[nid].layer, "host", False)]
+
+    def parent(self, i):
+        return next((j for j in range(i + 1, len(self.nested))
+                     if self.nested[i].nodes <= self.nested[j].nodes), None)
+
     def make_models(self):
         for i, model in enumerate(self.nested):
-            chosen = [nid for nid in self.graph.nodes if self.owner.get(nid) == i]
-            chosen = [nid for nid in chosen
-                      if not getattr(self.graph.nodes[nid].layer, "host", False)]
-            parent = next((j for j in range(i + 1, len(self.nested))
-                           if model.nodes <= self.nested[j].nodes), None)
+            if i in self.done:
+                continue
+            chosen = self.chosen(i)
+            parent = self.parent(i)
+            # the later calls of this model, made instances sharing this one's where each is
+            # wired as this one (else all stay flat, their layers sharing this call's)
+            twins = [j for j in range(i + 1, len(self.nested))
+                     if self.nested[j].twin_of is model]
             ok = bool(chosen) and self.convex(set(chosen))
+            twin_sets = {j: self.chosen(j) for j in twins}
+            if ok and twins:
+                ok = all(self.twin_ports(chosen, twin_sets[j]) is not None for j in twins)
+            cut = self.unshare(twin_sets.values(), set(chosen)) if ok and twins else {}
             outs = [k for k, nid in self.outputs.items() if nid in set(chosen)]
             made, frozen = None, self.thaw(chosen) if ok else []
             if ok:
@@ -285,15 +315,128 @@ class _Grouper:
                     made = None
             if made is not None and outs and len(made.block.output_refs) != 1:
                 made = None  # a block with several outputs cannot end the model
+            if made is not None and twins and len(made.block.output_refs) != len(
+                    {(s, p) for s, p in made.block.output_refs}):
+                made = None
             if made is None:  # stays flat: its layers are its parent's
                 self.freeze(frozen)
+                for nid, owner in cut.items():
+                    self.graph.set_shares(nid, owner)
                 for nid in chosen:
                     self.owner[nid] = parent
+                for j in twins:  # and so do its later calls', sharing this call's weights
+                    self.done.add(j)
+                    for nid in twin_sets[j]:
+                        self.owner[nid] = self.parent(j)
                 continue
             self.apply(made, made.block, made.params, {nid: nid for nid in chosen}, parent,
                        frozen)
             for k in outs:
                 self.outputs[k] = made.instance
+            for j in twins:
+                self.done.add(j)
+                self.twin(j, twin_sets[j], made, frozen)
+
+    def twin_ports(self, first, later):
+        """The sources the later call's nodes `later` read, as the first call's `first` read
+        theirs ([(node, port)], by the first's reading order), or None where the later call is
+        not the same layers (types, parameters, frozen, wiring inside) or is read or reads
+        differently (then neither is made an instance)."""
+        g, same, first_set, later_set = self.graph, self.same, set(first), set(later)
+        if len(first) != len(later) or any(same.get(n) not in first_set for n in later) or \
+                len({same[n] for n in later}) != len(later) or not self.convex(later_set):
+            return None
+        back = {same[n]: n for n in later}
+        for nid in later:
+            a, b = g.nodes[nid], g.nodes[same[nid]]
+            if (a.type, a.params, a.trainable) != (b.type, b.params, b.trainable):
+                return None
+        inner = lambda ids, nid: sorted((e.src in ids, e.src if e.src in ids else None,  # noqa
+                                         e.src_port, e.dst_port) for e in g.in_edges(nid))
+        for nid in later:
+            mine = [(i, same.get(s) if i else None, p, d) for i, s, p, d in
+                    inner(later_set, nid)]
+            if mine != inner(first_set, same[nid]):
+                return None
+        # the sources entering each: the first's k-th distinct source -> the later's
+        sources, mine = [], []
+        for nid in first:
+            for e in g.in_edges(nid):
+                if e.src not in first_set and (e.src, e.src_port) not in sources:
+                    sources.append((e.src, e.src_port))
+                    other = next(x for x in g.in_edges(back[nid]) if x.dst_port == e.dst_port)
+                    mine.append((other.src, other.src_port))
+        for nid in first:  # every later edge entering reads the matching source
+            for e in g.in_edges(nid):
+                if e.src not in first_set:
+                    other = next(x for x in g.in_edges(back[nid]) if x.dst_port == e.dst_port)
+                    if mine[sources.index((e.src, e.src_port))] != (other.src, other.src_port):
+                        return None
+        first_outs = {(n, e.src_port) for n in first for e in g.out_edges(n)
+                      if e.dst not in first_set}
+        for nid in later:
+            edges = g.out_edges(nid)
+            if not edges and g.out_edges(same[nid]):
+                return None  # a model output inside the later call only
+            if any(e.dst not in later_set and (same[nid], e.src_port) not in first_outs
+                   for e in edges):
+                return None  # read outside where the first call's is not
+        if len(set(mine)) != len(mine):
+            return None
+        return mine
+
+    def unshare(self, later_sets, first_set):
+        """The later calls' layers no longer use the first call's weights (make_block refuses
+        weights shared across a selection's border); returns {node: owner} to put back."""
+        cut = {}
+        for ids in later_sets:
+            for nid in ids:
+                owner = self.graph.nodes[nid].shares
+                if owner in first_set:
+                    cut[nid] = owner
+                    self.graph.set_shares(nid, None)
+        return cut
+
+    def twin(self, j, later, made, frozen):
+        """Replace the later call `j`'s nodes with an instance of made's block type that shares
+        made's instance (wired as twin_ports says)."""
+        g, model = self.graph, self.nested[j]
+        block, src_refs = made.block, made.block.output_refs  # in the first call's ids
+        order = {port: None for port in range(len(block.input_ids))}
+        pairs = []  # (instance port, src, src port), by the block's inputs (twin_ports checked)
+        for nid in later:
+            for e in g.in_edges(nid):
+                if e.src in set(later):
+                    continue
+                fid = self.same[nid]
+                iedge = next(x for x in block.graph.in_edges(fid) if x.dst_port == e.dst_port)
+                port = block.input_ids.index(iedge.src)
+                if order[port] not in (None, (e.src, e.src_port)):
+                    raise LayerloomError("a later call reads its inputs otherwise")
+                order[port] = (e.src, e.src_port)
+                pairs.append((port, e.src, e.src_port))
+        outs = []
+        for nid in later:
+            for e in g.out_edges(nid):
+                if e.dst not in set(later):
+                    outs.append((src_refs.index((self.same[nid], e.src_port)), e.dst,
+                                 e.dst_port))
+        index = list(g.nodes).index(later[0])
+        for nid in later:
+            g.remove_node(nid)
+            self.owner.pop(nid, None)
+        inst = self.instance_id(f"{model.name}_call{model.call}", set(later))
+        g.add_node(block.type_id, made.params, id=inst, index=index, trainable=not frozen,
+                   shares=made.instance)
+        for port, src, sp in sorted(set(pairs)):
+            g.connect(src, sp, inst, port)
+        for port, dst, dp in outs:
+            g.connect(inst, port, dst, dp)
+        self.owner[inst] = self.parent(j)
+        self.same[inst] = made.instance
+        for k, nid in list(self.outputs.items()):
+            if nid in set(later):
+                self.outputs[k] = inst
 
     # -- replacing a selection with an instance ---------------------------------------------
     def apply(self, made, block, params, inner_ids, owner, frozen=False):

@@ -15,10 +15,16 @@ several tensors (MultiHeadAttention(query, value)) takes them as its inputs in o
 mask of an Embedding(mask_zero=True) (Keras 3: NotEqual and a call's mask=; Keras 2: implicit)
 becomes the ids wired to the mask input of the recurrent layers it reaches. Layerloom is
 channels-last and keeps Keras' weight layouts, so weights are copied as they are (GRU's (2, 3
-units) bias is split into bias and recurrent_bias). A layer, option or call Layerloom cannot express, a layer with weights
-called at two places (shared weights), a compile setting without a Layerloom form: DataError
-naming the layer, its class and the option, nothing guessed (exit 2 from the command line).
-docs/keras.md has the mapping."""
+units) bias is split into bias and recurrent_bias).
+
+A layer called at several places (shared weights: a siamese network) is one node per call: the
+first call is named as the layer, the n-th `<name>_call<n>`, wired to that call's tensors, each
+later one `shares` the first (graph.py) and the weights are the first's only. A nested model
+called twice: its layers again, each `<name>_call<n>` sharing the first call's; with blocks, the
+second call is a second instance of the first's block type sharing the first instance
+(keras_blocks.py). A layer, option or call Layerloom cannot express, a compile setting without
+a Layerloom form: DataError naming the layer, its class and the option, nothing guessed (exit 2
+from the command line). docs/keras.md has the mapping."""
 import os
 import re
 
@@ -110,6 +116,10 @@ class _Builder:
         self.normalization = {}  # Input id -> {"shift", "scale"}: its Normalization layer
         self.masks = {}  # (node, port) -> the ids ref whose zeros mask it (Keras' mask)
         self.nested = []  # keras_blocks.Nested of each nested model's call, inner ones first
+        # a layer called at several places (shared weights): (scope, name) -> the calls made so
+        # far, and the node of the first; {node of a later call: the first call's node}
+        self.calls, self.firsts, self.same = {}, {}, {}
+        self.first_models = {}  # (scope, name) -> the Nested of a nested model's first call
 
     def fail(self, message):
         raise DataError(message, self.place)
@@ -261,16 +271,19 @@ class _Builder:
         call_params = {key: kwargs.pop(key) for key in CALL_PARAMS
                        if isinstance(kwargs.get(key), bool)}
         self.check_kwargs(name, cls, kwargs)
+        ident = (scope.v3, scope.legacy_top, name)  # the Keras layer object, wherever called
         if cls in MODELS:
-            if k > 0:
-                self.shared(name, cls)
+            n = self.calls[ident] = self.calls.get(ident, 0) + 1
             before = set(self.graph.nodes)
             out = self.model(cls, config, scope.child(name, keys[name]), refs, name)
             added = [n for n in self.graph.nodes if n not in before]
             if config.get("trainable") is False:  # a frozen nested model: all of its layers
                 for nid in added:
                     self.graph.set_trainable(nid, False)
-            self.nested.append(keras_blocks.Nested(name, added))
+            record = keras_blocks.Nested(name, added, call=n, twin_of=self.first_models.get(
+                ident), same={nid: self.same[nid] for nid in added if nid in self.same})
+            self.first_models.setdefault(ident, record)
+            self.nested.append(record)
             return out
         if cls == "InputLayer":
             self.fail(f"layer {name!r} (InputLayer) is called on a tensor")
@@ -298,16 +311,23 @@ class _Builder:
             self.fail(f"layer {name!r} ({cls}) is called with the mask of an Embedding with "
                       "mask_zero=True: Layerloom's mask reaches only the recurrent layers "
                       "(SimpleRNN, LSTM, GRU, Bidirectional)")
+        n = self.calls[ident] = self.calls.get(ident, 0) + 1
+        first = self.firsts.get(ident)
         nid = self.add(name, cls, type_id, params, refs + ([mask] if mask and cls in
-                                                            MASK_TAKERS else []))
+                                                            MASK_TAKERS else []),
+                       base=name if n == 1 else f"{name}_call{n}")
+        if first is None:
+            self.firsts[ident] = nid
+        else:
+            self.same[nid] = first
         self.pass_mask(nid, cls, params, mask, refs)
         if config.get("trainable") is False:  # Keras' layer.trainable = False: frozen
             self.graph.set_trainable(nid, False)
         node = self.graph.nodes[nid]
         specs = node.layer.weights(node.params, shapes)
-        if specs and k > 0:
-            self.shared(name, cls)
-        if specs and cls == "Normalization" and config.get("mean") is not None:  # values given
+        if specs and first is not None:  # a later call of a layer with weights: the first's
+            self.share(nid, first, name, cls)
+        elif specs and cls == "Normalization" and config.get("mean") is not None:  # values given
             try:
                 given = node.layer.given(node.params, shapes[0], config["mean"],
                                          config.get("variance"))
@@ -387,12 +407,22 @@ class _Builder:
                 self.fail(f"layer {name!r} ({cls}): its call's option {key}={value!r} has no "
                           "Layerloom form")
 
-    def shared(self, name, cls):
-        self.fail(f"layer {name!r} ({cls}) is called at two places, sharing its weights: "
-                  "Layerloom's layers each have their own weights (call a copy of it instead)")
+    def share(self, nid, first, name, cls):
+        """Node `nid` (a later call of the layer) uses the weights of `first` (its first
+        call's node): refused where Layerloom's sharing cannot hold (other parameters or weight
+        shapes for this call's inputs)."""
+        why = self.graph.share_problem(nid, first)
+        if why is None:
+            self.graph.set_shares(nid, first)
+            problems = self.graph.analysis().node_problems(nid)
+            why = problems[0] if problems else None
+        if why:
+            self.fail(f"layer {name!r} ({cls}) is called at two places, sharing its weights, "
+                      f"and its call {nid!r} cannot use the weights of its first, {first!r}: "
+                      f"{why}")
 
-    def add(self, name, cls, type_id, params, refs):
-        nid = self.new_id(name)
+    def add(self, name, cls, type_id, params, refs, base=None):
+        nid = self.new_id(base or name)
         try:
             self.graph.add_node(type_id, params, id=nid)
             for port, (src, sport) in enumerate(refs):
@@ -452,8 +482,23 @@ class _Builder:
             if n not in needed:
                 needed.add(n)
                 stack.extend(e.src for e in self.graph.in_edges(n))
-        for nid in [n for n in self.graph.nodes if n not in needed
-                    and not self.graph.nodes[n].layer.is_input]:
+        dropped = [n for n in self.graph.nodes if n not in needed
+                   and not self.graph.nodes[n].layer.is_input]
+        for nid in dropped:  # a dropped call's weights go to the first call that stays
+            users = [u for u in self.graph.sharers(nid) if u in needed]
+            if users:
+                heir = users[0]
+                for u in users:
+                    self.graph.set_shares(u, None)
+                for u in users[1:]:
+                    self.graph.set_shares(u, heir)
+                self.weights.update({f"{heir}/{key.split('/', 1)[1]}": v for key, v in
+                                     self.weights.items() if key.split("/")[0] == nid})
+                for m, f in list(self.same.items()):
+                    if f == nid:
+                        self.same[m] = heir
+                self.same.pop(heir, None)
+        for nid in dropped:
             self.graph.remove_node(nid)
             self.weights = {k: v for k, v in self.weights.items()
                             if k.split("/")[0] != nid}
