@@ -19,8 +19,10 @@ SHOTS = os.environ.get("LAYERLOOM_SHOTS")  # a folder: the tab mid-read is saved
 
 @pytest.fixture
 def big_csv_window(win, tmp_path):
-    """The window on a project whose CSV takes a few seconds to read (~300k rows, 30 MB)."""
-    path, _ = wine_project(tmp_path, wine_like(tmp_path / "big.csv", 300_000))
+    """The window on a project whose CSV takes a few seconds to read (~600k rows, 60 MB; 300k
+    read in under a second once the reader thread no longer ran Python's cycle collector,
+    app/window/gc_guard.py, and the read ended before the test's Cancel)."""
+    path, _ = wine_project(tmp_path, wine_like(tmp_path / "big.csv", 600_000))
     win.set_document(Document.open(path))
     win.output_tabs.setCurrentWidget(win.data_tab)
     return win
@@ -62,7 +64,7 @@ def test_the_data_tab_shows_progress_and_cancel_stops_it(big_csv_window, qtbot, 
     assert sorted(set(os.listdir(tmp_path)) - {"cache"}) == ["big.csv", "p.loom"]
     qtbot.mouseClick(panel.read_button, Qt.LeftButton)  # Read again: the whole file
     qtbot.waitUntil(lambda: "Fits the graph" in panel.status.text(), timeout=60_000)
-    assert "300000 rows" in panel.status.text() and not panel.read_button.isVisible()
+    assert "600000 rows" in panel.status.text() and not panel.read_button.isVisible()
     assert panel.columns.rowCount() == 14
 
 

@@ -471,3 +471,33 @@ def test_a_click_into_the_palette_search_selects_what_it_holds(win, qtbot):
     qtbot.waitUntil(lambda: not box.hasFocus(), timeout=2000)
     qtbot.mouseClick(box, Qt.LeftButton)
     qtbot.waitUntil(lambda: box.selectedText() == "dense 10 softmax", timeout=2000)
+
+
+def test_while_a_window_is_open_only_the_gui_thread_collects_cycles(make_window, qtbot):
+    """CI hung with the Data tab's reader thread running Python's cycle collector: it freed a
+    Qt object there, whose C++ destructor took a Qt lock and waited for the GIL that the GUI
+    thread held while waiting for that lock (app/window/gc_guard.py). With a window open,
+    automatic collection is off and the GUI thread's timer collects; with none, it is on."""
+    import gc
+    import threading
+    from layerloom.app.window import gc_guard
+    was = gc.isenabled()
+    win = make_window()
+    assert not gc.isenabled()
+
+    class Cycle:
+        pass
+    seen = []
+
+    def drop_cycles():  # what a worker thread allocates and drops: never collected there
+        for _ in range(5000):
+            a = Cycle()
+            a.me = a
+        seen.append(gc.get_count()[0])
+    t = threading.Thread(target=drop_cycles)
+    t.start()
+    t.join()
+    assert seen[0] >= 5000  # no automatic pass ran in that thread
+    qtbot.waitUntil(lambda: gc.get_count()[0] < 1000, timeout=5000)  # the GUI thread's pass
+    win.close()
+    assert gc.isenabled() == was and not gc_guard._open

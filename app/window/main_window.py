@@ -22,7 +22,7 @@ from layerloom.app.panels.predictions import PredictionsPanel
 from layerloom.app.panels.problems_panel import ProblemsPanel
 from layerloom.app.canvas import context_menus
 from layerloom.app.look import theme
-from . import wheel_guard
+from . import gc_guard, wheel_guard
 from .window_files import FileActions
 from .window_interop import InteropActions
 from layerloom.app.panels.start_page import StartPage
@@ -49,6 +49,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         # --screenshot, which use confirm=False and a fixed size)
         self.remember_layout = confirm if remember_layout is None else remember_layout
         wheel_guard.install(QApplication.instance())
+        gc_guard.install(self)  # Qt objects collected on the GUI thread only (gc_guard.py)
         self.scene = None  # set_document makes one per document
         self._laid_out = False  # the docks get their sizes when the window is first shown
         self.autosave_timer = QTimer(self)
@@ -416,6 +417,7 @@ class MainWindow(EditActions, FileActions, ModelActions, RunActions, TrainingAct
         self.results.plot.scene().blockSignals(True)
         self.runs.plot.scene().blockSignals(True)
         self.data.shutdown()
+        gc_guard.uninstall(self)
 
 
 def screenshot(path, project_path=None, size=(1400, 860)):
