@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from layerloom import api
-from layerloom.core import blocks
+from layerloom.core import block_edits, blocks
 from layerloom.core.errors import ProjectError
 from layerloom.core.graph import Graph
 from layerloom.project import loom
@@ -280,9 +280,9 @@ def test_make_block_replaces_the_selection_and_computes_the_same(rt, rng):
     x = rng.normal(size=(4, 6, 6, 1)).astype(np.float32)
     want = Model(g, rt, 4, weights=ws).predict({"image": x})["out"]
     sel = ["r_conv_1", "r_conv_2", "r_add", "r_relu"]
-    suggested = blocks.suggested_params(g, sel)
+    suggested = block_edits.suggested_params(g, sel)
     assert [t.text() for t in suggested["filters"][1]] == ["r_conv_1.filters", "r_conv_2.filters"]
-    made = blocks.make_block(g, sel, "Residual", {"filters": suggested["filters"][1]})
+    made = block_edits.make_block(g, sel, "Residual", {"filters": suggested["filters"][1]})
     assert made.inputs == [("stem", 0)] and made.outputs == [(0, "gap", 0)]
     assert made.params == {"filters": 4, "repeat": 1}
     assert loom.block_dict(made.block)["params"] == {
@@ -296,19 +296,19 @@ def test_make_block_replaces_the_selection_and_computes_the_same(rt, rng):
     for port, dst, dp in made.outputs:
         g.connect(made.instance, port, dst, dp)
     assert not g.validate()
-    moved = blocks.rename_weights(ws, made.weights_renamed())
+    moved = block_edits.rename_weights(ws, made.weights_renamed())
     assert "residual_1/r_conv_1/kernel" in moved
     got = Model(g, rt, 4, weights=moved).predict({"image": x})["out"]
     np.testing.assert_array_equal(got, want)
     # Expand puts the layers back in place, with their weights
-    plan = blocks.inline_plan(g, made.instance)
+    plan = block_edits.inline_plan(g, made.instance)
     assert sorted(n[0] for n in plan.nodes) == sorted(sel)
     g.remove_node(made.instance)
     for nid, typ, params, trainable in plan.nodes:
         g.add_node(typ, params, id=nid, trainable=trainable)
     for e in plan.edges:
         g.connect(*e)
-    back = blocks.rename_weights(moved, plan.weights_renamed())
+    back = block_edits.rename_weights(moved, plan.weights_renamed())
     assert set(back) == set(ws)
     np.testing.assert_array_equal(Model(g, rt, 4, weights=back).predict({"image": x})["out"],
                                   want)
@@ -321,15 +321,15 @@ def test_make_block_replaces_the_selection_and_computes_the_same(rt, rng):
 def test_make_block_refuses_what_is_no_block(sel, words):
     p = plain_project()
     with pytest.raises(ProjectError, match=words):
-        blocks.make_block(p.graph, sel, "Bad")
+        block_edits.make_block(p.graph, sel, "Bad")
 
 
 def test_make_block_refuses_a_taken_name():
     p = load(project_dict())
     with pytest.raises(ProjectError, match="already"):
-        blocks.make_block(p.graph, ["stem"], "ResBlock")
+        block_edits.make_block(p.graph, ["stem"], "ResBlock")
     with pytest.raises(ProjectError, match="is a layer type"):
-        blocks.make_block(p.graph, ["stem"], "Conv2D")
+        block_edits.make_block(p.graph, ["stem"], "Conv2D")
 
 
 def test_make_block_refuses_a_parameter_that_would_change_the_model():
@@ -339,7 +339,7 @@ def test_make_block_refuses_a_parameter_that_would_change_the_model():
     g = p.graph
     g.set_params("r_conv_1", filters=4)
     with pytest.raises(ProjectError, match="r_conv_2.filters is 4, not 8"):
-        blocks.make_block(g, ["r_conv_1", "r_conv_2"], "Pair",
+        block_edits.make_block(g, ["r_conv_1", "r_conv_2"], "Pair",
                           {"filters": ["r_conv_1.filters*0.5", "r_conv_2.filters"]})
 
 
@@ -351,9 +351,9 @@ def test_a_factor_is_suggested_for_a_bottleneck():
     g.add_node("Conv2D", {"filters": 16, "kernel_size": [1, 1]}, id="c")
     for s, t in (("x", "a"), ("a", "b"), ("b", "c")):
         g.connect(s, 0, t, 0)
-    base, targets = blocks.suggested_params(g, ["a", "b", "c"])["filters"]
+    base, targets = block_edits.suggested_params(g, ["a", "b", "c"])["filters"]
     assert base == 4 and [t.text() for t in targets] == ["a.filters", "b.filters", "c.filters*4"]
-    made = blocks.make_block(g, ["a", "b", "c"], "Bottleneck", {"filters": targets})
+    made = block_edits.make_block(g, ["a", "b", "c"], "Bottleneck", {"filters": targets})
     inner = made.block.inner_params({"filters": 8, "repeat": 1})
     assert (inner["a"]["filters"], inner["c"]["filters"]) == (8, 32)
 
@@ -464,12 +464,12 @@ def test_an_edited_block_keeps_each_input_at_its_port_and_says_what_moved():
     inner.remove_node("x1")
     inner.add_node("Input", {"shape": [4]}, id="input_1")
     inner.connect("input_1", 0, "sub", 0)
-    new, in_moves, out_moves = blocks.redefined(old, inner)
+    new, in_moves, out_moves = block_edits.redefined(old, inner)
     assert new.input_ids == ["input_1", "x2"]
     assert in_moves == {0: None, 1: 1} and out_moves == {0: 0}
     inner.remove_node("input_1")  # x1 gone, nothing in its place: x2 would move to port 0
     inner.connect("x2", 0, "sub", 0)
-    new, in_moves, _ = blocks.redefined(old, inner)
+    new, in_moves, _ = block_edits.redefined(old, inner)
     assert new.input_ids == ["x2"] and in_moves == {0: None, 1: 0}
 
 
@@ -487,7 +487,7 @@ def test_a_block_edited_where_another_uses_it_runs_as_saved():
     old = p.graph.blocks["ResBlock"]
     edited = loom.parse_graph(loom.graph_dict(old.graph), [], blocks={})
     edited.set_params("conv_1", activation="tanh")
-    new, _, _ = blocks.redefined(old, edited)
+    new, _, _ = block_edits.redefined(old, edited)
     p.graph.define_block(new)
     assert p.graph.flat().nodes["res/inner/conv_1"].params["activation"] == "tanh"
     again = load(json.loads(loom.dumps(p)))

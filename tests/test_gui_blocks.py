@@ -133,8 +133,8 @@ def test_import_block_refuses_another_block_of_the_same_name(win, qtbot, tmp_pat
     _select(win, HIDDEN)
     win.make_block("Hidden", {})
     other = Document.open(os.path.join(EXAMPLES, "spirals.loom")).graph
-    from layerloom.core import blocks
-    made = blocks.make_block(other, ["hidden_1"], "Hidden", {})
+    from layerloom.core import block_edits
+    made = block_edits.make_block(other, ["hidden_1"], "Hidden", {})
     other.define_block(made.block)
     from layerloom.project import block_library
     block_library.write(str(tmp_path / "h.lblock"), other, ["Hidden"])

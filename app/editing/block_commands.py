@@ -5,7 +5,7 @@ weights' keys with the layers they belong to (resblock_1/conv_1/kernel <-> conv_
 a trained model still fits after either edit and after its undo."""
 from PySide6.QtGui import QUndoCommand
 
-from layerloom.core.blocks import rename_weights
+from layerloom.core.block_edits import rename_weights
 
 
 def _carry_weights(doc, renamed):

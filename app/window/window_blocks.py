@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
-from layerloom.core import blocks
+from layerloom.core import block_edits, blocks
 from layerloom.core.errors import LayerloomError
 from layerloom.project import block_library
 
@@ -36,7 +36,7 @@ def free_block_name(graph, base="Block"):
 
 class MakeBlockDialog(QDialog):
     """The block's name and which parameters to promote (each one the selection sets,
-    suggested by core.blocks.suggested_params: `filters` of a pair of convolutions)."""
+    suggested by core.block_edits.suggested_params: `filters` of a pair of convolutions)."""
 
     def __init__(self, parent, graph, ids):
         super().__init__(parent)
@@ -48,7 +48,7 @@ class MakeBlockDialog(QDialog):
         self.name.selectAll()
         form.addRow("Name:", self.name)
         lay.addLayout(form)
-        self.suggested = blocks.suggested_params(graph, ids)
+        self.suggested = block_edits.suggested_params(graph, ids)
         self.checks = {}
         if self.suggested:
             lay.addWidget(QLabel("Parameters of the block (set on each of its nodes):"))
@@ -78,7 +78,7 @@ class MakeBlockDialog(QDialog):
 
     def _accept(self):
         try:
-            self.made = blocks.make_block(self.graph, self.ids, self.name.text().strip(),
+            self.made = block_edits.make_block(self.graph, self.ids, self.name.text().strip(),
                                           self.promoted())
         except LayerloomError as e:  # said in the dialog: the name can be mended there
             self.error.setText(e.message)
@@ -155,7 +155,7 @@ class BlockActions:
             made = dialog.made
         else:
             try:
-                made = blocks.make_block(self.doc.graph, ids, name, promote)
+                made = block_edits.make_block(self.doc.graph, ids, name, promote)
             except LayerloomError as e:
                 self.message(f"Make Block: {e.message}")
                 return None
@@ -185,7 +185,7 @@ class BlockActions:
             self.message("Expand Block: select one block node first")
             return []
         try:
-            plan = blocks.inline_plan(self.doc.graph, nid)
+            plan = block_edits.inline_plan(self.doc.graph, nid)
         except LayerloomError as e:
             self.message(f"Expand Block: {e.message}")
             return []
@@ -320,7 +320,7 @@ class BlockActions:
             return
         parent, name = self.doc.block_of
         try:
-            b = blocks.redefined(parent.graph.blocks[name], self.doc.graph)[0]
+            b = block_edits.redefined(parent.graph.blocks[name], self.doc.graph)[0]
         except LayerloomError as e:
             self.block_ports.setText(f"not a block yet: {e.message}")
             return
@@ -351,7 +351,7 @@ class BlockActions:
                  if p.kind not in ("no_output",)]
         parent, name = self.doc.block_of
         try:
-            blocks.redefined(parent.graph.blocks[name], g)
+            block_edits.redefined(parent.graph.blocks[name], g)
         except ProjectError as e:
             found.append((f"Block: {e.message}", None, None))
         return found
@@ -368,7 +368,7 @@ class BlockActions:
         new, others = None, []
         if apply and self.doc.undo.count():
             try:
-                new, in_moves, out_moves = blocks.redefined(old, self.doc.graph)
+                new, in_moves, out_moves = block_edits.redefined(old, self.doc.graph)
             except LayerloomError as e:
                 self.message(f"Block {name} not changed: {e.message} (Discard Edits goes back "
                              "without the edits)")

@@ -483,7 +483,7 @@ def _connect_fitting(graph, node, port, positions, most=2):
         x, y = positions.get(nid, (0, 0))
         return (shapes[nid][k] not in have, nid in inside,
                 (x - here[0]) ** 2 + (y - here[1]) ** 2)
-    below = _downstream(graph, node)
+    below = {node} | graph.downstream(node)
     candidates = sorted(((nid, k) for nid in shapes if nid not in feeding and nid not in below
                          for k in range(len(shapes[nid]))), key=rank)
 
@@ -499,17 +499,6 @@ def _connect_fitting(graph, node, port, positions, most=2):
             if len(fixes) == most:
                 break
     return fixes
-
-
-def _downstream(graph, node):
-    """The nodes `node` feeds, directly or not, and itself."""
-    seen, todo = {node}, [node]
-    while todo:
-        for e in graph.out_edges(todo.pop()):
-            if e.dst not in seen:
-                seen.add(e.dst)
-                todo.append(e.dst)
-    return seen
 
 
 # a merge's inputs of different sizes: inserted on the edges that differ, by the input's rank

@@ -331,6 +331,16 @@ class Graph:
                     stack.append(e.src)
         return [n for n in self._nodes if n in seen]
 
+    def downstream(self, id):
+        """The ids of the nodes `id`'s output reaches (everything after it), as a set."""
+        outs, seen, stack = self._index[1], set(), [id]
+        while stack:
+            for e in outs.get(stack.pop(), ()):
+                if e.dst not in seen:
+                    seen.add(e.dst)
+                    stack.append(e.dst)
+        return seen
+
     def layers_before(self, id):
         """upstream(id) less the Inputs: what "freeze everything before this node" freezes."""
         return [n for n in self.upstream(id) if not self._nodes[n].layer.is_input]

@@ -30,7 +30,7 @@ an import."""
 import json
 import re
 
-from layerloom.core import blocks as kit
+from layerloom.core import block_edits as edits, blocks as kit
 from layerloom.core.errors import LayerloomError
 from layerloom.core.registry import get_layer
 
@@ -236,7 +236,7 @@ class _Grouper:
         """{param: (default, [Target])} of PROMOTE for which every chosen layer that sets it
         is a target (a whole multiple of the smallest value)."""
         g, out = self.graph, {}
-        for pname, (default, targets) in kit.suggested_params(g, chosen).items():
+        for pname, (default, targets) in edits.suggested_params(g, chosen).items():
             if pname not in PROMOTE:
                 continue
             setting = {nid for nid in chosen if pname in g.nodes[nid].params}
@@ -256,7 +256,7 @@ class _Grouper:
                 continue  # weights shared with layers outside the unit, a model's later call
             frozen = self.thaw(chosen)
             try:
-                made = kit.make_block(self.graph, chosen, "KerasUnit",
+                made = edits.make_block(self.graph, chosen, "KerasUnit",
                                       instance=self.instance_id(prefix, set(chosen)))
                 inner_ids = _inner_ids(chosen, prefix)
                 block, params, ids = self.unit_type(made, inner_ids, self.promoted(chosen))
@@ -308,7 +308,7 @@ class _Grouper:
             made, frozen = None, self.thaw(chosen) if ok else []
             if ok:
                 try:
-                    made = kit.make_block(self.graph, chosen, self.type_name(model.name, "Model"),
+                    made = edits.make_block(self.graph, chosen, self.type_name(model.name, "Model"),
                                           help=f"Keras model {model.name}",
                                           instance=self.instance_id(model.name, set(chosen)))
                 except LayerloomError:
@@ -462,7 +462,7 @@ class _Grouper:
             g.connect(inst, port, dst, dp)
         self.owner[inst] = owner
         prefixes = {f"{nid}/": f"{inst}{kit.SEP}{inner_ids[nid]}/" for nid in made.removed}
-        self.weights = kit.rename_weights(self.weights, prefixes)
+        self.weights = edits.rename_weights(self.weights, prefixes)
 
 
 def _inner_ids(chosen, prefix):
