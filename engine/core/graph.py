@@ -321,25 +321,25 @@ class Graph:
         """The ids of the frozen nodes, in file order."""
         return [n.id for n in self._nodes.values() if not n.trainable]
 
+    def _reached(self, id, after):
+        """The ids of the nodes reached from `id` along its edges, forward (after) or back."""
+        index, seen, stack = self._index[1 if after else 0], set(), [id]
+        while stack:
+            for e in index.get(stack.pop(), ()):
+                other = e.dst if after else e.src
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return seen
+
     def upstream(self, id):
         """The ids of the nodes `id` depends on (everything before it), in file order."""
-        ins, seen, stack = self._index[0], set(), [id]
-        while stack:
-            for e in ins.get(stack.pop(), ()):
-                if e.src not in seen:
-                    seen.add(e.src)
-                    stack.append(e.src)
+        seen = self._reached(id, False)
         return [n for n in self._nodes if n in seen]
 
     def downstream(self, id):
         """The ids of the nodes `id`'s output reaches (everything after it), as a set."""
-        outs, seen, stack = self._index[1], set(), [id]
-        while stack:
-            for e in outs.get(stack.pop(), ()):
-                if e.dst not in seen:
-                    seen.add(e.dst)
-                    stack.append(e.dst)
-        return seen
+        return self._reached(id, True)
 
     def layers_before(self, id):
         """upstream(id) less the Inputs: what "freeze everything before this node" freezes."""
