@@ -14,6 +14,7 @@ from layerloom.core.events import Event
 from layerloom.core.params import validate_params
 from layerloom.core.limits import MAX_NODES, too_many_nodes  # noqa: F401 (read from here)
 from layerloom.core.registry import ShapeError, WeightSpec, get_layer
+from layerloom.core.sharing import SharedWeights
 
 MAX_VARIADIC_INPUTS = 64  # inputs of a merge layer (Add, Concatenate, ...): a bound a file meets
 
@@ -63,7 +64,7 @@ class Edge:
         return f"Edge({self.src}:{self.src_port} -> {self.dst}:{self.dst_port})"
 
 
-class Graph:
+class Graph(SharedWeights):
     def __init__(self, blocks=None):
         # the block types its nodes may use, {name: core.blocks.BlockType}; shared, not
         # copied, by a graph made from this one (a fix's trial copy)
@@ -234,88 +235,6 @@ class Graph:
         node.trainable = trainable
         self._edited()
         self.trainable_changed.emit(node)
-
-    # -- shared weights ------------------------------------------------------------------------
-    def share_problem(self, id, other):
-        """Why node `id` cannot use node `other`'s weights (a message), or None: `other` must
-        exist, be another node of the same type and parameters (a block instance: the same
-        block type and parameters), share no weights itself, and `id` must not be shared."""
-        node = self.nodes[id]
-        if not isinstance(other, str):
-            return f"expected a node id, got {quote(other)}"
-        if other == id:
-            return "a node cannot share its own weights"
-        owner = self._nodes.get(other)
-        if owner is None:
-            return f"shares the weights of {quote(other)}, which is not in the graph"
-        if node.layer.is_input:
-            return "an Input has no weights to share"
-        if owner.type != node.type:
-            return (f"shares the weights of {quote(other)}, a {owner.type}; the layers must "
-                    f"be of one type (this is a {node.type})")
-        if owner.params != node.params:
-            diff = sorted(k for k in set(owner.params) | set(node.params)
-                          if owner.params.get(k) != node.params.get(k))
-            return (f"shares the weights of {quote(other)}, whose parameters differ ("
-                    + ", ".join(diff[:4]) + (" ..." if len(diff) > 4 else "")
-                    + "): set the same, or share no weights")
-        users = self.sharers(id)
-        if users:
-            return (f"{quote(users[0])} uses this node's weights, so it cannot use another's "
-                    "(no chains)")
-        if owner.shares is not None:
-            return (f"{quote(other)} uses the weights of {quote(owner.shares)} itself: share "
-                    f"{quote(owner.shares)}'s instead")
-        return None
-
-    def sharers(self, id):
-        """The ids of the nodes that use node `id`'s weights, in file order."""
-        return [n.id for n in self._nodes.values() if n.shares == id]
-
-    def set_shares(self, id, other):
-        """Node `id` uses node `other`'s weights (None: its own), refused with the reason
-        (share_problem)."""
-        node = self.nodes[id]
-        if other is not None:
-            why = self.share_problem(id, other)
-            if why:
-                raise GraphError(why, node=id, kind="shared_weights",
-                                 fields={"node": id, "shares": other})
-        if node.shares == other:
-            return
-        node.shares = other
-        self._edited()
-        self.shares_changed.emit(node)
-
-    def shareable(self, id):
-        """The nodes whose weights node `id` could use: share_problem says none is wrong, and
-        their weights have the shapes its inputs need (where both are known)."""
-        shapes = self.analysis().shapes
-        mine = analysis.weight_shapes(self, shapes, id)
-        out = []
-        for o in self._nodes:
-            if o == id or self._nodes[o].type != self._nodes[id].type or \
-                    self.share_problem(id, o) is not None:
-                continue
-            theirs = analysis.weight_shapes(self, shapes, o)
-            if mine is None or theirs is None or mine == theirs:
-                out.append(o)
-        return out
-
-    def shared_frozen(self):
-        """What the engine runs: this graph where a node using a frozen node's weights is
-        frozen too (itself where none is); a copy otherwise."""
-        change = {n.id for n in self._nodes.values() if n.shares is not None and n.trainable
-                  and n.shares in self._nodes and not self._nodes[n.shares].trainable}
-        if not change:
-            return self
-        out = type(self)(blocks=self.blocks)
-        for n in self._nodes.values():
-            out.add_node(n.type, n.params, id=n.id, trainable=n.trainable and n.id not in change,
-                         shares=n.shares)
-        for e in self._edges:
-            out.connect(e.src, e.src_port, e.dst, e.dst_port)
-        return out
 
     def frozen(self):
         """The ids of the frozen nodes, in file order."""
@@ -514,12 +433,7 @@ class Graph:
                                                    "unconnected_input", port=p, port_name=name))
         out.extend(host.problems(self))  # host layers (text) where they may stand
         out.extend(self._block_problems())
-        shared = [n.id for n in self._nodes.values() if n.shares is not None]
-        for id in shared:
-            why = self.share_problem(id, self._nodes[id].shares)
-            if why:
-                out.append(self.node_error(why, id, "shared_weights",
-                                           shares=self._nodes[id].shares))
+        out.extend(self.share_problems())
         return out
 
     def _block_problems(self):
