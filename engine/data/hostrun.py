@@ -1,5 +1,5 @@
 """The host layers run (issue 28): StringLookup, IntegerLookup and TextVectorization
-(layers/text.py) take the raw rows of their Input and give the device model numbers. Each
+(layers/text.py), WordPieceTokenizer and StartEndPacker (layers/text_pieces.py) take the raw rows of their Input and give the device model numbers. Each
 adapts to the TRAINING rows before the first epoch, as Keras' adapt does, unless its
 `vocabulary` parameter gives one or a previous training saved one (dataset.fitted.vocabulary,
 by node id, as the normalisation statistics are saved); then it is applied to every split, and
@@ -20,7 +20,14 @@ def host_inputs(graph):
 
 
 # the parameters that shape an adapted vocabulary (output_sequence_length does not)
-SHAPING = ("max_tokens", "standardize", "split", "mask_token", "oov_token", "num_oov_indices")
+SHAPING = ("max_tokens", "standardize", "split", "mask_token", "oov_token", "num_oov_indices",
+           "vocabulary_size", "reserved_tokens", "lowercase", "strip_accents", "split_on_cjk",
+           "suffix_indicator")
+
+
+def adapts(node):
+    """Whether a host layer has a vocabulary (adapted or given): StartEndPacker has none."""
+    return getattr(node.layer, "adapts", True)
 
 
 def shaped_by(node):
@@ -67,6 +74,9 @@ def adapt(graph, x, saved):
         node = graph.nodes[nid]
         src = graph.in_edges(nid)[0].src
         _exact(graph, node, src, vals[src])
+        if not adapts(node):
+            vals[nid] = _apply(node, vals[src], [])
+            continue
         vocab, shaped = saved.get(nid) or (None, None)
         if vocab and _differs(node, shaped):
             vocab = None
@@ -74,7 +84,10 @@ def adapt(graph, x, saved):
         if vocab:
             vocab = _checked(node, vocab)
         else:
-            vocab = node.layer.adapt_host(node.params, vals[src])
+            try:
+                vocab = node.layer.adapt_host(node.params, vals[src])
+            except (ValueError, TypeError) as e:
+                raise DataError(f"{node.type} {quote(nid)}: {e}", graph.place(nid)) from None
             if not vocab:
                 raise DataError(f"{node.type} {quote(nid)} adapted to the training rows found "
                                 "no tokens (its vocabulary is empty): the rows it reads hold "
@@ -120,7 +133,7 @@ def run(graph, x, vocabs):
         node = graph.nodes[nid]
         src = graph.in_edges(nid)[0].src
         _exact(graph, node, src, vals[src])
-        vals[nid] = _apply(node, vals[src], vocabs[nid])
+        vals[nid] = _apply(node, vals[src], vocabs[nid] if adapts(node) else [])
     ins = host.device_graph(graph).inputs()
     return {nid: np.ascontiguousarray(vals[nid], np.float32) for nid in ins}
 
@@ -131,6 +144,8 @@ def vocabularies_for_predict(graph, saved):
     out = {}
     for nid in host.host_order(graph):
         node = graph.nodes[nid]
+        if not adapts(node):
+            continue
         vocab = node.params.get("vocabulary")
         if not vocab:
             vocab, shaped = saved.get(nid) or (None, None)

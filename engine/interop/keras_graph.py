@@ -179,7 +179,8 @@ def host_params(project, nid):
     """A node's parameters for its Keras layer: a host layer's (text, layers/text.py) with the
     vocabulary training adapted (dataset.fitted.vocabulary) where none is given."""
     node = project.graph.nodes[nid]
-    if not getattr(node.layer, "host", False) or node.params.get("vocabulary"):
+    if not getattr(node.layer, "host", False) or node.params.get("vocabulary") or \
+            not getattr(node.layer, "adapts", True):
         return node.params
     vocab = (((project.dataset or {}).get("fitted") or {}).get("vocabulary") or {}).get(nid)
     if not vocab:

@@ -403,6 +403,7 @@ def host_source(project):
     """The script's preprocess: the host layers (layers/text.py) in plain Python with the
     vocabularies training adapted, or, without any, a preprocess that changes nothing."""
     from layerloom.interop import torch_script
+    from layerloom.layers import text_pieces
     from layerloom.layers.text import PUNCTUATION, WHITESPACE
     g = project.graph
     if not host.has_host(g):
@@ -412,12 +413,15 @@ def host_source(project):
     for nid in host.host_order(g):
         node = g.nodes[nid]
         params = keras_code.host_params(project, nid)
-        vocab[nid] = params["vocabulary"]
+        vocab[nid] = params.get("vocabulary")
         layers.append((nid, node.type, g.in_edges(nid)[0].src,
                        {k: v for k, v in params.items() if k != "vocabulary"}))
     values = {"raw_inputs": repr(g.inputs()), "host_layers": repr(layers),
               "vocabulary": repr(vocab), "punctuation": repr(PUNCTUATION.pattern),
-              "whitespace": repr(WHITESPACE.pattern)}
+              "whitespace": repr(WHITESPACE.pattern),
+              "pieces": text_pieces.script_source() if any(
+                  g.nodes[nid].type in text_pieces.SCRIPT_KINDS for nid in host.host_order(g))
+              else ""}
     return re.sub(r"@(\w+)@", lambda m: values.get(m[1], m[0]), torch_script.HOST)
 
 

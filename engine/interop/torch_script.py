@@ -425,11 +425,14 @@ def lookup(rows, p, vocab):
                     np.float32).reshape(a.shape)
 
 
+@pieces@
+
 def preprocess(inputs):
     """{raw Input id: rows} (or the rows of the one Input) -> the model's inputs."""
     values = dict(inputs) if isinstance(inputs, dict) else {RAW_INPUT_IDS[0]: inputs}
     for nid, kind, src, p in HOST_LAYERS:
-        f = text_vectorization if kind == "TextVectorization" else lookup
+        f = {"TextVectorization": text_vectorization, "StringLookup": lookup,
+             "IntegerLookup": lookup}.get(kind) or HOST_FUNCTIONS[kind]
         values[nid] = f(values[src], dict(p, kind=kind), VOCABULARY[nid])
     return {k: values[k] for k in INPUT_IDS}
 '''
