@@ -1,9 +1,10 @@
 """The host layers run (issue 28): StringLookup, IntegerLookup and TextVectorization
-(layers/text.py), WordPieceTokenizer and StartEndPacker (layers/text_pieces.py) take the raw rows of their Input and give the device model numbers. Each
-adapts to the TRAINING rows before the first epoch, as Keras' adapt does, unless its
-`vocabulary` parameter gives one or a previous training saved one (dataset.fitted.vocabulary,
-by node id, as the normalisation statistics are saved); then it is applied to every split, and
-to a trained model's raw inputs (prepare_inputs) with the saved vocabulary."""
+(layers/text.py), WordPieceTokenizer and StartEndPacker (layers/text_pieces.py) take the raw
+rows of their Input and give the device model numbers. Each adapts to the TRAINING rows before
+the first epoch, as Keras' adapt does, unless its `vocabulary` parameter gives one or a
+previous training saved one (dataset.fitted.vocabulary, by node id, as the normalisation
+statistics are saved); then it is applied to every split, and to a trained model's raw inputs
+(prepare_inputs) with the saved vocabulary. StartEndPacker has no vocabulary (`adapts`)."""
 import numpy as np
 
 from layerloom.core import host
