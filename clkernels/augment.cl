@@ -117,6 +117,7 @@ __kernel void warp_backward(__global const float* dy, __global float* dx, WARP_A
 #define DRAW_TRANSLATE 3
 #define DRAW_CROP 4
 #define DRAW_SCALAR 5
+#define DRAW_CROP_RESIZE 6
 
 // One work-item per sample (one in all when the draw is batch-wide): sample s's map from its
 // four uniforms u0..u3 in [0, 1), Keras' distributions:
@@ -127,10 +128,16 @@ __kernel void warp_backward(__global const float* dy, __global float* dx, WARP_A
 //  TRANSLATE: rows uniform [p0, p1) * H, columns uniform [p2, p3) * W
 //  CROP: offsets floor(u * (H - p0 + 1)), floor(u * (W - p1 + 1)) of a p0 x p1 window
 //  SCALAR: T[s * tstride] = uniform [p0, p1) (contrast factor, brightness delta)
+//  CROP_RESIZE: keras_cv's RandomCropAndResize: area fraction uniform [p0, p1), aspect ratio
+//        (of the fractions, width / height) uniform [p2, p3); the box's height and width
+//        fractions sqrt(area / ratio), sqrt(area * ratio) clipped to 1, its top and left
+//        uniform over where it fits (u2, u3); then tf.image.crop_and_resize's sampling to
+//        p4 x p5 (OH x OW): output row i reads input row (y1 + i bh / (OH - 1)) (H - 1), the
+//        box's centre row where OH is 1 (columns alike)
 __kernel void draw_transforms(__global float* T, const int tstride, const int count,
                               const int kind, const float p0, const float p1, const float p2,
-                              const float p3, const float p4, const int H, const int W,
-                              const uint seed, const uint salt, const uint step)
+                              const float p3, const float p4, const float p5, const int H,
+                              const int W, const uint seed, const uint salt, const uint step)
 {
     const int s = get_global_id(0);
     if (s >= count) return;
@@ -166,6 +173,18 @@ __kernel void draw_transforms(__global float* T, const int tstride, const int co
         const int oy = (int)(u0 * (float)rows), ox = (int)(u1 * (float)cols);
         b2 = (float)(oy < rows ? oy : rows - 1);
         a2 = (float)(ox < cols ? ox : cols - 1);
+    } else if (kind == DRAW_CROP_RESIZE) {
+        const float u2 = (float)(r.z >> 8) * (1.0f / 16777216.0f);
+        const float u3 = (float)(r.w >> 8) * (1.0f / 16777216.0f);
+        const float area = p0 + u0 * (p1 - p0), ratio = p2 + u1 * (p3 - p2);
+        const float bh = fmin(sqrt(area / ratio), 1.0f), bw = fmin(sqrt(area * ratio), 1.0f);
+        const float y1 = u2 * (1.0f - bh), x1 = u3 * (1.0f - bw);
+        const float h1 = (float)(H - 1), w1 = (float)(W - 1);
+        const int OH = (int)p4, OW = (int)p5;
+        b1 = OH > 1 ? bh * h1 / (float)(OH - 1) : 0.0f;
+        b2 = OH > 1 ? y1 * h1 : (y1 + 0.5f * bh) * h1;
+        a0 = OW > 1 ? bw * w1 / (float)(OW - 1) : 0.0f;
+        a2 = OW > 1 ? x1 * w1 : (x1 + 0.5f * bw) * w1;
     }
     // Keras' maps take the output pixel (ox, oy); warp hands them its centre (ox + 0.5, oy + 0.5)
     t[0] = a0; t[1] = a1; t[2] = a2 - 0.5f * (a0 + a1);

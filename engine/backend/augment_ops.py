@@ -10,7 +10,8 @@ one map for all with tstride 0); the random layers draw their maps on the device
 from typing import NamedTuple
 
 FILL_MODES = {"constant": 0, "nearest": 1, "wrap": 2, "reflect": 3}
-DRAW = {"flip": 0, "rotate": 1, "zoom": 2, "translate": 3, "crop": 4, "scalar": 5}
+DRAW = {"flip": 0, "rotate": 1, "zoom": 2, "translate": 3, "crop": 4, "scalar": 5,
+        "crop_resize": 6}
 _FILES = ("dropout", "augment")  # augment.cl draws with dropout.cl's Philox
 
 
@@ -53,10 +54,10 @@ class AugmentOps:
 
     def draw_transforms(self, T, tstride, count, kind, params, H, W, seed, salt, step):
         """Random maps (or scalars) for `count` samples into T, from Philox keyed by (seed,
-        salt) with the step as counter: kind a key of DRAW, params up to 5 floats (see
+        salt) with the step as counter: kind a key of DRAW, params up to 6 floats (see
         augment.cl)."""
         if count:
-            p = [float(v) for v in params] + [0.0] * (5 - len(params))
+            p = [float(v) for v in params] + [0.0] * (6 - len(params))
             k, grid = self._aug("draw_transforms", count)
             k(self.q, *grid, T, tstride, count, DRAW[kind], *p, H, W, seed & 0xFFFFFFFF,
               salt & 0xFFFFFFFF, step & 0xFFFFFFFF)
