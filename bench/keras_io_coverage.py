@@ -61,7 +61,8 @@ def canonical(name):
 def layerloom_classes():
     """The Keras classes Layerloom builds: its type ids, the classes its Keras import reads,
     and the bundled blocks named as keras_hub's layers they are built as (TransformerEncoder,
-    TransformerDecoder: keras_hub's parameters and order, assets/examples/blocks/)."""
+    TransformerDecoder, FNetEncoder: keras_hub's parameters and order,
+    assets/examples/blocks/)."""
     from layerloom.core.registry import layer_types
     from layerloom.interop.keras_in_layers import CONVERTERS
     from layerloom.project import block_library
@@ -71,8 +72,9 @@ def layerloom_classes():
 
 
 # bundled blocks that are keras_hub layers (the same computation, parameters and defaults; the
-# encoder is checked against torch's TransformerEncoderLayer in tests/test_block_library.py)
-KERAS_HUB_BLOCKS = {"TransformerEncoder", "TransformerDecoder"}
+# transformer encoder is checked against torch's TransformerEncoderLayer, the FNet encoder
+# against keras_hub's own FNetEncoder, in tests/test_block_library.py)
+KERAS_HUB_BLOCKS = {"TransformerEncoder", "TransformerDecoder", "FNetEncoder"}
 
 
 def needed(example, applications):

@@ -2,7 +2,9 @@
 analyses at its Input's example shape with the parameter count of its hand formula, trains a
 step inside a small project and computes what its layers' float64 references compute; the
 TransformerEncoder against torch.nn.TransformerEncoderLayer (the same post-norm structure as
-keras_hub's) with the same weights."""
+keras_hub's) with the same weights; the FNetEncoder against keras_hub's FNetEncoder computation
+written in torch (torch.fft.fft2's real part, LayerNorm, Linear), and a small project with it
+learning."""
 import glob
 import json
 import os
@@ -17,7 +19,7 @@ from layerloom.project import block_library, loom
 from test_blocks import reference
 
 FOLDER = os.path.join(os.path.dirname(__file__), "..", "assets", "examples", "blocks")
-NAMES = ["Bottleneck", "InvertedResidual", "ResBlock", "TransformerDecoder",
+NAMES = ["Bottleneck", "FNetEncoder", "InvertedResidual", "ResBlock", "TransformerDecoder",
          "TransformerEncoder", "UNetStage"]
 # the custom layers built from primitives, checked against PyTorch in tests/test_custom_blocks.py
 CUSTOM = ["PatchExtractor", "PositionTable", "SelfAttention", "VAESampler"]
@@ -83,6 +85,10 @@ def decoder(h, e, inter, heads, key_dim):
             + dense(h, inter) + dense(inter, h) + ln(h))
 
 
+def fnet_encoder(h, inter):  # the Fourier mixing has no weights
+    return ln(h) + dense(h, inter) + dense(inter, h) + ln(h)
+
+
 def unet_stage(c, f):
     return conv(3, c, f) + conv(3, f, f)
 
@@ -93,6 +99,7 @@ CASES = {
     "Bottleneck": ([[14, 14, 256]], {}, bottleneck(256, 64), [(14, 14, 256)]),
     "InvertedResidual": ([[32, 32, 16]], {}, inverted_residual(16, 96, 16), [(32, 32, 16)]),
     "TransformerEncoder": ([[16, 128]], {}, encoder(128, 256, 4, 32), [(16, 128)]),
+    "FNetEncoder": ([[16, 128]], {}, fnet_encoder(128, 512), [(16, 128)]),
     "TransformerDecoder": ([[16, 128], [16, 128]], {}, decoder(128, 128, 256, 4, 32),
                            [(16, 128)]),
     "UNetStage": ([[64, 64, 3]], {}, unet_stage(3, 64), [(64, 64, 64), (32, 32, 64)]),
@@ -110,6 +117,8 @@ SMALL = {
                                                 "num_heads": 2, "key_dim": 8},
                            decoder(16, 12, 24, 2, 8)),
     "UNetStage": ([[16, 16, 3]], {"filters": 8}, unet_stage(3, 8)),
+    "FNetEncoder": ([[6, 16]], {"intermediate_dim": 24, "hidden_dim": 16, "dropout": 0.1,
+                                "repeat": 2}, 2 * fnet_encoder(16, 24)),
 }
 
 
@@ -306,6 +315,151 @@ def test_transformer_encoder_matches_torch_transformer_encoder_layer(rng):
         want = layer(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape == x.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def fnet_project(steps, h, **params):
+    """Input (steps, h) -> FNetEncoder with these parameters (its id "enc", the output)."""
+    name = "FNetEncoder"
+    return {"format": "layerloom-project", "version": 1, "blocks": section(name),
+            "graph": {"nodes": [
+                {"id": "seq", "type": "Input", "params": {"shape": [steps, h]}},
+                {"id": "enc", "type": name, "params": {"hidden_dim": h, **params}}],
+                "edges": [{"from": ["seq", 0], "to": ["enc", 0]}]},
+            "training": {"loss": {"enc": "mse"}, "batch_size": 4}}
+
+
+@pytest.mark.parametrize("activation,eps", [("relu", 1e-5), ("gelu", 1e-3)])
+def test_fnet_encoder_matches_keras_hub_fnet_encoder_written_in_torch(rng, activation, eps):
+    """keras_hub's FNetEncoder.call (keras_hub/src/layers/modeling/f_net_encoder.py, inference)
+    in torch: mixing = real part of fft2 over (steps, features); mixed = LayerNorm(x + mixing);
+    out = LayerNorm(mixed + Dense(h)(Dense(inter, activation)(mixed))); the same weights give
+    the same outputs."""
+    torch = pytest.importorskip("torch")
+    steps, h, inter = 6, 16, 24
+    p = load(fnet_project(steps, h, intermediate_dim=inter, activation=activation,
+                          layer_norm_epsilon=eps, dropout=0.3))
+    built = api.Model(p).session.model.get_weights()
+    assert sorted(built) == sorted(
+        [f"enc/{n}/{k}" for n in ("mixing_layer_norm", "output_layer_norm")
+         for k in ("gamma", "beta")]
+        + [f"enc/{n}_dense/{k}" for n in ("intermediate", "output") for k in ("kernel", "bias")])
+    ws = {k: rng.normal(0, 0.3, size=v.shape).astype(np.float32) for k, v in built.items()}
+    for k in ws:  # layer norms' scales near 1, as trained ones are
+        if k.endswith("layer_norm/gamma"):
+            ws[k] = (1 + 0.1 * rng.normal(size=ws[k].shape)).astype(np.float32)
+    x = rng.normal(size=(4, steps, h)).astype(np.float32)
+    got = api.Model(p, weights=ws).predict(x)
+
+    w = {k[len("enc/"):]: torch.from_numpy(v) for k, v in ws.items()}
+    act = {"relu": torch.relu, "gelu": torch.nn.functional.gelu}[activation]
+
+    def norm(t, which):
+        return torch.nn.functional.layer_norm(t, (h,), w[f"{which}/gamma"], w[f"{which}/beta"],
+                                              eps)
+
+    def dense(t, which):  # Keras kernel (in, out): t @ kernel + bias
+        return t @ w[f"{which}/kernel"] + w[f"{which}/bias"]
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        mixing = torch.fft.fft2(xt).real  # the last two axes, as keras.ops.fft2
+        mixed = norm(xt + mixing, "mixing_layer_norm")
+        ff = dense(act(dense(mixed, "intermediate_dense")), "output_dense")  # dropout: eval
+        want = norm(mixed + ff, "output_layer_norm").numpy()
+    assert got.shape == want.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # the Fourier mixing is not an identity or a scaling here: it changes the result
+    assert np.abs(got - norm(torch.from_numpy(2 * x), "mixing_layer_norm").numpy()).max() > 0.1
+
+
+@pytest.mark.parametrize("activation,eps", [("relu", 1e-5), ("gelu", 1e-3)])
+def test_fnet_encoder_matches_keras_hubs_own_layer(rng, activation, eps):
+    """The block against keras_hub.layers.FNetEncoder itself (Keras on torch), with the same
+    weights set into its sublayers: the same outputs (inference)."""
+    pytest.importorskip("torch")
+    import importlib.util
+    import os
+    if importlib.util.find_spec("keras_hub") is None:
+        pytest.skip("keras_hub is not installed")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras_hub
+    steps, h, inter = 6, 16, 24
+    p = load(fnet_project(steps, h, intermediate_dim=inter, activation=activation,
+                          layer_norm_epsilon=eps))
+    built = api.Model(p).session.model.get_weights()
+    ws = {k: rng.normal(0, 0.3, size=v.shape).astype(np.float32) for k, v in built.items()}
+    x = rng.normal(size=(4, steps, h)).astype(np.float32)
+    got = api.Model(p, weights=ws).predict(x)
+    layer = keras_hub.layers.FNetEncoder(intermediate_dim=inter, activation=activation,
+                                         layer_norm_epsilon=eps)
+    layer(x)  # built
+    for sub, name in ((layer._mixing_layer_norm, "mixing_layer_norm"),
+                      (layer._output_layer_norm, "output_layer_norm")):
+        sub.set_weights([ws[f"enc/{name}/gamma"], ws[f"enc/{name}/beta"]])
+    for sub, name in ((layer._intermediate_dense, "intermediate_dense"),
+                      (layer._output_dense, "output_dense")):
+        sub.set_weights([ws[f"enc/{name}/kernel"], ws[f"enc/{name}/bias"]])
+    want = np.asarray(layer(x, training=False).detach().cpu())
+    print("max abs error vs keras_hub.layers.FNetEncoder:", np.abs(got - want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_small_project_with_the_fnet_encoder_learns(rng):
+    """Tokens -> FNetEncoder -> GlobalAveragePooling1D -> softmax over 3 classes, on a task
+    that needs the features (the class is which of three feature groups is largest on
+    average): the loss falls over a few epochs and the training accuracy beats chance."""
+    steps, h, n = 8, 12, 96
+    d = project_dict("FNetEncoder", [[steps, h]], {"intermediate_dim": 16, "hidden_dim": h})
+    d["training"].update({"epochs": 8, "batch_size": 16, "seed": 3, "optimizer": {
+        "name": "adam", "params": {"learning_rate": 0.01}}})
+    p = load(d)
+    y = rng.integers(0, 3, size=n)
+    x = rng.normal(size=(n, steps, h)).astype(np.float32)
+    for i, c in enumerate(y):  # shift class c's group of features up
+        x[i, :, 4 * c:4 * c + 4] += 1.0
+    model = api.Model(p)
+    history = model.fit({"in_0": x}, y, epochs=8, verbose=False)
+    losses = [e["loss"] for e in history["epochs"]]
+    assert all(np.isfinite(losses)), losses
+    assert losses[-1] < 0.7 * losses[0], losses
+    accuracy = float((model.predict({"in_0": x}).argmax(-1) == y).mean())
+    assert accuracy > 0.6, accuracy
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # keras' numpy 2 notes
+def test_a_project_with_the_fnet_encoder_exports_to_onnx_keras_and_pytorch(rng, tmp_path):
+    """Two chained FNetEncoders in a classifier: onnxruntime, the .keras file and the PyTorch
+    script give Layerloom's outputs; the ONNX and Keras files read back with FourierMixing."""
+    import importlib.util
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    from layerloom.interop import export as interop_export
+    from layerloom.interop import keras_import, onnx_import
+    p = load(project_dict("FNetEncoder", [[8, 12]], {"intermediate_dim": 16, "hidden_dim": 12,
+                                                     "repeat": 2}))
+    built = api.Model(p).session.model.get_weights()
+    ws = {k: rng.normal(0, 0.3, size=v.shape).astype(np.float32) for k, v in built.items()}
+    x = rng.normal(size=(5, 8, 12)).astype(np.float32)
+    want = api.Model(p, weights=ws).predict({"in_0": x})
+    interop_export(p, ws, str(tmp_path / "m.onnx"))
+    s = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert float(np.abs(s.run(None, {"in_0": x})[0] - want).max()) <= 1e-5
+    back = onnx_import.read(str(tmp_path / "m.onnx"))[0]
+    assert sum(n.type == "FourierMixing" for n in back.graph.nodes.values()) == 2
+    interop_export(p, ws, str(tmp_path / "m.keras"))
+    km = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert float(np.abs(np.asarray(km.predict(x, verbose=0)) - want).max()) <= 1e-5
+    back = keras_import.read(str(tmp_path / "m.keras"))[0]
+    assert sum(n.type == "FourierMixing" for n in back.graph.flat().nodes.values()) == 2
+    interop_export(p, ws, str(tmp_path / "t.py"), "pytorch-code")
+    spec = importlib.util.spec_from_file_location("t", str(tmp_path / "t.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.no_grad():
+        got = module.build_model()({"in_0": torch.from_numpy(x)})
+    got = (next(iter(got.values())) if isinstance(got, dict) else got).numpy()
+    assert float(np.abs(got - want).max()) <= 1e-5
 
 
 @pytest.mark.parametrize("example,name", [("resnet_blocks", "ResBlock"),
