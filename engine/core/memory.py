@@ -67,6 +67,42 @@ def gradient_flows(graph, needs, outputs, nid):
     return not graph.nodes[nid].layer.is_input and (nid in needs or nid in outputs)
 
 
+def gradient_plan(graph, needs, outputs, shapes, order=None):
+    """The gradient buffers of a training step, shared where their lives do not overlap:
+    ({(node, port): slot}, [each slot's per-sample size in numbers]). In the backward pass
+    (the nodes in reverse order) a node's output gradient lives from the backward of the
+    first consumer that differentiates into it (or from the pass's start: a model output,
+    whose gradient the loss writes, or one nobody writes, zeroed) to the node's own backward,
+    which reads it last; a slot is reused by a gradient whose life starts after the slot's
+    last one ended. Nodes whose shapes are unknown get none (memory_needed counts nothing
+    for them)."""
+    order = graph.topo_order() if order is None else order
+    at = {nid: i for i, nid in enumerate(reversed(order))}  # the backward's order
+    lives = []
+    for nid in order:
+        if nid not in shapes or not gradient_flows(graph, needs, outputs, nid):
+            continue
+        for port, shape in enumerate(shapes[nid]):
+            writers = [at[e.dst] for e in graph.out_edges(nid) if e.src_port == port and
+                       e.dst in needs and e.dst in at and graph.nodes[e.dst].layer.differentiable]
+            start = -1 if (nid in outputs and port == 0) or not writers else min(writers)
+            lives.append((start, at[nid], (nid, port), prod(shape)))
+    slots, ends, plan = [], [], {}
+    for start, end, key, size in sorted(lives, key=lambda life: (life[0], life[1])):
+        free = [i for i, e in enumerate(ends) if e < start]
+        if free:  # the smallest that holds it, else the largest (grown)
+            fits = [i for i in free if slots[i] >= size]
+            i = min(fits, key=slots.__getitem__) if fits else max(free, key=slots.__getitem__)
+            slots[i] = max(slots[i], size)
+            ends[i] = end
+        else:
+            i = len(slots)
+            slots.append(size)
+            ends.append(end)
+        plan[key] = i
+    return plan, slots
+
+
 def node_scratch(graph, shapes, needs, nid, ops=None, outputs=None):
     """(kept, shared): the scratch node nid holds alone ({name: per-sample shape}) and what it
     shares with the model's other nodes ({name: (pool, per-sample shape)}: one buffer per pool
@@ -111,9 +147,7 @@ def memory_needed(graph, batch, shapes=None, needs=None, ops=None, fused=()):
             continue
         layer = node.layer
         dropped = discarded_gradients(graph, shapes, needs, nid)
-        grads = gradient_flows(graph, needs, outputs, nid)
-        sizes = [(4 * batch * prod(s), (0 if layer.alias_output else 1) + grads)
-                 for s in shapes[nid]]
+        sizes = [(4 * batch * prod(s), 0 if layer.alias_output else 1) for s in shapes[nid]]
         if nid in fused and not layer.pre_activation_is_input:
             sizes.append((4 * batch * prod(shapes[nid][0]), 1))
         for spec in node.weights(ins):  # a frozen node's: not trained
@@ -135,6 +169,18 @@ def memory_needed(graph, batch, shapes=None, needs=None, ops=None, fused=()):
         total += nbytes
         if nbytes > largest:
             largest, at = nbytes, nid
+    try:
+        plan, slots = gradient_plan(graph, needs, outputs, shapes)
+    except GraphError:  # a cycle: each gradient its own buffer, as counted before any plan
+        plan = {(nid, p): i for i, (nid, p) in enumerate(
+            (nid, p) for nid in graph.nodes if nid in shapes and
+            gradient_flows(graph, needs, outputs, nid) for p in range(len(shapes[nid]))) }
+        slots = [prod(shapes[nid][p]) for (nid, p) in plan]
+    owner = {i: key[0] for key, i in plan.items()}
+    for i, size in enumerate(slots):
+        total += 4 * batch * size
+        if 4 * batch * size > largest:
+            largest, at = 4 * batch * size, owner[i]
     return total, largest, at
 
 

@@ -193,6 +193,12 @@ class Model:
         self._pools = {}  # shared scratch: pool -> [(a step's scratch, name, shape)]
         self._weights, self._weight_grads = {}, {}  # node -> {name: Tensor}
         self._shared_grads = []  # (a sharing node's gradient, its owner's): added in backward
+        # the output gradients, in buffers shared where their lives in the backward do not
+        # overlap (core/memory.gradient_plan)
+        plan, slots = memory.gradient_plan(self.graph, self.needs_grad, self.outputs,
+                                           self.shapes, self.order)
+        bufs = [self._alloc((size,)).buf for size in slots]
+        self._grad_bufs = {key: bufs[i] for key, i in plan.items()}
         for nid in self.order:  # owners first: a node sharing weights may come before them
             node = self.graph.nodes[nid]
             if node.shares is None:
@@ -220,8 +226,8 @@ class Model:
                 self.act[key] = Tensor(self.act[in_keys[0]].buf, shape)
             else:
                 self.act[key] = self._alloc(shape)
-            if memory.gradient_flows(self.graph, self.needs_grad, self.outputs, nid):
-                self.grad[key] = self._alloc(shape)
+            if key in self._grad_bufs:
+                self.grad[key] = Tensor(self._grad_bufs[key], shape)
 
     def _node_step(self, nid):
         """The node's buffers, allocated (outputs, weights, scratch, constants, logits), as the
