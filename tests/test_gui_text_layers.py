@@ -78,3 +78,29 @@ def test_a_text_classifier_shows_its_shapes_and_the_data_tab_its_text_column(win
     assert [c[0] for c in view["columns"]] == ["review", "label"]
     assert view["columns"][0][1].startswith("text")
     assert "x -> Input 'text' (None, 1)" in view["mapping"]
+
+
+def test_the_wordpiece_layers_edit_their_token_lists_and_ids_as_json(qapp, win):
+    """keras_hub's WordPieceTokenizer and StartEndPacker (layers/text_pieces.py): in the
+    palette under Preprocessing; the form reads reserved tokens and start/end ids as JSON and
+    says what it expected of a token string where an id is wanted."""
+    from layerloom.app.forms.paramform import ParamForm
+    for t in ("WordPieceTokenizer", "StartEndPacker"):
+        assert win.palette.items[t].parent().text(0) == "Preprocessing"
+    wp = get_layer("WordPieceTokenizer")
+    form = ParamForm(wp.params, wp.defaults(), place="WordPieceTokenizer")
+    got = []
+    form.sigChanged.connect(lambda name, value: got.append((name, value)))
+    assert json.loads(form.widgets["reserved_tokens"].text())[0] == "[PAD]"
+    form.widgets["reserved_tokens"].setText('["[PAD]", "[UNK]", "[BOS]"]')
+    form.widgets["reserved_tokens"].editingFinished.emit()
+    assert got == [("reserved_tokens", ["[PAD]", "[UNK]", "[BOS]"])]
+    pack = get_layer("StartEndPacker")
+    form = ParamForm(pack.params, pack.defaults(), place="StartEndPacker")
+    got = []
+    form.sigChanged.connect(lambda name, value: got.append((name, value)))
+    for text in ("2", "[2, 5]", "null", "[BOS]"):
+        form.widgets["start_value"].setText(text)
+        form.widgets["start_value"].editingFinished.emit()
+    assert got == [("start_value", 2), ("start_value", [2, 5]), ("start_value", None)]
+    assert "token id" in form.errors["start_value"].text()
