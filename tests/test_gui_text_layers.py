@@ -92,15 +92,21 @@ def test_the_wordpiece_layers_edit_their_token_lists_and_ids_as_json(qapp, win):
     got = []
     form.sigChanged.connect(lambda name, value: got.append((name, value)))
     assert json.loads(form.widgets["reserved_tokens"].text())[0] == "[PAD]"
-    form.widgets["reserved_tokens"].setText('["[PAD]", "[UNK]", "[BOS]"]')
-    form.widgets["reserved_tokens"].editingFinished.emit()
-    assert got == [("reserved_tokens", ["[PAD]", "[UNK]", "[BOS]"])]
+    for text in ('["[PAD]", "[UNK]", "[BOS]"]', "[PAD], [UNK]"):
+        form.widgets["reserved_tokens"].setText(text)
+        form.widgets["reserved_tokens"].editingFinished.emit()
+    assert got == [("reserved_tokens", ["[PAD]", "[UNK]", "[BOS]"]),
+                   ("reserved_tokens", ["[PAD]", "[UNK]"])]
     pack = get_layer("StartEndPacker")
     form = ParamForm(pack.params, pack.defaults(), place="StartEndPacker")
     got = []
     form.sigChanged.connect(lambda name, value: got.append((name, value)))
-    for text in ("2", "[2, 5]", "null", "[BOS]"):
+    assert form.widgets["start_value"].text() == ""  # none
+    for text in ("2", "[2, 5]", "", "3, 4", "[BOS]"):
         form.widgets["start_value"].setText(text)
         form.widgets["start_value"].editingFinished.emit()
-    assert got == [("start_value", 2), ("start_value", [2, 5]), ("start_value", None)]
+    assert got == [("start_value", 2), ("start_value", [2, 5]), ("start_value", None),
+                   ("start_value", [3, 4])]
     assert "token id" in form.errors["start_value"].text()
+    form.set_values({"start_value": [1, 2]})
+    assert form.widgets["start_value"].text() == "[1, 2]"

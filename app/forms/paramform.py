@@ -25,6 +25,8 @@ def shown(p, value):
         return value
     if p.kind == "shape" and isinstance(value, (list, tuple)):
         return p.text(value)
+    if p.kind == "tokenids" and value is None:
+        return ""
     if p.kind in ("token", "vocabulary"):  # the text layers': empty for none (null)
         return "" if value is None else value if isinstance(value, str) else (
             json.dumps(value, ensure_ascii=False) if p.kind == "vocabulary" else str(value))
@@ -119,6 +121,36 @@ def _tokens_widget(p, value, commit):
     return w
 
 
+def _typed_list(p, text):
+    """keras_hub's token lists as typed: reserved tokens ("[PAD], [UNK]" or a JSON list) and
+    start/end ids (empty or null: none; 2; "2, 5" or [2, 5]). What is not such a value goes
+    to the parameter as typed, which says what it expected."""
+    text = text.strip()
+    if p.kind == "tokenids" and text in ("", "null"):
+        return None
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass  # tokens that start with "[": [PAD], [UNK]
+    parts = [t.strip() for t in text.split(",")] if text else []
+    if p.kind == "tokenids":
+        try:
+            ids = [int(t) for t in parts]
+        except ValueError:
+            return text
+        return ids[0] if len(ids) == 1 and "," not in text else ids
+    return parts
+
+
+def _list_widget(p, value, commit):
+    """A list of tokens or ids in one line: JSON, or words separated by commas."""
+    w = QLineEdit(shown(p, value))
+    w.setPlaceholderText("none" if p.kind == "tokenids" else "e.g. [PAD], [UNK]")
+    w.editingFinished.connect(lambda: commit(_typed_list(p, w.text())))
+    return w
+
+
 WIDGETS = {
     "initializer": lambda p, v, c: InitializerWidget(p, v, c),
     "regularizer": lambda p, v, c: RegularizerWidget(p, v, c),
@@ -132,6 +164,8 @@ WIDGETS = {
     "layer": lambda p, v, c: InnerLayerWidget(p, v, c),  # a wrapped layer, its own form
     "token": _tokens_widget,  # the text layers' special tokens and vocabulary
     "vocabulary": _tokens_widget,
+    "tokenlist": _list_widget,  # keras_hub's reserved tokens (WordPieceTokenizer)
+    "tokenids": _list_widget,  # its start and end ids (StartEndPacker)
     **NUMBER_WIDGETS,  # padding, factor, axes, per-channel numbers, pairs, margins
 }
 
