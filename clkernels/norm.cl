@@ -179,8 +179,9 @@ __kernel void NAME(__global const float* x, __global const float* dy,           
 LN_PARAM_PARTS(ln_param_parts, 1, float)
 LN_PARAM_PARTS(ln_param_parts_ew, EW, EWT)
 
-// Grouped normalisation (GroupNormalization, LayerNormalization over axes that are not the
-// trailing ones, UnitNormalization). Each sample's `size` elements fall into G groups, each
+// Grouped normalisation (LayerNormalization over axes that are not the trailing ones,
+// UnitNormalization, GroupNormalization over another axis than the last; over the last it
+// has the gn_* kernels below). Each sample's `size` elements fall into G groups, each
 // normalised over its own members; the layer lists them once, as constants: the members of
 // group g are src[offs[g] .. offs[g+1]), pidx[i] is element i's entry of gamma and beta, and
 // grp[i] its group. unit: L2 normalisation, x * min(1/sqrt(sum x^2), 1/eps), no centring.
@@ -281,6 +282,285 @@ __kernel void grouped_norm_param_parts(__global const float* x, __global const f
     }
     pa[b * K + k] = a;
     pc[b * K + k] = c;
+}
+
+// GroupNormalization over the channels (the last axis): each sample is A rows of C channels,
+// group g the CW channels [g CW, (g + 1) CW); V channels as one vector (gn_*_ew when C is a
+// multiple of EW). Two forms, the same arithmetic:
+// - blocks (GPUs, and CPUs with fewer samples than work for their cores): statistics of blocks
+//   of R rows (global (P, n), P blocks a sample; a block is a contiguous R x C piece, in cache
+//   for its second pass), each group's from its blocks and channels (Chan's formula) with each
+//   (sample, channel)'s coefficients (global (G, n)), then the same blocks again, row by row;
+// - per sample (CPUs): one work-item does all of a sample in one kernel (global (n)), which
+//   then reads it from memory once and again from its core's cache, not three times.
+// NOTE: the grouped_norm_* kernels above, one work-item per (sample, group) walking an index
+// list, took 4-5x PyTorch's time on 28x28x32 in 8 groups; one work-item per channel strip
+// down all the rows, 2.5x (each strided walk read a cache line four work-items shared).
+#define GN_LD(V, p) CAT(VLOAD, V)(p)
+#define GN_ST(V, v, p) CAT(VSTORE, V)((v), (p))
+// lanes c .. c + V - 1 of p[(c + l) / d] (a gather by group); V of 1 is the scalar
+#define GN_BY_(p, d, l) (p)[(c + (l)) / (d)]
+#define GN_GATHER_1(p, d) ((p)[c / (d)])
+#define GN_GATHER_4(p, d) VFROM(4, GN_BY_, p, d)
+#define GN_GATHER_8(p, d) VFROM(8, GN_BY_, p, d)
+#define GN_GATHER_16(p, d) VFROM(16, GN_BY_, p, d)
+#define GN_GATHER(V, p, d) CAT(GN_GATHER_, V)(p, d)
+
+// Statements on the `rows` rows from xb (C apart): each channel's mean and sum of squared
+// deviations into pm[c], pq[c]; four sums apart, so that the adds do not wait on each other.
+#define GN_STATS_ROWS(V, T, xb, rows, pm, pq)                                               \
+    for (int c = 0; c < C; c += V) {                                                        \
+        __global const float* xc = (xb) + c;                                                \
+        T s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;                                       \
+        int r = 0;                                                                          \
+        for (; r + 3 < (rows); r += 4) {                                                    \
+            s0 += GN_LD(V, xc + r * C); s1 += GN_LD(V, xc + (r + 1) * C);                   \
+            s2 += GN_LD(V, xc + (r + 2) * C); s3 += GN_LD(V, xc + (r + 3) * C);             \
+        }                                                                                   \
+        for (; r < (rows); r++) s0 += GN_LD(V, xc + r * C);                                 \
+        const T m = ((s0 + s1) + (s2 + s3)) / (float)(rows);                                \
+        T q0 = 0.0f, q1 = 0.0f, q2 = 0.0f, q3 = 0.0f;                                       \
+        for (r = 0; r + 3 < (rows); r += 4) {                                               \
+            const T d0 = GN_LD(V, xc + r * C) - m, d1 = GN_LD(V, xc + (r + 1) * C) - m;     \
+            const T d2 = GN_LD(V, xc + (r + 2) * C) - m, d3 = GN_LD(V, xc + (r + 3) * C) - m; \
+            q0 += d0 * d0; q1 += d1 * d1; q2 += d2 * d2; q3 += d3 * d3;                     \
+        }                                                                                   \
+        for (; r < (rows); r++) { const T d = GN_LD(V, xc + r * C) - m; q0 += d * d; }      \
+        GN_ST(V, m, (pm) + c)                                                               \
+        GN_ST(V, (q0 + q1) + (q2 + q3), (pq) + c)                                           \
+    }
+
+// Statements: each channel's sums of dy and dy * xhat over the rows into pa[c], pc[c], with
+// sample b's group statistics mean, rstd (G each).
+#define GN_GRAD_ROWS(V, T, xb, gb, rows, mean, rstd, pa, pc)                                \
+    for (int c = 0; c < C; c += V) {                                                        \
+        const T m = GN_GATHER(V, mean, CW);                                                 \
+        __global const float* xc = (xb) + c;                                                \
+        __global const float* gc = (gb) + c;                                                \
+        T a0 = 0.0f, a1 = 0.0f, q0 = 0.0f, q1 = 0.0f;                                       \
+        int r = 0;                                                                          \
+        for (; r + 1 < (rows); r += 2) {                                                    \
+            const T g0 = GN_LD(V, gc + r * C), g1 = GN_LD(V, gc + (r + 1) * C);             \
+            a0 += g0; a1 += g1;                                                             \
+            q0 += g0 * (GN_LD(V, xc + r * C) - m);                                          \
+            q1 += g1 * (GN_LD(V, xc + (r + 1) * C) - m);                                    \
+        }                                                                                   \
+        if (r < (rows)) {                                                                   \
+            const T g = GN_LD(V, gc + r * C);                                               \
+            a0 += g; q0 += g * (GN_LD(V, xc + r * C) - m);                                  \
+        }                                                                                   \
+        GN_ST(V, a0 + a1, (pa) + c)                                                         \
+        GN_ST(V, (q0 + q1) * GN_GATHER(V, rstd, CW), (pc) + c)                              \
+    }
+
+// Statements: y = (x - cm) * ck + beta over the rows, cm and ck the sample's (C each).
+#define GN_APPLY_ROWS(V, T, xb, yb, rows, cm, ck)                                           \
+    for (int r = 0; r < (rows); r++)                                                        \
+        for (int c = 0; c < C; c += V) {                                                    \
+            T v = (GN_LD(V, (xb) + r * C + c) - GN_LD(V, (cm) + c)) * GN_LD(V, (ck) + c);   \
+            if (has_beta) v += GN_LD(V, beta + c);                                          \
+            GN_ST(V, v, (yb) + r * C + c)                                                   \
+        }
+
+// Statements: dx (+)= dy * k1 - k0 - (x - cm) * k2 over the rows (the sample's coefficients,
+// C each, from gn_group_grad_one).
+#define GN_DX_ROWS(V, T, xb, gb, db, rows, cm, k0, k1, k2)                                  \
+    for (int r = 0; r < (rows); r++)                                                        \
+        for (int c = 0; c < C; c += V) {                                                    \
+            const int i = r * C + c;                                                        \
+            T v = GN_LD(V, (gb) + i) * GN_LD(V, (k1) + c) - GN_LD(V, (k0) + c)              \
+                  - (GN_LD(V, (xb) + i) - GN_LD(V, (cm) + c)) * GN_LD(V, (k2) + c);         \
+            if (accumulate) v += GN_LD(V, (db) + i);                                        \
+            GN_ST(V, v, (db) + i)                                                           \
+        }
+
+// Group g of sample b from its P blocks' channel statistics (pm, pq: (n, P, C); R rows a
+// block, equal counts within a block, so Chan's formula): its mean and rstd into mean, rstd
+// (n, G), and its channels' coefficients cm (the mean) and ck (rstd * gamma), (n, C).
+inline void gn_group_stats_one(__global const float* pm, __global const float* pq, const int A,
+                               const int C, const int R, const int P, const int CW,
+                               const float eps, __global const float* gamma,
+                               const int has_gamma, __global float* mean, __global float* rstd,
+                               __global float* cm, __global float* ck, const int g,
+                               const int b)
+{
+    const int c0 = g * CW, G = C / CW;
+    float s = 0.0f;
+    for (int p = 0; p < P; p++) {
+        const float w = (float)(min(A, (p + 1) * R) - p * R);
+        for (int k = 0; k < CW; k++) s += w * pm[(b * P + p) * C + c0 + k];
+    }
+    const float count = (float)A * CW, mg = s / count;
+    float v = 0.0f;
+    for (int p = 0; p < P; p++) {
+        const float w = (float)(min(A, (p + 1) * R) - p * R);
+        for (int k = 0; k < CW; k++) {
+            const int i = (b * P + p) * C + c0 + k;
+            const float d = pm[i] - mg;
+            v += pq[i] + w * d * d;
+        }
+    }
+    const float rs = rsqrt(v / count + eps);
+    mean[b * G + g] = mg;
+    rstd[b * G + g] = rs;
+    for (int k = c0; k < c0 + CW; k++) {
+        cm[b * C + k] = mg;
+        ck[b * C + k] = has_gamma ? rs * gamma[k] : rs;
+    }
+}
+
+// Group g of sample b: the means ka, kc of dy gamma and dy gamma xhat from its blocks' sums
+// (pa, pc: (n, P, C)), as its channels' coefficients for GN_DX_ROWS: cm the mean, k1 = rstd
+// gamma, k0 = rstd ka, k2 = rstd^2 kc, each (n, C).
+inline void gn_group_grad_one(__global const float* pa, __global const float* pc,
+                              __global const float* gamma, const int has_gamma,
+                              __global const float* mean, __global const float* rstd,
+                              const int A, const int C, const int P, const int CW,
+                              __global float* cm, __global float* k0, __global float* k1,
+                              __global float* k2, const int g, const int b)
+{
+    const int c0 = g * CW, G = C / CW;
+    float a = 0.0f, q = 0.0f;
+    for (int p = 0; p < P; p++)
+        for (int k = c0; k < c0 + CW; k++) {
+            const float w = has_gamma ? gamma[k] : 1.0f;
+            a += w * pa[(b * P + p) * C + k];
+            q += w * pc[(b * P + p) * C + k];
+        }
+    const float count = (float)A * CW, m = mean[b * G + g], rs = rstd[b * G + g];
+    for (int k = c0; k < c0 + CW; k++) {
+        cm[b * C + k] = m;
+        k0[b * C + k] = rs * a / count;
+        k1[b * C + k] = has_gamma ? rs * gamma[k] : rs;
+        k2[b * C + k] = rs * rs * q / count;
+    }
+}
+
+// Blocks: global (P, n); block p of sample b, `rows` rows from row r0.
+#define GN_BLOCK const int P = get_global_size(0), p = get_global_id(0), b = get_global_id(1), \
+    r0 = p * R, rows = min(A, r0 + R) - r0;
+#define GN_BLOCK_STATS(NAME, V, T)                                                          \
+__kernel void NAME(__global const float* x, const int A, const int C, const int R,          \
+                   __global float* pm, __global float* pq)                                  \
+{                                                                                           \
+    GN_BLOCK                                                                                \
+    GN_STATS_ROWS(V, T, x + (b * A + r0) * C, rows, pm + (b * P + p) * C,                   \
+                  pq + (b * P + p) * C)                                                     \
+}
+#define GN_BLOCK_GRAD(NAME, V, T)                                                           \
+__kernel void NAME(__global const float* x, __global const float* dy,                       \
+                   __global const float* mean, __global const float* rstd,                  \
+                   const int A, const int C, const int R, const int CW,                     \
+                   __global float* pa, __global float* pc)                                  \
+{                                                                                           \
+    GN_BLOCK                                                                                \
+    const int G = C / CW, i0 = (b * A + r0) * C, o = (b * P + p) * C;                       \
+    GN_GRAD_ROWS(V, T, x + i0, dy + i0, rows, mean + b * G, rstd + b * G, pa + o, pc + o)   \
+}
+#define GN_APPLY(NAME, V, T)                                                                \
+__kernel void NAME(__global const float* x, __global float* y, __global const float* cm,    \
+                   __global const float* ck, __global const float* beta, const int A,       \
+                   const int C, const int R, const int has_beta)                            \
+{                                                                                           \
+    GN_BLOCK                                                                                \
+    const int i0 = (b * A + r0) * C;                                                        \
+    GN_APPLY_ROWS(V, T, x + i0, y + i0, rows, cm + b * C, ck + b * C)                       \
+}
+#define GN_GRAD_INPUT(NAME, V, T)                                                           \
+__kernel void NAME(__global const float* x, __global const float* dy,                       \
+                   __global const float* cm, __global const float* k0,                      \
+                   __global const float* k1, __global const float* k2,                      \
+                   const int A, const int C, const int R, __global float* dx,               \
+                   const int accumulate)                                                    \
+{                                                                                           \
+    GN_BLOCK                                                                                \
+    const int i0 = (b * A + r0) * C, o = b * C;                                             \
+    GN_DX_ROWS(V, T, x + i0, dy + i0, dx + i0, rows, cm + o, k0 + o, k1 + o, k2 + o)        \
+}
+
+// Per sample: global (n); pm, pq and the coefficients as the blocks' with P = 1.
+#define GN_SAMPLE_FORWARD(NAME, V, T)                                                       \
+__kernel void NAME(__global const float* x, __global float* y, __global const float* gamma, \
+                   __global const float* beta, __global float* mean, __global float* rstd,  \
+                   const int A, const int C, const int CW, const float eps,                 \
+                   const int has_gamma, const int has_beta, __global float* pm,             \
+                   __global float* pq, __global float* cm, __global float* ck)              \
+{                                                                                           \
+    const int b = get_global_id(0), o = b * C;                                              \
+    __global const float* xb = x + b * A * C;                                               \
+    GN_STATS_ROWS(V, T, xb, A, pm + o, pq + o)                                              \
+    for (int g = 0; g < C / CW; g++)                                                        \
+        gn_group_stats_one(pm, pq, A, C, A, 1, CW, eps, gamma, has_gamma, mean, rstd, cm,   \
+                           ck, g, b);                                                       \
+    GN_APPLY_ROWS(V, T, xb, y + b * A * C, A, cm + o, ck + o)                               \
+}
+#define GN_SAMPLE_BACKWARD(NAME, V, T)                                                      \
+__kernel void NAME(__global const float* x, __global const float* dy,                       \
+                   __global const float* gamma, const int has_gamma,                        \
+                   __global const float* mean, __global const float* rstd, const int A,     \
+                   const int C, const int CW, __global float* pa, __global float* pc,       \
+                   __global float* cm, __global float* k0, __global float* k1,              \
+                   __global float* k2, __global float* dx, const int has_dx,                \
+                   const int accumulate)                                                    \
+{                                                                                           \
+    const int b = get_global_id(0), o = b * C, G = C / CW, i0 = b * A * C;                  \
+    GN_GRAD_ROWS(V, T, x + i0, dy + i0, A, mean + b * G, rstd + b * G, pa + o, pc + o)      \
+    if (!has_dx) return;                                                                    \
+    for (int g = 0; g < G; g++)                                                             \
+        gn_group_grad_one(pa, pc, gamma, has_gamma, mean, rstd, A, C, 1, CW, cm, k0, k1,    \
+                          k2, g, b);                                                        \
+    GN_DX_ROWS(V, T, x + i0, dy + i0, dx + i0, A, cm + o, k0 + o, k1 + o, k2 + o)           \
+}
+GN_BLOCK_STATS(gn_block_stats, 1, float)
+GN_BLOCK_GRAD(gn_block_grad, 1, float)
+GN_APPLY(gn_apply, 1, float)
+GN_GRAD_INPUT(gn_grad_input, 1, float)
+GN_SAMPLE_FORWARD(gn_sample_forward, 1, float)
+GN_SAMPLE_BACKWARD(gn_sample_backward, 1, float)
+#if EW != 1
+GN_BLOCK_STATS(gn_block_stats_ew, EW, EWT)
+GN_BLOCK_GRAD(gn_block_grad_ew, EW, EWT)
+GN_APPLY(gn_apply_ew, EW, EWT)
+GN_GRAD_INPUT(gn_grad_input_ew, EW, EWT)
+GN_SAMPLE_FORWARD(gn_sample_forward_ew, EW, EWT)
+GN_SAMPLE_BACKWARD(gn_sample_backward_ew, EW, EWT)
+#endif
+
+// The blocks' group stages: global (G, n).
+__kernel void gn_group_stats(__global const float* pm, __global const float* pq, const int A,
+                             const int C, const int R, const int P, const int CW,
+                             const float eps, __global const float* gamma, const int has_gamma,
+                             __global float* mean, __global float* rstd, __global float* cm,
+                             __global float* ck)
+{
+    gn_group_stats_one(pm, pq, A, C, R, P, CW, eps, gamma, has_gamma, mean, rstd, cm, ck,
+                       get_global_id(0), get_global_id(1));
+}
+
+__kernel void gn_group_grad(__global const float* pa, __global const float* pc,
+                            __global const float* gamma, const int has_gamma,
+                            __global const float* mean, __global const float* rstd,
+                            const int A, const int C, const int P, const int CW,
+                            __global float* cm, __global float* k0, __global float* k1,
+                            __global float* k2)
+{
+    gn_group_grad_one(pa, pc, gamma, has_gamma, mean, rstd, A, C, P, CW, cm, k0, k1, k2,
+                      get_global_id(0), get_global_id(1));
+}
+
+// dgamma[k] = sum of pc, dbeta[k] = sum of pa over the parts (n P); global (C).
+__kernel void gn_param_grad(__global const float* pa, __global const float* pc,
+                            const int parts, __global float* dgamma, __global float* dbeta,
+                            const int has_dgamma, const int has_dbeta)
+{
+    const int k = get_global_id(0), C = get_global_size(0);
+    float a = 0.0f, q = 0.0f;
+    for (int i = 0; i < parts; i++) {
+        a += pa[i * C + k];
+        q += pc[i * C + k];
+    }
+    if (has_dgamma) dgamma[k] = q;
+    if (has_dbeta) dbeta[k] = a;
 }
 
 // Normalization (Keras' preprocessing layer) with its statistics: y = (x - mean[k]) / s, or with

@@ -285,7 +285,10 @@ MASKED = [("SimpleRNN", {"units": 3, "return_sequences": True}),
           ("Bidirectional", {"layer": "LSTM", "units": 2, "return_sequences": True}),
           ("Bidirectional", {"layer": "GRU", "units": 2, "merge_mode": "sum"}),
           ("Bidirectional", {"layer": "SimpleRNN", "units": 2, "merge_mode": "none",
-                             "return_sequences": True})]
+                             "return_sequences": True}),
+          # eight units: the cells' vector forms on CPUs (rnn.cl *_ew)
+          ("SimpleRNN", {"units": 8, "return_sequences": True}),
+          ("LSTM", {"units": 8, "return_sequences": True, "return_state": True})]
 
 
 @pytest.mark.parametrize("type_id, params", MASKED, ids=[f"{t}{i}" for i, (t, _) in

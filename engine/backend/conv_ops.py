@@ -285,12 +285,18 @@ class ConvOps:
                 *g, int(avg), int(accumulate))
 
     def global_pool_forward(self, x, y, arg, n, S, C, avg):
-        if n:
+        if n and avg and C % self.ew == 0:  # EW channels a work-item
+            self._k("conv", "global_avg_pool_forward_ew")(
+                self.q, (C // self.ew, n), None, x, y, S, C)
+        elif n:
             self._k("conv", "global_pool_forward")(
                 self.q, (C, n), None, x, y, self._or_dummy(arg), S, int(avg))
 
     def global_pool_backward(self, dy, arg, dx, n, S, C, avg, accumulate=False):
-        if n:
+        if n and S and avg and C % self.ew == 0:
+            self._k("conv", "global_avg_pool_backward_ew")(
+                self.q, (C // self.ew, S, n), None, dy, dx, S, C, int(accumulate))
+        elif n:
             self._k("conv", "global_pool_backward")(
                 self.q, (n * S * C,), None, dy, self._or_dummy(arg), dx, S, C,
                 int(avg), int(accumulate))

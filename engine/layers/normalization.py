@@ -1,8 +1,10 @@
 """The normalisation layers, with Keras' names and defaults: BatchNormalization over the last
 axis, LayerNormalization over any axes, GroupNormalization and UnitNormalization.
-LayerNormalization over trailing axes runs one work-item per row (ln_* kernels); the others
-(and LayerNormalization over axes that are not the trailing ones) list each sample's groups
-once, as constants (_Grouped.constants), which the grouped_norm_* kernels walk."""
+LayerNormalization over trailing axes runs one work-item per row (ln_* kernels);
+GroupNormalization views each sample as rows of columns, its groups runs of columns (gn_*
+kernels); the others (and LayerNormalization over axes that are not the trailing ones) list
+each sample's groups once, as constants (_Grouped.constants), which the grouped_norm_* kernels
+walk."""
 import numpy as np
 
 from layerloom.core.errors import ParamError, quote
@@ -644,6 +646,33 @@ class GroupNormalization(_Grouped):
     def weights(self, p, in_shapes):
         _, _, _, c, _ = _gn_layout(p, in_shapes[0])
         return _affine_weights(p, in_shapes[0][c])
+
+    # Over the last axis (Keras' default) its own kernels, which need no member lists;
+    # over another axis the grouped_norm_* kernels (_Grouped)
+    def constants(self, p, in_shapes):
+        return {} if _gn_layout(p, in_shapes[0])[4] == 1 else super().constants(p, in_shapes)
+
+    def forward(self, ops, s):
+        A, G, CW, _, inner = _gn_layout(s.params, s.x[0].shape)
+        if inner != 1:
+            self.grouped_forward(ops, s)
+            return
+        ops.group_norm_forward(s.x[0].buf, s.y[0].buf, _wbuf(s.w, "gamma"), _wbuf(s.w, "beta"),
+                               s.scratch["mean"].buf, s.scratch["rstd"].buf, s.n, A, G * CW, G,
+                               s.params["epsilon"])
+
+    def backward(self, ops, s):
+        A, G, CW, _, inner = _gn_layout(s.params, s.x[0].shape)
+        if inner != 1:
+            self.grouped_backward(ops, s)
+            return
+        dx = s.dx[0].buf if s.dx[0] is not None else None
+        if dx is None and not s.dw:
+            return
+        ops.group_norm_backward(s.x[0].buf, s.dy[0].buf, _wbuf(s.w, "gamma"),
+                                s.scratch["mean"].buf, s.scratch["rstd"].buf, s.n, A, G * CW,
+                                G, dx=dx, dgamma=_wbuf(s.dw, "gamma"), dbeta=_wbuf(s.dw, "beta"),
+                                accumulate=dx is not None and s.acc[0])
 
     def reference(self, p, xs, ws, training=False):
         x, shape = xs[0], xs[0].shape[1:]

@@ -130,9 +130,19 @@ class _Recurrent(_Masked, Layer):
         if p["return_state"]:
             ops.copy2d(s.dy[1].buf, u, 0, dH, u, (T - 1) * n * u, n, u, accumulate=True)
         self.begin_backward(ops, s, n, u)
-        ops.fill(s.dw["recurrent_kernel"].buf, u * G * u)
+        # U^T once for every step's dh_{t-1} += dG_t U^T (recurrent_grads)
+        ut = ops.transposed_recurrent_kernel(s.w["recurrent_kernel"].buf, u, G * u) \
+            if T > 1 else None
         for t in reversed(range(T)):
-            self.step_backward(ops, s, t, n, u)
+            self.step_backward(ops, s, t, n, u, ut)
+        # dU = sum over t > 0 of h_{t-1}^T dG_t: one product (T-1)n deep over the time-major
+        # blocks once the loop is done (masked steps' dG_t are zero). NOTE: a product n deep
+        # accumulated at every step had cost 63 launches and ~2 ms of an LSTM's 64 steps.
+        if T > 1:
+            ops.gemm(u, G * u, (T - 1) * n, sc["h"].buf, self.recurrent_gate_buffer(s),
+                     s.dw["recurrent_kernel"].buf, trans_a=True, b_off=n * G * u)
+        else:
+            ops.fill(s.dw["recurrent_kernel"].buf, u * G * u)
         dg = self.input_grad_buffer(s)
         ops.gemm(D, G * u, T * n, sc["x_tm"].buf, dg, s.dw["kernel"].buf, trans_a=True)
         ops.bias_grad(dg, s.dw["bias"].buf, T * n, G * u)
@@ -156,13 +166,16 @@ class _Recurrent(_Masked, Layer):
     def input_grad_buffer(self, s):
         return s.scratch["dg"].buf
 
-    def recurrent_grads(self, ops, s, t, n, u, dgate_buf):
-        """dU += h_{t-1}^T dG_t and dh_{t-1} += dG_t U^T for one step (t > 0)."""
+    def recurrent_gate_buffer(self, s):
+        """The step blocks dG_t that multiply the recurrent kernel U (its gradient's B)."""
+        return s.scratch["dg"].buf
+
+    def recurrent_grads(self, ops, s, t, n, u, dgate_buf, ut):
+        """dh_{t-1} += dG_t U^T for one step (t > 0), ut: U^T, (G u, u); dU comes after the
+        loop (backward)."""
         G = self.gates
-        ops.gemm(u, G * u, n, s.scratch["h"].buf, dgate_buf, s.dw["recurrent_kernel"].buf,
-                 trans_a=True, accumulate=True, a_off=(t - 1) * n * u, b_off=t * n * G * u)
-        ops.gemm(n, u, G * u, dgate_buf, s.w["recurrent_kernel"].buf, s.scratch["dh"].buf,
-                 trans_b=True, accumulate=True, a_off=t * n * G * u, c_off=(t - 1) * n * u)
+        ops.gemm(n, u, G * u, dgate_buf, ut, s.scratch["dh"].buf, accumulate=True,
+                 a_off=t * n * G * u, c_off=(t - 1) * n * u)
 
 
 # -- interop forms (the converters receive interop's builder or kit: see OnnxForm, TorchForm and
@@ -615,12 +628,12 @@ class SimpleRNN(_Recurrent):
         ops.rnn_act(s.params["activation"], sc["xw"].buf, sc["h"].buf, t * n * u, n * u, u,
                     first=(t == 0), mask=self.mask_at(s, t))
 
-    def step_backward(self, ops, s, t, n, u):
+    def step_backward(self, ops, s, t, n, u, ut):
         sc = s.scratch
         ops.rnn_act_grad(s.params["activation"], sc["h"].buf, sc["dh"].buf, sc["dg"].buf,
                          t * n * u, n * u, u, first=(t == 0), mask=self.mask_at(s, t))
         if t > 0:
-            self.recurrent_grads(ops, s, t, n, u, sc["dg"].buf)
+            self.recurrent_grads(ops, s, t, n, u, sc["dg"].buf, ut)
 
     def reference(self, p, xs, ws, training=False):
         x, keep = xs[0], _keep(xs)
@@ -684,13 +697,13 @@ class LSTM(_Recurrent):
         else:
             ops.fill(s.scratch["dc"].buf, n * u)
 
-    def step_backward(self, ops, s, t, n, u):
+    def step_backward(self, ops, s, t, n, u, ut):
         sc = s.scratch
         ops.lstm_cell_grad(sc["xw"].buf, t * n * 4 * u, sc["c"].buf, (t - 1) * n * u,
                            t * n * u, sc["dh"].buf, t * n * u, sc["dc"].buf, sc["dg"].buf, n, u,
                            first=(t == 0), mask=self.mask_at(s, t))
         if t > 0:
-            self.recurrent_grads(ops, s, t, n, u, sc["dg"].buf)
+            self.recurrent_grads(ops, s, t, n, u, sc["dg"].buf, ut)
 
     def reference(self, p, xs, ws, training=False):
         x, keep = xs[0], _keep(xs)
@@ -747,13 +760,16 @@ class GRU(_Recurrent):
         ops.gru_cell(sc["xw"].buf, sc["hu"].buf, off, sc["gates"].buf, sc["h"].buf,
                      (t - 1) * n * u, t * n * u, n, u, first=(t == 0), mask=self.mask_at(s, t))
 
-    def step_backward(self, ops, s, t, n, u):
+    def step_backward(self, ops, s, t, n, u, ut):
         sc = s.scratch
         ops.gru_cell_grad(sc["hu"].buf, sc["gates"].buf, t * n * 3 * u, sc["h"].buf,
                           (t - 1) * n * u, sc["dh"].buf, t * n * u, sc["dg"].buf, sc["dhu"].buf,
                           n, u, first=(t == 0), mask=self.mask_at(s, t))
         if t > 0:
-            self.recurrent_grads(ops, s, t, n, u, sc["dhu"].buf)
+            self.recurrent_grads(ops, s, t, n, u, sc["dhu"].buf, ut)
+
+    def recurrent_gate_buffer(self, s):
+        return s.scratch["dhu"].buf
 
     def backward(self, ops, s):
         super().backward(ops, s)
