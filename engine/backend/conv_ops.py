@@ -19,9 +19,16 @@ from layerloom.backend.grid import cdiv
 # GEMM path -> direct: 16 -> 16 channels forward 3.05 -> 1.88, backward 2.30 -> 1.40; 32 ->
 # 32 forward 3.96 -> 2.30, kernel gradient 14.4 -> 4.7, input gradient 13.3 -> 4.6); the
 # kernel gradient of 64 filters lost (14.0 -> 27.1 for 32 -> 64). GPUs keep the GEMM (their
-# tiles use local memory).
+# tiles use local memory). Wider, measured the same way (forward + backward ms, GEMM path ->
+# direct, PyTorch beside, one process, a quiet machine, December 2026): up to 32
+# filters the direct forward and kernel gradient win at any number of channels tried
+# (64 -> 16 at 56x56 78 -> 43, PyTorch 32; 64 -> 32 at 28x28 24.6 -> 17.3, PyTorch 12.1;
+# 128 -> 32 at 28x28 50.7 -> 37.8; 256 -> 32 at 14x14 23.4 -> 15.0; 5x5 64 -> 16 49.8 -> 24.7);
+# the direct input gradient wins up to 128 filters (3x3 64 -> 64 at 28x28 backward 34.9 ->
+# 25.7, at 56x56 140.5 -> 104.5; 128 -> 128 at 28x28 103.7 -> 89.9; 5x5 64 -> 64 97.5 ->
+# 71.1) and loses at 256 (315.7 -> 368.8).
 DIRECT_CONV = {
-    "cpu": {"forward": 32, "dw": 32, "dw_filters": 32, "dx": 32},
+    "cpu": {"forward": 256, "dw": 256, "dw_filters": 32, "dx": 128},
 }
 DIRECT_DEFAULT = {"forward": 0, "dw": 0, "dw_filters": 0, "dx": 0}
 
