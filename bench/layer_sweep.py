@@ -3,6 +3,7 @@ Layerloom and in PyTorch CPU, side by side in one run, as ratios. Prints a table
 
     python -m bench.layer_sweep [--quick | --full] [--only Conv2D,Dense] [--repeat 5]
         [--device SPEC] [--threads N] [--json bench/results/layer_sweep.json]
+    python -m bench.layer_sweep --markdown [bench/results/layer_sweep.json]  # the table again
 
 Each case builds the graph Input -> Identity -> layer with random weights (its input gradient
 computed, as in the middle of a network), runs a few warm-up steps (the
@@ -241,7 +242,30 @@ def device_arguments(ap, results):
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", results))
 
 
+def markdown(path):
+    """A results file (--json) as a Markdown table, for docs/performance.md: every case, its
+    forward and backward ms beside PyTorch's, and the ratio of the training step."""
+    with open(path) as f:
+        d = json.load(f)
+    lines = [f"Device: {d['device']}; PyTorch {d['torch']} on {d['threads']} threads.", "",
+             "| case | Layerloom fw + bw ms | PyTorch fw + bw ms | ratio |",
+             "| --- | ---: | ---: | ---: |"]
+    for r in d["cases"]:
+        ratio = f"**{r['ratio']:.2f}**" if r["ratio"] > 1.5 else f"{r['ratio']:.2f}"
+        lines.append(f"| {label(r['layer'], r['params'], r['shape'], r['batch'])} | "
+                     f"{r['layerloom_forward_s'] * 1e3:.2f} + {r['layerloom_backward_s'] * 1e3:.2f}"
+                     f" | {r['torch_forward_s'] * 1e3:.2f} + {r['torch_backward_s'] * 1e3:.2f} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--markdown"]:  # python -m bench.layer_sweep --markdown results.json
+        print(markdown(argv[1] if len(argv) > 1 else
+                       os.path.join(ROOT, "bench", "results", "layer_sweep.json")))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     grid = ap.add_mutually_exclusive_group()
     grid.add_argument("--quick", action="store_true", help="the default grid")
