@@ -80,7 +80,7 @@ def later(secs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mlp-epochs", type=int, default=3, help="0: not run")
-    ap.add_argument("--cnn-epochs", type=int, default=2)
+    ap.add_argument("--cnn-epochs", type=int, default=2, help="0: not run")
     ap.add_argument("--skip-cnn", action="store_true")
     ap.add_argument("--user-cnn-epochs", type=int, default=0,
                     help="also issue 29's own small CNN (16 filters, same padding, batch 32) "
@@ -95,7 +95,7 @@ def main(argv=None):
     if args.keras_python is None and importlib.util.find_spec("tensorflow") is not None:
         args.keras_python = sys.executable
     runs = [("mlp", "fashion_mnist_mlp.loom", args.mlp_epochs, 1.0)] if args.mlp_epochs else []
-    if not args.skip_cnn:
+    if not args.skip_cnn and args.cnn_epochs:
         runs.append(("cnn", "fashion_mnist_cnn.loom", args.cnn_epochs, 1.5))
     if args.user_cnn_epochs:
         for kind, target in (("user_cnn", 1.2), ("user_residual_cnn", 1.2)):
