@@ -271,10 +271,7 @@ def test_transformer_encoder_matches_torch_transformer_encoder_layer(rng):
          "training": {"loss": {"enc": "mse"}, "batch_size": 4}}
     p = load(d)
     built = api.Model(p).session.model.get_weights()  # the names the engine gives them
-    ws = {k: rng.normal(0, 0.3, size=v.shape).astype(np.float32) for k, v in built.items()}
-    for k in ws:  # layer norms' scales near 1, as trained ones are
-        if k.endswith("layer_norm/gamma"):
-            ws[k] = (1 + 0.1 * rng.normal(size=ws[k].shape)).astype(np.float32)
+    ws = trained_like(rng, built)
     x = rng.normal(size=(4, steps, h)).astype(np.float32)
     got = api.Model(p, weights=ws).predict(x)
 
@@ -317,6 +314,16 @@ def test_transformer_encoder_matches_torch_transformer_encoder_layer(rng):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+
+def trained_like(rng, built):
+    """Random weights for the weights a model built ({name: array}), the layer norms' scales
+    near 1, as trained ones are."""
+    ws = {k: rng.normal(0, 0.3, size=v.shape).astype(np.float32) for k, v in built.items()}
+    for k in ws:
+        if k.endswith("layer_norm/gamma"):
+            ws[k] = (1 + 0.1 * rng.normal(size=ws[k].shape)).astype(np.float32)
+    return ws
+
 def fnet_project(steps, h, **params):
     """Input (steps, h) -> FNetEncoder with these parameters (its id "enc", the output)."""
     name = "FNetEncoder"
@@ -343,10 +350,7 @@ def test_fnet_encoder_matches_keras_hub_fnet_encoder_written_in_torch(rng, activ
         [f"enc/{n}/{k}" for n in ("mixing_layer_norm", "output_layer_norm")
          for k in ("gamma", "beta")]
         + [f"enc/{n}_dense/{k}" for n in ("intermediate", "output") for k in ("kernel", "bias")])
-    ws = {k: rng.normal(0, 0.3, size=v.shape).astype(np.float32) for k, v in built.items()}
-    for k in ws:  # layer norms' scales near 1, as trained ones are
-        if k.endswith("layer_norm/gamma"):
-            ws[k] = (1 + 0.1 * rng.normal(size=ws[k].shape)).astype(np.float32)
+    ws = trained_like(rng, built)
     x = rng.normal(size=(4, steps, h)).astype(np.float32)
     got = api.Model(p, weights=ws).predict(x)
 

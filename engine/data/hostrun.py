@@ -26,11 +26,6 @@ SHAPING = ("max_tokens", "standardize", "split", "mask_token", "oov_token", "num
            "suffix_indicator")
 
 
-def adapts(node):
-    """Whether a host layer has a vocabulary (adapted or given): StartEndPacker has none."""
-    return getattr(node.layer, "adapts", True)
-
-
 def shaped_by(node):
     """What shaped a host layer's vocabulary: its type and the parameters adapt reads, saved
     beside it (dataset.fitted.vocabulary_params) as normalisation's kind and shape are."""
@@ -75,7 +70,7 @@ def adapt(graph, x, saved):
         node = graph.nodes[nid]
         src = graph.in_edges(nid)[0].src
         _exact(graph, node, src, vals[src])
-        if not adapts(node):
+        if not node.layer.adapts:
             vals[nid] = _apply(node, vals[src], [])
             continue
         vocab, shaped = saved.get(nid) or (None, None)
@@ -134,7 +129,7 @@ def run(graph, x, vocabs):
         node = graph.nodes[nid]
         src = graph.in_edges(nid)[0].src
         _exact(graph, node, src, vals[src])
-        vals[nid] = _apply(node, vals[src], vocabs[nid] if adapts(node) else [])
+        vals[nid] = _apply(node, vals[src], vocabs[nid] if node.layer.adapts else [])
     ins = host.device_graph(graph).inputs()
     return {nid: np.ascontiguousarray(vals[nid], np.float32) for nid in ins}
 
@@ -145,7 +140,7 @@ def vocabularies_for_predict(graph, saved):
     out = {}
     for nid in host.host_order(graph):
         node = graph.nodes[nid]
-        if not adapts(node):
+        if not node.layer.adapts:
             continue
         vocab = node.params.get("vocabulary")
         if not vocab:

@@ -180,7 +180,7 @@ def host_params(project, nid):
     vocabulary training adapted (dataset.fitted.vocabulary) where none is given."""
     node = project.graph.nodes[nid]
     if not getattr(node.layer, "host", False) or node.params.get("vocabulary") or \
-            not getattr(node.layer, "adapts", True):
+            not node.layer.adapts:
         return node.params
     vocab = (((project.dataset or {}).get("fitted") or {}).get("vocabulary") or {}).get(nid)
     if not vocab:

@@ -99,6 +99,7 @@ class _Lookup(Layer):
     host = True
     differentiable = False
     input_dtype = "string"  # what its Input must feed: "string" or "int"
+    adapts = True  # it has a vocabulary, given or adapted to the training rows
     no_form = {"onnx": HOST_ONLY + "; ONNX has no such layer: export a model without it",
                "torch": "no torch module: the PyTorch script runs it before the model, in plain "
                         "Python (its preprocess function, with the vocabulary)"}

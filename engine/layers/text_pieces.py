@@ -442,12 +442,6 @@ class StartEndPacker(_Lookup):
                              f"{p['sequence_length']}")
         return [(p["sequence_length"],)]
 
-    def adapt_host(self, p, rows):
-        return []
-
-    def check_vocabulary(self, p):
-        return None
-
     def apply_host(self, p, rows, vocab):
         return start_end_packer(rows, p, vocab)
 
