@@ -170,12 +170,10 @@ def memory_needed(graph, batch, shapes=None, needs=None, ops=None, fused=()):
         if nbytes > largest:
             largest, at = nbytes, nid
     try:
-        plan, slots = gradient_plan(graph, needs, outputs, shapes)
-    except GraphError:  # a cycle: each gradient its own buffer, as counted before any plan
-        plan = {(nid, p): i for i, (nid, p) in enumerate(
-            (nid, p) for nid in graph.nodes if nid in shapes and
-            gradient_flows(graph, needs, outputs, nid) for p in range(len(shapes[nid]))) }
-        slots = [prod(shapes[nid][p]) for (nid, p) in plan]
+        order = graph.topo_order()
+    except GraphError:  # a cycle (the graph's own problem): planned in the nodes' order
+        order = list(graph.nodes)
+    plan, slots = gradient_plan(graph, needs, outputs, shapes, order)
     owner = {i: key[0] for key, i in plan.items()}
     for i, size in enumerate(slots):
         total += 4 * batch * size
