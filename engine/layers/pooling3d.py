@@ -16,8 +16,8 @@ from layerloom.core.registry import (KerasForm, Layer, OnnxForm, ShapeError, Tor
                                      get_layer, register)
 from layerloom.layers.kit import (keras_padding_word, onnx_channels_first, onnx_channels_last,
                                   padding_param, window_geometry_3d)
-from layerloom.layers.pooling import (_GlobalPool, _PADDED_CLASS, _PADDED_POOL, _POOL_OPS,
-                                      _global_pool_keras_in, _pool_torch)
+from layerloom.layers.pooling import _PADDED_CLASS, _PADDED_POOL, _POOL_OPS, _pool_torch
+from layerloom.layers.pooling_global import _GlobalPool, _global_pool_keras_in
 
 
 def _passes(g):
