@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from layerloom.data import tabular, userdata
+from layerloom.data import tabular, tabular_columns, userdata
 from layerloom.core.errors import DataError
 
 
@@ -162,7 +162,7 @@ def _name_reads(tmp_path, monkeypatch, n):
     monkeypatch.setattr(tabular.Column, "name", _Counted(), raising=False)
     _Counted.reads = 0
     t = tabular.read(path)
-    tabular.roles(t, {"c3": {"role": "label"}})
+    tabular_columns.roles(t, {"c3": {"role": "label"}})
     a = userdata.load_csv({"columns": {"c3": {"role": "label"}}, "split": {"test": 0}}, path, t)
     assert a.train["x"].shape == (3, n - 1)
     return _Counted.reads

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
-from layerloom.data import forms, imagefolder, table_cache, tabular, userdata
+from layerloom.data import forms, imagefolder, table_cache, tabular, tabular_columns, userdata
 from layerloom.data.arrays import load_npz
 
 PLACE = "--input"
@@ -95,7 +95,7 @@ def _table(project, path):
     spec = d.get("columns") or {}
     features, labels = _fitted_columns(d)
     if features is None:  # a project not trained yet: its choices, or the last column
-        roles = tabular.roles(table, spec)
+        roles = tabular_columns.roles(table, spec)
         features = [n for n in table.names if roles[n] == "feature"]
         labels = [n for n in table.names if roles[n] == "label"]
     missing = [n for n in features if n not in table]
@@ -108,7 +108,7 @@ def _table(project, path):
                         f"{', '.join(repr(n) for n in labels if n not in labelled)}", PLACE)
     used = features + labelled
     policy = d.get("missing", "error")
-    tabular.check_missing(table, used, "error" if policy == "drop" else policy)
+    tabular_columns.check_missing(table, used, "error" if policy == "drop" else policy)
     saved = (d.get("fitted") or {}).get("categories") or {}
     rows = np.arange(len(table))
 
@@ -122,12 +122,12 @@ def _table(project, path):
             return "text" if kinds[name] == "string" else table_cache.INTEGER
         if enc == "auto" and strings and role == "feature" and not table.column(name).numeric:
             return "text"
-        return tabular.default_encoding(table.column(name), role) if enc == "auto" else enc
+        return tabular_columns.default_encoding(table.column(name), role) if enc == "auto" else enc
 
     def column(name, role):
-        return tabular.column_values(table, name, encoding(name, role), saved.get(name), rows,
-                                     rows)[0]
-    texts = {n: tabular.strings(table, n, rows) if encoding(n, "feature") == "text" else
+        return tabular_columns.column_values(table, name, encoding(name, role),
+                                             saved.get(name), rows, rows)[0]
+    texts = {n: tabular_columns.strings(table, n, rows) if encoding(n, "feature") == "text" else
              table_cache.integers(table, n, rows) for n in features
              if encoding(n, "feature") in ("text", table_cache.INTEGER)}
     others = [n for n in features if n not in texts]

@@ -6,7 +6,7 @@ import numpy as np
 
 from layerloom.core.errors import LayerloomError
 from layerloom.core.graph import fmt_shape
-from layerloom.data import tabular
+from layerloom.data import tabular, tabular_columns
 
 PREVIEW_ROWS = 50
 THUMBS_PER_CLASS, MAX_THUMBS = 4, 32
@@ -46,7 +46,7 @@ def _table(proj, progress=None):
         return {}, None
     t = tabular.read(proj.resolve(d["path"]), d.get("delimiter", "auto"), d.get("header", "auto"),
                      progress=progress)
-    roles = tabular.roles(t, d.get("columns"))
+    roles = tabular_columns.roles(t, d.get("columns"))
     settings = d.get("columns") or {}
     columns = [(c.name, "number" if c.numeric else f"text, {len(c.categories)} values",
                 len(c.missing), roles[c.name], settings.get(c.name, {}).get("encoding", "auto"))

@@ -1,5 +1,5 @@
 """The CSV source's arrays, two ways (issue 32): a table that fits in memory is encoded into
-float32 matrices in memory (tabular.encode); one too large for the memory available
+float32 matrices in memory (tabular_columns.encode); one too large for the memory available
 (tabular.streams) is read into a file, each column's values together (tabular.read's spill,
 a block of lines at a time), then converted once, a block of rows at a time, into the data
 cache (data/image_cache.py: kind "table", one float32 array holding the features' matrix of
@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from layerloom.core.errors import DataError, quote
-from layerloom.data import image_cache, preprocess, tabular
+from layerloom.data import image_cache, preprocess, tabular, tabular_columns
 from layerloom.data.arrays import Arrays
 from layerloom.data.preprocess import LazyRows, split_of
 
@@ -41,16 +41,16 @@ class Plan:
         (userdata.raw_arrays): a feature column an Input only host layers read is delivered as
         its text (numeric-looking or not) or as exact integers (raw_kind)."""
         spec = d.get("columns") or {}
-        roles = tabular.roles(table, spec)
+        roles = tabular_columns.roles(table, spec)
         self.used = used = [n for n in table.names if roles[n] != "ignore"]
         raw = strings if isinstance(strings, dict) else {}
         strings = "string" in raw.values() if raw else bool(strings)
         kinds = raw_kinds(raw, [n for n in used if roles[n] == "feature"])
         policy = d.get("missing", "error")
-        tabular.check_missing(table, used, policy)
+        tabular_columns.check_missing(table, used, policy)
         self.rows = None  # all of them: the split's indices are the rows
         if policy == "drop":
-            self.rows = np.flatnonzero(~tabular.missing_mask(table, used))
+            self.rows = np.flatnonzero(~tabular_columns.missing_mask(table, used))
             if not len(self.rows):
                 raise DataError(f"{table.path}: every row has a missing value",
                                 "dataset.missing")
@@ -67,8 +67,8 @@ class Plan:
             elif enc == "auto" and strings and roles[name] == "feature" and \
                     not table.column(name).numeric:
                 enc = "text"
-            self.encodings[name] = tabular.default_encoding(table.column(name), roles[name]) \
-                if enc == "auto" else enc
+            self.encodings[name] = tabular_columns.default_encoding(
+                table.column(name), roles[name]) if enc == "auto" else enc
             if self.encodings[name] == "text" and roles[name] != "feature":
                 raise DataError(f"column {quote(name)}: encoding text is for a feature column "
                                 "(its strings go to a string Input)",
@@ -86,7 +86,8 @@ class Plan:
     def raw(self, table):
         """{column: [its rows per split]}: the text columns' strings, the integer columns'
         exact values."""
-        out = {n: [tabular.strings(table, n, rows) for rows in self.splits] for n in self.text}
+        out = {n: [tabular_columns.strings(table, n, rows) for rows in self.splits]
+               for n in self.text}
         out.update({n: [integers(table, n, rows) for rows in self.splits] for n in self.ints})
         return out
 
@@ -120,7 +121,7 @@ def integers(table, name, rows):
     exact int64, read from its text, never through float32 (where distinct ids above 2^24
     merge); anything but a whole number is refused, naming the column."""
     out = []
-    for v in tabular.strings(table, name, rows).tolist():
+    for v in tabular_columns.strings(table, name, rows).tolist():
         try:
             i = int(v)
         except ValueError:
@@ -164,7 +165,7 @@ def in_memory(d, table, release=False, strings=False):
     """The splits encoded into float32 matrices in memory; text columns as their strings."""
     plan = Plan(d, table, strings)
     texts = plan.raw(table)
-    (x, y), categories = tabular.encode(table, plan.columns, plan.splits, release=release)
+    (x, y), categories = tabular_columns.encode(table, plan.columns, plan.splits, release=release)
     return arrays(plan.facts(table.path, categories), x, y, texts)
 
 
@@ -317,7 +318,7 @@ class _Column:
         n = len(table)
         self.cats, self.fill, self.width = None, None, 1
         if encoding == "number":
-            if not c.numeric:  # as tabular.column_values: the first text in the training
+            if not c.numeric:  # as tabular_columns.column_values: the first text in the training
                 codes, own = c.text()  # rows, else in the file
                 text = tabular.not_numbers(own)
                 i = _first(lambda r: text[codes[r]], splits[0], n, tick)
@@ -349,7 +350,7 @@ class _Column:
             k = k[train[rows] & (k >= 0)]
             counts += np.bincount(k, minlength=len(own))
         cats = list(saved) if saved else sorted(
-            (own[k] for k in np.flatnonzero(counts).tolist()), key=tabular._cat_key)
+            (own[k] for k in np.flatnonzero(counts).tolist()), key=tabular_columns._cat_key)
         index = {v: k for k, v in enumerate(cats)}
         self.trans = np.array([index.get(v, -1) for v in own] + [-2], np.int64)
         kept = in_split >= 0
@@ -387,7 +388,7 @@ class _Column:
 
 
 class _Coder:
-    """The used columns' encoders, in the order tabular.encode reports their problems, and
+    """The used columns' encoders, in the order tabular_columns.encode reports their problems, and
     the matrix's rows a block at a time."""
 
     def __init__(self, table, plan, tick=None):
