@@ -94,6 +94,26 @@ def test_direct_kernels_against_float64(rt, form, rng, params, shape):
         np.testing.assert_allclose(from_dev(rt, dx, x.shape), dx_ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("F", [6, 3])
+def test_input_gradient_of_filters_without_a_vector_form(rt, form, rng, F):
+    # 4 channels in, 6 filters: the input gradient runs directly (its outputs, the channels,
+    # are whole vectors) while the filters have no vector form; flipping their kernel had
+    # asked for one and failed with a TypeError in the backward pass
+    ops = form
+    params, shape = {"filters": F, "kernel_size": [3, 3], "padding": "same"}, (6, 7, 4)
+    g = CONV.geometry(_full(params), shape)
+    if not ops.conv_plan(g, F).dx:
+        pytest.skip("this form runs the input gradient on the GEMM")
+    n = 2
+    x = rng.standard_normal((n,) + shape).astype(np.float32)
+    w = rng.standard_normal((g.KH, g.KW, g.C, F)).astype(np.float32)
+    dy = rng.standard_normal((n, g.OH, g.OW, F)).astype(np.float32)
+    _, _, dx_ref = reference(x, w, g, dy)
+    dx = rt.empty(4 * x.size)
+    ops.conv_direct_dx(to_dev(rt, dy), to_dev(rt, w), dx, n, g, F)
+    np.testing.assert_allclose(from_dev(rt, dx, x.shape), dx_ref, rtol=1e-5, atol=1e-4)
+
+
 def _full(params):
     """Conv2D's parameters with its defaults for those a case leaves out."""
     full = {q.name: q.default for q in CONV.params}

@@ -125,7 +125,9 @@ class ConvOps:
         self.conv_direct(dy, wt, dx, n, self._dx_geometry(g, F), g.C, accumulate=accumulate)
 
     def _flip_defines(self, g, F):
-        return self._direct_defines(g, F, *self._direct_vector(F), ())
+        # flip_kernel reads no vectors: F filters with no vector form (6) take scalars (their
+        # vector form had been required, and a 4-channel input to 6 filters failed here)
+        return self._direct_defines(g, F, *(self._direct_vector(F) or (1, 1)), ())
 
     @staticmethod
     def _dx_geometry(g, F):
