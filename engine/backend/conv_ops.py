@@ -6,7 +6,7 @@ import os
 from typing import NamedTuple
 
 from layerloom.core.activations import ACT_ID
-from layerloom.backend.geometry import ConvGeometry
+from layerloom.backend.geometry import ConvGeometry, tiled_windows
 from layerloom.backend.grid import cdiv
 
 # Where the direct kernels (clkernels/conv_direct.cl) replace im2col + GEMM (+ col2im), per
@@ -250,44 +250,56 @@ class ConvOps:
 
     @staticmethod
     def _tiled_windows(g, avg):
-        """Max pooling whose windows tile the input: strides equal to the pool, no padding,
-        every window inside the input (not a rounded-up count's last window)."""
-        return (not avg and (g.SH, g.SW) == (g.KH, g.KW) and g.PT == g.PL == 0
-                and g.OH * g.KH <= g.H and g.OW * g.KW <= g.W)
+        return not avg and tiled_windows(g)
+
+    # work-groups for the pooling kernels on CPUs (clkernels/conv.cl: PoCL's own pick took
+    # twice as long)
+    POOL_GROUP = 64
+
+    def _pool_grid(self, items):
+        return (*self._padded(items, self.POOL_GROUP), items)
 
     def pool_forward(self, x, y, arg, n, g, avg):
         """g: a PoolGeometry."""
         outputs = n * g.OH * g.OW * g.C
         if n and arg is not None and self._tiled_windows(g, avg):
-            if g.C % 8 == 0:
-                self._conv_k("max_pool_forward_tiled8", g)(
-                    self.q, (outputs // 8,), None, x, y, arg)
-            else:
-                self._conv_k("max_pool_forward_tiled", g)(
-                    self.q, (outputs,), None, x, y, arg)
+            name, per = (("max_pool_forward_tiled8", 8) if g.C % 8 == 0 else
+                         ("max_pool_forward_tiled", 1))
+            grid, local, items = self._pool_grid(outputs // per)
+            self._conv_k(name, g)(self.q, grid, local, x, y, arg, items)
             return
         if n and g.C % 8 == 0:
+            grid, local, items = self._pool_grid(outputs // 8)
             self._conv_k("pool_forward8", g)(
-                self.q, (outputs // 8,), None, x, y, self._or_dummy(arg), g.PB, g.PR, g.INC,
-                int(avg))
+                self.q, grid, local, x, y, self._or_dummy(arg), g.PB, g.PR, g.INC, int(avg),
+                items)
         elif n:
             self._conv_k("pool_forward", g)(
                 self.q, (outputs,), None, x, y, self._or_dummy(arg),
                 *g, int(avg))
 
-    def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False):
+    def pool_backward(self, dy, arg, dx, n, g, avg, accumulate=False, y=None, act="linear"):
+        """dx (+)= the pooling's input gradient. act (max pooling with tiled windows only,
+        y its output): its input is an activation's output whose derivative act_grad takes
+        from it (not NEEDS_INPUT); dx is then the gradient of that activation's input
+        (Layer.folds_activation)."""
+        if act != "linear" and not (self._tiled_windows(g, avg) and y is not None):
+            raise ValueError("an activation folds only into max pooling with tiled windows")
         if n and self._tiled_windows(g, avg):
             if not accumulate and (g.OH * g.KH < g.H or g.OW * g.KW < g.W):
                 self.fill(dx, n * g.H * g.W * g.C)  # rows/columns no window covers
             name, per = (("max_pool_backward_tiled8", 8) if g.C % 8 == 0 else
                          ("max_pool_backward_tiled", 1))
+            grid, local, items = self._pool_grid(n * g.OH * g.OW * g.C // per)
             self._conv_k(name, g)(
-                self.q, (n * g.OH * g.OW * g.C // per,), None, dy, arg, dx, int(accumulate))
+                self.q, grid, local, dy, arg, dx, int(accumulate), self._or_dummy(y),
+                ACT_ID[act], items)
             return
         if n and g.C % 8 == 0:
+            grid, local, items = self._pool_grid(n * g.H * g.W * g.C // 8)
             self._conv_k("pool_backward8", g)(
-                self.q, (n * g.H * g.W * g.C // 8,), None, dy, self._or_dummy(arg), dx,
-                g.PB, g.PR, g.INC, int(avg), int(accumulate))
+                self.q, grid, local, dy, self._or_dummy(arg), dx, g.PB, g.PR, g.INC, int(avg),
+                int(accumulate), items)
         elif n:
             self._conv_k("pool_backward", g)(
                 self.q, (n * g.H * g.W * g.C,), None, dy, self._or_dummy(arg), dx,

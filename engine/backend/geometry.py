@@ -38,6 +38,14 @@ class PoolGeometry(namedtuple("PoolGeometry",
     DH = DW = 1  # class attributes, not fields
 
 
+def tiled_windows(g):
+    """Pooling windows (a PoolGeometry's) that tile the input: strides equal to the pool, no
+    padding, every window inside the input (not a rounded-up count's last window). Max pooling
+    over them has its own kernels (conv.cl), and each input element is in one window at most."""
+    return ((g.SH, g.SW) == (g.KH, g.KW) and g.PT == g.PL == 0
+            and g.OH * g.KH <= g.H and g.OW * g.KW <= g.W)
+
+
 class Geometry3D(NamedTuple):
     """A 3-D window's geometry (Conv3D, the 3-D poolings: engine/layers/convolution3d.py,
     pooling3d.py): input D x H x W x C, output OD x OH x OW, window KD x KH x KW, strides,

@@ -185,6 +185,13 @@ class Layer(ABC):
     def weights(self, p, in_shapes):
         return []
 
+    def folds_activation(self, p, in_shapes):
+        """Whether this layer's backward can take over the derivative of the activation its
+        input's producer ends with (NodeStep.fold_act; engine/train/model.py decides where):
+        max pooling over tiled windows can, for the activations differentiated through their
+        output."""
+        return False
+
     def scratch(self, p, in_shapes):
         """Per-sample shapes of scratch buffers the engine allocates for this node (float32 or
         int32 elements; both are 4 bytes)."""

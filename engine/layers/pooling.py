@@ -3,7 +3,7 @@ Max pooling keeps the index of each window's maximum for the backward pass; aver
 over 'same' padding divides by the in-bounds count, as Keras (TensorFlow) does."""
 import numpy as np
 
-from layerloom.backend.geometry import PoolGeometry
+from layerloom.backend.geometry import PoolGeometry, tiled_windows
 from layerloom.core.graph import fmt_shape
 from layerloom.layers.kit import (axis_pads, keras_padding_word, onnx_channels_first,
                                   onnx_channels_last, onnx_padding, onnx_pads_after,
@@ -74,7 +74,15 @@ class _Pool(Layer):
             return
         g = self.geometry(s.params, s.x[0].shape)
         arg = None if self.avg else s.scratch["argmax"].buf
-        ops.pool_backward(s.dy[0].buf, arg, s.dx[0].buf, s.n, g, self.avg, accumulate=s.acc[0])
+        ops.pool_backward(s.dy[0].buf, arg, s.dx[0].buf, s.n, g, self.avg, accumulate=s.acc[0],
+                          y=s.y[0].buf, act=s.fold_act)
+
+    def folds_activation(self, p, in_shapes):
+        """Max pooling whose windows tile its input: each input element's gradient comes from
+        at most one window, where it is the maximum (ConvOps.pool_backward)."""
+        if self.avg or self.rank != 2:
+            return False
+        return tiled_windows(self.geometry(p, in_shapes[0]))
 
     def reference(self, p, xs, ws, training=False):
         x = xs[0] if self.rank == 2 else xs[0][:, None]

@@ -67,7 +67,7 @@ class _Steps:
         self.acc = list(s.acc) or [False]
         self.w, self.dw, self.const = s.w, s.dw, s.const
         self.scratch = {k: Tensor(s.scratch[k].buf, sh) for k, sh in scratch_shapes.items()}
-        self.logits, self.skip_act_grad = None, False
+        self.logits, self.skip_act_grad, self.fold_act = None, False, "linear"
         self.frozen = s.frozen  # a frozen wrapped BatchNormalization: inference mode
 
 

@@ -5,12 +5,14 @@ for every tensor the order its gradient contributions arrive in (the first consu
 topological order writes, later ones accumulate). Execute: forward and backward enqueue kernels
 only; nothing waits for the device.
 """
+import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from layerloom.core import memory
+from layerloom.core.activations import NEEDS_INPUT, ROW_WISE
 from layerloom.core.errors import DeviceError, GraphError, ProjectError, quote
 from layerloom.train.initializers import initialize, node_rng
 from layerloom.backend.ops import Ops, Tensor
@@ -37,7 +39,10 @@ class NodeStep:
     and their gradients (dx, dy; None where none flows), whether each input's gradient adds to
     one already there (acc), its weights and their gradients by name (w, dw), its scratch
     buffers and constants; logits: where it writes its pre-activation for a fused loss;
-    skip_act_grad: dy already is the gradient of the pre-activation; frozen: the node is
+    skip_act_grad: dy already is the gradient of the pre-activation (a fused loss, or a
+    consumer that folds the activation); fold_act: the activation of this node's input's
+    producer, whose derivative this node's backward applies (Layer.folds_activation;
+    "linear": none); frozen: the node is
     frozen (its weights are not trained; a BatchNormalization then runs in inference mode).
     The model sets n, training, seed and step before each call."""
     node_id: str
@@ -53,6 +58,7 @@ class NodeStep:
     const: dict = field(default_factory=dict)
     logits: Tensor | None = None
     skip_act_grad: bool = False
+    fold_act: str = "linear"
     frozen: bool = False
     n: int = 0
     training: bool = False
@@ -104,6 +110,7 @@ class Model:
         self.outputs = graph.outputs()
         self.fused_logits = set(fused_logits)
         self.needs_grad = memory.nodes_needing_grad(graph, self.shapes, self.order)
+        self.folds = self._activation_folds()
         self._check_memory()
         self._build()
         self.set_weights(weights or {}, init_missing=True)
@@ -172,6 +179,33 @@ class Model:
             if spec.trainable and trained.get(spec.name) is not None:
                 self._shared_grads.append((dw[spec.name], trained[spec.name]))
         return w, dw
+
+    def _activation_folds(self):
+        """{consumer: producer} where the consumer's backward applies the derivative of the
+        activation the producer ends with (Layer.folds_activation: a Conv2D with ReLU into a
+        2x2 max pooling), so the producer skips its own pass over its output's gradient: the
+        producer's only output feeds the consumer alone, is no model output and no fused
+        loss's, and its activation is differentiated through its output (not NEEDS_INPUT nor
+        row-wise)."""
+        if os.environ.get("LAYERLOOM_FOLD_ACTIVATIONS") == "0":  # benches: before and after
+            return {}
+        folds = {}
+        for nid in self.order:
+            layer, edges = self.graph.nodes[nid].layer, self.graph.in_edges(nid)
+            if len(edges) != 1 or nid not in self.needs_grad or not layer.differentiable:
+                continue
+            src = edges[0].src
+            prod = self.graph.nodes[src]
+            ap = prod.layer.activation_param
+            act = prod.params.get(ap) if ap else None
+            if (act in (None, "linear") or act in NEEDS_INPUT or act in ROW_WISE
+                    or src not in self.needs_grad or src in self.fused_logits
+                    or src in self.outputs or len(self.shapes[src]) != 1
+                    or len(self.graph.out_edges(src)) != 1):
+                continue
+            if layer.folds_activation(self.graph.nodes[nid].params, self._in_shapes(nid)):
+                folds[nid] = src
+        return folds
 
     def _fused_logits(self, nid, layer, x):
         """Where a node whose loss is fused with its activation writes its pre-activation (None:
@@ -251,7 +285,15 @@ class Model:
                         dx=[self.grad.get(k) if layer.differentiable else None for k in in_keys],
                         dy=[self.grad.get((nid, p)) for p in ports], w=w, dw=dw,
                         scratch=scratch, const=const, logits=self._fused_logits(nid, layer, x),
-                        skip_act_grad=nid in self.fused_logits, frozen=not node.trainable)
+                        skip_act_grad=nid in self.fused_logits or nid in self.folds.values(),
+                        fold_act=self._fold_act(nid), frozen=not node.trainable)
+
+    def _fold_act(self, nid):
+        src = self.folds.get(nid)
+        if src is None:
+            return "linear"
+        prod = self.graph.nodes[src]
+        return prod.params[prod.layer.activation_param]
 
     def _alloc_pools(self):
         """One buffer per shared scratch pool, at the largest size its users declared (a
