@@ -253,7 +253,7 @@ class ConvOps:
         return not avg and tiled_windows(g)
 
     # work-groups for the pooling kernels on CPUs (clkernels/conv.cl: PoCL's own pick took
-    # twice as long)
+    # twice as long on an input in cache, about as long inside a training step)
     POOL_GROUP = 64
 
     def _pool_grid(self, items):
