@@ -26,11 +26,25 @@ from layerloom.backend.grid import cdiv
 # 128 -> 32 at 28x28 50.7 -> 37.8; 256 -> 32 at 14x14 23.4 -> 15.0; 5x5 64 -> 16 49.8 -> 24.7);
 # the direct input gradient wins up to 128 filters (3x3 64 -> 64 at 28x28 backward 34.9 ->
 # 25.7, at 56x56 140.5 -> 104.5; 128 -> 128 at 28x28 103.7 -> 89.9; 5x5 64 -> 64 97.5 ->
-# 71.1) and loses at 256 (315.7 -> 368.8).
+# 71.1) and loses at 256 (315.7 -> 368.8). Once the direct kernel gradient ran in parts that
+# fit a core's cache (DW_BLOCK), it won up to 128 filters too (3x3, batch 32, forward +
+# backward ms, the GEMM forward and kernel gradient -> both direct, PyTorch beside): 64 -> 64
+# at 28x28 41.4 -> 25.7 (24.9), at 56x56 166.7 -> 109.4 (100.9); 128 -> 128 at 28x28 129.9
+# -> 103.8 (82.2), at 56x56 520.0 -> 557.1 (437.0, the one loss); 256 -> 128 at 14x14 93.4 ->
+# 56.3 (39.2); 128 -> 64 at 28x28 78.4 -> 50.8 (44.3); 64 -> 64 stride 2 at 56x56 (the input
+# gradient on the GEMM either way) 55.7 -> 43.7 (60.4); 5x5 64 -> 64 at 28x28 102.6 -> 66.8
+# (52.1); 32 -> 64 at 13x13, batch 64 (the example CNN's second) 5.50 -> 5.21 (4.50). At 256
+# filters the GEMM stays (256 -> 256 at 28x28 512.1 against 635.5).
 DIRECT_CONV = {
-    "cpu": {"forward": 256, "dw": 256, "dw_filters": 32, "dx": 128},
+    "cpu": {"forward": 256, "dw": 256, "dw_filters": 128, "dx": 128},
 }
 DIRECT_DEFAULT = {"forward": 0, "dw": 0, "dw_filters": 0, "dx": 0}
+# the bytes of input and output-gradient rows per part of a direct kernel gradient (_dw_parts):
+# half an L2 cache of 1 MiB (AMD Zen 4; 2 MiB on the Xeon measured). Measured (3x3, 28x28,
+# batch 32, backward ms, one part per 128 work-items -> parts of 0.5 MiB, PyTorch beside):
+# 64 -> 64 31.3 -> 17.1 (PyTorch 18.7), 128 -> 128 131.0 -> 70.0 (55.5); 1 MiB and 0.25 MiB
+# within 5% of it, 2 MiB 5-10% slower
+DW_BLOCK = 1 << 19
 
 
 class ConvPlan(NamedTuple):
@@ -153,12 +167,25 @@ class ConvOps:
         defines, per, ct = self._dw_defines(g, F)
         items = g.KH * g.KW * (F // per) * (g.C // ct)
         rows = n * g.OH
-        parts = min(rows, max(1, cdiv(64 * self.rt.device.max_compute_units, items)))
+        parts = self._dw_parts(g, F, items, rows, size)
         buf = self._scratch("conv_direct_dw", 4 * parts * size)
         k = self._k("conv_direct", "conv_direct_dw", defines)
         local = (1, 1, 1) if self.rt.kind == "cpu" else None
         k(self.q, (items // (g.C // ct), g.C // ct, parts), local, x, dy, buf, rows)
         self._sum_parts(buf, parts, size, dw, self._dummy, 0, ACT_ID["linear"], 0)
+
+    def _dw_parts(self, g, F, items, rows, size):
+        """conv_direct_dw's parts (blocks of output rows, summed after): enough work-items for
+        the cores, and blocks whose input and output gradient rows fit in a core's cache
+        (DW_BLOCK bytes): each work-item of a part reads them all, one tap's channels by one
+        block of filters, so a block read from memory serves every work-item while it is in
+        cache. The parts' partial sums are written and summed after, so there are at most as
+        many as keep that traffic under half the rows' own (and 16 MiB)."""
+        parallel = cdiv(64 * self.rt.device.max_compute_units, items)
+        row_bytes = 4 * (g.OW * F + g.SH * g.W * g.C)  # a row of dy, the input rows it adds
+        cached = cdiv(rows * row_bytes, DW_BLOCK)
+        most = max(1, min(rows * row_bytes // 2, 16 << 20) // (4 * size))
+        return max(1, min(rows, max(parallel, min(cached, most))))
 
     def conv_programs(self, g, F, groups=1, backward=True, dx=True):
         """(files, defines, prelude) of the programs a convolution of F filters over geometry
