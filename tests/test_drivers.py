@@ -82,6 +82,7 @@ def test_no_working_device_names_the_drivers(monkeypatch):
     c.why = "cannot be used: its compiler does not know this CPU"
     monkeypatch.setattr(runtime, "list_devices", lambda: [(0, 0, None, Dev())])
     monkeypatch.setattr(runtime, "survey", lambda probe=None: [c])
+    monkeypatch.delenv(runtime.ENV_VAR, raising=False)  # the default choice, whatever the shell says
     with pytest.raises(DeviceError) as e:
         runtime.choose_device(None)
     assert drivers.HINT in str(e.value)
