@@ -78,6 +78,17 @@
     }
 #define STORE(j) if (ow0 + (j) < GOW) { FOR_V(STORE_, j) }
 
+#if GC == 1 && GSW == 1 && GDW == 1
+// One channel, stride and dilation 1 along the row (a first layer on gray images): the row's
+// OWT + KW - 1 inputs are loaded once per kernel row and each serves every tap that reads it,
+// instead of OWT loads and bounds checks per tap (PoCL unrolls the taps: the inputs stay in
+// registers).
+#define ROWN (OWT + GKW - 1)
+#define XLOAD(i) { const int iw = ow0 - GPL + (i); \
+    xs[i] = (iw >= 0 && iw < GW) ? xrow[iw] : 0.0f; }
+#define TAP_FMA_(j, v) a##j##_##v += xs[(j) + kw] * w##v;
+#define TAP_FMA(j) FOR_V(TAP_FMA_, j)
+#endif
 __kernel void conv_direct(__global const float* restrict x, __global const float* restrict w,
                           __global const float* restrict bias, __global float* y,
                           const int has_bias, const int act, const int accumulate)
@@ -85,6 +96,25 @@ __kernel void conv_direct(__global const float* restrict x, __global const float
     const int f0 = get_global_id(0) * (FV * NF), ow0 = get_global_id(1) * OWT;
     const int r = get_global_id(2), oh = r % GOH, b = r / GOH;
     REP(OWT, ACC_DECL)
+#if GC == 1 && GSW == 1 && GDW == 1
+    float xs[ROWN];
+    for (int kh = 0; kh < GKH; kh++) {
+        const int ih = oh * GSH - GPT + kh * GDH;
+        if (ih < 0 || ih >= GH) continue;
+        __global const float* xrow = x + (b * GH + ih) * GW;
+#pragma unroll
+        for (int i = 0; i < ROWN; i++) XLOAD(i)
+        __global const float* wk = w + kh * GKW * GF + f0;
+#pragma unroll
+        for (int kw = 0; kw < GKW; kw++) {
+            const VT w0 = VLD(wk + kw * GF);
+#if NF == 2
+            const VT w1 = VLD(wk + kw * GF + FV);
+#endif
+            REP(OWT, TAP_FMA)
+        }
+    }
+#else
     for (int kh = 0; kh < GKH; kh++) {
         const int ih = oh * GSH - GPT + kh * GDH;
         if (ih < 0 || ih >= GH) continue;
@@ -102,6 +132,7 @@ __kernel void conv_direct(__global const float* restrict x, __global const float
             }
         }
     }
+#endif
     __global float* yrow = y + r * GOW * GF;
     REP(OWT, STORE)
 }
