@@ -89,6 +89,12 @@
 #define TAP_FMA_(j, v) a##j##_##v += xs[(j) + kw] * w##v;
 #define TAP_FMA(j) FOR_V(TAP_FMA_, j)
 #endif
+// the filters' weights of one tap and channel at p
+#if NF == 2
+#define W_LOAD(p) const VT w0 = VLD(p), w1 = VLD((p) + FV);
+#else
+#define W_LOAD(p) const VT w0 = VLD(p);
+#endif
 __kernel void conv_direct(__global const float* restrict x, __global const float* restrict w,
                           __global const float* restrict bias, __global float* y,
                           const int has_bias, const int act, const int accumulate)
@@ -96,43 +102,34 @@ __kernel void conv_direct(__global const float* restrict x, __global const float
     const int f0 = get_global_id(0) * (FV * NF), ow0 = get_global_id(1) * OWT;
     const int r = get_global_id(2), oh = r % GOH, b = r / GOH;
     REP(OWT, ACC_DECL)
-#if GC == 1 && GSW == 1 && GDW == 1
+#ifdef ROWN
     float xs[ROWN];
+#endif
     for (int kh = 0; kh < GKH; kh++) {
         const int ih = oh * GSH - GPT + kh * GDH;
         if (ih < 0 || ih >= GH) continue;
-        __global const float* xrow = x + (b * GH + ih) * GW;
+        __global const float* xrow = x + (b * GH + ih) * GW * GC;
+#ifdef ROWN
 #pragma unroll
         for (int i = 0; i < ROWN; i++) XLOAD(i)
         __global const float* wk = w + kh * GKW * GF + f0;
 #pragma unroll
         for (int kw = 0; kw < GKW; kw++) {
-            const VT w0 = VLD(wk + kw * GF);
-#if NF == 2
-            const VT w1 = VLD(wk + kw * GF + FV);
-#endif
+            W_LOAD(wk + kw * GF)
             REP(OWT, TAP_FMA)
         }
-    }
 #else
-    for (int kh = 0; kh < GKH; kh++) {
-        const int ih = oh * GSH - GPT + kh * GDH;
-        if (ih < 0 || ih >= GH) continue;
-        __global const float* xrow = x + (b * GH + ih) * GW * GC;
         for (int kw = 0; kw < GKW; kw++) {
             const int iwb = ow0 * GSW - GPL + kw * GDW;
             REP(OWT, POS)
             __global const float* wk = w + (kh * GKW + kw) * GC * GF + f0;
             for (int c = 0; c < GC; c++) {
-                const VT w0 = VLD(wk + c * GF);
-#if NF == 2
-                const VT w1 = VLD(wk + c * GF + FV);
-#endif
+                W_LOAD(wk + c * GF)
                 REP(OWT, STEP)
             }
         }
-    }
 #endif
+    }
     __global float* yrow = y + r * GOW * GF;
     REP(OWT, STORE)
 }
