@@ -194,3 +194,61 @@ __kernel void conv_direct_dw(__global const float* restrict x, __global const fl
     REP(CT, DSTORE)
 }
 #endif
+
+#ifdef TAPS1
+// One input channel (a first layer on gray images): parts[p, kh, kw, 0, f] as conv_direct_dw's,
+// every tap of FV*NF filters in one work-item, and bias_parts[p, f] = the sum of dy over part
+// p's positions (the bias gradient) beside them: each output gradient vector is read once for
+// all the taps and the bias, where conv_direct_dw read it once per tap and the bias's column
+// sums once more. Global size (GF/(FV*NF), P); GKH*GKW*NF + NF accumulators (the engine keeps
+// it to 3x3).
+#if GC != 1
+#error "TAPS1 is for one input channel"
+#endif
+#define T1_DECL_(t, v) VT g##t##_##v = 0.0f;
+#define T1_DECL(t) FOR_V(T1_DECL_, t)
+#define T1_STEP_(t, v) g##t##_##v += xv##t * d##v;
+#define T1_STEP(t)                                                                         \
+    {                                                                                      \
+        const int kh_ = (t) / GKW, kw_ = (t) % GKW;                                        \
+        const int ih_ = ih0 + kh_ * GDH, iw_ = iw0 + kw_ * GDW;                            \
+        const VT xv##t = (VT)((ih_ >= 0 && ih_ < GH && iw_ >= 0 && iw_ < GW)               \
+                              ? xb[ih_ * GW + iw_] : 0.0f);                                \
+        FOR_V(T1_STEP_, t)                                                                 \
+    }
+#define T1_STORE_(t, v) VST(g##t##_##v, out + (t) * GF + f0 + (v) * FV);
+#define T1_STORE(t) FOR_V(T1_STORE_, t)
+#define B_STORE_(j, v) VST(s##v, bout + f0 + (v) * FV);
+
+__kernel void conv_direct_dw1(__global const float* restrict x, __global const float* restrict dy,
+                              __global float* parts, __global float* bias_parts, const int rows)
+{
+    const int f0 = get_global_id(0) * (FV * NF), p = get_global_id(1), P = get_global_size(1);
+    const int rb = (rows + P - 1) / P, r1 = min(rows, (p + 1) * rb);
+    REP(TAPS1, T1_DECL)
+    VT s0 = 0.0f;
+#if NF == 2
+    VT s1 = 0.0f;
+#endif
+    for (int r = p * rb; r < r1; r++) {
+        const int oh = r % GOH, b = r / GOH;
+        const int ih0 = oh * GSH - GPT;
+        __global const float* xb = x + b * GH * GW;
+        __global const float* drow = dy + r * GOW * GF + f0;
+        for (int ow = 0; ow < GOW; ow++) {
+            const int iw0 = ow * GSW - GPL;
+            const VT d0 = VLD(drow + ow * GF);
+            s0 += d0;
+#if NF == 2
+            const VT d1 = VLD(drow + ow * GF + FV);
+            s1 += d1;
+#endif
+            REP(TAPS1, T1_STEP)
+        }
+    }
+    __global float* out = parts + p * GKH * GKW * GF;
+    REP(TAPS1, T1_STORE)
+    __global float* bout = bias_parts + p * GF;
+    FOR_V(B_STORE_, 0)
+}
+#endif

@@ -34,6 +34,16 @@ def reference(x, w, g, dy):
     return y, dw, dxp[:, g.PT:g.PT + g.H, g.PL:g.PL + g.W]
 
 
+def case(rng, params, shape, n):
+    """A convolution's geometry, filters, input, kernel and output gradient, random."""
+    g = CONV.geometry(_full(params), shape)
+    F = params["filters"]
+    x = rng.standard_normal((n,) + shape).astype(np.float32)
+    w = rng.standard_normal((g.KH, g.KW, g.C, F)).astype(np.float32)
+    dy = rng.standard_normal((n, g.OH, g.OW, F)).astype(np.float32)
+    return g, F, x, w, dy
+
+
 GEOMETRIES = [  # (params, input shape): ragged sizes, strides 2, valid/same/explicit padding
     ({"filters": 16, "kernel_size": [3, 3], "padding": "same"}, (9, 11, 16)),
     ({"filters": 16, "kernel_size": [3, 3], "padding": "same"}, (7, 13, 1)),
@@ -63,12 +73,9 @@ def form(ops, request):
                               .replace(" ", "") for p, s in GEOMETRIES])
 def test_direct_kernels_against_float64(rt, form, rng, params, shape):
     ops = form
-    g = CONV.geometry(_full(params), shape)
-    F, n = params["filters"], 3
-    x = rng.standard_normal((n,) + shape).astype(np.float32)
-    w = rng.standard_normal((g.KH, g.KW, g.C, F)).astype(np.float32)
+    n = 3
+    g, F, x, w, dy = case(rng, params, shape, n)
     b = rng.standard_normal(F).astype(np.float32)
-    dy = rng.standard_normal((n, g.OH, g.OW, F)).astype(np.float32)
     y_ref, dw_ref, dx_ref = reference(x, w, g, dy)
     xd, wd, bd, dyd = (to_dev(rt, a) for a in (x, w, b, dy))
     assert ops._direct_vector(F) is not None
@@ -101,17 +108,77 @@ def test_input_gradient_of_filters_without_a_vector_form(rt, form, rng, F):
     # asked for one and failed with a TypeError in the backward pass
     ops = form
     params, shape = {"filters": F, "kernel_size": [3, 3], "padding": "same"}, (6, 7, 4)
-    g = CONV.geometry(_full(params), shape)
+    n = 2
+    g, F, x, w, dy = case(rng, params, shape, n)
     if not ops.conv_plan(g, F).dx:
         pytest.skip("this form runs the input gradient on the GEMM")
-    n = 2
-    x = rng.standard_normal((n,) + shape).astype(np.float32)
-    w = rng.standard_normal((g.KH, g.KW, g.C, F)).astype(np.float32)
-    dy = rng.standard_normal((n, g.OH, g.OW, F)).astype(np.float32)
     _, _, dx_ref = reference(x, w, g, dy)
     dx = rt.empty(4 * x.size)
     ops.conv_direct_dx(to_dev(rt, dy), to_dev(rt, w), dx, n, g, F)
     np.testing.assert_allclose(from_dev(rt, dx, x.shape), dx_ref, rtol=1e-5, atol=1e-4)
+
+
+ONE_CHANNEL = [  # (params, input shape) with one input channel: padding, strides, dilation
+    ({"filters": 16, "kernel_size": [3, 3], "padding": "same"}, (7, 13, 1)),
+    ({"filters": 32, "kernel_size": [3, 3], "padding": "valid", "strides": [2, 2]}, (9, 10, 1)),
+    ({"filters": 8, "kernel_size": [3, 2], "padding": [[0, 2], [1, 0]],
+      "dilation_rate": [1, 2]}, (6, 7, 1)),
+    ({"filters": 12, "kernel_size": [1, 3], "padding": "same"}, (5, 9, 1)),
+]
+
+
+@pytest.mark.parametrize("params,shape", ONE_CHANNEL,
+                         ids=[f"{p['filters']}f{p['kernel_size']}<-{s}".replace(" ", "")
+                              for p, s in ONE_CHANNEL])
+def test_one_channel_kernel_and_bias_gradients(rt, form, rng, params, shape):
+    # conv_direct_dw1: every tap of a block of filters in one work-item, and the bias's
+    # gradient beside them (forced on where the form's registers would leave it to the
+    # general kernel, so each form's code is checked)
+    ops = form
+    n = 3
+    g, F, x, w, dy = case(rng, params, shape, n)
+    _, dw_ref, _ = reference(x, w, g, dy)
+    old = ops.dw1
+    ops.dw1 = True
+    try:
+        assert ops._dw1_defines(g, F) is not None
+        dw, db = rt.empty(4 * w.size), rt.empty(4 * F)
+        assert ops.conv_direct_dw(to_dev(rt, x), to_dev(rt, dy), dw, n, g, F, db=db)
+        np.testing.assert_allclose(from_dev(rt, dw, w.shape), dw_ref, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(from_dev(rt, db, (F,)), dy.astype(np.float64).sum((0, 1, 2)),
+                                   rtol=1e-5, atol=1e-3)
+        # an empty batch: zeros, the bias's too
+        assert ops.conv_direct_dw(to_dev(rt, x), to_dev(rt, dy), dw, 0, g, F, db=db)
+        assert not from_dev(rt, dw, w.shape).any() and not from_dev(rt, db, (F,)).any()
+    finally:
+        ops.dw1 = old
+
+
+def test_one_channel_layer_trains_the_bias_once(rt, rng):
+    # the layer's backward leaves the bias to the one-channel kernel where it runs, and to
+    # bias_grad elsewhere: the same gradients as the float64 reference either way
+    from layerloom.core.graph import Graph
+    from layerloom.train.model import Model
+    g = Graph()
+    g.add_node("Input", {"shape": [8, 9, 1]}, id="x")
+    g.add_node("Conv2D", {"filters": 16, "kernel_size": [3, 3]}, id="c")
+    g.connect("x", 0, "c", 0)
+    m = Model(g, rt, batch_size=4, seed=2)
+    xs = rng.standard_normal((4, 8, 9, 1)).astype(np.float32)
+    m.load_inputs({"x": xs})
+    m.forward(4, training=True)
+    dy = rng.standard_normal((4, 6, 7, 16)).astype(np.float32)
+    rt.write(m.grad[("c", 0)].buf, dy)
+    m.backward(4)
+    rt.finish()
+    grads = {p.key: rt.read(p.dw.buf, int(np.prod(p.spec.shape)), p.spec.shape)
+             for p in m.params}
+    w = m.get_weights()["c/kernel"]
+    geo = CONV.geometry(_full({"filters": 16, "kernel_size": [3, 3]}), (8, 9, 1))
+    _, dw_ref, _ = reference(xs, w, geo, dy)
+    np.testing.assert_allclose(grads["c/kernel"], dw_ref, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(grads["c/bias"], dy.astype(np.float64).sum((0, 1, 2)),
+                               rtol=1e-5, atol=1e-3)
 
 
 def _full(params):

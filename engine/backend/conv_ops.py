@@ -157,13 +157,21 @@ class ConvOps:
         ct = max(c for c in range(1, min(16, regs) + 1) if g.C % c == 0)
         return self._direct_defines(g, F, fv, nf, (f"CT={ct}",)), fv * nf, ct
 
-    def conv_direct_dw(self, x, dy, dw, n, g, F):
+    def conv_direct_dw(self, x, dy, dw, n, g, F, db=None):
         """dw (KH, KW, C, F) = the kernel gradient, summed over every output position
-        directly, in parts (conv_direct_dw) that sum_parts adds."""
+        directly, in parts (conv_direct_dw) that sum_parts adds. db: the bias gradient's
+        buffer, written here where the one-channel kernel runs (conv_direct_dw1); returns
+        whether it was."""
         size = g.KH * g.KW * g.C * F
         if not n:
             self.fill(dw, size)
-            return
+            if db is not None:
+                self.fill(db, F)
+            return db is not None
+        one = self._dw1_defines(g, F)
+        if one is not None:
+            self._conv_direct_dw1(x, dy, dw, n, g, F, db, *one)
+            return db is not None
         defines, per, ct = self._dw_defines(g, F)
         items = g.KH * g.KW * (F // per) * (g.C // ct)
         rows = n * g.OH
@@ -173,6 +181,38 @@ class ConvOps:
         local = (1, 1, 1) if self.rt.kind == "cpu" else None
         k(self.q, (items // (g.C // ct), g.C // ct, parts), local, x, dy, buf, rows)
         self._sum_parts(buf, parts, size, dw, self._dummy, 0, ACT_ID["linear"], 0)
+        return False
+
+    dw1 = None  # tests: True or False forces whether the one-channel kernel gradient runs
+
+    def _dw1_defines(self, g, F):
+        """(defines, filters per work-item) of conv_direct_dw1, the kernel gradient of one input
+        channel with every tap in one work-item (and the bias), or None where it does not
+        run: more than one channel, filters without a vector form, or more accumulators
+        (taps x vectors, and the bias's) than leave room in the vector registers."""
+        v = self._direct_vector(F)
+        if g.C != 1 or v is None or self.dw1 is False:
+            return None
+        fv, nf = v
+        taps = g.KH * g.KW
+        if (taps + 1) * nf > 2 * self._direct_regs() - 8 and not self.dw1:
+            return None
+        if taps > 16:  # conv_direct.cl's REP
+            return None
+        return self._direct_defines(g, F, fv, nf, (f"TAPS1={taps}",)), fv * nf
+
+    def _conv_direct_dw1(self, x, dy, dw, n, g, F, db, defines, per):
+        rows = n * g.OH
+        parts = max(1, min(rows, cdiv(64 * self.rt.device.max_compute_units, F // per)))
+        size = g.KH * g.KW * F
+        buf = self._scratch("conv_direct_dw", 4 * parts * size)
+        bias_buf = self._scratch("conv_direct_db", 4 * parts * F)
+        local = (1, 1) if self.rt.kind == "cpu" else None
+        self._k("conv_direct", "conv_direct_dw1", defines)(
+            self.q, (F // per, parts), local, x, dy, buf, bias_buf, rows)
+        self._sum_parts(buf, parts, size, dw, self._dummy, 0, ACT_ID["linear"], 0)
+        if db is not None:
+            self._sum_parts(bias_buf, parts, F, db, self._dummy, 0, ACT_ID["linear"], 0)
 
     def _dw_parts(self, g, F, items, rows, size):
         """conv_direct_dw's parts (blocks of output rows, summed after): enough work-items for
@@ -196,7 +236,8 @@ class ConvOps:
         if plan.forward:
             defines.append(self._direct_forward_defines(g, F)[0])
         if backward and plan.dw:
-            defines.append(self._dw_defines(g, F)[0])
+            one = self._dw1_defines(g, F)
+            defines.append(one[0] if one is not None else self._dw_defines(g, F)[0])
         if backward and dx and plan.dx:
             defines += [self._flip_defines(g, F),
                         self._direct_forward_defines(self._dx_geometry(g, F), g.C)[0]]

@@ -175,15 +175,21 @@ class _Conv(ColumnScratch, Layer):
         groups = p.get("groups", 1)
         rows, K, F = s.n * g.OH * g.OW, self._k(g, groups), p["filters"]
         dz = backward_through_activation(ops, s, p["activation"], rows, F)
-        if p["use_bias"]:
-            ops.bias_grad(dz, s.dw["bias"].buf, rows, F)
+        db = s.dw["bias"].buf if p["use_bias"] else None
         if groups > 1:
+            if db is not None:
+                ops.bias_grad(dz, db, rows, F)
             self._grouped_backward(ops, s, g, dz)
             return
         direct, plan = self._direct(g), ops.conv_plan(g, F)
         if plan.dw:
-            ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n, g, F)
+            # the one-channel kernel gradient sums the bias's gradient beside it
+            if not ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n, g, F, db=db) \
+                    and db is not None:
+                ops.bias_grad(dz, db, rows, F)
         else:  # the columns of the forward pass (conv_plan: direct only with a direct dW)
+            if db is not None:
+                ops.bias_grad(dz, db, rows, F)
             cols = s.x[0].buf if direct else s.scratch["cols"].buf
             ops.gemm(K, F, rows, cols, dz, s.dw["kernel"].buf, trans_a=True)
         if s.dx[0] is not None:
