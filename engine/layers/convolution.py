@@ -176,20 +176,17 @@ class _Conv(ColumnScratch, Layer):
         rows, K, F = s.n * g.OH * g.OW, self._k(g, groups), p["filters"]
         dz = backward_through_activation(ops, s, p["activation"], rows, F)
         db = s.dw["bias"].buf if p["use_bias"] else None
+        plan = ops.conv_plan(g, F, groups)  # grouped: no direct pass
+        # the one-channel direct kernel gradient sums the bias's gradient beside it
+        bias_done = plan.dw and ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n,
+                                                   g, F, db=db)
+        if db is not None and not bias_done:
+            ops.bias_grad(dz, db, rows, F)
         if groups > 1:
-            if db is not None:
-                ops.bias_grad(dz, db, rows, F)
             self._grouped_backward(ops, s, g, dz)
             return
-        direct, plan = self._direct(g), ops.conv_plan(g, F)
-        if plan.dw:
-            # the one-channel kernel gradient sums the bias's gradient beside it
-            if not ops.conv_direct_dw(s.x[0].buf, dz, s.dw["kernel"].buf, s.n, g, F, db=db) \
-                    and db is not None:
-                ops.bias_grad(dz, db, rows, F)
-        else:  # the columns of the forward pass (conv_plan: direct only with a direct dW)
-            if db is not None:
-                ops.bias_grad(dz, db, rows, F)
+        direct = self._direct(g)
+        if not plan.dw:  # the columns of the forward pass (conv_plan: direct only with a direct dW)
             cols = s.x[0].buf if direct else s.scratch["cols"].buf
             ops.gemm(K, F, rows, cols, dz, s.dw["kernel"].buf, trans_a=True)
         if s.dx[0] is not None:
