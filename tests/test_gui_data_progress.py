@@ -12,16 +12,25 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QTimer, Qt  # noqa: E402
 
 from layerloom.app.editing.document import Document  # noqa: E402
+from layerloom.app.panels.data_panel import _Inspector  # noqa: E402
 from test_data_progress import wine_like, wine_project  # noqa: E402
 
 SHOTS = os.environ.get("LAYERLOOM_SHOTS")  # a folder: the tab mid-read is saved there
 
 
 @pytest.fixture
-def big_csv_window(win, tmp_path):
+def big_csv_window(win, tmp_path, monkeypatch):
     """The window on a project whose CSV takes a few seconds to read (~600k rows, 60 MB; 300k
     read in under a second once the reader thread no longer ran Python's cycle collector,
-    app/window/gc_guard.py, and the read ended before the test's Cancel)."""
+    app/window/gc_guard.py, and the read ended before the test's Cancel). The read also waits
+    50 ms at each progress call (one a MiB read), so it lasts at least 3 s on any machine: on
+    a quick one the 600k rows had been read before the test's Cancel."""
+    original = _Inspector._progress
+
+    def slowed(self, *args, **kwargs):
+        time.sleep(0.05)
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(_Inspector, "_progress", slowed)
     path, _ = wine_project(tmp_path, wine_like(tmp_path / "big.csv", 600_000))
     win.set_document(Document.open(path))
     win.output_tabs.setCurrentWidget(win.data_tab)
@@ -51,9 +60,10 @@ def test_the_data_tab_shows_progress_and_cancel_stops_it(big_csv_window, qtbot, 
     assert pct < 100
     last[0] = time.perf_counter()
     gaps.clear()
-    qtbot.wait(500)  # still reading: the window's events keep coming (counted, not timed:
-    # a strict gap failed on CI's busy cores at 0.34 s)
-    assert "Reading big.csv" in panel.status.text() and len(gaps) >= 3, gaps
+    # still reading: the window's events keep coming (counted, not timed: a strict gap failed
+    # on CI's busy cores at 0.34 s)
+    qtbot.waitUntil(lambda: len(gaps) >= 3, timeout=10_000)
+    assert "Reading big.csv" in panel.status.text(), gaps
     qtbot.mouseClick(panel.read_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.worker is None, timeout=10_000)
     timer.stop()
