@@ -227,3 +227,14 @@ def test_a_device_is_found_by_its_platform_version(monkeypatch):
     monkeypatch.setattr(runtime, "list_devices", lambda: [a, b])
     assert runtime.choose_device("pocl 3.0", probe=lambda p, d: Capabilities()).name == "y"
     assert runtime.choose_device("PoCL 3.1", probe=lambda p, d: Capabilities()).name == "x"
+
+
+def test_a_compiler_that_drops_the_cpus_avx512_comes_with_advice():
+    narrow = Capabilities(widths=(4, 8), refused={16: "changes the ABI"}, target="znver3",
+                          native_width=16)
+    assert narrow.advice.startswith("this CPU has AVX-512, but this driver's compiler targets "
+                                    "znver3 (8-wide kernels)")
+    assert "pocl-opencl-icd" in narrow.advice and "Intel's CPU runtime" in narrow.advice
+    assert Capabilities(native_width=16).advice == ""  # it takes them
+    assert Capabilities(widths=(4, 8), native_width=8).advice == ""  # an AVX2 CPU
+    assert Capabilities(widths=(4, 8), refused={16: "x"}, native_width=8).advice == ""

@@ -132,3 +132,22 @@ def test_an_unexpected_failure_is_named_by_its_command_not_training(command, wor
     err = capsys.readouterr().err
     assert f"layerloom: error: {word} failed: ValueError: input operand" in err
     assert "training" not in err
+
+
+def test_a_driver_that_drops_the_cpus_avx512_is_said_with_the_fix(monkeypatch, capsys,
+                                                                   tmp_path):
+    """On an AMD Zen 4 with only the bundled PoCL 3.0 (its compiler targets znver3, 8-wide),
+    the example CNN trained at PyTorch CPU's speed, against 0.58x on Debian's PoCL 3.1: a run
+    there says so and how to get the AVX-512 one, beside the device it names."""
+    from layerloom.backend.capabilities import Capabilities
+    from layerloom.cli import main as cli
+    narrow = Capabilities(widths=(4, 8), refused={16: "changes the ABI"}, target="znver3",
+                          native_width=16)
+    monkeypatch.setattr("layerloom.backend.runtime._probe_capabilities", lambda dev: narrow)
+    assert cli.main(["--run", os.path.join(EXAMPLES, "spirals.loom"), "--epochs", "1",
+                     "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith("Layerloom: training"))
+    assert out[at + 1].startswith("Note: this CPU has AVX-512, but this driver's compiler "
+                                  "targets znver3 (8-wide kernels)")
+    assert "apt-get install pocl-opencl-icd" in out[at + 1]

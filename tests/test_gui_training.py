@@ -236,6 +236,9 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
     if device_kind(default.dev) == "cpu":  # a CPU by its driver: one CPU may have several
         assert default.dev.driver_version.strip() in combo.itemText(0)
     assert combo.itemData(0) is None and combo.count() == len(choices) + 1
+    # auto's tooltip: why, and what to install where the driver drops the CPU's AVX-512
+    advice = default.caps.advice
+    assert combo.itemData(0, Qt.ToolTipRole) == default.why + (f"\n{advice}" if advice else "")
     for i, c in enumerate(choices, start=1):
         assert combo.itemData(i) == f"{c.pi}:{c.di}"
         assert combo.itemData(i, Qt.ToolTipRole) == c.why

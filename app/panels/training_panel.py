@@ -190,7 +190,9 @@ class TrainingPanel(OutputRows, QWidget):
         default = next((c for c in choices if c.default), None)
         self.device.addItem(f"auto: {default.pi}:{default.di} {short_name(default)}"
                             if default else "auto (no device works: see each one)", None)
-        self.device.setItemData(0, default.why if default else "", Qt.ToolTipRole)
+        advice = default.caps.advice if default and default.caps else ""
+        self.device.setItemData(0, (default.why + (f"\n{advice}" if advice else ""))
+                                if default else "", Qt.ToolTipRole)
         for c in choices:
             self.device.addItem(f"{c.pi}:{c.di} {describe_device(c.plat, c.dev)}",
                                 f"{c.pi}:{c.di}")
