@@ -156,8 +156,9 @@ def survey(probe_all=False, probe=None):
                 kind = device_kind(c.dev)
                 c.why = (f"the default: the only {kind} that works ({c.caps.describe()})"
                          if len(usable) == 1 else
-                         f"the default: the {kind} with the widest vectors, its GEMM within "
-                         f"{100 - round(100 * LIKE_GEMM)}% of the fastest ({c.caps.describe()})"
+                         f"the default: the {kind} that works ({c.caps.describe()}) with the "
+                         f"widest vectors, its GEMM within {100 - round(100 * LIKE_GEMM)}% of "
+                         "the fastest"
                          if by_width else
                          f"the default: the fastest {kind} that works ({c.caps.describe()})")
             elif c.caps.vector_width < best.caps.vector_width and \

@@ -100,10 +100,11 @@ def build_parser():
     return p
 
 
-def list_devices(out=sys.stdout):
+def list_devices(out=None):
     """Every OpenCL device, what the capabilities probe found (the first listing on a machine
     probes each device in a child process: a few seconds), and why it is or is not the
     default."""
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     from layerloom.backend.runtime import describe_device, survey
     choices = survey(probe_all=True)
     if not choices:

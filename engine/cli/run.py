@@ -184,10 +184,11 @@ def reading_line(dataset):
     return f"Reading the data: {what} ({d.get('source') or 'no source'})\n"
 
 
-def run(args, out=sys.stdout, proj=None, record_into=None):
+def run(args, out=None, proj=None, record_into=None):
     """proj: the project already loaded and changed (a sweep's trial; args.run names its
     file); record_into: {"folder", "extra"}, where the run's record goes (default the output
     folder) with fields to add to it; its "id" is set once it is recorded."""
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     from layerloom.train.session import Session
     from layerloom.data.prepare import prepare_data
     path = args.run

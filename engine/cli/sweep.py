@@ -44,7 +44,8 @@ def read_spec(spec_arg, proj):
     return spec
 
 
-def sweep(args, out=sys.stdout):
+def sweep(args, out=None):
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     path, spec_arg = args.sweep
     proj = projectfile.load(path)
     where = spec_arg if os.path.isfile(spec_arg) else "the sweep spec"

@@ -28,7 +28,8 @@ def _load(path, device):
     return model
 
 
-def predict(args, out=sys.stdout):
+def predict(args, out=None):
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     from layerloom.data import inputs
     if not args.input:
         raise LayerloomError("--predict needs --input FILE (.npy, .npz, .csv, an image or a "
@@ -101,8 +102,9 @@ def _label_column(model):
     return labels[0] if isinstance(labels, list) and len(labels) == 1 else None
 
 
-def evaluate(args, out=sys.stdout):
+def evaluate(args, out=None):
     """Loss and metrics on the project's test split, or on a labelled --input file."""
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     from layerloom.data import inputs
     model = _load(args.evaluate, args.device)
     if args.input:
@@ -132,7 +134,8 @@ def _split_labelled(model, f):
     return x, y
 
 
-def export(args, out=sys.stdout):
+def export(args, out=None):
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     if not args.to:
         raise LayerloomError("--export needs --to FILE (.onnx, .keras, or a .py script with "
                              "--format keras-code or pytorch-code)")
@@ -142,8 +145,9 @@ def export(args, out=sys.stdout):
     return EXIT_OK
 
 
-def import_onnx(args, out=sys.stdout):
+def import_onnx(args, out=None):
     """--import MODEL (.onnx, .keras, .h5) --to PROJECT.loom."""
+    out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
     if not args.to or not args.to.endswith(".loom"):
         raise LayerloomError("--import needs --to PROJECT.loom")
     from layerloom import interop

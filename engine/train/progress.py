@@ -16,7 +16,8 @@ def metrics_text(logs, skip=NOT_FIGURES):
 class ConsoleProgress(Callback):
     """One line per epoch; a live progress bar too when stdout is a terminal."""
 
-    def __init__(self, epochs, out=sys.stdout):
+    def __init__(self, epochs, out=None):
+        out = sys.stdout if out is None else out  # sys.stdout at the call, not at import
         self.epochs, self.out = epochs, out
         self.tty = out.isatty()
         self.width = len(str(epochs))
