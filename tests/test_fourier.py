@@ -232,7 +232,10 @@ def test_keras_export_is_keras_ops_fft2_and_imports_back_as_the_layer(rt, rng, t
     real, _ = keras.ops.fft2((keras.ops.convert_to_tensor(x), keras.ops.zeros_like(x)))
     close(np.asarray(mixed.predict(x, verbose=0)), keras.ops.convert_to_numpy(real))
     got = np.asarray(model.predict(x, verbose=0))
-    assert float(np.abs(got - want).max()) <= 1e-5
+    # against Keras: 1e-6 of the outputs' scale (they reach ~74, where a float32 step is 7.6e-6:
+    # an absolute 1e-5 was under two steps, and failed at 1.5e-5 on an AMD Zen 4's PyTorch)
+    tol = 1e-6 * max(1.0, float(np.abs(want).max()))
+    assert float(np.abs(got - want).max()) <= tol
     path = str(tmp_path / "m.keras")
     interop_export(loom.Project(g), ws, path)
     back, back_ws = keras_import.read(path)
@@ -241,4 +244,4 @@ def test_keras_export_is_keras_ops_fft2_and_imports_back_as_the_layer(rt, rng, t
     again = predict(rt, back.graph, x, back_ws)
     assert float(np.abs(again - want).max()) <= 1e-6
     loaded = keras.saving.load_model(path, compile=False)
-    assert float(np.abs(np.asarray(loaded.predict(x, verbose=0)) - want).max()) <= 1e-5
+    assert float(np.abs(np.asarray(loaded.predict(x, verbose=0)) - want).max()) <= tol
