@@ -102,7 +102,7 @@ def test_a_torch_3d_cnn_exported_to_onnx_imports_and_comes_back_from_our_onnx(tm
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from test_onnx_import import _torch_export
+    from test_onnx_import_graphs import _torch_export
     from layerloom.interop import onnx_import
     torch.manual_seed(2)
     x = np.random.default_rng(1).standard_normal((3, 2, 8, 9, 10)).astype(np.float32)
@@ -195,7 +195,7 @@ def test_a_torch_mean_over_a_volumes_cells_imports_as_a_global_pooling(tmp_path,
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from test_onnx_import import _torch_export
+    from test_onnx_import_graphs import _torch_export
     from layerloom.interop import onnx_import
     nn = torch.nn
 

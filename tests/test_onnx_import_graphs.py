@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
 
 from layerloom.api import Model  # noqa: E402
 from layerloom.core.errors import DataError  # noqa: E402
