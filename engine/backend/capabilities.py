@@ -84,8 +84,8 @@ class Capabilities:
         compiler = f"targets {self.target}" if self.target else "refuses 16-wide vectors"
         return (f"this CPU has AVX-512, but this driver's compiler {compiler} "
                 f"({self.vector_width}-wide kernels); Debian's PoCL 3.1 (`sudo apt-get install "
-                "pocl-opencl-icd`) or Intel's CPU runtime (docs/devices.md) compile for "
-                "AVX-512, and trained the example CNN 1.7x as fast on an AMD Zen 4")
+                "pocl-opencl-icd`) compiles for AVX-512 and trained the example CNN 1.7x as "
+                "fast on an AMD Zen 4 (docs/devices.md)")
 
     def describe(self):
         """A few words for --list-devices and the editor's device list."""
