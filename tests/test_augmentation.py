@@ -1,6 +1,7 @@
-"""The preprocessing and augmentation layers (engine/layers/preprocessing.py, kernels in
-clkernels/augment.cl) beyond the harness of test_layers.py, which checks them at inference
-(the random ones are the identity there; RandomCrop its centre box resized):
+"""The preprocessing and augmentation layers (engine/layers/preprocessing.py and
+preprocessing_values.py, kernels in clkernels/augment.cl) beyond the harness of test_layers.py,
+which checks them at inference (the random ones are the identity there; RandomCrop its centre
+box resized):
 
 - while training, each random layer's output is its float64 reference through the transform it
   drew (read back from its scratch buffer), and its input gradient is the finite differences of

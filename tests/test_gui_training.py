@@ -244,6 +244,24 @@ def test_device_list_agrees_with_list_devices(win, qtbot):
         assert combo.itemData(i, Qt.ToolTipRole) == c.why
 
 
+def test_auto_says_what_to_install_where_the_driver_drops_the_cpus_avx512(win, qtbot):
+    """The bundled PoCL 3.0 on an AMD Zen 4 (its compiler targets znver3): auto's tooltip says
+    why it is the default and, on a line of its own, what to install for AVX-512."""
+    from PySide6.QtCore import Qt
+    from layerloom.backend.capabilities import Capabilities
+    from layerloom.backend.runtime import Choice
+    from test_capabilities import fake_device, fake_platform
+    qtbot.waitUntil(lambda: not win.training.device_survey.isRunning(), timeout=120000)
+    narrow = Capabilities(widths=(4, 8), refused={16: "changes the ABI"}, target="znver3",
+                          native_width=16, gflops=123.0)
+    only = Choice(0, 0, fake_platform(), fake_device(), caps=narrow,
+                  why="the default: the only cpu that works (...)", default=True)
+    win.training._devices_found([only])
+    tip = win.training.device.itemData(0, Qt.ToolTipRole).split("\n")
+    assert tip[0] == "the default: the only cpu that works (...)"
+    assert tip[1] == narrow.advice and "pocl-opencl-icd" in tip[1]
+
+
 @pytest.mark.slow
 def test_stop_then_continue_equals_an_uninterrupted_run(win, qtbot):
     """Stop, then Continue: the run goes on where it stopped (weights, optimizer, position) and

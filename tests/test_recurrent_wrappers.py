@@ -1,6 +1,6 @@
-"""Recurrent wrappers (engine/layers/recurrent.py): Bidirectional read from models Keras itself
-built and saved (.keras and legacy .h5), with random weights, predicting what Keras does
-within 1e-5; what has no Layerloom form refused by name. The numerics (forward against the
+"""Recurrent wrappers (engine/layers/recurrent_bidirectional.py): Bidirectional read from models
+Keras itself built and saved (.keras and legacy .h5), with random weights, predicting what Keras
+does within 1e-5; what has no Layerloom form refused by name. The numerics (forward against the
 float64 reference, backward by finite differences) and the ONNX, PyTorch and Keras exports of
 every example run in tests/test_layers.py and the export tests from the declaration."""
 import os

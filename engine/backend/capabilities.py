@@ -11,7 +11,8 @@ So each device is probed once per driver and kernel version, in a child process
 compiler that crashes takes the child down and not the caller: a tiny program per float vector
 width (4, 8, 16) is built with -Werror and run against numpy; then Layerloom's kernel library
 and a GEMM with the chosen register tile are built and checked exactly, and the GEMM is timed
-(the default device is the fastest one that works). If the child dies, the stage it had
+(the default device is the fastest one that works; among CPUs with GEMMs within 15%, the one
+with the widest vectors: runtime._best). If the child dies, the stage it had
 started is known: a width whose build crashed is dropped and the rest is probed again; a crash
 in the library makes the device unusable, with the reason. The answers are kept in
 <cache>/devices.json (LAYERLOOM_CACHE_DIR, else $XDG_CACHE_HOME/layerloom, else
@@ -76,16 +77,19 @@ class Capabilities:
 
     @property
     def advice(self):
-        """What to install where the compiler drops the vectors the CPU has ("" elsewhere): on
-        an AMD Zen 4 the bundled PoCL 3.0 compiles for znver3, and Debian's PoCL 3.1 trained the
-        example CNN 1.7x as fast (8.4 s an epoch against 14.1, docs/devices.md)."""
-        if not (self.usable and 16 in self.refused and self.native_width >= 16):
+        """What to install where the compiler drops the AVX-512 the CPU has ("" elsewhere): on
+        an AMD Zen 4 PoCL 3.0's LLVM 14 compiles for znver3 (AVX2), and Debian's PoCL 3.1 (for
+        skylake-avx512) trained the example CNN 1.5-1.7x as fast (docs/devices.md). Said only
+        where the target names an AMD CPU without AVX-512 (znver1-3): a refusal of 16-wide
+        vectors for another reason has no known fix to offer."""
+        if not (self.usable and 16 in self.refused and self.native_width >= 16
+                and self.target in ("znver1", "znver2", "znver3")):
             return ""
-        compiler = f"targets {self.target}" if self.target else "refuses 16-wide vectors"
-        return (f"this CPU has AVX-512, but this driver's compiler {compiler} "
-                f"({self.vector_width}-wide kernels); Debian's PoCL 3.1 (`sudo apt-get install "
-                "pocl-opencl-icd`) compiles for AVX-512 and trained the example CNN 1.7x as "
-                "fast on an AMD Zen 4 (docs/devices.md)")
+        return (f"this CPU has AVX-512, but this driver's compiler targets {self.target} "
+                f"({self.vector_width}-wide kernels); a PoCL 3.1 or newer (Debian 12: `sudo "
+                "apt-get install pocl-opencl-icd`) compiles for AVX-512 and trained the example "
+                "CNN 1.5-1.7x as fast on an AMD Zen 4; once installed it is the default "
+                "(docs/devices.md)")
 
     def describe(self):
         """A few words for --list-devices and the editor's device list."""

@@ -115,26 +115,32 @@ class Choice:
 # is preferred: on an AMD Zen 4 the bundled PoCL 3.0 (znver3, 8-wide) timed its GEMM at 123
 # GFLOP/s and Debian's PoCL 3.1 (AVX-512, 16-wide) at 122, and 3.1 trained the example CNN in
 # 8.4 s an epoch against 14.1 (the MLP 0.58 against 0.70): the probe's one GEMM does not see
-# the convolutions, poolings and elementwise kernels, which run at the vector width.
+# the convolutions, poolings and elementwise kernels, which run at the vector width on CPUs.
 LIKE_GEMM = 0.85
 
 
 def _best(usable):
-    """The default among usable choices of one kind: the fastest GEMM, or, within LIKE_GEMM of
-    it, the widest vectors (then the fastest GEMM). Returns (best, whether the width decided)."""
+    """The default among usable choices: the fastest GEMM, or where that is a CPU's, the CPU
+    with the widest vectors among those within LIKE_GEMM of it (then the fastest GEMM). Only
+    CPU kernels run at the vector width; with no GEMM timed, the first. Returns (best, whether
+    the width decided)."""
     if not usable:
         return None, False
     fastest = max(usable, key=lambda c: c.caps.gflops or 0.0)
-    like = [c for c in usable if (c.caps.gflops or 0.0) >= LIKE_GEMM * (fastest.caps.gflops or 0.0)]
-    best = max(like, key=lambda c: (c.caps.vector_width, c.caps.gflops or 0.0))
+    if device_kind(fastest.dev) != "cpu" or not fastest.caps.gflops:
+        return fastest, False
+    like = [c for c in usable if device_kind(c.dev) == "cpu"
+            and (c.caps.gflops or 0.0) >= LIKE_GEMM * fastest.caps.gflops]
+    best = max(like, key=lambda c: (c.caps.vector_width, c.caps.gflops))
     return best, best.caps.vector_width > fastest.caps.vector_width
 
 
 def survey(probe_all=False, probe=None):
     """Every device with the default's reasoning: a real GPU first, then an accelerator,
     then the CPU, and within each kind the fastest that works (its GEMM, timed by the
-    capabilities probe); never a simulator (Oclgrind, llvmpipe). Devices past the chosen
-    kind are probed only with probe_all (--list-devices)."""
+    capabilities probe; among CPUs within LIKE_GEMM of the fastest, the widest vectors: _best);
+    never a simulator (Oclgrind, llvmpipe). Devices past the chosen kind are probed only with
+    probe_all (--list-devices)."""
     probe = probe or capabilities.of
     found = [Choice(*f) for f in list_devices()]
     chosen = None
@@ -161,10 +167,10 @@ def survey(probe_all=False, probe=None):
                          "the fastest"
                          if by_width else
                          f"the default: the fastest {kind} that works ({c.caps.describe()})")
-            elif c.caps.vector_width < best.caps.vector_width and \
+            elif by_width and c.caps.vector_width < best.caps.vector_width and \
                     (c.caps.gflops or 0.0) >= (best.caps.gflops or 0.0):
-                c.why = (f"works ({c.caps.describe()}), but narrower vectors than "
-                         f"{best.pi}:{best.di}, whose convolutions and other kernels run faster")
+                c.why = (f"works ({c.caps.describe()}); {best.pi}:{best.di} has wider vectors "
+                         f"and a GEMM within {100 - round(100 * LIKE_GEMM)}%, so it comes first")
             else:
                 c.why = (f"works ({c.caps.describe()}), slower than "
                          f"{best.pi}:{best.di}")
@@ -183,7 +189,8 @@ def survey(probe_all=False, probe=None):
 def choose_device(spec=None, probe=None):
     """Pick a device. spec: None (use $LAYERLOOM_DEVICE, else the default of survey()), 'gpu',
     'cpu', 'P:D' (platform and device index as printed by --list-devices), or part of the
-    device's name or its platform's name and version ('pocl 3.1')."""
+    device's name or its platform's name and version ('pocl 3.1'). Where the spec matches
+    several devices that work, the same rule as the default's picks one (_best)."""
     probe = probe or capabilities.of
     found = list_devices()
     source = "--device"

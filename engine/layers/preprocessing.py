@@ -1,7 +1,8 @@
 """The preprocessing layers that move pixels: Resizing, CenterCrop and the geometric
 augmentation layers (RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomCrop),
 Keras' names, parameters and defaults; the ones that change values (RandomContrast,
-RandomBrightness, Rescaling) are in preprocessing_values.py, with the parameters kept here.
+RandomBrightness, Rescaling) are in preprocessing_values.py, which takes Factor and the
+helpers they share from here.
 
 The augmentation layers act while training only and pass their input through at inference
 (RandomCrop: its center crop and resize, so that its output keeps the declared size). Their
@@ -23,7 +24,7 @@ from layerloom.core.registry import (get_layer, KerasForm, Layer, OnnxForm, Onnx
                                      ShapeError, TorchForm)
 
 
-# -- parameters: Keras' factor (a number or a [lower, upper] pair) and value_range -------------
+# -- parameters: Keras' factor (a number or a [lower, upper] pair) ------------------------------
 def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 

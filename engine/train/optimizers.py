@@ -104,8 +104,8 @@ class Optimizer(ABC):
         lr = float(self.current_lr())
         self.iterations += 1
         trainable = [p for p in model.params if p.dw is not None]
-        sizes = [p.w.size for p in trainable]  # (np.prod per weight per step: 13% of the
-        # MLP's host time a step, py-spy)
+        # (np.prod of each shape here, every step, was 13% of the MLP's host time: py-spy)
+        sizes = [p.w.size for p in trainable]
         if c.get("clipvalue", 0) > 0:
             for p, n in zip(trainable, sizes):
                 ops.clip_value(p.dw.buf, n, c["clipvalue"])
