@@ -117,6 +117,7 @@ class Choice:
 # 8.4 s an epoch against 14.1 (the MLP 0.58 against 0.70): the probe's one GEMM does not see
 # the convolutions, poolings and elementwise kernels, which run at the vector width on CPUs.
 LIKE_GEMM = 0.85
+LIKE_GEMM_WORDS = f"{100 - round(100 * LIKE_GEMM)}%"  # as --list-devices says it
 
 
 def _best(usable):
@@ -163,14 +164,13 @@ def survey(probe_all=False, probe=None):
                 c.why = (f"the default: the only {kind} that works ({c.caps.describe()})"
                          if len(usable) == 1 else
                          f"the default: the {kind} that works ({c.caps.describe()}) with the "
-                         f"widest vectors, its GEMM within {100 - round(100 * LIKE_GEMM)}% of "
-                         "the fastest"
+                         f"widest vectors, its GEMM within {LIKE_GEMM_WORDS} of the fastest"
                          if by_width else
                          f"the default: the fastest {kind} that works ({c.caps.describe()})")
             elif by_width and c.caps.vector_width < best.caps.vector_width and \
                     (c.caps.gflops or 0.0) >= (best.caps.gflops or 0.0):
                 c.why = (f"works ({c.caps.describe()}); {best.pi}:{best.di} has wider vectors "
-                         f"and a GEMM within {100 - round(100 * LIKE_GEMM)}%, so it comes first")
+                         f"and a GEMM within {LIKE_GEMM_WORDS}, so it comes first")
             else:
                 c.why = (f"works ({c.caps.describe()}), slower than "
                          f"{best.pi}:{best.di}")

@@ -219,8 +219,9 @@ def run(args, out=None, proj=None, record_into=None):
                       initial_weights=initial)
     n_train, n_val, n_test = _sample_counts(proj, data)
     out.write(f"Layerloom: training {path} on {session.runtime.describe()}\n")
-    if session.runtime.caps.advice:
-        out.write(f"Note: {session.runtime.caps.advice}\n")
+    advice = session.runtime.caps.advice
+    if advice:
+        out.write(f"Note: {advice}\n")
     out.write(f"Data: {data.description}: {n_train} training, {n_val} validation, "
               f"{n_test} test samples\n")
     out.write(f"Model: {len(proj.graph.nodes)} layers, {session.model.param_count():,} "

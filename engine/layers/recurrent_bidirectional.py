@@ -9,10 +9,10 @@ from layerloom.core.params import Bool, Choice, Int
 from layerloom.core.registry import (KerasForm, Layer, OnnxForm, ShapeError, TorchForm,
                                      WeightSpec, register)
 from layerloom.layers.kit import weight_params
-from layerloom.layers.recurrent import (GRU, LSTM, _GATES, _RNN_OPS, _SIMPLE_ACTS, SimpleRNN,
-                                        _keep, _Masked, _no_mask_onnx, _recurrent_keras_in,
-                                        _recurrent_op, _torch_init, _torch_loop,
-                                        _unrolled_rnn, _with_mask)
+from layerloom.layers.recurrent import GRU, LSTM, _SIMPLE_ACTS, SimpleRNN, _keep, _Masked
+from layerloom.layers.recurrent_forms import (_GATES, _RNN_OPS, _no_mask_onnx,
+                                              _recurrent_keras_in, _recurrent_op, _torch_init,
+                                              _torch_loop, _unrolled_rnn, _with_mask)
 
 # -- Bidirectional ---------------------------------------------------------------------------
 _MERGES = ("concat", "sum", "mul", "ave", "none")

@@ -19,7 +19,8 @@ from layerloom.core.registry import (KerasForm, Layer, OnnxForm, ShapeError, Tor
                                      WeightSpec, get_layer, register)
 from layerloom.layers.convolution import _conv_axes, onnx_conv_attrs, torch_conv_padding
 from layerloom.layers.kit import weight_params
-from layerloom.layers.recurrent import _SIMPLE_ACTS, _sig, _unit_forget_bias
+from layerloom.layers.recurrent import _SIMPLE_ACTS, _sig
+from layerloom.layers.recurrent_forms import _unit_forget_bias
 
 
 def _frame_conv(p, filters, padding=None, strides=None, dilation=None, use_bias=None):
